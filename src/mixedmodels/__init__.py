@@ -1,0 +1,33 @@
+"""mixedmodels: linear mixed-effects models in lme4's formula language, for Python.
+
+>>> import mixedmodels as mm
+>>> df = mm.datasets.load("sleepstudy")
+>>> fit = mm.lmer("Reaction ~ Days + (Days | Subject)", df)
+"""
+
+from mixedmodels import datasets, errors
+from mixedmodels.api import lmer, lmer_problem, refit
+from mixedmodels.errors import (
+    ColumnNotFoundError,
+    DataError,
+    FormulaError,
+    MixedModelsError,
+    MixedModelsWarning,
+)
+from mixedmodels.results.fit import LmerFit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ColumnNotFoundError",
+    "DataError",
+    "FormulaError",
+    "LmerFit",
+    "MixedModelsError",
+    "MixedModelsWarning",
+    "datasets",
+    "errors",
+    "lmer",
+    "lmer_problem",
+    "refit",
+]

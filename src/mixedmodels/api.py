@@ -1,0 +1,129 @@
+"""Public entry points: short functions chaining parse -> design -> engine -> optimizer."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from mixedmodels.core.lmm import LmmProblem
+from mixedmodels.design import build_design
+from mixedmodels.errors import ConvergenceWarning, RowsDroppedWarning, SingularFitWarning
+from mixedmodels.optim import OptimizeResult, minimize_bounded
+from mixedmodels.results.fit import LmerFit
+
+BOUNDARY_TOLERANCE = 1e-5  # lme4's lmerControl(boundary.tol = 1e-5)
+
+
+def lmer_problem(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    reml: bool = True,
+    weights=None,
+    offset=None,
+):
+    """Design and objective without fitting (lme4's ``lFormula`` + ``mkLmerDevfun``).
+
+    Returns
+    -------
+    (ModelDesign, LmmProblem)
+        ``problem.objective(theta)`` is the REML criterion or deviance at ``theta``.
+    """
+    design = build_design(formula, data, weights=weights, offset=offset)
+    y = design.y if design.offset is None else design.y - design.offset
+    problem = LmmProblem([t.block for t in design.terms], design.X, y, design.weights, reml)
+    return design, problem
+
+
+def optimize_problem(problem: LmmProblem, start: np.ndarray | None = None) -> OptimizeResult:
+    """Minimize the objective over theta from lme4's start, then try the boundary.
+
+    As lme4's ``check.boundary``: parameters bounded at 0 that end within 1e-5 of it are set
+    to exactly 0 when that does not raise the objective.
+    """
+    lower = problem.theta_lower_bounds()
+    x0 = problem.theta_start() if start is None else np.asarray(start, dtype=float)
+    result = minimize_bounded(problem.objective, x0, lower)
+    theta = result.x.copy()
+    best = result.fun
+    near = (lower == 0) & (theta < BOUNDARY_TOLERANCE) & (theta != 0)
+    if near.any():
+        trial = theta.copy()
+        trial[near] = 0.0
+        value = problem.objective(trial)
+        if value <= best:
+            theta, best = trial, value
+    return OptimizeResult(theta, best, result.n_evaluations, result.converged, result.message)
+
+
+def lmer(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    reml: bool = True,
+    weights=None,
+    offset=None,
+    start: np.ndarray | None = None,
+    data_name: str | None = None,
+) -> LmerFit:
+    """Fit a linear mixed-effects model written in lme4's formula language.
+
+    Parameters
+    ----------
+    formula : str
+        e.g. ``"Reaction ~ Days + (Days | Subject)"``; bar terms ``(x | g)``, ``(x || g)``,
+        ``(1 | a/b)``, ``(1 | a:b)``; the fixed part in formulaic (R-like) syntax.
+    data : DataFrame
+        Never modified. Rows with missing values in used columns are dropped and counted.
+    reml : bool
+        REML (default) or maximum likelihood.
+    weights, offset : str or array-like, optional
+        Prior weights / offset: a column name or one value per row.
+    start : array-like, optional
+        Starting theta (lme4's order); lme4's default (identity) otherwise.
+    data_name : str, optional
+        Name printed on the summary's ``Data:`` line.
+
+    Returns
+    -------
+    LmerFit
+    """
+    design, problem = lmer_problem(formula, data, reml=reml, weights=weights, offset=offset)
+    if design.n_dropped:
+        warnings.warn(
+            f"{design.n_dropped} row(s) with missing values dropped", RowsDroppedWarning,
+            stacklevel=2,
+        )
+    result = optimize_problem(problem, start)
+    solution = problem.solve(result.x)
+    fit = LmerFit(design, problem, solution, result, data_name=data_name)
+    if not result.converged:
+        warnings.warn(f"optimizer: {result.message}", ConvergenceWarning, stacklevel=2)
+    if fit.is_singular:
+        warnings.warn(
+            "boundary (singular) fit: a random-effect variance is (near) zero",
+            SingularFitWarning,
+            stacklevel=2,
+        )
+    return fit
+
+
+def refit(fit: LmerFit, y) -> LmerFit:
+    """Refit the same model to a new response without rebuilding its structure."""
+    y = np.asarray(y, dtype=float)
+    design = fit.design
+    if y.shape != (design.n,):
+        raise ValueError(f"new response must have {design.n} values, got shape {y.shape}")
+    offset = 0.0 if design.offset is None else design.offset
+    problem = fit.problem.with_response(y - offset)
+    result = optimize_problem(problem, fit.theta)
+    new_design = _with_y(design, y)
+    return LmerFit(new_design, problem, problem.solve(result.x), result, fit.data_name)
+
+
+def _with_y(design, y):
+    from dataclasses import replace
+
+    return replace(design, y=y)

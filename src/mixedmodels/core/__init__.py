@@ -1,0 +1,1 @@
+"""The numeric core: cross-product blocks, the profiled objective, PLS solutions."""

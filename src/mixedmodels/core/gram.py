@@ -1,0 +1,99 @@
+"""The blocks of ``A = [Z_1 .. Z_k X y]' W [Z_1 .. Z_k X y]``, computed once in O(n).
+
+Everything the objective needs for any theta is in these blocks; no later step touches
+the n rows again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from mixedmodels.core.terms import RandomBlock
+
+
+@dataclass(frozen=True)
+class Gram:
+    """Cross products in the engine's block order.
+
+    Attributes
+    ----------
+    diagonal : list of ndarray (l_k, p_k, p_k)
+        ``Z_k' W Z_k``, block diagonal because each row belongs to one level.
+    off_diagonal : dict (j, k) -> csr_matrix, j > k
+        ``Z_j' W Z_k``.
+    xy_random : list of ndarray (m, l_k * p_k)
+        ``[X y]' W Z_k`` with ``m = n_fixed + 1``.
+    xy_xy : ndarray (m, m)
+        ``[X y]' W [X y]``.
+    """
+
+    diagonal: list[np.ndarray]
+    off_diagonal: dict[tuple[int, int], sp.csr_matrix]
+    xy_random: list[np.ndarray]
+    xy_xy: np.ndarray
+
+
+def grouped_cross_products(
+    codes: np.ndarray, n_levels: int, left: np.ndarray, right: np.ndarray, weights: np.ndarray | None
+) -> np.ndarray:
+    """Per-level sums ``sum_{r in level} w_r left[r, a] right[r, b]``, shape (l, a, b)."""
+    out = np.empty((n_levels, left.shape[1], right.shape[1]))
+    for a in range(left.shape[1]):
+        lw = left[:, a] if weights is None else left[:, a] * weights
+        for b in range(right.shape[1]):
+            out[:, a, b] = np.bincount(codes, weights=lw * right[:, b], minlength=n_levels)
+    return out
+
+
+def _cross_random(
+    bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None
+) -> sp.csr_matrix:
+    """``Z_j' W Z_k`` as CSR (duplicates summed)."""
+    rows, cols, vals = [], [], []
+    for a in range(bj.p):
+        for b in range(bk.p):
+            v = bj.z[:, a] * bk.z[:, b]
+            if weights is not None:
+                v = v * weights
+            rows.append(bj.codes * bj.p + a)
+            cols.append(bk.codes * bk.p + b)
+            vals.append(v)
+    coo = sp.coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(bj.size, bk.size),
+    )
+    return coo.tocsr()
+
+
+def xy_random_block(
+    block: RandomBlock, xy: np.ndarray, weights: np.ndarray | None
+) -> np.ndarray:
+    """``[X y]' W Z_k`` laid out as (m, l * p)."""
+    per_level = grouped_cross_products(block.codes, block.n_levels, xy, block.z, weights)
+    # per_level: (l, m, p) -> (m, l, p)
+    return np.ascontiguousarray(per_level.transpose(1, 0, 2)).reshape(xy.shape[1], block.size)
+
+
+def build_gram(blocks: list[RandomBlock], xy: np.ndarray, weights: np.ndarray | None) -> Gram:
+    """All cross-product blocks for ``blocks`` (already in engine order) and ``[X y]``."""
+    diagonal = [
+        grouped_cross_products(b.codes, b.n_levels, b.z, b.z, weights) for b in blocks
+    ]
+    off = {
+        (j, k): _cross_random(blocks[j], blocks[k], weights)
+        for j in range(len(blocks))
+        for k in range(j)
+    }
+    xy_random = [xy_random_block(b, xy, weights) for b in blocks]
+    wxy = xy if weights is None else xy * weights[:, None]
+    return Gram(diagonal, off, xy_random, xy.T @ wxy)
+
+
+def is_nested(inner: RandomBlock, outer: RandomBlock) -> bool:
+    """True when every level of ``inner`` occurs with a single level of ``outer``."""
+    first = np.full(inner.n_levels, -1)
+    first[inner.codes] = outer.codes
+    return bool(np.all(first[inner.codes] == outer.codes))

@@ -1,0 +1,323 @@
+"""The linear mixed model as a function of theta: blocked Cholesky and profiled objective.
+
+Model: ``y = X beta + Z b + e`` with ``b = Lambda(theta) u``, ``u ~ N(0, sigma^2 I)`` and
+``e ~ N(0, sigma^2 W^-1)``.  For a given theta the blocked Cholesky factor
+
+.. math::
+
+    L L' = \\begin{bmatrix} \\Lambda' Z'WZ \\Lambda + I & \\Lambda' Z'W[X y] \\\\
+            [X y]'WZ\\Lambda & [X y]'W[X y] \\end{bmatrix}
+
+gives the profiled objective from its diagonal alone: with ``r_yy`` the last diagonal
+element (``PWRSS = r_yy^2``), ``L_Z`` the random-effects part and ``R_X`` the fixed part,
+
+.. math::
+
+    -2 \\log L = \\log|L_Z|^2 + n (1 + \\log(2 \\pi \\, PWRSS / n)) - \\sum \\log w_i
+
+    -2 \\log L_R = \\log|L_Z|^2 + \\log|R_X|^2
+                   + (n - p)(1 + \\log(2 \\pi \\, PWRSS / (n - p))) - \\sum \\log w_i
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from mixedmodels.core.gram import Gram, build_gram, grouped_cross_products, is_nested
+from mixedmodels.core.terms import RandomBlock
+from mixedmodels.linalg import blocks as bl
+from mixedmodels.linalg.batched import congruence
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass
+class Factor:
+    """The blocked Cholesky factor for one theta (engine block order)."""
+
+    diagonal: list[bl.DiagonalFactor]
+    off_diagonal: dict[tuple[int, int], bl.Matrix]
+    xy_random: list[np.ndarray]
+    xy_xy: np.ndarray
+    lambdas: list[np.ndarray]
+
+    def log_det_random(self) -> float:
+        """``log |L_Z|^2``."""
+        return 2.0 * sum(f.log_det() for f in self.diagonal)
+
+    def log_det_fixed(self, n_fixed: int) -> float:
+        """``log |R_X|^2``."""
+        return 2.0 * float(np.log(np.diagonal(self.xy_xy)[:n_fixed]).sum())
+
+    def pwrss(self) -> float:
+        """Penalized weighted residual sum of squares, ``r_yy^2``."""
+        return float(self.xy_xy[-1, -1] ** 2)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Everything computed once at the optimum (public block order)."""
+
+    theta: np.ndarray
+    objective: float
+    beta: np.ndarray
+    sigma: float
+    vcov_unscaled: np.ndarray  # (R_X' R_X)^-1
+    u: list[np.ndarray]  # per block, (l, p)
+    b: list[np.ndarray]  # per block, (l, p) = lambda u per level
+    pwrss: float
+
+
+class LmmProblem:
+    """A linear mixed model ready for evaluation at any theta.
+
+    Parameters
+    ----------
+    blocks : list of RandomBlock
+        Random-effect terms in the public (lme4) order; theta follows this order.
+    X : ndarray (n, p)
+        Fixed-effects model matrix of full column rank.
+    y : ndarray (n,)
+        Response (offset already subtracted by :meth:`from_arrays`).
+    weights : ndarray (n,), optional
+        Prior weights.
+    reml : bool
+        REML criterion instead of the deviance.
+    """
+
+    def __init__(
+        self,
+        blocks: list[RandomBlock],
+        X: np.ndarray,
+        y: np.ndarray,
+        weights: np.ndarray | None = None,
+        reml: bool = True,
+    ):
+        self.blocks = list(blocks)
+        self.X = np.ascontiguousarray(X, dtype=float)
+        self.y = np.ascontiguousarray(y, dtype=float)
+        self.weights = None if weights is None else np.asarray(weights, dtype=float)
+        self.reml = reml
+        self.n, self.n_fixed = self.X.shape
+        # engine order: largest q = l * p first (fill-in depends on it); stable for ties
+        self.order = sorted(range(len(blocks)), key=lambda k: -blocks[k].size)
+        self.engine_blocks = [self.blocks[i] for i in self.order]
+        sizes = np.array([b.n_theta for b in self.blocks], dtype=int)
+        self.theta_offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self.dense = [
+            any(not is_nested(self.engine_blocks[m], self.engine_blocks[k]) for m in range(k))
+            for k in range(len(self.engine_blocks))
+        ]
+        xy = np.column_stack([self.X, self.y])
+        self.gram: Gram = build_gram(self.engine_blocks, xy, self.weights)
+        self.log_weights = 0.0 if self.weights is None else float(np.log(self.weights).sum())
+        self.n_evaluations = 0
+
+    # ----------------------------------------------------------------- parameters
+    @property
+    def n_theta(self) -> int:
+        return int(self.theta_offsets[-1])
+
+    def theta_lower_bounds(self) -> np.ndarray:
+        return np.concatenate([b.theta_lower_bounds() for b in self.blocks])
+
+    def theta_start(self) -> np.ndarray:
+        return np.concatenate([b.theta_start() for b in self.blocks])
+
+    def theta_slice(self, theta: np.ndarray, public_index: int) -> np.ndarray:
+        lo, hi = self.theta_offsets[public_index], self.theta_offsets[public_index + 1]
+        return theta[lo:hi]
+
+    def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
+        """``lambda_k`` for each block in public order."""
+        return [b.lambda_matrix(self.theta_slice(theta, i)) for i, b in enumerate(self.blocks)]
+
+    # ----------------------------------------------------------------- the factor
+    def factorize(self, theta: np.ndarray) -> Factor:
+        """Blocked Cholesky of ``Lambda' Z'WZ Lambda + I`` bordered by ``[X y]``.
+
+        Raises
+        ------
+        NotPositiveDefiniteError
+            When round-off at an extreme theta breaks a block.
+        """
+        theta = np.asarray(theta, dtype=float)
+        public_lams = self.lambdas(theta)
+        lams = [public_lams[i] for i in self.order]
+        g = self.gram
+        n_blocks = len(lams)
+        diag: list[bl.DiagonalFactor] = []
+        off: dict[tuple[int, int], bl.Matrix] = {}
+        xy_rand: list[np.ndarray] = []
+        for k in range(n_blocks):
+            blk = self.engine_blocks[k]
+            d = congruence(lams[k], g.diagonal[k])
+            idx = np.arange(blk.p)
+            d[:, idx, idx] += 1.0
+            if self.dense[k]:
+                dd = bl.block_diagonal_to_dense(d)
+                for m in range(k):
+                    prod = bl.product_transposed(off[k, m], off[k, m])
+                    dd -= prod.toarray() if sp.issparse(prod) else prod
+                factor = bl.factor_diagonal(dd, dense=True)
+            else:
+                for m in range(k):
+                    prod = bl.product_transposed(off[k, m], off[k, m])
+                    d -= bl.diagonal_blocks_of(prod, blk.n_levels, blk.p)
+                factor = bl.factor_diagonal(d, dense=False)
+            diag.append(factor)
+            for j in range(k + 1, n_blocks):
+                t = self._scaled_off_diagonal(j, k, lams)
+                for m in range(k):
+                    t = bl.subtract(t, bl.product_transposed(off[j, m], off[k, m]))
+                off[j, k] = bl.solve_right_transposed(t, factor)
+            m_rows = g.xy_random[k].shape[0]
+            t = (g.xy_random[k].reshape(m_rows, blk.n_levels, blk.p) @ lams[k]).reshape(
+                m_rows, blk.size
+            )
+            for m in range(k):
+                t = t - bl.product_transposed(xy_rand[m], off[k, m])
+            xy_rand.append(bl.solve_right_transposed(t, factor))
+        s = g.xy_xy.copy()
+        for k in range(n_blocks):
+            s -= xy_rand[k] @ xy_rand[k].T
+        low, info = sla.lapack.dpotrf(s, lower=1, clean=1)
+        if info < 0 or (info > 0 and info < s.shape[0]):
+            raise bl.NotPositiveDefiniteError
+        if info == s.shape[0]:  # exact fit: r_yy = 0
+            low[-1, -1] = 0.0
+        return Factor(diag, off, xy_rand, low, lams)
+
+    def _scaled_off_diagonal(self, j: int, k: int, lams: list[np.ndarray]) -> sp.csr_matrix:
+        a = self.gram.off_diagonal[j, k]
+        bj, bk = self.engine_blocks[j], self.engine_blocks[k]
+        if bj.p == 1 and bk.p == 1:
+            return a * (lams[j][0, 0] * lams[k][0, 0])
+        left = bl.block_diagonal_sparse(np.broadcast_to(lams[j].T, (bj.n_levels, bj.p, bj.p)))
+        right = bl.block_diagonal_sparse(np.broadcast_to(lams[k], (bk.n_levels, bk.p, bk.p)))
+        return (left @ a @ right).tocsr()
+
+    # ----------------------------------------------------------------- objective
+    def objective_from_factor(self, factor: Factor) -> float:
+        """REML criterion or deviance from the factor's diagonal."""
+        pwrss = factor.pwrss()
+        if pwrss <= 0.0:
+            return -np.inf
+        ld = factor.log_det_random() - self.log_weights
+        if self.reml:
+            dof = self.n - self.n_fixed
+            return (
+                ld
+                + factor.log_det_fixed(self.n_fixed)
+                + dof * (1.0 + LOG_2PI + math.log(pwrss / dof))
+            )
+        return ld + self.n * (1.0 + LOG_2PI + math.log(pwrss / self.n))
+
+    def objective(self, theta: np.ndarray) -> float:
+        """The profiled objective at ``theta`` (lme4's devFunOnly)."""
+        self.n_evaluations += 1
+        return self.objective_from_factor(self.factorize(theta))
+
+    # ----------------------------------------------------------------- solution
+    def solve(self, theta: np.ndarray) -> Solution:
+        """beta, u, b, sigma and (R_X'R_X)^-1 at ``theta`` (done once, at the optimum)."""
+        theta = np.asarray(theta, dtype=float)
+        factor = self.factorize(theta)
+        p = self.n_fixed
+        lxx = factor.xy_xy[:p, :p]
+        ly = factor.xy_xy[-1, :p]
+        beta = sla.solve_triangular(lxx, ly, lower=True, trans=1) if p else np.zeros(0)
+        n_blocks = len(self.engine_blocks)
+        u: list[np.ndarray | None] = [None] * n_blocks
+        for k in reversed(range(n_blocks)):
+            rhs = factor.xy_random[k][-1, :] - factor.xy_random[k][:p, :].T @ beta
+            for j in range(k + 1, n_blocks):
+                rhs = rhs - bl.matmul_transposed_left(factor.off_diagonal[j, k], u[j])
+            u[k] = bl.solve_lower_transposed(factor.diagonal[k], rhs[:, None])[:, 0]
+        pwrss = factor.pwrss()
+        sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
+        if p:
+            rinv = sla.solve_triangular(lxx, np.eye(p), lower=True)
+            vcov_unscaled = rinv.T @ rinv
+        else:
+            vcov_unscaled = np.zeros((0, 0))
+        u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
+        b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
+        for e, pub in enumerate(self.order):
+            blk = self.engine_blocks[e]
+            uk = u[e].reshape(blk.n_levels, blk.p)
+            u_public[pub] = uk
+            b_public[pub] = uk @ factor.lambdas[e].T
+        return Solution(
+            theta=theta,
+            objective=self.objective_from_factor(factor),
+            beta=beta,
+            sigma=sigma,
+            vcov_unscaled=vcov_unscaled,
+            u=u_public,
+            b=b_public,
+            pwrss=pwrss,
+        )
+
+    def conditional_covariances(self, theta: np.ndarray, sigma: float) -> list[np.ndarray]:
+        """Per level, ``Var(b | y)`` blocks: ``sigma^2 Lambda (L_Z L_Z')^-1 Lambda'``.
+
+        Returns a list (public order) of arrays (l, p, p).  Computed column block by column
+        block of ``L_Z^-1``.
+        """
+        factor = self.factorize(theta)
+        n_blocks = len(self.engine_blocks)
+        out: list[np.ndarray] = [np.empty(0)] * n_blocks
+        for k in range(n_blocks):
+            blk = self.engine_blocks[k]
+            # column block k of inv(L_Z): rows in blocks k..K-1
+            cols = {k: bl.solve_lower(factor.diagonal[k], np.eye(blk.size))}
+            for j in range(k + 1, n_blocks):
+                acc = np.zeros((self.engine_blocks[j].size, blk.size))
+                for m in range(k, j):
+                    acc += bl.matmul(factor.off_diagonal[j, m], cols[m])
+                cols[j] = -bl.solve_lower(factor.diagonal[j], acc)
+            # diagonal p x p blocks of M' M restricted to this block's columns
+            covs = np.zeros((blk.n_levels, blk.p, blk.p))
+            for mat in cols.values():
+                r = mat.reshape(mat.shape[0], blk.n_levels, blk.p)
+                covs += np.einsum("rla,rlb->lab", r, r)
+            lam = factor.lambdas[k]
+            out[self.order[k]] = sigma**2 * (lam @ covs @ lam.T)
+        return out
+
+    # ----------------------------------------------------------------- new response
+    def with_response(self, y: np.ndarray) -> LmmProblem:
+        """The same model structure with a new response (only y's cross products redone)."""
+        new = object.__new__(LmmProblem)
+        new.__dict__.update(self.__dict__)
+        new.y = np.ascontiguousarray(y, dtype=float)
+        new.n_evaluations = 0
+        g = self.gram
+        w = self.weights
+        xy_random = []
+        for blk, block_xy in zip(self.engine_blocks, g.xy_random, strict=True):
+            row = grouped_cross_products(blk.codes, blk.n_levels, new.y[:, None], blk.z, w)
+            updated = block_xy.copy()
+            updated[-1, :] = row.reshape(blk.size)
+            xy_random.append(updated)
+        wy = new.y if w is None else new.y * w
+        xy_xy = g.xy_xy.copy()
+        cross = np.append(self.X.T @ wy, new.y @ wy)
+        xy_xy[-1, :] = cross
+        xy_xy[:, -1] = cross
+        new.gram = replace(g, xy_random=xy_random, xy_xy=xy_xy)
+        return new
+
+    # ----------------------------------------------------------------- fitted
+    def random_contribution(self, b: list[np.ndarray]) -> np.ndarray:
+        """``Z b`` (n,) from per-block conditional modes (public order)."""
+        out = np.zeros(self.n)
+        for blk, bk in zip(self.blocks, b, strict=True):
+            out += np.einsum("np,np->n", blk.z, bk[blk.codes])
+        return out

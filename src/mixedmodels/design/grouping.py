@@ -1,0 +1,54 @@
+"""Grouping factors: integer codes and level labels, numbers treated as factors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mixedmodels.errors import DataError
+
+
+def _factor_codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        cat = column.cat.remove_unused_categories()
+        return cat.cat.codes.to_numpy(dtype=np.int64), [str(c) for c in cat.cat.categories]
+    codes, uniques = pd.factorize(column, sort=True)
+    return codes.astype(np.int64), [str(u) for u in uniques]
+
+
+def group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Codes (0..l-1) and labels of the grouping factor ``a`` or interaction ``a:b:...``.
+
+    Levels of a single factor keep a categorical column's order (unused levels dropped, as
+    lme4 does) and sort otherwise; an interaction's levels are the observed combinations,
+    ordered by their components, labelled ``"a_level:b_level"``.
+    """
+    parts = [_factor_codes(data[f]) for f in factors]
+    if len(parts) == 1:
+        return parts[0]
+    combined = np.zeros(len(data), dtype=np.int64)
+    for codes, labels in parts:
+        combined = combined * len(labels) + codes
+    uniq, codes = np.unique(combined, return_inverse=True)
+    labels = []
+    for value in uniq:
+        pieces = []
+        for codes_i, labels_i in reversed(parts):
+            pieces.append(labels_i[value % len(labels_i)])
+            value //= len(labels_i)
+        labels.append(":".join(reversed(pieces)))
+    return codes.astype(np.int64), labels
+
+
+def check_grouping(name: str, n_levels: int, n_rows: int) -> None:
+    """lme4's checks: more than one level, fewer levels than observations."""
+    if n_levels < 2:
+        raise DataError(
+            f"grouping factor {name!r} has {n_levels} level; a random effect needs at "
+            "least 2 levels"
+        )
+    if n_levels >= n_rows:
+        raise DataError(
+            f"grouping factor {name!r} has as many levels ({n_levels}) as observations "
+            f"({n_rows}); its random effects would be confounded with the residual"
+        )

@@ -1,0 +1,216 @@
+"""Assemble the whole numeric design of a mixed model from formula text and data."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import formulaic
+import numpy as np
+import pandas as pd
+
+from mixedmodels.core.terms import RandomBlock
+from mixedmodels.design.grouping import check_grouping, group_codes
+from mixedmodels.design.matrices import MatrixBuilder, response_vector
+from mixedmodels.design.rank import independent_columns
+from mixedmodels.errors import (
+    ColumnNotFoundError,
+    DataError,
+    FormulaError,
+    RankDeficiencyWarning,
+)
+from mixedmodels.formula import ParsedFormula, RandomTermSpec, parse_formula
+
+
+@dataclass
+class RandomTerm:
+    """One random-effect term with its names and numbers.
+
+    Attributes
+    ----------
+    spec : RandomTermSpec
+    column_names : list of str
+        Names of the term's coefficients, e.g. ``["(Intercept)", "Days"]``.
+    levels : list of str
+        Labels of the grouping factor's levels.
+    codes : ndarray of int
+    z : ndarray (n, p)
+    builder : MatrixBuilder
+        Re-encodes new data the way ``z`` was built.
+    """
+
+    spec: RandomTermSpec
+    column_names: list[str]
+    levels: list[str]
+    codes: np.ndarray
+    z: np.ndarray
+    builder: MatrixBuilder
+
+    @property
+    def group_name(self) -> str:
+        return self.spec.group_name
+
+    @property
+    def block(self) -> RandomBlock:
+        return RandomBlock(self.codes, len(self.levels), self.z)
+
+
+@dataclass
+class ModelDesign:
+    """Numeric model ready for the engine, plus what is needed to describe and predict."""
+
+    formula: ParsedFormula
+    y: np.ndarray
+    X: np.ndarray
+    fixed_names: list[str]
+    dropped_fixed: list[str]
+    fixed_builder: MatrixBuilder
+    fixed_keep: np.ndarray
+    terms: list[RandomTerm]
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+    n_dropped: int
+    row_index: pd.Index
+
+    @property
+    def n(self) -> int:
+        return self.y.shape[0]
+
+    def fixed_matrix(self, data: pd.DataFrame) -> np.ndarray:
+        """X for new data, with the same encoding and dropped columns."""
+        return self.fixed_builder.build(data)[:, self.fixed_keep]
+
+
+def _required_variables(parsed: ParsedFormula) -> list[str]:
+    names: list[str] = []
+
+    def add(text: str) -> None:
+        try:
+            found = formulaic.Formula(text).required_variables
+        except Exception as exc:
+            raise FormulaError(f"cannot parse {text!r}: {exc}", parsed.text) from exc
+        for v in sorted(found, key=str):
+            if str(v) not in names:
+                names.append(str(v))
+
+    add(parsed.fixed_formula)
+    for term in parsed.random:
+        add(term.expr)
+        for f in term.group_factors:
+            if f not in names:
+                names.append(f)
+    return names
+
+
+def _vector_argument(value, data: pd.DataFrame, what: str) -> np.ndarray | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in data.columns:
+            raise ColumnNotFoundError(f"{what} column {value!r} is not in the data")
+        return data[value].to_numpy(dtype=float)
+    arr = np.asarray(value, dtype=float)
+    if arr.shape != (len(data),):
+        raise DataError(f"{what} must have one value per row ({len(data)}), got shape {arr.shape}")
+    return arr
+
+
+def _lme4_term_order(terms: list[RandomTerm]) -> list[RandomTerm]:
+    """lme4 sorts terms by number of levels, decreasing, only when they are not already."""
+    nl = [len(t.levels) for t in terms]
+    if any(b > a for a, b in zip(nl, nl[1:], strict=False)):
+        order = sorted(range(len(nl)), key=lambda i: nl[i])  # stable ascending
+        return [terms[i] for i in reversed(order)]
+    return terms
+
+
+def build_design(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    weights=None,
+    offset=None,
+    require_random: bool = True,
+) -> ModelDesign:
+    """Parse ``formula`` against ``data`` and build y, X and the random-effect terms.
+
+    Rows with a missing value in any used column (or in weights/offset) are dropped and
+    counted; ``data`` itself is never modified.
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if len(data) == 0:
+        raise DataError("data has no rows")
+    parsed = parse_formula(formula)
+    if require_random and not parsed.random:
+        raise FormulaError(
+            "formula has no random-effect term such as (1 | g); use mm.lm for a linear model",
+            formula,
+        )
+    needed = _required_variables(parsed)
+    for name in needed:
+        if name not in data.columns:
+            pos = formula.find(name)
+            raise ColumnNotFoundError(
+                FormulaError(
+                    f"column {name!r} is not in the data (columns: {', '.join(map(str, data.columns))})",
+                    formula,
+                    pos if pos >= 0 else None,
+                ).args[0]
+            )
+    w = _vector_argument(weights, data, "weights")
+    off = _vector_argument(offset, data, "offset")
+    used = data[needed]
+    complete = ~used.isna().any(axis=1).to_numpy()
+    for vec in (w, off):
+        if vec is not None:
+            complete &= ~np.isnan(vec)
+    n_dropped = int((~complete).sum())
+    if n_dropped:
+        used = used.loc[complete]
+        w = None if w is None else w[complete]
+        off = None if off is None else off[complete]
+    if len(used) == 0:
+        raise DataError(f"no complete rows: all {len(data)} rows have a missing value")
+    if w is not None and np.any(w <= 0):
+        raise DataError("weights must be positive")
+
+    y = response_vector(used, parsed.response)
+    fixed_builder = MatrixBuilder(parsed.fixed)
+    X_full = fixed_builder.build(used)
+    keep = independent_columns(X_full) if X_full.shape[1] else np.arange(0)
+    names = fixed_builder.column_names
+    dropped = [names[i] for i in range(len(names)) if i not in set(keep.tolist())]
+    if dropped:
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+            f"column(s): {', '.join(dropped)}",
+            RankDeficiencyWarning,
+            stacklevel=3,
+        )
+    X = np.ascontiguousarray(X_full[:, keep])
+
+    terms: list[RandomTerm] = []
+    for spec in parsed.random:
+        codes, levels = group_codes(used, spec.group_factors)
+        check_grouping(spec.group_name, len(levels), len(used))
+        builder = MatrixBuilder(spec.expr)
+        z = builder.build(used)
+        if z.shape[1] == 0:
+            raise FormulaError(f"random-effect term {spec} has no columns", formula)
+        terms.append(RandomTerm(spec, builder.column_names, levels, codes, z, builder))
+    terms = _lme4_term_order(terms)
+    return ModelDesign(
+        formula=parsed,
+        y=y,
+        X=X,
+        fixed_names=[names[i] for i in keep],
+        dropped_fixed=dropped,
+        fixed_builder=fixed_builder,
+        fixed_keep=keep,
+        terms=terms,
+        weights=w,
+        offset=off,
+        n_dropped=n_dropped,
+        row_index=used.index,
+    )

@@ -1,0 +1,80 @@
+"""One exception and warning hierarchy for the whole package.
+
+Every error the package raises on purpose derives from :class:`MixedModelsError`, so a caller
+can catch them all with one ``except`` clause; the subclasses also derive from the matching
+built-in (``ValueError``, ``KeyError``) so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+
+class MixedModelsError(Exception):
+    """Base class of every error raised by mixedmodels."""
+
+
+class FormulaError(MixedModelsError, ValueError):
+    """A model formula that cannot be parsed or does not fit the data.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    formula : str, optional
+        The formula text; when given together with ``position`` the message shows a caret
+        under the fault.
+    position : int, optional
+        0-based character offset of the fault in ``formula``.
+    """
+
+    def __init__(self, message: str, formula: str | None = None, position: int | None = None):
+        self.formula = formula
+        self.position = position
+        text = message
+        if formula is not None and position is not None:
+            text = f"{message} (at position {position})\n  {formula}\n  {' ' * position}^"
+        elif formula is not None:
+            text = f"{message}\n  in formula: {formula}"
+        super().__init__(text)
+
+
+class DataError(MixedModelsError, ValueError):
+    """Data that cannot be used as given (empty, wrong type, degenerate grouping factor)."""
+
+
+class ColumnNotFoundError(DataError, KeyError):
+    """A column named in the formula is not in the data."""
+
+    def __str__(self) -> str:  # KeyError would quote the message otherwise
+        return str(self.args[0])
+
+
+class NewLevelError(DataError):
+    """New data holds grouping levels the model has not seen."""
+
+
+class SimulationError(MixedModelsError, ValueError):
+    """Impossible parameters for a simulation."""
+
+
+class ConvergenceError(MixedModelsError, RuntimeError):
+    """The optimizer failed outright."""
+
+
+class MixedModelsWarning(UserWarning):
+    """Base class of every warning issued by mixedmodels."""
+
+
+class RankDeficiencyWarning(MixedModelsWarning):
+    """Fixed-effect columns were dropped because the model matrix is rank deficient."""
+
+
+class SingularFitWarning(MixedModelsWarning):
+    """The fit lies on the boundary: a random-effect variance is (near) zero."""
+
+
+class ConvergenceWarning(MixedModelsWarning):
+    """The optimizer stopped without meeting its convergence criteria."""
+
+
+class RowsDroppedWarning(MixedModelsWarning):
+    """Rows with missing values were dropped."""

@@ -1,0 +1,1 @@
+"""Block matrix kernels of the engine (numpy/scipy only; no pandas, no formulas)."""

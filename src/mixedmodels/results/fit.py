@@ -1,0 +1,311 @@
+"""The result of fitting a linear mixed model: an immutable object with lme4's accessors."""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from mixedmodels.core.lmm import LmmProblem, Solution
+from mixedmodels.design.grouping import group_codes
+from mixedmodels.design.model import ModelDesign
+from mixedmodels.errors import NewLevelError
+from mixedmodels.optim import OptimizeResult
+from mixedmodels.results.varcorr import term_covariances, unique_group_labels, varcorr_frame
+
+SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular(tol = 1e-4)
+
+
+class LmerFit:
+    """A fitted linear mixed model (what ``mm.lmer`` returns).
+
+    Attributes mirror lme4's accessors: ``fixef``, ``vcov``, ``sigma``, ``theta``,
+    ``varcorr``, ``ranef``, ``coef``, ``fitted``, ``residuals``, ``loglik``, ``aic``,
+    ``bic``, ``nobs``, ``ngroups``, ``is_singular``, ``objective``.
+    """
+
+    def __init__(
+        self,
+        design: ModelDesign,
+        problem: LmmProblem,
+        solution: Solution,
+        optimization: OptimizeResult,
+        data_name: str | None = None,
+    ):
+        self._design = design
+        self._problem = problem
+        self._solution = solution
+        self._optimization = optimization
+        self.data_name = data_name
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def formula(self) -> str:
+        return self._design.formula.text
+
+    @property
+    def reml(self) -> bool:
+        return self._problem.reml
+
+    @property
+    def design(self) -> ModelDesign:
+        """The numeric design (y, X, random-effect terms) the fit was made from."""
+        return self._design
+
+    @property
+    def problem(self) -> LmmProblem:
+        """The objective as a function of theta (lme4's devFunOnly): ``fit.problem.objective``."""
+        return self._problem
+
+    @property
+    def objective(self) -> float:
+        """REML criterion (reml=True) or deviance ``-2 log L`` (reml=False)."""
+        return self._solution.objective
+
+    @property
+    def theta(self) -> np.ndarray:
+        """Relative covariance parameters in lme4's order."""
+        return self._solution.theta.copy()
+
+    @property
+    def sigma(self) -> float:
+        return self._solution.sigma
+
+    @property
+    def nobs(self) -> int:
+        return self._design.n
+
+    @property
+    def n_dropped(self) -> int:
+        """Rows dropped for missing values."""
+        return self._design.n_dropped
+
+    @property
+    def dropped_fixed(self) -> list[str]:
+        """Fixed-effect columns dropped for rank deficiency."""
+        return list(self._design.dropped_fixed)
+
+    @property
+    def converged(self) -> bool:
+        return self._optimization.converged
+
+    @property
+    def optimizer_message(self) -> str:
+        return self._optimization.message
+
+    @property
+    def n_evaluations(self) -> int:
+        """Objective evaluations the optimizer used."""
+        return self._optimization.n_evaluations
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels of each grouping factor (each factor once)."""
+        out: dict[str, int] = {}
+        for t in self._design.terms:
+            out.setdefault(t.group_name, len(t.levels))
+        return out
+
+    @property
+    def is_singular(self) -> bool:
+        """True when a theta element bounded below by 0 is below 1e-4 (lme4's rule)."""
+        lower = self._problem.theta_lower_bounds()
+        return bool(np.any(self._solution.theta[lower == 0] < SINGULAR_TOLERANCE))
+
+    # ------------------------------------------------------------------ fixed effects
+    @cached_property
+    def fixef(self) -> pd.Series:
+        return pd.Series(self._solution.beta, index=self._design.fixed_names, name="fixef")
+
+    @cached_property
+    def vcov(self) -> pd.DataFrame:
+        v = self._solution.sigma**2 * self._solution.vcov_unscaled
+        names = self._design.fixed_names
+        return pd.DataFrame(v, index=names, columns=names)
+
+    # ------------------------------------------------------------------ likelihood
+    @property
+    def n_parameters(self) -> int:
+        """fixed effects + theta + sigma (lme4's logLik df)."""
+        return len(self._design.fixed_names) + self._problem.n_theta + 1
+
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood at the optimum (the REML log-likelihood for a REML fit, as lme4)."""
+        return -0.5 * self.objective
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.n_parameters
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + math.log(self.nobs) * self.n_parameters
+
+    # ------------------------------------------------------------------ random effects
+    def _term_info(self) -> list[tuple[str, list[str], np.ndarray]]:
+        labels = unique_group_labels([t.group_name for t in self._design.terms])
+        lams = self._problem.lambdas(self._solution.theta)
+        covs = term_covariances(lams, self.sigma)
+        return [
+            (label, t.column_names, cov)
+            for label, t, cov in zip(labels, self._design.terms, covs, strict=True)
+        ]
+
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """Variances and covariances (lme4's ``as.data.frame(VarCorr(m))``)."""
+        info = self._term_info()
+        return varcorr_frame(
+            [i[0] for i in info], [i[1] for i in info], [i[2] for i in info], self.sigma
+        )
+
+    @cached_property
+    def _conditional_covariances(self) -> list[np.ndarray]:
+        return self._problem.conditional_covariances(self._solution.theta, self.sigma)
+
+    @cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes: group name -> DataFrame (levels x coefficients)."""
+        out: dict[str, pd.DataFrame] = {}
+        for t, b in zip(self._design.terms, self._solution.b, strict=True):
+            frame = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group_name),
+                                 columns=t.column_names)
+            if t.group_name in out:
+                out[t.group_name] = out[t.group_name].join(frame, rsuffix="_")
+            else:
+                out[t.group_name] = frame
+        return out
+
+    def ranef_table(self) -> pd.DataFrame:
+        """Long form with conditional sd (lme4's ``as.data.frame(ranef(m, condVar=TRUE))``)."""
+        parts = []
+        for t, b, cov in zip(
+            self._design.terms, self._solution.b, self._conditional_covariances, strict=True
+        ):
+            for j, name in enumerate(t.column_names):
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "grpvar": t.group_name,
+                            "term": name,
+                            "grp": t.levels,
+                            "condval": b[:, j],
+                            "condsd": np.sqrt(cov[:, j, j]),
+                        }
+                    )
+                )
+        return pd.concat(parts, ignore_index=True)
+
+    @cached_property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per-level coefficients: fixed effects plus the level's random effects."""
+        out = {}
+        for group, re in self.ranef.items():
+            frame = pd.DataFrame(
+                np.tile(self._solution.beta, (len(re), 1)), index=re.index,
+                columns=self._design.fixed_names,
+            )
+            for col in re.columns:
+                if col in frame.columns:
+                    frame[col] = frame[col] + re[col].to_numpy()
+                else:
+                    frame[col] = re[col].to_numpy()
+            out[group] = frame
+        return out
+
+    # ------------------------------------------------------------------ fitted values
+    @cached_property
+    def _offset(self) -> np.ndarray:
+        off = self._design.offset
+        return np.zeros(self.nobs) if off is None else off
+
+    @cached_property
+    def fitted(self) -> np.ndarray:
+        """Conditional fitted values ``X beta + Z b (+ offset)``."""
+        return (
+            self._design.X @ self._solution.beta
+            + self._problem.random_contribution(self._solution.b)
+            + self._offset
+        )
+
+    @cached_property
+    def residuals(self) -> np.ndarray:
+        """Response minus conditional fitted values."""
+        return self._design.y - self.fitted
+
+    @property
+    def scaled_residuals(self) -> np.ndarray:
+        """Pearson residuals divided by sigma (lme4's 'Scaled residuals')."""
+        w = self._design.weights
+        r = self.residuals if w is None else self.residuals * np.sqrt(w)
+        return r / self.sigma
+
+    # ------------------------------------------------------------------ prediction
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        *,
+        include_random: bool = True,
+        allow_new_levels: bool = False,
+    ) -> np.ndarray:
+        """Predictions ``X beta (+ Z b)`` for the fitted rows or for ``newdata``.
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            New rows; the fitted rows when None.
+        include_random : bool
+            False gives the marginal ``X beta`` (lme4's ``re.form = NA``).
+        allow_new_levels : bool
+            Levels not seen in fitting get zero random effects when True; an error
+            naming them otherwise.
+        """
+        if newdata is None:
+            if include_random:
+                return self.fitted.copy()
+            return self._design.X @ self._solution.beta + self._offset
+        X = self._design.fixed_matrix(newdata)
+        pred = X @ self._solution.beta
+        if not include_random:
+            return pred
+        for t, b in zip(self._design.terms, self._solution.b, strict=True):
+            codes = _codes_for_levels(newdata, t.spec.group_factors, t.levels)
+            unseen = codes < 0
+            if unseen.any() and not allow_new_levels:
+                new = sorted(set(group_codes(newdata.loc[unseen], t.spec.group_factors)[1]))
+                raise NewLevelError(
+                    f"new levels of grouping factor {t.group_name!r} in newdata: "
+                    f"{', '.join(new[:10])}{' ...' if len(new) > 10 else ''}; "
+                    "pass allow_new_levels=True to predict them with zero random effects"
+                )
+            z = t.builder.build(newdata)
+            contrib = np.einsum("np,np->n", z, b[np.where(unseen, 0, codes)])
+            pred = pred + np.where(unseen, 0.0, contrib)
+        return pred
+
+    # ------------------------------------------------------------------ printing
+    def summary(self) -> str:
+        """lme4's summary layout as text."""
+        from mixedmodels.results.summary import summary_text
+
+        return summary_text(self)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        crit = "REML" if self.reml else "ML"
+        return f"<LmerFit {self.formula!r} ({crit}), objective={self.objective:.4f}>"
+
+
+def _codes_for_levels(data: pd.DataFrame, factors: tuple[str, ...], levels: list[str]) -> np.ndarray:
+    """Index of each row's grouping level in ``levels`` (-1 for unseen levels)."""
+    if len(factors) == 1:
+        labels = data[factors[0]].astype(str).to_numpy()
+    else:
+        labels = data[list(factors)].astype(str).agg(":".join, axis=1).to_numpy()
+    lookup = pd.Index(levels)
+    return lookup.get_indexer(labels)

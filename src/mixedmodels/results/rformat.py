@@ -1,0 +1,53 @@
+"""Number formatting that follows R's ``format(x, digits=)``, for lme4-identical layouts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _decimals_needed(value: float, digits: int) -> int:
+    if value == 0 or not math.isfinite(value):
+        return 0
+    exponent = math.floor(math.log10(abs(value)))
+    dec = max(0, digits - 1 - exponent)
+    text = f"{value:.{dec}f}"
+    if "." not in text:
+        return 0
+    return len(text.split(".")[1].rstrip("0"))
+
+
+def format_r(values, digits: int) -> list[str]:
+    """Format numbers with a common number of decimals, as R's ``format(x, digits)``.
+
+    Each value needs the decimals that show it to ``digits`` significant digits (trailing
+    zeros dropped); all values get the largest of those; strings are right-aligned.
+    """
+    vals = [float(v) for v in np.atleast_1d(values)]
+    dec = min(15, max((_decimals_needed(v, digits) for v in vals), default=0))
+    texts = [f"{v:.{dec}f}" if math.isfinite(v) else ("NA" if math.isnan(v) else str(v)) for v in vals]
+    width = max((len(t) for t in texts), default=0)
+    return [t.rjust(width) for t in texts]
+
+
+def zapsmall(values: np.ndarray, digits: int) -> np.ndarray:
+    """R's ``zapsmall``: round to ``digits`` significant digits of the largest magnitude."""
+    mx = float(np.max(np.abs(values))) if len(values) else 0.0
+    if mx <= 0:
+        return np.round(values, digits)
+    return np.round(values, max(0, digits - math.ceil(math.log10(mx))))
+
+
+def format_table(rows: list[list[str]], header: list[str], align_left: set[int]) -> str:
+    """Columns padded to common width (left-aligned where asked, right otherwise)."""
+    cols = list(zip(*([header] + rows), strict=True)) if rows else [[h] for h in header]
+    widths = [max(len(c) for c in col) for col in cols]
+    lines = []
+    for row in [header] + rows:
+        cells = [
+            c.ljust(w) if i in align_left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append(" ".join(cells))
+    return "\n".join(lines)
