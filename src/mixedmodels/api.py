@@ -11,6 +11,7 @@ from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.design import build_design
 from mixedmodels.errors import ConvergenceWarning, RowsDroppedWarning, SingularFitWarning
 from mixedmodels.optim import OptimizeResult, minimize_bounded
+from mixedmodels.optim.start import DEFAULT_STEP, moment_start
 from mixedmodels.results.fit import LmerFit
 
 BOUNDARY_TOLERANCE = 1e-5  # lme4's lmerControl(boundary.tol = 1e-5)
@@ -38,14 +39,22 @@ def lmer_problem(
 
 
 def optimize_problem(problem: LmmProblem, start: np.ndarray | None = None) -> OptimizeResult:
-    """Minimize the objective over theta from lme4's start, then try the boundary.
+    """Minimize the objective over theta, then try the boundary.
+
+    The start is lme4's (identity lambda) except for scalar random intercepts, which start
+    at moment estimates (:func:`mixedmodels.optim.start.moment_start`).
 
     As lme4's ``check.boundary``: parameters bounded at 0 that end within 1e-5 of it are set
     to exactly 0 when that does not raise the objective.
     """
     lower = problem.theta_lower_bounds()
-    x0 = problem.theta_start() if start is None else np.asarray(start, dtype=float)
-    result = minimize_bounded(problem.objective, x0, lower)
+    if start is None:
+        x0, step = moment_start(problem)
+        informed = step != DEFAULT_STEP
+        initial_step = step if informed.any() else None
+    else:
+        x0, initial_step = np.asarray(start, dtype=float), None
+    result = minimize_bounded(problem.objective, x0, lower, initial_step=initial_step)
     theta = result.x.copy()
     best = result.fun
     near = (lower == 0) & (theta < BOUNDARY_TOLERANCE) & (theta != 0)

@@ -28,6 +28,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from mixedmodels.core.fill import FillPlan, make_fill_plan
 from mixedmodels.core.gram import Gram, build_gram, grouped_cross_products, is_nested
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.linalg import blocks as bl
@@ -116,6 +117,14 @@ class LmmProblem:
         xy = np.column_stack([self.X, self.y])
         self.gram: Gram = build_gram(self.engine_blocks, xy, self.weights)
         self.log_weights = 0.0 if self.weights is None else float(np.log(self.weights).sum())
+        self.fill_plans: dict[int, FillPlan] = {}
+        first = self.engine_blocks[0] if self.engine_blocks else None
+        for k in range(1, len(self.engine_blocks)):
+            blk = self.engine_blocks[k]
+            if self.dense[k] and first.p == 1 and blk.p == 1 and blk.n_levels >= 64:
+                plan = make_fill_plan(self.gram.off_diagonal[k, 0])
+                if plan is not None:
+                    self.fill_plans[k] = plan
         self.n_evaluations = 0
 
     # ----------------------------------------------------------------- parameters
@@ -162,6 +171,11 @@ class LmmProblem:
             if self.dense[k]:
                 dd = bl.block_diagonal_to_dense(d)
                 for m in range(k):
+                    if m == 0 and k in self.fill_plans:
+                        scale = (lams[k][0, 0] * lams[0][0, 0]) ** 2
+                        w = scale / diag[0].blocks[:, 0, 0] ** 2
+                        dd -= self.fill_plans[k].lower_product(w)
+                        continue
                     prod = bl.product_transposed(off[k, m], off[k, m])
                     dd -= prod.toarray() if sp.issparse(prod) else prod
                 factor = bl.factor_diagonal(dd, dense=True)

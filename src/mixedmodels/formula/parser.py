@@ -143,13 +143,16 @@ def _powers_in_calls(text: str) -> str:
 
 
 def _expand_grouping(text: str, formula: str, offset: int) -> list[tuple[str, ...]]:
-    """``a/b/c`` -> [(a,), (a, b), (a, b, c)]; ``a:b`` -> [(a, b)]."""
+    """Grouping factors of one bar term, as lme4 expands them.
+
+    ``a:b`` -> ``[(a, b)]``; ``a/b`` -> ``[(b, a), (a,)]`` (lme4 writes the nested factor
+    ``b:a``); ``a/b/c`` -> ``[(c, b, a), (b, a), (a,)]``.
+    """
     stripped = text.strip()
     if not stripped:
         raise FormulaError("empty grouping factor after '|'", formula, offset)
     nested = [(p.strip(), o) for p, o in _split_top_level(stripped, "/", offset)]
-    factors: list[tuple[str, ...]] = []
-    prefix: tuple[str, ...] = ()
+    levels: list[tuple[str, ...]] = []
     for piece, pos in nested:
         parts = tuple(q.strip() for q in piece.split(":"))
         for part in parts:
@@ -160,9 +163,13 @@ def _expand_grouping(text: str, formula: str, offset: int) -> list[tuple[str, ..
                     formula,
                     max(where, 0),
                 )
-        prefix = prefix + tuple(p.strip("`") for p in parts)
+        levels.append(tuple(p.strip("`") for p in parts))
+    factors: list[tuple[str, ...]] = []
+    prefix: tuple[str, ...] = ()
+    for parts in levels:
+        prefix = parts + prefix
         factors.append(prefix)
-    return factors
+    return list(reversed(factors))
 
 
 def _uncorrelated_pieces(expr: str) -> list[str]:

@@ -58,7 +58,7 @@ def minimize_bounded(
     ftol_abs: float = 1e-8,
     xtol_abs: float = 1e-8,
     max_evaluations: int = 100_000,
-    initial_step: float | None = None,
+    initial_step: float | np.ndarray | None = None,
 ) -> OptimizeResult:
     """Minimize ``fun`` over ``x >= lower`` with BOBYQA.
 
@@ -77,8 +77,8 @@ def minimize_bounded(
     ftol_abs, xtol_abs : float
         Absolute tolerances on the objective and on the parameters (lme4's defaults).
     max_evaluations : int
-    initial_step : float, optional
-        Initial trust-region radius; NLopt's heuristic when None.
+    initial_step : float or ndarray, optional
+        Initial step per parameter; NLopt's heuristic when None.
     """
     x0 = np.asarray(x0, dtype=float)
     n = x0.size
