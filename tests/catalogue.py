@@ -57,7 +57,9 @@ def _load(path: Path) -> Case:
 
 def gaussian_cases() -> list[Case]:
     """Every Gaussian reference case (shared catalogue and the project's own)."""
-    paths = sorted(REFERENCE_DIR.glob("*.json")) + sorted((REFERENCE_DIR / "project").glob("*.json"))
+    paths = sorted(REFERENCE_DIR.glob("*.json")) + sorted(
+        (REFERENCE_DIR / "project").glob("*.json")
+    )
     cases = [_load(p) for p in paths]
     return [c for c in cases if c.reference.get("family", "gaussian") == "gaussian"]
 

@@ -35,8 +35,9 @@ def fitted(case):
 
 
 def close(actual, expected, rtol, atol=0.0):
-    np.testing.assert_allclose(np.asarray(actual, float), np.asarray(expected, float),
-                               rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+        np.asarray(actual, float), np.asarray(expected, float), rtol=rtol, atol=atol
+    )
 
 
 ids = [c.name for c in CASES]
@@ -106,7 +107,8 @@ def test_conditional_modes_and_sd(case):
 
 
 @pytest.mark.parametrize(
-    "case", [c for c in CASES if "predict_rows" in c.reference],
+    "case",
+    [c for c in CASES if "predict_rows" in c.reference],
     ids=[c.name for c in CASES if "predict_rows" in c.reference],
 )
 def test_predictions_for_reference_rows(case):

@@ -102,7 +102,8 @@ def lmer(
     design, problem = lmer_problem(formula, data, reml=reml, weights=weights, offset=offset)
     if design.n_dropped:
         warnings.warn(
-            f"{design.n_dropped} row(s) with missing values dropped", RowsDroppedWarning,
+            f"{design.n_dropped} row(s) with missing values dropped",
+            RowsDroppedWarning,
             stacklevel=2,
         )
     result = optimize_problem(problem, start)

@@ -12,6 +12,15 @@ class MixedModelsError(Exception):
     """Base class of every error raised by mixedmodels."""
 
 
+def located_message(message: str, formula: str | None, position: int | None) -> str:
+    """``message`` followed by the formula and a caret under ``position`` when known."""
+    if formula is not None and position is not None:
+        return f"{message} (at position {position})\n  {formula}\n  {' ' * position}^"
+    if formula is not None:
+        return f"{message}\n  in formula: {formula}"
+    return message
+
+
 class FormulaError(MixedModelsError, ValueError):
     """A model formula that cannot be parsed or does not fit the data.
 
@@ -29,12 +38,7 @@ class FormulaError(MixedModelsError, ValueError):
     def __init__(self, message: str, formula: str | None = None, position: int | None = None):
         self.formula = formula
         self.position = position
-        text = message
-        if formula is not None and position is not None:
-            text = f"{message} (at position {position})\n  {formula}\n  {' ' * position}^"
-        elif formula is not None:
-            text = f"{message}\n  in formula: {formula}"
-        super().__init__(text)
+        super().__init__(located_message(message, formula, position))
 
 
 class DataError(MixedModelsError, ValueError):
@@ -43,6 +47,11 @@ class DataError(MixedModelsError, ValueError):
 
 class ColumnNotFoundError(DataError, KeyError):
     """A column named in the formula is not in the data."""
+
+    def __init__(self, message: str, formula: str | None = None, position: int | None = None):
+        self.formula = formula
+        self.position = position
+        super().__init__(located_message(message, formula, position))
 
     def __str__(self) -> str:  # KeyError would quote the message otherwise
         return str(self.args[0])

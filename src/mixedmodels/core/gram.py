@@ -37,7 +37,11 @@ class Gram:
 
 
 def grouped_cross_products(
-    codes: np.ndarray, n_levels: int, left: np.ndarray, right: np.ndarray, weights: np.ndarray | None
+    codes: np.ndarray,
+    n_levels: int,
+    left: np.ndarray,
+    right: np.ndarray,
+    weights: np.ndarray | None,
 ) -> np.ndarray:
     """Per-level sums ``sum_{r in level} w_r left[r, a] right[r, b]``, shape (l, a, b)."""
     out = np.empty((n_levels, left.shape[1], right.shape[1]))
@@ -48,9 +52,7 @@ def grouped_cross_products(
     return out
 
 
-def _cross_random(
-    bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None
-) -> sp.csr_matrix:
+def _cross_random(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -> sp.csr_matrix:
     """``Z_j' W Z_k`` as CSR (duplicates summed)."""
     rows, cols, vals = [], [], []
     for a in range(bj.p):
@@ -68,9 +70,7 @@ def _cross_random(
     return coo.tocsr()
 
 
-def xy_random_block(
-    block: RandomBlock, xy: np.ndarray, weights: np.ndarray | None
-) -> np.ndarray:
+def xy_random_block(block: RandomBlock, xy: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     """``[X y]' W Z_k`` laid out as (m, l * p)."""
     per_level = grouped_cross_products(block.codes, block.n_levels, xy, block.z, weights)
     # per_level: (l, m, p) -> (m, l, p)
@@ -79,9 +79,7 @@ def xy_random_block(
 
 def build_gram(blocks: list[RandomBlock], xy: np.ndarray, weights: np.ndarray | None) -> Gram:
     """All cross-product blocks for ``blocks`` (already in engine order) and ``[X y]``."""
-    diagonal = [
-        grouped_cross_products(b.codes, b.n_levels, b.z, b.z, weights) for b in blocks
-    ]
+    diagonal = [grouped_cross_products(b.codes, b.n_levels, b.z, b.z, weights) for b in blocks]
     off = {
         (j, k): _cross_random(blocks[j], blocks[k], weights)
         for j in range(len(blocks))

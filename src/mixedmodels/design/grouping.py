@@ -33,7 +33,7 @@ def group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarra
     labels = []
     for value in uniq:
         pieces = []
-        for codes_i, labels_i in reversed(parts):
+        for _, labels_i in reversed(parts):
             pieces.append(labels_i[value % len(labels_i)])
             value //= len(labels_i)
         labels.append(":".join(reversed(pieces)))

@@ -61,9 +61,12 @@ class MatrixBuilder:
             self.column_names = ["(Intercept)"]
             return self._simple_matrix(data, True, None)
         match = _SIMPLE.match(text)
-        if match and match.group(2) in data.columns and pd.api.types.is_numeric_dtype(
-            data[match.group(2)]
-        ) and not pd.api.types.is_bool_dtype(data[match.group(2)]):
+        if (
+            match
+            and match.group(2) in data.columns
+            and pd.api.types.is_numeric_dtype(data[match.group(2)])
+            and not pd.api.types.is_bool_dtype(data[match.group(2)])
+        ):
             intercept = match.group(1) != "0"
             self._simple = (intercept, match.group(2))
             self.column_names = (["(Intercept)"] if intercept else []) + [match.group(2)]
@@ -83,9 +86,7 @@ def response_vector(data: pd.DataFrame, response: str) -> np.ndarray:
     if name in data.columns:
         col = data[name]
         if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-            raise DataError(
-                f"response {name!r} must be numeric, but its dtype is {col.dtype}"
-            )
+            raise DataError(f"response {name!r} must be numeric, but its dtype is {col.dtype}")
         return col.to_numpy(dtype=float)
     try:
         mat = formulaic.model_matrix(f"{name} ~ 1", data, na_action="ignore").lhs

@@ -151,12 +151,11 @@ def build_design(
     for name in needed:
         if name not in data.columns:
             pos = formula.find(name)
+            columns = ", ".join(map(str, data.columns))
             raise ColumnNotFoundError(
-                FormulaError(
-                    f"column {name!r} is not in the data (columns: {', '.join(map(str, data.columns))})",
-                    formula,
-                    pos if pos >= 0 else None,
-                ).args[0]
+                f"column {name!r} is not in the data (columns: {columns})",
+                formula,
+                pos if pos >= 0 else None,
             )
     w = _vector_argument(weights, data, "weights")
     off = _vector_argument(offset, data, "offset")

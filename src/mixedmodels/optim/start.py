@@ -40,8 +40,6 @@ def _anova_between_within(codes: np.ndarray, n_levels: int, r: np.ndarray) -> tu
     return (msb - msw) / n0 if n0 > 0 else 0.0, msw
 
 
-
-
 def _backfit_effects(blocks, r: np.ndarray, sweeps: int = 3) -> tuple[list[np.ndarray], float]:
     """Group-mean effects of several factors fitted jointly by backfitting, and sigma^2."""
     e = r.copy()

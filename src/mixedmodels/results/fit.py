@@ -171,8 +171,9 @@ class LmerFit:
         """Conditional modes: group name -> DataFrame (levels x coefficients)."""
         out: dict[str, pd.DataFrame] = {}
         for t, b in zip(self._design.terms, self._solution.b, strict=True):
-            frame = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group_name),
-                                 columns=t.column_names)
+            frame = pd.DataFrame(
+                b, index=pd.Index(t.levels, name=t.group_name), columns=t.column_names
+            )
             if t.group_name in out:
                 out[t.group_name] = out[t.group_name].join(frame, rsuffix="_")
             else:
@@ -205,7 +206,8 @@ class LmerFit:
         out = {}
         for group, re in self.ranef.items():
             frame = pd.DataFrame(
-                np.tile(self._solution.beta, (len(re), 1)), index=re.index,
+                np.tile(self._solution.beta, (len(re), 1)),
+                index=re.index,
                 columns=self._design.fixed_names,
             )
             for col in re.columns:
@@ -301,7 +303,9 @@ class LmerFit:
         return f"<LmerFit {self.formula!r} ({crit}), objective={self.objective:.4f}>"
 
 
-def _codes_for_levels(data: pd.DataFrame, factors: tuple[str, ...], levels: list[str]) -> np.ndarray:
+def _codes_for_levels(
+    data: pd.DataFrame, factors: tuple[str, ...], levels: list[str]
+) -> np.ndarray:
     """Index of each row's grouping level in ``levels`` (-1 for unseen levels)."""
     if len(factors) == 1:
         labels = data[factors[0]].astype(str).to_numpy()

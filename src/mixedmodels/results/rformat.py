@@ -26,7 +26,9 @@ def format_r(values, digits: int) -> list[str]:
     """
     vals = [float(v) for v in np.atleast_1d(values)]
     dec = min(15, max((_decimals_needed(v, digits) for v in vals), default=0))
-    texts = [f"{v:.{dec}f}" if math.isfinite(v) else ("NA" if math.isnan(v) else str(v)) for v in vals]
+    texts = [
+        f"{v:.{dec}f}" if math.isfinite(v) else ("NA" if math.isnan(v) else str(v)) for v in vals
+    ]
     width = max((len(t) for t in texts), default=0)
     return [t.rjust(width) for t in texts]
 

@@ -73,14 +73,20 @@ def random_effects_table(fit: LmerFit) -> str:
         for row in corr_cells:
             if row[j]:
                 row[j] = row[j].rjust(width)
-    rows = [[groups[r], names[r], var_txt[r], sd_txt[r]] + corr_cells[r] for r in range(len(names) - 1)]
+    rows = [
+        [groups[r], names[r], var_txt[r], sd_txt[r]] + corr_cells[r] for r in range(len(names) - 1)
+    ]
     r = len(names) - 1
     rows.append([groups[r], names[r], var_txt[r], sd_txt[r]] + [""] * n_corr)
     return _left_table(header, rows)
 
 
-def fixed_effects_table(names: list[str], est: np.ndarray, se: np.ndarray,
-                        extra: list[tuple[str, list[str]]] | None = None) -> str:
+def fixed_effects_table(
+    names: list[str],
+    est: np.ndarray,
+    se: np.ndarray,
+    extra: list[tuple[str, list[str]]] | None = None,
+) -> str:
     """R's ``printCoefmat`` layout for estimate, standard error and t value."""
     both = np.concatenate([est, se])
     nonzero = np.abs(both[(both != 0) & np.isfinite(both)])

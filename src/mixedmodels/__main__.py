@@ -1,0 +1,3 @@
+from mixedmodels.cli import main
+
+raise SystemExit(main())
