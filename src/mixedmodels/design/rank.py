@@ -7,15 +7,27 @@ import scipy.linalg as sla
 
 
 def independent_columns(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
-    """Indices (in original order) of a maximal set of linearly independent columns.
+    """Indices of the columns to keep, scanning left to right as R's ``qr`` does.
 
-    Pivoted QR; a column is kept when ``|R_ii| > tol * |R_11|`` (lme4's rank tolerance).
+    A column is dropped when its distance from the span of the kept columns to its left is
+    below ``tol`` times its norm, so the later of two dependent columns goes (lme4 drops
+    ``Days2`` from ``Days + Days2`` when ``Days2 = 2 Days``).  The scan runs on the small
+    triangular ``R`` of one QR of ``X`` (``R'R = X'X``, same geometry).
     """
-    if X.shape[1] == 0:
+    n, p = X.shape
+    if p == 0:
         return np.arange(0)
-    _, r, piv = sla.qr(X, mode="economic", pivoting=True)
-    diag = np.abs(np.diagonal(r))
-    if diag.size == 0 or diag[0] == 0:
-        return np.arange(0)
-    rank = int(np.sum(diag > tol * diag[0]))
-    return np.sort(piv[:rank])
+    r = sla.qr(X, mode="r", check_finite=False)[0][: min(n, p)]
+    norms = np.linalg.norm(r, axis=0)
+    kept: list[int] = []
+    for j in range(p):
+        if norms[j] == 0:
+            continue
+        if kept:
+            coef, *_ = np.linalg.lstsq(r[:, kept], r[:, j], rcond=None)
+            resid = np.linalg.norm(r[:, j] - r[:, kept] @ coef)
+        else:
+            resid = norms[j]
+        if resid > tol * norms[j]:
+            kept.append(j)
+    return np.array(kept, dtype=int)

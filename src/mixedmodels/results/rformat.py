@@ -34,11 +34,14 @@ def format_r(values, digits: int) -> list[str]:
 
 
 def zapsmall(values: np.ndarray, digits: int) -> np.ndarray:
-    """R's ``zapsmall``: round to ``digits`` significant digits of the largest magnitude."""
+    """R's (4.2) ``zapsmall``: round to ``digits - log10(max |x|)`` decimals.
+
+    R passes the fractional digit count to ``round``, which takes the nearest integer.
+    """
     mx = float(np.max(np.abs(values))) if len(values) else 0.0
     if mx <= 0:
         return np.round(values, digits)
-    return np.round(values, max(0, digits - math.ceil(math.log10(mx))))
+    return np.round(values, max(0, math.floor(digits - math.log10(mx) + 0.5)))
 
 
 def format_table(rows: list[list[str]], header: list[str], align_left: set[int]) -> str:

@@ -1,0 +1,94 @@
+"""Public API behaviour: objective function access, refit, prediction, identities."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedmodels as mm
+from mixedmodels.errors import NewLevelError
+from tests.catalogue import case
+
+
+@pytest.fixture(scope="module")
+def sleep_fit():
+    return mm.lmer("Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy"))
+
+
+def test_objective_function_reachable_without_fitting(sleep_fit):
+    ref = case("sleepstudy_slopes_reml").reference
+    _, problem = mm.lmer_problem(
+        "Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy")
+    )
+    assert problem.objective(np.array(ref["theta"])) == pytest.approx(ref["objective"], rel=1e-10)
+    assert sleep_fit.problem.objective(sleep_fit.theta) == pytest.approx(sleep_fit.objective)
+
+
+def test_refit_to_new_response_equals_fresh_fit(sleep_fit):
+    df = mm.datasets.load("sleepstudy")
+    y_new = df.Reaction.to_numpy() + np.random.default_rng(1).normal(0, 10, len(df))
+    again = mm.refit(sleep_fit, y_new)
+    fresh = mm.lmer("Reaction ~ Days + (Days | Subject)", df.assign(Reaction=y_new))
+    assert again.objective == pytest.approx(fresh.objective, rel=1e-8)
+    np.testing.assert_allclose(again.fixef, fresh.fixef, rtol=1e-5)
+    np.testing.assert_allclose(again.fitted, fresh.fitted, rtol=1e-5)
+
+
+def test_coef_is_fixef_plus_ranef(sleep_fit):
+    coef = sleep_fit.coef["Subject"]
+    ranef = sleep_fit.ranef["Subject"]
+    np.testing.assert_allclose(coef.to_numpy(), sleep_fit.fixef.to_numpy() + ranef.to_numpy())
+
+
+def test_fitted_is_x_beta_plus_z_b(sleep_fit):
+    df = mm.datasets.load("sleepstudy")
+    coef = sleep_fit.coef["Subject"].loc[df.Subject.astype(str)]
+    expected = coef["(Intercept)"].to_numpy() + coef["Days"].to_numpy() * df.Days.to_numpy()
+    np.testing.assert_allclose(sleep_fit.fitted, expected, rtol=1e-12)
+    np.testing.assert_allclose(sleep_fit.residuals, df.Reaction - expected, rtol=1e-9)
+
+
+def test_predict_new_levels(sleep_fit):
+    new = pd.DataFrame({"Days": [0.0, 5.0], "Subject": ["308", "999"]})
+    with pytest.raises(NewLevelError, match="999"):
+        sleep_fit.predict(new)
+    pred = sleep_fit.predict(new, allow_new_levels=True)
+    marginal = sleep_fit.fixef["(Intercept)"] + 5.0 * sleep_fit.fixef["Days"]
+    assert pred[1] == pytest.approx(marginal)
+    assert pred[0] == pytest.approx(sleep_fit.fitted[0])
+
+
+def test_ml_loglik_and_information_criteria(sleep_fit):
+    ml = mm.lmer("Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy"), reml=False)
+    assert ml.loglik == pytest.approx(-ml.objective / 2)
+    assert ml.aic == pytest.approx(ml.objective + 2 * 6)
+    assert ml.bic == pytest.approx(ml.objective + np.log(180) * 6)
+
+
+def test_singular_fit_reported():
+    with pytest.warns(mm.errors.SingularFitWarning):
+        fit = mm.lmer("Yield ~ 1 + (1|Batch)", mm.datasets.load("Dyestuff2"))
+    assert fit.is_singular and fit.theta[0] == 0.0
+    assert "singular" in fit.summary()
+
+
+def test_offset_equals_shifted_response():
+    df = mm.datasets.load("sleepstudy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with_offset = mm.lmer("Reaction ~ Days + (1|Subject)", df, offset=5.0 * df.Days)
+        shifted = mm.lmer(
+            "Reaction ~ Days + (1|Subject)", df.assign(Reaction=df.Reaction - 5 * df.Days)
+        )
+    assert with_offset.fixef["Days"] == pytest.approx(shifted.fixef["Days"] + 0.0, rel=1e-6)
+    np.testing.assert_allclose(with_offset.fitted - 5 * df.Days, shifted.fitted, rtol=1e-6)
+
+
+def test_user_dataframe_not_modified():
+    df = mm.datasets.load("sleepstudy")
+    before = df.copy()
+    mm.lmer("Reaction ~ Days + (Days || Subject)", df)
+    pd.testing.assert_frame_equal(df, before)
