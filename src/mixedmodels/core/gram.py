@@ -20,8 +20,8 @@ class Gram:
 
     Attributes
     ----------
-    diagonal : list of ndarray (l_k, p_k, p_k)
-        ``Z_k' W Z_k``, block diagonal because each row belongs to one level.
+    diagonal : list of ndarray (p_k, p_k, l_k)
+        ``Z_k' W Z_k``, block diagonal because each row belongs to one level (level-last).
     off_diagonal : dict (j, k) -> csr_matrix, j > k
         ``Z_j' W Z_k``.
     xy_random : list of ndarray (m, l_k * p_k)
@@ -43,12 +43,12 @@ def grouped_cross_products(
     right: np.ndarray,
     weights: np.ndarray | None,
 ) -> np.ndarray:
-    """Per-level sums ``sum_{r in level} w_r left[r, a] right[r, b]``, shape (l, a, b)."""
-    out = np.empty((n_levels, left.shape[1], right.shape[1]))
+    """Per-level sums ``sum_{r in level} w_r left[r, a] right[r, b]``, shape (a, b, l)."""
+    out = np.empty((left.shape[1], right.shape[1], n_levels))
     for a in range(left.shape[1]):
         lw = left[:, a] if weights is None else left[:, a] * weights
         for b in range(right.shape[1]):
-            out[:, a, b] = np.bincount(codes, weights=lw * right[:, b], minlength=n_levels)
+            out[a, b] = np.bincount(codes, weights=lw * right[:, b], minlength=n_levels)
     return out
 
 
@@ -73,8 +73,8 @@ def _cross_random(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) 
 def xy_random_block(block: RandomBlock, xy: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     """``[X y]' W Z_k`` laid out as (m, l * p)."""
     per_level = grouped_cross_products(block.codes, block.n_levels, xy, block.z, weights)
-    # per_level: (l, m, p) -> (m, l, p)
-    return np.ascontiguousarray(per_level.transpose(1, 0, 2)).reshape(xy.shape[1], block.size)
+    # (m, p, l) -> (m, l, p), flattened level-major
+    return np.ascontiguousarray(per_level.transpose(0, 2, 1)).reshape(xy.shape[1], block.size)
 
 
 def build_gram(blocks: list[RandomBlock], xy: np.ndarray, weights: np.ndarray | None) -> Gram:

@@ -28,11 +28,12 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from mixedmodels.core.dense import MAX_DENSE_RANDOM_EFFECTS, DenseObjective
 from mixedmodels.core.fill import FillPlan, make_fill_plan
 from mixedmodels.core.gram import Gram, build_gram, grouped_cross_products, is_nested
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.linalg import blocks as bl
-from mixedmodels.linalg.batched import congruence
+from mixedmodels.linalg.batched import congruence, right_multiply
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -125,6 +126,8 @@ class LmmProblem:
                 plan = make_fill_plan(self.gram.off_diagonal[k, 0])
                 if plan is not None:
                     self.fill_plans[k] = plan
+        q = sum(b.size for b in self.engine_blocks)
+        self.dense_objective = DenseObjective(self) if q <= MAX_DENSE_RANDOM_EFFECTS else None
         self.n_evaluations = 0
 
     # ----------------------------------------------------------------- parameters
@@ -166,14 +169,14 @@ class LmmProblem:
         for k in range(n_blocks):
             blk = self.engine_blocks[k]
             d = congruence(lams[k], g.diagonal[k])
-            idx = np.arange(blk.p)
-            d[:, idx, idx] += 1.0
+            for i in range(blk.p):
+                d[i, i] += 1.0
             if self.dense[k]:
                 dd = bl.block_diagonal_to_dense(d)
                 for m in range(k):
                     if m == 0 and k in self.fill_plans:
                         scale = (lams[k][0, 0] * lams[0][0, 0]) ** 2
-                        w = scale / diag[0].blocks[:, 0, 0] ** 2
+                        w = scale / diag[0].blocks[0, 0] ** 2
                         dd -= self.fill_plans[k].lower_product(w)
                         continue
                     prod = bl.product_transposed(off[k, m], off[k, m])
@@ -191,9 +194,9 @@ class LmmProblem:
                     t = bl.subtract(t, bl.product_transposed(off[j, m], off[k, m]))
                 off[j, k] = bl.solve_right_transposed(t, factor)
             m_rows = g.xy_random[k].shape[0]
-            t = (g.xy_random[k].reshape(m_rows, blk.n_levels, blk.p) @ lams[k]).reshape(
-                m_rows, blk.size
-            )
+            t = right_multiply(
+                g.xy_random[k].reshape(m_rows, blk.n_levels, blk.p), lams[k]
+            ).reshape(m_rows, blk.size)
             for m in range(k):
                 t = t - bl.product_transposed(xy_rand[m], off[k, m])
             xy_rand.append(bl.solve_right_transposed(t, factor))
@@ -212,29 +215,43 @@ class LmmProblem:
         bj, bk = self.engine_blocks[j], self.engine_blocks[k]
         if bj.p == 1 and bk.p == 1:
             return a * (lams[j][0, 0] * lams[k][0, 0])
-        left = bl.block_diagonal_sparse(np.broadcast_to(lams[j].T, (bj.n_levels, bj.p, bj.p)))
-        right = bl.block_diagonal_sparse(np.broadcast_to(lams[k], (bk.n_levels, bk.p, bk.p)))
+        left = bl.block_diagonal_sparse(
+            np.broadcast_to(lams[j].T[:, :, None], (bj.p, bj.p, bj.n_levels))
+        )
+        right = bl.block_diagonal_sparse(
+            np.broadcast_to(lams[k][:, :, None], (bk.p, bk.p, bk.n_levels))
+        )
         return (left @ a @ right).tocsr()
 
     # ----------------------------------------------------------------- objective
-    def objective_from_factor(self, factor: Factor) -> float:
-        """REML criterion or deviance from the factor's diagonal."""
-        pwrss = factor.pwrss()
+    def objective_from_pieces(
+        self, log_det_random: float, log_det_fixed: float, pwrss: float
+    ) -> float:
+        """REML criterion or deviance from ``log|L_Z|^2``, ``log|R_X|^2`` and PWRSS."""
         if pwrss <= 0.0:
             return -np.inf
-        ld = factor.log_det_random() - self.log_weights
+        ld = log_det_random - self.log_weights
         if self.reml:
             dof = self.n - self.n_fixed
-            return (
-                ld
-                + factor.log_det_fixed(self.n_fixed)
-                + dof * (1.0 + LOG_2PI + math.log(pwrss / dof))
-            )
+            return ld + log_det_fixed + dof * (1.0 + LOG_2PI + math.log(pwrss / dof))
         return ld + self.n * (1.0 + LOG_2PI + math.log(pwrss / self.n))
 
+    def objective_from_factor(self, factor: Factor) -> float:
+        """REML criterion or deviance from the factor's diagonal."""
+        return self.objective_from_pieces(
+            factor.log_det_random(), factor.log_det_fixed(self.n_fixed), factor.pwrss()
+        )
+
     def objective(self, theta: np.ndarray) -> float:
-        """The profiled objective at ``theta`` (lme4's devFunOnly)."""
+        """The profiled objective at ``theta`` (lme4's devFunOnly).
+
+        Small models (``q <= 240`` random effects) use the dense path of
+        :mod:`mixedmodels.core.dense`; the value is the same to rounding.
+        """
         self.n_evaluations += 1
+        theta = np.asarray(theta, dtype=float)
+        if self.dense_objective is not None:
+            return self.objective_from_pieces(*self.dense_objective.pieces(theta))
         return self.objective_from_factor(self.factorize(theta))
 
     # ----------------------------------------------------------------- solution
@@ -318,7 +335,7 @@ class LmmProblem:
         for blk, block_xy in zip(self.engine_blocks, g.xy_random, strict=True):
             row = grouped_cross_products(blk.codes, blk.n_levels, new.y[:, None], blk.z, w)
             updated = block_xy.copy()
-            updated[-1, :] = row.reshape(blk.size)
+            updated[-1, :] = row[0].T.reshape(blk.size)
             xy_random.append(updated)
         wy = new.y if w is None else new.y * w
         xy_xy = g.xy_xy.copy()
@@ -326,6 +343,8 @@ class LmmProblem:
         xy_xy[-1, :] = cross
         xy_xy[:, -1] = cross
         new.gram = replace(g, xy_random=xy_random, xy_xy=xy_xy)
+        if self.dense_objective is not None:
+            new.dense_objective = DenseObjective(new)
         return new
 
     # ----------------------------------------------------------------- fitted

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg as sla
 
 
 def independent_columns(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
@@ -11,23 +10,28 @@ def independent_columns(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
 
     A column is dropped when its distance from the span of the kept columns to its left is
     below ``tol`` times its norm, so the later of two dependent columns goes (lme4 drops
-    ``Days2`` from ``Days + Days2`` when ``Days2 = 2 Days``).  The scan runs on the small
-    triangular ``R`` of one QR of ``X`` (``R'R = X'X``, same geometry).
+    ``Days2`` from ``Days + Days2`` when ``Days2 = 2 Days``).  The scan is an incremental
+    Cholesky of the small Gram matrix ``X'X``: the squared distance of column ``j`` from the
+    kept columns is the Schur complement ``G_jj - g' G_kk^-1 g``, compared with
+    ``tol^2 G_jj``.  Columns are first scaled to unit norm for accuracy.
     """
     n, p = X.shape
     if p == 0:
         return np.arange(0)
-    r = sla.qr(X, mode="r", check_finite=False)[0][: min(n, p)]
-    norms = np.linalg.norm(r, axis=0)
+    norms = np.sqrt(np.einsum("ij,ij->j", X, X))
+    scale = np.where(norms > 0, norms, 1.0)
+    gram = (X.T @ X) / np.outer(scale, scale)
     kept: list[int] = []
+    low = np.zeros((p, p))  # Cholesky factor of gram[kept][:, kept]
     for j in range(p):
         if norms[j] == 0:
             continue
-        if kept:
-            coef, *_ = np.linalg.lstsq(r[:, kept], r[:, j], rcond=None)
-            resid = np.linalg.norm(r[:, j] - r[:, kept] @ coef)
-        else:
-            resid = norms[j]
-        if resid > tol * norms[j]:
+        k = len(kept)
+        g = gram[kept, j]
+        w = np.linalg.solve(low[:k, :k], g) if k else g
+        schur = gram[j, j] - float(w @ w)
+        if schur > tol**2 * gram[j, j]:
+            low[k, :k] = w
+            low[k, k] = np.sqrt(schur)
             kept.append(j)
     return np.array(kept, dtype=int)

@@ -1,8 +1,10 @@
-"""Small dense matrices stacked along a leading "level" axis, processed all at once.
+"""Small dense matrices stacked along a trailing "level" axis, processed all at once.
 
 A random-effect term with ``p`` coefficients per level gives ``l`` independent ``p x p``
-blocks; looping over ``p`` (tiny) with vector operations over ``l`` (large) keeps the work
-in numpy's compiled loops.
+blocks.  They are stored level-last, shape ``(p, p, l)``, so that element ``[i, j]`` of every
+block is one contiguous vector; looping over ``p`` (tiny) with vector operations over ``l``
+(large) keeps the work in numpy's fast contiguous loops.  Stacked ``matmul`` on tiny
+matrices is an order of magnitude slower.
 """
 
 from __future__ import annotations
@@ -11,75 +13,118 @@ import numpy as np
 
 
 def cholesky(a: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factors of a stack of symmetric positive-definite matrices.
+    """Lower Cholesky factors of stacked symmetric positive-definite matrices.
 
     Parameters
     ----------
-    a : ndarray, shape (l, p, p)
+    a : ndarray, shape (p, p, l)
 
     Returns
     -------
-    ndarray, shape (l, p, p)
-        ``L`` with ``L[i] @ L[i].T == a[i]``; a non-positive pivot gives NaN entries,
+    ndarray, shape (p, p, l)
+        ``L`` with ``L L' = a`` for each level; a non-positive pivot gives NaN entries,
         which the caller detects.
     """
-    p = a.shape[1]
-    if p == 1:
-        with np.errstate(invalid="ignore"):
-            return np.sqrt(a)
-    low = np.zeros_like(a)
+    p = a.shape[0]
     with np.errstate(invalid="ignore", divide="ignore"):
+        if p == 1:
+            return np.sqrt(a)
+        low = np.zeros_like(a)
         for j in range(p):
-            head = low[:, j, :j]
-            d = np.sqrt(a[:, j, j] - np.einsum("lk,lk->l", head, head))
-            low[:, j, j] = d
-            if j + 1 < p:
-                below = a[:, j + 1 :, j] - np.einsum("lik,lk->li", low[:, j + 1 :, :j], head)
-                low[:, j + 1 :, j] = below / d[:, None]
+            acc = a[j, j].copy()
+            for k in range(j):
+                acc -= low[j, k] * low[j, k]
+            d = np.sqrt(acc)
+            low[j, j] = d
+            for i in range(j + 1, p):
+                acc = a[i, j].copy()
+                for k in range(j):
+                    acc -= low[i, k] * low[j, k]
+                low[i, j] = acc / d
     return low
 
 
 def log_diagonal_sum(low: np.ndarray) -> float:
-    """Sum of the logs of the diagonals of a stack of triangular matrices."""
-    return float(np.log(np.diagonal(low, axis1=1, axis2=2)).sum())
+    """Sum of the logs of the diagonals of stacked triangular matrices (p, p, l)."""
+    return float(sum(np.log(low[j, j]).sum() for j in range(low.shape[0])))
 
 
 def solve_right_lower_transposed(b: np.ndarray, low: np.ndarray) -> np.ndarray:
-    """``X`` with ``X[:, i, :] @ low[i].T == b[:, i, :]`` for every level ``i``.
+    """``X`` with ``X[:, i, :] @ L_i' == b[:, i, :]`` for every level ``i``.
 
     Parameters
     ----------
     b : ndarray, shape (m, l, p)
-    low : ndarray, shape (l, p, p), lower triangular
+    low : ndarray, shape (p, p, l), lower triangular
 
     Returns
     -------
     ndarray, shape (m, l, p)
     """
-    p = low.shape[1]
+    p = low.shape[0]
     if p == 1:
-        return b / low[:, 0, :]
+        return b / low[0, 0][:, None]
     x = np.empty_like(b)
     for j in range(p):
-        acc = b[:, :, j]
-        if j:
-            acc = acc - np.einsum("mlk,lk->ml", x[:, :, :j], low[:, j, :j])
-        x[:, :, j] = acc / low[:, j, j]
+        acc = b[:, :, j].copy()
+        for k in range(j):
+            acc -= x[:, :, k] * low[j, k]
+        x[:, :, j] = acc / low[j, j]
     return x
 
 
 def invert_lower(low: np.ndarray) -> np.ndarray:
-    """Inverses of a stack of lower-triangular matrices (shape (l, p, p))."""
-    p = low.shape[1]
+    """Inverses of stacked lower-triangular matrices (p, p, l)."""
+    p = low.shape[0]
     if p == 1:
         return 1.0 / low
-    eye = np.broadcast_to(np.eye(p), low.shape).transpose(1, 0, 2)  # (p, l, p)
-    # rows of inv(L)' solve X L' = I, i.e. X = inv(L)'
-    return solve_right_lower_transposed(np.ascontiguousarray(eye), low).transpose(1, 2, 0)
+    inv = np.zeros_like(low)
+    for j in range(p):
+        inv[j, j] = 1.0 / low[j, j]
+        for i in range(j + 1, p):
+            acc = np.zeros_like(low[0, 0])
+            for k in range(j, i):
+                acc -= low[i, k] * inv[k, j]
+            inv[i, j] = acc / low[i, i]
+    return inv
 
 
 def congruence(lam: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """``lam.T @ a[i] @ lam`` for every level (lam: (p, p), a: (l, p, p))."""
-    if lam.shape[0] == 1:
+    """``lam' a_i lam`` for every level (lam: (p, p) lower triangular, a: (p, p, l))."""
+    p = lam.shape[0]
+    if p == 1:
         return a * (lam[0, 0] ** 2)
-    return lam.T @ a @ lam
+    t = np.zeros_like(a)  # a @ lam
+    for j in range(p):
+        for k in range(j, p):
+            if lam[k, j] != 0.0:
+                t[:, j] += a[:, k] * lam[k, j]
+    out = np.zeros_like(a)  # lam' @ t
+    for i in range(p):
+        for k in range(i, p):
+            if lam[k, i] != 0.0:
+                out[i] += lam[k, i] * t[k]
+    return out
+
+
+def right_multiply(b: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """``b[:, i, :] @ lam`` for every level (b: (m, l, p), lam: (p, p) lower triangular)."""
+    p = lam.shape[0]
+    if p == 1:
+        return b * lam[0, 0]
+    out = np.zeros_like(b)
+    for j in range(p):
+        for k in range(j, p):
+            if lam[k, j] != 0.0:
+                out[:, :, j] += b[:, :, k] * lam[k, j]
+    return out
+
+
+def to_level_first(blocks: np.ndarray) -> np.ndarray:
+    """(p, p, l) -> (l, p, p)."""
+    return np.ascontiguousarray(blocks.transpose(2, 0, 1))
+
+
+def to_level_last(blocks: np.ndarray) -> np.ndarray:
+    """(l, p, p) -> (p, p, l)."""
+    return np.ascontiguousarray(blocks.transpose(1, 2, 0))

@@ -25,13 +25,13 @@ class NotPositiveDefiniteError(ArithmeticError):
 
 @dataclass(frozen=True)
 class BlockDiagonal:
-    """``l`` independent lower-triangular ``p x p`` blocks, stored as (l, p, p)."""
+    """``l`` independent lower-triangular ``p x p`` blocks, stored level-last (p, p, l)."""
 
     blocks: np.ndarray
 
     @property
     def size(self) -> int:
-        return self.blocks.shape[0] * self.blocks.shape[1]
+        return self.blocks.shape[0] * self.blocks.shape[2]
 
     def log_det(self) -> float:
         """``log det L`` (half the log determinant of ``L L'``)."""
@@ -62,38 +62,39 @@ DiagonalFactor = BlockDiagonal | DenseTriangle
 
 
 def block_diagonal_to_dense(blocks: np.ndarray) -> np.ndarray:
-    """Dense (l*p, l*p) matrix with the (l, p, p) blocks on its diagonal."""
-    n_levels, p, _ = blocks.shape
+    """Dense (l*p, l*p) matrix with the (p, p, l) blocks on its diagonal."""
+    p, _, n_levels = blocks.shape
     if p == 1:
-        return np.diag(blocks[:, 0, 0])
+        return np.diag(blocks[0, 0])
     out = np.zeros((n_levels, p, n_levels, p))
     idx = np.arange(n_levels)
-    out[idx, :, idx, :] = blocks
+    out[idx, :, idx, :] = batched.to_level_first(blocks)
     return out.reshape(n_levels * p, n_levels * p)
 
 
 def block_diagonal_sparse(blocks: np.ndarray) -> sp.csr_matrix:
-    """Sparse matrix with the (l, p, p) blocks on its diagonal."""
-    n_levels, p, _ = blocks.shape
+    """Sparse matrix with the (p, p, l) blocks on its diagonal."""
+    p, _, n_levels = blocks.shape
     if p == 1:
-        return sp.diags_array(blocks[:, 0, 0]).tocsr()
+        return sp.diags_array(blocks[0, 0]).tocsr()
     bsr = sp.bsr_matrix(
-        (blocks, np.arange(n_levels), np.arange(n_levels + 1)), shape=(n_levels * p,) * 2
+        (batched.to_level_first(blocks), np.arange(n_levels), np.arange(n_levels + 1)),
+        shape=(n_levels * p,) * 2,
     )
     return bsr.tocsr()
 
 
 def diagonal_blocks_of(matrix: Matrix, n_levels: int, p: int) -> np.ndarray:
-    """The (l, p, p) diagonal blocks of a square sparse or dense matrix."""
+    """The diagonal ``p x p`` blocks, level-last (p, p, l), of a square matrix."""
     if sp.issparse(matrix):
         coo = matrix.tocoo()
         keep = coo.row // p == coo.col // p
-        out = np.zeros((n_levels, p, p))
-        np.add.at(out, (coo.row[keep] // p, coo.row[keep] % p, coo.col[keep] % p), coo.data[keep])
+        out = np.zeros((p, p, n_levels))
+        np.add.at(out, (coo.row[keep] % p, coo.col[keep] % p, coo.row[keep] // p), coo.data[keep])
         return out
     dense = np.asarray(matrix).reshape(n_levels, p, n_levels, p)
     idx = np.arange(n_levels)
-    return dense[idx, :, idx, :]
+    return batched.to_level_last(dense[idx, :, idx, :])
 
 
 def product_transposed(a: Matrix, b: Matrix) -> Matrix:
@@ -119,7 +120,7 @@ def subtract(a: Matrix, b: Matrix) -> Matrix:
 
 
 def factor_diagonal(block: np.ndarray, dense: bool) -> DiagonalFactor:
-    """Cholesky factor of a diagonal block given as (l, p, p) blocks or a dense matrix."""
+    """Cholesky factor of a diagonal block given as (p, p, l) blocks or a dense matrix."""
     if not dense:
         low = batched.cholesky(block)
         if not np.all(np.isfinite(low)):
@@ -135,11 +136,11 @@ def solve_right_transposed(rhs: Matrix, factor: DiagonalFactor) -> Matrix:
     """``rhs @ inv(L).T`` for a diagonal factor ``L`` (the off-diagonal step of Cholesky)."""
     if isinstance(factor, BlockDiagonal):
         low = factor.blocks
-        n_levels, p, _ = low.shape
+        p, _, n_levels = low.shape
         if sp.issparse(rhs):
             if p == 1:
-                return (rhs @ sp.diags_array(1.0 / low[:, 0, 0])).tocsr()
-            inv_t = batched.invert_lower(low).transpose(0, 2, 1)
+                return (rhs @ sp.diags_array(1.0 / low[0, 0])).tocsr()
+            inv_t = batched.invert_lower(low).transpose(1, 0, 2)
             return (rhs @ block_diagonal_sparse(inv_t)).tocsr()
         m = rhs.shape[0]
         out = batched.solve_right_lower_transposed(rhs.reshape(m, n_levels, p), low)
@@ -151,11 +152,8 @@ def solve_right_transposed(rhs: Matrix, factor: DiagonalFactor) -> Matrix:
 def solve_lower(factor: DiagonalFactor, rhs: np.ndarray) -> np.ndarray:
     """``inv(L) @ rhs`` for a diagonal factor (rhs dense, (size, k))."""
     if isinstance(factor, BlockDiagonal):
-        low = factor.blocks
-        n_levels, p, _ = low.shape
-        k = rhs.shape[1]
         # inv(L) rhs = (rhs' inv(L)')'
-        return solve_right_transposed(rhs.T.copy(), factor).T.reshape(n_levels * p, k)
+        return solve_right_transposed(np.ascontiguousarray(rhs.T), factor).T
     return sla.solve_triangular(factor.matrix, rhs, lower=True, check_finite=False)
 
 
@@ -163,11 +161,11 @@ def solve_lower_transposed(factor: DiagonalFactor, rhs: np.ndarray) -> np.ndarra
     """``inv(L).T @ rhs`` for a diagonal factor (rhs dense, (size, k))."""
     if isinstance(factor, BlockDiagonal):
         low = factor.blocks
-        n_levels, p, _ = low.shape
-        inv = batched.invert_lower(low)  # (l, p, p)
+        p, _, n_levels = low.shape
+        inv = batched.invert_lower(low)  # (p, p, l)
         k = rhs.shape[1]
         r = rhs.reshape(n_levels, p, k)
-        return np.einsum("lji,ljk->lik", inv, r).reshape(n_levels * p, k)
+        return np.einsum("jil,ljk->lik", inv, r).reshape(n_levels * p, k)
     return sla.solve_triangular(factor.matrix, rhs, lower=True, trans=1, check_finite=False)
 
 
