@@ -41,7 +41,7 @@ class DenseObjective:
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         q = int(starts[-1])
         azz = np.zeros((q, q))
-        for k, b in enumerate(blocks):
+        for k in range(len(blocks)):
             sl = slice(starts[k], starts[k + 1])
             azz[sl, sl] = block_diagonal_to_dense(g.diagonal[k])
             for j in range(k + 1, len(blocks)):

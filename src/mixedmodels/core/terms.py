@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -60,7 +61,13 @@ class RandomBlock:
         return lam
 
 
+@cache
 def lower_triangle_indices(p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of a lower triangle, column by column (lme4's theta order)."""
+    """Row and column indices of a lower triangle, column by column (lme4's theta order).
+
+    Cached; the arrays are read-only.
+    """
     cols, rows = np.triu_indices(p)
+    rows.flags.writeable = False
+    cols.flags.writeable = False
     return rows, cols

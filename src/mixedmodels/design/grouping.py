@@ -10,10 +10,16 @@ from mixedmodels.errors import DataError
 
 def _factor_codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
     if isinstance(column.dtype, pd.CategoricalDtype):
-        cat = column.cat.remove_unused_categories()
-        return cat.cat.codes.to_numpy(dtype=np.int64), [str(c) for c in cat.cat.categories]
+        codes = column.cat.codes.to_numpy(dtype=np.int64)
+        categories = column.cat.categories
+        used = np.bincount(codes, minlength=len(categories)) > 0
+        if not used.all():  # drop unused levels, as lme4 does
+            remap = np.cumsum(used) - 1
+            codes = remap[codes]
+            categories = categories[used]
+        return codes, categories.astype(str).tolist()
     codes, uniques = pd.factorize(column, sort=True)
-    return codes.astype(np.int64), [str(u) for u in uniques]
+    return codes.astype(np.int64), pd.Index(uniques).astype(str).tolist()
 
 
 def group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import formulaic
 import numpy as np
@@ -81,17 +82,23 @@ class ModelDesign:
         return self.fixed_builder.build(data)[:, self.fixed_keep]
 
 
+@lru_cache(maxsize=256)
+def _variables_of(text: str) -> tuple[str, ...]:
+    """Data columns a formulaic expression reads (parsing is pure, so cached)."""
+    return tuple(sorted(str(v) for v in formulaic.Formula(text).required_variables))
+
+
 def _required_variables(parsed: ParsedFormula) -> list[str]:
     names: list[str] = []
 
     def add(text: str) -> None:
         try:
-            found = formulaic.Formula(text).required_variables
+            found = _variables_of(text)
         except Exception as exc:
             raise FormulaError(f"cannot parse {text!r}: {exc}", parsed.text) from exc
-        for v in sorted(found, key=str):
-            if str(v) not in names:
-                names.append(str(v))
+        for v in found:
+            if v not in names:
+                names.append(v)
 
     add(parsed.fixed_formula)
     for term in parsed.random:
@@ -100,6 +107,17 @@ def _required_variables(parsed: ParsedFormula) -> list[str]:
             if f not in names:
                 names.append(f)
     return names
+
+
+def _present(column: pd.Series) -> np.ndarray:
+    """Non-missing mask of a column (numpy fast paths for floats and categoricals)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy() >= 0
+    if column.dtype.kind in "iub":
+        return np.ones(len(column), dtype=bool)
+    if column.dtype.kind == "f":
+        return ~np.isnan(column.to_numpy())
+    return column.notna().to_numpy()
 
 
 def _vector_argument(value, data: pd.DataFrame, what: str) -> np.ndarray | None:
@@ -159,14 +177,16 @@ def build_design(
             )
     w = _vector_argument(weights, data, "weights")
     off = _vector_argument(offset, data, "offset")
-    used = data[needed]
-    complete = ~used.isna().any(axis=1).to_numpy()
+    complete = np.ones(len(data), dtype=bool)
+    for name in needed:
+        complete &= _present(data[name])
     for vec in (w, off):
         if vec is not None:
             complete &= ~np.isnan(vec)
     n_dropped = int((~complete).sum())
+    used = data  # builders read only the needed columns; no copy unless rows go
     if n_dropped:
-        used = used.loc[complete]
+        used = data.loc[complete, needed]
         w = None if w is None else w[complete]
         off = None if off is None else off[complete]
     if len(used) == 0:
