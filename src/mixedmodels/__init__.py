@@ -6,7 +6,7 @@
 """
 
 from mixedmodels import datasets, errors
-from mixedmodels.api import lmer, lmer_problem, refit
+from mixedmodels.api import lm, lmer, lmer_problem, refit
 from mixedmodels.errors import (
     ColumnNotFoundError,
     DataError,
@@ -15,6 +15,7 @@ from mixedmodels.errors import (
     MixedModelsWarning,
 )
 from mixedmodels.results.fit import LmerFit
+from mixedmodels.results.lm_fit import LmFit
 
 __version__ = "0.1.0"
 
@@ -22,11 +23,13 @@ __all__ = [
     "ColumnNotFoundError",
     "DataError",
     "FormulaError",
+    "LmFit",
     "LmerFit",
     "MixedModelsError",
     "MixedModelsWarning",
     "datasets",
     "errors",
+    "lm",
     "lmer",
     "lmer_problem",
     "refit",

@@ -9,10 +9,16 @@ import pandas as pd
 
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.design import build_design
-from mixedmodels.errors import ConvergenceWarning, RowsDroppedWarning, SingularFitWarning
+from mixedmodels.errors import (
+    ConvergenceWarning,
+    FormulaError,
+    RowsDroppedWarning,
+    SingularFitWarning,
+)
 from mixedmodels.optim import OptimizeResult, minimize_bounded
 from mixedmodels.optim.start import DEFAULT_STEP, moment_start
 from mixedmodels.results.fit import LmerFit
+from mixedmodels.results.lm_fit import LmFit
 
 BOUNDARY_TOLERANCE = 1e-5  # lme4's lmerControl(boundary.tol = 1e-5)
 
@@ -118,6 +124,36 @@ def lmer(
             stacklevel=2,
         )
     return fit
+
+
+def lm(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    weights=None,
+    data_name: str | None = None,
+) -> LmFit:
+    """Fit a standard linear model by least squares (R's ``lm``).
+
+    Parameters
+    ----------
+    formula : str
+        e.g. ``"Reaction ~ Days"`` (no random-effect terms).
+    data : DataFrame
+    weights : str or array-like, optional
+    data_name : str, optional
+        Name shown on the summary's ``Call:`` line.
+    """
+    design = build_design(formula, data, weights=weights, require_random=False)
+    if design.formula.random:
+        raise FormulaError("lm() takes no random-effect terms; use mm.lmer", formula)
+    if design.n_dropped:
+        warnings.warn(
+            f"{design.n_dropped} row(s) with missing values dropped",
+            RowsDroppedWarning,
+            stacklevel=2,
+        )
+    return LmFit(design, data_name=data_name)
 
 
 def refit(fit: LmerFit, y) -> LmerFit:

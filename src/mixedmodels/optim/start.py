@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from mixedmodels.core.gram import grouped_cross_products
 from mixedmodels.core.lmm import LmmProblem
+from mixedmodels.core.terms import lower_triangle_indices
+from mixedmodels.linalg import batched
 
 MIN_START = 0.05
 MAX_START = 10.0
@@ -54,8 +57,44 @@ def _backfit_effects(blocks, r: np.ndarray, sweeps: int = 3) -> tuple[list[np.nd
     return effects, float(e @ e) / dof
 
 
+def _per_level_regression_start(block, r: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """lambda from per-level least squares of ``r`` on the term's columns.
+
+    With per-level coefficients ``c_i = (Z_i'Z_i)^-1 Z_i' r_i``, the moment estimate of the
+    random-effect covariance is ``cov(c) - sigma^2 mean((Z_i'Z_i)^-1)`` (eigenvalues floored
+    to keep it positive definite); ``lambda = chol(Sigma / sigma^2)``.  None when too few
+    levels have a full-rank ``Z_i``.
+    """
+    p = block.p
+    gram = grouped_cross_products(block.codes, block.n_levels, block.z, block.z, None)
+    zr = grouped_cross_products(block.codes, block.n_levels, block.z, r[:, None], None)[:, 0]
+    low = batched.cholesky(gram)
+    diag = np.stack([low[j, j] for j in range(p)])
+    scale = np.stack([np.sqrt(gram[j, j]) for j in range(p)])
+    ok = np.all(np.isfinite(diag) & (diag > 1e-8 * np.maximum(scale, 1e-300)), axis=0)
+    if ok.sum() < max(2 * p, 3):
+        return None
+    low, zr = low[:, :, ok], zr[:, ok]
+    half = batched.solve_right_lower_transposed(zr.T[None], low)[0]  # L^-1 Z'r, (l, p)
+    inv = batched.invert_lower(low)  # L^-1
+    coef = np.einsum("jil,lj->li", inv, half)  # (Z'Z)^-1 Z'r = L^-T L^-1 Z'r
+    counts = np.bincount(block.codes, minlength=block.n_levels)[ok]
+    ss_within = float(r @ r) - float(np.sum(half * half))
+    dof = int(counts.sum()) - p * int(ok.sum())
+    if dof <= 0 or ss_within <= 0:
+        return None
+    sigma2 = ss_within / dof
+    zz_inv = np.einsum("kil,kjl->ij", inv, inv) / ok.sum()  # mean of (Z_i'Z_i)^-1
+    cov = np.cov(coef.T) - sigma2 * zz_inv
+    w, v = np.linalg.eigh(cov)
+    w = np.maximum(w, 1e-3 * max(float(w.max()), sigma2 * 1e-3))
+    lam = np.linalg.cholesky((v * w) @ v.T / sigma2)
+    return lam, sigma2
+
+
 def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
-    """Start and initial step: moment estimates for scalar intercept terms.
+    """Start and initial step: moment estimates for scalar intercept terms, per-level
+    regressions for vector terms of a model with a single term.
 
     Returns
     -------
@@ -64,15 +103,23 @@ def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
     """
     theta = problem.theta_start()
     step = np.full(theta.size, DEFAULT_STEP)
-    scalar = [i for i, b in enumerate(problem.blocks) if b.p == 1 and np.all(b.z[:, 0] == 1.0)]
-    if not scalar:
-        return theta, step
     X, y = problem.X, problem.y
     if X.shape[1]:
         beta, *_ = np.linalg.lstsq(X, y, rcond=None)
         r = y - X @ beta
     else:
         r = y - y.mean()
+    if len(problem.blocks) == 1 and problem.blocks[0].p > 1:
+        found = _per_level_regression_start(problem.blocks[0], r)
+        if found is not None:
+            lam = found[0]
+            theta = lam[lower_triangle_indices(lam.shape[0])]
+            size = float(np.max(np.abs(np.diagonal(lam))))
+            step = np.full(theta.size, max(INFORMED_STEP * size, MIN_START))
+        return theta, step
+    scalar = [i for i, b in enumerate(problem.blocks) if b.p == 1 and np.all(b.z[:, 0] == 1.0)]
+    if not scalar:
+        return theta, step
     blocks = [problem.blocks[i] for i in scalar]
     effects, sigma2 = _backfit_effects(blocks, r)
     if not sigma2 > 0:
