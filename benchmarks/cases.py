@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
+from simulate_large import simulate_large
 
 import mixedmodels as mm
-from simulate_large import simulate_large
 
 CASES = {
     "sleepstudy": {

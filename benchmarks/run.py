@@ -96,19 +96,24 @@ def main() -> None:
                     flush=True,
                 )
     print()
-    print(
-        "| case | tool | median time per fit | time / mixedmodels | peak memory (MB) | REML criterion |"
-    )
-    print("|---|---|---|---|---|---|")
+    header = [
+        "case",
+        "tool",
+        "median time per fit",
+        "time / mixedmodels",
+        "peak memory (MB)",
+        "REML criterion",
+    ]
+    print("| " + " | ".join(header) + " |")
+    print("|---" * len(header) + "|")
     for name, by_tool in results.items():
         ours = by_tool.get("mixedmodels", {}).get("median")
         for tool, r in by_tool.items():
             ratio = f"{r['median'] / ours:.2f}" if ours else "-"
             t = r["median"]
             shown = f"{t * 1e3:.2f} ms" if t < 1 else f"{t:.2f} s"
-            print(
-                f"| {name} | {tool} | {shown} | {ratio} | {r['peak_mb']:.0f} | {r['objective']:.4f} |"
-            )
+            cells = [name, tool, shown, ratio, f"{r['peak_mb']:.0f}", f"{r['objective']:.4f}"]
+            print("| " + " | ".join(cells) + " |")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
 

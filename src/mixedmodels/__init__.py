@@ -14,8 +14,10 @@ from mixedmodels.errors import (
     MixedModelsError,
     MixedModelsWarning,
 )
+from mixedmodels.lmlist import lmlist
 from mixedmodels.results.fit import LmerFit
 from mixedmodels.results.lm_fit import LmFit
+from mixedmodels.simulate import SimulationParts, simulate_mixed
 
 __version__ = "0.1.0"
 
@@ -32,5 +34,8 @@ __all__ = [
     "lm",
     "lmer",
     "lmer_problem",
+    "lmlist",
+    "simulate_mixed",
+    "SimulationParts",
     "refit",
 ]

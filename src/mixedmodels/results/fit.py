@@ -7,6 +7,8 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
+import scipy.sparse.linalg  # noqa: F401  (sp.linalg.lsqr)
 
 from mixedmodels.core.lmm import LmmProblem, Solution
 from mixedmodels.design.grouping import group_codes
@@ -288,6 +290,100 @@ class LmerFit:
             pred = pred + np.where(unseen, 0.0, contrib)
         return pred
 
+    # ------------------------------------------------------------------ matrix form
+    @property
+    def X(self) -> np.ndarray:
+        """Fixed-effects model matrix (dense, n x p)."""
+        return self._design.X.copy()
+
+    @cached_property
+    def Z(self) -> sp.csc_matrix:
+        """Random-effects model matrix (sparse, n x q), terms in lme4's order.
+
+        Each term contributes ``l * p`` columns, level-major (level ``i``'s ``p`` columns
+        together); for an intercept term it is the indicator matrix of the levels.
+        """
+        return sp.hstack([_term_z(t.block) for t in self._design.terms]).tocsc()
+
+    @cached_property
+    def Lambda(self) -> sp.csc_matrix:
+        """Relative covariance factor ``Lambda = blockdiag(I_l (x) lambda_k)`` (sparse)."""
+        lams = self._problem.lambdas(self._solution.theta)
+        parts = [
+            sp.kron(sp.identity(len(t.levels)), lam)
+            for t, lam in zip(self._design.terms, lams, strict=True)
+        ]
+        return sp.block_diag(parts).tocsc()
+
+    @property
+    def b(self) -> np.ndarray:
+        """Conditional modes stacked in ``Z``'s column order."""
+        return np.concatenate([bk.ravel() for bk in self._solution.b])
+
+    def ranef_cov(self) -> dict[str, pd.DataFrame]:
+        """Random-effect covariance matrix ``sigma^2 lambda lambda'`` of each term."""
+        return {
+            label: pd.DataFrame(cov, index=cols, columns=cols)
+            for label, cols, cov in self._term_info()
+        }
+
+    def icc(self) -> float:
+        """Intraclass correlation.
+
+        For random intercepts only, ``sum tau_k^2 / (sum tau_k^2 + sigma^2)``; with one term
+        this is ``tau^2 / (tau^2 + sigma^2)``, the correlation of two observations in the
+        same cluster.  With random slopes the random-effect variance depends on the
+        covariates; we use its average over the observed rows,
+        ``v = mean_i sum_k z_ik' Sigma_k z_ik`` (as performance::icc), giving
+        ``v / (v + sigma^2)``.
+        """
+        v = 0.0
+        for t, (_, _, cov) in zip(self._design.terms, self._term_info(), strict=True):
+            v += float(np.mean(np.einsum("ni,ij,nj->n", t.z, cov, t.z)))
+        return v / (v + self.sigma**2)
+
+    def marginal_cov(self) -> sp.csr_matrix:
+        """Marginal covariance of y: ``Sigma = sigma^2 (W^-1 + Z Lambda Lambda' Z')``.
+
+        Sparse; block diagonal for one grouping factor.
+        """
+        zl = self.Z @ self.Lambda
+        w = self._design.weights
+        inv_w = sp.identity(self.nobs) if w is None else sp.diags_array(1.0 / w)
+        return (self.sigma**2 * (inv_w + zl @ zl.T)).tocsr()
+
+    def penalized_loss(self, beta=None, b=None) -> float:
+        """The penalized-regression objective ``||y - X beta - Z b||_W^2 + sigma^2 b' G^-1 b``.
+
+        ``G = sigma^2 Lambda Lambda'`` is the covariance of ``b``, so the penalty is
+        ``b' (Lambda Lambda')^-1 b = ||u||^2`` with ``b = Lambda u`` (for random intercepts
+        ``(sigma^2 / tau^2) ||b||^2``).  The fitted ``beta`` and ``b`` minimise it at the
+        fitted variance parameters; defaults are the fitted values.
+        """
+        beta = self._solution.beta if beta is None else np.asarray(beta, dtype=float)
+        b = self.b if b is None else np.asarray(b, dtype=float)
+        r = self._design.y - self._offset - self._design.X @ beta - self.Z @ b
+        w = self._design.weights
+        rss = float(r @ r) if w is None else float(r @ (w * r))
+        u = sp.linalg.lsqr(self.Lambda, b, atol=1e-14, btol=1e-14)[0]
+        return rss + float(u @ u)
+
+    def simulate(self, nsim: int = 1, seed=None) -> np.ndarray:
+        """Draw responses from the fitted model (lme4's ``simulate``), shape (n, nsim).
+
+        ``y* = X beta + Z Lambda u + offset + e`` with ``u ~ N(0, sigma^2 I)`` and
+        ``e ~ N(0, sigma^2 / w)``.
+        """
+        rng = np.random.default_rng(seed)
+        zl = self.Z @ self.Lambda
+        u = rng.standard_normal((zl.shape[1], nsim)) * self.sigma
+        e = rng.standard_normal((self.nobs, nsim)) * self.sigma
+        w = self._design.weights
+        if w is not None:
+            e /= np.sqrt(w)[:, None]
+        mean = self._design.X @ self._solution.beta + self._offset
+        return mean[:, None] + zl @ u + e
+
     # ------------------------------------------------------------------ printing
     def summary(self) -> str:
         """lme4's summary layout as text."""
@@ -301,6 +397,13 @@ class LmerFit:
     def __repr__(self) -> str:
         crit = "REML" if self.reml else "ML"
         return f"<LmerFit {self.formula!r} ({crit}), objective={self.objective:.4f}>"
+
+
+def _term_z(block) -> sp.csc_matrix:
+    n = block.codes.size
+    rows = np.repeat(np.arange(n), block.p)
+    cols = (block.codes[:, None] * block.p + np.arange(block.p)[None, :]).ravel()
+    return sp.csc_matrix((block.z.ravel(), (rows, cols)), shape=(n, block.size))
 
 
 def _codes_for_levels(

@@ -112,17 +112,25 @@ def fixed_effects_table(
 
 
 def correlation_table(names: list[str], corr: np.ndarray) -> str:
-    """Lower triangle of the fixed-effects correlation, columns abbreviated."""
+    """Lower triangle of the fixed-effects correlation, columns abbreviated.
+
+    As R prints it: numbers formatted to one common width, then the character matrix
+    printed left-aligned under abbreviated column names.
+    """
     p = len(names)
     abbrev = [abbreviate(n) for n in names[:-1]]
-    cells = [[f"{corr[i, j]:.3f}" if j < i else "" for j in range(p - 1)] for i in range(p)]
-    widths = [max(len(abbrev[j]), *(len(cells[i][j]) for i in range(p))) for j in range(p - 1)]
+    values = [f"{corr[i, j]:.3f}" for i in range(p) for j in range(i)]
+    width = max(len(v) for v in values)
+    cells = [
+        [f"{corr[i, j]:.3f}".rjust(width) if j < i else "" for j in range(p - 1)] for i in range(p)
+    ]
+    widths = [max(len(abbrev[j]), width) for j in range(p - 1)]
     name_w = max(len(n) for n in names[1:])
     lines = [" " * name_w + "".join(" " + a.ljust(w) for a, w in zip(abbrev, widths, strict=True))]
     for i in range(1, p):
         lines.append(
             names[i].ljust(name_w)
-            + "".join(" " + c.rjust(w) for c, w in zip(cells[i], widths, strict=True)).rstrip()
+            + "".join(" " + c.ljust(w) for c, w in zip(cells[i], widths, strict=True)).rstrip()
         )
     return "\n".join(lines)
 

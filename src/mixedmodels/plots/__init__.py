@@ -1,0 +1,11 @@
+"""Figures that make mixed models clear (matplotlib, an optional extra:
+``pip install 'mixedmodels[plot]'``).  Every function returns a matplotlib Figure."""
+
+from mixedmodels.plots.figures import (
+    plot_caterpillar,
+    plot_data,
+    plot_fitted_lines,
+    plot_residuals,
+)
+
+__all__ = ["plot_caterpillar", "plot_data", "plot_fitted_lines", "plot_residuals"]
