@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mixedmodels.design.grouping import group_codes
+from mixedmodels.design.grouping import group_codes, level_labels
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
 from mixedmodels.errors import FormulaError
 from mixedmodels.formula.parser import _find_bar
@@ -46,4 +46,6 @@ def lmlist(formula: str, data: pd.DataFrame) -> pd.DataFrame:
             coef, _, rank, _ = np.linalg.lstsq(X[rows], y[rows], rcond=None)
             if rank == X.shape[1]:
                 out[i] = coef
-    return pd.DataFrame(out, index=pd.Index(levels, name=group), columns=builder.column_names)
+    return pd.DataFrame(
+        out, index=pd.Index(level_labels(levels), name=group), columns=builder.column_names
+    )

@@ -39,16 +39,23 @@ class Gram:
 def grouped_cross_products(
     codes: np.ndarray,
     n_levels: int,
-    left: np.ndarray,
+    left: np.ndarray | list[np.ndarray],
     right: np.ndarray,
     weights: np.ndarray | None,
 ) -> np.ndarray:
-    """Per-level sums ``sum_{r in level} w_r left[r, a] right[r, b]``, shape (a, b, l)."""
-    out = np.empty((left.shape[1], right.shape[1], n_levels))
-    for a in range(left.shape[1]):
-        lw = left[:, a] if weights is None else left[:, a] * weights
-        for b in range(right.shape[1]):
+    """Per-level sums ``sum_{r in level} w_r left[r, a] right[r, b]``, shape (a, b, l).
+
+    ``left`` is an (n, a) array or a list of ``a`` columns.
+    """
+    columns = list(left.T) if isinstance(left, np.ndarray) else list(left)
+    out = np.empty((len(columns), right.shape[1], n_levels))
+    symmetric = left is right
+    for a, column in enumerate(columns):
+        lw = column if weights is None else column * weights
+        for b in range(a if symmetric else 0, right.shape[1]):
             out[a, b] = np.bincount(codes, weights=lw * right[:, b], minlength=n_levels)
+            if symmetric:
+                out[b, a] = out[a, b]
     return out
 
 
@@ -70,24 +77,39 @@ def _cross_random(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) 
     return coo.tocsr()
 
 
-def xy_random_block(block: RandomBlock, xy: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+def xy_random_block(
+    block: RandomBlock, xy_columns: list[np.ndarray], weights: np.ndarray | None
+) -> np.ndarray:
     """``[X y]' W Z_k`` laid out as (m, l * p)."""
-    per_level = grouped_cross_products(block.codes, block.n_levels, xy, block.z, weights)
+    per_level = grouped_cross_products(block.codes, block.n_levels, xy_columns, block.z, weights)
     # (m, p, l) -> (m, l, p), flattened level-major
-    return np.ascontiguousarray(per_level.transpose(0, 2, 1)).reshape(xy.shape[1], block.size)
+    m = len(xy_columns)
+    return np.ascontiguousarray(per_level.transpose(0, 2, 1)).reshape(m, block.size)
 
 
-def build_gram(blocks: list[RandomBlock], xy: np.ndarray, weights: np.ndarray | None) -> Gram:
-    """All cross-product blocks for ``blocks`` (already in engine order) and ``[X y]``."""
+def build_gram(
+    blocks: list[RandomBlock], X: np.ndarray, y: np.ndarray, weights: np.ndarray | None
+) -> Gram:
+    """All cross-product blocks for ``blocks`` (already in engine order) and ``[X y]``.
+
+    ``[X y]`` is never formed: its columns are used one by one.
+    """
     diagonal = [grouped_cross_products(b.codes, b.n_levels, b.z, b.z, weights) for b in blocks]
     off = {
         (j, k): _cross_random(blocks[j], blocks[k], weights)
         for j in range(len(blocks))
         for k in range(j)
     }
-    xy_random = [xy_random_block(b, xy, weights) for b in blocks]
-    wxy = xy if weights is None else xy * weights[:, None]
-    return Gram(diagonal, off, xy_random, xy.T @ wxy)
+    columns = [X[:, j] for j in range(X.shape[1])] + [y]
+    xy_random = [xy_random_block(b, columns, weights) for b in blocks]
+    wX = X if weights is None else X * weights[:, None]
+    wy = y if weights is None else y * weights
+    p = X.shape[1]
+    xy_xy = np.empty((p + 1, p + 1))
+    xy_xy[:p, :p] = X.T @ wX
+    xy_xy[:p, p] = xy_xy[p, :p] = X.T @ wy
+    xy_xy[p, p] = y @ wy
+    return Gram(diagonal, off, xy_random, xy_xy)
 
 
 def is_nested(inner: RandomBlock, outer: RandomBlock) -> bool:

@@ -101,7 +101,7 @@ class LmmProblem:
         reml: bool = True,
     ):
         self.blocks = list(blocks)
-        self.X = np.ascontiguousarray(X, dtype=float)
+        self.X = np.asarray(X, dtype=float)  # column-major from the design: contiguous columns
         self.y = np.ascontiguousarray(y, dtype=float)
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
         self.reml = reml
@@ -115,8 +115,7 @@ class LmmProblem:
             any(not is_nested(self.engine_blocks[m], self.engine_blocks[k]) for m in range(k))
             for k in range(len(self.engine_blocks))
         ]
-        xy = np.column_stack([self.X, self.y])
-        self.gram: Gram = build_gram(self.engine_blocks, xy, self.weights)
+        self.gram: Gram = build_gram(self.engine_blocks, self.X, self.y, self.weights)
         self.log_weights = 0.0 if self.weights is None else float(np.log(self.weights).sum())
         self.fill_plans: dict[int, FillPlan] = {}
         first = self.engine_blocks[0] if self.engine_blocks else None

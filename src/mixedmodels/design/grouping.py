@@ -8,7 +8,7 @@ import pandas as pd
 from mixedmodels.errors import DataError
 
 
-def _factor_codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
+def _factor_codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
     if isinstance(column.dtype, pd.CategoricalDtype):
         codes = column.cat.codes.to_numpy(dtype=np.int64)
         categories = column.cat.categories
@@ -17,13 +17,16 @@ def _factor_codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
             remap = np.cumsum(used) - 1
             codes = remap[codes]
             categories = categories[used]
-        return codes, categories.astype(str).tolist()
+        return codes, pd.Index(categories)
     codes, uniques = pd.factorize(column, sort=True)
-    return codes.astype(np.int64), pd.Index(uniques).astype(str).tolist()
+    return codes.astype(np.int64), pd.Index(uniques)
 
 
-def group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-    """Codes (0..l-1) and labels of the grouping factor ``a`` or interaction ``a:b:...``.
+def group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
+    """Codes (0..l-1) and levels of the grouping factor ``a`` or interaction ``a:b:...``.
+
+    The levels come back as the column's own values (turning 100,000 of them into strings
+    is left to :func:`level_labels`, when they are shown).
 
     Levels of a single factor keep a categorical column's order (unused levels dropped, as
     lme4 does) and sort otherwise; an interaction's levels are the observed combinations,
@@ -37,13 +40,19 @@ def group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarra
         combined = combined * len(labels) + codes
     uniq, codes = np.unique(combined, return_inverse=True)
     labels = []
+    texts = [level_labels(levels_i) for _, levels_i in parts]
     for value in uniq:
         pieces = []
-        for _, labels_i in reversed(parts):
+        for labels_i in reversed(texts):
             pieces.append(labels_i[value % len(labels_i)])
             value //= len(labels_i)
         labels.append(":".join(reversed(pieces)))
-    return codes.astype(np.int64), labels
+    return codes.astype(np.int64), pd.Index(labels)
+
+
+def level_labels(levels: pd.Index) -> list[str]:
+    """Levels as strings (how results and new data refer to them)."""
+    return [str(v) for v in levels]
 
 
 def check_grouping(name: str, n_levels: int, n_rows: int) -> None:

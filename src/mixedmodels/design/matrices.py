@@ -47,12 +47,12 @@ class MatrixBuilder:
 
     @staticmethod
     def _simple_matrix(data: pd.DataFrame, intercept: bool, name: str | None) -> np.ndarray:
-        cols = []
+        out = np.empty((len(data), int(intercept) + int(name is not None)), order="F")
         if intercept:
-            cols.append(np.ones(len(data)))
+            out[:, 0] = 1.0
         if name is not None:
-            cols.append(data[name].to_numpy(dtype=float))
-        return np.column_stack(cols) if cols else np.empty((len(data), 0))
+            out[:, -1] = data[name].to_numpy(dtype=float)
+        return out
 
     def _first_build(self, data: pd.DataFrame) -> np.ndarray:
         text = self.rhs.strip()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import formulaic
 import numpy as np
 import pandas as pd
 
 from mixedmodels.core.terms import RandomBlock
-from mixedmodels.design.grouping import check_grouping, group_codes
+from mixedmodels.design.grouping import check_grouping, group_codes, level_labels
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
 from mixedmodels.design.rank import independent_columns
 from mixedmodels.errors import (
@@ -32,8 +32,8 @@ class RandomTerm:
     spec : RandomTermSpec
     column_names : list of str
         Names of the term's coefficients, e.g. ``["(Intercept)", "Days"]``.
-    levels : list of str
-        Labels of the grouping factor's levels.
+    level_index : pandas Index
+        The grouping factor's levels (labels as strings: :attr:`levels`).
     codes : ndarray of int
     z : ndarray (n, p)
     builder : MatrixBuilder
@@ -42,7 +42,7 @@ class RandomTerm:
 
     spec: RandomTermSpec
     column_names: list[str]
-    levels: list[str]
+    level_index: pd.Index
     codes: np.ndarray
     z: np.ndarray
     builder: MatrixBuilder
@@ -53,7 +53,16 @@ class RandomTerm:
 
     @property
     def block(self) -> RandomBlock:
-        return RandomBlock(self.codes, len(self.levels), self.z)
+        return RandomBlock(self.codes, self.n_levels, self.z)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.level_index)
+
+    @cached_property
+    def levels(self) -> list[str]:
+        """Level labels as strings."""
+        return level_labels(self.level_index)
 
 
 @dataclass
@@ -135,7 +144,7 @@ def _vector_argument(value, data: pd.DataFrame, what: str) -> np.ndarray | None:
 
 def _lme4_term_order(terms: list[RandomTerm]) -> list[RandomTerm]:
     """lme4 sorts terms by number of levels, decreasing, only when they are not already."""
-    nl = [len(t.levels) for t in terms]
+    nl = [t.n_levels for t in terms]
     if any(b > a for a, b in zip(nl, nl[1:], strict=False)):
         order = sorted(range(len(nl)), key=lambda i: nl[i])  # stable ascending
         return [terms[i] for i in reversed(order)]
@@ -207,7 +216,7 @@ def build_design(
             RankDeficiencyWarning,
             stacklevel=3,
         )
-    X = np.ascontiguousarray(X_full[:, keep])
+    X = np.asfortranarray(X_full[:, keep])  # columns contiguous: the gram reads them one by one
 
     terms: list[RandomTerm] = []
     for spec in parsed.random:

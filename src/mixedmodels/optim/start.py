@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixedmodels.core.gram import grouped_cross_products
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.terms import lower_triangle_indices
 from mixedmodels.linalg import batched
@@ -57,7 +56,9 @@ def _backfit_effects(blocks, r: np.ndarray, sweeps: int = 3) -> tuple[list[np.nd
     return effects, float(e @ e) / dof
 
 
-def _per_level_regression_start(block, r: np.ndarray) -> tuple[np.ndarray, float] | None:
+def _per_level_regression_start(
+    problem: LmmProblem, beta: np.ndarray, r: np.ndarray
+) -> tuple[np.ndarray, float] | None:
     """lambda from per-level least squares of ``r`` on the term's columns.
 
     With per-level coefficients ``c_i = (Z_i'Z_i)^-1 Z_i' r_i``, the moment estimate of the
@@ -65,9 +66,11 @@ def _per_level_regression_start(block, r: np.ndarray) -> tuple[np.ndarray, float
     to keep it positive definite); ``lambda = chol(Sigma / sigma^2)``.  None when too few
     levels have a full-rank ``Z_i``.
     """
-    p = block.p
-    gram = grouped_cross_products(block.codes, block.n_levels, block.z, block.z, None)
-    zr = grouped_cross_products(block.codes, block.n_levels, block.z, r[:, None], None)[:, 0]
+    block = problem.blocks[0]
+    p, n_levels = block.p, block.n_levels
+    gram = problem.gram.diagonal[0]  # Z_i'Z_i, (p, p, l): no pass over the rows
+    zxy = problem.gram.xy_random[0]  # [X y]'Z, (m, l * p)
+    zr = (zxy[-1] - beta @ zxy[:-1]).reshape(n_levels, p).T  # Z_i'(y - X beta), (p, l)
     low = batched.cholesky(gram)
     diag = np.stack([low[j, j] for j in range(p)])
     scale = np.stack([np.sqrt(gram[j, j]) for j in range(p)])
@@ -105,12 +108,15 @@ def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
     step = np.full(theta.size, DEFAULT_STEP)
     X, y = problem.X, problem.y
     if X.shape[1]:
-        beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+        # normal equations from the stored cross products (no pass over the rows)
+        p = X.shape[1]
+        beta = np.linalg.solve(problem.gram.xy_xy[:p, :p], problem.gram.xy_xy[:p, -1])
         r = y - X @ beta
     else:
+        beta = np.zeros(0)
         r = y - y.mean()
     if len(problem.blocks) == 1 and problem.blocks[0].p > 1:
-        found = _per_level_regression_start(problem.blocks[0], r)
+        found = _per_level_regression_start(problem, beta, r)
         if found is not None:
             lam = found[0]
             theta = lam[lower_triangle_indices(lam.shape[0])]

@@ -107,7 +107,7 @@ class LmerFit:
         """Number of levels of each grouping factor (each factor once)."""
         out: dict[str, int] = {}
         for t in self._design.terms:
-            out.setdefault(t.group_name, len(t.levels))
+            out.setdefault(t.group_name, t.n_levels)
         return out
 
     @property
@@ -310,7 +310,7 @@ class LmerFit:
         """Relative covariance factor ``Lambda = blockdiag(I_l (x) lambda_k)`` (sparse)."""
         lams = self._problem.lambdas(self._solution.theta)
         parts = [
-            sp.kron(sp.identity(len(t.levels)), lam)
+            sp.kron(sp.identity(t.n_levels), lam)
             for t, lam in zip(self._design.terms, lams, strict=True)
         ]
         return sp.block_diag(parts).tocsc()
