@@ -49,7 +49,8 @@ class DenseObjective:
                 azz[starts[j] : starts[j + 1], sl] = block
                 azz[sl, starts[j] : starts[j + 1]] = block.T
         self.azz = azz
-        self.axz = np.hstack(g.xy_random) if blocks else np.zeros((g.xy_xy.shape[0], 0))
+        axz = np.hstack(g.xy_random) if blocks else np.zeros((g.xy_xy.shape[0], 0))
+        self.zax = np.ascontiguousarray(axz.T)  # Z'W[X y], (q, m)
         self.axx = g.xy_xy
         self.q = q
         rows, cols, idx = [], [], []
@@ -64,26 +65,30 @@ class DenseObjective:
         self.rows = np.concatenate(rows) if rows else np.zeros(0, int)
         self.cols = np.concatenate(cols) if cols else np.zeros(0, int)
         self.theta_index = np.concatenate(idx) if idx else np.zeros(0, int)
-        self.diag = np.arange(q)
         self.n_fixed = problem.n_fixed
+        self._flat_lambda = self.rows * q + self.cols
+        self._potrf = sla.lapack.dpotrf
+        self._trtrs = sla.lapack.dtrtrs
 
     def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
         """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta``."""
-        lam = np.zeros((self.q, self.q))
-        lam[self.rows, self.cols] = theta[self.theta_index]
-        m = lam.T @ self.azz @ lam
-        m[self.diag, self.diag] += 1.0
-        low, info = sla.lapack.dpotrf(m, lower=1, clean=0, overwrite_a=1)
+        q = self.q
+        lam = np.zeros(q * q)
+        lam[self._flat_lambda] = theta[self.theta_index]
+        lam = lam.reshape(q, q)
+        lam_t = lam.T
+        m = lam_t @ self.azz @ lam
+        m.flat[:: q + 1] += 1.0
+        low, info = self._potrf(m, lower=1, clean=0, overwrite_a=1)
         if info != 0:
             raise NotPositiveDefiniteError
-        b = lam.T @ self.axz.T  # (q, m)
-        c, info = sla.lapack.dtrtrs(low, b, lower=1)
-        s = self.axx - c.T @ c
-        r, info = sla.lapack.dpotrf(s, lower=1, clean=0, overwrite_a=1)
-        if info != 0 and info != s.shape[0]:
+        c, info = self._trtrs(low, lam_t @ self.zax, lower=1)
+        r, info = self._potrf(self.axx - c.T @ c, lower=1, clean=0, overwrite_a=1)
+        n_xy = self.axx.shape[0]
+        if info != 0 and info != n_xy:
             raise NotPositiveDefiniteError
-        diag_r = np.diagonal(r)
+        diag_r = r.diagonal()
         pwrss = float(diag_r[-1] ** 2) if info == 0 else 0.0
-        ld_z = 2.0 * float(np.log(np.diagonal(low)).sum())
+        ld_z = 2.0 * float(np.log(low.diagonal()).sum())
         ld_x = 2.0 * float(np.log(diag_r[: self.n_fixed]).sum())
         return ld_z, ld_x, pwrss
