@@ -127,6 +127,53 @@ class LmerFit:
         names = self._design.fixed_names
         return pd.DataFrame(v, index=names, columns=names)
 
+    # ------------------------------------------------------------------ inference
+    @cached_property
+    def _variance_info(self):
+        from mixedmodels.inference.satterthwaite import variance_parameter_info
+
+        return variance_parameter_info(self._problem, self._solution.theta, self.sigma)
+
+    def fixef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Fixed effects with standard errors, df, t and p-values.
+
+        Parameters
+        ----------
+        ddf : {"satterthwaite", "kenward-roger", "none"}
+            Satterthwaite's df (lmerTest's default), Kenward-Roger's (pbkrtest), or none
+            (lme4's plain t values; ``df`` and ``p_value`` NaN).
+
+        Returns
+        -------
+        DataFrame indexed by the fixef names with columns ``estimate``, ``std_error``,
+        ``df``, ``t_value``, ``p_value``.
+        """
+        from scipy import stats
+
+        from mixedmodels.inference.satterthwaite import contrast_df
+
+        beta = self._solution.beta
+        names = self._design.fixed_names
+        key = ddf.lower().replace("_", "-")
+        if key == "satterthwaite":
+            se = np.sqrt(np.diagonal(self.vcov.to_numpy()))
+            info = self._variance_info
+            df = np.array([contrast_df(info, row) for row in np.eye(len(beta))])
+        elif key in ("kenward-roger", "kr"):
+            from mixedmodels.inference.kenward_roger import kenward_roger_table
+
+            return kenward_roger_table(self)
+        elif key == "none":
+            se = np.sqrt(np.diagonal(self.vcov.to_numpy()))
+            df = np.full(len(beta), np.nan)
+        else:
+            raise ValueError(f"ddf must be 'satterthwaite', 'kenward-roger' or 'none', not {ddf!r}")
+        t = beta / se
+        p = 2.0 * stats.t.sf(np.abs(t), df) if key != "none" else np.full(len(beta), np.nan)
+        return pd.DataFrame(
+            {"estimate": beta, "std_error": se, "df": df, "t_value": t, "p_value": p}, index=names
+        )
+
     # ------------------------------------------------------------------ likelihood
     @property
     def n_parameters(self) -> int:

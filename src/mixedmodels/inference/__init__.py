@@ -1,0 +1,1 @@
+"""Inference for fitted mixed models: degrees of freedom, tests, intervals, bootstrap."""

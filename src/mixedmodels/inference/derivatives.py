@@ -1,0 +1,79 @@
+"""Numerical derivatives with Richardson extrapolation (as R's numDeriv does).
+
+Central differences at steps ``h`` and ``h/2`` combined as ``(4 D(h/2) - D(h)) / 3`` cancel
+the ``h^2`` error term, leaving ``O(h^4)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+def step_sizes(x: np.ndarray, relative: float = 3e-3, floor: float = 0.1) -> np.ndarray:
+    """Per-coordinate steps ``relative * max(|x|, floor)``.
+
+    The objective carries rounding noise of about 1e-12 relative; with Richardson
+    extrapolation removing the ``h^2`` term, steps of 3e-3 (relative, at least 3e-4)
+    balance truncation against that noise.  On sleepstudy, whose Satterthwaite df is 17
+    exactly, they give 17.000002; steps of 1e-4 give 16.87.
+    """
+    return relative * np.maximum(np.abs(x), floor)
+
+
+def hessian_and_gradient(
+    f: Callable[[np.ndarray], float], x: np.ndarray, steps: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hessian and gradient of a scalar function by extrapolated central differences."""
+    x = np.asarray(x, dtype=float)
+    k = x.size
+    h = step_sizes(x) if steps is None else steps
+    f0 = f(x)
+
+    def at(delta: np.ndarray) -> float:
+        return f(x + delta)
+
+    grad = np.zeros(k)
+    hess = np.zeros((k, k))
+    for i in range(k):
+        est_g, est_h = [], []
+        for scale in (1.0, 0.5):
+            e = np.zeros(k)
+            e[i] = h[i] * scale
+            fp, fm = at(e), at(-e)
+            est_g.append((fp - fm) / (2 * e[i]))
+            est_h.append((fp - 2 * f0 + fm) / e[i] ** 2)
+        grad[i] = (4 * est_g[1] - est_g[0]) / 3
+        hess[i, i] = (4 * est_h[1] - est_h[0]) / 3
+    for i in range(k):
+        for j in range(i):
+            est = []
+            for scale in (1.0, 0.5):
+                ei = np.zeros(k)
+                ej = np.zeros(k)
+                ei[i] = h[i] * scale
+                ej[j] = h[j] * scale
+                val = (at(ei + ej) - at(ei - ej) - at(-ei + ej) + at(-ei - ej)) / (
+                    4 * ei[i] * ej[j]
+                )
+                est.append(val)
+            hess[i, j] = hess[j, i] = (4 * est[1] - est[0]) / 3
+    return hess, grad
+
+
+def jacobian(
+    f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, steps: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """Derivatives of an array-valued function with respect to each coordinate."""
+    x = np.asarray(x, dtype=float)
+    h = step_sizes(x) if steps is None else steps
+    out = []
+    for i in range(x.size):
+        est = []
+        for scale in (1.0, 0.5):
+            e = np.zeros(x.size)
+            e[i] = h[i] * scale
+            est.append((f(x + e) - f(x - e)) / (2 * e[i]))
+        out.append((4 * est[1] - est[0]) / 3)
+    return out
