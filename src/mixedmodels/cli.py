@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     fit.add_argument("--json", action="store_true", help="print a JSON result instead")
     fit.add_argument("--weights", help="column of prior weights")
+    fit.add_argument(
+        "--ddf",
+        default="satterthwaite",
+        choices=["satterthwaite", "kenward-roger", "none"],
+        help="denominator df for the fixed-effect t tests (none: lme4's plain layout)",
+    )
     sub.add_parser("datasets", help="list the bundled data sets")
     return parser
 
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             payload["warnings"] = [str(w.message) for w in caught]
             print(json.dumps(payload, indent=2))
         else:
-            print(fit.summary())
+            print(fit.summary(ddf=args.ddf))
             for w in caught:
                 print(f"warning: {w.message}", file=sys.stderr)
     except MixedModelsError as exc:

@@ -48,11 +48,22 @@ def assert_same_print(ours: str, theirs: str) -> None:
 )
 def test_summary_matches_lme4_print(dataset, formula, reml, reference):
     fit = mm.lmer(formula, mm.datasets.load(dataset), reml=reml, data_name=dataset)
-    ours = [line.rstrip() for line in fit.summary().split("\n")]
+    ours = [line.rstrip() for line in fit.summary(ddf="none").split("\n")]
     theirs = [line.rstrip() for line in lme4_lines(reference)]
     assert len(ours) == len(theirs)
     for mine, lme4 in zip(ours, theirs, strict=True):
         assert_same_print(mine, lme4)
+
+
+def test_default_summary_is_lmertest_layout_with_satterthwaite():
+    fit = mm.lmer(
+        "Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy"), data_name="sleepstudy"
+    )
+    ours = [line.rstrip() for line in str(fit).split("\n")]
+    theirs = [line.rstrip() for line in lme4_lines("summary_sleepstudy_lmertest.txt")]
+    assert len(ours) == len(theirs)
+    for mine, other in zip(ours, theirs, strict=True):
+        assert_same_print(mine, other)
 
 
 def test_format_r_uses_common_decimals_like_r():

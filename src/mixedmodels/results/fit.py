@@ -432,11 +432,13 @@ class LmerFit:
         return mean[:, None] + zl @ u + e
 
     # ------------------------------------------------------------------ printing
-    def summary(self) -> str:
-        """lme4's summary layout as text."""
+    def summary(self, ddf: str = "satterthwaite") -> str:
+        """The summary as text: lmerTest's layout with Satterthwaite df and p-values by
+        default, Kenward-Roger with ``ddf="kenward-roger"``, lme4's plain layout with
+        ``ddf="none"``."""
         from mixedmodels.results.summary import summary_text
 
-        return summary_text(self)
+        return summary_text(self, ddf)
 
     def __str__(self) -> str:
         return self.summary()

@@ -86,6 +86,7 @@ def fixed_effects_table(
     est: np.ndarray,
     se: np.ndarray,
     extra: list[tuple[str, list[str]]] | None = None,
+    order: list[str] | None = None,
 ) -> str:
     """R's ``printCoefmat`` layout for estimate, standard error and t value."""
     both = np.concatenate([est, se])
@@ -100,6 +101,9 @@ def fixed_effects_table(
     columns = [("Estimate", est_txt), ("Std. Error", se_txt), ("t value", t_txt)]
     if extra:
         columns += extra
+    if order:
+        by_name = dict(columns)
+        columns = [(h, by_name[h]) for h in order] + [c for c in columns if c[0] not in order]
     name_w = max(len(n) for n in names)
     header = " " * name_w + "".join(" " + h.rjust(max(len(h), width)) for h, _ in columns)
     lines = [header]
@@ -135,11 +139,49 @@ def correlation_table(names: list[str], corr: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def summary_text(fit: LmerFit) -> str:
-    """The whole summary, as lme4's ``summary(m)`` prints it."""
+def _tested_fixed_effects(fit: LmerFit, ddf: str) -> list[str]:
+    """Fixed-effects table with df, t and p-values plus significance codes (lmerTest)."""
+    from mixedmodels.results.lm_summary import format_pvalues, significance_stars
+
+    table = fit.fixef_table(ddf)
+    est, se = table.estimate.to_numpy(), table.std_error.to_numpy()
+    both = np.concatenate([est, se])
+    nonzero = np.abs(both[(both != 0) & np.isfinite(both)])
+    digmin = 1 + math.floor(math.log10(nonzero.min())) if nonzero.size else 1
+    dec = max(1, DIGITS - digmin)
+    df_txt = [f"{v:.{dec}f}" for v in table.df.to_numpy()]
+    width = max(len(t) for t in df_txt)
+    p_txt = format_pvalues(table.p_value.to_numpy(), max(1, min(5, DIGITS - 1)))
+    text = fixed_effects_table(
+        list(table.index),
+        est,
+        se,
+        extra=[("df", [t.rjust(width) for t in df_txt])],
+        order=["Estimate", "Std. Error", "df", "t value"],
+    )
+    lines = text.split("\n")
+    p_head = "Pr(>|t|)"
+    pw = max(len(p_head), *(len(t) for t in p_txt))
+    lines[0] += " " + p_head.rjust(pw) + "    "
+    for i, star in enumerate(significance_stars(table.p_value.to_numpy())):
+        lines[i + 1] += " " + p_txt[i].rjust(pw) + " " + star.ljust(3)
+    lines += ["---", "Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1"]
+    return lines
+
+
+def summary_text(fit: LmerFit, ddf: str = "satterthwaite") -> str:
+    """The whole summary: lmerTest's layout with df and p-values (``ddf`` Satterthwaite or
+    Kenward-Roger), or lme4's plain layout for ``ddf="none"``."""
     out = []
-    crit = "REML " if fit.reml else "maximum likelihood  "
-    out.append(f"Linear mixed model fit by {crit}['lmerMod']")
+    key = ddf.lower().replace("_", "-")
+    if key == "none":
+        crit = "REML " if fit.reml else "maximum likelihood  "
+        out.append(f"Linear mixed model fit by {crit}['lmerMod']")
+    else:
+        crit = "REML" if fit.reml else "maximum likelihood "
+        method = "Satterthwaite's" if key == "satterthwaite" else "Kenward-Roger's"
+        out.append(f"Linear mixed model fit by {crit}. t-tests use {method} method [")
+        out.append("lmerModLmerTest]")
     out.append(f"Formula: {fit.formula}")
     if fit.data_name:
         out.append(f"   Data: {fit.data_name}")
@@ -172,8 +214,11 @@ def summary_text(fit: LmerFit) -> str:
     out.append("Fixed effects:")
     names = list(fit.fixef.index)
     se = np.sqrt(np.diagonal(fit.vcov.to_numpy()))
-    if names:
+    if names and key == "none":
         out.append(fixed_effects_table(names, fit.fixef.to_numpy(), se))
+    elif names:
+        out.extend(_tested_fixed_effects(fit, key))
+    if names:
         if 1 < len(names) <= 12:
             v = fit.vcov.to_numpy()
             corr = v / np.outer(se, se)
