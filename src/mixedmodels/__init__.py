@@ -6,7 +6,7 @@
 """
 
 from mixedmodels import datasets, errors
-from mixedmodels.api import lm, lmer, lmer_problem, refit
+from mixedmodels.api import anova, lm, lmer, lmer_problem, refit, refit_ml
 from mixedmodels.errors import (
     ColumnNotFoundError,
     DataError,
@@ -31,6 +31,7 @@ __all__ = [
     "MixedModelsWarning",
     "datasets",
     "errors",
+    "anova",
     "lm",
     "lmer",
     "lmer_problem",
@@ -38,4 +39,5 @@ __all__ = [
     "simulate_mixed",
     "SimulationParts",
     "refit",
+    "refit_ml",
 ]

@@ -156,6 +156,55 @@ def lm(
     return LmFit(design, data_name=data_name)
 
 
+def refit_ml(fit: LmerFit) -> LmerFit:
+    """The same model refitted by maximum likelihood (a REML fit's ML counterpart)."""
+    if not fit.reml:
+        return fit
+    design = fit.design
+    y = design.y if design.offset is None else design.y - design.offset
+    problem = LmmProblem([t.block for t in design.terms], design.X, y, design.weights, False)
+    result = optimize_problem(problem)
+    return LmerFit(design, problem, problem.solve(result.x), result, fit.data_name)
+
+
+def anova(*fits, names: list[str] | None = None) -> pd.DataFrame:
+    """Compare models, or test the terms of one.
+
+    With several fits: lme4's likelihood-ratio table (npar, AIC, BIC, logLik, deviance,
+    Chisq, Df, Pr(>Chisq)); REML fits are first refitted by ML, as lme4 does, and the
+    table's ``attrs["note"]`` says so.  With one fit: F tests of its fixed-effect terms with
+    Satterthwaite denominator df (lmerTest's ``anova(m)``).
+
+    Raises
+    ------
+    DataError
+        When the models were fitted to different data.
+    """
+    from mixedmodels.inference.anova import (
+        check_nested,
+        check_same_data,
+        likelihood_ratio_table,
+        type3_table,
+    )
+
+    if len(fits) == 1:
+        return type3_table(fits[0])
+    if not fits:
+        raise ValueError("anova needs at least one fit")
+    names = names or [f"model{i + 1}" for i in range(len(fits))]
+    check_same_data(list(fits))
+    note = None
+    if any(f.reml for f in fits):
+        fits = tuple(refit_ml(f) for f in fits)
+        note = "refitting model(s) with ML (instead of REML)"
+        warnings.warn(note, UserWarning, stacklevel=2)
+    check_nested(list(fits), names)
+    table = likelihood_ratio_table(list(fits), names)
+    if note:
+        table.attrs["note"] = note
+    return table
+
+
 def refit(fit: LmerFit, y) -> LmerFit:
     """Refit the same model to a new response without rebuilding its structure."""
     y = np.asarray(y, dtype=float)

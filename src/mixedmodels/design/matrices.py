@@ -29,6 +29,7 @@ class MatrixBuilder:
 
     rhs: str
     column_names: list[str] = field(default_factory=list)
+    term_columns: dict[str, list[int]] = field(default_factory=dict)
     _spec: object | None = None
     _simple: tuple[bool, str | None] | None = None
 
@@ -59,6 +60,7 @@ class MatrixBuilder:
         if text in ("1", "+1"):
             self._simple = (True, None)
             self.column_names = ["(Intercept)"]
+            self.term_columns = {"(Intercept)": [0]}
             return self._simple_matrix(data, True, None)
         match = _SIMPLE.match(text)
         if (
@@ -70,6 +72,7 @@ class MatrixBuilder:
             intercept = match.group(1) != "0"
             self._simple = (intercept, match.group(2))
             self.column_names = (["(Intercept)"] if intercept else []) + [match.group(2)]
+            self.term_columns = {name: [i] for i, name in enumerate(self.column_names)}
             return self._simple_matrix(data, intercept, match.group(2))
         try:
             mat = formulaic.model_matrix(text, data, na_action="ignore")
@@ -77,6 +80,10 @@ class MatrixBuilder:
             raise _wrap_formulaic_error(exc, text) from exc
         self._spec = mat.model_spec
         self.column_names = [r_column_name(c) for c in mat.columns]
+        self.term_columns = {
+            ("(Intercept)" if str(t) == "1" else r_column_name(str(t))): list(idx)
+            for t, idx in mat.model_spec.term_indices.items()
+        }
         return np.asarray(mat, dtype=float)
 
 

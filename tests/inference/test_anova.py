@@ -1,0 +1,75 @@
+"""Likelihood-ratio tables against lme4's anova(m8, m9) and F tests against lmerTest's
+anova(m) (references in tests/reference/inference, made by make_summary_reference.R)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mixedmodels as mm
+
+REF = Path(__file__).parent.parent / "reference" / "inference"
+
+
+def load(name):
+    return json.loads((REF / name).read_text())
+
+
+def test_likelihood_ratio_table_matches_lme4():
+    df = mm.datasets.load("sleepstudy")
+    m8 = mm.lmer("Reaction ~ Days + (1|Subject)", df)
+    m9 = mm.lmer("Reaction ~ Days + (Days|Subject)", df)
+    with pytest.warns(UserWarning, match="refitting model"):
+        table = mm.anova(m9, m8, names=["m9", "m8"])  # sorted by npar as lme4 does
+    ref = load("anova_lrt_sleepstudy.json")
+    assert list(table.index) == ["m8", "m9"]
+    assert list(table.npar) == ref["npar"]
+    for col, key in [
+        ("AIC", "AIC"),
+        ("BIC", "BIC"),
+        ("logLik", "logLik"),
+        ("deviance", "deviance"),
+    ]:
+        np.testing.assert_allclose(table[col], ref[key], rtol=1e-7)
+    assert table["Chisq"].iloc[1] == pytest.approx(ref["Chisq"][1], rel=1e-5)
+    assert table["Df"].iloc[1] == 2
+    assert table["Pr(>Chisq)"].iloc[1] == pytest.approx(ref["p"][1], rel=1e-4)
+    assert "ML" in table.attrs["note"]
+
+
+def test_different_data_is_an_error():
+    df = mm.datasets.load("sleepstudy")
+    a = mm.lmer("Reaction ~ Days + (1|Subject)", df)
+    b = mm.lmer("Reaction ~ Days + (1|Subject)", df.iloc[:170])
+    with pytest.raises(mm.DataError, match="same data"):
+        mm.anova(a, b)
+
+
+def test_non_nested_models_warn():
+    df = mm.datasets.load("sleepstudy").assign(D2=lambda d: d.Days**2)
+    a = mm.lmer("Reaction ~ Days + (1|Subject)", df, reml=False)
+    b = mm.lmer("Reaction ~ D2 + (1|Subject) + (0 + Days|Subject)", df, reml=False)
+    with pytest.warns(mm.MixedModelsWarning, match="nested"):
+        mm.anova(a, b)
+
+
+@pytest.mark.parametrize(
+    "data, formula, ref",
+    [
+        ("ergoStool", "effort ~ Type + (1|Subject)", "anova_type3_ergostool.json"),
+        ("Orthodont", "distance ~ age + Sex + (1|Subject)", "anova_type3_orthodont.json"),
+    ],
+)
+def test_f_tests_match_lmertest(data, formula, ref):
+    """F within 1e-6, NumDF exact, DenDF and p within 1e-3 relative (lmerTest's tolerance
+    for Satterthwaite quantities)."""
+    table = mm.anova(mm.lmer(formula, mm.datasets.load(data)))
+    r = load(ref)
+    assert list(table.index) == r["terms"]
+    np.testing.assert_allclose(table["F value"], r["F"], rtol=1e-5)
+    np.testing.assert_array_equal(table["NumDF"], r["NumDF"])
+    np.testing.assert_allclose(table["DenDF"], r["DenDF"], rtol=1e-3)
+    np.testing.assert_allclose(table["Pr(>F)"], r["p"], rtol=1e-3)
