@@ -58,8 +58,9 @@ def optimize_problem(problem: LmmProblem, start: np.ndarray | None = None) -> Op
         x0, step = moment_start(problem)
         informed = step != DEFAULT_STEP
         initial_step = step if informed.any() else None
-    else:
-        x0, initial_step = np.asarray(start, dtype=float), None
+    else:  # a previous optimum (refits, bootstrap): search near it
+        x0 = np.asarray(start, dtype=float)
+        initial_step = np.maximum(0.1 * np.abs(x0), 0.02)
     result = minimize_bounded(problem.objective, x0, lower, initial_step=initial_step)
     theta = result.x.copy()
     best = result.fun

@@ -70,6 +70,15 @@ class DenseObjective:
         self._potrf = sla.lapack.dpotrf
         self._trtrs = sla.lapack.dtrtrs
 
+    def with_response(self, gram) -> DenseObjective:
+        """A copy sharing ``Z'WZ`` and the theta layout, with the new response's cross
+        products (``Z'W[X y]`` and ``[X y]'W[X y]``)."""
+        new = object.__new__(DenseObjective)
+        new.__dict__.update(self.__dict__)
+        new.zax = np.ascontiguousarray(np.hstack(gram.xy_random).T)
+        new.axx = gram.xy_xy
+        return new
+
     def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
         """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta``."""
         q = self.q

@@ -343,7 +343,7 @@ class LmmProblem:
         xy_xy[:, -1] = cross
         new.gram = replace(g, xy_random=xy_random, xy_xy=xy_xy)
         if self.dense_objective is not None:
-            new.dense_objective = DenseObjective(new)
+            new.dense_objective = self.dense_objective.with_response(new.gram)
         return new
 
     # ----------------------------------------------------------------- fitted

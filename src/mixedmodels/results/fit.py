@@ -174,6 +174,69 @@ class LmerFit:
             {"estimate": beta, "std_error": se, "df": df, "t_value": t, "p_value": p}, index=names
         )
 
+    @property
+    def parameter_names(self) -> list[str]:
+        """Names of sd/cor, sigma and fixed effects in lme4's ``confint`` order."""
+        from mixedmodels.inference.parameters import parameter_names
+
+        info = self._term_info()
+        return parameter_names([i[0] for i in info], [i[1] for i in info], self._design.fixed_names)
+
+    @property
+    def parameters(self) -> pd.Series:
+        """sd/cor of the random effects, sigma and the fixed effects (lme4's order)."""
+        from mixedmodels.inference.parameters import parameter_values
+
+        values = parameter_values(
+            self._problem.lambdas(self._solution.theta), self.sigma, self._solution.beta
+        )
+        return pd.Series(values, index=self.parameter_names)
+
+    def confint(self, method: str = "profile", level: float = 0.95, **kwargs) -> pd.DataFrame:
+        """Confidence intervals for sd/cor, sigma and the fixed effects.
+
+        Parameters
+        ----------
+        method : {"profile", "wald", "boot"}
+            Profile likelihood (lme4's default), Wald (fixed effects only; NaN for
+            variance parameters, as lme4) or parametric bootstrap percentile intervals
+            (``kwargs`` go to :meth:`bootstrap`, e.g. ``nsim``, ``seed``, ``n_jobs``).
+        level : float
+
+        Returns
+        -------
+        DataFrame with columns ``lower``, ``upper`` indexed by parameter name.
+        """
+        from scipy import stats
+
+        key = method.lower()
+        if key == "wald":
+            z = stats.norm.ppf(0.5 + level / 2)
+            params = self.parameters
+            se = pd.Series(np.sqrt(np.diagonal(self.vcov.to_numpy())), index=self.fixef.index)
+            lower = pd.Series(np.nan, index=params.index)
+            upper = lower.copy()
+            lower[se.index] = params[se.index] - z * se
+            upper[se.index] = params[se.index] + z * se
+            return pd.DataFrame({"lower": lower, "upper": upper})
+        if key == "boot":
+            kwargs.setdefault("nsim", 500)
+            return self.bootstrap(**kwargs).confint("percentile", level)
+        if key == "profile":
+            from mixedmodels.inference.profile import profile_confint
+
+            return profile_confint(self, level)
+        raise ValueError("method must be 'profile', 'wald' or 'boot'")
+
+    def bootstrap(
+        self, nsim: int = 1000, statistic=None, *, seed=None, n_jobs: int = 1, progress: bool = True
+    ):
+        """Parametric bootstrap (lme4's ``bootMer``); see
+        :func:`mixedmodels.inference.bootstrap.bootstrap`."""
+        from mixedmodels.inference.bootstrap import bootstrap
+
+        return bootstrap(self, nsim, statistic, seed=seed, n_jobs=n_jobs, progress=progress)
+
     # ------------------------------------------------------------------ likelihood
     @property
     def n_parameters(self) -> int:

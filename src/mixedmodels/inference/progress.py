@@ -1,0 +1,44 @@
+"""A small text progress bar on stderr (no dependency), for long loops."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class ProgressBar:
+    """``with ProgressBar(total, "bootstrap") as bar: bar.update(k)``; silent if disabled."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True, width: int = 30):
+        self.total = max(total, 1)
+        self.label = label
+        self.enabled = enabled and total > 0
+        self.width = width
+        self.done = 0
+        self.start = time.perf_counter()
+        self._last = 0.0
+
+    def update(self, k: int = 1) -> None:
+        self.done += k
+        now = time.perf_counter()
+        if self.enabled and (now - self._last > 0.1 or self.done >= self.total):
+            self._last = now
+            frac = min(self.done / self.total, 1.0)
+            filled = int(frac * self.width)
+            bar = (
+                "=" * filled
+                + (">" if filled < self.width else "")
+                + " " * (self.width - filled - 1)
+            )
+            sys.stderr.write(
+                f"\r{self.label}: {self.done}/{self.total} [{bar}] {now - self.start:.1f}s"
+            )
+            sys.stderr.flush()
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
