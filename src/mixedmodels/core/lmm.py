@@ -346,6 +346,38 @@ class LmmProblem:
             new.dense_objective = self.dense_objective.with_response(new.gram)
         return new
 
+    def with_fixed_value(self, j: int, value: float) -> LmmProblem:
+        """The model with ``beta_j`` held at ``value``: column ``j`` of X moved into an
+        offset (``y - value x_j``) and dropped.  Built from the stored cross products,
+        without touching the rows (used to profile a fixed effect)."""
+        keep = [i for i in range(self.n_fixed) if i != j]
+        rows = keep + [self.n_fixed]  # rows of the [X y] blocks to keep (y last)
+        new = object.__new__(LmmProblem)
+        new.__dict__.update(self.__dict__)
+        new.X = self.X[:, keep]
+        new.y = self.y - value * self.X[:, j]
+        new.n_fixed = len(keep)
+        new.n_evaluations = 0
+        g = self.gram
+        xy_random = []
+        for block_xy in g.xy_random:
+            updated = block_xy[rows].copy()
+            updated[-1] -= value * block_xy[j]
+            xy_random.append(updated)
+        a = g.xy_xy
+        xx = a[np.ix_(keep, keep)]
+        xy = a[keep, -1] - value * a[keep, j]
+        yy = a[-1, -1] - 2 * value * a[j, -1] + value**2 * a[j, j]
+        xy_xy = np.empty((len(keep) + 1, len(keep) + 1))
+        xy_xy[:-1, :-1] = xx
+        xy_xy[:-1, -1] = xy_xy[-1, :-1] = xy
+        xy_xy[-1, -1] = yy
+        new.gram = replace(g, xy_random=xy_random, xy_xy=xy_xy)
+        if self.dense_objective is not None:
+            new.dense_objective = self.dense_objective.with_response(new.gram)
+            new.dense_objective.n_fixed = new.n_fixed
+        return new
+
     # ----------------------------------------------------------------- fitted
     def random_contribution(self, b: list[np.ndarray]) -> np.ndarray:
         """``Z b`` (n,) from per-block conditional modes (public order)."""

@@ -55,6 +55,7 @@ def minimize_bounded(
     x0: np.ndarray,
     lower: np.ndarray,
     *,
+    upper: np.ndarray | None = None,
     ftol_abs: float = 1e-8,
     xtol_abs: float = 1e-8,
     max_evaluations: int = 100_000,
@@ -72,8 +73,8 @@ def minimize_bounded(
         Objective of a 1-d array.
     x0 : ndarray
         Start, inside the bounds.
-    lower : ndarray
-        Lower bounds (``-inf`` for none).
+    lower, upper : ndarray
+        Bounds (``-inf`` / ``inf`` or None for none).
     ftol_abs, xtol_abs : float
         Absolute tolerances on the objective and on the parameters (lme4's defaults).
     max_evaluations : int
@@ -103,6 +104,8 @@ def minimize_bounded(
     opt = nlopt.opt(nlopt.LN_BOBYQA, n)
     opt.set_min_objective(wrapped)
     opt.set_lower_bounds(np.asarray(lower, dtype=float))
+    if upper is not None:
+        opt.set_upper_bounds(np.asarray(upper, dtype=float))
     opt.set_ftol_abs(ftol_abs)
     opt.set_xtol_abs(xtol_abs)
     opt.set_maxeval(max_evaluations)

@@ -5,7 +5,8 @@ from mixedmodels.plots.figures import (
     plot_caterpillar,
     plot_data,
     plot_fitted_lines,
+    plot_profile,
     plot_residuals,
 )
 
-__all__ = ["plot_caterpillar", "plot_data", "plot_fitted_lines", "plot_residuals"]
+__all__ = ["plot_caterpillar", "plot_data", "plot_fitted_lines", "plot_profile", "plot_residuals"]

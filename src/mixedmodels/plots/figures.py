@@ -119,3 +119,24 @@ def plot_residuals(fit: LmerFit) -> Figure:
     ax2.set_ylabel("scaled residuals")
     ax2.set_title("Normal QQ plot")
     return fig
+
+
+def plot_profile(traces: pd.DataFrame, level: float = 0.95) -> Figure:
+    """zeta against each parameter (from ``fit.profile()``), with the ``level`` cutoffs."""
+    params = list(dict.fromkeys(traces.parameter))
+    ncol = min(3, len(params))
+    nrow = math.ceil(len(params) / ncol)
+    fig = _figure(3.8 * ncol, 3.0 * nrow)
+    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
+    cut = stats.norm.ppf(0.5 + level / 2)
+    for ax, name in zip(axes, params, strict=False):
+        part = traces[traces.parameter == name]
+        ax.plot(part.value, part.zeta, marker="o", ms=3)
+        for c in (-cut, cut):
+            ax.axhline(c, color="0.6", lw=0.8, ls="--")
+        ax.axhline(0, color="0.8", lw=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("zeta")
+    for ax in axes[len(params) :]:
+        ax.set_visible(False)
+    return fig

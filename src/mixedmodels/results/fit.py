@@ -228,6 +228,14 @@ class LmerFit:
             return profile_confint(self, level)
         raise ValueError("method must be 'profile', 'wald' or 'boot'")
 
+    def profile(self, level: float = 0.99, points: int = 12) -> pd.DataFrame:
+        """Profile traces: zeta against each parameter (lme4's ``profile()``), long form
+        with columns ``parameter``, ``value``, ``zeta``; see
+        :func:`mixedmodels.plots.plot_profile`."""
+        from mixedmodels.inference.profile import profile_traces
+
+        return profile_traces(self, level, points)
+
     def bootstrap(
         self, nsim: int = 1000, statistic=None, *, seed=None, n_jobs: int = 1, progress: bool = True
     ):
