@@ -45,3 +45,23 @@ def test_errors_go_to_stderr_with_exit_code(capsys):
     assert "'Subjct'" in err and "^" in err
     assert main(["fit", "y ~ (1|g)", "--data", "nosuchdata"]) == 2
     assert "no bundled data set" in capsys.readouterr().err
+
+
+def test_parquet_path(tmp_path, capsys):
+    import mixedmodels as mm
+
+    path = tmp_path / "sleep.parquet"
+    mm.datasets.load("sleepstudy").to_parquet(path)
+    assert main(["fit", "Reaction ~ Days + (1|Subject)", "--data", str(path), "--json"]) == 0
+    ref = case("sleepstudy_intercepts_reml").reference
+    out = json.loads(capsys.readouterr().out)
+    assert out["objective"] == pytest.approx(ref["objective"], rel=1e-6)
+
+
+def test_plain_lme4_layout_on_request(capsys):
+    assert (
+        main(["fit", "Reaction ~ Days + (Days|Subject)", "--data", "sleepstudy", "--ddf", "none"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "['lmerMod']" in out and "Pr(>|t|)" not in out

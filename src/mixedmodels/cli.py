@@ -80,6 +80,17 @@ def _parser() -> argparse.ArgumentParser:
         choices=["satterthwaite", "kenward-roger", "none"],
         help="denominator df for the fixed-effect t tests (none: lme4's plain layout)",
     )
+    fit.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also write a figure (needs matplotlib: pip install 'mixedmodels[plot]')",
+    )
+    fit.add_argument(
+        "--plot-kind",
+        default="residuals",
+        choices=["residuals", "caterpillar"],
+        help="which figure --plot writes",
+    )
     sub.add_parser("datasets", help="list the bundled data sets")
     return parser
 
@@ -95,6 +106,16 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             fit = lmer(args.formula, data, reml=not args.ml, weights=args.weights, data_name=name)
+        if args.plot:
+            from mixedmodels import plots
+
+            figure = (
+                plots.plot_residuals(fit)
+                if args.plot_kind == "residuals"
+                else plots.plot_caterpillar(fit)
+            )
+            figure.savefig(args.plot, dpi=110)
+            print(f"wrote {args.plot}", file=sys.stderr)
         if args.json:
             payload = fit_to_dict(fit)
             payload["warnings"] = [str(w.message) for w in caught]

@@ -113,7 +113,7 @@ def plot_residuals(fit: LmerFit) -> Figure:
     n = r.size
     theo = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
     ax2.scatter(theo, r, s=10, alpha=0.7)
-    lim = math.ceil(max(abs(theo).max(), abs(r).max()))
+    lim = max(abs(theo).max(), abs(r).max()) * 1.05
     ax2.plot([-lim, lim], [-lim, lim], color="C3", lw=1)
     ax2.set_xlabel("normal quantiles")
     ax2.set_ylabel("scaled residuals")
