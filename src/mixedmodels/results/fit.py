@@ -372,7 +372,9 @@ class LmerFit:
         *,
         include_random: bool = True,
         allow_new_levels: bool = False,
-    ) -> np.ndarray:
+        interval: str | None = None,
+        level: float = 0.95,
+    ) -> np.ndarray | pd.DataFrame:
         """Predictions ``X beta (+ Z b)`` for the fitted rows or for ``newdata``.
 
         Parameters
@@ -384,29 +386,58 @@ class LmerFit:
         allow_new_levels : bool
             Levels not seen in fitting get zero random effects when True; an error
             naming them otherwise.
+        interval : {None, "confidence", "prediction"}
+            None returns an array.  Otherwise a DataFrame with ``fit``, ``se``, ``lower``,
+            ``upper``: "confidence" uses ``x' Var(beta) x``; "prediction" adds, when random
+            effects are included, ``z' Var(b | y) z`` for seen levels (``z' Sigma_b z``
+            for new ones) and the residual variance ``sigma^2 / w``.
+        level : float
+            Coverage of the interval (normal quantiles).
         """
-        if newdata is None:
-            if include_random:
-                return self.fitted.copy()
-            return self._design.X @ self._solution.beta + self._offset
-        X = self._design.fixed_matrix(newdata)
+        data_rows = newdata is not None
+        X = self._design.fixed_matrix(newdata) if data_rows else self._design.X
         pred = X @ self._solution.beta
-        if not include_random:
+        if not data_rows and self._design.offset is not None:
+            pred = pred + self._design.offset
+        random_var = np.zeros(X.shape[0])
+        covs = self._conditional_covariances if interval == "prediction" else None
+        if include_random:
+            for i, (t, b) in enumerate(zip(self._design.terms, self._solution.b, strict=True)):
+                if data_rows:
+                    codes = _codes_for_levels(newdata, t.spec.group_factors, t.levels)
+                    z = t.builder.build(newdata)
+                else:
+                    codes, z = t.codes, t.z
+                unseen = codes < 0
+                if unseen.any() and not allow_new_levels:
+                    new = sorted(set(group_codes(newdata.loc[unseen], t.spec.group_factors)[1]))
+                    new = [str(v) for v in new]
+                    raise NewLevelError(
+                        f"new levels of grouping factor {t.group_name!r} in newdata: "
+                        f"{', '.join(new[:10])}{' ...' if len(new) > 10 else ''}; "
+                        "pass allow_new_levels=True to predict them with zero random effects"
+                    )
+                safe = np.where(unseen, 0, codes)
+                pred = pred + np.where(unseen, 0.0, np.einsum("np,np->n", z, b[safe]))
+                if covs is not None:
+                    term_cov = self._term_info()[i][2]
+                    seen_var = np.einsum("ni,nij,nj->n", z, covs[i][safe], z)
+                    new_var = np.einsum("ni,ij,nj->n", z, term_cov, z)
+                    random_var += np.where(unseen, new_var, seen_var)
+        if interval is None:
             return pred
-        for t, b in zip(self._design.terms, self._solution.b, strict=True):
-            codes = _codes_for_levels(newdata, t.spec.group_factors, t.levels)
-            unseen = codes < 0
-            if unseen.any() and not allow_new_levels:
-                new = sorted(set(group_codes(newdata.loc[unseen], t.spec.group_factors)[1]))
-                raise NewLevelError(
-                    f"new levels of grouping factor {t.group_name!r} in newdata: "
-                    f"{', '.join(new[:10])}{' ...' if len(new) > 10 else ''}; "
-                    "pass allow_new_levels=True to predict them with zero random effects"
-                )
-            z = t.builder.build(newdata)
-            contrib = np.einsum("np,np->n", z, b[np.where(unseen, 0, codes)])
-            pred = pred + np.where(unseen, 0.0, contrib)
-        return pred
+        if interval not in ("confidence", "prediction"):
+            raise ValueError("interval must be None, 'confidence' or 'prediction'")
+        from scipy import stats
+
+        var = np.einsum("ni,ij,nj->n", X, self.vcov.to_numpy(), X)
+        if interval == "prediction":
+            w = self._design.weights
+            resid_var = self.sigma**2 if (data_rows or w is None) else self.sigma**2 / w
+            var = var + random_var + resid_var
+        se = np.sqrt(var)
+        z = stats.norm.ppf(0.5 + level / 2)
+        return pd.DataFrame({"fit": pred, "se": se, "lower": pred - z * se, "upper": pred + z * se})
 
     # ------------------------------------------------------------------ matrix form
     @property
@@ -459,6 +490,67 @@ class LmerFit:
         for t, (_, _, cov) in zip(self._design.terms, self._term_info(), strict=True):
             v += float(np.mean(np.einsum("ni,ij,nj->n", t.z, cov, t.z)))
         return v / (v + self.sigma**2)
+
+    def variance_decomposition(self) -> dict[str, float]:
+        """Variance of the fixed part ``var(X beta)``, of the random part (mean over rows of
+        ``sum_k z_k' Sigma_k z_k``) and of the residual ``sigma^2`` (Nakagawa et al.)."""
+        fixed = float(np.var(self._design.X @ self._solution.beta, ddof=1))
+        random = 0.0
+        for t, (_, _, cov) in zip(self._design.terms, self._term_info(), strict=True):
+            random += float(np.mean(np.einsum("ni,ij,nj->n", t.z, cov, t.z)))
+        return {"fixed": fixed, "random": random, "residual": self.sigma**2}
+
+    def r2_nakagawa(self) -> dict[str, float]:
+        """Nakagawa's marginal and conditional R-squared (as performance::r2_nakagawa).
+
+        ``R2_m = v_f / (v_f + v_r + v_e)``, ``R2_c = (v_f + v_r) / (v_f + v_r + v_e)``.
+        """
+        v = self.variance_decomposition()
+        total = v["fixed"] + v["random"] + v["residual"]
+        return {"marginal": v["fixed"] / total, "conditional": (v["fixed"] + v["random"]) / total}
+
+    def icc_adjusted(self) -> dict[str, float]:
+        """Adjusted ICC ``v_r / (v_r + v_e)`` and conditional ICC
+        ``v_r / (v_f + v_r + v_e)`` (as performance::icc)."""
+        v = self.variance_decomposition()
+        total = v["fixed"] + v["random"] + v["residual"]
+        return {
+            "adjusted": v["random"] / (v["random"] + v["residual"]),
+            "conditional": v["random"] / total,
+        }
+
+    def tidy(self, conf_method: str = "wald", level: float = 0.95) -> pd.DataFrame:
+        """All estimates in one table for a paper: effect (fixed/ran_pars), group, term,
+        estimate, std_error, df, statistic, p_value and the interval (``conf_method``
+        "wald", "profile" or "boot")."""
+        ci = self.confint(conf_method, level)
+        table = self.fixef_table("satterthwaite")
+        rows = []
+        for name, value in self.parameters.items():
+            if name in table.index:
+                r = table.loc[name]
+                rows.append(("fixed", None, name, value, r.std_error, r.df, r.t_value, r.p_value))
+            else:
+                term, _, group = name.partition("|")
+                rows.append(
+                    ("ran_pars", group or "Residual", term, value, np.nan, np.nan, np.nan, np.nan)
+                )
+        out = pd.DataFrame(
+            rows,
+            columns=[
+                "effect",
+                "group",
+                "term",
+                "estimate",
+                "std_error",
+                "df",
+                "statistic",
+                "p_value",
+            ],
+        )
+        out["conf_low"] = ci["lower"].to_numpy()
+        out["conf_high"] = ci["upper"].to_numpy()
+        return out
 
     def marginal_cov(self) -> sp.csr_matrix:
         """Marginal covariance of y: ``Sigma = sigma^2 (W^-1 + Z Lambda Lambda' Z')``.
