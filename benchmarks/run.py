@@ -67,6 +67,13 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--tools", default="mixedmodels,mixedlm,statsmodels,lme4")
     parser.add_argument("--repeats", type=int, help="override each case's repeat count")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="fresh-process rounds per Python tool, interleaved with the peers (the machine "
+        "is noisy: interleaving keeps a slow spell from landing on one tool only)",
+    )
     parser.add_argument("--out", help="write the raw results as JSON here")
     args = parser.parse_args()
     tools = [t for t in args.tools.split(",") if available(t)]
@@ -76,25 +83,30 @@ def main() -> None:
             case = CASES[name]
             repeats = args.repeats or case["repeats"]
             results[name] = {}
-            for tool in tools:
-                if (tool, name) in SKIP:
-                    continue
-                if tool == "lme4":
-                    r = run_lme4(
-                        name,
-                        max(1, min(repeats, 3 if name != "sleepstudy" else repeats)),
-                        case["warmup"],
-                        Path(tmp),
+            slow = {"lme4", "statsmodels"}
+            for round_index in range(args.rounds):
+                for tool in tools:
+                    if (tool, name) in SKIP or (tool in slow and round_index > 0):
+                        continue
+                    if tool == "lme4":
+                        reps = repeats if name == "sleepstudy" else min(repeats, 3)
+                        r = run_lme4(name, reps, case["warmup"], Path(tmp))
+                    else:
+                        r = run_python(tool, name, repeats, case["warmup"])
+                    if tool in results[name]:
+                        old = results[name][tool]
+                        old["times"] += r["times"]
+                        old["peak_mb"] = max(old["peak_mb"], r["peak_mb"])
+                    else:
+                        results[name][tool] = r
+                    print(
+                        f"{name:11s} {tool:12s} round {round_index + 1} median "
+                        f"{statistics.median(r['times']) * 1e3:10.2f} ms  "
+                        f"peak {r['peak_mb']:7.0f} MB  objective {r['objective']:.6f}",
+                        flush=True,
                     )
-                else:
-                    r = run_python(tool, name, repeats, case["warmup"])
+            for r in results[name].values():
                 r["median"] = statistics.median(r["times"])
-                results[name][tool] = r
-                print(
-                    f"{name:11s} {tool:12s} median {r['median'] * 1e3:10.2f} ms  "
-                    f"peak {r['peak_mb']:7.0f} MB  objective {r['objective']:.6f}",
-                    flush=True,
-                )
     print()
     header = [
         "case",
