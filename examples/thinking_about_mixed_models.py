@@ -52,7 +52,7 @@ def main(folder: Path) -> None:
     separate = mm.lmlist("Reaction ~ Days | Subject", sleep)
     sleep_fit = mm.lmer("Reaction ~ Days + (Days | Subject)", sleep, data_name="sleepstudy")
     print("separate regressions beside shrunken mixed-model coefficients:")
-    print(separate.join(sleep_fit.coef["Subject"], rsuffix=" (mixed)").head().round(3))
+    print(separate.join(sleep_fit.coef["Subject"].add_suffix(" (mixed)")).head().round(3))
 
     section("Models 3a/3b: design matrices X, Z and Lambda")
     print(

@@ -61,6 +61,16 @@ def test_non_nested_models_warn():
     [
         ("ergoStool", "effort ~ Type + (1|Subject)", "anova_type3_ergostool.json"),
         ("Orthodont", "distance ~ age + Sex + (1|Subject)", "anova_type3_orthodont.json"),
+        (
+            "Orthodont",
+            "distance ~ age * Sex + (1|Subject)",
+            "anova_type3_orthodont_interaction.json",
+        ),
+        (
+            "cake",
+            "angle ~ recipe * temp + (1|recipe:replicate)",
+            "anova_type3_cake_interaction.json",
+        ),
     ],
 )
 def test_f_tests_match_lmertest(data, formula, ref):

@@ -81,6 +81,7 @@ class ModelDesign:
     offset: np.ndarray | None
     n_dropped: int
     row_index: pd.Index
+    data: pd.DataFrame | None = None  # the rows used (a reference, not a copy, when none dropped)
 
     @property
     def n(self) -> int:
@@ -241,4 +242,5 @@ def build_design(
         offset=off,
         n_dropped=n_dropped,
         row_index=used.index,
+        data=used,
     )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -78,38 +79,88 @@ def check_nested(fits: list, names: list[str]) -> None:
             )
 
 
-def type3_table(fit) -> pd.DataFrame:
-    """F tests of each fixed-effect term with Satterthwaite denominator df.
+def _sum_coded_map(fit) -> tuple[np.ndarray, dict[str, list[int]]] | None:
+    """``A`` with ``beta_sum = A beta`` (factors re-coded to sum-to-zero contrasts, numeric
+    covariates unchanged) and the sum-coded columns of each term; None when the formula
+    cannot be re-coded."""
+    import formulaic
 
-    For a term with columns ``J`` the hypothesis is ``beta_J = 0`` (``L`` = rows of the
-    identity), lmerTest's type III test for terms not contained in an interaction.
-    Columns ``Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F)`` as lmerTest prints them.
+    from mixedmodels.design.naming import r_column_name
+
+    design = fit.design
+    data = design.data
+    if data is None:
+        return None
+    text = design.formula.fixed
+    factors = [
+        c
+        for c in data.columns
+        if (
+            isinstance(data[c].dtype, pd.CategoricalDtype)
+            or data[c].dtype == object
+            or pd.api.types.is_string_dtype(data[c])
+        )
+        and re.search(rf"(?<![\w.]){re.escape(str(c))}(?![\w.(])", text)
+    ]
+    if not factors:
+        return np.eye(design.X.shape[1]), dict(design.fixed_builder.term_columns)
+    recoded = text
+    for c in factors:
+        recoded = re.sub(rf"(?<![\w.]){re.escape(str(c))}(?![\w.(])", f"C({c}, contr.sum)", recoded)
+    try:
+        mat = formulaic.model_matrix(recoded, data, na_action="ignore")
+    except Exception:
+        return None
+    xs = np.asarray(mat, dtype=float)
+    coef, *_ = np.linalg.lstsq(xs, design.X, rcond=None)  # X = Xs A
+    terms = {}
+    for term, idx in mat.model_spec.term_indices.items():
+        name = "(Intercept)" if str(term) == "1" else r_column_name(str(term))
+        for c in factors:
+            name = name.replace(f"C({c}, contr.sum)", str(c))
+        terms[name] = list(idx)
+    return coef, terms
+
+
+def type3_table(fit) -> pd.DataFrame:
+    """F tests of each fixed-effect term with Satterthwaite denominator df (lmerTest's
+    type III ``anova(m)``).
+
+    Type III hypotheses do not depend on the coding: factors are re-coded to sum-to-zero
+    contrasts (numeric covariates kept as they are), ``beta_sum = A beta``, and the test of
+    term ``T`` is ``L beta = 0`` with ``L`` the rows of ``A`` for ``T``'s sum-coded
+    columns.  Columns ``Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F)`` as lmerTest's.
     """
     from mixedmodels.inference.satterthwaite import f_test
 
     design = fit.design
-    keep = list(design.fixed_keep)
-    position = {orig: new for new, orig in enumerate(keep)}
     beta = fit.fixef.to_numpy()
     info = fit._variance_info
     rows, index = [], []
-    terms = design.fixed_builder.term_columns
-    contained = _contained_terms(list(terms))
-    for term, cols in terms.items():
-        if term == "(Intercept)":
+    mapped = _sum_coded_map(fit)
+    if mapped is None:
+        warnings.warn(
+            "could not re-code the factors for type III hypotheses; testing each term's own "
+            "coefficients under the fitted coding",
+            MixedModelsWarning,
+            stacklevel=3,
+        )
+        keep = list(design.fixed_keep)
+        position = {orig: new for new, orig in enumerate(keep)}
+        coef = np.eye(len(beta))
+        terms = {
+            t: [position[c] for c in cols if c in position]
+            for t, cols in design.fixed_builder.term_columns.items()
+        }
+    else:
+        coef, terms = mapped
+    for term, idx in terms.items():
+        if term == "(Intercept)" or not idx:
             continue
-        idx = [position[c] for c in cols if c in position]
-        if not idx:
+        L = coef[idx]
+        L = L[np.linalg.norm(L, axis=1) > 1e-12]
+        if L.shape[0] == 0:
             continue
-        if term in contained:
-            warnings.warn(
-                f"term {term!r} is contained in an interaction; its F test is the joint test "
-                "of its own coefficients (under treatment coding), not a SAS-style type III "
-                "test",
-                MixedModelsWarning,
-                stacklevel=3,
-            )
-        L = np.eye(len(beta))[idx]
         f, num, den = f_test(info, beta, L)
         mean_sq = f * fit.sigma**2
         rows.append(
