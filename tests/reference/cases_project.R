@@ -17,5 +17,7 @@ cases <- list(
   list(name = "sleepstudy_missing_reml", data = "sleepstudy", formula = "Reaction ~ Days + (Days|Subject)", REML = TRUE,
        na = list(c(5, "Reaction"), c(50, "Reaction"), c(100, "Days"))),
   list(name = "penicillin_crossed_ml", data = "Penicillin", formula = "diameter ~ 1 + (1|plate) + (1|sample)", REML = FALSE),
+  list(name = "sleepstudy_poly_reml", data = "sleepstudy", formula = "Reaction ~ poly(Days, 2) + (1|Subject)", REML = TRUE),
+  list(name = "sleepstudy_scale_ml", data = "sleepstudy", formula = "Reaction ~ scale(Days) + (Days|Subject)", REML = FALSE),
   list(name = "bodyweight_three_terms_reml", data = "BodyWeight", formula = "weight ~ Time * Diet + (Time|Rat)", REML = TRUE)
 )
