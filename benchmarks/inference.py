@@ -21,6 +21,9 @@ from pathlib import Path
 import mixedmodels as mm
 from mixedmodels.simulate import simulate_mixed
 
+sys.path.insert(0, str(Path(__file__).parent))
+import markdown  # noqa: E402
+
 
 def median_time(fn, repeats: int) -> float:
     times = []
@@ -43,9 +46,13 @@ def satterthwaite_insteval() -> None:
         fit.fixef_table("satterthwaite")
 
     t_df = median_time(satterthwaite, 3)
-    print(
-        f"| InstEval Satterthwaite df | {t_df:.2f} s | fit {t_fit:.2f} s | "
-        f"ratio {t_df / t_fit:.2f} |"
+    markdown.row(
+        [
+            "InstEval Satterthwaite df",
+            f"{t_df:.2f} s",
+            f"fit {t_fit:.2f} s",
+            f"ratio {t_df / t_fit:.2f}",
+        ]
     )
 
 
@@ -53,7 +60,9 @@ def bootstrap_sleepstudy() -> None:
     fit = mm.lmer("Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy"))
     for jobs in (1, 2):
         t = median_time(lambda j=jobs: fit.bootstrap(1000, seed=1, n_jobs=j, progress=False), 3)
-        print(f"| bootstrap 1,000 sleepstudy replicates, n_jobs={jobs} | {t:.2f} s |")
+        markdown.row(
+            [f"bootstrap 1,000 sleepstudy replicates, n_jobs={jobs}", f"{t:.2f} s", "", ""]
+        )
 
 
 KR_WORKER = """
@@ -81,16 +90,16 @@ cat(sprintf('{"seconds": %.3f, "peak_mb": %.1f}\\n', t, hwm))
 
 
 def kenward_roger_scaling(groups: list[int], with_pbkrtest: bool, timeout: float) -> None:
-    header = [
-        "clusters",
-        "rows",
-        "ours: KR time",
-        "ours: peak MB",
-        "pbkrtest: KR time",
-        "pbkrtest: peak MB",
-    ]
-    print("| " + " | ".join(header) + " |")
-    print("|---" * len(header) + "|")
+    markdown.header(
+        [
+            "clusters",
+            "rows",
+            "ours: KR time",
+            "ours: peak MB",
+            "pbkrtest: KR time",
+            "pbkrtest: peak MB",
+        ]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for g in groups:
             df = simulate_mixed(g, 10, seed=g)
@@ -122,11 +131,7 @@ def kenward_roger_scaling(groups: list[int], with_pbkrtest: bool, timeout: float
                         peer = "failed", out.stderr.strip().splitlines()[-1][:60]
                 except subprocess.TimeoutExpired:
                     peer = f"> {timeout:.0f} s (stopped)", "-"
-            print(
-                f"| {g} | {10 * g} | {ours['seconds']:.2f} s | {ours['peak_mb']:.0f} | "
-                f"{peer[0]} | {peer[1]} |",
-                flush=True,
-            )
+            markdown.row([g, 10 * g, f"{ours['seconds']:.2f} s", f"{ours['peak_mb']:.0f}", *peer])
 
 
 def main() -> None:
@@ -136,8 +141,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    print("| inference task | time | | |")
-    print("|---|---|---|---|")
+    markdown.header(["inference task", "time", "", ""])
     satterthwaite_insteval()
     bootstrap_sleepstudy()
     print()

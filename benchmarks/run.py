@@ -24,6 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
+import markdown  # noqa: E402
 from cases import CASES, load_case  # noqa: E402
 
 SKIP = {("statsmodels", "insteval"), ("statsmodels", "large")}
@@ -108,16 +109,16 @@ def main() -> None:
             for r in results[name].values():
                 r["median"] = statistics.median(r["times"])
     print()
-    header = [
-        "case",
-        "tool",
-        "median time per fit",
-        "time / mixedmodels",
-        "peak memory (MB)",
-        "REML criterion",
-    ]
-    print("| " + " | ".join(header) + " |")
-    print("|---" * len(header) + "|")
+    markdown.header(
+        [
+            "case",
+            "tool",
+            "median time per fit",
+            "time / mixedmodels",
+            "peak memory (MB)",
+            "REML criterion",
+        ]
+    )
     for name, by_tool in results.items():
         ours = by_tool.get("mixedmodels", {}).get("median")
         for tool, r in by_tool.items():
@@ -125,7 +126,7 @@ def main() -> None:
             t = r["median"]
             shown = f"{t * 1e3:.2f} ms" if t < 1 else f"{t:.2f} s"
             cells = [name, tool, shown, ratio, f"{r['peak_mb']:.0f}", f"{r['objective']:.4f}"]
-            print("| " + " | ".join(cells) + " |")
+            markdown.row(cells)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
 

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mixedmodels.results.rformat import format_r, zapsmall
-from mixedmodels.results.summary import DIGITS, fixed_effects_table
+from mixedmodels.results.summary import DIGITS, fixed_effects_table, quantile_rows
 
 if TYPE_CHECKING:
     from mixedmodels.results.lm_fit import LmFit
@@ -51,12 +50,7 @@ def lm_summary_text(fit: LmFit) -> str:
     table = fit.coef_table()
     out = ["", "Call:", f"lm(formula = {fit.formula}, data = {fit.data_name or 'data'})", ""]
     out.append("Residuals:")
-    q = np.quantile(fit.residuals, [0, 0.25, 0.5, 0.75, 1.0])
-    qt = format_r(zapsmall(q, DIGITS + 1), DIGITS)
-    heads = ["Min", "1Q", "Median", "3Q", "Max"]
-    w = max(len(t) for t in qt + heads)
-    out.append(" ".join(h.rjust(w) for h in heads) + " ")
-    out.append(" ".join(t.rjust(w) for t in qt) + " ")
+    out.extend(quantile_rows(fit.residuals))
     out.append("")
     out.append("Coefficients:")
     pv = table.p_value.to_numpy()

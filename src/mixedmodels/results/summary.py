@@ -16,6 +16,21 @@ if TYPE_CHECKING:
 DIGITS = 4  # lme4 prints summaries with max(3, getOption("digits") - 3)
 
 
+def aligned_rows(heads: list[str], values: list[str], min_width: int = 0) -> list[str]:
+    """A header row over a value row, every cell right-aligned to one width (R's print of a
+    named vector)."""
+    w = max(min_width, *(len(t) for t in list(values) + list(heads)))
+    return [" ".join(h.rjust(w) for h in heads) + " ", " ".join(t.rjust(w) for t in values) + " "]
+
+
+def quantile_rows(values: np.ndarray) -> list[str]:
+    """Min, quartiles and max as lme4 and lm print residuals (zapsmall, then format)."""
+    q = np.quantile(values, [0, 0.25, 0.5, 0.75, 1.0])
+    return aligned_rows(
+        ["Min", "1Q", "Median", "3Q", "Max"], format_r(zapsmall(q, DIGITS + 1), DIGITS)
+    )
+
+
 def abbreviate(name: str, minlength: int = 6) -> str:
     """R's ``abbreviate``: drop lower-case vowels, then lower-case letters, from the right."""
     chars = list(name)
@@ -193,18 +208,10 @@ def summary_text(fit: LmerFit, ddf: str = "satterthwaite") -> str:
     else:
         vals = [fit.aic, fit.bic, fit.loglik, -2 * fit.loglik]
         txt = [f"{v:.1f}" for v in vals] + [str(fit.nobs - fit.n_parameters)]
-        heads = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-        w = max(max(len(t) for t in txt), 8)
-        out.append(" ".join(h.rjust(w) for h in heads) + " ")
-        out.append(" ".join(t.rjust(w) for t in txt) + " ")
+        out.extend(aligned_rows(["AIC", "BIC", "logLik", "deviance", "df.resid"], txt, 8))
     out.append("")
     out.append("Scaled residuals: ")
-    q = np.quantile(fit.scaled_residuals, [0, 0.25, 0.5, 0.75, 1.0])
-    qt = format_r(zapsmall(q, DIGITS + 1), DIGITS)
-    heads = ["Min", "1Q", "Median", "3Q", "Max"]
-    w = max(len(t) for t in qt + heads)
-    out.append(" ".join(h.rjust(w) for h in heads) + " ")
-    out.append(" ".join(t.rjust(w) for t in qt) + " ")
+    out.extend(quantile_rows(fit.scaled_residuals))
     out.append("")
     out.append("Random effects:")
     out.append(random_effects_table(fit))
