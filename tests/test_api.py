@@ -92,3 +92,8 @@ def test_user_dataframe_not_modified():
     before = df.copy()
     mm.lmer("Reaction ~ Days + (Days || Subject)", df)
     pd.testing.assert_frame_equal(df, before)
+
+
+def test_notebook_repr_is_the_escaped_summary(sleep_fit):
+    html = sleep_fit._repr_html_()
+    assert html.startswith("<pre>") and "Pr(&gt;|t|)" in html

@@ -171,3 +171,26 @@ def test_weights_enter_as_in_lme4():
     r = y - X @ beta
     expected = n * np.log(2 * np.pi * (r @ Vi @ r) / n) + np.linalg.slogdet(V)[1] + n
     assert weighted.objective(theta) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_single_term_fast_path_equals_closed_form(reml):
+    """q = 150 levels x 2 > the dense threshold: objective() takes the single-term path."""
+    rng = np.random.default_rng(21)
+    n, levels = 900, 150
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    codes = rng.integers(0, levels, n)
+    codes[:levels] = np.arange(levels)
+    y = X @ [1.0, 0.5] + rng.normal(size=n)
+    problem = LmmProblem([RandomBlock(codes, levels, X.copy())], X, y, reml=reml)
+    assert problem.dense_objective is None
+    theta = np.array([0.8, 0.3, 0.5])
+    expected = closed_form(problem, theta, reml)
+    assert problem.objective(theta) == pytest.approx(expected, rel=1e-9)
+    blocked = problem.objective_from_factor(problem.factorize(theta))
+    assert blocked == pytest.approx(expected, rel=1e-9)
+    y2 = rng.normal(size=n)
+    fresh = LmmProblem([RandomBlock(codes, levels, X.copy())], X, y2, reml=reml)
+    assert problem.with_response(y2).objective(theta) == pytest.approx(
+        fresh.objective(theta), rel=1e-12
+    )

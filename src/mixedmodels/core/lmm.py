@@ -33,7 +33,12 @@ from mixedmodels.core.fill import FillPlan, make_fill_plan
 from mixedmodels.core.gram import Gram, build_gram, grouped_cross_products, is_nested
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.linalg import blocks as bl
-from mixedmodels.linalg.batched import congruence, right_multiply
+from mixedmodels.linalg.batched import (
+    congruence,
+    right_multiply,
+    right_multiply_component_major,
+    solve_right_lower_transposed_component_major,
+)
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -127,6 +132,7 @@ class LmmProblem:
                     self.fill_plans[k] = plan
         q = sum(b.size for b in self.engine_blocks)
         self.dense_objective = DenseObjective(self) if q <= MAX_DENSE_RANDOM_EFFECTS else None
+        self._xy_component_major: np.ndarray | None = None
         self.n_evaluations = 0
 
     # ----------------------------------------------------------------- parameters
@@ -251,7 +257,36 @@ class LmmProblem:
         theta = np.asarray(theta, dtype=float)
         if self.dense_objective is not None:
             return self.objective_from_pieces(*self.dense_objective.pieces(theta))
+        if len(self.engine_blocks) == 1:
+            return self.objective_from_pieces(*self._single_block_pieces(theta))
         return self.objective_from_factor(self.factorize(theta))
+
+    def _single_block_pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
+        """The objective's pieces for one random-effect term, with the ``[X y]`` rows held
+        component-major ``(m, p, l)`` so every vector operation runs over contiguous
+        levels (the general factorization keeps them level-major for the off-diagonal
+        products that one term does not have)."""
+        blk = self.engine_blocks[0]
+        g = self.gram
+        m = g.xy_xy.shape[0]
+        if self._xy_component_major is None:
+            level_major = g.xy_random[0].reshape(m, blk.n_levels, blk.p)
+            self._xy_component_major = np.ascontiguousarray(level_major.transpose(0, 2, 1))
+        lam = self.lambdas(theta)[0]
+        d = congruence(lam, g.diagonal[0])
+        for i in range(blk.p):
+            d[i, i] += 1.0
+        low = bl.factor_diagonal(d, dense=False)
+        t = right_multiply_component_major(self._xy_component_major, lam)
+        x = solve_right_lower_transposed_component_major(t, low.blocks).reshape(m, blk.size)
+        s = g.xy_xy - x @ x.T
+        r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
+        if info != 0 and info != m:
+            raise bl.NotPositiveDefiniteError
+        diag = np.diagonal(r)
+        pwrss = float(diag[-1] ** 2) if info == 0 else 0.0
+        ld_x = 2.0 * float(np.log(diag[: self.n_fixed]).sum())
+        return 2.0 * low.log_det(), ld_x, pwrss
 
     # ----------------------------------------------------------------- solution
     def solve(self, theta: np.ndarray) -> Solution:
@@ -342,6 +377,7 @@ class LmmProblem:
         xy_xy[-1, :] = cross
         xy_xy[:, -1] = cross
         new.gram = replace(g, xy_random=xy_random, xy_xy=xy_xy)
+        new._xy_component_major = None
         if self.dense_objective is not None:
             new.dense_objective = self.dense_objective.with_response(new.gram)
         return new
@@ -373,6 +409,7 @@ class LmmProblem:
         xy_xy[:-1, -1] = xy_xy[-1, :-1] = xy
         xy_xy[-1, -1] = yy
         new.gram = replace(g, xy_random=xy_random, xy_xy=xy_xy)
+        new._xy_component_major = None
         if self.dense_objective is not None:
             new.dense_objective = self.dense_objective.with_response(new.gram)
             new.dense_objective.n_fixed = new.n_fixed

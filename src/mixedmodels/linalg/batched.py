@@ -128,3 +128,29 @@ def to_level_first(blocks: np.ndarray) -> np.ndarray:
 def to_level_last(blocks: np.ndarray) -> np.ndarray:
     """(l, p, p) -> (p, p, l)."""
     return np.ascontiguousarray(blocks.transpose(1, 2, 0))
+
+
+def right_multiply_component_major(b: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """``b_i @ lam`` for every level with ``b`` stored component-major, shape (m, p, l)."""
+    p = lam.shape[0]
+    if p == 1:
+        return b * lam[0, 0]
+    out = np.zeros_like(b)
+    for j in range(p):
+        for k in range(j, p):
+            if lam[k, j] != 0.0:
+                out[:, j] += b[:, k] * lam[k, j]
+    return out
+
+
+def solve_right_lower_transposed_component_major(b: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """As :func:`solve_right_lower_transposed` with ``b`` and the result shaped (m, p, l):
+    every slice ``[:, j, :]`` is contiguous over the levels."""
+    p = low.shape[0]
+    x = np.empty_like(b)
+    for j in range(p):
+        acc = b[:, j].copy()
+        for k in range(j):
+            acc -= x[:, k] * low[j, k]
+        x[:, j] = acc / low[j, j]
+    return x

@@ -606,6 +606,12 @@ class LmerFit:
     def __str__(self) -> str:
         return self.summary()
 
+    def _repr_html_(self) -> str:
+        """Notebook display: the summary in a preformatted block."""
+        import html
+
+        return f"<pre>{html.escape(self.summary())}</pre>"
+
     def __repr__(self) -> str:
         crit = "REML" if self.reml else "ML"
         return f"<LmerFit {self.formula!r} ({crit}), objective={self.objective:.4f}>"

@@ -140,5 +140,11 @@ class LmFit:
     def __str__(self) -> str:
         return self.summary()
 
+    def _repr_html_(self) -> str:
+        """Notebook display: the summary in a preformatted block."""
+        import html
+
+        return f"<pre>{html.escape(self.summary())}</pre>"
+
     def __repr__(self) -> str:
         return f"<LmFit {self.formula!r}>"
