@@ -105,3 +105,16 @@ def test_simulate_from_fit_has_fitted_moments(seed_fit):
     assert np.all(np.abs(sims.mean(axis=1) - mean) < 5 * sd / np.sqrt(2000) + 1e-12)
     same = seed_fit.simulate(3, seed=1)
     np.testing.assert_array_equal(same, seed_fit.simulate(3, seed=1))
+
+
+def test_loglik_at_any_parameters_is_the_marginal_density(seed_fit_ml):
+    fit = seed_fit_ml
+    assert fit.loglik_at() == pytest.approx(fit.loglik, rel=1e-10)
+    y = mm.datasets.load("seedsim").y.to_numpy()
+    beta, theta, sigma = np.array([2.5, 0.9]), np.array([0.3]), 1.3
+    tau2 = (theta[0] * sigma) ** 2
+    Z = fit.Z.toarray()
+    cov = sigma**2 * np.eye(250) + tau2 * Z @ Z.T
+    expected = stats.multivariate_normal(fit.X @ beta, cov).logpdf(y)
+    assert fit.loglik_at(beta, theta, sigma) == pytest.approx(expected, rel=1e-10)
+    assert fit.loglik_at(beta, theta, sigma) < fit.loglik

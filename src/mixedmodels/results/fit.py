@@ -256,6 +256,31 @@ class LmerFit:
         """Log-likelihood at the optimum (the REML log-likelihood for a REML fit, as lme4)."""
         return -0.5 * self.objective
 
+    def loglik_at(self, beta=None, theta=None, sigma: float | None = None) -> float:
+        """Marginal log-likelihood at given parameters (the fitted ones where None).
+
+        ``log L = -1/2 [log|Sigma| + (y - X beta)' Sigma^-1 (y - X beta) + n log(2 pi)]``
+        with ``Sigma = sigma^2 (W^-1 + Z Lambda(theta) Lambda(theta)' Z')``, evaluated
+        through the engine with ``y - X beta`` as response and no fixed effects:
+        ``log|Sigma| = n log sigma^2 + log|L_Z|^2 - sum log w`` and the quadratic form is
+        ``PWRSS / sigma^2``.  At an ML fit's estimates it equals :attr:`loglik`.
+        """
+        from mixedmodels.core.lmm import LmmProblem
+
+        beta = self._solution.beta if beta is None else np.asarray(beta, dtype=float)
+        theta = self._solution.theta if theta is None else np.asarray(theta, dtype=float)
+        sigma = self.sigma if sigma is None else float(sigma)
+        design = self._design
+        r = design.y - self._offset - design.X @ beta
+        problem = LmmProblem(
+            [t.block for t in design.terms], design.X[:, :0], r, design.weights, reml=False
+        )
+        factor = problem.factorize(theta)
+        n = design.n
+        log_det = n * math.log(sigma**2) + factor.log_det_random() - problem.log_weights
+        quad = factor.pwrss() / sigma**2
+        return -0.5 * (log_det + quad + n * math.log(2 * math.pi))
+
     @property
     def aic(self) -> float:
         return -2.0 * self.loglik + 2.0 * self.n_parameters
