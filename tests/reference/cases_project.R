@@ -19,5 +19,6 @@ cases <- list(
   list(name = "penicillin_crossed_ml", data = "Penicillin", formula = "diameter ~ 1 + (1|plate) + (1|sample)", REML = FALSE),
   list(name = "sleepstudy_poly_reml", data = "sleepstudy", formula = "Reaction ~ poly(Days, 2) + (1|Subject)", REML = TRUE),
   list(name = "sleepstudy_scale_ml", data = "sleepstudy", formula = "Reaction ~ scale(Days) + (Days|Subject)", REML = FALSE),
+  list(name = "oxboys_ordered_factor_reml", data = "Oxboys", formula = "height ~ Occasion + (1|Subject)", REML = TRUE),
   list(name = "bodyweight_three_terms_reml", data = "BodyWeight", formula = "weight ~ Time * Diet + (Time|Rat)", REML = TRUE)
 )

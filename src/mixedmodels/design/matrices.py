@@ -74,17 +74,44 @@ class MatrixBuilder:
             self.column_names = (["(Intercept)"] if intercept else []) + [match.group(2)]
             self.term_columns = {name: [i] for i, name in enumerate(self.column_names)}
             return self._simple_matrix(data, intercept, match.group(2))
+        ordered = _ordered_factors(text, data)
+        for name in ordered:  # R codes ordered factors with polynomial contrasts
+            text = _bare_name(name).sub(f"C({name}, contr.poly)", text)
         try:
             mat = formulaic.model_matrix(text, data, na_action="ignore")
         except Exception as exc:
             raise _wrap_formulaic_error(exc, text) from exc
         self._spec = mat.model_spec
-        self.column_names = [r_column_name(c) for c in mat.columns]
+        self.column_names = [_poly_name(r_column_name(c), ordered) for c in mat.columns]
         self.term_columns = {
-            ("(Intercept)" if str(t) == "1" else r_column_name(str(t))): list(idx)
+            ("(Intercept)" if str(t) == "1" else _poly_name(r_column_name(str(t)), ordered)): list(
+                idx
+            )
             for t, idx in mat.model_spec.term_indices.items()
         }
         return np.asarray(mat, dtype=float)
+
+
+def _bare_name(name: str) -> re.Pattern:
+    """A column name standing alone in a formula (not part of another name or a call)."""
+    return re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w.(])")
+
+
+def _ordered_factors(text: str, data: pd.DataFrame) -> list[str]:
+    return [
+        str(c)
+        for c in data.columns
+        if isinstance(data[c].dtype, pd.CategoricalDtype)
+        and data[c].cat.ordered
+        and _bare_name(str(c)).search(text)
+    ]
+
+
+def _poly_name(name: str, ordered: list[str]) -> str:
+    """``C(x, contr.poly).L`` -> ``x.L``, ``C(x, contr.poly)^4`` -> ``x^4`` (R's names)."""
+    for factor in ordered:
+        name = name.replace(f"C({factor}, contr.poly)", factor)
+    return name
 
 
 def response_vector(data: pd.DataFrame, response: str) -> np.ndarray:
