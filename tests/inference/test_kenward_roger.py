@@ -61,3 +61,19 @@ def test_multi_df_test_with_one_row_equals_t_squared():
     f, num, den, p = kr_test(pieces, np.array([[0.0, 1.0]]), fit.fixef.to_numpy())
     assert num == 1 and den == pytest.approx(table.df.iloc[1])
     assert f == pytest.approx(table.t_value.iloc[1] ** 2, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "data, formula",
+    [
+        ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
+        ("seedsim", "y ~ x + (1 | clus)"),
+    ],
+)
+def test_single_term_route_equals_general_route(data, formula):
+    from mixedmodels.inference.kenward_roger import _general_pieces, _single_term_pieces
+
+    fit = mm.lmer(formula, mm.datasets.load(data))
+    a, b = _single_term_pieces(fit), _general_pieces(fit)
+    np.testing.assert_allclose(a["phi_a"], b["phi_a"], rtol=1e-9)
+    np.testing.assert_allclose(a["W"], b["W"], rtol=1e-8)

@@ -18,7 +18,8 @@ Lambda'``), to ``q x q`` and ``n x p`` products:
   moment matching give the scale ``lambda`` and denominator df ``m``.
 
 Memory is ``O(q^2)`` (q random effects) plus ``O(n p)``; it stops where a dense ``q x q``
-matrix does.
+matrix does.  With a single random-effect term every ``q x q`` matrix is block diagonal and
+the same algebra runs level by level (``O(l p^3)``), so it scales to any number of levels.
 """
 
 from __future__ import annotations
@@ -55,10 +56,94 @@ def _selectors(fit) -> list[sp.csr_matrix]:
     return out
 
 
+def _assemble(phi, P, Q, traces) -> dict:
+    """W and Phi_A from the P_i, Q_ij and trace terms (shared by both routes)."""
+    r = len(P)
+    info = np.zeros((r, r))
+    for i in range(r):
+        for j in range(r):
+            info[i, j] = (
+                traces[i, j] - 2 * np.sum(phi * Q[i][j].T) + np.sum((phi @ P[i]) * (phi @ P[j]).T)
+            )
+    W = 2 * np.linalg.inv(info)
+    U = np.zeros_like(phi)
+    for i in range(r):
+        for j in range(r):
+            U += W[i, j] * (Q[i][j] - P[i] @ phi @ P[j])
+    return {"phi": phi, "phi_a": phi + 2 * phi @ U @ phi, "W": W, "P": P}
+
+
+def _single_term_pieces(fit) -> dict:
+    """The same quantities for one random-effect term, where every ``q x q`` matrix is
+    block diagonal: per-level ``p x p`` blocks, ``O(l p^3)`` time and ``O(l p^2)`` memory."""
+    term = fit.design.terms[0]
+    blk = term.block
+    codes, z, n_levels, p = blk.codes, blk.z, blk.n_levels, blk.p
+    X = fit.X
+    n, k = X.shape
+    s2 = fit.sigma**2
+    lam = fit.problem.lambdas(fit.theta)[0]
+
+    def per_level(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        out = np.zeros((n_levels, left.shape[1], right.shape[1]))
+        np.add.at(out, codes, np.einsum("na,nb->nab", left, right))
+        return out
+
+    A = per_level(z, z)  # (l, p, p)
+    Zx = per_level(z, X)  # (l, p, k)
+    C = np.einsum("ab,lbc,cd->lad", lam.T, A, lam) + np.eye(p)
+    K = lam @ np.linalg.inv(C) @ lam.T  # (l, p, p)
+    KA = K @ A
+    AKA = A @ KA
+    M = (A - AKA) / s2
+    B = (Zx - A @ K @ Zx) / s2  # (l, p, k)
+    xsx = (X.T @ X - np.einsum("lak,lab,lbm->km", Zx, K, Zx)) / s2
+    phi = np.linalg.inv(xsx)
+
+    def sigma_inv(v: np.ndarray) -> np.ndarray:
+        zv = per_level(z, v)  # Z'v per level, (l, p, m)
+        return (v - np.einsum("na,nam->nm", z, (K @ zv)[codes])) / s2
+
+    SX = sigma_inv(X)
+    S2X = sigma_inv(SX)
+    Cz = per_level(z, S2X)  # Z' Sigma^-2 X per level
+    N = (A - 2 * AKA + AKA @ KA) / s2**2
+    tr_sigma2 = (n - 2 * np.einsum("lii->", KA) + np.einsum("lij,lji->", KA, KA)) / s2**2
+    selectors = []
+    rows, cols = lower_triangle_indices(p)
+    for a, b in zip(rows, cols, strict=True):
+        e = np.zeros((p, p))
+        e[a, b] = e[b, a] = 1.0
+        selectors.append(e)
+    r = len(selectors) + 1
+    EB = [e @ B for e in selectors]  # (l, p, k)
+    EM = [e @ M for e in selectors]  # (l, p, p)
+    P = [-np.einsum("lak,lam->km", B, eb) for eb in EB] + [-(SX.T @ SX)]
+    Q = [[None] * r for _ in range(r)]
+    traces = np.zeros((r, r))
+    for i in range(r - 1):
+        for j in range(r - 1):
+            Q[i][j] = np.einsum("lak,lab,lbm->km", EB[i], M, EB[j])
+            traces[i, j] = np.einsum("lab,lba->", EM[i], EM[j])
+        Q[i][r - 1] = np.einsum("lak,lam->km", EB[i], Cz)
+        Q[r - 1][i] = Q[i][r - 1].T
+        traces[i, r - 1] = traces[r - 1, i] = np.einsum("ab,lba->", selectors[i], N)
+    Q[r - 1][r - 1] = SX.T @ S2X
+    traces[r - 1, r - 1] = tr_sigma2
+    return _assemble(phi, P, Q, traces)
+
+
 def kenward_roger_pieces(fit) -> dict:
     """Phi, Phi_A, W, P_i (for the df formulas) at the fitted parameters."""
     if fit.design.weights is not None:
         raise MixedModelsError("Kenward-Roger is not implemented for weighted models")
+    if len(fit.design.terms) == 1:
+        return _single_term_pieces(fit)
+    return _general_pieces(fit)
+
+
+def _general_pieces(fit) -> dict:
+    """Any random-effect structure, through dense ``q x q`` matrices."""
     X = fit.X
     n, p = X.shape
     Z = fit.Z.tocsr()
