@@ -75,5 +75,6 @@ def test_percentile_interval_coverage():
             ci = f.bootstrap(200, seed=i, progress=False).confint("percentile").loc["x"]
             covered += ci.lower <= 0.75 <= ci.upper
     rate = covered / n_sets
+    print(f"percentile-interval coverage of the slope: {rate:.3f} over {n_sets} data sets")
     mc_sd = np.sqrt(0.95 * 0.05 / n_sets)
     assert abs(rate - 0.95) < 3 * mc_sd + 0.01

@@ -35,6 +35,16 @@ from mixedmodels.core.terms import lower_triangle_indices
 from mixedmodels.errors import MixedModelsError
 
 
+def _entry_selectors(p: int) -> list[np.ndarray]:
+    """``dPsi / dpsi_ab`` for each lower-triangle entry (by column) of a ``p x p`` Psi."""
+    out = []
+    for a, b in zip(*lower_triangle_indices(p), strict=True):
+        e = np.zeros((p, p))
+        e[a, b] = e[b, a] = 1.0
+        out.append(e)
+    return out
+
+
 def _selectors(fit) -> list[sp.csr_matrix]:
     """``E_i`` for each entry (lower triangle, by column) of each term's covariance."""
     out = []
@@ -42,12 +52,8 @@ def _selectors(fit) -> list[sp.csr_matrix]:
     sizes = [t.block.size for t in fit.design.terms]
     q = sum(sizes)
     for t, size in zip(fit.design.terms, sizes, strict=True):
-        p, n_levels = t.block.p, t.n_levels
-        rows, cols = lower_triangle_indices(p)
-        for a, b in zip(rows, cols, strict=True):
-            s = np.zeros((p, p))
-            s[a, b] = s[b, a] = 1.0
-            block = sp.kron(sp.identity(n_levels), sp.csr_matrix(s))
+        for e in _entry_selectors(t.block.p):
+            block = sp.kron(sp.identity(t.n_levels), sp.csr_matrix(e))
             full = sp.block_diag(
                 [sp.csr_matrix((start, start)), block, sp.csr_matrix((q - start - size,) * 2)]
             )
@@ -109,12 +115,7 @@ def _single_term_pieces(fit) -> dict:
     Cz = per_level(z, S2X)  # Z' Sigma^-2 X per level
     N = (A - 2 * AKA + AKA @ KA) / s2**2
     tr_sigma2 = (n - 2 * np.einsum("lii->", KA) + np.einsum("lij,lji->", KA, KA)) / s2**2
-    selectors = []
-    rows, cols = lower_triangle_indices(p)
-    for a, b in zip(rows, cols, strict=True):
-        e = np.zeros((p, p))
-        e[a, b] = e[b, a] = 1.0
-        selectors.append(e)
+    selectors = _entry_selectors(p)
     r = len(selectors) + 1
     EB = [e @ B for e in selectors]  # (l, p, k)
     EM = [e @ M for e in selectors]  # (l, p, p)

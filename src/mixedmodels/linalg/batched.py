@@ -109,15 +109,8 @@ def congruence(lam: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 def right_multiply(b: np.ndarray, lam: np.ndarray) -> np.ndarray:
     """``b[:, i, :] @ lam`` for every level (b: (m, l, p), lam: (p, p) lower triangular)."""
-    p = lam.shape[0]
-    if p == 1:
-        return b * lam[0, 0]
-    out = np.zeros_like(b)
-    for j in range(p):
-        for k in range(j, p):
-            if lam[k, j] != 0.0:
-                out[:, :, j] += b[:, :, k] * lam[k, j]
-    return out
+    swapped = right_multiply_component_major(b.transpose(0, 2, 1), lam)
+    return swapped.transpose(0, 2, 1)
 
 
 def to_level_first(blocks: np.ndarray) -> np.ndarray:
