@@ -20,5 +20,11 @@ cases <- list(
   list(name = "sleepstudy_poly_reml", data = "sleepstudy", formula = "Reaction ~ poly(Days, 2) + (1|Subject)", REML = TRUE),
   list(name = "sleepstudy_scale_ml", data = "sleepstudy", formula = "Reaction ~ scale(Days) + (Days|Subject)", REML = FALSE),
   list(name = "oxboys_ordered_factor_reml", data = "Oxboys", formula = "height ~ Occasion + (1|Subject)", REML = TRUE),
+  list(name = "machines_vector_factor_reml", data = "Machines", formula = "score ~ Machine + (0 + Machine|Worker)", REML = TRUE),
+  list(name = "pastes_two_terms_reml", data = "Pastes", formula = "strength ~ 1 + (1|batch) + (1|sample)", REML = TRUE),
+  list(name = "orthodont_slopes_reml", data = "Orthodont", formula = "distance ~ age + (age|Subject)", REML = TRUE),
+  list(name = "ergostool_factor_ml", data = "ergoStool", formula = "effort ~ Type + (1|Subject)", REML = FALSE),
+  list(name = "sleepstudy_explicit_uncorrelated_ml", data = "sleepstudy", formula = "Reaction ~ Days + (1|Subject) + (0 + Days|Subject)", REML = FALSE),
+  list(name = "seedsim_double_bar_reml", data = "seedsim", formula = "y ~ x + (x||clus)", REML = TRUE),
   list(name = "bodyweight_three_terms_reml", data = "BodyWeight", formula = "weight ~ Time * Diet + (Time|Rat)", REML = TRUE)
 )
