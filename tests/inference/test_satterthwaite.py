@@ -1,10 +1,11 @@
 """Satterthwaite df and p-values against lmerTest 3.1 (references: satterthwaite_df/_p).
 
-Tolerances: df within 1e-3 relative; p within 1e-3 relative for p > 1e-4.  Below that a
-p-value is so sensitive to df and t (d log p / d df ~ log t) that the 1e-5-relative
-numerical noise in lmerTest's own df (16.9997 where the exact balanced-design answer is 17)
-and the optimizers' 1e-5 differences in t move it by more than 1e-3; there the check is on
-log10 p within 1e-3 relative.
+df within 1e-3 relative of lmerTest.  p within 1e-3 relative where p > 1e-3, and within
+1e-2 relative below: a small p-value is very sensitive to df and t (d log p / d df ~ log t),
+lmerTest's df come from numerical derivatives with errors of order 1e-4 (sleepstudy
+16.9997 and Machines 4.9989 where the balanced-design answers are exactly 17 and 5; ours
+are 17.000002 and 4.99997), and the fits themselves agree to ~1e-5, which moves p-values
+such as 3.6e-7 or 2.9e-6 by 1-2e-3.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ def test_satterthwaite_matches_lmertest(case):
     ref_p = np.array(case.reference["satterthwaite_p"], dtype=float)
     np.testing.assert_allclose(table.df, ref_df, rtol=1e-3)
     ours_p = table.p_value.to_numpy()
-    regular = ref_p > 1e-4
+    regular = ref_p > 1e-3
     np.testing.assert_allclose(ours_p[regular], ref_p[regular], rtol=1e-3)
-    np.testing.assert_allclose(np.log10(ours_p[~regular]), np.log10(ref_p[~regular]), rtol=1e-3)
+    np.testing.assert_allclose(ours_p[~regular], ref_p[~regular], rtol=1e-2)
     np.testing.assert_allclose(table.t_value, table.estimate / table.std_error, rtol=1e-12)
 
 
