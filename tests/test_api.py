@@ -97,3 +97,8 @@ def test_user_dataframe_not_modified():
 def test_notebook_repr_is_the_escaped_summary(sleep_fit):
     html = sleep_fit._repr_html_()
     assert html.startswith("<pre>") and "Pr(&gt;|t|)" in html
+
+
+def test_refit_with_wrong_length_is_a_data_error(sleep_fit):
+    with pytest.raises(mm.DataError, match="180 values"):
+        mm.refit(sleep_fit, np.zeros(5))

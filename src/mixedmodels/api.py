@@ -11,10 +11,12 @@ from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.design import build_design
 from mixedmodels.errors import (
     ConvergenceWarning,
+    DataError,
     FormulaError,
     RowsDroppedWarning,
     SingularFitWarning,
 )
+from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim import OptimizeResult, minimize_bounded
 from mixedmodels.optim.start import DEFAULT_STEP, moment_start
 from mixedmodels.results.fit import LmerFit
@@ -53,6 +55,11 @@ def optimize_problem(problem: LmmProblem, start: np.ndarray | None = None) -> Op
     As lme4's ``check.boundary``: parameters bounded at 0 that end within 1e-5 of it are set
     to exactly 0 when that does not raise the objective.
     """
+    with single_threaded_blas(problem.dense_objective is not None):
+        return _optimize(problem, start)
+
+
+def _optimize(problem: LmmProblem, start: np.ndarray | None) -> OptimizeResult:
     lower = problem.theta_lower_bounds()
     if start is None:
         x0, step = moment_start(problem)
@@ -239,15 +246,8 @@ def refit(fit: LmerFit, y) -> LmerFit:
     y = np.asarray(y, dtype=float)
     design = fit.design
     if y.shape != (design.n,):
-        raise ValueError(f"new response must have {design.n} values, got shape {y.shape}")
+        raise DataError(f"new response must have {design.n} values, got shape {y.shape}")
     offset = 0.0 if design.offset is None else design.offset
     problem = fit.problem.with_response(y - offset)
     result = optimize_problem(problem, fit.theta)
-    new_design = _with_y(design, y)
-    return LmerFit(new_design, problem, problem.solve(result.x), result, fit.data_name)
-
-
-def _with_y(design, y):
-    from dataclasses import replace
-
-    return replace(design, y=y)
+    return LmerFit(design.with_response(y), problem, problem.solve(result.x), result, fit.data_name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
 import formulaic
@@ -86,6 +86,10 @@ class ModelDesign:
     @property
     def n(self) -> int:
         return self.y.shape[0]
+
+    def with_response(self, y: np.ndarray) -> ModelDesign:
+        """The same design with another response (refits, bootstrap)."""
+        return replace(self, y=np.asarray(y, dtype=float))
 
     def fixed_matrix(self, data: pd.DataFrame) -> np.ndarray:
         """X for new data, with the same encoding and dropped columns."""

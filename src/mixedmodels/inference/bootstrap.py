@@ -99,10 +99,9 @@ def _replicate(i: int) -> np.ndarray | None:
         from mixedmodels.inference.parameters import parameter_values
 
         return parameter_values(problem.lambdas(solution.theta), solution.sigma, solution.beta)
-    from mixedmodels.api import _with_y
     from mixedmodels.results.fit import LmerFit
 
-    refitted = LmerFit(_with_y(fit.design, y), problem, solution, result, fit.data_name)
+    refitted = LmerFit(fit.design.with_response(y), problem, solution, result, fit.data_name)
     return np.asarray(statistic(refitted), dtype=float)
 
 
