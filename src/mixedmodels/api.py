@@ -78,8 +78,6 @@ def _optimize(problem: LmmProblem, start: np.ndarray | None) -> OptimizeResult:
             result.x,
             lower,
             initial_step=np.maximum(1e-2 * np.abs(result.x), 1e-3),
-            ftol_abs=1e-10,
-            xtol_abs=1e-10,
         )
         if polish.fun < result.fun:
             result = OptimizeResult(
