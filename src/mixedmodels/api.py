@@ -80,22 +80,14 @@ def _optimize(problem: LmmProblem, start: np.ndarray | None) -> OptimizeResult:
             lower,
             initial_step=np.maximum(1e-2 * np.abs(result.x), 1e-3),
         )
-        if polish.fun < result.fun:
-            result = OptimizeResult(
-                polish.x,
-                polish.fun,
-                result.n_evaluations + polish.n_evaluations,
-                polish.converged,
-                polish.message,
-            )
-        else:
-            result = OptimizeResult(
-                result.x,
-                result.fun,
-                result.n_evaluations + polish.n_evaluations,
-                result.converged,
-                result.message,
-            )
+        better = polish if polish.fun < result.fun else result
+        result = OptimizeResult(
+            better.x,
+            better.fun,
+            result.n_evaluations + polish.n_evaluations,
+            better.converged,
+            better.message,
+        )
     theta = result.x.copy()
     best = result.fun
     near = (lower == 0) & (theta < BOUNDARY_TOLERANCE) & (theta != 0)

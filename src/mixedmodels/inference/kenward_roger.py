@@ -188,19 +188,7 @@ def _general_pieces(fit) -> dict:
         traces[i, r - 1] = traces[r - 1, i] = float(selectors[i].multiply(N).sum())
     Q[r - 1][r - 1] = x_s3_x
     traces[r - 1, r - 1] = tr_sigma2
-    info = np.zeros((r, r))
-    for i in range(r):
-        for j in range(r):
-            info[i, j] = (
-                traces[i, j] - 2 * np.sum(phi * Q[i][j].T) + np.sum((phi @ P[i]) * (phi @ P[j]).T)
-            )
-    W = 2 * np.linalg.inv(info)
-    U = np.zeros((p, p))
-    for i in range(r):
-        for j in range(r):
-            U += W[i, j] * (Q[i][j] - P[i] @ phi @ P[j])
-    phi_a = phi + 2 * phi @ U @ phi
-    return {"phi": phi, "phi_a": phi_a, "W": W, "P": P}
+    return _assemble(phi, P, Q, traces)
 
 
 def kr_test(pieces: dict, L: np.ndarray, beta: np.ndarray) -> tuple[float, float, float, float]:
