@@ -130,3 +130,10 @@ def test_bad_weights(sleep):
         mm.lmer("Reaction ~ Days + (1|Subject)", sleep, weights=np.zeros(len(sleep)))
     with pytest.raises(DataError, match="one value per row"):
         mm.lmer("Reaction ~ Days + (1|Subject)", sleep, weights=np.ones(3))
+
+
+def test_more_random_effects_than_observations(sleep):
+    few = sleep.groupby("Subject", observed=True).head(1)  # one row per subject
+    few = few.assign(Days=np.arange(len(few), dtype=float))
+    with pytest.raises(DataError, match="number of observations"):
+        mm.lmer("Reaction ~ Days + (Days|Subject)", pd.concat([few, few.iloc[:3]]))

@@ -231,6 +231,12 @@ def build_design(
         z = builder.build(used)
         if z.shape[1] == 0:
             raise FormulaError(f"random-effect term {spec} has no columns", formula)
+        if len(levels) * z.shape[1] >= len(used) and z.shape[1] > 1:
+            raise DataError(
+                f"number of observations ({len(used)}) <= number of random effects "
+                f"({len(levels) * z.shape[1]}) for term {spec}; its variances are "
+                "unidentifiable"
+            )
         terms.append(RandomTerm(spec, builder.column_names, levels, codes, z, builder))
     terms = _lme4_term_order(terms)
     return ModelDesign(
