@@ -102,3 +102,13 @@ def test_notebook_repr_is_the_escaped_summary(sleep_fit):
 def test_refit_with_wrong_length_is_a_data_error(sleep_fit):
     with pytest.raises(mm.DataError, match="180 values"):
         mm.refit(sleep_fit, np.zeros(5))
+
+
+def test_lme4_start_reaches_the_same_optimum():
+    """lme4's own start (identity lambda) and the default moment-based start agree."""
+    df = mm.datasets.load("Penicillin")
+    formula = "diameter ~ 1 + (1|plate) + (1|sample)"
+    a = mm.lmer(formula, df)
+    b = mm.lmer(formula, df, start="lme4")
+    assert a.objective == pytest.approx(b.objective, rel=1e-9)
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-3)

@@ -46,11 +46,13 @@ def lmer_problem(
     return design, problem
 
 
-def optimize_problem(problem: LmmProblem, start: np.ndarray | None = None) -> OptimizeResult:
+def optimize_problem(problem: LmmProblem, start: np.ndarray | str | None = None) -> OptimizeResult:
     """Minimize the objective over theta, then try the boundary.
 
-    The start is lme4's (identity lambda) except for scalar random intercepts, which start
-    at moment estimates (:func:`mixedmodels.optim.start.moment_start`).
+    By default scalar random intercepts start at moment estimates and a single vector term
+    at per-level regressions (:func:`mixedmodels.optim.start.moment_start`), other terms at
+    lme4's identity; ``start="lme4"`` uses lme4's start throughout; an array is a previous
+    optimum to search near.
 
     As lme4's ``check.boundary``: parameters bounded at 0 that end within 1e-5 of it are set
     to exactly 0 when that does not raise the objective.
@@ -59,9 +61,13 @@ def optimize_problem(problem: LmmProblem, start: np.ndarray | None = None) -> Op
         return _optimize(problem, start)
 
 
-def _optimize(problem: LmmProblem, start: np.ndarray | None) -> OptimizeResult:
+def _optimize(problem: LmmProblem, start: np.ndarray | str | None) -> OptimizeResult:
     lower = problem.theta_lower_bounds()
-    if start is None:
+    if isinstance(start, str):
+        if start != "lme4":
+            raise ValueError(f'start must be None, "lme4" or an array, not {start!r}')
+        x0, initial_step = problem.theta_start(), None
+    elif start is None:
         x0, step = moment_start(problem)
         informed = step != DEFAULT_STEP
         initial_step = step if informed.any() else None
@@ -69,7 +75,7 @@ def _optimize(problem: LmmProblem, start: np.ndarray | None) -> OptimizeResult:
         x0 = np.asarray(start, dtype=float)
         initial_step = np.maximum(0.1 * np.abs(x0), 0.02)
     result = minimize_bounded(problem.objective, x0, lower, initial_step=initial_step)
-    if problem.dense_objective is not None and start is None:
+    if problem.dense_objective is not None and (start is None or isinstance(start, str)):
         # (refits from a previous optimum already search a small region)
         # BOBYQA's ftol test can fire on one short step while the objective is still
         # sloping gently; on cheap (small) problems a restart with a small trust region
@@ -107,7 +113,7 @@ def lmer(
     reml: bool = True,
     weights=None,
     offset=None,
-    start: np.ndarray | None = None,
+    start: np.ndarray | str | None = None,
     data_name: str | None = None,
 ) -> LmerFit:
     """Fit a linear mixed-effects model written in lme4's formula language.
@@ -123,8 +129,11 @@ def lmer(
         REML (default) or maximum likelihood.
     weights, offset : str or array-like, optional
         Prior weights / offset: a column name or one value per row.
-    start : array-like, optional
-        Starting theta (lme4's order); lme4's default (identity) otherwise.
+    start : array-like or "lme4", optional
+        Starting theta (lme4's order), or ``"lme4"`` for lme4's own start (identity
+        lambda).  By default scalar random intercepts start at moment (ANOVA) estimates and
+        a single vector term at per-level regressions: the same optimum in fewer
+        evaluations (InstEval: 33 instead of 112).
     data_name : str, optional
         Name printed on the summary's ``Data:`` line.
 
