@@ -1,7 +1,8 @@
 """Satterthwaite df and p-values against lmerTest 3.1 (references: satterthwaite_df/_p).
 
-df within 1e-3 relative of lmerTest.  p within 1e-3 relative where p > 1e-3, and within
-1e-2 relative below: a small p-value is very sensitive to df and t (d log p / d df ~ log t),
+df within 1e-3 relative of lmerTest.  p within 1e-3 relative where p > 1e-3; below that,
+log10 p within 1e-3 relative: a small p-value is very sensitive to df and t
+(d log p / d df ~ log t),
 lmerTest's df come from numerical derivatives with errors of order 1e-4 (sleepstudy
 16.9997 and Machines 4.9989 where the balanced-design answers are exactly 17 and 5; ours
 are 17.000002 and 4.99997), and the fits themselves agree to ~1e-5, which moves p-values
@@ -38,7 +39,7 @@ def test_satterthwaite_matches_lmertest(case):
     ours_p = table.p_value.to_numpy()
     regular = ref_p > 1e-3
     np.testing.assert_allclose(ours_p[regular], ref_p[regular], rtol=1e-3)
-    np.testing.assert_allclose(ours_p[~regular], ref_p[~regular], rtol=1e-2)
+    np.testing.assert_allclose(np.log10(ours_p[~regular]), np.log10(ref_p[~regular]), rtol=1e-3)
     np.testing.assert_allclose(table.t_value, table.estimate / table.std_error, rtol=1e-12)
 
 

@@ -26,5 +26,9 @@ cases <- list(
   list(name = "ergostool_factor_ml", data = "ergoStool", formula = "effort ~ Type + (1|Subject)", REML = FALSE),
   list(name = "sleepstudy_explicit_uncorrelated_ml", data = "sleepstudy", formula = "Reaction ~ Days + (1|Subject) + (0 + Days|Subject)", REML = FALSE),
   list(name = "seedsim_double_bar_reml", data = "seedsim", formula = "y ~ x + (x||clus)", REML = TRUE),
+  list(name = "machines_slash_reml", data = "Machines", formula = "score ~ Machine + (1|Worker/Machine)", REML = TRUE),
+  list(name = "oxboys_quadratic_vector_reml", data = "Oxboys", formula = "height ~ age + I(age^2) + (age + I(age^2)|Subject)", REML = TRUE),
+  list(name = "orthodont_sex_slopes_ml", data = "Orthodont", formula = "distance ~ age + Sex + (age|Subject)", REML = FALSE),
+  list(name = "dyestuff_ml", data = "Dyestuff", formula = "Yield ~ 1 + (1|Batch)", REML = FALSE),
   list(name = "bodyweight_three_terms_reml", data = "BodyWeight", formula = "weight ~ Time * Diet + (Time|Rat)", REML = TRUE)
 )

@@ -121,6 +121,8 @@ class LmmProblem:
             for k in range(len(self.engine_blocks))
         ]
         self.gram: Gram = build_gram(self.engine_blocks, self.X, self.y, self.weights)
+        self.beta_shift = np.zeros(self.n_fixed)
+        self._shift_response(self.y)
         self.log_weights = 0.0 if self.weights is None else float(np.log(self.weights).sum())
         self.fill_plans: dict[int, FillPlan] = {}
         first = self.engine_blocks[0] if self.engine_blocks else None
@@ -296,11 +298,11 @@ class LmmProblem:
         p = self.n_fixed
         lxx = factor.xy_xy[:p, :p]
         ly = factor.xy_xy[-1, :p]
-        beta = sla.solve_triangular(lxx, ly, lower=True, trans=1) if p else np.zeros(0)
+        beta_rel = sla.solve_triangular(lxx, ly, lower=True, trans=1) if p else np.zeros(0)
         n_blocks = len(self.engine_blocks)
         u: list[np.ndarray | None] = [None] * n_blocks
         for k in reversed(range(n_blocks)):
-            rhs = factor.xy_random[k][-1, :] - factor.xy_random[k][:p, :].T @ beta
+            rhs = factor.xy_random[k][-1, :] - factor.xy_random[k][:p, :].T @ beta_rel
             for j in range(k + 1, n_blocks):
                 rhs = rhs - bl.matmul_transposed_left(factor.off_diagonal[j, k], u[j])
             u[k] = bl.solve_lower_transposed(factor.diagonal[k], rhs[:, None])[:, 0]
@@ -321,7 +323,7 @@ class LmmProblem:
         return Solution(
             theta=theta,
             objective=self.objective_from_factor(factor),
-            beta=beta,
+            beta=beta_rel + self.beta_shift,
             sigma=sigma,
             vcov_unscaled=vcov_unscaled,
             u=u_public,
@@ -357,27 +359,52 @@ class LmmProblem:
         return out
 
     # ----------------------------------------------------------------- new response
+    def _shift_response(self, y: np.ndarray) -> None:
+        """Work with ``y - X beta0`` (beta0 the least-squares fit) in place of ``y``.
+
+        The profiled objective and ``u`` do not change (beta absorbs the shift; ``beta`` is
+        reported as ``beta' + beta0``), but the response's cross products are then computed
+        from a residual-sized vector: with a response far from zero (heights near 150) the
+        bordered Cholesky would otherwise subtract numbers of order ``n y^2`` to get PWRSS,
+        leaving noise of 5e-11 relative in the objective, enough to spoil numerical
+        derivatives (Satterthwaite df).  Only y's cross products are recomputed.
+        """
+        y = np.ascontiguousarray(y, dtype=float)
+        w = self.weights
+        p = self.n_fixed
+        shift = np.zeros(p)
+        if p:
+            wy = y if w is None else y * w
+            try:
+                shift = sla.solve(self.gram.xy_xy[:p, :p], self.X.T @ wy, assume_a="pos")
+            except (sla.LinAlgError, ValueError):
+                shift = np.zeros(p)
+            if not np.all(np.isfinite(shift)):
+                shift = np.zeros(p)
+        self.y = y
+        self.y_work = y - self.X @ shift if p else y
+        self.beta_shift = shift
+        g = self.gram
+        xy_random = []
+        for blk, block_xy in zip(self.engine_blocks, g.xy_random, strict=True):
+            row = grouped_cross_products(blk.codes, blk.n_levels, self.y_work[:, None], blk.z, w)
+            updated = block_xy.copy()
+            updated[-1, :] = row[0].T.reshape(blk.size)
+            xy_random.append(updated)
+        wy = self.y_work if w is None else self.y_work * w
+        xy_xy = g.xy_xy.copy()
+        cross = np.append(self.X.T @ wy, self.y_work @ wy)
+        xy_xy[-1, :] = cross
+        xy_xy[:, -1] = cross
+        self.gram = replace(g, xy_random=xy_random, xy_xy=xy_xy)
+        self._xy_component_major = None
+
     def with_response(self, y: np.ndarray) -> LmmProblem:
         """The same model structure with a new response (only y's cross products redone)."""
         new = object.__new__(LmmProblem)
         new.__dict__.update(self.__dict__)
-        new.y = np.ascontiguousarray(y, dtype=float)
         new.n_evaluations = 0
-        g = self.gram
-        w = self.weights
-        xy_random = []
-        for blk, block_xy in zip(self.engine_blocks, g.xy_random, strict=True):
-            row = grouped_cross_products(blk.codes, blk.n_levels, new.y[:, None], blk.z, w)
-            updated = block_xy.copy()
-            updated[-1, :] = row[0].T.reshape(blk.size)
-            xy_random.append(updated)
-        wy = new.y if w is None else new.y * w
-        xy_xy = g.xy_xy.copy()
-        cross = np.append(self.X.T @ wy, new.y @ wy)
-        xy_xy[-1, :] = cross
-        xy_xy[:, -1] = cross
-        new.gram = replace(g, xy_random=xy_random, xy_xy=xy_xy)
-        new._xy_component_major = None
+        new._shift_response(y)
         if self.dense_objective is not None:
             new.dense_objective = self.dense_objective.with_response(new.gram)
         return new
@@ -390,8 +417,13 @@ class LmmProblem:
         rows = keep + [self.n_fixed]  # rows of the [X y] blocks to keep (y last)
         new = object.__new__(LmmProblem)
         new.__dict__.update(self.__dict__)
+        # the stored response is y - X beta0; holding beta_j at value leaves
+        # (value - beta0_j) x_j to move into the offset
         new.X = self.X[:, keep]
         new.y = self.y - value * self.X[:, j]
+        value = value - self.beta_shift[j]
+        new.y_work = self.y_work - value * self.X[:, j]
+        new.beta_shift = self.beta_shift[keep]
         new.n_fixed = len(keep)
         new.n_evaluations = 0
         g = self.gram

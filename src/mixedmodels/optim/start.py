@@ -106,7 +106,7 @@ def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
     """
     theta = problem.theta_start()
     step = np.full(theta.size, DEFAULT_STEP)
-    X, y = problem.X, problem.y
+    X, y = problem.X, problem.y_work  # the response the stored cross products describe
     if X.shape[1]:
         # normal equations from the stored cross products (no pass over the rows)
         p = X.shape[1]
