@@ -84,7 +84,7 @@ def _optimize(problem: LmmProblem, start: np.ndarray | str | None) -> OptimizeRe
             problem.objective,
             result.x,
             lower,
-            initial_step=np.maximum(1e-2 * np.abs(result.x), 1e-3),
+            initial_step=np.maximum(1e-3 * np.abs(result.x), 1e-4),
         )
         better = polish if polish.fun < result.fun else result
         result = OptimizeResult(

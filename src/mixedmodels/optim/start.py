@@ -26,6 +26,7 @@ MIN_START = 0.05
 MAX_START = 10.0
 DEFAULT_STEP = 0.25
 INFORMED_STEP = 0.1
+VECTOR_STEP = 0.01  # per-level regressions land close to the optimum: search a small region
 
 
 def _anova_between_within(codes: np.ndarray, n_levels: int, r: np.ndarray) -> tuple[float, float]:
@@ -121,7 +122,7 @@ def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
             lam = found[0]
             theta = lam[lower_triangle_indices(lam.shape[0])]
             size = float(np.max(np.abs(np.diagonal(lam))))
-            step = np.full(theta.size, max(INFORMED_STEP * size, MIN_START))
+            step = np.full(theta.size, max(VECTOR_STEP * size, 1e-3))
         return theta, step
     scalar = [i for i, b in enumerate(problem.blocks) if b.p == 1 and np.all(b.z[:, 0] == 1.0)]
     if not scalar:
