@@ -50,31 +50,41 @@ def _theta_pieces(problem, theta: np.ndarray) -> tuple[float, float, float, np.n
 
 
 def variance_parameter_info(problem, theta: np.ndarray, sigma: float) -> VarianceParameterInfo:
-    """Hessian-based covariance of (theta, sigma) and the derivatives of vcov(beta)."""
+    """Hessian-based covariance of (theta, sigma) and the derivatives of vcov(beta).
+
+    The Hessian's diagonal, the gradient of PWRSS and the Jacobian of ``(R_X'R_X)^-1``
+    are all differenced at the same points ``theta -+ h e_i``; each point is factorized
+    once.
+    """
     theta = np.asarray(theta, dtype=float)
     reml = problem.reml
     dof = problem.n - problem.n_fixed if reml else problem.n
     s2 = sigma**2
+    cache: dict[bytes, tuple[float, float, float, np.ndarray]] = {}
+
+    def pieces(th: np.ndarray) -> tuple[float, float, float, np.ndarray]:
+        key = np.asarray(th, dtype=float).tobytes()
+        if key not in cache:
+            cache[key] = _theta_pieces(problem, th)
+        return cache[key]
 
     def a_plus_scaled_pwrss(th: np.ndarray) -> float:
-        ld_z, ld_x, pwrss, _ = _theta_pieces(problem, th)
+        ld_z, ld_x, pwrss, _ = pieces(th)
         return ld_z + (ld_x if reml else 0.0) + pwrss / s2
-
-    def pwrss_at(th: np.ndarray) -> float:
-        return _theta_pieces(problem, th)[2]
 
     steps = step_sizes(theta)
     h_theta, _ = hessian_and_gradient(a_plus_scaled_pwrss, theta, steps)
-    _, grad_pwrss = hessian_and_gradient_first_order(pwrss_at, theta, steps)
-    pwrss0 = _theta_pieces(problem, theta)[2]
+    grad_pwrss = np.array(
+        [d[0] for d in jacobian(lambda th: np.array([pieces(th)[2]]), theta, steps)]
+    )
+    _, _, pwrss0, unscaled0 = pieces(theta)
     k = theta.size
     hess = np.zeros((k + 1, k + 1))
     hess[:k, :k] = h_theta
     hess[:k, k] = hess[k, :k] = -2.0 * grad_pwrss / sigma**3
     hess[k, k] = 6.0 * pwrss0 / sigma**4 - 2.0 * dof / sigma**2
     vcov_varpar = 2.0 * np.linalg.pinv(hess)
-    unscaled0 = _theta_pieces(problem, theta)[3]
-    jac = [s2 * d for d in jacobian(lambda th: _theta_pieces(problem, th)[3], theta, steps)]
+    jac = [s2 * d for d in jacobian(lambda th: pieces(th)[3], theta, steps)]
     jac.append(2.0 * sigma * unscaled0)
     return VarianceParameterInfo(
         varpar=np.append(theta, sigma),
@@ -82,12 +92,6 @@ def variance_parameter_info(problem, theta: np.ndarray, sigma: float) -> Varianc
         vcov_beta=s2 * unscaled0,
         jacobian=jac,
     )
-
-
-def hessian_and_gradient_first_order(f, x, steps):
-    """Gradient only (extrapolated central differences), shaped like hessian_and_gradient."""
-    grads = jacobian(lambda z: np.array([f(z)]), x, steps)
-    return None, np.array([g[0] for g in grads])
 
 
 def contrast_df(info: VarianceParameterInfo, contrast: np.ndarray) -> float:
