@@ -41,9 +41,13 @@ def lmer_problem(
         ``problem.objective(theta)`` is the REML criterion or deviance at ``theta``.
     """
     design = build_design(formula, data, weights=weights, offset=offset)
+    return design, _problem_for(design, reml)
+
+
+def _problem_for(design, reml: bool) -> LmmProblem:
+    """The engine's problem for a design (response minus offset)."""
     y = design.y if design.offset is None else design.y - design.offset
-    problem = LmmProblem([t.block for t in design.terms], design.X, y, design.weights, reml)
-    return design, problem
+    return LmmProblem([t.block for t in design.terms], design.X, y, design.weights, reml)
 
 
 def optimize_problem(problem: LmmProblem, start: np.ndarray | str | None = None) -> OptimizeResult:
@@ -184,8 +188,7 @@ def refit_ml(fit: LmerFit) -> LmerFit:
     if not fit.reml:
         return fit
     design = fit.design
-    y = design.y if design.offset is None else design.y - design.offset
-    problem = LmmProblem([t.block for t in design.terms], design.X, y, design.weights, False)
+    problem = _problem_for(design, reml=False)
     result = optimize_problem(problem)
     return LmerFit(design, problem, problem.solve(result.x), result, fit.data_name)
 

@@ -29,20 +29,6 @@ INFORMED_STEP = 0.1
 VECTOR_STEP = 0.01  # per-level regressions land close to the optimum: search a small region
 
 
-def _anova_between_within(codes: np.ndarray, n_levels: int, r: np.ndarray) -> tuple[float, float]:
-    n = r.size
-    counts = np.bincount(codes, minlength=n_levels).astype(float)
-    sums = np.bincount(codes, weights=r, minlength=n_levels)
-    present = counts > 0
-    means = np.zeros(n_levels)
-    means[present] = sums[present] / counts[present]
-    grand = r.mean()
-    msb = float(np.sum(counts * (means - grand) ** 2) / max(n_levels - 1, 1))
-    msw = float(np.sum((r - means[codes]) ** 2) / max(n - n_levels, 1))
-    n0 = (n - np.sum(counts**2) / n) / max(n_levels - 1, 1)
-    return (msb - msw) / n0 if n0 > 0 else 0.0, msw
-
-
 def _backfit_effects(blocks, r: np.ndarray, sweeps: int = 3) -> tuple[list[np.ndarray], float]:
     """Group-mean effects of several factors fitted jointly by backfitting, and sigma^2."""
     e = r.copy()

@@ -426,6 +426,7 @@ class LmerFit:
             pred = pred + self._design.offset
         random_var = np.zeros(X.shape[0])
         covs = self._conditional_covariances if interval == "prediction" else None
+        term_covs = [info[2] for info in self._term_info()] if covs is not None else None
         if include_random:
             for i, (t, b) in enumerate(zip(self._design.terms, self._solution.b, strict=True)):
                 if data_rows:
@@ -445,9 +446,8 @@ class LmerFit:
                 safe = np.where(unseen, 0, codes)
                 pred = pred + np.where(unseen, 0.0, np.einsum("np,np->n", z, b[safe]))
                 if covs is not None:
-                    term_cov = self._term_info()[i][2]
                     seen_var = np.einsum("ni,nij,nj->n", z, covs[i][safe], z)
-                    new_var = np.einsum("ni,ij,nj->n", z, term_cov, z)
+                    new_var = np.einsum("ni,ij,nj->n", z, term_covs[i], z)
                     random_var += np.where(unseen, new_var, seen_var)
         if interval is None:
             return pred
@@ -511,9 +511,7 @@ class LmerFit:
         ``v = mean_i sum_k z_ik' Sigma_k z_ik`` (as performance::icc), giving
         ``v / (v + sigma^2)``.
         """
-        v = 0.0
-        for t, (_, _, cov) in zip(self._design.terms, self._term_info(), strict=True):
-            v += float(np.mean(np.einsum("ni,ij,nj->n", t.z, cov, t.z)))
+        v = self.variance_decomposition()["random"]
         return v / (v + self.sigma**2)
 
     def variance_decomposition(self) -> dict[str, float]:

@@ -42,17 +42,3 @@ def zapsmall(values: np.ndarray, digits: int) -> np.ndarray:
     if mx <= 0:
         return np.round(values, digits)
     return np.round(values, max(0, math.floor(digits - math.log10(mx) + 0.5)))
-
-
-def format_table(rows: list[list[str]], header: list[str], align_left: set[int]) -> str:
-    """Columns padded to common width (left-aligned where asked, right otherwise)."""
-    cols = list(zip(*([header] + rows), strict=True)) if rows else [[h] for h in header]
-    widths = [max(len(c) for c in col) for col in cols]
-    lines = []
-    for row in [header] + rows:
-        cells = [
-            c.ljust(w) if i in align_left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append(" ".join(cells))
-    return "\n".join(lines)
