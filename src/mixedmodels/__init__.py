@@ -8,6 +8,7 @@
 from mixedmodels import datasets, errors
 from mixedmodels.api import anova, lm, lmer, lmer_problem, refit, refit_ml
 from mixedmodels.errors import (
+    ArgumentError,
     ColumnNotFoundError,
     DataError,
     FormulaError,
@@ -22,6 +23,7 @@ from mixedmodels.simulate import SimulationParts, simulate_mixed
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentError",
     "ColumnNotFoundError",
     "DataError",
     "FormulaError",

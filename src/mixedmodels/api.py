@@ -10,6 +10,7 @@ import pandas as pd
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.design import build_design
 from mixedmodels.errors import (
+    ArgumentError,
     ConvergenceWarning,
     DataError,
     FormulaError,
@@ -65,18 +66,42 @@ def optimize_problem(problem: LmmProblem, start: np.ndarray | str | None = None)
         return _optimize(problem, start)
 
 
+def checked_start(problem: LmmProblem, start) -> np.ndarray:
+    """``start`` as a theta vector the problem accepts, or an :class:`ArgumentError`.
+
+    ``"lme4"`` is lme4's start (1 on the diagonals of each relative factor, 0 off them).
+    """
+    if isinstance(start, str):
+        if start != "lme4":
+            raise ArgumentError(f'start must be None, "lme4" or an array, not {start!r}')
+        return problem.theta_start()
+    theta = np.asarray(start, dtype=float).ravel()
+    if theta.size != problem.n_theta:
+        raise ArgumentError(
+            f"start has {theta.size} value(s); this model has {problem.n_theta} theta "
+            "parameter(s) (lme4's order: per term, the lower triangle of its relative "
+            "covariance factor by columns)"
+        )
+    bad = ~np.isfinite(theta) | (theta < problem.theta_lower_bounds())
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ArgumentError(
+            f"start[{i}] = {float(theta[i])} is not allowed: diagonal elements of a relative "
+            "covariance factor must be finite and >= 0"
+        )
+    return theta
+
+
 def _optimize(problem: LmmProblem, start: np.ndarray | str | None) -> OptimizeResult:
     lower = problem.theta_lower_bounds()
     if isinstance(start, str):
-        if start != "lme4":
-            raise ValueError(f'start must be None, "lme4" or an array, not {start!r}')
-        x0, initial_step = problem.theta_start(), None
+        x0, initial_step = checked_start(problem, start), None
     elif start is None:
         x0, step = moment_start(problem)
         informed = step != DEFAULT_STEP
         initial_step = step if informed.any() else None
     else:  # a previous optimum (refits, bootstrap): search near it
-        x0 = np.asarray(start, dtype=float)
+        x0 = checked_start(problem, start)
         initial_step = np.maximum(0.1 * np.abs(x0), 0.02)
     # lme4's ftol_abs = 1e-8 can stop BOBYQA on one short step while a flat objective still
     # slopes (seen: 1.4e-6 above lme4's optimum, theta 2e-4 off); small models, whose
@@ -105,6 +130,7 @@ def lmer(
     weights=None,
     offset=None,
     start: np.ndarray | str | None = None,
+    optimize: bool = True,
     data_name: str | None = None,
 ) -> LmerFit:
     """Fit a linear mixed-effects model written in lme4's formula language.
@@ -125,6 +151,10 @@ def lmer(
         lambda).  By default scalar random intercepts start at moment (ANOVA) estimates and
         a single vector term at per-level regressions: the same optimum in fewer
         evaluations (InstEval: 33 instead of 112).
+    optimize : bool
+        False evaluates the model at ``start`` without optimizing (lme4's
+        ``lmerControl(optimizer = NULL)``): every summary, test and interval then describes
+        that theta, e.g. another program's estimate.
     data_name : str, optional
         Name printed on the summary's ``Data:`` line.
 
@@ -139,7 +169,15 @@ def lmer(
             RowsDroppedWarning,
             stacklevel=2,
         )
-    result = optimize_problem(problem, start)
+    if optimize:
+        result = optimize_problem(problem, start)
+    else:
+        if start is None:
+            raise ArgumentError("optimize=False needs a start: the theta to evaluate at")
+        theta = checked_start(problem, start)
+        result = OptimizeResult(
+            theta, problem.objective(theta), 1, True, "evaluated at start (optimize=False)"
+        )
     solution = problem.solve(result.x)
     fit = LmerFit(design, problem, solution, result, data_name=data_name)
     if not result.converged:
@@ -216,7 +254,7 @@ def anova(*fits, names: list[str] | None = None) -> pd.DataFrame:
     if len(fits) == 1:
         return type3_table(fits[0])
     if not fits:
-        raise ValueError("anova needs at least one fit")
+        raise ArgumentError("anova needs at least one fit")
     names = names or [f"model{i + 1}" for i in range(len(fits))]
     check_same_data(list(fits))
     note = None

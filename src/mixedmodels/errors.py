@@ -61,6 +61,10 @@ class NewLevelError(DataError):
     """New data holds grouping levels the model has not seen."""
 
 
+class ArgumentError(MixedModelsError, ValueError):
+    """An argument the function cannot use (an unknown option, a start of the wrong length)."""
+
+
 class SimulationError(MixedModelsError, ValueError):
     """Impossible parameters for a simulation."""
 

@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
+from mixedmodels.errors import ArgumentError
 from mixedmodels.inference.progress import ProgressBar
 
 _STATE: dict = {}  # read by forked workers
@@ -63,7 +64,7 @@ class BootstrapResult:
             sd = reps.std(ddof=1)
             lower, upper = t0 - bias - z * sd, t0 - bias + z * sd
         else:
-            raise ValueError("method must be 'percentile', 'basic' or 'normal'")
+            raise ArgumentError("method must be 'percentile', 'basic' or 'normal'")
         return pd.DataFrame({"lower": lower, "upper": upper})
 
     def summary(self, level: float = 0.95) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import scipy.sparse.linalg  # noqa: F401  (sp.linalg.lsqr)
 from mixedmodels.core.lmm import LmmProblem, Solution
 from mixedmodels.design.grouping import group_codes
 from mixedmodels.design.model import ModelDesign
-from mixedmodels.errors import NewLevelError
+from mixedmodels.errors import ArgumentError, NewLevelError
 from mixedmodels.optim import OptimizeResult
 from mixedmodels.results.varcorr import term_covariances, unique_group_labels, varcorr_frame
 
@@ -167,7 +167,9 @@ class LmerFit:
             se = np.sqrt(np.diagonal(self.vcov.to_numpy()))
             df = np.full(len(beta), np.nan)
         else:
-            raise ValueError(f"ddf must be 'satterthwaite', 'kenward-roger' or 'none', not {ddf!r}")
+            raise ArgumentError(
+                f"ddf must be 'satterthwaite', 'kenward-roger' or 'none', not {ddf!r}"
+            )
         t = beta / se
         p = 2.0 * stats.t.sf(np.abs(t), df) if key != "none" else np.full(len(beta), np.nan)
         return pd.DataFrame(
@@ -226,7 +228,7 @@ class LmerFit:
             from mixedmodels.inference.profile import profile_confint
 
             return profile_confint(self, level)
-        raise ValueError("method must be 'profile', 'wald' or 'boot'")
+        raise ArgumentError("method must be 'profile', 'wald' or 'boot'")
 
     def profile(self, level: float = 0.99, points: int = 12) -> pd.DataFrame:
         """Profile traces: zeta against each parameter (lme4's ``profile()``), long form
@@ -452,7 +454,7 @@ class LmerFit:
         if interval is None:
             return pred
         if interval not in ("confidence", "prediction"):
-            raise ValueError("interval must be None, 'confidence' or 'prediction'")
+            raise ArgumentError("interval must be None, 'confidence' or 'prediction'")
         from scipy import stats
 
         var = np.einsum("ni,ij,nj->n", X, self.vcov.to_numpy(), X)
