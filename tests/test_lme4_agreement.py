@@ -3,7 +3,8 @@
 - objective within 1e-6 relative of lme4's, or lower (a better optimum is allowed);
 - fixef and their standard errors within 1e-4 relative;
 - sigma and each sdcor of varcorr within 1e-3 relative (1e-3 absolute near 0);
-- fitted values within 1e-4 relative;
+- fitted values within 1e-4 relative (1e-5 of the largest absolute fitted value near 0:
+  log(1 + fruits) in Arabidopsis has fitted values near 0 with no meaningful relative error);
 - conditional modes and conditional sd within 1e-3 relative (1e-3 absolute near 0:
   a mode near zero has no meaningful relative error).
 These follow from optimizing theta to ~1e-5: the fixed effects depend on theta only
@@ -86,7 +87,8 @@ def test_theta_loglik_information_criteria(case):
 @pytest.mark.parametrize("case", CASES, ids=ids)
 def test_fitted_values(case):
     fit = fitted(case)
-    close(fit.fitted, case.reference["fitted"], rtol=1e-4)
+    scale = np.max(np.abs(case.reference["fitted"]))
+    close(fit.fitted, case.reference["fitted"], rtol=1e-4, atol=1e-5 * scale)
     close(fit.residuals, case.reference["resid"], rtol=1e-3, atol=1e-3 * fit.sigma)
     close(fit.predict(include_random=False), case.reference["fitted_marginal"], rtol=1e-4)
 

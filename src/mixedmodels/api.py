@@ -13,6 +13,7 @@ from mixedmodels.errors import (
     ArgumentError,
     ConvergenceWarning,
     DataError,
+    DegenerateFitWarning,
     FormulaError,
     RowsDroppedWarning,
     SingularFitWarning,
@@ -188,7 +189,24 @@ def lmer(
             SingularFitWarning,
             stacklevel=2,
         )
+    _warn_if_residual_vanishes(fit, design)
     return fit
+
+
+def _warn_if_residual_vanishes(fit: LmerFit, design) -> None:
+    """Warn when sigma is negligible next to the response's spread: the random effects
+    then reproduce the response (typically a response constant within a grouping factor),
+    the criterion has no minimum and the estimates are arbitrary."""
+    spread = float(np.std(design.y))
+    if spread > 0 and fit.sigma < 1e-6 * spread:
+        warnings.warn(
+            f"residual standard deviation {fit.sigma:.3g} is negligible next to the "
+            f"response's ({spread:.3g}): the random effects reproduce the response (is it "
+            "constant within the levels of a grouping factor?); the estimates are not "
+            "meaningful",
+            DegenerateFitWarning,
+            stacklevel=3,
+        )
 
 
 def lm(

@@ -89,5 +89,10 @@ class ConvergenceWarning(MixedModelsWarning):
     """The optimizer stopped without meeting its convergence criteria."""
 
 
+class DegenerateFitWarning(MixedModelsWarning):
+    """The fit is degenerate (e.g. a residual standard deviation of essentially zero), so
+    some quantities cannot be computed reliably."""
+
+
 class RowsDroppedWarning(MixedModelsWarning):
     """Rows with missing values were dropped."""

@@ -23,8 +23,9 @@ def test_double_bar_expands_to_uncorrelated_terms():
 
 
 def test_nesting_expands_as_lme4():
+    """Names as lme4 1.1-31 gives them (ngrps of the arabidopsis_nested_three reference)."""
     assert groups("y ~ (1 | a/b)") == [("1", "b:a"), ("1", "a")]
-    assert groups("y ~ (1 | a/b/c)") == [("1", "c:b:a"), ("1", "b:a"), ("1", "a")]
+    assert groups("y ~ (1 | a/b/c)") == [("1", "c:(b:a)"), ("1", "b:a"), ("1", "a")]
     assert groups("y ~ (1 | a:b)") == [("1", "a:b")]
 
 

@@ -30,5 +30,20 @@ cases <- list(
   list(name = "oxboys_quadratic_vector_reml", data = "Oxboys", formula = "height ~ age + I(age^2) + (age + I(age^2)|Subject)", REML = TRUE),
   list(name = "orthodont_sex_slopes_ml", data = "Orthodont", formula = "distance ~ age + Sex + (age|Subject)", REML = FALSE),
   list(name = "dyestuff_ml", data = "Dyestuff", formula = "Yield ~ 1 + (1|Batch)", REML = FALSE),
-  list(name = "bodyweight_three_terms_reml", data = "BodyWeight", formula = "weight ~ Time * Diet + (Time|Rat)", REML = TRUE)
+  list(name = "bodyweight_three_terms_reml", data = "BodyWeight", formula = "weight ~ Time * Diet + (Time|Rat)", REML = TRUE),
+  # R's expression language in formulas (dotted names, trig, factor(), offset(), a/b/c names)
+  list(name = "arabidopsis_nested_three_reml", data = "Arabidopsis", formula = "log(1 + total.fruits) ~ nutrient * amd + status + (1|reg/popu/gen)", REML = TRUE),
+  list(name = "arabidopsis_crossed_factor_slopes_reml", data = "Arabidopsis", formula = "log(1 + total.fruits) ~ amd + (amd|popu) + (1|gen)", REML = TRUE),
+  list(name = "ovary_trig_ml", data = "Ovary", formula = "follicles ~ sin(2*pi*Time) + cos(2*pi*Time) + (1|Mare)", REML = FALSE),
+  list(name = "ovary_trig_slopes_reml", data = "Ovary", formula = "follicles ~ sin(2*pi*Time) + cos(2*pi*Time) + (sin(2*pi*Time)|Mare)", REML = TRUE),
+  list(name = "grouseticks_crossed_year_reml", data = "grouseticks", formula = "log(TICKS + 1) ~ YEAR + cHEIGHT + (1|BROOD) + (1|LOCATION)", REML = TRUE),
+  list(name = "sleepstudy_offset_reml", data = "sleepstudy", formula = "Reaction ~ Days + offset(2 * Days) + (1|Subject)", REML = TRUE),
+  list(name = "sleepstudy_factor_days_reml", data = "sleepstudy", formula = "Reaction ~ factor(Days) + (1|Subject)", REML = TRUE),
+  list(name = "sleepstudy_minus_one_slope_reml", data = "sleepstudy", formula = "Reaction ~ Days + (Days - 1|Subject) + (1|Subject)", REML = TRUE),
+  list(name = "sleepstudy_no_intercept_ml", data = "sleepstudy", formula = "Reaction ~ 0 + Days + (1|Subject)", REML = FALSE),
+  list(name = "sleepstudy_log_slope_reml", data = "sleepstudy", formula = "Reaction ~ log(Days + 1) + (log(Days + 1)|Subject)", REML = TRUE),
+  list(name = "mathachieve_interaction_ml", data = "MathAchieve", formula = "MathAch ~ SES * Sector + Sex + (1|School)", REML = FALSE),
+  list(name = "cake_factor_interaction_reml", data = "cake", formula = "angle ~ recipe * factor(temp) + (1|recipe:replicate)", REML = TRUE),
+  list(name = "pastes_interaction_only_reml", data = "Pastes", formula = "strength ~ 1 + (1|batch:cask)", REML = TRUE),
+  list(name = "orthodont_between_slope_reml", data = "Orthodont", formula = "distance ~ age + (Sex|Subject)", REML = TRUE)
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import formulaic
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mixedmodels.design.naming import r_column_name
+from mixedmodels.design.rsyntax import R_CONTEXT, is_raw_poly, r_deparse, to_python_syntax
 from mixedmodels.errors import DataError, FormulaError
 
 _SIMPLE = re.compile(r"^\s*(?:(0|1)\s*\+\s*)?([A-Za-z_][A-Za-z0-9_.]*)\s*$")
@@ -41,7 +43,7 @@ class MatrixBuilder:
             intercept, name = self._simple
             return self._simple_matrix(data, intercept, name)
         try:
-            mat = self._spec.get_model_matrix(data)  # type: ignore[union-attr]
+            mat = self._spec.get_model_matrix(data, context=R_CONTEXT)  # type: ignore[union-attr]
         except Exception as exc:  # formulaic raises many types
             raise _wrap_formulaic_error(exc, self.rhs) from exc
         return np.asarray(mat, dtype=float)
@@ -75,21 +77,55 @@ class MatrixBuilder:
             self.term_columns = {name: [i] for i, name in enumerate(self.column_names)}
             return self._simple_matrix(data, intercept, match.group(2))
         ordered = _ordered_factors(text, data)
+        text = to_python_syntax(text, data.columns)
         for name in ordered:  # R codes ordered factors with polynomial contrasts
             text = _bare_name(name).sub(f"C({name}, contr.poly)", text)
         try:
-            mat = formulaic.model_matrix(text, data, na_action="ignore")
+            mat = formulaic.model_matrix(text, data, na_action="ignore", context=R_CONTEXT)
         except Exception as exc:
-            raise _wrap_formulaic_error(exc, text) from exc
+            raise _wrap_formulaic_error(exc, self.rhs) from exc
         self._spec = mat.model_spec
-        self.column_names = [_poly_name(r_column_name(c), ordered) for c in mat.columns]
+        spelled = _r_spelling(mat.model_spec)
+
+        def r_name(name: str) -> str:
+            return _poly_name(r_column_name(spelled(name)), ordered)
+
+        self.column_names = [r_name(c) for c in mat.columns]
         self.term_columns = {
-            ("(Intercept)" if str(t) == "1" else _poly_name(r_column_name(str(t)), ordered)): list(
-                idx
-            )
+            ("(Intercept)" if str(t) == "1" else r_name(str(t))): list(idx)
             for t, idx in mat.model_spec.term_indices.items()
         }
         return np.asarray(mat, dtype=float)
+
+
+def _r_spelling(spec) -> Callable[[str], str]:
+    """A function rewriting formulaic's column and term names with R's deparse of each
+    evaluated expression (``I(x ** 2)`` -> ``I(x^2)``; raw ``poly`` columns from 1)."""
+    codes = sorted(
+        {
+            str(f.expr)
+            for term in spec.formula
+            for f in term.factors
+            if str(f.eval_method.value) == "python"
+        },
+        key=len,
+        reverse=True,
+    )
+    replacements = []
+    for code in codes:
+        r_code = r_deparse(code)
+        if is_raw_poly(code):
+            pattern = re.compile(re.escape(code) + r"\[(\d+)\]")
+            replacements.append((pattern, lambda m, r=r_code: f"{r}[{int(m.group(1)) + 1}]"))
+        if r_code != code:
+            replacements.append((re.compile(re.escape(code)), lambda m, r=r_code: r))
+
+    def spelled(name: str) -> str:
+        for pattern, repl in replacements:
+            name = pattern.sub(repl, name)
+        return name
+
+    return spelled
 
 
 def _bare_name(name: str) -> re.Pattern:
@@ -114,18 +150,23 @@ def _poly_name(name: str, ordered: list[str]) -> str:
     return name
 
 
-def response_vector(data: pd.DataFrame, response: str) -> np.ndarray:
-    """The response as float, with a clear error for non-numeric columns."""
+def response_vector(data: pd.DataFrame, response: str, what: str = "response") -> np.ndarray:
+    """The response (or another one-column expression) as float, with a clear error for
+    non-numeric columns."""
     name = response.strip()
     if name in data.columns:
         col = data[name]
         if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-            raise DataError(f"response {name!r} must be numeric, but its dtype is {col.dtype}")
+            raise DataError(f"{what} {name!r} must be numeric, but its dtype is {col.dtype}")
         return col.to_numpy(dtype=float)
     try:
-        mat = formulaic.model_matrix(f"{name} ~ 1", data, na_action="ignore").lhs
+        # one arithmetic expression: R's ^ is a power throughout
+        expr = to_python_syntax(name, data.columns).replace("^", "**")
+        mat = formulaic.model_matrix(
+            f"I({expr}) ~ 1", data, na_action="ignore", context=R_CONTEXT
+        ).lhs
     except Exception as exc:
         raise _wrap_formulaic_error(exc, name) from exc
     if mat.shape[1] != 1:
-        raise DataError(f"response {name!r} must be a single numeric column")
+        raise DataError(f"{what} {name!r} must be a single numeric column")
     return np.asarray(mat, dtype=float)[:, 0]

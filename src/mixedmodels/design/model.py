@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, replace
-from functools import cached_property, lru_cache
+from functools import cached_property
 
-import formulaic
 import numpy as np
 import pandas as pd
 
@@ -14,6 +13,7 @@ from mixedmodels.core.terms import RandomBlock
 from mixedmodels.design.grouping import check_grouping, group_codes, level_labels
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
 from mixedmodels.design.rank import independent_columns
+from mixedmodels.design.rsyntax import variables_of
 from mixedmodels.errors import (
     ColumnNotFoundError,
     DataError,
@@ -96,31 +96,31 @@ class ModelDesign:
         return self.fixed_builder.build(data)[:, self.fixed_keep]
 
 
-@lru_cache(maxsize=256)
-def _variables_of(text: str) -> tuple[str, ...]:
-    """Data columns a formulaic expression reads (parsing is pure, so cached)."""
-    return tuple(sorted(str(v) for v in formulaic.Formula(text).required_variables))
-
-
 def _required_variables(parsed: ParsedFormula) -> list[str]:
+    """Every data column the formula reads, in order of appearance."""
     names: list[str] = []
 
-    def add(text: str) -> None:
-        try:
-            found = _variables_of(text)
-        except Exception as exc:
-            raise FormulaError(f"cannot parse {text!r}: {exc}", parsed.text) from exc
-        for v in found:
-            if v not in names:
-                names.append(v)
+    def add(found: list[str]) -> None:
+        names.extend(v for v in found if v not in names)
 
-    add(parsed.fixed_formula)
+    add(variables_of(parsed.response))
+    add(variables_of(parsed.fixed))
+    for expr in parsed.offsets:
+        add(variables_of(expr))
     for term in parsed.random:
-        add(term.expr)
-        for f in term.group_factors:
-            if f not in names:
-                names.append(f)
+        add(variables_of(term.expr))
+        add(list(term.group_factors))
     return names
+
+
+def formula_offset(parsed: ParsedFormula, data: pd.DataFrame) -> np.ndarray | None:
+    """The sum of the formula's ``offset(...)`` terms for ``data`` (None without any)."""
+    if not parsed.offsets:
+        return None
+    total = np.zeros(len(data))
+    for expr in parsed.offsets:
+        total += response_vector(data, expr, what="offset")
+    return total
 
 
 def _present(column: pd.Series) -> np.ndarray:
@@ -209,6 +209,9 @@ def build_design(
         raise DataError("weights must be positive")
 
     y = response_vector(used, parsed.response)
+    in_formula = formula_offset(parsed, used)
+    if in_formula is not None:
+        off = in_formula if off is None else off + in_formula
     fixed_builder = MatrixBuilder(parsed.fixed)
     X_full = fixed_builder.build(used)
     keep = independent_columns(X_full) if X_full.shape[1] else np.arange(0)

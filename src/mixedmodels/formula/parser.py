@@ -26,15 +26,19 @@ class RandomTermSpec:
         The left side of the bar, e.g. ``"Days"`` or ``"0 + Days"``.
     group_factors : tuple of str
         The grouping factor's components: ``("Subject",)`` or ``("a", "b")`` for ``a:b``.
+    name : str, optional
+        The grouping factor's name when it is not ``a:b:...`` (lme4 names the innermost
+        factor of ``a/b/c`` ``c:(b:a)``).
     """
 
     expr: str
     group_factors: tuple[str, ...]
+    name: str | None = None
 
     @property
     def group_name(self) -> str:
         """Name of the grouping factor as lme4 prints it (``a:b`` for an interaction)."""
-        return ":".join(self.group_factors)
+        return self.name or ":".join(self.group_factors)
 
     def __str__(self) -> str:
         return f"({self.expr} | {self.group_name})"
@@ -55,12 +59,16 @@ class ParsedFormula:
         turned into ``**`` as R means a power there).
     random : tuple of RandomTermSpec
         The random-effect terms, ``||`` and ``/`` expanded.
+    offsets : tuple of str
+        The expressions of ``offset(...)`` terms in the fixed part (added to the linear
+        predictor with coefficient 1, as in R).
     """
 
     text: str
     response: str
     fixed: str
     random: tuple[RandomTermSpec, ...]
+    offsets: tuple[str, ...] = ()
 
     @property
     def fixed_formula(self) -> str:
@@ -142,11 +150,14 @@ def _powers_in_calls(text: str) -> str:
     return "".join(out)
 
 
-def _expand_grouping(text: str, formula: str, offset: int) -> list[tuple[str, ...]]:
-    """Grouping factors of one bar term, as lme4 expands them.
+def _expand_grouping(
+    text: str, formula: str, offset: int
+) -> list[tuple[tuple[str, ...], str | None]]:
+    """Grouping factors of one bar term, as lme4 expands them, with lme4's names.
 
-    ``a:b`` -> ``[(a, b)]``; ``a/b`` -> ``[(b, a), (a,)]`` (lme4 writes the nested factor
-    ``b:a``); ``a/b/c`` -> ``[(c, b, a), (b, a), (a,)]``.
+    ``a:b`` -> ``[((a, b), None)]``; ``a/b`` -> ``[((b, a), None), ((a,), None)]`` (lme4
+    writes the nested factor ``b:a``); ``a/b/c`` -> ``[((c, b, a), "c:(b:a)"), ((b, a),
+    None), ((a,), None)]``.
     """
     stripped = text.strip()
     if not stripped:
@@ -164,11 +175,14 @@ def _expand_grouping(text: str, formula: str, offset: int) -> list[tuple[str, ..
                     max(where, 0),
                 )
         levels.append(tuple(p.strip("`") for p in parts))
-    factors: list[tuple[str, ...]] = []
+    factors: list[tuple[tuple[str, ...], str | None]] = []
     prefix: tuple[str, ...] = ()
+    name = ""
     for parts in levels:
         prefix = parts + prefix
-        factors.append(prefix)
+        own = ":".join(parts)
+        name = own if not name else f"{own}:({name})" if ":" in name else f"{own}:{name}"
+        factors.append((prefix, None if name == ":".join(prefix) else name))
     return list(reversed(factors))
 
 
@@ -185,6 +199,21 @@ def _uncorrelated_pieces(expr: str) -> list[str]:
             continue
         pieces.append(f"0 + {term}")
     return (["1"] if has_intercept else []) + pieces
+
+
+def _is_call(body: str, name: str) -> bool:
+    """True when ``body`` is one whole call ``name(...)``."""
+    head = body[: len(name)]
+    rest = body[len(name) :].lstrip()
+    if head != name or not rest.startswith("(") or not body.endswith(")"):
+        return False
+    depth = 0
+    for i, ch in enumerate(rest):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0:
+            return i == len(rest) - 1
+    return False
 
 
 def parse_formula(text: str) -> ParsedFormula:
@@ -220,6 +249,7 @@ def parse_formula(text: str) -> ParsedFormula:
         raise FormulaError("formula has nothing on the right of '~'", text, len(text))
 
     fixed_parts: list[str] = []
+    offsets: list[str] = []
     random: list[RandomTermSpec] = []
     for piece, pos in _split_top_level(rhs, "+", rhs_start):
         body = piece.strip()
@@ -233,15 +263,20 @@ def parse_formula(text: str) -> ParsedFormula:
                 raise FormulaError("empty left side of '|' in a random-effect term", text, lead)
             groups = _expand_grouping(group_text, text, lead + 1 + bar + width)
             exprs = _uncorrelated_pieces(expr) if width == 2 else [expr]
-            for group in groups:
+            for group, name in groups:
                 for e in exprs:
-                    random.append(RandomTermSpec(_powers_in_calls(e), group))
+                    random.append(RandomTermSpec(_powers_in_calls(e), group, name))
         elif "|" in body:
             raise FormulaError(
                 "a random-effect term must be written in parentheses, like (1 | g)",
                 text,
                 lead + body.index("|"),
             )
+        elif _is_call(body, "offset"):
+            inner = body[body.index("(") + 1 : -1].strip()
+            if not inner:
+                raise FormulaError("offset() needs an expression", text, lead)
+            offsets.append(_powers_in_calls(inner))
         else:
             fixed_parts.append(body)
     fixed = " + ".join(p for p in fixed_parts if p) or "1"
@@ -251,4 +286,5 @@ def parse_formula(text: str) -> ParsedFormula:
         response=_powers_in_calls(lhs.strip()),
         fixed=_powers_in_calls(fixed),
         random=tuple(random),
+        offsets=tuple(offsets),
     )

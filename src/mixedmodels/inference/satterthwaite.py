@@ -17,12 +17,15 @@ sigma^2)`` (``a = log|L_Z|^2 (+ log|R_X|^2)``, ``d = n - p`` for REML, ``n`` for
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
 
+from mixedmodels.errors import DegenerateFitWarning
 from mixedmodels.inference.derivatives import hessian_and_gradient, jacobian, step_sizes
+from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,31 @@ def variance_parameter_info(problem, theta: np.ndarray, sigma: float) -> Varianc
 
     The Hessian's diagonal, the gradient of PWRSS and the Jacobian of ``(R_X'R_X)^-1``
     are all differenced at the same points ``theta -+ h e_i``; each point is factorized
-    once.
+    once.  Where the model cannot be evaluated next to ``theta`` (a degenerate fit such as
+    a residual sd of essentially 0) the covariance is NaN, so every df is NaN, with a
+    :class:`DegenerateFitWarning`.
     """
+    try:
+        return _variance_parameter_info(problem, theta, sigma)
+    except NotPositiveDefiniteError:
+        warnings.warn(
+            "Satterthwaite df cannot be computed: the model cannot be evaluated next to "
+            "the estimate (degenerate fit); df and p-values are NaN",
+            DegenerateFitWarning,
+            stacklevel=3,
+        )
+        theta = np.asarray(theta, dtype=float)
+        _, _, _, unscaled = _theta_pieces(problem, theta)
+        k = theta.size + 1
+        return VarianceParameterInfo(
+            varpar=np.append(theta, sigma),
+            vcov_varpar=np.full((k, k), np.nan),
+            vcov_beta=sigma**2 * unscaled,
+            jacobian=[np.full_like(unscaled, np.nan) for _ in range(k)],
+        )
+
+
+def _variance_parameter_info(problem, theta: np.ndarray, sigma: float) -> VarianceParameterInfo:
     theta = np.asarray(theta, dtype=float)
     reml = problem.reml
     dof = problem.n - problem.n_fixed if reml else problem.n
@@ -100,6 +126,8 @@ def contrast_df(info: VarianceParameterInfo, contrast: np.ndarray) -> float:
     var = float(ell @ info.vcov_beta @ ell)
     grad = np.array([float(ell @ d @ ell) for d in info.jacobian])
     denom = float(grad @ info.vcov_varpar @ grad)
+    if math.isnan(denom):
+        return math.nan
     if denom <= 0:
         return math.inf
     return 2.0 * var**2 / denom
