@@ -45,6 +45,10 @@ def _r_factor(values) -> object:
     series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values))
     if isinstance(series.dtype, pd.CategoricalDtype):
         categorical = series.cat.remove_unused_categories()
+    elif pd.api.types.is_bool_dtype(series):
+        labels = series.map({True: "TRUE", False: "FALSE"})
+        present = sorted(labels.dropna().unique())
+        categorical = labels.astype(pd.CategoricalDtype(present))
     elif pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         numbers = series.to_numpy(dtype=float)
         present = ~np.isnan(numbers)

@@ -12,7 +12,7 @@ import scipy.sparse.linalg  # noqa: F401  (sp.linalg.lsqr)
 
 from mixedmodels.core.lmm import LmmProblem, Solution
 from mixedmodels.design.grouping import group_codes
-from mixedmodels.design.model import ModelDesign
+from mixedmodels.design.model import ModelDesign, formula_offset
 from mixedmodels.errors import ArgumentError, NewLevelError
 from mixedmodels.optim import OptimizeResult
 from mixedmodels.results.varcorr import term_covariances, unique_group_labels, varcorr_frame
@@ -407,7 +407,9 @@ class LmerFit:
         Parameters
         ----------
         newdata : DataFrame, optional
-            New rows; the fitted rows when None.
+            New rows; the fitted rows when None.  ``offset(...)`` terms of the formula
+            are evaluated on them (an ``offset=`` argument of the fit is not: its values
+            belong to the fitted rows).
         include_random : bool
             False gives the marginal ``X beta`` (lme4's ``re.form = NA``).
         allow_new_levels : bool
@@ -426,6 +428,8 @@ class LmerFit:
         pred = X @ self._solution.beta
         if not data_rows and self._design.offset is not None:
             pred = pred + self._design.offset
+        elif data_rows and self._design.formula.offsets:  # offset(...) terms, as lme4
+            pred = pred + formula_offset(self._design.formula, newdata)
         random_var = np.zeros(X.shape[0])
         covs = self._conditional_covariances if interval == "prediction" else None
         term_covs = [info[2] for info in self._term_info()] if covs is not None else None

@@ -1,0 +1,37 @@
+# R's model.matrix for right-hand sides that use R's expression language: column names
+# and values, the reference for mixedmodels.design.rsyntax.
+# usage: Rscript make_names_reference.R OUTFILE DATADIR
+suppressMessages(library(jsonlite))
+args <- commandArgs(trailingOnly = TRUE)
+out <- args[1]; datadir <- args[2]
+schema <- fromJSON(file.path(datadir, "schema.json"), simplifyVector = TRUE)
+load_csv <- function(name) {
+  d <- read.csv(file.path(datadir, paste0(name, ".csv")), stringsAsFactors = FALSE)
+  for (v in names(schema[[name]]$factors)) {
+    f <- schema[[name]]$factors[[v]]
+    d[[v]] <- factor(as.character(d[[v]]), levels = f$levels, ordered = isTRUE(f$ordered))
+  }
+  d
+}
+cases <- list(
+  list(data = "sleepstudy", rhs = "I(Days/2) + log(Days + 1) + sqrt(Days)"),
+  list(data = "sleepstudy", rhs = "exp(Days/10) + sin(2 * pi * Days/10) + cos(Days)"),
+  list(data = "sleepstudy", rhs = "poly(Days, 2, raw = TRUE)"),
+  list(data = "sleepstudy", rhs = "poly(Days, 3)"),
+  list(data = "sleepstudy", rhs = "factor(Days)"),
+  list(data = "sleepstudy", rhs = "I((Days - 4.5)^2) + abs(Days - 5) + floor(Days/3)"),
+  list(data = "sleepstudy", rhs = "log(Days + 1, base = 2) + log10(Days + 1) + log2(Days + 1)"),
+  list(data = "sleepstudy", rhs = "factor(Days > 4)"),
+  list(data = "sleepstudy", rhs = "0 + as.factor(Days)"),
+  list(data = "sleepstudy", rhs = "I(-Days) + I(Days * 2 - 1) + exp(-Days)"),
+  list(data = "Orthodont", rhs = "Sex * I(age - 11)"),
+  list(data = "Orthodont", rhs = "as.numeric(Sex) + age:Sex"),
+  list(data = "Arabidopsis", rhs = "log(1 + total.fruits) + factor(nutrient) * amd"),
+  list(data = "Arabidopsis", rhs = "total.fruits + sqrt(total.fruits + 0.5)")
+)
+res <- lapply(cases, function(case) {
+  d <- load_csv(case$data)
+  m <- model.matrix(as.formula(paste("~", case$rhs)), d)
+  list(data = case$data, rhs = case$rhs, columns = I(colnames(m)), matrix = unname(m))
+})
+write_json(res, out, digits = NA, auto_unbox = TRUE, pretty = FALSE)
