@@ -71,6 +71,11 @@ def test_non_nested_models_warn():
             "angle ~ recipe * temp + (1|recipe:replicate)",
             "anova_type3_cake_interaction.json",
         ),
+        (  # a factor made in the formula and R functions: re-coded like a factor column
+            "Arabidopsis",
+            "log(1 + total.fruits) ~ factor(nutrient) * amd + sin(rack) + (1|popu)",
+            "anova_type3_arabidopsis_factor_call.json",
+        ),
     ],
 )
 def test_f_tests_match_lmertest(data, formula, ref):

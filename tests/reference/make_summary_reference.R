@@ -38,3 +38,7 @@ cake <- read.csv(file.path(args[1], "cake.csv")); cake$recipe <- factor(cake$rec
 m11 <- lmerTest::lmer(angle ~ recipe * temp + (1 | recipe:replicate), cake)
 a11 <- anova(m11)
 writeLines(jsonlite::toJSON(list(terms = rownames(a11), F = a11[["F value"]], NumDF = a11$NumDF, DenDF = a11$DenDF, p = a11[["Pr(>F)"]]), digits = NA), file.path(args[2], "inference", "anova_type3_cake_interaction.json"))
+Arabidopsis <- read.csv(file.path(args[1], "Arabidopsis.csv"))
+m12 <- lmerTest::lmer(log(1 + total.fruits) ~ factor(nutrient) * amd + sin(rack) + (1 | popu), Arabidopsis)
+a12 <- anova(m12)
+writeLines(jsonlite::toJSON(list(terms = rownames(a12), F = a12[["F value"]], NumDF = a12$NumDF, DenDF = a12$DenDF, p = a12[["Pr(>F)"]]), digits = NA), file.path(args[2], "inference", "anova_type3_arabidopsis_factor_call.json"))

@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 
 from mixedmodels.design.naming import r_column_name
-from mixedmodels.design.rsyntax import R_CONTEXT, is_raw_poly, r_deparse, to_python_syntax
+from mixedmodels.design.rsyntax import (
+    R_CONTEXT,
+    R_CONTEXT_SUM_CODED,
+    is_raw_poly,
+    r_deparse,
+    to_python_syntax,
+)
 from mixedmodels.errors import DataError, FormulaError
 
 _SIMPLE = re.compile(r"^\s*(?:(0|1)\s*\+\s*)?([A-Za-z_][A-Za-z0-9_.]*)\s*$")
@@ -76,26 +82,73 @@ class MatrixBuilder:
             self.column_names = (["(Intercept)"] if intercept else []) + [match.group(2)]
             self.term_columns = {name: [i] for i, name in enumerate(self.column_names)}
             return self._simple_matrix(data, intercept, match.group(2))
+        text, ordered = self._formulaic_text(data, sum_coding=False)
+        mat = self._model_matrix(text, data, R_CONTEXT)
+        self._spec = mat.model_spec
+        self.column_names, self.term_columns = _r_names(mat, ordered, ())
+        return np.asarray(mat, dtype=float)
+
+    def sum_coded(self, data: pd.DataFrame) -> tuple[np.ndarray, dict[str, list[int]]]:
+        """The model matrix with every unordered factor in sum-to-zero contrasts (R's
+        ``contr.sum``; ordered factors keep ``contr.poly``), and each term's columns.
+
+        Type III hypotheses are the terms' coefficients under this coding.
+        """
+        text, ordered = self._formulaic_text(data, sum_coding=True)
+        mat = self._model_matrix(text, data, R_CONTEXT_SUM_CODED)
+        unordered = tuple(_unordered_factors(self.rhs, data))
+        _, terms = _r_names(mat, ordered, unordered)
+        return np.asarray(mat, dtype=float), terms
+
+    def _formulaic_text(self, data: pd.DataFrame, *, sum_coding: bool) -> tuple[str, list[str]]:
+        """The right-hand side in formulaic's syntax, factor codings made explicit."""
+        text = self.rhs.strip()
         ordered = _ordered_factors(text, data)
+        unordered = _unordered_factors(text, data) if sum_coding else []
         text = to_python_syntax(text, data.columns)
         for name in ordered:  # R codes ordered factors with polynomial contrasts
-            text = _bare_name(name).sub(f"C({name}, contr.poly)", text)
+            text = _wrap_column(text, name, "contr.poly")
+        for name in unordered:
+            text = _wrap_column(text, name, "contr.sum")
+        return text, ordered
+
+    def _model_matrix(self, text: str, data: pd.DataFrame, context: dict):
         try:
-            mat = formulaic.model_matrix(text, data, na_action="ignore", context=R_CONTEXT)
+            return formulaic.model_matrix(text, data, na_action="ignore", context=context)
         except Exception as exc:
             raise _wrap_formulaic_error(exc, self.rhs) from exc
-        self._spec = mat.model_spec
-        spelled = _r_spelling(mat.model_spec)
 
-        def r_name(name: str) -> str:
-            return _poly_name(r_column_name(spelled(name)), ordered)
 
-        self.column_names = [r_name(c) for c in mat.columns]
-        self.term_columns = {
-            ("(Intercept)" if str(t) == "1" else r_name(str(t))): list(idx)
-            for t, idx in mat.model_spec.term_indices.items()
-        }
-        return np.asarray(mat, dtype=float)
+def _r_names(
+    mat, ordered: list[str], unordered: tuple[str, ...]
+) -> tuple[list[str], dict[str, list[int]]]:
+    """R's names of a formulaic matrix's columns and terms (``C(x, contr.poly)`` and
+    ``C(x, contr.sum)`` shown as ``x``)."""
+    spelled = _r_spelling(mat.model_spec)
+
+    def r_name(name: str) -> str:
+        name = _poly_name(r_column_name(spelled(name)), ordered)
+        for factor in unordered:
+            name = name.replace(f"C({_quoted(factor)}, contr.sum)", factor)
+        return name
+
+    columns = [r_name(c) for c in mat.columns]
+    terms = {
+        ("(Intercept)" if str(t) == "1" else r_name(str(t))): list(idx)
+        for t, idx in mat.model_spec.term_indices.items()
+    }
+    return columns, terms
+
+
+def _quoted(name: str) -> str:
+    return name if name.isidentifier() else f"`{name}`"
+
+
+def _wrap_column(text: str, name: str, contrasts: str) -> str:
+    """Every bare use of column ``name`` in ``text`` as ``C(name, contrasts)``."""
+    if name.isidentifier():
+        return _bare_name(name).sub(f"C({name}, {contrasts})", text)
+    return text.replace(f"`{name}`", f"C(`{name}`, {contrasts})")
 
 
 def _r_spelling(spec) -> Callable[[str], str]:
@@ -131,6 +184,24 @@ def _r_spelling(spec) -> Callable[[str], str]:
 def _bare_name(name: str) -> re.Pattern:
     """A column name standing alone in a formula (not part of another name or a call)."""
     return re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w.(])")
+
+
+def _unordered_factors(text: str, data: pd.DataFrame) -> list[str]:
+    """Columns used bare in ``text`` that R treats as unordered factors (categorical,
+    string, boolean)."""
+    out = []
+    for c in data.columns:
+        col = data[c]
+        ordered = isinstance(col.dtype, pd.CategoricalDtype) and col.cat.ordered
+        factor_like = (
+            isinstance(col.dtype, pd.CategoricalDtype)
+            or col.dtype == object
+            or pd.api.types.is_string_dtype(col)
+            or pd.api.types.is_bool_dtype(col)
+        )
+        if factor_like and not ordered and _bare_name(str(c)).search(text):
+            out.append(str(c))
+    return out
 
 
 def _ordered_factors(text: str, data: pd.DataFrame) -> list[str]:

@@ -40,7 +40,7 @@ def _r_number_label(value: float) -> str:
     return f"{value:.15g}"
 
 
-def _r_factor(values) -> object:
+def _r_factor(values, contrasts=None) -> object:
     """R's ``factor(x)``: levels sorted (numerically for numbers), unused levels dropped."""
     series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values))
     if isinstance(series.dtype, pd.CategoricalDtype):
@@ -62,7 +62,12 @@ def _r_factor(values) -> object:
     else:
         text = series.astype("string")
         categorical = text.astype(pd.CategoricalDtype(sorted(text.dropna().unique())))
-    return TRANSFORMS["C"](categorical)
+    return TRANSFORMS["C"](categorical, contrasts)
+
+
+def _r_sum_coded_factor(values) -> object:
+    """``factor(x)`` with sum-to-zero contrasts (for type III hypotheses)."""
+    return _r_factor(values, TRANSFORMS["contr"].sum())
 
 
 def _r_log(x, base: float = math.e):
@@ -108,6 +113,13 @@ R_CONTEXT: dict[str, object] = {
     "factor": _r_factor,
     "as_factor": _r_factor,
     "as_numeric": _r_numeric,
+}
+
+#: :data:`R_CONTEXT` with ``factor()`` in sum-to-zero contrasts.
+R_CONTEXT_SUM_CODED: dict[str, object] = {
+    **R_CONTEXT,
+    "factor": _r_sum_coded_factor,
+    "as_factor": _r_sum_coded_factor,
 }
 
 # Names that are not data columns even when they are not called: constants, contrasts.

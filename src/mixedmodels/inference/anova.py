@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import math
-import re
 import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mixedmodels.errors import DataError, MixedModelsWarning
+from mixedmodels.errors import DataError, MixedModelsError, MixedModelsWarning
 
 
 def likelihood_ratio_table(fits: list, names: list[str]) -> pd.DataFrame:
@@ -80,45 +79,17 @@ def check_nested(fits: list, names: list[str]) -> None:
 
 
 def _sum_coded_map(fit) -> tuple[np.ndarray, dict[str, list[int]]] | None:
-    """``A`` with ``beta_sum = A beta`` (factors re-coded to sum-to-zero contrasts, numeric
-    covariates unchanged) and the sum-coded columns of each term; None when the formula
-    cannot be re-coded."""
-    import formulaic
-
-    from mixedmodels.design.naming import r_column_name
-
+    """``A`` with ``beta_sum = A beta`` (unordered factors, including ``factor(x)`` in the
+    formula, re-coded to sum-to-zero contrasts; numeric covariates unchanged) and the
+    sum-coded columns of each term; None when the formula cannot be re-coded."""
     design = fit.design
-    data = design.data
-    if data is None:
+    if design.data is None:
         return None
-    text = design.formula.fixed
-    factors = [
-        c
-        for c in data.columns
-        if (
-            isinstance(data[c].dtype, pd.CategoricalDtype)
-            or data[c].dtype == object
-            or pd.api.types.is_string_dtype(data[c])
-        )
-        and re.search(rf"(?<![\w.]){re.escape(str(c))}(?![\w.(])", text)
-    ]
-    if not factors:
-        return np.eye(design.X.shape[1]), dict(design.fixed_builder.term_columns)
-    recoded = text
-    for c in factors:
-        recoded = re.sub(rf"(?<![\w.]){re.escape(str(c))}(?![\w.(])", f"C({c}, contr.sum)", recoded)
     try:
-        mat = formulaic.model_matrix(recoded, data, na_action="ignore")
-    except Exception:
+        xs, terms = design.fixed_builder.sum_coded(design.data)
+    except MixedModelsError:
         return None
-    xs = np.asarray(mat, dtype=float)
     coef, *_ = np.linalg.lstsq(xs, design.X, rcond=None)  # X = Xs A
-    terms = {}
-    for term, idx in mat.model_spec.term_indices.items():
-        name = "(Intercept)" if str(term) == "1" else r_column_name(str(term))
-        for c in factors:
-            name = name.replace(f"C({c}, contr.sum)", str(c))
-        terms[name] = list(idx)
     return coef, terms
 
 
