@@ -23,6 +23,8 @@ REFERENCE = json.loads(
 def test_model_matrix_matches_r(ref):
     """Names exactly; values to 1e-10 relative (the same closed forms in both)."""
     data = mm.datasets.load(ref["data"])
+    for name, expr in (ref.get("derive") or {}).items():
+        data[name] = data.eval(expr)
     builder = MatrixBuilder(ref["rhs"].replace("^", "**"))
     X = builder.build(data)
     assert builder.column_names == ref["columns"]

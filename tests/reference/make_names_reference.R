@@ -27,11 +27,15 @@ cases <- list(
   list(data = "Orthodont", rhs = "Sex * I(age - 11)"),
   list(data = "Orthodont", rhs = "as.numeric(Sex) + age:Sex"),
   list(data = "Arabidopsis", rhs = "log(1 + total.fruits) + factor(nutrient) * amd"),
-  list(data = "Arabidopsis", rhs = "total.fruits + sqrt(total.fruits + 0.5)")
+  list(data = "Arabidopsis", rhs = "total.fruits + sqrt(total.fruits + 0.5)"),
+  # a logical column (derive: name = R/pandas expression evaluated on the data)
+  list(data = "sleepstudy", rhs = "late * Days", derive = c(late = "Days > 4")),
+  list(data = "sleepstudy", rhs = "0 + late", derive = c(late = "Days > 4"))
 )
 res <- lapply(cases, function(case) {
   d <- load_csv(case$data)
+  for (v in names(case$derive)) d[[v]] <- eval(parse(text = case$derive[[v]]), d)
   m <- model.matrix(as.formula(paste("~", case$rhs)), d)
-  list(data = case$data, rhs = case$rhs, columns = I(colnames(m)), matrix = unname(m))
+  list(data = case$data, rhs = case$rhs, derive = as.list(case$derive), columns = I(colnames(m)), matrix = unname(m))
 })
 write_json(res, out, digits = NA, auto_unbox = TRUE, pretty = FALSE)

@@ -104,12 +104,16 @@ class MatrixBuilder:
         """The right-hand side in formulaic's syntax, factor codings made explicit."""
         text = self.rhs.strip()
         ordered = _ordered_factors(text, data)
-        unordered = _unordered_factors(text, data) if sum_coding else []
+        logical = _logical_columns(text, data)
+        unordered = [c for c in _unordered_factors(text, data) if c not in logical]
         text = to_python_syntax(text, data.columns)
         for name in ordered:  # R codes ordered factors with polynomial contrasts
             text = _wrap_column(text, name, "contr.poly")
-        for name in unordered:
-            text = _wrap_column(text, name, "contr.sum")
+        for name in logical:  # R codes logicals as factors with levels FALSE, TRUE
+            text = _wrap_column(text, name, None)
+        if sum_coding:
+            for name in unordered:
+                text = _wrap_column(text, name, "contr.sum")
         return text, ordered
 
     def _model_matrix(self, text: str, data: pd.DataFrame, context: dict):
@@ -128,6 +132,7 @@ def _r_names(
 
     def r_name(name: str) -> str:
         name = _poly_name(r_column_name(spelled(name)), ordered)
+        name = _LOGICAL_CALL.sub(lambda m: m.group(1).strip("`"), name)
         for factor in unordered:
             name = name.replace(f"C({_quoted(factor)}, contr.sum)", factor)
         return name
@@ -144,11 +149,14 @@ def _quoted(name: str) -> str:
     return name if name.isidentifier() else f"`{name}`"
 
 
-def _wrap_column(text: str, name: str, contrasts: str) -> str:
-    """Every bare use of column ``name`` in ``text`` as ``C(name, contrasts)``."""
+def _wrap_column(text: str, name: str, contrasts: str | None) -> str:
+    """Every bare use of column ``name`` in ``text`` as ``C(name, contrasts)``, or as
+    ``r_logical(name)`` when ``contrasts`` is None."""
+    quoted = _quoted(name)
+    wrapped = f"r_logical({quoted})" if contrasts is None else f"C({quoted}, {contrasts})"
     if name.isidentifier():
-        return _bare_name(name).sub(f"C({name}, {contrasts})", text)
-    return text.replace(f"`{name}`", f"C(`{name}`, {contrasts})")
+        return _bare_name(name).sub(wrapped, text)
+    return text.replace(f"`{name}`", wrapped)
 
 
 def _r_spelling(spec) -> Callable[[str], str]:
@@ -184,6 +192,18 @@ def _r_spelling(spec) -> Callable[[str], str]:
 def _bare_name(name: str) -> re.Pattern:
     """A column name standing alone in a formula (not part of another name or a call)."""
     return re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w.(])")
+
+
+_LOGICAL_CALL = re.compile(r"r_logical\(([^()]*)\)")
+
+
+def _logical_columns(text: str, data: pd.DataFrame) -> list[str]:
+    """Boolean columns used bare in ``text`` (R codes a logical like a factor)."""
+    return [
+        str(c)
+        for c in data.columns
+        if pd.api.types.is_bool_dtype(data[c]) and _bare_name(str(c)).search(text)
+    ]
 
 
 def _unordered_factors(text: str, data: pd.DataFrame) -> list[str]:

@@ -113,6 +113,7 @@ R_CONTEXT: dict[str, object] = {
     "factor": _r_factor,
     "as_factor": _r_factor,
     "as_numeric": _r_numeric,
+    "r_logical": _r_factor,  # a boolean column: a factor with levels FALSE, TRUE
 }
 
 #: :data:`R_CONTEXT` with ``factor()`` in sum-to-zero contrasts.
@@ -120,6 +121,7 @@ R_CONTEXT_SUM_CODED: dict[str, object] = {
     **R_CONTEXT,
     "factor": _r_sum_coded_factor,
     "as_factor": _r_sum_coded_factor,
+    "r_logical": _r_sum_coded_factor,
 }
 
 # Names that are not data columns even when they are not called: constants, contrasts.
