@@ -6,7 +6,7 @@
 """
 
 from mixedmodels import datasets, errors
-from mixedmodels.api import anova, lm, lmer, lmer_problem, refit, refit_ml
+from mixedmodels.api import anova, glmer, lm, lmer, lmer_problem, refit, refit_ml
 from mixedmodels.errors import (
     ArgumentError,
     ColumnNotFoundError,
@@ -17,6 +17,7 @@ from mixedmodels.errors import (
 )
 from mixedmodels.lmlist import lmlist
 from mixedmodels.results.fit import LmerFit
+from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
 from mixedmodels.simulate import SimulationParts, simulate_mixed
 
@@ -29,6 +30,8 @@ __all__ = [
     "FormulaError",
     "LmFit",
     "LmerFit",
+    "GlmerFit",
+    "glmer",
     "MixedModelsError",
     "MixedModelsWarning",
     "datasets",

@@ -7,7 +7,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from mixedmodels.core.families import Family, make_family
 from mixedmodels.core.lmm import LmmProblem
+from mixedmodels.core.pirls import GlmmProblem
 from mixedmodels.design import build_design
 from mixedmodels.errors import (
     ArgumentError,
@@ -20,8 +22,10 @@ from mixedmodels.errors import (
 )
 from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim import OptimizeResult, minimize_bounded
+from mixedmodels.optim.glmm import fit_glmm
 from mixedmodels.optim.start import DEFAULT_STEP, moment_start
 from mixedmodels.results.fit import LmerFit
+from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
 
 BOUNDARY_TOLERANCE = 1e-5  # lme4's lmerControl(boundary.tol = 1e-5)
@@ -207,6 +211,84 @@ def _warn_if_residual_vanishes(fit: LmerFit, design) -> None:
             DegenerateFitWarning,
             stacklevel=3,
         )
+
+
+def glmer(
+    formula: str,
+    data: pd.DataFrame,
+    family: str | Family = "binomial",
+    *,
+    link: str | None = None,
+    weights=None,
+    offset=None,
+    n_agq: int = 1,
+    data_name: str | None = None,
+) -> GlmerFit:
+    """Fit a generalized linear mixed model by the Laplace approximation (lme4's glmer).
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula; a binomial response may be ``cbind(successes, failures)``, 0/1, a
+        logical or a factor (first level = failure), or a proportion with ``weights`` as
+        the numbers of trials.
+    data : DataFrame
+        Never modified; rows with missing values are dropped and counted.
+    family : {"binomial", "poisson"} or Family
+    link : str, optional
+        binomial: logit (default), probit, cloglog; poisson: log (default), identity, sqrt.
+    weights, offset : str or array-like, optional
+        Prior weights (binomial: numbers of trials) and an offset on the link scale.
+    n_agq : {1, 0}
+        1: Laplace (lme4's default); 0: lme4's faster ``nAGQ = 0`` (beta estimated inside
+        PIRLS).
+
+    Returns
+    -------
+    GlmerFit
+    """
+    if isinstance(family, str):
+        try:
+            family = make_family(family, link)
+        except ValueError as exc:
+            raise ArgumentError(str(exc)) from exc
+    if n_agq not in (0, 1):
+        raise ArgumentError(
+            f"n_agq must be 1 (Laplace) or 0; adaptive quadrature (n_agq={n_agq}) is not available"
+        )
+    design = build_design(formula, data, weights=weights, offset=offset, glm_family=family.name)
+    if design.n_dropped:
+        warnings.warn(
+            f"{design.n_dropped} row(s) with missing values dropped",
+            RowsDroppedWarning,
+            stacklevel=2,
+        )
+    problem = glmm_problem(design, family)
+    solution = fit_glmm(problem, n_agq)
+    fit = GlmerFit(design, problem, solution, n_agq=n_agq, data_name=data_name)
+    if not solution.converged:
+        warnings.warn(f"optimizer: {solution.message}", ConvergenceWarning, stacklevel=2)
+    if fit.is_singular:
+        warnings.warn(
+            "boundary (singular) fit: a random-effect variance is (near) zero",
+            SingularFitWarning,
+            stacklevel=2,
+        )
+    return fit
+
+
+def glmm_problem(design, family: Family) -> GlmmProblem:
+    """The engine's GLMM problem for a design: prior weights times binomial trials."""
+    weights = design.weights
+    if design.trials is not None:
+        weights = design.trials if weights is None else weights * design.trials
+    problem = GlmmProblem(
+        [t.block for t in design.terms], design.X, design.y, weights, design.offset, family
+    )
+    complaint = family.check_response(design.y)
+    if complaint:
+        raise DataError(f"{complaint}; got values from {design.y.min():g} to {design.y.max():g}")
+    return problem
 
 
 def lm(

@@ -50,6 +50,15 @@ def group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarra
     return codes.astype(np.int64), pd.Index(labels)
 
 
+def codes_for_levels(data: pd.DataFrame, factors: tuple[str, ...], levels: list[str]) -> np.ndarray:
+    """Index of each row's grouping level in ``levels`` (-1 for levels not among them)."""
+    if len(factors) == 1:
+        labels = data[factors[0]].astype(str).to_numpy()
+    else:
+        labels = data[list(factors)].astype(str).agg(":".join, axis=1).to_numpy()
+    return pd.Index(levels).get_indexer(labels)
+
+
 def level_labels(levels: pd.Index) -> list[str]:
     """Levels as strings (how results and new data refer to them)."""
     return [str(v) for v in levels]

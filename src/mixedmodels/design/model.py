@@ -13,6 +13,7 @@ from mixedmodels.core.terms import RandomBlock
 from mixedmodels.design.grouping import check_grouping, group_codes, level_labels
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
 from mixedmodels.design.rank import independent_columns
+from mixedmodels.design.response import glm_response
 from mixedmodels.design.rsyntax import variables_of
 from mixedmodels.errors import (
     ColumnNotFoundError,
@@ -82,6 +83,7 @@ class ModelDesign:
     n_dropped: int
     row_index: pd.Index
     data: pd.DataFrame | None = None  # the rows used (a reference, not a copy, when none dropped)
+    trials: np.ndarray | None = None  # binomial cbind(successes, failures): their totals
 
     @property
     def n(self) -> int:
@@ -163,11 +165,13 @@ def build_design(
     weights=None,
     offset=None,
     require_random: bool = True,
+    glm_family: str | None = None,
 ) -> ModelDesign:
     """Parse ``formula`` against ``data`` and build y, X and the random-effect terms.
 
     Rows with a missing value in any used column (or in weights/offset) are dropped and
-    counted; ``data`` itself is never modified.
+    counted; ``data`` itself is never modified.  With ``glm_family`` ("binomial",
+    "poisson") the response is read as that family reads it (``cbind(s, f)``, factors).
     """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
@@ -208,7 +212,11 @@ def build_design(
     if w is not None and np.any(w <= 0):
         raise DataError("weights must be positive")
 
-    y = response_vector(used, parsed.response)
+    trials = None
+    if glm_family is None:
+        y = response_vector(used, parsed.response)
+    else:
+        y, trials = glm_response(used, parsed.response, glm_family)
     in_formula = formula_offset(parsed, used)
     if in_formula is not None:
         off = in_formula if off is None else off + in_formula
@@ -256,4 +264,5 @@ def build_design(
         n_dropped=n_dropped,
         row_index=used.index,
         data=used,
+        trials=trials,
     )

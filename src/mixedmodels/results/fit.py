@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg  # noqa: F401  (sp.linalg.lsqr)
 
 from mixedmodels.core.lmm import LmmProblem, Solution
-from mixedmodels.design.grouping import group_codes
+from mixedmodels.design.grouping import codes_for_levels, group_codes
 from mixedmodels.design.model import ModelDesign, formula_offset
 from mixedmodels.errors import ArgumentError, NewLevelError
 from mixedmodels.optim import OptimizeResult
@@ -436,7 +436,7 @@ class LmerFit:
         if include_random:
             for i, (t, b) in enumerate(zip(self._design.terms, self._solution.b, strict=True)):
                 if data_rows:
-                    codes = _codes_for_levels(newdata, t.spec.group_factors, t.levels)
+                    codes = codes_for_levels(newdata, t.spec.group_factors, t.levels)
                     z = t.builder.build(newdata)
                 else:
                     codes, z = t.codes, t.z
@@ -651,15 +651,3 @@ def _term_z(block) -> sp.csc_matrix:
     rows = np.repeat(np.arange(n), block.p)
     cols = (block.codes[:, None] * block.p + np.arange(block.p)[None, :]).ravel()
     return sp.csc_matrix((block.z.ravel(), (rows, cols)), shape=(n, block.size))
-
-
-def _codes_for_levels(
-    data: pd.DataFrame, factors: tuple[str, ...], levels: list[str]
-) -> np.ndarray:
-    """Index of each row's grouping level in ``levels`` (-1 for unseen levels)."""
-    if len(factors) == 1:
-        labels = data[factors[0]].astype(str).to_numpy()
-    else:
-        labels = data[list(factors)].astype(str).agg(":".join, axis=1).to_numpy()
-    lookup = pd.Index(levels)
-    return lookup.get_indexer(labels)

@@ -51,8 +51,9 @@ def _left_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def random_effects_table(fit: LmerFit) -> str:
-    """The 'Random effects' block (Groups, Name, Variance, Std.Dev., Corr)."""
+def random_effects_table(fit: LmerFit, residual: bool = True) -> str:
+    """The 'Random effects' block (Groups, Name, Variance, Std.Dev., Corr); the Residual
+    row only when ``residual`` (families without a scale parameter have none)."""
     terms = fit._term_info()
     names, groups, sds = [], [], []
     corr_blocks = []
@@ -64,9 +65,10 @@ def random_effects_table(fit: LmerFit) -> str:
             sds.append(sd[i])
         with np.errstate(invalid="ignore", divide="ignore"):
             corr_blocks.append(cov / np.outer(sd, sd))
-    groups.append("Residual")
-    names.append("")
-    sds.append(fit.sigma)
+    if residual:
+        groups.append("Residual")
+        names.append("")
+        sds.append(fit.sigma)
     sds_arr = np.array(sds)
     var_txt = format_r(sds_arr**2, DIGITS)
     sd_txt = format_r(sds_arr, DIGITS)
@@ -88,11 +90,11 @@ def random_effects_table(fit: LmerFit) -> str:
         for row in corr_cells:
             if row[j]:
                 row[j] = row[j].rjust(width)
-    rows = [
-        [groups[r], names[r], var_txt[r], sd_txt[r]] + corr_cells[r] for r in range(len(names) - 1)
-    ]
-    r = len(names) - 1
-    rows.append([groups[r], names[r], var_txt[r], sd_txt[r]] + [""] * n_corr)
+    n_terms = len(names) - int(residual)
+    rows = [[groups[r], names[r], var_txt[r], sd_txt[r]] + corr_cells[r] for r in range(n_terms)]
+    if residual:
+        r = len(names) - 1
+        rows.append([groups[r], names[r], var_txt[r], sd_txt[r]] + [""] * n_corr)
     return _left_table(header, rows)
 
 

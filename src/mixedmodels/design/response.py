@@ -1,0 +1,63 @@
+"""The response of a generalized linear mixed model, as R's glm families read it.
+
+binomial: ``cbind(successes, failures)`` (proportion, with the totals as trials), a 0/1 or
+logical column, a factor (its first level is failure, every other level success, as in R), or
+a proportion with the trials given as weights.  poisson: non-negative counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mixedmodels.design.matrices import response_vector
+from mixedmodels.errors import DataError, FormulaError
+
+
+def _cbind_arguments(text: str) -> tuple[str, str] | None:
+    """``cbind(a, b)`` -> ``("a", "b")``; None for anything else."""
+    body = text.strip()
+    if not (body.startswith("cbind") and body.endswith(")")):
+        return None
+    inner = body[body.index("(") + 1 : -1]
+    depth = 0
+    for i, ch in enumerate(inner):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            return inner[:i].strip(), inner[i + 1 :].strip()
+    raise FormulaError("cbind() in the response needs two arguments: successes, failures", text)
+
+
+def glm_response(
+    data: pd.DataFrame, text: str, family: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(y, trials)`` for the response expression ``text``.
+
+    ``trials`` is None unless the response is ``cbind(successes, failures)``; ``y`` is then
+    the proportion of successes (0 where there are no trials).
+    """
+    pair = _cbind_arguments(text)
+    if pair is not None:
+        if family != "binomial":
+            raise FormulaError(f"cbind() responses are for the binomial family, not {family}", text)
+        successes = response_vector(data, pair[0], what="successes")
+        failures = response_vector(data, pair[1], what="failures")
+        if np.any(successes < 0) or np.any(failures < 0):
+            raise DataError(f"negative counts in the response {text!r}")
+        trials = successes + failures
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(trials > 0, successes / np.where(trials > 0, trials, 1), 0.0)
+        return y, trials
+    name = text.strip()
+    if family == "binomial" and name in data.columns:
+        column = data[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes = column.cat.codes.to_numpy()
+            return (codes > 0).astype(float), None
+        if pd.api.types.is_bool_dtype(column):
+            return column.to_numpy(dtype=float), None
+        if column.dtype == object or pd.api.types.is_string_dtype(column):
+            levels = sorted(column.dropna().unique())
+            return (column != levels[0]).to_numpy(dtype=float), None
+    return response_vector(data, text), None

@@ -1,0 +1,151 @@
+"""Fitting a GLMM by the Laplace approximation, in lme4's two stages.
+
+1. ``nAGQ = 0`` stage: BOBYQA over ``theta``; at each ``theta`` PIRLS updates ``beta`` and
+   ``u`` together.
+2. Laplace stage: BOBYQA over ``(theta, beta)`` from the first stage's optimum; at each point
+   PIRLS finds the mode of ``u`` (always from the first stage's ``u``, so the objective is a
+   deterministic function of its arguments).
+
+``vcov(beta)`` comes from the Hessian of the Laplace deviance in ``(theta, beta)``
+(``2 H^-1``, lme4's ``use.hessian = TRUE``), computed by extrapolated central differences
+with PIRLS converged to 1e-12: lme4 1.1-31 differences a function whose PIRLS stops at a
+relative change of 1e-7, which biases its Hessian upwards (cbpp: standard errors 0.5-1.3%
+smaller than the Hessian of the same function evaluated tightly, which ours equal).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from mixedmodels.core.pirls import ConditionalMode, GlmmProblem, PirlsError
+from mixedmodels.errors import ConvergenceWarning
+from mixedmodels.inference.derivatives import hessian_and_gradient
+from mixedmodels.optim.bobyqa import minimize_bounded
+
+BOUNDARY_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class GlmmSolution:
+    """The optimum of a GLMM fit.
+
+    Attributes
+    ----------
+    theta, beta : ndarray
+    mode : ConditionalMode
+        PIRLS at the optimum (``u``, ``mu``, the Cholesky factor, ...).
+    vcov_beta : ndarray (p, p)
+    n_evaluations : int
+    converged : bool
+    message : str
+    """
+
+    theta: np.ndarray
+    beta: np.ndarray
+    mode: ConditionalMode
+    vcov_beta: np.ndarray
+    n_evaluations: int
+    converged: bool
+    message: str
+
+
+def _safe(fun):
+    def wrapped(x: np.ndarray) -> float:
+        try:
+            value = fun(x)
+        except PirlsError:
+            return np.inf
+        return value if np.isfinite(value) else np.inf
+
+    return wrapped
+
+
+def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolution:
+    """Fit ``problem`` by the Laplace approximation (``n_agq = 1``) or stop after the first
+    stage (``n_agq = 0``, lme4's fast approximation)."""
+    k = problem.n_theta
+    lower = problem.theta_lower_bounds()
+    beta0 = problem.glm_start()
+    theta0 = problem.theta_start() if start_theta is None else np.asarray(start_theta, float)
+
+    stage1 = minimize_bounded(
+        _safe(lambda th: problem.mode(th, beta0, update_beta=True).laplace),
+        theta0,
+        lower,
+        ftol_abs=1e-10,
+    )
+    theta = _snap_to_boundary(
+        lambda th: problem.mode(th, beta0, update_beta=True).laplace, stage1.x, lower
+    )
+    first = problem.mode(theta, beta0, update_beta=True)
+    evaluations = stage1.n_evaluations
+    converged, message = stage1.converged, stage1.message
+    if n_agq == 0:
+        return GlmmSolution(
+            theta, first.beta, first, first.unscaled_fixed_cov, evaluations, converged, message
+        )
+
+    u0 = first.u
+
+    def laplace(x: np.ndarray) -> float:
+        return problem.mode(x[:k], x[k:], u0).laplace
+
+    x0 = np.concatenate([theta, first.beta])
+    bounds = np.concatenate([lower, np.full(problem.n_fixed, -np.inf)])
+    se = np.sqrt(np.maximum(np.diagonal(first.unscaled_fixed_cov), 1e-12))
+    step = np.concatenate([np.maximum(0.1 * np.abs(theta), 0.05), np.maximum(0.5 * se, 1e-4)])
+    stage2 = minimize_bounded(
+        _safe(laplace), x0, bounds, initial_step=step, ftol_abs=1e-12, xtol_abs=1e-10
+    )
+    x = stage2.x.copy()
+    x[:k] = _snap_to_boundary(lambda th: laplace(np.concatenate([th, x[k:]])), x[:k], lower)
+    mode = problem.mode(x[:k], x[k:], u0)
+    vcov = _hessian_vcov(_safe(laplace), x, k, mode)
+    return GlmmSolution(
+        x[:k],
+        x[k:],
+        mode,
+        vcov,
+        evaluations + stage2.n_evaluations,
+        converged and stage2.converged,
+        stage2.message,
+    )
+
+
+def _snap_to_boundary(objective, theta: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """lme4's check.boundary: diagonal elements within 1e-5 of 0 become 0 when that does not
+    raise the objective."""
+    near = (lower == 0) & (theta < BOUNDARY_TOLERANCE) & (theta != 0)
+    if not near.any():
+        return theta
+    trial = theta.copy()
+    trial[near] = 0.0
+    try:
+        better = objective(trial) <= objective(theta)
+    except PirlsError:
+        better = False
+    return trial if better else theta
+
+
+def _hessian_vcov(laplace, x: np.ndarray, k: int, mode: ConditionalMode) -> np.ndarray:
+    """``2 H^-1`` restricted to beta; the conditional ``(R_X'R_X)^-1`` when ``theta`` is on
+    the boundary (the Hessian is not defined there) or ``H`` is not positive definite."""
+    if np.any(x[:k] == 0):
+        return mode.unscaled_fixed_cov
+    steps = 1e-3 * np.maximum(np.abs(x), 0.1)
+    hess, _ = hessian_and_gradient(laplace, x, steps)
+    try:
+        np.linalg.cholesky(hess)
+    except np.linalg.LinAlgError:
+        warnings.warn(
+            "the Hessian of the Laplace deviance is not positive definite; vcov(beta) is "
+            "taken from the conditional fixed-effects system instead",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+        return mode.unscaled_fixed_cov
+    cov = 2.0 * np.linalg.inv(hess)
+    return cov[k:, k:]

@@ -1,0 +1,355 @@
+"""The result of fitting a generalized linear mixed model (what ``mm.glmer`` returns)."""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+from scipy import stats
+
+from mixedmodels.core.families import Family
+from mixedmodels.core.pirls import GlmmProblem
+from mixedmodels.design.grouping import codes_for_levels, group_codes
+from mixedmodels.design.model import ModelDesign, formula_offset
+from mixedmodels.errors import ArgumentError, NewLevelError
+from mixedmodels.optim.glmm import GlmmSolution
+from mixedmodels.results.varcorr import term_covariances, unique_group_labels, varcorr_frame
+
+SINGULAR_TOLERANCE = 1e-4
+
+
+class GlmerFit:
+    """A fitted GLMM with lme4's accessors: ``fixef``, ``vcov``, ``theta``, ``varcorr``,
+    ``ranef``, ``coef``, ``fitted`` (response scale), ``residuals`` (deviance residuals),
+    ``deviance``, ``loglik``, ``aic``, ``bic``, ``nobs``, ``ngroups``, ``is_singular``.
+
+    The log-likelihood is the Laplace approximation (lme4's ``logLik``)
+
+    .. math::
+
+        \\log L \\approx -\\tfrac12 \\left(-2 \\sum_i \\log p(y_i \\mid \\tilde\\mu_i)
+            + \\|\\tilde u\\|^2 + \\log|L|^2\\right).
+    """
+
+    def __init__(
+        self,
+        design: ModelDesign,
+        problem: GlmmProblem,
+        solution: GlmmSolution,
+        n_agq: int = 1,
+        data_name: str | None = None,
+    ):
+        self._design = design
+        self._problem = problem
+        self._solution = solution
+        self.n_agq = n_agq
+        self.data_name = data_name
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def formula(self) -> str:
+        return self._design.formula.text
+
+    @property
+    def family(self) -> Family:
+        return self._problem.family
+
+    @property
+    def design(self) -> ModelDesign:
+        return self._design
+
+    @property
+    def problem(self) -> GlmmProblem:
+        """The Laplace deviance as a function of theta and beta:
+        ``fit.problem.laplace_deviance(theta, beta)``."""
+        return self._problem
+
+    @property
+    def theta(self) -> np.ndarray:
+        return self._solution.theta.copy()
+
+    @property
+    def sigma(self) -> float:
+        """1: the binomial and poisson families have no scale parameter."""
+        return 1.0
+
+    @property
+    def nobs(self) -> int:
+        return self._design.n
+
+    @property
+    def n_dropped(self) -> int:
+        return self._design.n_dropped
+
+    @property
+    def converged(self) -> bool:
+        return self._solution.converged
+
+    @property
+    def optimizer_message(self) -> str:
+        return self._solution.message
+
+    @property
+    def n_evaluations(self) -> int:
+        return self._solution.n_evaluations
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self._design.terms:
+            out.setdefault(t.group_name, t.n_levels)
+        return out
+
+    @property
+    def is_singular(self) -> bool:
+        lower = self._problem.theta_lower_bounds()
+        return bool(np.any(self._solution.theta[lower == 0] < SINGULAR_TOLERANCE))
+
+    # ------------------------------------------------------------------ fixed effects
+    @cached_property
+    def fixef(self) -> pd.Series:
+        return pd.Series(self._solution.beta, index=self._design.fixed_names, name="fixef")
+
+    @cached_property
+    def vcov(self) -> pd.DataFrame:
+        names = self._design.fixed_names
+        return pd.DataFrame(self._solution.vcov_beta, index=names, columns=names)
+
+    def fixef_table(self) -> pd.DataFrame:
+        """Estimates with standard errors, Wald z values and ``Pr(>|z|)`` (lme4's table)."""
+        beta = self._solution.beta
+        se = np.sqrt(np.diagonal(self._solution.vcov_beta))
+        z = beta / se
+        return pd.DataFrame(
+            {
+                "estimate": beta,
+                "std_error": se,
+                "z_value": z,
+                "p_value": 2.0 * stats.norm.sf(np.abs(z)),
+            },
+            index=self._design.fixed_names,
+        )
+
+    def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
+        """Wald intervals for the fixed effects (``lower``, ``upper``)."""
+        if method != "wald":
+            raise ArgumentError("glmer fits support confint(method='wald')")
+        table = self.fixef_table()
+        q = stats.norm.ppf(0.5 + level / 2)
+        return pd.DataFrame(
+            {
+                "lower": table.estimate - q * table.std_error,
+                "upper": table.estimate + q * table.std_error,
+            }
+        )
+
+    # ------------------------------------------------------------------ likelihood
+    @property
+    def n_parameters(self) -> int:
+        return len(self._design.fixed_names) + self._problem.n_theta
+
+    @property
+    def deviance(self) -> float:
+        """Sum of squared deviance residuals at the conditional modes (lme4's
+        ``deviance()`` of a glmer fit)."""
+        return self._solution.mode.deviance
+
+    @cached_property
+    def loglik(self) -> float:
+        mode = self._solution.mode
+        p = self._problem
+        log_density = float(np.sum(p.family.log_density(p.y, mode.mu, p.prior_weights)))
+        return -0.5 * (-2.0 * log_density + float(mode.u @ mode.u) + mode.log_det)
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.n_parameters
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + math.log(self.nobs) * self.n_parameters
+
+    # ------------------------------------------------------------------ random effects
+    def _lambdas(self) -> list[np.ndarray]:
+        out, start = [], 0
+        for t in self._design.terms:
+            block = t.block
+            out.append(block.lambda_matrix(self._solution.theta[start : start + block.n_theta]))
+            start += block.n_theta
+        return out
+
+    def _term_info(self) -> list[tuple[str, list[str], np.ndarray]]:
+        labels = unique_group_labels([t.group_name for t in self._design.terms])
+        covs = term_covariances(self._lambdas(), 1.0)
+        return [
+            (label, t.column_names, cov)
+            for label, t, cov in zip(labels, self._design.terms, covs, strict=True)
+        ]
+
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """Variances and covariances of the random effects (no residual row)."""
+        info = self._term_info()
+        return varcorr_frame([i[0] for i in info], [i[1] for i in info], [i[2] for i in info], None)
+
+    @cached_property
+    def _b(self) -> list[np.ndarray]:
+        """Conditional modes ``b = Lambda u`` per term, shape (levels, p)."""
+        u = self._solution.mode.u
+        out, start = [], 0
+        for t, lam in zip(self._design.terms, self._lambdas(), strict=True):
+            size = t.n_levels * lam.shape[0]
+            out.append(u[start : start + size].reshape(t.n_levels, lam.shape[0]) @ lam.T)
+            start += size
+        return out
+
+    @cached_property
+    def _conditional_sd(self) -> list[np.ndarray]:
+        """sd of ``b | y`` per term: ``diag(Lambda L^-T L^-1 Lambda')`` (lme4's condVar)."""
+        lam_full = self._problem.relative_factor(self._solution.theta).toarray()
+        chol = self._solution.mode.cholesky
+        half = sla.solve_triangular(chol, lam_full.T, lower=True)
+        var = np.sum(half**2, axis=0)
+        out, start = [], 0
+        for t in self._design.terms:
+            p = len(t.column_names)
+            size = t.n_levels * p
+            out.append(np.sqrt(var[start : start + size].reshape(t.n_levels, p)))
+            start += size
+        return out
+
+    @cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        out: dict[str, pd.DataFrame] = {}
+        for t, b in zip(self._design.terms, self._b, strict=True):
+            frame = pd.DataFrame(
+                b, index=pd.Index(t.levels, name=t.group_name), columns=t.column_names
+            )
+            if t.group_name in out:
+                out[t.group_name] = out[t.group_name].join(frame, rsuffix="_")
+            else:
+                out[t.group_name] = frame
+        return out
+
+    def ranef_table(self) -> pd.DataFrame:
+        """lme4's ``as.data.frame(ranef(m, condVar = TRUE))``."""
+        parts = []
+        for t, b, sd in zip(self._design.terms, self._b, self._conditional_sd, strict=True):
+            for j, name in enumerate(t.column_names):
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "grpvar": t.group_name,
+                            "term": name,
+                            "grp": t.levels,
+                            "condval": b[:, j],
+                            "condsd": sd[:, j],
+                        }
+                    )
+                )
+        return pd.concat(parts, ignore_index=True)
+
+    @cached_property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        out = {}
+        for group, re in self.ranef.items():
+            frame = pd.DataFrame(
+                np.tile(self._solution.beta, (len(re), 1)),
+                index=re.index,
+                columns=self._design.fixed_names,
+            )
+            for col in re.columns:
+                base = frame[col].to_numpy() if col in frame.columns else 0.0
+                frame[col] = base + re[col].to_numpy()
+            out[group] = frame
+        return out
+
+    # ------------------------------------------------------------------ fitted values
+    @property
+    def fitted(self) -> np.ndarray:
+        """Fitted means ``mu = g^-1(eta)`` at the conditional modes."""
+        return self._solution.mode.mu.copy()
+
+    @property
+    def linear_predictor(self) -> np.ndarray:
+        return self._solution.mode.eta.copy()
+
+    def residuals(self, kind: str = "deviance") -> np.ndarray:
+        """Residuals: ``"deviance"`` (lme4's default), ``"pearson"``, ``"response"`` or
+        ``"working"``."""
+        p = self._problem
+        mu, y = self._solution.mode.mu, p.y
+        if kind == "deviance":
+            d = p.family.unit_deviance(y, mu, p.prior_weights)
+            return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
+        if kind == "pearson":
+            return (y - mu) * np.sqrt(p.prior_weights / p.family.variance(mu))
+        if kind == "response":
+            return y - mu
+        if kind == "working":
+            return (y - mu) / p.family.link.mu_eta(self._solution.mode.eta)
+        raise ArgumentError("kind must be 'deviance', 'pearson', 'response' or 'working'")
+
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        *,
+        type: str = "link",
+        include_random: bool = True,
+        allow_new_levels: bool = False,
+    ) -> np.ndarray:
+        """Predictions on the link scale (``type="link"``, lme4's default) or the response
+        scale (``type="response"``); ``include_random=False`` is lme4's ``re.form = NA``.
+        New levels get zero random effects when ``allow_new_levels``."""
+        if type not in ("link", "response"):
+            raise ArgumentError("type must be 'link' or 'response'")
+        design = self._design
+        if newdata is None:
+            eta = design.X @ self._solution.beta + self._problem.offset
+            if include_random:
+                eta = self._solution.mode.eta.copy()
+        else:
+            eta = design.fixed_matrix(newdata) @ self._solution.beta
+            if design.formula.offsets:
+                eta = eta + formula_offset(design.formula, newdata)
+            if include_random:
+                eta = eta + self._random_part(newdata, allow_new_levels)
+        return self.family.link.inverse(eta) if type == "response" else eta
+
+    def _random_part(self, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
+        out = np.zeros(len(newdata))
+        for t, b in zip(self._design.terms, self._b, strict=True):
+            codes = codes_for_levels(newdata, t.spec.group_factors, t.levels)
+            unseen = codes < 0
+            if unseen.any() and not allow_new_levels:
+                new = sorted(set(group_codes(newdata.loc[unseen], t.spec.group_factors)[1]))
+                new = [str(v) for v in new]
+                raise NewLevelError(
+                    f"new levels of grouping factor {t.group_name!r} in newdata: "
+                    f"{', '.join(new[:10])}; pass allow_new_levels=True to predict them with "
+                    "zero random effects"
+                )
+            z = t.builder.build(newdata)
+            safe = np.where(unseen, 0, codes)
+            out += np.where(unseen, 0.0, np.einsum("np,np->n", z, b[safe]))
+        return out
+
+    # ------------------------------------------------------------------ printing
+    def summary(self) -> str:
+        from mixedmodels.results.glmer_summary import glmer_summary_text
+
+        return glmer_summary_text(self)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<pre>{html.escape(self.summary())}</pre>"
+
+    def __repr__(self) -> str:
+        return f"<GlmerFit {self.formula!r} family={self.family} nobs={self.nobs}>"
