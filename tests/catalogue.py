@@ -48,6 +48,15 @@ class Case:
 
     def fit(self) -> mm.LmerFit:
         frame = self.data()
+        family = self.reference.get("family", "gaussian")
+        if family != "gaussian":
+            return mm.glmer(
+                self.formula,
+                frame,
+                family,
+                link=self.reference.get("link"),
+                weights=self.weights(frame),
+            )
         return mm.lmer(self.formula, frame, reml=self.reml, weights=self.weights(frame))
 
 
@@ -62,6 +71,15 @@ def gaussian_cases() -> list[Case]:
     )
     cases = [_load(p) for p in paths]
     return [c for c in cases if c.reference.get("family", "gaussian") == "gaussian"]
+
+
+def glmm_cases() -> list[Case]:
+    """GLMM reference cases: the shared catalogue's and the project's (reference/glmm/,
+    made by make_project_reference.R from cases_glmm.R, with lme4's default fit and one with
+    PIRLS converged tightly under ``tight``)."""
+    paths = sorted(REFERENCE_DIR.glob("*.json")) + sorted((REFERENCE_DIR / "glmm").glob("*.json"))
+    cases = [_load(p) for p in paths]
+    return [c for c in cases if c.reference.get("family", "gaussian") != "gaussian"]
 
 
 def case(name: str) -> Case:

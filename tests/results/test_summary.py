@@ -78,3 +78,22 @@ def test_format_r_uses_common_decimals_like_r():
 def test_abbreviate_like_r():
     assert abbreviate("(Intercept)") == "(Intr)"
     assert abbreviate("Days") == "Days"
+
+
+def test_glmer_summary_matches_lme4_print():
+    """lme4's print of the same fit with PIRLS converged (its Control: line left out)."""
+    fit = mm.glmer(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+        mm.datasets.load("cbpp"),
+        "binomial",
+        data_name="cbpp",
+    )
+    ours = [line.rstrip() for line in fit.summary().split("\n")]
+    theirs = [
+        line.rstrip()
+        for line in lme4_lines("summary_cbpp_glmer.txt")
+        if not line.startswith("Control:")
+    ]
+    assert len(ours) == len(theirs)
+    for mine, lme4 in zip(ours, theirs, strict=True):
+        assert_same_print(mine, lme4)

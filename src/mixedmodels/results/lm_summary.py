@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mixedmodels.results.rformat import format_r_auto
 from mixedmodels.results.summary import DIGITS, fixed_effects_table, quantile_rows
 
 if TYPE_CHECKING:
@@ -16,13 +17,26 @@ EPS = np.finfo(float).eps
 
 
 def format_pvalues(p: np.ndarray, digits: int) -> list[str]:
-    """R's ``format.pval``: ``< 2e-16`` below machine epsilon, else ``digits`` significant."""
-    out = []
-    for v in p:
-        if v < EPS:
-            out.append("< 2e-16")
-        else:
-            out.append(_signif(v, digits))
+    """R's ``format.pval`` (R 4.2): p-values with exponent >= -3 (or -4 when ``digits >
+    1``) formatted together, the smaller ones together (fixed or scientific, whichever is
+    narrower), and those below machine epsilon as ``< 2e-16`` (``<2e-16`` when the others
+    are at most 6 characters wide)."""
+    p = np.asarray(p, dtype=float)
+    out = [""] * len(p)
+    tiny = p < EPS
+    expo = np.floor(np.log10(np.where(p > 0, p, 1e-50)))
+    fixp = ~tiny & ((expo >= -3) | ((expo == -4) & (digits > 1)))
+    rest = ~tiny & ~fixp
+    for mask in (fixp, rest):
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            for i, text in zip(idx, format_r_auto(p[idx], digits), strict=True):
+                out[i] = text
+    if tiny.any():
+        others = [out[i] for i in np.flatnonzero(~tiny)]
+        sep = "" if others and max(len(t) for t in others) <= 6 else " "
+        for i in np.flatnonzero(tiny):
+            out[i] = f"<{sep}2e-16"
     width = max(len(s) for s in out)
     return [s.rjust(width) for s in out]
 

@@ -42,3 +42,26 @@ def zapsmall(values: np.ndarray, digits: int) -> np.ndarray:
     if mx <= 0:
         return np.round(values, digits)
     return np.round(values, max(0, math.floor(digits - math.log10(mx) + 0.5)))
+
+
+def _significant_needed(value: float, digits: int) -> int:
+    """Significant digits (at most ``digits``) that show ``value`` rounded to ``digits``."""
+    if value == 0 or not math.isfinite(value):
+        return 1
+    mantissa = f"{abs(value):.{digits - 1}e}".split("e")[0].replace(".", "").rstrip("0")
+    return max(1, len(mantissa))
+
+
+def format_r_auto(values, digits: int) -> list[str]:
+    """R's ``format(x, digits)`` choosing fixed or scientific notation for the whole vector:
+    fixed unless it is wider than scientific (R's ``scipen = 0``)."""
+    vals = [float(v) for v in np.atleast_1d(values)]
+    fixed = format_r(vals, digits)
+    mant = max(_significant_needed(v, digits) for v in vals)
+    sci = []
+    for v in vals:
+        base, exp = f"{v:.{mant - 1}e}".split("e")
+        sci.append(f"{base}e{int(exp):+03d}")
+    fixed_w = max(len(t.strip()) for t in fixed)
+    sci_w = max(len(t) for t in sci)
+    return [t.strip() for t in fixed] if fixed_w <= sci_w else sci

@@ -1,0 +1,117 @@
+"""glmer's API: response forms, prediction, errors; identities between representations."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedmodels as mm
+from mixedmodels.core.families import make_family
+
+
+@pytest.fixture(scope="module")
+def cbpp():
+    return mm.datasets.load("cbpp")
+
+
+@pytest.fixture(scope="module")
+def cbpp_fit(cbpp):
+    return mm.glmer("cbind(incidence, size - incidence) ~ period + (1|herd)", cbpp, "binomial")
+
+
+def test_proportion_with_trials_as_weights_equals_cbind(cbpp, cbpp_fit):
+    """R's two spellings of a binomial response give the same likelihood (1e-6: two
+    optimizer runs on the same function)."""
+    frame = cbpp.assign(prop=cbpp.incidence / cbpp["size"])
+    fit = mm.glmer("prop ~ period + (1|herd)", frame, "binomial", weights="size")
+    assert fit.loglik == pytest.approx(cbpp_fit.loglik, rel=1e-9)
+    np.testing.assert_allclose(fit.fixef, cbpp_fit.fixef, rtol=1e-6)
+
+
+def test_binary_response_forms_agree():
+    df = mm.datasets.load("sleepstudy")
+    df = df.assign(
+        slow=df.Reaction > 300,
+        slow01=(df.Reaction > 300).astype(int),
+        slowf=pd.Categorical(np.where(df.Reaction > 300, "yes", "no"), categories=["no", "yes"]),
+    )
+    fits = [
+        mm.glmer(f"{y} ~ Days + (1|Subject)", df, "binomial") for y in ("slow", "slow01", "slowf")
+    ]
+    for other in fits[1:]:
+        np.testing.assert_allclose(other.fixef, fits[0].fixef, rtol=1e-10)
+
+
+def test_predict_new_data_reproduces_fitted_rows(cbpp, cbpp_fit):
+    rows = cbpp.iloc[[0, 7, 30]]
+    np.testing.assert_allclose(cbpp_fit.predict(rows), cbpp_fit.predict()[[0, 7, 30]], rtol=1e-12)
+    response = cbpp_fit.predict(rows, type="response")
+    np.testing.assert_allclose(response, cbpp_fit.fitted[[0, 7, 30]], rtol=1e-12)
+    marginal = cbpp_fit.predict(rows, include_random=False)
+    np.testing.assert_allclose(marginal, cbpp_fit.predict(include_random=False)[[0, 7, 30]])
+
+
+def test_new_levels_are_an_error_unless_allowed(cbpp, cbpp_fit):
+    new = cbpp.iloc[[0]].copy()
+    new["herd"] = pd.Categorical(["99"])
+    with pytest.raises(mm.errors.NewLevelError, match="99"):
+        cbpp_fit.predict(new)
+    eta = cbpp_fit.predict(new, allow_new_levels=True)
+    assert eta[0] == pytest.approx(cbpp_fit.fixef.iloc[0])
+
+
+def test_conditional_modes_are_lambda_u(cbpp_fit):
+    """b = Lambda u: the ranef table is the spherical modes scaled by theta."""
+    u = cbpp_fit._solution.mode.u
+    np.testing.assert_allclose(cbpp_fit.ranef["herd"].iloc[:, 0], cbpp_fit.theta[0] * u)
+
+
+def test_loglik_is_the_laplace_formula(cbpp_fit):
+    """logLik = -(sum -2 log p(y|mu) + ||u||^2 + log|L|^2) / 2, recomputed from parts."""
+    problem, mode = cbpp_fit.problem, cbpp_fit._solution.mode
+    from scipy import stats
+
+    trials = problem.prior_weights
+    logp = stats.binom.logpmf(np.round(problem.y * trials), trials, mode.mu).sum()
+    expected = -0.5 * (-2 * logp + mode.u @ mode.u + mode.log_det)
+    assert cbpp_fit.loglik == pytest.approx(expected, rel=1e-12)
+
+
+def test_probit_link_inverse_and_derivative():
+    fam = make_family("binomial", "probit")
+    eta = np.linspace(-3, 3, 7)
+    h = 1e-6
+    numeric = (fam.link.inverse(eta + h) - fam.link.inverse(eta - h)) / (2 * h)
+    np.testing.assert_allclose(fam.link.mu_eta(eta), numeric, rtol=1e-7)
+    np.testing.assert_allclose(fam.link(fam.link.inverse(eta)), eta, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"family": "gamma"}, mm.ArgumentError, "binomial"),
+        ({"family": "poisson", "link": "logit"}, mm.ArgumentError, "not available"),
+        ({"family": "binomial", "n_agq": 5}, mm.ArgumentError, "n_agq"),
+    ],
+)
+def test_bad_arguments(cbpp, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        mm.glmer("cbind(incidence, size - incidence) ~ period + (1|herd)", cbpp, **kwargs)
+
+
+def test_response_outside_the_family_is_a_data_error(cbpp):
+    with pytest.raises(mm.DataError, match="binomial response"):
+        mm.glmer("incidence ~ period + (1|herd)", cbpp, "binomial")
+    with pytest.raises(mm.FormulaError, match="cbind"):
+        mm.glmer("cbind(incidence, size) ~ period + (1|herd)", cbpp, "poisson")
+
+
+def test_user_dataframe_not_modified(cbpp):
+    before = cbpp.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mm.glmer("cbind(incidence, size - incidence) ~ period + (1|herd)", cbpp, "binomial")
+    pd.testing.assert_frame_equal(cbpp, before)
