@@ -25,7 +25,9 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from mixedmodels.core.families import Family
+from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.terms import RandomBlock
+from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 
 MAX_ITERATIONS = 60
 MAX_HALVINGS = 12
@@ -51,8 +53,10 @@ class ConditionalMode:
         ``sum_i d_i(y_i, mu_i)``.
     log_det : float
         ``log |Lambda' Z' W Z Lambda + I|``.
-    cholesky : ndarray (q, q)
-        Lower Cholesky factor ``L`` of that matrix.
+    weighted_problem : LmmProblem
+        The penalized weighted least-squares problem at the mode's GLM weights (its
+        factorization gives ``L``; its conditional covariances with ``sigma = 1`` are
+        ``Var(b | y)``).
     unscaled_fixed_cov : ndarray (p, p)
         ``(R_X' R_X)^-1`` of the weighted system (the conditional covariance of beta).
     """
@@ -63,7 +67,7 @@ class ConditionalMode:
     mu: np.ndarray
     deviance: float
     log_det: float
-    cholesky: np.ndarray
+    weighted_problem: LmmProblem
     unscaled_fixed_cov: np.ndarray
 
     @property
@@ -109,7 +113,6 @@ class GlmmProblem:
         self.Zt = self.Z.T.tocsr()
         self.q = self.Z.shape[1]
         self._theta_sizes = [b.n_theta for b in blocks]
-        self._pairs = _row_pairs(self.Z)
 
     @property
     def n_theta(self) -> int:
@@ -173,12 +176,11 @@ class GlmmProblem:
             When no step decreases the penalized deviance from the start.
         """
         fam, link = self.family, self.family.link
+        theta = np.asarray(theta, dtype=float)
         lam = self.relative_factor(theta)
-        lam_t = lam.T.tocsr()
-        lambdas = self._lambdas(theta)
-        p = self.n_fixed
         beta = np.asarray(beta, dtype=float).copy()
         u = np.zeros(self.q) if u_start is None else np.asarray(u_start, dtype=float).copy()
+        no_fixed = np.zeros((self.n, 0))
 
         def state(beta_: np.ndarray, u_: np.ndarray):
             eta_ = self.offset + self.X @ beta_ + self.Z @ (lam @ u_)
@@ -192,21 +194,20 @@ class GlmmProblem:
         for _ in range(MAX_ITERATIONS):
             d = link.mu_eta(eta)
             weights = self.prior_weights * d**2 / fam.variance(mu)
-            M = self._penalized_gram(lambdas, weights)
+            # one scoring step = penalized weighted least squares on the working response,
+            # solved by the LMM engine's blocked Cholesky
             if update_beta:
                 work = eta - self.offset + (self.y - mu) / d
-                wz = weights * work
-                cross = lam_t @ (self.Zt @ (self.X * weights[:, None]))
-                lhs = np.block([[M, cross], [cross.T, self.X.T @ (self.X * weights[:, None])]])
-                rhs = np.concatenate([lam_t @ (self.Zt @ wz), self.X.T @ wz])
+                pwls = LmmProblem(self.blocks, self.X, work, weights, reml=False)
             else:
                 work = eta - self.offset - self.X @ beta + (self.y - mu) / d
-                lhs, rhs = M, lam_t @ (self.Zt @ (weights * work))
-            solution = _solve_spd(lhs, rhs)
-            if solution is None:
-                raise PirlsError("the weighted system is not positive definite")
-            new_u = solution[: self.q]
-            new_beta = solution[self.q :] if update_beta else beta
+                pwls = LmmProblem(self.blocks, no_fixed, work, weights, reml=False)
+            try:
+                solution = pwls.solve(theta)
+            except NotPositiveDefiniteError as exc:
+                raise PirlsError("the weighted system is not positive definite") from exc
+            new_u = np.concatenate([part.ravel() for part in solution.u])
+            new_beta = solution.beta if update_beta else beta
             step = 1.0
             for _ in range(MAX_HALVINGS):
                 try_beta = beta + step * (new_beta - beta)
@@ -222,19 +223,19 @@ class GlmmProblem:
             if change < TOLERANCE * (abs(pdev) + 1.0):
                 break
         weights = self._glm_weights(eta, mu)
-        M = self._penalized_gram(lambdas, weights)
-        chol = _cholesky(M)
-        if chol is None:
-            raise PirlsError("Lambda' Z' W Z Lambda + I is not positive definite")
-        log_det = 2.0 * float(np.sum(np.log(np.diagonal(chol))))
+        at_mode = LmmProblem(self.blocks, self.X, self.y, weights, reml=False)
+        try:
+            factor = at_mode.factorize(theta)
+        except NotPositiveDefiniteError as exc:
+            raise PirlsError("Lambda' Z' W Z Lambda + I is not positive definite") from exc
+        p = self.n_fixed
         if p:
-            cross = lam_t @ (self.Zt @ (self.X * weights[:, None]))
-            solved = sla.solve_triangular(chol, cross, lower=True)
-            schur = self.X.T @ (self.X * weights[:, None]) - solved.T @ solved
-            unscaled = _spd_inverse(schur)
+            lxx = factor.xy_xy[:p, :p]
+            rinv = sla.solve_triangular(lxx, np.eye(p), lower=True)
+            unscaled = rinv.T @ rinv
         else:
             unscaled = np.zeros((0, 0))
-        return ConditionalMode(beta, u, eta, mu, dev, log_det, chol, unscaled)
+        return ConditionalMode(beta, u, eta, mu, dev, factor.log_det_random(), at_mode, unscaled)
 
     def laplace_deviance(self, theta: np.ndarray, beta: np.ndarray, u_start=None) -> float:
         """Laplace approximation of ``-2 log L`` (up to a constant) at ``(theta, beta)``."""
@@ -243,64 +244,6 @@ class GlmmProblem:
     def _glm_weights(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
         d = self.family.link.mu_eta(eta)
         return self.prior_weights * d**2 / self.family.variance(mu)
-
-    def _penalized_gram(self, lambdas: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-        """``Lambda' Z' W Z Lambda + I`` (dense): ``Z' W Z`` summed from the precomputed
-        pairs of nonzeros in each row of ``Z``, then each block pair of terms scaled by
-        their ``lambda``s (``Lambda = I (x) lambda`` per term)."""
-        rows, flat, values = self._pairs
-        gram = np.bincount(flat, weights=weights[rows] * values, minlength=self.q * self.q)
-        M = gram.reshape(self.q, self.q)
-        starts = np.cumsum([0] + [b.size for b in self.blocks])
-        for a, (block_a, lam_a) in enumerate(zip(self.blocks, lambdas, strict=True)):
-            for b, (block_b, lam_b) in enumerate(zip(self.blocks, lambdas, strict=True)):
-                sa = slice(starts[a], starts[a + 1])
-                sb = slice(starts[b], starts[b + 1])
-                if block_a.p == 1 and block_b.p == 1:
-                    M[sa, sb] *= lam_a[0, 0] * lam_b[0, 0]
-                    continue
-                part = M[sa, sb].reshape(block_a.n_levels, block_a.p, block_b.n_levels, block_b.p)
-                part = np.einsum("ij,xiyk,kl->xjyl", lam_a, part, lam_b, optimize=True)
-                M[sa, sb] = part.reshape(block_a.size, block_b.size)
-        M[np.diag_indices_from(M)] += 1.0
-        return M
-
-    def _lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
-        out, start = [], 0
-        for block, size in zip(self.blocks, self._theta_sizes, strict=True):
-            out.append(block.lambda_matrix(np.asarray(theta[start : start + size])))
-            start += size
-        return out
-
-
-def _row_pairs(Z: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every row of ``Z`` and every pair of its nonzeros ``(a, b)``: the row, the flat
-    index ``a q + b`` and the product of the two values (so ``Z'WZ`` is one bincount)."""
-    Z = Z.tocsr()
-    Z.sort_indices()
-    q = Z.shape[1]
-    counts = np.diff(Z.indptr)
-    per_row = int(counts.max()) if counts.size else 0
-    if per_row == 0 or np.any(counts != per_row):
-        coo = Z.tocoo()
-        rows_out, flat_out, vals_out = [], [], []
-        for r in range(Z.shape[0]):
-            cols = Z.indices[Z.indptr[r] : Z.indptr[r + 1]]
-            vals = Z.data[Z.indptr[r] : Z.indptr[r + 1]]
-            a, b = np.meshgrid(np.arange(cols.size), np.arange(cols.size), indexing="ij")
-            rows_out.append(np.full(a.size, r))
-            flat_out.append(cols[a.ravel()] * q + cols[b.ravel()])
-            vals_out.append(vals[a.ravel()] * vals[b.ravel()])
-        del coo
-        return np.concatenate(rows_out), np.concatenate(flat_out), np.concatenate(vals_out)
-    cols = Z.indices.reshape(-1, per_row)
-    vals = Z.data.reshape(-1, per_row)
-    a, b = np.meshgrid(np.arange(per_row), np.arange(per_row), indexing="ij")
-    a, b = a.ravel(), b.ravel()
-    rows = np.repeat(np.arange(Z.shape[0]), a.size)
-    flat = (cols[:, a] * q + cols[:, b]).ravel()
-    values = (vals[:, a] * vals[:, b]).ravel()
-    return rows, flat, values
 
 
 def _sparse_z(blocks: list[RandomBlock], n: int) -> sp.csr_matrix:
@@ -317,25 +260,3 @@ def _sparse_z(blocks: list[RandomBlock], n: int) -> sp.csr_matrix:
     return sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, start)
     )
-
-
-def _cholesky(M: np.ndarray) -> np.ndarray | None:
-    try:
-        return sla.cholesky(M, lower=True)
-    except np.linalg.LinAlgError:
-        return None
-
-
-def _solve_spd(A: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-    try:
-        return sla.cho_solve(sla.cho_factor(A, lower=True), b)
-    except np.linalg.LinAlgError:
-        return None
-
-
-def _spd_inverse(A: np.ndarray) -> np.ndarray:
-    try:
-        c = sla.cho_factor(A, lower=True)
-        return sla.cho_solve(c, np.eye(A.shape[0]))
-    except np.linalg.LinAlgError:
-        return np.linalg.pinv(A)

@@ -7,7 +7,6 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-import scipy.linalg as sla
 from scipy import stats
 
 from mixedmodels.core.families import Family
@@ -208,18 +207,11 @@ class GlmerFit:
 
     @cached_property
     def _conditional_sd(self) -> list[np.ndarray]:
-        """sd of ``b | y`` per term: ``diag(Lambda L^-T L^-1 Lambda')`` (lme4's condVar)."""
-        lam_full = self._problem.relative_factor(self._solution.theta).toarray()
-        chol = self._solution.mode.cholesky
-        half = sla.solve_triangular(chol, lam_full.T, lower=True)
-        var = np.sum(half**2, axis=0)
-        out, start = [], 0
-        for t in self._design.terms:
-            p = len(t.column_names)
-            size = t.n_levels * p
-            out.append(np.sqrt(var[start : start + size].reshape(t.n_levels, p)))
-            start += size
-        return out
+        """sd of ``b | y`` per term: ``diag(Lambda (L L')^-1 Lambda')`` with ``L`` the
+        Cholesky factor at the mode's GLM weights (lme4's condVar for glmer)."""
+        mode = self._solution.mode
+        covs = mode.weighted_problem.conditional_covariances(self._solution.theta, 1.0)
+        return [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs]
 
     @cached_property
     def ranef(self) -> dict[str, pd.DataFrame]:
