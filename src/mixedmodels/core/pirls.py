@@ -30,6 +30,7 @@ from mixedmodels.core.terms import RandomBlock
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 
 MAX_ITERATIONS = 60
+DENSE_LIMIT = 200  # random effects up to which one PIRLS step uses dense algebra
 MAX_HALVINGS = 12
 TOLERANCE = 1e-12
 
@@ -53,10 +54,9 @@ class ConditionalMode:
         ``sum_i d_i(y_i, mu_i)``.
     log_det : float
         ``log |Lambda' Z' W Z Lambda + I|``.
-    weighted_problem : LmmProblem
-        The penalized weighted least-squares problem at the mode's GLM weights (its
-        factorization gives ``L``; its conditional covariances with ``sigma = 1`` are
-        ``Var(b | y)``).
+    weights : ndarray (n,)
+        GLM weights ``w (d mu / d eta)^2 / V(mu)`` at the mode (the weighted least-squares
+        problem with them has ``Var(b | y)`` as its conditional covariance at sigma 1).
     unscaled_fixed_cov : ndarray (p, p)
         ``(R_X' R_X)^-1`` of the weighted system (the conditional covariance of beta).
     """
@@ -67,7 +67,7 @@ class ConditionalMode:
     mu: np.ndarray
     deviance: float
     log_det: float
-    weighted_problem: LmmProblem
+    weights: np.ndarray
     unscaled_fixed_cov: np.ndarray
 
     @property
@@ -113,6 +113,7 @@ class GlmmProblem:
         self.Zt = self.Z.T.tocsr()
         self.q = self.Z.shape[1]
         self._theta_sizes = [b.n_theta for b in blocks]
+        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def n_theta(self) -> int:
@@ -177,13 +178,13 @@ class GlmmProblem:
         """
         fam, link = self.family, self.family.link
         theta = np.asarray(theta, dtype=float)
-        lam = self.relative_factor(theta)
+        lambdas = self.lambdas(theta)
         beta = np.asarray(beta, dtype=float).copy()
         u = np.zeros(self.q) if u_start is None else np.asarray(u_start, dtype=float).copy()
-        no_fixed = np.zeros((self.n, 0))
+        system = self._system(theta, lambdas)
 
         def state(beta_: np.ndarray, u_: np.ndarray):
-            eta_ = self.offset + self.X @ beta_ + self.Z @ (lam @ u_)
+            eta_ = self.offset + self.X @ beta_ + self.Z @ self.scale(lambdas, u_)
             mu_ = link.inverse(eta_)
             dev_ = float(np.sum(fam.unit_deviance(self.y, mu_, self.prior_weights)))
             return eta_, mu_, dev_, dev_ + float(u_ @ u_)
@@ -194,20 +195,13 @@ class GlmmProblem:
         for _ in range(MAX_ITERATIONS):
             d = link.mu_eta(eta)
             weights = self.prior_weights * d**2 / fam.variance(mu)
-            # one scoring step = penalized weighted least squares on the working response,
-            # solved by the LMM engine's blocked Cholesky
             if update_beta:
                 work = eta - self.offset + (self.y - mu) / d
-                pwls = LmmProblem(self.blocks, self.X, work, weights, reml=False)
             else:
                 work = eta - self.offset - self.X @ beta + (self.y - mu) / d
-                pwls = LmmProblem(self.blocks, no_fixed, work, weights, reml=False)
-            try:
-                solution = pwls.solve(theta)
-            except NotPositiveDefiniteError as exc:
-                raise PirlsError("the weighted system is not positive definite") from exc
-            new_u = np.concatenate([part.ravel() for part in solution.u])
-            new_beta = solution.beta if update_beta else beta
+            new_u, new_beta = system.step(weights, work, update_beta)
+            if not update_beta:
+                new_beta = beta
             step = 1.0
             for _ in range(MAX_HALVINGS):
                 try_beta = beta + step * (new_beta - beta)
@@ -223,19 +217,42 @@ class GlmmProblem:
             if change < TOLERANCE * (abs(pdev) + 1.0):
                 break
         weights = self._glm_weights(eta, mu)
-        at_mode = LmmProblem(self.blocks, self.X, self.y, weights, reml=False)
-        try:
-            factor = at_mode.factorize(theta)
-        except NotPositiveDefiniteError as exc:
-            raise PirlsError("Lambda' Z' W Z Lambda + I is not positive definite") from exc
-        p = self.n_fixed
-        if p:
-            lxx = factor.xy_xy[:p, :p]
-            rinv = sla.solve_triangular(lxx, np.eye(p), lower=True)
-            unscaled = rinv.T @ rinv
-        else:
-            unscaled = np.zeros((0, 0))
-        return ConditionalMode(beta, u, eta, mu, dev, factor.log_det_random(), at_mode, unscaled)
+        log_det, unscaled = system.at_mode(weights)
+        return ConditionalMode(beta, u, eta, mu, dev, log_det, weights, unscaled)
+
+    def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Each term's ``p x p`` lower-triangular ``lambda``."""
+        out, start = [], 0
+        for block, size in zip(self.blocks, self._theta_sizes, strict=True):
+            out.append(block.lambda_matrix(np.asarray(theta[start : start + size])))
+            start += size
+        return out
+
+    def scale(self, lambdas: list[np.ndarray], u: np.ndarray, transpose: bool = False):
+        """``Lambda u`` (or ``Lambda' u``) for a vector or a (q, m) matrix, term by term."""
+        out = np.empty_like(u, dtype=float)
+        start = 0
+        for block, lam in zip(self.blocks, lambdas, strict=True):
+            part = u[start : start + block.size]
+            if block.p == 1:
+                out[start : start + block.size] = lam[0, 0] * part
+            else:
+                m = lam if transpose else lam.T
+                shaped = part.reshape(block.n_levels, block.p, -1)
+                res = np.einsum("lpm,pk->lkm", shaped, m)
+                out[start : start + block.size] = res.reshape(part.shape)
+            start += block.size
+        return out
+
+    def _system(self, theta: np.ndarray, lambdas: list[np.ndarray]):
+        """The solver of one scoring step's penalized weighted least squares: dense for
+        up to DENSE_LIMIT random effects (Z'WZ from precomputed pairs), else the LMM
+        engine's blocked Cholesky."""
+        if self.q <= DENSE_LIMIT:
+            if self._pairs is None:
+                self._pairs = _row_pairs(self.Z)
+            return _DenseSystem(self, lambdas)
+        return _EngineSystem(self, theta)
 
     def laplace_deviance(self, theta: np.ndarray, beta: np.ndarray, u_start=None) -> float:
         """Laplace approximation of ``-2 log L`` (up to a constant) at ``(theta, beta)``."""
@@ -260,3 +277,121 @@ def _sparse_z(blocks: list[RandomBlock], n: int) -> sp.csr_matrix:
     return sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, start)
     )
+
+
+class _EngineSystem:
+    """A scoring step by the LMM engine: penalized weighted least squares on the working
+    response with the GLM weights (``X`` empty when beta is held fixed)."""
+
+    def __init__(self, problem: GlmmProblem, theta: np.ndarray):
+        self.problem = problem
+        self.theta = theta
+        self.no_fixed = np.zeros((problem.n, 0))
+
+    def step(self, weights, work, update_beta: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        pr = self.problem
+        X = pr.X if update_beta else self.no_fixed
+        try:
+            solution = LmmProblem(pr.blocks, X, work, weights, reml=False).solve(self.theta)
+        except NotPositiveDefiniteError as exc:
+            raise PirlsError("the weighted system is not positive definite") from exc
+        new_u = np.concatenate([part.ravel() for part in solution.u])
+        return new_u, (solution.beta if update_beta else None)
+
+    def at_mode(self, weights) -> tuple[float, np.ndarray]:
+        pr = self.problem
+        try:
+            factor = LmmProblem(pr.blocks, pr.X, pr.y, weights, reml=False).factorize(self.theta)
+        except NotPositiveDefiniteError as exc:
+            raise PirlsError("Lambda' Z' W Z Lambda + I is not positive definite") from exc
+        p = pr.n_fixed
+        if not p:
+            return factor.log_det_random(), np.zeros((0, 0))
+        rinv = sla.solve_triangular(factor.xy_xy[:p, :p], np.eye(p), lower=True)
+        return factor.log_det_random(), rinv.T @ rinv
+
+
+class _DenseSystem:
+    """A scoring step with dense ``q x q`` algebra: ``Z'WZ`` is one bincount over the
+    precomputed pairs of nonzeros in each row of ``Z``, scaled block by block with the
+    terms' ``lambda``."""
+
+    def __init__(self, problem: GlmmProblem, lambdas: list[np.ndarray]):
+        self.problem = problem
+        self.lambdas = lambdas
+
+    def penalized_gram(self, weights: np.ndarray) -> np.ndarray:
+        """``Lambda' Z' W Z Lambda + I``."""
+        pr = self.problem
+        rows, flat, values = pr._pairs
+        q = pr.q
+        M = np.bincount(flat, weights=weights[rows] * values, minlength=q * q).reshape(q, q)
+        starts = np.cumsum([0] + [b.size for b in pr.blocks])
+        for a, (ba, la) in enumerate(zip(pr.blocks, self.lambdas, strict=True)):
+            for b, (bb, lb) in enumerate(zip(pr.blocks, self.lambdas, strict=True)):
+                sa, sb = slice(starts[a], starts[a + 1]), slice(starts[b], starts[b + 1])
+                if ba.p == 1 and bb.p == 1:
+                    M[sa, sb] *= la[0, 0] * lb[0, 0]
+                    continue
+                part = M[sa, sb].reshape(ba.n_levels, ba.p, bb.n_levels, bb.p)
+                part = np.einsum("ij,xiyk,kl->xjyl", la, part, lb, optimize=True)
+                M[sa, sb] = part.reshape(ba.size, bb.size)
+        M[np.diag_indices_from(M)] += 1.0
+        return M
+
+    def cross(self, weights: np.ndarray) -> np.ndarray:
+        """``Lambda' Z' W X``."""
+        pr = self.problem
+        return pr.scale(self.lambdas, np.asarray(pr.Zt @ (pr.X * weights[:, None])), True)
+
+    def step(self, weights, work, update_beta: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        pr = self.problem
+        M = self.penalized_gram(weights)
+        wz = weights * work
+        rhs_u = pr.scale(self.lambdas, pr.Zt @ wz, transpose=True)
+        if update_beta:
+            cross = self.cross(weights)
+            xwx = pr.X.T @ (pr.X * weights[:, None])
+            lhs = np.block([[M, cross], [cross.T, xwx]])
+            rhs = np.concatenate([rhs_u, pr.X.T @ wz])
+        else:
+            lhs, rhs = M, rhs_u
+        try:
+            solution = sla.cho_solve(sla.cho_factor(lhs, lower=True), rhs)
+        except np.linalg.LinAlgError as exc:
+            raise PirlsError("the weighted system is not positive definite") from exc
+        return solution[: pr.q], (solution[pr.q :] if update_beta else None)
+
+    def at_mode(self, weights) -> tuple[float, np.ndarray]:
+        pr = self.problem
+        try:
+            chol = sla.cholesky(self.penalized_gram(weights), lower=True)
+        except np.linalg.LinAlgError as exc:
+            raise PirlsError("Lambda' Z' W Z Lambda + I is not positive definite") from exc
+        log_det = 2.0 * float(np.sum(np.log(np.diagonal(chol))))
+        if not pr.n_fixed:
+            return log_det, np.zeros((0, 0))
+        solved = sla.solve_triangular(chol, self.cross(weights), lower=True)
+        schur = pr.X.T @ (pr.X * weights[:, None]) - solved.T @ solved
+        return log_det, np.linalg.inv(schur)
+
+
+def _row_pairs(Z: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every row of ``Z`` and every pair ``(a, b)`` of its nonzeros: the row, the flat
+    index ``a q + b`` and the product of the two values (``Z'WZ`` is then one bincount)."""
+    Z = Z.tocsr()
+    Z.sort_indices()
+    q = Z.shape[1]
+    rows_out, flat_out, vals_out = [], [], []
+    counts = np.diff(Z.indptr)
+    for width in np.unique(counts):  # rows grouped by their number of nonzeros
+        if width == 0:
+            continue
+        which = np.flatnonzero(counts == width)
+        pos = Z.indptr[which][:, None] + np.arange(width)
+        cols, vals = Z.indices[pos], Z.data[pos]
+        a, b = (m.ravel() for m in np.meshgrid(np.arange(width), np.arange(width), indexing="ij"))
+        rows_out.append(np.repeat(which, a.size))
+        flat_out.append((cols[:, a] * q + cols[:, b]).ravel())
+        vals_out.append((vals[:, a] * vals[:, b]).ravel())
+    return np.concatenate(rows_out), np.concatenate(flat_out), np.concatenate(vals_out)

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from mixedmodels.core.families import Family
+from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.pirls import GlmmProblem
 from mixedmodels.design.grouping import codes_for_levels, group_codes
 from mixedmodels.design.model import ModelDesign, formula_offset
@@ -209,8 +210,9 @@ class GlmerFit:
     def _conditional_sd(self) -> list[np.ndarray]:
         """sd of ``b | y`` per term: ``diag(Lambda (L L')^-1 Lambda')`` with ``L`` the
         Cholesky factor at the mode's GLM weights (lme4's condVar for glmer)."""
-        mode = self._solution.mode
-        covs = mode.weighted_problem.conditional_covariances(self._solution.theta, 1.0)
+        mode, pr = self._solution.mode, self._problem
+        weighted = LmmProblem(pr.blocks, pr.X, pr.y, mode.weights, reml=False)
+        covs = weighted.conditional_covariances(self._solution.theta, 1.0)
         return [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs]
 
     @cached_property
