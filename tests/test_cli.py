@@ -65,3 +65,18 @@ def test_plain_lme4_layout_on_request(capsys):
     )
     out = capsys.readouterr().out
     assert "['lmerMod']" in out and "Pr(>|t|)" not in out
+
+
+def test_glmer_from_the_command_line_matches_lme4(capsys):
+    """--family fits glmer; the JSON's logLik and fixef are lme4's (tight PIRLS) ones."""
+    from tests.catalogue import glmm_cases
+
+    ref = next(c for c in glmm_cases() if c.name == "cbpp_probit").reference
+    argv = ["fit", ref["formula"], "--data", "cbpp", "--family", "binomial", "--link", "probit"]
+    assert main([*argv, "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["loglik"] == pytest.approx(ref["tight"]["logLik"], rel=1e-6)
+    assert list(payload["fixef"].values()) == pytest.approx(ref["tight"]["fixef"], rel=1e-4)
+    assert payload["family"] == "binomial  ( probit )"
+    assert main(argv) == 0
+    assert "Family: binomial  ( probit )" in capsys.readouterr().out

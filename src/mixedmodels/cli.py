@@ -1,4 +1,5 @@
-"""Command line: ``mixedmodels fit FORMULA --data NAME_OR_FILE [--ml] [--json]``."""
+"""Command line: ``mixedmodels fit FORMULA --data NAME_OR_FILE [--ml] [--json]
+[--family binomial|poisson]``."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from mixedmodels import datasets
-from mixedmodels.api import lmer
-from mixedmodels.errors import DataError, MixedModelsError
+from mixedmodels.api import glmer, lmer
+from mixedmodels.errors import ArgumentError, DataError, MixedModelsError
 from mixedmodels.results.fit import LmerFit
 
 
@@ -34,14 +35,16 @@ def read_data(source: str) -> tuple[pd.DataFrame, str]:
     return datasets.load(source), source
 
 
-def fit_to_dict(fit: LmerFit) -> dict:
-    """A JSON-ready description of a fit."""
+def fit_to_dict(fit) -> dict:
+    """A JSON-ready description of a fit (lmer or glmer)."""
     se = np.sqrt(np.diagonal(fit.vcov.to_numpy()))
     vc = fit.varcorr
+    glmm = not isinstance(fit, LmerFit)
     return {
         "formula": fit.formula,
-        "reml": fit.reml,
-        "objective": fit.objective,
+        "family": str(fit.family) if glmm else "gaussian",
+        "reml": False if glmm else fit.reml,
+        "objective": fit.deviance if glmm else fit.objective,
         "loglik": fit.loglik,
         "aic": fit.aic,
         "bic": fit.bic,
@@ -75,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true", help="print a JSON result instead")
     fit.add_argument("--weights", help="column of prior weights")
     fit.add_argument(
+        "--family",
+        choices=["gaussian", "binomial", "poisson"],
+        default="gaussian",
+        help="response distribution: gaussian fits lmer, the others glmer (Laplace)",
+    )
+    fit.add_argument("--link", help="link function for --family binomial/poisson")
+    fit.add_argument(
         "--ddf",
         default="satterthwaite",
         choices=["satterthwaite", "kenward-roger", "none"],
@@ -103,9 +113,23 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(datasets.list_datasets()))
             return 0
         data, name = read_data(args.data)
+        if args.plot and args.family != "gaussian":
+            raise ArgumentError("--plot draws figures of gaussian (lmer) fits only")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fit = lmer(args.formula, data, reml=not args.ml, weights=args.weights, data_name=name)
+            if args.family == "gaussian":
+                fit = lmer(
+                    args.formula, data, reml=not args.ml, weights=args.weights, data_name=name
+                )
+            else:
+                fit = glmer(
+                    args.formula,
+                    data,
+                    args.family,
+                    link=args.link,
+                    weights=args.weights,
+                    data_name=name,
+                )
         if args.plot:
             from mixedmodels import plots
 
@@ -121,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             payload["warnings"] = [str(w.message) for w in caught]
             print(json.dumps(payload, indent=2))
         else:
-            print(fit.summary(ddf=args.ddf))
+            print(fit.summary(ddf=args.ddf) if isinstance(fit, LmerFit) else fit.summary())
             for w in caught:
                 print(f"warning: {w.message}", file=sys.stderr)
     except MixedModelsError as exc:
