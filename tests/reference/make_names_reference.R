@@ -4,15 +4,8 @@
 suppressMessages(library(jsonlite))
 args <- commandArgs(trailingOnly = TRUE)
 out <- args[1]; datadir <- args[2]
-schema <- fromJSON(file.path(datadir, "schema.json"), simplifyVector = TRUE)
-load_csv <- function(name) {
-  d <- read.csv(file.path(datadir, paste0(name, ".csv")), stringsAsFactors = FALSE)
-  for (v in names(schema[[name]]$factors)) {
-    f <- schema[[name]]$factors[[v]]
-    d[[v]] <- factor(as.character(d[[v]]), levels = f$levels, ordered = isTRUE(f$ordered))
-  }
-  d
-}
+script_dir <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)))
+source(file.path(script_dir, "load_data.R"))
 cases <- list(
   list(data = "sleepstudy", rhs = "I(Days/2) + log(Days + 1) + sqrt(Days)"),
   list(data = "sleepstudy", rhs = "exp(Days/10) + sin(2 * pi * Days/10) + cos(Days)"),

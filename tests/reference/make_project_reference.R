@@ -4,15 +4,8 @@
 suppressMessages({library(lme4); library(lmerTest); library(jsonlite)})
 args <- commandArgs(trailingOnly = TRUE)
 cases_file <- args[1]; out <- args[2]; datadir <- args[3]
-schema <- fromJSON(file.path(datadir, "schema.json"), simplifyVector = TRUE)
-load_csv <- function(name) {
-  d <- read.csv(file.path(datadir, paste0(name, ".csv")), stringsAsFactors = FALSE)
-  for (v in names(schema[[name]]$factors)) {
-    f <- schema[[name]]$factors[[v]]
-    d[[v]] <- factor(as.character(d[[v]]), levels = f$levels, ordered = isTRUE(f$ordered))
-  }
-  d
-}
+script_dir <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)))
+source(file.path(script_dir, "load_data.R"))
 V <- function(x) I(unname(as.numeric(x)))
 fit_case <- function(case) {
   d <- load_csv(case$data)

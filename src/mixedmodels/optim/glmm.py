@@ -3,8 +3,8 @@
 1. ``nAGQ = 0`` stage: BOBYQA over ``theta``; at each ``theta`` PIRLS updates ``beta`` and
    ``u`` together.
 2. Laplace stage: BOBYQA over ``(theta, beta)`` from the first stage's optimum; at each point
-   PIRLS finds the mode of ``u`` (always from the first stage's ``u``, so the objective is a
-   deterministic function of its arguments).
+   PIRLS finds the mode of ``u`` from the previous point's mode (converged to a relative
+   change of 1e-12, the value does not depend on that start beyond rounding).
 
 ``vcov(beta)`` comes from the Hessian of the Laplace deviance in ``(theta, beta)``
 (``2 H^-1``, lme4's ``use.hessian = TRUE``), computed by extrapolated central differences
@@ -89,9 +89,14 @@ def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolu
         )
 
     u0 = first.u
+    warm = {"u": u0}
 
     def laplace(x: np.ndarray) -> float:
-        return problem.mode(x[:k], x[k:], u0).laplace
+        # PIRLS from the last mode found: it converges to 1e-12, so the value does not
+        # depend on the start beyond rounding, and nearby points need fewer steps
+        mode = problem.mode(x[:k], x[k:], warm["u"])
+        warm["u"] = mode.u
+        return mode.laplace
 
     x0 = np.concatenate([theta, first.beta])
     bounds = np.concatenate([lower, np.full(problem.n_fixed, -np.inf)])

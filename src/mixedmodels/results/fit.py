@@ -11,13 +11,19 @@ import scipy.sparse as sp
 import scipy.sparse.linalg  # noqa: F401  (sp.linalg.lsqr)
 
 from mixedmodels.core.lmm import LmmProblem, Solution
-from mixedmodels.design.grouping import codes_for_levels, group_codes
 from mixedmodels.design.model import ModelDesign, formula_offset
-from mixedmodels.errors import ArgumentError, NewLevelError
+from mixedmodels.errors import ArgumentError
 from mixedmodels.optim import OptimizeResult
+from mixedmodels.results.random_effects import (
+    group_counts,
+    is_singular,
+    level_coefficients,
+    new_data_codes,
+    random_part,
+    ranef_frames,
+    ranef_long,
+)
 from mixedmodels.results.varcorr import term_covariances, unique_group_labels, varcorr_frame
-
-SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular(tol = 1e-4)
 
 
 class LmerFit:
@@ -105,16 +111,12 @@ class LmerFit:
     @property
     def ngroups(self) -> dict[str, int]:
         """Number of levels of each grouping factor (each factor once)."""
-        out: dict[str, int] = {}
-        for t in self._design.terms:
-            out.setdefault(t.group_name, t.n_levels)
-        return out
+        return group_counts(self._design.terms)
 
     @property
     def is_singular(self) -> bool:
         """True when a theta element bounded below by 0 is below 1e-4 (lme4's rule)."""
-        lower = self._problem.theta_lower_bounds()
-        return bool(np.any(self._solution.theta[lower == 0] < SINGULAR_TOLERANCE))
+        return is_singular(self._solution.theta, self._problem.theta_lower_bounds())
 
     # ------------------------------------------------------------------ fixed effects
     @cached_property
@@ -316,54 +318,17 @@ class LmerFit:
     @cached_property
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes: group name -> DataFrame (levels x coefficients)."""
-        out: dict[str, pd.DataFrame] = {}
-        for t, b in zip(self._design.terms, self._solution.b, strict=True):
-            frame = pd.DataFrame(
-                b, index=pd.Index(t.levels, name=t.group_name), columns=t.column_names
-            )
-            if t.group_name in out:
-                out[t.group_name] = out[t.group_name].join(frame, rsuffix="_")
-            else:
-                out[t.group_name] = frame
-        return out
+        return ranef_frames(self._design.terms, self._solution.b)
 
     def ranef_table(self) -> pd.DataFrame:
         """Long form with conditional sd (lme4's ``as.data.frame(ranef(m, condVar=TRUE))``)."""
-        parts = []
-        for t, b, cov in zip(
-            self._design.terms, self._solution.b, self._conditional_covariances, strict=True
-        ):
-            for j, name in enumerate(t.column_names):
-                parts.append(
-                    pd.DataFrame(
-                        {
-                            "grpvar": t.group_name,
-                            "term": name,
-                            "grp": t.levels,
-                            "condval": b[:, j],
-                            "condsd": np.sqrt(cov[:, j, j]),
-                        }
-                    )
-                )
-        return pd.concat(parts, ignore_index=True)
+        sds = [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in self._conditional_covariances]
+        return ranef_long(self._design.terms, self._solution.b, sds)
 
     @cached_property
     def coef(self) -> dict[str, pd.DataFrame]:
         """Per-level coefficients: fixed effects plus the level's random effects."""
-        out = {}
-        for group, re in self.ranef.items():
-            frame = pd.DataFrame(
-                np.tile(self._solution.beta, (len(re), 1)),
-                index=re.index,
-                columns=self._design.fixed_names,
-            )
-            for col in re.columns:
-                if col in frame.columns:
-                    frame[col] = frame[col] + re[col].to_numpy()
-                else:
-                    frame[col] = re[col].to_numpy()
-            out[group] = frame
-        return out
+        return level_coefficients(self.ranef, self._solution.beta, self._design.fixed_names)
 
     # ------------------------------------------------------------------ fitted values
     @cached_property
@@ -436,21 +401,12 @@ class LmerFit:
         if include_random:
             for i, (t, b) in enumerate(zip(self._design.terms, self._solution.b, strict=True)):
                 if data_rows:
-                    codes = codes_for_levels(newdata, t.spec.group_factors, t.levels)
-                    z = t.builder.build(newdata)
+                    codes, z = new_data_codes(t, newdata, allow_new_levels)
                 else:
                     codes, z = t.codes, t.z
                 unseen = codes < 0
-                if unseen.any() and not allow_new_levels:
-                    new = sorted(set(group_codes(newdata.loc[unseen], t.spec.group_factors)[1]))
-                    new = [str(v) for v in new]
-                    raise NewLevelError(
-                        f"new levels of grouping factor {t.group_name!r} in newdata: "
-                        f"{', '.join(new[:10])}{' ...' if len(new) > 10 else ''}; "
-                        "pass allow_new_levels=True to predict them with zero random effects"
-                    )
                 safe = np.where(unseen, 0, codes)
-                pred = pred + np.where(unseen, 0.0, np.einsum("np,np->n", z, b[safe]))
+                pred = pred + random_part(codes, z, b)
                 if covs is not None:
                     seen_var = np.einsum("ni,nij,nj->n", z, covs[i][safe], z)
                     new_var = np.einsum("ni,ij,nj->n", z, term_covs[i], z)

@@ -12,13 +12,19 @@ from scipy import stats
 from mixedmodels.core.families import Family
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.pirls import GlmmProblem
-from mixedmodels.design.grouping import codes_for_levels, group_codes
 from mixedmodels.design.model import ModelDesign, formula_offset
-from mixedmodels.errors import ArgumentError, NewLevelError
+from mixedmodels.errors import ArgumentError
 from mixedmodels.optim.glmm import GlmmSolution
+from mixedmodels.results.random_effects import (
+    group_counts,
+    is_singular,
+    level_coefficients,
+    new_data_codes,
+    random_part,
+    ranef_frames,
+    ranef_long,
+)
 from mixedmodels.results.varcorr import term_covariances, unique_group_labels, varcorr_frame
-
-SINGULAR_TOLERANCE = 1e-4
 
 
 class GlmerFit:
@@ -98,15 +104,11 @@ class GlmerFit:
 
     @property
     def ngroups(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for t in self._design.terms:
-            out.setdefault(t.group_name, t.n_levels)
-        return out
+        return group_counts(self._design.terms)
 
     @property
     def is_singular(self) -> bool:
-        lower = self._problem.theta_lower_bounds()
-        return bool(np.any(self._solution.theta[lower == 0] < SINGULAR_TOLERANCE))
+        return is_singular(self._solution.theta, self._problem.theta_lower_bounds())
 
     # ------------------------------------------------------------------ fixed effects
     @cached_property
@@ -217,49 +219,15 @@ class GlmerFit:
 
     @cached_property
     def ranef(self) -> dict[str, pd.DataFrame]:
-        out: dict[str, pd.DataFrame] = {}
-        for t, b in zip(self._design.terms, self._b, strict=True):
-            frame = pd.DataFrame(
-                b, index=pd.Index(t.levels, name=t.group_name), columns=t.column_names
-            )
-            if t.group_name in out:
-                out[t.group_name] = out[t.group_name].join(frame, rsuffix="_")
-            else:
-                out[t.group_name] = frame
-        return out
+        return ranef_frames(self._design.terms, self._b)
 
     def ranef_table(self) -> pd.DataFrame:
         """lme4's ``as.data.frame(ranef(m, condVar = TRUE))``."""
-        parts = []
-        for t, b, sd in zip(self._design.terms, self._b, self._conditional_sd, strict=True):
-            for j, name in enumerate(t.column_names):
-                parts.append(
-                    pd.DataFrame(
-                        {
-                            "grpvar": t.group_name,
-                            "term": name,
-                            "grp": t.levels,
-                            "condval": b[:, j],
-                            "condsd": sd[:, j],
-                        }
-                    )
-                )
-        return pd.concat(parts, ignore_index=True)
+        return ranef_long(self._design.terms, self._b, self._conditional_sd)
 
     @cached_property
     def coef(self) -> dict[str, pd.DataFrame]:
-        out = {}
-        for group, re in self.ranef.items():
-            frame = pd.DataFrame(
-                np.tile(self._solution.beta, (len(re), 1)),
-                index=re.index,
-                columns=self._design.fixed_names,
-            )
-            for col in re.columns:
-                base = frame[col].to_numpy() if col in frame.columns else 0.0
-                frame[col] = base + re[col].to_numpy()
-            out[group] = frame
-        return out
+        return level_coefficients(self.ranef, self._solution.beta, self._design.fixed_names)
 
     # ------------------------------------------------------------------ fitted values
     @property
@@ -316,19 +284,8 @@ class GlmerFit:
     def _random_part(self, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
         out = np.zeros(len(newdata))
         for t, b in zip(self._design.terms, self._b, strict=True):
-            codes = codes_for_levels(newdata, t.spec.group_factors, t.levels)
-            unseen = codes < 0
-            if unseen.any() and not allow_new_levels:
-                new = sorted(set(group_codes(newdata.loc[unseen], t.spec.group_factors)[1]))
-                new = [str(v) for v in new]
-                raise NewLevelError(
-                    f"new levels of grouping factor {t.group_name!r} in newdata: "
-                    f"{', '.join(new[:10])}; pass allow_new_levels=True to predict them with "
-                    "zero random effects"
-                )
-            z = t.builder.build(newdata)
-            safe = np.where(unseen, 0, codes)
-            out += np.where(unseen, 0.0, np.einsum("np,np->n", z, b[safe]))
+            codes, z = new_data_codes(t, newdata, allow_new_levels)
+            out += random_part(codes, z, b)
         return out
 
     # ------------------------------------------------------------------ printing
