@@ -56,6 +56,7 @@ class Case:
                 family,
                 link=self.reference.get("link"),
                 weights=self.weights(frame),
+                n_agq=int(self.reference.get("nAGQ", 1)),
             )
         return mm.lmer(self.formula, frame, reml=self.reml, weights=self.weights(frame))
 

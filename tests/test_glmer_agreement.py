@@ -1,4 +1,5 @@
-"""glmer against lme4 1.1-31 (Laplace) over the GLMM catalogue.
+"""glmer against lme4 1.1-31 (Laplace, and adaptive Gauss-Hermite quadrature for the
+nAGQ cases) over the GLMM catalogue.
 
 Two references per project case (make_project_reference.R, cases_glmm.R): lme4's default
 fit, and the same fit with PIRLS converged to ``tolPwrss = 1e-12`` (``tight``).  lme4's

@@ -239,9 +239,10 @@ def glmer(
         binomial: logit (default), probit, cloglog; poisson: log (default), identity, sqrt.
     weights, offset : str or array-like, optional
         Prior weights (binomial: numbers of trials) and an offset on the link scale.
-    n_agq : {1, 0}
-        1: Laplace (lme4's default); 0: lme4's faster ``nAGQ = 0`` (beta estimated inside
-        PIRLS).
+    n_agq : int
+        1: Laplace (lme4's default); more: adaptive Gauss-Hermite quadrature with that many
+        nodes (one scalar random-effect term, as lme4); 0: lme4's faster ``nAGQ = 0``
+        (beta estimated inside PIRLS).
 
     Returns
     -------
@@ -252,16 +253,19 @@ def glmer(
             family = make_family(family, link)
         except ValueError as exc:
             raise ArgumentError(str(exc)) from exc
-    if n_agq not in (0, 1):
-        raise ArgumentError(
-            f"n_agq must be 1 (Laplace) or 0; adaptive quadrature (n_agq={n_agq}) is not available"
-        )
+    if not isinstance(n_agq, int) or not 0 <= n_agq <= 25:
+        raise ArgumentError(f"n_agq must be an integer from 0 to 25, not {n_agq!r}")
     design = build_design(formula, data, weights=weights, offset=offset, glm_family=family.name)
     if design.n_dropped:
         warnings.warn(
             f"{design.n_dropped} row(s) with missing values dropped",
             RowsDroppedWarning,
             stacklevel=2,
+        )
+    if n_agq > 1 and (len(design.terms) != 1 or design.terms[0].block.p != 1):
+        raise ArgumentError(
+            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) needs a single scalar "
+            "random-effect term such as (1 | g); use n_agq=1 (Laplace) for this model"
         )
     problem = glmm_problem(design, family)
     solution = fit_glmm(problem, n_agq)

@@ -15,10 +15,11 @@ fit_case <- function(case) {
   if (glmm) {
     link <- if (is.null(case$link)) switch(case$family, binomial = "logit", poisson = "log") else case$link
     fam <- do.call(case$family, list(link = link))  # binomial(link = <call>) would deparse the call
-    m <- glmer(as.formula(case$formula), data = d, family = fam, weights = .w)
+    nagq <- if (is.null(case$nAGQ)) 1 else case$nAGQ
+    m <- glmer(as.formula(case$formula), data = d, family = fam, weights = .w, nAGQ = nagq)
     # the same fit with PIRLS converged tightly: lme4's default tolPwrss = 1e-7 leaves its
     # finite-difference Hessian (and so the standard errors) biased by up to ~1%
-    mt <- glmer(as.formula(case$formula), data = d, family = fam, weights = .w,
+    mt <- glmer(as.formula(case$formula), data = d, family = fam, weights = .w, nAGQ = nagq,
                 control = glmerControl(tolPwrss = 1e-12))
   } else {
     m <- lmerTest::lmer(as.formula(case$formula), data = d, REML = isTRUE(case$REML), weights = .w)
@@ -27,6 +28,7 @@ fit_case <- function(case) {
   re <- as.data.frame(ranef(m, condVar = TRUE))
   res <- list(name = case$name, data = case$data, formula = case$formula, REML = isTRUE(case$REML),
     family = if (glmm) case$family else "gaussian", link = if (glmm) fam$link else "identity",
+    nAGQ = if (glmm) nagq else NULL,
     weights = case[["weights", exact = TRUE]], na = case[["na", exact = TRUE]],
     lme4_version = as.character(packageVersion("lme4")), nobs = nobs(m), ngrps = as.list(ngrps(m)),
     fixef = V(fixef(m)), fixef_names = I(names(fixef(m))),

@@ -94,7 +94,7 @@ def test_probit_link_inverse_and_derivative():
     [
         ({"family": "gamma"}, mm.ArgumentError, "binomial"),
         ({"family": "poisson", "link": "logit"}, mm.ArgumentError, "not available"),
-        ({"family": "binomial", "n_agq": 5}, mm.ArgumentError, "n_agq"),
+        ({"family": "binomial", "n_agq": 30}, mm.ArgumentError, "n_agq"),
     ],
 )
 def test_bad_arguments(cbpp, kwargs, error, message):
@@ -115,3 +115,26 @@ def test_user_dataframe_not_modified(cbpp):
         warnings.simplefilter("ignore")
         mm.glmer("cbind(incidence, size - incidence) ~ period + (1|herd)", cbpp, "binomial")
     pd.testing.assert_frame_equal(cbpp, before)
+
+
+def test_quadrature_needs_one_scalar_term():
+    df = mm.datasets.load("grouseticks")
+    with pytest.raises(mm.ArgumentError, match="single scalar"):
+        mm.glmer("TICKS ~ YEAR + (1|BROOD) + (1|LOCATION)", df, "poisson", n_agq=5)
+
+
+def test_one_quadrature_node_is_the_laplace_approximation(cbpp_fit):
+    """AGQ with one node (z = 0, w = 1) reduces to the Laplace deviance exactly."""
+    problem = cbpp_fit.problem
+    theta, beta = cbpp_fit.theta, cbpp_fit.fixef.to_numpy()
+    one_node, mode = problem.quadrature_deviance(theta, beta, 1)
+    assert one_node == pytest.approx(mode.laplace, rel=1e-12)
+
+
+def test_more_quadrature_nodes_converge(cbpp_fit):
+    """The AGQ deviance settles as nodes are added (25 vs 15 nodes agree to 1e-8)."""
+    problem = cbpp_fit.problem
+    theta, beta = cbpp_fit.theta, cbpp_fit.fixef.to_numpy()
+    d15 = problem.quadrature_deviance(theta, beta, 15)[0]
+    d25 = problem.quadrature_deviance(theta, beta, 25)[0]
+    assert d15 == pytest.approx(d25, rel=1e-8)

@@ -36,7 +36,10 @@ class GlmmSolution:
     ----------
     theta, beta : ndarray
     mode : ConditionalMode
-        PIRLS at the optimum (``u``, ``mu``, the Cholesky factor, ...).
+        PIRLS at the optimum (``u``, ``mu``, the GLM weights, ...).
+    objective : float
+        The minimized approximate deviance (Laplace or quadrature), up to the constant
+        ``-2 sum log p(y_i | y_i)``.
     vcov_beta : ndarray (p, p)
     n_evaluations : int
     converged : bool
@@ -47,6 +50,7 @@ class GlmmSolution:
     beta: np.ndarray
     mode: ConditionalMode
     vcov_beta: np.ndarray
+    objective: float
     n_evaluations: int
     converged: bool
     message: str
@@ -64,8 +68,9 @@ def _safe(fun):
 
 
 def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolution:
-    """Fit ``problem`` by the Laplace approximation (``n_agq = 1``) or stop after the first
-    stage (``n_agq = 0``, lme4's fast approximation)."""
+    """Fit ``problem`` by the Laplace approximation (``n_agq = 1``), adaptive Gauss-Hermite
+    quadrature (``n_agq > 1``, one scalar random-effect term) in the second stage, or stop
+    after the first stage (``n_agq = 0``, lme4's fast approximation)."""
     k = problem.n_theta
     lower = problem.theta_lower_bounds()
     beta0 = problem.glm_start()
@@ -85,7 +90,14 @@ def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolu
     converged, message = stage1.converged, stage1.message
     if n_agq == 0:
         return GlmmSolution(
-            theta, first.beta, first, first.unscaled_fixed_cov, evaluations, converged, message
+            theta,
+            first.beta,
+            first,
+            first.unscaled_fixed_cov,
+            first.laplace,
+            evaluations,
+            converged,
+            message,
         )
 
     u0 = first.u
@@ -94,9 +106,13 @@ def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolu
     def laplace(x: np.ndarray) -> float:
         # PIRLS from the last mode found: it converges to 1e-12, so the value does not
         # depend on the start beyond rounding, and nearby points need fewer steps
-        mode = problem.mode(x[:k], x[k:], warm["u"])
+        if n_agq > 1:
+            value, mode = problem.quadrature_deviance(x[:k], x[k:], n_agq, warm["u"])
+        else:
+            mode = problem.mode(x[:k], x[k:], warm["u"])
+            value = mode.laplace
         warm["u"] = mode.u
-        return mode.laplace
+        return value
 
     x0 = np.concatenate([theta, first.beta])
     bounds = np.concatenate([lower, np.full(problem.n_fixed, -np.inf)])
@@ -110,6 +126,8 @@ def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolu
     mode = problem.mode(x[:k], x[k:], u0)
 
     def laplace_near_optimum(z: np.ndarray) -> float:  # PIRLS from the optimum's mode
+        if n_agq > 1:
+            return problem.quadrature_deviance(z[:k], z[k:], n_agq, mode.u)[0]
         return problem.mode(z[:k], z[k:], mode.u).laplace
 
     vcov = _hessian_vcov(_safe(laplace_near_optimum), x, k, mode)
@@ -118,6 +136,7 @@ def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolu
         x[k:],
         mode,
         vcov,
+        laplace_near_optimum(x),
         evaluations + stage2.n_evaluations,
         converged and stage2.converged,
         stage2.message,

@@ -161,10 +161,19 @@ class GlmerFit:
 
     @cached_property
     def loglik(self) -> float:
+        """The approximate log-likelihood: ``-(objective + c) / 2`` where the objective uses
+        deviance residuals and ``c = -2 sum log p(y | mu) - sum d_i`` (the saturated model's
+        ``-2 log`` density, free of ``mu``) puts it on the scale of R's ``family$aic``."""
+        if self.n_agq > 1:
+            # lme4 1.1-31's quadrature deviance omits the saturated term, and its logLik
+            # follows it; we report the same number (so it is not comparable with a
+            # Laplace fit's, in lme4 as here)
+            return -0.5 * self._solution.objective
         mode = self._solution.mode
         p = self._problem
         log_density = float(np.sum(p.family.log_density(p.y, mode.mu, p.prior_weights)))
-        return -0.5 * (-2.0 * log_density + float(mode.u @ mode.u) + mode.log_det)
+        saturated = -2.0 * log_density - mode.deviance
+        return -0.5 * (self._solution.objective + saturated)
 
     @property
     def aic(self) -> float:

@@ -22,16 +22,12 @@ if TYPE_CHECKING:
 
 def glmer_summary_text(fit: GlmerFit) -> str:
     """``summary(glmer(...))`` as lme4 1.1-31 prints it."""
-    approximation = (
-        "Laplace" if fit.n_agq == 1 else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {fit.n_agq}"
-    )
+    if fit.n_agq > 1:
+        method = f"(Adaptive\n  Gauss-Hermite Quadrature, nAGQ = {fit.n_agq}) [glmerMod]"
+    else:
+        method = "(Laplace\n  Approximation) [glmerMod]"
     out = [
-        "Generalized linear mixed model fit by maximum likelihood "
-        + (
-            "(Laplace\n  Approximation) [glmerMod]"
-            if fit.n_agq == 1
-            else f"({approximation}) ['glmerMod']"
-        ),
+        "Generalized linear mixed model fit by maximum likelihood " + method,
         f" Family: {fit.family}",
         f"Formula: {fit.formula}",
     ]
