@@ -340,7 +340,8 @@ def anova(*fits, names: list[str] | None = None) -> pd.DataFrame:
 
     With several fits: lme4's likelihood-ratio table (npar, AIC, BIC, logLik, deviance,
     Chisq, Df, Pr(>Chisq)); REML fits are first refitted by ML, as lme4 does, and the
-    table's ``attrs["note"]`` says so.  With one fit: F tests of its fixed-effect terms with
+    table's ``attrs["note"]`` says so.  glmer fits are compared by their (Laplace)
+    log-likelihoods.  With one fit: F tests of its fixed-effect terms with
     Satterthwaite denominator df (lmerTest's ``anova(m)``).
 
     Raises
@@ -355,14 +356,22 @@ def anova(*fits, names: list[str] | None = None) -> pd.DataFrame:
         type3_table,
     )
 
-    if len(fits) == 1:
-        return type3_table(fits[0])
     if not fits:
         raise ArgumentError("anova needs at least one fit")
+    glmm = [isinstance(f, GlmerFit) for f in fits]
+    if len(fits) == 1:
+        if glmm[0]:
+            raise ArgumentError(
+                "F tests of a glmer fit's terms are not available; compare models with "
+                "mm.anova(fit_a, fit_b)"
+            )
+        return type3_table(fits[0])
+    if any(glmm) and not all(glmm):
+        raise ArgumentError("anova compares lmer fits with lmer fits and glmer with glmer")
     names = names or [f"model{i + 1}" for i in range(len(fits))]
     check_same_data(list(fits))
     note = None
-    if any(f.reml for f in fits):
+    if not any(glmm) and any(f.reml for f in fits):
         fits = tuple(refit_ml(f) for f in fits)
         note = "refitting model(s) with ML (instead of REML)"
         warnings.warn(note, UserWarning, stacklevel=2)

@@ -88,3 +88,20 @@ def test_f_tests_match_lmertest(data, formula, ref):
     np.testing.assert_array_equal(table["NumDF"], r["NumDF"])
     np.testing.assert_allclose(table["DenDF"], r["DenDF"], rtol=1e-3)
     np.testing.assert_allclose(table["Pr(>F)"], r["p"], rtol=1e-3)
+
+
+def test_glmer_likelihood_ratio_table_matches_lme4():
+    """glmer fits compared by their Laplace log-likelihoods; lme4 with PIRLS converged
+    (1e-7: two optimizers on the same function; p-value 1e-5 as it is ~1e-65)."""
+    df = mm.datasets.load("grouseticks")
+    g1 = mm.glmer("TICKS ~ YEAR + cHEIGHT + (1|LOCATION)", df, "poisson")
+    g2 = mm.glmer("TICKS ~ YEAR + cHEIGHT + (1|BROOD) + (1|LOCATION)", df, "poisson")
+    table = mm.anova(g1, g2)
+    ref = load("anova_lrt_glmer_grouseticks.json")
+    assert list(table.npar) == ref["npar"]
+    for col in ["AIC", "BIC", "logLik", "deviance"]:
+        np.testing.assert_allclose(table[col], ref[col], rtol=1e-7)
+    assert table["Chisq"].iloc[1] == pytest.approx(ref["Chisq"][1], rel=1e-5)
+    assert table["Pr(>Chisq)"].iloc[1] == pytest.approx(ref["p"][1], rel=1e-4)
+    with pytest.raises(mm.ArgumentError, match="glmer"):
+        mm.anova(g1)
