@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import markdown  # noqa: E402
 
 CASES = {
-    "cbpp (1|herd), binomial": (
+    "cbpp, herd intercepts, binomial": (
         "cbpp",
         "cbind(incidence, size - incidence) ~ period + (1 | herd)",
         "binomial",
