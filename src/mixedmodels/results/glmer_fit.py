@@ -159,6 +159,12 @@ class GlmerFit:
         ``deviance()`` of a glmer fit)."""
         return self._solution.mode.deviance
 
+    @property
+    def objective(self) -> float:
+        """lme4's ``deviance(m)`` of a glmer fit (what its reference tables call the
+        objective): the deviance-residual sum at the conditional modes."""
+        return self.deviance
+
     @cached_property
     def loglik(self) -> float:
         """The approximate log-likelihood: ``-(objective + c) / 2`` where the objective uses
