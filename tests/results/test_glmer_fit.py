@@ -138,3 +138,10 @@ def test_more_quadrature_nodes_converge(cbpp_fit):
     d15 = problem.quadrature_deviance(theta, beta, 15)[0]
     d25 = problem.quadrature_deviance(theta, beta, 25)[0]
     assert d15 == pytest.approx(d25, rel=1e-8)
+
+
+def test_linear_predictor_is_x_beta_plus_z_lambda_u(cbpp_fit):
+    """eta = X beta + Z Lambda u: the matrix form reproduces the fitted linear predictor."""
+    u = cbpp_fit._solution.mode.u
+    eta = cbpp_fit.X @ cbpp_fit.fixef.to_numpy() + cbpp_fit.Z @ (cbpp_fit.Lambda @ u)
+    np.testing.assert_allclose(eta, cbpp_fit.linear_predictor, rtol=1e-12)

@@ -190,17 +190,9 @@ class GlmerFit:
         return -2.0 * self.loglik + math.log(self.nobs) * self.n_parameters
 
     # ------------------------------------------------------------------ random effects
-    def _lambdas(self) -> list[np.ndarray]:
-        out, start = [], 0
-        for t in self._design.terms:
-            block = t.block
-            out.append(block.lambda_matrix(self._solution.theta[start : start + block.n_theta]))
-            start += block.n_theta
-        return out
-
     def _term_info(self) -> list[tuple[str, list[str], np.ndarray]]:
         labels = unique_group_labels([t.group_name for t in self._design.terms])
-        covs = term_covariances(self._lambdas(), 1.0)
+        covs = term_covariances(self._problem.lambdas(self._solution.theta), 1.0)
         return [
             (label, t.column_names, cov)
             for label, t, cov in zip(labels, self._design.terms, covs, strict=True)
@@ -217,7 +209,9 @@ class GlmerFit:
         """Conditional modes ``b = Lambda u`` per term, shape (levels, p)."""
         u = self._solution.mode.u
         out, start = [], 0
-        for t, lam in zip(self._design.terms, self._lambdas(), strict=True):
+        for t, lam in zip(
+            self._design.terms, self._problem.lambdas(self._solution.theta), strict=True
+        ):
             size = t.n_levels * lam.shape[0]
             out.append(u[start : start + size].reshape(t.n_levels, lam.shape[0]) @ lam.T)
             start += size
@@ -302,6 +296,22 @@ class GlmerFit:
             codes, z = new_data_codes(t, newdata, allow_new_levels)
             out += random_part(codes, z, b)
         return out
+
+    # ------------------------------------------------------------------ matrix form
+    @property
+    def X(self) -> np.ndarray:
+        """Fixed-effects model matrix."""
+        return self._design.X
+
+    @property
+    def Z(self):
+        """Random-effects model matrix (sparse, n x q, terms side by side, level-major)."""
+        return self._problem.Z
+
+    @property
+    def Lambda(self):
+        """Relative covariance factor at the estimate (sparse, q x q): ``b = Lambda u``."""
+        return self._problem.relative_factor(self._solution.theta)
 
     # ------------------------------------------------------------------ printing
     def summary(self) -> str:
