@@ -23,10 +23,10 @@ class Link:
 
     def inverse(self, eta: np.ndarray) -> np.ndarray:
         """``mu = g^-1(eta)``."""
-        if self.name == "logit":
-            return special.expit(eta)
+        if self.name == "logit":  # kept inside (0, 1) as R's linkinv does
+            return np.clip(special.expit(eta), _EPS, 1 - _EPS)
         if self.name == "probit":
-            return special.ndtr(eta)
+            return np.clip(special.ndtr(eta), _EPS, 1 - _EPS)
         if self.name == "cloglog":
             return np.clip(-np.expm1(-np.exp(eta)), _EPS, 1 - _EPS)
         if self.name == "log":
