@@ -249,6 +249,19 @@ class LmerFit:
 
         return bootstrap(self, nsim, statistic, seed=seed, n_jobs=n_jobs, progress=progress)
 
+    def sample_posterior(
+        self, draws: int = 2000, warmup: int = 500, *, seed=None, progress: bool = True, **prior
+    ):
+        """The Bayesian view: Gibbs draws from the posterior (flat prior on beta,
+        ``1/sigma^2``, half-t standard deviations with uniform correlations); see
+        :func:`mixedmodels.results.posterior.sample_posterior`.  Returns a ``Posterior``
+        with ``.draws`` and ``.summary()``."""
+        from mixedmodels.results.posterior import sample_posterior
+
+        return sample_posterior(
+            self, draws=draws, warmup=warmup, seed=seed, progress=progress, **prior
+        )
+
     # ------------------------------------------------------------------ likelihood
     @property
     def n_parameters(self) -> int:
