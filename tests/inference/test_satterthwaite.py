@@ -3,8 +3,11 @@
 Two comparisons:
 
 * at lme4's estimates (``lmer(..., start=lme4_theta, optimize=False)``), i.e. the model
-  lmerTest worked on: df and p within the issue's 1e-3 relative for every case, whatever the
-  size of p (measured: df within 2e-7, p within 3e-5 relative);
+  lmerTest worked on: df and p within the issue's 1e-3 relative for every case lme4
+  fitted to convergence, whatever the size of p (measured: df within 2e-7, p within 3e-5
+  relative).  Where lme4 did not converge its theta is no optimum and the Hessian there
+  can be indefinite (cake with (temp | recipe:replicate): lme4 stops 0.7 above our
+  criterion with a negative eigenvalue), so df are not defined and not compared;
 * at our own optimum: df within 1e-3 relative; p within 1e-3 relative where p > 1e-3, and
   log10 p within 1e-3 relative below.  The fits differ by lme4's optimizer tolerance: lme4
   stops with theta up to 2e-3 from the optimum (objective up to 7e-7 above ours, see
@@ -24,7 +27,11 @@ import mixedmodels as mm
 from tests.catalogue import case as catalogue_case
 from tests.catalogue import gaussian_cases
 
-WITH_DF = [c for c in gaussian_cases() if "satterthwaite_df" in c.reference]
+WITH_DF = [
+    c
+    for c in gaussian_cases()
+    if "satterthwaite_df" in c.reference and c.reference.get("lme4_converged", True)
+]
 CONVERGED = [
     c for c in WITH_DF if c.reference.get("lme4_converged", True) and "insteval" not in c.name
 ]

@@ -45,5 +45,12 @@ cases <- list(
   list(name = "mathachieve_interaction_ml", data = "MathAchieve", formula = "MathAch ~ SES * Sector + Sex + (1|School)", REML = FALSE),
   list(name = "cake_factor_interaction_reml", data = "cake", formula = "angle ~ recipe * factor(temp) + (1|recipe:replicate)", REML = TRUE),
   list(name = "pastes_interaction_only_reml", data = "Pastes", formula = "strength ~ 1 + (1|batch:cask)", REML = TRUE),
-  list(name = "orthodont_between_slope_reml", data = "Orthodont", formula = "distance ~ age + (Sex|Subject)", REML = TRUE)
+  list(name = "orthodont_between_slope_reml", data = "Orthodont", formula = "distance ~ age + (Sex|Subject)", REML = TRUE),
+  # rank deficiency, nested slopes, data-dependent terms (mean()), a/b with a fixed-effect factor, no intercept
+  list(name = "sleepstudy_rank_deficient_reml", data = "sleepstudy", formula = "Reaction ~ Days + I(2 * Days) + (1|Subject)", REML = TRUE),
+  list(name = "mathachieve_nested_slopes_ml", data = "MathAchieve", formula = "MathAch ~ SES + Minority + (SES|School) + (1|School:Sex)", REML = FALSE),
+  list(name = "oxboys_centered_vector_reml", data = "Oxboys", formula = "height ~ I(age - mean(age)) + (I(age - mean(age))|Subject)", REML = TRUE),
+  list(name = "orthodont_sex_by_age_grouping_reml", data = "Orthodont", formula = "distance ~ age + (1|Sex/Subject)", REML = TRUE),
+  list(name = "ergostool_no_intercept_factor_reml", data = "ergoStool", formula = "effort ~ 0 + Type + (1|Subject)", REML = TRUE),
+  list(name = "cake_recipe_random_slope_reml", data = "cake", formula = "angle ~ temp + (temp|recipe:replicate)", REML = TRUE)
 )
