@@ -7,5 +7,6 @@ cases <- list(
   list(name = "sleepstudy_binary_slopes", data = "sleepstudy", formula = "I(Reaction > 300) ~ Days + (Days|Subject)", family = "binomial"),
   list(name = "cbpp_agq9", data = "cbpp", formula = "cbind(incidence, size - incidence) ~ period + (1|herd)", family = "binomial", nAGQ = 9),
   list(name = "grouseticks_agq5_poisson", data = "grouseticks", formula = "TICKS ~ YEAR + cHEIGHT + (1|LOCATION)", family = "poisson", nAGQ = 5),
+  list(name = "grouseticks_observation_level", data = "grouseticks", formula = "TICKS ~ YEAR + cHEIGHT + (1|BROOD) + (1|INDEX)", family = "poisson"),
   list(name = "cbpp_poisson_offset", data = "cbpp", formula = "incidence ~ period + offset(log(size)) + (1|herd)", family = "poisson")
 )

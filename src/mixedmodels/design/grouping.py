@@ -64,14 +64,15 @@ def level_labels(levels: pd.Index) -> list[str]:
     return [str(v) for v in levels]
 
 
-def check_grouping(name: str, n_levels: int, n_rows: int) -> None:
-    """lme4's checks: more than one level, fewer levels than observations."""
+def check_grouping(name: str, n_levels: int, n_rows: int, per_row_ok: bool = False) -> None:
+    """lme4's checks: more than one level, fewer levels than observations (the latter
+    skipped with ``per_row_ok``, as glmer does)."""
     if n_levels < 2:
         raise DataError(
             f"grouping factor {name!r} has {n_levels} level; a random effect needs at "
             "least 2 levels"
         )
-    if n_levels >= n_rows:
+    if n_levels >= n_rows and not per_row_ok:
         raise DataError(
             f"grouping factor {name!r} has as many levels ({n_levels}) as observations "
             f"({n_rows}); its random effects would be confounded with the residual"

@@ -237,12 +237,15 @@ def build_design(
     terms: list[RandomTerm] = []
     for spec in parsed.random:
         codes, levels = group_codes(used, spec.group_factors)
-        check_grouping(spec.group_name, len(levels), len(used))
+        # a GLMM's response carries its own variance, so observation-level random effects
+        # are identifiable there (lme4's glmerControl ignores these checks)
+        check_grouping(spec.group_name, len(levels), len(used), per_row_ok=glm_family is not None)
         builder = MatrixBuilder(spec.expr)
         z = builder.build(used)
         if z.shape[1] == 0:
             raise FormulaError(f"random-effect term {spec} has no columns", formula)
-        if len(levels) * z.shape[1] >= len(used) and z.shape[1] > 1:
+        too_many = len(levels) * z.shape[1] >= len(used) and z.shape[1] > 1
+        if too_many and glm_family is None:
             raise DataError(
                 f"number of observations ({len(used)}) <= number of random effects "
                 f"({len(levels) * z.shape[1]}) for term {spec}; its variances are "
