@@ -58,7 +58,13 @@ class Case:
                 weights=self.weights(frame),
                 n_agq=int(self.reference.get("nAGQ", 1)),
             )
-        return mm.lmer(self.formula, frame, reml=self.reml, weights=self.weights(frame))
+        return mm.lmer(
+            self.formula,
+            frame,
+            reml=self.reml,
+            weights=self.weights(frame),
+            contrasts=self.reference.get("contrasts"),
+        )
 
 
 def _load(path: Path) -> Case:

@@ -38,6 +38,7 @@ def lmer_problem(
     reml: bool = True,
     weights=None,
     offset=None,
+    contrasts: dict[str, str] | None = None,
 ):
     """Design and objective without fitting (lme4's ``lFormula`` + ``mkLmerDevfun``).
 
@@ -46,7 +47,7 @@ def lmer_problem(
     (ModelDesign, LmmProblem)
         ``problem.objective(theta)`` is the REML criterion or deviance at ``theta``.
     """
-    design = build_design(formula, data, weights=weights, offset=offset)
+    design = build_design(formula, data, weights=weights, offset=offset, contrasts=contrasts)
     return design, _problem_for(design, reml)
 
 
@@ -134,6 +135,7 @@ def lmer(
     reml: bool = True,
     weights=None,
     offset=None,
+    contrasts: dict[str, str] | None = None,
     start: np.ndarray | str | None = None,
     optimize: bool = True,
     data_name: str | None = None,
@@ -151,6 +153,10 @@ def lmer(
         REML (default) or maximum likelihood.
     weights, offset : str or array-like, optional
         Prior weights / offset: a column name or one value per row.
+    contrasts : dict, optional
+        Codings of factor columns in the fixed part, as R's ``contrasts = list(f =
+        "contr.sum")``: ``{"f": "contr.sum"}`` (or ``"sum"``; also treatment, helmert,
+        poly); columns named as R names them (``f1, f2`` for sum and Helmert).
     start : array-like or "lme4", optional
         Starting theta (lme4's order), or ``"lme4"`` for lme4's own start (identity
         lambda).  By default scalar random intercepts start at moment (ANOVA) estimates and
@@ -167,7 +173,9 @@ def lmer(
     -------
     LmerFit
     """
-    design, problem = lmer_problem(formula, data, reml=reml, weights=weights, offset=offset)
+    design, problem = lmer_problem(
+        formula, data, reml=reml, weights=weights, offset=offset, contrasts=contrasts
+    )
     if design.n_dropped:
         warnings.warn(
             f"{design.n_dropped} row(s) with missing values dropped",
@@ -221,6 +229,7 @@ def glmer(
     link: str | None = None,
     weights=None,
     offset=None,
+    contrasts: dict[str, str] | None = None,
     n_agq: int = 1,
     data_name: str | None = None,
 ) -> GlmerFit:
@@ -239,6 +248,8 @@ def glmer(
         binomial: logit (default), probit, cloglog; poisson: log (default), identity, sqrt.
     weights, offset : str or array-like, optional
         Prior weights (binomial: numbers of trials) and an offset on the link scale.
+    contrasts : dict, optional
+        Factor codings of the fixed part, as in :func:`lmer`.
     n_agq : int
         1: Laplace (lme4's default); more: adaptive Gauss-Hermite quadrature with that many
         nodes (one scalar random-effect term, as lme4); 0: lme4's faster ``nAGQ = 0``
@@ -255,7 +266,9 @@ def glmer(
             raise ArgumentError(str(exc)) from exc
     if not isinstance(n_agq, int) or not 0 <= n_agq <= 25:
         raise ArgumentError(f"n_agq must be an integer from 0 to 25, not {n_agq!r}")
-    design = build_design(formula, data, weights=weights, offset=offset, glm_family=family.name)
+    design = build_design(
+        formula, data, weights=weights, offset=offset, glm_family=family.name, contrasts=contrasts
+    )
     if design.n_dropped:
         warnings.warn(
             f"{design.n_dropped} row(s) with missing values dropped",

@@ -25,10 +25,16 @@ def test_model_matrix_matches_r(ref):
     data = mm.datasets.load(ref["data"])
     for name, expr in (ref.get("derive") or {}).items():
         data[name] = data.eval(expr)
-    builder = MatrixBuilder(ref["rhs"].replace("^", "**"))
+    builder = MatrixBuilder(
+        ref["rhs"].replace("^", "**"), contrasts=_short(ref.get("contrasts") or {})
+    )
     X = builder.build(data)
     assert builder.column_names == ref["columns"]
     np.testing.assert_allclose(X, np.array(ref["matrix"], dtype=float), rtol=1e-10, atol=1e-12)
+
+
+def _short(contrasts: dict) -> dict:
+    return {k: v.removeprefix("contr.") for k, v in contrasts.items()}
 
 
 def test_new_data_is_encoded_with_the_fitted_levels():

@@ -35,7 +35,14 @@ def test_kenward_roger_at_lme4_estimates_matches_pbkrtest(case):
     theta = np.array(case.reference["theta"], dtype=float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = mm.lmer(case.formula, frame, reml=case.reml, start=theta, optimize=False)
+        fit = mm.lmer(
+            case.formula,
+            frame,
+            reml=case.reml,
+            contrasts=case.reference.get("contrasts"),
+            start=theta,
+            optimize=False,
+        )
     table = fit.fixef_table("kenward-roger")
     ref = case.reference
     np.testing.assert_allclose(table.df, ref["kr_df"], rtol=1e-6)

@@ -46,6 +46,7 @@ def _fit_at_lme4_estimates(case) -> mm.LmerFit:
             frame,
             reml=case.reml,
             weights=case.weights(frame),
+            contrasts=case.reference.get("contrasts"),
             start=np.array(case.reference["theta"], dtype=float),
             optimize=False,
         )

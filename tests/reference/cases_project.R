@@ -52,5 +52,8 @@ cases <- list(
   list(name = "oxboys_centered_vector_reml", data = "Oxboys", formula = "height ~ I(age - mean(age)) + (I(age - mean(age))|Subject)", REML = TRUE),
   list(name = "orthodont_sex_by_age_grouping_reml", data = "Orthodont", formula = "distance ~ age + (1|Sex/Subject)", REML = TRUE),
   list(name = "ergostool_no_intercept_factor_reml", data = "ergoStool", formula = "effort ~ 0 + Type + (1|Subject)", REML = TRUE),
-  list(name = "cake_recipe_random_slope_reml", data = "cake", formula = "angle ~ temp + (temp|recipe:replicate)", REML = TRUE)
+  list(name = "cake_recipe_random_slope_reml", data = "cake", formula = "angle ~ temp + (temp|recipe:replicate)", REML = TRUE),
+  # lmer's contrasts argument
+  list(name = "machines_sum_contrasts_reml", data = "Machines", formula = "score ~ Machine + (1|Worker)", REML = TRUE, contrasts = list(Machine = "contr.sum")),
+  list(name = "ergostool_helmert_contrasts_ml", data = "ergoStool", formula = "effort ~ Type + (1|Subject)", REML = FALSE, contrasts = list(Type = "contr.helmert"))
 )

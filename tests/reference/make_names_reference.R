@@ -23,12 +23,18 @@ cases <- list(
   list(data = "Arabidopsis", rhs = "total.fruits + sqrt(total.fruits + 0.5)"),
   # a logical column (derive: name = R/pandas expression evaluated on the data)
   list(data = "sleepstudy", rhs = "late * Days", derive = c(late = "Days > 4")),
-  list(data = "sleepstudy", rhs = "0 + late", derive = c(late = "Days > 4"))
+  list(data = "sleepstudy", rhs = "0 + late", derive = c(late = "Days > 4")),
+  # R's contrasts = list(...) (the contrasts argument of lmer/glmer)
+  list(data = "Machines", rhs = "Machine * score", contrasts = list(Machine = "contr.sum")),
+  list(data = "Machines", rhs = "Machine", contrasts = list(Machine = "contr.helmert")),
+  list(data = "ergoStool", rhs = "Type", contrasts = list(Type = "contr.poly")),
+  list(data = "ergoStool", rhs = "Type", contrasts = list(Type = "contr.treatment"))
 )
 res <- lapply(cases, function(case) {
   d <- load_csv(case$data)
   for (v in names(case$derive)) d[[v]] <- eval(parse(text = case$derive[[v]]), d)
-  m <- model.matrix(as.formula(paste("~", case$rhs)), d)
-  list(data = case$data, rhs = case$rhs, derive = as.list(case$derive), columns = I(colnames(m)), matrix = unname(m))
+  m <- model.matrix(as.formula(paste("~", case$rhs)), d, contrasts.arg = case$contrasts)
+  list(data = case$data, rhs = case$rhs, derive = as.list(case$derive),
+       contrasts = case$contrasts, columns = I(colnames(m)), matrix = unname(m))
 })
 write_json(res, out, digits = NA, auto_unbox = TRUE, pretty = FALSE)

@@ -22,7 +22,8 @@ fit_case <- function(case) {
     mt <- glmer(as.formula(case$formula), data = d, family = fam, weights = .w, nAGQ = nagq,
                 control = glmerControl(tolPwrss = 1e-12))
   } else {
-    m <- lmerTest::lmer(as.formula(case$formula), data = d, REML = isTRUE(case$REML), weights = .w)
+    m <- lmerTest::lmer(as.formula(case$formula), data = d, REML = isTRUE(case$REML), weights = .w,
+                        contrasts = case[["contrasts", exact = TRUE]])
   }
   vc <- as.data.frame(VarCorr(m))
   re <- as.data.frame(ranef(m, condVar = TRUE))
@@ -30,6 +31,7 @@ fit_case <- function(case) {
     family = if (glmm) case$family else "gaussian", link = if (glmm) fam$link else "identity",
     nAGQ = if (glmm) nagq else NULL,
     weights = case[["weights", exact = TRUE]], na = case[["na", exact = TRUE]],
+    contrasts = case[["contrasts", exact = TRUE]],
     lme4_version = as.character(packageVersion("lme4")), nobs = nobs(m), ngrps = as.list(ngrps(m)),
     fixef = V(fixef(m)), fixef_names = I(names(fixef(m))),
     se = V(sqrt(diag(as.matrix(vcov(m))))), vcov = unname(as.matrix(vcov(m))),

@@ -36,6 +36,7 @@ class MatrixBuilder:
     """
 
     rhs: str
+    contrasts: dict[str, str] = field(default_factory=dict)  # column -> sum/helmert/poly/...
     column_names: list[str] = field(default_factory=list)
     term_columns: dict[str, list[int]] = field(default_factory=dict)
     _spec: object | None = None
@@ -85,8 +86,17 @@ class MatrixBuilder:
         text, ordered = self._formulaic_text(data, sum_coding=False)
         mat = self._model_matrix(text, data, R_CONTEXT)
         self._spec = mat.model_spec
-        self.column_names, self.term_columns = _r_names(mat, ordered, ())
+        numbered = {
+            c: (kind, _factor_levels(data[c]))
+            for c, kind in self._explicit(self.rhs, data).items()
+            if kind in ("sum", "helmert")
+        }
+        self.column_names, self.term_columns = _r_names(mat, ordered, (), numbered)
         return np.asarray(mat, dtype=float)
+
+    def _explicit(self, text: str, data: pd.DataFrame) -> dict[str, str]:
+        """The ``contrasts`` given for columns this right-hand side uses bare."""
+        return {c: k for c, k in self.contrasts.items() if _bare_name(c).search(text)}
 
     def sum_coded(self, data: pd.DataFrame) -> tuple[np.ndarray, dict[str, list[int]]]:
         """The model matrix with every unordered factor in sum-to-zero contrasts (R's
@@ -97,16 +107,19 @@ class MatrixBuilder:
         text, ordered = self._formulaic_text(data, sum_coding=True)
         mat = self._model_matrix(text, data, R_CONTEXT_SUM_CODED)
         unordered = tuple(_unordered_factors(self.rhs, data))
-        _, terms = _r_names(mat, ordered, unordered)
+        _, terms = _r_names(mat, ordered, tuple(unordered) + tuple(self.contrasts))
         return np.asarray(mat, dtype=float), terms
 
     def _formulaic_text(self, data: pd.DataFrame, *, sum_coding: bool) -> tuple[str, list[str]]:
         """The right-hand side in formulaic's syntax, factor codings made explicit."""
         text = self.rhs.strip()
-        ordered = _ordered_factors(text, data)
-        logical = _logical_columns(text, data)
+        explicit = {} if sum_coding else self._explicit(text, data)
+        ordered = [c for c in _ordered_factors(text, data) if c not in explicit]
+        logical = [c for c in _logical_columns(text, data) if c not in explicit]
         unordered = [c for c in _unordered_factors(text, data) if c not in logical]
         text = to_python_syntax(text, data.columns)
+        for name, kind in explicit.items():  # the caller's contrasts (R's contrasts = list())
+            text = _wrap_column(text, name, f"contr.{kind}")
         for name in ordered:  # R codes ordered factors with polynomial contrasts
             text = _wrap_column(text, name, "contr.poly")
         for name in logical:  # R codes logicals as factors with levels FALSE, TRUE
@@ -114,7 +127,8 @@ class MatrixBuilder:
         if sum_coding:
             for name in unordered:
                 text = _wrap_column(text, name, "contr.sum")
-        return text, ordered
+        renamed = ordered + [c for c, k in explicit.items() if k in ("poly", "treatment")]
+        return text, renamed
 
     def _model_matrix(self, text: str, data: pd.DataFrame, context: dict):
         try:
@@ -124,13 +138,22 @@ class MatrixBuilder:
 
 
 def _r_names(
-    mat, ordered: list[str], unordered: tuple[str, ...]
+    mat,
+    ordered: list[str],
+    unordered: tuple[str, ...],
+    numbered: dict[str, tuple[str, list[str]]] | None = None,
 ) -> tuple[list[str], dict[str, list[int]]]:
     """R's names of a formulaic matrix's columns and terms (``C(x, contr.poly)`` and
-    ``C(x, contr.sum)`` shown as ``x``)."""
+    ``C(x, contr.sum)`` shown as ``x``; columns of ``numbered`` factors, coded by sum or
+    Helmert contrasts, numbered ``x1, x2, ...`` as R numbers them)."""
     spelled = _r_spelling(mat.model_spec)
+    numbering = [
+        _numbering(factor, kind, levels) for factor, (kind, levels) in (numbered or {}).items()
+    ]
 
     def r_name(name: str) -> str:
+        for pattern, replace in numbering:
+            name = pattern.sub(replace, name)
         name = _poly_name(r_column_name(spelled(name)), ordered)
         name = _LOGICAL_CALL.sub(lambda m: m.group(1).strip("`"), name)
         for factor in unordered:
@@ -143,6 +166,26 @@ def _r_names(
         for t, idx in mat.model_spec.term_indices.items()
     }
     return columns, terms
+
+
+def _factor_levels(column: pd.Series) -> list[str]:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return [str(c) for c in column.cat.categories]
+    return sorted(str(v) for v in column.dropna().unique())
+
+
+def _numbering(factor: str, kind: str, levels: list[str]):
+    """Regex and replacement turning formulaic's ``C(x, contr.sum)[S.level]`` (or
+    ``[H.level]``) into R's ``x1``: sum contrasts number the first k - 1 levels from 1,
+    Helmert contrasts number levels 2..k from 1."""
+    tag = "S" if kind == "sum" else "H"
+    pattern = re.compile(re.escape(f"C({_quoted(factor)}, contr.{kind})") + rf"\[{tag}\.([^\]]*)\]")
+    offset = 1 if kind == "sum" else 0
+
+    def replace(m: re.Match) -> str:
+        return f"{factor}{levels.index(m.group(1)) + offset}"
+
+    return pattern, replace
 
 
 def _quoted(name: str) -> str:
@@ -235,9 +278,11 @@ def _ordered_factors(text: str, data: pd.DataFrame) -> list[str]:
 
 
 def _poly_name(name: str, ordered: list[str]) -> str:
-    """``C(x, contr.poly).L`` -> ``x.L``, ``C(x, contr.poly)^4`` -> ``x^4`` (R's names)."""
+    """``C(x, contr.poly).L`` -> ``x.L``, ``C(x, contr.poly)^4`` -> ``x^4``,
+    ``C(x, contr.treatment)b`` -> ``xb`` (R's names)."""
     for factor in ordered:
-        name = name.replace(f"C({factor}, contr.poly)", factor)
+        for kind in ("poly", "treatment"):
+            name = name.replace(f"C({_quoted(factor)}, contr.{kind})", factor)
     return name
 
 

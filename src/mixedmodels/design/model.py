@@ -16,6 +16,7 @@ from mixedmodels.design.rank import independent_columns
 from mixedmodels.design.response import glm_response
 from mixedmodels.design.rsyntax import variables_of
 from mixedmodels.errors import (
+    ArgumentError,
     ColumnNotFoundError,
     DataError,
     FormulaError,
@@ -115,6 +116,26 @@ def _required_variables(parsed: ParsedFormula) -> list[str]:
     return names
 
 
+_CONTRASTS = ("treatment", "sum", "helmert", "poly")
+
+
+def _checked_contrasts(contrasts: dict[str, str] | None, data: pd.DataFrame) -> dict[str, str]:
+    """``{"f": "contr.sum"}`` (R's ``contrasts = list(f = "contr.sum")``) as
+    ``{"f": "sum"}``, with clear errors for unknown columns or codings."""
+    out: dict[str, str] = {}
+    for column, kind in (contrasts or {}).items():
+        if column not in data.columns:
+            raise ColumnNotFoundError(f"contrasts name column {column!r}, which is not in the data")
+        key = str(kind).removeprefix("contr.")
+        if key not in _CONTRASTS:
+            raise ArgumentError(
+                f"contrasts for {column!r} must be one of contr.treatment, contr.sum, "
+                f"contr.helmert, contr.poly; got {kind!r}"
+            )
+        out[column] = key
+    return out
+
+
 def formula_offset(parsed: ParsedFormula, data: pd.DataFrame) -> np.ndarray | None:
     """The sum of the formula's ``offset(...)`` terms for ``data`` (None without any)."""
     if not parsed.offsets:
@@ -166,6 +187,7 @@ def build_design(
     offset=None,
     require_random: bool = True,
     glm_family: str | None = None,
+    contrasts: dict[str, str] | None = None,
 ) -> ModelDesign:
     """Parse ``formula`` against ``data`` and build y, X and the random-effect terms.
 
@@ -220,7 +242,7 @@ def build_design(
     in_formula = formula_offset(parsed, used)
     if in_formula is not None:
         off = in_formula if off is None else off + in_formula
-    fixed_builder = MatrixBuilder(parsed.fixed)
+    fixed_builder = MatrixBuilder(parsed.fixed, contrasts=_checked_contrasts(contrasts, data))
     X_full = fixed_builder.build(used)
     keep = independent_columns(X_full) if X_full.shape[1] else np.arange(0)
     names = fixed_builder.column_names
