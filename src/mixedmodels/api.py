@@ -313,6 +313,7 @@ def lm(
     data: pd.DataFrame,
     *,
     weights=None,
+    contrasts: dict[str, str] | None = None,
     data_name: str | None = None,
 ) -> LmFit:
     """Fit a standard linear model by least squares (R's ``lm``).
@@ -323,10 +324,12 @@ def lm(
         e.g. ``"Reaction ~ Days"`` (no random-effect terms).
     data : DataFrame
     weights : str or array-like, optional
+    contrasts : dict, optional
+        Factor codings, as in :func:`lmer`.
     data_name : str, optional
         Name shown on the summary's ``Call:`` line.
     """
-    design = build_design(formula, data, weights=weights, require_random=False)
+    design = build_design(formula, data, weights=weights, require_random=False, contrasts=contrasts)
     if design.formula.random:
         raise FormulaError("lm() takes no random-effect terms; use mm.lmer", formula)
     if design.n_dropped:

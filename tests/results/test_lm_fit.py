@@ -48,3 +48,16 @@ def test_lmlist_equals_per_group_least_squares():
     assert table.loc["308", "(Intercept)"] == pytest.approx(intercept)
     assert table.loc["308", "Days"] == pytest.approx(slope)
     assert table.shape == (18, 2)
+
+
+def test_sum_contrasts_give_deviations_from_the_mean_of_cell_means():
+    """Closed form for a one-way layout under contr.sum: intercept = mean of the level
+    means, coefficient k = level k's mean minus that (levels 1..K-1)."""
+    import mixedmodels as mm
+
+    df = mm.datasets.load("ergoStool")
+    fit = mm.lm("effort ~ Type", df, contrasts={"Type": "contr.sum"})
+    means = df.groupby("Type", observed=True)["effort"].mean().to_numpy()
+    grand = means.mean()
+    assert list(fit.fixef.index) == ["(Intercept)", "Type1", "Type2", "Type3"]
+    np.testing.assert_allclose(fit.fixef.to_numpy(), [grand, *(means[:3] - grand)], rtol=1e-10)
