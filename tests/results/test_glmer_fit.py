@@ -158,3 +158,34 @@ def test_a_separated_group_still_fits():
     assert np.isfinite(fit.loglik)
     assert np.all((fit.fitted > 0) & (fit.fitted < 1))
     assert fit.ranef["herd"].loc["1"].iloc[0] < fit.ranef["herd"].iloc[:, 0].median()
+
+
+def test_refit_to_its_own_response_is_the_same_fit(cbpp_fit):
+    again = cbpp_fit.refit(cbpp_fit.problem.y)
+    assert again.loglik == pytest.approx(cbpp_fit.loglik, rel=1e-9)
+    np.testing.assert_allclose(again.fixef, cbpp_fit.fixef, rtol=1e-5)
+
+
+def test_parametric_bootstrap_of_a_glmm(cbpp_fit):
+    """bootMer for glmer: the same replicates whatever n_jobs, and the fixed effects'
+    bootstrap sd within 35% of the Hessian standard errors (30 replicates: the sd of a
+    sample sd is ~13% relative, so 35% is ~2.7 of them)."""
+    one = cbpp_fit.bootstrap(30, seed=4, progress=False)
+    two = cbpp_fit.bootstrap(30, seed=4, progress=False, n_jobs=2)
+    np.testing.assert_allclose(one.replicates.to_numpy(), two.replicates.to_numpy())
+    assert list(one.replicates.columns) == cbpp_fit.parameter_names
+    boot_sd = one.replicates[list(cbpp_fit.fixef.index)].std().to_numpy()
+    np.testing.assert_allclose(boot_sd, np.sqrt(np.diag(cbpp_fit.vcov)), rtol=0.35)
+
+
+def test_simulated_responses_follow_the_family(cbpp_fit):
+    """Binomial proportions on the trials' grid; the average over 400 draws is close to
+    the marginal mean E[mu] (within 0.03 on proportions ~0.1-0.3)."""
+    sims = cbpp_fit.simulate(400, seed=9)
+    trials = cbpp_fit.problem.prior_weights
+    np.testing.assert_allclose(sims * trials[:, None], np.round(sims * trials[:, None]))
+    rng = np.random.default_rng(1)
+    u = rng.standard_normal((400, 1)) * cbpp_fit.theta[0]
+    eta = cbpp_fit.predict(include_random=False)
+    marginal = (1 / (1 + np.exp(-(eta[None, :] + u)))).mean(axis=0)
+    assert np.max(np.abs(sims.mean(axis=1) - marginal)) < 0.03

@@ -88,6 +88,8 @@ def _replicate(i: int) -> np.ndarray | None:
 
     fit = _STATE["fit"]
     rng = np.random.default_rng(_STATE["seeds"][i])
+    if hasattr(fit, "_bootstrap_replicate"):  # a glmer fit simulates and refits itself
+        return fit._bootstrap_replicate(rng, _STATE["statistic"])
     zl, mean, noise_sd = _STATE["zl"], _STATE["mean"], _STATE["noise_sd"]
     u = rng.standard_normal(zl.shape[1]) * fit.sigma
     y = mean + zl @ u + rng.standard_normal(mean.size) * noise_sd
@@ -130,22 +132,25 @@ def bootstrap(
     """Parametric bootstrap of ``statistic`` (default: sd/cor, sigma, fixed effects)."""
     from mixedmodels.inference.parameters import parameter_values
 
-    if statistic is None:
+    glmm = hasattr(fit, "_bootstrap_replicate")
+    if statistic is None and glmm:
+        original = fit.parameters.to_numpy()
+        names = names or list(fit.parameter_names)
+    elif statistic is None:
         original = parameter_values(fit.problem.lambdas(fit.theta), fit.sigma, fit.fixef.to_numpy())
         names = names or list(fit.parameter_names)
     else:
         original = np.asarray(statistic(fit), dtype=float).ravel()
         names = names or [f"t{i + 1}" for i in range(original.size)]
     seeds = np.random.SeedSequence(seed).spawn(nsim)
-    w = fit.design.weights
-    _STATE.update(
-        fit=fit,
-        seeds=seeds,
-        statistic=statistic,
-        zl=(fit.Z @ fit.Lambda).tocsr(),
-        mean=fit.X @ fit.fixef.to_numpy() + fit._offset,
-        noise_sd=fit.sigma if w is None else fit.sigma / np.sqrt(w),
-    )
+    _STATE.update(fit=fit, seeds=seeds, statistic=statistic)
+    if not glmm:
+        w = fit.design.weights
+        _STATE.update(
+            zl=(fit.Z @ fit.Lambda).tocsr(),
+            mean=fit.X @ fit.fixef.to_numpy() + fit._offset,
+            noise_sd=fit.sigma if w is None else fit.sigma / np.sqrt(w),
+        )
     results: dict[int, np.ndarray | None] = {}
     interrupted = False
     n_jobs = os.cpu_count() or 1 if n_jobs in (-1, 0) else max(1, int(n_jobs))

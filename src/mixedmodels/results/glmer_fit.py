@@ -148,6 +148,77 @@ class GlmerFit:
             }
         )
 
+    @property
+    def parameter_names(self) -> list[str]:
+        """sd/cor of each term, then the fixed effects (lme4's ``confint`` names; no sigma)."""
+        from mixedmodels.inference.parameters import parameter_names
+
+        info = self._term_info()
+        names = parameter_names([i[0] for i in info], [i[1] for i in info], [])
+        return [n for n in names if n != "sigma"] + list(self._design.fixed_names)
+
+    @property
+    def parameters(self) -> pd.Series:
+        """Values of :attr:`parameter_names`."""
+        from mixedmodels.inference.parameters import parameter_values
+
+        lambdas = self._problem.lambdas(self._solution.theta)
+        values = parameter_values(lambdas, 1.0, self._solution.beta)
+        keep = np.ones(values.size, dtype=bool)
+        keep[values.size - len(self._solution.beta) - 1] = False  # sigma
+        return pd.Series(values[keep], index=self.parameter_names)
+
+    # ------------------------------------------------------------------ simulation
+    def _draw_response(self, rng: np.random.Generator) -> np.ndarray:
+        """One response from the fitted model: ``u ~ N(0, I)``, then ``y | u`` from the
+        family (binomial: successes over trials, as the response was given)."""
+        p = self._problem
+        lambdas = p.lambdas(self._solution.theta)
+        u = rng.standard_normal(p.q)
+        eta = p.offset + p.X @ self._solution.beta + p.Z @ p.scale(lambdas, u)
+        mu = p.family.link.inverse(eta)
+        if p.family.name == "poisson":
+            return rng.poisson(mu).astype(float)
+        trials = np.round(p.prior_weights).astype(np.int64)
+        return rng.binomial(trials, mu) / np.maximum(trials, 1)
+
+    def simulate(self, nsim: int = 1, seed=None) -> np.ndarray:
+        """``nsim`` responses from the fitted model (lme4's ``simulate``), shape (n, nsim):
+        new random effects each time; binomial responses as proportions of the trials
+        (0/1 for binary data), poisson as counts."""
+        rng = np.random.default_rng(seed)
+        return np.column_stack([self._draw_response(rng) for _ in range(nsim)])
+
+    def refit(self, y) -> GlmerFit:
+        """The same model fitted to another response (same trials and weights), starting
+        at this fit's theta (lme4's ``refit``)."""
+        from mixedmodels.optim.glmm import fit_glmm
+
+        p = self._problem
+        y = np.asarray(y, dtype=float)
+        if y.shape != (p.n,):
+            raise ArgumentError(f"new response must have {p.n} values, got shape {y.shape}")
+        problem = GlmmProblem(p.blocks, p.X, y, p.prior_weights, p.offset, p.family)
+        solution = fit_glmm(problem, self.n_agq, start_theta=self._solution.theta)
+        return GlmerFit(
+            self._design.with_response(y), problem, solution, self.n_agq, self.data_name
+        )
+
+    def _bootstrap_replicate(self, rng: np.random.Generator, statistic) -> np.ndarray:
+        refitted = self.refit(self._draw_response(rng))
+        value = refitted.parameters.to_numpy() if statistic is None else statistic(refitted)
+        return np.asarray(value, dtype=float)
+
+    def bootstrap(
+        self, nsim: int = 1000, statistic=None, *, seed=None, n_jobs: int = 1, progress=True
+    ):
+        """Parametric bootstrap (lme4's ``bootMer``): simulate, refit, collect ``statistic``
+        (default: sd/cor and fixed effects); see
+        :func:`mixedmodels.inference.bootstrap.bootstrap`."""
+        from mixedmodels.inference.bootstrap import bootstrap
+
+        return bootstrap(self, nsim, statistic, seed=seed, n_jobs=n_jobs, progress=progress)
+
     # ------------------------------------------------------------------ likelihood
     @property
     def n_parameters(self) -> int:
