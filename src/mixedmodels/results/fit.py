@@ -14,19 +14,15 @@ from mixedmodels.core.lmm import LmmProblem, Solution
 from mixedmodels.design.model import ModelDesign, formula_offset
 from mixedmodels.errors import ArgumentError
 from mixedmodels.optim import OptimizeResult
+from mixedmodels.results.base import MixedFit
 from mixedmodels.results.random_effects import (
-    group_counts,
-    is_singular,
-    level_coefficients,
     new_data_codes,
     random_part,
-    ranef_frames,
     ranef_long,
 )
-from mixedmodels.results.varcorr import term_covariances, unique_group_labels, varcorr_frame
 
 
-class LmerFit:
+class LmerFit(MixedFit):
     """A fitted linear mixed model (what ``mm.lmer`` returns).
 
     Attributes mirror lme4's accessors: ``fixef``, ``vcov``, ``sigma``, ``theta``,
@@ -50,17 +46,12 @@ class LmerFit:
 
     # ------------------------------------------------------------------ basics
     @property
-    def formula(self) -> str:
-        return self._design.formula.text
+    def _modes(self) -> list[np.ndarray]:
+        return self._solution.b
 
     @property
     def reml(self) -> bool:
         return self._problem.reml
-
-    @property
-    def design(self) -> ModelDesign:
-        """The numeric design (y, X, random-effect terms) the fit was made from."""
-        return self._design
 
     @property
     def problem(self) -> LmmProblem:
@@ -73,22 +64,8 @@ class LmerFit:
         return self._solution.objective
 
     @property
-    def theta(self) -> np.ndarray:
-        """Relative covariance parameters in lme4's order."""
-        return self._solution.theta.copy()
-
-    @property
     def sigma(self) -> float:
         return self._solution.sigma
-
-    @property
-    def nobs(self) -> int:
-        return self._design.n
-
-    @property
-    def n_dropped(self) -> int:
-        """Rows dropped for missing values."""
-        return self._design.n_dropped
 
     @property
     def dropped_fixed(self) -> list[str]:
@@ -108,20 +85,7 @@ class LmerFit:
         """Objective evaluations the optimizer used."""
         return self._optimization.n_evaluations
 
-    @property
-    def ngroups(self) -> dict[str, int]:
-        """Number of levels of each grouping factor (each factor once)."""
-        return group_counts(self._design.terms)
-
-    @property
-    def is_singular(self) -> bool:
-        """True when a theta element bounded below by 0 is below 1e-4 (lme4's rule)."""
-        return is_singular(self._solution.theta, self._problem.theta_lower_bounds())
-
     # ------------------------------------------------------------------ fixed effects
-    @cached_property
-    def fixef(self) -> pd.Series:
-        return pd.Series(self._solution.beta, index=self._design.fixed_names, name="fixef")
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
@@ -307,41 +271,15 @@ class LmerFit:
         return -2.0 * self.loglik + math.log(self.nobs) * self.n_parameters
 
     # ------------------------------------------------------------------ random effects
-    def _term_info(self) -> list[tuple[str, list[str], np.ndarray]]:
-        labels = unique_group_labels([t.group_name for t in self._design.terms])
-        lams = self._problem.lambdas(self._solution.theta)
-        covs = term_covariances(lams, self.sigma)
-        return [
-            (label, t.column_names, cov)
-            for label, t, cov in zip(labels, self._design.terms, covs, strict=True)
-        ]
-
-    @cached_property
-    def varcorr(self) -> pd.DataFrame:
-        """Variances and covariances (lme4's ``as.data.frame(VarCorr(m))``)."""
-        info = self._term_info()
-        return varcorr_frame(
-            [i[0] for i in info], [i[1] for i in info], [i[2] for i in info], self.sigma
-        )
 
     @cached_property
     def _conditional_covariances(self) -> list[np.ndarray]:
         return self._problem.conditional_covariances(self._solution.theta, self.sigma)
 
-    @cached_property
-    def ranef(self) -> dict[str, pd.DataFrame]:
-        """Conditional modes: group name -> DataFrame (levels x coefficients)."""
-        return ranef_frames(self._design.terms, self._solution.b)
-
     def ranef_table(self) -> pd.DataFrame:
         """Long form with conditional sd (lme4's ``as.data.frame(ranef(m, condVar=TRUE))``)."""
         sds = [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in self._conditional_covariances]
         return ranef_long(self._design.terms, self._solution.b, sds)
-
-    @cached_property
-    def coef(self) -> dict[str, pd.DataFrame]:
-        """Per-level coefficients: fixed effects plus the level's random effects."""
-        return level_coefficients(self.ranef, self._solution.beta, self._design.fixed_names)
 
     # ------------------------------------------------------------------ fitted values
     @cached_property

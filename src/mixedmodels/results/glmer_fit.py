@@ -15,19 +15,15 @@ from mixedmodels.core.pirls import GlmmProblem
 from mixedmodels.design.model import ModelDesign, formula_offset
 from mixedmodels.errors import ArgumentError
 from mixedmodels.optim.glmm import GlmmSolution
+from mixedmodels.results.base import MixedFit
 from mixedmodels.results.random_effects import (
-    group_counts,
-    is_singular,
-    level_coefficients,
     new_data_codes,
     random_part,
-    ranef_frames,
     ranef_long,
 )
-from mixedmodels.results.varcorr import term_covariances, unique_group_labels, varcorr_frame
 
 
-class GlmerFit:
+class GlmerFit(MixedFit):
     """A fitted GLMM with lme4's accessors: ``fixef``, ``vcov``, ``theta``, ``varcorr``,
     ``ranef``, ``coef``, ``fitted`` (response scale), ``residuals`` (deviance residuals),
     ``deviance``, ``loglik``, ``aic``, ``bic``, ``nobs``, ``ngroups``, ``is_singular``.
@@ -39,6 +35,8 @@ class GlmerFit:
         \\log L \\approx -\\tfrac12 \\left(-2 \\sum_i \\log p(y_i \\mid \\tilde\\mu_i)
             + \\|\\tilde u\\|^2 + \\log|L|^2\\right).
     """
+
+    has_residual_variance = False
 
     def __init__(
         self,
@@ -55,17 +53,10 @@ class GlmerFit:
         self.data_name = data_name
 
     # ------------------------------------------------------------------ basics
-    @property
-    def formula(self) -> str:
-        return self._design.formula.text
 
     @property
     def family(self) -> Family:
         return self._problem.family
-
-    @property
-    def design(self) -> ModelDesign:
-        return self._design
 
     @property
     def problem(self) -> GlmmProblem:
@@ -74,21 +65,9 @@ class GlmerFit:
         return self._problem
 
     @property
-    def theta(self) -> np.ndarray:
-        return self._solution.theta.copy()
-
-    @property
     def sigma(self) -> float:
         """1: the binomial and poisson families have no scale parameter."""
         return 1.0
-
-    @property
-    def nobs(self) -> int:
-        return self._design.n
-
-    @property
-    def n_dropped(self) -> int:
-        return self._design.n_dropped
 
     @property
     def converged(self) -> bool:
@@ -102,18 +81,7 @@ class GlmerFit:
     def n_evaluations(self) -> int:
         return self._solution.n_evaluations
 
-    @property
-    def ngroups(self) -> dict[str, int]:
-        return group_counts(self._design.terms)
-
-    @property
-    def is_singular(self) -> bool:
-        return is_singular(self._solution.theta, self._problem.theta_lower_bounds())
-
     # ------------------------------------------------------------------ fixed effects
-    @cached_property
-    def fixef(self) -> pd.Series:
-        return pd.Series(self._solution.beta, index=self._design.fixed_names, name="fixef")
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
@@ -261,22 +229,9 @@ class GlmerFit:
         return -2.0 * self.loglik + math.log(self.nobs) * self.n_parameters
 
     # ------------------------------------------------------------------ random effects
-    def _term_info(self) -> list[tuple[str, list[str], np.ndarray]]:
-        labels = unique_group_labels([t.group_name for t in self._design.terms])
-        covs = term_covariances(self._problem.lambdas(self._solution.theta), 1.0)
-        return [
-            (label, t.column_names, cov)
-            for label, t, cov in zip(labels, self._design.terms, covs, strict=True)
-        ]
 
     @cached_property
-    def varcorr(self) -> pd.DataFrame:
-        """Variances and covariances of the random effects (no residual row)."""
-        info = self._term_info()
-        return varcorr_frame([i[0] for i in info], [i[1] for i in info], [i[2] for i in info], None)
-
-    @cached_property
-    def _b(self) -> list[np.ndarray]:
+    def _modes(self) -> list[np.ndarray]:
         """Conditional modes ``b = Lambda u`` per term, shape (levels, p)."""
         u = self._solution.mode.u
         out, start = [], 0
@@ -297,17 +252,9 @@ class GlmerFit:
         covs = weighted.conditional_covariances(self._solution.theta, 1.0)
         return [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs]
 
-    @cached_property
-    def ranef(self) -> dict[str, pd.DataFrame]:
-        return ranef_frames(self._design.terms, self._b)
-
     def ranef_table(self) -> pd.DataFrame:
         """lme4's ``as.data.frame(ranef(m, condVar = TRUE))``."""
-        return ranef_long(self._design.terms, self._b, self._conditional_sd)
-
-    @cached_property
-    def coef(self) -> dict[str, pd.DataFrame]:
-        return level_coefficients(self.ranef, self._solution.beta, self._design.fixed_names)
+        return ranef_long(self._design.terms, self._modes, self._conditional_sd)
 
     # ------------------------------------------------------------------ fitted values
     @property
@@ -363,7 +310,7 @@ class GlmerFit:
 
     def _random_part(self, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
         out = np.zeros(len(newdata))
-        for t, b in zip(self._design.terms, self._b, strict=True):
+        for t, b in zip(self._design.terms, self._modes, strict=True):
             codes, z = new_data_codes(t, newdata, allow_new_levels)
             out += random_part(codes, z, b)
         return out

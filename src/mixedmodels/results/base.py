@@ -1,0 +1,94 @@
+"""What every mixed-model fit (lmer and glmer) exposes the same way."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from mixedmodels.design.model import ModelDesign
+from mixedmodels.results.random_effects import (
+    group_counts,
+    is_singular,
+    level_coefficients,
+    ranef_frames,
+)
+from mixedmodels.results.varcorr import term_covariances, unique_group_labels, varcorr_frame
+
+
+class MixedFit:
+    """Accessors shared by :class:`LmerFit` and :class:`GlmerFit`.
+
+    Subclasses hold ``_design``, ``_problem`` (with ``lambdas(theta)`` and
+    ``theta_lower_bounds()``) and ``_solution`` (with ``theta`` and ``beta``), and give
+    ``sigma`` and ``_modes`` (the conditional modes ``b`` per term, shape (levels, p)).
+    """
+
+    _design: ModelDesign
+    has_residual_variance: bool = True  # a Residual row in varcorr
+
+    @property
+    def formula(self) -> str:
+        return self._design.formula.text
+
+    @property
+    def design(self) -> ModelDesign:
+        """The numeric design (y, X, random-effect terms) the fit was made from."""
+        return self._design
+
+    @property
+    def theta(self) -> np.ndarray:
+        """Relative covariance parameters in lme4's order."""
+        return self._solution.theta.copy()
+
+    @property
+    def nobs(self) -> int:
+        return self._design.n
+
+    @property
+    def n_dropped(self) -> int:
+        """Rows dropped for missing values."""
+        return self._design.n_dropped
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels of each grouping factor (each factor once)."""
+        return group_counts(self._design.terms)
+
+    @property
+    def is_singular(self) -> bool:
+        """True when a theta element bounded below by 0 is below 1e-4 (lme4's rule)."""
+        return is_singular(self._solution.theta, self._problem.theta_lower_bounds())
+
+    @cached_property
+    def fixef(self) -> pd.Series:
+        return pd.Series(self._solution.beta, index=self._design.fixed_names, name="fixef")
+
+    def _term_info(self) -> list[tuple[str, list[str], np.ndarray]]:
+        """(group label, column names, covariance ``sigma^2 lambda lambda'``) per term."""
+        labels = unique_group_labels([t.group_name for t in self._design.terms])
+        covs = term_covariances(self._problem.lambdas(self._solution.theta), self.sigma)
+        return [
+            (label, t.column_names, cov)
+            for label, t, cov in zip(labels, self._design.terms, covs, strict=True)
+        ]
+
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """Variances and covariances (lme4's ``as.data.frame(VarCorr(m))``)."""
+        info = self._term_info()
+        residual = self.sigma if self.has_residual_variance else None
+        return varcorr_frame(
+            [i[0] for i in info], [i[1] for i in info], [i[2] for i in info], residual
+        )
+
+    @cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes: group name -> DataFrame (levels x coefficients)."""
+        return ranef_frames(self._design.terms, self._modes)
+
+    @cached_property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per-level coefficients: fixed effects plus the level's random effects."""
+        return level_coefficients(self.ranef, self._solution.beta, self._design.fixed_names)
