@@ -54,3 +54,5 @@ g1 <- lme4::glmer(TICKS ~ YEAR + cHEIGHT + (1 | LOCATION), grouseticks, family =
 g2 <- lme4::glmer(TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION), grouseticks, family = poisson, control = tight)
 ag <- anova(g1, g2)
 writeLines(jsonlite::toJSON(list(npar = ag$npar, AIC = ag$AIC, BIC = ag$BIC, logLik = ag$logLik, deviance = ag$deviance, Chisq = ag$Chisq, Df = ag$Df, p = ag[["Pr(>Chisq)"]]), digits = NA, na = "null"), file.path(args[2], "inference", "anova_lrt_glmer_grouseticks.json"))
+ci13 <- suppressMessages(confint(m13, oldNames = FALSE))  # cbpp glmer, PIRLS converged
+writeLines(jsonlite::toJSON(list(names = rownames(ci13), lower = unname(ci13[, 1]), upper = unname(ci13[, 2])), digits = NA), file.path(args[2], "inference", "confint_profile_cbpp_glmer.json"))

@@ -124,8 +124,87 @@ class _Profile:
     reset: object  # restarts the warm start at the optimum
 
 
+def _glmm_profiles(fit) -> list[_Profile]:
+    """Profiles of a glmer fit over its Laplace (or quadrature) deviance: variance
+    parameters on the sd/cor scale (no sigma) and fixed effects, each with every other
+    parameter re-optimized (PIRLS warm-started from the last mode)."""
+    from mixedmodels.core.pirls import PirlsError
+    from mixedmodels.inference.parameters import parameter_values
+
+    problem = fit.problem
+    base = fit._solution.objective
+    layout = _VarianceLayout([b.p for b in problem.blocks])
+    beta_hat = fit.fixef.to_numpy()
+    values = parameter_values(problem.lambdas(fit.theta), 1.0, beta_hat)
+    nvp = values.size - problem.n_fixed - 1  # no sigma
+    v_hat = values[:nvp]
+    lower_b, upper_b = (b[:nvp] for b in layout.bounds())
+    warm = {"u": fit._solution.mode.u}
+
+    def deviance(v: np.ndarray, beta: np.ndarray) -> float:
+        theta = layout.theta(np.append(v, 1.0))
+        if theta is None:
+            return BIG
+        try:
+            if fit.n_agq > 1:
+                value, mode = problem.quadrature_deviance(theta, beta, fit.n_agq, warm["u"])
+            else:
+                mode = problem.mode(theta, beta, warm["u"])
+                value = mode.laplace
+        except PirlsError:
+            return BIG
+        warm["u"] = mode.u
+        return value
+
+    full_hat = np.concatenate([v_hat, beta_hat])
+    lower_all = np.concatenate([lower_b, np.full(beta_hat.size, -np.inf)])
+    upper_all = np.concatenate([upper_b, np.full(beta_hat.size, np.inf)])
+    se = np.sqrt(np.diagonal(fit.vcov.to_numpy()))
+    scales = np.concatenate([np.maximum(0.1 * np.abs(v_hat), 1e-2), np.maximum(0.2 * se, 1e-4)])
+    names = fit.parameter_names
+    out = []
+    for w in range(full_hat.size):
+        others = [i for i in range(full_hat.size) if i != w]
+        state = {"start": full_hat[others].copy()}
+
+        def zeta(x: float, w=w, others=others, state=state) -> float:
+            def inner(u: np.ndarray) -> float:
+                full = full_hat.copy()
+                full[w] = x
+                full[others] = u
+                return deviance(full[:nvp], full[nvp:])
+
+            start = np.clip(state["start"], lower_all[others], upper_all[others])
+            res = minimize_bounded(
+                inner,
+                start,
+                lower_all[others],
+                upper=upper_all[others],
+                initial_step=scales[others],
+                ftol_abs=1e-10,
+                xtol_abs=1e-9,
+            )
+            state["start"] = res.x
+            return math.copysign(math.sqrt(max(res.fun - base, 0.0)), x - full_hat[w])
+
+        def reset(state=state, others=others) -> None:
+            state["start"] = full_hat[others].copy()
+            warm["u"] = fit._solution.mode.u
+
+        if w < nvp:
+            scale = abs(v_hat[w]) if v_hat[w] != 0 else 0.1
+            step = 0.2 * scale if lower_b[w] == 0 else 0.2
+        else:
+            step = se[w - nvp]
+        out.append(_Profile(names[w], zeta, full_hat[w], step, lower_all[w], upper_all[w], reset))
+    return out
+
+
 def _profiles(fit) -> list[_Profile]:
     from mixedmodels.api import refit_ml
+
+    if hasattr(fit, "n_agq"):  # a glmer fit
+        return _glmm_profiles(fit)
     from mixedmodels.inference.parameters import parameter_values
 
     ml = refit_ml(fit)

@@ -104,17 +104,26 @@ class GlmerFit(MixedFit):
         )
 
     def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
-        """Wald intervals for the fixed effects (``lower``, ``upper``)."""
+        """Intervals (``lower``, ``upper``): ``"wald"`` for the fixed effects (lme4's
+        ``confint(method = "Wald")``; sd rows NaN) or ``"profile"`` for every parameter
+        (lme4's default ``confint``), from the profiled Laplace deviance."""
+        if method == "profile":
+            from mixedmodels.inference.profile import profile_confint
+
+            return profile_confint(self, level)
         if method != "wald":
-            raise ArgumentError("glmer fits support confint(method='wald')")
+            raise ArgumentError("method must be 'wald' or 'profile'")
         table = self.fixef_table()
         q = stats.norm.ppf(0.5 + level / 2)
-        return pd.DataFrame(
+        fixed = pd.DataFrame(
             {
                 "lower": table.estimate - q * table.std_error,
                 "upper": table.estimate + q * table.std_error,
             }
         )
+        variance_names = [n for n in self.parameter_names if n not in fixed.index]
+        empty = pd.DataFrame(np.nan, index=variance_names, columns=["lower", "upper"])
+        return pd.concat([empty, fixed])
 
     @property
     def parameter_names(self) -> list[str]:
