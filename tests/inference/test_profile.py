@@ -69,3 +69,23 @@ def test_glmer_profile_intervals_match_lme4():
     assert list(ci.index) == ref["names"]
     np.testing.assert_allclose(ci.lower, ref["lower"], rtol=5e-4)
     np.testing.assert_allclose(ci.upper, ref["upper"], rtol=5e-4)
+
+
+def test_glmer_profile_trace_is_signed_root_deviance():
+    """zeta is 0 at the estimate, increasing along each parameter, and reaches -+z at the
+    confint ends (identity between the traces and the intervals, 1e-3)."""
+    from scipy import stats
+
+    import mixedmodels as mm
+
+    fit = mm.glmer(
+        "cbind(incidence, size - incidence) ~ period + (1|herd)",
+        mm.datasets.load("cbpp"),
+        "binomial",
+    )
+    traces = fit.profile(level=0.95, points=3)
+    z = stats.norm.ppf(0.975)
+    for name, trace in traces.groupby("parameter", sort=False):
+        assert np.all(np.diff(trace.zeta.to_numpy()) > 0), name
+        assert trace.zeta.min() == pytest.approx(-z, abs=1e-3), name
+        assert trace.zeta.max() == pytest.approx(z, abs=1e-3)

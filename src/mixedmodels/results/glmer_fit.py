@@ -125,6 +125,14 @@ class GlmerFit(MixedFit):
         empty = pd.DataFrame(np.nan, index=variance_names, columns=["lower", "upper"])
         return pd.concat([empty, fixed])
 
+    def profile(self, level: float = 0.99, points: int = 12) -> pd.DataFrame:
+        """Profile traces (lme4's ``profile``): ``parameter``, ``value``, ``zeta``, on a
+        grid spanning each parameter's ``level`` interval; plottable with
+        ``mixedmodels.plots.plot_profile``."""
+        from mixedmodels.inference.profile import profile_traces
+
+        return profile_traces(self, level, points)
+
     @property
     def parameter_names(self) -> list[str]:
         """sd/cor of each term, then the fixed effects (lme4's ``confint`` names; no sigma)."""
