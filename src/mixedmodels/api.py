@@ -176,12 +176,7 @@ def lmer(
     design, problem = lmer_problem(
         formula, data, reml=reml, weights=weights, offset=offset, contrasts=contrasts
     )
-    if design.n_dropped:
-        warnings.warn(
-            f"{design.n_dropped} row(s) with missing values dropped",
-            RowsDroppedWarning,
-            stacklevel=2,
-        )
+    _warn_dropped_rows(design)
     if optimize:
         result = optimize_problem(problem, start)
     else:
@@ -193,16 +188,31 @@ def lmer(
         )
     solution = problem.solve(result.x)
     fit = LmerFit(design, problem, solution, result, data_name=data_name)
-    if not result.converged:
-        warnings.warn(f"optimizer: {result.message}", ConvergenceWarning, stacklevel=2)
+    _warn_fit_outcome(fit, result.converged, result.message)
+    _warn_if_residual_vanishes(fit, design)
+    return fit
+
+
+def _warn_dropped_rows(design) -> None:
+    """Rows with missing values are dropped, never silently: say how many."""
+    if design.n_dropped:
+        warnings.warn(
+            f"{design.n_dropped} row(s) with missing values dropped",
+            RowsDroppedWarning,
+            stacklevel=3,
+        )
+
+
+def _warn_fit_outcome(fit, converged: bool, message: str) -> None:
+    """lme4's post-fit warnings: no convergence, a singular (boundary) fit."""
+    if not converged:
+        warnings.warn(f"optimizer: {message}", ConvergenceWarning, stacklevel=3)
     if fit.is_singular:
         warnings.warn(
             "boundary (singular) fit: a random-effect variance is (near) zero",
             SingularFitWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    _warn_if_residual_vanishes(fit, design)
-    return fit
 
 
 def _warn_if_residual_vanishes(fit: LmerFit, design) -> None:
@@ -269,12 +279,7 @@ def glmer(
     design = build_design(
         formula, data, weights=weights, offset=offset, glm_family=family.name, contrasts=contrasts
     )
-    if design.n_dropped:
-        warnings.warn(
-            f"{design.n_dropped} row(s) with missing values dropped",
-            RowsDroppedWarning,
-            stacklevel=2,
-        )
+    _warn_dropped_rows(design)
     if n_agq > 1 and (len(design.terms) != 1 or design.terms[0].block.p != 1):
         raise ArgumentError(
             f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) needs a single scalar "
@@ -283,14 +288,7 @@ def glmer(
     problem = glmm_problem(design, family)
     solution = fit_glmm(problem, n_agq)
     fit = GlmerFit(design, problem, solution, n_agq=n_agq, data_name=data_name)
-    if not solution.converged:
-        warnings.warn(f"optimizer: {solution.message}", ConvergenceWarning, stacklevel=2)
-    if fit.is_singular:
-        warnings.warn(
-            "boundary (singular) fit: a random-effect variance is (near) zero",
-            SingularFitWarning,
-            stacklevel=2,
-        )
+    _warn_fit_outcome(fit, solution.converged, solution.message)
     return fit
 
 
@@ -332,12 +330,7 @@ def lm(
     design = build_design(formula, data, weights=weights, require_random=False, contrasts=contrasts)
     if design.formula.random:
         raise FormulaError("lm() takes no random-effect terms; use mm.lmer", formula)
-    if design.n_dropped:
-        warnings.warn(
-            f"{design.n_dropped} row(s) with missing values dropped",
-            RowsDroppedWarning,
-            stacklevel=2,
-        )
+    _warn_dropped_rows(design)
     return LmFit(design, data_name=data_name)
 
 

@@ -88,13 +88,13 @@ class MatrixBuilder:
         self._spec = mat.model_spec
         numbered = {
             c: (kind, _factor_levels(data[c]))
-            for c, kind in self._explicit(self.rhs, data).items()
+            for c, kind in self._explicit(self.rhs).items()
             if kind in ("sum", "helmert")
         }
         self.column_names, self.term_columns = _r_names(mat, ordered, (), numbered)
         return np.asarray(mat, dtype=float)
 
-    def _explicit(self, text: str, data: pd.DataFrame) -> dict[str, str]:
+    def _explicit(self, text: str) -> dict[str, str]:
         """The ``contrasts`` given for columns this right-hand side uses bare."""
         return {c: k for c, k in self.contrasts.items() if _bare_name(c).search(text)}
 
@@ -113,7 +113,7 @@ class MatrixBuilder:
     def _formulaic_text(self, data: pd.DataFrame, *, sum_coding: bool) -> tuple[str, list[str]]:
         """The right-hand side in formulaic's syntax, factor codings made explicit."""
         text = self.rhs.strip()
-        explicit = {} if sum_coding else self._explicit(text, data)
+        explicit = {} if sum_coding else self._explicit(text)
         ordered = [c for c in _ordered_factors(text, data) if c not in explicit]
         logical = [c for c in _logical_columns(text, data) if c not in explicit]
         unordered = [c for c in _unordered_factors(text, data) if c not in logical]

@@ -26,16 +26,12 @@ def hessian_and_gradient(
     f: Callable[[np.ndarray], float],
     x: np.ndarray,
     steps: np.ndarray | None = None,
-    *,
-    richardson: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Hessian and gradient of a scalar function by central differences, extrapolated
-    (error ``O(h^4)``) or, with ``richardson=False``, plain (``O(h^2)``, half the
-    evaluations)."""
-    scales = (1.0, 0.5) if richardson else (1.0,)
+    """Hessian and gradient of a scalar function by extrapolated central differences."""
+    scales = (1.0, 0.5)
 
-    def combine(est: list[float]) -> float:
-        return (4 * est[1] - est[0]) / 3 if richardson else est[0]
+    def combine(est: list[float]) -> float:  # h and h/2 estimates, h^2 error removed
+        return (4 * est[1] - est[0]) / 3
 
     x = np.asarray(x, dtype=float)
     k = x.size
