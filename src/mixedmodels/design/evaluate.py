@@ -59,6 +59,7 @@ class Factor:
     levels: list[str]
     ordered: bool = False
     coding: str | None = None
+    from_numbers: bool = False  # levels are numbers (they sort as numbers)
 
 
 @dataclass
@@ -358,7 +359,7 @@ class Interpreter:
             labels = ["TRUE" if u else "FALSE" for u in unique]
         else:
             labels = [level_label(float(u)) for u in unique]
-        return Factor(codes, labels, ordered)
+        return Factor(codes, labels, ordered, from_numbers=not isinstance(value, Logical))
 
     def _as_numeric(self, call: Call, x_node: Node, what: str) -> Value:
         value = self._evaluate(x_node)

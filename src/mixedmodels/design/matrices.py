@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mixedmodels.design.contrasts import coding_matrix
+from mixedmodels.design.contrasts import CODINGS, coding_matrix
 from mixedmodels.design.evaluate import (
     Factor,
     Interpreter,
@@ -35,7 +35,7 @@ from mixedmodels.design.evaluate import (
     as_float,
     level_label,
 )
-from mixedmodels.errors import DataError, NewLevelError
+from mixedmodels.errors import ArgumentError, DataError, NewLevelError
 from mixedmodels.formula.expr import Name, parse_expression
 from mixedmodels.formula.functions import check_calls
 from mixedmodels.formula.terms import TermStructure, expand_terms
@@ -77,6 +77,14 @@ def _as_factor_labels(value: Value) -> tuple[np.ndarray, list[str]]:
     return codes, [level_label(float(u)) for u in unique]
 
 
+def _empty_like(value: Value) -> Value:
+    if isinstance(value, Factor):
+        return Factor(np.zeros(0, dtype=np.int64), value.levels, value.ordered, value.coding)
+    if isinstance(value, Matrix):
+        return Matrix(np.zeros((0, value.values.shape[1])), value.suffixes)
+    return Numeric(np.zeros(0))
+
+
 @dataclass
 class MatrixBuilder:
     """Builds the model matrix of one right-hand side, now and later for new data.
@@ -97,6 +105,19 @@ class MatrixBuilder:
     _codings: list[_VariableCoding] = field(default_factory=list)
     _term_codes: list[list[str | None]] = field(default_factory=list)
     _state: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        normalized = {}
+        for column, kind in (self.contrasts or {}).items():
+            key = str(kind).removeprefix("contr.")
+            if key not in CODINGS:
+                raise ArgumentError(
+                    f"contrasts for {column!r} must be one of "
+                    + ", ".join(f"contr.{c}" for c in CODINGS)
+                    + f"; got {kind!r}"
+                )
+            normalized[column] = key
+        self.contrasts = normalized
 
     # --------------------------------------------------------------- public
     def build(self, data: pd.DataFrame) -> np.ndarray:
@@ -130,6 +151,19 @@ class MatrixBuilder:
             self._structure = expand_terms(node, self.rhs)
         return self._structure
 
+    def prime(self, values: list[Value]) -> None:
+        """Fix the encoding from values that stand for all rows (factor levels that occur
+        somewhere), when the rows come in chunks; :meth:`build` then encodes each chunk."""
+        if self._state:
+            raise DataError(
+                f"{self.rhs!r}: poly(), scale() and center() learn from all rows at once; "
+                "with data in chunks compute the column beforehand"
+            )
+        self._learn(values)
+        self.column_names, self.term_columns = [], {}
+        empty = [_empty_like(v) for v in values]
+        _, self.column_names, self.term_columns = self._assemble(empty, 0, sum_coding=False)
+
     # -------------------------------------------------------------- private
     def _values(self, data: pd.DataFrame) -> list[Value]:
         interpreter = Interpreter(data, self._state, self.rhs)
@@ -145,9 +179,9 @@ class MatrixBuilder:
                 explicit = value.coding
                 if explicit is None and isinstance(node, Name):
                     explicit = self.contrasts.get(node.id)
-                codings.append(
-                    _VariableCoding("factor", list(value.levels), value.ordered, explicit)
-                )
+                used = np.unique(np.atleast_1d(value.codes)[np.atleast_1d(value.codes) >= 0])
+                levels = [value.levels[i] for i in used]  # unused levels dropped, as lme4
+                codings.append(_VariableCoding("factor", levels, value.ordered, explicit))
             elif isinstance(value, Matrix):
                 codings.append(_VariableCoding("matrix", suffixes=list(value.suffixes)))
             else:
@@ -252,7 +286,8 @@ class MatrixBuilder:
                     columns, labels = block, block_names
                     continue
                 # earlier variables vary fastest, as in R
-                columns = (columns[:, None, :] * block[:, :, None]).reshape(n, -1)
+                width = columns.shape[1] * block.shape[1]
+                columns = (columns[:, None, :] * block[:, :, None]).reshape(n, width)
                 labels = [f"{a}:{b}" for b in block_names for a in labels]
             start = len(names)
             blocks.append(columns)
