@@ -146,8 +146,7 @@ class DaskSource:
         _check_columns(columns, self.columns)
         parts = self.data[columns].to_delayed()
         tasks = [dask.delayed(function)(part) for part in parts]
-        for result in dask.compute(*tasks):
-            yield result
+        yield from dask.compute(*tasks)
 
 
 def row_source(data, chunk_rows: int | None = None) -> RowSource | None:
