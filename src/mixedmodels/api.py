@@ -196,8 +196,10 @@ def lmer(
 def _warn_dropped_rows(design) -> None:
     """Rows with missing values are dropped, never silently: say how many."""
     if design.n_dropped:
+        where = ", ".join(f"{name}: {count}" for name, count in design.dropped_by.items())
         warnings.warn(
-            f"{design.n_dropped} row(s) with missing values dropped",
+            f"{design.n_dropped} row(s) with missing values dropped"
+            + (f" (missing in {where})" if where else ""),
             RowsDroppedWarning,
             stacklevel=3,
         )

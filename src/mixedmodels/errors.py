@@ -96,3 +96,8 @@ class DegenerateFitWarning(MixedModelsWarning):
 
 class RowsDroppedWarning(MixedModelsWarning):
     """Rows with missing values were dropped."""
+
+
+class NonIntegerResponseWarning(MixedModelsWarning):
+    """Counts (poisson) or numbers of successes (binomial) that are not whole numbers, as
+    R's "non-integer x" and "non-integer #successes in a binomial glm!" warnings."""

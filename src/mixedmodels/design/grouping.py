@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 
@@ -51,17 +53,76 @@ def group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarra
 
 
 def codes_for_levels(data: pd.DataFrame, factors: tuple[str, ...], levels: list[str]) -> np.ndarray:
-    """Index of each row's grouping level in ``levels`` (-1 for levels not among them)."""
-    if len(factors) == 1:
-        labels = data[factors[0]].astype(str).to_numpy()
+    """Index of each row's grouping level in ``levels`` (-1 for levels not among them, and
+    for missing values).
+
+    Rows are matched by their labels (:func:`value_labels`), so a grouping column of
+    integers at fit time and of floats in new data refer to the same levels when the
+    values are equal (and text ``"308"`` to the level 308).
+    """
+    labels = pd.Series(value_labels(data[factors[0]]), dtype=object)
+    for name in factors[1:]:
+        labels = labels.str.cat(pd.Series(value_labels(data[name]), dtype=object), sep=":")
+    return pd.Index(levels).get_indexer(labels.to_numpy())
+
+
+def number_label(value: float) -> str:
+    """A number as R's ``as.character`` writes it: ``308`` for 308.0, ``0.5``, ``1e-05``."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.15g}"
+
+
+def _label(value: object) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (numbers.Integral, np.integer)):
+        return str(int(value))
+    if isinstance(value, (numbers.Real, np.floating)):
+        return number_label(float(value))
+    return str(value)
+
+
+def _unique_labels(uniques: pd.Index) -> list[str]:
+    if pd.api.types.is_bool_dtype(uniques):
+        return ["TRUE" if v else "FALSE" for v in uniques]
+    if pd.api.types.is_integer_dtype(uniques):
+        return [str(int(v)) for v in uniques]
+    if pd.api.types.is_float_dtype(uniques):
+        return [number_label(v) for v in uniques]
+    if uniques.dtype == object:  # mixed values: each by its own type
+        return [_label(v) for v in uniques]
+    return [str(v) for v in uniques]
+
+
+def value_labels(column: pd.Series) -> np.ndarray:
+    """Each value's level label (None where missing): numbers as R writes them (``308``
+    whether stored as int, float or a categorical of either), logicals ``TRUE``/``FALSE``,
+    anything else as text."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        uniques = column.cat.categories
     else:
-        labels = data[list(factors)].astype(str).agg(":".join, axis=1).to_numpy()
-    return pd.Index(levels).get_indexer(labels)
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        uniques = pd.Index(uniques)
+    table = np.array(_unique_labels(uniques) + [None], dtype=object)
+    return table[np.where(codes < 0, len(table) - 1, codes)]
+
+
+def label_table(column: pd.Series) -> dict[str, object]:
+    """The labels of the values present in ``column`` (see :func:`value_labels`), each
+    with the value it stands for."""
+    values = column.dropna()
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        uniques = values.cat.categories[np.unique(values.cat.codes.to_numpy())]
+    else:
+        uniques = pd.Index(pd.unique(values))
+    return dict(zip(_unique_labels(uniques), uniques, strict=True))
 
 
 def level_labels(levels: pd.Index) -> list[str]:
-    """Levels as strings (how results and new data refer to them)."""
-    return [str(v) for v in levels]
+    """Levels as strings (how results and new data refer to them; see :func:`value_labels`)."""
+    return _unique_labels(pd.Index(levels))
 
 
 def check_grouping(name: str, n_levels: int, n_rows: int, per_row_ok: bool = False) -> None:

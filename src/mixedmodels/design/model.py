@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import re
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from mixedmodels.core.terms import RandomBlock
-from mixedmodels.design.grouping import check_grouping, group_codes, level_labels
+from mixedmodels.design.grouping import check_grouping, group_codes, label_table, level_labels
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
 from mixedmodels.design.rank import independent_columns
 from mixedmodels.design.response import glm_response
 from mixedmodels.design.rsyntax import variables_of
+from mixedmodels.design.validate import (
+    check_finite_columns,
+    check_frame,
+    is_numeric,
+    missing_mask,
+    nan_cells,
+    plain_columns,
+    vector_argument,
+    warn_non_integer,
+)
 from mixedmodels.errors import (
     ArgumentError,
     ColumnNotFoundError,
@@ -85,6 +96,9 @@ class ModelDesign:
     row_index: pd.Index
     data: pd.DataFrame | None = None  # the rows used (a reference, not a copy, when none dropped)
     trials: np.ndarray | None = None  # binomial cbind(successes, failures): their totals
+    dropped_by: dict[str, int] = field(default_factory=dict)  # rows dropped, per column
+    prototypes: dict[str, pd.Series] = field(default_factory=dict)  # used columns, no rows
+    model_levels: dict[str, dict[str, object]] = field(default_factory=dict)  # factor levels
 
     @property
     def n(self) -> int:
@@ -146,30 +160,6 @@ def formula_offset(parsed: ParsedFormula, data: pd.DataFrame) -> np.ndarray | No
     return total
 
 
-def _present(column: pd.Series) -> np.ndarray:
-    """Non-missing mask of a column (numpy fast paths for floats and categoricals)."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.cat.codes.to_numpy() >= 0
-    if column.dtype.kind in "iub":
-        return np.ones(len(column), dtype=bool)
-    if column.dtype.kind == "f":
-        return ~np.isnan(column.to_numpy())
-    return column.notna().to_numpy()
-
-
-def _vector_argument(value, data: pd.DataFrame, what: str) -> np.ndarray | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value not in data.columns:
-            raise ColumnNotFoundError(f"{what} column {value!r} is not in the data")
-        return data[value].to_numpy(dtype=float)
-    arr = np.asarray(value, dtype=float)
-    if arr.shape != (len(data),):
-        raise DataError(f"{what} must have one value per row ({len(data)}), got shape {arr.shape}")
-    return arr
-
-
 def _lme4_term_order(terms: list[RandomTerm]) -> list[RandomTerm]:
     """lme4 sorts terms by number of levels, decreasing, only when they are not already."""
     nl = [t.n_levels for t in terms]
@@ -177,6 +167,103 @@ def _lme4_term_order(terms: list[RandomTerm]) -> list[RandomTerm]:
         order = sorted(range(len(nl)), key=lambda i: nl[i])  # stable ascending
         return [terms[i] for i in reversed(order)]
     return terms
+
+
+def _check_columns(needed: list[str], data: pd.DataFrame, formula: str) -> None:
+    for name in needed:
+        if name not in data.columns:
+            pos = formula.find(name)
+            columns = ", ".join(map(str, data.columns))
+            raise ColumnNotFoundError(
+                f"column {name!r} is not in the data (columns: {columns})",
+                formula,
+                pos if pos >= 0 else None,
+            )
+
+
+@dataclass
+class _Built:
+    """The numeric pieces of a design for a set of rows, before rank and grouping checks."""
+
+    y: np.ndarray
+    trials: np.ndarray | None
+    offset: np.ndarray | None  # the formula's offset(...) terms
+    fixed_builder: MatrixBuilder
+    X_full: np.ndarray
+    random: list[tuple[RandomTermSpec, MatrixBuilder, np.ndarray]]
+
+    def pieces(self, response: str) -> list[tuple[str, list[str], np.ndarray]]:
+        """(what, column names, values) of every built piece, for the finiteness checks."""
+        out = [("the response", [response], self.y)]
+        if self.trials is not None:
+            out.append(("the binomial trials of", [response], self.trials))
+        if self.offset is not None:
+            out.append(("the offset", ["offset(...)"], self.offset))
+        out.append(("fixed-effect column", self.fixed_builder.column_names, self.X_full))
+        for spec, builder, z in self.random:
+            names = [f"{c} | {spec.group_name}" for c in builder.column_names]
+            out.append(("random-effect column", names, z))
+        return out
+
+
+def _build_pieces(
+    parsed: ParsedFormula,
+    used: pd.DataFrame,
+    glm_family: str | None,
+    contrasts: dict[str, str],
+) -> _Built:
+    if glm_family is None:
+        y, trials = response_vector(used, parsed.response), None
+    else:
+        y, trials = glm_response(used, parsed.response, glm_family)
+    fixed_builder = MatrixBuilder(parsed.fixed, contrasts=contrasts)
+    X_full = fixed_builder.build(used)
+    random = []
+    for spec in parsed.random:
+        builder = MatrixBuilder(spec.expr)
+        random.append((spec, builder, builder.build(used)))
+    return _Built(y, trials, formula_offset(parsed, used), fixed_builder, X_full, random)
+
+
+def _factor_wrapped(text: str) -> set[str]:
+    """Variables that ``text`` turns into factors: ``factor(x)``, ``as.factor(x)``, ``C(x)``."""
+    found = re.finditer(r"(?<![\w.])(?:factor|as\.factor|as_factor|C)\(\s*(`[^`]+`|[\w.]+)", text)
+    return {m.group(1).strip("`") for m in found}
+
+
+def _model_levels(parsed: ParsedFormula, used: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """For each factor read by the fixed part or a random-effect term's left side: its
+    levels' labels -> the values as the fit saw them (what new data is checked against)."""
+    wrapped = _factor_wrapped(parsed.fixed)
+    for spec in parsed.random:
+        wrapped |= _factor_wrapped(spec.expr)
+    out: dict[str, dict[str, object]] = {}
+    for name in model_variables(parsed, include_random=True, grouping=False):
+        column = used[name]
+        if not is_numeric(column) or name in wrapped:
+            out[name] = label_table(column)
+    return out
+
+
+def model_variables(
+    parsed: ParsedFormula, *, include_random: bool, grouping: bool = True
+) -> list[str]:
+    """The columns a prediction reads: the fixed part and offsets, and with
+    ``include_random`` the random-effect terms (their grouping factors with ``grouping``)."""
+    names: list[str] = []
+
+    def add(found) -> None:
+        names.extend(v for v in found if v not in names)
+
+    add(variables_of(parsed.fixed))
+    for expr in parsed.offsets:
+        add(variables_of(expr))
+    if include_random:
+        for term in parsed.random:
+            add(variables_of(term.expr))
+            if grouping:
+                add(list(term.group_factors))
+    return names
 
 
 def build_design(
@@ -191,12 +278,25 @@ def build_design(
 ) -> ModelDesign:
     """Parse ``formula`` against ``data`` and build y, X and the random-effect terms.
 
-    Rows with a missing value in any used column (or in weights/offset) are dropped and
-    counted; ``data`` itself is never modified.  With ``glm_family`` ("binomial",
-    "poisson") the response is read as that family reads it (``cbind(s, f)``, factors).
+    Rows with a missing value (NA of any dtype) in any used column, in weights or offset,
+    or with NaN in a built column (a transform such as ``log`` of a negative number, as R's
+    ``na.omit`` of the model frame) are dropped and counted; ``data`` itself is never
+    modified.  Infinite values anywhere in the design are an error naming the column.
+    With ``glm_family`` ("binomial", "poisson") the response is read as that family reads
+    it (``cbind(s, f)``, factors), and counts that are not whole numbers are warned about.
+
+    Raises
+    ------
+    ColumnNotFoundError
+        A column the formula, ``weights`` or ``offset`` names is not in ``data``.
+    DataError
+        Bad data: not a DataFrame, duplicated column names, no complete rows, weights or
+        offset that are not numbers, infinite values, a degenerate grouping factor, more
+        fixed effects than observations.
+    FormulaError
+        A formula that cannot be parsed or built.
     """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    check_frame(data)
     if len(data) == 0:
         raise DataError("data has no rows")
     parsed = parse_formula(formula)
@@ -206,46 +306,57 @@ def build_design(
             formula,
         )
     needed = _required_variables(parsed)
-    for name in needed:
-        if name not in data.columns:
-            pos = formula.find(name)
-            columns = ", ".join(map(str, data.columns))
-            raise ColumnNotFoundError(
-                f"column {name!r} is not in the data (columns: {columns})",
-                formula,
-                pos if pos >= 0 else None,
-            )
-    w = _vector_argument(weights, data, "weights")
-    off = _vector_argument(offset, data, "offset")
+    _check_columns(needed, data, formula)
+    w_all = vector_argument(weights, data, "weights", positive=True)
+    off_all = vector_argument(offset, data, "offset")
+    checked_contrasts = _checked_contrasts(contrasts, data)
+
+    reasons: dict[str, int] = {}
     complete = np.ones(len(data), dtype=bool)
     for name in needed:
-        complete &= _present(data[name])
-    for vec in (w, off):
-        if vec is not None:
+        gone = missing_mask(data[name])
+        complete &= ~gone
+        if gone.any():
+            reasons[name] = int(gone.sum())
+    for label, vec in (("weights", w_all), ("offset", off_all)):
+        if vec is not None and np.isnan(vec).any():
             complete &= ~np.isnan(vec)
-    n_dropped = int((~complete).sum())
-    used = data  # builders read only the needed columns; no copy unless rows go
-    if n_dropped:
-        used = data.loc[complete, needed]
-        w = None if w is None else w[complete]
-        off = None if off is None else off[complete]
-    if len(used) == 0:
-        raise DataError(f"no complete rows: all {len(data)} rows have a missing value")
-    if w is not None and np.any(w <= 0):
-        raise DataError("weights must be positive")
+            reasons[label] = int(np.isnan(vec).sum())
 
-    trials = None
-    if glm_family is None:
-        y = response_vector(used, parsed.response)
+    for _ in range(3):  # a stateful transform (scale) may give NaN anew on fewer rows
+        if not complete.any():
+            raise DataError(
+                f"no complete rows: all {len(data)} rows have a missing value"
+                + (f" ({_reason_text(reasons)})" if reasons else "")
+            )
+        used = plain_columns(data if complete.all() else data.loc[complete, needed], needed)
+        built = _build_pieces(parsed, used, glm_family, checked_contrasts)
+        w = None if w_all is None else w_all[complete]
+        off = None if off_all is None else off_all[complete]
+        nan_rows = np.zeros(len(used), dtype=bool)
+        for what, names, values in built.pieces(parsed.response):
+            check_finite_columns(values, names, what, used.index)
+            nan_rows |= nan_cells(values, names, reasons)
+        if not nan_rows.any():
+            break
+        complete[np.flatnonzero(complete)[nan_rows]] = False
     else:
-        y, trials = glm_response(used, parsed.response, glm_family)
-    in_formula = formula_offset(parsed, used)
-    if in_formula is not None:
-        off = in_formula if off is None else off + in_formula
-    fixed_builder = MatrixBuilder(parsed.fixed, contrasts=_checked_contrasts(contrasts, data))
-    X_full = fixed_builder.build(used)
-    keep = independent_columns(X_full) if X_full.shape[1] else np.arange(0)
+        raise DataError("transforms in the formula keep producing NaN on the remaining rows")
+    n_dropped = int((~complete).sum())
+
+    y, trials, X_full = built.y, built.trials, built.X_full
+    off = built.offset if off is None else (off if built.offset is None else off + built.offset)
+    if glm_family is not None:
+        warn_non_integer(glm_family, y, trials, w, parsed.response)
+    fixed_builder = built.fixed_builder
     names = fixed_builder.column_names
+    if require_random and len(names) >= len(used):
+        raise DataError(
+            f"more fixed-effect columns than observations: the fixed part has {len(names)} "
+            f"column(s) for {len(used)} observation(s); a mixed model needs more "
+            "observations than fixed effects"
+        )
+    keep = independent_columns(X_full) if X_full.shape[1] else np.arange(0)
     dropped = [names[i] for i in range(len(names)) if i not in set(keep.tolist())]
     if dropped:
         warnings.warn(
@@ -254,16 +365,20 @@ def build_design(
             RankDeficiencyWarning,
             stacklevel=3,
         )
+    if require_random and keep.size >= len(used):
+        raise DataError(
+            f"as many fixed effects as observations: {keep.size} independent fixed-effect "
+            f"column(s) for {len(used)} observation(s) leave nothing to estimate the "
+            "variances from"
+        )
     X = np.asfortranarray(X_full[:, keep])  # columns contiguous: the gram reads them one by one
 
     terms: list[RandomTerm] = []
-    for spec in parsed.random:
+    for spec, builder, z in built.random:
         codes, levels = group_codes(used, spec.group_factors)
         # a GLMM's response carries its own variance, so observation-level random effects
         # are identifiable there (lme4's glmerControl ignores these checks)
         check_grouping(spec.group_name, len(levels), len(used), per_row_ok=glm_family is not None)
-        builder = MatrixBuilder(spec.expr)
-        z = builder.build(used)
         if z.shape[1] == 0:
             raise FormulaError(f"random-effect term {spec} has no columns", formula)
         too_many = len(levels) * z.shape[1] >= len(used) and z.shape[1] > 1
@@ -290,4 +405,11 @@ def build_design(
         row_index=used.index,
         data=used,
         trials=trials,
+        dropped_by=reasons,
+        prototypes={name: data[name].iloc[:0] for name in needed},
+        model_levels=_model_levels(parsed, used),
     )
+
+
+def _reason_text(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{name}: {count}" for name, count in reasons.items())

@@ -31,6 +31,8 @@ def independent_columns_of_gram(cross: np.ndarray, tol: float = 1e-7) -> np.ndar
     kept: list[int] = []
     low = np.zeros((p, p))  # Cholesky factor of gram[kept][:, kept]
     for j in range(p):
+        if len(kept) == n:  # n columns span everything: the rest depend on them
+            break
         if norms[j] == 0:
             continue
         k = len(kept)

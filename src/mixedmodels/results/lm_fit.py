@@ -55,7 +55,10 @@ class LmFit:
 
     @property
     def sigma(self) -> float:
-        """Residual standard error ``sqrt(RSS / (n - p))``."""
+        """Residual standard error ``sqrt(RSS / (n - p))``; NaN without residual degrees of
+        freedom (as many coefficients as observations, as R)."""
+        if self.df_residual <= 0:
+            return math.nan
         return math.sqrt(
             float(self._weighted_residuals @ self._weighted_residuals) / self.df_residual
         )
@@ -100,11 +103,13 @@ class LmFit:
             centre = y.mean() if self._has_intercept else 0.0
             tss = float(np.sum((y - centre) ** 2))
         rss = float(self._weighted_residuals @ self._weighted_residuals)
-        return 1.0 - rss / tss
+        return 1.0 - rss / tss if tss > 0 else math.nan
 
     @property
     def adj_r_squared(self) -> float:
         n, dfr = self.nobs, self.df_residual
+        if dfr <= 0:
+            return math.nan
         return 1.0 - (1.0 - self.r_squared) * ((n - int(self._has_intercept)) / dfr)
 
     @property
@@ -112,6 +117,8 @@ class LmFit:
         """(F, numerator df, denominator df, p-value) against the intercept-only model."""
         num_df = len(self._beta) - int(self._has_intercept)
         r2 = self.r_squared
+        if num_df <= 0 or self.df_residual <= 0 or not r2 < 1:
+            return math.nan, num_df, self.df_residual, math.nan
         f = (r2 / num_df) / ((1 - r2) / self.df_residual)
         return f, num_df, self.df_residual, float(stats.f.sf(f, num_df, self.df_residual))
 

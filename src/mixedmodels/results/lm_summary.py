@@ -45,6 +45,8 @@ def _signif(v: float, digits: int) -> str:
     """R's ``format(signif(v, digits))`` for one number (fixed or scientific)."""
     if v == 0:
         return "0"
+    if not math.isfinite(v):  # as R prints them
+        return "NaN" if math.isnan(v) else ("Inf" if v > 0 else "-Inf")
     exponent = math.floor(math.log10(abs(v)))
     if exponent < -4 or exponent >= 15:
         mant = f"{v:.{digits - 1}e}"

@@ -60,6 +60,9 @@ def format_r_auto(values, digits: int) -> list[str]:
     mant = max(_significant_needed(v, digits) for v in vals)
     sci = []
     for v in vals:
+        if not math.isfinite(v):  # as R prints them
+            sci.append("NaN" if math.isnan(v) else ("Inf" if v > 0 else "-Inf"))
+            continue
         base, exp = f"{v:.{mant - 1}e}".split("e")
         sci.append(f"{base}e{int(exp):+03d}")
     fixed_w = max(len(t.strip()) for t in fixed)

@@ -1,0 +1,280 @@
+"""The checks at the data boundary: what a column or vector must be before it is used.
+
+One place decides what counts as missing (NA of every pandas dtype), what is numeric, and
+what may never reach the numeric engine (infinite values, magnitudes whose squares
+overflow).  Each check raises a :class:`~mixedmodels.errors.DataError` that names the
+column or argument and counts the rows, or returns a mask for rows to drop and count.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mixedmodels.errors import ColumnNotFoundError, DataError, NonIntegerResponseWarning
+
+#: Largest magnitude a response, predictor, weight or offset value may have: the engine
+#: squares and sums them, and 1e100 squared is far from overflowing while no measurement
+#: comes near it.
+MAX_MAGNITUDE = 1e100
+
+
+def check_frame(data: object, what: str = "data") -> pd.DataFrame:
+    """``data`` itself when it is a DataFrame with uniquely named columns.
+
+    Raises
+    ------
+    DataError
+        For anything else (a dict, an array), or duplicated column names (naming them).
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"{what} must be a pandas DataFrame, got {type(data).__name__}")
+    duplicated = data.columns[data.columns.duplicated()]
+    if len(duplicated):
+        names = ", ".join(repr(c) for c in dict.fromkeys(duplicated))
+        raise DataError(f"{what} has duplicated column names: {names}; rename them")
+    return data
+
+
+def missing_mask(column: pd.Series) -> np.ndarray:
+    """True where a value is missing, for every pandas dtype: numpy NaN, ``pd.NA`` in the
+    nullable ``boolean``, ``Int64``, ``Float64`` and ``string`` dtypes, ``None`` in object
+    columns, NaT, an unknown category."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy() < 0
+    if isinstance(dtype, np.dtype):
+        if dtype.kind in "iub":
+            return np.zeros(len(column), dtype=bool)
+        if dtype.kind == "f":
+            return np.isnan(column.to_numpy())
+    mask = np.array(column.isna(), dtype=bool)
+    if is_numeric(column):  # a nullable float may hold NaN besides NA
+        mask |= np.isnan(numeric_values(column))
+    return mask
+
+
+def plain_columns(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with its nullable columns among ``names`` (``boolean``, ``Int64``,
+    ``Float64``, ``string``; no missing values left in them) as plain numpy columns, which
+    every builder reads alike; ``frame`` itself when there are none."""
+    converted = {}
+    for name in names:
+        column = frame[name]
+        dtype = column.dtype
+        if isinstance(dtype, (np.dtype, pd.CategoricalDtype)):
+            continue
+        if pd.api.types.is_bool_dtype(dtype):
+            converted[name] = column.to_numpy(dtype=bool)
+        elif pd.api.types.is_integer_dtype(dtype):
+            converted[name] = column.to_numpy(dtype=np.int64)
+        elif pd.api.types.is_float_dtype(dtype):
+            converted[name] = column.to_numpy(dtype=float, na_value=np.nan)
+        elif isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA:
+            converted[name] = column.to_numpy(dtype=object, na_value=None)
+    if not converted:
+        return frame
+    out = frame.loc[:, list(dict.fromkeys(names))].copy()
+    for name, values in converted.items():
+        out[name] = values
+    return out
+
+
+def is_numeric(column: pd.Series) -> bool:
+    """Numbers (numpy or nullable), not logicals and not factors."""
+    return (
+        pd.api.types.is_numeric_dtype(column.dtype)
+        and not pd.api.types.is_bool_dtype(column.dtype)
+        and not isinstance(column.dtype, pd.CategoricalDtype)
+    )
+
+
+def numeric_values(column: pd.Series) -> np.ndarray:
+    """A numeric column as float, missing values (of any kind) as NaN."""
+    if isinstance(column.dtype, np.dtype):
+        return column.to_numpy(dtype=float)
+    return column.to_numpy(dtype=float, na_value=np.nan)
+
+
+def describe_dtype(column: pd.Series) -> str:
+    """What a column holds, in words for an error message."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return "a factor (categorical)"
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return "logical (boolean)"
+    if pd.api.types.is_string_dtype(column.dtype) or column.dtype == object:
+        return "text"
+    return f"of dtype {column.dtype}"
+
+
+def _example_values(values: np.ndarray, rows: np.ndarray, index: pd.Index | None) -> str:
+    """``rows 3, 17 (+2 more)`` for an error message."""
+    where = np.flatnonzero(rows)
+    labels = [str(index[i]) if index is not None else str(i) for i in where[:3]]
+    more = f" (+{where.size - 3} more)" if where.size > 3 else ""
+    shown = ", ".join(f"{lab} ({values[i]:g})" for lab, i in zip(labels, where[:3], strict=False))
+    return f"{where.size} row(s): {shown}{more}"
+
+
+def vector_argument(
+    value: object, data: pd.DataFrame, what: str, *, positive: bool = False
+) -> np.ndarray | None:
+    """``weights`` or ``offset`` as one float per row (NaN where missing, to be dropped).
+
+    A string names a numeric column of ``data``; anything else must be numbers, one per
+    row.  Infinite values are an error (R's "NA/NaN/Inf in 'weights'"), and with
+    ``positive`` so are zero and negative ones.
+
+    Raises
+    ------
+    ColumnNotFoundError
+        A name that is not a column.
+    DataError
+        A factor, logical or text column or array; the wrong length; infinite values.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in data.columns:
+            raise ColumnNotFoundError(f"{what} column {value!r} is not in the data")
+        column = data[value]
+        if not is_numeric(column):
+            raise DataError(
+                f"{what} column {value!r} must be numeric, but it is {describe_dtype(column)}"
+            )
+        values = numeric_values(column)
+        label = f"{what} column {value!r}"
+    else:
+        series = value if isinstance(value, pd.Series) else _as_series(value, what)
+        if series.ndim != 1 or len(series) != len(data):
+            shape = getattr(value, "shape", (len(series),))
+            raise DataError(
+                f"{what} must have one value per row ({len(data)}), got shape {tuple(shape)}"
+            )
+        if not is_numeric(series):
+            raise DataError(f"{what} must be numeric, but it is {describe_dtype(series)}")
+        values = numeric_values(series)
+        label = what
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise DataError(
+            f"non-finite values (Inf or -Inf) in {label}: "
+            + _example_values(values, infinite, data.index)
+        )
+    check_magnitude(values, label)
+    if positive:
+        bad = values <= 0
+        if bad.any():
+            raise DataError(
+                f"{what} must be positive: {label} has zero or negative values in "
+                + _example_values(values, bad, data.index)
+            )
+    return values
+
+
+def _as_series(value: object, what: str) -> pd.Series:
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # ragged input and the like
+        raise DataError(f"{what} must be one number per row: {exc}") from exc
+    if array.ndim != 1:
+        raise DataError(f"{what} must be one number per row, got shape {array.shape}")
+    if array.dtype == object:  # None and numbers: let pandas decide what they are
+        return pd.Series(list(array)).infer_objects()
+    return pd.Series(array)
+
+
+def check_magnitude(values: np.ndarray, label: str) -> None:
+    """A :class:`DataError` when finite values are too large for the engine's arithmetic."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return
+    largest = float(np.max(np.abs(values[finite])))
+    if largest > MAX_MAGNITUDE:
+        raise DataError(
+            f"{label} has values as large as {largest:.3g} in magnitude; beyond "
+            f"{MAX_MAGNITUDE:g} the computations overflow: rescale it"
+        )
+
+
+def nan_cells(matrix: np.ndarray, names: Sequence[str], counts: dict[str, int]) -> np.ndarray:
+    """Rows of a built vector or matrix holding NaN (a transform's NaN, such as ``log`` of
+    a negative number); each column's count is added to ``counts`` under its name."""
+    values = matrix.reshape(matrix.shape[0], -1)
+    nan = np.isnan(values)
+    for j in np.flatnonzero(nan.any(axis=0)):
+        label = f"{_column_name(names, int(j))} (NaN produced)"
+        counts[label] = counts.get(label, 0) + int(nan[:, j].sum())
+    return nan.any(axis=1)
+
+
+def check_finite_columns(
+    matrix: np.ndarray, names: Sequence[str], what: str, index: pd.Index | None = None
+) -> None:
+    """A :class:`DataError` naming the first column of ``matrix`` with infinite values
+    (from the data or from a transform such as ``log(0)``) and counting its rows; also one
+    for values too large for the engine."""
+    values = matrix.reshape(matrix.shape[0], -1)
+    bad_columns = np.flatnonzero(np.isinf(values).any(axis=0))
+    if bad_columns.size:
+        j = int(bad_columns[0])
+        name = _column_name(names, j)
+        rows = np.isinf(values[:, j])
+        others = ""
+        if bad_columns.size > 1:
+            rest = [_column_name(names, k) for k in bad_columns[1:4]]
+            others = f"; also in {', '.join(repr(r) for r in rest)}"
+        raise DataError(
+            f"non-finite values (Inf or -Inf) in {what} {name!r}: "
+            f"{_example_values(values[:, j], rows, index)}{others}"
+        )
+    with np.errstate(invalid="ignore"):
+        huge = np.flatnonzero((np.abs(values) > MAX_MAGNITUDE).any(axis=0))
+    if huge.size:
+        j = int(huge[0])
+        check_magnitude(values[:, j], f"{what} {_column_name(names, j)!r}")
+
+
+def _column_name(names: Sequence[str], j: int) -> str:
+    return str(names[j]) if j < len(names) else f"column {j + 1}"
+
+
+def warn_non_integer(
+    family: str, y: np.ndarray, trials: np.ndarray | None, weights: np.ndarray | None, text: str
+) -> None:
+    """R's warnings for counts that are not whole numbers.
+
+    poisson: ``y`` not within ``1e-7 max(1, |y|)`` of an integer (R's ``dpois`` "non-integer
+    x"); binomial: successes ``y * trials * weights`` more than 1e-3 from an integer (R's
+    ``binomial()$initialize``: "non-integer #successes in a binomial glm!").
+    """
+    if family == "poisson":
+        off = np.abs(y - np.round(y)) > 1e-7 * np.maximum(1.0, np.abs(y))
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            warnings.warn(
+                f"non-integer counts in the poisson response {text!r}: {int(off.sum())} "
+                f"value(s), e.g. {y[i]:g} (R: non-integer x = {y[i]:f})",
+                NonIntegerResponseWarning,
+                stacklevel=4,
+            )
+    elif family == "binomial":
+        m = np.ones_like(y)
+        if trials is not None:
+            m = m * trials
+        if weights is not None:
+            m = m * weights
+        successes = m * y
+        off = np.abs(successes - np.round(successes)) > 1e-3
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            warnings.warn(
+                f"non-integer numbers of successes in the binomial response {text!r}: "
+                f"{int(off.sum())} row(s), e.g. {successes[i]:g} (R: non-integer "
+                "#successes in a binomial glm!)",
+                NonIntegerResponseWarning,
+                stacklevel=4,
+            )
