@@ -17,11 +17,12 @@ def independent_columns(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
     """
     if X.shape[1] == 0:
         return np.arange(0)
-    return independent_columns_of_gram(X.T @ X, tol)
+    return independent_columns_of_gram(X.T @ X, X.shape[0], tol)
 
 
-def independent_columns_of_gram(cross: np.ndarray, tol: float = 1e-7) -> np.ndarray:
-    """:func:`independent_columns` from ``X'X`` alone (the rows need not be in memory)."""
+def independent_columns_of_gram(cross: np.ndarray, n: int, tol: float = 1e-7) -> np.ndarray:
+    """:func:`independent_columns` from ``X'X`` and the number of rows ``n`` alone (the rows
+    need not be in memory)."""
     p = cross.shape[0]
     if p == 0:
         return np.arange(0)
