@@ -76,10 +76,3 @@ def test_simulation_has_the_family_mean_and_variance():
     p = np.full(200_000, 0.3)
     props = Binomial().simulate(p, np.full_like(p, 4.0), rng)
     assert abs(props.mean() - 0.3) < 5 * np.sqrt(0.3 * 0.7 / 4 / p.size)
-
-
-def test_r_warnings_for_non_integer_responses():
-    assert Poisson().response_warnings(np.array([1.0, 2.5]), np.ones(2))
-    assert not Poisson().response_warnings(np.array([1.0, 2.0]), np.ones(2))
-    assert Binomial().response_warnings(np.array([0.5]), np.array([3.0]))
-    assert not Binomial().response_warnings(np.array([1 / 3]), np.array([3.0]))

@@ -4,7 +4,8 @@ Each link and each family is a small class; families and links are found by name
 registry (:func:`make_family`), so adding one is adding a class, never a branch elsewhere.
 A family gives what penalized iteratively reweighted least squares needs: the variance
 function ``V(mu)``, the unit deviance, the log density (for the log-likelihood and AIC, as
-R's ``family$aic``), R's starting means, a response check, simulation, and whether it has a
+R's ``family$aic``), R's starting means, a response check (R's warnings about non-integer counts are given
+by the design layer's validation), simulation, and whether it has a
 dispersion parameter.
 """
 
@@ -181,10 +182,6 @@ class Family(ABC):
     def check_response(self, y: np.ndarray) -> str | None:
         """What is wrong with ``y`` for this family (an error), or None."""
 
-    def response_warnings(self, y: np.ndarray, weights: np.ndarray) -> list[str]:
-        """What R warns about in ``y`` (non-integer counts, ...)."""
-        return []
-
     @abstractmethod
     def simulate(self, mu: np.ndarray, weights: np.ndarray, rng: np.random.Generator):
         """A response drawn from the family at means ``mu``, in the scale ``y`` is given."""
@@ -200,10 +197,6 @@ class Family(ABC):
 
     def __str__(self) -> str:
         return f"{self.name}  ( {self.link.name} )"
-
-
-def _non_integer(values: np.ndarray) -> bool:
-    return bool(np.any(np.abs(values - np.round(values)) > 1e-7 * np.maximum(1, np.abs(values))))
 
 
 class Binomial(Family):
@@ -236,12 +229,6 @@ class Binomial(Family):
             )
         return None
 
-    def response_warnings(self, y, weights):
-        if _non_integer(weights * y):
-            return ["non-integer numbers of successes in a binomial model (R: 'non-integer "
-                    "#successes in a binomial glm!')"]
-        return []
-
     def simulate(self, mu, weights, rng):
         """Successes over trials (0/1 for binary data)."""
         trials = np.round(weights).astype(np.int64)
@@ -271,11 +258,6 @@ class Poisson(Family):
         if np.any(y < 0):
             return "a poisson response must be non-negative counts"
         return None
-
-    def response_warnings(self, y, weights):
-        if _non_integer(y):
-            return ["non-integer counts in a poisson model (R: 'non-integer x')"]
-        return []
 
     def simulate(self, mu, weights, rng):
         return rng.poisson(mu).astype(float)

@@ -21,15 +21,19 @@ from mixedmodels.design.evaluate import Factor, Interpreter, Logical, Matrix, Nu
 from mixedmodels.design.grouping import check_grouping
 from mixedmodels.design.matrices import MatrixBuilder, _logical_factor, response_vector
 from mixedmodels.design.rsyntax import variables_of
+from mixedmodels.design.validate import missing_mask, plain_columns
 from mixedmodels.errors import ColumnNotFoundError, DataError, FormulaError
 from mixedmodels.formula import ParsedFormula, parse_formula
 
 
-def _is_present(column: pd.Series) -> np.ndarray:
-    """Non-missing mask of a column: every pandas missing value counts."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.cat.codes.to_numpy() >= 0
-    return column.notna().to_numpy()
+def _missing_values(value: Value, n: int) -> np.ndarray:
+    """Rows where a variable's value is missing (NaN from a transform, a missing level)."""
+    if isinstance(value, Factor):
+        return np.broadcast_to(np.asarray(value.codes) < 0, (n,))
+    values = np.asarray(value.values, dtype=float)
+    if values.ndim == 2:
+        return np.isnan(values).any(axis=1)
+    return np.broadcast_to(np.isnan(values), (n,))
 
 
 @dataclass
@@ -221,17 +225,32 @@ class ChunkedDesign:
         return names
 
     # ------------------------------------------------------------------ pass 1
-    def complete_rows(self, chunk: pd.DataFrame) -> np.ndarray:
-        """Rows with no missing value in any column the model reads."""
-        mask = np.ones(len(chunk), dtype=bool)
+    def usable_rows(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        """The rows the in-memory design would keep: no missing value in any column the
+        model reads, and no NaN made by a transform (R's ``na.omit`` of the model frame),
+        nullable columns as plain numpy columns."""
+        complete = np.ones(len(chunk), dtype=bool)
         for name in self.needed:
-            mask &= _is_present(chunk[name])
-        return mask
+            complete &= ~missing_mask(chunk[name])
+        rows = plain_columns(chunk.loc[complete, self.needed], self.needed)
+        n = len(rows)
+        if n == 0:
+            return rows
+        nan = np.isnan(response_vector(rows, self.parsed.response))
+        for expr in self.parsed.offsets:
+            nan |= np.isnan(response_vector(rows, expr, what="offset"))
+        for builder in (self.fixed_builder, *self.term_builders):
+            interpreter = Interpreter(rows, {}, builder.rhs)
+            for node in builder.structure.variables:
+                nan |= _missing_values(interpreter.evaluate(node), n)
+        for extra in (self.weights_column, self.offset_column):
+            if extra is not None:
+                nan |= np.isnan(rows[extra].to_numpy(dtype=float))
+        return rows.loc[~nan] if nan.any() else rows
 
     def survey(self, chunk: pd.DataFrame) -> Survey:
         """Pass 1 on one chunk."""
-        complete = self.complete_rows(chunk)
-        rows = chunk.loc[complete]
+        rows = self.usable_rows(chunk)
         fixed = self._survey_variables(self.fixed_builder, rows)
         terms = [self._survey_variables(b, rows) for b in self.term_builders]
         groups: dict[str, _GroupSurvey] = {}
@@ -248,7 +267,7 @@ class ChunkedDesign:
             for spec in self.parsed.random
             if len(spec.group_factors) > 1
         }
-        return Survey(len(chunk), int(complete.sum()), fixed, terms, groups, combinations)
+        return Survey(len(chunk), len(rows), fixed, terms, groups, combinations)
 
     @staticmethod
     def _survey_variables(builder: MatrixBuilder, rows: pd.DataFrame) -> dict:
@@ -315,7 +334,7 @@ class ChunkedDesign:
     # ------------------------------------------------------------------ later passes
     def encode(self, chunk: pd.DataFrame) -> EncodedChunk:
         """A chunk's complete rows, encoded as every other chunk is."""
-        rows = chunk.loc[self.complete_rows(chunk)]
+        rows = self.usable_rows(chunk)
         y = response_vector(rows, self.parsed.response)
         X = self.fixed_builder.build(rows)
         blocks = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -34,6 +33,7 @@ from mixedmodels.errors import (
     RankDeficiencyWarning,
 )
 from mixedmodels.formula import ParsedFormula, RandomTermSpec, parse_formula
+from mixedmodels.formula.expr import calls, parse_expression, variables
 
 
 @dataclass
@@ -226,9 +226,15 @@ def _build_pieces(
 
 
 def _factor_wrapped(text: str) -> set[str]:
-    """Variables that ``text`` turns into factors: ``factor(x)``, ``as.factor(x)``, ``C(x)``."""
-    found = re.finditer(r"(?<![\w.])(?:factor|as\.factor|as_factor|C)\(\s*(`[^`]+`|[\w.]+)", text)
-    return {m.group(1).strip("`") for m in found}
+    """Variables that ``text`` turns into factors: ``factor(x)``, ``as.factor(x)``,
+    ``ordered(x)``, ``C(x, ...)``."""
+    wrapping = ("factor", "as.factor", "ordered", "C")
+    return {
+        name
+        for call in calls(parse_expression(text))
+        if call.func in wrapping
+        for name in variables(call)
+    }
 
 
 def _model_levels(parsed: ParsedFormula, used: pd.DataFrame) -> dict[str, dict[str, object]]:
