@@ -4,9 +4,8 @@ Each link and each family is a small class; families and links are found by name
 registry (:func:`make_family`), so adding one is adding a class, never a branch elsewhere.
 A family gives what penalized iteratively reweighted least squares needs: the variance
 function ``V(mu)``, the unit deviance, the log density (for the log-likelihood and AIC, as
-R's ``family$aic``), R's starting means, a response check (R's warnings about non-integer counts are given
-by the design layer's validation), simulation, and whether it has a
-dispersion parameter.
+R's ``family$aic``), R's starting means, a response check, simulation, and whether it has a
+dispersion parameter.  (R's warnings about non-integer counts are the design layer's.)
 """
 
 from __future__ import annotations
