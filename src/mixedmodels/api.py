@@ -7,12 +7,15 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from mixedmodels.arguments import check_bool, check_int, check_optional_str
 from mixedmodels.core.families import Family, make_family
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.pirls import GlmmProblem
 from mixedmodels.design import build_design
+from mixedmodels.design.validate import new_response
 from mixedmodels.errors import (
     ArgumentError,
+    ConvergenceError,
     ConvergenceWarning,
     DataError,
     DegenerateFitWarning,
@@ -20,6 +23,7 @@ from mixedmodels.errors import (
     RowsDroppedWarning,
     SingularFitWarning,
 )
+from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim import OptimizeResult, minimize_bounded
 from mixedmodels.optim.glmm import fit_glmm
@@ -47,8 +51,37 @@ def lmer_problem(
     (ModelDesign, LmmProblem)
         ``problem.objective(theta)`` is the REML criterion or deviance at ``theta``.
     """
+    _check_model_arguments(formula, contrasts)
+    reml = check_bool(reml, "reml")
     design = build_design(formula, data, weights=weights, offset=offset, contrasts=contrasts)
     return design, _problem_for(design, reml)
+
+
+def _check_model_arguments(formula: object, contrasts: object, data_name: object = None) -> None:
+    """The arguments every fitting function shares."""
+    if not isinstance(formula, str):
+        raise ArgumentError(
+            f"formula must be a string such as 'y ~ x + (1 | g)', got {type(formula).__name__}"
+        )
+    if contrasts is not None and not isinstance(contrasts, dict):
+        raise ArgumentError(
+            f'contrasts must be a dict such as {{"f": "contr.sum"}}, got {type(contrasts).__name__}'
+        )
+    check_optional_str(data_name, "data_name")
+
+
+def solve_at(problem: LmmProblem, theta: np.ndarray):
+    """The solution at the optimizer's theta, or a :class:`ConvergenceError` saying why
+    there is none (instead of the engine's bare exception)."""
+    try:
+        return problem.solve(theta)
+    except (NotPositiveDefiniteError, np.linalg.LinAlgError) as exc:
+        raise ConvergenceError(
+            "the model cannot be evaluated at the optimizer's estimate (theta = "
+            f"{np.array2string(np.asarray(theta), precision=4)}): a matrix lost positive "
+            "definiteness; the fixed effects may be (nearly) collinear or the data "
+            "degenerate"
+        ) from exc
 
 
 def _problem_for(design, reml: bool) -> LmmProblem:
@@ -98,14 +131,25 @@ def checked_start(problem: LmmProblem, start) -> np.ndarray:
     return theta
 
 
+def _default_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray | None]:
+    """Moment estimates (:func:`moment_start`) when they are usable, lme4's start when
+    they are not finite (degenerate data)."""
+    try:
+        x0, step = moment_start(problem)
+    except (np.linalg.LinAlgError, NotPositiveDefiniteError, FloatingPointError):
+        return problem.theta_start(), None
+    if not (np.isfinite(x0).all() and np.isfinite(step).all() and (step > 0).all()):
+        return problem.theta_start(), None
+    informed = step != DEFAULT_STEP
+    return x0, (step if informed.any() else None)
+
+
 def _optimize(problem: LmmProblem, start: np.ndarray | str | None) -> OptimizeResult:
     lower = problem.theta_lower_bounds()
     if isinstance(start, str):
         x0, initial_step = checked_start(problem, start), None
     elif start is None:
-        x0, step = moment_start(problem)
-        informed = step != DEFAULT_STEP
-        initial_step = step if informed.any() else None
+        x0, initial_step = _default_start(problem)
     else:  # a previous optimum (refits, bootstrap): search near it
         x0 = checked_start(problem, start)
         initial_step = np.maximum(0.1 * np.abs(x0), 0.02)
@@ -173,6 +217,8 @@ def lmer(
     -------
     LmerFit
     """
+    _check_model_arguments(formula, contrasts, data_name)
+    optimize = check_bool(optimize, "optimize")
     design, problem = lmer_problem(
         formula, data, reml=reml, weights=weights, offset=offset, contrasts=contrasts
     )
@@ -186,7 +232,7 @@ def lmer(
         result = OptimizeResult(
             theta, problem.objective(theta), 1, True, "evaluated at start (optimize=False)"
         )
-    solution = problem.solve(result.x)
+    solution = solve_at(problem, result.x)
     fit = LmerFit(design, problem, solution, result, data_name=data_name)
     _warn_fit_outcome(fit, result.converged, result.message)
     _warn_if_residual_vanishes(fit, design)
@@ -222,7 +268,14 @@ def _warn_if_residual_vanishes(fit: LmerFit, design) -> None:
     then reproduce the response (typically a response constant within a grouping factor),
     the criterion has no minimum and the estimates are arbitrary."""
     spread = float(np.std(design.y))
-    if spread > 0 and fit.sigma < 1e-6 * spread:
+    if spread == 0:
+        warnings.warn(
+            "the response is constant: the model describes no variation, its criterion has "
+            "no minimum and the estimates are not meaningful",
+            DegenerateFitWarning,
+            stacklevel=3,
+        )
+    elif fit.sigma < 1e-6 * spread:
         warnings.warn(
             f"residual standard deviation {fit.sigma:.3g} is negligible next to the "
             f"response's ({spread:.3g}): the random effects reproduce the response (is it "
@@ -271,12 +324,19 @@ def glmer(
     -------
     GlmerFit
     """
+    _check_model_arguments(formula, contrasts, data_name)
+    check_optional_str(link, "link")
     if isinstance(family, str):
         try:
             family = make_family(family, link)
         except ValueError as exc:
             raise ArgumentError(str(exc)) from exc
-    if not isinstance(n_agq, int) or not 0 <= n_agq <= 25:
+    elif not isinstance(family, Family):
+        raise ArgumentError(
+            f'family must be "binomial", "poisson" or a Family, got {type(family).__name__}'
+        )
+    n_agq = check_int(n_agq, "n_agq", minimum=0)
+    if n_agq > 25:
         raise ArgumentError(f"n_agq must be an integer from 0 to 25, not {n_agq!r}")
     design = build_design(
         formula, data, weights=weights, offset=offset, glm_family=family.name, contrasts=contrasts
@@ -329,6 +389,7 @@ def lm(
     data_name : str, optional
         Name shown on the summary's ``Call:`` line.
     """
+    _check_model_arguments(formula, contrasts, data_name)
     design = build_design(formula, data, weights=weights, require_random=False, contrasts=contrasts)
     if design.formula.random:
         raise FormulaError("lm() takes no random-effect terms; use mm.lmer", formula)
@@ -343,7 +404,7 @@ def refit_ml(fit: LmerFit) -> LmerFit:
     design = fit.design
     problem = _problem_for(design, reml=False)
     result = optimize_problem(problem)
-    return LmerFit(design, problem, problem.solve(result.x), result, fit.data_name)
+    return LmerFit(design, problem, solve_at(problem, result.x), result, fit.data_name)
 
 
 def anova(*fits, names: list[str] | None = None) -> pd.DataFrame:
@@ -379,6 +440,14 @@ def anova(*fits, names: list[str] | None = None) -> pd.DataFrame:
         return type3_table(fits[0])
     if any(glmm) and not all(glmm):
         raise ArgumentError("anova compares lmer fits with lmer fits and glmer with glmer")
+    kinds = (LmerFit, GlmerFit)
+    for i, f in enumerate(fits):
+        if not isinstance(f, kinds):
+            raise ArgumentError(f"anova compares fits; argument {i + 1} is {type(f).__name__}")
+    if names is not None and (
+        len(names) != len(fits) or not all(isinstance(n, str) for n in names)
+    ):
+        raise ArgumentError(f"names must be {len(fits)} strings, one per fit, got {names!r}")
     names = names or [f"model{i + 1}" for i in range(len(fits))]
     check_same_data(list(fits))
     note = None
@@ -394,12 +463,20 @@ def anova(*fits, names: list[str] | None = None) -> pd.DataFrame:
 
 
 def refit(fit: LmerFit, y) -> LmerFit:
-    """Refit the same model to a new response without rebuilding its structure."""
-    y = np.asarray(y, dtype=float)
+    """Refit the same model to a new response without rebuilding its structure.
+
+    Raises
+    ------
+    DataError
+        When ``y`` does not hold one finite number per fitted row.
+    """
+    if not isinstance(fit, LmerFit):
+        raise ArgumentError(f"refit takes an lmer fit, got {type(fit).__name__}")
     design = fit.design
-    if y.shape != (design.n,):
-        raise DataError(f"new response must have {design.n} values, got shape {y.shape}")
+    y = new_response(y, design.n)
     offset = 0.0 if design.offset is None else design.offset
     problem = fit.problem.with_response(y - offset)
     result = optimize_problem(problem, fit.theta)
-    return LmerFit(design.with_response(y), problem, problem.solve(result.x), result, fit.data_name)
+    return LmerFit(
+        design.with_response(y), problem, solve_at(problem, result.x), result, fit.data_name
+    )

@@ -14,6 +14,7 @@ intercept and the first ``len(re_sd) - 1`` covariates.  In matrix form
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,7 +22,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from mixedmodels.errors import SimulationError
+from mixedmodels.arguments import random_generator
+from mixedmodels.errors import MixedModelsError, SimulationError
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,16 @@ def _correlation_matrix(re_cor, k: int) -> np.ndarray:
     if re_cor is None:
         return np.eye(k)
     if np.isscalar(re_cor):
-        r = float(re_cor)
+        r = float(_numbers(re_cor, "re_cor")[0])
         if not -1.0 <= r <= 1.0:
             raise SimulationError(f"correlation must lie in [-1, 1], got {r}")
         mat = np.full((k, k), r)
         np.fill_diagonal(mat, 1.0)
     else:
-        mat = np.asarray(re_cor, dtype=float)
+        mat = _numbers(np.ravel(re_cor), "re_cor")
+        if mat.size != k * k:
+            raise SimulationError(f"re_cor must be {k} x {k} for {k} random effects")
+        mat = mat.reshape(np.shape(re_cor))
         if mat.shape != (k, k):
             raise SimulationError(f"re_cor must be {k} x {k} for {k} random effects")
         if np.any(np.abs(mat) > 1.0) or not np.allclose(mat, mat.T):
@@ -56,16 +61,43 @@ def _correlation_matrix(re_cor, k: int) -> np.ndarray:
     return mat
 
 
+def _count(value: object, name: str) -> int:
+    """A positive whole number (a whole float such as ``5.0`` too)."""
+    ok = (
+        isinstance(value, (numbers.Real, np.number))
+        and not isinstance(value, (bool, np.bool_))
+        and np.isfinite(float(value))
+        and float(value).is_integer()
+    )
+    if not ok or int(value) < 1:
+        raise SimulationError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _numbers(value: object, name: str) -> np.ndarray:
+    """Finite numbers as a float array."""
+    try:
+        out = np.atleast_1d(np.asarray(value, dtype=float))
+    except (TypeError, ValueError) as exc:
+        raise SimulationError(f"{name} must be numbers, got {value!r}") from exc
+    if out.ndim != 1 or not np.isfinite(out).all():
+        raise SimulationError(f"{name} must be finite numbers, got {value!r}")
+    return out
+
+
 def _cluster_sizes(n_clusters: int, cluster_size, rng: np.random.Generator) -> np.ndarray:
     if callable(cluster_size):
-        sizes = np.asarray(cluster_size(rng, n_clusters), dtype=int)
+        drawn = cluster_size(rng, n_clusters)
+        values = _numbers(drawn, "cluster_size(rng, n_clusters)")
     elif np.isscalar(cluster_size):
-        sizes = np.full(n_clusters, int(cluster_size))
+        values = np.full(n_clusters, _count(cluster_size, "cluster_size"))
     else:
-        sizes = np.asarray(cluster_size, dtype=int)
-    if sizes.shape != (n_clusters,) or np.any(sizes < 1):
-        raise SimulationError("cluster sizes must be positive, one per cluster")
-    return sizes
+        values = _numbers(cluster_size, "cluster_size")
+    if values.shape != (n_clusters,) or np.any(values < 1) or np.any(values != np.round(values)):
+        raise SimulationError(
+            f"cluster sizes must be positive integers, one per cluster ({n_clusters})"
+        )
+    return values.astype(int)
 
 
 def simulate_mixed(
@@ -110,27 +142,34 @@ def simulate_mixed(
     DataFrame with columns ``y``, ``x1..xk`` (``x`` when k = 1) and ``cluster``
     (categorical); with ``return_parts`` a (DataFrame, SimulationParts) pair.
     """
-    if int(n_clusters) < 1:
-        raise SimulationError(f"n_clusters must be at least 1, got {n_clusters}")
-    re_sd = np.asarray(re_sd, dtype=float)
+    n_clusters = _count(n_clusters, "n_clusters")
+    re_sd = _numbers(re_sd, "re_sd (random-effect standard deviations)")
     if np.any(re_sd < 0):
         raise SimulationError(f"random-effect standard deviations must be >= 0, got {re_sd}")
-    if sigma < 0:
-        raise SimulationError(f"sigma must be >= 0, got {sigma}")
-    beta = np.asarray(fixed, dtype=float)
+    sigma_values = _numbers(sigma, "sigma")
+    if sigma_values.size != 1 or sigma_values[0] < 0:
+        raise SimulationError(f"sigma must be a number >= 0, got {sigma!r}")
+    sigma = float(sigma_values[0])
+    beta = _numbers(fixed, "fixed")
     k = beta.size - 1
     if re_sd.size - 1 > k:
         raise SimulationError("more random slopes than covariates")
-    rng = np.random.default_rng(seed)
-    sizes = _cluster_sizes(int(n_clusters), cluster_size, rng)
+    if covariates is not None and not callable(covariates):
+        raise SimulationError("covariates must be a function (rng, n) -> array (n, k)")
+    try:
+        rng = random_generator(seed)
+    except MixedModelsError as exc:
+        raise SimulationError(str(exc)) from exc
+    sizes = _cluster_sizes(n_clusters, cluster_size, rng)
     n = int(sizes.sum())
     cluster = np.repeat(np.arange(int(n_clusters)), sizes)
-    if k:
-        x = (
-            rng.standard_normal((n, k))
-            if covariates is None
-            else np.asarray(covariates(rng, n), dtype=float).reshape(n, k)
-        )
+    if k and covariates is None:
+        x = rng.standard_normal((n, k))
+    elif k:
+        x = _numbers(np.ravel(covariates(rng, n)), "covariates(rng, n)")
+        if x.size != n * k:
+            raise SimulationError(f"covariates(rng, n) must return an array ({n}, {k})")
+        x = x.reshape(n, k)
     else:
         x = np.empty((n, 0))
     X = np.column_stack([np.ones(n), x])

@@ -278,3 +278,28 @@ def warn_non_integer(
                 NonIntegerResponseWarning,
                 stacklevel=4,
             )
+
+
+def new_response(value: object, n: int, name: str = "y") -> np.ndarray:
+    """A replacement response for a refit: ``n`` finite numbers, as float.
+
+    Raises
+    ------
+    DataError
+        Text, the wrong length, or missing / infinite values (named by position).
+    """
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"new response {name!r} must be numbers: {exc}") from exc
+    if array.shape != (n,):
+        raise DataError(f"new response {name!r} must have {n} values, got shape {array.shape}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        where = ", ".join(str(i) for i in np.flatnonzero(bad)[:5])
+        raise DataError(
+            f"new response {name!r} has {int(bad.sum())} missing or non-finite value(s) at "
+            f"position(s) {where}{' ...' if bad.sum() > 5 else ''}; a refit keeps the fitted "
+            "rows, so every value is needed"
+        )
+    return array

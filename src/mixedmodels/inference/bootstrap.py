@@ -19,6 +19,15 @@ import pandas as pd
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
+from mixedmodels.arguments import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_level,
+    check_n_jobs,
+    seed_sequence,
+)
 from mixedmodels.errors import ArgumentError
 from mixedmodels.inference.progress import ProgressBar
 
@@ -51,7 +60,8 @@ class BootstrapResult:
     def confint(self, method: str = "percentile", level: float = 0.95) -> pd.DataFrame:
         """Intervals: ``percentile`` (quantiles of the replicates), ``basic``
         (``2 t0 - quantiles``) or ``normal`` (``t0 - bias -+ z sd``)."""
-        alpha = (1 - level) / 2
+        method = check_choice(method, "method", ("percentile", "basic", "normal"))
+        alpha = (1 - check_level(level)) / 2
         reps = self.replicates
         t0 = self.original
         if method == "percentile":
@@ -81,6 +91,16 @@ class BootstrapResult:
             out[f"{method}_lower"] = ci["lower"]
             out[f"{method}_upper"] = ci["upper"]
         return out
+
+
+def _statistic_values(value: object) -> np.ndarray:
+    """What ``statistic(fit)`` returned, as a flat float array."""
+    try:
+        return np.asarray(value, dtype=float).ravel()
+    except (TypeError, ValueError) as exc:
+        raise ArgumentError(
+            f"statistic must return a number or an array of numbers, got {type(value).__name__}"
+        ) from exc
 
 
 def _replicate(i: int) -> np.ndarray | None:
@@ -129,8 +149,22 @@ def bootstrap(
     progress: bool = True,
     names: list[str] | None = None,
 ) -> BootstrapResult:
-    """Parametric bootstrap of ``statistic`` (default: sd/cor, sigma, fixed effects)."""
+    """Parametric bootstrap of ``statistic`` (default: sd/cor, sigma, fixed effects).
+
+    Raises
+    ------
+    ArgumentError
+        ``nsim`` not a positive integer, ``n_jobs`` not a count (or -1), a ``seed`` numpy
+        cannot use, a ``statistic`` that is not a function or returns no numbers, ``names``
+        of the wrong length.
+    """
     from mixedmodels.inference.parameters import parameter_values
+
+    nsim = check_int(nsim, "nsim", minimum=1)
+    statistic = check_callable(statistic, "statistic")
+    n_jobs = check_n_jobs(n_jobs)
+    progress = check_bool(progress, "progress")
+    seeds = seed_sequence(seed).spawn(nsim)
 
     glmm = hasattr(fit, "_bootstrap_replicate")
     if statistic is None and glmm:
@@ -140,9 +174,10 @@ def bootstrap(
         original = parameter_values(fit.problem.lambdas(fit.theta), fit.sigma, fit.fixef.to_numpy())
         names = names or list(fit.parameter_names)
     else:
-        original = np.asarray(statistic(fit), dtype=float).ravel()
+        original = _statistic_values(statistic(fit))
         names = names or [f"t{i + 1}" for i in range(original.size)]
-    seeds = np.random.SeedSequence(seed).spawn(nsim)
+    if len(names) != original.size:
+        raise ArgumentError(f"names must be {original.size} labels, got {len(names)}")
     _STATE.update(fit=fit, seeds=seeds, statistic=statistic)
     if not glmm:
         w = fit.design.weights
@@ -153,7 +188,8 @@ def bootstrap(
         )
     results: dict[int, np.ndarray | None] = {}
     interrupted = False
-    n_jobs = os.cpu_count() or 1 if n_jobs in (-1, 0) else max(1, int(n_jobs))
+    if n_jobs == -1:
+        n_jobs = os.cpu_count() or 1
     chunk = 25
     batches = [list(range(s, min(s + chunk, nsim))) for s in range(0, nsim, chunk)]
     with ProgressBar(nsim, "bootstrap", enabled=progress) as bar:

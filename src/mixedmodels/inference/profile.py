@@ -27,7 +27,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from mixedmodels.arguments import check_int, check_level
 from mixedmodels.core.terms import lower_triangle_indices
+from mixedmodels.errors import DataError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim import minimize_bounded
 
@@ -102,8 +104,15 @@ def _bracket_and_solve(zeta, x_hat: float, target: float, step: float, bound: fl
         if (direction > 0 and x >= bound) or (direction < 0 and x <= bound):
             x = bound
         z = zeta(x)
+        if math.isnan(z):
+            return math.nan
         if (z - target) * direction >= 0:
-            return optimize.brentq(lambda t: zeta(t) - target, prev_x, x, xtol=1e-10, rtol=1e-10)
+            try:
+                return optimize.brentq(
+                    lambda t: zeta(t) - target, prev_x, x, xtol=1e-10, rtol=1e-10
+                )
+            except ValueError:  # zeta not monotone here: no reliable end
+                return math.nan
         if x == bound:
             return bound
         prev_x = x
@@ -286,8 +295,27 @@ def _profiles(fit) -> list[_Profile]:
     return out
 
 
+def _check_profilable(fit) -> None:
+    """A :class:`DataError` for fits without a likelihood surface to profile."""
+    sigma = fit.sigma
+    if not (math.isfinite(fit.objective) and math.isfinite(sigma) and sigma > 0):
+        raise DataError(
+            f"cannot profile this fit: its objective is {fit.objective:g} and its residual "
+            f"standard deviation {sigma:g}; the response is fitted exactly (is it "
+            "constant?), so the likelihood has no maximum to profile"
+        )
+
+
 def profile_confint(fit, level: float = 0.95) -> pd.DataFrame:
-    """Profile intervals for sd/cor, sigma and fixed effects (lme4's names and order)."""
+    """Profile intervals for sd/cor, sigma and fixed effects (lme4's names and order).
+
+    Raises
+    ------
+    DataError
+        For a degenerate fit (a response fitted exactly, such as a constant one).
+    """
+    level = check_level(level)
+    _check_profilable(fit)
     z = stats.norm.ppf(0.5 + level / 2)
     rows = {}
     for prof in _profiles(fit):
@@ -306,6 +334,9 @@ def profile_traces(fit, level: float = 0.99, points: int = 12) -> pd.DataFrame:
     Returns a long DataFrame with columns ``parameter``, ``value``, ``zeta`` (lme4's
     ``profile()``); plot zeta against value per parameter.
     """
+    level = check_level(level)
+    points = check_int(points, "points", minimum=1)
+    _check_profilable(fit)
     z = stats.norm.ppf(0.5 + level / 2)
     frames = []
     for prof in _profiles(fit):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import nlopt
 import numpy as np
 
+from mixedmodels.errors import ArgumentError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 
 
@@ -50,6 +51,25 @@ _MESSAGES = {
 }
 
 
+# What the optimizer is told at a point where the objective is not finite, until a finite
+# value is known (then twice the worst finite value seen): large enough to repel, small
+# enough that BOBYQA's quadratic model arithmetic stays far from overflow.
+_UNKNOWN_PENALTY = 1e100
+_PENALTY_CAP = 1e150
+
+
+def _finite_bounds(values, n: int, name: str, fill: float) -> np.ndarray:
+    """Bounds as an array of ``n`` (``fill`` for None), refusing NaN."""
+    out = (
+        np.full(n, fill)
+        if values is None
+        else np.broadcast_to(np.asarray(values, dtype=float), (n,)).copy()
+    )
+    if np.isnan(out).any():
+        raise ArgumentError(f"the optimizer's {name} bounds hold NaN: {out}")
+    return out
+
+
 def minimize_bounded(
     fun: Callable[[np.ndarray], float],
     x0: np.ndarray,
@@ -61,40 +81,71 @@ def minimize_bounded(
     max_evaluations: int = 100_000,
     initial_step: float | np.ndarray | None = None,
 ) -> OptimizeResult:
-    """Minimize ``fun`` over ``x >= lower`` with BOBYQA.
+    """Minimize ``fun`` over ``lower <= x <= upper`` with BOBYQA.
 
-    A point where ``fun`` raises :class:`NotPositiveDefiniteError` or returns a non-finite
-    value is given a large finite value (twice the worst seen) instead, which keeps the
-    quadratic model usable.
+    Nothing non-finite reaches NLopt: a start with NaN or infinite values is refused (NLopt
+    corrupts memory on them), a start outside the bounds is moved onto them, and a point
+    where ``fun`` raises :class:`NotPositiveDefiniteError` or returns a non-finite value
+    is given a large finite value instead (twice the worst finite value seen, capped),
+    which keeps the quadratic model usable.  Should NLopt ever propose a non-finite point
+    the search stops there and reports the best point found, not converged.
 
     Parameters
     ----------
     fun : callable
         Objective of a 1-d array.
     x0 : ndarray
-        Start, inside the bounds.
+        Start.
     lower, upper : ndarray
         Bounds (``-inf`` / ``inf`` or None for none).
     ftol_abs, xtol_abs : float
         Absolute tolerances on the objective and on the parameters (lme4's defaults).
     max_evaluations : int
     initial_step : float or ndarray, optional
-        Initial step per parameter; NLopt's heuristic when None.
+        Initial step per parameter (finite, positive); NLopt's heuristic when None.
+
+    Raises
+    ------
+    ArgumentError
+        A start or initial step that is not finite, NaN bounds.
     """
-    x0 = np.asarray(x0, dtype=float)
+    x0 = np.asarray(x0, dtype=float).ravel()
     n = x0.size
-    worst = [0.0]
+    if not np.isfinite(x0).all():
+        bad = np.flatnonzero(~np.isfinite(x0))
+        raise ArgumentError(
+            f"the optimizer's start must be finite; x0[{int(bad[0])}] = {x0[bad[0]]} "
+            f"({bad.size} non-finite value(s))"
+        )
+    lo = _finite_bounds(lower, n, "lower", -np.inf)
+    hi = _finite_bounds(upper, n, "upper", np.inf)
+    x0 = np.clip(x0, lo, hi)
+    if initial_step is not None:
+        step = np.broadcast_to(np.asarray(initial_step, dtype=float), (n,)).copy()
+        if not (np.isfinite(step).all() and (step > 0).all()):
+            raise ArgumentError(f"the optimizer's initial step must be finite and > 0: {step}")
+    worst = [-math.inf]
     count = [0]
     best = [math.inf, x0.copy()]
+    proposed_nonfinite = [False]
 
-    def wrapped(x: np.ndarray, grad: np.ndarray) -> float:
-        count[0] += 1
+    def evaluate(x: np.ndarray) -> float:
         try:
             value = float(fun(x))
         except NotPositiveDefiniteError:
-            value = math.inf
+            return math.inf
+        return value if math.isfinite(value) else math.inf
+
+    def wrapped(x: np.ndarray, grad: np.ndarray) -> float:
+        if not np.isfinite(x).all():
+            proposed_nonfinite[0] = True
+            raise nlopt.ForcedStop
+        count[0] += 1
+        value = evaluate(x)
         if not math.isfinite(value):
-            return 2.0 * abs(worst[0]) + 1.0
+            if worst[0] == -math.inf:
+                return _UNKNOWN_PENALTY
+            return min(2.0 * abs(worst[0]) + 1.0, _PENALTY_CAP)
         worst[0] = max(worst[0], value)
         if value < best[0]:
             best[0] = value
@@ -103,24 +154,25 @@ def minimize_bounded(
 
     opt = nlopt.opt(nlopt.LN_BOBYQA, n)
     opt.set_min_objective(wrapped)
-    opt.set_lower_bounds(np.asarray(lower, dtype=float))
-    if upper is not None:
-        opt.set_upper_bounds(np.asarray(upper, dtype=float))
+    opt.set_lower_bounds(lo)
+    opt.set_upper_bounds(hi)
     opt.set_ftol_abs(ftol_abs)
     opt.set_xtol_abs(xtol_abs)
     opt.set_maxeval(max_evaluations)
     if initial_step is not None:
-        opt.set_initial_step(initial_step)
+        opt.set_initial_step(step)
     try:
         x = opt.optimize(x0)
         code = opt.last_optimize_result()
         converged = code in (nlopt.SUCCESS, nlopt.FTOL_REACHED, nlopt.XTOL_REACHED)
         message = _MESSAGES.get(code, f"nlopt code {code}")
-    except (nlopt.RoundoffLimited, ValueError, RuntimeError) as exc:
+    except (nlopt.RoundoffLimited, nlopt.ForcedStop, ValueError, RuntimeError) as exc:
         x = best[1]
         converged = isinstance(exc, nlopt.RoundoffLimited)
         message = f"nlopt stopped: {type(exc).__name__}"
-    if best[0] < math.inf and best[0] < float(fun(x)):
+        if proposed_nonfinite[0]:
+            message = "nlopt stopped: it proposed a non-finite point"
+    if not np.isfinite(x).all() or (best[0] < math.inf and best[0] < evaluate(x)):
         x = best[1]
     return OptimizeResult(
         x=np.asarray(x, dtype=float),

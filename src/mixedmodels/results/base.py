@@ -7,7 +7,9 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from mixedmodels.arguments import check_bool
 from mixedmodels.design.model import ModelDesign
+from mixedmodels.design.newdata import prepare_newdata
 from mixedmodels.results.random_effects import (
     group_counts,
     is_singular,
@@ -87,6 +89,24 @@ class MixedFit:
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes: group name -> DataFrame (levels x coefficients)."""
         return ranef_frames(self._design.terms, self._modes)
+
+    def _newdata_rows(
+        self, newdata: object, include_random: object, allow_new_levels: object
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """The complete rows of ``newdata`` in the fit's encoding and where they are (see
+        :func:`mixedmodels.design.newdata.prepare_newdata`); the flags checked."""
+        include_random = check_bool(include_random, "include_random")
+        check_bool(allow_new_levels, "allow_new_levels")
+        return prepare_newdata(self._design, newdata, include_random=include_random)
+
+    @staticmethod
+    def _spread(values: np.ndarray, complete: np.ndarray) -> np.ndarray:
+        """Values for the complete rows placed among NaN for the incomplete ones."""
+        if complete.all():
+            return values
+        out = np.full(complete.shape[0], np.nan)
+        out[complete] = values
+        return out
 
     @cached_property
     def coef(self) -> dict[str, pd.DataFrame]:

@@ -10,6 +10,13 @@ import pandas as pd
 import scipy.sparse as sp
 import scipy.sparse.linalg  # noqa: F401  (sp.linalg.lsqr)
 
+from mixedmodels.arguments import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_level,
+    random_generator,
+)
 from mixedmodels.core.lmm import LmmProblem, Solution
 from mixedmodels.design.model import ModelDesign, formula_offset
 from mixedmodels.errors import ArgumentError
@@ -118,6 +125,10 @@ class LmerFit(MixedFit):
 
         from mixedmodels.inference.satterthwaite import contrast_df
 
+        if not isinstance(ddf, str):
+            raise ArgumentError(
+                f"ddf must be 'satterthwaite', 'kenward-roger' or 'none', not {ddf!r}"
+            )
         beta = self._solution.beta
         names = self._design.fixed_names
         key = ddf.lower().replace("_", "-")
@@ -177,7 +188,8 @@ class LmerFit(MixedFit):
         """
         from scipy import stats
 
-        key = method.lower()
+        key = check_choice(method, "method", ("profile", "wald", "boot"))
+        level = check_level(level)
         if key == "wald":
             z = stats.norm.ppf(0.5 + level / 2)
             params = self.parameters
@@ -190,11 +202,9 @@ class LmerFit(MixedFit):
         if key == "boot":
             kwargs.setdefault("nsim", 500)
             return self.bootstrap(**kwargs).confint("percentile", level)
-        if key == "profile":
-            from mixedmodels.inference.profile import profile_confint
+        from mixedmodels.inference.profile import profile_confint
 
-            return profile_confint(self, level)
-        raise ArgumentError("method must be 'profile', 'wald' or 'boot'")
+        return profile_confint(self, level)
 
     def profile(self, level: float = 0.99, points: int = 12) -> pd.DataFrame:
         """Profile traces: zeta against each parameter (lme4's ``profile()``), long form
@@ -325,7 +335,8 @@ class LmerFit(MixedFit):
         newdata : DataFrame, optional
             New rows; the fitted rows when None.  ``offset(...)`` terms of the formula
             are evaluated on them (an ``offset=`` argument of the fit is not: its values
-            belong to the fitted rows).
+            belong to the fitted rows).  Rows with a missing value in a column the
+            prediction reads are predicted as NaN (lme4's ``na.action = na.pass``).
         include_random : bool
             False gives the marginal ``X beta`` (lme4's ``re.form = NA``).
         allow_new_levels : bool
@@ -338,7 +349,39 @@ class LmerFit(MixedFit):
             for new ones) and the residual variance ``sigma^2 / w``.
         level : float
             Coverage of the interval (normal quantiles).
+
+        Raises
+        ------
+        ColumnNotFoundError, NewLevelError, DataError
+            ``newdata`` without a column the model reads, with a level the fit did not
+            see (of a fixed-effect factor; of a grouping factor unless
+            ``allow_new_levels``), not a DataFrame, text in a numeric column.
         """
+        if interval is not None:
+            interval = check_choice(interval, "interval", ("confidence", "prediction"))
+            level = check_level(level)
+        if newdata is None:
+            include_random = check_bool(include_random, "include_random")
+            return self._predict_rows(None, include_random, allow_new_levels, interval, level)
+        rows, complete = self._newdata_rows(newdata, include_random, allow_new_levels)
+        columns = ["fit", "se", "lower", "upper"]
+        if not complete.any():
+            nan = np.full(complete.size, np.nan)
+            return nan if interval is None else pd.DataFrame({c: nan for c in columns})
+        result = self._predict_rows(rows, include_random, allow_new_levels, interval, level)
+        if interval is None:
+            return self._spread(result, complete)
+        return pd.DataFrame({c: self._spread(result[c].to_numpy(), complete) for c in columns})
+
+    def _predict_rows(
+        self,
+        newdata: pd.DataFrame | None,
+        include_random: bool,
+        allow_new_levels: bool,
+        interval: str | None,
+        level: float,
+    ) -> np.ndarray | pd.DataFrame:
+        """:meth:`predict` for the fitted rows (None) or checked, complete new rows."""
         data_rows = newdata is not None
         X = self._design.fixed_matrix(newdata) if data_rows else self._design.X
         pred = X @ self._solution.beta
@@ -364,8 +407,6 @@ class LmerFit(MixedFit):
                     random_var += np.where(unseen, new_var, seen_var)
         if interval is None:
             return pred
-        if interval not in ("confidence", "prediction"):
-            raise ArgumentError("interval must be None, 'confidence' or 'prediction'")
         from scipy import stats
 
         var = np.einsum("ni,ij,nj->n", X, self.vcov.to_numpy(), X)
@@ -520,7 +561,8 @@ class LmerFit(MixedFit):
         ``y* = X beta + Z Lambda u + offset + e`` with ``u ~ N(0, sigma^2 I)`` and
         ``e ~ N(0, sigma^2 / w)``.
         """
-        rng = np.random.default_rng(seed)
+        nsim = check_int(nsim, "nsim", minimum=1)
+        rng = random_generator(seed)
         zl = self.Z @ self.Lambda
         u = rng.standard_normal((zl.shape[1], nsim)) * self.sigma
         e = rng.standard_normal((self.nobs, nsim)) * self.sigma

@@ -9,11 +9,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mixedmodels.arguments import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_level,
+    random_generator,
+)
 from mixedmodels.core.families import Family
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.pirls import GlmmProblem
 from mixedmodels.design.model import ModelDesign, formula_offset
-from mixedmodels.errors import ArgumentError
+from mixedmodels.design.validate import new_response
+from mixedmodels.errors import ArgumentError, DataError
 from mixedmodels.optim.glmm import GlmmSolution
 from mixedmodels.results.base import MixedFit
 from mixedmodels.results.random_effects import (
@@ -107,12 +115,12 @@ class GlmerFit(MixedFit):
         """Intervals (``lower``, ``upper``): ``"wald"`` for the fixed effects (lme4's
         ``confint(method = "Wald")``; sd rows NaN) or ``"profile"`` for every parameter
         (lme4's default ``confint``), from the profiled Laplace deviance."""
+        method = check_choice(method, "method", ("wald", "profile"))
+        level = check_level(level)
         if method == "profile":
             from mixedmodels.inference.profile import profile_confint
 
             return profile_confint(self, level)
-        if method != "wald":
-            raise ArgumentError("method must be 'wald' or 'profile'")
         table = self.fixef_table()
         q = stats.norm.ppf(0.5 + level / 2)
         fixed = pd.DataFrame(
@@ -167,7 +175,8 @@ class GlmerFit(MixedFit):
         """``nsim`` responses from the fitted model (lme4's ``simulate``), shape (n, nsim):
         new random effects each time; binomial responses as proportions of the trials
         (0/1 for binary data), poisson as counts."""
-        rng = np.random.default_rng(seed)
+        nsim = check_int(nsim, "nsim", minimum=1)
+        rng = random_generator(seed)
         return np.column_stack([self._draw_response(rng) for _ in range(nsim)])
 
     def refit(self, y) -> GlmerFit:
@@ -176,9 +185,10 @@ class GlmerFit(MixedFit):
         from mixedmodels.optim.glmm import fit_glmm
 
         p = self._problem
-        y = np.asarray(y, dtype=float)
-        if y.shape != (p.n,):
-            raise ArgumentError(f"new response must have {p.n} values, got shape {y.shape}")
+        y = new_response(y, p.n)
+        complaint = p.family.check_response(y)
+        if complaint:
+            raise DataError(f"new response 'y': {complaint}")
         problem = GlmmProblem(p.blocks, p.X, y, p.prior_weights, p.offset, p.family)
         solution = fit_glmm(problem, self.n_agq, start_theta=self._solution.theta)
         return GlmerFit(
@@ -305,21 +315,36 @@ class GlmerFit(MixedFit):
     ) -> np.ndarray:
         """Predictions on the link scale (``type="link"``, lme4's default) or the response
         scale (``type="response"``); ``include_random=False`` is lme4's ``re.form = NA``.
-        New levels get zero random effects when ``allow_new_levels``."""
-        if type not in ("link", "response"):
-            raise ArgumentError("type must be 'link' or 'response'")
+        New levels of a grouping factor get zero random effects when ``allow_new_levels``
+        (an error otherwise, as is a new level of a fixed-effect factor); rows of
+        ``newdata`` with a missing value in a column the prediction reads are NaN.
+        ``newdata`` is checked as :meth:`LmerFit.predict` checks it."""
+        type = check_choice(type, "type", ("link", "response"))
+        if newdata is None:
+            include_random = check_bool(include_random, "include_random")
+            eta = self._eta(None, include_random, allow_new_levels)
+        else:
+            rows, complete = self._newdata_rows(newdata, include_random, allow_new_levels)
+            eta = np.full(complete.size, np.nan)
+            if complete.any():
+                eta = self._spread(self._eta(rows, include_random, allow_new_levels), complete)
+        return self.family.link.inverse(eta) if type == "response" else eta
+
+    def _eta(
+        self, newdata: pd.DataFrame | None, include_random: bool, allow_new_levels: bool
+    ) -> np.ndarray:
+        """The linear predictor for the fitted rows (None) or checked, complete new rows."""
         design = self._design
         if newdata is None:
-            eta = design.X @ self._solution.beta + self._problem.offset
             if include_random:
-                eta = self._solution.mode.eta.copy()
-        else:
-            eta = design.fixed_matrix(newdata) @ self._solution.beta
-            if design.formula.offsets:
-                eta = eta + formula_offset(design.formula, newdata)
-            if include_random:
-                eta = eta + self._random_part(newdata, allow_new_levels)
-        return self.family.link.inverse(eta) if type == "response" else eta
+                return self._solution.mode.eta.copy()
+            return design.X @ self._solution.beta + self._problem.offset
+        eta = design.fixed_matrix(newdata) @ self._solution.beta
+        if design.formula.offsets:
+            eta = eta + formula_offset(design.formula, newdata)
+        if include_random:
+            eta = eta + self._random_part(newdata, allow_new_levels)
+        return eta
 
     def _random_part(self, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
         out = np.zeros(len(newdata))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mixedmodels.design.grouping import codes_for_levels, group_codes
+from mixedmodels.design.grouping import codes_for_levels, group_codes, level_labels
 from mixedmodels.design.model import RandomTerm
 from mixedmodels.errors import NewLevelError
 
@@ -85,7 +85,7 @@ def new_data_codes(
     unseen = codes < 0
     if unseen.any() and not allow_new_levels:
         new = sorted(set(group_codes(newdata.loc[unseen], term.spec.group_factors)[1]))
-        new = [str(v) for v in new]
+        new = level_labels(pd.Index(new))
         raise NewLevelError(
             f"new levels of grouping factor {term.group_name!r} in newdata: "
             f"{', '.join(new[:10])}{' ...' if len(new) > 10 else ''}; "
