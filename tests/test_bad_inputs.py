@@ -16,8 +16,8 @@ Each case of :data:`BAD` is one call of the public API (``mm.lmer``, ``mm.glmer`
 * that the caller's DataFrames are unchanged (deep copies compared with pandas.testing).
 
 Cases whose input could reach native code with non-finite numbers (these crashed the
-interpreter: "double free or corruption") run in a forked child, so a crash fails the one
-case instead of killing the test run.
+interpreter: "double free or corruption") run in a forked child (the ``isolated`` fixture
+of conftest.py), so a crash fails the one case instead of killing the test run.
 
 :data:`GOOD` holds inputs whose correct outcome is a fit (missing values of every pandas
 dtype dropped and counted, ...): each asserts the fit equals the fit on the rows removed by
@@ -26,14 +26,8 @@ hand (an identity: same rows, same order, same arithmetic) and the drop count.
 
 from __future__ import annotations
 
-import faulthandler
 import functools
-import os
 import re
-import select
-import signal
-import time
-import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -821,54 +815,11 @@ def _check_bad(case: Bad, ctx: Ctx) -> None:
     ctx.assert_inputs_unchanged()
 
 
-def run_forked(check: Callable[[], None], timeout: float = 120.0) -> None:
-    """Run ``check`` in a forked child; a failure there fails here, with its traceback, and
-    a crash (a signal such as SIGABRT from "double free or corruption") fails as a crash."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        os.close(read_end)
-        faulthandler.disable()  # a crash is reported by the parent, not as a stack dump
-        try:
-            check()
-            report = b""
-        except BaseException:
-            report = traceback.format_exc().encode(errors="replace") or b"failed"
-        try:
-            view = memoryview(report)
-            while view:
-                view = view[os.write(write_end, view) :]
-        finally:
-            os._exit(0 if not report else 1)
-    os.close(write_end)
-    chunks, deadline = [], time.monotonic() + timeout
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([read_end], [], [], left)[0]:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                pytest.fail(f"no answer within {timeout:.0f} s: killed")
-            chunk = os.read(read_end, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(read_end)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        name = signal.Signals(os.WTERMSIG(status)).name
-        pytest.fail(f"the process crashed: killed by {name}")
-    report = b"".join(chunks).decode(errors="replace")
-    if report:
-        pytest.fail(f"in the isolated process:\n{report}", pytrace=False)
-
-
 @pytest.mark.parametrize("case", BAD, ids=[case.id for case in BAD])
-def test_bad_input(case: Bad, tmp_path):
+def test_bad_input(case: Bad, tmp_path, isolated):
     ctx = Ctx(tmp_path)
     if case.isolate:
-        run_forked(lambda: _check_bad(case, ctx))
+        isolated(lambda: _check_bad(case, ctx))
     else:
         _check_bad(case, ctx)
 
@@ -1208,11 +1159,11 @@ EITHER = [value for name, value in sorted(globals().items()) if name.startswith(
 
 
 @pytest.mark.parametrize("check", EITHER, ids=[f.__name__.removeprefix("either_") for f in EITHER])
-def test_error_or_exact_fit(check, tmp_path):
+def test_error_or_exact_fit(check, tmp_path, isolated):
     ctx = Ctx(tmp_path)
 
     def run() -> None:
         check(ctx)
         ctx.assert_inputs_unchanged()
 
-    run_forked(run)
+    isolated(run)
