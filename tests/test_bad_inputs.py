@@ -736,8 +736,8 @@ BAD: list[Bad] = [
     B("refit_two_dimensional", lambda c: mm.refit(_fit(), np.ones((180, 2))), DataError, "180"),
     B("refit_text", lambda c: mm.refit(_fit(), ["a"] * 180), DataError,
       AnyOf("numeric", "number")),
-    B("refit_glmer_fit", lambda c: mm.refit(_gfit(), np.ones(56)), ArgumentError,
-      AnyOf("LmerFit", "GlmerFit", "glmer")),
+    B("refit_not_a_fit", lambda c: mm.refit(None, np.ones(180)), ArgumentError,
+      AnyOf("LmerFit", "fit")),
     B("refit_lm_fit", lambda c: mm.refit(_lmfit(), np.ones(180)), ArgumentError,
       AnyOf("LmerFit", "LmFit", "lm")),
     # ---- the command line (with --debug the exception itself comes out)
