@@ -211,7 +211,13 @@ class Interpreter:
     def evaluate(self, node: Node) -> Value:
         """The value of ``node``."""
         with np.errstate(all="ignore"):
-            return self._evaluate(node)
+            try:
+                return self._evaluate(node)
+            except RecursionError:
+                raise FormulaError(
+                    f"the expression {deparse(node)[:60]!r}... is too deeply nested",
+                    self.text,
+                ) from None
 
     def _evaluate(self, node: Node) -> Value:
         if isinstance(node, Name):

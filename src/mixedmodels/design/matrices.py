@@ -269,6 +269,14 @@ class MatrixBuilder:
     def _assemble(
         self, values: list[Value], n: int, *, sum_coding: bool
     ) -> tuple[np.ndarray, list[str], dict[str, list[int]]]:
+        """Columns, names and term columns (inf times 0 gives NaN silently: the caller's
+        checks report the infinite column)."""
+        with np.errstate(all="ignore"):
+            return self._assemble_columns(values, n, sum_coding=sum_coding)
+
+    def _assemble_columns(
+        self, values: list[Value], n: int, *, sum_coding: bool
+    ) -> tuple[np.ndarray, list[str], dict[str, list[int]]]:
         structure = self.structure
         blocks: list[np.ndarray] = []
         names: list[str] = []

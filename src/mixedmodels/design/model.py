@@ -329,6 +329,14 @@ def build_design(
             complete &= ~np.isnan(vec)
             reasons[label] = int(np.isnan(vec).sum())
 
+    if complete.any():  # lme4 checks the grouping factors before the fixed-effect matrix
+        for spec in parsed.random:
+            rows = data.loc[complete, list(spec.group_factors)]
+            n_levels = len(rows.drop_duplicates()) if len(spec.group_factors) > 1 else (
+                rows.iloc[:, 0].nunique()
+            )
+            if n_levels < 2:
+                check_grouping(spec.group_name, n_levels, int(complete.sum()))
     for _ in range(3):  # a stateful transform (scale) may give NaN anew on fewer rows
         if not complete.any():
             raise DataError(

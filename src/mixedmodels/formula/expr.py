@@ -17,6 +17,7 @@ Operator precedence follows R (``?Syntax``), high to low::
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mixedmodels.errors import FormulaError
@@ -94,7 +95,7 @@ _TOKEN = re.compile(
     r"""
     (?P<space>\s+)
   | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?L?)
-  | (?P<name>(?:[A-Za-z]|\.(?!\d))[A-Za-z0-9._]*)
+  | (?P<name>(?:[^\W\d_]|\.(?!\d))[\w.]*)
   | (?P<quoted>`[^`]*`)
   | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
   | (?P<op>%[^%\s]*%|\*\*|\|\||&&|==|!=|<=|>=|[~+\-*/^:|&!<>(),=])
@@ -131,6 +132,9 @@ def tokenize(text: str) -> list[Token]:
                 "'": "unterminated string",
                 "`": "unterminated backtick quote",
             }.get(ch, f"unexpected character {ch!r}")
+            if ch == "_":
+                word = re.match(r"[\w.]+", text[pos:])
+                what = f"name {word.group()!r}: {what}" if word else what
             raise FormulaError(what, text, pos)
         kind = m.lastgroup or ""
         if kind != "space":
@@ -181,11 +185,15 @@ def _power(token: Token) -> tuple[int, int] | None:
     return _BINARY_POWER.get(token.text)
 
 
+MAX_DEPTH = 200  # nesting of parentheses, calls and operators a formula may have
+
+
 class _Parser:
     def __init__(self, text: str):
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> Token:
         return self.tokens[self.i]
@@ -206,6 +214,17 @@ class _Parser:
         return token
 
     def expression(self, min_power: int = 0) -> Node:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(
+                f"the formula is nested more than {MAX_DEPTH} levels deep", self.peek().pos
+            )
+        try:
+            return self._expression(min_power)
+        finally:
+            self.depth -= 1
+
+    def _expression(self, min_power: int) -> Node:
         left = self.prefix()
         while True:
             token = self.peek()
@@ -231,6 +250,8 @@ class _Parser:
     def prefix(self) -> Node:
         token = self.take()
         if token.kind == "number":
+            if self.peek().kind == "op" and self.peek().text == "(":
+                raise self.error(f"the number {token.text} cannot be called", token.pos)
             return Number(float(token.text.rstrip("L")), token.pos)
         if token.kind == "string":
             body = token.text[1:-1]
@@ -339,7 +360,7 @@ _TIGHT = {"/", "^", ":", "%%", "%/%"}  # R deparses these without spaces
 
 
 def _is_syntactic(name: str) -> bool:
-    return re.fullmatch(r"(?:[A-Za-z]|\.(?!\d))[A-Za-z0-9._]*|\.", name) is not None
+    return re.fullmatch(r"(?:[^\W\d_]|\.(?!\d))[\w.]*|\.", name) is not None
 
 
 def r_number(value: float) -> str:
@@ -368,6 +389,15 @@ def r_number(value: float) -> str:
 def deparse(node: Node) -> str:
     """R's ``deparse`` of a tree: ``x/2``, ``I(x^2)``, ``2 * pi * t``, ``log(x, base = 2)``,
     ``a:b``, ```odd name```."""
+    tail: list[str] = []
+    while isinstance(node, Binary):  # a left-deep chain (x1 + x2 + ...) without recursion
+        space = "" if node.op in _TIGHT else " "
+        tail.append(f"{space}{node.op}{space}{deparse(node.right)}")
+        node = node.left
+    return _deparse_leaf(node) + "".join(reversed(tail))
+
+
+def _deparse_leaf(node: Node) -> str:
     if isinstance(node, Name):
         return node.id if _is_syntactic(node.id) else f"`{node.id}`"
     if isinstance(node, Number):
@@ -378,12 +408,29 @@ def deparse(node: Node) -> str:
         return f"({deparse(node.inner)})"
     if isinstance(node, Unary):
         return f"{node.op}{deparse(node.operand)}"
-    if isinstance(node, Binary):
-        space = "" if node.op in _TIGHT else " "
-        return f"{deparse(node.left)}{space}{node.op}{space}{deparse(node.right)}"
+    assert isinstance(node, Call)
     args = [deparse(a) for a in node.args]
     args += [f"{k} = {deparse(v)}" for k, v in node.keywords]
     return f"{node.func}({', '.join(args)})"
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Every node of the tree, parents before children, left to right (no recursion, so
+    a formula of thousands of terms is walked like a short one)."""
+    stack: list[Node] = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if isinstance(current, Binary):
+            stack.append(current.right)
+            stack.append(current.left)
+        elif isinstance(current, Unary):
+            stack.append(current.operand)
+        elif isinstance(current, Paren):
+            stack.append(current.inner)
+        elif isinstance(current, Call):
+            children = list(current.args) + [v for _, v in current.keywords]
+            stack.extend(reversed(children))
 
 
 # --------------------------------------------------------------------------- variables
@@ -396,47 +443,14 @@ def variables(node: Node) -> list[str]:
     """The data columns an expression reads, in order of appearance (R's ``all.vars``):
     called names, argument names, constants and contrast names (``contr.sum``) excluded."""
     found: list[str] = []
-
-    def visit(n: Node) -> None:
+    for n in walk(node):
         if isinstance(n, Name):
             constant = not n.quoted and (n.id in CONSTANTS or n.id.startswith("contr."))
             if not constant and n.id not in found:
                 found.append(n.id)
-        elif isinstance(n, Call):
-            for a in n.args:
-                visit(a)
-            for _, v in n.keywords:
-                visit(v)
-        elif isinstance(n, Unary):
-            visit(n.operand)
-        elif isinstance(n, Binary):
-            visit(n.left)
-            visit(n.right)
-        elif isinstance(n, Paren):
-            visit(n.inner)
-
-    visit(node)
     return found
 
 
 def calls(node: Node) -> list[Call]:
     """Every call in the tree, outermost first."""
-    out: list[Call] = []
-
-    def visit(n: Node) -> None:
-        if isinstance(n, Call):
-            out.append(n)
-            for a in n.args:
-                visit(a)
-            for _, v in n.keywords:
-                visit(v)
-        elif isinstance(n, Unary):
-            visit(n.operand)
-        elif isinstance(n, Binary):
-            visit(n.left)
-            visit(n.right)
-        elif isinstance(n, Paren):
-            visit(n.inner)
-
-    visit(node)
-    return out
+    return [n for n in walk(node) if isinstance(n, Call)]

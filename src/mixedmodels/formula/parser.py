@@ -24,6 +24,7 @@ from mixedmodels.formula.expr import (
     deparse,
     parse_expression,
     tokenize,
+    walk,
 )
 from mixedmodels.formula.functions import check_calls
 
@@ -96,30 +97,23 @@ def start_of(node: Node) -> int:
 
 def _signed_pieces(node: Node, sign: int = 1) -> list[tuple[int, Node]]:
     """The top-level ``+``/``-`` chain of a right-hand side as (sign, piece)."""
-    if isinstance(node, Binary) and node.op in ("+", "-"):
-        right_sign = sign if node.op == "+" else -sign
-        return _signed_pieces(node.left, sign) + _signed_pieces(node.right, right_sign)
-    if isinstance(node, Unary) and node.op in ("+", "-"):
-        return _signed_pieces(node.operand, sign if node.op == "+" else -sign)
-    return [(sign, node)]
+    out: list[tuple[int, Node]] = []
+    stack: list[tuple[int, Node]] = [(sign, node)]
+    while stack:
+        s, n = stack.pop()
+        if isinstance(n, Binary) and n.op in ("+", "-"):
+            stack.append((s if n.op == "+" else -s, n.right))
+            stack.append((s, n.left))
+        elif isinstance(n, Unary) and n.op in ("+", "-"):
+            stack.append((s if n.op == "+" else -s, n.operand))
+        else:
+            out.append((s, n))
+    return out
 
 
 def _find_operator(node: Node, ops: tuple[str, ...]) -> Binary | None:
     """The first binary operator of ``ops`` anywhere in ``node``."""
-    if isinstance(node, Binary):
-        if node.op in ops:
-            return node
-        return _find_operator(node.left, ops) or _find_operator(node.right, ops)
-    if isinstance(node, Unary):
-        return _find_operator(node.operand, ops)
-    if isinstance(node, Paren):
-        return _find_operator(node.inner, ops)
-    if isinstance(node, Call):
-        for child in list(node.args) + [v for _, v in node.keywords]:
-            found = _find_operator(child, ops)
-            if found is not None:
-                return found
-    return None
+    return next((n for n in walk(node) if isinstance(n, Binary) and n.op in ops), None)
 
 
 def _bar_term(node: Node) -> Binary | None:

@@ -92,13 +92,10 @@ class _Expander:
     def binary(self, node: Binary) -> _Expansion:
         if node.op == "^":
             return self.power(node)
+        if node.op in ("+", "-"):
+            return self.chain(node)
         left = self.expand(node.left)
         right = self.expand(node.right)
-        if node.op == "+":
-            intercept = right.intercept if right.intercept is not None else left.intercept
-            return _Expansion(_unique(left.terms + right.terms), intercept)
-        if node.op == "-":
-            return self.subtract(left, right)
         if node.op in (":", "%in%"):
             return _Expansion(self.product(left, right, node), None)
         if node.op == "*":
@@ -109,6 +106,33 @@ class _Expander:
         outer = frozenset().union(*left.terms) if left.terms else frozenset()
         nested = [outer | t for t in right.terms] if outer else right.terms
         return _Expansion(_unique(left.terms + nested), left.intercept)
+
+    def chain(self, node: Binary) -> _Expansion:
+        """``a + b - c + ...`` left to right, without recursion along the chain."""
+        rest: list[Binary] = []
+        while isinstance(node, Binary) and node.op in ("+", "-"):
+            rest.append(node)
+            node = node.left
+        result = self.expand(node)
+        terms = list(result.terms)
+        seen = set(terms)
+        intercept = result.intercept
+        for link in reversed(rest):
+            right = self.expand(link.right)
+            if link.op == "+":
+                for t in right.terms:
+                    if t not in seen:
+                        terms.append(t)
+                        seen.add(t)
+                if right.intercept is not None:
+                    intercept = right.intercept
+            else:
+                removed = set(right.terms)
+                terms = [t for t in terms if t not in removed]
+                seen -= removed
+                if right.intercept is not None:
+                    intercept = not right.intercept
+        return _Expansion(terms, intercept)
 
     def subtract(self, left: _Expansion, right: _Expansion) -> _Expansion:
         intercept = left.intercept
@@ -151,7 +175,10 @@ def expand_terms(node: Node, formula: str | None = None) -> TermStructure:
         The text ``node`` was parsed from (errors then show the position).
     """
     expander = _Expander(formula)
-    result = expander.expand(node)
+    try:
+        result = expander.expand(node)
+    except RecursionError:
+        raise FormulaError("the formula is too deeply nested to expand", formula) from None
     ordered = sorted(_unique(result.terms), key=len)  # stable: by order, then appearance
     return TermStructure(
         intercept=result.intercept if result.intercept is not None else True,
