@@ -190,7 +190,39 @@ def test_posterior_means_equal_the_quadrature(case):
         beta_mean=fixef.mean if fixef else 0.0,
         beta_sd=fixef.sd if fixef else math.inf,
     )
-    for row, key in (("sigma", "sigma"), ("sd_(Intercept)|Batch", "tau"),
-                     ("(Intercept)", "beta")):
+    for row, key in (("sigma", "sigma"), ("sd_(Intercept)|Batch", "tau"), ("(Intercept)", "beta")):
         got, mcse = table.loc[row, "mean"], table.loc[row, "mcse_mean"]
         assert abs(got - exact[key]) < 4 * mcse, (row, got, exact[key], mcse)
+
+
+def test_to_arviz_groups_hold_the_draws_and_the_pointwise_likelihood(fit, posterior):
+    """posterior = the draws (and b_<group> = the effects); log_likelihood at a draw =
+    scipy's normal log density of y around X beta + Z b with that draw's sigma (computed
+    here from fit.Z, independently of the sampler's own bookkeeping, 1e-10); ArviZ's
+    summary gives our R-hat and bulk ESS (1e-8)."""
+    az = pytest.importorskip("arviz")
+    from scipy import stats
+
+    idata = posterior.to_arviz(seed=2)
+    assert {"posterior", "posterior_predictive", "log_likelihood", "observed_data"} <= set(
+        idata.groups()
+    )
+    np.testing.assert_array_equal(idata.posterior["sigma"].values, posterior.chain_array()[:, :, 3])
+    np.testing.assert_array_equal(
+        idata.posterior["b_Subject"].values.reshape(4, 500, 36), posterior.effects
+    )
+    chain, draw = 2, 17
+    row = posterior.draws.loc[(chain, draw)]
+    mean = fit.X @ row[["(Intercept)", "Days"]].to_numpy() + fit.Z @ posterior.effects[chain, draw]
+    expected = stats.norm.logpdf(fit.design.y, mean, row["sigma"])
+    np.testing.assert_allclose(idata.log_likelihood["y"].values[chain, draw], expected, rtol=1e-10)
+    np.testing.assert_array_equal(idata.observed_data["y"].values, fit.design.y)
+    replicate = idata.posterior_predictive["y"].values
+    assert replicate.shape == (4, 500, 180)
+    # replicates scatter around the draw's mean with the draw's sigma (180 values: 5 sds)
+    z = (replicate[chain, draw] - mean) / row["sigma"]
+    assert abs(z.mean()) < 5 / np.sqrt(180) and abs(z.std() - 1) < 0.2
+    theirs = az.summary(idata, var_names=["sigma", "Days"], round_to="none")
+    ours = posterior.summary().loc[["sigma", "Days"]]
+    np.testing.assert_allclose(theirs["r_hat"], ours["r_hat"], rtol=1e-8)
+    np.testing.assert_allclose(theirs["ess_bulk"], ours["ess_bulk"], rtol=1e-8)
