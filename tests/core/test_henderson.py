@@ -51,8 +51,13 @@ def _crossed_data(n_a: int, n_b: int, n: int, seed: int) -> pd.DataFrame:
     y = 1 + 0.5 * x + rng.normal(size=n_a)[a] + (0.5 + 0.3 * rng.normal(size=n_b))[b] * x
     y += rng.normal(size=n_b)[b] * 0.7 + rng.normal(size=n)
     return pd.DataFrame(
-        {"y": y, "x": x, "a": [f"a{i}" for i in a], "b": [f"b{i}" for i in b],
-         "w": rng.uniform(0.5, 2, n)}
+        {
+            "y": y,
+            "x": x,
+            "a": [f"a{i}" for i in a],
+            "b": [f"b{i}" for i in b],
+            "w": rng.uniform(0.5, 2, n),
+        }
     )
 
 
@@ -62,6 +67,12 @@ CASES = {
     "nested scalars": ("strength ~ 1 + (1 | batch) + (1 | batch:cask)", "Pastes", {}),
     "crossed, vector rest": ("y ~ x + (1 | a) + (x | b)", "crossed", {}),
     "weights": ("y ~ x + (1 | a) + (x | b)", "crossed", {"weights": "w"}),
+    # weights that change each sweep (the logit sampler): cross products by bincount
+    "weights, per-sweep products": (
+        "y ~ x + (1 | a) + (x | b)",
+        "crossed",
+        {"weights": "w", "varying": True},
+    ),
     # the large-model paths, forced on small data: the precomputed fill map (r >= 64),
     # with scalar and with vector terms in the rest; sparse products for a vector first term
     "fill map": ("y ~ x + (1 | a) + (1 | b)", "crossed-large", {"large": True}),
@@ -100,11 +111,14 @@ def _dense_reference(fit, sigma2, covs, precision, mean_prior):
 def test_mean_and_covariance_match_the_dense_equations(case, monkeypatch):
     formula, name, kwargs = CASES[case]
     kwargs = dict(kwargs)
+    varying = kwargs.pop("varying", False)
     if kwargs.pop("large", False):
         monkeypatch.setattr(henderson, "DENSE_FILL_FLOPS", 0)
     fit = mm.lmer(formula, _data(name), **kwargs)
     blocks = [t.block for t in fit.design.terms]
-    system = HendersonSystem(blocks, fit.X, fit.design.y, fit.design.weights)
+    system = HendersonSystem(
+        blocks, fit.X, fit.design.y, fit.design.weights, fixed_weights=not varying
+    )
     if "fill map" in case:
         assert system.plan is not None
     # variances away from the optimum (the sampler visits any), a proper prior on beta

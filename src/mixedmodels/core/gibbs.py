@@ -37,6 +37,7 @@ import numpy as np
 
 from mixedmodels.core.covariance import CovarianceState
 from mixedmodels.core.henderson import HendersonSystem
+from mixedmodels.core.polya_gamma import polya_gamma
 from mixedmodels.core.priors import LKJ, LocationPrior, ScalePrior
 from mixedmodels.core.slice import slice_step
 from mixedmodels.core.terms import RandomBlock
@@ -90,26 +91,61 @@ class GibbsSampler:
         Response with any offset subtracted.
     weights : ndarray (n,), optional
     priors : ModelPriors
+    trials : ndarray (n,) of int, optional
+        Given: the binomial-logit model instead of the Gaussian one.  ``y`` is then the
+        proportion of successes and ``offset`` the linear predictor's offset; each sweep
+        first draws Polya-Gamma weights ``omega_i ~ PG(n_i, eta_i)``
+        (:mod:`mixedmodels.core.polya_gamma`), which make ``kappa_i / omega_i``
+        (``kappa = successes - n/2``) a Gaussian observation of ``eta_i`` with variance
+        ``1 / omega_i``; the rest of the sweep is the Gaussian one with ``sigma = 1``.
+    offset : ndarray (n,), optional
+        Only with ``trials``.
     """
 
-    def __init__(self, blocks: list[RandomBlock], X, y, weights, priors: ModelPriors):
+    def __init__(
+        self,
+        blocks: list[RandomBlock],
+        X,
+        y,
+        weights,
+        priors: ModelPriors,
+        trials: np.ndarray | None = None,
+        offset: np.ndarray | None = None,
+    ):
         self.blocks = list(blocks)
         self.X = np.asarray(X, dtype=float)
         self.y = np.asarray(y, dtype=float)
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
         self.n, self.p = self.X.shape
+        self.logit = trials is not None
+        if self.logit:
+            self.trials = np.asarray(trials, dtype=np.int64)
+            self.kappa = np.round(self.y * self.trials) - self.trials / 2
+            self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, float)
+            self.weights = np.full(self.n, 0.25)  # replaced each sweep
+            self.y = self.kappa / self.weights - self.offset
         if len(priors.fixef) != self.p or len(priors.sd) != len(self.blocks):
             raise ArgumentError("one prior per fixed effect and per random-effect term")
         self.priors = priors
-        self.system = HendersonSystem(self.blocks, self.X, self.y, self.weights)
+        self.system = HendersonSystem(
+            self.blocks, self.X, self.y, self.weights, fixed_weights=not self.logit
+        )
         self.q = sum(b.size for b in self.blocks)
-        self.n_params = sum(b.n_theta for b in self.blocks) + 1 + self.p
+        self.n_params = sum(b.n_theta for b in self.blocks) + (0 if self.logit else 1) + self.p
 
     # ------------------------------------------------------------------ states
-    def initial_state(self, sds: list[np.ndarray], cors: list[np.ndarray], sigma: float):
+    def initial_state(
+        self,
+        sds: list[np.ndarray],
+        cors: list[np.ndarray],
+        sigma: float,
+        beta: np.ndarray | None = None,
+        b: list[np.ndarray] | None = None,
+    ):
         """A chain's start from standard deviations (zeros are raised to 1e-4 x sigma: a
-        singular fit is a valid start) and correlation matrices."""
-        sigma = float(sigma)
+        singular fit is a valid start) and correlation matrices (``sigma`` 1 for the
+        logit model, whose first sweep also needs ``beta`` and ``b``; zeros if None)."""
+        sigma = 1.0 if self.logit else float(sigma)
         if not math.isfinite(sigma) or sigma <= 0:
             raise ArgumentError(f"the start's sigma must be positive, not {sigma}")
         factors, covs, aux = [], [], []
@@ -138,6 +174,13 @@ class GibbsSampler:
             scalar_aux=aux,
             covariances=covs,
             fixef_aux=np.array([pr.new_state() for pr in self.priors.fixef]),
+            beta=np.zeros(self.p) if beta is None else np.array(beta, dtype=float),
+            b=[np.zeros((blk.n_levels, blk.p)) for blk in self.blocks]
+            if b is None
+            else [
+                np.array(x, dtype=float).reshape(blk.n_levels, blk.p)
+                for x, blk in zip(b, self.blocks, strict=True)
+            ],
         )
 
     # ------------------------------------------------------------------ one sweep
@@ -155,7 +198,19 @@ class GibbsSampler:
                 r -= np.einsum("np,np->n", blk.z, bk[blk.codes])
         return r
 
+    def _augment(self, state: ChainState, rng: np.random.Generator) -> None:
+        """Polya-Gamma weights at the current linear predictor; the working response."""
+        eta = self.offset + self.X @ state.beta
+        for blk, bk in zip(self.blocks, state.b, strict=True):
+            eta += np.einsum("np,np->n", blk.z, bk[blk.codes])
+        omega = polya_gamma(rng, self.trials, eta)
+        self.weights = omega
+        self.y = self.kappa / omega - self.offset
+        self.system.set_data(self.y, omega)
+
     def sweep(self, state: ChainState, rng: np.random.Generator) -> None:
+        if self.logit:
+            self._augment(state, rng)
         sigma = math.sqrt(state.sigma2)
         lams = [t / sigma for t in state.factors]
         precision, mean = self.fixef_prior(state)
@@ -164,10 +219,11 @@ class GibbsSampler:
         for j, pr in enumerate(self.priors.fixef):
             state.fixef_aux[j] = pr.update_state(rng, beta[j], state.fixef_aux[j])
         r = self.residuals(beta, b)
-        rss = float(r @ r) if self.weights is None else float(r @ (self.weights * r))
-        state.sigma2, state.sigma_aux = self.priors.sigma.draw_variance(
-            rng, self.n / 2, rss / 2, state.sigma_aux
-        )
+        if not self.logit:
+            rss = float(r @ r) if self.weights is None else float(r @ (self.weights * r))
+            state.sigma2, state.sigma_aux = self.priors.sigma.draw_variance(
+                rng, self.n / 2, rss / 2, state.sigma_aux
+            )
         for k, blk in enumerate(self.blocks):
             bk = b[k]
             if blk.p == 1:
@@ -243,8 +299,10 @@ class GibbsSampler:
                 for r in range(c, blk.p):
                     out[i] = cov.sd[r] if r == c else corr[r, c]
                     i += 1
-        out[i] = math.sqrt(state.sigma2)
-        out[i + 1 :] = state.beta
+        if not self.logit:
+            out[i] = math.sqrt(state.sigma2)
+            i += 1
+        out[i:] = state.beta
 
     def run(
         self,

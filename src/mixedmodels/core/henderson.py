@@ -62,6 +62,68 @@ def term_matrix(block: RandomBlock) -> sp.csc_matrix:
     return sp.csc_matrix((block.z.ravel(), (rows, cols)), shape=(n, block.size))
 
 
+class WeightedProducts:
+    """``Z0'WR``, ``R'WR``, ``Z0'Wy`` and ``R'Wy`` for new weights in O(n) numpy work.
+
+    Every row ``i`` adds ``w_i x_ia x_ib`` to fixed entries of the products; the entries and
+    the unweighted factors ``x_ia x_ib`` are listed once, so a new ``w`` costs a
+    ``bincount`` per product (used by the logit sampler, whose weights change each sweep).
+    """
+
+    def __init__(self, z0: sp.csr_matrix, rest: sp.csr_matrix):
+        self.n = z0.shape[0]
+        self.q0, self.r = z0.shape[1], rest.shape[1]
+        rows0, cols0, vals0 = _row_entries(z0)
+        rowsr, colsr, valsr = _row_entries(rest)
+        # every (z0 entry, rest entry) pair of a row
+        obs, a, b = _pairs(rows0, rowsr, self.n)
+        flat = cols0[a].astype(np.int64) * self.r + colsr[b]
+        self.g0r_keys, self.g0r_index = np.unique(flat, return_inverse=True)
+        self.g0r_obs, self.g0r_factor = obs, vals0[a] * valsr[b]
+        self.g0r_rows = self.g0r_keys // self.r
+        self.g0r_cols = self.g0r_keys % self.r
+        obs, a, b = _pairs(rowsr, rowsr, self.n)
+        self.grr_obs, self.grr_flat = obs, colsr[a].astype(np.int64) * self.r + colsr[b]
+        self.grr_factor = valsr[a] * valsr[b]
+        self.rows0, self.cols0, self.vals0 = rows0, cols0, vals0
+        self.rowsr, self.colsr, self.valsr = rowsr, colsr, valsr
+
+    def products(self, w: np.ndarray, y: np.ndarray):
+        g0r_values = np.bincount(
+            self.g0r_index,
+            weights=w[self.g0r_obs] * self.g0r_factor,
+            minlength=self.g0r_keys.size,
+        )
+        g0r = sp.csr_matrix((g0r_values, (self.g0r_rows, self.g0r_cols)), shape=(self.q0, self.r))
+        grr = np.bincount(
+            self.grr_flat, weights=w[self.grr_obs] * self.grr_factor, minlength=self.r * self.r
+        ).reshape(self.r, self.r)
+        wy = w * y
+        c0 = np.bincount(self.cols0, weights=wy[self.rows0] * self.vals0, minlength=self.q0)
+        cr = np.bincount(self.colsr, weights=wy[self.rowsr] * self.valsr, minlength=self.r)
+        return g0r, grr, c0, cr
+
+
+def _row_entries(m: sp.spmatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, column and value of every stored entry, sorted by row."""
+    coo = m.tocsr().tocoo()
+    return coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
+
+
+def _pairs(rows_a: np.ndarray, rows_b: np.ndarray, n: int):
+    """All pairs (entry of a, entry of b) in the same row: (row, index in a, index in b)."""
+    count_a = np.bincount(rows_a, minlength=n)
+    count_b = np.bincount(rows_b, minlength=n)
+    start_a = np.concatenate([[0], np.cumsum(count_a)[:-1]])
+    start_b = np.concatenate([[0], np.cumsum(count_b)[:-1]])
+    per_row = count_a * count_b
+    obs = np.repeat(np.arange(n), per_row)
+    offset = np.arange(obs.size) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    a = start_a[obs] + offset // count_b[obs]
+    b = start_b[obs] + offset % count_b[obs]
+    return obs, a, b
+
+
 class HendersonSystem:
     """The data side of the joint draw (see the module docstring).
 
@@ -73,9 +135,20 @@ class HendersonSystem:
     y : ndarray (n,)
         Response (offset subtracted).
     weights : ndarray (n,), optional
+    fixed_weights : bool
+        False when :meth:`set_data` will bring new weights each sweep (the Polya-Gamma
+        weights of a logit model): the fill map, which holds the weighted cross products,
+        is then not built.
     """
 
-    def __init__(self, blocks: list[RandomBlock], X: np.ndarray, y: np.ndarray, weights=None):
+    def __init__(
+        self,
+        blocks: list[RandomBlock],
+        X: np.ndarray,
+        y: np.ndarray,
+        weights=None,
+        fixed_weights: bool = True,
+    ):
         if not blocks:
             raise ArgumentError("the sampler needs at least one random-effect term")
         self.blocks = list(blocks)
@@ -94,36 +167,57 @@ class HendersonSystem:
                 f"densely; {self.r - self.p} of them is more than it takes "
                 f"({MAX_DENSE_REST - self.p})"
             )
-        self.d0 = grouped_cross_products(b0.codes, b0.n_levels, b0.z, b0.z, w)  # (p0,p0,l0)
-        z0 = term_matrix(b0)
+        self.z0 = term_matrix(b0)
         parts = [term_matrix(blocks[k]) for k in self.rest]
-        rest = sp.hstack([*parts, sp.csc_matrix(X)]).tocsc()
-        wz0 = z0 if w is None else sp.diags_array(w) @ z0
-        wrest = rest if w is None else sp.diags_array(w) @ rest
-        self.g0r = (wz0.T @ rest).tocsr()  # (q0, r)
-        self.g0r_t = self.g0r.T.tocsr()
-        self.grr = np.asarray((wrest.T @ rest).toarray())  # (r, r)
-        wy = y if w is None else w * y
-        self.c0 = np.asarray(z0.T @ wy)
-        self.cr = np.asarray(rest.T @ wy)
+        self.rest_matrix = sp.hstack([*parts, sp.csc_matrix(X)]).tocsc()
         self.rest_sizes = [blocks[k].size for k in self.rest]
         self.rest_scalar = all(blocks[k].p == 1 for k in self.rest)
+        self.fixed_weights = fixed_weights
+        self.weighted = None if fixed_weights else WeightedProducts(self.z0, self.rest_matrix)
+        self.w_pattern_cache = None
+        self.set_data(y, w)
+
+    def set_data(self, y: np.ndarray, weights: np.ndarray | None) -> None:
+        """The weighted cross products of the response and the columns."""
+        b0 = self.blocks[self.first]
+        z0, rest, w = self.z0, self.rest_matrix, weights
+        self.d0 = grouped_cross_products(b0.codes, b0.n_levels, b0.z, b0.z, w)  # (p0,p0,l0)
+        if self.weighted is not None:
+            self.g0r, self.grr, self.c0, self.cr = self.weighted.products(
+                np.ones(len(y)) if w is None else w, y
+            )
+        else:
+            wz0 = z0 if w is None else sp.diags_array(w) @ z0
+            wrest = rest if w is None else sp.diags_array(w) @ rest
+            self.g0r = (wz0.T @ rest).tocsr()  # (q0, r)
+            self.grr = np.asarray((wrest.T @ rest).toarray())  # (r, r)
+            wy = y if w is None else w * y
+            self.c0 = np.asarray(z0.T @ wy)
+            self.cr = np.asarray(rest.T @ wy)
+        self.g0r_t = self.g0r.T.tocsr()
         self.plan: FillPlan | None = None
-        if b0.p == 1 and self.r >= 64 and self.q0 * self.r * self.r > DENSE_FILL_FLOPS:
+        large = self.q0 * self.r * self.r > DENSE_FILL_FLOPS
+        if b0.p == 1 and self.r >= 64 and large and self.fixed_weights:
             self.plan = make_fill_plan(self.g0r_t)
         self.g0r_dense = None
         self.w_pattern = None
         if self.q0 * self.r * self.r <= DENSE_FILL_FLOPS:  # small: dense products are cheaper
             self.g0r_dense = self.g0r.toarray().reshape(b0.n_levels, b0.p, self.r)
             self.plan = None
+        elif b0.p > 1 and self.w_pattern_cache is not None:
+            self.w_pattern = self.w_pattern_cache
         elif b0.p > 1:  # block-diagonal pattern of lam0 M00^-1 lam0', filled each draw
             p0, l0 = b0.p, b0.n_levels
-            cols = (np.arange(l0)[:, None, None] * p0 + np.zeros((1, p0, 1), int)
-                    + np.arange(p0)[None, None, :])
+            cols = (
+                np.arange(l0)[:, None, None] * p0
+                + np.zeros((1, p0, 1), int)
+                + np.arange(p0)[None, None, :]
+            )
             self.w_pattern = sp.csr_matrix(
                 (np.ones(l0 * p0 * p0), cols.ravel(), np.arange(0, l0 * p0 + 1) * p0),
                 shape=(self.q0, self.q0),
             )
+            self.w_pattern_cache = self.w_pattern
         if self.plan is not None:
             self.plan_rows = self.plan.positions // self.r
             self.plan_cols = self.plan.positions % self.r
@@ -223,8 +317,9 @@ class HendersonSystem:
                 s *= scale_r[:, None]
                 s *= scale_r[None, :]
         if not vector:  # Lambda_r' s Lambda_r, s symmetric
-            s = self._scale_columns(self._scale_columns(s, rest_lams, False).T.copy(),
-                                    rest_lams, False)
+            s = self._scale_columns(
+                self._scale_columns(s, rest_lams, False).T.copy(), rest_lams, False
+            )
         idx = np.arange(self.r)
         s[idx[: self.r - self.p], idx[: self.r - self.p]] += 1.0
         s[idx[self.r - self.p :], idx[self.r - self.p :]] += sigma2 * prior_precision
@@ -234,8 +329,11 @@ class HendersonSystem:
 
         # right-hand sides (u-scale)
         c0 = self.c0.reshape(l0, p0) @ lam0  # rows: (lam0' c_l)'
-        cr = scale_r * self.cr if vector else self._scale_columns(
-            self.cr[None, :].copy(), rest_lams, False)[0]
+        cr = (
+            scale_r * self.cr
+            if vector
+            else self._scale_columns(self.cr[None, :].copy(), rest_lams, False)[0]
+        )
         cr = cr.copy()
         cr[self.r - self.p :] += sigma2 * prior_precision * prior_mean
 

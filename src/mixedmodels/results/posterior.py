@@ -46,8 +46,12 @@ def default_scale(y: np.ndarray) -> float:
 
 def _check(kind: str, prior, wanted: type) -> Prior:
     if not isinstance(prior, wanted):
-        what = {LocationPrior: "Flat, Normal or StudentT", ScalePrior: "a scale prior "
-                "(HalfNormal, HalfCauchy, HalfStudentT, InverseGamma or Flat)", LKJ: "LKJ"}
+        what = {
+            LocationPrior: "Flat, Normal or StudentT",
+            ScalePrior: "a scale prior "
+            "(HalfNormal, HalfCauchy, HalfStudentT, InverseGamma or Flat)",
+            LKJ: "LKJ",
+        }
         raise ArgumentError(f"{kind} prior must be {what[wanted]}, not {prior!r}")
     return prior
 
@@ -140,6 +144,7 @@ class PosteriorData:
     offset: np.ndarray
     weights: np.ndarray | None
     group_levels: list[tuple[str, list[str], list[str]]]  # (group, levels, columns)
+    trials: np.ndarray | None = None  # binomial-logit model: y is the proportion
 
 
 @dataclass
@@ -235,9 +240,7 @@ class Posterior:
         try:
             import arviz as az
         except ImportError:
-            raise ArgumentError(
-                "to_arviz needs ArviZ: pip install 'mixedmodels[bayes]'"
-            ) from None
+            raise ArgumentError("to_arviz needs ArviZ: pip install 'mixedmodels[bayes]'") from None
         arr = self.chain_array()
         n_chains, n_draws = arr.shape[:2]
         names = list(self.draws.columns)
@@ -268,16 +271,24 @@ class Posterior:
         if effects is not None and (posterior_predictive or log_likelihood):
             p = self.n_fixed
             beta = arr[:, :, -p:].reshape(-1, p) if p else np.zeros((n_chains * n_draws, 0))
-            sigma = arr[:, :, names.index("sigma")].reshape(-1)
             eta = self._linear_predictor(beta, effects.reshape(n_chains * n_draws, -1))
-            w = np.ones(len(y)) if self.data.weights is None else self.data.weights
-            sd = sigma[:, None] / np.sqrt(w)[None, :]
-            if log_likelihood:
+            rng = np.random.default_rng(seed)
+            if self.data.trials is None:
+                sigma = arr[:, :, names.index("sigma")].reshape(-1)
+                w = np.ones(len(y)) if self.data.weights is None else self.data.weights
+                sd = sigma[:, None] / np.sqrt(w)[None, :]
                 ll = -0.5 * (((y - eta) / sd) ** 2) - np.log(sd) - 0.5 * math.log(2 * math.pi)
+                rep = eta + sd * rng.standard_normal(eta.shape) if posterior_predictive else None
+            else:
+                from scipy import special, stats
+
+                n_i = self.data.trials
+                prob = special.expit(eta)
+                ll = stats.binom.logpmf(np.round(y * n_i), n_i, prob)
+                rep = rng.binomial(n_i, prob) / np.maximum(n_i, 1) if posterior_predictive else None
+            if log_likelihood:
                 groups["log_likelihood"] = {"y": ll.reshape(n_chains, n_draws, -1)}
             if posterior_predictive:
-                rng = np.random.default_rng(seed)
-                rep = eta + sd * rng.standard_normal(eta.shape)
                 groups["posterior_predictive"] = {"y": rep.reshape(n_chains, n_draws, -1)}
         groups["observed_data"] = {"y": y}
         return az.from_dict(**groups, coords=coords, dims=dims)
@@ -297,9 +308,10 @@ def _chain_starts(fit, sampler: GibbsSampler, rng: np.random.Generator, index: i
     """Chain 0 starts at the fit (zero sds raised to a small value); the others from
     dispersed values around it: each sd times ``exp(N(0, 1))`` (zeros first raised to
     0.1 sigma), sigma times ``exp(N(0, 0.5^2))``, correlations shrunk toward 0 by a
-    uniform factor."""
+    uniform factor; for the logit model also beta (the fit's plus 2 standard errors times
+    ``N(0, 1)``) and the random effects (the conditional modes)."""
     info = fit._term_info()
-    sigma = float(fit.sigma)
+    sigma = 1.0 if sampler.logit else float(fit.sigma)
     sds, cors = [], []
     for _label, _cols, cov in info:
         cov = np.asarray(cov, dtype=float)
@@ -314,9 +326,17 @@ def _chain_starts(fit, sampler: GibbsSampler, rng: np.random.Generator, index: i
             cor = shrink * cor + (1 - shrink) * np.eye(sd.size)
         sds.append(sd)
         cors.append(cor)
+    if not sampler.logit:
+        if index > 0:
+            sigma *= math.exp(0.5 * rng.standard_normal())
+        return sampler.initial_state(sds, cors, sigma)
+    problem, solution = fit._problem, fit._solution
+    beta = np.array(solution.beta, dtype=float)
     if index > 0:
-        sigma *= math.exp(0.5 * rng.standard_normal())
-    return sampler.initial_state(sds, cors, sigma)
+        beta = beta + 2 * np.sqrt(np.diag(solution.vcov_beta)) * rng.standard_normal(beta.size)
+    flat = np.asarray(problem.scale(problem.lambdas(solution.theta), solution.mode.u))
+    sizes = np.cumsum([blk.size for blk in sampler.blocks])[:-1]
+    return sampler.initial_state(sds, cors, 1.0, beta, np.split(flat, sizes))
 
 
 def _run_chain(c: int) -> None:
@@ -351,6 +371,29 @@ def _shared(shape: tuple[int, ...], ctx) -> np.ndarray:
     return np.frombuffer(buffer, dtype=float, count=size).reshape(shape)
 
 
+def _check_counts(draws, warmup, chains) -> None:
+    for name, value, low in (("draws", draws, 1), ("warmup", warmup, 0), ("chains", chains, 1)):
+        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
+            raise ArgumentError(f"{name} must be an integer >= {low}, not {value!r}")
+
+
+def _posterior_data(fit, blocks, y_obs, offset, weights, trials=None) -> PosteriorData:
+    design = fit.design
+    group_levels = [
+        (label, [str(v) for v in t.level_index], list(cols))
+        for t, (label, cols, _c) in zip(design.terms, fit._term_info(), strict=True)
+    ]
+    return PosteriorData(
+        X=np.asarray(design.X, dtype=float),
+        blocks=blocks,
+        y=y_obs,
+        offset=offset,
+        weights=None if weights is None else np.asarray(weights, dtype=float),
+        group_levels=group_levels,
+        trials=trials,
+    )
+
+
 def sample_posterior(
     fit,
     draws: int = 1000,
@@ -368,19 +411,69 @@ def sample_posterior(
 ) -> Posterior:
     """Gibbs sampling from the posterior of a fitted linear mixed model (see
     :meth:`mixedmodels.results.fit.LmerFit.sample_posterior`)."""
-    for name, value, low in (("draws", draws, 1), ("warmup", warmup, 0), ("chains", chains, 1)):
-        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
-            raise ArgumentError(f"{name} must be an integer >= {low}, not {value!r}")
+    _check_counts(draws, warmup, chains)
     design = fit.design
     offset = np.zeros(design.n) if design.offset is None else np.asarray(design.offset)
     y_obs = np.asarray(design.y, dtype=float)
     y = y_obs - offset
     blocks = [t.block for t in design.terms]
-    info = fit._term_info()
-    labels = [(label, list(cols)) for label, cols, _c in info]
+    labels = [(label, list(cols)) for label, cols, _c in fit._term_info()]
     priors = resolve_priors(list(design.fixed_names), labels, y, fixef, sigma, sd, cor)
     sampler = GibbsSampler(blocks, design.X, y, design.weights, priors)
+    data = _posterior_data(fit, blocks, y_obs, offset, design.weights)
+    return _sample(
+        fit, sampler, priors, data, draws, warmup, chains, seed, n_jobs, keep_effects, progress
+    )
 
+
+def sample_posterior_glmm(
+    fit,
+    draws: int = 1000,
+    warmup: int = 500,
+    *,
+    chains: int = 4,
+    seed=None,
+    fixef=None,
+    sd=None,
+    cor=None,
+    n_jobs: int = -1,
+    keep_effects: bool = True,
+    progress: bool = True,
+) -> Posterior:
+    """Gibbs sampling from the posterior of a binomial-logit GLMM (Polya-Gamma
+    augmentation; see :meth:`mixedmodels.results.glmer_fit.GlmerFit.sample_posterior`)."""
+    _check_counts(draws, warmup, chains)
+    problem = fit._problem
+    family = problem.family
+    if family.name != "binomial" or family.link.name != "logit":
+        raise ArgumentError(
+            f"sample_posterior handles the binomial family with the logit link; this fit "
+            f"is {family.name} with the {family.link.name} link"
+        )
+    trials = np.asarray(problem.prior_weights, dtype=float)
+    if np.any(np.abs(trials - np.round(trials)) > 1e-8):
+        raise ArgumentError(
+            "the logit sampler needs whole numbers of trials (binomial weights); got "
+            "non-integer weights"
+        )
+    trials = np.round(trials).astype(np.int64)
+    design = fit.design
+    blocks = list(problem.blocks)
+    labels = [(label, list(cols)) for label, cols, _c in fit._term_info()]
+    # scales of the default half-t priors: 2.5 on the logit scale (brms's floor)
+    priors = resolve_priors(list(design.fixed_names), labels, np.zeros(2), fixef, None, sd, cor)
+    sampler = GibbsSampler(
+        blocks, problem.X, problem.y, None, priors, trials=trials, offset=problem.offset
+    )
+    data = _posterior_data(fit, blocks, np.asarray(problem.y), problem.offset, None, trials)
+    return _sample(
+        fit, sampler, priors, data, draws, warmup, chains, seed, n_jobs, keep_effects, progress
+    )
+
+
+def _sample(
+    fit, sampler, priors, data, draws, warmup, chains, seed, n_jobs, keep_effects, progress
+) -> Posterior:
     ctx = mp.get_context("fork")
     params = _shared((chains, draws, sampler.n_params), ctx)
     effects = _shared((chains, draws, sampler.q), ctx) if keep_effects else None
@@ -393,8 +486,15 @@ def sample_posterior(
     interrupted = False
     with ProgressBar(total, "posterior", enabled=progress) as bar:
         _STATE.update(
-            fit=fit, sampler=sampler, seeds=seeds, params=params, effects=effects,
-            done=done, warmup=warmup, draws=draws, on_sweep=None,
+            fit=fit,
+            sampler=sampler,
+            seeds=seeds,
+            params=params,
+            effects=effects,
+            done=done,
+            warmup=warmup,
+            draws=draws,
+            on_sweep=None,
         )
         try:
             if n_jobs == 1:
@@ -449,19 +549,7 @@ def sample_posterior(
     notes = []
     if interrupted:
         notes.append(f"interrupted: kept {int(kept.sum())} of {chains * draws} draws")
-        warnings.warn(notes[-1], MixedModelsWarning, stacklevel=3)
-    group_levels = [
-        (label, [str(v) for v in t.level_index], list(cols))
-        for t, (label, cols, _c) in zip(design.terms, info, strict=True)
-    ]
-    data = PosteriorData(
-        X=np.asarray(design.X, dtype=float),
-        blocks=blocks,
-        y=y_obs,
-        offset=offset,
-        weights=None if design.weights is None else np.asarray(design.weights),
-        group_levels=group_levels,
-    )
+        warnings.warn(notes[-1], MixedModelsWarning, stacklevel=4)
     return Posterior(
         draws=table,
         effects=None if effects is None else np.array(effects),
