@@ -7,7 +7,8 @@ thinned posterior draws is uniform on ``0..L`` exactly when the sampler targets 
 posterior.  Ranks are binned and compared with the uniform by Pearson's chi-square; each
 parameter's test is at level 0.001 (a fixed seed makes the test deterministic; a wrong
 conditional, a missing Jacobian or a prior used with the wrong scale shift the ranks far
-beyond that).  The default suite runs a small version; the large one is marked slow.
+beyond that).  The default suite runs a small version; the large one, which also covers
+the binomial-logit model (Polya-Gamma augmentation), is marked slow.
 """
 
 from __future__ import annotations
@@ -57,11 +58,26 @@ def _slope_model():
     return X, blocks, priors
 
 
-def _simulate(X, blocks, priors: ModelPriors, rng):
+def _logit_model():
+    """``successes ~ Binomial(6, expit(b0 + b1 x + u_g))``: 8 groups of 5 (Polya-Gamma)."""
+    X, blocks, _ = _intercept_model()
+    priors = ModelPriors(
+        fixef=[Normal(0, 1), Normal(0, 1)],
+        sigma=HalfNormal(1),  # unused
+        sd=[[HalfNormal(1)]],
+        cor=[LKJ(1)],
+    )
+    return X, blocks, priors
+
+
+TRIALS = 6
+
+
+def _simulate(X, blocks, priors: ModelPriors, rng, logit: bool = False):
     """Parameters from the priors (sd/cor, sigma, beta, like ``parameter_row``) and data."""
     beta = np.array([pr.draw(rng) for pr in priors.fixef])
-    sigma = priors.sigma.draw_sd(rng)
-    y = X @ beta + sigma * rng.standard_normal(len(X))
+    sigma = 1.0 if logit else priors.sigma.draw_sd(rng)
+    y = X @ beta + (0 if logit else sigma * rng.standard_normal(len(X)))
     truth, sds, cors = [], [], []
     for blk, sd_priors, cor_prior in zip(blocks, priors.sd, priors.cor, strict=True):
         sd = np.array([pr.draw_sd(rng) for pr in sd_priors])
@@ -74,18 +90,23 @@ def _simulate(X, blocks, priors: ModelPriors, rng):
                 truth.append(sd[r] if r == c else cor[r, c])
         sds.append(sd)
         cors.append(cor)
+    if logit:
+        y = rng.binomial(TRIALS, 1 / (1 + np.exp(-y))) / TRIALS
+        return y, np.array([*truth, *beta]), sds, cors, sigma
     return y, np.array([*truth, sigma, *beta]), sds, cors, sigma
 
 
 def sbc_ranks(model, replicates: int, draws: int, thin: int, warmup: int, seed: int):
     """Ranks (replicates x parameters) of the true values among ``draws`` thinned draws."""
     X, blocks, priors = model()
+    logit = model is _logit_model
+    trials = np.full(len(X), TRIALS) if logit else None
     rng = np.random.default_rng(seed)
     ranks = []
     for _ in range(replicates):
-        y, truth, *_ = _simulate(X, blocks, priors, rng)
-        _, _, sds, cors, sigma = _simulate(X, blocks, priors, rng)  # an independent start
-        sampler = GibbsSampler(blocks, X, y, None, priors)
+        y, truth, *_ = _simulate(X, blocks, priors, rng, logit)
+        _, _, sds, cors, sigma = _simulate(X, blocks, priors, rng, logit)  # independent start
+        sampler = GibbsSampler(blocks, X, y, None, priors, trials=trials)
         state = sampler.initial_state(sds, cors, sigma)
         out = np.empty((draws * thin, sampler.n_params))
         sampler.run(state, rng, warmup, draws * thin, out, None)
@@ -112,9 +133,10 @@ def test_sbc_small(model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", [_intercept_model, _slope_model])
+@pytest.mark.parametrize("model", [_intercept_model, _slope_model, _logit_model])
 def test_sbc_large(model):
-    """1,000 replicates, 99 draws (thinned by 4) each: 20 bins of 50 expected ranks."""
-    ranks = sbc_ranks(model, replicates=1000, draws=99, thin=4, warmup=100, seed=2019)
+    """500 replicates, 99 draws (thinned by 3, after 50 warm-up sweeps) each: 20 bins of
+    25 expected ranks."""
+    ranks = sbc_ranks(model, replicates=500, draws=99, thin=3, warmup=50, seed=2019)
     p = uniformity_p_values(ranks, draws=99, bins=20)
     assert np.all(p > LEVEL), p
