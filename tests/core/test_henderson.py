@@ -63,6 +63,7 @@ def _crossed_data(n_a: int, n_b: int, n: int, seed: int) -> pd.DataFrame:
 
 CASES = {
     "one vector term": ("Reaction ~ Days + (Days | Subject)", "sleepstudy", {}),
+    "nothing outside the first term": ("Reaction ~ 0 + (1 | Subject)", "sleepstudy", {}),
     "crossed scalars": ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin", {}),
     "nested scalars": ("strength ~ 1 + (1 | batch) + (1 | batch:cask)", "Pastes", {}),
     "crossed, vector rest": ("y ~ x + (1 | a) + (x | b)", "crossed", {}),

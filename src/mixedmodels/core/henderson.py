@@ -323,7 +323,7 @@ class HendersonSystem:
         idx = np.arange(self.r)
         s[idx[: self.r - self.p], idx[: self.r - self.p]] += 1.0
         s[idx[self.r - self.p :], idx[self.r - self.p :]] += sigma2 * prior_precision
-        low, info = sla.lapack.dpotrf(s, lower=1, overwrite_a=1, clean=0)
+        low, info = sla.lapack.dpotrf(s, lower=1, overwrite_a=1, clean=0) if self.r else (s, 0)
         if info != 0:
             raise NotPositiveDefiniteError
 
@@ -355,10 +355,13 @@ class HendersonSystem:
         t0 = m00_solve(c0)
         g0r = self.g0r if self.g0r_dense is None else self.g0r_dense.reshape(self.q0, self.r)
         rr = cr - lam_r_t(g0r.T @ (t0 @ lam0.T).ravel())
-        yr, _ = dtrtrs(low, rr, lower=1)
-        if rng is not None:
-            yr += sigma * rng.standard_normal(self.r)
-        xr, _ = dtrtrs(low, yr, lower=1, trans=1)
+        if self.r:
+            yr, _ = dtrtrs(low, rr, lower=1)
+            if rng is not None:
+                yr += sigma * rng.standard_normal(self.r)
+            xr, _ = dtrtrs(low, yr, lower=1, trans=1)
+        else:  # one term and no fixed effects: nothing outside the first block
+            xr = np.zeros(0)
         back = (g0r @ lam_r(xr)).reshape(l0, p0) @ lam0
         x0 = m00_solve(c0 - back)
         if rng is not None:
