@@ -15,6 +15,7 @@ import numpy as np
 from scipy import stats
 
 import mixedmodels as mm
+from mixedmodels.priors import HalfCauchy, Normal
 
 
 def section(title: str) -> None:
@@ -84,7 +85,9 @@ def main(folder: Path) -> None:
     )
 
     section("Model 7: the Bayesian view (priors on every parameter; Gibbs sampling)")
-    posterior = fit.sample_posterior(2000, 500, seed=2016, progress=False)
+    # beta ~ N(0, 10), sigma ~ Half-Cauchy(0, 5), gamma ~ N(0, tau) with tau ~ Half-Cauchy(0, 5)
+    priors = dict(fixef=Normal(0, 10), sigma=HalfCauchy(5), sd=HalfCauchy(5))
+    posterior = fit.sample_posterior(1000, 500, seed=2016, progress=False, **priors)
     print(posterior.summary().round(4))
     print("REML estimates for comparison:")
     print(fit.parameters.round(4))

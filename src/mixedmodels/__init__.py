@@ -6,6 +6,7 @@
 """
 
 from mixedmodels import datasets, errors
+from mixedmodels import priors as priors
 from mixedmodels.api import anova, glmer, lm, lmer, lmer_problem, refit, refit_ml
 from mixedmodels.errors import (
     ArgumentError,

@@ -1,140 +1,331 @@
-"""The Bayesian view of a linear mixed model: a Gibbs sampler with conditionally conjugate
-priors.
+"""The Bayesian linear mixed model and its Gibbs sampler.
 
 Model: ``y = X beta + Z b + e``, ``e ~ N(0, sigma^2 W^-1)``, ``b_k`` (level by level)
-``~ N(0, Sigma_k)``.  Priors: ``beta`` flat, ``p(sigma^2) ~ 1/sigma^2``, and for each term
-Huang and Wand's (2013) scaled inverse-Wishart with auxiliary variables
+``~ N(0, Sigma_k)``; priors (each chosen by the user, see :mod:`mixedmodels.core.priors`):
+``beta_j ~`` Flat, Normal or Student-t; ``sigma ~`` a scale prior; per term, each standard
+deviation ``~`` a scale prior and the correlations ``~ LKJ(eta)``.
 
-.. math::
+One sweep updates, each from its exact full conditional:
 
-    \\Sigma_k \\mid a \\sim IW(\\nu + p - 1, 2 \\nu \\operatorname{diag}(1/a)), \\quad
-    a_j \\sim IG(1/2, 1/A_j^2),
+1. ``(beta, b) | sigma, Sigma`` jointly, a normal draw from Henderson's mixed-model
+   equations (:class:`mixedmodels.core.henderson.HendersonSystem`; a singular ``Sigma_k``
+   is allowed, the effects are drawn on the ``u`` scale ``b = T u``);
+2. the Student-t priors' mixing variables given ``beta``;
+3. ``sigma^2 | beta, b`` from the residual sum of squares ``r'Wr`` (kernel
+   ``v^(-n/2) exp(-r'Wr / 2v)``) and its prior;
+4. each scalar term's variance from ``v^(-l/2) exp(-b'b / 2v)`` and its prior; each vector
+   term's ``Sigma_k`` by slice sampling (:mod:`mixedmodels.core.covariance`);
+5. interweaving (Yu and Meng 2011): each term's standard deviations ``D_k`` once more, now
+   given the standardized effects ``u_l = D_k^-1 b_l`` (correlations held), from
+   ``p(D) exp(-(d'Ad - 2 d'B) / 2 sigma^2)`` with ``A``, ``B`` the cross products of the
+   columns ``z_j u_j`` with themselves and with the partial residual, by slice sampling
+   in ``log d_j``; then ``b_l = D_new u_l`` and the prior's auxiliary variable is redrawn
+   given the new sd.  Both (3-4) and (5) are exact conditional draws, in the centred and
+   the non-centred parameterization; alternating them keeps the posterior invariant and
+   removes the centred sampler's stickiness near a zero variance.
 
-which gives each standard deviation a half-t(nu, A_j) prior and, with ``nu = 2``, every
-correlation a uniform one.  Every full conditional is standard:
-
-* ``(beta, b) | sigma^2, Sigma`` is normal with precision
-  ``Q = C'WC / sigma^2 + blockdiag(0, I (x) Sigma_k^-1)`` (``C = [X Z]``) and mean
-  ``Q^-1 C'Wy / sigma^2`` (Henderson's mixed-model equations);
-* ``sigma^2 | rest ~ IG(n/2, r'Wr/2)``;
-* ``Sigma_k | b_k, a ~ IW(nu + p - 1 + l, 2 nu diag(1/a) + sum_i b_i b_i')``;
-* ``a_j | Sigma_k ~ IG((nu + p)/2, 1/A_j^2 + nu (Sigma_k^-1)_jj)``.
+Every random number of a chain comes from that chain's own generator, so a chain's draws do
+not depend on which process runs it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg as sla
-from scipy import stats
 
+from mixedmodels.core.covariance import CovarianceState
+from mixedmodels.core.henderson import HendersonSystem
+from mixedmodels.core.polya_gamma import polya_gamma
+from mixedmodels.core.priors import LKJ, LocationPrior, ScalePrior
+from mixedmodels.core.slice import slice_step
 from mixedmodels.core.terms import RandomBlock
+from mixedmodels.errors import ArgumentError
 
 
 @dataclass(frozen=True)
-class GibbsProblem:
-    """The data of the sampler: cross products of ``C = [X Z]`` computed once.
+class ModelPriors:
+    """The priors of every parameter class, resolved to one prior per parameter.
 
     Attributes
     ----------
-    blocks : list of RandomBlock
-    ctc : ndarray (p + q, p + q)
-        ``C'WC``.
-    cty : ndarray (p + q,)
-        ``C'Wy``.
-    yty : float
-        ``y'Wy``.
-    n, p : int
+    fixef : list of LocationPrior
+        One per fixed effect.
+    sigma : ScalePrior
+    sd : list of list of ScalePrior
+        Per term, one per coefficient.
+    cor : list of LKJ
+        Per term (unused for scalar terms).
     """
 
-    blocks: list[RandomBlock]
-    ctc: np.ndarray
-    cty: np.ndarray
-    yty: float
-    n: int
-    p: int
-
-    @classmethod
-    def from_arrays(cls, X, Z, y, weights, blocks) -> GibbsProblem:
-        """``Z`` may be sparse; ``weights`` None for ones."""
-        w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
-        C = np.hstack([np.asarray(X, dtype=float), Z.toarray() if hasattr(Z, "toarray") else Z])
-        Cw = C * w[:, None]
-        return cls(list(blocks), C.T @ Cw, Cw.T @ y, float(y @ (w * y)), len(y), X.shape[1])
-
-    def conditional_mean(self, sigma2: float, covariances: list[np.ndarray]) -> np.ndarray:
-        """Mean of ``(beta, b) | sigma^2, Sigma`` (the mixed-model equations' solution)."""
-        Q = self._precision(sigma2, covariances)
-        return sla.cho_solve(sla.cho_factor(Q, lower=True), self.cty / sigma2)
-
-    def _precision(self, sigma2: float, covariances: list[np.ndarray]) -> np.ndarray:
-        Q = self.ctc / sigma2
-        start = self.p
-        for block, cov in zip(self.blocks, covariances, strict=True):
-            inv = np.linalg.inv(cov)
-            for level in range(block.n_levels):
-                s = start + level * block.p
-                Q[s : s + block.p, s : s + block.p] += inv
-            start += block.size
-        return Q
+    fixef: list[LocationPrior]
+    sigma: ScalePrior
+    sd: list[list[ScalePrior]]
+    cor: list[LKJ]
 
 
-@dataclass(frozen=True)
-class GibbsSettings:
-    """``nu`` and the half-t scales ``A`` (one array per term) of the covariance prior."""
+@dataclass
+class ChainState:
+    """Everything a sweep changes."""
 
-    nu: float
-    scales: list[np.ndarray]
-
-
-def _inverse_gamma(rng: np.random.Generator, shape: float, rate: np.ndarray | float):
-    return rate / rng.gamma(shape, 1.0, size=np.shape(rate))
-
-
-def draw_coefficients(
-    problem: GibbsProblem,
-    sigma2: float,
-    covariances: list[np.ndarray],
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """One draw of ``(beta, b) | sigma^2, Sigma``: ``mean + L^-T z`` with ``Q = L L'``."""
-    L = sla.cholesky(problem._precision(sigma2, covariances), lower=True)
-    mean = sla.cho_solve((L, True), problem.cty / sigma2)
-    noise = rng.standard_normal(problem.ctc.shape[0])
-    return mean + sla.solve_triangular(L, noise, lower=True, trans=1)
+    sigma2: float
+    sigma_aux: float
+    factors: list[np.ndarray]  # T_k, T_k T_k' = Sigma_k
+    scalar_aux: list[float]
+    covariances: list[CovarianceState | None]
+    fixef_aux: np.ndarray
+    beta: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    b: list[np.ndarray] = field(default_factory=list)
 
 
-def run_gibbs(
-    problem: GibbsProblem,
-    settings: GibbsSettings,
-    start_sigma2: float,
-    start_covariances: list[np.ndarray],
-    n_iterations: int,
-    rng: np.random.Generator,
-    on_draw: Callable[[np.ndarray, float, list[np.ndarray]], None],
-) -> None:
-    """Run the sampler, calling ``on_draw(coef, sigma2, covariances)`` after each sweep
-    (``coef`` = ``(beta, b)``); a KeyboardInterrupt from it stops the chain cleanly."""
-    sigma2 = float(start_sigma2)
-    covs = [np.array(c, dtype=float) for c in start_covariances]
-    aux = [np.ones(b.p) for b in problem.blocks]
-    for _ in range(n_iterations):
-        coef = draw_coefficients(problem, sigma2, covs, rng)
-        rss = problem.yty - 2 * coef @ problem.cty + coef @ problem.ctc @ coef
-        sigma2 = float(_inverse_gamma(rng, problem.n / 2, max(rss, 1e-300) / 2))
-        start = problem.p
-        for k, block in enumerate(problem.blocks):
-            b = coef[start : start + block.size].reshape(block.n_levels, block.p)
-            start += block.size
-            nu, A = settings.nu, settings.scales[k]
-            scale = 2 * nu * np.diag(1 / aux[k]) + b.T @ b
-            df = nu + block.p - 1 + block.n_levels
-            if block.p == 1:
-                covs[k] = np.array([[float(_inverse_gamma(rng, df / 2, scale[0, 0] / 2))]])
+class GibbsSampler:
+    """The sampler of one model (data and priors); chains are run by :meth:`run`.
+
+    Parameters
+    ----------
+    blocks : list of RandomBlock
+        Public (lme4) order.
+    X : ndarray (n, p)
+    y : ndarray (n,)
+        Response with any offset subtracted.
+    weights : ndarray (n,), optional
+    priors : ModelPriors
+    trials : ndarray (n,) of int, optional
+        Given: the binomial-logit model instead of the Gaussian one.  ``y`` is then the
+        proportion of successes and ``offset`` the linear predictor's offset; each sweep
+        first draws Polya-Gamma weights ``omega_i ~ PG(n_i, eta_i)``
+        (:mod:`mixedmodels.core.polya_gamma`), which make ``kappa_i / omega_i``
+        (``kappa = successes - n/2``) a Gaussian observation of ``eta_i`` with variance
+        ``1 / omega_i``; the rest of the sweep is the Gaussian one with ``sigma = 1``.
+    offset : ndarray (n,), optional
+        Only with ``trials``.
+    """
+
+    def __init__(
+        self,
+        blocks: list[RandomBlock],
+        X,
+        y,
+        weights,
+        priors: ModelPriors,
+        trials: np.ndarray | None = None,
+        offset: np.ndarray | None = None,
+    ):
+        self.blocks = list(blocks)
+        self.X = np.asarray(X, dtype=float)
+        self.y = np.asarray(y, dtype=float)
+        self.weights = None if weights is None else np.asarray(weights, dtype=float)
+        self.n, self.p = self.X.shape
+        self.logit = trials is not None
+        if self.logit:
+            self.trials = np.asarray(trials, dtype=np.int64)
+            self.kappa = np.round(self.y * self.trials) - self.trials / 2
+            self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, float)
+            self.weights = np.full(self.n, 0.25)  # replaced each sweep
+            self.y = self.kappa / self.weights - self.offset
+        if len(priors.fixef) != self.p or len(priors.sd) != len(self.blocks):
+            raise ArgumentError("one prior per fixed effect and per random-effect term")
+        self.priors = priors
+        self.system = HendersonSystem(
+            self.blocks, self.X, self.y, self.weights, fixed_weights=not self.logit
+        )
+        self.q = sum(b.size for b in self.blocks)
+        self.n_params = sum(b.n_theta for b in self.blocks) + (0 if self.logit else 1) + self.p
+
+    # ------------------------------------------------------------------ states
+    def initial_state(
+        self,
+        sds: list[np.ndarray],
+        cors: list[np.ndarray],
+        sigma: float,
+        beta: np.ndarray | None = None,
+        b: list[np.ndarray] | None = None,
+    ):
+        """A chain's start from standard deviations (zeros are raised to 1e-4 x sigma: a
+        singular fit is a valid start) and correlation matrices (``sigma`` 1 for the
+        logit model, whose first sweep also needs ``beta`` and ``b``; zeros if None)."""
+        sigma = 1.0 if self.logit else float(sigma)
+        if not math.isfinite(sigma) or sigma <= 0:
+            raise ArgumentError(f"the start's sigma must be positive, not {sigma}")
+        factors, covs, aux = [], [], []
+        for k, blk in enumerate(self.blocks):
+            sd = np.maximum(np.asarray(sds[k], dtype=float), 1e-4 * sigma)
+            if blk.p == 1:
+                factors.append(np.array([[sd[0]]]))
+                covs.append(None)
+                aux.append(self.priors.sd[k][0].new_state(float(sd[0]) ** 2))
+                continue
+            cor = np.asarray(cors[k], dtype=float)
+            eigen_min = float(np.linalg.eigvalsh(cor).min())
+            if eigen_min < 1e-6:  # a degenerate correlation start: shrink toward I
+                t = (1e-6 - eigen_min) / (1 - eigen_min) + 1e-3
+                cor = (1 - t) * cor + t * np.eye(blk.p)
+            state = CovarianceState.from_covariance(
+                self.priors.sd[k], self.priors.cor[k], blk.n_levels, cor * np.outer(sd, sd)
+            )
+            covs.append(state)
+            factors.append(state.factor())
+            aux.append(1.0)
+        return ChainState(
+            sigma2=sigma**2,
+            sigma_aux=self.priors.sigma.new_state(sigma**2),
+            factors=factors,
+            scalar_aux=aux,
+            covariances=covs,
+            fixef_aux=np.array([pr.new_state() for pr in self.priors.fixef]),
+            beta=np.zeros(self.p) if beta is None else np.array(beta, dtype=float),
+            b=[np.zeros((blk.n_levels, blk.p)) for blk in self.blocks]
+            if b is None
+            else [
+                np.array(x, dtype=float).reshape(blk.n_levels, blk.p)
+                for x, blk in zip(b, self.blocks, strict=True)
+            ],
+        )
+
+    # ------------------------------------------------------------------ one sweep
+    def fixef_prior(self, state: ChainState) -> tuple[np.ndarray, np.ndarray]:
+        pairs = zip(self.priors.fixef, state.fixef_aux, strict=True)
+        pm = [pr.precision_and_mean(a) for pr, a in pairs]
+        return np.array([x[0] for x in pm]), np.array([x[1] for x in pm])
+
+    def residuals(self, beta: np.ndarray, b: list[np.ndarray]) -> np.ndarray:
+        r = self.y - self.X @ beta
+        for blk, bk in zip(self.blocks, b, strict=True):
+            if blk.p == 1:
+                r -= blk.z[:, 0] * bk[blk.codes, 0]
             else:
-                covs[k] = np.atleast_2d(stats.invwishart(df, scale).rvs(random_state=rng))
-            inv_diag = np.diagonal(np.linalg.inv(covs[k]))
-            aux[k] = _inverse_gamma(rng, (nu + block.p) / 2, 1 / A**2 + nu * inv_diag)
-        on_draw(coef, sigma2, covs)
+                r -= np.einsum("np,np->n", blk.z, bk[blk.codes])
+        return r
+
+    def _augment(self, state: ChainState, rng: np.random.Generator) -> None:
+        """Polya-Gamma weights at the current linear predictor; the working response."""
+        eta = self.offset + self.X @ state.beta
+        for blk, bk in zip(self.blocks, state.b, strict=True):
+            eta += np.einsum("np,np->n", blk.z, bk[blk.codes])
+        omega = polya_gamma(rng, self.trials, eta)
+        self.weights = omega
+        self.y = self.kappa / omega - self.offset
+        self.system.set_data(self.y, omega)
+
+    def sweep(self, state: ChainState, rng: np.random.Generator) -> None:
+        if self.logit:
+            self._augment(state, rng)
+        sigma = math.sqrt(state.sigma2)
+        lams = [t / sigma for t in state.factors]
+        precision, mean = self.fixef_prior(state)
+        b, beta = self.system.draw(lams, state.sigma2, precision, mean, rng)
+        state.b, state.beta = b, beta
+        for j, pr in enumerate(self.priors.fixef):
+            state.fixef_aux[j] = pr.update_state(rng, beta[j], state.fixef_aux[j])
+        r = self.residuals(beta, b)
+        if not self.logit:
+            rss = float(r @ r) if self.weights is None else float(r @ (self.weights * r))
+            state.sigma2, state.sigma_aux = self.priors.sigma.draw_variance(
+                rng, self.n / 2, rss / 2, state.sigma_aux
+            )
+        for k, blk in enumerate(self.blocks):
+            bk = b[k]
+            if blk.p == 1:
+                ss = float(bk[:, 0] @ bk[:, 0])
+                v, state.scalar_aux[k] = self.priors.sd[k][0].draw_variance(
+                    rng, blk.n_levels / 2, ss / 2, state.scalar_aux[k]
+                )
+                state.factors[k] = np.array([[math.sqrt(v)]])
+            else:
+                cov = state.covariances[k]
+                cov.update(rng, bk.T @ bk)
+                state.factors[k] = cov.factor()
+        for k in range(len(self.blocks)):
+            r = self._interweave(state, k, r, rng)
+
+    def _interweave(self, state: ChainState, k: int, r: np.ndarray, rng) -> np.ndarray:
+        """Step 5 for term ``k``; returns the updated residual."""
+        blk = self.blocks[k]
+        cov = state.covariances[k]
+        sd = np.array([state.factors[k][0, 0]]) if blk.p == 1 else cov.sd.copy()
+        u = state.b[k] / sd  # (l, p): D^-1 b_l
+        cols = blk.z * u[blk.codes]  # column j: z_j * u_j[codes]
+        wcols = cols if self.weights is None else cols * self.weights[:, None]
+        partial = r + cols @ sd
+        a = cols.T @ wcols
+        rhs = wcols.T @ partial
+        inv2s2 = 0.5 / state.sigma2
+        priors = self.priors.sd[k]
+        new = sd.copy()
+        if blk.p == 1:  # scalar arithmetic
+            a11, r1, prior = float(a[0, 0]), float(rhs[0]), priors[0]
+
+            def log_scalar(x):
+                d = math.exp(x)
+                return prior.log_density_sd(d) + x - inv2s2 * (a11 * d * d - 2 * r1 * d)
+
+            x0 = math.log(sd[0])
+            x, _ = slice_step(rng, log_scalar, x0, log_scalar(x0), 1.0)
+            new[0] = math.exp(x)
+        for j in range(blk.p if blk.p > 1 else 0):
+
+            def log_target(x, j=j):
+                new[j] = math.exp(x)
+                return (
+                    priors[j].log_density_sd(new[j]) + x - inv2s2 * (new @ a @ new - 2 * new @ rhs)
+                )
+
+            x0 = math.log(sd[j])
+            x, _ = slice_step(rng, log_target, x0, log_target(x0), 1.0)
+            new[j] = math.exp(x)
+        state.b[k] = u * new
+        if blk.p == 1:
+            state.factors[k] = np.array([[new[0]]])
+            state.scalar_aux[k] = priors[0].refresh_state(rng, new[0] ** 2, state.scalar_aux[k])
+        else:
+            cov.sd = new
+            state.factors[k] = cov.factor()
+        return partial - cols @ new
+
+    # ------------------------------------------------------------------ output
+    def parameter_row(self, state: ChainState, out: np.ndarray) -> None:
+        """sd/cor per term (column-wise lower triangle), sigma, beta: ``fit.parameters``'s
+        order."""
+        i = 0
+        for k, blk in enumerate(self.blocks):
+            if blk.p == 1:
+                out[i] = state.factors[k][0, 0]
+                i += 1
+                continue
+            cov = state.covariances[k]
+            corr = cov.correlation()
+            for c in range(blk.p):
+                for r in range(c, blk.p):
+                    out[i] = cov.sd[r] if r == c else corr[r, c]
+                    i += 1
+        if not self.logit:
+            out[i] = math.sqrt(state.sigma2)
+            i += 1
+        out[i:] = state.beta
+
+    def run(
+        self,
+        state: ChainState,
+        rng: np.random.Generator,
+        warmup: int,
+        draws: int,
+        params_out: np.ndarray,
+        effects_out: np.ndarray | None,
+        on_sweep=None,
+    ) -> None:
+        """``warmup + draws`` sweeps; kept draw ``d`` goes to ``params_out[d]`` and (when
+        given) the random effects, public order and level-major, to ``effects_out[d]``.
+        ``on_sweep(i)`` is called after sweep ``i`` (1-based)."""
+        for i in range(warmup + draws):
+            self.sweep(state, rng)
+            d = i - warmup
+            if d >= 0:
+                self.parameter_row(state, params_out[d])
+                if effects_out is not None:
+                    start = 0
+                    for bk in state.b:
+                        effects_out[d, start : start + bk.size] = bk.ravel()
+                        start += bk.size
+            if on_sweep is not None:
+                on_sweep(i + 1)

@@ -224,16 +224,54 @@ class LmerFit(MixedFit):
         return bootstrap(self, nsim, statistic, seed=seed, n_jobs=n_jobs, progress=progress)
 
     def sample_posterior(
-        self, draws: int = 2000, warmup: int = 500, *, seed=None, progress: bool = True, **prior
+        self,
+        draws: int = 1000,
+        warmup: int = 500,
+        *,
+        chains: int = 4,
+        seed=None,
+        fixef=None,
+        sigma=None,
+        sd=None,
+        cor=None,
+        n_jobs: int = -1,
+        keep_effects: bool = True,
+        progress: bool = True,
     ):
-        """The Bayesian view: Gibbs draws from the posterior (flat prior on beta,
-        ``1/sigma^2``, half-t standard deviations with uniform correlations); see
-        :func:`mixedmodels.results.posterior.sample_posterior`.  Returns a ``Posterior``
-        with ``.draws`` and ``.summary()``."""
+        """The Bayesian view: Gibbs draws from the posterior with the priors you choose.
+
+        Parameters
+        ----------
+        draws, warmup : int
+            Kept draws and warm-up sweeps per chain.
+        chains : int
+            Chains, each from its own dispersed start (chain 0 at this fit).
+        seed : int, optional
+            Chain ``c`` uses ``SeedSequence(seed).spawn(chains)[c]``: the draws do not
+            depend on ``n_jobs``.
+        fixef, sigma, sd, cor : prior or dict, optional
+            Priors from :mod:`mixedmodels.priors` per parameter class; a dict names
+            fixed effects (``fixef``), grouping factors or ``sd_<coef>|<group>`` (``sd``),
+            grouping factors (``cor``).  Defaults (brms's): ``Flat()`` fixed effects,
+            ``HalfStudentT(3, max(2.5, mad(y)))`` for sigma and every sd, ``LKJ(1)``.
+        n_jobs : int
+            Processes running chains (-1: one per core).
+        keep_effects : bool
+            Keep the random-effect draws (needed for ``to_arviz``'s predictive groups).
+        progress : bool
+            Progress bar on stderr; Ctrl-C keeps the draws made so far.
+
+        Returns
+        -------
+        Posterior
+            ``.draws`` (indexed by chain and draw, columns named like ``confint``'s rows),
+            ``.summary()`` (with R-hat, bulk/tail ESS, MCSE), ``.to_arviz()``.
+        """
         from mixedmodels.results.posterior import sample_posterior
 
         return sample_posterior(
-            self, draws=draws, warmup=warmup, seed=seed, progress=progress, **prior
+            self, draws, warmup, chains=chains, seed=seed, fixef=fixef, sigma=sigma, sd=sd,
+            cor=cor, n_jobs=n_jobs, keep_effects=keep_effects, progress=progress,
         )
 
     # ------------------------------------------------------------------ likelihood

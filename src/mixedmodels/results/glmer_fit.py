@@ -200,6 +200,31 @@ class GlmerFit(MixedFit):
         value = refitted.parameters.to_numpy() if statistic is None else statistic(refitted)
         return np.asarray(value, dtype=float)
 
+    def sample_posterior(
+        self,
+        draws: int = 1000,
+        warmup: int = 500,
+        *,
+        chains: int = 4,
+        seed=None,
+        fixef=None,
+        sd=None,
+        cor=None,
+        n_jobs: int = -1,
+        keep_effects: bool = True,
+        progress: bool = True,
+    ):
+        """The Bayesian view of a binomial-logit GLMM: exact Gibbs sampling through
+        Polya-Gamma augmentation, with the priors and outputs of
+        :meth:`LmerFit.sample_posterior` (no ``sigma``; default sd prior
+        ``HalfStudentT(3, 2.5)``).  Other families and links raise ``ArgumentError``."""
+        from mixedmodels.results.posterior import sample_posterior_glmm
+
+        return sample_posterior_glmm(
+            self, draws, warmup, chains=chains, seed=seed, fixef=fixef, sd=sd, cor=cor,
+            n_jobs=n_jobs, keep_effects=keep_effects, progress=progress,
+        )
+
     def bootstrap(
         self, nsim: int = 1000, statistic=None, *, seed=None, n_jobs: int = 1, progress=True
     ):
