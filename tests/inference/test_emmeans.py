@@ -29,6 +29,7 @@ import pandas as pd
 import pytest
 
 import mixedmodels as mm
+from mixedmodels.errors import ArgumentError, NewLevelError
 
 REFERENCE = Path(__file__).parents[1] / "reference" / "inference"
 REF = json.loads((REFERENCE / "emmeans_reference.json").read_text())
@@ -153,3 +154,114 @@ def test_default_columns_are_emmeans(case_name, label):
             method = {k: _listify(v) for k, v in method.items()}
         table = table.contrast(method, adjust=q["adjust"])
     assert list(table.columns) == q["default_columns"]
+
+
+# ------------------------------------------------------------------ identities and errors
+@pytest.fixture(scope="module")
+def cake_fit():
+    return _fit(CASES["cake_factor_by_factor"])
+
+
+def test_pairwise_contrasts_are_differences_of_the_means(cake_fit):
+    """A contrast's estimate is the difference of the means, its SE that of l1 - l2 under
+    the same covariance (an identity, independent of R)."""
+    means = mm.emmeans(cake_fit, "recipe", lmer_df="asymptotic")
+    pairs = means.pairs(adjust="none")
+    est = means["emmean"].to_numpy()
+    np.testing.assert_allclose(
+        pairs["estimate"], [est[0] - est[1], est[0] - est[2], est[1] - est[2]]
+    )
+    assert list(pairs["contrast"].astype(str)) == ["A - B", "A - C", "B - C"]
+    # with unadjusted asymptotic tests, p = 2 Phi(-|z|)
+    from scipy import stats
+
+    np.testing.assert_allclose(pairs["p.value"], 2 * stats.norm.sf(np.abs(pairs["z.ratio"])))
+
+
+def test_mean_of_a_cell_is_the_model_prediction(cake_fit):
+    """A cell of the full grid is X beta at that cell (predict with include_random=False)."""
+    cells = mm.emmeans(cake_fit, ["recipe", "temp"], lmer_df="asymptotic")
+    frame = pd.DataFrame({"recipe": cells["recipe"].astype(str), "temp": cells["temp"].astype(int)})
+    frame["recipe"] = pd.Categorical(frame["recipe"], categories=["A", "B", "C"])
+    pred = cake_fit.predict(frame, include_random=False)
+    np.testing.assert_allclose(cells["emmean"], pred, rtol=1e-12)
+
+
+def test_mvt_is_refused_with_a_reason(cake_fit):
+    with pytest.raises(ArgumentError, match="mvt"):
+        mm.emmeans(cake_fit, "recipe").pairs(adjust="mvt")
+
+
+def test_bad_arguments_name_the_problem(cake_fit):
+    with pytest.raises(ArgumentError, match="'recipes' is not a variable"):
+        mm.emmeans(cake_fit, "recipes")
+    with pytest.raises(NewLevelError, match="'D'"):
+        mm.emmeans(cake_fit, "recipe", at={"recipe": ["A", "D"]})
+    with pytest.raises(ArgumentError, match="weights must be one of"):
+        mm.emmeans(cake_fit, "recipe", weights="heavy")
+    with pytest.raises(ArgumentError, match="lmer_df"):
+        mm.emmeans(cake_fit, "recipe", lmer_df="containment")
+    with pytest.raises(ArgumentError, match="unknown contrast method"):
+        mm.emmeans(cake_fit, "recipe").contrast("allpairs")
+    with pytest.raises(ArgumentError, match="needs 3 finite coefficients"):
+        mm.emmeans(cake_fit, "recipe").contrast({"x": [1, -1]})
+    with pytest.raises(ArgumentError, match="numeric covariate"):
+        mm.emtrends(cake_fit, "recipe", "recipe")
+
+
+def test_a_missing_cell_makes_its_means_non_estimable():
+    """Without recipe C at 175 degrees the cell and recipe C's marginal mean (which
+    averages over that cell) are not estimable (NaN, emmeans' NA); the others are."""
+    data = mm.datasets.load("cake")
+    data = data[~((data.recipe == "C") & (data.temp == 175))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mm.lmer("angle ~ recipe * factor(temp) + (1 | recipe:replicate)", data)
+    cells = mm.emmeans(fit, ["recipe", "temp"], lmer_df="asymptotic")
+    missing = (cells["recipe"].astype(str) == "C") & (cells["temp"] == 175)
+    assert cells.loc[missing, "emmean"].isna().all()
+    assert cells.loc[~missing, "emmean"].notna().all()
+    means = mm.emmeans(fit, "recipe", lmer_df="asymptotic")
+    assert means["emmean"].isna().tolist() == [False, False, True]
+    pairs = means.pairs()
+    assert pairs["estimate"].isna().tolist() == [False, True, True]
+
+
+def test_user_data_is_not_modified(cake_fit):
+    data = cake_fit.design.data
+    before = data.copy()
+    mm.emmeans(cake_fit, "temp | recipe", at={"temp": [175, 225]}).pairs()
+    pd.testing.assert_frame_equal(data, before)
+
+
+def test_derived_frames_are_plain_dataframes(cake_fit):
+    table = mm.emmeans(cake_fit, "recipe")
+    assert isinstance(table, pd.DataFrame)
+    assert type(table.head(2)) is pd.DataFrame
+    assert type(table[["recipe", "emmean"]]) is pd.DataFrame
+
+
+def test_plot_shows_the_estimates_and_intervals(cake_fit):
+    pytest.importorskip("matplotlib")
+    from mixedmodels import plots
+
+    table = mm.emmeans(cake_fit, "temp | recipe")
+    fig = plots.plot_emmeans(table)
+    ax = fig.axes[0]
+    containers = ax.containers
+    assert len(containers) == 3  # one per recipe
+    for container, recipe in zip(containers, ["A", "B", "C"], strict=True):
+        rows = table[table["recipe"].astype(str) == recipe]
+        _, y = container.lines[0].get_data()
+        np.testing.assert_allclose(y, rows["emmean"], rtol=1e-12)
+        segments = container.lines[2][0].get_segments()
+        np.testing.assert_allclose([s[0][1] for s in segments], rows["lower.CL"], rtol=1e-12)
+        np.testing.assert_allclose([s[1][1] for s in segments], rows["upper.CL"], rtol=1e-12)
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "175",
+        "185",
+        "195",
+        "205",
+        "215",
+        "225",
+    ]

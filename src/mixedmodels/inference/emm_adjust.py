@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import optimize, stats
@@ -161,16 +162,26 @@ def critical_values(
         return stats.t.isf((1 - level) / n / 2, df), adjust
     if adjust == "tukey":
         k = family.fam_size
-        return np.array(
-            [stats.studentized_range.ppf(level, k, d) / math.sqrt(2) for d in df]
-        ), adjust
-    return np.array([_qdunnx(level, n, d) for d in df]), adjust  # dunnettx
+        return np.array([_qtukey(level, k, _df_key(d)) / math.sqrt(2) for d in df]), adjust
+    return np.array([_qdunnx(level, n, _df_key(d)) for d in df]), adjust  # dunnettx
 
 
+def _df_key(df: float) -> float:
+    """df to 10 significant digits: rows whose df agree that far share a quantile (the
+    quantile's change is below 1e-12 relative)."""
+    return float(f"{df:.10g}") if math.isfinite(df) else math.inf
+
+
+@lru_cache(maxsize=256)
+def _qtukey(level: float, k: int, df: float) -> float:
+    return float(stats.studentized_range.ppf(level, k, df))
+
+
+@lru_cache(maxsize=256)
 def _qdunnx(p: float, k: int, df: float) -> float:
     if k < 1.005:
         return float(stats.t.isf(0.5 * (1 - p), df))
-    xtuk = stats.studentized_range.ppf(p, (1 + math.sqrt(1 + 8 * k)) / 2, df) / math.sqrt(2)
+    xtuk = _qtukey(p, (1 + math.sqrt(1 + 8 * k)) / 2, df) / math.sqrt(2)
     if math.isfinite(df):
         xsid = math.sqrt(stats.f.ppf(p ** (1 / k), 1, df))
     else:

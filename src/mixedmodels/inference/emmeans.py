@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -129,11 +130,19 @@ def _inference_builders() -> dict[type, Callable[..., Inference]]:
     return {LmerFit: _lmer_inference, GlmerFit: _glmer_inference}
 
 
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _inference(fit, lmer_df: str | None) -> Inference:
+    """The fit's inference for a df method, computed once per fit (fits are immutable)."""
     builders = _inference_builders()
     for cls in type(fit).__mro__:
         if cls in builders:
-            return builders[cls](fit, lmer_df)
+            per_fit = _CACHE.setdefault(fit, {})
+            key = (lmer_df or "").lower()
+            if key not in per_fit:
+                per_fit[key] = builders[cls](fit, lmer_df)
+            return per_fit[key]
     raise ArgumentError(f"emmeans needs an lmer or glmer fit, got {type(fit).__name__}")
 
 
@@ -323,6 +332,7 @@ def _table(state: _State) -> EmmeansTable:
             "df_method": state.inference.method,
             "averaged_over": list(state.averaged_over),
             "type": state.type,
+            "level": state.level,
         }
     )
     return table
