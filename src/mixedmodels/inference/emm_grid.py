@@ -7,7 +7,8 @@ Every data column the fixed part (and its ``offset(...)`` terms) reads is a grid
   used by the fit;
 * a numeric covariate with at most two distinct values is kept at those values (emmeans'
   ``cov.keep = "2"``); any other covariate is reduced to one value, its mean (``cov_reduce``);
-* ``at`` overrides both: given values of a covariate, or a subset of a factor's levels.
+* ``at`` overrides both: given values of a covariate, or a subset of a factor's levels;
+* the model's offset is held at its mean (emmeans' ``.offset.`` for merMod).
 
 The grid is every combination of these values, the first variable varying fastest.  Its
 model-matrix rows come from the fit's own builder, so transformations (``I(x^2)``,
@@ -27,7 +28,7 @@ import pandas as pd
 import scipy.linalg as sla
 
 from mixedmodels.design.evaluate import level_label
-from mixedmodels.design.model import ModelDesign, formula_offset
+from mixedmodels.design.model import ModelDesign
 from mixedmodels.design.rsyntax import variables_of
 from mixedmodels.errors import ArgumentError, DataError, NewLevelError
 from mixedmodels.formula.expr import Call, Node, variables
@@ -35,6 +36,7 @@ from mixedmodels.formula.expr import Call, Node, variables
 _FACTOR_CALLS = frozenset({"factor", "as.factor", "ordered", "as.ordered"})
 _WEIGHTS = ("equal", "proportional", "outer", "cells", "flat")
 ESTIMABILITY_TOL = 1e-8  # emmeans' estble.tol
+OFFSET = ".offset."
 
 
 @dataclass
@@ -276,7 +278,7 @@ def reference_grid(
     if data is None:
         raise DataError("the fit keeps no data, so no reference grid can be built")
     names, coerced = _grid_columns(design)
-    unknown = [k for k in at if k not in names]
+    unknown = [k for k in at if k not in names and k != OFFSET]
     if unknown:
         raise ArgumentError(
             f"at names {', '.join(map(repr, unknown))}, not a variable of the fixed part "
@@ -297,8 +299,22 @@ def reference_grid(
         keep=np.asarray(design.fixed_keep),
         basis=basis,
         weights=_cell_weights(grid_vars, index, data, design.weights),
-        offset=formula_offset(design.formula, frame),
+        offset=_grid_offset(design, at, reduce, index.shape[0]),
     )
+
+
+def _grid_offset(design: ModelDesign, at, reduce, n_cells: int) -> np.ndarray | None:
+    """emmeans for merMod: the model's offset (``offset(...)`` terms and the ``offset``
+    argument together) is a covariate of its own, ``.offset.``, reduced to its mean;
+    ``at={".offset.": value}`` sets it (``at`` on the offset's variables does not)."""
+    off = design.offset
+    if off is None or not np.any(off != 0):
+        return None
+    if OFFSET in at:
+        value = float(np.asarray(at[OFFSET], dtype=float).ravel()[0])
+    else:
+        value = float(reduce(off))
+    return np.full(n_cells, value)
 
 
 # ---------------------------------------------------------------------------- averaging

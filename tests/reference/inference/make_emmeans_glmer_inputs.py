@@ -18,6 +18,11 @@ CASES = {
         "binomial",
     ),
     "grouseticks_poisson": ("grouseticks", "TICKS ~ YEAR + cHEIGHT + (1 | LOCATION)", "poisson"),
+    "cbpp_poisson_offset": (
+        "cbpp",
+        "incidence ~ period + offset(log(size)) + (1 | herd)",
+        "poisson",
+    ),
 }
 
 

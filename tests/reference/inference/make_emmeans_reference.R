@@ -191,6 +191,16 @@ add_case("grouseticks_poisson", "grouseticks", f_gt, m_gt, family = "poisson", l
   q("poly_link", kind = "contrast", specs = "YEAR", method = "poly")
 ))
 
+# an offset in the formula: the grid holds the offset's variable at its mean
+f_off <- "incidence ~ period + offset(log(size)) + (1 | herd)"
+m_off <- glmer(as.formula(f_off), cbpp, family = poisson)
+add_case("cbpp_poisson_offset", "cbpp", f_off, m_off, family = "poisson", list(
+  q("period_response", specs = "period", type = "response"),
+  q("period_at_size_link", specs = "period", at = list(size = 10)),
+  q("pairwise_response_tukey", kind = "contrast", specs = "period", type = "response",
+    method = "pairwise", adjust = "tukey")
+))
+
 out <- list(emmeans_version = as.character(packageVersion("emmeans")),
             pbkrtest_version = as.character(packageVersion("pbkrtest")),
             lmerTest_version = as.character(packageVersion("lmerTest")),
