@@ -16,6 +16,7 @@ from mixedmodels.errors import (
     MixedModelsError,
     MixedModelsWarning,
 )
+from mixedmodels.inference.emmeans import emmeans, emtrends
 from mixedmodels.lmlist import lmlist
 from mixedmodels.results.fit import LmerFit
 from mixedmodels.results.glmer_fit import GlmerFit
@@ -38,6 +39,8 @@ __all__ = [
     "datasets",
     "errors",
     "anova",
+    "emmeans",
+    "emtrends",
     "lm",
     "lmer",
     "lmer_problem",

@@ -233,3 +233,11 @@ def kenward_roger_table(fit) -> pd.DataFrame:
         {"estimate": beta, "std_error": se, "df": dfs, "t_value": beta / se, "p_value": pvals},
         index=fit.fixef.index,
     )
+
+
+def linear_combination_df(pieces: dict, ell: np.ndarray) -> float:
+    """Kenward-Roger denominator df of one linear combination ``l' beta`` (pbkrtest's
+    ``Lb_ddf`` with a one-row L, as emmeans uses it); its variance is ``l' Phi_A l``."""
+    ell = np.asarray(ell, dtype=float).reshape(1, -1)
+    _, _, m, _ = kr_test(pieces, ell, np.zeros(ell.shape[1]))
+    return m

@@ -1,6 +1,7 @@
 """Figures that make mixed models clear (matplotlib, an optional extra:
 ``pip install 'mixedmodels[plot]'``).  Every function returns a matplotlib Figure."""
 
+from mixedmodels.plots.emmeans import plot_emmeans
 from mixedmodels.plots.figures import (
     plot_caterpillar,
     plot_data,
@@ -9,4 +10,11 @@ from mixedmodels.plots.figures import (
     plot_residuals,
 )
 
-__all__ = ["plot_caterpillar", "plot_data", "plot_fitted_lines", "plot_profile", "plot_residuals"]
+__all__ = [
+    "plot_caterpillar",
+    "plot_data",
+    "plot_emmeans",
+    "plot_fitted_lines",
+    "plot_profile",
+    "plot_residuals",
+]
