@@ -8,6 +8,7 @@
 from mixedmodels import datasets, errors
 from mixedmodels import priors as priors
 from mixedmodels.api import anova, glmer, lm, lmer, lmer_problem, refit, refit_ml
+from mixedmodels.design.sources import DaskSource, FrameSource, ParquetSource, RowSource
 from mixedmodels.errors import (
     ArgumentError,
     ColumnNotFoundError,
@@ -18,6 +19,7 @@ from mixedmodels.errors import (
 )
 from mixedmodels.inference.emmeans import emmeans, emtrends
 from mixedmodels.lmlist import lmlist
+from mixedmodels.results.chunked_fit import ChunkedLmerFit
 from mixedmodels.results.fit import LmerFit
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
@@ -26,6 +28,11 @@ from mixedmodels.simulate import SimulationParts, simulate_mixed
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChunkedLmerFit",
+    "DaskSource",
+    "FrameSource",
+    "ParquetSource",
+    "RowSource",
     "ArgumentError",
     "ColumnNotFoundError",
     "DataError",

@@ -12,6 +12,7 @@ from mixedmodels.core.families import Family, make_family
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.pirls import GlmmProblem
 from mixedmodels.design import build_design
+from mixedmodels.design.sources import RowSource, row_source
 from mixedmodels.design.validate import new_response
 from mixedmodels.errors import (
     ArgumentError,
@@ -23,11 +24,13 @@ from mixedmodels.errors import (
     RowsDroppedWarning,
     SingularFitWarning,
 )
+from mixedmodels.large import fit_chunks
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim import OptimizeResult, minimize_bounded
 from mixedmodels.optim.glmm import fit_glmm
 from mixedmodels.optim.start import DEFAULT_STEP, moment_start
+from mixedmodels.results.chunked_fit import ChunkedLmerFit
 from mixedmodels.results.fit import LmerFit
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
@@ -202,9 +205,13 @@ def lmer(
     ----------
     formula : str
         e.g. ``"Reaction ~ Days + (Days | Subject)"``; bar terms ``(x | g)``, ``(x || g)``,
-        ``(1 | a/b)``, ``(1 | a:b)``; the fixed part in formulaic (R-like) syntax.
-    data : DataFrame
+        ``(1 | a/b)``, ``(1 | a:b)``; the fixed part in R's formula language.
+    data : DataFrame, Dask DataFrame, Parquet path or RowSource
         Never modified. Rows with missing values in used columns are dropped and counted.
+        A path (file, directory or glob) of Parquet files or a ``dask.dataframe.DataFrame``
+        is read chunk by chunk in three passes and fitted from the sums of its cross
+        products, with the same numbers (:class:`ChunkedLmerFit`; lme4's start is used);
+        ``mm.FrameSource(df, chunk_rows)`` does the same for a DataFrame in memory.
     reml : bool
         REML (default) or maximum likelihood.
     weights, offset : str or array-like, optional
@@ -231,9 +238,23 @@ def lmer(
     """
     _check_model_arguments(formula, contrasts, data_name)
     optimize = check_bool(optimize, "optimize")
-    design, problem = lmer_problem(
-        formula, data, reml=reml, weights=weights, offset=offset, contrasts=contrasts
-    )
+    source = data if isinstance(data, RowSource) else row_source(data)
+    if source is not None:
+        design, problem = fit_chunks(
+            formula,
+            source,
+            reml=check_bool(reml, "reml"),
+            weights=weights,
+            offset=offset,
+            contrasts=contrasts,
+        )
+        start = "lme4" if start is None else start  # moment starts would need the rows
+        fit_class: type[LmerFit] = ChunkedLmerFit
+    else:
+        design, problem = lmer_problem(
+            formula, data, reml=reml, weights=weights, offset=offset, contrasts=contrasts
+        )
+        fit_class = LmerFit
     _warn_dropped_rows(design)
     if optimize:
         result = optimize_problem(problem, start)
@@ -245,9 +266,10 @@ def lmer(
             theta, problem.objective(theta), 1, True, "evaluated at start (optimize=False)"
         )
     solution = solve_at(problem, result.x)
-    fit = LmerFit(design, problem, solution, result, data_name=data_name)
+    fit = fit_class(design, problem, solution, result, data_name=data_name)
     _warn_fit_outcome(fit, result.converged, result.message)
-    _warn_if_residual_vanishes(fit, design)
+    if fit.rows_available:
+        _warn_if_residual_vanishes(fit, design)
     return fit
 
 

@@ -39,3 +39,27 @@ def cross_products(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> 
     xy = np.column_stack([X, y])
     wxy = xy if weights is None else xy * weights[:, None]
     return xy.T @ wxy
+
+
+def nesting_partial(inner: RandomBlock, outer: RandomBlock) -> np.ndarray:
+    """For each level of ``inner``: the level of ``outer`` its rows have in this chunk, -1
+    when it has no rows here, -2 when they have several."""
+    first = np.full(inner.n_levels, -1, dtype=np.int64)
+    first[inner.codes] = outer.codes
+    clash = np.zeros(inner.n_levels, dtype=bool)
+    clash[inner.codes[first[inner.codes] != outer.codes]] = True
+    first[clash] = -2
+    return first
+
+
+def merge_nesting(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two chunks' :func:`nesting_partial` results, combined."""
+    out = np.where(a == -1, b, a)
+    out[(a >= 0) & (b >= 0) & (a != b)] = -2
+    out[(a == -2) | (b == -2)] = -2
+    return out
+
+
+def is_nested_by(partial: np.ndarray) -> bool:
+    """Every level of the inner term occurs with a single level of the outer term."""
+    return bool(np.all(partial != -2))

@@ -20,6 +20,7 @@ from mixedmodels.core.terms import RandomBlock
 from mixedmodels.design.evaluate import Factor, Interpreter, Logical, Matrix, Numeric, Value
 from mixedmodels.design.grouping import check_grouping
 from mixedmodels.design.matrices import MatrixBuilder, _logical_factor, response_vector
+from mixedmodels.design.model import ModelDesign, RandomTerm, lme4_term_order
 from mixedmodels.design.rsyntax import variables_of
 from mixedmodels.design.validate import missing_mask, plain_columns
 from mixedmodels.errors import ColumnNotFoundError, DataError, FormulaError
@@ -357,3 +358,52 @@ class ChunkedDesign:
             extra = response_vector(rows, expr, what="offset")
             offset = extra if offset is None else offset + extra
         return EncodedChunk(y, X, blocks, weights, offset)
+
+
+@dataclass
+class ReducedDesign(ModelDesign):
+    """The design of a model fitted from chunks: names, levels and encodings, no rows."""
+
+    n_used: int = 0
+
+    @property
+    def n(self) -> int:
+        return self.n_used
+
+
+def reduced_design(
+    design: ChunkedDesign, keep: np.ndarray, prototypes: dict[str, pd.Series]
+) -> ReducedDesign:
+    """The row-free design of a chunked model, terms in lme4's order."""
+    names = design.fixed_builder.column_names
+    kept = set(keep.tolist())
+    terms = [
+        RandomTerm(
+            spec,
+            builder.column_names,
+            levels,
+            np.zeros(0, dtype=np.int64),
+            np.zeros((0, len(builder.column_names))),
+            builder,
+        )
+        for spec, builder, levels in zip(
+            design.parsed.random, design.term_builders, design.levels, strict=True
+        )
+    ]
+    return ReducedDesign(
+        formula=design.parsed,
+        y=np.zeros(0),
+        X=np.zeros((0, len(keep))),
+        fixed_names=[names[i] for i in keep],
+        dropped_fixed=[names[i] for i in range(len(names)) if i not in kept],
+        fixed_builder=design.fixed_builder,
+        fixed_keep=keep,
+        terms=lme4_term_order(terms),
+        weights=None,
+        offset=None,
+        n_dropped=design.n_dropped,
+        row_index=pd.RangeIndex(0),
+        data=None,
+        prototypes=prototypes,
+        n_used=design.n_rows - design.n_dropped,
+    )

@@ -160,13 +160,18 @@ def formula_offset(parsed: ParsedFormula, data: pd.DataFrame) -> np.ndarray | No
     return total
 
 
-def _lme4_term_order(terms: list[RandomTerm]) -> list[RandomTerm]:
-    """lme4 sorts terms by number of levels, decreasing, only when they are not already."""
-    nl = [t.n_levels for t in terms]
-    if any(b > a for a, b in zip(nl, nl[1:], strict=False)):
-        order = sorted(range(len(nl)), key=lambda i: nl[i])  # stable ascending
-        return [terms[i] for i in reversed(order)]
-    return terms
+def lme4_term_permutation(n_levels: list[int]) -> list[int]:
+    """lme4 sorts terms by number of levels, decreasing, only when they are not already:
+    the order of the terms' indices."""
+    if any(b > a for a, b in zip(n_levels, n_levels[1:], strict=False)):
+        order = sorted(range(len(n_levels)), key=lambda i: n_levels[i])  # stable ascending
+        return list(reversed(order))
+    return list(range(len(n_levels)))
+
+
+def lme4_term_order(terms: list[RandomTerm]) -> list[RandomTerm]:
+    """``terms`` in lme4's order (:func:`lme4_term_permutation`)."""
+    return [terms[i] for i in lme4_term_permutation([t.n_levels for t in terms])]
 
 
 def _check_columns(needed: list[str], data: pd.DataFrame, formula: str) -> None:
@@ -403,7 +408,7 @@ def build_design(
                 "unidentifiable"
             )
         terms.append(RandomTerm(spec, builder.column_names, levels, codes, z, builder))
-    terms = _lme4_term_order(terms)
+    terms = lme4_term_order(terms)
     return ModelDesign(
         formula=parsed,
         y=y,

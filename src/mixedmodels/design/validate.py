@@ -220,6 +220,8 @@ def check_finite_columns(
     """A :class:`DataError` naming the first column of ``matrix`` with infinite values
     (from the data or from a transform such as ``log(0)``) and counting its rows; also one
     for values too large for the engine."""
+    if matrix.size == 0:
+        return
     values = matrix.reshape(matrix.shape[0], -1)
     bad_columns = np.flatnonzero(np.isinf(values).any(axis=0))
     if bad_columns.size:

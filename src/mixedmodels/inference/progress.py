@@ -6,13 +6,22 @@ import sys
 import time
 
 
+def progress_enabled() -> bool:
+    """Progress bars are shown when stderr is a terminal, and quiet otherwise (logs, CI)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 class ProgressBar:
-    """``with ProgressBar(total, "bootstrap") as bar: bar.update(k)``; silent if disabled."""
+    """``with ProgressBar(total, "bootstrap") as bar: bar.update(k)``; silent if disabled
+    or when stderr is not a terminal."""
 
     def __init__(self, total: int, label: str, enabled: bool = True, width: int = 30):
         self.total = max(total, 1)
         self.label = label
-        self.enabled = enabled and total > 0
+        self.enabled = enabled and total > 0 and progress_enabled()
         self.width = width
         self.done = 0
         self.start = time.perf_counter()

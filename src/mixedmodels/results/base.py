@@ -27,6 +27,10 @@ class MixedFit:
     ``sigma`` and ``_modes`` (the conditional modes ``b`` per term, shape (levels, p)).
     """
 
+    #: False for fits whose rows were read in chunks and not kept (row-level outputs
+    #: then raise a clear error).
+    rows_available: bool = True
+
     _design: ModelDesign
     has_residual_variance: bool = True  # a Residual row in varcorr
 

@@ -212,9 +212,10 @@ def summary_text(fit: LmerFit, ddf: str = "satterthwaite") -> str:
         txt = [f"{v:.1f}" for v in vals] + [str(fit.nobs - fit.n_parameters)]
         out.extend(aligned_rows(["AIC", "BIC", "logLik", "deviance", "df.resid"], txt, 8))
     out.append("")
-    out.append("Scaled residuals: ")
-    out.extend(quantile_rows(fit.scaled_residuals))
-    out.append("")
+    if fit.rows_available:
+        out.append("Scaled residuals: ")
+        out.extend(quantile_rows(fit.scaled_residuals))
+        out.append("")
     out.append("Random effects:")
     out.append(random_effects_table(fit))
     groups = "; ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
