@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mixedmodels.arguments import check_bool, check_int, check_level, random_generator
 from mixedmodels.core.gibbs import GibbsProblem, GibbsSettings, run_gibbs
 from mixedmodels.errors import ArgumentError, MixedModelsWarning
 from mixedmodels.inference.progress import ProgressBar
@@ -25,7 +26,7 @@ class Posterior:
 
     def summary(self, level: float = 0.95) -> pd.DataFrame:
         """Posterior mean, sd, median and the equal-tailed ``level`` interval."""
-        alpha = (1 - level) / 2
+        alpha = (1 - check_level(level)) / 2
         d = self.draws
         return pd.DataFrame(
             {
@@ -65,6 +66,12 @@ def sample_posterior(
     sd(y) divided by the root mean square of the term's column (weakly informative on the
     data's scale).  Ctrl-C keeps the draws made so far.
     """
+    draws = check_int(draws, "draws", minimum=1)
+    warmup = check_int(warmup, "warmup", minimum=0)
+    progress = check_bool(progress, "progress")
+    rng = random_generator(seed)
+    if isinstance(nu, (bool, np.bool_)) or not (isinstance(nu, (int, float)) and nu > 0):
+        raise ArgumentError(f"nu (the half-t degrees of freedom) must be a number > 0, got {nu!r}")
     design = fit.design
     q = sum(t.block.size for t in design.terms)
     if q + design.X.shape[1] > MAX_DENSE_EFFECTS:
@@ -80,7 +87,6 @@ def sample_posterior(
         scales = [10 * spread / np.sqrt(np.mean(b.z**2, axis=0)) for b in blocks]
     settings = GibbsSettings(nu, [np.asarray(s, dtype=float) for s in scales])
     start_covs = [info[2] for info in fit._term_info()]
-    rng = np.random.default_rng(seed)
     names = fit.parameter_names
     kept: list[list[float]] = []
     p = design.X.shape[1]
