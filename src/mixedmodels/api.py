@@ -33,6 +33,7 @@ from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
 
 BOUNDARY_TOLERANCE = 1e-5  # lme4's lmerControl(boundary.tol = 1e-5)
+MAX_RELATIVE_SD = 1e8  # the largest start theta accepted
 
 
 def lmer_problem(
@@ -60,7 +61,7 @@ def lmer_problem(
 def _check_model_arguments(formula: object, contrasts: object, data_name: object = None) -> None:
     """The arguments every fitting function shares."""
     if not isinstance(formula, str):
-        raise ArgumentError(
+        raise FormulaError(
             f"formula must be a string such as 'y ~ x + (1 | g)', got {type(formula).__name__}"
         )
     if contrasts is not None and not isinstance(contrasts, dict):
@@ -114,7 +115,12 @@ def checked_start(problem: LmmProblem, start) -> np.ndarray:
         if start != "lme4":
             raise ArgumentError(f'start must be None, "lme4" or an array, not {start!r}')
         return problem.theta_start()
-    theta = np.asarray(start, dtype=float).ravel()
+    try:
+        theta = np.asarray(start, dtype=float).ravel()
+    except (TypeError, ValueError) as exc:
+        raise ArgumentError(
+            f'start must be None, "lme4" or an array of numbers, not {start!r}'
+        ) from exc
     if theta.size != problem.n_theta:
         raise ArgumentError(
             f"start has {theta.size} value(s); this model has {problem.n_theta} theta "
@@ -127,6 +133,12 @@ def checked_start(problem: LmmProblem, start) -> np.ndarray:
         raise ArgumentError(
             f"start[{i}] = {float(theta[i])} is not allowed: diagonal elements of a relative "
             "covariance factor must be finite and >= 0"
+        )
+    if np.any(np.abs(theta) > MAX_RELATIVE_SD):
+        i = int(np.argmax(np.abs(theta)))
+        raise ArgumentError(
+            f"start[{i}] = {float(theta[i]):g} is not allowed: theta holds standard deviations "
+            f"relative to the residual's, and beyond {MAX_RELATIVE_SD:g} the objective overflows"
         )
     return theta
 

@@ -27,9 +27,16 @@ def check_bool(value: object, name: str) -> bool:
     raise ArgumentError(f"{name} must be True or False, got {_got(value)}")
 
 
-def check_int(value: object, name: str, minimum: int | None = None) -> int:
-    """``value`` as an int at least ``minimum``; whole floats (``1e3``) are accepted,
-    fractions, logicals and text are not."""
+#: Largest count an argument may ask for (replicates, draws, simulations): beyond it the
+#: request cannot be met in memory anyway.
+MAX_COUNT = 10**9
+
+
+def check_int(
+    value: object, name: str, minimum: int | None = None, maximum: int = MAX_COUNT
+) -> int:
+    """``value`` as an int from ``minimum`` to ``maximum``; whole floats (``1e3``) are
+    accepted, fractions, logicals and text are not."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ArgumentError(f"{name} must be an integer, got {_got(value)}")
     if isinstance(value, numbers.Integral):
@@ -40,6 +47,8 @@ def check_int(value: object, name: str, minimum: int | None = None) -> int:
         raise ArgumentError(f"{name} must be an integer, got {_got(value)}")
     if minimum is not None and number < minimum:
         raise ArgumentError(f"{name} must be at least {minimum}, got {number}")
+    if number > maximum:
+        raise ArgumentError(f"{name} must be at most {maximum}, got {value!r}")
     return number
 
 

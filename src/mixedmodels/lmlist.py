@@ -19,7 +19,6 @@ from mixedmodels.design.validate import (
     plain_columns,
 )
 from mixedmodels.errors import (
-    ArgumentError,
     ColumnNotFoundError,
     DataError,
     FormulaError,
@@ -48,7 +47,7 @@ def lmlist(formula: str, data: pd.DataFrame) -> pd.DataFrame:
     group has too few rows to estimate a coefficient.
     """
     if not isinstance(formula, str):
-        raise ArgumentError(f"formula must be a string 'y ~ x | g', got {type(formula).__name__}")
+        raise FormulaError(f"formula must be a string 'y ~ x | g', got {type(formula).__name__}")
     check_frame(data)
     found = _find_bar(formula)
     if found is None:

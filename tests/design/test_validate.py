@@ -285,8 +285,8 @@ def test_lm_with_as_many_coefficients_as_rows_has_no_residual_df(sleep):
 
 def test_build_design_never_modifies_the_frame(sleep):
     df = sleep.assign(
-        b=pd.array([True, None, False] * 60, dtype="boolean"),
-        k=pd.array([1, 2, None] * 60, dtype="Int64"),
+        b=pd.array([True, None, False, False] * 45, dtype="boolean"),
+        k=pd.array([1, 2, None, 4] * 45, dtype="Int64"),
     )
     before = df.copy()
     with warnings.catch_warnings():

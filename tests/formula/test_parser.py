@@ -29,9 +29,9 @@ def test_nesting_expands_as_lme4():
     assert groups("y ~ (1 | a:b)") == [("1", "a:b")]
 
 
-def test_power_inside_calls_becomes_python_power():
-    f = parse_formula("y ~ I(x^2) + log(z) + (1|g)")
-    assert f.fixed == "I(x**2) + log(z)"
+def test_pieces_are_r_deparse_of_the_tree():
+    f = parse_formula("y ~ I(x**2) + log( z ) + (1|g)")
+    assert f.fixed == "I(x^2) + log(z)"
 
 
 def test_no_fixed_terms_means_intercept():

@@ -28,7 +28,29 @@ cases <- list(
   list(data = "Machines", rhs = "Machine * score", contrasts = list(Machine = "contr.sum")),
   list(data = "Machines", rhs = "Machine", contrasts = list(Machine = "contr.helmert")),
   list(data = "ergoStool", rhs = "Type", contrasts = list(Type = "contr.poly")),
-  list(data = "ergoStool", rhs = "Type", contrasts = list(Type = "contr.treatment"))
+  list(data = "ergoStool", rhs = "Type", contrasts = list(Type = "contr.treatment")),
+  # R's terms: interactions, nesting, powers, removal, no intercept (R's TermCode rules)
+  list(data = "Arabidopsis", rhs = "amd * status"),
+  list(data = "Arabidopsis", rhs = "factor(nutrient):amd"),
+  list(data = "Arabidopsis", rhs = "0 + amd:status"),
+  list(data = "Arabidopsis", rhs = "(amd + status + reg)^2"),
+  list(data = "Arabidopsis", rhs = "reg/amd"),
+  list(data = "Arabidopsis", rhs = "amd %in% reg"),
+  list(data = "Arabidopsis", rhs = "amd * status - amd"),
+  list(data = "Arabidopsis", rhs = "-1 + amd + status"),
+  list(data = "Arabidopsis", rhs = "log(1 + total.fruits) * amd - 1"),
+  list(data = "Arabidopsis", rhs = "amd:log(1 + total.fruits) + status"),
+  list(data = "Arabidopsis", rhs = "factor(nutrient) * amd * status"),
+  list(data = "Arabidopsis", rhs = "C(status, contr.sum) + amd"),
+  list(data = "Orthodont", rhs = "poly(age, 2) * Sex"),
+  list(data = "Orthodont", rhs = "scale(age) + Sex:age"),
+  list(data = "Orthodont", rhs = "I(age > 10) + I(Sex == \"Male\")"),
+  list(data = "Orthodont", rhs = "Sex * age - 1"),
+  list(data = "Orthodont", rhs = "0 + age + Sex"),
+  list(data = "Orthodont", rhs = "pmin(age, 10) + round(age/3) + as.numeric(Sex)"),
+  list(data = "Machines", rhs = "Machine + Machine:Worker"),
+  list(data = "cake", rhs = "recipe * temp"),
+  list(data = "sleepstudy", rhs = "Days %% 3 + Days %/% 4 + I(-Days^2)")
 )
 res <- lapply(cases, function(case) {
   d <- load_csv(case$data)

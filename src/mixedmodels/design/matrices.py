@@ -1,102 +1,134 @@
-"""Model matrices through formulaic, with a stored spec so new data is encoded alike."""
+"""Model matrices as R's ``model.matrix`` builds them, from our own syntax tree.
+
+A right-hand side is parsed (:mod:`mixedmodels.formula.expr`), expanded into R's terms
+(:mod:`mixedmodels.formula.terms`), its variables evaluated by the interpreter
+(:mod:`mixedmodels.design.evaluate`), and the columns assembled:
+
+* a numeric variable is one column, a matrix variable (``poly(x, 2)``) several;
+* a factor (categorical, text, logical) is coded by contrasts or by indicators of all its
+  levels, decided per term as R decides (``TermCode``, *Statistical Models in S* p. 38):
+  factor ``f`` in term ``T`` gets contrasts when ``T`` without ``f`` is empty or contained
+  in an earlier term, indicators otherwise; without an intercept the first factor of the
+  first term that has one gets indicators;
+* the columns of a term are the products of its variables' columns, the first variable
+  varying fastest, named ``a1:b2`` as R names them.
+
+The first build fixes the encoding (factor levels, what transforms learned); later builds
+encode new data alike, and a level the fit never saw is a :class:`NewLevelError`.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import formulaic
 import numpy as np
 import pandas as pd
 
-from mixedmodels.design.naming import r_column_name
-from mixedmodels.design.rsyntax import (
-    R_CONTEXT,
-    R_CONTEXT_SUM_CODED,
-    is_raw_poly,
-    r_deparse,
-    to_python_syntax,
+from mixedmodels.design.contrasts import CODINGS, coding_matrix
+from mixedmodels.design.evaluate import (
+    Factor,
+    Interpreter,
+    Logical,
+    Matrix,
+    Numeric,
+    Value,
+    as_float,
+    level_label,
 )
-from mixedmodels.errors import DataError, FormulaError
+from mixedmodels.errors import ArgumentError, DataError, NewLevelError
+from mixedmodels.formula.expr import Name, parse_expression
+from mixedmodels.formula.functions import check_calls
+from mixedmodels.formula.terms import TermStructure, expand_terms
 
-_SIMPLE = re.compile(r"^\s*(?:(0|1)\s*\+\s*)?([A-Za-z_][A-Za-z0-9_.]*)\s*$")
+
+@dataclass
+class _VariableCoding:
+    """What the first build learned about one variable."""
+
+    kind: str  # "numeric", "matrix" or "factor"
+    levels: list[str] = field(default_factory=list)
+    ordered: bool = False
+    coding: str | None = None  # from C() or the contrasts argument
+    suffixes: list[str] = field(default_factory=list)
 
 
-def _wrap_formulaic_error(exc: Exception, text: str) -> FormulaError:
-    return FormulaError(f"cannot build model matrix for {text!r}: {exc}", text)
+def _logical_factor(values: np.ndarray) -> Factor:
+    """R's factor of a logical: levels FALSE, TRUE (those present)."""
+    present = ~np.isnan(values)
+    labels = np.where(values == 1.0, "TRUE", "FALSE")
+    levels = sorted(set(labels[present].tolist()))
+    codes = np.full(values.shape, -1, dtype=np.int64)
+    codes[present] = pd.Index(levels).get_indexer(labels[present])
+    return Factor(codes, levels)
+
+
+def _as_factor_labels(value: Value) -> tuple[np.ndarray, list[str]]:
+    """Codes and level labels of a value used where the fit had a factor."""
+    if isinstance(value, Factor):
+        return value.codes, value.levels
+    if isinstance(value, Logical):
+        factor = _logical_factor(np.atleast_1d(value.values))
+        return factor.codes, factor.levels
+    numbers = np.atleast_1d(as_float(value, "a factor"))
+    present = ~np.isnan(numbers)
+    unique = np.unique(numbers[present])
+    codes = np.full(len(numbers), -1, dtype=np.int64)
+    codes[present] = np.searchsorted(unique, numbers[present])
+    return codes, [level_label(float(u)) for u in unique]
+
+
+def _empty_like(value: Value) -> Value:
+    if isinstance(value, Factor):
+        return Factor(np.zeros(0, dtype=np.int64), value.levels, value.ordered, value.coding)
+    if isinstance(value, Matrix):
+        return Matrix(np.zeros((0, value.values.shape[1])), value.suffixes)
+    return Numeric(np.zeros(0))
 
 
 @dataclass
 class MatrixBuilder:
     """Builds the model matrix of one right-hand side, now and later for new data.
 
-    ``"1"``, ``"x"``, ``"0 + x"`` and ``"1 + x"`` with numeric ``x`` skip formulaic (it costs
-    milliseconds per call); everything else goes through it and keeps its ModelSpec.
+    Parameters
+    ----------
+    rhs : str
+        The right-hand side in R's formula language (``"Days * f + I(Days^2)"``).
+    contrasts : dict, optional
+        Coding of columns used bare: ``{"f": "sum"}`` (treatment, sum, helmert, poly).
     """
 
     rhs: str
-    contrasts: dict[str, str] = field(default_factory=dict)  # column -> sum/helmert/poly/...
+    contrasts: dict[str, str] = field(default_factory=dict)
     column_names: list[str] = field(default_factory=list)
     term_columns: dict[str, list[int]] = field(default_factory=dict)
-    _spec: object | None = None
-    _simple: tuple[bool, str | None] | None = None
+    _structure: TermStructure | None = None
+    _codings: list[_VariableCoding] = field(default_factory=list)
+    _term_codes: list[list[str | None]] = field(default_factory=list)
+    _state: dict[str, object] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        normalized = {}
+        for column, kind in (self.contrasts or {}).items():
+            key = str(kind).removeprefix("contr.")
+            if key not in CODINGS:
+                raise ArgumentError(
+                    f"contrasts for {column!r} must be one of "
+                    + ", ".join(f"contr.{c}" for c in CODINGS)
+                    + f"; got {kind!r}"
+                )
+            normalized[column] = key
+        self.contrasts = normalized
+
+    # --------------------------------------------------------------- public
     def build(self, data: pd.DataFrame) -> np.ndarray:
-        """The (n, p) matrix for ``data``; the first call fixes the encoding."""
-        if self._spec is None and self._simple is None:
-            return self._first_build(data)
-        if self._simple is not None:
-            intercept, name = self._simple
-            return self._simple_matrix(data, intercept, name)
-        try:
-            mat = self._spec.get_model_matrix(data, context=R_CONTEXT)  # type: ignore[union-attr]
-        except Exception as exc:  # formulaic raises many types
-            raise _wrap_formulaic_error(exc, self.rhs) from exc
-        return np.asarray(mat, dtype=float)
-
-    @staticmethod
-    def _simple_matrix(data: pd.DataFrame, intercept: bool, name: str | None) -> np.ndarray:
-        out = np.empty((len(data), int(intercept) + int(name is not None)), order="F")
-        if intercept:
-            out[:, 0] = 1.0
-        if name is not None:
-            out[:, -1] = data[name].to_numpy(dtype=float)
-        return out
-
-    def _first_build(self, data: pd.DataFrame) -> np.ndarray:
-        text = self.rhs.strip()
-        if text in ("1", "+1"):
-            self._simple = (True, None)
-            self.column_names = ["(Intercept)"]
-            self.term_columns = {"(Intercept)": [0]}
-            return self._simple_matrix(data, True, None)
-        match = _SIMPLE.match(text)
-        if (
-            match
-            and match.group(2) in data.columns
-            and pd.api.types.is_numeric_dtype(data[match.group(2)])
-            and not pd.api.types.is_bool_dtype(data[match.group(2)])
-        ):
-            intercept = match.group(1) != "0"
-            self._simple = (intercept, match.group(2))
-            self.column_names = (["(Intercept)"] if intercept else []) + [match.group(2)]
-            self.term_columns = {name: [i] for i, name in enumerate(self.column_names)}
-            return self._simple_matrix(data, intercept, match.group(2))
-        text, ordered = self._formulaic_text(data, sum_coding=False)
-        mat = self._model_matrix(text, data, R_CONTEXT)
-        self._spec = mat.model_spec
-        numbered = {
-            c: (kind, _factor_levels(data[c]))
-            for c, kind in self._explicit(self.rhs).items()
-            if kind in ("sum", "helmert")
-        }
-        self.column_names, self.term_columns = _r_names(mat, ordered, (), numbered)
-        return np.asarray(mat, dtype=float)
-
-    def _explicit(self, text: str) -> dict[str, str]:
-        """The ``contrasts`` given for columns this right-hand side uses bare."""
-        return {c: k for c, k in self.contrasts.items() if _bare_name(c).search(text)}
+        """The ``(n, p)`` matrix for ``data``; the first call fixes the encoding."""
+        values = self._values(data)
+        if not self._codings:
+            self._learn(values)
+        columns, names, terms = self._assemble(values, len(data), sum_coding=False)
+        if not self.column_names:
+            self.column_names, self.term_columns = names, terms
+        return columns
 
     def sum_coded(self, data: pd.DataFrame) -> tuple[np.ndarray, dict[str, list[int]]]:
         """The model matrix with every unordered factor in sum-to-zero contrasts (R's
@@ -104,205 +136,190 @@ class MatrixBuilder:
 
         Type III hypotheses are the terms' coefficients under this coding.
         """
-        text, ordered = self._formulaic_text(data, sum_coding=True)
-        mat = self._model_matrix(text, data, R_CONTEXT_SUM_CODED)
-        unordered = tuple(_unordered_factors(self.rhs, data))
-        _, terms = _r_names(mat, ordered, tuple(unordered) + tuple(self.contrasts))
-        return np.asarray(mat, dtype=float), terms
+        values = self._values(data)
+        if not self._codings:
+            self._learn(values)
+        columns, _, terms = self._assemble(values, len(data), sum_coding=True)
+        return columns, terms
 
-    def _formulaic_text(self, data: pd.DataFrame, *, sum_coding: bool) -> tuple[str, list[str]]:
-        """The right-hand side in formulaic's syntax, factor codings made explicit."""
-        text = self.rhs.strip()
-        explicit = {} if sum_coding else self._explicit(text)
-        ordered = [c for c in _ordered_factors(text, data) if c not in explicit]
-        logical = [c for c in _logical_columns(text, data) if c not in explicit]
-        unordered = [c for c in _unordered_factors(text, data) if c not in logical]
-        text = to_python_syntax(text, data.columns)
-        for name, kind in explicit.items():  # the caller's contrasts (R's contrasts = list())
-            text = _wrap_column(text, name, f"contr.{kind}")
-        for name in ordered:  # R codes ordered factors with polynomial contrasts
-            text = _wrap_column(text, name, "contr.poly")
-        for name in logical:  # R codes logicals as factors with levels FALSE, TRUE
-            text = _wrap_column(text, name, None)
-        if sum_coding:
-            for name in unordered:
-                text = _wrap_column(text, name, "contr.sum")
-        renamed = ordered + [c for c, k in explicit.items() if k in ("poly", "treatment")]
-        return text, renamed
+    @property
+    def structure(self) -> TermStructure:
+        """The expanded terms of the right-hand side."""
+        if self._structure is None:
+            node = parse_expression(self.rhs)
+            check_calls(node, self.rhs)
+            self._structure = expand_terms(node, self.rhs)
+        return self._structure
 
-    def _model_matrix(self, text: str, data: pd.DataFrame, context: dict):
-        try:
-            return formulaic.model_matrix(text, data, na_action="ignore", context=context)
-        except Exception as exc:
-            raise _wrap_formulaic_error(exc, self.rhs) from exc
+    def prime(self, values: list[Value]) -> None:
+        """Fix the encoding from values that stand for all rows (factor levels that occur
+        somewhere), when the rows come in chunks; :meth:`build` then encodes each chunk."""
+        if self._state:
+            raise DataError(
+                f"{self.rhs!r}: poly(), scale() and center() learn from all rows at once; "
+                "with data in chunks compute the column beforehand"
+            )
+        self._learn(values)
+        self.column_names, self.term_columns = [], {}
+        empty = [_empty_like(v) for v in values]
+        _, self.column_names, self.term_columns = self._assemble(empty, 0, sum_coding=False)
 
+    # -------------------------------------------------------------- private
+    def _values(self, data: pd.DataFrame) -> list[Value]:
+        interpreter = Interpreter(data, self._state, self.rhs)
+        return [interpreter.evaluate(v) for v in self.structure.variables]
 
-def _r_names(
-    mat,
-    ordered: list[str],
-    unordered: tuple[str, ...],
-    numbered: dict[str, tuple[str, list[str]]] | None = None,
-) -> tuple[list[str], dict[str, list[int]]]:
-    """R's names of a formulaic matrix's columns and terms (``C(x, contr.poly)`` and
-    ``C(x, contr.sum)`` shown as ``x``; columns of ``numbered`` factors, coded by sum or
-    Helmert contrasts, numbered ``x1, x2, ...`` as R numbers them)."""
-    spelled = _r_spelling(mat.model_spec)
-    numbering = [
-        _numbering(factor, kind, levels) for factor, (kind, levels) in (numbered or {}).items()
-    ]
+    def _learn(self, values: list[Value]) -> None:
+        structure = self.structure
+        codings: list[_VariableCoding] = []
+        for node, key, value in zip(structure.variables, structure.keys, values, strict=True):
+            if isinstance(value, Logical):
+                value = _logical_factor(np.atleast_1d(value.values))
+            if isinstance(value, Factor):
+                explicit = value.coding
+                if explicit is None and isinstance(node, Name):
+                    explicit = self.contrasts.get(node.id)
+                used = np.unique(np.atleast_1d(value.codes)[np.atleast_1d(value.codes) >= 0])
+                levels = [value.levels[i] for i in used]  # unused levels dropped, as lme4
+                codings.append(_VariableCoding("factor", levels, value.ordered, explicit))
+            elif isinstance(value, Matrix):
+                codings.append(_VariableCoding("matrix", suffixes=list(value.suffixes)))
+            else:
+                codings.append(_VariableCoding("numeric"))
+            if codings[-1].kind == "factor" and not codings[-1].levels:
+                raise DataError(f"factor {key!r} has no levels among the rows used")
+        self._codings = codings
+        self._term_codes = self._r_term_codes()
 
-    def r_name(name: str) -> str:
-        for pattern, replace in numbering:
-            name = pattern.sub(replace, name)
-        name = _poly_name(r_column_name(spelled(name)), ordered)
-        name = _LOGICAL_CALL.sub(lambda m: m.group(1).strip("`"), name)
-        for factor in unordered:
-            name = name.replace(f"C({_quoted(factor)}, contr.sum)", factor)
-        return name
+    def _r_term_codes(self) -> list[list[str | None]]:
+        """Per term and variable: "contrasts", "indicator", or None (not a factor)."""
+        structure = self.structure
+        codes: list[list[str | None]] = []
+        seen: list[frozenset[int]] = []
+        for term in structure.terms:
+            row: list[str | None] = []
+            for v in term:
+                if self._codings[v].kind != "factor":
+                    row.append(None)
+                    continue
+                rest = frozenset(term) - {v}
+                by_contrasts = not rest or any(rest <= t for t in seen)
+                row.append("contrasts" if by_contrasts else "indicator")
+            codes.append(row)
+            seen.append(frozenset(term))
+        if not structure.intercept:
+            for row in codes:
+                first = next((i for i, c in enumerate(row) if c is not None), None)
+                if first is not None:
+                    row[first] = "indicator"
+                    break
+        return codes
 
-    columns = [r_name(c) for c in mat.columns]
-    terms = {
-        ("(Intercept)" if str(t) == "1" else r_name(str(t))): list(idx)
-        for t, idx in mat.model_spec.term_indices.items()
-    }
-    return columns, terms
+    def _variable_block(
+        self, index: int, value: Value, n: int, code: str | None, sum_coding: bool
+    ) -> tuple[np.ndarray, list[str]]:
+        coding = self._codings[index]
+        key = self.structure.keys[index]
+        if coding.kind == "numeric":
+            if isinstance(value, Factor | Matrix):
+                raise DataError(f"variable {key!r} was numeric in the fit but is not now")
+            return np.broadcast_to(value.values, (n,)).astype(float)[:, None], [key]
+        if coding.kind == "matrix":
+            if not isinstance(value, Matrix) or value.values.shape[1] != len(coding.suffixes):
+                raise DataError(f"variable {key!r} does not have the columns it had in the fit")
+            return value.values, [key + s for s in coding.suffixes]
+        codes = self._fitted_codes(index, value, n)
+        if code == "indicator":
+            kind = "indicator"
+        elif coding.ordered:
+            kind = "poly"
+        elif sum_coding:
+            kind = "sum"
+        else:
+            kind = coding.coding or "treatment"
+        if kind != "indicator" and len(coding.levels) < 2:
+            raise DataError(
+                f"factor {key!r} has a single level ({coding.levels[0]!r}) among the rows "
+                "used; contrasts need at least two levels"
+            )
+        matrix, suffixes = coding_matrix(kind, coding.levels)
+        padded = np.vstack([matrix, np.full((1, matrix.shape[1]), np.nan)])
+        return padded[codes], [key + s for s in suffixes]
 
+    def _fitted_codes(self, index: int, value: Value, n: int) -> np.ndarray:
+        """Codes into the fitted levels (-1 for missing); new levels are an error."""
+        coding = self._codings[index]
+        key = self.structure.keys[index]
+        codes, levels = _as_factor_labels(value)
+        codes = np.broadcast_to(codes, (n,))
+        if levels == coding.levels:
+            return codes
+        mapping = pd.Index(coding.levels).get_indexer(levels)
+        used = np.unique(codes[codes >= 0])
+        new = [levels[i] for i in used if mapping[i] < 0]
+        if new:
+            shown = ", ".join(repr(x) for x in new[:5]) + (" ..." if len(new) > 5 else "")
+            raise NewLevelError(
+                f"factor {key!r} has new level(s) {shown} that the fit did not see "
+                f"(its levels: {', '.join(coding.levels[:10])}"
+                f"{' ...' if len(coding.levels) > 10 else ''})"
+            )
+        return np.where(codes >= 0, mapping[np.maximum(codes, 0)], -1)
 
-def _factor_levels(column: pd.Series) -> list[str]:
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return [str(c) for c in column.cat.categories]
-    return sorted(str(v) for v in column.dropna().unique())
+    def _assemble(
+        self, values: list[Value], n: int, *, sum_coding: bool
+    ) -> tuple[np.ndarray, list[str], dict[str, list[int]]]:
+        """Columns, names and term columns (inf times 0 gives NaN silently: the caller's
+        checks report the infinite column)."""
+        with np.errstate(all="ignore"):
+            return self._assemble_columns(values, n, sum_coding=sum_coding)
 
-
-def _numbering(factor: str, kind: str, levels: list[str]):
-    """Regex and replacement turning formulaic's ``C(x, contr.sum)[S.level]`` (or
-    ``[H.level]``) into R's ``x1``: sum contrasts number the first k - 1 levels from 1,
-    Helmert contrasts number levels 2..k from 1."""
-    tag = "S" if kind == "sum" else "H"
-    pattern = re.compile(re.escape(f"C({_quoted(factor)}, contr.{kind})") + rf"\[{tag}\.([^\]]*)\]")
-    offset = 1 if kind == "sum" else 0
-
-    def replace(m: re.Match) -> str:
-        return f"{factor}{levels.index(m.group(1)) + offset}"
-
-    return pattern, replace
-
-
-def _quoted(name: str) -> str:
-    return name if name.isidentifier() else f"`{name}`"
-
-
-def _wrap_column(text: str, name: str, contrasts: str | None) -> str:
-    """Every bare use of column ``name`` in ``text`` as ``C(name, contrasts)``, or as
-    ``r_logical(name)`` when ``contrasts`` is None."""
-    quoted = _quoted(name)
-    wrapped = f"r_logical({quoted})" if contrasts is None else f"C({quoted}, {contrasts})"
-    if name.isidentifier():
-        return _bare_name(name).sub(wrapped, text)
-    return text.replace(f"`{name}`", wrapped)
-
-
-def _r_spelling(spec) -> Callable[[str], str]:
-    """A function rewriting formulaic's column and term names with R's deparse of each
-    evaluated expression (``I(x ** 2)`` -> ``I(x^2)``; raw ``poly`` columns from 1)."""
-    codes = sorted(
-        {
-            str(f.expr)
-            for term in spec.formula
-            for f in term.factors
-            if str(f.eval_method.value) == "python"
-        },
-        key=len,
-        reverse=True,
-    )
-    replacements = []
-    for code in codes:
-        r_code = r_deparse(code)
-        if is_raw_poly(code):
-            pattern = re.compile(re.escape(code) + r"\[(\d+)\]")
-            replacements.append((pattern, lambda m, r=r_code: f"{r}[{int(m.group(1)) + 1}]"))
-        if r_code != code:
-            replacements.append((re.compile(re.escape(code)), lambda m, r=r_code: r))
-
-    def spelled(name: str) -> str:
-        for pattern, repl in replacements:
-            name = pattern.sub(repl, name)
-        return name
-
-    return spelled
-
-
-def _bare_name(name: str) -> re.Pattern:
-    """A column name standing alone in a formula (not part of another name or a call)."""
-    return re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w.(])")
-
-
-_LOGICAL_CALL = re.compile(r"r_logical\(([^()]*)\)")
-
-
-def _logical_columns(text: str, data: pd.DataFrame) -> list[str]:
-    """Boolean columns used bare in ``text`` (R codes a logical like a factor)."""
-    return [
-        str(c)
-        for c in data.columns
-        if pd.api.types.is_bool_dtype(data[c]) and _bare_name(str(c)).search(text)
-    ]
-
-
-def _unordered_factors(text: str, data: pd.DataFrame) -> list[str]:
-    """Columns used bare in ``text`` that R treats as unordered factors (categorical,
-    string, boolean)."""
-    out = []
-    for c in data.columns:
-        col = data[c]
-        ordered = isinstance(col.dtype, pd.CategoricalDtype) and col.cat.ordered
-        factor_like = (
-            isinstance(col.dtype, pd.CategoricalDtype)
-            or col.dtype == object
-            or pd.api.types.is_string_dtype(col)
-            or pd.api.types.is_bool_dtype(col)
-        )
-        if factor_like and not ordered and _bare_name(str(c)).search(text):
-            out.append(str(c))
-    return out
-
-
-def _ordered_factors(text: str, data: pd.DataFrame) -> list[str]:
-    return [
-        str(c)
-        for c in data.columns
-        if isinstance(data[c].dtype, pd.CategoricalDtype)
-        and data[c].cat.ordered
-        and _bare_name(str(c)).search(text)
-    ]
-
-
-def _poly_name(name: str, ordered: list[str]) -> str:
-    """``C(x, contr.poly).L`` -> ``x.L``, ``C(x, contr.poly)^4`` -> ``x^4``,
-    ``C(x, contr.treatment)b`` -> ``xb`` (R's names)."""
-    for factor in ordered:
-        for kind in ("poly", "treatment"):
-            name = name.replace(f"C({_quoted(factor)}, contr.{kind})", factor)
-    return name
+    def _assemble_columns(
+        self, values: list[Value], n: int, *, sum_coding: bool
+    ) -> tuple[np.ndarray, list[str], dict[str, list[int]]]:
+        structure = self.structure
+        blocks: list[np.ndarray] = []
+        names: list[str] = []
+        terms: dict[str, list[int]] = {}
+        if structure.intercept:
+            blocks.append(np.ones((n, 1)))
+            names.append("(Intercept)")
+            terms["(Intercept)"] = [0]
+        for term, codes in zip(structure.terms, self._term_codes, strict=True):
+            columns: np.ndarray | None = None
+            labels: list[str] = []
+            for v, code in zip(term, codes, strict=True):
+                block, block_names = self._variable_block(v, values[v], n, code, sum_coding)
+                if columns is None:
+                    columns, labels = block, block_names
+                    continue
+                # earlier variables vary fastest, as in R
+                width = columns.shape[1] * block.shape[1]
+                columns = (columns[:, None, :] * block[:, :, None]).reshape(n, width)
+                labels = [f"{a}:{b}" for b in block_names for a in labels]
+            start = len(names)
+            blocks.append(columns)
+            names.extend(labels)
+            terms[structure.label(term)] = list(range(start, len(names)))
+        matrix = np.hstack(blocks) if blocks else np.empty((n, 0))
+        return np.asfortranarray(matrix, dtype=float), names, terms
 
 
 def response_vector(data: pd.DataFrame, response: str, what: str = "response") -> np.ndarray:
     """The response (or another one-column expression) as float, with a clear error for
-    non-numeric columns."""
-    name = response.strip()
-    if name in data.columns:
-        col = data[name]
-        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-            raise DataError(f"{what} {name!r} must be numeric, but its dtype is {col.dtype}")
-        return col.to_numpy(dtype=float)
-    try:
-        # one arithmetic expression: R's ^ is a power throughout
-        expr = to_python_syntax(name, data.columns).replace("^", "**")
-        mat = formulaic.model_matrix(
-            f"I({expr}) ~ 1", data, na_action="ignore", context=R_CONTEXT
-        ).lhs
-    except Exception as exc:
-        raise _wrap_formulaic_error(exc, name) from exc
-    if mat.shape[1] != 1:
-        raise DataError(f"{what} {name!r} must be a single numeric column")
-    return np.asarray(mat, dtype=float)[:, 0]
+    anything that is not numbers."""
+    node = parse_expression(response)
+    check_calls(node, response)
+    value = Interpreter(data, {}, response).evaluate(node)
+    if isinstance(value, Factor | Matrix):
+        name = response.strip()
+        if name in data.columns:
+            raise DataError(
+                f"{what} {name!r} must be numeric, but its dtype is {data[name].dtype}"
+            )
+        kind = "a factor" if isinstance(value, Factor) else "several columns"
+        raise DataError(f"{what} {name!r} must be one numeric column, but it is {kind}")
+    return np.broadcast_to(np.asarray(value.values, dtype=float), (len(data),)).copy()
+
+
+__all__ = ["MatrixBuilder", "Numeric", "response_vector"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -35,6 +34,7 @@ from mixedmodels.errors import (
     RankDeficiencyWarning,
 )
 from mixedmodels.formula import ParsedFormula, RandomTermSpec, parse_formula
+from mixedmodels.formula.expr import calls, parse_expression, variables
 
 
 @dataclass
@@ -227,9 +227,15 @@ def _build_pieces(
 
 
 def _factor_wrapped(text: str) -> set[str]:
-    """Variables that ``text`` turns into factors: ``factor(x)``, ``as.factor(x)``, ``C(x)``."""
-    found = re.finditer(r"(?<![\w.])(?:factor|as\.factor|as_factor|C)\(\s*(`[^`]+`|[\w.]+)", text)
-    return {m.group(1).strip("`") for m in found}
+    """Variables that ``text`` turns into factors: ``factor(x)``, ``as.factor(x)``,
+    ``ordered(x)``, ``C(x, ...)``."""
+    wrapping = ("factor", "as.factor", "ordered", "C")
+    return {
+        name
+        for call in calls(parse_expression(text))
+        if call.func in wrapping
+        for name in variables(call)
+    }
 
 
 def _model_levels(parsed: ParsedFormula, used: pd.DataFrame) -> dict[str, dict[str, object]]:
@@ -329,6 +335,14 @@ def build_design(
             complete &= ~np.isnan(vec)
             reasons[label] = int(np.isnan(vec).sum())
 
+    if complete.any():  # lme4 checks the grouping factors before the fixed-effect matrix
+        for spec in parsed.random:
+            rows = data.loc[complete, list(spec.group_factors)]
+            n_levels = len(rows.drop_duplicates()) if len(spec.group_factors) > 1 else (
+                rows.iloc[:, 0].nunique()
+            )
+            if n_levels < 2:
+                check_grouping(spec.group_name, n_levels, int(complete.sum()))
     for _ in range(3):  # a stateful transform (scale) may give NaN anew on fewer rows
         if not complete.any():
             raise DataError(

@@ -15,12 +15,20 @@ def independent_columns(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
     kept columns is the Schur complement ``G_jj - g' G_kk^-1 g``, compared with
     ``tol^2 G_jj``.  Columns are first scaled to unit norm for accuracy.
     """
-    n, p = X.shape
+    if X.shape[1] == 0:
+        return np.arange(0)
+    return independent_columns_of_gram(X.T @ X, X.shape[0], tol)
+
+
+def independent_columns_of_gram(cross: np.ndarray, n: int, tol: float = 1e-7) -> np.ndarray:
+    """:func:`independent_columns` from ``X'X`` and the number of rows ``n`` alone (the rows
+    need not be in memory)."""
+    p = cross.shape[0]
     if p == 0:
         return np.arange(0)
-    norms = np.sqrt(np.einsum("ij,ij->j", X, X))
+    norms = np.sqrt(np.maximum(np.diagonal(cross), 0.0))
     scale = np.where(norms > 0, norms, 1.0)
-    gram = (X.T @ X) / np.outer(scale, scale)
+    gram = cross / np.outer(scale, scale)
     kept: list[int] = []
     low = np.zeros((p, p))  # Cholesky factor of gram[kept][:, kept]
     for j in range(p):

@@ -12,21 +12,18 @@ import pandas as pd
 
 from mixedmodels.design.matrices import response_vector
 from mixedmodels.errors import DataError, FormulaError
+from mixedmodels.formula.expr import Call, deparse, parse_expression
+from mixedmodels.formula.functions import bind_arguments, check_call
 
 
 def _cbind_arguments(text: str) -> tuple[str, str] | None:
-    """``cbind(a, b)`` -> ``("a", "b")``; None for anything else."""
-    body = text.strip()
-    if not (body.startswith("cbind") and body.endswith(")")):
+    """``cbind(a, b)`` -> ``("a", "b")`` (R's deparse of each); None for anything else."""
+    node = parse_expression(text)
+    if not (isinstance(node, Call) and node.func == "cbind"):
         return None
-    inner = body[body.index("(") + 1 : -1]
-    depth = 0
-    for i, ch in enumerate(inner):
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            return inner[:i].strip(), inner[i + 1 :].strip()
-    raise FormulaError("cbind() in the response needs two arguments: successes, failures", text)
+    check_call(node, text)
+    bound = bind_arguments(node)
+    return deparse(bound["successes"]), deparse(bound["failures"])
 
 
 def glm_response(

@@ -20,6 +20,9 @@ from mixedmodels.errors import ColumnNotFoundError, DataError, NonIntegerRespons
 #: squares and sums them, and 1e100 squared is far from overflowing while no measurement
 #: comes near it.
 MAX_MAGNITUDE = 1e100
+#: Smallest largest-magnitude a nonzero column may have: squares of smaller numbers
+#: underflow to zero in the cross products.
+MIN_MAGNITUDE = 1e-100
 
 
 def check_frame(data: object, what: str = "data") -> pd.DataFrame:
@@ -253,6 +256,14 @@ def check_finite_columns(
     if huge.size:
         j = int(huge[0])
         check_magnitude(values[:, j], f"{what} {_column_name(names, j)!r}")
+    with np.errstate(invalid="ignore"):
+        largest = np.nanmax(np.abs(values), axis=0, initial=0.0) if values.size else []
+    for j, top in enumerate(largest):
+        if 0 < top < MIN_MAGNITUDE:
+            raise DataError(
+                f"{what} {_column_name(names, j)!r} has values no larger than {top:.3g} in "
+                f"magnitude; below {MIN_MAGNITUDE:g} their squares underflow: rescale it"
+            )
 
 
 def _column_name(names: Sequence[str], j: int) -> str:

@@ -1,19 +1,32 @@
 """Split an lme4 formula into its response, fixed part and random-effect terms.
 
-The fixed part is handed to formulaic later; this module only understands the bar terms
-``(expr | g)`` and ``(expr || g)`` and the grouping operators ``a/b`` (nesting, meaning
-``a`` and ``a:b``) and ``a:b`` (interaction of factors).
+The formula is parsed into a syntax tree (:mod:`mixedmodels.formula.expr`), every call is
+checked against the vocabulary (:mod:`mixedmodels.formula.functions`), and the tree is cut
+into pieces: the response, the fixed-effect terms, ``offset(...)`` terms and the bar terms
+``(expr | g)`` and ``(expr || g)`` with the grouping operators ``a/b`` (nesting: ``a`` and
+``a:b``) and ``a:b`` (interaction of factors).  The pieces are kept as R's deparse of their
+trees: canonical text that the design layer parses again, never Python.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from mixedmodels.errors import FormulaError
-
-_IDENTIFIER_CHAR = re.compile(r"[A-Za-z0-9_.]")
-_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$|^`[^`]+`$")
+from mixedmodels.formula.expr import (
+    Binary,
+    Call,
+    Name,
+    Node,
+    Number,
+    Paren,
+    Unary,
+    deparse,
+    parse_expression,
+    tokenize,
+    walk,
+)
+from mixedmodels.formula.functions import check_calls
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,7 @@ class RandomTermSpec:
 
 @dataclass(frozen=True)
 class ParsedFormula:
-    """The pieces of an lme4 formula.
+    """The pieces of an lme4 formula, each as R deparses it.
 
     Attributes
     ----------
@@ -55,8 +68,7 @@ class ParsedFormula:
     response : str
         Left side of ``~``.
     fixed : str
-        Right side without the bar terms, in formulaic syntax (``^`` inside function calls
-        turned into ``**`` as R means a power there).
+        Right side without the bar and offset terms (``"1"`` when nothing is left).
     random : tuple of RandomTermSpec
         The random-effect terms, ``||`` and ``/`` expanded.
     offsets : tuple of str
@@ -72,109 +84,77 @@ class ParsedFormula:
 
     @property
     def fixed_formula(self) -> str:
-        """``response ~ fixed`` for formulaic."""
+        """``response ~ fixed``."""
         return f"{self.response} ~ {self.fixed}"
 
 
-def _check_parentheses(text: str) -> None:
-    depth = 0
-    opened: list[int] = []
-    for i, ch in enumerate(text):
-        if ch == "(":
-            depth += 1
-            opened.append(i)
-        elif ch == ")":
-            depth -= 1
-            if depth < 0:
-                raise FormulaError("unmatched closing parenthesis", text, i)
-            opened.pop()
-    if depth > 0:
-        raise FormulaError("unclosed parenthesis", text, opened[-1])
+def start_of(node: Node) -> int:
+    """Position of the first character of ``node`` in the text it was parsed from."""
+    while isinstance(node, Binary):
+        node = node.left
+    return node.pos
 
 
-def _split_top_level(text: str, sep: str, start: int = 0) -> list[tuple[str, int]]:
-    """Split ``text`` on ``sep`` outside parentheses; return (piece, offset) pairs."""
-    pieces: list[tuple[str, int]] = []
-    depth = 0
-    last = 0
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif depth == 0 and text.startswith(sep, i):
-            pieces.append((text[last:i], start + last))
-            i += len(sep)
-            last = i
-            continue
-        i += 1
-    pieces.append((text[last:], start + last))
-    return pieces
+def _signed_pieces(node: Node, sign: int = 1) -> list[tuple[int, Node]]:
+    """The top-level ``+``/``-`` chain of a right-hand side as (sign, piece)."""
+    out: list[tuple[int, Node]] = []
+    stack: list[tuple[int, Node]] = [(sign, node)]
+    while stack:
+        s, n = stack.pop()
+        if isinstance(n, Binary) and n.op in ("+", "-"):
+            stack.append((s if n.op == "+" else -s, n.right))
+            stack.append((s, n.left))
+        elif isinstance(n, Unary) and n.op in ("+", "-"):
+            stack.append((s if n.op == "+" else -s, n.operand))
+        else:
+            out.append((s, n))
+    return out
 
 
-def _find_bar(text: str) -> tuple[int, int] | None:
-    """Position and width (1 or 2) of the top-level ``|`` or ``||`` in ``text``."""
-    depth = 0
-    for i, ch in enumerate(text):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "|" and depth == 0:
-            width = 2 if text[i + 1 : i + 2] == "|" else 1
-            return i, width
+def _find_operator(node: Node, ops: tuple[str, ...]) -> Binary | None:
+    """The first binary operator of ``ops`` anywhere in ``node``."""
+    return next((n for n in walk(node) if isinstance(n, Binary) and n.op in ops), None)
+
+
+def _bar_term(node: Node) -> Binary | None:
+    """The bar of a piece written ``(expr | g)`` (or ``((expr | g))``)."""
+    while isinstance(node, Paren):
+        if isinstance(node.inner, Binary) and node.inner.op in ("|", "||"):
+            return node.inner
+        node = node.inner
     return None
 
 
-def _powers_in_calls(text: str) -> str:
-    """Turn R's ``^`` into ``**`` inside function calls such as ``I(x^2)``.
-
-    Outside calls ``^`` keeps formula meaning (interaction expansion), as in R.
-    """
-    out: list[str] = []
-    stack: list[bool] = []  # True for a function-call parenthesis
-    for i, ch in enumerate(text):
-        if ch == "(":
-            j = i - 1
-            while j >= 0 and text[j] == " ":
-                j -= 1
-            stack.append(j >= 0 and bool(_IDENTIFIER_CHAR.match(text[j])))
-        elif ch == ")" and stack:
-            stack.pop()
-        if ch == "^" and any(stack):
-            out.append("**")
-        else:
-            out.append(ch)
-    return "".join(out)
+def _grouping_names(node: Node, formula: str) -> list[str]:
+    """``a:b:c`` -> ``["a", "b", "c"]``; anything but names joined by ``:`` is an error."""
+    if isinstance(node, Binary) and node.op == ":":
+        return _grouping_names(node.left, formula) + _grouping_names(node.right, formula)
+    if isinstance(node, Paren):
+        return _grouping_names(node.inner, formula)
+    if isinstance(node, Name):
+        return [node.id]
+    raise FormulaError(
+        f"grouping factor {deparse(node)!r} must be a column name (or a:b, a/b)",
+        formula,
+        start_of(node),
+    )
 
 
-def _expand_grouping(
-    text: str, formula: str, offset: int
-) -> list[tuple[tuple[str, ...], str | None]]:
+def _nesting_levels(node: Node) -> list[Node]:
+    """``a/b/c`` -> ``[a, b, c]``."""
+    if isinstance(node, Binary) and node.op == "/":
+        return _nesting_levels(node.left) + _nesting_levels(node.right)
+    return [node]
+
+
+def _expand_grouping(node: Node, formula: str) -> list[tuple[tuple[str, ...], str | None]]:
     """Grouping factors of one bar term, as lme4 expands them, with lme4's names.
 
     ``a:b`` -> ``[((a, b), None)]``; ``a/b`` -> ``[((b, a), None), ((a,), None)]`` (lme4
     writes the nested factor ``b:a``); ``a/b/c`` -> ``[((c, b, a), "c:(b:a)"), ((b, a),
     None), ((a,), None)]``.
     """
-    stripped = text.strip()
-    if not stripped:
-        raise FormulaError("empty grouping factor after '|'", formula, offset)
-    nested = [(p.strip(), o) for p, o in _split_top_level(stripped, "/", offset)]
-    levels: list[tuple[str, ...]] = []
-    for piece, pos in nested:
-        parts = tuple(q.strip() for q in piece.split(":"))
-        for part in parts:
-            if not _NAME.match(part):
-                where = formula.find(part, pos) if part else pos
-                raise FormulaError(
-                    f"grouping factor {part!r} must be a column name (or a:b, a/b)",
-                    formula,
-                    max(where, 0),
-                )
-        levels.append(tuple(p.strip("`") for p in parts))
+    levels = [tuple(_grouping_names(piece, formula)) for piece in _nesting_levels(node)]
     factors: list[tuple[tuple[str, ...], str | None]] = []
     prefix: tuple[str, ...] = ()
     name = ""
@@ -186,34 +166,58 @@ def _expand_grouping(
     return list(reversed(factors))
 
 
-def _uncorrelated_pieces(expr: str) -> list[str]:
+def _is_number(node: Node, value: float) -> bool:
+    return isinstance(node, Number) and node.value == value
+
+
+def _uncorrelated_pieces(expr: Node) -> list[str]:
     """``x + z`` under ``||`` -> ``["1", "0 + x", "0 + z"]`` (lme4's expansion)."""
-    terms = [t.strip() for t, _ in _split_top_level(expr, "+")]
     has_intercept = True
     pieces: list[str] = []
-    for term in terms:
-        if term in ("0", "-1") or term.endswith("- 1") or term.endswith("-1"):
+    for sign, piece in _signed_pieces(expr):
+        if _is_number(piece, 0) or (sign < 0 and _is_number(piece, 1)):
             has_intercept = False
-            term = term.rsplit("-", 1)[0].strip() if "-" in term else ""
-        if term in ("", "1"):
+        elif _is_number(piece, 1):
             continue
-        pieces.append(f"0 + {term}")
+        else:
+            pieces.append(f"0 + {deparse(piece)}")
     return (["1"] if has_intercept else []) + pieces
 
 
-def _is_call(body: str, name: str) -> bool:
-    """True when ``body`` is one whole call ``name(...)``."""
-    head = body[: len(name)]
-    rest = body[len(name) :].lstrip()
-    if head != name or not rest.startswith("(") or not body.endswith(")"):
-        return False
+def _check_tildes(text: str) -> None:
+    tildes = [t for t in tokenize(text) if t.kind == "op" and t.text == "~"]
+    if not tildes:
+        raise FormulaError("formula needs exactly one '~' between response and predictors", text)
+    if len(tildes) > 1:
+        raise FormulaError(
+            "formula needs exactly one '~' between response and predictors", text, tildes[1].pos
+        )
+
+
+def _find_bar(text: str) -> tuple[int, int] | None:
+    """Position and width (1 or 2) of the first top-level ``|`` or ``||`` in ``text``."""
     depth = 0
-    for i, ch in enumerate(rest):
-        depth += ch == "("
-        depth -= ch == ")"
-        if depth == 0:
-            return i == len(rest) - 1
-    return False
+    for token in tokenize(text):
+        if token.kind != "op":
+            continue
+        if token.text == "(":
+            depth += 1
+        elif token.text == ")":
+            depth -= 1
+        elif token.text in ("|", "||") and depth == 0:
+            return token.pos, len(token.text)
+    return None
+
+
+def _joined(pieces: list[tuple[int, Node]]) -> str:
+    out = ""
+    for sign, node in pieces:
+        text = deparse(node)
+        if not out:
+            out = text if sign > 0 else f"-{text}"
+        else:
+            out += f" + {text}" if sign > 0 else f" - {text}"
+    return out
 
 
 def parse_formula(text: str) -> ParsedFormula:
@@ -231,60 +235,71 @@ def parse_formula(text: str) -> ParsedFormula:
     Raises
     ------
     FormulaError
-        For a missing ``~``, unbalanced parentheses, an empty side of a bar, or a grouping
-        factor that is not a column name; the message shows where.
+        For text outside the formula language (an unknown function, attribute access,
+        indexing, ...), a missing ``~``, unbalanced parentheses, an empty side of a bar, or
+        a grouping factor that is not a column name; the message shows where.
     """
     if not isinstance(text, str):
         raise FormulaError(f"formula must be a string, got {type(text).__name__}")
-    _check_parentheses(text)
-    sides = _split_top_level(text, "~")
-    if len(sides) != 2:
-        pos = sides[2][1] - 1 if len(sides) > 2 else None
-        msg = "formula needs exactly one '~' between response and predictors"
-        raise FormulaError(msg, text, pos) if pos is not None else FormulaError(msg, text)
-    (lhs, _), (rhs, rhs_start) = sides
-    if not lhs.strip():
-        raise FormulaError("formula has no response on the left of '~'", text, 0)
-    if not rhs.strip():
-        raise FormulaError("formula has nothing on the right of '~'", text, len(text))
+    if not text.strip():
+        raise FormulaError("formula is empty")
+    tokenize(text)  # characters outside the language first
+    from mixedmodels.formula.expr import _check_parentheses
 
-    fixed_parts: list[str] = []
+    _check_parentheses(text)
+    _check_tildes(text)
+    tree = parse_expression(text)
+    if isinstance(tree, Unary) and tree.op == "~":
+        raise FormulaError("formula has no response on the left of '~'", text, 0)
+    if not (isinstance(tree, Binary) and tree.op == "~"):
+        bad = _find_operator(tree, ("~",))
+        raise FormulaError("'~' must separate the response from the predictors", text,
+                           bad.pos if bad else 0)
+    lhs, rhs = tree.left, tree.right
+    bar = _find_operator(lhs, ("|", "||"))
+    if bar is not None:
+        raise FormulaError("a '|' cannot appear in the response", text, bar.pos)
+    check_calls(lhs, text, placed_ok=frozenset({"cbind"}))
+
+    fixed: list[tuple[int, Node]] = []
     offsets: list[str] = []
     random: list[RandomTermSpec] = []
-    for piece, pos in _split_top_level(rhs, "+", rhs_start):
-        body = piece.strip()
-        lead = pos + (len(piece) - len(piece.lstrip()))
-        if body.startswith("(") and body.endswith(")") and _find_bar(body[1:-1]) is not None:
-            inner = body[1:-1]
-            bar, width = _find_bar(inner)
-            expr = inner[:bar].strip()
-            group_text = inner[bar + width :]
-            if not expr:
-                raise FormulaError("empty left side of '|' in a random-effect term", text, lead)
-            groups = _expand_grouping(group_text, text, lead + 1 + bar + width)
-            exprs = _uncorrelated_pieces(expr) if width == 2 else [expr]
+    for sign, piece in _signed_pieces(rhs):
+        bar = _bar_term(piece)
+        if bar is not None:
+            if sign < 0:
+                raise FormulaError("a random-effect term cannot be subtracted", text,
+                                   start_of(piece))
+            check_calls(bar.left, text)
+            nested = _find_operator(bar.left, ("|", "||"))
+            if nested is not None:
+                raise FormulaError("a random-effect term has one '|'", text, nested.pos)
+            groups = _expand_grouping(bar.right, text)
+            exprs = _uncorrelated_pieces(bar.left) if bar.op == "||" else [deparse(bar.left)]
             for group, name in groups:
-                for e in exprs:
-                    random.append(RandomTermSpec(_powers_in_calls(e), group, name))
-        elif "|" in body:
+                for expr in exprs:
+                    random.append(RandomTermSpec(expr, group, name))
+            continue
+        stray = _find_operator(piece, ("|", "||"))
+        if stray is not None:
             raise FormulaError(
-                "a random-effect term must be written in parentheses, like (1 | g)",
+                "a random-effect term must be written in parentheses, like (1 | g), and "
+                "added with '+'",
                 text,
-                lead + body.index("|"),
+                stray.pos,
             )
-        elif _is_call(body, "offset"):
-            inner = body[body.index("(") + 1 : -1].strip()
-            if not inner:
-                raise FormulaError("offset() needs an expression", text, lead)
-            offsets.append(_powers_in_calls(inner))
-        else:
-            fixed_parts.append(body)
-    fixed = " + ".join(p for p in fixed_parts if p) or "1"
-    # "y ~ 0 + (1|g)" leaves "0": no intercept, which formulaic understands.
+        if isinstance(piece, Call) and piece.func == "offset":
+            check_calls(piece, text, placed_ok=frozenset({"offset"}))
+            if sign < 0:
+                raise FormulaError("an offset cannot be subtracted", text, piece.pos)
+            offsets.append(deparse(piece.args[0] if piece.args else piece.keywords[0][1]))
+            continue
+        check_calls(piece, text)
+        fixed.append((sign, piece))
     return ParsedFormula(
         text=text,
-        response=_powers_in_calls(lhs.strip()),
-        fixed=_powers_in_calls(fixed),
+        response=deparse(lhs),
+        fixed=_joined(fixed) or "1",
         random=tuple(random),
         offsets=tuple(offsets),
     )

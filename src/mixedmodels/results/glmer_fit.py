@@ -169,11 +169,7 @@ class GlmerFit(MixedFit):
         lambdas = p.lambdas(self._solution.theta)
         u = rng.standard_normal(p.q)
         eta = p.offset + p.X @ self._solution.beta + p.Z @ p.scale(lambdas, u)
-        mu = p.family.link.inverse(eta)
-        if p.family.name == "poisson":
-            return rng.poisson(mu).astype(float)
-        trials = np.round(p.prior_weights).astype(np.int64)
-        return rng.binomial(trials, mu) / np.maximum(trials, 1)
+        return p.family.simulate(p.family.link.inverse(eta), p.prior_weights, rng)
 
     def simulate(self, nsim: int = 1, seed=None) -> np.ndarray:
         """``nsim`` responses from the fitted model (lme4's ``simulate``), shape (n, nsim):

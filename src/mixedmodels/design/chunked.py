@@ -1,0 +1,359 @@
+"""The design of a model whose rows come in chunks: one encoding fixed for every chunk.
+
+Pass 1 (:func:`survey` on every chunk, :func:`merge_surveys` to add them up) finds what
+the in-memory design learns from all rows at once: the number of rows and of complete rows,
+the levels of every factor that occur in complete rows (fixed-effect factors, grouping
+factors and their interactions) in the order the in-memory design gives them.  From it
+:class:`ChunkedDesign` fixes the encoding; :meth:`ChunkedDesign.encode` then turns any chunk
+into ``y``, ``X``, the random-effect terms with the global level codes, weights and offset,
+exactly the rows the in-memory design would have for those rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from mixedmodels.core.terms import RandomBlock
+from mixedmodels.design.evaluate import Factor, Interpreter, Logical, Matrix, Numeric, Value
+from mixedmodels.design.grouping import check_grouping
+from mixedmodels.design.matrices import MatrixBuilder, _logical_factor, response_vector
+from mixedmodels.design.rsyntax import variables_of
+from mixedmodels.design.validate import missing_mask, plain_columns
+from mixedmodels.errors import ColumnNotFoundError, DataError, FormulaError
+from mixedmodels.formula import ParsedFormula, parse_formula
+
+
+def _missing_values(value: Value, n: int) -> np.ndarray:
+    """Rows where a variable's value is missing (NaN from a transform, a missing level)."""
+    if isinstance(value, Factor):
+        return np.broadcast_to(np.asarray(value.codes) < 0, (n,))
+    values = np.asarray(value.values, dtype=float)
+    if values.ndim == 2:
+        return np.isnan(values).any(axis=1)
+    return np.broadcast_to(np.isnan(values), (n,))
+
+
+@dataclass
+class _FactorSurvey:
+    """Levels of one factor seen so far."""
+
+    given: list[str] | None  # a categorical's full level list, when every chunk agrees
+    present: set[str] = field(default_factory=set)
+    ordered: bool = False
+    coding: str | None = None
+    numeric: bool = False  # levels made from numbers sort as numbers
+
+    def merge(self, other: _FactorSurvey) -> _FactorSurvey:
+        given = self.given if self.given == other.given else None
+        return _FactorSurvey(
+            given,
+            self.present | other.present,
+            self.ordered or other.ordered,
+            self.coding or other.coding,
+            self.numeric and other.numeric,
+        )
+
+    def levels(self) -> list[str]:
+        if self.given is not None:
+            return [lv for lv in self.given if lv in self.present]
+        if self.numeric:
+            return sorted(self.present, key=float)
+        return sorted(self.present)
+
+
+@dataclass
+class _GroupSurvey:
+    """Values of one grouping column seen so far (raw values; a categorical's order)."""
+
+    categories: list | None
+    values: np.ndarray
+
+    def merge(self, other: _GroupSurvey) -> _GroupSurvey:
+        same = self.categories is not None and self.categories == other.categories
+        values = np.unique(np.concatenate([self.values, other.values]))
+        return _GroupSurvey(self.categories if same else None, values)
+
+    def levels(self) -> pd.Index:
+        if self.categories is not None:
+            present = set(self.values.tolist())
+            return pd.Index([c for c in self.categories if c in present])
+        return pd.Index(self.values)
+
+
+@dataclass
+class Survey:
+    """What pass 1 found in some chunks (added with :func:`merge_surveys`)."""
+
+    n_rows: int
+    n_complete: int
+    fixed: dict[int, _FactorSurvey | str]  # variable index -> factor survey, "numeric", "k"
+    term_variables: list[dict[int, _FactorSurvey | str]]
+    groups: dict[str, _GroupSurvey]
+    combinations: dict[tuple[str, ...], pd.DataFrame]
+
+
+def _variable_survey(value: Value) -> _FactorSurvey | str:
+    if isinstance(value, Logical):
+        value = _logical_factor(np.atleast_1d(value.values))
+    if isinstance(value, Factor):
+        codes = np.atleast_1d(value.codes)
+        present = {value.levels[i] for i in np.unique(codes[codes >= 0])}
+        return _FactorSurvey(
+            list(value.levels), present, value.ordered, value.coding, value.from_numbers
+        )
+    if isinstance(value, Matrix):
+        return f"matrix:{value.values.shape[1]}:{','.join(value.suffixes)}"
+    return "numeric"
+
+
+def _merge_variable(a: _FactorSurvey | str, b: _FactorSurvey | str) -> _FactorSurvey | str:
+    if isinstance(a, _FactorSurvey) and isinstance(b, _FactorSurvey):
+        return a.merge(b)
+    if a != b:
+        raise DataError("a variable is a factor in some chunks and numeric in others")
+    return a
+
+
+def merge_surveys(a: Survey, b: Survey) -> Survey:
+    """Pass-1 results of two sets of chunks, added."""
+    combinations = dict(a.combinations)
+    for key, frame in b.combinations.items():
+        joined = pd.concat([combinations[key], frame]) if key in combinations else frame
+        combinations[key] = joined.drop_duplicates(ignore_index=True)
+    return Survey(
+        a.n_rows + b.n_rows,
+        a.n_complete + b.n_complete,
+        {k: _merge_variable(a.fixed[k], b.fixed[k]) for k in a.fixed},
+        [
+            {k: _merge_variable(x[k], y[k]) for k in x}
+            for x, y in zip(a.term_variables, b.term_variables, strict=True)
+        ],
+        {k: a.groups[k].merge(b.groups[k]) for k in a.groups},
+        combinations,
+    )
+
+
+def _primed_values(survey: dict[int, _FactorSurvey | str]) -> list[Value]:
+    values: list[Value] = []
+    for k in sorted(survey):
+        item = survey[k]
+        if isinstance(item, _FactorSurvey):
+            levels = item.levels()
+            codes = np.arange(len(levels), dtype=np.int64)
+            values.append(Factor(codes, levels, item.ordered, item.coding))
+        elif item.startswith("matrix:"):
+            _, width, suffixes = item.split(":", 2)
+            values.append(Matrix(np.zeros((0, int(width))), suffixes.split(",")))
+        else:
+            values.append(Numeric(np.zeros(0)))
+    return values
+
+
+@dataclass
+class EncodedChunk:
+    """One chunk's rows as the engine takes them (complete rows only)."""
+
+    y: np.ndarray
+    X: np.ndarray
+    blocks: list[RandomBlock]
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+
+
+class ChunkedDesign:
+    """The fixed encoding of a model for data that come in chunks.
+
+    Parameters
+    ----------
+    formula : str
+    columns : list of str
+        The columns of the data (to check the formula against).
+    weights, offset : str, optional
+        Names of numeric columns (arrays cannot travel with chunks).
+    contrasts : dict, optional
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        columns: list[str],
+        *,
+        weights: str | None = None,
+        offset: str | None = None,
+        contrasts: dict[str, str] | None = None,
+    ):
+        self.parsed: ParsedFormula = parse_formula(formula)
+        if not self.parsed.random:
+            raise FormulaError("formula has no random-effect term such as (1 | g)", formula)
+        for name, what in ((weights, "weights"), (offset, "offset")):
+            if name is not None and not isinstance(name, str):
+                raise DataError(f"with data in chunks, {what} must name a column")
+        self.weights_column = weights
+        self.offset_column = offset
+        self.needed = self._needed(columns)
+        self.fixed_builder = MatrixBuilder(self.parsed.fixed, contrasts=dict(contrasts or {}))
+        self.term_builders = [MatrixBuilder(spec.expr) for spec in self.parsed.random]
+        self.group_columns = list(
+            dict.fromkeys(f for spec in self.parsed.random for f in spec.group_factors)
+        )
+        self.levels: list[pd.Index] = []
+        self._factor_levels: dict[str, pd.Index] = {}
+        self._combination_codes: list[np.ndarray | None] = []
+        self.n_rows = 0
+        self.n_dropped = 0
+
+    def _needed(self, columns: list[str]) -> list[str]:
+        parsed = self.parsed
+        names: list[str] = []
+        for text in (parsed.response, parsed.fixed, *parsed.offsets):
+            names += [v for v in variables_of(text) if v not in names]
+        for spec in parsed.random:
+            names += [v for v in variables_of(spec.expr) if v not in names]
+            names += [f for f in spec.group_factors if f not in names]
+        for extra in (self.weights_column, self.offset_column):
+            if extra is not None and extra not in names:
+                names.append(extra)
+        for name in names:
+            if name not in columns:
+                raise ColumnNotFoundError(
+                    f"column {name!r} is not in the data (columns: {', '.join(columns)})",
+                    parsed.text,
+                )
+        return names
+
+    # ------------------------------------------------------------------ pass 1
+    def usable_rows(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        """The rows the in-memory design would keep: no missing value in any column the
+        model reads, and no NaN made by a transform (R's ``na.omit`` of the model frame),
+        nullable columns as plain numpy columns."""
+        complete = np.ones(len(chunk), dtype=bool)
+        for name in self.needed:
+            complete &= ~missing_mask(chunk[name])
+        rows = plain_columns(chunk.loc[complete, self.needed], self.needed)
+        n = len(rows)
+        if n == 0:
+            return rows
+        nan = np.isnan(response_vector(rows, self.parsed.response))
+        for expr in self.parsed.offsets:
+            nan |= np.isnan(response_vector(rows, expr, what="offset"))
+        for builder in (self.fixed_builder, *self.term_builders):
+            interpreter = Interpreter(rows, {}, builder.rhs)
+            for node in builder.structure.variables:
+                nan |= _missing_values(interpreter.evaluate(node), n)
+        for extra in (self.weights_column, self.offset_column):
+            if extra is not None:
+                nan |= np.isnan(rows[extra].to_numpy(dtype=float))
+        return rows.loc[~nan] if nan.any() else rows
+
+    def survey(self, chunk: pd.DataFrame) -> Survey:
+        """Pass 1 on one chunk."""
+        rows = self.usable_rows(chunk)
+        fixed = self._survey_variables(self.fixed_builder, rows)
+        terms = [self._survey_variables(b, rows) for b in self.term_builders]
+        groups: dict[str, _GroupSurvey] = {}
+        for name in self.group_columns:
+            column = rows[name]
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                categories = list(column.cat.categories)
+                values = np.asarray(column.cat.categories)[np.unique(column.cat.codes)]
+                groups[name] = _GroupSurvey(categories, np.asarray(values))
+            else:
+                groups[name] = _GroupSurvey(None, np.unique(column.to_numpy()))
+        combinations = {
+            spec.group_factors: rows[list(spec.group_factors)].drop_duplicates(ignore_index=True)
+            for spec in self.parsed.random
+            if len(spec.group_factors) > 1
+        }
+        return Survey(len(chunk), len(rows), fixed, terms, groups, combinations)
+
+    @staticmethod
+    def _survey_variables(builder: MatrixBuilder, rows: pd.DataFrame) -> dict:
+        state: dict[str, object] = {}
+        interpreter = Interpreter(rows, state, builder.rhs)
+        out = {
+            i: _variable_survey(interpreter.evaluate(node))
+            for i, node in enumerate(builder.structure.variables)
+        }
+        if state:
+            raise DataError(
+                f"{builder.rhs!r}: poly(), scale() and center() learn from all rows at once; "
+                "with data in chunks compute the column beforehand"
+            )
+        return out
+
+    def fix(self, survey: Survey) -> None:
+        """Fix the encoding from the whole of pass 1."""
+        self.n_rows = survey.n_rows
+        self.n_dropped = survey.n_rows - survey.n_complete
+        if survey.n_complete == 0:
+            raise DataError(f"no complete rows: all {survey.n_rows} rows have a missing value")
+        self.fixed_builder.prime(_primed_values(survey.fixed))
+        for builder, variables in zip(self.term_builders, survey.term_variables, strict=True):
+            builder.prime(_primed_values(variables))
+        self._factor_levels = {name: survey.groups[name].levels() for name in self.group_columns}
+        self.levels, self._combination_codes = [], []
+        for spec in self.parsed.random:
+            if len(spec.group_factors) == 1:
+                levels = self._factor_levels[spec.group_factors[0]]
+                self.levels.append(levels)
+                self._combination_codes.append(None)
+                continue
+            frame = survey.combinations[spec.group_factors]
+            combined = self._combined_codes(frame, spec.group_factors)
+            unique = np.unique(combined)
+            self._combination_codes.append(unique)
+            self.levels.append(pd.Index(self._combination_labels(unique, spec.group_factors)))
+        for spec, builder, levels in zip(
+            self.parsed.random, self.term_builders, self.levels, strict=True
+        ):
+            check_grouping(spec.group_name, len(levels), survey.n_complete)
+            if not builder.column_names:
+                raise FormulaError(f"random-effect term {spec} has no columns", self.parsed.text)
+
+    def _combined_codes(self, frame: pd.DataFrame, factors: tuple[str, ...]) -> np.ndarray:
+        combined = np.zeros(len(frame), dtype=np.int64)
+        for name in factors:
+            levels = self._factor_levels[name]
+            combined = combined * len(levels) + levels.get_indexer(frame[name].to_numpy())
+        return combined
+
+    def _combination_labels(self, unique: np.ndarray, factors: tuple[str, ...]) -> list[str]:
+        labels = []
+        for value in unique:
+            pieces = []
+            for name in reversed(factors):
+                levels = self._factor_levels[name]
+                pieces.append(str(levels[value % len(levels)]))
+                value //= len(levels)
+            labels.append(":".join(reversed(pieces)))
+        return labels
+
+    # ------------------------------------------------------------------ later passes
+    def encode(self, chunk: pd.DataFrame) -> EncodedChunk:
+        """A chunk's complete rows, encoded as every other chunk is."""
+        rows = self.usable_rows(chunk)
+        y = response_vector(rows, self.parsed.response)
+        X = self.fixed_builder.build(rows)
+        blocks = []
+        for spec, builder, levels, combos in zip(
+            self.parsed.random, self.term_builders, self.levels, self._combination_codes,
+            strict=True,
+        ):
+            if combos is None:
+                codes = levels.get_indexer(rows[spec.group_factors[0]].to_numpy())
+            else:
+                codes = np.searchsorted(combos, self._combined_codes(rows, spec.group_factors))
+            blocks.append(RandomBlock(codes.astype(np.int64), len(levels), builder.build(rows)))
+        weights = None
+        if self.weights_column is not None:
+            weights = rows[self.weights_column].to_numpy(dtype=float)
+        offset = None
+        if self.offset_column is not None:
+            offset = rows[self.offset_column].to_numpy(dtype=float)
+        for expr in self.parsed.offsets:
+            extra = response_vector(rows, expr, what="offset")
+            offset = extra if offset is None else offset + extra
+        return EncodedChunk(y, X, blocks, weights, offset)

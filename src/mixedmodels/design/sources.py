@@ -1,0 +1,168 @@
+"""Row sources: where the rows of a model come from, one chunk at a time.
+
+A :class:`RowSource` hands out pandas chunks of the columns a model reads and maps a
+function over them, serially on this machine or in parallel on a Dask cluster; the results
+of the function (small: partial sums whose size does not depend on the number of rows) come
+back to the caller to be added.  Three sources:
+
+* :class:`FrameSource`: an in-memory DataFrame cut into chunks of a given number of rows
+  (a test of exactness: any chunking must give the in-memory fit);
+* :class:`ParquetSource`: a Parquet file, a directory of them, or a glob, read record batch
+  by record batch with pyarrow (no Dask needed);
+* :class:`DaskSource`: a ``dask.dataframe.DataFrame``; each partition is handled where it
+  lives, by whatever scheduler is active (threads, processes, a ``distributed.Client``).
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol, TypeVar, runtime_checkable
+
+import pandas as pd
+
+from mixedmodels.errors import ArgumentError, ColumnNotFoundError, DataError
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class RowSource(Protocol):
+    """Chunks of rows, and a map over them."""
+
+    @property
+    def columns(self) -> list[str]:
+        """The column names."""
+        ...
+
+    @property
+    def n_chunks(self) -> int:
+        """How many chunks :meth:`map` calls its function on (for progress bars)."""
+        ...
+
+    def map(self, function: Callable[[pd.DataFrame], T], columns: list[str]) -> Iterator[T]:
+        """``function(chunk)`` for every chunk of ``columns``, results as they come."""
+        ...
+
+
+def _check_columns(wanted: list[str], present: list[str]) -> None:
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        raise ColumnNotFoundError(
+            f"column {missing[0]!r} is not in the data (columns: {', '.join(present)})"
+        )
+
+
+class FrameSource:
+    """An in-memory DataFrame in chunks of ``chunk_rows`` rows."""
+
+    def __init__(self, data: pd.DataFrame, chunk_rows: int = 1_000_000):
+        if not isinstance(chunk_rows, int) or chunk_rows < 1:
+            raise ArgumentError(f"chunk_rows must be a positive integer, not {chunk_rows!r}")
+        self.data = data
+        self.chunk_rows = chunk_rows
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.data.columns]
+
+    @property
+    def n_chunks(self) -> int:
+        return max(1, -(-len(self.data) // self.chunk_rows))
+
+    def map(self, function, columns):
+        _check_columns(columns, self.columns)
+        frame = self.data[columns]
+        for start in range(0, max(len(frame), 1), self.chunk_rows):
+            yield function(frame.iloc[start : start + self.chunk_rows])
+
+
+def _parquet_files(path: str | Path) -> list[str]:
+    text = str(path)
+    if any(ch in text for ch in "*?["):
+        files = sorted(glob.glob(text, recursive=True))
+    elif Path(text).is_dir():
+        files = sorted(str(p) for p in Path(text).rglob("*.parquet"))
+    else:
+        files = [text] if Path(text).exists() else []
+    if not files:
+        raise DataError(f"no Parquet files found at {text!r}")
+    return files
+
+
+class ParquetSource:
+    """Parquet files read record batch by record batch (``batch_rows`` rows at most)."""
+
+    def __init__(self, path: str | Path, batch_rows: int = 1_000_000):
+        try:
+            import pyarrow.dataset as ds
+        except ImportError as exc:  # pragma: no cover - pyarrow is in the test extra
+            raise ArgumentError(
+                "reading Parquet needs pyarrow: pip install 'mixedmodels[parquet]'"
+            ) from exc
+        self.files = _parquet_files(path)
+        try:
+            self.dataset = ds.dataset(self.files, format="parquet")
+        except Exception as exc:  # pyarrow raises its own types for unreadable files
+            raise DataError(f"cannot read Parquet data at {str(path)!r}: {exc}") from exc
+        self.batch_rows = batch_rows
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.dataset.schema.names)
+
+    @property
+    def n_chunks(self) -> int:
+        rows = self.dataset.count_rows()
+        return max(1, -(-rows // self.batch_rows))
+
+    def map(self, function, columns):
+        _check_columns(columns, self.columns)
+        for batch in self.dataset.to_batches(columns=columns, batch_size=self.batch_rows):
+            if batch.num_rows:
+                yield function(batch.to_pandas())
+
+
+class DaskSource:
+    """A Dask DataFrame: the function runs on each partition where the scheduler puts it,
+    and only its (small) results travel back."""
+
+    def __init__(self, data):
+        self.data = data
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.data.columns]
+
+    @property
+    def n_chunks(self) -> int:
+        return int(self.data.npartitions)
+
+    def map(self, function, columns):
+        import dask
+
+        _check_columns(columns, self.columns)
+        parts = self.data[columns].to_delayed()
+        tasks = [dask.delayed(function)(part) for part in parts]
+        yield from dask.compute(*tasks)
+
+
+def row_source(data, chunk_rows: int | None = None) -> RowSource | None:
+    """The row source for ``data`` when it is not an in-memory DataFrame (a Parquet path or
+    a Dask DataFrame), or a :class:`FrameSource` when ``chunk_rows`` is given; None for an
+    in-memory frame fitted as usual."""
+    if isinstance(data, pd.DataFrame):
+        return FrameSource(data, chunk_rows) if chunk_rows is not None else None
+    if isinstance(data, str | Path):
+        return ParquetSource(data, chunk_rows or 1_000_000)
+    if _is_dask_frame(data):
+        return DaskSource(data)
+    return None
+
+
+def _is_dask_frame(data) -> bool:
+    """A Dask DataFrame (only possible when the user has imported dask.dataframe)."""
+    module = sys.modules.get("dask.dataframe")
+    return module is not None and isinstance(data, module.DataFrame)

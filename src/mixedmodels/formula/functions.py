@@ -1,0 +1,109 @@
+"""The functions a formula may call, with their arguments: the whole vocabulary.
+
+Anything not listed here is a :class:`FormulaError` at the position of the call, before any
+data are touched.  The design layer's interpreter implements exactly these names (a test
+checks that the two lists agree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mixedmodels.errors import FormulaError
+from mixedmodels.formula.expr import Call, Node, calls
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Parameter names in positional order and how many are required."""
+
+    params: tuple[str, ...]
+    required: int = 1
+
+
+_ONE = Signature(("x",))
+
+SIGNATURES: dict[str, Signature] = {
+    **{
+        name: _ONE
+        for name in (
+            "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
+            "sqrt", "abs", "exp", "expm1", "log1p", "log2", "log10",
+            "floor", "ceiling", "trunc", "sign",
+            "mean", "median", "sd", "var", "min", "max", "sum", "length",
+            "I", "factor", "as.factor", "ordered", "as.numeric", "as.double", "as.integer",
+            "as.logical", "center",
+        )
+    },
+    "log": Signature(("x", "base")),
+    "round": Signature(("x", "digits")),
+    "pmin": Signature(("x", "y"), 2),
+    "pmax": Signature(("x", "y"), 2),
+    "poly": Signature(("x", "degree", "raw")),
+    "scale": Signature(("x", "center", "scale")),
+    "C": Signature(("object", "contr"), 2),
+    "offset": _ONE,
+    "cbind": Signature(("successes", "failures"), 2),
+}
+
+#: Functions allowed only in one place of a formula (checked by the formula parser).
+PLACED = {"offset": "a term of the fixed part", "cbind": "the response of a binomial model"}
+
+
+def check_call(call: Call, formula: str | None = None) -> None:
+    """A located :class:`FormulaError` unless ``call`` names a known function with
+    arguments it takes."""
+    signature = SIGNATURES.get(call.func)
+    if signature is None:
+        raise FormulaError(
+            f"unknown function {call.func}() (formulas may call: "
+            f"{', '.join(sorted(SIGNATURES))})",
+            formula,
+            call.pos if formula is not None else None,
+        )
+    given = len(call.args)
+    names = [k for k, _ in call.keywords]
+    where = call.pos if formula is not None else None
+    if given > len(signature.params):
+        raise FormulaError(
+            f"{call.func}() takes at most {len(signature.params)} argument(s), got {given}",
+            formula,
+            where,
+        )
+    for name in names:
+        if name not in signature.params:
+            raise FormulaError(
+                f"{call.func}() has no argument {name!r} "
+                f"(its arguments: {', '.join(signature.params)})",
+                formula,
+                where,
+            )
+        if signature.params.index(name) < given:
+            raise FormulaError(f"{call.func}() got argument {name!r} twice", formula, where)
+    filled = set(signature.params[:given]) | set(names)
+    missing = [p for p in signature.params[: signature.required] if p not in filled]
+    if missing:
+        raise FormulaError(
+            f"{call.func}() needs argument {missing[0]!r}", formula, where
+        )
+
+
+def check_calls(node: Node, formula: str | None = None, *, placed_ok: frozenset = frozenset()):
+    """Check every call in ``node``; ``placed_ok`` names the place-bound functions
+    (:data:`PLACED`) allowed at the top of this node."""
+    for i, call in enumerate(calls(node)):
+        check_call(call, formula)
+        if call.func in PLACED and not (i == 0 and call.func in placed_ok and call is node):
+            raise FormulaError(
+                f"{call.func}() may only be used as {PLACED[call.func]}",
+                formula,
+                call.pos if formula is not None else None,
+            )
+
+
+def bind_arguments(call: Call) -> dict[str, Node]:
+    """Arguments of a checked call by parameter name."""
+    params = SIGNATURES[call.func].params
+    bound = dict(zip(params, call.args, strict=False))
+    bound.update(dict(call.keywords))
+    return bound
