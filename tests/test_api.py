@@ -211,7 +211,7 @@ def test_reml_false_is_ml_and_a_numpy_bool_is_accepted():
 
 @pytest.mark.parametrize("formula", [None, 3, ["Reaction ~ Days"]])
 def test_formula_must_be_text(formula):
-    with pytest.raises(mm.ArgumentError, match="formula must be a string"):
+    with pytest.raises(mm.FormulaError, match="formula must be a string"):
         mm.lmer(formula, mm.datasets.load("sleepstudy"))
 
 
