@@ -167,3 +167,148 @@ def test_unusable_start_is_an_argument_error(kwargs, message):
 def test_unknown_options_are_argument_errors(sleep_fit, call):
     with pytest.raises(mm.ArgumentError):
         call(sleep_fit)
+
+
+# ------------------------------------------------------------------ argument checks
+SLEEP_FORMULA = "Reaction ~ Days + (1 | Subject)"
+
+
+@pytest.mark.parametrize(
+    "fitter, kwargs, message",
+    [
+        ("lmer", {"reml": "no"}, "reml must be True or False, got 'no'"),
+        ("lmer", {"reml": 0}, "reml must be True or False, got 0"),
+        ("lmer", {"optimize": "yes"}, "optimize must be True or False"),
+        ("lmer", {"contrasts": ["Days"]}, "contrasts must be a dict"),
+        ("lmer", {"data_name": 3}, "data_name must be a string"),
+        ("glmer", {"n_agq": True}, "n_agq must be an integer, got True"),
+        ("glmer", {"n_agq": 2.5}, "n_agq must be an integer, got 2.5"),
+        ("glmer", {"n_agq": 30}, "n_agq must be an integer from 0 to 25"),
+        ("glmer", {"family": 3}, "family must be"),
+        ("glmer", {"link": 5}, "link must be a string"),
+        ("lm", {"contrasts": "contr.sum"}, "contrasts must be a dict"),
+    ],
+)
+def test_fitting_arguments_are_checked(fitter, kwargs, message):
+    df = mm.datasets.load("sleepstudy")
+    formula = SLEEP_FORMULA
+    if fitter == "glmer":
+        df = df.assign(slow=(df.Reaction > 300).astype(int))
+        formula = "slow ~ Days + (1 | Subject)"
+    elif fitter == "lm":
+        formula = "Reaction ~ Days"
+    with pytest.raises(mm.ArgumentError, match=message):
+        getattr(mm, fitter)(formula, df, **kwargs)
+
+
+def test_reml_false_is_ml_and_a_numpy_bool_is_accepted():
+    df = mm.datasets.load("sleepstudy")
+    ml = mm.lmer(SLEEP_FORMULA, df, reml=np.False_)
+    assert not ml.reml
+    ref = mm.refit_ml(mm.lmer(SLEEP_FORMULA, df))
+    assert ml.objective == pytest.approx(ref.objective, rel=1e-8)
+
+
+@pytest.mark.parametrize("formula", [None, 3, ["Reaction ~ Days"]])
+def test_formula_must_be_text(formula):
+    with pytest.raises(mm.FormulaError, match="formula must be a string"):
+        mm.lmer(formula, mm.datasets.load("sleepstudy"))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.nan, r"1 missing or non-finite value\(s\) at position\(s\) 7"),
+        (np.inf, r"1 missing or non-finite value\(s\) at position\(s\) 7"),
+    ],
+)
+def test_refit_with_missing_response_is_a_data_error(sleep_fit, bad, message):
+    y = mm.datasets.load("sleepstudy").Reaction.to_numpy().copy()
+    y[7] = bad
+    with pytest.raises(mm.DataError, match=message):
+        mm.refit(sleep_fit, y)
+
+
+def test_refit_with_wrong_length_or_text(sleep_fit):
+    with pytest.raises(mm.DataError, match="must have 180 values"):
+        mm.refit(sleep_fit, np.ones(5))
+    with pytest.raises(mm.DataError, match="must be numbers"):
+        mm.refit(sleep_fit, ["a"] * 180)
+    with pytest.raises(mm.ArgumentError, match="refit takes an lmer fit"):
+        mm.refit("fit", np.ones(180))
+
+
+def test_glmer_refit_checks_the_new_response():
+    df = mm.datasets.load("sleepstudy")
+    df = df.assign(slow=(df.Reaction > 300).astype(int))
+    fit = mm.glmer("slow ~ Days + (1 | Subject)", df, "binomial")
+    y = df.slow.to_numpy(dtype=float)
+    y[3] = np.nan
+    with pytest.raises(mm.DataError, match=r"position\(s\) 3"):
+        fit.refit(y)
+    with pytest.raises(mm.DataError, match="binomial response must be 0/1"):
+        fit.refit(np.full(180, 2.0))
+    again = fit.refit(df.slow.to_numpy(dtype=float))
+    np.testing.assert_allclose(again.fixef, fit.fixef, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"nsim": -1}, "nsim must be at least 1, got -1"),
+        ({"nsim": 2.5}, "nsim must be an integer, got 2.5"),
+        ({"nsim": 2, "seed": "abc"}, "seed must be None"),
+    ],
+)
+def test_simulate_arguments(sleep_fit, kwargs, message):
+    with pytest.raises(mm.ArgumentError, match=message):
+        sleep_fit.simulate(**kwargs)
+
+
+def test_simulate_with_a_whole_float_count(sleep_fit):
+    np.testing.assert_array_equal(sleep_fit.simulate(3.0, seed=1), sleep_fit.simulate(3, seed=1))
+
+
+def test_anova_arguments(sleep_fit):
+    with pytest.raises(mm.ArgumentError, match="argument 2 is str"):
+        mm.anova(sleep_fit, "model")
+    with pytest.raises(mm.ArgumentError, match="names must be 2 strings"):
+        mm.anova(sleep_fit, sleep_fit, names=["a"])
+
+
+def test_constant_response_warns_that_the_fit_is_degenerate():
+    df = mm.datasets.load("sleepstudy").assign(Reaction=250.0)
+    with pytest.warns(mm.errors.DegenerateFitWarning, match="response is constant"):
+        mm.lmer(SLEEP_FORMULA, df)
+
+
+def test_callers_frame_is_never_modified_by_any_entry_point():
+    df = mm.datasets.load("sleepstudy")
+    df = df.assign(
+        slow=pd.array(np.where(df.Reaction > 300, True, False), dtype="boolean"),
+        k=pd.array(np.round(df.Reaction / 10).astype(int), dtype="Int64"),
+        w=pd.array(np.linspace(0.5, 2, len(df)), dtype="Float64"),
+    )
+    df.loc[[2, 9], "k"] = pd.NA
+    df.loc[4, "slow"] = pd.NA
+    before = df.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mm.lmer("Reaction ~ Days + k + (1 | Subject)", df, weights="w")
+        fit.predict(df)
+        mm.glmer("slow ~ Days + (1 | Subject)", df, "binomial")
+        mm.glmer("k ~ Days + (1 | Subject)", df, "poisson")
+        mm.lm("Reaction ~ k", df, weights="w")
+        mm.lmlist("Reaction ~ k | Subject", df)
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_summary_and_posterior_arguments(sleep_fit):
+    with pytest.raises(mm.ArgumentError, match="ddf must be .* not 3"):
+        sleep_fit.summary(ddf=3)
+    with pytest.raises(mm.ArgumentError, match="draws must be an integer, got 2.5"):
+        sleep_fit.sample_posterior(draws=2.5, progress=False)
+    with pytest.raises(mm.ArgumentError, match="warmup must be at least 0, got -1"):
+        sleep_fit.sample_posterior(draws=10, warmup=-1, progress=False)
+    with pytest.raises(mm.ArgumentError, match="seed must be None"):
+        sleep_fit.sample_posterior(draws=10, seed="x", progress=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import mixedmodels as mm
@@ -74,3 +75,31 @@ def test_zero_clusters():
     with pytest.raises(SimulationError, match="n_clusters"):
         simulate_mixed(0, 5)
     assert issubclass(SimulationError, mm.MixedModelsError)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [
+        (("ten", 5), {}, "n_clusters must be a positive integer, got 'ten'"),
+        ((2.5, 5), {}, "n_clusters must be a positive integer, got 2.5"),
+        ((10, 0), {}, "cluster_size must be a positive integer, got 0"),
+        ((10, [5] * 9), {}, r"one per cluster \(10\)"),
+        ((10, 5), {"sigma": np.nan}, "sigma must be finite"),
+        ((10, 5), {"sigma": "one"}, "sigma must be numbers"),
+        ((10, 5), {"fixed": (3.0, np.inf)}, "fixed must be finite"),
+        ((10, 5), {"re_sd": (np.nan,)}, "re_sd"),
+        ((10, 5), {"re_sd": (0.5, 0.2), "re_cor": np.nan}, "re_cor must be finite"),
+        ((10, 5), {"seed": "abc"}, "seed must be None"),
+        ((10, 5), {"covariates": 3}, "covariates must be a function"),
+        ((10, 5), {"covariates": lambda rng, n: np.ones(3)}, r"covariates\(rng, n\) must return"),
+    ],
+)
+def test_unusable_arguments_are_simulation_errors(args, kwargs, match):
+    with pytest.raises(SimulationError, match=match):
+        simulate_mixed(*args, **kwargs)
+
+
+def test_whole_float_counts_are_accepted():
+    a = simulate_mixed(10.0, 5.0, seed=3)
+    b = simulate_mixed(10, 5, seed=3)
+    pd.testing.assert_frame_equal(a, b)

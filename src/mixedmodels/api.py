@@ -13,7 +13,7 @@ from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.pirls import GlmmProblem
 from mixedmodels.design import build_design
 from mixedmodels.design.sources import RowSource, row_source
-from mixedmodels.design.validate import new_response
+from mixedmodels.design.validate import degenerate_glm_response, new_response
 from mixedmodels.errors import (
     ArgumentError,
     ConvergenceError,
@@ -385,6 +385,14 @@ def glmer(
     solution = fit_glmm(problem, n_agq)
     fit = GlmerFit(design, problem, solution, n_agq=n_agq, data_name=data_name)
     _warn_fit_outcome(fit, solution.converged, solution.message)
+    value = degenerate_glm_response(design.y, family.variance)
+    if value is not None:
+        warnings.warn(
+            f"the response is {value:g} in every row: the fixed effects diverge (complete "
+            "separation) and the estimates are not meaningful",
+            DegenerateFitWarning,
+            stacklevel=2,
+        )
     return fit
 
 

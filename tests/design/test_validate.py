@@ -323,3 +323,29 @@ def test_binomial_non_integer_successes_warn_as_r(sleep):
         mm.glmer(
             "p ~ Days + (1|Subject)", df.assign(p=k / 50), "binomial", weights=np.full(180, 50.0)
         )
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        (lambda d: d.Days + 1j, "'c' holds complex numbers"),
+        (lambda d: pd.Timestamp("2020-01-01") + pd.to_timedelta(d.Days, "D"), "'c' holds dates"),
+        (lambda d: pd.to_timedelta(d.Days, "D"), "'c' holds dates, times or durations"),
+    ],
+)
+@pytest.mark.parametrize("formula", ["Reaction ~ c + (1|Subject)", "c ~ Days + (1|Subject)"])
+def test_complex_and_time_columns_cannot_enter_a_model(sleep, values, match, formula):
+    with pytest.raises(DataError, match=match):
+        mm.lmer(formula, sleep.assign(c=values(sleep)))
+
+
+def test_dates_are_fine_as_a_grouping_factor(sleep):
+    day = pd.Timestamp("2020-01-01") + pd.to_timedelta(sleep.Subject.cat.codes, "D")
+    fit = quiet_fit("Reaction ~ Days + (1|day)", sleep.assign(day=day))
+    ref = quiet_fit("Reaction ~ Days + (1|Subject)", sleep)
+    assert fit.objective == pytest.approx(ref.objective, rel=1e-10)
+
+
+def test_complex_weights_are_refused(sleep):
+    with pytest.raises(DataError, match="weights must be numeric, but it is complex"):
+        mm.lmer(FORMULA, sleep, weights=np.ones(len(sleep)) + 0j)

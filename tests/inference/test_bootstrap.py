@@ -78,3 +78,42 @@ def test_percentile_interval_coverage():
     print(f"percentile-interval coverage of the slope: {rate:.3f} over {n_sets} data sets")
     mc_sd = np.sqrt(0.95 * 0.05 / n_sets)
     assert abs(rate - 0.95) < 3 * mc_sd + 0.01
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        ((-5,), {}, "nsim must be at least 1, got -5"),
+        ((2.5,), {}, "nsim must be an integer, got 2.5"),
+        (("100",), {}, "nsim must be an integer, got '100'"),
+        ((5,), {"n_jobs": "all"}, "n_jobs must be an integer"),
+        ((5,), {"seed": -1}, "seed must be None or a non-negative integer"),
+        ((5, "fixef"), {}, "statistic must be a function"),
+        ((5,), {"progress": "no"}, "progress must be True or False"),
+    ],
+)
+def test_bootstrap_arguments_are_checked(fit, args, kwargs, message):
+    with pytest.raises(mm.ArgumentError, match=message):
+        fit.bootstrap(*args, **kwargs)
+
+
+def test_statistic_must_return_numbers(fit):
+    with pytest.raises(mm.ArgumentError, match="statistic must return a number"):
+        fit.bootstrap(5, lambda f: "text", progress=False)
+
+
+def test_bootstrap_interval_arguments(fit):
+    boot = fit.bootstrap(5, seed=1, progress=False)
+    with pytest.raises(mm.ArgumentError, match="method must be one of"):
+        boot.confint("bca")
+    with pytest.raises(mm.ArgumentError, match="level must lie strictly between 0 and 1"):
+        boot.confint("percentile", level=1.5)
+
+
+def test_glmer_bootstrap_arguments_are_checked():
+    df = mm.datasets.load("cbpp")
+    glmm = mm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", df, "binomial")
+    with pytest.raises(mm.ArgumentError, match="nsim must be at least 1, got -5"):
+        glmm.bootstrap(-5)
+    with pytest.raises(mm.ArgumentError, match="nsim must be an integer, got 2.5"):
+        glmm.simulate(2.5)

@@ -4,9 +4,13 @@ within 1e-3 relative (we see <= 2e-4)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
+import mixedmodels as mm
+from mixedmodels.errors import DataError
 from tests.catalogue import gaussian_cases
 
 CASES = [c for c in gaussian_cases() if "confint_profile" in c.reference]
@@ -89,3 +93,33 @@ def test_glmer_profile_trace_is_signed_root_deviance():
         assert np.all(np.diff(trace.zeta.to_numpy()) > 0), name
         assert trace.zeta.min() == pytest.approx(-z, abs=1e-3), name
         assert trace.zeta.max() == pytest.approx(z, abs=1e-3)
+
+
+def test_profile_of_a_constant_response_is_an_error_not_a_crash():
+    """The issue's case: NaN reached the optimizer and the process died."""
+    df = mm.datasets.load("sleepstudy").assign(Reaction=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mm.lmer("Reaction ~ Days + (1 | Subject)", df)
+    with pytest.raises(DataError, match="cannot profile this fit.*constant"):
+        fit.confint("profile")
+    with pytest.raises(DataError, match="cannot profile this fit"):
+        fit.profile()
+
+
+def test_profile_arguments_are_checked():
+    fit = mm.lmer("Reaction ~ Days + (1 | Subject)", mm.datasets.load("sleepstudy"))
+    with pytest.raises(mm.ArgumentError, match="level must lie strictly between 0 and 1"):
+        fit.confint("profile", level=95)
+    with pytest.raises(mm.ArgumentError, match="points must be at least 1"):
+        fit.profile(points=0)
+    with pytest.raises(mm.ArgumentError, match="method must be one of"):
+        fit.confint(method=None)
+
+
+def test_glmer_response_constant_at_the_boundary_warns_and_cannot_be_profiled():
+    df = mm.datasets.load("sleepstudy").assign(y=0)
+    with pytest.warns(mm.errors.DegenerateFitWarning, match="response is 0 in every row"):
+        fit = mm.glmer("y ~ Days + (1 | Subject)", df, "poisson")
+    with pytest.raises(DataError, match="response is 0 in every row.*diverge"):
+        fit.confint("profile")

@@ -18,6 +18,7 @@ from mixedmodels.design.rsyntax import variables_of
 from mixedmodels.design.validate import (
     check_finite_columns,
     check_frame,
+    check_model_column,
     is_numeric,
     missing_mask,
     nan_cells,
@@ -318,6 +319,11 @@ def build_design(
         )
     needed = _required_variables(parsed)
     _check_columns(needed, data, formula)
+    modelled = variables_of(parsed.response) + model_variables(
+        parsed, include_random=True, grouping=False
+    )
+    for name in dict.fromkeys(modelled):
+        check_model_column(data[name], name)
     w_all = vector_argument(weights, data, "weights", positive=True)
     off_all = vector_argument(offset, data, "offset")
     checked_contrasts = _checked_contrasts(contrasts, data)

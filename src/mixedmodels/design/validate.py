@@ -87,12 +87,27 @@ def plain_columns(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
 
 
 def is_numeric(column: pd.Series) -> bool:
-    """Numbers (numpy or nullable), not logicals and not factors."""
+    """Real numbers (numpy or nullable), not logicals, complex numbers or factors."""
     return (
         pd.api.types.is_numeric_dtype(column.dtype)
         and not pd.api.types.is_bool_dtype(column.dtype)
+        and not pd.api.types.is_complex_dtype(column.dtype)
         and not isinstance(column.dtype, pd.CategoricalDtype)
     )
+
+
+def check_model_column(column: pd.Series, name: str) -> None:
+    """A :class:`DataError` for a column that cannot enter a model matrix or response:
+    complex numbers, dates, times, durations, periods, intervals (each is fine as a
+    grouping factor)."""
+    dtype = column.dtype
+    if pd.api.types.is_complex_dtype(dtype):
+        raise DataError(f"column {name!r} holds complex numbers; a model needs real numbers")
+    if dtype.kind in "mM" or isinstance(dtype, (pd.PeriodDtype, pd.IntervalDtype)):
+        raise DataError(
+            f"column {name!r} holds dates, times or durations ({dtype}); convert it to "
+            "numbers (such as days since a start) or to a factor"
+        )
 
 
 def numeric_values(column: pd.Series) -> np.ndarray:
@@ -108,6 +123,8 @@ def describe_dtype(column: pd.Series) -> str:
         return "a factor (categorical)"
     if pd.api.types.is_bool_dtype(column.dtype):
         return "logical (boolean)"
+    if pd.api.types.is_complex_dtype(column.dtype):
+        return "complex numbers"
     if pd.api.types.is_string_dtype(column.dtype) or column.dtype == object:
         return "text"
     return f"of dtype {column.dtype}"
@@ -316,3 +333,14 @@ def new_response(value: object, n: int, name: str = "y") -> np.ndarray:
             "rows, so every value is needed"
         )
     return array
+
+
+def degenerate_glm_response(y: np.ndarray, variance) -> float | None:
+    """The value of a response that is the same in every row at a point where the family's
+    ``variance`` vanishes (all 0 for poisson, all 0 or all 1 for binomial): its fixed
+    effects diverge (complete separation).  None for any other response."""
+    if y.size == 0 or np.ptp(y) != 0:
+        return None
+    value = float(y[0])
+    vanishes = float(np.asarray(variance(np.array([value])))[0]) <= 1e-12  # clipped at eps
+    return value if vanishes else None

@@ -29,6 +29,7 @@ from scipy import optimize, stats
 
 from mixedmodels.arguments import check_int, check_level
 from mixedmodels.core.terms import lower_triangle_indices
+from mixedmodels.design.validate import degenerate_glm_response
 from mixedmodels.errors import DataError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim import minimize_bounded
@@ -297,6 +298,17 @@ def _profiles(fit) -> list[_Profile]:
 
 def _check_profilable(fit) -> None:
     """A :class:`DataError` for fits without a likelihood surface to profile."""
+    from mixedmodels.results.glmer_fit import GlmerFit
+
+    if isinstance(fit, GlmerFit):
+        value = degenerate_glm_response(fit.design.y, fit.family.variance)
+        if value is not None:
+            raise DataError(
+                f"cannot profile this fit: the response is {value:g} in every row, so the "
+                "fixed effects diverge (complete separation) and the likelihood has no "
+                "maximum to profile"
+            )
+        return
     sigma = fit.sigma
     if not (math.isfinite(fit.objective) and math.isfinite(sigma) and sigma > 0):
         raise DataError(

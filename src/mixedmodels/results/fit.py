@@ -617,6 +617,10 @@ class LmerFit(MixedFit):
         ``ddf="none"``."""
         from mixedmodels.results.summary import summary_text
 
+        if not isinstance(ddf, str):
+            raise ArgumentError(
+                f"ddf must be 'satterthwaite', 'kenward-roger' or 'none', not {ddf!r}"
+            )
         return summary_text(self, ddf)
 
     def __str__(self) -> str:
