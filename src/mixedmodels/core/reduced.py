@@ -82,5 +82,6 @@ def reduced_problem(
     q = sum(b.size for b in engine)
     problem.dense_objective = DenseObjective(problem) if q <= MAX_DENSE_RANDOM_EFFECTS else None
     problem._xy_component_major = None
+    problem._crossed = None  # the crossed path reads the rows' codes: blocked engine here
     problem.n_evaluations = 0
     return problem
