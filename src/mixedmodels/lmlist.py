@@ -48,7 +48,7 @@ def lmlist(formula: str, data: pd.DataFrame) -> pd.DataFrame:
     """
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string 'y ~ x | g', got {type(formula).__name__}")
-    check_frame(data)
+    data = check_frame(data)
     found = _find_bar(formula)
     if found is None:
         raise FormulaError("lmlist needs a formula of the form 'y ~ x | g'", formula)

@@ -308,7 +308,7 @@ def build_design(
     FormulaError
         A formula that cannot be parsed or built.
     """
-    check_frame(data)
+    data = check_frame(data)
     if len(data) == 0:
         raise DataError("data has no rows")
     parsed = parse_formula(formula)

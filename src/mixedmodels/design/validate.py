@@ -25,16 +25,46 @@ MAX_MAGNITUDE = 1e100
 MIN_MAGNITUDE = 1e-100
 
 
+def as_pandas(data: object, what: str = "data") -> pd.DataFrame:
+    """``data`` as a pandas DataFrame: itself, or a polars DataFrame, a pyarrow Table or any
+    other eager dataframe that narwhals (the dataframe-agnostic layer) knows, converted once
+    (categorical and enum columns keep their level order, as unordered factors).
+
+    Raises
+    ------
+    DataError
+        For anything that is not a dataframe (a dict, an array, a lazy frame).
+    """
+    if isinstance(data, pd.DataFrame):
+        return data
+    try:
+        import narwhals as nw
+
+        frame = nw.from_native(data, eager_only=True)
+    except (ImportError, TypeError):
+        frame = None
+    if frame is None:
+        raise DataError(
+            f"{what} must be a pandas DataFrame (or a polars DataFrame, a pyarrow Table), "
+            f"got {type(data).__name__}"
+        )
+    out = frame.to_pandas()
+    # a polars Enum or Categorical is a factor with that level order, not R's ordered factor
+    for name, dtype in frame.schema.items():
+        if isinstance(dtype, nw.Enum | nw.Categorical) and out[name].cat.ordered:
+            out[name] = out[name].cat.as_unordered()
+    return out
+
+
 def check_frame(data: object, what: str = "data") -> pd.DataFrame:
-    """``data`` itself when it is a DataFrame with uniquely named columns.
+    """``data`` as a pandas DataFrame (:func:`as_pandas`) with uniquely named columns.
 
     Raises
     ------
     DataError
         For anything else (a dict, an array), or duplicated column names (naming them).
     """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"{what} must be a pandas DataFrame, got {type(data).__name__}")
+    data = as_pandas(data, what)
     duplicated = data.columns[data.columns.duplicated()]
     if len(duplicated):
         names = ", ".join(repr(c) for c in dict.fromkeys(duplicated))
