@@ -306,9 +306,9 @@ def test_callers_frame_is_never_modified_by_any_entry_point():
 def test_summary_and_posterior_arguments(sleep_fit):
     with pytest.raises(mm.ArgumentError, match="ddf must be .* not 3"):
         sleep_fit.summary(ddf=3)
-    with pytest.raises(mm.ArgumentError, match="draws must be an integer, got 2.5"):
+    with pytest.raises(mm.ArgumentError, match="draws must be an integer.*2.5"):
         sleep_fit.sample_posterior(draws=2.5, progress=False)
-    with pytest.raises(mm.ArgumentError, match="warmup must be at least 0, got -1"):
+    with pytest.raises(mm.ArgumentError, match="warmup must be .*0.*-1"):
         sleep_fit.sample_posterior(draws=10, warmup=-1, progress=False)
     with pytest.raises(mm.ArgumentError, match="seed must be None"):
         sleep_fit.sample_posterior(draws=10, seed="x", progress=False)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from mixedmodels.arguments import check_n_jobs, seed_sequence
 from mixedmodels.core.gibbs import GibbsSampler, ModelPriors
 from mixedmodels.core.priors import (
     LKJ,
@@ -479,8 +480,9 @@ def _sample(
     effects = _shared((chains, draws, sampler.q), ctx) if keep_effects else None
     done_buffer = ctx.RawArray("q", chains)
     done = np.frombuffer(done_buffer, dtype=np.int64)
-    seeds = np.random.SeedSequence(seed).spawn(chains)
-    n_jobs = (os.cpu_count() or 1) if n_jobs in (-1, 0) else max(1, int(n_jobs))
+    seeds = seed_sequence(seed).spawn(chains)
+    n_jobs = check_n_jobs(n_jobs)
+    n_jobs = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
     n_jobs = min(n_jobs, chains)
     total = chains * (warmup + draws)
     interrupted = False
