@@ -64,6 +64,21 @@ def test_panels_are_the_cross_product(p, weighted):
     assert panels.n_triples() == int((k * (k + 1) // 2).sum())
 
 
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_panels_from_the_sparse_cross_product_equal_those_from_rows(p):
+    rng = np.random.default_rng(70 + p)
+    codes, z0, index, values, weights = random_rows(rng, 200, 15, 9, p, 1, True)
+    from_rows = fillin.panels_from_rows(codes, 15, z0, index, values, 9, weights)
+    from_csc = fillin.panels_from_sparse(from_rows.to_csr().tocsc(), p)
+    np.testing.assert_array_equal(from_csc.starts, from_rows.starts)
+    np.testing.assert_array_equal(from_csc.rows, from_rows.rows)
+    np.testing.assert_allclose(from_csc.values, from_rows.values, rtol=1e-15)
+    if p > 1:  # a level whose columns have different row patterns: not in panel layout
+        a = from_rows.to_csr().tolil()
+        a[int(from_rows.rows[0]), 1] = 0.0
+        assert fillin.panels_from_sparse(a.tocsr().tocsc(), p) is None
+
+
 @pytest.mark.parametrize("kind", ["map", "grouped", "dense"])
 @pytest.mark.parametrize("p", [1, 2, 3])
 @pytest.mark.parametrize("weighted", [False, True])
@@ -84,6 +99,22 @@ def test_each_kernel_equals_the_dense_product(kind, p, weighted):
     r = r[:, :, np.unique(group_ids, return_index=True)[1][group_ids]]
     got = np.tril(fill.lower_fill(r))
     want = expected_lower(a, r)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("build", ["dense", "sparse"])
+@pytest.mark.parametrize("p", [1, 2])
+def test_grouped_columns_built_either_way_agree(build, p):
+    rng = np.random.default_rng(40 + p)
+    n_levels, q = 31, 9
+    codes, z0, index, values, weights = random_rows(rng, 240, n_levels, q, p, 2, True)
+    panels = fillin.panels_from_rows(codes, n_levels, z0, index, values, q, weights)
+    a = dense_a(codes, n_levels, z0, index, values, q, weights)
+    groups = np.arange(n_levels) % 4
+    fill = fillin.GroupedFill(panels, groups, 4, build=build)
+    r = random_factors(rng, p, 4)[:, :, groups]
+    want = expected_lower(a, r)
+    got = np.tril(fill.lower_fill(r))
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
 
 

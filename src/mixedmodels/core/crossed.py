@@ -34,12 +34,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
+import scipy.sparse as sp
 
 from mixedmodels.core.gram import Gram, grouped_cross_products, is_nested
 from mixedmodels.core.terms import RandomBlock, lower_triangle_indices
 from mixedmodels.linalg import batched
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
-from mixedmodels.linalg.fillin import Fill, FillChoice, make_fill, panels_from_rows
+from mixedmodels.linalg.fillin import (
+    Fill,
+    FillChoice,
+    make_fill,
+    panels_from_rows,
+    panels_from_sparse,
+)
 from mixedmodels.linalg.threads import single_threaded_blas
 
 MAX_REST = 8000  # the dense rest block is Q x Q; beyond this the blocked engine is used
@@ -189,20 +196,30 @@ class CrossedObjective:
         else:
             self.d0 = grouped_cross_products(codes, n_levels, z0, z0, weights)
         self.d_rest = self._rest_gram(gram, order.rest, blocks)
-        # the structure of A = Z_R' W Z_0
-        index = np.empty((codes.size, sum(b.p for b in rest)), dtype=np.int64)
-        values = np.empty(index.shape)
-        col = 0
-        for b, off in zip(rest, self.rest_offsets[:-1], strict=True):
-            for c in range(b.p):
-                index[:, col] = off + b.codes.astype(np.int64) * b.p + c
-                values[:, col] = b.z[:, c]
-                col += 1
-        panels = panels_from_rows(codes, n_levels, z0, index, values, q, weights)
-        del index, values
+        # the structure of A = Z_R' W Z_0: from the stored cross products when they hold it
+        # in the panel layout, else in one pass over the rows
+        panels = None
+        if len(first) == 1:
+            f = order.first[0]
+            parts = [
+                gram.off_diagonal[k, f] if k > f else gram.off_diagonal[f, k].T for k in order.rest
+            ]
+            panels = panels_from_sparse(sp.vstack(parts).tocsc(), p)
+        if panels is None:
+            index = np.empty((codes.size, sum(b.p for b in rest)), dtype=np.int64)
+            values = np.empty(index.shape)
+            col = 0
+            for b, off in zip(rest, self.rest_offsets[:-1], strict=True):
+                for c in range(b.p):
+                    index[:, col] = off + b.codes.astype(np.int64) * b.p + c
+                    values[:, col] = b.z[:, c]
+                    col += 1
+            panels = panels_from_rows(codes, n_levels, z0, index, values, q, weights)
+            del index, values
         self.a = panels.to_csr()  # (Q, l p) for the [X y] border
         self.fill: Fill | None
-        self.fill, choice = make_fill(panels, self.d0, kind)
+        with single_threaded_blas(q <= SINGLE_THREAD_REST):
+            self.fill, choice = make_fill(panels, self.d0, kind)
         self.summary = CrossedSummary(
             first_public=[public[k] for k in order.first],
             rest_public=[public[k] for k in order.rest],

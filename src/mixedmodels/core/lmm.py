@@ -125,14 +125,7 @@ class LmmProblem:
         self.beta_shift = np.zeros(self.n_fixed)
         self._shift_response(self.y)
         self.log_weights = 0.0 if self.weights is None else float(np.log(self.weights).sum())
-        self.fill_plans: dict[int, FillPlan] = {}
-        first = self.engine_blocks[0] if self.engine_blocks else None
-        for k in range(1, len(self.engine_blocks)):
-            blk = self.engine_blocks[k]
-            if self.dense[k] and first.p == 1 and blk.p == 1 and blk.n_levels >= 64:
-                plan = make_fill_plan(self.gram.off_diagonal[k, 0])
-                if plan is not None:
-                    self.fill_plans[k] = plan
+        self._fill_plans: dict[int, FillPlan] | None = None  # built on first factorize
         q = sum(b.size for b in self.engine_blocks)
         self.dense_objective = DenseObjective(self) if q <= MAX_DENSE_RANDOM_EFFECTS else None
         self._xy_component_major: np.ndarray | None = None
@@ -159,6 +152,21 @@ class LmmProblem:
         return [b.lambda_matrix(self.theta_slice(theta, i)) for i, b in enumerate(self.blocks)]
 
     # ----------------------------------------------------------------- the factor
+    @property
+    def fill_plans(self) -> dict[int, FillPlan]:
+        """Precomputed fill maps of dense scalar blocks from a scalar first block (the
+        blocked engine's; built on first use, since the crossed path does not need them)."""
+        if self._fill_plans is None:
+            self._fill_plans = {}
+            first = self.engine_blocks[0] if self.engine_blocks else None
+            for k in range(1, len(self.engine_blocks)):
+                blk = self.engine_blocks[k]
+                if self.dense[k] and first.p == 1 and blk.p == 1 and blk.n_levels >= 64:
+                    plan = make_fill_plan(self.gram.off_diagonal[k, 0])
+                    if plan is not None:
+                        self._fill_plans[k] = plan
+        return self._fill_plans
+
     def factorize(self, theta: np.ndarray) -> Factor:
         """Blocked Cholesky of ``Lambda' Z'WZ Lambda + I`` bordered by ``[X y]``.
 

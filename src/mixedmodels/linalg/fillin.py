@@ -141,6 +141,33 @@ def panels_from_rows(
     return Panels(n_rows=n_rows, starts=starts, rows=unique % n_rows, values=values)
 
 
+def panels_from_sparse(a: sp.csc_matrix, p: int) -> Panels | None:
+    """:class:`Panels` from ``A`` as a CSC matrix (``n_rows x l p``, level-major columns),
+    when the ``p`` columns of every level share one row pattern (always for ``p = 1``);
+    None otherwise."""
+    a = a.tocsc()
+    a.sum_duplicates()  # canonical: sorted row indices, no duplicates
+    n_rows, n_cols = a.shape
+    n_levels = n_cols // p
+    counts = np.diff(a.indptr).reshape(n_levels, p)
+    if np.any(counts != counts[:, :1]):
+        return None
+    if p == 1:
+        starts = a.indptr.astype(np.int64)
+        return Panels(n_rows, starts, a.indices.astype(np.int64), a.data[:, None].copy())
+    k = counts[:, 0]
+    starts = np.zeros(n_levels + 1, dtype=np.int64)
+    np.cumsum(k, out=starts[1:])
+    level = np.repeat(np.arange(n_levels), k)
+    local = np.arange(level.size) - starts[level]
+    # entry t of level s sits at indptr[s p + c] + (t - starts[s]) in column (s, c)
+    positions = a.indptr[:-1].reshape(n_levels, p)[level] + local[:, None]
+    rows = a.indices[positions]
+    if np.any(rows != rows[:, :1]):
+        return None
+    return Panels(n_rows, starts, rows[:, 0].astype(np.int64), a.data[positions])
+
+
 class MapFill:
     """``vec(lower(F)) = P m``: one precomputed CSR matrix, one product per evaluation."""
 
@@ -227,30 +254,73 @@ class MapFill:
 
 class GroupedFill:
     """Levels with identical ``M_s`` summed once: ``lower(F) = P_g m_g`` with a dense
-    ``P_g`` of one column per (group, lower pair)."""
+    ``P_g`` of one column per (group, lower pair).
+
+    ``P_g``'s columns, ``lower(sum_{s in g} A_sa A_sb' (+ A_sb A_sa'))``, are built once
+    either by BLAS on dense column chunks of ``A`` or by sparse products, whichever the
+    operation count favours.
+    """
 
     kind = "grouped"
 
-    def __init__(self, panels: Panels, groups: np.ndarray, n_groups: int):
+    def __init__(self, panels: Panels, groups: np.ndarray, n_groups: int, build: str | None = None):
         self.n_rows = q = panels.n_rows
         self.p = p = panels.p
         a_idx, b_idx = lower_pairs(p)
-        self.groups = groups
+        n_ab = a_idx.size
         self.representative = np.zeros(n_groups, dtype=np.int64)
         self.representative[groups[::-1]] = np.arange(groups.size)[::-1]
         self.tril = np.tril_indices(q)
-        csc = panels.to_csr().tocsc()
-        columns = np.empty((self.tril[0].size, n_groups * a_idx.size))
+        columns = np.empty((n_groups * n_ab, self.tril[0].size))
+        dense_cost = q * q * panels.n_levels * p * p * BLAS_MULTIPLY_ADD
+        sparse_cost = panels.n_triples() * p * p * SPGEMM_PER_PRODUCT
+        build = build or ("dense" if dense_cost <= sparse_cost else "sparse")
+        csc = panels.to_csr().tocsc() if build == "sparse" else None
         for g in range(n_groups):
             levels = np.flatnonzero(groups == g)
+            if csc is None:
+                full = self._dense_sums(panels, levels)  # (p, p, q, q)
+            else:
+                full = self._sparse_sums(csc, p, levels)
             for e, (a, b) in enumerate(zip(a_idx, b_idx, strict=True)):
-                left = csc[:, levels * p + a]
-                right = csc[:, levels * p + b]
-                prod = (left @ right.T).toarray()
-                if a != b:
-                    prod += prod.T
-                columns[:, g * a_idx.size + e] = prod[self.tril]
+                block = full[a, b] + full[b, a] if a != b else full[a, a]
+                columns[g * n_ab + e] = block[self.tril]
         self.columns = columns
+
+    @staticmethod
+    def _dense_sums(panels: Panels, levels: np.ndarray) -> np.ndarray:
+        """``sum_s A_sa A_sb'`` for all (a, b), by gemm on dense chunks of levels."""
+        q, p = panels.n_rows, panels.p
+        out = np.zeros((p, p, q, q))
+        counts = panels.counts()
+        chunk = max(1, DENSE_CHUNK_ENTRIES // max(q * p, 1))
+        for lo in range(0, levels.size, chunk):
+            part = levels[lo : lo + chunk]
+            k = counts[part]
+            local = np.repeat(np.arange(part.size), k)
+            entry = np.repeat(panels.starts[part], k) + (
+                np.arange(local.size) - np.repeat(np.cumsum(k) - k, k)
+            )
+            dense = np.zeros((p, q, part.size))
+            for a in range(p):
+                dense[a, panels.rows[entry], local] = panels.values[entry, a]
+            for a in range(p):
+                for b in range(a + 1):
+                    out[a, b] += dense[a] @ dense[b].T
+        for a in range(p):
+            for b in range(a):
+                out[b, a] = out[a, b].T
+        return out
+
+    @staticmethod
+    def _sparse_sums(csc: sp.csc_matrix, p: int, levels: np.ndarray) -> np.ndarray:
+        """``sum_s A_sa A_sb'`` for all (a, b), by sparse products (``csc`` is ``A``)."""
+        q = csc.shape[0]
+        out = np.zeros((p, p, q, q))
+        for a in range(p):
+            for b in range(p):
+                out[a, b] = (csc[:, levels * p + a] @ csc[:, levels * p + b].T).toarray()
+        return out
 
     @property
     def stored_entries(self) -> int:
@@ -259,7 +329,7 @@ class GroupedFill:
     def lower_fill(self, r: np.ndarray) -> np.ndarray:
         m = outer_lower(r[:, :, self.representative])  # (n_ab, G)
         out = np.zeros((self.n_rows, self.n_rows))
-        out[self.tril] = self.columns @ m.T.ravel()
+        out[self.tril] = m.T.ravel() @ self.columns
         return out
 
 
@@ -331,7 +401,11 @@ def estimate_fill(panels: Panels, n_groups: int) -> FillChoice:
         "map": triples * n_ab * SPARSE_ENTRY
         + triples * MAP_BUILD_PER_TRIPLE / EXPECTED_EVALUATIONS,
         "grouped": stored["grouped"] * DENSE_ENTRY
-        + triples * p * p * SPGEMM_PER_PRODUCT / EXPECTED_EVALUATIONS,
+        + min(
+            triples * p * p * SPGEMM_PER_PRODUCT,
+            q * q * n_levels * p * p * BLAS_MULTIPLY_ADD,
+        )
+        / EXPECTED_EVALUATIONS,
         "dense": lower * n_levels * p * BLAS_MULTIPLY_ADD + q * n_levels * p * p * 2e-9,
     }
     allowed = {k: v for k, v in estimates.items() if stored[k] <= MAX_STORED_ENTRIES}
