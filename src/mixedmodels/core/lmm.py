@@ -28,6 +28,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from mixedmodels.core.crossed import CrossedObjective, choose_order
 from mixedmodels.core.dense import MAX_DENSE_RANDOM_EFFECTS, DenseObjective
 from mixedmodels.core.fill import FillPlan, make_fill_plan
 from mixedmodels.core.gram import Gram, build_gram, grouped_cross_products, is_nested
@@ -124,17 +125,11 @@ class LmmProblem:
         self.beta_shift = np.zeros(self.n_fixed)
         self._shift_response(self.y)
         self.log_weights = 0.0 if self.weights is None else float(np.log(self.weights).sum())
-        self.fill_plans: dict[int, FillPlan] = {}
-        first = self.engine_blocks[0] if self.engine_blocks else None
-        for k in range(1, len(self.engine_blocks)):
-            blk = self.engine_blocks[k]
-            if self.dense[k] and first.p == 1 and blk.p == 1 and blk.n_levels >= 64:
-                plan = make_fill_plan(self.gram.off_diagonal[k, 0])
-                if plan is not None:
-                    self.fill_plans[k] = plan
+        self._fill_plans: dict[int, FillPlan] | None = None  # built on first factorize
         q = sum(b.size for b in self.engine_blocks)
         self.dense_objective = DenseObjective(self) if q <= MAX_DENSE_RANDOM_EFFECTS else None
         self._xy_component_major: np.ndarray | None = None
+        self._crossed: CrossedObjective | None | bool = False  # False: not decided yet
         self.n_evaluations = 0
 
     # ----------------------------------------------------------------- parameters
@@ -157,6 +152,21 @@ class LmmProblem:
         return [b.lambda_matrix(self.theta_slice(theta, i)) for i, b in enumerate(self.blocks)]
 
     # ----------------------------------------------------------------- the factor
+    @property
+    def fill_plans(self) -> dict[int, FillPlan]:
+        """Precomputed fill maps of dense scalar blocks from a scalar first block (the
+        blocked engine's; built on first use, since the crossed path does not need them)."""
+        if self._fill_plans is None:
+            self._fill_plans = {}
+            first = self.engine_blocks[0] if self.engine_blocks else None
+            for k in range(1, len(self.engine_blocks)):
+                blk = self.engine_blocks[k]
+                if self.dense[k] and first.p == 1 and blk.p == 1 and blk.n_levels >= 64:
+                    plan = make_fill_plan(self.gram.off_diagonal[k, 0])
+                    if plan is not None:
+                        self._fill_plans[k] = plan
+        return self._fill_plans
+
     def factorize(self, theta: np.ndarray) -> Factor:
         """Blocked Cholesky of ``Lambda' Z'WZ Lambda + I`` bordered by ``[X y]``.
 
@@ -261,7 +271,54 @@ class LmmProblem:
             return self.objective_from_pieces(*self.dense_objective.pieces(theta))
         if len(self.engine_blocks) == 1:
             return self.objective_from_pieces(*self._single_block_pieces(theta))
+        crossed = self.crossed_objective()
+        if crossed is not None:
+            return self.objective_from_pieces(*crossed.pieces(theta))
         return self.objective_from_factor(self.factorize(theta))
+
+    def crossed_objective(self) -> CrossedObjective | None:
+        """The crossed path (:mod:`mixedmodels.core.crossed`) for a model with several
+        grouping factors, built on first use (its symbolic structure is computed once);
+        None for small models (the dense path), one grouping factor, or a structure the
+        blocked engine handles better."""
+        if self._crossed is False:
+            self._crossed = None
+            order = None
+            if self.dense_objective is None and len(self.engine_blocks) > 1:
+                order = choose_order(self.engine_blocks)
+            if order is not None:
+                crossed = CrossedObjective(
+                    self.engine_blocks,
+                    self.order,
+                    self.theta_offsets,
+                    self.gram,
+                    self.weights,
+                    self.n_fixed,
+                    order,
+                )
+                if crossed.fill is not None:
+                    self._crossed = crossed
+        return self._crossed
+
+    def describe_structure(self) -> str:
+        """Debug view: which path evaluates the objective, the elimination order and, for
+        crossed designs, the fill structure and kernel."""
+        sizes = ", ".join(
+            f"term {pub}: {b.n_levels} x {b.p}"
+            for pub, b in zip(self.order, self.engine_blocks, strict=True)
+        )
+        lines = [f"random-effect terms in engine order (largest l*p first): {sizes}"]
+        if self.dense_objective is not None:
+            q = self.dense_objective.q
+            lines.append(f"path: dense (q = {q} <= {MAX_DENSE_RANDOM_EFFECTS})")
+        elif len(self.engine_blocks) == 1:
+            lines.append("path: one term (batched per-level factors)")
+        elif self.crossed_objective() is not None:
+            lines.append("path: crossed (eliminate one factor, dense rest)")
+            lines.append(str(self._crossed.summary))
+        else:
+            lines.append("path: blocked Cholesky")
+        return "\n".join(lines)
 
     def _single_block_pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
         """The objective's pieces for one random-effect term, with the ``[X y]`` rows held
@@ -292,8 +349,14 @@ class LmmProblem:
 
     # ----------------------------------------------------------------- solution
     def solve(self, theta: np.ndarray) -> Solution:
-        """beta, u, b, sigma and (R_X'R_X)^-1 at ``theta`` (done once, at the optimum)."""
+        """beta, u, b, sigma and (R_X'R_X)^-1 at ``theta`` (done once, at the optimum).
+
+        Through the crossed path when the objective went that way (the same factor by
+        other sums), else through the blocked factor.
+        """
         theta = np.asarray(theta, dtype=float)
+        if self._crossed:
+            return self._solve_crossed(theta)
         factor = self.factorize(theta)
         p = self.n_fixed
         lxx = factor.xy_xy[:p, :p]
@@ -324,6 +387,38 @@ class LmmProblem:
             theta=theta,
             objective=self.objective_from_factor(factor),
             beta=beta_rel + self.beta_shift,
+            sigma=sigma,
+            vcov_unscaled=vcov_unscaled,
+            u=u_public,
+            b=b_public,
+            pwrss=pwrss,
+        )
+
+    def _solve_crossed(self, theta: np.ndarray) -> Solution:
+        crossed = self._crossed
+        sol = crossed.solve(theta)
+        f = sol.factor
+        p = self.n_fixed
+        pwrss = f.pwrss
+        sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
+        if p:
+            rinv = sla.solve_triangular(f.xy_xy[:p, :p], np.eye(p), lower=True)
+            vcov_unscaled = rinv.T @ rinv
+        else:
+            vcov_unscaled = np.zeros((0, 0))
+        n_blocks = len(self.engine_blocks)
+        u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
+        b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
+        lams = self.lambdas(theta)
+        for e, uk in crossed.split_effects(sol.u_first, sol.u_rest):
+            pub = self.order[e]
+            u_public[pub] = np.ascontiguousarray(uk)
+            b_public[pub] = uk @ lams[pub].T
+        objective = self.objective_from_pieces(f.log_det_random, f.log_det_fixed(p), pwrss)
+        return Solution(
+            theta=theta,
+            objective=objective,
+            beta=sol.beta + self.beta_shift,
             sigma=sigma,
             vcov_unscaled=vcov_unscaled,
             u=u_public,
@@ -407,6 +502,8 @@ class LmmProblem:
         new._shift_response(y)
         if self.dense_objective is not None:
             new.dense_objective = self.dense_objective.with_response(new.gram)
+        if self._crossed:
+            new._crossed = self._crossed.with_response(new.gram, new.n_fixed)
         return new
 
     def with_fixed_value(self, j: int, value: float) -> LmmProblem:
@@ -445,6 +542,8 @@ class LmmProblem:
         if self.dense_objective is not None:
             new.dense_objective = self.dense_objective.with_response(new.gram)
             new.dense_objective.n_fixed = new.n_fixed
+        if self._crossed:
+            new._crossed = self._crossed.with_response(new.gram, new.n_fixed)
         return new
 
     # ----------------------------------------------------------------- fitted

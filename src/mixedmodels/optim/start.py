@@ -2,7 +2,10 @@
 
 lme4 starts every ``lambda`` at the identity.  For scalar random intercepts we start
 instead at one-way ANOVA (method of moments) estimates, which puts the search in the
-right region at the cost of a few bincounts; vector terms keep lme4's start.
+right region at the cost of a few bincounts; a single vector term starts at per-level
+regressions, and models with crossed (not nested) grouping factors and some term other
+than an intercept (crossed random slopes) at per-level regressions fitted jointly by
+backfitting.
 For a factor with ``l`` levels of sizes ``n_g`` and OLS residuals ``r``:
 
 .. math::
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mixedmodels.core.crossed import factor_groups
+from mixedmodels.core.gram import grouped_cross_products, is_nested
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.terms import lower_triangle_indices
 from mixedmodels.linalg import batched
@@ -27,6 +32,7 @@ MAX_START = 10.0
 DEFAULT_STEP = 0.25
 INFORMED_STEP = 0.1
 VECTOR_STEP = 0.01  # per-level regressions land close to the optimum: search a small region
+CROSSED_VECTOR_STEP = 0.1  # backfitted regressions of crossed terms: less close
 
 
 def _backfit_effects(blocks, r: np.ndarray, sweeps: int = 3) -> tuple[list[np.ndarray], float]:
@@ -82,9 +88,106 @@ def _per_level_regression_start(
     return lam, sigma2
 
 
+def _backfit_regressions(
+    blocks, r: np.ndarray, weights: np.ndarray | None, sweeps: int = 3
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], float] | None:
+    """Per-level least-squares coefficients of every term fitted jointly by backfitting.
+
+    Each sweep regresses, level by level, the partial residual of a term (the residual
+    plus that term's current fit) on the term's columns.  Returns the coefficients
+    ``(l, p)`` per term, the per-level ``(Z_i'WZ_i)^-1`` ``(p, p, l)`` per term, the mask
+    of the levels with a full-rank ``Z_i`` per term and ``sigma^2`` (residual
+    sum of squares over ``n - sum l p``).  None when no level of some term has full rank.
+    """
+    e = r.copy()
+    w = np.ones(r.size) if weights is None else weights
+    coefs, inverses, masks = [], [], []
+    for b in blocks:
+        gram = grouped_cross_products(b.codes, b.n_levels, b.z, b.z, weights)
+        low = batched.cholesky(gram)
+        scale = np.stack([np.sqrt(gram[j, j]) for j in range(b.p)])
+        diag = np.stack([low[j, j] for j in range(b.p)])
+        ok = np.all(np.isfinite(diag) & (diag > 1e-8 * np.maximum(scale, 1e-300)), axis=0)
+        if not ok.any():
+            return None
+        low[:, :, ~ok] = np.eye(b.p)[:, :, None]
+        inv = batched.invert_lower(low)
+        inverses.append(np.einsum("kil,kjl->ijl", inv, inv))  # (Z_i'WZ_i)^-1 = L^-T L^-1
+        coefs.append(np.zeros((b.n_levels, b.p)))
+        masks.append(ok)
+    for _ in range(sweeps):
+        for b, coef, zz_inv, ok in zip(blocks, coefs, inverses, masks, strict=True):
+            e += np.einsum("np,np->n", b.z, coef[b.codes])
+            zr = grouped_cross_products(b.codes, b.n_levels, [e], b.z, weights)[0]  # (p, l)
+            coef[:] = np.einsum("ijl,jl->li", zz_inv, zr)
+            coef[~ok] = 0.0
+            e -= np.einsum("np,np->n", b.z, coef[b.codes])
+    dof = r.size - sum(int(ok.sum()) * b.p for b, ok in zip(blocks, masks, strict=True))
+    if dof <= 0:
+        return None
+    sigma2 = float(e @ (w * e)) / dof
+    return coefs, inverses, masks, sigma2
+
+
+def _crossed_vector_start(
+    problem: LmmProblem, r: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Moment estimates for every term of a model with several terms and some vector
+    terms: with per-level coefficients ``c_i`` from :func:`_backfit_regressions`,
+    ``Sigma = cov(c) - sigma^2 mean((Z_i'WZ_i)^-1)`` (eigenvalues floored),
+    ``lambda = chol(Sigma / sigma^2)``, as for a single vector term."""
+    blocks = problem.blocks
+    found = _backfit_regressions(blocks, r, problem.weights)
+    if found is None:
+        return None
+    coefs, inverses, masks, sigma2 = found
+    if not sigma2 > 0:
+        return None
+    theta = np.empty(problem.n_theta)
+    step = np.empty(problem.n_theta)
+    pos = 0
+    for b, coef, zz_inv, ok in zip(blocks, coefs, inverses, masks, strict=True):
+        if ok.sum() < max(2 * b.p, 3):
+            return None
+        cov = np.atleast_2d(np.cov(coef[ok].T)) - sigma2 * zz_inv[:, :, ok].mean(axis=2)
+        val, vec = np.linalg.eigh(cov)
+        val = np.maximum(val, 1e-3 * max(float(val.max()), sigma2 * 1e-3))
+        lam = np.linalg.cholesky((vec * val) @ vec.T / sigma2)
+        lam = np.clip(lam, -MAX_START, MAX_START)
+        values = lam[lower_triangle_indices(b.p)]
+        theta[pos : pos + values.size] = values
+        size = float(np.max(np.abs(np.diagonal(lam))))
+        step[pos : pos + values.size] = max(CROSSED_VECTOR_STEP * size, MIN_START)
+        pos += values.size
+    return theta, step
+
+
+def _crossed_with_slopes(blocks) -> bool:
+    """True for terms on two or more grouping factors, none nested in another, with at
+    least one term other than a random intercept.
+
+    Backfitted per-level regressions estimate crossed factors well; for nested factors
+    they cannot tell an outer level's effect from its inner levels' (MathAchieve's
+    ``(SES|School) + (1|School:Sex)`` then starts near a worse local optimum), so nested
+    designs keep the ANOVA / identity start.
+    """
+    if all(b.p == 1 and np.all(b.z[:, 0] == 1.0) for b in blocks):
+        return False
+    factors = factor_groups(blocks)
+    if len(factors) < 2:
+        return False
+    for i, fi in enumerate(factors):
+        for fj in factors[:i]:
+            a, b = blocks[fi[0]], blocks[fj[0]]
+            if is_nested(a, b) or is_nested(b, a):
+                return False
+    return True
+
+
 def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
     """Start and initial step: moment estimates for scalar intercept terms, per-level
-    regressions for vector terms of a model with a single term.
+    regressions for a single vector term, backfitted per-level regressions for every
+    term of a model with crossed grouping factors and random slopes.
 
     Returns
     -------
@@ -110,6 +213,10 @@ def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
             size = float(np.max(np.abs(np.diagonal(lam))))
             step = np.full(theta.size, max(VECTOR_STEP * size, 1e-3))
         return theta, step
+    if _crossed_with_slopes(problem.blocks):
+        found = _crossed_vector_start(problem, r)
+        if found is not None:
+            return found
     scalar = [i for i, b in enumerate(problem.blocks) if b.p == 1 and np.all(b.z[:, 0] == 1.0)]
     if not scalar:
         return theta, step

@@ -1,0 +1,434 @@
+"""Fill-in of a dense block by the elimination of a block-diagonal term.
+
+Eliminating a term with ``l`` levels (a ``p x p`` block each) from the symmetric matrix
+``[[D0, A'], [A, D]]`` leaves ``D - F`` with
+
+.. math::
+
+    F = A \\, \\mathrm{blockdiag}(M_1, \\dots, M_l) \\, A' = \\sum_s A_s M_s A_s',
+    \\qquad M_s = r_s r_s'
+
+where ``A_s`` is the panel of ``A``'s ``p`` columns of level ``s``: it has ``k_s`` nonzero
+rows (the rows of the other terms that level ``s`` meets).  Only the small matrices
+``M_s`` change with theta; everything about ``A`` is fixed, so each kernel here does its
+symbolic work once and each evaluation is one dense or one precomputed sparse product:
+
+:class:`MapFill`
+    ``F``'s lower triangle is linear in the ``p (p + 1) / 2`` distinct entries of every
+    ``M_s``: ``vec(F) = P m`` with ``P[(i, j), (s, ab)] = A[i, sa] A[j, sb] (+ A[i, sb]
+    A[j, sa])``.  ``P`` is stored once as a CSR matrix (one row per lower-triangle
+    position, ``sum_s k_s (k_s + 1) / 2 * p (p + 1) / 2`` entries); an evaluation is one
+    sparse matrix-vector product, streaming ``P`` once.
+:class:`GroupedFill`
+    Levels with identical ``Z_s' W Z_s`` (balanced designs, unweighted intercepts with equal
+    counts) have identical ``M_s``; ``P``'s columns summed within such groups form a dense
+    matrix with a few columns; an evaluation is one BLAS ``gemv``.
+:class:`DenseFill`
+    ``F = W W'`` with ``W = A blockdiag(r_s)`` held densely: a batched ``p x p`` product and
+    one BLAS ``syrk`` per chunk of levels.  Best when ``A`` has few rows and many levels.
+
+:func:`choose_fill` picks the cheapest by an operation-count model (and a memory cap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg.blas as blas
+import scipy.sparse as sp
+
+# rough costs (seconds per unit) on the project's 2-core machine, used only to rank kernels
+SPARSE_ENTRY = 1.0e-9  # one entry of a CSR matrix-vector product
+DENSE_ENTRY = 0.6e-9  # one entry of a dense matrix-vector product
+BLAS_MULTIPLY_ADD = 0.04e-9  # one multiply-add inside syrk/gemm
+MAP_BUILD_PER_TRIPLE = 150e-9  # generating, sorting and filling one triple of the map
+SPGEMM_PER_PRODUCT = 10e-9  # one scalar product inside scipy's sparse matrix product
+EXPECTED_EVALUATIONS = 100  # build costs are spread over this many evaluations
+MAX_STORED_ENTRIES = 150_000_000  # ~1.2 GB of float64: the cap on any kernel's storage
+DENSE_CHUNK_ENTRIES = 4_000_000  # DenseFill works on W in column chunks of this many entries
+
+
+def lower_pairs(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs ``(a, b)``, ``a >= b``, of a ``p x p`` lower triangle (row-major)."""
+    return np.tril_indices(p)
+
+
+def outer_lower(r: np.ndarray) -> np.ndarray:
+    """Lower-triangle entries of ``M_s = r_s r_s'`` per level, shape ``(p (p + 1) / 2, l)``.
+
+    ``r`` is level-last, ``(p, p, l)``.
+    """
+    a, b = lower_pairs(r.shape[0])
+    return np.einsum("ecl,ecl->el", r[a], r[b])
+
+
+@dataclass(frozen=True)
+class Panels:
+    """The nonzero structure of ``A`` (``n_rows x l p``) grouped by level.
+
+    Level ``s`` has entries ``starts[s]:starts[s + 1]``; entry ``t`` is row ``rows[t]`` of
+    ``A`` with the ``p`` values ``values[t]`` (its columns ``s p .. s p + p - 1``; explicit
+    zeros kept).  Rows are sorted within a level.
+    """
+
+    n_rows: int
+    starts: np.ndarray
+    rows: np.ndarray
+    values: np.ndarray
+
+    @property
+    def p(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def n_levels(self) -> int:
+        return self.starts.size - 1
+
+    def counts(self) -> np.ndarray:
+        """``k_s``: nonzero rows of each level's panel."""
+        return np.diff(self.starts)
+
+    def n_triples(self) -> int:
+        """``sum_s k_s (k_s + 1) / 2``: lower-triangle products of the fill."""
+        k = self.counts()
+        return int((k * (k + 1) // 2).sum())
+
+    def to_csr(self) -> sp.csr_matrix:
+        """``A`` as a CSR matrix ``(n_rows, l p)``."""
+        level = np.repeat(np.arange(self.n_levels), self.counts())
+        cols = (level[:, None] * self.p + np.arange(self.p)).ravel()
+        rows = np.repeat(self.rows, self.p)
+        return sp.csr_matrix(
+            (self.values.ravel(), (rows, cols)), shape=(self.n_rows, self.n_levels * self.p)
+        )
+
+
+def panels_from_rows(
+    first_codes: np.ndarray,
+    n_levels: int,
+    first_z: np.ndarray,
+    rest_index: np.ndarray,
+    rest_z: np.ndarray,
+    n_rows: int,
+    weights: np.ndarray | None,
+) -> Panels:
+    """:class:`Panels` of ``A = Z_R' W Z_0`` from the rows, in one pass (once per model).
+
+    Parameters
+    ----------
+    first_codes : ndarray (n,)
+        Level of the eliminated term for each row.
+    first_z : ndarray (n, p)
+        The eliminated term's model matrix.
+    rest_index : ndarray (n, c)
+        For each row, the ``c`` rows of ``A`` it touches (one per column of the other terms).
+    rest_z : ndarray (n, c)
+        The matching values of the other terms' model matrices.
+    """
+    n, c = rest_index.shape
+    p = first_z.shape[1]
+    keys = (first_codes.astype(np.int64)[:, None] * n_rows + rest_index).ravel()
+    unique, inverse = np.unique(keys, return_inverse=True)
+    values = np.empty((unique.size, p))
+    for a in range(p):
+        za = first_z[:, a] if weights is None else first_z[:, a] * weights
+        contrib = (za[:, None] * rest_z).ravel()
+        values[:, a] = np.bincount(inverse, weights=contrib, minlength=unique.size)
+    level = unique // n_rows
+    starts = np.zeros(n_levels + 1, dtype=np.int64)
+    np.cumsum(np.bincount(level, minlength=n_levels), out=starts[1:])
+    return Panels(n_rows=n_rows, starts=starts, rows=unique % n_rows, values=values)
+
+
+def panels_from_sparse(a: sp.csc_matrix, p: int) -> Panels | None:
+    """:class:`Panels` from ``A`` as a CSC matrix (``n_rows x l p``, level-major columns),
+    when the ``p`` columns of every level share one row pattern (always for ``p = 1``);
+    None otherwise."""
+    a = a.tocsc()
+    a.sum_duplicates()  # canonical: sorted row indices, no duplicates
+    n_rows, n_cols = a.shape
+    n_levels = n_cols // p
+    counts = np.diff(a.indptr).reshape(n_levels, p)
+    if np.any(counts != counts[:, :1]):
+        return None
+    if p == 1:
+        starts = a.indptr.astype(np.int64)
+        return Panels(n_rows, starts, a.indices.astype(np.int64), a.data[:, None].copy())
+    k = counts[:, 0]
+    starts = np.zeros(n_levels + 1, dtype=np.int64)
+    np.cumsum(k, out=starts[1:])
+    level = np.repeat(np.arange(n_levels), k)
+    local = np.arange(level.size) - starts[level]
+    # entry t of level s sits at indptr[s p + c] + (t - starts[s]) in column (s, c)
+    positions = a.indptr[:-1].reshape(n_levels, p)[level] + local[:, None]
+    rows = a.indices[positions]
+    if np.any(rows != rows[:, :1]):
+        return None
+    return Panels(n_rows, starts, rows[:, 0].astype(np.int64), a.data[positions])
+
+
+class MapFill:
+    """``vec(lower(F)) = P m``: one precomputed CSR matrix, one product per evaluation."""
+
+    kind = "map"
+
+    def __init__(self, panels: Panels):
+        self.n_rows = q = panels.n_rows
+        self.p = p = panels.p
+        a_idx, b_idx = lower_pairs(p)
+        n_ab = a_idx.size
+        n_levels = panels.n_levels
+        counts = panels.counts()
+        # columns of P: levels sorted by panel size k, so that the products of all levels
+        # with the same k form one (levels, k (k + 1) / 2) slab
+        self.column_level = perm = np.argsort(counts, kind="stable")
+        k_sorted = counts[perm]
+        tri = k_sorted * (k_sorted + 1) // 2
+        tri_start = np.zeros(n_levels + 1, dtype=np.int64)
+        np.cumsum(tri, out=tri_start[1:])
+        n_triples = int(tri_start[-1])
+        k_max = int(k_sorted[-1]) if n_levels else 0
+        shift = 16 if k_max < 2**15 else 32
+        pack_dtype = np.int32 if shift == 16 else np.int64
+        # flat position i * q + j (i >= j) of every product, and the pair (t, t') of the
+        # level's panel entries it multiplies, packed into one integer
+        index_dtype = np.int64 if q * q >= 2**31 else np.int32
+        positions = np.empty(n_triples, dtype=index_dtype)
+        pairs = np.empty(n_triples, dtype=pack_dtype)
+        bounds = np.flatnonzero(np.diff(k_sorted)) + 1
+        for j0, j1 in zip(np.r_[0, bounds], np.r_[bounds, n_levels], strict=True):
+            k = int(k_sorted[j0])
+            if k == 0:
+                continue
+            r, c = np.tril_indices(k)
+            rows = panels.rows[panels.starts[perm[j0:j1]][:, None] + np.arange(k)]
+            rows = rows.astype(index_dtype)
+            slab = positions[tri_start[j0] : tri_start[j1]].reshape(j1 - j0, r.size)
+            np.add((rows * q)[:, r], rows[:, c], out=slab)
+            local = (r.astype(pack_dtype) << shift) | c.astype(pack_dtype)
+            pairs[tri_start[j0] : tri_start[j1]].reshape(j1 - j0, r.size)[:] = local
+        # column-major (CSC) -> position-major (CSR): scipy's linear-time transpose carries
+        # the packed pairs along
+        by_position = sp.csc_matrix((pairs, positions, tri_start), shape=(q * q, n_levels))
+        del positions, pairs
+        by_position = by_position.tocsr()
+        indptr = by_position.indptr
+        column = by_position.indices
+        pairs = by_position.data
+        del by_position
+        level_start = panels.starts[perm]
+        col_dtype = np.int64 if n_levels * n_ab >= 2**31 else np.int32
+        data = np.empty((column.size, n_ab))
+        cols = np.empty((column.size, n_ab), dtype=col_dtype)
+        mask = (1 << shift) - 1
+        step = 4_000_000
+        for e0 in range(0, column.size, step):
+            e1 = min(e0 + step, column.size)
+            base = level_start[column[e0:e1]]
+            packed = pairs[e0:e1]
+            vi = panels.values[base + (packed >> shift)]
+            vj = panels.values[base + (packed & mask)]
+            for e, (a, b) in enumerate(zip(a_idx, b_idx, strict=True)):
+                block = vi[:, a] * vj[:, b]
+                if a != b:
+                    block += vi[:, b] * vj[:, a]
+                data[e0:e1, e] = block
+            np.add(column[e0:e1, None] * n_ab, np.arange(n_ab, dtype=col_dtype), out=cols[e0:e1])
+        del pairs, column
+        self.map = sp.csr_matrix(
+            (data.ravel(), cols.ravel(), indptr.astype(np.int64) * n_ab),
+            shape=(q * q, n_levels * n_ab),
+            copy=False,
+        )
+
+    @property
+    def stored_entries(self) -> int:
+        return int(self.map.nnz)
+
+    def lower_fill(self, r: np.ndarray) -> np.ndarray:
+        """Dense ``(n, n)`` matrix whose lower triangle is ``F``'s (upper: zero)."""
+        m = outer_lower(r[:, :, self.column_level])  # (n_ab, l), columns in P's order
+        return (self.map @ m.T.ravel()).reshape(self.n_rows, self.n_rows)
+
+
+class GroupedFill:
+    """Levels with identical ``M_s`` summed once: ``lower(F) = P_g m_g`` with a dense
+    ``P_g`` of one column per (group, lower pair).
+
+    ``P_g``'s columns, ``lower(sum_{s in g} A_sa A_sb' (+ A_sb A_sa'))``, are built once
+    either by BLAS on dense column chunks of ``A`` or by sparse products, whichever the
+    operation count favours.
+    """
+
+    kind = "grouped"
+
+    def __init__(self, panels: Panels, groups: np.ndarray, n_groups: int, build: str | None = None):
+        self.n_rows = q = panels.n_rows
+        self.p = p = panels.p
+        a_idx, b_idx = lower_pairs(p)
+        n_ab = a_idx.size
+        self.representative = np.zeros(n_groups, dtype=np.int64)
+        self.representative[groups[::-1]] = np.arange(groups.size)[::-1]
+        self.tril = np.tril_indices(q)
+        columns = np.empty((n_groups * n_ab, self.tril[0].size))
+        dense_cost = q * q * panels.n_levels * p * p * BLAS_MULTIPLY_ADD
+        sparse_cost = panels.n_triples() * p * p * SPGEMM_PER_PRODUCT
+        build = build or ("dense" if dense_cost <= sparse_cost else "sparse")
+        csc = panels.to_csr().tocsc() if build == "sparse" else None
+        for g in range(n_groups):
+            levels = np.flatnonzero(groups == g)
+            if csc is None:
+                full = self._dense_sums(panels, levels)  # (p, p, q, q)
+            else:
+                full = self._sparse_sums(csc, p, levels)
+            for e, (a, b) in enumerate(zip(a_idx, b_idx, strict=True)):
+                block = full[a, b] + full[b, a] if a != b else full[a, a]
+                columns[g * n_ab + e] = block[self.tril]
+        self.columns = columns
+
+    @staticmethod
+    def _dense_sums(panels: Panels, levels: np.ndarray) -> np.ndarray:
+        """``sum_s A_sa A_sb'`` for all (a, b), by gemm on dense chunks of levels."""
+        q, p = panels.n_rows, panels.p
+        out = np.zeros((p, p, q, q))
+        counts = panels.counts()
+        chunk = max(1, DENSE_CHUNK_ENTRIES // max(q * p, 1))
+        for lo in range(0, levels.size, chunk):
+            part = levels[lo : lo + chunk]
+            k = counts[part]
+            local = np.repeat(np.arange(part.size), k)
+            entry = np.repeat(panels.starts[part], k) + (
+                np.arange(local.size) - np.repeat(np.cumsum(k) - k, k)
+            )
+            dense = np.zeros((p, q, part.size))
+            for a in range(p):
+                dense[a, panels.rows[entry], local] = panels.values[entry, a]
+            for a in range(p):
+                for b in range(a + 1):
+                    out[a, b] += dense[a] @ dense[b].T
+        for a in range(p):
+            for b in range(a):
+                out[b, a] = out[a, b].T
+        return out
+
+    @staticmethod
+    def _sparse_sums(csc: sp.csc_matrix, p: int, levels: np.ndarray) -> np.ndarray:
+        """``sum_s A_sa A_sb'`` for all (a, b), by sparse products (``csc`` is ``A``)."""
+        q = csc.shape[0]
+        out = np.zeros((p, p, q, q))
+        for a in range(p):
+            for b in range(p):
+                out[a, b] = (csc[:, levels * p + a] @ csc[:, levels * p + b].T).toarray()
+        return out
+
+    @property
+    def stored_entries(self) -> int:
+        return int(self.columns.size)
+
+    def lower_fill(self, r: np.ndarray) -> np.ndarray:
+        m = outer_lower(r[:, :, self.representative])  # (n_ab, G)
+        out = np.zeros((self.n_rows, self.n_rows))
+        out[self.tril] = m.T.ravel() @ self.columns
+        return out
+
+
+class DenseFill:
+    """``F = W W'`` with ``W = A blockdiag(r_s)``; ``A`` stored densely, ``syrk`` per chunk."""
+
+    kind = "dense"
+
+    def __init__(self, panels: Panels):
+        self.n_rows = q = panels.n_rows
+        self.p = p = panels.p
+        n_levels = panels.n_levels
+        dense = np.zeros((q, n_levels, p))
+        level = np.repeat(np.arange(n_levels), panels.counts())
+        dense[panels.rows, level, :] = panels.values
+        self.dense = dense
+        self.chunk = max(1, DENSE_CHUNK_ENTRIES // max(q * p, 1))
+
+    @property
+    def stored_entries(self) -> int:
+        return int(self.dense.size)
+
+    def lower_fill(self, r: np.ndarray) -> np.ndarray:
+        q, n_levels, p = self.dense.shape
+        out = np.zeros((q, q), order="F")
+        rl = np.ascontiguousarray(r.transpose(2, 0, 1))  # (l, p, p)
+        for lo in range(0, n_levels, self.chunk):
+            hi = min(lo + self.chunk, n_levels)
+            w = np.matmul(self.dense[:, lo:hi, None, :], rl[None, lo:hi])[:, :, 0, :]
+            w = np.asfortranarray(w.reshape(q, (hi - lo) * p))
+            out = blas.dsyrk(1.0, w, beta=1.0, c=out, lower=1, overwrite_c=1)
+        return np.ascontiguousarray(out)
+
+
+Fill = MapFill | GroupedFill | DenseFill
+
+
+@dataclass(frozen=True)
+class FillChoice:
+    """The kernel chosen and the cost estimates (seconds per evaluation) of each."""
+
+    kind: str
+    estimates: dict[str, float]
+    stored: dict[str, int]
+
+
+def level_groups(diagonal: np.ndarray) -> tuple[np.ndarray, int]:
+    """Group levels with bit-identical ``p x p`` blocks ``(p, p, l)``: ids and count."""
+    p, _, n_levels = diagonal.shape
+    flat = np.ascontiguousarray(diagonal.reshape(p * p, n_levels).T)
+    _, ids = np.unique(flat, axis=0, return_inverse=True)
+    ids = ids.ravel()
+    return ids.astype(np.int64), int(ids.max()) + 1 if ids.size else 0
+
+
+def estimate_fill(panels: Panels, n_groups: int) -> FillChoice:
+    """Cost (seconds per evaluation, build spread over EXPECTED_EVALUATIONS) and storage
+    of each kernel; kinds whose storage exceeds the cap are left out."""
+    q, p, n_levels = panels.n_rows, panels.p, panels.n_levels
+    n_ab = p * (p + 1) // 2
+    triples = panels.n_triples()
+    lower = q * (q + 1) // 2
+    stored = {
+        "map": triples * n_ab,
+        "grouped": n_groups * n_ab * lower,
+        "dense": q * n_levels * p,
+    }
+    estimates = {
+        "map": triples * n_ab * SPARSE_ENTRY
+        + triples * MAP_BUILD_PER_TRIPLE / EXPECTED_EVALUATIONS,
+        "grouped": stored["grouped"] * DENSE_ENTRY
+        + min(
+            triples * p * p * SPGEMM_PER_PRODUCT,
+            q * q * n_levels * p * p * BLAS_MULTIPLY_ADD,
+        )
+        / EXPECTED_EVALUATIONS,
+        "dense": lower * n_levels * p * BLAS_MULTIPLY_ADD + q * n_levels * p * p * 2e-9,
+    }
+    allowed = {k: v for k, v in estimates.items() if stored[k] <= MAX_STORED_ENTRIES}
+    kind = min(allowed, key=allowed.get) if allowed else "none"
+    return FillChoice(kind=kind, estimates=estimates, stored=stored)
+
+
+def make_fill(
+    panels: Panels, diagonal: np.ndarray, kind: str | None = None
+) -> tuple[Fill | None, FillChoice]:
+    """The cheapest kernel for ``panels`` (or the one named by ``kind``).
+
+    ``diagonal`` is the eliminated term's ``Z_s' W Z_s`` (p, p, l): levels whose blocks are
+    identical share ``M_s``.  Returns ``(None, choice)`` when every kernel would exceed the
+    storage cap.
+    """
+    groups, n_groups = level_groups(diagonal)
+    choice = estimate_fill(panels, n_groups)
+    kind = kind or choice.kind
+    if kind == "map":
+        return MapFill(panels), choice
+    if kind == "grouped":
+        return GroupedFill(panels, groups, n_groups), choice
+    if kind == "dense":
+        return DenseFill(panels), choice
+    return None, choice

@@ -1,0 +1,220 @@
+"""The crossed path (eliminate one factor, factor the rest densely) against numpy.
+
+Reference: the whole bordered matrix
+
+    [[Lambda' Z'WZ Lambda + I, Lambda' Z'W[X y]], [[X y]'WZ Lambda, [X y]'W[X y]]]
+
+formed densely and factored by numpy's Cholesky.  Its diagonal gives ``log|L_Z|^2``,
+``log|R_X|^2`` and PWRSS exactly as the engine reads them; the crossed path computes the
+same factor by other sums, so they agree to rounding (1e-10 relative).  The objective is
+also checked against the marginal-likelihood closed form of tests/core/test_lmm.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixedmodels.core.crossed import CrossedObjective, choose_order
+from mixedmodels.core.lmm import LmmProblem
+from mixedmodels.core.terms import RandomBlock
+from tests.core.test_lmm import closed_form, dense_lambda, dense_z
+
+KERNELS = ["map", "grouped", "dense"]
+
+
+def crossed_problem(kind: str, rng: np.random.Generator, weighted: bool = False, n: int = 300):
+    x = rng.normal(size=n)
+    X = np.column_stack([np.ones(n), x])
+    subj = rng.integers(0, 30, n)
+    item = rng.integers(0, 12, n)
+    site = rng.integers(0, 5, n)
+    one = np.ones((n, 1))
+    x2 = np.column_stack([np.ones(n), x, rng.normal(size=n)])
+    blocks = {
+        "slope_intercept": [RandomBlock(subj, 30, X.copy()), RandomBlock(item, 12, one)],
+        "slope_slope": [RandomBlock(subj, 30, x2), RandomBlock(item, 12, X.copy())],
+        "three": [
+            RandomBlock(subj, 30, X.copy()),
+            RandomBlock(item, 12, one),
+            RandomBlock(site, 5, X.copy()),
+        ],
+        "zerocorr": [
+            RandomBlock(subj, 30, one),
+            RandomBlock(subj, 30, X[:, 1:].copy()),
+            RandomBlock(item, 12, one),
+            RandomBlock(item, 12, X[:, 1:].copy()),
+        ],
+        "scalar": [RandomBlock(subj, 30, one), RandomBlock(item, 12, one)],
+        "small_first": [RandomBlock(item, 12, one), RandomBlock(subj, 30, X.copy())],
+    }[kind]
+    y = X @ [1.0, 0.5] + rng.normal(size=n)
+    weights = rng.uniform(0.5, 2.0, n) if weighted else None
+    return LmmProblem(blocks, X, y, weights=weights, reml=True)
+
+
+def crossed_for(problem: LmmProblem, kernel: str | None) -> CrossedObjective:
+    order = choose_order(problem.engine_blocks)
+    return CrossedObjective(
+        problem.engine_blocks,
+        problem.order,
+        problem.theta_offsets,
+        problem.gram,
+        problem.weights,
+        problem.n_fixed,
+        order,
+        kind=kernel,
+    )
+
+
+def dense_pieces(problem: LmmProblem, theta: np.ndarray) -> tuple[float, float, float]:
+    """(log|L_Z|^2, log|R_X|^2, PWRSS) from numpy's Cholesky of the bordered matrix."""
+    Z = np.hstack([dense_z(b) for b in problem.blocks])
+    lam = dense_lambda(problem, theta)
+    w = np.ones(problem.n) if problem.weights is None else problem.weights
+    zl = Z @ lam
+    xy = np.column_stack([problem.X, problem.y])
+    big = np.block(
+        [
+            [zl.T @ (w[:, None] * zl) + np.eye(zl.shape[1]), zl.T @ (w[:, None] * xy)],
+            [xy.T @ (w[:, None] * zl), xy.T @ (w[:, None] * xy)],
+        ]
+    )
+    low = np.linalg.cholesky(big)
+    d = np.diagonal(low)
+    q, p = zl.shape[1], problem.n_fixed
+    return 2 * np.log(d[:q]).sum(), 2 * np.log(d[q : q + p]).sum(), d[-1] ** 2
+
+
+def random_theta(problem: LmmProblem, rng: np.random.Generator) -> np.ndarray:
+    lower = problem.theta_lower_bounds()
+    return np.where(lower == 0, rng.uniform(0.2, 1.5, lower.size), rng.normal(0, 0.4, lower.size))
+
+
+KINDS = ["slope_intercept", "slope_slope", "three", "zerocorr", "scalar", "small_first"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_pieces_equal_a_dense_factorization(kind, kernel, weighted):
+    rng = np.random.default_rng(len(kind) * 31 + len(kernel) + weighted)
+    problem = crossed_problem(kind, rng, weighted)
+    crossed = crossed_for(problem, kernel)
+    assert crossed.fill.kind == kernel
+    for _ in range(3):
+        theta = random_theta(problem, rng)
+        got = crossed.pieces(theta)
+        want = dense_pieces(problem, theta)
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["slope_intercept", "three", "zerocorr"])
+def test_objective_equals_the_closed_form(kind):
+    rng = np.random.default_rng(5)
+    problem = crossed_problem(kind, rng, n=160)
+    crossed = crossed_for(problem, None)
+    theta = random_theta(problem, rng)
+    value = problem.objective_from_pieces(*crossed.pieces(theta))
+    assert value == pytest.approx(closed_form(problem, theta, reml=True), rel=1e-10)
+
+
+def test_boundary_theta_and_exact_zero_components():
+    """theta on the boundary (a zero diagonal of lambda) is an ordinary point."""
+    rng = np.random.default_rng(11)
+    problem = crossed_problem("slope_intercept", rng)
+    crossed = crossed_for(problem, "map")
+    theta = np.array([0.8, 0.3, 0.0, 0.0])
+    np.testing.assert_allclose(crossed.pieces(theta), dense_pieces(problem, theta), rtol=1e-10)
+
+
+def test_order_amalgamates_one_factor_and_eliminates_the_largest():
+    rng = np.random.default_rng(2)
+    problem = crossed_problem("zerocorr", rng)
+    order = choose_order(problem.engine_blocks)
+    first = [problem.engine_blocks[k] for k in order.first]
+    assert len(first) == 2 and all(b.n_levels == 30 for b in first)
+    problem = crossed_problem("small_first", rng)
+    order = choose_order(problem.engine_blocks)
+    assert [problem.engine_blocks[k].n_levels for k in order.first] == [30]
+    single = LmmProblem([problem.blocks[1]], problem.X, problem.y)
+    assert choose_order(single.engine_blocks) is None
+
+
+def large_problem(rng: np.random.Generator, reml: bool = True) -> LmmProblem:
+    """Over the dense path's 240 random effects, so LmmProblem.objective goes crossed."""
+    n = 2400
+    x = rng.normal(size=n)
+    X = np.column_stack([np.ones(n), x])
+    subj = np.repeat(np.arange(200), 12)
+    item = rng.integers(0, 60, n)
+    y = 1 + 0.5 * x + rng.normal(size=200)[subj] + rng.normal(size=60)[item] + rng.normal(size=n)
+    blocks = [RandomBlock(subj, 200, X.copy()), RandomBlock(item, 60, np.ones((n, 1)))]
+    return LmmProblem(blocks, X, y, reml=reml)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_problem_objective_uses_the_crossed_path_and_equals_the_blocked_engine(reml):
+    rng = np.random.default_rng(8)
+    problem = large_problem(rng, reml)
+    assert problem.crossed_objective() is not None
+    for _ in range(3):
+        theta = random_theta(problem, rng)
+        blocked = problem.objective_from_factor(problem.factorize(theta))
+        assert problem.objective(theta) == pytest.approx(blocked, rel=1e-10)
+    text = problem.describe_structure()
+    assert "path: crossed" in text
+    assert "eliminated first: term(s) [0] (200 levels x 2)" in text
+    assert "dense rest: term(s) [1] (60 columns)" in text
+
+
+def test_new_response_and_fixed_value_reuse_the_structure():
+    rng = np.random.default_rng(9)
+    problem = large_problem(rng)
+    theta = random_theta(problem, rng)
+    problem.objective(theta)
+    y2 = problem.y + rng.normal(size=problem.n)
+    other = problem.with_response(y2)
+    assert other.crossed_objective().fill is problem.crossed_objective().fill
+    fresh = LmmProblem(problem.blocks, problem.X, y2)
+    fresh._crossed = None  # the blocked engine
+    assert other.objective(theta) == pytest.approx(fresh.objective(theta), rel=1e-10)
+    held = problem.with_fixed_value(1, 0.3)
+    reference = LmmProblem(problem.blocks, problem.X[:, :1], problem.y - 0.3 * problem.X[:, 1])
+    reference._crossed = None
+    assert held.objective(theta) == pytest.approx(reference.objective(theta), rel=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["slope_intercept", "three", "zerocorr", "small_first"])
+def test_solution_equals_the_dense_penalized_least_squares(kind):
+    """beta and u solve [Lambda'Z'WZ Lambda + I, Lambda'Z'WX; X'WZ Lambda, X'WX] [u; beta]
+    = [Lambda'Z'Wy; X'Wy] (numpy), b = Lambda u, and the blocked engine agrees."""
+    rng = np.random.default_rng(21)
+    problem = crossed_problem(kind, rng, weighted=True)
+    problem._crossed = crossed_for(problem, None)
+    theta = random_theta(problem, rng)
+    sol = problem.solve(theta)
+    Z = np.hstack([dense_z(b) for b in problem.blocks])
+    lam = dense_lambda(problem, theta)
+    w = problem.weights
+    zl, X, y = Z @ lam, problem.X, problem.y
+    lhs = np.block(
+        [
+            [zl.T @ (w[:, None] * zl) + np.eye(zl.shape[1]), zl.T @ (w[:, None] * X)],
+            [X.T @ (w[:, None] * zl), X.T @ (w[:, None] * X)],
+        ]
+    )
+    dense = np.linalg.solve(lhs, np.concatenate([zl.T @ (w * y), X.T @ (w * y)]))
+    q = zl.shape[1]
+    np.testing.assert_allclose(sol.beta, dense[q:], rtol=1e-9)
+    np.testing.assert_allclose(np.concatenate([u.ravel() for u in sol.u]), dense[:q], atol=1e-9)
+    np.testing.assert_allclose(
+        np.concatenate([b.ravel() for b in sol.b]), lam @ dense[:q], atol=1e-9
+    )
+    blocked = LmmProblem(problem.blocks, X, y, weights=w, reml=True)
+    blocked._crossed = None
+    ref = blocked.solve(theta)
+    assert sol.objective == pytest.approx(ref.objective, rel=1e-10)
+    assert sol.sigma == pytest.approx(ref.sigma, rel=1e-10)
+    assert sol.pwrss == pytest.approx(ref.pwrss, rel=1e-10)
+    np.testing.assert_allclose(sol.vcov_unscaled, ref.vcov_unscaled, rtol=1e-9)

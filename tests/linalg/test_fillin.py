@@ -1,0 +1,152 @@
+"""Fill-in kernels against the dense product they stand for.
+
+For a random sparse ``A`` (``n x l p``) and per-level ``r_s`` (``p x p``), every kernel's
+lower triangle must equal that of ``A blockdiag(r_s r_s') A'`` formed with numpy; the
+kernels reorder and regroup the same sums, so they agree to rounding (1e-12 relative to
+the largest entry).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixedmodels.linalg import fillin
+
+
+def random_rows(rng, n_rows, n_levels, q, p, c, weighted):
+    codes = rng.integers(0, n_levels, n_rows)
+    z0 = np.column_stack([np.ones(n_rows)] + [rng.normal(size=n_rows) for _ in range(p - 1)])
+    index = rng.integers(0, q, (n_rows, c))
+    values = rng.normal(size=(n_rows, c))
+    weights = rng.uniform(0.5, 2.0, n_rows) if weighted else None
+    return codes, z0, index, values, weights
+
+
+def dense_a(codes, n_levels, z0, index, values, q, weights):
+    p = z0.shape[1]
+    a = np.zeros((q, n_levels * p))
+    w = np.ones(codes.size) if weights is None else weights
+    for row in range(codes.size):
+        for col in range(index.shape[1]):
+            for k in range(p):
+                a[index[row, col], codes[row] * p + k] += w[row] * values[row, col] * z0[row, k]
+    return a
+
+
+def random_factors(rng, p, n_levels):
+    r = np.tril(rng.normal(size=(n_levels, p, p)))
+    return np.ascontiguousarray(r.transpose(1, 2, 0))  # (p, p, l)
+
+
+def expected_lower(a, r):
+    p, _, n_levels = r.shape
+    m = np.zeros((n_levels * p, n_levels * p))
+    for s in range(n_levels):
+        rs = r[:, :, s]
+        m[s * p : (s + 1) * p, s * p : (s + 1) * p] = rs @ rs.T
+    return np.tril(a @ m @ a.T)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_panels_are_the_cross_product(p, weighted):
+    rng = np.random.default_rng(p + 10 * weighted)
+    codes, z0, index, values, weights = random_rows(rng, 200, 15, 9, p, 2, weighted)
+    panels = fillin.panels_from_rows(codes, 15, z0, index, values, 9, weights)
+    np.testing.assert_allclose(
+        panels.to_csr().toarray(),
+        dense_a(codes, 15, z0, index, values, 9, weights),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    k = panels.counts()
+    assert panels.n_triples() == int((k * (k + 1) // 2).sum())
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_panels_from_the_sparse_cross_product_equal_those_from_rows(p):
+    rng = np.random.default_rng(70 + p)
+    codes, z0, index, values, weights = random_rows(rng, 200, 15, 9, p, 1, True)
+    from_rows = fillin.panels_from_rows(codes, 15, z0, index, values, 9, weights)
+    from_csc = fillin.panels_from_sparse(from_rows.to_csr().tocsc(), p)
+    np.testing.assert_array_equal(from_csc.starts, from_rows.starts)
+    np.testing.assert_array_equal(from_csc.rows, from_rows.rows)
+    np.testing.assert_allclose(from_csc.values, from_rows.values, rtol=1e-15)
+    if p > 1:  # a level whose columns have different row patterns: not in panel layout
+        a = from_rows.to_csr().tolil()
+        a[int(from_rows.rows[0]), 1] = 0.0
+        assert fillin.panels_from_sparse(a.tocsr().tocsc(), p) is None
+
+
+@pytest.mark.parametrize("kind", ["map", "grouped", "dense"])
+@pytest.mark.parametrize("p", [1, 2, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_each_kernel_equals_the_dense_product(kind, p, weighted):
+    rng = np.random.default_rng(100 * p + 7 * weighted + len(kind))
+    n_levels, q = 23, 11
+    codes, z0, index, values, weights = random_rows(rng, 150, n_levels, q, p, 2, weighted)
+    codes[:5] = n_levels - 1  # one level with many rows, and (most likely) some empty
+    panels = fillin.panels_from_rows(codes, n_levels, z0, index, values, q, weights)
+    a = dense_a(codes, n_levels, z0, index, values, q, weights)
+    diagonal = rng.normal(size=(p, p, n_levels))
+    diagonal[:, :, ::3] = diagonal[:, :, :1]  # some identical blocks: groups of levels
+    fill, choice = fillin.make_fill(panels, diagonal, kind)
+    assert fill.kind == kind
+    r = random_factors(rng, p, n_levels)
+    group_ids, _ = fillin.level_groups(diagonal)
+    # levels in one group share M_s (that is what grouping relies on)
+    r = r[:, :, np.unique(group_ids, return_index=True)[1][group_ids]]
+    got = np.tril(fill.lower_fill(r))
+    want = expected_lower(a, r)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("build", ["dense", "sparse"])
+@pytest.mark.parametrize("p", [1, 2])
+def test_grouped_columns_built_either_way_agree(build, p):
+    rng = np.random.default_rng(40 + p)
+    n_levels, q = 31, 9
+    codes, z0, index, values, weights = random_rows(rng, 240, n_levels, q, p, 2, True)
+    panels = fillin.panels_from_rows(codes, n_levels, z0, index, values, q, weights)
+    a = dense_a(codes, n_levels, z0, index, values, q, weights)
+    groups = np.arange(n_levels) % 4
+    fill = fillin.GroupedFill(panels, groups, 4, build=build)
+    r = random_factors(rng, p, 4)[:, :, groups]
+    want = expected_lower(a, r)
+    got = np.tril(fill.lower_fill(r))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+def test_level_groups_find_identical_blocks():
+    d = np.zeros((2, 2, 5))
+    d[:, :, 0] = d[:, :, 3] = [[2.0, 1.0], [1.0, 3.0]]
+    d[:, :, 1] = d[:, :, 4] = [[1.0, 0.0], [0.0, 1.0]]
+    d[:, :, 2] = [[1.0, 0.0], [0.0, 1.0 + 1e-15]]
+    ids, n = fillin.level_groups(d)
+    assert n == 3
+    assert ids[0] == ids[3] and ids[1] == ids[4]
+    assert len({ids[0], ids[1], ids[2]}) == 3
+
+
+def test_choice_follows_the_cost_model():
+    rng = np.random.default_rng(3)
+    # many levels, few rows of A, every level alike: grouped is cheapest
+    codes = np.repeat(np.arange(400), 5)
+    index = np.tile(np.arange(5), 400)[:, None]
+    panels = fillin.panels_from_rows(
+        codes, 400, np.ones((2000, 1)), index, np.ones((2000, 1)), 5, None
+    )
+    diagonal = np.full((1, 1, 400), 5.0)
+    _, choice = fillin.make_fill(panels, diagonal)
+    assert choice.kind == "grouped"
+    assert choice.estimates["grouped"] == min(choice.estimates.values())
+    # every level different and A sparse: the map is cheapest
+    codes = np.repeat(np.arange(300), 4)
+    index = rng.integers(0, 3000, (1200, 1))
+    z0 = np.column_stack([np.ones(1200), rng.normal(size=1200)])
+    panels = fillin.panels_from_rows(codes, 300, z0, index, np.ones((1200, 1)), 3000, None)
+    diagonal = rng.normal(size=(2, 2, 300))
+    _, choice = fillin.make_fill(panels, diagonal)
+    assert choice.kind == "map"
+    assert choice.stored["map"] == panels.n_triples() * 3

@@ -1,0 +1,69 @@
+"""Starting values for crossed designs with random slopes.
+
+Backfitting is block coordinate descent on the least-squares problem ``r ~ Z_1 c_1 + ...``
+with per-level coefficients; run to convergence its residual is the projection of ``r`` off
+the columns of ``[Z_1 .. Z_k]`` (numpy's lstsq is the reference, 1e-8).  The moment start
+is used only for crossed factors: a nested design keeps the identity start.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixedmodels.core.lmm import LmmProblem
+from mixedmodels.core.terms import RandomBlock
+from mixedmodels.optim.start import (
+    _backfit_regressions,
+    _crossed_with_slopes,
+    moment_start,
+)
+from tests.core.test_lmm import dense_z
+
+
+def crossed(rng: np.random.Generator, n: int = 600) -> tuple[list[RandomBlock], np.ndarray]:
+    x = rng.normal(size=n)
+    subj = rng.integers(0, 25, n)
+    item = rng.integers(0, 15, n)
+    z = np.column_stack([np.ones(n), x])
+    b = rng.multivariate_normal([0, 0], [[1.0, 0.3], [0.3, 0.5]], 25)
+    c = rng.normal(scale=0.8, size=15)
+    y = 2 + x + np.sum(z * b[subj], 1) + c[item] + rng.normal(size=n)
+    blocks = [RandomBlock(subj, 25, z), RandomBlock(item, 15, np.ones((n, 1)))]
+    return blocks, y
+
+
+def test_backfitting_converges_to_the_joint_least_squares_fit():
+    rng = np.random.default_rng(1)
+    blocks, y = crossed(rng)
+    r = y - y.mean()
+    coefs, _, masks, sigma2 = _backfit_regressions(blocks, r, None, sweeps=400)
+    fitted = sum(np.einsum("np,np->n", b.z, c[b.codes]) for b, c in zip(blocks, coefs, strict=True))
+    Z = np.hstack([dense_z(b) for b in blocks])
+    projection = Z @ np.linalg.lstsq(Z, r, rcond=None)[0]
+    np.testing.assert_allclose(fitted, projection, atol=1e-8)
+    rank = np.linalg.matrix_rank(Z)
+    # sigma^2 uses n - sum l p (one more than the rank: the shared intercept direction)
+    assert sum(int(m.sum()) * b.p for b, m in zip(blocks, masks, strict=True)) == rank + 1
+    resid = r - projection
+    assert sigma2 == pytest.approx(resid @ resid / (r.size - rank - 1), rel=1e-8)
+
+
+def test_moment_start_used_for_crossed_slopes_only():
+    rng = np.random.default_rng(2)
+    blocks, y = crossed(rng)
+    X = np.ones((y.size, 1))
+    problem = LmmProblem(blocks, X, y)
+    assert _crossed_with_slopes(problem.blocks)
+    theta, step = moment_start(problem)
+    assert not np.allclose(theta, problem.theta_start())
+    assert np.all(theta[[0, 2, 3]] > 0)  # diagonals of lambda
+    # nested: every level of the inner factor within one outer level
+    outer = blocks[0].codes // 5
+    nested = [blocks[0], RandomBlock(outer, 5, np.ones((y.size, 1)))]
+    assert not _crossed_with_slopes(nested)
+    theta, _ = moment_start(LmmProblem(nested, X, y))
+    np.testing.assert_array_equal(theta[:3], [1.0, 0.0, 1.0])  # lme4's start kept
+    # intercepts only: the ANOVA start, as before
+    intercepts = [RandomBlock(blocks[0].codes, 25, np.ones((y.size, 1))), blocks[1]]
+    assert not _crossed_with_slopes(intercepts)
