@@ -60,6 +60,7 @@ def run(case: str, draws: int, warmup: int, chains: int, n_jobs: int) -> dict:
         "cpu_ms_per_sweep": 1000 * cpu / (chains * (draws + warmup)),
         "min_ess_per_s": float(ess.min() / elapsed),
         "ess_per_s": {k: round(float(v / elapsed), 1) for k, v in ess.items()},
+        "ess": {k: round(float(v)) for k, v in ess.items()},
         "max_rhat": float(table["r_hat"].max()),
         "peak_mb_parent": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_mb_child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
@@ -76,16 +77,18 @@ def main() -> None:
     args = parser.parse_args()
     print(
         "| case | REML fit (s) | sampling wall (s) | sampling CPU (s) | CPU ms per sweep | "
-        "bulk ESS/s of wall time (sigma, sds) | max R-hat | peak MB (parent / chain process) |"
+        "bulk ESS (sigma, sds) | bulk ESS/s of wall time | max R-hat | "
+        "peak MB (parent / chain process) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for case in args.cases:
         r = run(case, args.draws, args.warmup, args.chains, args.n_jobs)
         ess = ", ".join(f"{k}: {v}" for k, v in r["ess_per_s"].items())
+        counts = ", ".join(f"{k}: {v}" for k, v in r["ess"].items())
         print(
             f"| {case} | {r['fit_s']:.2f} | {r['sample_s']:.1f} | {r['cpu_s']:.1f} "
             f"| {r['cpu_ms_per_sweep']:.2f} "
-            f"| {ess} | {r['max_rhat']:.3f} | {r['peak_mb_parent']:.0f} / "
+            f"| {counts} | {ess} | {r['max_rhat']:.3f} | {r['peak_mb_parent']:.0f} / "
             f"{r['peak_mb_child']:.0f} |",
             flush=True,
         )

@@ -8,7 +8,8 @@ posterior.  Ranks are binned and compared with the uniform by Pearson's chi-squa
 parameter's test is at level 0.001 (a fixed seed makes the test deterministic; a wrong
 conditional, a missing Jacobian or a prior used with the wrong scale shift the ranks far
 beyond that).  The default suite runs a small version; the large one, which also covers
-the binomial-logit model (Polya-Gamma augmentation), is marked slow.
+the binomial-logit (Polya-Gamma augmentation) and Poisson (Metropolis-Hastings steps)
+models, is marked slow.
 """
 
 from __future__ import annotations
@@ -73,11 +74,17 @@ def _logit_model():
 TRIALS = 6
 
 
-def _simulate(X, blocks, priors: ModelPriors, rng, logit: bool = False):
+def _poisson_model():
+    """``y ~ Poisson(exp(b0 + b1 x + u_g))``: 8 groups of 5 (Metropolis-Hastings steps)."""
+    return _logit_model()
+
+
+def _simulate(X, blocks, priors: ModelPriors, rng, logit: bool = False, poisson=False):
     """Parameters from the priors (sd/cor, sigma, beta, like ``parameter_row``) and data."""
     beta = np.array([pr.draw(rng) for pr in priors.fixef])
-    sigma = 1.0 if logit else priors.sigma.draw_sd(rng)
-    y = X @ beta + (0 if logit else sigma * rng.standard_normal(len(X)))
+    glmm = logit or poisson
+    sigma = 1.0 if glmm else priors.sigma.draw_sd(rng)
+    y = X @ beta + (0 if glmm else sigma * rng.standard_normal(len(X)))
     truth, sds, cors = [], [], []
     for blk, sd_priors, cor_prior in zip(blocks, priors.sd, priors.cor, strict=True):
         sd = np.array([pr.draw_sd(rng) for pr in sd_priors])
@@ -93,20 +100,24 @@ def _simulate(X, blocks, priors: ModelPriors, rng, logit: bool = False):
     if logit:
         y = rng.binomial(TRIALS, 1 / (1 + np.exp(-y))) / TRIALS
         return y, np.array([*truth, *beta]), sds, cors, sigma
+    if poisson:
+        y = rng.poisson(np.exp(np.minimum(y, 20))).astype(float)
+        return y, np.array([*truth, *beta]), sds, cors, sigma
     return y, np.array([*truth, sigma, *beta]), sds, cors, sigma
 
 
 def sbc_ranks(model, replicates: int, draws: int, thin: int, warmup: int, seed: int):
     """Ranks (replicates x parameters) of the true values among ``draws`` thinned draws."""
     X, blocks, priors = model()
-    logit = model is _logit_model
+    logit, poisson = model is _logit_model, model is _poisson_model
     trials = np.full(len(X), TRIALS) if logit else None
+    family = "poisson" if poisson else ("binomial" if logit else "gaussian")
     rng = np.random.default_rng(seed)
     ranks = []
     for _ in range(replicates):
-        y, truth, *_ = _simulate(X, blocks, priors, rng, logit)
-        _, _, sds, cors, sigma = _simulate(X, blocks, priors, rng, logit)  # independent start
-        sampler = GibbsSampler(blocks, X, y, None, priors, trials=trials)
+        y, truth, *_ = _simulate(X, blocks, priors, rng, logit, poisson)
+        _, _, sds, cors, sigma = _simulate(X, blocks, priors, rng, logit, poisson)  # a start
+        sampler = GibbsSampler(blocks, X, y, None, priors, trials=trials, family=family)
         state = sampler.initial_state(sds, cors, sigma)
         out = np.empty((draws * thin, sampler.n_params))
         sampler.run(state, rng, warmup, draws * thin, out, None)
@@ -133,7 +144,7 @@ def test_sbc_small(model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", [_intercept_model, _slope_model, _logit_model])
+@pytest.mark.parametrize("model", [_intercept_model, _slope_model, _logit_model, _poisson_model])
 def test_sbc_large(model):
     """500 replicates, 99 draws (thinned by 3, after 50 warm-up sweeps) each: 20 bins of
     25 expected ranks."""

@@ -74,12 +74,24 @@ def test_same_seed_same_draws_whatever_the_number_of_processes(fit):
     assert not np.array_equal(a.draws.to_numpy(), c.draws.to_numpy())
 
 
-def test_chains_start_apart(fit):
-    """Dispersed starts: the first draws of the chains differ by more than the posterior
-    sd would put them after many sweeps... checked on sigma's draw after one sweep."""
-    post = fit.sample_posterior(1, 0, chains=4, seed=5, progress=False, n_jobs=1)
-    first = post.draws["sd_(Intercept)|Subject"].to_numpy()
-    assert len(set(np.round(first, 6))) == 4
+def test_chain_0_starts_at_the_fit_and_the_others_apart(fit):
+    """Chain 0's start is the REML fit (sds, correlation and sigma to 1e-12); the other
+    chains' starts are dispersed: sigma times exp(N(0, 0.5^2)), each sd times
+    exp(N(0, 1)) (seeded: checked to differ from the fit by more than 1%)."""
+    from mixedmodels.results.posterior import _chain_starts
+
+    post = fit.sample_posterior(1, 0, chains=1, seed=1, progress=False, n_jobs=1)
+    priors = post.priors
+    sampler = GibbsSampler([t.block for t in fit.design.terms], fit.X, fit.design.y, None, priors)
+    seeds = np.random.SeedSequence(5).spawn(4)
+    starts = [_chain_starts(fit, sampler, np.random.default_rng(s), c) for c, s in enumerate(seeds)]
+    cov = fit._term_info()[0][2]
+    np.testing.assert_allclose(starts[0].factors[0] @ starts[0].factors[0].T, cov, rtol=1e-12)
+    assert starts[0].sigma2 == pytest.approx(fit.sigma**2, rel=1e-12)
+    for state in starts[1:]:
+        assert abs(math.log(state.sigma2 / fit.sigma**2)) > 0.02
+        sds = np.sqrt(np.diagonal(state.factors[0] @ state.factors[0].T))
+        assert np.all(np.abs(np.log(sds / np.sqrt(np.diagonal(cov)))) > 0.01)
 
 
 def test_ctrl_c_keeps_the_draws_so_far(fit, monkeypatch):

@@ -37,6 +37,7 @@ import numpy as np
 
 from mixedmodels.core.covariance import CovarianceState
 from mixedmodels.core.henderson import HendersonSystem
+from mixedmodels.core.poisson import PoissonCoefficients
 from mixedmodels.core.polya_gamma import polya_gamma
 from mixedmodels.core.priors import LKJ, LocationPrior, ScalePrior
 from mixedmodels.core.slice import slice_step
@@ -99,7 +100,10 @@ class GibbsSampler:
         (``kappa = successes - n/2``) a Gaussian observation of ``eta_i`` with variance
         ``1 / omega_i``; the rest of the sweep is the Gaussian one with ``sigma = 1``.
     offset : ndarray (n,), optional
-        Only with ``trials``.
+        The linear predictor's offset (logit and Poisson models).
+    family : {"gaussian", "binomial", "poisson"}
+        ``"poisson"`` (log link): ``y`` are counts; the coefficients are updated by the
+        exact Metropolis-Hastings steps of :mod:`mixedmodels.core.poisson`.
     """
 
     def __init__(
@@ -111,13 +115,22 @@ class GibbsSampler:
         priors: ModelPriors,
         trials: np.ndarray | None = None,
         offset: np.ndarray | None = None,
+        family: str = "gaussian",
     ):
         self.blocks = list(blocks)
         self.X = np.asarray(X, dtype=float)
         self.y = np.asarray(y, dtype=float)
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
         self.n, self.p = self.X.shape
-        self.logit = trials is not None
+        if family not in ("gaussian", "binomial", "poisson"):
+            raise ArgumentError(f"family must be gaussian, binomial or poisson, not {family!r}")
+        self.logit = trials is not None or family == "binomial"
+        self.poisson = family == "poisson"
+        self.glmm = self.logit or self.poisson
+        self._reference: np.ndarray | None = None
+        if self.poisson:
+            self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, float)
+            self.coefficients = PoissonCoefficients(self.blocks, self.X, self.y, self.offset)
         if self.logit:
             self.trials = np.asarray(trials, dtype=np.int64)
             self.kappa = np.round(self.y * self.trials) - self.trials / 2
@@ -128,10 +141,10 @@ class GibbsSampler:
             raise ArgumentError("one prior per fixed effect and per random-effect term")
         self.priors = priors
         self.system = HendersonSystem(
-            self.blocks, self.X, self.y, self.weights, fixed_weights=not self.logit
+            self.blocks, self.X, self.y, self.weights, fixed_weights=not self.glmm
         )
         self.q = sum(b.size for b in self.blocks)
-        self.n_params = sum(b.n_theta for b in self.blocks) + (0 if self.logit else 1) + self.p
+        self.n_params = sum(b.n_theta for b in self.blocks) + (0 if self.glmm else 1) + self.p
 
     # ------------------------------------------------------------------ states
     def initial_state(
@@ -145,7 +158,7 @@ class GibbsSampler:
         """A chain's start from standard deviations (zeros are raised to 1e-4 x sigma: a
         singular fit is a valid start) and correlation matrices (``sigma`` 1 for the
         logit model, whose first sweep also needs ``beta`` and ``b``; zeros if None)."""
-        sigma = 1.0 if self.logit else float(sigma)
+        sigma = 1.0 if self.glmm else float(sigma)
         if not math.isfinite(sigma) or sigma <= 0:
             raise ArgumentError(f"the start's sigma must be positive, not {sigma}")
         factors, covs, aux = [], [], []
@@ -214,12 +227,19 @@ class GibbsSampler:
         sigma = math.sqrt(state.sigma2)
         lams = [t / sigma for t in state.factors]
         precision, mean = self.fixef_prior(state)
-        b, beta = self.system.draw(lams, state.sigma2, precision, mean, rng)
+        if self.poisson:
+            if self._reference is None:  # Newton's fixed start for the beta proposal
+                self._reference = state.beta.copy()
+            beta, b = self.coefficients.update(
+                state.beta, state.b, state.factors, precision, mean, self._reference, rng
+            )
+        else:
+            b, beta = self.system.draw(lams, state.sigma2, precision, mean, rng)
         state.b, state.beta = b, beta
         for j, pr in enumerate(self.priors.fixef):
             state.fixef_aux[j] = pr.update_state(rng, beta[j], state.fixef_aux[j])
-        r = self.residuals(beta, b)
-        if not self.logit:
+        r = None if self.poisson else self.residuals(beta, b)
+        if not self.glmm:
             rss = float(r @ r) if self.weights is None else float(r @ (self.weights * r))
             state.sigma2, state.sigma_aux = self.priors.sigma.draw_variance(
                 rng, self.n / 2, rss / 2, state.sigma_aux
@@ -236,8 +256,47 @@ class GibbsSampler:
                 cov = state.covariances[k]
                 cov.update(rng, bk.T @ bk)
                 state.factors[k] = cov.factor()
-        for k in range(len(self.blocks)):
-            r = self._interweave(state, k, r, rng)
+        if self.poisson:
+            eta = self.offset + self.X @ state.beta
+            for blk, bk in zip(self.blocks, state.b, strict=True):
+                eta += np.einsum("np,np->n", blk.z, bk[blk.codes])
+            for k in range(len(self.blocks)):
+                eta = self._interweave_poisson(state, k, eta, rng)
+        else:
+            for k in range(len(self.blocks)):
+                r = self._interweave(state, k, r, rng)
+
+    def _interweave_poisson(self, state: ChainState, k: int, eta: np.ndarray, rng):
+        """Step 5 with the Poisson likelihood (exact; slice sampling in ``log d_j``)."""
+        blk = self.blocks[k]
+        cov = state.covariances[k]
+        sd = np.array([state.factors[k][0, 0]]) if blk.p == 1 else cov.sd.copy()
+        u = state.b[k] / sd
+        cols = blk.z * u[blk.codes]
+        partial = eta - cols @ sd
+        priors = self.priors.sd[k]
+        counts = self.y
+        new = sd.copy()
+        for j in range(blk.p):
+
+            def log_target(x, j=j):
+                new[j] = math.exp(x)
+                e = partial + cols @ new
+                with np.errstate(over="ignore"):
+                    loglik = float(counts @ e - np.exp(e).sum())
+                return priors[j].log_density_sd(new[j]) + x + loglik
+
+            x0 = math.log(sd[j])
+            x, _ = slice_step(rng, log_target, x0, log_target(x0), 1.0)
+            new[j] = math.exp(x)
+        state.b[k] = u * new
+        if blk.p == 1:
+            state.factors[k] = np.array([[new[0]]])
+            state.scalar_aux[k] = priors[0].refresh_state(rng, new[0] ** 2, state.scalar_aux[k])
+        else:
+            cov.sd = new
+            state.factors[k] = cov.factor()
+        return partial + cols @ new
 
     def _interweave(self, state: ChainState, k: int, r: np.ndarray, rng) -> np.ndarray:
         """Step 5 for term ``k``; returns the updated residual."""
@@ -299,7 +358,7 @@ class GibbsSampler:
                 for r in range(c, blk.p):
                     out[i] = cov.sd[r] if r == c else corr[r, c]
                     i += 1
-        if not self.logit:
+        if not self.glmm:
             out[i] = math.sqrt(state.sigma2)
             i += 1
         out[i:] = state.beta

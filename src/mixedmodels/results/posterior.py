@@ -146,6 +146,7 @@ class PosteriorData:
     weights: np.ndarray | None
     group_levels: list[tuple[str, list[str], list[str]]]  # (group, levels, columns)
     trials: np.ndarray | None = None  # binomial-logit model: y is the proportion
+    family: str = "gaussian"
 
 
 @dataclass
@@ -274,7 +275,13 @@ class Posterior:
             beta = arr[:, :, -p:].reshape(-1, p) if p else np.zeros((n_chains * n_draws, 0))
             eta = self._linear_predictor(beta, effects.reshape(n_chains * n_draws, -1))
             rng = np.random.default_rng(seed)
-            if self.data.trials is None:
+            if self.data.family == "poisson":
+                from scipy import stats
+
+                rate = np.exp(eta)
+                ll = stats.poisson.logpmf(y, rate)
+                rep = rng.poisson(rate).astype(float) if posterior_predictive else None
+            elif self.data.trials is None:
                 sigma = arr[:, :, names.index("sigma")].reshape(-1)
                 w = np.ones(len(y)) if self.data.weights is None else self.data.weights
                 sd = sigma[:, None] / np.sqrt(w)[None, :]
@@ -312,7 +319,7 @@ def _chain_starts(fit, sampler: GibbsSampler, rng: np.random.Generator, index: i
     uniform factor; for the logit model also beta (the fit's plus 2 standard errors times
     ``N(0, 1)``) and the random effects (the conditional modes)."""
     info = fit._term_info()
-    sigma = 1.0 if sampler.logit else float(fit.sigma)
+    sigma = 1.0 if sampler.glmm else float(fit.sigma)
     sds, cors = [], []
     for _label, _cols, cov in info:
         cov = np.asarray(cov, dtype=float)
@@ -327,7 +334,7 @@ def _chain_starts(fit, sampler: GibbsSampler, rng: np.random.Generator, index: i
             cor = shrink * cor + (1 - shrink) * np.eye(sd.size)
         sds.append(sd)
         cors.append(cor)
-    if not sampler.logit:
+    if not sampler.glmm:
         if index > 0:
             sigma *= math.exp(0.5 * rng.standard_normal())
         return sampler.initial_state(sds, cors, sigma)
@@ -378,7 +385,9 @@ def _check_counts(draws, warmup, chains) -> None:
             raise ArgumentError(f"{name} must be an integer >= {low}, not {value!r}")
 
 
-def _posterior_data(fit, blocks, y_obs, offset, weights, trials=None) -> PosteriorData:
+def _posterior_data(
+    fit, blocks, y_obs, offset, weights, trials=None, family="gaussian"
+) -> PosteriorData:
     design = fit.design
     group_levels = [
         (label, [str(v) for v in t.level_index], list(cols))
@@ -392,6 +401,7 @@ def _posterior_data(fit, blocks, y_obs, offset, weights, trials=None) -> Posteri
         weights=None if weights is None else np.asarray(weights, dtype=float),
         group_levels=group_levels,
         trials=trials,
+        family=family,
     )
 
 
@@ -441,32 +451,47 @@ def sample_posterior_glmm(
     keep_effects: bool = True,
     progress: bool = True,
 ) -> Posterior:
-    """Gibbs sampling from the posterior of a binomial-logit GLMM (Polya-Gamma
-    augmentation; see :meth:`mixedmodels.results.glmer_fit.GlmerFit.sample_posterior`)."""
+    """Sampling from the posterior of a binomial-logit (Polya-Gamma Gibbs) or Poisson-log
+    (exact Metropolis-Hastings steps within Gibbs) GLMM; see
+    :meth:`mixedmodels.results.glmer_fit.GlmerFit.sample_posterior`."""
     _check_counts(draws, warmup, chains)
     problem = fit._problem
     family = problem.family
-    if family.name != "binomial" or family.link.name != "logit":
+    if (family.name, family.link.name) not in (("binomial", "logit"), ("poisson", "log")):
         raise ArgumentError(
-            f"sample_posterior handles the binomial family with the logit link; this fit "
-            f"is {family.name} with the {family.link.name} link"
+            f"sample_posterior handles the binomial family with the logit link and the "
+            f"poisson family with the log link; this fit is {family.name} with the "
+            f"{family.link.name} link"
         )
-    trials = np.asarray(problem.prior_weights, dtype=float)
-    if np.any(np.abs(trials - np.round(trials)) > 1e-8):
-        raise ArgumentError(
-            "the logit sampler needs whole numbers of trials (binomial weights); got "
-            "non-integer weights"
-        )
-    trials = np.round(trials).astype(np.int64)
+    weights = np.asarray(problem.prior_weights, dtype=float)
+    trials = None
+    if family.name == "binomial":
+        if np.any(np.abs(weights - np.round(weights)) > 1e-8):
+            raise ArgumentError(
+                "the logit sampler needs whole numbers of trials (binomial weights); got "
+                "non-integer weights"
+            )
+        trials = np.round(weights).astype(np.int64)
+    elif np.any(weights != 1):
+        raise ArgumentError("the Poisson sampler takes no prior weights")
     design = fit.design
     blocks = list(problem.blocks)
     labels = [(label, list(cols)) for label, cols, _c in fit._term_info()]
     # scales of the default half-t priors: 2.5 on the logit scale (brms's floor)
     priors = resolve_priors(list(design.fixed_names), labels, np.zeros(2), fixef, None, sd, cor)
     sampler = GibbsSampler(
-        blocks, problem.X, problem.y, None, priors, trials=trials, offset=problem.offset
+        blocks,
+        problem.X,
+        problem.y,
+        None,
+        priors,
+        trials=trials,
+        offset=problem.offset,
+        family=family.name,
     )
-    data = _posterior_data(fit, blocks, np.asarray(problem.y), problem.offset, None, trials)
+    data = _posterior_data(
+        fit, blocks, np.asarray(problem.y), problem.offset, None, trials, family.name
+    )
     return _sample(
         fit, sampler, priors, data, draws, warmup, chains, seed, n_jobs, keep_effects, progress
     )
