@@ -157,3 +157,9 @@ def test_frame_is_not_modified():
     before = frame.copy()
     _quiet(mm.lmer, "Reaction ~ Days + (Days|Subject)", mm.FrameSource(frame, 17))
     pd.testing.assert_frame_equal(frame, before)
+
+
+def test_dates_in_the_model_are_named_out_of_core():
+    frame = mm.datasets.load("sleepstudy").assign(when=pd.Timestamp("2020-01-01"))
+    with pytest.raises(DataError, match="'when'"):
+        mm.lmer("Reaction ~ when + (1|Subject)", mm.FrameSource(frame, 50))

@@ -20,9 +20,9 @@ from mixedmodels.core.terms import RandomBlock
 from mixedmodels.design.evaluate import Factor, Interpreter, Logical, Matrix, Numeric, Value
 from mixedmodels.design.grouping import check_grouping
 from mixedmodels.design.matrices import MatrixBuilder, _logical_factor, response_vector
-from mixedmodels.design.model import ModelDesign, RandomTerm, lme4_term_order
+from mixedmodels.design.model import ModelDesign, RandomTerm, lme4_term_order, model_variables
 from mixedmodels.design.rsyntax import variables_of
-from mixedmodels.design.validate import missing_mask, plain_columns
+from mixedmodels.design.validate import check_model_column, missing_mask, plain_columns
 from mixedmodels.errors import ColumnNotFoundError, DataError, FormulaError
 from mixedmodels.formula import ParsedFormula, parse_formula
 
@@ -195,6 +195,12 @@ class ChunkedDesign:
         self.weights_column = weights
         self.offset_column = offset
         self.needed = self._needed(columns)
+        self.modelled = list(
+            dict.fromkeys(
+                variables_of(self.parsed.response)
+                + model_variables(self.parsed, include_random=True, grouping=False)
+            )
+        )
         self.fixed_builder = MatrixBuilder(self.parsed.fixed, contrasts=dict(contrasts or {}))
         self.term_builders = [MatrixBuilder(spec.expr) for spec in self.parsed.random]
         self.group_columns = list(
@@ -230,6 +236,8 @@ class ChunkedDesign:
         """The rows the in-memory design would keep: no missing value in any column the
         model reads, and no NaN made by a transform (R's ``na.omit`` of the model frame),
         nullable columns as plain numpy columns."""
+        for name in self.modelled:
+            check_model_column(chunk[name], name)
         complete = np.ones(len(chunk), dtype=bool)
         for name in self.needed:
             complete &= ~missing_mask(chunk[name])
