@@ -12,7 +12,6 @@ Gram, whose size is set by the numbers of random and fixed effects.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import reduce
@@ -32,10 +31,10 @@ from mixedmodels.core.reduce import (
 from mixedmodels.core.reduced import engine_order, reduced_problem, term_shapes
 from mixedmodels.design.chunked import ChunkedDesign, EncodedChunk, merge_surveys, reduced_design
 from mixedmodels.design.model import lme4_term_permutation
-from mixedmodels.design.rank import independent_columns_of_gram
+from mixedmodels.design.rank import dropped_columns, independent_columns_of_gram
 from mixedmodels.design.sources import RowSource
 from mixedmodels.design.validate import check_finite_columns
-from mixedmodels.errors import DataError, RankDeficiencyWarning
+from mixedmodels.errors import DataError
 from mixedmodels.inference.progress import ProgressBar, progress_enabled
 
 T = TypeVar("T")
@@ -139,14 +138,7 @@ def fit_chunks(
     n = design.n_rows - design.n_dropped
     p_all = cross.shape[0] - 1
     keep = independent_columns_of_gram(cross[:p_all, :p_all], n) if p_all else np.arange(0)
-    dropped = [design.fixed_builder.column_names[i] for i in range(p_all) if i not in keep]
-    if dropped:
-        warnings.warn(
-            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
-            f"column(s): {', '.join(dropped)}",
-            RankDeficiencyWarning,
-            stacklevel=3,
-        )
+    dropped_columns(design.fixed_builder.column_names, keep)
     if keep.size >= n:
         raise DataError(
             f"as many fixed effects as observations: {keep.size} independent fixed-effect "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -12,7 +11,7 @@ import pandas as pd
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.design.grouping import check_grouping, group_codes, label_table, level_labels
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
-from mixedmodels.design.rank import independent_columns
+from mixedmodels.design.rank import dropped_columns, independent_columns
 from mixedmodels.design.response import glm_response
 from mixedmodels.design.rsyntax import variables_of
 from mixedmodels.design.validate import (
@@ -31,7 +30,6 @@ from mixedmodels.errors import (
     ColumnNotFoundError,
     DataError,
     FormulaError,
-    RankDeficiencyWarning,
 )
 from mixedmodels.formula import ParsedFormula, RandomTermSpec, parse_formula
 from mixedmodels.formula.expr import calls, parse_expression, variables
@@ -382,14 +380,7 @@ def build_design(
             "observations than fixed effects"
         )
     keep = independent_columns(X_full) if X_full.shape[1] else np.arange(0)
-    dropped = [names[i] for i in range(len(names)) if i not in set(keep.tolist())]
-    if dropped:
-        warnings.warn(
-            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
-            f"column(s): {', '.join(dropped)}",
-            RankDeficiencyWarning,
-            stacklevel=3,
-        )
+    dropped = dropped_columns(names, keep)
     if require_random and keep.size >= len(used):
         raise DataError(
             f"as many fixed effects as observations: {keep.size} independent fixed-effect "

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+from mixedmodels.errors import RankDeficiencyWarning
 
 
 def independent_columns(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
@@ -45,3 +49,18 @@ def independent_columns_of_gram(cross: np.ndarray, n: int, tol: float = 1e-7) ->
             low[k, k] = np.sqrt(schur)
             kept.append(j)
     return np.array(kept, dtype=int)
+
+
+def dropped_columns(names: list[str], keep: np.ndarray) -> list[str]:
+    """The names of the columns not kept, after a warning that names them (lme4's
+    "fixed-effect model matrix is rank deficient so dropping ... columns")."""
+    kept = set(keep.tolist())
+    dropped = [name for i, name in enumerate(names) if i not in kept]
+    if dropped:
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+            f"column(s): {', '.join(dropped)}",
+            RankDeficiencyWarning,
+            stacklevel=4,
+        )
+    return dropped
