@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from mixedmodels.core.dense import MAX_DENSE_RANDOM_EFFECTS, DenseObjective
-from mixedmodels.core.fill import make_fill_plan
 from mixedmodels.core.gram import Gram
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.terms import RandomBlock
@@ -71,14 +70,8 @@ def reduced_problem(
     problem.gram = gram
     problem.beta_shift = np.asarray(beta_shift, dtype=float)
     problem.log_weights = float(log_weights)
-    problem.fill_plans = {}
+    problem._fill_plans = None  # built from the Gram on first use
     engine = problem.engine_blocks
-    for k in range(1, len(engine)):
-        blk = engine[k]
-        if problem.dense[k] and engine[0].p == 1 and blk.p == 1 and blk.n_levels >= 64:
-            plan = make_fill_plan(gram.off_diagonal[k, 0])
-            if plan is not None:
-                problem.fill_plans[k] = plan
     q = sum(b.size for b in engine)
     problem.dense_objective = DenseObjective(problem) if q <= MAX_DENSE_RANDOM_EFFECTS else None
     problem._xy_component_major = None
