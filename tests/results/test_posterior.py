@@ -238,3 +238,29 @@ def test_to_arviz_groups_hold_the_draws_and_the_pointwise_likelihood(fit, poster
     ours = posterior.summary().loc[["sigma", "Days"]]
     np.testing.assert_allclose(theirs["r_hat"], ours["r_hat"], rtol=1e-8)
     np.testing.assert_allclose(theirs["ess_bulk"], ours["ess_bulk"], rtol=1e-8)
+
+
+def test_priors_resolve_per_parameter():
+    """A dict names fixed effects, grouping factors or single sds; the rest get brms's
+    defaults: flat beta, half-t(3, max(2.5, mad(y))) (mad as scipy's normal-consistent
+    median absolute deviation), LKJ(1)."""
+    from scipy import stats
+
+    from mixedmodels.priors import LKJ
+    from mixedmodels.results.posterior import resolve_priors
+
+    y = mm.datasets.load("sleepstudy").Reaction.to_numpy()
+    scale = max(2.5, stats.median_abs_deviation(y, scale="normal"))
+    resolved = resolve_priors(
+        ["(Intercept)", "Days"],
+        [("Subject", ["(Intercept)", "Days"])],
+        y,
+        fixef={"Days": Normal(0, 1)},
+        sd={"sd_Days|Subject": HalfNormal(2)},
+    )
+    assert resolved.fixef == [Flat(), Normal(0, 1)]
+    assert resolved.sd[0][1] == HalfNormal(2)
+    assert resolved.cor == [LKJ(1.0)]
+    for prior in (resolved.sd[0][0], resolved.sigma):
+        assert isinstance(prior, HalfStudentT) and prior.nu == 3
+        assert prior.s == pytest.approx(scale, rel=1e-5)  # R's mad constant is 1.4826
