@@ -5,7 +5,7 @@ Not a dependency: run it in its own environment,
     python -m venv /tmp/npvenv && /tmp/npvenv/bin/pip install numpyro pandas
     /tmp/npvenv/bin/python benchmarks/bayes_numpyro.py sleepstudy OUT.npz
 
-then compare with ``python benchmarks/bayes_numpyro.py --compare OUT.npz`` in the
+then compare with ``python benchmarks/bayes_numpyro.py --compare sleepstudy OUT.npz`` in the
 project's environment (bulk ESS by :mod:`mixedmodels.inference.diagnostics`, the same
 definitions for both samplers).  Priors are the sampler's defaults: flat fixed effects,
 ``HalfStudentT(3, max(2.5, mad(y)))`` for sigma and every sd, ``LKJ(1)``; the random
@@ -30,7 +30,7 @@ def _scale(y: np.ndarray) -> float:
     return max(2.5, 1.4826 * float(np.median(np.abs(y - np.median(y)))))
 
 
-def run(case: str, out: str) -> None:
+def run(case: str, out: str, chains: int = 4, warmup: int = 500, draws: int = 1000) -> None:
     import jax
     import jax.numpy as jnp
     import numpyro
@@ -85,14 +85,24 @@ def run(case: str, out: str) -> None:
         names = ["sd_(Intercept)|s", "sd_(Intercept)|d", "sd_(Intercept)|dept", "sigma"]
 
         def pick(samples):
-            return [samples["sd"][..., 0], samples["sd"][..., 1], samples["sd"][..., 2],
-                    samples["sigma"]]
+            return [
+                samples["sd"][..., 0],
+                samples["sd"][..., 1],
+                samples["sd"][..., 2],
+                samples["sigma"],
+            ]
 
     else:
         raise SystemExit(f"unknown case {case}")
     start = time.perf_counter()
-    mcmc = MCMC(NUTS(model), num_warmup=500, num_samples=1000, num_chains=4,
-                chain_method="sequential", progress_bar=False)
+    mcmc = MCMC(
+        NUTS(model),
+        num_warmup=500,
+        num_samples=1000,
+        num_chains=4,
+        chain_method="sequential",
+        progress_bar=False,
+    )
     mcmc.run(jax.random.PRNGKey(1))
     samples = mcmc.get_samples(group_by_chain=True)
     jax.block_until_ready(samples)
@@ -103,20 +113,47 @@ def run(case: str, out: str) -> None:
     del jnp
 
 
-def compare(path: str) -> None:
-    from mixedmodels.inference.diagnostics import ess_bulk, rhat
+FORMULAS = {
+    "sleepstudy": ("Reaction ~ Days + (Days | Subject)", "sleepstudy"),
+    "insteval": ("y ~ service + (1 | s) + (1 | d) + (1 | dept)", "InstEval"),
+}
+
+
+def compare(case: str, path: str) -> None:
+    """NUTS's draws beside the Gibbs sampler's (same priors, 4 x (500 + 1,000), 2
+    processes): bulk ESS per second of wall time, and the posterior means' difference in
+    units of its Monte Carlo standard error (both samplers' MCSE combined)."""
+    import mixedmodels as mm
+    from mixedmodels.inference.diagnostics import ess_bulk, mcse_mean, rhat
 
     data = np.load(path)
     seconds = float(data["seconds"])
-    print(f"NUTS wall time {seconds:.1f} s")
-    for name in data["names"]:
-        x = data[str(name)]
-        e = ess_bulk(x)
-        print(f"{name}: bulk ESS {e:.0f}, ESS/s {e / seconds:.1f}, R-hat {rhat(x):.3f}")
+    formula, name = FORMULAS[case]
+    fit = mm.lmer(formula, mm.datasets.load(name))
+    start = time.perf_counter()
+    post = fit.sample_posterior(1000, 500, seed=1, n_jobs=2, progress=False)
+    gibbs_seconds = time.perf_counter() - start
+    arr = post.chain_array()
+    columns = list(post.draws.columns)
+    print(f"NUTS {seconds:.1f} s (one core); Gibbs {gibbs_seconds:.1f} s (two processes)")
+    print("| parameter | NUTS ESS/s | Gibbs ESS/s | ratio | NUTS mean | Gibbs mean | diff / MCSE |")
+    print("|---|---|---|---|---|---|---|")
+    for key in data["names"]:
+        key = str(key)
+        x = data[key]
+        y = arr[:, :, columns.index(key)]
+        e_nuts, e_gibbs = ess_bulk(x) / seconds, ess_bulk(y) / gibbs_seconds
+        se = np.hypot(mcse_mean(x), mcse_mean(y))
+        print(
+            f"| {key} | {e_nuts:.1f} | {e_gibbs:.1f} | {e_gibbs / e_nuts:.1f} | {x.mean():.4g} "
+            f"| {y.mean():.4g} | {(y.mean() - x.mean()) / se:+.2f} |"
+        )
+        if x.shape[0] > 1:
+            assert rhat(x) < 1.05
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "--compare":
-        compare(sys.argv[2])
-    else:
-        run(sys.argv[1], sys.argv[2])
+        compare(sys.argv[2], sys.argv[3])
+    else:  # CASE OUT [CHAINS WARMUP DRAWS]
+        run(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6]))

@@ -238,3 +238,76 @@ def test_to_arviz_groups_hold_the_draws_and_the_pointwise_likelihood(fit, poster
     ours = posterior.summary().loc[["sigma", "Days"]]
     np.testing.assert_allclose(theirs["r_hat"], ours["r_hat"], rtol=1e-8)
     np.testing.assert_allclose(theirs["ess_bulk"], ours["ess_bulk"], rtol=1e-8)
+
+
+def test_priors_resolve_per_parameter():
+    """A dict names fixed effects, grouping factors or single sds; the rest get brms's
+    defaults: flat beta, half-t(3, max(2.5, mad(y))) (mad as scipy's normal-consistent
+    median absolute deviation), LKJ(1)."""
+    from scipy import stats
+
+    from mixedmodels.priors import LKJ
+    from mixedmodels.results.posterior import resolve_priors
+
+    y = mm.datasets.load("sleepstudy").Reaction.to_numpy()
+    scale = max(2.5, stats.median_abs_deviation(y, scale="normal"))
+    resolved = resolve_priors(
+        ["(Intercept)", "Days"],
+        [("Subject", ["(Intercept)", "Days"])],
+        y,
+        fixef={"Days": Normal(0, 1)},
+        sd={"sd_Days|Subject": HalfNormal(2)},
+    )
+    assert resolved.fixef == [Flat(), Normal(0, 1)]
+    assert resolved.sd[0][1] == HalfNormal(2)
+    assert resolved.cor == [LKJ(1.0)]
+    for prior in (resolved.sd[0][0], resolved.sigma):
+        assert isinstance(prior, HalfStudentT) and prior.nu == 3
+        assert prior.s == pytest.approx(scale, rel=1e-5)  # R's mad constant is 1.4826
+
+
+def test_ctrl_c_in_parallel_keeps_the_draws(tmp_path):
+    """SIGINT to a process sampling with 2 worker processes (sent once its progress bar
+    shows draws): it returns the draws made so far (shared memory), flagged as
+    interrupted."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, warnings\n"
+        "import mixedmodels as mm\n"
+        "fit = mm.lmer('Reaction ~ Days + (Days | Subject)', mm.datasets.load('sleepstudy'))\n"
+        "print('ready', flush=True)\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    post = fit.sample_posterior(200000, 10, chains=2, n_jobs=2, seed=1)\n"
+        "counts = post.draws.groupby(level='chain').size().tolist()\n"
+        "print(post.interrupted, sum(counts), len(counts), caught[0].message, flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    seen = ""
+    while True:  # until the bar shows 100 sweeps done (10 of them warm-up)
+        char = proc.stderr.read(1)
+        assert char, "no progress bar"
+        seen = (seen + char)[-200:]
+        done = re.findall(r"(\d+)/400020 ", seen)
+        if done and int(done[-1]) > 100:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    interrupted, kept, chains, message = out.split(" ", 3)
+    assert interrupted == "True", err
+    assert int(kept) > 0 and int(chains) == 2
+    assert message.startswith(f"interrupted: kept {kept} of 400000 draws")

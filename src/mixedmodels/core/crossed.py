@@ -51,7 +51,11 @@ from mixedmodels.linalg.threads import single_threaded_blas
 
 MAX_REST = 8000  # the dense rest block is Q x Q; beyond this the blocked engine is used
 MAX_NESTED_REST = 1000  # a rest term nested in the eliminated factor would stay sparse there
-SINGLE_THREAD_REST = 1000  # dense rest blocks up to this size are factored with one thread
+# dense rest blocks up to this size are factored with one BLAS thread: measured on the
+# project's shared 2-core machine (load average ~6), the 500,000-row slopes case (rest
+# 2,000 columns) takes 0.15 s per evaluation with one thread and 0.28 s with two; idle,
+# two threads save ~15% (the fill product is single-threaded either way)
+SINGLE_THREAD_REST = 3000
 
 
 def same_factor(a: RandomBlock, b: RandomBlock) -> bool:
@@ -349,9 +353,9 @@ class CrossedObjective:
         """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta``.
 
         A dense rest of at most ``SINGLE_THREAD_REST`` columns is factored with one BLAS
-        thread: handing a few milliseconds of work to a second thread costs more than it
-        saves, and on a shared machine far more (kb07's 128 x 128 factor: 0.5 s per
-        evaluation with two threads on a loaded 2-core machine, 1 ms with one).
+        thread: handing the work to a second thread saves little when the machine is idle
+        and costs far more when it is shared (kb07's 128 x 128 factor: 0.5 s per evaluation
+        with two threads on a loaded 2-core machine, 1.5 ms with one).
         """
         with single_threaded_blas(self.q_rest <= SINGLE_THREAD_REST):
             return self._pieces(np.asarray(theta, dtype=float))

@@ -26,8 +26,12 @@ Schur complement ``S = Mrr - Mr0 M00^-1 M0r = Lrr Lrr'`` (dense, ``r x r``),
 
 The cross products of the data (``Z0'WZ0`` per level, the sparse ``Z0'W[Zr X]``, the dense
 ``[Zr X]'W[Zr X]``) are computed once; each draw rescales them by the current ``lambda``.
-For a scalar first term the fill ``Z_r'WZ0 D Z0'WZ_r`` of the Schur complement comes from a
-precomputed sparse map (:mod:`mixedmodels.core.fill`, as in the REML engine).
+For a scalar first term of a large model the fill ``Z_r'WZ0 D Z0'WZ_r`` of the Schur
+complement comes from a precomputed sparse map (:mod:`mixedmodels.core.fill`, as in the
+REML engine); small models use dense products.  When the weights change every sweep (the
+Polya-Gamma weights of the logit model), :class:`WeightedProducts` recomputes the cross
+products by ``bincount`` over precomputed entry lists.  The one dense matrix is the
+``r x r`` Schur complement (InstEval: 1,144 x 1,144), limited to ``MAX_DENSE_REST``.
 """
 
 from __future__ import annotations

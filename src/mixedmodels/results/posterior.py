@@ -175,6 +175,15 @@ class Posterior:
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        counts = self.draws.groupby(level="chain").size().tolist()
+        state = ", interrupted" if self.interrupted else ""
+        return (
+            f"<Posterior: {len(counts)} chains x {counts[0] if counts else 0} draws of "
+            f"{self.draws.shape[1]} parameters after {self.warmup} warm-up sweeps{state}; "
+            f".summary(), .draws, .effects, .to_arviz()>"
+        )
+
     @property
     def n_chains(self) -> int:
         return int(self.draws.index.get_level_values("chain").nunique())
