@@ -312,3 +312,14 @@ def test_summary_and_posterior_arguments(sleep_fit):
         sleep_fit.sample_posterior(draws=10, warmup=-1, progress=False)
     with pytest.raises(mm.ArgumentError, match="seed must be None"):
         sleep_fit.sample_posterior(draws=10, seed="x", progress=False)
+
+
+def test_summary_names_a_bundled_data_set():
+    """lme4 prints 'Data: sleepstudy'; a bundled data set carries its name, a given
+    data_name wins, and a frame of the user's own has no Data line."""
+    ss = mm.datasets.load("sleepstudy")
+    assert "   Data: sleepstudy" in str(mm.lmer("Reaction ~ Days + (1 | Subject)", ss))
+    named = mm.lmer("Reaction ~ Days + (1 | Subject)", ss, data_name="ss")
+    assert "   Data: ss" in str(named)
+    plain = pd.DataFrame(ss.to_dict(orient="list"))
+    assert "Data:" not in str(mm.lmer("Reaction ~ Days + (1 | Subject)", plain))

@@ -61,6 +61,14 @@ def lmer_problem(
     return design, _problem_for(design, reml)
 
 
+def _data_name(data: object, data_name: str | None) -> str | None:
+    """The name on the summary's ``Data:`` line: the one given, else a bundled data set's."""
+    if data_name is None and isinstance(data, pd.DataFrame):
+        name = data.attrs.get("dataset")
+        return name if isinstance(name, str) else None
+    return data_name
+
+
 def _check_model_arguments(formula: object, contrasts: object, data_name: object = None) -> None:
     """The arguments every fitting function shares."""
     if not isinstance(formula, str):
@@ -266,7 +274,7 @@ def lmer(
             theta, problem.objective(theta), 1, True, "evaluated at start (optimize=False)"
         )
     solution = solve_at(problem, result.x)
-    fit = fit_class(design, problem, solution, result, data_name=data_name)
+    fit = fit_class(design, problem, solution, result, data_name=_data_name(data, data_name))
     _warn_fit_outcome(fit, result.converged, result.message)
     if fit.rows_available:
         _warn_if_residual_vanishes(fit, design)
@@ -383,7 +391,7 @@ def glmer(
         )
     problem = glmm_problem(design, family)
     solution = fit_glmm(problem, n_agq)
-    fit = GlmerFit(design, problem, solution, n_agq=n_agq, data_name=data_name)
+    fit = GlmerFit(design, problem, solution, n_agq=n_agq, data_name=_data_name(data, data_name))
     _warn_fit_outcome(fit, solution.converged, solution.message)
     value = degenerate_glm_response(design.y, family.variance)
     if value is not None:
@@ -436,7 +444,7 @@ def lm(
     if design.formula.random:
         raise FormulaError("lm() takes no random-effect terms; use mm.lmer", formula)
     _warn_dropped_rows(design)
-    return LmFit(design, data_name=data_name)
+    return LmFit(design, data_name=_data_name(data, data_name))
 
 
 def refit_ml(fit: LmerFit) -> LmerFit:

@@ -288,7 +288,7 @@ def test_ctrl_c_in_parallel_keeps_the_draws(tmp_path):
         "counts = post.draws.groupby(level='chain').size().tolist()\n"
         "print(post.interrupted, sum(counts), len(counts), caught[0].message, flush=True)\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), MIXEDMODELS_PROGRESS="1")
     proc = subprocess.Popen(
         [sys.executable, str(script)],
         stdout=subprocess.PIPE,

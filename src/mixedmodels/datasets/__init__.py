@@ -49,4 +49,5 @@ def load(name: str) -> pd.DataFrame:
         frame[column] = pd.Categorical(
             frame[column].astype(str), categories=spec["levels"], ordered=bool(spec.get("ordered"))
         )
+    frame.attrs["dataset"] = key  # the summary's "Data:" line names a bundled data set
     return frame

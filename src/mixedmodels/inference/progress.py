@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 
 def progress_enabled() -> bool:
-    """Progress bars are shown when stderr is a terminal, and quiet otherwise (logs, CI)."""
+    """Progress bars are shown when stderr is a terminal, and quiet otherwise (logs, CI);
+    the environment variable ``MIXEDMODELS_PROGRESS`` set to 1 or 0 forces them on or off."""
+    forced = os.environ.get("MIXEDMODELS_PROGRESS")
+    if forced in ("0", "1"):
+        return forced == "1"
     try:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
