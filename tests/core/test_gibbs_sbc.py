@@ -136,10 +136,10 @@ def uniformity_p_values(ranks: np.ndarray, draws: int, bins: int) -> np.ndarray:
 
 @pytest.mark.parametrize("model", [_intercept_model, _slope_model])
 def test_sbc_small(model):
-    """60 replicates, 19 draws (thinned by 2, after 20 warm-up sweeps from an independent
-    prior draw) each: 5 bins of 12 expected ranks."""
-    ranks = sbc_ranks(model, replicates=60, draws=19, thin=2, warmup=20, seed=2018)
-    p = uniformity_p_values(ranks, draws=19, bins=5)
+    """60 replicates, 9 draws (thinned by 2, after 20 warm-up sweeps from an independent
+    prior draw) each: ranks 0..9 in 5 bins of 12 expected."""
+    ranks = sbc_ranks(model, replicates=60, draws=9, thin=2, warmup=20, seed=2018)
+    p = uniformity_p_values(ranks, draws=9, bins=5)
     assert np.all(p > LEVEL), p
 
 

@@ -118,6 +118,17 @@ def test_grouped_columns_built_either_way_agree(build, p):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
 
 
+def test_map_built_in_many_small_chunks_is_the_same(monkeypatch):
+    rng = np.random.default_rng(91)
+    codes, z0, index, values, weights = random_rows(rng, 300, 20, 13, 2, 2, True)
+    panels = fillin.panels_from_rows(codes, 20, z0, index, values, 13, weights)
+    whole = fillin.MapFill(panels).map
+    monkeypatch.setattr(fillin, "CHUNK_ENTRIES", 7)
+    chunked = fillin.MapFill(panels).map
+    assert (whole != chunked).nnz == 0
+    np.testing.assert_array_equal(whole.indptr, chunked.indptr)
+
+
 def test_level_groups_find_identical_blocks():
     d = np.zeros((2, 2, 5))
     d[:, :, 0] = d[:, :, 3] = [[2.0, 1.0], [1.0, 3.0]]

@@ -136,8 +136,14 @@ class PoissonCoefficients:
 
         mode = np.zeros((n_levels, p))
         for _ in range(NEWTON_STEPS):
-            g, h = gradient_hessian(mode)
-            step = np.linalg.solve(h, g[..., None])[..., 0]
+            if p == 1:  # scalar Newton, level by level at once
+                z1 = zt[:, 0]
+                mu = np.exp(np.minimum(eta_rest + z1 * mode[codes, 0], 700.0))
+                g1 = level_sums((y - mu) * z1) - mode[:, 0]
+                step = (g1 / (level_sums(mu * z1 * z1) + 1.0))[:, None]
+            else:
+                g, h = gradient_hessian(mode)
+                step = np.linalg.solve(h, g[..., None])[..., 0]
             big = np.abs(step).max(axis=1, keepdims=True)
             step = np.where(big > 5, step * (5 / np.maximum(big, 1e-300)), step)  # damped
             mode = mode + step

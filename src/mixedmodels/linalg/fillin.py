@@ -47,6 +47,7 @@ SPGEMM_PER_PRODUCT = 10e-9  # one scalar product inside scipy's sparse matrix pr
 EXPECTED_EVALUATIONS = 100  # build costs are spread over this many evaluations
 MAX_STORED_ENTRIES = 150_000_000  # ~1.2 GB of float64: the cap on any kernel's storage
 DENSE_CHUNK_ENTRIES = 4_000_000  # DenseFill works on W in column chunks of this many entries
+CHUNK_ENTRIES = 1_000_000  # MapFill's build works in chunks of this many products
 
 
 def lower_pairs(p: int) -> tuple[np.ndarray, np.ndarray]:
@@ -197,17 +198,21 @@ class MapFill:
         positions = np.empty(n_triples, dtype=index_dtype)
         pairs = np.empty(n_triples, dtype=pack_dtype)
         bounds = np.flatnonzero(np.diff(k_sorted)) + 1
-        for j0, j1 in zip(np.r_[0, bounds], np.r_[bounds, n_levels], strict=True):
-            k = int(k_sorted[j0])
+        for g0, g1 in zip(np.r_[0, bounds], np.r_[bounds, n_levels], strict=True):
+            k = int(k_sorted[g0])
             if k == 0:
                 continue
             r, c = np.tril_indices(k)
-            rows = panels.rows[panels.starts[perm[j0:j1]][:, None] + np.arange(k)]
-            rows = rows.astype(index_dtype)
-            slab = positions[tri_start[j0] : tri_start[j1]].reshape(j1 - j0, r.size)
-            np.add((rows * q)[:, r], rows[:, c], out=slab)
             local = (r.astype(pack_dtype) << shift) | c.astype(pack_dtype)
-            pairs[tri_start[j0] : tri_start[j1]].reshape(j1 - j0, r.size)[:] = local
+            # levels in chunks: temporaries stay small (no fresh pages per chunk)
+            per_chunk = max(1, CHUNK_ENTRIES // r.size)
+            for j0 in range(g0, g1, per_chunk):
+                j1 = min(j0 + per_chunk, g1)
+                rows = panels.rows[panels.starts[perm[j0:j1]][:, None] + np.arange(k)]
+                rows = rows.astype(index_dtype)
+                slab = positions[tri_start[j0] : tri_start[j1]].reshape(j1 - j0, r.size)
+                np.add((rows * q)[:, r], rows[:, c], out=slab)
+                pairs[tri_start[j0] : tri_start[j1]].reshape(j1 - j0, r.size)[:] = local
         # column-major (CSC) -> position-major (CSR): scipy's linear-time transpose carries
         # the packed pairs along
         by_position = sp.csc_matrix((pairs, positions, tri_start), shape=(q * q, n_levels))
@@ -222,19 +227,31 @@ class MapFill:
         data = np.empty((column.size, n_ab))
         cols = np.empty((column.size, n_ab), dtype=col_dtype)
         mask = (1 << shift) - 1
-        step = 4_000_000
+        step = CHUNK_ENTRIES
+        base = np.empty(step, dtype=np.int64)
+        index = np.empty(step, dtype=np.int64)
+        vi = np.empty((step, p))
+        vj = np.empty((step, p))
+        block = np.empty(step)
+        offsets = np.arange(n_ab, dtype=col_dtype)
         for e0 in range(0, column.size, step):
             e1 = min(e0 + step, column.size)
-            base = level_start[column[e0:e1]]
+            n = e1 - e0
+            np.take(level_start, column[e0:e1], out=base[:n])
             packed = pairs[e0:e1]
-            vi = panels.values[base + (packed >> shift)]
-            vj = panels.values[base + (packed & mask)]
+            np.right_shift(packed, shift, out=index[:n])
+            index[:n] += base[:n]
+            np.take(panels.values, index[:n], axis=0, out=vi[:n])
+            np.bitwise_and(packed, mask, out=index[:n])
+            index[:n] += base[:n]
+            np.take(panels.values, index[:n], axis=0, out=vj[:n])
             for e, (a, b) in enumerate(zip(a_idx, b_idx, strict=True)):
-                block = vi[:, a] * vj[:, b]
+                np.multiply(vi[:n, a], vj[:n, b], out=block[:n])
                 if a != b:
-                    block += vi[:, b] * vj[:, a]
-                data[e0:e1, e] = block
-            np.add(column[e0:e1, None] * n_ab, np.arange(n_ab, dtype=col_dtype), out=cols[e0:e1])
+                    block[:n] += vi[:n, b] * vj[:n, a]
+                data[e0:e1, e] = block[:n]
+            np.multiply(column[e0:e1, None], n_ab, out=cols[e0:e1, :1])
+            np.add(cols[e0:e1, :1], offsets, out=cols[e0:e1])
         del pairs, column
         self.map = sp.csr_matrix(
             (data.ravel(), cols.ravel(), indptr.astype(np.int64) * n_ab),
