@@ -97,9 +97,9 @@ def run(case: str, out: str, chains: int = 4, warmup: int = 500, draws: int = 10
     start = time.perf_counter()
     mcmc = MCMC(
         NUTS(model),
-        num_warmup=500,
-        num_samples=1000,
-        num_chains=4,
+        num_warmup=warmup,
+        num_samples=draws,
+        num_chains=chains,
         chain_method="sequential",
         progress_bar=False,
     )
