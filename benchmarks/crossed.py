@@ -2,6 +2,7 @@
 
 usage: python benchmarks/crossed.py [--cases slopes,kb07,scalar] [--tools ...] [--repeats 3]
                                     [--scale 1.0] [--out benchmarks/results/crossed]
+       python benchmarks/crossed.py --render benchmarks/results/crossed.json
 
 Cases (simulated, fixed seeds: benchmarks/simulate_crossed.py):
 
@@ -210,8 +211,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--out", help="write <out>.json and <out>.md")
+    parser.add_argument("--render", help="print the markdown of a saved <out>.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(Path(args.render).read_text())), end="")
+        return
     if args.worker:
         work = {"mixedmodels": work_mixedmodels, "mixedlm": work_mixedlm}[args.worker]
         print(json.dumps(work(args.cases, args.repeats, args.scale)))
@@ -243,7 +248,44 @@ def main() -> None:
                     flush=True,
                 )
     results["load_after"] = os.getloadavg()
+    results["command"] = " ".join(["python benchmarks/crossed.py"] + sys.argv[1:])
+    results["versions"] = versions(tools)
+    text = render(results)
+    print()
+    print(text)
+    if args.out:
+        Path(args.out + ".json").write_text(json.dumps(results, indent=2))
+        Path(args.out + ".md").write_text(text)
+
+
+def versions(tools: list[str]) -> dict[str, str]:
+    import numpy
+    import scipy
+
+    out = {"numpy": numpy.__version__, "scipy": scipy.__version__}
+    if "mixedlm" in tools:
+        import mixedlm
+
+        out["mixedlm"] = mixedlm.__version__
+    if "lme4" in tools:
+        probe = subprocess.run(
+            ["Rscript", "-e", 'cat(format(packageVersion("lme4")), R.version$version.string)'],
+            capture_output=True,
+            text=True,
+        )
+        out["lme4"] = probe.stdout.strip()
+    return out
+
+
+def render(results: dict) -> str:
+    """Markdown: how the run was made, the table, and our structure per case."""
+    before, after = results["load_before"][0], results["load_after"][0]
     lines = [
+        f"Command: `{results.get('command', 'python benchmarks/crossed.py')}`; "
+        f"load average (1 min) {before:.1f} at the start, {after:.1f} at the end "
+        "(2-core machine shared with others; each row shows the load around it).  "
+        f"Versions: {results.get('versions', {})}.",
+        "",
         "| case | tool | median time per fit | time / mixedmodels | CPU time per fit | "
         "CPU / mixedmodels | evaluations | time per evaluation | REML criterion | "
         "peak memory (MB) | load avg (1 min) |",
@@ -261,15 +303,11 @@ def main() -> None:
                 f"{fmt_time(r['time_per_evaluation'])} | {r['objective']:.4f} | "
                 f"{r['peak_mb']:.0f} | {r['load'][0]:.1f} -> {r['load'][1]:.1f} |"
             )
-    table = "\n".join(lines)
-    print()
-    print(table)
     for name, by_tool in results["cases"].items():
         if "mixedmodels" in by_tool:
-            print(f"\n{name}: mixedmodels structure\n{by_tool['mixedmodels']['structure']}")
-    if args.out:
-        Path(args.out + ".json").write_text(json.dumps(results, indent=2))
-        Path(args.out + ".md").write_text(table + "\n")
+            lines += ["", f"{name}, mixedmodels' structure:", "", "```"]
+            lines += [by_tool["mixedmodels"]["structure"], "```"]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
