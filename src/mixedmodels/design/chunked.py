@@ -20,7 +20,13 @@ from mixedmodels.core.terms import RandomBlock
 from mixedmodels.design.evaluate import Factor, Interpreter, Logical, Matrix, Numeric, Value
 from mixedmodels.design.grouping import check_grouping
 from mixedmodels.design.matrices import MatrixBuilder, _logical_factor, response_vector
-from mixedmodels.design.model import ModelDesign, RandomTerm, lme4_term_order, model_variables
+from mixedmodels.design.model import (
+    ModelDesign,
+    RandomTerm,
+    lme4_term_order,
+    model_variables,
+    required_variables,
+)
 from mixedmodels.design.rsyntax import variables_of
 from mixedmodels.design.validate import check_model_column, missing_mask, plain_columns
 from mixedmodels.errors import ColumnNotFoundError, DataError, FormulaError
@@ -214,12 +220,7 @@ class ChunkedDesign:
 
     def _needed(self, columns: list[str]) -> list[str]:
         parsed = self.parsed
-        names: list[str] = []
-        for text in (parsed.response, parsed.fixed, *parsed.offsets):
-            names += [v for v in variables_of(text) if v not in names]
-        for spec in parsed.random:
-            names += [v for v in variables_of(spec.expr) if v not in names]
-            names += [f for f in spec.group_factors if f not in names]
+        names = required_variables(parsed)
         for extra in (self.weights_column, self.offset_column):
             if extra is not None and extra not in names:
                 names.append(extra)

@@ -112,7 +112,7 @@ class ModelDesign:
         return self.fixed_builder.build(data)[:, self.fixed_keep]
 
 
-def _required_variables(parsed: ParsedFormula) -> list[str]:
+def required_variables(parsed: ParsedFormula) -> list[str]:
     """Every data column the formula reads, in order of appearance."""
     names: list[str] = []
 
@@ -315,7 +315,7 @@ def build_design(
             "formula has no random-effect term such as (1 | g); use mm.lm for a linear model",
             formula,
         )
-    needed = _required_variables(parsed)
+    needed = required_variables(parsed)
     _check_columns(needed, data, formula)
     modelled = variables_of(parsed.response) + model_variables(
         parsed, include_random=True, grouping=False
