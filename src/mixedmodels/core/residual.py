@@ -190,6 +190,10 @@ class ResidualCorrelation(ABC):
         """Unconstrained start (natural parameters 0, nlme's default)."""
         return np.zeros(self.n_params)
 
+    def initial_step(self) -> np.ndarray:
+        """The optimizer's first step on the unconstrained scale."""
+        return np.full(self.n_params, 0.5)
+
     @abstractmethod
     def whiten(self, u: np.ndarray, layout: GroupLayout, M: np.ndarray) -> tuple[np.ndarray, float]:
         """``(L^-1 M, log|R|)`` for rows ``M`` (n, k) in the layout's sorted order."""
@@ -374,7 +378,10 @@ class CompoundSymmetry(ResidualCorrelation):
         sizes = layout.sizes
         idx = np.repeat(np.arange(layout.n_groups), sizes)
         sums = np.stack(
-            [np.bincount(idx, weights=M[:, j], minlength=layout.n_groups) for j in range(M.shape[1])],
+            [
+                np.bincount(idx, weights=M[:, j], minlength=layout.n_groups)
+                for j in range(M.shape[1])
+            ],
             axis=1,
         )
         means = (sums / sizes[:, None])[idx]
@@ -429,7 +436,9 @@ def arma_autocorrelation(ar: np.ndarray, ma: np.ndarray, max_lag: int) -> np.nda
     psi[0] = 1.0
     for i in range(1, q + 1):
         psi[i] = theta[i] + sum(ar[j] * psi[i - j - 1] for j in range(min(p, i)))
-    c = np.array([sum(theta[j] * psi[j - k] for j in range(k, q + 1)) for k in range(max(p, q) + 1)])
+    c = np.array(
+        [sum(theta[j] * psi[j - k] for j in range(k, q + 1)) for k in range(max(p, q) + 1)]
+    )
     n_lag = max(max_lag, p, q) + 1
     gamma = np.zeros(n_lag)
     if p:
@@ -477,7 +486,10 @@ class ARMA(ResidualCorrelation):
     def unconstrained(self, natural):
         x = np.asarray(natural, dtype=float)
         r = np.concatenate(
-            [_inverse_durbin_levinson(x[: self.p], -1.0), _inverse_durbin_levinson(x[self.p :], 1.0)]
+            [
+                _inverse_durbin_levinson(x[: self.p], -1.0),
+                _inverse_durbin_levinson(x[self.p :], 1.0),
+            ]
         )
         return _log_ratio(r)
 

@@ -13,7 +13,6 @@ group lies within one level of its grouping factor, which is checked.
 
 from __future__ import annotations
 
-
 import numpy as np
 import scipy.linalg as sla
 
@@ -42,6 +41,8 @@ class ResidualProblem:
         Covariate columns of the variance function (original row order); the fitted
         values go under :data:`FITTED` (see :meth:`with_fitted`).
     reml : bool
+    group_label : str
+        Name of the correlation groups (for printing).
     """
 
     def __init__(
@@ -54,8 +55,10 @@ class ResidualProblem:
         variance: VarianceFunction | None,
         values: dict[str, np.ndarray],
         reml: bool,
+        group_label: str = "group",
     ):
         o = layout.order
+        self.group_label = group_label
         self.layout = layout
         self.blocks = list(blocks)
         self.sorted_blocks = [RandomBlock(b.codes[o], b.n_levels, b.z[o]) for b in blocks]
@@ -73,6 +76,7 @@ class ResidualProblem:
         self.n_var = variance.n_params() if variance is not None else 0
         self._columns = [b.p for b in blocks]
         self._cache: tuple[bytes, LmmProblem, float] | None = None
+        self._gram_cache: tuple[bytes, np.ndarray, float] | None = None
         self.n_evaluations = 0
         self._template = LmmProblem(self.sorted_blocks, self.X, self.y, None, reml)
         self._level_starts = _contiguous_starts(self.sorted_blocks)
@@ -95,18 +99,27 @@ class ResidualProblem:
     def theta_lower_bounds(self) -> np.ndarray:
         return self._template.theta_lower_bounds()
 
+    @property
+    def unstructured_problem(self) -> LmmProblem:
+        """The model without the residual structure (rows sorted), e.g. for starts."""
+        return self._template
+
     def with_fitted(self, fitted_sorted: np.ndarray) -> None:
         """Set the fitted values (sorted order) used as a variance covariate."""
         self.values[FITTED] = np.asarray(fitted_sorted, dtype=float)
         self._cache = None
+        self._gram_cache = None
 
-    def with_response(self, y_sorted: np.ndarray) -> ResidualProblem:
-        """The same problem with another response (sorted order): simulation refits."""
+    def with_response(self, y_sorted: np.ndarray, reml: bool | None = None) -> ResidualProblem:
+        """The same problem with another response (sorted order) and, optionally, the
+        other criterion: refits for simulation and likelihood-ratio tests."""
         new = object.__new__(ResidualProblem)
         new.__dict__.update(self.__dict__)
         new.values = dict(self.values)
         new.y = np.asarray(y_sorted, dtype=float)
+        new.reml = self.reml if reml is None else bool(reml)
         new._cache = None
+        new._gram_cache = None
         new.n_evaluations = 0
         new._template = LmmProblem(new.sorted_blocks, new.X, new.y, None, new.reml)
         return new
@@ -121,7 +134,9 @@ class ResidualProblem:
             raise np.linalg.LinAlgError("variance function outside its range")
         return s
 
-    def whiten(self, u_cor: np.ndarray, u_var: np.ndarray, M: np.ndarray) -> tuple[np.ndarray, float]:
+    def whiten(
+        self, u_cor: np.ndarray, u_var: np.ndarray, M: np.ndarray
+    ) -> tuple[np.ndarray, float]:
         """``(L^-1 S^-1 M, log|V|)`` for rows ``M`` (n, k) in sorted order."""
         s = self.residual_sd(u_var)
         log_det = 2.0 * float(np.log(s).sum()) if self.variance is not None else 0.0
@@ -170,11 +185,41 @@ class ResidualProblem:
         pieces = single_term_pieces(lam, grams, self.n_fixed)
         return self._template.objective_from_pieces(*pieces) + log_det
 
+    # ----------------------------------------------------------------- scaled theta
+    def sd_scale(self, u_var: np.ndarray) -> float:
+        """Geometric mean of the variance function's multipliers (1 without one)."""
+        if self.variance is None:
+            return 1.0
+        return float(np.exp(np.log(self.residual_sd(u_var)).mean()))
+
+    def to_internal(self, params: np.ndarray) -> np.ndarray:
+        """The optimizer's coordinates: theta divided by :meth:`sd_scale`.
+
+        theta is relative to sigma, and sigma absorbs the typical size of the variance
+        function's multipliers (``|fitted|^power`` near 400^0.54 on BodyWeight), so theta
+        would move by factors of 20 with the power; relative to ``sigma * scale`` it stays
+        put and the search is well conditioned.  A reparametrization: same optimum.
+        """
+        theta, u_cor, u_var = self.split(params)
+        return np.concatenate([theta / self.sd_scale(u_var), u_cor, u_var])
+
+    def from_internal(self, x: np.ndarray) -> np.ndarray:
+        theta, u_cor, u_var = self.split(x)
+        return np.concatenate([theta * self.sd_scale(u_var), u_cor, u_var])
+
+    def internal_objective(self, x: np.ndarray) -> float:
+        """:meth:`objective` in the optimizer's coordinates (:meth:`to_internal`)."""
+        try:
+            params = self.from_internal(x)
+        except np.linalg.LinAlgError:
+            return np.inf
+        return self.objective(params)
+
     def level_grams(self, u_cor: np.ndarray, u_var: np.ndarray) -> tuple[np.ndarray, float]:
         """Per level of the single random-effect term, the cross products of the whitened
         rows ``[z X y]`` (l, k, k), and ``log|V|``."""
         key = np.concatenate([u_cor, u_var]).tobytes()
-        cached = getattr(self, "_gram_cache", None)
+        cached = self._gram_cache
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
         block = self.sorted_blocks[0]

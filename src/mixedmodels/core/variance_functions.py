@@ -46,9 +46,14 @@ class VarianceFunction(ABC):
         """Check the covariate's values and record what they determine (levels of a
         stratum); called once.  ``values`` maps :meth:`columns` to arrays (the fitted
         values are absent); ``order`` is nlme's row order (by group) for "first met"."""
+        return None
 
     def start(self) -> np.ndarray:
         return np.zeros(self.n_params())
+
+    def initial_step(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """The optimizer's first step for each parameter (unconstrained scale)."""
+        return np.full(self.n_params(), 0.1)
 
     @abstractmethod
     def sd(self, u: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
@@ -62,7 +67,9 @@ class VarianceFunction(ABC):
         return np.asarray(natural, dtype=float)
 
     def param_names(self) -> list[str]:
-        return ["power"] if self.n_params() == 1 else [f"delta{i + 1}" for i in range(self.n_params())]
+        return (
+            ["power"] if self.n_params() == 1 else [f"delta{i + 1}" for i in range(self.n_params())]
+        )
 
     def describe(self, u: np.ndarray) -> str:
         """nlme's ``Variance function:`` block."""
@@ -84,6 +91,11 @@ def _checked_name(covariate: object, what: str) -> str:
     if not isinstance(covariate, str) or not covariate:
         raise ArgumentError(f"{what} needs a column name (a string), not {covariate!r}")
     return covariate
+
+
+def _check_numeric(values: dict[str, np.ndarray], name: str, what: str) -> None:
+    if name in values and np.asarray(values[name]).dtype.kind not in "fiu":
+        raise DataError(f"{what}: column {name!r} must be numeric")
 
 
 class Ident(VarianceFunction):
@@ -162,6 +174,7 @@ class Power(VarianceFunction):
         return 1
 
     def bind(self, values, order):
+        _check_numeric(values, self.covariate, "Power")
         if self.covariate in values and np.any(np.asarray(values[self.covariate]) == 0):
             raise DataError(
                 f"Power: column {self.covariate!r} has zeros, where |v|^power is 0 or infinite"
@@ -185,6 +198,14 @@ class Exp(VarianceFunction):
     def n_params(self):
         return 1
 
+    def bind(self, values, order):
+        _check_numeric(values, self.covariate, "Exp")
+
+    def initial_step(self, values):
+        v = values.get(self.covariate)
+        scale = float(np.max(np.abs(v))) if v is not None and v.size else 1.0
+        return np.array([0.1 / max(scale, 1e-8)])
+
     def sd(self, u, values):
         return np.exp(float(u[0]) * values[self.covariate])
 
@@ -205,6 +226,7 @@ class Fixed(VarianceFunction):
         return 0
 
     def bind(self, values, order):
+        _check_numeric(values, self.covariate, "Fixed")
         if np.any(np.asarray(values[self.covariate]) <= 0):
             raise DataError(f"Fixed: column {self.covariate!r} must be positive (a variance)")
 
@@ -248,7 +270,10 @@ class Combined(VarianceFunction):
             p.bind(values, order)
 
     def start(self):
-        return np.concatenate([p.start() for p in self.parts]) if self.parts else np.zeros(0)
+        return np.concatenate([p.start() for p in self.parts])
+
+    def initial_step(self, values):
+        return np.concatenate([p.initial_step(values) for p in self.parts])
 
     def sd(self, u, values):
         s = 1.0
@@ -257,7 +282,9 @@ class Combined(VarianceFunction):
         return s
 
     def natural(self, u):
-        return np.concatenate([p.natural(up) for p, up in zip(self.parts, self._split(u), strict=True)])
+        return np.concatenate(
+            [p.natural(up) for p, up in zip(self.parts, self._split(u), strict=True)]
+        )
 
     def unconstrained(self, natural):
         return np.concatenate(
