@@ -117,6 +117,7 @@ def make_layout(
         first[1:] = g_sorted[1:] != g_sorted[:-1]
         starts = np.flatnonzero(first)
         sizes = np.diff(np.append(starts, n))
+        _check_runs(g_sorted, starts)
         position = np.arange(n) - np.repeat(starts, sizes)
         return GroupLayout(order, g_sorted, position.astype(float), first, starts, sizes)
     time = np.asarray(time, dtype=float)
@@ -127,6 +128,7 @@ def make_layout(
     first[1:] = g_sorted[1:] != g_sorted[:-1]
     starts = np.flatnonzero(first)
     sizes = np.diff(np.append(starts, n))
+    _check_runs(g_sorted, starts)
     same = ~first[1:] & (t_sorted[1:] == t_sorted[:-1])
     if same.any():
         i = int(np.flatnonzero(same)[0]) + 1
@@ -135,6 +137,17 @@ def make_layout(
             "needs distinct times within each group"
         )
     return GroupLayout(order, g_sorted, t_sorted, first, starts, sizes)
+
+
+def _check_runs(g_sorted: np.ndarray, starts: np.ndarray) -> None:
+    """Each group must be one run of the sorted rows: a group split by the outer factor
+    spans several of its levels."""
+    if np.unique(g_sorted[starts]).size != starts.size:
+        raise ArgumentError(
+            "the correlation groups must be nested in the grouping factor of the random "
+            "effects: a group of the correlation structure spans several of its levels "
+            "(give the correlation structure group= the innermost grouping factor)"
+        )
 
 
 def _logistic(u: np.ndarray) -> np.ndarray:
