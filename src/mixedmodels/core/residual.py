@@ -225,6 +225,14 @@ class ResidualCorrelation(ABC):
                     f"{layout.time[np.flatnonzero(bad)[0]]:g} (use CAR1 for continuous time)"
                 )
 
+    def cross_product_plan(
+        self, layout: GroupLayout, M: np.ndarray, level_starts: np.ndarray
+    ) -> CrossProductPlan | None:
+        """Precomputed sums from which the per-level cross products of the whitened rows
+        ``M`` follow for any parameter value without touching the rows again (None: the
+        structure whitens the rows at every evaluation)."""
+        return None
+
     def matrix(self, u: np.ndarray, times: np.ndarray) -> np.ndarray:
         """The correlation matrix of one group's rows at ``times`` (dense; for printing,
         the marginal covariance and simulation)."""
@@ -303,6 +311,14 @@ class AR1(ResidualCorrelation):
     def lag_correlation(self, u, lags):
         phi = float(self.natural(u)[0])
         return np.sign(phi) ** lags * np.abs(phi) ** lags
+
+    def cross_product_plan(self, layout, M, level_starts):
+        return BidiagonalPlan(layout, M, level_starts, self)
+
+    def coefficient(self, u: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+        """``a = Phi^gap``: the weight of the previous row in the whitening."""
+        phi = float(self.natural(u)[0])
+        return np.sign(phi) ** gaps * np.abs(phi) ** gaps
 
     def color(self, u, layout, E):
         phi = float(self.natural(u)[0])
@@ -408,6 +424,9 @@ class CompoundSymmetry(ResidualCorrelation):
     def lag_correlation(self, u, lags):
         rho = float(self.natural(u)[0])
         return np.where(lags == 0, 1.0, rho)
+
+    def cross_product_plan(self, layout, M, level_starts):
+        return CompoundSymmetryPlan(layout, M, level_starts, self)
 
     def describe(self, u):
         return super().describe(u).replace(f"~{self.time or '1'}", "~1")
@@ -538,6 +557,121 @@ class ARMA(ResidualCorrelation):
             solved = sla.solve_triangular(low, block, lower=True)
             out[rows] = solved.reshape(m, groups.size, -1).transpose(1, 0, 2).reshape(rows.size, -1)
             log_det += groups.size * 2.0 * float(np.log(np.diagonal(low)).sum())
+        return out, log_det
+
+
+def _level_of_rows(level_starts: np.ndarray, n: int) -> np.ndarray:
+    sizes = np.diff(np.append(level_starts, n))
+    return np.repeat(np.arange(level_starts.size), sizes)
+
+
+def _per_level_products(
+    level: np.ndarray, n_levels: int, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    """``sum_{rows of level l} left_i right_i'`` for every level, (l, k, k)."""
+    k = left.shape[1]
+    out = np.empty((n_levels, k, k))
+    for a in range(k):
+        for b in range(k):
+            out[:, a, b] = np.bincount(level, weights=left[:, a] * right[:, b], minlength=n_levels)
+    return out
+
+
+class CrossProductPlan(ABC):
+    """Per-level cross products of whitened rows as a function of the parameters."""
+
+    @abstractmethod
+    def grams(self, u: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(sum over each level of (L^-1 M)_i (L^-1 M)_i', log|R|)``, shapes (l, k, k)."""
+
+
+class BidiagonalPlan(CrossProductPlan):
+    """AR(1)-type whitening ``e_i = (m_i - a m_{i-1}) / sqrt(1 - a^2)`` with ``a`` a
+    function of the gap to the previous row: per level and per distinct gap ``d``, the
+    sums ``A_d = sum m_i m_i'``, ``B_d = sum m_{i-1} m_{i-1}'``, ``C_d = sum m_i m_{i-1}'``
+    (and ``F``, the first rows) give ``sum e e' = F + sum_d (A_d + a_d^2 B_d - a_d (C_d +
+    C_d')) / (1 - a_d^2)``: after one pass over the rows an evaluation costs
+    ``O(levels k^2)`` per distinct gap.
+    """
+
+    def __init__(self, layout: GroupLayout, M: np.ndarray, level_starts: np.ndarray, structure):
+        n = layout.n
+        level = _level_of_rows(level_starts, n)
+        n_levels = level_starts.size
+        gaps = layout.gaps()
+        first = layout.first
+        self.structure = structure
+        self.first = _per_level_products(level[first], n_levels, M[first], M[first])
+        later = np.flatnonzero(~first)
+        self.gaps = np.unique(gaps[later])
+        self.counts = []
+        self.sums = []
+        for d in self.gaps:
+            rows = later[gaps[later] == d]
+            cur, prev, lev = M[rows], M[rows - 1], level[rows]
+            a = _per_level_products(lev, n_levels, cur, cur)
+            b = _per_level_products(lev, n_levels, prev, prev)
+            c = _per_level_products(lev, n_levels, cur, prev)
+            self.sums.append((a, b, c + c.transpose(0, 2, 1)))
+            self.counts.append(rows.size)
+
+    def grams(self, u):
+        coef = self.structure.coefficient(u, self.gaps)
+        out = self.first.copy()
+        log_det = 0.0
+        for a_d, count, (a, b, c) in zip(coef, self.counts, self.sums, strict=True):
+            scale = 1.0 - a_d * a_d
+            if not scale > 0.0:
+                raise np.linalg.LinAlgError("AR(1) coefficient outside (-1, 1)")
+            out += (a + (a_d * a_d) * b - a_d * c) / scale
+            log_det += count * math.log(scale)
+        return out, log_det
+
+
+class CompoundSymmetryPlan(CrossProductPlan):
+    """Compound symmetry from per-group sums: with ``S_g = sum m m'``, ``s_g = sum m`` and
+    ``lambda_g = 1 + (n_g - 1) Rho``, a group contributes ``(S_g - s_g s_g' / n_g) / (1 -
+    Rho) + s_g s_g' / (n_g lambda_g)``."""
+
+    def __init__(self, layout: GroupLayout, M: np.ndarray, level_starts: np.ndarray, structure):
+        n = layout.n
+        level = _level_of_rows(level_starts, n)
+        n_levels = level_starts.size
+        group_index = np.repeat(np.arange(layout.n_groups), layout.sizes)
+        sums = np.stack(
+            [
+                np.bincount(group_index, weights=M[:, j], minlength=layout.n_groups)
+                for j in range(M.shape[1])
+            ],
+            axis=1,
+        )
+        outer = sums[:, :, None] * sums[:, None, :] / layout.sizes[:, None, None]
+        self.structure = structure
+        self.sizes = layout.sizes
+        self.group_level = level[layout.starts]
+        self.n_levels = n_levels
+        self.within = _per_level_products(level, n_levels, M, M) - self._to_levels(outer)
+        self.outer = outer
+
+    def _to_levels(self, per_group: np.ndarray) -> np.ndarray:
+        k = per_group.shape[1]
+        flat = per_group.reshape(per_group.shape[0], -1)
+        out = np.stack(
+            [
+                np.bincount(self.group_level, weights=flat[:, j], minlength=self.n_levels)
+                for j in range(k * k)
+            ],
+            axis=1,
+        )
+        return out.reshape(self.n_levels, k, k)
+
+    def grams(self, u):
+        rho = float(self.structure.natural(u)[0])
+        lam = 1.0 + (self.sizes - 1) * rho
+        if rho >= 1.0 or np.any(lam <= 0.0):
+            raise np.linalg.LinAlgError("compound symmetry outside its range")
+        out = self.within / (1.0 - rho) + self._to_levels(self.outer / lam[:, None, None])
+        log_det = float(((self.sizes - 1) * math.log(1.0 - rho) + np.log(lam)).sum())
         return out, log_det
 
 

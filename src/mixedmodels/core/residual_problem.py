@@ -77,6 +77,7 @@ class ResidualProblem:
         self._columns = [b.p for b in blocks]
         self._cache: tuple[bytes, LmmProblem, float] | None = None
         self._gram_cache: tuple[bytes, np.ndarray, float] | None = None
+        self._plan_state = False  # False: not decided yet
         self.n_evaluations = 0
         self._template = LmmProblem(self.sorted_blocks, self.X, self.y, None, reml)
         self._level_starts = _contiguous_starts(self.sorted_blocks)
@@ -109,6 +110,7 @@ class ResidualProblem:
         self.values[FITTED] = np.asarray(fitted_sorted, dtype=float)
         self._cache = None
         self._gram_cache = None
+        self._plan_state = False
 
     def with_response(self, y_sorted: np.ndarray, reml: bool | None = None) -> ResidualProblem:
         """The same problem with another response (sorted order) and, optionally, the
@@ -120,6 +122,7 @@ class ResidualProblem:
         new.reml = self.reml if reml is None else bool(reml)
         new._cache = None
         new._gram_cache = None
+        new._plan_state = False
         new.n_evaluations = 0
         new._template = LmmProblem(new.sorted_blocks, new.X, new.y, None, new.reml)
         return new
@@ -215,6 +218,22 @@ class ResidualProblem:
             return np.inf
         return self.objective(params)
 
+    def _plan(self):
+        """The correlation structure's cross-product plan, built on first use, when the
+        rows' scaling does not depend on parameters (no variance function, or one without
+        parameters such as ``Fixed``)."""
+        if self._plan_state is False:
+            self._plan_state = None
+            if self.correlation is not None and self.n_var == 0:
+                block = self.sorted_blocks[0]
+                M = np.hstack([block.z, self.X, self.y[:, None]])
+                if self.variance is not None:
+                    M = M / self.residual_sd(np.zeros(0))[:, None]
+                self._plan_state = self.correlation.cross_product_plan(
+                    self.layout, M, self._level_starts
+                )
+        return self._plan_state
+
     def level_grams(self, u_cor: np.ndarray, u_var: np.ndarray) -> tuple[np.ndarray, float]:
         """Per level of the single random-effect term, the cross products of the whitened
         rows ``[z X y]`` (l, k, k), and ``log|V|``."""
@@ -223,6 +242,13 @@ class ResidualProblem:
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
         block = self.sorted_blocks[0]
+        plan = self._plan()
+        if plan is not None:
+            grams, log_det = plan.grams(u_cor)
+            if self.variance is not None:
+                log_det += 2.0 * float(np.log(self.residual_sd(u_var)).sum())
+            self._gram_cache = (key, grams, log_det)
+            return grams, log_det
         M, log_det = self.whiten(u_cor, u_var, np.hstack([block.z, self.X, self.y[:, None]]))
         if not np.all(np.isfinite(M)):
             raise np.linalg.LinAlgError("whitened rows are not finite")
