@@ -75,6 +75,16 @@ class GroupLayout:
         d[self.first] = 0.0
         return d
 
+    def padded(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row index of each group's ``j``-th row, shape (groups, largest size), and
+        where it exists.  Computed once."""
+        if "padded" not in self._patterns:
+            j = np.arange(self.max_size)
+            valid = j[None, :] < self.sizes[:, None]
+            index = np.where(valid, self.starts[:, None] + j[None, :], 0)
+            self._patterns["padded"] = (index, valid)
+        return self._patterns["padded"]
+
     def patterns(self) -> tuple[list[np.ndarray], np.ndarray]:
         """Distinct within-group time patterns (times relative to the group's first) and
         the pattern of each group.  Computed once."""
@@ -540,16 +550,21 @@ class ARMA(ResidualCorrelation):
             coef[: self.p], coef[self.p :], int(max((t[-1] for t in times), default=0))
         )
         longest = max(times, key=len)
-        prefix = all(np.array_equal(t, longest[: t.size]) for t in times)
-        if prefix:  # positions 0..m-1: every factor is a leading block of the longest's
+        if all(np.array_equal(t, longest[: t.size]) for t in times):
+            # positions 0..m-1: every factor is a leading block of the longest group's,
+            # so all groups are whitened by one batched product with its inverse
             li = longest.astype(np.intp)
             full = np.linalg.cholesky(acf[np.abs(li[:, None] - li[None, :])])
+            inverse, _ = sla.lapack.dtrtri(full, lower=1)
+            index, valid = layout.padded()
+            padded = np.zeros(index.shape + (M.shape[1],))
+            padded[valid] = M[index[valid]]
+            out[index[valid]] = (inverse @ padded)[valid]
+            counts = np.bincount(layout.sizes - 1, minlength=li.size)[::-1].cumsum()[::-1]
+            return out, 2.0 * float((counts * np.log(np.diagonal(full))).sum())
         for k, t in enumerate(times):
             ti = t.astype(np.intp)
-            if prefix:
-                low = full[: t.size, : t.size]
-            else:
-                low = np.linalg.cholesky(acf[np.abs(ti[:, None] - ti[None, :])])
+            low = np.linalg.cholesky(acf[np.abs(ti[:, None] - ti[None, :])])
             groups = np.flatnonzero(which == k)
             m = t.size
             rows = (layout.starts[groups][:, None] + np.arange(m)[None, :]).ravel()

@@ -28,7 +28,7 @@ FIXED_POINT_TOLERANCE = 1e-9  # relative change of every parameter between outer
 # value: the inner optimizer's own noise is near 5e-9 (BodyWeight), so a stricter bound
 # only repeats refits
 FITTED_TOLERANCE = 1e-8
-MAX_RESTARTS = 3
+MAX_RESTARTS = 1
 RESTART_GAIN = 1e-9
 MAX_FIXED_POINT_ITERATIONS = 200
 
