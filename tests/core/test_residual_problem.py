@@ -126,6 +126,25 @@ def test_two_terms_go_through_the_engine():
     )
 
 
+def test_structured_random_effects_with_correlated_residuals():
+    # an AR(1) random-effect covariance (theta = sd, rho) beside AR(1) residuals
+    from mixedmodels.core.structures import AR1 as AR1_COVARIANCE
+
+    codes, t, z, X, y = _data(p_z=2)
+    blocks = [RandomBlock(codes, 6, z, AR1_COVARIANCE(2))]
+    layout = make_layout(codes, None, codes)
+    rp = ResidualProblem(blocks, X, y, layout, AR1(), None, {}, False)
+    assert rp.upper_bounds()[:2].tolist() == [np.inf, 1.0]
+    params = np.array([0.9, 0.4, 0.3])
+    assert rp.objective(params) == pytest.approx(
+        _dense_objective(rp, params, blocks, X, y), rel=1e-9
+    )
+    # the optimizer's coordinates scale the standard deviation, not the correlation
+    inner = rp.to_internal(params)
+    assert inner[1] == params[1]
+    np.testing.assert_allclose(rp.from_internal(inner), params, rtol=1e-14)
+
+
 def test_correlation_groups_must_nest_in_the_random_effects():
     codes, t, z, X, y = _data()
     crossing = np.arange(codes.size) % 3  # groups spanning levels

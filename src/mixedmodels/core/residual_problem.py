@@ -61,7 +61,9 @@ class ResidualProblem:
         self.group_label = group_label
         self.layout = layout
         self.blocks = list(blocks)
-        self.sorted_blocks = [RandomBlock(b.codes[o], b.n_levels, b.z[o]) for b in blocks]
+        self.sorted_blocks = [
+            RandomBlock(b.codes[o], b.n_levels, b.z[o], b.structure) for b in blocks
+        ]
         for k, b in enumerate(self.sorted_blocks):
             _check_within(layout, b.codes, k)
         self.X = np.asarray(X, dtype=float)[o]
@@ -81,6 +83,9 @@ class ResidualProblem:
         self.n_evaluations = 0
         self._template = LmmProblem(self.sorted_blocks, self.X, self.y, None, reml)
         self._level_starts = _contiguous_starts(self.sorted_blocks)
+        # theta entries that scale lambda (unbounded above): standard deviations and
+        # unstructured factor entries, not the correlations of a structured term
+        self._scaled_theta = ~np.isfinite(self._template.theta_upper_bounds())
 
     # ----------------------------------------------------------------- parameters
     @property
@@ -95,6 +100,11 @@ class ResidualProblem:
     def lower_bounds(self) -> np.ndarray:
         return np.concatenate(
             [self._template.theta_lower_bounds(), np.full(self.n_cor + self.n_var, -np.inf)]
+        )
+
+    def upper_bounds(self) -> np.ndarray:
+        return np.concatenate(
+            [self._template.theta_upper_bounds(), np.full(self.n_cor + self.n_var, np.inf)]
         )
 
     def theta_lower_bounds(self) -> np.ndarray:
@@ -161,7 +171,8 @@ class ResidualProblem:
         k = 0
         blocks = []
         for b in self.sorted_blocks:
-            blocks.append(RandomBlock(b.codes, b.n_levels, np.ascontiguousarray(M[:, k : k + b.p])))
+            z = np.ascontiguousarray(M[:, k : k + b.p])
+            blocks.append(RandomBlock(b.codes, b.n_levels, z, b.structure))
             k += b.p
         X = np.asfortranarray(M[:, k : k + self.n_fixed])
         y = np.ascontiguousarray(M[:, -1])
@@ -204,11 +215,13 @@ class ResidualProblem:
         put and the search is well conditioned.  A reparametrization: same optimum.
         """
         theta, u_cor, u_var = self.split(params)
-        return np.concatenate([theta / self.sd_scale(u_var), u_cor, u_var])
+        scale = np.where(self._scaled_theta, self.sd_scale(u_var), 1.0)
+        return np.concatenate([theta / scale, u_cor, u_var])
 
     def from_internal(self, x: np.ndarray) -> np.ndarray:
         theta, u_cor, u_var = self.split(x)
-        return np.concatenate([theta * self.sd_scale(u_var), u_cor, u_var])
+        scale = np.where(self._scaled_theta, self.sd_scale(u_var), 1.0)
+        return np.concatenate([theta * scale, u_cor, u_var])
 
     def internal_objective(self, x: np.ndarray) -> float:
         """:meth:`objective` in the optimizer's coordinates (:meth:`to_internal`)."""

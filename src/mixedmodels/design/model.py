@@ -8,7 +8,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from mixedmodels.core.structures import CovarianceStructure
+from mixedmodels.core.structures import STRUCTURES, CovarianceStructure
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.design.grouping import check_grouping, group_codes, label_table, level_labels
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
@@ -408,7 +408,10 @@ def build_design(
                 f"({len(levels) * z.shape[1]}) for term {spec}; its variances are "
                 "unidentifiable"
             )
-        terms.append(RandomTerm(spec, builder.column_names, levels, codes, z, builder))
+        structure = None
+        if spec.structure is not None:  # diag(x | g), cs(...), ...: the formula's structure
+            structure = STRUCTURES[spec.structure](z.shape[1])
+        terms.append(RandomTerm(spec, builder.column_names, levels, codes, z, builder, structure))
     terms = lme4_term_order(terms)
     return ModelDesign(
         formula=parsed,

@@ -131,13 +131,14 @@ def optimize_residual(
 def _minimize(rp: ResidualProblem, x: np.ndarray, lower: np.ndarray, steps) -> OptimizeResult:
     """BOBYQA in the problem's internal coordinates (:meth:`ResidualProblem.to_internal`),
     the result in the natural ones."""
-    z = rp.to_internal(x)
+    z = np.clip(rp.to_internal(x), lower, rp.upper_bounds())
     total = 0
     for attempt in range(MAX_RESTARTS + 1):
         result = minimize_bounded(
             rp.internal_objective,
             z,
             lower,
+            upper=rp.upper_bounds(),
             ftol_abs=1e-10,
             xtol_abs=1e-10,
             initial_step=steps,

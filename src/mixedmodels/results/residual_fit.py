@@ -219,13 +219,21 @@ class ResidualLmerFit(LmerFit):
 
     @property
     def parameters(self) -> pd.Series:
+        """lme4's parameters (sd/cor, sigma, fixed effects) followed by the structure's."""
         from mixedmodels.inference.parameters import parameter_values
 
-        values = parameter_values(
-            self._problem.lambdas(self._solution.theta), self.sigma, self._solution.beta
+        base = parameter_values(
+            self._problem.lambdas(self._solution.theta),
+            self.sigma,
+            self._solution.beta,
+            [b.structure for b in self._problem.blocks],
         )
         values = np.concatenate(
-            [values, self.correlation_parameters.to_numpy(), self.variance_parameters.to_numpy()]
+            [
+                base,
+                self.correlation_parameters.to_numpy(),
+                self.variance_parameters.to_numpy(),
+            ]
         )
         return pd.Series(values, index=self.parameter_names)
 
