@@ -310,21 +310,23 @@ def single_term_pieces(
     ``L_l L_l' = lam' Z_l'Z_l lam + I`` and ``C_l = L_l^-1 lam' Z_l'[X y]``, then
     ``R R' = [X y]'[X y] - sum_l C_l'C_l`` (the engine's blocked factor, batched)."""
     p = lam.shape[0]
-    zz = grams[:, :p, :p]
-    zxy = grams[:, :p, p:]
     xyxy = grams[:, p:, p:].sum(axis=0)
-    lam_t = lam.T
-    d = lam_t @ zz @ lam
-    d[:, np.arange(p), np.arange(p)] += 1.0
-    if p == 1:
-        low = np.sqrt(d)
-        c = (lam_t @ zxy) / low
-        ld_z = float(np.log(d[:, 0, 0]).sum())
+    if p == 1:  # scalar term: everything is elementwise over levels
+        lam0 = float(lam[0, 0])
+        d = 1.0 + lam0 * lam0 * grams[:, 0, 0]
+        c = (lam0 / np.sqrt(d))[:, None] * grams[:, 0, 1:]
+        ld_z = float(np.log(d).sum())
+        s = xyxy - c.T @ c
     else:
+        zz = grams[:, :p, :p]
+        zxy = grams[:, :p, p:]
+        lam_t = lam.T
+        d = lam_t @ zz @ lam
+        d[:, np.arange(p), np.arange(p)] += 1.0
         low = np.linalg.cholesky(d)
         c = np.linalg.solve(low, lam_t @ zxy)
         ld_z = 2.0 * float(np.log(np.diagonal(low, axis1=1, axis2=2)).sum())
-    s = xyxy - np.einsum("lpa,lpb->ab", c, c)
+        s = xyxy - np.einsum("lpa,lpb->ab", c, c)
     r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
     m = s.shape[0]
     if info != 0 and info != m:
