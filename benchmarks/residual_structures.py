@@ -65,6 +65,15 @@ def cases(mm):
     }
 
 
+STRUCTURE_CASES = {
+    "sleepstudy_diag": ("sleepstudy", "Reaction ~ Days + diag(Days | Subject)"),
+    "machines_us": ("Machines", "score ~ Machine + us(0 + Machine | Worker)"),
+    "machines_cs": ("Machines", "score ~ Machine + cs(0 + Machine | Worker)"),
+    "machines_ar1": ("Machines", "score ~ Machine + ar1(0 + Machine | Worker)"),
+    "machines_toep": ("Machines", "score ~ Machine + toep(0 + Machine | Worker)"),
+}
+
+
 def load_average() -> float:
     return os.getloadavg()[0]
 
@@ -102,6 +111,41 @@ def time_ours(repeats: int) -> dict:
                 "logLik": fit.loglik,
                 "evaluations": fit.n_evaluations,
             }
+    return out
+
+
+def time_ours_structures(repeats: int) -> dict:
+    import mixedmodels as mm
+
+    out = {}
+    for name, (data, formula) in STRUCTURE_CASES.items():
+        frame = mm.datasets.load(data)
+        for method in ("reml", "ml"):
+            walls, cpus = [], []
+            for _ in range(repeats + 1):
+                c0, t0 = cpu_seconds(), time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fit = mm.lmer(formula, frame, reml=method == "reml")
+                walls.append(time.perf_counter() - t0)
+                cpus.append(cpu_seconds() - c0)
+            out[f"{name}_{method}"] = {
+                "seconds": statistics.median(walls[1:]),
+                "cpu_seconds": statistics.median(cpus[1:]),
+                "logLik": fit.loglik,
+                "evaluations": fit.n_evaluations,
+            }
+    return out
+
+
+def time_r(worker: str, repeats: int) -> dict:
+    cmd = ["Rscript", str(HERE / worker), str(DATADIR), str(repeats)]
+    run = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out = {}
+    for line in run.stdout.splitlines():
+        if line.strip().startswith("{"):
+            row = json.loads(line)
+            out[row["case"]] = row
     return out
 
 
@@ -152,17 +196,6 @@ def joint_vs_nested(repeats: int) -> dict:
             "nested_evaluations": evaluations,
             "nested_seconds": statistics.median(times),
         }
-    return out
-
-
-def time_nlme(repeats: int) -> dict:
-    cmd = ["Rscript", str(HERE / "residual_worker.R"), str(DATADIR), str(repeats)]
-    run = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    out = {}
-    for line in run.stdout.splitlines():
-        if line.strip().startswith("{"):
-            row = json.loads(line)
-            out[row["case"]] = row
     return out
 
 
@@ -225,6 +258,24 @@ def render(result: dict) -> str:
             f"{peer.get('seconds', float('nan')):.3f} | {ratio:.1f}x | {ours['evaluations']} | "
             f"{ours['logLik']:.6f} | {peer.get('logLik', float('nan')):.6f} |"
         )
+    if result.get("ours_structures"):
+        lines += [
+            "",
+            "## Structured random-effect covariances: whole `mm.lmer` call vs `glmmTMB`",
+            "",
+            "| case | ours (s) | ours CPU (s) | glmmTMB (s) | glmmTMB / ours | evaluations | "
+            "logLik ours | logLik glmmTMB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for case, ours in result["ours_structures"].items():
+            peer = result["glmmTMB"].get(case, {})
+            ratio = peer.get("seconds", float("nan")) / ours["seconds"]
+            lines.append(
+                f"| {case} | {ours['seconds']:.4f} | {ours['cpu_seconds']:.4f} | "
+                f"{peer.get('seconds', float('nan')):.3f} | {ratio:.1f}x | "
+                f"{ours['evaluations']} | {ours['logLik']:.6f} | "
+                f"{peer.get('logLik', float('nan')):.6f} |"
+            )
     if result.get("joint_vs_nested"):
         lines += [
             "",
@@ -279,7 +330,11 @@ def main() -> None:
     }
     result["ours"] = time_ours(args.repeats)
     result["joint_vs_nested"] = joint_vs_nested(args.repeats)
-    result["nlme"] = time_nlme(args.repeats)
+    result["nlme"] = time_r("residual_worker.R", args.repeats)
+    result["ours_structures"] = time_ours_structures(args.repeats)
+    result["glmmTMB"] = time_r("structures_worker.R", args.repeats)
+    if result["glmmTMB"]:
+        result["versions"]["glmmTMB"] = next(iter(result["glmmTMB"].values()))["glmmTMB"]
     if result["nlme"]:
         result["versions"]["nlme"] = next(iter(result["nlme"].values()))["nlme"]
     if not args.no_big:

@@ -258,3 +258,22 @@ def test_missing_times_are_dropped_with_a_count():
         fit = mm.lmer(OVARY, holed, correlation=mm.cor.AR1("t"))
     assert fit.nobs == len(ovary) - 3
     assert holed["t"].isna().sum() == 3  # the user's frame is not modified
+
+
+def test_profile_interval_ends_are_where_the_deviance_rises_by_the_chi2_quantile():
+    from mixedmodels.inference.residual_profile import profiled
+
+    fit = fitted("ovary_ar1", "ml")
+    ci = fit.confint("profile")
+    rp = fit._rp
+    x_hat = fit._optimum.result.x
+    structure = rp.correlation
+    cut = 3.841458820694124  # qchisq(0.95, 1)
+    for end in ("lower", "upper"):
+        u = structure.unconstrained(np.array([ci.loc["Phi", end]]))[0]
+        rise = profiled(rp, x_hat, rp.n_theta, u) - fit.objective
+        assert rise == pytest.approx(cut, abs=2e-4)
+    assert ci.loc["Phi", "lower"] < fit.correlation_parameters["Phi"] < ci.loc["Phi", "upper"]
+    # the fixed effects keep their Wald intervals
+    wald = fit.confint("wald")
+    np.testing.assert_allclose(ci.loc[fit.fixef.index], wald.loc[fit.fixef.index], rtol=1e-12)

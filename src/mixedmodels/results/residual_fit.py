@@ -36,7 +36,8 @@ class ResidualLmerFit(LmerFit):
     -----
     Satterthwaite and Kenward-Roger df treat the residual parameters as known (their
     uncertainty is not propagated); :meth:`confint` ``method="profile"`` profiles the
-    structure's parameters only.
+    structure's parameters only (Wald for the fixed effects, NaN for the random-effect
+    sd/cor).
     """
 
     def __init__(self, design, rp: ResidualProblem, optimum: ResidualOptimum, data_name=None):
@@ -266,22 +267,19 @@ class ResidualLmerFit(LmerFit):
 
         Parameters
         ----------
-        method : {"wald", "boot"}
+        method : {"wald", "profile", "boot"}
             Wald: fixed effects from their standard errors, the structure's parameters on
             nlme's unconstrained scale transformed back (as nlme's ``intervals``), NaN
-            for the random-effect sd/cor and sigma.  ``"boot"``: parametric bootstrap
-            percentile intervals for all (``kwargs`` go to :meth:`bootstrap`).
+            for the random-effect sd/cor and sigma.  ``"profile"``: the same, but the
+            structure's parameters from their profile likelihood
+            (:mod:`mixedmodels.inference.residual_profile`).  ``"boot"``: parametric
+            bootstrap percentile intervals for all (``kwargs`` go to :meth:`bootstrap`).
         level : float
         """
         from scipy import stats
 
         key = check_choice(method, "method", ("wald", "boot", "profile"))
         level = check_level(level)
-        if key == "profile":
-            raise ArgumentError(
-                "profile intervals are not available with correlation= or variance "
-                "functions; use method='wald' or 'boot'"
-            )
         if key == "boot":
             kwargs.setdefault("nsim", 500)
             return self.bootstrap(**kwargs).confint("percentile", level)
@@ -295,12 +293,30 @@ class ResidualLmerFit(LmerFit):
         k = self._rp.n_cor + self._rp.n_var
         if k:
             u = np.concatenate([self._u_cor, self._u_var])
-            half = z * np.sqrt(np.diagonal(self.structure_vcov))
-            lo, hi = self._natural_structure(u - half), self._natural_structure(u + half)
+            se = np.sqrt(np.diagonal(self.structure_vcov))
+            if key == "profile":
+                lo_u, hi_u = self._profile_ends(se, level)
+            else:
+                lo_u, hi_u = u - z * se, u + z * se
+            lo, hi = self._natural_structure(lo_u), self._natural_structure(hi_u)
             names = list(self.correlation_parameters.index) + list(self.variance_parameters.index)
             lower[names] = np.minimum(lo, hi)
             upper[names] = np.maximum(lo, hi)
         return pd.DataFrame({"lower": lower, "upper": upper})
+
+    def _profile_ends(self, se: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """Profile-likelihood ends of every structure parameter (unconstrained scale)."""
+        from mixedmodels.inference.residual_profile import profile_interval
+
+        rp = self._rp
+        x_hat = self._optimum.result.x
+        best = rp.objective(x_hat)
+        lows, highs = [], []
+        for i in range(rp.n_cor + rp.n_var):
+            lo, hi = profile_interval(rp, x_hat, best, rp.n_theta + i, float(se[i]), level)
+            lows.append(lo)
+            highs.append(hi)
+        return np.array(lows), np.array(highs)
 
     def _natural_structure(self, u: np.ndarray) -> np.ndarray:
         """Natural parameters of each coordinate alone (nlme transforms the interval
