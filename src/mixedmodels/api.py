@@ -551,6 +551,8 @@ def refit(fit: LmerFit, y) -> LmerFit:
         raise ArgumentError(f"refit takes an lmer fit, got {type(fit).__name__}")
     design = fit.design
     y = new_response(y, design.n)
+    if isinstance(fit, ResidualLmerFit):
+        return fit.refit(y)
     offset = 0.0 if design.offset is None else design.offset
     problem = fit.problem.with_response(y - offset)
     result = optimize_problem(problem, fit.theta)

@@ -277,3 +277,19 @@ def test_profile_interval_ends_are_where_the_deviance_rises_by_the_chi2_quantile
     # the fixed effects keep their Wald intervals
     wald = fit.confint("wald")
     np.testing.assert_allclose(ci.loc[fit.fixef.index], wald.loc[fit.fixef.index], rtol=1e-12)
+
+
+def test_refit_keeps_the_structure():
+    fit = fitted("sleepstudy_ar1", "reml")
+    y = fit.design.y * 1.5 + 3.0  # an affine response: Phi unchanged, beta scaled
+    again = mm.refit(fit, y)
+    assert isinstance(again, mm.ResidualLmerFit)
+    assert again.correlation_parameters["Phi"] == pytest.approx(
+        fit.correlation_parameters["Phi"], abs=1e-5
+    )
+    np.testing.assert_allclose(
+        again.fixef.to_numpy(), fit.fixef.to_numpy() * 1.5 + [3.0, 0.0], rtol=1e-5
+    )
+    # REML: the density of n - p error contrasts, each scaled by 1.5
+    dof = fit.nobs - len(fit.fixef)
+    assert again.loglik == pytest.approx(fit.loglik - dof * np.log(1.5), rel=1e-8)

@@ -34,6 +34,8 @@ class ResidualLmerFit(LmerFit):
 
     Notes
     -----
+    :attr:`problem` is the engine's problem of the whitened rows at the estimated residual
+    parameters: its ``objective(theta)`` lacks ``log|V|`` and holds those parameters fixed.
     Satterthwaite and Kenward-Roger df treat the residual parameters as known (their
     uncertainty is not propagated); :meth:`confint` ``method="profile"`` profiles the
     structure's parameters only (Wald for the fixed effects, NaN for the random-effect
@@ -195,6 +197,10 @@ class ResidualLmerFit(LmerFit):
         new = rp.with_response((y - offset)[rp.layout.order], reml)
         optimum = optimize_residual(new, self._optimum.result.x)
         return ResidualLmerFit(self._design.with_response(y), new, optimum, self.data_name)
+
+    def refit(self, y: np.ndarray) -> ResidualLmerFit:
+        """The same model (structure included) fitted to another response (``mm.refit``)."""
+        return self._refit(np.asarray(y, dtype=float))
 
     def with_ml(self) -> ResidualLmerFit:
         """The same model refitted by maximum likelihood (for likelihood-ratio tests)."""
