@@ -293,3 +293,22 @@ def test_refit_keeps_the_structure():
     # REML: the density of n - p error contrasts, each scaled by 1.5
     dof = fit.nobs - len(fit.fixef)
     assert again.loglik == pytest.approx(fit.loglik - dof * np.log(1.5), rel=1e-8)
+
+
+def test_prediction_intervals_use_the_rows_residual_variance():
+    fit = fitted("orthodont_varident", "reml")
+    conf = fit.predict(interval="confidence")
+    pred = fit.predict(interval="prediction")
+    female = (fit.design.data["Sex"] == "Female").to_numpy()
+    delta = fit.variance_parameters["Female"]
+    s2 = np.where(female, delta**2, 1.0) * fit.sigma**2
+    # prediction variance = confidence variance + z' Var(b | y) z + sigma^2 s_i^2
+    covs = fit._conditional_covariances[0][fit.design.terms[0].codes, 0, 0]
+    np.testing.assert_allclose(pred["se"] ** 2, conf["se"] ** 2 + covs + s2, rtol=1e-10)
+    # new rows: the same from their Sex column
+    new = fit.design.data.iloc[[0, 60]]
+    np.testing.assert_allclose(
+        fit.predict(new, interval="prediction")["se"], pred["se"].to_numpy()[[0, 60]], rtol=1e-10
+    )
+    with pytest.raises(mm.DataError, match="new level"):
+        fit.predict(new.assign(Sex="Other"), interval="prediction", allow_new_levels=True)

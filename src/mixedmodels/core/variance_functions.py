@@ -59,6 +59,10 @@ class VarianceFunction(ABC):
     def sd(self, u: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
         """Multipliers ``s_i`` at parameters ``u`` for covariate ``values``."""
 
+    def sd_of(self, u: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Multipliers for new rows (their covariates in ``values``)."""
+        return self.sd(u, values)
+
     def natural(self, u: np.ndarray) -> np.ndarray:
         """The parameters as nlme prints them."""
         return np.asarray(u, dtype=float)
@@ -140,6 +144,18 @@ class Ident(VarianceFunction):
     def sd(self, u, values):
         delta = np.concatenate([[1.0], np.exp(np.asarray(u, dtype=float))])
         return delta[self._codes]
+
+    def sd_of(self, u, values):
+        labels = np.asarray(values[self.covariate]).astype(str)
+        unknown = sorted(set(labels.tolist()) - set(self.levels))
+        if unknown:
+            raise DataError(
+                f"Ident: level(s) {', '.join(map(repr, unknown))} of {self.covariate!r} were "
+                "not in the fitted data, so their standard deviation is unknown"
+            )
+        lookup = {v: i for i, v in enumerate(self.levels)}
+        delta = np.concatenate([[1.0], np.exp(np.asarray(u, dtype=float))])
+        return delta[np.array([lookup[v] for v in labels], dtype=np.intp)]
 
     def natural(self, u):
         return np.exp(np.asarray(u, dtype=float))
@@ -279,6 +295,12 @@ class Combined(VarianceFunction):
         s = 1.0
         for p, up in zip(self.parts, self._split(u), strict=True):
             s = s * p.sd(up, values)
+        return s
+
+    def sd_of(self, u, values):
+        s = 1.0
+        for p, up in zip(self.parts, self._split(u), strict=True):
+            s = s * p.sd_of(up, values)
         return s
 
     def natural(self, u):

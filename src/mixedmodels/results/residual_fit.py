@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from mixedmodels.arguments import check_choice, check_int, check_level, random_generator
 from mixedmodels.core.residual_problem import ResidualProblem
-from mixedmodels.errors import ArgumentError
+from mixedmodels.errors import ArgumentError, ColumnNotFoundError
 from mixedmodels.optim.residual import ResidualOptimum
 from mixedmodels.results.fit import LmerFit
 from mixedmodels.results.random_effects import random_part
@@ -122,6 +122,56 @@ class ResidualLmerFit(LmerFit):
         r = self._rp.layout.order
         white, _ = self._rp.whiten(self._u_cor, self._u_var, self.residuals[r][:, None])
         return self._rp.unsort(white[:, 0]) / self.sigma
+
+    def predict(
+        self,
+        newdata=None,
+        *,
+        include_random: bool = True,
+        allow_new_levels: bool = False,
+        interval: str | None = None,
+        level: float = 0.95,
+    ):
+        """As :meth:`LmerFit.predict`; prediction intervals use each row's residual
+        variance ``sigma^2 s_i^2`` from the variance function (for new rows, from their
+        covariates; a fitted-value covariate uses the prediction itself)."""
+        out = super().predict(
+            newdata,
+            include_random=include_random,
+            allow_new_levels=allow_new_levels,
+            interval=interval,
+            level=level,
+        )
+        if interval != "prediction" or self._rp.variance is None:
+            return out
+        from scipy import stats
+
+        if newdata is None:
+            s = self._residual_sd()
+        else:
+            s = self._new_residual_sd(newdata, out["fit"].to_numpy())
+        var = out["se"].to_numpy() ** 2 + self.sigma**2 * (s**2 - 1.0)
+        se = np.sqrt(var)
+        z = stats.norm.ppf(0.5 + level / 2)
+        fit = out["fit"].to_numpy()
+        return pd.DataFrame({"fit": fit, "se": se, "lower": fit - z * se, "upper": fit + z * se})
+
+    def _new_residual_sd(self, newdata: pd.DataFrame, fit: np.ndarray) -> np.ndarray:
+        from mixedmodels.core.variance_functions import FITTED
+
+        variance = self._rp.variance
+        values: dict[str, np.ndarray] = {FITTED: fit}
+        for name in variance.columns():
+            if name == FITTED:
+                continue
+            if name not in newdata.columns:
+                raise ColumnNotFoundError(
+                    f"newdata has no column {name!r} (read by the variance function)"
+                )
+            column = newdata[name]
+            numeric = pd.api.types.is_numeric_dtype(column)
+            values[name] = column.to_numpy(dtype=float) if numeric else column.to_numpy()
+        return variance.sd_of(self._u_var, values)
 
     def _correlation_blocks(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per group, (original row indices, ``V_g``)."""
