@@ -156,6 +156,11 @@ def test_variance_functions():
     ident.bind({"s": stratum}, np.arange(4))
     assert ident.levels == ["b", "a", "c"]  # the first met is the reference
     np.testing.assert_allclose(ident.sd(np.log([2.0, 3.0]), {}), [1, 2, 1, 3])
+    np.testing.assert_allclose(
+        ident.sd_of(np.log([2.0, 3.0]), {"s": np.array(["c", "b"])}), [3.0, 1.0]
+    )
+    with pytest.raises(DataError, match="not in the fitted data"):
+        ident.sd_of(np.log([2.0, 3.0]), {"s": np.array(["z"])})
     ref = Ident("s", reference="c")
     ref.bind({"s": stratum}, np.arange(4))
     assert ref.param_names() == ["b", "a"]
