@@ -264,6 +264,11 @@ def lmer(
         from mixedmodels.residual_lmer import lmer_residual
 
         variance = weights if isinstance(weights, VarianceFunction) else None
+        if weights is not None and variance is None:
+            raise ArgumentError(
+                "prior weights cannot be combined with correlation=; a known variance "
+                "per row is mm.var.Fixed('column') (variance proportional to the column)"
+            )
         if start is not None or not optimize:
             raise ArgumentError("start and optimize=False are not available with correlation=")
         return lmer_residual(

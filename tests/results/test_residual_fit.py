@@ -244,6 +244,8 @@ def test_bad_arguments():
     halves = ovary.assign(half=(ovary["Time"] > 0.5).astype(str))  # spans the mares
     with pytest.raises(ArgumentError, match="nested"):
         mm.lmer(OVARY, halves, correlation=mm.cor.AR1(group="half"))
+    with pytest.raises(ArgumentError, match="prior weights cannot be combined"):
+        mm.lmer(OVARY, ovary, correlation=mm.cor.AR1(), weights="Time")
     with pytest.raises(ArgumentError, match="start and optimize"):
         mm.lmer(OVARY, ovary, correlation=mm.cor.AR1(), optimize=False)
 
