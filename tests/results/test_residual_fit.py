@@ -263,7 +263,7 @@ def test_missing_times_are_dropped_with_a_count():
 
 
 def test_profile_interval_ends_are_where_the_deviance_rises_by_the_chi2_quantile():
-    from mixedmodels.inference.residual_profile import profiled
+    from mixedmodels.optim.residual_profile import profiled
 
     fit = fitted("ovary_ar1", "ml")
     ci = fit.confint("profile")

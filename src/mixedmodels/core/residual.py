@@ -442,6 +442,9 @@ class CompoundSymmetry(ResidualCorrelation):
         return super().describe(u).replace(f"~{self.time or '1'}", "~1")
 
 
+CompSymm = CompoundSymmetry  # nlme's name, as mm.cor.CompSymm
+
+
 def _durbin_levinson(partial: np.ndarray, sign: float) -> np.ndarray:
     """Coefficients from partial autocorrelations (nlme's transform: the AR part with
     ``sign = -1``, the MA part with ``+1``)."""

@@ -24,8 +24,8 @@ import numpy as np
 import scipy.linalg as sla
 
 from mixedmodels.errors import DegenerateFitWarning
-from mixedmodels.inference.derivatives import hessian_and_gradient, jacobian, step_sizes
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
+from mixedmodels.optim.derivatives import hessian_and_gradient, jacobian, step_sizes
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from mixedmodels.arguments import check_choice, check_int, check_level, random_generator
 from mixedmodels.core.residual_problem import ResidualProblem
+from mixedmodels.design.validate import new_response
 from mixedmodels.errors import ArgumentError, ColumnNotFoundError
 from mixedmodels.optim.residual import ResidualOptimum
 from mixedmodels.results.fit import LmerFit
@@ -248,16 +249,23 @@ class ResidualLmerFit(LmerFit):
         optimum = optimize_residual(new, self._optimum.result.x)
         return ResidualLmerFit(self._design.with_response(y), new, optimum, self.data_name)
 
-    def refit(self, y: np.ndarray) -> ResidualLmerFit:
-        """The same model (structure included) fitted to another response (``mm.refit``)."""
-        return self._refit(np.asarray(y, dtype=float))
+    def refit(self, y) -> ResidualLmerFit:
+        """The same model (structure included) fitted to another response (``mm.refit``).
 
-    def with_ml(self) -> ResidualLmerFit:
+        Raises
+        ------
+        DataError
+            When ``y`` does not hold one finite number per fitted row.
+        """
+        return self._refit(new_response(y, self._design.n))
+
+    def refit_ml(self) -> ResidualLmerFit:
         """The same model refitted by maximum likelihood (for likelihood-ratio tests)."""
         return self if not self.reml else self._refit(self._design.y, reml=False)
 
-    def _bootstrap_replicate(self, rng, statistic) -> np.ndarray:
-        """One parametric-bootstrap replicate (the bootstrap's hook): simulate, refit."""
+    def bootstrap_replicate(self, rng: np.random.Generator, statistic=None) -> np.ndarray:
+        """One parametric-bootstrap replicate: simulate from the fit (structured errors
+        included), refit from this fit's estimates."""
         y = self._simulate(rng, 1)[:, 0]
         refitted = self._refit(y)
         if statistic is None:
@@ -277,7 +285,7 @@ class ResidualLmerFit(LmerFit):
     @property
     def parameters(self) -> pd.Series:
         """lme4's parameters (sd/cor, sigma, fixed effects) followed by the structure's."""
-        from mixedmodels.inference.parameters import parameter_values
+        from mixedmodels.results.parameters import parameter_values
 
         base = parameter_values(
             self._problem.lambdas(self._solution.theta),
@@ -299,7 +307,7 @@ class ResidualLmerFit(LmerFit):
         """Approximate covariance of the structure's unconstrained parameters: twice the
         inverse Hessian of the objective over (theta, u) (theta on a bound dropped), its
         (u, u) block — nlme's ``apVar`` for these parameters."""
-        from mixedmodels.inference.derivatives import hessian_and_gradient
+        from mixedmodels.optim.derivatives import hessian_and_gradient
 
         rp = self._rp
         x = self._optimum.result.x.copy()
@@ -328,7 +336,7 @@ class ResidualLmerFit(LmerFit):
             nlme's unconstrained scale transformed back (as nlme's ``intervals``), NaN
             for the random-effect sd/cor and sigma.  ``"profile"``: the same, but the
             structure's parameters from their profile likelihood
-            (:mod:`mixedmodels.inference.residual_profile`).  ``"boot"``: parametric
+            (:mod:`mixedmodels.optim.residual_profile`).  ``"boot"``: parametric
             bootstrap percentile intervals for all (``kwargs`` go to :meth:`bootstrap`).
         level : float
         """
@@ -362,7 +370,7 @@ class ResidualLmerFit(LmerFit):
 
     def _profile_ends(self, se: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
         """Profile-likelihood ends of every structure parameter (unconstrained scale)."""
-        from mixedmodels.inference.residual_profile import profile_interval
+        from mixedmodels.optim.residual_profile import profile_interval
 
         rp = self._rp
         x_hat = self._optimum.result.x
