@@ -314,3 +314,14 @@ def test_prediction_intervals_use_the_rows_residual_variance():
     )
     with pytest.raises(mm.DataError, match="new level"):
         fit.predict(new.assign(Sex="Other"), interval="prediction", allow_new_levels=True)
+
+
+def test_a_structure_object_passed_to_two_fits_is_not_shared():
+    ortho = mm.datasets.load("Orthodont")
+    ident = mm.var.Ident("Sex")
+    first = mm.lmer(ORTHODONT, ortho, weights=ident)
+    subjects = ortho.assign(Group=np.where(ortho["Subject"].astype(str) < "M05", "a", "b"))
+    mm.lmer(ORTHODONT, subjects, weights=mm.var.Ident("Group"))
+    mm.lmer(ORTHODONT, ortho.iloc[::-1], weights=ident)  # the same object, other row order
+    assert list(first.variance_parameters.index) == ["Female"]
+    assert ident.levels == []  # the user's object stays unbound

@@ -8,6 +8,7 @@ aligned with the design's rows: the correlation groups and times (a
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -196,6 +197,9 @@ def lmer_residual(
     """Fit a linear mixed model with structured residual covariance (see
     :func:`mixedmodels.api.lmer`)."""
     check_structures(correlation, variance)
+    # the fit binds its own copies to the data (levels, bounds): a structure object the
+    # user passes to several fits is never shared between them
+    correlation, variance = copy.deepcopy(correlation), copy.deepcopy(variance)
     reml = check_bool(reml, "reml")
     if not isinstance(data, pd.DataFrame):
         raise DataError(
