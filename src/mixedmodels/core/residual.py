@@ -691,15 +691,3 @@ class CompoundSymmetryPlan(CrossProductPlan):
         out = self.within / (1.0 - rho) + self._to_levels(self.outer / lam[:, None, None])
         log_det = float(((self.sizes - 1) * math.log(1.0 - rho) + np.log(lam)).sum())
         return out, log_det
-
-
-@dataclass(frozen=True)
-class CorrelationInfo:
-    """A fitted structure with its parameters (for printing and downstream use)."""
-
-    structure: ResidualCorrelation
-    u: np.ndarray
-
-    @property
-    def values(self) -> np.ndarray:
-        return self.structure.natural(self.u)
