@@ -1,0 +1,233 @@
+"""The numeric core of a nonlinear mixed model (one grouping factor).
+
+Model: ``y_j = f(phi_j) + e_j``, ``phi_jk = F_k[j] beta_k + b_{g(j), k}`` for the parameters
+``k`` with random effects, ``b_i = Lambda u_i``, ``u_i ~ N(0, sigma^2 I)``,
+``e_j ~ N(0, sigma^2 / s_j^2)`` (``s_j = |v_j|^-delta`` under a power variance function of
+the fitted values ``v``, 1 otherwise).
+
+Linearized at ``(beta, b)`` (Lindstrom and Bates), with ``X = df/dbeta`` and ``Z = df/db``,
+the model is a linear mixed model for the working response ``w = y - f + X beta + Z b``;
+everything here works on that model's per-group cross-products (a group's ``Z'Z`` is
+``q x q`` with ``q`` the number of random parameters), so one evaluation costs
+``O(m q^3 + p^3)`` once the cross-products are formed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.linalg import cho_solve
+
+ModelCall = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class NonlinearProblem:
+    """Numeric data of a nonlinear mixed model.
+
+    Attributes
+    ----------
+    y : ndarray (n,)
+    model : callable
+        ``phi (n, P) -> (f (n,), gradient (n, P))``.
+    n_model_parameters : int
+        ``P``.
+    fixed_matrices : list of ndarray
+        One ``(n, p_k)`` design per fixed-effects formula.
+    function_index : list of int
+        The model parameter (column of ``phi``) each fixed design belongs to.
+    random_index : list of int
+        The model parameters with a random effect, in the order of ``b``'s columns.
+    groups : ndarray (n,) of int
+        Group code of each row, ``0..m-1``.
+    n_groups : int
+    diagonal : bool
+        Independent random effects (``pdDiag``).
+    reml : bool
+    power_variance : bool
+        Estimate ``delta`` of a power variance function of the fitted values.
+    """
+
+    y: np.ndarray
+    model: ModelCall
+    n_model_parameters: int
+    fixed_matrices: list[np.ndarray]
+    function_index: list[int]
+    random_index: list[int]
+    groups: np.ndarray
+    n_groups: int
+    diagonal: bool = False
+    reml: bool = False
+    power_variance: bool = False
+
+    def __post_init__(self) -> None:
+        n = self.y.size
+        self.indicator = sparse.csr_matrix(
+            (np.ones(n), (self.groups, np.arange(n))), shape=(self.n_groups, n)
+        )
+        self.slices = []
+        start = 0
+        for m in self.fixed_matrices:
+            self.slices.append(slice(start, start + m.shape[1]))
+            start += m.shape[1]
+
+    @property
+    def n(self) -> int:
+        return self.y.size
+
+    @property
+    def p(self) -> int:
+        return sum(m.shape[1] for m in self.fixed_matrices)
+
+    @property
+    def q(self) -> int:
+        return len(self.random_index)
+
+    # ---------------------------------------------------------------- theta layout
+    @property
+    def n_theta(self) -> int:
+        q = self.q
+        return q if self.diagonal else q * (q + 1) // 2
+
+    def theta_lower(self) -> np.ndarray:
+        """Lower bounds of theta: 0 on the diagonal of the relative factor."""
+        q = self.q
+        if self.diagonal:
+            return np.zeros(q)
+        low = []
+        for j in range(q):
+            for i in range(j, q):
+                low.append(0.0 if i == j else -np.inf)
+        return np.array(low)
+
+    def lambda_of(self, theta: np.ndarray) -> np.ndarray:
+        """Relative covariance factor (lower triangular, lme4's column-wise theta)."""
+        q = self.q
+        if self.diagonal:
+            return np.diag(theta)
+        lam = np.zeros((q, q))
+        k = 0
+        for j in range(q):
+            for i in range(j, q):
+                lam[i, j] = theta[k]
+                k += 1
+        return lam
+
+    def theta_of(self, lam: np.ndarray) -> np.ndarray:
+        q = self.q
+        if self.diagonal:
+            return np.diag(lam).copy()
+        return np.array([lam[i, j] for j in range(q) for i in range(j, q)])
+
+    # --------------------------------------------------------------- the model
+    def phi(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Parameter rows ``(n, P)`` at fixed effects ``beta`` and random effects ``b``
+        ``(m, q)``."""
+        phi = np.zeros((self.n, self.n_model_parameters))
+        for k, (matrix, sl) in enumerate(zip(self.fixed_matrices, self.slices, strict=True)):
+            phi[:, self.function_index[k]] += matrix @ beta[sl]
+        for r, col in enumerate(self.random_index):
+            phi[:, col] += b[self.groups, r]
+        return phi
+
+    def linearize(self, beta: np.ndarray, b: np.ndarray) -> Linearization:
+        """The model's values and derivatives at ``(beta, b)``."""
+        f, g = self.model(self.phi(beta, b))
+        x = np.empty((self.n, self.p))
+        for k, (matrix, sl) in enumerate(zip(self.fixed_matrices, self.slices, strict=True)):
+            x[:, sl] = g[:, [self.function_index[k]]] * matrix
+        z = g[:, self.random_index]
+        zb = np.einsum("nq,nq->n", z, b[self.groups])
+        return Linearization(f=f, x=x, z=z, w=self.y - f + x @ beta + zb)
+
+    def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self.model(self.phi(beta, b))[0]
+
+
+@dataclass
+class Linearization:
+    """``f``, ``X = df/dbeta``, ``Z = df/db`` and the working response at a point."""
+
+    f: np.ndarray
+    x: np.ndarray
+    z: np.ndarray
+    w: np.ndarray
+
+
+@dataclass
+class Gram:
+    """Per-group cross-products of ``[Z X w]`` with row weights ``s``."""
+
+    ztz: np.ndarray  # (m, q, q)
+    ztx: np.ndarray  # (m, q, p)
+    ztw: np.ndarray  # (m, q)
+    xtx: np.ndarray
+    xtw: np.ndarray
+    wtw: float
+    log_weights: float  # sum log s_j
+
+
+def gram(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None = None) -> Gram:
+    """Cross-products of the linearized model (rows scaled by ``s``)."""
+    z, x, w = lin.z, lin.x, lin.w
+    if s is not None:
+        z, x, w = z * s[:, None], x * s[:, None], w * s
+    n, q = z.shape
+    p = x.shape[1]
+    e = problem.indicator
+    ztz = (e @ (z[:, :, None] * z[:, None, :]).reshape(n, q * q)).reshape(-1, q, q)
+    ztx = (e @ (z[:, :, None] * x[:, None, :]).reshape(n, q * p)).reshape(-1, q, p)
+    ztw = e @ (z * w[:, None])
+    return Gram(ztz, ztx, ztw, x.T @ x, x.T @ w, float(w @ w),
+                0.0 if s is None else float(np.sum(np.log(s))))
+
+
+@dataclass
+class PlsSolution:
+    """Solution of the penalized least squares problem for one relative factor."""
+
+    beta: np.ndarray
+    u: np.ndarray  # (m, q)
+    pwrss: float
+    logdet_l: float  # log det(L) = sum log diag over all groups
+    logdet_rx: float
+    xtx_reduced: np.ndarray
+
+
+def pls(g: Gram, lam: np.ndarray) -> PlsSolution:
+    """``min ||w - X beta - Z Lambda u||^2 + ||u||^2`` through per-group Cholesky factors."""
+    q = lam.shape[0]
+    a = np.einsum("ji,mjk,kl->mil", lam, g.ztz, lam) + np.eye(q)
+    chol = np.linalg.cholesky(a)
+    lzx = np.einsum("ji,mjk->mik", lam, g.ztx)
+    lzw = np.einsum("ji,mj->mi", lam, g.ztw)
+    cx = np.linalg.solve(chol, lzx)
+    cw = np.linalg.solve(chol, lzw[:, :, None])[:, :, 0]
+    xtx = g.xtx - np.einsum("mqi,mqj->ij", cx, cx)
+    xtw = g.xtw - np.einsum("mqi,mq->i", cx, cw)
+    rx = np.linalg.cholesky(xtx)
+    beta = cho_solve((rx, True), xtw)
+    rhs = cw - np.einsum("mqi,i->mq", cx, beta)
+    u = np.linalg.solve(np.swapaxes(chol, 1, 2), rhs[:, :, None])[:, :, 0]
+    pwrss = g.wtw - float(np.sum(cw * cw)) - float(xtw @ beta)
+    logdet_l = float(np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2))))
+    logdet_rx = float(np.sum(np.log(np.diag(rx))))
+    return PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, logdet_rx, xtx)
+
+
+def deviance(sol: PlsSolution, n: int, p: int, reml: bool, log_weights: float = 0.0) -> float:
+    """-2 log-likelihood (ML) or -2 restricted log-likelihood (REML) of the linear model,
+    sigma profiled out; ``log_weights`` is ``sum log s_j`` of the variance function."""
+    if reml:
+        dof = n - p
+        return (2 * sol.logdet_l + 2 * sol.logdet_rx
+                + dof * (1 + np.log(2 * np.pi * sol.pwrss / dof)) - 2 * log_weights)
+    return 2 * sol.logdet_l + n * (1 + np.log(2 * np.pi * sol.pwrss / n)) - 2 * log_weights
+
+
+def power_weights(v: np.ndarray, delta: float) -> np.ndarray:
+    """``s_j = |v_j|^-delta`` (nlme's varPower weights)."""
+    return np.abs(v) ** (-delta)
