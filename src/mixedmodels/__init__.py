@@ -7,7 +7,7 @@
 
 from mixedmodels import datasets, errors
 from mixedmodels import priors as priors
-from mixedmodels.api import anova, glmer, lm, lmer, lmer_problem, refit, refit_ml
+from mixedmodels.api import anova, glmer, lm, lmer, lmer_problem, nlme, refit, refit_ml
 from mixedmodels.design.sources import DaskSource, FrameSource, ParquetSource, RowSource
 from mixedmodels.errors import (
     ArgumentError,
@@ -23,6 +23,7 @@ from mixedmodels.results.chunked_fit import ChunkedLmerFit
 from mixedmodels.results.fit import LmerFit
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
+from mixedmodels.results.nlme_fit import NlmeFit, anova_nlme
 from mixedmodels.simulate import SimulationParts, simulate_mixed
 
 __version__ = "0.1.0"
@@ -56,4 +57,7 @@ __all__ = [
     "SimulationParts",
     "refit",
     "refit_ml",
+    "nlme",
+    "NlmeFit",
+    "anova_nlme",
 ]

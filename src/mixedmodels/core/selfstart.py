@@ -79,6 +79,24 @@ def least_squares_fit(
     return out.x
 
 
+def projected_fit(
+    columns: Callable[[np.ndarray], np.ndarray], y: np.ndarray, start: np.ndarray
+) -> np.ndarray:
+    """R's ``nls(algorithm = "plinear")``: least squares over the nonlinear parameters with
+    the linear coefficients of ``columns(p)`` solved exactly at each ``p`` (variable
+    projection), from ``start``."""
+
+    def resid(p):
+        a = columns(p)
+        coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+        r = a @ coef - y
+        return np.where(np.isfinite(r), r, 1e150)
+
+    out = least_squares(resid, np.asarray(start, dtype=float), method="lm", xtol=1e-14,
+                        ftol=1e-14, gtol=1e-14, max_nfev=2000)
+    return out.x
+
+
 def _need(n: int, at_least: int, name: str) -> None:
     if n < at_least:
         raise DataError(
@@ -195,7 +213,8 @@ def init_ssbiexp(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -
 
 def init_ssfol(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> np.ndarray:
     """SSfol: ``lKe, lKa, lCl`` from the rows in their order (R's SSfol does not average):
-    the elimination rate from the decline after the peak, then least squares."""
+    the elimination rate from the decline after the peak, the absorption rate by a
+    conditionally linear fit with that elimination rate fixed."""
     t, dose = cov["input"], cov["Dose"]
     n = y.size
     _need(n, 4, "SSfol")
@@ -204,23 +223,19 @@ def init_ssfol(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> 
         lke = -2.5
     else:
         lke = float(np.log((np.log(y[imax]) - np.log(y[-1])) / (t[-1] - t[imax])))
-    ke = np.exp(lke)
-
-    def absorption(p):  # resp ~ c * (exp(-t Ke) - exp(-t Ka)) * Dose, c linear
-        lka = p[0]
-        ka = np.exp(lka)
-        col = (np.exp(-t * ke) - np.exp(-t * ka)) * dose
-        c = _linear([col], y)[0]
-        f = c * col
-        # variable projection: derivative of the projected fit, approximated by the
-        # derivative at fixed c (enough for a start)
-        return f, (c * t * ka * np.exp(-t * ka) * dose)[:, None]
-
-    lka = least_squares_fit(absorption, y, np.array([lke + 1.0]))[0]
-    ka = np.exp(lka)
-    c = _linear([(np.exp(-t * ke) - np.exp(-t * ka)) * dose], y)[0]
-    lcl = np.log(ke * ka / (c * (ka - ke))) if c * (ka - ke) > 0 else 0.0
-    return least_squares_fit(model_on({"input": t, "Dose": dose}), y, np.array([lke, lka, lcl]))
+    # R: nls(resp ~ (exp(-t Ke) - exp(-t Ka)) * Dose, start lKa = lKe + 1, "plinear")
+    lka = projected_fit(
+        lambda p: np.column_stack([(np.exp(-t * np.exp(lke)) - np.exp(-t * np.exp(p[0])))
+                                   * dose]), y, np.array([lke + 1.0]))[0]
+    # R then refits (lKa, lKe) with nls(resp ~ Dose (exp(-t Ke) - exp(-t Ka)) / (Ka - Ke),
+    # algorithm = "plinear"); in R 4.2 that fit stops at its start (its convergence
+    # criterion is met there), so R's values are lKe from the peak, lKa from the first fit
+    # and lCl from the linear coefficient of the second form at those values.
+    ka, ke = np.exp(lka), np.exp(lke)
+    column = dose * (np.exp(-t * ke) - np.exp(-t * ka)) / (ka - ke)
+    lin = _linear([column], y)[0]
+    lcl = lke + lka - np.log(lin) if lin > 0 else 0.0
+    return np.array([lke, lka, lcl])
 
 
 INITIAL: dict[str, Callable[[dict[str, np.ndarray], np.ndarray, ModelOn], np.ndarray]] = {

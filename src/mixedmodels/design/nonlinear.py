@@ -134,7 +134,9 @@ class ModelFunction:
                 g[:, j] = evaluate(tree, env)
         return f.copy(), g
 
-    def on(self, cov: dict[str, np.ndarray]) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    def on(
+        self, cov: dict[str, np.ndarray]
+    ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """The model on fixed covariates as a function of one parameter vector."""
         n = next(iter(cov.values())).size if cov else 1
 

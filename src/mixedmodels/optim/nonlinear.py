@@ -119,7 +119,9 @@ def newton_polish(fun, x, lower, iterations: int = 4):
         return x, 0
     count += 1
     for _ in range(iterations):
-        free = np.flatnonzero(x > lower + 1e-6 * np.maximum(1.0, np.abs(lower)))
+        margin = np.where(np.isfinite(lower), lower + 1e-6 * np.maximum(1.0, np.abs(lower)),
+                          -np.inf)
+        free = np.flatnonzero(x > margin)
         if free.size == 0:
             break
         h = 1e-4 * np.maximum(np.abs(x[free]), 0.1)
@@ -178,7 +180,8 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=100, tol=1e-15):
     step halving from ``(beta, u)``."""
     obj = _objective(problem, beta, u, lam, s)
     it = 0
-    for it in range(1, max_iter + 1):
+    while it < max_iter:
+        it += 1
         lin = problem.linearize(beta, u @ lam.T)
         sol = pls(gram(problem, lin, s), lam)
         dbeta, du = sol.beta - beta, sol.u - u
@@ -194,7 +197,8 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=100, tol=1e-15):
         change = obj - new
         beta, u, obj = nb, nu, new
         step_beta = np.max(np.abs(factor * dbeta) / np.maximum(np.abs(beta), 1e-5), initial=0.0)
-        step_u = np.max(np.abs(factor * du), initial=0.0) / max(np.max(np.abs(u), initial=0.0), 1e-8)
+        u_scale = max(np.max(np.abs(u), initial=0.0), 1e-8)
+        step_u = np.max(np.abs(factor * du), initial=0.0) / u_scale
         if max(step_beta, step_u) < 1e-10 or change <= tol * (obj + 1e-300):
             break
     return beta, u, it
@@ -218,7 +222,6 @@ def fit_lindstrom_bates(
     max_iter: int = 100,
 ) -> NlmeEstimate:
     """Alternate LME and PNLS steps until the estimates stop moving."""
-    reml = problem.reml  # the alternation runs on ML, REML re-estimates at the end (nlme)
     beta = np.asarray(beta0, dtype=float).copy()
     b = np.zeros((problem.n_groups, problem.q)) if b0 is None else b0.copy()
     theta = np.ones(problem.n_theta) if theta0 is None else theta0.copy()
@@ -230,7 +233,8 @@ def fit_lindstrom_bates(
     evaluations = 0
     it = 0
     message = "maximum number of iterations reached"
-    for it in range(1, max_iter + 1):
+    while it < max_iter:
+        it += 1
         old = np.concatenate([beta, theta, [delta] if problem.power_variance else []])
         theta, delta_new, lin, n_eval = _lme_step(problem, beta, b, theta, delta, False)
         evaluations += n_eval
