@@ -159,30 +159,26 @@ class Linearization:
 
 @dataclass
 class Gram:
-    """Per-group cross-products of ``[Z X w]`` with row weights ``s``."""
+    """Per-group cross-products of ``[Z | X w]`` with row weights ``s``."""
 
     ztz: np.ndarray  # (m, q, q)
-    ztx: np.ndarray  # (m, q, p)
-    ztw: np.ndarray  # (m, q)
-    xtx: np.ndarray
-    xtw: np.ndarray
-    wtw: float
+    ztm: np.ndarray  # (m, q, p + 1): Z'[X w] per group
+    mtm: np.ndarray  # (p + 1, p + 1): [X w]'[X w]
     log_weights: float  # sum log s_j
 
 
 def gram(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None = None) -> Gram:
     """Cross-products of the linearized model (rows scaled by ``s``)."""
-    z, x, w = lin.z, lin.x, lin.w
+    z = lin.z
+    m = np.column_stack([lin.x, lin.w])
     if s is not None:
-        z, x, w = z * s[:, None], x * s[:, None], w * s
+        z, m = z * s[:, None], m * s[:, None]
     n, q = z.shape
-    p = x.shape[1]
+    k = m.shape[1]
     e = problem.indicator
     ztz = (e @ (z[:, :, None] * z[:, None, :]).reshape(n, q * q)).reshape(-1, q, q)
-    ztx = (e @ (z[:, :, None] * x[:, None, :]).reshape(n, q * p)).reshape(-1, q, p)
-    ztw = e @ (z * w[:, None])
-    return Gram(ztz, ztx, ztw, x.T @ x, x.T @ w, float(w @ w),
-                0.0 if s is None else float(np.sum(np.log(s))))
+    ztm = (e @ (z[:, :, None] * m[:, None, :]).reshape(n, q * k)).reshape(-1, q, k)
+    return Gram(ztz, ztm, m.T @ m, 0.0 if s is None else float(np.sum(np.log(s))))
 
 
 @dataclass
@@ -190,30 +186,74 @@ class PlsSolution:
     """Solution of the penalized least squares problem for one relative factor."""
 
     beta: np.ndarray
-    u: np.ndarray  # (m, q)
+    u: np.ndarray | None  # (m, q)
     pwrss: float
     logdet_l: float  # log det(L) = sum log diag over all groups
     logdet_rx: float
     xtx_reduced: np.ndarray
 
 
-def pls(g: Gram, lam: np.ndarray) -> PlsSolution:
-    """``min ||w - X beta - Z Lambda u||^2 + ||u||^2`` through per-group Cholesky factors."""
+def _cholesky_batch(a: np.ndarray) -> list[list[np.ndarray]]:
+    """Lower Cholesky factors of ``m`` small ``q x q`` matrices, entry by entry
+    (``L[i][j]`` is an ``(m,)`` array): for the q <= 4 of nonlinear models this is a few
+    vectorized operations instead of LAPACK calls per group."""
+    q = a.shape[1]
+    low: list[list[np.ndarray]] = [[None] * q for _ in range(q)]  # type: ignore[list-item]
+    for j in range(q):
+        d = a[:, j, j] - sum(low[j][k] ** 2 for k in range(j))
+        if np.any(d <= 0):
+            raise np.linalg.LinAlgError("not positive definite")
+        low[j][j] = np.sqrt(d)
+        for i in range(j + 1, q):
+            low[i][j] = (a[:, i, j] - sum(low[i][k] * low[j][k] for k in range(j))) / low[j][j]
+    return low
+
+
+def _forward(low: list[list[np.ndarray]], b: np.ndarray) -> np.ndarray:
+    """``L^-1 b`` for ``b`` of shape (m, q, k)."""
+    q = b.shape[1]
+    out = np.empty_like(b)
+    for i in range(q):
+        acc = b[:, i, :].copy()
+        for k in range(i):
+            acc -= low[i][k][:, None] * out[:, k, :]
+        out[:, i, :] = acc / low[i][i][:, None]
+    return out
+
+
+def _backward(low: list[list[np.ndarray]], b: np.ndarray) -> np.ndarray:
+    """``L'^-1 b`` for ``b`` of shape (m, q)."""
+    q = b.shape[1]
+    out = np.empty_like(b)
+    for i in range(q - 1, -1, -1):
+        acc = b[:, i].copy()
+        for k in range(i + 1, q):
+            acc -= low[k][i] * out[:, k]
+        out[:, i] = acc / low[i][i]
+    return out
+
+
+def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
+    """``min ||w - X beta - Z Lambda u||^2 + ||u||^2``.
+
+    Per group ``A_i = Lambda' Z_i'Z_i Lambda + I = L_i L_i'``; with ``C_i = L_i^-1 Lambda'
+    Z_i'[X w]`` the fixed effects' system is ``[X w]'[X w] - sum_i C_i'C_i`` (one product
+    over all groups), and ``u_i = L_i'^-1 (C_i,w - C_i,X beta)``.
+    """
     q = lam.shape[0]
-    a = np.einsum("ji,mjk,kl->mil", lam, g.ztz, lam) + np.eye(q)
-    chol = np.linalg.cholesky(a)
-    lzx = np.einsum("ji,mjk->mik", lam, g.ztx)
-    lzw = np.einsum("ji,mj->mi", lam, g.ztw)
-    cx = np.linalg.solve(chol, lzx)
-    cw = np.linalg.solve(chol, lzw[:, :, None])[:, :, 0]
-    xtx = g.xtx - np.einsum("mqi,mqj->ij", cx, cx)
-    xtw = g.xtw - np.einsum("mqi,mq->i", cx, cw)
+    p = g.mtm.shape[0] - 1
+    a = lam.T @ g.ztz @ lam
+    a[:, range(q), range(q)] += 1.0
+    low = _cholesky_batch(a)
+    logdet_l = float(sum(np.sum(np.log(low[i][i])) for i in range(q)))
+    c = _forward(low, lam.T @ g.ztm)
+    flat = c.reshape(-1, p + 1)
+    reduced = g.mtm - flat.T @ flat
+    xtx = reduced[:p, :p]
     rx = np.linalg.cholesky(xtx)
-    beta = cho_solve((rx, True), xtw)
-    rhs = cw - np.einsum("mqi,i->mq", cx, beta)
-    u = np.linalg.solve(np.swapaxes(chol, 1, 2), rhs[:, :, None])[:, :, 0]
-    pwrss = g.wtw - float(np.sum(cw * cw)) - float(xtw @ beta)
-    logdet_l = float(np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2))))
+    beta = cho_solve((rx, True), reduced[:p, p])
+    pwrss = float(reduced[p, p] - reduced[p, :p] @ beta)
+    u = _backward(low, c[:, :, p] - c[:, :, :p] @ beta) if modes else None
     logdet_rx = float(np.sum(np.log(np.diag(rx))))
     return PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, logdet_rx, xtx)
 

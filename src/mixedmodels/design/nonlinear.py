@@ -24,6 +24,7 @@ from mixedmodels.design.matrices import MatrixBuilder
 from mixedmodels.design.validate import check_frame, is_numeric
 from mixedmodels.errors import ArgumentError, ColumnNotFoundError, DataError, FormulaError
 from mixedmodels.formula.derivative import (
+    Program,
     check_arithmetic,
     differentiate,
     evaluate,
@@ -92,6 +93,10 @@ class ModelFunction:
     gradient: tuple[Node, ...]
     self_start: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_program", Program([self.value, *self.gradient]))
+        object.__setattr__(self, "_value_program", Program([self.value]))
+
     def covariate_values(self, data: pd.DataFrame) -> dict[str, np.ndarray]:
         """The covariates' values on ``data`` (float arrays)."""
         columns = {}
@@ -126,13 +131,14 @@ class ModelFunction:
             env[name] = phi[:, j]
         n = phi.shape[0]
         with np.errstate(all="ignore"):
-            f = np.broadcast_to(np.asarray(evaluate(self.value, env), dtype=float), (n,))
             if not gradient:
-                return f.copy(), None
+                (f,) = self._value_program.run(env)
+                return np.broadcast_to(np.asarray(f, dtype=float), (n,)).copy(), None
+            out = self._program.run(env)
             g = np.empty((n, len(self.parameters)))
-            for j, tree in enumerate(self.gradient):
-                g[:, j] = evaluate(tree, env)
-        return f.copy(), g
+            for j, value in enumerate(out[1:]):
+                g[:, j] = value
+        return np.broadcast_to(np.asarray(out[0], dtype=float), (n,)).copy(), g
 
     def on(
         self, cov: dict[str, np.ndarray]

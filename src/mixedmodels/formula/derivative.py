@@ -374,3 +374,82 @@ def _wrap_atom(node: Node) -> Node:
 def text_of(node: Node) -> str:
     """R's deparse of a tree (derivatives included)."""
     return deparse(node)
+
+
+# --------------------------------------------------------------------------- compiled
+
+
+class Program:
+    """Several arithmetic trees compiled into one list of operations, equal subtrees
+    computed once (a model and its gradient share most of their work: the logistic's
+    ``exp((xmid - x)/scal)`` appears in all four trees).
+
+    Parameters
+    ----------
+    trees : list of Node
+        Checked arithmetic trees (:func:`check_arithmetic`).
+    """
+
+    def __init__(self, trees: list[Node]):
+        self.code: list[tuple] = []
+        self._index: dict[tuple, int] = {}
+        self.outputs = [self._emit(t) for t in trees]
+        del self._index
+
+    def _add(self, key: tuple) -> int:
+        found = self._index.get(key)
+        if found is not None:
+            return found
+        self._index[key] = len(self.code)
+        self.code.append(key)
+        return len(self.code) - 1
+
+    def _emit(self, node: Node) -> int:
+        while isinstance(node, Paren):
+            node = node.inner
+        if isinstance(node, Number):
+            return self._add(("num", node.value))
+        if isinstance(node, Name):
+            return self._add(("name", node.id, node.quoted))
+        if isinstance(node, Unary):
+            inner = self._emit(node.operand)
+            return inner if node.op == "+" else self._add(("neg", inner))
+        if isinstance(node, Binary):
+            if node.op not in _OPERATORS:
+                raise FormulaError(f"operator {node.op!r} in a model expression")
+            return self._add((node.op, self._emit(node.left), self._emit(node.right)))
+        if isinstance(node, Call) and node.func in UNARY_FUNCTIONS and len(node.args) == 1:
+            return self._add(("call", node.func, self._emit(node.args[0])))
+        raise FormulaError("not an arithmetic expression")
+
+    def run(self, env: Mapping[str, np.ndarray | float]) -> list:
+        """The trees' values with names looked up in ``env`` (``pi`` when not there)."""
+        regs: list = [None] * len(self.code)
+        for i, ins in enumerate(self.code):
+            op = ins[0]
+            if op == "num":
+                regs[i] = ins[1]
+            elif op == "name":
+                if ins[1] in env:
+                    regs[i] = env[ins[1]]
+                elif not ins[2] and ins[1] in _CONSTANTS:
+                    regs[i] = _CONSTANTS[ins[1]]
+                else:
+                    raise FormulaError(f"unknown name {ins[1]!r} in the model expression")
+            elif op == "neg":
+                regs[i] = -regs[ins[1]]
+            elif op == "call":
+                regs[i] = UNARY_FUNCTIONS[ins[1]](regs[ins[2]])
+            else:
+                a, b = regs[ins[1]], regs[ins[2]]
+                if op == "+":
+                    regs[i] = a + b
+                elif op == "-":
+                    regs[i] = a - b
+                elif op == "*":
+                    regs[i] = a * b
+                elif op == "/":
+                    regs[i] = a / b
+                else:
+                    regs[i] = np.power(a, b)
+        return [regs[o] for o in self.outputs]

@@ -66,7 +66,7 @@ class NlmeEstimate:
     evaluations: int = 0
 
 
-def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml):
+def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False):
     """Optimize the covariance (and delta) of the model linearized at ``(beta, b)``."""
     lin = problem.linearize(beta, b)
     nt = problem.n_theta
@@ -76,7 +76,7 @@ def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml):
         def objective(x):
             s = power_weights(v, x[nt])
             g = gram(problem, lin, s)
-            return deviance(pls(g, problem.lambda_of(x[:nt])), problem.n, problem.p, reml,
+            return deviance(pls(g, problem.lambda_of(x[:nt]), False), problem.n, problem.p, reml,
                             g.log_weights)
 
         x0 = np.append(theta, delta)
@@ -85,7 +85,7 @@ def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml):
         g0 = gram(problem, lin)
 
         def objective(x):
-            return deviance(pls(g0, problem.lambda_of(x)), problem.n, problem.p, reml)
+            return deviance(pls(g0, problem.lambda_of(x), False), problem.n, problem.p, reml)
 
         x0 = theta.copy()
         lower = problem.theta_lower()
@@ -96,33 +96,47 @@ def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml):
         except np.linalg.LinAlgError:
             raise NotPositiveDefiniteError("not positive definite") from None
 
-    step = np.maximum(0.2 * np.abs(x0), 0.05)
-    res = minimize_bounded(safe, np.maximum(x0, lower), lower, ftol_abs=1e-12, xtol_abs=1e-10,
-                           initial_step=step)
-    x, n_polish = newton_polish(safe, res.x, lower)
+    x0 = np.maximum(x0, lower)
+    count = 0
+    ok = False
+    if warm:  # near the fixed point a few Newton steps from the last estimate suffice
+        x, count, ok = newton_polish(safe, x0, lower, iterations=8)
+    if not ok:
+        step = np.maximum(0.2 * np.abs(x0), 0.05)
+        res = minimize_bounded(safe, x0, lower, ftol_abs=1e-12, xtol_abs=1e-10,
+                               initial_step=step)
+        x, n_polish, _ = newton_polish(safe, res.x, lower)
+        count += res.n_evaluations + n_polish
     theta = x[:nt]
     delta = float(x[nt]) if problem.power_variance else None
-    return theta, delta, lin, res.n_evaluations + n_polish
+    return theta, delta, lin, count
 
 
 def newton_polish(fun, x, lower, iterations: int = 4):
-    """A few Newton steps with central-difference derivatives on the coordinates that are
-    off their bounds: BOBYQA stops when its trust region is small, which on the flat
-    directions of a likelihood can leave the covariance parameters 1e-4 from the optimum;
-    the alternation's fixed point needs them to 1e-8.  A step is kept only when it lowers
-    ``fun``."""
+    """Newton steps with central-difference derivatives on the coordinates that are off
+    their bounds: BOBYQA stops when its trust region is small, which on the flat directions
+    of a likelihood can leave the covariance parameters 1e-4 from the optimum; the
+    alternation's fixed point needs them to 1e-8.  A step is kept only when it lowers
+    ``fun``.
+
+    Returns the point, the number of evaluations and whether it is an optimum: the last
+    step changed ``fun`` by less than 1e-10 and no coordinate on its bound wants to leave
+    it.
+    """
     x = np.asarray(x, dtype=float).copy()
     count = 0
     try:
         best = fun(x)
     except (NotPositiveDefiniteError, np.linalg.LinAlgError):
-        return x, 0
+        return x, 0, False
     count += 1
+    ok = False
     for _ in range(iterations):
         margin = np.where(np.isfinite(lower), lower + 1e-6 * np.maximum(1.0, np.abs(lower)),
                           -np.inf)
         free = np.flatnonzero(x > margin)
         if free.size == 0:
+            ok = True
             break
         h = 1e-4 * np.maximum(np.abs(x[free]), 0.1)
         k = free.size
@@ -146,10 +160,12 @@ def newton_polish(fun, x, lower, iterations: int = 4):
                     fpp = fun(x + e)
                     count += 1
                     hess[a, c] = hess[c, a] = (fpp - fp[a] - fp[c] + f0) / (h[a] * h[c])
+            if not np.all(np.isfinite(hess)) or np.any(np.linalg.eigvalsh(hess) <= 0):
+                break
             step = -np.linalg.solve(hess, grad)
         except (NotPositiveDefiniteError, np.linalg.LinAlgError):
             break
-        if not np.all(np.isfinite(step)) or np.any(np.linalg.eigvalsh(hess) <= 0):
+        if not np.all(np.isfinite(step)):
             break
         trial = x.copy()
         trial[free] = np.maximum(trial[free] + step, lower[free])
@@ -159,12 +175,24 @@ def newton_polish(fun, x, lower, iterations: int = 4):
             break
         count += 1
         if not value <= best:
+            ok = abs(grad @ step) < 1e-9  # at the optimum within rounding
             break
         improvement = best - value
         x, best = trial, value
-        if improvement < 1e-13:
+        if improvement < 1e-10:
+            ok = True
             break
-    return x, count
+    if ok:
+        for i in np.flatnonzero(np.isfinite(lower) & (x <= lower + 1e-6)):
+            e = np.zeros_like(x)
+            e[i] = 1e-4
+            try:
+                if fun(x + e) < best:
+                    ok = False
+            except (NotPositiveDefiniteError, np.linalg.LinAlgError):
+                pass
+            count += 1
+    return x, count, ok
 
 
 def _objective(problem, beta, u, lam, s):
@@ -236,7 +264,8 @@ def fit_lindstrom_bates(
     while it < max_iter:
         it += 1
         old = np.concatenate([beta, theta, [delta] if problem.power_variance else []])
-        theta, delta_new, lin, n_eval = _lme_step(problem, beta, b, theta, delta, False)
+        theta, delta_new, lin, n_eval = _lme_step(problem, beta, b, theta, delta, False,
+                                                  warm=it > 1)
         evaluations += n_eval
         if delta_new is not None:
             delta = delta_new
