@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from scipy.linalg import cho_solve
+from scipy.linalg.lapack import dpotrf, dpotrs
 
 ModelCall = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -159,10 +159,11 @@ class Linearization:
 
 @dataclass
 class Gram:
-    """Per-group cross-products of ``[Z | X w]`` with row weights ``s``."""
+    """Per-group cross-products of ``[Z | X w]`` with row weights ``s``, stored group
+    index last so that each entry is one contiguous array over the groups."""
 
-    ztz: np.ndarray  # (m, q, q)
-    ztm: np.ndarray  # (m, q, p + 1): Z'[X w] per group
+    ztz: np.ndarray  # (q, q, m)
+    ztm: np.ndarray  # (q, m, p + 1): Z'[X w] per group
     mtm: np.ndarray  # (p + 1, p + 1): [X w]'[X w]
     log_weights: float  # sum log s_j
 
@@ -176,9 +177,10 @@ def gram(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None = N
     n, q = z.shape
     k = m.shape[1]
     e = problem.indicator
-    ztz = (e @ (z[:, :, None] * z[:, None, :]).reshape(n, q * q)).reshape(-1, q, q)
+    ztz = np.ascontiguousarray((e @ (z[:, :, None] * z[:, None, :]).reshape(n, q * q)).T)
     ztm = (e @ (z[:, :, None] * m[:, None, :]).reshape(n, q * k)).reshape(-1, q, k)
-    return Gram(ztz, ztm, m.T @ m, 0.0 if s is None else float(np.sum(np.log(s))))
+    return Gram(ztz.reshape(q, q, -1), np.ascontiguousarray(ztm.transpose(1, 0, 2)), m.T @ m,
+                0.0 if s is None else float(np.sum(np.log(s))))
 
 
 @dataclass
@@ -193,67 +195,65 @@ class PlsSolution:
     xtx_reduced: np.ndarray
 
 
-def _cholesky_batch(a: np.ndarray) -> list[list[np.ndarray]]:
-    """Lower Cholesky factors of ``m`` small ``q x q`` matrices, entry by entry
-    (``L[i][j]`` is an ``(m,)`` array): for the q <= 4 of nonlinear models this is a few
-    vectorized operations instead of LAPACK calls per group."""
-    q = a.shape[1]
-    low: list[list[np.ndarray]] = [[None] * q for _ in range(q)]  # type: ignore[list-item]
-    for j in range(q):
-        d = a[:, j, j] - sum(low[j][k] ** 2 for k in range(j))
-        if np.any(d <= 0):
-            raise np.linalg.LinAlgError("not positive definite")
-        low[j][j] = np.sqrt(d)
-        for i in range(j + 1, q):
-            low[i][j] = (a[:, i, j] - sum(low[i][k] * low[j][k] for k in range(j))) / low[j][j]
-    return low
-
-
-def _forward(low: list[list[np.ndarray]], b: np.ndarray) -> np.ndarray:
-    """``L^-1 b`` for ``b`` of shape (m, q, k)."""
-    q = b.shape[1]
-    out = np.empty_like(b)
-    for i in range(q):
-        acc = b[:, i, :].copy()
-        for k in range(i):
-            acc -= low[i][k][:, None] * out[:, k, :]
-        out[:, i, :] = acc / low[i][i][:, None]
-    return out
-
-
-def _backward(low: list[list[np.ndarray]], b: np.ndarray) -> np.ndarray:
-    """``L'^-1 b`` for ``b`` of shape (m, q)."""
-    q = b.shape[1]
-    out = np.empty_like(b)
-    for i in range(q - 1, -1, -1):
-        acc = b[:, i].copy()
-        for k in range(i + 1, q):
-            acc -= low[k][i] * out[:, k]
-        out[:, i] = acc / low[i][i]
-    return out
-
-
 def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
     """``min ||w - X beta - Z Lambda u||^2 + ||u||^2``.
 
-    Per group ``A_i = Lambda' Z_i'Z_i Lambda + I = L_i L_i'``; with ``C_i = L_i^-1 Lambda'
+    Per group ``A_i = Lambda' Z_i'Z_i Lambda + I = L_i L_i'``, factored entry by entry
+    (each entry an array over the groups: for the q <= 4 of nonlinear models a few
+    vectorized operations instead of LAPACK calls per group).  With ``C_i = L_i^-1 Lambda'
     Z_i'[X w]`` the fixed effects' system is ``[X w]'[X w] - sum_i C_i'C_i`` (one product
     over all groups), and ``u_i = L_i'^-1 (C_i,w - C_i,X beta)``.
     """
     q = lam.shape[0]
     p = g.mtm.shape[0] - 1
-    a = lam.T @ g.ztz @ lam
-    a[:, range(q), range(q)] += 1.0
-    low = _cholesky_batch(a)
-    logdet_l = float(sum(np.sum(np.log(low[i][i])) for i in range(q)))
-    c = _forward(low, lam.T @ g.ztm)
+    if q == 1:
+        a = [[lam[0, 0] ** 2 * g.ztz[0, 0] + 1.0]]
+    else:
+        t = np.tensordot(lam, g.ztz, axes=(0, 0))  # (q, q, m): Lambda' ZtZ
+        a = np.tensordot(t, lam, axes=(1, 0))  # (q, m, q)
+        a = [[a[i, :, j] for j in range(q)] for i in range(q)]
+        for i in range(q):
+            a[i][i] = a[i][i] + 1.0
+    low: list[list] = [[None] * q for _ in range(q)]
+    logdet_l = 0.0
+    for j in range(q):
+        d = a[j][j]
+        for k in range(j):
+            d = d - low[j][k] ** 2
+        if d.min() <= 0:
+            raise np.linalg.LinAlgError("not positive definite")
+        low[j][j] = np.sqrt(d)
+        logdet_l += 0.5 * float(np.sum(np.log(d)))
+        for i in range(j + 1, q):
+            v = a[i][j]
+            for k in range(j):
+                v = v - low[i][k] * low[j][k]
+            low[i][j] = v / low[j][j]
+    lm = lam.T @ g.ztm.reshape(q, -1) if q > 1 else lam[0, 0] * g.ztm.reshape(1, -1)
+    lm = lm.reshape(g.ztm.shape)
+    c = np.empty_like(lm)
+    for i in range(q):
+        acc = lm[i]
+        for k in range(i):
+            acc = acc - low[i][k][:, None] * c[k]
+        c[i] = acc / low[i][i][:, None]
     flat = c.reshape(-1, p + 1)
     reduced = g.mtm - flat.T @ flat
     xtx = reduced[:p, :p]
-    rx = np.linalg.cholesky(xtx)
-    beta = cho_solve((rx, True), reduced[:p, p])
+    rx, info = dpotrf(xtx, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("the fixed effects' system is not positive definite")
+    beta, _ = dpotrs(rx, reduced[:p, p], lower=1)
     pwrss = float(reduced[p, p] - reduced[p, :p] @ beta)
-    u = _backward(low, c[:, :, p] - c[:, :, :p] @ beta) if modes else None
+    u = None
+    if modes:
+        r = c[:, :, p] - c[:, :, :p] @ beta  # (q, m)
+        u = np.empty((r.shape[1], q))
+        for i in range(q - 1, -1, -1):
+            acc = r[i]
+            for k in range(i + 1, q):
+                acc = acc - low[k][i] * u[:, k]
+            u[:, i] = acc / low[i][i]
     logdet_rx = float(np.sum(np.log(np.diag(rx))))
     return PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, logdet_rx, xtx)
 

@@ -203,11 +203,12 @@ def _objective(problem, beta, u, lam, s):
     return value if np.isfinite(value) else np.inf
 
 
-def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=100, tol=1e-15):
+def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15):
     """Penalized nonlinear least squares for a fixed relative factor; Gauss-Newton with
     step halving from ``(beta, u)``."""
     obj = _objective(problem, beta, u, lam, s)
     it = 0
+    done = False
     while it < max_iter:
         it += 1
         lin = problem.linearize(beta, u @ lam.T)
@@ -221,6 +222,7 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=100, tol=1e-15):
                 break
             factor /= 2
         if factor < 1e-10:
+            done = True  # no decrease along the Gauss-Newton direction: at the minimum
             break
         change = obj - new
         beta, u, obj = nb, nu, new
@@ -228,8 +230,9 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=100, tol=1e-15):
         u_scale = max(np.max(np.abs(u), initial=0.0), 1e-8)
         step_u = np.max(np.abs(factor * du), initial=0.0) / u_scale
         if max(step_beta, step_u) < 1e-10 or change <= tol * (obj + 1e-300):
+            done = True
             break
-    return beta, u, it
+    return beta, u, it, done
 
 
 def _rel_change(old: np.ndarray, new: np.ndarray, floor: float) -> float:
@@ -276,7 +279,7 @@ def fit_lindstrom_bates(
         beta_start, u_start = sol.beta, sol.u
         if _objective(problem, beta_start, u_start, lam, s) == np.inf:
             beta_start, u_start = beta, _u_of(b, lam)
-        beta, u, n_pnls = _pnls(problem, beta_start, u_start, lam, s)
+        beta, u, n_pnls, pnls_done = _pnls(problem, beta_start, u_start, lam, s)
         pnls_counts.append(n_pnls)
         b = u @ lam.T
         new = np.concatenate([beta, theta, [delta] if problem.power_variance else []])
@@ -284,7 +287,7 @@ def fit_lindstrom_bates(
         # are measured against 0.01, fixed effects near 0 against 1e-5 (as nlme)
         p = beta.size
         change = max(_rel_change(old[:p], new[:p], 1e-5), _rel_change(old[p:], new[p:], 1e-2))
-        if change <= tolerance:
+        if change <= tolerance and pnls_done:
             converged = True
             message = "converged"
             break
