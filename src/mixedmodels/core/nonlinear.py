@@ -209,8 +209,9 @@ def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
     if q == 1:
         a = [[lam[0, 0] ** 2 * g.ztz[0, 0] + 1.0]]
     else:
-        t = np.tensordot(lam, g.ztz, axes=(0, 0))  # (q, q, m): Lambda' ZtZ
-        a = np.tensordot(t, lam, axes=(1, 0))  # (q, m, q)
+        m = g.ztz.shape[2]
+        t = (lam.T @ g.ztz.reshape(q, -1)).reshape(q, q, m)  # Lambda' ZtZ
+        a = np.swapaxes(t, 1, 2) @ lam  # (q, m, q): Lambda' ZtZ Lambda
         a = [[a[i, :, j] for j in range(q)] for i in range(q)]
         for i in range(q):
             a[i][i] = a[i][i] + 1.0

@@ -57,26 +57,53 @@ def _linear(columns: list[np.ndarray], y: np.ndarray) -> np.ndarray:
 
 
 def least_squares_fit(
-    fun: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], y: np.ndarray, start: np.ndarray
+    fun: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], y: np.ndarray, start: np.ndarray,
+    max_iter: int = 500,
 ) -> np.ndarray:
-    """The least-squares fit of ``fun`` to ``y`` from ``start`` (Levenberg-Marquardt,
-    tolerances near machine precision)."""
-    start = np.asarray(start, dtype=float)
-    if not np.all(np.isfinite(start)):
+    """The least-squares fit of ``fun`` (values and Jacobian) to ``y`` from ``start``:
+    Levenberg-Marquardt, stopping when a step changes the parameters by less than 1e-12
+    relative or the residual sum of squares by less than 1e-15 relative."""
+    p = np.asarray(start, dtype=float).copy()
+    if not np.all(np.isfinite(p)):
         raise DataError("the self-starting model found no finite starting values for these data")
 
-    def resid(p):
-        f, _ = fun(p)
-        r = f - y
-        return np.where(np.isfinite(r), r, 1e150)
+    def rss_of(q):
+        f, _ = fun(q)
+        r = y - f
+        value = float(r @ r)
+        return value if np.isfinite(value) else np.inf
 
-    def jac(p):
-        _, g = fun(p)
-        return np.where(np.isfinite(g), g, 0.0)
-
-    out = least_squares(resid, start, jac=jac, method="lm", xtol=1e-14, ftol=1e-14, gtol=1e-14,
-                        max_nfev=2000)
-    return out.x
+    f, jac = fun(p)
+    r = y - f
+    rss = float(r @ r)
+    if not np.isfinite(rss):
+        raise DataError("the self-starting model is not finite at its starting values")
+    mu = 1e-3
+    for _ in range(max_iter):
+        jtj = jac.T @ jac
+        jtr = jac.T @ r
+        scale = np.maximum(np.diag(jtj), 1e-300)
+        while True:
+            try:
+                step = np.linalg.solve(jtj + mu * np.diag(scale), jtr)
+            except np.linalg.LinAlgError:
+                step = np.full_like(p, np.nan)
+            trial = p + step
+            new = rss_of(trial) if np.all(np.isfinite(trial)) else np.inf
+            if new <= rss:
+                break
+            mu *= 10
+            if mu > 1e12:
+                return p
+        small = np.max(np.abs(step) / np.maximum(np.abs(p), 1e-8)) < 1e-12
+        gain = rss - new
+        p, rss = trial, new
+        mu = max(mu / 10, 1e-12)
+        if small or gain <= 1e-15 * rss:
+            break
+        f, jac = fun(p)
+        r = y - f
+    return p
 
 
 def projected_fit(

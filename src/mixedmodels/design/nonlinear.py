@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -192,10 +193,16 @@ def parse_model(model: str, parameters: list[str]) -> tuple[str, ModelFunction]:
     """Response name and model function of ``response ~ expression``.
 
     ``parameters`` are the names the fixed-effects formulas declare; the other names of an
-    expression are data columns.
+    expression are data columns.  Parsed, differentiated and compiled once per model text.
     """
     if not isinstance(model, str):
         raise FormulaError(f"the model must be a string, got {type(model).__name__}")
+    return _parse_model(model, tuple(parameters))
+
+
+@lru_cache(maxsize=128)
+def _parse_model(model: str, parameters: tuple[str, ...]) -> tuple[str, ModelFunction]:
+    parameters = list(parameters)
     tree = parse_expression(model)
     if not (isinstance(tree, Binary) and tree.op == "~"):
         raise FormulaError("the model must be 'response ~ expression'", model, 0)
