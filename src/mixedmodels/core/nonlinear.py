@@ -193,6 +193,7 @@ class PlsSolution:
     logdet_l: float  # log det(L) = sum log diag over all groups
     logdet_rx: float
     xtx_reduced: np.ndarray
+    low: list | None = None  # per-group Cholesky factor, entry by entry
 
 
 def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
@@ -256,7 +257,63 @@ def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
                 acc = acc - low[k][i] * u[:, k]
             u[:, i] = acc / low[i][i]
     logdet_rx = float(np.sum(np.log(np.diag(rx))))
-    return PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, logdet_rx, xtx)
+    return PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, logdet_rx, xtx, low)
+
+
+def _forward(low: list, rhs: np.ndarray) -> np.ndarray:
+    """``L^-1 rhs`` group by group, ``rhs`` of shape (q, m, k)."""
+    out = np.empty_like(rhs)
+    for i in range(rhs.shape[0]):
+        acc = rhs[i]
+        for k in range(i):
+            acc = acc - low[i][k][:, None] * out[k]
+        out[i] = acc / low[i][i][:, None]
+    return out
+
+
+def _backward(low: list, rhs: np.ndarray) -> np.ndarray:
+    """``L'^-1 rhs`` group by group, ``rhs`` of shape (q, m, k)."""
+    q = rhs.shape[0]
+    out = np.empty_like(rhs)
+    for i in range(q - 1, -1, -1):
+        acc = rhs[i]
+        for k in range(i + 1, q):
+            acc = acc - low[k][i][:, None] * out[k]
+        out[i] = acc / low[i][i][:, None]
+    return out
+
+
+def theta_pairs(q: int, diagonal: bool) -> list[tuple[int, int]]:
+    """The (row, column) of the relative factor each theta entry sets (lme4's order)."""
+    if diagonal:
+        return [(i, i) for i in range(q)]
+    return [(i, j) for j in range(q) for i in range(j, q)]
+
+
+def ml_deviance_gradient(
+    g: Gram, lam: np.ndarray, pairs: list[tuple[int, int]], n: int
+) -> tuple[float, np.ndarray]:
+    """The profiled ML deviance and its gradient in theta.
+
+    ``d log|A_i| / d Lambda_rc = 2 [A_i^-1 Lambda' S_i]_cr`` with ``S_i = Z_i'Z_i``, and by
+    the envelope theorem ``d PWRSS / d Lambda_rc = -2 sum_i (Z_i' r_i)_r u_ic`` with
+    ``r = w - X beta - Z Lambda u`` at the penalized least-squares solution; the deviance
+    ``log|A| + n log PWRSS + const`` adds ``n / PWRSS`` times the latter.
+    """
+    sol = pls(g, lam, modes=True)
+    dev = deviance(sol, n, g.mtm.shape[0] - 1, False)
+    q = lam.shape[0]
+    p = g.mtm.shape[0] - 1
+    m = g.ztz.shape[2]
+    t = (lam.T @ g.ztz.reshape(q, -1)).reshape(q, q, m)  # (Lambda' S)[a, b, i]
+    w = _backward(sol.low, _forward(sol.low, np.swapaxes(t, 1, 2)))  # (q, m, q)
+    lu = sol.u @ lam.T  # (m, q): Lambda u_i
+    slu = np.einsum("abm,mb->am", g.ztz, lu)
+    zr = g.ztm[:, :, p] - g.ztm[:, :, :p] @ sol.beta - slu  # (q, m)
+    grad = np.empty(len(pairs))
+    for k, (r, c) in enumerate(pairs):
+        grad[k] = 2 * np.sum(w[c, :, r]) - 2 * n / sol.pwrss * float(zr[r] @ sol.u[:, c])
+    return dev, grad
 
 
 def deviance(sol: PlsSolution, n: int, p: int, reml: bool, log_weights: float = 0.0) -> float:
