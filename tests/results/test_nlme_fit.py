@@ -110,9 +110,10 @@ def test_tests_ranef_coef_fitted(fits, name):
 
 
 def test_expression_equals_self_start(fits):
-    """The symbolic derivative of the written-out logistic gives the self-start's fit."""
+    """The symbolic derivative of the written-out logistic gives the self-start's fit (from
+    different starts; each stops when the estimates change by less than 1e-8 relative)."""
     a, b = fits["orange_expression"], fits["orange_ml"]
-    assert abs(a.loglik - b.loglik) < 1e-7
+    assert abs(a.loglik - b.loglik) < 1e-8 * abs(b.loglik)
     np.testing.assert_allclose(a.fixef, b.fixef, rtol=1e-6)
 
 
