@@ -68,9 +68,11 @@ class NlmeEstimate:
     evaluations: int = 0
 
 
-def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False):
-    """Optimize the covariance (and delta) of the model linearized at ``(beta, b)``."""
-    lin = problem.linearize(beta, b)
+def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False, lin=None):
+    """Optimize the covariance (and delta) of the model linearized at ``(beta, b)``
+    (``lin``, when the caller has it)."""
+    if lin is None:
+        lin = problem.linearize(beta, b)
     nt = problem.n_theta
     if problem.power_variance:
         v = lin.f.copy()
@@ -302,21 +304,30 @@ def _objective(problem, beta, u, lam, s):
     return value if np.isfinite(value) else np.inf
 
 
+def _lin_objective(problem, lin, u, s) -> float:
+    r = s * (problem.y - lin.f)
+    value = float(r @ r + np.sum(u * u))
+    return value if np.isfinite(value) else np.inf
+
+
 def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15):
     """Penalized nonlinear least squares for a fixed relative factor; Gauss-Newton with
-    step halving from ``(beta, u)``."""
-    obj = _objective(problem, beta, u, lam, s)
+    step halving from ``(beta, u)``.  Each trial point is linearized at once (values and
+    gradient in one pass), so an accepted step's linearization serves the next step and,
+    at the end, the next LME step."""
+    lin = problem.linearize(beta, u @ lam.T)
+    obj = _lin_objective(problem, lin, u, s)
     it = 0
     done = False
     while it < max_iter:
         it += 1
-        lin = problem.linearize(beta, u @ lam.T)
         sol = pls(gram(problem, lin, s), lam)
         dbeta, du = sol.beta - beta, sol.u - u
         factor = 1.0
         while True:
             nb, nu = beta + factor * dbeta, u + factor * du
-            new = _objective(problem, nb, nu, lam, s)
+            trial = problem.linearize(nb, nu @ lam.T)
+            new = _lin_objective(problem, trial, nu, s)
             if new <= obj or factor < 1e-10:
                 break
             factor /= 2
@@ -324,14 +335,14 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15):
             done = True  # no decrease along the Gauss-Newton direction: at the minimum
             break
         change = obj - new
-        beta, u, obj = nb, nu, new
+        beta, u, obj, lin = nb, nu, new, trial
         step_beta = np.max(np.abs(factor * dbeta) / np.maximum(np.abs(beta), 1e-5), initial=0.0)
         u_scale = max(np.max(np.abs(u), initial=0.0), 1e-8)
         step_u = np.max(np.abs(factor * du), initial=0.0) / u_scale
         if max(step_beta, step_u) < 1e-10 or change <= tol * (obj + 1e-300):
             done = True
             break
-    return beta, u, it, done
+    return beta, u, it, done, lin
 
 
 def _rel_change(old: np.ndarray, new: np.ndarray, floor: float) -> float:
@@ -362,12 +373,13 @@ def fit_lindstrom_bates(
     pnls_counts = []
     evaluations = 0
     it = 0
+    last_lin = None
     message = "maximum number of iterations reached"
     while it < max_iter:
         it += 1
         old = np.concatenate([beta, theta, [delta] if problem.power_variance else []])
         theta, delta_new, lin, n_eval = _lme_step(problem, beta, b, theta, delta, False,
-                                                  warm=it > 1)
+                                                  warm=it > 1, lin=last_lin)
         evaluations += n_eval
         if delta_new is not None:
             delta = delta_new
@@ -378,7 +390,7 @@ def fit_lindstrom_bates(
         beta_start, u_start = sol.beta, sol.u
         if _objective(problem, beta_start, u_start, lam, s) == np.inf:
             beta_start, u_start = beta, _u_of(b, lam)
-        beta, u, n_pnls, pnls_done = _pnls(problem, beta_start, u_start, lam, s)
+        beta, u, n_pnls, pnls_done, last_lin = _pnls(problem, beta_start, u_start, lam, s)
         pnls_counts.append(n_pnls)
         b = u @ lam.T
         new = np.concatenate([beta, theta, [delta] if problem.power_variance else []])
