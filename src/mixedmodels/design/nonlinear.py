@@ -442,7 +442,8 @@ def build_nlme_design(
     sub = frame[used]
     keep = ~sub.isna().any(axis=1).to_numpy()
     n_dropped = int((~keep).sum())
-    sub = sub.loc[keep]
+    if n_dropped:
+        sub = sub.loc[keep]
     if not is_numeric(sub[response]):
         raise DataError(f"the response {response!r} is not numeric")
     y = sub[response].to_numpy(dtype=float)
@@ -455,7 +456,10 @@ def build_nlme_design(
     order = {p: i for i, p in enumerate(function.parameters)}
     designs, matrices, fixed_names = [], [], []
     for p, rhs, builder in builders:
-        matrix = builder.build(sub)
+        # an intercept-only parameter needs no model matrix machinery
+        matrix = np.ones((len(sub), 1)) if rhs.strip() == "1" else builder.build(sub)
+        if rhs.strip() == "1":
+            builder.column_names = ["(Intercept)"]
         designs.append(ParameterDesign(p, rhs, builder, list(builder.column_names)))
         matrices.append(matrix)
         if builder.column_names == ["(Intercept)"]:
