@@ -6,7 +6,9 @@ ours (median of ``repeats`` after a warm-up, starting values included) and then 
 fresh R process (benchmarks/nlme_worker.R, same repeats, getInitial() included); rounds are
 interleaved to spread the machine's noise over both.  Reports medians over rounds, the
 ratio nlme / ours and both log-likelihoods (nlme stops at its default tolerance, ours at the
-fixed point, so they differ in the 6th-7th digit).
+fixed point, so they differ in the 6th-7th digit).  Wall and CPU time are both recorded:
+the machine is shared, and CPU time is the steadier measure under load (R's
+``system.time`` user + system on its side).
 
 usage: python benchmarks/nlme.py [--rounds 3] [--repeats 5]
 Writes benchmarks/results/nlme.json and nlme.md.
@@ -38,17 +40,19 @@ DATA = ROOT / "tests" / "reference" / "nlme" / "data"
 RESULTS = Path(__file__).parent / "results"
 
 
-def ours(name: str, repeats: int, ref: dict) -> tuple[float, float]:
+def ours(name: str, repeats: int, ref: dict) -> tuple[float, float, float]:
+    """Median wall time, median CPU time, log-likelihood."""
     data, kwargs = arguments(name, ref)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = mm.nlme(data=data, **kwargs)  # warm-up
-        times = []
+        times, cpu = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fit = mm.nlme(data=data, **kwargs)
             times.append(time.perf_counter() - t0)
-    return statistics.median(times), fit.loglik
+            cpu.append(time.process_time() - c0)
+    return statistics.median(times), statistics.median(cpu), fit.loglik
 
 
 def theirs(repeats: int) -> dict | None:
@@ -83,14 +87,19 @@ def main() -> None:
         if r is not None:
             for name in CASES:
                 res[name]["nlme"].append((statistics.median(r[name]["times"]),
+                                          statistics.median(r[name]["cpu"]),
                                           r[name]["loglik"]))
     rows = []
     for name, v in res.items():
         t_ours = statistics.median(x[0] for x in v["ours"])
-        row = {"case": name, "ours_s": t_ours, "loglik_ours": v["ours"][-1][1]}
+        c_ours = statistics.median(x[1] for x in v["ours"])
+        row = {"case": name, "ours_s": t_ours, "ours_cpu_s": c_ours,
+               "loglik_ours": v["ours"][-1][2]}
         if v["nlme"]:
             t_nlme = statistics.median(x[0] for x in v["nlme"])
-            row.update(nlme_s=t_nlme, ratio=t_nlme / t_ours, loglik_nlme=v["nlme"][-1][1])
+            c_nlme = statistics.median(x[1] for x in v["nlme"])
+            row.update(nlme_s=t_nlme, nlme_cpu_s=c_nlme, ratio=t_nlme / t_ours,
+                       ratio_cpu=c_nlme / c_ours, loglik_nlme=v["nlme"][-1][2])
         rows.append(row)
     meta = {
         "command": "python benchmarks/nlme.py " + " ".join(sys.argv[1:]),
@@ -112,16 +121,20 @@ def main() -> None:
         f"{meta['numpy']}; {meta['R']}.  Medians of {args.repeats} repeats x "
         f"{args.rounds} rounds, starting values included on both sides.",
         "",
-        "| case | ours (ms) | nlme (ms) | nlme / ours | logLik ours | logLik nlme |",
-        "|---|---|---|---|---|---|",
+        "| case | ours wall (ms) | nlme wall (ms) | nlme / ours | ours CPU (ms) | nlme CPU (ms)"
+        " | nlme / ours (CPU) | logLik ours | logLik nlme |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if "nlme_s" in row:
             lines.append(f"| {row['case']} | {1e3 * row['ours_s']:.1f} | "
                          f"{1e3 * row['nlme_s']:.1f} | {row['ratio']:.2f}x | "
+                         f"{1e3 * row['ours_cpu_s']:.1f} | {1e3 * row['nlme_cpu_s']:.1f} | "
+                         f"{row['ratio_cpu']:.2f}x | "
                          f"{row['loglik_ours']:.6f} | {row['loglik_nlme']:.6f} |")
         else:
             lines.append(f"| {row['case']} | {1e3 * row['ours_s']:.1f} | - | - | "
+                         f"{1e3 * row['ours_cpu_s']:.1f} | - | - | "
                          f"{row['loglik_ours']:.6f} | - |")
     text = "\n".join(lines) + "\n"
     (RESULTS / "nlme.md").write_text(text)

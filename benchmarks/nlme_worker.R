@@ -1,7 +1,8 @@
 # Times nlme::nlme on the nonlinear cases of tests/reference/nlme/cases.py (same models,
 # nlme's default control; self-starting models start from getInitial(), timed with it).
 # usage: Rscript benchmarks/nlme_worker.R <data dir> <repeats>
-# Prints one JSON line: {case: {"times": [...], "loglik": ...}}.
+# Prints one JSON line: {case: {"times": [...], "cpu": [...], "loglik": ...}} (elapsed and
+# user + system seconds).
 suppressMessages({library(nlme); library(jsonlite)})
 args <- commandArgs(trailingOnly = TRUE)
 dir <- args[1]; repeats <- as.integer(args[2])
@@ -46,7 +47,8 @@ cases <- list(
 out <- list()
 for (name in names(cases)) {
   fit <- eval(cases[[name]])  # warm-up
-  times <- replicate(repeats, system.time(fit <- eval(cases[[name]]))[["elapsed"]])
-  out[[name]] <- list(times = times, loglik = as.numeric(logLik(fit)))
+  st <- replicate(repeats, {s <- system.time(fit <- eval(cases[[name]]));
+                            c(s[["elapsed"]], s[["user.self"]] + s[["sys.self"]])})
+  out[[name]] <- list(times = st[1, ], cpu = st[2, ], loglik = as.numeric(logLik(fit)))
 }
 cat(toJSON(out, auto_unbox = TRUE, digits = NA), "\n")

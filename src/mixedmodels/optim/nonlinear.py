@@ -304,6 +304,9 @@ def _objective(problem, beta, u, lam, s):
     return value if np.isfinite(value) else np.inf
 
 
+PNLS_EARLY = 3
+
+
 def _lin_objective(problem, lin, u, s) -> float:
     r = s * (problem.y - lin.f)
     value = float(r @ r + np.sum(u * u))
@@ -373,6 +376,7 @@ def fit_lindstrom_bates(
     pnls_counts = []
     evaluations = 0
     it = 0
+    change = np.inf
     last_lin = None
     message = "maximum number of iterations reached"
     while it < max_iter:
@@ -390,7 +394,11 @@ def fit_lindstrom_bates(
         beta_start, u_start = sol.beta, sol.u
         if _objective(problem, beta_start, u_start, lam, s) == np.inf:
             beta_start, u_start = beta, _u_of(b, lam)
-        beta, u, n_pnls, pnls_done, last_lin = _pnls(problem, beta_start, u_start, lam, s)
+        # far from the fixed point the covariance still moves: a few Gauss-Newton steps
+        # per alternation do (nlme allows 7 with a loose tolerance); near it, to the end
+        cap = PNLS_EARLY if change > 1e-3 else 50
+        beta, u, n_pnls, pnls_done, last_lin = _pnls(problem, beta_start, u_start, lam, s,
+                                                     max_iter=cap)
         pnls_counts.append(n_pnls)
         b = u @ lam.T
         new = np.concatenate([beta, theta, [delta] if problem.power_variance else []])
