@@ -208,6 +208,27 @@ def test_bad_input():
                 fixed="Asym + xmid + scal ~ 1", random="Asym2 ~ 1 | Tree")
     with pytest.raises(ArgumentError, match="method"):
         mm.nlme("circumference ~ SSlogis(age, Asym, xmid, scal)", orange, method="X", **kw)
+    with pytest.raises(mm.errors.ConvergenceError, match="not finite .* 10 row"):
+        mm.nlme("circumference ~ Asym*log(age - xmid)/scal", orange, start=[100, 500, 1], **kw)
+    with pytest.raises(ArgumentError, match="varPower"):
+        mm.nlme("circumference ~ SSlogis(age, Asym, xmid, scal)", orange, method="REML",
+                weights="varPower", **kw)
+    with pytest.warns(mm.errors.ConvergenceWarning, match="did not converge in 1"):
+        mm.nlme("circumference ~ SSlogis(age, Asym, xmid, scal)", orange, max_iter=1, **kw)
     before = orange.copy()
     mm.nlme("circumference ~ SSlogis(age, Asym, xmid, scal)", orange, **kw)
     pd.testing.assert_frame_equal(orange, before)
+
+
+def test_missing_rows_are_dropped_and_counted():
+    orange = load("Orange")
+    holes = orange.copy()
+    holes.loc[[3, 17], "circumference"] = np.nan
+    with pytest.warns(mm.errors.RowsDroppedWarning, match="2 row"):
+        fit = mm.nlme("circumference ~ SSlogis(age, Asym, xmid, scal)", holes,
+                      fixed="Asym + xmid + scal ~ 1", random="Asym ~ 1 | Tree")
+    assert fit.n_obs == 33
+    complete = mm.nlme("circumference ~ SSlogis(age, Asym, xmid, scal)",
+                       orange.drop(index=[3, 17]), fixed="Asym + xmid + scal ~ 1",
+                       random="Asym ~ 1 | Tree")
+    assert fit.loglik == pytest.approx(complete.loglik, rel=1e-12)

@@ -73,6 +73,7 @@ def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False
     (``lin``, when the caller has it)."""
     if lin is None:
         lin = problem.linearize(beta, b)
+    _check_finite(lin)
     nt = problem.n_theta
     if problem.power_variance:
         v = lin.f.copy()
@@ -414,6 +415,20 @@ def fit_lindstrom_bates(
         raise ConvergenceError("the nonlinear mixed model's estimates are not finite")
     return _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts,
                     evaluations)
+
+
+def _check_finite(lin) -> None:
+    """Nothing non-finite reaches the optimizer: a model or gradient that is not finite at
+    the current estimates is an error naming how many rows."""
+    for what, values in (("values", lin.f), ("gradient", lin.x), ("gradient", lin.z)):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            rows = np.flatnonzero(bad.reshape(len(lin.f), -1).any(axis=1))
+            raise ConvergenceError(
+                f"the model's {what} are not finite at the current estimates in "
+                f"{rows.size} row(s) (first: row {int(rows[0])}); check the starting values "
+                "and the model's domain (log of negatives, division by zero)"
+            )
 
 
 def _u_of(b: np.ndarray, lam: np.ndarray) -> np.ndarray:
