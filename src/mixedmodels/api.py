@@ -567,9 +567,12 @@ def nlme(
         Starting fixed effects (a dict by parameter, a value or a list for a parameter with
         covariates, or one array in the order of the fixed effects).  Self-starting models
         start from R's ``getInitial`` values (covariate effects from 0).
-    method : {"ML", "REML"}
-        REML as nlme computes it (the fixed effects and relative covariance of the ML fit,
-        the restricted likelihood and its sigma).
+    method : {"ML", "REML", "Laplace"}
+        ``"ML"``, ``"REML"``: nlme's Lindstrom-Bates estimates (REML as nlme computes it:
+        the fixed effects and relative covariance of the ML fit, the restricted likelihood
+        and its sigma).  ``"Laplace"``: lme4's ``nlmer`` criterion, the Laplace
+        approximation of the marginal likelihood maximized over covariance and fixed
+        effects jointly (started from the Lindstrom-Bates fit).
     covariance : {"general", "diag"}, optional
         Overrides the structure written in ``random``.
     weights : {"varPower"}, optional
@@ -588,12 +591,12 @@ def nlme(
     from mixedmodels.optim.nonlinear import fit_lindstrom_bates
     from mixedmodels.results.nlme_fit import NlmeFit
 
-    if method not in ("ML", "REML"):
-        raise ArgumentError(f"method must be 'ML' or 'REML', got {method!r}")
+    if method not in ("ML", "REML", "Laplace"):
+        raise ArgumentError(f"method must be 'ML', 'REML' or 'Laplace', got {method!r}")
     if weights not in (None, "varPower", "varPower()"):
         raise ArgumentError(f"weights must be None or 'varPower', got {weights!r}")
     power = weights is not None
-    if power and method == "REML":
+    if power and method != "ML":
         raise ArgumentError("varPower() is available with method='ML' only")
     tolerance = float(tolerance)
     if not (np.isfinite(tolerance) and tolerance > 0):
@@ -626,6 +629,10 @@ def nlme(
         raise DataError(f"{design.y.size} observations are too few for {problem.p} fixed "
                         "effects and the random effects")
     estimate = fit_lindstrom_bates(problem, beta0, tolerance=tolerance, max_iter=max_iter)
+    if method == "Laplace":
+        from mixedmodels.optim.nonlinear import fit_laplace
+
+        estimate = fit_laplace(problem, estimate)
     if not estimate.converged:
         warnings.warn(
             f"the Lindstrom-Bates iteration did not converge in {max_iter} iterations "

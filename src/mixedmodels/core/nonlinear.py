@@ -196,17 +196,10 @@ class PlsSolution:
     low: list | None = None  # per-group Cholesky factor, entry by entry
 
 
-def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
-    """``min ||w - X beta - Z Lambda u||^2 + ||u||^2``.
-
-    Per group ``A_i = Lambda' Z_i'Z_i Lambda + I = L_i L_i'``, factored entry by entry
-    (each entry an array over the groups: for the q <= 4 of nonlinear models a few
-    vectorized operations instead of LAPACK calls per group).  With ``C_i = L_i^-1 Lambda'
-    Z_i'[X w]`` the fixed effects' system is ``[X w]'[X w] - sum_i C_i'C_i`` (one product
-    over all groups), and ``u_i = L_i'^-1 (C_i,w - C_i,X beta)``.
-    """
+def cholesky_groups(g: Gram, lam: np.ndarray) -> tuple[list, float]:
+    """Cholesky factors of ``A_i = Lambda' Z_i'Z_i Lambda + I`` entry by entry (``L[i][j]``
+    an array over the groups) and ``sum_i log det L_i``."""
     q = lam.shape[0]
-    p = g.mtm.shape[0] - 1
     if q == 1:
         a = [[lam[0, 0] ** 2 * g.ztz[0, 0] + 1.0]]
     else:
@@ -231,6 +224,21 @@ def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
             for k in range(j):
                 v = v - low[i][k] * low[j][k]
             low[i][j] = v / low[j][j]
+    return low, logdet_l
+
+
+def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
+    """``min ||w - X beta - Z Lambda u||^2 + ||u||^2``.
+
+    Per group ``A_i = Lambda' Z_i'Z_i Lambda + I = L_i L_i'``, factored entry by entry
+    (each entry an array over the groups: for the q <= 4 of nonlinear models a few
+    vectorized operations instead of LAPACK calls per group).  With ``C_i = L_i^-1 Lambda'
+    Z_i'[X w]`` the fixed effects' system is ``[X w]'[X w] - sum_i C_i'C_i`` (one product
+    over all groups), and ``u_i = L_i'^-1 (C_i,w - C_i,X beta)``.
+    """
+    q = lam.shape[0]
+    p = g.mtm.shape[0] - 1
+    low, logdet_l = cholesky_groups(g, lam)
     lm = lam.T @ g.ztm.reshape(q, -1) if q > 1 else lam[0, 0] * g.ztm.reshape(1, -1)
     lm = lm.reshape(g.ztm.shape)
     c = np.empty_like(lm)
@@ -260,7 +268,7 @@ def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
     return PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, logdet_rx, xtx, low)
 
 
-def _forward(low: list, rhs: np.ndarray) -> np.ndarray:
+def forward_groups(low: list, rhs: np.ndarray) -> np.ndarray:
     """``L^-1 rhs`` group by group, ``rhs`` of shape (q, m, k)."""
     out = np.empty_like(rhs)
     for i in range(rhs.shape[0]):
@@ -271,7 +279,7 @@ def _forward(low: list, rhs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _backward(low: list, rhs: np.ndarray) -> np.ndarray:
+def backward_groups(low: list, rhs: np.ndarray) -> np.ndarray:
     """``L'^-1 rhs`` group by group, ``rhs`` of shape (q, m, k)."""
     q = rhs.shape[0]
     out = np.empty_like(rhs)
@@ -306,7 +314,7 @@ def ml_deviance_gradient(
     p = g.mtm.shape[0] - 1
     m = g.ztz.shape[2]
     t = (lam.T @ g.ztz.reshape(q, -1)).reshape(q, q, m)  # (Lambda' S)[a, b, i]
-    w = _backward(sol.low, _forward(sol.low, np.swapaxes(t, 1, 2)))  # (q, m, q)
+    w = backward_groups(sol.low, forward_groups(sol.low, np.swapaxes(t, 1, 2)))  # (q, m, q)
     lu = sol.u @ lam.T  # (m, q): Lambda u_i
     slu = np.einsum("abm,mb->am", g.ztz, lu)
     zr = g.ztm[:, :, p] - g.ztm[:, :, :p] @ sol.beta - slu  # (q, m)

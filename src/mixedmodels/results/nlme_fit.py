@@ -347,7 +347,8 @@ def _pvalue(p: float) -> str:
 
 
 def format_summary(fit: NlmeFit) -> str:
-    method = "maximum likelihood" if fit.method == "ML" else "REML"
+    method = {"ML": "maximum likelihood", "REML": "REML",
+              "Laplace": "Laplace approximation (lme4's nlmer)"}[fit.method]
     d = fit.design
     out = [f"Nonlinear mixed-effects model fit by {method}",
            f"  Model: {d.response} ~ {d.model.text} "]
