@@ -158,8 +158,18 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30):
     for _ in range(iterations):
         at_bound = finite & (x <= np.where(finite, lower, 0.0) + 1e-10)
         free = np.flatnonzero(~at_bound | (grad < 0))
-        if free.size == 0:
-            return x, count, False
+        if free.size == 0:  # all on their bounds: optimal unless the probe moves one
+            moved = False
+            for i in np.flatnonzero(at_bound):
+                z = x.copy()
+                z[i] = lower[i] + 1e-3
+                count += 1
+                z_value, z_grad = call(z)
+                if z_grad is not None and z_value < value:
+                    x, value, grad, moved = z, z_value, z_grad, True
+            if moved:
+                continue
+            return x, count, True
         k = free.size
         hess = np.empty((k, k))
         for a, i in enumerate(free):
