@@ -72,7 +72,8 @@ class NlmeEstimate:
     evaluations: int = 0
 
 
-def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False, lin=None):
+def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False, lin=None,
+              cache=None):
     """Optimize the covariance (and delta) of the model linearized at ``(beta, b)``
     (``lin``, when the caller has it)."""
     if lin is None:
@@ -117,7 +118,7 @@ def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False
         def dev_grad(x):
             return ml_deviance_gradient(g0, problem.lambda_of(x), pairs, problem.n)
 
-        x, count, ok = newton_gradient(dev_grad, x0, lower)
+        x, count, ok = newton_gradient(dev_grad, x0, lower, cache=cache)
     else:
         x, count, ok = newton_polish(safe, x0, lower, iterations=8 if warm else 12)
     if not ok:
@@ -131,16 +132,21 @@ def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False
     return theta, delta, lin, count
 
 
-def newton_gradient(fun_grad, x, lower, iterations: int = 30):
+def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None = None):
     """Newton's method with an analytic gradient and a Hessian from forward differences of
     it (``k + 1`` gradient evaluations per step), step halving, and the bounds handled by
     freezing a coordinate on its bound whose gradient points outwards.
+
+    ``cache`` carries the last Hessian from one call to the next (the alternation's LME
+    steps solve nearby problems): the first step of a call uses it, every later step and
+    the decision to stop use a fresh one.
 
     Returns the point, the number of evaluations and whether the predicted decrease of the
     last step fell below 1e-10 (an optimum).
     """
     x = np.asarray(x, dtype=float).copy()
     count = 0
+    stale = cache.get("hessian") if cache is not None else None
 
     def call(z):
         try:
@@ -171,17 +177,26 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30):
                 continue
             return x, count, True
         k = free.size
-        hess = np.empty((k, k))
-        for a, i in enumerate(free):
-            h = 1e-6 * max(abs(x[i]), 0.1)
-            z = x.copy()
-            z[i] += h
-            _, gz = call(z)
-            count += 1
-            if gz is None:
-                return x, count, False
-            hess[:, a] = (gz[free] - grad[free]) / h
-        hess = (hess + hess.T) / 2
+        fresh = stale is None
+        if fresh:
+            hess = np.empty((k, k))
+            for a, i in enumerate(free):
+                h = 1e-6 * max(abs(x[i]), 0.1)
+                z = x.copy()
+                z[i] += h
+                _, gz = call(z)
+                count += 1
+                if gz is None:
+                    return x, count, False
+                hess[:, a] = (gz[free] - grad[free]) / h
+            hess = (hess + hess.T) / 2
+            if cache is not None:
+                full = np.eye(x.size)
+                full[np.ix_(free, free)] = hess
+                cache["hessian"] = full
+        else:
+            hess = stale[np.ix_(free, free)]
+        stale = None
         try:
             # away from the optimum the deviance need not be convex: flip and floor the
             # Hessian's eigenvalues so the step still goes downhill
@@ -195,6 +210,8 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30):
         values = np.maximum(np.abs(values), floor)
         step = -vectors @ ((vectors.T @ grad[free]) / values)
         predicted = 0.5 * abs(float(grad[free] @ step))
+        if predicted < 1e-10 and not fresh:
+            continue  # decide with a fresh Hessian
         if predicted < 1e-10:
             # a flat point that is not a minimum is no answer; nor is one where a
             # coordinate on its bound would rather leave it (at a diagonal entry of 0 the
@@ -393,12 +410,14 @@ def fit_lindstrom_bates(
     it = 0
     change = np.inf
     last_lin = None
+    hessian_cache: dict = {}
     message = "maximum number of iterations reached"
     while it < max_iter:
         it += 1
         old = np.concatenate([beta, theta, [delta] if problem.power_variance else []])
         theta, delta_new, lin, n_eval = _lme_step(problem, beta, b, theta, delta, False,
-                                                  warm=it > 1, lin=last_lin)
+                                                  warm=it > 1, lin=last_lin,
+                                                  cache=hessian_cache)
         evaluations += n_eval
         if delta_new is not None:
             delta = delta_new
