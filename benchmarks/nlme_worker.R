@@ -41,6 +41,10 @@ cases <- list(
   loblolly = quote(nlme(height ~ SSasymp(age, Asym, R0, lrc), data = Loblolly,
     fixed = Asym + R0 + lrc ~ 1, random = Asym ~ 1 | Seed,
     start = c(Asym = 103, R0 = -8.5, lrc = -3.3))),
+  co2_type_treatment = quote(nlme(uptake ~ SSasympOff(conc, Asym, lrc, c0), data = CO2,
+    fixed = list(Asym ~ Type * Treatment, lrc + c0 ~ 1), random = Asym ~ 1 | Plant,
+    start = {s <- getInitial(uptake ~ SSasympOff(conc, Asym, lrc, c0), data = CO2);
+             c(s[1], 0, 0, 0, s[2], s[3])})),
   co2 = quote(nlme(uptake ~ SSasympOff(conc, Asym, lrc, c0), data = CO2,
     fixed = Asym + lrc + c0 ~ 1, random = Asym + lrc ~ 1 | Plant,
     start = getInitial(uptake ~ SSasympOff(conc, Asym, lrc, c0), data = CO2))))

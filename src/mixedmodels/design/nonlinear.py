@@ -300,8 +300,7 @@ def parse_fixed(fixed: str | list[str]) -> list[tuple[str, str]]:
         if not (isinstance(tree, Binary) and tree.op == "~"):
             raise FormulaError("a fixed-effects formula must be 'parameters ~ covariates'",
                                text, 0)
-        rhs = text[tree.right.pos:] if tree.right.pos >= 0 else deparse(tree.right)
-        rhs = deparse(tree.right) if not rhs.strip() else rhs.strip()
+        rhs = deparse(tree.right)
         for p in _sum_names(tree.left, text, "the left side of a fixed formula"):
             if any(p == q for q, _ in out):
                 raise FormulaError(f"parameter {p!r} has two fixed-effects formulas", text, 0)

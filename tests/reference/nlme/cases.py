@@ -44,6 +44,10 @@ CASES: dict[str, dict] = {
                      start={"Asym": 103, "R0": -8.5, "lrc": -3.3}),
     "co2": dict(data="CO2", model="uptake ~ SSasympOff(conc, Asym, lrc, c0)",
                 fixed="Asym + lrc + c0 ~ 1", random="Asym + lrc ~ 1 | Plant"),
+    "co2_type_treatment": dict(
+        data="CO2", model="uptake ~ SSasympOff(conc, Asym, lrc, c0)",
+        fixed=["Asym ~ Type * Treatment", "lrc + c0 ~ 1"], random="Asym ~ 1 | Plant",
+        start="co2_type_treatment_start"),
 }
 
 
@@ -59,6 +63,9 @@ def arguments(name: str, ref: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """Data and keyword arguments of ``mm.nlme`` for a case."""
     case = dict(CASES[name])
     data = load(case.pop("data"))
-    if isinstance(case.get("start"), str):
+    if case.get("start") == "co2_type_treatment_start":  # the pooled fit's start, as in R
+        s = (ref or reference())["initial_co2"]
+        case["start"] = [s[0], 0.0, 0.0, 0.0, s[1], s[2]]
+    elif isinstance(case.get("start"), str):
         case["start"] = (ref or reference())["cases"][case["start"]]
     return data, case

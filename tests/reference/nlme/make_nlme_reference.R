@@ -96,6 +96,10 @@ soy_v <- run("soybean_variety_varpower", quote(nlme(weight ~ SSlogis(Time, Asym,
 lob <- run("loblolly", quote(nlme(height ~ SSasymp(age, Asym, R0, lrc), data = Loblolly,
            fixed = Asym + R0 + lrc ~ 1, random = Asym ~ 1 | Seed,
            start = c(Asym = 103, R0 = -8.5, lrc = -3.3))))
+co2_tt <- run("co2_type_treatment", quote(nlme(uptake ~ SSasympOff(conc, Asym, lrc, c0),
+              data = CO2, fixed = list(Asym ~ Type * Treatment, lrc + c0 ~ 1),
+              random = Asym ~ 1 | Plant,
+              start = c(st_co2[1], 0, 0, 0, st_co2[2], st_co2[3]))))
 co2 <- run("co2", quote(nlme(uptake ~ SSasympOff(conc, Asym, lrc, c0), data = CO2,
            fixed = Asym + lrc + c0 ~ 1, random = Asym + lrc ~ 1 | Plant, start = st_co2)))
 
@@ -111,7 +115,7 @@ initial <- list(
   SSfpl = gi(weight ~ SSfpl(Time, A, B, xmid, scal), Soybean),
   SSbiexp = gi(conc ~ SSbiexp(Time, A1, lrc1, A2, lrc2), subset(Theoph, Subject == "1" & Time > 0)))
 
-out <- list(cases = cases, initial = initial,
+out <- list(cases = cases, initial = initial, initial_co2 = as.numeric(st_co2),
             versions = list(R = R.version.string, nlme = as.character(packageVersion("nlme"))))
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE),
            file.path(here, "nlme_reference.json"))
