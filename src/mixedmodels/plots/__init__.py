@@ -10,6 +10,7 @@ from mixedmodels.plots.figures import (
     plot_profile,
     plot_residuals,
 )
+from mixedmodels.plots.nonlinear import plot_nlme
 
 __all__ = [
     "plot_caterpillar",
@@ -19,4 +20,5 @@ __all__ = [
     "plot_profile",
     "plot_residuals",
     "plot_marginal_cov",
+    "plot_nlme",
 ]
