@@ -138,12 +138,14 @@ def checked_start(problem: LmmProblem, start) -> np.ndarray:
             "parameter(s) (lme4's order: per term, the lower triangle of its relative "
             "covariance factor by columns)"
         )
-    bad = ~np.isfinite(theta) | (theta < problem.theta_lower_bounds())
+    lower, upper = problem.theta_lower_bounds(), problem.theta_upper_bounds()
+    bad = ~np.isfinite(theta) | (theta < lower) | (theta > upper)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ArgumentError(
-            f"start[{i}] = {float(theta[i])} is not allowed: diagonal elements of a relative "
-            "covariance factor must be finite and >= 0"
+            f"start[{i}] = {float(theta[i])} is not allowed: theta must be finite and within "
+            f"its bounds [{lower[i]:g}, {upper[i]:g}] (diagonal elements of a relative "
+            "covariance factor are >= 0)"
         )
     if np.any(np.abs(theta) > MAX_RELATIVE_SD):
         i = int(np.argmax(np.abs(theta)))
@@ -180,8 +182,10 @@ def _optimize(problem: LmmProblem, start: np.ndarray | str | None) -> OptimizeRe
     # slopes (seen: 1.4e-6 above lme4's optimum, theta 2e-4 off); small models, whose
     # evaluations cost microseconds, use 1e-10 (sleepstudy: the same 29 evaluations)
     ftol = 1e-10 if problem.dense_objective is not None else 1e-8
+    upper = problem.theta_upper_bounds()
+    x0 = np.clip(x0, lower, upper)
     result = minimize_bounded(
-        problem.objective, x0, lower, initial_step=initial_step, ftol_abs=ftol
+        problem.objective, x0, lower, upper=upper, initial_step=initial_step, ftol_abs=ftol
     )
     theta = result.x.copy()
     best = result.fun

@@ -37,7 +37,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from mixedmodels.core.gram import Gram, grouped_cross_products, is_nested
-from mixedmodels.core.terms import RandomBlock, lower_triangle_indices
+from mixedmodels.core.terms import RandomBlock
 from mixedmodels.linalg import batched
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.linalg.fillin import (
@@ -176,8 +176,10 @@ class CrossedObjective:
         codes = first[0].codes
         z0 = first[0].z if len(first) == 1 else np.hstack([b.z for b in first])
         # theta layout: (offset, p) of each amalgamated term and of each rest term
-        self.first_theta = [(int(theta_offsets[public[k]]), blocks[k].p) for k in order.first]
-        self.rest_theta = [(int(theta_offsets[public[k]]), blocks[k].p) for k in order.rest]
+        self.first_theta = [
+            (int(theta_offsets[public[k]]), blocks[k].structure) for k in order.first
+        ]
+        self.rest_theta = [(int(theta_offsets[public[k]]), blocks[k].structure) for k in order.rest]
         self.rest_levels = [b.n_levels for b in rest]
         sizes = [b.size for b in rest]
         self.rest_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
@@ -289,21 +291,20 @@ class CrossedObjective:
         """``lambda_0``: block diagonal over the amalgamated terms."""
         lam = np.zeros((self.p, self.p))
         at = 0
-        for off, pk in self.first_theta:
-            lam[at : at + pk, at : at + pk][lower_triangle_indices(pk)] = theta[
-                off : off + pk * (pk + 1) // 2
-            ]
+        for off, structure in self.first_theta:
+            pk = structure.p
+            lam[at : at + pk, at : at + pk] = structure.lambda_matrix(
+                theta[off : off + structure.n_theta]
+            )
             at += pk
         return lam
 
     def rest_lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         """``lambda_k`` of each rest term."""
-        out = []
-        for off, pk in self.rest_theta:
-            lam = np.zeros((pk, pk))
-            lam[lower_triangle_indices(pk)] = theta[off : off + pk * (pk + 1) // 2]
-            out.append(lam)
-        return out
+        return [
+            structure.lambda_matrix(theta[off : off + structure.n_theta])
+            for off, structure in self.rest_theta
+        ]
 
     def _scale_columns(self, mat: np.ndarray, lams: list[np.ndarray]) -> np.ndarray:
         """``mat @ Lambda_R`` in place (mat: (r, Q), C-contiguous)."""

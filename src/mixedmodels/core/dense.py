@@ -60,11 +60,12 @@ class DenseObjective:
             base = starts[e] + np.arange(b.n_levels)[:, None] * b.p
             rows.append((base + r[None, :]).ravel())
             cols.append((base + c[None, :]).ravel())
-            offset = problem.theta_offsets[pub]
+            offset = problem.entry_offsets[pub]
             idx.append(np.tile(offset + np.arange(r.size), b.n_levels))
         self.rows = np.concatenate(rows) if rows else np.zeros(0, int)
         self.cols = np.concatenate(cols) if cols else np.zeros(0, int)
-        self.theta_index = np.concatenate(idx) if idx else np.zeros(0, int)
+        self.theta_index = np.concatenate(idx) if idx else np.zeros(0, int)  # into the entries
+        self._entries = problem.lambda_entries  # theta -> lambda's lower triangles
         self.n_fixed = problem.n_fixed
         self._flat_lambda = self.rows * q + self.cols
         self._potrf = sla.lapack.dpotrf
@@ -83,7 +84,7 @@ class DenseObjective:
         """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta``."""
         q = self.q
         lam = np.zeros(q * q)
-        lam[self._flat_lambda] = theta[self.theta_index]
+        lam[self._flat_lambda] = self._entries(theta)[self.theta_index]
         lam = lam.reshape(q, q)
         lam_t = lam.T
         m = lam_t @ self.azz @ lam

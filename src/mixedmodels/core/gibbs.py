@@ -41,6 +41,7 @@ from mixedmodels.core.poisson import PoissonCoefficients
 from mixedmodels.core.polya_gamma import polya_gamma
 from mixedmodels.core.priors import LKJ, LocationPrior, ScalePrior
 from mixedmodels.core.slice import slice_step
+from mixedmodels.core.structures import Unstructured
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.errors import ArgumentError
 
@@ -118,6 +119,12 @@ class GibbsSampler:
         family: str = "gaussian",
     ):
         self.blocks = list(blocks)
+        for k, b in enumerate(self.blocks):
+            if type(b.structure) is not Unstructured:
+                raise ArgumentError(
+                    f"the sampler's priors are for unstructured covariances; random-effect "
+                    f"term {k + 1} has the structure {b.structure!r}"
+                )
         self.X = np.asarray(X, dtype=float)
         self.y = np.asarray(y, dtype=float)
         self.weights = None if weights is None else np.asarray(weights, dtype=float)

@@ -106,17 +106,12 @@ class LmmProblem:
         weights: np.ndarray | None = None,
         reml: bool = True,
     ):
-        self.blocks = list(blocks)
         self.X = np.asarray(X, dtype=float)  # column-major from the design: contiguous columns
         self.y = np.ascontiguousarray(y, dtype=float)
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
         self.reml = reml
         self.n, self.n_fixed = self.X.shape
-        # engine order: largest q = l * p first (fill-in depends on it); stable for ties
-        self.order = sorted(range(len(blocks)), key=lambda k: -blocks[k].size)
-        self.engine_blocks = [self.blocks[i] for i in self.order]
-        sizes = np.array([b.n_theta for b in self.blocks], dtype=int)
-        self.theta_offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self._set_terms(blocks)
         self.dense = [
             any(not is_nested(self.engine_blocks[m], self.engine_blocks[k]) for m in range(k))
             for k in range(len(self.engine_blocks))
@@ -132,6 +127,17 @@ class LmmProblem:
         self._crossed: CrossedObjective | None | bool = False  # False: not decided yet
         self.n_evaluations = 0
 
+    def _set_terms(self, blocks: list[RandomBlock]) -> None:
+        """The terms, their engine order and the theta and lambda-entry layouts."""
+        self.blocks = list(blocks)
+        # engine order: largest q = l * p first (fill-in depends on it); stable for ties
+        self.order = sorted(range(len(blocks)), key=lambda k: -blocks[k].size)
+        self.engine_blocks = [self.blocks[i] for i in self.order]
+        sizes = np.array([b.n_theta for b in self.blocks], dtype=int)
+        self.theta_offsets = np.concatenate([[0], np.cumsum(sizes)])
+        entries = np.array([b.p * (b.p + 1) // 2 for b in self.blocks], dtype=int)
+        self.entry_offsets = np.concatenate([[0], np.cumsum(entries)])
+
     # ----------------------------------------------------------------- parameters
     @property
     def n_theta(self) -> int:
@@ -140,8 +146,22 @@ class LmmProblem:
     def theta_lower_bounds(self) -> np.ndarray:
         return np.concatenate([b.theta_lower_bounds() for b in self.blocks])
 
+    def theta_upper_bounds(self) -> np.ndarray:
+        return np.concatenate([b.theta_upper_bounds() for b in self.blocks])
+
     def theta_start(self) -> np.ndarray:
         return np.concatenate([b.theta_start() for b in self.blocks])
+
+    def lambda_entries(self, theta: np.ndarray) -> np.ndarray:
+        """The lower triangles of every ``lambda_k`` (column by column, public order), laid
+        out by :attr:`entry_offsets`: the engine's parametrization, which the terms'
+        covariance structures map theta into (the identity for unstructured terms)."""
+        return np.concatenate(
+            [
+                b.structure.lambda_entries(self.theta_slice(theta, i))
+                for i, b in enumerate(self.blocks)
+            ]
+        )
 
     def theta_slice(self, theta: np.ndarray, public_index: int) -> np.ndarray:
         lo, hi = self.theta_offsets[public_index], self.theta_offsets[public_index + 1]

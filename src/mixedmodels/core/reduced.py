@@ -53,17 +53,13 @@ def reduced_problem(
         ``(k, m) -> True`` when engine term ``k`` is nested in engine term ``m < k``.
     """
     problem = object.__new__(LmmProblem)
-    problem.blocks = list(blocks)
+    problem._set_terms(blocks)
     problem.X = np.zeros((0, n_fixed))
     problem.y = np.zeros(0)
     problem.y_work = np.zeros(0)
     problem.weights = None
     problem.reml = reml
     problem.n, problem.n_fixed = n, n_fixed
-    problem.order = engine_order(blocks)
-    problem.engine_blocks = [blocks[i] for i in problem.order]
-    sizes = np.array([b.n_theta for b in blocks], dtype=int)
-    problem.theta_offsets = np.concatenate([[0], np.cumsum(sizes)])
     problem.dense = [
         any(not nested[k, m] for m in range(k)) for k in range(len(problem.engine_blocks))
     ]

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
+
+from mixedmodels.core.structures import (
+    CovarianceStructure,
+    Unstructured,
+    lower_triangle_indices,
+)
+
+__all__ = ["RandomBlock", "lower_triangle_indices"]
 
 
 @dataclass(frozen=True)
@@ -15,8 +22,8 @@ class RandomBlock:
     ``Z_k`` has ``l * p`` columns, level-major (level ``i``'s ``p`` columns are adjacent):
     row ``r`` holds ``z[r]`` in the columns of level ``codes[r]`` and zeros elsewhere.
     The relative covariance factor is ``Lambda_k = I_l (x) lambda_k`` with ``lambda_k`` a
-    ``p x p`` lower-triangular matrix whose column-wise lower triangle is this term's slice
-    of theta.
+    ``p x p`` lower-triangular matrix given by the term's slice of theta through its
+    covariance :attr:`structure` (unstructured, lme4's default, unless told otherwise).
 
     Attributes
     ----------
@@ -25,11 +32,24 @@ class RandomBlock:
     n_levels : int
     z : ndarray, shape (n, p)
         The term's model matrix (e.g. a column of ones and ``Days``).
+    structure : CovarianceStructure, optional
+        How theta maps to ``lambda_k``; :class:`~mixedmodels.core.structures.Unstructured`
+        when not given.
     """
 
     codes: np.ndarray
     n_levels: int
     z: np.ndarray
+    structure: CovarianceStructure | None = None
+
+    def __post_init__(self) -> None:
+        if self.structure is None:
+            object.__setattr__(self, "structure", Unstructured(self.z.shape[1]))
+        elif self.structure.p != self.z.shape[1]:
+            raise ValueError(
+                f"a covariance structure for {self.structure.p} coefficients was given to a "
+                f"term with {self.z.shape[1]}"
+            )
 
     @property
     def p(self) -> int:
@@ -42,32 +62,20 @@ class RandomBlock:
 
     @property
     def n_theta(self) -> int:
-        return self.p * (self.p + 1) // 2
+        return self.structure.n_theta
 
     def theta_lower_bounds(self) -> np.ndarray:
-        """0 for diagonal elements of lambda, -inf for the others (column-wise order)."""
-        rows, cols = lower_triangle_indices(self.p)
-        return np.where(rows == cols, 0.0, -np.inf)
+        """Lower bounds of this term's theta slice (0 for scales, -inf for the others)."""
+        return self.structure.lower_bounds()
+
+    def theta_upper_bounds(self) -> np.ndarray:
+        """Upper bounds of this term's theta slice (+inf unless the structure bounds it)."""
+        return self.structure.upper_bounds()
 
     def theta_start(self) -> np.ndarray:
         """lme4's start: identity lambda."""
-        rows, cols = lower_triangle_indices(self.p)
-        return (rows == cols).astype(float)
+        return self.structure.start()
 
     def lambda_matrix(self, theta: np.ndarray) -> np.ndarray:
         """The ``p x p`` lower-triangular ``lambda_k`` for this term's theta slice."""
-        lam = np.zeros((self.p, self.p))
-        lam[lower_triangle_indices(self.p)] = theta
-        return lam
-
-
-@cache
-def lower_triangle_indices(p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of a lower triangle, column by column (lme4's theta order).
-
-    Cached; the arrays are read-only.
-    """
-    cols, rows = np.triu_indices(p)
-    rows.flags.writeable = False
-    cols.flags.writeable = False
-    return rows, cols
+        return self.structure.lambda_matrix(theta)

@@ -8,6 +8,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from mixedmodels.core.structures import CovarianceStructure
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.design.grouping import check_grouping, group_codes, label_table, level_labels
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
@@ -50,6 +51,8 @@ class RandomTerm:
     z : ndarray (n, p)
     builder : MatrixBuilder
         Re-encodes new data the way ``z`` was built.
+    structure : CovarianceStructure, optional
+        The term's covariance structure; unstructured when None.
     """
 
     spec: RandomTermSpec
@@ -58,6 +61,7 @@ class RandomTerm:
     codes: np.ndarray
     z: np.ndarray
     builder: MatrixBuilder
+    structure: CovarianceStructure | None = None  # unstructured unless the formula says
 
     @property
     def group_name(self) -> str:
@@ -65,7 +69,7 @@ class RandomTerm:
 
     @property
     def block(self) -> RandomBlock:
-        return RandomBlock(self.codes, self.n_levels, self.z)
+        return RandomBlock(self.codes, self.n_levels, self.z, self.structure)
 
     @property
     def n_levels(self) -> int:

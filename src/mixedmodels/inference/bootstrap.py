@@ -121,7 +121,12 @@ def _replicate(i: int) -> np.ndarray | None:
     if statistic is None:
         from mixedmodels.inference.parameters import parameter_values
 
-        return parameter_values(problem.lambdas(solution.theta), solution.sigma, solution.beta)
+        return parameter_values(
+            problem.lambdas(solution.theta),
+            solution.sigma,
+            solution.beta,
+            [b.structure for b in problem.blocks],
+        )
     from mixedmodels.results.fit import LmerFit
 
     refitted = LmerFit(fit.design.with_response(y), problem, solution, result, fit.data_name)
@@ -171,7 +176,12 @@ def bootstrap(
         original = fit.parameters.to_numpy()
         names = names or list(fit.parameter_names)
     elif statistic is None:
-        original = parameter_values(fit.problem.lambdas(fit.theta), fit.sigma, fit.fixef.to_numpy())
+        original = parameter_values(
+            fit.problem.lambdas(fit.theta),
+            fit.sigma,
+            fit.fixef.to_numpy(),
+            [b.structure for b in fit.problem.blocks],
+        )
         names = names or list(fit.parameter_names)
     else:
         original = _statistic_values(statistic(fit))

@@ -31,18 +31,20 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from mixedmodels.core.terms import lower_triangle_indices
+from mixedmodels.core.structures import CovarianceStructure
 from mixedmodels.errors import MixedModelsError
 
 
-def _entry_selectors(p: int) -> list[np.ndarray]:
-    """``dPsi / dpsi_ab`` for each lower-triangle entry (by column) of a ``p x p`` Psi."""
-    out = []
-    for a, b in zip(*lower_triangle_indices(p), strict=True):
-        e = np.zeros((p, p))
-        e[a, b] = e[b, a] = 1.0
-        out.append(e)
-    return out
+def _entry_selectors(structure: CovarianceStructure) -> list[np.ndarray]:
+    """``dPsi / dpsi_j`` for the linear parametrization ``Psi = sum_j psi_j G_j`` of a
+    term's covariance (for an unstructured term, each lower-triangle entry by column)."""
+    basis = structure.covariance_basis()
+    if basis is None:
+        raise MixedModelsError(
+            f"Kenward-Roger needs covariances linear in their parameters; a {structure!r} "
+            "term is not: use Satterthwaite's df (ddf='satterthwaite')"
+        )
+    return basis
 
 
 def _selectors(fit) -> list[sp.csr_matrix]:
@@ -52,7 +54,7 @@ def _selectors(fit) -> list[sp.csr_matrix]:
     sizes = [t.block.size for t in fit.design.terms]
     q = sum(sizes)
     for t, size in zip(fit.design.terms, sizes, strict=True):
-        for e in _entry_selectors(t.block.p):
+        for e in _entry_selectors(t.block.structure):
             block = sp.kron(sp.identity(t.n_levels), sp.csr_matrix(e))
             full = sp.block_diag(
                 [sp.csr_matrix((start, start)), block, sp.csr_matrix((q - start - size,) * 2)]
@@ -115,7 +117,7 @@ def _single_term_pieces(fit) -> dict:
     Cz = per_level(z, S2X)  # Z' Sigma^-2 X per level
     N = (A - 2 * AKA + AKA @ KA) / s2**2
     tr_sigma2 = (n - 2 * np.einsum("lii->", KA) + np.einsum("lij,lji->", KA, KA)) / s2**2
-    selectors = _entry_selectors(p)
+    selectors = _entry_selectors(blk.structure)
     r = len(selectors) + 1
     EB = [e @ B for e in selectors]  # (l, p, k)
     EM = [e @ M for e in selectors]  # (l, p, p)

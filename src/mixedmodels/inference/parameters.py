@@ -1,42 +1,52 @@
 """The reported parameters of a linear mixed model in lme4's ``confint`` order and names.
 
-For each random-effect term, walking its ``lambda`` column by column: ``sd_<name>|<group>``
-on the diagonal and ``cor_<row>.<col>|<group>`` below it; then ``sigma``; then the fixed
-effects.  ``sd`` and ``cor`` come from ``Sigma_k = sigma^2 lambda_k lambda_k'``.
+For each random-effect term, its covariance structure's reported parameters: for an
+unstructured term, walking its ``lambda`` column by column, ``sd_<name>|<group>`` on the
+diagonal and ``cor_<row>.<col>|<group>`` below it; then ``sigma``; then the fixed effects.
+``sd`` and ``cor`` come from ``Sigma_k = sigma^2 lambda_k lambda_k'``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from mixedmodels.core.terms import lower_triangle_indices
+from mixedmodels.core.structures import CovarianceStructure, Unstructured
+
+
+def _structures(
+    structures: Sequence[CovarianceStructure] | None, sizes: Sequence[int]
+) -> list[CovarianceStructure]:
+    if structures is None:
+        return [Unstructured(p) for p in sizes]
+    return list(structures)
 
 
 def parameter_names(
-    group_labels: list[str], column_names: list[list[str]], fixed_names: list[str]
+    group_labels: list[str],
+    column_names: list[list[str]],
+    fixed_names: list[str],
+    structures: Sequence[CovarianceStructure] | None = None,
 ) -> list[str]:
+    """``sd_...|group`` / ``cor_...|group`` per term (as its structure names them),
+    ``sigma``, then the fixed effects."""
     names = []
-    for group, cols in zip(group_labels, column_names, strict=True):
-        rows, cidx = lower_triangle_indices(len(cols))
-        for r, c in zip(rows, cidx, strict=True):
-            if r == c:
-                names.append(f"sd_{cols[r]}|{group}")
-            else:
-                names.append(f"cor_{cols[r]}.{cols[c]}|{group}")
+    found = _structures(structures, [len(c) for c in column_names])
+    for group, cols, structure in zip(group_labels, column_names, found, strict=True):
+        names.extend(f"{name}|{group}" for name in structure.reported_names(cols))
     return names + ["sigma"] + list(fixed_names)
 
 
-def parameter_values(lambdas: list[np.ndarray], sigma: float, beta: np.ndarray) -> np.ndarray:
-    """sd/cor of each term (column-wise lower triangle), sigma, beta."""
-    out = []
-    for lam in lambdas:
-        cov = sigma**2 * (lam @ lam.T)
-        sd = np.sqrt(np.diagonal(cov))
-        rows, cols = lower_triangle_indices(lam.shape[0])
-        for r, c in zip(rows, cols, strict=True):
-            if r == c:
-                out.append(sd[r])
-            else:
-                denom = sd[r] * sd[c]
-                out.append(cov[r, c] / denom if denom > 0 else np.nan)
-    return np.concatenate([np.asarray(out, dtype=float), [sigma], beta])
+def parameter_values(
+    lambdas: list[np.ndarray],
+    sigma: float,
+    beta: np.ndarray,
+    structures: Sequence[CovarianceStructure] | None = None,
+) -> np.ndarray:
+    """The reported variance parameters of each term, sigma, beta."""
+    found = _structures(structures, [lam.shape[0] for lam in lambdas])
+    out = [s.reported_values(lam, sigma) for s, lam in zip(found, lambdas, strict=True)]
+    out.append(np.array([sigma]))
+    out.append(np.asarray(beta, dtype=float))
+    return np.concatenate(out)

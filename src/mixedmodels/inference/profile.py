@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from mixedmodels.arguments import check_int, check_level
-from mixedmodels.core.terms import lower_triangle_indices
+from mixedmodels.core.structures import CovarianceStructure
 from mixedmodels.design.validate import degenerate_glm_response
 from mixedmodels.errors import DataError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
@@ -40,45 +40,29 @@ BIG = 1e100
 
 @dataclass
 class _VarianceLayout:
-    """Positions of each term's sd/cor entries in the variance-parameter vector."""
+    """Positions of each term's reported parameters (sd/cor, as its covariance structure
+    reports them) in the variance-parameter vector, then sigma."""
 
-    sizes: list[int]  # p per term
+    structures: list[CovarianceStructure]
 
     def theta(self, v: np.ndarray) -> np.ndarray | None:
-        """theta from (sd/cor per term, sigma); None when a correlation matrix is invalid."""
+        """theta from (reported parameters per term, sigma); None when inadmissible."""
         sigma = v[-1]
         out, pos = [], 0
-        for p in self.sizes:
-            rows, cols = lower_triangle_indices(p)
-            k = rows.size
-            entries = v[pos : pos + k]
-            pos += k
-            if p == 1:
-                out.append(entries / sigma)
-                continue
-            sd = np.zeros(p)
-            corr = np.eye(p)
-            for e, r, c in zip(entries, rows, cols, strict=True):
-                if r == c:
-                    sd[r] = e
-                else:
-                    corr[r, c] = corr[c, r] = e
-            cov = corr * np.outer(sd, sd) / sigma**2
-            try:
-                lam = np.linalg.cholesky(cov + 1e-300 * np.eye(p))
-            except np.linalg.LinAlgError:
+        for structure in self.structures:
+            k = len(structure.reported_bounds()[0])
+            found = structure.theta_from_reported(v[pos : pos + k], sigma)
+            if found is None:
                 return None
-            out.append(lam[rows, cols])
-        return np.concatenate(out)
+            out.append(found)
+            pos += k
+        return np.concatenate(out) if out else np.zeros(0)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        lower, upper = [], []
-        for p in self.sizes:
-            rows, cols = lower_triangle_indices(p)
-            for r, c in zip(rows, cols, strict=True):
-                lower.append(0.0 if r == c else -1.0)
-                upper.append(np.inf if r == c else 1.0)
-        return np.array(lower + [0.0]), np.array(upper + [np.inf])
+        pairs = [s.reported_bounds() for s in self.structures]
+        lower = [p[0] for p in pairs] + [np.zeros(1)]
+        upper = [p[1] for p in pairs] + [np.full(1, np.inf)]
+        return np.concatenate(lower), np.concatenate(upper)
 
 
 def _ml_deviance_at(problem, theta: np.ndarray, sigma: float) -> float:
@@ -143,9 +127,10 @@ def _glmm_profiles(fit) -> list[_Profile]:
 
     problem = fit.problem
     base = fit._solution.objective
-    layout = _VarianceLayout([b.p for b in problem.blocks])
+    layout = _VarianceLayout([b.structure for b in problem.blocks])
     beta_hat = fit.fixef.to_numpy()
-    values = parameter_values(problem.lambdas(fit.theta), 1.0, beta_hat)
+    structures = [b.structure for b in problem.blocks]
+    values = parameter_values(problem.lambdas(fit.theta), 1.0, beta_hat, structures)
     nvp = values.size - problem.n_fixed - 1  # no sigma
     v_hat = values[:nvp]
     lower_b, upper_b = (b[:nvp] for b in layout.bounds())
@@ -220,8 +205,9 @@ def _profiles(fit) -> list[_Profile]:
     ml = refit_ml(fit)
     problem = ml.problem
     base = ml.objective
-    layout = _VarianceLayout([b.p for b in problem.blocks])
-    values = parameter_values(problem.lambdas(ml.theta), ml.sigma, ml.fixef.to_numpy())
+    layout = _VarianceLayout([b.structure for b in problem.blocks])
+    structures = [b.structure for b in problem.blocks]
+    values = parameter_values(problem.lambdas(ml.theta), ml.sigma, ml.fixef.to_numpy(), structures)
     nvp = values.size - problem.n_fixed
     v_hat = values[:nvp]
     lower_b, upper_b = layout.bounds()
@@ -280,6 +266,7 @@ def _profiles(fit) -> list[_Profile]:
                 sub.objective,
                 state["theta"],
                 sub.theta_lower_bounds(),
+                upper=sub.theta_upper_bounds(),
                 initial_step=np.maximum(0.05 * np.abs(state["theta"]), 1e-3),
                 ftol_abs=1e-10,
                 xtol_abs=1e-10,

@@ -24,7 +24,6 @@ import numpy as np
 from mixedmodels.core.crossed import factor_groups
 from mixedmodels.core.gram import grouped_cross_products, is_nested
 from mixedmodels.core.lmm import LmmProblem
-from mixedmodels.core.terms import lower_triangle_indices
 from mixedmodels.linalg import batched
 
 MIN_START = 0.05
@@ -154,7 +153,7 @@ def _crossed_vector_start(
         val = np.maximum(val, 1e-3 * max(float(val.max()), sigma2 * 1e-3))
         lam = np.linalg.cholesky((vec * val) @ vec.T / sigma2)
         lam = np.clip(lam, -MAX_START, MAX_START)
-        values = lam[lower_triangle_indices(b.p)]
+        values = b.structure.theta_from_lambda(lam)
         theta[pos : pos + values.size] = values
         size = float(np.max(np.abs(np.diagonal(lam))))
         step[pos : pos + values.size] = max(CROSSED_VECTOR_STEP * size, MIN_START)
@@ -209,7 +208,7 @@ def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
         found = _per_level_regression_start(problem, beta, r)
         if found is not None:
             lam = found[0]
-            theta = lam[lower_triangle_indices(lam.shape[0])]
+            theta = problem.blocks[0].structure.theta_from_lambda(lam)
             size = float(np.max(np.abs(np.diagonal(lam))))
             step = np.full(theta.size, max(VECTOR_STEP * size, 1e-3))
         return theta, step

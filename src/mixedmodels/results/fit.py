@@ -159,7 +159,12 @@ class LmerFit(MixedFit):
         from mixedmodels.inference.parameters import parameter_names
 
         info = self._term_info()
-        return parameter_names([i[0] for i in info], [i[1] for i in info], self._design.fixed_names)
+        return parameter_names(
+            [i[0] for i in info],
+            [i[1] for i in info],
+            self._design.fixed_names,
+            [b.structure for b in self._problem.blocks],
+        )
 
     @property
     def parameters(self) -> pd.Series:
@@ -167,7 +172,10 @@ class LmerFit(MixedFit):
         from mixedmodels.inference.parameters import parameter_values
 
         values = parameter_values(
-            self._problem.lambdas(self._solution.theta), self.sigma, self._solution.beta
+            self._problem.lambdas(self._solution.theta),
+            self.sigma,
+            self._solution.beta,
+            [b.structure for b in self._problem.blocks],
         )
         return pd.Series(values, index=self.parameter_names)
 
@@ -270,8 +278,18 @@ class LmerFit(MixedFit):
         from mixedmodels.results.posterior import sample_posterior
 
         return sample_posterior(
-            self, draws, warmup, chains=chains, seed=seed, fixef=fixef, sigma=sigma, sd=sd,
-            cor=cor, n_jobs=n_jobs, keep_effects=keep_effects, progress=progress,
+            self,
+            draws,
+            warmup,
+            chains=chains,
+            seed=seed,
+            fixef=fixef,
+            sigma=sigma,
+            sd=sd,
+            cor=cor,
+            n_jobs=n_jobs,
+            keep_effects=keep_effects,
+            progress=progress,
         )
 
     # ------------------------------------------------------------------ likelihood

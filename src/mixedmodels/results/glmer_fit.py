@@ -147,7 +147,8 @@ class GlmerFit(MixedFit):
         from mixedmodels.inference.parameters import parameter_names
 
         info = self._term_info()
-        names = parameter_names([i[0] for i in info], [i[1] for i in info], [])
+        structures = [b.structure for b in self._problem.blocks]
+        names = parameter_names([i[0] for i in info], [i[1] for i in info], [], structures)
         return [n for n in names if n != "sigma"] + list(self._design.fixed_names)
 
     @property
@@ -156,7 +157,8 @@ class GlmerFit(MixedFit):
         from mixedmodels.inference.parameters import parameter_values
 
         lambdas = self._problem.lambdas(self._solution.theta)
-        values = parameter_values(lambdas, 1.0, self._solution.beta)
+        structures = [b.structure for b in self._problem.blocks]
+        values = parameter_values(lambdas, 1.0, self._solution.beta, structures)
         keep = np.ones(values.size, dtype=bool)
         keep[values.size - len(self._solution.beta) - 1] = False  # sigma
         return pd.Series(values[keep], index=self.parameter_names)
@@ -221,8 +223,17 @@ class GlmerFit(MixedFit):
         from mixedmodels.results.posterior import sample_posterior_glmm
 
         return sample_posterior_glmm(
-            self, draws, warmup, chains=chains, seed=seed, fixef=fixef, sd=sd, cor=cor,
-            n_jobs=n_jobs, keep_effects=keep_effects, progress=progress,
+            self,
+            draws,
+            warmup,
+            chains=chains,
+            seed=seed,
+            fixef=fixef,
+            sd=sd,
+            cor=cor,
+            n_jobs=n_jobs,
+            keep_effects=keep_effects,
+            progress=progress,
         )
 
     def bootstrap(
