@@ -251,6 +251,11 @@ def lmer(
     _check_model_arguments(formula, contrasts, data_name)
     optimize = check_bool(optimize, "optimize")
     source = data if isinstance(data, RowSource) else row_source(data)
+    if source is not None and _has_smooths(formula):
+        raise ArgumentError(
+            "smooth terms such as s(x) need the rows in memory (their bases are built from "
+            "the data): pass a DataFrame"
+        )
     if source is not None:
         design, problem = fit_chunks(
             formula,
@@ -534,3 +539,36 @@ def refit(fit: LmerFit, y) -> LmerFit:
     return LmerFit(
         design.with_response(y), problem, solve_at(problem, result.x), result, fit.data_name
     )
+
+
+def _has_smooths(formula: str) -> bool:
+    from mixedmodels.formula import parse_formula
+
+    return bool(parse_formula(formula).smooths)
+
+
+def gamm(
+    formula: str,
+    data: pd.DataFrame,
+    family: str | Family = "gaussian",
+    **kwargs,
+) -> LmerFit | GlmerFit:
+    """An additive mixed model: :func:`lmer` (Gaussian) or :func:`glmer` (other families)
+    of a formula with smooth terms, as R's ``gamm4(y ~ s(x), random = ~(1 | g))`` written
+    in one formula: ``mm.gamm("y ~ s(x) + (1 | g)", df)``.
+
+    Smooths: ``s(x)`` (thin plate regression spline, ``k = 10``), ``s(x, bs = "cr", k =
+    ...)``, ``s(x, by = f)`` (one smooth per level of the factor ``f``), ``t2(x, z)``
+    (tensor product), ``s(g, bs = "re")`` (random intercept), ``s(x, g, bs = "fs")`` (a
+    smooth per level of ``g``).  Each smooth's wiggliness is a variance component
+    estimated by REML (Laplace for GLMMs); results: ``fit.smooth("x")``,
+    ``fit.smooth_table()``, ``fit.edf``, ``mm.plots.plot_smooths(fit)``.
+
+    Other keyword arguments go to :func:`lmer` or :func:`glmer`.
+    """
+    gaussian = family == "gaussian" or (
+        isinstance(family, Family) and family.name == "gaussian"
+    )
+    if gaussian:
+        return lmer(formula, data, **kwargs)
+    return glmer(formula, data, family, **kwargs)

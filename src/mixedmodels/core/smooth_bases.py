@@ -28,7 +28,7 @@ import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 
 MAX_KNOTS = 2000  # mgcv's default xt$max.knots for tp bases
-_DENSE_EIGEN_LIMIT = 600  # unique values up to which E is decomposed in full
+_DENSE_EIGEN_LIMIT = 150  # unique values up to which E is decomposed in full (Lanczos beyond)
 
 
 # ------------------------------------------------------------------- thin plate splines
@@ -151,7 +151,7 @@ class ThinPlateBasis:
         if knots.size == k:
             values, vectors = np.linalg.eigh(E)
         elif knots.size <= _DENSE_EIGEN_LIMIT:
-            values, vectors = sla.eigh(E)
+            values, vectors = np.linalg.eigh(E)
             keep = np.argsort(-np.abs(values), kind="stable")[:k]
             values, vectors = values[keep], vectors[:, keep]
         else:
@@ -166,9 +166,7 @@ class ThinPlateBasis:
         if knots is unique:
             X_unique = np.hstack([(vectors * values) @ Z, _polynomials(unique, m)])
         else:
-            X_unique = np.hstack(
-                [_radial_times(unique, knots, radial, m), _polynomials(unique, m)]
-            )
+            X_unique = np.hstack([_radial_times(unique, knots, radial, m), _polynomials(unique, m)])
         X = X_unique[inverse]
         scale = np.sqrt(np.mean(X * X, axis=0))
         penalty = np.zeros((k, k))
@@ -348,3 +346,78 @@ def natural_parametrization(
     order = np.argsort(-values, kind="stable")
     values, vectors = values[order], vectors[:, order]
     return Rinv @ vectors, values[:rank]
+
+
+def tensor_margin_parametrization(X: np.ndarray, S: np.ndarray, rank: int) -> np.ndarray:
+    """mgcv's reparametrization of a ``t2`` margin (``nat.param(type = 3, unit.fnorm =
+    TRUE)``): ``X @ P`` has the penalty's range space first, scaled so the penalty is the
+    identity, and the null space last, rotated so that its columns are uncorrelated after
+    centring (the constant first); each part scaled to unit mean square.
+
+    The penalty's eigenvectors come from LAPACK's ``dsyevr`` (R's ``eigen``): for a
+    null space of dimension 2 or more the basis it returns is its own choice, and the
+    tensor product's random parts depend on it.
+    """
+    values, vectors = sla.eigh((S + S.T) / 2, driver="evr")
+    values, vectors = values[::-1], vectors[:, ::-1]
+    k = S.shape[0]
+    E = np.ones(k)
+    E[:rank] = np.sqrt(values[:rank])
+    XU = X @ vectors
+    col_norm = np.sum(XU * XU, axis=0) / E**2
+    if rank < k:
+        E[rank:] = np.sqrt(col_norm[rank:] / np.mean(col_norm[:rank]))
+    P = vectors / E
+    XP = XU / E
+    if rank < k - 1:
+        Xn = XP[:, rank:]
+        centred = Xn - Xn.mean(axis=0)
+        w, um = np.linalg.eigh(centred.T @ centred)  # ascending: the constant first
+        P[:, rank:] = P[:, rank:] @ um
+        XP[:, rank:] = Xn @ um
+    P[:, :rank] /= np.sqrt(np.mean(XP[:, :rank] ** 2))
+    if rank < k:
+        P[:, rank:] /= np.sqrt(np.mean(XP[:, rank:] ** 2))
+    return P
+
+
+def row_kronecker(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Row-wise Kronecker product: row ``i`` is ``kron(A[i], B[i])`` (columns of ``B``
+    vary fastest, as mgcv's ``t2.model.matrix``)."""
+    return (A[:, :, None] * B[:, None, :]).reshape(A.shape[0], -1)
+
+
+def t2_blocks(margins: list[tuple[np.ndarray, int]]) -> tuple[list[np.ndarray], bool]:
+    """The column blocks of mgcv's ``t2`` tensor product (``full = FALSE``) from margins
+    ``(X_j, rank_j)`` in their :func:`tensor_margin_parametrization`: every product of a
+    range or null part of each margin; all blocks but the last (when every margin has a
+    null space, the product of the null spaces) carry their own identity penalty.
+
+    Returns
+    -------
+    (blocks, has_null)
+        ``has_null``: the last block is the unpenalized product of the null spaces.
+    """
+    X0, r0 = margins[0]
+    blocks = [X0[:, :r0]]
+    penalized = [True]
+    no_null = r0 == X0.shape[1]
+    if not no_null:
+        blocks.append(X0[:, r0:])
+        penalized.append(False)
+    for Xi, ri in margins[1:]:
+        Zi = Xi[:, :ri]
+        has_null = ri < Xi.shape[1]
+        if not has_null:
+            no_null = True
+        new_blocks, new_pen = [], []
+        for block in blocks:
+            new_blocks.append(row_kronecker(block, Zi))
+            new_pen.append(True)
+        if has_null:
+            Ni = Xi[:, ri:]
+            for block, pen in zip(blocks, penalized, strict=True):
+                new_blocks.append(row_kronecker(block, Ni))
+                new_pen.append(pen)
+        blocks, penalized = new_blocks, new_pen
+    return blocks, not no_null

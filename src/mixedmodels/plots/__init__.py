@@ -9,6 +9,7 @@ from mixedmodels.plots.figures import (
     plot_profile,
     plot_residuals,
 )
+from mixedmodels.plots.smooths import plot_smooths
 
 __all__ = [
     "plot_caterpillar",
@@ -17,4 +18,5 @@ __all__ = [
     "plot_fitted_lines",
     "plot_profile",
     "plot_residuals",
+    "plot_smooths",
 ]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mixedmodels.results.rformat import format_r, zapsmall
+from mixedmodels.results.smooth import smooth_summary_lines
 
 if TYPE_CHECKING:
     from mixedmodels.results.fit import LmerFit
@@ -235,6 +236,7 @@ def summary_text(fit: LmerFit, ddf: str = "satterthwaite") -> str:
             out.append("")
             out.append("Correlation of Fixed Effects:")
             out.append(correlation_table(names, corr))
+    out.extend(smooth_summary_lines(fit))
     if fit.dropped_fixed:
         out.append(
             f"fit warnings:\nfixed-effect model matrix is rank deficient so dropping "
