@@ -61,6 +61,12 @@ def grouped_cross_products(
 
 def _cross_random(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -> sp.csr_matrix:
     """``Z_j' W Z_k`` as CSR (duplicates summed)."""
+    if bk.n_levels == 1:  # a one-level block (a smooth's random part): per-level sums
+        per = grouped_cross_products(bj.codes, bj.n_levels, bj.z, bk.z, weights)
+        return sp.csr_matrix(per.transpose(2, 0, 1).reshape(bj.size, bk.p))
+    if bj.n_levels == 1:
+        per = grouped_cross_products(bk.codes, bk.n_levels, bk.z, bj.z, weights)
+        return sp.csr_matrix(per.transpose(1, 2, 0).reshape(bj.p, bk.size))
     rows, cols, vals = [], [], []
     for a in range(bj.p):
         for b in range(bk.p):

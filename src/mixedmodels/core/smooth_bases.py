@@ -67,17 +67,29 @@ def _radial_times(x: np.ndarray, knots: np.ndarray, coefs: np.ndarray, m: int) -
     order = np.argsort(knots, kind="stable")
     xs = knots[order]
     c = coefs[order]
+    # between consecutive knots the sum is a cubic a0 + a1 x + a2 x^2 + a3 x^3 whose
+    # coefficients follow from prefix sums of c_j x_j^p: for the knots below x,
+    # (x - x_j)^3 = x^3 - 3 x^2 x_j + 3 x x_j^2 - x_j^3, and the opposite sign above
     powers = np.stack([c * xs[:, None] ** p for p in range(4)])  # (4, nk, q)
-    prefix = np.concatenate([np.zeros((4, 1, c.shape[1])), np.cumsum(powers, axis=1)], axis=1)
-    total = prefix[:, -1, :]
-    left = prefix[:, np.searchsorted(xs, x, side="left"), :]  # (4, n, q): knots < x
-    right = total[:, None, :] - left
-    x1 = x[:, None]
-    x2 = x1 * x1
-    x3 = x2 * x1
-    below = x3 * left[0] - 3 * x2 * left[1] + 3 * x1 * left[2] - left[3]
-    above = right[3] - 3 * x1 * right[2] + 3 * x2 * right[1] - x3 * right[0]
-    return eta_constant(2) * (below + above)
+    below = np.concatenate([np.zeros((4, 1, c.shape[1])), np.cumsum(powers, axis=1)], axis=1)
+    above = below[:, -1:, :] - below
+    a0 = -below[3] + above[3]
+    a1 = 3 * below[2] - 3 * above[2]
+    a2 = -3 * below[1] + 3 * above[1]
+    a3 = below[0] - above[0]
+    poly = eta_constant(2) * np.stack([a0, a1, a2, a3], axis=1)  # (nk + 1, 4, q)
+    out = np.empty((x.size, c.shape[1]))
+    step = 200_000
+    for start in range(0, x.size, step):
+        xc = x[start : start + step]
+        a = poly[np.searchsorted(xs, xc, side="left")]  # (m, 4, q)
+        x1 = xc[:, None]
+        out[start : start + step] = a[:, 0] + x1 * (a[:, 1] + x1 * (a[:, 2] + x1 * a[:, 3]))
+    return out
+
+
+def _is_identity(index: np.ndarray) -> bool:
+    return bool(np.array_equal(index, np.arange(index.size)))
 
 
 @dataclass(frozen=True)
@@ -167,13 +179,16 @@ class ThinPlateBasis:
             X_unique = np.hstack([(vectors * values) @ Z, _polynomials(unique, m)])
         else:
             X_unique = np.hstack([_radial_times(unique, knots, radial, m), _polynomials(unique, m)])
-        X = X_unique[inverse]
-        scale = np.sqrt(np.mean(X * X, axis=0))
+        counts = np.bincount(inverse, minlength=unique.size)
+        scale = np.sqrt(counts @ (X_unique * X_unique) / x.size)
         penalty = np.zeros((k, k))
         penalty[: k - m, : k - m] = Z.T @ (values[:, None] * Z)
         penalty = (penalty + penalty.T) / 2 / np.outer(scale, scale)
         basis = cls(k, m, shift, knots, radial, scale, penalty)
-        return basis, X / scale
+        X_unique /= scale
+        return basis, X_unique if unique.size == x.size and _is_identity(inverse) else (
+            X_unique[inverse]
+        )
 
 
 # ------------------------------------------------------------- cubic regression splines

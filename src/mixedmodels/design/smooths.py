@@ -280,7 +280,6 @@ def _penalized_smooth(spec: SmoothSpec, data: pd.DataFrame) -> list[SmoothFuncti
     name = spec.covariates[0]
     basis, X = _one_d_basis(spec, _covariate(data, name, spec), spec.bs, spec.k)
     Z = sum_to_zero(X)
-    Xc = X @ Z
     S = Z.T @ basis.penalty @ Z
     rank = basis.k - basis.null_dim
     form = mixed_model_form(S, rank)
@@ -303,11 +302,13 @@ def _penalized_smooth(spec: SmoothSpec, data: pd.DataFrame) -> list[SmoothFuncti
 
         levels_and_dummies = [(label, dummy_for(label)) for label in labels]
     out = []
+    both = np.hstack([Tf, Tr])
+    XT = X @ both  # the fixed and random columns at once
+    nf = Tf.shape[1]
     for level, dummy in levels_and_dummies:
         label = spec.label if level is None else f"{spec.label}:{spec.by}{level}"
-        weight = dummy(data)[:, None]
-        fixed = (Xc @ form.fixed) * weight
-        z = (Xc @ form.random) * weight
+        cols = XT if level is None else XT * dummy(data)[:, None]
+        fixed, z = cols[:, :nf], cols[:, nf:]
         part = RandomPart(
             name=label,
             codes=np.zeros(len(data), dtype=np.int64),
