@@ -29,3 +29,15 @@ def test_one_level_cross_products_match_the_general_construction():
     for bj, bk in ((grouped, single), (single, grouped)):
         fast = gram._cross_random(bj, bk, w).toarray()
         assert np.abs(fast - _general(bj, bk, w)).max() < 1e-12
+
+
+def test_one_level_grouped_sums_are_the_cross_product():
+    rng = np.random.default_rng(1)
+    n = 300
+    left, right, w = rng.normal(size=(n, 3)), rng.normal(size=(n, 4)), rng.uniform(1, 2, n)
+    codes = np.zeros(n, dtype=np.int64)
+    fast = gram.grouped_cross_products(codes, 1, left, right, w)
+    slow = np.array([[np.sum(w * left[:, a] * right[:, b]) for b in range(4)] for a in range(3)])
+    assert fast.shape == (3, 4, 1) and np.abs(fast[:, :, 0] - slow).max() < 1e-12
+    listed = gram.grouped_cross_products(codes, 1, list(left.T), right, None)
+    assert np.abs(listed[:, :, 0] - left.T @ right).max() < 1e-12

@@ -47,6 +47,10 @@ def grouped_cross_products(
 
     ``left`` is an (n, a) array or a list of ``a`` columns.
     """
+    if n_levels == 1:  # one level (a smooth's random part): a plain cross product
+        L = left if isinstance(left, np.ndarray) else np.column_stack(left)
+        wr = right if weights is None else right * weights[:, None]
+        return (L.T @ wr)[:, :, None]
     columns = list(left.T) if isinstance(left, np.ndarray) else list(left)
     out = np.empty((len(columns), right.shape[1], n_levels))
     symmetric = left is right

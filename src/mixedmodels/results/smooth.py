@@ -176,12 +176,17 @@ def _term_lambdas(design, theta: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _term_z(term) -> sp.csc_matrix:
-    """The term's ``Z`` (level-major columns)."""
+def _term_z(term) -> sp.csr_matrix:
+    """The term's ``Z`` (level-major columns), built row by row (each row holds ``p``
+    entries)."""
     n, p = term.z.shape
-    rows = np.repeat(np.arange(n), p)
-    cols = (term.codes[:, None] * p + np.arange(p)[None, :]).ravel()
-    return sp.csc_matrix((term.z.ravel(), (rows, cols)), shape=(n, term.n_levels * p))
+    indptr = np.arange(0, n * p + 1, p)
+    indices = (term.codes[:, None] * p + np.arange(p)[None, :]).ravel()
+    return sp.csr_matrix((term.z.ravel(), indices, indptr), shape=(n, term.n_levels * p))
+
+
+def _dense_term_z(term) -> np.ndarray:
+    return term.z if term.n_levels == 1 else _term_z(term).toarray()
 
 
 @dataclass
@@ -223,7 +228,7 @@ def smooth_coefficients(fit) -> _Coefficients:
     position = beta.size
     for i in smooth_idx:
         term = design.terms[i]
-        Z = _term_z(term).toarray()
+        Z = _dense_term_z(term)
         blocks.append(Z)
         coefs.append(np.asarray(modes[i]).ravel())
         lam = lambdas[i]
