@@ -44,7 +44,11 @@ def eta_constant(m: int, d: int = 1) -> float:
 
 def _eta(r: np.ndarray, m: int) -> np.ndarray:
     """``eta(r)`` for one covariate: ``c * r^(2m - 1)``."""
-    return eta_constant(m) * np.abs(r) ** (2 * m - 1)
+    a = np.abs(r)
+    out = a.copy()
+    for _ in range(2 * m - 2):  # integer powers by multiplication (float pow is slow)
+        out *= a
+    return eta_constant(m) * out
 
 
 def _polynomials(x: np.ndarray, m: int) -> np.ndarray:
@@ -357,7 +361,9 @@ def natural_parametrization(
     _, R = np.linalg.qr(X)
     Rinv = sla.solve_triangular(R, np.eye(R.shape[0]))
     M = Rinv.T @ S @ Rinv
-    values, vectors = np.linalg.eigh((M + M.T) / 2)
+    # LAPACK's dsyevr, as R's eigen: the basis it picks for a null space of dimension 2 or
+    # more is its own, and an fs smooth's random parts depend on it
+    values, vectors = sla.eigh((M + M.T) / 2, driver="evr")
     order = np.argsort(-values, kind="stable")
     values, vectors = values[order], vectors[:, order]
     return Rinv @ vectors, values[:rank]

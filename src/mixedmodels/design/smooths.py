@@ -359,10 +359,11 @@ def _factor_smooth(spec: SmoothSpec, data: pd.DataFrame) -> list[SmoothFunction]
     """``s(x, g, bs = "fs")``: a tp smooth per level of ``g`` sharing its smoothing
     parameter, with each null-space direction a separate random effect.
 
-    The null space (``1, x`` for ``m = 2``) is taken as the data-orthonormal ``1`` and
-    centred ``x`` scaled as mgcv scales it (``sqrt(n / M)``): per-group random intercepts
-    and slopes.  mgcv's own null basis is an arbitrary rotation of this one chosen by the
-    eigen-solver, which changes the model when ``M > 1``; with ``m = 1`` the two agree.
+    The null space (``1, x`` for ``m = 2``) is split into the data-orthonormal constant
+    and centred ``x`` (random intercepts and slopes per group), scaled as mgcv scales its
+    null columns (``sqrt(n / M)``).  mgcv splits it along the eigenvectors its
+    eigen-solver returns for the zero eigenvalues, an arbitrary rotation of these that
+    changes the model when ``M > 1``; with ``m = 1`` (``M = 1``) the two are the same.
     """
     numeric = [
         c
@@ -381,16 +382,13 @@ def _factor_smooth(spec: SmoothSpec, data: pd.DataFrame) -> list[SmoothFunction]
     rank = basis.k - basis.null_dim
     P, d = natural_parametrization(X, basis.penalty, rank)
     P_range = P[:, :rank] / np.sqrt(d)  # X @ P_range: penalty identity
-    null = X[:, rank:]
-    _, R = np.linalg.qr(null)
+    # each null-space direction its own random effect: the data-orthonormal constant and
+    # centred polynomials (Gram-Schmidt of 1, x, ...), scaled as mgcv scales them
+    _, R = np.linalg.qr(X[:, rank:])
     n = X.shape[0]
     M = basis.null_dim
     P_null = np.zeros((basis.k, M))
     P_null[rank:] = np.linalg.inv(R) * np.sqrt(n / M)
-    # orientation: the constant column positive, then the slope increasing in x
-    signs = np.sign((X @ P_null)[np.argmax(np.asarray(data[name])), :])
-    signs[signs == 0] = 1
-    P_null = P_null * signs
     codes, levels = group_codes(data, (g,))
 
     def evaluate(transform: np.ndarray):
