@@ -18,11 +18,11 @@ from mixedmodels.errors import (
     MixedModelsWarning,
 )
 from mixedmodels.inference.emmeans import emmeans, emtrends
-from mixedmodels.lmlist import lmlist
 from mixedmodels.results.chunked_fit import ChunkedLmerFit
 from mixedmodels.results.fit import LmerFit
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
+from mixedmodels.results.lmlist import lmlist
 from mixedmodels.simulate import SimulationParts, simulate_mixed
 
 __version__ = "0.1.0"

@@ -5,7 +5,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mixedmodels.core import gram
-from mixedmodels.core.terms import RandomBlock
+from mixedmodels.reterms.blocks import RandomBlock
 
 
 def _general(bj, bk, w):

@@ -9,8 +9,6 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from mixedmodels.core.structures import CovarianceStructure
-from mixedmodels.core.terms import RandomBlock
 from mixedmodels.design.grouping import (
     check_grouping,
     codes_for_levels,
@@ -48,6 +46,8 @@ from mixedmodels.errors import (
 )
 from mixedmodels.formula import ParsedFormula, RandomTermSpec, parse_formula
 from mixedmodels.formula.expr import calls, parse_expression, variables
+from mixedmodels.reterms.blocks import RandomBlock
+from mixedmodels.reterms.structures import CovarianceStructure
 
 
 @dataclass
@@ -141,7 +141,7 @@ class SmoothLayout:
 
 
 def _smooth_random_terms(functions: list[SmoothFunction]) -> list[RandomTerm]:
-    from mixedmodels.core.structures import ScaledIdentity
+    from mixedmodels.reterms.structures import ScaledIdentity
 
     terms: list[RandomTerm] = []
     for function in functions:

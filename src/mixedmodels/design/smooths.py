@@ -24,7 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mixedmodels.core.smooth_bases import (
+from mixedmodels.design.grouping import codes_for_levels, group_codes, level_labels
+from mixedmodels.design.validate import is_numeric, numeric_values
+from mixedmodels.errors import DataError, FormulaError
+from mixedmodels.formula.expr import Call, Name, Number, String, deparse, parse_expression
+from mixedmodels.reterms.smooth_bases import (
     CubicRegressionBasis,
     ThinPlateBasis,
     mixed_model_form,
@@ -33,10 +37,6 @@ from mixedmodels.core.smooth_bases import (
     t2_blocks,
     tensor_margin_parametrization,
 )
-from mixedmodels.design.grouping import codes_for_levels, group_codes, level_labels
-from mixedmodels.design.validate import is_numeric, numeric_values
-from mixedmodels.errors import DataError, FormulaError
-from mixedmodels.formula.expr import Call, Name, Number, String, deparse, parse_expression
 
 BASES = ("tp", "cr", "re", "fs")
 T2_BASES = ("cr", "tp")

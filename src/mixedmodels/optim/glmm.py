@@ -24,8 +24,8 @@ import numpy as np
 
 from mixedmodels.core.pirls import ConditionalMode, GlmmProblem, PirlsError
 from mixedmodels.errors import ConvergenceWarning
-from mixedmodels.inference.derivatives import hessian_by_pairs
 from mixedmodels.optim.bobyqa import minimize_bounded
+from mixedmodels.optim.derivatives import hessian_by_pairs
 
 BOUNDARY_TOLERANCE = 1e-5
 

@@ -67,7 +67,7 @@ def plot_smooths(
         edf = fit.edf.get(label, np.nan)
         ax.set_title(f"{label}, edf {edf:.2f}")
         ax.set_xlabel(covariate)
-        ax.set_ylabel(f"{label} (link scale)" if hasattr(fit, "family") else label)
+        ax.set_ylabel(label if fit.has_residual_variance else f"{label} (link scale)")
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     return fig

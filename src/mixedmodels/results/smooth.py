@@ -211,8 +211,7 @@ def smooth_coefficients(fit) -> _Coefficients:
     lambdas = _term_lambdas(design, theta)
     beta = np.asarray(fit.fixef, dtype=float)
     modes = fit._modes
-    glmm = hasattr(fit, "family") and fit.family.name != "gaussian"
-    if glmm:
+    if not fit.has_residual_variance:  # a GLMM: its working weights at the mode
         w = np.asarray(fit._solution.mode.weights, dtype=float)
         scale, estimated = 1.0, False
     else:

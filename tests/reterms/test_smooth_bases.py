@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixedmodels.core.smooth_bases import (
+from mixedmodels.reterms.smooth_bases import (
     CubicRegressionBasis,
     ThinPlateBasis,
     _radial_times,
