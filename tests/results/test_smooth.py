@@ -39,3 +39,19 @@ def test_integer_rank_test_is_a_wald_chi_square():
     assert np.isclose(result.p_value, stats.chi2.sf(expected, 3), rtol=1e-10)
     with_scale = wood_test(p, X, V, rank=3.0, res_df=30.0)
     assert np.isclose(with_scale.p_value, stats.f.sf(expected / 3, 3, 30.0), rtol=1e-10)
+
+
+def test_summary_shows_smooth_table_and_one_row_per_smooth_variance():
+    import warnings
+
+    import mixedmodels as mm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mm.gamm("y ~ s(x) + (1 | clus)", mm.datasets.load("seedsim"))
+    text = fit.summary()
+    table = fit.smooth_table()
+    assert "Approximate significance of smooth terms:" in text
+    assert f"s(x) {table['edf'].iloc[0]:.3f}" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith(" s(x)")]
+    assert len(lines) == 1 and "8 coef." in lines[0]
