@@ -328,6 +328,8 @@ def lm(
     design = build_design(formula, data, weights=weights, require_random=False, contrasts=contrasts)
     if design.formula.random:
         raise FormulaError("lm() takes no random-effect terms; use mm.lmer", formula)
+    if design.formula.smooths:
+        raise FormulaError("lm() takes no smooth terms such as s(x); use mm.gamm", formula)
     _warn_dropped_rows(design)
     return LmFit(design, data_name=_data_name(data, data_name))
 

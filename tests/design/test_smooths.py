@@ -135,3 +135,30 @@ def test_users_frame_is_not_modified():
     before = d.copy()
     build_design('y ~ s(x, by = f) + s(x, g, bs = "fs")', d)
     pd.testing.assert_frame_equal(d, before)
+
+
+def test_new_data_levels_and_missing_values():
+    import warnings
+
+    import mixedmodels as mm
+    from mixedmodels.errors import NewLevelError
+
+    d = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mm.lmer('y ~ f + s(x, by = f) + s(x, g, bs = "fs", k = 5)', d)
+    new = d.head(4).copy()
+    new.loc[new.index[0], "x"] = np.nan
+    pred = fit.predict(new)
+    assert np.isnan(pred[0]) and np.allclose(pred[1:], fit.fitted[1:4])
+    with pytest.raises(NewLevelError, match="f"):
+        fit.predict(new.assign(f="zz"))
+    with pytest.raises(NewLevelError, match="g"):
+        fit.predict(new.assign(g="unseen"))
+
+
+def test_lm_rejects_smooths():
+    import mixedmodels as mm
+
+    with pytest.raises(FormulaError, match="lm\\(\\) takes no smooth terms"):
+        mm.lm("y ~ s(x)", _data())
