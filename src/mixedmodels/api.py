@@ -430,7 +430,7 @@ def gamm(
     (tensor product), ``s(g, bs = "re")`` (random intercept), ``s(x, g, bs = "fs")`` (a
     smooth per level of ``g``).  Each smooth's wiggliness is a variance component
     estimated by REML (Laplace for GLMMs); results: ``fit.smooth("x")``,
-    ``fit.smooth_table()``, ``fit.edf``, ``mm.plots.plot_smooths(fit)``.
+    ``fit.smooth_table()``, ``fit.edf``, ``mixedmodels.plots.plot_smooths(fit)``.
 
     Other keyword arguments go to :func:`lmer` or :func:`glmer`.
     """
