@@ -10,6 +10,7 @@ import pandas as pd
 from mixedmodels.arguments import check_bool, check_int, check_optional_str
 from mixedmodels.core.families import Family, make_family
 from mixedmodels.core.pirls import GlmmProblem
+from mixedmodels.core.variance_functions import VarianceFunction
 from mixedmodels.design import build_design
 from mixedmodels.design.sources import RowSource, row_source
 from mixedmodels.design.validate import degenerate_glm_response
@@ -30,6 +31,7 @@ from mixedmodels.results.chunked_fit import ChunkedLmerFit
 from mixedmodels.results.fit import LmerFit, lmm_problem
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
+from mixedmodels.results.residual_lmer import lmer_residual
 
 
 def lmer_problem(
@@ -86,6 +88,7 @@ def lmer(
     start: np.ndarray | str | None = None,
     optimize: bool = True,
     data_name: str | None = None,
+    correlation=None,
 ) -> LmerFit:
     """Fit a linear mixed-effects model written in lme4's formula language.
 
@@ -103,7 +106,9 @@ def lmer(
     reml : bool
         REML (default) or maximum likelihood.
     weights, offset : str or array-like, optional
-        Prior weights / offset: a column name or one value per row.
+        Prior weights / offset: a column name or one value per row.  ``weights`` may
+        instead be a variance function (nlme's ``weights =``): ``mm.var.Ident("Sex")``,
+        ``mm.var.Power()``, ``mm.var.Exp("x")``, ``mm.var.Fixed("x")``.
     contrasts : dict, optional
         Codings of factor columns in the fixed part, as R's ``contrasts = list(f =
         "contr.sum")``: ``{"f": "contr.sum"}`` (or ``"sum"``; also treatment, helmert,
@@ -119,12 +124,31 @@ def lmer(
         that theta, e.g. another program's estimate.
     data_name : str, optional
         Name printed on the summary's ``Data:`` line.
+    correlation : optional
+        Residual correlation within groups (nlme's ``correlation =``):
+        ``mm.cor.AR1()``, ``mm.cor.CAR1("time")``, ``mm.cor.CompSymm()``,
+        ``mm.cor.ARMA(p, q)``.  With it, or with a variance function, the fit is a
+        :class:`~mixedmodels.results.residual_fit.ResidualLmerFit` (``start`` and
+        ``optimize`` do not apply; the data must be a DataFrame).
 
     Returns
     -------
     LmerFit
     """
     _check_model_arguments(formula, contrasts, data_name)
+    if correlation is not None or isinstance(weights, VarianceFunction):
+        variance = weights if isinstance(weights, VarianceFunction) else None
+        if weights is not None and variance is None:
+            raise ArgumentError(
+                "prior weights cannot be combined with correlation=; a known variance "
+                "per row is mm.var.Fixed('column') (variance proportional to the column)"
+            )
+        if start is not None or not optimize:
+            raise ArgumentError("start and optimize=False are not available with correlation=")
+        return lmer_residual(
+            formula, data, reml=reml, correlation=correlation, variance=variance,
+            offset=offset, contrasts=contrasts, data_name=_data_name(data, data_name),
+        )
     optimize = check_bool(optimize, "optimize")
     source = data if isinstance(data, RowSource) else row_source(data)
     if source is not None and _has_smooths(formula):

@@ -47,7 +47,7 @@ from mixedmodels.errors import (
 from mixedmodels.formula import ParsedFormula, RandomTermSpec, parse_formula
 from mixedmodels.formula.expr import calls, parse_expression, variables
 from mixedmodels.reterms.blocks import RandomBlock
-from mixedmodels.reterms.structures import CovarianceStructure
+from mixedmodels.reterms.structures import STRUCTURES, CovarianceStructure
 
 
 @dataclass
@@ -521,7 +521,10 @@ def build_design(
                 f"({len(levels) * z.shape[1]}) for term {spec}; its variances are "
                 "unidentifiable"
             )
-        terms.append(RandomTerm(spec, builder.column_names, levels, codes, z, builder))
+        structure = None
+        if spec.structure is not None:  # diag(x | g), cs(...), ...: the formula's structure
+            structure = STRUCTURES[spec.structure](z.shape[1])
+        terms.append(RandomTerm(spec, builder.column_names, levels, codes, z, builder, structure))
     smooth_terms = _smooth_random_terms(built.smooths)
     terms = lme4_term_order(terms + smooth_terms)
     kept_names = [names[i] for i in keep]
