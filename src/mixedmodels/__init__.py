@@ -7,7 +7,7 @@
 
 from mixedmodels import datasets, errors
 from mixedmodels import priors as priors
-from mixedmodels.api import anova, glmer, lm, lmer, lmer_problem, nlme, refit, refit_ml
+from mixedmodels.api import anova, gamm, glmer, lm, lmer, lmer_problem, nlme, refit, refit_ml
 from mixedmodels.core import residual as cor  # mm.cor.AR1(), ...: nlme's corStruct classes
 from mixedmodels.core import variance_functions as var  # mm.var.Ident(), ...: nlme's varFunc
 from mixedmodels.design.sources import DaskSource, FrameSource, ParquetSource, RowSource
@@ -66,4 +66,5 @@ __all__ = [
     "nlme",
     "NlmeFit",
     "anova_nlme",
+    "gamm",
 ]

@@ -146,11 +146,22 @@ def lmer(
         if start is not None or not optimize:
             raise ArgumentError("start and optimize=False are not available with correlation=")
         return lmer_residual(
-            formula, data, reml=reml, correlation=correlation, variance=variance,
-            offset=offset, contrasts=contrasts, data_name=_data_name(data, data_name),
+            formula,
+            data,
+            reml=reml,
+            correlation=correlation,
+            variance=variance,
+            offset=offset,
+            contrasts=contrasts,
+            data_name=_data_name(data, data_name),
         )
     optimize = check_bool(optimize, "optimize")
     source = data if isinstance(data, RowSource) else row_source(data)
+    if source is not None and _has_smooths(formula):
+        raise ArgumentError(
+            "smooth terms such as s(x) need the rows in memory (their bases are built from "
+            "the data): pass a DataFrame"
+        )
     if source is not None:
         design, problem = fit_chunks(
             formula,
@@ -347,6 +358,8 @@ def lm(
     design = build_design(formula, data, weights=weights, require_random=False, contrasts=contrasts)
     if design.formula.random:
         raise FormulaError("lm() takes no random-effect terms; use mm.lmer", formula)
+    if design.formula.smooths:
+        raise FormulaError("lm() takes no smooth terms such as s(x); use mm.gamm", formula)
     _warn_dropped_rows(design)
     return LmFit(design, data_name=_data_name(data, data_name))
 
@@ -520,8 +533,10 @@ def nlme(
         power_variance=power,
     )
     if design.y.size <= problem.p + problem.q:
-        raise DataError(f"{design.y.size} observations are too few for {problem.p} fixed "
-                        "effects and the random effects")
+        raise DataError(
+            f"{design.y.size} observations are too few for {problem.p} fixed "
+            "effects and the random effects"
+        )
     estimate = fit_lindstrom_bates(problem, beta0, tolerance=tolerance, max_iter=max_iter)
     if method == "Laplace":
         from mixedmodels.optim.nonlinear import fit_laplace
@@ -534,8 +549,7 @@ def nlme(
             ConvergenceWarning,
             stacklevel=2,
         )
-    return NlmeFit(design, problem, estimate, method, beta0,
-                   data_name=_data_name(data, data_name))
+    return NlmeFit(design, problem, estimate, method, beta0, data_name=_data_name(data, data_name))
 
 
 def _self_start_initial(model, covariates: dict, y: np.ndarray) -> dict[str, float]:
@@ -579,8 +593,41 @@ def _nlme_start(design, start) -> np.ndarray:
         except (TypeError, ValueError):
             raise ArgumentError("start= must be a dict or a sequence of numbers") from None
         if out.size != p:
-            raise ArgumentError(f"start= needs {p} values (the fixed effects "
-                                f"{', '.join(design.fixed_names)}), got {out.size}")
+            raise ArgumentError(
+                f"start= needs {p} values (the fixed effects "
+                f"{', '.join(design.fixed_names)}), got {out.size}"
+            )
     if not np.all(np.isfinite(out)):
         raise ArgumentError("start= values must be finite")
     return out
+
+
+def _has_smooths(formula: str) -> bool:
+    from mixedmodels.formula import parse_formula
+
+    return bool(parse_formula(formula).smooths)
+
+
+def gamm(
+    formula: str,
+    data: pd.DataFrame,
+    family: str | Family = "gaussian",
+    **kwargs,
+) -> LmerFit | GlmerFit:
+    """An additive mixed model: :func:`lmer` (Gaussian) or :func:`glmer` (other families)
+    of a formula with smooth terms, as R's ``gamm4(y ~ s(x), random = ~(1 | g))`` written
+    in one formula: ``mm.gamm("y ~ s(x) + (1 | g)", df)``.
+
+    Smooths: ``s(x)`` (thin plate regression spline, ``k = 10``), ``s(x, bs = "cr", k =
+    ...)``, ``s(x, by = f)`` (one smooth per level of the factor ``f``), ``t2(x, z)``
+    (tensor product), ``s(g, bs = "re")`` (random intercept), ``s(x, g, bs = "fs")`` (a
+    smooth per level of ``g``).  Each smooth's wiggliness is a variance component
+    estimated by REML (Laplace for GLMMs); results: ``fit.smooth("x")``,
+    ``fit.smooth_table()``, ``fit.edf``, ``mixedmodels.plots.plot_smooths(fit)``.
+
+    Other keyword arguments go to :func:`lmer` or :func:`glmer`.
+    """
+    gaussian = family == "gaussian" or (isinstance(family, Family) and family.name == "gaussian")
+    if gaussian:
+        return lmer(formula, data, **kwargs)
+    return glmer(formula, data, family, **kwargs)

@@ -11,6 +11,7 @@ from mixedmodels.plots.figures import (
     plot_residuals,
 )
 from mixedmodels.plots.nonlinear import plot_nlme
+from mixedmodels.plots.smooths import plot_smooths
 
 __all__ = [
     "plot_caterpillar",
@@ -21,4 +22,5 @@ __all__ = [
     "plot_residuals",
     "plot_marginal_cov",
     "plot_nlme",
+    "plot_smooths",
 ]

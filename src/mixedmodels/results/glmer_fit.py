@@ -371,19 +371,24 @@ class GlmerFit(MixedFit):
         if newdata is None:
             if include_random:
                 return self._solution.mode.eta.copy()
-            return design.X @ self._solution.beta + self._problem.offset
+            eta = design.X @ self._solution.beta + self._problem.offset
+            for t, b in zip(design.terms, self._modes, strict=True):
+                if t.always_included:  # smooth terms are part of the mean
+                    eta = eta + random_part(t.codes, t.z, b)
+            return eta
         eta = design.fixed_matrix(newdata) @ self._solution.beta
         if design.formula.offsets:
             eta = eta + formula_offset(design.formula, newdata)
-        if include_random:
-            eta = eta + self._random_part(newdata, allow_new_levels)
-        return eta
+        return eta + self._random_part(newdata, allow_new_levels, include_random)
 
-    def _random_part(self, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
+    def _random_part(
+        self, newdata: pd.DataFrame, allow_new_levels: bool, include_random: bool = True
+    ) -> np.ndarray:
         out = np.zeros(len(newdata))
         for t, b in zip(self._design.terms, self._modes, strict=True):
-            codes, z = new_data_codes(t, newdata, allow_new_levels)
-            out += random_part(codes, z, b)
+            if include_random or t.always_included:
+                codes, z = new_data_codes(t, newdata, allow_new_levels)
+                out += random_part(codes, z, b)
         return out
 
     # ------------------------------------------------------------------ matrix form
