@@ -31,7 +31,13 @@ import scipy.sparse as sp
 from mixedmodels.core.crossed import CrossedObjective, choose_order
 from mixedmodels.core.dense import MAX_DENSE_RANDOM_EFFECTS, DenseObjective
 from mixedmodels.core.fill import FillPlan, make_fill_plan
-from mixedmodels.core.gram import Gram, build_gram, grouped_cross_products, is_nested
+from mixedmodels.core.gram import (
+    Gram,
+    GramPlan,
+    build_gram,
+    grouped_cross_products,
+    is_nested,
+)
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.linalg import blocks as bl
 from mixedmodels.linalg.batched import (
@@ -79,6 +85,7 @@ class Solution:
     u: list[np.ndarray]  # per block, (l, p)
     b: list[np.ndarray]  # per block, (l, p) = lambda u per level
     pwrss: float
+    log_det_random: float = math.nan  # log |L_Z|^2
 
 
 class LmmProblem:
@@ -96,6 +103,11 @@ class LmmProblem:
         Prior weights.
     reml : bool
         REML criterion instead of the deviance.
+    reweightable : bool
+        Build the structure of the cross products once (a
+        :class:`~mixedmodels.core.gram.GramPlan`) so that :meth:`reweight` takes new
+        weights and a new response without redoing any symbolic work (a GLMM's scoring
+        steps).
     """
 
     def __init__(
@@ -105,6 +117,7 @@ class LmmProblem:
         y: np.ndarray,
         weights: np.ndarray | None = None,
         reml: bool = True,
+        reweightable: bool = False,
     ):
         self.X = np.asarray(X, dtype=float)  # column-major from the design: contiguous columns
         self.y = np.ascontiguousarray(y, dtype=float)
@@ -116,10 +129,16 @@ class LmmProblem:
             any(not is_nested(self.engine_blocks[m], self.engine_blocks[k]) for m in range(k))
             for k in range(len(self.engine_blocks))
         ]
-        self.gram: Gram = build_gram(self.engine_blocks, self.X, self.y, self.weights)
-        self.beta_shift = np.zeros(self.n_fixed)
-        self._shift_response(self.y)
-        self.log_weights = 0.0 if self.weights is None else float(np.log(self.weights).sum())
+        self.reweightable = reweightable
+        self._plan = GramPlan(self.engine_blocks, self.X) if reweightable else None
+        if reweightable:
+            self.gram = None
+            self._refill(self.y)
+        else:
+            self.gram: Gram = build_gram(self.engine_blocks, self.X, self.y, self.weights)
+            self.beta_shift = np.zeros(self.n_fixed)
+            self._shift_response(self.y)
+        self.log_weights = _log_weights(self.weights)
         self._fill_plans: dict[int, FillPlan] | None = None  # built on first factorize
         q = sum(b.size for b in self.engine_blocks)
         self.dense_objective = DenseObjective(self) if q <= MAX_DENSE_RANDOM_EFFECTS else None
@@ -315,6 +334,7 @@ class LmmProblem:
                     self.weights,
                     self.n_fixed,
                     order,
+                    reweightable=self.reweightable,
                 )
                 if crossed.fill is not None:
                     self._crossed = crossed
@@ -368,20 +388,25 @@ class LmmProblem:
         return 2.0 * low.log_det(), ld_x, pwrss
 
     # ----------------------------------------------------------------- solution
-    def solve(self, theta: np.ndarray) -> Solution:
-        """beta, u, b, sigma and (R_X'R_X)^-1 at ``theta`` (done once, at the optimum).
+    def solve(self, theta: np.ndarray, beta: np.ndarray | None = None) -> Solution:
+        """beta, u, b, sigma and (R_X'R_X)^-1 at ``theta``.
 
-        Through the crossed path when the objective went that way (the same factor by
-        other sums), else through the blocked factor.
+        Through the path the objective takes (dense, crossed, or the blocked factor; the
+        same factor by other sums).  With ``beta`` given, ``u`` and ``b`` are the
+        conditional modes at that ``beta`` (which is returned as given).
         """
         theta = np.asarray(theta, dtype=float)
-        if self._crossed:
-            return self._solve_crossed(theta)
+        beta_rel = None if beta is None else np.asarray(beta, dtype=float) - self.beta_shift
+        if self.dense_objective is not None:
+            return self._solve_dense(theta, beta_rel)
+        if len(self.engine_blocks) > 1 and self.crossed_objective() is not None:
+            return self._solve_crossed(theta, beta_rel)
         factor = self.factorize(theta)
         p = self.n_fixed
         lxx = factor.xy_xy[:p, :p]
         ly = factor.xy_xy[-1, :p]
-        beta_rel = sla.solve_triangular(lxx, ly, lower=True, trans=1) if p else np.zeros(0)
+        if beta_rel is None:
+            beta_rel = sla.solve_triangular(lxx, ly, lower=True, trans=1) if p else np.zeros(0)
         n_blocks = len(self.engine_blocks)
         u: list[np.ndarray | None] = [None] * n_blocks
         for k in reversed(range(n_blocks)):
@@ -412,11 +437,45 @@ class LmmProblem:
             u=u_public,
             b=b_public,
             pwrss=pwrss,
+            log_det_random=factor.log_det_random(),
         )
 
-    def _solve_crossed(self, theta: np.ndarray) -> Solution:
+    def _solve_dense(self, theta: np.ndarray, beta_rel: np.ndarray | None) -> Solution:
+        ld_z, r, pwrss, beta_rel, u = self.dense_objective.solve(theta, beta_rel)
+        p = self.n_fixed
+        sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
+        if p:
+            rinv = sla.solve_triangular(r[:p, :p], np.eye(p), lower=True)
+            vcov_unscaled = rinv.T @ rinv
+        else:
+            vcov_unscaled = np.zeros((0, 0))
+        n_blocks = len(self.engine_blocks)
+        u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
+        b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
+        lams = self.lambdas(theta)
+        start = 0
+        for e, pub in enumerate(self.order):
+            blk = self.engine_blocks[e]
+            uk = u[start : start + blk.size].reshape(blk.n_levels, blk.p)
+            start += blk.size
+            u_public[pub] = uk
+            b_public[pub] = uk @ lams[pub].T
+        ld_x = 2.0 * float(np.log(np.diagonal(r)[:p]).sum())
+        return Solution(
+            theta=theta,
+            objective=self.objective_from_pieces(ld_z, ld_x, pwrss),
+            beta=beta_rel + self.beta_shift,
+            sigma=sigma,
+            vcov_unscaled=vcov_unscaled,
+            u=u_public,
+            b=b_public,
+            pwrss=pwrss,
+            log_det_random=ld_z,
+        )
+
+    def _solve_crossed(self, theta: np.ndarray, beta_rel: np.ndarray | None = None) -> Solution:
         crossed = self._crossed
-        sol = crossed.solve(theta)
+        sol = crossed.solve(theta, beta_rel)
         f = sol.factor
         p = self.n_fixed
         pwrss = f.pwrss
@@ -444,6 +503,7 @@ class LmmProblem:
             u=u_public,
             b=b_public,
             pwrss=pwrss,
+            log_det_random=f.log_det_random,
         )
 
     def conditional_covariances(self, theta: np.ndarray, sigma: float) -> list[np.ndarray]:
@@ -472,6 +532,52 @@ class LmmProblem:
             lam = factor.lambdas[k]
             out[self.order[k]] = sigma**2 * (lam @ covs @ lam.T)
         return out
+
+    # ----------------------------------------------------------------- new weights
+    def reweight(self, weights: np.ndarray, y: np.ndarray) -> None:
+        """New weights and a new response, in place (a GLMM's scoring step).
+
+        The cross products are refilled through the stored
+        :class:`~mixedmodels.core.gram.GramPlan` (bincounts and BLAS products into fixed
+        patterns) and the evaluation paths' numeric parts through positions found once:
+        the dense ``Z'WZ``, the crossed path's blocks, panels and fill kernel.  Nothing
+        symbolic is redone except the blocked engine's fill plans (rebuilt on first use).
+        The objective, :meth:`solve` and everything else are then those of
+        ``LmmProblem(blocks, X, y, weights, reml)`` to rounding.
+
+        Raises
+        ------
+        ValueError
+            When the problem was not built with ``reweightable=True``.
+        """
+        if self._plan is None:
+            raise ValueError("reweight needs a problem built with reweightable=True")
+        self.weights = np.asarray(weights, dtype=float)
+        self.y = np.ascontiguousarray(y, dtype=float)
+        self.log_weights = _log_weights(self.weights)
+        self._refill(self.y)
+        self._xy_component_major = None
+        self._fill_plans = None
+        if self.dense_objective is not None:
+            self.dense_objective.refresh(self.gram)
+        if self._crossed:
+            self._crossed.refresh(self.gram, self.weights)
+
+    def _refill(self, y: np.ndarray) -> None:
+        """The Gram for the current weights and response ``y`` through the plan, with the
+        response shifted by its weighted least-squares fit first (as
+        :meth:`_shift_response` does for a problem built from the rows)."""
+        w = self.weights
+        p = self.n_fixed
+        shift = np.zeros(p)
+        if p:
+            wx = self.X if w is None else self.X * w[:, None]
+            _, shift, info = sla.lapack.dposv(self.X.T @ wx, wx.T @ y, lower=1)
+            if info != 0 or not np.all(np.isfinite(shift)):
+                shift = np.zeros(p)
+        self.y_work = y - self.X @ shift if p else y
+        self.beta_shift = shift
+        self.gram = self._plan.gram(w, self.y_work, out=self.gram)
 
     # ----------------------------------------------------------------- new response
     def _shift_response(self, y: np.ndarray) -> None:
@@ -518,6 +624,8 @@ class LmmProblem:
         """The same model structure with a new response (only y's cross products redone)."""
         new = object.__new__(LmmProblem)
         new.__dict__.update(self.__dict__)
+        new._plan = None  # shares numeric parts with this problem: not reweightable
+        new.reweightable = False
         new.n_evaluations = 0
         new._shift_response(y)
         if self.dense_objective is not None:
@@ -534,6 +642,8 @@ class LmmProblem:
         rows = keep + [self.n_fixed]  # rows of the [X y] blocks to keep (y last)
         new = object.__new__(LmmProblem)
         new.__dict__.update(self.__dict__)
+        new._plan = None  # shares numeric parts with this problem: not reweightable
+        new.reweightable = False
         # the stored response is y - X beta0; holding beta_j at value leaves
         # (value - beta0_j) x_j to move into the offset
         new.X = self.X[:, keep]
@@ -573,3 +683,11 @@ class LmmProblem:
         for blk, bk in zip(self.blocks, b, strict=True):
             out += np.einsum("np,np->n", blk.z, bk[blk.codes])
         return out
+
+
+def _log_weights(weights: np.ndarray | None) -> float:
+    """``sum log w_i`` (0 for unit weights; -inf when a weight is 0)."""
+    if weights is None:
+        return 0.0
+    with np.errstate(divide="ignore"):
+        return float(np.log(weights).sum())
