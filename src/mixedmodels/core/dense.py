@@ -72,6 +72,8 @@ class DenseObjective:
         self._trtrs = sla.lapack.dtrtrs
         self._starts = starts
         self._gram_positions: list[np.ndarray] | None = None  # built on the first refresh
+        # scalar terms only: Lambda is diagonal, its congruence an elementwise scaling
+        self._diagonal_lambda = all(b.p == 1 for b in blocks)
 
     def with_response(self, gram) -> DenseObjective:
         """A copy sharing ``Z'WZ`` and the theta layout, with the new response's cross
@@ -128,17 +130,11 @@ class DenseObjective:
         problem's response) or the given ``beta``, ``u`` (q,) the spherical random effects
         at that ``beta`` (engine order, level-major).
         """
-        q = self.q
-        lam = np.zeros(q * q)
-        lam[self._flat_lambda] = self._entries(theta)[self.theta_index]
-        lam = lam.reshape(q, q)
-        lam_t = lam.T
-        m = lam_t @ self.azz @ lam
-        m.flat[:: q + 1] += 1.0
+        m, scaled_zax = self._congruence(theta)
         low, info = self._potrf(m, lower=1, clean=1, overwrite_a=1)
         if info != 0:
             raise NotPositiveDefiniteError
-        c, info = self._trtrs(low, lam_t @ self.zax, lower=1)
+        c, info = self._trtrs(low, scaled_zax, lower=1)
         n_xy = self.axx.shape[0]
         r, info = self._potrf(self.axx - c.T @ c, lower=1, clean=1, overwrite_a=1)
         if info != 0 and info != n_xy:
@@ -154,19 +150,33 @@ class DenseObjective:
         ld_z = 2.0 * float(np.log(low.diagonal()).sum())
         return ld_z, r, float(r[-1, -1] ** 2), np.asarray(beta, dtype=float), u
 
-    def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
-        """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta``."""
+    def _congruence(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``Lambda' Z'WZ Lambda + I`` and ``Lambda' Z'W[X y]`` (elementwise scalings when
+        every term is scalar and Lambda diagonal)."""
         q = self.q
+        values = self._entries(theta)[self.theta_index]
+        if self._diagonal_lambda:
+            d = np.zeros(q)
+            d[self.rows] = values
+            m = self.azz * d[:, None]
+            m *= d[None, :]
+            m.flat[:: q + 1] += 1.0
+            return m, self.zax * d[:, None]
         lam = np.zeros(q * q)
-        lam[self._flat_lambda] = self._entries(theta)[self.theta_index]
+        lam[self._flat_lambda] = values
         lam = lam.reshape(q, q)
         lam_t = lam.T
         m = lam_t @ self.azz @ lam
         m.flat[:: q + 1] += 1.0
+        return m, lam_t @ self.zax
+
+    def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
+        """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta``."""
+        m, scaled_zax = self._congruence(theta)
         low, info = self._potrf(m, lower=1, clean=0, overwrite_a=1)
         if info != 0:
             raise NotPositiveDefiniteError
-        c, info = self._trtrs(low, lam_t @ self.zax, lower=1)
+        c, info = self._trtrs(low, scaled_zax, lower=1)
         r, info = self._potrf(self.axx - c.T @ c, lower=1, clean=0, overwrite_a=1)
         n_xy = self.axx.shape[0]
         if info != 0 and info != n_xy:
