@@ -138,7 +138,7 @@ class LmmProblem:
             self.gram: Gram = build_gram(self.engine_blocks, self.X, self.y, self.weights)
             self.beta_shift = np.zeros(self.n_fixed)
             self._shift_response(self.y)
-        self.log_weights = _log_weights(self.weights)
+        self._log_weights: float | None = None  # sum log w, computed when first needed
         self._fill_plans: dict[int, FillPlan] | None = None  # built on first factorize
         q = sum(b.size for b in self.engine_blocks)
         self.dense_objective = DenseObjective(self) if q <= MAX_DENSE_RANDOM_EFFECTS else None
@@ -158,6 +158,17 @@ class LmmProblem:
         self.entry_offsets = np.concatenate([[0], np.cumsum(entries)])
 
     # ----------------------------------------------------------------- parameters
+    @property
+    def log_weights(self) -> float:
+        """``sum log w_i`` (0 for unit weights; -inf when a weight is 0)."""
+        if self._log_weights is None:
+            self._log_weights = _log_weights(self.weights)
+        return self._log_weights
+
+    @log_weights.setter
+    def log_weights(self, value: float) -> None:
+        self._log_weights = float(value)
+
     @property
     def n_theta(self) -> int:
         return int(self.theta_offsets[-1])
@@ -554,7 +565,7 @@ class LmmProblem:
             raise ValueError("reweight needs a problem built with reweightable=True")
         self.weights = np.asarray(weights, dtype=float)
         self.y = np.ascontiguousarray(y, dtype=float)
-        self.log_weights = _log_weights(self.weights)
+        self._log_weights = None
         self._refill(self.y)
         self._xy_component_major = None
         self._fill_plans = None

@@ -409,7 +409,12 @@ class GroupedFill:
 
 
 class DenseFill:
-    """``F = W W'`` with ``W = A blockdiag(r_s)``; ``A`` stored densely, ``syrk`` per chunk."""
+    """``F = W W'`` with ``W = A blockdiag(r_s)``; ``A`` stored densely, ``syrk`` per chunk.
+
+    ``A`` is held level-major and transposed, ``(l, p, n_rows)`` C-ordered: a chunk of
+    ``W'`` is then one batched ``p x p`` product, and ``W`` (its transpose) is already in
+    the Fortran order BLAS takes, without a copy.
+    """
 
     kind = "dense"
 
@@ -417,12 +422,14 @@ class DenseFill:
         self.n_rows = q = panels.n_rows
         self.p = p = panels.p
         n_levels = panels.n_levels
-        dense = np.zeros((q, n_levels, p))
+        dense = np.zeros((n_levels, p, q))
         level = np.repeat(np.arange(n_levels), panels.counts())
-        dense[panels.rows, level, :] = panels.values
+        # flat position of every panel value (entry t, column a) in the dense array
+        self._flat = (
+            (level[:, None] * p + np.arange(p)) * q + panels.rows.astype(np.int64)[:, None]
+        ).ravel()
+        dense.reshape(-1)[self._flat] = panels.values.ravel()
         self.dense = dense
-        self._level = level
-        self._rows = panels.rows
         self.chunk = max(1, DENSE_CHUNK_ENTRIES // max(q * p, 1))
 
     @property
@@ -431,17 +438,20 @@ class DenseFill:
 
     def refresh(self, values: np.ndarray) -> None:
         """New panel values (same structure) written into the dense ``A``."""
-        self.dense[self._rows, self._level, :] = values
+        self.dense.reshape(-1)[self._flat] = values.ravel()
 
     def lower_fill(self, r: np.ndarray) -> np.ndarray:
-        q, n_levels, p = self.dense.shape
+        n_levels, p, q = self.dense.shape
         out = np.zeros((q, q), order="F")
-        rl = np.ascontiguousarray(r.transpose(2, 0, 1))  # (l, p, p)
+        if p > 1:
+            rl = np.ascontiguousarray(r.transpose(2, 1, 0))  # (l, p, p): r_s'
         for lo in range(0, n_levels, self.chunk):
             hi = min(lo + self.chunk, n_levels)
-            w = np.matmul(self.dense[:, lo:hi, None, :], rl[None, lo:hi])[:, :, 0, :]
-            w = np.asfortranarray(w.reshape(q, (hi - lo) * p))
-            out = blas.dsyrk(1.0, w, beta=1.0, c=out, lower=1, overwrite_c=1)
+            if p == 1:
+                wt = self.dense[lo:hi, 0, :] * r[0, 0, lo:hi, None]
+            else:
+                wt = np.matmul(rl[lo:hi], self.dense[lo:hi]).reshape((hi - lo) * p, q)
+            out = blas.dsyrk(1.0, wt.T, beta=1.0, c=out, lower=1, overwrite_c=1)
         return np.ascontiguousarray(out)
 
 
