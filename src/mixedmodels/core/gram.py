@@ -176,6 +176,9 @@ class GramPlan:
             keys = (base[:, :, None] * m + np.arange(m)).ravel()
             self._xy_keys.append(keys)
         self._z_ones = [b.p == 1 and bool(np.all(b.z == 1.0)) for b in self.blocks]
+        self._xy = np.empty((self.n, m))  # [X y], X copied once; a refill writes y
+        self._xy[:, : self.p] = self.X
+        self._wxy = np.empty((self.n, m))
 
     def _off_diagonal_plan(self, bj: RandomBlock, bk: RandomBlock):
         """The CSR pattern of ``Z_j' W Z_k`` and, for the rows' products (column pairs
@@ -247,10 +250,9 @@ class GramPlan:
             else:
                 off[key].data[:] = values
         m = self.p + 1
-        xy = np.empty((self.n, m))
-        xy[:, : self.p] = self.X
+        xy = self._xy
         xy[:, self.p] = y
-        wxy = xy * w[:, None]
+        wxy = np.multiply(xy, w[:, None], out=self._wxy)
         xy_random = []
         for b, keys, ones in zip(self.blocks, self._xy_keys, self._z_ones, strict=True):
             v = wxy.ravel() if ones else (b.z[:, :, None] * wxy[:, None, :]).ravel()

@@ -399,19 +399,28 @@ class LmmProblem:
         return 2.0 * low.log_det(), ld_x, pwrss
 
     # ----------------------------------------------------------------- solution
-    def solve(self, theta: np.ndarray, beta: np.ndarray | None = None) -> Solution:
+    def solve(
+        self, theta: np.ndarray, beta: np.ndarray | None = None, objective: bool = True
+    ) -> Solution:
         """beta, u, b, sigma and (R_X'R_X)^-1 at ``theta``.
 
         Through the path the objective takes (dense, crossed, or the blocked factor; the
         same factor by other sums).  With ``beta`` given, ``u`` and ``b`` are the
-        conditional modes at that ``beta`` (which is returned as given).
+        conditional modes at that ``beta`` (which is returned as given).  With
+        ``objective=False`` the solution's objective is NaN (not computed: a GLMM's
+        scoring step needs the modes and ``log |L_Z|^2`` only, not ``sum log w``).
         """
         theta = np.asarray(theta, dtype=float)
         beta_rel = None if beta is None else np.asarray(beta, dtype=float) - self.beta_shift
         if self.dense_objective is not None:
-            return self._solve_dense(theta, beta_rel)
+            return self._solve_dense(theta, beta_rel, objective)
         if len(self.engine_blocks) > 1 and self.crossed_objective() is not None:
-            return self._solve_crossed(theta, beta_rel)
+            return self._solve_crossed(theta, beta_rel, objective)
+        return self._solve_blocked(theta, beta_rel, objective)
+
+    def _solve_blocked(
+        self, theta: np.ndarray, beta_rel: np.ndarray | None, objective: bool = True
+    ) -> Solution:
         factor = self.factorize(theta)
         p = self.n_fixed
         lxx = factor.xy_xy[:p, :p]
@@ -441,7 +450,7 @@ class LmmProblem:
             b_public[pub] = uk @ factor.lambdas[e].T
         return Solution(
             theta=theta,
-            objective=self.objective_from_factor(factor),
+            objective=self.objective_from_factor(factor) if objective else math.nan,
             beta=beta_rel + self.beta_shift,
             sigma=sigma,
             vcov_unscaled=vcov_unscaled,
@@ -451,7 +460,9 @@ class LmmProblem:
             log_det_random=factor.log_det_random(),
         )
 
-    def _solve_dense(self, theta: np.ndarray, beta_rel: np.ndarray | None) -> Solution:
+    def _solve_dense(
+        self, theta: np.ndarray, beta_rel: np.ndarray | None, objective: bool = True
+    ) -> Solution:
         ld_z, r, pwrss, beta_rel, u = self.dense_objective.solve(theta, beta_rel)
         p = self.n_fixed
         sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
@@ -474,7 +485,7 @@ class LmmProblem:
         ld_x = 2.0 * float(np.log(np.diagonal(r)[:p]).sum())
         return Solution(
             theta=theta,
-            objective=self.objective_from_pieces(ld_z, ld_x, pwrss),
+            objective=self.objective_from_pieces(ld_z, ld_x, pwrss) if objective else math.nan,
             beta=beta_rel + self.beta_shift,
             sigma=sigma,
             vcov_unscaled=vcov_unscaled,
@@ -484,7 +495,9 @@ class LmmProblem:
             log_det_random=ld_z,
         )
 
-    def _solve_crossed(self, theta: np.ndarray, beta_rel: np.ndarray | None = None) -> Solution:
+    def _solve_crossed(
+        self, theta: np.ndarray, beta_rel: np.ndarray | None = None, objective: bool = True
+    ) -> Solution:
         crossed = self._crossed
         sol = crossed.solve(theta, beta_rel)
         f = sol.factor
@@ -504,10 +517,14 @@ class LmmProblem:
             pub = self.order[e]
             u_public[pub] = np.ascontiguousarray(uk)
             b_public[pub] = uk @ lams[pub].T
-        objective = self.objective_from_pieces(f.log_det_random, f.log_det_fixed(p), pwrss)
+        value = (
+            self.objective_from_pieces(f.log_det_random, f.log_det_fixed(p), pwrss)
+            if objective
+            else math.nan
+        )
         return Solution(
             theta=theta,
-            objective=objective,
+            objective=value,
             beta=sol.beta + self.beta_shift,
             sigma=sigma,
             vcov_unscaled=vcov_unscaled,

@@ -340,7 +340,7 @@ class _EngineSystem:
         self.response = work
         try:
             self.lmm.reweight(weights, work)
-            return self.lmm.solve(self.theta, beta)
+            return self.lmm.solve(self.theta, beta, objective=False)
         except NotPositiveDefiniteError as exc:
             raise PirlsError("the weighted system is not positive definite") from exc
 
