@@ -46,6 +46,7 @@ from mixedmodels.linalg.batched import (
     right_multiply_component_major,
     solve_right_lower_transposed_component_major,
 )
+from mixedmodels.linalg.threads import single_threaded_blas
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -413,7 +414,8 @@ class LmmProblem:
         theta = np.asarray(theta, dtype=float)
         beta_rel = None if beta is None else np.asarray(beta, dtype=float) - self.beta_shift
         if self.dense_objective is not None:
-            return self._solve_dense(theta, beta_rel, objective)
+            with single_threaded_blas():  # q <= 240: hand-offs to a second thread cost more
+                return self._solve_dense(theta, beta_rel, objective)
         if len(self.engine_blocks) > 1 and self.crossed_objective() is not None:
             return self._solve_crossed(theta, beta_rel, objective)
         return self._solve_blocked(theta, beta_rel, objective)
@@ -436,11 +438,7 @@ class LmmProblem:
             u[k] = bl.solve_lower_transposed(factor.diagonal[k], rhs[:, None])[:, 0]
         pwrss = factor.pwrss()
         sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
-        if p:
-            rinv = sla.solve_triangular(lxx, np.eye(p), lower=True)
-            vcov_unscaled = rinv.T @ rinv
-        else:
-            vcov_unscaled = np.zeros((0, 0))
+        vcov_unscaled = _unscaled_vcov(lxx)
         u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         for e, pub in enumerate(self.order):
@@ -466,11 +464,7 @@ class LmmProblem:
         ld_z, r, pwrss, beta_rel, u = self.dense_objective.solve(theta, beta_rel)
         p = self.n_fixed
         sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
-        if p:
-            rinv = sla.solve_triangular(r[:p, :p], np.eye(p), lower=True)
-            vcov_unscaled = rinv.T @ rinv
-        else:
-            vcov_unscaled = np.zeros((0, 0))
+        vcov_unscaled = _unscaled_vcov(r[:p, :p])
         n_blocks = len(self.engine_blocks)
         u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
@@ -504,11 +498,7 @@ class LmmProblem:
         p = self.n_fixed
         pwrss = f.pwrss
         sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
-        if p:
-            rinv = sla.solve_triangular(f.xy_xy[:p, :p], np.eye(p), lower=True)
-            vcov_unscaled = rinv.T @ rinv
-        else:
-            vcov_unscaled = np.zeros((0, 0))
+        vcov_unscaled = _unscaled_vcov(f.xy_xy[:p, :p])
         n_blocks = len(self.engine_blocks)
         u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
@@ -719,3 +709,18 @@ def _log_weights(weights: np.ndarray | None) -> float:
         return 0.0
     with np.errstate(divide="ignore"):
         return float(np.log(weights).sum())
+
+
+def _unscaled_vcov(lxx: np.ndarray) -> np.ndarray:
+    """``(R_X' R_X)^-1`` from the lower triangle ``R_X`` (p x p), with one BLAS thread (a
+    small triangular inverse handed to a second thread took milliseconds on the shared
+    machine)."""
+    p = lxx.shape[0]
+    if not p:
+        return np.zeros((0, 0))
+    with single_threaded_blas():
+        rinv, info = sla.lapack.dtrtri(lxx, lower=1)
+        if info != 0:
+            raise bl.NotPositiveDefiniteError
+        rinv = np.tril(rinv)  # dtrtri leaves the upper triangle as it found it
+        return rinv.T @ rinv
