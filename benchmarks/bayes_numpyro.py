@@ -6,7 +6,7 @@ Not a dependency: run it in its own environment,
     /tmp/npvenv/bin/python benchmarks/bayes_numpyro.py sleepstudy OUT.npz
 
 then compare with ``python benchmarks/bayes_numpyro.py --compare sleepstudy OUT.npz`` in the
-project's environment (bulk ESS by :mod:`mixedmodels.inference.diagnostics`, the same
+project's environment (bulk ESS by :mod:`mixedmodels.core.diagnostics`, the same
 definitions for both samplers).  Priors are the sampler's defaults: flat fixed effects,
 ``HalfStudentT(3, max(2.5, mad(y)))`` for sigma and every sd, ``LKJ(1)``; the random
 effects are non-centred (the parameterization NUTS needs).  4 chains x (500 warm-up +
@@ -124,7 +124,7 @@ def compare(case: str, path: str) -> None:
     processes): bulk ESS per second of wall time, and the posterior means' difference in
     units of its Monte Carlo standard error (both samplers' MCSE combined)."""
     import mixedmodels as mm
-    from mixedmodels.inference.diagnostics import ess_bulk, mcse_mean, rhat
+    from mixedmodels.core.diagnostics import ess_bulk, mcse_mean, rhat
 
     data = np.load(path)
     seconds = float(data["seconds"])

@@ -9,14 +9,13 @@ import pandas as pd
 
 from mixedmodels.arguments import check_bool, check_int, check_optional_str
 from mixedmodels.core.families import Family, make_family
-from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.pirls import GlmmProblem
+from mixedmodels.core.variance_functions import VarianceFunction
 from mixedmodels.design import build_design
 from mixedmodels.design.sources import RowSource, row_source
-from mixedmodels.design.validate import degenerate_glm_response, new_response
+from mixedmodels.design.validate import degenerate_glm_response
 from mixedmodels.errors import (
     ArgumentError,
-    ConvergenceError,
     ConvergenceWarning,
     DataError,
     DegenerateFitWarning,
@@ -25,18 +24,14 @@ from mixedmodels.errors import (
     SingularFitWarning,
 )
 from mixedmodels.large import fit_chunks
-from mixedmodels.linalg.blocks import NotPositiveDefiniteError
-from mixedmodels.linalg.threads import single_threaded_blas
-from mixedmodels.optim import OptimizeResult, minimize_bounded
+from mixedmodels.optim import OptimizeResult
 from mixedmodels.optim.glmm import fit_glmm
-from mixedmodels.optim.start import DEFAULT_STEP, moment_start
+from mixedmodels.optim.lmm import checked_start, optimize_problem, solve_at
 from mixedmodels.results.chunked_fit import ChunkedLmerFit
-from mixedmodels.results.fit import LmerFit
+from mixedmodels.results.fit import LmerFit, lmm_problem
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
-
-BOUNDARY_TOLERANCE = 1e-5  # lme4's lmerControl(boundary.tol = 1e-5)
-MAX_RELATIVE_SD = 1e8  # the largest start theta accepted
+from mixedmodels.results.residual_lmer import lmer_residual
 
 
 def lmer_problem(
@@ -58,7 +53,7 @@ def lmer_problem(
     _check_model_arguments(formula, contrasts)
     reml = check_bool(reml, "reml")
     design = build_design(formula, data, weights=weights, offset=offset, contrasts=contrasts)
-    return design, _problem_for(design, reml)
+    return design, lmm_problem(design, reml)
 
 
 def _data_name(data: object, data_name: str | None) -> str | None:
@@ -82,123 +77,6 @@ def _check_model_arguments(formula: object, contrasts: object, data_name: object
     check_optional_str(data_name, "data_name")
 
 
-def solve_at(problem: LmmProblem, theta: np.ndarray):
-    """The solution at the optimizer's theta, or a :class:`ConvergenceError` saying why
-    there is none (instead of the engine's bare exception)."""
-    try:
-        return problem.solve(theta)
-    except (NotPositiveDefiniteError, np.linalg.LinAlgError) as exc:
-        raise ConvergenceError(
-            "the model cannot be evaluated at the optimizer's estimate (theta = "
-            f"{np.array2string(np.asarray(theta), precision=4)}): a matrix lost positive "
-            "definiteness; the fixed effects may be (nearly) collinear or the data "
-            "degenerate"
-        ) from exc
-
-
-def _problem_for(design, reml: bool) -> LmmProblem:
-    """The engine's problem for a design (response minus offset)."""
-    y = design.y if design.offset is None else design.y - design.offset
-    return LmmProblem([t.block for t in design.terms], design.X, y, design.weights, reml)
-
-
-def optimize_problem(problem: LmmProblem, start: np.ndarray | str | None = None) -> OptimizeResult:
-    """Minimize the objective over theta, then try the boundary.
-
-    By default scalar random intercepts start at moment estimates and a single vector term
-    at per-level regressions (:func:`mixedmodels.optim.start.moment_start`), other terms at
-    lme4's identity; ``start="lme4"`` uses lme4's start throughout; an array is a previous
-    optimum to search near.
-
-    As lme4's ``check.boundary``: parameters bounded at 0 that end within 1e-5 of it are set
-    to exactly 0 when that does not raise the objective.
-    """
-    with single_threaded_blas(problem.dense_objective is not None):
-        return _optimize(problem, start)
-
-
-def checked_start(problem: LmmProblem, start) -> np.ndarray:
-    """``start`` as a theta vector the problem accepts, or an :class:`ArgumentError`.
-
-    ``"lme4"`` is lme4's start (1 on the diagonals of each relative factor, 0 off them).
-    """
-    if isinstance(start, str):
-        if start != "lme4":
-            raise ArgumentError(f'start must be None, "lme4" or an array, not {start!r}')
-        return problem.theta_start()
-    try:
-        theta = np.asarray(start, dtype=float).ravel()
-    except (TypeError, ValueError) as exc:
-        raise ArgumentError(
-            f'start must be None, "lme4" or an array of numbers, not {start!r}'
-        ) from exc
-    if theta.size != problem.n_theta:
-        raise ArgumentError(
-            f"start has {theta.size} value(s); this model has {problem.n_theta} theta "
-            "parameter(s) (lme4's order: per term, the lower triangle of its relative "
-            "covariance factor by columns)"
-        )
-    lower, upper = problem.theta_lower_bounds(), problem.theta_upper_bounds()
-    bad = ~np.isfinite(theta) | (theta < lower) | (theta > upper)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ArgumentError(
-            f"start[{i}] = {float(theta[i])} is not allowed: theta must be finite and within "
-            f"its bounds [{lower[i]:g}, {upper[i]:g}] (diagonal elements of a relative "
-            "covariance factor are >= 0)"
-        )
-    if np.any(np.abs(theta) > MAX_RELATIVE_SD):
-        i = int(np.argmax(np.abs(theta)))
-        raise ArgumentError(
-            f"start[{i}] = {float(theta[i]):g} is not allowed: theta holds standard deviations "
-            f"relative to the residual's, and beyond {MAX_RELATIVE_SD:g} the objective overflows"
-        )
-    return theta
-
-
-def _default_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray | None]:
-    """Moment estimates (:func:`moment_start`) when they are usable, lme4's start when
-    they are not finite (degenerate data)."""
-    try:
-        x0, step = moment_start(problem)
-    except (np.linalg.LinAlgError, NotPositiveDefiniteError, FloatingPointError):
-        return problem.theta_start(), None
-    if not (np.isfinite(x0).all() and np.isfinite(step).all() and (step > 0).all()):
-        return problem.theta_start(), None
-    informed = step != DEFAULT_STEP
-    return x0, (step if informed.any() else None)
-
-
-def _optimize(problem: LmmProblem, start: np.ndarray | str | None) -> OptimizeResult:
-    lower = problem.theta_lower_bounds()
-    if isinstance(start, str):
-        x0, initial_step = checked_start(problem, start), None
-    elif start is None:
-        x0, initial_step = _default_start(problem)
-    else:  # a previous optimum (refits, bootstrap): search near it
-        x0 = checked_start(problem, start)
-        initial_step = np.maximum(0.1 * np.abs(x0), 0.02)
-    # lme4's ftol_abs = 1e-8 can stop BOBYQA on one short step while a flat objective still
-    # slopes (seen: 1.4e-6 above lme4's optimum, theta 2e-4 off); small models, whose
-    # evaluations cost microseconds, use 1e-10 (sleepstudy: the same 29 evaluations)
-    ftol = 1e-10 if problem.dense_objective is not None else 1e-8
-    upper = problem.theta_upper_bounds()
-    x0 = np.clip(x0, lower, upper)
-    result = minimize_bounded(
-        problem.objective, x0, lower, upper=upper, initial_step=initial_step, ftol_abs=ftol
-    )
-    theta = result.x.copy()
-    best = result.fun
-    near = (lower == 0) & (theta < BOUNDARY_TOLERANCE) & (theta != 0)
-    if near.any():
-        trial = theta.copy()
-        trial[near] = 0.0
-        value = problem.objective(trial)
-        if value <= best:
-            theta, best = trial, value
-    return OptimizeResult(theta, best, result.n_evaluations, result.converged, result.message)
-
-
 def lmer(
     formula: str,
     data: pd.DataFrame,
@@ -210,6 +88,7 @@ def lmer(
     start: np.ndarray | str | None = None,
     optimize: bool = True,
     data_name: str | None = None,
+    correlation=None,
 ) -> LmerFit:
     """Fit a linear mixed-effects model written in lme4's formula language.
 
@@ -227,7 +106,9 @@ def lmer(
     reml : bool
         REML (default) or maximum likelihood.
     weights, offset : str or array-like, optional
-        Prior weights / offset: a column name or one value per row.
+        Prior weights / offset: a column name or one value per row.  ``weights`` may
+        instead be a variance function (nlme's ``weights =``): ``mm.var.Ident("Sex")``,
+        ``mm.var.Power()``, ``mm.var.Exp("x")``, ``mm.var.Fixed("x")``.
     contrasts : dict, optional
         Codings of factor columns in the fixed part, as R's ``contrasts = list(f =
         "contr.sum")``: ``{"f": "contr.sum"}`` (or ``"sum"``; also treatment, helmert,
@@ -243,12 +124,31 @@ def lmer(
         that theta, e.g. another program's estimate.
     data_name : str, optional
         Name printed on the summary's ``Data:`` line.
+    correlation : optional
+        Residual correlation within groups (nlme's ``correlation =``):
+        ``mm.cor.AR1()``, ``mm.cor.CAR1("time")``, ``mm.cor.CompSymm()``,
+        ``mm.cor.ARMA(p, q)``.  With it, or with a variance function, the fit is a
+        :class:`~mixedmodels.results.residual_fit.ResidualLmerFit` (``start`` and
+        ``optimize`` do not apply; the data must be a DataFrame).
 
     Returns
     -------
     LmerFit
     """
     _check_model_arguments(formula, contrasts, data_name)
+    if correlation is not None or isinstance(weights, VarianceFunction):
+        variance = weights if isinstance(weights, VarianceFunction) else None
+        if weights is not None and variance is None:
+            raise ArgumentError(
+                "prior weights cannot be combined with correlation=; a known variance "
+                "per row is mm.var.Fixed('column') (variance proportional to the column)"
+            )
+        if start is not None or not optimize:
+            raise ArgumentError("start and optimize=False are not available with correlation=")
+        return lmer_residual(
+            formula, data, reml=reml, correlation=correlation, variance=variance,
+            offset=offset, contrasts=contrasts, data_name=_data_name(data, data_name),
+        )
     optimize = check_bool(optimize, "optimize")
     source = data if isinstance(data, RowSource) else row_source(data)
     if source is not None:
@@ -406,10 +306,7 @@ def glmer(
             "random-effect term such as (1 | g); use n_agq=1 (Laplace) for this model"
         )
     problem = glmm_problem(design, family)
-    # a GLMM's scoring steps are many small BLAS/LAPACK calls: with a second OpenBLAS
-    # thread a 3 x 3 triangular solve took 16 ms on the shared 2-core machine, 4 us with one
-    with single_threaded_blas():
-        solution = fit_glmm(problem, n_agq)
+    solution = fit_glmm(problem, n_agq)
     fit = GlmerFit(design, problem, solution, n_agq=n_agq, data_name=_data_name(data, data_name))
     _warn_fit_outcome(fit, solution.converged, solution.message)
     value = degenerate_glm_response(design.y, family.variance)
@@ -468,12 +365,9 @@ def lm(
 
 def refit_ml(fit: LmerFit) -> LmerFit:
     """The same model refitted by maximum likelihood (a REML fit's ML counterpart)."""
-    if not fit.reml:
-        return fit
-    design = fit.design
-    problem = _problem_for(design, reml=False)
-    result = optimize_problem(problem)
-    return LmerFit(design, problem, solve_at(problem, result.x), result, fit.data_name)
+    if not isinstance(fit, LmerFit):
+        raise ArgumentError(f"refit_ml takes an lmer fit, got {type(fit).__name__}")
+    return fit.refit_ml()
 
 
 def anova(*fits, names: list[str] | None = None) -> pd.DataFrame:
@@ -541,11 +435,4 @@ def refit(fit: LmerFit, y) -> LmerFit:
     """
     if not isinstance(fit, LmerFit):
         raise ArgumentError(f"refit takes an lmer fit, got {type(fit).__name__}")
-    design = fit.design
-    y = new_response(y, design.n)
-    offset = 0.0 if design.offset is None else design.offset
-    problem = fit.problem.with_response(y - offset)
-    result = optimize_problem(problem, fit.theta)
-    return LmerFit(
-        design.with_response(y), problem, solve_at(problem, result.x), result, fit.data_name
-    )
+    return fit.refit(y)

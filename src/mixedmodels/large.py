@@ -35,7 +35,7 @@ from mixedmodels.design.rank import dropped_columns, independent_columns_of_gram
 from mixedmodels.design.sources import RowSource
 from mixedmodels.design.validate import check_finite_columns
 from mixedmodels.errors import DataError
-from mixedmodels.inference.progress import ProgressBar, progress_enabled
+from mixedmodels.progress import ProgressBar, progress_enabled
 
 T = TypeVar("T")
 

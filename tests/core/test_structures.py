@@ -170,7 +170,7 @@ def test_diagonal_structure_fits_as_lme4s_double_bar():
 
 
 def test_structured_terms_in_reports():
-    from mixedmodels.inference.parameters import parameter_names
+    from mixedmodels.results.parameters import parameter_names
 
     names = parameter_names(["Subject"], [["(Intercept)", "Days"]], ["(Intercept)"], [Diagonal(2)])
     assert names == ["sd_(Intercept)|Subject", "sd_Days|Subject", "sigma", "(Intercept)"]

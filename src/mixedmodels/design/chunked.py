@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mixedmodels.core.terms import RandomBlock
 from mixedmodels.design.evaluate import Factor, Interpreter, Logical, Matrix, Numeric, Value
 from mixedmodels.design.grouping import check_grouping
 from mixedmodels.design.matrices import MatrixBuilder, _logical_factor, response_vector
@@ -31,6 +30,7 @@ from mixedmodels.design.rsyntax import variables_of
 from mixedmodels.design.validate import check_model_column, missing_mask, plain_columns
 from mixedmodels.errors import ColumnNotFoundError, DataError, FormulaError
 from mixedmodels.formula import ParsedFormula, parse_formula
+from mixedmodels.reterms.blocks import RandomBlock
 
 
 def _missing_values(value: Value, n: int) -> np.ndarray:

@@ -8,8 +8,6 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from mixedmodels.core.structures import CovarianceStructure
-from mixedmodels.core.terms import RandomBlock
 from mixedmodels.design.grouping import check_grouping, group_codes, label_table, level_labels
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
 from mixedmodels.design.rank import dropped_columns, independent_columns
@@ -34,6 +32,8 @@ from mixedmodels.errors import (
 )
 from mixedmodels.formula import ParsedFormula, RandomTermSpec, parse_formula
 from mixedmodels.formula.expr import calls, parse_expression, variables
+from mixedmodels.reterms.blocks import RandomBlock
+from mixedmodels.reterms.structures import STRUCTURES, CovarianceStructure
 
 
 @dataclass
@@ -408,7 +408,10 @@ def build_design(
                 f"({len(levels) * z.shape[1]}) for term {spec}; its variances are "
                 "unidentifiable"
             )
-        terms.append(RandomTerm(spec, builder.column_names, levels, codes, z, builder))
+        structure = None
+        if spec.structure is not None:  # diag(x | g), cs(...), ...: the formula's structure
+            structure = STRUCTURES[spec.structure](z.shape[1])
+        terms.append(RandomTerm(spec, builder.column_names, levels, codes, z, builder, structure))
     terms = lme4_term_order(terms)
     return ModelDesign(
         formula=parsed,

@@ -42,11 +42,16 @@ class RandomTermSpec:
     name : str, optional
         The grouping factor's name when it is not ``a:b:...`` (lme4 names the innermost
         factor of ``a/b/c`` ``c:(b:a)``).
+    structure : str, optional
+        The covariance structure the formula names (glmmTMB's and lme4 2.0's syntax:
+        ``diag(x | g)``, ``cs``, ``homcs``, ``ar1``, ``toep``, ``us``); unstructured when
+        None.
     """
 
     expr: str
     group_factors: tuple[str, ...]
     name: str | None = None
+    structure: str | None = None  # a covariance structure's name: diag(x | g) -> "diag"
 
     @property
     def group_name(self) -> str:
@@ -54,6 +59,8 @@ class RandomTermSpec:
         return self.name or ":".join(self.group_factors)
 
     def __str__(self) -> str:
+        if self.structure is not None:
+            return f"{self.structure}({self.expr} | {self.group_name})"
         return f"({self.expr} | {self.group_name})"
 
 
@@ -184,6 +191,31 @@ def _uncorrelated_pieces(expr: Node) -> list[str]:
     return (["1"] if has_intercept else []) + pieces
 
 
+#: Covariance structures a random-effect term may be wrapped in (glmmTMB's names); the
+#: design maps each to its class (:data:`mixedmodels.core.structures.STRUCTURES`).
+COVARIANCE_STRUCTURES = ("us", "diag", "cs", "homcs", "ar1", "toep")
+
+
+def _structured_bar(call: Call, formula: str) -> Node:
+    """The ``(x | g)`` inside ``diag(x | g)``, checked, as a parenthesized node."""
+    if len(call.args) != 1 or call.keywords:
+        raise FormulaError(
+            f"{call.func}() takes one random-effect term, like {call.func}(x | g)",
+            formula,
+            call.pos,
+        )
+    inner = call.args[0]
+    while isinstance(inner, Paren):
+        inner = inner.inner
+    if not (isinstance(inner, Binary) and inner.op in ("|", "||")):
+        raise FormulaError(
+            f"{call.func}() takes a random-effect term, like {call.func}(x | g)",
+            formula,
+            call.pos,
+        )
+    return Paren(inner, call.pos)
+
+
 def _check_tildes(text: str) -> None:
     tildes = [t for t in tokenize(text) if t.kind == "op" and t.text == "~"]
     if not tildes:
@@ -265,6 +297,9 @@ def parse_formula(text: str) -> ParsedFormula:
     offsets: list[str] = []
     random: list[RandomTermSpec] = []
     for sign, piece in _signed_pieces(rhs):
+        structure = None
+        if isinstance(piece, Call) and piece.func in COVARIANCE_STRUCTURES:
+            structure, piece = piece.func, _structured_bar(piece, text)
         bar = _bar_term(piece)
         if bar is not None:
             if sign < 0:
@@ -275,10 +310,17 @@ def parse_formula(text: str) -> ParsedFormula:
             if nested is not None:
                 raise FormulaError("a random-effect term has one '|'", text, nested.pos)
             groups = _expand_grouping(bar.right, text)
+            if structure is not None and bar.op == "||":
+                raise FormulaError(
+                    f"{structure}() takes a term with one '|': the structure says how the "
+                    "coefficients are correlated",
+                    text,
+                    bar.pos,
+                )
             exprs = _uncorrelated_pieces(bar.left) if bar.op == "||" else [deparse(bar.left)]
             for group, name in groups:
                 for expr in exprs:
-                    random.append(RandomTermSpec(expr, group, name))
+                    random.append(RandomTermSpec(expr, group, name, structure))
             continue
         stray = _find_operator(piece, ("|", "||"))
         if stray is not None:

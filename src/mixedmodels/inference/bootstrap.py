@@ -29,7 +29,7 @@ from mixedmodels.arguments import (
     seed_sequence,
 )
 from mixedmodels.errors import ArgumentError
-from mixedmodels.inference.progress import ProgressBar
+from mixedmodels.progress import ProgressBar
 
 _STATE: dict = {}  # read by forked workers
 
@@ -104,33 +104,8 @@ def _statistic_values(value: object) -> np.ndarray:
 
 
 def _replicate(i: int) -> np.ndarray | None:
-    from mixedmodels.api import optimize_problem
-
-    fit = _STATE["fit"]
     rng = np.random.default_rng(_STATE["seeds"][i])
-    if hasattr(fit, "_bootstrap_replicate"):  # a glmer fit simulates and refits itself
-        return fit._bootstrap_replicate(rng, _STATE["statistic"])
-    zl, mean, noise_sd = _STATE["zl"], _STATE["mean"], _STATE["noise_sd"]
-    u = rng.standard_normal(zl.shape[1]) * fit.sigma
-    y = mean + zl @ u + rng.standard_normal(mean.size) * noise_sd
-    offset = fit._offset
-    problem = fit.problem.with_response(y - offset)
-    result = optimize_problem(problem, fit.theta)
-    solution = problem.solve(result.x)
-    statistic = _STATE["statistic"]
-    if statistic is None:
-        from mixedmodels.inference.parameters import parameter_values
-
-        return parameter_values(
-            problem.lambdas(solution.theta),
-            solution.sigma,
-            solution.beta,
-            [b.structure for b in problem.blocks],
-        )
-    from mixedmodels.results.fit import LmerFit
-
-    refitted = LmerFit(fit.design.with_response(y), problem, solution, result, fit.data_name)
-    return np.asarray(statistic(refitted), dtype=float)
+    return _STATE["fit"].bootstrap_replicate(rng, _STATE["statistic"])
 
 
 def _safe_replicate(i: int) -> np.ndarray | None:
@@ -163,25 +138,14 @@ def bootstrap(
         cannot use, a ``statistic`` that is not a function or returns no numbers, ``names``
         of the wrong length.
     """
-    from mixedmodels.inference.parameters import parameter_values
-
     nsim = check_int(nsim, "nsim", minimum=1)
     statistic = check_callable(statistic, "statistic")
     n_jobs = check_n_jobs(n_jobs)
     progress = check_bool(progress, "progress")
     seeds = seed_sequence(seed).spawn(nsim)
 
-    glmm = hasattr(fit, "_bootstrap_replicate")
-    if statistic is None and glmm:
+    if statistic is None:
         original = fit.parameters.to_numpy()
-        names = names or list(fit.parameter_names)
-    elif statistic is None:
-        original = parameter_values(
-            fit.problem.lambdas(fit.theta),
-            fit.sigma,
-            fit.fixef.to_numpy(),
-            [b.structure for b in fit.problem.blocks],
-        )
         names = names or list(fit.parameter_names)
     else:
         original = _statistic_values(statistic(fit))
@@ -189,13 +153,6 @@ def bootstrap(
     if len(names) != original.size:
         raise ArgumentError(f"names must be {original.size} labels, got {len(names)}")
     _STATE.update(fit=fit, seeds=seeds, statistic=statistic)
-    if not glmm:
-        w = fit.design.weights
-        _STATE.update(
-            zl=(fit.Z @ fit.Lambda).tocsr(),
-            mean=fit.X @ fit.fixef.to_numpy() + fit._offset,
-            noise_sd=fit.sigma if w is None else fit.sigma / np.sqrt(w),
-        )
     results: dict[int, np.ndarray | None] = {}
     interrupted = False
     if n_jobs == -1:

@@ -22,17 +22,22 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import singledispatch
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
 from mixedmodels.arguments import check_int, check_level
+from mixedmodels.core.pirls import PirlsError
 from mixedmodels.core.structures import CovarianceStructure
 from mixedmodels.design.validate import degenerate_glm_response
-from mixedmodels.errors import DataError
+from mixedmodels.errors import ArgumentError, DataError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim import minimize_bounded
+from mixedmodels.results.fit import LmerFit
+from mixedmodels.results.glmer_fit import GlmerFit
+from mixedmodels.results.parameters import parameter_values
 
 LOG_2PI = math.log(2 * math.pi)
 BIG = 1e100
@@ -68,11 +73,7 @@ class _VarianceLayout:
 def _ml_deviance_at(problem, theta: np.ndarray, sigma: float) -> float:
     """ML deviance with sigma given and beta profiled out."""
     try:
-        if problem.dense_objective is not None:
-            ld_z, _, pwrss = problem.dense_objective.pieces(theta)
-        else:
-            f = problem.factorize(theta)
-            ld_z, pwrss = f.log_det_random(), f.pwrss()
+        ld_z, _, pwrss = problem.pieces(theta)
     except NotPositiveDefiniteError:
         return BIG
     n = problem.n
@@ -118,13 +119,10 @@ class _Profile:
     reset: object  # restarts the warm start at the optimum
 
 
-def _glmm_profiles(fit) -> list[_Profile]:
+def _glmm_profiles(fit: GlmerFit) -> list[_Profile]:
     """Profiles of a glmer fit over its Laplace (or quadrature) deviance: variance
     parameters on the sd/cor scale (no sigma) and fixed effects, each with every other
     parameter re-optimized (PIRLS warm-started from the last mode)."""
-    from mixedmodels.core.pirls import PirlsError
-    from mixedmodels.inference.parameters import parameter_values
-
     problem = fit.problem
     base = fit._solution.objective
     layout = _VarianceLayout([b.structure for b in problem.blocks])
@@ -195,14 +193,10 @@ def _glmm_profiles(fit) -> list[_Profile]:
     return out
 
 
-def _profiles(fit) -> list[_Profile]:
-    from mixedmodels.api import refit_ml
-
-    if hasattr(fit, "n_agq"):  # a glmer fit
-        return _glmm_profiles(fit)
-    from mixedmodels.inference.parameters import parameter_values
-
-    ml = refit_ml(fit)
+def _lmm_profiles(fit: LmerFit) -> list[_Profile]:
+    """Profiles of an lmer fit over its ML deviance (a REML fit is refitted by ML, as
+    lme4 profiles)."""
+    ml = fit.refit_ml()
     problem = ml.problem
     base = ml.objective
     layout = _VarianceLayout([b.structure for b in problem.blocks])
@@ -283,19 +277,34 @@ def _profiles(fit) -> list[_Profile]:
     return out
 
 
+@singledispatch
+def _profiles(fit) -> list[_Profile]:
+    raise ArgumentError(f"profiles are available for lmer and glmer fits, not {type(fit).__name__}")
+
+
+_profiles.register(LmerFit, _lmm_profiles)
+_profiles.register(GlmerFit, _glmm_profiles)
+
+
+@singledispatch
 def _check_profilable(fit) -> None:
     """A :class:`DataError` for fits without a likelihood surface to profile."""
-    from mixedmodels.results.glmer_fit import GlmerFit
+    raise ArgumentError(f"profiles are available for lmer and glmer fits, not {type(fit).__name__}")
 
-    if isinstance(fit, GlmerFit):
-        value = degenerate_glm_response(fit.design.y, fit.family.variance)
-        if value is not None:
-            raise DataError(
-                f"cannot profile this fit: the response is {value:g} in every row, so the "
-                "fixed effects diverge (complete separation) and the likelihood has no "
-                "maximum to profile"
-            )
-        return
+
+@_check_profilable.register
+def _check_glmm_profilable(fit: GlmerFit) -> None:
+    value = degenerate_glm_response(fit.design.y, fit.family.variance)
+    if value is not None:
+        raise DataError(
+            f"cannot profile this fit: the response is {value:g} in every row, so the "
+            "fixed effects diverge (complete separation) and the likelihood has no "
+            "maximum to profile"
+        )
+
+
+@_check_profilable.register
+def _check_lmm_profilable(fit: LmerFit) -> None:
     sigma = fit.sigma
     if not (math.isfinite(fit.objective) and math.isfinite(sigma) and sigma > 0):
         raise DataError(

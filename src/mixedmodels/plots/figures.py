@@ -53,7 +53,7 @@ def plot_data(data: pd.DataFrame, x: str, y: str, group: str) -> Figure:
 def plot_fitted_lines(fit: LmerFit, data: pd.DataFrame, x: str, group: str | None = None) -> Figure:
     """Per-cluster lines: separate regressions (left) beside the mixed model's shrunken lines
     (right), each with the pooled line."""
-    from mixedmodels.lmlist import lmlist
+    from mixedmodels.results.lmlist import lmlist
 
     group = group or next(iter(fit.ngroups))
     y = fit.design.formula.response

@@ -19,14 +19,18 @@ from mixedmodels.arguments import (
 )
 from mixedmodels.core.lmm import LmmProblem, Solution
 from mixedmodels.design.model import ModelDesign, formula_offset
+from mixedmodels.design.validate import new_response
 from mixedmodels.errors import ArgumentError
 from mixedmodels.optim import OptimizeResult
+from mixedmodels.optim.lmm import optimize_problem, solve_at
 from mixedmodels.results.base import MixedFit
+from mixedmodels.results.parameters import parameter_names, parameter_values
 from mixedmodels.results.random_effects import (
     new_data_codes,
     random_part,
     ranef_long,
 )
+from mixedmodels.results.services import inference
 
 
 class LmerFit(MixedFit):
@@ -50,6 +54,65 @@ class LmerFit(MixedFit):
         self._solution = solution
         self._optimization = optimization
         self.data_name = data_name
+
+    # ------------------------------------------------------------------ refits
+    def refit_ml(self) -> LmerFit:
+        """The same model refitted by maximum likelihood (a REML fit's ML counterpart);
+        the fit itself when it is already ML."""
+        if not self.reml:
+            return self
+        problem = lmm_problem(self._design, reml=False)
+        result = optimize_problem(problem)
+        return LmerFit(self._design, problem, solve_at(problem, result.x), result, self.data_name)
+
+    def refit(self, y) -> LmerFit:
+        """The same model fitted to another response, reusing its structure and starting at
+        this fit's theta (lme4's ``refit``).
+
+        Raises
+        ------
+        DataError
+            When ``y`` does not hold one finite number per fitted row.
+        """
+        y = new_response(y, self._design.n)
+        problem = self._problem.with_response(y - self._offset)
+        result = optimize_problem(problem, self._solution.theta)
+        return LmerFit(
+            self._design.with_response(y),
+            problem,
+            solve_at(problem, result.x),
+            result,
+            self.data_name,
+        )
+
+    @cached_property
+    def _simulation_parts(self) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray | float]:
+        """``Z Lambda``, the fixed part of the mean and the residual sd per row."""
+        w = self._design.weights
+        return (
+            (self.Z @ self.Lambda).tocsr(),
+            self._design.X @ self._solution.beta + self._offset,
+            self.sigma if w is None else self.sigma / np.sqrt(w),
+        )
+
+    def bootstrap_replicate(self, rng: np.random.Generator, statistic=None) -> np.ndarray:
+        """One parametric-bootstrap replicate: a response simulated from the fit, refitted
+        from this fit's theta; ``statistic(refit)`` or the refit's :attr:`parameters`."""
+        zl, mean, noise_sd = self._simulation_parts
+        u = rng.standard_normal(zl.shape[1]) * self.sigma
+        y = mean + zl @ u + rng.standard_normal(mean.size) * noise_sd
+        problem = self._problem.with_response(y - self._offset)
+        result = optimize_problem(problem, self._solution.theta)
+        solution = problem.solve(result.x)
+        if statistic is None:
+            return parameter_values(
+                problem.lambdas(solution.theta),
+                solution.sigma,
+                solution.beta,
+                [b.structure for b in problem.blocks],
+            )
+        refitted = LmerFit(self._design.with_response(y), problem, solution, result, self.data_name)
+        return np.asarray(statistic(refitted), dtype=float)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -103,9 +166,7 @@ class LmerFit(MixedFit):
     # ------------------------------------------------------------------ inference
     @cached_property
     def _variance_info(self):
-        from mixedmodels.inference.satterthwaite import variance_parameter_info
-
-        return variance_parameter_info(self._problem, self._solution.theta, self.sigma)
+        return inference().variance_parameter_info(self._problem, self._solution.theta, self.sigma)
 
     def fixef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
         """Fixed effects with standard errors, df, t and p-values.
@@ -123,8 +184,6 @@ class LmerFit(MixedFit):
         """
         from scipy import stats
 
-        from mixedmodels.inference.satterthwaite import contrast_df
-
         if not isinstance(ddf, str):
             raise ArgumentError(
                 f"ddf must be 'satterthwaite', 'kenward-roger' or 'none', not {ddf!r}"
@@ -135,11 +194,9 @@ class LmerFit(MixedFit):
         if key == "satterthwaite":
             se = np.sqrt(np.diagonal(self.vcov.to_numpy()))
             info = self._variance_info
-            df = np.array([contrast_df(info, row) for row in np.eye(len(beta))])
+            df = np.array([inference().contrast_df(info, row) for row in np.eye(len(beta))])
         elif key in ("kenward-roger", "kr"):
-            from mixedmodels.inference.kenward_roger import kenward_roger_table
-
-            return kenward_roger_table(self)
+            return inference().kenward_roger_table(self)
         elif key == "none":
             se = np.sqrt(np.diagonal(self.vcov.to_numpy()))
             df = np.full(len(beta), np.nan)
@@ -156,8 +213,6 @@ class LmerFit(MixedFit):
     @property
     def parameter_names(self) -> list[str]:
         """Names of sd/cor, sigma and fixed effects in lme4's ``confint`` order."""
-        from mixedmodels.inference.parameters import parameter_names
-
         info = self._term_info()
         return parameter_names(
             [i[0] for i in info],
@@ -169,8 +224,6 @@ class LmerFit(MixedFit):
     @property
     def parameters(self) -> pd.Series:
         """sd/cor of the random effects, sigma and the fixed effects (lme4's order)."""
-        from mixedmodels.inference.parameters import parameter_values
-
         values = parameter_values(
             self._problem.lambdas(self._solution.theta),
             self.sigma,
@@ -210,26 +263,22 @@ class LmerFit(MixedFit):
         if key == "boot":
             kwargs.setdefault("nsim", 500)
             return self.bootstrap(**kwargs).confint("percentile", level)
-        from mixedmodels.inference.profile import profile_confint
-
-        return profile_confint(self, level)
+        return inference().profile_confint(self, level)
 
     def profile(self, level: float = 0.99, points: int = 12) -> pd.DataFrame:
         """Profile traces: zeta against each parameter (lme4's ``profile()``), long form
         with columns ``parameter``, ``value``, ``zeta``; see
         :func:`mixedmodels.plots.plot_profile`."""
-        from mixedmodels.inference.profile import profile_traces
-
-        return profile_traces(self, level, points)
+        return inference().profile_traces(self, level, points)
 
     def bootstrap(
         self, nsim: int = 1000, statistic=None, *, seed=None, n_jobs: int = 1, progress: bool = True
     ):
         """Parametric bootstrap (lme4's ``bootMer``); see
         :func:`mixedmodels.inference.bootstrap.bootstrap`."""
-        from mixedmodels.inference.bootstrap import bootstrap
-
-        return bootstrap(self, nsim, statistic, seed=seed, n_jobs=n_jobs, progress=progress)
+        return inference().bootstrap(
+            self, nsim, statistic, seed=seed, n_jobs=n_jobs, progress=progress
+        )
 
     def sample_posterior(
         self,
@@ -660,3 +709,9 @@ def _term_z(block) -> sp.csc_matrix:
     rows = np.repeat(np.arange(n), block.p)
     cols = (block.codes[:, None] * block.p + np.arange(block.p)[None, :]).ravel()
     return sp.csc_matrix((block.z.ravel(), (rows, cols)), shape=(n, block.size))
+
+
+def lmm_problem(design: ModelDesign, reml: bool) -> LmmProblem:
+    """The engine's problem for a design (response minus offset)."""
+    y = design.y if design.offset is None else design.y - design.offset
+    return LmmProblem([t.block for t in design.terms], design.X, y, design.weights, reml)

@@ -24,11 +24,13 @@ from mixedmodels.design.validate import new_response
 from mixedmodels.errors import ArgumentError, DataError
 from mixedmodels.optim.glmm import GlmmSolution
 from mixedmodels.results.base import MixedFit
+from mixedmodels.results.parameters import parameter_names, parameter_values
 from mixedmodels.results.random_effects import (
     new_data_codes,
     random_part,
     ranef_long,
 )
+from mixedmodels.results.services import inference
 
 
 class GlmerFit(MixedFit):
@@ -118,9 +120,7 @@ class GlmerFit(MixedFit):
         method = check_choice(method, "method", ("wald", "profile"))
         level = check_level(level)
         if method == "profile":
-            from mixedmodels.inference.profile import profile_confint
-
-            return profile_confint(self, level)
+            return inference().profile_confint(self, level)
         table = self.fixef_table()
         q = stats.norm.ppf(0.5 + level / 2)
         fixed = pd.DataFrame(
@@ -137,15 +137,11 @@ class GlmerFit(MixedFit):
         """Profile traces (lme4's ``profile``): ``parameter``, ``value``, ``zeta``, on a
         grid spanning each parameter's ``level`` interval; plottable with
         ``mixedmodels.plots.plot_profile``."""
-        from mixedmodels.inference.profile import profile_traces
-
-        return profile_traces(self, level, points)
+        return inference().profile_traces(self, level, points)
 
     @property
     def parameter_names(self) -> list[str]:
         """sd/cor of each term, then the fixed effects (lme4's ``confint`` names; no sigma)."""
-        from mixedmodels.inference.parameters import parameter_names
-
         info = self._term_info()
         structures = [b.structure for b in self._problem.blocks]
         names = parameter_names([i[0] for i in info], [i[1] for i in info], [], structures)
@@ -154,8 +150,6 @@ class GlmerFit(MixedFit):
     @property
     def parameters(self) -> pd.Series:
         """Values of :attr:`parameter_names`."""
-        from mixedmodels.inference.parameters import parameter_values
-
         lambdas = self._problem.lambdas(self._solution.theta)
         structures = [b.structure for b in self._problem.blocks]
         values = parameter_values(lambdas, 1.0, self._solution.beta, structures)
@@ -197,7 +191,10 @@ class GlmerFit(MixedFit):
             self._design.with_response(y), problem, solution, self.n_agq, self.data_name
         )
 
-    def _bootstrap_replicate(self, rng: np.random.Generator, statistic) -> np.ndarray:
+    def bootstrap_replicate(self, rng: np.random.Generator, statistic=None) -> np.ndarray:
+        """One parametric-bootstrap replicate: a response simulated from the fit (new random
+        effects), refitted from this fit's theta; ``statistic(refit)`` or its
+        :attr:`parameters`."""
         refitted = self.refit(self._draw_response(rng))
         value = refitted.parameters.to_numpy() if statistic is None else statistic(refitted)
         return np.asarray(value, dtype=float)
@@ -242,9 +239,9 @@ class GlmerFit(MixedFit):
         """Parametric bootstrap (lme4's ``bootMer``): simulate, refit, collect ``statistic``
         (default: sd/cor and fixed effects); see
         :func:`mixedmodels.inference.bootstrap.bootstrap`."""
-        from mixedmodels.inference.bootstrap import bootstrap
-
-        return bootstrap(self, nsim, statistic, seed=seed, n_jobs=n_jobs, progress=progress)
+        return inference().bootstrap(
+            self, nsim, statistic, seed=seed, n_jobs=n_jobs, progress=progress
+        )
 
     # ------------------------------------------------------------------ likelihood
     @property

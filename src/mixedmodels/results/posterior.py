@@ -21,6 +21,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from mixedmodels.arguments import check_n_jobs, seed_sequence
+from mixedmodels.core import diagnostics as dg
 from mixedmodels.core.gibbs import GibbsSampler, ModelPriors
 from mixedmodels.core.priors import (
     LKJ,
@@ -32,8 +33,7 @@ from mixedmodels.core.priors import (
 )
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.errors import ArgumentError, MixedModelsWarning
-from mixedmodels.inference import diagnostics as dg
-from mixedmodels.inference.progress import ProgressBar
+from mixedmodels.progress import ProgressBar
 
 # ---------------------------------------------------------------------------- priors
 
@@ -201,7 +201,7 @@ class Posterior:
     def summary(self, level: float = 0.95) -> pd.DataFrame:
         """Posterior mean, sd, median, the equal-tailed ``level`` interval, the Monte Carlo
         standard error of the mean, bulk and tail effective sample sizes and R-hat
-        (:mod:`mixedmodels.inference.diagnostics`)."""
+        (:mod:`mixedmodels.core.diagnostics`)."""
         alpha = (1 - level) / 2
         d = self.draws
         arr = self.chain_array()

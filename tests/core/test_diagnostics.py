@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixedmodels.inference import diagnostics as dg
+from mixedmodels.core import diagnostics as dg
 
 
 def ar1(rho: float, chains: int, n: int, seed: int) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixedmodels.inference.derivatives import hessian_and_gradient, hessian_by_pairs
+from mixedmodels.optim.derivatives import hessian_and_gradient, hessian_by_pairs
 
 
 def _f(x: np.ndarray) -> float:

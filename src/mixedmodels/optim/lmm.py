@@ -1,0 +1,127 @@
+"""Fitting a linear mixed model: the bounded search over theta, its start, the boundary check
+and the solution at the optimum (lme4's ``optimizeLmer`` and ``mkMerMod``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mixedmodels.core.lmm import LmmProblem
+from mixedmodels.errors import ArgumentError, ConvergenceError
+from mixedmodels.linalg.blocks import NotPositiveDefiniteError
+from mixedmodels.linalg.threads import single_threaded_blas
+from mixedmodels.optim.bobyqa import OptimizeResult, minimize_bounded
+from mixedmodels.optim.start import DEFAULT_STEP, moment_start
+
+BOUNDARY_TOLERANCE = 1e-5  # lme4's lmerControl(boundary.tol = 1e-5)
+MAX_RELATIVE_SD = 1e8  # the largest start theta accepted
+
+
+def solve_at(problem: LmmProblem, theta: np.ndarray):
+    """The solution at the optimizer's theta, or a :class:`ConvergenceError` saying why
+    there is none (instead of the engine's bare exception)."""
+    try:
+        return problem.solve(theta)
+    except (NotPositiveDefiniteError, np.linalg.LinAlgError) as exc:
+        raise ConvergenceError(
+            "the model cannot be evaluated at the optimizer's estimate (theta = "
+            f"{np.array2string(np.asarray(theta), precision=4)}): a matrix lost positive "
+            "definiteness; the fixed effects may be (nearly) collinear or the data "
+            "degenerate"
+        ) from exc
+
+
+def optimize_problem(problem: LmmProblem, start: np.ndarray | str | None = None) -> OptimizeResult:
+    """Minimize the objective over theta, then try the boundary.
+
+    By default scalar random intercepts start at moment estimates and a single vector term
+    at per-level regressions (:func:`mixedmodels.optim.start.moment_start`), other terms at
+    lme4's identity; ``start="lme4"`` uses lme4's start throughout; an array is a previous
+    optimum to search near.
+
+    As lme4's ``check.boundary``: parameters bounded at 0 that end within 1e-5 of it are set
+    to exactly 0 when that does not raise the objective.
+    """
+    with single_threaded_blas(problem.dense_objective is not None):
+        return _optimize(problem, start)
+
+
+def checked_start(problem: LmmProblem, start) -> np.ndarray:
+    """``start`` as a theta vector the problem accepts, or an :class:`ArgumentError`.
+
+    ``"lme4"`` is lme4's start (1 on the diagonals of each relative factor, 0 off them).
+    """
+    if isinstance(start, str):
+        if start != "lme4":
+            raise ArgumentError(f'start must be None, "lme4" or an array, not {start!r}')
+        return problem.theta_start()
+    try:
+        theta = np.asarray(start, dtype=float).ravel()
+    except (TypeError, ValueError) as exc:
+        raise ArgumentError(
+            f'start must be None, "lme4" or an array of numbers, not {start!r}'
+        ) from exc
+    if theta.size != problem.n_theta:
+        raise ArgumentError(
+            f"start has {theta.size} value(s); this model has {problem.n_theta} theta "
+            "parameter(s) (lme4's order: per term, the lower triangle of its relative "
+            "covariance factor by columns)"
+        )
+    lower, upper = problem.theta_lower_bounds(), problem.theta_upper_bounds()
+    bad = ~np.isfinite(theta) | (theta < lower) | (theta > upper)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ArgumentError(
+            f"start[{i}] = {float(theta[i])} is not allowed: theta must be finite and within "
+            f"its bounds [{lower[i]:g}, {upper[i]:g}] (diagonal elements of a relative "
+            "covariance factor are >= 0)"
+        )
+    if np.any(np.abs(theta) > MAX_RELATIVE_SD):
+        i = int(np.argmax(np.abs(theta)))
+        raise ArgumentError(
+            f"start[{i}] = {float(theta[i]):g} is not allowed: theta holds standard deviations "
+            f"relative to the residual's, and beyond {MAX_RELATIVE_SD:g} the objective overflows"
+        )
+    return theta
+
+
+def _default_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray | None]:
+    """Moment estimates (:func:`moment_start`) when they are usable, lme4's start when
+    they are not finite (degenerate data)."""
+    try:
+        x0, step = moment_start(problem)
+    except (np.linalg.LinAlgError, NotPositiveDefiniteError, FloatingPointError):
+        return problem.theta_start(), None
+    if not (np.isfinite(x0).all() and np.isfinite(step).all() and (step > 0).all()):
+        return problem.theta_start(), None
+    informed = step != DEFAULT_STEP
+    return x0, (step if informed.any() else None)
+
+
+def _optimize(problem: LmmProblem, start: np.ndarray | str | None) -> OptimizeResult:
+    lower = problem.theta_lower_bounds()
+    if isinstance(start, str):
+        x0, initial_step = checked_start(problem, start), None
+    elif start is None:
+        x0, initial_step = _default_start(problem)
+    else:  # a previous optimum (refits, bootstrap): search near it
+        x0 = checked_start(problem, start)
+        initial_step = np.maximum(0.1 * np.abs(x0), 0.02)
+    # lme4's ftol_abs = 1e-8 can stop BOBYQA on one short step while a flat objective still
+    # slopes (seen: 1.4e-6 above lme4's optimum, theta 2e-4 off); small models, whose
+    # evaluations cost microseconds, use 1e-10 (sleepstudy: the same 29 evaluations)
+    ftol = 1e-10 if problem.dense_objective is not None else 1e-8
+    upper = problem.theta_upper_bounds()
+    x0 = np.clip(x0, lower, upper)
+    result = minimize_bounded(
+        problem.objective, x0, lower, upper=upper, initial_step=initial_step, ftol_abs=ftol
+    )
+    theta = result.x.copy()
+    best = result.fun
+    near = (lower == 0) & (theta < BOUNDARY_TOLERANCE) & (theta != 0)
+    if near.any():
+        trial = theta.copy()
+        trial[near] = 0.0
+        value = problem.objective(trial)
+        if value <= best:
+            theta, best = trial, value
+    return OptimizeResult(theta, best, result.n_evaluations, result.converged, result.message)
