@@ -254,6 +254,7 @@ def glmer(
     contrasts: dict[str, str] | None = None,
     n_agq: int = 1,
     data_name: str | None = None,
+    fast: bool = False,
 ) -> GlmerFit:
     """Fit a generalized linear mixed model by the Laplace approximation (lme4's glmer).
 
@@ -276,6 +277,10 @@ def glmer(
         1: Laplace (lme4's default); more: adaptive Gauss-Hermite quadrature with that many
         nodes (one scalar random-effect term, as lme4); 0: lme4's faster ``nAGQ = 0``
         (beta estimated inside PIRLS).
+    fast : bool
+        MixedModels.jl's ``fast = true``: beta from PIRLS, the optimizer over theta only
+        (the Laplace deviance at beta = beta(theta)); the same fit as lme4's
+        ``nAGQ = 0``, reported as such.  Its log-likelihood is at most the default fit's.
 
     Returns
     -------
@@ -295,6 +300,13 @@ def glmer(
     n_agq = check_int(n_agq, "n_agq", minimum=0)
     if n_agq > 25:
         raise ArgumentError(f"n_agq must be an integer from 0 to 25, not {n_agq!r}")
+    if check_bool(fast, "fast"):
+        if n_agq > 1:
+            raise ArgumentError(
+                f"fast=True (beta from PIRLS) does not combine with n_agq = {n_agq} "
+                "(quadrature); use one or the other"
+            )
+        n_agq = 0
     design = build_design(
         formula, data, weights=weights, offset=offset, glm_family=family.name, contrasts=contrasts
     )

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
 
 from mixedmodels.core.families import Family
@@ -30,7 +29,6 @@ from mixedmodels.core.terms import RandomBlock
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 
 MAX_ITERATIONS = 60
-DENSE_LIMIT = 200  # random effects up to which one PIRLS step uses dense algebra
 MAX_HALVINGS = 12
 TOLERANCE = 1e-12
 
@@ -113,7 +111,7 @@ class GlmmProblem:
         self.Zt = self.Z.T.tocsr()
         self.q = self.Z.shape[1]
         self._theta_sizes = [b.n_theta for b in blocks]
-        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._lmm: LmmProblem | None = None  # the reweightable LMM of the scoring steps
 
     @property
     def n_theta(self) -> int:
@@ -245,14 +243,13 @@ class GlmmProblem:
         return out
 
     def _system(self, theta: np.ndarray, lambdas: list[np.ndarray]):
-        """The solver of one scoring step's penalized weighted least squares: dense for
-        up to DENSE_LIMIT random effects (Z'WZ from precomputed pairs), else the LMM
-        engine's blocked Cholesky."""
-        if self.q <= DENSE_LIMIT:
-            if self._pairs is None:
-                self._pairs = _row_pairs(self.Z)
-            return _DenseSystem(self, lambdas)
-        return _EngineSystem(self, theta)
+        """The solver of one scoring step's penalized weighted least squares: the model's
+        one reweightable LMM (built on first use, its structure kept for the whole fit)."""
+        if self._lmm is None:
+            self._lmm = LmmProblem(
+                self.blocks, self.X, self.y, self.prior_weights, reml=False, reweightable=True
+            )
+        return _EngineSystem(self, self._lmm, theta)
 
     def quadrature_deviance(
         self, theta: np.ndarray, beta: np.ndarray, n_agq: int, u_start=None
@@ -327,117 +324,31 @@ def _sparse_z(blocks: list[RandomBlock], n: int) -> sp.csr_matrix:
 
 class _EngineSystem:
     """A scoring step by the LMM engine: penalized weighted least squares on the working
-    response with the GLM weights (``X`` empty when beta is held fixed)."""
+    response with the GLM weights, by the model's one reweightable :class:`LmmProblem`
+    (its structure built once; a step refills the cross products and solves, on the path
+    the LMM objective takes: dense, one term, crossed or blocked).  With beta held fixed
+    the working response excludes ``X beta`` and ``u`` is the mode at ``beta = 0``."""
 
-    def __init__(self, problem: GlmmProblem, theta: np.ndarray):
+    def __init__(self, problem: GlmmProblem, lmm: LmmProblem, theta: np.ndarray):
         self.problem = problem
+        self.lmm = lmm
         self.theta = theta
-        self.no_fixed = np.zeros((problem.n, 0))
+        self.zero_beta = np.zeros(problem.n_fixed)
+        self.response = problem.y
 
-    def step(self, weights, work, update_beta: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        pr = self.problem
-        X = pr.X if update_beta else self.no_fixed
+    def _solve(self, weights, work, beta):
+        self.response = work
         try:
-            solution = LmmProblem(pr.blocks, X, work, weights, reml=False).solve(self.theta)
+            self.lmm.reweight(weights, work)
+            return self.lmm.solve(self.theta, beta, objective=False)
         except NotPositiveDefiniteError as exc:
             raise PirlsError("the weighted system is not positive definite") from exc
+
+    def step(self, weights, work, update_beta: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        solution = self._solve(weights, work, None if update_beta else self.zero_beta)
         new_u = np.concatenate([part.ravel() for part in solution.u])
         return new_u, (solution.beta if update_beta else None)
 
     def at_mode(self, weights) -> tuple[float, np.ndarray]:
-        pr = self.problem
-        try:
-            factor = LmmProblem(pr.blocks, pr.X, pr.y, weights, reml=False).factorize(self.theta)
-        except NotPositiveDefiniteError as exc:
-            raise PirlsError("Lambda' Z' W Z Lambda + I is not positive definite") from exc
-        p = pr.n_fixed
-        if not p:
-            return factor.log_det_random(), np.zeros((0, 0))
-        rinv = sla.solve_triangular(factor.xy_xy[:p, :p], np.eye(p), lower=True)
-        return factor.log_det_random(), rinv.T @ rinv
-
-
-class _DenseSystem:
-    """A scoring step with dense ``q x q`` algebra: ``Z'WZ`` is one bincount over the
-    precomputed pairs of nonzeros in each row of ``Z``, scaled block by block with the
-    terms' ``lambda``."""
-
-    def __init__(self, problem: GlmmProblem, lambdas: list[np.ndarray]):
-        self.problem = problem
-        self.lambdas = lambdas
-
-    def penalized_gram(self, weights: np.ndarray) -> np.ndarray:
-        """``Lambda' Z' W Z Lambda + I``."""
-        pr = self.problem
-        rows, flat, values = pr._pairs
-        q = pr.q
-        M = np.bincount(flat, weights=weights[rows] * values, minlength=q * q).reshape(q, q)
-        starts = np.cumsum([0] + [b.size for b in pr.blocks])
-        for a, (ba, la) in enumerate(zip(pr.blocks, self.lambdas, strict=True)):
-            for b, (bb, lb) in enumerate(zip(pr.blocks, self.lambdas, strict=True)):
-                sa, sb = slice(starts[a], starts[a + 1]), slice(starts[b], starts[b + 1])
-                if ba.p == 1 and bb.p == 1:
-                    M[sa, sb] *= la[0, 0] * lb[0, 0]
-                    continue
-                part = M[sa, sb].reshape(ba.n_levels, ba.p, bb.n_levels, bb.p)
-                part = np.einsum("ij,xiyk,kl->xjyl", la, part, lb, optimize=True)
-                M[sa, sb] = part.reshape(ba.size, bb.size)
-        M[np.diag_indices_from(M)] += 1.0
-        return M
-
-    def cross(self, weights: np.ndarray) -> np.ndarray:
-        """``Lambda' Z' W X``."""
-        pr = self.problem
-        return pr.scale(self.lambdas, np.asarray(pr.Zt @ (pr.X * weights[:, None])), True)
-
-    def step(self, weights, work, update_beta: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        pr = self.problem
-        M = self.penalized_gram(weights)
-        wz = weights * work
-        rhs_u = pr.scale(self.lambdas, pr.Zt @ wz, transpose=True)
-        if update_beta:
-            cross = self.cross(weights)
-            xwx = pr.X.T @ (pr.X * weights[:, None])
-            lhs = np.block([[M, cross], [cross.T, xwx]])
-            rhs = np.concatenate([rhs_u, pr.X.T @ wz])
-        else:
-            lhs, rhs = M, rhs_u
-        try:
-            solution = sla.cho_solve(sla.cho_factor(lhs, lower=True), rhs)
-        except np.linalg.LinAlgError as exc:
-            raise PirlsError("the weighted system is not positive definite") from exc
-        return solution[: pr.q], (solution[pr.q :] if update_beta else None)
-
-    def at_mode(self, weights) -> tuple[float, np.ndarray]:
-        pr = self.problem
-        try:
-            chol = sla.cholesky(self.penalized_gram(weights), lower=True)
-        except np.linalg.LinAlgError as exc:
-            raise PirlsError("Lambda' Z' W Z Lambda + I is not positive definite") from exc
-        log_det = 2.0 * float(np.sum(np.log(np.diagonal(chol))))
-        if not pr.n_fixed:
-            return log_det, np.zeros((0, 0))
-        solved = sla.solve_triangular(chol, self.cross(weights), lower=True)
-        schur = pr.X.T @ (pr.X * weights[:, None]) - solved.T @ solved
-        return log_det, np.linalg.inv(schur)
-
-
-def _row_pairs(Z: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every row of ``Z`` and every pair ``(a, b)`` of its nonzeros: the row, the flat
-    index ``a q + b`` and the product of the two values (``Z'WZ`` is then one bincount)."""
-    Z = Z.tocsr()
-    Z.sort_indices()
-    q = Z.shape[1]
-    rows_out, flat_out, vals_out = [], [], []
-    counts = np.diff(Z.indptr)
-    for width in np.unique(counts):  # rows grouped by their number of nonzeros
-        if width == 0:
-            continue
-        which = np.flatnonzero(counts == width)
-        pos = Z.indptr[which][:, None] + np.arange(width)
-        cols, vals = Z.indices[pos], Z.data[pos]
-        a, b = (m.ravel() for m in np.meshgrid(np.arange(width), np.arange(width), indexing="ij"))
-        rows_out.append(np.repeat(which, a.size))
-        flat_out.append((cols[:, a] * q + cols[:, b]).ravel())
-        vals_out.append((vals[:, a] * vals[:, b]).ravel())
-    return np.concatenate(rows_out), np.concatenate(flat_out), np.concatenate(vals_out)
+        solution = self._solve(weights, self.response, self.zero_beta)
+        return solution.log_det_random, solution.vcov_unscaled
