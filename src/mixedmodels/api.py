@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from mixedmodels.arguments import check_bool, check_int, check_optional_str
-from mixedmodels.core.families import Family, make_family
+from mixedmodels.core.families import FAMILIES, Family, make_family
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.pirls import GlmmProblem
 from mixedmodels.design import build_design
@@ -350,9 +350,15 @@ def glmer(
         the numbers of trials.
     data : DataFrame
         Never modified; rows with missing values are dropped and counted.
-    family : {"binomial", "poisson"} or Family
+    family : {"binomial", "poisson", "gamma", "inverse_gaussian", "gaussian"} or Family
+        Families with a dispersion parameter (gamma, inverse_gaussian, gaussian with a
+        non-identity link) are fitted as lme4 fits them: the Laplace deviance holds R's
+        ``family$aic`` with the dispersion estimated from the deviance (see
+        :attr:`GlmerFit.loglik`), and ``sigma`` is lme4's.
     link : str, optional
-        binomial: logit (default), probit, cloglog; poisson: log (default), identity, sqrt.
+        binomial: logit (default), probit, cloglog, log; poisson: log (default), identity,
+        sqrt; gamma: inverse (default), log, identity; inverse_gaussian: 1/mu^2 (default),
+        inverse, log, identity; gaussian: log or inverse.
     weights, offset : str or array-like, optional
         Prior weights (binomial: numbers of trials) and an offset on the link scale.
     contrasts : dict, optional
@@ -368,18 +374,15 @@ def glmer(
     """
     _check_model_arguments(formula, contrasts, data_name)
     check_optional_str(link, "link")
-    if isinstance(family, str):
-        try:
-            family = make_family(family, link)
-        except ValueError as exc:
-            raise ArgumentError(str(exc)) from exc
-    elif not isinstance(family, Family):
-        raise ArgumentError(
-            f'family must be "binomial", "poisson" or a Family, got {type(family).__name__}'
-        )
+    family = _glmer_family(family, link)
     n_agq = check_int(n_agq, "n_agq", minimum=0)
     if n_agq > 25:
         raise ArgumentError(f"n_agq must be an integer from 0 to 25, not {n_agq!r}")
+    if n_agq > 1 and family.has_dispersion:
+        raise ArgumentError(
+            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) is for families without a "
+            f"dispersion parameter; the {family.name} family is fitted by Laplace (n_agq=1)"
+        )
     design = build_design(
         formula, data, weights=weights, offset=offset, glm_family=family.name, contrasts=contrasts
     )
@@ -404,6 +407,30 @@ def glmer(
     return fit
 
 
+def _glmer_family(family: object, link: object) -> Family:
+    """The Family named by ``family`` (and ``link``), or a Family instance as given.
+
+    Raises
+    ------
+    ArgumentError
+        An unknown family or link (naming the valid ones), or the gaussian family with the
+        identity link (a linear mixed model: lmer).
+    """
+    if isinstance(family, str):
+        family = make_family(family, link)
+    elif not isinstance(family, Family):
+        raise ArgumentError(
+            f"family must be one of {', '.join(repr(f) for f in FAMILIES)} or a Family, got "
+            f"{type(family).__name__}"
+        )
+    if family.name == "gaussian" and family.link.name == "identity":
+        raise ArgumentError(
+            "the gaussian family with the identity link is a linear mixed model: use "
+            "mm.lmer(...) (or give glmer link='log' or link='inverse')"
+        )
+    return family
+
+
 def glmm_problem(design, family: Family) -> GlmmProblem:
     """The engine's GLMM problem for a design: prior weights times binomial trials."""
     weights = design.weights
@@ -412,7 +439,7 @@ def glmm_problem(design, family: Family) -> GlmmProblem:
     problem = GlmmProblem(
         [t.block for t in design.terms], design.X, design.y, weights, design.offset, family
     )
-    complaint = family.check_response(design.y)
+    complaint = family.check_response(design.y) or family.check_link_response(design.y)
     if complaint:
         raise DataError(f"{complaint}; got values from {design.y.min():g} to {design.y.max():g}")
     return problem

@@ -141,8 +141,48 @@ class SqrtLink(Link):
         return 2 * eta
 
 
+class InverseLink(Link):
+    """``1 / mu`` (the Gamma family's canonical link)."""
+
+    name = "inverse"
+
+    def __call__(self, mu):
+        return 1.0 / mu
+
+    def inverse(self, eta):
+        return 1.0 / eta
+
+    def mu_eta(self, eta):
+        return -1.0 / eta**2
+
+
+class InverseSquareLink(Link):
+    """``1 / mu^2`` (the inverse Gaussian family's canonical link)."""
+
+    name = "1/mu^2"
+
+    def __call__(self, mu):
+        return 1.0 / mu**2
+
+    def inverse(self, eta):
+        return 1.0 / np.sqrt(eta)
+
+    def mu_eta(self, eta):
+        return -0.5 * eta**-1.5
+
+
 LINKS: dict[str, type[Link]] = {
-    cls.name: cls for cls in (LogitLink, ProbitLink, CloglogLink, LogLink, IdentityLink, SqrtLink)
+    cls.name: cls
+    for cls in (
+        LogitLink,
+        ProbitLink,
+        CloglogLink,
+        LogLink,
+        IdentityLink,
+        SqrtLink,
+        InverseLink,
+        InverseSquareLink,
+    )
 }
 
 
@@ -157,6 +197,13 @@ class Family(ABC):
     name: ClassVar[str]
     links: ClassVar[tuple[str, ...]]
     has_dispersion: ClassVar[bool] = False
+    #: R's name of the family, as summaries print it
+    r_name: ClassVar[str] = ""
+    #: whether the Laplace stage searches in scaled coordinates (theta relative to its
+    #: first-stage value, beta in standard errors): for families whose coefficients range
+    #: from 1e-4 (inverse links) to 1e3 (identity links); binomial and poisson keep the
+    #: raw coordinates their reference numbers were made with
+    scaled_search: ClassVar[bool] = True
 
     def __init__(self, link: Link | None = None):
         self.link = link if link is not None else LINKS[self.links[0]]()
@@ -182,8 +229,41 @@ class Family(ABC):
         """What is wrong with ``y`` for this family (an error), or None."""
 
     @abstractmethod
-    def simulate(self, mu: np.ndarray, weights: np.ndarray, rng: np.random.Generator):
-        """A response drawn from the family at means ``mu``, in the scale ``y`` is given."""
+    def simulate(
+        self,
+        mu: np.ndarray,
+        weights: np.ndarray,
+        rng: np.random.Generator,
+        dispersion: float = 1.0,
+    ):
+        """A response drawn from the family at means ``mu`` (and dispersion ``phi`` where
+        the family has one), in the scale ``y`` is given."""
+
+    def check_link_response(self, y: np.ndarray) -> str | None:
+        """What is wrong with ``y`` for this family's link (R's "cannot find valid starting
+        values"), or None."""
+        return None
+
+    def aic(self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray, deviance: float) -> float:
+        """R's ``family$aic``: ``-2 sum log p(y_i | mu_i)``; for families with a dispersion
+        parameter it is estimated from ``deviance`` and ``+ 2`` is added, as R does."""
+        return -2.0 * float(np.sum(self.log_density(y, mu, weights)))
+
+    def objective_term(
+        self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray, deviance: float
+    ) -> float:
+        """The data term of the Laplace deviance (lme4's ``glmResp::Laplace``): the deviance
+        ``sum d_i`` for families without a dispersion parameter (it differs from R's
+        ``aic`` by a constant), R's ``aic`` for the others (it is not a constant shift
+        there: the dispersion is estimated from the deviance)."""
+        if self.has_dispersion:
+            return self.aic(y, mu, weights, deviance)
+        return deviance
+
+    def dispersion_for_simulation(self, sigma: float) -> float:
+        """The dispersion ``phi`` (``Var(y) = phi V(mu) / w``) that simulation uses for a fit
+        whose ``sigma`` is given: ``sigma^2``."""
+        return sigma**2
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.link == other.link  # type: ignore[attr-defined]
@@ -195,7 +275,7 @@ class Family(ABC):
         return f"{type(self).__name__}({self.link!r})"
 
     def __str__(self) -> str:
-        return f"{self.name}  ( {self.link.name} )"
+        return f"{self.r_name or self.name}  ( {self.link.name} )"
 
 
 class Binomial(Family):
@@ -204,6 +284,7 @@ class Binomial(Family):
 
     name = "binomial"
     links = ("logit", "probit", "cloglog", "log")
+    scaled_search = False
 
     def variance(self, mu):
         return np.maximum(mu * (1 - mu), _EPS)
@@ -228,7 +309,7 @@ class Binomial(Family):
             )
         return None
 
-    def simulate(self, mu, weights, rng):
+    def simulate(self, mu, weights, rng, dispersion=1.0):
         """Successes over trials (0/1 for binary data)."""
         trials = np.round(weights).astype(np.int64)
         return rng.binomial(trials, mu) / np.maximum(trials, 1)
@@ -239,6 +320,7 @@ class Poisson(Family):
 
     name = "poisson"
     links = ("log", "identity", "sqrt")
+    scaled_search = False
 
     def variance(self, mu):
         return np.maximum(mu, _EPS)
@@ -258,11 +340,137 @@ class Poisson(Family):
             return "a poisson response must be non-negative counts"
         return None
 
-    def simulate(self, mu, weights, rng):
+    def simulate(self, mu, weights, rng, dispersion=1.0):
         return rng.poisson(mu).astype(float)
 
 
-FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (Binomial, Poisson)}
+class _DispersionFamily(Family):
+    """An exponential-dispersion family with a dispersion ``phi`` (``Var(y) = phi V(mu) /
+    w``) that lme4 estimates inside R's ``aic`` as ``deviance / sum(w)`` (gaussian:
+    ``deviance / n``)."""
+
+    has_dispersion = True
+
+    def aic_dispersion(self, y: np.ndarray, weights: np.ndarray, deviance: float) -> float:
+        """The dispersion R's ``aic`` plugs in: ``deviance / sum(w)``."""
+        return deviance / float(np.sum(weights))
+
+    @abstractmethod
+    def log_density(self, y, mu, weights, dispersion: float = 1.0):
+        """``log p(y_i | mu_i, phi)`` as R's ``family$aic`` sums it."""
+
+    def aic(self, y, mu, weights, deviance):
+        phi = self.aic_dispersion(y, weights, deviance)
+        return -2.0 * float(np.sum(self.log_density(y, mu, weights, phi))) + 2.0
+
+    def start_mu(self, y, weights):
+        """``y`` (R's ``mustart``)."""
+        return np.asarray(y, dtype=float).copy()
+
+
+class Gamma(_DispersionFamily):
+    """Positive responses with constant coefficient of variation: ``V(mu) = mu^2``, unit
+    deviance ``-2 w [log(y/mu) - (y - mu)/mu]``, shape ``1/phi``."""
+
+    name = "gamma"
+    r_name = "Gamma"
+    links = ("inverse", "log", "identity")
+
+    def variance(self, mu):
+        return mu**2
+
+    def unit_deviance(self, y, mu, weights):
+        return -2 * weights * (np.log(y / mu) - (y - mu) / mu)
+
+    def log_density(self, y, mu, weights, dispersion=1.0):
+        """``w log dgamma(y, shape = 1/phi, scale = mu phi)``."""
+        return weights * stats.gamma.logpdf(y, 1.0 / dispersion, scale=mu * dispersion)
+
+    def start_mu(self, y, weights):
+        """The mean of ``y`` in every row (as newer lme4 does: R's ``y`` can make the
+        starting iterations diverge for small shapes); the optimum does not depend on it."""
+        return np.full_like(np.asarray(y, dtype=float), float(np.mean(y)))
+
+    def check_response(self, y):
+        if np.any(y <= 0):
+            return "a Gamma response must be positive"
+        return None
+
+    def simulate(self, mu, weights, rng, dispersion=1.0):
+        shape = weights / dispersion
+        return rng.gamma(shape, mu / shape)
+
+
+class InverseGaussian(_DispersionFamily):
+    """Positive responses: ``V(mu) = mu^3``, unit deviance ``w (y - mu)^2 / (y mu^2)``."""
+
+    name = "inverse_gaussian"
+    r_name = "inverse.gaussian"
+    links = ("1/mu^2", "inverse", "log", "identity")
+
+    def variance(self, mu):
+        return mu**3
+
+    def unit_deviance(self, y, mu, weights):
+        return weights * (y - mu) ** 2 / (y * mu**2)
+
+    def log_density(self, y, mu, weights, dispersion=1.0):
+        """R's ``inverse.gaussian()$aic`` per row: ``-(w (log(2 pi phi) + 3 log y) + d /
+        phi) / 2`` (the weights' own normalizing term left out, as R does)."""
+        d = self.unit_deviance(y, mu, weights)
+        return -0.5 * (weights * (np.log(2 * np.pi * dispersion) + 3 * np.log(y)) + d / dispersion)
+
+    def check_response(self, y):
+        if np.any(y <= 0):
+            return "an inverse Gaussian response must be positive"
+        return None
+
+    def simulate(self, mu, weights, rng, dispersion=1.0):
+        """Inverse Gaussian with mean ``mu`` and shape ``w / phi``."""
+        return rng.wald(mu, weights / dispersion)
+
+
+class Gaussian(_DispersionFamily):
+    """Normal responses with a link: ``V(mu) = 1``, unit deviance ``w (y - mu)^2``.  (The
+    identity link is a linear mixed model: use :func:`mixedmodels.lmer`.)"""
+
+    name = "gaussian"
+    links = ("identity", "log", "inverse")
+
+    def variance(self, mu):
+        return np.ones_like(mu)
+
+    def unit_deviance(self, y, mu, weights):
+        return weights * (y - mu) ** 2
+
+    def aic_dispersion(self, y, weights, deviance):
+        """``deviance / n`` (R's ``gaussian()$aic``)."""
+        return deviance / float(np.size(y))
+
+    def log_density(self, y, mu, weights, dispersion=1.0):
+        return stats.norm.logpdf(y, mu, np.sqrt(dispersion / weights))
+
+    def check_response(self, y):
+        return None
+
+    def check_link_response(self, y):
+        if self.link.name == "log" and np.any(y <= 0):
+            return "a gaussian response with the log link must be positive to start from"
+        if self.link.name == "inverse" and np.any(y == 0):
+            return "a gaussian response with the inverse link must be nonzero to start from"
+        return None
+
+    def simulate(self, mu, weights, rng, dispersion=1.0):
+        return rng.normal(mu, np.sqrt(dispersion / weights))
+
+
+FAMILIES: dict[str, type[Family]] = {
+    cls.name: cls for cls in (Binomial, Poisson, Gamma, InverseGaussian, Gaussian)
+}
+
+
+#: R's spellings of family names
+_ALIASES = {"inverse.gaussian": "inverse_gaussian", "inverse gaussian": "inverse_gaussian"}
 
 
 def make_family(name: str, link: str | None = None) -> Family:
@@ -275,7 +483,7 @@ def make_family(name: str, link: str | None = None) -> Family:
     """
     if not isinstance(name, str):
         raise ArgumentError(f"family must be a name such as 'binomial', not {name!r}")
-    cls = FAMILIES.get(name.lower())
+    cls = FAMILIES.get(_ALIASES.get(name.lower(), name.lower()))
     if cls is None:
         raise ArgumentError(
             f"family must be one of {', '.join(repr(f) for f in FAMILIES)}, not {name!r}"

@@ -14,6 +14,10 @@ approximation of the deviance is then
 
 (up to the constant ``-2 sum log p(y_i | y_i)``), with ``W`` the GLM weights
 ``w_i (d mu / d eta)^2 / V(mu)`` at the mode.  This is lme4's objective for ``nAGQ = 1``.
+For families with a dispersion parameter (Gamma, inverse Gaussian, gaussian with a link)
+lme4 replaces ``sum d_i`` by R's ``family$aic`` at the mode, ``-2 sum log p(y_i | mu_i,
+phi) + 2`` with ``phi`` the deviance over the number of observations: PIRLS and ``W`` do not
+involve ``phi``, and the random effects ``u`` are not scaled by it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ MAX_ITERATIONS = 60
 DENSE_LIMIT = 200  # random effects up to which one PIRLS step uses dense algebra
 MAX_HALVINGS = 12
 TOLERANCE = 1e-12
+U_TOLERANCE = 1e-10  # largest change of u at convergence, where the objective needs it
 
 
 class PirlsError(ArithmeticError):
@@ -59,6 +64,10 @@ class ConditionalMode:
         problem with them has ``Var(b | y)`` as its conditional covariance at sigma 1).
     unscaled_fixed_cov : ndarray (p, p)
         ``(R_X' R_X)^-1`` of the weighted system (the conditional covariance of beta).
+    data_term : float
+        The data term of the Laplace deviance (the family's ``objective_term``): the
+        deviance for families without a dispersion parameter, R's ``aic`` (with the
+        dispersion estimated from the deviance) for the others, as lme4.
     """
 
     beta: np.ndarray
@@ -69,11 +78,13 @@ class ConditionalMode:
     log_det: float
     weights: np.ndarray
     unscaled_fixed_cov: np.ndarray
+    data_term: float
 
     @property
     def laplace(self) -> float:
-        """The Laplace deviance ``sum d_i + ||u||^2 + log|L|^2``."""
-        return self.deviance + float(self.u @ self.u) + self.log_det
+        """The Laplace deviance ``data_term + ||u||^2 + log|L|^2`` (``data_term`` is
+        ``sum d_i`` for families without a dispersion parameter)."""
+        return self.data_term + float(self.u @ self.u) + self.log_det
 
 
 class GlmmProblem:
@@ -189,6 +200,9 @@ class GlmmProblem:
             dev_ = float(np.sum(fam.unit_deviance(self.y, mu_, self.prior_weights)))
             return eta_, mu_, dev_, dev_ + float(u_ @ u_)
 
+        # families with a dispersion: lme4's data term (R's aic, through log(deviance)) is
+        # not stationary at the mode, so its error is first order in u's: converge u itself
+        exact_u = fam.has_dispersion
         eta, mu, dev, pdev = state(beta, u)
         if not np.isfinite(pdev):
             raise PirlsError("penalized deviance is not finite at the start")
@@ -213,12 +227,16 @@ class GlmmProblem:
             else:
                 break  # no decrease: the current point is the mode to working precision
             change = pdev - t_pdev
+            moved = float(np.max(np.abs(try_u - u), initial=0.0))
             beta, u, eta, mu, dev, pdev = try_beta, try_u, t_eta, t_mu, t_dev, t_pdev
-            if change < TOLERANCE * (abs(pdev) + 1.0):
+            if change < TOLERANCE * (abs(pdev) + 1.0) and (not exact_u or moved < U_TOLERANCE):
                 break
         weights = self._glm_weights(eta, mu)
         log_det, unscaled = system.at_mode(weights)
-        return ConditionalMode(beta, u, eta, mu, dev, log_det, weights, unscaled)
+        term = fam.objective_term(self.y, mu, self.prior_weights, dev)
+        if not np.isfinite(term):
+            raise PirlsError("the family's log density is not finite at the mode")
+        return ConditionalMode(beta, u, eta, mu, dev, log_det, weights, unscaled, term)
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         """Each term's ``p x p`` lower-triangular ``lambda``."""
@@ -380,7 +398,7 @@ class _DenseSystem:
                     M[sa, sb] *= la[0, 0] * lb[0, 0]
                     continue
                 part = M[sa, sb].reshape(ba.n_levels, ba.p, bb.n_levels, bb.p)
-                part = np.einsum("ij,xiyk,kl->xjyl", la, part, lb, optimize=True)
+                part = np.einsum("ij,xiyk,kl->xjyl", la, part, lb)  # tiny: no path search
                 M[sa, sb] = part.reshape(ba.size, bb.size)
         M[np.diag_indices_from(M)] += 1.0
         return M

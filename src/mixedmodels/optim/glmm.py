@@ -118,14 +118,29 @@ def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolu
         warm["u"] = mode.u
         return value
 
+    # theta relative to its first-stage value, the fixed effects in units of their
+    # first-stage standard errors (the dispersion estimated by Pearson's statistic where the
+    # family has one): BOBYQA's steps and tolerances then mean the same for a logit slope
+    # of 1 and an inverse-link one of 1e-4, a logit sd of 1 and an inverse-link one of 1e-3
     x0 = np.concatenate([theta, first.beta])
     bounds = np.concatenate([lower, np.full(problem.n_fixed, -np.inf)])
-    se = np.sqrt(np.maximum(np.diagonal(first.unscaled_fixed_cov), 1e-12))
-    step = np.concatenate([np.maximum(0.1 * np.abs(theta), 0.05), np.maximum(0.5 * se, 1e-4)])
+    if problem.family.scaled_search:
+        scale = np.concatenate([_theta_scale(theta), _beta_scale(problem, first)])
+        shift = np.concatenate([np.zeros(k), first.beta])
+        step = np.concatenate([np.where(theta != 0, 0.1, 0.05), np.full(problem.n_fixed, 0.5)])
+    else:
+        scale, shift = np.ones(x0.size), np.zeros(x0.size)
+        se = np.sqrt(np.maximum(np.diagonal(first.unscaled_fixed_cov), 1e-12))
+        step = np.concatenate([np.maximum(0.1 * np.abs(theta), 0.05), np.maximum(0.5 * se, 1e-4)])
+
+    def scaled(z: np.ndarray) -> float:
+        return laplace(shift + scale * z)
+
     stage2 = minimize_bounded(
-        _safe(laplace), x0, bounds, initial_step=step, ftol_abs=1e-9, xtol_abs=1e-8
+        _safe(scaled), (x0 - shift) / scale, bounds, initial_step=step, ftol_abs=1e-9,
+        xtol_abs=1e-8,
     )
-    x = stage2.x.copy()
+    x = shift + scale * stage2.x
     x[:k] = _snap_to_boundary(lambda th: laplace(np.concatenate([th, x[k:]])), x[:k], lower)
     mode = problem.mode(x[:k], x[k:], u0)
 
@@ -134,7 +149,9 @@ def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolu
             return problem.quadrature_deviance(z[:k], z[k:], n_agq, mode.u)[0]
         return problem.mode(z[:k], z[k:], mode.u).laplace
 
-    vcov = _hessian_vcov(_safe(laplace_near_optimum), x, k, mode)
+    vcov = _hessian_vcov(
+        _safe(laplace_near_optimum), x, k, mode, scale, problem.family.scaled_search
+    )
     return GlmmSolution(
         x[:k],
         x[k:],
@@ -145,6 +162,24 @@ def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolu
         converged and stage2.converged,
         stage2.message,
     )
+
+
+def _beta_scale(problem: GlmmProblem, first: ConditionalMode) -> np.ndarray:
+    """Standard errors of beta from the first stage's conditional system (times the
+    Pearson dispersion for families with one), floored at 1e-8."""
+    var = np.diagonal(first.unscaled_fixed_cov).copy()
+    if problem.family.has_dispersion:
+        fam = problem.family
+        pearson = problem.prior_weights * (problem.y - first.mu) ** 2 / fam.variance(first.mu)
+        var *= float(np.sum(pearson)) / problem.n
+    return np.sqrt(np.maximum(var, 1e-16))
+
+
+def _theta_scale(theta: np.ndarray) -> np.ndarray:
+    """``|theta_i|``; elements at 0 take the largest ``|theta|`` (1 when all are 0)."""
+    size = np.abs(theta)
+    fill = float(size.max()) if size.size and size.max() > 0 else 1.0
+    return np.where(size > 0, size, fill)
 
 
 def _snap_to_boundary(objective, theta: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -162,15 +197,27 @@ def _snap_to_boundary(objective, theta: np.ndarray, lower: np.ndarray) -> np.nda
     return trial if better else theta
 
 
-def _hessian_vcov(laplace, x: np.ndarray, k: int, mode: ConditionalMode) -> np.ndarray:
+def _hessian_vcov(
+    laplace,
+    x: np.ndarray,
+    k: int,
+    mode: ConditionalMode,
+    scale: np.ndarray,
+    scaled: bool = False,
+) -> np.ndarray:
     """``2 H^-1`` restricted to beta; the conditional ``(R_X'R_X)^-1`` when ``theta`` is on
     the boundary (the Hessian is not defined there) or ``H`` is not positive definite."""
     if np.any(x[:k] == 0):
         return mode.unscaled_fixed_cov
     # central differences, two evaluations per pair: with steps of 1e-3 their O(h^2) error
     # is ~1e-6 relative (Richardson-extrapolated standard errors agree to 1e-6 on the
-    # catalogue)
-    steps = 1e-3 * np.maximum(np.abs(x), 0.1)
+    # catalogue); for families searched in scaled coordinates, whose coefficients range
+    # from 1e-4 (inverse links) to 1e3 (identity), steps of 1e-3 relative (theta) and 1e-2
+    # standard errors (beta) instead
+    if scaled:
+        steps = np.concatenate([1e-3 * scale[:k], 1e-2 * scale[k:]])
+    else:
+        steps = 1e-3 * np.maximum(np.abs(x), 0.1)
     hess = hessian_by_pairs(laplace, x, steps)
     try:
         np.linalg.cholesky(hess)

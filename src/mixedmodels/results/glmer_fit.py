@@ -44,7 +44,6 @@ class GlmerFit(MixedFit):
             + \\|\\tilde u\\|^2 + \\log|L|^2\\right).
     """
 
-    has_residual_variance = False
 
     def __init__(
         self,
@@ -73,9 +72,21 @@ class GlmerFit(MixedFit):
         return self._problem
 
     @property
+    def has_residual_variance(self) -> bool:  # type: ignore[override]
+        """A Residual row in varcorr and the summary: for families with a dispersion."""
+        return self.family.has_dispersion
+
+    @cached_property
     def sigma(self) -> float:
-        """1: the binomial and poisson families have no scale parameter."""
-        return 1.0
+        """1 for families without a dispersion parameter (binomial, poisson); for the
+        others lme4's ``sigma()``: ``sqrt((sum_i w_i (y_i - mu_i)^2 / V(mu_i) + ||u||^2) /
+        n)`` at the conditional modes (a Pearson estimate of ``sqrt(phi)``; it also scales
+        the random-effect standard deviations that varcorr reports, as lme4's VarCorr)."""
+        if not self.family.has_dispersion:
+            return 1.0
+        p, mode = self._problem, self._solution.mode
+        wrss = float(np.sum(p.prior_weights * (p.y - mode.mu) ** 2 / p.family.variance(mode.mu)))
+        return math.sqrt((wrss + float(mode.u @ mode.u)) / p.n)
 
     @property
     def converged(self) -> bool:
@@ -118,6 +129,7 @@ class GlmerFit(MixedFit):
         method = check_choice(method, "method", ("wald", "profile"))
         level = check_level(level)
         if method == "profile":
+            self._check_profile()
             from mixedmodels.inference.profile import profile_confint
 
             return profile_confint(self, level)
@@ -139,26 +151,39 @@ class GlmerFit(MixedFit):
         ``mixedmodels.plots.plot_profile``."""
         from mixedmodels.inference.profile import profile_traces
 
+        self._check_profile()
         return profile_traces(self, level, points)
+
+    def _check_profile(self) -> None:
+        if self.family.has_dispersion:
+            raise ArgumentError(
+                f"profile intervals are not available for the {self.family.name} family "
+                "(lme4 estimates its dispersion outside the Laplace deviance); use "
+                "confint(method='wald') or bootstrap()"
+            )
 
     @property
     def parameter_names(self) -> list[str]:
-        """sd/cor of each term, then the fixed effects (lme4's ``confint`` names; no sigma)."""
+        """sd/cor of each term, ``sigma`` for families with a dispersion parameter, then
+        the fixed effects (lme4's ``confint`` names)."""
         from mixedmodels.inference.parameters import parameter_names
 
         info = self._term_info()
         names = parameter_names([i[0] for i in info], [i[1] for i in info], [])
-        return [n for n in names if n != "sigma"] + list(self._design.fixed_names)
+        if not self.family.has_dispersion:
+            names = [n for n in names if n != "sigma"]
+        return names + list(self._design.fixed_names)
 
     @property
     def parameters(self) -> pd.Series:
-        """Values of :attr:`parameter_names`."""
+        """Values of :attr:`parameter_names` (sd/cor as :attr:`varcorr` reports them)."""
         from mixedmodels.inference.parameters import parameter_values
 
         lambdas = self._problem.lambdas(self._solution.theta)
-        values = parameter_values(lambdas, 1.0, self._solution.beta)
+        values = parameter_values(lambdas, self.sigma, self._solution.beta)
         keep = np.ones(values.size, dtype=bool)
-        keep[values.size - len(self._solution.beta) - 1] = False  # sigma
+        if not self.family.has_dispersion:
+            keep[values.size - len(self._solution.beta) - 1] = False  # sigma
         return pd.Series(values[keep], index=self.parameter_names)
 
     # ------------------------------------------------------------------ simulation
@@ -169,12 +194,21 @@ class GlmerFit(MixedFit):
         lambdas = p.lambdas(self._solution.theta)
         u = rng.standard_normal(p.q)
         eta = p.offset + p.X @ self._solution.beta + p.Z @ p.scale(lambdas, u)
-        return p.family.simulate(p.family.link.inverse(eta), p.prior_weights, rng)
+        mu = p.family.link.inverse(eta)
+        return p.family.simulate(mu, p.prior_weights, rng, self._simulation_dispersion)
+
+    @property
+    def _simulation_dispersion(self) -> float:
+        """The family's dispersion for simulation (``sigma^2`` for lme4's families)."""
+        return self.family.dispersion_for_simulation(self.sigma)
 
     def simulate(self, nsim: int = 1, seed=None) -> np.ndarray:
         """``nsim`` responses from the fitted model (lme4's ``simulate``), shape (n, nsim):
         new random effects each time; binomial responses as proportions of the trials
-        (0/1 for binary data), poisson as counts."""
+        (0/1 for binary data), poisson as counts; Gamma with shape ``w / sigma^2`` (lme4's
+        ``Gamma_simfun``), inverse Gaussian with shape ``w / sigma^2`` (lme4 uses
+        ``w / sigma``, which does not give ``Var(y) = sigma^2 mu^3``), gaussian with sd
+        ``sigma / sqrt(w)``."""
         nsim = check_int(nsim, "nsim", minimum=1)
         rng = random_generator(seed)
         return np.column_stack([self._draw_response(rng) for _ in range(nsim)])
@@ -238,7 +272,9 @@ class GlmerFit(MixedFit):
     # ------------------------------------------------------------------ likelihood
     @property
     def n_parameters(self) -> int:
-        return len(self._design.fixed_names) + self._problem.n_theta
+        """Fixed effects, theta and (lme4's ``useSc``) one dispersion where there is one."""
+        extra = 1 if self.family.has_dispersion else 0
+        return len(self._design.fixed_names) + self._problem.n_theta + extra
 
     @property
     def deviance(self) -> float:
@@ -256,7 +292,13 @@ class GlmerFit(MixedFit):
     def loglik(self) -> float:
         """The approximate log-likelihood: ``-(objective + c) / 2`` where the objective uses
         deviance residuals and ``c = -2 sum log p(y | mu) - sum d_i`` (the saturated model's
-        ``-2 log`` density, free of ``mu``) puts it on the scale of R's ``family$aic``."""
+        ``-2 log`` density, free of ``mu``) puts it on the scale of R's ``family$aic``.
+
+        For families with a dispersion parameter the objective already holds R's ``aic``
+        (as lme4's): ``-2 sum log p(y | mu, phi)`` with ``phi = deviance / sum(w)``
+        (gaussian: ``/ n``) plus 2, so the log-likelihood is lme4's, 1 below the Laplace
+        approximation at that ``phi``, and AIC counts the dispersion twice (once in that
+        2, once in the parameter count), exactly as lme4's ``logLik`` and ``AIC``."""
         if self.n_agq > 1:
             # lme4 1.1-31's quadrature deviance omits the saturated term, and its logLik
             # follows it; we report the same number (so it is not comparable with a
@@ -264,9 +306,8 @@ class GlmerFit(MixedFit):
             return -0.5 * self._solution.objective
         mode = self._solution.mode
         p = self._problem
-        log_density = float(np.sum(p.family.log_density(p.y, mode.mu, p.prior_weights)))
-        saturated = -2.0 * log_density - mode.deviance
-        return -0.5 * (self._solution.objective + saturated)
+        aic = p.family.aic(p.y, mode.mu, p.prior_weights, mode.deviance)
+        return -0.5 * (self._solution.objective - mode.data_term + aic)
 
     @property
     def aic(self) -> float:

@@ -44,7 +44,7 @@ def glmer_summary_text(fit: GlmerFit) -> str:
     out.extend(quantile_rows(fit.residuals("pearson")))
     out.append("")
     out.append("Random effects:")
-    out.append(random_effects_table(fit, residual=False))
+    out.append(random_effects_table(fit, residual=fit.has_residual_variance))
     groups = "; ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
     out.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
     out.append("")
@@ -52,7 +52,9 @@ def glmer_summary_text(fit: GlmerFit) -> str:
     table = fit.fixef_table()
     names = list(table.index)
     est, se = table.estimate.to_numpy(), table.std_error.to_numpy()
-    text = fixed_effects_table(names, est, se).replace("t value", "z value")
+    text = fixed_effects_table(names, est, se)
+    if not fit.family.has_dispersion:  # lme4 heads the column "t value" where it has a scale
+        text = text.replace("t value", "z value")
     lines = text.split("\n")
     p_txt = format_pvalues(table.p_value.to_numpy(), max(1, min(5, DIGITS - 1)))
     p_head = "Pr(>|z|)"
