@@ -7,7 +7,7 @@
 
 from mixedmodels import datasets, errors
 from mixedmodels import priors as priors
-from mixedmodels.api import anova, glmer, lm, lmer, lmer_problem, refit, refit_ml
+from mixedmodels.api import anova, glmer, glmer_nb, lm, lmer, lmer_problem, refit, refit_ml
 from mixedmodels.design.sources import DaskSource, FrameSource, ParquetSource, RowSource
 from mixedmodels.errors import (
     ArgumentError,
@@ -56,4 +56,5 @@ __all__ = [
     "SimulationParts",
     "refit",
     "refit_ml",
+    "glmer_nb",
 ]

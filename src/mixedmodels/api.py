@@ -8,10 +8,20 @@ import numpy as np
 import pandas as pd
 
 from mixedmodels.arguments import check_bool, check_int, check_optional_str
-from mixedmodels.core.families import FAMILIES, Family, make_family
+from mixedmodels.core.families import (
+    FAMILIES,
+    Family,
+    NBinom1,
+    NBinom2,
+    NegativeBinomial,
+    PoissonLikelihood,
+    ZeroInflated,
+    make_family,
+)
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.pirls import GlmmProblem
 from mixedmodels.design import build_design
+from mixedmodels.design.matrices import MatrixBuilder
 from mixedmodels.design.sources import RowSource, row_source
 from mixedmodels.design.validate import degenerate_glm_response, new_response
 from mixedmodels.errors import (
@@ -339,6 +349,7 @@ def glmer(
     contrasts: dict[str, str] | None = None,
     n_agq: int = 1,
     data_name: str | None = None,
+    zi: str | None = None,
 ) -> GlmerFit:
     """Fit a generalized linear mixed model by the Laplace approximation (lme4's glmer).
 
@@ -358,7 +369,10 @@ def glmer(
     link : str, optional
         binomial: logit (default), probit, cloglog, log; poisson: log (default), identity,
         sqrt; gamma: inverse (default), log, identity; inverse_gaussian: 1/mu^2 (default),
-        inverse, log, identity; gaussian: log or inverse.
+        inverse, log, identity; gaussian: log or inverse.  glmmTMB's families (fitted as
+        glmmTMB fits them: the exact Laplace approximation, their own parameters estimated
+        with beta): "nbinom2" (``Var = mu + mu^2/k``, sigma = k), "nbinom1" (``Var = mu (1
+        + phi)``, sigma = phi), both log link; "beta" (logit link, precision phi = sigma).
     weights, offset : str or array-like, optional
         Prior weights (binomial: numbers of trials) and an offset on the link scale.
     contrasts : dict, optional
@@ -367,6 +381,10 @@ def glmer(
         1: Laplace (lme4's default); more: adaptive Gauss-Hermite quadrature with that many
         nodes (one scalar random-effect term, as lme4); 0: lme4's faster ``nAGQ = 0``
         (beta estimated inside PIRLS).
+    zi : str, optional
+        Zero inflation (glmmTMB's ``ziformula``): ``"~1"`` for a constant probability of a
+        structural zero or ``"~x + f"`` for fixed effects on its logit; for "poisson",
+        "nbinom2" and "nbinom1".
 
     Returns
     -------
@@ -374,11 +392,14 @@ def glmer(
     """
     _check_model_arguments(formula, contrasts, data_name)
     check_optional_str(link, "link")
+    check_optional_str(zi, "zi")
     family = _glmer_family(family, link)
+    if zi is not None:
+        family = _zi_base(family)
     n_agq = check_int(n_agq, "n_agq", minimum=0)
     if n_agq > 25:
         raise ArgumentError(f"n_agq must be an integer from 0 to 25, not {n_agq!r}")
-    if n_agq > 1 and family.has_dispersion:
+    if n_agq > 1 and (family.has_dispersion or family.extra_names or zi is not None):
         raise ArgumentError(
             f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) is for families without a "
             f"dispersion parameter; the {family.name} family is fitted by Laplace (n_agq=1)"
@@ -391,6 +412,13 @@ def glmer(
         raise ArgumentError(
             f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) needs a single scalar "
             "random-effect term such as (1 | g); use n_agq=1 (Laplace) for this model"
+        )
+    if zi is not None:
+        family = ZeroInflated(family, *_zi_matrix(zi, design, data))
+    if n_agq == 0 and family.extra_names:
+        raise ArgumentError(
+            f"n_agq = 0 is not available for the {family.name} family (its own parameters "
+            "are estimated in the Laplace stage); use n_agq=1"
         )
     problem = glmm_problem(design, family)
     solution = fit_glmm(problem, n_agq)
@@ -405,6 +433,80 @@ def glmer(
             stacklevel=2,
         )
     return fit
+
+
+def glmer_nb(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    weights=None,
+    offset=None,
+    contrasts: dict[str, str] | None = None,
+    data_name: str | None = None,
+) -> GlmerFit:
+    """Fit a negative binomial (NB2) GLMM as lme4's ``glmer.nb``: log link, ``Var(y) = mu +
+    mu^2 / k``, the Laplace deviance with R's ``aic`` and lme4's GLM weights.
+
+    lme4 estimates ``k`` by an outer loop (a one-dimensional search over ``log k``, each
+    step a full glmer fit); here ``log k`` is estimated with theta and beta in the Laplace
+    stage, which reaches the same optimum.  ``fit.family.k`` is lme4's
+    ``getME(m, "glmer.nb.theta")``; standard errors hold ``k`` at its estimate, as lme4's.
+
+    Parameters are those of :func:`glmer`.
+
+    Returns
+    -------
+    GlmerFit
+    """
+    return glmer(
+        formula,
+        data,
+        NegativeBinomial(),
+        weights=weights,
+        offset=offset,
+        contrasts=contrasts,
+        data_name=data_name,
+    )
+
+
+def _zi_base(family: Family) -> Family:
+    """The count family under zero inflation (poisson as glmmTMB fits it)."""
+    bases = {"poisson": PoissonLikelihood, "nbinom2": NBinom2, "nbinom1": NBinom1}
+    cls = bases.get(family.name)
+    if cls is None or family.link.name != "log":
+        raise ArgumentError(
+            "zero inflation (zi=) is for the poisson, nbinom2 and nbinom1 families with the "
+            f"log link, not {family.name} ({family.link.name})"
+        )
+    return cls()
+
+
+def _zi_matrix(zi: str, design, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """The zero-inflation model matrix of ``zi`` (``"~1"``, ``"~x + f"``) on the rows the
+    design kept, and its column names.
+
+    Raises
+    ------
+    FormulaError
+        ``zi`` not a one-sided formula, or one with random effects.
+    DataError
+        A missing value in a column ``zi`` reads on a kept row.
+    """
+    text = zi.strip()
+    if not text.startswith("~"):
+        raise FormulaError("zi must be a one-sided formula such as '~1' or '~x'", zi)
+    rhs = text[1:].strip()
+    if "|" in rhs:
+        raise FormulaError("zi takes fixed effects only (no random-effect terms)", zi)
+    rows = data.loc[design.row_index] if len(design.row_index) != len(data) else data
+    builder = MatrixBuilder(rhs or "1")
+    X = np.asarray(builder.build(rows), dtype=float)
+    if X.shape[0] != design.n or not np.isfinite(X).all():
+        raise DataError(
+            f"the zero-inflation formula {zi!r} reads a missing or non-finite value on a row "
+            "the model uses"
+        )
+    return X, list(builder.column_names)
 
 
 def _glmer_family(family: object, link: object) -> Family:

@@ -22,6 +22,7 @@ involve ``phi``, and the random effects ``u`` are not scaled by it.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,17 +203,17 @@ class GlmmProblem:
 
         # families with a dispersion: lme4's data term (R's aic, through log(deviance)) is
         # not stationary at the mode, so its error is first order in u's: converge u itself
-        exact_u = fam.has_dispersion
+        # (likewise where the family's own parameters are estimated from the objective)
+        exact_u = fam.has_dispersion or bool(fam.extra_names)
         eta, mu, dev, pdev = state(beta, u)
         if not np.isfinite(pdev):
             raise PirlsError("penalized deviance is not finite at the start")
         for _ in range(MAX_ITERATIONS):
-            d = link.mu_eta(eta)
-            weights = self.prior_weights * d**2 / fam.variance(mu)
+            weights, resid = fam.working(self.y, eta, mu, self.prior_weights)
             if update_beta:
-                work = eta - self.offset + (self.y - mu) / d
+                work = eta - self.offset + resid
             else:
-                work = eta - self.offset - self.X @ beta + (self.y - mu) / d
+                work = eta - self.offset - self.X @ beta + resid
             new_u, new_beta = system.step(weights, work, update_beta)
             if not update_beta:
                 new_beta = beta
@@ -323,8 +324,16 @@ class GlmmProblem:
         return self.mode(theta, beta, u_start).laplace
 
     def _glm_weights(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
-        d = self.family.link.mu_eta(eta)
-        return self.prior_weights * d**2 / self.family.variance(mu)
+        """The weights of ``log|L|^2`` at the mode: the family's ``laplace_weights`` (the
+        GLM weights ``w (d mu / d eta)^2 / V(mu)`` for lme4's families)."""
+        return self.family.laplace_weights(self.y, eta, mu, self.prior_weights)
+
+    def with_family(self, family: Family) -> GlmmProblem:
+        """The same data and terms with another family (a family with other values of its
+        own parameters): shares ``Z`` and the precomputed pairs."""
+        other = copy.copy(self)
+        other.family = family
+        return other
 
 
 def _sparse_z(blocks: list[RandomBlock], n: int) -> sp.csr_matrix:

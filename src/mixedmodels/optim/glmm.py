@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixedmodels.core.pirls import ConditionalMode, GlmmProblem, PirlsError
+from mixedmodels.core.pirls import DENSE_LIMIT, ConditionalMode, GlmmProblem, PirlsError
 from mixedmodels.errors import ConvergenceWarning
 from mixedmodels.inference.derivatives import hessian_by_pairs
+from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim.bobyqa import minimize_bounded
 
 BOUNDARY_TOLERANCE = 1e-5
@@ -44,6 +45,12 @@ class GlmmSolution:
         ``-2 sum log p(y_i | y_i)``.
     vcov_beta : ndarray (p, p)
     n_evaluations : int
+    problem : GlmmProblem
+        The problem at the optimum (its family carries the estimates of the family's own
+        parameters: dispersion, zero-inflation coefficients).
+    vcov_extra : ndarray or None
+        ``2 H^-1`` for the family's own parameters (on their unbounded scale) where the
+        family estimates them jointly with beta (glmmTMB's families); None otherwise.
     converged : bool
     message : str
     """
@@ -56,6 +63,8 @@ class GlmmSolution:
     n_evaluations: int
     converged: bool
     message: str
+    problem: GlmmProblem | None = None
+    vcov_extra: np.ndarray | None = None
 
 
 def _safe(fun):
@@ -70,13 +79,34 @@ def _safe(fun):
 
 
 def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolution:
+    """Fit ``problem`` (see :func:`_fit_glmm`) with one BLAS thread when its PIRLS steps are
+    dense: a multi-threaded Cholesky of a 181 x 181 matrix took 46 ms on a loaded 2-core
+    machine (grouseticks), against well under 1 ms on one thread."""
+    with single_threaded_blas(problem.q <= DENSE_LIMIT):
+        return _fit_glmm(problem, n_agq, start_theta)
+
+
+def _fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolution:
     """Fit ``problem`` by the Laplace approximation (``n_agq = 1``), adaptive Gauss-Hermite
     quadrature (``n_agq > 1``, one scalar random-effect term) in the second stage, or stop
-    after the first stage (``n_agq = 0``, lme4's fast approximation)."""
+    after the first stage (``n_agq = 0``, lme4's fast approximation).
+
+    A family with parameters of its own (``extra_names``: a negative binomial's size, a
+    beta's precision, zero-inflation coefficients) keeps them at the family's start in the
+    first stage and estimates them with theta and beta in the second (the optimum of
+    lme4's outer loop over the negative binomial's ``log k``, and glmmTMB's joint fit)."""
     k = problem.n_theta
     lower = problem.theta_lower_bounds()
     beta0 = problem.glm_start()
     theta0 = problem.theta_start() if start_theta is None else np.asarray(start_theta, float)
+    family = problem.family
+    n_extra = len(family.extra_names)
+    if n_extra:
+        mu0 = family.link.inverse(problem.offset + problem.X @ beta0)
+        problem = problem.with_family(
+            family.with_extra(family.extra_start(problem.y, mu0, problem.prior_weights))
+        )
+    psi0 = problem.family.extra_values
 
     start = {"beta": beta0, "u": None}
 
@@ -102,10 +132,17 @@ def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolu
             evaluations,
             converged,
             message,
+            problem,
         )
 
     u0 = first.u
     warm = {"u": u0}
+    p = problem.n_fixed
+
+    def at(x: np.ndarray) -> GlmmProblem:
+        if not n_extra:
+            return problem
+        return problem.with_family(family.with_extra(x[k + p :]))
 
     def laplace(x: np.ndarray) -> float:
         # PIRLS from the last mode found: it converges to 1e-12, so the value does not
@@ -113,7 +150,7 @@ def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolu
         if n_agq > 1:
             value, mode = problem.quadrature_deviance(x[:k], x[k:], n_agq, warm["u"])
         else:
-            mode = problem.mode(x[:k], x[k:], warm["u"])
+            mode = at(x).mode(x[:k], x[k : k + p], warm["u"])
             value = mode.laplace
         warm["u"] = mode.u
         return value
@@ -122,12 +159,14 @@ def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolu
     # first-stage standard errors (the dispersion estimated by Pearson's statistic where the
     # family has one): BOBYQA's steps and tolerances then mean the same for a logit slope
     # of 1 and an inverse-link one of 1e-4, a logit sd of 1 and an inverse-link one of 1e-3
-    x0 = np.concatenate([theta, first.beta])
-    bounds = np.concatenate([lower, np.full(problem.n_fixed, -np.inf)])
-    if problem.family.scaled_search:
-        scale = np.concatenate([_theta_scale(theta), _beta_scale(problem, first)])
-        shift = np.concatenate([np.zeros(k), first.beta])
-        step = np.concatenate([np.where(theta != 0, 0.1, 0.05), np.full(problem.n_fixed, 0.5)])
+    x0 = np.concatenate([theta, first.beta, psi0])
+    bounds = np.concatenate([lower, np.full(p + n_extra, -np.inf)])
+    if family.scaled_search:
+        scale = np.concatenate([_theta_scale(theta), _beta_scale(problem, first), np.ones(n_extra)])
+        shift = np.concatenate([np.zeros(k), first.beta, np.zeros(n_extra)])
+        step = np.concatenate(
+            [np.where(theta != 0, 0.1, 0.05), np.full(p, 0.5), np.full(n_extra, 0.3)]
+        )
     else:
         scale, shift = np.ones(x0.size), np.zeros(x0.size)
         se = np.sqrt(np.maximum(np.diagonal(first.unscaled_fixed_cov), 1e-12))
@@ -137,30 +176,50 @@ def fit_glmm(problem: GlmmProblem, n_agq: int = 1, start_theta=None) -> GlmmSolu
         return laplace(shift + scale * z)
 
     stage2 = minimize_bounded(
-        _safe(scaled), (x0 - shift) / scale, bounds, initial_step=step, ftol_abs=1e-9,
+        _safe(scaled),
+        (x0 - shift) / scale,
+        bounds,
+        initial_step=step,
+        ftol_abs=1e-10 if family.scaled_search else 1e-9,
         xtol_abs=1e-8,
     )
     x = shift + scale * stage2.x
     x[:k] = _snap_to_boundary(lambda th: laplace(np.concatenate([th, x[k:]])), x[:k], lower)
-    mode = problem.mode(x[:k], x[k:], u0)
+    final = at(x)
+    mode = final.mode(x[:k], x[k : k + p], u0)
 
     def laplace_near_optimum(z: np.ndarray) -> float:  # PIRLS from the optimum's mode
         if n_agq > 1:
             return problem.quadrature_deviance(z[:k], z[k:], n_agq, mode.u)[0]
-        return problem.mode(z[:k], z[k:], mode.u).laplace
+        return at(z).mode(z[:k], z[k : k + p], mode.u).laplace
 
-    vcov = _hessian_vcov(
-        _safe(laplace_near_optimum), x, k, mode, scale, problem.family.scaled_search
-    )
+    vcov_extra = None
+    if n_extra and family.joint_vcov:
+        # glmmTMB: the fixed effects' covariance from the Hessian in all parameters
+        vcov_all = _hessian_vcov(
+            _safe(laplace_near_optimum), x, k, mode, scale, True, full=True
+        )
+        vcov, vcov_extra = vcov_all[:p, :p], vcov_all[p:, p:]
+    else:
+        # lme4 (glmer.nb too): the Hessian in theta and beta, the family's parameters held
+        # at their estimates
+        def conditional(z: np.ndarray) -> float:
+            return laplace_near_optimum(np.concatenate([z, x[k + p :]]))
+
+        vcov = _hessian_vcov(
+            _safe(conditional), x[: k + p], k, mode, scale[: k + p], family.scaled_search
+        )
     return GlmmSolution(
         x[:k],
-        x[k:],
+        x[k : k + p],
         mode,
         vcov,
         laplace_near_optimum(x),
         evaluations + stage2.n_evaluations,
         converged and stage2.converged,
         stage2.message,
+        final,
+        vcov_extra,
     )
 
 
@@ -204,11 +263,24 @@ def _hessian_vcov(
     mode: ConditionalMode,
     scale: np.ndarray,
     scaled: bool = False,
+    *,
+    full: bool = False,
 ) -> np.ndarray:
-    """``2 H^-1`` restricted to beta; the conditional ``(R_X'R_X)^-1`` when ``theta`` is on
-    the boundary (the Hessian is not defined there) or ``H`` is not positive definite."""
+    """``2 H^-1`` restricted to beta (with ``full``: to beta and the family's parameters
+    after it); the conditional ``(R_X'R_X)^-1`` (and NaN for the family's parameters) when
+    ``theta`` is on the boundary (the Hessian is not defined there) or ``H`` is not
+    positive definite."""
+
+    def fallback() -> np.ndarray:
+        cond = mode.unscaled_fixed_cov
+        if not full:
+            return cond
+        out = np.full((x.size - k, x.size - k), np.nan)
+        out[: cond.shape[0], : cond.shape[0]] = cond
+        return out
+
     if np.any(x[:k] == 0):
-        return mode.unscaled_fixed_cov
+        return fallback()
     # central differences, two evaluations per pair: with steps of 1e-3 their O(h^2) error
     # is ~1e-6 relative (Richardson-extrapolated standard errors agree to 1e-6 on the
     # catalogue); for families searched in scaled coordinates, whose coefficients range
@@ -228,6 +300,6 @@ def _hessian_vcov(
             ConvergenceWarning,
             stacklevel=3,
         )
-        return mode.unscaled_fixed_cov
+        return fallback()
     cov = 2.0 * np.linalg.inv(hess)
-    return cov[k:, k:]
+    return cov[k:, k:]  # beta (and with ``full`` the family's own parameters after it)

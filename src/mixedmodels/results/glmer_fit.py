@@ -54,7 +54,9 @@ class GlmerFit(MixedFit):
         data_name: str | None = None,
     ):
         self._design = design
-        self._problem = problem
+        # the problem at the optimum: its family carries the estimates of the family's own
+        # parameters (negative binomial size, beta precision, zero-inflation coefficients)
+        self._problem = solution.problem if solution.problem is not None else problem
         self._solution = solution
         self.n_agq = n_agq
         self.data_name = data_name
@@ -78,15 +80,34 @@ class GlmerFit(MixedFit):
 
     @cached_property
     def sigma(self) -> float:
-        """1 for families without a dispersion parameter (binomial, poisson); for the
-        others lme4's ``sigma()``: ``sqrt((sum_i w_i (y_i - mu_i)^2 / V(mu_i) + ||u||^2) /
-        n)`` at the conditional modes (a Pearson estimate of ``sqrt(phi)``; it also scales
-        the random-effect standard deviations that varcorr reports, as lme4's VarCorr)."""
-        if not self.family.has_dispersion:
-            return 1.0
+        """1 for families without a dispersion parameter (binomial, poisson, lme4's
+        negative binomial); for gamma, inverse Gaussian and gaussian lme4's ``sigma()``:
+        ``sqrt((sum_i w_i (y_i - mu_i)^2 / V(mu_i) + ||u||^2) / n)`` at the conditional
+        modes (a Pearson estimate of ``sqrt(phi)``; it also scales the random-effect
+        standard deviations that varcorr reports, as lme4's VarCorr); for glmmTMB's
+        families its ``sigma()``: nbinom2's size ``k``, nbinom1's and beta's ``phi``."""
         p, mode = self._problem, self._solution.mode
-        wrss = float(np.sum(p.prior_weights * (p.y - mode.mu) ** 2 / p.family.variance(mode.mu)))
-        return math.sqrt((wrss + float(mode.u @ mode.u)) / p.n)
+        return p.family.fit_sigma(p.y, mode.mu, mode.u, p.prior_weights)
+
+    def _term_info(self) -> list[tuple[str, list[str], np.ndarray]]:
+        """(group label, column names, covariance) per term: ``lambda lambda'``, times
+        ``sigma^2`` for lme4's families with a dispersion (lme4's VarCorr)."""
+        from mixedmodels.results.varcorr import term_covariances, unique_group_labels
+
+        labels = unique_group_labels([t.group_name for t in self._design.terms])
+        scale = self.sigma if self.family.has_dispersion else 1.0
+        covs = term_covariances(self._problem.lambdas(self._solution.theta), scale)
+        return [
+            (label, t.column_names, cov)
+            for label, t, cov in zip(labels, self._design.terms, covs, strict=True)
+        ]
+
+    @property
+    def extra_parameters(self) -> pd.Series:
+        """The family's own parameters as reported (glmmTMB: ``sigma`` for the
+        dispersion, ``zi_<name>`` for zero-inflation coefficients); empty for lme4's."""
+        rows = self.family.reported_extra()
+        return pd.Series([r[1] for r in rows], index=[r[0] for r in rows], dtype=float)
 
     @property
     def converged(self) -> bool:
@@ -141,9 +162,28 @@ class GlmerFit(MixedFit):
                 "upper": table.estimate + q * table.std_error,
             }
         )
-        variance_names = [n for n in self.parameter_names if n not in fixed.index]
+        extra = self._extra_intervals(q)
+        variance_names = [
+            n for n in self.parameter_names if n not in fixed.index and n not in extra.index
+        ]
         empty = pd.DataFrame(np.nan, index=variance_names, columns=["lower", "upper"])
-        return pd.concat([empty, fixed])
+        return pd.concat([empty, fixed, extra])
+
+    def _extra_intervals(self, q: float) -> pd.DataFrame:
+        """Wald intervals of the family's own parameters (glmmTMB's ``confint``: a
+        dispersion's on the log scale, exponentiated; zero-inflation coefficients as
+        they are); NaN where their covariance is not available."""
+        rows = self.family.reported_extra()
+        cov = self._solution.vcov_extra
+        out = pd.DataFrame(np.nan, index=[r[0] for r in rows], columns=["lower", "upper"])
+        if cov is None:
+            return out
+        values = self.family.extra_values
+        for name, _value, index, on_log in rows:
+            se = math.sqrt(cov[index, index]) if cov[index, index] >= 0 else math.nan
+            lo, hi = values[index] - q * se, values[index] + q * se
+            out.loc[name] = (math.exp(lo), math.exp(hi)) if on_log else (lo, hi)
+        return out
 
     def profile(self, level: float = 0.99, points: int = 12) -> pd.DataFrame:
         """Profile traces (lme4's ``profile``): ``parameter``, ``value``, ``zeta``, on a
@@ -155,7 +195,7 @@ class GlmerFit(MixedFit):
         return profile_traces(self, level, points)
 
     def _check_profile(self) -> None:
-        if self.family.has_dispersion:
+        if self.family.has_dispersion or self.family.extra_names:
             raise ArgumentError(
                 f"profile intervals are not available for the {self.family.name} family "
                 "(lme4 estimates its dispersion outside the Laplace deviance); use "
@@ -172,7 +212,7 @@ class GlmerFit(MixedFit):
         names = parameter_names([i[0] for i in info], [i[1] for i in info], [])
         if not self.family.has_dispersion:
             names = [n for n in names if n != "sigma"]
-        return names + list(self._design.fixed_names)
+        return names + list(self._design.fixed_names) + list(self.extra_parameters.index)
 
     @property
     def parameters(self) -> pd.Series:
@@ -180,11 +220,13 @@ class GlmerFit(MixedFit):
         from mixedmodels.inference.parameters import parameter_values
 
         lambdas = self._problem.lambdas(self._solution.theta)
-        values = parameter_values(lambdas, self.sigma, self._solution.beta)
+        scale = self.sigma if self.family.has_dispersion else 1.0
+        values = parameter_values(lambdas, scale, self._solution.beta)
         keep = np.ones(values.size, dtype=bool)
         if not self.family.has_dispersion:
             keep[values.size - len(self._solution.beta) - 1] = False  # sigma
-        return pd.Series(values[keep], index=self.parameter_names)
+        values = np.concatenate([values[keep], self.extra_parameters.to_numpy()])
+        return pd.Series(values, index=self.parameter_names)
 
     # ------------------------------------------------------------------ simulation
     def _draw_response(self, rng: np.random.Generator) -> np.ndarray:
@@ -273,7 +315,7 @@ class GlmerFit(MixedFit):
     @property
     def n_parameters(self) -> int:
         """Fixed effects, theta and (lme4's ``useSc``) one dispersion where there is one."""
-        extra = 1 if self.family.has_dispersion else 0
+        extra = (1 if self.family.has_dispersion else 0) + len(self.family.extra_names)
         return len(self._design.fixed_names) + self._problem.n_theta + extra
 
     @property
@@ -348,8 +390,9 @@ class GlmerFit(MixedFit):
     # ------------------------------------------------------------------ fitted values
     @property
     def fitted(self) -> np.ndarray:
-        """Fitted means ``mu = g^-1(eta)`` at the conditional modes."""
-        return self._solution.mode.mu.copy()
+        """Fitted means ``mu = g^-1(eta)`` at the conditional modes (with zero inflation
+        ``(1 - pi) mu``, glmmTMB's ``fitted``)."""
+        return self.family.response_mean(self._solution.mode.mu.copy())
 
     @property
     def linear_predictor(self) -> np.ndarray:
@@ -364,9 +407,10 @@ class GlmerFit(MixedFit):
             d = p.family.unit_deviance(y, mu, p.prior_weights)
             return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
         if kind == "pearson":
-            return (y - mu) * np.sqrt(p.prior_weights / p.family.variance(mu))
+            mean = p.family.response_mean(mu)
+            return (y - mean) * np.sqrt(p.prior_weights / p.family.variance(mu))
         if kind == "response":
-            return y - mu
+            return y - p.family.response_mean(mu)
         if kind == "working":
             return (y - mu) / p.family.link.mu_eta(self._solution.mode.eta)
         raise ArgumentError("kind must be 'deviance', 'pearson', 'response' or 'working'")
@@ -394,7 +438,19 @@ class GlmerFit(MixedFit):
             eta = np.full(complete.size, np.nan)
             if complete.any():
                 eta = self._spread(self._eta(rows, include_random, allow_new_levels), complete)
-        return self.family.link.inverse(eta) if type == "response" else eta
+        if type == "link":
+            return eta
+        if newdata is not None and self._zero_inflated:
+            raise ArgumentError(
+                "predict(type='response') on new data is not available for zero-inflated "
+                "fits (the zero-inflation probability of new rows is not built); use "
+                "type='link' or the fitted rows"
+            )
+        return self.family.response_mean(self.family.link.inverse(eta))
+
+    @property
+    def _zero_inflated(self) -> bool:
+        return any(name.startswith("zi_") for name in self.family.extra_names)
 
     def _eta(
         self, newdata: pd.DataFrame | None, include_random: bool, allow_new_levels: bool
