@@ -278,3 +278,56 @@ def test_wald_intervals_of_the_dispersion_match_glmmtmb(case):
         np.testing.assert_allclose(
             ours.loc[our_name].to_numpy(), theirs.loc[their_name].to_numpy(), atol=2e-3 * width
         )
+
+
+@pytest.mark.parametrize("name", ["salamanders_nbinom2", "owls_nbinom1", "salamanders_zip"])
+def test_summary_prints_dispersion_and_zero_inflation_as_glmmtmb(name):
+    """The information criteria, glmmTMB's dispersion line and the zero-inflation table's
+    estimates and standard errors print as glmmTMB prints them."""
+    case = next(c for c in TMB_CASES if c.name == name)
+    text, theirs = fitted(case).summary(), case.reference["summary"]
+    assert text.split("df.resid")[1].split()[:5] == theirs.split("df.resid")[1].split()[:5]
+    line = [x for x in theirs.splitlines() if x.startswith("Dispersion parameter")]
+    assert line == [x for x in text.splitlines() if x.startswith("Dispersion parameter")]
+    if case.reference.get("zi"):
+        ours_zi = text.split("Zero-inflation model:")[1].splitlines()[2:4]
+        their_zi = theirs.split("Zero-inflation model:")[1].splitlines()[2:4]
+        assert [r.split()[:3] for r in ours_zi] == [r.split()[:3] for r in their_zi]
+        assert f"Zero inflation:            {case.reference['zi']}" in text
+
+
+def test_zero_inflation_rejects_what_it_cannot_fit():
+    data = load_salamanders()
+    with pytest.raises(ArgumentError, match="poisson, nbinom2 and nbinom1"):
+        mm.glmer("count ~ mined + (1|site)", data, "binomial", zi="~1")
+    with pytest.raises(mm.FormulaError, match="fixed effects only"):
+        mm.glmer("count ~ mined + (1|site)", data, "poisson", zi="~1 + (1|site)")
+    with pytest.raises(mm.FormulaError, match="one-sided"):
+        mm.glmer("count ~ mined + (1|site)", data, "poisson", zi="mined")
+    with pytest.raises(DataError, match="beta response"):
+        mm.glmer("count ~ mined + (1|site)", data, "beta")
+
+
+def test_zero_inflated_fitted_values_are_the_mean_of_the_mixture():
+    """glmmTMB's fitted(): (1 - pi) mu, with pi from the zero-inflation coefficients."""
+    fit = fitted(next(c for c in TMB_CASES if c.name == "salamanders_zip"))
+    pi = special_expit(
+        fit.extra_parameters["zi_(Intercept)"]
+        + fit.extra_parameters["zi_minedno"] * (load_salamanders().mined == "no").to_numpy()
+    )
+    mu = np.exp(fit.predict(type="link"))
+    np.testing.assert_allclose(fit.fitted, (1 - pi) * mu, rtol=1e-12)
+    np.testing.assert_allclose(fit.predict(type="response"), fit.fitted, rtol=1e-12)
+    with pytest.raises(ArgumentError, match="zero-inflated"):
+        fit.predict(load_salamanders().head(3), type="response")
+    sims = fit.simulate(200, seed=5)
+    # structural plus sampling zeros: the share of zeros over 200 draws within 5 standard
+    # errors of its expectation mean(pi + (1 - pi) exp(-mu)) (random effects redrawn, so
+    # the expectation over them is not exact: 0.03 absolute)
+    assert abs((sims == 0).mean() - np.mean(pi + (1 - pi) * np.exp(-mu))) < 0.03
+
+
+def load_salamanders():
+    from tests.family_cases import load_data
+
+    return load_data("Salamanders")

@@ -422,7 +422,14 @@ def glmer(
         )
     problem = glmm_problem(design, family)
     solution = fit_glmm(problem, n_agq)
-    fit = GlmerFit(design, problem, solution, n_agq=n_agq, data_name=_data_name(data, data_name))
+    fit = GlmerFit(
+        design,
+        problem,
+        solution,
+        n_agq=n_agq,
+        data_name=_data_name(data, data_name),
+        zi_formula=None if zi is None else zi.strip(),
+    )
     _warn_fit_outcome(fit, solution.converged, solution.message)
     value = degenerate_glm_response(design.y, family.variance)
     if value is not None:

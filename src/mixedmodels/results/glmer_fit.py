@@ -52,6 +52,7 @@ class GlmerFit(MixedFit):
         solution: GlmmSolution,
         n_agq: int = 1,
         data_name: str | None = None,
+        zi_formula: str | None = None,
     ):
         self._design = design
         # the problem at the optimum: its family carries the estimates of the family's own
@@ -60,6 +61,8 @@ class GlmerFit(MixedFit):
         self._solution = solution
         self.n_agq = n_agq
         self.data_name = data_name
+        #: the zero-inflation formula (glmmTMB's ziformula), None without zero inflation
+        self.zi_formula = zi_formula
 
     # ------------------------------------------------------------------ basics
 
@@ -262,13 +265,18 @@ class GlmerFit(MixedFit):
 
         p = self._problem
         y = new_response(y, p.n)
-        complaint = p.family.check_response(y)
+        complaint = p.family.check_response(y) or p.family.check_link_response(y)
         if complaint:
             raise DataError(f"new response 'y': {complaint}")
         problem = GlmmProblem(p.blocks, p.X, y, p.prior_weights, p.offset, p.family)
         solution = fit_glmm(problem, self.n_agq, start_theta=self._solution.theta)
         return GlmerFit(
-            self._design.with_response(y), problem, solution, self.n_agq, self.data_name
+            self._design.with_response(y),
+            problem,
+            solution,
+            self.n_agq,
+            self.data_name,
+            self.zi_formula,
         )
 
     def _bootstrap_replicate(self, rng: np.random.Generator, statistic) -> np.ndarray:
