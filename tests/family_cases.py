@@ -68,9 +68,7 @@ class FamilyCase:
             return mm.glmer(self.formula, frame, R_FAMILIES[ref["family"]], link=ref["link"])
         if self.engine == "glmer.nb":
             return mm.glmer_nb(self.formula, frame)
-        return mm.glmer(
-            self.formula, frame, R_FAMILIES[ref["family"]], zi=ref.get("zi")
-        )
+        return mm.glmer(self.formula, frame, R_FAMILIES[ref["family"]], zi=ref.get("zi"))
 
 
 def family_cases(engine: str | None = None) -> list[FamilyCase]:

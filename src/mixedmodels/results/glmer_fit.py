@@ -238,6 +238,11 @@ class GlmerFit(MixedFit):
         p = self._problem
         lambdas = p.lambdas(self._solution.theta)
         u = rng.standard_normal(p.q)
+        if self.family.has_dispersion:
+            # lme4's Laplace deviance for these families, sum d_i + ||u||^2 with d_i not
+            # divided by phi, is the model b = sigma Lambda u (hence VarCorr's sigma *
+            # theta); lme4's simulate leaves b unscaled, which does not reproduce its fit
+            u = u * self.sigma
         eta = p.offset + p.X @ self._solution.beta + p.Z @ p.scale(lambdas, u)
         mu = p.family.link.inverse(eta)
         return p.family.simulate(mu, p.prior_weights, rng, self._simulation_dispersion)
