@@ -19,7 +19,7 @@ from mixedmodels.core.families import (
     make_family,
 )
 from mixedmodels.core.lmm import LmmProblem
-from mixedmodels.core.pirls import GlmmProblem
+from mixedmodels.core.pirls import GlmmProblem, PirlsError
 from mixedmodels.design import build_design
 from mixedmodels.design.matrices import MatrixBuilder
 from mixedmodels.design.sources import RowSource, row_source
@@ -421,7 +421,14 @@ def glmer(
             "are estimated in the Laplace stage); use n_agq=1"
         )
     problem = glmm_problem(design, family)
-    solution = fit_glmm(problem, n_agq)
+    try:
+        solution = fit_glmm(problem, n_agq)
+    except PirlsError as exc:
+        raise ConvergenceError(
+            f"the {family.name} GLMM with the {family.link.name} link could not be fitted: "
+            f"{exc} (a link whose range the fitted means leave, such as the inverse link's "
+            "positive means, can cause this; try another link)"
+        ) from exc
     fit = GlmerFit(
         design,
         problem,

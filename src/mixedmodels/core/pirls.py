@@ -163,10 +163,23 @@ class GlmmProblem:
             w = self.prior_weights * d**2 / fam.variance(mu)
             z = eta - self.offset + (self.y - mu) / d
             sw = np.sqrt(w)
-            beta, *_ = np.linalg.lstsq(self.X * sw[:, None], z * sw, rcond=None)
-            eta = self.offset + self.X @ beta
-            mu = link.inverse(eta)
-            dev = float(np.sum(fam.unit_deviance(self.y, mu, self.prior_weights)))
+            if not (np.isfinite(sw).all() and np.isfinite(z).all()):
+                break  # keep the last usable beta
+            new, *_ = np.linalg.lstsq(self.X * sw[:, None], z * sw, rcond=None)
+            # step halving where a full step leaves the link's range (an inverse link's
+            # negative mean): the deviance must stay finite
+            for _ in range(30):
+                eta = self.offset + self.X @ new
+                mu = link.inverse(eta)
+                dev = float(np.sum(fam.unit_deviance(self.y, mu, self.prior_weights)))
+                if np.isfinite(dev):
+                    break
+                new = (new + beta) / 2
+            if not np.isfinite(dev):
+                eta = self.offset + self.X @ beta
+                mu = link.inverse(eta)
+                break
+            beta = new
             if abs(last - dev) < 1e-10 * (abs(dev) + 0.1):
                 break
             last = dev
@@ -210,11 +223,17 @@ class GlmmProblem:
             raise PirlsError("penalized deviance is not finite at the start")
         for _ in range(MAX_ITERATIONS):
             weights, resid = fam.working(self.y, eta, mu, self.prior_weights)
-            if update_beta:
-                work = eta - self.offset + resid
-            else:
-                work = eta - self.offset - self.X @ beta + resid
-            new_u, new_beta = system.step(weights, work, update_beta)
+            base = eta - self.offset if update_beta else eta - self.offset - self.X @ beta
+            try:
+                new_u, new_beta = system.step(weights, base + resid, update_beta)
+            except PirlsError:
+                if np.all(weights > 0):
+                    raise
+                # exact Newton weights (a zero-inflated row's curvature can be negative)
+                # whose system is not positive definite: floor them (same gradient)
+                floor = 1e-6 * float(np.max(np.abs(weights))) + 1e-300
+                safe = np.maximum(weights, floor)
+                new_u, new_beta = system.step(safe, base + weights * resid / safe, update_beta)
             if not update_beta:
                 new_beta = beta
             step = 1.0
