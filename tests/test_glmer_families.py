@@ -337,3 +337,19 @@ def load_salamanders():
     from tests.family_cases import load_data
 
     return load_data("Salamanders")
+
+
+def test_anova_of_nested_families_matches_glmmtmbs_likelihoods():
+    """Owls: nbinom1 inside its zero-inflated version (zi = ~1): the likelihood-ratio
+    statistic against glmmTMB's two log-likelihoods (19.1615) within 1e-4, one degree of
+    freedom."""
+    plain = fitted(next(c for c in TMB_CASES if c.name == "owls_nbinom1"))
+    inflated = fitted(next(c for c in TMB_CASES if c.name == "owls_zinb1"))
+    table = mm.anova(plain, inflated)
+    refs = [
+        next(c for c in TMB_CASES if c.name == n).reference for n in ("owls_nbinom1", "owls_zinb1")
+    ]
+    expected = 2 * (refs[1]["logLik"] - refs[0]["logLik"])
+    assert table["Chisq"].iloc[1] == pytest.approx(expected, abs=1e-4)
+    assert int(table["Df"].iloc[1]) == 1
+    assert list(table["npar"]) == [refs[0]["df"], refs[1]["df"]]
