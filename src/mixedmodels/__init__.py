@@ -7,7 +7,18 @@
 
 from mixedmodels import datasets, errors
 from mixedmodels import priors as priors
-from mixedmodels.api import anova, gamm, glmer, lm, lmer, lmer_problem, nlme, refit, refit_ml
+from mixedmodels.api import (
+    anova,
+    gamm,
+    glmer,
+    glmer_nb,
+    lm,
+    lmer,
+    lmer_problem,
+    nlme,
+    refit,
+    refit_ml,
+)
 from mixedmodels.core import residual as cor  # mm.cor.AR1(), ...: nlme's corStruct classes
 from mixedmodels.core import variance_functions as var  # mm.var.Ident(), ...: nlme's varFunc
 from mixedmodels.design.sources import DaskSource, FrameSource, ParquetSource, RowSource
@@ -67,4 +78,5 @@ __all__ = [
     "NlmeFit",
     "anova_nlme",
     "gamm",
+    "glmer_nb",
 ]

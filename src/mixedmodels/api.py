@@ -8,14 +8,25 @@ import numpy as np
 import pandas as pd
 
 from mixedmodels.arguments import check_bool, check_int, check_optional_str
-from mixedmodels.core.families import Family, make_family
-from mixedmodels.core.pirls import GlmmProblem
+from mixedmodels.core.families import (
+    FAMILIES,
+    Family,
+    NBinom1,
+    NBinom2,
+    NegativeBinomial,
+    PoissonLikelihood,
+    ZeroInflated,
+    make_family,
+)
+from mixedmodels.core.pirls import GlmmProblem, PirlsError
 from mixedmodels.core.variance_functions import VarianceFunction
 from mixedmodels.design import build_design
+from mixedmodels.design.matrices import MatrixBuilder
 from mixedmodels.design.sources import RowSource, row_source
 from mixedmodels.design.validate import degenerate_glm_response
 from mixedmodels.errors import (
     ArgumentError,
+    ConvergenceError,
     ConvergenceWarning,
     DataError,
     DegenerateFitWarning,
@@ -255,6 +266,7 @@ def glmer(
     n_agq: int = 1,
     data_name: str | None = None,
     fast: bool = False,
+    zi: str | None = None,
 ) -> GlmerFit:
     """Fit a generalized linear mixed model by the Laplace approximation (lme4's glmer).
 
@@ -266,9 +278,18 @@ def glmer(
         the numbers of trials.
     data : DataFrame
         Never modified; rows with missing values are dropped and counted.
-    family : {"binomial", "poisson"} or Family
+    family : {"binomial", "poisson", "gamma", "inverse_gaussian", "gaussian"} or Family
+        Families with a dispersion parameter (gamma, inverse_gaussian, gaussian with a
+        non-identity link) are fitted as lme4 fits them: the Laplace deviance holds R's
+        ``family$aic`` with the dispersion estimated from the deviance (see
+        :attr:`GlmerFit.loglik`), and ``sigma`` is lme4's.
     link : str, optional
-        binomial: logit (default), probit, cloglog; poisson: log (default), identity, sqrt.
+        binomial: logit (default), probit, cloglog, log; poisson: log (default), identity,
+        sqrt; gamma: inverse (default), log, identity; inverse_gaussian: 1/mu^2 (default),
+        inverse, log, identity; gaussian: log or inverse.  glmmTMB's families (fitted as
+        glmmTMB fits them: the exact Laplace approximation, their own parameters estimated
+        with beta): "nbinom2" (``Var = mu + mu^2/k``, sigma = k), "nbinom1" (``Var = mu (1
+        + phi)``, sigma = phi), both log link; "beta" (logit link, precision phi = sigma).
     weights, offset : str or array-like, optional
         Prior weights (binomial: numbers of trials) and an offset on the link scale.
     contrasts : dict, optional
@@ -281,6 +302,10 @@ def glmer(
         MixedModels.jl's ``fast = true``: beta from PIRLS, the optimizer over theta only
         (the Laplace deviance at beta = beta(theta)); the same fit as lme4's
         ``nAGQ = 0``, reported as such.  Its log-likelihood is at most the default fit's.
+    zi : str, optional
+        Zero inflation (glmmTMB's ``ziformula``): ``"~1"`` for a constant probability of a
+        structural zero or ``"~x + f"`` for fixed effects on its logit; for "poisson",
+        "nbinom2" and "nbinom1".
 
     Returns
     -------
@@ -288,15 +313,10 @@ def glmer(
     """
     _check_model_arguments(formula, contrasts, data_name)
     check_optional_str(link, "link")
-    if isinstance(family, str):
-        try:
-            family = make_family(family, link)
-        except ValueError as exc:
-            raise ArgumentError(str(exc)) from exc
-    elif not isinstance(family, Family):
-        raise ArgumentError(
-            f'family must be "binomial", "poisson" or a Family, got {type(family).__name__}'
-        )
+    check_optional_str(zi, "zi")
+    family = _glmer_family(family, link)
+    if zi is not None:
+        family = _zi_base(family)
     n_agq = check_int(n_agq, "n_agq", minimum=0)
     if n_agq > 25:
         raise ArgumentError(f"n_agq must be an integer from 0 to 25, not {n_agq!r}")
@@ -307,6 +327,11 @@ def glmer(
                 "(quadrature); use one or the other"
             )
         n_agq = 0
+    if n_agq > 1 and (family.has_dispersion or family.extra_names or zi is not None):
+        raise ArgumentError(
+            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) is for families without a "
+            f"dispersion parameter; the {family.name} family is fitted by Laplace (n_agq=1)"
+        )
     design = build_design(
         formula, data, weights=weights, offset=offset, glm_family=family.name, contrasts=contrasts
     )
@@ -316,9 +341,30 @@ def glmer(
             f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) needs a single scalar "
             "random-effect term such as (1 | g); use n_agq=1 (Laplace) for this model"
         )
+    if zi is not None:
+        family = ZeroInflated(family, *_zi_matrix(zi, design, data))
+    if n_agq == 0 and family.extra_names:
+        raise ArgumentError(
+            f"n_agq = 0 is not available for the {family.name} family (its own parameters "
+            "are estimated in the Laplace stage); use n_agq=1"
+        )
     problem = glmm_problem(design, family)
-    solution = fit_glmm(problem, n_agq)
-    fit = GlmerFit(design, problem, solution, n_agq=n_agq, data_name=_data_name(data, data_name))
+    try:
+        solution = fit_glmm(problem, n_agq)
+    except PirlsError as exc:
+        raise ConvergenceError(
+            f"the {family.name} GLMM with the {family.link.name} link could not be fitted: "
+            f"{exc} (a link whose range the fitted means leave, such as the inverse link's "
+            "positive means, can cause this; try another link)"
+        ) from exc
+    fit = GlmerFit(
+        design,
+        problem,
+        solution,
+        n_agq=n_agq,
+        data_name=_data_name(data, data_name),
+        zi_formula=None if zi is None else zi.strip(),
+    )
     _warn_fit_outcome(fit, solution.converged, solution.message)
     value = degenerate_glm_response(design.y, family.variance)
     if value is not None:
@@ -331,6 +377,104 @@ def glmer(
     return fit
 
 
+def glmer_nb(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    weights=None,
+    offset=None,
+    contrasts: dict[str, str] | None = None,
+    data_name: str | None = None,
+) -> GlmerFit:
+    """Fit a negative binomial (NB2) GLMM as lme4's ``glmer.nb``: log link, ``Var(y) = mu +
+    mu^2 / k``, the Laplace deviance with R's ``aic`` and lme4's GLM weights.
+
+    lme4 estimates ``k`` by an outer loop (a one-dimensional search over ``log k``, each
+    step a full glmer fit); here ``log k`` is estimated with theta and beta in the Laplace
+    stage, which reaches the same optimum.  ``fit.family.k`` is lme4's
+    ``getME(m, "glmer.nb.theta")``; standard errors hold ``k`` at its estimate, as lme4's.
+
+    Parameters are those of :func:`glmer`.
+
+    Returns
+    -------
+    GlmerFit
+    """
+    return glmer(
+        formula,
+        data,
+        NegativeBinomial(),
+        weights=weights,
+        offset=offset,
+        contrasts=contrasts,
+        data_name=data_name,
+    )
+
+
+def _zi_base(family: Family) -> Family:
+    """The count family under zero inflation (poisson as glmmTMB fits it)."""
+    bases = {"poisson": PoissonLikelihood, "nbinom2": NBinom2, "nbinom1": NBinom1}
+    cls = bases.get(family.name)
+    if cls is None or family.link.name != "log":
+        raise ArgumentError(
+            "zero inflation (zi=) is for the poisson, nbinom2 and nbinom1 families with the "
+            f"log link, not {family.name} ({family.link.name})"
+        )
+    return cls()
+
+
+def _zi_matrix(zi: str, design, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """The zero-inflation model matrix of ``zi`` (``"~1"``, ``"~x + f"``) on the rows the
+    design kept, and its column names.
+
+    Raises
+    ------
+    FormulaError
+        ``zi`` not a one-sided formula, or one with random effects.
+    DataError
+        A missing value in a column ``zi`` reads on a kept row.
+    """
+    text = zi.strip()
+    if not text.startswith("~"):
+        raise FormulaError("zi must be a one-sided formula such as '~1' or '~x'", zi)
+    rhs = text[1:].strip()
+    if "|" in rhs:
+        raise FormulaError("zi takes fixed effects only (no random-effect terms)", zi)
+    rows = data.loc[design.row_index] if len(design.row_index) != len(data) else data
+    builder = MatrixBuilder(rhs or "1")
+    X = np.asarray(builder.build(rows), dtype=float)
+    if X.shape[0] != design.n or not np.isfinite(X).all():
+        raise DataError(
+            f"the zero-inflation formula {zi!r} reads a missing or non-finite value on a row "
+            "the model uses"
+        )
+    return X, list(builder.column_names)
+
+
+def _glmer_family(family: object, link: object) -> Family:
+    """The Family named by ``family`` (and ``link``), or a Family instance as given.
+
+    Raises
+    ------
+    ArgumentError
+        An unknown family or link (naming the valid ones), or the gaussian family with the
+        identity link (a linear mixed model: lmer).
+    """
+    if isinstance(family, str):
+        family = make_family(family, link)
+    elif not isinstance(family, Family):
+        raise ArgumentError(
+            f"family must be one of {', '.join(repr(f) for f in FAMILIES)} or a Family, got "
+            f"{type(family).__name__}"
+        )
+    if family.name == "gaussian" and family.link.name == "identity":
+        raise ArgumentError(
+            "the gaussian family with the identity link is a linear mixed model: use "
+            "mm.lmer(...) (or give glmer link='log' or link='inverse')"
+        )
+    return family
+
+
 def glmm_problem(design, family: Family) -> GlmmProblem:
     """The engine's GLMM problem for a design: prior weights times binomial trials."""
     weights = design.weights
@@ -339,7 +483,7 @@ def glmm_problem(design, family: Family) -> GlmmProblem:
     problem = GlmmProblem(
         [t.block for t in design.terms], design.X, design.y, weights, design.offset, family
     )
-    complaint = family.check_response(design.y)
+    complaint = family.check_response(design.y) or family.check_link_response(design.y)
     if complaint:
         raise DataError(f"{complaint}; got values from {design.y.min():g} to {design.y.max():g}")
     return problem

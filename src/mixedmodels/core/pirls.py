@@ -14,10 +14,15 @@ approximation of the deviance is then
 
 (up to the constant ``-2 sum log p(y_i | y_i)``), with ``W`` the GLM weights
 ``w_i (d mu / d eta)^2 / V(mu)`` at the mode.  This is lme4's objective for ``nAGQ = 1``.
+For families with a dispersion parameter (Gamma, inverse Gaussian, gaussian with a link)
+lme4 replaces ``sum d_i`` by R's ``family$aic`` at the mode, ``-2 sum log p(y_i | mu_i,
+phi) + 2`` with ``phi`` the deviance over the number of observations: PIRLS and ``W`` do not
+involve ``phi``, and the random effects ``u`` are not scaled by it.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +36,7 @@ from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 MAX_ITERATIONS = 60
 MAX_HALVINGS = 12
 TOLERANCE = 1e-12
+U_TOLERANCE = 1e-10  # largest change of u at convergence, where the objective needs it
 
 
 class PirlsError(ArithmeticError):
@@ -57,6 +63,10 @@ class ConditionalMode:
         problem with them has ``Var(b | y)`` as its conditional covariance at sigma 1).
     unscaled_fixed_cov : ndarray (p, p)
         ``(R_X' R_X)^-1`` of the weighted system (the conditional covariance of beta).
+    data_term : float
+        The data term of the Laplace deviance (the family's ``objective_term``): the
+        deviance for families without a dispersion parameter, R's ``aic`` (with the
+        dispersion estimated from the deviance) for the others, as lme4.
     """
 
     beta: np.ndarray
@@ -67,11 +77,13 @@ class ConditionalMode:
     log_det: float
     weights: np.ndarray
     unscaled_fixed_cov: np.ndarray
+    data_term: float
 
     @property
     def laplace(self) -> float:
-        """The Laplace deviance ``sum d_i + ||u||^2 + log|L|^2``."""
-        return self.deviance + float(self.u @ self.u) + self.log_det
+        """The Laplace deviance ``data_term + ||u||^2 + log|L|^2`` (``data_term`` is
+        ``sum d_i`` for families without a dispersion parameter)."""
+        return self.data_term + float(self.u @ self.u) + self.log_det
 
 
 class GlmmProblem:
@@ -149,10 +161,23 @@ class GlmmProblem:
             w = self.prior_weights * d**2 / fam.variance(mu)
             z = eta - self.offset + (self.y - mu) / d
             sw = np.sqrt(w)
-            beta, *_ = np.linalg.lstsq(self.X * sw[:, None], z * sw, rcond=None)
-            eta = self.offset + self.X @ beta
-            mu = link.inverse(eta)
-            dev = float(np.sum(fam.unit_deviance(self.y, mu, self.prior_weights)))
+            if not (np.isfinite(sw).all() and np.isfinite(z).all()):
+                break  # keep the last usable beta
+            new, *_ = np.linalg.lstsq(self.X * sw[:, None], z * sw, rcond=None)
+            # step halving where a full step leaves the link's range (an inverse link's
+            # negative mean): the deviance must stay finite
+            for _ in range(30):
+                eta = self.offset + self.X @ new
+                mu = link.inverse(eta)
+                dev = float(np.sum(fam.unit_deviance(self.y, mu, self.prior_weights)))
+                if np.isfinite(dev):
+                    break
+                new = (new + beta) / 2
+            if not np.isfinite(dev):
+                eta = self.offset + self.X @ beta
+                mu = link.inverse(eta)
+                break
+            beta = new
             if abs(last - dev) < 1e-10 * (abs(dev) + 0.1):
                 break
             last = dev
@@ -187,17 +212,26 @@ class GlmmProblem:
             dev_ = float(np.sum(fam.unit_deviance(self.y, mu_, self.prior_weights)))
             return eta_, mu_, dev_, dev_ + float(u_ @ u_)
 
+        # families with a dispersion: lme4's data term (R's aic, through log(deviance)) is
+        # not stationary at the mode, so its error is first order in u's: converge u itself
+        # (likewise where the family's own parameters are estimated from the objective)
+        exact_u = fam.has_dispersion or bool(fam.extra_names)
         eta, mu, dev, pdev = state(beta, u)
         if not np.isfinite(pdev):
             raise PirlsError("penalized deviance is not finite at the start")
         for _ in range(MAX_ITERATIONS):
-            d = link.mu_eta(eta)
-            weights = self.prior_weights * d**2 / fam.variance(mu)
-            if update_beta:
-                work = eta - self.offset + (self.y - mu) / d
-            else:
-                work = eta - self.offset - self.X @ beta + (self.y - mu) / d
-            new_u, new_beta = system.step(weights, work, update_beta)
+            weights, resid = fam.working(self.y, eta, mu, self.prior_weights)
+            base = eta - self.offset if update_beta else eta - self.offset - self.X @ beta
+            try:
+                new_u, new_beta = system.step(weights, base + resid, update_beta)
+            except PirlsError:
+                if np.all(weights > 0):
+                    raise
+                # exact Newton weights (a zero-inflated row's curvature can be negative)
+                # whose system is not positive definite: floor them (same gradient)
+                floor = 1e-6 * float(np.max(np.abs(weights))) + 1e-300
+                safe = np.maximum(weights, floor)
+                new_u, new_beta = system.step(safe, base + weights * resid / safe, update_beta)
             if not update_beta:
                 new_beta = beta
             step = 1.0
@@ -211,12 +245,16 @@ class GlmmProblem:
             else:
                 break  # no decrease: the current point is the mode to working precision
             change = pdev - t_pdev
+            moved = float(np.max(np.abs(try_u - u), initial=0.0))
             beta, u, eta, mu, dev, pdev = try_beta, try_u, t_eta, t_mu, t_dev, t_pdev
-            if change < TOLERANCE * (abs(pdev) + 1.0):
+            if change < TOLERANCE * (abs(pdev) + 1.0) and (not exact_u or moved < U_TOLERANCE):
                 break
         weights = self._glm_weights(eta, mu)
         log_det, unscaled = system.at_mode(weights)
-        return ConditionalMode(beta, u, eta, mu, dev, log_det, weights, unscaled)
+        term = fam.objective_term(self.y, mu, self.prior_weights, dev)
+        if not np.isfinite(term):
+            raise PirlsError("the family's log density is not finite at the mode")
+        return ConditionalMode(beta, u, eta, mu, dev, log_det, weights, unscaled, term)
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         """Each term's ``p x p`` lower-triangular ``lambda``."""
@@ -302,8 +340,16 @@ class GlmmProblem:
         return self.mode(theta, beta, u_start).laplace
 
     def _glm_weights(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
-        d = self.family.link.mu_eta(eta)
-        return self.prior_weights * d**2 / self.family.variance(mu)
+        """The weights of ``log|L|^2`` at the mode: the family's ``laplace_weights`` (the
+        GLM weights ``w (d mu / d eta)^2 / V(mu)`` for lme4's families)."""
+        return self.family.laplace_weights(self.y, eta, mu, self.prior_weights)
+
+    def with_family(self, family: Family) -> GlmmProblem:
+        """The same data and terms with another family (a family with other values of its
+        own parameters): shares ``Z`` and the precomputed pairs."""
+        other = copy.copy(self)
+        other.family = family
+        return other
 
 
 def _sparse_z(blocks: list[RandomBlock], n: int) -> sp.csr_matrix:
