@@ -43,6 +43,7 @@ from mixedmodels.core.nonlinear import (
     forward_groups,
     gram,
     ml_deviance_gradient,
+    ml_deviance_gradient_power,
     pls,
     power_weights,
     theta_pairs,
@@ -134,6 +135,12 @@ def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False
             x0 = best_x
         x, n_newton, ok = newton_gradient(dev_grad, x0, lower, cache=cache)
         count += n_newton
+    elif not reml:  # varPower: analytic gradient in (theta, delta)
+
+        def dev_grad(x):
+            return ml_deviance_gradient_power(problem, lin, v, x, pairs)
+
+        x, count, ok = newton_gradient(dev_grad, x0, lower, cache=cache)
     else:
         x, count, ok = newton_polish(safe, x0, lower, iterations=8 if warm else 12)
     if not ok:
