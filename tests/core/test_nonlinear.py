@@ -89,3 +89,23 @@ def test_fixed_df_containment():
     # an intercept: residual df n - m - 1, group df m - 1 - 1, intercept gets the larger
     x = np.column_stack([np.ones(20), within, between])
     np.testing.assert_array_equal(fixed_df(x, groups, 4), [15, 15, 2])
+
+
+def test_power_variance_gradient_matches_finite_differences():
+    from mixedmodels.core.nonlinear import ml_deviance_gradient_power, power_weights
+
+    problem, lin, theta = _problem(2, True, seed=5)
+    v = np.random.default_rng(6).uniform(0.5, 3.0, size=problem.n)  # the fitted values
+    pairs = theta_pairs(2, True)
+    x = np.append(theta, 0.7)
+    value, grad = ml_deviance_gradient_power(problem, lin, v, x, pairs)
+
+    def dev(z):
+        g = gram(problem, lin, power_weights(v, z[-1]))
+        return deviance(pls(g, problem.lambda_of(z[:-1]), False), problem.n, problem.p, False,
+                        g.log_weights)
+
+    assert value == pytest.approx(dev(x), rel=1e-12)
+    h = 1e-6
+    numeric = [(dev(x + h * e) - dev(x - h * e)) / (2 * h) for e in np.eye(x.size)]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6)

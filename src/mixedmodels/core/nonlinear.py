@@ -299,7 +299,7 @@ def theta_pairs(q: int, diagonal: bool) -> list[tuple[int, int]]:
 
 
 def ml_deviance_gradient(
-    g: Gram, lam: np.ndarray, pairs: list[tuple[int, int]], n: int
+    g: Gram, lam: np.ndarray, pairs: list[tuple[int, int]], n: int, solution: list | None = None
 ) -> tuple[float, np.ndarray]:
     """The profiled ML deviance and its gradient in theta.
 
@@ -309,6 +309,8 @@ def ml_deviance_gradient(
     ``log|A| + n log PWRSS + const`` adds ``n / PWRSS`` times the latter.
     """
     sol = pls(g, lam, modes=True)
+    if solution is not None:
+        solution.append(sol)
     dev = deviance(sol, n, g.mtm.shape[0] - 1, False)
     q = lam.shape[0]
     p = g.mtm.shape[0] - 1
@@ -337,3 +339,42 @@ def deviance(sol: PlsSolution, n: int, p: int, reml: bool, log_weights: float = 
 def power_weights(v: np.ndarray, delta: float) -> np.ndarray:
     """``s_j = |v_j|^-delta`` (nlme's varPower weights)."""
     return np.abs(v) ** (-delta)
+
+
+def ml_deviance_gradient_power(
+    problem: NonlinearProblem, lin: Linearization, v: np.ndarray, x: np.ndarray,
+    pairs: list[tuple[int, int]],
+) -> tuple[float, np.ndarray]:
+    """The ML deviance with varPower weights ``s_j = |v_j|^-delta`` and its gradient in
+    ``(theta, delta)``.
+
+    For delta: ``d s_j^2 / d delta = -2 log|v_j| s_j^2``, so ``d log|A| / d delta =
+    -2 sum_j log|v_j| t_j`` with ``t_j = ||L_i^-1 Lambda' s_j z_j||^2`` (row ``j``'s
+    leverage in its group), ``d PWRSS / d delta = -2 sum_j log|v_j| s_j^2 r_j^2`` (envelope
+    theorem, ``r`` the linearized model's residual) and the weights' own term
+    ``-2 sum log s_j`` adds ``2 sum log|v_j|``.
+    """
+    n = problem.n
+    nt = len(pairs)
+    lam = problem.lambda_of(x[:nt])
+    s = power_weights(v, x[nt])
+    g = gram(problem, lin, s)
+    found: list = []
+    dev, grad_theta = ml_deviance_gradient(g, lam, pairs, n, found)
+    sol = found[0]
+    groups = problem.groups
+    lu = sol.u @ lam.T
+    r = lin.w - lin.x @ sol.beta - np.einsum("nq,nq->n", lin.z, lu[groups])
+    lv = np.log(np.abs(v))
+    d_pwrss = -2 * float(np.sum(lv * (s * r) ** 2))
+    zs = (lin.z * s[:, None]) @ lam  # rows (Lambda' s_j z_j)'
+    q = lam.shape[0]
+    y = np.empty_like(zs)
+    for i in range(q):
+        acc = zs[:, i]
+        for k in range(i):
+            acc = acc - sol.low[i][k][groups] * y[:, k]
+        y[:, i] = acc / sol.low[i][i][groups]
+    d_logdet = -2 * float(np.sum(lv * np.sum(y * y, axis=1)))
+    grad_delta = d_logdet + n / sol.pwrss * d_pwrss + 2 * float(np.sum(lv))
+    return dev - 2 * g.log_weights, np.append(grad_theta, grad_delta)

@@ -43,6 +43,7 @@ from mixedmodels.core.nonlinear import (
     forward_groups,
     gram,
     ml_deviance_gradient,
+    ml_deviance_gradient_power,
     pls,
     power_weights,
     theta_pairs,
@@ -117,6 +118,27 @@ def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False
 
         def dev_grad(x):
             return ml_deviance_gradient(g0, problem.lambda_of(x), pairs, problem.n)
+
+        count = 0
+        if not warm:  # a cold start: scale the start first (random effects on the scale of
+            # a curve's parameters are often several residual sds: theta = 1 is far off)
+            best_value, best_x = np.inf, x0
+            for scale in (0.25, 1.0, 4.0, 16.0):
+                try:
+                    value = deviance(pls(g0, problem.lambda_of(scale * x0), False),
+                                     problem.n, problem.p, False)
+                except np.linalg.LinAlgError:
+                    continue
+                count += 1
+                if value < best_value:
+                    best_value, best_x = value, scale * x0
+            x0 = best_x
+        x, n_newton, ok = newton_gradient(dev_grad, x0, lower, cache=cache)
+        count += n_newton
+    elif not reml:  # varPower: analytic gradient in (theta, delta)
+
+        def dev_grad(x):
+            return ml_deviance_gradient_power(problem, lin, v, x, pairs)
 
         x, count, ok = newton_gradient(dev_grad, x0, lower, cache=cache)
     else:
