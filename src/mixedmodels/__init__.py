@@ -7,7 +7,7 @@
 
 from mixedmodels import datasets, errors
 from mixedmodels import priors as priors
-from mixedmodels.api import anova, glmer, lm, lmer, lmer_problem, refit, refit_ml
+from mixedmodels.api import anova, gamm, glmer, lm, lmer, lmer_problem, nlme, refit, refit_ml
 from mixedmodels.core import residual as cor  # mm.cor.AR1(), ...: nlme's corStruct classes
 from mixedmodels.core import variance_functions as var  # mm.var.Ident(), ...: nlme's varFunc
 from mixedmodels.design.sources import DaskSource, FrameSource, ParquetSource, RowSource
@@ -25,6 +25,7 @@ from mixedmodels.results.fit import LmerFit
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
 from mixedmodels.results.lmlist import lmlist
+from mixedmodels.results.nlme_fit import NlmeFit, anova_nlme
 from mixedmodels.results.residual_fit import ResidualLmerFit
 from mixedmodels.simulate import SimulationParts, simulate_mixed
 
@@ -62,4 +63,8 @@ __all__ = [
     "cor",
     "var",
     "ResidualLmerFit",
+    "nlme",
+    "NlmeFit",
+    "anova_nlme",
+    "gamm",
 ]

@@ -146,11 +146,22 @@ def lmer(
         if start is not None or not optimize:
             raise ArgumentError("start and optimize=False are not available with correlation=")
         return lmer_residual(
-            formula, data, reml=reml, correlation=correlation, variance=variance,
-            offset=offset, contrasts=contrasts, data_name=_data_name(data, data_name),
+            formula,
+            data,
+            reml=reml,
+            correlation=correlation,
+            variance=variance,
+            offset=offset,
+            contrasts=contrasts,
+            data_name=_data_name(data, data_name),
         )
     optimize = check_bool(optimize, "optimize")
     source = data if isinstance(data, RowSource) else row_source(data)
+    if source is not None and _has_smooths(formula):
+        raise ArgumentError(
+            "smooth terms such as s(x) need the rows in memory (their bases are built from "
+            "the data): pass a DataFrame"
+        )
     if source is not None:
         design, problem = fit_chunks(
             formula,
@@ -347,6 +358,8 @@ def lm(
     design = build_design(formula, data, weights=weights, require_random=False, contrasts=contrasts)
     if design.formula.random:
         raise FormulaError("lm() takes no random-effect terms; use mm.lmer", formula)
+    if design.formula.smooths:
+        raise FormulaError("lm() takes no smooth terms such as s(x); use mm.gamm", formula)
     _warn_dropped_rows(design)
     return LmFit(design, data_name=_data_name(data, data_name))
 
@@ -424,3 +437,197 @@ def refit(fit: LmerFit, y) -> LmerFit:
     if not isinstance(fit, LmerFit):
         raise ArgumentError(f"refit takes an lmer fit, got {type(fit).__name__}")
     return fit.refit(y)
+
+
+def nlme(
+    model: str,
+    data: object,
+    fixed: str | list[str],
+    random: str,
+    *,
+    start: dict | list | np.ndarray | None = None,
+    method: str = "ML",
+    covariance: str | None = None,
+    weights: str | None = None,
+    tolerance: float = 1e-8,
+    max_iter: int = 100,
+    data_name: str | None = None,
+):
+    """Fit a nonlinear mixed-effects model as ``nlme::nlme`` does (Lindstrom-Bates).
+
+    Parameters
+    ----------
+    model : str
+        ``"circumference ~ SSlogis(age, Asym, xmid, scal)"`` (a self-starting model:
+        SSlogis, SSfpl, SSasymp, SSasympOff, SSmicmen, SSgompertz, SSbiexp, SSfol) or
+        ``"circumference ~ Asym/(1 + exp((xmid - age)/scal))"`` (an arithmetic expression of
+        the parameters and data columns; parsed, never evaluated as Python, and
+        differentiated symbolically).
+    data : DataFrame
+    fixed : str or list of str
+        Parameters and their covariates: ``"Asym + xmid + scal ~ 1"``,
+        ``["Asym ~ Variety", "xmid + scal ~ 1"]``.
+    random : str
+        ``"Asym ~ 1 | Tree"``, ``"lKa + lCl ~ 1 | Subject"`` (general covariance) or
+        ``"pdDiag(Asym + xmid ~ 1) | Plot"`` (independent random effects).
+    start : dict or array, optional
+        Starting fixed effects (a dict by parameter, a value or a list for a parameter with
+        covariates, or one array in the order of the fixed effects).  Self-starting models
+        start from R's ``getInitial`` values (covariate effects from 0).
+    method : {"ML", "REML", "Laplace"}
+        ``"ML"``, ``"REML"``: nlme's Lindstrom-Bates estimates (REML as nlme computes it:
+        the fixed effects and relative covariance of the ML fit, the restricted likelihood
+        and its sigma).  ``"Laplace"``: lme4's ``nlmer`` criterion, the Laplace
+        approximation of the marginal likelihood maximized over covariance and fixed
+        effects jointly (started from the Lindstrom-Bates fit).
+    covariance : {"general", "diag"}, optional
+        Overrides the structure written in ``random``.
+    weights : {"varPower"}, optional
+        ``"varPower"``: residual sd proportional to ``|fitted|^delta`` (ML only).
+    tolerance, max_iter
+        Relative change of the estimates at which the alternation stops; its cap.
+    data_name : str, optional
+        Shown on the summary's Data line.
+
+    Returns
+    -------
+    NlmeFit
+    """
+    from mixedmodels.core.nonlinear import NonlinearProblem
+    from mixedmodels.design.nonlinear import build_nlme_design
+    from mixedmodels.optim.nonlinear import fit_lindstrom_bates
+    from mixedmodels.results.nlme_fit import NlmeFit
+
+    if method not in ("ML", "REML", "Laplace"):
+        raise ArgumentError(f"method must be 'ML', 'REML' or 'Laplace', got {method!r}")
+    if weights not in (None, "varPower", "varPower()"):
+        raise ArgumentError(f"weights must be None or 'varPower', got {weights!r}")
+    power = weights is not None
+    if power and method != "ML":
+        raise ArgumentError("varPower() is available with method='ML' only")
+    tolerance = float(tolerance)
+    if not (np.isfinite(tolerance) and tolerance > 0):
+        raise ArgumentError(f"tolerance must be a positive number, got {tolerance!r}")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    design = build_nlme_design(model, data, fixed, random, covariance)
+    if design.n_dropped:
+        warnings.warn(
+            f"{design.n_dropped} row(s) with missing values dropped",
+            RowsDroppedWarning,
+            stacklevel=2,
+        )
+    beta0 = _nlme_start(design, start)
+    cov = design.covariates
+    function = design.model
+    problem = NonlinearProblem(
+        y=design.y,
+        model=lambda phi: function(phi, cov),
+        n_model_parameters=len(function.parameters),
+        fixed_matrices=design.fixed_matrices,
+        function_index=design.function_index,
+        random_index=design.random_index,
+        groups=design.groups,
+        n_groups=len(design.levels),
+        diagonal=design.random.diagonal,
+        reml=method == "REML",
+        power_variance=power,
+    )
+    if design.y.size <= problem.p + problem.q:
+        raise DataError(
+            f"{design.y.size} observations are too few for {problem.p} fixed "
+            "effects and the random effects"
+        )
+    estimate = fit_lindstrom_bates(problem, beta0, tolerance=tolerance, max_iter=max_iter)
+    if method == "Laplace":
+        from mixedmodels.optim.nonlinear import fit_laplace
+
+        estimate = fit_laplace(problem, estimate)
+    if not estimate.converged:
+        warnings.warn(
+            f"the Lindstrom-Bates iteration did not converge in {max_iter} iterations "
+            f"(tolerance {tolerance:g})",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return NlmeFit(design, problem, estimate, method, beta0, data_name=_data_name(data, data_name))
+
+
+def _self_start_initial(model, covariates: dict, y: np.ndarray) -> dict[str, float]:
+    """Starting values of a self-starting model (R's ``getInitial``)."""
+    from mixedmodels.core.selfstart import INITIAL
+
+    roles = model.self_start_roles(covariates)
+    values = INITIAL[model.self_start](roles, np.asarray(y, dtype=float), model.on)
+    return dict(zip(model.parameters, (float(v) for v in values), strict=True))
+
+
+def _nlme_start(design, start) -> np.ndarray:
+    """Starting fixed effects: given, or the self-starting model's (R's getInitial)."""
+    p = design.n_fixed
+    if start is None:
+        if design.model.self_start is None:
+            raise ArgumentError(
+                "start= is needed for a model expression (only self-starting models such as "
+                "SSlogis compute their own starting values)"
+            )
+        initial = _self_start_initial(design.model, design.covariates, design.y)
+        values = []
+        for par in design.parameters:
+            values += [initial[par.name]] + [0.0] * (len(par.columns) - 1)
+        return np.array(values)
+    if isinstance(start, dict):
+        values = []
+        for par in design.parameters:
+            if par.name not in start:
+                raise ArgumentError(f"start= has no value for parameter {par.name!r}")
+            v = np.atleast_1d(np.asarray(start[par.name], dtype=float))
+            if v.size == 1 and len(par.columns) > 1:
+                v = np.concatenate([v, np.zeros(len(par.columns) - 1)])
+            if v.size != len(par.columns):
+                raise ArgumentError(f"start= for {par.name!r} needs {len(par.columns)} values")
+            values += list(v)
+        out = np.array(values)
+    else:
+        try:
+            out = np.asarray(start, dtype=float).ravel()
+        except (TypeError, ValueError):
+            raise ArgumentError("start= must be a dict or a sequence of numbers") from None
+        if out.size != p:
+            raise ArgumentError(
+                f"start= needs {p} values (the fixed effects "
+                f"{', '.join(design.fixed_names)}), got {out.size}"
+            )
+    if not np.all(np.isfinite(out)):
+        raise ArgumentError("start= values must be finite")
+    return out
+
+
+def _has_smooths(formula: str) -> bool:
+    from mixedmodels.formula import parse_formula
+
+    return bool(parse_formula(formula).smooths)
+
+
+def gamm(
+    formula: str,
+    data: pd.DataFrame,
+    family: str | Family = "gaussian",
+    **kwargs,
+) -> LmerFit | GlmerFit:
+    """An additive mixed model: :func:`lmer` (Gaussian) or :func:`glmer` (other families)
+    of a formula with smooth terms, as R's ``gamm4(y ~ s(x), random = ~(1 | g))`` written
+    in one formula: ``mm.gamm("y ~ s(x) + (1 | g)", df)``.
+
+    Smooths: ``s(x)`` (thin plate regression spline, ``k = 10``), ``s(x, bs = "cr", k =
+    ...)``, ``s(x, by = f)`` (one smooth per level of the factor ``f``), ``t2(x, z)``
+    (tensor product), ``s(g, bs = "re")`` (random intercept), ``s(x, g, bs = "fs")`` (a
+    smooth per level of ``g``).  Each smooth's wiggliness is a variance component
+    estimated by REML (Laplace for GLMMs); results: ``fit.smooth("x")``,
+    ``fit.smooth_table()``, ``fit.edf``, ``mixedmodels.plots.plot_smooths(fit)``.
+
+    Other keyword arguments go to :func:`lmer` or :func:`glmer`.
+    """
+    gaussian = family == "gaussian" or (isinstance(family, Family) and family.name == "gaussian")
+    if gaussian:
+        return lmer(formula, data, **kwargs)
+    return glmer(formula, data, family, **kwargs)

@@ -365,6 +365,12 @@ class CrossedObjective:
         f = self._factor(theta)
         return f.log_det_random, f.log_det_fixed(self.n_fixed), f.pwrss
 
+    def factor(self, theta: np.ndarray) -> CrossedFactor:
+        """The factor's pieces at ``theta`` (one BLAS thread for a small dense rest, as
+        :meth:`pieces`)."""
+        with single_threaded_blas(self.q_rest <= SINGLE_THREAD_REST):
+            return self._factor(np.asarray(theta, dtype=float))
+
     def _factor(self, theta: np.ndarray) -> CrossedFactor:
         lam0 = self.first_lambda(theta)
         lams = self.rest_lambdas(theta)

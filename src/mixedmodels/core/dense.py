@@ -25,6 +25,39 @@ from mixedmodels.linalg.blocks import NotPositiveDefiniteError, block_diagonal_t
 MAX_DENSE_RANDOM_EFFECTS = 240
 
 
+def schur_factor(s: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of the ``[X y]`` Schur complement ``s`` (upper triangle zeroed);
+    an exact fit (``s`` singular in its last row only) gets ``R[-1, -1] = 0``.
+
+    Raises
+    ------
+    NotPositiveDefiniteError
+        When the fixed-effects part is not positive definite.
+    """
+    r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
+    if info != 0 and info != s.shape[0]:
+        raise NotPositiveDefiniteError
+    if info == s.shape[0]:
+        r[-1, -1] = 0.0
+    return r
+
+
+def pieces_from_fixed_factor(
+    log_det_random: float, r: np.ndarray, n_fixed: int
+) -> tuple[float, float, float]:
+    """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` from ``log |L_Z|^2`` and the ``[X y]`` factor."""
+    diag = np.diagonal(r)
+    return log_det_random, 2.0 * float(np.log(diag[:n_fixed]).sum()), float(diag[-1] ** 2)
+
+
+def fixed_covariance(r: np.ndarray, n_fixed: int) -> np.ndarray:
+    """``(R_X R_X')^-1``, the unscaled covariance of beta, from the ``[X y]`` factor."""
+    if not n_fixed:
+        return np.zeros((0, 0))
+    rinv = sla.solve_triangular(r[:n_fixed, :n_fixed], np.eye(n_fixed), lower=True)
+    return rinv.T @ rinv
+
+
 class DenseObjective:
     """Log-determinants and PWRSS from dense factors, for a problem with small ``q``.
 
@@ -82,6 +115,12 @@ class DenseObjective:
 
     def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
         """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta``."""
+        ld_z, r = self.factor_pieces(theta)
+        return pieces_from_fixed_factor(ld_z, r, self.n_fixed)
+
+    def factor_pieces(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """``log |L_Z|^2`` and the lower Cholesky factor ``R`` of the ``[X y]`` Schur
+        complement at ``theta`` (``R[-1, -1] = 0`` for an exact fit)."""
         q = self.q
         lam = np.zeros(q * q)
         lam[self._flat_lambda] = self._entries(theta)[self.theta_index]
@@ -93,12 +132,5 @@ class DenseObjective:
         if info != 0:
             raise NotPositiveDefiniteError
         c, info = self._trtrs(low, lam_t @ self.zax, lower=1)
-        r, info = self._potrf(self.axx - c.T @ c, lower=1, clean=0, overwrite_a=1)
-        n_xy = self.axx.shape[0]
-        if info != 0 and info != n_xy:
-            raise NotPositiveDefiniteError
-        diag_r = r.diagonal()
-        pwrss = float(diag_r[-1] ** 2) if info == 0 else 0.0
-        ld_z = 2.0 * float(np.log(low.diagonal()).sum())
-        ld_x = 2.0 * float(np.log(diag_r[: self.n_fixed]).sum())
-        return ld_z, ld_x, pwrss
+        r = schur_factor(self.axx - c.T @ c)
+        return 2.0 * float(np.log(low.diagonal()).sum()), r

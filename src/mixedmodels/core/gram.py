@@ -47,6 +47,10 @@ def grouped_cross_products(
 
     ``left`` is an (n, a) array or a list of ``a`` columns.
     """
+    if n_levels == 1:  # one level (a smooth's random part): a plain cross product
+        L = left if isinstance(left, np.ndarray) else np.column_stack(left)
+        wr = right if weights is None else right * weights[:, None]
+        return (L.T @ wr)[:, :, None]
     columns = list(left.T) if isinstance(left, np.ndarray) else list(left)
     out = np.empty((len(columns), right.shape[1], n_levels))
     symmetric = left is right
@@ -61,6 +65,12 @@ def grouped_cross_products(
 
 def _cross_random(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -> sp.csr_matrix:
     """``Z_j' W Z_k`` as CSR (duplicates summed)."""
+    if bk.n_levels == 1:  # a one-level block (a smooth's random part): per-level sums
+        per = grouped_cross_products(bj.codes, bj.n_levels, bj.z, bk.z, weights)
+        return sp.csr_matrix(per.transpose(2, 0, 1).reshape(bj.size, bk.p))
+    if bj.n_levels == 1:
+        per = grouped_cross_products(bk.codes, bk.n_levels, bk.z, bj.z, weights)
+        return sp.csr_matrix(per.transpose(1, 2, 0).reshape(bj.p, bk.size))
     rows, cols, vals = [], [], []
     for a in range(bj.p):
         for b in range(bk.p):

@@ -29,7 +29,12 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from mixedmodels.core.crossed import CrossedObjective, choose_order
-from mixedmodels.core.dense import MAX_DENSE_RANDOM_EFFECTS, DenseObjective
+from mixedmodels.core.dense import (
+    MAX_DENSE_RANDOM_EFFECTS,
+    DenseObjective,
+    pieces_from_fixed_factor,
+    schur_factor,
+)
 from mixedmodels.core.fill import FillPlan, make_fill_plan
 from mixedmodels.core.gram import Gram, build_gram, grouped_cross_products, is_nested
 from mixedmodels.core.terms import RandomBlock
@@ -286,15 +291,31 @@ class LmmProblem:
         :mod:`mixedmodels.core.dense`; the value is the same to rounding.
         """
         self.n_evaluations += 1
+        return self.objective_from_pieces(*self.pieces(theta))
+
+    def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
+        """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta`` by the model's path."""
         theta = np.asarray(theta, dtype=float)
         if self.dense_objective is not None:
-            return self.objective_from_pieces(*self.dense_objective.pieces(theta))
+            return self.dense_objective.pieces(theta)
+        return pieces_from_fixed_factor(*self.fixed_factor(theta), self.n_fixed)
+
+    def fixed_factor(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """``log |L_Z|^2`` and the lower Cholesky factor ``R`` of the ``[X y]`` Schur
+        complement at ``theta``, by the model's path (dense, one term, crossed or blocked):
+        the objective's pieces, and ``(R_X R_X')^-1`` (:func:`fixed_covariance`), come from
+        it."""
+        theta = np.asarray(theta, dtype=float)
+        if self.dense_objective is not None:
+            return self.dense_objective.factor_pieces(theta)
         if len(self.engine_blocks) == 1:
-            return self.objective_from_pieces(*self._single_block_pieces(theta))
+            return self._single_block_factor(theta)
         crossed = self.crossed_objective()
         if crossed is not None:
-            return self.objective_from_pieces(*crossed.pieces(theta))
-        return self.objective_from_factor(self.factorize(theta))
+            factor = crossed.factor(theta)
+            return factor.log_det_random, factor.xy_xy
+        factor = self.factorize(theta)
+        return factor.log_det_random(), factor.xy_xy
 
     def crossed_objective(self) -> CrossedObjective | None:
         """The crossed path (:mod:`mixedmodels.core.crossed`) for a model with several
@@ -340,11 +361,11 @@ class LmmProblem:
             lines.append("path: blocked Cholesky")
         return "\n".join(lines)
 
-    def _single_block_pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
-        """The objective's pieces for one random-effect term, with the ``[X y]`` rows held
-        component-major ``(m, p, l)`` so every vector operation runs over contiguous
-        levels (the general factorization keeps them level-major for the off-diagonal
-        products that one term does not have)."""
+    def _single_block_factor(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """``log|L_Z|^2`` and the ``[X y]`` factor for one random-effect term, with the
+        ``[X y]`` rows held component-major ``(m, p, l)`` so every vector operation runs
+        over contiguous levels (the general factorization keeps them level-major for the
+        off-diagonal products that one term does not have)."""
         blk = self.engine_blocks[0]
         g = self.gram
         m = g.xy_xy.shape[0]
@@ -359,13 +380,7 @@ class LmmProblem:
         t = right_multiply_component_major(self._xy_component_major, lam)
         x = solve_right_lower_transposed_component_major(t, low.blocks).reshape(m, blk.size)
         s = g.xy_xy - x @ x.T
-        r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
-        if info != 0 and info != m:
-            raise bl.NotPositiveDefiniteError
-        diag = np.diagonal(r)
-        pwrss = float(diag[-1] ** 2) if info == 0 else 0.0
-        ld_x = 2.0 * float(np.log(diag[: self.n_fixed]).sum())
-        return 2.0 * low.log_det(), ld_x, pwrss
+        return 2.0 * low.log_det(), schur_factor(s)
 
     # ----------------------------------------------------------------- solution
     def solve(self, theta: np.ndarray) -> Solution:

@@ -26,7 +26,7 @@ from mixedmodels.formula.expr import (
     tokenize,
     walk,
 )
-from mixedmodels.formula.functions import check_calls
+from mixedmodels.formula.functions import SMOOTHS, check_calls
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ class ParsedFormula:
     fixed: str
     random: tuple[RandomTermSpec, ...]
     offsets: tuple[str, ...] = ()
+    smooths: tuple[str, ...] = ()
 
     @property
     def fixed_formula(self) -> str:
@@ -295,6 +296,7 @@ def parse_formula(text: str) -> ParsedFormula:
 
     fixed: list[tuple[int, Node]] = []
     offsets: list[str] = []
+    smooths: list[str] = []
     random: list[RandomTermSpec] = []
     for sign, piece in _signed_pieces(rhs):
         structure = None
@@ -336,6 +338,14 @@ def parse_formula(text: str) -> ParsedFormula:
                 raise FormulaError("an offset cannot be subtracted", text, piece.pos)
             offsets.append(deparse(piece.args[0] if piece.args else piece.keywords[0][1]))
             continue
+        if isinstance(piece, Call) and piece.func in SMOOTHS:
+            check_calls(piece, text, placed_ok=frozenset({piece.func}))
+            if sign < 0:
+                raise FormulaError("a smooth term cannot be subtracted", text, piece.pos)
+            smooth = deparse(piece)
+            if smooth not in smooths:
+                smooths.append(smooth)
+            continue
         check_calls(piece, text)
         fixed.append((sign, piece))
     return ParsedFormula(
@@ -344,4 +354,5 @@ def parse_formula(text: str) -> ParsedFormula:
         fixed=_joined(fixed) or "1",
         random=tuple(random),
         offsets=tuple(offsets),
+        smooths=tuple(smooths),
     )

@@ -16,10 +16,11 @@ from mixedmodels.results.random_effects import (
     level_coefficients,
     ranef_frames,
 )
+from mixedmodels.results.smooth import SmoothMethods
 from mixedmodels.results.varcorr import term_covariances, unique_group_labels, varcorr_frame
 
 
-class MixedFit:
+class MixedFit(SmoothMethods):
     """Accessors shared by :class:`LmerFit` and :class:`GlmerFit`.
 
     Subclasses hold ``_design``, ``_problem`` (with ``lambdas(theta)`` and
@@ -36,6 +37,7 @@ class MixedFit:
 
     @property
     def formula(self) -> str:
+        """The model formula as given."""
         return self._design.formula.text
 
     @property
@@ -50,6 +52,7 @@ class MixedFit:
 
     @property
     def nobs(self) -> int:
+        """Number of observations used (after dropping rows with missing values)."""
         return self._design.n
 
     @property
@@ -69,6 +72,7 @@ class MixedFit:
 
     @cached_property
     def fixef(self) -> pd.Series:
+        """Fixed-effect estimates (lme4's ``fixef(m)``), a Series named by the columns of X."""
         return pd.Series(self._solution.beta, index=self._design.fixed_names, name="fixef")
 
     def _term_info(self) -> list[tuple[str, list[str], np.ndarray]]:

@@ -66,6 +66,7 @@ class GlmerFit(MixedFit):
 
     @property
     def family(self) -> Family:
+        """The response family and link (binomial or poisson)."""
         return self._problem.family
 
     @property
@@ -81,20 +82,25 @@ class GlmerFit(MixedFit):
 
     @property
     def converged(self) -> bool:
+        """Whether the optimizer reported convergence."""
         return self._solution.converged
 
     @property
     def optimizer_message(self) -> str:
+        """The optimizer's closing message."""
         return self._solution.message
 
     @property
     def n_evaluations(self) -> int:
+        """Deviance evaluations the optimizer used."""
         return self._solution.n_evaluations
 
     # ------------------------------------------------------------------ fixed effects
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed-effect estimates from the Hessian of the Laplace (or
+        quadrature) deviance, as lme4's ``vcov(m)``."""
         names = self._design.fixed_names
         return pd.DataFrame(self._solution.vcov_beta, index=names, columns=names)
 
@@ -246,6 +252,7 @@ class GlmerFit(MixedFit):
     # ------------------------------------------------------------------ likelihood
     @property
     def n_parameters(self) -> int:
+        """Number of estimated parameters: fixed effects plus theta (no scale parameter)."""
         return len(self._design.fixed_names) + self._problem.n_theta
 
     @property
@@ -278,10 +285,12 @@ class GlmerFit(MixedFit):
 
     @property
     def aic(self) -> float:
+        """Akaike's information criterion ``-2 logLik + 2 k``."""
         return -2.0 * self.loglik + 2.0 * self.n_parameters
 
     @property
     def bic(self) -> float:
+        """Schwarz's Bayesian information criterion ``-2 logLik + log(n) k``."""
         return -2.0 * self.loglik + math.log(self.nobs) * self.n_parameters
 
     # ------------------------------------------------------------------ random effects
@@ -320,6 +329,7 @@ class GlmerFit(MixedFit):
 
     @property
     def linear_predictor(self) -> np.ndarray:
+        """The linear predictor ``eta = X beta + Z b`` at the conditional modes."""
         return self._solution.mode.eta.copy()
 
     def residuals(self, kind: str = "deviance") -> np.ndarray:
@@ -371,19 +381,24 @@ class GlmerFit(MixedFit):
         if newdata is None:
             if include_random:
                 return self._solution.mode.eta.copy()
-            return design.X @ self._solution.beta + self._problem.offset
+            eta = design.X @ self._solution.beta + self._problem.offset
+            for t, b in zip(design.terms, self._modes, strict=True):
+                if t.always_included:  # smooth terms are part of the mean
+                    eta = eta + random_part(t.codes, t.z, b)
+            return eta
         eta = design.fixed_matrix(newdata) @ self._solution.beta
         if design.formula.offsets:
             eta = eta + formula_offset(design.formula, newdata)
-        if include_random:
-            eta = eta + self._random_part(newdata, allow_new_levels)
-        return eta
+        return eta + self._random_part(newdata, allow_new_levels, include_random)
 
-    def _random_part(self, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
+    def _random_part(
+        self, newdata: pd.DataFrame, allow_new_levels: bool, include_random: bool = True
+    ) -> np.ndarray:
         out = np.zeros(len(newdata))
         for t, b in zip(self._design.terms, self._modes, strict=True):
-            codes, z = new_data_codes(t, newdata, allow_new_levels)
-            out += random_part(codes, z, b)
+            if include_random or t.always_included:
+                codes, z = new_data_codes(t, newdata, allow_new_levels)
+                out += random_part(codes, z, b)
         return out
 
     # ------------------------------------------------------------------ matrix form
@@ -404,6 +419,7 @@ class GlmerFit(MixedFit):
 
     # ------------------------------------------------------------------ printing
     def summary(self) -> str:
+        """lme4's printed glmer summary as text (what ``print(fit)`` shows)."""
         from mixedmodels.results.glmer_summary import glmer_summary_text
 
         return glmer_summary_text(self)

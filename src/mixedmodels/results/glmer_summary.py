@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mixedmodels.results.lm_summary import format_pvalues, significance_stars
+from mixedmodels.results.smooth import smooth_summary_lines
 from mixedmodels.results.summary import (
     DIGITS,
     aligned_rows,
@@ -65,6 +66,7 @@ def glmer_summary_text(fit: GlmerFit) -> str:
     if 1 < len(names) <= 12:
         corr = fit.vcov.to_numpy() / np.outer(se, se)
         out += ["", "Correlation of Fixed Effects:", correlation_table(names, corr)]
+    out.extend(smooth_summary_lines(fit))
     if fit.is_singular:
         out.append("boundary (singular) fit: see help('isSingular')")
     if not fit.converged:
