@@ -110,7 +110,7 @@ def optimize_residual(
             rp.with_fitted(f)
             if steps is None:
                 steps = initial_steps(rp, theta_step)
-            result = _minimize(rp, x, lower, steps)
+            result = _minimize(rp, x, lower, steps, restarts=0)
             total += result.n_evaluations
             outer += 1
             change = np.abs(result.x - x) / np.maximum(np.abs(result.x), 1e-3)
@@ -122,7 +122,13 @@ def optimize_residual(
             if size < FITTED_TOLERANCE or (
                 outer > 1 and float(change.max(initial=0.0)) < FIXED_POINT_TOLERANCE
             ):
-                converged, message = result.converged, result.message
+                # the fixed point's covariate found: polish the optimum for it (the outer
+                # steps skip BOBYQA's restart, which only the last one needs)
+                steps = np.maximum(0.02 * np.abs(rp.to_internal(x)), 1e-3)
+                polish = _minimize(rp, x, lower, steps)
+                total += polish.n_evaluations
+                x = polish.x
+                converged, message = polish.converged, polish.message
                 break
             history_f.append(residual)
             history_g.append(g)
@@ -133,12 +139,20 @@ def optimize_residual(
     return ResidualOptimum(result, problem, solution, log_det, outer)
 
 
-def _minimize(rp: ResidualProblem, x: np.ndarray, lower: np.ndarray, steps) -> OptimizeResult:
+def _minimize(
+    rp: ResidualProblem,
+    x: np.ndarray,
+    lower: np.ndarray,
+    steps,
+    restarts: int | None = None,
+) -> OptimizeResult:
     """BOBYQA in the problem's internal coordinates (:meth:`ResidualProblem.to_internal`),
-    the result in the natural ones."""
+    the result in the natural ones; by default with :data:`MAX_RESTARTS_WITH_VARIANCE`
+    restarts when a variance function has parameters."""
     z = np.clip(rp.to_internal(x), lower, rp.upper_bounds())
     total = 0
-    restarts = MAX_RESTARTS_WITH_VARIANCE if rp.n_var else 0
+    if restarts is None:
+        restarts = MAX_RESTARTS_WITH_VARIANCE if rp.n_var else 0
     for attempt in range(restarts + 1):
         result = minimize_bounded(
             rp.internal_objective,
