@@ -79,3 +79,27 @@ def test_cli_writes_a_plot(tmp_path):
         ]
     )
     assert code == 0 and out.stat().st_size > 10_000
+
+
+def test_qq_reference_line_spans_the_points_only(fit):
+    """The identity line runs from the smallest to the largest normal quantile of the points
+    (closed form: Phi^-1(0.5 / n) and Phi^-1(1 - 0.5 / n)), not to the largest |residual|."""
+    from scipy import stats
+
+    ax = plots.plot_residuals(fit).axes[1]
+    points = ax.collections[0].get_offsets()
+    (line,) = ax.get_lines()
+    x, y = (np.asarray(v, float) for v in line.get_data())
+    n = fit.nobs
+    np.testing.assert_allclose(
+        [x.min(), x.max()], [points[:, 0].min(), points[:, 0].max()], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        [x.min(), x.max()], stats.norm.ppf([0.5 / n, 1 - 0.5 / n]), rtol=1e-12
+    )
+    np.testing.assert_allclose(y, x, rtol=1e-12)  # the identity line
+    # sleepstudy's largest scaled residual (5.18) lies far beyond the quantiles (2.77): the
+    # x-axis must not stretch to it
+    left, right = ax.get_xlim()
+    span = points[:, 0].max() - points[:, 0].min()
+    assert right - left < 1.2 * span

@@ -114,6 +114,7 @@ class ScalePrior(Prior):
 
     @property
     def proper(self) -> bool:
+        """Whether the prior integrates to one (the half-t, half-Cauchy and half-normal do)."""
         return True
 
 
@@ -201,6 +202,7 @@ class InverseGamma(ScalePrior):
 
     @property
     def proper(self) -> bool:
+        """Whether the prior is proper: ``a > 0`` (``a = b = 0`` is the improper ``1/v``)."""
         return self.a > 0
 
     def draw_variance(self, rng, k, s, state):
@@ -223,6 +225,7 @@ class LocationPrior(Prior):
     location = True
 
     def new_state(self, variance: float = 1.0) -> float:
+        """The auxiliary variable of a scale-mixture prior (1 for the normal)."""
         return 1.0
 
     def precision_and_mean(self, state: float) -> tuple[float, float]:
@@ -234,10 +237,12 @@ class LocationPrior(Prior):
         return state
 
     def draw(self, rng: np.random.Generator) -> float:
+        """One draw of the coefficient from the prior (simulation-based checks)."""
         raise NotImplementedError
 
     @property
     def proper(self) -> bool:
+        """Whether the prior integrates to one."""
         return True
 
 
@@ -249,6 +254,7 @@ class Flat(LocationPrior, ScalePrior):
 
     @property
     def proper(self) -> bool:
+        """False: the flat prior is improper."""
         return False
 
     def precision_and_mean(self, state):
@@ -263,6 +269,7 @@ class Flat(LocationPrior, ScalePrior):
         return 0.0
 
     def draw(self, rng):
+        """Raises: an improper prior cannot be drawn from."""
         raise ArgumentError("cannot draw from the improper Flat prior")
 
     draw_sd = draw
@@ -279,6 +286,7 @@ class Normal(LocationPrior):
         return 1.0 / self.sd**2, self.mean
 
     def draw(self, rng):
+        """One draw of the coefficient from the prior (simulation-based checks)."""
         return float(self.mean + self.sd * rng.standard_normal())
 
 
@@ -299,6 +307,7 @@ class StudentT(LocationPrior):
         return inverse_gamma(rng, (self.nu + 1) / 2, (self.nu + z * z) / 2)
 
     def draw(self, rng):
+        """One draw of the coefficient from the prior (simulation-based checks)."""
         return float(self.mean + self.s * rng.standard_t(self.nu))
 
 
@@ -322,6 +331,8 @@ class LKJ(Prior):
         return f"LKJ(eta={self.eta!r})"
 
     def cpc_shape(self, p: int, column: int) -> float:
+        """Beta shape of the partial correlation in ``column`` of a ``p x p`` matrix (LKJ's
+        onion construction: ``eta + (p - 2 - column) / 2``)."""
         return self.eta + (p - 2 - column) / 2
 
     def log_density_cpc(self, z: float, p: int, column: int) -> float:

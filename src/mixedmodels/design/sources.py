@@ -66,13 +66,16 @@ class FrameSource:
 
     @property
     def columns(self) -> list[str]:
+        """The column names."""
         return [str(c) for c in self.data.columns]
 
     @property
     def n_chunks(self) -> int:
+        """How many chunks :meth:`map` calls its function on."""
         return max(1, -(-len(self.data) // self.chunk_rows))
 
     def map(self, function, columns):
+        """``function(chunk)`` for every chunk of ``columns``, results as they come."""
         _check_columns(columns, self.columns)
         frame = self.data[columns]
         for start in range(0, max(len(frame), 1), self.chunk_rows):
@@ -111,14 +114,17 @@ class ParquetSource:
 
     @property
     def columns(self) -> list[str]:
+        """The column names."""
         return list(self.dataset.schema.names)
 
     @property
     def n_chunks(self) -> int:
+        """How many record batches :meth:`map` reads."""
         rows = self.dataset.count_rows()
         return max(1, -(-rows // self.batch_rows))
 
     def map(self, function, columns):
+        """``function(batch)`` for every record batch of ``columns``, results as they come."""
         _check_columns(columns, self.columns)
         for batch in self.dataset.to_batches(columns=columns, batch_size=self.batch_rows):
             if batch.num_rows:
@@ -134,13 +140,17 @@ class DaskSource:
 
     @property
     def columns(self) -> list[str]:
+        """The column names."""
         return [str(c) for c in self.data.columns]
 
     @property
     def n_chunks(self) -> int:
+        """The number of partitions."""
         return int(self.data.npartitions)
 
     def map(self, function, columns):
+        """``function(partition)`` for every partition of ``columns``, computed where the
+        scheduler runs it; results in partition order."""
         import dask
 
         _check_columns(columns, self.columns)

@@ -44,7 +44,8 @@ from mixedmodels.inference.emm_grid import (
 )
 
 _RESPONSE_LABELS = {"binomial": "prob", "poisson": "rate"}  # emmeans' .std.link.labels
-_RATIO_LABELS = {"logit": "odds.ratio", "log": "ratio"}
+_RATIO_LABELS = {"logit": "odds.ratio", "log": "ratio", "log2": "ratio", "log10": "ratio"}
+_RATIO_BASES = {"log2": 2.0, "log10": 10.0}  # others: e
 _DF_METHODS = {
     "kenward-roger": "kenward-roger",
     "kr": "kenward-roger",
@@ -68,17 +69,53 @@ class Inference:
 
 
 class _RatioScale:
-    """exp: the back-transformation of log and log-odds differences."""
+    """``base ** x``: the back-transformation of log and log-odds differences (base e, or
+    2 and 10 for a log2 or log10 response)."""
 
     name = "log ratio"
 
-    @staticmethod
-    def inverse(eta: np.ndarray) -> np.ndarray:
-        return np.exp(eta)
+    def __init__(self, base: float = math.e):
+        self.log_base = math.log(base)
 
-    @staticmethod
-    def mu_eta(eta: np.ndarray) -> np.ndarray:
-        return np.exp(eta)
+    def inverse(self, eta: np.ndarray) -> np.ndarray:
+        return np.exp(eta * self.log_base)
+
+    def mu_eta(self, eta: np.ndarray) -> np.ndarray:
+        return np.exp(eta * self.log_base) * self.log_base
+
+
+@dataclass(frozen=True)
+class ResponseTransform:
+    """A transformation of an lmer response that emmeans reads from the formula's left side
+    (``log(y) ~ ...``): ``type="response"`` back-transforms the means with ``inverse`` and
+    their SEs with ``|d inverse / d eta|`` (the delta method), as emmeans does."""
+
+    name: str
+    inverse: Callable[[np.ndarray], np.ndarray]
+    mu_eta: Callable[[np.ndarray], np.ndarray]
+
+
+_LOG2, _LOG10 = math.log(2.0), math.log(10.0)
+_RESPONSE_TRANSFORMS = {
+    t.name: t
+    for t in (
+        ResponseTransform("log", np.exp, np.exp),
+        ResponseTransform("log2", np.exp2, lambda e: np.exp2(e) * _LOG2),
+        ResponseTransform("log10", lambda e: 10.0**e, lambda e: 10.0**e * _LOG10),
+        ResponseTransform("log1p", np.expm1, np.exp),
+        ResponseTransform("sqrt", np.square, lambda e: 2.0 * e),
+    )
+}
+_NAME = r"(?:[A-Za-z.][A-Za-z0-9._]*|`[^`]+`)"
+_TRANSFORMED = re.compile(rf"\s*([A-Za-z0-9_.]+)\s*\(\s*{_NAME}\s*\)\s*")
+
+
+def response_transform(response: str | None) -> ResponseTransform | None:
+    """The transformation of ``f(y)`` on the left of an lmer formula, if emmeans would
+    back-transform it: ``log``, ``log2``, ``log10``, ``log1p`` or ``sqrt`` of one variable
+    (matched as text; nothing is evaluated).  None for anything else."""
+    match = _TRANSFORMED.fullmatch(response or "")
+    return _RESPONSE_TRANSFORMS.get(match.group(1)) if match else None
 
 
 def _lmer_inference(fit, lmer_df: str | None) -> Inference:
@@ -88,6 +125,7 @@ def _lmer_inference(fit, lmer_df: str | None) -> Inference:
             f"lmer_df must be 'kenward-roger', 'satterthwaite' or 'asymptotic'; got {lmer_df!r}"
         )
     beta = fit.fixef.to_numpy()
+    transform = response_transform(fit.design.formula.response)
     if method == "kenward-roger":
         from mixedmodels.inference.kenward_roger import (
             kenward_roger_pieces,
@@ -96,15 +134,19 @@ def _lmer_inference(fit, lmer_df: str | None) -> Inference:
 
         pieces = kenward_roger_pieces(fit)
         return Inference(
-            beta, pieces["phi_a"], lambda ell: linear_combination_df(pieces, ell), method
+            beta,
+            pieces["phi_a"],
+            lambda ell: linear_combination_df(pieces, ell),
+            method,
+            link=transform,
         )
     vcov = fit.vcov.to_numpy()
     if method == "satterthwaite":
         from mixedmodels.inference.satterthwaite import contrast_df, variance_parameter_info
 
         info = variance_parameter_info(fit.problem, fit.theta, fit.sigma)
-        return Inference(beta, vcov, lambda ell: contrast_df(info, ell), method)
-    return Inference(beta, vcov, lambda ell: math.inf, method)
+        return Inference(beta, vcov, lambda ell: contrast_df(info, ell), method, link=transform)
+    return Inference(beta, vcov, lambda ell: math.inf, method, link=transform)
 
 
 def _glmer_inference(fit, lmer_df: str | None) -> Inference:
@@ -472,7 +514,8 @@ def _check_response_scale(fit, type: str, inference: Inference) -> None:
     if type == "response" and inference.link is None and not plain:
         raise ArgumentError(
             f"type='response' would need the back-transformation of the response "
-            f"{response!r}, which is not supported; use type='link'"
+            f"{response!r}, which is not supported (log, log2, log10, log1p and sqrt of a "
+            f"variable are); use type='link'"
         )
 
 
@@ -632,7 +675,8 @@ def _contrast(
     scale_type = _check_type(type) if type is not None else state.type
     link, inv_label = None, None
     if state.link is not None and ratios and true_con and state.link.name in _RATIO_LABELS:
-        link, inv_label = _RatioScale(), _RATIO_LABELS[state.link.name]
+        base = _RATIO_BASES.get(state.link.name, math.e)
+        link, inv_label = _RatioScale(base), _RATIO_LABELS[state.link.name]
         if scale_type == "response":
             names = [n.replace(" - ", " / ") for n in names]
     label_index = np.asarray(label_rows, dtype=int)

@@ -10,6 +10,7 @@ from mixedmodels.plots.figures import (
     plot_profile,
     plot_residuals,
 )
+from mixedmodels.plots.nonlinear import plot_nlme
 from mixedmodels.plots.smooths import plot_smooths
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "plot_profile",
     "plot_residuals",
     "plot_marginal_cov",
+    "plot_nlme",
     "plot_smooths",
 ]

@@ -37,6 +37,7 @@ class MixedFit(SmoothMethods):
 
     @property
     def formula(self) -> str:
+        """The model formula as given."""
         return self._design.formula.text
 
     @property
@@ -51,6 +52,7 @@ class MixedFit(SmoothMethods):
 
     @property
     def nobs(self) -> int:
+        """Number of observations used (after dropping rows with missing values)."""
         return self._design.n
 
     @property
@@ -70,6 +72,7 @@ class MixedFit(SmoothMethods):
 
     @cached_property
     def fixef(self) -> pd.Series:
+        """Fixed-effect estimates (lme4's ``fixef(m)``), a Series named by the columns of X."""
         return pd.Series(self._solution.beta, index=self._design.fixed_names, name="fixef")
 
     def _term_info(self) -> list[tuple[str, list[str], np.ndarray]]:

@@ -121,6 +121,7 @@ class LmerFit(MixedFit):
 
     @property
     def reml(self) -> bool:
+        """True for a REML fit, False for maximum likelihood."""
         return self._problem.reml
 
     @property
@@ -135,6 +136,7 @@ class LmerFit(MixedFit):
 
     @property
     def sigma(self) -> float:
+        """Residual standard deviation (lme4's ``sigma(m)``)."""
         return self._solution.sigma
 
     @property
@@ -144,10 +146,12 @@ class LmerFit(MixedFit):
 
     @property
     def converged(self) -> bool:
+        """Whether the optimizer reported convergence."""
         return self._optimization.converged
 
     @property
     def optimizer_message(self) -> str:
+        """The optimizer's closing message."""
         return self._optimization.message
 
     @property
@@ -159,6 +163,8 @@ class LmerFit(MixedFit):
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed-effect estimates (lme4's ``vcov(m)``), a DataFrame
+        indexed by the fixed-effect names."""
         v = self._solution.sigma**2 * self._solution.vcov_unscaled
         names = self._design.fixed_names
         return pd.DataFrame(v, index=names, columns=names)
@@ -379,10 +385,12 @@ class LmerFit(MixedFit):
 
     @property
     def aic(self) -> float:
+        """Akaike's information criterion ``-2 logLik + 2 k`` (k: fixed effects, theta, sigma)."""
         return -2.0 * self.loglik + 2.0 * self.n_parameters
 
     @property
     def bic(self) -> float:
+        """Schwarz's Bayesian information criterion ``-2 logLik + log(n) k``."""
         return -2.0 * self.loglik + math.log(self.nobs) * self.n_parameters
 
     # ------------------------------------------------------------------ random effects

@@ -34,18 +34,22 @@ class LmFit:
 
     @property
     def formula(self) -> str:
+        """The model formula as given."""
         return self._design.formula.text
 
     @property
     def nobs(self) -> int:
+        """Number of observations used (after dropping rows with missing values)."""
         return self._design.n
 
     @property
     def df_residual(self) -> int:
+        """Residual degrees of freedom ``n - p``."""
         return self.nobs - len(self._beta)
 
     @cached_property
     def fixef(self) -> pd.Series:
+        """Coefficient estimates (R's ``coef(lm)``)."""
         return pd.Series(self._beta, index=self._design.fixed_names, name="coef")
 
     @property
@@ -65,16 +69,19 @@ class LmFit:
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the coefficients ``sigma^2 (X'X)^-1`` (R's ``vcov(lm)``)."""
         rinv = sla.solve_triangular(self._r, np.eye(self._r.shape[0]))
         names = self._design.fixed_names
         return pd.DataFrame(self.sigma**2 * rinv @ rinv.T, index=names, columns=names)
 
     @cached_property
     def fitted(self) -> np.ndarray:
+        """Fitted values ``X beta``."""
         return self._design.X @ self._beta
 
     @cached_property
     def residuals(self) -> np.ndarray:
+        """Residuals ``y - X beta``."""
         return self._design.y - self.fitted
 
     def coef_table(self) -> pd.DataFrame:
@@ -107,6 +114,7 @@ class LmFit:
 
     @property
     def adj_r_squared(self) -> float:
+        """Adjusted R-squared, as R's ``summary(lm)`` reports it."""
         n, dfr = self.nobs, self.df_residual
         if dfr <= 0:
             return math.nan
@@ -140,6 +148,7 @@ class LmFit:
         return self.loglik_at()
 
     def summary(self) -> str:
+        """R's printed ``summary(lm)`` as text (what ``print(fit)`` shows)."""
         from mixedmodels.results.lm_summary import lm_summary_text
 
         return lm_summary_text(self)

@@ -186,6 +186,7 @@ class Posterior:
 
     @property
     def n_chains(self) -> int:
+        """Number of chains."""
         return int(self.draws.index.get_level_values("chain").nunique())
 
     def chain_array(self) -> np.ndarray:
