@@ -80,10 +80,12 @@ class NlmeFit:
     # ------------------------------------------------------------------ estimates
     @property
     def fixef(self) -> pd.Series:
+        """Fixed effects (nlme's ``fixef``), named ``Asym``, ``Asym.VarietyP``, ..."""
         return pd.Series(self.estimate.beta, index=self.design.fixed_names, name="fixef")
 
     @property
     def vcov(self) -> pd.DataFrame:
+        """Covariance of the fixed effects (nlme's ``vcov``)."""
         names = self.design.fixed_names
         return pd.DataFrame(self.estimate.vcov, index=names, columns=names)
 
@@ -95,18 +97,23 @@ class NlmeFit:
 
     @property
     def sigma(self) -> float:
+        """Residual standard deviation."""
         return self.estimate.sigma
 
     @property
     def loglik(self) -> float:
+        """Log-likelihood (ML, or nlme's restricted likelihood for REML; the Laplace
+        approximation for ``method="Laplace"``)."""
         return self.estimate.loglik
 
     @property
     def n_obs(self) -> int:
+        """Number of observations used."""
         return self.problem.n
 
     @property
     def n_groups(self) -> int:
+        """Number of levels of the grouping factor."""
         return self.problem.n_groups
 
     @property
@@ -118,15 +125,18 @@ class NlmeFit:
 
     @property
     def aic(self) -> float:
+        """Akaike's criterion, ``-2 logLik + 2 k``."""
         return -2 * self.loglik + 2 * self.n_params
 
     @property
     def bic(self) -> float:
+        """Schwarz's criterion, ``-2 logLik + log(n) k`` (``n - p`` for REML, as nlme)."""
         n = self.n_obs - (self.problem.p if self.method == "REML" else 0)
         return -2 * self.loglik + np.log(n) * self.n_params
 
     @property
     def converged(self) -> bool:
+        """Whether the Lindstrom-Bates alternation reached its tolerance."""
         return self.estimate.converged
 
     @property
@@ -136,6 +146,7 @@ class NlmeFit:
 
     @property
     def random_parameters(self) -> list[str]:
+        """The model parameters that have random effects, in order."""
         return list(self.design.random.parameters)
 
     @property
