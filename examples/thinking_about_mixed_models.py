@@ -76,6 +76,17 @@ def main(folder: Path) -> None:
     )
     print(f"log N(y; X beta, Sigma) = {density:.6f};  ML logLik = {ml.loglik:.6f}")
 
+    section("Model 5a with AR(1) errors: e ~ N(0, sigma^2 V), V_ij = Phi^|i - j| in a subject")
+    sleep_ar1 = mm.lmer(
+        "Reaction ~ Days + (1 | Subject)", sleep, correlation=mm.cor.AR1(), data_name="sleepstudy"
+    )
+    print(sleep_ar1)
+    print("Sigma for the first subject's first five days:")
+    print(sleep_ar1.marginal_cov()[:5, :5].toarray().round(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        print(mm.anova(mm.lmer("Reaction ~ Days + (1 | Subject)", sleep), sleep_ar1).round(4))
+
     section("Model 6: the penalized-regression view")
     lam = fit.sigma**2 / fit.varcorr.vcov[0]
     print(
@@ -115,6 +126,7 @@ def main(folder: Path) -> None:
         "fitted_lines.png": plots.plot_fitted_lines(sleep_fit, sleep, "Days"),
         "caterpillar.png": plots.plot_caterpillar(sleep_fit),
         "residuals.png": plots.plot_residuals(sleep_fit),
+        "sigma_ar1_heatmap.png": plots.plot_marginal_cov(sleep_ar1, "Subject", "308"),
     }
     for name, figure in figures.items():
         figure.savefig(folder / name, dpi=110)

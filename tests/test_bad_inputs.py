@@ -690,7 +690,7 @@ BAD: list[Bad] = [
       ArgumentError, "contrasts"),
     B("data_name_not_text", lambda c: mm.lmer(SLEEP, c.ss, data_name=["x"]), ArgumentError,
       "data_name"),
-    B("family_unknown", lambda c: mm.glmer(CBPP, c.cb, "gamma"), ArgumentError, "gamma"),
+    B("family_unknown", lambda c: mm.glmer(CBPP, c.cb, "gama"), ArgumentError, "gama"),
     B("family_number", lambda c: mm.glmer(CBPP, c.cb, 3), ArgumentError, "family"),
     B("link_unknown", lambda c: mm.glmer(CBPP, c.cb, "binomial", link="bogus"), ArgumentError,
       "bogus"),

@@ -7,7 +7,20 @@
 
 from mixedmodels import datasets, errors
 from mixedmodels import priors as priors
-from mixedmodels.api import anova, glmer, lm, lmer, lmer_problem, refit, refit_ml
+from mixedmodels.api import (
+    anova,
+    gamm,
+    glmer,
+    glmer_nb,
+    lm,
+    lmer,
+    lmer_problem,
+    nlme,
+    refit,
+    refit_ml,
+)
+from mixedmodels.core import residual as cor  # mm.cor.AR1(), ...: nlme's corStruct classes
+from mixedmodels.core import variance_functions as var  # mm.var.Ident(), ...: nlme's varFunc
 from mixedmodels.design.sources import DaskSource, FrameSource, ParquetSource, RowSource
 from mixedmodels.errors import (
     ArgumentError,
@@ -23,6 +36,8 @@ from mixedmodels.results.fit import LmerFit
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
 from mixedmodels.results.lmlist import lmlist
+from mixedmodels.results.nlme_fit import NlmeFit, anova_nlme
+from mixedmodels.results.residual_fit import ResidualLmerFit
 from mixedmodels.simulate import SimulationParts, simulate_mixed
 
 __version__ = "0.1.0"
@@ -56,4 +71,12 @@ __all__ = [
     "SimulationParts",
     "refit",
     "refit_ml",
+    "cor",
+    "var",
+    "ResidualLmerFit",
+    "nlme",
+    "NlmeFit",
+    "anova_nlme",
+    "gamm",
+    "glmer_nb",
 ]

@@ -8,13 +8,25 @@ import numpy as np
 import pandas as pd
 
 from mixedmodels.arguments import check_bool, check_int, check_optional_str
-from mixedmodels.core.families import Family, make_family
-from mixedmodels.core.pirls import GlmmProblem
+from mixedmodels.core.families import (
+    FAMILIES,
+    Family,
+    NBinom1,
+    NBinom2,
+    NegativeBinomial,
+    PoissonLikelihood,
+    ZeroInflated,
+    make_family,
+)
+from mixedmodels.core.pirls import GlmmProblem, PirlsError
+from mixedmodels.core.variance_functions import VarianceFunction
 from mixedmodels.design import build_design
+from mixedmodels.design.matrices import MatrixBuilder
 from mixedmodels.design.sources import RowSource, row_source
 from mixedmodels.design.validate import degenerate_glm_response
 from mixedmodels.errors import (
     ArgumentError,
+    ConvergenceError,
     ConvergenceWarning,
     DataError,
     DegenerateFitWarning,
@@ -30,6 +42,7 @@ from mixedmodels.results.chunked_fit import ChunkedLmerFit
 from mixedmodels.results.fit import LmerFit, lmm_problem
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
+from mixedmodels.results.residual_lmer import lmer_residual
 
 
 def lmer_problem(
@@ -86,6 +99,7 @@ def lmer(
     start: np.ndarray | str | None = None,
     optimize: bool = True,
     data_name: str | None = None,
+    correlation=None,
 ) -> LmerFit:
     """Fit a linear mixed-effects model written in lme4's formula language.
 
@@ -103,7 +117,9 @@ def lmer(
     reml : bool
         REML (default) or maximum likelihood.
     weights, offset : str or array-like, optional
-        Prior weights / offset: a column name or one value per row.
+        Prior weights / offset: a column name or one value per row.  ``weights`` may
+        instead be a variance function (nlme's ``weights =``): ``mm.var.Ident("Sex")``,
+        ``mm.var.Power()``, ``mm.var.Exp("x")``, ``mm.var.Fixed("x")``.
     contrasts : dict, optional
         Codings of factor columns in the fixed part, as R's ``contrasts = list(f =
         "contr.sum")``: ``{"f": "contr.sum"}`` (or ``"sum"``; also treatment, helmert,
@@ -119,14 +135,44 @@ def lmer(
         that theta, e.g. another program's estimate.
     data_name : str, optional
         Name printed on the summary's ``Data:`` line.
+    correlation : optional
+        Residual correlation within groups (nlme's ``correlation =``):
+        ``mm.cor.AR1()``, ``mm.cor.CAR1("time")``, ``mm.cor.CompSymm()``,
+        ``mm.cor.ARMA(p, q)``.  With it, or with a variance function, the fit is a
+        :class:`~mixedmodels.results.residual_fit.ResidualLmerFit` (``start`` and
+        ``optimize`` do not apply; the data must be a DataFrame).
 
     Returns
     -------
     LmerFit
     """
     _check_model_arguments(formula, contrasts, data_name)
+    if correlation is not None or isinstance(weights, VarianceFunction):
+        variance = weights if isinstance(weights, VarianceFunction) else None
+        if weights is not None and variance is None:
+            raise ArgumentError(
+                "prior weights cannot be combined with correlation=; a known variance "
+                "per row is mm.var.Fixed('column') (variance proportional to the column)"
+            )
+        if start is not None or not optimize:
+            raise ArgumentError("start and optimize=False are not available with correlation=")
+        return lmer_residual(
+            formula,
+            data,
+            reml=reml,
+            correlation=correlation,
+            variance=variance,
+            offset=offset,
+            contrasts=contrasts,
+            data_name=_data_name(data, data_name),
+        )
     optimize = check_bool(optimize, "optimize")
     source = data if isinstance(data, RowSource) else row_source(data)
+    if source is not None and _has_smooths(formula):
+        raise ArgumentError(
+            "smooth terms such as s(x) need the rows in memory (their bases are built from "
+            "the data): pass a DataFrame"
+        )
     if source is not None:
         design, problem = fit_chunks(
             formula,
@@ -219,6 +265,8 @@ def glmer(
     contrasts: dict[str, str] | None = None,
     n_agq: int = 1,
     data_name: str | None = None,
+    fast: bool = False,
+    zi: str | None = None,
 ) -> GlmerFit:
     """Fit a generalized linear mixed model by the Laplace approximation (lme4's glmer).
 
@@ -230,9 +278,18 @@ def glmer(
         the numbers of trials.
     data : DataFrame
         Never modified; rows with missing values are dropped and counted.
-    family : {"binomial", "poisson"} or Family
+    family : {"binomial", "poisson", "gamma", "inverse_gaussian", "gaussian"} or Family
+        Families with a dispersion parameter (gamma, inverse_gaussian, gaussian with a
+        non-identity link) are fitted as lme4 fits them: the Laplace deviance holds R's
+        ``family$aic`` with the dispersion estimated from the deviance (see
+        :attr:`GlmerFit.loglik`), and ``sigma`` is lme4's.
     link : str, optional
-        binomial: logit (default), probit, cloglog; poisson: log (default), identity, sqrt.
+        binomial: logit (default), probit, cloglog, log; poisson: log (default), identity,
+        sqrt; gamma: inverse (default), log, identity; inverse_gaussian: 1/mu^2 (default),
+        inverse, log, identity; gaussian: log or inverse.  glmmTMB's families (fitted as
+        glmmTMB fits them: the exact Laplace approximation, their own parameters estimated
+        with beta): "nbinom2" (``Var = mu + mu^2/k``, sigma = k), "nbinom1" (``Var = mu (1
+        + phi)``, sigma = phi), both log link; "beta" (logit link, precision phi = sigma).
     weights, offset : str or array-like, optional
         Prior weights (binomial: numbers of trials) and an offset on the link scale.
     contrasts : dict, optional
@@ -241,6 +298,14 @@ def glmer(
         1: Laplace (lme4's default); more: adaptive Gauss-Hermite quadrature with that many
         nodes (one scalar random-effect term, as lme4); 0: lme4's faster ``nAGQ = 0``
         (beta estimated inside PIRLS).
+    fast : bool
+        MixedModels.jl's ``fast = true``: beta from PIRLS, the optimizer over theta only
+        (the Laplace deviance at beta = beta(theta)); the same fit as lme4's
+        ``nAGQ = 0``, reported as such.  Its log-likelihood is at most the default fit's.
+    zi : str, optional
+        Zero inflation (glmmTMB's ``ziformula``): ``"~1"`` for a constant probability of a
+        structural zero or ``"~x + f"`` for fixed effects on its logit; for "poisson",
+        "nbinom2" and "nbinom1".
 
     Returns
     -------
@@ -248,18 +313,25 @@ def glmer(
     """
     _check_model_arguments(formula, contrasts, data_name)
     check_optional_str(link, "link")
-    if isinstance(family, str):
-        try:
-            family = make_family(family, link)
-        except ValueError as exc:
-            raise ArgumentError(str(exc)) from exc
-    elif not isinstance(family, Family):
-        raise ArgumentError(
-            f'family must be "binomial", "poisson" or a Family, got {type(family).__name__}'
-        )
+    check_optional_str(zi, "zi")
+    family = _glmer_family(family, link)
+    if zi is not None:
+        family = _zi_base(family)
     n_agq = check_int(n_agq, "n_agq", minimum=0)
     if n_agq > 25:
         raise ArgumentError(f"n_agq must be an integer from 0 to 25, not {n_agq!r}")
+    if check_bool(fast, "fast"):
+        if n_agq > 1:
+            raise ArgumentError(
+                f"fast=True (beta from PIRLS) does not combine with n_agq = {n_agq} "
+                "(quadrature); use one or the other"
+            )
+        n_agq = 0
+    if n_agq > 1 and (family.has_dispersion or family.extra_names or zi is not None):
+        raise ArgumentError(
+            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) is for families without a "
+            f"dispersion parameter; the {family.name} family is fitted by Laplace (n_agq=1)"
+        )
     design = build_design(
         formula, data, weights=weights, offset=offset, glm_family=family.name, contrasts=contrasts
     )
@@ -269,9 +341,30 @@ def glmer(
             f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) needs a single scalar "
             "random-effect term such as (1 | g); use n_agq=1 (Laplace) for this model"
         )
+    if zi is not None:
+        family = ZeroInflated(family, *_zi_matrix(zi, design, data))
+    if n_agq == 0 and family.extra_names:
+        raise ArgumentError(
+            f"n_agq = 0 is not available for the {family.name} family (its own parameters "
+            "are estimated in the Laplace stage); use n_agq=1"
+        )
     problem = glmm_problem(design, family)
-    solution = fit_glmm(problem, n_agq)
-    fit = GlmerFit(design, problem, solution, n_agq=n_agq, data_name=_data_name(data, data_name))
+    try:
+        solution = fit_glmm(problem, n_agq)
+    except PirlsError as exc:
+        raise ConvergenceError(
+            f"the {family.name} GLMM with the {family.link.name} link could not be fitted: "
+            f"{exc} (a link whose range the fitted means leave, such as the inverse link's "
+            "positive means, can cause this; try another link)"
+        ) from exc
+    fit = GlmerFit(
+        design,
+        problem,
+        solution,
+        n_agq=n_agq,
+        data_name=_data_name(data, data_name),
+        zi_formula=None if zi is None else zi.strip(),
+    )
     _warn_fit_outcome(fit, solution.converged, solution.message)
     value = degenerate_glm_response(design.y, family.variance)
     if value is not None:
@@ -284,6 +377,104 @@ def glmer(
     return fit
 
 
+def glmer_nb(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    weights=None,
+    offset=None,
+    contrasts: dict[str, str] | None = None,
+    data_name: str | None = None,
+) -> GlmerFit:
+    """Fit a negative binomial (NB2) GLMM as lme4's ``glmer.nb``: log link, ``Var(y) = mu +
+    mu^2 / k``, the Laplace deviance with R's ``aic`` and lme4's GLM weights.
+
+    lme4 estimates ``k`` by an outer loop (a one-dimensional search over ``log k``, each
+    step a full glmer fit); here ``log k`` is estimated with theta and beta in the Laplace
+    stage, which reaches the same optimum.  ``fit.family.k`` is lme4's
+    ``getME(m, "glmer.nb.theta")``; standard errors hold ``k`` at its estimate, as lme4's.
+
+    Parameters are those of :func:`glmer`.
+
+    Returns
+    -------
+    GlmerFit
+    """
+    return glmer(
+        formula,
+        data,
+        NegativeBinomial(),
+        weights=weights,
+        offset=offset,
+        contrasts=contrasts,
+        data_name=data_name,
+    )
+
+
+def _zi_base(family: Family) -> Family:
+    """The count family under zero inflation (poisson as glmmTMB fits it)."""
+    bases = {"poisson": PoissonLikelihood, "nbinom2": NBinom2, "nbinom1": NBinom1}
+    cls = bases.get(family.name)
+    if cls is None or family.link.name != "log":
+        raise ArgumentError(
+            "zero inflation (zi=) is for the poisson, nbinom2 and nbinom1 families with the "
+            f"log link, not {family.name} ({family.link.name})"
+        )
+    return cls()
+
+
+def _zi_matrix(zi: str, design, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """The zero-inflation model matrix of ``zi`` (``"~1"``, ``"~x + f"``) on the rows the
+    design kept, and its column names.
+
+    Raises
+    ------
+    FormulaError
+        ``zi`` not a one-sided formula, or one with random effects.
+    DataError
+        A missing value in a column ``zi`` reads on a kept row.
+    """
+    text = zi.strip()
+    if not text.startswith("~"):
+        raise FormulaError("zi must be a one-sided formula such as '~1' or '~x'", zi)
+    rhs = text[1:].strip()
+    if "|" in rhs:
+        raise FormulaError("zi takes fixed effects only (no random-effect terms)", zi)
+    rows = data.loc[design.row_index] if len(design.row_index) != len(data) else data
+    builder = MatrixBuilder(rhs or "1")
+    X = np.asarray(builder.build(rows), dtype=float)
+    if X.shape[0] != design.n or not np.isfinite(X).all():
+        raise DataError(
+            f"the zero-inflation formula {zi!r} reads a missing or non-finite value on a row "
+            "the model uses"
+        )
+    return X, list(builder.column_names)
+
+
+def _glmer_family(family: object, link: object) -> Family:
+    """The Family named by ``family`` (and ``link``), or a Family instance as given.
+
+    Raises
+    ------
+    ArgumentError
+        An unknown family or link (naming the valid ones), or the gaussian family with the
+        identity link (a linear mixed model: lmer).
+    """
+    if isinstance(family, str):
+        family = make_family(family, link)
+    elif not isinstance(family, Family):
+        raise ArgumentError(
+            f"family must be one of {', '.join(repr(f) for f in FAMILIES)} or a Family, got "
+            f"{type(family).__name__}"
+        )
+    if family.name == "gaussian" and family.link.name == "identity":
+        raise ArgumentError(
+            "the gaussian family with the identity link is a linear mixed model: use "
+            "mm.lmer(...) (or give glmer link='log' or link='inverse')"
+        )
+    return family
+
+
 def glmm_problem(design, family: Family) -> GlmmProblem:
     """The engine's GLMM problem for a design: prior weights times binomial trials."""
     weights = design.weights
@@ -292,7 +483,7 @@ def glmm_problem(design, family: Family) -> GlmmProblem:
     problem = GlmmProblem(
         [t.block for t in design.terms], design.X, design.y, weights, design.offset, family
     )
-    complaint = family.check_response(design.y)
+    complaint = family.check_response(design.y) or family.check_link_response(design.y)
     if complaint:
         raise DataError(f"{complaint}; got values from {design.y.min():g} to {design.y.max():g}")
     return problem
@@ -323,6 +514,8 @@ def lm(
     design = build_design(formula, data, weights=weights, require_random=False, contrasts=contrasts)
     if design.formula.random:
         raise FormulaError("lm() takes no random-effect terms; use mm.lmer", formula)
+    if design.formula.smooths:
+        raise FormulaError("lm() takes no smooth terms such as s(x); use mm.gamm", formula)
     _warn_dropped_rows(design)
     return LmFit(design, data_name=_data_name(data, data_name))
 
@@ -400,3 +593,197 @@ def refit(fit: LmerFit, y) -> LmerFit:
     if not isinstance(fit, LmerFit):
         raise ArgumentError(f"refit takes an lmer fit, got {type(fit).__name__}")
     return fit.refit(y)
+
+
+def nlme(
+    model: str,
+    data: object,
+    fixed: str | list[str],
+    random: str,
+    *,
+    start: dict | list | np.ndarray | None = None,
+    method: str = "ML",
+    covariance: str | None = None,
+    weights: str | None = None,
+    tolerance: float = 1e-8,
+    max_iter: int = 100,
+    data_name: str | None = None,
+):
+    """Fit a nonlinear mixed-effects model as ``nlme::nlme`` does (Lindstrom-Bates).
+
+    Parameters
+    ----------
+    model : str
+        ``"circumference ~ SSlogis(age, Asym, xmid, scal)"`` (a self-starting model:
+        SSlogis, SSfpl, SSasymp, SSasympOff, SSmicmen, SSgompertz, SSbiexp, SSfol) or
+        ``"circumference ~ Asym/(1 + exp((xmid - age)/scal))"`` (an arithmetic expression of
+        the parameters and data columns; parsed, never evaluated as Python, and
+        differentiated symbolically).
+    data : DataFrame
+    fixed : str or list of str
+        Parameters and their covariates: ``"Asym + xmid + scal ~ 1"``,
+        ``["Asym ~ Variety", "xmid + scal ~ 1"]``.
+    random : str
+        ``"Asym ~ 1 | Tree"``, ``"lKa + lCl ~ 1 | Subject"`` (general covariance) or
+        ``"pdDiag(Asym + xmid ~ 1) | Plot"`` (independent random effects).
+    start : dict or array, optional
+        Starting fixed effects (a dict by parameter, a value or a list for a parameter with
+        covariates, or one array in the order of the fixed effects).  Self-starting models
+        start from R's ``getInitial`` values (covariate effects from 0).
+    method : {"ML", "REML", "Laplace"}
+        ``"ML"``, ``"REML"``: nlme's Lindstrom-Bates estimates (REML as nlme computes it:
+        the fixed effects and relative covariance of the ML fit, the restricted likelihood
+        and its sigma).  ``"Laplace"``: lme4's ``nlmer`` criterion, the Laplace
+        approximation of the marginal likelihood maximized over covariance and fixed
+        effects jointly (started from the Lindstrom-Bates fit).
+    covariance : {"general", "diag"}, optional
+        Overrides the structure written in ``random``.
+    weights : {"varPower"}, optional
+        ``"varPower"``: residual sd proportional to ``|fitted|^delta`` (ML only).
+    tolerance, max_iter
+        Relative change of the estimates at which the alternation stops; its cap.
+    data_name : str, optional
+        Shown on the summary's Data line.
+
+    Returns
+    -------
+    NlmeFit
+    """
+    from mixedmodels.core.nonlinear import NonlinearProblem
+    from mixedmodels.design.nonlinear import build_nlme_design
+    from mixedmodels.optim.nonlinear import fit_lindstrom_bates
+    from mixedmodels.results.nlme_fit import NlmeFit
+
+    if method not in ("ML", "REML", "Laplace"):
+        raise ArgumentError(f"method must be 'ML', 'REML' or 'Laplace', got {method!r}")
+    if weights not in (None, "varPower", "varPower()"):
+        raise ArgumentError(f"weights must be None or 'varPower', got {weights!r}")
+    power = weights is not None
+    if power and method != "ML":
+        raise ArgumentError("varPower() is available with method='ML' only")
+    tolerance = float(tolerance)
+    if not (np.isfinite(tolerance) and tolerance > 0):
+        raise ArgumentError(f"tolerance must be a positive number, got {tolerance!r}")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    design = build_nlme_design(model, data, fixed, random, covariance)
+    if design.n_dropped:
+        warnings.warn(
+            f"{design.n_dropped} row(s) with missing values dropped",
+            RowsDroppedWarning,
+            stacklevel=2,
+        )
+    beta0 = _nlme_start(design, start)
+    cov = design.covariates
+    function = design.model
+    problem = NonlinearProblem(
+        y=design.y,
+        model=lambda phi: function(phi, cov),
+        n_model_parameters=len(function.parameters),
+        fixed_matrices=design.fixed_matrices,
+        function_index=design.function_index,
+        random_index=design.random_index,
+        groups=design.groups,
+        n_groups=len(design.levels),
+        diagonal=design.random.diagonal,
+        reml=method == "REML",
+        power_variance=power,
+    )
+    if design.y.size <= problem.p + problem.q:
+        raise DataError(
+            f"{design.y.size} observations are too few for {problem.p} fixed "
+            "effects and the random effects"
+        )
+    estimate = fit_lindstrom_bates(problem, beta0, tolerance=tolerance, max_iter=max_iter)
+    if method == "Laplace":
+        from mixedmodels.optim.nonlinear import fit_laplace
+
+        estimate = fit_laplace(problem, estimate)
+    if not estimate.converged:
+        warnings.warn(
+            f"the Lindstrom-Bates iteration did not converge in {max_iter} iterations "
+            f"(tolerance {tolerance:g})",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return NlmeFit(design, problem, estimate, method, beta0, data_name=_data_name(data, data_name))
+
+
+def _self_start_initial(model, covariates: dict, y: np.ndarray) -> dict[str, float]:
+    """Starting values of a self-starting model (R's ``getInitial``)."""
+    from mixedmodels.core.selfstart import INITIAL
+
+    roles = model.self_start_roles(covariates)
+    values = INITIAL[model.self_start](roles, np.asarray(y, dtype=float), model.on)
+    return dict(zip(model.parameters, (float(v) for v in values), strict=True))
+
+
+def _nlme_start(design, start) -> np.ndarray:
+    """Starting fixed effects: given, or the self-starting model's (R's getInitial)."""
+    p = design.n_fixed
+    if start is None:
+        if design.model.self_start is None:
+            raise ArgumentError(
+                "start= is needed for a model expression (only self-starting models such as "
+                "SSlogis compute their own starting values)"
+            )
+        initial = _self_start_initial(design.model, design.covariates, design.y)
+        values = []
+        for par in design.parameters:
+            values += [initial[par.name]] + [0.0] * (len(par.columns) - 1)
+        return np.array(values)
+    if isinstance(start, dict):
+        values = []
+        for par in design.parameters:
+            if par.name not in start:
+                raise ArgumentError(f"start= has no value for parameter {par.name!r}")
+            v = np.atleast_1d(np.asarray(start[par.name], dtype=float))
+            if v.size == 1 and len(par.columns) > 1:
+                v = np.concatenate([v, np.zeros(len(par.columns) - 1)])
+            if v.size != len(par.columns):
+                raise ArgumentError(f"start= for {par.name!r} needs {len(par.columns)} values")
+            values += list(v)
+        out = np.array(values)
+    else:
+        try:
+            out = np.asarray(start, dtype=float).ravel()
+        except (TypeError, ValueError):
+            raise ArgumentError("start= must be a dict or a sequence of numbers") from None
+        if out.size != p:
+            raise ArgumentError(
+                f"start= needs {p} values (the fixed effects "
+                f"{', '.join(design.fixed_names)}), got {out.size}"
+            )
+    if not np.all(np.isfinite(out)):
+        raise ArgumentError("start= values must be finite")
+    return out
+
+
+def _has_smooths(formula: str) -> bool:
+    from mixedmodels.formula import parse_formula
+
+    return bool(parse_formula(formula).smooths)
+
+
+def gamm(
+    formula: str,
+    data: pd.DataFrame,
+    family: str | Family = "gaussian",
+    **kwargs,
+) -> LmerFit | GlmerFit:
+    """An additive mixed model: :func:`lmer` (Gaussian) or :func:`glmer` (other families)
+    of a formula with smooth terms, as R's ``gamm4(y ~ s(x), random = ~(1 | g))`` written
+    in one formula: ``mm.gamm("y ~ s(x) + (1 | g)", df)``.
+
+    Smooths: ``s(x)`` (thin plate regression spline, ``k = 10``), ``s(x, bs = "cr", k =
+    ...)``, ``s(x, by = f)`` (one smooth per level of the factor ``f``), ``t2(x, z)``
+    (tensor product), ``s(g, bs = "re")`` (random intercept), ``s(x, g, bs = "fs")`` (a
+    smooth per level of ``g``).  Each smooth's wiggliness is a variance component
+    estimated by REML (Laplace for GLMMs); results: ``fit.smooth("x")``,
+    ``fit.smooth_table()``, ``fit.edf``, ``mixedmodels.plots.plot_smooths(fit)``.
+
+    Other keyword arguments go to :func:`lmer` or :func:`glmer`.
+    """
+    gaussian = family == "gaussian" or (isinstance(family, Family) and family.name == "gaussian")
+    if gaussian:
+        return lmer(formula, data, **kwargs)
+    return glmer(formula, data, family, **kwargs)

@@ -194,3 +194,47 @@ def test_single_term_fast_path_equals_closed_form(reml):
     assert problem.with_response(y2).objective(theta) == pytest.approx(
         fresh.objective(theta), rel=1e-12
     )
+
+
+# ------------------------------------------------------------------ every path's [X y] factor
+def _path_problems():
+    """Problems on the dense, single-term and crossed paths (simulated, crossed factors)."""
+    from mixedmodels.core.terms import RandomBlock
+
+    rng = np.random.default_rng(11)
+    n = 5000
+    g1, g2 = rng.integers(0, 400, n), rng.integers(0, 120, n)
+    x = rng.normal(size=n)
+    y = 1 + x + rng.normal(0, 1, 400)[g1] + rng.normal(0, 0.5, 120)[g2] + rng.normal(size=n)
+    X = np.column_stack([np.ones(n), x])
+    z = np.column_stack([np.ones(n), x])
+    small = (g1 % 30).astype(np.int64)
+    return {
+        "dense": LmmProblem([RandomBlock(small, 30, z)], X, y),
+        "single": LmmProblem([RandomBlock(g1, 400, z)], X, y),
+        "crossed": LmmProblem(
+            [RandomBlock(g1, 400, z), RandomBlock(g2, 120, np.ones((n, 1)))], X, y
+        ),
+    }
+
+
+@pytest.mark.parametrize("path", ["dense", "single", "crossed"])
+def test_each_paths_fixed_factor_equals_the_blocked_factorization(path):
+    """``fixed_factor`` (what Satterthwaite's df and the profiles difference) gives the
+    blocked engine's log-determinant, PWRSS and ``(R_X'R_X)^-1`` on every path."""
+    from mixedmodels.core.dense import fixed_covariance
+
+    problem = _path_problems()[path]
+    if path == "crossed":
+        assert problem.crossed_objective() is not None
+    elif path == "dense":
+        assert problem.dense_objective is not None
+    theta = np.linspace(0.3, 0.9, problem.n_theta)
+    theta[1] = 0.1  # an off-diagonal element of the vector term
+    ld_z, r = problem.fixed_factor(theta)
+    blocked = problem.factorize(theta)
+    assert ld_z == pytest.approx(blocked.log_det_random(), rel=1e-10)
+    assert problem.pieces(theta)[2] == pytest.approx(blocked.pwrss(), rel=1e-10)
+    p = problem.n_fixed
+    expected = np.linalg.inv(blocked.xy_xy[:p, :p] @ blocked.xy_xy[:p, :p].T)
+    np.testing.assert_allclose(fixed_covariance(r, p), expected, rtol=1e-9)

@@ -92,7 +92,7 @@ def test_probit_link_inverse_and_derivative():
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"family": "gamma"}, mm.ArgumentError, "binomial"),
+        ({"family": "gama"}, mm.ArgumentError, "binomial"),  # gamma is a family now
         ({"family": "poisson", "link": "logit"}, mm.ArgumentError, "not available"),
         ({"family": "binomial", "n_agq": 30}, mm.ArgumentError, "n_agq"),
     ],

@@ -30,7 +30,7 @@ proportional to the number of rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.linalg as sla
@@ -44,6 +44,7 @@ from mixedmodels.linalg.fillin import (
     Fill,
     FillChoice,
     make_fill,
+    panel_values_from_rows,
     panels_from_rows,
     panels_from_sparse,
 )
@@ -153,6 +154,9 @@ class CrossedObjective:
     order : EliminationOrder
     kind : str, optional
         Force a fill kernel ("map", "grouped", "dense"); by default the cheapest.
+    reweightable : bool
+        Keep what :meth:`refresh` needs to take new weights (a GLMM's scoring steps): where
+        each cross product's values go, and a fill kernel that can be refilled.
     """
 
     def __init__(
@@ -165,8 +169,10 @@ class CrossedObjective:
         n_fixed: int,
         order: EliminationOrder,
         kind: str | None = None,
+        reweightable: bool = False,
     ):
         self.order = order
+        self.reweightable = reweightable
         self.n_fixed = n_fixed
         first = [blocks[k] for k in order.first]
         rest = [blocks[k] for k in order.rest]
@@ -202,15 +208,33 @@ class CrossedObjective:
         else:
             self.d0 = grouped_cross_products(codes, n_levels, z0, z0, weights)
         self.d_rest = self._rest_gram(gram, order.rest, blocks)
+        if reweightable:
+            self._rest_positions = self._rest_gram_positions(gram, order.rest)
+            self._amalgamated = (codes, z0) if len(first) > 1 else None
         # the structure of A = Z_R' W Z_0: from the stored cross products when they hold it
         # in the panel layout, else in one pass over the rows
         panels = None
+        self._panel_source: tuple | None = None  # how refresh gets new panel values
         if len(first) == 1:
             f = order.first[0]
-            parts = [
-                gram.off_diagonal[k, f] if k > f else gram.off_diagonal[f, k].T for k in order.rest
-            ]
-            panels = panels_from_sparse(sp.vstack(parts).tocsc(), p)
+            keys = [((k, f), False) if k > f else ((f, k), True) for k in order.rest]
+            parts = [gram.off_diagonal[key].T if t else gram.off_diagonal[key] for key, t in keys]
+            if reweightable:
+                # the same construction on values tagged 1, 2, ... tells where each
+                # stored value lands in the panels
+                tagged, at = [], 0
+                for part in parts:
+                    part = part.copy()
+                    part.data = at + 1.0 + np.arange(part.data.size)
+                    at += part.data.size
+                    tagged.append(part)
+                tags = panels_from_sparse(sp.vstack(tagged).tocsc(), p)
+                if tags is not None:
+                    source = tags.values.astype(np.int64) - 1
+                    self._panel_source = ("gram", [key for key, _ in keys], source)
+                    panels = replace(tags, values=self._gram_panel_values(gram))
+            else:
+                panels = panels_from_sparse(sp.vstack(parts).tocsc(), p)
         if panels is None:
             index = np.empty((codes.size, sum(b.p for b in rest)), dtype=np.int64)
             values = np.empty(index.shape)
@@ -220,12 +244,26 @@ class CrossedObjective:
                     index[:, col] = off + b.codes.astype(np.int64) * b.p + c
                     values[:, col] = b.z[:, c]
                     col += 1
-            panels = panels_from_rows(codes, n_levels, z0, index, values, q, weights)
+            if reweightable:
+                panels, inverse = panels_from_rows(
+                    codes, n_levels, z0, index, values, q, weights, return_inverse=True
+                )
+                self._panel_source = ("rows", inverse, z0, values)
+            else:
+                panels = panels_from_rows(codes, n_levels, z0, index, values, q, weights)
             del index, values
-        self.a = panels.to_csr()  # (Q, l p) for the [X y] border
+        if reweightable:
+            n_values = panels.values.size
+            tags = replace(panels, values=1.0 + np.arange(n_values).reshape(panels.values.shape))
+            self.a = tags.to_csr()
+            self._a_source = self.a.data.astype(np.int64) - 1
+            self.a.data[:] = panels.values.ravel()[self._a_source]
+        else:
+            self.a = panels.to_csr()  # (Q, l p) for the [X y] border
+        self._a_rows: np.ndarray | None = None  # row of each of A's entries (for A' v)
         self.fill: Fill | None
         with single_threaded_blas(q <= SINGLE_THREAD_REST):
-            self.fill, choice = make_fill(panels, self.d0, kind)
+            self.fill, choice = make_fill(panels, self.d0, kind, reweightable=reweightable)
         self.summary = CrossedSummary(
             first_public=[public[k] for k in order.first],
             rest_public=[public[k] for k in order.rest],
@@ -262,6 +300,65 @@ class CrossedObjective:
                 out[sl, slj] = block
                 out[slj, sl] = block.T
         return out
+
+    def _rest_gram_positions(self, gram: Gram, rest: list[int]) -> list:
+        """Flat positions in :attr:`d_rest` of the rest terms' diagonal blocks' values
+        (``(p, p, l)`` raveled) and of their off-diagonal blocks' CSR values (both
+        triangles), in the order :meth:`refresh` reads them."""
+        q = self.q_rest
+        offset = {k: int(self.rest_offsets[i]) for i, k in enumerate(rest)}
+        out: list = []
+        for k in rest:
+            d = gram.diagonal[k]
+            p, _, n_levels = d.shape
+            a, c, lev = np.meshgrid(np.arange(p), np.arange(p), np.arange(n_levels), indexing="ij")
+            base = offset[k] + lev * p
+            out.append(("diagonal", k, ((base + a) * q + base + c).ravel()))
+        for i, k in enumerate(rest):
+            for kj in rest[:i]:
+                hi, lo = max(k, kj), min(k, kj)
+                mat = gram.off_diagonal[hi, lo]
+                rows = np.repeat(np.arange(mat.shape[0]), np.diff(mat.indptr)) + offset[hi]
+                cols = mat.indices.astype(np.int64) + offset[lo]
+                out.append(("off", (hi, lo), (rows * q + cols, cols * q + rows)))
+        return out
+
+    def _gram_panel_values(self, gram: Gram) -> np.ndarray:
+        """Panel values ``(entries, p)`` from the Gram's off-diagonal blocks."""
+        _, keys, source = self._panel_source
+        stored = np.concatenate([gram.off_diagonal[key].data for key in keys])
+        return stored[source]
+
+    def refresh(self, gram: Gram, weights: np.ndarray | None) -> None:
+        """New weights (and response): every numeric part is refilled from ``gram``
+        (made by the same :class:`~mixedmodels.core.gram.GramPlan` as the one this
+        objective was built from, so its patterns are the same) through the positions
+        found at construction; the elimination order, panel structure and fill kernel's
+        symbolic work are kept."""
+        if not self.reweightable:
+            raise ValueError("this crossed objective was not built reweightable")
+        if self._amalgamated is None:
+            self.d0 = gram.diagonal[self.order.first[0]]
+        else:
+            codes, z0 = self._amalgamated
+            self.d0 = grouped_cross_products(codes, self.n_levels, z0, z0, weights)
+        flat = self.d_rest.reshape(-1)
+        for kind, key, pos in self._rest_positions:
+            if kind == "diagonal":
+                flat[pos] = gram.diagonal[key].ravel()
+            else:
+                data = gram.off_diagonal[key].data
+                flat[pos[0]] = data
+                flat[pos[1]] = data
+        if self._panel_source[0] == "gram":
+            values = self._gram_panel_values(gram)
+        else:
+            _, inverse, z0, rest_z = self._panel_source
+            values = panel_values_from_rows(inverse, self.a.nnz // self.p, z0, rest_z, weights)
+        self.a.data[:] = values.ravel()[self._a_source]
+        if self.fill is not None:
+            self.fill.refresh(values)
+        self._set_response(gram)
 
     def _set_response(self, gram: Gram) -> None:
         """The response-dependent cross products: ``[X y]'WZ_0`` (m, p, l), ``[X y]'WZ_R``
@@ -365,6 +462,12 @@ class CrossedObjective:
         f = self._factor(theta)
         return f.log_det_random, f.log_det_fixed(self.n_fixed), f.pwrss
 
+    def factor(self, theta: np.ndarray) -> CrossedFactor:
+        """The factor's pieces at ``theta`` (one BLAS thread for a small dense rest, as
+        :meth:`pieces`)."""
+        with single_threaded_blas(self.q_rest <= SINGLE_THREAD_REST):
+            return self._factor(np.asarray(theta, dtype=float))
+
     def _factor(self, theta: np.ndarray) -> CrossedFactor:
         lam0 = self.first_lambda(theta)
         lams = self.rest_lambdas(theta)
@@ -410,19 +513,22 @@ class CrossedObjective:
             log_det_random=ld0 + ld_rest,
         )
 
-    def solve(self, theta: np.ndarray) -> CrossedSolution:
+    def solve(self, theta: np.ndarray, beta: np.ndarray | None = None) -> CrossedSolution:
         """beta (relative to the response shift), the spherical effects ``u`` and the
         factor's pieces at ``theta``, by back substitution through the same blocks:
 
         ``u_R = L_R^-T (c_R w)``, ``u_s = (L_s L_s')^-1 lambda_0' (c_s' w - (A' Lambda_R
-        u_R)_s)`` with ``w = (-beta, 1)``.
+        u_R)_s)`` with ``w = (-beta, 1)``.  With ``beta`` given (relative to the shift),
+        ``u`` is the conditional mode at that ``beta``.
         """
         with single_threaded_blas(self.q_rest <= SINGLE_THREAD_REST):
             f = self._factor(np.asarray(theta, dtype=float))
             p = self.n_fixed
-            lxx = f.xy_xy[:p, :p]
-            ly = f.xy_xy[-1, :p]
-            beta = sla.solve_triangular(lxx, ly, lower=True, trans=1) if p else np.zeros(0)
+            if beta is None:
+                lxx = f.xy_xy[:p, :p]
+                ly = f.xy_xy[-1, :p]
+                beta = sla.solve_triangular(lxx, ly, lower=True, trans=1) if p else np.zeros(0)
+            beta = np.asarray(beta, dtype=float)
             w = np.append(-beta, 1.0)
             rhs = f.c_rest @ w
             u_rest, _ = sla.lapack.dtrtrs(f.upper_rest, rhs, lower=0)
@@ -435,7 +541,14 @@ class CrossedObjective:
                 ]
             )
             g = np.einsum("m,mpl->pl", w, self.xz0)  # c_s' w, (p, l)
-            g -= (self.a.T @ b_rest).reshape(self.n_levels, self.p).T
+            if self._a_rows is None:
+                self._a_rows = np.repeat(np.arange(self.a.shape[0]), np.diff(self.a.indptr))
+            at_b = np.bincount(  # A' Lambda_R u_R without forming A'
+                self.a.indices,
+                weights=self.a.data * b_rest[self._a_rows],
+                minlength=self.a.shape[1],
+            )
+            g -= at_b.reshape(self.n_levels, self.p).T
             g = np.einsum("ji,jl->il", f.lam0, g)  # lambda_0' (...)
             inv = batched.invert_lower(f.low)
             half = np.einsum("ijl,jl->il", inv, g)  # L_s^-1 g

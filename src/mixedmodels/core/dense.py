@@ -25,6 +25,39 @@ from mixedmodels.linalg.blocks import NotPositiveDefiniteError, block_diagonal_t
 MAX_DENSE_RANDOM_EFFECTS = 240
 
 
+def schur_factor(s: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of the ``[X y]`` Schur complement ``s`` (upper triangle zeroed);
+    an exact fit (``s`` singular in its last row only) gets ``R[-1, -1] = 0``.
+
+    Raises
+    ------
+    NotPositiveDefiniteError
+        When the fixed-effects part is not positive definite.
+    """
+    r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
+    if info != 0 and info != s.shape[0]:
+        raise NotPositiveDefiniteError
+    if info == s.shape[0]:
+        r[-1, -1] = 0.0
+    return r
+
+
+def pieces_from_fixed_factor(
+    log_det_random: float, r: np.ndarray, n_fixed: int
+) -> tuple[float, float, float]:
+    """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` from ``log |L_Z|^2`` and the ``[X y]`` factor."""
+    diag = np.diagonal(r)
+    return log_det_random, 2.0 * float(np.log(diag[:n_fixed]).sum()), float(diag[-1] ** 2)
+
+
+def fixed_covariance(r: np.ndarray, n_fixed: int) -> np.ndarray:
+    """``(R_X R_X')^-1``, the unscaled covariance of beta, from the ``[X y]`` factor."""
+    if not n_fixed:
+        return np.zeros((0, 0))
+    rinv = sla.solve_triangular(r[:n_fixed, :n_fixed], np.eye(n_fixed), lower=True)
+    return rinv.T @ rinv
+
+
 class DenseObjective:
     """Log-determinants and PWRSS from dense factors, for a problem with small ``q``.
 
@@ -70,6 +103,10 @@ class DenseObjective:
         self._flat_lambda = self.rows * q + self.cols
         self._potrf = sla.lapack.dpotrf
         self._trtrs = sla.lapack.dtrtrs
+        self._starts = starts
+        self._gram_positions: list[np.ndarray] | None = None  # built on the first refresh
+        # scalar terms only: Lambda is diagonal, its congruence an elementwise scaling
+        self._diagonal_lambda = all(b.p == 1 for b in blocks)
 
     def with_response(self, gram) -> DenseObjective:
         """A copy sharing ``Z'WZ`` and the theta layout, with the new response's cross
@@ -80,25 +117,99 @@ class DenseObjective:
         new.axx = gram.xy_xy
         return new
 
-    def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
-        """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta``."""
+    def refresh(self, gram) -> None:
+        """New values of every cross product (new weights or response) from a Gram whose
+        off-diagonal blocks have the same CSR patterns as the one this objective was built
+        from: ``Z'WZ`` is rewritten through stored positions, nothing else is redone."""
+        if self._gram_positions is None:
+            self._gram_positions = self._positions(gram)
+        flat = self.azz.reshape(-1)
+        n_diag = len(gram.diagonal)
+        for k, pos in enumerate(self._gram_positions[:n_diag]):
+            flat[pos] = gram.diagonal[k].ravel()
+        keys = sorted(gram.off_diagonal)
+        for key, pos in zip(keys, self._gram_positions[n_diag:], strict=True):
+            data = gram.off_diagonal[key].data
+            flat[pos[0]] = data
+            flat[pos[1]] = data
+        self.zax = np.ascontiguousarray(np.hstack(gram.xy_random).T)
+        self.axx = gram.xy_xy
+
+    def _positions(self, gram) -> list:
+        """Flat positions in ``azz`` of every diagonal block's values (``(p, p, l)``
+        raveled) and of every off-diagonal block's CSR values (both triangles)."""
+        q, starts = self.q, self._starts
+        out: list = []
+        for k, d in enumerate(gram.diagonal):
+            p, _, n_levels = d.shape
+            a, c, lev = np.meshgrid(np.arange(p), np.arange(p), np.arange(n_levels), indexing="ij")
+            base = starts[k] + lev * p
+            out.append(((base + a) * q + base + c).ravel())
+        for j, k in sorted(gram.off_diagonal):
+            mat = gram.off_diagonal[j, k]
+            rows = np.repeat(np.arange(mat.shape[0]), np.diff(mat.indptr)) + starts[j]
+            cols = mat.indices.astype(np.int64) + starts[k]
+            out.append((rows * q + cols, cols * q + rows))
+        return out
+
+    def solve(
+        self, theta: np.ndarray, beta: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray, float, np.ndarray, np.ndarray]:
+        """The factor's pieces and the solution at ``theta`` by the same dense algebra
+        as :meth:`pieces`.
+
+        Returns ``(log |L_Z|^2, R, PWRSS, beta, u)``: ``R`` the lower Cholesky factor of
+        the ``[X y]`` Schur complement, ``beta`` the fixed effects (relative to the
+        problem's response) or the given ``beta``, ``u`` (q,) the spherical random effects
+        at that ``beta`` (engine order, level-major).
+        """
+        m, scaled_zax = self._congruence(theta)
+        low, info = self._potrf(m, lower=1, clean=1, overwrite_a=1)
+        if info != 0:
+            raise NotPositiveDefiniteError
+        c, info = self._trtrs(low, scaled_zax, lower=1)
+        r = schur_factor(self.axx - c.T @ c)
+        p = self.n_fixed
+        if beta is None:
+            lxx, ly = r[:p, :p], r[-1, :p]
+            beta = sla.solve_triangular(lxx, ly, lower=True, trans=1) if p else np.zeros(0)
+        rhs = c[:, -1] - c[:, :p] @ beta
+        u, _ = self._trtrs(low, rhs, lower=1, trans=1)
+        ld_z = 2.0 * float(np.log(low.diagonal()).sum())
+        return ld_z, r, float(r[-1, -1] ** 2), np.asarray(beta, dtype=float), u
+
+    def _congruence(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``Lambda' Z'WZ Lambda + I`` and ``Lambda' Z'W[X y]`` (elementwise scalings when
+        every term is scalar and Lambda diagonal)."""
         q = self.q
+        values = self._entries(theta)[self.theta_index]
+        if self._diagonal_lambda:
+            d = np.zeros(q)
+            d[self.rows] = values
+            m = self.azz * d[:, None]
+            m *= d[None, :]
+            m.flat[:: q + 1] += 1.0
+            return m, self.zax * d[:, None]
         lam = np.zeros(q * q)
-        lam[self._flat_lambda] = self._entries(theta)[self.theta_index]
+        lam[self._flat_lambda] = values
         lam = lam.reshape(q, q)
         lam_t = lam.T
         m = lam_t @ self.azz @ lam
         m.flat[:: q + 1] += 1.0
+        return m, lam_t @ self.zax
+
+    def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
+        """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta``."""
+        ld_z, r = self.factor_pieces(theta)
+        return pieces_from_fixed_factor(ld_z, r, self.n_fixed)
+
+    def factor_pieces(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """``log |L_Z|^2`` and the lower Cholesky factor ``R`` of the ``[X y]`` Schur
+        complement at ``theta`` (``R[-1, -1] = 0`` for an exact fit)."""
+        m, scaled_zax = self._congruence(theta)
         low, info = self._potrf(m, lower=1, clean=0, overwrite_a=1)
         if info != 0:
             raise NotPositiveDefiniteError
-        c, info = self._trtrs(low, lam_t @ self.zax, lower=1)
-        r, info = self._potrf(self.axx - c.T @ c, lower=1, clean=0, overwrite_a=1)
-        n_xy = self.axx.shape[0]
-        if info != 0 and info != n_xy:
-            raise NotPositiveDefiniteError
-        diag_r = r.diagonal()
-        pwrss = float(diag_r[-1] ** 2) if info == 0 else 0.0
-        ld_z = 2.0 * float(np.log(low.diagonal()).sum())
-        ld_x = 2.0 * float(np.log(diag_r[: self.n_fixed]).sum())
-        return ld_z, ld_x, pwrss
+        c, info = self._trtrs(low, scaled_zax, lower=1)
+        r = schur_factor(self.axx - c.T @ c)
+        return 2.0 * float(np.log(low.diagonal()).sum()), r

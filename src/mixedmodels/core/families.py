@@ -21,6 +21,21 @@ from mixedmodels.errors import ArgumentError
 _EPS = np.finfo(float).eps
 
 
+def _trigamma(x: np.ndarray) -> np.ndarray:
+    """``psi'(x)`` for ``x > 0``: ten steps of the recurrence ``psi'(x) = psi'(x + 1) + 1 /
+    x^2``, then the asymptotic series at ``x + 10 >= 10`` to ``x^-11`` (truncation below
+    3e-14 relative); several times faster than ``scipy.special.polygamma(1, x)``, which goes
+    through ``zeta``."""
+    z = np.asarray(x, dtype=float)
+    out = np.zeros_like(z)
+    for j in range(10):
+        out += 1.0 / (z + j) ** 2
+    r = 1.0 / (z + 10.0)
+    r2 = r * r
+    tail = 1.0 / 30 - r2 * (1.0 / 42 - r2 * (1.0 / 30 - r2 * 5.0 / 66))
+    return out + r * (1.0 + r * (0.5 + r * (1.0 / 6 - r2 * tail)))
+
+
 # ------------------------------------------------------------------------------- links
 class Link(ABC):
     """A link function ``eta = g(mu)`` with its inverse and ``d mu / d eta``."""
@@ -141,8 +156,48 @@ class SqrtLink(Link):
         return 2 * eta
 
 
+class InverseLink(Link):
+    """``1 / mu`` (the Gamma family's canonical link)."""
+
+    name = "inverse"
+
+    def __call__(self, mu):
+        return 1.0 / mu
+
+    def inverse(self, eta):
+        return 1.0 / eta
+
+    def mu_eta(self, eta):
+        return -1.0 / eta**2
+
+
+class InverseSquareLink(Link):
+    """``1 / mu^2`` (the inverse Gaussian family's canonical link)."""
+
+    name = "1/mu^2"
+
+    def __call__(self, mu):
+        return 1.0 / mu**2
+
+    def inverse(self, eta):
+        return 1.0 / np.sqrt(eta)
+
+    def mu_eta(self, eta):
+        return -0.5 * eta**-1.5
+
+
 LINKS: dict[str, type[Link]] = {
-    cls.name: cls for cls in (LogitLink, ProbitLink, CloglogLink, LogLink, IdentityLink, SqrtLink)
+    cls.name: cls
+    for cls in (
+        LogitLink,
+        ProbitLink,
+        CloglogLink,
+        LogLink,
+        IdentityLink,
+        SqrtLink,
+        InverseLink,
+        InverseSquareLink,
+    )
 }
 
 
@@ -157,6 +212,13 @@ class Family(ABC):
     name: ClassVar[str]
     links: ClassVar[tuple[str, ...]]
     has_dispersion: ClassVar[bool] = False
+    #: R's name of the family, as summaries print it
+    r_name: ClassVar[str] = ""
+    #: whether the Laplace stage searches in scaled coordinates (theta relative to its
+    #: first-stage value, beta in standard errors): for families whose coefficients range
+    #: from 1e-4 (inverse links) to 1e3 (identity links); binomial and poisson keep the
+    #: raw coordinates their reference numbers were made with
+    scaled_search: ClassVar[bool] = True
 
     def __init__(self, link: Link | None = None):
         self.link = link if link is not None else LINKS[self.links[0]]()
@@ -182,8 +244,97 @@ class Family(ABC):
         """What is wrong with ``y`` for this family (an error), or None."""
 
     @abstractmethod
-    def simulate(self, mu: np.ndarray, weights: np.ndarray, rng: np.random.Generator):
-        """A response drawn from the family at means ``mu``, in the scale ``y`` is given."""
+    def simulate(
+        self,
+        mu: np.ndarray,
+        weights: np.ndarray,
+        rng: np.random.Generator,
+        dispersion: float = 1.0,
+    ):
+        """A response drawn from the family at means ``mu`` (and dispersion ``phi`` where
+        the family has one), in the scale ``y`` is given."""
+
+    def working(
+        self, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One scoring step's weights ``h`` and working residuals ``r`` (the step solves
+        penalized least squares for ``eta + r`` with weights ``h``): Fisher scoring,
+        ``h = w (d mu/d eta)^2 / V(mu)``, ``r = (y - mu) / (d mu/d eta)``."""
+        d = self.link.mu_eta(eta)
+        return weights * d**2 / self.variance(mu), (y - mu) / d
+
+    def laplace_weights(
+        self, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, weights: np.ndarray
+    ) -> np.ndarray:
+        """The weights of ``log|Lambda' Z' W Z Lambda + I|`` at the mode: lme4's GLM
+        (expected information) weights ``w (d mu/d eta)^2 / V(mu)``."""
+        d = self.link.mu_eta(eta)
+        return weights * d**2 / self.variance(mu)
+
+    #: names of the family's own parameters, estimated with beta (none for lme4's)
+    extra_names: ClassVar[tuple[str, ...]] = ()
+    #: whether vcov(beta) comes from the Hessian in all parameters, the family's own
+    #: included (glmmTMB), or with them held at their estimates (lme4's glmer.nb)
+    joint_vcov: ClassVar[bool] = False
+
+    def extra_start(self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Starting values of the family's own parameters (on their unbounded scale)."""
+        return np.zeros(len(self.extra_names))
+
+    def with_extra(self, values: np.ndarray) -> Family:
+        """The family with its own parameters set to ``values``."""
+        return self
+
+    @property
+    def extra_values(self) -> np.ndarray:
+        return np.zeros(0)
+
+    def check_link_response(self, y: np.ndarray) -> str | None:
+        """What is wrong with ``y`` for this family's link (R's "cannot find valid starting
+        values"), or None."""
+        return None
+
+    def aic(self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray, deviance: float) -> float:
+        """R's ``family$aic``: ``-2 sum log p(y_i | mu_i)``; for families with a dispersion
+        parameter it is estimated from ``deviance`` and ``+ 2`` is added, as R does."""
+        return -2.0 * float(np.sum(self.log_density(y, mu, weights)))
+
+    def objective_term(
+        self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray, deviance: float
+    ) -> float:
+        """The data term of the Laplace deviance (lme4's ``glmResp::Laplace``): the deviance
+        ``sum d_i`` for families without a dispersion parameter (it differs from R's
+        ``aic`` by a constant), R's ``aic`` for the others (it is not a constant shift
+        there: the dispersion is estimated from the deviance)."""
+        if self.has_dispersion:
+            return self.aic(y, mu, weights, deviance)
+        return deviance
+
+    def fit_sigma(
+        self, y: np.ndarray, mu: np.ndarray, u: np.ndarray, weights: np.ndarray
+    ) -> float:
+        """What ``sigma()`` of a fit reports: 1 without a dispersion parameter; lme4's
+        ``sqrt((Pearson X^2 + ||u||^2) / n)`` for its families with one; glmmTMB's
+        dispersion for its families."""
+        if not self.has_dispersion:
+            return 1.0
+        wrss = float(np.sum(weights * (y - mu) ** 2 / self.variance(mu)))
+        return float(np.sqrt((wrss + float(u @ u)) / y.size))
+
+    def reported_extra(self) -> list[tuple[str, float, int, bool]]:
+        """The family's own parameters as reported: name, value, its position in
+        ``extra_values`` and whether the value is ``exp`` of that entry (a dispersion on
+        the log scale) or the entry itself (a zero-inflation coefficient)."""
+        return []
+
+    def response_mean(self, mu: np.ndarray) -> np.ndarray:
+        """``E(y | u)`` from the count model's mean ``mu`` (``mu`` but for zero inflation)."""
+        return mu
+
+    def dispersion_for_simulation(self, sigma: float) -> float:
+        """The dispersion ``phi`` (``Var(y) = phi V(mu) / w``) that simulation uses for a fit
+        whose ``sigma`` is given: ``sigma^2``."""
+        return sigma**2
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.link == other.link  # type: ignore[attr-defined]
@@ -195,7 +346,7 @@ class Family(ABC):
         return f"{type(self).__name__}({self.link!r})"
 
     def __str__(self) -> str:
-        return f"{self.name}  ( {self.link.name} )"
+        return f"{self.r_name or self.name}  ( {self.link.name} )"
 
 
 class Binomial(Family):
@@ -204,6 +355,7 @@ class Binomial(Family):
 
     name = "binomial"
     links = ("logit", "probit", "cloglog", "log")
+    scaled_search = False
 
     def variance(self, mu):
         return np.maximum(mu * (1 - mu), _EPS)
@@ -228,7 +380,7 @@ class Binomial(Family):
             )
         return None
 
-    def simulate(self, mu, weights, rng):
+    def simulate(self, mu, weights, rng, dispersion=1.0):
         """Successes over trials (0/1 for binary data)."""
         trials = np.round(weights).astype(np.int64)
         return rng.binomial(trials, mu) / np.maximum(trials, 1)
@@ -239,6 +391,7 @@ class Poisson(Family):
 
     name = "poisson"
     links = ("log", "identity", "sqrt")
+    scaled_search = False
 
     def variance(self, mu):
         return np.maximum(mu, _EPS)
@@ -258,11 +411,613 @@ class Poisson(Family):
             return "a poisson response must be non-negative counts"
         return None
 
-    def simulate(self, mu, weights, rng):
+    def simulate(self, mu, weights, rng, dispersion=1.0):
         return rng.poisson(mu).astype(float)
 
 
-FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (Binomial, Poisson)}
+class _DispersionFamily(Family):
+    """An exponential-dispersion family with a dispersion ``phi`` (``Var(y) = phi V(mu) /
+    w``) that lme4 estimates inside R's ``aic`` as ``deviance / sum(w)`` (gaussian:
+    ``deviance / n``)."""
+
+    has_dispersion = True
+
+    def aic_dispersion(self, y: np.ndarray, weights: np.ndarray, deviance: float) -> float:
+        """The dispersion R's ``aic`` plugs in: ``deviance / sum(w)``."""
+        return deviance / float(np.sum(weights))
+
+    @abstractmethod
+    def log_density(self, y, mu, weights, dispersion: float = 1.0):
+        """``log p(y_i | mu_i, phi)`` as R's ``family$aic`` sums it."""
+
+    def aic(self, y, mu, weights, deviance):
+        phi = self.aic_dispersion(y, weights, deviance)
+        return -2.0 * float(np.sum(self.log_density(y, mu, weights, phi))) + 2.0
+
+    def start_mu(self, y, weights):
+        """``y`` (R's ``mustart``)."""
+        return np.asarray(y, dtype=float).copy()
+
+
+class Gamma(_DispersionFamily):
+    """Positive responses with constant coefficient of variation: ``V(mu) = mu^2``, unit
+    deviance ``-2 w [log(y/mu) - (y - mu)/mu]``, shape ``1/phi``."""
+
+    name = "gamma"
+    r_name = "Gamma"
+    links = ("inverse", "log", "identity")
+
+    def variance(self, mu):
+        return mu**2
+
+    def unit_deviance(self, y, mu, weights):
+        return -2 * weights * (np.log(y / mu) - (y - mu) / mu)
+
+    def log_density(self, y, mu, weights, dispersion=1.0):
+        """``w log dgamma(y, shape = 1/phi, scale = mu phi)``."""
+        return weights * stats.gamma.logpdf(y, 1.0 / dispersion, scale=mu * dispersion)
+
+    def start_mu(self, y, weights):
+        """The mean of ``y`` in every row (as newer lme4 does: R's ``y`` can make the
+        starting iterations diverge for small shapes); the optimum does not depend on it."""
+        return np.full_like(np.asarray(y, dtype=float), float(np.mean(y)))
+
+    def check_response(self, y):
+        if np.any(y <= 0):
+            return "a Gamma response must be positive"
+        return None
+
+    def simulate(self, mu, weights, rng, dispersion=1.0):
+        shape = weights / dispersion
+        return rng.gamma(shape, mu / shape)
+
+
+class InverseGaussian(_DispersionFamily):
+    """Positive responses: ``V(mu) = mu^3``, unit deviance ``w (y - mu)^2 / (y mu^2)``."""
+
+    name = "inverse_gaussian"
+    r_name = "inverse.gaussian"
+    links = ("1/mu^2", "inverse", "log", "identity")
+
+    def variance(self, mu):
+        return mu**3
+
+    def unit_deviance(self, y, mu, weights):
+        return weights * (y - mu) ** 2 / (y * mu**2)
+
+    def log_density(self, y, mu, weights, dispersion=1.0):
+        """R's ``inverse.gaussian()$aic`` per row: ``-(w (log(2 pi phi) + 3 log y) + d /
+        phi) / 2`` (the weights' own normalizing term left out, as R does)."""
+        d = self.unit_deviance(y, mu, weights)
+        return -0.5 * (weights * (np.log(2 * np.pi * dispersion) + 3 * np.log(y)) + d / dispersion)
+
+    def check_response(self, y):
+        if np.any(y <= 0):
+            return "an inverse Gaussian response must be positive"
+        return None
+
+    def simulate(self, mu, weights, rng, dispersion=1.0):
+        """Inverse Gaussian with mean ``mu`` and shape ``w / phi``."""
+        return rng.wald(mu, weights / dispersion)
+
+
+class Gaussian(_DispersionFamily):
+    """Normal responses with a link: ``V(mu) = 1``, unit deviance ``w (y - mu)^2``.  (The
+    identity link is a linear mixed model: use :func:`mixedmodels.lmer`.)"""
+
+    name = "gaussian"
+    links = ("identity", "log", "inverse")
+
+    def variance(self, mu):
+        return np.ones_like(mu)
+
+    def unit_deviance(self, y, mu, weights):
+        return weights * (y - mu) ** 2
+
+    def aic_dispersion(self, y, weights, deviance):
+        """``deviance / n`` (R's ``gaussian()$aic``)."""
+        return deviance / float(np.size(y))
+
+    def log_density(self, y, mu, weights, dispersion=1.0):
+        return stats.norm.logpdf(y, mu, np.sqrt(dispersion / weights))
+
+    def check_response(self, y):
+        return None
+
+    def check_link_response(self, y):
+        if self.link.name == "log" and np.any(y <= 0):
+            return "a gaussian response with the log link must be positive to start from"
+        if self.link.name == "inverse" and np.any(y == 0):
+            return "a gaussian response with the inverse link must be nonzero to start from"
+        return None
+
+    def simulate(self, mu, weights, rng, dispersion=1.0):
+        return rng.normal(mu, np.sqrt(dispersion / weights))
+
+
+# ------------------------------------------------- families with their own parameters
+class _NegativeBinomialTerms:
+    """NB2 with size ``k``: ``V(mu) = mu + mu^2 / k`` and its pmf, deviance and derivatives
+    on the log link (shared by lme4's and glmmTMB's negative binomial)."""
+
+    k: float
+
+    def variance(self, mu):
+        return mu + mu**2 / self.k
+
+    def unit_deviance(self, y, mu, weights):
+        k = self.k
+        return 2 * weights * (special.xlogy(y, y / mu) - (y + k) * np.log((y + k) / (mu + k)))
+
+    def log_density(self, y, mu, weights, dispersion=1.0):
+        """``w log dnbinom(y, size = k, mu = mu)``."""
+        k = self.k
+        return weights * (
+            special.gammaln(y + k)
+            - special.gammaln(k)
+            - special.gammaln(y + 1)
+            + k * (np.log(k) - np.log(k + mu))
+            + special.xlogy(y, mu)
+            - y * np.log(k + mu)
+        )
+
+    def start_mu(self, y, weights):
+        """``y + (y == 0) / 6`` (R's ``negative.binomial()$initialize``)."""
+        return y + (y == 0) / 6.0
+
+    def check_response(self, y):
+        if np.any(y < 0):
+            return "a negative binomial response must be non-negative counts"
+        return None
+
+    def simulate(self, mu, weights, rng, dispersion=1.0):
+        k = self.k
+        return rng.negative_binomial(k, k / (k + mu)).astype(float)
+
+    @staticmethod
+    def _size_start(y: np.ndarray, mu: np.ndarray) -> float:
+        """A moment estimate of ``k`` from ``Var(y) = mu + mu^2 / k`` (in [0.05, 100])."""
+        excess = float(np.mean((y - mu) ** 2 - mu))
+        k = float(np.mean(mu**2)) / excess if excess > 0 else 100.0
+        return min(max(k, 0.05), 100.0)
+
+
+class NegativeBinomial(_NegativeBinomialTerms, Family):
+    """lme4's ``glmer.nb`` family (MASS's ``negative.binomial(theta = k)``): NB2 with size
+    ``k`` on the log link.  As lme4, the Laplace deviance takes R's ``aic`` (``-2 sum log
+    p``, so fits with different ``k`` are comparable) and the GLM weights; ``k`` is
+    estimated with the other parameters (lme4: an outer loop over ``log k``, the same
+    optimum)."""
+
+    name = "negative_binomial"
+    links = ("log",)
+    extra_names = ("log_k",)
+
+    def __init__(self, link: Link | None = None, k: float = 1.0):
+        super().__init__(link)
+        self.k = float(k)
+
+    @property
+    def r_name(self) -> str:  # type: ignore[override]
+        return f"Negative Binomial({_r_format(round(self.k, 4))})"
+
+    def objective_term(self, y, mu, weights, deviance):
+        return self.aic(y, mu, weights, deviance)
+
+    def extra_start(self, y, mu, weights):
+        return np.array([np.log(self._size_start(y, mu))])
+
+    def with_extra(self, values):
+        return type(self)(self.link, float(np.exp(values[0])))
+
+    @property
+    def extra_values(self):
+        return np.array([np.log(self.k)])
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.k == other.k  # type: ignore[attr-defined]
+
+    def __hash__(self):
+        return hash((self.name, self.k))
+
+
+def _r_format(value: float) -> str:
+    """R's ``format`` of a number: up to 7 significant digits, no trailing zeros."""
+    text = f"{value:.7g}"
+    return text
+
+
+class LikelihoodFamily(Family):
+    """A family fitted as glmmTMB fits it: the Laplace approximation with the exact second
+    derivative of ``log p(y | eta)`` at the mode (not lme4's expected information), PIRLS
+    steps from the exact gradient, and the family's own parameters (dispersion,
+    zero-inflation coefficients) estimated with beta.  Subclasses give ``log p`` and its
+    first two derivatives in ``eta``; ``unit_deviance`` is ``-2 w log p``."""
+
+    @abstractmethod
+    def log_derivatives(
+        self, y: np.ndarray, eta: np.ndarray, weights: np.ndarray, derivatives: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(log p, d log p / d eta, d^2 log p / d eta^2)`` per row, times the weights
+        (without ``derivatives`` only ``log p`` is computed; the others are None)."""
+
+    #: glmmTMB's name of the dispersion ``sigma()`` returns, for the summary
+    dispersion_label: ClassVar[str] = ""
+    joint_vcov = True
+
+    @property
+    def dispersion(self) -> float:
+        """What glmmTMB's ``sigma()`` returns (1 without a dispersion)."""
+        return 1.0
+
+    def fit_sigma(self, y, mu, u, weights):
+        return self.dispersion
+
+    def reported_extra(self):
+        if not self.extra_names:
+            return []
+        return [("sigma", self.dispersion, 0, True)]
+
+    def unit_deviance(self, y, mu, weights):
+        eta = self.link(mu)
+        return -2.0 * self.log_derivatives(y, eta, weights, False)[0]
+
+    def log_density(self, y, mu, weights, dispersion=1.0):
+        return self.log_derivatives(y, self.link(mu), weights, False)[0]
+
+    def objective_term(self, y, mu, weights, deviance):
+        return deviance
+
+    def working(self, y, eta, mu, weights):
+        """Newton steps: ``h = -d2``, ``r = d1 / h`` (``|h|`` kept above a tiny value; a
+        row's ``h`` may be negative where its own curvature is, PIRLS floors the weights
+        when the system they give is not positive definite)."""
+        _, d1, d2 = self.log_derivatives(y, eta, weights)
+        tiny = 1e-12 * (float(np.max(np.abs(d2))) + 1e-300)
+        h = np.where(np.abs(d2) > tiny, -d2, tiny)
+        return h, d1 / h
+
+    def laplace_weights(self, y, eta, mu, weights):
+        return -self.log_derivatives(y, eta, weights)[2]
+
+
+class NBinom2(_NegativeBinomialTerms, LikelihoodFamily):
+    """glmmTMB's ``nbinom2``: ``Var(y) = mu + mu^2 / k``, ``k`` = glmmTMB's ``sigma()``."""
+
+    name = "nbinom2"
+    links = ("log",)
+    extra_names = ("log_k",)
+    dispersion_label = "Dispersion parameter for nbinom2 family ()"
+
+    def __init__(self, link: Link | None = None, k: float = 1.0):
+        LikelihoodFamily.__init__(self, link)
+        self.k = float(k)
+
+    variance = _NegativeBinomialTerms.variance
+    log_density = LikelihoodFamily.log_density
+    unit_deviance = LikelihoodFamily.unit_deviance
+
+    def log_derivatives(self, y, eta, weights, derivatives=True):
+        k = self.k
+        mu = np.exp(eta)
+        logp = (
+            special.gammaln(y + k)
+            - special.gammaln(k)
+            - special.gammaln(y + 1)
+            + k * (np.log(k) - np.logaddexp(np.log(k), eta))
+            + y * (eta - np.logaddexp(np.log(k), eta))
+        )
+        if not derivatives:
+            return weights * logp, None, None
+        d1 = k * (y - mu) / (k + mu)
+        d2 = -k * mu * (y + k) / (k + mu) ** 2
+        return weights * logp, weights * d1, weights * d2
+
+    @property
+    def dispersion(self):
+        return self.k
+
+    def extra_start(self, y, mu, weights):
+        return np.array([np.log(self._size_start(y, mu))])
+
+    def with_extra(self, values):
+        return type(self)(self.link, float(np.exp(values[0])))
+
+    @property
+    def extra_values(self):
+        return np.array([np.log(self.k)])
+
+
+class NBinom1(LikelihoodFamily):
+    """glmmTMB's ``nbinom1``: ``Var(y) = mu (1 + phi)`` (size ``mu / phi``), ``phi`` =
+    glmmTMB's ``sigma()``."""
+
+    name = "nbinom1"
+    links = ("log",)
+    extra_names = ("log_phi",)
+    dispersion_label = "Dispersion parameter for nbinom1 family ()"
+
+    def __init__(self, link: Link | None = None, phi: float = 1.0):
+        super().__init__(link)
+        self.phi = float(phi)
+
+    def variance(self, mu):
+        return mu * (1 + self.phi)
+
+    def log_derivatives(self, y, eta, weights, derivatives=True):
+        phi = self.phi
+        size = np.exp(eta) / phi
+        lp = np.log1p(phi)
+        logp = (
+            special.gammaln(y + size)
+            - special.gammaln(size)
+            - special.gammaln(y + 1)
+            - size * lp
+            + y * (np.log(phi) - lp)
+        )
+        if not derivatives:
+            return weights * logp, None, None
+        dig = special.digamma(y + size) - special.digamma(size)
+        d1 = size * (dig - lp)
+        d2 = d1 + size**2 * (_trigamma(y + size) - _trigamma(size))
+        return weights * logp, weights * d1, weights * d2
+
+    @property
+    def dispersion(self):
+        return self.phi
+
+    def start_mu(self, y, weights):
+        return y + (y == 0) / 6.0
+
+    def check_response(self, y):
+        if np.any(y < 0):
+            return "a negative binomial response must be non-negative counts"
+        return None
+
+    def simulate(self, mu, weights, rng, dispersion=1.0):
+        size = mu / self.phi
+        return rng.negative_binomial(size, 1.0 / (1.0 + self.phi)).astype(float)
+
+    def extra_start(self, y, mu, weights):
+        excess = float(np.mean((y - mu) ** 2)) / max(float(np.mean(mu)), 1e-8) - 1.0
+        return np.array([np.log(min(max(excess, 0.05), 100.0))])
+
+    def with_extra(self, values):
+        return type(self)(self.link, float(np.exp(values[0])))
+
+    @property
+    def extra_values(self):
+        return np.array([np.log(self.phi)])
+
+
+class PoissonLikelihood(LikelihoodFamily):
+    """Poisson counts as glmmTMB fits them (the base of a zero-inflated Poisson)."""
+
+    name = "poisson_tmb"
+    links = ("log",)
+
+    def variance(self, mu):
+        return np.maximum(mu, _EPS)
+
+    def log_derivatives(self, y, eta, weights, derivatives=True):
+        mu = np.exp(eta)
+        logp = y * eta - mu - special.gammaln(y + 1)
+        if not derivatives:
+            return weights * logp, None, None
+        return weights * logp, weights * (y - mu), -weights * mu
+
+    def start_mu(self, y, weights):
+        return y + 0.1
+
+    def check_response(self, y):
+        if np.any(y < 0):
+            return "a poisson response must be non-negative counts"
+        return None
+
+    def simulate(self, mu, weights, rng, dispersion=1.0):
+        return rng.poisson(mu).astype(float)
+
+
+class Beta(LikelihoodFamily):
+    """glmmTMB's ``beta_family``: ``y`` in (0, 1) with mean ``mu`` and precision ``phi``
+    (shapes ``mu phi`` and ``(1 - mu) phi``, ``Var(y) = mu (1 - mu) / (1 + phi)``); ``phi``
+    = glmmTMB's ``sigma()``."""
+
+    name = "beta"
+    links = ("logit",)
+    extra_names = ("log_phi",)
+    dispersion_label = "Dispersion parameter for beta family ()"
+
+    def __init__(self, link: Link | None = None, phi: float = 1.0):
+        super().__init__(link)
+        self.phi = float(phi)
+
+    def variance(self, mu):
+        return mu * (1 - mu) / (1 + self.phi)
+
+    def log_derivatives(self, y, eta, weights, derivatives=True):
+        phi = self.phi
+        mu = np.clip(special.expit(eta), 1e-15, 1 - 1e-15)
+        a, b = mu * phi, (1 - mu) * phi
+        ly, l1y = np.log(y), np.log1p(-y)
+        logp = (
+            special.gammaln(phi) - special.gammaln(a) - special.gammaln(b)
+            + (a - 1) * ly + (b - 1) * l1y
+        )
+        if not derivatives:
+            return weights * logp, None, None
+        m1 = mu * (1 - mu)
+        t = special.digamma(b) - special.digamma(a) + ly - l1y
+        dt = -phi * (_trigamma(a) + _trigamma(b))
+        d1 = phi * t * m1
+        d2 = phi * (dt * m1**2 + t * m1 * (1 - 2 * mu))
+        return weights * logp, weights * d1, weights * d2
+
+    @property
+    def dispersion(self):
+        return self.phi
+
+    def start_mu(self, y, weights):
+        return np.asarray(y, dtype=float).copy()
+
+    def check_response(self, y):
+        if np.any(y <= 0) or np.any(y >= 1):
+            return "a beta response must lie strictly between 0 and 1"
+        return None
+
+    def simulate(self, mu, weights, rng, dispersion=1.0):
+        return rng.beta(mu * self.phi, (1 - mu) * self.phi)
+
+    def extra_start(self, y, mu, weights):
+        v = float(np.mean((y - mu) ** 2))
+        m = float(np.mean(mu * (1 - mu)))
+        return np.array([np.log(min(max(m / max(v, 1e-12) - 1, 0.1), 1e4))])
+
+    def with_extra(self, values):
+        return type(self)(self.link, float(np.exp(values[0])))
+
+    @property
+    def extra_values(self):
+        return np.array([np.log(self.phi)])
+
+
+class ZeroInflated(LikelihoodFamily):
+    """A count family with structural zeros: ``p(0) = pi + (1 - pi) f(0)``, ``p(y) = (1 -
+    pi) f(y)`` for ``y > 0``, ``logit(pi) = X_zi gamma`` (glmmTMB's ``ziformula``, fixed
+    effects only).  Its own parameters are the base family's, then ``gamma``.
+
+    Parameters
+    ----------
+    base : LikelihoodFamily
+        Poisson (glmmTMB's), nbinom2 or nbinom1.
+    X_zi : ndarray (n, r)
+        The zero-inflation model matrix.
+    zi_names : list of str
+        Its column names.
+    gamma : ndarray (r,), optional
+    """
+
+    def __init__(self, base: LikelihoodFamily, X_zi: np.ndarray, zi_names, gamma=None):
+        super().__init__(base.link)
+        self.base = base
+        self.X_zi = np.asarray(X_zi, dtype=float)
+        self.zi_names = list(zi_names)
+        r = self.X_zi.shape[1]
+        self.gamma = np.zeros(r) if gamma is None else np.asarray(gamma, dtype=float)
+        self.pi = special.expit(self.X_zi @ self.gamma)
+
+    links = ("log",)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.base.name
+
+    @property
+    def r_name(self) -> str:  # type: ignore[override]
+        return self.base.name if self.base.name != "poisson_tmb" else "poisson"
+
+    @property
+    def extra_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self.base.extra_names) + tuple(f"zi_{n}" for n in self.zi_names)
+
+    @property
+    def dispersion_label(self) -> str:  # type: ignore[override]
+        return self.base.dispersion_label
+
+    @property
+    def dispersion(self):
+        return self.base.dispersion
+
+    def reported_extra(self):
+        nb = len(self.base.extra_names)
+        zi = [
+            (f"zi_{n}", float(g), nb + j, False)
+            for j, (n, g) in enumerate(zip(self.zi_names, self.gamma, strict=True))
+        ]
+        return self.base.reported_extra() + zi
+
+    def response_mean(self, mu):
+        return (1 - self.pi) * mu
+
+    def variance(self, mu):
+        """``Var(y) = (1 - pi) (V(mu) + pi mu^2)``."""
+        return (1 - self.pi) * (self.base.variance(mu) + self.pi * mu**2)
+
+    def log_derivatives(self, y, eta, weights, derivatives=True):
+        logf, d1, d2 = self.base.log_derivatives(y, eta, np.ones_like(y), derivatives)
+        zero = y == 0
+        log_pi, log_1pi = special.log_expit(self.X_zi @ self.gamma), special.log_expit(
+            -(self.X_zi @ self.gamma)
+        )
+        logp = log_1pi + logf
+        if zero.any():
+            lf0 = logf[zero]
+            both = np.logaddexp(log_pi[zero], log_1pi[zero] + lf0)
+            logp[zero] = both
+            if not derivatives:
+                return weights * logp, None, None
+            a1, a2 = d1[zero], d2[zero]
+            q = np.exp(log_1pi[zero] + lf0 - both)  # (1 - pi) f(0) / p(0)
+            d1 = d1.copy()
+            d2 = d2.copy()
+            d1[zero] = q * a1
+            d2[zero] = q * (1 - q) * a1**2 + q * a2
+        if not derivatives:
+            return weights * logp, None, None
+        return weights * logp, weights * d1, weights * d2
+
+    def start_mu(self, y, weights):
+        return self.base.start_mu(y, weights)
+
+    def check_response(self, y):
+        return self.base.check_response(y)
+
+    def simulate(self, mu, weights, rng, dispersion=1.0):
+        draws = self.base.simulate(mu, weights, rng)
+        return np.where(rng.random(mu.shape) < self.pi, 0.0, draws)
+
+    def extra_start(self, y, mu, weights):
+        base = self.base.extra_start(y, mu, weights)
+        start = np.zeros(self.X_zi.shape[1])
+        intercept = np.flatnonzero(np.all(self.X_zi == 1.0, axis=0))
+        if intercept.size:
+            start[intercept[0]] = -2.0  # pi ~ 0.12
+        return np.concatenate([base, start])
+
+    def with_extra(self, values):
+        nb = len(self.base.extra_names)
+        base = self.base.with_extra(values[:nb]) if nb else self.base
+        return ZeroInflated(base, self.X_zi, self.zi_names, values[nb:])
+
+    @property
+    def extra_values(self):
+        return np.concatenate([self.base.extra_values, self.gamma])
+
+    def __eq__(self, other):
+        return self is other
+
+    def __hash__(self):
+        return id(self)
+
+
+FAMILIES: dict[str, type[Family]] = {
+    cls.name: cls
+    for cls in (
+        Binomial,
+        Poisson,
+        Gamma,
+        InverseGaussian,
+        Gaussian,
+        NegativeBinomial,
+        NBinom2,
+        NBinom1,
+        Beta,
+    )
+}
+
+
+#: R's spellings of family names
+_ALIASES = {"inverse.gaussian": "inverse_gaussian", "inverse gaussian": "inverse_gaussian"}
 
 
 def make_family(name: str, link: str | None = None) -> Family:
@@ -275,7 +1030,7 @@ def make_family(name: str, link: str | None = None) -> Family:
     """
     if not isinstance(name, str):
         raise ArgumentError(f"family must be a name such as 'binomial', not {name!r}")
-    cls = FAMILIES.get(name.lower())
+    cls = FAMILIES.get(_ALIASES.get(name.lower(), name.lower()))
     if cls is None:
         raise ArgumentError(
             f"family must be one of {', '.join(repr(f) for f in FAMILIES)}, not {name!r}"

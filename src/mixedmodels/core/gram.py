@@ -47,6 +47,10 @@ def grouped_cross_products(
 
     ``left`` is an (n, a) array or a list of ``a`` columns.
     """
+    if n_levels == 1:  # one level (a smooth's random part): a plain cross product
+        L = left if isinstance(left, np.ndarray) else np.column_stack(left)
+        wr = right if weights is None else right * weights[:, None]
+        return (L.T @ wr)[:, :, None]
     columns = list(left.T) if isinstance(left, np.ndarray) else list(left)
     out = np.empty((len(columns), right.shape[1], n_levels))
     symmetric = left is right
@@ -61,6 +65,12 @@ def grouped_cross_products(
 
 def _cross_random(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -> sp.csr_matrix:
     """``Z_j' W Z_k`` as CSR (duplicates summed)."""
+    if bk.n_levels == 1:  # a one-level block (a smooth's random part): per-level sums
+        per = grouped_cross_products(bj.codes, bj.n_levels, bj.z, bk.z, weights)
+        return sp.csr_matrix(per.transpose(2, 0, 1).reshape(bj.size, bk.p))
+    if bj.n_levels == 1:
+        per = grouped_cross_products(bk.codes, bk.n_levels, bk.z, bj.z, weights)
+        return sp.csr_matrix(per.transpose(1, 2, 0).reshape(bj.p, bk.size))
     rows, cols, vals = [], [], []
     for a in range(bj.p):
         for b in range(bk.p):
@@ -117,3 +127,152 @@ def is_nested(inner: RandomBlock, outer: RandomBlock) -> bool:
     first = np.full(inner.n_levels, -1)
     first[inner.codes] = outer.codes
     return bool(np.all(first[inner.codes] == outer.codes))
+
+
+def add_grams(a: Gram, b: Gram) -> Gram:
+    """The Gram of the stacked rows of two row sets with the same terms (same levels and
+    columns): every block is the sum of the two sets' blocks."""
+    if len(a.diagonal) != len(b.diagonal) or a.off_diagonal.keys() != b.off_diagonal.keys():
+        raise ValueError("the two Grams have different random-effect terms")
+    return Gram(
+        diagonal=[x + y for x, y in zip(a.diagonal, b.diagonal, strict=True)],
+        off_diagonal={
+            key: (a.off_diagonal[key] + b.off_diagonal[key]).tocsr() for key in a.off_diagonal
+        },
+        xy_random=[x + y for x, y in zip(a.xy_random, b.xy_random, strict=True)],
+        xy_xy=a.xy_xy + b.xy_xy,
+    )
+
+
+class GramPlan:
+    """The structure of ``[Z X y]' W [Z X y]`` for fixed ``Z`` and ``X``, computed once, so
+    that the Gram for new weights and a new response is a few bincounts and BLAS products
+    through precomputed index maps (a GLMM's scoring steps only reweight).
+
+    For every off-diagonal pair of terms the CSR pattern of ``Z_j' W Z_k`` is fixed here
+    (every position some row touches, whatever its weight) together with, for every row
+    and every pair of columns ``(a, b)``, the position of its product in the CSR values:
+    a refill is one bincount into those values.  ``[X y]' W Z_k`` is one sparse-times-dense
+    product with the stored ``Z_k'``.
+
+    Parameters
+    ----------
+    blocks : list of RandomBlock
+        The terms in the engine's order (the order of the Gram's blocks).
+    X : ndarray (n, p)
+    """
+
+    def __init__(self, blocks: list[RandomBlock], X: np.ndarray):
+        self.blocks = list(blocks)
+        self.X = np.asarray(X, dtype=float)
+        self.n, self.p = self.X.shape
+        # per-level products z_a z_b of each term (the weights multiply them per refill)
+        self._diagonal_products = []
+        for b in self.blocks:
+            a_idx, c_idx = np.tril_indices(b.p)
+            ones = b.p == 1 and bool(np.all(b.z == 1.0))
+            prods = None if ones else b.z[:, a_idx] * b.z[:, c_idx]
+            self._diagonal_products.append((a_idx, c_idx, prods))
+        self._off: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None, sp.csr_matrix]] = {}
+        for j in range(len(self.blocks)):
+            for k in range(j):
+                self._off[j, k] = self._off_diagonal_plan(self.blocks[j], self.blocks[k])
+        # [X y]' W Z_k by one bincount: the flat position (level p + a) m + c of every
+        # row's product with column c of [X y]
+        m = self.p + 1
+        self._xy_keys = []
+        for b in self.blocks:
+            base = b.codes.astype(np.int64)[:, None] * b.p + np.arange(b.p)  # (n, p)
+            keys = (base[:, :, None] * m + np.arange(m)).ravel()
+            self._xy_keys.append(keys)
+        self._z_ones = [b.p == 1 and bool(np.all(b.z == 1.0)) for b in self.blocks]
+        self._xy = np.empty((self.n, m))  # [X y], X copied once; a refill writes y
+        self._xy[:, : self.p] = self.X
+        self._wxy = np.empty((self.n, m))
+
+    def _off_diagonal_plan(self, bj: RandomBlock, bk: RandomBlock):
+        """The CSR pattern of ``Z_j' W Z_k`` and, for the rows' products (column pairs
+        ``(a, b)`` stacked), their positions in its values."""
+        keys = []
+        for a in range(bj.p):
+            for b in range(bk.p):
+                row = bj.codes.astype(np.int64) * bj.p + a
+                keys.append(row * bk.size + (bk.codes.astype(np.int64) * bk.p + b))
+        keys = np.concatenate(keys)
+        unique, positions = np.unique(keys, return_inverse=True)
+        rows, cols = unique // bk.size, unique % bk.size
+        indptr = np.zeros(bj.size + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=bj.size), out=indptr[1:])
+        index_dtype = np.int32 if max(unique.size, bk.size) < 2**31 else np.int64
+        template = sp.csr_matrix(
+            (np.zeros(unique.size), cols.astype(index_dtype), indptr.astype(index_dtype)),
+            shape=(bj.size, bk.size),
+        )
+        ones = bj.p == 1 and bk.p == 1 and bool(np.all(bj.z == 1.0) and np.all(bk.z == 1.0))
+        if ones:
+            products = None
+        else:
+            products = np.concatenate(
+                [bj.z[:, a] * bk.z[:, b] for a in range(bj.p) for b in range(bk.p)]
+            )
+        return positions.ravel(), products, template
+
+    @property
+    def n_rows(self) -> int:
+        return self.n
+
+    def off_diagonal_pattern(self, j: int, k: int) -> sp.csr_matrix:
+        """The fixed CSR pattern of ``Z_j' W Z_k`` (values of the last refill)."""
+        return self._off[j, k][2]
+
+    def gram(self, weights: np.ndarray | None, y: np.ndarray, out: Gram | None = None) -> Gram:
+        """The Gram for ``weights`` (None: unit) and response ``y``.
+
+        With ``out`` (a Gram this plan made), its off-diagonal CSR matrices get the new
+        values in place (their patterns are this plan's) and the other blocks are replaced
+        in its lists: no sparse object is created.
+        """
+        w = np.ones(self.n) if weights is None else np.asarray(weights, dtype=float)
+        diagonal = []
+        for b, (a_idx, c_idx, prods) in zip(self.blocks, self._diagonal_products, strict=True):
+            if prods is None:
+                diagonal.append(np.bincount(b.codes, weights=w, minlength=b.n_levels)[None, None])
+                continue
+            d = np.empty((b.p, b.p, b.n_levels))
+            for e, (a, c) in enumerate(zip(a_idx, c_idx, strict=True)):
+                d[a, c] = np.bincount(b.codes, weights=w * prods[:, e], minlength=b.n_levels)
+                if a != c:
+                    d[c, a] = d[a, c]
+            diagonal.append(d)
+        off = {} if out is None else out.off_diagonal
+        for key, (positions, prods, template) in self._off.items():
+            bj, bk = self.blocks[key[0]], self.blocks[key[1]]
+            reps = bj.p * bk.p
+            v = np.tile(w, reps) if reps > 1 else w
+            if prods is not None:
+                v = v * prods
+            values = np.bincount(positions, weights=v, minlength=template.data.size)
+            if out is None:
+                mat = sp.csr_matrix(
+                    (values, template.indices, template.indptr), shape=template.shape, copy=False
+                )
+                off[key] = mat
+            else:
+                off[key].data[:] = values
+        m = self.p + 1
+        xy = self._xy
+        xy[:, self.p] = y
+        wxy = np.multiply(xy, w[:, None], out=self._wxy)
+        xy_random = []
+        for b, keys, ones in zip(self.blocks, self._xy_keys, self._z_ones, strict=True):
+            v = wxy.ravel() if ones else (b.z[:, :, None] * wxy[:, None, :]).ravel()
+            sums = np.bincount(keys, weights=v, minlength=b.size * m)
+            xy_random.append(np.ascontiguousarray(sums.reshape(b.size, m).T))
+        xy_xy = xy.T @ wxy
+        xy_xy = 0.5 * (xy_xy + xy_xy.T)
+        if out is None:
+            return Gram(diagonal, off, xy_random, xy_xy)
+        out.diagonal[:] = diagonal
+        out.xy_random[:] = xy_random
+        out.xy_xy[...] = xy_xy
+        return out

@@ -29,9 +29,20 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from mixedmodels.core.crossed import CrossedObjective, choose_order
-from mixedmodels.core.dense import MAX_DENSE_RANDOM_EFFECTS, DenseObjective
+from mixedmodels.core.dense import (
+    MAX_DENSE_RANDOM_EFFECTS,
+    DenseObjective,
+    pieces_from_fixed_factor,
+    schur_factor,
+)
 from mixedmodels.core.fill import FillPlan, make_fill_plan
-from mixedmodels.core.gram import Gram, build_gram, grouped_cross_products, is_nested
+from mixedmodels.core.gram import (
+    Gram,
+    GramPlan,
+    build_gram,
+    grouped_cross_products,
+    is_nested,
+)
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.linalg import blocks as bl
 from mixedmodels.linalg.batched import (
@@ -40,6 +51,7 @@ from mixedmodels.linalg.batched import (
     right_multiply_component_major,
     solve_right_lower_transposed_component_major,
 )
+from mixedmodels.linalg.threads import single_threaded_blas
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -79,6 +91,7 @@ class Solution:
     u: list[np.ndarray]  # per block, (l, p)
     b: list[np.ndarray]  # per block, (l, p) = lambda u per level
     pwrss: float
+    log_det_random: float = math.nan  # log |L_Z|^2
 
 
 class LmmProblem:
@@ -96,6 +109,11 @@ class LmmProblem:
         Prior weights.
     reml : bool
         REML criterion instead of the deviance.
+    reweightable : bool
+        Build the structure of the cross products once (a
+        :class:`~mixedmodels.core.gram.GramPlan`) so that :meth:`reweight` takes new
+        weights and a new response without redoing any symbolic work (a GLMM's scoring
+        steps).
     """
 
     def __init__(
@@ -105,6 +123,7 @@ class LmmProblem:
         y: np.ndarray,
         weights: np.ndarray | None = None,
         reml: bool = True,
+        reweightable: bool = False,
     ):
         self.X = np.asarray(X, dtype=float)  # column-major from the design: contiguous columns
         self.y = np.ascontiguousarray(y, dtype=float)
@@ -116,10 +135,16 @@ class LmmProblem:
             any(not is_nested(self.engine_blocks[m], self.engine_blocks[k]) for m in range(k))
             for k in range(len(self.engine_blocks))
         ]
-        self.gram: Gram = build_gram(self.engine_blocks, self.X, self.y, self.weights)
-        self.beta_shift = np.zeros(self.n_fixed)
-        self._shift_response(self.y)
-        self.log_weights = 0.0 if self.weights is None else float(np.log(self.weights).sum())
+        self.reweightable = reweightable
+        self._plan = GramPlan(self.engine_blocks, self.X) if reweightable else None
+        if reweightable:
+            self.gram = None
+            self._refill(self.y)
+        else:
+            self.gram: Gram = build_gram(self.engine_blocks, self.X, self.y, self.weights)
+            self.beta_shift = np.zeros(self.n_fixed)
+            self._shift_response(self.y)
+        self._log_weights: float | None = None  # sum log w, computed when first needed
         self._fill_plans: dict[int, FillPlan] | None = None  # built on first factorize
         q = sum(b.size for b in self.engine_blocks)
         self.dense_objective = DenseObjective(self) if q <= MAX_DENSE_RANDOM_EFFECTS else None
@@ -139,6 +164,17 @@ class LmmProblem:
         self.entry_offsets = np.concatenate([[0], np.cumsum(entries)])
 
     # ----------------------------------------------------------------- parameters
+    @property
+    def log_weights(self) -> float:
+        """``sum log w_i`` (0 for unit weights; -inf when a weight is 0)."""
+        if self._log_weights is None:
+            self._log_weights = _log_weights(self.weights)
+        return self._log_weights
+
+    @log_weights.setter
+    def log_weights(self, value: float) -> None:
+        self._log_weights = float(value)
+
     @property
     def n_theta(self) -> int:
         return int(self.theta_offsets[-1])
@@ -286,15 +322,31 @@ class LmmProblem:
         :mod:`mixedmodels.core.dense`; the value is the same to rounding.
         """
         self.n_evaluations += 1
+        return self.objective_from_pieces(*self.pieces(theta))
+
+    def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
+        """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta`` by the model's path."""
         theta = np.asarray(theta, dtype=float)
         if self.dense_objective is not None:
-            return self.objective_from_pieces(*self.dense_objective.pieces(theta))
+            return self.dense_objective.pieces(theta)
+        return pieces_from_fixed_factor(*self.fixed_factor(theta), self.n_fixed)
+
+    def fixed_factor(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """``log |L_Z|^2`` and the lower Cholesky factor ``R`` of the ``[X y]`` Schur
+        complement at ``theta``, by the model's path (dense, one term, crossed or blocked):
+        the objective's pieces, and ``(R_X R_X')^-1`` (:func:`fixed_covariance`), come from
+        it."""
+        theta = np.asarray(theta, dtype=float)
+        if self.dense_objective is not None:
+            return self.dense_objective.factor_pieces(theta)
         if len(self.engine_blocks) == 1:
-            return self.objective_from_pieces(*self._single_block_pieces(theta))
+            return self._single_block_factor(theta)
         crossed = self.crossed_objective()
         if crossed is not None:
-            return self.objective_from_pieces(*crossed.pieces(theta))
-        return self.objective_from_factor(self.factorize(theta))
+            factor = crossed.factor(theta)
+            return factor.log_det_random, factor.xy_xy
+        factor = self.factorize(theta)
+        return factor.log_det_random(), factor.xy_xy
 
     def crossed_objective(self) -> CrossedObjective | None:
         """The crossed path (:mod:`mixedmodels.core.crossed`) for a model with several
@@ -315,6 +367,7 @@ class LmmProblem:
                     self.weights,
                     self.n_fixed,
                     order,
+                    reweightable=self.reweightable,
                 )
                 if crossed.fill is not None:
                     self._crossed = crossed
@@ -340,11 +393,11 @@ class LmmProblem:
             lines.append("path: blocked Cholesky")
         return "\n".join(lines)
 
-    def _single_block_pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
-        """The objective's pieces for one random-effect term, with the ``[X y]`` rows held
-        component-major ``(m, p, l)`` so every vector operation runs over contiguous
-        levels (the general factorization keeps them level-major for the off-diagonal
-        products that one term does not have)."""
+    def _single_block_factor(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """``log|L_Z|^2`` and the ``[X y]`` factor for one random-effect term, with the
+        ``[X y]`` rows held component-major ``(m, p, l)`` so every vector operation runs
+        over contiguous levels (the general factorization keeps them level-major for the
+        off-diagonal products that one term does not have)."""
         blk = self.engine_blocks[0]
         g = self.gram
         m = g.xy_xy.shape[0]
@@ -359,29 +412,38 @@ class LmmProblem:
         t = right_multiply_component_major(self._xy_component_major, lam)
         x = solve_right_lower_transposed_component_major(t, low.blocks).reshape(m, blk.size)
         s = g.xy_xy - x @ x.T
-        r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
-        if info != 0 and info != m:
-            raise bl.NotPositiveDefiniteError
-        diag = np.diagonal(r)
-        pwrss = float(diag[-1] ** 2) if info == 0 else 0.0
-        ld_x = 2.0 * float(np.log(diag[: self.n_fixed]).sum())
-        return 2.0 * low.log_det(), ld_x, pwrss
+        return 2.0 * low.log_det(), schur_factor(s)
 
     # ----------------------------------------------------------------- solution
-    def solve(self, theta: np.ndarray) -> Solution:
-        """beta, u, b, sigma and (R_X'R_X)^-1 at ``theta`` (done once, at the optimum).
+    def solve(
+        self, theta: np.ndarray, beta: np.ndarray | None = None, objective: bool = True
+    ) -> Solution:
+        """beta, u, b, sigma and (R_X'R_X)^-1 at ``theta``.
 
-        Through the crossed path when the objective went that way (the same factor by
-        other sums), else through the blocked factor.
+        Through the path the objective takes (dense, crossed, or the blocked factor; the
+        same factor by other sums).  With ``beta`` given, ``u`` and ``b`` are the
+        conditional modes at that ``beta`` (which is returned as given).  With
+        ``objective=False`` the solution's objective is NaN (not computed: a GLMM's
+        scoring step needs the modes and ``log |L_Z|^2`` only, not ``sum log w``).
         """
         theta = np.asarray(theta, dtype=float)
-        if self._crossed:
-            return self._solve_crossed(theta)
+        beta_rel = None if beta is None else np.asarray(beta, dtype=float) - self.beta_shift
+        if self.dense_objective is not None:
+            with single_threaded_blas():  # q <= 240: hand-offs to a second thread cost more
+                return self._solve_dense(theta, beta_rel, objective)
+        if len(self.engine_blocks) > 1 and self.crossed_objective() is not None:
+            return self._solve_crossed(theta, beta_rel, objective)
+        return self._solve_blocked(theta, beta_rel, objective)
+
+    def _solve_blocked(
+        self, theta: np.ndarray, beta_rel: np.ndarray | None, objective: bool = True
+    ) -> Solution:
         factor = self.factorize(theta)
         p = self.n_fixed
         lxx = factor.xy_xy[:p, :p]
         ly = factor.xy_xy[-1, :p]
-        beta_rel = sla.solve_triangular(lxx, ly, lower=True, trans=1) if p else np.zeros(0)
+        if beta_rel is None:
+            beta_rel = sla.solve_triangular(lxx, ly, lower=True, trans=1) if p else np.zeros(0)
         n_blocks = len(self.engine_blocks)
         u: list[np.ndarray | None] = [None] * n_blocks
         for k in reversed(range(n_blocks)):
@@ -391,11 +453,7 @@ class LmmProblem:
             u[k] = bl.solve_lower_transposed(factor.diagonal[k], rhs[:, None])[:, 0]
         pwrss = factor.pwrss()
         sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
-        if p:
-            rinv = sla.solve_triangular(lxx, np.eye(p), lower=True)
-            vcov_unscaled = rinv.T @ rinv
-        else:
-            vcov_unscaled = np.zeros((0, 0))
+        vcov_unscaled = _unscaled_vcov(lxx)
         u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         for e, pub in enumerate(self.order):
@@ -405,27 +463,57 @@ class LmmProblem:
             b_public[pub] = uk @ factor.lambdas[e].T
         return Solution(
             theta=theta,
-            objective=self.objective_from_factor(factor),
+            objective=self.objective_from_factor(factor) if objective else math.nan,
             beta=beta_rel + self.beta_shift,
             sigma=sigma,
             vcov_unscaled=vcov_unscaled,
             u=u_public,
             b=b_public,
             pwrss=pwrss,
+            log_det_random=factor.log_det_random(),
         )
 
-    def _solve_crossed(self, theta: np.ndarray) -> Solution:
+    def _solve_dense(
+        self, theta: np.ndarray, beta_rel: np.ndarray | None, objective: bool = True
+    ) -> Solution:
+        ld_z, r, pwrss, beta_rel, u = self.dense_objective.solve(theta, beta_rel)
+        p = self.n_fixed
+        sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
+        vcov_unscaled = _unscaled_vcov(r[:p, :p])
+        n_blocks = len(self.engine_blocks)
+        u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
+        b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
+        lams = self.lambdas(theta)
+        start = 0
+        for e, pub in enumerate(self.order):
+            blk = self.engine_blocks[e]
+            uk = u[start : start + blk.size].reshape(blk.n_levels, blk.p)
+            start += blk.size
+            u_public[pub] = uk
+            b_public[pub] = uk @ lams[pub].T
+        ld_x = 2.0 * float(np.log(np.diagonal(r)[:p]).sum())
+        return Solution(
+            theta=theta,
+            objective=self.objective_from_pieces(ld_z, ld_x, pwrss) if objective else math.nan,
+            beta=beta_rel + self.beta_shift,
+            sigma=sigma,
+            vcov_unscaled=vcov_unscaled,
+            u=u_public,
+            b=b_public,
+            pwrss=pwrss,
+            log_det_random=ld_z,
+        )
+
+    def _solve_crossed(
+        self, theta: np.ndarray, beta_rel: np.ndarray | None = None, objective: bool = True
+    ) -> Solution:
         crossed = self._crossed
-        sol = crossed.solve(theta)
+        sol = crossed.solve(theta, beta_rel)
         f = sol.factor
         p = self.n_fixed
         pwrss = f.pwrss
         sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
-        if p:
-            rinv = sla.solve_triangular(f.xy_xy[:p, :p], np.eye(p), lower=True)
-            vcov_unscaled = rinv.T @ rinv
-        else:
-            vcov_unscaled = np.zeros((0, 0))
+        vcov_unscaled = _unscaled_vcov(f.xy_xy[:p, :p])
         n_blocks = len(self.engine_blocks)
         u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
@@ -434,16 +522,21 @@ class LmmProblem:
             pub = self.order[e]
             u_public[pub] = np.ascontiguousarray(uk)
             b_public[pub] = uk @ lams[pub].T
-        objective = self.objective_from_pieces(f.log_det_random, f.log_det_fixed(p), pwrss)
+        value = (
+            self.objective_from_pieces(f.log_det_random, f.log_det_fixed(p), pwrss)
+            if objective
+            else math.nan
+        )
         return Solution(
             theta=theta,
-            objective=objective,
+            objective=value,
             beta=sol.beta + self.beta_shift,
             sigma=sigma,
             vcov_unscaled=vcov_unscaled,
             u=u_public,
             b=b_public,
             pwrss=pwrss,
+            log_det_random=f.log_det_random,
         )
 
     def conditional_covariances(self, theta: np.ndarray, sigma: float) -> list[np.ndarray]:
@@ -472,6 +565,52 @@ class LmmProblem:
             lam = factor.lambdas[k]
             out[self.order[k]] = sigma**2 * (lam @ covs @ lam.T)
         return out
+
+    # ----------------------------------------------------------------- new weights
+    def reweight(self, weights: np.ndarray, y: np.ndarray) -> None:
+        """New weights and a new response, in place (a GLMM's scoring step).
+
+        The cross products are refilled through the stored
+        :class:`~mixedmodels.core.gram.GramPlan` (bincounts and BLAS products into fixed
+        patterns) and the evaluation paths' numeric parts through positions found once:
+        the dense ``Z'WZ``, the crossed path's blocks, panels and fill kernel.  Nothing
+        symbolic is redone except the blocked engine's fill plans (rebuilt on first use).
+        The objective, :meth:`solve` and everything else are then those of
+        ``LmmProblem(blocks, X, y, weights, reml)`` to rounding.
+
+        Raises
+        ------
+        ValueError
+            When the problem was not built with ``reweightable=True``.
+        """
+        if self._plan is None:
+            raise ValueError("reweight needs a problem built with reweightable=True")
+        self.weights = np.asarray(weights, dtype=float)
+        self.y = np.ascontiguousarray(y, dtype=float)
+        self._log_weights = None
+        self._refill(self.y)
+        self._xy_component_major = None
+        self._fill_plans = None
+        if self.dense_objective is not None:
+            self.dense_objective.refresh(self.gram)
+        if self._crossed:
+            self._crossed.refresh(self.gram, self.weights)
+
+    def _refill(self, y: np.ndarray) -> None:
+        """The Gram for the current weights and response ``y`` through the plan, with the
+        response shifted by its weighted least-squares fit first (as
+        :meth:`_shift_response` does for a problem built from the rows)."""
+        w = self.weights
+        p = self.n_fixed
+        shift = np.zeros(p)
+        if p:
+            wx = self.X if w is None else self.X * w[:, None]
+            _, shift, info = sla.lapack.dposv(self.X.T @ wx, wx.T @ y, lower=1)
+            if info != 0 or not np.all(np.isfinite(shift)):
+                shift = np.zeros(p)
+        self.y_work = y - self.X @ shift if p else y
+        self.beta_shift = shift
+        self.gram = self._plan.gram(w, self.y_work, out=self.gram)
 
     # ----------------------------------------------------------------- new response
     def _shift_response(self, y: np.ndarray) -> None:
@@ -518,6 +657,8 @@ class LmmProblem:
         """The same model structure with a new response (only y's cross products redone)."""
         new = object.__new__(LmmProblem)
         new.__dict__.update(self.__dict__)
+        new._plan = None  # shares numeric parts with this problem: not reweightable
+        new.reweightable = False
         new.n_evaluations = 0
         new._shift_response(y)
         if self.dense_objective is not None:
@@ -534,6 +675,8 @@ class LmmProblem:
         rows = keep + [self.n_fixed]  # rows of the [X y] blocks to keep (y last)
         new = object.__new__(LmmProblem)
         new.__dict__.update(self.__dict__)
+        new._plan = None  # shares numeric parts with this problem: not reweightable
+        new.reweightable = False
         # the stored response is y - X beta0; holding beta_j at value leaves
         # (value - beta0_j) x_j to move into the offset
         new.X = self.X[:, keep]
@@ -573,3 +716,26 @@ class LmmProblem:
         for blk, bk in zip(self.blocks, b, strict=True):
             out += np.einsum("np,np->n", blk.z, bk[blk.codes])
         return out
+
+
+def _log_weights(weights: np.ndarray | None) -> float:
+    """``sum log w_i`` (0 for unit weights; -inf when a weight is 0)."""
+    if weights is None:
+        return 0.0
+    with np.errstate(divide="ignore"):
+        return float(np.log(weights).sum())
+
+
+def _unscaled_vcov(lxx: np.ndarray) -> np.ndarray:
+    """``(R_X' R_X)^-1`` from the lower triangle ``R_X`` (p x p), with one BLAS thread (a
+    small triangular inverse handed to a second thread took milliseconds on the shared
+    machine)."""
+    p = lxx.shape[0]
+    if not p:
+        return np.zeros((0, 0))
+    with single_threaded_blas():
+        rinv, info = sla.lapack.dtrtri(lxx, lower=1)
+        if info != 0:
+            raise bl.NotPositiveDefiniteError
+        rinv = np.tril(rinv)  # dtrtri leaves the upper triangle as it found it
+        return rinv.T @ rinv

@@ -14,14 +14,18 @@ approximation of the deviance is then
 
 (up to the constant ``-2 sum log p(y_i | y_i)``), with ``W`` the GLM weights
 ``w_i (d mu / d eta)^2 / V(mu)`` at the mode.  This is lme4's objective for ``nAGQ = 1``.
+For families with a dispersion parameter (Gamma, inverse Gaussian, gaussian with a link)
+lme4 replaces ``sum d_i`` by R's ``family$aic`` at the mode, ``-2 sum log p(y_i | mu_i,
+phi) + 2`` with ``phi`` the deviance over the number of observations: PIRLS and ``W`` do not
+involve ``phi``, and the random effects ``u`` are not scaled by it.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
 
 from mixedmodels.core.families import Family
@@ -30,9 +34,9 @@ from mixedmodels.core.terms import RandomBlock
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 
 MAX_ITERATIONS = 60
-DENSE_LIMIT = 200  # random effects up to which one PIRLS step uses dense algebra
 MAX_HALVINGS = 12
 TOLERANCE = 1e-12
+U_TOLERANCE = 1e-10  # largest change of u at convergence, where the objective needs it
 
 
 class PirlsError(ArithmeticError):
@@ -59,6 +63,10 @@ class ConditionalMode:
         problem with them has ``Var(b | y)`` as its conditional covariance at sigma 1).
     unscaled_fixed_cov : ndarray (p, p)
         ``(R_X' R_X)^-1`` of the weighted system (the conditional covariance of beta).
+    data_term : float
+        The data term of the Laplace deviance (the family's ``objective_term``): the
+        deviance for families without a dispersion parameter, R's ``aic`` (with the
+        dispersion estimated from the deviance) for the others, as lme4.
     """
 
     beta: np.ndarray
@@ -69,11 +77,13 @@ class ConditionalMode:
     log_det: float
     weights: np.ndarray
     unscaled_fixed_cov: np.ndarray
+    data_term: float
 
     @property
     def laplace(self) -> float:
-        """The Laplace deviance ``sum d_i + ||u||^2 + log|L|^2``."""
-        return self.deviance + float(self.u @ self.u) + self.log_det
+        """The Laplace deviance ``data_term + ||u||^2 + log|L|^2`` (``data_term`` is
+        ``sum d_i`` for families without a dispersion parameter)."""
+        return self.data_term + float(self.u @ self.u) + self.log_det
 
 
 class GlmmProblem:
@@ -113,7 +123,7 @@ class GlmmProblem:
         self.Zt = self.Z.T.tocsr()
         self.q = self.Z.shape[1]
         self._theta_sizes = [b.n_theta for b in blocks]
-        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._lmm: LmmProblem | None = None  # the reweightable LMM of the scoring steps
 
     @property
     def n_theta(self) -> int:
@@ -151,10 +161,23 @@ class GlmmProblem:
             w = self.prior_weights * d**2 / fam.variance(mu)
             z = eta - self.offset + (self.y - mu) / d
             sw = np.sqrt(w)
-            beta, *_ = np.linalg.lstsq(self.X * sw[:, None], z * sw, rcond=None)
-            eta = self.offset + self.X @ beta
-            mu = link.inverse(eta)
-            dev = float(np.sum(fam.unit_deviance(self.y, mu, self.prior_weights)))
+            if not (np.isfinite(sw).all() and np.isfinite(z).all()):
+                break  # keep the last usable beta
+            new, *_ = np.linalg.lstsq(self.X * sw[:, None], z * sw, rcond=None)
+            # step halving where a full step leaves the link's range (an inverse link's
+            # negative mean): the deviance must stay finite
+            for _ in range(30):
+                eta = self.offset + self.X @ new
+                mu = link.inverse(eta)
+                dev = float(np.sum(fam.unit_deviance(self.y, mu, self.prior_weights)))
+                if np.isfinite(dev):
+                    break
+                new = (new + beta) / 2
+            if not np.isfinite(dev):
+                eta = self.offset + self.X @ beta
+                mu = link.inverse(eta)
+                break
+            beta = new
             if abs(last - dev) < 1e-10 * (abs(dev) + 0.1):
                 break
             last = dev
@@ -189,17 +212,26 @@ class GlmmProblem:
             dev_ = float(np.sum(fam.unit_deviance(self.y, mu_, self.prior_weights)))
             return eta_, mu_, dev_, dev_ + float(u_ @ u_)
 
+        # families with a dispersion: lme4's data term (R's aic, through log(deviance)) is
+        # not stationary at the mode, so its error is first order in u's: converge u itself
+        # (likewise where the family's own parameters are estimated from the objective)
+        exact_u = fam.has_dispersion or bool(fam.extra_names)
         eta, mu, dev, pdev = state(beta, u)
         if not np.isfinite(pdev):
             raise PirlsError("penalized deviance is not finite at the start")
         for _ in range(MAX_ITERATIONS):
-            d = link.mu_eta(eta)
-            weights = self.prior_weights * d**2 / fam.variance(mu)
-            if update_beta:
-                work = eta - self.offset + (self.y - mu) / d
-            else:
-                work = eta - self.offset - self.X @ beta + (self.y - mu) / d
-            new_u, new_beta = system.step(weights, work, update_beta)
+            weights, resid = fam.working(self.y, eta, mu, self.prior_weights)
+            base = eta - self.offset if update_beta else eta - self.offset - self.X @ beta
+            try:
+                new_u, new_beta = system.step(weights, base + resid, update_beta)
+            except PirlsError:
+                if np.all(weights > 0):
+                    raise
+                # exact Newton weights (a zero-inflated row's curvature can be negative)
+                # whose system is not positive definite: floor them (same gradient)
+                floor = 1e-6 * float(np.max(np.abs(weights))) + 1e-300
+                safe = np.maximum(weights, floor)
+                new_u, new_beta = system.step(safe, base + weights * resid / safe, update_beta)
             if not update_beta:
                 new_beta = beta
             step = 1.0
@@ -213,12 +245,16 @@ class GlmmProblem:
             else:
                 break  # no decrease: the current point is the mode to working precision
             change = pdev - t_pdev
+            moved = float(np.max(np.abs(try_u - u), initial=0.0))
             beta, u, eta, mu, dev, pdev = try_beta, try_u, t_eta, t_mu, t_dev, t_pdev
-            if change < TOLERANCE * (abs(pdev) + 1.0):
+            if change < TOLERANCE * (abs(pdev) + 1.0) and (not exact_u or moved < U_TOLERANCE):
                 break
         weights = self._glm_weights(eta, mu)
         log_det, unscaled = system.at_mode(weights)
-        return ConditionalMode(beta, u, eta, mu, dev, log_det, weights, unscaled)
+        term = fam.objective_term(self.y, mu, self.prior_weights, dev)
+        if not np.isfinite(term):
+            raise PirlsError("the family's log density is not finite at the mode")
+        return ConditionalMode(beta, u, eta, mu, dev, log_det, weights, unscaled, term)
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         """Each term's ``p x p`` lower-triangular ``lambda``."""
@@ -245,14 +281,13 @@ class GlmmProblem:
         return out
 
     def _system(self, theta: np.ndarray, lambdas: list[np.ndarray]):
-        """The solver of one scoring step's penalized weighted least squares: dense for
-        up to DENSE_LIMIT random effects (Z'WZ from precomputed pairs), else the LMM
-        engine's blocked Cholesky."""
-        if self.q <= DENSE_LIMIT:
-            if self._pairs is None:
-                self._pairs = _row_pairs(self.Z)
-            return _DenseSystem(self, lambdas)
-        return _EngineSystem(self, theta)
+        """The solver of one scoring step's penalized weighted least squares: the model's
+        one reweightable LMM (built on first use, its structure kept for the whole fit)."""
+        if self._lmm is None:
+            self._lmm = LmmProblem(
+                self.blocks, self.X, self.y, self.prior_weights, reml=False, reweightable=True
+            )
+        return _EngineSystem(self, self._lmm, theta)
 
     def quadrature_deviance(
         self, theta: np.ndarray, beta: np.ndarray, n_agq: int, u_start=None
@@ -305,8 +340,16 @@ class GlmmProblem:
         return self.mode(theta, beta, u_start).laplace
 
     def _glm_weights(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
-        d = self.family.link.mu_eta(eta)
-        return self.prior_weights * d**2 / self.family.variance(mu)
+        """The weights of ``log|L|^2`` at the mode: the family's ``laplace_weights`` (the
+        GLM weights ``w (d mu / d eta)^2 / V(mu)`` for lme4's families)."""
+        return self.family.laplace_weights(self.y, eta, mu, self.prior_weights)
+
+    def with_family(self, family: Family) -> GlmmProblem:
+        """The same data and terms with another family (a family with other values of its
+        own parameters): shares ``Z`` and the precomputed pairs."""
+        other = copy.copy(self)
+        other.family = family
+        return other
 
 
 def _sparse_z(blocks: list[RandomBlock], n: int) -> sp.csr_matrix:
@@ -327,117 +370,31 @@ def _sparse_z(blocks: list[RandomBlock], n: int) -> sp.csr_matrix:
 
 class _EngineSystem:
     """A scoring step by the LMM engine: penalized weighted least squares on the working
-    response with the GLM weights (``X`` empty when beta is held fixed)."""
+    response with the GLM weights, by the model's one reweightable :class:`LmmProblem`
+    (its structure built once; a step refills the cross products and solves, on the path
+    the LMM objective takes: dense, one term, crossed or blocked).  With beta held fixed
+    the working response excludes ``X beta`` and ``u`` is the mode at ``beta = 0``."""
 
-    def __init__(self, problem: GlmmProblem, theta: np.ndarray):
+    def __init__(self, problem: GlmmProblem, lmm: LmmProblem, theta: np.ndarray):
         self.problem = problem
+        self.lmm = lmm
         self.theta = theta
-        self.no_fixed = np.zeros((problem.n, 0))
+        self.zero_beta = np.zeros(problem.n_fixed)
+        self.response = problem.y
 
-    def step(self, weights, work, update_beta: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        pr = self.problem
-        X = pr.X if update_beta else self.no_fixed
+    def _solve(self, weights, work, beta):
+        self.response = work
         try:
-            solution = LmmProblem(pr.blocks, X, work, weights, reml=False).solve(self.theta)
+            self.lmm.reweight(weights, work)
+            return self.lmm.solve(self.theta, beta, objective=False)
         except NotPositiveDefiniteError as exc:
             raise PirlsError("the weighted system is not positive definite") from exc
+
+    def step(self, weights, work, update_beta: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        solution = self._solve(weights, work, None if update_beta else self.zero_beta)
         new_u = np.concatenate([part.ravel() for part in solution.u])
         return new_u, (solution.beta if update_beta else None)
 
     def at_mode(self, weights) -> tuple[float, np.ndarray]:
-        pr = self.problem
-        try:
-            factor = LmmProblem(pr.blocks, pr.X, pr.y, weights, reml=False).factorize(self.theta)
-        except NotPositiveDefiniteError as exc:
-            raise PirlsError("Lambda' Z' W Z Lambda + I is not positive definite") from exc
-        p = pr.n_fixed
-        if not p:
-            return factor.log_det_random(), np.zeros((0, 0))
-        rinv = sla.solve_triangular(factor.xy_xy[:p, :p], np.eye(p), lower=True)
-        return factor.log_det_random(), rinv.T @ rinv
-
-
-class _DenseSystem:
-    """A scoring step with dense ``q x q`` algebra: ``Z'WZ`` is one bincount over the
-    precomputed pairs of nonzeros in each row of ``Z``, scaled block by block with the
-    terms' ``lambda``."""
-
-    def __init__(self, problem: GlmmProblem, lambdas: list[np.ndarray]):
-        self.problem = problem
-        self.lambdas = lambdas
-
-    def penalized_gram(self, weights: np.ndarray) -> np.ndarray:
-        """``Lambda' Z' W Z Lambda + I``."""
-        pr = self.problem
-        rows, flat, values = pr._pairs
-        q = pr.q
-        M = np.bincount(flat, weights=weights[rows] * values, minlength=q * q).reshape(q, q)
-        starts = np.cumsum([0] + [b.size for b in pr.blocks])
-        for a, (ba, la) in enumerate(zip(pr.blocks, self.lambdas, strict=True)):
-            for b, (bb, lb) in enumerate(zip(pr.blocks, self.lambdas, strict=True)):
-                sa, sb = slice(starts[a], starts[a + 1]), slice(starts[b], starts[b + 1])
-                if ba.p == 1 and bb.p == 1:
-                    M[sa, sb] *= la[0, 0] * lb[0, 0]
-                    continue
-                part = M[sa, sb].reshape(ba.n_levels, ba.p, bb.n_levels, bb.p)
-                part = np.einsum("ij,xiyk,kl->xjyl", la, part, lb, optimize=True)
-                M[sa, sb] = part.reshape(ba.size, bb.size)
-        M[np.diag_indices_from(M)] += 1.0
-        return M
-
-    def cross(self, weights: np.ndarray) -> np.ndarray:
-        """``Lambda' Z' W X``."""
-        pr = self.problem
-        return pr.scale(self.lambdas, np.asarray(pr.Zt @ (pr.X * weights[:, None])), True)
-
-    def step(self, weights, work, update_beta: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        pr = self.problem
-        M = self.penalized_gram(weights)
-        wz = weights * work
-        rhs_u = pr.scale(self.lambdas, pr.Zt @ wz, transpose=True)
-        if update_beta:
-            cross = self.cross(weights)
-            xwx = pr.X.T @ (pr.X * weights[:, None])
-            lhs = np.block([[M, cross], [cross.T, xwx]])
-            rhs = np.concatenate([rhs_u, pr.X.T @ wz])
-        else:
-            lhs, rhs = M, rhs_u
-        try:
-            solution = sla.cho_solve(sla.cho_factor(lhs, lower=True), rhs)
-        except np.linalg.LinAlgError as exc:
-            raise PirlsError("the weighted system is not positive definite") from exc
-        return solution[: pr.q], (solution[pr.q :] if update_beta else None)
-
-    def at_mode(self, weights) -> tuple[float, np.ndarray]:
-        pr = self.problem
-        try:
-            chol = sla.cholesky(self.penalized_gram(weights), lower=True)
-        except np.linalg.LinAlgError as exc:
-            raise PirlsError("Lambda' Z' W Z Lambda + I is not positive definite") from exc
-        log_det = 2.0 * float(np.sum(np.log(np.diagonal(chol))))
-        if not pr.n_fixed:
-            return log_det, np.zeros((0, 0))
-        solved = sla.solve_triangular(chol, self.cross(weights), lower=True)
-        schur = pr.X.T @ (pr.X * weights[:, None]) - solved.T @ solved
-        return log_det, np.linalg.inv(schur)
-
-
-def _row_pairs(Z: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every row of ``Z`` and every pair ``(a, b)`` of its nonzeros: the row, the flat
-    index ``a q + b`` and the product of the two values (``Z'WZ`` is then one bincount)."""
-    Z = Z.tocsr()
-    Z.sort_indices()
-    q = Z.shape[1]
-    rows_out, flat_out, vals_out = [], [], []
-    counts = np.diff(Z.indptr)
-    for width in np.unique(counts):  # rows grouped by their number of nonzeros
-        if width == 0:
-            continue
-        which = np.flatnonzero(counts == width)
-        pos = Z.indptr[which][:, None] + np.arange(width)
-        cols, vals = Z.indices[pos], Z.data[pos]
-        a, b = (m.ravel() for m in np.meshgrid(np.arange(width), np.arange(width), indexing="ij"))
-        rows_out.append(np.repeat(which, a.size))
-        flat_out.append((cols[:, a] * q + cols[:, b]).ravel())
-        vals_out.append((vals[:, a] * vals[:, b]).ravel())
-    return np.concatenate(rows_out), np.concatenate(flat_out), np.concatenate(vals_out)
+        solution = self._solve(weights, self.response, self.zero_beta)
+        return solution.log_det_random, solution.vcov_unscaled

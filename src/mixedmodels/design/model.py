@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from mixedmodels.design.grouping import check_grouping, group_codes, label_table, level_labels
+from mixedmodels.design.grouping import (
+    check_grouping,
+    codes_for_levels,
+    group_codes,
+    label_table,
+    level_labels,
+)
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
 from mixedmodels.design.rank import dropped_columns, independent_columns
 from mixedmodels.design.response import glm_response
 from mixedmodels.design.rsyntax import variables_of
+from mixedmodels.design.smooths import (
+    RandomPart,
+    SmoothFunction,
+    SmoothSpec,
+    build_smooth,
+    parse_smooth,
+)
 from mixedmodels.design.validate import (
     check_finite_columns,
     check_frame,
@@ -33,7 +47,7 @@ from mixedmodels.errors import (
 from mixedmodels.formula import ParsedFormula, RandomTermSpec, parse_formula
 from mixedmodels.formula.expr import calls, parse_expression, variables
 from mixedmodels.reterms.blocks import RandomBlock
-from mixedmodels.reterms.structures import CovarianceStructure
+from mixedmodels.reterms.structures import STRUCTURES, CovarianceStructure
 
 
 @dataclass
@@ -63,9 +77,17 @@ class RandomTerm:
     builder: MatrixBuilder
     structure: CovarianceStructure | None = None  # unstructured unless the formula says
 
+    #: Smooth terms' random parts belong to the mean function: predictions always
+    #: include them (also the population-level ones).
+    always_included: ClassVar[bool] = False
+
     @property
     def group_name(self) -> str:
         return self.spec.group_name
+
+    def codes_for(self, data: pd.DataFrame) -> np.ndarray:
+        """Level of each row of new data (-1 for levels the fit did not see)."""
+        return codes_for_levels(data, self.spec.group_factors, self.levels)
 
     @property
     def block(self) -> RandomBlock:
@@ -79,6 +101,61 @@ class RandomTerm:
     def levels(self) -> list[str]:
         """Level labels as strings."""
         return level_labels(self.level_index)
+
+
+class _PartBuilder:
+    """The columns of a smooth's random part at new data (a :class:`MatrixBuilder`'s
+    interface: ``build`` and ``column_names``)."""
+
+    def __init__(self, part: RandomPart):
+        self.part = part
+        self.column_names = [f"{part.name}.{j + 1}" for j in range(part.z.shape[1])]
+
+    def build(self, data: pd.DataFrame) -> np.ndarray:
+        return self.part.evaluate(data)
+
+
+@dataclass
+class SmoothRandomTerm(RandomTerm):
+    """A random part of a smooth term (its range space, or one penalty of it)."""
+
+    part: RandomPart | None = None
+    always_included: ClassVar[bool] = True
+
+    def codes_for(self, data: pd.DataFrame) -> np.ndarray:
+        return self.part.codes_for(data)
+
+
+@dataclass
+class SmoothLayout:
+    """Where a smooth function's coefficients are: its fixed-effect columns in ``X`` and
+    its random parts in the design's terms (indices after lme4's ordering)."""
+
+    function: SmoothFunction
+    fixed_index: list[int]
+    term_index: list[int]
+
+    @property
+    def label(self) -> str:
+        return self.function.label
+
+
+def _smooth_random_terms(functions: list[SmoothFunction]) -> list[RandomTerm]:
+    from mixedmodels.reterms.structures import ScaledIdentity
+
+    terms: list[RandomTerm] = []
+    for function in functions:
+        for part in function.parts:
+            builder = _PartBuilder(part)
+            spec = RandomTermSpec(part.name, part.group_factors or (part.name,), part.name)
+            structure = ScaledIdentity(part.z.shape[1]) if part.scaled_identity else None
+            terms.append(
+                SmoothRandomTerm(
+                    spec, builder.column_names, part.levels, part.codes, part.z, builder,
+                    structure, part=part,
+                )
+            )
+    return terms
 
 
 @dataclass
@@ -102,6 +179,7 @@ class ModelDesign:
     dropped_by: dict[str, int] = field(default_factory=dict)  # rows dropped, per column
     prototypes: dict[str, pd.Series] = field(default_factory=dict)  # used columns, no rows
     model_levels: dict[str, dict[str, object]] = field(default_factory=dict)  # factor levels
+    smooths: list[SmoothLayout] = field(default_factory=list)  # s(...), t2(...) terms
 
     @property
     def n(self) -> int:
@@ -112,8 +190,17 @@ class ModelDesign:
         return replace(self, y=np.asarray(y, dtype=float))
 
     def fixed_matrix(self, data: pd.DataFrame) -> np.ndarray:
-        """X for new data, with the same encoding and dropped columns."""
-        return self.fixed_builder.build(data)[:, self.fixed_keep]
+        """X for new data, with the same encoding and dropped columns (smooth terms'
+        fixed-effect columns evaluated with the fitted bases)."""
+        full = self.fixed_builder.build(data)
+        if self.smooths:
+            full = np.hstack([full] + [s.function.evaluate_fixed(data) for s in self.smooths])
+        return full[:, self.fixed_keep]
+
+
+def smooth_specs(parsed: ParsedFormula) -> list[SmoothSpec]:
+    """The formula's smooth terms, read (and checked) as data."""
+    return [parse_smooth(text, parsed.text) for text in parsed.smooths]
 
 
 def required_variables(parsed: ParsedFormula) -> list[str]:
@@ -127,6 +214,8 @@ def required_variables(parsed: ParsedFormula) -> list[str]:
     add(variables_of(parsed.fixed))
     for expr in parsed.offsets:
         add(variables_of(expr))
+    for spec in smooth_specs(parsed):
+        add(spec.variables)
     for term in parsed.random:
         add(variables_of(term.expr))
         add(list(term.group_factors))
@@ -199,6 +288,15 @@ class _Built:
     fixed_builder: MatrixBuilder
     X_full: np.ndarray
     random: list[tuple[RandomTermSpec, MatrixBuilder, np.ndarray]]
+    smooths: list[SmoothFunction] = field(default_factory=list)
+
+    @property
+    def column_names(self) -> list[str]:
+        """Names of ``X_full``'s columns: the parametric ones, then the smooths'."""
+        names = list(self.fixed_builder.column_names)
+        for function in self.smooths:
+            names += function.fixed_names
+        return names
 
     def pieces(self, response: str) -> list[tuple[str, list[str], np.ndarray]]:
         """(what, column names, values) of every built piece, for the finiteness checks."""
@@ -207,7 +305,11 @@ class _Built:
             out.append(("the binomial trials of", [response], self.trials))
         if self.offset is not None:
             out.append(("the offset", ["offset(...)"], self.offset))
-        out.append(("fixed-effect column", self.fixed_builder.column_names, self.X_full))
+        out.append(("fixed-effect column", self.column_names, self.X_full))
+        for function in self.smooths:
+            for part in function.parts:
+                names = [f"{part.name}.{j + 1}" for j in range(part.z.shape[1])]
+                out.append(("smooth random-effect column", names, part.z))
         for spec, builder, z in self.random:
             names = [f"{c} | {spec.group_name}" for c in builder.column_names]
             out.append(("random-effect column", names, z))
@@ -230,7 +332,12 @@ def _build_pieces(
     for spec in parsed.random:
         builder = MatrixBuilder(spec.expr)
         random.append((spec, builder, builder.build(used)))
-    return _Built(y, trials, formula_offset(parsed, used), fixed_builder, X_full, random)
+    smooths = [f for spec in smooth_specs(parsed) for f in build_smooth(spec, used)]
+    if smooths:
+        X_full = np.hstack([X_full] + [f.fixed for f in smooths])
+    return _Built(
+        y, trials, formula_offset(parsed, used), fixed_builder, X_full, random, smooths
+    )
 
 
 def _factor_wrapped(text: str) -> set[str]:
@@ -251,6 +358,10 @@ def _model_levels(parsed: ParsedFormula, used: pd.DataFrame) -> dict[str, dict[s
     wrapped = _factor_wrapped(parsed.fixed)
     for spec in parsed.random:
         wrapped |= _factor_wrapped(spec.expr)
+    for smooth in smooth_specs(parsed):  # a smooth's factors: by = f, fs and re groups
+        wrapped |= {smooth.by} if smooth.by else set()
+        if smooth.bs in ("re", "fs"):
+            wrapped |= {name for name in smooth.covariates if not is_numeric(used[name])}
     out: dict[str, dict[str, object]] = {}
     for name in model_variables(parsed, include_random=True, grouping=False):
         column = used[name]
@@ -272,6 +383,8 @@ def model_variables(
     add(variables_of(parsed.fixed))
     for expr in parsed.offsets:
         add(variables_of(expr))
+    for spec in smooth_specs(parsed):  # smooths are part of the mean
+        add(spec.variables)
     if include_random:
         for term in parsed.random:
             add(variables_of(term.expr))
@@ -314,7 +427,7 @@ def build_design(
     if len(data) == 0:
         raise DataError("data has no rows")
     parsed = parse_formula(formula)
-    if require_random and not parsed.random:
+    if require_random and not parsed.random and not parsed.smooths:
         raise FormulaError(
             "formula has no random-effect term such as (1 | g); use mm.lm for a linear model",
             formula,
@@ -376,7 +489,7 @@ def build_design(
     if glm_family is not None:
         warn_non_integer(glm_family, y, trials, w, parsed.response)
     fixed_builder = built.fixed_builder
-    names = fixed_builder.column_names
+    names = built.column_names
     if require_random and len(names) >= len(used):
         raise DataError(
             f"more fixed-effect columns than observations: the fixed part has {len(names)} "
@@ -408,8 +521,23 @@ def build_design(
                 f"({len(levels) * z.shape[1]}) for term {spec}; its variances are "
                 "unidentifiable"
             )
-        terms.append(RandomTerm(spec, builder.column_names, levels, codes, z, builder))
-    terms = lme4_term_order(terms)
+        structure = None
+        if spec.structure is not None:  # diag(x | g), cs(...), ...: the formula's structure
+            structure = STRUCTURES[spec.structure](z.shape[1])
+        terms.append(RandomTerm(spec, builder.column_names, levels, codes, z, builder, structure))
+    smooth_terms = _smooth_random_terms(built.smooths)
+    terms = lme4_term_order(terms + smooth_terms)
+    kept_names = [names[i] for i in keep]
+    layouts = []
+    for function in built.smooths:
+        own = [t for t in smooth_terms if any(t.part is p for p in function.parts)]
+        layouts.append(
+            SmoothLayout(
+                function,
+                [kept_names.index(n) for n in function.fixed_names if n in kept_names],
+                [next(i for i, t in enumerate(terms) if t is term) for term in own],
+            )
+        )
     return ModelDesign(
         formula=parsed,
         y=y,
@@ -428,6 +556,7 @@ def build_design(
         dropped_by=reasons,
         prototypes={name: data[name].iloc[:0] for name in needed},
         model_levels=_model_levels(parsed, used),
+        smooths=layouts,
     )
 
 

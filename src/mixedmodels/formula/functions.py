@@ -44,10 +44,21 @@ SIGNATURES: dict[str, Signature] = {
     "C": Signature(("object", "contr"), 2),
     "offset": _ONE,
     "cbind": Signature(("successes", "failures"), 2),
+    # smooth terms (mgcv's s() and t2()): covariates first, options by name
+    "s": Signature(("x", "z", "k", "bs", "by", "m")),
+    "t2": Signature(("x", "z", "k", "bs", "by", "m"), 2),
 }
 
 #: Functions allowed only in one place of a formula (checked by the formula parser).
-PLACED = {"offset": "a term of the fixed part", "cbind": "the response of a binomial model"}
+PLACED = {
+    "offset": "a term of the fixed part",
+    "cbind": "the response of a binomial model",
+    "s": "a term of the fixed part (a smooth such as s(x))",
+    "t2": "a term of the fixed part (a tensor product smooth such as t2(x, z))",
+}
+
+#: Placed functions that make a smooth term.
+SMOOTHS = frozenset({"s", "t2"})
 
 
 def check_call(call: Call, formula: str | None = None) -> None:

@@ -26,7 +26,7 @@ from mixedmodels.formula.expr import (
     tokenize,
     walk,
 )
-from mixedmodels.formula.functions import check_calls
+from mixedmodels.formula.functions import SMOOTHS, check_calls
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,16 @@ class RandomTermSpec:
     name : str, optional
         The grouping factor's name when it is not ``a:b:...`` (lme4 names the innermost
         factor of ``a/b/c`` ``c:(b:a)``).
+    structure : str, optional
+        The covariance structure the formula names (glmmTMB's and lme4 2.0's syntax:
+        ``diag(x | g)``, ``cs``, ``homcs``, ``ar1``, ``toep``, ``us``); unstructured when
+        None.
     """
 
     expr: str
     group_factors: tuple[str, ...]
     name: str | None = None
+    structure: str | None = None  # a covariance structure's name: diag(x | g) -> "diag"
 
     @property
     def group_name(self) -> str:
@@ -54,6 +59,8 @@ class RandomTermSpec:
         return self.name or ":".join(self.group_factors)
 
     def __str__(self) -> str:
+        if self.structure is not None:
+            return f"{self.structure}({self.expr} | {self.group_name})"
         return f"({self.expr} | {self.group_name})"
 
 
@@ -81,6 +88,7 @@ class ParsedFormula:
     fixed: str
     random: tuple[RandomTermSpec, ...]
     offsets: tuple[str, ...] = ()
+    smooths: tuple[str, ...] = ()
 
     @property
     def fixed_formula(self) -> str:
@@ -184,6 +192,31 @@ def _uncorrelated_pieces(expr: Node) -> list[str]:
     return (["1"] if has_intercept else []) + pieces
 
 
+#: Covariance structures a random-effect term may be wrapped in (glmmTMB's names); the
+#: design maps each to its class (:data:`mixedmodels.core.structures.STRUCTURES`).
+COVARIANCE_STRUCTURES = ("us", "diag", "cs", "homcs", "ar1", "toep")
+
+
+def _structured_bar(call: Call, formula: str) -> Node:
+    """The ``(x | g)`` inside ``diag(x | g)``, checked, as a parenthesized node."""
+    if len(call.args) != 1 or call.keywords:
+        raise FormulaError(
+            f"{call.func}() takes one random-effect term, like {call.func}(x | g)",
+            formula,
+            call.pos,
+        )
+    inner = call.args[0]
+    while isinstance(inner, Paren):
+        inner = inner.inner
+    if not (isinstance(inner, Binary) and inner.op in ("|", "||")):
+        raise FormulaError(
+            f"{call.func}() takes a random-effect term, like {call.func}(x | g)",
+            formula,
+            call.pos,
+        )
+    return Paren(inner, call.pos)
+
+
 def _check_tildes(text: str) -> None:
     tildes = [t for t in tokenize(text) if t.kind == "op" and t.text == "~"]
     if not tildes:
@@ -263,8 +296,12 @@ def parse_formula(text: str) -> ParsedFormula:
 
     fixed: list[tuple[int, Node]] = []
     offsets: list[str] = []
+    smooths: list[str] = []
     random: list[RandomTermSpec] = []
     for sign, piece in _signed_pieces(rhs):
+        structure = None
+        if isinstance(piece, Call) and piece.func in COVARIANCE_STRUCTURES:
+            structure, piece = piece.func, _structured_bar(piece, text)
         bar = _bar_term(piece)
         if bar is not None:
             if sign < 0:
@@ -275,10 +312,17 @@ def parse_formula(text: str) -> ParsedFormula:
             if nested is not None:
                 raise FormulaError("a random-effect term has one '|'", text, nested.pos)
             groups = _expand_grouping(bar.right, text)
+            if structure is not None and bar.op == "||":
+                raise FormulaError(
+                    f"{structure}() takes a term with one '|': the structure says how the "
+                    "coefficients are correlated",
+                    text,
+                    bar.pos,
+                )
             exprs = _uncorrelated_pieces(bar.left) if bar.op == "||" else [deparse(bar.left)]
             for group, name in groups:
                 for expr in exprs:
-                    random.append(RandomTermSpec(expr, group, name))
+                    random.append(RandomTermSpec(expr, group, name, structure))
             continue
         stray = _find_operator(piece, ("|", "||"))
         if stray is not None:
@@ -294,6 +338,14 @@ def parse_formula(text: str) -> ParsedFormula:
                 raise FormulaError("an offset cannot be subtracted", text, piece.pos)
             offsets.append(deparse(piece.args[0] if piece.args else piece.keywords[0][1]))
             continue
+        if isinstance(piece, Call) and piece.func in SMOOTHS:
+            check_calls(piece, text, placed_ok=frozenset({piece.func}))
+            if sign < 0:
+                raise FormulaError("a smooth term cannot be subtracted", text, piece.pos)
+            smooth = deparse(piece)
+            if smooth not in smooths:
+                smooths.append(smooth)
+            continue
         check_calls(piece, text)
         fixed.append((sign, piece))
     return ParsedFormula(
@@ -302,4 +354,5 @@ def parse_formula(text: str) -> ParsedFormula:
         fixed=_joined(fixed) or "1",
         random=tuple(random),
         offsets=tuple(offsets),
+        smooths=tuple(smooths),
     )

@@ -73,11 +73,7 @@ class _VarianceLayout:
 def _ml_deviance_at(problem, theta: np.ndarray, sigma: float) -> float:
     """ML deviance with sigma given and beta profiled out."""
     try:
-        if problem.dense_objective is not None:
-            ld_z, _, pwrss = problem.dense_objective.pieces(theta)
-        else:
-            f = problem.factorize(theta)
-            ld_z, pwrss = f.log_det_random(), f.pwrss()
+        ld_z, _, pwrss = problem.pieces(theta)
     except NotPositiveDefiniteError:
         return BIG
     n = problem.n

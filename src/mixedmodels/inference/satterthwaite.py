@@ -21,8 +21,8 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as sla
 
+from mixedmodels.core.dense import fixed_covariance, pieces_from_fixed_factor
 from mixedmodels.errors import DegenerateFitWarning
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim.derivatives import hessian_and_gradient, jacobian, step_sizes
@@ -39,17 +39,11 @@ class VarianceParameterInfo:
 
 
 def _theta_pieces(problem, theta: np.ndarray) -> tuple[float, float, float, np.ndarray]:
-    """(log|L_Z|^2, log|R_X|^2, PWRSS, (R_X'R_X)^-1) at theta (blocked factorization)."""
-    factor = problem.factorize(theta)
+    """(log|L_Z|^2, log|R_X|^2, PWRSS, (R_X'R_X)^-1) at theta, by the model's own path
+    (dense, one term, crossed or blocked)."""
+    ld_z, r = problem.fixed_factor(theta)
     p = problem.n_fixed
-    lxx = factor.xy_xy[:p, :p]
-    rinv = sla.solve_triangular(lxx, np.eye(p), lower=True)
-    return (
-        factor.log_det_random(),
-        factor.log_det_fixed(p),
-        factor.pwrss(),
-        rinv.T @ rinv,
-    )
+    return (*pieces_from_fixed_factor(ld_z, r, p), fixed_covariance(r, p))
 
 
 def variance_parameter_info(problem, theta: np.ndarray, sigma: float) -> VarianceParameterInfo:

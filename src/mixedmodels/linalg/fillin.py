@@ -32,6 +32,7 @@ symbolic work once and each evaluation is one dense or one precomputed sparse pr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,11 +49,19 @@ EXPECTED_EVALUATIONS = 100  # build costs are spread over this many evaluations
 MAX_STORED_ENTRIES = 150_000_000  # ~1.2 GB of float64: the cap on any kernel's storage
 DENSE_CHUNK_ENTRIES = 4_000_000  # DenseFill works on W in column chunks of this many entries
 CHUNK_ENTRIES = 1_000_000  # MapFill's build works in chunks of this many products
+MAP_REFRESH_PER_ENTRY = 4.0e-9  # refilling one map entry from its two panel values
+DENSE_REFRESH_PER_ENTRY = 5.0e-9  # scattering one panel value into the dense A
+EXPECTED_STEPS = 1000  # a GLMM fit's scoring steps, over which a reweightable build is spread
 
 
+@functools.lru_cache(maxsize=32)
 def lower_pairs(p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs ``(a, b)``, ``a >= b``, of a ``p x p`` lower triangle (row-major)."""
-    return np.tril_indices(p)
+    """Index pairs ``(a, b)``, ``a >= b``, of a ``p x p`` lower triangle (row-major;
+    cached, read-only)."""
+    a, b = np.tril_indices(p)
+    a.flags.writeable = False
+    b.flags.writeable = False
+    return a, b
 
 
 def outer_lower(r: np.ndarray) -> np.ndarray:
@@ -113,7 +122,8 @@ def panels_from_rows(
     rest_z: np.ndarray,
     n_rows: int,
     weights: np.ndarray | None,
-) -> Panels:
+    return_inverse: bool = False,
+) -> Panels | tuple[Panels, np.ndarray]:
     """:class:`Panels` of ``A = Z_R' W Z_0`` from the rows, in one pass (once per model).
 
     Parameters
@@ -126,6 +136,10 @@ def panels_from_rows(
         For each row, the ``c`` rows of ``A`` it touches (one per column of the other terms).
     rest_z : ndarray (n, c)
         The matching values of the other terms' model matrices.
+    return_inverse : bool
+        Also return, for every row and column of ``rest_index`` (raveled row-major), its
+        panel entry: new weights then give the values by bincounts (see
+        :func:`panel_values_from_rows`).
     """
     n, c = rest_index.shape
     p = first_z.shape[1]
@@ -139,7 +153,25 @@ def panels_from_rows(
     level = unique // n_rows
     starts = np.zeros(n_levels + 1, dtype=np.int64)
     np.cumsum(np.bincount(level, minlength=n_levels), out=starts[1:])
-    return Panels(n_rows=n_rows, starts=starts, rows=unique % n_rows, values=values)
+    panels = Panels(n_rows=n_rows, starts=starts, rows=unique % n_rows, values=values)
+    return (panels, inverse.ravel()) if return_inverse else panels
+
+
+def panel_values_from_rows(
+    inverse: np.ndarray,
+    n_entries: int,
+    first_z: np.ndarray,
+    rest_z: np.ndarray,
+    weights: np.ndarray | None,
+) -> np.ndarray:
+    """Panel values ``(n_entries, p)`` for new weights, from the entry of every product
+    (``inverse`` of :func:`panels_from_rows`)."""
+    values = np.empty((n_entries, first_z.shape[1]))
+    for a in range(first_z.shape[1]):
+        za = first_z[:, a] if weights is None else first_z[:, a] * weights
+        contrib = (za[:, None] * rest_z).ravel()
+        values[:, a] = np.bincount(inverse, weights=contrib, minlength=n_entries)
+    return values
 
 
 def panels_from_sparse(a: sp.csc_matrix, p: int) -> Panels | None:
@@ -174,7 +206,7 @@ class MapFill:
 
     kind = "map"
 
-    def __init__(self, panels: Panels):
+    def __init__(self, panels: Panels, keep_pairs: bool = False):
         self.n_rows = q = panels.n_rows
         self.p = p = panels.p
         a_idx, b_idx = lower_pairs(p)
@@ -234,6 +266,10 @@ class MapFill:
         vj = np.empty((step, p))
         block = np.empty(step)
         offsets = np.arange(n_ab, dtype=col_dtype)
+        # with keep_pairs, the two panel entries of every product are kept: new panel
+        # values (a GLMM's new weights) then refill the map without its symbolic work
+        self._first = np.empty(column.size, dtype=np.int64) if keep_pairs else None
+        self._second = np.empty(column.size, dtype=np.int64) if keep_pairs else None
         for e0 in range(0, column.size, step):
             e1 = min(e0 + step, column.size)
             n = e1 - e0
@@ -242,9 +278,13 @@ class MapFill:
             np.right_shift(packed, shift, out=index[:n])
             index[:n] += base[:n]
             np.take(panels.values, index[:n], axis=0, out=vi[:n])
+            if keep_pairs:
+                self._first[e0:e1] = index[:n]
             np.bitwise_and(packed, mask, out=index[:n])
             index[:n] += base[:n]
             np.take(panels.values, index[:n], axis=0, out=vj[:n])
+            if keep_pairs:
+                self._second[e0:e1] = index[:n]
             for e, (a, b) in enumerate(zip(a_idx, b_idx, strict=True)):
                 np.multiply(vi[:n, a], vj[:n, b], out=block[:n])
                 if a != b:
@@ -262,6 +302,24 @@ class MapFill:
     @property
     def stored_entries(self) -> int:
         return int(self.map.nnz)
+
+    def refresh(self, values: np.ndarray) -> None:
+        """New panel values (same structure): the map's entries recomputed in place from
+        the stored pairs of panel entries (built with ``keep_pairs``)."""
+        if self._first is None:
+            raise ValueError("this map was built without its pairs (keep_pairs=False)")
+        a_idx, b_idx = lower_pairs(self.p)
+        data = self.map.data.reshape(-1, a_idx.size)
+        step = CHUNK_ENTRIES
+        for e0 in range(0, self._first.size, step):
+            e1 = min(e0 + step, self._first.size)
+            vi = values[self._first[e0:e1]]
+            vj = values[self._second[e0:e1]]
+            for e, (a, b) in enumerate(zip(a_idx, b_idx, strict=True)):
+                block = vi[:, a] * vj[:, b]
+                if a != b:
+                    block += vi[:, b] * vj[:, a]
+                data[e0:e1, e] = block
 
     def lower_fill(self, r: np.ndarray) -> np.ndarray:
         """Dense ``(n, n)`` matrix whose lower triangle is ``F``'s (upper: zero)."""
@@ -351,7 +409,12 @@ class GroupedFill:
 
 
 class DenseFill:
-    """``F = W W'`` with ``W = A blockdiag(r_s)``; ``A`` stored densely, ``syrk`` per chunk."""
+    """``F = W W'`` with ``W = A blockdiag(r_s)``; ``A`` stored densely, ``syrk`` per chunk.
+
+    ``A`` is held level-major and transposed, ``(l, p, n_rows)`` C-ordered: a chunk of
+    ``W'`` is then one batched ``p x p`` product, and ``W`` (its transpose) is already in
+    the Fortran order BLAS takes, without a copy.
+    """
 
     kind = "dense"
 
@@ -359,9 +422,13 @@ class DenseFill:
         self.n_rows = q = panels.n_rows
         self.p = p = panels.p
         n_levels = panels.n_levels
-        dense = np.zeros((q, n_levels, p))
+        dense = np.zeros((n_levels, p, q))
         level = np.repeat(np.arange(n_levels), panels.counts())
-        dense[panels.rows, level, :] = panels.values
+        # flat position of every panel value (entry t, column a) in the dense array
+        self._flat = (
+            (level[:, None] * p + np.arange(p)) * q + panels.rows.astype(np.int64)[:, None]
+        ).ravel()
+        dense.reshape(-1)[self._flat] = panels.values.ravel()
         self.dense = dense
         self.chunk = max(1, DENSE_CHUNK_ENTRIES // max(q * p, 1))
 
@@ -369,15 +436,22 @@ class DenseFill:
     def stored_entries(self) -> int:
         return int(self.dense.size)
 
+    def refresh(self, values: np.ndarray) -> None:
+        """New panel values (same structure) written into the dense ``A``."""
+        self.dense.reshape(-1)[self._flat] = values.ravel()
+
     def lower_fill(self, r: np.ndarray) -> np.ndarray:
-        q, n_levels, p = self.dense.shape
+        n_levels, p, q = self.dense.shape
         out = np.zeros((q, q), order="F")
-        rl = np.ascontiguousarray(r.transpose(2, 0, 1))  # (l, p, p)
+        if p > 1:
+            rl = np.ascontiguousarray(r.transpose(2, 1, 0))  # (l, p, p): r_s'
         for lo in range(0, n_levels, self.chunk):
             hi = min(lo + self.chunk, n_levels)
-            w = np.matmul(self.dense[:, lo:hi, None, :], rl[None, lo:hi])[:, :, 0, :]
-            w = np.asfortranarray(w.reshape(q, (hi - lo) * p))
-            out = blas.dsyrk(1.0, w, beta=1.0, c=out, lower=1, overwrite_c=1)
+            if p == 1:
+                wt = self.dense[lo:hi, 0, :] * r[0, 0, lo:hi, None]
+            else:
+                wt = np.matmul(rl[lo:hi], self.dense[lo:hi]).reshape((hi - lo) * p, q)
+            out = blas.dsyrk(1.0, wt.T, beta=1.0, c=out, lower=1, overwrite_c=1)
         return np.ascontiguousarray(out)
 
 
@@ -402,9 +476,14 @@ def level_groups(diagonal: np.ndarray) -> tuple[np.ndarray, int]:
     return ids.astype(np.int64), int(ids.max()) + 1 if ids.size else 0
 
 
-def estimate_fill(panels: Panels, n_groups: int) -> FillChoice:
+def estimate_fill(panels: Panels, n_groups: int, reweightable: bool = False) -> FillChoice:
     """Cost (seconds per evaluation, build spread over EXPECTED_EVALUATIONS) and storage
-    of each kernel; kinds whose storage exceeds the cap are left out."""
+    of each kernel; kinds whose storage exceeds the cap are left out.
+
+    With ``reweightable`` (a GLMM's problem, whose panel values change at every scoring
+    step) the grouped kernel is left out (its groups depend on the weights), each kernel's
+    per-step refresh is added and the build is spread over EXPECTED_STEPS.
+    """
     q, p, n_levels = panels.n_rows, panels.p, panels.n_levels
     n_ab = p * (p + 1) // 2
     triples = panels.n_triples()
@@ -425,25 +504,38 @@ def estimate_fill(panels: Panels, n_groups: int) -> FillChoice:
         / EXPECTED_EVALUATIONS,
         "dense": lower * n_levels * p * BLAS_MULTIPLY_ADD + q * n_levels * p * p * 2e-9,
     }
+    if reweightable:
+        entries = int(panels.rows.size)
+        estimates = {
+            "map": triples * n_ab * (SPARSE_ENTRY + MAP_REFRESH_PER_ENTRY)
+            + triples * MAP_BUILD_PER_TRIPLE / EXPECTED_STEPS,
+            "dense": estimates["dense"] + entries * p * DENSE_REFRESH_PER_ENTRY,
+        }
     allowed = {k: v for k, v in estimates.items() if stored[k] <= MAX_STORED_ENTRIES}
     kind = min(allowed, key=allowed.get) if allowed else "none"
     return FillChoice(kind=kind, estimates=estimates, stored=stored)
 
 
 def make_fill(
-    panels: Panels, diagonal: np.ndarray, kind: str | None = None
+    panels: Panels, diagonal: np.ndarray, kind: str | None = None, reweightable: bool = False
 ) -> tuple[Fill | None, FillChoice]:
     """The cheapest kernel for ``panels`` (or the one named by ``kind``).
 
     ``diagonal`` is the eliminated term's ``Z_s' W Z_s`` (p, p, l): levels whose blocks are
-    identical share ``M_s``.  Returns ``(None, choice)`` when every kernel would exceed the
-    storage cap.
+    identical share ``M_s``.  With ``reweightable`` the kernel has a ``refresh(values)``
+    for new panel values (see :func:`estimate_fill`).  Returns ``(None, choice)`` when
+    every kernel would exceed the storage cap.
     """
-    groups, n_groups = level_groups(diagonal)
-    choice = estimate_fill(panels, n_groups)
+    if reweightable:
+        groups, n_groups = np.zeros(panels.n_levels, dtype=np.int64), panels.n_levels
+    else:
+        groups, n_groups = level_groups(diagonal)
+    choice = estimate_fill(panels, n_groups, reweightable)
     kind = kind or choice.kind
+    if reweightable and kind == "grouped":
+        raise ValueError("the grouped fill kernel cannot be reweighted")
     if kind == "map":
-        return MapFill(panels), choice
+        return MapFill(panels, keep_pairs=reweightable), choice
     if kind == "grouped":
         return GroupedFill(panels, groups, n_groups), choice
     if kind == "dense":

@@ -1,6 +1,7 @@
 """Figures that make mixed models clear (matplotlib, an optional extra:
 ``pip install 'mixedmodels[plot]'``).  Every function returns a matplotlib Figure."""
 
+from mixedmodels.plots.covariance import plot_marginal_cov
 from mixedmodels.plots.emmeans import plot_emmeans
 from mixedmodels.plots.figures import (
     plot_caterpillar,
@@ -9,6 +10,8 @@ from mixedmodels.plots.figures import (
     plot_profile,
     plot_residuals,
 )
+from mixedmodels.plots.nonlinear import plot_nlme
+from mixedmodels.plots.smooths import plot_smooths
 
 __all__ = [
     "plot_caterpillar",
@@ -17,4 +20,7 @@ __all__ = [
     "plot_fitted_lines",
     "plot_profile",
     "plot_residuals",
+    "plot_marginal_cov",
+    "plot_nlme",
+    "plot_smooths",
 ]

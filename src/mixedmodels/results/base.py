@@ -16,10 +16,11 @@ from mixedmodels.results.random_effects import (
     level_coefficients,
     ranef_frames,
 )
+from mixedmodels.results.smooth import SmoothMethods
 from mixedmodels.results.varcorr import term_covariances, unique_group_labels, varcorr_frame
 
 
-class MixedFit:
+class MixedFit(SmoothMethods):
     """Accessors shared by :class:`LmerFit` and :class:`GlmerFit`.
 
     Subclasses hold ``_design``, ``_problem`` (with ``lambdas(theta)`` and

@@ -505,8 +505,10 @@ class LmerFit(MixedFit):
         random_var = np.zeros(X.shape[0])
         covs = self._conditional_covariances if interval == "prediction" else None
         term_covs = [info[2] for info in self._term_info()] if covs is not None else None
-        if include_random:
+        if include_random or self._design.smooths:
             for i, (t, b) in enumerate(zip(self._design.terms, self._solution.b, strict=True)):
+                if not (include_random or t.always_included):  # smooths are in the mean
+                    continue
                 if data_rows:
                     codes, z = new_data_codes(t, newdata, allow_new_levels)
                 else:

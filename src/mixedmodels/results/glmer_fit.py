@@ -46,7 +46,6 @@ class GlmerFit(MixedFit):
             + \\|\\tilde u\\|^2 + \\log|L|^2\\right).
     """
 
-    has_residual_variance = False
 
     def __init__(
         self,
@@ -55,12 +54,17 @@ class GlmerFit(MixedFit):
         solution: GlmmSolution,
         n_agq: int = 1,
         data_name: str | None = None,
+        zi_formula: str | None = None,
     ):
         self._design = design
-        self._problem = problem
+        # the problem at the optimum: its family carries the estimates of the family's own
+        # parameters (negative binomial size, beta precision, zero-inflation coefficients)
+        self._problem = solution.problem if solution.problem is not None else problem
         self._solution = solution
         self.n_agq = n_agq
         self.data_name = data_name
+        #: the zero-inflation formula (glmmTMB's ziformula), None without zero inflation
+        self.zi_formula = zi_formula
 
     # ------------------------------------------------------------------ basics
 
@@ -76,9 +80,40 @@ class GlmerFit(MixedFit):
         return self._problem
 
     @property
+    def has_residual_variance(self) -> bool:  # type: ignore[override]
+        """A Residual row in varcorr and the summary: for families with a dispersion."""
+        return self.family.has_dispersion
+
+    @cached_property
     def sigma(self) -> float:
-        """1: the binomial and poisson families have no scale parameter."""
-        return 1.0
+        """1 for families without a dispersion parameter (binomial, poisson, lme4's
+        negative binomial); for gamma, inverse Gaussian and gaussian lme4's ``sigma()``:
+        ``sqrt((sum_i w_i (y_i - mu_i)^2 / V(mu_i) + ||u||^2) / n)`` at the conditional
+        modes (a Pearson estimate of ``sqrt(phi)``; it also scales the random-effect
+        standard deviations that varcorr reports, as lme4's VarCorr); for glmmTMB's
+        families its ``sigma()``: nbinom2's size ``k``, nbinom1's and beta's ``phi``."""
+        p, mode = self._problem, self._solution.mode
+        return p.family.fit_sigma(p.y, mode.mu, mode.u, p.prior_weights)
+
+    def _term_info(self) -> list[tuple[str, list[str], np.ndarray]]:
+        """(group label, column names, covariance) per term: ``lambda lambda'``, times
+        ``sigma^2`` for lme4's families with a dispersion (lme4's VarCorr)."""
+        from mixedmodels.results.varcorr import term_covariances, unique_group_labels
+
+        labels = unique_group_labels([t.group_name for t in self._design.terms])
+        scale = self.sigma if self.family.has_dispersion else 1.0
+        covs = term_covariances(self._problem.lambdas(self._solution.theta), scale)
+        return [
+            (label, t.column_names, cov)
+            for label, t, cov in zip(labels, self._design.terms, covs, strict=True)
+        ]
+
+    @property
+    def extra_parameters(self) -> pd.Series:
+        """The family's own parameters as reported (glmmTMB: ``sigma`` for the
+        dispersion, ``zi_<name>`` for zero-inflation coefficients); empty for lme4's."""
+        rows = self.family.reported_extra()
+        return pd.Series([r[1] for r in rows], index=[r[0] for r in rows], dtype=float)
 
     @property
     def converged(self) -> bool:
@@ -126,6 +161,7 @@ class GlmerFit(MixedFit):
         method = check_choice(method, "method", ("wald", "profile"))
         level = check_level(level)
         if method == "profile":
+            self._check_profile()
             return inference().profile_confint(self, level)
         table = self.fixef_table()
         q = stats.norm.ppf(0.5 + level / 2)
@@ -135,33 +171,67 @@ class GlmerFit(MixedFit):
                 "upper": table.estimate + q * table.std_error,
             }
         )
-        variance_names = [n for n in self.parameter_names if n not in fixed.index]
+        extra = self._extra_intervals(q)
+        variance_names = [
+            n for n in self.parameter_names if n not in fixed.index and n not in extra.index
+        ]
         empty = pd.DataFrame(np.nan, index=variance_names, columns=["lower", "upper"])
-        return pd.concat([empty, fixed])
+        return pd.concat([empty, fixed, extra])
+
+    def _extra_intervals(self, q: float) -> pd.DataFrame:
+        """Wald intervals of the family's own parameters (glmmTMB's ``confint``: a
+        dispersion's on the log scale, exponentiated; zero-inflation coefficients as
+        they are); NaN where their covariance is not available."""
+        rows = self.family.reported_extra()
+        cov = self._solution.vcov_extra
+        out = pd.DataFrame(np.nan, index=[r[0] for r in rows], columns=["lower", "upper"])
+        if cov is None:
+            return out
+        values = self.family.extra_values
+        for name, _value, index, on_log in rows:
+            se = math.sqrt(cov[index, index]) if cov[index, index] >= 0 else math.nan
+            lo, hi = values[index] - q * se, values[index] + q * se
+            out.loc[name] = (math.exp(lo), math.exp(hi)) if on_log else (lo, hi)
+        return out
 
     def profile(self, level: float = 0.99, points: int = 12) -> pd.DataFrame:
         """Profile traces (lme4's ``profile``): ``parameter``, ``value``, ``zeta``, on a
         grid spanning each parameter's ``level`` interval; plottable with
         ``mixedmodels.plots.plot_profile``."""
+        self._check_profile()
         return inference().profile_traces(self, level, points)
+
+    def _check_profile(self) -> None:
+        if self.family.has_dispersion or self.family.extra_names:
+            raise ArgumentError(
+                f"profile intervals are not available for the {self.family.name} family "
+                "(lme4 estimates its dispersion outside the Laplace deviance); use "
+                "confint(method='wald') or bootstrap()"
+            )
 
     @property
     def parameter_names(self) -> list[str]:
-        """sd/cor of each term, then the fixed effects (lme4's ``confint`` names; no sigma)."""
+        """sd/cor of each term, ``sigma`` for families with a dispersion parameter, then
+        the fixed effects (lme4's ``confint`` names)."""
         info = self._term_info()
         structures = [b.structure for b in self._problem.blocks]
         names = parameter_names([i[0] for i in info], [i[1] for i in info], [], structures)
-        return [n for n in names if n != "sigma"] + list(self._design.fixed_names)
+        if not self.family.has_dispersion:
+            names = [n for n in names if n != "sigma"]
+        return names + list(self._design.fixed_names) + list(self.extra_parameters.index)
 
     @property
     def parameters(self) -> pd.Series:
-        """Values of :attr:`parameter_names`."""
+        """Values of :attr:`parameter_names` (sd/cor as :attr:`varcorr` reports them)."""
         lambdas = self._problem.lambdas(self._solution.theta)
         structures = [b.structure for b in self._problem.blocks]
-        values = parameter_values(lambdas, 1.0, self._solution.beta, structures)
+        scale = self.sigma if self.family.has_dispersion else 1.0
+        values = parameter_values(lambdas, scale, self._solution.beta, structures)
         keep = np.ones(values.size, dtype=bool)
-        keep[values.size - len(self._solution.beta) - 1] = False  # sigma
-        return pd.Series(values[keep], index=self.parameter_names)
+        if not self.family.has_dispersion:
+            keep[values.size - len(self._solution.beta) - 1] = False  # sigma
+        values = np.concatenate([values[keep], self.extra_parameters.to_numpy()])
+        return pd.Series(values, index=self.parameter_names)
 
     # ------------------------------------------------------------------ simulation
     def _draw_response(self, rng: np.random.Generator) -> np.ndarray:
@@ -170,13 +240,27 @@ class GlmerFit(MixedFit):
         p = self._problem
         lambdas = p.lambdas(self._solution.theta)
         u = rng.standard_normal(p.q)
+        if self.family.has_dispersion:
+            # lme4's Laplace deviance for these families, sum d_i + ||u||^2 with d_i not
+            # divided by phi, is the model b = sigma Lambda u (hence VarCorr's sigma *
+            # theta); lme4's simulate leaves b unscaled, which does not reproduce its fit
+            u = u * self.sigma
         eta = p.offset + p.X @ self._solution.beta + p.Z @ p.scale(lambdas, u)
-        return p.family.simulate(p.family.link.inverse(eta), p.prior_weights, rng)
+        mu = p.family.link.inverse(eta)
+        return p.family.simulate(mu, p.prior_weights, rng, self._simulation_dispersion)
+
+    @property
+    def _simulation_dispersion(self) -> float:
+        """The family's dispersion for simulation (``sigma^2`` for lme4's families)."""
+        return self.family.dispersion_for_simulation(self.sigma)
 
     def simulate(self, nsim: int = 1, seed=None) -> np.ndarray:
         """``nsim`` responses from the fitted model (lme4's ``simulate``), shape (n, nsim):
         new random effects each time; binomial responses as proportions of the trials
-        (0/1 for binary data), poisson as counts."""
+        (0/1 for binary data), poisson as counts; Gamma with shape ``w / sigma^2`` (lme4's
+        ``Gamma_simfun``), inverse Gaussian with shape ``w / sigma^2`` (lme4 uses
+        ``w / sigma``, which does not give ``Var(y) = sigma^2 mu^3``), gaussian with sd
+        ``sigma / sqrt(w)``."""
         nsim = check_int(nsim, "nsim", minimum=1)
         rng = random_generator(seed)
         return np.column_stack([self._draw_response(rng) for _ in range(nsim)])
@@ -188,13 +272,18 @@ class GlmerFit(MixedFit):
 
         p = self._problem
         y = new_response(y, p.n)
-        complaint = p.family.check_response(y)
+        complaint = p.family.check_response(y) or p.family.check_link_response(y)
         if complaint:
             raise DataError(f"new response 'y': {complaint}")
         problem = GlmmProblem(p.blocks, p.X, y, p.prior_weights, p.offset, p.family)
         solution = fit_glmm(problem, self.n_agq, start_theta=self._solution.theta)
         return GlmerFit(
-            self._design.with_response(y), problem, solution, self.n_agq, self.data_name
+            self._design.with_response(y),
+            problem,
+            solution,
+            self.n_agq,
+            self.data_name,
+            self.zi_formula,
         )
 
     def bootstrap_replicate(self, rng: np.random.Generator, statistic=None) -> np.ndarray:
@@ -252,8 +341,9 @@ class GlmerFit(MixedFit):
     # ------------------------------------------------------------------ likelihood
     @property
     def n_parameters(self) -> int:
-        """Number of estimated parameters: fixed effects plus theta (no scale parameter)."""
-        return len(self._design.fixed_names) + self._problem.n_theta
+        """Fixed effects, theta and (lme4's ``useSc``) one dispersion where there is one."""
+        extra = (1 if self.family.has_dispersion else 0) + len(self.family.extra_names)
+        return len(self._design.fixed_names) + self._problem.n_theta + extra
 
     @property
     def deviance(self) -> float:
@@ -271,7 +361,13 @@ class GlmerFit(MixedFit):
     def loglik(self) -> float:
         """The approximate log-likelihood: ``-(objective + c) / 2`` where the objective uses
         deviance residuals and ``c = -2 sum log p(y | mu) - sum d_i`` (the saturated model's
-        ``-2 log`` density, free of ``mu``) puts it on the scale of R's ``family$aic``."""
+        ``-2 log`` density, free of ``mu``) puts it on the scale of R's ``family$aic``.
+
+        For families with a dispersion parameter the objective already holds R's ``aic``
+        (as lme4's): ``-2 sum log p(y | mu, phi)`` with ``phi = deviance / sum(w)``
+        (gaussian: ``/ n``) plus 2, so the log-likelihood is lme4's, 1 below the Laplace
+        approximation at that ``phi``, and AIC counts the dispersion twice (once in that
+        2, once in the parameter count), exactly as lme4's ``logLik`` and ``AIC``."""
         if self.n_agq > 1:
             # lme4 1.1-31's quadrature deviance omits the saturated term, and its logLik
             # follows it; we report the same number (so it is not comparable with a
@@ -279,9 +375,8 @@ class GlmerFit(MixedFit):
             return -0.5 * self._solution.objective
         mode = self._solution.mode
         p = self._problem
-        log_density = float(np.sum(p.family.log_density(p.y, mode.mu, p.prior_weights)))
-        saturated = -2.0 * log_density - mode.deviance
-        return -0.5 * (self._solution.objective + saturated)
+        aic = p.family.aic(p.y, mode.mu, p.prior_weights, mode.deviance)
+        return -0.5 * (self._solution.objective - mode.data_term + aic)
 
     @property
     def aic(self) -> float:
@@ -324,8 +419,9 @@ class GlmerFit(MixedFit):
     # ------------------------------------------------------------------ fitted values
     @property
     def fitted(self) -> np.ndarray:
-        """Fitted means ``mu = g^-1(eta)`` at the conditional modes."""
-        return self._solution.mode.mu.copy()
+        """Fitted means ``mu = g^-1(eta)`` at the conditional modes (with zero inflation
+        ``(1 - pi) mu``, glmmTMB's ``fitted``)."""
+        return self.family.response_mean(self._solution.mode.mu.copy())
 
     @property
     def linear_predictor(self) -> np.ndarray:
@@ -341,9 +437,10 @@ class GlmerFit(MixedFit):
             d = p.family.unit_deviance(y, mu, p.prior_weights)
             return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
         if kind == "pearson":
-            return (y - mu) * np.sqrt(p.prior_weights / p.family.variance(mu))
+            mean = p.family.response_mean(mu)
+            return (y - mean) * np.sqrt(p.prior_weights / p.family.variance(mu))
         if kind == "response":
-            return y - mu
+            return y - p.family.response_mean(mu)
         if kind == "working":
             return (y - mu) / p.family.link.mu_eta(self._solution.mode.eta)
         raise ArgumentError("kind must be 'deviance', 'pearson', 'response' or 'working'")
@@ -371,7 +468,19 @@ class GlmerFit(MixedFit):
             eta = np.full(complete.size, np.nan)
             if complete.any():
                 eta = self._spread(self._eta(rows, include_random, allow_new_levels), complete)
-        return self.family.link.inverse(eta) if type == "response" else eta
+        if type == "link":
+            return eta
+        if newdata is not None and self._zero_inflated:
+            raise ArgumentError(
+                "predict(type='response') on new data is not available for zero-inflated "
+                "fits (the zero-inflation probability of new rows is not built); use "
+                "type='link' or the fitted rows"
+            )
+        return self.family.response_mean(self.family.link.inverse(eta))
+
+    @property
+    def _zero_inflated(self) -> bool:
+        return any(name.startswith("zi_") for name in self.family.extra_names)
 
     def _eta(
         self, newdata: pd.DataFrame | None, include_random: bool, allow_new_levels: bool
@@ -381,19 +490,24 @@ class GlmerFit(MixedFit):
         if newdata is None:
             if include_random:
                 return self._solution.mode.eta.copy()
-            return design.X @ self._solution.beta + self._problem.offset
+            eta = design.X @ self._solution.beta + self._problem.offset
+            for t, b in zip(design.terms, self._modes, strict=True):
+                if t.always_included:  # smooth terms are part of the mean
+                    eta = eta + random_part(t.codes, t.z, b)
+            return eta
         eta = design.fixed_matrix(newdata) @ self._solution.beta
         if design.formula.offsets:
             eta = eta + formula_offset(design.formula, newdata)
-        if include_random:
-            eta = eta + self._random_part(newdata, allow_new_levels)
-        return eta
+        return eta + self._random_part(newdata, allow_new_levels, include_random)
 
-    def _random_part(self, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
+    def _random_part(
+        self, newdata: pd.DataFrame, allow_new_levels: bool, include_random: bool = True
+    ) -> np.ndarray:
         out = np.zeros(len(newdata))
         for t, b in zip(self._design.terms, self._modes, strict=True):
-            codes, z = new_data_codes(t, newdata, allow_new_levels)
-            out += random_part(codes, z, b)
+            if include_random or t.always_included:
+                codes, z = new_data_codes(t, newdata, allow_new_levels)
+                out += random_part(codes, z, b)
         return out
 
     # ------------------------------------------------------------------ matrix form

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mixedmodels.design.grouping import codes_for_levels, group_codes, level_labels
+from mixedmodels.design.grouping import group_codes, level_labels
 from mixedmodels.design.model import RandomTerm
 from mixedmodels.errors import NewLevelError
 
@@ -81,7 +81,7 @@ def new_data_codes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(codes, z)`` of new rows for one term; codes are -1 for levels not seen in
     fitting, which is a :class:`NewLevelError` naming them unless ``allow_new_levels``."""
-    codes = codes_for_levels(newdata, term.spec.group_factors, term.levels)
+    codes = term.codes_for(newdata)
     unseen = codes < 0
     if unseen.any() and not allow_new_levels:
         new = sorted(set(group_codes(newdata.loc[unseen], term.spec.group_factors)[1]))

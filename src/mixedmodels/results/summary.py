@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mixedmodels.results.rformat import format_r, zapsmall
+from mixedmodels.results.smooth import smooth_summary_lines
+from mixedmodels.reterms.structures import ScaledIdentity
 
 if TYPE_CHECKING:
     from mixedmodels.results.fit import LmerFit
@@ -51,10 +53,22 @@ def _left_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _compact_scaled_identities(fit, terms):
+    """A term whose coefficients share one variance (a smooth's penalized part) as one
+    row: ``<p> coef.`` with the common variance."""
+    out = []
+    for (label, cols, cov), term in zip(terms, fit.design.terms, strict=True):
+        if isinstance(term.structure, ScaledIdentity) and len(cols) > 1:
+            out.append((label, [f"{len(cols)} coef."], cov[:1, :1]))
+        else:
+            out.append((label, cols, cov))
+    return out
+
+
 def random_effects_table(fit: LmerFit, residual: bool = True) -> str:
     """The 'Random effects' block (Groups, Name, Variance, Std.Dev., Corr); the Residual
     row only when ``residual`` (families without a scale parameter have none)."""
-    terms = fit._term_info()
+    terms = _compact_scaled_identities(fit, fit._term_info())
     names, groups, sds = [], [], []
     corr_blocks = []
     for label, cols, cov in terms:
@@ -235,6 +249,7 @@ def summary_text(fit: LmerFit, ddf: str = "satterthwaite") -> str:
             out.append("")
             out.append("Correlation of Fixed Effects:")
             out.append(correlation_table(names, corr))
+    out.extend(smooth_summary_lines(fit))
     if fit.dropped_fixed:
         out.append(
             f"fit warnings:\nfixed-effect model matrix is rank deficient so dropping "

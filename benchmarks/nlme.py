@@ -1,0 +1,156 @@
+"""Nonlinear mixed models: ``mm.nlme`` against ``nlme::nlme`` in the same run.
+
+The cases are those of tests/reference/nlme/cases.py (Orange logistic growth, Theoph
+first-order absorption, Soybean with Variety and varPower, Loblolly, CO2).  Each round times
+ours (median of ``repeats`` after a warm-up, starting values included) and then nlme in a
+fresh R process (benchmarks/nlme_worker.R, same repeats, getInitial() included); rounds are
+interleaved to spread the machine's noise over both.  Reports medians over rounds, the
+ratio nlme / ours and both log-likelihoods (nlme stops at its default tolerance, ours at the
+fixed point, so they differ in the 6th-7th digit).  Wall and CPU time are both recorded:
+the machine is shared, and CPU time is the steadier measure under load (R's
+``system.time`` user + system on its side).
+
+usage: python benchmarks/nlme.py [--rounds 3] [--repeats 5]
+Writes benchmarks/results/nlme.json and nlme.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import mixedmodels as mm
+
+ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.reference.nlme.cases import CASES, arguments, reference  # noqa: E402
+
+DATA = ROOT / "tests" / "reference" / "nlme" / "data"
+RESULTS = Path(__file__).parent / "results"
+
+
+def ours(name: str, repeats: int, ref: dict) -> tuple[float, float, float]:
+    """Median wall time, median CPU time, log-likelihood."""
+    data, kwargs = arguments(name, ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mm.nlme(data=data, **kwargs)  # warm-up
+        times, cpu = [], []
+        for _ in range(repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fit = mm.nlme(data=data, **kwargs)
+            times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    return statistics.median(times), statistics.median(cpu), fit.loglik
+
+
+def theirs(repeats: int) -> dict | None:
+    if shutil.which("Rscript") is None:
+        return None
+    out = subprocess.run(
+        ["Rscript", str(Path(__file__).parent / "nlme_worker.R"), str(DATA), str(repeats)],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def r_version() -> str:
+    out = subprocess.run(["Rscript", "-e", 'cat(R.version.string, "nlme",'
+                          ' as.character(packageVersion("nlme")))'],
+                         capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    ref = reference()
+    load_before = os.getloadavg()
+    res: dict[str, dict[str, list]] = {k: {"ours": [], "nlme": []} for k in CASES}
+    for _ in range(args.rounds):
+        for name in CASES:
+            res[name]["ours"].append(ours(name, args.repeats, ref))
+        r = theirs(args.repeats)
+        if r is not None:
+            for name in CASES:
+                res[name]["nlme"].append((statistics.median(r[name]["times"]),
+                                          statistics.median(r[name]["cpu"]),
+                                          r[name]["loglik"],
+                                          statistics.median(r[name]["converged"]["cpu"]),
+                                          r[name]["converged"]["loglik"]))
+    rows = []
+    for name, v in res.items():
+        t_ours = statistics.median(x[0] for x in v["ours"])
+        c_ours = statistics.median(x[1] for x in v["ours"])
+        row = {"case": name, "ours_s": t_ours, "ours_cpu_s": c_ours,
+               "loglik_ours": v["ours"][-1][2]}
+        if v["nlme"]:
+            t_nlme = statistics.median(x[0] for x in v["nlme"])
+            c_nlme = statistics.median(x[1] for x in v["nlme"])
+            c_conv = statistics.median(x[3] for x in v["nlme"])
+            row.update(nlme_s=t_nlme, nlme_cpu_s=c_nlme, ratio=t_nlme / t_ours,
+                       ratio_cpu=c_nlme / c_ours, loglik_nlme=v["nlme"][-1][2],
+                       nlme_converged_cpu_s=c_conv, ratio_converged_cpu=c_conv / c_ours,
+                       loglik_nlme_converged=v["nlme"][-1][4])
+        rows.append(row)
+    meta = {
+        "command": "python benchmarks/nlme.py " + " ".join(sys.argv[1:]),
+        "rounds": args.rounds, "repeats": args.repeats,
+        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "python": platform.python_version(), "numpy": np.__version__,
+        "mixedmodels": mm.__version__, "R": r_version() if shutil.which("Rscript") else None,
+        "cpu_count": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "nlme.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    lines = [
+        "# Nonlinear mixed models: mm.nlme vs nlme::nlme",
+        "",
+        f"Command: `{meta['command']}`; {meta['date']}; load average before "
+        f"{load_before[0]:.2f}, after {meta['load_average_after'][0]:.2f} "
+        f"({meta['cpu_count']} cores, shared); Python {meta['python']}, numpy "
+        f"{meta['numpy']}; {meta['R']}.  Medians of {args.repeats} repeats x "
+        f"{args.rounds} rounds, starting values included on both sides.",
+        "",
+        "nlme converged: the same fit with tolerance = 1e-9, pnlsTol = 1e-8 (the fixed point"
+        " that mm.nlme reaches, and the reference of the agreement tests).",
+        "",
+        "| case | ours wall (ms) | nlme wall (ms) | nlme / ours | ours CPU (ms) | nlme CPU (ms)"
+        " | nlme / ours (CPU) | nlme converged CPU (ms) | ratio | logLik ours | logLik nlme"
+        " | logLik nlme converged |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if "nlme_s" in row:
+            lines.append(f"| {row['case']} | {1e3 * row['ours_s']:.1f} | "
+                         f"{1e3 * row['nlme_s']:.1f} | {row['ratio']:.2f}x | "
+                         f"{1e3 * row['ours_cpu_s']:.1f} | {1e3 * row['nlme_cpu_s']:.1f} | "
+                         f"{row['ratio_cpu']:.2f}x | {1e3 * row['nlme_converged_cpu_s']:.1f} | "
+                         f"{row['ratio_converged_cpu']:.2f}x | "
+                         f"{row['loglik_ours']:.6f} | {row['loglik_nlme']:.6f} | "
+                         f"{row['loglik_nlme_converged']:.6f} |")
+        else:
+            lines.append(f"| {row['case']} | {1e3 * row['ours_s']:.1f} | - | - | "
+                         f"{1e3 * row['ours_cpu_s']:.1f} | - | - | - | - | "
+                         f"{row['loglik_ours']:.6f} | - | - |")
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "nlme.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,380 @@
+"""The numeric core of a nonlinear mixed model (one grouping factor).
+
+Model: ``y_j = f(phi_j) + e_j``, ``phi_jk = F_k[j] beta_k + b_{g(j), k}`` for the parameters
+``k`` with random effects, ``b_i = Lambda u_i``, ``u_i ~ N(0, sigma^2 I)``,
+``e_j ~ N(0, sigma^2 / s_j^2)`` (``s_j = |v_j|^-delta`` under a power variance function of
+the fitted values ``v``, 1 otherwise).
+
+Linearized at ``(beta, b)`` (Lindstrom and Bates), with ``X = df/dbeta`` and ``Z = df/db``,
+the model is a linear mixed model for the working response ``w = y - f + X beta + Z b``;
+everything here works on that model's per-group cross-products (a group's ``Z'Z`` is
+``q x q`` with ``q`` the number of random parameters), so one evaluation costs
+``O(m q^3 + p^3)`` once the cross-products are formed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.linalg.lapack import dpotrf, dpotrs
+
+ModelCall = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class NonlinearProblem:
+    """Numeric data of a nonlinear mixed model.
+
+    Attributes
+    ----------
+    y : ndarray (n,)
+    model : callable
+        ``phi (n, P) -> (f (n,), gradient (n, P))``.
+    n_model_parameters : int
+        ``P``.
+    fixed_matrices : list of ndarray
+        One ``(n, p_k)`` design per fixed-effects formula.
+    function_index : list of int
+        The model parameter (column of ``phi``) each fixed design belongs to.
+    random_index : list of int
+        The model parameters with a random effect, in the order of ``b``'s columns.
+    groups : ndarray (n,) of int
+        Group code of each row, ``0..m-1``.
+    n_groups : int
+    diagonal : bool
+        Independent random effects (``pdDiag``).
+    reml : bool
+    power_variance : bool
+        Estimate ``delta`` of a power variance function of the fitted values.
+    """
+
+    y: np.ndarray
+    model: ModelCall
+    n_model_parameters: int
+    fixed_matrices: list[np.ndarray]
+    function_index: list[int]
+    random_index: list[int]
+    groups: np.ndarray
+    n_groups: int
+    diagonal: bool = False
+    reml: bool = False
+    power_variance: bool = False
+
+    def __post_init__(self) -> None:
+        n = self.y.size
+        self.indicator = sparse.csr_matrix(
+            (np.ones(n), (self.groups, np.arange(n))), shape=(self.n_groups, n)
+        )
+        self.slices = []
+        start = 0
+        for m in self.fixed_matrices:
+            self.slices.append(slice(start, start + m.shape[1]))
+            start += m.shape[1]
+
+    @property
+    def n(self) -> int:
+        return self.y.size
+
+    @property
+    def p(self) -> int:
+        return sum(m.shape[1] for m in self.fixed_matrices)
+
+    @property
+    def q(self) -> int:
+        return len(self.random_index)
+
+    # ---------------------------------------------------------------- theta layout
+    @property
+    def n_theta(self) -> int:
+        q = self.q
+        return q if self.diagonal else q * (q + 1) // 2
+
+    def theta_lower(self) -> np.ndarray:
+        """Lower bounds of theta: 0 on the diagonal of the relative factor."""
+        q = self.q
+        if self.diagonal:
+            return np.zeros(q)
+        low = []
+        for j in range(q):
+            for i in range(j, q):
+                low.append(0.0 if i == j else -np.inf)
+        return np.array(low)
+
+    def lambda_of(self, theta: np.ndarray) -> np.ndarray:
+        """Relative covariance factor (lower triangular, lme4's column-wise theta)."""
+        q = self.q
+        if self.diagonal:
+            return np.diag(theta)
+        lam = np.zeros((q, q))
+        k = 0
+        for j in range(q):
+            for i in range(j, q):
+                lam[i, j] = theta[k]
+                k += 1
+        return lam
+
+    def theta_of(self, lam: np.ndarray) -> np.ndarray:
+        q = self.q
+        if self.diagonal:
+            return np.diag(lam).copy()
+        return np.array([lam[i, j] for j in range(q) for i in range(j, q)])
+
+    # --------------------------------------------------------------- the model
+    def phi(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Parameter rows ``(n, P)`` at fixed effects ``beta`` and random effects ``b``
+        ``(m, q)``."""
+        phi = np.zeros((self.n, self.n_model_parameters))
+        for k, (matrix, sl) in enumerate(zip(self.fixed_matrices, self.slices, strict=True)):
+            phi[:, self.function_index[k]] += matrix @ beta[sl]
+        for r, col in enumerate(self.random_index):
+            phi[:, col] += b[self.groups, r]
+        return phi
+
+    def linearize(self, beta: np.ndarray, b: np.ndarray) -> Linearization:
+        """The model's values and derivatives at ``(beta, b)``."""
+        f, g = self.model(self.phi(beta, b))
+        x = np.empty((self.n, self.p))
+        for k, (matrix, sl) in enumerate(zip(self.fixed_matrices, self.slices, strict=True)):
+            x[:, sl] = g[:, [self.function_index[k]]] * matrix
+        z = g[:, self.random_index]
+        zb = np.einsum("nq,nq->n", z, b[self.groups])
+        return Linearization(f=f, x=x, z=z, w=self.y - f + x @ beta + zb)
+
+    def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self.model(self.phi(beta, b))[0]
+
+
+@dataclass
+class Linearization:
+    """``f``, ``X = df/dbeta``, ``Z = df/db`` and the working response at a point."""
+
+    f: np.ndarray
+    x: np.ndarray
+    z: np.ndarray
+    w: np.ndarray
+
+
+@dataclass
+class Gram:
+    """Per-group cross-products of ``[Z | X w]`` with row weights ``s``, stored group
+    index last so that each entry is one contiguous array over the groups."""
+
+    ztz: np.ndarray  # (q, q, m)
+    ztm: np.ndarray  # (q, m, p + 1): Z'[X w] per group
+    mtm: np.ndarray  # (p + 1, p + 1): [X w]'[X w]
+    log_weights: float  # sum log s_j
+
+
+def gram(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None = None) -> Gram:
+    """Cross-products of the linearized model (rows scaled by ``s``)."""
+    z = lin.z
+    m = np.column_stack([lin.x, lin.w])
+    if s is not None:
+        z, m = z * s[:, None], m * s[:, None]
+    n, q = z.shape
+    k = m.shape[1]
+    e = problem.indicator
+    ztz = np.ascontiguousarray((e @ (z[:, :, None] * z[:, None, :]).reshape(n, q * q)).T)
+    ztm = (e @ (z[:, :, None] * m[:, None, :]).reshape(n, q * k)).reshape(-1, q, k)
+    return Gram(ztz.reshape(q, q, -1), np.ascontiguousarray(ztm.transpose(1, 0, 2)), m.T @ m,
+                0.0 if s is None else float(np.sum(np.log(s))))
+
+
+@dataclass
+class PlsSolution:
+    """Solution of the penalized least squares problem for one relative factor."""
+
+    beta: np.ndarray
+    u: np.ndarray | None  # (m, q)
+    pwrss: float
+    logdet_l: float  # log det(L) = sum log diag over all groups
+    logdet_rx: float
+    xtx_reduced: np.ndarray
+    low: list | None = None  # per-group Cholesky factor, entry by entry
+
+
+def cholesky_groups(g: Gram, lam: np.ndarray) -> tuple[list, float]:
+    """Cholesky factors of ``A_i = Lambda' Z_i'Z_i Lambda + I`` entry by entry (``L[i][j]``
+    an array over the groups) and ``sum_i log det L_i``."""
+    q = lam.shape[0]
+    if q == 1:
+        a = [[lam[0, 0] ** 2 * g.ztz[0, 0] + 1.0]]
+    else:
+        m = g.ztz.shape[2]
+        t = (lam.T @ g.ztz.reshape(q, -1)).reshape(q, q, m)  # Lambda' ZtZ
+        a = np.swapaxes(t, 1, 2) @ lam  # (q, m, q): Lambda' ZtZ Lambda
+        a = [[a[i, :, j] for j in range(q)] for i in range(q)]
+        for i in range(q):
+            a[i][i] = a[i][i] + 1.0
+    low: list[list] = [[None] * q for _ in range(q)]
+    logdet_l = 0.0
+    for j in range(q):
+        d = a[j][j]
+        for k in range(j):
+            d = d - low[j][k] ** 2
+        if d.min() <= 0:
+            raise np.linalg.LinAlgError("not positive definite")
+        low[j][j] = np.sqrt(d)
+        logdet_l += 0.5 * float(np.sum(np.log(d)))
+        for i in range(j + 1, q):
+            v = a[i][j]
+            for k in range(j):
+                v = v - low[i][k] * low[j][k]
+            low[i][j] = v / low[j][j]
+    return low, logdet_l
+
+
+def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
+    """``min ||w - X beta - Z Lambda u||^2 + ||u||^2``.
+
+    Per group ``A_i = Lambda' Z_i'Z_i Lambda + I = L_i L_i'``, factored entry by entry
+    (each entry an array over the groups: for the q <= 4 of nonlinear models a few
+    vectorized operations instead of LAPACK calls per group).  With ``C_i = L_i^-1 Lambda'
+    Z_i'[X w]`` the fixed effects' system is ``[X w]'[X w] - sum_i C_i'C_i`` (one product
+    over all groups), and ``u_i = L_i'^-1 (C_i,w - C_i,X beta)``.
+    """
+    q = lam.shape[0]
+    p = g.mtm.shape[0] - 1
+    low, logdet_l = cholesky_groups(g, lam)
+    lm = lam.T @ g.ztm.reshape(q, -1) if q > 1 else lam[0, 0] * g.ztm.reshape(1, -1)
+    lm = lm.reshape(g.ztm.shape)
+    c = np.empty_like(lm)
+    for i in range(q):
+        acc = lm[i]
+        for k in range(i):
+            acc = acc - low[i][k][:, None] * c[k]
+        c[i] = acc / low[i][i][:, None]
+    flat = c.reshape(-1, p + 1)
+    reduced = g.mtm - flat.T @ flat
+    xtx = reduced[:p, :p]
+    rx, info = dpotrf(xtx, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("the fixed effects' system is not positive definite")
+    beta, _ = dpotrs(rx, reduced[:p, p], lower=1)
+    pwrss = float(reduced[p, p] - reduced[p, :p] @ beta)
+    u = None
+    if modes:
+        r = c[:, :, p] - c[:, :, :p] @ beta  # (q, m)
+        u = np.empty((r.shape[1], q))
+        for i in range(q - 1, -1, -1):
+            acc = r[i]
+            for k in range(i + 1, q):
+                acc = acc - low[k][i] * u[:, k]
+            u[:, i] = acc / low[i][i]
+    logdet_rx = float(np.sum(np.log(np.diag(rx))))
+    return PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, logdet_rx, xtx, low)
+
+
+def forward_groups(low: list, rhs: np.ndarray) -> np.ndarray:
+    """``L^-1 rhs`` group by group, ``rhs`` of shape (q, m, k)."""
+    out = np.empty_like(rhs)
+    for i in range(rhs.shape[0]):
+        acc = rhs[i]
+        for k in range(i):
+            acc = acc - low[i][k][:, None] * out[k]
+        out[i] = acc / low[i][i][:, None]
+    return out
+
+
+def backward_groups(low: list, rhs: np.ndarray) -> np.ndarray:
+    """``L'^-1 rhs`` group by group, ``rhs`` of shape (q, m, k)."""
+    q = rhs.shape[0]
+    out = np.empty_like(rhs)
+    for i in range(q - 1, -1, -1):
+        acc = rhs[i]
+        for k in range(i + 1, q):
+            acc = acc - low[k][i][:, None] * out[k]
+        out[i] = acc / low[i][i][:, None]
+    return out
+
+
+def theta_pairs(q: int, diagonal: bool) -> list[tuple[int, int]]:
+    """The (row, column) of the relative factor each theta entry sets (lme4's order)."""
+    if diagonal:
+        return [(i, i) for i in range(q)]
+    return [(i, j) for j in range(q) for i in range(j, q)]
+
+
+def ml_deviance_gradient(
+    g: Gram, lam: np.ndarray, pairs: list[tuple[int, int]], n: int, solution: list | None = None
+) -> tuple[float, np.ndarray]:
+    """The profiled ML deviance and its gradient in theta.
+
+    ``d log|A_i| / d Lambda_rc = 2 [A_i^-1 Lambda' S_i]_cr`` with ``S_i = Z_i'Z_i``, and by
+    the envelope theorem ``d PWRSS / d Lambda_rc = -2 sum_i (Z_i' r_i)_r u_ic`` with
+    ``r = w - X beta - Z Lambda u`` at the penalized least-squares solution; the deviance
+    ``log|A| + n log PWRSS + const`` adds ``n / PWRSS`` times the latter.
+    """
+    sol = pls(g, lam, modes=True)
+    if solution is not None:
+        solution.append(sol)
+    dev = deviance(sol, n, g.mtm.shape[0] - 1, False)
+    q = lam.shape[0]
+    p = g.mtm.shape[0] - 1
+    m = g.ztz.shape[2]
+    t = (lam.T @ g.ztz.reshape(q, -1)).reshape(q, q, m)  # (Lambda' S)[a, b, i]
+    w = backward_groups(sol.low, forward_groups(sol.low, np.swapaxes(t, 1, 2)))  # (q, m, q)
+    lu = sol.u @ lam.T  # (m, q): Lambda u_i
+    slu = np.einsum("abm,mb->am", g.ztz, lu)
+    zr = g.ztm[:, :, p] - g.ztm[:, :, :p] @ sol.beta - slu  # (q, m)
+    grad = np.empty(len(pairs))
+    for k, (r, c) in enumerate(pairs):
+        grad[k] = 2 * np.sum(w[c, :, r]) - 2 * n / sol.pwrss * float(zr[r] @ sol.u[:, c])
+    return dev, grad
+
+
+def deviance(sol: PlsSolution, n: int, p: int, reml: bool, log_weights: float = 0.0) -> float:
+    """-2 log-likelihood (ML) or -2 restricted log-likelihood (REML) of the linear model,
+    sigma profiled out; ``log_weights`` is ``sum log s_j`` of the variance function."""
+    if reml:
+        dof = n - p
+        return (2 * sol.logdet_l + 2 * sol.logdet_rx
+                + dof * (1 + np.log(2 * np.pi * sol.pwrss / dof)) - 2 * log_weights)
+    return 2 * sol.logdet_l + n * (1 + np.log(2 * np.pi * sol.pwrss / n)) - 2 * log_weights
+
+
+def power_weights(v: np.ndarray, delta: float) -> np.ndarray:
+    """``s_j = |v_j|^-delta`` (nlme's varPower weights)."""
+    return np.abs(v) ** (-delta)
+
+
+def ml_deviance_gradient_power(
+    problem: NonlinearProblem, lin: Linearization, v: np.ndarray, x: np.ndarray,
+    pairs: list[tuple[int, int]],
+) -> tuple[float, np.ndarray]:
+    """The ML deviance with varPower weights ``s_j = |v_j|^-delta`` and its gradient in
+    ``(theta, delta)``.
+
+    For delta: ``d s_j^2 / d delta = -2 log|v_j| s_j^2``, so ``d log|A| / d delta =
+    -2 sum_j log|v_j| t_j`` with ``t_j = ||L_i^-1 Lambda' s_j z_j||^2`` (row ``j``'s
+    leverage in its group), ``d PWRSS / d delta = -2 sum_j log|v_j| s_j^2 r_j^2`` (envelope
+    theorem, ``r`` the linearized model's residual) and the weights' own term
+    ``-2 sum log s_j`` adds ``2 sum log|v_j|``.
+    """
+    n = problem.n
+    nt = len(pairs)
+    lam = problem.lambda_of(x[:nt])
+    s = power_weights(v, x[nt])
+    g = gram(problem, lin, s)
+    found: list = []
+    dev, grad_theta = ml_deviance_gradient(g, lam, pairs, n, found)
+    sol = found[0]
+    groups = problem.groups
+    lu = sol.u @ lam.T
+    r = lin.w - lin.x @ sol.beta - np.einsum("nq,nq->n", lin.z, lu[groups])
+    lv = np.log(np.abs(v))
+    d_pwrss = -2 * float(np.sum(lv * (s * r) ** 2))
+    zs = (lin.z * s[:, None]) @ lam  # rows (Lambda' s_j z_j)'
+    q = lam.shape[0]
+    y = np.empty_like(zs)
+    for i in range(q):
+        acc = zs[:, i]
+        for k in range(i):
+            acc = acc - sol.low[i][k][groups] * y[:, k]
+        y[:, i] = acc / sol.low[i][i][groups]
+    d_logdet = -2 * float(np.sum(lv * np.sum(y * y, axis=1)))
+    grad_delta = d_logdet + n / sol.pwrss * d_pwrss + 2 * float(np.sum(lv))
+    return dev - 2 * g.log_weights, np.append(grad_theta, grad_delta)

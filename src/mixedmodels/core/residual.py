@@ -1,0 +1,693 @@
+"""Correlation of the residuals within groups (nlme's ``correlation =``).
+
+The residual covariance is ``sigma^2 V`` with ``V = S R S`` block diagonal by group:
+``S`` diagonal from a variance function (:mod:`mixedmodels.core.variance_functions`) and
+``R`` a correlation matrix from one of the structures here.  Each structure knows how to
+*whiten* rows: given ``M`` (the rows of ``[Z X y]`` sorted by group, then time) it returns
+``L^-1 M`` with ``R_g = L_g L_g'`` in every group, and ``log|R| = 2 sum log diag L``.  With
+whitened rows the model is an ordinary linear mixed model, so the engine's profiled
+objective applies unchanged and the correlation adds ``log|R|`` to it.
+
+AR(1) and continuous-time AR(1) whiten with a bidiagonal transform (``O(n)``, no matrix),
+compound symmetry in closed form through group means, ARMA(p, q) through the Cholesky
+factor of one small Toeplitz matrix per distinct pattern of times.
+
+Each structure has an unconstrained parameter vector ``u`` (what the optimizer moves) and
+the natural parameters nlme prints (``Phi``, ``Rho``, ``Theta``); the transforms are
+nlme's, so Wald intervals computed on the unconstrained scale agree with nlme's
+``intervals()``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg as sla
+
+from mixedmodels.errors import ArgumentError, DataError
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """Rows sorted by group and, within a group, by time.
+
+    Attributes
+    ----------
+    order : ndarray of int (n,)
+        Original row index of each sorted row.
+    group : ndarray of int (n,)
+        Group code of each sorted row.
+    time : ndarray (n,)
+        Time of each sorted row (the position within the group when no time was given).
+    first : ndarray of bool (n,)
+        True for the first row of each group.
+    starts, sizes : ndarray of int
+        Start (in sorted order) and size of each group.
+    """
+
+    order: np.ndarray
+    group: np.ndarray
+    time: np.ndarray
+    first: np.ndarray
+    starts: np.ndarray
+    sizes: np.ndarray
+    _patterns: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.order.size)
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.starts.size)
+
+    @property
+    def max_size(self) -> int:
+        return int(self.sizes.max()) if self.sizes.size else 0
+
+    def gaps(self) -> np.ndarray:
+        """Time since the previous row of the same group (0 on each group's first row)."""
+        d = np.zeros(self.n)
+        d[1:] = self.time[1:] - self.time[:-1]
+        d[self.first] = 0.0
+        return d
+
+    def padded(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row index of each group's ``j``-th row, shape (groups, largest size), and
+        where it exists.  Computed once."""
+        if "padded" not in self._patterns:
+            j = np.arange(self.max_size)
+            valid = j[None, :] < self.sizes[:, None]
+            index = np.where(valid, self.starts[:, None] + j[None, :], 0)
+            self._patterns["padded"] = (index, valid)
+        return self._patterns["padded"]
+
+    def patterns(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """Distinct within-group time patterns (times relative to the group's first) and
+        the pattern of each group.  Computed once."""
+        if "patterns" not in self._patterns:
+            keys: dict[tuple, int] = {}
+            which = np.empty(self.n_groups, dtype=np.intp)
+            times: list[np.ndarray] = []
+            for g, (s, m) in enumerate(zip(self.starts, self.sizes, strict=True)):
+                t = self.time[s : s + m] - self.time[s]
+                key = tuple(t.tolist())
+                if key not in keys:
+                    keys[key] = len(times)
+                    times.append(t)
+                which[g] = keys[key]
+            self._patterns["patterns"] = (times, which)
+        return self._patterns["patterns"]
+
+
+def make_layout(
+    group: np.ndarray, time: np.ndarray | None, outer: np.ndarray | None = None
+) -> GroupLayout:
+    """The layout of rows with group codes ``group`` and optional times (``None``: the
+    row order within each group, as nlme's ``form = ~ 1 | g``).
+
+    ``outer`` (codes of a grouping factor the groups are nested in) sorts the groups so
+    that each of its levels is contiguous.
+
+    Raises
+    ------
+    DataError
+        When two rows of a group have the same time.
+    """
+    group = np.asarray(group, dtype=np.intp)
+    n = group.size
+    keys = (group,) if outer is None else (group, np.asarray(outer))
+    if time is None:
+        order = np.lexsort((np.arange(n),) + keys)
+        g_sorted = group[order]
+        first = np.ones(n, dtype=bool)
+        first[1:] = g_sorted[1:] != g_sorted[:-1]
+        starts = np.flatnonzero(first)
+        sizes = np.diff(np.append(starts, n))
+        _check_runs(g_sorted, starts)
+        position = np.arange(n) - np.repeat(starts, sizes)
+        return GroupLayout(order, g_sorted, position.astype(float), first, starts, sizes)
+    time = np.asarray(time, dtype=float)
+    order = np.lexsort((time,) + keys)
+    g_sorted = group[order]
+    t_sorted = time[order]
+    first = np.ones(n, dtype=bool)
+    first[1:] = g_sorted[1:] != g_sorted[:-1]
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, n))
+    _check_runs(g_sorted, starts)
+    same = ~first[1:] & (t_sorted[1:] == t_sorted[:-1])
+    if same.any():
+        i = int(np.flatnonzero(same)[0]) + 1
+        raise DataError(
+            f"two rows of the same group have time {t_sorted[i]:g}: a correlation structure "
+            "needs distinct times within each group"
+        )
+    return GroupLayout(order, g_sorted, t_sorted, first, starts, sizes)
+
+
+def _check_runs(g_sorted: np.ndarray, starts: np.ndarray) -> None:
+    """Each group must be one run of the sorted rows: a group split by the outer factor
+    spans several of its levels."""
+    if np.unique(g_sorted[starts]).size != starts.size:
+        raise ArgumentError(
+            "the correlation groups must be nested in the grouping factor of the random "
+            "effects: a group of the correlation structure spans several of its levels "
+            "(give the correlation structure group= the innermost grouping factor)"
+        )
+
+
+def _logistic(u: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-u))
+
+
+def _tanh_half(u: np.ndarray) -> np.ndarray:
+    """The inverse of nlme's ``log((1 + x) / (1 - x))``."""
+    return np.tanh(np.asarray(u, dtype=float) / 2.0)
+
+
+def _log_ratio(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    return np.log((1.0 + x) / (1.0 - x))
+
+
+class ResidualCorrelation(ABC):
+    """A correlation structure for the residuals within groups.
+
+    Parameters common to all: ``time`` (column name of the time covariate, or None for
+    the row order within each group) and ``group`` (the grouping column; None: the
+    innermost grouping factor of the random effects, as nlme).
+    """
+
+    #: nlme's name in "Correlation Structure: ..."
+    label: str = ""
+    #: names of the natural parameters, as nlme prints them
+    param_names: tuple[str, ...] = ()
+    #: True when the time covariate must be integer (positions)
+    integer_time: bool = True
+
+    def __init__(self, time: str | None = None, group: str | None = None):
+        if time is not None and not isinstance(time, str):
+            raise ArgumentError(f"time must be a column name or None, not {time!r}")
+        if group is not None and not isinstance(group, str):
+            raise ArgumentError(f"group must be a column name or None, not {group!r}")
+        self.time = time
+        self.group = group
+
+    @property
+    def n_params(self) -> int:
+        return len(self.param_names)
+
+    @abstractmethod
+    def natural(self, u: np.ndarray) -> np.ndarray:
+        """Natural parameters (nlme's printed ones) from unconstrained ``u``."""
+
+    @abstractmethod
+    def unconstrained(self, natural: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`natural`."""
+
+    def start(self, layout: GroupLayout) -> np.ndarray:
+        """Unconstrained start (natural parameters 0, nlme's default)."""
+        return np.zeros(self.n_params)
+
+    def initial_step(self) -> np.ndarray:
+        """The optimizer's first step on the unconstrained scale."""
+        return np.full(self.n_params, 0.5)
+
+    @abstractmethod
+    def whiten(self, u: np.ndarray, layout: GroupLayout, M: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(L^-1 M, log|R|)`` for rows ``M`` (n, k) in the layout's sorted order."""
+
+    @abstractmethod
+    def lag_correlation(self, u: np.ndarray, lags: np.ndarray) -> np.ndarray:
+        """Correlation of two rows of one group ``lags`` apart (in time units)."""
+
+    def check_layout(self, layout: GroupLayout, time_name: str | None) -> None:
+        """A :class:`DataError` when the times do not suit the structure."""
+        if self.integer_time and time_name is not None:
+            bad = layout.time != np.round(layout.time)
+            if bad.any():
+                raise DataError(
+                    f"{self.label} needs integer times; column {time_name!r} has "
+                    f"{layout.time[np.flatnonzero(bad)[0]]:g} (use CAR1 for continuous time)"
+                )
+
+    def cross_product_plan(
+        self, layout: GroupLayout, M: np.ndarray, level_starts: np.ndarray
+    ) -> CrossProductPlan | None:
+        """Precomputed sums from which the per-level cross products of the whitened rows
+        ``M`` follow for any parameter value without touching the rows again (None: the
+        structure whitens the rows at every evaluation)."""
+        return None
+
+    def matrix(self, u: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """The correlation matrix of one group's rows at ``times`` (dense; for printing,
+        the marginal covariance and simulation)."""
+        t = np.asarray(times, dtype=float)
+        lags = np.abs(t[:, None] - t[None, :])
+        return self.lag_correlation(u, lags)
+
+    def color(self, u: np.ndarray, layout: GroupLayout, E: np.ndarray) -> np.ndarray:
+        """``L E`` for independent standard normal rows ``E`` (n, k) in sorted order: rows
+        with correlation ``R`` (simulation).  Through one Cholesky factor per pattern."""
+        times, which = layout.patterns()
+        out = np.empty_like(E)
+        for k, t in enumerate(times):
+            low = np.linalg.cholesky(self.matrix(u, t))
+            for g in np.flatnonzero(which == k):
+                s, m = layout.starts[g], layout.sizes[g]
+                out[s : s + m] = low @ E[s : s + m]
+        return out
+
+    def describe(self, u: np.ndarray) -> str:
+        """nlme's lines: ``Correlation Structure: AR(1)`` / ``Formula: ~ ...`` /
+        ``Parameter estimate(s):``."""
+        form = f"~{self.time or '1'} | {self.group or '<group>'}"
+        values = self.natural(u)
+        names = "  ".join(f"{n:>10}" for n in self.param_names)
+        nums = "  ".join(f"{v:>10.7f}" for v in values)
+        return (
+            f"Correlation Structure: {self.label}\n Formula: {form} \n"
+            f" Parameter estimate(s):\n{names}\n{nums}"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(time={self.time!r}, group={self.group!r})"
+
+
+def _bidiagonal_whiten(
+    a: np.ndarray, layout: GroupLayout, M: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Rows ``(m_i - a_i m_{i-1}) / sqrt(1 - a_i^2)`` (``a_i = 0`` on a group's first
+    row): the inverse Cholesky factor of an AR(1)-type correlation, ``O(n k)``."""
+    c = np.sqrt(1.0 - a * a)
+    out = M.copy()
+    out[1:] -= a[1:, None] * M[:-1]
+    out /= c[:, None]
+    return out, 2.0 * float(np.log(c).sum())
+
+
+class AR1(ResidualCorrelation):
+    """First-order autoregressive correlation ``Phi^|t_i - t_j|`` (nlme's ``corAR1``).
+
+    Parameters
+    ----------
+    time : str, optional
+        An integer time column; gaps count (rows 3 steps apart correlate ``Phi^3``, as
+        nlme's ``corARMA(p = 1)`` with a covariate; nlme's ``corAR1`` uses only the
+        order).  None: the row order within each group.
+    group : str, optional
+        Grouping column; by default the innermost grouping factor of the random effects.
+    """
+
+    label = "AR(1)"
+    param_names = ("Phi",)
+
+    def natural(self, u):
+        return _tanh_half(u)
+
+    def unconstrained(self, natural):
+        return _log_ratio(natural)
+
+    def whiten(self, u, layout, M):
+        phi = float(self.natural(u)[0])
+        gaps = layout.gaps()
+        a = np.where(layout.first, 0.0, np.sign(phi) ** gaps * np.abs(phi) ** gaps)
+        return _bidiagonal_whiten(a, layout, M)
+
+    def lag_correlation(self, u, lags):
+        phi = float(self.natural(u)[0])
+        return np.sign(phi) ** lags * np.abs(phi) ** lags
+
+    def cross_product_plan(self, layout, M, level_starts):
+        return BidiagonalPlan(layout, M, level_starts, self)
+
+    def coefficient(self, u: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+        """``a = Phi^gap``: the weight of the previous row in the whitening."""
+        phi = float(self.natural(u)[0])
+        return np.sign(phi) ** gaps * np.abs(phi) ** gaps
+
+    def color(self, u, layout, E):
+        phi = float(self.natural(u)[0])
+        gaps = layout.gaps()
+        a = np.where(layout.first, 0.0, np.sign(phi) ** gaps * np.abs(phi) ** gaps)
+        return _bidiagonal_color(a, layout, E)
+
+
+def _bidiagonal_color(a: np.ndarray, layout: GroupLayout, E: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_bidiagonal_whiten`: ``x_i = a_i x_{i-1} + sqrt(1 - a_i^2) e_i``,
+    one vectorized step per position within a group."""
+    c = np.sqrt(1.0 - a * a)
+    out = c[:, None] * E
+    for j in range(1, layout.max_size):
+        rows = layout.starts[layout.sizes > j] + j
+        out[rows] += a[rows, None] * out[rows - 1]
+    return out
+
+
+class CAR1(AR1):
+    """Continuous-time AR(1): ``Phi^|t_i - t_j|`` for real times, ``0 < Phi < 1`` (nlme's
+    ``corCAR1``).
+
+    Parameters
+    ----------
+    time : str
+        The time column (required).
+    group : str, optional
+        As :class:`AR1`.
+    """
+
+    label = "Continuous AR(1)"
+    integer_time = False
+
+    def __init__(self, time: str, group: str | None = None):
+        if time is None:
+            raise ArgumentError("CAR1 needs a time column: mm.cor.CAR1('Time')")
+        super().__init__(time, group)
+
+    def natural(self, u):
+        return _logistic(np.asarray(u, dtype=float))
+
+    def unconstrained(self, natural):
+        x = np.asarray(natural, dtype=float)
+        return np.log(x / (1.0 - x))
+
+    def start(self, layout):
+        return self.unconstrained(np.array([0.2]))  # nlme's corCAR1 default value
+
+
+class CompoundSymmetry(ResidualCorrelation):
+    """Exchangeable correlation ``Rho`` between any two rows of a group (nlme's
+    ``corCompSymm``).  Whitened in closed form: ``V^-1/2 x = (x - xbar) / sqrt(1 - Rho) +
+    xbar / sqrt(1 + (m - 1) Rho)`` within a group of ``m`` rows.
+
+    ``Rho`` lies in ``(-1 / (m_max - 1), 1)``.
+    """
+
+    label = "Compound symmetry"
+    param_names = ("Rho",)
+    integer_time = False
+
+    def __init__(self, group: str | None = None):
+        super().__init__(None, group)
+        self._lower = -1.0
+
+    def bind_size(self, max_size: int) -> None:
+        """Record the largest group (the lower bound of Rho)."""
+        self._lower = -1.0 / (max_size - 1) if max_size > 1 else -1.0
+
+    def natural(self, u):
+        lo = self._lower
+        return lo + (1.0 - lo) * _logistic(np.asarray(u, dtype=float))
+
+    def unconstrained(self, natural):
+        lo = self._lower
+        x = (np.asarray(natural, dtype=float) - lo) / (1.0 - lo)
+        return np.log(x / (1.0 - x))
+
+    def start(self, layout):
+        self.bind_size(layout.max_size)
+        return self.unconstrained(np.array([0.0]))
+
+    def whiten(self, u, layout, M):
+        rho = float(self.natural(u)[0])
+        sizes = layout.sizes
+        idx = np.repeat(np.arange(layout.n_groups), sizes)
+        sums = np.stack(
+            [
+                np.bincount(idx, weights=M[:, j], minlength=layout.n_groups)
+                for j in range(M.shape[1])
+            ],
+            axis=1,
+        )
+        means = (sums / sizes[:, None])[idx]
+        lam = 1.0 + (sizes - 1) * rho
+        if rho >= 1.0 or np.any(lam <= 0.0):
+            raise np.linalg.LinAlgError("compound symmetry outside its range")
+        out = (M - means) / math.sqrt(1.0 - rho) + means / np.sqrt(lam)[idx, None]
+        log_det = float(((sizes - 1) * math.log(1.0 - rho) + np.log(lam)).sum())
+        return out, log_det
+
+    def lag_correlation(self, u, lags):
+        rho = float(self.natural(u)[0])
+        return np.where(lags == 0, 1.0, rho)
+
+    def cross_product_plan(self, layout, M, level_starts):
+        return CompoundSymmetryPlan(layout, M, level_starts, self)
+
+    def describe(self, u):
+        return super().describe(u).replace(f"~{self.time or '1'}", "~1")
+
+
+CompSymm = CompoundSymmetry  # nlme's name, as mm.cor.CompSymm
+
+
+def _durbin_levinson(partial: np.ndarray, sign: float) -> np.ndarray:
+    """Coefficients from partial autocorrelations (nlme's transform: the AR part with
+    ``sign = -1``, the MA part with ``+1``)."""
+    coef = np.zeros(0)
+    for k, r in enumerate(partial):
+        new = np.empty(k + 1)
+        new[:k] = coef + sign * r * coef[::-1]
+        new[k] = r
+        coef = new
+    return coef
+
+
+def _inverse_durbin_levinson(coef: np.ndarray, sign: float) -> np.ndarray:
+    coef = np.array(coef, dtype=float)
+    out = np.empty(coef.size)
+    for k in range(coef.size - 1, -1, -1):
+        r = coef[k]
+        if abs(r) >= 1.0:
+            raise ArgumentError("ARMA start values must be stationary (|partial| < 1)")
+        out[k] = r
+        prev = coef[:k]
+        coef = (prev - sign * r * prev[::-1]) / (1.0 - r * r)
+    return out
+
+
+def arma_autocorrelation(ar: np.ndarray, ma: np.ndarray, max_lag: int) -> np.ndarray:
+    """Autocorrelations at lags ``0 .. max_lag`` of ``x_t = sum ar_j x_{t-j} + e_t + sum
+    ma_j e_{t-j}`` (nlme's sign convention), from the linear equations for the
+    autocovariances at lags ``0 .. p`` and the AR recursion beyond."""
+    p, q = ar.size, ma.size
+    theta = np.concatenate([[1.0], ma])
+    # psi weights (MA(infinity)) up to lag q
+    psi = np.zeros(q + 1)
+    psi[0] = 1.0
+    for i in range(1, q + 1):
+        psi[i] = theta[i] + sum(ar[j] * psi[i - j - 1] for j in range(min(p, i)))
+    c = np.array(
+        [sum(theta[j] * psi[j - k] for j in range(k, q + 1)) for k in range(max(p, q) + 1)]
+    )
+    n_lag = max(max_lag, p, q) + 1
+    gamma = np.zeros(n_lag)
+    if p:
+        A = np.eye(p + 1)
+        for k in range(p + 1):
+            for j in range(1, p + 1):
+                A[k, abs(k - j)] -= ar[j - 1]
+        gamma[: p + 1] = np.linalg.solve(A, c[: p + 1])
+    else:
+        gamma[0] = c[0]
+    for k in range(p + 1, n_lag):
+        gamma[k] = sum(ar[j] * gamma[k - j - 1] for j in range(p)) + (c[k] if k <= q else 0.0)
+    return gamma[: max_lag + 1] / gamma[0]
+
+
+class ARMA(ResidualCorrelation):
+    """Autoregressive moving-average correlation of orders ``p`` and ``q`` (nlme's
+    ``corARMA``): ``x_t = sum_j Phi_j x_{t-j} + e_t + sum_j Theta_j e_{t-j}`` at integer
+    times (gaps count).  Parameters are moved on nlme's unconstrained scale (partial
+    autocorrelations), which keeps the process stationary and invertible.
+    """
+
+    label = "ARMA"
+
+    def __init__(self, p: int = 0, q: int = 0, time: str | None = None, group: str | None = None):
+        for name, v in (("p", p), ("q", q)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ArgumentError(f"{name} must be a non-negative integer, not {v!r}")
+        if p + q == 0:
+            raise ArgumentError("ARMA needs p > 0 or q > 0")
+        super().__init__(time, group)
+        self.p, self.q = p, q
+        self.label = f"ARMA({p},{q})"
+        self.param_names = tuple(f"Phi{i + 1}" for i in range(p)) + tuple(
+            f"Theta{i + 1}" for i in range(q)
+        )
+
+    def natural(self, u):
+        u = np.asarray(u, dtype=float)
+        r = _tanh_half(u)
+        return np.concatenate(
+            [_durbin_levinson(r[: self.p], -1.0), _durbin_levinson(r[self.p :], 1.0)]
+        )
+
+    def unconstrained(self, natural):
+        x = np.asarray(natural, dtype=float)
+        r = np.concatenate(
+            [
+                _inverse_durbin_levinson(x[: self.p], -1.0),
+                _inverse_durbin_levinson(x[self.p :], 1.0),
+            ]
+        )
+        return _log_ratio(r)
+
+    def lag_correlation(self, u, lags):
+        coef = self.natural(u)
+        lags = np.asarray(lags)
+        acf = arma_autocorrelation(coef[: self.p], coef[self.p :], int(np.max(lags, initial=0)))
+        return acf[lags.astype(np.intp)]
+
+    def whiten(self, u, layout, M):
+        times, which = layout.patterns()
+        out = np.empty_like(M)
+        log_det = 0.0
+        coef = self.natural(u)
+        acf = arma_autocorrelation(
+            coef[: self.p], coef[self.p :], int(max((t[-1] for t in times), default=0))
+        )
+        longest = max(times, key=len)
+        if all(np.array_equal(t, longest[: t.size]) for t in times):
+            # positions 0..m-1: every factor is a leading block of the longest group's,
+            # so all groups are whitened by one batched product with its inverse
+            li = longest.astype(np.intp)
+            full = np.linalg.cholesky(acf[np.abs(li[:, None] - li[None, :])])
+            inverse, _ = sla.lapack.dtrtri(full, lower=1)
+            index, valid = layout.padded()
+            padded = np.zeros(index.shape + (M.shape[1],))
+            padded[valid] = M[index[valid]]
+            out[index[valid]] = (inverse @ padded)[valid]
+            counts = np.bincount(layout.sizes - 1, minlength=li.size)[::-1].cumsum()[::-1]
+            return out, 2.0 * float((counts * np.log(np.diagonal(full))).sum())
+        for k, t in enumerate(times):
+            ti = t.astype(np.intp)
+            low = np.linalg.cholesky(acf[np.abs(ti[:, None] - ti[None, :])])
+            groups = np.flatnonzero(which == k)
+            m = t.size
+            rows = (layout.starts[groups][:, None] + np.arange(m)[None, :]).ravel()
+            block = M[rows].reshape(groups.size, m, -1).transpose(1, 0, 2).reshape(m, -1)
+            solved = sla.solve_triangular(low, block, lower=True)
+            out[rows] = solved.reshape(m, groups.size, -1).transpose(1, 0, 2).reshape(rows.size, -1)
+            log_det += groups.size * 2.0 * float(np.log(np.diagonal(low)).sum())
+        return out, log_det
+
+
+def _level_of_rows(level_starts: np.ndarray, n: int) -> np.ndarray:
+    sizes = np.diff(np.append(level_starts, n))
+    return np.repeat(np.arange(level_starts.size), sizes)
+
+
+def _per_level_products(
+    level: np.ndarray, n_levels: int, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    """``sum_{rows of level l} left_i right_i'`` for every level, (l, k, k)."""
+    k = left.shape[1]
+    out = np.empty((n_levels, k, k))
+    for a in range(k):
+        for b in range(k):
+            out[:, a, b] = np.bincount(level, weights=left[:, a] * right[:, b], minlength=n_levels)
+    return out
+
+
+class CrossProductPlan(ABC):
+    """Per-level cross products of whitened rows as a function of the parameters."""
+
+    @abstractmethod
+    def grams(self, u: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(sum over each level of (L^-1 M)_i (L^-1 M)_i', log|R|)``, shapes (l, k, k)."""
+
+
+class BidiagonalPlan(CrossProductPlan):
+    """AR(1)-type whitening ``e_i = (m_i - a m_{i-1}) / sqrt(1 - a^2)`` with ``a`` a
+    function of the gap to the previous row: per level and per distinct gap ``d``, the
+    sums ``A_d = sum m_i m_i'``, ``B_d = sum m_{i-1} m_{i-1}'``, ``C_d = sum m_i m_{i-1}'``
+    (and ``F``, the first rows) give ``sum e e' = F + sum_d (A_d + a_d^2 B_d - a_d (C_d +
+    C_d')) / (1 - a_d^2)``: after one pass over the rows an evaluation costs
+    ``O(levels k^2)`` per distinct gap.
+    """
+
+    def __init__(self, layout: GroupLayout, M: np.ndarray, level_starts: np.ndarray, structure):
+        n = layout.n
+        level = _level_of_rows(level_starts, n)
+        n_levels = level_starts.size
+        gaps = layout.gaps()
+        first = layout.first
+        self.structure = structure
+        self.first = _per_level_products(level[first], n_levels, M[first], M[first])
+        later = np.flatnonzero(~first)
+        self.gaps = np.unique(gaps[later])
+        self.counts = []
+        self.sums = []
+        for d in self.gaps:
+            rows = later[gaps[later] == d]
+            cur, prev, lev = M[rows], M[rows - 1], level[rows]
+            a = _per_level_products(lev, n_levels, cur, cur)
+            b = _per_level_products(lev, n_levels, prev, prev)
+            c = _per_level_products(lev, n_levels, cur, prev)
+            self.sums.append((a, b, c + c.transpose(0, 2, 1)))
+            self.counts.append(rows.size)
+
+    def grams(self, u):
+        coef = self.structure.coefficient(u, self.gaps)
+        out = self.first.copy()
+        log_det = 0.0
+        for a_d, count, (a, b, c) in zip(coef, self.counts, self.sums, strict=True):
+            scale = 1.0 - a_d * a_d
+            if not scale > 0.0:
+                raise np.linalg.LinAlgError("AR(1) coefficient outside (-1, 1)")
+            out += (a + (a_d * a_d) * b - a_d * c) / scale
+            log_det += count * math.log(scale)
+        return out, log_det
+
+
+class CompoundSymmetryPlan(CrossProductPlan):
+    """Compound symmetry from per-group sums: with ``S_g = sum m m'``, ``s_g = sum m`` and
+    ``lambda_g = 1 + (n_g - 1) Rho``, a group contributes ``(S_g - s_g s_g' / n_g) / (1 -
+    Rho) + s_g s_g' / (n_g lambda_g)``."""
+
+    def __init__(self, layout: GroupLayout, M: np.ndarray, level_starts: np.ndarray, structure):
+        n = layout.n
+        level = _level_of_rows(level_starts, n)
+        n_levels = level_starts.size
+        group_index = np.repeat(np.arange(layout.n_groups), layout.sizes)
+        sums = np.stack(
+            [
+                np.bincount(group_index, weights=M[:, j], minlength=layout.n_groups)
+                for j in range(M.shape[1])
+            ],
+            axis=1,
+        )
+        outer = sums[:, :, None] * sums[:, None, :] / layout.sizes[:, None, None]
+        self.structure = structure
+        self.sizes = layout.sizes
+        self.group_level = level[layout.starts]
+        self.n_levels = n_levels
+        self.within = _per_level_products(level, n_levels, M, M) - self._to_levels(outer)
+        self.outer = outer
+
+    def _to_levels(self, per_group: np.ndarray) -> np.ndarray:
+        k = per_group.shape[1]
+        flat = per_group.reshape(per_group.shape[0], -1)
+        out = np.stack(
+            [
+                np.bincount(self.group_level, weights=flat[:, j], minlength=self.n_levels)
+                for j in range(k * k)
+            ],
+            axis=1,
+        )
+        return out.reshape(self.n_levels, k, k)
+
+    def grams(self, u):
+        rho = float(self.structure.natural(u)[0])
+        lam = 1.0 + (self.sizes - 1) * rho
+        if rho >= 1.0 or np.any(lam <= 0.0):
+            raise np.linalg.LinAlgError("compound symmetry outside its range")
+        out = self.within / (1.0 - rho) + self._to_levels(self.outer / lam[:, None, None])
+        log_det = float(((self.sizes - 1) * math.log(1.0 - rho) + np.log(lam)).sum())
+        return out, log_det

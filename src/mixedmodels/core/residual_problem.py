@@ -1,0 +1,349 @@
+"""The linear mixed model with structured residual covariance ``sigma^2 V(phi)``.
+
+``V = S R S`` is block diagonal by group (``S`` from a variance function, ``R`` from a
+correlation structure).  For each ``phi`` the rows of ``[Z X y]`` are divided by ``s`` and
+whitened by ``R``'s inverse Cholesky factor within each group; the whitened rows form an
+ordinary :class:`~mixedmodels.core.lmm.LmmProblem` whose profiled objective in theta,
+plus ``log|V| = 2 sum log s + log|R|``, is the REML criterion or deviance of the model
+(the density of ``y`` is that of the whitened rows times the Jacobian ``|V|^-1/2``).
+
+A random-effect term keeps its block structure under whitening when every correlation
+group lies within one level of its grouping factor, which is checked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+
+from mixedmodels.core.lmm import LmmProblem
+from mixedmodels.core.residual import GroupLayout, ResidualCorrelation
+from mixedmodels.core.terms import RandomBlock
+from mixedmodels.core.variance_functions import FITTED, VarianceFunction
+from mixedmodels.errors import ArgumentError
+
+
+class ResidualProblem:
+    """Objective in ``(theta, u_cor, u_var)`` for a model with structured residuals.
+
+    Parameters
+    ----------
+    blocks : list of RandomBlock
+        Random-effect terms (original row order).
+    X, y : ndarray
+        Fixed-effects matrix and response minus offset (original row order).
+    layout : GroupLayout
+        Correlation groups and times.
+    correlation : ResidualCorrelation or None
+    variance : VarianceFunction or None
+        Already bound to its covariates.
+    values : dict
+        Covariate columns of the variance function (original row order); the fitted
+        values go under :data:`FITTED` (see :meth:`with_fitted`).
+    reml : bool
+    group_label : str
+        Name of the correlation groups (for printing).
+    """
+
+    def __init__(
+        self,
+        blocks: list[RandomBlock],
+        X: np.ndarray,
+        y: np.ndarray,
+        layout: GroupLayout,
+        correlation: ResidualCorrelation | None,
+        variance: VarianceFunction | None,
+        values: dict[str, np.ndarray],
+        reml: bool,
+        group_label: str = "group",
+    ):
+        o = layout.order
+        self.group_label = group_label
+        self.layout = layout
+        self.blocks = list(blocks)
+        self.sorted_blocks = [
+            RandomBlock(b.codes[o], b.n_levels, b.z[o], b.structure) for b in blocks
+        ]
+        for k, b in enumerate(self.sorted_blocks):
+            _check_within(layout, b.codes, k)
+        self.X = np.asarray(X, dtype=float)[o]
+        self.y = np.asarray(y, dtype=float)[o]
+        self.n, self.n_fixed = self.X.shape
+        self.correlation = correlation
+        self.variance = variance
+        self.values = {k: np.asarray(v, dtype=float)[o] for k, v in values.items()}
+        self.reml = reml
+        self.n_theta = sum(b.n_theta for b in blocks)
+        self.n_cor = correlation.n_params if correlation is not None else 0
+        self.n_var = variance.n_params() if variance is not None else 0
+        self._columns = [b.p for b in blocks]
+        self._cache: tuple[bytes, LmmProblem, float] | None = None
+        self._gram_cache: tuple[bytes, np.ndarray, float] | None = None
+        self._plan_state = False  # False: not decided yet
+        self.n_evaluations = 0
+        self._template = LmmProblem(self.sorted_blocks, self.X, self.y, None, reml)
+        self._level_starts = _contiguous_starts(self.sorted_blocks)
+        # theta entries that scale lambda (unbounded above): standard deviations and
+        # unstructured factor entries, not the correlations of a structured term
+        self._scaled_theta = ~np.isfinite(self._template.theta_upper_bounds())
+
+    # ----------------------------------------------------------------- parameters
+    @property
+    def n_params(self) -> int:
+        return self.n_theta + self.n_cor + self.n_var
+
+    def split(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        params = np.asarray(params, dtype=float)
+        a, b = self.n_theta, self.n_theta + self.n_cor
+        return params[:a], params[a:b], params[b:]
+
+    def lower_bounds(self) -> np.ndarray:
+        return np.concatenate(
+            [self._template.theta_lower_bounds(), np.full(self.n_cor + self.n_var, -np.inf)]
+        )
+
+    def upper_bounds(self) -> np.ndarray:
+        return np.concatenate(
+            [self._template.theta_upper_bounds(), np.full(self.n_cor + self.n_var, np.inf)]
+        )
+
+    def theta_lower_bounds(self) -> np.ndarray:
+        return self._template.theta_lower_bounds()
+
+    @property
+    def unstructured_problem(self) -> LmmProblem:
+        """The model without the residual structure (rows sorted), e.g. for starts."""
+        return self._template
+
+    def with_fitted(self, fitted_sorted: np.ndarray) -> None:
+        """Set the fitted values (sorted order) used as a variance covariate."""
+        self.values[FITTED] = np.asarray(fitted_sorted, dtype=float)
+        self._cache = None
+        self._gram_cache = None
+        self._plan_state = False
+
+    def with_response(self, y_sorted: np.ndarray, reml: bool | None = None) -> ResidualProblem:
+        """The same problem with another response (sorted order) and, optionally, the
+        other criterion: refits for simulation and likelihood-ratio tests."""
+        new = object.__new__(ResidualProblem)
+        new.__dict__.update(self.__dict__)
+        new.values = dict(self.values)
+        new.y = np.asarray(y_sorted, dtype=float)
+        new.reml = self.reml if reml is None else bool(reml)
+        new._cache = None
+        new._gram_cache = None
+        new._plan_state = False
+        new.n_evaluations = 0
+        new._template = LmmProblem(new.sorted_blocks, new.X, new.y, None, new.reml)
+        return new
+
+    # ----------------------------------------------------------------- whitening
+    def residual_sd(self, u_var: np.ndarray) -> np.ndarray:
+        """The variance function's multipliers ``s`` (sorted order); ones without one."""
+        if self.variance is None:
+            return np.ones(self.n)
+        s = self.variance.sd(u_var, self.values)
+        if not np.all(np.isfinite(s)) or np.any(s <= 0):
+            raise np.linalg.LinAlgError("variance function outside its range")
+        return s
+
+    def whiten(
+        self, u_cor: np.ndarray, u_var: np.ndarray, M: np.ndarray
+    ) -> tuple[np.ndarray, float]:
+        """``(L^-1 S^-1 M, log|V|)`` for rows ``M`` (n, k) in sorted order."""
+        s = self.residual_sd(u_var)
+        log_det = 2.0 * float(np.log(s).sum()) if self.variance is not None else 0.0
+        M = M / s[:, None] if self.variance is not None else M
+        if self.correlation is not None:
+            M, log_det_r = self.correlation.whiten(u_cor, self.layout, M)
+            log_det += log_det_r
+        return M, log_det
+
+    def problem_at(self, u_cor: np.ndarray, u_var: np.ndarray) -> tuple[LmmProblem, float]:
+        """The whitened :class:`LmmProblem` and ``log|V|`` at the residual parameters."""
+        key = np.concatenate([u_cor, u_var]).tobytes()
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1], self._cache[2]
+        parts = [b.z for b in self.sorted_blocks] + [self.X, self.y[:, None]]
+        M, log_det = self.whiten(u_cor, u_var, np.hstack(parts))
+        if not np.all(np.isfinite(M)):
+            raise np.linalg.LinAlgError("whitened rows are not finite")
+        k = 0
+        blocks = []
+        for b in self.sorted_blocks:
+            z = np.ascontiguousarray(M[:, k : k + b.p])
+            blocks.append(RandomBlock(b.codes, b.n_levels, z, b.structure))
+            k += b.p
+        X = np.asfortranarray(M[:, k : k + self.n_fixed])
+        y = np.ascontiguousarray(M[:, -1])
+        problem = LmmProblem(blocks, X, y, None, self.reml)
+        self._cache = (key, problem, log_det)
+        return problem, log_det
+
+    def objective(self, params: np.ndarray) -> float:
+        """REML criterion or deviance at ``(theta, u_cor, u_var)``.
+
+        With one random-effect term the whitened rows are reduced to per-level cross
+        products and the objective computed from them in a few batched operations
+        (:func:`single_term_pieces`); otherwise through the whitened
+        :class:`LmmProblem`.  The two agree to rounding (tested).
+        """
+        self.n_evaluations += 1
+        theta, u_cor, u_var = self.split(params)
+        if self._level_starts is None:
+            problem, log_det = self.problem_at(u_cor, u_var)
+            return problem.objective(theta) + log_det
+        grams, log_det = self.level_grams(u_cor, u_var)
+        block = self.sorted_blocks[0]
+        lam = block.lambda_matrix(theta)
+        pieces = single_term_pieces(lam, grams, self.n_fixed)
+        return self._template.objective_from_pieces(*pieces) + log_det
+
+    # ----------------------------------------------------------------- scaled theta
+    def sd_scale(self, u_var: np.ndarray) -> float:
+        """Geometric mean of the variance function's multipliers (1 without one)."""
+        if self.variance is None:
+            return 1.0
+        return float(np.exp(np.log(self.residual_sd(u_var)).mean()))
+
+    def to_internal(self, params: np.ndarray) -> np.ndarray:
+        """The optimizer's coordinates: theta divided by :meth:`sd_scale`.
+
+        theta is relative to sigma, and sigma absorbs the typical size of the variance
+        function's multipliers (``|fitted|^power`` near 400^0.54 on BodyWeight), so theta
+        would move by factors of 20 with the power; relative to ``sigma * scale`` it stays
+        put and the search is well conditioned.  A reparametrization: same optimum.
+        """
+        theta, u_cor, u_var = self.split(params)
+        scale = np.where(self._scaled_theta, self.sd_scale(u_var), 1.0)
+        return np.concatenate([theta / scale, u_cor, u_var])
+
+    def from_internal(self, x: np.ndarray) -> np.ndarray:
+        theta, u_cor, u_var = self.split(x)
+        scale = np.where(self._scaled_theta, self.sd_scale(u_var), 1.0)
+        return np.concatenate([theta * scale, u_cor, u_var])
+
+    def internal_objective(self, x: np.ndarray) -> float:
+        """:meth:`objective` in the optimizer's coordinates (:meth:`to_internal`)."""
+        try:
+            params = self.from_internal(x)
+        except np.linalg.LinAlgError:
+            return np.inf
+        return self.objective(params)
+
+    def _plan(self):
+        """The correlation structure's cross-product plan, built on first use, when the
+        rows' scaling does not depend on parameters (no variance function, or one without
+        parameters such as ``Fixed``)."""
+        if self._plan_state is False:
+            self._plan_state = None
+            if self.correlation is not None and self.n_var == 0:
+                block = self.sorted_blocks[0]
+                M = np.hstack([block.z, self.X, self.y[:, None]])
+                if self.variance is not None:
+                    M = M / self.residual_sd(np.zeros(0))[:, None]
+                self._plan_state = self.correlation.cross_product_plan(
+                    self.layout, M, self._level_starts
+                )
+        return self._plan_state
+
+    def level_grams(self, u_cor: np.ndarray, u_var: np.ndarray) -> tuple[np.ndarray, float]:
+        """Per level of the single random-effect term, the cross products of the whitened
+        rows ``[z X y]`` (l, k, k), and ``log|V|``."""
+        key = np.concatenate([u_cor, u_var]).tobytes()
+        cached = self._gram_cache
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        block = self.sorted_blocks[0]
+        plan = self._plan()
+        if plan is not None:
+            grams, log_det = plan.grams(u_cor)
+            if self.variance is not None:
+                log_det += 2.0 * float(np.log(self.residual_sd(u_var)).sum())
+            self._gram_cache = (key, grams, log_det)
+            return grams, log_det
+        M, log_det = self.whiten(u_cor, u_var, np.hstack([block.z, self.X, self.y[:, None]]))
+        if not np.all(np.isfinite(M)):
+            raise np.linalg.LinAlgError("whitened rows are not finite")
+        k = M.shape[1]
+        iu, ju = np.triu_indices(k)
+        sums = np.add.reduceat(M[:, iu] * M[:, ju], self._level_starts, axis=0)
+        grams = np.empty((sums.shape[0], k, k))
+        grams[:, iu, ju] = sums
+        grams[:, ju, iu] = sums
+        self._gram_cache = (key, grams, log_det)
+        return grams, log_det
+
+    # ----------------------------------------------------------------- back to rows
+    def random_contribution(self, b: list[np.ndarray]) -> np.ndarray:
+        """``Z b`` in sorted order from per-level effects (unwhitened ``Z``)."""
+        out = np.zeros(self.n)
+        for blk, bk in zip(self.sorted_blocks, b, strict=True):
+            out += np.einsum("np,np->n", blk.z, bk[blk.codes])
+        return out
+
+    def unsort(self, values_sorted: np.ndarray) -> np.ndarray:
+        """Values in the original row order."""
+        out = np.empty_like(values_sorted)
+        out[self.layout.order] = values_sorted
+        return out
+
+
+def _contiguous_starts(blocks: list[RandomBlock]) -> np.ndarray | None:
+    """Start of each level in sorted order when there is one term whose levels are all
+    present and contiguous (the per-level path); None otherwise."""
+    if len(blocks) != 1:
+        return None
+    codes = blocks[0].codes
+    change = np.flatnonzero(np.diff(codes)) + 1
+    starts = np.concatenate([[0], change])
+    if starts.size != blocks[0].n_levels or np.any(codes[starts] != np.arange(starts.size)):
+        return None
+    return starts
+
+
+def single_term_pieces(
+    lam: np.ndarray, grams: np.ndarray, n_fixed: int
+) -> tuple[float, float, float]:
+    """``(log|L_Z|^2, log|R_X|^2, PWRSS)`` of a model with one random-effect term from
+    per-level cross products ``grams`` of ``[z X y]`` (l, k, k): per level
+    ``L_l L_l' = lam' Z_l'Z_l lam + I`` and ``C_l = L_l^-1 lam' Z_l'[X y]``, then
+    ``R R' = [X y]'[X y] - sum_l C_l'C_l`` (the engine's blocked factor, batched)."""
+    p = lam.shape[0]
+    xyxy = grams[:, p:, p:].sum(axis=0)
+    if p == 1:  # scalar term: everything is elementwise over levels
+        lam0 = float(lam[0, 0])
+        d = 1.0 + lam0 * lam0 * grams[:, 0, 0]
+        c = (lam0 / np.sqrt(d))[:, None] * grams[:, 0, 1:]
+        ld_z = float(np.log(d).sum())
+        s = xyxy - c.T @ c
+    else:
+        zz = grams[:, :p, :p]
+        zxy = grams[:, :p, p:]
+        lam_t = lam.T
+        d = lam_t @ zz @ lam
+        d[:, np.arange(p), np.arange(p)] += 1.0
+        low = np.linalg.cholesky(d)
+        c = np.linalg.solve(low, lam_t @ zxy)
+        ld_z = 2.0 * float(np.log(np.diagonal(low, axis1=1, axis2=2)).sum())
+        s = xyxy - np.einsum("lpa,lpb->ab", c, c)
+    r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
+    m = s.shape[0]
+    if info != 0 and info != m:
+        raise np.linalg.LinAlgError("not positive definite")
+    diag = np.diagonal(r)
+    pwrss = float(diag[-1] ** 2) if info == 0 else 0.0
+    ld_x = 2.0 * float(np.log(diag[:n_fixed]).sum())
+    return ld_z, ld_x, pwrss
+
+
+def _check_within(layout: GroupLayout, codes: np.ndarray, k: int) -> None:
+    """Every correlation group must lie within one level of the term's grouping factor."""
+    first_code = codes[layout.starts]
+    per_row = np.repeat(first_code, layout.sizes)
+    if np.any(per_row != codes):
+        raise ArgumentError(
+            f"the correlation groups must be nested in the grouping factor of random-effect "
+            f"term {k + 1}: a group of the correlation structure spans several of its levels "
+            "(give the correlation structure group= the innermost grouping factor)"
+        )

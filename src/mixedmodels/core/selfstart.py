@@ -1,0 +1,277 @@
+"""Starting values of the self-starting models, as R's ``getInitial`` computes them.
+
+Each algorithm follows R's ``stats`` self-start (``SSlogis``, ``SSasymp``, ...): a quick
+linearizing guess (a logit or log transform, an inverse regression, curve peeling) from the
+data averaged at each distinct covariate value (R's ``sortedXyData``; ``SSfol`` uses the
+rows as given), followed by a least-squares fit of the model to those data.  R does the
+last step with ``nls(algorithm = "plinear")``; here it is a Levenberg-Marquardt fit of all
+parameters from the guess (the conditionally linear parameters solved exactly first), so
+both end at the least-squares optimum.
+
+The model itself is not known here (no formulas in the numeric core): the caller passes
+``model_on(covariates)``, which returns a function of the parameter vector giving the
+model's values and Jacobian on those covariates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from mixedmodels.errors import DataError
+
+ModelOn = Callable[[dict[str, np.ndarray]], Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]
+
+
+def sorted_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """R's ``sortedXyData``: distinct ``x`` in increasing order, ``y`` averaged at each."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    ux, inverse = np.unique(x[ok], return_inverse=True)
+    sums = np.bincount(inverse, weights=y[ok], minlength=ux.size)
+    counts = np.bincount(inverse, minlength=ux.size)
+    return ux, sums / counts
+
+
+def rt_asymptote(x: np.ndarray, y: np.ndarray) -> float:
+    """R's ``NLSstRtAsymptote``: the response range's end nearer the last response, moved
+    outwards by an eighth of the range."""
+    lo, hi = float(np.min(y)), float(np.max(y))
+    last = y[-1]
+    if abs(hi - last) < abs(lo - last):
+        return hi + (hi - lo) / 8
+    return lo - (hi - lo) / 8
+
+
+def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Intercept and slope of the least-squares line ``y ~ x``."""
+    design = np.column_stack([np.ones_like(x), x])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return float(coef[0]), float(coef[1])
+
+
+def _linear(columns: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+    coef, *_ = np.linalg.lstsq(np.column_stack(columns), y, rcond=None)
+    return coef
+
+
+def least_squares_fit(
+    fun: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], y: np.ndarray, start: np.ndarray,
+    max_iter: int = 500,
+) -> np.ndarray:
+    """The least-squares fit of ``fun`` (values and Jacobian) to ``y`` from ``start``:
+    Levenberg-Marquardt, stopping when a step changes the parameters by less than 1e-12
+    relative or the residual sum of squares by less than 1e-15 relative."""
+    p = np.asarray(start, dtype=float).copy()
+    if not np.all(np.isfinite(p)):
+        raise DataError("the self-starting model found no finite starting values for these data")
+
+    def rss_of(q):
+        f, _ = fun(q)
+        r = y - f
+        value = float(r @ r)
+        return value if np.isfinite(value) else np.inf
+
+    f, jac = fun(p)
+    r = y - f
+    rss = float(r @ r)
+    if not np.isfinite(rss):
+        raise DataError("the self-starting model is not finite at its starting values")
+    mu = 1e-3
+    for _ in range(max_iter):
+        jtj = jac.T @ jac
+        jtr = jac.T @ r
+        scale = np.maximum(np.diag(jtj), 1e-300)
+        while True:
+            try:
+                step = np.linalg.solve(jtj + mu * np.diag(scale), jtr)
+            except np.linalg.LinAlgError:
+                step = np.full_like(p, np.nan)
+            trial = p + step
+            new = rss_of(trial) if np.all(np.isfinite(trial)) else np.inf
+            if new <= rss:
+                break
+            mu *= 10
+            if mu > 1e12:
+                return p
+        small = np.max(np.abs(step) / np.maximum(np.abs(p), 1e-8)) < 1e-12
+        gain = rss - new
+        p, rss = trial, new
+        mu = max(mu / 10, 1e-12)
+        if small or gain <= 1e-15 * rss:
+            break
+        f, jac = fun(p)
+        r = y - f
+    return p
+
+
+def projected_fit(
+    columns: Callable[[np.ndarray], np.ndarray], y: np.ndarray, start: np.ndarray
+) -> np.ndarray:
+    """R's ``nls(algorithm = "plinear")``: least squares over the nonlinear parameters with
+    the linear coefficients of ``columns(p)`` solved exactly at each ``p`` (variable
+    projection), from ``start``."""
+
+    def resid(p):
+        a = columns(p)
+        coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+        r = a @ coef - y
+        return np.where(np.isfinite(r), r, 1e150)
+
+    out = least_squares(resid, np.asarray(start, dtype=float), method="lm", xtol=1e-14,
+                        ftol=1e-14, gtol=1e-14, max_nfev=2000)
+    return out.x
+
+
+def _need(n: int, at_least: int, name: str) -> None:
+    if n < at_least:
+        raise DataError(
+            f"{name} needs at least {at_least} distinct covariate values to compute starting "
+            f"values; the data have {n}"
+        )
+
+
+def _logistic_guess(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(np.min(y)), float(np.max(y))
+    dz = hi - lo
+    if dz <= 0:
+        raise DataError("the response is constant: no logistic curve to start from")
+    z = (y - lo + 0.05 * dz) / (1.1 * dz)
+    xmid, scal = _line(np.log(z / (1 - z)), x)
+    return xmid, scal
+
+
+def init_sslogis(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> np.ndarray:
+    """SSlogis: ``Asym, xmid, scal`` (inverse regression of ``x`` on the response's logit)."""
+    x, ya = sorted_xy(cov["input"], y)
+    _need(x.size, 4, "SSlogis")
+    xmid, scal = _logistic_guess(x, ya)
+    asym = _linear([1 / (1 + np.exp((xmid - x) / scal))], ya)[0]
+    return least_squares_fit(model_on({"input": x}), ya, np.array([asym, xmid, scal]))
+
+
+def init_ssfpl(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> np.ndarray:
+    """SSfpl: ``A, B, xmid, scal``."""
+    x, ya = sorted_xy(cov["input"], y)
+    _need(x.size, 5, "SSfpl")
+    xmid, scal = _logistic_guess(x, ya)
+    scal = abs(scal)
+    a, d = _linear([np.ones_like(x), 1 / (1 + np.exp((xmid - x) / scal))], ya)
+    return least_squares_fit(model_on({"input": x}), ya, np.array([a, a + d, xmid, scal]))
+
+
+def _rate_guess(x: np.ndarray, y: np.ndarray) -> float:
+    """log rate constant from the log distance to the guessed asymptote."""
+    ydiff = np.abs(y - rt_asymptote(x, y))
+    _, slope = _line(x, np.log(ydiff))
+    return float(np.log(-slope)) if slope < 0 else float(np.log(abs(slope) + 1e-12))
+
+
+def init_ssasymp(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> np.ndarray:
+    """SSasymp: ``Asym, R0, lrc``."""
+    x, ya = sorted_xy(cov["input"], y)
+    _need(x.size, 4, "SSasymp")
+    lrc = _rate_guess(x, ya)
+    e = np.exp(-np.exp(lrc) * x)
+    asym, r0 = _linear([1 - e, e], ya)
+    return least_squares_fit(model_on({"input": x}), ya, np.array([asym, r0, lrc]))
+
+
+def init_ssasympoff(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> np.ndarray:
+    """SSasympOff: ``Asym, lrc, c0``."""
+    x, ya = sorted_xy(cov["input"], y)
+    _need(x.size, 4, "SSasympOff")
+    lrc = _rate_guess(x, ya)
+    e = np.exp(-np.exp(lrc) * x)
+    asym, b = _linear([np.ones_like(x), e], ya)
+    c0 = np.exp(-lrc) * np.log(-b / asym) if -b / asym > 0 else 0.0
+    return least_squares_fit(model_on({"input": x}), ya, np.array([asym, lrc, c0]))
+
+
+def init_ssmicmen(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> np.ndarray:
+    """SSmicmen: ``Vm, K`` (Lineweaver-Burk line, then least squares)."""
+    x, ya = sorted_xy(cov["input"], y)
+    _need(x.size, 3, "SSmicmen")
+    b0, b1 = _line(1 / x, 1 / ya)
+    k = abs(b1 / b0)
+    vm = _linear([x / (k + x)], ya)[0]
+    return least_squares_fit(model_on({"input": x}), ya, np.array([vm, k]))
+
+
+def init_ssgompertz(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> np.ndarray:
+    """SSgompertz: ``Asym, b2, b3`` (an asymptotic regression of ``log|y|`` first)."""
+    x, ya = sorted_xy(cov["input"], y)
+    _need(x.size, 4, "SSgompertz")
+    ly = np.log(np.abs(ya))
+    lrc = _rate_guess(x, ly)
+
+    def asymptotic(p):
+        b0, b1, r = p
+        e = np.exp(-np.exp(r) * x)
+        f = b0 + b1 * (1 - e)
+        return f, np.column_stack([np.ones_like(x), 1 - e, b1 * np.exp(r) * x * e])
+
+    e = np.exp(-np.exp(lrc) * x)
+    b0, b1 = _linear([np.ones_like(x), 1 - e], ly)
+    b0, b1, lrc = least_squares_fit(asymptotic, ly, np.array([b0, b1, lrc]))
+    b2, b3 = b1, np.exp(-np.exp(lrc))
+    asym = _linear([np.exp(-b2 * b3**x)], ya)[0]
+    return least_squares_fit(model_on({"input": x}), ya, np.array([asym, b2, b3]))
+
+
+def init_ssbiexp(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> np.ndarray:
+    """SSbiexp: ``A1, lrc1, A2, lrc2`` (curve peeling: the last half of the points gives the
+    slow phase, the residuals of the first points the fast one)."""
+    x, ya = sorted_xy(cov["input"], y)
+    _need(x.size, 5, "SSbiexp")
+    n = x.size
+    nlast = max(3, int(np.floor(n / 2 + 0.5)))
+    xl, yl = x[n - nlast:], ya[n - nlast:]
+    a2, s2 = _line(xl, np.log(yl))
+    lrc2 = np.log(abs(s2))
+    res = ya - np.exp(a2) * np.exp(-np.exp(lrc2) * x)
+    xf, rf = x[: n - nlast], res[: n - nlast]
+    _, s1 = _line(xf, np.log(np.abs(rf)))
+    lrc1 = np.log(abs(s1))
+    c1, c2 = _linear([np.exp(-np.exp(lrc1) * x), np.exp(-np.exp(lrc2) * x)], ya)
+    return least_squares_fit(model_on({"input": x}), ya, np.array([c1, lrc1, c2, lrc2]))
+
+
+def init_ssfol(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> np.ndarray:
+    """SSfol: ``lKe, lKa, lCl`` from the rows in their order (R's SSfol does not average):
+    the elimination rate from the decline after the peak, the absorption rate by a
+    conditionally linear fit with that elimination rate fixed."""
+    t, dose = cov["input"], cov["Dose"]
+    n = y.size
+    _need(n, 4, "SSfol")
+    imax = int(np.argmax(y))
+    if imax == n - 1:
+        lke = -2.5
+    else:
+        lke = float(np.log((np.log(y[imax]) - np.log(y[-1])) / (t[-1] - t[imax])))
+    # R: nls(resp ~ (exp(-t Ke) - exp(-t Ka)) * Dose, start lKa = lKe + 1, "plinear")
+    lka = projected_fit(
+        lambda p: np.column_stack([(np.exp(-t * np.exp(lke)) - np.exp(-t * np.exp(p[0])))
+                                   * dose]), y, np.array([lke + 1.0]))[0]
+    # R then refits (lKa, lKe) with nls(resp ~ Dose (exp(-t Ke) - exp(-t Ka)) / (Ka - Ke),
+    # algorithm = "plinear"); in R 4.2 that fit stops at its start (its convergence
+    # criterion is met there), so R's values are lKe from the peak, lKa from the first fit
+    # and lCl from the linear coefficient of the second form at those values.
+    ka, ke = np.exp(lka), np.exp(lke)
+    column = dose * (np.exp(-t * ke) - np.exp(-t * ka)) / (ka - ke)
+    lin = _linear([column], y)[0]
+    lcl = lke + lka - np.log(lin) if lin > 0 else 0.0
+    return np.array([lke, lka, lcl])
+
+
+INITIAL: dict[str, Callable[[dict[str, np.ndarray], np.ndarray, ModelOn], np.ndarray]] = {
+    "SSlogis": init_sslogis,
+    "SSfpl": init_ssfpl,
+    "SSasymp": init_ssasymp,
+    "SSasympOff": init_ssasympoff,
+    "SSmicmen": init_ssmicmen,
+    "SSgompertz": init_ssgompertz,
+    "SSbiexp": init_ssbiexp,
+    "SSfol": init_ssfol,
+}

@@ -1,0 +1,321 @@
+"""Variance functions for heteroscedastic residuals (nlme's ``weights =``).
+
+A variance function gives each row a standard-deviation multiplier ``s_i > 0``: the
+residual variance of row ``i`` is ``sigma^2 s_i^2`` (before any correlation).  Dividing the
+rows of ``[Z X y]`` by ``s`` makes them homoscedastic and adds ``2 sum log s_i`` to
+``log|V|``.
+
+The covariate of :class:`Power` and :class:`Exp` is a column or, by default, the fitted
+values (nlme's ``form = ~fitted(.)``); fitted values make the fit a fixed point (see
+:mod:`mixedmodels.optim.residual`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from mixedmodels.errors import ArgumentError, DataError
+
+FITTED = "fitted"  # the covariate name that means the fitted values
+
+
+class VarianceFunction(ABC):
+    """Standard-deviation multipliers ``s_i(delta)`` of the residuals.
+
+    ``covariate`` names a data column, or ``"fitted"`` for the fitted values.
+    """
+
+    label: str = ""
+    covariate: str | None = None
+
+    @property
+    def uses_fitted(self) -> bool:
+        return self.covariate == FITTED
+
+    @abstractmethod
+    def n_params(self) -> int:
+        """Number of free parameters (known once bound to data)."""
+
+    def columns(self) -> list[str]:
+        """Data columns (or :data:`FITTED`) the multipliers depend on."""
+        return [self.covariate]
+
+    def bind(self, values: dict[str, np.ndarray], order: np.ndarray) -> None:
+        """Check the covariate's values and record what they determine (levels of a
+        stratum); called once.  ``values`` maps :meth:`columns` to arrays (the fitted
+        values are absent); ``order`` is nlme's row order (by group) for "first met"."""
+        return None
+
+    def start(self) -> np.ndarray:
+        return np.zeros(self.n_params())
+
+    def initial_step(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """The optimizer's first step for each parameter (unconstrained scale)."""
+        return np.full(self.n_params(), 0.1)
+
+    @abstractmethod
+    def sd(self, u: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Multipliers ``s_i`` at parameters ``u`` for covariate ``values``."""
+
+    def sd_of(self, u: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Multipliers for new rows (their covariates in ``values``)."""
+        return self.sd(u, values)
+
+    def natural(self, u: np.ndarray) -> np.ndarray:
+        """The parameters as nlme prints them."""
+        return np.asarray(u, dtype=float)
+
+    def unconstrained(self, natural: np.ndarray) -> np.ndarray:
+        return np.asarray(natural, dtype=float)
+
+    def param_names(self) -> list[str]:
+        return (
+            ["power"] if self.n_params() == 1 else [f"delta{i + 1}" for i in range(self.n_params())]
+        )
+
+    def describe(self, u: np.ndarray) -> str:
+        """nlme's ``Variance function:`` block."""
+        names = self.param_names()
+        values = self.natural(u)
+        form = f"~{'fitted(.)' if self.uses_fitted else self.covariate}"
+        lines = [f"Variance function:\n Structure: {self.label}\n Formula: {form} "]
+        if names:
+            lines.append(" Parameter estimates:")
+            lines.append("  ".join(f"{n:>10}" for n in names))
+            lines.append("  ".join(f"{v:>10.7f}" for v in values))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.covariate!r})"
+
+
+def _checked_name(covariate: object, what: str) -> str:
+    if not isinstance(covariate, str) or not covariate:
+        raise ArgumentError(f"{what} needs a column name (a string), not {covariate!r}")
+    return covariate
+
+
+def _check_numeric(values: dict[str, np.ndarray], name: str, what: str) -> None:
+    if name in values and np.asarray(values[name]).dtype.kind not in "fiu":
+        raise DataError(f"{what}: column {name!r} must be numeric")
+
+
+class Ident(VarianceFunction):
+    """A standard deviation per level of a factor (nlme's ``varIdent(form = ~1 | f)``):
+    ``s_i = delta_level``, 1 for the reference level.
+
+    Parameters
+    ----------
+    stratum : str
+        The factor column.
+    reference : str, optional
+        The level whose multiplier is 1; by default nlme's choice (the first level met in
+        the rows ordered by the model's grouping factor).
+    """
+
+    label = "Different standard deviations per stratum"
+
+    def __init__(self, stratum: str, reference: str | None = None):
+        self.covariate = _checked_name(stratum, "Ident")
+        self.reference = reference
+        self.levels: list[str] = []
+        self._codes: np.ndarray | None = None
+
+    def n_params(self) -> int:
+        return max(len(self.levels) - 1, 0)
+
+    def bind(self, values, order):
+        labels = np.asarray(values[self.covariate]).astype(str)
+        seen: list[str] = list(dict.fromkeys(labels[order].tolist()))
+        if self.reference is not None:
+            if self.reference not in seen:
+                raise DataError(
+                    f"Ident: reference level {self.reference!r} does not occur in column "
+                    f"{self.covariate!r} (levels: {', '.join(seen)})"
+                )
+            seen.remove(self.reference)
+            seen.insert(0, self.reference)
+        self.levels = seen
+        lookup = {v: i for i, v in enumerate(seen)}
+        self._codes = np.array([lookup[v] for v in labels], dtype=np.intp)
+
+    def sd(self, u, values):
+        delta = np.concatenate([[1.0], np.exp(np.asarray(u, dtype=float))])
+        return delta[self._codes]
+
+    def sd_of(self, u, values):
+        labels = np.asarray(values[self.covariate]).astype(str)
+        unknown = sorted(set(labels.tolist()) - set(self.levels))
+        if unknown:
+            raise DataError(
+                f"Ident: level(s) {', '.join(map(repr, unknown))} of {self.covariate!r} were "
+                "not in the fitted data, so their standard deviation is unknown"
+            )
+        lookup = {v: i for i, v in enumerate(self.levels)}
+        delta = np.concatenate([[1.0], np.exp(np.asarray(u, dtype=float))])
+        return delta[np.array([lookup[v] for v in labels], dtype=np.intp)]
+
+    def natural(self, u):
+        return np.exp(np.asarray(u, dtype=float))
+
+    def unconstrained(self, natural):
+        return np.log(np.asarray(natural, dtype=float))
+
+    def param_names(self):
+        return self.levels[1:]
+
+    def describe(self, u):
+        values = np.concatenate([[1.0], self.natural(u)])
+        return (
+            f"Variance function:\n Structure: {self.label}\n Formula: ~1 | {self.covariate} \n"
+            " Parameter estimates:\n"
+            + "  ".join(f"{n:>10}" for n in self.levels)
+            + "\n"
+            + "  ".join(f"{v:>10.7f}" for v in values)
+        )
+
+
+class Power(VarianceFunction):
+    """``s_i = |v_i|^power`` (nlme's ``varPower``) of a column or, by default, of the
+    fitted values."""
+
+    label = "Power of variance covariate"
+
+    def __init__(self, covariate: str = FITTED):
+        self.covariate = _checked_name(covariate, "Power")
+
+    def n_params(self):
+        return 1
+
+    def bind(self, values, order):
+        _check_numeric(values, self.covariate, "Power")
+        if self.covariate in values and np.any(np.asarray(values[self.covariate]) == 0):
+            raise DataError(
+                f"Power: column {self.covariate!r} has zeros, where |v|^power is 0 or infinite"
+            )
+
+    def sd(self, u, values):
+        return np.abs(values[self.covariate]) ** float(u[0])
+
+    def param_names(self):
+        return ["power"]
+
+
+class Exp(VarianceFunction):
+    """``s_i = exp(expon * v_i)`` (nlme's ``varExp``) of a column or the fitted values."""
+
+    label = "Exponential of variance covariate"
+
+    def __init__(self, covariate: str = FITTED):
+        self.covariate = _checked_name(covariate, "Exp")
+
+    def n_params(self):
+        return 1
+
+    def bind(self, values, order):
+        _check_numeric(values, self.covariate, "Exp")
+
+    def initial_step(self, values):
+        v = values.get(self.covariate)
+        scale = float(np.max(np.abs(v))) if v is not None and v.size else 1.0
+        return np.array([0.1 / max(scale, 1e-8)])
+
+    def sd(self, u, values):
+        return np.exp(float(u[0]) * values[self.covariate])
+
+    def param_names(self):
+        return ["expon"]
+
+
+class Fixed(VarianceFunction):
+    """Variance proportional to a positive column, ``s_i = sqrt(v_i)`` (nlme's
+    ``varFixed``); no parameters."""
+
+    label = "fixed weights"
+
+    def __init__(self, covariate: str):
+        self.covariate = _checked_name(covariate, "Fixed")
+
+    def n_params(self):
+        return 0
+
+    def bind(self, values, order):
+        _check_numeric(values, self.covariate, "Fixed")
+        if np.any(np.asarray(values[self.covariate]) <= 0):
+            raise DataError(f"Fixed: column {self.covariate!r} must be positive (a variance)")
+
+    def sd(self, u, values):
+        return np.sqrt(values[self.covariate])
+
+    def param_names(self):
+        return []
+
+
+class Combined(VarianceFunction):
+    """The product of several variance functions (nlme's ``varComb``)."""
+
+    label = "Combination of variance functions"
+
+    def __init__(self, *parts: VarianceFunction):
+        if not parts or not all(isinstance(p, VarianceFunction) for p in parts):
+            raise ArgumentError("Combined needs variance functions, e.g. Ident('g'), Power('x')")
+        self.parts = list(parts)
+        self.covariate = None
+
+    @property
+    def uses_fitted(self) -> bool:
+        return any(p.uses_fitted for p in self.parts)
+
+    def n_params(self):
+        return sum(p.n_params() for p in self.parts)
+
+    def _split(self, u):
+        out, k = [], 0
+        for p in self.parts:
+            out.append(np.asarray(u[k : k + p.n_params()]))
+            k += p.n_params()
+        return out
+
+    def columns(self):
+        return [c for p in self.parts for c in p.columns()]
+
+    def bind(self, values, order):
+        for p in self.parts:
+            p.bind(values, order)
+
+    def start(self):
+        return np.concatenate([p.start() for p in self.parts])
+
+    def initial_step(self, values):
+        return np.concatenate([p.initial_step(values) for p in self.parts])
+
+    def sd(self, u, values):
+        s = 1.0
+        for p, up in zip(self.parts, self._split(u), strict=True):
+            s = s * p.sd(up, values)
+        return s
+
+    def sd_of(self, u, values):
+        s = 1.0
+        for p, up in zip(self.parts, self._split(u), strict=True):
+            s = s * p.sd_of(up, values)
+        return s
+
+    def natural(self, u):
+        return np.concatenate(
+            [p.natural(up) for p, up in zip(self.parts, self._split(u), strict=True)]
+        )
+
+    def unconstrained(self, natural):
+        return np.concatenate(
+            [p.unconstrained(x) for p, x in zip(self.parts, self._split(natural), strict=True)]
+        )
+
+    def param_names(self):
+        return [n for p in self.parts for n in p.param_names()]
+
+    def describe(self, u):
+        blocks = [p.describe(up) for p, up in zip(self.parts, self._split(u), strict=True)]
+        return "Combination of:\n" + "\n".join(blocks)

@@ -1,0 +1,478 @@
+"""The design of a nonlinear mixed model: the model function, the parameters' fixed-effect
+designs and random effects, read from nlme's three formulas.
+
+``model``: ``circumference ~ SSlogis(age, Asym, xmid, scal)`` (a self-starting model) or
+``circumference ~ Asym/(1+exp((xmid-age)/scal))`` (an arithmetic expression of parameters
+and data columns).  ``fixed``: ``Asym + xmid + scal ~ 1``, ``Asym ~ Variety`` (several
+formulas in a list).  ``random``: ``Asym + xmid ~ 1 | Tree``, or
+``pdDiag(Asym + xmid ~ 1) | Tree`` / ``pdDiag(Asym + xmid ~ 1 | Tree)`` for independent
+random effects.  Everything is parsed by the formula parser into trees; the model function
+and its gradient are evaluated by :mod:`mixedmodels.formula.derivative`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from mixedmodels.design.grouping import group_codes, level_labels
+from mixedmodels.design.matrices import MatrixBuilder
+from mixedmodels.design.validate import check_frame, is_numeric
+from mixedmodels.errors import ArgumentError, ColumnNotFoundError, DataError, FormulaError
+from mixedmodels.formula.derivative import (
+    Program,
+    check_arithmetic,
+    differentiate,
+    evaluate,
+    names,
+    substitute,
+)
+from mixedmodels.formula.expr import Binary, Call, Name, Node, Paren, deparse, parse_expression
+
+
+@dataclass(frozen=True)
+class SelfStartSpec:
+    """A self-starting model: covariate roles, parameter roles, the model as text."""
+
+    covariates: tuple[str, ...]
+    parameters: tuple[str, ...]
+    expression: str
+
+
+#: The self-starting models of R's ``stats`` (argument order as R's).
+SELF_START: dict[str, SelfStartSpec] = {
+    "SSlogis": SelfStartSpec(("input",), ("Asym", "xmid", "scal"),
+                             "Asym/(1+exp((xmid-input)/scal))"),
+    "SSfpl": SelfStartSpec(("input",), ("A", "B", "xmid", "scal"),
+                           "A+(B-A)/(1+exp((xmid-input)/scal))"),
+    "SSasymp": SelfStartSpec(("input",), ("Asym", "R0", "lrc"),
+                             "Asym+(R0-Asym)*exp(-exp(lrc)*input)"),
+    "SSasympOff": SelfStartSpec(("input",), ("Asym", "lrc", "c0"),
+                                "Asym*(1-exp(-exp(lrc)*(input-c0)))"),
+    "SSmicmen": SelfStartSpec(("input",), ("Vm", "K"), "Vm*input/(K+input)"),
+    "SSgompertz": SelfStartSpec(("input",), ("Asym", "b2", "b3"), "Asym*exp(-b2*b3^input)"),
+    "SSbiexp": SelfStartSpec(("input",), ("A1", "lrc1", "A2", "lrc2"),
+                             "A1*exp(-exp(lrc1)*input)+A2*exp(-exp(lrc2)*input)"),
+    "SSfol": SelfStartSpec(("Dose", "input"), ("lKe", "lKa", "lCl"),
+                           "Dose*exp(lKe+lKa-lCl)*(exp(-exp(lKe)*input)-exp(-exp(lKa)*input))"
+                           "/(exp(lKa)-exp(lKe))"),
+}
+
+
+# ------------------------------------------------------------------------ model function
+
+
+@dataclass(frozen=True)
+class ModelFunction:
+    """A model ``f(parameters, covariates)`` with its symbolic gradient.
+
+    Attributes
+    ----------
+    text : str
+        The model as the user wrote it (right-hand side).
+    parameters : tuple of str
+        Parameter names in the order of the gradient's columns.
+    covariates : dict
+        Name inside the expression -> tree of data columns giving its value.
+    value : Node
+        The model tree (names: parameters and covariate names).
+    gradient : tuple of Node
+        d value / d parameter, one tree per parameter.
+    self_start : str or None
+        The self-starting model's name.
+    """
+
+    text: str
+    parameters: tuple[str, ...]
+    covariates: dict[str, Node]
+    value: Node
+    gradient: tuple[Node, ...]
+    self_start: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_program", Program([self.value, *self.gradient]))
+        object.__setattr__(self, "_value_program", Program([self.value]))
+
+    def covariate_values(self, data: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The covariates' values on ``data`` (float arrays)."""
+        columns = {}
+        for tree in self.covariates.values():
+            for name in names(tree):
+                if name in data.columns and name not in columns:
+                    column = data[name]
+                    if not is_numeric(column):
+                        raise DataError(
+                            f"column {name!r} used in the model {self.text!r} is not numeric"
+                        )
+                    columns[name] = column.to_numpy(dtype=float)
+        out = {}
+        for key, tree in self.covariates.items():
+            for name in names(tree):
+                if name not in columns and name != "pi":
+                    raise ColumnNotFoundError(
+                        f"column {name!r} of the model {self.text!r} is not in the data"
+                    )
+            with np.errstate(all="ignore"):
+                out[key] = np.broadcast_to(
+                    np.asarray(evaluate(tree, columns, self.text), dtype=float), (len(data),)
+                ).copy()
+        return out
+
+    def __call__(
+        self, phi: np.ndarray, cov: dict[str, np.ndarray], gradient: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Values (n,) and gradient (n, P) at parameter rows ``phi`` (n, P)."""
+        env: dict[str, np.ndarray | float] = dict(cov)
+        for j, name in enumerate(self.parameters):
+            env[name] = phi[:, j]
+        n = phi.shape[0]
+        with np.errstate(all="ignore"):
+            if not gradient:
+                (f,) = self._value_program.run(env)
+                return np.broadcast_to(np.asarray(f, dtype=float), (n,)).copy(), None
+            out = self._program.run(env)
+            g = np.empty((n, len(self.parameters)))
+            for j, value in enumerate(out[1:]):
+                g[:, j] = value
+        return np.broadcast_to(np.asarray(out[0], dtype=float), (n,)).copy(), g
+
+    def on(
+        self, cov: dict[str, np.ndarray]
+    ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The model on fixed covariates as a function of one parameter vector."""
+        n = next(iter(cov.values())).size if cov else 1
+
+        def fun(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            phi = np.broadcast_to(np.asarray(p, dtype=float), (n, len(self.parameters)))
+            f, g = self(np.array(phi), cov)
+            return f, g
+
+        return fun
+
+    def self_start_roles(self, data_cov: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The covariates of a self-starting model by role, as its starting-value algorithm
+        (:data:`mixedmodels.core.selfstart.INITIAL`) takes them."""
+        if self.self_start is None:
+            raise ArgumentError("starting values are needed: the model is not self-starting")
+        return {role: data_cov[role] for role in SELF_START[self.self_start].covariates}
+
+
+def _sum_names(node: Node, text: str, what: str) -> list[str]:
+    """``a + b + c`` -> ["a", "b", "c"]."""
+    out: list[str] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, Paren):
+            stack.append(current.inner)
+        elif isinstance(current, Binary) and current.op == "+":
+            stack.extend((current.right, current.left))
+        elif isinstance(current, Name):
+            if current.id in out:
+                raise FormulaError(f"parameter {current.id!r} named twice in {what}", text,
+                                   current.pos)
+            out.append(current.id)
+        else:
+            raise FormulaError(f"{what} must list parameter names joined by '+'", text,
+                               getattr(current, "pos", None))
+    return out
+
+
+def parse_model(model: str, parameters: list[str]) -> tuple[str, ModelFunction]:
+    """Response name and model function of ``response ~ expression``.
+
+    ``parameters`` are the names the fixed-effects formulas declare; the other names of an
+    expression are data columns.  Parsed, differentiated and compiled once per model text.
+    """
+    if not isinstance(model, str):
+        raise FormulaError(f"the model must be a string, got {type(model).__name__}")
+    return _parse_model(model, tuple(parameters))
+
+
+@lru_cache(maxsize=128)
+def _parse_model(model: str, parameters: tuple[str, ...]) -> tuple[str, ModelFunction]:
+    parameters = list(parameters)
+    tree = parse_expression(model)
+    if not (isinstance(tree, Binary) and tree.op == "~"):
+        raise FormulaError("the model must be 'response ~ expression'", model, 0)
+    if not isinstance(tree.left, Name):
+        raise FormulaError("the response must be a column name", model, tree.left.pos)
+    response = tree.left.id
+    rhs = tree.right
+    while isinstance(rhs, Paren):
+        rhs = rhs.inner
+    if isinstance(rhs, Call) and rhs.func in SELF_START:
+        return response, _self_start_model(model, rhs, parameters)
+    if isinstance(rhs, Call) and rhs.func.startswith("SS"):
+        raise FormulaError(
+            f"unknown self-starting model {rhs.func}() (known: {', '.join(SELF_START)})",
+            model, rhs.pos,
+        )
+    check_arithmetic(rhs, model)
+    used = names(rhs)
+    missing = [p for p in parameters if p not in used]
+    if missing:
+        raise FormulaError(f"parameter {missing[0]!r} of the fixed formula does not occur in "
+                           f"the model expression", model, rhs.pos)
+    covariates = {n: Name(n, -1) for n in used if n not in parameters}
+    gradient = tuple(differentiate(rhs, p, model) for p in parameters)
+    return response, ModelFunction(model.split("~", 1)[1].strip(), tuple(parameters),
+                                   covariates, rhs, gradient)
+
+
+def _self_start_model(model: str, node: Call, parameters: list[str]) -> ModelFunction:
+    spec = SELF_START[node.func]
+    roles = spec.covariates + spec.parameters
+    if node.keywords:
+        bound = dict(zip(roles, node.args, strict=False))
+        for key, value in node.keywords:
+            if key not in roles:
+                raise FormulaError(f"{node.func}() has no argument {key!r} (its arguments: "
+                                   f"{', '.join(roles)})", model, node.pos)
+            bound[key] = value
+    else:
+        bound = dict(zip(roles, node.args, strict=False))
+    if len(node.args) > len(roles) or len(bound) != len(roles):
+        raise FormulaError(f"{node.func}() takes {len(roles)} arguments "
+                           f"({', '.join(roles)})", model, node.pos)
+    param_names = []
+    for role in spec.parameters:
+        arg = bound[role]
+        if not isinstance(arg, Name):
+            raise FormulaError(f"argument {role!r} of {node.func}() must be a parameter name",
+                               model, arg.pos)
+        param_names.append(arg.id)
+    unknown = [p for p in param_names if p not in parameters]
+    if unknown:
+        raise FormulaError(f"parameter {unknown[0]!r} of {node.func}() is not in the fixed "
+                           f"formula (it declares: {', '.join(parameters)})", model, node.pos)
+    extra = [p for p in parameters if p not in param_names]
+    if extra:
+        raise FormulaError(f"the fixed formula declares {extra[0]!r}, which {node.func}() "
+                           f"does not take", model, node.pos)
+    covariates = {}
+    for role in spec.covariates:
+        check_arithmetic(bound[role], model)
+        covariates[role] = bound[role]
+    generic = parse_expression(spec.expression)
+    value = substitute(generic, {r: Name(p, -1) for r, p in zip(spec.parameters, param_names,
+                                                               strict=True)})
+    gradient = tuple(differentiate(value, p) for p in param_names)
+    return ModelFunction(deparse(node), tuple(param_names), covariates, value, gradient,
+                         self_start=node.func)
+
+
+# ------------------------------------------------------------------ fixed and random parts
+
+
+@dataclass
+class ParameterDesign:
+    """One parameter's fixed-effect design: ``phi = F beta (+ b)``."""
+
+    name: str
+    rhs: str
+    builder: MatrixBuilder
+    columns: list[str]
+
+
+def parse_fixed(fixed: str | list[str]) -> list[tuple[str, str]]:
+    """``["Asym + xmid ~ 1", "scal ~ x"]`` -> [(param, rhs text), ...] in order."""
+    formulas = [fixed] if isinstance(fixed, str) else list(fixed)
+    if not formulas:
+        raise FormulaError("the fixed-effects formula is empty")
+    out: list[tuple[str, str]] = []
+    for text in formulas:
+        if not isinstance(text, str):
+            raise FormulaError(f"a fixed-effects formula must be a string, got "
+                               f"{type(text).__name__}")
+        tree = parse_expression(text)
+        if not (isinstance(tree, Binary) and tree.op == "~"):
+            raise FormulaError("a fixed-effects formula must be 'parameters ~ covariates'",
+                               text, 0)
+        rhs = deparse(tree.right)
+        for p in _sum_names(tree.left, text, "the left side of a fixed formula"):
+            if any(p == q for q, _ in out):
+                raise FormulaError(f"parameter {p!r} has two fixed-effects formulas", text, 0)
+            out.append((p, rhs))
+    return out
+
+
+@dataclass(frozen=True)
+class RandomSpec:
+    """Random effects of one grouping factor: parameters, grouping column, structure."""
+
+    parameters: tuple[str, ...]
+    group: str
+    diagonal: bool
+
+
+def parse_random(random: str, covariance: str | None = None) -> RandomSpec:
+    """``Asym + xmid ~ 1 | Tree``, ``pdDiag(Asym + xmid ~ 1) | Tree`` or
+    ``pdDiag(Asym + xmid ~ 1 | Tree)``."""
+    if not isinstance(random, str):
+        raise FormulaError(f"the random-effects formula must be a string, got "
+                           f"{type(random).__name__}")
+    tree = parse_expression(random)
+    diagonal = False
+    structure = None
+    while isinstance(tree, Paren):
+        tree = tree.inner
+    if isinstance(tree, Call):
+        structure = tree
+        if len(tree.args) != 1:
+            raise FormulaError(f"{tree.func}() takes one formula", random, tree.pos)
+        tree = tree.args[0]
+    if isinstance(tree, Binary) and tree.op == "|" and isinstance(tree.left, Call):
+        structure = tree.left
+        if len(structure.args) != 1:
+            raise FormulaError(f"{structure.func}() takes one formula", random, structure.pos)
+        inner = structure.args[0]
+        if not (isinstance(inner, Binary) and inner.op == "~"):
+            raise FormulaError(f"{structure.func}() takes 'parameters ~ 1'", random,
+                               structure.pos)
+        tree = Binary("~", inner.left, Binary("|", inner.right, tree.right, tree.pos), inner.pos)
+    if structure is not None:
+        if structure.func not in ("pdDiag", "pdSymm", "pdLogChol"):
+            raise FormulaError(f"unknown covariance structure {structure.func}() (known: "
+                               "pdDiag, pdSymm, pdLogChol)", random, structure.pos)
+        diagonal = structure.func == "pdDiag"
+    if covariance is not None:
+        if covariance not in ("diag", "pdDiag", "general", "pdSymm", "pdLogChol"):
+            raise ArgumentError(f"covariance must be 'general' or 'diag', got {covariance!r}")
+        diagonal = covariance in ("diag", "pdDiag")
+    if not (isinstance(tree, Binary) and tree.op == "~"):
+        raise FormulaError("the random-effects formula must be 'parameters ~ 1 | group'",
+                           random, 0)
+    rhs = tree.right
+    if not (isinstance(rhs, Binary) and rhs.op == "|"):
+        raise FormulaError("the random-effects formula needs a grouping factor: "
+                           "'parameters ~ 1 | group'", random, rhs.pos)
+    inner = rhs.left
+    while isinstance(inner, Paren):
+        inner = inner.inner
+    if not (getattr(inner, "value", None) == 1.0):
+        raise FormulaError("random effects on covariates are not supported: write "
+                           "'parameters ~ 1 | group'", random, inner.pos)
+    if not isinstance(rhs.right, Name):
+        raise FormulaError("the grouping factor must be a column name", random, rhs.right.pos)
+    params = _sum_names(tree.left, random, "the left side of the random formula")
+    return RandomSpec(tuple(params), rhs.right.id, diagonal)
+
+
+# ---------------------------------------------------------------------------- the design
+
+
+@dataclass
+class NlmeDesign:
+    """Everything numeric a nonlinear mixed model needs, and how to redo it on new data."""
+
+    response: str
+    y: np.ndarray
+    model: ModelFunction
+    covariates: dict[str, np.ndarray]
+    parameters: list[ParameterDesign]
+    fixed_matrices: list[np.ndarray]
+    random: RandomSpec
+    random_index: list[int]
+    groups: np.ndarray
+    levels: list[str]
+    rows: np.ndarray
+    n_dropped: int = 0
+    fixed_names: list[str] = field(default_factory=list)
+    function_index: list[int] = field(default_factory=list)
+
+    @property
+    def n_fixed(self) -> int:
+        return sum(m.shape[1] for m in self.fixed_matrices)
+
+    def fixed_slices(self) -> list[slice]:
+        out, start = [], 0
+        for m in self.fixed_matrices:
+            out.append(slice(start, start + m.shape[1]))
+            start += m.shape[1]
+        return out
+
+    def new_fixed_matrices(self, data: pd.DataFrame) -> list[np.ndarray]:
+        return [p.builder.build(data) for p in self.parameters]
+
+
+def build_nlme_design(
+    model: str, data: object, fixed: str | list[str], random: str,
+    covariance: str | None = None,
+) -> NlmeDesign:
+    """Parse the three formulas and evaluate them on ``data``.
+
+    Rows with a missing value in any column used are dropped (and counted).
+    """
+    frame = check_frame(data)
+    fixed_parts = parse_fixed(fixed)
+    param_names = [p for p, _ in fixed_parts]
+    response, function = parse_model(model, param_names)
+    spec = parse_random(random, covariance)
+    for p in spec.parameters:
+        if p not in param_names:
+            raise FormulaError(f"random-effects parameter {p!r} is not a model parameter "
+                               f"({', '.join(param_names)})", random, 0)
+    # columns used
+    used: list[str] = [response, spec.group]
+    for tree in function.covariates.values():
+        used += [n for n in names(tree) if n != "pi" or n in frame.columns]
+    builders = []
+    for p, rhs in fixed_parts:
+        builder = MatrixBuilder(rhs)
+        used += list(_rhs_columns(builder, frame))
+        builders.append((p, rhs, builder))
+    used = list(dict.fromkeys(used))
+    for name in used:
+        if name not in frame.columns:
+            raise ColumnNotFoundError(f"column {name!r} is not in the data "
+                                      f"(columns: {', '.join(map(str, frame.columns[:12]))})")
+    sub = frame[used]
+    keep = ~sub.isna().any(axis=1).to_numpy()
+    n_dropped = int((~keep).sum())
+    if n_dropped:
+        sub = sub.loc[keep]
+    if not is_numeric(sub[response]):
+        raise DataError(f"the response {response!r} is not numeric")
+    y = sub[response].to_numpy(dtype=float)
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"the response {response!r} has infinite values")
+    cov = function.covariate_values(sub)
+    for key, values in cov.items():
+        if not np.all(np.isfinite(values)):
+            raise DataError(f"the model covariate {key!r} has non-finite values")
+    order = {p: i for i, p in enumerate(function.parameters)}
+    designs, matrices, fixed_names = [], [], []
+    for p, rhs, builder in builders:
+        # an intercept-only parameter needs no model matrix machinery
+        matrix = np.ones((len(sub), 1)) if rhs.strip() == "1" else builder.build(sub)
+        if rhs.strip() == "1":
+            builder.column_names = ["(Intercept)"]
+        designs.append(ParameterDesign(p, rhs, builder, list(builder.column_names)))
+        matrices.append(matrix)
+        if builder.column_names == ["(Intercept)"]:
+            fixed_names.append(p)
+        else:
+            fixed_names += [f"{p}.{c}" for c in builder.column_names]
+    codes, levels = group_codes(sub, (spec.group,))
+    return NlmeDesign(
+        response=response, y=y, model=function, covariates=cov, parameters=designs,
+        fixed_matrices=matrices, random=spec,
+        random_index=[order[p] for p in spec.parameters],
+        function_index=[order[p] for p, _, _ in builders],
+        groups=codes, levels=list(level_labels(levels)), rows=np.flatnonzero(keep),
+        n_dropped=n_dropped, fixed_names=fixed_names,
+    )
+
+
+def _rhs_columns(builder: MatrixBuilder, frame: pd.DataFrame) -> list[str]:
+    from mixedmodels.formula.expr import variables
+
+    out = []
+    for node in builder.structure.variables:
+        out += [v for v in variables(node) if v in frame.columns or v not in ("pi",)]
+    return out

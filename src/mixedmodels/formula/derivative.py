@@ -1,0 +1,455 @@
+"""Arithmetic expressions of the formula language as functions: evaluation and symbolic
+derivatives on the syntax tree.
+
+A nonlinear model such as ``Asym/(1+exp((xmid-age)/scal))`` is parsed by
+:func:`mixedmodels.formula.expr.parse_expression` and stays a tree.  This module
+
+* evaluates a tree on arrays (:func:`evaluate`) with a small interpreter that knows the
+  arithmetic operators and the elementary functions of :data:`UNARY_FUNCTIONS` only;
+* differentiates a tree with respect to a name (:func:`differentiate`), rule by rule
+  (sum, difference, product, quotient, power, chain rule for each elementary function),
+  folding constants so that the derivative trees stay small.
+
+Nothing here is handed to Python's ``eval``: a name is looked up in the mapping given to
+:func:`evaluate`, a call must be one of the listed functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from mixedmodels.errors import FormulaError
+from mixedmodels.formula.expr import Binary, Call, Name, Node, Number, Paren, String, Unary, deparse
+
+#: One-argument functions the interpreter evaluates (and can differentiate).
+UNARY_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "exp": np.exp,
+    "log": np.log,
+    "sqrt": np.sqrt,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
+    "atan": np.arctan,
+    "sinh": np.sinh,
+    "cosh": np.cosh,
+    "tanh": np.tanh,
+    "log10": np.log10,
+    "log2": np.log2,
+    "log1p": np.log1p,
+    "expm1": np.expm1,
+    "abs": np.abs,
+    "sign": np.sign,
+}
+
+_OPERATORS = {"+", "-", "*", "/", "^"}
+_CONSTANTS = {"pi": math.pi}
+
+
+def _error(message: str, node: Node, text: str | None) -> FormulaError:
+    pos = getattr(node, "pos", -1)
+    return FormulaError(message, text, pos if text is not None and pos >= 0 else None)
+
+
+def check_arithmetic(node: Node, text: str | None = None) -> None:
+    """A located :class:`FormulaError` unless ``node`` is built from numbers, names, the
+    operators ``+ - * / ^`` and the functions of :data:`UNARY_FUNCTIONS`."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, Name | Number):
+            continue
+        if isinstance(current, String):
+            raise _error("a string has no place in a model expression", current, text)
+        if isinstance(current, Paren):
+            stack.append(current.inner)
+        elif isinstance(current, Unary):
+            if current.op not in ("-", "+"):
+                raise _error(f"operator {current.op!r} in a model expression", current, text)
+            stack.append(current.operand)
+        elif isinstance(current, Binary):
+            if current.op not in _OPERATORS:
+                raise _error(
+                    f"operator {current.op!r} in a model expression (allowed: + - * / ^)",
+                    current,
+                    text,
+                )
+            stack.extend((current.left, current.right))
+        else:
+            assert isinstance(current, Call)
+            if current.func not in UNARY_FUNCTIONS:
+                raise _error(
+                    f"unknown function {current.func}() in a model expression (allowed: "
+                    f"{', '.join(sorted(UNARY_FUNCTIONS))})",
+                    current,
+                    text,
+                )
+            if len(current.args) != 1 or current.keywords:
+                raise _error(f"{current.func}() takes exactly one argument here", current, text)
+            stack.append(current.args[0])
+
+
+def names(node: Node) -> list[str]:
+    """The names an expression reads, in order of first appearance (constants such as
+    ``pi`` included: the caller decides what is data)."""
+    found: list[str] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, Name):
+            if current.id not in found:
+                found.append(current.id)
+        elif isinstance(current, Paren):
+            stack.append(current.inner)
+        elif isinstance(current, Unary):
+            stack.append(current.operand)
+        elif isinstance(current, Binary):
+            stack.extend((current.right, current.left))
+        elif isinstance(current, Call):
+            stack.extend(reversed(current.args))
+    return found
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def evaluate(node: Node, env: Mapping[str, np.ndarray | float], text: str | None = None):
+    """The value of an arithmetic tree with names looked up in ``env`` (``pi`` when not
+    there); arrays broadcast as numpy broadcasts them."""
+    if isinstance(node, Number):
+        return node.value
+    if isinstance(node, Name):
+        if node.id in env:
+            return env[node.id]
+        if not node.quoted and node.id in _CONSTANTS:
+            return _CONSTANTS[node.id]
+        raise _error(f"unknown name {node.id!r} in the model expression", node, text)
+    if isinstance(node, Paren):
+        return evaluate(node.inner, env, text)
+    if isinstance(node, Unary):
+        value = evaluate(node.operand, env, text)
+        return -value if node.op == "-" else value
+    if isinstance(node, Binary):
+        left = evaluate(node.left, env, text)
+        right = evaluate(node.right, env, text)
+        op = node.op
+        if op == "+":
+            return left + right
+        if op == "-":
+            return left - right
+        if op == "*":
+            return left * right
+        if op == "/":
+            return left / right
+        if op == "^":
+            return np.power(left, right)
+        raise _error(f"operator {op!r} in a model expression", node, text)
+    if isinstance(node, Call) and node.func in UNARY_FUNCTIONS and len(node.args) == 1:
+        return UNARY_FUNCTIONS[node.func](evaluate(node.args[0], env, text))
+    raise _error("not an arithmetic expression", node, text)
+
+
+# ------------------------------------------------------------------ building and folding
+
+
+def _num(value: float) -> Number:
+    return Number(float(value), -1)
+
+
+def _is_num(node: Node, value: float | None = None) -> bool:
+    if isinstance(node, Paren):
+        return _is_num(node.inner, value)
+    return isinstance(node, Number) and (value is None or node.value == value)
+
+
+def _value(node: Node) -> float:
+    while isinstance(node, Paren):
+        node = node.inner
+    assert isinstance(node, Number)
+    return node.value
+
+
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "^": 4}
+
+
+def _wrap(node: Node, above: str, right: bool = False) -> Node:
+    """``node`` in parentheses where deparsing under ``above`` would misread it."""
+    inner = node
+    if isinstance(inner, Binary):
+        p, q = _PRECEDENCE.get(inner.op, 0), _PRECEDENCE[above]
+        if p < q or (p == q and right and above in "-/") or (above == "^" and p == q):
+            return Paren(inner, -1)
+    if isinstance(inner, Unary) and above in ("^", "*", "/"):
+        return Paren(inner, -1)
+    if isinstance(inner, Number) and inner.value < 0:
+        return Paren(inner, -1)
+    return node
+
+
+def add(a: Node, b: Node) -> Node:
+    if _is_num(a, 0.0):
+        return b
+    if _is_num(b, 0.0):
+        return a
+    if _is_num(a) and _is_num(b):
+        return _num(_value(a) + _value(b))
+    return Binary("+", a, _wrap(b, "+", right=True), -1)
+
+
+def sub(a: Node, b: Node) -> Node:
+    if _is_num(b, 0.0):
+        return a
+    if _is_num(a, 0.0):
+        return neg(b)
+    if _is_num(a) and _is_num(b):
+        return _num(_value(a) - _value(b))
+    return Binary("-", a, _wrap(b, "-", right=True), -1)
+
+
+def neg(a: Node) -> Node:
+    if _is_num(a):
+        return _num(-_value(a))
+    if isinstance(a, Unary) and a.op == "-":
+        return a.operand
+    return Unary("-", _wrap(a, "*"), -1)
+
+
+def mul(a: Node, b: Node) -> Node:
+    if _is_num(a, 0.0) or _is_num(b, 0.0):
+        return _num(0.0)
+    if _is_num(a, 1.0):
+        return b
+    if _is_num(b, 1.0):
+        return a
+    if _is_num(a) and _is_num(b):
+        return _num(_value(a) * _value(b))
+    if _is_num(a, -1.0):
+        return neg(b)
+    if _is_num(b, -1.0):
+        return neg(a)
+    return Binary("*", _wrap(a, "*"), _wrap(b, "*", right=True), -1)
+
+
+def div(a: Node, b: Node) -> Node:
+    if _is_num(a, 0.0):
+        return _num(0.0)
+    if _is_num(b, 1.0):
+        return a
+    if _is_num(a) and _is_num(b) and _value(b) != 0:
+        return _num(_value(a) / _value(b))
+    return Binary("/", _wrap(a, "/"), _wrap(b, "/", right=True), -1)
+
+
+def power(a: Node, b: Node) -> Node:
+    if _is_num(b, 0.0):
+        return _num(1.0)
+    if _is_num(b, 1.0):
+        return a
+    if _is_num(a) and _is_num(b):
+        return _num(_value(a) ** _value(b))
+    return Binary("^", _wrap(a, "^"), _wrap(b, "^", right=True), -1)
+
+
+def call(func: str, arg: Node) -> Node:
+    return Call(func, (arg,), (), -1)
+
+
+def _depends(node: Node, name: str) -> bool:
+    return name in names(node)
+
+
+# ------------------------------------------------------------------------- derivative
+
+
+def _chain(func: str, u: Node) -> Node:
+    """d func(u) / du as a tree."""
+    rules: dict[str, Callable[[], Node]] = {
+        "exp": lambda: call("exp", u),
+        "expm1": lambda: call("exp", u),
+        "log": lambda: div(_num(1.0), u),
+        "log10": lambda: div(_num(1.0), mul(u, call("log", _num(10.0)))),
+        "log2": lambda: div(_num(1.0), mul(u, call("log", _num(2.0)))),
+        "log1p": lambda: div(_num(1.0), add(_num(1.0), u)),
+        "sqrt": lambda: div(_num(1.0), mul(_num(2.0), call("sqrt", u))),
+        "sin": lambda: call("cos", u),
+        "cos": lambda: neg(call("sin", u)),
+        "tan": lambda: div(_num(1.0), power(call("cos", u), _num(2.0))),
+        "atan": lambda: div(_num(1.0), add(_num(1.0), power(u, _num(2.0)))),
+        "sinh": lambda: call("cosh", u),
+        "cosh": lambda: call("sinh", u),
+        "tanh": lambda: sub(_num(1.0), power(call("tanh", u), _num(2.0))),
+        "abs": lambda: call("sign", u),
+        "sign": lambda: _num(0.0),
+    }
+    return rules[func]()
+
+
+def differentiate(node: Node, name: str, text: str | None = None) -> Node:
+    """The derivative of an arithmetic tree with respect to ``name``, as a tree.
+
+    Rules: constants and other names give 0; ``d(a +- b) = da +- db``;
+    ``d(a*b) = da*b + a*db``; ``d(a/b) = da/b - a*db/b^2``; ``d(a^c) = c*a^(c-1)*da`` for
+    ``c`` free of ``name``, ``d(a^b) = a^b*(db*log(a) + b*da/a)`` otherwise; the chain rule
+    for each function of :data:`UNARY_FUNCTIONS`.
+    """
+    if isinstance(node, Number | String):
+        return _num(0.0)
+    if isinstance(node, Name):
+        return _num(1.0 if node.id == name else 0.0)
+    if isinstance(node, Paren):
+        return differentiate(node.inner, name, text)
+    if isinstance(node, Unary):
+        d = differentiate(node.operand, name, text)
+        return neg(d) if node.op == "-" else d
+    if isinstance(node, Binary):
+        a, b = node.left, node.right
+        da = differentiate(a, name, text)
+        db = differentiate(b, name, text)
+        if node.op == "+":
+            return add(da, db)
+        if node.op == "-":
+            return sub(da, db)
+        if node.op == "*":
+            return add(mul(da, b), mul(a, db))
+        if node.op == "/":
+            if _is_num(db, 0.0):
+                return div(da, b)
+            return sub(div(da, b), div(mul(a, db), power(b, _num(2.0))))
+        if node.op == "^":
+            if not _depends(b, name):
+                if _is_num(da, 0.0):
+                    return _num(0.0)
+                exponent = sub(b, _num(1.0))
+                return mul(mul(b, power(a, exponent)), da)
+            term = mul(db, call("log", a))
+            if not _is_num(da, 0.0):
+                term = add(term, div(mul(b, da), a))
+            return mul(power(a, b), term)
+        raise _error(f"cannot differentiate operator {node.op!r}", node, text)
+    if isinstance(node, Call) and node.func in UNARY_FUNCTIONS and len(node.args) == 1:
+        u = node.args[0]
+        du = differentiate(u, name, text)
+        if _is_num(du, 0.0):
+            return _num(0.0)
+        return mul(_chain(node.func, u), du)
+    raise _error("cannot differentiate this expression", node, text)
+
+
+def substitute(node: Node, replacements: Mapping[str, Node]) -> Node:
+    """``node`` with the names of ``replacements`` replaced by the given trees."""
+    if isinstance(node, Name):
+        if node.id in replacements:
+            return _wrap_atom(replacements[node.id])
+        return node
+    if isinstance(node, Number | String):
+        return node
+    if isinstance(node, Paren):
+        return Paren(substitute(node.inner, replacements), node.pos)
+    if isinstance(node, Unary):
+        return Unary(node.op, substitute(node.operand, replacements), node.pos)
+    if isinstance(node, Binary):
+        return Binary(
+            node.op,
+            substitute(node.left, replacements),
+            substitute(node.right, replacements),
+            node.pos,
+        )
+    assert isinstance(node, Call)
+    return Call(
+        node.func,
+        tuple(substitute(a, replacements) for a in node.args),
+        tuple((k, substitute(v, replacements)) for k, v in node.keywords),
+        node.pos,
+    )
+
+
+def _wrap_atom(node: Node) -> Node:
+    if isinstance(node, Name | Number | Call | Paren):
+        return node
+    return Paren(node, -1)
+
+
+def text_of(node: Node) -> str:
+    """R's deparse of a tree (derivatives included)."""
+    return deparse(node)
+
+
+# --------------------------------------------------------------------------- compiled
+
+
+class Program:
+    """Several arithmetic trees compiled into one list of operations, equal subtrees
+    computed once (a model and its gradient share most of their work: the logistic's
+    ``exp((xmid - x)/scal)`` appears in all four trees).
+
+    Parameters
+    ----------
+    trees : list of Node
+        Checked arithmetic trees (:func:`check_arithmetic`).
+    """
+
+    def __init__(self, trees: list[Node]):
+        self.code: list[tuple] = []
+        self._index: dict[tuple, int] = {}
+        self.outputs = [self._emit(t) for t in trees]
+        del self._index
+
+    def _add(self, key: tuple) -> int:
+        found = self._index.get(key)
+        if found is not None:
+            return found
+        self._index[key] = len(self.code)
+        self.code.append(key)
+        return len(self.code) - 1
+
+    def _emit(self, node: Node) -> int:
+        while isinstance(node, Paren):
+            node = node.inner
+        if isinstance(node, Number):
+            return self._add(("num", node.value))
+        if isinstance(node, Name):
+            return self._add(("name", node.id, node.quoted))
+        if isinstance(node, Unary):
+            inner = self._emit(node.operand)
+            return inner if node.op == "+" else self._add(("neg", inner))
+        if isinstance(node, Binary):
+            if node.op not in _OPERATORS:
+                raise FormulaError(f"operator {node.op!r} in a model expression")
+            return self._add((node.op, self._emit(node.left), self._emit(node.right)))
+        if isinstance(node, Call) and node.func in UNARY_FUNCTIONS and len(node.args) == 1:
+            return self._add(("call", node.func, self._emit(node.args[0])))
+        raise FormulaError("not an arithmetic expression")
+
+    def run(self, env: Mapping[str, np.ndarray | float]) -> list:
+        """The trees' values with names looked up in ``env`` (``pi`` when not there)."""
+        regs: list = [None] * len(self.code)
+        for i, ins in enumerate(self.code):
+            op = ins[0]
+            if op == "num":
+                regs[i] = ins[1]
+            elif op == "name":
+                if ins[1] in env:
+                    regs[i] = env[ins[1]]
+                elif not ins[2] and ins[1] in _CONSTANTS:
+                    regs[i] = _CONSTANTS[ins[1]]
+                else:
+                    raise FormulaError(f"unknown name {ins[1]!r} in the model expression")
+            elif op == "neg":
+                regs[i] = -regs[ins[1]]
+            elif op == "call":
+                regs[i] = UNARY_FUNCTIONS[ins[1]](regs[ins[2]])
+            else:
+                a, b = regs[ins[1]], regs[ins[2]]
+                if op == "+":
+                    regs[i] = a + b
+                elif op == "-":
+                    regs[i] = a - b
+                elif op == "*":
+                    regs[i] = a * b
+                elif op == "/":
+                    regs[i] = a / b
+                else:
+                    regs[i] = np.power(a, b)
+        return [regs[o] for o in self.outputs]

@@ -1,0 +1,609 @@
+"""Lindstrom-Bates alternation for nonlinear mixed models, as nlme's ``nlme()`` runs it.
+
+Each iteration has two steps:
+
+1. **LME step.**  Linearize the model at the current ``(beta, b)``: ``X = df/dbeta``,
+   ``Z = df/db``, working response ``w = y - f + X beta + Z b``.  Maximize the linear
+   mixed model's (restricted) log-likelihood of ``w`` over the relative covariance factor
+   (and the power of a ``varPower`` variance function, its covariate being the fitted
+   values at the linearization point), ``beta`` and ``sigma`` profiled out.
+2. **PNLS step.**  With that covariance fixed, minimize the penalized nonlinear least
+   squares ``||s (y - f(beta, Lambda u))||^2 + ||u||^2`` over ``beta`` and ``u`` by
+   Gauss-Newton with step halving (each Gauss-Newton step is the penalized least squares
+   solution of the linearized model).
+
+REML as nlme computes it: nlme's PNLS step re-estimates the random effects' relative
+covariance by maximum likelihood at each Gauss-Newton iteration (whatever the method) and
+its final linear mixed model keeps that factor, so an nlme REML fit has the fixed effects
+and the relative covariance factor of the ML fit; only sigma (``PWRSS / (n - p)``), the
+fixed effects' covariance and the log-likelihood (the restricted one) differ.  This module
+reproduces that: the alternation runs on ML, the wrap-up evaluates the REML criterion.
+
+The alternation stops when the relative changes of the fixed effects and of the covariance
+parameters between iterations fall below ``tolerance``.  nlme uses the same two steps;
+it stops at ``tolerance = 1e-5`` with at most 7 Gauss-Newton iterations per PNLS step
+(``pnlsTol = 0.001``), so its estimates sit within about that tolerance of the fixed
+point that this loop reaches more tightly.  The log-likelihood reported is the linear
+mixed model's at the fixed point, as nlme reports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mixedmodels.core.nonlinear import (
+    Linearization,
+    NonlinearProblem,
+    PlsSolution,
+    backward_groups,
+    cholesky_groups,
+    deviance,
+    forward_groups,
+    gram,
+    ml_deviance_gradient,
+    ml_deviance_gradient_power,
+    pls,
+    power_weights,
+    theta_pairs,
+)
+from mixedmodels.errors import ConvergenceError
+from mixedmodels.linalg.blocks import NotPositiveDefiniteError
+from mixedmodels.optim.bobyqa import minimize_bounded
+
+
+@dataclass
+class NlmeEstimate:
+    """Result of the alternation."""
+
+    beta: np.ndarray
+    b: np.ndarray  # (m, q), response units
+    theta: np.ndarray
+    delta: float | None
+    sigma: float
+    vcov: np.ndarray  # sigma^2 (X'V^-1X)^-1 of the linearized model
+    loglik: float
+    fitted: np.ndarray  # group-level fitted values
+    weights: np.ndarray  # s_j
+    iterations: int
+    converged: bool
+    message: str
+    pnls_iterations: list[int] = field(default_factory=list)
+    evaluations: int = 0
+
+
+def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False, lin=None,
+              cache=None):
+    """Optimize the covariance (and delta) of the model linearized at ``(beta, b)``
+    (``lin``, when the caller has it)."""
+    if lin is None:
+        lin = problem.linearize(beta, b)
+    _check_finite(lin)
+    nt = problem.n_theta
+    if problem.power_variance:
+        v = lin.f.copy()
+
+        def objective(x):
+            s = power_weights(v, x[nt])
+            g = gram(problem, lin, s)
+            return deviance(pls(g, problem.lambda_of(x[:nt]), False), problem.n, problem.p, reml,
+                            g.log_weights)
+
+        x0 = np.append(theta, delta)
+        lower = np.append(problem.theta_lower(), -np.inf)
+    else:
+        g0 = gram(problem, lin)
+
+        def objective(x):
+            return deviance(pls(g0, problem.lambda_of(x), False), problem.n, problem.p, reml)
+
+        x0 = theta.copy()
+        lower = problem.theta_lower()
+
+    def safe(x):
+        try:
+            return objective(x)
+        except np.linalg.LinAlgError:
+            raise NotPositiveDefiniteError("not positive definite") from None
+
+    x0 = np.maximum(x0, lower)
+    count = 0
+    ok = False
+    # Newton steps from the last estimate (or the start) usually reach the optimum in a
+    # few evaluations (with the analytic gradient of the ML deviance when there is no
+    # variance function); BOBYQA takes over when they do not
+    pairs = theta_pairs(problem.q, problem.diagonal)
+    if not problem.power_variance and not reml:
+
+        def dev_grad(x):
+            return ml_deviance_gradient(g0, problem.lambda_of(x), pairs, problem.n)
+
+        count = 0
+        if not warm:  # a cold start: scale the start first (random effects on the scale of
+            # a curve's parameters are often several residual sds: theta = 1 is far off)
+            best_value, best_x = np.inf, x0
+            for scale in (0.25, 1.0, 4.0, 16.0):
+                try:
+                    value = deviance(pls(g0, problem.lambda_of(scale * x0), False),
+                                     problem.n, problem.p, False)
+                except np.linalg.LinAlgError:
+                    continue
+                count += 1
+                if value < best_value:
+                    best_value, best_x = value, scale * x0
+            x0 = best_x
+        x, n_newton, ok = newton_gradient(dev_grad, x0, lower, cache=cache)
+        count += n_newton
+    elif not reml:  # varPower: analytic gradient in (theta, delta)
+
+        def dev_grad(x):
+            return ml_deviance_gradient_power(problem, lin, v, x, pairs)
+
+        x, count, ok = newton_gradient(dev_grad, x0, lower, cache=cache)
+    else:
+        x, count, ok = newton_polish(safe, x0, lower, iterations=8 if warm else 12)
+    if not ok:
+        step = np.maximum(0.2 * np.abs(x0), 0.05)
+        res = minimize_bounded(safe, x0, lower, ftol_abs=1e-12, xtol_abs=1e-10,
+                               initial_step=step)
+        x, n_polish, _ = newton_polish(safe, res.x, lower)
+        count += res.n_evaluations + n_polish
+    theta = x[:nt]
+    delta = float(x[nt]) if problem.power_variance else None
+    return theta, delta, lin, count
+
+
+def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None = None):
+    """Newton's method with an analytic gradient and a Hessian from forward differences of
+    it (``k + 1`` gradient evaluations per step), step halving, and the bounds handled by
+    freezing a coordinate on its bound whose gradient points outwards.
+
+    ``cache`` carries the last Hessian from one call to the next (the alternation's LME
+    steps solve nearby problems): the first step of a call uses it, every later step and
+    the decision to stop use a fresh one.
+
+    Returns the point, the number of evaluations and whether the predicted decrease of the
+    last step fell below 1e-10 (an optimum).
+    """
+    x = np.asarray(x, dtype=float).copy()
+    count = 0
+    stale = cache.get("hessian") if cache is not None else None
+
+    def call(z):
+        try:
+            value, grad = fun_grad(z)
+        except (NotPositiveDefiniteError, np.linalg.LinAlgError):
+            return np.inf, None
+        return (value, grad) if np.isfinite(value) and np.all(np.isfinite(grad)) else (
+            np.inf, None)
+
+    value, grad = call(x)
+    count += 1
+    if grad is None:
+        return x, count, False
+    finite = np.isfinite(lower)
+    for _ in range(iterations):
+        at_bound = finite & (x <= np.where(finite, lower, 0.0) + 1e-10)
+        free = np.flatnonzero(~at_bound | (grad < 0))
+        if free.size == 0:  # all on their bounds: optimal unless the probe moves one
+            moved = False
+            for i in np.flatnonzero(at_bound):
+                z = x.copy()
+                z[i] = lower[i] + 1e-3
+                count += 1
+                z_value, z_grad = call(z)
+                if z_grad is not None and z_value < value:
+                    x, value, grad, moved = z, z_value, z_grad, True
+            if moved:
+                continue
+            return x, count, True
+        k = free.size
+        fresh = stale is None
+        if fresh:
+            hess = np.empty((k, k))
+            for a, i in enumerate(free):
+                h = 1e-6 * max(abs(x[i]), 0.1)
+                z = x.copy()
+                z[i] += h
+                _, gz = call(z)
+                count += 1
+                if gz is None:
+                    return x, count, False
+                hess[:, a] = (gz[free] - grad[free]) / h
+            hess = (hess + hess.T) / 2
+            if cache is not None:
+                full = np.eye(x.size)
+                full[np.ix_(free, free)] = hess
+                cache["hessian"] = full
+        else:
+            hess = stale[np.ix_(free, free)]
+        stale = None
+        try:
+            # away from the optimum the deviance need not be convex: flip and floor the
+            # Hessian's eigenvalues so the step still goes downhill
+            values, vectors = np.linalg.eigh(hess)
+        except np.linalg.LinAlgError:
+            return x, count, False
+        if not np.all(np.isfinite(values)):
+            return x, count, False
+        convex = bool(np.all(values > 0))
+        floor = 1e-8 * max(np.max(np.abs(values)), 1e-12)
+        values = np.maximum(np.abs(values), floor)
+        step = -vectors @ ((vectors.T @ grad[free]) / values)
+        predicted = 0.5 * abs(float(grad[free] @ step))
+        if predicted < 1e-10 and not fresh:
+            continue  # decide with a fresh Hessian
+        if predicted < 1e-10:
+            # a flat point that is not a minimum is no answer; nor is one where a
+            # coordinate on its bound would rather leave it (at a diagonal entry of 0 the
+            # deviance is even in that entry, so its gradient vanishes there)
+            moved = False
+            for i in np.flatnonzero(at_bound):
+                z = x.copy()
+                z[i] = lower[i] + 1e-3
+                count += 1
+                z_value, z_grad = call(z)
+                if z_grad is not None and z_value < value:
+                    x, value, grad, moved = z, z_value, z_grad, True
+            if moved:
+                continue
+            return x, count, convex
+        factor = 1.0
+        while factor > 1e-4:
+            trial = x.copy()
+            trial[free] = np.maximum(x[free] + factor * step, lower[free])
+            new_value, new_grad = call(trial)
+            count += 1
+            if new_grad is not None and new_value <= value:
+                break
+            factor /= 2
+        else:
+            return x, count, False
+        x, value, grad = trial, new_value, new_grad
+    return x, count, False
+
+
+def newton_polish(fun, x, lower, iterations: int = 4):
+    """Newton steps with central-difference derivatives on the coordinates that are off
+    their bounds: BOBYQA stops when its trust region is small, which on the flat directions
+    of a likelihood can leave the covariance parameters 1e-4 from the optimum; the
+    alternation's fixed point needs them to 1e-8.  A step is kept only when it lowers
+    ``fun``.
+
+    Returns the point, the number of evaluations and whether it is an optimum: the last
+    step changed ``fun`` by less than 1e-10 and no coordinate on its bound wants to leave
+    it.
+    """
+    x = np.asarray(x, dtype=float).copy()
+    count = 0
+    try:
+        best = fun(x)
+    except (NotPositiveDefiniteError, np.linalg.LinAlgError):
+        return x, 0, False
+    count += 1
+    ok = False
+    for _ in range(iterations):
+        finite = np.isfinite(lower)
+        lo = np.where(finite, lower, 0.0)
+        margin = np.where(finite, lo + 1e-6 * np.maximum(1.0, np.abs(lo)), -np.inf)
+        free = np.flatnonzero(x > margin)
+        if free.size == 0:
+            ok = True
+            break
+        h = 1e-4 * np.maximum(np.abs(x[free]), 0.1)
+        k = free.size
+        grad = np.empty(k)
+        hess = np.empty((k, k))
+        try:
+            f0 = best
+            fp = np.empty(k)
+            fm = np.empty(k)
+            for a, i in enumerate(free):
+                e = np.zeros_like(x)
+                e[i] = h[a]
+                fp[a], fm[a] = fun(x + e), fun(x - e)
+                grad[a] = (fp[a] - fm[a]) / (2 * h[a])
+                hess[a, a] = (fp[a] - 2 * f0 + fm[a]) / h[a] ** 2
+            count += 2 * k
+            for a in range(k):
+                for c in range(a + 1, k):
+                    e = np.zeros_like(x)
+                    e[free[a]], e[free[c]] = h[a], h[c]
+                    fpp = fun(x + e)
+                    count += 1
+                    hess[a, c] = hess[c, a] = (fpp - fp[a] - fp[c] + f0) / (h[a] * h[c])
+            if not np.all(np.isfinite(hess)) or np.any(np.linalg.eigvalsh(hess) <= 0):
+                break
+            step = -np.linalg.solve(hess, grad)
+        except (NotPositiveDefiniteError, np.linalg.LinAlgError):
+            break
+        if not np.all(np.isfinite(step)):
+            break
+        trial = x.copy()
+        trial[free] = np.maximum(trial[free] + step, lower[free])
+        try:
+            value = fun(trial)
+        except (NotPositiveDefiniteError, np.linalg.LinAlgError):
+            break
+        count += 1
+        if not value <= best:
+            ok = abs(grad @ step) < 1e-9  # at the optimum within rounding
+            break
+        improvement = best - value
+        x, best = trial, value
+        # a Newton step predicted to gain this little started close enough that the point
+        # it reached is the optimum to far below the alternation's tolerance
+        if improvement < 1e-10 or 0.5 * abs(grad @ step) < 1e-8:
+            ok = True
+            break
+    if ok:
+        for i in np.flatnonzero(np.isfinite(lower) & (x <= lower + 1e-6)):
+            e = np.zeros_like(x)
+            e[i] = 1e-4
+            try:
+                if fun(x + e) < best:
+                    ok = False
+            except (NotPositiveDefiniteError, np.linalg.LinAlgError):
+                pass
+            count += 1
+    return x, count, ok
+
+
+def _objective(problem, beta, u, lam, s):
+    b = u @ lam.T
+    f = problem.fitted(beta, b)
+    r = s * (problem.y - f)
+    value = float(r @ r + np.sum(u * u))
+    return value if np.isfinite(value) else np.inf
+
+
+PNLS_EARLY = 3
+
+
+def _lin_objective(problem, lin, u, s) -> float:
+    r = s * (problem.y - lin.f)
+    value = float(r @ r + np.sum(u * u))
+    return value if np.isfinite(value) else np.inf
+
+
+def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15):
+    """Penalized nonlinear least squares for a fixed relative factor; Gauss-Newton with
+    step halving from ``(beta, u)``.  Each trial point is linearized at once (values and
+    gradient in one pass), so an accepted step's linearization serves the next step and,
+    at the end, the next LME step."""
+    lin = problem.linearize(beta, u @ lam.T)
+    obj = _lin_objective(problem, lin, u, s)
+    it = 0
+    done = False
+    while it < max_iter:
+        it += 1
+        sol = pls(gram(problem, lin, s), lam)
+        dbeta, du = sol.beta - beta, sol.u - u
+        factor = 1.0
+        while True:
+            nb, nu = beta + factor * dbeta, u + factor * du
+            trial = problem.linearize(nb, nu @ lam.T)
+            new = _lin_objective(problem, trial, nu, s)
+            if new <= obj or factor < 1e-10:
+                break
+            factor /= 2
+        if factor < 1e-10:
+            done = True  # no decrease along the Gauss-Newton direction: at the minimum
+            break
+        change = obj - new
+        beta, u, obj, lin = nb, nu, new, trial
+        step_beta = np.max(np.abs(factor * dbeta) / np.maximum(np.abs(beta), 1e-5), initial=0.0)
+        u_scale = max(np.max(np.abs(u), initial=0.0), 1e-8)
+        step_u = np.max(np.abs(factor * du), initial=0.0) / u_scale
+        if max(step_beta, step_u) < 1e-10 or change <= tol * (obj + 1e-300):
+            done = True
+            break
+    return beta, u, it, done, lin
+
+
+def _rel_change(old: np.ndarray, new: np.ndarray, floor: float) -> float:
+    if old.size == 0:
+        return 0.0
+    scale = np.maximum(np.abs(new), floor)
+    return float(np.max(np.abs(old - new) / scale))
+
+
+def fit_lindstrom_bates(
+    problem: NonlinearProblem,
+    beta0: np.ndarray,
+    *,
+    theta0: np.ndarray | None = None,
+    delta0: float = 0.0,
+    b0: np.ndarray | None = None,
+    tolerance: float = 1e-8,
+    max_iter: int = 100,
+) -> NlmeEstimate:
+    """Alternate LME and PNLS steps until the estimates stop moving."""
+    beta = np.asarray(beta0, dtype=float).copy()
+    b = np.zeros((problem.n_groups, problem.q)) if b0 is None else b0.copy()
+    theta = np.ones(problem.n_theta) if theta0 is None else theta0.copy()
+    if theta0 is None and not problem.diagonal:
+        theta = problem.theta_of(np.eye(problem.q))
+    delta = delta0
+    converged = False
+    pnls_counts = []
+    evaluations = 0
+    it = 0
+    change = np.inf
+    last_lin = None
+    hessian_cache: dict = {}
+    message = "maximum number of iterations reached"
+    while it < max_iter:
+        it += 1
+        old = np.concatenate([beta, theta, [delta] if problem.power_variance else []])
+        theta, delta_new, lin, n_eval = _lme_step(problem, beta, b, theta, delta, False,
+                                                  warm=it > 1, lin=last_lin,
+                                                  cache=hessian_cache)
+        evaluations += n_eval
+        if delta_new is not None:
+            delta = delta_new
+        lam = problem.lambda_of(theta)
+        s = power_weights(lin.f, delta) if problem.power_variance else np.ones(problem.n)
+        # start PNLS at the LME step's solution of the linearized model
+        sol = pls(gram(problem, lin, s), lam)
+        beta_start, u_start = sol.beta, sol.u
+        if _objective(problem, beta_start, u_start, lam, s) == np.inf:
+            beta_start, u_start = beta, _u_of(b, lam)
+        # far from the fixed point the covariance still moves: a few Gauss-Newton steps
+        # per alternation do (nlme allows 7 with a loose tolerance); near it, to the end
+        cap = PNLS_EARLY if change > 1e-3 else 50
+        beta, u, n_pnls, pnls_done, last_lin = _pnls(problem, beta_start, u_start, lam, s,
+                                                     max_iter=cap)
+        pnls_counts.append(n_pnls)
+        b = u @ lam.T
+        new = np.concatenate([beta, theta, [delta] if problem.power_variance else []])
+        # relative changes; covariance parameters (relative sds in units of sigma) near 0
+        # are measured against 0.01, fixed effects near 0 against 1e-5 (as nlme)
+        p = beta.size
+        change = max(_rel_change(old[:p], new[:p], 1e-5), _rel_change(old[p:], new[p:], 1e-2))
+        if change <= tolerance and pnls_done:
+            converged = True
+            message = "converged"
+            break
+    if not np.all(np.isfinite(beta)):
+        raise ConvergenceError("the nonlinear mixed model's estimates are not finite")
+    return _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts,
+                    evaluations)
+
+
+def _check_finite(lin) -> None:
+    """Nothing non-finite reaches the optimizer: a model or gradient that is not finite at
+    the current estimates is an error naming how many rows."""
+    for what, values in (("values", lin.f), ("gradient", lin.x), ("gradient", lin.z)):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            rows = np.flatnonzero(bad.reshape(len(lin.f), -1).any(axis=1))
+            raise ConvergenceError(
+                f"the model's {what} are not finite at the current estimates in "
+                f"{rows.size} row(s) (first: row {int(rows[0])}); check the starting values "
+                "and the model's domain (log of negatives, division by zero)"
+            )
+
+
+def _u_of(b: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    return np.linalg.lstsq(lam, b.T, rcond=None)[0].T
+
+
+def _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts, evaluations):
+    """nlme's final step: the linear mixed model at the last linearization."""
+    lin = problem.linearize(beta, b)
+    s = power_weights(lin.f, delta) if problem.power_variance else np.ones(problem.n)
+    g = gram(problem, lin, s if problem.power_variance else None)
+    lam = problem.lambda_of(theta)
+    sol: PlsSolution = pls(g, lam)
+    dev = deviance(sol, problem.n, problem.p, problem.reml, g.log_weights)
+    dof = problem.n - problem.p if problem.reml else problem.n
+    sigma2 = sol.pwrss / dof
+    vcov = sigma2 * np.linalg.inv(sol.xtx_reduced)
+    return NlmeEstimate(
+        beta=beta, b=b, theta=theta, delta=delta if problem.power_variance else None,
+        sigma=float(np.sqrt(sigma2)), vcov=vcov, loglik=-dev / 2, fitted=lin.f, weights=s,
+        iterations=it, converged=converged, message=message, pnls_iterations=pnls_counts,
+        evaluations=evaluations,
+    )
+
+
+# ------------------------------------------------------------------------ Laplace
+
+
+def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 50):
+    """The random effects' conditional modes for fixed ``beta`` and relative factor:
+    ``min_u ||y - f(beta, Lambda u)||^2 + ||u||^2`` by Gauss-Newton with step halving
+    (the groups are independent; one vectorized step serves all).
+
+    Returns ``u``, the linearization there and the penalized residual sum of squares.
+    """
+    lin = problem.linearize(beta, u @ lam.T)
+    obj = _lin_objective(problem, lin, u, 1.0)
+    for _ in range(max_iter):
+        # the fixed effects enter as a known offset: only the u-block of the PLS system
+        g = gram(problem, Linearization(lin.f, lin.x[:, :0], lin.z,
+                                        problem.y - lin.f + np.einsum(
+                                            "nq,nq->n", lin.z, (u @ lam.T)[problem.groups])))
+        new_u = _modes_only(g, lam)
+        du = new_u - u
+        factor = 1.0
+        while factor > 1e-10:
+            trial_u = u + factor * du
+            trial = problem.linearize(beta, trial_u @ lam.T)
+            new = _lin_objective(problem, trial, trial_u, 1.0)
+            if new <= obj:
+                break
+            factor /= 2
+        else:
+            break
+        gain = obj - new
+        u, lin, obj = trial_u, trial, new
+        if np.max(np.abs(factor * du), initial=0.0) < 1e-10 * max(
+                np.max(np.abs(u), initial=0.0), 1e-8) or gain <= 1e-15 * obj:
+            break
+    return u, lin, obj
+
+
+def _modes_only(g, lam):
+    """``u_i = A_i^-1 Lambda' Z_i' w_i`` from a Gram without fixed-effect columns."""
+    low, _ = cholesky_groups(g, lam)
+    q = lam.shape[0]
+    lw = (lam.T @ g.ztm[:, :, 0]) if q > 1 else lam[0, 0] * g.ztm[:, :, 0]
+    return backward_groups(low, forward_groups(low, lw[:, :, None]))[:, :, 0].T
+
+
+def fit_laplace(problem: NonlinearProblem, start: NlmeEstimate) -> NlmeEstimate:
+    """Maximize the Laplace approximation of the marginal likelihood over the covariance
+    parameters and the fixed effects jointly (lme4's ``nlmer``), from the Lindstrom-Bates
+    estimates.
+
+    ``-2 log L = log|Lambda'Z'Z Lambda + I| + n (1 + log(2 pi PWRSS / n))`` with ``Z`` the
+    model's derivative in the random effects at their conditional modes for the given fixed
+    effects and ``PWRSS`` the penalized residual sum of squares there (sigma profiled).
+    """
+    nt = problem.n_theta
+    lam0 = problem.lambda_of(start.theta)
+    state = {"u": _u_of(start.b, lam0)}
+
+    def objective(x):
+        theta, beta = x[:nt], x[nt:]
+        lam = problem.lambda_of(theta)
+        u, lin, pwrss = conditional_modes(problem, beta, lam, state["u"])
+        if not np.isfinite(pwrss):
+            return np.inf
+        state["u"] = u
+        _, logdet = cholesky_groups(gram(problem, Linearization(
+            lin.f, lin.x[:, :0], lin.z, problem.y - lin.f)), lam)
+        n = problem.n
+        return 2 * logdet + n * (1 + np.log(2 * np.pi * pwrss / n))
+
+    def safe(x):
+        try:
+            return objective(x)
+        except np.linalg.LinAlgError:
+            raise NotPositiveDefiniteError("not positive definite") from None
+
+    x0 = np.concatenate([start.theta, start.beta])
+    lower = np.concatenate([problem.theta_lower(), np.full(start.beta.size, -np.inf)])
+    scale = np.concatenate([np.maximum(0.1 * np.abs(start.theta), 0.02),
+                            np.maximum(0.02 * np.abs(start.beta), 1e-3)])
+    res = minimize_bounded(safe, x0, lower, ftol_abs=1e-10, xtol_abs=1e-10,
+                           initial_step=scale)
+    x, _, _ = newton_polish(safe, res.x, lower)
+    theta, beta = x[:nt], x[nt:]
+    lam = problem.lambda_of(theta)
+    u, lin, pwrss = conditional_modes(problem, beta, lam, state["u"])
+    b = u @ lam.T
+    dev = safe(x)
+    sigma2 = pwrss / problem.n
+    sol = pls(gram(problem, lin), lam)
+    vcov = sigma2 * np.linalg.inv(sol.xtx_reduced)
+    return NlmeEstimate(
+        beta=beta, b=b, theta=theta, delta=None, sigma=float(np.sqrt(sigma2)), vcov=vcov,
+        loglik=-dev / 2, fitted=lin.f, weights=np.ones(problem.n),
+        iterations=start.iterations, converged=start.converged and res.converged,
+        message=res.message, pnls_iterations=start.pnls_iterations,
+        evaluations=start.evaluations + res.n_evaluations,
+    )

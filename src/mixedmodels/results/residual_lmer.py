@@ -1,0 +1,235 @@
+"""``mm.lmer(..., correlation=..., weights=mm.var...)``: parse, design, whiten, optimize.
+
+Called by :func:`mixedmodels.api.lmer` when a correlation structure or a variance
+function is given.  Also turns the column names held by the structures into arrays
+aligned with the design's rows: the correlation groups and times (a
+:class:`~mixedmodels.core.residual.GroupLayout`) and the variance covariates.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from mixedmodels.arguments import check_bool
+from mixedmodels.core.residual import (
+    CompoundSymmetry,
+    GroupLayout,
+    ResidualCorrelation,
+    make_layout,
+)
+from mixedmodels.core.residual_problem import ResidualProblem
+from mixedmodels.core.variance_functions import FITTED, VarianceFunction
+from mixedmodels.design import build_design
+from mixedmodels.design.grouping import group_codes
+from mixedmodels.design.model import ModelDesign
+from mixedmodels.errors import (
+    ArgumentError,
+    ColumnNotFoundError,
+    ConvergenceWarning,
+    DataError,
+    RowsDroppedWarning,
+    SingularFitWarning,
+)
+from mixedmodels.linalg.blocks import NotPositiveDefiniteError
+from mixedmodels.optim.residual import optimize_residual
+from mixedmodels.optim.start import moment_start
+from mixedmodels.results.residual_fit import ResidualLmerFit
+
+
+def group_factors(group: str | tuple | list | None) -> tuple[str, ...] | None:
+    """``"a"``, ``"a:b"``, ``"a/b"`` (the innermost, ``a:b``) or a list of columns as the
+    columns whose combination defines a group."""
+    if group is None:
+        return None
+    if isinstance(group, str):
+        parts = [p.strip() for p in group.replace("/", ":").split(":")]
+    elif isinstance(group, tuple | list) and all(isinstance(g, str) for g in group):
+        parts = list(group)
+    else:
+        raise ArgumentError(f"group must be a column name or a list of them, not {group!r}")
+    if not parts or any(not p for p in parts):
+        raise ArgumentError(f"group {group!r} names no column")
+    return tuple(parts)
+
+
+def extra_columns(
+    correlation: ResidualCorrelation | None, variance: VarianceFunction | None
+) -> list[str]:
+    """Columns read by the structures that the formula may not mention."""
+    names: list[str] = []
+    if correlation is not None:
+        names.extend(group_factors(correlation.group) or ())
+        if correlation.time is not None:
+            names.append(correlation.time)
+    if variance is not None:
+        names.extend(c for c in variance.columns() if c != FITTED)
+    return list(dict.fromkeys(names))
+
+
+def check_columns(data: pd.DataFrame, names: list[str]) -> None:
+    for name in names:
+        if name not in data.columns:
+            raise ColumnNotFoundError(
+                f"column {name!r} (read by the correlation structure or variance function) "
+                "is not in the data"
+            )
+
+
+def _numeric(data: pd.DataFrame, name: str, what: str) -> np.ndarray:
+    column = data[name]
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        raise DataError(f"{what}: column {name!r} must be numeric, not {column.dtype}")
+    values = column.to_numpy(dtype=float)
+    if not np.all(np.isfinite(values)):
+        raise DataError(f"{what}: column {name!r} has non-finite values")
+    return values
+
+
+def residual_layout(
+    design: ModelDesign, correlation: ResidualCorrelation | None
+) -> tuple[GroupLayout, str]:
+    """Correlation groups and times for the design's rows, and the group's label.
+
+    Without a structure (a variance function alone) or without ``group``, the groups are
+    the levels of the random-effect term with the most levels (nlme's innermost
+    grouping).  With one term, rows are ordered by its levels first.
+    """
+    data = design.data
+    terms = design.terms
+    if not terms:
+        raise ArgumentError("correlation= and variance functions need a random-effect term")
+    outer = terms[0].codes if len(terms) == 1 else None
+    factors = group_factors(correlation.group) if correlation is not None else None
+    if factors is None:
+        inner = max(terms, key=lambda t: t.n_levels)
+        codes, label = inner.codes, inner.group_name
+    else:
+        codes, _ = group_codes(data, factors)
+        label = ":".join(factors)
+    time = None
+    if correlation is not None and correlation.time is not None:
+        time = _numeric(data, correlation.time, correlation.label)
+    layout = make_layout(np.asarray(codes), time, outer)
+    if correlation is not None:
+        correlation.check_layout(layout, correlation.time)
+    return layout, label
+
+
+def variance_values(
+    design: ModelDesign, variance: VarianceFunction | None, layout: GroupLayout
+) -> dict[str, np.ndarray]:
+    """The variance function's covariates (design row order), the function bound to them."""
+    if variance is None:
+        return {}
+    data = design.data
+    values: dict[str, np.ndarray] = {}
+    for name in variance.columns():
+        if name == FITTED:
+            continue
+        column = data[name]
+        numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+        values[name] = _numeric(data, name, variance.label) if numeric else column.to_numpy()
+    variance.bind(values, layout.order)
+    return {k: v for k, v in values.items() if np.issubdtype(np.asarray(v).dtype, np.number)}
+
+
+def check_structures(correlation: object, variance: object) -> None:
+    """The two arguments are structures of the right kinds (or None)."""
+    if correlation is not None and not isinstance(correlation, ResidualCorrelation):
+        raise ArgumentError(
+            "correlation must be a structure such as mm.cor.AR1(), mm.cor.CAR1('time'), "
+            f"mm.cor.CompSymm(), mm.cor.ARMA(p=1, q=1); got {type(correlation).__name__}"
+        )
+    if variance is not None and not isinstance(variance, VarianceFunction):
+        raise ArgumentError(
+            "a variance function must be mm.var.Ident, Power, Exp, Fixed or Combined; got "
+            f"{type(variance).__name__}"
+        )
+
+
+def _drop_incomplete(data: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Rows with a missing value in a column only the structures read are dropped, with a
+    count (the user's frame is not modified)."""
+    if not columns:
+        return data
+    missing = data[columns].isna().any(axis=1).to_numpy()
+    if missing.any():
+        warnings.warn(
+            f"{int(missing.sum())} row(s) with missing values in "
+            f"{', '.join(columns)} (read by the residual structure) dropped",
+            RowsDroppedWarning,
+            stacklevel=4,
+        )
+        return data.loc[~missing]
+    return data
+
+
+def _theta_start(rp: ResidualProblem) -> tuple[np.ndarray, np.ndarray | None]:
+    """Moment estimates of theta ignoring the structure (lme4's start if unusable)."""
+    template = rp.unstructured_problem
+    try:
+        x0, step = moment_start(template)
+    except (np.linalg.LinAlgError, NotPositiveDefiniteError, FloatingPointError):
+        return template.theta_start(), None
+    if not (np.all(np.isfinite(x0)) and np.all(np.isfinite(step)) and np.all(step > 0)):
+        return template.theta_start(), None
+    # the structure moves theta away from the moment estimates: steps of a fifth of each
+    # (BodyWeight with CAR(1): 120 evaluations, against 256 with the moment start's own
+    # small steps for vector terms)
+    return x0, 0.2 * np.maximum(np.abs(x0), 0.1)
+
+
+def lmer_residual(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    reml: bool,
+    correlation: ResidualCorrelation | None,
+    variance: VarianceFunction | None,
+    offset=None,
+    contrasts=None,
+    data_name: str | None = None,
+) -> ResidualLmerFit:
+    """Fit a linear mixed model with structured residual covariance (see
+    :func:`mixedmodels.api.lmer`)."""
+    check_structures(correlation, variance)
+    # the fit binds its own copies to the data (levels, bounds): a structure object the
+    # user passes to several fits is never shared between them
+    correlation, variance = copy.deepcopy(correlation), copy.deepcopy(variance)
+    reml = check_bool(reml, "reml")
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(
+            "correlation= and variance functions need the data as a pandas DataFrame, not "
+            f"{type(data).__name__}"
+        )
+    columns = extra_columns(correlation, variance)
+    check_columns(data, columns)
+    data = _drop_incomplete(data, columns)
+    design = build_design(formula, data, offset=offset, contrasts=contrasts)
+    if design.n_dropped:
+        warnings.warn(
+            f"{design.n_dropped} row(s) with missing values dropped",
+            RowsDroppedWarning,
+            stacklevel=3,
+        )
+    layout, label = residual_layout(design, correlation)
+    values = variance_values(design, variance, layout)
+    y = design.y if design.offset is None else design.y - design.offset
+    blocks = [t.block for t in design.terms]
+    rp = ResidualProblem(blocks, design.X, y, layout, correlation, variance, values, reml, label)
+    if isinstance(correlation, CompoundSymmetry):
+        correlation.bind_size(layout.max_size)
+    u0 = [correlation.start(layout)] if correlation is not None else []
+    u0 += [variance.start()] if variance is not None else []
+    theta0, theta_step = _theta_start(rp)
+    optimum = optimize_residual(rp, np.concatenate([theta0, *u0]), theta_step=theta_step)
+    fit = ResidualLmerFit(design, rp, optimum, data_name)
+    if not optimum.result.converged:
+        warnings.warn(f"optimizer: {optimum.result.message}", ConvergenceWarning, stacklevel=3)
+    if fit.is_singular:
+        warnings.warn("boundary (singular) fit", SingularFitWarning, stacklevel=3)
+    return fit

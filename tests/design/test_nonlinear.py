@@ -1,0 +1,70 @@
+"""nlme's three formulas read as data: model, fixed and random parts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixedmodels.design.nonlinear import (
+    build_nlme_design,
+    parse_fixed,
+    parse_model,
+    parse_random,
+)
+from mixedmodels.errors import ArgumentError, FormulaError
+from tests.reference.nlme.cases import load
+
+
+@pytest.mark.parametrize("text", [
+    "pdDiag(Asym + xmid ~ 1) | Tree",
+    "pdDiag(Asym + xmid ~ 1 | Tree)",
+])
+def test_diagonal_forms(text):
+    spec = parse_random(text)
+    assert spec.parameters == ("Asym", "xmid") and spec.group == "Tree" and spec.diagonal
+
+
+def test_general_and_override():
+    spec = parse_random("lKa + lCl ~ 1 | Subject")
+    assert not spec.diagonal
+    assert parse_random("lKa + lCl ~ 1 | Subject", covariance="diag").diagonal
+    with pytest.raises(ArgumentError, match="covariance"):
+        parse_random("a ~ 1 | g", covariance="blocky")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("Asym ~ 1", "grouping factor"),
+    ("Asym ~ age | Tree", "covariates are not supported"),
+    ("pdFoo(Asym ~ 1) | Tree", "unknown covariance structure pdFoo"),
+    ("Asym + Asym ~ 1 | Tree", "named twice"),
+])
+def test_random_errors(text, message):
+    with pytest.raises(FormulaError, match=message):
+        parse_random(text)
+
+
+def test_fixed_formulas():
+    assert parse_fixed("Asym + xmid ~ 1") == [("Asym", "1"), ("xmid", "1")]
+    assert parse_fixed(["Asym ~ Variety", "xmid ~ 1"]) == [("Asym", "Variety"), ("xmid", "1")]
+    with pytest.raises(FormulaError, match="two fixed-effects formulas"):
+        parse_fixed(["Asym ~ 1", "Asym ~ x"])
+
+
+def test_self_start_arguments_are_checked():
+    with pytest.raises(FormulaError, match="takes 4 arguments"):
+        parse_model("y ~ SSlogis(x, Asym, xmid)", ["Asym", "xmid"])
+    with pytest.raises(FormulaError, match="must be a parameter name"):
+        parse_model("y ~ SSlogis(x, 2*Asym, xmid, scal)", ["Asym", "xmid", "scal"])
+    response, model = parse_model("y ~ SSlogis(log(x), A, m, s)", ["A", "m", "s"])
+    assert response == "y" and model.parameters == ("A", "m", "s")
+
+
+def test_covariate_design_names_and_values():
+    soy = load("Soybean")
+    design = build_nlme_design("weight ~ SSlogis(Time, Asym, xmid, scal)", soy,
+                               "Asym + xmid + scal ~ Variety", "Asym ~ 1 | Plot")
+    assert design.fixed_names == ["Asym.(Intercept)", "Asym.VarietyP", "xmid.(Intercept)",
+                                  "xmid.VarietyP", "scal.(Intercept)", "scal.VarietyP"]
+    np.testing.assert_array_equal(design.fixed_matrices[0][:, 1],
+                                  (soy.Variety == "P").to_numpy(float))
+    assert len(design.levels) == 48
