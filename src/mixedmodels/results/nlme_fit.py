@@ -80,12 +80,13 @@ class NlmeFit:
     # ------------------------------------------------------------------ estimates
     @property
     def fixef(self) -> pd.Series:
-        """Fixed effects (nlme's ``fixef``), named ``Asym``, ``Asym.VarietyP``, ..."""
+        """Fixed effects, named as nlme names them (``Asym`` or ``Asym.(Intercept)``)."""
         return pd.Series(self.estimate.beta, index=self.design.fixed_names, name="fixef")
 
     @property
     def vcov(self) -> pd.DataFrame:
-        """Covariance of the fixed effects (nlme's ``vcov``)."""
+        """Covariance of the fixed effects (nlme's ``vcov``: sigma^2 (X'V^-1X)^-1 of the
+        linearized model)."""
         names = self.design.fixed_names
         return pd.DataFrame(self.estimate.vcov, index=names, columns=names)
 
@@ -102,8 +103,8 @@ class NlmeFit:
 
     @property
     def loglik(self) -> float:
-        """Log-likelihood (ML, or nlme's restricted likelihood for REML; the Laplace
-        approximation for ``method="Laplace"``)."""
+        """Log-likelihood (restricted for REML) of the linearized model at convergence, as
+        nlme reports it."""
         return self.estimate.loglik
 
     @property
@@ -125,18 +126,19 @@ class NlmeFit:
 
     @property
     def aic(self) -> float:
-        """Akaike's criterion, ``-2 logLik + 2 k``."""
+        """Akaike's information criterion ``-2 logLik + 2 k`` (k: ``n_params``)."""
         return -2 * self.loglik + 2 * self.n_params
 
     @property
     def bic(self) -> float:
-        """Schwarz's criterion, ``-2 logLik + log(n) k`` (``n - p`` for REML, as nlme)."""
+        """Schwarz's criterion ``-2 logLik + log(n) k`` (n less the fixed effects for REML, as
+        nlme)."""
         n = self.n_obs - (self.problem.p if self.method == "REML" else 0)
         return -2 * self.loglik + np.log(n) * self.n_params
 
     @property
     def converged(self) -> bool:
-        """Whether the Lindstrom-Bates alternation reached its tolerance."""
+        """Whether the Lindstrom-Bates alternation converged."""
         return self.estimate.converged
 
     @property
@@ -146,7 +148,7 @@ class NlmeFit:
 
     @property
     def random_parameters(self) -> list[str]:
-        """The model parameters that have random effects, in order."""
+        """The nonlinear parameters that have random effects."""
         return list(self.design.random.parameters)
 
     @property
