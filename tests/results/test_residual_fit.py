@@ -325,3 +325,17 @@ def test_a_structure_object_passed_to_two_fits_is_not_shared():
     mm.lmer(ORTHODONT, ortho.iloc[::-1], weights=ident)  # the same object, other row order
     assert list(first.variance_parameters.index) == ["Female"]
     assert ident.levels == []  # the user's object stays unbound
+
+
+def test_polars_and_arrow_data_fit_as_pandas():
+    """Residual structures take polars DataFrames and pyarrow Tables as every other fit
+    does (through narwhals): the same fit as from the pandas frame."""
+    pl = pytest.importorskip("polars")
+    pa = pytest.importorskip("pyarrow")
+    sleep = mm.datasets.load("sleepstudy")
+    formula = "Reaction ~ Days + (1 | Subject)"
+    reference = mm.lmer(formula, sleep, correlation=mm.cor.AR1())
+    for frame in (pl.from_pandas(sleep), pa.Table.from_pandas(sleep)):
+        fit = mm.lmer(formula, frame, correlation=mm.cor.AR1())
+        assert fit.loglik == pytest.approx(reference.loglik, rel=1e-12)
+        np.testing.assert_allclose(fit.fixef, reference.fixef, rtol=1e-10)

@@ -26,6 +26,7 @@ from mixedmodels.core.variance_functions import FITTED, VarianceFunction
 from mixedmodels.design import build_design
 from mixedmodels.design.grouping import group_codes
 from mixedmodels.design.model import ModelDesign
+from mixedmodels.design.validate import as_pandas
 from mixedmodels.errors import (
     ArgumentError,
     ColumnNotFoundError,
@@ -201,11 +202,13 @@ def lmer_residual(
     # user passes to several fits is never shared between them
     correlation, variance = copy.deepcopy(correlation), copy.deepcopy(variance)
     reml = check_bool(reml, "reml")
-    if not isinstance(data, pd.DataFrame):
+    try:
+        data = as_pandas(data)
+    except DataError as exc:
         raise DataError(
-            "correlation= and variance functions need the data as a pandas DataFrame, not "
-            f"{type(data).__name__}"
-        )
+            "correlation= and variance functions need the data in memory as a DataFrame "
+            f"(pandas, polars or a pyarrow Table), not {type(data).__name__}"
+        ) from exc
     columns = extra_columns(correlation, variance)
     check_columns(data, columns)
     data = _drop_incomplete(data, columns)
