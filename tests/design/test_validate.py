@@ -308,6 +308,17 @@ def test_poisson_non_integer_counts_warn_as_r(sleep):
         mm.glmer("c ~ Days + (1|Subject)", df.assign(c=np.round(df.c + 0.1)), "poisson")
 
 
+@pytest.mark.parametrize("family", ["nbinom2", "nbinom1"])
+def test_negative_binomial_non_integer_counts_warn_as_r(sleep, family):
+    """R's dnbinom warns on non-integer x as dpois does; so do glmer_nb and glmmTMB's
+    negative binomial families."""
+    df = sleep.assign(c=np.round(sleep.Reaction / 10) + 0.5 * (sleep.Days == 3))
+    with pytest.warns(NonIntegerResponseWarning, match=rf"{family} response 'c': 18 value"):
+        mm.glmer("c ~ Days + (1|Subject)", df, family)
+    with pytest.warns(NonIntegerResponseWarning, match=r"negative_binomial response 'c'"):
+        mm.glmer_nb("c ~ Days + (1|Subject)", df)
+
+
 def test_binomial_non_integer_successes_warn_as_r(sleep):
     k = np.round(sleep.Reaction / 10)
     df = sleep.assign(k=k + 0.25 * (sleep.Days == 0), fails=50 - k)

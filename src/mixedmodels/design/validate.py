@@ -302,21 +302,26 @@ def _column_name(names: Sequence[str], j: int) -> str:
     return str(names[j]) if j < len(names) else f"column {j + 1}"
 
 
+#: families whose response is a count (R's dpois / dnbinom warn on non-integer x)
+COUNT_FAMILIES = frozenset({"poisson", "poisson_tmb", "negative_binomial", "nbinom1", "nbinom2"})
+
+
 def warn_non_integer(
     family: str, y: np.ndarray, trials: np.ndarray | None, weights: np.ndarray | None, text: str
 ) -> None:
     """R's warnings for counts that are not whole numbers.
 
-    poisson: ``y`` not within ``1e-7 max(1, |y|)`` of an integer (R's ``dpois`` "non-integer
-    x"); binomial: successes ``y * trials * weights`` more than 1e-3 from an integer (R's
-    ``binomial()$initialize``: "non-integer #successes in a binomial glm!").
+    poisson and negative binomial: ``y`` not within ``1e-7 max(1, |y|)`` of an integer (R's
+    ``dpois`` / ``dnbinom`` "non-integer x"); binomial: successes ``y * trials * weights``
+    more than 1e-3 from an integer (R's ``binomial()$initialize``: "non-integer
+    #successes in a binomial glm!").
     """
-    if family == "poisson":
+    if family in COUNT_FAMILIES:
         off = np.abs(y - np.round(y)) > 1e-7 * np.maximum(1.0, np.abs(y))
         if off.any():
             i = int(np.flatnonzero(off)[0])
             warnings.warn(
-                f"non-integer counts in the poisson response {text!r}: {int(off.sum())} "
+                f"non-integer counts in the {family} response {text!r}: {int(off.sum())} "
                 f"value(s), e.g. {y[i]:g} (R: non-integer x = {y[i]:f})",
                 NonIntegerResponseWarning,
                 stacklevel=4,
