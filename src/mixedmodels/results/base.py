@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from mixedmodels.arguments import check_bool
-from mixedmodels.design.model import ModelDesign
+from mixedmodels.design.model import ModelDesign, formula_offset
 from mixedmodels.design.newdata import prepare_newdata
 from mixedmodels.results.random_effects import (
     group_counts,
     is_singular,
     level_coefficients,
+    new_data_codes,
+    random_part,
     ranef_frames,
 )
 from mixedmodels.results.smooth import SmoothMethods
@@ -106,6 +109,46 @@ class MixedFit(SmoothMethods):
         include_random = check_bool(include_random, "include_random")
         check_bool(allow_new_levels, "allow_new_levels")
         return prepare_newdata(self._design, newdata, include_random=include_random)
+
+    def _fixed_part(self, newdata: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, X beta + offset)`` for the fitted rows (None; the fit's offset) or for
+        checked, complete new rows (their ``offset(...)`` terms, as lme4; an ``offset=``
+        argument's values belong to the fitted rows)."""
+        design = self._design
+        if newdata is None:
+            mean = design.X @ self._solution.beta
+            if design.offset is not None:
+                mean = mean + design.offset
+            return design.X, mean
+        X = design.fixed_matrix(newdata)
+        mean = X @ self._solution.beta
+        if design.formula.offsets:
+            mean = mean + formula_offset(design.formula, newdata)
+        return X, mean
+
+    def _included_terms(
+        self, newdata: pd.DataFrame | None, include_random: bool, allow_new_levels: bool
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """``(term index, codes, z, modes)`` of each random term in the linear predictor:
+        every term with ``include_random``, smooth terms always (they are part of the
+        mean); codes of new rows from :func:`new_data_codes` (``-1`` for unseen levels)."""
+        for i, (t, b) in enumerate(zip(self._design.terms, self._modes, strict=True)):
+            if not (include_random or t.always_included):
+                continue
+            if newdata is None:
+                yield i, t.codes, t.z, b
+            else:
+                codes, z = new_data_codes(t, newdata, allow_new_levels)
+                yield i, codes, z, b
+
+    def _linear_predictor(
+        self, newdata: pd.DataFrame | None, include_random: bool, allow_new_levels: bool
+    ) -> np.ndarray:
+        """``X beta + offset + Z b`` (the included terms) for the fitted or new rows."""
+        _, eta = self._fixed_part(newdata)
+        for _, codes, z, b in self._included_terms(newdata, include_random, allow_new_levels):
+            eta = eta + random_part(codes, z, b)
+        return eta
 
     @staticmethod
     def _spread(values: np.ndarray, complete: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from mixedmodels.arguments import (
     random_generator,
 )
 from mixedmodels.core.lmm import LmmProblem, Solution
-from mixedmodels.design.model import ModelDesign, formula_offset
+from mixedmodels.design.model import ModelDesign
 from mixedmodels.design.validate import new_response
 from mixedmodels.errors import ArgumentError
 from mixedmodels.optim import OptimizeResult
@@ -26,7 +26,6 @@ from mixedmodels.optim.lmm import optimize_problem, solve_at
 from mixedmodels.results.base import MixedFit
 from mixedmodels.results.parameters import parameter_names, parameter_values
 from mixedmodels.results.random_effects import (
-    new_data_codes,
     random_part,
     ranef_long,
 )
@@ -496,30 +495,18 @@ class LmerFit(MixedFit):
     ) -> np.ndarray | pd.DataFrame:
         """:meth:`predict` for the fitted rows (None) or checked, complete new rows."""
         data_rows = newdata is not None
-        X = self._design.fixed_matrix(newdata) if data_rows else self._design.X
-        pred = X @ self._solution.beta
-        if not data_rows and self._design.offset is not None:
-            pred = pred + self._design.offset
-        elif data_rows and self._design.formula.offsets:  # offset(...) terms, as lme4
-            pred = pred + formula_offset(self._design.formula, newdata)
+        X, pred = self._fixed_part(newdata)
         random_var = np.zeros(X.shape[0])
         covs = self._conditional_covariances if interval == "prediction" else None
         term_covs = [info[2] for info in self._term_info()] if covs is not None else None
-        if include_random or self._design.smooths:
-            for i, (t, b) in enumerate(zip(self._design.terms, self._solution.b, strict=True)):
-                if not (include_random or t.always_included):  # smooths are in the mean
-                    continue
-                if data_rows:
-                    codes, z = new_data_codes(t, newdata, allow_new_levels)
-                else:
-                    codes, z = t.codes, t.z
+        for i, codes, z, b in self._included_terms(newdata, include_random, allow_new_levels):
+            pred = pred + random_part(codes, z, b)
+            if covs is not None:
                 unseen = codes < 0
                 safe = np.where(unseen, 0, codes)
-                pred = pred + random_part(codes, z, b)
-                if covs is not None:
-                    seen_var = np.einsum("ni,nij,nj->n", z, covs[i][safe], z)
-                    new_var = np.einsum("ni,ij,nj->n", z, term_covs[i], z)
-                    random_var += np.where(unseen, new_var, seen_var)
+                seen_var = np.einsum("ni,nij,nj->n", z, covs[i][safe], z)
+                new_var = np.einsum("ni,ij,nj->n", z, term_covs[i], z)
+                random_var += np.where(unseen, new_var, seen_var)
         if interval is None:
             return pred
         from scipy import stats

@@ -19,15 +19,13 @@ from mixedmodels.arguments import (
 from mixedmodels.core.families import Family
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.pirls import GlmmProblem
-from mixedmodels.design.model import ModelDesign, formula_offset
+from mixedmodels.design.model import ModelDesign
 from mixedmodels.design.validate import new_response
 from mixedmodels.errors import ArgumentError, DataError
 from mixedmodels.optim.glmm import GlmmSolution
 from mixedmodels.results.base import MixedFit
 from mixedmodels.results.parameters import parameter_names, parameter_values
 from mixedmodels.results.random_effects import (
-    new_data_codes,
-    random_part,
     ranef_long,
 )
 from mixedmodels.results.services import inference
@@ -486,29 +484,9 @@ class GlmerFit(MixedFit):
         self, newdata: pd.DataFrame | None, include_random: bool, allow_new_levels: bool
     ) -> np.ndarray:
         """The linear predictor for the fitted rows (None) or checked, complete new rows."""
-        design = self._design
-        if newdata is None:
-            if include_random:
-                return self._solution.mode.eta.copy()
-            eta = design.X @ self._solution.beta + self._problem.offset
-            for t, b in zip(design.terms, self._modes, strict=True):
-                if t.always_included:  # smooth terms are part of the mean
-                    eta = eta + random_part(t.codes, t.z, b)
-            return eta
-        eta = design.fixed_matrix(newdata) @ self._solution.beta
-        if design.formula.offsets:
-            eta = eta + formula_offset(design.formula, newdata)
-        return eta + self._random_part(newdata, allow_new_levels, include_random)
-
-    def _random_part(
-        self, newdata: pd.DataFrame, allow_new_levels: bool, include_random: bool = True
-    ) -> np.ndarray:
-        out = np.zeros(len(newdata))
-        for t, b in zip(self._design.terms, self._modes, strict=True):
-            if include_random or t.always_included:
-                codes, z = new_data_codes(t, newdata, allow_new_levels)
-                out += random_part(codes, z, b)
-        return out
+        if newdata is None and include_random:
+            return self._solution.mode.eta.copy()  # PIRLS's, the same to rounding
+        return self._linear_predictor(newdata, include_random, allow_new_levels)
 
     # ------------------------------------------------------------------ matrix form
     @property
