@@ -386,7 +386,36 @@ class Binomial(Family):
         return rng.binomial(trials, mu) / np.maximum(trials, 1)
 
 
-class Poisson(Family):
+class _PoissonResponse:
+    """Poisson counts' start, check and simulation (lme4's and glmmTMB's Poisson)."""
+
+    def start_mu(self, y, weights):
+        """``y + 1/10``."""
+        return y + 0.1
+
+    def check_response(self, y):
+        if np.any(y < 0):
+            return "a poisson response must be non-negative counts"
+        return None
+
+    def simulate(self, mu, weights, rng, dispersion=1.0):
+        return rng.poisson(mu).astype(float)
+
+
+class _NegativeBinomialResponse:
+    """A negative binomial response's start and check (NB2 of lme4 and glmmTMB, NB1)."""
+
+    def start_mu(self, y, weights):
+        """``y + (y == 0) / 6`` (R's ``negative.binomial()$initialize``)."""
+        return y + (y == 0) / 6.0
+
+    def check_response(self, y):
+        if np.any(y < 0):
+            return "a negative binomial response must be non-negative counts"
+        return None
+
+
+class Poisson(_PoissonResponse, Family):
     """Counts: ``V(mu) = mu``, unit deviance ``2 w [y log(y/mu) - (y - mu)]``."""
 
     name = "poisson"
@@ -402,17 +431,6 @@ class Poisson(Family):
     def log_density(self, y, mu, weights):
         return weights * stats.poisson.logpmf(y, mu)
 
-    def start_mu(self, y, weights):
-        """``y + 1/10``."""
-        return y + 0.1
-
-    def check_response(self, y):
-        if np.any(y < 0):
-            return "a poisson response must be non-negative counts"
-        return None
-
-    def simulate(self, mu, weights, rng, dispersion=1.0):
-        return rng.poisson(mu).astype(float)
 
 
 class _DispersionFamily(Family):
@@ -536,7 +554,7 @@ class Gaussian(_DispersionFamily):
 
 
 # ------------------------------------------------- families with their own parameters
-class _NegativeBinomialTerms:
+class _NegativeBinomialTerms(_NegativeBinomialResponse):
     """NB2 with size ``k``: ``V(mu) = mu + mu^2 / k`` and its pmf, deviance and derivatives
     on the log link (shared by lme4's and glmmTMB's negative binomial)."""
 
@@ -560,15 +578,6 @@ class _NegativeBinomialTerms:
             + special.xlogy(y, mu)
             - y * np.log(k + mu)
         )
-
-    def start_mu(self, y, weights):
-        """``y + (y == 0) / 6`` (R's ``negative.binomial()$initialize``)."""
-        return y + (y == 0) / 6.0
-
-    def check_response(self, y):
-        if np.any(y < 0):
-            return "a negative binomial response must be non-negative counts"
-        return None
 
     def simulate(self, mu, weights, rng, dispersion=1.0):
         k = self.k
@@ -728,7 +737,7 @@ class NBinom2(_NegativeBinomialTerms, LikelihoodFamily):
         return np.array([np.log(self.k)])
 
 
-class NBinom1(LikelihoodFamily):
+class NBinom1(_NegativeBinomialResponse, LikelihoodFamily):
     """glmmTMB's ``nbinom1``: ``Var(y) = mu (1 + phi)`` (size ``mu / phi``), ``phi`` =
     glmmTMB's ``sigma()``."""
 
@@ -766,14 +775,6 @@ class NBinom1(LikelihoodFamily):
     def dispersion(self):
         return self.phi
 
-    def start_mu(self, y, weights):
-        return y + (y == 0) / 6.0
-
-    def check_response(self, y):
-        if np.any(y < 0):
-            return "a negative binomial response must be non-negative counts"
-        return None
-
     def simulate(self, mu, weights, rng, dispersion=1.0):
         size = mu / self.phi
         return rng.negative_binomial(size, 1.0 / (1.0 + self.phi)).astype(float)
@@ -790,7 +791,7 @@ class NBinom1(LikelihoodFamily):
         return np.array([np.log(self.phi)])
 
 
-class PoissonLikelihood(LikelihoodFamily):
+class PoissonLikelihood(_PoissonResponse, LikelihoodFamily):
     """Poisson counts as glmmTMB fits them (the base of a zero-inflated Poisson)."""
 
     name = "poisson_tmb"
@@ -806,16 +807,6 @@ class PoissonLikelihood(LikelihoodFamily):
             return weights * logp, None, None
         return weights * logp, weights * (y - mu), -weights * mu
 
-    def start_mu(self, y, weights):
-        return y + 0.1
-
-    def check_response(self, y):
-        if np.any(y < 0):
-            return "a poisson response must be non-negative counts"
-        return None
-
-    def simulate(self, mu, weights, rng, dispersion=1.0):
-        return rng.poisson(mu).astype(float)
 
 
 class Beta(LikelihoodFamily):
