@@ -73,8 +73,9 @@ class NlmeEstimate:
     evaluations: int = 0
 
 
-def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False, lin=None,
-              cache=None):
+def _lme_step(
+    problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False, lin=None, cache=None
+):
     """Optimize the covariance (and delta) of the model linearized at ``(beta, b)``
     (``lin``, when the caller has it)."""
     if lin is None:
@@ -87,8 +88,9 @@ def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False
         def objective(x):
             s = power_weights(v, x[nt])
             g = gram(problem, lin, s)
-            return deviance(pls(g, problem.lambda_of(x[:nt]), False), problem.n, problem.p, reml,
-                            g.log_weights)
+            return deviance(
+                pls(g, problem.lambda_of(x[:nt]), False), problem.n, problem.p, reml, g.log_weights
+            )
 
         x0 = np.append(theta, delta)
         lower = np.append(problem.theta_lower(), -np.inf)
@@ -125,8 +127,9 @@ def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False
             best_value, best_x = np.inf, x0
             for scale in (0.25, 1.0, 4.0, 16.0):
                 try:
-                    value = deviance(pls(g0, problem.lambda_of(scale * x0), False),
-                                     problem.n, problem.p, False)
+                    value = deviance(
+                        pls(g0, problem.lambda_of(scale * x0), False), problem.n, problem.p, False
+                    )
                 except np.linalg.LinAlgError:
                     continue
                 count += 1
@@ -145,13 +148,33 @@ def _lme_step(problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False
         x, count, ok = newton_polish(safe, x0, lower, iterations=8 if warm else 12)
     if not ok:
         step = np.maximum(0.2 * np.abs(x0), 0.05)
-        res = minimize_bounded(safe, x0, lower, ftol_abs=1e-12, xtol_abs=1e-10,
-                               initial_step=step)
+        res = minimize_bounded(safe, x0, lower, ftol_abs=1e-12, xtol_abs=1e-10, initial_step=step)
         x, n_polish, _ = newton_polish(safe, res.x, lower)
         count += res.n_evaluations + n_polish
     theta = x[:nt]
     delta = float(x[nt]) if problem.power_variance else None
     return theta, delta, lin, count
+
+
+@dataclass(frozen=True)
+class _Probes:
+    moved: bool
+    evaluations: int
+
+
+def _probe_bounds(call, x, value, grad, lower, at_bound):
+    """Try each coordinate on its lower bound 1e-3 inside it (at a diagonal entry of 0 the
+    deviance is even in that entry, so its gradient cannot say whether to leave); keep a
+    point that lowers the deviance.  Returns ``(x, value, grad, _Probes)``."""
+    moved, evaluations = False, 0
+    for i in np.flatnonzero(at_bound):
+        z = x.copy()
+        z[i] = lower[i] + 1e-3
+        evaluations += 1
+        z_value, z_grad = call(z)
+        if z_grad is not None and z_value < value:
+            x, value, grad, moved = z, z_value, z_grad, True
+    return x, value, grad, _Probes(moved, evaluations)
 
 
 def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None = None):
@@ -175,8 +198,7 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
             value, grad = fun_grad(z)
         except (NotPositiveDefiniteError, np.linalg.LinAlgError):
             return np.inf, None
-        return (value, grad) if np.isfinite(value) and np.all(np.isfinite(grad)) else (
-            np.inf, None)
+        return (value, grad) if np.isfinite(value) and np.all(np.isfinite(grad)) else (np.inf, None)
 
     value, grad = call(x)
     count += 1
@@ -187,15 +209,9 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
         at_bound = finite & (x <= np.where(finite, lower, 0.0) + 1e-10)
         free = np.flatnonzero(~at_bound | (grad < 0))
         if free.size == 0:  # all on their bounds: optimal unless the probe moves one
-            moved = False
-            for i in np.flatnonzero(at_bound):
-                z = x.copy()
-                z[i] = lower[i] + 1e-3
-                count += 1
-                z_value, z_grad = call(z)
-                if z_grad is not None and z_value < value:
-                    x, value, grad, moved = z, z_value, z_grad, True
-            if moved:
+            x, value, grad, probes = _probe_bounds(call, x, value, grad, lower, at_bound)
+            count += probes.evaluations
+            if probes.moved:
                 continue
             return x, count, True
         k = free.size
@@ -238,15 +254,9 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
             # a flat point that is not a minimum is no answer; nor is one where a
             # coordinate on its bound would rather leave it (at a diagonal entry of 0 the
             # deviance is even in that entry, so its gradient vanishes there)
-            moved = False
-            for i in np.flatnonzero(at_bound):
-                z = x.copy()
-                z[i] = lower[i] + 1e-3
-                count += 1
-                z_value, z_grad = call(z)
-                if z_grad is not None and z_value < value:
-                    x, value, grad, moved = z, z_value, z_grad, True
-            if moved:
+            x, value, grad, probes = _probe_bounds(call, x, value, grad, lower, at_bound)
+            count += probes.evaluations
+            if probes.moved:
                 continue
             return x, count, convex
         factor = 1.0
@@ -437,9 +447,9 @@ def fit_lindstrom_bates(
     while it < max_iter:
         it += 1
         old = np.concatenate([beta, theta, [delta] if problem.power_variance else []])
-        theta, delta_new, lin, n_eval = _lme_step(problem, beta, b, theta, delta, False,
-                                                  warm=it > 1, lin=last_lin,
-                                                  cache=hessian_cache)
+        theta, delta_new, lin, n_eval = _lme_step(
+            problem, beta, b, theta, delta, False, warm=it > 1, lin=last_lin, cache=hessian_cache
+        )
         evaluations += n_eval
         if delta_new is not None:
             delta = delta_new
@@ -453,8 +463,9 @@ def fit_lindstrom_bates(
         # far from the fixed point the covariance still moves: a few Gauss-Newton steps
         # per alternation do (nlme allows 7 with a loose tolerance); near it, to the end
         cap = PNLS_EARLY if change > 1e-3 else 50
-        beta, u, n_pnls, pnls_done, last_lin = _pnls(problem, beta_start, u_start, lam, s,
-                                                     max_iter=cap)
+        beta, u, n_pnls, pnls_done, last_lin = _pnls(
+            problem, beta_start, u_start, lam, s, max_iter=cap
+        )
         pnls_counts.append(n_pnls)
         b = u @ lam.T
         new = np.concatenate([beta, theta, [delta] if problem.power_variance else []])
@@ -468,8 +479,9 @@ def fit_lindstrom_bates(
             break
     if not np.all(np.isfinite(beta)):
         raise ConvergenceError("the nonlinear mixed model's estimates are not finite")
-    return _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts,
-                    evaluations)
+    return _wrap_up(
+        problem, beta, b, theta, delta, it, converged, message, pnls_counts, evaluations
+    )
 
 
 def _check_finite(lin) -> None:
@@ -502,9 +514,19 @@ def _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts
     sigma2 = sol.pwrss / dof
     vcov = sigma2 * np.linalg.inv(sol.xtx_reduced)
     return NlmeEstimate(
-        beta=beta, b=b, theta=theta, delta=delta if problem.power_variance else None,
-        sigma=float(np.sqrt(sigma2)), vcov=vcov, loglik=-dev / 2, fitted=lin.f, weights=s,
-        iterations=it, converged=converged, message=message, pnls_iterations=pnls_counts,
+        beta=beta,
+        b=b,
+        theta=theta,
+        delta=delta if problem.power_variance else None,
+        sigma=float(np.sqrt(sigma2)),
+        vcov=vcov,
+        loglik=-dev / 2,
+        fitted=lin.f,
+        weights=s,
+        iterations=it,
+        converged=converged,
+        message=message,
+        pnls_iterations=pnls_counts,
         evaluations=evaluations,
     )
 
@@ -523,9 +545,15 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 5
     obj = _lin_objective(problem, lin, u, 1.0)
     for _ in range(max_iter):
         # the fixed effects enter as a known offset: only the u-block of the PLS system
-        g = gram(problem, Linearization(lin.f, lin.x[:, :0], lin.z,
-                                        problem.y - lin.f + np.einsum(
-                                            "nq,nq->n", lin.z, (u @ lam.T)[problem.groups])))
+        g = gram(
+            problem,
+            Linearization(
+                lin.f,
+                lin.x[:, :0],
+                lin.z,
+                problem.y - lin.f + np.einsum("nq,nq->n", lin.z, (u @ lam.T)[problem.groups]),
+            ),
+        )
         new_u = _modes_only(g, lam)
         du = new_u - u
         factor = 1.0
@@ -540,8 +568,11 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 5
             break
         gain = obj - new
         u, lin, obj = trial_u, trial, new
-        if np.max(np.abs(factor * du), initial=0.0) < 1e-10 * max(
-                np.max(np.abs(u), initial=0.0), 1e-8) or gain <= 1e-15 * obj:
+        if (
+            np.max(np.abs(factor * du), initial=0.0)
+            < 1e-10 * max(np.max(np.abs(u), initial=0.0), 1e-8)
+            or gain <= 1e-15 * obj
+        ):
             break
     return u, lin, obj
 
@@ -574,8 +605,9 @@ def fit_laplace(problem: NonlinearProblem, start: NlmeEstimate) -> NlmeEstimate:
         if not np.isfinite(pwrss):
             return np.inf
         state["u"] = u
-        _, logdet = cholesky_groups(gram(problem, Linearization(
-            lin.f, lin.x[:, :0], lin.z, problem.y - lin.f)), lam)
+        _, logdet = cholesky_groups(
+            gram(problem, Linearization(lin.f, lin.x[:, :0], lin.z, problem.y - lin.f)), lam
+        )
         n = problem.n
         return 2 * logdet + n * (1 + np.log(2 * np.pi * pwrss / n))
 
@@ -587,10 +619,10 @@ def fit_laplace(problem: NonlinearProblem, start: NlmeEstimate) -> NlmeEstimate:
 
     x0 = np.concatenate([start.theta, start.beta])
     lower = np.concatenate([problem.theta_lower(), np.full(start.beta.size, -np.inf)])
-    scale = np.concatenate([np.maximum(0.1 * np.abs(start.theta), 0.02),
-                            np.maximum(0.02 * np.abs(start.beta), 1e-3)])
-    res = minimize_bounded(safe, x0, lower, ftol_abs=1e-10, xtol_abs=1e-10,
-                           initial_step=scale)
+    scale = np.concatenate(
+        [np.maximum(0.1 * np.abs(start.theta), 0.02), np.maximum(0.02 * np.abs(start.beta), 1e-3)]
+    )
+    res = minimize_bounded(safe, x0, lower, ftol_abs=1e-10, xtol_abs=1e-10, initial_step=scale)
     x, _, _ = newton_polish(safe, res.x, lower)
     theta, beta = x[:nt], x[nt:]
     lam = problem.lambda_of(theta)
@@ -601,9 +633,18 @@ def fit_laplace(problem: NonlinearProblem, start: NlmeEstimate) -> NlmeEstimate:
     sol = pls(gram(problem, lin), lam)
     vcov = sigma2 * np.linalg.inv(sol.xtx_reduced)
     return NlmeEstimate(
-        beta=beta, b=b, theta=theta, delta=None, sigma=float(np.sqrt(sigma2)), vcov=vcov,
-        loglik=-dev / 2, fitted=lin.f, weights=np.ones(problem.n),
-        iterations=start.iterations, converged=start.converged and res.converged,
-        message=res.message, pnls_iterations=start.pnls_iterations,
+        beta=beta,
+        b=b,
+        theta=theta,
+        delta=None,
+        sigma=float(np.sqrt(sigma2)),
+        vcov=vcov,
+        loglik=-dev / 2,
+        fitted=lin.f,
+        weights=np.ones(problem.n),
+        iterations=start.iterations,
+        converged=start.converged and res.converged,
+        message=res.message,
+        pnls_iterations=start.pnls_iterations,
         evaluations=start.evaluations + res.n_evaluations,
     )
