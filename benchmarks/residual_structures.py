@@ -92,11 +92,10 @@ def cpu_seconds() -> float:
     return u.ru_utime + u.ru_stime
 
 
-def time_ours(repeats: int) -> dict:
-    import mixedmodels as mm
-
+def _time_fits(mm, cases: dict, repeats: int) -> dict:
+    """Median wall and CPU time of each ``(data, formula, kwargs)`` case, REML and ML."""
     out = {}
-    for name, (data, formula, kwargs) in cases(mm).items():
+    for name, (data, formula, kwargs) in cases.items():
         frame = mm.datasets.load(data)
         for method in ("reml", "ml"):
             walls, cpus = [], []
@@ -104,7 +103,7 @@ def time_ours(repeats: int) -> dict:
                 c0, t0 = cpu_seconds(), time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    fit = mm.lmer(formula, frame, reml=method == "reml", **kwargs())
+                    fit = mm.lmer(formula, frame, reml=method == "reml", **kwargs)
                 walls.append(time.perf_counter() - t0)
                 cpus.append(cpu_seconds() - c0)
             out[f"{name}_{method}"] = {
@@ -114,30 +113,20 @@ def time_ours(repeats: int) -> dict:
                 "evaluations": fit.n_evaluations,
             }
     return out
+
+
+def time_ours(repeats: int) -> dict:
+    import mixedmodels as mm
+
+    cases_ = {n: (d, f, k()) for n, (d, f, k) in cases(mm).items()}
+    return _time_fits(mm, cases_, repeats)
 
 
 def time_ours_structures(repeats: int) -> dict:
     import mixedmodels as mm
 
-    out = {}
-    for name, (data, formula) in STRUCTURE_CASES.items():
-        frame = mm.datasets.load(data)
-        for method in ("reml", "ml"):
-            walls, cpus = [], []
-            for _ in range(repeats + 1):
-                c0, t0 = cpu_seconds(), time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fit = mm.lmer(formula, frame, reml=method == "reml")
-                walls.append(time.perf_counter() - t0)
-                cpus.append(cpu_seconds() - c0)
-            out[f"{name}_{method}"] = {
-                "seconds": statistics.median(walls[1:]),
-                "cpu_seconds": statistics.median(cpus[1:]),
-                "logLik": fit.loglik,
-                "evaluations": fit.n_evaluations,
-            }
-    return out
+    cases_ = {n: (d, f, {}) for n, (d, f) in STRUCTURE_CASES.items()}
+    return _time_fits(mm, cases_, repeats)
 
 
 def time_r(worker: str, repeats: int) -> dict:
