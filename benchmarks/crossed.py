@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
+from peers import available  # noqa: E402
 from simulate_crossed import simulate_kb07, simulate_scalar, simulate_slopes  # noqa: E402
 
 CASES = {
@@ -182,20 +182,6 @@ def run_python(tool: str, name: str, repeats: int, scale: float) -> dict:
     env = dict(os.environ)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def available(tool: str) -> bool:
-    if tool == "lme4":
-        if shutil.which("Rscript") is None:
-            return False
-        return (
-            subprocess.run(["Rscript", "-e", "library(lme4)"], capture_output=True).returncode == 0
-        )
-    if tool == "mixedlm":
-        import importlib.util
-
-        return importlib.util.find_spec("mixedlm") is not None
-    return tool == "mixedmodels"
 
 
 def fmt_time(t: float | None) -> str:

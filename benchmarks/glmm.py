@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,9 @@ import warnings
 from pathlib import Path
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+from peers import available  # noqa: E402
 
 CASES = {
     "cbpp": {
@@ -242,20 +244,6 @@ def run_python(tool: str, name: str, repeats: int) -> dict:
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1][:200]}
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def available(tool: str) -> bool:
-    if tool == "lme4":
-        if shutil.which("Rscript") is None:
-            return False
-        return (
-            subprocess.run(["Rscript", "-e", "library(lme4)"], capture_output=True).returncode == 0
-        )
-    if tool == "mixedlm":
-        import importlib.util
-
-        return importlib.util.find_spec("mixedlm") is not None
-    return tool == "mixedmodels"
 
 
 def fmt_time(t: float | None) -> str:

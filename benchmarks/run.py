@@ -12,9 +12,7 @@ groups).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,17 +24,9 @@ sys.path.insert(0, str(HERE))
 
 import markdown  # noqa: E402
 from cases import CASES, load_case  # noqa: E402
+from peers import available  # noqa: E402
 
 SKIP = {("statsmodels", "insteval"), ("statsmodels", "large")}
-
-
-def available(tool: str) -> bool:
-    if tool == "lme4":
-        if shutil.which("Rscript") is None:
-            return False
-        probe = subprocess.run(["Rscript", "-e", "library(lme4)"], capture_output=True)
-        return probe.returncode == 0
-    return tool == "mixedmodels" or importlib.util.find_spec(tool) is not None
 
 
 def run_python(tool: str, name: str, repeats: int, warmup: int) -> dict:
