@@ -432,7 +432,6 @@ class Poisson(_PoissonResponse, Family):
         return weights * stats.poisson.logpmf(y, mu)
 
 
-
 class _DispersionFamily(Family):
     """An exponential-dispersion family with a dispersion ``phi`` (``Var(y) = phi V(mu) /
     w``) that lme4 estimates inside R's ``aic`` as ``deviance / sum(w)`` (gaussian:
@@ -583,6 +582,17 @@ class _NegativeBinomialTerms(_NegativeBinomialResponse):
         k = self.k
         return rng.negative_binomial(k, k / (k + mu)).astype(float)
 
+    # the size enters the optimizer as log k (lme4's outer search, glmmTMB's joint fit)
+    def extra_start(self, y, mu, weights):
+        return np.array([np.log(self._size_start(y, mu))])
+
+    def with_extra(self, values):
+        return type(self)(self.link, float(np.exp(values[0])))
+
+    @property
+    def extra_values(self):
+        return np.array([np.log(self.k)])
+
     @staticmethod
     def _size_start(y: np.ndarray, mu: np.ndarray) -> float:
         """A moment estimate of ``k`` from ``Var(y) = mu + mu^2 / k`` (in [0.05, 100])."""
@@ -612,16 +622,6 @@ class NegativeBinomial(_NegativeBinomialTerms, Family):
 
     def objective_term(self, y, mu, weights, deviance):
         return self.aic(y, mu, weights, deviance)
-
-    def extra_start(self, y, mu, weights):
-        return np.array([np.log(self._size_start(y, mu))])
-
-    def with_extra(self, values):
-        return type(self)(self.link, float(np.exp(values[0])))
-
-    @property
-    def extra_values(self):
-        return np.array([np.log(self.k)])
 
     def __eq__(self, other):
         return type(self) is type(other) and self.k == other.k  # type: ignore[attr-defined]
@@ -726,16 +726,6 @@ class NBinom2(_NegativeBinomialTerms, LikelihoodFamily):
     def dispersion(self):
         return self.k
 
-    def extra_start(self, y, mu, weights):
-        return np.array([np.log(self._size_start(y, mu))])
-
-    def with_extra(self, values):
-        return type(self)(self.link, float(np.exp(values[0])))
-
-    @property
-    def extra_values(self):
-        return np.array([np.log(self.k)])
-
 
 class NBinom1(_NegativeBinomialResponse, LikelihoodFamily):
     """glmmTMB's ``nbinom1``: ``Var(y) = mu (1 + phi)`` (size ``mu / phi``), ``phi`` =
@@ -806,7 +796,6 @@ class PoissonLikelihood(_PoissonResponse, LikelihoodFamily):
         if not derivatives:
             return weights * logp, None, None
         return weights * logp, weights * (y - mu), -weights * mu
-
 
 
 class Beta(LikelihoodFamily):
