@@ -95,3 +95,20 @@ def case(name: str) -> Case:
         if c.name == name:
             return c
     raise KeyError(name)
+
+
+def fit_cache():
+    """A function fitting each case once per test module (warnings silenced), keyed by name;
+    every test of a case then reads the same fit."""
+    import warnings
+
+    fits: dict[str, object] = {}
+
+    def fitted(case):
+        if case.name not in fits:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fits[case.name] = case.fit()
+        return fits[case.name]
+
+    return fitted

@@ -19,24 +19,14 @@ converged, lme4 and we compute the same function and agree closely:
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
-from tests.catalogue import glmm_cases
+from tests.catalogue import fit_cache, glmm_cases
 
 CASES = glmm_cases()
 TIGHT = [c for c in CASES if "tight" in c.reference]
-FITS: dict[str, object] = {}
-
-
-def fitted(case):
-    if case.name not in FITS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            FITS[case.name] = case.fit()
-    return FITS[case.name]
+fitted = fit_cache()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

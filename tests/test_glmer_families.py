@@ -24,27 +24,18 @@ Tolerances:
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 
 import mixedmodels as mm
 from mixedmodels.errors import ArgumentError, DataError
+from tests.catalogue import fit_cache
 from tests.family_cases import family_cases
 
 CASES = family_cases("glmer")
 IDS = [c.name for c in CASES]
-FITS: dict[str, object] = {}
-
-
-def fitted(case):
-    if case.name not in FITS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            FITS[case.name] = case.fit()
-    return FITS[case.name]
+fitted = fit_cache()
 
 
 def test_there_are_cases_of_every_dispersion_family_and_link():

@@ -13,26 +13,16 @@ through smooth weighted least squares, so they move far less than theta does.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
-from tests.catalogue import gaussian_cases
+from tests.catalogue import fit_cache, gaussian_cases
 
 ALL_CASES = gaussian_cases()
 # Where lme4 itself reported non-convergence only the objective is compared (ours must be
 # at least as low); its parameters are not a reference.
 CASES = [c for c in ALL_CASES if c.reference.get("lme4_converged", True)]
-FITS: dict[str, object] = {}
-
-
-def fitted(case):
-    if case.name not in FITS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            FITS[case.name] = case.fit()
-    return FITS[case.name]
+fitted = fit_cache()
 
 
 def close(actual, expected, rtol, atol=0.0):
