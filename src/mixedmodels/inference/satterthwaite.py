@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mixedmodels.core.dense import fixed_covariance, pieces_from_fixed_factor
+from mixedmodels.core.residual_problem import ResidualProblem
 from mixedmodels.errors import DegenerateFitWarning
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim.derivatives import hessian_and_gradient, jacobian, step_sizes
@@ -54,7 +55,18 @@ def variance_parameter_info(problem, theta: np.ndarray, sigma: float) -> Varianc
     once.  Where the model cannot be evaluated next to ``theta`` (a degenerate fit such as
     a residual sd of essentially 0) the covariance is NaN, so every df is NaN, with a
     :class:`DegenerateFitWarning`.
+
+    For a :class:`~mixedmodels.core.residual_problem.ResidualProblem` (a fit with
+    ``correlation=`` or a variance function), ``theta`` is the whole optimum ``(theta,
+    u_cor, u_var)`` and the structure's parameters join the variance parameters
+    (:mod:`mixedmodels.inference.residual_satterthwaite`).
     """
+    if isinstance(problem, ResidualProblem):
+        from mixedmodels.inference.residual_satterthwaite import (
+            residual_variance_parameter_info,
+        )
+
+        return residual_variance_parameter_info(problem, theta, sigma)
     try:
         return _variance_parameter_info(problem, theta, sigma)
     except NotPositiveDefiniteError:

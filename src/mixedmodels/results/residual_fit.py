@@ -97,6 +97,17 @@ class ResidualLmerFit(LmerFit):
             "loglik_at is not available for models with correlation= or variance functions"
         )
 
+    # ------------------------------------------------------------------ inference
+    @cached_property
+    def _variance_info(self):
+        """Satterthwaite's pieces with the structure's parameters among the variance
+        parameters (:mod:`mixedmodels.inference.residual_satterthwaite`)."""
+        from mixedmodels.results.services import inference
+
+        return inference().variance_parameter_info(
+            self._rp, self._optimum.result.x, self.sigma
+        )
+
     # ------------------------------------------------------------------ rows
     def _residual_sd(self) -> np.ndarray:
         """The variance function's multipliers in the design's row order."""
