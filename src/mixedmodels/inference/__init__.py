@@ -7,6 +7,7 @@ Importing this package registers its functions as the methods fits call
 from mixedmodels.inference.bootstrap import bootstrap
 from mixedmodels.inference.kenward_roger import kenward_roger_table
 from mixedmodels.inference.profile import profile_confint, profile_traces
+from mixedmodels.inference.residual_profile import residual_profiles
 from mixedmodels.inference.satterthwaite import contrast_df, variance_parameter_info
 from mixedmodels.results.services import InferenceMethods, register_inference
 
@@ -27,5 +28,6 @@ __all__ = [
     "kenward_roger_table",
     "profile_confint",
     "profile_traces",
+    "residual_profiles",
     "variance_parameter_info",
 ]

@@ -8,6 +8,10 @@ re-optimized, beta and sigma profiled as always) gives the signed root
 ``|zeta| = z_{(1 + level) / 2}`` (lme4's definition for its parameters), found by Brent's
 method, and reported on the natural scale.  With a fitted-value variance covariate the
 covariate is held at its fixed point.
+
+:func:`explicit_deviance` (sigma given, not profiled) and :func:`with_fixed_value` (one
+fixed effect held) are the pieces of lme4-style profiles of every parameter
+(:mod:`mixedmodels.inference.residual_profile`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import math
 import numpy as np
 from scipy import optimize, stats
 
-from mixedmodels.core.residual_problem import ResidualProblem
+from mixedmodels.core.residual_problem import ResidualProblem, single_term_pieces
+from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim.bobyqa import minimize_bounded
 
 MAX_EXPANSIONS = 12  # the bracket grows by doubling: 2^12 standard errors
@@ -70,3 +75,62 @@ def profile_interval(
             inner, width = outer, 2.0 * width
         ends.append(found if found is not None else direction * np.inf)
     return ends[0], ends[1]
+
+
+LOG_2PI = math.log(2 * math.pi)
+BIG = 1e100  # the deviance where the model cannot be evaluated
+
+
+def explicit_deviance(rp: ResidualProblem, x: np.ndarray, sigma: float) -> float:
+    """REML criterion or deviance at ``(theta, u_cor, u_var)`` and a given ``sigma`` (beta
+    profiled out): ``a + log|V| + PWRSS / sigma^2 + d log(2 pi sigma^2)``, equal to
+    ``rp.objective(x)`` at ``sigma^2 = PWRSS / d``; :data:`BIG` where it cannot be
+    evaluated."""
+    if not (sigma > 0 and math.isfinite(sigma)):
+        return BIG
+    theta, u_cor, u_var = rp.split(x)
+    try:
+        if _per_level(rp):  # one term, levels contiguous: the objective's batched path
+            grams, log_det = rp.level_grams(u_cor, u_var)
+            lam = rp.sorted_blocks[0].lambda_matrix(theta)
+            ld_z, ld_x, pwrss = single_term_pieces(lam, grams, rp.n_fixed)
+        else:
+            problem, log_det = rp.problem_at(u_cor, u_var)
+            ld_z, ld_x, pwrss = problem.pieces(theta)
+    except (np.linalg.LinAlgError, NotPositiveDefiniteError):
+        return BIG
+    d = rp.n - rp.n_fixed if rp.reml else rp.n
+    out = ld_z + log_det + pwrss / sigma**2 + d * (LOG_2PI + 2.0 * math.log(sigma))
+    out = out + ld_x if rp.reml else out
+    return float(out) if math.isfinite(out) else BIG
+
+
+def _per_level(rp: ResidualProblem) -> bool:
+    """Whether :meth:`ResidualProblem.level_grams` applies: one random-effect term whose
+    levels are all present and contiguous in the sorted rows."""
+    if len(rp.sorted_blocks) != 1:
+        return False
+    codes = rp.sorted_blocks[0].codes
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1])
+    n_levels = rp.sorted_blocks[0].n_levels
+    return starts.size == n_levels and bool(np.all(codes[starts] == np.arange(n_levels)))
+
+
+def with_fixed_value(rp: ResidualProblem, j: int, value: float) -> ResidualProblem:
+    """The same problem with ``beta_j`` held at ``value``: column ``j`` moved into the
+    offset (a fitted-value variance covariate stays where it is)."""
+    keep = np.arange(rp.n_fixed) != j
+    X = rp.unsort(rp.X[:, keep])
+    y = rp.unsort(rp.y - value * rp.X[:, j])
+    values = {name: rp.unsort(v) for name, v in rp.values.items()}
+    return ResidualProblem(
+        rp.blocks,
+        X,
+        y,
+        rp.layout,
+        rp.correlation,
+        rp.variance,
+        values,
+        rp.reml,
+        rp.group_label,
+    )

@@ -37,10 +37,10 @@ class ResidualLmerFit(LmerFit):
     -----
     :attr:`problem` is the engine's problem of the whitened rows at the estimated residual
     parameters: its ``objective(theta)`` lacks ``log|V|`` and holds those parameters fixed.
-    Satterthwaite and Kenward-Roger df treat the residual parameters as known (their
-    uncertainty is not propagated); :meth:`confint` ``method="profile"`` profiles the
-    structure's parameters only (Wald for the fixed effects, NaN for the random-effect
-    sd/cor).
+    Satterthwaite df propagate the uncertainty of the structure's parameters
+    (:mod:`mixedmodels.inference.residual_satterthwaite`); :meth:`confint`
+    ``method="profile"`` and :meth:`profile` profile every parameter, the structure's
+    included, over the ML deviance (:mod:`mixedmodels.inference.residual_profile`).
     """
 
     def __init__(self, design, rp: ResidualProblem, optimum: ResidualOptimum, data_name=None):
@@ -78,6 +78,17 @@ class ResidualLmerFit(LmerFit):
         return pd.Series(v.natural(self._u_var), index=v.param_names(), name="variance")
 
     @property
+    def residual_problem(self) -> ResidualProblem:
+        """The fitted :class:`~mixedmodels.core.residual_problem.ResidualProblem` (its
+        objective in ``(theta, u_cor, u_var)`` includes ``log|V|``)."""
+        return self._rp
+
+    @property
+    def optimum_parameters(self) -> np.ndarray:
+        """The optimum ``(theta, u_cor, u_var)`` of :attr:`residual_problem` (a copy)."""
+        return self._optimum.result.x.copy()
+
+    @property
     def outer_iterations(self) -> int:
         """Fixed-point iterations of a fitted-value variance covariate (1 without one)."""
         return self._optimum.outer_iterations
@@ -104,9 +115,7 @@ class ResidualLmerFit(LmerFit):
         parameters (:mod:`mixedmodels.inference.residual_satterthwaite`)."""
         from mixedmodels.results.services import inference
 
-        return inference().variance_parameter_info(
-            self._rp, self._optimum.result.x, self.sigma
-        )
+        return inference().variance_parameter_info(self._rp, self._optimum.result.x, self.sigma)
 
     # ------------------------------------------------------------------ rows
     def _residual_sd(self) -> np.ndarray:
@@ -271,7 +280,12 @@ class ResidualLmerFit(LmerFit):
         return self._refit(new_response(y, self._design.n))
 
     def refit_ml(self) -> ResidualLmerFit:
-        """The same model refitted by maximum likelihood (for likelihood-ratio tests)."""
+        """The same model refitted by maximum likelihood (for likelihood-ratio tests and
+        profiles; computed once)."""
+        return self._ml_fit
+
+    @cached_property
+    def _ml_fit(self) -> ResidualLmerFit:
         return self if not self.reml else self._refit(self._design.y, reml=False)
 
     def bootstrap_replicate(self, rng: np.random.Generator, statistic=None) -> np.ndarray:
@@ -345,19 +359,34 @@ class ResidualLmerFit(LmerFit):
         method : {"wald", "profile", "boot"}
             Wald: fixed effects from their standard errors, the structure's parameters on
             nlme's unconstrained scale transformed back (as nlme's ``intervals``), NaN
-            for the random-effect sd/cor and sigma.  ``"profile"``: the same, but the
-            structure's parameters from their profile likelihood
-            (:mod:`mixedmodels.optim.residual_profile`).  ``"boot"``: parametric
-            bootstrap percentile intervals for all (``kwargs`` go to :meth:`bootstrap`).
+            for the random-effect sd/cor and sigma.  ``"profile"``: every parameter
+            from the profile of the ML deviance, as lme4 (a REML fit is refitted by ML),
+            the structure's parameters profiled on nlme's unconstrained scale and the
+            ends transformed back (:mod:`mixedmodels.inference.residual_profile`).
+            ``"boot"``: parametric bootstrap percentile intervals for all (``kwargs`` go
+            to :meth:`bootstrap`).
         level : float
         """
         from scipy import stats
+
+        from mixedmodels.results.services import inference
 
         key = check_choice(method, "method", ("wald", "boot", "profile"))
         level = check_level(level)
         if key == "boot":
             kwargs.setdefault("nsim", 500)
             return self.bootstrap(**kwargs).confint("percentile", level)
+        names = list(self.correlation_parameters.index) + list(self.variance_parameters.index)
+        if key == "profile":
+            table = inference().profile_confint(self, level)
+            if names:
+                ml = self.refit_ml()
+                u = np.concatenate([ml._u_cor, ml._u_var])
+                lo = ml._natural_structure(table.loc[names, "lower"].to_numpy(), u)
+                hi = ml._natural_structure(table.loc[names, "upper"].to_numpy(), u)
+                table.loc[names, "lower"] = np.minimum(lo, hi)
+                table.loc[names, "upper"] = np.maximum(lo, hi)
+            return table.loc[self.parameter_names]
         z = stats.norm.ppf(0.5 + level / 2)
         params = self.parameters
         lower = pd.Series(np.nan, index=params.index)
@@ -365,53 +394,33 @@ class ResidualLmerFit(LmerFit):
         se = pd.Series(np.sqrt(np.diagonal(self.vcov.to_numpy())), index=self.fixef.index)
         lower[se.index] = params[se.index] - z * se
         upper[se.index] = params[se.index] + z * se
-        k = self._rp.n_cor + self._rp.n_var
-        if k:
+        if names:
             u = np.concatenate([self._u_cor, self._u_var])
             se = np.sqrt(np.diagonal(self.structure_vcov))
-            if key == "profile":
-                lo_u, hi_u = self._profile_ends(se, level)
-            else:
-                lo_u, hi_u = u - z * se, u + z * se
-            lo, hi = self._natural_structure(lo_u), self._natural_structure(hi_u)
-            names = list(self.correlation_parameters.index) + list(self.variance_parameters.index)
+            lo = self._natural_structure(u - z * se, u)
+            hi = self._natural_structure(u + z * se, u)
             lower[names] = np.minimum(lo, hi)
             upper[names] = np.maximum(lo, hi)
         return pd.DataFrame({"lower": lower, "upper": upper})
 
-    def _profile_ends(self, se: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """Profile-likelihood ends of every structure parameter (unconstrained scale)."""
-        from mixedmodels.optim.residual_profile import profile_interval
-
-        rp = self._rp
-        x_hat = self._optimum.result.x
-        best = rp.objective(x_hat)
-        lows, highs = [], []
-        for i in range(rp.n_cor + rp.n_var):
-            lo, hi = profile_interval(rp, x_hat, best, rp.n_theta + i, float(se[i]), level)
-            lows.append(lo)
-            highs.append(hi)
-        return np.array(lows), np.array(highs)
-
-    def _natural_structure(self, u: np.ndarray) -> np.ndarray:
-        """Natural parameters of each coordinate alone (nlme transforms the interval
-        ends one by one)."""
+    def _natural_structure(self, ends: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Natural parameters of each coordinate of ``ends`` alone, the others at ``u``
+        (nlme transforms the interval ends one by one); infinite ends map to the
+        parameter's limits."""
         rp = self._rp
         out = []
-        for i in range(u.size):
-            w = np.concatenate([self._u_cor, self._u_var])
-            w[i] = u[i]
-            nat = np.concatenate(
-                [
-                    rp.correlation.natural(w[: rp.n_cor]) if rp.correlation is not None else [],
-                    rp.variance.natural(w[rp.n_cor :]) if rp.variance is not None else [],
-                ]
-            )
+        for i in range(ends.size):
+            w = u.copy()
+            w[i] = ends[i]
+            with np.errstate(over="ignore", invalid="ignore"):
+                nat = np.concatenate(
+                    [
+                        rp.correlation.natural(w[: rp.n_cor]) if rp.correlation is not None else [],
+                        rp.variance.natural(w[rp.n_cor :]) if rp.variance is not None else [],
+                    ]
+                )
             out.append(nat[i])
         return np.array(out)
-
-    def profile(self, level: float = 0.99, points: int = 12) -> pd.DataFrame:
-        raise ArgumentError("profile() is not available with correlation= or variance functions")
 
     # ------------------------------------------------------------------ printing
     def structure_text(self) -> str:
