@@ -397,29 +397,37 @@ class ResidualLmerFit(LmerFit):
         if names:
             u = np.concatenate([self._u_cor, self._u_var])
             se = np.sqrt(np.diagonal(self.structure_vcov))
-            lo = self._natural_structure(u - z * se, u)
-            hi = self._natural_structure(u + z * se, u)
+            # nlme's intervals() transforms the vector of lower (upper) ends at once: the
+            # same as one by one except for ARMA with p or q above 1, whose coefficients
+            # each depend on all the partial autocorrelations
+            lo = self._natural_all(u - z * se)
+            hi = self._natural_all(u + z * se)
             lower[names] = np.minimum(lo, hi)
             upper[names] = np.maximum(lo, hi)
         return pd.DataFrame({"lower": lower, "upper": upper})
 
+    def _natural_all(self, w: np.ndarray) -> np.ndarray:
+        """The structure's natural parameters at unconstrained ``w = (u_cor, u_var)``."""
+        rp = self._rp
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.concatenate(
+                [
+                    rp.correlation.natural(w[: rp.n_cor]) if rp.correlation is not None else [],
+                    rp.variance.natural(w[rp.n_cor :]) if rp.variance is not None else [],
+                ]
+            )
+
     def _natural_structure(self, ends: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Natural parameters of each coordinate of ``ends`` alone, the others at ``u``
-        (nlme transforms the interval ends one by one); infinite ends map to the
+        (profile ends: one coordinate moves at a time; for ARMA with p or q above 1 each
+        coefficient depends on all coordinates, so its end is that of the moved
+        coordinate's with the others at the estimates); infinite ends map to the
         parameter's limits."""
-        rp = self._rp
         out = []
         for i in range(ends.size):
             w = u.copy()
             w[i] = ends[i]
-            with np.errstate(over="ignore", invalid="ignore"):
-                nat = np.concatenate(
-                    [
-                        rp.correlation.natural(w[: rp.n_cor]) if rp.correlation is not None else [],
-                        rp.variance.natural(w[rp.n_cor :]) if rp.variance is not None else [],
-                    ]
-                )
-            out.append(nat[i])
+            out.append(self._natural_all(w)[i])
         return np.array(out)
 
     # ------------------------------------------------------------------ printing
