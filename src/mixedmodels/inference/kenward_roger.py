@@ -33,6 +33,7 @@ from scipy import stats
 
 from mixedmodels.core.structures import CovarianceStructure
 from mixedmodels.errors import MixedModelsError
+from mixedmodels.results.residual_fit import ResidualLmerFit
 
 
 def _entry_selectors(structure: CovarianceStructure) -> list[np.ndarray]:
@@ -137,7 +138,15 @@ def _single_term_pieces(fit) -> dict:
 
 
 def kenward_roger_pieces(fit) -> dict:
-    """Phi, Phi_A, W, P_i (for the df formulas) at the fitted parameters."""
+    """Phi, Phi_A, W, P_i (for the df formulas) at the fitted parameters (for a fit with
+    ``correlation=`` or a variance function, with the structure's parameters among the
+    variance parameters: :mod:`mixedmodels.inference.residual_kenward_roger`)."""
+    if isinstance(fit, ResidualLmerFit):
+        from mixedmodels.inference.residual_kenward_roger import residual_kenward_roger_pieces
+
+        return residual_kenward_roger_pieces(
+            fit.residual_problem, fit.optimum_parameters, fit.sigma
+        )
     if fit.design.weights is not None:
         raise MixedModelsError("Kenward-Roger is not implemented for weighted models")
     if len(fit.design.terms) == 1:

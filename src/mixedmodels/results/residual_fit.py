@@ -37,8 +37,9 @@ class ResidualLmerFit(LmerFit):
     -----
     :attr:`problem` is the engine's problem of the whitened rows at the estimated residual
     parameters: its ``objective(theta)`` lacks ``log|V|`` and holds those parameters fixed.
-    Satterthwaite df propagate the uncertainty of the structure's parameters
-    (:mod:`mixedmodels.inference.residual_satterthwaite`); :meth:`confint`
+    Satterthwaite and Kenward-Roger df propagate the uncertainty of the structure's
+    parameters (:mod:`mixedmodels.inference.residual_satterthwaite`,
+    :mod:`mixedmodels.inference.residual_kenward_roger`); :meth:`confint`
     ``method="profile"`` and :meth:`profile` profile every parameter, the structure's
     included, over the ML deviance (:mod:`mixedmodels.inference.residual_profile`).
     """
