@@ -1,17 +1,11 @@
-"""Profile-likelihood intervals for the parameters of a residual correlation structure or
-variance function.
+"""The numeric pieces of profiles of fits with structured residuals.
 
-For a parameter ``u_k`` on its unconstrained scale, the profiled criterion
-``d(v) = min { objective(x) : x_k = v }`` (theta and the other structure parameters
-re-optimized, beta and sigma profiled as always) gives the signed root
-``zeta(v) = sign(v - u_hat) sqrt(d(v) - d(u_hat))``; the interval's ends are where
-``|zeta| = z_{(1 + level) / 2}`` (lme4's definition for its parameters), found by Brent's
-method, and reported on the natural scale.  With a fitted-value variance covariate the
-covariate is held at its fixed point.
-
-:func:`explicit_deviance` (sigma given, not profiled) and :func:`with_fixed_value` (one
-fixed effect held) are the pieces of lme4-style profiles of every parameter
-(:mod:`mixedmodels.inference.residual_profile`).
+:func:`profiled`: the criterion minimized with one coordinate of ``(theta, u_cor, u_var)``
+held (beta and sigma profiled out); :func:`explicit_deviance`: the criterion at a given
+sigma; :func:`with_fixed_value`: the problem with one fixed effect held.  The profiles
+themselves (lme4's zeta and interval ends over every parameter) are built from them in
+:mod:`mixedmodels.inference.residual_profile`.  A fitted-value variance covariate is held
+at its fixed point throughout.
 """
 
 from __future__ import annotations
@@ -19,13 +13,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import optimize, stats
 
 from mixedmodels.core.residual_problem import ResidualProblem, single_term_pieces
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim.bobyqa import minimize_bounded
-
-MAX_EXPANSIONS = 12  # the bracket grows by doubling: 2^12 standard errors
 
 
 def profiled(rp: ResidualProblem, x_hat: np.ndarray, k: int, value: float) -> float:
@@ -47,34 +38,6 @@ def profiled(rp: ResidualProblem, x_hat: np.ndarray, k: int, value: float) -> fl
     steps = np.maximum(0.1 * np.abs(start), 0.02)
     result = minimize_bounded(f, start, lower, upper=upper, ftol_abs=1e-10, initial_step=steps)
     return result.fun
-
-
-def profile_interval(
-    rp: ResidualProblem, x_hat: np.ndarray, best: float, k: int, se: float, level: float
-) -> tuple[float, float]:
-    """Ends of the profile interval of coordinate ``k`` (unconstrained scale); +-inf when
-    the profile stays below the cut-off however far it goes."""
-    z = stats.norm.ppf(0.5 + level / 2)
-    centre = float(x_hat[k])
-    step = se if np.isfinite(se) and se > 0 else 0.5
-
-    def zeta(v: float) -> float:
-        d = max(profiled(rp, x_hat, k, v) - best, 0.0)
-        return math.copysign(math.sqrt(d), v - centre) if v != centre else 0.0
-
-    ends = []
-    for direction in (-1.0, 1.0):
-        inner, width = centre, step
-        found = None
-        for _ in range(MAX_EXPANSIONS):
-            outer = centre + direction * width
-            value = zeta(outer)
-            if abs(value) >= z:
-                found = optimize.brentq(lambda v: abs(zeta(v)) - z, inner, outer, xtol=1e-6)
-                break
-            inner, width = outer, 2.0 * width
-        ends.append(found if found is not None else direction * np.inf)
-    return ends[0], ends[1]
 
 
 LOG_2PI = math.log(2 * math.pi)
