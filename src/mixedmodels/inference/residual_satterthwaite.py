@@ -38,15 +38,36 @@ from mixedmodels.errors import DegenerateFitWarning
 from mixedmodels.inference.satterthwaite import VarianceParameterInfo
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim.derivatives import hessian_and_gradient, jacobian, step_sizes
+from mixedmodels.optim.residual_profile import per_level
 
 _Pieces = tuple[float, float, float, np.ndarray]
+
+
+def _single_term_factor(lam: np.ndarray, grams: np.ndarray) -> tuple[float, np.ndarray]:
+    """``log|L_Z|^2`` and the lower Cholesky factor of the ``[X y]`` Schur complement of
+    one random-effect term from per-level cross products of the whitened ``[z X y]``
+    (the algebra of :func:`~mixedmodels.core.residual_problem.single_term_pieces`, which
+    returns only the factor's diagonal summaries)."""
+    q = lam.shape[0]
+    zz, zxy = grams[:, :q, :q], grams[:, :q, q:]
+    d = lam.T @ zz @ lam
+    d[:, np.arange(q), np.arange(q)] += 1.0
+    low = np.linalg.cholesky(d)
+    c = np.linalg.solve(low, lam.T @ zxy)
+    s = grams[:, q:, q:].sum(axis=0) - np.einsum("lpa,lpb->ab", c, c)
+    ld_z = 2.0 * float(np.log(np.diagonal(low, axis1=1, axis2=2)).sum())
+    return ld_z, np.linalg.cholesky(s)
 
 
 def _pieces(rp: ResidualProblem, x: np.ndarray) -> _Pieces:
     """``(log|L_Z|^2 + log|V|, log|R_X|^2, PWRSS, (R_X'R_X)^-1)`` at ``x = (theta, u)``."""
     theta, u_cor, u_var = rp.split(x)
-    problem, log_det = rp.problem_at(u_cor, u_var)
-    ld_z, r = problem.fixed_factor(theta)
+    if per_level(rp):  # one term, levels contiguous: batched per-level algebra
+        grams, log_det = rp.level_grams(u_cor, u_var)
+        ld_z, r = _single_term_factor(rp.sorted_blocks[0].lambda_matrix(theta), grams)
+    else:
+        problem, log_det = rp.problem_at(u_cor, u_var)
+        ld_z, r = problem.fixed_factor(theta)
     ld_z, ld_x, pwrss = pieces_from_fixed_factor(ld_z, r, rp.n_fixed)
     return ld_z + log_det, ld_x, pwrss, fixed_covariance(r, rp.n_fixed)
 

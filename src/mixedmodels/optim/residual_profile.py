@@ -53,7 +53,7 @@ def explicit_deviance(rp: ResidualProblem, x: np.ndarray, sigma: float) -> float
         return BIG
     theta, u_cor, u_var = rp.split(x)
     try:
-        if _per_level(rp):  # one term, levels contiguous: the objective's batched path
+        if per_level(rp):  # one term, levels contiguous: the objective's batched path
             grams, log_det = rp.level_grams(u_cor, u_var)
             lam = rp.sorted_blocks[0].lambda_matrix(theta)
             ld_z, ld_x, pwrss = single_term_pieces(lam, grams, rp.n_fixed)
@@ -68,7 +68,7 @@ def explicit_deviance(rp: ResidualProblem, x: np.ndarray, sigma: float) -> float
     return float(out) if math.isfinite(out) else BIG
 
 
-def _per_level(rp: ResidualProblem) -> bool:
+def per_level(rp: ResidualProblem) -> bool:
     """Whether :meth:`ResidualProblem.level_grams` applies: one random-effect term whose
     levels are all present and contiguous in the sorted rows."""
     if len(rp.sorted_blocks) != 1:
