@@ -73,6 +73,19 @@ class NonlinearProblem:
         for m in self.fixed_matrices:
             self.slices.append(slice(start, start + m.shape[1]))
             start += m.shape[1]
+        # all fixed designs side by side, and the model parameter of each of their columns:
+        # phi's fixed part is then one product, X = df/dbeta one elementwise product
+        self.fixed_columns = (
+            np.hstack(self.fixed_matrices) if self.fixed_matrices else np.zeros((n, 0))
+        )
+        self.column_parameter = np.array(
+            [self.function_index[k] for k, m in enumerate(self.fixed_matrices)
+             for _ in range(m.shape[1])],
+            dtype=np.intp,
+        )
+        self.selector = np.zeros((self.fixed_columns.shape[1], self.n_model_parameters))
+        self.selector[np.arange(self.column_parameter.size), self.column_parameter] = 1.0
+        self._random_index = np.asarray(self.random_index, dtype=np.intp)
 
     @property
     def n(self) -> int:
@@ -126,21 +139,17 @@ class NonlinearProblem:
     def phi(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Parameter rows ``(n, P)`` at fixed effects ``beta`` and random effects ``b``
         ``(m, q)``."""
-        phi = np.zeros((self.n, self.n_model_parameters))
-        for k, (matrix, sl) in enumerate(zip(self.fixed_matrices, self.slices, strict=True)):
-            phi[:, self.function_index[k]] += matrix @ beta[sl]
-        for r, col in enumerate(self.random_index):
-            phi[:, col] += b[self.groups, r]
+        phi = self.fixed_columns @ (beta[:, None] * self.selector)
+        if self._random_index.size:
+            phi[:, self._random_index] += b[self.groups]
         return phi
 
     def linearize(self, beta: np.ndarray, b: np.ndarray) -> Linearization:
         """The model's values and derivatives at ``(beta, b)``."""
         f, g = self.model(self.phi(beta, b))
-        x = np.empty((self.n, self.p))
-        for k, (matrix, sl) in enumerate(zip(self.fixed_matrices, self.slices, strict=True)):
-            x[:, sl] = g[:, [self.function_index[k]]] * matrix
-        z = g[:, self.random_index]
-        zb = np.einsum("nq,nq->n", z, b[self.groups])
+        x = g[:, self.column_parameter] * self.fixed_columns
+        z = g[:, self._random_index]
+        zb = (z * b[self.groups]).sum(axis=1)
         return Linearization(f=f, x=x, z=z, w=self.y - f + x @ beta + zb)
 
     def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
