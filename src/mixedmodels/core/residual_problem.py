@@ -85,6 +85,10 @@ class ResidualProblem:
         self.n_evaluations = 0
         self._template = LmmProblem(self.sorted_blocks, self.X, self.y, None, reml)
         self._level_starts = _contiguous_starts(self.sorted_blocks)
+        # the upper triangle of the single term's [z X y] cross products (numpy's
+        # triu_indices costs more than a small evaluation)
+        width = self.sorted_blocks[0].p + self.n_fixed + 1 if self.sorted_blocks else 0
+        self._upper = np.triu_indices(width)
         # theta entries that scale lambda (unbounded above): standard deviations and
         # unstructured factor entries, not the correlations of a structured term
         self._scaled_theta = ~np.isfinite(self._template.theta_upper_bounds())
@@ -278,7 +282,7 @@ class ResidualProblem:
             self._gram_cache = (key, grams, log_det)
             return grams, log_det
         k = block.p + self.n_fixed + 1
-        iu, ju = np.triu_indices(k)
+        iu, ju = self._upper
         if self.correlation is None:
             # a variance function alone scales each row's cross products by 1 / s^2: the
             # products are formed once, an evaluation weights and sums them
