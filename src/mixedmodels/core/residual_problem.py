@@ -82,6 +82,7 @@ class ResidualProblem:
         self._plan_state = False  # False: not decided yet
         self._sd_cache: tuple[bytes, np.ndarray] | None = None
         self._products: np.ndarray | None = None  # rows' cross products (variance only)
+        self._rows: np.ndarray | None = None  # [z X y] of the single term
         self.n_evaluations = 0
         self._template = LmmProblem(self.sorted_blocks, self.X, self.y, None, reml)
         self._level_starts = _contiguous_starts(self.sorted_blocks)
@@ -141,6 +142,7 @@ class ResidualProblem:
         new._gram_cache = None
         new._sd_cache = None
         new._products = None
+        new._rows = None
         new._plan_state = False
         new.n_evaluations = 0
         new._template = LmmProblem(new.sorted_blocks, new.X, new.y, None, new.reml)
@@ -292,15 +294,13 @@ class ResidualProblem:
             if not np.isfinite(w).all():
                 raise np.linalg.LinAlgError("whitened rows are not finite")
             if self._products is None:
-                M = np.hstack([block.z, self.X, self.y[:, None]])
+                M = self._term_rows()
                 self._products = M[:, iu] * M[:, ju]
             sums = np.add.reduceat(w[:, None] * self._products, self._level_starts, axis=0)
             if not np.isfinite(sums).all():
                 raise np.linalg.LinAlgError("whitened rows are not finite")
         else:
-            M, log_det = self.whiten(
-                u_cor, u_var, np.hstack([block.z, self.X, self.y[:, None]])
-            )
+            M, log_det = self.whiten(u_cor, u_var, self._term_rows())
             if not np.all(np.isfinite(M)):
                 raise np.linalg.LinAlgError("whitened rows are not finite")
             sums = np.add.reduceat(M[:, iu] * M[:, ju], self._level_starts, axis=0)
@@ -309,6 +309,16 @@ class ResidualProblem:
         grams[:, ju, iu] = sums
         self._gram_cache = (key, grams, log_det)
         return grams, log_det
+
+    def _term_rows(self) -> np.ndarray:
+        """``[z X y]`` of the single random-effect term (sorted order), formed once: the
+        rows every evaluation whitens (the response may change, see
+        :meth:`with_response`, which starts a new problem)."""
+        if self._rows is None:
+            block = self.sorted_blocks[0]
+            self._rows = np.hstack([block.z, self.X, self.y[:, None]])
+            self._rows.flags.writeable = False
+        return self._rows
 
     # ----------------------------------------------------------------- back to rows
     def random_contribution(self, b: list[np.ndarray]) -> np.ndarray:

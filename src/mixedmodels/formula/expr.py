@@ -375,6 +375,7 @@ def _is_syntactic(name: str) -> bool:
     return re.fullmatch(r"(?:[^\W\d_]|\.(?!\d))[\w.]*|\.", name) is not None
 
 
+@lru_cache(maxsize=4096)
 def r_number(value: float) -> str:
     """A number as R's ``deparse`` and ``as.character`` write it (15 significant digits,
     fixed or scientific notation, whichever is shorter: ``2``, ``0.5``, ``1e-04``,

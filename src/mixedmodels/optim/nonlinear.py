@@ -222,7 +222,7 @@ def moment_theta(problem: NonlinearProblem, g: Gram) -> np.ndarray | None:
         b = np.linalg.solve(zz, zr.T[:, :, None])[:, :, 0]  # (m, q)
         # sigma^2 from what the groups' own fits leave (the pooled residuals hold the
         # random effects too)
-        sigma2 = (rss - float(np.sum(zr.T * b))) / dof
+        sigma2 = (rss - float((zr.T * b).sum())) / dof
         sampling = sigma2 * np.linalg.inv(zz).mean(axis=0)
     except np.linalg.LinAlgError:
         return None
@@ -448,7 +448,7 @@ def _objective(problem, beta, u, lam, s):
     b = u @ lam.T
     f = problem.fitted(beta, b)
     r = s * (problem.y - f)
-    value = float(r @ r + np.sum(u * u))
+    value = float(r @ r + (u * u).sum())
     return value if np.isfinite(value) else np.inf
 
 
@@ -457,7 +457,7 @@ PNLS_EARLY = 3
 
 def _lin_objective(problem, lin, u, s) -> float:
     r = s * (problem.y - lin.f)
-    value = float(r @ r + np.sum(u * u))
+    value = float(r @ r + (u * u).sum())
     return value if np.isfinite(value) else np.inf
 
 
