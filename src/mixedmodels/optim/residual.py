@@ -128,7 +128,7 @@ def optimize_residual(
             ):
                 # the fixed point's covariate found: polish the optimum for it (the outer
                 # steps skip BOBYQA's restart, which only the last one needs)
-                steps = np.maximum(0.02 * np.abs(rp.to_internal(x)), 1e-3)
+                steps = np.maximum(0.005 * np.abs(rp.to_internal(x)), 1e-4)
                 polish = _minimize(rp, x, lower, steps)
                 total += polish.n_evaluations
                 x = polish.x
@@ -137,7 +137,7 @@ def optimize_residual(
             history_f.append(residual)
             history_g.append(g)
             f = _anderson(history_f[-4:], history_g[-4:])
-            steps = np.maximum(0.02 * np.abs(rp.to_internal(x)), 1e-3)
+            steps = np.maximum(0.005 * np.abs(rp.to_internal(x)), 1e-4)
         result = OptimizeResult(x, rp.objective(x), total, converged, message)
         problem, solution, log_det = solve_residual(rp, x)
     return ResidualOptimum(result, problem, solution, log_det, outer)
