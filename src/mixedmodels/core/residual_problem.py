@@ -235,11 +235,15 @@ class ResidualProblem:
         would move by factors of 20 with the power; relative to ``sigma * scale`` it stays
         put and the search is well conditioned.  A reparametrization: same optimum.
         """
+        if self.variance is None:  # no multipliers: the coordinates are the parameters
+            return np.array(params, dtype=float)
         theta, u_cor, u_var = self.split(params)
         scale = np.where(self._scaled_theta, self.sd_scale(u_var), 1.0)
         return np.concatenate([theta / scale, u_cor, u_var])
 
     def from_internal(self, x: np.ndarray) -> np.ndarray:
+        if self.variance is None:
+            return np.array(x, dtype=float)
         theta, u_cor, u_var = self.split(x)
         scale = np.where(self._scaled_theta, self.sd_scale(u_var), 1.0)
         return np.concatenate([theta * scale, u_cor, u_var])
