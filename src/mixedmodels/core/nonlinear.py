@@ -21,6 +21,9 @@ import numpy as np
 from scipy import sparse
 from scipy.linalg.lapack import dpotrf, dpotrs
 
+#: Largest ``rows x groups`` for which the group indicator is a dense matrix.
+DENSE_INDICATOR = 1_000_000
+
 ModelCall = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -68,11 +71,27 @@ class NonlinearProblem:
         self.indicator = sparse.csr_matrix(
             (np.ones(n), (self.groups, np.arange(n))), shape=(self.n_groups, n)
         )
+        # small problems sum rows into groups faster with a dense product (no sparse set-up)
+        if n * self.n_groups <= DENSE_INDICATOR:
+            self.indicator = self.indicator.toarray()
         self.slices = []
         start = 0
         for m in self.fixed_matrices:
             self.slices.append(slice(start, start + m.shape[1]))
             start += m.shape[1]
+        # all fixed designs side by side, and the model parameter of each of their columns:
+        # phi's fixed part is then one product, X = df/dbeta one elementwise product
+        self.fixed_columns = (
+            np.hstack(self.fixed_matrices) if self.fixed_matrices else np.zeros((n, 0))
+        )
+        self.column_parameter = np.array(
+            [self.function_index[k] for k, m in enumerate(self.fixed_matrices)
+             for _ in range(m.shape[1])],
+            dtype=np.intp,
+        )
+        self.selector = np.zeros((self.fixed_columns.shape[1], self.n_model_parameters))
+        self.selector[np.arange(self.column_parameter.size), self.column_parameter] = 1.0
+        self._random_index = np.asarray(self.random_index, dtype=np.intp)
 
     @property
     def n(self) -> int:
@@ -126,21 +145,17 @@ class NonlinearProblem:
     def phi(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Parameter rows ``(n, P)`` at fixed effects ``beta`` and random effects ``b``
         ``(m, q)``."""
-        phi = np.zeros((self.n, self.n_model_parameters))
-        for k, (matrix, sl) in enumerate(zip(self.fixed_matrices, self.slices, strict=True)):
-            phi[:, self.function_index[k]] += matrix @ beta[sl]
-        for r, col in enumerate(self.random_index):
-            phi[:, col] += b[self.groups, r]
+        phi = self.fixed_columns @ (beta[:, None] * self.selector)
+        if self._random_index.size:
+            phi[:, self._random_index] += b[self.groups]
         return phi
 
     def linearize(self, beta: np.ndarray, b: np.ndarray) -> Linearization:
         """The model's values and derivatives at ``(beta, b)``."""
         f, g = self.model(self.phi(beta, b))
-        x = np.empty((self.n, self.p))
-        for k, (matrix, sl) in enumerate(zip(self.fixed_matrices, self.slices, strict=True)):
-            x[:, sl] = g[:, [self.function_index[k]]] * matrix
-        z = g[:, self.random_index]
-        zb = np.einsum("nq,nq->n", z, b[self.groups])
+        x = g[:, self.column_parameter] * self.fixed_columns
+        z = g[:, self._random_index]
+        zb = (z * b[self.groups]).sum(axis=1)
         return Linearization(f=f, x=x, z=z, w=self.y - f + x @ beta + zb)
 
     def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -171,7 +186,7 @@ class Gram:
 def gram(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None = None) -> Gram:
     """Cross-products of the linearized model (rows scaled by ``s``)."""
     z = lin.z
-    m = np.column_stack([lin.x, lin.w])
+    m = np.hstack([lin.x, lin.w[:, None]])
     if s is not None:
         z, m = z * s[:, None], m * s[:, None]
     n, q = z.shape
@@ -180,7 +195,7 @@ def gram(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None = N
     ztz = np.ascontiguousarray((e @ (z[:, :, None] * z[:, None, :]).reshape(n, q * q)).T)
     ztm = (e @ (z[:, :, None] * m[:, None, :]).reshape(n, q * k)).reshape(-1, q, k)
     return Gram(ztz.reshape(q, q, -1), np.ascontiguousarray(ztm.transpose(1, 0, 2)), m.T @ m,
-                0.0 if s is None else float(np.sum(np.log(s))))
+                0.0 if s is None else float(np.log(s).sum()))
 
 
 @dataclass
@@ -218,7 +233,7 @@ def cholesky_groups(g: Gram, lam: np.ndarray) -> tuple[list, float]:
         if d.min() <= 0:
             raise np.linalg.LinAlgError("not positive definite")
         low[j][j] = np.sqrt(d)
-        logdet_l += 0.5 * float(np.sum(np.log(d)))
+        logdet_l += 0.5 * float(np.log(d).sum())
         for i in range(j + 1, q):
             v = a[i][j]
             for k in range(j):
@@ -264,7 +279,7 @@ def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
             for k in range(i + 1, q):
                 acc = acc - low[k][i] * u[:, k]
             u[:, i] = acc / low[i][i]
-    logdet_rx = float(np.sum(np.log(np.diag(rx))))
+    logdet_rx = float(np.log(np.diagonal(rx)).sum())
     return PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, logdet_rx, xtx, low)
 
 
@@ -322,7 +337,7 @@ def ml_deviance_gradient(
     zr = g.ztm[:, :, p] - g.ztm[:, :, :p] @ sol.beta - slu  # (q, m)
     grad = np.empty(len(pairs))
     for k, (r, c) in enumerate(pairs):
-        grad[k] = 2 * np.sum(w[c, :, r]) - 2 * n / sol.pwrss * float(zr[r] @ sol.u[:, c])
+        grad[k] = 2 * float(w[c, :, r].sum()) - 2 * n / sol.pwrss * float(zr[r] @ sol.u[:, c])
     return dev, grad
 
 
@@ -366,7 +381,7 @@ def ml_deviance_gradient_power(
     lu = sol.u @ lam.T
     r = lin.w - lin.x @ sol.beta - np.einsum("nq,nq->n", lin.z, lu[groups])
     lv = np.log(np.abs(v))
-    d_pwrss = -2 * float(np.sum(lv * (s * r) ** 2))
+    d_pwrss = -2 * float((lv * (s * r) ** 2).sum())
     zs = (lin.z * s[:, None]) @ lam  # rows (Lambda' s_j z_j)'
     q = lam.shape[0]
     y = np.empty_like(zs)
@@ -375,6 +390,6 @@ def ml_deviance_gradient_power(
         for k in range(i):
             acc = acc - sol.low[i][k][groups] * y[:, k]
         y[:, i] = acc / sol.low[i][i][groups]
-    d_logdet = -2 * float(np.sum(lv * np.sum(y * y, axis=1)))
-    grad_delta = d_logdet + n / sol.pwrss * d_pwrss + 2 * float(np.sum(lv))
+    d_logdet = -2 * float(lv @ (y * y).sum(axis=1))
+    grad_delta = d_logdet + n / sol.pwrss * d_pwrss + 2 * float(lv.sum())
     return dev - 2 * g.log_weights, np.append(grad_theta, grad_delta)

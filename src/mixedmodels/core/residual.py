@@ -85,6 +85,17 @@ class GroupLayout:
             self._patterns["padded"] = (index, valid)
         return self._patterns["padded"]
 
+    def leading_patterns(self) -> bool:
+        """Whether every group's pattern of times is a leading part of the longest one
+        (positions 0..m-1 with the same gaps).  Computed once."""
+        if "leading" not in self._patterns:
+            times, _ = self.patterns()
+            longest = max(times, key=len)
+            self._patterns["leading"] = all(
+                np.array_equal(t, longest[: t.size]) for t in times
+            )
+        return self._patterns["leading"]
+
     def patterns(self) -> tuple[list[np.ndarray], np.ndarray]:
         """Distinct within-group time patterns (times relative to the group's first) and
         the pattern of each group.  Computed once."""
@@ -485,18 +496,24 @@ def arma_autocorrelation(ar: np.ndarray, ma: np.ndarray, max_lag: int) -> np.nda
         [sum(theta[j] * psi[j - k] for j in range(k, q + 1)) for k in range(max(p, q) + 1)]
     )
     n_lag = max(max_lag, p, q) + 1
-    gamma = np.zeros(n_lag)
+    gamma = [0.0] * n_lag  # Python floats: the recursion is a scalar loop
     if p:
         A = np.eye(p + 1)
         for k in range(p + 1):
             for j in range(1, p + 1):
                 A[k, abs(k - j)] -= ar[j - 1]
-        gamma[: p + 1] = np.linalg.solve(A, c[: p + 1])
+        gamma[: p + 1] = np.linalg.solve(A, c[: p + 1]).tolist()
     else:
-        gamma[0] = c[0]
+        gamma[0] = float(c[0])
+    phi = [float(a) for a in ar]
+    tail = [float(v) for v in c]
     for k in range(p + 1, n_lag):
-        gamma[k] = sum(ar[j] * gamma[k - j - 1] for j in range(p)) + (c[k] if k <= q else 0.0)
-    return gamma[: max_lag + 1] / gamma[0]
+        value = tail[k] if k <= q else 0.0
+        for j in range(p):
+            value += phi[j] * gamma[k - j - 1]
+        gamma[k] = value
+    out = np.array(gamma[: max_lag + 1])
+    return out / out[0]
 
 
 class ARMA(ResidualCorrelation):
@@ -553,7 +570,7 @@ class ARMA(ResidualCorrelation):
             coef[: self.p], coef[self.p :], int(max((t[-1] for t in times), default=0))
         )
         longest = max(times, key=len)
-        if all(np.array_equal(t, longest[: t.size]) for t in times):
+        if layout.leading_patterns():
             # positions 0..m-1: every factor is a leading block of the longest group's,
             # so all groups are whitened by one batched product with its inverse
             li = longest.astype(np.intp)

@@ -55,6 +55,12 @@ class VarianceFunction(ABC):
         """The optimizer's first step for each parameter (unconstrained scale)."""
         return np.full(self.n_params(), 0.1)
 
+    def residual_start(self, residuals: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
+        """A start for the parameters from the residuals of the fit without the function
+        (covariates in ``values``, same rows): a moment estimate where one is cheap,
+        :meth:`start` otherwise.  Only where the search begins: not the estimate."""
+        return self.start()
+
     @abstractmethod
     def sd(self, u: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
         """Multipliers ``s_i`` at parameters ``u`` for covariate ``values``."""
@@ -95,6 +101,25 @@ def _checked_name(covariate: object, what: str) -> str:
     if not isinstance(covariate, str) or not covariate:
         raise ArgumentError(f"{what} needs a column name (a string), not {covariate!r}")
     return covariate
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares slope of ``y`` on ``x`` over the rows where both are finite (NaN when
+    there are fewer than three or ``x`` does not vary)."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return np.array([np.nan])
+    xc = x[ok] - x[ok].mean()
+    sxx = float(xc @ xc)
+    return np.array([float(xc @ y[ok]) / sxx if sxx > 0 else np.nan])
+
+
+def _sane(u: np.ndarray, fallback: np.ndarray, bound: float = 5.0) -> np.ndarray:
+    """``u`` when finite, clipped to ``[-bound, bound]``; ``fallback`` otherwise."""
+    u = np.asarray(u, dtype=float)
+    if u.shape != fallback.shape or not np.isfinite(u).all():
+        return fallback
+    return np.clip(u, -bound, bound)
 
 
 def _check_numeric(values: dict[str, np.ndarray], name: str, what: str) -> None:
@@ -144,6 +169,17 @@ class Ident(VarianceFunction):
     def sd(self, u, values):
         delta = np.concatenate([[1.0], np.exp(np.asarray(u, dtype=float))])
         return delta[self._codes]
+
+    def residual_start(self, residuals, values):
+        """log of each stratum's residual sd relative to the reference stratum's."""
+        if self._codes is None or residuals.size != self._codes.size:
+            return self.start()
+        k = len(self.levels)
+        counts = np.bincount(self._codes, minlength=k)
+        ms = np.bincount(self._codes, weights=residuals * residuals, minlength=k)
+        with np.errstate(all="ignore"):
+            u = 0.5 * np.log(ms[1:] / counts[1:] / (ms[0] / counts[0]))
+        return _sane(u, self.start())
 
     def sd_of(self, u, values):
         labels = np.asarray(values[self.covariate]).astype(str)
@@ -199,6 +235,15 @@ class Power(VarianceFunction):
     def sd(self, u, values):
         return np.abs(values[self.covariate]) ** float(u[0])
 
+    def residual_start(self, residuals, values):
+        """The slope of ``log|r|`` on ``log|v|`` (``E log|r| = log sigma + power log|v| +
+        const``)."""
+        v = values.get(self.covariate)
+        if v is None or v.size != residuals.size:
+            return self.start()
+        with np.errstate(all="ignore"):
+            return _sane(_slope(np.log(np.abs(v)), np.log(np.abs(residuals))), self.start())
+
     def param_names(self):
         return ["power"]
 
@@ -224,6 +269,17 @@ class Exp(VarianceFunction):
 
     def sd(self, u, values):
         return np.exp(float(u[0]) * values[self.covariate])
+
+    def residual_start(self, residuals, values):
+        """The slope of ``log|r|`` on ``v``."""
+        v = values.get(self.covariate)
+        if v is None or v.size != residuals.size:
+            return self.start()
+        v = np.asarray(v, dtype=float)
+        scale = max(float(np.max(np.abs(v), initial=0.0)), 1e-8)
+        with np.errstate(all="ignore"):
+            slope = _slope(v, np.log(np.abs(residuals)))
+        return _sane(slope, self.start(), bound=5.0 / scale)  # s within e^-5 .. e^5
 
     def param_names(self):
         return ["expon"]

@@ -38,7 +38,7 @@ from mixedmodels.design.evaluate import (
 from mixedmodels.errors import ArgumentError, DataError, NewLevelError
 from mixedmodels.formula.expr import Name, parse_expression
 from mixedmodels.formula.functions import check_calls
-from mixedmodels.formula.terms import TermStructure, expand_terms
+from mixedmodels.formula.terms import TermStructure, terms_of_text
 
 
 @dataclass
@@ -146,9 +146,7 @@ class MatrixBuilder:
     def structure(self) -> TermStructure:
         """The expanded terms of the right-hand side."""
         if self._structure is None:
-            node = parse_expression(self.rhs)
-            check_calls(node, self.rhs)
-            self._structure = expand_terms(node, self.rhs)
+            self._structure = terms_of_text(self.rhs)
         return self._structure
 
     def prime(self, values: list[Value]) -> None:

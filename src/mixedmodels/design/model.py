@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import ClassVar
@@ -177,8 +178,9 @@ class ModelDesign:
     data: pd.DataFrame | None = None  # the rows used (a reference, not a copy, when none dropped)
     trials: np.ndarray | None = None  # binomial cbind(successes, failures): their totals
     dropped_by: dict[str, int] = field(default_factory=dict)  # rows dropped, per column
-    prototypes: dict[str, pd.Series] = field(default_factory=dict)  # used columns, no rows
-    model_levels: dict[str, dict[str, object]] = field(default_factory=dict)  # factor levels
+    # used columns without rows; factor levels (both computed on first access)
+    prototypes: Mapping[str, pd.Series] = field(default_factory=dict)
+    model_levels: Mapping[str, dict[str, object]] = field(default_factory=dict)
     smooths: list[SmoothLayout] = field(default_factory=list)  # s(...), t2(...) terms
 
     @property
@@ -457,10 +459,11 @@ def build_design(
 
     if complete.any():  # lme4 checks the grouping factors before the fixed-effect matrix
         for spec in parsed.random:
-            rows = data.loc[complete, list(spec.group_factors)]
-            n_levels = len(rows.drop_duplicates()) if len(spec.group_factors) > 1 else (
-                rows.iloc[:, 0].nunique()
-            )
+            if len(spec.group_factors) > 1:
+                n_levels = len(data.loc[complete, list(spec.group_factors)].drop_duplicates())
+            else:  # one column: no frame to cut (the same count)
+                column = data[spec.group_factors[0]]
+                n_levels = (column if complete.all() else column[complete]).nunique()
             if n_levels < 2:
                 check_grouping(spec.group_name, n_levels, int(complete.sum()))
     for _ in range(3):  # a stateful transform (scale) may give NaN anew on fewer rows
@@ -554,10 +557,47 @@ def build_design(
         data=used,
         trials=trials,
         dropped_by=reasons,
-        prototypes={name: data[name].iloc[:0] for name in needed},
-        model_levels=_model_levels(parsed, used),
+        prototypes=LazyTable(_prototypes, data, tuple(needed)),
+        model_levels=LazyTable(_model_levels, parsed, used),
         smooths=layouts,
     )
+
+
+class LazyTable(Mapping):
+    """A read-only table computed by ``function(*args)`` on first access (what only
+    predictions on new data read: the columns' prototypes, the factors' levels), so a fit
+    does not pay for it.  Pickles, copies and compares as the plain dict it stands for."""
+
+    def __init__(self, function, *args):
+        self._function = function
+        self._args = args
+        self._table: dict | None = None
+
+    def _resolved(self) -> dict:
+        if self._table is None:
+            self._table = self._function(*self._args)
+            self._function, self._args = None, ()
+        return self._table
+
+    def __getitem__(self, key):
+        return self._resolved()[key]
+
+    def __iter__(self):
+        return iter(self._resolved())
+
+    def __len__(self) -> int:
+        return len(self._resolved())
+
+    def __repr__(self) -> str:
+        return repr(self._resolved())
+
+    def __reduce__(self):
+        return (dict, (dict(self._resolved()),))
+
+
+def _prototypes(data: pd.DataFrame, names: tuple[str, ...]) -> dict[str, pd.Series]:
+    """Each used column without rows (its dtype and categories, for new data)."""
+    return {name: data[name].iloc[:0] for name in names}
 
 
 def _reason_text(reasons: dict[str, int]) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mixedmodels.errors import FormulaError
 
@@ -345,6 +346,17 @@ def parse_expression(text: str) -> Node:
         raise FormulaError(f"a formula must be a string, got {type(text).__name__}")
     if not text.strip():
         raise FormulaError("empty formula")
+    return _parse_text(text)
+
+
+#: Parsed trees are immutable (frozen nodes), so a text parsed once is not parsed again:
+#: a model fit parses the same pieces (response, fixed part, each term) several times.
+#: Only successful parses are kept (an error is raised anew every time).
+PARSE_CACHE_SIZE = 2048
+
+
+@lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _parse_text(text: str) -> Node:
     _check_parentheses(text)
     parser = _Parser(text)
     node = parser.expression()
@@ -363,6 +375,7 @@ def _is_syntactic(name: str) -> bool:
     return re.fullmatch(r"(?:[^\W\d_]|\.(?!\d))[\w.]*|\.", name) is not None
 
 
+@lru_cache(maxsize=4096)
 def r_number(value: float) -> str:
     """A number as R's ``deparse`` and ``as.character`` write it (15 significant digits,
     fixed or scientific notation, whichever is shorter: ``2``, ``0.5``, ``1e-04``,

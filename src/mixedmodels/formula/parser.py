@@ -11,6 +11,7 @@ trees: canonical text that the design layer parses again, never Python.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mixedmodels.errors import FormulaError
 from mixedmodels.formula.expr import (
@@ -276,6 +277,13 @@ def parse_formula(text: str) -> ParsedFormula:
         raise FormulaError(f"formula must be a string, got {type(text).__name__}")
     if not text.strip():
         raise FormulaError("formula is empty")
+    return _parse_formula_text(text)
+
+
+@lru_cache(maxsize=512)
+def _parse_formula_text(text: str) -> ParsedFormula:
+    """:func:`parse_formula` of a non-empty string, kept (a :class:`ParsedFormula` is
+    immutable; only successful parses are kept)."""
     tokenize(text)  # characters outside the language first
     from mixedmodels.formula.expr import _check_parentheses
 

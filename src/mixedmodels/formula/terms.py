@@ -10,9 +10,20 @@ their number of variables, then by first appearance, as R orders them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mixedmodels.errors import FormulaError
-from mixedmodels.formula.expr import Binary, Name, Node, Number, Paren, Unary, deparse
+from mixedmodels.formula.expr import (
+    Binary,
+    Name,
+    Node,
+    Number,
+    Paren,
+    Unary,
+    deparse,
+    parse_expression,
+)
+from mixedmodels.formula.functions import check_calls
 
 _FORMULA_OPERATORS = {"+", "-", "*", "/", ":", "^", "%in%"}
 
@@ -186,3 +197,19 @@ def expand_terms(node: Node, formula: str | None = None) -> TermStructure:
         keys=tuple(expander.keys),
         terms=tuple(tuple(sorted(t)) for t in ordered),
     )
+
+
+def terms_of_text(rhs: str) -> TermStructure:
+    """The expanded terms of a right-hand side given as text, its calls checked against
+    the vocabulary.  Kept by text (the result is immutable): a fit and its predictions
+    expand the same right-hand sides many times.  Errors are raised anew every time."""
+    if not isinstance(rhs, str):
+        parse_expression(rhs)  # the located FormulaError for a non-string
+    return _terms_of_text(rhs)
+
+
+@lru_cache(maxsize=1024)
+def _terms_of_text(rhs: str) -> TermStructure:
+    node = parse_expression(rhs)
+    check_calls(node, rhs)
+    return expand_terms(node, rhs)
