@@ -118,12 +118,14 @@ def test_grouped_columns_built_either_way_agree(build, p):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
 
 
-def test_map_built_in_many_small_chunks_is_the_same(monkeypatch):
+def test_map_built_in_bands_of_one_row_is_the_same(monkeypatch):
+    """The build sorts bands of rows (several rows per band here: 13 rows, 16-bit keys);
+    one row per band must give the identical map."""
     rng = np.random.default_rng(91)
     codes, z0, index, values, weights = random_rows(rng, 300, 20, 13, 2, 2, True)
     panels = fillin.panels_from_rows(codes, 20, z0, index, values, 13, weights)
     whole = fillin.MapFill(panels).map
-    monkeypatch.setattr(fillin, "CHUNK_ENTRIES", 7)
+    monkeypatch.setattr(fillin, "BAND_KEYS", 1)
     chunked = fillin.MapFill(panels).map
     assert (whole != chunked).nnz == 0
     np.testing.assert_array_equal(whole.indptr, chunked.indptr)
