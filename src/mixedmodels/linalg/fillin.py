@@ -52,6 +52,7 @@ MAX_STORED_ENTRIES = 150_000_000  # ~1.2 GB of float64: the cap on any kernel's 
 DENSE_CHUNK_ENTRIES = 4_000_000  # DenseFill works on W in column chunks of this many entries
 CHUNK_ENTRIES = 1_000_000  # MapFill's refresh works in chunks of this many products
 BAND_KEYS = 2**16  # MapFill's build sorts bands of rows whose targets fit a 16-bit key
+BAND_PRODUCTS = 65_536  # ... and about this many products (temporaries of ~0.5 MB each)
 MAP_REFRESH_PER_ENTRY = 4.0e-9  # refilling one map entry from its two panel values
 DENSE_REFRESH_PER_ENTRY = 5.0e-9  # scattering one panel value into the dense A
 EXPECTED_STEPS = 1000  # a GLMM fit's scoring steps, over which a reweightable build is spread
@@ -204,6 +205,19 @@ def panels_from_sparse(a: sp.csc_matrix, p: int) -> Panels | None:
     return Panels(n_rows, starts, rows[:, 0].astype(np.int64), a.data[positions])
 
 
+def _bands(row_offsets: np.ndarray, max_rows: int, max_products: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges ``[i0, i1)`` of at most ``max_rows`` rows each, closed as
+    soon as they hold ``max_products`` products (``row_offsets``: cumulative products at
+    each row's start, ``n_rows + 1`` values)."""
+    out, i0, n_rows = [], 0, row_offsets.size - 1
+    while i0 < n_rows:
+        limit = np.searchsorted(row_offsets, row_offsets[i0] + max_products, "right") - 1
+        i1 = min(i0 + max_rows, n_rows, max(int(limit), i0 + 1))
+        out.append((i0, i1))
+        i0 = i1
+    return out
+
+
 @contextlib.contextmanager
 def small_pages() -> Iterator[None]:
     """Large numpy arrays allocated inside are not marked for transparent huge pages.
@@ -226,21 +240,22 @@ def small_pages() -> Iterator[None]:
 
 
 def _pair_products(
-    values: np.ndarray,
-    first: np.ndarray,
-    second: np.ndarray,
+    vi: np.ndarray,
+    vj: np.ndarray,
     a_idx: np.ndarray,
     b_idx: np.ndarray,
     out: np.ndarray,
+    scratch: np.ndarray | None = None,
 ) -> None:
-    """``out[t, ab] = v_i[a] v_j[b] (+ v_i[b] v_j[a] for a != b)`` with ``v_i, v_j`` the
-    panel values of entries ``first[t]`` and ``second[t]``."""
-    vi = np.take(values, first, axis=0)  # take: far faster than fancy indexing on 2-d
-    vj = np.take(values, second, axis=0)
+    """``out[t, ab] = vi[t, a] vj[t, b] (+ vi[t, b] vj[t, a] for a != b)``: the lower
+    pairs of the products of two panel entries' values (``scratch``: a work vector)."""
+    if scratch is None:
+        scratch = np.empty(vi.shape[0])
     for e, (a, b) in enumerate(zip(a_idx, b_idx, strict=True)):
         np.multiply(vi[:, a], vj[:, b], out=out[:, e])
         if a != b:
-            out[:, e] += vi[:, b] * vj[:, a]
+            np.multiply(vi[:, b], vj[:, a], out=scratch)
+            out[:, e] += scratch
 
 
 class MapFill:
@@ -279,9 +294,10 @@ class MapFill:
         n_triples = int(offsets[-1])
         row_start = np.searchsorted(rows[by_row], np.arange(q + 1))  # in by_row
         band = max(1, min(BAND_KEYS, 2**16) // max(q, 1))  # rows per band: 16-bit keys
+        bands = _bands(offsets[row_start], band, BAND_PRODUCTS)
         key_dtype = np.uint16 if q <= 2**16 else np.int64
         col_dtype = np.int64 if n_levels * n_ab >= 2**31 else np.int32
-        with small_pages():
+        with small_pages():  # also the bands' temporaries (see small_pages)
             data = np.empty((n_triples, n_ab))
             cols = np.empty((n_triples, n_ab), dtype=col_dtype)
             row_counts = np.zeros(q * q + 1, dtype=np.int64)
@@ -289,33 +305,71 @@ class MapFill:
             # values (a GLMM's new weights) then refill the map without its symbolic work
             self._first = np.empty(n_triples, dtype=entry_dtype) if keep_pairs else None
             self._second = np.empty(n_triples, dtype=entry_dtype) if keep_pairs else None
-        ab = np.arange(n_ab, dtype=col_dtype)
-        for i0 in range(0, q, band):
-            t0, t1 = int(row_start[i0]), int(row_start[min(i0 + band, q)])
-            o0, o1 = int(offsets[t0]), int(offsets[t1])
-            if o1 == o0:
-                continue
-            first = np.repeat(by_row[t0:t1], n_pairs[t0:t1])
-            second = np.arange(o1 - o0, dtype=entry_dtype)
-            second -= np.repeat((offsets[t0:t1] - o0).astype(entry_dtype), n_pairs[t0:t1])
-            second += level_start[first]
-            key = rows[first] - i0
-            key *= q
-            key += rows[second]
-            order = np.argsort(key.astype(key_dtype), kind="stable")
-            first = np.take(first, order)
-            second = np.take(second, order)
-            key = np.take(key, order)
-            if keep_pairs:
-                self._first[o0:o1] = first
-                self._second[o0:o1] = second
-            _pair_products(panels.values, first, second, a_idx, b_idx, data[o0:o1])
-            np.multiply(np.take(level_of, first)[:, None], n_ab, out=cols[o0:o1])
-            cols[o0:o1] += ab
-            # runs of one target: one row of P each (row i0 q + key + 1 of the counts)
-            runs = np.flatnonzero(np.diff(key)) + 1
-            bounds = np.concatenate([[0], runs, [o1 - o0]])
-            row_counts[i0 * q + key[bounds[:-1]].astype(np.int64) + 1] = np.diff(bounds)
+            ab = np.arange(n_ab, dtype=col_dtype)
+            row_key = rows.astype(key_dtype)
+            # one workspace for every band, and np.take(out=) with mode="clip" (indices are
+            # valid by construction; the default mode="raise" buffers its output): fresh
+            # temporaries per band were returned to the system and faulted in again
+            most = max(
+                (int(offsets[row_start[i1]] - offsets[row_start[i0]]) for i0, i1 in bands),
+                default=0,
+            )
+            iota = np.arange(most, dtype=entry_dtype)
+            segment = np.empty(most, dtype=entry_dtype)
+            second = np.empty(most, dtype=entry_dtype)
+            spare = np.empty(most, dtype=entry_dtype)
+            key = np.empty(most, dtype=key_dtype)
+            key_sorted = np.empty(most, dtype=key_dtype)
+            level = np.empty(most, dtype=col_dtype)
+            level_sorted = np.empty(most, dtype=col_dtype)
+            vi = np.empty((most, p))
+            vj = np.empty((most, p))
+            products = np.empty((most, n_ab))
+            scratch = np.empty(most)
+            new_target = np.empty(most, dtype=bool)
+            for i0, i1 in bands:
+                t0, t1 = int(row_start[i0]), int(row_start[i1])
+                o0, o1 = int(offsets[t0]), int(offsets[t1])
+                n = o1 - o0
+                if n == 0:
+                    continue
+                entry = by_row[t0:t1]
+                # generation order: entry e with level_start[e], ..., e (adjacent in memory);
+                # segment[k]: which of the band's entries product k belongs to
+                seg = segment[:n]
+                seg[:] = 0
+                seg[offsets[t0 + 1 : t1] - o0] = 1
+                np.cumsum(seg, out=seg)
+                shift = (offsets[t0:t1] - o0 - level_start[entry]).astype(entry_dtype)
+                np.subtract(
+                    iota[:n], np.take(shift, seg, out=spare[:n], mode="clip"), out=second[:n]
+                )
+                sec = second[:n]
+                np.take(((rows[entry] - i0) * q).astype(key_dtype), seg, out=key[:n], mode="clip")
+                key[:n] += np.take(row_key, sec, out=key_sorted[:n], mode="clip")
+                order = np.argsort(key[:n], kind="stable")  # radix: target order in the band
+                np.take(np.take(panels.values, entry, axis=0), seg, axis=0, out=vi[:n], mode="clip")
+                np.take(panels.values, sec, axis=0, out=vj[:n], mode="clip")
+                _pair_products(vi[:n], vj[:n], a_idx, b_idx, products[:n], scratch[:n])
+                np.take(products[:n], order, axis=0, out=data[o0:o1], mode="clip")
+                np.take((level_of[entry] * n_ab).astype(col_dtype), seg, out=level[:n], mode="clip")
+                np.take(level[:n], order, out=level_sorted[:n], mode="clip")
+                np.add(level_sorted[:n, None], ab, out=cols[o0:o1])
+                if keep_pairs:
+                    np.take(
+                        np.take(entry, seg, out=spare[:n], mode="clip"),
+                        order,
+                        out=self._first[o0:o1],
+                        mode="clip",
+                    )
+                    np.take(sec, order, out=self._second[o0:o1], mode="clip")
+                # runs of one target: one row of P each (row i0 q + key + 1 of the counts)
+                ks = np.take(key[:n], order, out=key_sorted[:n], mode="clip")
+                flag = new_target[:n]
+                flag[0] = True
+                np.not_equal(ks[1:], ks[:-1], out=flag[1:])
+                starts = np.flatnonzero(flag)
+                row_counts[i0 * q + ks[starts].astype(np.int64) + 1] = np.diff(starts, append=n)
         indptr = np.cumsum(row_counts, out=row_counts)
         indptr *= n_ab
         self.map = sp.csr_matrix(
@@ -335,9 +389,10 @@ class MapFill:
         data = self.map.data.reshape(-1, a_idx.size)
         for e0 in range(0, self._first.size, CHUNK_ENTRIES):
             e1 = min(e0 + CHUNK_ENTRIES, self._first.size)
-            _pair_products(
-                values, self._first[e0:e1], self._second[e0:e1], a_idx, b_idx, data[e0:e1]
-            )
+            # np.take: far faster than fancy indexing of 2-d arrays
+            vi = np.take(values, self._first[e0:e1], axis=0)
+            vj = np.take(values, self._second[e0:e1], axis=0)
+            _pair_products(vi, vj, a_idx, b_idx, data[e0:e1])
 
     def lower_fill(self, r: np.ndarray) -> np.ndarray:
         """Dense ``(n, n)`` matrix whose lower triangle is ``F``'s (upper: zero)."""
