@@ -394,9 +394,12 @@ class MapFill:
             vj = np.take(values, self._second[e0:e1], axis=0)
             _pair_products(vi, vj, a_idx, b_idx, data[e0:e1])
 
-    def lower_fill(self, r: np.ndarray) -> np.ndarray:
-        """Dense ``(n, n)`` matrix whose lower triangle is ``F``'s (upper: zero)."""
+    def lower_fill(self, r: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """Dense C-ordered ``(n, n)`` matrix whose lower triangle is ``scale F``'s (upper:
+        zero)."""
         m = outer_lower(r)  # (n_ab, l)
+        if scale != 1.0:
+            m *= scale
         return (self.map @ m.T.ravel()).reshape(self.n_rows, self.n_rows)
 
 
@@ -474,8 +477,11 @@ class GroupedFill:
     def stored_entries(self) -> int:
         return int(self.columns.size)
 
-    def lower_fill(self, r: np.ndarray) -> np.ndarray:
+    def lower_fill(self, r: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """As :meth:`MapFill.lower_fill`."""
         m = outer_lower(r[:, :, self.representative])  # (n_ab, G)
+        if scale != 1.0:
+            m *= scale
         out = np.zeros((self.n_rows, self.n_rows))
         out[self.tril] = m.T.ravel() @ self.columns
         return out
@@ -513,7 +519,9 @@ class DenseFill:
         """New panel values (same structure) written into the dense ``A``."""
         self.dense.reshape(-1)[self._flat] = values.ravel()
 
-    def lower_fill(self, r: np.ndarray) -> np.ndarray:
+    def lower_fill(self, r: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """As :meth:`MapFill.lower_fill`: ``syrk`` fills the upper triangle of a Fortran
+        array, whose transpose is the C-ordered lower triangle (no copy)."""
         n_levels, p, q = self.dense.shape
         out = np.zeros((q, q), order="F")
         if p > 1:
@@ -524,8 +532,8 @@ class DenseFill:
                 wt = self.dense[lo:hi, 0, :] * r[0, 0, lo:hi, None]
             else:
                 wt = np.matmul(rl[lo:hi], self.dense[lo:hi]).reshape((hi - lo) * p, q)
-            out = blas.dsyrk(1.0, wt.T, beta=1.0, c=out, lower=1, overwrite_c=1)
-        return np.ascontiguousarray(out)
+            out = blas.dsyrk(scale, wt.T, beta=1.0, c=out, lower=0, overwrite_c=1)
+        return out.T
 
 
 Fill = MapFill | GroupedFill | DenseFill
