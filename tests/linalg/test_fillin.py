@@ -218,3 +218,17 @@ def block_diagonal(r):
     for s in range(n_levels):
         m[s * p : (s + 1) * p, s * p : (s + 1) * p] = r[:, :, s] @ r[:, :, s].T
     return m
+
+
+def test_small_pages_turns_numpy_huge_pages_off_inside_and_restores_them():
+    switch = np._core.multiarray._set_madvise_hugepage
+    original = switch(True)
+    try:
+        with fillin.small_pages():
+            assert switch(False) is False  # off inside (the call returns the old value)
+        assert switch(True) is True  # restored on the way out
+        with pytest.raises(RuntimeError), fillin.small_pages():
+            raise RuntimeError
+        assert switch(True) is True  # restored after an exception too
+    finally:
+        switch(original)

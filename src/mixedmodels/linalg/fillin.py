@@ -228,7 +228,8 @@ def small_pages() -> Iterator[None]:
     time with huge pages and 0.33 s without; the map's ~1 GB is written once and then
     streamed in order, which needs no huge pages.  A no-op where numpy lacks the switch.
     """
-    switch = getattr(np._core.multiarray, "_set_madvise_hugepage", None)
+    core = getattr(np, "_core", None) or getattr(np, "core", None)  # numpy 2 / numpy 1
+    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
     if switch is None:
         yield
         return
