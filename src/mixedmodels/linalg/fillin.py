@@ -353,7 +353,7 @@ class MapFill:
                 np.take(panels.values, sec, axis=0, out=vj[:n], mode="clip")
                 _pair_products(vi[:n], vj[:n], a_idx, b_idx, products[:n], scratch[:n])
                 np.take(products[:n], order, axis=0, out=data[o0:o1], mode="clip")
-                np.take((level_of[entry] * n_ab).astype(col_dtype), seg, out=level[:n], mode="clip")
+                np.take(level_of[entry].astype(col_dtype) * n_ab, seg, out=level[:n], mode="clip")
                 np.take(level[:n], order, out=level_sorted[:n], mode="clip")
                 np.add(level_sorted[:n, None], ab, out=cols[o0:o1])
                 if keep_pairs:
