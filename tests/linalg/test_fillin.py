@@ -118,12 +118,14 @@ def test_grouped_columns_built_either_way_agree(build, p):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
 
 
-def test_map_built_in_many_small_chunks_is_the_same(monkeypatch):
+def test_map_built_in_bands_of_one_row_is_the_same(monkeypatch):
+    """The build sorts bands of rows (several rows per band here: 13 rows, 16-bit keys);
+    one row per band must give the identical map."""
     rng = np.random.default_rng(91)
     codes, z0, index, values, weights = random_rows(rng, 300, 20, 13, 2, 2, True)
     panels = fillin.panels_from_rows(codes, 20, z0, index, values, 13, weights)
     whole = fillin.MapFill(panels).map
-    monkeypatch.setattr(fillin, "CHUNK_ENTRIES", 7)
+    monkeypatch.setattr(fillin, "BAND_KEYS", 1)
     chunked = fillin.MapFill(panels).map
     assert (whole != chunked).nnz == 0
     np.testing.assert_array_equal(whole.indptr, chunked.indptr)
@@ -161,3 +163,72 @@ def test_choice_follows_the_cost_model():
     _, choice = fillin.make_fill(panels, diagonal)
     assert choice.kind == "map"
     assert choice.stored["map"] == panels.n_triples() * 3
+
+
+def crossed_cells(rng, n_subjects, n_items, p):
+    """Rows of a subjects x items design with missing cells (about a third), repeated
+    cells (1-3 rows) and unequal subject sizes; ``z0``: intercept and ``p - 1`` slopes."""
+    subj, item = [], []
+    for s in range(n_subjects):
+        seen = rng.choice(n_items, size=int(rng.integers(1, n_items)), replace=False)
+        for i in seen:
+            reps = int(rng.integers(1, 4))
+            subj += [s] * reps
+            item += [int(i)] * reps
+    subj, item = np.array(subj), np.array(item)
+    z0 = np.column_stack([np.ones(subj.size)] + [rng.normal(size=subj.size)] * (p - 1))
+    z0[:, 1:] += rng.normal(size=(subj.size, p - 1))
+    return subj, item, z0
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+@pytest.mark.parametrize("band_products", [1, 40, 65_536])
+def test_map_equals_the_dense_schur_complement_of_a_crossed_design(monkeypatch, p, band_products):
+    """``D - A M A'`` from the map kernel (bands of one product up to one band) against
+    numpy on the dense ``Z``: unbalanced subjects, missing and repeated cells, weights."""
+    monkeypatch.setattr(fillin, "BAND_PRODUCTS", band_products)
+    rng = np.random.default_rng(300 + 10 * p + band_products % 7)
+    n_subjects, n_items = 17, 29
+    subj, item, z0 = crossed_cells(rng, n_subjects, n_items, p)
+    w = rng.uniform(0.5, 2.0, subj.size)
+    panels = fillin.panels_from_rows(
+        subj, n_subjects, z0, item[:, None], np.ones((subj.size, 1)), n_items, w
+    )
+    fill = fillin.MapFill(panels)
+    r = random_factors(rng, p, n_subjects)
+    z_first = np.zeros((subj.size, n_subjects * p))
+    for a in range(p):
+        z_first[np.arange(subj.size), subj * p + a] = z0[:, a]
+    z_rest = np.zeros((subj.size, n_items))
+    z_rest[np.arange(subj.size), item] = 1.0
+    a_dense = z_rest.T @ (w[:, None] * z_first)
+    d_rest = z_rest.T @ (w[:, None] * z_rest)
+    want = np.tril(d_rest - a_dense @ block_diagonal(r) @ a_dense.T)
+    got = np.tril(d_rest - fill.lower_fill(r))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+    scaled = np.tril(fill.lower_fill(r, scale=-2.5))
+    np.testing.assert_allclose(
+        scaled, -2.5 * np.tril(d_rest - want), atol=1e-11 * np.abs(want).max()
+    )
+
+
+def block_diagonal(r):
+    p, _, n_levels = r.shape
+    m = np.zeros((n_levels * p, n_levels * p))
+    for s in range(n_levels):
+        m[s * p : (s + 1) * p, s * p : (s + 1) * p] = r[:, :, s] @ r[:, :, s].T
+    return m
+
+
+def test_small_pages_turns_numpy_huge_pages_off_inside_and_restores_them():
+    switch = np._core.multiarray._set_madvise_hugepage
+    original = switch(True)
+    try:
+        with fillin.small_pages():
+            assert switch(False) is False  # off inside (the call returns the old value)
+        assert switch(True) is True  # restored on the way out
+        with pytest.raises(RuntimeError), fillin.small_pages():
+            raise RuntimeError
+        assert switch(True) is True  # restored after an exception too
+    finally:
+        switch(original)

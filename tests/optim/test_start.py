@@ -67,3 +67,28 @@ def test_moment_start_used_for_crossed_slopes_only():
     # intercepts only: the ANOVA start, as before
     intercepts = [RandomBlock(blocks[0].codes, 25, np.ones((y.size, 1))), blocks[1]]
     assert not _crossed_with_slopes(intercepts)
+
+
+@pytest.mark.parametrize("n_subjects, n_items", [(25, 15), (2000, 800)])
+def test_crossed_step_is_the_relative_standard_error_of_a_standard_deviation(n_subjects, n_items):
+    """Each crossed term's initial step is ``max|diag lambda|`` times ``1 / sqrt(2 l)``
+    (the relative standard error of a standard deviation estimated from ``l`` levels),
+    at most 0.1, and never below 0.05 (at the cap) scaled alike."""
+    rng = np.random.default_rng(12)
+    n = 4 * n_subjects
+    x = rng.normal(size=n)
+    subj = np.repeat(np.arange(n_subjects), 4)
+    item = rng.integers(0, n_items, n)
+    z = np.column_stack([np.ones(n), x])
+    b = rng.multivariate_normal([0, 0], [[1.0, 0.3], [0.3, 0.5]], n_subjects)
+    y = 2 + x + np.sum(z * b[subj], 1) + rng.normal(scale=0.8, size=n_items)[item]
+    y = y + rng.normal(size=n)
+    blocks = [RandomBlock(subj, n_subjects, z), RandomBlock(item, n_items, np.ones((n, 1)))]
+    problem = LmmProblem(blocks, np.ones((n, 1)), y)
+    theta, step = moment_start(problem)
+    for sl, levels, diagonal in [(slice(0, 3), n_subjects, [0, 2]), (slice(3, 4), n_items, [3])]:
+        relative = min(0.1, 1.0 / np.sqrt(2.0 * levels))
+        size = np.abs(theta[diagonal]).max()
+        np.testing.assert_allclose(step[sl], max(relative * size, 0.5 * relative), rtol=1e-12)
+    if n_subjects > 50:
+        assert step[0] < 0.1 * np.abs(theta[[0, 2]]).max()  # smaller than the old fixed 0.1

@@ -191,6 +191,9 @@ class CrossedObjective:
         self.rest_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.q_rest = q = int(self.rest_offsets[-1])
         self.scalar_rest = all(b.p == 1 for b in rest)
+        # one scalar rest term: D_R is diagonal and Lambda_R a multiple of I, so the scale
+        # goes into the fill kernel and only the diagonal is added (no pass over Q x Q)
+        self.diagonal_rest = len(rest) == 1 and rest[0].p == 1
         up_r, up_c = [], []
         for b, off in zip(rest, self.rest_offsets[:-1], strict=True):
             if b.p > 1:
@@ -434,6 +437,11 @@ class CrossedObjective:
         each ``p_k x p_k`` sub-block on its own: only the sub-blocks on the diagonal need
         their upper halves (copied from the lower) before it.
         """
+        if self.diagonal_rest:
+            s2 = float(lams[0][0, 0]) ** 2
+            h = self.fill.lower_fill(r, scale=-s2)
+            h.flat[:: self.q_rest + 1] += s2 * np.diagonal(self.d_rest) + 1.0
+            return h
         h = self.fill.lower_fill(r)
         np.subtract(self.d_rest, h, out=h)
         if self.scalar_rest:

@@ -32,7 +32,9 @@ symbolic work once and each evaluation is one dense or one precomputed sparse pr
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,12 +45,14 @@ import scipy.sparse as sp
 SPARSE_ENTRY = 1.0e-9  # one entry of a CSR matrix-vector product
 DENSE_ENTRY = 0.6e-9  # one entry of a dense matrix-vector product
 BLAS_MULTIPLY_ADD = 0.04e-9  # one multiply-add inside syrk/gemm
-MAP_BUILD_PER_TRIPLE = 150e-9  # generating, sorting and filling one triple of the map
+MAP_BUILD_PER_TRIPLE = 90e-9  # generating, sorting, filling one triple (slopes: 2.3 s / 25M)
 SPGEMM_PER_PRODUCT = 10e-9  # one scalar product inside scipy's sparse matrix product
 EXPECTED_EVALUATIONS = 100  # build costs are spread over this many evaluations
 MAX_STORED_ENTRIES = 150_000_000  # ~1.2 GB of float64: the cap on any kernel's storage
 DENSE_CHUNK_ENTRIES = 4_000_000  # DenseFill works on W in column chunks of this many entries
-CHUNK_ENTRIES = 1_000_000  # MapFill's build works in chunks of this many products
+CHUNK_ENTRIES = 1_000_000  # MapFill's refresh works in chunks of this many products
+BAND_KEYS = 2**16  # MapFill's build sorts bands of rows whose targets fit a 16-bit key
+BAND_PRODUCTS = 65_536  # ... and about this many products (temporaries of ~0.5 MB each)
 MAP_REFRESH_PER_ENTRY = 4.0e-9  # refilling one map entry from its two panel values
 DENSE_REFRESH_PER_ENTRY = 5.0e-9  # scattering one panel value into the dense A
 EXPECTED_STEPS = 1000  # a GLMM fit's scoring steps, over which a reweightable build is spread
@@ -201,8 +205,73 @@ def panels_from_sparse(a: sp.csc_matrix, p: int) -> Panels | None:
     return Panels(n_rows, starts, rows[:, 0].astype(np.int64), a.data[positions])
 
 
+def _bands(row_offsets: np.ndarray, max_rows: int, max_products: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges ``[i0, i1)`` of at most ``max_rows`` rows each, closed as
+    soon as they hold ``max_products`` products (``row_offsets``: cumulative products at
+    each row's start, ``n_rows + 1`` values)."""
+    out, i0, n_rows = [], 0, row_offsets.size - 1
+    while i0 < n_rows:
+        limit = np.searchsorted(row_offsets, row_offsets[i0] + max_products, "right") - 1
+        i1 = min(i0 + max_rows, n_rows, max(int(limit), i0 + 1))
+        out.append((i0, i1))
+        i0 = i1
+    return out
+
+
+@contextlib.contextmanager
+def small_pages() -> Iterator[None]:
+    """Large numpy arrays allocated inside are not marked for transparent huge pages.
+
+    numpy asks the kernel for huge pages on every allocation of 4 MB or more; with the
+    kernel's default ``defrag=madvise`` each huge-page fault may compact memory first.
+    Measured on the project's 2-core machine, first touching 600 MB took 1.4 s of system
+    time with huge pages and 0.33 s without; the map's ~1 GB is written once and then
+    streamed in order, which needs no huge pages.  A no-op where numpy lacks the switch.
+    """
+    core = getattr(np, "_core", None) or getattr(np, "core", None)  # numpy 2 / numpy 1
+    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    if switch is None:
+        yield
+        return
+    previous = switch(False)
+    try:
+        yield
+    finally:
+        switch(previous)
+
+
+def _pair_products(
+    vi: np.ndarray,
+    vj: np.ndarray,
+    a_idx: np.ndarray,
+    b_idx: np.ndarray,
+    out: np.ndarray,
+    scratch: np.ndarray | None = None,
+) -> None:
+    """``out[t, ab] = vi[t, a] vj[t, b] (+ vi[t, b] vj[t, a] for a != b)``: the lower
+    pairs of the products of two panel entries' values (``scratch``: a work vector)."""
+    if scratch is None:
+        scratch = np.empty(vi.shape[0])
+    for e, (a, b) in enumerate(zip(a_idx, b_idx, strict=True)):
+        np.multiply(vi[:, a], vj[:, b], out=out[:, e])
+        if a != b:
+            np.multiply(vi[:, b], vj[:, a], out=scratch)
+            out[:, e] += scratch
+
+
 class MapFill:
-    """``vec(lower(F)) = P m``: one precomputed CSR matrix, one product per evaluation."""
+    """``vec(lower(F)) = P m``: one precomputed CSR matrix, one product per evaluation.
+
+    ``P``'s rows are the ``n_rows**2`` positions of the dense result (row-major; only
+    lower-triangle rows hold entries), its columns ``(level, lower pair ab)``.
+
+    The build takes the rows ``i`` of ``A`` in bands of a few rows: a band's products
+    (every entry of row ``i`` with the entries of its level at rows ``j <= i``) are
+    generated and valued where they are adjacent in memory, then put in target order by
+    one stable radix sort of a 16-bit key ``(i - band start) n_rows + j`` that stays in
+    cache; bands follow each other in target order, so nothing is sorted or scattered
+    across the whole map.
+    """
 
     kind = "map"
 
@@ -212,91 +281,100 @@ class MapFill:
         a_idx, b_idx = lower_pairs(p)
         n_ab = a_idx.size
         n_levels = panels.n_levels
-        counts = panels.counts()
-        # columns of P: levels sorted by panel size k, so that the products of all levels
-        # with the same k form one (levels, k (k + 1) / 2) slab
-        self.column_level = perm = np.argsort(counts, kind="stable")
-        k_sorted = counts[perm]
-        tri = k_sorted * (k_sorted + 1) // 2
-        tri_start = np.zeros(n_levels + 1, dtype=np.int64)
-        np.cumsum(tri, out=tri_start[1:])
-        n_triples = int(tri_start[-1])
-        k_max = int(k_sorted[-1]) if n_levels else 0
-        shift = 16 if k_max < 2**15 else 32
-        pack_dtype = np.int32 if shift == 16 else np.int64
-        # flat position i * q + j (i >= j) of every product, and the pair (t, t') of the
-        # level's panel entries it multiplies, packed into one integer
-        index_dtype = np.int64 if q * q >= 2**31 else np.int32
-        positions = np.empty(n_triples, dtype=index_dtype)
-        pairs = np.empty(n_triples, dtype=pack_dtype)
-        bounds = np.flatnonzero(np.diff(k_sorted)) + 1
-        for g0, g1 in zip(np.r_[0, bounds], np.r_[bounds, n_levels], strict=True):
-            k = int(k_sorted[g0])
-            if k == 0:
-                continue
-            r, c = np.tril_indices(k)
-            local = (r.astype(pack_dtype) << shift) | c.astype(pack_dtype)
-            # levels in chunks: temporaries stay small (no fresh pages per chunk)
-            per_chunk = max(1, CHUNK_ENTRIES // r.size)
-            for j0 in range(g0, g1, per_chunk):
-                j1 = min(j0 + per_chunk, g1)
-                rows = panels.rows[panels.starts[perm[j0:j1]][:, None] + np.arange(k)]
-                rows = rows.astype(index_dtype)
-                slab = positions[tri_start[j0] : tri_start[j1]].reshape(j1 - j0, r.size)
-                np.add((rows * q)[:, r], rows[:, c], out=slab)
-                pairs[tri_start[j0] : tri_start[j1]].reshape(j1 - j0, r.size)[:] = local
-        # column-major (CSC) -> position-major (CSR): scipy's linear-time transpose carries
-        # the packed pairs along
-        by_position = sp.csc_matrix((pairs, positions, tri_start), shape=(q * q, n_levels))
-        del positions, pairs
-        by_position = by_position.tocsr()
-        indptr = by_position.indptr
-        column = by_position.indices
-        pairs = by_position.data
-        del by_position
-        level_start = panels.starts[perm]
+        n_entries = int(panels.rows.size)
+        entry_dtype = np.int32 if n_entries < 2**31 else np.int64
+        level_of = np.repeat(np.arange(n_levels, dtype=entry_dtype), panels.counts())
+        level_start = panels.starts[:-1][level_of].astype(entry_dtype)
+        rows = panels.rows.astype(entry_dtype)
+        # entries in the order of their row i (then level); entry e pairs with the
+        # entries level_start[e] .. e of its level (rows j <= i: sorted within a level)
+        by_row = np.argsort(rows, kind="stable").astype(entry_dtype)
+        n_pairs = (np.arange(n_entries, dtype=np.int64) - level_start + 1)[by_row]
+        offsets = np.zeros(n_entries + 1, dtype=np.int64)
+        np.cumsum(n_pairs, out=offsets[1:])
+        n_triples = int(offsets[-1])
+        row_start = np.searchsorted(rows[by_row], np.arange(q + 1))  # in by_row
+        band = max(1, min(BAND_KEYS, 2**16) // max(q, 1))  # rows per band: 16-bit keys
+        bands = _bands(offsets[row_start], band, BAND_PRODUCTS)
+        key_dtype = np.uint16 if q <= 2**16 else np.int64
         col_dtype = np.int64 if n_levels * n_ab >= 2**31 else np.int32
-        data = np.empty((column.size, n_ab))
-        cols = np.empty((column.size, n_ab), dtype=col_dtype)
-        mask = (1 << shift) - 1
-        step = CHUNK_ENTRIES
-        base = np.empty(step, dtype=np.int64)
-        index = np.empty(step, dtype=np.int64)
-        vi = np.empty((step, p))
-        vj = np.empty((step, p))
-        block = np.empty(step)
-        offsets = np.arange(n_ab, dtype=col_dtype)
-        # with keep_pairs, the two panel entries of every product are kept: new panel
-        # values (a GLMM's new weights) then refill the map without its symbolic work
-        self._first = np.empty(column.size, dtype=np.int64) if keep_pairs else None
-        self._second = np.empty(column.size, dtype=np.int64) if keep_pairs else None
-        for e0 in range(0, column.size, step):
-            e1 = min(e0 + step, column.size)
-            n = e1 - e0
-            np.take(level_start, column[e0:e1], out=base[:n])
-            packed = pairs[e0:e1]
-            np.right_shift(packed, shift, out=index[:n])
-            index[:n] += base[:n]
-            np.take(panels.values, index[:n], axis=0, out=vi[:n])
-            if keep_pairs:
-                self._first[e0:e1] = index[:n]
-            np.bitwise_and(packed, mask, out=index[:n])
-            index[:n] += base[:n]
-            np.take(panels.values, index[:n], axis=0, out=vj[:n])
-            if keep_pairs:
-                self._second[e0:e1] = index[:n]
-            for e, (a, b) in enumerate(zip(a_idx, b_idx, strict=True)):
-                np.multiply(vi[:n, a], vj[:n, b], out=block[:n])
-                if a != b:
-                    block[:n] += vi[:n, b] * vj[:n, a]
-                data[e0:e1, e] = block[:n]
-            np.multiply(column[e0:e1, None], n_ab, out=cols[e0:e1, :1])
-            np.add(cols[e0:e1, :1], offsets, out=cols[e0:e1])
-        del pairs, column
+        with small_pages():  # also the bands' temporaries (see small_pages)
+            data = np.empty((n_triples, n_ab))
+            cols = np.empty((n_triples, n_ab), dtype=col_dtype)
+            row_counts = np.zeros(q * q + 1, dtype=np.int64)
+            # with keep_pairs, the two panel entries of every product are kept: new panel
+            # values (a GLMM's new weights) then refill the map without its symbolic work
+            self._first = np.empty(n_triples, dtype=entry_dtype) if keep_pairs else None
+            self._second = np.empty(n_triples, dtype=entry_dtype) if keep_pairs else None
+            ab = np.arange(n_ab, dtype=col_dtype)
+            row_key = rows.astype(key_dtype)
+            # one workspace for every band, and np.take(out=) with mode="clip" (indices are
+            # valid by construction; the default mode="raise" buffers its output): fresh
+            # temporaries per band were returned to the system and faulted in again
+            most = max(
+                (int(offsets[row_start[i1]] - offsets[row_start[i0]]) for i0, i1 in bands),
+                default=0,
+            )
+            iota = np.arange(most, dtype=entry_dtype)
+            segment = np.empty(most, dtype=entry_dtype)
+            second = np.empty(most, dtype=entry_dtype)
+            spare = np.empty(most, dtype=entry_dtype)
+            key = np.empty(most, dtype=key_dtype)
+            key_sorted = np.empty(most, dtype=key_dtype)
+            level = np.empty(most, dtype=col_dtype)
+            level_sorted = np.empty(most, dtype=col_dtype)
+            vi = np.empty((most, p))
+            vj = np.empty((most, p))
+            products = np.empty((most, n_ab))
+            scratch = np.empty(most)
+            new_target = np.empty(most, dtype=bool)
+            for i0, i1 in bands:
+                t0, t1 = int(row_start[i0]), int(row_start[i1])
+                o0, o1 = int(offsets[t0]), int(offsets[t1])
+                n = o1 - o0
+                if n == 0:
+                    continue
+                entry = by_row[t0:t1]
+                # generation order: entry e with level_start[e], ..., e (adjacent in memory);
+                # segment[k]: which of the band's entries product k belongs to
+                seg = segment[:n]
+                seg[:] = 0
+                seg[offsets[t0 + 1 : t1] - o0] = 1
+                np.cumsum(seg, out=seg)
+                shift = (offsets[t0:t1] - o0 - level_start[entry]).astype(entry_dtype)
+                np.subtract(
+                    iota[:n], np.take(shift, seg, out=spare[:n], mode="clip"), out=second[:n]
+                )
+                sec = second[:n]
+                np.take(((rows[entry] - i0) * q).astype(key_dtype), seg, out=key[:n], mode="clip")
+                key[:n] += np.take(row_key, sec, out=key_sorted[:n], mode="clip")
+                order = np.argsort(key[:n], kind="stable")  # radix: target order in the band
+                np.take(np.take(panels.values, entry, axis=0), seg, axis=0, out=vi[:n], mode="clip")
+                np.take(panels.values, sec, axis=0, out=vj[:n], mode="clip")
+                _pair_products(vi[:n], vj[:n], a_idx, b_idx, products[:n], scratch[:n])
+                np.take(products[:n], order, axis=0, out=data[o0:o1], mode="clip")
+                np.take(level_of[entry].astype(col_dtype) * n_ab, seg, out=level[:n], mode="clip")
+                np.take(level[:n], order, out=level_sorted[:n], mode="clip")
+                np.add(level_sorted[:n, None], ab, out=cols[o0:o1])
+                if keep_pairs:
+                    np.take(
+                        np.take(entry, seg, out=spare[:n], mode="clip"),
+                        order,
+                        out=self._first[o0:o1],
+                        mode="clip",
+                    )
+                    np.take(sec, order, out=self._second[o0:o1], mode="clip")
+                # runs of one target: one row of P each (row i0 q + key + 1 of the counts)
+                ks = np.take(key[:n], order, out=key_sorted[:n], mode="clip")
+                flag = new_target[:n]
+                flag[0] = True
+                np.not_equal(ks[1:], ks[:-1], out=flag[1:])
+                starts = np.flatnonzero(flag)
+                row_counts[i0 * q + ks[starts].astype(np.int64) + 1] = np.diff(starts, append=n)
+        indptr = np.cumsum(row_counts, out=row_counts)
+        indptr *= n_ab
         self.map = sp.csr_matrix(
-            (data.ravel(), cols.ravel(), indptr.astype(np.int64) * n_ab),
-            shape=(q * q, n_levels * n_ab),
-            copy=False,
+            (data.reshape(-1), cols.reshape(-1), indptr), shape=(q * q, n_levels * n_ab)
         )
 
     @property
@@ -310,20 +388,19 @@ class MapFill:
             raise ValueError("this map was built without its pairs (keep_pairs=False)")
         a_idx, b_idx = lower_pairs(self.p)
         data = self.map.data.reshape(-1, a_idx.size)
-        step = CHUNK_ENTRIES
-        for e0 in range(0, self._first.size, step):
-            e1 = min(e0 + step, self._first.size)
-            vi = values[self._first[e0:e1]]
-            vj = values[self._second[e0:e1]]
-            for e, (a, b) in enumerate(zip(a_idx, b_idx, strict=True)):
-                block = vi[:, a] * vj[:, b]
-                if a != b:
-                    block += vi[:, b] * vj[:, a]
-                data[e0:e1, e] = block
+        for e0 in range(0, self._first.size, CHUNK_ENTRIES):
+            e1 = min(e0 + CHUNK_ENTRIES, self._first.size)
+            # np.take: far faster than fancy indexing of 2-d arrays
+            vi = np.take(values, self._first[e0:e1], axis=0)
+            vj = np.take(values, self._second[e0:e1], axis=0)
+            _pair_products(vi, vj, a_idx, b_idx, data[e0:e1])
 
-    def lower_fill(self, r: np.ndarray) -> np.ndarray:
-        """Dense ``(n, n)`` matrix whose lower triangle is ``F``'s (upper: zero)."""
-        m = outer_lower(r[:, :, self.column_level])  # (n_ab, l), columns in P's order
+    def lower_fill(self, r: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """Dense C-ordered ``(n, n)`` matrix whose lower triangle is ``scale F``'s (upper:
+        zero)."""
+        m = outer_lower(r)  # (n_ab, l)
+        if scale != 1.0:
+            m *= scale
         return (self.map @ m.T.ravel()).reshape(self.n_rows, self.n_rows)
 
 
@@ -401,8 +478,11 @@ class GroupedFill:
     def stored_entries(self) -> int:
         return int(self.columns.size)
 
-    def lower_fill(self, r: np.ndarray) -> np.ndarray:
+    def lower_fill(self, r: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """As :meth:`MapFill.lower_fill`."""
         m = outer_lower(r[:, :, self.representative])  # (n_ab, G)
+        if scale != 1.0:
+            m *= scale
         out = np.zeros((self.n_rows, self.n_rows))
         out[self.tril] = m.T.ravel() @ self.columns
         return out
@@ -440,7 +520,9 @@ class DenseFill:
         """New panel values (same structure) written into the dense ``A``."""
         self.dense.reshape(-1)[self._flat] = values.ravel()
 
-    def lower_fill(self, r: np.ndarray) -> np.ndarray:
+    def lower_fill(self, r: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """As :meth:`MapFill.lower_fill`: ``syrk`` fills the upper triangle of a Fortran
+        array, whose transpose is the C-ordered lower triangle (no copy)."""
         n_levels, p, q = self.dense.shape
         out = np.zeros((q, q), order="F")
         if p > 1:
@@ -451,8 +533,8 @@ class DenseFill:
                 wt = self.dense[lo:hi, 0, :] * r[0, 0, lo:hi, None]
             else:
                 wt = np.matmul(rl[lo:hi], self.dense[lo:hi]).reshape((hi - lo) * p, q)
-            out = blas.dsyrk(1.0, wt.T, beta=1.0, c=out, lower=1, overwrite_c=1)
-        return np.ascontiguousarray(out)
+            out = blas.dsyrk(scale, wt.T, beta=1.0, c=out, lower=0, overwrite_c=1)
+        return out.T
 
 
 Fill = MapFill | GroupedFill | DenseFill

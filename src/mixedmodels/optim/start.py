@@ -32,6 +32,12 @@ DEFAULT_STEP = 0.25
 INFORMED_STEP = 0.1
 VECTOR_STEP = 0.01  # per-level regressions land close to the optimum: search a small region
 CROSSED_VECTOR_STEP = 0.1  # backfitted regressions of crossed terms: less close
+# ... but their error shrinks with the levels: a term's relative step is 1 / sqrt(2 l),
+# the relative standard error of a standard deviation estimated from l per-level
+# coefficients, capped at CROSSED_VECTOR_STEP.  Measured on the crossed-slopes benchmark
+# (5,000 x 2,000 levels): 42 evaluations with 0.1, 28 with 1 / sqrt(l), 24 with
+# 1 / sqrt(2 l), the same optimum (REML criterion 1e-15 relative lower); kb07 (56 x 32
+# levels): 185, 185 and 196
 
 
 def _backfit_effects(blocks, r: np.ndarray, sweeps: int = 3) -> tuple[list[np.ndarray], float]:
@@ -156,7 +162,9 @@ def _crossed_vector_start(
         values = b.structure.theta_from_lambda(lam)
         theta[pos : pos + values.size] = values
         size = float(np.max(np.abs(np.diagonal(lam))))
-        step[pos : pos + values.size] = max(CROSSED_VECTOR_STEP * size, MIN_START)
+        relative = min(CROSSED_VECTOR_STEP, 1.0 / np.sqrt(2.0 * ok.sum()))
+        floor = relative * (MIN_START / CROSSED_VECTOR_STEP)  # MIN_START at the cap
+        step[pos : pos + values.size] = max(relative * size, floor)
         pos += values.size
     return theta, step
 
