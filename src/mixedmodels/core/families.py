@@ -54,6 +54,11 @@ class Link(ABC):
     def mu_eta(self, eta: np.ndarray) -> np.ndarray:
         """``d mu / d eta``."""
 
+    def mu_eta_derivative(self, eta: np.ndarray) -> np.ndarray | None:
+        """``d^2 mu / d eta^2`` (for PIRLS's Newton steps), or None where the link does not
+        give it (its families then take Fisher scoring steps)."""
+        return None
+
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other)
 
@@ -125,6 +130,9 @@ class LogLink(Link):
     def mu_eta(self, eta):
         return np.maximum(np.exp(eta), _EPS)
 
+    def mu_eta_derivative(self, eta):
+        return np.maximum(np.exp(eta), _EPS)
+
 
 class IdentityLink(Link):
     """``mu``."""
@@ -139,6 +147,9 @@ class IdentityLink(Link):
 
     def mu_eta(self, eta):
         return np.ones_like(eta)
+
+    def mu_eta_derivative(self, eta):
+        return np.zeros_like(eta)
 
 
 class SqrtLink(Link):
@@ -155,6 +166,9 @@ class SqrtLink(Link):
     def mu_eta(self, eta):
         return 2 * eta
 
+    def mu_eta_derivative(self, eta):
+        return np.full_like(eta, 2.0)
+
 
 class InverseLink(Link):
     """``1 / mu`` (the Gamma family's canonical link)."""
@@ -170,6 +184,9 @@ class InverseLink(Link):
     def mu_eta(self, eta):
         return -1.0 / eta**2
 
+    def mu_eta_derivative(self, eta):
+        return 2.0 / eta**3
+
 
 class InverseSquareLink(Link):
     """``1 / mu^2`` (the inverse Gaussian family's canonical link)."""
@@ -184,6 +201,9 @@ class InverseSquareLink(Link):
 
     def mu_eta(self, eta):
         return -0.5 * eta**-1.5
+
+    def mu_eta_derivative(self, eta):
+        return 0.75 * eta**-2.5
 
 
 LINKS: dict[str, type[Link]] = {
@@ -238,6 +258,11 @@ class Family(ABC):
     @abstractmethod
     def start_mu(self, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """R's ``mustart``."""
+
+    def variance_derivative(self, mu: np.ndarray) -> np.ndarray | None:
+        """``V'(mu)`` (for PIRLS's Newton steps), or None where not given (Fisher scoring
+        steps then)."""
+        return None
 
     @abstractmethod
     def check_response(self, y: np.ndarray) -> str | None:
@@ -349,6 +374,33 @@ class Family(ABC):
         return f"{self.r_name or self.name}  ( {self.link.name} )"
 
 
+def _newton_working(
+    family: Family, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """PIRLS's weights and working residuals from the observed information: ``h = -d^2 l /
+    d eta^2`` where that is at least a tenth of the expected information ``h_F = w (d mu /
+    d eta)^2 / V``, ``h_F`` in the other rows, and ``r = (d l / d eta) / h``.
+
+    The step solves the same penalized least squares as Fisher scoring with other weights
+    and the same gradient, so it has the same fixed point (the mode); on a non-canonical
+    link (Gamma or negative binomial with the log link) it converges quadratically where
+    Fisher scoring converges linearly (glmer.nb on grouseticks: 12-30 scoring steps per
+    mode from the previous point's mode).  Falls back to Fisher scoring when the link or
+    the family does not give its second derivative.
+    """
+    d = family.link.mu_eta(eta)
+    v = family.variance(mu)
+    fisher = weights * d**2 / v
+    d2 = family.link.mu_eta_derivative(eta)
+    dv = family.variance_derivative(mu)
+    if d2 is None or dv is None:
+        return fisher, (y - mu) / d
+    score = weights * (y - mu) * d / v
+    h = fisher - weights * (y - mu) * (d2 / v - d**2 * dv / v**2)
+    h = np.where(np.isfinite(h) & (h >= 0.1 * fisher), h, fisher)
+    return h, score / h
+
+
 class Binomial(Family):
     """Proportions ``y`` of ``w`` trials: ``V(mu) = mu (1 - mu)``, unit deviance
     ``2 w [y log(y/mu) + (1-y) log((1-y)/(1-mu))]``."""
@@ -451,6 +503,11 @@ class _DispersionFamily(Family):
         phi = self.aic_dispersion(y, weights, deviance)
         return -2.0 * float(np.sum(self.log_density(y, mu, weights, phi))) + 2.0
 
+    def working(self, y, eta, mu, weights):
+        """Newton steps (:func:`_newton_working`): the same mode as Fisher scoring in fewer
+        steps (``laplace_weights`` stay lme4's expected information)."""
+        return _newton_working(self, y, eta, mu, weights)
+
     def start_mu(self, y, weights):
         """``y`` (R's ``mustart``)."""
         return np.asarray(y, dtype=float).copy()
@@ -466,6 +523,9 @@ class Gamma(_DispersionFamily):
 
     def variance(self, mu):
         return mu**2
+
+    def variance_derivative(self, mu):
+        return 2.0 * mu
 
     def unit_deviance(self, y, mu, weights):
         return -2 * weights * (np.log(y / mu) - (y - mu) / mu)
@@ -499,6 +559,9 @@ class InverseGaussian(_DispersionFamily):
     def variance(self, mu):
         return mu**3
 
+    def variance_derivative(self, mu):
+        return 3.0 * mu**2
+
     def unit_deviance(self, y, mu, weights):
         return weights * (y - mu) ** 2 / (y * mu**2)
 
@@ -527,6 +590,9 @@ class Gaussian(_DispersionFamily):
 
     def variance(self, mu):
         return np.ones_like(mu)
+
+    def variance_derivative(self, mu):
+        return np.zeros_like(mu)
 
     def unit_deviance(self, y, mu, weights):
         return weights * (y - mu) ** 2
@@ -561,6 +627,9 @@ class _NegativeBinomialTerms(_NegativeBinomialResponse):
 
     def variance(self, mu):
         return mu + mu**2 / self.k
+
+    def variance_derivative(self, mu):
+        return 1.0 + 2.0 * mu / self.k
 
     def unit_deviance(self, y, mu, weights):
         k = self.k
@@ -622,6 +691,10 @@ class NegativeBinomial(_NegativeBinomialTerms, Family):
 
     def objective_term(self, y, mu, weights, deviance):
         return self.aic(y, mu, weights, deviance)
+
+    def working(self, y, eta, mu, weights):
+        """Newton steps (:func:`_newton_working`), as for the dispersion families."""
+        return _newton_working(self, y, eta, mu, weights)
 
     def __eq__(self, other):
         return type(self) is type(other) and self.k == other.k  # type: ignore[attr-defined]
