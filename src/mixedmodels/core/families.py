@@ -255,6 +255,14 @@ class Family(ABC):
     def log_density(self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """``log p(y_i | mu_i)`` per observation (R's ``family$aic`` terms)."""
 
+    def unit_deviance_at(
+        self, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, weights: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`unit_deviance` where both ``eta`` and ``mu = g^-1(eta)`` are at hand
+        (PIRLS's trial points): families written in ``eta`` need not take the link of
+        ``mu`` again."""
+        return self.unit_deviance(y, mu, weights)
+
     @abstractmethod
     def start_mu(self, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """R's ``mustart``."""
@@ -754,6 +762,9 @@ class LikelihoodFamily(Family):
     def log_density(self, y, mu, weights, dispersion=1.0):
         return self.log_derivatives(y, self.link(mu), weights, False)[0]
 
+    def unit_deviance_at(self, y, eta, mu, weights):
+        return -2.0 * self.log_derivatives(y, eta, weights, False)[0]
+
     def objective_term(self, y, mu, weights, deviance):
         return deviance
 
@@ -964,7 +975,12 @@ class ZeroInflated(LikelihoodFamily):
         self.zi_names = list(zi_names)
         r = self.X_zi.shape[1]
         self.gamma = np.zeros(r) if gamma is None else np.asarray(gamma, dtype=float)
-        self.pi = special.expit(self.X_zi @ self.gamma)
+        eta_zi = self.X_zi @ self.gamma
+        self.pi = special.expit(eta_zi)
+        # log pi and log(1 - pi) depend on gamma only: computed once per family value,
+        # not at every scoring step (0.6 ms of the ZIP's 1 ms log_derivatives)
+        self._log_pi = special.log_expit(eta_zi)
+        self._log_1pi = special.log_expit(-eta_zi)
 
     links = ("log",)
 
@@ -1006,9 +1022,7 @@ class ZeroInflated(LikelihoodFamily):
     def log_derivatives(self, y, eta, weights, derivatives=True):
         logf, d1, d2 = self.base.log_derivatives(y, eta, np.ones_like(y), derivatives)
         zero = y == 0
-        log_pi, log_1pi = special.log_expit(self.X_zi @ self.gamma), special.log_expit(
-            -(self.X_zi @ self.gamma)
-        )
+        log_pi, log_1pi = self._log_pi, self._log_1pi
         logp = log_1pi + logf
         if zero.any():
             lf0 = logf[zero]
