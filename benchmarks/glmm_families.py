@@ -47,16 +47,18 @@ CASES = [
 ]
 
 
-def ours(case, repeats: int) -> tuple[float, float]:
+def ours(case, repeats: int) -> tuple[float, float, float]:
+    """Median wall time, median CPU time (this process, all threads) and the logLik."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = case.fit()  # warm-up
-        times = []
+        times, cpu = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fit = case.fit()
             times.append(time.perf_counter() - t0)
-    return statistics.median(times), fit.loglik
+            cpu.append(time.process_time() - c0)
+    return statistics.median(times), fit.loglik, statistics.median(cpu)
 
 
 def peers(cases, data_dir: str, repeats: int) -> dict[str, dict]:
@@ -120,7 +122,11 @@ def main() -> None:
             for peer in ("lme4", "glmmTMB"):
                 if row.get(peer):
                     raw[name][peer].append(
-                        (statistics.median(_as_list(row[peer]["times"])), row[peer]["loglik"])
+                        (
+                            statistics.median(_as_list(row[peer]["times"])),
+                            row[peer]["loglik"],
+                            statistics.median(_as_list(row[peer]["cpu"])),
+                        )
                     )
     load_after = os.getloadavg()
     table = []
@@ -130,10 +136,12 @@ def main() -> None:
         for who in ("ours", "lme4", "glmmTMB"):
             if res[who]:
                 entry[f"{who}_s"] = statistics.median(r[0] for r in res[who])
+                entry[f"{who}_cpu_s"] = statistics.median(r[2] for r in res[who])
                 entry[f"{who}_loglik"] = res[who][-1][1]
         for peer in ("lme4", "glmmTMB"):
             if f"{peer}_s" in entry:
                 entry[f"{peer}_over_ours"] = entry[f"{peer}_s"] / entry["ours_s"]
+                entry[f"{peer}_over_ours_cpu"] = entry[f"{peer}_cpu_s"] / entry["ours_cpu_s"]
         table.append(entry)
     meta = {
         "command": " ".join([Path(sys.executable).name] + sys.argv),
@@ -151,6 +159,10 @@ def main() -> None:
         f"{load_before[0]:.2f}, after {load_after[0]:.2f} on {meta['cpus']} cores; "
         f"{meta['versions']}",
         "",
+        "Wall times (s, median) and, in brackets, CPU times (s, user + system of the fitting "
+        "process, the fairer measure on a loaded machine); ratios peer / ours by wall and "
+        "[by CPU]. Goals (issue 14): lme4 / ours >= 3, glmmTMB / ours >= 5.",
+        "",
         "| case | ours (s) | lme4 (s) | lme4 / ours | glmmTMB (s) | glmmTMB / ours "
         "| logLik ours | logLik lme4 | logLik glmmTMB |",
         "|---" * 9 + "|",
@@ -159,17 +171,24 @@ def main() -> None:
     def cell(entry, key, fmt):
         return fmt.format(entry[key]) if key in entry else "-"
 
+    def both(entry, key, fmt):
+        """The wall value and the CPU one in brackets."""
+        if key not in entry:
+            return "-"
+        cpu_key = key.replace("_s", "_cpu_s") if key.endswith("_s") else key + "_cpu"
+        return f"{fmt.format(entry[key])} [{fmt.format(entry[cpu_key])}]"
+
     for e in table:
         lines.append(
             "| "
             + " | ".join(
                 [
                     e["case"],
-                    cell(e, "ours_s", "{:.3f}"),
-                    cell(e, "lme4_s", "{:.3f}"),
-                    cell(e, "lme4_over_ours", "{:.2f}x"),
-                    cell(e, "glmmTMB_s", "{:.3f}"),
-                    cell(e, "glmmTMB_over_ours", "{:.2f}x"),
+                    both(e, "ours_s", "{:.3f}"),
+                    both(e, "lme4_s", "{:.3f}"),
+                    both(e, "lme4_over_ours", "{:.2f}x"),
+                    both(e, "glmmTMB_s", "{:.3f}"),
+                    both(e, "glmmTMB_over_ours", "{:.2f}x"),
                     cell(e, "ours_loglik", "{:.4f}"),
                     cell(e, "lme4_loglik", "{:.4f}"),
                     cell(e, "glmmTMB_loglik", "{:.4f}"),

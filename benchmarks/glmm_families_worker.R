@@ -1,5 +1,6 @@
 # Timings of lme4 and glmmTMB on the GLMM-family cases, in one R process: each case fitted
-# once to warm up, then REPEATS times; prints one JSON line per case and peer.
+# once to warm up, then REPEATS times (wall and CPU: user + system of this process);
+# prints one JSON line per case and peer.
 # usage: Rscript glmm_families_worker.R SHARED_DATADIR FAMILY_DATADIR CASES.json REPEATS
 suppressMessages({library(lme4); library(glmmTMB); library(jsonlite)})
 args <- commandArgs(trailingOnly = TRUE)
@@ -18,11 +19,13 @@ load_set <- function(name) {
 }
 time_it <- function(f) {
   m <- f()
-  times <- numeric(repeats)
+  times <- numeric(repeats); cpu <- numeric(repeats)
   for (i in seq_len(repeats)) {
-    t0 <- proc.time()[["elapsed"]]; m <- f(); times[i] <- proc.time()[["elapsed"]] - t0
+    t0 <- proc.time(); m <- f(); t1 <- proc.time()
+    times[i] <- t1[["elapsed"]] - t0[["elapsed"]]
+    cpu[i] <- (t1[["user.self"]] + t1[["sys.self"]]) - (t0[["user.self"]] + t0[["sys.self"]])
   }
-  list(times = times, loglik = as.numeric(logLik(m)))
+  list(times = times, cpu = cpu, loglik = as.numeric(logLik(m)))
 }
 tmb_family <- function(case) {
   switch(case$family, Gamma = Gamma(link = case$link),

@@ -54,6 +54,11 @@ class Link(ABC):
     def mu_eta(self, eta: np.ndarray) -> np.ndarray:
         """``d mu / d eta``."""
 
+    def mu_eta_derivative(self, eta: np.ndarray) -> np.ndarray | None:
+        """``d^2 mu / d eta^2`` (for PIRLS's Newton steps), or None where the link does not
+        give it (its families then take Fisher scoring steps)."""
+        return None
+
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other)
 
@@ -125,6 +130,9 @@ class LogLink(Link):
     def mu_eta(self, eta):
         return np.maximum(np.exp(eta), _EPS)
 
+    def mu_eta_derivative(self, eta):
+        return np.maximum(np.exp(eta), _EPS)
+
 
 class IdentityLink(Link):
     """``mu``."""
@@ -139,6 +147,9 @@ class IdentityLink(Link):
 
     def mu_eta(self, eta):
         return np.ones_like(eta)
+
+    def mu_eta_derivative(self, eta):
+        return np.zeros_like(eta)
 
 
 class SqrtLink(Link):
@@ -155,6 +166,9 @@ class SqrtLink(Link):
     def mu_eta(self, eta):
         return 2 * eta
 
+    def mu_eta_derivative(self, eta):
+        return np.full_like(eta, 2.0)
+
 
 class InverseLink(Link):
     """``1 / mu`` (the Gamma family's canonical link)."""
@@ -170,6 +184,9 @@ class InverseLink(Link):
     def mu_eta(self, eta):
         return -1.0 / eta**2
 
+    def mu_eta_derivative(self, eta):
+        return 2.0 / eta**3
+
 
 class InverseSquareLink(Link):
     """``1 / mu^2`` (the inverse Gaussian family's canonical link)."""
@@ -184,6 +201,9 @@ class InverseSquareLink(Link):
 
     def mu_eta(self, eta):
         return -0.5 * eta**-1.5
+
+    def mu_eta_derivative(self, eta):
+        return 0.75 * eta**-2.5
 
 
 LINKS: dict[str, type[Link]] = {
@@ -235,9 +255,22 @@ class Family(ABC):
     def log_density(self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """``log p(y_i | mu_i)`` per observation (R's ``family$aic`` terms)."""
 
+    def unit_deviance_at(
+        self, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, weights: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`unit_deviance` where both ``eta`` and ``mu = g^-1(eta)`` are at hand
+        (PIRLS's trial points): families written in ``eta`` need not take the link of
+        ``mu`` again."""
+        return self.unit_deviance(y, mu, weights)
+
     @abstractmethod
     def start_mu(self, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """R's ``mustart``."""
+
+    def variance_derivative(self, mu: np.ndarray) -> np.ndarray | None:
+        """``V'(mu)`` (for PIRLS's Newton steps), or None where not given (Fisher scoring
+        steps then)."""
+        return None
 
     @abstractmethod
     def check_response(self, y: np.ndarray) -> str | None:
@@ -349,6 +382,33 @@ class Family(ABC):
         return f"{self.r_name or self.name}  ( {self.link.name} )"
 
 
+def _newton_working(
+    family: Family, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """PIRLS's weights and working residuals from the observed information: ``h = -d^2 l /
+    d eta^2`` where that is at least 1e-3 of the expected information ``h_F = w (d mu /
+    d eta)^2 / V``, ``h_F`` in the other rows, and ``r = (d l / d eta) / h``.
+
+    The step solves the same penalized least squares as Fisher scoring with other weights
+    and the same gradient, so it has the same fixed point (the mode); on a non-canonical
+    link (Gamma or negative binomial with the log link) it converges quadratically where
+    Fisher scoring converges linearly (glmer.nb on grouseticks: 12-30 scoring steps per
+    mode from the previous point's mode).  Falls back to Fisher scoring when the link or
+    the family does not give its second derivative.
+    """
+    d = family.link.mu_eta(eta)
+    v = family.variance(mu)
+    fisher = weights * d**2 / v
+    d2 = family.link.mu_eta_derivative(eta)
+    dv = family.variance_derivative(mu)
+    if d2 is None or dv is None:
+        return fisher, (y - mu) / d
+    score = weights * (y - mu) * d / v
+    h = fisher - weights * (y - mu) * (d2 / v - d**2 * dv / v**2)
+    h = np.where(np.isfinite(h) & (h >= 1e-3 * fisher), h, fisher)
+    return h, score / h
+
+
 class Binomial(Family):
     """Proportions ``y`` of ``w`` trials: ``V(mu) = mu (1 - mu)``, unit deviance
     ``2 w [y log(y/mu) + (1-y) log((1-y)/(1-mu))]``."""
@@ -361,6 +421,10 @@ class Binomial(Family):
         return np.maximum(mu * (1 - mu), _EPS)
 
     def unit_deviance(self, y, mu, weights):
+        if np.all((y == 0.0) | (y == 1.0)):
+            # binary rows: -2 w log(mu) or -2 w log(1 - mu), one log instead of two xlogy
+            # calls (the 100,000-row binary fit evaluates this 400 times: 4.3 -> 2.0 ms)
+            return -2.0 * weights * np.log(np.where(y == 1.0, mu, 1.0 - mu))
         return 2 * weights * (special.xlogy(y, y / mu) + special.xlogy(1 - y, (1 - y) / (1 - mu)))
 
     def log_density(self, y, mu, weights):
@@ -451,6 +515,11 @@ class _DispersionFamily(Family):
         phi = self.aic_dispersion(y, weights, deviance)
         return -2.0 * float(np.sum(self.log_density(y, mu, weights, phi))) + 2.0
 
+    def working(self, y, eta, mu, weights):
+        """Newton steps (:func:`_newton_working`): the same mode as Fisher scoring in fewer
+        steps (``laplace_weights`` stay lme4's expected information)."""
+        return _newton_working(self, y, eta, mu, weights)
+
     def start_mu(self, y, weights):
         """``y`` (R's ``mustart``)."""
         return np.asarray(y, dtype=float).copy()
@@ -467,12 +536,20 @@ class Gamma(_DispersionFamily):
     def variance(self, mu):
         return mu**2
 
+    def variance_derivative(self, mu):
+        return 2.0 * mu
+
     def unit_deviance(self, y, mu, weights):
         return -2 * weights * (np.log(y / mu) - (y - mu) / mu)
 
     def log_density(self, y, mu, weights, dispersion=1.0):
-        """``w log dgamma(y, shape = 1/phi, scale = mu phi)``."""
-        return weights * stats.gamma.logpdf(y, 1.0 / dispersion, scale=mu * dispersion)
+        """``w log dgamma(y, shape = 1/phi, scale = mu phi)``, in closed form (scipy's
+        ``gamma.logpdf`` checks its arguments at 0.6 ms a call, once per Laplace
+        evaluation)."""
+        shape = 1.0 / dispersion
+        scale = mu * dispersion
+        log_p = (shape - 1.0) * np.log(y) - y / scale - special.gammaln(shape)
+        return weights * (log_p - shape * np.log(scale))
 
     def start_mu(self, y, weights):
         """The mean of ``y`` in every row (as newer lme4 does: R's ``y`` can make the
@@ -498,6 +575,9 @@ class InverseGaussian(_DispersionFamily):
 
     def variance(self, mu):
         return mu**3
+
+    def variance_derivative(self, mu):
+        return 3.0 * mu**2
 
     def unit_deviance(self, y, mu, weights):
         return weights * (y - mu) ** 2 / (y * mu**2)
@@ -528,6 +608,9 @@ class Gaussian(_DispersionFamily):
     def variance(self, mu):
         return np.ones_like(mu)
 
+    def variance_derivative(self, mu):
+        return np.zeros_like(mu)
+
     def unit_deviance(self, y, mu, weights):
         return weights * (y - mu) ** 2
 
@@ -536,7 +619,9 @@ class Gaussian(_DispersionFamily):
         return deviance / float(np.size(y))
 
     def log_density(self, y, mu, weights, dispersion=1.0):
-        return stats.norm.logpdf(y, mu, np.sqrt(dispersion / weights))
+        """``log dnorm(y, mu, sqrt(phi / w))`` in closed form."""
+        var = dispersion / weights
+        return -0.5 * (np.log(2.0 * np.pi * var) + (y - mu) ** 2 / var)
 
     def check_response(self, y):
         return None
@@ -561,6 +646,9 @@ class _NegativeBinomialTerms(_NegativeBinomialResponse):
 
     def variance(self, mu):
         return mu + mu**2 / self.k
+
+    def variance_derivative(self, mu):
+        return 1.0 + 2.0 * mu / self.k
 
     def unit_deviance(self, y, mu, weights):
         k = self.k
@@ -623,6 +711,10 @@ class NegativeBinomial(_NegativeBinomialTerms, Family):
     def objective_term(self, y, mu, weights, deviance):
         return self.aic(y, mu, weights, deviance)
 
+    def working(self, y, eta, mu, weights):
+        """Newton steps (:func:`_newton_working`), as for the dispersion families."""
+        return _newton_working(self, y, eta, mu, weights)
+
     def __eq__(self, other):
         return type(self) is type(other) and self.k == other.k  # type: ignore[attr-defined]
 
@@ -673,6 +765,9 @@ class LikelihoodFamily(Family):
 
     def log_density(self, y, mu, weights, dispersion=1.0):
         return self.log_derivatives(y, self.link(mu), weights, False)[0]
+
+    def unit_deviance_at(self, y, eta, mu, weights):
+        return -2.0 * self.log_derivatives(y, eta, weights, False)[0]
 
     def objective_term(self, y, mu, weights, deviance):
         return deviance
@@ -884,7 +979,12 @@ class ZeroInflated(LikelihoodFamily):
         self.zi_names = list(zi_names)
         r = self.X_zi.shape[1]
         self.gamma = np.zeros(r) if gamma is None else np.asarray(gamma, dtype=float)
-        self.pi = special.expit(self.X_zi @ self.gamma)
+        eta_zi = self.X_zi @ self.gamma
+        self.pi = special.expit(eta_zi)
+        # log pi and log(1 - pi) depend on gamma only: computed once per family value,
+        # not at every scoring step (0.6 ms of the ZIP's 1 ms log_derivatives)
+        self._log_pi = special.log_expit(eta_zi)
+        self._log_1pi = special.log_expit(-eta_zi)
 
     links = ("log",)
 
@@ -926,9 +1026,7 @@ class ZeroInflated(LikelihoodFamily):
     def log_derivatives(self, y, eta, weights, derivatives=True):
         logf, d1, d2 = self.base.log_derivatives(y, eta, np.ones_like(y), derivatives)
         zero = y == 0
-        log_pi, log_1pi = special.log_expit(self.X_zi @ self.gamma), special.log_expit(
-            -(self.X_zi @ self.gamma)
-        )
+        log_pi, log_1pi = self._log_pi, self._log_1pi
         logp = log_1pi + logf
         if zero.any():
             lf0 = logf[zero]

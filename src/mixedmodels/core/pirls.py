@@ -37,6 +37,12 @@ MAX_ITERATIONS = 60
 MAX_HALVINGS = 12
 TOLERANCE = 1e-12
 U_TOLERANCE = 1e-10  # largest change of u at convergence, where the objective needs it
+#: the mode is reached, without another scoring step, when every element of the gradient of
+#: half the penalized deviance, ``u - Lambda' Z' s`` (``s`` the rows' scores; with beta
+#: updated also ``X' s``), is below this: where the rows' curvatures are non-negative the
+#: penalized deviance's Hessian is at least ``2 I`` in u, so u is then within ``sqrt(q)``
+#: times this of the mode and the deviance within its square of the minimum
+GRADIENT_TOLERANCE = 1e-11
 
 
 class PirlsError(ArithmeticError):
@@ -190,9 +196,15 @@ class GlmmProblem:
         u_start: np.ndarray | None = None,
         *,
         update_beta: bool = False,
+        guess: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> ConditionalMode:
         """PIRLS at ``theta``: the conditional mode of ``u`` given ``beta`` (and, with
         ``update_beta``, ``beta`` jointly: lme4's ``nAGQ = 0`` stage).
+
+        ``guess`` is a second start ``(beta, u)`` (a prediction of the mode from earlier
+        points; its beta is used only with ``update_beta``): PIRLS starts from whichever of
+        the two has the lower penalized deviance.  The mode does not depend on the start
+        beyond rounding; a start nearer to it needs fewer scoring steps.
 
         Raises
         ------
@@ -209,7 +221,7 @@ class GlmmProblem:
         def state(beta_: np.ndarray, u_: np.ndarray):
             eta_ = self.offset + self.X @ beta_ + self.Z @ self.scale(lambdas, u_)
             mu_ = link.inverse(eta_)
-            dev_ = float(np.sum(fam.unit_deviance(self.y, mu_, self.prior_weights)))
+            dev_ = float(np.sum(fam.unit_deviance_at(self.y, eta_, mu_, self.prior_weights)))
             return eta_, mu_, dev_, dev_ + float(u_ @ u_)
 
         # families with a dispersion: lme4's data term (R's aic, through log(deviance)) is
@@ -217,10 +229,20 @@ class GlmmProblem:
         # (likewise where the family's own parameters are estimated from the objective)
         exact_u = fam.has_dispersion or bool(fam.extra_names)
         eta, mu, dev, pdev = state(beta, u)
+        if guess is not None:
+            g_beta = np.asarray(guess[0], dtype=float) if update_beta else beta
+            g_u = np.asarray(guess[1], dtype=float)
+            if g_u.shape == u.shape and g_beta.shape == beta.shape:
+                g_state = state(g_beta, g_u)
+                if np.isfinite(g_state[3]) and not g_state[3] >= pdev:
+                    beta, u = g_beta.copy(), g_u.copy()
+                    eta, mu, dev, pdev = g_state
         if not np.isfinite(pdev):
             raise PirlsError("penalized deviance is not finite at the start")
         for _ in range(MAX_ITERATIONS):
             weights, resid = fam.working(self.y, eta, mu, self.prior_weights)
+            if self._stationary(weights * resid, u, lambdas, update_beta):
+                break  # the confirming scoring step would not move u (a solve saved)
             base = eta - self.offset if update_beta else eta - self.offset - self.X @ beta
             try:
                 new_u, new_beta = system.step(weights, base + resid, update_beta)
@@ -255,6 +277,22 @@ class GlmmProblem:
         if not np.isfinite(term):
             raise PirlsError("the family's log density is not finite at the mode")
         return ConditionalMode(beta, u, eta, mu, dev, log_det, weights, unscaled, term)
+
+    def _stationary(
+        self, score: np.ndarray, u: np.ndarray, lambdas: list[np.ndarray], update_beta: bool
+    ) -> bool:
+        """Whether the gradient of half the penalized deviance at ``u`` (and in beta with
+        ``update_beta``) is below :data:`GRADIENT_TOLERANCE` in every element; ``score``
+        holds the rows' ``-1/2 d d_i / d eta`` (a scoring step's weights times its working
+        residuals)."""
+        if not np.all(np.isfinite(score)):
+            return False
+        grad_u = u - self.scale(lambdas, self.Zt @ score, transpose=True)
+        if float(np.max(np.abs(grad_u), initial=0.0)) >= GRADIENT_TOLERANCE:
+            return False
+        if update_beta and self.X.shape[1]:
+            return float(np.max(np.abs(self.X.T @ score))) < GRADIENT_TOLERANCE
+        return True
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         """Each term's ``p x p`` lower-triangular ``lambda``."""
