@@ -195,3 +195,20 @@ def test_zero_inflated_density_is_the_mixture():
     down = family.log_derivatives(y, eta - h, np.ones(5))
     np.testing.assert_allclose(d1, (up[0] - down[0]) / (2 * h), atol=1e-7)
     np.testing.assert_allclose(d2, (up[1] - down[1]) / (2 * h), atol=1e-7)
+
+
+def test_log_link_caps_a_runaway_linear_predictor_without_overflow():
+    """Reproducer (test_fuzz, glmer poisson ``h ~ h:f + (1 + x | g)``): a scoring step
+    to eta > 709 overflowed ``exp`` with a RuntimeWarning.  The log link caps eta at 700,
+    so the mean is exp(700) (closed form), finite, and no numpy warning is raised."""
+    import warnings
+
+    link = LINKS["log"]()
+    eta = np.array([1000.0, 700.0, 1.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for values in (link.inverse(eta), link.mu_eta(eta)):
+            np.testing.assert_allclose(values, np.exp([700.0, 700.0, 1.5]), rtol=1e-15)
+        mu = link.inverse(np.array([1000.0]))
+        logp = Poisson(link).log_density(np.array([3.0]), mu, np.ones(1))
+    assert np.all(np.isfinite(logp))

@@ -19,6 +19,13 @@ from scipy import special, stats
 from mixedmodels.errors import ArgumentError
 
 _EPS = np.finfo(float).eps
+_ETA_MAX = 700.0  # exp(700) ~ 1e304: larger linear predictors would overflow to inf
+
+
+def _exp(eta):
+    """``exp(eta)`` with ``eta`` capped at 700, so a runaway scoring step gives a huge
+    but finite mean instead of ``inf`` and an overflow warning."""
+    return np.exp(np.minimum(eta, _ETA_MAX))
 
 
 def _trigamma(x: np.ndarray) -> np.ndarray:
@@ -125,13 +132,13 @@ class LogLink(Link):
         return np.log(mu)
 
     def inverse(self, eta):
-        return np.maximum(np.exp(eta), _EPS)
+        return np.maximum(_exp(eta), _EPS)
 
     def mu_eta(self, eta):
-        return np.maximum(np.exp(eta), _EPS)
+        return np.maximum(_exp(eta), _EPS)
 
     def mu_eta_derivative(self, eta):
-        return np.maximum(np.exp(eta), _EPS)
+        return np.maximum(_exp(eta), _EPS)
 
 
 class IdentityLink(Link):
@@ -803,7 +810,7 @@ class NBinom2(_NegativeBinomialTerms, LikelihoodFamily):
 
     def log_derivatives(self, y, eta, weights, derivatives=True):
         k = self.k
-        mu = np.exp(eta)
+        mu = _exp(eta)
         logp = (
             special.gammaln(y + k)
             - special.gammaln(k)
@@ -840,7 +847,7 @@ class NBinom1(_NegativeBinomialResponse, LikelihoodFamily):
 
     def log_derivatives(self, y, eta, weights, derivatives=True):
         phi = self.phi
-        size = np.exp(eta) / phi
+        size = _exp(eta) / phi
         lp = np.log1p(phi)
         logp = (
             special.gammaln(y + size)
@@ -886,7 +893,7 @@ class PoissonLikelihood(_PoissonResponse, LikelihoodFamily):
         return np.maximum(mu, _EPS)
 
     def log_derivatives(self, y, eta, weights, derivatives=True):
-        mu = np.exp(eta)
+        mu = _exp(eta)
         logp = y * eta - mu - special.gammaln(y + 1)
         if not derivatives:
             return weights * logp, None, None
