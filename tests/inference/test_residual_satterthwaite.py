@@ -214,3 +214,17 @@ def test_compound_symmetry_df_equal_lmertest_of_the_nested_model(case):
     anova = mm.anova(fit)
     np.testing.assert_allclose(anova["DenDF"], ref["anova_dendf"], rtol=1e-4)
     np.testing.assert_allclose(anova["F value"], ref["anova_F"], rtol=1e-5)
+
+
+def test_emmeans_satterthwaite_df_counts_the_structure_parameters():
+    """Reproducer: emmeans' Satterthwaite df used the plain lmer problem (structure treated
+    as known).  The pairwise contrast b - a is the ``arm[T.b]`` coefficient, so its df must
+    equal the fixed-effect table's (an identity between two representations), which the
+    dense computation above checks against finite differences."""
+    d = _simulated()
+    fit = _fit("y ~ x + arm + (1 | g)", d, correlation=mm.cor.AR1(), weights=mm.var.Ident("arm"))
+    pairs = mm.emmeans(fit, "arm", lmer_df="satterthwaite").pairs()
+    table = fit.fixef_table()
+    assert pairs["df"].iloc[0] == pytest.approx(table["df"].iloc[2], rel=1e-8)
+    estimate = abs(table["estimate"].iloc[2])
+    assert abs(pairs["estimate"].iloc[0]) == pytest.approx(estimate, rel=1e-10)

@@ -142,9 +142,9 @@ def _lmer_inference(fit, lmer_df: str | None) -> Inference:
         )
     vcov = fit.vcov.to_numpy()
     if method == "satterthwaite":
-        from mixedmodels.inference.satterthwaite import contrast_df, variance_parameter_info
+        from mixedmodels.inference.satterthwaite import contrast_df
 
-        info = variance_parameter_info(fit.problem, fit.theta, fit.sigma)
+        info = fit._variance_info  # the fit's own: residual structures' parameters included
         return Inference(beta, vcov, lambda ell: contrast_df(info, ell), method, link=transform)
     return Inference(beta, vcov, lambda ell: math.inf, method, link=transform)
 
