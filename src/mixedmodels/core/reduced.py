@@ -50,7 +50,9 @@ def reduced_problem(
     blocks : list of RandomBlock
         The terms in public order, without rows (:func:`term_shapes`).
     nested : dict
-        ``(k, m) -> True`` when engine term ``k`` is nested in engine term ``m < k``.
+        ``(k, m) -> True`` when engine term ``m < k`` is nested in engine term ``k`` (the
+        in-memory problem's ``is_nested(engine[m], engine[k])``: term ``k`` is then kept
+        block diagonal).
     """
     problem = object.__new__(LmmProblem)
     problem._set_terms(blocks)

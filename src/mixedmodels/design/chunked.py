@@ -30,6 +30,7 @@ from mixedmodels.design.rsyntax import variables_of
 from mixedmodels.design.validate import check_model_column, missing_mask, plain_columns
 from mixedmodels.errors import ColumnNotFoundError, DataError, FormulaError
 from mixedmodels.formula import ParsedFormula, parse_formula
+from mixedmodels.formula.expr import calls, deparse, parse_expression
 from mixedmodels.reterms.blocks import RandomBlock
 
 
@@ -159,6 +160,26 @@ def _primed_values(survey: dict[int, _FactorSurvey | str]) -> list[Value]:
     return values
 
 
+#: Calls that reduce a column over the rows the interpreter sees (design.evaluate's
+#: aggregates): on a chunk they would see that chunk only.
+ROW_AGGREGATES = frozenset({"mean", "median", "sd", "var", "min", "max", "sum", "length"})
+
+
+def _refuse_aggregates(parsed: ParsedFormula) -> None:
+    """A :class:`DataError` naming the first call such as ``mean(age)`` in the model: it
+    would be computed per chunk, not over all rows as in memory."""
+    texts = [parsed.response, parsed.fixed, *parsed.offsets]
+    texts += [spec.expr for spec in parsed.random]
+    for text in texts:
+        for call in calls(parse_expression(text)):
+            if call.func in ROW_AGGREGATES:
+                raise DataError(
+                    f"{deparse(call)!r} in {text!r}: {call.func}() reduces a column over "
+                    "all rows, which data in chunks never holds at once; compute the "
+                    "column beforehand (e.g. the centred age as a column of its own)"
+                )
+
+
 @dataclass
 class EncodedChunk:
     """One chunk's rows as the engine takes them (complete rows only)."""
@@ -200,6 +221,7 @@ class ChunkedDesign:
                 raise DataError(f"with data in chunks, {what} must name a column")
         self.weights_column = weights
         self.offset_column = offset
+        _refuse_aggregates(self.parsed)
         self.needed = self._needed(columns)
         self.modelled = list(
             dict.fromkeys(
