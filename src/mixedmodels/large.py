@@ -246,4 +246,4 @@ def fit_chunks(
         weighted=start_weighted,
         unweighted=grams[-1] if weighted else start_weighted,
     )
-    return reduced_design(design, keep, prototypes), problem, start
+    return reduced_design(design, keep, prototypes, permutation, source), problem, start

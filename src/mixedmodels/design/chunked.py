@@ -189,6 +189,7 @@ class EncodedChunk:
     blocks: list[RandomBlock]
     weights: np.ndarray | None
     offset: np.ndarray | None
+    index: pd.Index | None = None  # the rows' labels in the chunk
 
 
 class ChunkedDesign:
@@ -388,14 +389,22 @@ class ChunkedDesign:
         for expr in self.parsed.offsets:
             extra = response_vector(rows, expr, what="offset")
             offset = extra if offset is None else offset + extra
-        return EncodedChunk(y, X, blocks, weights, offset)
+        return EncodedChunk(y, X, blocks, weights, offset, rows.index)
 
 
 @dataclass
 class ReducedDesign(ModelDesign):
-    """The design of a model fitted from chunks: names, levels and encodings, no rows."""
+    """The design of a model fitted from chunks: names, levels and encodings, no rows.
+
+    ``encoder`` encodes any chunk as the fit did (its random terms in formula order;
+    ``permutation[j]`` is the formula position of public term ``j``) and ``source`` is
+    where the rows are, for row-level outputs computed by a further pass.
+    """
 
     n_used: int = 0
+    encoder: ChunkedDesign | None = None
+    permutation: list[int] = field(default_factory=list)
+    source: object = None
 
     @property
     def n(self) -> int:
@@ -403,7 +412,11 @@ class ReducedDesign(ModelDesign):
 
 
 def reduced_design(
-    design: ChunkedDesign, keep: np.ndarray, prototypes: dict[str, pd.Series]
+    design: ChunkedDesign,
+    keep: np.ndarray,
+    prototypes: dict[str, pd.Series],
+    permutation: list[int] | None = None,
+    source: object = None,
 ) -> ReducedDesign:
     """The row-free design of a chunked model, terms in lme4's order."""
     names = design.fixed_builder.column_names
@@ -437,4 +450,7 @@ def reduced_design(
         data=None,
         prototypes=prototypes,
         n_used=design.n_rows - design.n_dropped,
+        encoder=design,
+        permutation=list(range(len(terms))) if permutation is None else list(permutation),
+        source=source,
     )
