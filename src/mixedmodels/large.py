@@ -28,7 +28,7 @@ from mixedmodels.core.reduce import (
     nesting_partial,
     partial_gram,
 )
-from mixedmodels.core.reduced import engine_order, reduced_problem, term_shapes
+from mixedmodels.core.reduced import crossed_order, engine_order, reduced_problem, term_shapes
 from mixedmodels.design.chunked import ChunkedDesign, EncodedChunk, merge_surveys, reduced_design
 from mixedmodels.design.model import lme4_term_permutation
 from mixedmodels.design.rank import dropped_columns, independent_columns_of_gram
@@ -222,9 +222,14 @@ def fit_chunks(
     nested = {key: is_nested_by(value) for key, value in sums.nesting.items()}
     # the in-memory problem keeps engine term a dense unless every earlier term b is
     # nested in it (LmmProblem.dense)
-    engine_nested = {
-        (a, b): nested[public_of[b], public_of[a]] for a in range(k) for b in range(a)
-    }
+    engine_nested = {(a, b): nested[public_of[b], public_of[a]] for a in range(k) for b in range(a)}
+    same = np.eye(k, dtype=bool)
+    for (i, j), value in sums.same_codes.items():
+        same[i, j] = same[j, i] = value
+    engine_same = same[np.ix_(public_of, public_of)]
+    engine_inner = np.array(
+        [[a != b and nested[public_of[a], public_of[b]] for b in range(k)] for a in range(k)]
+    )
     problem = reduced_problem(
         blocks,
         gram,
@@ -234,10 +239,10 @@ def fit_chunks(
         beta_shift=shift,
         nested=engine_nested,
         reml=reml,
+        order=crossed_order([blocks[i] for i in public_of], engine_same, engine_inner)
+        if k > 1
+        else None,
     )
-    same = np.eye(k, dtype=bool)
-    for (i, j), value in sums.same_codes.items():
-        same[i, j] = same[j, i] = value
     start = StartSums(
         counts=sums.counts,
         intercept=sums.intercept,

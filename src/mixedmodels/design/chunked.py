@@ -176,7 +176,7 @@ def _refuse_aggregates(parsed: ParsedFormula) -> None:
                 raise DataError(
                     f"{deparse(call)!r} in {text!r}: {call.func}() reduces a column over "
                     "all rows, which data in chunks never holds at once; compute the "
-                    "column beforehand (e.g. the centred age as a column of its own)"
+                    "column beforehand (e.g. a centred column of its own)"
                 )
 
 
