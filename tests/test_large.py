@@ -48,10 +48,7 @@ REFUSED = {
     "sleepstudy_scale_ml": "scale",
     "oxboys_centered_vector_reml": "mean",
 }
-# InstEval's reduced problem (73,421 rows, 4,100 levels) takes 2 minutes on the blocked
-# engine (the crossed path needs the rows' codes): too slow for every test run
-SLOW = {"insteval_crossed_reml"}
-CASES = [c.name for c in gaussian_cases() if c.name not in SLOW]
+CASES = [c.name for c in gaussian_cases()]
 
 
 def _quiet(fitter, *args, **kwargs):
