@@ -6,12 +6,18 @@ times the fit from Parquet, from a Dask DataFrame on a LocalCluster of worker pr
 and in memory where it fits.  Reports wall time, rows per second and the whole-process peak
 memory (worker processes included, sampled every 0.1 s).
 
-usage: python benchmarks/scale.py --rows 1e6,3e6 [--items 2000] [--workers 2] [--no-memory]
+Also reported: objective evaluations, the CPU time of one evaluation at the optimum (the
+part that grows with subjects: the crossed fill), the CPU time of the fitting process and
+the load average around each run.  Results go to ``--out`` (.json and .md, with the command).
+
+usage: python benchmarks/scale.py --rows 1e6,3e6 [--items 2000] [--workers 2]
+                                  [--kinds parquet,dask,memory] [--out benchmarks/results/scale]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import sys
@@ -93,9 +99,19 @@ def _run(kind: str, folder: str, workers: int, queue) -> None:
 
         frame = pd.read_parquet(folder)
         t0 = time.perf_counter()  # the fit alone, data already in memory
-        fit = mm.lmer(formula, frame, start="lme4")
+        fit = mm.lmer(formula, frame)
     elapsed = time.perf_counter() - t0
-    queue.put((elapsed, fit.objective, list(fit.fixef), list(fit.theta), fit.nobs))
+    evaluation = []
+    for _ in range(3):
+        c0 = time.process_time()
+        fit.problem.objective(fit.theta)
+        evaluation.append(time.process_time() - c0)
+    cpu = time.process_time()
+    structure = fit.problem.describe_structure().splitlines()[1]
+    queue.put(
+        (elapsed, fit.objective, list(fit.fixef), list(fit.theta), fit.nobs,
+         fit.n_evaluations, sorted(evaluation)[1], cpu, structure)
+    )
 
 
 def measure(kind: str, folder: str, workers: int) -> dict:
@@ -113,9 +129,47 @@ def measure(kind: str, folder: str, workers: int) -> dict:
             if not proc.is_alive():
                 raise RuntimeError(f"the {kind} fit failed") from None
     proc.join()
-    elapsed, objective, fixef, theta, nobs = result
+    elapsed, objective, fixef, theta, nobs, evaluations, per_evaluation, cpu, path = result
     return {"kind": kind, "time": elapsed, "peak_mb": peak / 2**20, "objective": objective,
-            "fixef": fixef, "theta": theta, "rows": nobs}
+            "fixef": fixef, "theta": theta, "rows": nobs, "evaluations": evaluations,
+            "cpu_per_evaluation": per_evaluation, "cpu_fit_process": cpu, "path": path}
+
+
+def _versions() -> dict:
+    import numpy
+    import pyarrow
+    import scipy
+
+    versions = {"numpy": numpy.__version__, "scipy": scipy.__version__,
+                "pyarrow": pyarrow.__version__}
+    try:
+        import dask
+
+        versions["dask"] = dask.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def _markdown(runs: list[dict], command: str, versions: dict) -> str:
+    lines = [
+        f"Command: `{command}`; versions: {versions}.  2-core machine shared with other "
+        "jobs: each row shows the load average (1 min) before and after its run.",
+        "",
+        "| rows | source | time (s) | rows / s | peak memory (MB) | evaluations "
+        "| CPU per evaluation (s) | CPU of the fitting process (s) | objective | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['rows']:,} | {r['kind']} | {r['time']:.1f} | {r['rows'] / r['time']:,.0f} "
+            f"| {r['peak_mb']:.0f} | {r['evaluations']} | {r['cpu_per_evaluation']:.3f} "
+            f"| {r['cpu_fit_process']:.1f} | {r['objective']:.4f} "
+            f"| {r['load'][0]:.1f} -> {r['load'][1]:.1f} |"
+        )
+    lines += ["", "Evaluation paths:", ""]
+    lines += sorted({f"- {r['kind']}: {r['path']}" for r in runs})
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
@@ -126,9 +180,14 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kinds", default="parquet,dask,memory")
     parser.add_argument("--memory-limit-rows", type=float, default=2e7)
+    parser.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     args = parser.parse_args(argv)
-    print("| rows | source | time (s) | rows / s | peak memory (MB) | objective |")
-    print("|---|---|---|---|---|---|")
+    command = "python benchmarks/scale.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    versions = _versions()
+    runs: list[dict] = []
+    print("| rows | source | time (s) | rows / s | peak memory (MB) | evaluations "
+          "| CPU per evaluation (s) | objective |")
+    print("|---|---|---|---|---|---|---|---|")
     for text in args.rows.split(","):
         n = int(float(text))
         with tempfile.TemporaryDirectory() as tmp:
@@ -137,9 +196,19 @@ def main(argv=None) -> int:
             for kind in args.kinds.split(","):
                 if kind == "memory" and n > args.memory_limit_rows:
                     continue
+                before = os.getloadavg()[0]
                 r = measure(kind, str(folder), args.workers)
+                r["load"] = (before, os.getloadavg()[0])
+                runs.append(r)
                 print(f"| {r['rows']:,} | {kind} | {r['time']:.1f} | {r['rows'] / r['time']:,.0f} "
-                      f"| {r['peak_mb']:.0f} | {r['objective']:.4f} |", flush=True)
+                      f"| {r['peak_mb']:.0f} | {r['evaluations']} "
+                      f"| {r['cpu_per_evaluation']:.3f} | {r['objective']:.4f} |", flush=True)
+                if args.out:
+                    out = Path(args.out)
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    payload = {"command": command, "versions": versions, "runs": runs}
+                    out.with_suffix(".json").write_text(json.dumps(payload, indent=1))
+                    out.with_suffix(".md").write_text(_markdown(runs, command, versions))
     return 0
 
 

@@ -1,7 +1,22 @@
 """Fits from chunks (in-memory chunks, Parquet files, Dask partitions, a distributed
-cluster) equal the in-memory fit on the same rows: the same Gram up to rounding, hence the
-same objective; estimates agree to the optimizer's precision (the same start, lme4's, for
-both: a path of BOBYQA steps turns rounding of 1e-15 into differences of ~1e-8 in theta)."""
+cluster) equal the in-memory fit on the same rows, for every Gaussian reference case.
+
+What "equal" can mean was measured (issue 10).  The chunked problem is the in-memory
+problem: the same objective function (1e-13 relative at any theta; the Gram differs by
+summation order only), the same start (the moment start, computed from the cross products:
+4e-13), the same engine path and the same optimizer settings.  The optimizer's end point
+is not a function of the data to 1e-8, though: BOBYQA stops where the objective's
+decrease falls below its tolerance, and its decisions near the optimum follow differences
+of 1e-15 in the objective.  The in-memory fit itself moves by up to 1e-4 in theta when the
+rows are merely reversed (cake_recipe_random_slope_reml; orthodont_factor_interaction_ml
+and bodyweight_three_terms_reml are as flat).  So the tests check
+
+* the same function (at the start and at the in-memory optimum), the same start;
+* the same optimum: a few Newton steps on each problem from its own fit (finite-difference
+  Hessian, :func:`_polished`) land on the same theta, fixef and sigma to 1e-8, the same
+  objective to 1e-10 (measured: 3e-9 worst in theta);
+* the reported estimates to the optimizer's precision (``ESTIMATE_RTOL``).
+"""
 
 from __future__ import annotations
 
@@ -13,25 +28,27 @@ import pytest
 
 import mixedmodels as mm
 from mixedmodels.errors import DataError
-from tests.catalogue import case
+from mixedmodels.large import fit_chunks
+from mixedmodels.optim.derivatives import hessian_and_gradient
+from mixedmodels.optim.reduced_start import reduced_moment_start
+from mixedmodels.optim.start import moment_start
+from tests.catalogue import case, gaussian_cases
 
-CASES = [
-    "sleepstudy_slopes_reml",
-    "sleepstudy_intercepts_ml",
-    "penicillin_crossed_ml",
-    "machines_slash_reml",
-    "cake_interaction_grouping_reml",
-    "orthodont_factor_interaction_ml",
-    "sleepstudy_missing_reml",
-    "sleepstudy_weighted_reml",
-    "sleepstudy_offset_reml",
-    "oxboys_ordered_factor_reml",
-    "arabidopsis_nested_three_reml",
-]
-OBJECTIVE_RTOL = 1e-10  # the same Gram up to summation order: ~1e-13 measured
-# BOBYQA's stopping precision: the same start and a function equal to 1e-13 still end
-# up to 1e-5 apart (relative) in a flat direction of theta (orthodont ML, measured)
-ESTIMATE_RTOL = 1e-4
+FUNCTION_RTOL = 1e-10  # the same Gram up to summation order: 1e-13 measured
+START_ATOL = 1e-10  # the start from cross products vs from rows: 4e-13 measured
+POLISHED_ATOL = 1e-8  # theta, fixef (relative to max(1, |b|)), sigma: 3e-9 measured
+OBJECTIVE_RTOL = 1e-10
+# the optimizer's stopping noise: 7e-5 measured (orthodont_factor_interaction), as large
+# as reversing the rows of the in-memory fit (1e-4, cake_recipe)
+ESTIMATE_RTOL = 1e-3
+RAW_OBJECTIVE_RTOL = 1e-8  # the flattest case ends 6e-10 (relative) above the other
+# learned from all rows at once: refused out of core (compute the column beforehand)
+REFUSED = {
+    "sleepstudy_poly_reml": "poly",
+    "sleepstudy_scale_ml": "scale",
+    "oxboys_centered_vector_reml": "mean",
+}
+CASES = [c.name for c in gaussian_cases()]
 
 
 def _quiet(fitter, *args, **kwargs):
@@ -40,90 +57,158 @@ def _quiet(fitter, *args, **kwargs):
         return fitter(*args, **kwargs)
 
 
-def _frame_and_weights(c):
+def _frame_and_arguments(c) -> tuple[pd.DataFrame, dict]:
     frame = c.data()
     w = c.weights(frame)
-    if w is None:
-        return frame, None
-    return frame.assign(_w=w), "_w"
+    if w is not None:
+        frame = frame.assign(_w=w)
+    arguments = {
+        "reml": c.reml,
+        "weights": None if w is None else "_w",
+        "contrasts": c.reference.get("contrasts"),
+    }
+    return frame, arguments
 
 
-def _agree(chunked, memory):
-    # the same function: the chunked objective at the in-memory optimum
-    at_memory = chunked.problem.objective(memory.theta)
-    assert at_memory == pytest.approx(memory.objective, rel=OBJECTIVE_RTOL)
-    assert chunked.objective == pytest.approx(memory.objective, rel=OBJECTIVE_RTOL)
-    np.testing.assert_allclose(chunked.theta, memory.theta, rtol=ESTIMATE_RTOL, atol=1e-5)
-    np.testing.assert_allclose(chunked.fixef, memory.fixef, rtol=ESTIMATE_RTOL, atol=1e-5)
-    np.testing.assert_allclose(chunked.sigma, memory.sigma, rtol=ESTIMATE_RTOL)
+def _polished(problem, theta: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, bool]:
+    """Newton steps from ``theta`` on the coordinates not held at a bound of 0 (Richardson
+    finite differences of the objective); also whether theta is identified there (a
+    Hessian of full rank: ``(Sex | Subject)`` with Sex between subjects has a ridge)."""
+    theta = np.array(theta, dtype=float)
+    lower, upper = problem.theta_lower_bounds(), problem.theta_upper_bounds()
+    free = ~((lower == 0) & (theta == 0))
+    identified = True
+    for _ in range(iterations if free.any() else 0):
+        def f(x, theta=theta):
+            full = theta.copy()
+            full[free] = x
+            return problem.objective(full)
+
+        hessian, gradient = hessian_and_gradient(f, theta[free])
+        identified = np.linalg.cond(hessian) < 1e6
+        step = np.linalg.lstsq(hessian, gradient, rcond=None)[0]
+        theta[free] = np.clip(theta[free] - step, lower[free], upper[free])
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return theta, identified
+
+
+def _same_optimum(chunked, memory) -> None:
+    a, identified = _polished(memory.problem, memory.theta)
+    b, _ = _polished(chunked.problem, chunked.theta)
+    sa, sb = memory.problem.solve(a), chunked.problem.solve(b)
+    assert sb.objective == pytest.approx(sa.objective, rel=OBJECTIVE_RTOL)
+    scale = np.maximum(1.0, np.abs(sa.beta))
+    np.testing.assert_array_less(np.abs(sb.beta - sa.beta) / scale, POLISHED_ATOL)
+    assert sb.sigma == pytest.approx(sa.sigma, rel=POLISHED_ATOL)
+    if identified:
+        np.testing.assert_allclose(b, a, rtol=0, atol=POLISHED_ATOL)
+
+
+def _agree(chunked, memory, polish: bool = True) -> None:
+    # the same function, at lme4's start and at the in-memory optimum
+    for theta in (memory.problem.theta_start(), memory.theta):
+        assert chunked.problem.objective(theta) == pytest.approx(
+            memory.problem.objective(theta), rel=FUNCTION_RTOL
+        )
+    if polish:
+        _same_optimum(chunked, memory)
+    assert chunked.objective == pytest.approx(memory.objective, rel=RAW_OBJECTIVE_RTOL)
+    np.testing.assert_allclose(chunked.theta, memory.theta, rtol=ESTIMATE_RTOL, atol=1e-3)
+    np.testing.assert_allclose(chunked.fixef, memory.fixef, rtol=ESTIMATE_RTOL, atol=1e-6)
     assert chunked.nobs == memory.nobs and chunked.n_dropped == memory.n_dropped
     assert list(chunked.fixef.index) == list(memory.fixef.index)
     assert chunked.ngroups == memory.ngroups
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_chunks_give_the_in_memory_fit(name):
+def test_every_gaussian_case_out_of_core(name):
     c = case(name)
-    frame, weights = _frame_and_weights(c)
-    reml = c.reml
-    memory = _quiet(mm.lmer, c.formula, frame, reml=reml, weights=weights, start="lme4")
-    for rows in (13, len(frame)):
+    frame, arguments = _frame_and_arguments(c)
+    if name in REFUSED:
+        with pytest.raises(DataError, match=REFUSED[name]):
+            mm.lmer(c.formula, mm.FrameSource(frame, 13), **arguments)
+        return
+    memory = _quiet(mm.lmer, c.formula, frame, **arguments)
+    for rows in (max(13, len(frame) // 7), len(frame)):
         source = mm.FrameSource(frame, rows)
-        chunked = _quiet(mm.lmer, c.formula, source, reml=reml, weights=weights)
-        _agree(chunked, memory)
+        _, problem, sums = _quiet(fit_chunks, c.formula, source, **arguments)
+        theta0, step0 = reduced_moment_start(problem, sums)
+        theta1, step1 = moment_start(memory.problem)
+        np.testing.assert_allclose(theta0, theta1, rtol=0, atol=START_ATOL)
+        np.testing.assert_allclose(step0, step1, rtol=0, atol=START_ATOL)
+        # the optimum once (its Newton steps cost 40-700 evaluations)
+        _agree(_quiet(mm.lmer, c.formula, source, **arguments), memory, rows < len(frame))
+
+
+@pytest.mark.parametrize("name", ["dyestuff_reml", "sleepstudy_weighted_reml"])
+def test_one_row_per_chunk(name):
+    c = case(name)
+    frame, arguments = _frame_and_arguments(c)
+    memory = _quiet(mm.lmer, c.formula, frame, **arguments)
+    _agree(_quiet(mm.lmer, c.formula, mm.FrameSource(frame, 1), **arguments), memory)
+
+
+def test_conditional_modes_and_variances_out_of_core():
+    c = case("sleepstudy_slopes_reml")
+    frame, arguments = _frame_and_arguments(c)
+    memory = _quiet(mm.lmer, c.formula, frame, **arguments)
+    chunked = _quiet(mm.lmer, c.formula, mm.FrameSource(frame, 13), **arguments)
+    # at the same theta the reduced problem gives the same modes and conditional sd
+    same = chunked.problem.solve(memory.theta)
+    for mine, theirs in zip(same.b, memory.problem.solve(memory.theta).b, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(
         chunked.ranef_table()["condsd"], memory.ranef_table()["condsd"], rtol=1e-5
     )
 
 
-def test_one_row_per_chunk():
-    c = case("sleepstudy_missing_reml")
-    frame = c.data()
-    memory = _quiet(mm.lmer, c.formula, frame, start="lme4")
-    _agree(_quiet(mm.lmer, c.formula, mm.FrameSource(frame, 1)), memory)
-
-
 def test_parquet_files_give_the_in_memory_fit(tmp_path):
-    frame = mm.datasets.load("Penicillin")
+    c = case("penicillin_crossed_reml")
+    frame, arguments = _frame_and_arguments(c)
     for i, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
         frame.iloc[part].to_parquet(tmp_path / f"part{i}.parquet")
-    formula = "diameter ~ 1 + (1|plate) + (1|sample)"
-    memory = _quiet(mm.lmer, formula, frame, start="lme4")
-    _agree(_quiet(mm.lmer, formula, str(tmp_path)), memory)
-    _agree(_quiet(mm.lmer, formula, str(tmp_path / "*.parquet")), memory)
+    memory = _quiet(mm.lmer, c.formula, frame, **arguments)
+    _agree(_quiet(mm.lmer, c.formula, str(tmp_path), **arguments), memory)
+    _agree(_quiet(mm.lmer, c.formula, str(tmp_path / "*.parquet"), **arguments), memory)
 
 
-def test_dask_dataframe_gives_the_in_memory_fit():
+@pytest.mark.parametrize("name", ["sleepstudy_weighted_reml", "machines_slash_reml"])
+def test_dask_dataframe_gives_the_in_memory_fit(name):
     dd = pytest.importorskip("dask.dataframe")
-    frame = mm.datasets.load("sleepstudy")
-    memory = _quiet(mm.lmer, "Reaction ~ Days + (Days|Subject)", frame, start="lme4")
+    c = case(name)
+    frame, arguments = _frame_and_arguments(c)
+    memory = _quiet(mm.lmer, c.formula, frame, **arguments)
     lazy = dd.from_pandas(frame, npartitions=4)
-    _agree(_quiet(mm.lmer, "Reaction ~ Days + (Days|Subject)", lazy), memory)
+    _agree(_quiet(mm.lmer, c.formula, lazy, **arguments), memory)
 
 
 def test_a_distributed_cluster_of_two_worker_processes():
     distributed = pytest.importorskip("distributed")
     dd = pytest.importorskip("dask.dataframe")
-    frame = mm.datasets.load("Machines")
-    formula = "score ~ Machine + (1|Worker) + (1|Worker:Machine)"
-    memory = _quiet(mm.lmer, formula, frame, start="lme4")
+    c = case("machines_slash_reml")
+    frame, arguments = _frame_and_arguments(c)
+    memory = _quiet(mm.lmer, c.formula, frame, **arguments)
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster, distributed.Client(cluster):
-        chunked = _quiet(mm.lmer, formula, dd.from_pandas(frame, npartitions=3))
+        chunked = _quiet(mm.lmer, c.formula, dd.from_pandas(frame, npartitions=3), **arguments)
+        fitted = chunked.fitted.compute()  # the further pass, on the workers
     _agree(chunked, memory)
+    same_theta = _quiet(mm.lmer, c.formula, frame, start=chunked.theta, optimize=False, **arguments)
+    np.testing.assert_allclose(fitted.to_numpy(), same_theta.fitted, rtol=1e-10)
 
 
 def test_what_needs_the_rows_says_so():
     frame = mm.datasets.load("sleepstudy")
     fit = _quiet(mm.lmer, "Reaction ~ Days + (1|Subject)", mm.FrameSource(frame, 50))
-    for what in ("fitted", "residuals", "X", "Z"):
+    for what in ("X", "Z"):
         with pytest.raises(DataError, match=f"{what} needs the rows"):
             getattr(fit, what)
     with pytest.raises(DataError, match="Kenward-Roger"):
         fit.fixef_table(ddf="kenward-roger")
     assert "Scaled residuals" not in fit.summary()
-    memory = _quiet(mm.lmer, "Reaction ~ Days + (1|Subject)", frame, start="lme4")
+    memory = _quiet(mm.lmer, "Reaction ~ Days + (1|Subject)", frame)
     new = frame.iloc[[3, 50, 100]]
     np.testing.assert_allclose(fit.predict(new), memory.predict(new), rtol=1e-8)
 
@@ -132,6 +217,15 @@ def test_learned_transforms_are_refused_with_a_reason():
     frame = mm.datasets.load("sleepstudy")
     with pytest.raises(DataError, match="scale"):
         mm.lmer("Reaction ~ scale(Days) + (1|Subject)", mm.FrameSource(frame, 50))
+    with pytest.raises(DataError, match=r"'sd\(Days\)' in 'I\(Days/sd\(Days\)\)': sd\(\)"):
+        mm.lmer("Reaction ~ I(Days / sd(Days)) + (1|Subject)", mm.FrameSource(frame, 50))
+
+
+def test_the_refused_aggregates_are_the_interpreters():
+    from mixedmodels.design.chunked import ROW_AGGREGATES
+    from mixedmodels.design.evaluate import _AGGREGATE
+
+    assert set(_AGGREGATE) == ROW_AGGREGATES
 
 
 def test_weights_must_name_a_column_out_of_core():
@@ -163,3 +257,70 @@ def test_dates_in_the_model_are_named_out_of_core():
     frame = mm.datasets.load("sleepstudy").assign(when=pd.Timestamp("2020-01-01"))
     with pytest.raises(DataError, match="'when'"):
         mm.lmer("Reaction ~ when + (1|Subject)", mm.FrameSource(frame, 50))
+
+
+# ---------------------------------------------------------------------- row-level outputs
+# Compared with the in-memory fit evaluated at the chunked fit's theta (optimize=False):
+# the same estimates from the two Grams (1e-13), so fitted values agree to rounding
+# (1e-13 absolute measured on values near 300); 1e-10 relative is stated.
+ROW_RTOL = 1e-10
+FORMULA = "Reaction ~ Days + (Days|Subject)"
+
+
+def _sleepstudy_with_gaps() -> pd.DataFrame:
+    frame = mm.datasets.load("sleepstudy").copy()
+    frame.loc[[5, 77], "Reaction"] = np.nan  # dropped rows keep the others aligned
+    return frame
+
+
+def _at_same_theta(chunked, frame):
+    return _quiet(mm.lmer, FORMULA, frame, start=chunked.theta, optimize=False)
+
+
+def test_fitted_and_residuals_of_a_dask_frame_are_lazy_series():
+    dd = pytest.importorskip("dask.dataframe")
+    frame = _sleepstudy_with_gaps()
+    chunked = _quiet(mm.lmer, FORMULA, dd.from_pandas(frame, npartitions=4))
+    memory = _at_same_theta(chunked, frame)
+    fitted, residuals = chunked.fitted, chunked.residuals
+    assert isinstance(fitted, dd.Series) and isinstance(residuals, dd.Series)
+    fitted, residuals = fitted.compute(), residuals.compute()
+    assert list(fitted.index) == [i for i in frame.index if i not in (5, 77)]
+    np.testing.assert_allclose(fitted.to_numpy(), memory.fitted, rtol=ROW_RTOL)
+    np.testing.assert_allclose(residuals.to_numpy(), memory.residuals, rtol=ROW_RTOL, atol=1e-10)
+    new = frame.iloc[::3].assign(Days=lambda f: f.Days + 0.5)
+    predicted = chunked.predict(dd.from_pandas(new, npartitions=3))
+    assert isinstance(predicted, dd.Series)
+    np.testing.assert_allclose(predicted.compute().to_numpy(), memory.predict(new), rtol=ROW_RTOL)
+
+
+def test_parquet_row_outputs_are_written_to_parquet(tmp_path):
+    frame = _sleepstudy_with_gaps()
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame.iloc[:100].to_parquet(folder / "a.parquet")
+    frame.iloc[100:].to_parquet(folder / "b.parquet")
+    chunked = _quiet(mm.lmer, FORMULA, str(folder))
+    memory = _at_same_theta(chunked, frame)
+    with pytest.raises(DataError, match=r"write_fitted\("):
+        _ = chunked.fitted
+    written = pd.read_parquet(chunked.write_fitted(tmp_path / "fitted.parquet"))
+    assert list(written.columns) == ["row", "fitted", "residuals"]
+    assert written["row"].tolist() == [i for i in range(len(frame)) if i not in (5, 77)]
+    np.testing.assert_allclose(written["fitted"], memory.fitted, rtol=ROW_RTOL)
+    np.testing.assert_allclose(written["residuals"], memory.residuals, rtol=ROW_RTOL, atol=1e-10)
+    with pytest.raises(mm.errors.ArgumentError, match="out="):
+        chunked.predict(str(folder))
+    out = chunked.predict(str(folder), out=tmp_path / "predicted.parquet")
+    predicted = pd.read_parquet(out)
+    assert predicted["row"].tolist() == list(range(len(frame)))
+    np.testing.assert_allclose(predicted["predicted"], memory.predict(frame), rtol=ROW_RTOL)
+
+
+def test_row_outputs_of_chunks_in_memory_are_arrays():
+    frame = _sleepstudy_with_gaps()
+    chunked = _quiet(mm.lmer, FORMULA, mm.FrameSource(frame, 17))
+    memory = _at_same_theta(chunked, frame)
+    np.testing.assert_allclose(chunked.fitted, memory.fitted, rtol=ROW_RTOL)
+    np.testing.assert_allclose(chunked.residuals, memory.residuals, rtol=ROW_RTOL, atol=1e-10)
+    np.testing.assert_allclose(chunked.predict(), memory.fitted, rtol=ROW_RTOL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,8 @@ from mixedmodels.large import fit_chunks
 from mixedmodels.optim import OptimizeResult
 from mixedmodels.optim.glmm import fit_glmm
 from mixedmodels.optim.lmm import checked_start, optimize_problem, solve_at
+from mixedmodels.optim.reduced_start import reduced_moment_start
+from mixedmodels.optim.start import moment_start
 from mixedmodels.results.chunked_fit import ChunkedLmerFit
 from mixedmodels.results.fit import LmerFit, lmm_problem
 from mixedmodels.results.glmer_fit import GlmerFit
@@ -112,7 +115,8 @@ def lmer(
         Never modified. Rows with missing values in used columns are dropped and counted.
         A path (file, directory or glob) of Parquet files or a ``dask.dataframe.DataFrame``
         is read chunk by chunk in three passes and fitted from the sums of its cross
-        products, with the same numbers (:class:`ChunkedLmerFit`; lme4's start is used);
+        products, with the same numbers (:class:`ChunkedLmerFit`; the same default start,
+        computed from the cross products);
         ``mm.FrameSource(df, chunk_rows)`` does the same for a DataFrame in memory.
     reml : bool
         REML (default) or maximum likelihood.
@@ -173,8 +177,9 @@ def lmer(
             "smooth terms such as s(x) need the rows in memory (their bases are built from "
             "the data): pass a DataFrame"
         )
+    default_start = moment_start
     if source is not None:
-        design, problem = fit_chunks(
+        design, problem, sums = fit_chunks(
             formula,
             source,
             reml=check_bool(reml, "reml"),
@@ -182,7 +187,8 @@ def lmer(
             offset=offset,
             contrasts=contrasts,
         )
-        start = "lme4" if start is None else start  # moment starts would need the rows
+        # the in-memory fit's moment start, from the cross products: the same path
+        default_start = partial(reduced_moment_start, sums=sums)
         fit_class: type[LmerFit] = ChunkedLmerFit
     else:
         design, problem = lmer_problem(
@@ -191,7 +197,7 @@ def lmer(
         fit_class = LmerFit
     _warn_dropped_rows(design)
     if optimize:
-        result = optimize_problem(problem, start)
+        result = optimize_problem(problem, start, default_start)
     else:
         if start is None:
             raise ArgumentError("optimize=False needs a start: the theta to evaluate at")

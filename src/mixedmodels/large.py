@@ -19,22 +19,23 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+import scipy.linalg as sla
 
 from mixedmodels.core.reduce import (
     add_grams,
-    cross_products,
     is_nested_by,
     merge_nesting,
     nesting_partial,
     partial_gram,
 )
-from mixedmodels.core.reduced import engine_order, reduced_problem, term_shapes
+from mixedmodels.core.reduced import crossed_order, engine_order, reduced_problem, term_shapes
 from mixedmodels.design.chunked import ChunkedDesign, EncodedChunk, merge_surveys, reduced_design
 from mixedmodels.design.model import lme4_term_permutation
 from mixedmodels.design.rank import dropped_columns, independent_columns_of_gram
 from mixedmodels.design.sources import RowSource
 from mixedmodels.design.validate import check_finite_columns
 from mixedmodels.errors import DataError
+from mixedmodels.optim.reduced_start import StartSums
 from mixedmodels.progress import ProgressBar, progress_enabled
 
 T = TypeVar("T")
@@ -52,9 +53,69 @@ def _passes(source: RowSource, progress: bool) -> Callable:
 
 @dataclass
 class _Pass2:
-    cross: np.ndarray
-    nesting: dict[tuple[int, int], np.ndarray]
+    """Sums of pass 2 over some chunks (terms in public order)."""
+
+    xx: np.ndarray  # X'X (the rank check, unweighted as in memory)
+    xwx: np.ndarray  # X'WX
+    xwy: np.ndarray  # X'Wy (with X'WX: the least-squares shift of the response)
+    nesting: dict[tuple[int, int], np.ndarray]  # (inner, outer) -> nesting_partial
     log_weights: float
+    counts: list[np.ndarray]  # rows per level of each term
+    intercept: list[bool]  # one column, 1 on every row
+    same_codes: dict[tuple[int, int], bool]  # (i, j), i < j: identical level codes
+
+    def __add__(self, other: _Pass2) -> _Pass2:
+        return _Pass2(
+            self.xx + other.xx,
+            self.xwx + other.xwx,
+            self.xwy + other.xwy,
+            {k: merge_nesting(v, other.nesting[k]) for k, v in self.nesting.items()},
+            self.log_weights + other.log_weights,
+            [a + b for a, b in zip(self.counts, other.counts, strict=True)],
+            [a and b for a, b in zip(self.intercept, other.intercept, strict=True)],
+            {k: v and other.same_codes[k] for k, v in self.same_codes.items()},
+        )
+
+
+def _second_pass(public: list, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> _Pass2:
+    """Pass 2 on one chunk's encoded rows (terms in public order)."""
+    k = len(public)
+    wX = X if w is None else X * w[:, None]
+    wy = y if w is None else y * w
+    return _Pass2(
+        X.T @ X,
+        X.T @ wX,
+        X.T @ wy,
+        {
+            (i, j): nesting_partial(public[i], public[j])
+            for i in range(k)
+            for j in range(k)
+            if i != j
+        },
+        0.0 if w is None else float(np.log(w).sum()),
+        [np.bincount(b.codes, minlength=b.n_levels) for b in public],
+        [b.p == 1 and bool(np.all(b.z[:, 0] == 1.0)) for b in public],
+        {
+            (i, j): public[i].n_levels == public[j].n_levels
+            and np.array_equal(public[i].codes, public[j].codes)
+            for i in range(k)
+            for j in range(i + 1, k)
+        },
+    )
+
+
+def _shift(xwx: np.ndarray, xwy: np.ndarray) -> np.ndarray:
+    """The least-squares shift of the response, as the in-memory problem computes it
+    (:meth:`~mixedmodels.core.lmm.LmmProblem._shift_response`)."""
+    try:
+        shift = sla.solve(xwx, xwy, assume_a="pos")
+    except (sla.LinAlgError, ValueError):
+        return np.zeros(xwy.size)
+    return shift if np.all(np.isfinite(shift)) else np.zeros(xwy.size)
+
+
+def _add_all(a: tuple, b: tuple) -> tuple:
+    return tuple(add_grams(x, y) for x, y in zip(a, b, strict=True))
 
 
 def _checked(chunk: EncodedChunk, design: ChunkedDesign) -> EncodedChunk:
@@ -87,7 +148,10 @@ def fit_chunks(
 
     Returns
     -------
-    (ReducedDesign, LmmProblem)
+    (ReducedDesign, LmmProblem, StartSums)
+        The design without rows, the reduced problem and what the default (moment) start
+        needs besides the problem's Gram (:func:`~mixedmodels.optim.reduced_start.
+        reduced_moment_start`).
     """
     progress = progress_enabled() if progress is None else progress
     passes = _passes(source, progress)
@@ -111,6 +175,7 @@ def fit_chunks(
     widths = [len(b.column_names) for b in design.term_builders]
     blocks = term_shapes([n_levels[i] for i in permutation], [widths[i] for i in permutation])
     order = engine_order(blocks)  # engine order, as indices into the public order
+    public_of = order  # public index of each engine term
 
     def engine_blocks(chunk: EncodedChunk):
         public = [chunk.blocks[i] for i in permutation]
@@ -118,57 +183,72 @@ def fit_chunks(
 
     def second(frame: pd.DataFrame) -> _Pass2:
         chunk = _checked(design.encode(frame), design)
-        engine = engine_blocks(chunk)
-        nesting = {
-            (k, m): nesting_partial(engine[k], engine[m])
-            for k in range(len(engine))
-            for m in range(k)
-        }
-        w = chunk.weights
-        log_w = 0.0 if w is None else float(np.log(w).sum())
-        return _Pass2(cross_products(chunk.X, _response(chunk), w), nesting, log_w)
+        public = [chunk.blocks[i] for i in permutation]
+        return _second_pass(public, chunk.X, _response(chunk), chunk.weights)
 
-    cross, nesting, log_weights = None, None, 0.0
-    for part in passes(second, design.needed, "pass 2/3 (cross products)"):
-        cross = part.cross if cross is None else cross + part.cross
-        nesting = part.nesting if nesting is None else {
-            key: merge_nesting(nesting[key], part.nesting[key]) for key in nesting
-        }
-        log_weights += part.log_weights
+    sums: _Pass2 = reduce(
+        lambda a, b: a + b, passes(second, design.needed, "pass 2/3 (cross products)")
+    )
     n = design.n_rows - design.n_dropped
-    p_all = cross.shape[0] - 1
-    keep = independent_columns_of_gram(cross[:p_all, :p_all], n) if p_all else np.arange(0)
+    keep = independent_columns_of_gram(sums.xx, n) if sums.xx.shape[0] else np.arange(0)
     dropped_columns(design.fixed_builder.column_names, keep)
     if keep.size >= n:
         raise DataError(
             f"as many fixed effects as observations: {keep.size} independent fixed-effect "
             f"column(s) for {n} observation(s)"
         )
-    shift = np.zeros(keep.size)
-    if keep.size:
-        xx = cross[np.ix_(keep, keep)]
-        try:
-            shift = np.linalg.solve(xx, cross[keep, -1])
-        except np.linalg.LinAlgError:
-            shift = np.zeros(keep.size)
-        if not np.all(np.isfinite(shift)):
-            shift = np.zeros(keep.size)
+    shift = _shift(sums.xwx[np.ix_(keep, keep)], sums.xwy[keep]) if keep.size else np.zeros(0)
+    weighted = design.weights_column is not None
 
-    def third(frame: pd.DataFrame):
+    def third(frame: pd.DataFrame) -> tuple:
         chunk = design.encode(frame)
+        blocks = engine_blocks(chunk)
         X = np.asfortranarray(chunk.X[:, keep])
         y_work = _response(chunk) - X @ shift if keep.size else _response(chunk)
-        return partial_gram(engine_blocks(chunk), X, y_work, chunk.weights)
+        w = chunk.weights
+        grams = [partial_gram(blocks, X, y_work, w)]
+        # the start's residuals: on X, or around the mean when there is no X
+        R = X if keep.size else np.ones((X.shape[0], 1))
+        if not keep.size:
+            grams.append(partial_gram(blocks, R, y_work, w))
+        if weighted:
+            grams.append(partial_gram(blocks, R, y_work, None))
+        return tuple(grams)
 
-    gram = reduce(add_grams, passes(third, design.needed, "pass 3/3 (cross products)"))
+    grams = reduce(_add_all, passes(third, design.needed, "pass 3/3 (cross products)"))
+    gram = grams[0]
+    start_weighted = grams[0] if keep.size else grams[1]
+    k = len(blocks)
+    nested = {key: is_nested_by(value) for key, value in sums.nesting.items()}
+    # the in-memory problem keeps engine term a dense unless every earlier term b is
+    # nested in it (LmmProblem.dense)
+    engine_nested = {(a, b): nested[public_of[b], public_of[a]] for a in range(k) for b in range(a)}
+    same = np.eye(k, dtype=bool)
+    for (i, j), value in sums.same_codes.items():
+        same[i, j] = same[j, i] = value
+    engine_same = same[np.ix_(public_of, public_of)]
+    engine_inner = np.array(
+        [[a != b and nested[public_of[a], public_of[b]] for b in range(k)] for a in range(k)]
+    )
     problem = reduced_problem(
         blocks,
         gram,
         n=n,
         n_fixed=keep.size,
-        log_weights=log_weights,
+        log_weights=sums.log_weights,
         beta_shift=shift,
-        nested={key: is_nested_by(value) for key, value in (nesting or {}).items()},
+        nested=engine_nested,
         reml=reml,
+        order=crossed_order([blocks[i] for i in public_of], engine_same, engine_inner)
+        if k > 1
+        else None,
     )
-    return reduced_design(design, keep, prototypes), problem
+    start = StartSums(
+        counts=sums.counts,
+        intercept=sums.intercept,
+        same_factor=same,
+        nested=np.array([[i != j and nested[i, j] for j in range(k)] for i in range(k)]),
+        weighted=start_weighted,
+        unweighted=grams[-1] if weighted else start_weighted,
+    )
+    return reduced_design(design, keep, prototypes, permutation, source), problem, start

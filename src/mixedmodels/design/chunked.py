@@ -30,6 +30,7 @@ from mixedmodels.design.rsyntax import variables_of
 from mixedmodels.design.validate import check_model_column, missing_mask, plain_columns
 from mixedmodels.errors import ColumnNotFoundError, DataError, FormulaError
 from mixedmodels.formula import ParsedFormula, parse_formula
+from mixedmodels.formula.expr import calls, deparse, parse_expression
 from mixedmodels.reterms.blocks import RandomBlock
 
 
@@ -159,6 +160,26 @@ def _primed_values(survey: dict[int, _FactorSurvey | str]) -> list[Value]:
     return values
 
 
+#: Calls that reduce a column over the rows the interpreter sees (design.evaluate's
+#: aggregates): on a chunk they would see that chunk only.
+ROW_AGGREGATES = frozenset({"mean", "median", "sd", "var", "min", "max", "sum", "length"})
+
+
+def _refuse_aggregates(parsed: ParsedFormula) -> None:
+    """A :class:`DataError` naming the first call such as ``mean(age)`` in the model: it
+    would be computed per chunk, not over all rows as in memory."""
+    texts = [parsed.response, parsed.fixed, *parsed.offsets]
+    texts += [spec.expr for spec in parsed.random]
+    for text in texts:
+        for call in calls(parse_expression(text)):
+            if call.func in ROW_AGGREGATES:
+                raise DataError(
+                    f"{deparse(call)!r} in {text!r}: {call.func}() reduces a column over "
+                    "all rows, which data in chunks never holds at once; compute the "
+                    "column beforehand (e.g. a centred column of its own)"
+                )
+
+
 @dataclass
 class EncodedChunk:
     """One chunk's rows as the engine takes them (complete rows only)."""
@@ -168,6 +189,7 @@ class EncodedChunk:
     blocks: list[RandomBlock]
     weights: np.ndarray | None
     offset: np.ndarray | None
+    index: pd.Index | None = None  # the rows' labels in the chunk
 
 
 class ChunkedDesign:
@@ -200,6 +222,7 @@ class ChunkedDesign:
                 raise DataError(f"with data in chunks, {what} must name a column")
         self.weights_column = weights
         self.offset_column = offset
+        _refuse_aggregates(self.parsed)
         self.needed = self._needed(columns)
         self.modelled = list(
             dict.fromkeys(
@@ -366,14 +389,22 @@ class ChunkedDesign:
         for expr in self.parsed.offsets:
             extra = response_vector(rows, expr, what="offset")
             offset = extra if offset is None else offset + extra
-        return EncodedChunk(y, X, blocks, weights, offset)
+        return EncodedChunk(y, X, blocks, weights, offset, rows.index)
 
 
 @dataclass
 class ReducedDesign(ModelDesign):
-    """The design of a model fitted from chunks: names, levels and encodings, no rows."""
+    """The design of a model fitted from chunks: names, levels and encodings, no rows.
+
+    ``encoder`` encodes any chunk as the fit did (its random terms in formula order;
+    ``permutation[j]`` is the formula position of public term ``j``) and ``source`` is
+    where the rows are, for row-level outputs computed by a further pass.
+    """
 
     n_used: int = 0
+    encoder: ChunkedDesign | None = None
+    permutation: list[int] = field(default_factory=list)
+    source: object = None
 
     @property
     def n(self) -> int:
@@ -381,7 +412,11 @@ class ReducedDesign(ModelDesign):
 
 
 def reduced_design(
-    design: ChunkedDesign, keep: np.ndarray, prototypes: dict[str, pd.Series]
+    design: ChunkedDesign,
+    keep: np.ndarray,
+    prototypes: dict[str, pd.Series],
+    permutation: list[int] | None = None,
+    source: object = None,
 ) -> ReducedDesign:
     """The row-free design of a chunked model, terms in lme4's order."""
     names = design.fixed_builder.column_names
@@ -415,4 +450,7 @@ def reduced_design(
         data=None,
         prototypes=prototypes,
         n_used=design.n_rows - design.n_dropped,
+        encoder=design,
+        permutation=list(range(len(terms))) if permutation is None else list(permutation),
+        source=source,
     )

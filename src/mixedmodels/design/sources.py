@@ -124,11 +124,17 @@ class ParquetSource:
         return max(1, -(-rows // self.batch_rows))
 
     def map(self, function, columns):
-        """``function(batch)`` for every record batch of ``columns``, results as they come."""
+        """``function(batch)`` for every record batch of ``columns``, results as they come;
+        each batch indexed by its rows' positions in the data (0 for the first row of the
+        first file)."""
         _check_columns(columns, self.columns)
+        start = 0
         for batch in self.dataset.to_batches(columns=columns, batch_size=self.batch_rows):
             if batch.num_rows:
-                yield function(batch.to_pandas())
+                frame = batch.to_pandas()
+                frame.index = pd.RangeIndex(start, start + len(frame))
+                start += len(frame)
+                yield function(frame)
 
 
 class DaskSource:
@@ -167,12 +173,12 @@ def row_source(data, chunk_rows: int | None = None) -> RowSource | None:
         return FrameSource(data, chunk_rows) if chunk_rows is not None else None
     if isinstance(data, str | Path):
         return ParquetSource(data, chunk_rows or 1_000_000)
-    if _is_dask_frame(data):
+    if is_dask_frame(data):
         return DaskSource(data)
     return None
 
 
-def _is_dask_frame(data) -> bool:
+def is_dask_frame(data) -> bool:
     """A Dask DataFrame (only possible when the user has imported dask.dataframe)."""
     module = sys.modules.get("dask.dataframe")
     return module is not None and isinstance(data, module.DataFrame)

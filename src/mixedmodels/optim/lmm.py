@@ -3,6 +3,8 @@ and the solution at the optimum (lme4's ``optimizeLmer`` and ``mkMerMod``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from mixedmodels.core.lmm import LmmProblem
@@ -30,19 +32,25 @@ def solve_at(problem: LmmProblem, theta: np.ndarray):
         ) from exc
 
 
-def optimize_problem(problem: LmmProblem, start: np.ndarray | str | None = None) -> OptimizeResult:
+def optimize_problem(
+    problem: LmmProblem,
+    start: np.ndarray | str | None = None,
+    default_start: Callable[[LmmProblem], tuple[np.ndarray, np.ndarray]] = moment_start,
+) -> OptimizeResult:
     """Minimize the objective over theta, then try the boundary.
 
     By default scalar random intercepts start at moment estimates and a single vector term
     at per-level regressions (:func:`mixedmodels.optim.start.moment_start`), other terms at
     lme4's identity; ``start="lme4"`` uses lme4's start throughout; an array is a previous
-    optimum to search near.
+    optimum to search near.  ``default_start`` computes the default start and its initial
+    step (a problem without rows, fitted from chunks, computes the same moment estimates
+    from its cross products: :mod:`mixedmodels.optim.reduced_start`).
 
     As lme4's ``check.boundary``: parameters bounded at 0 that end within 1e-5 of it are set
     to exactly 0 when that does not raise the objective.
     """
     with single_threaded_blas(problem.dense_objective is not None):
-        return _optimize(problem, start)
+        return _optimize(problem, start, default_start)
 
 
 def checked_start(problem: LmmProblem, start) -> np.ndarray:
@@ -84,11 +92,13 @@ def checked_start(problem: LmmProblem, start) -> np.ndarray:
     return theta
 
 
-def _default_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray | None]:
+def _default_start(
+    problem: LmmProblem, default_start: Callable = moment_start
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Moment estimates (:func:`moment_start`) when they are usable, lme4's start when
     they are not finite (degenerate data)."""
     try:
-        x0, step = moment_start(problem)
+        x0, step = default_start(problem)
     except (np.linalg.LinAlgError, NotPositiveDefiniteError, FloatingPointError):
         return problem.theta_start(), None
     if not (np.isfinite(x0).all() and np.isfinite(step).all() and (step > 0).all()):
@@ -97,12 +107,14 @@ def _default_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray | None]:
     return x0, (step if informed.any() else None)
 
 
-def _optimize(problem: LmmProblem, start: np.ndarray | str | None) -> OptimizeResult:
+def _optimize(
+    problem: LmmProblem, start: np.ndarray | str | None, default_start: Callable = moment_start
+) -> OptimizeResult:
     lower = problem.theta_lower_bounds()
     if isinstance(start, str):
         x0, initial_step = checked_start(problem, start), None
     elif start is None:
-        x0, initial_step = _default_start(problem)
+        x0, initial_step = _default_start(problem, default_start)
     else:  # a previous optimum (refits, bootstrap): search near it
         x0 = checked_start(problem, start)
         initial_step = np.maximum(0.1 * np.abs(x0), 0.02)
