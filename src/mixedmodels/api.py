@@ -43,6 +43,7 @@ from mixedmodels.results.fit import LmerFit, lmm_problem
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
 from mixedmodels.results.residual_lmer import lmer_residual
+from mixedmodels.results.smooth import smooth_start
 
 
 def lmer_problem(
@@ -190,6 +191,9 @@ def lmer(
         )
         fit_class = LmerFit
     _warn_dropped_rows(design)
+    if optimize and start is None and design.smooths:
+        # the smooths' variances start at their Schall estimates, not at lme4's 1
+        start = smooth_start(design, problem)
     if optimize:
         result = optimize_problem(problem, start)
     else:
