@@ -315,9 +315,10 @@ def _penalized_smooth(spec: SmoothSpec, data: pd.DataFrame) -> list[SmoothFuncti
     both = np.hstack([Tf, Tr])
     XT = X @ both  # the fixed and random columns at once
     nf = Tf.shape[1]
-    for level, dummy in levels_and_dummies:
+    for j, (level, dummy) in enumerate(levels_and_dummies):
         label = spec.label if level is None else f"{spec.label}:{spec.by}{level}"
-        cols = XT if level is None else XT * dummy(data)[:, None]
+        # at the fitted rows the level's indicator is the by codes' (no new lookup)
+        cols = XT if level is None else XT * (by_codes == j)[:, None]
         fixed, z = cols[:, :nf], cols[:, nf:]
         part = RandomPart(
             name=label,

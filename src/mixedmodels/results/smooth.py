@@ -295,9 +295,29 @@ START_BOUNDS = (0.01, 1e3)
 START_MAX_COLUMNS = 400
 
 
+def _penalized_blocks(design, n_theta: list[int], lambda_of) -> tuple[list[int], list[int]]:
+    """The terms the start's iteration estimates (every smooth term, and the other terms
+    whose relative factor is one theta times the identity while all of them have at most
+    :data:`START_MAX_COLUMNS` coefficients) and the terms integrated out; ``([], [])``
+    when a smooth term has a factor of another form."""
+    terms = design.terms
+    one_theta = [
+        n_theta[i] == 1 and np.array_equal(lambda_of(i), np.eye(terms[i].z.shape[1]))
+        for i in range(len(terms))
+    ]
+    chosen = [i for i, t in enumerate(terms) if t.always_included]
+    if not all(one_theta[i] for i in chosen):
+        return [], []
+    extra = [i for i, t in enumerate(terms) if one_theta[i] and not t.always_included]
+    size = sum(terms[i].n_levels * terms[i].z.shape[1] for i in chosen + extra)
+    if size <= START_MAX_COLUMNS:
+        chosen = sorted(chosen + extra)
+    return chosen, [i for i in range(len(terms)) if i not in chosen]
+
+
 def smooth_start(design, problem) -> np.ndarray | None:
-    """A starting theta for a model with smooth terms near its REML estimate, or None
-    when the model has no smooth terms (or the start cannot be made).
+    """A starting theta for a linear mixed model with smooth terms near its REML
+    estimate, or None when the model has no smooth terms (or the start cannot be made).
 
     Every term whose relative factor is one theta times the identity (a smooth's random
     parts, scalar random intercepts such as ``(1 | g)``) is a penalized block of
@@ -319,22 +339,14 @@ def smooth_start(design, problem) -> np.ndarray | None:
     """
     from mixedmodels.optim.start import moment_start
 
-    terms = design.terms
-    if not any(t.always_included for t in terms) or design.n <= design.X.shape[1]:
+    if not design.smooths or design.n <= design.X.shape[1]:
         return None
     blocks = problem.blocks  # public (design) order, as theta
-    one_theta = [
-        blocks[i].n_theta == 1
-        and np.array_equal(blocks[i].lambda_matrix(np.ones(1)), np.eye(blocks[i].p))
-        for i in range(len(terms))
-    ]
-    if not all(one_theta[i] for i, t in enumerate(terms) if t.always_included):
+    chosen, others = _penalized_blocks(
+        design, [b.n_theta for b in blocks], lambda i: blocks[i].lambda_matrix(np.ones(1))
+    )
+    if not chosen:
         return None
-    chosen = [i for i, t in enumerate(terms) if t.always_included]
-    extra = [i for i, t in enumerate(terms) if one_theta[i] and not t.always_included]
-    size = sum(blocks[i].size for i in chosen + extra)
-    if size <= START_MAX_COLUMNS:
-        chosen = sorted(chosen + extra)
     try:
         theta, _ = moment_start(problem)
     except (np.linalg.LinAlgError, FloatingPointError, ValueError):
@@ -342,60 +354,130 @@ def smooth_start(design, problem) -> np.ndarray | None:
     theta = np.array(theta, dtype=float)
     if not np.all(np.isfinite(theta)):
         theta = problem.theta_start()
+    offsets = problem.theta_offsets
+    w = np.ones(design.n) if design.weights is None else np.asarray(design.weights, float)
+    y = design.y if design.offset is None else design.y - design.offset
     with single_threaded_blas(design.n <= SINGLE_THREAD_ROWS):
-        found = _schall(design, problem, theta, chosen)
-    if found is None:
-        return None
-    low, high = START_BOUNDS
-    for i, rho in zip(chosen, found, strict=True):
-        theta[problem.theta_offsets[i]] = float(np.clip(np.sqrt(rho), low, high))
+        C = _start_columns(design, chosen)
+        lambdas = _term_lambdas(design, theta)
+        A = _marginal_cross_products(design, np.hstack([C, y[:, None]]), w, lambdas, others)
+        rho = np.array([theta[offsets[i]] ** 2 for i in chosen])
+        group = _start_groups(design, chosen)
+        for _ in range(START_ITERATIONS):
+            step = _schall_step(A[:-1, :-1], A[:-1, -1], A[-1, -1], group, rho, design.n)
+            if step is None:
+                return None
+            new, _ = step
+            done = np.all(np.abs(np.log(new / rho)) < START_TOLERANCE)
+            rho = new
+            if done:
+                break
+    for i, value in zip(chosen, rho, strict=True):
+        theta[offsets[i]] = float(np.clip(np.sqrt(value), *START_BOUNDS))
     return theta
 
 
-def _schall(design, problem, theta: np.ndarray, chosen: list[int]) -> np.ndarray | None:
-    """The chosen terms' relative variances by Schall's iteration (see
-    :func:`smooth_start`); None when the system is not positive definite."""
-    lambdas = _term_lambdas(design, theta)
-    other_idx = [i for i in range(len(design.terms)) if i not in chosen]
-    w = np.ones(design.n) if design.weights is None else np.asarray(design.weights, float)
-    y = design.y if design.offset is None else design.y - design.offset
-    zs = [_dense_term_z(design.terms[i]) for i in chosen]
-    p = design.X.shape[1]
-    Cy = np.hstack([design.X, *zs, y[:, None]])
-    A = _marginal_cross_products(design, Cy, w, lambdas, other_idx)
-    M, r, yy = A[:-1, :-1], A[:-1, -1], A[-1, -1]
-    sizes = np.array([z.shape[1] for z in zs])
-    group = np.repeat(np.arange(len(zs)), sizes)  # each random coefficient's term
+def glmm_smooth_start(design, problem) -> np.ndarray | None:
+    """A starting theta for a GLMM with smooth terms (a family without a dispersion or
+    parameters of its own: binomial, Poisson): :func:`smooth_start`'s iteration on the
+    working response and weights of penalized quasi-likelihood, the linear predictor
+    updated from the penalized fit after each step (PQL's variances are biased for
+    binary data, but much nearer the Laplace estimates than lme4's start of 1).  None
+    when the start cannot be made.
+    """
+    family = problem.family
+    if not design.smooths or family.has_dispersion or family.extra_names:
+        return None
+    if design.n <= design.X.shape[1]:
+        return None
+    blocks = problem.blocks
+    chosen, others = _penalized_blocks(
+        design, [b.n_theta for b in blocks], lambda i: blocks[i].lambda_matrix(np.ones(1))
+    )
+    if not chosen:
+        return None
+    theta = np.array(problem.theta_start(), dtype=float)
+    offsets = np.concatenate([[0], np.cumsum([b.n_theta for b in blocks])]).astype(int)
+    link = family.link
+    with single_threaded_blas(design.n <= SINGLE_THREAD_ROWS):
+        C = _start_columns(design, chosen)
+        lambdas = _term_lambdas(design, theta)
+        group = _start_groups(design, chosen)
+        eta = problem.offset + problem.X @ problem.glm_start()
+        rho = np.ones(len(chosen))
+        for _ in range(START_ITERATIONS):
+            mu = link.inverse(eta)
+            w, resid = family.working(problem.y, eta, mu, problem.prior_weights)
+            z = eta - problem.offset + resid
+            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
+                return None
+            A = _marginal_cross_products(design, np.hstack([C, z[:, None]]), w, lambdas, others)
+            step = _schall_step(A[:-1, :-1], A[:-1, -1], A[-1, -1], group, rho, design.n, 1.0)
+            if step is None:
+                return None
+            new, c = step
+            eta = problem.offset + C @ c
+            done = np.all(np.abs(np.log(new / rho)) < START_TOLERANCE)
+            rho = new
+            if done:
+                break
+    for i, value in zip(chosen, rho, strict=True):
+        theta[offsets[i]] = float(np.clip(np.sqrt(value), *START_BOUNDS))
+    return theta
+
+
+def _start_columns(design, chosen: list[int]) -> np.ndarray:
+    """``[X, Z_j ...]`` of the fixed effects and the chosen terms (dense)."""
+    return np.hstack([design.X, *[_dense_term_z(design.terms[i]) for i in chosen]])
+
+
+def _start_groups(design, chosen: list[int]) -> np.ndarray:
+    """The chosen term (0, 1, ...) of each random coefficient of :func:`_start_columns`."""
+    sizes = [design.terms[i].n_levels * design.terms[i].z.shape[1] for i in chosen]
+    return np.repeat(np.arange(len(chosen)), sizes)
+
+
+def _schall_step(
+    M: np.ndarray,
+    r: np.ndarray,
+    yy: float,
+    group: np.ndarray,
+    rho: np.ndarray,
+    n: int,
+    sigma2: float | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """One Schall update of the blocks' relative variances ``rho`` for the penalized
+    least squares ``min |y - C c|^2_V + sum_j |c_j|^2 / rho_j`` given ``M = C' V^-1 C``,
+    ``r = C' V^-1 y`` and ``yy = y' V^-1 y`` (the first ``q - group.size`` coefficients
+    unpenalized); ``sigma2`` known, or estimated as ``|y - C c|^2_V / (n - sum edf)``.
+    Returns the new ``rho`` and the coefficients ``c``, or None when the system is not
+    positive definite.  Written with ``D = sqrt(rho)`` so that ``rho`` near 0 needs no
+    large penalty."""
     q = M.shape[0]
-    diagonal = np.arange(p, q)
-    identity = np.eye(q)
+    p = q - group.size
     low, high = START_BOUNDS[0] ** 2, START_BOUNDS[1] ** 2
-    rho = np.clip([theta[problem.theta_offsets[i]] ** 2 for i in chosen], low, high)
-    for _ in range(START_ITERATIONS):
-        D = np.ones(q)
-        D[p:] = np.sqrt(rho)[group]
-        H = D[:, None] * M * D[None, :]
-        H[diagonal, diagonal] += 1.0
-        try:
-            factor = sla.cho_factor(H, lower=True)
-        except np.linalg.LinAlgError:
-            return None
-        Hinv = D[:, None] * sla.cho_solve(factor, identity) * D[None, :]  # (M + P)^-1
-        c = Hinv @ r
-        edf = np.einsum("ij,ji->i", Hinv, M)
+    rho = np.clip(rho, low, high)
+    D = np.ones(q)
+    D[p:] = np.sqrt(rho)[group]
+    H = D[:, None] * M * D[None, :]
+    H[np.arange(p, q), np.arange(p, q)] += 1.0
+    try:
+        factor = sla.cho_factor(H, lower=True)
+    except np.linalg.LinAlgError:
+        return None
+    Hinv = D[:, None] * sla.cho_solve(factor, np.eye(q)) * D[None, :]  # (M + P)^-1
+    c = Hinv @ r
+    edf = np.einsum("ij,ji->i", Hinv, M)
+    if sigma2 is None:
         rss = yy - 2 * c @ r + c @ M @ c
-        dof = design.n - edf.sum()
+        dof = n - edf.sum()
         if not (rss > 0 and dof > 0):
             return None
         sigma2 = rss / dof
-        edf_j = np.bincount(group, weights=edf[p:], minlength=len(zs))
-        size_j = np.bincount(group, weights=c[p:] ** 2, minlength=len(zs)) / sigma2
-        new = np.clip(size_j / np.maximum(edf_j, 1e-12), low, high)
-        done = np.all(np.abs(np.log(new / rho)) < START_TOLERANCE)
-        rho = new
-        if done:
-            break
-    return rho
+    k = int(group.max()) + 1 if group.size else 0
+    edf_j = np.bincount(group, weights=edf[p:], minlength=k)
+    size_j = np.bincount(group, weights=c[p:] ** 2, minlength=k) / sigma2
+    return np.clip(size_j / np.maximum(edf_j, 1e-12), low, high), c
 
 
 @dataclass(frozen=True)
