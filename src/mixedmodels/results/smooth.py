@@ -181,13 +181,16 @@ def _term_lambdas(design, theta: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _term_z(term) -> sp.csr_matrix:
-    """The term's ``Z`` (level-major columns), built row by row (each row holds ``p``
-    entries)."""
+def _term_z(term, lam: np.ndarray | None = None) -> sp.csr_matrix:
+    """The term's ``Z`` (level-major columns), or ``Z (I (x) lambda)`` with ``lam``, built
+    row by row (each row holds ``p`` entries: ``z_r`` or ``z_r lambda``)."""
     n, p = term.z.shape
+    values = term.z if lam is None else term.z @ lam
     indptr = np.arange(0, n * p + 1, p)
     indices = (term.codes[:, None] * p + np.arange(p)[None, :]).ravel()
-    return sp.csr_matrix((term.z.ravel(), indices, indptr), shape=(n, term.n_levels * p))
+    return sp.csr_matrix(
+        (np.ascontiguousarray(values).ravel(), indices, indptr), shape=(n, term.n_levels * p)
+    )
 
 
 def _dense_term_z(term) -> np.ndarray:
@@ -259,24 +262,30 @@ def _smooth_coefficients(fit) -> _Coefficients:
     return _Coefficients(coef, Vp, xvx, edf, beta.size, columns, scale, estimated)
 
 
+#: Up to this many random effects in the terms integrated out, ``C' V^-1 C`` is computed
+#: with dense matrices (LAPACK's Cholesky); beyond, with a sparse LU.
+DENSE_OTHER_EFFECTS = 500
+
+
 def _marginal_cross_products(
     design, C: np.ndarray, w: np.ndarray, lambdas: list[np.ndarray], other_idx: list[int]
 ) -> np.ndarray:
     """``C' (V / sigma^2)^-1 C`` with ``V / sigma^2 = W^-1 + Z_o Lambda_o Lambda_o' Z_o'``:
-    the other (not smooth) random effects integrated out at their ``lambdas``."""
+    the other (not smooth) random effects integrated out at their ``lambdas``, by
+    Woodbury: ``C'WC - (Z_o Lambda_o)'WC (Lambda_o' Z_o' W Z_o Lambda_o + I)^-1 ...``."""
     WC = C * w[:, None]
     M = C.T @ WC  # C' W C
     if other_idx:
-        ZL = sp.hstack(
-            [
-                _term_z(design.terms[i])
-                @ sp.kron(sp.identity(design.terms[i].n_levels), sp.csr_matrix(lambdas[i]))
-                for i in other_idx
-            ]
-        ).tocsc()
-        inner = (ZL.T @ sp.diags(w) @ ZL + sp.identity(ZL.shape[1])).tocsc()
+        ZL = sp.hstack([_term_z(design.terms[i], lambdas[i]) for i in other_idx], format="csr")
         cross = np.asarray(ZL.T @ WC)
-        solved = sp.linalg.splu(inner).solve(cross)
+        if ZL.shape[1] <= DENSE_OTHER_EFFECTS:
+            dense = ZL.toarray()
+            inner = dense.T @ (dense * w[:, None])
+            inner[np.diag_indices_from(inner)] += 1.0
+            solved = sla.cho_solve(sla.cho_factor(inner, lower=True), cross)
+        else:
+            inner = (ZL.T @ sp.diags(w) @ ZL + sp.identity(ZL.shape[1])).tocsc()
+            solved = sp.linalg.splu(inner).solve(cross)
         M = M - cross.T @ solved
     return (M + M.T) / 2
 
@@ -459,15 +468,18 @@ def _schall_step(
     rho = np.clip(rho, low, high)
     D = np.ones(q)
     D[p:] = np.sqrt(rho)[group]
-    H = D[:, None] * M * D[None, :]
+    scaled = D[:, None] * M * D[None, :]  # D M D
+    H = scaled.copy()
     H[np.arange(p, q), np.arange(p, q)] += 1.0
-    try:
-        factor = sla.cho_factor(H, lower=True)
-    except np.linalg.LinAlgError:
+    factor, info = sla.lapack.dpotrf(H, lower=1)
+    if info != 0:
         return None
-    Hinv = D[:, None] * sla.cho_solve(factor, np.eye(q)) * D[None, :]  # (M + P)^-1
-    c = Hinv @ r
-    edf = np.einsum("ij,ji->i", Hinv, M)
+    # coefficients (M + P)^-1 r = D H^-1 D r; edf = diag((M + P)^-1 M) = diag(H^-1 D M D)
+    solved, info = sla.lapack.dpotrs(factor, np.column_stack([D * r, scaled]), lower=1)
+    if info != 0:
+        return None
+    c = D * solved[:, 0]
+    edf = np.diagonal(solved[:, 1:]).copy()
     if sigma2 is None:
         rss = yy - 2 * c @ r + c @ M @ c
         dof = n - edf.sum()
