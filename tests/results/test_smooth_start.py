@@ -83,3 +83,18 @@ def test_glmm_start_reaches_the_laplace_optimum_of_lme4s_start():
     assert abs(fit.loglik - plain.loglik) <= 1e-6 * abs(plain.loglik)
     assert np.allclose(fit.fixef, plain.fixef, rtol=0, atol=1e-4)
     assert fit._solution.n_evaluations < plain._solution.n_evaluations
+
+
+def test_numerical_trouble_means_no_start_not_an_error():
+    """A singular system or a non-finite result gives None (the fit then starts where
+    lme4 does) instead of an exception."""
+    from mixedmodels.results.smooth import _guarded
+
+    fit = _lmer("gaussian_re")
+
+    def singular(design):
+        raise np.linalg.LinAlgError("singular")
+
+    assert _guarded(singular, fit.design) is None
+    assert _guarded(lambda design: np.array([1.0, np.nan]), fit.design) is None
+    assert np.array_equal(_guarded(lambda design: np.array([2.0]), fit.design), [2.0])

@@ -364,26 +364,45 @@ def smooth_start(design, problem) -> np.ndarray | None:
     if not np.all(np.isfinite(theta)):
         theta = problem.theta_start()
     offsets = problem.theta_offsets
-    w = np.ones(design.n) if design.weights is None else np.asarray(design.weights, float)
-    y = design.y if design.offset is None else design.y - design.offset
-    with single_threaded_blas(design.n <= SINGLE_THREAD_ROWS):
-        C = _start_columns(design, chosen)
-        lambdas = _term_lambdas(design, theta)
-        A = _marginal_cross_products(design, np.hstack([C, y[:, None]]), w, lambdas, others)
-        rho = np.array([theta[offsets[i]] ** 2 for i in chosen])
-        group = _start_groups(design, chosen)
-        for _ in range(START_ITERATIONS):
-            step = _schall_step(A[:-1, :-1], A[:-1, -1], A[-1, -1], group, rho, design.n)
-            if step is None:
-                return None
-            new, _ = step
-            done = np.all(np.abs(np.log(new / rho)) < START_TOLERANCE)
-            rho = new
-            if done:
-                break
+    rho = np.array([theta[offsets[i]] ** 2 for i in chosen])
+    rho = _guarded(_lmm_schall, design, theta, chosen, others, rho)
+    if rho is None:
+        return None
     for i, value in zip(chosen, rho, strict=True):
         theta[offsets[i]] = float(np.clip(np.sqrt(value), *START_BOUNDS))
     return theta
+
+
+def _guarded(iterate, design, *args) -> np.ndarray | None:
+    """``iterate(design, *args)`` with one BLAS thread for small data and numerical
+    trouble (a singular system, overflow) meaning no start rather than an error."""
+    with single_threaded_blas(design.n <= SINGLE_THREAD_ROWS), np.errstate(all="ignore"):
+        try:
+            rho = iterate(design, *args)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError, RuntimeError):
+            return None
+    if rho is None or not np.all(np.isfinite(rho)):
+        return None
+    return rho
+
+
+def _lmm_schall(design, theta, chosen, others, rho) -> np.ndarray | None:
+    w = np.ones(design.n) if design.weights is None else np.asarray(design.weights, float)
+    y = design.y if design.offset is None else design.y - design.offset
+    C = _start_columns(design, chosen)
+    lambdas = _term_lambdas(design, theta)
+    A = _marginal_cross_products(design, np.hstack([C, y[:, None]]), w, lambdas, others)
+    group = _start_groups(design, chosen)
+    for _ in range(START_ITERATIONS):
+        step = _schall_step(A[:-1, :-1], A[:-1, -1], A[-1, -1], group, rho, design.n)
+        if step is None:
+            return None
+        new, _ = step
+        done = np.all(np.abs(np.log(new / rho)) < START_TOLERANCE)
+        rho = new
+        if done:
+            break
+    return rho
 
 
 def glmm_smooth_start(design, problem) -> np.ndarray | None:
@@ -407,32 +426,38 @@ def glmm_smooth_start(design, problem) -> np.ndarray | None:
         return None
     theta = np.array(problem.theta_start(), dtype=float)
     offsets = np.concatenate([[0], np.cumsum([b.n_theta for b in blocks])]).astype(int)
-    link = family.link
-    with single_threaded_blas(design.n <= SINGLE_THREAD_ROWS):
-        C = _start_columns(design, chosen)
-        lambdas = _term_lambdas(design, theta)
-        group = _start_groups(design, chosen)
-        eta = problem.offset + problem.X @ problem.glm_start()
-        rho = np.ones(len(chosen))
-        for _ in range(START_ITERATIONS):
-            mu = link.inverse(eta)
-            w, resid = family.working(problem.y, eta, mu, problem.prior_weights)
-            z = eta - problem.offset + resid
-            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
-                return None
-            A = _marginal_cross_products(design, np.hstack([C, z[:, None]]), w, lambdas, others)
-            step = _schall_step(A[:-1, :-1], A[:-1, -1], A[-1, -1], group, rho, design.n, 1.0)
-            if step is None:
-                return None
-            new, c = step
-            eta = problem.offset + C @ c
-            done = np.all(np.abs(np.log(new / rho)) < START_TOLERANCE)
-            rho = new
-            if done:
-                break
+    rho = _guarded(_pql_schall, design, problem, theta, chosen, others)
+    if rho is None:
+        return None
     for i, value in zip(chosen, rho, strict=True):
         theta[offsets[i]] = float(np.clip(np.sqrt(value), *START_BOUNDS))
     return theta
+
+
+def _pql_schall(design, problem, theta, chosen, others) -> np.ndarray | None:
+    family, link = problem.family, problem.family.link
+    C = _start_columns(design, chosen)
+    lambdas = _term_lambdas(design, theta)
+    group = _start_groups(design, chosen)
+    eta = problem.offset + problem.X @ problem.glm_start()
+    rho = np.ones(len(chosen))
+    for _ in range(START_ITERATIONS):
+        mu = link.inverse(eta)
+        w, resid = family.working(problem.y, eta, mu, problem.prior_weights)
+        z = eta - problem.offset + resid
+        if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
+            return None
+        A = _marginal_cross_products(design, np.hstack([C, z[:, None]]), w, lambdas, others)
+        step = _schall_step(A[:-1, :-1], A[:-1, -1], A[-1, -1], group, rho, design.n, 1.0)
+        if step is None:
+            return None
+        new, c = step
+        eta = problem.offset + C @ c
+        done = np.all(np.abs(np.log(new / rho)) < START_TOLERANCE)
+        rho = new
+        if done:
+            break
+    return rho
 
 
 def _start_columns(design, chosen: list[int]) -> np.ndarray:
