@@ -98,3 +98,13 @@ def test_numerical_trouble_means_no_start_not_an_error():
     assert _guarded(singular, fit.design) is None
     assert _guarded(lambda design: np.array([1.0, np.nan]), fit.design) is None
     assert np.array_equal(_guarded(lambda design: np.array([2.0]), fit.design), [2.0])
+
+
+def test_no_start_beyond_the_row_limit(monkeypatch):
+    """Beyond START_MAX_ROWS the start (a pass over the rows) is skipped: None."""
+    from mixedmodels.results import smooth
+
+    fit = _lmer("gaussian_re")
+    assert smooth_start(fit.design, fit._problem) is not None
+    monkeypatch.setattr(smooth, "START_MAX_ROWS", fit.design.n - 1)
+    assert smooth_start(fit.design, fit._problem) is None

@@ -302,6 +302,10 @@ START_BOUNDS = (0.01, 1e3)
 #: Non-smooth terms (``(1 | g)``) join the iteration while all blocks together have at
 #: most this many coefficients (the system is dense).
 START_MAX_COLUMNS = 400
+#: Beyond this many rows no start is computed: it passes over the rows (``C' V^-1 C``),
+#: while the engine's evaluations, on cross products, do not depend on ``n`` (1,000,000
+#: rows of ``s(x) + (1 | g)``: the start took 0.85 s CPU and saved 0.2 s of BOBYQA).
+START_MAX_ROWS = 50_000
 
 
 def _penalized_blocks(design, n_theta: list[int], lambda_of) -> tuple[list[int], list[int]]:
@@ -326,7 +330,8 @@ def _penalized_blocks(design, n_theta: list[int], lambda_of) -> tuple[list[int],
 
 def smooth_start(design, problem) -> np.ndarray | None:
     """A starting theta for a linear mixed model with smooth terms near its REML
-    estimate, or None when the model has no smooth terms (or the start cannot be made).
+    estimate, or None when the model has no smooth terms, more than
+    :data:`START_MAX_ROWS` rows, or the start cannot be made.
 
     Every term whose relative factor is one theta times the identity (a smooth's random
     parts, scalar random intercepts such as ``(1 | g)``) is a penalized block of
@@ -348,7 +353,7 @@ def smooth_start(design, problem) -> np.ndarray | None:
     """
     from mixedmodels.optim.start import moment_start
 
-    if not design.smooths or design.n <= design.X.shape[1]:
+    if not design.smooths or not design.X.shape[1] < design.n <= START_MAX_ROWS:
         return None
     blocks = problem.blocks  # public (design) order, as theta
     chosen, others = _penalized_blocks(
@@ -416,7 +421,7 @@ def glmm_smooth_start(design, problem) -> np.ndarray | None:
     family = problem.family
     if not design.smooths or family.has_dispersion or family.extra_names:
         return None
-    if design.n <= design.X.shape[1]:
+    if not design.X.shape[1] < design.n <= START_MAX_ROWS:
         return None
     blocks = problem.blocks
     chosen, others = _penalized_blocks(
