@@ -3,9 +3,12 @@
 Each round times our fit plus its edf and coefficient covariance (what gamm4 returns: the
 ``gam`` object's edf and Vp), median of ``repeats`` after a warm-up, then gamm4 in a fresh R
 process on the same rows (same repeats); rounds are interleaved to spread the machine's
-noise over both.  Cases: the seven agreement cases of tests/test_smooth_agreement.py, a
-100,000-row ``y ~ s(x) + (1 | g)`` (1,000 groups) against gamm4, and a 1,000,000-row one
-(10,000 groups) timed for us only (gamm4 needs minutes there; ``--gamm4-large`` runs it).
+noise over both.  Wall and CPU seconds are both recorded (CPU: ``time.process_time`` here,
+R's user + system time there); on the shared machine the load inflates wall times, so the
+CPU ratio is the steadier comparison.  Cases: the seven agreement cases of
+tests/test_smooth_agreement.py, a 100,000-row ``y ~ s(x) + (1 | g)`` (1,000 groups)
+against gamm4, and a 1,000,000-row one (10,000 groups) timed for us only (gamm4 needs
+minutes there; ``--gamm4-large`` runs it).
 
 usage: python benchmarks/smooths.py [--rounds 3] [--out benchmarks/results/smooths]
 """
@@ -75,23 +78,25 @@ def formula(case: dict) -> str:
     return f"y ~ {case['rhs']}" + (f" + {random.lstrip('~').strip()}" if random else "")
 
 
-def ours(case: dict) -> tuple[float, float, float]:
-    """(median seconds, criterion, total edf)."""
+def ours(case: dict) -> tuple[float, float, float, float]:
+    """(median wall seconds, criterion, total edf, median CPU seconds)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        times = []
+        times, cpu = [], []
         warmup = int(case["repeats"] > 1)
         for i in range(case["repeats"] + warmup):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fit = mm.gamm(formula(case), case["data"], case["family"])
             edf = float(fit._smooths.coefficients.edf.sum())
             if i >= warmup:  # the first is the warm-up (when there are repeats)
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
     crit = fit.objective if case["family"] == "gaussian" else -2 * fit.loglik
-    return statistics.median(times), float(crit), edf
+    return statistics.median(times), float(crit), edf, statistics.median(cpu)
 
 
-def gamm4(case: dict, csv: Path) -> tuple[float, float, float] | None:
+def gamm4(case: dict, csv: Path) -> tuple[float, float, float, float] | None:
+    """(median wall seconds, criterion, total edf, median CPU seconds), None without R."""
     if shutil.which("Rscript") is None:
         return None
     rhs = case["rhs"]
@@ -108,7 +113,8 @@ def gamm4(case: dict, csv: Path) -> tuple[float, float, float] | None:
     out = subprocess.run(args, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     times = np.atleast_1d(result["times"])  # one repeat comes back as a scalar
-    return float(np.median(times)), result["criterion"], result["edf"]
+    cpu = np.atleast_1d(result["cpu"])
+    return float(np.median(times)), result["criterion"], result["edf"], float(np.median(cpu))
 
 
 def versions() -> dict:
@@ -166,19 +172,24 @@ def main() -> None:
     for name in names:
         res = results[name]
         t_ours = statistics.median(r[0] for r in res["ours"])
+        c_ours = statistics.median(r[3] for r in res["ours"])
         row = {
             "case": name,
             "n": len(all_cases[name]["data"]),
             "formula": formula(all_cases[name]),
             "family": all_cases[name]["family"],
             "ours_s": t_ours,
+            "ours_cpu_s": c_ours,
             "ours_criterion": res["ours"][-1][1],
             "ours_edf": res["ours"][-1][2],
         }
         if res["gamm4"]:
             t_theirs = statistics.median(r[0] for r in res["gamm4"])
+            c_theirs = statistics.median(r[3] for r in res["gamm4"])
             row.update(
                 gamm4_s=t_theirs,
+                gamm4_cpu_s=c_theirs,
+                cpu_ratio=c_theirs / c_ours,
                 gamm4_criterion=res["gamm4"][-1][1],
                 gamm4_edf=res["gamm4"][-1][2],
                 ratio=t_theirs / t_ours,
@@ -202,17 +213,24 @@ def main() -> None:
         f"Command: `{report['command']}`  ",
         f"Load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
         f"on {report['cpus']} CPUs; medians over {args.rounds} round(s) of each case's "
-        "repeats (ours: fit + edf and coefficient covariance; gamm4: its whole call).  ",
+        "repeats (ours: fit + edf and coefficient covariance; gamm4: its whole call); CPU: "
+        "process time (ours), user + system (R).  ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
         "",
-        "| case | n | ours (s) | gamm4 (s) | gamm4 / ours | criterion ours | criterion gamm4 "
-        "| edf ours | edf gamm4 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | n | ours (s) | gamm4 (s) | gamm4 / ours | ours CPU (s) | gamm4 CPU (s) "
+        "| CPU gamm4 / ours | criterion ours | criterion gamm4 | edf ours | edf gamm4 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['n']:,} | {r['ours_s']:.3f} | "
             + (f"{r['gamm4_s']:.3f} | {r['ratio']:.1f}x | " if "gamm4_s" in r else "- | - | ")
+            + f"{r['ours_cpu_s']:.3f} | "
+            + (
+                f"{r['gamm4_cpu_s']:.3f} | {r['cpu_ratio']:.1f}x | "
+                if "gamm4_s" in r
+                else "- | - | "
+            )
             + f"{r['ours_criterion']:.6f} | "
             + (f"{r['gamm4_criterion']:.6f} | " if "gamm4_s" in r else "- | ")
             + f"{r['ours_edf']:.3f} | "

@@ -46,6 +46,7 @@ from mixedmodels.results.fit import LmerFit, lmm_problem
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
 from mixedmodels.results.residual_lmer import lmer_residual
+from mixedmodels.results.smooth import glmm_smooth_start, smooth_start
 
 
 def lmer_problem(
@@ -196,6 +197,9 @@ def lmer(
         )
         fit_class = LmerFit
     _warn_dropped_rows(design)
+    if optimize and start is None and design.smooths:
+        # the smooths' variances start at their Schall estimates, not at lme4's 1
+        start = smooth_start(design, problem)
     if optimize:
         result = optimize_problem(problem, start, default_start)
     else:
@@ -355,8 +359,10 @@ def glmer(
             "are estimated in the Laplace stage); use n_agq=1"
         )
     problem = glmm_problem(design, family)
+    # the smooths' variances start at their PQL-Schall estimates, not at lme4's 1
+    start_theta = glmm_smooth_start(design, problem) if design.smooths else None
     try:
-        solution = fit_glmm(problem, n_agq)
+        solution = fit_glmm(problem, n_agq, start_theta=start_theta)
     except PirlsError as exc:
         raise ConvergenceError(
             f"the {family.name} GLMM with the {family.link.name} link could not be fitted: "

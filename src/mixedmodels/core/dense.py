@@ -105,8 +105,12 @@ class DenseObjective:
         self._trtrs = sla.lapack.dtrtrs
         self._starts = starts
         self._gram_positions: list[np.ndarray] | None = None  # built on the first refresh
-        # scalar terms only: Lambda is diagonal, its congruence an elementwise scaling
-        self._diagonal_lambda = all(b.p == 1 for b in blocks)
+        # scalar terms and diagonal structures (a smooth's scaled identity): Lambda is
+        # diagonal, its congruence an elementwise scaling by its diagonal entries
+        self._diagonal_lambda = all(b.p == 1 or b.structure.diagonal for b in blocks)
+        on_diagonal = self.rows == self.cols
+        self._diagonal_rows = self.rows[on_diagonal]
+        self._diagonal_index = self.theta_index[on_diagonal]
 
     def with_response(self, gram) -> DenseObjective:
         """A copy sharing ``Z'WZ`` and the theta layout, with the new response's cross
@@ -180,18 +184,17 @@ class DenseObjective:
 
     def _congruence(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``Lambda' Z'WZ Lambda + I`` and ``Lambda' Z'W[X y]`` (elementwise scalings when
-        every term is scalar and Lambda diagonal)."""
+        Lambda is diagonal: scalar terms, diagonal and scaled-identity structures)."""
         q = self.q
-        values = self._entries(theta)[self.theta_index]
         if self._diagonal_lambda:
             d = np.zeros(q)
-            d[self.rows] = values
+            d[self._diagonal_rows] = self._entries(theta)[self._diagonal_index]
             m = self.azz * d[:, None]
             m *= d[None, :]
             m.flat[:: q + 1] += 1.0
             return m, self.zax * d[:, None]
         lam = np.zeros(q * q)
-        lam[self._flat_lambda] = values
+        lam[self._flat_lambda] = self._entries(theta)[self.theta_index]
         lam = lam.reshape(q, q)
         lam_t = lam.T
         m = lam_t @ self.azz @ lam

@@ -87,6 +87,16 @@ def _cross_random(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) 
     return coo.tocsr()
 
 
+def _one_level_cross(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray) -> np.ndarray:
+    """``Z_j' W Z_k`` as a dense ``(l_j p_j, l_k p_k)`` array when one of the blocks has a
+    single level (every entry is then some row's product: the pattern is full)."""
+    if bk.n_levels == 1:
+        per = grouped_cross_products(bj.codes, bj.n_levels, bj.z, bk.z, weights)
+        return per.transpose(2, 0, 1).reshape(bj.size, bk.p)
+    per = grouped_cross_products(bk.codes, bk.n_levels, bk.z, bj.z, weights)
+    return per.transpose(1, 2, 0).reshape(bj.p, bk.size)
+
+
 def xy_random_block(
     block: RandomBlock, xy_columns: list[np.ndarray], weights: np.ndarray | None
 ) -> np.ndarray:
@@ -186,6 +196,14 @@ class GramPlan:
             keys = (base[:, :, None] * m + np.arange(m)).ravel()
             self._xy_keys.append(keys)
         self._z_ones = [b.p == 1 and bool(np.all(b.z == 1.0)) for b in self.blocks]
+        # pairs with a one-level block (a smooth's random part) whose pattern is full: their
+        # products are dense per-level cross products (BLAS for two one-level blocks), not
+        # bincounts of every row's p_j p_k products
+        self._dense_off = {
+            key: template.nnz == template.shape[0] * template.shape[1]
+            and (self.blocks[key[0]].n_levels == 1 or self.blocks[key[1]].n_levels == 1)
+            for key, (_, _, template) in self._off.items()
+        }
         self._xy = np.empty((self.n, m))  # [X y], X copied once; a refill writes y
         self._xy[:, : self.p] = self.X
         self._wxy = np.empty((self.n, m))
@@ -235,6 +253,9 @@ class GramPlan:
         w = np.ones(self.n) if weights is None else np.asarray(weights, dtype=float)
         diagonal = []
         for b, (a_idx, c_idx, prods) in zip(self.blocks, self._diagonal_products, strict=True):
+            if b.n_levels == 1:  # one level: z' W z by BLAS
+                diagonal.append(grouped_cross_products(b.codes, 1, b.z, b.z, w))
+                continue
             if prods is None:
                 diagonal.append(np.bincount(b.codes, weights=w, minlength=b.n_levels)[None, None])
                 continue
@@ -247,11 +268,14 @@ class GramPlan:
         off = {} if out is None else out.off_diagonal
         for key, (positions, prods, template) in self._off.items():
             bj, bk = self.blocks[key[0]], self.blocks[key[1]]
-            reps = bj.p * bk.p
-            v = np.tile(w, reps) if reps > 1 else w
-            if prods is not None:
-                v = v * prods
-            values = np.bincount(positions, weights=v, minlength=template.data.size)
+            if self._dense_off[key]:  # the full pattern's values, row-major
+                values = _one_level_cross(bj, bk, w).ravel()
+            else:
+                reps = bj.p * bk.p
+                v = np.tile(w, reps) if reps > 1 else w
+                if prods is not None:
+                    v = v * prods
+                values = np.bincount(positions, weights=v, minlength=template.data.size)
             if out is None:
                 mat = sp.csr_matrix(
                     (values, template.indices, template.indptr), shape=template.shape, copy=False
@@ -265,6 +289,9 @@ class GramPlan:
         wxy = np.multiply(xy, w[:, None], out=self._wxy)
         xy_random = []
         for b, keys, ones in zip(self.blocks, self._xy_keys, self._z_ones, strict=True):
+            if b.n_levels == 1:  # one level: [X y]' W z by BLAS
+                xy_random.append(np.ascontiguousarray(wxy.T @ b.z))
+                continue
             v = wxy.ravel() if ones else (b.z[:, :, None] * wxy[:, None, :]).ravel()
             sums = np.bincount(keys, weights=v, minlength=b.size * m)
             xy_random.append(np.ascontiguousarray(sums.reshape(b.size, m).T))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from mixedmodels.design.grouping import codes_for_levels, group_codes, level_lab
 from mixedmodels.design.validate import is_numeric, numeric_values
 from mixedmodels.errors import DataError, FormulaError
 from mixedmodels.formula.expr import Call, Name, Number, String, deparse, parse_expression
+from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.reterms.smooth_bases import (
     CubicRegressionBasis,
     ThinPlateBasis,
@@ -40,6 +42,11 @@ from mixedmodels.reterms.smooth_bases import (
 
 BASES = ("tp", "cr", "re", "fs")
 T2_BASES = ("cr", "tp")
+#: Up to this many rows a smooth's basis (small eigen-problems, n x k products) is built
+#: with one BLAS thread: handing such work to a second thread costs more than it saves,
+#: and on a loaded machine far more (gaussian_fs' basis: 46 ms with two threads, 8 ms
+#: with one, at load 12 on 2 cores).
+SINGLE_THREAD_ROWS = 50_000
 
 # --------------------------------------------------------------------------- the call
 
@@ -94,8 +101,11 @@ def _literal_int(node, name: str, call: Call, formula: str | None, minimum: int)
     return int(value)
 
 
+@lru_cache(maxsize=256)
 def parse_smooth(text: str, formula: str | None = None) -> SmoothSpec:
     """Read one smooth call (its deparsed text) into a :class:`SmoothSpec`.
+
+    Cached (the spec is immutable): a design reads its smooths' calls several times.
 
     Raises
     ------
@@ -305,9 +315,10 @@ def _penalized_smooth(spec: SmoothSpec, data: pd.DataFrame) -> list[SmoothFuncti
     both = np.hstack([Tf, Tr])
     XT = X @ both  # the fixed and random columns at once
     nf = Tf.shape[1]
-    for level, dummy in levels_and_dummies:
+    for j, (level, dummy) in enumerate(levels_and_dummies):
         label = spec.label if level is None else f"{spec.label}:{spec.by}{level}"
-        cols = XT if level is None else XT * dummy(data)[:, None]
+        # at the fitted rows the level's indicator is the by codes' (no new lookup)
+        cols = XT if level is None else XT * (by_codes == j)[:, None]
         fixed, z = cols[:, :nf], cols[:, nf:]
         part = RandomPart(
             name=label,
@@ -500,6 +511,7 @@ def build_smooth(spec: SmoothSpec, data: pd.DataFrame) -> list[SmoothFunction]:
         A covariate that is not numeric, fewer unique values than the basis dimension, a
         ``by`` that is not a factor.
     """
-    if spec.kind == "t2":
-        return _tensor_smooth(spec, data)
-    return _BUILDERS[spec.bs](spec, data)
+    with single_threaded_blas(len(data) <= SINGLE_THREAD_ROWS):
+        if spec.kind == "t2":
+            return _tensor_smooth(spec, data)
+        return _BUILDERS[spec.bs](spec, data)

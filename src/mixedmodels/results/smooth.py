@@ -31,6 +31,11 @@ import scipy.sparse as sp
 from scipy import stats
 
 from mixedmodels.errors import ArgumentError
+from mixedmodels.linalg.threads import single_threaded_blas
+
+#: Up to this many rows the smooths' coefficient covariance and tests (products of an
+#: ``n x (p + q_s)`` matrix, inverses of its square) run with one BLAS thread.
+SINGLE_THREAD_ROWS = 50_000
 
 # ------------------------------------------------------------------ weighted chi-squares
 
@@ -176,13 +181,16 @@ def _term_lambdas(design, theta: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _term_z(term) -> sp.csr_matrix:
-    """The term's ``Z`` (level-major columns), built row by row (each row holds ``p``
-    entries)."""
+def _term_z(term, lam: np.ndarray | None = None) -> sp.csr_matrix:
+    """The term's ``Z`` (level-major columns), or ``Z (I (x) lambda)`` with ``lam``, built
+    row by row (each row holds ``p`` entries: ``z_r`` or ``z_r lambda``)."""
     n, p = term.z.shape
+    values = term.z if lam is None else term.z @ lam
     indptr = np.arange(0, n * p + 1, p)
     indices = (term.codes[:, None] * p + np.arange(p)[None, :]).ravel()
-    return sp.csr_matrix((term.z.ravel(), indices, indptr), shape=(n, term.n_levels * p))
+    return sp.csr_matrix(
+        (np.ascontiguousarray(values).ravel(), indices, indptr), shape=(n, term.n_levels * p)
+    )
 
 
 def _dense_term_z(term) -> np.ndarray:
@@ -206,6 +214,11 @@ class _Coefficients:
 def smooth_coefficients(fit) -> _Coefficients:
     """gamm4's reparametrized coefficient vector, its covariance and edf (see the module
     docstring)."""
+    with single_threaded_blas(fit.design.n <= SINGLE_THREAD_ROWS):
+        return _smooth_coefficients(fit)
+
+
+def _smooth_coefficients(fit) -> _Coefficients:
     design = fit.design
     theta = np.asarray(fit.theta, dtype=float)
     lambdas = _term_lambdas(design, theta)
@@ -238,21 +251,7 @@ def smooth_coefficients(fit) -> _Coefficients:
     C = np.hstack(blocks)
     coef = np.concatenate(coefs)
     is_random = np.concatenate(random)
-    WC = C * w[:, None]
-    M = C.T @ WC  # C' W C
-    if other_idx:
-        ZL = sp.hstack(
-            [
-                _term_z(design.terms[i])
-                @ sp.kron(sp.identity(design.terms[i].n_levels), sp.csr_matrix(lambdas[i]))
-                for i in other_idx
-            ]
-        ).tocsc()
-        inner = (ZL.T @ sp.diags(w) @ ZL + sp.identity(ZL.shape[1])).tocsc()
-        cross = np.asarray(ZL.T @ WC)
-        solved = sp.linalg.splu(inner).solve(cross)
-        M = M - cross.T @ solved
-    M = (M + M.T) / 2  # C' (V / sigma^2)^-1 C
+    M = _marginal_cross_products(design, C, w, lambdas, other_idx)  # C' (V / sigma^2)^-1 C
     # Vp = sigma^2 (M + diag(1 / relative))^-1 on the random coefficients, written with
     # D = sqrt(relative) so that a zero variance (theta = 0) needs no infinite penalty
     D = np.where(is_random, np.sqrt(np.concatenate(relative)), 1.0)
@@ -261,6 +260,266 @@ def smooth_coefficients(fit) -> _Coefficients:
     xvx = M / scale
     edf = np.einsum("ij,ji->i", Vp, xvx)
     return _Coefficients(coef, Vp, xvx, edf, beta.size, columns, scale, estimated)
+
+
+#: Up to this many random effects in the terms integrated out, ``C' V^-1 C`` is computed
+#: with dense matrices (LAPACK's Cholesky); beyond, with a sparse LU.
+DENSE_OTHER_EFFECTS = 500
+
+
+def _marginal_cross_products(
+    design, C: np.ndarray, w: np.ndarray, lambdas: list[np.ndarray], other_idx: list[int]
+) -> np.ndarray:
+    """``C' (V / sigma^2)^-1 C`` with ``V / sigma^2 = W^-1 + Z_o Lambda_o Lambda_o' Z_o'``:
+    the other (not smooth) random effects integrated out at their ``lambdas``, by
+    Woodbury: ``C'WC - (Z_o Lambda_o)'WC (Lambda_o' Z_o' W Z_o Lambda_o + I)^-1 ...``."""
+    WC = C * w[:, None]
+    M = C.T @ WC  # C' W C
+    if other_idx:
+        ZL = sp.hstack([_term_z(design.terms[i], lambdas[i]) for i in other_idx], format="csr")
+        cross = np.asarray(ZL.T @ WC)
+        if ZL.shape[1] <= DENSE_OTHER_EFFECTS:
+            dense = ZL.toarray()
+            inner = dense.T @ (dense * w[:, None])
+            inner[np.diag_indices_from(inner)] += 1.0
+            solved = sla.cho_solve(sla.cho_factor(inner, lower=True), cross)
+        else:
+            inner = (ZL.T @ sp.diags(w) @ ZL + sp.identity(ZL.shape[1])).tocsc()
+            solved = sp.linalg.splu(inner).solve(cross)
+        M = M - cross.T @ solved
+    return (M + M.T) / 2
+
+
+# ------------------------------------------------------------------ a start for REML
+
+#: Schall (1991) iterations for the start, and the relative change of every smoothing
+#: variance at which they stop.
+START_ITERATIONS = 50
+START_TOLERANCE = 1e-3
+#: The start of a smooth's theta is kept within these (a variance Schall drives to 0 gets
+#: the lower one: BOBYQA's first steps, 0.1 |theta|, then reach 0).
+START_BOUNDS = (0.01, 1e3)
+#: Non-smooth terms (``(1 | g)``) join the iteration while all blocks together have at
+#: most this many coefficients (the system is dense).
+START_MAX_COLUMNS = 400
+#: Beyond this many rows no start is computed: it passes over the rows (``C' V^-1 C``),
+#: while the engine's evaluations, on cross products, do not depend on ``n`` (1,000,000
+#: rows of ``s(x) + (1 | g)``: the start took 0.85 s CPU and saved 0.2 s of BOBYQA).
+START_MAX_ROWS = 50_000
+
+
+def _penalized_blocks(design, n_theta: list[int], lambda_of) -> tuple[list[int], list[int]]:
+    """The terms the start's iteration estimates (every smooth term, and the other terms
+    whose relative factor is one theta times the identity while all of them have at most
+    :data:`START_MAX_COLUMNS` coefficients) and the terms integrated out; ``([], [])``
+    when a smooth term has a factor of another form."""
+    terms = design.terms
+    one_theta = [
+        n_theta[i] == 1 and np.array_equal(lambda_of(i), np.eye(terms[i].z.shape[1]))
+        for i in range(len(terms))
+    ]
+    chosen = [i for i, t in enumerate(terms) if t.always_included]
+    if not all(one_theta[i] for i in chosen):
+        return [], []
+    extra = [i for i, t in enumerate(terms) if one_theta[i] and not t.always_included]
+    size = sum(terms[i].n_levels * terms[i].z.shape[1] for i in chosen + extra)
+    if size <= START_MAX_COLUMNS:
+        chosen = sorted(chosen + extra)
+    return chosen, [i for i in range(len(terms)) if i not in chosen]
+
+
+def smooth_start(design, problem) -> np.ndarray | None:
+    """A starting theta for a linear mixed model with smooth terms near its REML
+    estimate, or None when the model has no smooth terms, more than
+    :data:`START_MAX_ROWS` rows, or the start cannot be made.
+
+    Every term whose relative factor is one theta times the identity (a smooth's random
+    parts, scalar random intercepts such as ``(1 | g)``) is a penalized block of
+    coefficients with relative variance ``rho_j = theta_j^2``; the other terms, and the
+    non-smooth ones when there are more than :data:`START_MAX_COLUMNS` such coefficients,
+    are integrated out where :func:`~mixedmodels.optim.start.moment_start` puts them.
+    The variances follow Schall's (1991) fixed point, the Fellner-Schall update of Wood
+    and Fasiolo (2017) for a penalty that is the identity: with ``c`` the penalized
+    least-squares coefficients of ``C = [X, Z_1, ...]``, ``edf_j`` the effective degrees
+    of freedom of block ``j`` and ``sigma^2 = |y - C c|^2_V / (n - sum edf)``,
+
+    .. math::
+
+        \\rho_j \\leftarrow \\frac{|c_j|^2 / \\sigma^2}{\\mathrm{edf}_j}
+
+    (each step solves the ``(p + q)``-square system; ``C' V^-1 [C, y]`` is computed once).
+    A smooth's variance is far from lme4's start of 1 (30 to 50 in the agreement cases),
+    which otherwise costs BOBYQA a hundred or more evaluations to cross.
+    """
+    from mixedmodels.optim.start import moment_start
+
+    if not design.smooths or not design.X.shape[1] < design.n <= START_MAX_ROWS:
+        return None
+    blocks = problem.blocks  # public (design) order, as theta
+    chosen, others = _penalized_blocks(
+        design, [b.n_theta for b in blocks], lambda i: blocks[i].lambda_matrix(np.ones(1))
+    )
+    if not chosen:
+        return None
+    try:
+        theta, _ = moment_start(problem)
+    except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+        theta = problem.theta_start()
+    theta = np.array(theta, dtype=float)
+    if not np.all(np.isfinite(theta)):
+        theta = problem.theta_start()
+    offsets = problem.theta_offsets
+    rho = np.array([theta[offsets[i]] ** 2 for i in chosen])
+    rho = _guarded(_lmm_schall, design, theta, chosen, others, rho)
+    if rho is None:
+        return None
+    for i, value in zip(chosen, rho, strict=True):
+        theta[offsets[i]] = float(np.clip(np.sqrt(value), *START_BOUNDS))
+    return theta
+
+
+def _guarded(iterate, design, *args) -> np.ndarray | None:
+    """``iterate(design, *args)`` with one BLAS thread for small data and numerical
+    trouble (a singular system, overflow) meaning no start rather than an error."""
+    with single_threaded_blas(design.n <= SINGLE_THREAD_ROWS), np.errstate(all="ignore"):
+        try:
+            rho = iterate(design, *args)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError, RuntimeError):
+            return None
+    if rho is None or not np.all(np.isfinite(rho)):
+        return None
+    return rho
+
+
+def _lmm_schall(design, theta, chosen, others, rho) -> np.ndarray | None:
+    w = np.ones(design.n) if design.weights is None else np.asarray(design.weights, float)
+    y = design.y if design.offset is None else design.y - design.offset
+    C = _start_columns(design, chosen)
+    lambdas = _term_lambdas(design, theta)
+    A = _marginal_cross_products(design, np.hstack([C, y[:, None]]), w, lambdas, others)
+    group = _start_groups(design, chosen)
+    for _ in range(START_ITERATIONS):
+        step = _schall_step(A[:-1, :-1], A[:-1, -1], A[-1, -1], group, rho, design.n)
+        if step is None:
+            return None
+        new, _ = step
+        done = np.all(np.abs(np.log(new / rho)) < START_TOLERANCE)
+        rho = new
+        if done:
+            break
+    return rho
+
+
+def glmm_smooth_start(design, problem) -> np.ndarray | None:
+    """A starting theta for a GLMM with smooth terms (a family without a dispersion or
+    parameters of its own: binomial, Poisson): :func:`smooth_start`'s iteration on the
+    working response and weights of penalized quasi-likelihood, the linear predictor
+    updated from the penalized fit after each step (PQL's variances are biased for
+    binary data, but much nearer the Laplace estimates than lme4's start of 1).  None
+    when the start cannot be made.
+    """
+    family = problem.family
+    if not design.smooths or family.has_dispersion or family.extra_names:
+        return None
+    if not design.X.shape[1] < design.n <= START_MAX_ROWS:
+        return None
+    blocks = problem.blocks
+    chosen, others = _penalized_blocks(
+        design, [b.n_theta for b in blocks], lambda i: blocks[i].lambda_matrix(np.ones(1))
+    )
+    if not chosen:
+        return None
+    theta = np.array(problem.theta_start(), dtype=float)
+    offsets = np.concatenate([[0], np.cumsum([b.n_theta for b in blocks])]).astype(int)
+    rho = _guarded(_pql_schall, design, problem, theta, chosen, others)
+    if rho is None:
+        return None
+    for i, value in zip(chosen, rho, strict=True):
+        theta[offsets[i]] = float(np.clip(np.sqrt(value), *START_BOUNDS))
+    return theta
+
+
+def _pql_schall(design, problem, theta, chosen, others) -> np.ndarray | None:
+    family, link = problem.family, problem.family.link
+    C = _start_columns(design, chosen)
+    lambdas = _term_lambdas(design, theta)
+    group = _start_groups(design, chosen)
+    eta = problem.offset + problem.X @ problem.glm_start()
+    rho = np.ones(len(chosen))
+    for _ in range(START_ITERATIONS):
+        mu = link.inverse(eta)
+        w, resid = family.working(problem.y, eta, mu, problem.prior_weights)
+        z = eta - problem.offset + resid
+        if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
+            return None
+        A = _marginal_cross_products(design, np.hstack([C, z[:, None]]), w, lambdas, others)
+        step = _schall_step(A[:-1, :-1], A[:-1, -1], A[-1, -1], group, rho, design.n, 1.0)
+        if step is None:
+            return None
+        new, c = step
+        eta = problem.offset + C @ c
+        done = np.all(np.abs(np.log(new / rho)) < START_TOLERANCE)
+        rho = new
+        if done:
+            break
+    return rho
+
+
+def _start_columns(design, chosen: list[int]) -> np.ndarray:
+    """``[X, Z_j ...]`` of the fixed effects and the chosen terms (dense)."""
+    return np.hstack([design.X, *[_dense_term_z(design.terms[i]) for i in chosen]])
+
+
+def _start_groups(design, chosen: list[int]) -> np.ndarray:
+    """The chosen term (0, 1, ...) of each random coefficient of :func:`_start_columns`."""
+    sizes = [design.terms[i].n_levels * design.terms[i].z.shape[1] for i in chosen]
+    return np.repeat(np.arange(len(chosen)), sizes)
+
+
+def _schall_step(
+    M: np.ndarray,
+    r: np.ndarray,
+    yy: float,
+    group: np.ndarray,
+    rho: np.ndarray,
+    n: int,
+    sigma2: float | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """One Schall update of the blocks' relative variances ``rho`` for the penalized
+    least squares ``min |y - C c|^2_V + sum_j |c_j|^2 / rho_j`` given ``M = C' V^-1 C``,
+    ``r = C' V^-1 y`` and ``yy = y' V^-1 y`` (the first ``q - group.size`` coefficients
+    unpenalized); ``sigma2`` known, or estimated as ``|y - C c|^2_V / (n - sum edf)``.
+    Returns the new ``rho`` and the coefficients ``c``, or None when the system is not
+    positive definite.  Written with ``D = sqrt(rho)`` so that ``rho`` near 0 needs no
+    large penalty."""
+    q = M.shape[0]
+    p = q - group.size
+    low, high = START_BOUNDS[0] ** 2, START_BOUNDS[1] ** 2
+    rho = np.clip(rho, low, high)
+    D = np.ones(q)
+    D[p:] = np.sqrt(rho)[group]
+    scaled = D[:, None] * M * D[None, :]  # D M D
+    H = scaled.copy()
+    H[np.arange(p, q), np.arange(p, q)] += 1.0
+    factor, info = sla.lapack.dpotrf(H, lower=1)
+    if info != 0:
+        return None
+    # coefficients (M + P)^-1 r = D H^-1 D r; edf = diag((M + P)^-1 M) = diag(H^-1 D M D)
+    solved, info = sla.lapack.dpotrs(factor, np.column_stack([D * r, scaled]), lower=1)
+    if info != 0:
+        return None
+    c = D * solved[:, 0]
+    edf = np.diagonal(solved[:, 1:]).copy()
+    if sigma2 is None:
+        rss = yy - 2 * c @ r + c @ M @ c
+        dof = n - edf.sum()
+        if not (rss > 0 and dof > 0):
+            return None
+        sigma2 = rss / dof
+    k = int(group.max()) + 1 if group.size else 0
+    edf_j = np.bincount(group, weights=edf[p:], minlength=k)
+    size_j = np.bincount(group, weights=c[p:] ** 2, minlength=k) / sigma2
+    return np.clip(size_j / np.maximum(edf_j, 1e-12), low, high), c
 
 
 @dataclass(frozen=True)

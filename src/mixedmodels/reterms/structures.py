@@ -69,6 +69,9 @@ class CovarianceStructure(ABC):
     """
 
     short_name: str = ""
+    #: ``lambda`` is diagonal whatever theta (the engine's dense path then scales ``Z'Z``
+    #: elementwise instead of multiplying by ``Lambda``)
+    diagonal: bool = False
 
     def __init__(self, p: int):
         self.p = int(p)
@@ -214,6 +217,7 @@ class Diagonal(CovarianceStructure):
     ``theta >= 0`` (lme4's ``(x || g)`` as one term, glmmTMB's ``diag``)."""
 
     short_name = "diag"
+    diagonal = True
 
     @property
     def n_theta(self) -> int:
@@ -267,6 +271,7 @@ class ScaledIdentity(CovarianceStructure):
     """
 
     short_name = "homdiag"
+    diagonal = True
 
     def __init__(self, p: int, label: str | None = None):
         super().__init__(p)
