@@ -200,7 +200,7 @@ class GlmerFit(MixedFit):
         return inference().profile_traces(self, level, points)
 
     def _check_profile(self) -> None:
-        if self.family.has_dispersion or self.family.extra_names:
+        if self.family.has_dispersion:
             raise ArgumentError(
                 f"profile intervals are not available for the {self.family.name} family "
                 "(lme4 estimates its dispersion outside the Laplace deviance); use "
