@@ -1,7 +1,7 @@
 """Profile intervals of the GLMM families with their own parameters, the dispersion
 included (reference/families/profile, made by make_profile_reference.R).
 
-glmmTMB's families (nbinom1, nbinom2, beta, zero inflation): every parameter (fixed
+glmmTMB's families (nbinom1, nbinom2, beta, tweedie, zero inflation): every parameter (fixed
 effects, random-effect sd, the dispersion ``sigma``, zero-inflation coefficients) against
 glmmTMB 1.1.5's ``confint(method = "uniroot")``, TMB's root finding on the profile of the
 same Laplace likelihood, on its internal scale (log sd, log dispersion): within 1e-3 of the
@@ -51,20 +51,27 @@ def tmb_case(name):
 
 
 # the Salamanders cases (10 and 11 parameters, 15-30 s CPU of profiling) are in the slow set
-TMB_NAMES = ["owls_nbinom1", "beta_sim_logit"]
+TMB_NAMES = ["owls_nbinom1", "beta_sim_logit", "tweedie_sim"]
 TMB_SLOW = ["salamanders_nbinom2", "salamanders_zip"]
 
 
+def _logit_power(power: float) -> float:
+    """glmmTMB's internal Tweedie power parameter: ``power = 1 + plogis(psi)``."""
+    return math.log((power - 1) / (2 - power))
+
+
 def internal_pairs(fit, ref_names):
-    """(our row, glmmTMB's internal name, whether ours is exp of it)."""
-    pairs = [(n, n, False) for n in fit.fixef.index]
+    """(our row, glmmTMB's internal name, the map from ours to that scale or None)."""
+    pairs = [(n, n, None) for n in fit.fixef.index]
     sd_names = [n for n in fit.parameter_names if n.startswith("sd_")]
     theta_names = [n for n in ref_names if n.startswith("theta_")]
-    pairs += [(ours, theirs, True) for ours, theirs in zip(sd_names, theta_names, strict=True)]
+    pairs += [(ours, theirs, math.log) for ours, theirs in zip(sd_names, theta_names, strict=True)]
     if "d~(Intercept)" in ref_names:
-        pairs.append(("sigma", "d~(Intercept)", True))
+        pairs.append(("sigma", "d~(Intercept)", math.log))
+    if "Tweedie power" in ref_names:
+        pairs.append(("power", "Tweedie power", _logit_power))
     pairs += [
-        (n, "zi~" + n.removeprefix("zi_"), False)
+        (n, "zi~" + n.removeprefix("zi_"), None)
         for n in fit.extra_parameters.index
         if n.startswith("zi_")
     ]
@@ -88,10 +95,10 @@ def check_against_glmmtmb(case):
         }
         pairs = internal_pairs(fit, list(table))
         assert len(pairs) == len(table)
-        for our_name, their_name, on_log in pairs:
+        for our_name, their_name, to_internal in pairs:
             lo, hi = ours.loc[our_name]
-            if on_log:
-                lo, hi = math.log(lo), math.log(hi)
+            if to_internal is not None:
+                lo, hi = to_internal(lo), to_internal(hi)
             t_lo, t_hi = table[their_name]
             width = t_hi - t_lo
             assert abs(lo - t_lo) <= tolerance * width, (method, our_name, lo, t_lo)

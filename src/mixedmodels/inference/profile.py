@@ -235,7 +235,10 @@ def _glmm_profiles(fit: GlmerFit) -> list[_Profile]:
             unreported = (own.removeprefix("log_"), own.startswith("log_"))
             name, on_log = reported.get(j, unreported)
             names.append(name)
-            transforms.append(math.exp if on_log else None)
+            if callable(on_log):  # reported through the family's own map
+                transforms.append(on_log)
+            else:
+                transforms.append(math.exp if on_log else None)
 
     def deviance_full(full: np.ndarray) -> float:
         return deviance(full[:nvp], full[nvp : nvp + nfx], full[nvp + nfx :])

@@ -193,7 +193,10 @@ class GlmerFit(MixedFit):
         for name, _value, index, on_log in rows:
             se = math.sqrt(cov[index, index]) if cov[index, index] >= 0 else math.nan
             lo, hi = values[index] - q * se, values[index] + q * se
-            out.loc[name] = (math.exp(lo), math.exp(hi)) if on_log else (lo, hi)
+            if callable(on_log):  # a parameter reported through its own map (tweedie's power)
+                out.loc[name] = (on_log(lo), on_log(hi))
+            else:
+                out.loc[name] = (math.exp(lo), math.exp(hi)) if on_log else (lo, hi)
         return out
 
     def profile(self, level: float = 0.99, points: int = 12) -> pd.DataFrame:
