@@ -25,6 +25,7 @@ R_FAMILIES = {
     "nbinom1": "nbinom1",
     "nbinom2": "nbinom2",
     "beta_family": "beta",
+    "tweedie": "tweedie",
 }
 
 

@@ -47,6 +47,7 @@ from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
 from mixedmodels.results.residual_lmer import lmer_residual
 from mixedmodels.results.smooth import glmm_smooth_start, smooth_start
+from mixedmodels.results.zero_inflation import ZeroInflationModel
 
 
 def lmer_problem(
@@ -351,8 +352,10 @@ def glmer(
             f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) needs a single scalar "
             "random-effect term such as (1 | g); use n_agq=1 (Laplace) for this model"
         )
+    zero_inflation = None
     if zi is not None:
-        family = ZeroInflated(family, *_zi_matrix(zi, design, data))
+        X_zi, zi_names, zero_inflation = _zi_matrix(zi, design, data)
+        family = ZeroInflated(family, X_zi, zi_names)
     if n_agq == 0 and family.extra_names:
         raise ArgumentError(
             f"n_agq = 0 is not available for the {family.name} family (its own parameters "
@@ -376,6 +379,7 @@ def glmer(
         n_agq=n_agq,
         data_name=_data_name(data, data_name),
         zi_formula=None if zi is None else zi.strip(),
+        zero_inflation_model=zero_inflation,
     )
     _warn_fit_outcome(fit, solution.converged, solution.message)
     value = degenerate_glm_response(design.y, family.variance)
@@ -435,9 +439,11 @@ def _zi_base(family: Family) -> Family:
     return cls()
 
 
-def _zi_matrix(zi: str, design, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+def _zi_matrix(
+    zi: str, design, data: pd.DataFrame
+) -> tuple[np.ndarray, list[str], ZeroInflationModel]:
     """The zero-inflation model matrix of ``zi`` (``"~1"``, ``"~x + f"``) on the rows the
-    design kept, and its column names.
+    design kept, its column names and its encoding (for new rows).
 
     Raises
     ------
@@ -460,7 +466,7 @@ def _zi_matrix(zi: str, design, data: pd.DataFrame) -> tuple[np.ndarray, list[st
             f"the zero-inflation formula {zi!r} reads a missing or non-finite value on a row "
             "the model uses"
         )
-    return X, list(builder.column_names)
+    return X, list(builder.column_names), ZeroInflationModel(text, builder)
 
 
 def _glmer_family(family: object, link: object) -> Family:

@@ -35,6 +35,7 @@ from mixedmodels.design.validate import degenerate_glm_response
 from mixedmodels.errors import ArgumentError, DataError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim import minimize_bounded
+from mixedmodels.optim.derivatives import hessian_by_pairs
 from mixedmodels.results.fit import LmerFit
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.parameters import parameter_values
@@ -106,6 +107,49 @@ def _bracket_and_solve(zeta, x_hat: float, target: float, step: float, bound: fl
     return math.nan
 
 
+def _secant_end(zeta, x_hat: float, target: float, step: float, bound: float) -> float:
+    """The x where ``zeta(x) = target`` by secant steps from ``(x_hat, 0)`` and ``x_hat +
+    target step``, to ``|zeta - target| < 1e-7``; ``bound`` if zeta there has not reached
+    ``target``; NaN where zeta does not increase along the steps or they turn back past
+    the estimate (the caller then brackets)."""
+    direction = 1.0 if target > 0 else -1.0
+
+    def clamp(x: float) -> tuple[float, bool]:
+        if (direction > 0 and x >= bound) or (direction < 0 and x <= bound):
+            return bound, True
+        return x, False
+
+    x0, z0 = x_hat, 0.0
+    x1, at_bound = clamp(x_hat + target * step)
+    for _ in range(25):
+        z1 = zeta(x1)
+        if math.isnan(z1) or (z1 - z0) * (x1 - x0) <= 0:  # zeta must increase with x
+            return math.nan
+        if abs(z1 - target) < 1e-7:
+            return x1
+        if at_bound and (z1 - target) * direction < 0:
+            return bound
+        x2 = x1 + (target - z1) * (x1 - x0) / (z1 - z0)
+        if (x2 - x_hat) * direction <= 0:
+            return math.nan
+        x0, z0 = x1, z1
+        x1, at_bound = clamp(x2)
+    return math.nan
+
+
+def _solve_end(prof, target: float) -> float:
+    """One end of ``prof``'s interval (``zeta = target``), on the profiled scale."""
+    if prof.secant:
+        x = _secant_end(
+            prof.zeta, prof.estimate, target, prof.step, prof.upper if target > 0 else prof.lower
+        )
+        if not math.isnan(x):
+            return x
+        prof.reset()
+    bound = prof.upper if target > 0 else prof.lower
+    return _bracket_and_solve(prof.zeta, prof.estimate, target, prof.step, bound)
+
+
 @dataclass
 class _Profile:
     """One parameter's zeta function with what is needed to search along it."""
@@ -117,80 +161,222 @@ class _Profile:
     lower: float
     upper: float
     reset: object  # restarts the warm start at the optimum
+    #: maps the profiled scale to the reported one (a dispersion's exp); None: identity
+    report: object = None
+    #: solve for the ends by secant steps (zeta is nearly linear), bracketing only where
+    #: they fail; False: bracket and Brent's method
+    secant: bool = False
+
+    def reported(self, x: float) -> float:
+        return x if self.report is None or math.isnan(x) else self.report(x)
 
 
 def _glmm_profiles(fit: GlmerFit) -> list[_Profile]:
     """Profiles of a glmer fit over its Laplace (or quadrature) deviance: variance
-    parameters on the sd/cor scale (no sigma) and fixed effects, each with every other
-    parameter re-optimized (PIRLS warm-started from the last mode)."""
+    parameters on the sd/cor scale (no sigma), fixed effects and, for families whose own
+    parameters are estimated jointly (glmmTMB's: a dispersion, zero-inflation
+    coefficients), those parameters on their unbounded scale (a dispersion's interval is
+    reported exponentiated, as glmmTMB's ``confint``), each with every other parameter
+    re-optimized (PIRLS warm-started from the last mode).  lme4's ``glmer.nb`` fit is
+    profiled as lme4 profiles it, its size held at the estimate, and its size ``k`` gets a
+    row of its own (not in lme4's ``confint``) from the profile of the same deviance
+    (which holds R's ``aic``, so it is comparable across ``k``)."""
     problem = fit.problem
+    family = problem.family
     base = fit._solution.objective
     layout = _VarianceLayout([b.structure for b in problem.blocks])
     beta_hat = fit.fixef.to_numpy()
     structures = [b.structure for b in problem.blocks]
     values = parameter_values(problem.lambdas(fit.theta), 1.0, beta_hat, structures)
     nvp = values.size - problem.n_fixed - 1  # no sigma
+    nfx = beta_hat.size
     v_hat = values[:nvp]
+    joint = _joint_extras(fit)
+    psi_hat = family.extra_values
     lower_b, upper_b = (b[:nvp] for b in layout.bounds())
     warm = {"u": fit._solution.mode.u}
 
-    def deviance(v: np.ndarray, beta: np.ndarray) -> float:
+    def deviance(v: np.ndarray, beta: np.ndarray, psi: np.ndarray) -> float:
         theta = layout.theta(np.append(v, 1.0))
         if theta is None:
             return BIG
+        at = problem.with_family(family.with_extra(psi)) if psi.size else problem
         try:
             if fit.n_agq > 1:
-                value, mode = problem.quadrature_deviance(theta, beta, fit.n_agq, warm["u"])
+                value, mode = at.quadrature_deviance(theta, beta, fit.n_agq, warm["u"])
             else:
-                mode = problem.mode(theta, beta, warm["u"])
+                mode = at.mode(theta, beta, warm["u"])
                 value = mode.laplace
         except PirlsError:
+            return BIG
+        if not math.isfinite(value):
             return BIG
         warm["u"] = mode.u
         return value
 
-    full_hat = np.concatenate([v_hat, beta_hat])
-    lower_all = np.concatenate([lower_b, np.full(beta_hat.size, -np.inf)])
-    upper_all = np.concatenate([upper_b, np.full(beta_hat.size, np.inf)])
+    full_hat = np.concatenate([v_hat, beta_hat, psi_hat])
+    lower_all = np.concatenate([lower_b, np.full(nfx + psi_hat.size, -np.inf)])
+    upper_all = np.concatenate([upper_b, np.full(nfx + psi_hat.size, np.inf)])
     se = np.sqrt(np.diagonal(fit.vcov.to_numpy()))
-    scales = np.concatenate([np.maximum(0.1 * np.abs(v_hat), 1e-2), np.maximum(0.2 * se, 1e-4)])
-    names = fit.parameter_names
+    se_psi = _extra_standard_errors(fit, psi_hat.size)
+    scales = np.concatenate(
+        [
+            np.maximum(0.1 * np.abs(v_hat), 1e-2),
+            np.maximum(0.2 * se, 1e-4),
+            np.maximum(0.2 * se_psi, 1e-3),
+        ]
+    )
+    names = list(fit.parameter_names[: nvp + nfx])
+    transforms: list = [None] * (nvp + nfx)
+    if psi_hat.size:
+        reported = {index: (name, on_log) for name, _, index, on_log in family.reported_extra()}
+        for j, own in enumerate(family.extra_names):
+            # lme4's glmer.nb reports none: its log size is profiled as "k"
+            unreported = (own.removeprefix("log_"), own.startswith("log_"))
+            name, on_log = reported.get(j, unreported)
+            names.append(name)
+            if callable(on_log):  # reported through the family's own map
+                transforms.append(on_log)
+            else:
+                transforms.append(math.exp if on_log else None)
+
+    def deviance_full(full: np.ndarray) -> float:
+        return deviance(full[:nvp], full[nvp : nvp + nfx], full[nvp + nfx :])
+
+    curvature = _ProfileCurvature(deviance_full, full_hat, scales, lower_all, upper_all)
+    warm["u"] = fit._solution.mode.u
     out = []
     for w in range(full_hat.size):
-        others = [i for i in range(full_hat.size) if i != w]
-        state = {"start": full_hat[others].copy()}
+        if joint or w >= nvp + nfx:
+            others = [i for i in range(full_hat.size) if i != w]
+        else:  # lme4's glmer.nb: the size held at its estimate
+            others = [i for i in range(nvp + nfx) if i != w]
+        path = curvature.path(w, others)
+        state: dict = {"last": None}
 
-        def zeta(x: float, w=w, others=others, state=state) -> float:
-            def inner(u: np.ndarray) -> float:
+        def zeta(x: float, w=w, others=others, path=path, state=state) -> float:
+            def inner(z: np.ndarray) -> float:
                 full = full_hat.copy()
                 full[w] = x
-                full[others] = u
-                return deviance(full[:nvp], full[nvp:])
+                full[others] = start + spread * z
+                return deviance_full(full)
 
-            start = np.clip(state["start"], lower_all[others], upper_all[others])
+            # the start: the optimum of the deviance's quadratic approximation at the
+            # estimate given x, corrected by how far the last point's optimum was from its
+            # own prediction (the path bends away from the straight line slowly)
+            start = path.predict(x)
+            if state["last"] is not None:
+                last_x, last_opt = state["last"]
+                start = start + (last_opt - path.predict(last_x))
+            start = np.clip(start, lower_all[others], upper_all[others])
+            spread = path.spread
             res = minimize_bounded(
                 inner,
-                start,
-                lower_all[others],
-                upper=upper_all[others],
-                initial_step=scales[others],
-                ftol_abs=1e-10,
-                xtol_abs=1e-9,
+                np.zeros(len(others)),
+                (lower_all[others] - start) / spread,
+                upper=(upper_all[others] - start) / spread,
+                initial_step=0.1,
+                ftol_abs=1e-8,
+                xtol_abs=1e-5,
             )
-            state["start"] = res.x
+            state["last"] = (x, start + spread * res.x)
             return math.copysign(math.sqrt(max(res.fun - base, 0.0)), x - full_hat[w])
 
-        def reset(state=state, others=others) -> None:
-            state["start"] = full_hat[others].copy()
+        def reset(state=state) -> None:
+            state["last"] = None
             warm["u"] = fit._solution.mode.u
 
         if w < nvp:
             scale = abs(v_hat[w]) if v_hat[w] != 0 else 0.1
             step = 0.2 * scale if lower_b[w] == 0 else 0.2
-        else:
+        elif w < nvp + nfx:
             step = se[w - nvp]
-        out.append(_Profile(names[w], zeta, full_hat[w], step, lower_all[w], upper_all[w], reset))
+        else:
+            step = se_psi[w - nvp - nfx]
+        out.append(
+            _Profile(
+                names[w],
+                zeta,
+                full_hat[w],
+                step,
+                lower_all[w],
+                upper_all[w],
+                reset,
+                transforms[w],
+                secant=True,
+            )
+        )
     return out
+
+
+class _ProfileCurvature:
+    """The Hessian of the deviance at the estimate in the profiled coordinates (central
+    differences, steps of ``scales``), for where each profile's other parameters start:
+    ``argmin`` of the quadratic approximation given the focal value, and their conditional
+    standard deviations (the inner search's units).  Falls back to the estimate and
+    ``scales`` where the Hessian is not positive definite (an sd at 0)."""
+
+    def __init__(self, deviance, full_hat, scales, lower, upper):
+        self.full_hat = full_hat
+        self.scales = scales
+        self.hess = None
+        inside = np.all(full_hat - scales * 1e-2 > lower) and np.all(
+            full_hat + scales * 1e-2 < upper
+        )
+        if inside and full_hat.size > 1:
+            hess = hessian_by_pairs(deviance, full_hat, 1e-2 * scales)
+            if np.all(np.isfinite(hess)):
+                try:
+                    np.linalg.cholesky(hess)
+                    self.hess = hess
+                except np.linalg.LinAlgError:
+                    pass
+
+    def path(self, w: int, others: list[int]) -> _ConditionalPath:
+        if self.hess is None:
+            return _ConditionalPath(
+                self.full_hat[others], np.zeros(len(others)), self.full_hat[w], self.scales[others]
+            )
+        h_oo = self.hess[np.ix_(others, others)]
+        slope = -np.linalg.solve(h_oo, self.hess[others, w])
+        sd = np.sqrt(2.0 * np.diagonal(np.linalg.inv(h_oo)))
+        return _ConditionalPath(self.full_hat[others], slope, self.full_hat[w], sd)
+
+
+@dataclass
+class _ConditionalPath:
+    """The others' optimum along one profile, to first order: ``hat + slope (x - x_hat)``;
+    ``spread`` their conditional standard deviations."""
+
+    hat: np.ndarray
+    slope: np.ndarray
+    x_hat: float
+    spread: np.ndarray
+
+    def predict(self, x: float) -> np.ndarray:
+        return self.hat + self.slope * (x - self.x_hat)
+
+
+def _joint_extras(fit: GlmerFit) -> bool:
+    """Whether the family's own parameters vary in the other parameters' profiles
+    (glmmTMB's families, which estimate them jointly) rather than being held at their
+    estimates (lme4's ``glmer.nb``, whose profiles hold the size fixed; the size's own
+    profile re-optimizes the others, as refitting ``glmer`` with
+    ``negative.binomial(k)`` at each ``k`` does)."""
+    family = fit.family
+    return bool(family.extra_names) and family.joint_vcov
+
+
+def _extra_standard_errors(fit: GlmerFit, count: int) -> np.ndarray:
+    """Wald standard errors of the family's own parameters on their unbounded scale (the
+    first steps of their profiles); 0.3 where the Hessian gave none."""
+    cov = fit._solution.vcov_extra
+    if count == 0:
+        return np.zeros(0)
+    if cov is None:
+        return np.full(count, 0.3)
+    diag = np.diagonal(cov)[-count:]
+    return np.where(np.isfinite(diag) & (diag > 0), np.sqrt(np.abs(diag)), 0.3)
 
 
 def _lmm_profiles(fit: LmerFit) -> list[_Profile]:
@@ -327,10 +513,10 @@ def profile_confint(fit, level: float = 0.95) -> pd.DataFrame:
     z = stats.norm.ppf(0.5 + level / 2)
     rows = {}
     for prof in _profiles(fit):
-        lo = _bracket_and_solve(prof.zeta, prof.estimate, -z, prof.step, prof.lower)
+        lo = _solve_end(prof, -z)
         prof.reset()
-        hi = _bracket_and_solve(prof.zeta, prof.estimate, z, prof.step, prof.upper)
-        rows[prof.name] = (lo, hi)
+        hi = _solve_end(prof, z)
+        rows[prof.name] = (prof.reported(lo), prof.reported(hi))
     if any(math.isnan(a) or math.isnan(b) for a, b in rows.values()):
         warnings.warn("some profile intervals could not be found", RuntimeWarning, stacklevel=2)
     return pd.DataFrame(rows, index=["lower", "upper"]).T
@@ -348,9 +534,9 @@ def profile_traces(fit, level: float = 0.99, points: int = 12) -> pd.DataFrame:
     z = stats.norm.ppf(0.5 + level / 2)
     frames = []
     for prof in _profiles(fit):
-        lo = _bracket_and_solve(prof.zeta, prof.estimate, -z, prof.step, prof.lower)
+        lo = _solve_end(prof, -z)
         prof.reset()
-        hi = _bracket_and_solve(prof.zeta, prof.estimate, z, prof.step, prof.upper)
+        hi = _solve_end(prof, z)
         prof.reset()
         grid_lo = np.linspace(prof.estimate, lo, points + 1)[1:]
         values, zetas = [prof.estimate], [0.0]
@@ -366,7 +552,7 @@ def profile_traces(fit, level: float = 0.99, points: int = 12) -> pd.DataFrame:
             pd.DataFrame(
                 {
                     "parameter": prof.name,
-                    "value": np.asarray(values)[order],
+                    "value": np.asarray([prof.reported(v) for v in values])[order],
                     "zeta": np.asarray(zetas)[order],
                 }
             )

@@ -29,6 +29,7 @@ from mixedmodels.results.random_effects import (
     ranef_long,
 )
 from mixedmodels.results.services import inference
+from mixedmodels.results.zero_inflation import PREDICTION_TYPES, predict_zero_inflated
 
 
 class GlmerFit(MixedFit):
@@ -53,6 +54,7 @@ class GlmerFit(MixedFit):
         n_agq: int = 1,
         data_name: str | None = None,
         zi_formula: str | None = None,
+        zero_inflation_model=None,
     ):
         self._design = design
         # the problem at the optimum: its family carries the estimates of the family's own
@@ -63,6 +65,8 @@ class GlmerFit(MixedFit):
         self.data_name = data_name
         #: the zero-inflation formula (glmmTMB's ziformula), None without zero inflation
         self.zi_formula = zi_formula
+        #: the zero-inflation formula's encoding (results.zero_inflation), for new rows
+        self.zero_inflation_model = zero_inflation_model
 
     # ------------------------------------------------------------------ basics
 
@@ -189,7 +193,10 @@ class GlmerFit(MixedFit):
         for name, _value, index, on_log in rows:
             se = math.sqrt(cov[index, index]) if cov[index, index] >= 0 else math.nan
             lo, hi = values[index] - q * se, values[index] + q * se
-            out.loc[name] = (math.exp(lo), math.exp(hi)) if on_log else (lo, hi)
+            if callable(on_log):  # a parameter reported through its own map (tweedie's power)
+                out.loc[name] = (on_log(lo), on_log(hi))
+            else:
+                out.loc[name] = (math.exp(lo), math.exp(hi)) if on_log else (lo, hi)
         return out
 
     def profile(self, level: float = 0.99, points: int = 12) -> pd.DataFrame:
@@ -200,7 +207,7 @@ class GlmerFit(MixedFit):
         return inference().profile_traces(self, level, points)
 
     def _check_profile(self) -> None:
-        if self.family.has_dispersion or self.family.extra_names:
+        if self.family.has_dispersion:
             raise ArgumentError(
                 f"profile intervals are not available for the {self.family.name} family "
                 "(lme4 estimates its dispersion outside the Laplace deviance); use "
@@ -282,6 +289,7 @@ class GlmerFit(MixedFit):
             self.n_agq,
             self.data_name,
             self.zi_formula,
+            self.zero_inflation_model,
         )
 
     def bootstrap_replicate(self, rng: np.random.Generator, statistic=None) -> np.ndarray:
@@ -453,11 +461,20 @@ class GlmerFit(MixedFit):
     ) -> np.ndarray:
         """Predictions on the link scale (``type="link"``, lme4's default) or the response
         scale (``type="response"``); ``include_random=False`` is lme4's ``re.form = NA``.
+        Zero-inflated fits also take glmmTMB's ``"conditional"`` (the count model's mean
+        ``mu``), ``"zprob"`` (the zero-inflation probability ``pi``) and ``"zlink"``
+        (``logit(pi)``); their ``"response"`` is ``(1 - pi) mu``, on new rows too.
         New levels of a grouping factor get zero random effects when ``allow_new_levels``
         (an error otherwise, as is a new level of a fixed-effect factor); rows of
         ``newdata`` with a missing value in a column the prediction reads are NaN.
         ``newdata`` is checked as :meth:`LmerFit.predict` checks it."""
-        type = check_choice(type, "type", ("link", "response"))
+        type = check_choice(type, "type", PREDICTION_TYPES)
+        if self._zero_inflated:
+            return predict_zero_inflated(self, newdata, type, include_random, allow_new_levels)
+        if type in ("zprob", "zlink"):
+            raise ArgumentError(
+                f"type={type!r} is for zero-inflated fits (zi=); this fit has no zero inflation"
+            )
         if newdata is None:
             include_random = check_bool(include_random, "include_random")
             eta = self._eta(None, include_random, allow_new_levels)
@@ -468,12 +485,6 @@ class GlmerFit(MixedFit):
                 eta = self._spread(self._eta(rows, include_random, allow_new_levels), complete)
         if type == "link":
             return eta
-        if newdata is not None and self._zero_inflated:
-            raise ArgumentError(
-                "predict(type='response') on new data is not available for zero-inflated "
-                "fits (the zero-inflation probability of new rows is not built); use "
-                "type='link' or the fitted rows"
-            )
         return self.family.response_mean(self.family.link.inverse(eta))
 
     @property
