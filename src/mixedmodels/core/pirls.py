@@ -219,10 +219,15 @@ class GlmmProblem:
         system = self._system(theta, lambdas)
 
         def state(beta_: np.ndarray, u_: np.ndarray):
-            eta_ = self.offset + self.X @ beta_ + self.Z @ self.scale(lambdas, u_)
-            mu_ = link.inverse(eta_)
-            dev_ = float(np.sum(fam.unit_deviance_at(self.y, eta_, mu_, self.prior_weights)))
-            return eta_, mu_, dev_, dev_ + float(u_ @ u_)
+            # a trial point far out (a huge linear predictor) may overflow: its deviance is
+            # then inf, which the start check and the step halving below reject
+            with np.errstate(over="ignore", invalid="ignore"):
+                eta_ = self.offset + self.X @ beta_ + self.Z @ self.scale(lambdas, u_)
+                mu_ = link.inverse(eta_)
+                dev_ = float(
+                    np.sum(fam.unit_deviance_at(self.y, eta_, mu_, self.prior_weights))
+                )
+                return eta_, mu_, dev_, dev_ + float(u_ @ u_)
 
         # families with a dispersion: lme4's data term (R's aic, through log(deviance)) is
         # not stationary at the mode, so its error is first order in u's: converge u itself
@@ -240,7 +245,7 @@ class GlmmProblem:
         if not np.isfinite(pdev):
             raise PirlsError("penalized deviance is not finite at the start")
         for _ in range(MAX_ITERATIONS):
-            weights, resid = fam.working(self.y, eta, mu, self.prior_weights)
+            weights, resid = _finite_working(fam, self.y, eta, mu, self.prior_weights)
             if self._stationary(weights * resid, u, lambdas, update_beta):
                 break  # the confirming scoring step would not move u (a solve saved)
             base = eta - self.offset if update_beta else eta - self.offset - self.X @ beta
@@ -271,7 +276,10 @@ class GlmmProblem:
             beta, u, eta, mu, dev, pdev = try_beta, try_u, t_eta, t_mu, t_dev, t_pdev
             if change < TOLERANCE * (abs(pdev) + 1.0) and (not exact_u or moved < U_TOLERANCE):
                 break
-        weights = self._glm_weights(eta, mu)
+        with np.errstate(over="ignore", invalid="ignore"):
+            weights = self._glm_weights(eta, mu)
+        if not np.all(np.isfinite(weights)):
+            raise PirlsError("the weights at the mode are not finite (the mean overflows)")
         log_det, unscaled = system.at_mode(weights)
         term = fam.objective_term(self.y, mu, self.prior_weights, dev)
         if not np.isfinite(term):
@@ -436,3 +444,17 @@ class _EngineSystem:
     def at_mode(self, weights) -> tuple[float, np.ndarray]:
         solution = self._solve(weights, self.response, self.zero_beta)
         return solution.log_det_random, solution.vcov_unscaled
+
+
+def _finite_working(
+    family, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, prior_weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The family's working weights and residuals at ``eta``, or :class:`PirlsError` where
+    they overflow (a mean near the largest float: ``w (d mu / d eta)^2 / V(mu)`` is not
+    representable), so nothing non-finite reaches the factorization and the optimizer
+    sees an infinite deviance at that point."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        weights, resid = family.working(y, eta, mu, prior_weights)
+    if not (np.all(np.isfinite(weights)) and np.all(np.isfinite(resid))):
+        raise PirlsError("the working weights are not finite (the mean overflows)")
+    return weights, resid
