@@ -112,6 +112,8 @@ class JointLaplaceStep:
 
     #: Newton iterations from the fixed start (PIRLS converges in 4-8 on grouseticks)
     ITERATIONS = 12
+    #: change of the linear predictor at which Newton stops
+    TOLERANCE = 1e-6
     TARGET = 0.3
 
     def __init__(self, blocks: list[RandomBlock], X: np.ndarray, counts, offset):
@@ -133,34 +135,38 @@ class JointLaplaceStep:
 
     def _centre(self, factors, inverses, precision, mean, reference):
         """The Laplace centre ``(beta, b, eta)`` and the weights of its precision, or
-        None.  Damped Newton: a step that lowers the penalized log-likelihood is halved
-        (at most 30 times)."""
+        None.  Damped Newton from ``reference``: a step that lowers the penalized
+        log-likelihood is halved (at most 30 times); it stops when a step changes the
+        linear predictor by less than ``TOLERANCE`` or after ``ITERATIONS`` steps.  The
+        centre is the last (undamped) solution and the precision that of its
+        linearization, which :attr:`system` keeps, so that a draw from it is the
+        centre plus ``xi ~ N(0, H^-1)``; both depend on the variances only."""
         y = self.counts
         beta, b = reference[0], [x.copy() for x in reference[1]]
         eta = self._eta(beta, b)
         value = self._log_target(beta, b, eta, inverses, precision, mean)
         for _ in range(self.ITERATIONS):
-            mu = np.exp(np.minimum(eta, 700.0))
-            weights = np.maximum(mu, 1e-12)
-            self.system.set_data(eta - self.offset + (y - mu) / weights, weights)
+            weights = np.maximum(np.exp(np.minimum(eta, 700.0)), 1e-12)
+            self.system.set_data(eta - self.offset + (y - weights) / weights, weights)
             try:
-                b_new, beta_new = self.system.draw(factors, 1.0, precision, mean, None)
+                b_sol, beta_sol = self.system.draw(factors, 1.0, precision, mean, None)
             except (NotPositiveDefiniteError, np.linalg.LinAlgError):
                 return None
+            eta_sol = self._eta(beta_sol, b_sol)
+            if not np.all(np.isfinite(eta_sol)):
+                return None
+            if float(np.abs(eta_sol - eta).max()) < self.TOLERANCE:
+                break
+            beta_new, b_new, eta_new = beta_sol, b_sol, eta_sol
             for _half in range(30):
-                eta_new = self._eta(beta_new, b_new)
                 new_value = self._log_target(beta_new, b_new, eta_new, inverses, precision, mean)
                 if new_value >= value - 1e-10 * abs(value):
                     break
                 beta_new = 0.5 * (beta + beta_new)
                 b_new = [0.5 * (x + z) for x, z in zip(b, b_new, strict=True)]
-            if not np.all(np.isfinite(eta_new)):
-                return None
-            change = float(np.abs(eta_new - eta).max())
+                eta_new = 0.5 * (eta + eta_new)
             beta, b, eta, value = beta_new, b_new, eta_new, new_value
-            if change < 1e-8:
-                break
-        return beta, b, eta, np.maximum(np.exp(np.minimum(eta, 700.0)), 1e-12)
+        return beta_sol, b_sol, eta_sol, weights
 
     def _log_target(self, beta, b, eta, inverses, precision, mean) -> float:
         d = beta - mean
@@ -190,13 +196,9 @@ class JointLaplaceStep:
         centre = self._centre(factors, inverses, precision, mean, reference)
         if centre is None:
             return beta, b, None
-        beta_c, b_c, eta_c, weights = centre
-        # xi ~ N(0, H^-1) for the precision H at the centre: the draw of the linearization
-        # at c minus its mean (one Newton step from c, which is c at convergence)
-        self.system.set_data(eta_c - self.offset + (self.counts - weights) / weights, weights)
-        try:
+        beta_c, b_c, _, _ = centre
+        try:  # c + xi, xi ~ N(0, H^-1): a draw from the centre's linearization
             b_draw, beta_draw = self.system.draw(factors, 1.0, precision, mean, rng)
-            b_mean, beta_mean = self.system.draw(factors, 1.0, precision, mean, None)
         except (NotPositiveDefiniteError, np.linalg.LinAlgError):
             return beta, b, None
         # the multivariate t's scale given x (a Gibbs step of its normal scale mixture)
@@ -205,10 +207,10 @@ class JointLaplaceStep:
         quad_old = -2.0 * self._log_gaussian(beta, b, eta_old, centre, inverses, precision)
         scale = rng.gamma((PROPOSAL_DF + dim) / 2) / ((PROPOSAL_DF + quad_old) / 2)
         step = math.sqrt(max(1.0 - rho * rho, 0.0) / scale)
-        beta_new = beta_c + rho * (beta - beta_c) + step * (beta_draw - beta_mean)
+        beta_new = beta_c + rho * (beta - beta_c) + step * (beta_draw - beta_c)
         b_new = [
-            bc + rho * (bk - bc) + step * (bd - bm)
-            for bk, bc, bd, bm in zip(b, b_c, b_draw, b_mean, strict=True)
+            bc + rho * (bk - bc) + step * (bd - bc)
+            for bk, bc, bd in zip(b, b_c, b_draw, strict=True)
         ]
         eta_new = self._eta(beta_new, b_new)
         quad_new = -2.0 * self._log_gaussian(beta_new, b_new, eta_new, centre, inverses, precision)
