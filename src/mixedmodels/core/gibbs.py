@@ -45,6 +45,12 @@ from mixedmodels.core.structures import Unstructured
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.errors import ArgumentError
 
+#: Poisson, nested random intercepts: rounds of (nested interweaving, centred variance
+#: draws) per sweep; they do not touch the likelihood, so they cost little beside the
+#: coefficient updates, and they move the variances along the ridge of partly confounded
+#: terms (grouseticks: bulk ESS of the sds 290 with one round, 4 x 1,000 draws)
+NESTED_ROUNDS = 4
+
 
 @dataclass(frozen=True)
 class ModelPriors:
@@ -294,8 +300,15 @@ class GibbsSampler:
                 eta += np.einsum("np,np->n", blk.z, bk[blk.codes])
             for k in range(len(self.blocks)):
                 eta = self._interweave_poisson(state, k, eta, rng)
-            for inner, outer, parent in self.coefficients.nesting:
-                self._interweave_nested(state, inner, outer, parent, rng)
+            for _ in range(NESTED_ROUNDS if self.coefficients.nesting else 0):
+                for inner, outer, parent in self.coefficients.nesting:
+                    self._interweave_nested(state, inner, outer, parent, rng)
+                    for k in (inner, outer):  # the centred variance draw (step 4) again
+                        bk = state.b[k][:, 0]
+                        v, state.scalar_aux[k] = self.priors.sd[k][0].draw_variance(
+                            rng, bk.size / 2, float(bk @ bk) / 2, state.scalar_aux[k]
+                        )
+                        state.factors[k] = np.array([[math.sqrt(v)]])
         else:
             for k in range(len(self.blocks)):
                 r = self._interweave(state, k, r, rng)

@@ -3,6 +3,11 @@ variances, for the Gibbs sweep of :mod:`mixedmodels.core.gibbs`.
 
 With ``eta = offset + X beta + sum_k Z_k b_k`` and ``b_kl = T_k u_kl``, ``u_kl ~ N(0, I)``:
 
+0. all of ``(beta, b)`` at once (:class:`JointLaplaceStep`): a Crank-Nicolson proposal
+   around the joint Laplace approximation at the conditional mode, with multivariate-t
+   tails, its precision factored by Henderson's blocked Cholesky
+   (:class:`~mixedmodels.core.henderson.HendersonSystem`); it moves partly confounded
+   terms and the fixed effects together;
 1. ``beta | b``: an independence Metropolis-Hastings step whose proposal is a Student-t
    (4 df) with the Laplace approximation's centre and scale, ``beta*`` and ``H^-1`` at the
    conditional mode (Newton from a fixed point, so the proposal depends only on what is
@@ -15,9 +20,13 @@ With ``eta = offset + X beta + sum_k Z_k b_k`` and ``b_kl = T_k u_kl``, ``u_kl ~
    nested in years) given the centred effects ``c_l = b_l + e_1 x_l' beta_W`` (a normal
    draw, as a regression of ``c`` on ``x_l``; the likelihood does not change), which moves
    those coefficients and all the level effects together (hierarchical centring);
+   Likewise for random intercepts nested in another term's levels (broods within
+   locations, :func:`nested_intercepts`): the outer effects given the inner ones centred
+   at them (:func:`_centre_nested`, a normal draw);
 4. (in the Gibbs sweep) the variances as in the Gaussian model, then each term's standard
    deviations given the standardized effects by slice sampling of the exact Poisson
-   likelihood (interweaving).
+   likelihood (interweaving), and for nested intercepts the outer sd given its
+   standardized effects and the centred inner effects (no likelihood involved).
 
 Every step leaves the posterior exactly invariant; acceptance rates are kept.
 """
