@@ -180,3 +180,55 @@ def test_nested_centring():
     z = (draws.mean(0) - centre) / np.sqrt(1 / a / reps)
     assert np.all(np.abs(z) < 4.5)  # 63 levels: each within 4.5 standard errors
     np.testing.assert_allclose(draws.var(0) * a, 1.0, atol=0.1)
+
+
+def test_nested_interweaving_targets_its_conditional():
+    """``GibbsSampler._interweave_nested`` holds the outer term's standardized effects
+    ``u`` and the centred inner effects ``c`` and moves the outer sd ``d``: repeated, its
+    draws of ``d`` follow ``p(d) prod_l N(c_l - d u_parent(l); 0, s_in^2)`` (the
+    half-Student-t prior; the density in ``d`` has no Jacobian factor left), whose mean and
+    second moment are computed by quadrature on a fine grid (4 Monte Carlo standard
+    errors)."""
+    from mixedmodels.core.gibbs import GibbsSampler, ModelPriors
+    from mixedmodels.core.priors import LKJ, HalfStudentT
+    from mixedmodels.core.priors import Normal as NormalPrior
+
+    d = mm.datasets.load("grouseticks")
+    n = len(d)
+    brood = RandomBlock(d.BROOD.cat.codes.to_numpy(), d.BROOD.nunique(), np.ones((n, 1)))
+    loc = RandomBlock(d.LOCATION.cat.codes.to_numpy(), d.LOCATION.nunique(), np.ones((n, 1)))
+    prior = HalfStudentT(3, 0.5)
+    priors = ModelPriors(
+        fixef=[NormalPrior(0, 2)],
+        sigma=HalfStudentT(3, 1),
+        sd=[[HalfStudentT(3, 1)], [prior]],
+        cor=[LKJ(1), LKJ(1)],
+    )
+    y = d.TICKS.to_numpy(float)
+    sampler = GibbsSampler([brood, loc], np.ones((n, 1)), y, None, priors, family="poisson")
+    ((inner, outer, parent),) = [x for x in sampler.coefficients.nesting if x[:2] == (0, 1)]
+    rng = np.random.default_rng(4)
+    state = sampler.initial_state([np.array([0.7]), np.array([0.4])], [None, None], 1.0)
+    state.b = [
+        0.7 * rng.standard_normal((brood.n_levels, 1)),
+        0.4 * rng.standard_normal((loc.n_levels, 1)),
+    ]
+    u = state.b[1][:, 0] / 0.4
+    c = state.b[0][:, 0] + state.b[1][parent, 0]
+    draws = np.empty(4000)
+    for i in range(draws.size):
+        sampler._interweave_nested(state, inner, outer, parent, rng)
+        draws[i] = state.factors[1][0, 0]
+    np.testing.assert_allclose(state.b[1][:, 0] / draws[-1], u, rtol=1e-10)
+    np.testing.assert_allclose(state.b[0][:, 0] + state.b[1][parent, 0], c, atol=1e-10)
+    grid = np.linspace(1e-4, 4.0, 40001)
+    up = u[parent]
+    log_k = np.array([prior.log_density_sd(g) for g in grid])
+    log_k -= 0.5 / 0.49 * ((c[None, :] - grid[:, None] * up[None, :]) ** 2).sum(1)
+    w = np.exp(log_k - log_k.max())
+    w /= w.sum()
+    for power in (1, 2):
+        x = draws**power
+        mcse = x.std() / np.sqrt(ess_bulk(x[None, :]))
+        exact = float(w @ grid**power)
+        assert abs(x.mean() - exact) < 4 * mcse, (power, x.mean(), exact, mcse)
