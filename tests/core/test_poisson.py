@@ -232,3 +232,29 @@ def test_nested_interweaving_targets_its_conditional():
         mcse = x.std() / np.sqrt(ess_bulk(x[None, :]))
         exact = float(w @ grid**power)
         assert abs(x.mean() - exact) < 4 * mcse, (power, x.mean(), exact, mcse)
+
+
+def test_too_large_for_the_joint_step_falls_back(broods, monkeypatch):
+    """More effects outside the largest term than the Schur complement takes: the joint
+    step is left out (the term-by-term steps remain) instead of refusing the model."""
+    import mixedmodels.core.henderson as henderson
+    from mixedmodels.core.poisson import PoissonCoefficients
+
+    codes, levels, y = broods
+    X = np.column_stack([np.ones(len(y)), np.linspace(-1, 1, len(y))])
+    block = RandomBlock(codes, levels, np.ones((len(y), 1)))
+    monkeypatch.setattr(henderson, "MAX_DENSE_REST", 1)
+    coefficients = PoissonCoefficients([block], X, y, np.zeros(len(y)))
+    assert coefficients.joint is None
+    rng = np.random.default_rng(0)
+    beta, b, accepted = coefficients.update(
+        np.zeros(2),
+        [np.zeros((levels, 1))],
+        [np.array([[0.8]])],
+        np.zeros(2),
+        np.zeros(2),
+        (np.zeros(2), [np.zeros((levels, 1))]),
+        rng,
+    )
+    assert accepted is None
+    assert coefficients.tries[0] == levels  # the term's level-by-level step ran

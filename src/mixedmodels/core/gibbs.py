@@ -37,7 +37,7 @@ import numpy as np
 
 from mixedmodels.core.covariance import CovarianceState
 from mixedmodels.core.henderson import HendersonSystem
-from mixedmodels.core.poisson import PoissonCoefficients
+from mixedmodels.core.poisson import JointLaplaceStep, PoissonCoefficients
 from mixedmodels.core.polya_gamma import polya_gamma
 from mixedmodels.core.priors import LKJ, LocationPrior, ScalePrior
 from mixedmodels.core.slice import slice_step
@@ -267,7 +267,7 @@ class GibbsSampler:
             )
             if adapt and accepted is not None:  # Robbins-Monro toward the target rate
                 gain = 2.0 / state.sweeps**0.6
-                target = self.coefficients.joint.TARGET
+                target = JointLaplaceStep.TARGET
                 state.joint_logit = min(
                     max(state.joint_logit + gain * (float(accepted) - target), -8.0), 8.0
                 )

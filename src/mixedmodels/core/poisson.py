@@ -40,6 +40,7 @@ import scipy.linalg as sla
 
 from mixedmodels.core.henderson import HendersonSystem, NotPositiveDefiniteError
 from mixedmodels.core.terms import RandomBlock
+from mixedmodels.errors import ArgumentError
 
 NEWTON_STEPS = 30
 #: degrees of freedom of the Student-t proposals: their polynomial tails dominate the
@@ -258,7 +259,10 @@ class PoissonCoefficients:
                 self.centring[k] = (constant, level_x[:, constant])
         self.tries = np.zeros(len(blocks) + 1)
         self.accepts = np.zeros(len(blocks) + 1)
-        self.joint = JointLaplaceStep(blocks, X, self.counts, offset)
+        try:
+            self.joint: JointLaplaceStep | None = JointLaplaceStep(blocks, X, self.counts, offset)
+        except ArgumentError:  # too many effects outside the largest term for its Schur
+            self.joint = None  # complement: the term-by-term steps alone
         self.nesting = nested_intercepts(blocks)
 
     # ------------------------------------------------------------------ beta
@@ -371,9 +375,11 @@ class PoissonCoefficients:
         """The joint step (:class:`JointLaplaceStep`, with ``rho``), then steps 1-3;
         returns new ``(beta, b)`` and whether the joint step was accepted (None: not
         possible at these variances)."""
-        beta, b, accepted = self.joint.update(
-            beta, b, factors, precision, mean, reference, rho, rng
-        )
+        accepted = None
+        if self.joint is not None:
+            beta, b, accepted = self.joint.update(
+                beta, b, factors, precision, mean, reference, rho, rng
+            )
         b = [bk.copy() for bk in b]
         contributions = [
             np.einsum("np,np->n", blk.z, bk[blk.codes])
