@@ -92,6 +92,8 @@ class ChainState:
     joint_logit: float = 2.0
     #: sweeps done (warm-up adaptation's clock)
     sweeps: int = 0
+    #: in warm-up: the Poisson joint step's size is tuned (set by :meth:`GibbsSampler.run`)
+    adapting: bool = False
 
 
 class GibbsSampler:
@@ -245,8 +247,9 @@ class GibbsSampler:
         self.y = self.kappa / omega - self.offset
         self.system.set_data(self.y, omega)
 
-    def sweep(self, state: ChainState, rng: np.random.Generator, adapt: bool = False) -> None:
-        """One sweep; ``adapt`` (warm-up only) tunes the Poisson joint step's size."""
+    def sweep(self, state: ChainState, rng: np.random.Generator) -> None:
+        """One sweep; in warm-up (``state.adapting``) it tunes the Poisson joint step's
+        size."""
         state.sweeps += 1
         if self.logit:
             self._augment(state, rng)
@@ -265,7 +268,7 @@ class GibbsSampler:
                 rng,
                 rho=math.sqrt(max(1.0 - size * size, 0.0)),
             )
-            if adapt and accepted is not None:  # Robbins-Monro toward the target rate
+            if state.adapting and accepted is not None:  # Robbins-Monro toward the target rate
                 gain = 2.0 / state.sweeps**0.6
                 target = JointLaplaceStep.TARGET
                 state.joint_logit = min(
@@ -453,7 +456,8 @@ class GibbsSampler:
         given) the random effects, public order and level-major, to ``effects_out[d]``.
         ``on_sweep(i)`` is called after sweep ``i`` (1-based)."""
         for i in range(warmup + draws):
-            self.sweep(state, rng, adapt=i < warmup)
+            state.adapting = i < warmup
+            self.sweep(state, rng)
             d = i - warmup
             if d >= 0:
                 self.parameter_row(state, params_out[d])
