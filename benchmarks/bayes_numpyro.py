@@ -95,6 +95,7 @@ def run(case: str, out: str, chains: int = 4, warmup: int = 500, draws: int = 10
     else:
         raise SystemExit(f"unknown case {case}")
     start = time.perf_counter()
+    cpu_start = time.process_time()
     mcmc = MCMC(
         NUTS(model),
         num_warmup=warmup,
@@ -107,9 +108,10 @@ def run(case: str, out: str, chains: int = 4, warmup: int = 500, draws: int = 10
     samples = mcmc.get_samples(group_by_chain=True)
     jax.block_until_ready(samples)
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     arrays = {n: np.asarray(a) for n, a in zip(names, pick(samples), strict=True)}
-    np.savez(out, seconds=elapsed, names=np.array(names), **arrays)
-    print(f"{case}: {elapsed:.1f} s")
+    np.savez(out, seconds=elapsed, cpu_seconds=cpu, names=np.array(names), **arrays)
+    print(f"{case}: {elapsed:.1f} s wall, {cpu:.1f} s CPU (all threads)")
     del jnp
 
 
@@ -121,32 +123,57 @@ FORMULAS = {
 
 def compare(case: str, path: str) -> None:
     """NUTS's draws beside the Gibbs sampler's (same priors, 4 x (500 + 1,000), 2
-    processes): bulk ESS per second of wall time, and the posterior means' difference in
-    units of its Monte Carlo standard error (both samplers' MCSE combined)."""
+    processes), run right after NUTS: bulk ESS per second of wall time and per second of
+    CPU time (all threads and processes: per core), and the posterior means' difference
+    in units of its Monte Carlo standard error (both samplers' MCSE combined)."""
+    import os
+    import resource
+
     import mixedmodels as mm
     from mixedmodels.core.diagnostics import ess_bulk, mcse_mean, rhat
 
     data = np.load(path)
     seconds = float(data["seconds"])
+    cpu_nuts = float(data["cpu_seconds"]) if "cpu_seconds" in data else float("nan")
     formula, name = FORMULAS[case]
     fit = mm.lmer(formula, mm.datasets.load(name))
+    load = os.getloadavg()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = time.process_time()
     start = time.perf_counter()
     post = fit.sample_posterior(1000, 500, seed=1, n_jobs=2, progress=False)
     gibbs_seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    gibbs_cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) + (
+        time.process_time() - cpu_before
+    )
     arr = post.chain_array()
     columns = list(post.draws.columns)
-    print(f"NUTS {seconds:.1f} s (one core); Gibbs {gibbs_seconds:.1f} s (two processes)")
-    print("| parameter | NUTS ESS/s | Gibbs ESS/s | ratio | NUTS mean | Gibbs mean | diff / MCSE |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        f"{case}: NUTS {seconds:.1f} s wall, {cpu_nuts:.1f} s CPU; Gibbs {gibbs_seconds:.1f} s "
+        f"wall, {gibbs_cpu:.1f} s CPU (two processes); load average before Gibbs "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(
+        "| parameter | NUTS bulk ESS | Gibbs bulk ESS | NUTS ESS/s wall | Gibbs ESS/s wall "
+        "| ratio wall | NUTS ESS/s CPU | Gibbs ESS/s CPU | ratio CPU | NUTS mean | Gibbs mean "
+        "| diff / MCSE |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for key in data["names"]:
         key = str(key)
         x = data[key]
         y = arr[:, :, columns.index(key)]
-        e_nuts, e_gibbs = ess_bulk(x) / seconds, ess_bulk(y) / gibbs_seconds
+        ex, ey = ess_bulk(x), ess_bulk(y)
+        w_nuts, w_gibbs = ex / seconds, ey / gibbs_seconds
+        c_nuts, c_gibbs = ex / cpu_nuts, ey / gibbs_cpu
         se = np.hypot(mcse_mean(x), mcse_mean(y))
         print(
-            f"| {key} | {e_nuts:.1f} | {e_gibbs:.1f} | {e_gibbs / e_nuts:.1f} | {x.mean():.4g} "
-            f"| {y.mean():.4g} | {(y.mean() - x.mean()) / se:+.2f} |"
+            f"| {key} | {ex:.0f} | {ey:.0f} | {w_nuts:.2f} | {w_gibbs:.1f} "
+            f"| {w_gibbs / w_nuts:.1f} "
+            f"| {c_nuts:.2f} | {c_gibbs:.1f} | {c_gibbs / c_nuts:.1f} | {x.mean():.4g} "
+            f"| {y.mean():.4g} | {(y.mean() - x.mean()) / se:+.2f} |",
+            flush=True,
         )
         if x.shape[0] > 1:
             assert rhat(x) < 1.05

@@ -143,6 +143,15 @@ def test_sbc_small(model):
     assert np.all(p > LEVEL), p
 
 
+def test_sbc_small_poisson():
+    """The Poisson model (joint Laplace step, term-by-term steps, centring and
+    interweaving) at the small size: 60 replicates, 9 draws thinned by 2 after 20
+    warm-up sweeps."""
+    ranks = sbc_ranks(_poisson_model, replicates=60, draws=9, thin=2, warmup=20, seed=2020)
+    p = uniformity_p_values(ranks, draws=9, bins=5)
+    assert np.all(p > LEVEL), p
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", [_intercept_model, _slope_model, _logit_model, _poisson_model])
 def test_sbc_large(model):
