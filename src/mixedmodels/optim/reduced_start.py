@@ -24,12 +24,11 @@ from mixedmodels.core.gram import Gram
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.linalg import batched
 from mixedmodels.optim.start import (
-    CROSSED_VECTOR_STEP,
     DEFAULT_STEP,
-    INFORMED_STEP,
-    MAX_START,
-    MIN_START,
-    VECTOR_STEP,
+    level_regression_lambda,
+    scalar_terms_start,
+    single_vector_start,
+    vector_terms_start,
 )
 
 
@@ -115,39 +114,6 @@ def _residual_coefficients(problem: LmmProblem, sums: StartSums) -> tuple[np.nda
     return np.zeros(0), np.array([-ones[0, 1] / ones[0, 0], 1.0])  # y - mean(y)
 
 
-def _per_level_regression_start(
-    problem: LmmProblem, sums: StartSums, beta: np.ndarray, rr: float
-) -> tuple[np.ndarray, float] | None:
-    """start._per_level_regression_start, ``r' r`` given."""
-    block = problem.blocks[0]
-    p, n_levels = block.p, block.n_levels
-    gram = problem.gram.diagonal[0]
-    zxy = problem.gram.xy_random[0]
-    zr = (zxy[-1] - beta @ zxy[:-1]).reshape(n_levels, p).T
-    low = batched.cholesky(gram)
-    diag = np.stack([low[j, j] for j in range(p)])
-    scale = np.stack([np.sqrt(gram[j, j]) for j in range(p)])
-    ok = np.all(np.isfinite(diag) & (diag > 1e-8 * np.maximum(scale, 1e-300)), axis=0)
-    if ok.sum() < max(2 * p, 3):
-        return None
-    low, zr = low[:, :, ok], zr[:, ok]
-    half = batched.solve_right_lower_transposed(zr.T[None], low)[0]
-    inv = batched.invert_lower(low)
-    coef = np.einsum("jil,lj->li", inv, half)
-    counts = sums.counts[0][ok]
-    ss_within = rr - float(np.sum(half * half))
-    dof = int(counts.sum()) - p * int(ok.sum())
-    if dof <= 0 or ss_within <= 0:
-        return None
-    sigma2 = ss_within / dof
-    zz_inv = np.einsum("kil,kjl->ij", inv, inv) / ok.sum()
-    cov = np.cov(coef.T) - sigma2 * zz_inv
-    w, v = np.linalg.eigh(cov)
-    w = np.maximum(w, 1e-3 * max(float(w.max()), sigma2 * 1e-3))
-    lam = np.linalg.cholesky((v * w) @ v.T / sigma2)
-    return lam, sigma2
-
-
 def _factor_groups(sums: StartSums) -> list[list[int]]:
     """crossed.factor_groups from the pass's comparisons of level codes."""
     groups: list[list[int]] = []
@@ -210,33 +176,6 @@ def _backfit_regressions(problem: LmmProblem, cross: _Cross, sweeps: int = 3):
     return coefs, inverses, masks, sigma2
 
 
-def _crossed_vector_start(problem: LmmProblem, cross: _Cross):
-    """start._crossed_vector_start."""
-    found = _backfit_regressions(problem, cross)
-    if found is None:
-        return None
-    coefs, inverses, masks, sigma2 = found
-    if not sigma2 > 0:
-        return None
-    theta = np.empty(problem.n_theta)
-    step = np.empty(problem.n_theta)
-    pos = 0
-    for b, coef, zz_inv, ok in zip(problem.blocks, coefs, inverses, masks, strict=True):
-        if ok.sum() < max(2 * b.p, 3):
-            return None
-        cov = np.atleast_2d(np.cov(coef[ok].T)) - sigma2 * zz_inv[:, :, ok].mean(axis=2)
-        val, vec = np.linalg.eigh(cov)
-        val = np.maximum(val, 1e-3 * max(float(val.max()), sigma2 * 1e-3))
-        lam = np.linalg.cholesky((vec * val) @ vec.T / sigma2)
-        lam = np.clip(lam, -MAX_START, MAX_START)
-        values = b.structure.theta_from_lambda(lam)
-        theta[pos : pos + values.size] = values
-        size = float(np.max(np.abs(np.diagonal(lam))))
-        step[pos : pos + values.size] = max(CROSSED_VECTOR_STEP * size, MIN_START)
-        pos += values.size
-    return theta, step
-
-
 def _backfit_effects(
     scalar: list[int], sums: StartSums, cross: _Cross, sweeps: int = 3
 ) -> tuple[list[np.ndarray], float]:
@@ -270,28 +209,14 @@ def reduced_moment_start(problem: LmmProblem, sums: StartSums) -> tuple[np.ndarr
     unweighted = _Cross(problem, sums.unweighted, c)
     blocks = problem.blocks
     if len(blocks) == 1 and blocks[0].p > 1:
-        found = _per_level_regression_start(problem, sums, beta, unweighted.rr())
-        if found is not None:
-            lam = found[0]
-            theta = blocks[0].structure.theta_from_lambda(lam)
-            size = float(np.max(np.abs(np.diagonal(lam))))
-            step = np.full(theta.size, max(VECTOR_STEP * size, 1e-3))
-        return theta, step
+        found = level_regression_lambda(problem, beta, unweighted.rr(), sums.counts[0])
+        return single_vector_start(problem, found)
     if _crossed_with_slopes(problem, sums):
-        found = _crossed_vector_start(problem, weighted)
+        found = vector_terms_start(problem, _backfit_regressions(problem, weighted))
         if found is not None:
             return found
     scalar = [i for i, b in enumerate(blocks) if b.p == 1 and sums.intercept[i]]
     if not scalar:
         return theta, step
     effects, sigma2 = _backfit_effects(scalar, sums, unweighted)
-    if not sigma2 > 0:
-        return theta, step
-    for i, eff in zip(scalar, effects, strict=True):
-        counts = sums.counts[i]
-        tau2 = float(np.var(eff)) - sigma2 * float(np.mean(1.0 / np.maximum(counts, 1)))
-        value = float(np.clip(np.sqrt(max(tau2, 0.0) / sigma2), MIN_START, MAX_START))
-        pos = problem.theta_offsets[i]
-        theta[pos] = value
-        step[pos] = max(INFORMED_STEP * value, MIN_START)
-    return theta, step
+    return scalar_terms_start(problem, scalar, effects, [sums.counts[i] for i in scalar], sigma2)

@@ -64,6 +64,15 @@ def _per_level_regression_start(
     to keep it positive definite); ``lambda = chol(Sigma / sigma^2)``.  None when too few
     levels have a full-rank ``Z_i``.
     """
+    counts = np.bincount(problem.blocks[0].codes, minlength=problem.blocks[0].n_levels)
+    return level_regression_lambda(problem, beta, float(r @ r), counts)
+
+
+def level_regression_lambda(
+    problem: LmmProblem, beta: np.ndarray, rr: float, counts: np.ndarray
+) -> tuple[np.ndarray, float] | None:
+    """:func:`_per_level_regression_start` from ``rr = r'r`` and the level counts (the
+    in-memory start and the out-of-core one, :mod:`mixedmodels.optim.reduced_start`)."""
     block = problem.blocks[0]
     p, n_levels = block.p, block.n_levels
     gram = problem.gram.diagonal[0]  # Z_i'Z_i, (p, p, l): no pass over the rows
@@ -79,8 +88,8 @@ def _per_level_regression_start(
     half = batched.solve_right_lower_transposed(zr.T[None], low)[0]  # L^-1 Z'r, (l, p)
     inv = batched.invert_lower(low)  # L^-1
     coef = np.einsum("jil,lj->li", inv, half)  # (Z'Z)^-1 Z'r = L^-T L^-1 Z'r
-    counts = np.bincount(block.codes, minlength=block.n_levels)[ok]
-    ss_within = float(r @ r) - float(np.sum(half * half))
+    counts = counts[ok]
+    ss_within = rr - float(np.sum(half * half))
     dof = int(counts.sum()) - p * int(ok.sum())
     if dof <= 0 or ss_within <= 0:
         return None
@@ -141,13 +150,19 @@ def _crossed_vector_start(
     terms: with per-level coefficients ``c_i`` from :func:`_backfit_regressions`,
     ``Sigma = cov(c) - sigma^2 mean((Z_i'WZ_i)^-1)`` (eigenvalues floored),
     ``lambda = chol(Sigma / sigma^2)``, as for a single vector term."""
-    blocks = problem.blocks
-    found = _backfit_regressions(blocks, r, problem.weights)
+    return vector_terms_start(problem, _backfit_regressions(problem.blocks, r, problem.weights))
+
+
+def vector_terms_start(problem: LmmProblem, found) -> tuple[np.ndarray, np.ndarray] | None:
+    """theta0 and step of :func:`_crossed_vector_start` from the backfitted regressions
+    ``found = (coefs, inverses, masks, sigma2)`` (None: no start), whether they were
+    computed from the rows or from cross products (:mod:`mixedmodels.optim.reduced_start`)."""
     if found is None:
         return None
     coefs, inverses, masks, sigma2 = found
     if not sigma2 > 0:
         return None
+    blocks = problem.blocks
     theta = np.empty(problem.n_theta)
     step = np.empty(problem.n_theta)
     pos = 0
@@ -213,13 +228,7 @@ def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
         beta = np.zeros(0)
         r = y - y.mean()
     if len(problem.blocks) == 1 and problem.blocks[0].p > 1:
-        found = _per_level_regression_start(problem, beta, r)
-        if found is not None:
-            lam = found[0]
-            theta = problem.blocks[0].structure.theta_from_lambda(lam)
-            size = float(np.max(np.abs(np.diagonal(lam))))
-            step = np.full(theta.size, max(VECTOR_STEP * size, 1e-3))
-        return theta, step
+        return single_vector_start(problem, _per_level_regression_start(problem, beta, r))
     if _crossed_with_slopes(problem.blocks):
         found = _crossed_vector_start(problem, r)
         if found is not None:
@@ -229,11 +238,40 @@ def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
         return theta, step
     blocks = [problem.blocks[i] for i in scalar]
     effects, sigma2 = _backfit_effects(blocks, r)
+    counts = [np.bincount(b.codes, minlength=b.n_levels) for b in blocks]
+    return scalar_terms_start(problem, scalar, effects, counts, sigma2)
+
+
+def single_vector_start(
+    problem: LmmProblem, found: tuple[np.ndarray, float] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """theta0 and step of a model with one vector term from its per-level regressions'
+    ``(lambda, sigma^2)`` (None: lme4's start and step)."""
+    if found is None:
+        theta = problem.theta_start()
+        return theta, np.full(theta.size, DEFAULT_STEP)
+    lam = found[0]
+    theta = problem.blocks[0].structure.theta_from_lambda(lam)
+    size = float(np.max(np.abs(np.diagonal(lam))))
+    return theta, np.full(theta.size, max(VECTOR_STEP * size, 1e-3))
+
+
+def scalar_terms_start(
+    problem: LmmProblem,
+    scalar: list[int],
+    effects: list[np.ndarray],
+    counts: list[np.ndarray],
+    sigma2: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """theta0 and step with the random-intercept terms ``scalar`` started at their moment
+    estimates ``tau / sigma``, ``tau^2 = var(effects) - sigma^2 mean(1 / n_i)`` (clipped
+    to [MIN_START, MAX_START]); the other terms at lme4's start."""
+    theta = problem.theta_start()
+    step = np.full(theta.size, DEFAULT_STEP)
     if not sigma2 > 0:
         return theta, step
-    for i, b, eff in zip(scalar, blocks, effects, strict=True):
-        counts = np.bincount(b.codes, minlength=b.n_levels)
-        tau2 = float(np.var(eff)) - sigma2 * float(np.mean(1.0 / np.maximum(counts, 1)))
+    for i, eff, n_i in zip(scalar, effects, counts, strict=True):
+        tau2 = float(np.var(eff)) - sigma2 * float(np.mean(1.0 / np.maximum(n_i, 1)))
         value = float(np.clip(np.sqrt(max(tau2, 0.0) / sigma2), MIN_START, MAX_START))
         pos = problem.theta_offsets[i]
         theta[pos] = value
