@@ -104,3 +104,38 @@ def test_starts_fall_back_without_information():
     assert Fixed("v").residual_start(np.ones(5), {"v": np.ones(5)}).size == 0
     v = np.full(50, 3.0)  # no spread of the covariate: no slope
     assert Power("v").residual_start(RNG.standard_normal(50), {"v": v})[0] == 0.0
+
+
+@pytest.mark.parametrize("nested", [False, True])
+@pytest.mark.parametrize("orders", [(1, 1), (2, 0), (0, 2)])
+def test_leading_block_plan_matches_whitening(orders, nested):
+    """ARMA with groups of unequal sizes (every pattern a leading part of the longest):
+    the per-level cross products from the padded plan equal those of the whitened rows
+    summed per level, and ``log|R|`` is the same (1e-12 relative: the same factor, the
+    products summed in another order)."""
+    from mixedmodels.core.residual import ARMA, LeadingBlockPlan
+
+    sizes = RNG.integers(3, 12, 14)
+    group = np.repeat(np.arange(sizes.size), sizes)
+    # nested: two correlation groups per level of the term; otherwise one
+    level = group // 2 if nested else group
+    layout = make_layout(group, None, level)
+    starts = np.flatnonzero(np.r_[True, np.diff(level[layout.order]) != 0])
+    M = RNG.standard_normal((group.size, 5))[layout.order]
+    arma = ARMA(p=orders[0], q=orders[1])
+    u = RNG.uniform(-1.0, 1.0, sum(orders))
+    plan = arma.cross_product_plan(layout, M, starts)
+    assert isinstance(plan, LeadingBlockPlan)
+    grams, log_det = plan.grams(u)
+    white, log_det_ref = arma.whiten(u, layout, M)
+    lev = np.repeat(np.arange(starts.size), np.diff(np.append(starts, M.shape[0])))
+    ref = np.zeros((starts.size, 5, 5))
+    np.add.at(ref, lev, white[:, :, None] * white[:, None, :])
+    np.testing.assert_allclose(grams, ref, rtol=1e-12, atol=1e-12)
+    assert log_det == pytest.approx(log_det_ref, rel=1e-12)
+    # and directly against the dense correlation matrix of one group
+    g = int(np.argmax(sizes))
+    rows = slice(layout.starts[g], layout.starts[g] + layout.sizes[g])
+    R = arma.matrix(u, np.arange(layout.sizes[g]))
+    dense = M[rows].T @ np.linalg.solve(R, M[rows])
+    np.testing.assert_allclose(white[rows].T @ white[rows], dense, rtol=1e-10, atol=1e-10)

@@ -484,36 +484,56 @@ def _inverse_durbin_levinson(coef: np.ndarray, sign: float) -> np.ndarray:
 def arma_autocorrelation(ar: np.ndarray, ma: np.ndarray, max_lag: int) -> np.ndarray:
     """Autocorrelations at lags ``0 .. max_lag`` of ``x_t = sum ar_j x_{t-j} + e_t + sum
     ma_j e_{t-j}`` (nlme's sign convention), from the linear equations for the
-    autocovariances at lags ``0 .. p`` and the AR recursion beyond."""
-    p, q = ar.size, ma.size
-    theta = np.concatenate([[1.0], ma])
+    autocovariances at lags ``0 .. p`` and the AR recursion beyond.
+
+    Scalar Python arithmetic throughout (orders are small; numpy's per-call overhead was
+    most of an ARMA(1,1) evaluation on Ovary)."""
+    phi = [float(a) for a in np.ravel(ar)]
+    theta = [1.0] + [float(m) for m in np.ravel(ma)]
+    p, q = len(phi), len(theta) - 1
     # psi weights (MA(infinity)) up to lag q
-    psi = np.zeros(q + 1)
-    psi[0] = 1.0
+    psi = [1.0] + [0.0] * q
     for i in range(1, q + 1):
-        psi[i] = theta[i] + sum(ar[j] * psi[i - j - 1] for j in range(min(p, i)))
-    c = np.array(
-        [sum(theta[j] * psi[j - k] for j in range(k, q + 1)) for k in range(max(p, q) + 1)]
-    )
+        psi[i] = theta[i] + sum(phi[j] * psi[i - j - 1] for j in range(min(p, i)))
+    c = [sum(theta[j] * psi[j - k] for j in range(k, q + 1)) for k in range(max(p, q) + 1)]
     n_lag = max(max_lag, p, q) + 1
-    gamma = [0.0] * n_lag  # Python floats: the recursion is a scalar loop
+    gamma = [0.0] * n_lag
     if p:
-        A = np.eye(p + 1)
+        a = [[1.0 if k == j else 0.0 for j in range(p + 1)] for k in range(p + 1)]
         for k in range(p + 1):
             for j in range(1, p + 1):
-                A[k, abs(k - j)] -= ar[j - 1]
-        gamma[: p + 1] = np.linalg.solve(A, c[: p + 1]).tolist()
+                a[k][abs(k - j)] -= phi[j - 1]
+        gamma[: p + 1] = _solve_small(a, c[: p + 1])
     else:
-        gamma[0] = float(c[0])
-    phi = [float(a) for a in ar]
-    tail = [float(v) for v in c]
+        gamma[0] = c[0]
     for k in range(p + 1, n_lag):
-        value = tail[k] if k <= q else 0.0
+        value = c[k] if k <= q else 0.0
         for j in range(p):
             value += phi[j] * gamma[k - j - 1]
         gamma[k] = value
     out = np.array(gamma[: max_lag + 1])
     return out / out[0]
+
+
+def _solve_small(a: list[list[float]], b: list[float]) -> list[float]:
+    """``a x = b`` for a small dense system: Gaussian elimination with partial pivoting on
+    Python floats (a singular system raises :class:`numpy.linalg.LinAlgError`)."""
+    n = len(b)
+    a = [row[:] + [b[i]] for i, row in enumerate(a)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
+        if not abs(a[pivot][col]) > 0.0:
+            raise np.linalg.LinAlgError("singular ARMA autocovariance equations")
+        a[col], a[pivot] = a[pivot], a[col]
+        for r in range(col + 1, n):
+            f = a[r][col] / a[col][col]
+            if f:
+                for j in range(col, n + 1):
+                    a[r][j] -= f * a[col][j]
+    x = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        x[r] = (a[r][n] - sum(a[r][j] * x[j] for j in range(r + 1, n))) / a[r][r]
+    return x
 
 
 class ARMA(ResidualCorrelation):
@@ -561,27 +581,42 @@ class ARMA(ResidualCorrelation):
         acf = arma_autocorrelation(coef[: self.p], coef[self.p :], int(np.max(lags, initial=0)))
         return acf[lags.astype(np.intp)]
 
+    def leading_factor(self, u: np.ndarray, longest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cholesky factor of the correlation of the longest pattern's rows (times
+        ``longest``) and its inverse: every leading pattern's factor is a leading block."""
+        coef = self.natural(u)
+        acf = arma_autocorrelation(coef[: self.p], coef[self.p :], int(longest[-1]))
+        li = longest.astype(np.intp)
+        full = np.linalg.cholesky(acf[np.abs(li[:, None] - li[None, :])])
+        inverse, info = sla.lapack.dtrtri(full, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("ARMA correlation factor is singular")
+        return full, inverse
+
+    def cross_product_plan(self, layout, M, level_starts):
+        if not layout.leading_patterns():
+            return None
+        return LeadingBlockPlan(layout, M, level_starts, self)
+
     def whiten(self, u, layout, M):
         times, which = layout.patterns()
         out = np.empty_like(M)
         log_det = 0.0
-        coef = self.natural(u)
-        acf = arma_autocorrelation(
-            coef[: self.p], coef[self.p :], int(max((t[-1] for t in times), default=0))
-        )
         longest = max(times, key=len)
         if layout.leading_patterns():
             # positions 0..m-1: every factor is a leading block of the longest group's,
             # so all groups are whitened by one batched product with its inverse
-            li = longest.astype(np.intp)
-            full = np.linalg.cholesky(acf[np.abs(li[:, None] - li[None, :])])
-            inverse, _ = sla.lapack.dtrtri(full, lower=1)
+            full, inverse = self.leading_factor(u, longest)
             index, valid = layout.padded()
             padded = np.zeros(index.shape + (M.shape[1],))
             padded[valid] = M[index[valid]]
             out[index[valid]] = (inverse @ padded)[valid]
-            counts = np.bincount(layout.sizes - 1, minlength=li.size)[::-1].cumsum()[::-1]
+            counts = np.bincount(layout.sizes - 1, minlength=longest.size)[::-1].cumsum()[::-1]
             return out, 2.0 * float((counts * np.log(np.diagonal(full))).sum())
+        coef = self.natural(u)
+        acf = arma_autocorrelation(
+            coef[: self.p], coef[self.p :], int(max((t[-1] for t in times), default=0))
+        )
         for k, t in enumerate(times):
             ti = t.astype(np.intp)
             low = np.linalg.cholesky(acf[np.abs(ti[:, None] - ti[None, :])])
@@ -707,4 +742,44 @@ class CompoundSymmetryPlan(CrossProductPlan):
             raise np.linalg.LinAlgError("compound symmetry outside its range")
         out = self.within / (1.0 - rho) + self._to_levels(self.outer / lam[:, None, None])
         log_det = float(((self.sizes - 1) * math.log(1.0 - rho) + np.log(lam)).sum())
+        return out, log_det
+
+
+class LeadingBlockPlan(CrossProductPlan):
+    """A structure whose groups' correlation factors are all leading blocks of the longest
+    group's (:meth:`GroupLayout.leading_patterns`): the rows ``M`` are laid out once as
+    (groups, longest size, k) with zeros beyond each group's end; an evaluation is one
+    batched product with the inverse factor, the rows beyond each group's end masked, and
+    the per-group cross products summed to levels (no gather or scatter of rows)."""
+
+    def __init__(self, layout: GroupLayout, M: np.ndarray, level_starts: np.ndarray, structure):
+        index, valid = layout.padded()
+        padded = np.zeros(index.shape + (M.shape[1],))
+        padded[valid] = M[index[valid]]
+        self.padded = padded
+        self.mask = valid[:, :, None].astype(float)
+        self.structure = structure
+        times, _ = layout.patterns()
+        self.longest = max(times, key=len)
+        self.counts = np.bincount(layout.sizes - 1, minlength=self.longest.size)[::-1]
+        self.counts = self.counts.cumsum()[::-1].astype(float)
+        level = _level_of_rows(level_starts, layout.n)[layout.starts]
+        n_levels = level_starts.size
+        # groups -> levels: the identity when each level is one group (the usual case)
+        if n_levels == layout.n_groups and np.array_equal(level, np.arange(n_levels)):
+            self.to_levels = None
+        else:
+            self.to_levels = np.zeros((n_levels, layout.n_groups))
+            self.to_levels[level, np.arange(layout.n_groups)] = 1.0
+
+    def grams(self, u):
+        full, inverse = self.structure.leading_factor(u, self.longest)
+        w = inverse @ self.padded
+        w *= self.mask
+        per_group = np.matmul(w.transpose(0, 2, 1), w)
+        log_det = 2.0 * float(self.counts @ np.log(np.diagonal(full)))
+        if self.to_levels is None:
+            return per_group, log_det
+        g, k = per_group.shape[0], per_group.shape[1]
+        out = (self.to_levels @ per_group.reshape(g, k * k)).reshape(-1, k, k)
         return out, log_det
