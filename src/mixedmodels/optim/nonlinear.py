@@ -267,8 +267,9 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
     freezing a coordinate on its bound whose gradient points outwards.
 
     ``cache`` carries the last Hessian from one call to the next (the alternation's LME
-    steps solve nearby problems): the first step of a call uses it, every later step and
-    the decision to stop use a fresh one.
+    steps solve nearby problems): the first step of a call uses it, every later step a
+    fresh one; the decision to stop uses a fresh one unless the carried one is convex and
+    predicts no gain from the start (then the start is the optimum).
 
     Returns the point, the number of evaluations and whether the predicted decrease of the
     last step fell below 1e-10 (an optimum).
@@ -332,8 +333,11 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
         values = np.maximum(np.abs(values), floor)
         step = -vectors @ ((vectors.T @ grad[free]) / values)
         predicted = 0.5 * abs(float(grad[free] @ step))
-        if predicted < 1e-10 and not fresh:
-            continue  # decide with a fresh Hessian
+        if predicted < 1e-10 and not fresh and not convex:
+            # decide with a fresh Hessian; a convex stale one (the previous LME step's, of
+            # a nearby problem) that predicts no gain already says optimum: the fresh one
+            # cost k evaluations per alternation (Soybean varPower: 134 -> 110 in all)
+            continue
         if predicted < 1e-10:
             # a flat point that is not a minimum is no answer; nor is one where a
             # coordinate on its bound would rather leave it (at a diagonal entry of 0 the
