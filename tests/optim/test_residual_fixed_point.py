@@ -3,10 +3,11 @@
 BodyWeight with ``varPower()`` (nlme's default covariate, the fitted values): at the
 returned optimum, holding the covariate at the optimum's own fitted values and searching
 again to 1e-12 must not move the estimates (the definition of the fixed point nlme
-iterates to).  Tolerance 1e-5 relative on every parameter: the loop stops when the
-fitted values change by less than 1e-7 relative (FITTED_TOLERANCE), which moves the
-parameters by about that much times their sensitivity (measured 1e-6 to 1e-5); the
-agreement tests' own tolerance on these parameters is 1e-3.  The evaluation count is
+iterates to).  Tolerance 1e-4 relative on every parameter, a tenth of the agreement
+tests' 1e-3: the loop stops when the fitted values change by less than 1e-7 relative
+(FITTED_TOLERANCE) and BOBYQA's own stopping noise along the flat off-diagonal entry of
+theta is about 1e-5 relative (measured 1.8e-5 REML, 3.6e-5 ML); a loop stopped at 1e-3
+misses by more than 1e-4.  The evaluation count is
 bounded at 200 (304 REML / 341 ML before the graded search accuracies; 107-130 now).
 """
 
@@ -47,5 +48,5 @@ def test_bodyweight_varpower_is_a_fixed_point(reml):
         initial_step=np.maximum(0.005 * np.abs(z), 1e-4),
     )
     moved = rp.from_internal(again.x)
-    np.testing.assert_allclose(moved, x, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(moved, x, rtol=1e-4, atol=1e-7)
     assert fit.n_evaluations < 200

@@ -324,6 +324,26 @@ class ResidualProblem:
             self._rows.flags.writeable = False
         return self._rows
 
+    def fitted_at(self, params: np.ndarray) -> np.ndarray:
+        """Conditional fitted values ``X beta + Z b`` (sorted order) at ``(theta, u_cor,
+        u_var)``.
+
+        With one random-effect term, from the per-level cross products that an evaluation
+        forms anyway (a few batched operations); otherwise through the whitened
+        :class:`LmmProblem`'s solution.  The same numbers to rounding (tested): the
+        fitted-value variance covariate needs them once per fixed-point step, where
+        building the whitened problem cost more than a dozen evaluations."""
+        theta, u_cor, u_var = self.split(params)
+        if self._level_starts is None:
+            problem, _ = self.problem_at(u_cor, u_var)
+            solution = problem.solve(theta)
+            return self.X @ solution.beta + self.random_contribution(solution.b)
+        grams, _ = self.level_grams(u_cor, u_var)
+        block = self.sorted_blocks[0]
+        lam = block.lambda_matrix(theta)
+        beta, b = single_term_coefficients(lam, grams, self.n_fixed)
+        return self.X @ beta + self.random_contribution([b])
+
     # ----------------------------------------------------------------- back to rows
     def random_contribution(self, b: list[np.ndarray]) -> np.ndarray:
         """``Z b`` in sorted order from per-level effects (unwhitened ``Z``)."""
@@ -387,6 +407,28 @@ def single_term_pieces(
     pwrss = float(diag[-1] ** 2) if info == 0 else 0.0
     ld_x = 2.0 * float(np.log(diag[:n_fixed]).sum())
     return ld_z, ld_x, pwrss
+
+
+def single_term_coefficients(
+    lam: np.ndarray, grams: np.ndarray, n_fixed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(beta, b)`` of a model with one random-effect term from the per-level cross
+    products ``grams`` of ``[z X y]`` (l, k, k): with ``L_l L_l' = lam' Z_l'Z_l lam + I``
+    and ``C_l = L_l^-1 lam' Z_l'[X y]``, ``beta`` solves ``([X y]'[X y] - sum_l
+    C_l'C_l)`` bordered, ``u_l = L_l'^-1 (C_l,y - C_l,X beta)`` and ``b_l = lam u_l``
+    (l, p) (the engine's solution, batched over levels)."""
+    p = lam.shape[0]
+    zz = grams[:, :p, :p]
+    zxy = grams[:, :p, p:]
+    a = lam.T @ zz @ lam
+    a[:, np.arange(p), np.arange(p)] += 1.0
+    low = np.linalg.cholesky(a)
+    c = np.linalg.solve(low, lam.T @ zxy)  # (l, p, n_fixed + 1)
+    s = grams[:, p:, p:].sum(axis=0) - np.einsum("lpa,lpb->ab", c, c)
+    beta = np.linalg.solve(s[:n_fixed, :n_fixed], s[:n_fixed, n_fixed])
+    rhs = c[:, :, n_fixed] - c[:, :, :n_fixed] @ beta  # (l, p)
+    u = np.linalg.solve(np.swapaxes(low, 1, 2), rhs[:, :, None])[:, :, 0]
+    return beta, u @ lam.T
 
 
 #: Terms with at most this many coefficients are factored entry by entry, each entry an

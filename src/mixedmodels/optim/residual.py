@@ -133,8 +133,7 @@ def optimize_residual(
             outer += 1
             change = np.abs(result.x - x) / np.maximum(np.abs(result.x), 1e-3)
             x = result.x
-            _, solution, _ = solve_residual(rp, x)
-            g = fitted_sorted(rp, solution)
+            g = rp.fitted_at(x)
             residual = g - f
             size = float(np.max(np.abs(residual))) / max(float(np.max(np.abs(g))), 1e-300)
             # (only after a search to the final accuracy)
