@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from mixedmodels.errors import DataError
 
@@ -67,15 +66,15 @@ def least_squares_fit(
     if not np.all(np.isfinite(p)):
         raise DataError("the self-starting model found no finite starting values for these data")
 
-    def rss_of(q):
-        f, _ = fun(q)
+    def evaluate(q):
+        """Values, Jacobian and residual sum of squares at ``q`` (one model call: an
+        accepted trial's Jacobian serves the next step)."""
+        f, jac = fun(q)
         r = y - f
         value = float(r @ r)
-        return value if np.isfinite(value) else np.inf
+        return f, jac, r, (value if np.isfinite(value) else np.inf)
 
-    f, jac = fun(p)
-    r = y - f
-    rss = float(r @ r)
+    f, jac, r, rss = evaluate(p)
     if not np.isfinite(rss):
         raise DataError("the self-starting model is not finite at its starting values")
     mu = 1e-3
@@ -89,7 +88,8 @@ def least_squares_fit(
             except np.linalg.LinAlgError:
                 step = np.full_like(p, np.nan)
             trial = p + step
-            new = rss_of(trial) if np.all(np.isfinite(trial)) else np.inf
+            at_trial = evaluate(trial) if np.all(np.isfinite(trial)) else None
+            new = np.inf if at_trial is None else at_trial[3]
             if new <= rss:
                 break
             mu *= 10
@@ -98,11 +98,10 @@ def least_squares_fit(
         small = np.max(np.abs(step) / np.maximum(np.abs(p), 1e-8)) < 1e-12
         gain = rss - new
         p, rss = trial, new
+        f, jac, r, _ = at_trial
         mu = max(mu / 10, 1e-12)
         if small or gain <= 1e-15 * rss:
             break
-        f, jac = fun(p)
-        r = y - f
     return p
 
 
@@ -111,17 +110,29 @@ def projected_fit(
 ) -> np.ndarray:
     """R's ``nls(algorithm = "plinear")``: least squares over the nonlinear parameters with
     the linear coefficients of ``columns(p)`` solved exactly at each ``p`` (variable
-    projection), from ``start``."""
+    projection), from ``start``: :func:`least_squares_fit` of the projected fitted values
+    with a central-difference Jacobian (their derivative in ``p``; scipy's
+    ``least_squares`` set-up cost more than the whole fit on Theoph)."""
 
-    def resid(p):
+    def projected(p):
         a = columns(p)
+        if a.shape[1] == 1:  # one linear coefficient: its normal equation
+            c = a[:, 0]
+            return c * (float(c @ y) / float(c @ c))
         coef, *_ = np.linalg.lstsq(a, y, rcond=None)
-        r = a @ coef - y
-        return np.where(np.isfinite(r), r, 1e150)
+        return a @ coef
 
-    out = least_squares(resid, np.asarray(start, dtype=float), method="lm", xtol=1e-14,
-                        ftol=1e-14, gtol=1e-14, max_nfev=2000)
-    return out.x
+    def values_and_jacobian(p):
+        f = projected(p)
+        jac = np.empty((f.size, p.size))
+        for j in range(p.size):
+            h = 1e-6 * max(abs(float(p[j])), 1.0)
+            e = np.zeros_like(p)
+            e[j] = h
+            jac[:, j] = (projected(p + e) - projected(p - e)) / (2 * h)
+        return f, jac
+
+    return least_squares_fit(values_and_jacobian, y, np.asarray(start, dtype=float))
 
 
 def _need(n: int, at_least: int, name: str) -> None:
