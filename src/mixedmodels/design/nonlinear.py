@@ -21,7 +21,7 @@ import pandas as pd
 
 from mixedmodels.design.grouping import group_codes, level_labels
 from mixedmodels.design.matrices import MatrixBuilder
-from mixedmodels.design.validate import check_frame, is_numeric
+from mixedmodels.design.validate import check_frame, is_numeric, missing_mask
 from mixedmodels.errors import ArgumentError, ColumnNotFoundError, DataError, FormulaError
 from mixedmodels.formula.derivative import (
     Program,
@@ -422,8 +422,9 @@ def build_nlme_design(
     for tree in function.covariates.values():
         used += [n for n in names(tree) if n != "pi" or n in frame.columns]
     builders = []
+    shared: dict[str, MatrixBuilder] = {}  # one builder per distinct right-hand side
     for p, rhs in fixed_parts:
-        builder = MatrixBuilder(rhs)
+        builder = shared.setdefault(rhs.strip(), MatrixBuilder(rhs))
         used += list(_rhs_columns(builder, frame))
         builders.append((p, rhs, builder))
     used = list(dict.fromkeys(used))
@@ -431,11 +432,14 @@ def build_nlme_design(
         if name not in frame.columns:
             raise ColumnNotFoundError(f"column {name!r} is not in the data "
                                       f"(columns: {', '.join(map(str, frame.columns[:12]))})")
-    sub = frame[used]
-    keep = ~sub.isna().any(axis=1).to_numpy()
-    n_dropped = int((~keep).sum())
-    if n_dropped:
-        sub = sub.loc[keep]
+    # missing values column by column; the frame itself is read when nothing is dropped
+    # (a sub-frame and its isna() cost more than the rest of the design on these data)
+    missing = np.zeros(len(frame), dtype=bool)
+    for name in used:
+        missing |= missing_mask(frame[name])
+    keep = ~missing
+    n_dropped = int(missing.sum())
+    sub = frame.loc[keep, used] if n_dropped else frame
     if not is_numeric(sub[response]):
         raise DataError(f"the response {response!r} is not numeric")
     y = sub[response].to_numpy(dtype=float)
@@ -447,9 +451,15 @@ def build_nlme_design(
             raise DataError(f"the model covariate {key!r} has non-finite values")
     order = {p: i for i, p in enumerate(function.parameters)}
     designs, matrices, fixed_names = [], [], []
+    built: dict[int, np.ndarray] = {}  # Soybean's Asym + xmid + scal ~ Variety: built once
     for p, rhs, builder in builders:
         # an intercept-only parameter needs no model matrix machinery
-        matrix = np.ones((len(sub), 1)) if rhs.strip() == "1" else builder.build(sub)
+        if rhs.strip() == "1":
+            matrix = np.ones((len(sub), 1))
+        else:
+            if id(builder) not in built:
+                built[id(builder)] = builder.build(sub)
+            matrix = built[id(builder)].copy()
         if rhs.strip() == "1":
             builder.column_names = ["(Intercept)"]
         designs.append(ParameterDesign(p, rhs, builder, list(builder.column_names)))
