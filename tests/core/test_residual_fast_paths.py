@@ -162,3 +162,26 @@ def test_fitted_values_from_level_grams_match_the_engine(variance):
     solution = problem.solve(theta)
     reference = rp.X @ solution.beta + rp.random_contribution(solution.b)
     np.testing.assert_allclose(rp.fitted_at(params), reference, rtol=1e-9)
+
+
+@pytest.mark.parametrize("k", [3, 8])
+def test_per_level_products_paths_agree(k, monkeypatch):
+    """The per-level sums of outer products: the batched path (sorted levels, in chunks;
+    a chunk of 7 rows so that levels straddle chunk boundaries) and the symmetric path
+    against ``np.add.at`` of the outer products (1e-12 relative: the same sums in
+    another order); a level with no rows gets zeros."""
+    from mixedmodels.core import residual as res
+
+    level = np.sort(RNG.integers(0, 9, 60))
+    level = level[level != 4]  # level 4 has no rows
+    left = RNG.standard_normal((level.size, k))
+    right = RNG.standard_normal((level.size, k))
+    for a, b in ((left, right), (left, left)):
+        ref = np.zeros((9, k, k))
+        np.add.at(ref, level, a[:, :, None] * b[:, None, :])
+        monkeypatch.setattr(res, "PRODUCT_CHUNK", 7)
+        got = res._per_level_products(level, 9, a, b)
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+        shuffled = RNG.permutation(level.size)  # unsorted levels: the bincount path
+        got = res._per_level_products(level[shuffled], 9, a[shuffled], b[shuffled])
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
