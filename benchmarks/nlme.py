@@ -10,8 +10,8 @@ fixed point, so they differ in the 6th-7th digit).  Wall and CPU time are both r
 the machine is shared, and CPU time is the steadier measure under load (R's
 ``system.time`` user + system on its side).
 
-usage: python benchmarks/nlme.py [--rounds 3] [--repeats 5]
-Writes benchmarks/results/nlme.json and nlme.md.
+usage: python benchmarks/nlme.py [--rounds 3] [--repeats 5] [--out benchmarks/results/nlme]
+Writes <out>.json and <out>.md (default benchmarks/results/nlme.json and nlme.md).
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=str(RESULTS / "nlme"))
     args = parser.parse_args()
+    out = Path(args.out)
     ref = reference()
     load_before = os.getloadavg()
     res: dict[str, dict[str, list]] = {k: {"ours": [], "nlme": []} for k in CASES}
@@ -115,8 +117,8 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "nlme.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [
         "# Nonlinear mixed models: mm.nlme vs nlme::nlme",
         "",
@@ -148,7 +150,7 @@ def main() -> None:
                          f"{1e3 * row['ours_cpu_s']:.1f} | - | - | - | - | "
                          f"{row['loglik_ours']:.6f} | - | - |")
     text = "\n".join(lines) + "\n"
-    (RESULTS / "nlme.md").write_text(text)
+    out.with_suffix(".md").write_text(text)
     print(text)
 
 
