@@ -311,6 +311,12 @@ class Family(ABC):
         d = self.link.mu_eta(eta)
         return weights * d**2 / self.variance(mu)
 
+    def kernel(self, y: np.ndarray, weights: np.ndarray) -> FamilyKernel:
+        """The functions PIRLS calls at every trial point and scoring step, bound to the
+        response ``y`` and the prior ``weights`` (what does not depend on the mean is
+        computed once here).  The values are those of the family's methods."""
+        return FamilyKernel(self, y, weights)
+
     #: names of the family's own parameters, estimated with beta (none for lme4's)
     extra_names: ClassVar[tuple[str, ...]] = ()
     #: whether vcov(beta) comes from the Hessian in all parameters, the family's own
@@ -387,6 +393,48 @@ class Family(ABC):
 
     def __str__(self) -> str:
         return f"{self.r_name or self.name}  ( {self.link.name} )"
+
+
+class FamilyKernel:
+    """A family's PIRLS functions bound to one response and its prior weights.
+
+    PIRLS evaluates the deviance at every trial point and the working weights at every
+    scoring step of every Laplace evaluation; a kernel holds the response, the weights and
+    whatever the family precomputes from them, so each call is the arithmetic alone.  This
+    generic kernel calls the family's methods; families override :meth:`Family.kernel`
+    with kernels that give the same values with less work.
+
+    Parameters
+    ----------
+    family : Family
+    y, weights : ndarray (n,)
+    """
+
+    def __init__(self, family: Family, y: np.ndarray, weights: np.ndarray):
+        self.family = family
+        self.link = family.link
+        self.y = y
+        self.weights = weights
+
+    def inverse(self, eta: np.ndarray) -> np.ndarray:
+        """The mean ``g^-1(eta)``."""
+        return self.link.inverse(eta)
+
+    def deviance(self, eta: np.ndarray, mu: np.ndarray) -> float:
+        """``sum_i d_i(y_i, mu_i)``."""
+        return float(np.sum(self.family.unit_deviance_at(self.y, eta, mu, self.weights)))
+
+    def working(self, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One scoring step's weights and working residuals (:meth:`Family.working`)."""
+        return self.family.working(self.y, eta, mu, self.weights)
+
+    def laplace_weights(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """The weights of ``log |L|^2`` at the mode (:meth:`Family.laplace_weights`)."""
+        return self.family.laplace_weights(self.y, eta, mu, self.weights)
+
+    def objective_term(self, mu: np.ndarray, deviance: float) -> float:
+        """The data term of the Laplace deviance (:meth:`Family.objective_term`)."""
+        return self.family.objective_term(self.y, mu, self.weights, deviance)
 
 
 def _newton_working(

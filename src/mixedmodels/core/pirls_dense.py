@@ -1,0 +1,307 @@
+"""The rows of ``Z Lambda`` and a lean dense solver for PIRLS's weighted steps.
+
+A Laplace evaluation of a small GLMM (``q`` up to a few hundred random effects) is a few
+penalized weighted least-squares solves on ``n`` rows; at such sizes its cost is Python and
+numpy call overhead, not flops.  This module keeps what does not change during a fit (the
+columns each row of ``Z`` touches, the positions of every row's products in the dense
+system, ``X``) and what does not change during one evaluation (``Z Lambda``'s values and
+their pairwise products), so that a scoring step is a handful of array operations:
+
+* :class:`ZRows` -- ``Z`` stored by rows: for each row the ``r`` columns it touches and its
+  values there (``r = sum p_k`` over the terms with more than one level); terms with one
+  level (a smooth's penalized part) are dense columns.  :meth:`ZRows.scaled` gives the rows
+  of ``Z Lambda(theta)``, with ``Z Lambda u`` and ``Lambda' Z' s`` as fancy-indexing sums
+  and one bincount.
+* :class:`DenseWeightedSystem` -- the lower triangle of
+
+  .. math::
+
+      A = \\begin{bmatrix} \\Lambda' Z'WZ \\Lambda + I & \\Lambda' Z' W [X] z \\\\
+           \\cdot & [X z]' W [X z] \\end{bmatrix}
+
+  filled by one bincount through precomputed positions (and one BLAS product for the
+  dense columns), factorized by one LAPACK ``dpotrf``; the solution of the step is then
+  one triangular solve with the factor's last row (``L_1' x = l``, where ``L_1`` is the
+  leading block and ``l`` the last row: ``A``'s normal equations' solution), and
+  ``log |L_Z|^2`` is read from the leading diagonal.  ``X`` enters only when beta is
+  updated with ``u`` (lme4's ``nAGQ = 0`` stage); with beta held fixed the system is
+  ``[Z Lambda, z]`` alone.
+
+Nothing here knows a family or a formula; the results are those of the LMM engine's dense
+path on the same weights and response to rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+
+from mixedmodels.core.terms import RandomBlock
+from mixedmodels.linalg.blocks import NotPositiveDefiniteError
+
+#: largest number of stored row products (rows times products per row) of the dense
+#: solver: beyond it the model's LMM engine (Gram plan, crossed or blocked path) is used
+MAX_ROW_PRODUCTS = 4_000_000
+
+_potrf = sla.lapack.dpotrf
+_trtrs = sla.lapack.dtrtrs
+_trtri = sla.lapack.dtrtri
+
+
+class ZRows:
+    """``Z`` (n x q, terms side by side, each level-major) stored by rows.
+
+    Parameters
+    ----------
+    blocks : list of RandomBlock
+        The random-effect terms in the order of ``u`` (and theta).
+
+    Attributes
+    ----------
+    q : int
+    sparse_terms, dense_terms : list of int
+        Terms with several levels (each row touches ``p`` of their columns) and with one
+        level (every row touches all ``p``: dense columns).
+    columns : ndarray (n, r) of int
+        For each row, the positions in ``u`` of the sparse terms' columns it touches.
+    dense_columns : ndarray (q_d,) of int
+        Positions in ``u`` of the dense terms' columns.
+    """
+
+    def __init__(self, blocks: list[RandomBlock]):
+        self.blocks = list(blocks)
+        n = blocks[0].codes.shape[0] if blocks else 0
+        self.n = n
+        starts = np.concatenate([[0], np.cumsum([b.size for b in blocks])]).astype(np.int64)
+        self.q = int(starts[-1])
+        self.starts = starts
+        self.sparse_terms = [k for k, b in enumerate(blocks) if b.n_levels > 1]
+        self.dense_terms = [k for k, b in enumerate(blocks) if b.n_levels == 1]
+        cols = []
+        for k in self.sparse_terms:
+            b = blocks[k]
+            base = starts[k] + b.codes.astype(np.int64) * b.p
+            cols.extend(base + j for j in range(b.p))
+        self.columns = np.column_stack(cols) if cols else np.zeros((n, 0), dtype=np.int64)
+        self.r = self.columns.shape[1]
+        dense = [np.arange(starts[k], starts[k + 1]) for k in self.dense_terms]
+        self.dense_columns = np.concatenate(dense) if dense else np.zeros(0, dtype=np.int64)
+        self.q_dense = self.dense_columns.size
+        self._flat_columns = np.ascontiguousarray(self.columns).ravel()
+
+    def scaled(self, lambdas: list[np.ndarray]) -> ScaledRows:
+        """The rows of ``Z Lambda`` for the terms' ``lambda_k`` (order of ``blocks``)."""
+        n = self.n
+        values = np.empty((n, self.r))
+        c = 0
+        for k in self.sparse_terms:
+            b, lam = self.blocks[k], lambdas[k]
+            if b.p == 1:
+                np.multiply(b.z[:, 0], lam[0, 0], out=values[:, c])
+            else:
+                values[:, c : c + b.p] = b.z @ lam
+            c += b.p
+        dense = np.empty((n, self.q_dense))
+        c = 0
+        for k in self.dense_terms:
+            b, lam = self.blocks[k], lambdas[k]
+            dense[:, c : c + b.p] = b.z @ lam
+            c += b.p
+        return ScaledRows(self, values, dense)
+
+
+class ScaledRows:
+    """The rows of ``Z Lambda(theta)`` (from :meth:`ZRows.scaled`).
+
+    Attributes
+    ----------
+    values : ndarray (n, r)
+        The sparse terms' values of ``Z Lambda`` in the columns of ``ZRows.columns``.
+    dense : ndarray (n, q_d)
+        The dense terms' columns of ``Z Lambda``.
+    """
+
+    def __init__(self, rows: ZRows, values: np.ndarray, dense: np.ndarray):
+        self.rows = rows
+        self.values = values
+        self.dense = dense
+
+    def times(self, u: np.ndarray) -> np.ndarray:
+        """``Z Lambda u`` (n,)."""
+        rows = self.rows
+        if rows.r == 1:
+            out = self.values[:, 0] * u[rows.columns[:, 0]]
+        elif rows.r:
+            out = np.einsum("nr,nr->n", self.values, u[rows.columns])
+        else:
+            out = np.zeros(rows.n)
+        if rows.q_dense:
+            out += self.dense @ u[rows.dense_columns]
+        return out
+
+    def transpose_times(self, s: np.ndarray) -> np.ndarray:
+        """``Lambda' Z' s`` (q,)."""
+        rows = self.rows
+        if rows.r == 1:
+            out = np.bincount(rows.columns[:, 0], weights=self.values[:, 0] * s, minlength=rows.q)
+        elif rows.r:
+            out = np.bincount(
+                rows._flat_columns, weights=(self.values * s[:, None]).ravel(), minlength=rows.q
+            )
+        else:
+            out = np.zeros(rows.q)
+        if rows.q_dense:
+            out[rows.dense_columns] += s @ self.dense
+        return out
+
+
+class DenseWeightedSystem:
+    """PIRLS's penalized weighted least squares on one dense ``N x N`` system.
+
+    The system's columns are ``u``'s sparse-term columns (in ``u``'s order), then the dense
+    terms' columns, then ``X`` (when beta is updated), then the working response ``z``;
+    ``A``'s lower triangle is stored in the lower triangle of a Fortran-ordered array (the
+    flat position of entry ``(hi, lo)``, ``hi >= lo``, is ``lo N + hi``).
+
+    Parameters
+    ----------
+    rows : ZRows
+    X : ndarray (n, p)
+    """
+
+    def __init__(self, rows: ZRows, X: np.ndarray):
+        self.rows = rows
+        self.X = np.asarray(X, dtype=float)
+        self.p = self.X.shape[1]
+        q, r = rows.q, rows.r
+        # the system's position of each u column (sparse terms first, then dense terms)
+        order = np.concatenate(
+            [np.setdiff1d(np.arange(q), rows.dense_columns, assume_unique=True), rows.dense_columns]
+        ).astype(np.int64)
+        self.order = order  # system position -> u position
+        self.identity_order = bool(np.array_equal(order, np.arange(q)))
+        position = np.empty(q, dtype=np.int64)
+        position[order] = np.arange(q)
+        cols = position[rows.columns] if r else rows.columns  # (n, r) system positions
+        self.q_sparse = q - rows.q_dense
+        ia, ib = np.triu_indices(r)
+        self._ia, self._ib = ia, ib
+        self._layouts = {}
+        for with_x in (False, True):
+            n_dense = rows.q_dense + (self.p if with_x else 0) + 1
+            size = q + (self.p if with_x else 0) + 1
+            lo = np.minimum(cols[:, ia], cols[:, ib])
+            hi = np.maximum(cols[:, ia], cols[:, ib])
+            pair_keys = lo * size + hi  # (n, pairs)
+            # sparse column c times dense column d (position q_sparse + d > c)
+            cross_keys = cols[:, :, None] * size + (self.q_sparse + np.arange(n_dense))
+            keys = np.concatenate([pair_keys, cross_keys.reshape(rows.n, -1)], axis=1)
+            self._layouts[with_x] = (size, n_dense, np.ascontiguousarray(keys).ravel())
+        self._diagonal_sparse = {
+            with_x: np.arange(self.q_sparse) * (layout[0] + 1)
+            for with_x, layout in self._layouts.items()
+        }
+        self._products: np.ndarray | None = None  # (n, pairs) per theta
+        self._scaled: ScaledRows | None = None
+
+    @property
+    def n_entries(self) -> int:
+        """Number of stored row positions (the memory the solver holds, in 8-byte units)."""
+        return int(self._layouts[True][2].size + self._layouts[False][2].size)
+
+    def set_rows(self, scaled: ScaledRows) -> None:
+        """The rows of ``Z Lambda`` for the evaluation's theta (their pairwise products are
+        computed here, once per evaluation)."""
+        self._scaled = scaled
+        v = scaled.values
+        self._products = v[:, self._ia] * v[:, self._ib]
+
+    def _factor(self, weights: np.ndarray, z: np.ndarray | None, with_x: bool) -> np.ndarray:
+        """The lower Cholesky factor (Fortran-ordered, upper triangle not cleaned) of the
+        system at ``weights`` with working response ``z`` (None: zero)."""
+        size, n_dense, keys = self._layouts[with_x]
+        scaled = self._scaled
+        n = weights.shape[0]
+        dense = np.empty((n, n_dense))
+        qd = self.rows.q_dense
+        if qd:
+            dense[:, :qd] = scaled.dense
+        if with_x:
+            dense[:, qd : qd + self.p] = self.X
+        if z is None:
+            dense[:, -1] = 0.0
+        else:
+            dense[:, -1] = z
+        w_dense = dense * weights[:, None]
+        n_pairs = self._products.shape[1]
+        r = self.rows.r
+        values = np.empty((n, n_pairs + r * n_dense))
+        np.multiply(self._products, weights[:, None], out=values[:, :n_pairs])
+        if r:
+            np.multiply(
+                scaled.values[:, :, None],
+                w_dense[:, None, :],
+                out=values[:, n_pairs:].reshape(n, r, n_dense),
+            )
+        flat = np.bincount(keys, weights=values.ravel(), minlength=size * size)
+        flat[self._diagonal_sparse[with_x]] += 1.0
+        a = flat.reshape(size, size).T  # Fortran order: a[hi, lo] = flat[lo * size + hi]
+        qs = self.q_sparse
+        a[qs:, qs:] = dense.T @ w_dense
+        if qd:
+            a[qs : qs + qd, qs : qs + qd] += np.eye(qd)
+        low, info = _potrf(a, lower=1, clean=0, overwrite_a=1)
+        if info != 0 and info != size:  # info == size: the response is fitted exactly
+            raise NotPositiveDefiniteError
+        return low
+
+    def step(
+        self, weights: np.ndarray, z: np.ndarray, update_beta: bool
+    ) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """The penalized weighted least-squares solution for response ``z``: ``u`` (in
+        ``u``'s order), beta (with ``update_beta``; else None: ``z`` excludes ``X beta``)
+        and ``log |L_Z|^2`` at these weights.
+
+        Raises
+        ------
+        NotPositiveDefiniteError
+            When the weighted system is not positive definite.
+        """
+        low = self._factor(weights, z, update_beta)
+        size = low.shape[0]
+        q = self.rows.q
+        log_det = 2.0 * float(np.log(low.diagonal()[:q]).sum())
+        # L_1' x = l with l the last row: set L[-1, -1] = 1 and solve L' x = -e_last
+        low[-1, -1] = 1.0
+        rhs = np.zeros(size)
+        rhs[-1] = -1.0
+        x, info = _trtrs(low, rhs, lower=1, trans=1)
+        if info != 0:
+            raise NotPositiveDefiniteError
+        u = x[:q]
+        if not self.identity_order:
+            out = np.empty(q)
+            out[self.order] = u
+            u = out
+        beta = x[q : q + self.p].copy() if update_beta else None
+        return u, beta, log_det
+
+    def log_det(self, weights: np.ndarray) -> float:
+        """``log |Lambda' Z' W Z Lambda + I|``."""
+        low = self._factor(weights, None, False)
+        return 2.0 * float(np.log(low.diagonal()[: self.rows.q]).sum())
+
+    def fixed_covariance(self, weights: np.ndarray) -> np.ndarray:
+        """``(R_X' R_X)^-1``: the inverse of the Schur complement of ``X' W X`` after the
+        random effects (the conditional covariance of beta at sigma 1)."""
+        p = self.p
+        if not p:
+            return np.zeros((0, 0))
+        low = self._factor(weights, None, True)
+        q = self.rows.q
+        rx = np.array(low[q : q + p, q : q + p], order="F")
+        rinv, info = _trtri(rx, lower=1)
+        if info != 0:
+            raise NotPositiveDefiniteError
+        rinv = np.tril(rinv)
+        return rinv.T @ rinv
