@@ -232,6 +232,14 @@ class GlmmProblem:
         PirlsError
             When no step decreases the penalized deviance from the start.
         """
+        # a trial point far out (a huge linear predictor) may overflow: its deviance is then
+        # inf, which the start check and the step halving reject, and its working weights
+        # are checked before they reach a factorization
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._pirls(theta, beta, u_start, update_beta, guess)
+
+    def _pirls(self, theta, beta, u_start, update_beta: bool, guess) -> ConditionalMode:
+        """:meth:`mode`'s iterations (floating-point overflow warnings off)."""
         fam = self.family
         kernel = self.family_kernel()
         theta = np.asarray(theta, dtype=float)
@@ -245,14 +253,11 @@ class GlmmProblem:
         offset, X = self.offset, self.X
 
         def state(beta_: np.ndarray, u_: np.ndarray):
-            # a trial point far out (a huge linear predictor) may overflow: its deviance is
-            # then inf, which the start check and the step halving below reject
-            with np.errstate(over="ignore", invalid="ignore"):
-                eta_ = rows.times(u_)
-                eta_ += fixed if fixed is not None else offset + X @ beta_
-                mu_ = kernel.inverse(eta_)
-                dev_ = kernel.deviance(eta_, mu_)
-                return eta_, mu_, dev_, dev_ + float(u_ @ u_)
+            eta_ = rows.times(u_)
+            eta_ += fixed if fixed is not None else offset + X @ beta_
+            mu_ = kernel.inverse(eta_)
+            dev_ = kernel.deviance(eta_, mu_)
+            return eta_, mu_, dev_, dev_ + float(u_ @ u_)
 
         # families with a dispersion: lme4's data term (R's aic, through log(deviance)) is
         # not stationary at the mode, so its error is first order in u's: converge u itself
@@ -305,8 +310,7 @@ class GlmmProblem:
             beta, u, eta, mu, dev, pdev = try_beta, try_u, t_eta, t_mu, t_dev, t_pdev
             if change < TOLERANCE * (abs(pdev) + 1.0) and (not exact_u or moved < U_TOLERANCE):
                 break
-        with np.errstate(over="ignore", invalid="ignore"):
-            weights = kernel.laplace_weights(eta, mu)
+        weights = kernel.laplace_weights(eta, mu)
         if not np.isfinite(weights).all():
             raise PirlsError("the weights at the mode are not finite (the mean overflows)")
         log_det, fixed_cov = system.at_mode(weights)
@@ -537,12 +541,11 @@ class _DenseSteps:
 
 
 def _finite_working(kernel: FamilyKernel, eta: np.ndarray, mu: np.ndarray):
-    """The family's working weights and residuals at ``eta``, or :class:`PirlsError` where
-    they overflow (a mean near the largest float: ``w (d mu / d eta)^2 / V(mu)`` is not
+    """The family's working weights and residuals at ``eta`` (called with overflow
+    warnings off), or :class:`PirlsError` where they overflow (a mean near the largest float: ``w (d mu / d eta)^2 / V(mu)`` is not
     representable), so nothing non-finite reaches the factorization and the optimizer
     sees an infinite deviance at that point."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        weights, resid = kernel.working(eta, mu)
+    weights, resid = kernel.working(eta, mu)
     if not (np.isfinite(weights).all() and np.isfinite(resid).all()):
         raise PirlsError("the working weights are not finite (the mean overflows)")
     return weights, resid

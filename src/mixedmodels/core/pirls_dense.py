@@ -203,6 +203,18 @@ class DenseWeightedSystem:
         }
         self._products: np.ndarray | None = None  # (n, pairs) per theta
         self._scaled: ScaledRows | None = None
+        # per layout: the dense columns [dense terms' Z Lambda, (X,) z] (X written once)
+        # and the buffer of the rows' weighted products
+        n, n_pairs = rows.n, ia.size
+        self._dense_columns = {}
+        self._values = {}
+        for with_x, (_, n_dense, _) in self._layouts.items():
+            d = np.zeros((n, n_dense))
+            if with_x:
+                d[:, rows.q_dense : rows.q_dense + self.p] = self.X
+            self._dense_columns[with_x] = d
+            self._values[with_x] = np.empty((n, n_pairs + r * n_dense))
+        self._identity_dense = np.eye(rows.q_dense)
 
     @property
     def n_entries(self) -> int:
@@ -215,6 +227,10 @@ class DenseWeightedSystem:
         self._scaled = scaled
         v = scaled.values
         self._products = v[:, self._ia] * v[:, self._ib]
+        qd = self.rows.q_dense
+        if qd:
+            for d in self._dense_columns.values():
+                d[:, :qd] = scaled.dense
 
     def _factor(self, weights: np.ndarray, z: np.ndarray | None, with_x: bool) -> np.ndarray:
         """The lower Cholesky factor (Fortran-ordered, upper triangle not cleaned) of the
@@ -222,22 +238,17 @@ class DenseWeightedSystem:
         size, n_dense, keys = self._layouts[with_x]
         scaled = self._scaled
         n = weights.shape[0]
-        dense = np.empty((n, n_dense))
-        qd = self.rows.q_dense
-        if qd:
-            dense[:, :qd] = scaled.dense
-        if with_x:
-            dense[:, qd : qd + self.p] = self.X
-        if z is None:
-            dense[:, -1] = 0.0
-        else:
-            dense[:, -1] = z
+        dense = self._dense_columns[with_x]
+        dense[:, -1] = 0.0 if z is None else z
         w_dense = dense * weights[:, None]
-        n_pairs = self._products.shape[1]
+        products = self._products
+        n_pairs = products.shape[1]
         r = self.rows.r
-        values = np.empty((n, n_pairs + r * n_dense))
-        np.multiply(self._products, weights[:, None], out=values[:, :n_pairs])
-        if r:
+        values = self._values[with_x]
+        np.multiply(products, weights[:, None], out=values[:, :n_pairs])
+        if r == 1:
+            np.multiply(scaled.values, w_dense, out=values[:, n_pairs:])
+        elif r:
             np.multiply(
                 scaled.values[:, :, None],
                 w_dense[:, None, :],
@@ -248,8 +259,9 @@ class DenseWeightedSystem:
         a = flat.reshape(size, size).T  # Fortran order: a[hi, lo] = flat[lo * size + hi]
         qs = self.q_sparse
         a[qs:, qs:] = dense.T @ w_dense
+        qd = self.rows.q_dense
         if qd:
-            a[qs : qs + qd, qs : qs + qd] += np.eye(qd)
+            a[qs : qs + qd, qs : qs + qd] += self._identity_dense
         low, info = _potrf(a, lower=1, clean=0, overwrite_a=1)
         if info != 0 and info != size:  # info == size: the response is fitted exactly
             raise NotPositiveDefiniteError
