@@ -52,6 +52,10 @@ U_TOLERANCE = 1e-10  # largest change of u at convergence, where the objective n
 #: penalized deviance's Hessian is at least ``2 I`` in u, so u is then within ``sqrt(q)``
 #: times this of the mode and the deviance within its square of the minimum
 GRADIENT_TOLERANCE = 1e-11
+#: largest ``l N^2`` (levels of the eliminated term times the square of the rest's system
+#: size) for which the lean dense solver eliminates a term: the Schur complement's product
+#: costs that many multiply-adds per scoring step
+MAX_ELIMINATION_FLOPS = 3e7
 
 
 class PirlsError(ArithmeticError):
@@ -379,16 +383,12 @@ class GlmmProblem:
         return out
 
     def _system(self, theta: np.ndarray, lambdas: list[np.ndarray], rows: ScaledRows):
-        """The solver of one scoring step's penalized weighted least squares: for small
-        models (the LMM's dense size, ``q <= 240``) the lean dense solver of
-        :mod:`mixedmodels.core.pirls_dense`, else the model's one reweightable LMM (built on
-        first use, its structure kept for the whole fit)."""
+        """The solver of one scoring step's penalized weighted least squares: the lean dense
+        solver of :mod:`mixedmodels.core.pirls_dense` where it applies
+        (:meth:`_dense_system`), else the model's one reweightable LMM (built on first use,
+        its structure kept for the whole fit)."""
         if self._dense is False:
-            self._dense = None
-            if self.q <= MAX_DENSE_RANDOM_EFFECTS:
-                system = DenseWeightedSystem(self.z_rows(), self.X)
-                if system.n_entries <= MAX_ROW_PRODUCTS:
-                    self._dense = system
+            self._dense = self._dense_system()
         if self._dense is not None:
             self._dense.set_rows(rows)
             return _DenseSteps(self._dense)
@@ -397,6 +397,36 @@ class GlmmProblem:
                 self.blocks, self.X, self.y, self.prior_weights, reml=False, reweightable=True
             )
         return _EngineSystem(self, self._lmm, theta)
+
+    def _dense_system(self) -> DenseWeightedSystem | None:
+        """The lean dense solver for this model, or None where the LMM engine is better:
+        directly for ``q <= 240`` (the LMM's dense size); for larger ``q``, after eliminating
+        the scalar term with the most levels when the others leave at most 240 random
+        effects (and, unless each of its levels has one row, the Schur complement's product
+        ``l N^2`` stays below :data:`MAX_ELIMINATION_FLOPS`); None when the stored row
+        positions would exceed :data:`~mixedmodels.core.pirls_dense.MAX_ROW_PRODUCTS`."""
+        rows = self.z_rows()
+        if self.q <= MAX_DENSE_RANDOM_EFFECTS:
+            system = DenseWeightedSystem(rows, self.X)
+        else:
+            scalar = [
+                k
+                for k in rows.sparse_terms
+                if self.blocks[k].p == 1 and self.blocks[k].n_levels > 1
+            ]
+            if not scalar:
+                return None
+            k = max(scalar, key=lambda j: self.blocks[j].n_levels)
+            levels = self.blocks[k].n_levels
+            rest = self.q - levels
+            if rest > MAX_DENSE_RANDOM_EFFECTS:
+                return None
+            one_row = bool(np.all(np.bincount(self.blocks[k].codes, minlength=levels) == 1))
+            size = rest + self.n_fixed + 1
+            if not one_row and levels * size * size > MAX_ELIMINATION_FLOPS:
+                return None
+            system = DenseWeightedSystem(rows, self.X, eliminate=k)
+        return system if system.n_entries <= MAX_ROW_PRODUCTS else None
 
     def quadrature_deviance(
         self, theta: np.ndarray, beta: np.ndarray, n_agq: int, u_start=None
@@ -542,9 +572,9 @@ class _DenseSteps:
 
 def _finite_working(kernel: FamilyKernel, eta: np.ndarray, mu: np.ndarray):
     """The family's working weights and residuals at ``eta`` (called with overflow
-    warnings off), or :class:`PirlsError` where they overflow (a mean near the largest float: ``w (d mu / d eta)^2 / V(mu)`` is not
-    representable), so nothing non-finite reaches the factorization and the optimizer
-    sees an infinite deviance at that point."""
+    warnings off), or :class:`PirlsError` where they overflow (a mean near the largest
+    float: ``w (d mu / d eta)^2 / V(mu)`` is not representable), so nothing non-finite
+    reaches the factorization and the optimizer sees an infinite deviance at that point."""
     weights, resid = kernel.working(eta, mu)
     if not (np.isfinite(weights).all() and np.isfinite(resid).all()):
         raise PirlsError("the working weights are not finite (the mean overflows)")

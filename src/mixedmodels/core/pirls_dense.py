@@ -163,69 +163,129 @@ class DenseWeightedSystem:
     ``A``'s lower triangle is stored in the lower triangle of a Fortran-ordered array (the
     flat position of entry ``(hi, lo)``, ``hi >= lo``, is ``lo N + hi``).
 
+    With ``eliminate`` (a scalar term with several levels), that term's random effects are
+    eliminated first and the dense system is the Schur complement of the others: its block
+    of ``A`` is diagonal, ``D = I + Lambda' Z_e' W Z_e Lambda``, so the complement is
+    ``A_rest - B' D^-1 B`` with ``B`` the term's rows of ``A`` (one bincount), and the term's
+    ``u`` follows from the rest's by ``D^-1 (b - B x)``.  Where each of its levels has one
+    row (an observation-level term) ``B' D^-1 B`` is a rank-one update per row, and the
+    complement is the rest's system with the weights ``w / (1 + w s^2)`` (``s`` the row's
+    ``z lambda``): no dense product at all.
+
     Parameters
     ----------
     rows : ZRows
     X : ndarray (n, p)
+    eliminate : int, optional
+        Index (in ``rows.blocks``) of a scalar term with several levels to eliminate.
     """
 
-    def __init__(self, rows: ZRows, X: np.ndarray):
+    def __init__(self, rows: ZRows, X: np.ndarray, eliminate: int | None = None):
         self.rows = rows
         self.X = np.asarray(X, dtype=float)
         self.p = self.X.shape[1]
-        q, r = rows.q, rows.r
-        # the system's position of each u column (sparse terms first, then dense terms)
-        order = np.concatenate(
-            [np.setdiff1d(np.arange(q), rows.dense_columns, assume_unique=True), rows.dense_columns]
-        ).astype(np.int64)
+        q, n = rows.q, rows.n
+        self.eliminate = eliminate
+        keep = np.arange(rows.r)  # the sparse value columns in the dense system
+        if eliminate is not None:
+            block = rows.blocks[eliminate]
+            if block.p != 1 or block.n_levels < 2:
+                raise ValueError("only a scalar term with several levels can be eliminated")
+            e_col = int(
+                sum(
+                    rows.blocks[k].p
+                    for k in rows.sparse_terms[: rows.sparse_terms.index(eliminate)]
+                )
+            )
+            keep = np.delete(keep, e_col)
+            self._e_col = e_col
+            self._e_codes = block.codes.astype(np.int64)
+            self._e_levels = block.n_levels
+            self._e_u = rows.starts[eliminate] + np.arange(block.n_levels)  # u positions
+            counts = np.bincount(self._e_codes, minlength=block.n_levels)
+            self.absorbed = bool(np.all(counts == 1))
+            if self.absorbed:
+                self._e_row_of_level = np.empty(block.n_levels, dtype=np.int64)
+                self._e_row_of_level[self._e_codes] = np.arange(n)
+        else:
+            self.absorbed = False
+        self._keep = keep
+        r = keep.size
+        self.r = r
+        rest_u = np.setdiff1d(np.arange(q), rows.dense_columns, assume_unique=True)
+        if eliminate is not None:
+            rest_u = np.setdiff1d(rest_u, self._e_u, assume_unique=True)
+        # the system's position of each u column it holds (sparse terms, then dense terms)
+        order = np.concatenate([rest_u, rows.dense_columns]).astype(np.int64)
         self.order = order  # system position -> u position
-        self.identity_order = bool(np.array_equal(order, np.arange(q)))
-        position = np.empty(q, dtype=np.int64)
-        position[order] = np.arange(q)
-        cols = position[rows.columns] if r else rows.columns  # (n, r) system positions
-        self.q_sparse = q - rows.q_dense
+        self.q_system = order.size
+        self.identity_order = eliminate is None and bool(np.array_equal(order, np.arange(q)))
+        position = np.full(q, -1, dtype=np.int64)
+        position[order] = np.arange(order.size)
+        cols = position[rows.columns[:, keep]]  # (n, r) system positions
+        self._cols = cols
+        self.q_sparse = self.q_system - rows.q_dense
         ia, ib = np.triu_indices(r)
         self._ia, self._ib = ia, ib
         self._layouts = {}
         for with_x in (False, True):
             n_dense = rows.q_dense + (self.p if with_x else 0) + 1
-            size = q + (self.p if with_x else 0) + 1
+            size = self.q_system + (self.p if with_x else 0) + 1
             lo = np.minimum(cols[:, ia], cols[:, ib])
             hi = np.maximum(cols[:, ia], cols[:, ib])
             pair_keys = lo * size + hi  # (n, pairs)
             # sparse column c times dense column d (position q_sparse + d > c)
             cross_keys = cols[:, :, None] * size + (self.q_sparse + np.arange(n_dense))
-            keys = np.concatenate([pair_keys, cross_keys.reshape(rows.n, -1)], axis=1)
-            self._layouts[with_x] = (size, n_dense, np.ascontiguousarray(keys).ravel())
+            keys = np.concatenate([pair_keys, cross_keys.reshape(n, -1)], axis=1)
+            b_keys = None
+            if eliminate is not None and not self.absorbed:
+                # the eliminated term's rows of A: level e times every system column the
+                # row touches (its sparse columns, then the dense ones)
+                touched = np.concatenate(
+                    [cols, np.broadcast_to(self.q_sparse + np.arange(n_dense), (n, n_dense))],
+                    axis=1,
+                )
+                b_keys = np.ascontiguousarray(self._e_codes[:, None] * size + touched).ravel()
+            self._layouts[with_x] = (size, n_dense, np.ascontiguousarray(keys).ravel(), b_keys)
         self._diagonal_sparse = {
             with_x: np.arange(self.q_sparse) * (layout[0] + 1)
             for with_x, layout in self._layouts.items()
         }
         self._products: np.ndarray | None = None  # (n, pairs) per theta
         self._scaled: ScaledRows | None = None
+        self._values_kept: np.ndarray | None = None
+        self._e_values: np.ndarray | None = None
         # per layout: the dense columns [dense terms' Z Lambda, (X,) z] (X written once)
         # and the buffer of the rows' weighted products
-        n, n_pairs = rows.n, ia.size
+        n_pairs = ia.size
         self._dense_columns = {}
         self._values = {}
-        for with_x, (_, n_dense, _) in self._layouts.items():
+        for with_x, (_, n_dense, _, _) in self._layouts.items():
             d = np.zeros((n, n_dense))
             if with_x:
                 d[:, rows.q_dense : rows.q_dense + self.p] = self.X
             self._dense_columns[with_x] = d
             self._values[with_x] = np.empty((n, n_pairs + r * n_dense))
         self._identity_dense = np.eye(rows.q_dense)
+        self._last: tuple | None = None  # what the last factorization left for the solve
 
     @property
     def n_entries(self) -> int:
         """Number of stored row positions (the memory the solver holds, in 8-byte units)."""
-        return int(self._layouts[True][2].size + self._layouts[False][2].size)
+        total = 0
+        for _, _, keys, b_keys in self._layouts.values():
+            total += keys.size + (0 if b_keys is None else b_keys.size)
+        return int(total)
 
     def set_rows(self, scaled: ScaledRows) -> None:
         """The rows of ``Z Lambda`` for the evaluation's theta (their pairwise products are
         computed here, once per evaluation)."""
         self._scaled = scaled
         v = scaled.values
+        if self.eliminate is not None:
+            self._e_values = v[:, self._e_col]
+            v = v[:, self._keep]
+        self._values_kept = v
         self._products = v[:, self._ia] * v[:, self._ib]
         qd = self.rows.q_dense
         if qd:
@@ -234,23 +294,36 @@ class DenseWeightedSystem:
 
     def _factor(self, weights: np.ndarray, z: np.ndarray | None, with_x: bool) -> np.ndarray:
         """The lower Cholesky factor (Fortran-ordered, upper triangle not cleaned) of the
-        system at ``weights`` with working response ``z`` (None: zero)."""
-        size, n_dense, keys = self._layouts[with_x]
-        scaled = self._scaled
+        system (the Schur complement after the eliminated term) at ``weights`` with working
+        response ``z`` (None: zero)."""
+        size, n_dense, keys, b_keys = self._layouts[with_x]
         n = weights.shape[0]
         dense = self._dense_columns[with_x]
         dense[:, -1] = 0.0 if z is None else z
-        w_dense = dense * weights[:, None]
+        elim = None
+        w = weights
+        if self.eliminate is not None:
+            s = self._e_values
+            ws = weights * s
+            if self.absorbed:
+                d = 1.0 + ws * s  # one row per level: D per row
+                w = weights / d
+                elim = (d, ws)
+            else:
+                d = 1.0 + np.bincount(self._e_codes, weights=ws * s, minlength=self._e_levels)
+                elim = (d, ws)
+        w_dense = dense * w[:, None]
+        values_kept = self._values_kept
         products = self._products
         n_pairs = products.shape[1]
-        r = self.rows.r
+        r = self.r
         values = self._values[with_x]
-        np.multiply(products, weights[:, None], out=values[:, :n_pairs])
+        np.multiply(products, w[:, None], out=values[:, :n_pairs])
         if r == 1:
-            np.multiply(scaled.values, w_dense, out=values[:, n_pairs:])
+            np.multiply(values_kept, w_dense, out=values[:, n_pairs:])
         elif r:
             np.multiply(
-                scaled.values[:, :, None],
+                values_kept[:, :, None],
                 w_dense[:, None, :],
                 out=values[:, n_pairs:].reshape(n, r, n_dense),
             )
@@ -262,10 +335,28 @@ class DenseWeightedSystem:
         qd = self.rows.q_dense
         if qd:
             a[qs : qs + qd, qs : qs + qd] += self._identity_dense
+        b = None
+        if elim is not None and not self.absorbed:
+            d, ws = elim
+            row_values = np.concatenate([values_kept * ws[:, None], dense * ws[:, None]], axis=1)
+            b = np.bincount(
+                b_keys, weights=row_values.ravel(), minlength=self._e_levels * size
+            ).reshape(self._e_levels, size)
+            scaled_b = b / np.sqrt(d)[:, None]
+            a -= scaled_b.T @ scaled_b
         low, info = _potrf(a, lower=1, clean=0, overwrite_a=1)
         if info != 0 and info != size:  # info == size: the response is fitted exactly
             raise NotPositiveDefiniteError
+        self._last = (elim, b, dense)
         return low
+
+    def _log_det(self, low: np.ndarray) -> float:
+        """``log |L_Z|^2`` from the factor (and the eliminated term's ``D``)."""
+        value = 2.0 * float(np.log(low.diagonal()[: self.q_system]).sum())
+        elim = self._last[0]
+        if elim is not None:
+            value += float(np.log(elim[0]).sum())
+        return value
 
     def step(
         self, weights: np.ndarray, z: np.ndarray, update_beta: bool
@@ -281,8 +372,8 @@ class DenseWeightedSystem:
         """
         low = self._factor(weights, z, update_beta)
         size = low.shape[0]
-        q = self.rows.q
-        log_det = 2.0 * float(np.log(low.diagonal()[:q]).sum())
+        qs = self.q_system
+        log_det = self._log_det(low)
         # L_1' x = l with l the last row: set L[-1, -1] = 1 and solve L' x = -e_last
         low[-1, -1] = 1.0
         rhs = np.zeros(size)
@@ -290,18 +381,33 @@ class DenseWeightedSystem:
         x, info = _trtrs(low, rhs, lower=1, trans=1)
         if info != 0:
             raise NotPositiveDefiniteError
-        u = x[:q]
-        if not self.identity_order:
-            out = np.empty(q)
-            out[self.order] = u
-            u = out
-        beta = x[q : q + self.p].copy() if update_beta else None
+        x = x[: size - 1]
+        beta = x[qs : qs + self.p].copy() if update_beta else None
+        if self.identity_order:
+            return x[:qs], beta, log_det
+        u = np.empty(self.rows.q)
+        u[self.order] = x[:qs]
+        elim, b, dense = self._last
+        if elim is not None:
+            d, ws = elim
+            if self.absorbed:
+                # u_e = w s (z - c' x) / D per row, c the row's other columns
+                fitted = dense[:, :-1] @ x[self.q_sparse :]
+                if self.r:
+                    fitted += (
+                        np.einsum("nr,nr->n", self._values_kept, x[self._cols])
+                        if self.r > 1
+                        else self._values_kept[:, 0] * x[self._cols[:, 0]]
+                    )
+                u_rows = ws * (dense[:, -1] - fitted) / d
+                u[self._e_u] = u_rows[self._e_row_of_level]
+            else:
+                u[self._e_u] = (b[:, -1] - b[:, :-1] @ x) / d
         return u, beta, log_det
 
     def log_det(self, weights: np.ndarray) -> float:
         """``log |Lambda' Z' W Z Lambda + I|``."""
-        low = self._factor(weights, None, False)
-        return 2.0 * float(np.log(low.diagonal()[: self.rows.q]).sum())
+        return self._log_det(self._factor(weights, None, False))
 
     def fixed_covariance(self, weights: np.ndarray) -> np.ndarray:
         """``(R_X' R_X)^-1``: the inverse of the Schur complement of ``X' W X`` after the
@@ -310,7 +416,7 @@ class DenseWeightedSystem:
         if not p:
             return np.zeros((0, 0))
         low = self._factor(weights, None, True)
-        q = self.rows.q
+        q = self.q_system
         rx = np.array(low[q : q + p, q : q + p], order="F")
         rinv, info = _trtri(rx, lower=1)
         if info != 0:
