@@ -68,6 +68,7 @@ def _lambdas(blocks, rng):
 
 CASES = [
     ("one_scalar", None),
+    ("one_scalar", 0),  # the only sparse term eliminated: nothing left but X and z
     ("crossed", None),
     ("slopes", None),
     ("smooth", None),
@@ -153,3 +154,65 @@ def test_only_a_scalar_term_is_eliminated():
     blocks = _blocks("slopes", rng)
     with pytest.raises(ValueError, match="scalar term"):
         DenseWeightedSystem(ZRows(blocks), np.ones((120, 1)), eliminate=0)
+
+
+def _glmm(kind: str, family: str, rng: np.random.Generator):
+    from mixedmodels.core.families import make_family
+    from mixedmodels.core.pirls import GlmmProblem
+
+    n = 400
+    x = rng.normal(size=n)
+    X = np.column_stack([np.ones(n), x])
+    if kind == "many_levels":  # one scalar term with 300 levels: q > 240, eliminated
+        blocks = [RandomBlock(rng.integers(0, 300, n), 300, np.ones((n, 1)))]
+    elif kind == "observation":  # an observation-level term with two crossed ones
+        blocks = [
+            RandomBlock(np.arange(n), n, np.ones((n, 1))),
+            RandomBlock(rng.integers(0, 70, n), 70, np.ones((n, 1))),
+            RandomBlock(rng.integers(0, 6, n), 6, np.ones((n, 1))),
+        ]
+    elif kind == "crossed":  # 100 x 8 crossed scalar terms: the 100 eliminated
+        blocks = [
+            RandomBlock(rng.integers(0, 8, n), 8, np.ones((n, 1))),
+            RandomBlock(rng.integers(0, 100, n), 100, np.ones((n, 1))),
+        ]
+    else:  # "slopes": a correlated slope term and a dense one-level term
+        blocks = [
+            RandomBlock(rng.integers(0, 12, n), 12, np.column_stack([np.ones(n), x])),
+            RandomBlock(np.zeros(n, dtype=int), 1, rng.normal(size=(n, 4))),
+        ]
+    q = sum(b.size for b in blocks)
+    b_true = 0.5 * rng.normal(size=q)
+    from mixedmodels.core.pirls import _sparse_z
+
+    eta = X @ np.array([0.2, 0.5]) + _sparse_z(blocks, n) @ b_true
+    if family == "poisson":
+        y = rng.poisson(np.exp(eta)).astype(float)
+    else:
+        y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+    return GlmmProblem(blocks, X, y, None, None, make_family(family))
+
+
+@pytest.mark.parametrize("kind", ["many_levels", "observation", "crossed", "slopes"])
+@pytest.mark.parametrize("family", ["poisson", "binomial"])
+@pytest.mark.parametrize("update_beta", [False, True])
+def test_lean_mode_matches_the_lmm_engine(kind, family, update_beta):
+    """The conditional mode and the Laplace deviance by the lean dense solver agree with
+    those the LMM engine's scoring steps reach (the engine forced by disabling the lean
+    solver): both converge PIRLS to 1e-12 relative, so the Laplace deviances agree to
+    1e-10 relative and the modes to 1e-6 (u's error is of the order of the square root
+    of the deviance's)."""
+    rng = np.random.default_rng(7)
+    lean = _glmm(kind, family, rng)
+    engine = lean.with_family(lean.family)
+    engine._dense = None  # decided: the LMM engine
+    theta = 0.7 * lean.theta_start()
+    theta[lean.theta_start() == 0] = 0.1  # correlated terms: off-diagonal entries too
+    beta = np.array([0.1, 0.4])
+    a = lean.mode(theta, beta, update_beta=update_beta)
+    assert lean._dense is not None  # the lean solver was used
+    b = engine.mode(theta, beta, update_beta=update_beta)
+    assert a.laplace == pytest.approx(b.laplace, rel=1e-10)
+    np.testing.assert_allclose(a.u, b.u, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(a.beta, b.beta, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(a.unscaled_fixed_cov, b.unscaled_fixed_cov, rtol=1e-6)

@@ -327,7 +327,10 @@ class DenseWeightedSystem:
                 w_dense[:, None, :],
                 out=values[:, n_pairs:].reshape(n, r, n_dense),
             )
-        flat = np.bincount(keys, weights=values.ravel(), minlength=size * size)
+        if keys.size:
+            flat = np.bincount(keys, weights=values.ravel(), minlength=size * size)
+        else:  # no sparse column left (the one scalar term eliminated)
+            flat = np.zeros(size * size)
         flat[self._diagonal_sparse[with_x]] += 1.0
         a = flat.reshape(size, size).T  # Fortran order: a[hi, lo] = flat[lo * size + hi]
         qs = self.q_sparse
