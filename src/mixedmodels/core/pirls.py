@@ -524,11 +524,11 @@ class _EngineSystem:
         self.zero_beta = np.zeros(problem.n_fixed)
         self.response = problem.y
 
-    def _solve(self, weights, work, beta):
+    def _solve(self, weights, work, beta, covariance: bool = False):
         self.response = work
         try:
             self.lmm.reweight(weights, work)
-            return self.lmm.solve(self.theta, beta, objective=False)
+            return self.lmm.solve(self.theta, beta, objective=False, covariance=covariance)
         except NotPositiveDefiniteError as exc:
             raise PirlsError("the weighted system is not positive definite") from exc
 
@@ -538,8 +538,14 @@ class _EngineSystem:
         return new_u, (solution.beta if update_beta else None)
 
     def at_mode(self, weights) -> tuple[float, Callable[[], np.ndarray]]:
-        solution = self._solve(weights, self.response, self.zero_beta)
-        return solution.log_det_random, lambda: solution.vcov_unscaled
+        response = self.response
+        solution = self._solve(weights, response, self.zero_beta)
+
+        def fixed_cov() -> np.ndarray:
+            # the LMM may have been reweighted since: reweight it at the mode again
+            return self._solve(weights, response, self.zero_beta, covariance=True).vcov_unscaled
+
+        return solution.log_det_random, fixed_cov
 
 
 class _DenseSteps:

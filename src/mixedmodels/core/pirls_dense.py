@@ -87,7 +87,9 @@ class ZRows:
         dense = [np.arange(starts[k], starts[k + 1]) for k in self.dense_terms]
         self.dense_columns = np.concatenate(dense) if dense else np.zeros(0, dtype=np.int64)
         self.q_dense = self.dense_columns.size
-        self._flat_columns = np.ascontiguousarray(self.columns).ravel()
+        # column by column (each contiguous): the products with u and the sums into u
+        self._columns_by_term = np.ascontiguousarray(self.columns.T)  # (r, n)
+        self._flat_columns_by_term = self._columns_by_term.ravel()
 
     def scaled(self, lambdas: list[np.ndarray]) -> ScaledRows:
         """The rows of ``Z Lambda`` for the terms' ``lambda_k`` (order of ``blocks``)."""
@@ -110,6 +112,14 @@ class ZRows:
         return ScaledRows(self, values, dense)
 
 
+def _gathered_sum(values: np.ndarray, columns: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``sum_j values[j] * u[columns[j]]`` over the rows of (r, n) arrays."""
+    out = values[0] * u[columns[0]]
+    for j in range(1, values.shape[0]):
+        out += values[j] * u[columns[j]]
+    return out
+
+
 class ScaledRows:
     """The rows of ``Z Lambda(theta)`` (from :meth:`ZRows.scaled`).
 
@@ -125,14 +135,13 @@ class ScaledRows:
         self.rows = rows
         self.values = values
         self.dense = dense
+        self._values_by_term = np.ascontiguousarray(values.T)  # (r, n)
 
     def times(self, u: np.ndarray) -> np.ndarray:
         """``Z Lambda u`` (n,)."""
         rows = self.rows
-        if rows.r == 1:
-            out = self.values[:, 0] * u[rows.columns[:, 0]]
-        elif rows.r:
-            out = np.einsum("nr,nr->n", self.values, u[rows.columns])
+        if rows.r:
+            out = _gathered_sum(self._values_by_term, rows._columns_by_term, u)
         else:
             out = np.zeros(rows.n)
         if rows.q_dense:
@@ -142,11 +151,11 @@ class ScaledRows:
     def transpose_times(self, s: np.ndarray) -> np.ndarray:
         """``Lambda' Z' s`` (q,)."""
         rows = self.rows
-        if rows.r == 1:
-            out = np.bincount(rows.columns[:, 0], weights=self.values[:, 0] * s, minlength=rows.q)
-        elif rows.r:
+        if rows.r:
             out = np.bincount(
-                rows._flat_columns, weights=(self.values * s[:, None]).ravel(), minlength=rows.q
+                rows._flat_columns_by_term,
+                weights=(self._values_by_term * s).ravel(),
+                minlength=rows.q,
             )
         else:
             out = np.zeros(rows.q)
