@@ -149,6 +149,22 @@ def test_non_positive_definite_weights_raise():
         system.step(np.full(n, -1.0), rng.normal(size=n), True)
 
 
+@pytest.mark.parametrize("kind", ["crossed", "observation"])
+def test_eliminated_term_with_negative_weights_raises(kind):
+    """Weights that make the eliminated term's diagonal block non-positive raise, whatever
+    the Schur complement's factorization would say."""
+    from mixedmodels.linalg.blocks import NotPositiveDefiniteError
+
+    rng = np.random.default_rng(4)
+    n = 120
+    blocks = _blocks(kind, rng, n)
+    rows = ZRows(blocks)
+    system = DenseWeightedSystem(rows, np.ones((n, 1)), eliminate=0)
+    system.set_rows(rows.scaled([np.array([[2.0]])] * len(blocks)))
+    with pytest.raises(NotPositiveDefiniteError):
+        system.step(np.full(n, -1.0), rng.normal(size=n), False)
+
+
 def test_only_a_scalar_term_is_eliminated():
     rng = np.random.default_rng(2)
     blocks = _blocks("slopes", rng)

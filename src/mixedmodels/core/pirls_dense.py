@@ -316,11 +316,13 @@ class DenseWeightedSystem:
             ws = weights * s
             if self.absorbed:
                 d = 1.0 + ws * s  # one row per level: D per row
-                w = weights / d
-                elim = (d, ws)
             else:
                 d = 1.0 + np.bincount(self._e_codes, weights=ws * s, minlength=self._e_levels)
-                elim = (d, ws)
+            if not (d > 0.0).all():  # negative (Newton) weights: A is not positive definite
+                raise NotPositiveDefiniteError
+            if self.absorbed:
+                w = weights / d
+            elim = (d, ws)
         w_dense = dense * w[:, None]
         values_kept = self._values_kept
         products = self._products
