@@ -120,6 +120,34 @@ def test_step_solves_the_normal_equations(kind, eliminate, update_beta):
     )
 
 
+@pytest.mark.parametrize(("kind", "eliminate"), CASES)
+@pytest.mark.parametrize("update_beta", [False, True])
+def test_increment_form_gives_the_same_solution(kind, eliminate, update_beta):
+    """The step from a current ``(u, beta)`` in increment form (working residuals as the
+    response, ``u`` subtracted from the right-hand side) lands on the full form's solution:
+    ``u + du`` and ``beta + dbeta`` agree to 1e-9."""
+    rng = np.random.default_rng(9)
+    n = 120
+    blocks = _blocks(kind, rng, n)
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    lambdas = _lambdas(blocks, rng)
+    rows = ZRows(blocks)
+    system = DenseWeightedSystem(rows, X, eliminate=eliminate)
+    scaled = rows.scaled(lambdas)
+    system.set_rows(scaled)
+    w = rng.uniform(0.2, 2.0, n)
+    z = rng.normal(size=n)
+    u0 = rng.normal(size=rows.q)
+    beta0 = rng.normal(size=2)
+    fit0 = scaled.times(u0) + (X @ beta0 if update_beta else 0.0)
+    u, beta, log_det = system.step(w, z, update_beta)
+    du, dbeta, log_det_inc = system.step(w, z - fit0, update_beta, current=u0)
+    np.testing.assert_allclose(u0 + du, u, rtol=1e-9, atol=1e-11)
+    if update_beta:
+        np.testing.assert_allclose(beta0 + dbeta, beta, rtol=1e-9, atol=1e-11)
+    assert log_det_inc == pytest.approx(log_det, rel=1e-12)
+
+
 @pytest.mark.parametrize("kind", ["crossed", "slopes", "smooth", "observation"])
 def test_scaled_rows_are_z_lambda(kind):
     rng = np.random.default_rng(5)

@@ -290,7 +290,7 @@ class GlmmProblem:
                 break  # the confirming scoring step would not move u (a solve saved)
             base = eta - offset if update_beta else eta - fixed
             try:
-                new_u, new_beta = system.step(weights, base + resid, update_beta)
+                new_u, new_beta = system.step(weights, base, resid, update_beta, u, beta)
             except PirlsError:
                 if (weights > 0).all():
                     raise
@@ -298,7 +298,7 @@ class GlmmProblem:
                 # whose system is not positive definite: floor them (same gradient)
                 floor = 1e-6 * float(np.max(np.abs(weights))) + 1e-300
                 safe = np.maximum(weights, floor)
-                new_u, new_beta = system.step(safe, base + score / safe, update_beta)
+                new_u, new_beta = system.step(safe, base, score / safe, update_beta, u, beta)
             if not update_beta:
                 new_beta = beta
             step = 1.0
@@ -532,7 +532,13 @@ class _EngineSystem:
         except NotPositiveDefiniteError as exc:
             raise PirlsError("the weighted system is not positive definite") from exc
 
-    def step(self, weights, work, update_beta: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def step(
+        self, weights, base, resid, update_beta: bool, u, beta
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The scoring step from ``(u, beta)``: the LMM on the working response ``base +
+        resid`` (``base`` the current linear predictor without the offset, and without
+        ``X beta`` unless beta is updated)."""
+        work = base + resid
         solution = self._solve(weights, work, None if update_beta else self.zero_beta)
         new_u = np.concatenate([part.ravel() for part in solution.u])
         return new_u, (solution.beta if update_beta else None)
@@ -556,12 +562,16 @@ class _DenseSteps:
     def __init__(self, system: DenseWeightedSystem):
         self.system = system
 
-    def step(self, weights, work, update_beta: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def step(
+        self, weights, base, resid, update_beta: bool, u, beta
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The scoring step from ``(u, beta)`` in increment form (the working residuals
+        ``resid`` as the response, ``u`` subtracted from the right-hand side)."""
         try:
-            u, beta, _ = self.system.step(weights, work, update_beta)
+            du, dbeta, _ = self.system.step(weights, resid, update_beta, current=u)
         except NotPositiveDefiniteError as exc:
             raise PirlsError("the weighted system is not positive definite") from exc
-        return u, beta
+        return u + du, (beta + dbeta if update_beta else None)
 
     def at_mode(self, weights) -> tuple[float, Callable[[], np.ndarray]]:
         system = self.system

@@ -301,10 +301,17 @@ class DenseWeightedSystem:
             for d in self._dense_columns.values():
                 d[:, :qd] = scaled.dense
 
-    def _factor(self, weights: np.ndarray, z: np.ndarray | None, with_x: bool) -> np.ndarray:
+    def _factor(
+        self,
+        weights: np.ndarray,
+        z: np.ndarray | None,
+        with_x: bool,
+        current: np.ndarray | None = None,
+    ) -> np.ndarray:
         """The lower Cholesky factor (Fortran-ordered, upper triangle not cleaned) of the
         system (the Schur complement after the eliminated term) at ``weights`` with working
-        response ``z`` (None: zero)."""
+        response ``z`` (None: zero).  With ``current`` (a ``u``), the right-hand side is
+        that of the step from it, ``Lambda' Z' W z - u`` (``z`` the working residuals)."""
         size, n_dense, keys, b_keys = self._layouts[with_x]
         n = weights.shape[0]
         dense = self._dense_columns[with_x]
@@ -313,6 +320,10 @@ class DenseWeightedSystem:
         w = weights
         if self.eliminate is not None:
             s = self._e_values
+            if current is not None and self.absorbed:
+                # the rest's right-hand side after the row's elimination is that of the
+                # response z + s u_e with the weights w / D
+                dense[:, -1] += s * current[self._e_u[self._e_codes]]
             ws = weights * s
             if self.absorbed:
                 d = 1.0 + ws * s  # one row per level: D per row
@@ -356,8 +367,12 @@ class DenseWeightedSystem:
             b = np.bincount(
                 b_keys, weights=row_values.ravel(), minlength=self._e_levels * size
             ).reshape(self._e_levels, size)
+            if current is not None:
+                b[:, -1] -= current[self._e_u]
             scaled_b = b / np.sqrt(d)[:, None]
             a -= scaled_b.T @ scaled_b
+        if current is not None:
+            a[size - 1, : self.q_system] -= current[self.order]
         low, info = _potrf(a, lower=1, clean=0, overwrite_a=1)
         if info != 0 and info != size:  # info == size: the response is fitted exactly
             raise NotPositiveDefiniteError
@@ -373,18 +388,28 @@ class DenseWeightedSystem:
         return value
 
     def step(
-        self, weights: np.ndarray, z: np.ndarray, update_beta: bool
+        self,
+        weights: np.ndarray,
+        z: np.ndarray,
+        update_beta: bool,
+        current: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None, float]:
         """The penalized weighted least-squares solution for response ``z``: ``u`` (in
         ``u``'s order), beta (with ``update_beta``; else None: ``z`` excludes ``X beta``)
         and ``log |L_Z|^2`` at these weights.
+
+        With ``current`` (the current ``u``), ``z`` is the working residual and the step
+        is returned as increments ``(du, dbeta)`` to ``u`` and beta: the same solution,
+        ``u + du``, with the rounding error of the increment in place of that of ``u``
+        (Newton's method in increment form: near the mode the increment is small, so the
+        mode is found to the rounding of ``u`` itself).
 
         Raises
         ------
         NotPositiveDefiniteError
             When the weighted system is not positive definite.
         """
-        low = self._factor(weights, z, update_beta)
+        low = self._factor(weights, z, update_beta, current)
         size = low.shape[0]
         qs = self.q_system
         log_det = self._log_det(low)
@@ -405,15 +430,15 @@ class DenseWeightedSystem:
         if elim is not None:
             d, ws = elim
             if self.absorbed:
-                # u_e = w s (z - c' x) / D per row, c the row's other columns
+                # u_e = w s (z - c' x) / D per row, c the row's other columns (the step:
+                # (w s (z - c' dx) - u_e) / D)
                 fitted = dense[:, :-1] @ x[self.q_sparse :]
                 if self.r:
-                    fitted += (
-                        np.einsum("nr,nr->n", self._values_kept, x[self._cols])
-                        if self.r > 1
-                        else self._values_kept[:, 0] * x[self._cols[:, 0]]
-                    )
-                u_rows = ws * (dense[:, -1] - fitted) / d
+                    fitted += _gathered_sum(self._values_kept.T, self._cols.T, x)
+                u_rows = ws * (z - fitted)
+                if current is not None:
+                    u_rows -= current[self._e_u[self._e_codes]]
+                u_rows /= d
                 u[self._e_u] = u_rows[self._e_row_of_level]
             else:
                 u[self._e_u] = (b[:, -1] - b[:, :-1] @ x) / d
