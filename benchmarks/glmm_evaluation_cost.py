@@ -2,6 +2,8 @@
 
 usage: python benchmarks/glmm_evaluation_cost.py [--cases cbpp,grouseticks,...] [--repeats 5]
                                                  [--out benchmarks/results/glmm_evaluation_cost]
+       python benchmarks/glmm_evaluation_cost.py --compare before1.json,before2.json
+                                                 after1.json,after2.json [--note ...] [--out ...]
 
 For each case, in this process: one untimed warm-up fit, then ``repeats`` fits; for each fit
 the CPU time of the whole fit (``time.process_time``: user + system of this process, all
@@ -198,12 +200,64 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_comparison(before: list[dict], after: list[dict], note: str) -> str:
+    """A markdown table of two sets of runs (e.g. the code before and after a change, run
+    alternately in the same period): medians over the runs, and the ratio before / after."""
+
+    def med(runs: list[dict], case: str, key: str) -> float:
+        return statistics.median(r["cases"][case][key] for r in runs if case in r["cases"])
+
+    loads = [r["load_before"][0] for r in before + after] + [
+        r["load_after"][0] for r in before + after
+    ]
+    lines = [
+        note,
+        "",
+        f"Runs: {len(before)} before, {len(after)} after, alternating; 1-minute load average "
+        f"{min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores (CPU times inflate "
+        "under load: compare the columns of one table, not tables of different runs).",
+        "",
+        "| case | CPU per evaluation before (ms) | after (ms) | before / after | CPU per fit "
+        "before (ms) | after (ms) | before / after | solves per evaluation before | after | "
+        "logLik before | after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for case in after[0]["cases"]:
+        e0 = med(before, case, "cpu_per_evaluation_ms")
+        e1 = med(after, case, "cpu_per_evaluation_ms")
+        f0, f1 = med(before, case, "cpu_per_fit_ms"), med(after, case, "cpu_per_fit_ms")
+        s0 = med(before, case, "solves") / med(before, case, "evaluations")
+        s1 = med(after, case, "solves") / med(after, case, "evaluations")
+        lines.append(
+            f"| {case} | {e0:.3f} | {e1:.3f} | {e0 / e1:.2f}x | {f0:.1f} | {f1:.1f} | "
+            f"{f0 / f1:.2f}x | {s0:.2f} | {s1:.2f} | {med(before, case, 'loglik'):.6f} | "
+            f"{med(after, case, 'loglik'):.6f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(c for c in CASES if c != "binary100k"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("BEFORE", "AFTER"),
+        help="comma-separated JSON results of two codes: render their comparison and exit",
+    )
+    parser.add_argument("--note", default="", help="a first line for --compare's table")
     args = parser.parse_args()
+    if args.compare:
+        before, after = (
+            [json.loads(Path(f).read_text()) for f in group.split(",")] for group in args.compare
+        )
+        text = render_comparison(before, after, args.note)
+        if args.out:
+            Path(args.out + ".md").write_text(text)
+        print(text)
+        return
     meter = _ModeMeter()
     meter.install()
     load_before = os.getloadavg()
