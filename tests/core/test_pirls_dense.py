@@ -260,3 +260,21 @@ def test_lean_mode_matches_the_lmm_engine(kind, family, update_beta):
     np.testing.assert_allclose(a.u, b.u, rtol=0, atol=1e-6)
     np.testing.assert_allclose(a.beta, b.beta, rtol=0, atol=1e-6)
     np.testing.assert_allclose(a.unscaled_fixed_cov, b.unscaled_fixed_cov, rtol=1e-6)
+
+
+@pytest.mark.parametrize("engine", [False, True])
+def test_mode_pickles_with_its_lazy_covariance(engine):
+    """A conditional mode (and so a fit holding one) pickles; ``(R_X' R_X)^-1``, computed
+    only when first read, is the same number after the round trip (both computed from the
+    same weights by the same solver: equal to 1e-12)."""
+    import pickle
+
+    rng = np.random.default_rng(8)
+    problem = _glmm("crossed", "poisson", rng)
+    if engine:
+        problem._dense = None
+    theta = 0.7 * problem.theta_start()
+    mode = problem.mode(theta, np.array([0.1, 0.4]))
+    copy = pickle.loads(pickle.dumps(mode))
+    np.testing.assert_allclose(copy.unscaled_fixed_cov, mode.unscaled_fixed_cov, rtol=1e-12)
+    assert copy.laplace == mode.laplace

@@ -546,12 +546,21 @@ class _EngineSystem:
     def at_mode(self, weights) -> tuple[float, Callable[[], np.ndarray]]:
         response = self.response
         solution = self._solve(weights, response, self.zero_beta)
+        return solution.log_det_random, _EngineFixedCovariance(self, weights, response)
 
-        def fixed_cov() -> np.ndarray:
-            # the LMM may have been reweighted since: reweight it at the mode again
-            return self._solve(weights, response, self.zero_beta, covariance=True).vcov_unscaled
 
-        return solution.log_det_random, fixed_cov
+class _EngineFixedCovariance:
+    """``(R_X' R_X)^-1`` at a mode by the LMM engine, computed when called (the LMM may
+    have been reweighted since: it is reweighted at the mode's weights again)."""
+
+    def __init__(self, system: _EngineSystem, weights: np.ndarray, response: np.ndarray):
+        self.system = system
+        self.weights = weights
+        self.response = response
+
+    def __call__(self) -> np.ndarray:
+        s = self.system
+        return s._solve(self.weights, self.response, s.zero_beta, covariance=True).vcov_unscaled
 
 
 class _DenseSteps:
@@ -579,13 +588,21 @@ class _DenseSteps:
             log_det = system.log_det(weights)
         except NotPositiveDefiniteError as exc:
             raise PirlsError("the weighted system is not positive definite") from exc
-        rows = system._scaled
+        return log_det, _DenseFixedCovariance(system, system._scaled, weights)
 
-        def fixed_cov() -> np.ndarray:
-            system.set_rows(rows)  # the solver may have moved on to another theta
-            return system.fixed_covariance(weights)
 
-        return log_det, fixed_cov
+class _DenseFixedCovariance:
+    """``(R_X' R_X)^-1`` at a mode by the lean dense solver, computed when called (the
+    solver may have moved on to another theta: its rows are set to the mode's again)."""
+
+    def __init__(self, system: DenseWeightedSystem, rows: ScaledRows, weights: np.ndarray):
+        self.system = system
+        self.rows = rows
+        self.weights = weights
+
+    def __call__(self) -> np.ndarray:
+        self.system.set_rows(self.rows)
+        return self.system.fixed_covariance(self.weights)
 
 
 def _finite_working(kernel: FamilyKernel, eta: np.ndarray, mu: np.ndarray):
