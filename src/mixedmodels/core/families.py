@@ -498,6 +498,37 @@ class _PoissonKernel(FamilyKernel):
         return self.weights * mu**2 / mu
 
 
+class _NewtonLogKernel(FamilyKernel):
+    """PIRLS functions of a family with Newton steps (:func:`_newton_working`): on the log
+    link ``d mu / d eta`` and ``d^2 mu / d eta^2`` are ``mu`` itself (all three are
+    ``max(exp(eta), eps)``), so the link is not evaluated twice more per step; the
+    expressions are :func:`_newton_working`'s, the numbers the same."""
+
+    def __init__(self, family: Family, y: np.ndarray, weights: np.ndarray):
+        super().__init__(family, y, weights)
+        self.log = isinstance(family.link, LogLink)
+
+    def working(self, eta, mu):
+        if not self.log:
+            return super().working(eta, mu)
+        family, y, weights = self.family, self.y, self.weights
+        d = d2 = mu
+        v = family.variance(mu)
+        fisher = weights * d**2 / v
+        dv = family.variance_derivative(mu)
+        if dv is None:
+            return fisher, (y - mu) / d
+        score = weights * (y - mu) * d / v
+        h = fisher - weights * (y - mu) * (d2 / v - d**2 * dv / v**2)
+        h = np.where(np.isfinite(h) & (h >= 1e-3 * fisher), h, fisher)
+        return h, score / h
+
+    def laplace_weights(self, eta, mu):
+        if not self.log:
+            return super().laplace_weights(eta, mu)
+        return self.weights * mu**2 / self.family.variance(mu)
+
+
 def _newton_working(
     family: Family, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -645,6 +676,11 @@ class _DispersionFamily(Family):
         """Newton steps (:func:`_newton_working`): the same mode as Fisher scoring in fewer
         steps (``laplace_weights`` stay lme4's expected information)."""
         return _newton_working(self, y, eta, mu, weights)
+
+    def kernel(self, y, weights):
+        """:class:`FamilyKernel` whose Newton weights on the log link take ``d mu / d eta``
+        and ``d^2 mu / d eta^2`` as ``mu`` (the same numbers)."""
+        return _NewtonLogKernel(self, y, weights)
 
     def start_mu(self, y, weights):
         """``y`` (R's ``mustart``)."""
@@ -840,6 +876,11 @@ class NegativeBinomial(_NegativeBinomialTerms, Family):
     def working(self, y, eta, mu, weights):
         """Newton steps (:func:`_newton_working`), as for the dispersion families."""
         return _newton_working(self, y, eta, mu, weights)
+
+    def kernel(self, y, weights):
+        """:class:`FamilyKernel` of the Newton steps on the log link (as the dispersion
+        families')."""
+        return _NewtonLogKernel(self, y, weights)
 
     def __eq__(self, other):
         return type(self) is type(other) and self.k == other.k  # type: ignore[attr-defined]
