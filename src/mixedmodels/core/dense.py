@@ -23,6 +23,9 @@ from mixedmodels.core.terms import lower_triangle_indices
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError, block_diagonal_to_dense
 
 MAX_DENSE_RANDOM_EFFECTS = 240
+# LAPACK routines looked up once (module level, so objects holding a DenseObjective pickle)
+_POTRF = sla.lapack.dpotrf
+_TRTRS = sla.lapack.dtrtrs
 
 
 def schur_factor(s: np.ndarray) -> np.ndarray:
@@ -101,8 +104,6 @@ class DenseObjective:
         self._entries = problem.lambda_entries  # theta -> lambda's lower triangles
         self.n_fixed = problem.n_fixed
         self._flat_lambda = self.rows * q + self.cols
-        self._potrf = sla.lapack.dpotrf
-        self._trtrs = sla.lapack.dtrtrs
         self._starts = starts
         self._gram_positions: list[np.ndarray] | None = None  # built on the first refresh
         # scalar terms and diagonal structures (a smooth's scaled identity): Lambda is
@@ -168,17 +169,17 @@ class DenseObjective:
         at that ``beta`` (engine order, level-major).
         """
         m, scaled_zax = self._congruence(theta)
-        low, info = self._potrf(m, lower=1, clean=1, overwrite_a=1)
+        low, info = _POTRF(m, lower=1, clean=1, overwrite_a=1)
         if info != 0:
             raise NotPositiveDefiniteError
-        c, info = self._trtrs(low, scaled_zax, lower=1)
+        c, info = _TRTRS(low, scaled_zax, lower=1)
         r = schur_factor(self.axx - c.T @ c)
         p = self.n_fixed
         if beta is None:
             lxx, ly = r[:p, :p], r[-1, :p]
             beta = sla.solve_triangular(lxx, ly, lower=True, trans=1) if p else np.zeros(0)
         rhs = c[:, -1] - c[:, :p] @ beta
-        u, _ = self._trtrs(low, rhs, lower=1, trans=1)
+        u, _ = _TRTRS(low, rhs, lower=1, trans=1)
         ld_z = 2.0 * float(np.log(low.diagonal()).sum())
         return ld_z, r, float(r[-1, -1] ** 2), np.asarray(beta, dtype=float), u
 
@@ -210,9 +211,9 @@ class DenseObjective:
         """``log |L_Z|^2`` and the lower Cholesky factor ``R`` of the ``[X y]`` Schur
         complement at ``theta`` (``R[-1, -1] = 0`` for an exact fit)."""
         m, scaled_zax = self._congruence(theta)
-        low, info = self._potrf(m, lower=1, clean=0, overwrite_a=1)
+        low, info = _POTRF(m, lower=1, clean=0, overwrite_a=1)
         if info != 0:
             raise NotPositiveDefiniteError
-        c, info = self._trtrs(low, scaled_zax, lower=1)
+        c, info = _TRTRS(low, scaled_zax, lower=1)
         r = schur_factor(self.axx - c.T @ c)
         return 2.0 * float(np.log(low.diagonal()).sum()), r

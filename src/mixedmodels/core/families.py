@@ -311,6 +311,12 @@ class Family(ABC):
         d = self.link.mu_eta(eta)
         return weights * d**2 / self.variance(mu)
 
+    def kernel(self, y: np.ndarray, weights: np.ndarray) -> FamilyKernel:
+        """The functions PIRLS calls at every trial point and scoring step, bound to the
+        response ``y`` and the prior ``weights`` (what does not depend on the mean is
+        computed once here).  The values are those of the family's methods."""
+        return FamilyKernel(self, y, weights)
+
     #: names of the family's own parameters, estimated with beta (none for lme4's)
     extra_names: ClassVar[tuple[str, ...]] = ()
     #: whether vcov(beta) comes from the Hessian in all parameters, the family's own
@@ -389,6 +395,140 @@ class Family(ABC):
         return f"{self.r_name or self.name}  ( {self.link.name} )"
 
 
+class FamilyKernel:
+    """A family's PIRLS functions bound to one response and its prior weights.
+
+    PIRLS evaluates the deviance at every trial point and the working weights at every
+    scoring step of every Laplace evaluation; a kernel holds the response, the weights and
+    whatever the family precomputes from them, so each call is the arithmetic alone.  This
+    generic kernel calls the family's methods; families override :meth:`Family.kernel`
+    with kernels that give the same values with less work.
+
+    Parameters
+    ----------
+    family : Family
+    y, weights : ndarray (n,)
+    """
+
+    def __init__(self, family: Family, y: np.ndarray, weights: np.ndarray):
+        self.family = family
+        self.link = family.link
+        self.y = y
+        self.weights = weights
+
+    def inverse(self, eta: np.ndarray) -> np.ndarray:
+        """The mean ``g^-1(eta)``."""
+        return self.link.inverse(eta)
+
+    def deviance(self, eta: np.ndarray, mu: np.ndarray) -> float:
+        """``sum_i d_i(y_i, mu_i)``."""
+        return float(np.sum(self.family.unit_deviance_at(self.y, eta, mu, self.weights)))
+
+    def working(self, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One scoring step's weights and working residuals (:meth:`Family.working`)."""
+        return self.family.working(self.y, eta, mu, self.weights)
+
+    def laplace_weights(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """The weights of ``log |L|^2`` at the mode (:meth:`Family.laplace_weights`)."""
+        return self.family.laplace_weights(self.y, eta, mu, self.weights)
+
+    def objective_term(self, mu: np.ndarray, deviance: float) -> float:
+        """The data term of the Laplace deviance (:meth:`Family.objective_term`)."""
+        return self.family.objective_term(self.y, mu, self.weights, deviance)
+
+
+class _BinomialKernel(FamilyKernel):
+    """The binomial's PIRLS functions: the values of :class:`Binomial`'s methods, with
+    whether the response is binary decided once, and on the logit link ``d mu / d eta``
+    taken as ``V(mu) = max(mu (1 - mu), eps)`` (the same number: ``mu`` is ``expit(eta)``
+    clipped to ``[eps, 1 - eps]``, where ``expit(eta) (1 - expit(eta))`` is below eps)."""
+
+    def __init__(self, family: Family, y: np.ndarray, weights: np.ndarray):
+        super().__init__(family, y, weights)
+        self.binary = bool(np.all((y == 0.0) | (y == 1.0)))
+        self.ones = y == 1.0
+        self.failures = 1 - y
+        self.twice_weights = 2 * weights
+        self.logit = isinstance(family.link, LogitLink)
+
+    def deviance(self, eta, mu):
+        if self.binary:
+            return float(
+                np.sum(-2.0 * self.weights * np.log(np.where(self.ones, mu, 1.0 - mu)))
+            )
+        y, f = self.y, self.failures
+        terms = special.xlogy(y, y / mu) + special.xlogy(f, f / (1 - mu))
+        return float(np.sum(self.twice_weights * terms))
+
+    def working(self, eta, mu):
+        if not self.logit:
+            return super().working(eta, mu)
+        v = np.maximum(mu * (1 - mu), _EPS)
+        return self.weights * v**2 / v, (self.y - mu) / v
+
+    def laplace_weights(self, eta, mu):
+        if not self.logit:
+            return super().laplace_weights(eta, mu)
+        v = np.maximum(mu * (1 - mu), _EPS)
+        return self.weights * v**2 / v
+
+
+class _PoissonKernel(FamilyKernel):
+    """The Poisson's PIRLS functions: the values of :class:`Poisson`'s methods, and on the
+    log link ``d mu / d eta`` taken as ``mu`` (the same number: both are ``max(exp(eta),
+    eps)``)."""
+
+    def __init__(self, family: Family, y: np.ndarray, weights: np.ndarray):
+        super().__init__(family, y, weights)
+        self.twice_weights = 2 * weights
+        self.log = isinstance(family.link, LogLink)
+
+    def deviance(self, eta, mu):
+        y = self.y
+        return float(np.sum(self.twice_weights * (special.xlogy(y, y / mu) - (y - mu))))
+
+    def working(self, eta, mu):
+        if not self.log:
+            return super().working(eta, mu)
+        return self.weights * mu**2 / mu, (self.y - mu) / mu
+
+    def laplace_weights(self, eta, mu):
+        if not self.log:
+            return super().laplace_weights(eta, mu)
+        return self.weights * mu**2 / mu
+
+
+class _NewtonLogKernel(FamilyKernel):
+    """PIRLS functions of a family with Newton steps (:func:`_newton_working`): on the log
+    link ``d mu / d eta`` and ``d^2 mu / d eta^2`` are ``mu`` itself (all three are
+    ``max(exp(eta), eps)``), so the link is not evaluated twice more per step; the
+    expressions are :func:`_newton_working`'s, the numbers the same."""
+
+    def __init__(self, family: Family, y: np.ndarray, weights: np.ndarray):
+        super().__init__(family, y, weights)
+        self.log = isinstance(family.link, LogLink)
+
+    def working(self, eta, mu):
+        if not self.log:
+            return super().working(eta, mu)
+        family, y, weights = self.family, self.y, self.weights
+        d = d2 = mu
+        v = family.variance(mu)
+        fisher = weights * d**2 / v
+        dv = family.variance_derivative(mu)
+        if dv is None:
+            return fisher, (y - mu) / d
+        score = weights * (y - mu) * d / v
+        h = fisher - weights * (y - mu) * (d2 / v - d**2 * dv / v**2)
+        h = np.where(np.isfinite(h) & (h >= 1e-3 * fisher), h, fisher)
+        return h, score / h
+
+    def laplace_weights(self, eta, mu):
+        if not self.log:
+            return super().laplace_weights(eta, mu)
+        return self.weights * mu**2 / self.family.variance(mu)
+
+
 def _newton_working(
     family: Family, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -433,6 +573,11 @@ class Binomial(Family):
             # calls (the 100,000-row binary fit evaluates this 400 times: 4.3 -> 2.0 ms)
             return -2.0 * weights * np.log(np.where(y == 1.0, mu, 1.0 - mu))
         return 2 * weights * (special.xlogy(y, y / mu) + special.xlogy(1 - y, (1 - y) / (1 - mu)))
+
+    def kernel(self, y, weights):
+        """:class:`FamilyKernel` with the binary test done once and, on the logit link,
+        the working weights from ``V(mu)`` alone (``d mu / d eta = V(mu)`` there)."""
+        return _BinomialKernel(self, y, weights)
 
     def log_density(self, y, mu, weights):
         """``log dbinom(round(w y), round(w), mu)``."""
@@ -499,6 +644,11 @@ class Poisson(_PoissonResponse, Family):
     def unit_deviance(self, y, mu, weights):
         return 2 * weights * (special.xlogy(y, y / mu) - (y - mu))
 
+    def kernel(self, y, weights):
+        """:class:`FamilyKernel` whose deviance and, on the log link, working weights skip
+        the method calls (``d mu / d eta = mu`` there)."""
+        return _PoissonKernel(self, y, weights)
+
     def log_density(self, y, mu, weights):
         return weights * stats.poisson.logpmf(y, mu)
 
@@ -526,6 +676,11 @@ class _DispersionFamily(Family):
         """Newton steps (:func:`_newton_working`): the same mode as Fisher scoring in fewer
         steps (``laplace_weights`` stay lme4's expected information)."""
         return _newton_working(self, y, eta, mu, weights)
+
+    def kernel(self, y, weights):
+        """:class:`FamilyKernel` whose Newton weights on the log link take ``d mu / d eta``
+        and ``d^2 mu / d eta^2`` as ``mu`` (the same numbers)."""
+        return _NewtonLogKernel(self, y, weights)
 
     def start_mu(self, y, weights):
         """``y`` (R's ``mustart``)."""
@@ -721,6 +876,11 @@ class NegativeBinomial(_NegativeBinomialTerms, Family):
     def working(self, y, eta, mu, weights):
         """Newton steps (:func:`_newton_working`), as for the dispersion families."""
         return _newton_working(self, y, eta, mu, weights)
+
+    def kernel(self, y, weights):
+        """:class:`FamilyKernel` of the Newton steps on the log link (as the dispersion
+        families')."""
+        return _NewtonLogKernel(self, y, weights)
 
     def __eq__(self, other):
         return type(self) is type(other) and self.k == other.k  # type: ignore[attr-defined]

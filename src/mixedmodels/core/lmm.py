@@ -416,7 +416,11 @@ class LmmProblem:
 
     # ----------------------------------------------------------------- solution
     def solve(
-        self, theta: np.ndarray, beta: np.ndarray | None = None, objective: bool = True
+        self,
+        theta: np.ndarray,
+        beta: np.ndarray | None = None,
+        objective: bool = True,
+        covariance: bool = True,
     ) -> Solution:
         """beta, u, b, sigma and (R_X'R_X)^-1 at ``theta``.
 
@@ -424,19 +428,25 @@ class LmmProblem:
         same factor by other sums).  With ``beta`` given, ``u`` and ``b`` are the
         conditional modes at that ``beta`` (which is returned as given).  With
         ``objective=False`` the solution's objective is NaN (not computed: a GLMM's
-        scoring step needs the modes and ``log |L_Z|^2`` only, not ``sum log w``).
+        scoring step needs the modes and ``log |L_Z|^2`` only, not ``sum log w``).  With
+        ``covariance=False`` its ``vcov_unscaled`` is NaN (not computed: nor do the scoring
+        steps need ``(R_X' R_X)^-1``).
         """
         theta = np.asarray(theta, dtype=float)
         beta_rel = None if beta is None else np.asarray(beta, dtype=float) - self.beta_shift
         if self.dense_objective is not None:
             with single_threaded_blas():  # q <= 240: hand-offs to a second thread cost more
-                return self._solve_dense(theta, beta_rel, objective)
+                return self._solve_dense(theta, beta_rel, objective, covariance)
         if len(self.engine_blocks) > 1 and self.crossed_objective() is not None:
-            return self._solve_crossed(theta, beta_rel, objective)
-        return self._solve_blocked(theta, beta_rel, objective)
+            return self._solve_crossed(theta, beta_rel, objective, covariance)
+        return self._solve_blocked(theta, beta_rel, objective, covariance)
 
     def _solve_blocked(
-        self, theta: np.ndarray, beta_rel: np.ndarray | None, objective: bool = True
+        self,
+        theta: np.ndarray,
+        beta_rel: np.ndarray | None,
+        objective: bool = True,
+        covariance: bool = True,
     ) -> Solution:
         factor = self.factorize(theta)
         p = self.n_fixed
@@ -453,7 +463,7 @@ class LmmProblem:
             u[k] = bl.solve_lower_transposed(factor.diagonal[k], rhs[:, None])[:, 0]
         pwrss = factor.pwrss()
         sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
-        vcov_unscaled = _unscaled_vcov(lxx)
+        vcov_unscaled = _unscaled_vcov(lxx) if covariance else _not_computed(p)
         u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         for e, pub in enumerate(self.order):
@@ -474,12 +484,16 @@ class LmmProblem:
         )
 
     def _solve_dense(
-        self, theta: np.ndarray, beta_rel: np.ndarray | None, objective: bool = True
+        self,
+        theta: np.ndarray,
+        beta_rel: np.ndarray | None,
+        objective: bool = True,
+        covariance: bool = True,
     ) -> Solution:
         ld_z, r, pwrss, beta_rel, u = self.dense_objective.solve(theta, beta_rel)
         p = self.n_fixed
         sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
-        vcov_unscaled = _unscaled_vcov(r[:p, :p])
+        vcov_unscaled = _unscaled_vcov(r[:p, :p]) if covariance else _not_computed(p)
         n_blocks = len(self.engine_blocks)
         u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
@@ -505,7 +519,11 @@ class LmmProblem:
         )
 
     def _solve_crossed(
-        self, theta: np.ndarray, beta_rel: np.ndarray | None = None, objective: bool = True
+        self,
+        theta: np.ndarray,
+        beta_rel: np.ndarray | None = None,
+        objective: bool = True,
+        covariance: bool = True,
     ) -> Solution:
         crossed = self._crossed
         sol = crossed.solve(theta, beta_rel)
@@ -513,7 +531,7 @@ class LmmProblem:
         p = self.n_fixed
         pwrss = f.pwrss
         sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
-        vcov_unscaled = _unscaled_vcov(f.xy_xy[:p, :p])
+        vcov_unscaled = _unscaled_vcov(f.xy_xy[:p, :p]) if covariance else _not_computed(p)
         n_blocks = len(self.engine_blocks)
         u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
@@ -724,6 +742,11 @@ def _log_weights(weights: np.ndarray | None) -> float:
         return 0.0
     with np.errstate(divide="ignore"):
         return float(np.log(weights).sum())
+
+
+def _not_computed(p: int) -> np.ndarray:
+    """A NaN ``(p, p)`` in place of a covariance that was not asked for."""
+    return np.full((p, p), np.nan)
 
 
 def _unscaled_vcov(lxx: np.ndarray) -> np.ndarray:

@@ -23,13 +23,22 @@ involve ``phi``, and the random effects ``u`` are not scaled by it.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
-from mixedmodels.core.families import Family
+from mixedmodels.core.dense import MAX_DENSE_RANDOM_EFFECTS
+from mixedmodels.core.families import Family, FamilyKernel
 from mixedmodels.core.lmm import LmmProblem
+from mixedmodels.core.pirls_dense import (
+    MAX_ROW_PRODUCTS,
+    DenseWeightedSystem,
+    ScaledRows,
+    ZRows,
+)
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 
@@ -43,6 +52,15 @@ U_TOLERANCE = 1e-10  # largest change of u at convergence, where the objective n
 #: penalized deviance's Hessian is at least ``2 I`` in u, so u is then within ``sqrt(q)``
 #: times this of the mode and the deviance within its square of the minimum
 GRADIENT_TOLERANCE = 1e-11
+#: largest ``l N^2`` (levels of the eliminated term times the square of the rest's system
+#: size) for which the lean dense solver eliminates a term: the Schur complement's product
+#: costs that many multiply-adds per scoring step
+MAX_ELIMINATION_FLOPS = 3e7
+#: fewest levels of a scalar term the lean dense solver eliminates before the dense
+#: factorization (below it the whole system's factorization is cheaper: cbpp's 15 levels
+#: take 22 us a step on the whole system, 42 us eliminated; grouseticks' 118 BROODs 289 us
+#: on the whole q = 181 system, 107 us eliminated)
+ELIMINATE_LEVELS = 64
 
 
 class PirlsError(ArithmeticError):
@@ -67,8 +85,10 @@ class ConditionalMode:
     weights : ndarray (n,)
         GLM weights ``w (d mu / d eta)^2 / V(mu)`` at the mode (the weighted least-squares
         problem with them has ``Var(b | y)`` as its conditional covariance at sigma 1).
-    unscaled_fixed_cov : ndarray (p, p)
-        ``(R_X' R_X)^-1`` of the weighted system (the conditional covariance of beta).
+    fixed_cov : callable
+        Computes ``(R_X' R_X)^-1`` of the weighted system at the mode (the conditional
+        covariance of beta) when :attr:`unscaled_fixed_cov` is first read: most Laplace
+        evaluations never need it.
     data_term : float
         The data term of the Laplace deviance (the family's ``objective_term``): the
         deviance for families without a dispersion parameter, R's ``aic`` (with the
@@ -82,8 +102,13 @@ class ConditionalMode:
     deviance: float
     log_det: float
     weights: np.ndarray
-    unscaled_fixed_cov: np.ndarray
-    data_term: float
+    fixed_cov: Callable[[], np.ndarray] = field(repr=False, compare=False)
+    data_term: float = np.nan
+
+    @cached_property
+    def unscaled_fixed_cov(self) -> np.ndarray:
+        """``(R_X' R_X)^-1`` of the weighted system at the mode (p, p)."""
+        return self.fixed_cov()
 
     @property
     def laplace(self) -> float:
@@ -130,6 +155,11 @@ class GlmmProblem:
         self.q = self.Z.shape[1]
         self._theta_sizes = [b.n_theta for b in blocks]
         self._lmm: LmmProblem | None = None  # the reweightable LMM of the scoring steps
+        self._rows: ZRows | None = None  # Z by rows (built on first use)
+        # the lean dense solver of the scoring steps (False: not decided yet; None: the
+        # model is too large for it and the LMM engine solves)
+        self._dense: DenseWeightedSystem | None | bool = False
+        self._kernel: FamilyKernel | None = None  # the family's functions bound to y, w
 
     @property
     def n_theta(self) -> int:
@@ -211,23 +241,32 @@ class GlmmProblem:
         PirlsError
             When no step decreases the penalized deviance from the start.
         """
-        fam, link = self.family, self.family.link
+        # a trial point far out (a huge linear predictor) may overflow: its deviance is then
+        # inf, which the start check and the step halving reject, and its working weights
+        # are checked before they reach a factorization
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._pirls(theta, beta, u_start, update_beta, guess)
+
+    def _pirls(self, theta, beta, u_start, update_beta: bool, guess) -> ConditionalMode:
+        """:meth:`mode`'s iterations (floating-point overflow warnings off)."""
+        fam = self.family
+        kernel = self.family_kernel()
         theta = np.asarray(theta, dtype=float)
         lambdas = self.lambdas(theta)
         beta = np.asarray(beta, dtype=float).copy()
         u = np.zeros(self.q) if u_start is None else np.asarray(u_start, dtype=float).copy()
-        system = self._system(theta, lambdas)
+        rows = self.z_rows().scaled(lambdas)
+        system = self._system(theta, lambdas, rows)
+        # with beta held, X beta (and the offset) is the same at every trial point
+        fixed = None if update_beta else self.offset + self.X @ beta
+        offset, X = self.offset, self.X
 
         def state(beta_: np.ndarray, u_: np.ndarray):
-            # a trial point far out (a huge linear predictor) may overflow: its deviance is
-            # then inf, which the start check and the step halving below reject
-            with np.errstate(over="ignore", invalid="ignore"):
-                eta_ = self.offset + self.X @ beta_ + self.Z @ self.scale(lambdas, u_)
-                mu_ = link.inverse(eta_)
-                dev_ = float(
-                    np.sum(fam.unit_deviance_at(self.y, eta_, mu_, self.prior_weights))
-                )
-                return eta_, mu_, dev_, dev_ + float(u_ @ u_)
+            eta_ = rows.times(u_)
+            eta_ += fixed if fixed is not None else offset + X @ beta_
+            mu_ = kernel.inverse(eta_)
+            dev_ = kernel.deviance(eta_, mu_)
+            return eta_, mu_, dev_, dev_ + float(u_ @ u_)
 
         # families with a dispersion: lme4's data term (R's aic, through log(deviance)) is
         # not stationary at the mode, so its error is first order in u's: converge u itself
@@ -245,26 +284,30 @@ class GlmmProblem:
         if not np.isfinite(pdev):
             raise PirlsError("penalized deviance is not finite at the start")
         for _ in range(MAX_ITERATIONS):
-            weights, resid = _finite_working(fam, self.y, eta, mu, self.prior_weights)
-            if self._stationary(weights * resid, u, lambdas, update_beta):
+            weights, resid = _finite_working(kernel, eta, mu)
+            score = weights * resid
+            if self._stationary(score, u, lambdas, update_beta, rows=rows):
                 break  # the confirming scoring step would not move u (a solve saved)
-            base = eta - self.offset if update_beta else eta - self.offset - self.X @ beta
+            base = eta - offset if update_beta else eta - fixed
             try:
-                new_u, new_beta = system.step(weights, base + resid, update_beta)
+                new_u, new_beta = system.step(weights, base, resid, update_beta, u, beta)
             except PirlsError:
-                if np.all(weights > 0):
+                if (weights > 0).all():
                     raise
                 # exact Newton weights (a zero-inflated row's curvature can be negative)
                 # whose system is not positive definite: floor them (same gradient)
                 floor = 1e-6 * float(np.max(np.abs(weights))) + 1e-300
                 safe = np.maximum(weights, floor)
-                new_u, new_beta = system.step(safe, base + weights * resid / safe, update_beta)
+                new_u, new_beta = system.step(safe, base, score / safe, update_beta, u, beta)
             if not update_beta:
                 new_beta = beta
             step = 1.0
             for _ in range(MAX_HALVINGS):
-                try_beta = beta + step * (new_beta - beta)
-                try_u = u + step * (new_u - u)
+                if step == 1.0:
+                    try_beta, try_u = new_beta, new_u
+                else:
+                    try_beta = beta + step * (new_beta - beta)
+                    try_u = u + step * (new_u - u)
                 t_eta, t_mu, t_dev, t_pdev = state(try_beta, try_u)
                 if np.isfinite(t_pdev) and t_pdev <= pdev + 1e-12 * abs(pdev):
                     break
@@ -272,35 +315,53 @@ class GlmmProblem:
             else:
                 break  # no decrease: the current point is the mode to working precision
             change = pdev - t_pdev
-            moved = float(np.max(np.abs(try_u - u), initial=0.0))
+            moved = float(np.max(np.abs(try_u - u), initial=0.0)) if exact_u else 0.0
             beta, u, eta, mu, dev, pdev = try_beta, try_u, t_eta, t_mu, t_dev, t_pdev
             if change < TOLERANCE * (abs(pdev) + 1.0) and (not exact_u or moved < U_TOLERANCE):
                 break
-        with np.errstate(over="ignore", invalid="ignore"):
-            weights = self._glm_weights(eta, mu)
-        if not np.all(np.isfinite(weights)):
+        weights = kernel.laplace_weights(eta, mu)
+        if not np.isfinite(weights).all():
             raise PirlsError("the weights at the mode are not finite (the mean overflows)")
-        log_det, unscaled = system.at_mode(weights)
-        term = fam.objective_term(self.y, mu, self.prior_weights, dev)
+        log_det, fixed_cov = system.at_mode(weights)
+        term = kernel.objective_term(mu, dev)
         if not np.isfinite(term):
             raise PirlsError("the family's log density is not finite at the mode")
-        return ConditionalMode(beta, u, eta, mu, dev, log_det, weights, unscaled, term)
+        return ConditionalMode(beta, u, eta, mu, dev, log_det, weights, fixed_cov, term)
 
     def _stationary(
-        self, score: np.ndarray, u: np.ndarray, lambdas: list[np.ndarray], update_beta: bool
+        self,
+        score: np.ndarray,
+        u: np.ndarray,
+        lambdas: list[np.ndarray],
+        update_beta: bool,
+        rows: ScaledRows | None = None,
     ) -> bool:
         """Whether the gradient of half the penalized deviance at ``u`` (and in beta with
         ``update_beta``) is below :data:`GRADIENT_TOLERANCE` in every element; ``score``
         holds the rows' ``-1/2 d d_i / d eta`` (a scoring step's weights times its working
-        residuals)."""
-        if not np.all(np.isfinite(score)):
+        residuals).  ``rows`` are ``Z Lambda``'s (from ``lambdas`` when not given)."""
+        if not np.isfinite(score).all():
             return False
-        grad_u = u - self.scale(lambdas, self.Zt @ score, transpose=True)
+        if rows is None:
+            rows = self.z_rows().scaled(lambdas)
+        grad_u = u - rows.transpose_times(score)
         if float(np.max(np.abs(grad_u), initial=0.0)) >= GRADIENT_TOLERANCE:
             return False
         if update_beta and self.X.shape[1]:
             return float(np.max(np.abs(self.X.T @ score))) < GRADIENT_TOLERANCE
         return True
+
+    def z_rows(self) -> ZRows:
+        """``Z`` stored by rows (built on first use)."""
+        if self._rows is None:
+            self._rows = ZRows(self.blocks)
+        return self._rows
+
+    def family_kernel(self) -> FamilyKernel:
+        """The family's PIRLS functions bound to this response and its prior weights."""
+        if self._kernel is None:
+            self._kernel = self.family.kernel(self.y, self.prior_weights)
+        return self._kernel
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         """Each term's ``p x p`` lower-triangular ``lambda``."""
@@ -326,14 +387,48 @@ class GlmmProblem:
             start += block.size
         return out
 
-    def _system(self, theta: np.ndarray, lambdas: list[np.ndarray]):
-        """The solver of one scoring step's penalized weighted least squares: the model's
-        one reweightable LMM (built on first use, its structure kept for the whole fit)."""
+    def _system(self, theta: np.ndarray, lambdas: list[np.ndarray], rows: ScaledRows):
+        """The solver of one scoring step's penalized weighted least squares: the lean dense
+        solver of :mod:`mixedmodels.core.pirls_dense` where it applies
+        (:meth:`_dense_system`), else the model's one reweightable LMM (built on first use,
+        its structure kept for the whole fit)."""
+        if self._dense is False:
+            self._dense = self._dense_system()
+        if self._dense is not None:
+            self._dense.set_rows(rows)
+            return _DenseSteps(self._dense)
         if self._lmm is None:
             self._lmm = LmmProblem(
                 self.blocks, self.X, self.y, self.prior_weights, reml=False, reweightable=True
             )
         return _EngineSystem(self, self._lmm, theta)
+
+    def _dense_system(self) -> DenseWeightedSystem | None:
+        """The lean dense solver for this model, or None where the LMM engine is better.
+
+        The scalar term with the most levels is eliminated first when it has at least
+        :data:`ELIMINATE_LEVELS` levels and the other terms leave at most 240 random effects
+        (unless each of its levels has one row, the Schur complement's product ``l N^2``
+        must also stay below :data:`MAX_ELIMINATION_FLOPS`); otherwise models with ``q <=
+        240`` (the LMM's dense size) are solved on the whole dense system, larger ones by
+        the engine.  None as well when the stored row positions would exceed
+        :data:`~mixedmodels.core.pirls_dense.MAX_ROW_PRODUCTS`."""
+        rows = self.z_rows()
+        eliminate = None
+        scalar = [k for k in rows.sparse_terms if self.blocks[k].p == 1]
+        if scalar:
+            k = max(scalar, key=lambda j: self.blocks[j].n_levels)
+            levels = self.blocks[k].n_levels
+            rest = self.q - levels
+            if levels >= ELIMINATE_LEVELS and rest <= MAX_DENSE_RANDOM_EFFECTS:
+                one_row = bool(np.all(np.bincount(self.blocks[k].codes, minlength=levels) == 1))
+                size = rest + self.n_fixed + 1
+                if one_row or levels * size * size <= MAX_ELIMINATION_FLOPS:
+                    eliminate = k
+        if eliminate is None and self.q > MAX_DENSE_RANDOM_EFFECTS:
+            return None
+        system = DenseWeightedSystem(rows, self.X, eliminate=eliminate)
+        return system if system.n_entries <= MAX_ROW_PRODUCTS else None
 
     def quadrature_deviance(
         self, theta: np.ndarray, beta: np.ndarray, n_agq: int, u_start=None
@@ -395,6 +490,7 @@ class GlmmProblem:
         own parameters): shares ``Z`` and the precomputed pairs."""
         other = copy.copy(self)
         other.family = family
+        other._kernel = None
         return other
 
 
@@ -428,33 +524,93 @@ class _EngineSystem:
         self.zero_beta = np.zeros(problem.n_fixed)
         self.response = problem.y
 
-    def _solve(self, weights, work, beta):
+    def _solve(self, weights, work, beta, covariance: bool = False):
         self.response = work
         try:
             self.lmm.reweight(weights, work)
-            return self.lmm.solve(self.theta, beta, objective=False)
+            return self.lmm.solve(self.theta, beta, objective=False, covariance=covariance)
         except NotPositiveDefiniteError as exc:
             raise PirlsError("the weighted system is not positive definite") from exc
 
-    def step(self, weights, work, update_beta: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def step(
+        self, weights, base, resid, update_beta: bool, u, beta
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The scoring step from ``(u, beta)``: the LMM on the working response ``base +
+        resid`` (``base`` the current linear predictor without the offset, and without
+        ``X beta`` unless beta is updated)."""
+        work = base + resid
         solution = self._solve(weights, work, None if update_beta else self.zero_beta)
         new_u = np.concatenate([part.ravel() for part in solution.u])
         return new_u, (solution.beta if update_beta else None)
 
-    def at_mode(self, weights) -> tuple[float, np.ndarray]:
-        solution = self._solve(weights, self.response, self.zero_beta)
-        return solution.log_det_random, solution.vcov_unscaled
+    def at_mode(self, weights) -> tuple[float, Callable[[], np.ndarray]]:
+        response = self.response
+        solution = self._solve(weights, response, self.zero_beta)
+        return solution.log_det_random, _EngineFixedCovariance(self, weights, response)
 
 
-def _finite_working(
-    family, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, prior_weights: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The family's working weights and residuals at ``eta``, or :class:`PirlsError` where
-    they overflow (a mean near the largest float: ``w (d mu / d eta)^2 / V(mu)`` is not
-    representable), so nothing non-finite reaches the factorization and the optimizer
-    sees an infinite deviance at that point."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        weights, resid = family.working(y, eta, mu, prior_weights)
-    if not (np.all(np.isfinite(weights)) and np.all(np.isfinite(resid))):
+class _EngineFixedCovariance:
+    """``(R_X' R_X)^-1`` at a mode by the LMM engine, computed when called (the LMM may
+    have been reweighted since: it is reweighted at the mode's weights again)."""
+
+    def __init__(self, system: _EngineSystem, weights: np.ndarray, response: np.ndarray):
+        self.system = system
+        self.weights = weights
+        self.response = response
+
+    def __call__(self) -> np.ndarray:
+        s = self.system
+        return s._solve(self.weights, self.response, s.zero_beta, covariance=True).vcov_unscaled
+
+
+class _DenseSteps:
+    """A scoring step by the lean dense solver (:class:`DenseWeightedSystem`), with the
+    interface of :class:`_EngineSystem`; ``(R_X' R_X)^-1`` at the mode is computed only
+    when asked for."""
+
+    def __init__(self, system: DenseWeightedSystem):
+        self.system = system
+
+    def step(
+        self, weights, base, resid, update_beta: bool, u, beta
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The scoring step from ``(u, beta)`` in increment form (the working residuals
+        ``resid`` as the response, ``u`` subtracted from the right-hand side)."""
+        try:
+            du, dbeta, _ = self.system.step(weights, resid, update_beta, current=u)
+        except NotPositiveDefiniteError as exc:
+            raise PirlsError("the weighted system is not positive definite") from exc
+        return u + du, (beta + dbeta if update_beta else None)
+
+    def at_mode(self, weights) -> tuple[float, Callable[[], np.ndarray]]:
+        system = self.system
+        try:
+            log_det = system.log_det(weights)
+        except NotPositiveDefiniteError as exc:
+            raise PirlsError("the weighted system is not positive definite") from exc
+        return log_det, _DenseFixedCovariance(system, system._scaled, weights)
+
+
+class _DenseFixedCovariance:
+    """``(R_X' R_X)^-1`` at a mode by the lean dense solver, computed when called (the
+    solver may have moved on to another theta: its rows are set to the mode's again)."""
+
+    def __init__(self, system: DenseWeightedSystem, rows: ScaledRows, weights: np.ndarray):
+        self.system = system
+        self.rows = rows
+        self.weights = weights
+
+    def __call__(self) -> np.ndarray:
+        self.system.set_rows(self.rows)
+        return self.system.fixed_covariance(self.weights)
+
+
+def _finite_working(kernel: FamilyKernel, eta: np.ndarray, mu: np.ndarray):
+    """The family's working weights and residuals at ``eta`` (called with overflow
+    warnings off), or :class:`PirlsError` where they overflow (a mean near the largest
+    float: ``w (d mu / d eta)^2 / V(mu)`` is not representable), so nothing non-finite
+    reaches the factorization and the optimizer sees an infinite deviance at that point."""
+    weights, resid = kernel.working(eta, mu)
+    if not (np.isfinite(weights).all() and np.isfinite(resid).all()):
         raise PirlsError("the working weights are not finite (the mean overflows)")
     return weights, resid
