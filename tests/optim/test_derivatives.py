@@ -36,10 +36,13 @@ def test_pairwise_and_extrapolated_hessians_agree():
     np.testing.assert_allclose(hessian_by_pairs(_f, x, steps), extrapolated, atol=1e-5)
 
 
-def _gradient_of_last(x: np.ndarray, k: int) -> np.ndarray:
+def _full_gradient(x: np.ndarray) -> np.ndarray:
     e, s, c = np.exp(x[0]), np.sin(x[1]), np.cos(x[1])
-    full = np.array([e * s + x[2] ** 2, e * c + x[1], 2 * x[0] * x[2]])
-    return full[k:]
+    return np.array([e * s + x[2] ** 2, e * c + x[1], 2 * x[0] * x[2]])
+
+
+def _gradient_of_last(x: np.ndarray, k: int) -> np.ndarray:
+    return _full_gradient(x)[k:]
 
 
 def test_hessian_from_a_partial_gradient_matches_the_closed_form():
@@ -61,7 +64,8 @@ def test_hessian_from_a_partial_gradient_matches_the_closed_form():
             calls[0] += 1
             return _f(z)
 
-        hess = hessian_by_gradient(both, value, x, steps, k, _f(x))
+        hess, grad = hessian_by_gradient(both, value, x, steps, k, _f(x))
         np.testing.assert_allclose(hess, _exact_hessian(x), atol=1e-5)
+        np.testing.assert_allclose(grad, _full_gradient(x)[:k], atol=1e-6)
         np.testing.assert_array_equal(hess, hess.T)
         assert calls[0] == 2 * x.size + k * (k - 1)

@@ -126,8 +126,9 @@ def hessian_by_gradient(
     steps: np.ndarray,
     k: int,
     f0: float,
-) -> np.ndarray:
-    """Hessian of ``f`` from its gradient in the coordinates ``x[k:]`` and values:
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hessian of ``f`` from its gradient in the coordinates ``x[k:]`` and values, and the
+    gradient in ``x[:k]`` by central differences of the same values:
 
     - every row's entries in the columns ``k:`` by central differences of that gradient
       along the row's coordinate (``2n`` gradients), the block
@@ -139,6 +140,12 @@ def hessian_by_gradient(
     ``f(z)`` (used at the pair points, where no gradient is needed); ``f0 = f(x)``.  All
     differences are central (error ``O(h^2)``); ``1 + 2n + k (k - 1)`` points in all,
     against ``1 + 2n + n (n - 1)`` by values alone.
+
+    Returns
+    -------
+    hess : ndarray (n, n)
+    gradient : ndarray (k,)
+        ``(f(x + e_i) - f(x - e_i)) / (2 h_i)``, error ``O(h^2)``.
     """
     x = np.asarray(x, dtype=float)
     n = x.size
@@ -163,4 +170,4 @@ def hessian_by_gradient(
             both = value(x + e) + value(x - e)
             cross = both - plus[i] - plus[j] - minus[i] - minus[j] + 2 * f0
             hess[i, j] = hess[j, i] = cross / (2 * steps[i] * steps[j])
-    return hess
+    return hess, (plus - minus) / (2 * np.asarray(steps[:k], dtype=float))

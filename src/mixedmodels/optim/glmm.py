@@ -8,13 +8,18 @@
    at a deviance change of 1e-9 or a parameter change of 1e-8 (estimates then agree with
    lme4 run with converged PIRLS to ~1e-5).
 
+   For binomial and Poisson fits (whose Laplace deviance has an analytic gradient in beta,
+   optim/laplace_gradient.py) the stage starts from a Newton step in beta off the first
+   stage's optimum, with initial steps of the size of the distance left.
+
 ``vcov(beta)`` comes from the Hessian of the Laplace deviance in ``(theta, beta)``
 (``2 H^-1``, lme4's ``use.hessian = TRUE``), computed by central differences with PIRLS
-converged to 1e-12 (for binomial and Poisson fits the beta columns by differences of the
-analytic gradient in beta, optim/laplace_gradient.py: ``1 + 2(k + p) + k(k - 1)`` modes
-instead of ``1 + 2(k + p) + (k + p)(k + p - 1)``, the same Hessian to ~1e-6): lme4 1.1-31 differences a function whose PIRLS stops at a
+converged to 1e-12: lme4 1.1-31 differences a function whose PIRLS stops at a
 relative change of 1e-7, which biases its Hessian upwards (cbpp: standard errors 0.5-1.3%
-smaller than the Hessian of the same function evaluated tightly, which ours equal).
+smaller than the Hessian of the same function evaluated tightly, which ours equal).  For
+binomial and Poisson fits its beta columns come from differences of the analytic gradient
+(``1 + 2(k + p) + k(k - 1)`` modes instead of ``1 + 2(k + p) + (k + p)(k + p - 1)``; the
+same Hessian to ~1e-6).
 """
 
 from __future__ import annotations
@@ -158,6 +163,11 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
 
     u0 = first.u
     warm = {"u": u0}
+    beta_gradient = None
+    if n_agq == 1 and has_deviance_gradient(family) and not n_extra:
+        beta_gradient = BetaGradient(problem)
+        if not beta_gradient.usable():
+            beta_gradient = None
     modes = _ModePredictor()
 
     def at(x: np.ndarray) -> GlmmProblem:
@@ -211,9 +221,25 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
             return np.concatenate([z[:k], first.beta + whiten @ z[k : k + p], z[k + p :]])
 
         z0 = np.concatenate([theta, np.zeros(p), psi0])
-        step = np.concatenate(
-            [np.maximum(0.1 * np.abs(theta), 0.05), np.full(p, 0.5), np.full(n_extra, 0.3)]
-        )
+        if beta_gradient is not None:
+            # a Newton step in beta from the first stage's optimum, with the analytic
+            # gradient and the conditional Hessian 2 R_X'R_X: the Laplace stage then starts
+            # within ~0.03 standard errors of its optimum (0.17 from the first stage's
+            # beta on cbpp)
+            try:
+                g = beta_gradient(theta, first)
+                zb = np.linalg.solve(whiten, -0.5 * first.unscaled_fixed_cov @ g)
+            except np.linalg.LinAlgError:
+                zb = np.zeros(p)
+            if np.all(np.isfinite(zb)) and np.max(np.abs(zb), initial=0.0) < 3.0:
+                z0[k : k + p] = zb
+            # steps of the size of the remaining distance (measured <= 0.014 in theta,
+            # <= 0.03 standard errors in beta on the GLMM benchmarks)
+            step = np.concatenate([np.maximum(0.03 * np.abs(theta), 0.02), np.full(p, 0.1)])
+        else:
+            step = np.concatenate(
+                [np.maximum(0.1 * np.abs(theta), 0.05), np.full(p, 0.5), np.full(n_extra, 0.3)]
+            )
         ftol = 1e-9
 
     stage2 = minimize_bounded(
@@ -224,32 +250,36 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
         ftol_abs=ftol,
         xtol_abs=1e-8,
     )
+    evaluations += stage2.n_evaluations
+    converged = converged and stage2.converged
+    message = stage2.message
     x = to_x(stage2.x)
     x[:k] = _snap_to_boundary(lambda th: laplace(np.concatenate([th, x[k:]])), x[:k], lower)
     final = at(x)
     mode = final.mode(x[:k], x[k : k + p], u0)
 
-    near = _ModePredictor()
-    near.add(x, mode.u)
+    def near_modes(centre: np.ndarray, centre_mode: ConditionalMode):
+        """PIRLS near ``centre``: from its mode, or from the mode predicted by the points
+        evaluated already (x + e_i + e_j from x + e_i and x + e_j: second order)."""
+        near = _ModePredictor()
+        near.add(centre, centre_mode.u)
 
-    def mode_near_optimum(z: np.ndarray) -> ConditionalMode:
-        # PIRLS from the optimum's mode, or from the mode predicted by the points the
-        # Hessian evaluated already (x + e_i + e_j from x + e_i and x + e_j: second order)
-        guess = near.predict(z)
-        found = at(z).mode(
-            z[:k], z[k : k + p], mode.u, guess=None if guess is None else (None, guess)
-        )
-        near.add(z, found.u)
-        return found
+        def mode_near(z: np.ndarray) -> ConditionalMode:
+            guess = near.predict(z)
+            found = at(z).mode(
+                z[:k], z[k : k + p], centre_mode.u, guess=None if guess is None else (None, guess)
+            )
+            near.add(z, found.u)
+            return found
+
+        return mode_near
+
+    mode_near_optimum = near_modes(x, mode)
 
     def laplace_near_optimum(z: np.ndarray) -> float:
         if n_agq > 1:
             return problem.quadrature_deviance(z[:k], z[k:], n_agq, mode.u)[0]
         return mode_near_optimum(z).laplace
-
-    beta_gradient = None
-    if n_agq == 1 and has_deviance_gradient(problem.family):
-        beta_gradient = BetaGradient(problem)
 
     def laplace_and_gradient(z: np.ndarray) -> tuple[float, np.ndarray]:
         # the Laplace deviance and its gradient in beta at (theta, beta) = z
@@ -257,6 +287,7 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
         return found.laplace, beta_gradient(z[:k], found)
 
     vcov_extra = None
+
     if n_extra and family.joint_vcov:
         # glmmTMB: the fixed effects' covariance from the Hessian in all parameters
         vcov_all = _hessian_vcov(_safe(laplace_near_optimum), x, k, mode, scale, True, full=True)
@@ -268,7 +299,7 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
             return laplace_near_optimum(np.concatenate([z, x[k + p :]]))
 
         gradient = None
-        if beta_gradient is not None and beta_gradient.usable():
+        if beta_gradient is not None:
             gradient = laplace_and_gradient
         vcov = _hessian_vcov(
             _safe(conditional),
@@ -284,10 +315,10 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
         x[k : k + p],
         mode,
         vcov,
-        laplace_near_optimum(x),
-        evaluations + stage2.n_evaluations,
-        converged and stage2.converged,
-        stage2.message,
+        mode.laplace if n_agq == 1 else laplace_near_optimum(x),
+        evaluations,
+        converged,
+        message,
         final,
         vcov_extra,
     )
@@ -417,13 +448,21 @@ def _hessian_vcov(
         # modes and gradients), the theta block by values: 1 + 2(k + p) + k(k - 1) modes
         # instead of 1 + 2(k + p) + (k + p)(k + p - 1)
         try:
-            hess = hessian_by_gradient(gradient, laplace, x, steps, k, mode.laplace)
+            hess = hessian_by_gradient(gradient, laplace, x, steps, k, mode.laplace)[0]
         except (PirlsError, np.linalg.LinAlgError):
             hess = None
         if hess is not None and not np.all(np.isfinite(hess)):
             hess = None
     if hess is None:
         hess = hessian_by_pairs(laplace, x, steps)
+    return _vcov_from_hessian(hess, k, fallback(), stacklevel=4)
+
+
+def _vcov_from_hessian(
+    hess: np.ndarray, k: int, fallback: np.ndarray, stacklevel: int = 3
+) -> np.ndarray:
+    """``2 H^-1`` without its first ``k`` rows and columns (theta's), or ``fallback`` with
+    a warning when ``H`` is not positive definite."""
     try:
         np.linalg.cholesky(hess)
     except np.linalg.LinAlgError:
@@ -431,8 +470,8 @@ def _hessian_vcov(
             "the Hessian of the Laplace deviance is not positive definite; vcov(beta) is "
             "taken from the conditional fixed-effects system instead",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
-        return fallback()
+        return fallback
     cov = 2.0 * np.linalg.inv(hess)
     return cov[k:, k:]  # beta (and with ``full`` the family's own parameters after it)

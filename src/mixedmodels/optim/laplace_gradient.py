@@ -11,9 +11,10 @@ Poisson: no dispersion parameter, no parameters of its own), the Laplace devianc
 
 with ``u~`` the mode of ``D + ||u||^2`` at that ``beta`` and ``eta~ = offset + X beta + A
 u~``.  The first two terms are minimized over ``u``, so their derivative in ``beta`` is the
-partial one, ``-2 X' s`` (``s_i = -1/2 d d_i / d eta``, the rows' scores).  The log-determinant changes through ``W`` along ``d eta / d
-beta = X + A d u~ / d beta``, with ``d u~ / d beta = -M~^-1 A' W~ X`` (``W~ = -d s / d eta``,
-the observed information; equal to ``W`` on a canonical link), so that
+partial one, ``-2 X' s`` (``s_i = -1/2 d d_i / d eta``, the rows' scores).  The
+log-determinant changes through ``W`` along ``d eta / d beta = X + A d u~ / d beta``, with
+``d u~ / d beta = -M~^-1 A' W~ X`` (``W~ = -d s / d eta``, the observed information; equal
+to ``W`` on a canonical link), so that
 
 .. math::
 
