@@ -122,10 +122,15 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
     p = problem.n_fixed
     joint_modes = _ModePredictor()
 
+    joint_seen = _RecentModes()
+
     def joint(th: np.ndarray) -> float:
         # PIRLS over (beta, u) from the last point's solution or the prediction from the
         # last points, whichever is better: converged to 1e-12, the value does not depend
-        # on the start beyond rounding
+        # on the start beyond rounding (so a point evaluated again is not recomputed)
+        known = joint_seen.get(th)
+        if known is not None:
+            return known.laplace
         guess = joint_modes.predict(th)
         mode = problem.mode(
             th,
@@ -136,6 +141,7 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
         )
         start.update(beta=mode.beta, u=mode.u)
         joint_modes.add(th, np.concatenate([mode.beta, mode.u]))
+        joint_seen.add(th, mode)
         return mode.laplace
 
     # the first stage only starts the second unless it is the fit (n_agq = 0): to a change
@@ -145,7 +151,9 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
     tolerance = {"ftol_abs": 1e-10} if precise else {"ftol_abs": 1e-6, "xtol_abs": 1e-5}
     stage1 = minimize_bounded(_safe(joint), theta0, lower, **tolerance)
     theta = _snap_to_boundary(joint, stage1.x, lower)
-    first = problem.mode(theta, start["beta"], start["u"], update_beta=True)
+    first = joint_seen.get(theta)
+    if first is None:
+        first = problem.mode(theta, start["beta"], start["u"], update_beta=True)
     evaluations = stage1.n_evaluations
     converged, message = stage1.converged, stage1.message
     if n_agq == 0:
@@ -175,18 +183,24 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
             return problem
         return problem.with_family(family.with_extra(x[k + p :]))
 
+    laplace_seen = _RecentModes()
+
     def laplace(x: np.ndarray) -> float:
         # PIRLS from the last mode found: it converges to 1e-12, so the value does not
         # depend on the start beyond rounding, and nearby points need fewer steps
         if n_agq > 1:
             value, mode = problem.quadrature_deviance(x[:k], x[k:], n_agq, warm["u"])
         else:
+            mode = laplace_seen.get(x)
+            if mode is not None:
+                return mode.laplace
             guess = modes.predict(x)
             mode = at(x).mode(
                 x[:k], x[k : k + p], warm["u"], guess=None if guess is None else (None, guess)
             )
             value = mode.laplace
             modes.add(x, mode.u)
+            laplace_seen.add(x, mode)
         warm["u"] = mode.u
         return value
 
@@ -256,7 +270,9 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
     x = to_x(stage2.x)
     x[:k] = _snap_to_boundary(lambda th: laplace(np.concatenate([th, x[k:]])), x[:k], lower)
     final = at(x)
-    mode = final.mode(x[:k], x[k : k + p], u0)
+    mode = laplace_seen.get(x) if n_agq == 1 else None
+    if mode is None:
+        mode = final.mode(x[:k], x[k : k + p], u0)
 
     def near_modes(centre: np.ndarray, centre_mode: ConditionalMode):
         """PIRLS near ``centre``: from its mode, or from the mode predicted by the points
@@ -322,6 +338,31 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
         final,
         vcov_extra,
     )
+
+
+class _RecentModes:
+    """The modes found at the last few points and at the lowest deviance, by exact point:
+    BOBYQA evaluates its final point again, and the stages' ends ask for the mode at the
+    optimum found; PIRLS from another start gives the same mode to rounding."""
+
+    def __init__(self, size: int = 3) -> None:
+        self.size = size
+        self.recent: dict[bytes, ConditionalMode] = {}
+        self.best: tuple[bytes, ConditionalMode] | None = None
+
+    def add(self, x: np.ndarray, mode: ConditionalMode) -> None:
+        key = np.asarray(x, dtype=float).tobytes()
+        self.recent[key] = mode
+        if len(self.recent) > self.size:
+            del self.recent[next(iter(self.recent))]
+        if self.best is None or mode.laplace < self.best[1].laplace:
+            self.best = (key, mode)
+
+    def get(self, x: np.ndarray) -> ConditionalMode | None:
+        key = np.asarray(x, dtype=float).tobytes()
+        if self.best is not None and self.best[0] == key:
+            return self.best[1]
+        return self.recent.get(key)
 
 
 class _ModePredictor:
