@@ -278,3 +278,34 @@ def test_mode_pickles_with_its_lazy_covariance(engine):
     copy = pickle.loads(pickle.dumps(mode))
     np.testing.assert_allclose(copy.unscaled_fixed_cov, mode.unscaled_fixed_cov, rtol=1e-12)
     assert copy.laplace == mode.laplace
+
+
+def test_the_solver_view_names_the_path_and_the_eliminated_term():
+    """``GlmmProblem.describe_solver``: cbpp (q = 15) is solved on the whole dense system;
+    grouseticks with an observation-level ``(1|INDEX)`` (403 levels, one row each) absorbs
+    that term into the weights; before a fit nothing has been built."""
+    import warnings
+
+    import mixedmodels as mm
+    from mixedmodels.core.pirls import GlmmProblem
+
+    cbpp = mm.datasets.load("cbpp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mm.glmer("cbind(incidence, size - incidence) ~ period + (1|herd)", cbpp, "binomial")
+    assert fit.problem.describe_solver() == (
+        "path: lean dense PIRLS system (15 random-effect columns + X)"
+    )
+    ticks = mm.datasets.load("grouseticks")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mm.glmer(
+            "TICKS ~ YEAR + (1|INDEX) + (1|BROOD) + (1|LOCATION)", ticks, "poisson"
+        )
+    view = fit.problem.describe_solver().splitlines()
+    assert view[0] == "path: lean dense PIRLS system (181 random-effect columns + X)"
+    assert view[1].endswith("(403 levels x 1): absorbed into the weights")
+    fresh = GlmmProblem(
+        fit.problem.blocks, fit.problem.X, fit.problem.y, None, None, fit.problem.family
+    )
+    assert fresh.describe_solver() == ""

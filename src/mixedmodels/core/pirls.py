@@ -403,6 +403,15 @@ class GlmmProblem:
             )
         return _EngineSystem(self, self._lmm, theta)
 
+    def describe_solver(self) -> str:
+        """A debug view of the scoring steps' solver: the lean dense system's or the
+        reweightable LMM's structure (built on first use, so empty before a fit)."""
+        if isinstance(self._dense, DenseWeightedSystem):
+            return self._dense.describe()
+        if self._lmm is not None:
+            return self._lmm.describe_structure()
+        return ""
+
     def _dense_system(self) -> DenseWeightedSystem | None:
         """The lean dense solver for this model, or None where the LMM engine is better.
 

@@ -278,6 +278,14 @@ class DenseWeightedSystem:
         self._identity_dense = np.eye(rows.q_dense)
         self._last: tuple | None = None  # what the last factorization left for the solve
 
+    def describe(self) -> str:
+        """A debug view of the system: its size and the eliminated or absorbed term."""
+        lines = [f"path: lean dense PIRLS system ({self.q_system} random-effect columns + X)"]
+        if self.eliminate is not None:
+            how = "absorbed into the weights" if self.absorbed else "eliminated first"
+            lines.append(f"term {self.eliminate} ({self._e_levels} levels x 1): {how}")
+        return "\n".join(lines)
+
     @property
     def n_entries(self) -> int:
         """Number of stored row positions (the memory the solver holds, in 8-byte units)."""
