@@ -298,7 +298,6 @@ class MapFill:
             # with keep_pairs, the partner entry f of every product is kept: new panel
             # values (a GLMM's new weights) then refill the map by one gather
             self._second = np.empty(n_triples, dtype=index_dtype) if keep_pairs else None
-            b_col = np.arange(p, dtype=index_dtype)
             row_key = rows.astype(key_dtype)
             # one workspace for every band, and np.take(out=) with mode="clip" (indices are
             # valid by construction; the default mode="raise" buffers its output): fresh
@@ -343,7 +342,8 @@ class MapFill:
                 first = np.take(seg, order, out=spare[:n], mode="clip")
                 first += t0
                 first *= p
-                np.add(first[:, None], b_col, out=cols[o0:o1])
+                for b in range(p):  # column by column: a broadcast over p is ~10x slower
+                    np.add(first, b, out=cols[o0:o1, b])
                 # runs of one target: one row of P each (row i0 q + key + 1 of the counts)
                 ks = np.take(key[:n], order, out=key_sorted[:n], mode="clip")
                 flag = new_target[:n]
