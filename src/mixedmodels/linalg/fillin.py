@@ -255,8 +255,9 @@ class MapFill:
 
     linear in ``B`` with the fixed coefficients ``A_{f b}``.  ``P``'s rows are the
     ``n_rows**2`` positions of the dense result (row-major; only lower-triangle rows hold
-    entries), its columns ``(entry e, b)`` with the entries numbered in row order (the
-    entries of one row of ``A`` adjacent: a row of ``F`` reads a few kB of ``b``).  ``P``
+    entries), its columns ``(b, entry e)`` (``B`` stored column by column) with the
+    entries numbered in row order (the entries of one row of ``A`` adjacent: a row of ``F``
+    reads a few kB of ``B``).  ``P``
     holds ``p`` entries per product (not the ``p (p + 1) / 2`` of a map linear in
     ``M_s``), its values are panel values (no products to form at build).
 
@@ -282,7 +283,7 @@ class MapFill:
         # entries level_start[e] .. e of its level (rows j <= i: sorted within a level)
         self._by_row = by_row = np.argsort(rows, kind="stable").astype(index_dtype)
         self._level_by_row = level_of[by_row]
-        self._values_by_row = np.take(panels.values, by_row, axis=0)
+        self._values_t = np.ascontiguousarray(np.take(panels.values, by_row, axis=0).T)
         n_pairs = (np.arange(n_entries, dtype=np.int64) - level_start + 1)[by_row]
         offsets = np.zeros(n_entries + 1, dtype=np.int64)
         np.cumsum(n_pairs, out=offsets[1:])
@@ -338,12 +339,12 @@ class MapFill:
                 np.take(panels.values, partner, axis=0, out=data[o0:o1], mode="clip")
                 if keep_pairs:
                     self._second[o0:o1] = partner
-                # column of (e, b): e's position in row order (t0 + its segment) times p + b
+                # column of (b, e): b n_entries + e's position in row order (t0 + its
+                # segment)
                 first = np.take(seg, order, out=spare[:n], mode="clip")
                 first += t0
-                first *= p
                 for b in range(p):  # column by column: a broadcast over p is ~10x slower
-                    np.add(first, b, out=cols[o0:o1, b])
+                    np.add(first, b * n_entries, out=cols[o0:o1, b])
                 # runs of one target: one row of P each (row i0 q + key + 1 of the counts)
                 ks = np.take(key[:n], order, out=key_sorted[:n], mode="clip")
                 flag = new_target[:n]
@@ -371,7 +372,7 @@ class MapFill:
             e1 = min(e0 + CHUNK_ENTRIES, self._second.size)
             # np.take: far faster than fancy indexing of 2-d arrays
             np.take(values, self._second[e0:e1], axis=0, out=data[e0:e1], mode="clip")
-        self._values_by_row = np.take(values, self._by_row, axis=0)
+        self._values_t = np.ascontiguousarray(np.take(values, self._by_row, axis=0).T)
 
     def lower_fill(self, r: np.ndarray, scale: float = 1.0) -> np.ndarray:
         """Dense C-ordered ``(n, n)`` matrix whose lower triangle is ``scale F``'s (upper:
@@ -381,12 +382,12 @@ class MapFill:
         if scale != 1.0:
             m *= scale
         level = self._level_by_row
-        values = self._values_by_row
-        b = np.empty(values.shape)
+        values = self._values_t  # (p, entries)
+        b = np.empty(values.shape)  # B', row c: column c of B
         for c in range(p):
-            np.multiply(values[:, 0], np.take(m[0, c], level), out=b[:, c])
+            np.multiply(values[0], np.take(m[0, c], level), out=b[c])
             for a in range(1, p):
-                b[:, c] += values[:, a] * np.take(m[a, c], level)
+                b[c] += values[a] * np.take(m[a, c], level)
         return (self.map @ b.reshape(-1)).reshape(self.n_rows, self.n_rows)
 
 
