@@ -46,7 +46,7 @@ import scipy.sparse as sp
 SPARSE_ENTRY = 1.0e-9  # one entry of a CSR matrix-vector product
 DENSE_ENTRY = 0.6e-9  # one entry of a dense matrix-vector product
 BLAS_MULTIPLY_ADD = 0.04e-9  # one multiply-add inside syrk/gemm
-MAP_BUILD_PER_TRIPLE = 60e-9  # generating, sorting, filling one triple (slopes: 1.5 s / 25M)
+MAP_BUILD_PER_TRIPLE = 50e-9  # generating, sorting, filling one triple (slopes: 1.25 s / 25M)
 MAP_VALUE_PER_ENTRY = 3e-9  # forming one panel entry's row of B = A blockdiag(M_s), per p^2
 SPGEMM_PER_PRODUCT = 10e-9  # one scalar product inside scipy's sparse matrix product
 EXPECTED_EVALUATIONS = 100  # build costs are spread over this many evaluations
