@@ -257,9 +257,9 @@ class MapFill:
     ``n_rows**2`` positions of the dense result (row-major; only lower-triangle rows hold
     entries), its columns ``(b, entry e)`` (``B`` stored column by column) with the
     entries numbered in row order (the entries of one row of ``A`` adjacent: a row of ``F``
-    reads a few kB of ``B``).  ``P``
-    holds ``p`` entries per product (not the ``p (p + 1) / 2`` of a map linear in
-    ``M_s``), its values are panel values (no products to form at build).
+    reads a few kB of ``B``).  ``P`` holds ``p`` entries per product (not the
+    ``p (p + 1) / 2`` of a map linear in ``M_s``), and its values are panel values (no
+    products to form at build).
 
     The build takes the rows ``i`` of ``A`` in bands of a few rows: a band's products
     (every entry of row ``i`` with the entries of its level at rows ``j <= i``) are
