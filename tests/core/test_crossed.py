@@ -218,3 +218,33 @@ def test_solution_equals_the_dense_penalized_least_squares(kind):
     assert sol.sigma == pytest.approx(ref.sigma, rel=1e-10)
     assert sol.pwrss == pytest.approx(ref.pwrss, rel=1e-10)
     np.testing.assert_allclose(sol.vcov_unscaled, ref.vcov_unscaled, rtol=1e-9)
+
+
+def test_the_kept_last_factor_is_the_factor_of_that_theta_and_response():
+    """The factor kept for the last theta (the optimizer's final check and the solution ask
+    again) equals the dense factorization at that theta, is read-only, is replaced at a new
+    theta, and is not carried into a copy with a new response (whose pieces are the dense
+    ones of the new response)."""
+    rng = np.random.default_rng(23)
+    problem = crossed_problem("slope_intercept", rng)
+    crossed = crossed_for(problem, "map")
+    theta = np.array([0.8, 0.2, 0.5, 0.6])
+    first = crossed.factor(theta)
+    assert crossed.factor(theta.copy()) is first
+    assert not first.xy_xy.flags.writeable and not first.upper_rest.flags.writeable
+    ld, rx = first.log_det_random, first.xy_xy
+    want = dense_pieces(problem, theta)
+    got = (ld, first.log_det_fixed(problem.n_fixed), first.pwrss)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    other_theta = theta * 1.1
+    assert crossed.factor(other_theta) is not first
+    y2 = problem.y + rng.normal(size=problem.n)
+    other = problem.with_response(y2)
+    fresh = crossed.with_response(other.gram, other.n_fixed)
+    f2 = fresh.factor(other_theta)
+    want2 = dense_pieces(other, other_theta)
+    np.testing.assert_allclose(
+        (f2.log_det_random, f2.log_det_fixed(other.n_fixed), f2.pwrss), want2, rtol=1e-10
+    )
+    assert crossed.factor(other_theta).pwrss != pytest.approx(f2.pwrss, rel=1e-6)
+    np.testing.assert_array_equal(rx, crossed.factor(theta).xy_xy)

@@ -162,7 +162,8 @@ def test_choice_follows_the_cost_model():
     diagonal = rng.normal(size=(2, 2, 300))
     _, choice = fillin.make_fill(panels, diagonal)
     assert choice.kind == "map"
-    assert choice.stored["map"] == panels.n_triples() * 3
+    # the map holds p values per product (F = B A', linear in B = A blockdiag(M_s))
+    assert choice.stored["map"] == panels.n_triples() * 2
 
 
 def crossed_cells(rng, n_subjects, n_items, p):
@@ -210,6 +211,34 @@ def test_map_equals_the_dense_schur_complement_of_a_crossed_design(monkeypatch, 
     np.testing.assert_allclose(
         scaled, -2.5 * np.tril(d_rest - want), atol=1e-11 * np.abs(want).max()
     )
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_refreshed_map_equals_the_dense_schur_complement_of_new_weights(p):
+    """A map built with keep_pairs on one set of weights and refreshed with another's panel
+    values equals ``D - A M A'`` formed densely with the new weights (same closed form and
+    tolerance as above)."""
+    rng = np.random.default_rng(500 + p)
+    n_subjects, n_items = 13, 21
+    subj, item, z0 = crossed_cells(rng, n_subjects, n_items, p)
+    ones = np.ones((subj.size, 1))
+    w0, w1 = rng.uniform(0.5, 2.0, (2, subj.size))
+    built = fillin.panels_from_rows(subj, n_subjects, z0, item[:, None], ones, n_items, w0)
+    new = fillin.panels_from_rows(subj, n_subjects, z0, item[:, None], ones, n_items, w1)
+    fill = fillin.MapFill(built, keep_pairs=True)
+    fill.refresh(new.values)
+    r = random_factors(rng, p, n_subjects)
+    z_first = np.zeros((subj.size, n_subjects * p))
+    for a in range(p):
+        z_first[np.arange(subj.size), subj * p + a] = z0[:, a]
+    z_rest = np.zeros((subj.size, n_items))
+    z_rest[np.arange(subj.size), item] = 1.0
+    a_dense = z_rest.T @ (w1[:, None] * z_first)
+    want = np.tril(a_dense @ block_diagonal(r) @ a_dense.T)
+    got = np.tril(fill.lower_fill(r))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+    with pytest.raises(ValueError, match="keep_pairs"):
+        fillin.MapFill(built).refresh(new.values)
 
 
 def block_diagonal(r):

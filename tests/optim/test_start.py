@@ -71,9 +71,10 @@ def test_moment_start_used_for_crossed_slopes_only():
 
 @pytest.mark.parametrize("n_subjects, n_items", [(25, 15), (2000, 800)])
 def test_crossed_step_is_the_relative_standard_error_of_a_standard_deviation(n_subjects, n_items):
-    """Each crossed term's initial step is ``max|diag lambda|`` times ``1 / sqrt(2 l)``
-    (the relative standard error of a standard deviation estimated from ``l`` levels),
-    at most 0.1, and never below 0.05 (at the cap) scaled alike."""
+    """Each crossed term's initial step is ``max|diag lambda|`` times a tenth (Powell's
+    RHOBEG advice) of ``1 / sqrt(2 l)`` (the relative standard error of a standard
+    deviation estimated from ``l`` levels, the expected change), itself at most 0.1, and
+    never below 0.05 (at the cap) scaled alike."""
     rng = np.random.default_rng(12)
     n = 4 * n_subjects
     x = rng.normal(size=n)
@@ -87,7 +88,7 @@ def test_crossed_step_is_the_relative_standard_error_of_a_standard_deviation(n_s
     problem = LmmProblem(blocks, np.ones((n, 1)), y)
     theta, step = moment_start(problem)
     for sl, levels, diagonal in [(slice(0, 3), n_subjects, [0, 2]), (slice(3, 4), n_items, [3])]:
-        relative = min(0.1, 1.0 / np.sqrt(2.0 * levels))
+        relative = 0.1 * min(0.1, 1.0 / np.sqrt(2.0 * levels))
         size = np.abs(theta[diagonal]).max()
         np.testing.assert_allclose(step[sl], max(relative * size, 0.5 * relative), rtol=1e-12)
     if n_subjects > 50:

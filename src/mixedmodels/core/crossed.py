@@ -376,6 +376,7 @@ class CrossedObjective:
         rest = [gram.xy_random[k] for k in self.order.rest]
         self.xz_rest = np.hstack(rest) if rest else np.zeros((m, 0))
         self.xx = gram.xy_xy
+        self._last: tuple[bytes, CrossedFactor] | None = None  # see _factor
 
     def with_response(self, gram: Gram, n_fixed: int) -> CrossedObjective:
         """A copy sharing the structure and fill kernel, with a new response's (or fixed
@@ -477,6 +478,19 @@ class CrossedObjective:
             return self._factor(np.asarray(theta, dtype=float))
 
     def _factor(self, theta: np.ndarray) -> CrossedFactor:
+        """The factor at ``theta``; the last one is kept (read-only): BOBYQA's result is
+        usually its last point, which the optimizer's final check and the solution then
+        ask for again (two of the slopes case's 26 factorizations)."""
+        key = theta.tobytes()
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        factor = self._compute_factor(theta)
+        for array in (factor.low, factor.upper_rest, factor.c_rest, factor.xy_xy):
+            array.flags.writeable = False
+        self._last = (key, factor)
+        return factor
+
+    def _compute_factor(self, theta: np.ndarray) -> CrossedFactor:
         lam0 = self.first_lambda(theta)
         lams = self.rest_lambdas(theta)
         p = self.p

@@ -14,11 +14,12 @@ rows (the rows of the other terms that level ``s`` meets).  Only the small matri
 symbolic work once and each evaluation is one dense or one precomputed sparse product:
 
 :class:`MapFill`
-    ``F``'s lower triangle is linear in the ``p (p + 1) / 2`` distinct entries of every
-    ``M_s``: ``vec(F) = P m`` with ``P[(i, j), (s, ab)] = A[i, sa] A[j, sb] (+ A[i, sb]
-    A[j, sa])``.  ``P`` is stored once as a CSR matrix (one row per lower-triangle
-    position, ``sum_s k_s (k_s + 1) / 2 * p (p + 1) / 2`` entries); an evaluation is one
-    sparse matrix-vector product, streaming ``P`` once.
+    ``F = B A'`` with ``B = A blockdiag(M_s)`` (formed per evaluation, ``O(nnz(A) p)``):
+    ``F``'s lower triangle is linear in ``B``, ``vec(F) = P vec(B)`` with
+    ``P[(i, j), (e, b)] = A[j, sb]`` for the panel entry ``e`` of row ``i`` and level ``s``.
+    ``P`` is stored once as a CSR matrix (one row per lower-triangle position,
+    ``sum_s k_s (k_s + 1) / 2 * p`` entries); an evaluation is one sparse matrix-vector
+    product, streaming ``P`` once.
 :class:`GroupedFill`
     Levels with identical ``Z_s' W Z_s`` (balanced designs, unweighted intercepts with equal
     counts) have identical ``M_s``; ``P``'s columns summed within such groups form a dense
@@ -45,7 +46,8 @@ import scipy.sparse as sp
 SPARSE_ENTRY = 1.0e-9  # one entry of a CSR matrix-vector product
 DENSE_ENTRY = 0.6e-9  # one entry of a dense matrix-vector product
 BLAS_MULTIPLY_ADD = 0.04e-9  # one multiply-add inside syrk/gemm
-MAP_BUILD_PER_TRIPLE = 90e-9  # generating, sorting, filling one triple (slopes: 2.3 s / 25M)
+MAP_BUILD_PER_TRIPLE = 50e-9  # generating, sorting, filling one triple (slopes: 1.25 s / 25M)
+MAP_VALUE_PER_ENTRY = 3e-9  # forming one panel entry's row of B = A blockdiag(M_s), per p^2
 SPGEMM_PER_PRODUCT = 10e-9  # one scalar product inside scipy's sparse matrix product
 EXPECTED_EVALUATIONS = 100  # build costs are spread over this many evaluations
 MAX_STORED_ENTRIES = 150_000_000  # ~1.2 GB of float64: the cap on any kernel's storage
@@ -53,7 +55,7 @@ DENSE_CHUNK_ENTRIES = 4_000_000  # DenseFill works on W in column chunks of this
 CHUNK_ENTRIES = 1_000_000  # MapFill's refresh works in chunks of this many products
 BAND_KEYS = 2**16  # MapFill's build sorts bands of rows whose targets fit a 16-bit key
 BAND_PRODUCTS = 65_536  # ... and about this many products (temporaries of ~0.5 MB each)
-MAP_REFRESH_PER_ENTRY = 4.0e-9  # refilling one map entry from its two panel values
+MAP_REFRESH_PER_ENTRY = 2.0e-9  # refilling one map entry: a gather of a panel value
 DENSE_REFRESH_PER_ENTRY = 5.0e-9  # scattering one panel value into the dense A
 EXPECTED_STEPS = 1000  # a GLMM fit's scoring steps, over which a reweightable build is spread
 
@@ -240,37 +242,30 @@ def small_pages() -> Iterator[None]:
         switch(previous)
 
 
-def _pair_products(
-    vi: np.ndarray,
-    vj: np.ndarray,
-    a_idx: np.ndarray,
-    b_idx: np.ndarray,
-    out: np.ndarray,
-    scratch: np.ndarray | None = None,
-) -> None:
-    """``out[t, ab] = vi[t, a] vj[t, b] (+ vi[t, b] vj[t, a] for a != b)``: the lower
-    pairs of the products of two panel entries' values (``scratch``: a work vector)."""
-    if scratch is None:
-        scratch = np.empty(vi.shape[0])
-    for e, (a, b) in enumerate(zip(a_idx, b_idx, strict=True)):
-        np.multiply(vi[:, a], vj[:, b], out=out[:, e])
-        if a != b:
-            np.multiply(vi[:, b], vj[:, a], out=scratch)
-            out[:, e] += scratch
-
-
 class MapFill:
-    """``vec(lower(F)) = P m``: one precomputed CSR matrix, one product per evaluation.
+    """``vec(lower(F)) = P b``: one precomputed CSR matrix, one product per evaluation.
 
-    ``P``'s rows are the ``n_rows**2`` positions of the dense result (row-major; only
-    lower-triangle rows hold entries), its columns ``(level, lower pair ab)``.
+    With ``B = A blockdiag(M_s)`` (the panels' values times their level's ``M_s``, formed
+    per evaluation in ``O(entries p^2)``), ``F = B A'``: for the panel entries ``e`` (level
+    ``s``, row ``i``) and ``f`` (level ``s``, row ``j <= i``)
+
+    .. math::
+
+        F_{ij} = \\sum_s \\sum_b B_{e b} A_{f b},
+
+    linear in ``B`` with the fixed coefficients ``A_{f b}``.  ``P``'s rows are the
+    ``n_rows**2`` positions of the dense result (row-major; only lower-triangle rows hold
+    entries), its columns ``(b, entry e)`` (``B`` stored column by column) with the
+    entries numbered in row order (the entries of one row of ``A`` adjacent: a row of ``F``
+    reads a few kB of ``B``).  ``P`` holds ``p`` entries per product (not the
+    ``p (p + 1) / 2`` of a map linear in ``M_s``), and its values are panel values (no
+    products to form at build).
 
     The build takes the rows ``i`` of ``A`` in bands of a few rows: a band's products
     (every entry of row ``i`` with the entries of its level at rows ``j <= i``) are
-    generated and valued where they are adjacent in memory, then put in target order by
-    one stable radix sort of a 16-bit key ``(i - band start) n_rows + j`` that stays in
-    cache; bands follow each other in target order, so nothing is sorted or scattered
-    across the whole map.
+    generated where they are adjacent in memory, then put in target order by one stable
+    radix sort of a 16-bit key ``(i - band start) n_rows + j`` that stays in cache; bands
+    follow each other in target order, so nothing is sorted or scattered across the map.
     """
 
     kind = "map"
@@ -278,17 +273,17 @@ class MapFill:
     def __init__(self, panels: Panels, keep_pairs: bool = False):
         self.n_rows = q = panels.n_rows
         self.p = p = panels.p
-        a_idx, b_idx = lower_pairs(p)
-        n_ab = a_idx.size
         n_levels = panels.n_levels
         n_entries = int(panels.rows.size)
-        entry_dtype = np.int32 if n_entries < 2**31 else np.int64
-        level_of = np.repeat(np.arange(n_levels, dtype=entry_dtype), panels.counts())
-        level_start = panels.starts[:-1][level_of].astype(entry_dtype)
-        rows = panels.rows.astype(entry_dtype)
+        index_dtype = np.int32 if n_entries * p < 2**31 else np.int64
+        level_of = np.repeat(np.arange(n_levels, dtype=index_dtype), panels.counts())
+        level_start = panels.starts[:-1].astype(index_dtype)[level_of]
+        rows = panels.rows.astype(index_dtype)
         # entries in the order of their row i (then level); entry e pairs with the
         # entries level_start[e] .. e of its level (rows j <= i: sorted within a level)
-        by_row = np.argsort(rows, kind="stable").astype(entry_dtype)
+        self._by_row = by_row = np.argsort(rows, kind="stable").astype(index_dtype)
+        self._level_by_row = level_of[by_row]
+        self._values_t = np.ascontiguousarray(np.take(panels.values, by_row, axis=0).T)
         n_pairs = (np.arange(n_entries, dtype=np.int64) - level_start + 1)[by_row]
         offsets = np.zeros(n_entries + 1, dtype=np.int64)
         np.cumsum(n_pairs, out=offsets[1:])
@@ -297,16 +292,13 @@ class MapFill:
         band = max(1, min(BAND_KEYS, 2**16) // max(q, 1))  # rows per band: 16-bit keys
         bands = _bands(offsets[row_start], band, BAND_PRODUCTS)
         key_dtype = np.uint16 if q <= 2**16 else np.int64
-        col_dtype = np.int64 if n_levels * n_ab >= 2**31 else np.int32
         with small_pages():  # also the bands' temporaries (see small_pages)
-            data = np.empty((n_triples, n_ab))
-            cols = np.empty((n_triples, n_ab), dtype=col_dtype)
+            data = np.empty((n_triples, p))
+            cols = np.empty((n_triples, p), dtype=index_dtype)
             row_counts = np.zeros(q * q + 1, dtype=np.int64)
-            # with keep_pairs, the two panel entries of every product are kept: new panel
-            # values (a GLMM's new weights) then refill the map without its symbolic work
-            self._first = np.empty(n_triples, dtype=entry_dtype) if keep_pairs else None
-            self._second = np.empty(n_triples, dtype=entry_dtype) if keep_pairs else None
-            ab = np.arange(n_ab, dtype=col_dtype)
+            # with keep_pairs, the partner entry f of every product is kept: new panel
+            # values (a GLMM's new weights) then refill the map by one gather
+            self._second = np.empty(n_triples, dtype=index_dtype) if keep_pairs else None
             row_key = rows.astype(key_dtype)
             # one workspace for every band, and np.take(out=) with mode="clip" (indices are
             # valid by construction; the default mode="raise" buffers its output): fresh
@@ -315,18 +307,12 @@ class MapFill:
                 (int(offsets[row_start[i1]] - offsets[row_start[i0]]) for i0, i1 in bands),
                 default=0,
             )
-            iota = np.arange(most, dtype=entry_dtype)
-            segment = np.empty(most, dtype=entry_dtype)
-            second = np.empty(most, dtype=entry_dtype)
-            spare = np.empty(most, dtype=entry_dtype)
+            iota = np.arange(most, dtype=index_dtype)
+            segment = np.empty(most, dtype=index_dtype)
+            second = np.empty(most, dtype=index_dtype)
+            spare = np.empty(most, dtype=index_dtype)
             key = np.empty(most, dtype=key_dtype)
             key_sorted = np.empty(most, dtype=key_dtype)
-            level = np.empty(most, dtype=col_dtype)
-            level_sorted = np.empty(most, dtype=col_dtype)
-            vi = np.empty((most, p))
-            vj = np.empty((most, p))
-            products = np.empty((most, n_ab))
-            scratch = np.empty(most)
             new_target = np.empty(most, dtype=bool)
             for i0, i1 in bands:
                 t0, t1 = int(row_start[i0]), int(row_start[i1])
@@ -341,7 +327,7 @@ class MapFill:
                 seg[:] = 0
                 seg[offsets[t0 + 1 : t1] - o0] = 1
                 np.cumsum(seg, out=seg)
-                shift = (offsets[t0:t1] - o0 - level_start[entry]).astype(entry_dtype)
+                shift = (offsets[t0:t1] - o0 - level_start[entry]).astype(index_dtype)
                 np.subtract(
                     iota[:n], np.take(shift, seg, out=spare[:n], mode="clip"), out=second[:n]
                 )
@@ -349,21 +335,16 @@ class MapFill:
                 np.take(((rows[entry] - i0) * q).astype(key_dtype), seg, out=key[:n], mode="clip")
                 key[:n] += np.take(row_key, sec, out=key_sorted[:n], mode="clip")
                 order = np.argsort(key[:n], kind="stable")  # radix: target order in the band
-                np.take(np.take(panels.values, entry, axis=0), seg, axis=0, out=vi[:n], mode="clip")
-                np.take(panels.values, sec, axis=0, out=vj[:n], mode="clip")
-                _pair_products(vi[:n], vj[:n], a_idx, b_idx, products[:n], scratch[:n])
-                np.take(products[:n], order, axis=0, out=data[o0:o1], mode="clip")
-                np.take(level_of[entry].astype(col_dtype) * n_ab, seg, out=level[:n], mode="clip")
-                np.take(level[:n], order, out=level_sorted[:n], mode="clip")
-                np.add(level_sorted[:n, None], ab, out=cols[o0:o1])
+                partner = np.take(sec, order, out=spare[:n], mode="clip")
+                np.take(panels.values, partner, axis=0, out=data[o0:o1], mode="clip")
                 if keep_pairs:
-                    np.take(
-                        np.take(entry, seg, out=spare[:n], mode="clip"),
-                        order,
-                        out=self._first[o0:o1],
-                        mode="clip",
-                    )
-                    np.take(sec, order, out=self._second[o0:o1], mode="clip")
+                    self._second[o0:o1] = partner
+                # column of (b, e): b n_entries + e's position in row order (t0 + its
+                # segment)
+                first = np.take(seg, order, out=spare[:n], mode="clip")
+                first += t0
+                for b in range(p):  # column by column: a broadcast over p is ~10x slower
+                    np.add(first, b * n_entries, out=cols[o0:o1, b])
                 # runs of one target: one row of P each (row i0 q + key + 1 of the counts)
                 ks = np.take(key[:n], order, out=key_sorted[:n], mode="clip")
                 flag = new_target[:n]
@@ -372,9 +353,9 @@ class MapFill:
                 starts = np.flatnonzero(flag)
                 row_counts[i0 * q + ks[starts].astype(np.int64) + 1] = np.diff(starts, append=n)
         indptr = np.cumsum(row_counts, out=row_counts)
-        indptr *= n_ab
+        indptr *= p
         self.map = sp.csr_matrix(
-            (data.reshape(-1), cols.reshape(-1), indptr), shape=(q * q, n_levels * n_ab)
+            (data.reshape(-1), cols.reshape(-1), indptr), shape=(q * q, n_entries * p)
         )
 
     @property
@@ -382,26 +363,32 @@ class MapFill:
         return int(self.map.nnz)
 
     def refresh(self, values: np.ndarray) -> None:
-        """New panel values (same structure): the map's entries recomputed in place from
-        the stored pairs of panel entries (built with ``keep_pairs``)."""
-        if self._first is None:
+        """New panel values (same structure): the map's entries gathered again from the
+        stored partner entries (built with ``keep_pairs``)."""
+        if self._second is None:
             raise ValueError("this map was built without its pairs (keep_pairs=False)")
-        a_idx, b_idx = lower_pairs(self.p)
-        data = self.map.data.reshape(-1, a_idx.size)
-        for e0 in range(0, self._first.size, CHUNK_ENTRIES):
-            e1 = min(e0 + CHUNK_ENTRIES, self._first.size)
+        data = self.map.data.reshape(-1, self.p)
+        for e0 in range(0, self._second.size, CHUNK_ENTRIES):
+            e1 = min(e0 + CHUNK_ENTRIES, self._second.size)
             # np.take: far faster than fancy indexing of 2-d arrays
-            vi = np.take(values, self._first[e0:e1], axis=0)
-            vj = np.take(values, self._second[e0:e1], axis=0)
-            _pair_products(vi, vj, a_idx, b_idx, data[e0:e1])
+            np.take(values, self._second[e0:e1], axis=0, out=data[e0:e1], mode="clip")
+        self._values_t = np.ascontiguousarray(np.take(values, self._by_row, axis=0).T)
 
     def lower_fill(self, r: np.ndarray, scale: float = 1.0) -> np.ndarray:
         """Dense C-ordered ``(n, n)`` matrix whose lower triangle is ``scale F``'s (upper:
         zero)."""
-        m = outer_lower(r)  # (n_ab, l)
+        p = self.p
+        m = np.einsum("acl,bcl->abl", r, r)  # M_s, (p, p, l)
         if scale != 1.0:
             m *= scale
-        return (self.map @ m.T.ravel()).reshape(self.n_rows, self.n_rows)
+        level = self._level_by_row
+        values = self._values_t  # (p, entries)
+        b = np.empty(values.shape)  # B', row c: column c of B
+        for c in range(p):
+            np.multiply(values[0], np.take(m[0, c], level), out=b[c])
+            for a in range(1, p):
+                b[c] += values[a] * np.take(m[a, c], level)
+        return (self.map @ b.reshape(-1)).reshape(self.n_rows, self.n_rows)
 
 
 class GroupedFill:
@@ -570,13 +557,15 @@ def estimate_fill(panels: Panels, n_groups: int, reweightable: bool = False) -> 
     n_ab = p * (p + 1) // 2
     triples = panels.n_triples()
     lower = q * (q + 1) // 2
+    entries = int(panels.rows.size)
     stored = {
-        "map": triples * n_ab,
+        "map": triples * p,
         "grouped": n_groups * n_ab * lower,
         "dense": q * n_levels * p,
     }
     estimates = {
-        "map": triples * n_ab * SPARSE_ENTRY
+        "map": triples * p * SPARSE_ENTRY
+        + entries * p * p * MAP_VALUE_PER_ENTRY
         + triples * MAP_BUILD_PER_TRIPLE / EXPECTED_EVALUATIONS,
         "grouped": stored["grouped"] * DENSE_ENTRY
         + min(
@@ -587,9 +576,9 @@ def estimate_fill(panels: Panels, n_groups: int, reweightable: bool = False) -> 
         "dense": lower * n_levels * p * BLAS_MULTIPLY_ADD + q * n_levels * p * p * 2e-9,
     }
     if reweightable:
-        entries = int(panels.rows.size)
         estimates = {
-            "map": triples * n_ab * (SPARSE_ENTRY + MAP_REFRESH_PER_ENTRY)
+            "map": triples * p * (SPARSE_ENTRY + MAP_REFRESH_PER_ENTRY)
+            + entries * p * p * MAP_VALUE_PER_ENTRY
             + triples * MAP_BUILD_PER_TRIPLE / EXPECTED_STEPS,
             "dense": estimates["dense"] + entries * p * DENSE_REFRESH_PER_ENTRY,
         }

@@ -32,12 +32,16 @@ DEFAULT_STEP = 0.25
 INFORMED_STEP = 0.1
 VECTOR_STEP = 0.01  # per-level regressions land close to the optimum: search a small region
 CROSSED_VECTOR_STEP = 0.1  # backfitted regressions of crossed terms: less close
-# ... but their error shrinks with the levels: a term's relative step is 1 / sqrt(2 l),
-# the relative standard error of a standard deviation estimated from l per-level
-# coefficients, capped at CROSSED_VECTOR_STEP.  Measured on the crossed-slopes benchmark
-# (5,000 x 2,000 levels): 42 evaluations with 0.1, 28 with 1 / sqrt(l), 24 with
-# 1 / sqrt(2 l), the same optimum (REML criterion 1e-15 relative lower); kb07 (56 x 32
-# levels): 185, 185 and 196
+# ... but their error shrinks with the levels: the expected change of a term's theta is
+# 1 / sqrt(2 l) (relative), the relative standard error of a standard deviation estimated
+# from l per-level coefficients, capped at CROSSED_VECTOR_STEP; the initial step is a tenth
+# of it (Powell's advice for BOBYQA: RHOBEG about one tenth of the greatest expected change
+# of a variable).  Measured on the crossed-slopes benchmark (5,000 x 2,000 levels): 42
+# evaluations with 0.1, 28 with 1 / sqrt(l), 24 with 1 / sqrt(2 l), 19 with a tenth of it
+# (REML criterion 1.6e-15 relative above the 24-evaluation one: rounding; theta 4e-7 off);
+# at 1/20 and 1/5 of its size (25,000 and 100,000 rows) 35 -> 29 and 29 -> 25; kb07
+# (56 x 32 levels, ten theta): 185, 185, 196 and 211
+CROSSED_STEP_FRACTION = 0.1
 
 
 def _backfit_effects(blocks, r: np.ndarray, sweeps: int = 3) -> tuple[list[np.ndarray], float]:
@@ -177,7 +181,8 @@ def vector_terms_start(problem: LmmProblem, found) -> tuple[np.ndarray, np.ndarr
         values = b.structure.theta_from_lambda(lam)
         theta[pos : pos + values.size] = values
         size = float(np.max(np.abs(np.diagonal(lam))))
-        relative = min(CROSSED_VECTOR_STEP, 1.0 / np.sqrt(2.0 * ok.sum()))
+        expected = min(CROSSED_VECTOR_STEP, 1.0 / np.sqrt(2.0 * ok.sum()))
+        relative = CROSSED_STEP_FRACTION * expected
         floor = relative * (MIN_START / CROSSED_VECTOR_STEP)  # MIN_START at the cap
         step[pos : pos + values.size] = max(relative * size, floor)
         pos += values.size
