@@ -73,9 +73,7 @@ def test_whiten_and_log_det_are_the_factor_of_m():
     # dense M on the system's scale: the first (largest) term, the rest, then X
     order = [system.first, *system.rest]
     blocks = [brood, loc]
-    a = np.hstack(
-        [term_matrix(blocks[k]).toarray() * factors[k][0, 0] for k in order] + [X]
-    )
+    a = np.hstack([term_matrix(blocks[k]).toarray() * factors[k][0, 0] for k in order] + [X])
     m = a.T @ (a * weights[:, None])
     m += np.diag(np.concatenate([np.ones(a.shape[1] - 2), precision]))
     assert log_det == pytest.approx(0.5 * np.linalg.slogdet(m)[1], rel=1e-9)
