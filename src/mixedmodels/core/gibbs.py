@@ -34,9 +34,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg as sla
 
 from mixedmodels.core.covariance import CovarianceState
-from mixedmodels.core.henderson import HendersonSystem
+from mixedmodels.core.henderson import HendersonSystem, NotPositiveDefiniteError
 from mixedmodels.core.poisson import JointLaplaceStep, PoissonCoefficients
 from mixedmodels.core.polya_gamma import polya_gamma
 from mixedmodels.core.priors import LKJ, LocationPrior, ScalePrior
@@ -50,6 +51,23 @@ from mixedmodels.errors import ArgumentError
 #: coefficient updates (grouseticks, 4 x 1,000 draws, one run each: bulk ESS of the sds
 #: 290 and 290 with one round, 220 and 240 with four; no measurable difference yet)
 NESTED_ROUNDS = 4
+
+
+#: Poisson: the Laplace-frame sd moves' target acceptance rate (one-dimensional random walk)
+FRAME_TARGET = 0.44
+
+
+class _Noise:
+    """Stands in for the generator in :meth:`HendersonSystem.draw`, which asks for the
+    rest block's standard normals (``size`` an int) and the first term's (a shape): hands
+    out the given ``eps`` instead, so that the draw is ``c + L^-T eps``."""
+
+    def __init__(self, rest: np.ndarray, first: np.ndarray):
+        self.rest, self.first = rest, first
+
+    def standard_normal(self, size) -> np.ndarray:
+        value = self.rest if np.ndim(size) == 0 else self.first
+        return np.array(value, dtype=float).reshape(size)
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,9 @@ class ChainState:
     sweeps: int = 0
     #: in warm-up: the Poisson joint step's size is tuned (set by :meth:`GibbsSampler.run`)
     adapting: bool = False
+    #: Poisson: log of the random-walk step (in ``log sd``) of each term's Laplace-frame sd
+    #: move (:meth:`GibbsSampler._laplace_frame_moves`), tuned in warm-up
+    frame_log_steps: dict[int, float] = field(default_factory=dict)
 
 
 class GibbsSampler:
@@ -165,6 +186,9 @@ class GibbsSampler:
             self.blocks, self.X, self.y, self.weights, fixed_weights=not self.glmm
         )
         self.q = sum(b.size for b in self.blocks)
+        #: Poisson: the Laplace-frame sd moves' proposals and acceptances per term
+        self.frame_tries = np.zeros(len(self.blocks))
+        self.frame_accepts = np.zeros(len(self.blocks))
         self.n_params = sum(b.n_theta for b in self.blocks) + (0 if self.glmm else 1) + self.p
 
     # ------------------------------------------------------------------ states
@@ -312,9 +336,114 @@ class GibbsSampler:
                             rng, bk.size / 2, float(bk @ bk) / 2, state.scalar_aux[k]
                         )
                         state.factors[k] = np.array([[math.sqrt(v)]])
+            self._laplace_frame_moves(state, rng)
         else:
             for k in range(len(self.blocks)):
                 r = self._interweave(state, k, r, rng)
+
+    def _to_frame(self, beta: np.ndarray, b: list[np.ndarray], factors) -> tuple:
+        """``(beta, b)`` on the Henderson system's scale ``x = (u_first, (u_rest, beta))``."""
+        system = self.coefficients.joint.system
+        u = [sla.solve_triangular(t, bk.T, lower=True).T for t, bk in zip(factors, b, strict=True)]
+        rest = [u[k].ravel() for k in system.rest]
+        return u[system.first], np.concatenate([*rest, beta])
+
+    def _frame(self, factors, precision, mean, reference):
+        """The Laplace centre at these variances, on the system's scale, and ``log det L``
+        of its precision (the system keeps the factor); None where it cannot be formed."""
+        joint = self.coefficients.joint
+        try:
+            inverses = [sla.solve_triangular(t, np.eye(len(t)), lower=True) for t in factors]
+        except (np.linalg.LinAlgError, ValueError):
+            return None
+        centre = joint._centre(factors, inverses, precision, mean, reference)
+        if centre is None:
+            return None
+        log_det = joint.system.log_det()
+        if not math.isfinite(log_det):
+            return None
+        return centre, inverses, log_det
+
+    def _frame_log_target(self, beta, b, inverses, precision, mean, log_det, sds) -> float:
+        """``log pi(log sd, eps)``: the non-centred posterior (likelihood, ``N(u; 0, I)``,
+        beta's prior) at ``x(sd, eps)``, the moved sds' priors with ``log``'s Jacobian, and
+        the map's Jacobian ``det L^-1``."""
+        joint = self.coefficients.joint
+        eta = joint._eta(beta, b)
+        value = joint._log_target(beta, b, eta, inverses, precision, mean) - log_det
+        for k, sd in sds.items():
+            value += self.priors.sd[k][0].log_density_sd(sd) + math.log(sd)
+        return value
+
+    def _laplace_frame_moves(self, state: ChainState, rng: np.random.Generator) -> None:
+        """Each scalar term's sd moved with the coefficients in the Laplace frame (Poisson).
+
+        Given the variances ``theta``, the joint Laplace approximation of ``x = (u, beta)``
+        (:class:`~mixedmodels.core.poisson.JointLaplaceStep`: a centre ``c_theta`` and a
+        precision ``M_theta = L L'``, both functions of ``theta`` alone) defines the
+        bijection ``x = c_theta + L_theta^-T eps``.  In the coordinates ``(log sd, eps)``
+        the posterior's density is ``pi(theta, x) sd / det L_theta`` (``pi`` non-centred:
+        likelihood, ``N(u; 0, I)``, beta's and the sd's priors); a random walk in ``log
+        sd_k`` with ``eps`` held, accepted by Metropolis-Hastings with that density, is an
+        exact update of ``(sd_k, beta, b)`` together.  Where the Laplace approximation is
+        good ``eps`` is nearly independent of ``theta``, so the sd moves as if the
+        coefficients were integrated out, which the centred and the non-centred sd
+        updates cannot do when the data are weak for some levels and strong for others.
+        The step is tuned in warm-up (toward 44% acceptance) and fixed afterwards; the
+        prior's auxiliary variable is redrawn given the new sd (the move used its marginal).
+        """
+        joint = self.coefficients.joint
+        terms = [k for k, blk in enumerate(self.blocks) if blk.p == 1]
+        if joint is None or not terms:
+            return
+        precision, mean = self.fixef_prior(state)
+        frame = self._frame(state.factors, precision, mean, state.reference)
+        if frame is None:
+            return
+        (beta_c, b_c, _, _), inverses, log_det = frame
+        system = joint.system
+        x0, xr = self._to_frame(state.beta, state.b, state.factors)
+        c0, cr = self._to_frame(beta_c, b_c, state.factors)
+        e0, er = system.whiten(x0 - c0, xr - cr)
+        noise = _Noise(er, e0)
+        sds = {k: float(state.factors[k][0, 0]) for k in terms}
+        current = self._frame_log_target(
+            state.beta, state.b, inverses, precision, mean, log_det, sds
+        )
+        for k in terms:
+            log_step = state.frame_log_steps.get(k, math.log(0.5))
+            new_sds = dict(sds)
+            new_sds[k] = sds[k] * math.exp(math.exp(log_step) * rng.standard_normal())
+            factors = list(state.factors)
+            factors[k] = np.array([[new_sds[k]]])
+            accepted = False
+            frame = (
+                self._frame(factors, precision, mean, state.reference) if new_sds[k] > 0 else None
+            )
+            if frame is not None:
+                _, new_inverses, new_log_det = frame
+                try:
+                    b_new, beta_new = system.draw(factors, 1.0, precision, mean, noise)
+                except (NotPositiveDefiniteError, np.linalg.LinAlgError):
+                    b_new = None
+                if b_new is not None:
+                    proposed = self._frame_log_target(
+                        beta_new, b_new, new_inverses, precision, mean, new_log_det, new_sds
+                    )
+                    log_ratio = proposed - current
+                    self.frame_tries[k] += 1
+                    if math.isfinite(log_ratio) and math.log(rng.uniform()) < log_ratio:
+                        self.frame_accepts[k] += 1
+                        accepted = True
+                        state.beta, state.b, state.factors = beta_new, b_new, factors
+                        sds, current = new_sds, proposed
+            if state.adapting:
+                gain = 2.0 / state.sweeps**0.6
+                state.frame_log_steps[k] = min(
+                    max(log_step + gain * (float(accepted) - FRAME_TARGET), -8.0), 3.0
+                )
+            prior = self.priors.sd[k][0]
+            state.scalar_aux[k] = prior.refresh_state(rng, sds[k] ** 2, state.scalar_aux[k])
 
     def _interweave_poisson(self, state: ChainState, k: int, eta: np.ndarray, rng):
         """Step 5 with the Poisson likelihood (exact; slice sampling in ``log d_j``)."""

@@ -367,6 +367,8 @@ class HendersonSystem:
         else:  # one term and no fixed effects: nothing outside the first block
             xr = np.zeros(0)
         back = (g0r @ lam_r(xr)).reshape(l0, p0) @ lam0
+        # the factor ``L`` of ``M`` (for :meth:`whiten` and :meth:`log_det`)
+        self.last_factor = (m00, low, lambda v: (g0r @ lam_r(v)).reshape(l0, p0) @ lam0)
         x0 = m00_solve(c0 - back)
         if rng is not None:
             z0 = rng.standard_normal((l0, p0))
@@ -384,3 +386,28 @@ class HendersonSystem:
             out[k] = uk @ lams[k].T
             start += blk.size
         return out, xr[self.r - self.p :].copy()
+
+    def log_det(self) -> float:
+        """``log det L = log det M / 2`` of the last :meth:`draw`'s ``M``."""
+        m00, lrr, _ = self.last_factor
+        if m00.ndim == 1:
+            value = 0.5 * float(np.log(m00).sum())
+        else:
+            value = float(np.log(np.einsum("iil->il", batched.cholesky(m00))).sum())
+        return value + (float(np.log(np.diag(lrr)).sum()) if self.r else 0.0)
+
+    def whiten(self, x0: np.ndarray, xr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``L' x`` for the last :meth:`draw`'s ``M = L L'``, ``x = (x0, xr)`` on its scale
+        (``x0`` the first term's ``u`` (l0, p0); ``xr`` the other terms' ``u`` and beta):
+        the inverse of the noise map of :meth:`draw`, which adds ``sigma L^-T z``."""
+        m00, lrr, m0r = self.last_factor
+        back = m0r(xr)  # M_0r x_r, (l0, p0)
+        if m00.ndim == 1:
+            root = np.sqrt(m00)[:, None]
+            e0 = root * x0 + back / root
+        else:  # L00' x0 + L00^-1 M_0r x_r, level by level
+            l00 = batched.cholesky(m00)
+            e0 = np.einsum("jil,lj->li", l00, x0)
+            e0 += np.linalg.solve(np.moveaxis(l00, 2, 0), back[..., None])[..., 0]
+        er = np.tril(lrr).T @ xr if self.r else np.zeros(0)
+        return e0, er
