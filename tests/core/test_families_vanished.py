@@ -42,11 +42,18 @@ def test_without_an_intercept_the_coefficients_are_scaled():
     np.testing.assert_allclose(moved / values, moved[0] / values[0], rtol=1e-14)
 
 
-def test_nothing_moves_where_zero_inflation_has_not_vanished_or_already_is_negligible():
+def test_the_size_to_move_to_is_an_argument_and_either_way():
+    family = ZeroInflated(NBinom2(), design(), ["(Intercept)", "x"])
+    values = np.array([0.0, -25.0, 0.0])  # probabilities 1.4e-11: moved up to 1e-6
+    moved, _ = family.vanished_extra(values, to=1e-6)
+    assert special.expit(design() @ moved[1:]).max() == pytest.approx(1e-6, rel=1e-12)
+
+
+def test_nothing_moves_where_zero_inflation_has_not_vanished():
     family = ZeroInflated(NBinom2(), design(), ["(Intercept)", "x"])
     # the largest probability expit(-8 + 2 * 0.4) = 7.5e-4 reaches the threshold 1e-4
     assert family.vanished_extra(np.array([0.0, -8.0, 0.4])) is None
-    # at or below 1e-8 already (glmmTMB's -16.4 would be moved, -25 is not)
-    assert family.vanished_extra(np.array([0.0, -25.0, 0.0])) is None
+    # ... and not the threshold 1e-2
+    assert family.vanished_extra(np.array([0.0, -8.0, 0.4]), below=1e-2) is not None
     # a family without zero inflation has nothing to vanish
     assert NBinom2().vanished_extra(np.array([0.3])) is None

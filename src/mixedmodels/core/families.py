@@ -336,13 +336,13 @@ class Family(ABC):
         return np.zeros(0)
 
     def vanished_extra(
-        self, values: np.ndarray, below: float = 1e-4
+        self, values: np.ndarray, below: float = 1e-4, to: float = 1e-8
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """Where the family's own parameters ``values`` leave a part of the model that has
-        vanished (every zero-inflation probability below ``below``: the likelihood is flat
-        towards its limit, the MLE at ``-inf``): the values with that part moved to where
-        it is negligible and the mask of the entries concerned (the optimizer then holds
-        them); None otherwise, and for families without such a part."""
+        (nearly) vanished (every zero-inflation probability below ``below``: the deviance
+        may fall towards a limit, the MLE at ``-inf``): the values with that part moved to
+        size ``to`` (the largest probability) and the mask of the entries concerned (the
+        optimizer then holds them); None otherwise, and for families without such a part."""
         return None
 
     def check_link_response(self, y: np.ndarray) -> str | None:
@@ -1248,17 +1248,12 @@ class ZeroInflated(LikelihoodFamily):
     def extra_values(self):
         return np.concatenate([self.base.extra_values, self.gamma])
 
-    #: where :meth:`vanished_extra` puts the largest zero-inflation probability (glmmTMB
-    #: stops near it: salamanders_zinb2's intercept -16.4, probability 7.5e-8)
-    VANISHED_PROBABILITY: ClassVar[float] = 1e-8
-
-    def vanished_extra(self, values, below=1e-4):
+    def vanished_extra(self, values, below=1e-4, to=1e-8):
         """When every zero-inflation probability at ``values`` is below ``below``: the
-        zero-inflation coefficients moved so that the largest is 1e-8 (the intercept
+        zero-inflation coefficients moved so that the largest is ``to`` (the intercept
         shifted where ``X_zi`` has one, else ``gamma`` scaled: every linear predictor is
-        negative there, so scaling lowers them all), with the mask of those coefficients;
-        None where a probability reaches ``below`` or where they are all at or below 1e-8
-        already."""
+        negative there, so scaling moves them all the same way), with the mask of those
+        coefficients; None where a probability reaches ``below``."""
         values = np.asarray(values, dtype=float)
         nb = len(self.base.extra_names)
         gamma = values[nb:]
@@ -1266,8 +1261,8 @@ class ZeroInflated(LikelihoodFamily):
         if eta.size == 0 or not np.all(np.isfinite(eta)):
             return None
         top = float(eta.max())
-        target = float(special.logit(self.VANISHED_PROBABILITY))
-        if special.expit(top) >= below or top <= target:
+        target = float(special.logit(to))
+        if special.expit(top) >= below or top >= 0 or target >= 0:
             return None
         moved = gamma.copy()
         intercept = np.flatnonzero(np.all(self.X_zi == 1.0, axis=0))
