@@ -12,6 +12,13 @@
    optim/laplace_gradient.py) the stage starts from a Newton step in beta off the first
    stage's optimum, with initial steps of the size of the distance left.
 
+Zero inflation that vanishes (every probability below 1e-2 at stage 2's best point, checked
+every 50 evaluations): stage 2 stops, the probabilities are moved to 1e-8 and held and the
+other parameters re-optimized; that point is kept where the deviance falls towards it (the
+score for zero inflation points outwards), else stage 2 goes on from where it stopped
+(salamanders_zinb2: 307-383 evaluations instead of 921-2,164, the estimates no longer
+depending on the order of the rows).
+
 ``vcov(beta)`` comes from the Hessian of the Laplace deviance in ``(theta, beta)``
 (``2 H^-1``, lme4's ``use.hessian = TRUE``), computed by central differences with PIRLS
 converged to 1e-12: lme4 1.1-31 differences a function whose PIRLS stops at a
@@ -25,10 +32,12 @@ same Hessian to ~1e-6).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from mixedmodels.core.families import Family
 from mixedmodels.core.pirls import ConditionalMode, GlmmProblem, PirlsError
 from mixedmodels.errors import ConvergenceWarning
 from mixedmodels.linalg.threads import single_threaded_blas
@@ -400,7 +409,12 @@ class _VanishingWatch:
     2,200 evaluations drifting along the flat zero-inflation direction (salamanders_zinb2;
     the model without zero inflation takes 176)."""
 
-    def __init__(self, objective, vanished, every: int = 50) -> None:
+    def __init__(
+        self,
+        objective: Callable[[np.ndarray], float],
+        vanished: Callable[[np.ndarray], object],
+        every: int = 50,
+    ) -> None:
         self.objective = objective
         self.vanished = vanished
         self.every = every
@@ -426,18 +440,27 @@ class _VanishingWatch:
         )
 
 
-def _polish_vanished(objective, family, stage2, bounds, scale, to_x, n_free, below):
-    """Stage 2's end where the family's zero-inflation has vanished (every probability
-    below 1e-4: the deviance decreases towards a limit as its coefficients go to ``-inf``,
-    and BOBYQA alone stops anywhere between -9.5 and -11.9 on salamanders_zinb2 depending on
-    the rows' order, with the other estimates moving with it): the coefficients moved to
-    where the probabilities are ~1e-8 (glmmTMB stops near there) and held, the other
-    parameters re-optimized by BOBYQA from stage 2's values.  Returns that search's result
-    (``x`` in stage 2's coordinates, the held entries included) and whether it is the
-    limit: its deviance not above stage 2's, and the coefficients put back at stage 2's
-    values (the other parameters kept) giving a higher one (the deviance falls towards the
-    limit, no optimum inside); None when nothing has vanished.  One evaluation besides the
-    search's.
+def _polish_vanished(
+    objective: Callable[[np.ndarray], float],
+    family: Family,
+    stage2: OptimizeResult,
+    bounds: np.ndarray,
+    scale: np.ndarray,
+    to_x: Callable[[np.ndarray], np.ndarray],
+    n_free: int,
+    below: float,
+) -> tuple[OptimizeResult, bool] | None:
+    """Stage 2's end where the family's zero inflation has (nearly) vanished (every
+    probability below ``below``: the deviance may fall towards a limit as its coefficients
+    go to ``-inf``; BOBYQA alone drifted for 900-2,200 evaluations on salamanders_zinb2 and
+    stopped anywhere between -9.5 and -11.9 depending on the rows' order, the other
+    estimates moving with it): the coefficients moved to where the largest probability is
+    1e-8 (glmmTMB stops near there) and held, the other parameters re-optimized by BOBYQA
+    from stage 2's values.  Returns that search's result (``x`` in stage 2's coordinates,
+    the held entries included) and whether it is the limit: its deviance not above stage
+    2's, and the deviance at probabilities 100 times larger (the other parameters kept)
+    higher (the score for zero inflation points outwards); None when nothing has vanished.
+    One evaluation besides the search's.
 
     Parameters
     ----------
@@ -455,6 +478,8 @@ def _polish_vanished(objective, family, stage2, bounds, scale, to_x, n_free, bel
         ``z`` to the natural parameters.
     n_free : int
         ``k + p``: the entries of ``z`` before the family's parameters.
+    below : float
+        The largest probability that counts as vanished.
     """
     vanished = family.vanished_extra(to_x(stage2.x)[n_free:], below, VANISHED_PROBABILITY)
     if vanished is None:
