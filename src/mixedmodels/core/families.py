@@ -335,6 +335,16 @@ class Family(ABC):
     def extra_values(self) -> np.ndarray:
         return np.zeros(0)
 
+    def vanished_extra(
+        self, values: np.ndarray, below: float = 1e-4, to: float = 1e-8
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where the family's own parameters ``values`` leave a part of the model that has
+        (nearly) vanished (every zero-inflation probability below ``below``: the deviance
+        may fall towards a limit, the MLE at ``-inf``): the values with that part moved to
+        size ``to`` (the largest probability) and the mask of the entries concerned (the
+        optimizer then holds them); None otherwise, and for families without such a part."""
+        return None
+
     def check_link_response(self, y: np.ndarray) -> str | None:
         """What is wrong with ``y`` for this family's link (R's "cannot find valid starting
         values"), or None."""
@@ -1237,6 +1247,32 @@ class ZeroInflated(LikelihoodFamily):
     @property
     def extra_values(self):
         return np.concatenate([self.base.extra_values, self.gamma])
+
+    def vanished_extra(self, values, below=1e-4, to=1e-8):
+        """When every zero-inflation probability at ``values`` is below ``below``: the
+        zero-inflation coefficients moved so that the largest is ``to`` (the intercept
+        shifted where ``X_zi`` has one, else ``gamma`` scaled: every linear predictor is
+        negative there, so scaling moves them all the same way), with the mask of those
+        coefficients; None where a probability reaches ``below``."""
+        values = np.asarray(values, dtype=float)
+        nb = len(self.base.extra_names)
+        gamma = values[nb:]
+        eta = self.X_zi @ gamma
+        if eta.size == 0 or not np.all(np.isfinite(eta)):
+            return None
+        top = float(eta.max())
+        target = float(special.logit(to))
+        if special.expit(top) >= below or top >= 0 or target >= 0:
+            return None
+        moved = gamma.copy()
+        intercept = np.flatnonzero(np.all(self.X_zi == 1.0, axis=0))
+        if intercept.size:
+            moved[intercept[0]] += target - top
+        else:
+            moved *= target / top
+        mask = np.zeros(values.size, dtype=bool)
+        mask[nb:] = True
+        return np.concatenate([values[:nb], moved]), mask
 
     def __eq__(self, other):
         return self is other
