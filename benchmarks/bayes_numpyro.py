@@ -6,12 +6,13 @@ Not a dependency: run it in its own environment,
     /tmp/npvenv/bin/python benchmarks/bayes_numpyro.py sleepstudy OUT.npz
 
 then compare with ``python benchmarks/bayes_numpyro.py --compare sleepstudy OUT.npz`` in the
-project's environment (bulk ESS by :mod:`mixedmodels.core.diagnostics`, the same
-definitions for both samplers).  Priors are the sampler's defaults: flat fixed effects,
-``HalfStudentT(3, max(2.5, mad(y)))`` for sigma and every sd, ``LKJ(1)``; the random
-effects are non-centred (the parameterization NUTS needs).  4 chains x (500 warm-up +
-1,000 draws), run one after the other on one core (``chain_method="sequential"``); the
-time includes JAX's compilation, as a user would wait for it.
+project's environment (bulk ESS, MCSE of means and of quantiles by
+:mod:`mixedmodels.core.diagnostics`, the same definitions for both samplers).  Priors are
+the sampler's defaults: flat fixed effects, ``HalfStudentT(3, max(2.5, mad(y)))`` for
+sigma and every sd, ``LKJ(1)``; the random effects are non-centred (the parameterization
+NUTS needs).  4 chains x (500 warm-up + 1,000 draws), run one after the other on one core
+(``chain_method="sequential"``); the time includes JAX's compilation, as a user would
+wait for it.
 """
 
 from __future__ import annotations
@@ -125,7 +126,10 @@ def compare(case: str, path: str) -> None:
     """NUTS's draws beside the Gibbs sampler's (same priors, 4 x (500 + 1,000), 2
     processes), run right after NUTS: bulk ESS per second of wall time and per second of
     CPU time (all threads and processes: per core), and the posterior means' difference
-    in units of its Monte Carlo standard error (both samplers' MCSE combined)."""
+    in units of its Monte Carlo standard error (both samplers' MCSE combined); then, for
+    the 5%, 50% and 95% quantiles, both samplers' values and their difference over
+    ``hypot(mcse_quantile(nuts), mcse_quantile(gibbs))``.  The Gibbs draws are saved
+    next to ``path`` (``*_gibbs.npz``)."""
     import os
     import resource
 
@@ -149,6 +153,13 @@ def compare(case: str, path: str) -> None:
     )
     arr = post.chain_array()
     columns = list(post.draws.columns)
+    saved = Path(path).with_name(Path(path).stem + "_gibbs.npz")
+    np.savez(
+        saved,
+        seconds=gibbs_seconds,
+        cpu_seconds=gibbs_cpu,
+        **{str(k): arr[:, :, columns.index(str(k))] for k in data["names"]},
+    )
     print(
         f"{case}: NUTS {seconds:.1f} s wall, {cpu_nuts:.1f} s CPU; Gibbs {gibbs_seconds:.1f} s "
         f"wall, {gibbs_cpu:.1f} s CPU (two processes); load average before Gibbs "
@@ -177,10 +188,36 @@ def compare(case: str, path: str) -> None:
         )
         if x.shape[0] > 1:
             assert rhat(x) < 1.05
+    print()
+    print(quantile_table(data, {str(k): arr[:, :, columns.index(str(k))] for k in data["names"]}))
+
+
+def quantile_table(nuts, gibbs, probs=(0.05, 0.5, 0.95)) -> str:
+    """Markdown rows: for each parameter and probability, NUTS's and Gibbs's quantile
+    (pooled draws, type 7), their MCSEs and the difference over the combined MCSE."""
+    from mixedmodels.core.diagnostics import mcse_quantile
+
+    lines = [
+        "| parameter | quantile | NUTS | Gibbs | MCSE NUTS | MCSE Gibbs | diff / MCSE |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key in nuts["names"]:
+        key = str(key)
+        x, y = np.asarray(nuts[key]), np.asarray(gibbs[key])
+        for p in probs:
+            qx, qy = np.quantile(x, p), np.quantile(y, p)
+            sx, sy = mcse_quantile(x, p), mcse_quantile(y, p)
+            lines.append(
+                f"| {key} | {p:.0%} | {qx:.4g} | {qy:.4g} | {sx:.2g} | {sy:.2g} "
+                f"| {(qy - qx) / np.hypot(sx, sy):+.2f} |"
+            )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "--compare":
         compare(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "--quantiles":  # NUTS.npz GIBBS.npz: the table again, no sampling
+        print(quantile_table(np.load(sys.argv[2]), np.load(sys.argv[3])))
     else:  # CASE OUT [CHAINS WARMUP DRAWS]
         run(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6]))

@@ -12,7 +12,9 @@ disagreement between its halves.
 * :func:`ess_tail`: the smaller effective sample size of the indicators of the 5% and 95%
   quantiles;
 * :func:`ess_mean`, :func:`mcse_mean`: effective sample size of the raw split chains and
-  the Monte Carlo standard error of the posterior mean, ``sd / sqrt(ess_mean)``.
+  the Monte Carlo standard error of the posterior mean, ``sd / sqrt(ess_mean)``;
+* :func:`ess_quantile`, :func:`mcse_quantile`: effective sample size of the indicator
+  ``I(x <= q_p)`` and the Monte Carlo standard error of the quantile ``q_p``.
 
 Effective sample sizes use the multi-chain autocorrelation
 ``rho_t = 1 - (W - mean_m acov_m(t)) / var+`` summed by Geyer's initial monotone sequence.
@@ -150,3 +152,57 @@ def mcse_mean(draws) -> float:
     a = _as_chains(draws)
     e = ess_mean(a)
     return float(a.std(ddof=1) / math.sqrt(e)) if e == e else math.nan
+
+
+def ess_quantile(draws, prob: float) -> float:
+    """Effective sample size for the quantile ``q_prob``: the ESS of the split chains'
+    indicator ``I(x <= q_prob)``, ``q_prob`` the pooled draws' quantile (type 7, linear
+    interpolation)."""
+    a = _as_chains(draws)
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must lie strictly between 0 and 1, got {prob!r}")
+    if a.shape[1] < 4 or not np.all(np.isfinite(a)) or np.ptp(a) == 0:
+        return math.nan
+    indicator = (a <= np.quantile(a, prob)).astype(float)
+    return ess(split_chains(indicator))
+
+
+def mcse_quantile(draws, prob: float) -> float:
+    """Monte Carlo standard error of the posterior quantile ``q_prob``.
+
+    Vehtari et al. (2021, section 4.3), as ArviZ's ``mcse(method="quantile")`` and the R
+    package posterior compute it: with ``S`` the pooled draws' count and
+    ``N = ess_quantile(draws, prob)``, the probability that the true quantile lies below
+    the draw of rank ``k`` is approximately ``Beta(N p + 1, N (1 - p) + 1)``; its
+    15.87% and 84.13% points ``a`` and ``b`` (a central 68% interval, +/- one standard
+    normal sd) map back through the sorted draws ``x_(1) <= ... <= x_(S)`` to
+
+        ``th1 = x_(floor(max(a S - 1, 0)))``, ``th2 = x_(ceil(min(b S - 1, S - 1)))``
+
+    (0-based ranks), and ``MCSE(q_prob) = (th2 - th1) / 2``.  For independent draws from
+    a density ``f`` this tends to the asymptotic standard error
+    ``sqrt(p (1 - p) / S) / f(q_p)``.
+
+    Parameters
+    ----------
+    draws : array_like, shape (chains, iterations) or (iterations,)
+        The draws of one scalar quantity.
+    prob : float
+        The quantile's probability, strictly between 0 and 1.
+
+    Returns
+    -------
+    float
+        The standard error, NaN for fewer than 4 draws per chain, non-finite or
+        constant draws.
+    """
+    a = _as_chains(draws)
+    n_eff = ess_quantile(a, prob)
+    if n_eff != n_eff:
+        return math.nan
+    lo, hi = stats.beta.ppf([0.1586553, 0.8413447], n_eff * prob + 1, n_eff * (1 - prob) + 1)
+    ordered = np.sort(a, axis=None)
+    size = ordered.size
+    th1 = ordered[int(math.floor(max(lo * size - 1, 0)))]
+    th2 = ordered[int(math.ceil(min(hi * size - 1, size - 1)))]
+    return float((th2 - th1) / 2)
