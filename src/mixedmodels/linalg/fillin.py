@@ -282,8 +282,10 @@ class MapFill:
         # entries in the order of their row i (then level); entry e pairs with the
         # entries level_start[e] .. e of its level (rows j <= i: sorted within a level)
         self._by_row = by_row = np.argsort(rows, kind="stable").astype(index_dtype)
-        self._level_by_row = level_of[by_row]
+        # intp: np.take converts other index types to it, a copy per call
+        self._level_by_row = level_of[by_row].astype(np.intp)
         self._values_t = np.ascontiguousarray(np.take(panels.values, by_row, axis=0).T)
+        self._kept_buffers: tuple[np.ndarray, np.ndarray] | None = None  # see _buffers
         n_pairs = (np.arange(n_entries, dtype=np.int64) - level_start + 1)[by_row]
         offsets = np.zeros(n_entries + 1, dtype=np.int64)
         np.cumsum(n_pairs, out=offsets[1:])
@@ -383,12 +385,24 @@ class MapFill:
             m *= scale
         level = self._level_by_row
         values = self._values_t  # (p, entries)
-        b = np.empty(values.shape)  # B', row c: column c of B
+        b, scratch = self._buffers(values.shape)  # B', row c: column c of B
         for c in range(p):
-            np.multiply(values[0], np.take(m[0, c], level), out=b[c])
+            np.take(m[0, c], level, out=b[c], mode="clip")  # "raise" buffers the output
+            np.multiply(values[0], b[c], out=b[c])
             for a in range(1, p):
-                b[c] += values[a] * np.take(m[a, c], level)
+                np.take(m[a, c], level, out=scratch, mode="clip")
+                np.multiply(values[a], scratch, out=scratch)
+                b[c] += scratch
         return (self.map @ b.reshape(-1)).reshape(self.n_rows, self.n_rows)
+
+    def _buffers(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """``B'`` and one row of scratch, allocated on the first evaluation and reused (an
+        evaluation allocates nothing proportional to the number of panel entries)."""
+        kept = self._kept_buffers
+        if kept is None or kept[0].shape != shape:
+            kept = (np.empty(shape), np.empty(shape[1]))
+            self._kept_buffers = kept
+        return kept
 
 
 class GroupedFill:
