@@ -108,15 +108,31 @@ def hessian_by_pairs(
         e[i] = steps[i]
         plus[i], minus[i] = f(x + e), f(x - e)
     hess = np.zeros((k, k))
+    _fill_value_block(hess, f, x, steps, plus, minus, f0)
+    return hess
+
+
+def _fill_value_block(
+    hess: np.ndarray,
+    f: Callable[[np.ndarray], float],
+    x: np.ndarray,
+    steps: np.ndarray,
+    plus: np.ndarray,
+    minus: np.ndarray,
+    f0: float,
+) -> None:
+    """Write ``hess[:k, :k]`` (``k = plus.size``) from values: the diagonal from
+    ``f(x +- e_i)`` (``plus``, ``minus``) and ``f0 = f(x)``, each pair ``i > j`` from
+    ``f(x + e_i + e_j) + f(x - e_i - e_j)`` (the formula of :func:`hessian_by_pairs`)."""
+    k, n = plus.size, x.size
     for i in range(k):
         hess[i, i] = (plus[i] - 2 * f0 + minus[i]) / steps[i] ** 2
         for j in range(i):
-            e = np.zeros(k)
+            e = np.zeros(n)
             e[i], e[j] = steps[i], steps[j]
             both = f(x + e) + f(x - e)
-            value = both - plus[i] - plus[j] - minus[i] - minus[j] + 2 * f0
-            hess[i, j] = hess[j, i] = value / (2 * steps[i] * steps[j])
-    return hess
+            cross = both - plus[i] - plus[j] - minus[i] - minus[j] + 2 * f0
+            hess[i, j] = hess[j, i] = cross / (2 * steps[i] * steps[j])
 
 
 def hessian_by_gradient(
@@ -162,12 +178,5 @@ def hessian_by_gradient(
     lower = hess[k:, k:]
     hess[k:, k:] = (lower + lower.T) / 2
     hess[k:, :k] = hess[:k, k:].T
-    for i in range(k):
-        hess[i, i] = (plus[i] - 2 * f0 + minus[i]) / steps[i] ** 2
-        for j in range(i):
-            e = np.zeros(n)
-            e[i], e[j] = steps[i], steps[j]
-            both = value(x + e) + value(x - e)
-            cross = both - plus[i] - plus[j] - minus[i] - minus[j] + 2 * f0
-            hess[i, j] = hess[j, i] = cross / (2 * steps[i] * steps[j])
+    _fill_value_block(hess, value, x, steps, plus, minus, f0)
     return hess, (plus - minus) / (2 * np.asarray(steps[:k], dtype=float))

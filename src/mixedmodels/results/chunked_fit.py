@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -126,27 +127,11 @@ class ChunkedLmerFit(LmerFit):
         str
             The path written.
         """
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         source = self._design.source
         design = self._portable()._design
         beta, b = self._solution.beta, self._solution.b
-        writer = None
-        try:
-            for part in source.map(
-                lambda f: row_values(f, design, beta, b), design.encoder.needed
-            ):
-                table = pa.Table.from_pandas(
-                    part.rename_axis("row").reset_index(), preserve_index=False
-                )
-                if writer is None:
-                    writer = pq.ParquetWriter(str(out), table.schema)
-                writer.write_table(table)
-        finally:
-            if writer is not None:
-                writer.close()
-        return str(out)
+        parts = source.map(lambda f: row_values(f, design, beta, b), design.encoder.needed)
+        return _write_parts(parts, out)
 
     def predict(self, newdata=None, *, out: str | Path | None = None, **options):
         """Predictions as :meth:`LmerFit.predict`; ``newdata`` may also be a Dask
@@ -176,29 +161,15 @@ class ChunkedLmerFit(LmerFit):
         return super().predict(newdata, **options)
 
     def _predict_parquet(self, source: ParquetSource, out: str | Path, options: dict) -> str:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         fit = self._portable()
-        writer = None
-        try:
-            for frame in source.map(lambda f: f, source.columns):
-                values = LmerFit.predict(fit, frame, **options)
-                part = (
-                    values.set_axis(frame.index)
-                    if isinstance(values, pd.DataFrame)
-                    else pd.DataFrame({"predicted": values}, index=frame.index)
-                )
-                table = pa.Table.from_pandas(
-                    part.rename_axis("row").reset_index(), preserve_index=False
-                )
-                if writer is None:
-                    writer = pq.ParquetWriter(str(out), table.schema)
-                writer.write_table(table)
-        finally:
-            if writer is not None:
-                writer.close()
-        return str(out)
+
+        def predicted(frame: pd.DataFrame) -> pd.DataFrame:
+            values = LmerFit.predict(fit, frame, **options)
+            if isinstance(values, pd.DataFrame):
+                return values.set_axis(frame.index)
+            return pd.DataFrame({"predicted": values}, index=frame.index)
+
+        return _write_parts((predicted(f) for f in source.map(lambda f: f, source.columns)), out)
 
     # ------------------------------------------------------------------ what needs all rows
     @property
@@ -223,3 +194,23 @@ class ChunkedLmerFit(LmerFit):
         if str(ddf).lower().replace("_", "-") in ("kenward-roger", "kr"):
             raise _rows_needed("Kenward-Roger")
         return super().fixef_table(ddf)
+
+
+def _write_parts(parts: Iterable[pd.DataFrame], out: str | Path) -> str:
+    """Write frames one after another to the Parquet file ``out``, each frame's index as
+    the column ``row``; the path is returned."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for part in parts:
+            rows = part.rename_axis("row").reset_index()
+            table = pa.Table.from_pandas(rows, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(str(out), table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    return str(out)
