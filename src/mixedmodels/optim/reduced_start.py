@@ -22,9 +22,9 @@ import scipy.sparse as sp
 
 from mixedmodels.core.gram import Gram
 from mixedmodels.core.lmm import LmmProblem
-from mixedmodels.linalg import batched
 from mixedmodels.optim.start import (
     DEFAULT_STEP,
+    full_rank_level_inverses,
     level_regression_lambda,
     scalar_terms_start,
     single_vector_start,
@@ -147,18 +147,12 @@ def _backfit_regressions(problem: LmmProblem, cross: _Cross, sweeps: int = 3):
     blocks = problem.blocks
     coefs, inverses, masks = [], [], []
     for k, b in enumerate(blocks):
-        gram = cross.diagonal(k)
-        low = batched.cholesky(gram)
-        scale = np.stack([np.sqrt(gram[j, j]) for j in range(b.p)])
-        diag = np.stack([low[j, j] for j in range(b.p)])
-        ok = np.all(np.isfinite(diag) & (diag > 1e-8 * np.maximum(scale, 1e-300)), axis=0)
-        if not ok.any():
+        level_inverses = full_rank_level_inverses(cross.diagonal(k))
+        if level_inverses is None:
             return None
-        low[:, :, ~ok] = np.eye(b.p)[:, :, None]
-        inv = batched.invert_lower(low)
-        inverses.append(np.einsum("kil,kjl->ijl", inv, inv))
+        inverses.append(level_inverses[0])
         coefs.append(np.zeros((b.n_levels, b.p)))
-        masks.append(ok)
+        masks.append(level_inverses[1])
     zr0 = [cross.zr(k) for k in range(len(blocks))]
     for _ in range(sweeps):
         for k, (b, coef, zz_inv, ok) in enumerate(zip(blocks, coefs, inverses, masks, strict=True)):

@@ -106,6 +106,22 @@ def level_regression_lambda(
     return lam, sigma2
 
 
+
+def full_rank_level_inverses(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-level ``(Z_i'WZ_i)^-1 = L^-T L^-1`` from the grams ``(p, p, l)``, and the mask of
+    the levels whose Cholesky diagonal stays above 1e-8 of the column scale (the other
+    levels get the identity); None when no level has full rank."""
+    p = gram.shape[0]
+    low = batched.cholesky(gram)
+    scale = np.stack([np.sqrt(gram[j, j]) for j in range(p)])
+    diag = np.stack([low[j, j] for j in range(p)])
+    ok = np.all(np.isfinite(diag) & (diag > 1e-8 * np.maximum(scale, 1e-300)), axis=0)
+    if not ok.any():
+        return None
+    low[:, :, ~ok] = np.eye(p)[:, :, None]
+    inv = batched.invert_lower(low)
+    return np.einsum("kil,kjl->ijl", inv, inv), ok
+
 def _backfit_regressions(
     blocks, r: np.ndarray, weights: np.ndarray | None, sweeps: int = 3
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], float] | None:
@@ -121,18 +137,14 @@ def _backfit_regressions(
     w = np.ones(r.size) if weights is None else weights
     coefs, inverses, masks = [], [], []
     for b in blocks:
-        gram = grouped_cross_products(b.codes, b.n_levels, b.z, b.z, weights)
-        low = batched.cholesky(gram)
-        scale = np.stack([np.sqrt(gram[j, j]) for j in range(b.p)])
-        diag = np.stack([low[j, j] for j in range(b.p)])
-        ok = np.all(np.isfinite(diag) & (diag > 1e-8 * np.maximum(scale, 1e-300)), axis=0)
-        if not ok.any():
+        level_inverses = full_rank_level_inverses(
+            grouped_cross_products(b.codes, b.n_levels, b.z, b.z, weights)
+        )
+        if level_inverses is None:
             return None
-        low[:, :, ~ok] = np.eye(b.p)[:, :, None]
-        inv = batched.invert_lower(low)
-        inverses.append(np.einsum("kil,kjl->ijl", inv, inv))  # (Z_i'WZ_i)^-1 = L^-T L^-1
+        inverses.append(level_inverses[0])
         coefs.append(np.zeros((b.n_levels, b.p)))
-        masks.append(ok)
+        masks.append(level_inverses[1])
     for _ in range(sweeps):
         for b, coef, zz_inv, ok in zip(blocks, coefs, inverses, masks, strict=True):
             e += np.einsum("np,np->n", b.z, coef[b.codes])
