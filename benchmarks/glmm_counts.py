@@ -4,7 +4,8 @@ Counts what one default fit spends in lme4's first stage (nAGQ = 0, BOBYQA over 
 PIRLS over (beta, u)), the second (BOBYQA over (theta, beta)), the Hessian for ``vcov``
 and the rest (start, boundary checks, the final mode), on the GLMM cases of
 benchmarks/glmm.py (without the 100,000-row one), the Poisson smooth of
-benchmarks/smooths.py and the dispersion-family cases of benchmarks/glmm_families.py.
+benchmarks/smooths.py and the family cases of benchmarks/glmm_families.py (lme4's and
+glmmTMB's).
 Each case is fitted once untimed (warm-up) and ``--repeats`` times; CPU is
 ``time.process_time`` (this process); counts are those of the last fit.
 
@@ -126,11 +127,22 @@ CASES = {
     "verbagg": lambda: _glmm_case("verbagg"),
     "poisson_cr": lambda: _smooth_case("poisson_cr"),
     "binomial_tp": lambda: _smooth_case("binomial_tp"),
-    "sleepstudy_gamma_log": lambda: _family_case("sleepstudy_gamma_log"),
-    "gamma_sim_log": lambda: _family_case("gamma_sim_log"),
-    "sleepstudy_invgauss_log": lambda: _family_case("sleepstudy_invgauss_log"),
-    "orthodont_gaussian_log": lambda: _family_case("orthodont_gaussian_log"),
 }
+#: every GLMM-family reference case (tests/family_cases.py: lme4's and glmmTMB's)
+FAMILY_CASES = [
+    "beta_sim_logit",
+    "gamma_sim_log",
+    "grouseticks_glmer_nb",
+    "orthodont_gaussian_log",
+    "owls_nbinom1",
+    "owls_zinb1",
+    "salamanders_glmer_nb",
+    "salamanders_nbinom2",
+    "salamanders_zip",
+    "sleepstudy_gamma_log",
+    "sleepstudy_invgauss_log",
+]
+CASES.update({name: (lambda name=name: _family_case(name)) for name in FAMILY_CASES})
 
 
 def measure(name: str, repeats: int) -> dict:
