@@ -218,3 +218,126 @@ class _Factor:
             return self.a1 * v1[self.codes] + np.einsum("ia,ia->i", self.a2, v2[self.cols2])
         v2 = self.s_inv @ r2
         return np.einsum("ia,ia->i", self.a2, v2[self.cols2])
+
+
+#: step of the differences in the family's own parameters (relative, at least this)
+EXTRA_STEP = 1e-4
+#: relative change of the deviance along which ``kappa = dT / dD`` is differenced
+KAPPA_STEP = 1e-4
+
+
+class LaplaceGradient(BetaGradient):
+    """``d L / d (beta, psi)`` of a problem's Laplace deviance for any family: ``psi`` the
+    family's own parameters (``extra_names``: a dispersion, a size, zero-inflation
+    coefficients; none for lme4's dispersion families).
+
+    The Laplace deviance is ``L = T + ||u~||^2 + log|M|`` with ``u~`` the minimizer of
+    ``D + ||u||^2`` (``D`` the deviance PIRLS minimizes) and ``T`` the family's data term
+    (:meth:`Family.objective_term`).  ``T`` depends on the linear predictor through ``D``
+    alone, ``dT = kappa dD``: ``kappa = 1`` where ``T - D`` does not depend on the means
+    (binomial, Poisson, glmmTMB's families: ``T = D``; lme4's negative binomial: ``T =
+    -2 sum log p``, whose difference from ``D`` is the saturated model's), and for the
+    families with a dispersion (``T`` = R's aic with ``phi = D / sum w``, ``-2 log p_i = d_i
+    / phi + c(y_i, phi)``) ``kappa = dT / dD`` taken by a difference along the scores.  With
+    ``s`` the rows' scores (``-1/2 d d_i / d eta``), ``W~ = -d s / d eta``, ``W`` the
+    Laplace weights, ``l_i = a_i' M^-1 a_i``, ``c = l * d W / d eta`` and ``v = A M~^-1 A'
+    (c + 2 (1 - kappa) s)``:
+
+    .. math::
+
+        \\nabla_\\beta L = X' (c - 2 \\kappa s) - X' (W~ v), \\qquad
+        \\partial_{\\psi_j} L = \\partial_{\\psi_j} T + l' \\partial_{\\psi_j} W
+            + v' \\partial_{\\psi_j} s
+
+    (partials at fixed ``eta``; with ``kappa = 1`` and no ``psi`` the first is
+    :class:`BetaGradient`'s).  The partials in ``psi`` are central differences of the
+    family's functions at ``psi +- h`` (``h = 1e-4 max(1, |psi_j|)``: ``2 n_psi`` families,
+    no PIRLS).
+
+    Parameters
+    ----------
+    problem : GlmmProblem
+        At any value of the family's own parameters (each call passes the family).
+    """
+
+    def __call__(  # type: ignore[override]
+        self, theta: np.ndarray, mode: ConditionalMode, family: Family | None = None
+    ) -> np.ndarray:
+        """The gradient in ``(beta, psi)`` at ``theta``, ``mode.beta`` and the family's
+        parameters ``psi`` (``family``, the problem's when None; ``mode`` PIRLS's converged
+        mode there).
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            When the Schur complement is not positive definite (not at a mode).
+        """
+        problem = self.problem
+        fam = problem.family if family is None else family
+        y, pw, X = problem.y, problem.prior_weights, problem.X
+        eta = mode.eta
+        # steps relative to the linear predictor's own size (an inverse link's is ~1e-3)
+        size = np.abs(eta)
+        step = ETA_STEP * np.maximum(size, max(float(np.mean(size)), 1e-8))
+        kernel = fam.kernel(y, pw)
+
+        def score(k, e: np.ndarray) -> np.ndarray:
+            h, r = k.working(e, k.inverse(e))
+            return h * r
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            s = score(kernel, eta)
+            observed = -(score(kernel, eta + step) - score(kernel, eta - step)) / (2 * step)
+            wp = kernel.laplace_weights(eta + step, kernel.inverse(eta + step))
+            wm = kernel.laplace_weights(eta - step, kernel.inverse(eta - step))
+            dw = (wp - wm) / (2 * step)
+            kappa = self._kappa(kernel, eta, s) if fam.has_dispersion else 1.0
+        a1, a2 = self._values(theta)
+        factor = self._factor(a1, a2, mode.weights)
+        lev = factor.leverages()
+        c = lev * dw
+        if np.allclose(observed, mode.weights, rtol=1e-6, atol=0.0):
+            observed = mode.weights
+            solver = factor
+        else:
+            solver = self._factor(a1, a2, observed)
+        v = solver.solve_rows(c + 2.0 * (1.0 - kappa) * s if kappa != 1.0 else c)
+        grad_beta = X.T @ (c - 2.0 * kappa * s) - X.T @ (observed * v)
+        psi = fam.extra_values
+        if not psi.size:
+            return grad_beta
+        mu = kernel.inverse(eta)
+        grad_psi = np.empty(psi.size)
+        for j in range(psi.size):
+            h = EXTRA_STEP * max(1.0, abs(float(psi[j])))
+            parts = []
+            for sign in (1.0, -1.0):
+                moved = psi.copy()
+                moved[j] += sign * h
+                other = fam.with_extra(moved).kernel(y, pw)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    term = other.objective_term(mu, other.deviance(eta, mu))
+                    parts.append((term, other.laplace_weights(eta, mu), score(other, eta)))
+            (tp, wpj, sp_), (tm, wmj, sm) = parts
+            grad_psi[j] = ((tp - tm) + lev @ (wpj - wmj) + v @ (sp_ - sm)) / (2 * h)
+        return np.concatenate([grad_beta, grad_psi])
+
+    @staticmethod
+    def _kappa(kernel, eta: np.ndarray, s: np.ndarray) -> float:
+        """``dT / dD`` by a central difference along the scores (``D`` changes by
+        ``KAPPA_STEP`` relative)."""
+        deviance = kernel.deviance(eta, kernel.inverse(eta))
+        slope = 2.0 * float(s @ s)  # -dD/dt along eta + t s
+        if not slope > 0:
+            return 1.0
+        if not deviance > 0:
+            return 1.0
+        t = KAPPA_STEP * deviance / slope
+        values = []
+        for sign in (1.0, -1.0):
+            e = eta + sign * t * s
+            mu = kernel.inverse(e)
+            d = kernel.deviance(e, mu)
+            values.append((kernel.objective_term(mu, d), d))
+        (tp, dp), (tm, dm) = values
+        return (tp - tm) / (dp - dm)
