@@ -43,7 +43,11 @@ from mixedmodels.errors import ConvergenceWarning
 from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim.bobyqa import OptimizeResult, minimize_bounded
 from mixedmodels.optim.derivatives import hessian_by_gradient, hessian_by_pairs
-from mixedmodels.optim.laplace_gradient import BetaGradient, has_deviance_gradient
+from mixedmodels.optim.laplace_gradient import (
+    BetaGradient,
+    LaplaceGradient,
+    has_deviance_gradient,
+)
 
 BOUNDARY_TOLERANCE = 1e-5
 #: zero inflation vanished: at the end of stage 2 every probability below this
@@ -53,6 +57,11 @@ VANISHED_BELOW = 1e-4
 VANISHED_PROBABILITY = 1e-8
 #: stage 2 stops to test the limit once every probability at its best point is below this
 WATCH_BELOW = 1e-2
+#: Newton's stage 2: at most this many Hessians before BOBYQA takes over
+NEWTON_ITERATIONS = 10
+#: Newton's stage 2 has converged where the Newton decrement ``g' H^-1 g`` (twice the
+#: decrease the quadratic model predicts) is below this
+NEWTON_DECREMENT = 1e-8
 
 
 @dataclass(frozen=True)
@@ -163,7 +172,17 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
     # the first stage only starts the second unless it is the fit (n_agq = 0): to a change
     # of 1e-6 in the deviance its optimum is as good a start (the second stage's optimum,
     # the estimates, do not move), with fewer joint PIRLS runs
-    precise = n_agq == 0 or family.scaled_search  # the new families start their own scale
+    # the families searched in scaled coordinates (lme4's dispersion families and negative
+    # binomial, glmmTMB's): stage 2 by Newton's method with the gradient in (beta, psi),
+    # which needs only a start from the first stage
+    full_gradient = None
+    if n_agq == 1 and family.scaled_search:
+        full_gradient = LaplaceGradient(problem)
+        if not full_gradient.usable():
+            full_gradient = None
+    # the new families start their own scale (a start of stage 1 to 1e-6 left
+    # dyestuff_invgauss_identity's Newton stage without convergence: kept at 1e-10)
+    precise = n_agq == 0 or family.scaled_search
     tolerance = {"ftol_abs": 1e-10} if precise else {"ftol_abs": 1e-6, "xtol_abs": 1e-5}
     stage1 = minimize_bounded(_safe(joint), theta0, lower, **tolerance)
     theta = _snap_to_boundary(joint, stage1.x, lower)
@@ -274,6 +293,43 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
 
     objective = _safe(lambda z: laplace(to_x(z)))
 
+    def near_modes(centre: np.ndarray, centre_mode: ConditionalMode):
+        """PIRLS near ``centre``: from its mode, or from the mode predicted by the points
+        evaluated already (x + e_i + e_j from x + e_i and x + e_j: second order)."""
+        near = _ModePredictor()
+        near.add(centre, centre_mode.u)
+
+        def mode_near(z: np.ndarray) -> ConditionalMode:
+            guess = near.predict(z)
+            found = at(z).mode(
+                z[:k], z[k : k + p], centre_mode.u, guess=None if guess is None else (None, guess)
+            )
+            near.add(z, found.u)
+            return found
+
+        return mode_near
+
+    # the Hessian's steps (the vcov's): 1e-3 of theta's scale, 1e-2 of beta's (standard
+    # errors) and 1e-2 in the family's own parameters
+    hessian_steps = np.concatenate([1e-3 * scale[:k], 1e-2 * scale[k:]])
+    newton = None
+    if full_gradient is not None:
+        newton = _newton_stage(
+            _safe(laplace),
+            lambda x, f0: _hessian_and_gradient(
+                x, f0, laplace_seen.get(x), near_modes, at, full_gradient, hessian_steps, k
+            ),
+            to_x(z0),
+            bounds,
+            hessian_steps,
+            k,
+            lambda x: n_extra > 0
+            and family.vanished_extra(x[k + p :], WATCH_BELOW) is not None,
+        )
+        evaluations += newton.n_evaluations
+        if not newton.converged:
+            z0 = (newton.x - shift) / scale  # BOBYQA from Newton's best point
+
     def search(start: np.ndarray, watch: bool):
         """Stage 2's BOBYQA from ``start``; with ``watch`` stopped where the family's zero
         inflation has vanished at the best point (``(result, True)`` then)."""
@@ -291,10 +347,16 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
         except _VanishedError:
             return watcher.result(), True
 
-    stage2, stopped = search(z0, n_extra > 0 and n_agq == 1)
-    evaluations += stage2.n_evaluations
+    if newton is not None and newton.converged:
+        stage2 = OptimizeResult(
+            (newton.x - shift) / scale, newton.fun, newton.n_evaluations, True, newton.message
+        )
+        stopped = False
+    else:
+        stage2, stopped = search(z0, n_extra > 0 and n_agq == 1)
+        evaluations += stage2.n_evaluations
     polished = None
-    if n_extra and n_agq == 1:
+    if n_extra and n_agq == 1 and not (newton is not None and newton.converged):
         below = WATCH_BELOW if stopped else VANISHED_BELOW
         polished = _polish_vanished(objective, family, stage2, bounds, scale, to_x, k + p, below)
         if polished is not None:
@@ -312,7 +374,7 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
             polished = None
     converged = converged and stage2.converged
     message = stage2.message
-    x = to_x(stage2.x)
+    x = newton.x.copy() if newton is not None and newton.converged else to_x(stage2.x)
     if polished is not None:
         converged = converged and polished[0].converged
         message = polished[0].message
@@ -322,22 +384,6 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
     mode = laplace_seen.get(x) if n_agq == 1 else None
     if mode is None:
         mode = final.mode(x[:k], x[k : k + p], u0)
-
-    def near_modes(centre: np.ndarray, centre_mode: ConditionalMode):
-        """PIRLS near ``centre``: from its mode, or from the mode predicted by the points
-        evaluated already (x + e_i + e_j from x + e_i and x + e_j: second order)."""
-        near = _ModePredictor()
-        near.add(centre, centre_mode.u)
-
-        def mode_near(z: np.ndarray) -> ConditionalMode:
-            guess = near.predict(z)
-            found = at(z).mode(
-                z[:k], z[k : k + p], centre_mode.u, guess=None if guess is None else (None, guess)
-            )
-            near.add(z, found.u)
-            return found
-
-        return mode_near
 
     mode_near_optimum = near_modes(x, mode)
 
@@ -349,9 +395,21 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
     def laplace_and_gradient(z: np.ndarray) -> tuple[float, np.ndarray]:
         # the Laplace deviance and its gradient in beta at (theta, beta) = z
         found = mode_near_optimum(z)
-        return found.laplace, beta_gradient(z[:k], found)
+        if beta_gradient is not None:
+            return found.laplace, beta_gradient(z[:k], found)
+        return found.laplace, full_gradient(z[:k], found, final.family)[:p]
+
+    def laplace_and_full_gradient(z: np.ndarray) -> tuple[float, np.ndarray]:
+        # the Laplace deviance and its gradient in (beta, psi) at z
+        found = mode_near_optimum(z)
+        return found.laplace, full_gradient(z[:k], found, at(z).family)
 
     vcov_extra = None
+    # Newton's last Hessian, where it converged at this point's neighbour (its step below
+    # a decrement of 1e-8: ~1e-4 standard errors), is the vcov's Hessian
+    reuse = None
+    if newton is not None and newton.converged and n_agq == 1:
+        reuse = newton.hessian
 
     if n_extra and family.joint_vcov:
         # glmmTMB: the fixed effects' covariance from the Hessian in all parameters
@@ -364,7 +422,21 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
             # is ~exp in them there, so the curvature comes out 9% high, and beta's block
             # of the inverse moves by O(1e-8)
             steps[k + p :][vanished[1]] = 100.0
-        vcov_all = _hessian_vcov(_safe(laplace_near_optimum), x, k, mode, steps, True, full=True)
+        vcov_all = _hessian_vcov(
+            _safe(laplace_near_optimum),
+            x,
+            k,
+            mode,
+            steps,
+            True,
+            full=True,
+            gradient=(
+                laplace_and_full_gradient
+                if full_gradient is not None and vanished is None
+                else None
+            ),
+            hessian=reuse,
+        )
         vcov, vcov_extra = vcov_all[:p, :p], vcov_all[p:, p:]
     else:
         # lme4 (glmer.nb too): the Hessian in theta and beta, the family's parameters held
@@ -373,7 +445,7 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
             return laplace_near_optimum(np.concatenate([z, x[k + p :]]))
 
         gradient = None
-        if beta_gradient is not None:
+        if beta_gradient is not None or full_gradient is not None:
             gradient = laplace_and_gradient
         vcov = _hessian_vcov(
             _safe(conditional),
@@ -383,6 +455,7 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
             scale[: k + p],
             family.scaled_search,
             gradient=gradient,
+            hessian=None if reuse is None else reuse[: k + p, : k + p],
         )
     return GlmmSolution(
         x[:k],
@@ -396,6 +469,146 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
         final,
         vcov_extra,
     )
+
+
+@dataclass(frozen=True)
+class _NewtonResult:
+    """Newton's stage 2: its best point ``x`` (natural coordinates) and deviance, the
+    Hessian at the last point it was taken (where converged: the step from there was below
+    :data:`NEWTON_DECREMENT`), the Laplace evaluations (modes) spent."""
+
+    x: np.ndarray
+    fun: float
+    hessian: np.ndarray | None
+    n_evaluations: int
+    converged: bool
+    message: str
+
+
+def _hessian_and_gradient(
+    x: np.ndarray,
+    f0: float,
+    centre_mode: ConditionalMode | None,
+    near_modes: Callable,
+    at: Callable[[np.ndarray], GlmmProblem],
+    gradient: LaplaceGradient,
+    steps: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The Hessian and gradient of the Laplace deviance at ``x = (theta, beta, psi)``: the
+    gradient in ``(beta, psi)`` exact (:class:`LaplaceGradient`), the Hessian's columns in
+    them by its central differences, the theta block and theta's gradient by central
+    differences of values (:func:`hessian_by_gradient`).  Returns them and the modes
+    computed.
+
+    Raises
+    ------
+    PirlsError, numpy.linalg.LinAlgError
+        Where a point near ``x`` has no usable mode.
+    """
+    count = [0]
+    mode = centre_mode
+    if mode is None:
+        mode = at(x).mode(x[:k], x[k : x.size - len(at(x).family.extra_names)], None)
+        count[0] += 1
+    mode_near = near_modes(x, mode)
+
+    def value(z: np.ndarray) -> float:
+        count[0] += 1
+        return mode_near(z).laplace
+
+    def value_and_gradient(z: np.ndarray) -> tuple[float, np.ndarray]:
+        count[0] += 1
+        found = mode_near(z)
+        return found.laplace, gradient(z[:k], found, at(z).family)
+
+    hess, grad_theta = hessian_by_gradient(value_and_gradient, value, x, steps, k, f0)
+    grad = np.concatenate([grad_theta, gradient(x[:k], mode, at(x).family)])
+    return hess, grad, count[0]
+
+
+def _newton_stage(
+    value: Callable[[np.ndarray], float],
+    hessian_at: Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray, int]],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    steps: np.ndarray,
+    k: int,
+    vanished: Callable[[np.ndarray], bool],
+) -> _NewtonResult:
+    """Stage 2 by Newton's method with a line search: at each point the Hessian and
+    gradient (``hessian_at(x, f(x))``: exact in beta and the family's parameters, by
+    differences in theta), the step ``-H^-1 g`` (``H``'s eigenvalues floored at 1e-6 of
+    the largest, in the coordinates ``x / steps``, where it is not positive definite;
+    at most 10 standard errors, and theta kept within 0.9 of its distance to its bound),
+    halved until the deviance falls by 1e-4 of the predicted amount.  Converged where
+    the decrement ``g' H^-1 g`` is below :data:`NEWTON_DECREMENT` (the last step is taken
+    when it does not raise the deviance); not converged (BOBYQA goes on from the best
+    point) after :data:`NEWTON_ITERATIONS` Hessians, where a step fails, where theta comes
+    within two Hessian steps of its bound (the Hessian is not defined there) or where
+    ``vanished(x)`` (zero inflation vanishing: the deviance's minimum is at infinity)."""
+    x = np.array(x0, dtype=float)
+    count = 1
+    f = value(x)
+
+    def result(converged: bool, message: str, hess=None) -> _NewtonResult:
+        return _NewtonResult(x, f, hess, count, converged, message)
+
+    if not np.isfinite(f):
+        return result(False, "Newton: the start has no finite deviance")
+    for _ in range(NEWTON_ITERATIONS):
+        if np.any(x[:k] - 2.0 * steps[:k] <= lower[:k]) or vanished(x):
+            return result(False, "Newton: theta near its bound or the zero inflation vanishing")
+        try:
+            hess, grad, used = hessian_at(x, f)
+        except (PirlsError, np.linalg.LinAlgError):
+            return result(False, "Newton: no mode near the point")
+        count += used
+        if not (np.all(np.isfinite(hess)) and np.all(np.isfinite(grad))):
+            return result(False, "Newton: the Hessian is not finite")
+        hs = hess * steps[:, None] * steps[None, :]
+        gs = grad * steps
+        try:
+            low = np.linalg.cholesky(hs)
+            ds = -np.linalg.solve(low.T, np.linalg.solve(low, gs))
+            definite = True
+        except np.linalg.LinAlgError:
+            values, vectors = np.linalg.eigh(hs)
+            floor = 1e-6 * float(np.max(np.abs(values), initial=0.0))
+            if not floor > 0:
+                return result(False, "Newton: the Hessian is zero")
+            ds = -vectors @ ((vectors.T @ gs) / np.maximum(np.abs(values), floor))
+            definite = False
+        decrement = -float(gs @ ds)
+        if definite and decrement < NEWTON_DECREMENT:
+            trial = x + ds * steps
+            if np.all(trial[:k] >= lower[:k]):
+                count += 1
+                f_trial = value(trial)
+                if f_trial <= f:
+                    x, f = trial, f_trial
+            return result(True, "converged: Newton decrement below tolerance", hess)
+        # at most 1e3 Hessian steps (10 standard errors in beta, theta doubled)
+        t = min(1.0, 1e3 / max(float(np.max(np.abs(ds))), 1e-300))
+        d = ds * steps
+        falling = (d[:k] < 0) & np.isfinite(lower[:k])
+        if falling.any():
+            room = 0.9 * (x[:k][falling] - lower[:k][falling]) / -d[:k][falling]
+            t = min(t, float(room.min()))
+        slope = float(grad @ d)
+        if not slope < 0:
+            return result(False, "Newton: not a descent direction")
+        for _ in range(12):
+            trial = x + t * d
+            count += 1
+            f_trial = value(trial)
+            if f_trial <= f + 1e-4 * t * slope:
+                break
+            t /= 2
+        else:
+            return result(False, "Newton: the line search failed")
+        x, f = trial, f_trial
+    return result(False, "Newton: iteration limit")
 
 
 class _VanishedError(Exception):
@@ -637,6 +850,7 @@ def _hessian_vcov(
     *,
     full: bool = False,
     gradient=None,
+    hessian: np.ndarray | None = None,
 ) -> np.ndarray:
     """``2 H^-1`` restricted to beta (with ``full``: to beta and the family's parameters
     after it); the conditional ``(R_X'R_X)^-1`` (and NaN for the family's parameters) when
@@ -662,8 +876,8 @@ def _hessian_vcov(
         steps = np.concatenate([1e-3 * scale[:k], 1e-2 * scale[k:]])
     else:
         steps = 1e-3 * np.maximum(np.abs(x), 0.1)
-    hess = None
-    if gradient is not None:
+    hess = hessian
+    if hess is None and gradient is not None:
         # the beta columns from differences of the analytic gradient in beta (2 (k + p)
         # modes and gradients), the theta block by values: 1 + 2(k + p) + k(k - 1) modes
         # instead of 1 + 2(k + p) + (k + p)(k + p - 1)
