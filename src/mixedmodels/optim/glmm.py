@@ -57,8 +57,10 @@ VANISHED_BELOW = 1e-4
 VANISHED_PROBABILITY = 1e-8
 #: stage 2 stops to test the limit once every probability at its best point is below this
 WATCH_BELOW = 1e-2
-#: Newton's stage 2: at most this many Hessians before BOBYQA takes over
-NEWTON_ITERATIONS = 10
+#: Newton's stage 2: at most this many exact Hessians before BOBYQA takes over
+NEWTON_ITERATIONS = 6
+#: and at most this many quasi-Newton (BFGS) steps between two exact Hessians
+QUASI_STEPS = 6
 #: Newton's stage 2 has converged where the Newton decrement ``g' H^-1 g`` (twice the
 #: decrease the quadratic model predicts) is below this
 NEWTON_DECREMENT = 1e-8
@@ -319,6 +321,9 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
             lambda x, f0: _hessian_and_gradient(
                 x, f0, laplace_seen.get(x), near_modes, at, full_gradient, hessian_steps, k
             ),
+            lambda x: _gradient_at(
+                x, laplace_seen.get(x), near_modes, at, full_gradient, hessian_steps, k
+            ),
             to_x(z0),
             bounds,
             hessian_steps,
@@ -527,26 +532,58 @@ def _hessian_and_gradient(
     return hess, grad, count[0]
 
 
+def _gradient_at(
+    x: np.ndarray,
+    centre_mode: ConditionalMode | None,
+    near_modes: Callable,
+    at: Callable[[np.ndarray], GlmmProblem],
+    gradient: LaplaceGradient,
+    steps: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, int]:
+    """The gradient of the Laplace deviance at ``x = (theta, beta, psi)``: by central
+    differences of values in theta (``2 k`` modes, the Hessian's steps), exact in ``(beta,
+    psi)``.  Returns it and the modes computed."""
+    count = 0
+    mode = centre_mode
+    if mode is None:
+        mode = at(x).mode(x[:k], x[k : x.size - len(at(x).family.extra_names)], None)
+        count += 1
+    mode_near = near_modes(x, mode)
+    grad_theta = np.empty(k)
+    for i in range(k):
+        e = np.zeros(x.size)
+        e[i] = steps[i]
+        grad_theta[i] = (mode_near(x + e).laplace - mode_near(x - e).laplace) / (2 * steps[i])
+    count += 2 * k
+    return np.concatenate([grad_theta, gradient(x[:k], mode, at(x).family)]), count
+
+
 def _newton_stage(
     value: Callable[[np.ndarray], float],
     hessian_at: Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray, int]],
+    gradient_at: Callable[[np.ndarray], tuple[np.ndarray, int]],
     x0: np.ndarray,
     lower: np.ndarray,
     steps: np.ndarray,
     k: int,
     vanished: Callable[[np.ndarray], bool],
 ) -> _NewtonResult:
-    """Stage 2 by Newton's method with a line search: at each point the Hessian and
-    gradient (``hessian_at(x, f(x))``: exact in beta and the family's parameters, by
-    differences in theta), the step ``-H^-1 g`` (``H``'s eigenvalues floored at 1e-6 of
-    the largest, in the coordinates ``x / steps``, where it is not positive definite;
-    at most 10 standard errors, and theta kept within 0.9 of its distance to its bound),
-    halved until the deviance falls by 1e-4 of the predicted amount.  Converged where
-    the decrement ``g' H^-1 g`` is below :data:`NEWTON_DECREMENT` (the last step is taken
-    when it does not raise the deviance); not converged (BOBYQA goes on from the best
-    point) after :data:`NEWTON_ITERATIONS` Hessians, where a step fails, where theta comes
-    within two Hessian steps of its bound (the Hessian is not defined there) or where
-    ``vanished(x)`` (zero inflation vanishing: the deviance's minimum is at infinity)."""
+    """Stage 2 by Newton's method with a line search, the Hessian updated by BFGS between
+    exact ones: at the start the Hessian and gradient (``hessian_at(x, f(x))``: exact in
+    beta and the family's parameters, by differences in theta), then steps ``-H^-1 g``
+    (``H``'s eigenvalues floored at 1e-6 of the largest, in the coordinates ``x / steps``,
+    where it is not positive definite; at most 10 standard errors, theta kept within 0.9
+    of its distance to its bound) halved until the deviance falls by 1e-4 of the predicted
+    amount, each followed by the gradient there (``gradient_at(x)``: ``2 k`` modes and one
+    exact gradient) and a BFGS update of ``H``.  Where the decrement ``g' H^-1 g`` of an
+    updated ``H`` falls below 1e-4, or every :data:`QUASI_STEPS` steps, the exact Hessian
+    is taken again; converged where the decrement with an exact Hessian is below
+    :data:`NEWTON_DECREMENT` (the last step is taken when it does not raise the deviance).
+    Not converged (BOBYQA goes on from the best point) after :data:`NEWTON_ITERATIONS`
+    exact Hessians, where a step fails, where theta comes within two Hessian steps of its
+    bound (the Hessian is not defined there) or where ``vanished(x)`` (zero inflation
+    vanishing: the deviance's minimum is at infinity)."""
     x = np.array(x0, dtype=float)
     count = 1
     f = value(x)
@@ -556,16 +593,25 @@ def _newton_stage(
 
     if not np.isfinite(f):
         return result(False, "Newton: the start has no finite deviance")
-    for _ in range(NEWTON_ITERATIONS):
+    exact_hessians = 0
+    hess = grad = None
+    fresh = False
+    quasi = 0
+    while True:
         if np.any(x[:k] - 2.0 * steps[:k] <= lower[:k]) or vanished(x):
             return result(False, "Newton: theta near its bound or the zero inflation vanishing")
-        try:
-            hess, grad, used = hessian_at(x, f)
-        except (PirlsError, np.linalg.LinAlgError):
-            return result(False, "Newton: no mode near the point")
-        count += used
-        if not (np.all(np.isfinite(hess)) and np.all(np.isfinite(grad))):
-            return result(False, "Newton: the Hessian is not finite")
+        if hess is None:
+            if exact_hessians == NEWTON_ITERATIONS:
+                return result(False, "Newton: iteration limit")
+            try:
+                hess, grad, used = hessian_at(x, f)
+            except (PirlsError, np.linalg.LinAlgError):
+                return result(False, "Newton: no mode near the point")
+            count += used
+            exact_hessians += 1
+            fresh, quasi = True, 0
+            if not (np.all(np.isfinite(hess)) and np.all(np.isfinite(grad))):
+                return result(False, "Newton: the Hessian is not finite")
         hs = hess * steps[:, None] * steps[None, :]
         gs = grad * steps
         try:
@@ -580,7 +626,7 @@ def _newton_stage(
             ds = -vectors @ ((vectors.T @ gs) / np.maximum(np.abs(values), floor))
             definite = False
         decrement = -float(gs @ ds)
-        if definite and decrement < NEWTON_DECREMENT:
+        if fresh and definite and decrement < NEWTON_DECREMENT:
             trial = x + ds * steps
             if np.all(trial[:k] >= lower[:k]):
                 count += 1
@@ -588,6 +634,9 @@ def _newton_stage(
                 if f_trial <= f:
                     x, f = trial, f_trial
             return result(True, "converged: Newton decrement below tolerance", hess)
+        if not fresh and (decrement < 1e-4 or quasi >= QUASI_STEPS):
+            hess = None  # near the optimum (or slow): the exact Hessian again
+            continue
         # at most 1e3 Hessian steps (10 standard errors in beta, theta doubled)
         t = min(1.0, 1e3 / max(float(np.max(np.abs(ds))), 1e-300))
         d = ds * steps
@@ -597,18 +646,51 @@ def _newton_stage(
             t = min(t, float(room.min()))
         slope = float(grad @ d)
         if not slope < 0:
-            return result(False, "Newton: not a descent direction")
+            if fresh:
+                return result(False, "Newton: not a descent direction")
+            hess = None
+            continue
+        full = t
         for _ in range(12):
             trial = x + t * d
             count += 1
             f_trial = value(trial)
             if f_trial <= f + 1e-4 * t * slope:
                 break
+            if not fresh:
+                break  # an updated Hessian whose step fails: the exact one again
             t /= 2
         else:
-            return result(False, "Newton: the line search failed")
-        x, f = trial, f_trial
-    return result(False, "Newton: iteration limit")
+            full = -1.0
+        if not fresh and t == full and not f_trial <= f + 1e-4 * t * slope:
+            hess = None
+            continue
+        if full < 0:
+            if fresh:
+                return result(False, "Newton: the line search failed")
+            hess = None
+            continue
+        try:
+            new_grad, used = gradient_at(trial)
+        except (PirlsError, np.linalg.LinAlgError):
+            return result(False, "Newton: no mode near the point")
+        count += used
+        if not np.all(np.isfinite(new_grad)):
+            return result(False, "Newton: the gradient is not finite")
+        # BFGS update of H (skipped where the curvature along the step is not positive)
+        step, change = trial - x, new_grad - grad
+        curvature = float(step @ change)
+        hess_step = hess @ step
+        bending = float(step @ hess_step)
+        if curvature > 1e-12 * max(abs(bending), 1e-300) and bending > 0:
+            hess = (
+                hess
+                - np.outer(hess_step, hess_step) / bending
+                + np.outer(change, change) / curvature
+            )
+        x, f, grad = trial, f_trial, new_grad
+        fresh = False
+        quasi += 1
 
 
 class _VanishedError(Exception):
