@@ -261,11 +261,16 @@ class LaplaceGradient(BetaGradient):
     """
 
     def __call__(  # type: ignore[override]
-        self, theta: np.ndarray, mode: ConditionalMode, family: Family | None = None
+        self,
+        theta: np.ndarray,
+        mode: ConditionalMode,
+        family: Family | None = None,
+        extras: bool = True,
     ) -> np.ndarray:
         """The gradient in ``(beta, psi)`` at ``theta``, ``mode.beta`` and the family's
         parameters ``psi`` (``family``, the problem's when None; ``mode`` PIRLS's converged
-        mode there).
+        mode there); in beta alone without ``extras`` (the differences in ``psi`` are most
+        of the cost).
 
         Raises
         ------
@@ -304,7 +309,7 @@ class LaplaceGradient(BetaGradient):
         v = solver.solve_rows(c + 2.0 * (1.0 - kappa) * s if kappa != 1.0 else c)
         grad_beta = X.T @ (c - 2.0 * kappa * s) - X.T @ (observed * v)
         psi = fam.extra_values
-        if not psi.size:
+        if not psi.size or not extras:
             return grad_beta
         mu = kernel.inverse(eta)
         grad_psi = np.empty(psi.size)
