@@ -193,10 +193,13 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
         full_gradient = LaplaceGradient(problem)
         if not full_gradient.usable():
             full_gradient = None
-    # the new families start their own scale (a start of stage 1 to 1e-6 left
-    # dyestuff_invgauss_identity's Newton stage without convergence: kept at 1e-10)
+    # the new families start their own scale: to 1e-10, or 1e-8 where Newton's stage 2
+    # follows (1e-6 stopped dyestuff_invgauss_identity's at theta 2.5 of 36851, the
+    # deviance flat there to 1e-6, and Newton's stage could not get there)
     precise = n_agq == 0 or family.scaled_search
     tolerance = {"ftol_abs": 1e-10} if precise else {"ftol_abs": 1e-6, "xtol_abs": 1e-5}
+    if full_gradient is not None:
+        tolerance = {"ftol_abs": 1e-8}
     stage1 = minimize_bounded(_safe(joint), theta0, lower, **tolerance)
     theta = _snap_to_boundary(joint, stage1.x, lower)
     first = joint_seen.get(theta)
@@ -344,6 +347,16 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
             k,
             lambda x: n_extra > 0
             and family.vanished_extra(x[k + p :], WATCH_BELOW) is not None,
+            (
+                (
+                    lambda x, f0: _start_hessian(
+                        x, f0, laplace_seen.get(x), near_modes, at, full_gradient,
+                        hessian_steps, k,
+                    )
+                )
+                if n_extra
+                else None
+            ),
         )
         evaluations += newton.n_evaluations
         if not newton.converged:
@@ -603,6 +616,64 @@ def _gradient_at(
     return np.concatenate([grad_theta, gradient(x[:k], mode, at(x).family)]), count
 
 
+def _start_hessian(
+    x: np.ndarray,
+    f0: float,
+    centre_mode: ConditionalMode | None,
+    near_modes: Callable,
+    at: Callable[[np.ndarray], GlmmProblem],
+    gradient: LaplaceGradient,
+    steps: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """A block-diagonal approximation of the Hessian of the Laplace deviance at ``x``,
+    with the gradient (:func:`_gradient_at`), for Newton's first step: theta's diagonal
+    by second differences of the values the gradient's theta part takes (no more modes),
+    beta's block ``2 kappa R_X'R_X`` (the conditional information of beta at the mode,
+    ``kappa = dT / dD``), the family's parameters' by second differences of the data term
+    at the mode's linear predictor (no PIRLS).  Returns them and the modes computed.
+
+    Raises
+    ------
+    PirlsError, numpy.linalg.LinAlgError
+        Where a point near ``x`` has no usable mode.
+    """
+    problem = at(x)
+    family = problem.family
+    n_extra = len(family.extra_names)
+    p = x.size - k - n_extra
+    count = 0
+    mode = centre_mode
+    if mode is None:
+        mode = problem.mode(x[:k], x[k : k + p], None)
+        count += 1
+    mode_near = near_modes(x, mode)
+    hess = np.zeros((x.size, x.size))
+    grad = np.empty(x.size)
+    for i in range(k):
+        e = np.zeros(x.size)
+        e[i] = steps[i]
+        fp, fm = mode_near(x + e).laplace, mode_near(x - e).laplace
+        grad[i] = (fp - fm) / (2 * steps[i])
+        hess[i, i] = (fp - 2 * f0 + fm) / steps[i] ** 2
+    count += 2 * k
+    grad[k:] = gradient(x[:k], mode, family)
+    kappa = gradient.kappa(mode, family)
+    hess[k : k + p, k : k + p] = 2.0 * kappa * np.linalg.inv(mode.unscaled_fixed_cov)
+    if n_extra:
+        y, weights, eta = problem.y, problem.prior_weights, mode.eta
+
+        def term(psi: np.ndarray) -> float:
+            kernel = family.with_extra(psi).kernel(y, weights)
+            with np.errstate(all="ignore"):
+                mu = kernel.inverse(eta)
+                return kernel.objective_term(mu, kernel.deviance(eta, mu))
+
+        psi = x[k + p :]
+        hess[k + p :, k + p :] = hessian_by_pairs(term, psi, steps[k + p :])
+    return hess, grad, count
+
+
 def _newton_stage(
     value: Callable[[np.ndarray], float],
     hessian_at: Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray, int]],
@@ -612,6 +683,8 @@ def _newton_stage(
     steps: np.ndarray,
     k: int,
     vanished: Callable[[np.ndarray], bool],
+    start_hessian: Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray, int]]
+    | None = None,
 ) -> _NewtonResult:
     """Stage 2 by Newton's method with a line search, the Hessian updated by BFGS between
     exact ones: at the start the Hessian and gradient (``hessian_at(x, f(x))``: exact in
@@ -641,6 +714,14 @@ def _newton_stage(
     hess = grad = None
     fresh = False
     quasi = 0
+    if start_hessian is not None:
+        try:
+            hess, grad, used = start_hessian(x, f)
+            count += used
+        except (PirlsError, np.linalg.LinAlgError):
+            hess = grad = None
+        if hess is not None and not (np.all(np.isfinite(hess)) and np.all(np.isfinite(grad))):
+            hess = grad = None
     while True:
         if np.any(x[:k] - 2.0 * steps[:k] <= lower[:k]) or vanished(x):
             return result(False, "Newton: theta near its bound or the zero inflation vanishing")

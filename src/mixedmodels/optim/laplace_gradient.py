@@ -327,6 +327,16 @@ class LaplaceGradient(BetaGradient):
             grad_psi[j] = ((tp - tm) + lev @ (wpj - wmj) + v @ (sp_ - sm)) / (2 * h)
         return np.concatenate([grad_beta, grad_psi])
 
+    def kappa(self, mode: ConditionalMode, family: Family) -> float:
+        """``dT / dD`` at ``mode`` (1 for families without a dispersion parameter)."""
+        if not family.has_dispersion:
+            return 1.0
+        kernel = family.kernel(self.problem.y, self.problem.prior_weights)
+        eta = mode.eta
+        with np.errstate(over="ignore", invalid="ignore"):
+            h, r = kernel.working(eta, kernel.inverse(eta))
+            return self._kappa(kernel, eta, h * r)
+
     @staticmethod
     def _kappa(kernel, eta: np.ndarray, s: np.ndarray) -> float:
         """``dT / dD`` by a central difference along the scores (``D`` changes by
