@@ -579,13 +579,11 @@ def _hessian_and_gradient(
     def value_and_gradient(z: np.ndarray, full: bool) -> tuple[float, np.ndarray]:
         count[0] += 1
         found = mode_near(z)
-        return found.laplace, gradient(z[:k], found, at(z).family, full)
+        return found.laplace, gradient(z[:k], found, at(z).family, full, theta_part=True)
 
     p = x.size - k - len(at(x).family.extra_names)
-    hess, grad_theta = hessian_by_partial_gradient(
-        value_and_gradient, value, x, steps, k, p, f0
-    )
-    grad = np.concatenate([grad_theta, gradient(x[:k], mode, at(x).family)])
+    hess, _ = hessian_by_partial_gradient(value_and_gradient, value, x, steps, 0, k + p, f0)
+    grad = gradient(x[:k], mode, at(x).family, theta_part=True)
     return hess, grad, count[0]
 
 
@@ -606,14 +604,7 @@ def _gradient_at(
     if mode is None:
         mode = at(x).mode(x[:k], x[k : x.size - len(at(x).family.extra_names)], None)
         count += 1
-    mode_near = near_modes(x, mode)
-    grad_theta = np.empty(k)
-    for i in range(k):
-        e = np.zeros(x.size)
-        e[i] = steps[i]
-        grad_theta[i] = (mode_near(x + e).laplace - mode_near(x - e).laplace) / (2 * steps[i])
-    count += 2 * k
-    return np.concatenate([grad_theta, gradient(x[:k], mode, at(x).family)]), count
+    return gradient(x[:k], mode, at(x).family, theta_part=True), count
 
 
 def _start_hessian(
@@ -654,10 +645,9 @@ def _start_hessian(
         e = np.zeros(x.size)
         e[i] = steps[i]
         fp, fm = mode_near(x + e).laplace, mode_near(x - e).laplace
-        grad[i] = (fp - fm) / (2 * steps[i])
         hess[i, i] = (fp - 2 * f0 + fm) / steps[i] ** 2
     count += 2 * k
-    grad[k:] = gradient(x[:k], mode, family)
+    grad[:] = gradient(x[:k], mode, family, theta_part=True)
     kappa = gradient.kappa(mode, family)
     hess[k : k + p, k : k + p] = 2.0 * kappa * np.linalg.inv(mode.unscaled_fixed_cov)
     if n_extra:

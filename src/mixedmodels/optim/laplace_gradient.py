@@ -82,9 +82,13 @@ class BetaGradient:
         self.eliminated = max(scalar, key=lambda i: blocks[i].n_levels) if scalar else None
         self.q1 = 0 if self.eliminated is None else blocks[self.eliminated].n_levels
         cols, offset = [], 0
+        # each non-eliminated term's positions among a row's r2 non-zeros
+        self._row_slice: dict[int, slice] = {}
         for i, block in enumerate(blocks):
             if i == self.eliminated:
                 continue
+            position = sum(c.shape[1] for c in cols)
+            self._row_slice[i] = slice(position, position + block.p)
             cols.append(offset + block.codes[:, None] * block.p + np.arange(block.p))
             offset += block.size
         self.q2 = offset
@@ -208,6 +212,43 @@ class _Factor:
                 out -= 2.0 * self.a1 * np.einsum("ia,ia->i", a2, f[self.codes[:, None], cols2])
         return out
 
+    def row_solutions(self) -> tuple[np.ndarray, np.ndarray]:
+        """``M^-1 a_i`` at row ``i``'s own columns: its entry at the eliminated term's
+        column (n,) and at the rest's (n, r2); ``l_i`` is their product with ``a_i``."""
+        cols2, a2 = self.cols2, self.a2
+        n, r2 = a2.shape
+        t1 = np.zeros(n)
+        t2 = np.zeros((n, r2))
+        if r2:
+            s_rows = self.s_inv[cols2[:, :, None], cols2[:, None, :]]  # (n, r2, r2)
+            t2 += np.einsum("iab,ib->ia", s_rows, a2)
+        if self.q1:
+            f = np.asarray(self.e @ self.s_inv)  # E S^-1
+            if sp.issparse(self.e):
+                quad = np.asarray(self.e.multiply(f).sum(axis=1)).ravel()
+            else:
+                quad = np.einsum("ij,ij->i", self.e, f)
+            diag = 1.0 / self.d + quad
+            t1 += self.a1 * diag[self.codes]
+            if r2:
+                f_rows = f[self.codes[:, None], cols2]  # (n, r2)
+                t1 -= np.einsum("ia,ia->i", f_rows, a2)
+                t2 -= self.a1[:, None] * f_rows
+        return t1, t2
+
+    def solve(self, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``A M^-1 A' c`` (n,) and ``M^-1 A' c`` in the factor's order: the eliminated
+        term's part (q1,) and the rest's (q2,)."""
+        r2 = np.bincount(self.cols2.ravel(), (self.a2 * c[:, None]).ravel(), minlength=self.q2)
+        if self.q1:
+            r1 = np.bincount(self.codes, self.a1 * c, minlength=self.q1)
+            v2 = self.s_inv @ (r2 - self.e.T @ r1)
+            v1 = r1 / self.d - self.e @ v2
+            rows = self.a1 * v1[self.codes] + np.einsum("ia,ia->i", self.a2, v2[self.cols2])
+            return rows, v1, v2
+        v2 = self.s_inv @ r2
+        return np.einsum("ia,ia->i", self.a2, v2[self.cols2]), np.zeros(0), v2
+
     def solve_rows(self, c: np.ndarray) -> np.ndarray:
         """``A M^-1 A' c``."""
         r2 = np.bincount(self.cols2.ravel(), (self.a2 * c[:, None]).ravel(), minlength=self.q2)
@@ -266,11 +307,13 @@ class LaplaceGradient(BetaGradient):
         mode: ConditionalMode,
         family: Family | None = None,
         extras: bool = True,
+        theta_part: bool = False,
     ) -> np.ndarray:
         """The gradient in ``(beta, psi)`` at ``theta``, ``mode.beta`` and the family's
         parameters ``psi`` (``family``, the problem's when None; ``mode`` PIRLS's converged
         mode there); in beta alone without ``extras`` (the differences in ``psi`` are most
-        of the cost).
+        of the cost); with ``theta_part`` the gradient in theta before them
+        (:meth:`_theta_gradient`).
 
         Raises
         ------
@@ -299,15 +342,24 @@ class LaplaceGradient(BetaGradient):
             kappa = self._kappa(kernel, eta, s) if fam.has_dispersion else 1.0
         a1, a2 = self._values(theta)
         factor = self._factor(a1, a2, mode.weights)
-        lev = factor.leverages()
+        if theta_part:
+            t1, t2 = factor.row_solutions()
+            lev = a1 * t1 + np.einsum("ia,ia->i", a2, t2)
+        else:
+            lev = factor.leverages()
         c = lev * dw
         if np.allclose(observed, mode.weights, rtol=1e-6, atol=0.0):
             observed = mode.weights
             solver = factor
         else:
             solver = self._factor(a1, a2, observed)
-        v = solver.solve_rows(c + 2.0 * (1.0 - kappa) * s if kappa != 1.0 else c)
+        v, w1, w2 = solver.solve(c + 2.0 * (1.0 - kappa) * s if kappa != 1.0 else c)
         grad_beta = X.T @ (c - 2.0 * kappa * s) - X.T @ (observed * v)
+        if theta_part:
+            grad_theta = self._theta_gradient(
+                theta, mode, (t1, t2), (w1, w2), c - 2.0 * kappa * s, s, observed * v
+            )
+            grad_beta = np.concatenate([grad_theta, grad_beta])
         psi = fam.extra_values
         if not psi.size or not extras:
             return grad_beta
@@ -326,6 +378,52 @@ class LaplaceGradient(BetaGradient):
             (tp, wpj, sp_), (tm, wmj, sm) = parts
             grad_psi[j] = ((tp - tm) + lev @ (wpj - wmj) + v @ (sp_ - sm)) / (2 * h)
         return np.concatenate([grad_beta, grad_psi])
+
+    def _theta_gradient(self, theta, mode, rows, solved, direct, s, wv) -> np.ndarray:
+        """``d L / d theta``: with ``G = d lambda_t / d theta_j`` (term ``t``'s; by central
+        differences of the term's ``lambda`` at steps of 1e-4 relative, exact where it is
+        linear in theta), ``b = (d A / d theta_j) u~`` and ``w = M~^-1 A' (c + 2 (1 -
+        kappa) s)`` (``v = A w``),
+
+        .. math::
+
+            \\partial_{\\theta_j} L = (c - 2 \\kappa s)' b + s' (d A / d \\theta_j) w
+                - v' W~ b + 2 \\sum_i W_i (d a_i / d \\theta_j)' M^{-1} a_i
+
+        (the last term ``tr(M^-1 dM / d theta_j)`` at fixed weights; ``M^-1 a_i`` at row
+        ``i``'s columns from :meth:`_Factor.row_solutions`).  ``direct`` is ``c - 2 kappa
+        s``, ``wv`` is ``W~ v``."""
+        problem = self.problem
+        t1, t2 = rows
+        w1, w2 = solved
+        weights = mode.weights
+        out = np.empty(problem.n_theta)
+        start, u_start, rest = 0, 0, 0
+        for i, block in enumerate(problem.blocks):
+            size = block.n_theta
+            th = np.asarray(theta[start : start + size], dtype=float)
+            u_block = mode.u[u_start : u_start + block.size].reshape(block.n_levels, block.p)
+            if i == self.eliminated:
+                w_block = w1.reshape(block.n_levels, 1)
+                m_rows = t1[:, None]
+            else:
+                w_block = w2[rest : rest + block.size].reshape(block.n_levels, block.p)
+                m_rows = t2[:, self._row_slice[i]]
+                rest += block.size
+            u_rows, w_rows = u_block[block.codes], w_block[block.codes]
+            for j in range(size):
+                h = 1e-4 * max(1.0, abs(float(th[j])))
+                e = np.zeros(size)
+                e[j] = h
+                g = (block.lambda_matrix(th + e) - block.lambda_matrix(th - e)) / (2 * h)
+                zg = block.z @ g  # (n, p): d a_i / d theta_j at the term's columns
+                b = np.einsum("ia,ia->i", zg, u_rows)
+                dw = np.einsum("ia,ia->i", zg, w_rows)
+                cross = float(weights @ np.einsum("ia,ia->i", zg, m_rows))
+                out[start + j] = direct @ b + s @ dw - wv @ b + 2.0 * cross
+            start += size
+            u_start += block.size
+        return out
 
     def kappa(self, mode: ConditionalMode, family: Family) -> float:
         """``dT / dD`` at ``mode`` (1 for families without a dispersion parameter)."""
