@@ -10,7 +10,8 @@ Each case is fitted once untimed (warm-up) and ``--repeats`` times; CPU is
 ``time.process_time`` (this process); counts are those of the last fit.
 
 Printed per phase: modes (PIRLS runs = Laplace evaluations) / scoring-step solves [/ g
-analytic beta gradients] / CPU.
+analytic gradients] / CPU; the phases are stage1, stage2 (BOBYQA), newton (Newton's
+stage 2 with its Hessians, where the family has one), hessian (vcov) and other.
 
 usage: python benchmarks/glmm_counts.py [--cases cbpp,...] [--repeats 3] [--json out.json]
 """
@@ -71,8 +72,25 @@ def _instrument() -> None:
     stage = [0]
 
     def staged_minimize(*args, **kwargs):
+        if PHASE[0] in ("extras", "newton"):
+            return minimize(*args, **kwargs)  # the family's parameters at fixed eta
         stage[0] += 1
         return phased(f"stage{min(stage[0], 2)}", minimize)(*args, **kwargs)
+
+    # Newton's stage 2 (optim/glmm._newton_stage) and the family's parameters fitted at
+    # fixed means (_conditional_extras: no PIRLS), where the fit has them
+    for name, phase in (("_newton_stage", "newton"), ("_conditional_extras", "extras")):
+        if hasattr(optim_glmm, name):
+            setattr(optim_glmm, name, phased(phase, getattr(optim_glmm, name)))
+    full_class = getattr(optim_glmm, "LaplaceGradient", None)
+    if full_class is not None:
+        full = full_class.__call__
+
+        def counted_full(self, *args, **kwargs):
+            COUNTS[PHASE[0]]["gradients"] += 1
+            return full(self, *args, **kwargs)
+
+        full_class.__call__ = counted_full
 
     pirls.GlmmProblem.mode = counted_mode
     core_lmm.LmmProblem.solve = counted_solve

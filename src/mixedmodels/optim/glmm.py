@@ -64,8 +64,7 @@ WATCH_BELOW = 1e-2
 #: Newton's stage 2: at most this many exact Hessians before BOBYQA takes over
 NEWTON_ITERATIONS = 6
 #: and at most this many quasi-Newton (BFGS) steps between two exact Hessians
-QUASI_STEPS = 6
-_DEBUG = False
+QUASI_STEPS = 15
 #: Newton's stage 2 has converged where the Newton decrement ``g' H^-1 g`` (twice the
 #: decrease the quadratic model predicts) is below this
 NEWTON_DECREMENT = 1e-8
@@ -347,15 +346,8 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
             k,
             lambda x: n_extra > 0
             and family.vanished_extra(x[k + p :], WATCH_BELOW) is not None,
-            (
-                (
-                    lambda x, f0: _start_hessian(
-                        x, f0, laplace_seen.get(x), near_modes, at, full_gradient,
-                        hessian_steps, k,
-                    )
-                )
-                if n_extra
-                else None
+            lambda x, f0: _start_hessian(
+                x, f0, laplace_seen.get(x), near_modes, at, full_gradient, hessian_steps, k
             ),
         )
         evaluations += newton.n_evaluations
@@ -676,21 +668,24 @@ def _newton_stage(
     start_hessian: Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray, int]]
     | None = None,
 ) -> _NewtonResult:
-    """Stage 2 by Newton's method with a line search, the Hessian updated by BFGS between
-    exact ones: at the start the Hessian and gradient (``hessian_at(x, f(x))``: exact in
-    beta and the family's parameters, by differences in theta), then steps ``-H^-1 g``
-    (``H``'s eigenvalues floored at 1e-6 of the largest, in the coordinates ``x / steps``,
-    where it is not positive definite; at most 10 standard errors, theta kept within 0.9
-    of its distance to its bound) halved until the deviance falls by 1e-4 of the predicted
-    amount, each followed by the gradient there (``gradient_at(x)``: ``2 k`` modes and one
-    exact gradient) and a BFGS update of ``H``.  Where the decrement ``g' H^-1 g`` of an
-    updated ``H`` falls below 1e-4, or every :data:`QUASI_STEPS` steps, the exact Hessian
-    is taken again; converged where the decrement with an exact Hessian is below
-    :data:`NEWTON_DECREMENT` (the last step is taken when it does not raise the deviance).
-    Not converged (BOBYQA goes on from the best point) after :data:`NEWTON_ITERATIONS`
-    exact Hessians, where a step fails, where theta comes within two Hessian steps of its
-    bound (the Hessian is not defined there) or where ``vanished(x)`` (zero inflation
-    vanishing: the deviance's minimum is at infinity)."""
+    """Stage 2 by a quasi-Newton method with exact Hessians where it matters.
+
+    At the start ``start_hessian(x, f(x))`` (an approximate Hessian and the gradient;
+    without it the exact ones, ``hessian_at(x, f(x))``); then steps ``-H^-1 g`` (``H``'s
+    eigenvalues floored at 1e-6 of the largest in the coordinates ``x / steps`` where it is
+    not positive definite, the floored matrix kept; at most 1e3 Hessian steps, 10 standard
+    errors; theta kept within 0.9 of its distance to its bound), halved until the deviance
+    falls by 1e-4 of the predicted amount (an updated ``H`` whose full step fails is
+    replaced by the exact one instead), each followed by the gradient there
+    (``gradient_at(x)``) and a BFGS update of ``H``.  Where the decrement ``g' H^-1 g`` of
+    an updated ``H`` falls below :data:`NEWTON_DECREMENT`, or after :data:`QUASI_STEPS`
+    updated steps, the exact Hessian is taken; converged where the decrement with the
+    exact Hessian is below :data:`NEWTON_DECREMENT` (that Hessian returned for vcov; the
+    last step, ~1e-4 standard errors, taken when it does not raise the deviance).  Not
+    converged (BOBYQA goes on from the best point) after :data:`NEWTON_ITERATIONS` exact
+    Hessians, where a step fails, where theta comes within two Hessian steps of its bound
+    (the Hessian is not defined there) or where ``vanished(x)`` (zero inflation vanishing:
+    the deviance's minimum is at infinity)."""
     x = np.array(x0, dtype=float)
     count = 1
     f = value(x)
@@ -744,8 +739,6 @@ def _newton_stage(
             # the updates start from the positive definite one the step was made with
             hess = (vectors * fixed) @ vectors.T / steps[:, None] / steps[None, :]
         decrement = -float(gs @ ds)
-        if _DEBUG:
-            print(f"    f {f:.10f} dec {decrement:.3e} fresh {fresh} definite {definite}")
         if fresh and definite and decrement < NEWTON_DECREMENT:
             trial = x + ds * steps
             if np.all(trial[:k] >= lower[:k]):
