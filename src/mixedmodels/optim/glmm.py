@@ -23,7 +23,7 @@
    takes over where Newton does not converge (theta near its bound, zero inflation
    vanishing).  Laplace evaluations per fit (modes, stage 1 and vcov included; before ->
    after, benchmarks/results/glmm_counts_famcount.md): salamanders_zip 542 -> 59,
-   owls_zinb1 222 -> 44, sleepstudy_gamma_log 178 -> 94, gamma_sim_log 59 -> 32.
+   owls_zinb1 222 -> 44, sleepstudy_gamma_log 178 -> 94, gamma_sim_log 59 -> 30.
 
 Zero inflation that vanishes (every probability below 1e-2 at stage 2's best point, checked
 every 50 evaluations): stage 2 stops, the probabilities are moved to 1e-8 and held and the
@@ -199,8 +199,8 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
     # of 1e-6 in the deviance its optimum is as good a start (the second stage's optimum,
     # the estimates, do not move), with fewer joint PIRLS runs
     # the families searched in scaled coordinates (lme4's dispersion families and negative
-    # binomial, glmmTMB's): stage 2 by Newton's method with the gradient in (beta, psi),
-    # which needs only a start from the first stage
+    # binomial, glmmTMB's): stage 2 by a quasi-Newton method with the exact gradient in
+    # (theta, beta, psi), which needs only a start from the first stage
     full_gradient = None
     if n_agq == 1 and family.scaled_search:
         full_gradient = LaplaceGradient(problem)
@@ -351,9 +351,7 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
             lambda x, f0: _hessian_and_gradient(
                 x, f0, laplace_seen.get(x), near_modes, at, full_gradient, hessian_steps, k
             ),
-            lambda x: _gradient_at(
-                x, laplace_seen.get(x), near_modes, at, full_gradient, hessian_steps, k
-            ),
+            lambda x: _gradient_at(x, laplace_seen.get(x), at, full_gradient, k),
             to_x(z0),
             bounds,
             hessian_steps,
@@ -561,10 +559,9 @@ def _hessian_and_gradient(
     k: int,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The Hessian and gradient of the Laplace deviance at ``x = (theta, beta, psi)``: the
-    gradient in ``(beta, psi)`` exact (:class:`LaplaceGradient`), the Hessian's columns in
-    them by its central differences, the theta block and theta's gradient by central
-    differences of values (:func:`hessian_by_gradient`).  Returns them and the modes
-    computed.
+    gradient exact (:class:`LaplaceGradient`), the Hessian by its central differences
+    (:func:`hessian_by_partial_gradient`: the part in ``psi``, most of a gradient's cost,
+    only along theta and ``psi``; ``1 + 2 n`` modes).  Returns them and the modes computed.
 
     Raises
     ------
@@ -596,15 +593,12 @@ def _hessian_and_gradient(
 def _gradient_at(
     x: np.ndarray,
     centre_mode: ConditionalMode | None,
-    near_modes: Callable,
     at: Callable[[np.ndarray], GlmmProblem],
     gradient: LaplaceGradient,
-    steps: np.ndarray,
     k: int,
 ) -> tuple[np.ndarray, int]:
-    """The gradient of the Laplace deviance at ``x = (theta, beta, psi)``: by central
-    differences of values in theta (``2 k`` modes, the Hessian's steps), exact in ``(beta,
-    psi)``.  Returns it and the modes computed."""
+    """The exact gradient of the Laplace deviance at ``x = (theta, beta, psi)`` from the
+    mode there (``centre_mode``, computed when None).  Returns it and the modes computed."""
     count = 0
     mode = centre_mode
     if mode is None:
@@ -624,11 +618,11 @@ def _start_hessian(
     k: int,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """A block-diagonal approximation of the Hessian of the Laplace deviance at ``x``,
-    with the gradient (:func:`_gradient_at`), for Newton's first step: theta's diagonal
-    by second differences of the values the gradient's theta part takes (no more modes),
-    beta's block ``2 kappa R_X'R_X`` (the conditional information of beta at the mode,
-    ``kappa = dT / dD``), the family's parameters' by second differences of the data term
-    at the mode's linear predictor (no PIRLS).  Returns them and the modes computed.
+    with the exact gradient, for Newton's first step: theta's diagonal by second
+    differences of values (``2 k`` modes at the Hessian's steps), beta's block ``2 kappa
+    R_X'R_X`` (the conditional information of beta at the mode, ``kappa = dT / dD``), the
+    family's parameters' by second differences of the data term at the mode's linear
+    predictor (no PIRLS).  Returns them and the modes computed.
 
     Raises
     ------
