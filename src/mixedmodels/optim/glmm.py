@@ -429,11 +429,13 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
         return mode_near_optimum(z).laplace
 
     def laplace_and_gradient(z: np.ndarray) -> tuple[float, np.ndarray]:
-        # the Laplace deviance and its gradient in beta at (theta, beta) = z
-        found = mode_near_optimum(z)
+        # the Laplace deviance and its gradient in beta at (theta, beta) = z (the family's
+        # own parameters, where it has them, held at their estimates)
         if beta_gradient is not None:
+            found = mode_near_optimum(z)
             return found.laplace, beta_gradient(z[:k], found)
-        return found.laplace, full_gradient(z[:k], found, final.family)[:p]
+        found = mode_near_optimum(np.concatenate([z, x[k + p :]]))
+        return found.laplace, full_gradient(z[:k], found, final.family, False)[:p]
 
     def laplace_and_full_gradient(z: np.ndarray) -> tuple[float, np.ndarray]:
         # the Laplace deviance and its gradient in (beta, psi) at z
