@@ -4,12 +4,14 @@ Counts what one default fit spends in lme4's first stage (nAGQ = 0, BOBYQA over 
 PIRLS over (beta, u)), the second (BOBYQA over (theta, beta)), the Hessian for ``vcov``
 and the rest (start, boundary checks, the final mode), on the GLMM cases of
 benchmarks/glmm.py (without the 100,000-row one), the Poisson smooth of
-benchmarks/smooths.py and the dispersion-family cases of benchmarks/glmm_families.py.
+benchmarks/smooths.py and the family cases of benchmarks/glmm_families.py (lme4's and
+glmmTMB's).
 Each case is fitted once untimed (warm-up) and ``--repeats`` times; CPU is
 ``time.process_time`` (this process); counts are those of the last fit.
 
 Printed per phase: modes (PIRLS runs = Laplace evaluations) / scoring-step solves [/ g
-analytic beta gradients] / CPU.
+analytic gradients] / CPU; the phases are stage1, stage2 (BOBYQA), newton (Newton's
+stage 2 with its Hessians, where the family has one), hessian (vcov) and other.
 
 usage: python benchmarks/glmm_counts.py [--cases cbpp,...] [--repeats 3] [--json out.json]
 """
@@ -70,8 +72,25 @@ def _instrument() -> None:
     stage = [0]
 
     def staged_minimize(*args, **kwargs):
+        if PHASE[0] in ("extras", "newton"):
+            return minimize(*args, **kwargs)  # the family's parameters at fixed eta
         stage[0] += 1
         return phased(f"stage{min(stage[0], 2)}", minimize)(*args, **kwargs)
+
+    # Newton's stage 2 (optim/glmm._newton_stage) and the family's parameters fitted at
+    # fixed means (_conditional_extras: no PIRLS), where the fit has them
+    for name, phase in (("_newton_stage", "newton"), ("_conditional_extras", "extras")):
+        if hasattr(optim_glmm, name):
+            setattr(optim_glmm, name, phased(phase, getattr(optim_glmm, name)))
+    full_class = getattr(optim_glmm, "LaplaceGradient", None)
+    if full_class is not None:
+        full = full_class.__call__
+
+        def counted_full(self, *args, **kwargs):
+            COUNTS[PHASE[0]]["gradients"] += 1
+            return full(self, *args, **kwargs)
+
+        full_class.__call__ = counted_full
 
     pirls.GlmmProblem.mode = counted_mode
     core_lmm.LmmProblem.solve = counted_solve
@@ -126,11 +145,22 @@ CASES = {
     "verbagg": lambda: _glmm_case("verbagg"),
     "poisson_cr": lambda: _smooth_case("poisson_cr"),
     "binomial_tp": lambda: _smooth_case("binomial_tp"),
-    "sleepstudy_gamma_log": lambda: _family_case("sleepstudy_gamma_log"),
-    "gamma_sim_log": lambda: _family_case("gamma_sim_log"),
-    "sleepstudy_invgauss_log": lambda: _family_case("sleepstudy_invgauss_log"),
-    "orthodont_gaussian_log": lambda: _family_case("orthodont_gaussian_log"),
 }
+#: every GLMM-family reference case (tests/family_cases.py: lme4's and glmmTMB's)
+FAMILY_CASES = [
+    "beta_sim_logit",
+    "gamma_sim_log",
+    "grouseticks_glmer_nb",
+    "orthodont_gaussian_log",
+    "owls_nbinom1",
+    "owls_zinb1",
+    "salamanders_glmer_nb",
+    "salamanders_nbinom2",
+    "salamanders_zip",
+    "sleepstudy_gamma_log",
+    "sleepstudy_invgauss_log",
+]
+CASES.update({name: (lambda name=name: _family_case(name)) for name in FAMILY_CASES})
 
 
 def measure(name: str, repeats: int) -> dict:

@@ -69,3 +69,34 @@ def test_hessian_from_a_partial_gradient_matches_the_closed_form():
         np.testing.assert_allclose(grad, _full_gradient(x)[:k], atol=1e-6)
         np.testing.assert_array_equal(hess, hess.T)
         assert calls[0] == 2 * x.size + k * (k - 1)
+
+
+def test_hessian_from_a_gradient_with_costly_trailing_entries_matches_the_closed_form():
+    """hessian_by_partial_gradient: full gradients only along the first k and the last
+    n - k - m coordinates, the first m entries of it along the middle ones; the Hessian
+    within 1e-5 of the closed form (O(h^2), as by values), equal to hessian_by_gradient's
+    where every gradient is full (m = n - k), and full gradients asked for exactly
+    2 (n - m) times."""
+    from mixedmodels.optim.derivatives import hessian_by_gradient, hessian_by_partial_gradient
+
+    x = np.array([0.3, -0.7, 1.2])
+    steps = 1e-3 * np.maximum(np.abs(x), 0.1)
+    for k in (0, 1, 2):
+        for m in range(0, x.size - k + 1):
+            asked = {True: 0, False: 0}
+
+            def partial(z, full, k=k, m=m, asked=asked):
+                asked[full] += 1
+                g = _gradient_of_last(z, k)
+                return _f(z), g if full else g[:m]
+
+            hess, grad = hessian_by_partial_gradient(partial, _f, x, steps, k, m, _f(x))
+            np.testing.assert_allclose(hess, _exact_hessian(x), atol=1e-5)
+            np.testing.assert_allclose(grad, _full_gradient(x)[:k], atol=1e-6)
+            np.testing.assert_array_equal(hess, hess.T)
+            assert asked[True] == 2 * (x.size - m)
+            if m == x.size - k:
+                whole, _ = hessian_by_gradient(
+                    lambda z, k=k: (_f(z), _gradient_of_last(z, k)), _f, x, steps, k, _f(x)
+                )
+                np.testing.assert_array_equal(hess, whole)

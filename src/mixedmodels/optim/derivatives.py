@@ -180,3 +180,52 @@ def hessian_by_gradient(
     hess[k:, :k] = hess[:k, k:].T
     _fill_value_block(hess, value, x, steps, plus, minus, f0)
     return hess, (plus - minus) / (2 * np.asarray(steps[:k], dtype=float))
+
+
+def hessian_by_partial_gradient(
+    value_and_gradient: Callable[[np.ndarray, bool], tuple[float, np.ndarray]],
+    value: Callable[[np.ndarray], float],
+    x: np.ndarray,
+    steps: np.ndarray,
+    k: int,
+    m: int,
+    f0: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`hessian_by_gradient` where the gradient's trailing entries cost more than its
+    first ``m``: ``value_and_gradient(z, full)`` returns ``f(z)`` and ``d f / d z[k:]``
+    (``full``) or only ``d f / d z[k : k + m]``.  Full gradients are taken at the points
+    along the first ``k`` and the last ``n - k - m`` coordinates, partial ones along the
+    ``m`` between; the block of rows ``k : k + m`` and columns ``k + m :`` is the transpose
+    of the one differenced along the last coordinates.  The same central differences
+    otherwise (with ``m = n - k`` the same Hessian as :func:`hessian_by_gradient`).
+
+    Returns
+    -------
+    hess : ndarray (n, n)
+    gradient : ndarray (k,)
+        ``(f(x + e_i) - f(x - e_i)) / (2 h_i)``, error ``O(h^2)``.
+    """
+    x = np.asarray(x, dtype=float)
+    n = x.size
+    mid = k + m
+    plus, minus = np.zeros(k), np.zeros(k)
+    hess = np.zeros((n, n))
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = steps[i]
+        full = not (k <= i < mid)
+        fp, gp = value_and_gradient(x + e, full)
+        fm, gm = value_and_gradient(x - e, full)
+        diff = (np.asarray(gp) - np.asarray(gm)) / (2 * steps[i])
+        if full:
+            hess[i, k:] = diff
+        else:
+            hess[i, k:mid] = diff
+        if i < k:
+            plus[i], minus[i] = fp, fm
+    hess[k:mid, mid:] = hess[mid:, k:mid].T
+    lower = hess[k:, k:]
+    hess[k:, k:] = (lower + lower.T) / 2
+    hess[k:, :k] = hess[:k, k:].T
+    _fill_value_block(hess, value, x, steps, plus, minus, f0)
+    return hess, (plus - minus) / (2 * np.asarray(steps[:k], dtype=float))

@@ -82,9 +82,13 @@ class BetaGradient:
         self.eliminated = max(scalar, key=lambda i: blocks[i].n_levels) if scalar else None
         self.q1 = 0 if self.eliminated is None else blocks[self.eliminated].n_levels
         cols, offset = [], 0
+        # each non-eliminated term's positions among a row's r2 non-zeros
+        self._row_slice: dict[int, slice] = {}
         for i, block in enumerate(blocks):
             if i == self.eliminated:
                 continue
+            position = sum(c.shape[1] for c in cols)
+            self._row_slice[i] = slice(position, position + block.p)
             cols.append(offset + block.codes[:, None] * block.p + np.arange(block.p))
             offset += block.size
         self.q2 = offset
@@ -208,6 +212,43 @@ class _Factor:
                 out -= 2.0 * self.a1 * np.einsum("ia,ia->i", a2, f[self.codes[:, None], cols2])
         return out
 
+    def row_solutions(self) -> tuple[np.ndarray, np.ndarray]:
+        """``M^-1 a_i`` at row ``i``'s own columns: its entry at the eliminated term's
+        column (n,) and at the rest's (n, r2); ``l_i`` is their product with ``a_i``."""
+        cols2, a2 = self.cols2, self.a2
+        n, r2 = a2.shape
+        t1 = np.zeros(n)
+        t2 = np.zeros((n, r2))
+        if r2:
+            s_rows = self.s_inv[cols2[:, :, None], cols2[:, None, :]]  # (n, r2, r2)
+            t2 += np.einsum("iab,ib->ia", s_rows, a2)
+        if self.q1:
+            f = np.asarray(self.e @ self.s_inv)  # E S^-1
+            if sp.issparse(self.e):
+                quad = np.asarray(self.e.multiply(f).sum(axis=1)).ravel()
+            else:
+                quad = np.einsum("ij,ij->i", self.e, f)
+            diag = 1.0 / self.d + quad
+            t1 += self.a1 * diag[self.codes]
+            if r2:
+                f_rows = f[self.codes[:, None], cols2]  # (n, r2)
+                t1 -= np.einsum("ia,ia->i", f_rows, a2)
+                t2 -= self.a1[:, None] * f_rows
+        return t1, t2
+
+    def solve(self, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``A M^-1 A' c`` (n,) and ``M^-1 A' c`` in the factor's order: the eliminated
+        term's part (q1,) and the rest's (q2,)."""
+        r2 = np.bincount(self.cols2.ravel(), (self.a2 * c[:, None]).ravel(), minlength=self.q2)
+        if self.q1:
+            r1 = np.bincount(self.codes, self.a1 * c, minlength=self.q1)
+            v2 = self.s_inv @ (r2 - self.e.T @ r1)
+            v1 = r1 / self.d - self.e @ v2
+            rows = self.a1 * v1[self.codes] + np.einsum("ia,ia->i", self.a2, v2[self.cols2])
+            return rows, v1, v2
+        v2 = self.s_inv @ r2
+        return np.einsum("ia,ia->i", self.a2, v2[self.cols2]), np.zeros(0), v2
+
     def solve_rows(self, c: np.ndarray) -> np.ndarray:
         """``A M^-1 A' c``."""
         r2 = np.bincount(self.cols2.ravel(), (self.a2 * c[:, None]).ravel(), minlength=self.q2)
@@ -218,3 +259,198 @@ class _Factor:
             return self.a1 * v1[self.codes] + np.einsum("ia,ia->i", self.a2, v2[self.cols2])
         v2 = self.s_inv @ r2
         return np.einsum("ia,ia->i", self.a2, v2[self.cols2])
+
+
+#: step of the differences in the family's own parameters (relative, at least this)
+EXTRA_STEP = 1e-4
+#: relative change of the deviance along which ``kappa = dT / dD`` is differenced
+KAPPA_STEP = 1e-4
+
+
+class LaplaceGradient(BetaGradient):
+    """``d L / d (beta, psi)`` of a problem's Laplace deviance for any family: ``psi`` the
+    family's own parameters (``extra_names``: a dispersion, a size, zero-inflation
+    coefficients; none for lme4's dispersion families).
+
+    The Laplace deviance is ``L = T + ||u~||^2 + log|M|`` with ``u~`` the minimizer of
+    ``D + ||u||^2`` (``D`` the deviance PIRLS minimizes) and ``T`` the family's data term
+    (:meth:`Family.objective_term`).  ``T`` depends on the linear predictor through ``D``
+    alone, ``dT = kappa dD``: ``kappa = 1`` where ``T - D`` does not depend on the means
+    (binomial, Poisson, glmmTMB's families: ``T = D``; lme4's negative binomial: ``T =
+    -2 sum log p``, whose difference from ``D`` is the saturated model's), and for the
+    families with a dispersion (``T`` = R's aic with ``phi = D / sum w``, ``-2 log p_i = d_i
+    / phi + c(y_i, phi)``) ``kappa = dT / dD`` taken by a difference along the scores.  With
+    ``s`` the rows' scores (``-1/2 d d_i / d eta``), ``W~ = -d s / d eta``, ``W`` the
+    Laplace weights, ``l_i = a_i' M^-1 a_i``, ``c = l * d W / d eta`` and ``v = A M~^-1 A'
+    (c + 2 (1 - kappa) s)``:
+
+    .. math::
+
+        \\nabla_\\beta L = X' (c - 2 \\kappa s) - X' (W~ v), \\qquad
+        \\partial_{\\psi_j} L = \\partial_{\\psi_j} T + l' \\partial_{\\psi_j} W
+            + v' \\partial_{\\psi_j} s
+
+    (partials at fixed ``eta``; with ``kappa = 1`` and no ``psi`` the first is
+    :class:`BetaGradient`'s).  The partials in ``psi`` are central differences of the
+    family's functions at ``psi +- h`` (``h = 1e-4 max(1, |psi_j|)``: ``2 n_psi`` families,
+    no PIRLS).
+
+    Parameters
+    ----------
+    problem : GlmmProblem
+        At any value of the family's own parameters (each call passes the family).
+    """
+
+    def __call__(  # type: ignore[override]
+        self,
+        theta: np.ndarray,
+        mode: ConditionalMode,
+        family: Family | None = None,
+        extras: bool = True,
+        theta_part: bool = False,
+    ) -> np.ndarray:
+        """The gradient in ``(beta, psi)`` at ``theta``, ``mode.beta`` and the family's
+        parameters ``psi`` (``family``, the problem's when None; ``mode`` PIRLS's converged
+        mode there); in beta alone without ``extras`` (the differences in ``psi`` are most
+        of the cost); with ``theta_part`` the gradient in theta before them
+        (:meth:`_theta_gradient`).
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            When the Schur complement is not positive definite (not at a mode).
+        """
+        problem = self.problem
+        fam = problem.family if family is None else family
+        y, pw, X = problem.y, problem.prior_weights, problem.X
+        eta = mode.eta
+        # steps relative to the linear predictor's own size (an inverse link's is ~1e-3)
+        size = np.abs(eta)
+        step = ETA_STEP * np.maximum(size, max(float(np.mean(size)), 1e-8))
+        kernel = fam.kernel(y, pw)
+
+        def score(k, e: np.ndarray) -> np.ndarray:
+            h, r = k.working(e, k.inverse(e))
+            return h * r
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            s = score(kernel, eta)
+            observed = -(score(kernel, eta + step) - score(kernel, eta - step)) / (2 * step)
+            wp = kernel.laplace_weights(eta + step, kernel.inverse(eta + step))
+            wm = kernel.laplace_weights(eta - step, kernel.inverse(eta - step))
+            dw = (wp - wm) / (2 * step)
+            kappa = self._kappa(kernel, eta, s) if fam.has_dispersion else 1.0
+        a1, a2 = self._values(theta)
+        factor = self._factor(a1, a2, mode.weights)
+        if theta_part:
+            t1, t2 = factor.row_solutions()
+            lev = a1 * t1 + np.einsum("ia,ia->i", a2, t2)
+        else:
+            lev = factor.leverages()
+        c = lev * dw
+        if np.allclose(observed, mode.weights, rtol=1e-6, atol=0.0):
+            observed = mode.weights
+            solver = factor
+        else:
+            solver = self._factor(a1, a2, observed)
+        v, w1, w2 = solver.solve(c + 2.0 * (1.0 - kappa) * s if kappa != 1.0 else c)
+        grad_beta = X.T @ (c - 2.0 * kappa * s) - X.T @ (observed * v)
+        if theta_part:
+            grad_theta = self._theta_gradient(
+                theta, mode, (t1, t2), (w1, w2), c - 2.0 * kappa * s, s, observed * v
+            )
+            grad_beta = np.concatenate([grad_theta, grad_beta])
+        psi = fam.extra_values
+        if not psi.size or not extras:
+            return grad_beta
+        mu = kernel.inverse(eta)
+        grad_psi = np.empty(psi.size)
+        for j in range(psi.size):
+            h = EXTRA_STEP * max(1.0, abs(float(psi[j])))
+            parts = []
+            for sign in (1.0, -1.0):
+                moved = psi.copy()
+                moved[j] += sign * h
+                other = fam.with_extra(moved).kernel(y, pw)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    term = other.objective_term(mu, other.deviance(eta, mu))
+                    parts.append((term, other.laplace_weights(eta, mu), score(other, eta)))
+            (tp, wpj, sp_), (tm, wmj, sm) = parts
+            grad_psi[j] = ((tp - tm) + lev @ (wpj - wmj) + v @ (sp_ - sm)) / (2 * h)
+        return np.concatenate([grad_beta, grad_psi])
+
+    def _theta_gradient(self, theta, mode, rows, solved, direct, s, wv) -> np.ndarray:
+        """``d L / d theta``: with ``G = d lambda_t / d theta_j`` (term ``t``'s; by central
+        differences of the term's ``lambda`` at steps of 1e-4 relative, exact where it is
+        linear in theta), ``b = (d A / d theta_j) u~`` and ``w = M~^-1 A' (c + 2 (1 -
+        kappa) s)`` (``v = A w``),
+
+        .. math::
+
+            \\partial_{\\theta_j} L = (c - 2 \\kappa s)' b + s' (d A / d \\theta_j) w
+                - v' W~ b + 2 \\sum_i W_i (d a_i / d \\theta_j)' M^{-1} a_i
+
+        (the last term ``tr(M^-1 dM / d theta_j)`` at fixed weights; ``M^-1 a_i`` at row
+        ``i``'s columns from :meth:`_Factor.row_solutions`).  ``direct`` is ``c - 2 kappa
+        s``, ``wv`` is ``W~ v``."""
+        problem = self.problem
+        t1, t2 = rows
+        w1, w2 = solved
+        weights = mode.weights
+        out = np.empty(problem.n_theta)
+        start, u_start, rest = 0, 0, 0
+        for i, block in enumerate(problem.blocks):
+            size = block.n_theta
+            th = np.asarray(theta[start : start + size], dtype=float)
+            u_block = mode.u[u_start : u_start + block.size].reshape(block.n_levels, block.p)
+            if i == self.eliminated:
+                w_block = w1.reshape(block.n_levels, 1)
+                m_rows = t1[:, None]
+            else:
+                w_block = w2[rest : rest + block.size].reshape(block.n_levels, block.p)
+                m_rows = t2[:, self._row_slice[i]]
+                rest += block.size
+            u_rows, w_rows = u_block[block.codes], w_block[block.codes]
+            for j in range(size):
+                h = 1e-4 * max(1.0, abs(float(th[j])))
+                e = np.zeros(size)
+                e[j] = h
+                g = (block.lambda_matrix(th + e) - block.lambda_matrix(th - e)) / (2 * h)
+                zg = block.z @ g  # (n, p): d a_i / d theta_j at the term's columns
+                b = np.einsum("ia,ia->i", zg, u_rows)
+                dw = np.einsum("ia,ia->i", zg, w_rows)
+                cross = float(weights @ np.einsum("ia,ia->i", zg, m_rows))
+                out[start + j] = direct @ b + s @ dw - wv @ b + 2.0 * cross
+            start += size
+            u_start += block.size
+        return out
+
+    def kappa(self, mode: ConditionalMode, family: Family) -> float:
+        """``dT / dD`` at ``mode`` (1 for families without a dispersion parameter)."""
+        if not family.has_dispersion:
+            return 1.0
+        kernel = family.kernel(self.problem.y, self.problem.prior_weights)
+        eta = mode.eta
+        with np.errstate(over="ignore", invalid="ignore"):
+            h, r = kernel.working(eta, kernel.inverse(eta))
+            return self._kappa(kernel, eta, h * r)
+
+    @staticmethod
+    def _kappa(kernel, eta: np.ndarray, s: np.ndarray) -> float:
+        """``dT / dD`` by a central difference along the scores (``D`` changes by
+        ``KAPPA_STEP`` relative)."""
+        deviance = kernel.deviance(eta, kernel.inverse(eta))
+        slope = 2.0 * float(s @ s)  # -dD/dt along eta + t s
+        if not slope > 0:
+            return 1.0
+        if not deviance > 0:
+            return 1.0
+        t = KAPPA_STEP * deviance / slope
+        values = []
+        for sign in (1.0, -1.0):
+            e = eta + sign * t * s
+            mu = kernel.inverse(e)
+            d = kernel.deviance(e, mu)
+            values.append((kernel.objective_term(mu, d), d))
+        (tp, dp), (tm, dm) = values
+        return (tp - tm) / (dp - dm)
