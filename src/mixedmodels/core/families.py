@@ -43,6 +43,13 @@ def _trigamma(x: np.ndarray) -> np.ndarray:
     return out + r * (1.0 + r * (0.5 + r * (1.0 / 6 - r2 * tail)))
 
 
+def _trigamma_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``psi'(a)`` and ``psi'(b)`` by one :func:`_trigamma` call on both (its operations are
+    elementwise: the same numbers as two calls, with half the calls' overhead)."""
+    both = _trigamma(np.concatenate([a, b]))
+    return both[: a.size], both[a.size :]
+
+
 # ------------------------------------------------------------------------------- links
 class Link(ABC):
     """A link function ``eta = g(mu)`` with its inverse and ``d mu / d eta``."""
@@ -445,6 +452,12 @@ class FamilyKernel:
     def objective_term(self, mu: np.ndarray, deviance: float) -> float:
         """The data term of the Laplace deviance (:meth:`Family.objective_term`)."""
         return self.family.objective_term(self.y, mu, self.weights, deviance)
+
+    def rebind(self, family: Family) -> FamilyKernel:
+        """The kernel of ``family`` (the same family with other values of its own
+        parameters: each Laplace evaluation of a fit that estimates them) on this response,
+        keeping what was computed from the response alone."""
+        return family.kernel(self.y, self.weights)
 
 
 class _BinomialKernel(FamilyKernel):
@@ -909,15 +922,59 @@ class LikelihoodFamily(Family):
     """A family fitted as glmmTMB fits it: the Laplace approximation with the exact second
     derivative of ``log p(y | eta)`` at the mode (not lme4's expected information), PIRLS
     steps from the exact gradient, and the family's own parameters (dispersion,
-    zero-inflation coefficients) estimated with beta.  Subclasses give ``log p`` and its
-    first two derivatives in ``eta``; ``unit_deviance`` is ``-2 w log p``."""
+    zero-inflation coefficients) estimated with beta.  ``unit_deviance`` is ``-2 w log p``.
+
+    Subclasses give ``log p`` and its first two derivatives in ``eta`` in three parts, so
+    that PIRLS computes each once: :meth:`response_terms` (what depends on ``y`` alone, once
+    per fit), :meth:`parameter_terms` (what depends on ``y`` and the family's own parameters,
+    once per family value: each Laplace evaluation of a fit that estimates them), and at
+    each linear predictor :meth:`value_terms` (``log p``, with the intermediates it leaves)
+    and :meth:`derivative_terms` (from those intermediates).
+    """
+
+    def response_terms(self, y: np.ndarray) -> dict:
+        """What ``log p`` and its derivatives need from ``y`` alone (for any values of the
+        family's own parameters)."""
+        return {}
+
+    def parameter_terms(self, y: np.ndarray, terms: dict) -> dict:
+        """``terms`` (:meth:`response_terms`) with what depends on ``y`` and the family's own
+        parameters but not on ``eta`` (a new dict; ``terms`` is not modified)."""
+        return terms
 
     @abstractmethod
+    def value_terms(self, y: np.ndarray, eta: np.ndarray, terms: dict) -> tuple[np.ndarray, tuple]:
+        """``log p`` per row (unweighted) at ``eta`` and the intermediates
+        :meth:`derivative_terms` takes (``terms`` from :meth:`parameter_terms`)."""
+
+    @abstractmethod
+    def derivative_terms(
+        self, y: np.ndarray, eta: np.ndarray, terms: dict, state: tuple
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``d log p / d eta`` and ``d^2 log p / d eta^2`` per row (unweighted, new arrays
+        the caller may modify) from :meth:`value_terms`' ``state`` at the same ``eta``."""
+
+    def response_key(self) -> object:
+        """What :meth:`response_terms` depends on besides ``y`` (families with equal keys
+        share them)."""
+        return type(self)
+
     def log_derivatives(
         self, y: np.ndarray, eta: np.ndarray, weights: np.ndarray, derivatives: bool = True
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """``(log p, d log p / d eta, d^2 log p / d eta^2)`` per row, times the weights
         (without ``derivatives`` only ``log p`` is computed; the others are None)."""
+        terms = self.parameter_terms(y, self.response_terms(y))
+        logp, state = self.value_terms(y, eta, terms)
+        if not derivatives:
+            return weights * logp, None, None
+        d1, d2 = self.derivative_terms(y, eta, terms, state)
+        return weights * logp, weights * d1, weights * d2
+
+    def kernel(self, y, weights):
+        """:class:`_LikelihoodKernel`: the response's and the parameters' terms computed
+        once, ``log p`` and its derivatives once per linear predictor."""
+        return _LikelihoodKernel(self, y, weights)
 
     #: glmmTMB's name of the dispersion ``sigma()`` returns, for the summary
     dispersion_label: ClassVar[str] = ""
@@ -954,12 +1011,72 @@ class LikelihoodFamily(Family):
         row's ``h`` may be negative where its own curvature is, PIRLS floors the weights
         when the system they give is not positive definite)."""
         _, d1, d2 = self.log_derivatives(y, eta, weights)
-        tiny = 1e-12 * (float(np.max(np.abs(d2))) + 1e-300)
-        h = np.where(np.abs(d2) > tiny, -d2, tiny)
-        return h, d1 / h
+        return _newton_from_derivatives(d1, d2)
 
     def laplace_weights(self, y, eta, mu, weights):
         return -self.log_derivatives(y, eta, weights)[2]
+
+
+def _newton_from_derivatives(d1: np.ndarray, d2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A Newton step's weights ``h = -d2`` (``|h|`` at least ``1e-12 max |d2|``) and
+    working residuals ``d1 / h``."""
+    size = np.abs(d2)
+    tiny = 1e-12 * (float(np.max(size)) + 1e-300)
+    h = np.where(size > tiny, -d2, tiny)
+    return h, d1 / h
+
+
+class _LikelihoodKernel(FamilyKernel):
+    """A :class:`LikelihoodFamily`'s PIRLS functions: its response terms computed once per
+    fit (shared by the kernels of the family's other parameter values, :meth:`rebind`),
+    its parameter terms once per kernel, and ``log p`` with its derivatives once per linear
+    predictor: PIRLS asks for the deviance at a trial point, then (the point accepted) for
+    the working weights at the same ``eta``, and at the mode for the Laplace weights; the
+    last ``eta`` (the array object: PIRLS never modifies one it has passed) and what was
+    computed there are kept.  The values are those of :meth:`LikelihoodFamily.log_derivatives`.
+    """
+
+    def __init__(self, family: LikelihoodFamily, y: np.ndarray, weights: np.ndarray, response=None):
+        super().__init__(family, y, weights)
+        self.response = family.response_terms(y) if response is None else response
+        self.terms = family.parameter_terms(y, self.response)
+        self.unit = bool(np.all(weights == 1.0))  # 1.0 * x == x: the product is skipped
+        self._eta: np.ndarray | None = None
+        self._point: tuple | None = None  # (weighted log p, state)
+        self._derivatives: tuple[np.ndarray, np.ndarray] | None = None
+
+    def rebind(self, family):
+        if not isinstance(family, LikelihoodFamily) or family.response_key() != (
+            self.family.response_key()
+        ):
+            return family.kernel(self.y, self.weights)
+        return _LikelihoodKernel(family, self.y, self.weights, self.response)
+
+    def _at(self, eta: np.ndarray) -> tuple:
+        if eta is not self._eta:
+            logp, state = self.family.value_terms(self.y, eta, self.terms)
+            if not self.unit:
+                logp = self.weights * logp
+            self._eta, self._point, self._derivatives = eta, (logp, state), None
+        return self._point
+
+    def _derivatives_at(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        state = self._at(eta)[1]
+        if self._derivatives is None:
+            d1, d2 = self.family.derivative_terms(self.y, eta, self.terms, state)
+            if not self.unit:
+                d1, d2 = self.weights * d1, self.weights * d2
+            self._derivatives = (d1, d2)
+        return self._derivatives
+
+    def deviance(self, eta, mu):
+        return -2.0 * float(np.sum(self._at(eta)[0]))
+
+    def working(self, eta, mu):
+        return _newton_from_derivatives(*self._derivatives_at(eta))
+
+    def laplace_weights(self, eta, mu):
+        return -self._derivatives_at(eta)[1]
 
 
 class NBinom2(_NegativeBinomialTerms, LikelihoodFamily):
@@ -978,21 +1095,29 @@ class NBinom2(_NegativeBinomialTerms, LikelihoodFamily):
     log_density = LikelihoodFamily.log_density
     unit_deviance = LikelihoodFamily.unit_deviance
 
-    def log_derivatives(self, y, eta, weights, derivatives=True):
+    def response_terms(self, y):
+        return {"log_y_factorial": special.gammaln(y + 1)}
+
+    def parameter_terms(self, y, terms):
+        """``log Gamma(y + k) - log Gamma(k) - log y!``, ``log k`` and ``y + k``."""
+        k = self.k
+        y_k = y + k
+        constant = special.gammaln(y_k) - special.gammaln(k) - terms["log_y_factorial"]
+        return {**terms, "constant": constant, "log_k": np.log(k), "y_k": y_k}
+
+    def value_terms(self, y, eta, terms):
+        k = self.k
+        log_k_mu = np.logaddexp(terms["log_k"], eta)  # log(k + mu)
+        logp = terms["constant"] + k * (terms["log_k"] - log_k_mu) + y * (eta - log_k_mu)
+        return logp, ()
+
+    def derivative_terms(self, y, eta, terms, state):
         k = self.k
         mu = _exp(eta)
-        logp = (
-            special.gammaln(y + k)
-            - special.gammaln(k)
-            - special.gammaln(y + 1)
-            + k * (np.log(k) - np.logaddexp(np.log(k), eta))
-            + y * (eta - np.logaddexp(np.log(k), eta))
-        )
-        if not derivatives:
-            return weights * logp, None, None
-        d1 = k * (y - mu) / (k + mu)
-        d2 = -k * mu * (y + k) / (k + mu) ** 2
-        return weights * logp, weights * d1, weights * d2
+        k_mu = k + mu
+        d1 = k * (y - mu) / k_mu
+        d2 = -k * mu * terms["y_k"] / k_mu**2
+        return d1, d2
 
     @property
     def dispersion(self):
@@ -1015,23 +1140,48 @@ class NBinom1(_NegativeBinomialResponse, LikelihoodFamily):
     def variance(self, mu):
         return mu * (1 + self.phi)
 
-    def log_derivatives(self, y, eta, weights, derivatives=True):
+    def response_terms(self, y):
+        """``log y!`` and the rows with ``y > 0`` (at ``y = 0`` the size's gamma, digamma
+        and trigamma differences are 0: only the other rows compute them)."""
+        positive = np.flatnonzero(y > 0)
+        return {
+            "log_y_factorial": special.gammaln(y + 1),
+            "positive": positive,
+            "y_positive": y[positive],
+        }
+
+    def parameter_terms(self, y, terms):
         phi = self.phi
-        size = _exp(eta) / phi
         lp = np.log1p(phi)
+        return {**terms, "log1p_phi": lp, "y_log_ratio": y * (np.log(phi) - lp)}
+
+    def value_terms(self, y, eta, terms):
+        size = _exp(eta) / self.phi
+        positive, yp = terms["positive"], terms["y_positive"]
+        size_p = size[positive]
+        y_size_p = yp + size_p
+        # log Gamma(y + size) - log Gamma(size): 0 where y is 0
+        gamma_ratio = np.zeros(y.shape)
+        gamma_ratio[positive] = special.gammaln(y_size_p) - special.gammaln(size_p)
         logp = (
-            special.gammaln(y + size)
-            - special.gammaln(size)
-            - special.gammaln(y + 1)
-            - size * lp
-            + y * (np.log(phi) - lp)
+            gamma_ratio
+            - terms["log_y_factorial"]
+            - size * terms["log1p_phi"]
+            + terms["y_log_ratio"]
         )
-        if not derivatives:
-            return weights * logp, None, None
-        dig = special.digamma(y + size) - special.digamma(size)
-        d1 = size * (dig - lp)
-        d2 = d1 + size**2 * (_trigamma(y + size) - _trigamma(size))
-        return weights * logp, weights * d1, weights * d2
+        return logp, (size, size_p, y_size_p)
+
+    def derivative_terms(self, y, eta, terms, state):
+        size, size_p, y_size_p = state
+        positive = terms["positive"]
+        dig = np.zeros(y.shape)
+        dig[positive] = special.digamma(y_size_p) - special.digamma(size_p)
+        d1 = size * (dig - terms["log1p_phi"])
+        trig = np.zeros(y.shape)
+        trig_y_size, trig_size = _trigamma_pair(y_size_p, size_p)
+        trig[positive] = trig_y_size - trig_size
+        d2 = d1 + size**2 * trig
+        return d1, d2
 
     @property
     def dispersion(self):
@@ -1062,12 +1212,16 @@ class PoissonLikelihood(_PoissonResponse, LikelihoodFamily):
     def variance(self, mu):
         return np.maximum(mu, _EPS)
 
-    def log_derivatives(self, y, eta, weights, derivatives=True):
+    def response_terms(self, y):
+        return {"log_y_factorial": special.gammaln(y + 1)}
+
+    def value_terms(self, y, eta, terms):
         mu = _exp(eta)
-        logp = y * eta - mu - special.gammaln(y + 1)
-        if not derivatives:
-            return weights * logp, None, None
-        return weights * logp, weights * (y - mu), -weights * mu
+        return y * eta - mu - terms["log_y_factorial"], (mu,)
+
+    def derivative_terms(self, y, eta, terms, state):
+        mu = state[0]
+        return y - mu, -mu
 
 
 class Beta(LikelihoodFamily):
@@ -1087,23 +1241,32 @@ class Beta(LikelihoodFamily):
     def variance(self, mu):
         return mu * (1 - mu) / (1 + self.phi)
 
-    def log_derivatives(self, y, eta, weights, derivatives=True):
+    def response_terms(self, y):
+        return {"log_y": np.log(y), "log1m_y": np.log1p(-y)}
+
+    def parameter_terms(self, y, terms):
+        return {**terms, "log_gamma_phi": special.gammaln(self.phi)}
+
+    def value_terms(self, y, eta, terms):
         phi = self.phi
         mu = np.clip(special.expit(eta), 1e-15, 1 - 1e-15)
         a, b = mu * phi, (1 - mu) * phi
-        ly, l1y = np.log(y), np.log1p(-y)
         logp = (
-            special.gammaln(phi) - special.gammaln(a) - special.gammaln(b)
-            + (a - 1) * ly + (b - 1) * l1y
+            terms["log_gamma_phi"] - special.gammaln(a) - special.gammaln(b)
+            + (a - 1) * terms["log_y"] + (b - 1) * terms["log1m_y"]
         )
-        if not derivatives:
-            return weights * logp, None, None
+        return logp, (mu, a, b)
+
+    def derivative_terms(self, y, eta, terms, state):
+        phi = self.phi
+        mu, a, b = state
         m1 = mu * (1 - mu)
-        t = special.digamma(b) - special.digamma(a) + ly - l1y
-        dt = -phi * (_trigamma(a) + _trigamma(b))
+        t = special.digamma(b) - special.digamma(a) + terms["log_y"] - terms["log1m_y"]
+        trig_a, trig_b = _trigamma_pair(a, b)
+        dt = -phi * (trig_a + trig_b)
         d1 = phi * t * m1
         d2 = phi * (dt * m1**2 + t * m1 * (1 - 2 * mu))
-        return weights * logp, weights * d1, weights * d2
+        return d1, d2
 
     @property
     def dispersion(self):
@@ -1133,6 +1296,41 @@ class Beta(LikelihoodFamily):
         return np.array([np.log(self.phi)])
 
 
+class _ZeroInflationDesign:
+    """A zero-inflation model matrix bound once per fit: its distinct rows (a factor's
+    design has a few), each row's index among them, and its intercept column.
+
+    Parameters
+    ----------
+    X : ndarray (n, r)
+    """
+
+    def __init__(self, X: np.ndarray):
+        self.X = np.asarray(X, dtype=float)
+        intercept = np.flatnonzero(np.all(self.X == 1.0, axis=0))
+        self.intercept: int | None = int(intercept[0]) if intercept.size else None
+        self.rows: np.ndarray | None = None
+        self.index: np.ndarray | None = None
+        if self.X.shape[0] and np.isfinite(self.X).all():
+            rows, index = np.unique(self.X, axis=0, return_inverse=True)
+            if 2 * rows.shape[0] <= self.X.shape[0]:
+                self.rows, self.index = rows, index.ravel()
+
+    def probabilities(self, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``pi = expit(X gamma)``, ``log pi`` and ``log(1 - pi)`` per row (computed on the
+        distinct rows where they are few)."""
+        if self.rows is None:
+            eta = self.X @ gamma
+            return special.expit(eta), special.log_expit(eta), special.log_expit(-eta)
+        eta = self.rows @ gamma
+        index = self.index
+        return (
+            special.expit(eta)[index],
+            special.log_expit(eta)[index],
+            special.log_expit(-eta)[index],
+        )
+
+
 class ZeroInflated(LikelihoodFamily):
     """A count family with structural zeros: ``p(0) = pi + (1 - pi) f(0)``, ``p(y) = (1 -
     pi) f(y)`` for ``y > 0``, ``logit(pi) = X_zi gamma`` (glmmTMB's ``ziformula``, fixed
@@ -1149,19 +1347,24 @@ class ZeroInflated(LikelihoodFamily):
     gamma : ndarray (r,), optional
     """
 
-    def __init__(self, base: LikelihoodFamily, X_zi: np.ndarray, zi_names, gamma=None):
+    def __init__(
+        self,
+        base: LikelihoodFamily,
+        X_zi: np.ndarray,
+        zi_names,
+        gamma=None,
+        design: _ZeroInflationDesign | None = None,
+    ):
         super().__init__(base.link)
         self.base = base
-        self.X_zi = np.asarray(X_zi, dtype=float)
+        self._design = _ZeroInflationDesign(X_zi) if design is None else design
+        self.X_zi = self._design.X
         self.zi_names = list(zi_names)
         r = self.X_zi.shape[1]
         self.gamma = np.zeros(r) if gamma is None else np.asarray(gamma, dtype=float)
-        eta_zi = self.X_zi @ self.gamma
-        self.pi = special.expit(eta_zi)
-        # log pi and log(1 - pi) depend on gamma only: computed once per family value,
-        # not at every scoring step (0.6 ms of the ZIP's 1 ms log_derivatives)
-        self._log_pi = special.log_expit(eta_zi)
-        self._log_1pi = special.log_expit(-eta_zi)
+        # pi, log pi and log(1 - pi) depend on gamma only: computed once per family value
+        # (not at every scoring step), on X_zi's distinct rows
+        self.pi, self._log_pi, self._log_1pi = self._design.probabilities(self.gamma)
 
     links = ("log",)
 
@@ -1200,26 +1403,44 @@ class ZeroInflated(LikelihoodFamily):
         """``Var(y) = (1 - pi) (V(mu) + pi mu^2)``."""
         return (1 - self.pi) * (self.base.variance(mu) + self.pi * mu**2)
 
-    def log_derivatives(self, y, eta, weights, derivatives=True):
-        logf, d1, d2 = self.base.log_derivatives(y, eta, np.ones_like(y), derivatives)
-        zero = y == 0
-        log_pi, log_1pi = self._log_pi, self._log_1pi
-        logp = log_1pi + logf
-        if zero.any():
-            lf0 = logf[zero]
-            both = np.logaddexp(log_pi[zero], log_1pi[zero] + lf0)
-            logp[zero] = both
-            if not derivatives:
-                return weights * logp, None, None
+    def response_key(self):
+        return (type(self), self.base.response_key())
+
+    def response_terms(self, y):
+        """The base family's, and the rows where ``y`` is 0."""
+        return {"base": self.base.response_terms(y), "zero": np.flatnonzero(y == 0)}
+
+    def parameter_terms(self, y, terms):
+        """The base family's, and ``log pi``, ``log(1 - pi)`` at the zero rows."""
+        zero = terms["zero"]
+        return {
+            **terms,
+            "base": self.base.parameter_terms(y, terms["base"]),
+            "log_pi_zero": self._log_pi[zero],
+            "log_1pi_zero": self._log_1pi[zero],
+        }
+
+    def value_terms(self, y, eta, terms):
+        logf, base_state = self.base.value_terms(y, eta, terms["base"])
+        logp = self._log_1pi + logf
+        zero = terms["zero"]
+        if not zero.size:
+            return logp, (base_state, None, None)
+        lf0 = logf[zero]
+        both = np.logaddexp(terms["log_pi_zero"], terms["log_1pi_zero"] + lf0)
+        logp[zero] = both
+        return logp, (base_state, lf0, both)
+
+    def derivative_terms(self, y, eta, terms, state):
+        base_state, lf0, both = state
+        d1, d2 = self.base.derivative_terms(y, eta, terms["base"], base_state)
+        zero = terms["zero"]
+        if zero.size:
             a1, a2 = d1[zero], d2[zero]
-            q = np.exp(log_1pi[zero] + lf0 - both)  # (1 - pi) f(0) / p(0)
-            d1 = d1.copy()
-            d2 = d2.copy()
+            q = np.exp(terms["log_1pi_zero"] + lf0 - both)  # (1 - pi) f(0) / p(0)
             d1[zero] = q * a1
             d2[zero] = q * (1 - q) * a1**2 + q * a2
-        if not derivatives:
-            return weights * logp, None, None
-        return weights * logp, weights * d1, weights * d2
+        return d1, d2
 
     def start_mu(self, y, weights):
         return self.base.start_mu(y, weights)
@@ -1234,15 +1455,17 @@ class ZeroInflated(LikelihoodFamily):
     def extra_start(self, y, mu, weights):
         base = self.base.extra_start(y, mu, weights)
         start = np.zeros(self.X_zi.shape[1])
-        intercept = np.flatnonzero(np.all(self.X_zi == 1.0, axis=0))
-        if intercept.size:
-            start[intercept[0]] = -2.0  # pi ~ 0.12
+        intercept = self._design.intercept
+        if intercept is not None:
+            start[intercept] = -2.0  # pi ~ 0.12
         return np.concatenate([base, start])
 
     def with_extra(self, values):
+        """The family at ``values``; ``X_zi``'s distinct rows and its intercept column are
+        shared, not found again."""
         nb = len(self.base.extra_names)
         base = self.base.with_extra(values[:nb]) if nb else self.base
-        return ZeroInflated(base, self.X_zi, self.zi_names, values[nb:])
+        return ZeroInflated(base, self.X_zi, self.zi_names, values[nb:], design=self._design)
 
     @property
     def extra_values(self):
@@ -1265,9 +1488,9 @@ class ZeroInflated(LikelihoodFamily):
         if special.expit(top) >= below or top >= 0 or target >= 0:
             return None
         moved = gamma.copy()
-        intercept = np.flatnonzero(np.all(self.X_zi == 1.0, axis=0))
-        if intercept.size:
-            moved[intercept[0]] += target - top
+        intercept = self._design.intercept
+        if intercept is not None:
+            moved[intercept] += target - top
         else:
             moved *= target / top
         mask = np.zeros(values.size, dtype=bool)
@@ -1409,16 +1632,22 @@ class Tweedie(LikelihoodFamily):
         self._series = (y, out)
         return out
 
-    def log_derivatives(self, y, eta, weights, derivatives=True):
+    def parameter_terms(self, y, terms):
+        return {**terms, "log_w": self._log_w(y)}
+
+    def value_terms(self, y, eta, terms):
         p, phi = self.power, self.phi
         a = np.exp((1.0 - p) * eta)  # mu^(1-p)
         b = np.exp((2.0 - p) * eta)  # mu^(2-p)
-        logp = self._log_w(y) + (y * a / (1.0 - p) - b / (2.0 - p)) / phi
-        if not derivatives:
-            return weights * logp, None, None
+        logp = terms["log_w"] + (y * a / (1.0 - p) - b / (2.0 - p)) / phi
+        return logp, (a, b)
+
+    def derivative_terms(self, y, eta, terms, state):
+        p, phi = self.power, self.phi
+        a, b = state
         d1 = (y * a - b) / phi
         d2 = ((1.0 - p) * y * a - (2.0 - p) * b) / phi
-        return weights * logp, weights * d1, weights * d2
+        return d1, d2
 
     @property
     def dispersion(self):
