@@ -28,15 +28,22 @@ def _exp(eta):
     return np.exp(np.minimum(eta, _ETA_MAX))
 
 
+_RECURRENCE_STEPS = np.arange(10.0)
+
+
 def _trigamma(x: np.ndarray) -> np.ndarray:
     """``psi'(x)`` for ``x > 0``: ten steps of the recurrence ``psi'(x) = psi'(x + 1) + 1 /
     x^2``, then the asymptotic series at ``x + 10 >= 10`` to ``x^-11`` (truncation below
     3e-14 relative); several times faster than ``scipy.special.polygamma(1, x)``, which goes
     through ``zeta``."""
     z = np.asarray(x, dtype=float)
-    out = np.zeros_like(z)
-    for j in range(10):
-        out += 1.0 / (z + j) ** 2
+    # the ten terms 1 / (z + j)^2 as rows of one array, summed row after row (numpy adds
+    # along the leading axis in order: the sums of the loop ``out += 1 / (z + j)^2``,
+    # with three array operations instead of forty)
+    terms = _RECURRENCE_STEPS.reshape((10,) + (1,) * z.ndim) + z
+    terms *= terms
+    np.divide(1.0, terms, out=terms)
+    out = terms.sum(axis=0)
     r = 1.0 / (z + 10.0)
     r2 = r * r
     tail = 1.0 / 30 - r2 * (1.0 / 42 - r2 * (1.0 / 30 - r2 * 5.0 / 66))
@@ -959,6 +966,12 @@ class LikelihoodFamily(Family):
         share them)."""
         return type(self)
 
+    def parameter_key(self) -> tuple | None:
+        """The values of the family's own parameters as :meth:`parameter_terms` reads them
+        (two families of the same class and link with equal keys have the same parameter
+        terms), or None where not given (nothing is shared then)."""
+        return None
+
     def log_derivatives(
         self, y: np.ndarray, eta: np.ndarray, weights: np.ndarray, derivatives: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -1036,21 +1049,42 @@ class _LikelihoodKernel(FamilyKernel):
     computed there are kept.  The values are those of :meth:`LikelihoodFamily.log_derivatives`.
     """
 
-    def __init__(self, family: LikelihoodFamily, y: np.ndarray, weights: np.ndarray, response=None):
+    def __init__(
+        self,
+        family: LikelihoodFamily,
+        y: np.ndarray,
+        weights: np.ndarray,
+        response: dict | None = None,
+        terms: dict | None = None,
+    ):
         super().__init__(family, y, weights)
         self.response = family.response_terms(y) if response is None else response
-        self.terms = family.parameter_terms(y, self.response)
+        self.terms = family.parameter_terms(y, self.response) if terms is None else terms
         self.unit = bool(np.all(weights == 1.0))  # 1.0 * x == x: the product is skipped
         self._eta: np.ndarray | None = None
         self._point: tuple | None = None  # (weighted log p, state)
         self._derivatives: tuple[np.ndarray, np.ndarray] | None = None
 
     def rebind(self, family):
+        """The kernel of ``family`` sharing this one's response terms (and its parameter
+        terms too where ``family`` has the same parameter values: an optimizer's steps in
+        theta and beta alone, where tweedie's series would be summed again)."""
+        own = self.family
         if not isinstance(family, LikelihoodFamily) or family.response_key() != (
-            self.family.response_key()
+            own.response_key()
         ):
             return family.kernel(self.y, self.weights)
-        return _LikelihoodKernel(family, self.y, self.weights, self.response)
+        kernel = _LikelihoodKernel(family, self.y, self.weights, self.response, self._same(family))
+        return kernel
+
+    def _same(self, family: LikelihoodFamily) -> dict | None:
+        """This kernel's parameter terms where ``family`` (of the same response key) has
+        the same link and values of its own parameters, else None."""
+        own = self.family
+        key = own.parameter_key()
+        if key is None or family.link != own.link or family.parameter_key() != key:
+            return None
+        return self.terms
 
     def _at(self, eta: np.ndarray) -> tuple:
         if eta is not self._eta:
@@ -1097,6 +1131,9 @@ class NBinom2(_NegativeBinomialTerms, LikelihoodFamily):
 
     def response_terms(self, y):
         return {"log_y_factorial": special.gammaln(y + 1)}
+
+    def parameter_key(self):
+        return (self.k,)
 
     def parameter_terms(self, y, terms):
         """``log Gamma(y + k) - log Gamma(k) - log y!``, ``log k`` and ``y + k``."""
@@ -1149,6 +1186,9 @@ class NBinom1(_NegativeBinomialResponse, LikelihoodFamily):
             "positive": positive,
             "y_positive": y[positive],
         }
+
+    def parameter_key(self):
+        return (self.phi,)
 
     def parameter_terms(self, y, terms):
         phi = self.phi
@@ -1215,6 +1255,9 @@ class PoissonLikelihood(_PoissonResponse, LikelihoodFamily):
     def response_terms(self, y):
         return {"log_y_factorial": special.gammaln(y + 1)}
 
+    def parameter_key(self):
+        return ()
+
     def value_terms(self, y, eta, terms):
         mu = _exp(eta)
         return y * eta - mu - terms["log_y_factorial"], (mu,)
@@ -1243,6 +1286,9 @@ class Beta(LikelihoodFamily):
 
     def response_terms(self, y):
         return {"log_y": np.log(y), "log1m_y": np.log1p(-y)}
+
+    def parameter_key(self):
+        return (self.phi,)
 
     def parameter_terms(self, y, terms):
         return {**terms, "log_gamma_phi": special.gammaln(self.phi)}
@@ -1405,6 +1451,12 @@ class ZeroInflated(LikelihoodFamily):
 
     def response_key(self):
         return (type(self), self.base.response_key())
+
+    def parameter_key(self):
+        base = self.base.parameter_key()
+        if base is None:
+            return None
+        return (base, self._design, tuple(self.gamma.tolist()))
 
     def response_terms(self, y):
         """The base family's, and the rows where ``y`` is 0."""
@@ -1583,7 +1635,19 @@ def tweedie_log_series(y: np.ndarray, phi: float, power: float) -> np.ndarray:
         row = np.repeat(np.arange(todo.size), counts)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         j = lo[row] + (np.arange(row.size) - starts[row])
-        terms = j * log_z[todo][row] - special.gammaln(1.0 + j) - special.gammaln(-alpha * j)
+        top_j = float(hi.max())
+        if top_j < j.size:
+            # log j! and log Gamma(-j alpha) from tables over the integers up to the largest
+            # j (j is an integer: the same gammaln values, computed once per j, not per
+            # term; where the table would be longer than the terms, they are computed)
+            table_j = np.arange(top_j + 1.0)
+            index = j.astype(np.intp)
+            log_factorial = special.gammaln(1.0 + table_j)[index]
+            log_gamma = special.gammaln(-alpha * table_j)[index]
+        else:
+            log_factorial = special.gammaln(1.0 + j)
+            log_gamma = special.gammaln(-alpha * j)
+        terms = j * log_z[todo][row] - log_factorial - log_gamma
         top = np.maximum.reduceat(terms, starts)
         total = np.add.reduceat(np.exp(terms - top[row]), starts)
         first, last = terms[starts], terms[starts + counts - 1]
@@ -1631,6 +1695,9 @@ class Tweedie(LikelihoodFamily):
             out[positive] = -np.log(yp) + tweedie_log_series(yp, self.phi, self.power)
         self._series = (y, out)
         return out
+
+    def parameter_key(self):
+        return (self.phi, self.power)
 
     def parameter_terms(self, y, terms):
         return {**terms, "log_w": self._log_w(y)}
