@@ -2,29 +2,26 @@
 glmmTMB's nbinom1/nbinom2, beta, Poisson and zero inflation) and the pieces that make an
 evaluation cheap: the response terms computed once per fit and shared by the kernels of
 other parameter values (``rebind``), ``log p`` and its derivatives computed once per linear
-predictor, NB1's digamma/trigamma differences as sums, tweedie's series from tables, the
-zero-inflation probabilities on the distinct rows of ``X_zi``.
+predictor, tweedie's series from tables, the zero-inflation probabilities on the distinct
+rows of ``X_zi``.
 
 References are independent of the code under test: scipy's densities (``nbinom``,
-``beta``, ``poisson``), central differences of them, exact rational sums (``fractions``),
-a plain-Python sum of the tweedie series, and ``expit`` of ``X gamma`` row by row.
+``beta``, ``poisson``), central differences of them, a plain-Python sum of the tweedie
+series, and ``expit`` of ``X gamma`` row by row.
 """
 
 import math
-from fractions import Fraction
 
 import numpy as np
 import pytest
 from scipy import special, stats
 
 from mixedmodels.core.families import (
-    _SHORT_COUNT,
     Beta,
     NBinom1,
     NBinom2,
     PoissonLikelihood,
     ZeroInflated,
-    _CountTerms,
     _ZeroInflationDesign,
     tweedie_log_series,
 )
@@ -36,9 +33,8 @@ GAMMA = np.array([-1.2, 0.8])
 
 
 def _counts(n: int = N) -> np.ndarray:
-    """Overdispersed counts with zeros, small and large values (17 and 60: beyond NB1's
-    whole-count sums; scipy's pmfs are 0 off the integers, so non-integer counts are
-    tested in test_count_differences_are_the_exact_sums)."""
+    """Overdispersed counts with zeros, small and large values (17 and 60; whole counts:
+    scipy's pmfs are 0 off the integers)."""
     y = RNG.negative_binomial(1.5, 0.15, n).astype(float)
     y[:6] = [0.0, 0.0, 1.0, 17.0, 3.0, 60.0]
     return y
@@ -167,36 +163,6 @@ def test_rebind_shares_the_response_terms_and_gives_the_new_values(name):
     if name != "zi_nbinom1":  # NB1's phi = exp(log phi) may differ by an ulp: not shared
         assert same.terms is kernel.terms
     assert same.deviance(eta, None) == pytest.approx(kernel.deviance(eta, None), rel=1e-14)
-
-
-def test_count_differences_are_the_exact_sums():
-    """NB1's ``psi(s + y) - psi(s)`` and ``psi'(s + y) - psi'(s)``: for whole counts up to
-    16 against the exact rational sums ``sum_{j<y} 1/(s+j)`` and ``-sum 1/(s+j)^2`` (to 2
-    ulp: the sums add positive terms), for larger and non-integer counts against scipy's
-    digamma and polygamma differences (rtol 1e-11: the difference of two digammas near 8
-    loses ~1e-12 to cancellation)."""
-    y = np.concatenate([RNG.integers(1, _SHORT_COUNT + 1, 80), [17.0, 40.0, 2.5, 0.5]])
-    y = y.astype(float)
-    short = (y <= _SHORT_COUNT) & (y == np.round(y))
-    terms = _CountTerms(y, short)
-    s = np.exp(RNG.uniform(-6, 8, y.size))
-    dig, trig = terms.differences(s, y + s)
-
-    def exact(si, yi, power):
-        return float(sum(Fraction(1) / (Fraction(float(si)) + j) ** power for j in range(int(yi))))
-
-    for i in np.flatnonzero(short):
-        assert dig[i] == pytest.approx(exact(s[i], y[i], 1), rel=5e-16, abs=0)
-        assert trig[i] == pytest.approx(-exact(s[i], y[i], 2), rel=5e-16, abs=0)
-    long = ~short
-    np.testing.assert_allclose(
-        dig[long], special.digamma(y[long] + s[long]) - special.digamma(s[long]), rtol=1e-11
-    )
-    np.testing.assert_allclose(
-        trig[long],
-        special.polygamma(1, y[long] + s[long]) - special.polygamma(1, s[long]),
-        rtol=1e-11,
-    )
 
 
 def _series_by_hand(y: float, phi: float, power: float) -> float:

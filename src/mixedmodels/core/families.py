@@ -1161,56 +1161,6 @@ class NBinom2(_NegativeBinomialTerms, LikelihoodFamily):
         return self.k
 
 
-#: largest count whose digamma and trigamma differences NB1 sums term by term
-_SHORT_COUNT = 16
-
-
-class _CountTerms:
-    """``psi(s + y) - psi(s)`` and ``psi'(s + y) - psi'(s)`` for counts ``y > 0`` bound once:
-    for the whole counts up to :data:`_SHORT_COUNT` as the sums ``sum_{j < y} 1 / (s + j)``
-    and ``-sum_{j < y} 1 / (s + j)^2`` (one (y_max, m) array with a mask of ``j < y``:
-    no special function, and no cancellation between two trigammas), for the others by
-    ``digamma`` and :func:`_trigamma`.
-
-    Parameters
-    ----------
-    y : ndarray (m,)
-        The positive counts.
-    short : ndarray (m,) of bool
-        The rows summed term by term.
-    """
-
-    def __init__(self, y: np.ndarray, short: np.ndarray):
-        self.short = np.flatnonzero(short)
-        self.long = np.flatnonzero(~short)
-        self.all_short = self.long.size == 0
-        ys = y[self.short]
-        top = int(ys.max()) if ys.size else 0
-        self.steps = np.arange(float(top)).reshape(-1, 1)  # (top, 1)
-        self.mask = (self.steps < ys).astype(float)  # (top, m_short): j < y
-
-    def differences(self, s: np.ndarray, y_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The digamma and trigamma differences at sizes ``s`` (``y_s = y + s``)."""
-        if self.all_short:
-            return self._sums(s)
-        dig = np.empty(s.shape)
-        trig = np.empty(s.shape)
-        if self.short.size:
-            dig[self.short], trig[self.short] = self._sums(s[self.short])
-        s_long, ys_long = s[self.long], y_s[self.long]
-        dig[self.long] = special.digamma(ys_long) - special.digamma(s_long)
-        trig_ys, trig_s = _trigamma_pair(ys_long, s_long)
-        trig[self.long] = trig_ys - trig_s
-        return dig, trig
-
-    def _sums(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        inverse = self.steps + s
-        np.divide(self.mask, inverse, out=inverse)  # 1 / (s + j) where j < y, else 0
-        dig = inverse.sum(axis=0)
-        inverse *= inverse
-        return dig, -inverse.sum(axis=0)
-
-
 class NBinom1(_NegativeBinomialResponse, LikelihoodFamily):
     """glmmTMB's ``nbinom1``: ``Var(y) = mu (1 + phi)`` (size ``mu / phi``), ``phi`` =
     glmmTMB's ``sigma()``."""
@@ -1228,18 +1178,13 @@ class NBinom1(_NegativeBinomialResponse, LikelihoodFamily):
         return mu * (1 + self.phi)
 
     def response_terms(self, y):
-        """``log y!``, the rows with ``y > 0`` (at ``y = 0`` the size's gamma, digamma and
-        trigamma differences are 0: only the other rows compute them) and among them the
-        whole counts up to :data:`_SHORT_COUNT` (their differences are sums:
-        :func:`_count_differences`)."""
+        """``log y!`` and the rows with ``y > 0`` (at ``y = 0`` the size's gamma, digamma
+        and trigamma differences are 0: only the other rows compute them)."""
         positive = np.flatnonzero(y > 0)
-        yp = y[positive]
-        short = (yp <= _SHORT_COUNT) & (yp == np.round(yp))
         return {
             "log_y_factorial": special.gammaln(y + 1),
             "positive": positive,
-            "y_positive": yp,
-            "counts": _CountTerms(yp, short),
+            "y_positive": y[positive],
         }
 
     def parameter_key(self):
@@ -1269,12 +1214,12 @@ class NBinom1(_NegativeBinomialResponse, LikelihoodFamily):
     def derivative_terms(self, y, eta, terms, state):
         size, size_p, y_size_p = state
         positive = terms["positive"]
-        dig_p, trig_p = terms["counts"].differences(size_p, y_size_p)
         dig = np.zeros(y.shape)
-        dig[positive] = dig_p
+        dig[positive] = special.digamma(y_size_p) - special.digamma(size_p)
         d1 = size * (dig - terms["log1p_phi"])
         trig = np.zeros(y.shape)
-        trig[positive] = trig_p
+        trig_y_size, trig_size = _trigamma_pair(y_size_p, size_p)
+        trig[positive] = trig_y_size - trig_size
         d2 = d1 + size**2 * trig
         return d1, d2
 
