@@ -44,10 +44,25 @@ def _trigamma(x: np.ndarray) -> np.ndarray:
     terms *= terms
     np.divide(1.0, terms, out=terms)
     out = terms.sum(axis=0)
-    r = 1.0 / (z + 10.0)
+    # the series r (1 + r (1/2 + r (1/6 - r^2 tail))), tail = 1/30 - r^2 (1/42 - r^2 (1/30
+    # - r^2 5/66)), r = 1 / (z + 10), evaluated in place in one buffer (the same operations
+    # in the same order)
+    r = z + 10.0
+    np.divide(1.0, r, out=r)
     r2 = r * r
-    tail = 1.0 / 30 - r2 * (1.0 / 42 - r2 * (1.0 / 30 - r2 * 5.0 / 66))
-    return out + r * (1.0 + r * (0.5 + r * (1.0 / 6 - r2 * tail)))
+    t = r2 * 5.0
+    t /= 66
+    for c in (1.0 / 30, 1.0 / 42, 1.0 / 30):
+        np.subtract(c, t, out=t)
+        t *= r2
+    np.subtract(1.0 / 6, t, out=t)
+    t *= r
+    t += 0.5
+    t *= r
+    t += 1.0
+    t *= r
+    out += t
+    return out
 
 
 def _trigamma_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
