@@ -116,9 +116,9 @@ def test_kernel_deviance_and_newton_weights_match_scipy(name, weighted):
 
 @pytest.mark.parametrize("name", ["nbinom1", "zi_nbinom2", "beta"])
 def test_kernel_values_follow_the_linear_predictor(name):
-    """The kernel keeps the last ``eta``'s ``log p`` and derivatives: asked in any order at
-    two linear predictors (and at an equal copy of one), every answer is that of a fresh
-    kernel asked once (exact: the same operations)."""
+    """The kernel keeps the last two ``eta``'s ``log p`` and derivatives: asked in any
+    order at three linear predictors (and at an equal copy of one), every answer is that of
+    a fresh kernel asked once (exact: the same operations)."""
     family = _family(name, 2.3)
     y, eta1 = _data(name)
     eta2 = eta1 + RNG.normal(0, 0.3, N)
@@ -130,9 +130,11 @@ def test_kernel_values_follow_the_linear_predictor(name):
         h, r = family.kernel(y, w).working(eta, None)
         return dev, h, r, family.kernel(y, w).laplace_weights(eta, None)
 
-    ref1, ref2 = fresh(eta1), fresh(eta2)
+    eta3 = eta1 - RNG.normal(0, 0.3, N)
+    ref1, ref2, ref3 = fresh(eta1), fresh(eta2), fresh(eta3)
     kernel = family.kernel(y, w)
-    for eta, ref in ((eta1, ref1), (eta2, ref2), (eta1.copy(), ref1), (eta2, ref2)):
+    order = ((eta1, ref1), (eta2, ref2), (eta1.copy(), ref1), (eta3, ref3), (eta2, ref2))
+    for eta, ref in order + ((eta1, ref1), (eta3, ref3)):
         h, r = kernel.working(eta, None)
         assert kernel.deviance(eta, None) == ref[0]
         np.testing.assert_array_equal(h, ref[1])

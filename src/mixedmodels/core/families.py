@@ -1060,8 +1060,8 @@ class _LikelihoodKernel(FamilyKernel):
     its parameter terms once per kernel, and ``log p`` with its derivatives once per linear
     predictor: PIRLS asks for the deviance at a trial point, then (the point accepted) for
     the working weights at the same ``eta``, and at the mode for the Laplace weights; the
-    last ``eta`` (the array object: PIRLS never modifies one it has passed) and what was
-    computed there are kept.  The values are those of :meth:`LikelihoodFamily.log_derivatives`.
+    last two ``eta`` (the array objects: PIRLS never modifies one it has passed) and what
+    was computed there are kept.  The values are those of :meth:`LikelihoodFamily.log_derivatives`.
     """
 
     def __init__(
@@ -1076,9 +1076,7 @@ class _LikelihoodKernel(FamilyKernel):
         self.response = family.response_terms(y) if response is None else response
         self.terms = family.parameter_terms(y, self.response) if terms is None else terms
         self.unit = bool(np.all(weights == 1.0))  # 1.0 * x == x: the product is skipped
-        self._eta: np.ndarray | None = None
-        self._point: tuple | None = None  # (weighted log p, state)
-        self._derivatives: tuple[np.ndarray, np.ndarray] | None = None
+        self._points: list[list] = []  # the last two linear predictors' entries (_at)
 
     def rebind(self, family):
         """The kernel of ``family`` sharing this one's response terms (and its parameter
@@ -1101,25 +1099,35 @@ class _LikelihoodKernel(FamilyKernel):
             return None
         return self.terms
 
-    def _at(self, eta: np.ndarray) -> tuple:
-        if eta is not self._eta:
-            logp, state = self.family.value_terms(self.y, eta, self.terms)
-            if not self.unit:
-                logp = self.weights * logp
-            self._eta, self._point, self._derivatives = eta, (logp, state), None
-        return self._point
+    def _at(self, eta: np.ndarray) -> list:
+        """The entry ``[eta, weighted log p, state, derivatives or None]`` of ``eta`` (the
+        array object), computed where it is not one of the last two (PIRLS's start and its
+        guess are both evaluated before either is stepped from)."""
+        points = self._points
+        for i, point in enumerate(points):
+            if point[0] is eta:
+                if i:
+                    points.insert(0, points.pop(i))
+                return point
+        logp, state = self.family.value_terms(self.y, eta, self.terms)
+        if not self.unit:
+            logp = self.weights * logp
+        point = [eta, logp, state, None]
+        points.insert(0, point)
+        del points[2:]
+        return point
 
     def _derivatives_at(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        state = self._at(eta)[1]
-        if self._derivatives is None:
-            d1, d2 = self.family.derivative_terms(self.y, eta, self.terms, state)
+        point = self._at(eta)
+        if point[3] is None:
+            d1, d2 = self.family.derivative_terms(self.y, eta, self.terms, point[2])
             if not self.unit:
                 d1, d2 = self.weights * d1, self.weights * d2
-            self._derivatives = (d1, d2)
-        return self._derivatives
+            point[3] = (d1, d2)
+        return point[3]
 
     def deviance(self, eta, mu):
-        return -2.0 * float(np.sum(self._at(eta)[0]))
+        return -2.0 * float(np.sum(self._at(eta)[1]))
 
     def working(self, eta, mu):
         return _newton_from_derivatives(*self._derivatives_at(eta))
