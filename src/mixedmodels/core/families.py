@@ -544,34 +544,63 @@ class _PoissonKernel(FamilyKernel):
 
 
 class _NewtonLogKernel(FamilyKernel):
-    """PIRLS functions of a family with Newton steps (:func:`_newton_working`): on the log
-    link ``d mu / d eta`` and ``d^2 mu / d eta^2`` are ``mu`` itself (all three are
-    ``max(exp(eta), eps)``), so the link is not evaluated twice more per step; the
-    expressions are :func:`_newton_working`'s, the numbers the same."""
+    """PIRLS functions of a family with Newton steps (:func:`_newton_working`, the same
+    expressions and numbers): on the log link ``d mu / d eta`` and ``d^2 mu / d eta^2``
+    are ``mu`` itself (all three are ``max(exp(eta), eps)``), so the link is not evaluated
+    twice more per step; with unit prior weights their products are skipped (``1 x = x``);
+    and the expected information of the last step's ``eta`` is kept for the Laplace weights
+    at the mode (the same expression)."""
 
     def __init__(self, family: Family, y: np.ndarray, weights: np.ndarray):
         super().__init__(family, y, weights)
         self.log = isinstance(family.link, LogLink)
+        self.unit_weights = None if np.all(weights == 1.0) else weights
+        self._fisher: tuple | None = None  # (eta, mu, h_F) of the last step
+
+    def _link_terms(self, eta, mu):
+        if self.log:
+            return mu, mu
+        return self.link.mu_eta(eta), self.link.mu_eta_derivative(eta)
 
     def working(self, eta, mu):
-        if not self.log:
-            return super().working(eta, mu)
-        family, y, weights = self.family, self.y, self.weights
-        d = d2 = mu
-        v = family.variance(mu)
-        fisher = weights * d**2 / v
-        dv = family.variance_derivative(mu)
-        if dv is None:
-            return fisher, (y - mu) / d
-        score = weights * (y - mu) * d / v
-        h = fisher - weights * (y - mu) * (d2 / v - d**2 * dv / v**2)
-        h = np.where(np.isfinite(h) & (h >= 1e-3 * fisher), h, fisher)
-        return h, score / h
+        family = self.family
+        d, d2 = self._link_terms(eta, mu)
+        v, dv = family.variance(mu), family.variance_derivative(mu)
+        h, r, fisher = _newton_terms(self.y, mu, self.unit_weights, d, d2, v, dv)
+        self._fisher = (eta, mu, fisher)
+        return h, r
 
     def laplace_weights(self, eta, mu):
-        if not self.log:
-            return super().laplace_weights(eta, mu)
-        return self.weights * mu**2 / self.family.variance(mu)
+        last = self._fisher
+        if last is not None and last[0] is eta and last[1] is mu:
+            return last[2]
+        d = mu if self.log else self.link.mu_eta(eta)
+        return self.weights * d**2 / self.family.variance(mu)
+
+
+def _newton_terms(
+    y: np.ndarray,
+    mu: np.ndarray,
+    weights: np.ndarray | None,
+    d: np.ndarray,
+    d2: np.ndarray | None,
+    v: np.ndarray,
+    dv: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_newton_working`'s weights and working residuals, and the expected
+    information ``h_F``, from ``d mu / d eta`` (``d``), ``d^2 mu / d eta^2`` (``d2``),
+    ``V(mu)`` (``v``) and ``V'(mu)`` (``dv``); ``weights`` None for unit prior weights.
+    Each subexpression (``d^2``, ``w (y - mu)``) is computed once."""
+    dd = d**2
+    fisher = dd / v if weights is None else weights * dd / v
+    if d2 is None or dv is None:
+        return fisher, (y - mu) / d, fisher
+    residual = y - mu
+    w_residual = residual if weights is None else weights * residual
+    score = w_residual * d / v
+    h = fisher - w_residual * (d2 / v - dd * dv / v**2)
+    h = np.where(np.isfinite(h) & (h >= 1e-3 * fisher), h, fisher)
+    return h, score / h, fisher
 
 
 def _newton_working(
@@ -588,17 +617,16 @@ def _newton_working(
     mode from the previous point's mode).  Falls back to Fisher scoring when the link or
     the family does not give its second derivative.
     """
-    d = family.link.mu_eta(eta)
-    v = family.variance(mu)
-    fisher = weights * d**2 / v
-    d2 = family.link.mu_eta_derivative(eta)
-    dv = family.variance_derivative(mu)
-    if d2 is None or dv is None:
-        return fisher, (y - mu) / d
-    score = weights * (y - mu) * d / v
-    h = fisher - weights * (y - mu) * (d2 / v - d**2 * dv / v**2)
-    h = np.where(np.isfinite(h) & (h >= 1e-3 * fisher), h, fisher)
-    return h, score / h
+    h, r, _ = _newton_terms(
+        y,
+        mu,
+        weights,
+        family.link.mu_eta(eta),
+        family.link.mu_eta_derivative(eta),
+        family.variance(mu),
+        family.variance_derivative(mu),
+    )
+    return h, r
 
 
 class Binomial(Family):
