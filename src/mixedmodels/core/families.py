@@ -1685,7 +1685,8 @@ def tweedie_log_series(y: np.ndarray, phi: float, power: float) -> np.ndarray:
         counts = (hi - lo + 1).astype(np.int64)
         row = np.repeat(np.arange(todo.size), counts)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        j = lo[row] + (np.arange(row.size) - starts[row])
+        # j = lo + (k - start) of its row: whole numbers, so (lo - start) + k is the same
+        j = (lo - starts)[row] + np.arange(row.size)
         top_j = float(hi.max())
         if top_j < j.size:
             # log j! and log Gamma(-j alpha) from tables over the integers up to the largest
@@ -1698,9 +1699,13 @@ def tweedie_log_series(y: np.ndarray, phi: float, power: float) -> np.ndarray:
         else:
             log_factorial = special.gammaln(1.0 + j)
             log_gamma = special.gammaln(-alpha * j)
-        terms = j * log_z[todo][row] - log_factorial - log_gamma
+        terms = j * log_z[todo][row]
+        terms -= log_factorial
+        terms -= log_gamma
         top = np.maximum.reduceat(terms, starts)
-        total = np.add.reduceat(np.exp(terms - top[row]), starts)
+        scaled = terms - top[row]
+        np.exp(scaled, out=scaled)
+        total = np.add.reduceat(scaled, starts)
         first, last = terms[starts], terms[starts + counts - 1]
         done = ((lo == 1.0) | (first < top - 37.0)) & (last < top - 37.0)
         done |= width[todo] >= 1 << 20
