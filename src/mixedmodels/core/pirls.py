@@ -160,6 +160,9 @@ class GlmmProblem:
         # model is too large for it and the LMM engine solves)
         self._dense: DenseWeightedSystem | None | bool = False
         self._kernel: FamilyKernel | None = None  # the family's functions bound to y, w
+        # the kernel of the problem this one was made from by with_family (what it computed
+        # from the response alone is reused)
+        self._kernel_source: FamilyKernel | None = None
 
     @property
     def n_theta(self) -> int:
@@ -340,12 +343,12 @@ class GlmmProblem:
         ``update_beta``) is below :data:`GRADIENT_TOLERANCE` in every element; ``score``
         holds the rows' ``-1/2 d d_i / d eta`` (a scoring step's weights times its working
         residuals).  ``rows`` are ``Z Lambda``'s (from ``lambdas`` when not given)."""
-        if not np.isfinite(score).all():
-            return False
+        # a non-finite score gives a non-finite gradient (inf, or nan from inf - inf or
+        # 0 * inf), which fails the ``<`` below: no separate pass over the rows
         if rows is None:
             rows = self.z_rows().scaled(lambdas)
         grad_u = u - rows.transpose_times(score)
-        if float(np.max(np.abs(grad_u), initial=0.0)) >= GRADIENT_TOLERANCE:
+        if not float(np.max(np.abs(grad_u), initial=0.0)) < GRADIENT_TOLERANCE:
             return False
         if update_beta and self.X.shape[1]:
             return float(np.max(np.abs(self.X.T @ score))) < GRADIENT_TOLERANCE
@@ -360,7 +363,11 @@ class GlmmProblem:
     def family_kernel(self) -> FamilyKernel:
         """The family's PIRLS functions bound to this response and its prior weights."""
         if self._kernel is None:
-            self._kernel = self.family.kernel(self.y, self.prior_weights)
+            source = self._kernel_source
+            if source is not None:
+                self._kernel = source.rebind(self.family)
+            else:
+                self._kernel = self.family.kernel(self.y, self.prior_weights)
         return self._kernel
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
@@ -499,6 +506,8 @@ class GlmmProblem:
         own parameters): shares ``Z`` and the precomputed pairs."""
         other = copy.copy(self)
         other.family = family
+        if self._kernel is not None:
+            other._kernel_source = self._kernel
         other._kernel = None
         return other
 
