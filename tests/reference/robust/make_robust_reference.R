@@ -1,0 +1,159 @@
+# Reference fits for the robustness review: bundled data sets rearranged (rows shuffled,
+# factors recoded, response and predictors rescaled, weights) and fresh simulated sets,
+# fitted by lme4 1.1-31 / glmmTMB 1.1.5.  One JSON per case next to the data it used.
+# usage (from the project root):
+#   Rscript tests/reference/robust/make_robust_reference.R
+# Reads the package's bundled CSVs, writes tests/reference/robust/data/<case>.csv and
+# tests/reference/robust/<case>.json (data made here with set.seed, so reproducible).
+suppressMessages({library(lme4); library(glmmTMB); library(jsonlite)})
+here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)))
+bundled <- file.path(here, "..", "..", "..", "src", "mixedmodels", "datasets", "data")
+load_bundled <- function(name) read.csv(gzfile(file.path(bundled, paste0(name, ".csv.gz"))))
+
+write_case <- function(name, data, fit, formula, family = "gaussian", link = NULL,
+                       reml = FALSE, weights = NULL, offset = NULL, engine = "lme4",
+                       extra = list()) {
+  factors <- list()
+  for (v in names(data)) if (is.factor(data[[v]])) factors[[v]] <- levels(data[[v]])
+  write.csv(data, file.path(here, "data", paste0(name, ".csv")), row.names = FALSE)
+  if (engine == "lme4") {
+    fe <- fixef(fit)
+    se <- sqrt(diag(as.matrix(vcov(fit))))
+    theta <- unname(getME(fit, "theta"))
+    sigma <- sigma(fit)
+  } else {
+    fe <- fixef(fit)$cond
+    se <- sqrt(diag(vcov(fit)$cond))
+    theta <- NULL
+    sigma <- sigma(fit)
+  }
+  out <- c(list(
+    case = name, engine = engine, formula = formula, family = family, link = link,
+    REML = reml, weights = weights, offset = offset, factors = factors,
+    logLik = as.numeric(logLik(fit)), fixef = as.list(fe), se = as.list(unname(se)),
+    theta = theta, sigma = sigma,
+    versions = list(R = R.version.string, lme4 = as.character(packageVersion("lme4")),
+                    glmmTMB = as.character(packageVersion("glmmTMB")))
+  ), extra)
+  writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", pretty = TRUE),
+             file.path(here, paste0(name, ".json")))
+}
+# run to convergence (rhoend 1e-10 in place of 2e-7): lme4 stops early on some row orders
+ctrl <- lmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5, rhoend = 1e-10))
+gctrl <- glmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5, rhoend = 1e-10),
+                      tolPwrss = 1e-10)
+
+sleep <- load_bundled("sleepstudy"); sleep$Subject <- factor(sleep$Subject)
+
+# constant small weights: the same model as unweighted (theta scales by 1/sqrt(w))
+d <- sleep; d$w <- 1e-3
+f <- "Reaction ~ Days + (Days | Subject)"
+write_case("sleep_const_weights", d, lmer(as.formula(f), d, weights = w, REML = TRUE, control = ctrl),
+           f, reml = TRUE, weights = "w")
+
+# varied small weights
+set.seed(11)
+d <- sleep; d$w <- round(runif(nrow(d), 0.001, 0.01), 5)
+write_case("sleep_varied_weights", d, lmer(as.formula(f), d, weights = w, REML = TRUE, control = ctrl),
+           f, reml = TRUE, weights = "w")
+
+# shuffled rows, rescaled response and predictor, subjects renamed, ML
+set.seed(12)
+d <- sleep[sample(nrow(sleep)), ]
+d$rt <- d$Reaction / 100; d$weeks <- d$Days / 7
+d$Subject <- factor(paste0("s", as.integer(d$Subject)))
+d <- d[, c("rt", "weeks", "Subject")]
+f <- "rt ~ weeks + (weeks | Subject)"
+write_case("sleep_shuffled_rescaled", d, lmer(as.formula(f), d, REML = FALSE, control = ctrl), f)
+
+# rank deficient: a duplicated (scaled) predictor; lme4 drops it
+d <- sleep; d$Days2 <- 2 * d$Days + 0
+f <- "Reaction ~ Days + Days2 + (1 | Subject)"
+write_case("sleep_rank_deficient", d, lmer(as.formula(f), d, REML = TRUE, control = ctrl), f, reml = TRUE)
+
+# cbpp: period levels reversed, rows shuffled
+cbpp_d <- load_bundled("cbpp")
+set.seed(13)
+d <- cbpp_d[sample(nrow(cbpp_d)), ]
+d$herd <- factor(d$herd)
+d$period <- factor(d$period, levels = c("4", "3", "2", "1"))
+f <- "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+write_case("cbpp_recoded", d, glmer(as.formula(f), d, binomial, control = gctrl), f, family = "binomial")
+
+# cbpp: proportions with weights, probit link, herds renamed
+d <- cbpp_d; d$prop <- d$incidence / d$size
+d$herd <- factor(paste0("h", sprintf("%02d", d$herd)))
+d$period <- factor(d$period)
+f <- "prop ~ period + (1 | herd)"
+write_case("cbpp_probit_weights", d,
+           glmer(as.formula(f), d, binomial(link = "probit"), weights = size, control = gctrl),
+           f, family = "binomial", link = "probit", weights = "size")
+
+# Orthodont: Sex with Female as reference, ML, random slopes
+orth <- load_bundled("Orthodont")
+d <- orth; d$Subject <- factor(d$Subject); d$Sex <- factor(d$Sex, levels = c("Female", "Male"))
+f <- "distance ~ age * Sex + (age | Subject)"
+write_case("orthodont_female_ref", d, lmer(as.formula(f), d, REML = FALSE, control = ctrl), f)
+
+# Machines nested, rows shuffled
+mach <- load_bundled("Machines")
+set.seed(14)
+d <- mach[sample(nrow(mach)), ]; d$Worker <- factor(d$Worker); d$Machine <- factor(d$Machine)
+f <- "score ~ Machine + (1 | Worker/Machine)"
+write_case("machines_nested_shuffled", d, lmer(as.formula(f), d, REML = TRUE, control = ctrl), f, reml = TRUE)
+
+# Penicillin crossed, response in other units
+pen <- load_bundled("Penicillin")
+d <- pen; d$plate <- factor(d$plate); d$sample <- factor(d$sample); d$dmm <- d$diameter * 1000
+d <- d[, c("dmm", "plate", "sample")]
+f <- "dmm ~ 1 + (1 | plate) + (1 | sample)"
+write_case("penicillin_rescaled", d, lmer(as.formula(f), d, REML = TRUE, control = ctrl), f, reml = TRUE)
+
+# simulated Poisson with an offset and random slopes
+set.seed(15)
+ng <- 25; m <- 8
+g <- factor(sprintf("g%02d", rep(1:ng, each = m)))
+x <- round(rnorm(ng * m), 4)
+expo <- round(runif(ng * m, 0.5, 3), 3)
+b0 <- rnorm(ng, 0, 0.5); b1 <- rnorm(ng, 0, 0.3)
+y <- rpois(ng * m, expo * exp(0.2 + 0.4 * x + b0[g] + b1[g] * x))
+d <- data.frame(y = y, x = x, expo = expo, g = g)
+f <- "y ~ x + offset(log(expo)) + (x | g)"
+write_case("sim_poisson_offset_slopes", d, glmer(as.formula(f), d, poisson, control = gctrl),
+           f, family = "poisson")
+
+# simulated Gamma with small means, inverse (canonical) link
+set.seed(16)
+ng <- 20; m <- 10
+g <- factor(sprintf("g%02d", rep(1:ng, each = m)))
+x <- round(rnorm(ng * m), 4)
+b <- rnorm(ng, 0, 0.5)
+mu <- exp(0.3 + 0.5 * x + b[g])
+y <- round(rgamma(ng * m, shape = 2, scale = mu / 2), 6)
+d <- data.frame(y = y, x = x, g = g)
+f <- "y ~ x + (1 | g)"
+write_case("sim_gamma_inverse", d, glmer(as.formula(f), d, Gamma, control = gctrl),
+           f, family = "gamma", link = "inverse")
+
+# binomial factor response whose first level is unused (model.frame drops it: 'no' fails)
+set.seed(17)
+x <- round(rnorm(ng * m), 4)
+b <- rnorm(ng, 0, 0.7)
+yes <- runif(ng * m) < plogis(0.2 + 0.8 * x + b[g])
+d <- data.frame(x = x, g = g, outcome = factor(ifelse(yes, "yes", "no"), levels = c("zz", "no", "yes")))
+f <- "outcome ~ x + (1 | g)"
+write_case("sim_factor_response_unused_level", d, glmer(as.formula(f), d, binomial, control = gctrl),
+           f, family = "binomial")
+
+# simulated overdispersed counts with a factor, glmmTMB nbinom2
+set.seed(18)
+ng <- 30; m <- 8
+g <- factor(sprintf("g%02d", rep(1:ng, each = m)))
+trt <- factor(sample(c("ctl", "a", "b"), ng * m, replace = TRUE), levels = c("ctl", "a", "b"))
+b <- rnorm(ng, 0, 0.4)
+mu <- exp(1 + c(0, 0.4, -0.3)[trt] + b[g])
+y <- rnbinom(ng * m, size = 2, mu = mu)
+d <- data.frame(y = y, trt = trt, g = g)
+f <- "y ~ trt + (1 | g)"
+write_case("sim_nbinom2_factor", d, glmmTMB(as.formula(f), d, family = nbinom2),
+           f, family = "nbinom2", engine = "glmmTMB")

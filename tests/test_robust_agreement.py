@@ -1,0 +1,88 @@
+"""Agreement with lme4 / glmmTMB on cases that no other test uses: bundled data sets
+rearranged (rows shuffled, factors recoded, response and predictors rescaled, weights) and
+fresh simulated sets.  References and the data they were fitted to come from
+``tests/reference/robust/make_robust_reference.R`` (lme4 1.1-31, glmmTMB 1.1.5).
+
+Tolerances are the project's agreement tolerances for fits run to convergence: the
+log-likelihood within 1e-6 relative (both programs stop at ftol ~1e-10 of an objective of
+size 1e2-1e3), fixed effects within 1e-4 of the largest |beta| (or of their standard error),
+standard errors within 2e-3 relative (lme4 differences its deviance for GLMM SEs; Gaussian
+SEs are closed form and agree to 1e-5), theta within 1e-3 relative to its largest entry.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedmodels as mm
+
+HERE = Path(__file__).parent / "reference" / "robust"
+CASES = sorted(p.stem for p in HERE.glob("*.json"))
+
+# fits that are wrong today in files owned by other engineers (see the report of branch
+# `robust`); each is a strict xfail, so the fix turns it into a failure to be removed
+KNOWN = {
+    "sleep_const_weights": "optim/start.py: the per-level regression start uses the "
+    "unweighted r'r against weighted Z'WZ grams, so with weights ~1e-3 the start is theta "
+    "~1e-3 and BOBYQA stops on the boundary (logLik 11.4 below lme4's)",
+    "sim_gamma_inverse": "core/pirls.py: glm_start halves failing IRLS steps towards "
+    "beta = 0, where the inverse link's mean is infinite, so the fit stops with 'penalized "
+    "deviance is not finite at the start' where lme4 fits",
+    "sim_factor_response_unused_level": "design/response.py: a factor response's unused "
+    "first level is not dropped (lme4's model.frame drops it), so 'no' and 'yes' both count "
+    "as successes",
+}
+
+
+def load(name: str) -> tuple[dict, pd.DataFrame]:
+    ref = json.loads((HERE / f"{name}.json").read_text())
+    data = pd.read_csv(HERE / "data" / f"{name}.csv")
+    for column, levels in (ref.get("factors") or {}).items():
+        data[column] = pd.Categorical(data[column].astype(str), categories=levels)
+    return ref, data
+
+
+def fit_case(ref: dict, data: pd.DataFrame):
+    weights = ref.get("weights")
+    family = ref["family"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mm.MixedModelsWarning)
+        if family == "gaussian":
+            return mm.lmer(ref["formula"], data, reml=bool(ref["REML"]), weights=weights)
+        return mm.glmer(ref["formula"], data, family, link=ref.get("link"), weights=weights)
+
+
+def check(ref: dict, fit) -> None:
+    assert abs(fit.loglik - ref["logLik"]) <= 1e-6 * abs(ref["logLik"])
+    names = list(ref["fixef"])
+    ours = fit.fixef[names].to_numpy()
+    theirs = np.array([ref["fixef"][n] for n in names])
+    se = np.asarray(ref["se"], dtype=float)
+    scale = np.maximum(np.max(np.abs(theirs)), 0.0)
+    np.testing.assert_array_less(np.abs(ours - theirs), np.maximum(1e-4 * scale, 1e-3 * se))
+    our_se = np.sqrt(np.diag(fit.vcov.loc[names, names].to_numpy()))
+    np.testing.assert_allclose(our_se, se, rtol=2e-3)
+    if ref.get("theta") is not None:
+        theta = np.atleast_1d(np.asarray(ref["theta"], dtype=float))
+        tol = 1e-3 * max(float(np.max(np.abs(theta))), 1e-8)
+        np.testing.assert_array_less(np.abs(np.asarray(fit.theta) - theta), tol + 1e-12)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN[n]))
+        if n in KNOWN
+        else n
+        for n in CASES
+    ],
+)
+def test_agrees_with_r(name):
+    ref, data = load(name)
+    check(ref, fit_case(ref, data))
