@@ -53,6 +53,9 @@ def fit_case(ref: dict, data: pd.DataFrame):
     family = ref["family"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", mm.MixedModelsWarning)
+        if ref.get("variance"):
+            (kind, column), = ref["variance"].items()
+            weights = getattr(mm.var, kind)(column)
         if family == "gaussian":
             return mm.lmer(ref["formula"], data, reml=bool(ref["REML"]), weights=weights)
         return mm.glmer(ref["formula"], data, family, link=ref.get("link"), weights=weights)
@@ -68,6 +71,10 @@ def check(ref: dict, fit) -> None:
     np.testing.assert_array_less(np.abs(ours - theirs), np.maximum(1e-4 * scale, 1e-3 * se))
     our_se = np.sqrt(np.diag(fit.vcov.loc[names, names].to_numpy()))
     np.testing.assert_allclose(our_se, se, rtol=2e-3)
+    if ref.get("variance_parameters"):
+        expected = pd.Series(ref["variance_parameters"], dtype=float)
+        got = fit.variance_parameters[expected.index]
+        np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-5)
     if ref.get("theta") is not None:
         theta = np.atleast_1d(np.asarray(ref["theta"], dtype=float))
         tol = 1e-3 * max(float(np.max(np.abs(theta))), 1e-8)

@@ -5,7 +5,7 @@
 #   Rscript tests/reference/robust/make_robust_reference.R
 # Reads the package's bundled CSVs, writes tests/reference/robust/data/<case>.csv and
 # tests/reference/robust/<case>.json (data made here with set.seed, so reproducible).
-suppressMessages({library(lme4); library(glmmTMB); library(jsonlite)})
+suppressMessages({library(lme4); library(glmmTMB); library(nlme); library(jsonlite)})
 here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)))
 bundled <- file.path(here, "..", "..", "..", "src", "mixedmodels", "datasets", "data")
 load_bundled <- function(name) read.csv(gzfile(file.path(bundled, paste0(name, ".csv.gz"))))
@@ -21,6 +21,11 @@ write_case <- function(name, data, fit, formula, family = "gaussian", link = NUL
     se <- sqrt(diag(as.matrix(vcov(fit))))
     theta <- unname(getME(fit, "theta"))
     sigma <- sigma(fit)
+  } else if (engine == "nlme") {
+    fe <- nlme::fixef(fit)
+    se <- sqrt(diag(vcov(fit)))
+    theta <- NULL
+    sigma <- fit$sigma
   } else {
     fe <- fixef(fit)$cond
     se <- sqrt(diag(vcov(fit)$cond))
@@ -33,7 +38,8 @@ write_case <- function(name, data, fit, formula, family = "gaussian", link = NUL
     logLik = as.numeric(logLik(fit)), fixef = as.list(fe), se = as.list(unname(se)),
     theta = theta, sigma = sigma,
     versions = list(R = R.version.string, lme4 = as.character(packageVersion("lme4")),
-                    glmmTMB = as.character(packageVersion("glmmTMB")))
+                    glmmTMB = as.character(packageVersion("glmmTMB")),
+                    nlme = as.character(packageVersion("nlme")))
   ), extra)
   writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", pretty = TRUE),
              file.path(here, paste0(name, ".json")))
@@ -157,3 +163,15 @@ d <- data.frame(y = y, trt = trt, g = g)
 f <- "y ~ trt + (1 | g)"
 write_case("sim_nbinom2_factor", d, glmmTMB(as.formula(f), d, family = nbinom2),
            f, family = "nbinom2", engine = "glmmTMB")
+
+# nlme varIdent on rows not sorted by group (the stratum's first level met differs too)
+set.seed(19)
+d <- sleep[sample(nrow(sleep)), ]
+d$phase <- factor(ifelse(d$Days > 4, "late", "early"))
+fit <- lme(Reaction ~ Days, random = ~ 1 | Subject, data = d,
+           weights = varIdent(form = ~ 1 | phase), method = "REML",
+           control = lmeControl(tolerance = 1e-10, msTol = 1e-10))
+ratio <- coef(fit$modelStruct$varStruct, unconstrained = FALSE)
+write_case("sleep_varident_shuffled", d, fit, "Reaction ~ Days + (1 | Subject)", reml = TRUE,
+           engine = "nlme", extra = list(variance = list(Ident = "phase"),
+                                         variance_parameters = as.list(ratio)))
