@@ -175,3 +175,83 @@ ratio <- coef(fit$modelStruct$varStruct, unconstrained = FALSE)
 write_case("sleep_varident_shuffled", d, fit, "Reaction ~ Days + (1 | Subject)", reml = TRUE,
            engine = "nlme", extra = list(variance = list(Ident = "phase"),
                                          variance_parameters = as.list(ratio)))
+
+# glmmTMB tweedie on simulated compound Poisson-gamma data with a factor
+set.seed(20)
+ng <- 25; m <- 8
+g <- factor(sprintf("g%02d", rep(1:ng, each = m)))
+grp <- factor(sample(c("lo", "hi"), ng * m, replace = TRUE), levels = c("lo", "hi"))
+b <- rnorm(ng, 0, 0.4)
+mu <- exp(0.5 + 0.6 * (grp == "hi") + b[g])
+lambda <- mu^(2 - 1.6) / (1.2 * (2 - 1.6)); n <- rpois(ng * m, lambda)
+y <- round(sapply(n, function(k) if (k == 0) 0 else sum(rgamma(k, shape = (2 - 1.6) / (1.6 - 1),
+                   scale = 1.2 * (1.6 - 1) * mu[1]^(1.6 - 1)))), 6)
+y <- round(y * mu / mu[1], 6)
+d <- data.frame(y = y, grp = grp, g = g)
+f <- "y ~ grp + (1 | g)"
+write_case("sim_tweedie_factor", d, glmmTMB(as.formula(f), d, family = tweedie),
+           f, family = "tweedie", engine = "glmmTMB")
+
+# glmmTMB beta with two covariates
+set.seed(21)
+ng <- 30; m <- 6
+g <- factor(sprintf("g%02d", rep(1:ng, each = m)))
+x1 <- round(rnorm(ng * m), 4); x2 <- round(runif(ng * m), 4)
+b <- rnorm(ng, 0, 0.5)
+mu <- plogis(-0.2 + 0.7 * x1 - 0.5 * x2 + b[g])
+y <- round(rbeta(ng * m, mu * 12, (1 - mu) * 12), 6)
+d <- data.frame(y = y, x1 = x1, x2 = x2, g = g)
+f <- "y ~ x1 + x2 + (1 | g)"
+write_case("sim_beta_two_covariates", d, glmmTMB(as.formula(f), d, family = beta_family()),
+           f, family = "beta", engine = "glmmTMB")
+
+# lme4 glmer.nb on simulated counts with a covariate and an unbalanced grouping
+set.seed(22)
+sizes <- sample(3:15, 25, replace = TRUE)
+g <- factor(sprintf("g%02d", rep(seq_along(sizes), sizes)))
+x <- round(rnorm(length(g)), 4)
+b <- rnorm(25, 0, 0.5)
+y <- rnbinom(length(g), size = 1.5, mu = exp(0.8 + 0.4 * x + b[g]))
+d <- data.frame(y = y, x = x, g = g)
+f <- "y ~ x + (1 | g)"
+nb <- glmer.nb(as.formula(f), d, control = gctrl,
+               nb.control = glmerControl(optimizer = "bobyqa",
+                                         optCtrl = list(maxfun = 1e5, rhoend = 1e-10)))
+write_case("sim_glmer_nb_unbalanced", d, nb, f, family = "negative_binomial",
+           extra = list(k = getME(nb, "glmer.nb.theta")))
+
+# Poisson with prior weights (lme4 multiplies the log-likelihood terms)
+set.seed(23)
+ng <- 20; m <- 10
+g <- factor(sprintf("g%02d", rep(1:ng, each = m)))
+x <- round(rnorm(ng * m), 4)
+w <- sample(1:3, ng * m, replace = TRUE)
+y <- rpois(ng * m, exp(0.5 + 0.3 * x + rnorm(ng, 0, 0.4)[g]))
+d <- data.frame(y = y, x = x, w = w, g = g)
+f <- "y ~ x + (1 | g)"
+pw <- glmer(as.formula(f), d, poisson, weights = w, control = gctrl)
+# lme4's vcov differences its deviance function with steps of 1e-4, where that function's
+# PIRLS noise (~1e-5 in the deviance) moves the curvature by ~1% here; the Hessian from
+# wide central differences (h = 0.05, 0.025) with Richardson extrapolation is free of it
+dd <- update(pw, devFunOnly = TRUE)
+wide_hessian <- function(fun, x, h) {
+  n <- length(x); H <- matrix(0, n, n)
+  for (i in 1:n) for (j in 1:n) {
+    ei <- replace(numeric(n), i, h); ej <- replace(numeric(n), j, h)
+    H[i, j] <- (fun(x + ei + ej) - fun(x + ei - ej) - fun(x - ei + ej) + fun(x - ei - ej)) / (4 * h * h)
+  }
+  H
+}
+x0 <- c(getME(pw, "theta"), fixef(pw))
+H <- (4 * wide_hessian(dd, x0, 0.025) - wide_hessian(dd, x0, 0.05)) / 3
+se_wide <- sqrt(diag(2 * solve(H)))[-seq_along(getME(pw, "theta"))]
+write_case("sim_poisson_prior_weights", d, pw, f, family = "poisson", weights = "w",
+           extra = list(se_richardson = as.list(unname(se_wide))))
+
+# sum contrasts on an unbalanced factor, REML
+set.seed(24)
+d <- mach[-sample(nrow(mach), 7), ]; d$Worker <- factor(d$Worker); d$Machine <- factor(d$Machine)
+f <- "score ~ Machine + (1 | Worker)"
+write_case("machines_unbalanced_sum_contrasts", d,
+           lmer(as.formula(f), d, REML = TRUE, contrasts = list(Machine = "contr.sum"), control = ctrl),
+           f, reml = TRUE, extra = list(contrasts = list(Machine = "contr.sum")))
