@@ -34,6 +34,10 @@ KNOWN = {
     "sim_gamma_inverse": "core/pirls.py: glm_start halves failing IRLS steps towards "
     "beta = 0, where the inverse link's mean is infinite, so the fit stops with 'penalized "
     "deviance is not finite at the start' where lme4 fits",
+    "cbpp_cbind_prior_weights": "core/families.py + design/response.py: with a cbind "
+    "response and prior weights w the binomial log-likelihood is taken as dbinom(w k, w n) "
+    "(trials times the weight) where R's binomial()$aic uses w * dbinom(k, n): same estimates, "
+    "logLik/AIC off by the binomial coefficients",
     "sim_factor_response_unused_level": "design/response.py: a factor response's unused "
     "first level is not dropped (lme4's model.frame drops it), so 'no' and 'yes' both count "
     "as successes",

@@ -258,3 +258,12 @@ f <- "score ~ Machine + (1 | Worker)"
 write_case("machines_unbalanced_sum_contrasts", d,
            lmer(as.formula(f), d, REML = TRUE, contrasts = list(Machine = "contr.sum"), control = ctrl),
            f, reml = TRUE, extra = list(contrasts = list(Machine = "contr.sum")))
+
+# cbind response with prior weights: R's binomial aic weighs dbinom(successes, trials) by
+# the prior weight (m = trials, weights / m = the prior weight)
+set.seed(25)
+d <- cbpp_d; d$herd <- factor(d$herd); d$period <- factor(d$period)
+d$w <- sample(1:3, nrow(d), replace = TRUE)
+f <- "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+write_case("cbpp_cbind_prior_weights", d, glmer(as.formula(f), d, binomial, weights = w, control = gctrl),
+           f, family = "binomial", weights = "w")
