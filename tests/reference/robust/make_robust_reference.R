@@ -267,3 +267,75 @@ d$w <- sample(1:3, nrow(d), replace = TRUE)
 f <- "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 write_case("cbpp_cbind_prior_weights", d, glmer(as.formula(f), d, binomial, weights = w, control = gctrl),
            f, family = "binomial", weights = "w")
+
+# adaptive Gauss-Hermite quadrature (nAGQ = 9) on shuffled, renamed cbpp
+set.seed(26)
+d <- cbpp_d[sample(nrow(cbpp_d)), ]
+d$herd <- factor(paste0("herd_", d$herd)); d$period <- factor(d$period)
+f <- "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+write_case("cbpp_agq9_shuffled", d, glmer(as.formula(f), d, binomial, nAGQ = 9, control = gctrl),
+           f, family = "binomial", extra = list(nAGQ = 9))
+
+# glmmTMB zero-inflated Poisson with a zero-inflation covariate
+set.seed(27)
+ng <- 30; m <- 8
+g <- factor(sprintf("g%02d", rep(1:ng, each = m)))
+x <- round(rnorm(ng * m), 4); z <- round(runif(ng * m), 4)
+structural <- runif(ng * m) < plogis(-1 + 1.5 * z)
+y <- ifelse(structural, 0L, rpois(ng * m, exp(1 + 0.4 * x + rnorm(ng, 0, 0.4)[g])))
+d <- data.frame(y = y, x = x, z = z, g = g)
+f <- "y ~ x + (1 | g)"
+write_case("sim_zip_covariate", d, glmmTMB(as.formula(f), d, family = poisson, ziformula = ~ z),
+           f, family = "poisson", engine = "glmmTMB", extra = list(zi = "~ z"))
+
+# glmmTMB structured covariances on Orthodont (REML = FALSE): ar1 and cs over the ages
+d <- orth; d$Subject <- factor(d$Subject); d$Sex <- factor(d$Sex, levels = c("Male", "Female"))
+d$agef <- factor(d$age)
+for (st in c("ar1", "cs")) {
+  f <- sprintf("distance ~ age + Sex + %s(0 + agef | Subject)", st)
+  write_case(paste0("orthodont_", st, "_glmmtmb"), d, glmmTMB(as.formula(f), d, REML = FALSE),
+             f, engine = "glmmTMB")
+}
+
+# nlme continuous AR(1) in age with rows shuffled and a variance per sex
+set.seed(28)
+d <- orth[sample(nrow(orth)), ]; d$Subject <- factor(d$Subject)
+d$Sex <- factor(d$Sex, levels = c("Male", "Female"))
+fit <- lme(distance ~ age + Sex, random = ~ 1 | Subject, data = d, method = "ML",
+           correlation = corCAR1(form = ~ age | Subject), weights = varIdent(form = ~ 1 | Sex),
+           control = lmeControl(tolerance = 1e-10, msTol = 1e-10, msMaxIter = 500))
+write_case("orthodont_car1_varident_shuffled", d, fit, "distance ~ age + Sex + (1 | Subject)",
+           engine = "nlme",
+           extra = list(variance = list(Ident = "Sex"), correlation = list(CAR1 = "age"),
+                        variance_parameters = as.list(coef(fit$modelStruct$varStruct, unconstrained = FALSE)),
+                        correlation_parameters = as.list(coef(fit$modelStruct$corStruct, unconstrained = FALSE))))
+
+# glmmTMB ar1 and toep over a time factor, two replicates per subject and time
+set.seed(29)
+ns <- 20; nt <- 4
+subj <- factor(sprintf("s%02d", rep(1:ns, each = nt * 2)))
+tf <- factor(rep(rep(1:nt, each = 2), ns))
+rho <- 0.6; Sig <- 1.5^2 * rho^abs(outer(1:nt, 1:nt, "-"))
+b <- t(chol(Sig)) %*% matrix(rnorm(nt * ns), nt)
+x <- round(rnorm(length(subj)), 4)
+y <- round(2 + 0.5 * x + b[cbind(as.integer(tf), as.integer(subj))] + rnorm(length(subj)), 5)
+d <- data.frame(y = y, x = x, tf = tf, subj = subj)
+# glmmTMB's fixed-effect SEs invert the Hessian in all parameters; lme4's (and ours) are
+# (X'V^-1 X)^-1 at the estimated covariance: computed here from glmmTMB's estimates
+conditional_se <- function(fit, d, group, factor_name) {
+  Sigma <- VarCorr(fit)$cond[[group]]; s2 <- sigma(fit)^2
+  X <- model.matrix(~ x, d); XtVX <- 0
+  for (lev in levels(d[[group]])) {
+    rows <- d[[group]] == lev
+    Zi <- model.matrix(~ 0 + d[[factor_name]][rows])
+    Vi <- Zi %*% Sigma %*% t(Zi) + s2 * diag(sum(rows))
+    XtVX <- XtVX + t(X[rows, ]) %*% solve(Vi, X[rows, ])
+  }
+  unname(sqrt(diag(solve(XtVX))))
+}
+for (st in c("ar1", "toep")) {
+  f <- sprintf("y ~ x + %s(0 + tf | subj)", st)
+  fit <- glmmTMB(as.formula(f), d, REML = FALSE)
+  write_case(paste0("sim_", st, "_replicates_glmmtmb"), d, fit, f, engine = "glmmTMB",
+             extra = list(se_conditional = as.list(conditional_se(fit, d, "subj", "tf"))))
+}
