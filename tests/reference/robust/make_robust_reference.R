@@ -5,7 +5,8 @@
 #   Rscript tests/reference/robust/make_robust_reference.R
 # Reads the package's bundled CSVs, writes tests/reference/robust/data/<case>.csv and
 # tests/reference/robust/<case>.json (data made here with set.seed, so reproducible).
-suppressMessages({library(lme4); library(glmmTMB); library(nlme); library(jsonlite)})
+suppressMessages({library(lme4); library(glmmTMB); library(nlme); library(jsonlite)
+                  library(lmerTest); library(pbkrtest)})
 here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)))
 bundled <- file.path(here, "..", "..", "..", "src", "mixedmodels", "datasets", "data")
 load_bundled <- function(name) read.csv(gzfile(file.path(bundled, paste0(name, ".csv.gz"))))
@@ -21,6 +22,12 @@ write_case <- function(name, data, fit, formula, family = "gaussian", link = NUL
     se <- sqrt(diag(as.matrix(vcov(fit))))
     theta <- unname(getME(fit, "theta"))
     sigma <- sigma(fit)
+    if (family == "gaussian") {  # lmerTest's Satterthwaite df; pbkrtest's KR df (REML, unweighted)
+      lt <- as_lmerModLmerTest(fit)
+      extra$df_satterthwaite <- unname(summary(lt)$coefficients[, "df"])
+      if (reml && is.null(weights))
+        extra$df_kenward_roger <- unname(summary(lt, ddf = "Kenward-Roger")$coefficients[, "df"])
+    }
   } else if (engine == "nlme") {
     fe <- nlme::fixef(fit)
     se <- sqrt(diag(vcov(fit)))
