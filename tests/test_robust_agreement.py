@@ -117,6 +117,19 @@ def check(ref: dict, fit) -> None:
         if ref.get(key) is not None:
             df = fit.fixef_table(ddf)["df"].to_numpy()
             np.testing.assert_allclose(df, np.atleast_1d(ref[key]), rtol=1e-3)
+    if ref.get("anova"):  # type III F tests (Satterthwaite): lmerTest's F within 1e-5,
+        # DenDF as the df above (mm.anova has no Kenward-Roger table; pbkrtest's is stored)
+        table = ref["anova"]
+        ours = mm.anova(fit).loc[table["terms"]]
+        np.testing.assert_allclose(ours["F value"], table["F"], rtol=1e-5)
+        np.testing.assert_allclose(ours["DenDF"], table["DenDF"], rtol=1e-3)
+    if ref.get("profile"):  # lme4 stops its profile at 1e-3-ish in zeta: ends within 1e-3
+        # of the interval's width
+        prof = ref["profile"]
+        ours = fit.confint("profile").loc[prof["rows"]]
+        width = np.asarray(prof["upper"]) - np.asarray(prof["lower"])
+        np.testing.assert_array_less(np.abs(ours["lower"] - prof["lower"]), 1e-3 * width)
+        np.testing.assert_array_less(np.abs(ours["upper"] - prof["upper"]), 1e-3 * width)
     if ref.get("k") is not None:  # glmer.nb's size
         assert fit.family.k == pytest.approx(ref["k"], rel=1e-4)
     if ref["engine"] == "glmmTMB" and ref["family"] != "poisson":  # the family's dispersion

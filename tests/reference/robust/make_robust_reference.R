@@ -346,3 +346,23 @@ for (st in c("ar1", "toep")) {
   write_case(paste0("sim_", st, "_replicates_glmmtmb"), d, fit, f, engine = "glmmTMB",
              extra = list(se_conditional = as.list(conditional_se(fit, d, "subj", "tf"))))
 }
+
+# type III anova (lmerTest: Satterthwaite and Kenward-Roger) of a REML fit with an
+# interaction and a recoded reference level, run to convergence
+d <- orth; d$Subject <- factor(d$Subject); d$Sex <- factor(d$Sex, levels = c("Female", "Male"))
+f <- "distance ~ age * Sex + (age | Subject)"
+fit <- lmer(as.formula(f), d, REML = TRUE, control = ctrl)
+sat <- anova(fit); kr <- anova(fit, ddf = "Kenward-Roger")
+write_case("orthodont_reml_anova", d, fit, f, reml = TRUE,
+           extra = list(anova = list(terms = rownames(sat), F = unname(sat[["F value"]]),
+                                     DenDF = unname(sat$DenDF), F_kr = unname(kr[["F value"]]),
+                                     DenDF_kr = unname(kr$DenDF))))
+
+# profile intervals (lme4's confint(method = "profile")) of the shuffled, rescaled sleepstudy
+d <- read.csv(file.path(here, "data", "sleep_shuffled_rescaled.csv")); d$Subject <- factor(d$Subject)
+f <- "rt ~ weeks + (weeks | Subject)"
+fit <- lmer(as.formula(f), d, REML = FALSE, control = ctrl)
+ci <- confint(fit, method = "profile", oldNames = FALSE)
+write_case("sleep_shuffled_rescaled_profile", d, fit, f,
+           extra = list(profile = list(rows = rownames(ci), lower = unname(ci[, 1]),
+                                       upper = unname(ci[, 2]))))
