@@ -175,6 +175,25 @@ def _check_options(args: argparse.Namespace) -> None:
         folder = Path(args.plot).parent
         if not folder.is_dir():
             raise ArgumentError(f"--plot {args.plot!r}: folder {str(folder)!r} does not exist")
+        _check_plot_format(args.plot)
+
+
+def _check_plot_format(path: str) -> None:
+    """An :class:`ArgumentError` before the fit when matplotlib cannot write ``path``'s
+    extension (no extension: matplotlib's default format)."""
+    suffix = Path(path).suffix.lower().removeprefix(".")
+    if not suffix:
+        return
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        return  # the plot module says how to install matplotlib
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in supported:
+        raise ArgumentError(
+            f"--plot {path!r}: matplotlib cannot write '.{suffix}' files "
+            f"(choose from {', '.join(sorted(supported))})"
+        )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -223,8 +242,8 @@ def _write_plot(fit, path: str, kind: str) -> None:
     figure = plots.plot_residuals(fit) if kind == "residuals" else plots.plot_caterpillar(fit)
     try:
         figure.savefig(path, dpi=110)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
         raise ArgumentError(f"--plot {path!r} could not be written: {reason}") from exc
     print(f"wrote {path}", file=sys.stderr)
 

@@ -168,6 +168,8 @@ def fit_chunks(
         surveys.append(found)
         if not prototypes:
             prototypes = {c: empty[c] for c in empty.columns}
+    if not surveys:  # a source of zero chunks: no rows at all
+        raise DataError(f"data has no rows (the {type(source).__name__} yields none)")
     design.fix(reduce(merge_surveys, surveys))
 
     n_levels = [len(levels) for levels in design.levels]

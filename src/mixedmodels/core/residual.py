@@ -575,6 +575,20 @@ class ARMA(ResidualCorrelation):
         )
         return _log_ratio(r)
 
+    def check_layout(self, layout: GroupLayout, time_name: str | None) -> None:
+        """Also a :class:`DataError` when no group spans ``p + q`` lags: the
+        autocorrelations the data can show (lags up to the longest span) then do not
+        determine the ``p + q`` parameters (and BOBYQA would search a flat surface of that
+        dimension for ever)."""
+        super().check_layout(layout, time_name)
+        spans = layout.time[layout.starts + layout.sizes - 1] - layout.time[layout.starts]
+        longest = int(np.max(spans, initial=0.0))
+        if longest < self.p + self.q:
+            raise DataError(
+                f"{self.label} has {self.p + self.q} parameters, but the longest group spans "
+                f"{longest} lag(s): the data cannot determine them (use p + q <= {longest})"
+            )
+
     def lag_correlation(self, u, lags):
         coef = self.natural(u)
         lags = np.asarray(lags)

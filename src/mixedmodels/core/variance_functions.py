@@ -164,9 +164,14 @@ class Ident(VarianceFunction):
             seen.insert(0, self.reference)
         self.levels = seen
         lookup = {v: i for i, v in enumerate(seen)}
-        self._codes = np.array([lookup[v] for v in labels], dtype=np.intp)
+        # the codes in ``order``, the problem's sorted rows (its ``values`` and residuals
+        # are sorted; codes in the data's order mismatched the rows of any data not
+        # already sorted by group, a shuffled sleepstudy's logLik 8.5 below nlme's)
+        self._codes = np.array([lookup[v] for v in labels[order]], dtype=np.intp)
 
     def sd(self, u, values):
+        """Multipliers of the bound rows in the problem's sorted order (``values`` holds no
+        stratum: the codes were fixed by :meth:`bind`)."""
         delta = np.concatenate([[1.0], np.exp(np.asarray(u, dtype=float))])
         return delta[self._codes]
 

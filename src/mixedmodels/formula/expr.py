@@ -144,6 +144,13 @@ def tokenize(text: str) -> list[Token]:
                 value = "^"
             if kind == "quoted" and value == "``":
                 raise FormulaError("empty backtick-quoted name", text, pos)
+            if kind == "name" and value == ".":
+                raise FormulaError(
+                    "'.' (R's 'every other column') is not supported: name the columns "
+                    "(a column called '.' is written `.`)",
+                    text,
+                    pos,
+                )
             tokens.append(Token(kind, value, pos))
         pos = m.end()
     tokens.append(Token("end", "", len(text)))
@@ -372,7 +379,9 @@ _TIGHT = {"/", "^", ":", "%%", "%/%"}  # R deparses these without spaces
 
 
 def _is_syntactic(name: str) -> bool:
-    return re.fullmatch(r"(?:[^\W\d_]|\.(?!\d))[\w.]*|\.", name) is not None
+    """A name the tokenizer reads back as this name (so deparse need not quote it); a lone
+    '.' is R's "every other column", refused unquoted, so it is quoted."""
+    return name != "." and re.fullmatch(r"(?:[^\W\d_]|\.(?!\d))[\w.]*", name) is not None
 
 
 @lru_cache(maxsize=4096)

@@ -184,6 +184,13 @@ def bootstrap(
             _STATE.clear()
     done = sorted(i for i, v in results.items() if v is not None)
     failures = sum(1 for v in results.values() if v is None)
+    for i in done:  # one row per replicate: a statistic of varying length cannot fill it
+        size = np.asarray(results[i]).size
+        if size != len(names):
+            raise ArgumentError(
+                f"statistic returned {len(names)} value(s) for the fit but {size} for "
+                f"replicate {i}: it must return the same number of values every time"
+            )
     reps = pd.DataFrame(
         np.array([results[i] for i in done]).reshape(len(done), len(names)),
         index=pd.Index(done, name="replicate"),

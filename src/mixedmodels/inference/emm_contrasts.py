@@ -159,11 +159,19 @@ CONTRAST_METHODS: dict[str, Callable[..., ContrastFamily]] = {
 
 def custom_family(method, k: int) -> ContrastFamily:
     """A mapping name -> coefficients, or a DataFrame with one column per contrast."""
-    if isinstance(method, pd.DataFrame):
-        items = [(str(c), method[c].to_numpy(dtype=float)) for c in method.columns]
-    elif isinstance(method, Mapping):
-        items = [(str(n), np.asarray(v, dtype=float).ravel()) for n, v in method.items()]
-    else:
+    try:
+        if isinstance(method, pd.DataFrame):
+            items = [(str(c), method[c].to_numpy(dtype=float)) for c in method.columns]
+        elif isinstance(method, Mapping):
+            items = [(str(n), np.asarray(v, dtype=float).ravel()) for n, v in method.items()]
+        else:
+            items = None
+    except (TypeError, ValueError):
+        raise ArgumentError(
+            f"custom contrasts must be numbers, {k} per contrast (one per mean in a by "
+            f"group); got {method!r}"
+        ) from None
+    if items is None:
         raise ArgumentError(
             "method must be one of "
             f"{', '.join(sorted(CONTRAST_METHODS))}, a mapping name -> coefficients or a "

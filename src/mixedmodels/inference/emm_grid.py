@@ -144,7 +144,13 @@ def _grid_variable(
         x = column.to_numpy(dtype=float)
         x = x[~np.isnan(x)]
         if name in at:
-            values = [float(v) for v in _as_list(at[name])]
+            try:
+                values = [float(v) for v in _as_list(at[name])]
+            except (TypeError, ValueError):
+                raise ArgumentError(
+                    f"at[{name!r}] must be finite numbers ({name!r} is a numeric covariate), "
+                    f"got {at[name]!r}"
+                ) from None
             if not values or not np.all(np.isfinite(values)):
                 raise ArgumentError(f"at[{name!r}] must be finite numbers, got {at[name]!r}")
             return GridVariable(name, values, [level_label(v) for v in values], True, False)

@@ -515,6 +515,17 @@ def _rel_change(old: np.ndarray, new: np.ndarray, floor: float) -> float:
     return float(np.max(np.abs(old - new) / scale))
 
 
+def _singular_step(error: np.linalg.LinAlgError) -> ConvergenceError:
+    """The package's error for a linear-algebra failure inside an alternation (a model
+    whose derivatives in the fixed effects are degenerate at the estimates reached, e.g.
+    a logistic curve fitted to a falling response)."""
+    return ConvergenceError(
+        f"the nonlinear mixed model could not be fitted: {error} at the estimates reached "
+        "(the model's derivatives in the fixed effects are degenerate there; check that the "
+        "model suits the data and the starting values)"
+    )
+
+
 def fit_lindstrom_bates(
     problem: NonlinearProblem,
     beta0: np.ndarray,
@@ -525,7 +536,37 @@ def fit_lindstrom_bates(
     tolerance: float = 1e-8,
     max_iter: int = 100,
 ) -> NlmeEstimate:
-    """Alternate LME and PNLS steps until the estimates stop moving."""
+    """Alternate LME and PNLS steps until the estimates stop moving.
+
+    Raises
+    ------
+    ConvergenceError
+        When a step meets a singular system (never a raw :class:`numpy.linalg.LinAlgError`).
+    """
+    try:
+        return _fit_lindstrom_bates(
+            problem,
+            beta0,
+            theta0=theta0,
+            delta0=delta0,
+            b0=b0,
+            tolerance=tolerance,
+            max_iter=max_iter,
+        )
+    except np.linalg.LinAlgError as error:
+        raise _singular_step(error) from error
+
+
+def _fit_lindstrom_bates(
+    problem: NonlinearProblem,
+    beta0: np.ndarray,
+    *,
+    theta0: np.ndarray | None,
+    delta0: float,
+    b0: np.ndarray | None,
+    tolerance: float,
+    max_iter: int,
+) -> NlmeEstimate:
     beta = np.asarray(beta0, dtype=float).copy()
     b = np.zeros((problem.n_groups, problem.q)) if b0 is None else b0.copy()
     theta = np.ones(problem.n_theta) if theta0 is None else theta0.copy()
@@ -682,6 +723,14 @@ def _modes_only(g, lam):
 
 
 def fit_laplace(problem: NonlinearProblem, start: NlmeEstimate) -> NlmeEstimate:
+    """:func:`_fit_laplace`, a singular system reported as a :class:`ConvergenceError`."""
+    try:
+        return _fit_laplace(problem, start)
+    except np.linalg.LinAlgError as error:
+        raise _singular_step(error) from error
+
+
+def _fit_laplace(problem: NonlinearProblem, start: NlmeEstimate) -> NlmeEstimate:
     """Maximize the Laplace approximation of the marginal likelihood over the covariance
     parameters and the fixed effects jointly (lme4's ``nlmer``), from the Lindstrom-Bates
     estimates.

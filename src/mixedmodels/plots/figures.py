@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mixedmodels.errors import MixedModelsError
+from mixedmodels.errors import ArgumentError, MixedModelsError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -102,7 +102,21 @@ def plot_caterpillar(fit: LmerFit, level: float = 0.95) -> Figure:
 
 def plot_residuals(fit: LmerFit) -> Figure:
     """Residuals against fitted values, and a normal QQ plot of the scaled residuals with the
-    identity line over the range of the points' normal quantiles."""
+    identity line over the range of the points' normal quantiles.
+
+    Raises
+    ------
+    ArgumentError
+        For a fit that is not an lmer fit (a GLMM has no scaled residuals; its
+        ``residuals`` is a method taking the kind).
+    """
+    from mixedmodels.results.fit import LmerFit
+
+    if not isinstance(fit, LmerFit):
+        raise ArgumentError(
+            f"plot_residuals draws lmer fits (residuals and scaled residuals); got "
+            f"{type(fit).__name__}: plot fit.residuals('pearson') against fit.fitted"
+        )
     fig = _figure(10, 4.2)
     ax1, ax2 = fig.subplots(1, 2)
     ax1.scatter(fit.fitted, fit.residuals, s=10, alpha=0.7)

@@ -237,8 +237,11 @@ class NlmeFit:
                 raise DataError(f"group-level predictions need the grouping column {group!r}")
             codes = codes_for_levels(newdata, (group,), design.levels)
             if np.any(codes < 0):
-                bad = newdata[group].to_numpy()[codes < 0][0]
-                raise NewLevelError(f"group {bad!r} of {group!r} was not in the fit")
+                bad = newdata[group].to_numpy()[codes < 0]
+                raise NewLevelError(
+                    f"{bad.size} row(s) of newdata have a level of grouping factor {group!r} "
+                    f"the fit did not see (first: '{bad[0]}'); predict them with level=0"
+                )
             for r, col in enumerate(design.random_index):
                 phi[:, col] += self.estimate.b[codes, r]
         f, _ = design.model(phi, cov, gradient=False)

@@ -29,6 +29,24 @@ import scipy.sparse.linalg as spla
 
 MAX_KNOTS = 2000  # mgcv's default xt$max.knots for tp bases
 _DENSE_EIGEN_LIMIT = 150  # unique values up to which E is decomposed in full (Lanczos beyond)
+_LOG10_RANGE = 290.0  # the largest |log10| of a penalty's entries the eigen-solvers handle
+
+
+def check_covariate_scale(spread: float, power: int) -> None:
+    """A :class:`ValueError` (wrapped by the caller with the smooth's name) when a basis whose
+    penalty entries grow like ``spread ** power`` cannot be computed in double precision.
+
+    ``spread`` is the covariate's largest distance from its centre (tp) or between knots
+    (cr): x * 1e60 made the penalty underflow to rank 0 and x * 1e-60 left LAPACK's
+    eigen-solver without convergence (raw numpy errors before)."""
+    if not spread > 0 or not math.isfinite(spread):
+        return
+    if abs(math.log10(spread)) * power > _LOG10_RANGE:
+        raise ValueError(
+            f"the covariate varies on a scale of {spread:.3g}, at which the "
+            "basis and its penalty overflow or underflow in double precision; rescale it "
+            "(e.g. to units where it spans 1e-3 to 1e3)"
+        )
 
 
 # ------------------------------------------------------------------- thin plate splines
@@ -159,6 +177,8 @@ class ThinPlateBasis:
             raise ValueError(
                 f"{unique.size} unique value(s), fewer than the basis dimension k = {k}"
             )
+        # radial functions ~ r^(2m - 1), their products in the penalty squared
+        check_covariate_scale(float(np.max(np.abs(unique))), 2 * (2 * m - 1))
         knots = unique
         if unique.size > max_knots:
             rng = np.random.default_rng(seed)
@@ -300,6 +320,8 @@ class CubicRegressionBasis:
                 f"{unique.size} unique value(s), fewer than the basis dimension k = {k}"
             )
         knots = np.quantile(unique, np.linspace(0, 1, k))
+        # the penalty ~ 1 / h^3 in the knot spacing h, its eigen-decomposition squares it
+        check_covariate_scale(float(np.min(np.diff(knots))), 6)
         F, S = _cr_matrices(knots)
         basis = cls(knots, F, S)
         return basis, basis.matrix(x)
