@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from mixedmodels.errors import DataError
+
+if TYPE_CHECKING:
+    from mixedmodels.design.evaluate import ColumnTable
 
 
 def _factor_codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -24,7 +28,9 @@ def _factor_codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes.astype(np.int64), pd.Index(uniques)
 
 
-def group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
+def group_codes(
+    data: pd.DataFrame | ColumnTable, factors: tuple[str, ...]
+) -> tuple[np.ndarray, pd.Index]:
     """Codes (0..l-1) and levels of the grouping factor ``a`` or interaction ``a:b:...``.
 
     The levels come back as the column's own values (turning 100,000 of them into strings
