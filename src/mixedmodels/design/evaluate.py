@@ -145,8 +145,10 @@ def column_value(column: pd.Series, name: str) -> Value:
     """A data column as a value: categorical -> factor (its level order), bool -> logical,
     numbers -> numeric, text -> factor with sorted levels; every pandas NA as missing."""
     dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iuf":  # no NA but NaN: no na_value pass
+        return Numeric(column.to_numpy(dtype=float))
     if isinstance(dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy(dtype=np.int64)
+        codes = column.array.codes.astype(np.int64)  # no Series built
         levels = [level_label(c) for c in dtype.categories]
         return Factor(codes, levels, ordered=bool(dtype.ordered))
     if pd.api.types.is_bool_dtype(dtype):

@@ -16,14 +16,15 @@ if TYPE_CHECKING:
 
 def _factor_codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
     if isinstance(column.dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy(dtype=np.int64)
-        categories = column.cat.categories
+        factor = column.array  # the Categorical itself: no accessor, no Series built
+        codes = factor.codes.astype(np.int64)
+        categories = factor.categories  # an Index already (immutable: shared, not copied)
         used = np.bincount(codes, minlength=len(categories)) > 0
         if not used.all():  # drop unused levels, as lme4 does
             remap = np.cumsum(used) - 1
             codes = remap[codes]
             categories = categories[used]
-        return codes, pd.Index(categories)
+        return codes, categories
     codes, uniques = pd.factorize(column, sort=True)
     return codes.astype(np.int64), pd.Index(uniques)
 

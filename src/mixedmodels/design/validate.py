@@ -80,7 +80,7 @@ def missing_mask(column: pd.Series) -> np.ndarray:
     columns, NaT, an unknown category."""
     dtype = column.dtype
     if isinstance(dtype, pd.CategoricalDtype):
-        return column.cat.codes.to_numpy() < 0
+        return column.array.codes < 0  # the codes themselves: no Series built
     if isinstance(dtype, np.dtype):
         if dtype.kind in "iub":
             return np.zeros(len(column), dtype=bool)
