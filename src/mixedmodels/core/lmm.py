@@ -322,6 +322,10 @@ class LmmProblem:
         :mod:`mixedmodels.core.dense`; the value is the same to rounding.
         """
         self.n_evaluations += 1
+        if self.dense_objective is not None:  # self.pieces' dense branch, without the hop
+            return self.objective_from_pieces(
+                *self.dense_objective.pieces(np.asarray(theta, dtype=float))
+            )
         return self.objective_from_pieces(*self.pieces(theta))
 
     def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
