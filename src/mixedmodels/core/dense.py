@@ -192,7 +192,7 @@ class DenseObjective:
             d[self._diagonal_rows] = self._entries(theta)[self._diagonal_index]
             m = self.azz * d[:, None]
             m *= d[None, :]
-            m.flat[:: q + 1] += 1.0
+            m.reshape(-1)[:: q + 1] += 1.0  # the diagonal, through a strided view
             return m, self.zax * d[:, None]
         lam = np.zeros(q * q)
         lam[self._flat_lambda] = self._entries(theta)[self.theta_index]
@@ -222,7 +222,7 @@ class DenseObjective:
             lam = lam.reshape(q, q)
             lam_t = lam.T
             m = lam_t @ self.azz @ lam
-            m.flat[:: q + 1] += 1.0
+            m.reshape(-1)[:: q + 1] += 1.0  # the diagonal, through a strided view
             scaled_zax = lam_t @ self.zax
         low, info = _POTRF(m, lower=1, clean=0, overwrite_a=1)
         if info != 0:
