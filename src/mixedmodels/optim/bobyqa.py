@@ -80,6 +80,7 @@ def minimize_bounded(
     xtol_abs: float = 1e-8,
     max_evaluations: int = 100_000,
     initial_step: float | np.ndarray | None = None,
+    pure: bool = False,
 ) -> OptimizeResult:
     """Minimize ``fun`` over ``lower <= x <= upper`` with BOBYQA.
 
@@ -103,6 +104,10 @@ def minimize_bounded(
     max_evaluations : int
     initial_step : float or ndarray, optional
         Initial step per parameter (finite, positive); NLopt's heuristic when None.
+    pure : bool
+        ``fun`` is a function of ``x`` alone (no warm starts or caches that its value or
+        later calls depend on): the point NLopt returns is then not evaluated again when
+        it is the best point seen (its value is known), which saves one evaluation.
 
     Raises
     ------
@@ -172,8 +177,11 @@ def minimize_bounded(
         message = f"nlopt stopped: {type(exc).__name__}"
         if proposed_nonfinite[0]:
             message = "nlopt stopped: it proposed a non-finite point"
-    if not np.isfinite(x).all() or (best[0] < math.inf and best[0] < evaluate(x)):
+    if not np.isfinite(x).all():
         x = best[1]
+    elif best[0] < math.inf and not (pure and np.array_equal(x, best[1])):
+        if best[0] < evaluate(x):  # NLopt's point is not the best seen
+            x = best[1]
     return OptimizeResult(
         x=np.asarray(x, dtype=float),
         fun=float(best[0]),
