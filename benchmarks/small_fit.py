@@ -58,8 +58,11 @@ def work(tool: str, repeats: int) -> dict:
     return {"times": wall, "cpu": cpu, "objective": objective, "package": mm.__file__}
 
 
-def run(tool: str, source: str | None, repeats: int) -> dict:
-    env = dict(os.environ)
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run(tool: str, source: str | None, repeats: int, extra_env: dict | None = None) -> dict:
+    env = dict(os.environ) | (extra_env or {})
     if source is not None:
         env["PYTHONPATH"] = str(Path(source).resolve())
     cmd = [sys.executable, __file__, "--worker", tool, "--repeats", str(repeats)]
@@ -101,16 +104,19 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def render(results: dict) -> str:
+    peer_name = "mixedlm (1 thread)" if "mixedlm (1 thread)" in results["tools"] else "mixedlm"
     lines = [
         f"Command: `{results['command']}`; load average (1 min) {results['load'][0]:.2f} at "
         f"the start, {results['load'][1]:.2f} at the end (a 2-core machine shared with other "
         f"engineers' jobs).  Versions: {results['versions']}.",
         "",
+        f"Ratios are to {peer_name}.",
+        "",
         "| tool | median time per fit | CPU per fit | time / mixedlm | CPU / mixedlm "
         "| round medians (ms) | REML criterion | load (1 min) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    peer = results["tools"].get("mixedlm")
+    peer = results["tools"].get(peer_name)
     for name, s in results["tools"].items():
         ratio = f"{s['median'] / peer['median']:.2f}" if peer else "-"
         cpu_ratio = f"{s['cpu_median'] / peer['cpu_median']:.2f}" if peer else "-"
@@ -129,6 +135,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--no-mixedlm", action="store_true")
+    parser.add_argument(
+        "--one-thread-peer",
+        action="store_true",
+        help="also run mixedlm with one BLAS/OpenMP thread (on a loaded machine its default "
+        "threads wait for each other: 25-70 ms CPU a fit instead of ~5)",
+    )
     parser.add_argument("--out", help="write <out>.json and <out>.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -136,14 +148,18 @@ def main() -> None:
         print(json.dumps(work(args.worker, args.repeats)))
         return
     sources = dict(item.split("=", 1) for item in args.sources.split(","))
-    jobs = [(f"mixedmodels ({label})", "mixedmodels", path) for label, path in sources.items()]
+    jobs = [
+        (f"mixedmodels ({label})", "mixedmodels", path, None) for label, path in sources.items()
+    ]
     if not args.no_mixedlm:
-        jobs.append(("mixedlm", "mixedlm", next(iter(sources.values()))))
+        jobs.append(("mixedlm", "mixedlm", next(iter(sources.values())), None))
+    if args.one_thread_peer:
+        jobs.append(("mixedlm (1 thread)", "mixedlm", next(iter(sources.values())), ONE_THREAD))
     start_load = os.getloadavg()[0]
-    runs: dict[str, list[dict]] = {name: [] for name, _, _ in jobs}
+    runs: dict[str, list[dict]] = {name: [] for name, *_ in jobs}
     for round_index in range(args.rounds):
-        for name, tool, path in jobs:
-            r = run(tool, path, args.repeats)
+        for name, tool, path, extra_env in jobs:
+            r = run(tool, path, args.repeats, extra_env)
             runs[name].append(r)
             print(
                 f"round {round_index + 1} {name:28s} median "
