@@ -2,7 +2,11 @@
 package before and after a change and mixedlm interleaved in one run.
 
 usage: python benchmarks/small_fit.py [--sources after=src,before=/path/to/old/src]
-                                      [--rounds 5] [--repeats 100] [--out PATH]
+                                      [--rounds 5] [--repeats 100] [--one-thread-peer]
+                                      [--case sleepstudy|cbpp] [--out PATH]
+
+(``before`` as used for the _s7 results: ``mkdir /tmp/base && git archive 5b0d5cf src | tar
+-x -C /tmp/base``, then ``--sources after=src,before=/tmp/base/src``.)
 
 Each round runs every (tool, source) in a fresh process, in turn, so that the machine's
 noise (a shared 2-core machine) falls on all of them: the data are loaded (not timed), five
@@ -28,19 +32,29 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 FORMULA = "Reaction ~ Days + (Days | Subject)"
+#: ``--case cbpp``: the binomial GLMM of issue 8's GLMM goal (mixedlm fails on cbind)
+GLMM_FORMULA = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 
 
-def work(tool: str, repeats: int) -> dict:
+def work(tool: str, repeats: int, case: str = "sleepstudy") -> dict:
     import mixedmodels as mm
 
-    df = mm.datasets.load("sleepstudy")
-    if tool == "mixedlm":
+    if case == "cbpp":
+        df = mm.datasets.load("cbpp")
+
+        def fit():
+            return -2.0 * mm.glmer(GLMM_FORMULA, df, "binomial").loglik
+
+    elif tool == "mixedlm":
         import mixedlm
+
+        df = mm.datasets.load("sleepstudy")
 
         def fit():
             return float(mixedlm.lmer(FORMULA, df).REMLcrit())
 
     else:
+        df = mm.datasets.load("sleepstudy")
 
         def fit():
             return mm.lmer(FORMULA, df).objective
@@ -61,11 +75,14 @@ def work(tool: str, repeats: int) -> dict:
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def run(tool: str, source: str | None, repeats: int, extra_env: dict | None = None) -> dict:
+def run(
+    tool: str, source: str | None, repeats: int, extra_env: dict | None = None, case: str = ""
+) -> dict:
     env = dict(os.environ) | (extra_env or {})
     if source is not None:
         env["PYTHONPATH"] = str(Path(source).resolve())
     cmd = [sys.executable, __file__, "--worker", tool, "--repeats", str(repeats)]
+    cmd += ["--case", case or "sleepstudy"]
     load = os.getloadavg()[0]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -110,13 +127,14 @@ def render(results: dict) -> str:
         f"the start, {results['load'][1]:.2f} at the end (a 2-core machine shared with other "
         f"engineers' jobs).  Versions: {results['versions']}.",
         "",
-        f"Ratios are to {peer_name}.",
+        f"Formula: `{results['formula']}`.  Ratios are to "
+        f"{peer_name if peer_name in results['tools'] else 'the first row'}.",
         "",
-        "| tool | median time per fit | CPU per fit | time / mixedlm | CPU / mixedlm "
-        "| round medians (ms) | REML criterion | load (1 min) |",
+        "| tool | median time per fit | CPU per fit | time / reference | CPU / reference "
+        "| round medians (ms) | criterion (REML; cbpp: -2 logLik) | load (1 min) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    peer = results["tools"].get(peer_name)
+    peer = results["tools"].get(peer_name) or next(iter(results["tools"].values()))
     for name, s in results["tools"].items():
         ratio = f"{s['median'] / peer['median']:.2f}" if peer else "-"
         cpu_ratio = f"{s['cpu_median'] / peer['cpu_median']:.2f}" if peer else "-"
@@ -132,6 +150,12 @@ def render(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sources", default="after=src")
+    parser.add_argument(
+        "--case",
+        default="sleepstudy",
+        choices=["sleepstudy", "cbpp"],
+        help="cbpp: the binomial glmer, ours only (criterion: -2 logLik)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--no-mixedlm", action="store_true")
@@ -145,21 +169,21 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(work(args.worker, args.repeats)))
+        print(json.dumps(work(args.worker, args.repeats, args.case)))
         return
     sources = dict(item.split("=", 1) for item in args.sources.split(","))
     jobs = [
         (f"mixedmodels ({label})", "mixedmodels", path, None) for label, path in sources.items()
     ]
-    if not args.no_mixedlm:
+    if not args.no_mixedlm and args.case == "sleepstudy":
         jobs.append(("mixedlm", "mixedlm", next(iter(sources.values())), None))
-    if args.one_thread_peer:
+    if args.one_thread_peer and args.case == "sleepstudy":
         jobs.append(("mixedlm (1 thread)", "mixedlm", next(iter(sources.values())), ONE_THREAD))
     start_load = os.getloadavg()[0]
     runs: dict[str, list[dict]] = {name: [] for name, *_ in jobs}
     for round_index in range(args.rounds):
         for name, tool, path, extra_env in jobs:
-            r = run(tool, path, args.repeats, extra_env)
+            r = run(tool, path, args.repeats, extra_env, args.case)
             runs[name].append(r)
             print(
                 f"round {round_index + 1} {name:28s} median "
@@ -171,7 +195,7 @@ def main() -> None:
         "command": "python " + " ".join([f"benchmarks/{Path(__file__).name}"] + sys.argv[1:]),
         "load": [start_load, os.getloadavg()[0]],
         "versions": versions(),
-        "formula": FORMULA,
+        "formula": GLMM_FORMULA if args.case == "cbpp" else FORMULA,
         "tools": {name: summarize(r) for name, r in runs.items()},
         "runs": runs,
     }
