@@ -79,3 +79,28 @@ def test_nowhere_finite_objective_returns_the_start_with_infinite_value():
     res = minimize_bounded(lambda x: math.nan, np.ones(2), np.zeros(2))
     assert res.fun == math.inf
     np.testing.assert_array_equal(res.x, np.ones(2))
+
+
+def test_pure_objective_is_not_evaluated_again_at_the_optimum():
+    """``pure=True``: NLopt's final point, the best seen, keeps its known value instead of a
+    repeated evaluation; the search and its result are the same to the bit (reference: the
+    same search with ``pure=False``), with one call fewer."""
+
+    def counted():
+        calls = []
+
+        def f(x):
+            calls.append(x.copy())
+            return float((x[0] - 1.3) ** 2 + 2.0 * (x[1] + 0.4) ** 2 + x[0] * x[1] * 0.3)
+
+        return f, calls
+
+    f_plain, plain_calls = counted()
+    f_pure, pure_calls = counted()
+    start, lower = np.array([0.5, 0.5]), np.array([0.0, -np.inf])
+    plain = minimize_bounded(f_plain, start, lower, ftol_abs=1e-12)
+    pure = minimize_bounded(f_pure, start, lower, ftol_abs=1e-12, pure=True)
+    assert np.array_equal(plain.x, pure.x) and plain.fun == pure.fun
+    assert plain.n_evaluations == pure.n_evaluations == len(pure_calls)
+    assert len(plain_calls) == len(pure_calls) + 1  # the repeated evaluation
+    assert np.array_equal(plain_calls[-1], pure.x)

@@ -44,3 +44,44 @@ def test_only_the_last_d_plus_one_points_are_kept():
         pred.add(np.array([float(i), 0.0]), np.array([float(i)]))
     assert len(pred.points) == 3
     np.testing.assert_allclose(pred.predict(np.array([12.0, 0.0])), [12.0], rtol=1e-12)
+
+
+def test_least_squares_is_numpy_lstsq_bit_for_bit():
+    """The predictor calls numpy's LAPACK gufunc directly: the same numbers as
+    ``np.linalg.lstsq(a, b, rcond=1e-8)[0]`` (compared exactly), on full-rank, rank-deficient
+    (a repeated column, a direction below the cut-off) and 1 x 1 systems of the shapes the
+    fits use (d parameters, m <= d earlier points)."""
+    rng = np.random.default_rng(8)
+    cases = []
+    for d in range(1, 7):
+        for m in range(1, d + 1):
+            cases.append(rng.normal(size=(d, m)) * 10.0 ** rng.integers(-4, 3))
+    deficient = rng.normal(size=(5, 3))
+    deficient[:, 2] = deficient[:, 0]
+    cases.append(deficient)
+    tiny = rng.normal(size=(4, 2))
+    tiny[:, 1] = tiny[:, 0] + 1e-12 * rng.normal(size=4)  # below rcond = 1e-8
+    cases.append(tiny)
+    for a in cases:
+        b = rng.normal(size=a.shape[0])
+        for matrix in (a, np.asfortranarray(a), a.T.copy().T):  # layouts of dx.T
+            got = _ModePredictor._least_squares(matrix, b)
+            expected = np.linalg.lstsq(matrix, b, rcond=1e-8)[0]
+            assert got.shape == expected.shape
+            assert np.array_equal(got, expected)
+
+
+def test_prediction_is_the_lstsq_interpolation():
+    """predict = last mode + coef @ (earlier modes - last), coef from numpy's lstsq (the
+    formula it implements, computed independently here; exact equality)."""
+    rng = np.random.default_rng(3)
+    points = [rng.normal(size=4) for _ in range(5)]
+    modes = [rng.normal(size=9) for _ in range(5)]
+    pred = _ModePredictor()
+    for x, u in zip(points, modes, strict=True):
+        pred.add(x, u)
+    x = rng.normal(size=4)
+    dx = np.stack(points[:-1]) - points[-1]
+    du = np.stack(modes[:-1]) - modes[-1]
+    coef = np.linalg.lstsq(dx.T, x - points[-1], rcond=1e-8)[0]
+    assert np.array_equal(pred.predict(x), modes[-1] + coef @ du)

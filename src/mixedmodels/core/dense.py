@@ -37,7 +37,7 @@ def schur_factor(s: np.ndarray) -> np.ndarray:
     NotPositiveDefiniteError
         When the fixed-effects part is not positive definite.
     """
-    r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
+    r, info = _POTRF(s, lower=1, clean=1)
     if info != 0 and info != s.shape[0]:
         raise NotPositiveDefiniteError
     if info == s.shape[0]:
@@ -192,7 +192,7 @@ class DenseObjective:
             d[self._diagonal_rows] = self._entries(theta)[self._diagonal_index]
             m = self.azz * d[:, None]
             m *= d[None, :]
-            m.flat[:: q + 1] += 1.0
+            m.reshape(-1)[:: q + 1] += 1.0  # the diagonal, through a strided view
             return m, self.zax * d[:, None]
         lam = np.zeros(q * q)
         lam[self._flat_lambda] = self._entries(theta)[self.theta_index]
@@ -203,17 +203,35 @@ class DenseObjective:
         return m, lam_t @ self.zax
 
     def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
-        """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta``."""
+        """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta``: :meth:`factor_pieces` and
+        :func:`pieces_from_fixed_factor`, with the same arithmetic written out in one
+        function (this is the optimizer's objective: its call overhead counts)."""
         ld_z, r = self.factor_pieces(theta)
-        return pieces_from_fixed_factor(ld_z, r, self.n_fixed)
+        diag = r.diagonal()
+        return ld_z, 2.0 * float(np.log(diag[: self.n_fixed]).sum()), float(diag[-1] ** 2)
 
     def factor_pieces(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """``log |L_Z|^2`` and the lower Cholesky factor ``R`` of the ``[X y]`` Schur
         complement at ``theta`` (``R[-1, -1] = 0`` for an exact fit)."""
-        m, scaled_zax = self._congruence(theta)
+        if self._diagonal_lambda:
+            m, scaled_zax = self._congruence(theta)
+        else:  # _congruence's general branch, inline
+            q = self.q
+            lam = np.zeros(q * q)
+            lam[self._flat_lambda] = self._entries(theta)[self.theta_index]
+            lam = lam.reshape(q, q)
+            lam_t = lam.T
+            m = lam_t @ self.azz @ lam
+            m.reshape(-1)[:: q + 1] += 1.0  # the diagonal, through a strided view
+            scaled_zax = lam_t @ self.zax
         low, info = _POTRF(m, lower=1, clean=0, overwrite_a=1)
         if info != 0:
             raise NotPositiveDefiniteError
         c, info = _TRTRS(low, scaled_zax, lower=1)
-        r = schur_factor(self.axx - c.T @ c)
+        s = self.axx - c.T @ c
+        r, info = _POTRF(s, lower=1, clean=1)  # schur_factor, inline
+        if info != 0:
+            if info != s.shape[0]:
+                raise NotPositiveDefiniteError
+            r[-1, -1] = 0.0
         return 2.0 * float(np.log(low.diagonal()).sum()), r

@@ -192,6 +192,9 @@ class LmmProblem:
         """The lower triangles of every ``lambda_k`` (column by column, public order), laid
         out by :attr:`entry_offsets`: the engine's parametrization, which the terms'
         covariance structures map theta into (the identity for unstructured terms)."""
+        if len(self.blocks) == 1:  # one term (the objective's common case): nothing to join
+            entries = self.blocks[0].structure.lambda_entries(theta[: self.theta_offsets[1]])
+            return np.array(entries, dtype=float)
         return np.concatenate(
             [
                 b.structure.lambda_entries(self.theta_slice(theta, i))
@@ -322,6 +325,10 @@ class LmmProblem:
         :mod:`mixedmodels.core.dense`; the value is the same to rounding.
         """
         self.n_evaluations += 1
+        if self.dense_objective is not None:  # self.pieces' dense branch, without the hop
+            return self.objective_from_pieces(
+                *self.dense_objective.pieces(np.asarray(theta, dtype=float))
+            )
         return self.objective_from_pieces(*self.pieces(theta))
 
     def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
@@ -648,7 +655,9 @@ class LmmProblem:
         if p:
             wy = y if w is None else y * w
             try:
-                shift = sla.solve(self.gram.xy_xy[:p, :p], self.X.T @ wy, assume_a="pos")
+                shift = sla.solve(
+                    self.gram.xy_xy[:p, :p], self.X.T @ wy, assume_a="pos", check_finite=False
+                )  # non-finite input: LinAlgError or a non-finite shift, both handled below
             except (sla.LinAlgError, ValueError):
                 shift = np.zeros(p)
             if not np.all(np.isfinite(shift)):

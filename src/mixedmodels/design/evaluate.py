@@ -73,6 +73,65 @@ class Matrix:
 Value = Numeric | Logical | Factor | Matrix
 
 
+class ColumnTable:
+    """The columns of one DataFrame, each read from pandas once.
+
+    Building a model reads a column several times (its missing values, the response, the
+    fixed-effect matrix, each random-effect term, the grouping codes); every pandas column
+    access builds a new Series (tens of microseconds), so the table keeps each Series, and
+    each column's formula value (:func:`column_value`), the first time it is asked for.
+    Where a DataFrame is only read by ``len``, ``columns``, ``index`` and ``table[name]``
+    (the interpreter, the model-matrix builders, the grouping codes) a table stands in for
+    it.  The values are shared: nothing that reads them may write into them.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Not copied and never modified.
+    """
+
+    __slots__ = ("frame", "_series", "_values")
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self._series: dict[object, pd.Series] = {}
+        self._values: dict[object, Value] = {}
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def columns(self) -> pd.Index:
+        return self.frame.columns
+
+    @property
+    def index(self) -> pd.Index:
+        return self.frame.index
+
+    def __getitem__(self, name: object) -> pd.Series:
+        """The column ``name`` (a :class:`DataError` when several columns have that name)."""
+        column = self._series.get(name)
+        if column is None:
+            column = self.frame[name]
+            if isinstance(column, pd.DataFrame):
+                raise DataError(f"the data have more than one column named {name!r}")
+            self._series[name] = column
+        return column
+
+    def value(self, name: str) -> Value:
+        """The column ``name`` as a formula value (:func:`column_value`), converted once."""
+        value = self._values.get(name)
+        if value is None:
+            value = column_value(self[name], name)
+            self._values[name] = value
+        return value
+
+
+def as_table(data: pd.DataFrame | ColumnTable) -> ColumnTable:
+    """``data`` as a :class:`ColumnTable` (itself when it is one)."""
+    return data if isinstance(data, ColumnTable) else ColumnTable(data)
+
+
 def level_label(value: object) -> str:
     """A level as R labels it: numbers as R prints them (``2``, not ``2.0``)."""
     if isinstance(value, bool | np.bool_):
@@ -86,8 +145,10 @@ def column_value(column: pd.Series, name: str) -> Value:
     """A data column as a value: categorical -> factor (its level order), bool -> logical,
     numbers -> numeric, text -> factor with sorted levels; every pandas NA as missing."""
     dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iuf":  # no NA but NaN: no na_value pass
+        return Numeric(column.to_numpy(dtype=float))
     if isinstance(dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy(dtype=np.int64)
+        codes = column.array.codes.astype(np.int64)  # no Series built
         levels = [level_label(c) for c in dtype.categories]
         return Factor(codes, levels, ordered=bool(dtype.ordered))
     if pd.api.types.is_bool_dtype(dtype):
@@ -191,7 +252,7 @@ class Interpreter:
 
     Parameters
     ----------
-    data : DataFrame
+    data : DataFrame or ColumnTable
     state : dict
         What data-dependent transforms learned; filled when empty keys are met (a fit),
         read when present (new data).
@@ -199,8 +260,10 @@ class Interpreter:
         The text the trees were parsed from, for located errors.
     """
 
-    def __init__(self, data: pd.DataFrame, state: dict[str, object], text: str | None = None):
-        self.data = data
+    def __init__(
+        self, data: pd.DataFrame | ColumnTable, state: dict[str, object], text: str | None = None
+    ):
+        self.table = as_table(data)
         self.state = state
         self.text = text
 
@@ -235,11 +298,8 @@ class Interpreter:
         return self._call(node)
 
     def _name(self, node: Name) -> Value:
-        if node.id in self.data.columns:
-            column = self.data[node.id]
-            if isinstance(column, pd.DataFrame):
-                raise DataError(f"the data have more than one column named {node.id!r}")
-            return column_value(column, node.id)
+        if node.id in self.table.columns:
+            return self.table.value(node.id)
         if not node.quoted and node.id in CONSTANTS:
             value = CONSTANTS[node.id]
             if isinstance(value, bool):
@@ -356,7 +416,7 @@ class Interpreter:
             return Factor(codes, levels, ordered or value.ordered, value.coding)
         if isinstance(value, Matrix):
             raise DataError(f"{what} needs one column")
-        x = np.broadcast_to(value.values, (len(self.data),))
+        x = np.broadcast_to(value.values, (len(self.table),))
         present = ~np.isnan(x)
         unique = np.unique(x[present])
         codes = np.full(len(x), -1, dtype=np.int64)
@@ -387,7 +447,7 @@ class Interpreter:
             raise DataError(f"{what}: 'degree' must be a whole number >= 1, got {degree:g}")
         degree = int(degree)
         suffixes = [str(j + 1) for j in range(degree)]
-        x = np.broadcast_to(x, (len(self.data),)).astype(float)
+        x = np.broadcast_to(x, (len(self.table),)).astype(float)
         if raw:
             return Matrix(np.column_stack([x ** (j + 1) for j in range(degree)]), suffixes)
         key = f"poly:{deparse(call)}"
@@ -407,7 +467,7 @@ class Interpreter:
     def _scale(self, call: Call, x_node: Node, what: str) -> Value:
         """R's ``scale(x, center, scale)`` (``center()``: the centring alone), with the
         centre and scale learned from the fitted data."""
-        x = np.broadcast_to(as_float(self._evaluate(x_node), what), (len(self.data),))
+        x = np.broadcast_to(as_float(self._evaluate(x_node), what), (len(self.table),))
         key = f"scale:{deparse(call)}"
         if key not in self.state:
             center = self._centre_argument(call, "center", x, default=True)

@@ -3,28 +3,35 @@
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from mixedmodels.errors import DataError
 
+if TYPE_CHECKING:
+    from mixedmodels.design.evaluate import ColumnTable
+
 
 def _factor_codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
     if isinstance(column.dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy(dtype=np.int64)
-        categories = column.cat.categories
+        factor = column.array  # the Categorical itself: no accessor, no Series built
+        codes = factor.codes.astype(np.int64)
+        categories = factor.categories  # an Index already (immutable: shared, not copied)
         used = np.bincount(codes, minlength=len(categories)) > 0
         if not used.all():  # drop unused levels, as lme4 does
             remap = np.cumsum(used) - 1
             codes = remap[codes]
             categories = categories[used]
-        return codes, pd.Index(categories)
+        return codes, categories
     codes, uniques = pd.factorize(column, sort=True)
     return codes.astype(np.int64), pd.Index(uniques)
 
 
-def group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
+def group_codes(
+    data: pd.DataFrame | ColumnTable, factors: tuple[str, ...]
+) -> tuple[np.ndarray, pd.Index]:
     """Codes (0..l-1) and levels of the grouping factor ``a`` or interaction ``a:b:...``.
 
     The levels come back as the column's own values (turning 100,000 of them into strings

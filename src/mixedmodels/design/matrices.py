@@ -26,6 +26,7 @@ import pandas as pd
 
 from mixedmodels.design.contrasts import CODINGS, coding_matrix
 from mixedmodels.design.evaluate import (
+    ColumnTable,
     Factor,
     Interpreter,
     Logical,
@@ -120,8 +121,9 @@ class MatrixBuilder:
         self.contrasts = normalized
 
     # --------------------------------------------------------------- public
-    def build(self, data: pd.DataFrame) -> np.ndarray:
-        """The ``(n, p)`` matrix for ``data``; the first call fixes the encoding."""
+    def build(self, data: pd.DataFrame | ColumnTable) -> np.ndarray:
+        """The ``(n, p)`` matrix for ``data`` (a DataFrame, or the :class:`ColumnTable` of
+        one); the first call fixes the encoding."""
         values = self._values(data)
         if not self._codings:
             self._learn(values)
@@ -163,7 +165,7 @@ class MatrixBuilder:
         _, self.column_names, self.term_columns = self._assemble(empty, 0, sum_coding=False)
 
     # -------------------------------------------------------------- private
-    def _values(self, data: pd.DataFrame) -> list[Value]:
+    def _values(self, data: pd.DataFrame | ColumnTable) -> list[Value]:
         interpreter = Interpreter(data, self._state, self.rhs)
         return [interpreter.evaluate(v) for v in self.structure.variables]
 
@@ -303,7 +305,9 @@ class MatrixBuilder:
         return np.asfortranarray(matrix, dtype=float), names, terms
 
 
-def response_vector(data: pd.DataFrame, response: str, what: str = "response") -> np.ndarray:
+def response_vector(
+    data: pd.DataFrame | ColumnTable, response: str, what: str = "response"
+) -> np.ndarray:
     """The response (or another one-column expression) as float, with a clear error for
     anything that is not numbers."""
     node = parse_expression(response)

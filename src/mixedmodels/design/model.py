@@ -10,6 +10,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from mixedmodels.design.evaluate import ColumnTable
 from mixedmodels.design.grouping import (
     check_grouping,
     codes_for_levels,
@@ -29,12 +30,12 @@ from mixedmodels.design.smooths import (
     parse_smooth,
 )
 from mixedmodels.design.validate import (
-    check_finite_columns,
     check_frame,
     check_model_column,
+    checked_nan_rows,
     is_numeric,
     missing_mask,
-    nan_cells,
+    needs_plain,
     plain_columns,
     vector_argument,
     warn_non_integer,
@@ -244,7 +245,9 @@ def _checked_contrasts(contrasts: dict[str, str] | None, data: pd.DataFrame) -> 
     return out
 
 
-def formula_offset(parsed: ParsedFormula, data: pd.DataFrame) -> np.ndarray | None:
+def formula_offset(
+    parsed: ParsedFormula, data: pd.DataFrame | ColumnTable
+) -> np.ndarray | None:
     """The sum of the formula's ``offset(...)`` terms for ``data`` (None without any)."""
     if not parsed.offsets:
         return None
@@ -320,7 +323,7 @@ class _Built:
 
 def _build_pieces(
     parsed: ParsedFormula,
-    used: pd.DataFrame,
+    used: ColumnTable,
     glm_family: str | None,
     contrasts: dict[str, str],
 ) -> _Built:
@@ -334,7 +337,7 @@ def _build_pieces(
     for spec in parsed.random:
         builder = MatrixBuilder(spec.expr)
         random.append((spec, builder, builder.build(used)))
-    smooths = [f for spec in smooth_specs(parsed) for f in build_smooth(spec, used)]
+    smooths = [f for spec in smooth_specs(parsed) for f in build_smooth(spec, used.frame)]
     if smooths:
         X_full = np.hstack([X_full] + [f.fixed for f in smooths])
     return _Built(
@@ -439,8 +442,9 @@ def build_design(
     modelled = variables_of(parsed.response) + model_variables(
         parsed, include_random=True, grouping=False
     )
+    table = ColumnTable(data)  # each used column read from pandas once
     for name in dict.fromkeys(modelled):
-        check_model_column(data[name], name)
+        check_model_column(table[name], name)
     w_all = vector_argument(weights, data, "weights", positive=True)
     off_all = vector_argument(offset, data, "offset")
     checked_contrasts = _checked_contrasts(contrasts, data)
@@ -448,22 +452,31 @@ def build_design(
     reasons: dict[str, int] = {}
     complete = np.ones(len(data), dtype=bool)
     for name in needed:
-        gone = missing_mask(data[name])
-        complete &= ~gone
+        gone = missing_mask(table[name])
         if gone.any():
+            complete &= ~gone
             reasons[name] = int(gone.sum())
     for label, vec in (("weights", w_all), ("offset", off_all)):
         if vec is not None and np.isnan(vec).any():
             complete &= ~np.isnan(vec)
             reasons[label] = int(np.isnan(vec).sum())
+    all_complete = bool(complete.all())
+    # with every row complete and no nullable column to convert, the rows used are the
+    # data themselves: their table (and grouping codes) serve the whole build
+    as_given = all_complete and not any(needs_plain(table[name].dtype) for name in needed)
+    groups: dict[tuple[str, ...], tuple[np.ndarray, pd.Index]] = {}
 
     if complete.any():  # lme4 checks the grouping factors before the fixed-effect matrix
         for spec in parsed.random:
-            if len(spec.group_factors) > 1:
+            if as_given:  # the codes are needed anyway: one factorize for both
+                if spec.group_factors not in groups:
+                    groups[spec.group_factors] = group_codes(table, spec.group_factors)
+                n_levels = len(groups[spec.group_factors][1])
+            elif len(spec.group_factors) > 1:
                 n_levels = len(data.loc[complete, list(spec.group_factors)].drop_duplicates())
             else:  # one column: no frame to cut (the same count)
-                column = data[spec.group_factors[0]]
-                n_levels = (column if complete.all() else column[complete]).nunique()
+                column = table[spec.group_factors[0]]
+                n_levels = (column if all_complete else column[complete]).nunique()
             if n_levels < 2:
                 check_grouping(spec.group_name, n_levels, int(complete.sum()))
     for _ in range(3):  # a stateful transform (scale) may give NaN anew on fewer rows
@@ -472,14 +485,17 @@ def build_design(
                 f"no complete rows: all {len(data)} rows have a missing value"
                 + (f" ({_reason_text(reasons)})" if reasons else "")
             )
-        used = plain_columns(data if complete.all() else data.loc[complete, needed], needed)
-        built = _build_pieces(parsed, used, glm_family, checked_contrasts)
+        if as_given and complete.all():
+            used, used_table = data, table
+        else:
+            used = plain_columns(data if complete.all() else data.loc[complete, needed], needed)
+            used_table = ColumnTable(used)
+        built = _build_pieces(parsed, used_table, glm_family, checked_contrasts)
         w = None if w_all is None else w_all[complete]
         off = None if off_all is None else off_all[complete]
         nan_rows = np.zeros(len(used), dtype=bool)
         for what, names, values in built.pieces(parsed.response):
-            check_finite_columns(values, names, what, used.index)
-            nan_rows |= nan_cells(values, names, reasons)
+            nan_rows |= checked_nan_rows(values, names, what, used.index, reasons)
         if not nan_rows.any():
             break
         complete[np.flatnonzero(complete)[nan_rows]] = False
@@ -511,7 +527,10 @@ def build_design(
 
     terms: list[RandomTerm] = []
     for spec, builder, z in built.random:
-        codes, levels = group_codes(used, spec.group_factors)
+        if used_table is table and spec.group_factors in groups:
+            codes, levels = groups[spec.group_factors]
+        else:
+            codes, levels = group_codes(used_table, spec.group_factors)
         # a GLMM's response carries its own variance, so observation-level random effects
         # are identifiable there (lme4's glmerControl ignores these checks)
         check_grouping(spec.group_name, len(levels), len(used), per_row_ok=glm_family is not None)

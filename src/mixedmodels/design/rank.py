@@ -5,8 +5,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.linalg as sla
 
 from mixedmodels.errors import RankDeficiencyWarning
+
+_TRTRS = sla.lapack.dtrtrs
 
 
 def independent_columns(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
@@ -42,7 +45,7 @@ def independent_columns_of_gram(cross: np.ndarray, n: int, tol: float = 1e-7) ->
             continue
         k = len(kept)
         g = gram[kept, j]
-        w = np.linalg.solve(low[:k, :k], g) if k else g
+        w = _TRTRS(low[:k, :k], g, lower=1)[0] if k else g  # the factor is triangular
         schur = gram[j, j] - float(w @ w)
         if schur > tol**2 * gram[j, j]:
             low[k, :k] = w

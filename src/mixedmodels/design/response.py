@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mixedmodels.design.evaluate import ColumnTable
 from mixedmodels.design.matrices import response_vector
 from mixedmodels.errors import DataError, FormulaError
 from mixedmodels.formula.expr import Call, deparse, parse_expression
@@ -27,7 +28,7 @@ def _cbind_arguments(text: str) -> tuple[str, str] | None:
 
 
 def glm_response(
-    data: pd.DataFrame, text: str, family: str
+    data: pd.DataFrame | ColumnTable, text: str, family: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``(y, trials)`` for the response expression ``text``.
 

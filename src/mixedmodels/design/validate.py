@@ -65,6 +65,8 @@ def check_frame(data: object, what: str = "data") -> pd.DataFrame:
         For anything else (a dict, an array), or duplicated column names (naming them).
     """
     data = as_pandas(data, what)
+    if data.columns.is_unique:  # cached by pandas: no pass over the names
+        return data
     duplicated = data.columns[data.columns.duplicated()]
     if len(duplicated):
         names = ", ".join(repr(c) for c in dict.fromkeys(duplicated))
@@ -78,7 +80,7 @@ def missing_mask(column: pd.Series) -> np.ndarray:
     columns, NaT, an unknown category."""
     dtype = column.dtype
     if isinstance(dtype, pd.CategoricalDtype):
-        return column.cat.codes.to_numpy() < 0
+        return column.array.codes < 0  # the codes themselves: no Series built
     if isinstance(dtype, np.dtype):
         if dtype.kind in "iub":
             return np.zeros(len(column), dtype=bool)
@@ -96,24 +98,42 @@ def plain_columns(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     every builder reads alike; ``frame`` itself when there are none."""
     converted = {}
     for name in names:
-        column = frame[name]
-        dtype = column.dtype
-        if isinstance(dtype, (np.dtype, pd.CategoricalDtype)):
-            continue
-        if pd.api.types.is_bool_dtype(dtype):
-            converted[name] = column.to_numpy(dtype=bool)
-        elif pd.api.types.is_integer_dtype(dtype):
-            converted[name] = column.to_numpy(dtype=np.int64)
-        elif pd.api.types.is_float_dtype(dtype):
-            converted[name] = column.to_numpy(dtype=float, na_value=np.nan)
-        elif isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA:
-            converted[name] = column.to_numpy(dtype=object, na_value=None)
+        values = plain_values(frame[name])
+        if values is not None:
+            converted[name] = values
     if not converted:
         return frame
     out = frame.loc[:, list(dict.fromkeys(names))].copy()
     for name, values in converted.items():
         out[name] = values
     return out
+
+
+def plain_values(column: pd.Series) -> np.ndarray | None:
+    """A nullable column (``boolean``, ``Int64``, ``Float64``, ``string``) as a plain numpy
+    array (:func:`plain_columns`); None for a column that needs no conversion."""
+    dtype = column.dtype
+    if not needs_plain(dtype):
+        return None
+    if pd.api.types.is_bool_dtype(dtype):
+        return column.to_numpy(dtype=bool)
+    if pd.api.types.is_integer_dtype(dtype):
+        return column.to_numpy(dtype=np.int64)
+    if pd.api.types.is_float_dtype(dtype):
+        return column.to_numpy(dtype=float, na_value=np.nan)
+    return column.to_numpy(dtype=object, na_value=None)
+
+
+def needs_plain(dtype: object) -> bool:
+    """Whether :func:`plain_values` converts a column of ``dtype`` (a nullable one)."""
+    if isinstance(dtype, (np.dtype, pd.CategoricalDtype)):
+        return False
+    return (
+        pd.api.types.is_bool_dtype(dtype)
+        or pd.api.types.is_integer_dtype(dtype)
+        or pd.api.types.is_float_dtype(dtype)
+        or (isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA)
+    )
 
 
 def is_numeric(column: pd.Series) -> bool:
@@ -259,6 +279,28 @@ def nan_cells(matrix: np.ndarray, names: Sequence[str], counts: dict[str, int]) 
         label = f"{_column_name(names, int(j))} (NaN produced)"
         counts[label] = counts.get(label, 0) + int(nan[:, j].sum())
     return nan.any(axis=1)
+
+
+def checked_nan_rows(
+    matrix: np.ndarray,
+    names: Sequence[str],
+    what: str,
+    index: pd.Index | None,
+    counts: dict[str, int],
+) -> np.ndarray:
+    """:func:`check_finite_columns` and then :func:`nan_cells` of a built vector or matrix,
+    with one pass over the values when they are all finite and of a usable magnitude (the
+    usual case): the columns' largest magnitudes decide, and only when one is not finite
+    or out of range are the two checks run to name the column and count its rows."""
+    values = matrix.reshape(matrix.shape[0], -1)
+    if values.size:
+        with np.errstate(invalid="ignore"):
+            largest = np.max(np.abs(values), axis=0, initial=0.0)  # NaN and inf propagate
+        usable = (largest <= MAX_MAGNITUDE) & ((largest == 0) | (largest >= MIN_MAGNITUDE))
+        if usable.all():
+            return np.zeros(values.shape[0], dtype=bool)
+    check_finite_columns(matrix, names, what, index)
+    return nan_cells(matrix, names, counts)
 
 
 def check_finite_columns(

@@ -124,8 +124,9 @@ def _optimize(
     ftol = 1e-10 if problem.dense_objective is not None else 1e-8
     upper = problem.theta_upper_bounds()
     x0 = np.clip(x0, lower, upper)
-    result = minimize_bounded(
-        problem.objective, x0, lower, upper=upper, initial_step=initial_step, ftol_abs=ftol
+    result = minimize_bounded(  # the profiled objective is a function of theta alone
+        problem.objective, x0, lower, upper=upper, initial_step=initial_step, ftol_abs=ftol,
+        pure=True,
     )
     theta = result.x.copy()
     best = result.fun
