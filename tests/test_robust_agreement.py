@@ -28,9 +28,6 @@ CASES = sorted(p.stem for p in HERE.glob("*.json"))
 # fits that are wrong today in files owned by other engineers (see the report of branch
 # `robust`); each is a strict xfail, so the fix turns it into a failure to be removed
 KNOWN = {
-    "sleep_const_weights": "optim/start.py: the per-level regression start uses the "
-    "unweighted r'r against weighted Z'WZ grams, so with weights ~1e-3 the start is theta "
-    "~1e-3 and BOBYQA stops on the boundary (logLik 11.4 below lme4's)",
     "sim_gamma_inverse": "core/pirls.py: glm_start halves failing IRLS steps towards "
     "beta = 0, where the inverse link's mean is infinite, so the fit stops with 'penalized "
     "deviance is not finite at the start' where lme4 fits",
