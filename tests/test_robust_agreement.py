@@ -42,9 +42,6 @@ KNOWN = {
         "covariance from 2 parameters plus the residual: identifiable)"
         for st in ("ar1", "cs")
     },
-    "sim_factor_response_unused_level": "design/response.py: a factor response's unused "
-    "first level is not dropped (lme4's model.frame drops it), so 'no' and 'yes' both count "
-    "as successes",
 }
 
 

@@ -22,12 +22,6 @@ def _binary_frame() -> pd.DataFrame:
     return pd.DataFrame({"x": x, "g": g.astype(str), "outcome": np.where(yes, "yes", "no")})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design/response.py: a factor response's unused first category is taken as the "
-    "failure level, so every observed level counts as a success (lme4's model.frame drops "
-    "unused levels first: 'no' is the failure)",
-)
 def test_unused_category_of_a_factor_response_changes_nothing():
     """R: the first level of a factor response is failure, all others success, after
     ``model.frame(drop.unused.levels = TRUE)``.  An unused category in front must therefore
