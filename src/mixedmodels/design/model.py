@@ -31,6 +31,7 @@ from mixedmodels.design.smooths import (
 from mixedmodels.design.validate import (
     check_finite_columns,
     check_frame,
+    check_hashable_cells,
     check_model_column,
     is_numeric,
     missing_mask,
@@ -441,6 +442,8 @@ def build_design(
     )
     for name in dict.fromkeys(modelled):
         check_model_column(data[name], name)
+    for name in needed:
+        check_hashable_cells(data[name], name)
     w_all = vector_argument(weights, data, "weights", positive=True)
     off_all = vector_argument(offset, data, "offset")
     checked_contrasts = _checked_contrasts(contrasts, data)
