@@ -40,11 +40,6 @@ def test_unused_category_of_a_factor_response_changes_nothing():
     np.testing.assert_allclose(got.fixef, expected.fixef, rtol=1e-8)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design/evaluate.py: poly() builds its list of degree column names before checking "
-    "the degree against the number of distinct values (poly(Days, 1e10) ran for ever)",
-)
 def test_poly_degree_is_checked_before_anything_is_built():
     """``poly(Days, 1e10)`` allocated a list of 1e10 names (hung, then out of memory) before
     the check "'degree' must be less than the number of distinct values".  Here degree 1e6
@@ -62,11 +57,6 @@ def test_poly_degree_is_checked_before_anything_is_built():
     assert peak < 5_000_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design/evaluate.py: a column of unhashable cells (lists, dicts) reaches "
-    "pandas.factorize and raises a raw TypeError",
-)
 @pytest.mark.parametrize("cell", [[1, 2], {"a": 1}])
 def test_column_of_unhashable_cells_is_a_data_error(cell):
     """A predictor or grouping column whose cells are lists or dicts (e.g. JSON read into a

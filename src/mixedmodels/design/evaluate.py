@@ -386,18 +386,22 @@ class Interpreter:
         if not (degree >= 1 and float(degree).is_integer()):
             raise DataError(f"{what}: 'degree' must be a whole number >= 1, got {degree:g}")
         degree = int(degree)
-        suffixes = [str(j + 1) for j in range(degree)]
         x = np.broadcast_to(x, (len(self.data),)).astype(float)
-        if raw:
-            return Matrix(np.column_stack([x ** (j + 1) for j in range(degree)]), suffixes)
         key = f"poly:{deparse(call)}"
         if key not in self.state:
+            # checked before anything of size `degree` is built (raw = TRUE too: its powers
+            # of x beyond the distinct values are collinear)
             distinct = np.unique(x[~np.isnan(x)]).size
             if degree >= distinct:
                 raise DataError(
                     f"{what}: 'degree' ({degree}) must be less than the number of distinct "
                     f"values ({distinct})"
                 )
+        suffixes = [str(j + 1) for j in range(degree)]
+        if raw:
+            self.state[key] = None
+            return Matrix(np.column_stack([x ** (j + 1) for j in range(degree)]), suffixes)
+        if key not in self.state:
             columns, alpha, norm2 = orthogonal_polynomials(x, degree)
             self.state[key] = (alpha, norm2)
             return Matrix(columns, suffixes)
