@@ -183,6 +183,10 @@ class ModelDesign:
     prototypes: Mapping[str, pd.Series] = field(default_factory=dict)
     model_levels: Mapping[str, dict[str, object]] = field(default_factory=dict)
     smooths: list[SmoothLayout] = field(default_factory=list)  # s(...), t2(...) terms
+    # the offset= argument: the column it named (read from new rows by predict), or True
+    # when it was given as values (they describe the fitted rows only)
+    offset_column: str | None = None
+    offset_values_given: bool = False
 
     @property
     def n(self) -> int:
@@ -563,6 +567,8 @@ def build_design(
         prototypes=LazyTable(_prototypes, data, tuple(needed)),
         model_levels=LazyTable(_model_levels, parsed, used),
         smooths=layouts,
+        offset_column=offset if isinstance(offset, str) else None,
+        offset_values_given=offset is not None and not isinstance(offset, str),
     )
 
 
