@@ -1683,36 +1683,61 @@ def tweedie_log_series(y: np.ndarray, phi: float, power: float) -> np.ndarray:
         lo = np.maximum(1.0, peak[todo] - width[todo])
         hi = peak[todo] + width[todo]
         counts = (hi - lo + 1).astype(np.int64)
-        row = np.repeat(np.arange(todo.size), counts)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        # j = lo + (k - start) of its row: whole numbers, so (lo - start) + k is the same
-        j = (lo - starts)[row] + np.arange(row.size)
-        top_j = float(hi.max())
-        if top_j < j.size:
-            # log j! and log Gamma(-j alpha) from tables over the integers up to the largest
-            # j (j is an integer: the same gammaln values, computed once per j, not per
-            # term; where the table would be longer than the terms, they are computed)
-            table_j = np.arange(top_j + 1.0)
-            index = j.astype(np.intp)
-            log_factorial = special.gammaln(1.0 + table_j)[index]
-            log_gamma = special.gammaln(-alpha * table_j)[index]
-        else:
-            log_factorial = special.gammaln(1.0 + j)
-            log_gamma = special.gammaln(-alpha * j)
-        terms = j * log_z[todo][row]
-        terms -= log_factorial
-        terms -= log_gamma
-        top = np.maximum.reduceat(terms, starts)
-        scaled = terms - top[row]
-        np.exp(scaled, out=scaled)
-        total = np.add.reduceat(scaled, starts)
-        first, last = terms[starts], terms[starts + counts - 1]
+        top, total = np.empty(todo.size), np.empty(todo.size)
+        first, last = np.empty(todo.size), np.empty(todo.size)
+        # rows in chunks of at most TWEEDIE_CHUNK terms (one row at least): a small phi
+        # (a near-constant response) gives windows of ~1e6 terms per row
+        ends = np.cumsum(counts)
+        begin = 0
+        while begin < todo.size:
+            stop = max(int(np.searchsorted(ends, ends[begin] - counts[begin] + TWEEDIE_CHUNK,
+                                           side="right")), begin + 1)
+            part = slice(begin, stop)
+            top[part], total[part], first[part], last[part] = _tweedie_windows(
+                lo[part], hi[part], counts[part], log_z[todo[part]], alpha
+            )
+            begin = stop
         done = ((lo == 1.0) | (first < top - 37.0)) & (last < top - 37.0)
         done |= width[todo] >= 1 << 20
         out[todo[done]] = top[done] + np.log(total[done])
         todo = todo[~done]
         width[todo] *= 2.0
     return out
+
+
+TWEEDIE_CHUNK = 1 << 23  # terms summed at once by tweedie_log_series (64 MB per array)
+
+
+def _tweedie_windows(
+    lo: np.ndarray, hi: np.ndarray, counts: np.ndarray, log_z: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For rows summing ``W_j`` over ``lo <= j <= hi``: the largest log term, the sum of
+    the terms scaled by it, and the first and last log terms (see
+    :func:`tweedie_log_series`)."""
+    row = np.repeat(np.arange(lo.size), counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    # j = lo + (k - start) of its row: whole numbers, so (lo - start) + k is the same
+    j = (lo - starts)[row] + np.arange(row.size)
+    top_j = float(hi.max())
+    if top_j < j.size:
+        # log j! and log Gamma(-j alpha) from tables over the integers up to the largest
+        # j (j is an integer: the same gammaln values, computed once per j, not per
+        # term; where the table would be longer than the terms, they are computed)
+        table_j = np.arange(top_j + 1.0)
+        index = j.astype(np.intp)
+        log_factorial = special.gammaln(1.0 + table_j)[index]
+        log_gamma = special.gammaln(-alpha * table_j)[index]
+    else:
+        log_factorial = special.gammaln(1.0 + j)
+        log_gamma = special.gammaln(-alpha * j)
+    terms = j * log_z[row]
+    terms -= log_factorial
+    terms -= log_gamma
+    top = np.maximum.reduceat(terms, starts)
+    scaled = terms - top[row]
+    np.exp(scaled, out=scaled)
+    total = np.add.reduceat(scaled, starts)
+    return top, total, terms[starts], terms[starts + counts - 1]
 
 
 class Tweedie(LikelihoodFamily):
