@@ -28,9 +28,6 @@ CASES = sorted(p.stem for p in HERE.glob("*.json"))
 # fits that are wrong today in files owned by other engineers (see the report of branch
 # `robust`); each is a strict xfail, so the fix turns it into a failure to be removed
 KNOWN = {
-    "sim_gamma_inverse": "core/pirls.py: glm_start halves failing IRLS steps towards "
-    "beta = 0, where the inverse link's mean is infinite, so the fit stops with 'penalized "
-    "deviance is not finite at the start' where lme4 fits",
     "cbpp_cbind_prior_weights": "core/families.py + design/response.py: with a cbind "
     "response and prior weights w the binomial log-likelihood is taken as dbinom(w k, w n) "
     "(trials times the weight) where R's binomial()$aic uses w * dbinom(k, n): same estimates, "
