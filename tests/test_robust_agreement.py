@@ -32,13 +32,6 @@ KNOWN = {
     "response and prior weights w the binomial log-likelihood is taken as dbinom(w k, w n) "
     "(trials times the weight) where R's binomial()$aic uses w * dbinom(k, n): same estimates, "
     "logLik/AIC off by the binomial coefficients",
-    **{
-        f"orthodont_{st}_glmmtmb": "design/model.py: lme4's check 'number of observations <= "
-        "number of random effects' is applied to structured terms too, where glmmTMB fits "
-        f"{st}(0 + agef | Subject) with one observation per subject and age (4 x 4 "
-        "covariance from 2 parameters plus the residual: identifiable)"
-        for st in ("ar1", "cs")
-    },
 }
 
 

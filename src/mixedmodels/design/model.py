@@ -323,6 +323,35 @@ class _Built:
         return out
 
 
+def _absorbs_residual(structure: CovarianceStructure) -> bool:
+    """Whether ``Sigma(theta) + c I`` stays in the structure's family near a generic theta
+    (the residual variance is then confounded with the term when each level has a row per
+    column): the Jacobian of ``(theta, c) -> vech(Lambda Lambda' + c I)`` has rank below
+    ``n_theta + 1``.  Central differences at a fixed theta inside the bounds."""
+    k, p = structure.n_theta, structure.p
+    u = 0.35 + 0.3 * ((np.arange(k) * 0.6180339887) % 1.0)
+    lo, hi = structure.lower_bounds(), structure.upper_bounds()
+    theta = np.where(np.isfinite(lo), lo, 0.0) + u
+    both = np.isfinite(lo) & np.isfinite(hi)
+    theta[both] = lo[both] + (hi[both] - lo[both]) * u[both]
+    theta[~np.isfinite(lo) & np.isfinite(hi)] = (hi - u)[~np.isfinite(lo) & np.isfinite(hi)]
+    rows, cols = np.tril_indices(p)
+
+    def vech(t: np.ndarray) -> np.ndarray:
+        lam = structure.lambda_matrix(t)
+        return (lam @ lam.T)[rows, cols]
+
+    h = 1e-6
+    columns = []
+    for j in range(k):
+        step = np.zeros(k)
+        step[j] = h
+        columns.append((vech(theta + step) - vech(theta - step)) / (2 * h))
+    columns.append((rows == cols).astype(float))  # d/dc of c I
+    sv = np.linalg.svd(np.column_stack(columns), compute_uv=False)
+    return int(np.sum(sv > 1e-6 * sv[0])) < k + 1
+
+
 def _build_pieces(
     parsed: ParsedFormula,
     used: pd.DataFrame,
@@ -524,16 +553,21 @@ def build_design(
         check_grouping(spec.group_name, len(levels), len(used), per_row_ok=glm_family is not None)
         if z.shape[1] == 0:
             raise FormulaError(f"random-effect term {spec} has no columns", formula)
+        structure = None
+        if spec.structure is not None:  # diag(x | g), cs(...), ...: the formula's structure
+            structure = STRUCTURES[spec.structure](z.shape[1])
         too_many = len(levels) * z.shape[1] >= len(used) and z.shape[1] > 1
+        # lme4's check is for unstructured terms, whose Sigma + c I absorbs the residual;
+        # structures that cannot (ar1, glmmTMB's cs over 3+ columns) stay identifiable
+        # with one row per level and column, as glmmTMB fits them
+        if too_many and structure is not None and not _absorbs_residual(structure):
+            too_many = False
         if too_many and glm_family is None:
             raise DataError(
                 f"number of observations ({len(used)}) <= number of random effects "
                 f"({len(levels) * z.shape[1]}) for term {spec}; its variances are "
                 "unidentifiable"
             )
-        structure = None
-        if spec.structure is not None:  # diag(x | g), cs(...), ...: the formula's structure
-            structure = STRUCTURES[spec.structure](z.shape[1])
         terms.append(RandomTerm(spec, builder.column_names, levels, codes, z, builder, structure))
     smooth_terms = _smooth_random_terms(built.smooths)
     terms = lme4_term_order(terms + smooth_terms)
