@@ -357,13 +357,14 @@ def _build_pieces(
     used: pd.DataFrame,
     glm_family: str | None,
     contrasts: dict[str, str],
+    max_columns: int | None = None,
 ) -> _Built:
     if glm_family is None:
         y, trials = response_vector(used, parsed.response), None
     else:
         y, trials = glm_response(used, parsed.response, glm_family)
     fixed_builder = MatrixBuilder(parsed.fixed, contrasts=contrasts)
-    X_full = fixed_builder.build(used)
+    X_full = fixed_builder.build(used, max_columns)  # counted before it is built
     random = []
     for spec in parsed.random:
         builder = MatrixBuilder(spec.expr)
@@ -509,7 +510,9 @@ def build_design(
                 + (f" ({_reason_text(reasons)})" if reasons else "")
             )
         used = plain_columns(data if complete.all() else data.loc[complete, needed], needed)
-        built = _build_pieces(parsed, used, glm_family, checked_contrasts)
+        built = _build_pieces(
+            parsed, used, glm_family, checked_contrasts, len(used) - 1 if require_random else None
+        )
         w = None if w_all is None else w_all[complete]
         off = None if off_all is None else off_all[complete]
         nan_rows = np.zeros(len(used), dtype=bool)
