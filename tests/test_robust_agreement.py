@@ -25,14 +25,9 @@ import mixedmodels as mm
 HERE = Path(__file__).parent / "reference" / "robust"
 CASES = sorted(p.stem for p in HERE.glob("*.json"))
 
-# fits that are wrong today in files owned by other engineers (see the report of branch
-# `robust`); each is a strict xfail, so the fix turns it into a failure to be removed
-KNOWN = {
-    "cbpp_cbind_prior_weights": "core/families.py + design/response.py: with a cbind "
-    "response and prior weights w the binomial log-likelihood is taken as dbinom(w k, w n) "
-    "(trials times the weight) where R's binomial()$aic uses w * dbinom(k, n): same estimates, "
-    "logLik/AIC off by the binomial coefficients",
-}
+# fits known to be wrong, each a strict xfail with its reason (so a fix turns it into a
+# failure to be removed); the robustness review's entries were fixed on branch `xfix`
+KNOWN: dict[str, str] = {}
 
 
 def load(name: str) -> tuple[dict, pd.DataFrame]:

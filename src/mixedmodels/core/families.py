@@ -379,9 +379,18 @@ class Family(ABC):
         values"), or None."""
         return None
 
-    def aic(self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray, deviance: float) -> float:
+    def aic(
+        self,
+        y: np.ndarray,
+        mu: np.ndarray,
+        weights: np.ndarray,
+        deviance: float,
+        trials: np.ndarray | None = None,
+    ) -> float:
         """R's ``family$aic``: ``-2 sum log p(y_i | mu_i)``; for families with a dispersion
-        parameter it is estimated from ``deviance`` and ``+ 2`` is added, as R does."""
+        parameter it is estimated from ``deviance`` and ``+ 2`` is added, as R does.
+        ``trials``: a binomial ``cbind`` response's totals (``weights`` then holds the prior
+        weights times them)."""
         return -2.0 * float(np.sum(self.log_density(y, mu, weights)))
 
     def objective_term(
@@ -657,6 +666,16 @@ class Binomial(Family):
         trials = np.round(weights)
         return stats.binom.logpmf(np.round(weights * y), trials, mu)
 
+    def aic(self, y, mu, weights, deviance, trials=None):
+        """R's ``binomial()$aic``: ``-2 sum (wt / m) log dbinom(round(m y), round(m), mu)``
+        with ``wt`` the weights and ``m`` the cbind trials when some exceed 1 (so prior
+        weights ``w`` count as ``w log dbinom(k, n)``), else ``m = wt``."""
+        if trials is None or not np.any(trials > 1):
+            return super().aic(y, mu, weights, deviance)
+        share = np.divide(weights, trials, out=np.zeros(len(trials)), where=trials > 0)
+        log_p = stats.binom.logpmf(np.round(trials * y), np.round(trials), mu)
+        return -2.0 * float(np.sum(share * log_p))
+
     def start_mu(self, y, weights):
         """``(w y + 1/2) / (w + 1)``."""
         return (weights * y + 0.5) / (weights + 1)
@@ -741,7 +760,7 @@ class _DispersionFamily(Family):
     def log_density(self, y, mu, weights, dispersion: float = 1.0):
         """``log p(y_i | mu_i, phi)`` as R's ``family$aic`` sums it."""
 
-    def aic(self, y, mu, weights, deviance):
+    def aic(self, y, mu, weights, deviance, trials=None):
         phi = self.aic_dispersion(y, weights, deviance)
         return -2.0 * float(np.sum(self.log_density(y, mu, weights, phi))) + 2.0
 
