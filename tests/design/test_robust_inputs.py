@@ -91,3 +91,15 @@ def test_too_many_fixed_columns_are_refused_before_they_are_built():
     finally:
         tracemalloc.stop()
     assert peak < 20_000_000
+
+
+def test_raw_poly_degree_is_checked_on_the_fitted_rows_only():
+    """``raw = TRUE``: the same check on the fitted rows (sleepstudy's Days has 10 distinct
+    values), none on new rows, where the degree is the fit's: a prediction for one row
+    (one distinct value, below the degree) equals the fitted value of that row (1e-10)."""
+    sleep = mm.datasets.load("sleepstudy")
+    with pytest.raises(mm.DataError, match=r"'degree' \(10\) must be less than"):
+        mm.lmer("Reaction ~ poly(Days, 10, raw = TRUE) + (1 | Subject)", sleep)
+    fit = mm.lmer("Reaction ~ poly(Days, 3, raw = TRUE) + (1 | Subject)", sleep)
+    one = sleep.iloc[[17]]
+    np.testing.assert_allclose(fit.predict(one), fit.fitted[17:18], rtol=1e-10)

@@ -197,12 +197,22 @@ class Interpreter:
         read when present (new data).
     text : str, optional
         The text the trees were parsed from, for located errors.
+    learning : bool
+        The rows are the fit's (a model matrix's first build): checks that hold for the
+        fitted rows only (a raw polynomial's degree below the distinct values) apply.
     """
 
-    def __init__(self, data: pd.DataFrame, state: dict[str, object], text: str | None = None):
+    def __init__(
+        self,
+        data: pd.DataFrame,
+        state: dict[str, object],
+        text: str | None = None,
+        learning: bool = False,
+    ):
         self.data = data
         self.state = state
         self.text = text
+        self.learning = learning
 
     # ----------------------------------------------------------------- helpers
     def _error(self, message: str, node: Node) -> FormulaError:
@@ -388,9 +398,9 @@ class Interpreter:
         degree = int(degree)
         x = np.broadcast_to(x, (len(self.data),)).astype(float)
         key = f"poly:{deparse(call)}"
-        if key not in self.state:
-            # checked before anything of size `degree` is built (raw = TRUE too: its powers
-            # of x beyond the distinct values are collinear)
+        if (self.learning if raw else key not in self.state):
+            # checked before anything of size `degree` is built (raw = TRUE too, on the
+            # fitted rows: its powers of x beyond the distinct values are collinear)
             distinct = np.unique(x[~np.isnan(x)]).size
             if degree >= distinct:
                 raise DataError(
@@ -399,7 +409,6 @@ class Interpreter:
                 )
         suffixes = [str(j + 1) for j in range(degree)]
         if raw:
-            self.state[key] = None
             return Matrix(np.column_stack([x ** (j + 1) for j in range(degree)]), suffixes)
         if key not in self.state:
             columns, alpha, norm2 = orthogonal_polynomials(x, degree)

@@ -167,7 +167,7 @@ class MatrixBuilder:
 
     # -------------------------------------------------------------- private
     def _values(self, data: pd.DataFrame) -> list[Value]:
-        interpreter = Interpreter(data, self._state, self.rhs)
+        interpreter = Interpreter(data, self._state, self.rhs, learning=not self._codings)
         return [interpreter.evaluate(v) for v in self.structure.variables]
 
     def _learn(self, values: list[Value]) -> None:
