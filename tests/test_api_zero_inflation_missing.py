@@ -1,9 +1,8 @@
 """A missing value in a column only the zero-inflation formula reads: glmmTMB drops the row
 (its ``na.action`` covers every formula), as mm.glmer drops rows with missing values in
-any other column the model reads, with a RowsDroppedWarning.  Today it is a DataError
-("the zero-inflation formula '~z' reads a missing or non-finite value on a row the model
-uses").  Fix (for the owner of api.py): add the zi formula's columns to the columns whose
-missing values drop rows before the design is built (one count in the warning)."""
+any other column the model reads, with a RowsDroppedWarning (one count in the warning).
+It was a DataError ("the zero-inflation formula '~z' reads a missing or non-finite value
+on a row the model uses")."""
 
 from __future__ import annotations
 
@@ -26,11 +25,6 @@ def _data() -> pd.DataFrame:
     return pd.DataFrame({"y": y, "x": x, "z": z, "g": g.astype(str)})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api.py: a missing value in a zi-only column is a DataError instead of dropping "
-    "the row with a count, as every other column the model reads does (glmmTMB drops it)",
-)
 def test_missing_zero_inflation_covariate_drops_its_rows():
     data = _data()
     holed = data.assign(z=data.z.where(~data.index.isin([3, 50, 77])))

@@ -25,30 +25,9 @@ import mixedmodels as mm
 HERE = Path(__file__).parent / "reference" / "robust"
 CASES = sorted(p.stem for p in HERE.glob("*.json"))
 
-# fits that are wrong today in files owned by other engineers (see the report of branch
-# `robust`); each is a strict xfail, so the fix turns it into a failure to be removed
-KNOWN = {
-    "sleep_const_weights": "optim/start.py: the per-level regression start uses the "
-    "unweighted r'r against weighted Z'WZ grams, so with weights ~1e-3 the start is theta "
-    "~1e-3 and BOBYQA stops on the boundary (logLik 11.4 below lme4's)",
-    "sim_gamma_inverse": "core/pirls.py: glm_start halves failing IRLS steps towards "
-    "beta = 0, where the inverse link's mean is infinite, so the fit stops with 'penalized "
-    "deviance is not finite at the start' where lme4 fits",
-    "cbpp_cbind_prior_weights": "core/families.py + design/response.py: with a cbind "
-    "response and prior weights w the binomial log-likelihood is taken as dbinom(w k, w n) "
-    "(trials times the weight) where R's binomial()$aic uses w * dbinom(k, n): same estimates, "
-    "logLik/AIC off by the binomial coefficients",
-    **{
-        f"orthodont_{st}_glmmtmb": "design/model.py: lme4's check 'number of observations <= "
-        "number of random effects' is applied to structured terms too, where glmmTMB fits "
-        f"{st}(0 + agef | Subject) with one observation per subject and age (4 x 4 "
-        "covariance from 2 parameters plus the residual: identifiable)"
-        for st in ("ar1", "cs")
-    },
-    "sim_factor_response_unused_level": "design/response.py: a factor response's unused "
-    "first level is not dropped (lme4's model.frame drops it), so 'no' and 'yes' both count "
-    "as successes",
-}
+# fits known to be wrong, each a strict xfail with its reason (so a fix turns it into a
+# failure to be removed); the robustness review's entries were fixed on branch `xfix`
+KNOWN: dict[str, str] = {}
 
 
 def load(name: str) -> tuple[dict, pd.DataFrame]:

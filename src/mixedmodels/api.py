@@ -23,8 +23,9 @@ from mixedmodels.core.pirls import GlmmProblem, PirlsError
 from mixedmodels.core.variance_functions import VarianceFunction
 from mixedmodels.design import build_design
 from mixedmodels.design.matrices import MatrixBuilder
+from mixedmodels.design.rsyntax import variables_of
 from mixedmodels.design.sources import RowSource, row_source
-from mixedmodels.design.validate import degenerate_glm_response
+from mixedmodels.design.validate import degenerate_glm_response, missing_mask
 from mixedmodels.errors import (
     ArgumentError,
     ConvergenceError,
@@ -350,9 +351,15 @@ def glmer(
             f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) is for families without a "
             f"dispersion parameter; the {family.name} family is fitted by Laplace (n_agq=1)"
         )
+    # rows missing a column only zi reads are dropped (and counted) like any other's
+    model_data, zi_dropped = _zi_complete_rows(zi, data)
     design = build_design(
-        formula, data, weights=weights, offset=offset, glm_family=family.name, contrasts=contrasts
+        formula, model_data, weights=weights, offset=offset, glm_family=family.name,
+        contrasts=contrasts,
     )
+    if zi_dropped:
+        design.n_dropped += sum(zi_dropped.values())
+        design.dropped_by = {**design.dropped_by, **zi_dropped}
     _warn_dropped_rows(design)
     if n_agq > 1 and (len(design.terms) != 1 or design.terms[0].block.p != 1):
         raise ArgumentError(
@@ -361,7 +368,7 @@ def glmer(
         )
     zero_inflation = None
     if zi is not None:
-        X_zi, zi_names, zero_inflation = _zi_matrix(zi, design, data)
+        X_zi, zi_names, zero_inflation = _zi_matrix(zi, design, model_data)
         family = ZeroInflated(family, X_zi, zi_names)
     if n_agq == 0 and family.extra_names:
         raise ArgumentError(
@@ -444,6 +451,26 @@ def _zi_base(family: Family) -> Family:
             f"log link, not {family.name} ({family.link.name})"
         )
     return cls()
+
+
+def _zi_complete_rows(zi: str | None, data: object) -> tuple[object, dict[str, int]]:
+    """``data`` without the rows missing a value in a column that only the zero-inflation
+    formula ``zi`` reads (glmmTMB's ``na.action`` covers every formula), and the count per
+    column; ``data`` itself when there are none."""
+    if zi is None or not isinstance(data, pd.DataFrame) or not zi.strip().startswith("~"):
+        return data, {}
+    rhs = zi.strip()[1:].strip()
+    if not rhs or "|" in rhs:
+        return data, {}
+    keep = np.ones(len(data), dtype=bool)
+    dropped: dict[str, int] = {}
+    for name in variables_of(rhs):
+        if name in data.columns:
+            gone = missing_mask(data[name]) & keep
+            if gone.any():
+                dropped[name] = int(gone.sum())
+                keep &= ~gone
+    return (data.loc[keep] if dropped else data), dropped
 
 
 def _zi_matrix(

@@ -3,12 +3,12 @@ includes ``sum log w``) is unchanged, sigma scales by ``sqrt(c)`` (``Var e_i = s
 w_i``) and theta, the random effects' sd relative to sigma, by ``1 / sqrt(c)``.
 R agrees (lme4 1.1-31: logLik -871.8141 for c = 1, 1e3, 1e-3, 1e-8 on sleepstudy).
 
-Today the default start of a single vector term (optim/start.py,
+Before the fix the default start of a single vector term (optim/start.py,
 ``_per_level_regression_start``) takes ``rr = r'r`` unweighted against the weighted grams
 ``Z'WZ`` / ``Z'Wr``; with c ~ 1e-3 the moment estimate collapses to theta ~ 1e-3 and BOBYQA
 stops on the boundary, 11.4 below the optimum (c = 1e-3, 3e-4, 1e-5 fail; 1e-2, 1e-4, 1e-6
-happen to work).  Fix (for the owner of optim/start.py): ``rr = r @ (w * r)`` with the
-problem's weights (checked: all c then agree to 1e-12 in logLik and 1e-5 in theta)."""
+happen to work).  Now ``rr = r'Wr`` with the problem's weights (in-memory and
+out-of-core starts): every c gives the unweighted fit."""
 
 from __future__ import annotations
 
@@ -22,12 +22,6 @@ import mixedmodels as mm
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="optim/start.py: the per-level regression start mixes unweighted r'r with "
-    "weighted grams, so constant weights ~1e-3 start theta at ~1e-3 and the fit stops on "
-    "the boundary",
-)
 def test_constant_weights_give_the_unweighted_fit():
     sleep = mm.datasets.load("sleepstudy")
     base = mm.lmer(FORMULA, sleep)

@@ -4,10 +4,9 @@ An offset written in the formula (``offset(lexpo)``) is read from newdata, so pr
 on the fitted rows equal the fitted values.  One given as ``offset="lexpo"`` (a column) or
 as an array was silently left out: the predictions on the fitted rows differed from the
 fitted values by the offset, with no warning.  lme4 evaluates the ``offset`` argument in
-newdata.  Fix (for the owner of results/fit.py and results/glmer_fit.py): a column name is
-read from newdata (ColumnNotFoundError when it is absent); an array cannot describe new rows,
-so predict(newdata) is an ArgumentError asking for ``offset=`` in predict (or the offset in
-the formula)."""
+newdata.  Now a column name is read from newdata (ColumnNotFoundError when it is absent, a
+missing value makes that row NaN); an array cannot describe new rows, so predict(newdata) is
+an ArgumentError asking for the offset as a column name or in the formula."""
 
 from __future__ import annotations
 
@@ -35,11 +34,6 @@ def test_formula_offset_is_applied_to_new_rows():
     np.testing.assert_allclose(fit.predict(data, type="response"), fit.fitted, rtol=1e-10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="results/: an offset given by offset='column' is not read from newdata in "
-    "predict (silently left out: predictions on the fitted rows differ from the fitted values)",
-)
 @pytest.mark.parametrize("family", ["poisson", "gaussian"])
 def test_offset_argument_by_column_is_read_from_newdata(family):
     data = _data()
@@ -55,15 +49,24 @@ def test_offset_argument_by_column_is_read_from_newdata(family):
     np.testing.assert_allclose(fit.predict(data, **kind), fit.fitted, rtol=1e-10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="results/: an offset given as an array is silently dropped by predict(newdata)",
-)
 def test_offset_argument_as_array_is_not_silently_dropped():
     data = _data()
     fit = mm.glmer("y ~ x + (1 | g)", data, "poisson", offset=data.lexpo.to_numpy())
-    try:
-        predicted = fit.predict(data, type="response")
-    except mm.MixedModelsError:
-        return  # refused with a package error: acceptable
-    np.testing.assert_allclose(predicted, fit.fitted, rtol=1e-10)
+    # values describe the fitted rows only: refused, naming the argument
+    with pytest.raises(mm.ArgumentError, match="offset="):
+        fit.predict(data, type="response")
+    # the fitted rows themselves keep their offset (identity with the fitted values)
+    np.testing.assert_allclose(fit.predict(type="response"), fit.fitted, rtol=1e-10)
+
+
+def test_offset_column_absent_from_newdata_is_named():
+    data = _data()
+    fit = mm.glmer("y ~ x + (1 | g)", data, "poisson", offset="lexpo")
+    with pytest.raises(mm.ColumnNotFoundError, match="lexpo"):
+        fit.predict(data.drop(columns="lexpo"))
+    # a missing offset value makes that row's prediction NaN, the others unchanged
+    holed = data.assign(lexpo=data.lexpo.where(data.index != 5))
+    got = fit.predict(holed)
+    assert np.isnan(got[5])
+    keep = np.arange(len(data)) != 5
+    np.testing.assert_allclose(got[keep], fit.predict(data)[keep], rtol=1e-12)

@@ -379,9 +379,18 @@ class Family(ABC):
         values"), or None."""
         return None
 
-    def aic(self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray, deviance: float) -> float:
+    def aic(
+        self,
+        y: np.ndarray,
+        mu: np.ndarray,
+        weights: np.ndarray,
+        deviance: float,
+        trials: np.ndarray | None = None,
+    ) -> float:
         """R's ``family$aic``: ``-2 sum log p(y_i | mu_i)``; for families with a dispersion
-        parameter it is estimated from ``deviance`` and ``+ 2`` is added, as R does."""
+        parameter it is estimated from ``deviance`` and ``+ 2`` is added, as R does.
+        ``trials``: a binomial ``cbind`` response's totals (``weights`` then holds the prior
+        weights times them)."""
         return -2.0 * float(np.sum(self.log_density(y, mu, weights)))
 
     def objective_term(
@@ -657,6 +666,16 @@ class Binomial(Family):
         trials = np.round(weights)
         return stats.binom.logpmf(np.round(weights * y), trials, mu)
 
+    def aic(self, y, mu, weights, deviance, trials=None):
+        """R's ``binomial()$aic``: ``-2 sum (wt / m) log dbinom(round(m y), round(m), mu)``
+        with ``wt`` the weights and ``m`` the cbind trials when some exceed 1 (so prior
+        weights ``w`` count as ``w log dbinom(k, n)``), else ``m = wt``."""
+        if trials is None or not np.any(trials > 1):
+            return super().aic(y, mu, weights, deviance)
+        share = np.divide(weights, trials, out=np.zeros(len(trials)), where=trials > 0)
+        log_p = stats.binom.logpmf(np.round(trials * y), np.round(trials), mu)
+        return -2.0 * float(np.sum(share * log_p))
+
     def start_mu(self, y, weights):
         """``(w y + 1/2) / (w + 1)``."""
         return (weights * y + 0.5) / (weights + 1)
@@ -741,7 +760,7 @@ class _DispersionFamily(Family):
     def log_density(self, y, mu, weights, dispersion: float = 1.0):
         """``log p(y_i | mu_i, phi)`` as R's ``family$aic`` sums it."""
 
-    def aic(self, y, mu, weights, deviance):
+    def aic(self, y, mu, weights, deviance, trials=None):
         phi = self.aic_dispersion(y, weights, deviance)
         return -2.0 * float(np.sum(self.log_density(y, mu, weights, phi))) + 2.0
 
@@ -1683,36 +1702,61 @@ def tweedie_log_series(y: np.ndarray, phi: float, power: float) -> np.ndarray:
         lo = np.maximum(1.0, peak[todo] - width[todo])
         hi = peak[todo] + width[todo]
         counts = (hi - lo + 1).astype(np.int64)
-        row = np.repeat(np.arange(todo.size), counts)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        # j = lo + (k - start) of its row: whole numbers, so (lo - start) + k is the same
-        j = (lo - starts)[row] + np.arange(row.size)
-        top_j = float(hi.max())
-        if top_j < j.size:
-            # log j! and log Gamma(-j alpha) from tables over the integers up to the largest
-            # j (j is an integer: the same gammaln values, computed once per j, not per
-            # term; where the table would be longer than the terms, they are computed)
-            table_j = np.arange(top_j + 1.0)
-            index = j.astype(np.intp)
-            log_factorial = special.gammaln(1.0 + table_j)[index]
-            log_gamma = special.gammaln(-alpha * table_j)[index]
-        else:
-            log_factorial = special.gammaln(1.0 + j)
-            log_gamma = special.gammaln(-alpha * j)
-        terms = j * log_z[todo][row]
-        terms -= log_factorial
-        terms -= log_gamma
-        top = np.maximum.reduceat(terms, starts)
-        scaled = terms - top[row]
-        np.exp(scaled, out=scaled)
-        total = np.add.reduceat(scaled, starts)
-        first, last = terms[starts], terms[starts + counts - 1]
+        top, total = np.empty(todo.size), np.empty(todo.size)
+        first, last = np.empty(todo.size), np.empty(todo.size)
+        # rows in chunks of at most TWEEDIE_CHUNK terms (one row at least): a small phi
+        # (a near-constant response) gives windows of ~1e6 terms per row
+        ends = np.cumsum(counts)
+        begin = 0
+        while begin < todo.size:
+            stop = max(int(np.searchsorted(ends, ends[begin] - counts[begin] + TWEEDIE_CHUNK,
+                                           side="right")), begin + 1)
+            part = slice(begin, stop)
+            top[part], total[part], first[part], last[part] = _tweedie_windows(
+                lo[part], hi[part], counts[part], log_z[todo[part]], alpha
+            )
+            begin = stop
         done = ((lo == 1.0) | (first < top - 37.0)) & (last < top - 37.0)
         done |= width[todo] >= 1 << 20
         out[todo[done]] = top[done] + np.log(total[done])
         todo = todo[~done]
         width[todo] *= 2.0
     return out
+
+
+TWEEDIE_CHUNK = 1 << 23  # terms summed at once by tweedie_log_series (64 MB per array)
+
+
+def _tweedie_windows(
+    lo: np.ndarray, hi: np.ndarray, counts: np.ndarray, log_z: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For rows summing ``W_j`` over ``lo <= j <= hi``: the largest log term, the sum of
+    the terms scaled by it, and the first and last log terms (see
+    :func:`tweedie_log_series`)."""
+    row = np.repeat(np.arange(lo.size), counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    # j = lo + (k - start) of its row: whole numbers, so (lo - start) + k is the same
+    j = (lo - starts)[row] + np.arange(row.size)
+    top_j = float(hi.max())
+    if top_j < j.size:
+        # log j! and log Gamma(-j alpha) from tables over the integers up to the largest
+        # j (j is an integer: the same gammaln values, computed once per j, not per
+        # term; where the table would be longer than the terms, they are computed)
+        table_j = np.arange(top_j + 1.0)
+        index = j.astype(np.intp)
+        log_factorial = special.gammaln(1.0 + table_j)[index]
+        log_gamma = special.gammaln(-alpha * table_j)[index]
+    else:
+        log_factorial = special.gammaln(1.0 + j)
+        log_gamma = special.gammaln(-alpha * j)
+    terms = j * log_z[row]
+    terms -= log_factorial
+    terms -= log_gamma
+    top = np.maximum.reduceat(terms, starts)
+    scaled = terms - top[row]
+    np.exp(scaled, out=scaled)
+    total = np.add.reduceat(scaled, starts)
+    return top, total, terms[starts], terms[starts + counts - 1]
 
 
 class Tweedie(LikelihoodFamily):

@@ -190,11 +190,28 @@ class GlmmProblem:
     # ------------------------------------------------------------------ PIRLS
     def glm_start(self) -> np.ndarray:
         """beta of the GLM without random effects (IRLS from R's ``mustart``)."""
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            # trial steps outside the link's range give inf deviances, rejected below
+            beta, dev = self._irls_start(np.zeros(self.n_fixed))
+        if not np.isfinite(dev):
+            # the failing steps were halved towards beta = 0, where a link whose mean is
+            # infinite at eta = 0 (the inverse link) has no finite deviance: halve towards
+            # the least-squares fit of link(mustart) instead (the start R's glm.fit uses)
+            eta = self.family.link(self.family.start_mu(self.y, self.prior_weights))
+            anchor, *_ = np.linalg.lstsq(self.X, eta - self.offset, rcond=None)
+            if np.isfinite(anchor).all():
+                with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                    beta, _ = self._irls_start(anchor)
+        return beta
+
+    def _irls_start(self, beta: np.ndarray) -> tuple[np.ndarray, float]:
+        """:meth:`glm_start`'s IRLS from R's ``mustart``, failing steps halved towards
+        ``beta``; the last usable beta and its deviance (inf when no step was usable)."""
         fam, link = self.family, self.family.link
         mu = fam.start_mu(self.y, self.prior_weights)
         eta = link(mu)
-        beta = np.zeros(self.n_fixed)
         last = np.inf
+        dev = np.inf
         for _ in range(100):
             d = link.mu_eta(eta)
             w = self.prior_weights * d**2 / fam.variance(mu)
@@ -215,12 +232,13 @@ class GlmmProblem:
             if not np.isfinite(dev):
                 eta = self.offset + self.X @ beta
                 mu = link.inverse(eta)
+                dev = last
                 break
             beta = new
             if abs(last - dev) < 1e-10 * (abs(dev) + 0.1):
                 break
             last = dev
-        return beta
+        return beta, dev
 
     def mode(
         self,

@@ -258,14 +258,22 @@ class Interpreter:
         read when present (new data).
     text : str, optional
         The text the trees were parsed from, for located errors.
+    learning : bool
+        The rows are the fit's (a model matrix's first build): checks that hold for the
+        fitted rows only (a raw polynomial's degree below the distinct values) apply.
     """
 
     def __init__(
-        self, data: pd.DataFrame | ColumnTable, state: dict[str, object], text: str | None = None
+        self,
+        data: pd.DataFrame | ColumnTable,
+        state: dict[str, object],
+        text: str | None = None,
+        learning: bool = False,
     ):
         self.table = as_table(data)
         self.state = state
         self.text = text
+        self.learning = learning
 
     # ----------------------------------------------------------------- helpers
     def _error(self, message: str, node: Node) -> FormulaError:
@@ -446,18 +454,21 @@ class Interpreter:
         if not (degree >= 1 and float(degree).is_integer()):
             raise DataError(f"{what}: 'degree' must be a whole number >= 1, got {degree:g}")
         degree = int(degree)
-        suffixes = [str(j + 1) for j in range(degree)]
         x = np.broadcast_to(x, (len(self.table),)).astype(float)
-        if raw:
-            return Matrix(np.column_stack([x ** (j + 1) for j in range(degree)]), suffixes)
         key = f"poly:{deparse(call)}"
-        if key not in self.state:
+        if (self.learning if raw else key not in self.state):
+            # checked before anything of size `degree` is built (raw = TRUE too, on the
+            # fitted rows: its powers of x beyond the distinct values are collinear)
             distinct = np.unique(x[~np.isnan(x)]).size
             if degree >= distinct:
                 raise DataError(
                     f"{what}: 'degree' ({degree}) must be less than the number of distinct "
                     f"values ({distinct})"
                 )
+        suffixes = [str(j + 1) for j in range(degree)]
+        if raw:
+            return Matrix(np.column_stack([x ** (j + 1) for j in range(degree)]), suffixes)
+        if key not in self.state:
             columns, alpha, norm2 = orthogonal_polynomials(x, degree)
             self.state[key] = (alpha, norm2)
             return Matrix(columns, suffixes)

@@ -121,12 +121,17 @@ class MatrixBuilder:
         self.contrasts = normalized
 
     # --------------------------------------------------------------- public
-    def build(self, data: pd.DataFrame | ColumnTable) -> np.ndarray:
+    def build(
+        self, data: pd.DataFrame | ColumnTable, max_columns: int | None = None
+    ) -> np.ndarray:
         """The ``(n, p)`` matrix for ``data`` (a DataFrame, or the :class:`ColumnTable` of
-        one); the first call fixes the encoding."""
+        one); the first call fixes the encoding.  With ``max_columns``, more columns are a
+        DataError raised before any is built."""
         values = self._values(data)
         if not self._codings:
             self._learn(values)
+        if max_columns is not None:
+            self._check_column_count(max_columns, len(data))
         columns, names, terms = self._assemble(values, len(data), sum_coding=False)
         if not self.column_names:
             self.column_names, self.term_columns = names, terms
@@ -166,7 +171,7 @@ class MatrixBuilder:
 
     # -------------------------------------------------------------- private
     def _values(self, data: pd.DataFrame | ColumnTable) -> list[Value]:
-        interpreter = Interpreter(data, self._state, self.rhs)
+        interpreter = Interpreter(data, self._state, self.rhs, learning=not self._codings)
         return [interpreter.evaluate(v) for v in self.structure.variables]
 
     def _learn(self, values: list[Value]) -> None:
@@ -265,6 +270,33 @@ class MatrixBuilder:
                 f"{' ...' if len(coding.levels) > 10 else ''})"
             )
         return np.where(codes >= 0, mapping[np.maximum(codes, 0)], -1)
+
+    def _check_column_count(self, max_columns: int, n: int) -> None:
+        """Count the columns from the codings (numbers: 1, matrices: theirs, factors:
+        levels - 1, or levels where coded by indicators) and refuse more than
+        ``max_columns``, naming the widest term."""
+        structure = self.structure
+        total = int(structure.intercept)
+        widest, widest_count = "", 0
+        for term, codes in zip(structure.terms, self._term_codes, strict=True):
+            count = 1
+            for v, code in zip(term, codes, strict=True):
+                coding = self._codings[v]
+                if coding.kind == "numeric":
+                    continue
+                if coding.kind == "matrix":
+                    count *= len(coding.suffixes)
+                else:
+                    count *= len(coding.levels) - (code != "indicator")
+            total += count
+            if count > widest_count:
+                widest, widest_count = structure.label(term), count
+        if total > max_columns:
+            raise DataError(
+                f"more fixed-effect columns than observations: the fixed part has {total} "
+                f"column(s) for {n} observation(s) (term {widest!r}: {widest_count}); a mixed "
+                "model needs more observations than fixed effects"
+            )
 
     def _assemble(
         self, values: list[Value], n: int, *, sum_coding: bool

@@ -31,6 +31,7 @@ from mixedmodels.design.smooths import (
 )
 from mixedmodels.design.validate import (
     check_frame,
+    check_hashable_cells,
     check_model_column,
     checked_nan_rows,
     is_numeric,
@@ -183,6 +184,10 @@ class ModelDesign:
     prototypes: Mapping[str, pd.Series] = field(default_factory=dict)
     model_levels: Mapping[str, dict[str, object]] = field(default_factory=dict)
     smooths: list[SmoothLayout] = field(default_factory=list)  # s(...), t2(...) terms
+    # the offset= argument: the column it named (read from new rows by predict), or True
+    # when it was given as values (they describe the fitted rows only)
+    offset_column: str | None = None
+    offset_values_given: bool = False
 
     @property
     def n(self) -> int:
@@ -321,18 +326,48 @@ class _Built:
         return out
 
 
+def _absorbs_residual(structure: CovarianceStructure) -> bool:
+    """Whether ``Sigma(theta) + c I`` stays in the structure's family near a generic theta
+    (the residual variance is then confounded with the term when each level has a row per
+    column): the Jacobian of ``(theta, c) -> vech(Lambda Lambda' + c I)`` has rank below
+    ``n_theta + 1``.  Central differences at a fixed theta inside the bounds."""
+    k, p = structure.n_theta, structure.p
+    u = 0.35 + 0.3 * ((np.arange(k) * 0.6180339887) % 1.0)
+    lo, hi = structure.lower_bounds(), structure.upper_bounds()
+    theta = np.where(np.isfinite(lo), lo, 0.0) + u
+    both = np.isfinite(lo) & np.isfinite(hi)
+    theta[both] = lo[both] + (hi[both] - lo[both]) * u[both]
+    theta[~np.isfinite(lo) & np.isfinite(hi)] = (hi - u)[~np.isfinite(lo) & np.isfinite(hi)]
+    rows, cols = np.tril_indices(p)
+
+    def vech(t: np.ndarray) -> np.ndarray:
+        lam = structure.lambda_matrix(t)
+        return (lam @ lam.T)[rows, cols]
+
+    h = 1e-6
+    columns = []
+    for j in range(k):
+        step = np.zeros(k)
+        step[j] = h
+        columns.append((vech(theta + step) - vech(theta - step)) / (2 * h))
+    columns.append((rows == cols).astype(float))  # d/dc of c I
+    sv = np.linalg.svd(np.column_stack(columns), compute_uv=False)
+    return int(np.sum(sv > 1e-6 * sv[0])) < k + 1
+
+
 def _build_pieces(
     parsed: ParsedFormula,
     used: ColumnTable,
     glm_family: str | None,
     contrasts: dict[str, str],
+    max_columns: int | None = None,
 ) -> _Built:
     if glm_family is None:
         y, trials = response_vector(used, parsed.response), None
     else:
         y, trials = glm_response(used, parsed.response, glm_family)
     fixed_builder = MatrixBuilder(parsed.fixed, contrasts=contrasts)
-    X_full = fixed_builder.build(used)
+    X_full = fixed_builder.build(used, max_columns)  # counted before it is built
     random = []
     for spec in parsed.random:
         builder = MatrixBuilder(spec.expr)
@@ -445,6 +480,8 @@ def build_design(
     table = ColumnTable(data)  # each used column read from pandas once
     for name in dict.fromkeys(modelled):
         check_model_column(table[name], name)
+    for name in needed:
+        check_hashable_cells(table[name], name)
     w_all = vector_argument(weights, data, "weights", positive=True)
     off_all = vector_argument(offset, data, "offset")
     checked_contrasts = _checked_contrasts(contrasts, data)
@@ -490,7 +527,13 @@ def build_design(
         else:
             used = plain_columns(data if complete.all() else data.loc[complete, needed], needed)
             used_table = ColumnTable(used)
-        built = _build_pieces(parsed, used_table, glm_family, checked_contrasts)
+        built = _build_pieces(
+            parsed,
+            used_table,
+            glm_family,
+            checked_contrasts,
+            len(used) - 1 if require_random else None,
+        )
         w = None if w_all is None else w_all[complete]
         off = None if off_all is None else off_all[complete]
         nan_rows = np.zeros(len(used), dtype=bool)
@@ -536,16 +579,21 @@ def build_design(
         check_grouping(spec.group_name, len(levels), len(used), per_row_ok=glm_family is not None)
         if z.shape[1] == 0:
             raise FormulaError(f"random-effect term {spec} has no columns", formula)
+        structure = None
+        if spec.structure is not None:  # diag(x | g), cs(...), ...: the formula's structure
+            structure = STRUCTURES[spec.structure](z.shape[1])
         too_many = len(levels) * z.shape[1] >= len(used) and z.shape[1] > 1
+        # lme4's check is for unstructured terms, whose Sigma + c I absorbs the residual;
+        # structures that cannot (ar1, glmmTMB's cs over 3+ columns) stay identifiable
+        # with one row per level and column, as glmmTMB fits them
+        if too_many and structure is not None and not _absorbs_residual(structure):
+            too_many = False
         if too_many and glm_family is None:
             raise DataError(
                 f"number of observations ({len(used)}) <= number of random effects "
                 f"({len(levels) * z.shape[1]}) for term {spec}; its variances are "
                 "unidentifiable"
             )
-        structure = None
-        if spec.structure is not None:  # diag(x | g), cs(...), ...: the formula's structure
-            structure = STRUCTURES[spec.structure](z.shape[1])
         terms.append(RandomTerm(spec, builder.column_names, levels, codes, z, builder, structure))
     smooth_terms = _smooth_random_terms(built.smooths)
     terms = lme4_term_order(terms + smooth_terms)
@@ -579,6 +627,8 @@ def build_design(
         prototypes=LazyTable(_prototypes, data, tuple(needed)),
         model_levels=LazyTable(_model_levels, parsed, used),
         smooths=layouts,
+        offset_column=offset if isinstance(offset, str) else None,
+        offset_values_given=offset is not None and not isinstance(offset, str),
     )
 
 

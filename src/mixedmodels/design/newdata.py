@@ -54,6 +54,8 @@ def prepare_newdata(
     """
     frame = check_frame(newdata, "newdata")
     names = model_variables(design.formula, include_random=include_random)
+    if design.offset_column is not None and design.offset_column not in names:
+        names = [*names, design.offset_column]  # offset="column": read from the new rows
     modelled = set(model_variables(design.formula, include_random=include_random, grouping=False))
     absent = [name for name in names if name not in frame.columns]
     if absent:

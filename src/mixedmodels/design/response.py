@@ -51,7 +51,8 @@ def glm_response(
     if family == "binomial" and name in data.columns:
         column = data[name]
         if isinstance(column.dtype, pd.CategoricalDtype):
-            codes = column.cat.codes.to_numpy()
+            # model.frame drops unused levels first: the first *used* level is failure
+            codes = column.cat.remove_unused_categories().cat.codes.to_numpy()
             return (codes > 0).astype(float), None
         if pd.api.types.is_bool_dtype(column):
             return column.to_numpy(dtype=float), None

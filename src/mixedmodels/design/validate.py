@@ -160,6 +160,35 @@ def check_model_column(column: pd.Series, name: str) -> None:
         )
 
 
+def check_hashable_cells(column: pd.Series, name: str) -> None:
+    """A :class:`DataError` naming ``column`` when its cells are lists, dicts or sets (such
+    as JSON read into a frame): they can be neither numbers nor factor levels."""
+    if column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) not in _PLAIN_CELLS:
+        try:
+            pd.unique(column)
+        except TypeError:
+            raise DataError(
+                f"column {name!r} holds {_unhashable_kind(column)} cells; a model needs "
+                "numbers, text or missing values"
+            ) from None
+
+
+# object columns of these kinds (pandas.api.types.infer_dtype) hold hashable cells only
+_PLAIN_CELLS = frozenset(
+    {"string", "bytes", "integer", "floating", "mixed-integer-float", "boolean", "empty"}
+)
+
+
+def _unhashable_kind(column: pd.Series) -> str:
+    """The type name of the first cell of ``column`` that cannot be hashed."""
+    for value in column:
+        try:
+            hash(value)
+        except TypeError:
+            return type(value).__name__
+    return "unhashable"
+
+
 def numeric_values(column: pd.Series) -> np.ndarray:
     """A numeric column as float, missing values (of any kind) as NaN."""
     if isinstance(column.dtype, np.dtype):

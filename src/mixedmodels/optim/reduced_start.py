@@ -203,7 +203,7 @@ def reduced_moment_start(problem: LmmProblem, sums: StartSums) -> tuple[np.ndarr
     unweighted = _Cross(problem, sums.unweighted, c)
     blocks = problem.blocks
     if len(blocks) == 1 and blocks[0].p > 1:
-        found = level_regression_lambda(problem, beta, unweighted.rr(), sums.counts[0])
+        found = level_regression_lambda(problem, beta, weighted.rr(), sums.counts[0])
         return single_vector_start(problem, found)
     if _crossed_with_slopes(problem, sums):
         found = vector_terms_start(problem, _backfit_regressions(problem, weighted))

@@ -69,13 +69,15 @@ def _per_level_regression_start(
     levels have a full-rank ``Z_i``.
     """
     counts = np.bincount(problem.blocks[0].codes, minlength=problem.blocks[0].n_levels)
-    return level_regression_lambda(problem, beta, float(r @ r), counts)
+    # r'Wr, weighted like the grams Z'WZ and Z'Wr the within-level sum of squares subtracts
+    rr = float(r @ r) if problem.weights is None else float(r @ (problem.weights * r))
+    return level_regression_lambda(problem, beta, rr, counts)
 
 
 def level_regression_lambda(
     problem: LmmProblem, beta: np.ndarray, rr: float, counts: np.ndarray
 ) -> tuple[np.ndarray, float] | None:
-    """:func:`_per_level_regression_start` from ``rr = r'r`` and the level counts (the
+    """:func:`_per_level_regression_start` from ``rr = r'Wr`` and the level counts (the
     in-memory start and the out-of-core one, :mod:`mixedmodels.optim.reduced_start`)."""
     block = problem.blocks[0]
     p, n_levels = block.p, block.n_levels

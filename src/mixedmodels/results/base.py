@@ -11,6 +11,8 @@ import pandas as pd
 from mixedmodels.arguments import check_bool
 from mixedmodels.design.model import ModelDesign, formula_offset
 from mixedmodels.design.newdata import prepare_newdata
+from mixedmodels.design.validate import vector_argument
+from mixedmodels.errors import ArgumentError
 from mixedmodels.results.random_effects import (
     group_counts,
     is_singular,
@@ -112,18 +114,26 @@ class MixedFit(SmoothMethods):
 
     def _fixed_part(self, newdata: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
         """``(X, X beta + offset)`` for the fitted rows (None; the fit's offset) or for
-        checked, complete new rows (their ``offset(...)`` terms, as lme4; an ``offset=``
-        argument's values belong to the fitted rows)."""
+        checked, complete new rows (their ``offset(...)`` terms and the column an
+        ``offset=`` argument named, as lme4; one given as values is an ArgumentError)."""
         design = self._design
         if newdata is None:
             mean = design.X @ self._solution.beta
             if design.offset is not None:
                 mean = mean + design.offset
             return design.X, mean
+        if design.offset_values_given:
+            raise ArgumentError(
+                "the fit's offset= argument was given as values, which describe the fitted "
+                "rows only: give it as a column name (offset='column') or in the formula "
+                "(offset(column)) to predict new rows"
+            )
         X = design.fixed_matrix(newdata)
         mean = X @ self._solution.beta
         if design.formula.offsets:
             mean = mean + formula_offset(design.formula, newdata)
+        if design.offset_column is not None:  # offset="column": the new rows' values
+            mean = mean + vector_argument(design.offset_column, newdata, "offset")
         return X, mean
 
     def _included_terms(

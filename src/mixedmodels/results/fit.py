@@ -446,9 +446,10 @@ class LmerFit(MixedFit):
         ----------
         newdata : DataFrame, optional
             New rows; the fitted rows when None.  ``offset(...)`` terms of the formula
-            are evaluated on them (an ``offset=`` argument of the fit is not: its values
-            belong to the fitted rows).  Rows with a missing value in a column the
-            prediction reads are predicted as NaN (lme4's ``na.action = na.pass``).
+            and the column an ``offset=`` argument named are read from them (an offset
+            given as values belongs to the fitted rows: an ArgumentError).  Rows with a
+            missing value in a column the prediction reads are predicted as NaN (lme4's
+            ``na.action = na.pass``).
         include_random : bool
             False gives the marginal ``X beta`` (lme4's ``re.form = NA``).
         allow_new_levels : bool

@@ -381,7 +381,9 @@ class GlmerFit(MixedFit):
             return -0.5 * self._solution.objective
         mode = self._solution.mode
         p = self._problem
-        aic = p.family.aic(p.y, mode.mu, p.prior_weights, mode.deviance)
+        trials = self._design.trials  # a cbind response: R weights dbinom(k, n) by w
+        extra = {} if trials is None else {"trials": trials}
+        aic = p.family.aic(p.y, mode.mu, p.prior_weights, mode.deviance, **extra)
         return -0.5 * (self._solution.objective - mode.data_term + aic)
 
     @property

@@ -298,10 +298,21 @@ write_case("sim_zip_covariate", d, glmmTMB(as.formula(f), d, family = poisson, z
 # glmmTMB structured covariances on Orthodont (REML = FALSE): ar1 and cs over the ages
 d <- orth; d$Subject <- factor(d$Subject); d$Sex <- factor(d$Sex, levels = c("Male", "Female"))
 d$agef <- factor(d$age)
+# glmmTMB's fixed-effect SEs invert the Hessian in all parameters; lme4's (and ours) are
+# (X'V^-1 X)^-1 at the estimated covariance: computed here from glmmTMB's estimates
 for (st in c("ar1", "cs")) {
   f <- sprintf("distance ~ age + Sex + %s(0 + agef | Subject)", st)
-  write_case(paste0("orthodont_", st, "_glmmtmb"), d, glmmTMB(as.formula(f), d, REML = FALSE),
-             f, engine = "glmmTMB")
+  fit <- glmmTMB(as.formula(f), d, REML = FALSE)
+  Sigma <- VarCorr(fit)$cond$Subject; s2 <- sigma(fit)^2
+  X <- model.matrix(~ age + Sex, d); XtVX <- 0
+  for (lev in levels(d$Subject)) {
+    rows <- d$Subject == lev
+    Zi <- model.matrix(~ 0 + agef, d[rows, ])
+    Vi <- Zi %*% Sigma %*% t(Zi) + s2 * diag(sum(rows))
+    XtVX <- XtVX + t(X[rows, ]) %*% solve(Vi, X[rows, ])
+  }
+  write_case(paste0("orthodont_", st, "_glmmtmb"), d, fit, f, engine = "glmmTMB",
+             extra = list(se_conditional = as.list(unname(sqrt(diag(solve(XtVX)))))))
 }
 
 # nlme continuous AR(1) in age with rows shuffled and a variance per sex
