@@ -213,7 +213,13 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
     tolerance = {"ftol_abs": 1e-10} if precise else {"ftol_abs": 1e-6, "xtol_abs": 1e-5}
     if full_gradient is not None:
         tolerance = {"ftol_abs": 1e-8}
-    stage1 = minimize_bounded(_safe(joint), theta0, lower, **tolerance)
+    stage1 = None
+    if full_gradient is not None:
+        # Newton's stage 2 takes theta with the rest: the first stage only puts theta on
+        # its scale (a 1-D search along theta0's direction)
+        stage1 = _scale_search(_safe(joint), theta0)
+    if stage1 is None:
+        stage1 = minimize_bounded(_safe(joint), theta0, lower, **tolerance)
     theta = _snap_to_boundary(joint, stage1.x, lower)
     first = joint_seen.get(theta)
     if first is None:
@@ -506,6 +512,61 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
         message,
         final,
         vcov_extra,
+    )
+
+
+#: the first stage's scale search (where Newton's stage 2 follows): factors of this out
+SCALE_STEP = 10.0
+#: and at most this far either way (beyond: theta going to 0 or infinity, BOBYQA's stage)
+SCALE_RANGE = 1e6
+
+
+def _scale_search(
+    objective: Callable[[np.ndarray], float], theta0: np.ndarray
+) -> OptimizeResult | None:
+    """The first stage where Newton's stage 2 follows: ``objective(s theta0)`` (the joint
+    PIRLS deviance) over the scale ``s`` alone: factors of :data:`SCALE_STEP` out from
+    ``s = 1`` while the deviance falls, then one parabola in ``log s`` through the lowest
+    point and its neighbours; the lowest point seen.  Newton's stage then starts with
+    theta on its scale, which it could not find from far away (Dyestuff's Gamma and
+    inverse Gaussian fits with identity links: theta ~ 4e4 from a start of 1), and takes
+    theta's shape and last digits with beta's.  None (BOBYQA's first stage then) where
+    the deviance is not finite at the start or falls over :data:`SCALE_RANGE` either way.
+    """
+    theta0 = np.asarray(theta0, dtype=float)
+    if not np.any(theta0 != 0):
+        return None
+    seen: dict[float, float] = {}
+
+    def f(t: float) -> float:
+        if t not in seen:
+            seen[t] = objective(np.exp(t) * theta0)
+        return seen[t]
+
+    step, limit = np.log(SCALE_STEP), np.log(SCALE_RANGE)
+    if not np.isfinite(f(0.0)):
+        return None
+    if f(step) < f(0.0):
+        direction = 1.0
+    elif f(-step) < f(0.0):
+        direction = -1.0
+    else:
+        direction = 0.0
+    centre = direction * step
+    while direction and f(centre + direction * step) < f(centre):
+        centre += direction * step
+        if abs(centre) > limit:
+            return None
+    a, b, c = centre - step, centre, centre + step
+    fa, fb, fc = f(a), f(b), f(c)
+    # the vertex of the parabola through the three (equally spaced) points
+    curvature = fa - 2.0 * fb + fc
+    if curvature > 0 and np.isfinite(curvature):
+        vertex = b + 0.5 * step * (fa - fc) / curvature
+        f(float(np.clip(vertex, a, c)))
+    best = min(seen, key=seen.get)
+    return OptimizeResult(
+        np.exp(best) * theta0, seen[best], len(seen), True, "theta's scale found"
     )
 
 
