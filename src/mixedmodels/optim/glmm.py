@@ -79,6 +79,10 @@ WATCH_BELOW = 1e-2
 NEWTON_ITERATIONS = 6
 #: and at most this many quasi-Newton (BFGS) steps between two exact Hessians
 QUASI_STEPS = 15
+#: a quasi-Newton step that fails is shortened at most this many times before the exact
+#: Hessian is taken (far from the optimum a shorter step costs one mode, an exact Hessian
+#: ``2 (k + p + n_psi)``)
+QUASI_BACKTRACKS = 3
 #: Newton's stage 2 has converged where the Newton decrement ``g' H^-1 g`` (twice the
 #: decrease the quadratic model predicts) is below this
 NEWTON_DECREMENT = 1e-8
@@ -835,20 +839,19 @@ def _newton_stage(
             hess = None
             continue
         full = t
-        for _ in range(12):
+        for _ in range(12 if fresh else QUASI_BACKTRACKS):
             trial = x + t * d
             count += 1
             f_trial = value(trial)
             if f_trial <= f + 1e-4 * t * slope:
                 break
-            if not fresh:
-                break  # an updated Hessian whose step fails: the exact one again
-            t /= 2
+            # the minimum of the parabola through f, the slope and f_trial, within
+            # [0.1, 0.5] of the step (halving where the deviance is not finite there)
+            rise = f_trial - f - slope * t
+            shorter = -slope * t * t / (2.0 * rise) if np.isfinite(rise) and rise > 0 else t / 2
+            t = min(max(shorter, 0.1 * t), 0.5 * t)
         else:
             full = -1.0
-        if not fresh and t == full and not f_trial <= f + 1e-4 * t * slope:
-            hess = None
-            continue
         if full < 0:
             if fresh:
                 return result(False, "Newton: the line search failed")
