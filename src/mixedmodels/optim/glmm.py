@@ -16,14 +16,18 @@
    glmer.nb, glmmTMB's families) the stage is quasi-Newton instead (:func:`_newton_stage`):
    the exact gradient of the Laplace deviance in ``(theta, beta, psi)``
    (:class:`~mixedmodels.optim.laplace_gradient.LaplaceGradient`, ``psi`` the family's own
-   parameters), a block-diagonal start Hessian, BFGS updates and an exact Hessian (central
+   parameters), a block-diagonal start Hessian, BFGS updates and an exact Hessian (forward
    differences of the gradient) to confirm convergence, which is also vcov's.  The
    family's own parameters start where they fit the GLM's and the first stage's means best
-   (:func:`_conditional_extras`), and the first stage stops at a change of 1e-8.  BOBYQA
-   takes over where Newton does not converge (theta near its bound, zero inflation
-   vanishing).  Laplace evaluations per fit (modes, stage 1 and vcov included; before ->
-   after, benchmarks/results/glmm_counts_famcount.md): salamanders_zip 542 -> 59,
-   owls_zinb1 222 -> 44, sleepstudy_gamma_log 178 -> 94, gamma_sim_log 59 -> 30.
+   (:func:`_conditional_extras`), and the first stage only finds theta's scale along its
+   start's direction (:func:`_scale_search`; BOBYQA's first stage where that has no
+   minimum).  Failed quasi-Newton steps are shortened before an exact Hessian is taken,
+   and exact Hessians are forward differences of the exact gradient.  BOBYQA takes over
+   where Newton does not converge (theta near its bound, zero inflation vanishing).
+   Laplace evaluations per fit (modes, stage 1 and vcov included;
+   benchmarks/results/glmm_counts_famcount.md, glmm_counts_famstage.md):
+   salamanders_zip 542 -> 59 -> 30, owls_zinb1 222 -> 44 -> 25, sleepstudy_gamma_log
+   178 -> 94 -> 37, gamma_sim_log 59 -> 30 -> 17.
 
 Zero inflation that vanishes (every probability below 1e-2 at stage 2's best point, checked
 every 50 evaluations): stage 2 stops, the probabilities are moved to 1e-8 and held and the
@@ -40,7 +44,8 @@ smaller than the Hessian of the same function evaluated tightly, which ours equa
 binomial and Poisson fits its beta columns come from differences of the analytic gradient
 (``1 + 2(k + p) + k(k - 1)`` modes instead of ``1 + 2(k + p) + (k + p)(k + p - 1)``; the
 same Hessian to ~1e-6); for the other families every column comes from differences of
-the exact gradient (``1 + 2(k + p + n_psi)`` modes), the last Hessian of the Newton stage.
+the exact gradient: forward ones (``k + p + n_psi`` modes), the last Hessian of the Newton
+stage, or central ones (``1 + 2(k + p + n_psi)``) where BOBYQA finished.
 """
 
 from __future__ import annotations
