@@ -77,9 +77,14 @@ def _instrument() -> None:
         stage[0] += 1
         return phased(f"stage{min(stage[0], 2)}", minimize)(*args, **kwargs)
 
-    # Newton's stage 2 (optim/glmm._newton_stage) and the family's parameters fitted at
-    # fixed means (_conditional_extras: no PIRLS), where the fit has them
-    for name, phase in (("_newton_stage", "newton"), ("_conditional_extras", "extras")):
+    # Newton's stage 2 (optim/glmm._newton_stage), the family's parameters fitted at
+    # fixed means (_conditional_extras: no PIRLS) and the first stage's scale search where
+    # Newton follows (_scale_search), where the fit has them
+    for name, phase in (
+        ("_newton_stage", "newton"),
+        ("_conditional_extras", "extras"),
+        ("_scale_search", "stage1"),
+    ):
         if hasattr(optim_glmm, name):
             setattr(optim_glmm, name, phased(phase, getattr(optim_glmm, name)))
     full_class = getattr(optim_glmm, "LaplaceGradient", None)

@@ -229,3 +229,37 @@ def hessian_by_partial_gradient(
     hess[k:, :k] = hess[:k, k:].T
     _fill_value_block(hess, value, x, steps, plus, minus, f0)
     return hess, (plus - minus) / (2 * np.asarray(steps[:k], dtype=float))
+
+
+def hessian_by_forward_gradient(
+    value_and_gradient: Callable[[np.ndarray, bool], tuple[float, np.ndarray]],
+    x: np.ndarray,
+    steps: np.ndarray,
+    m: int,
+    gradient: np.ndarray,
+) -> np.ndarray:
+    """The Hessian of ``f`` by forward differences of its gradient from ``gradient`` (``f``'s
+    gradient at ``x``): ``n`` gradients instead of central differences' ``2 n``, an error
+    ``O(h)`` instead of ``O(h^2)`` (take steps ~30 times shorter).  ``value_and_gradient(z,
+    full)`` returns ``f(z)`` and its gradient, in all ``n`` coordinates with ``full``, else in
+    the first ``m`` (the trailing entries cost more): full gradients along the last ``n -
+    m`` coordinates, partial ones along the first ``m``; the block of rows ``:m`` and
+    columns ``m:`` is the transpose of the one differenced along the last coordinates.
+    The result is symmetrized.
+    """
+    x = np.asarray(x, dtype=float)
+    gradient = np.asarray(gradient, dtype=float)
+    n = x.size
+    hess = np.zeros((n, n))
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = steps[i]
+        full = i >= m
+        _, moved = value_and_gradient(x + e, full)
+        moved = np.asarray(moved, dtype=float)
+        if full:
+            hess[i] = (moved - gradient) / steps[i]
+        else:
+            hess[i, :m] = (moved[:m] - gradient[:m]) / steps[i]
+    hess[:m, m:] = hess[m:, :m].T
+    return (hess + hess.T) / 2

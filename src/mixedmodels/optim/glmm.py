@@ -16,14 +16,18 @@
    glmer.nb, glmmTMB's families) the stage is quasi-Newton instead (:func:`_newton_stage`):
    the exact gradient of the Laplace deviance in ``(theta, beta, psi)``
    (:class:`~mixedmodels.optim.laplace_gradient.LaplaceGradient`, ``psi`` the family's own
-   parameters), a block-diagonal start Hessian, BFGS updates and an exact Hessian (central
+   parameters), a block-diagonal start Hessian, BFGS updates and an exact Hessian (forward
    differences of the gradient) to confirm convergence, which is also vcov's.  The
    family's own parameters start where they fit the GLM's and the first stage's means best
-   (:func:`_conditional_extras`), and the first stage stops at a change of 1e-8.  BOBYQA
-   takes over where Newton does not converge (theta near its bound, zero inflation
-   vanishing).  Laplace evaluations per fit (modes, stage 1 and vcov included; before ->
-   after, benchmarks/results/glmm_counts_famcount.md): salamanders_zip 542 -> 59,
-   owls_zinb1 222 -> 44, sleepstudy_gamma_log 178 -> 94, gamma_sim_log 59 -> 30.
+   (:func:`_conditional_extras`), and the first stage only finds theta's scale along its
+   start's direction (:func:`_scale_search`; BOBYQA's first stage where that has no
+   minimum).  Failed quasi-Newton steps are shortened before an exact Hessian is taken,
+   and exact Hessians are forward differences of the exact gradient.  BOBYQA takes over
+   where Newton does not converge (theta near its bound, zero inflation vanishing).
+   Laplace evaluations per fit (modes, stage 1 and vcov included;
+   benchmarks/results/glmm_counts_famcount.md, glmm_counts_famstage.md):
+   salamanders_zip 542 -> 59 -> 30, owls_zinb1 222 -> 44 -> 25, sleepstudy_gamma_log
+   178 -> 94 -> 37, gamma_sim_log 59 -> 30 -> 17.
 
 Zero inflation that vanishes (every probability below 1e-2 at stage 2's best point, checked
 every 50 evaluations): stage 2 stops, the probabilities are moved to 1e-8 and held and the
@@ -40,7 +44,8 @@ smaller than the Hessian of the same function evaluated tightly, which ours equa
 binomial and Poisson fits its beta columns come from differences of the analytic gradient
 (``1 + 2(k + p) + k(k - 1)`` modes instead of ``1 + 2(k + p) + (k + p)(k + p - 1)``; the
 same Hessian to ~1e-6); for the other families every column comes from differences of
-the exact gradient (``1 + 2(k + p + n_psi)`` modes), the last Hessian of the Newton stage.
+the exact gradient: forward ones (``k + p + n_psi`` modes), the last Hessian of the Newton
+stage, or central ones (``1 + 2(k + p + n_psi)``) where BOBYQA finished.
 """
 
 from __future__ import annotations
@@ -57,9 +62,9 @@ from mixedmodels.errors import ConvergenceWarning
 from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim.bobyqa import OptimizeResult, minimize_bounded
 from mixedmodels.optim.derivatives import (
+    hessian_by_forward_gradient,
     hessian_by_gradient,
     hessian_by_pairs,
-    hessian_by_partial_gradient,
 )
 from mixedmodels.optim.laplace_gradient import (
     BetaGradient,
@@ -79,6 +84,19 @@ WATCH_BELOW = 1e-2
 NEWTON_ITERATIONS = 6
 #: and at most this many quasi-Newton (BFGS) steps between two exact Hessians
 QUASI_STEPS = 15
+#: a quasi-Newton step that fails is shortened at most this many times before the exact
+#: Hessian is taken (far from the optimum a shorter step costs one mode, an exact Hessian
+#: ``2 (k + p + n_psi)``)
+QUASI_BACKTRACKS = 3
+#: Newton's exact Hessians by forward differences of the gradient, at this fraction of
+#: the vcov's central steps (1e-3 of theta's scale, 1e-2 standard errors): ``k + p +
+#: n_psi`` modes and gradients instead of twice that.  Standard errors against
+#: Richardson-extrapolated central differences on the 11 family benchmark cases: at most
+#: 3.6e-5 relative (sleepstudy_gamma_log; the central differences they replace: 2.9e-5);
+#: a fraction of 0.03 left 2.3e-4 (owls_zinb1) and salamanders_zip's printed
+#: zero-inflation SE 1e-4 off glmmTMB's, one of 0.001 drowned sleepstudy_gamma_log's in
+#: rounding (7.7e-4)
+FORWARD_STEP = 0.003
 #: Newton's stage 2 has converged where the Newton decrement ``g' H^-1 g`` (twice the
 #: decrease the quadratic model predicts) is below this
 NEWTON_DECREMENT = 1e-8
@@ -213,7 +231,13 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
     tolerance = {"ftol_abs": 1e-10} if precise else {"ftol_abs": 1e-6, "xtol_abs": 1e-5}
     if full_gradient is not None:
         tolerance = {"ftol_abs": 1e-8}
-    stage1 = minimize_bounded(_safe(joint), theta0, lower, **tolerance)
+    stage1 = None
+    if full_gradient is not None:
+        # Newton's stage 2 takes theta with the rest: the first stage only puts theta on
+        # its scale (a 1-D search along theta0's direction)
+        stage1 = _scale_search(_safe(joint), theta0)
+    if stage1 is None:
+        stage1 = minimize_bounded(_safe(joint), theta0, lower, **tolerance)
     theta = _snap_to_boundary(joint, stage1.x, lower)
     first = joint_seen.get(theta)
     if first is None:
@@ -509,6 +533,61 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
     )
 
 
+#: the first stage's scale search (where Newton's stage 2 follows): factors of this out
+SCALE_STEP = 10.0
+#: and at most this far either way (beyond: theta going to 0 or infinity, BOBYQA's stage)
+SCALE_RANGE = 1e6
+
+
+def _scale_search(
+    objective: Callable[[np.ndarray], float], theta0: np.ndarray
+) -> OptimizeResult | None:
+    """The first stage where Newton's stage 2 follows: ``objective(s theta0)`` (the joint
+    PIRLS deviance) over the scale ``s`` alone: factors of :data:`SCALE_STEP` out from
+    ``s = 1`` while the deviance falls, then one parabola in ``log s`` through the lowest
+    point and its neighbours; the lowest point seen.  Newton's stage then starts with
+    theta on its scale, which it could not find from far away (Dyestuff's Gamma and
+    inverse Gaussian fits with identity links: theta ~ 4e4 from a start of 1), and takes
+    theta's shape and last digits with beta's.  None (BOBYQA's first stage then) where
+    the deviance is not finite at the start or falls over :data:`SCALE_RANGE` either way.
+    """
+    theta0 = np.asarray(theta0, dtype=float)
+    if not np.any(theta0 != 0):
+        return None
+    seen: dict[float, float] = {}
+
+    def f(t: float) -> float:
+        if t not in seen:
+            seen[t] = objective(np.exp(t) * theta0)
+        return seen[t]
+
+    step, limit = np.log(SCALE_STEP), np.log(SCALE_RANGE)
+    if not np.isfinite(f(0.0)):
+        return None
+    if f(step) < f(0.0):
+        direction = 1.0
+    elif f(-step) < f(0.0):
+        direction = -1.0
+    else:
+        direction = 0.0
+    centre = direction * step
+    while direction and f(centre + direction * step) < f(centre):
+        centre += direction * step
+        if abs(centre) > limit:
+            return None
+    a, b, c = centre - step, centre, centre + step
+    fa, fb, fc = f(a), f(b), f(c)
+    # the vertex of the parabola through the three (equally spaced) points
+    curvature = fa - 2.0 * fb + fc
+    if curvature > 0 and np.isfinite(curvature):
+        vertex = b + 0.5 * step * (fa - fc) / curvature
+        f(float(np.clip(vertex, a, c)))
+    best = min(seen, key=seen.get)
+    return OptimizeResult(
+        np.exp(best) * theta0, seen[best], len(seen), True, "theta's scale found"
+    )
+
+
 def _conditional_extras(problem: GlmmProblem, eta: np.ndarray) -> np.ndarray:
     """The family's own parameters minimizing its data term (``-2 sum log p(y | mu, psi)``)
     at the linear predictor ``eta`` (no PIRLS: the family's functions at fixed means; BOBYQA to
@@ -561,9 +640,10 @@ def _hessian_and_gradient(
     k: int,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The Hessian and gradient of the Laplace deviance at ``x = (theta, beta, psi)``: the
-    gradient exact (:class:`LaplaceGradient`), the Hessian by its central differences
-    (:func:`hessian_by_partial_gradient`: the part in ``psi``, most of a gradient's cost,
-    only along theta and ``psi``; ``1 + 2 n`` modes).  Returns them and the modes computed.
+    gradient exact (:class:`LaplaceGradient`), the Hessian by its forward differences at
+    :data:`FORWARD_STEP` of ``steps`` (:func:`hessian_by_forward_gradient`: the part in
+    ``psi``, most of a gradient's cost, only along ``psi``; ``n`` modes besides ``x``'s).
+    ``f0`` (the deviance at ``x``) is not needed.  Returns them and the modes computed.
 
     Raises
     ------
@@ -577,18 +657,16 @@ def _hessian_and_gradient(
         count[0] += 1
     mode_near = near_modes(x, mode)
 
-    def value(z: np.ndarray) -> float:
-        count[0] += 1
-        return mode_near(z).laplace
-
     def value_and_gradient(z: np.ndarray, full: bool) -> tuple[float, np.ndarray]:
         count[0] += 1
         found = mode_near(z)
         return found.laplace, gradient(z[:k], found, at(z).family, full, theta_part=True)
 
     p = x.size - k - len(at(x).family.extra_names)
-    hess, _ = hessian_by_partial_gradient(value_and_gradient, value, x, steps, 0, k + p, f0)
     grad = gradient(x[:k], mode, at(x).family, theta_part=True)
+    hess = hessian_by_forward_gradient(
+        value_and_gradient, x, FORWARD_STEP * steps, k + p, grad
+    )
     return hess, grad, count[0]
 
 
@@ -620,11 +698,11 @@ def _start_hessian(
     k: int,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """A block-diagonal approximation of the Hessian of the Laplace deviance at ``x``,
-    with the exact gradient, for Newton's first step: theta's diagonal by second
-    differences of values (``2 k`` modes at the Hessian's steps), beta's block ``2 kappa
-    R_X'R_X`` (the conditional information of beta at the mode, ``kappa = dT / dD``), the
-    family's parameters' by second differences of the data term at the mode's linear
-    predictor (no PIRLS).  Returns them and the modes computed.
+    with the exact gradient, for Newton's first step: theta's diagonal by one-sided
+    second differences of values with the gradient (``k`` modes at the Hessian's steps),
+    beta's block ``2 kappa R_X'R_X`` (the conditional information of beta at the mode,
+    ``kappa = dT / dD``), the family's parameters' by second differences of the data
+    term at the mode's linear predictor (no PIRLS).  Returns them and the modes computed.
 
     Raises
     ------
@@ -643,13 +721,15 @@ def _start_hessian(
     mode_near = near_modes(x, mode)
     hess = np.zeros((x.size, x.size))
     grad = np.empty(x.size)
+    grad[:] = gradient(x[:k], mode, family, theta_part=True)
     for i in range(k):
+        # one-sided, with the exact gradient: f(x + h) - f(x) - h g = h^2 H / 2 + O(h^3)
+        # (k modes where central second differences took 2 k; a start needs no more)
         e = np.zeros(x.size)
         e[i] = steps[i]
-        fp, fm = mode_near(x + e).laplace, mode_near(x - e).laplace
-        hess[i, i] = (fp - 2 * f0 + fm) / steps[i] ** 2
-    count += 2 * k
-    grad[:] = gradient(x[:k], mode, family, theta_part=True)
+        fp = mode_near(x + e).laplace
+        hess[i, i] = 2.0 * (fp - f0 - steps[i] * grad[i]) / steps[i] ** 2
+    count += k
     kappa = gradient.kappa(mode, family)
     hess[k : k + p, k : k + p] = 2.0 * kappa * np.linalg.inv(mode.unscaled_fixed_cov)
     if n_extra:
@@ -774,20 +854,19 @@ def _newton_stage(
             hess = None
             continue
         full = t
-        for _ in range(12):
+        for _ in range(12 if fresh else QUASI_BACKTRACKS):
             trial = x + t * d
             count += 1
             f_trial = value(trial)
             if f_trial <= f + 1e-4 * t * slope:
                 break
-            if not fresh:
-                break  # an updated Hessian whose step fails: the exact one again
-            t /= 2
+            # the minimum of the parabola through f, the slope and f_trial, within
+            # [0.1, 0.5] of the step (halving where the deviance is not finite there)
+            rise = f_trial - f - slope * t
+            shorter = -slope * t * t / (2.0 * rise) if np.isfinite(rise) and rise > 0 else t / 2
+            t = min(max(shorter, 0.1 * t), 0.5 * t)
         else:
             full = -1.0
-        if not fresh and t == full and not f_trial <= f + 1e-4 * t * slope:
-            hess = None
-            continue
         if full < 0:
             if fresh:
                 return result(False, "Newton: the line search failed")
