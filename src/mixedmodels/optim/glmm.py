@@ -370,12 +370,24 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
     hessian_steps = np.concatenate([1e-3 * scale[:k], 1e-2 * scale[k:]])
     newton = None
     if full_gradient is not None:
+        # the exact Hessian after quasi-Newton steps is taken where the last gradient was
+        last_gradient = _LastGradient(
+            lambda x: _gradient_at(x, laplace_seen.get(x), at, full_gradient, k)
+        )
         newton = _newton_stage(
             _safe(laplace),
             lambda x, f0: _hessian_and_gradient(
-                x, f0, laplace_seen.get(x), near_modes, at, full_gradient, hessian_steps, k
+                x,
+                f0,
+                laplace_seen.get(x),
+                near_modes,
+                at,
+                full_gradient,
+                hessian_steps,
+                k,
+                last_gradient.get(x),
             ),
-            lambda x: _gradient_at(x, laplace_seen.get(x), at, full_gradient, k),
+            last_gradient,
             to_x(z0),
             bounds,
             hessian_steps,
@@ -638,9 +650,11 @@ def _hessian_and_gradient(
     gradient: LaplaceGradient,
     steps: np.ndarray,
     k: int,
+    known_gradient: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The Hessian and gradient of the Laplace deviance at ``x = (theta, beta, psi)``: the
-    gradient exact (:class:`LaplaceGradient`), the Hessian by its forward differences at
+    gradient exact (:class:`LaplaceGradient`; ``known_gradient`` where it was computed at
+    ``x`` already, from the same mode), the Hessian by its forward differences at
     :data:`FORWARD_STEP` of ``steps`` (:func:`hessian_by_forward_gradient`: the part in
     ``psi``, most of a gradient's cost, only along ``psi``; ``n`` modes besides ``x``'s).
     ``f0`` (the deviance at ``x``) is not needed.  Returns them and the modes computed.
@@ -663,7 +677,10 @@ def _hessian_and_gradient(
         return found.laplace, gradient(z[:k], found, at(z).family, full, theta_part=True)
 
     p = x.size - k - len(at(x).family.extra_names)
-    grad = gradient(x[:k], mode, at(x).family, theta_part=True)
+    if known_gradient is not None:
+        grad = known_gradient
+    else:
+        grad = gradient(x[:k], mode, at(x).family, theta_part=True)
     hess = hessian_by_forward_gradient(
         value_and_gradient, x, FORWARD_STEP * steps, k + p, grad
     )
@@ -685,6 +702,28 @@ def _gradient_at(
         mode = at(x).mode(x[:k], x[k : x.size - len(at(x).family.extra_names)], None)
         count += 1
     return gradient(x[:k], mode, at(x).family, theta_part=True), count
+
+
+class _LastGradient:
+    """``gradient_at(x)`` (a gradient and the modes computed), the last point's gradient
+    kept: the exact Hessian Newton's stage takes after quasi-Newton steps is at the point
+    whose gradient the last step computed (:func:`_hessian_and_gradient` reuses it: one
+    gradient less, the same numbers)."""
+
+    def __init__(self, gradient_at: Callable[[np.ndarray], tuple[np.ndarray, int]]) -> None:
+        self.gradient_at = gradient_at
+        self.last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, int]:
+        grad, used = self.gradient_at(x)
+        self.last = (np.array(x, dtype=float), grad)
+        return grad, used
+
+    def get(self, x: np.ndarray) -> np.ndarray | None:
+        """The gradient at ``x`` when it was the last point, else None."""
+        if self.last is None or not np.array_equal(self.last[0], x):
+            return None
+        return self.last[1]
 
 
 def _start_hessian(

@@ -98,6 +98,12 @@ class BetaGradient:
         # every pair of the rest's non-zeros in a row: flattened (a, b) column pairs
         self._pair_a = np.repeat(np.arange(r2), r2)
         self._pair_b = np.tile(np.arange(r2), r2)
+        # the index arrays every factor scatters with, kept per fit (the same numbers as
+        # building them per factor: only the indexing is kept)
+        codes = blocks[self.eliminated].codes if self.q1 else None
+        self._indices = _FactorIndices(
+            codes, self.q1, self.cols2, self.q2, self._pair_a, self._pair_b
+        )
 
     def usable(self) -> bool:
         """Whether the dense parts are small enough (:data:`MAX_DENSE_COLUMNS`,
@@ -118,8 +124,7 @@ class BetaGradient:
         return a1, a2
 
     def _factor(self, a1, a2, w) -> _Factor:
-        codes = self.problem.blocks[self.eliminated].codes if self.q1 else None
-        return _Factor(codes, self.q1, a1, self.cols2, a2, self.q2, w, self._pair_a, self._pair_b)
+        return _Factor(self._indices, a1, a2, w)
 
     def __call__(self, theta: np.ndarray, mode: ConditionalMode) -> np.ndarray:
         """The gradient at ``theta`` and ``mode.beta`` (``mode``: PIRLS's converged mode
@@ -162,34 +167,62 @@ class BetaGradient:
         return -2.0 * (X.T @ s) + X.T @ c - X.T @ (observed * av)
 
 
+class _FactorIndices:
+    """The index arrays of :class:`_Factor`'s scatters and gathers, which depend on the
+    problem's pattern alone: built once per fit instead of once per factor."""
+
+    def __init__(self, codes, q1, cols2, q2, pair_a, pair_b) -> None:
+        self.codes, self.q1, self.cols2, self.q2 = codes, q1, cols2, q2
+        self.pair_a, self.pair_b = pair_a, pair_b
+        r2 = cols2.shape[1]
+        self.flat = (cols2[:, pair_a] * q2 + cols2[:, pair_b]).ravel()
+        self.cols2_flat = cols2.ravel()
+        self.eye = np.eye(q2)
+        # the (n, r2, r2) gather of S^-1 at each row's pairs of columns
+        self.rows_a, self.rows_b = cols2[:, :, None], cols2[:, None, :]
+        if q1:
+            self.rows = np.repeat(codes, r2)
+            self.flat_b = (codes[:, None] * q2 + cols2).ravel()
+            self.codes_cols = codes[:, None]
+
+
 class _Factor:
     """``M = I + A' W A`` with the scalar term's columns eliminated: ``D`` diagonal, ``E =
     D^-1 B`` and the inverse of the Schur complement ``S = C - B' D^-1 B`` (dense)."""
 
-    def __init__(self, codes, q1, a1, cols2, a2, q2, w, pair_a, pair_b) -> None:
+    def __init__(self, indices: _FactorIndices, a1, a2, w) -> None:
+        codes, q1, cols2, q2 = indices.codes, indices.q1, indices.cols2, indices.q2
+        pair_a, pair_b = indices.pair_a, indices.pair_b
+        self.indices = indices
         self.codes, self.a1, self.cols2, self.a2 = codes, a1, cols2, a2
         self.q1, self.q2 = q1, q2
         wa2 = a2 * w[:, None]
-        flat = (cols2[:, pair_a] * q2 + cols2[:, pair_b]).ravel()
-        c = np.bincount(flat, (wa2[:, pair_a] * a2[:, pair_b]).ravel(), minlength=q2 * q2)
-        schur = c.reshape(q2, q2) + np.eye(q2)
+        c = np.bincount(
+            indices.flat, (wa2[:, pair_a] * a2[:, pair_b]).ravel(), minlength=q2 * q2
+        )
+        schur = c.reshape(q2, q2) + indices.eye
         if q1:
             self.d = 1.0 + np.bincount(codes, w * a1**2, minlength=q1)
-            r2 = cols2.shape[1]
             values = (wa2 * a1[:, None]).ravel()
             if q1 * q2 > DENSE_COUPLING:
                 # E = D^-1 B sparse where it is large (an observation-level term's rows
                 # couple with r2 columns each)
-                rows = np.repeat(codes, r2)
-                b = sp.csr_matrix((values, (rows, cols2.ravel())), shape=(q1, q2))
+                b = sp.csr_matrix((values, (indices.rows, indices.cols2_flat)), shape=(q1, q2))
                 self.e = (sp.diags(1.0 / self.d) @ b).tocsr()
                 schur -= (b.T @ self.e).toarray()
             else:
-                flat_b = (codes[:, None] * q2 + cols2).ravel()
-                b = np.bincount(flat_b, values, minlength=q1 * q2).reshape(q1, q2)
+                b = np.bincount(indices.flat_b, values, minlength=q1 * q2).reshape(q1, q2)
                 self.e = b / self.d[:, None]
                 schur -= b.T @ self.e
-        self.s_inv = sla.cho_solve(sla.cho_factor(schur, lower=True), np.eye(q2)) if q2 else schur
+        if q2:
+            # the same LAPACK calls with scipy's finiteness checks done once here (the
+            # same error as theirs)
+            if not np.isfinite(schur).all():
+                raise ValueError("array must not contain infs or NaNs")
+            factor = sla.cho_factor(schur, lower=True, check_finite=False)
+            self.s_inv = sla.cho_solve(factor, indices.eye, check_finite=False)
+        else:
+            self.s_inv = schur
 
     def leverages(self) -> np.ndarray:
         """``l_i = a_i' M^-1 a_i`` (``M^-1 = [D^-1 + E S^-1 E', -E S^-1; -S^-1 E',
@@ -198,7 +231,7 @@ class _Factor:
         n, r2 = a2.shape
         out = np.zeros(n)
         if r2:
-            s_rows = self.s_inv[cols2[:, :, None], cols2[:, None, :]]  # (n, r2, r2)
+            s_rows = self.s_inv[self.indices.rows_a, self.indices.rows_b]  # (n, r2, r2)
             out += np.einsum("ia,iab,ib->i", a2, s_rows, a2)
         if self.q1:
             f = np.asarray(self.e @ self.s_inv)  # E S^-1
@@ -220,7 +253,7 @@ class _Factor:
         t1 = np.zeros(n)
         t2 = np.zeros((n, r2))
         if r2:
-            s_rows = self.s_inv[cols2[:, :, None], cols2[:, None, :]]  # (n, r2, r2)
+            s_rows = self.s_inv[self.indices.rows_a, self.indices.rows_b]  # (n, r2, r2)
             t2 += np.einsum("iab,ib->ia", s_rows, a2)
         if self.q1:
             f = np.asarray(self.e @ self.s_inv)  # E S^-1
@@ -239,7 +272,9 @@ class _Factor:
     def solve(self, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``A M^-1 A' c`` (n,) and ``M^-1 A' c`` in the factor's order: the eliminated
         term's part (q1,) and the rest's (q2,)."""
-        r2 = np.bincount(self.cols2.ravel(), (self.a2 * c[:, None]).ravel(), minlength=self.q2)
+        r2 = np.bincount(
+            self.indices.cols2_flat, (self.a2 * c[:, None]).ravel(), minlength=self.q2
+        )
         if self.q1:
             r1 = np.bincount(self.codes, self.a1 * c, minlength=self.q1)
             v2 = self.s_inv @ (r2 - self.e.T @ r1)
@@ -251,7 +286,9 @@ class _Factor:
 
     def solve_rows(self, c: np.ndarray) -> np.ndarray:
         """``A M^-1 A' c``."""
-        r2 = np.bincount(self.cols2.ravel(), (self.a2 * c[:, None]).ravel(), minlength=self.q2)
+        r2 = np.bincount(
+            self.indices.cols2_flat, (self.a2 * c[:, None]).ravel(), minlength=self.q2
+        )
         if self.q1:
             r1 = np.bincount(self.codes, self.a1 * c, minlength=self.q1)
             v2 = self.s_inv @ (r2 - self.e.T @ r1)
