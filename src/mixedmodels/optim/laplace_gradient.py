@@ -382,12 +382,23 @@ class LaplaceGradient(BetaGradient):
                     - _likelihood_rows(fam, y, eta - step, pw)[2]
                 ) / (2 * step)
             else:
-                s = score(kernel, eta)
-                observed = -(score(kernel, eta + step) - score(kernel, eta - step)) / (2 * step)
-                wp = kernel.laplace_weights(eta + step, kernel.inverse(eta + step))
-                wm = kernel.laplace_weights(eta - step, kernel.inverse(eta - step))
+                # each point's means computed once, its Laplace weights right after its
+                # working weights from the same arrays (a kernel may keep them: the same
+                # expression, not evaluated again)
+                mu0 = kernel.inverse(eta)
+                h0, r0 = kernel.working(eta, mu0)
+                s = h0 * r0
+                e_plus, e_minus = eta + step, eta - step
+                mu_plus, mu_minus = kernel.inverse(e_plus), kernel.inverse(e_minus)
+                h_plus, r_plus = kernel.working(e_plus, mu_plus)
+                wp = kernel.laplace_weights(e_plus, mu_plus)
+                h_minus, r_minus = kernel.working(e_minus, mu_minus)
+                wm = kernel.laplace_weights(e_minus, mu_minus)
+                observed = -(h_plus * r_plus - h_minus * r_minus) / (2 * step)
                 dw = (wp - wm) / (2 * step)
-            kappa = self._kappa(kernel, eta, s) if fam.has_dispersion else 1.0
+            kappa = 1.0
+            if fam.has_dispersion:
+                kappa = self._kappa(kernel, eta, s, None if exact else mu0)
         a1, a2 = self._values(theta)
         factor = self._factor(a1, a2, mode.weights)
         if theta_part:
@@ -492,10 +503,10 @@ class LaplaceGradient(BetaGradient):
             return self._kappa(kernel, eta, h * r)
 
     @staticmethod
-    def _kappa(kernel, eta: np.ndarray, s: np.ndarray) -> float:
+    def _kappa(kernel, eta: np.ndarray, s: np.ndarray, mu: np.ndarray | None = None) -> float:
         """``dT / dD`` by a central difference along the scores (``D`` changes by
-        ``KAPPA_STEP`` relative)."""
-        deviance = kernel.deviance(eta, kernel.inverse(eta))
+        ``KAPPA_STEP`` relative); ``mu`` the means at ``eta`` where known."""
+        deviance = kernel.deviance(eta, kernel.inverse(eta) if mu is None else mu)
         slope = 2.0 * float(s @ s)  # -dD/dt along eta + t s
         if not slope > 0:
             return 1.0
