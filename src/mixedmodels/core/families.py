@@ -1044,12 +1044,41 @@ class LikelihoodFamily(Family):
         terms), or None where not given (nothing is shared then)."""
         return None
 
+    def _response_memo(self) -> list:
+        """Where :meth:`response_terms_of` keeps ``[y, response terms]`` (this family's own
+        list; families that make their values' copies share one)."""
+        memo = self.__dict__.get("_memo_response")
+        if memo is None:
+            memo = self.__dict__["_memo_response"] = []
+        return memo
+
+    def response_terms_of(self, y: np.ndarray) -> dict:
+        """:meth:`response_terms` of ``y``, kept for the array object last given (a fit's
+        response is never modified in place: the optimizer's gradients call
+        :meth:`log_derivatives` a few times per evaluation with the same ``y``)."""
+        memo = self._response_memo()
+        if memo and memo[0] is y:
+            return memo[1]
+        terms = self.response_terms(y)
+        memo[:] = [y, terms]
+        return terms
+
+    def terms_of(self, y: np.ndarray) -> dict:
+        """:meth:`parameter_terms` of ``y`` (from :meth:`response_terms_of`), kept on this
+        family (its parameter values are fixed) for the array object last given."""
+        memo = self.__dict__.get("_memo_terms")
+        if memo is not None and memo[0] is y:
+            return memo[1]
+        terms = self.parameter_terms(y, self.response_terms_of(y))
+        self.__dict__["_memo_terms"] = (y, terms)
+        return terms
+
     def log_derivatives(
         self, y: np.ndarray, eta: np.ndarray, weights: np.ndarray, derivatives: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """``(log p, d log p / d eta, d^2 log p / d eta^2)`` per row, times the weights
         (without ``derivatives`` only ``log p`` is computed; the others are None)."""
-        terms = self.parameter_terms(y, self.response_terms(y))
+        terms = self.terms_of(y)
         logp, state = self.value_terms(y, eta, terms)
         if not derivatives:
             return weights * logp, None, None
@@ -1130,8 +1159,12 @@ class _LikelihoodKernel(FamilyKernel):
         terms: dict | None = None,
     ):
         super().__init__(family, y, weights)
-        self.response = family.response_terms(y) if response is None else response
-        self.terms = family.parameter_terms(y, self.response) if terms is None else terms
+        self.response = family.response_terms_of(y) if response is None else response
+        if terms is None:
+            terms = family.terms_of(y) if response is None else (
+                family.parameter_terms(y, self.response)
+            )
+        self.terms = terms
         self.unit = bool(np.all(weights == 1.0))  # 1.0 * x == x: the product is skipped
         self._points: list[list] = []  # the last two linear predictors' entries (_at)
 
@@ -1437,6 +1470,8 @@ class _ZeroInflationDesign:
         self.intercept: int | None = int(intercept[0]) if intercept.size else None
         self.rows: np.ndarray | None = None
         self.index: np.ndarray | None = None
+        # [y, response terms] of the family values made from one another (with_extra)
+        self.response_memo: list = []
         if self.X.shape[0] and np.isfinite(self.X).all():
             rows, index = np.unique(self.X, axis=0, return_inverse=True)
             if 2 * rows.shape[0] <= self.X.shape[0]:
@@ -1537,6 +1572,9 @@ class ZeroInflated(LikelihoodFamily):
         if base is None:
             return None
         return (base, self._design, tuple(self.gamma.tolist()))
+
+    def _response_memo(self):
+        return self._design.response_memo
 
     def response_terms(self, y):
         """The base family's, and the rows where ``y`` is 0."""
