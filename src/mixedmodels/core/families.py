@@ -1135,7 +1135,7 @@ def _newton_from_derivatives(d1: np.ndarray, d2: np.ndarray) -> tuple[np.ndarray
     """A Newton step's weights ``h = -d2`` (``|h|`` at least ``1e-12 max |d2|``) and
     working residuals ``d1 / h``."""
     size = np.abs(d2)
-    tiny = 1e-12 * (float(np.max(size)) + 1e-300)
+    tiny = 1e-12 * (float(size.max()) + 1e-300)
     h = np.where(size > tiny, -d2, tiny)
     return h, d1 / h
 
@@ -1217,7 +1217,7 @@ class _LikelihoodKernel(FamilyKernel):
         return point[3]
 
     def deviance(self, eta, mu):
-        return -2.0 * float(np.sum(self._at(eta)[1]))
+        return -2.0 * float(self._at(eta)[1].sum())
 
     def working(self, eta, mu):
         return _newton_from_derivatives(*self._derivatives_at(eta))
@@ -1408,7 +1408,8 @@ class Beta(LikelihoodFamily):
 
     def value_terms(self, y, eta, terms):
         phi = self.phi
-        mu = np.clip(special.expit(eta), 1e-15, 1 - 1e-15)
+        # np.clip's numbers (NaN kept) without its Python dispatch
+        mu = np.minimum(np.maximum(special.expit(eta), 1e-15), 1 - 1e-15)
         a, b = mu * phi, (1 - mu) * phi
         logp = (
             terms["log_gamma_phi"] - special.gammaln(a) - special.gammaln(b)
@@ -1592,11 +1593,12 @@ class ZeroInflated(LikelihoodFamily):
 
     def value_terms(self, y, eta, terms):
         logf, base_state = self.base.value_terms(y, eta, terms["base"])
-        logp = self._log_1pi + logf
         zero = terms["zero"]
+        lf0 = logf[zero] if zero.size else None
+        logp = logf
+        logp += self._log_1pi  # logf is the base's new array: log(1 - pi) + log f in place
         if not zero.size:
             return logp, (base_state, None, None)
-        lf0 = logf[zero]
         both = np.logaddexp(terms["log_pi_zero"], terms["log_1pi_zero"] + lf0)
         logp[zero] = both
         return logp, (base_state, lf0, both)
