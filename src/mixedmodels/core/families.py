@@ -1478,6 +1478,16 @@ class _ZeroInflationDesign:
             if 2 * rows.shape[0] <= self.X.shape[0]:
                 self.rows, self.index = rows, index.ravel()
 
+    def row_probabilities(self, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``pi``, ``log pi`` and ``log(1 - pi)`` on the distinct rows (on every row where
+        they are not few): :meth:`expand` gives them per row."""
+        eta = (self.X if self.rows is None else self.rows) @ gamma
+        return special.expit(eta), special.log_expit(eta), special.log_expit(-eta)
+
+    def expand(self, values: np.ndarray) -> np.ndarray:
+        """Values of :meth:`row_probabilities` per row of ``X``."""
+        return values if self.index is None else values[self.index]
+
     def probabilities(self, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``pi = expit(X gamma)``, ``log pi`` and ``log(1 - pi)`` per row (computed on the
         distinct rows where they are few)."""
@@ -1525,8 +1535,29 @@ class ZeroInflated(LikelihoodFamily):
         r = self.X_zi.shape[1]
         self.gamma = np.zeros(r) if gamma is None else np.asarray(gamma, dtype=float)
         # pi, log pi and log(1 - pi) depend on gamma only: computed once per family value
-        # (not at every scoring step), on X_zi's distinct rows
-        self.pi, self._log_pi, self._log_1pi = self._design.probabilities(self.gamma)
+        # (not at every scoring step), on X_zi's distinct rows, and spread over the rows
+        # when first asked for (a gradient's moved values need log(1 - pi) alone)
+        self._row_values = self._design.row_probabilities(self.gamma)
+        self._expanded: list = [None, None, None]
+
+    def _expanded_value(self, k: int) -> np.ndarray:
+        value = self._expanded[k]
+        if value is None:
+            value = self._expanded[k] = self._design.expand(self._row_values[k])
+        return value
+
+    @property
+    def pi(self) -> np.ndarray:
+        """The zero-inflation probability per row."""
+        return self._expanded_value(0)
+
+    @property
+    def _log_pi(self) -> np.ndarray:
+        return self._expanded_value(1)
+
+    @property
+    def _log_1pi(self) -> np.ndarray:
+        return self._expanded_value(2)
 
     links = ("log",)
 
@@ -1566,7 +1597,8 @@ class ZeroInflated(LikelihoodFamily):
         return (1 - self.pi) * (self.base.variance(mu) + self.pi * mu**2)
 
     def response_key(self):
-        return (type(self), self.base.response_key())
+        # the design too: the response terms hold the zero rows' indices among its rows
+        return (type(self), self.base.response_key(), self._design)
 
     def parameter_key(self):
         base = self.base.parameter_key()
@@ -1579,16 +1611,21 @@ class ZeroInflated(LikelihoodFamily):
 
     def response_terms(self, y):
         """The base family's, and the rows where ``y`` is 0."""
-        return {"base": self.base.response_terms(y), "zero": np.flatnonzero(y == 0)}
+        zero = np.flatnonzero(y == 0)
+        index = self._design.index
+        return {
+            "base": self.base.response_terms(y),
+            "zero": zero,
+            "zero_rows": zero if index is None else index[zero],
+        }
 
     def parameter_terms(self, y, terms):
         """The base family's, and ``log pi``, ``log(1 - pi)`` at the zero rows."""
-        zero = terms["zero"]
         return {
             **terms,
             "base": self.base.parameter_terms(y, terms["base"]),
-            "log_pi_zero": self._log_pi[zero],
-            "log_1pi_zero": self._log_1pi[zero],
+            "log_pi_zero": self._row_values[1][terms["zero_rows"]],
+            "log_1pi_zero": self._row_values[2][terms["zero_rows"]],
         }
 
     def value_terms(self, y, eta, terms):
