@@ -1085,6 +1085,14 @@ class LikelihoodFamily(Family):
         d1, d2 = self.derivative_terms(y, eta, terms, state)
         return weights * logp, weights * d1, weights * d2
 
+    def mean_from_state(self, state: tuple) -> np.ndarray | None:
+        """The mean ``g^-1(eta)`` (the link's, to the bit) from :meth:`value_terms`'
+        ``state`` at ``eta``, where the family keeps it there; None where it does not."""
+        return None
+
+    #: whether :meth:`mean_from_state` gives the mean
+    mean_in_state: ClassVar[bool] = False
+
     def kernel(self, y, weights):
         """:class:`_LikelihoodKernel`: the response's and the parameters' terms computed
         once, ``log p`` and its derivatives once per linear predictor."""
@@ -1157,6 +1165,7 @@ class _LikelihoodKernel(FamilyKernel):
         weights: np.ndarray,
         response: dict | None = None,
         terms: dict | None = None,
+        unit: bool | None = None,
     ):
         super().__init__(family, y, weights)
         self.response = family.response_terms_of(y) if response is None else response
@@ -1165,7 +1174,10 @@ class _LikelihoodKernel(FamilyKernel):
                 family.parameter_terms(y, self.response)
             )
         self.terms = terms
-        self.unit = bool(np.all(weights == 1.0))  # 1.0 * x == x: the product is skipped
+        # 1.0 * x == x: the product is skipped
+        self.unit = bool((weights == 1.0).all()) if unit is None else unit
+        # the mean from log p's intermediates: computed there at the same eta anyway
+        self._state_mean = family.mean_in_state
         self._points: list[list] = []  # the last two linear predictors' entries (_at)
 
     def rebind(self, family):
@@ -1177,7 +1189,9 @@ class _LikelihoodKernel(FamilyKernel):
             own.response_key()
         ):
             return family.kernel(self.y, self.weights)
-        kernel = _LikelihoodKernel(family, self.y, self.weights, self.response, self._same(family))
+        kernel = _LikelihoodKernel(
+            family, self.y, self.weights, self.response, self._same(family), self.unit
+        )
         return kernel
 
     def _same(self, family: LikelihoodFamily) -> dict | None:
@@ -1215,6 +1229,15 @@ class _LikelihoodKernel(FamilyKernel):
                 d1, d2 = self.weights * d1, self.weights * d2
             point[3] = (d1, d2)
         return point[3]
+
+    def inverse(self, eta):
+        """The link's inverse; from ``log p``'s intermediates at ``eta`` where the family
+        keeps the mean there (PIRLS asks for the deviance at the same ``eta`` next)."""
+        if self._state_mean:
+            mean = self.family.mean_from_state(self._at(eta)[2])
+            if mean is not None:
+                return mean
+        return self.link.inverse(eta)
 
     def deviance(self, eta, mu):
         return -2.0 * float(self._at(eta)[1].sum())
@@ -1374,6 +1397,12 @@ class PoissonLikelihood(_PoissonResponse, LikelihoodFamily):
     def value_terms(self, y, eta, terms):
         mu = _exp(eta)
         return y * eta - mu - terms["log_y_factorial"], (mu,)
+
+    mean_in_state = True
+
+    def mean_from_state(self, state):
+        """``max(exp(eta), eps)``: the log link's inverse (the family's only link)."""
+        return np.maximum(state[0], _EPS)
 
     def derivative_terms(self, y, eta, terms, state):
         mu = state[0]
@@ -1650,6 +1679,13 @@ class ZeroInflated(LikelihoodFamily):
             d1[zero] = q * a1
             d2[zero] = q * (1 - q) * a1**2 + q * a2
         return d1, d2
+
+    @property
+    def mean_in_state(self) -> bool:  # type: ignore[override]
+        return self.base.mean_in_state
+
+    def mean_from_state(self, state):
+        return self.base.mean_from_state(state[0])
 
     def start_mu(self, y, weights):
         return self.base.start_mu(y, weights)
