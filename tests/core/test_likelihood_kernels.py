@@ -216,3 +216,30 @@ def test_zero_inflation_probabilities_on_distinct_rows(distinct):
     np.testing.assert_allclose(log_pi, -np.log1p(np.exp(-eta)), rtol=1e-15)
     np.testing.assert_allclose(log_1pi, -np.log1p(np.exp(eta)), rtol=1e-15)
     assert _ZeroInflationDesign(X[:, 1:]).intercept is None
+
+
+@pytest.mark.parametrize("distinct", [2, 60])
+def test_zero_inflated_poisson_kernel_mean_memo_and_lazy_probabilities(distinct):
+    """The zero-inflated Poisson kernel's mean (taken from ``log p``'s intermediates) is
+    the log link's inverse to the bit; the family's ``pi`` (spread from the distinct rows
+    when asked for) equals :meth:`_ZeroInflationDesign.probabilities`' bit for bit; and
+    ``log_derivatives`` with its response terms kept (a second call on the same ``y``, and
+    a value made by ``with_extra`` sharing the memo) equals scipy's zero-inflated Poisson
+    log density (rtol 1e-12: logs of sums of two probabilities) at every call."""
+    x = np.repeat([0.0, 1.0], N // 2) if distinct == 2 else RNG.normal(size=N)
+    X = np.column_stack([np.ones(N), x])
+    y = _counts()
+    eta = RNG.normal(1.0, 0.8, N)
+    fam = ZeroInflated(PoissonLikelihood(), X, ["(Intercept)", "x"], GAMMA)
+    kernel = fam.kernel(y, np.ones(N))
+    mean = kernel.inverse(eta)
+    assert np.array_equal(mean, fam.link.inverse(eta))
+    assert np.array_equal(fam.pi, _ZeroInflationDesign(X).probabilities(GAMMA)[0])
+    for gamma in (GAMMA, GAMMA, GAMMA + [0.3, -0.5]):
+        value = fam.with_extra(np.asarray(gamma))
+        pi = special.expit(X @ gamma)
+        f = stats.poisson.pmf(y, np.exp(eta))
+        expected = np.log(np.where(y == 0, pi, 0.0) + (1 - pi) * f)
+        logp = value.log_derivatives(y, eta, np.ones(N), False)[0]
+        np.testing.assert_allclose(logp, expected, rtol=1e-12)
+        assert value._design.response_memo[0] is y

@@ -1044,17 +1044,54 @@ class LikelihoodFamily(Family):
         terms), or None where not given (nothing is shared then)."""
         return None
 
+    def _response_memo(self) -> list:
+        """Where :meth:`response_terms_of` keeps ``[y, response terms]`` (this family's own
+        list; families that make their values' copies share one)."""
+        memo = self.__dict__.get("_memo_response")
+        if memo is None:
+            memo = self.__dict__["_memo_response"] = []
+        return memo
+
+    def response_terms_of(self, y: np.ndarray) -> dict:
+        """:meth:`response_terms` of ``y``, kept for the array object last given (a fit's
+        response is never modified in place: the optimizer's gradients call
+        :meth:`log_derivatives` a few times per evaluation with the same ``y``)."""
+        memo = self._response_memo()
+        if memo and memo[0] is y:
+            return memo[1]
+        terms = self.response_terms(y)
+        memo[:] = [y, terms]
+        return terms
+
+    def terms_of(self, y: np.ndarray) -> dict:
+        """:meth:`parameter_terms` of ``y`` (from :meth:`response_terms_of`), kept on this
+        family (its parameter values are fixed) for the array object last given."""
+        memo = self.__dict__.get("_memo_terms")
+        if memo is not None and memo[0] is y:
+            return memo[1]
+        terms = self.parameter_terms(y, self.response_terms_of(y))
+        self.__dict__["_memo_terms"] = (y, terms)
+        return terms
+
     def log_derivatives(
         self, y: np.ndarray, eta: np.ndarray, weights: np.ndarray, derivatives: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """``(log p, d log p / d eta, d^2 log p / d eta^2)`` per row, times the weights
         (without ``derivatives`` only ``log p`` is computed; the others are None)."""
-        terms = self.parameter_terms(y, self.response_terms(y))
+        terms = self.terms_of(y)
         logp, state = self.value_terms(y, eta, terms)
         if not derivatives:
             return weights * logp, None, None
         d1, d2 = self.derivative_terms(y, eta, terms, state)
         return weights * logp, weights * d1, weights * d2
+
+    def mean_from_state(self, state: tuple) -> np.ndarray | None:
+        """The mean ``g^-1(eta)`` (the link's, to the bit) from :meth:`value_terms`'
+        ``state`` at ``eta``, where the family keeps it there; None where it does not."""
+        return None
+
+    #: whether :meth:`mean_from_state` gives the mean
+    mean_in_state: ClassVar[bool] = False
 
     def kernel(self, y, weights):
         """:class:`_LikelihoodKernel`: the response's and the parameters' terms computed
@@ -1106,7 +1143,7 @@ def _newton_from_derivatives(d1: np.ndarray, d2: np.ndarray) -> tuple[np.ndarray
     """A Newton step's weights ``h = -d2`` (``|h|`` at least ``1e-12 max |d2|``) and
     working residuals ``d1 / h``."""
     size = np.abs(d2)
-    tiny = 1e-12 * (float(np.max(size)) + 1e-300)
+    tiny = 1e-12 * (float(size.max()) + 1e-300)
     h = np.where(size > tiny, -d2, tiny)
     return h, d1 / h
 
@@ -1128,11 +1165,19 @@ class _LikelihoodKernel(FamilyKernel):
         weights: np.ndarray,
         response: dict | None = None,
         terms: dict | None = None,
+        unit: bool | None = None,
     ):
         super().__init__(family, y, weights)
-        self.response = family.response_terms(y) if response is None else response
-        self.terms = family.parameter_terms(y, self.response) if terms is None else terms
-        self.unit = bool(np.all(weights == 1.0))  # 1.0 * x == x: the product is skipped
+        self.response = family.response_terms_of(y) if response is None else response
+        if terms is None:
+            terms = family.terms_of(y) if response is None else (
+                family.parameter_terms(y, self.response)
+            )
+        self.terms = terms
+        # 1.0 * x == x: the product is skipped
+        self.unit = bool((weights == 1.0).all()) if unit is None else unit
+        # the mean from log p's intermediates: computed there at the same eta anyway
+        self._state_mean = family.mean_in_state
         self._points: list[list] = []  # the last two linear predictors' entries (_at)
 
     def rebind(self, family):
@@ -1144,7 +1189,9 @@ class _LikelihoodKernel(FamilyKernel):
             own.response_key()
         ):
             return family.kernel(self.y, self.weights)
-        kernel = _LikelihoodKernel(family, self.y, self.weights, self.response, self._same(family))
+        kernel = _LikelihoodKernel(
+            family, self.y, self.weights, self.response, self._same(family), self.unit
+        )
         return kernel
 
     def _same(self, family: LikelihoodFamily) -> dict | None:
@@ -1183,8 +1230,17 @@ class _LikelihoodKernel(FamilyKernel):
             point[3] = (d1, d2)
         return point[3]
 
+    def inverse(self, eta):
+        """The link's inverse; from ``log p``'s intermediates at ``eta`` where the family
+        keeps the mean there (PIRLS asks for the deviance at the same ``eta`` next)."""
+        if self._state_mean:
+            mean = self.family.mean_from_state(self._at(eta)[2])
+            if mean is not None:
+                return mean
+        return self.link.inverse(eta)
+
     def deviance(self, eta, mu):
-        return -2.0 * float(np.sum(self._at(eta)[1]))
+        return -2.0 * float(self._at(eta)[1].sum())
 
     def working(self, eta, mu):
         return _newton_from_derivatives(*self._derivatives_at(eta))
@@ -1342,6 +1398,12 @@ class PoissonLikelihood(_PoissonResponse, LikelihoodFamily):
         mu = _exp(eta)
         return y * eta - mu - terms["log_y_factorial"], (mu,)
 
+    mean_in_state = True
+
+    def mean_from_state(self, state):
+        """``max(exp(eta), eps)``: the log link's inverse (the family's only link)."""
+        return np.maximum(state[0], _EPS)
+
     def derivative_terms(self, y, eta, terms, state):
         mu = state[0]
         return y - mu, -mu
@@ -1375,7 +1437,8 @@ class Beta(LikelihoodFamily):
 
     def value_terms(self, y, eta, terms):
         phi = self.phi
-        mu = np.clip(special.expit(eta), 1e-15, 1 - 1e-15)
+        # np.clip's numbers (NaN kept) without its Python dispatch
+        mu = np.minimum(np.maximum(special.expit(eta), 1e-15), 1 - 1e-15)
         a, b = mu * phi, (1 - mu) * phi
         logp = (
             terms["log_gamma_phi"] - special.gammaln(a) - special.gammaln(b)
@@ -1437,10 +1500,22 @@ class _ZeroInflationDesign:
         self.intercept: int | None = int(intercept[0]) if intercept.size else None
         self.rows: np.ndarray | None = None
         self.index: np.ndarray | None = None
+        # [y, response terms] of the family values made from one another (with_extra)
+        self.response_memo: list = []
         if self.X.shape[0] and np.isfinite(self.X).all():
             rows, index = np.unique(self.X, axis=0, return_inverse=True)
             if 2 * rows.shape[0] <= self.X.shape[0]:
                 self.rows, self.index = rows, index.ravel()
+
+    def row_probabilities(self, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``pi``, ``log pi`` and ``log(1 - pi)`` on the distinct rows (on every row where
+        they are not few): :meth:`expand` gives them per row."""
+        eta = (self.X if self.rows is None else self.rows) @ gamma
+        return special.expit(eta), special.log_expit(eta), special.log_expit(-eta)
+
+    def expand(self, values: np.ndarray) -> np.ndarray:
+        """Values of :meth:`row_probabilities` per row of ``X``."""
+        return values if self.index is None else values[self.index]
 
     def probabilities(self, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``pi = expit(X gamma)``, ``log pi`` and ``log(1 - pi)`` per row (computed on the
@@ -1489,8 +1564,29 @@ class ZeroInflated(LikelihoodFamily):
         r = self.X_zi.shape[1]
         self.gamma = np.zeros(r) if gamma is None else np.asarray(gamma, dtype=float)
         # pi, log pi and log(1 - pi) depend on gamma only: computed once per family value
-        # (not at every scoring step), on X_zi's distinct rows
-        self.pi, self._log_pi, self._log_1pi = self._design.probabilities(self.gamma)
+        # (not at every scoring step), on X_zi's distinct rows, and spread over the rows
+        # when first asked for (a gradient's moved values need log(1 - pi) alone)
+        self._row_values = self._design.row_probabilities(self.gamma)
+        self._expanded: list = [None, None, None]
+
+    def _expanded_value(self, k: int) -> np.ndarray:
+        value = self._expanded[k]
+        if value is None:
+            value = self._expanded[k] = self._design.expand(self._row_values[k])
+        return value
+
+    @property
+    def pi(self) -> np.ndarray:
+        """The zero-inflation probability per row."""
+        return self._expanded_value(0)
+
+    @property
+    def _log_pi(self) -> np.ndarray:
+        return self._expanded_value(1)
+
+    @property
+    def _log_1pi(self) -> np.ndarray:
+        return self._expanded_value(2)
 
     links = ("log",)
 
@@ -1530,7 +1626,8 @@ class ZeroInflated(LikelihoodFamily):
         return (1 - self.pi) * (self.base.variance(mu) + self.pi * mu**2)
 
     def response_key(self):
-        return (type(self), self.base.response_key())
+        # the design too: the response terms hold the zero rows' indices among its rows
+        return (type(self), self.base.response_key(), self._design)
 
     def parameter_key(self):
         base = self.base.parameter_key()
@@ -1538,27 +1635,36 @@ class ZeroInflated(LikelihoodFamily):
             return None
         return (base, self._design, tuple(self.gamma.tolist()))
 
+    def _response_memo(self):
+        return self._design.response_memo
+
     def response_terms(self, y):
         """The base family's, and the rows where ``y`` is 0."""
-        return {"base": self.base.response_terms(y), "zero": np.flatnonzero(y == 0)}
+        zero = np.flatnonzero(y == 0)
+        index = self._design.index
+        return {
+            "base": self.base.response_terms(y),
+            "zero": zero,
+            "zero_rows": zero if index is None else index[zero],
+        }
 
     def parameter_terms(self, y, terms):
         """The base family's, and ``log pi``, ``log(1 - pi)`` at the zero rows."""
-        zero = terms["zero"]
         return {
             **terms,
             "base": self.base.parameter_terms(y, terms["base"]),
-            "log_pi_zero": self._log_pi[zero],
-            "log_1pi_zero": self._log_1pi[zero],
+            "log_pi_zero": self._row_values[1][terms["zero_rows"]],
+            "log_1pi_zero": self._row_values[2][terms["zero_rows"]],
         }
 
     def value_terms(self, y, eta, terms):
         logf, base_state = self.base.value_terms(y, eta, terms["base"])
-        logp = self._log_1pi + logf
         zero = terms["zero"]
+        lf0 = logf[zero] if zero.size else None
+        logp = logf
+        logp += self._log_1pi  # logf is the base's new array: log(1 - pi) + log f in place
         if not zero.size:
             return logp, (base_state, None, None)
-        lf0 = logf[zero]
         both = np.logaddexp(terms["log_pi_zero"], terms["log_1pi_zero"] + lf0)
         logp[zero] = both
         return logp, (base_state, lf0, both)
@@ -1573,6 +1679,13 @@ class ZeroInflated(LikelihoodFamily):
             d1[zero] = q * a1
             d2[zero] = q * (1 - q) * a1**2 + q * a2
         return d1, d2
+
+    @property
+    def mean_in_state(self) -> bool:  # type: ignore[override]
+        return self.base.mean_in_state
+
+    def mean_from_state(self, state):
+        return self.base.mean_from_state(state[0])
 
     def start_mu(self, y, weights):
         return self.base.start_mu(y, weights)

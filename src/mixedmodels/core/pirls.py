@@ -317,7 +317,7 @@ class GlmmProblem:
                     raise
                 # exact Newton weights (a zero-inflated row's curvature can be negative)
                 # whose system is not positive definite: floor them (same gradient)
-                floor = 1e-6 * float(np.max(np.abs(weights))) + 1e-300
+                floor = 1e-6 * float(np.abs(weights).max()) + 1e-300
                 safe = np.maximum(weights, floor)
                 new_u, new_beta = system.step(safe, base, score / safe, update_beta, u, beta)
             if not update_beta:
@@ -336,7 +336,7 @@ class GlmmProblem:
             else:
                 break  # no decrease: the current point is the mode to working precision
             change = pdev - t_pdev
-            moved = float(np.max(np.abs(try_u - u), initial=0.0)) if exact_u else 0.0
+            moved = float(np.abs(try_u - u).max(initial=0.0)) if exact_u else 0.0
             beta, u, eta, mu, dev, pdev = try_beta, try_u, t_eta, t_mu, t_dev, t_pdev
             if change < TOLERANCE * (abs(pdev) + 1.0) and (not exact_u or moved < U_TOLERANCE):
                 break
@@ -366,10 +366,10 @@ class GlmmProblem:
         if rows is None:
             rows = self.z_rows().scaled(lambdas)
         grad_u = u - rows.transpose_times(score)
-        if not float(np.max(np.abs(grad_u), initial=0.0)) < GRADIENT_TOLERANCE:
+        if not float(np.abs(grad_u).max(initial=0.0)) < GRADIENT_TOLERANCE:
             return False
         if update_beta and self.X.shape[1]:
-            return float(np.max(np.abs(self.X.T @ score))) < GRADIENT_TOLERANCE
+            return float(np.abs(self.X.T @ score).max()) < GRADIENT_TOLERANCE
         return True
 
     def z_rows(self) -> ZRows:
