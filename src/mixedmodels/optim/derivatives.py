@@ -163,23 +163,12 @@ def hessian_by_gradient(
     gradient : ndarray (k,)
         ``(f(x + e_i) - f(x - e_i)) / (2 h_i)``, error ``O(h^2)``.
     """
-    x = np.asarray(x, dtype=float)
-    n = x.size
-    plus, minus = np.zeros(k), np.zeros(k)
-    hess = np.zeros((n, n))
-    for i in range(n):
-        e = np.zeros(n)
-        e[i] = steps[i]
-        fp, gp = value_and_gradient(x + e)
-        fm, gm = value_and_gradient(x - e)
-        hess[i, k:] = (np.asarray(gp) - np.asarray(gm)) / (2 * steps[i])
-        if i < k:
-            plus[i], minus[i] = fp, fm
-    lower = hess[k:, k:]
-    hess[k:, k:] = (lower + lower.T) / 2
-    hess[k:, :k] = hess[:k, k:].T
-    _fill_value_block(hess, value, x, steps, plus, minus, f0)
-    return hess, (plus - minus) / (2 * np.asarray(steps[:k], dtype=float))
+    # the partial-gradient form with every gradient taken whole (m = n - k): the same
+    # points, differences and symmetrisation
+    n = np.asarray(x).size
+    return hessian_by_partial_gradient(
+        lambda z, full: value_and_gradient(z), value, x, steps, k, n - k, f0
+    )
 
 
 def hessian_by_partial_gradient(

@@ -224,6 +224,16 @@ class _Factor:
         else:
             self.s_inv = schur
 
+    def _eliminated_inverse(self) -> tuple[np.ndarray, np.ndarray]:
+        """``E S^-1`` (q1, q2) and the diagonal of ``M^-1``'s eliminated block, ``D^-1 +
+        diag(E S^-1 E')`` (q1,)."""
+        f = np.asarray(self.e @ self.s_inv)
+        if sp.issparse(self.e):
+            quad = np.asarray(self.e.multiply(f).sum(axis=1)).ravel()
+        else:
+            quad = np.einsum("ij,ij->i", self.e, f)
+        return f, 1.0 / self.d + quad
+
     def leverages(self) -> np.ndarray:
         """``l_i = a_i' M^-1 a_i`` (``M^-1 = [D^-1 + E S^-1 E', -E S^-1; -S^-1 E',
         S^-1]``)."""
@@ -234,12 +244,7 @@ class _Factor:
             s_rows = self.s_inv[self.indices.rows_a, self.indices.rows_b]  # (n, r2, r2)
             out += np.einsum("ia,iab,ib->i", a2, s_rows, a2)
         if self.q1:
-            f = np.asarray(self.e @ self.s_inv)  # E S^-1
-            if sp.issparse(self.e):
-                quad = np.asarray(self.e.multiply(f).sum(axis=1)).ravel()
-            else:
-                quad = np.einsum("ij,ij->i", self.e, f)
-            diag = 1.0 / self.d + quad
+            f, diag = self._eliminated_inverse()
             out += self.a1**2 * diag[self.codes]
             if r2:
                 out -= 2.0 * self.a1 * np.einsum("ia,ia->i", a2, f[self.codes[:, None], cols2])
@@ -256,12 +261,7 @@ class _Factor:
             s_rows = self.s_inv[self.indices.rows_a, self.indices.rows_b]  # (n, r2, r2)
             t2 += np.einsum("iab,ib->ia", s_rows, a2)
         if self.q1:
-            f = np.asarray(self.e @ self.s_inv)  # E S^-1
-            if sp.issparse(self.e):
-                quad = np.asarray(self.e.multiply(f).sum(axis=1)).ravel()
-            else:
-                quad = np.einsum("ij,ij->i", self.e, f)
-            diag = 1.0 / self.d + quad
+            f, diag = self._eliminated_inverse()
             t1 += self.a1 * diag[self.codes]
             if r2:
                 f_rows = f[self.codes[:, None], cols2]  # (n, r2)
