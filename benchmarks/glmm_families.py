@@ -116,20 +116,22 @@ def main() -> None:
     raw: dict[str, dict[str, list]] = {
         c.name: {"ours": [], "lme4": [], "glmmTMB": []} for c in cases
     }
+    # each case's peers are timed right after ours (one R process per case and round): this
+    # machine's speed drifts by up to 2x over minutes, so each round's ratio compares fits
+    # made seconds apart, and the ratios reported are the medians of the rounds' ratios
     for _ in range(args.rounds):
         for case in cases:
             raw[case.name]["ours"].append(ours(case, args.repeats))
-        timed = peers(cases, args.data_dir, args.repeats)
-        for name, row in timed.items():
-            for peer in ("lme4", "glmmTMB"):
-                if row.get(peer):
-                    raw[name][peer].append(
-                        (
-                            statistics.median(_as_list(row[peer]["times"])),
-                            row[peer]["loglik"],
-                            statistics.median(_as_list(row[peer]["cpu"])),
+            for name, row in peers([case], args.data_dir, args.repeats).items():
+                for peer in ("lme4", "glmmTMB"):
+                    if row.get(peer):
+                        raw[name][peer].append(
+                            (
+                                statistics.median(_as_list(row[peer]["times"])),
+                                row[peer]["loglik"],
+                                statistics.median(_as_list(row[peer]["cpu"])),
+                            )
                         )
-                    )
     load_after = os.getloadavg()
     table = []
     for case in cases:
@@ -141,9 +143,17 @@ def main() -> None:
                 entry[f"{who}_cpu_s"] = statistics.median(r[2] for r in res[who])
                 entry[f"{who}_loglik"] = res[who][-1][1]
         for peer in ("lme4", "glmmTMB"):
-            if f"{peer}_s" in entry:
-                entry[f"{peer}_over_ours"] = entry[f"{peer}_s"] / entry["ours_s"]
-                entry[f"{peer}_over_ours_cpu"] = entry[f"{peer}_cpu_s"] / entry["ours_cpu_s"]
+            if f"{peer}_s" in entry and len(res[peer]) == len(res["ours"]):
+                # the median of the rounds' ratios (each round's fits made seconds apart)
+                entry[f"{peer}_over_ours"] = statistics.median(
+                    p[0] / o[0] for p, o in zip(res[peer], res["ours"], strict=True)
+                )
+                entry[f"{peer}_over_ours_cpu"] = statistics.median(
+                    p[2] / o[2] for p, o in zip(res[peer], res["ours"], strict=True)
+                )
+                entry[f"{peer}_over_ours_cpu_rounds"] = [
+                    p[2] / o[2] for p, o in zip(res[peer], res["ours"], strict=True)
+                ]
         table.append(entry)
     meta = {
         "command": " ".join([Path(sys.executable).name] + sys.argv),
@@ -163,7 +173,9 @@ def main() -> None:
         "",
         "Wall times (s, median) and, in brackets, CPU times (s, user + system of the fitting "
         "process, the fairer measure on a loaded machine); ratios peer / ours by wall and "
-        "[by CPU]. Goals (issue 14): lme4 / ours >= 3, glmmTMB / ours >= 5.",
+        "[by CPU]: each case's peers are timed right after ours in every round, and a ratio is "
+        "the median of the rounds' ratios. Goals (issue 14): lme4 / ours >= 3, glmmTMB / ours "
+        ">= 5.",
         "",
         "| case | ours (s) | lme4 (s) | lme4 / ours | glmmTMB (s) | glmmTMB / ours "
         "| logLik ours | logLik lme4 | logLik glmmTMB |",
