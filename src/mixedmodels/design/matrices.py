@@ -19,6 +19,7 @@ encode new data alike, and a level the fit never saw is a :class:`NewLevelError`
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,6 +87,16 @@ def _empty_like(value: Value) -> Value:
     return Numeric(np.zeros(0))
 
 
+def dense_matrix_budget() -> float:
+    """Bytes a dense model matrix may take: half of the machine's physical memory
+    (``os.sysconf``; 8 GiB where the system does not say)."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        total = 16 * 2**30
+    return 0.5 * float(total)
+
+
 @dataclass
 class MatrixBuilder:
     """Builds the model matrix of one right-hand side, now and later for new data.
@@ -130,8 +141,7 @@ class MatrixBuilder:
         values = self._values(data)
         if not self._codings:
             self._learn(values)
-        if max_columns is not None:
-            self._check_column_count(max_columns, len(data))
+        self._check_column_count(max_columns, len(data))
         columns, names, terms = self._assemble(values, len(data), sum_coding=False)
         if not self.column_names:
             self.column_names, self.term_columns = names, terms
@@ -271,10 +281,12 @@ class MatrixBuilder:
             )
         return np.where(codes >= 0, mapping[np.maximum(codes, 0)], -1)
 
-    def _check_column_count(self, max_columns: int, n: int) -> None:
+    def _check_column_count(self, max_columns: int | None, n: int) -> None:
         """Count the columns from the codings (numbers: 1, matrices: theirs, factors:
         levels - 1, or levels where coded by indicators) and refuse more than
-        ``max_columns``, naming the widest term."""
+        ``max_columns`` (None: no limit), or a matrix larger than half of this machine's
+        memory (:func:`dense_matrix_budget`: it would be killed by the system, not fail),
+        naming the widest term."""
         structure = self.structure
         total = int(structure.intercept)
         widest, widest_count = "", 0
@@ -291,11 +303,19 @@ class MatrixBuilder:
             total += count
             if count > widest_count:
                 widest, widest_count = structure.label(term), count
-        if total > max_columns:
+        if max_columns is not None and total > max_columns:
             raise DataError(
                 f"more fixed-effect columns than observations: the fixed part has {total} "
                 f"column(s) for {n} observation(s) (term {widest!r}: {widest_count}); a mixed "
                 "model needs more observations than fixed effects"
+            )
+        size = 8.0 * n * total
+        if size > dense_matrix_budget():
+            raise DataError(
+                f"the fixed-effect matrix would take {size / 2**30:.3g} GiB ({n} rows x "
+                f"{total} columns; term {widest!r}: {widest_count} columns), more than half "
+                "of this machine's memory; a factor with this many levels may belong in a "
+                "random-effect term"
             )
 
     def _assemble(
