@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mixedmodels as mm
 from mixedmodels.core.gram import build_gram
 from mixedmodels.core.reduce import add_grams, partial_gram
 from mixedmodels.design import build_design
@@ -110,3 +111,21 @@ def test_learned_transforms_are_refused_in_chunks():
     design = ChunkedDesign("y ~ poly(x, 2) + (1 | g)", list(frame.columns))
     with pytest.raises(DataError, match="poly"):
         design.survey(frame)
+
+
+@pytest.mark.parametrize(
+    ("formula", "column", "kind"),
+    [("Reaction ~ L + (1 | Subject)", "L", "list"), ("Reaction ~ Days + (1 | D)", "D", "dict")],
+)
+def test_unhashable_cells_out_of_core_are_the_in_memory_error(formula, column, kind):
+    """Lists or dicts in a fixed-effect or grouping column, read chunk by chunk: the same
+    DataError as in memory, naming the column and the cells' type (was a raw TypeError
+    from pandas' factorize in pass 1)."""
+    data = mm.datasets.load("sleepstudy").copy()
+    data["L"] = [[i] for i in range(len(data))]
+    data["D"] = [{"a": i} for i in range(len(data))]
+    expected = f"column '{column}' holds {kind} cells"
+    with pytest.raises(DataError, match=expected):
+        mm.lmer(formula, data)
+    with pytest.raises(DataError, match=expected):
+        mm.lmer(formula, mm.FrameSource(data, 13))

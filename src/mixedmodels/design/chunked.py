@@ -27,7 +27,12 @@ from mixedmodels.design.model import (
     required_variables,
 )
 from mixedmodels.design.rsyntax import variables_of
-from mixedmodels.design.validate import check_model_column, missing_mask, plain_columns
+from mixedmodels.design.validate import (
+    check_hashable_cells,
+    check_model_column,
+    missing_mask,
+    plain_columns,
+)
 from mixedmodels.errors import ColumnNotFoundError, DataError, FormulaError
 from mixedmodels.formula import ParsedFormula, parse_formula
 from mixedmodels.formula.expr import calls, deparse, parse_expression
@@ -262,6 +267,8 @@ class ChunkedDesign:
         nullable columns as plain numpy columns."""
         for name in self.modelled:
             check_model_column(chunk[name], name)
+        for name in self.needed:
+            check_hashable_cells(chunk[name], name)
         complete = np.ones(len(chunk), dtype=bool)
         for name in self.needed:
             complete &= ~missing_mask(chunk[name])
