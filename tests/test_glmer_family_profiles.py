@@ -27,7 +27,6 @@ import math
 import numpy as np
 import pytest
 
-from mixedmodels.errors import ArgumentError
 from tests.catalogue import fit_cache
 from tests.family_cases import FAMILY_DIR, family_cases
 
@@ -166,10 +165,23 @@ def test_profile_traces_report_the_dispersion_on_its_own_scale():
         assert len(row) == 1 and row.iloc[0] == pytest.approx(z, abs=1e-6)
 
 
-def test_lme4_dispersion_families_are_still_refused_as_lme4_does():
+def test_lme4_dispersion_families_are_profiled_where_lme4_refuses():
     """lme4 cannot profile Gamma, inverse Gaussian or gaussian GLMMs ("can't (yet) profile
-    GLMMs with non-fixed scale parameters"): its sigma is not a parameter of its Laplace
-    deviance."""
+    GLMMs with non-fixed scale parameters": its sigma is not a parameter of its Laplace
+    deviance); we profile theta and beta (sigma has no row) and check the ends against
+    independent computations in tests/inference/test_profile_dispersion_families.py.
+    Here: gamma_sim_log's intervals contain the estimates, and each fixed effect's is
+    within 25% of the Wald interval's width (measured 1.003 and 1.04)."""
     case = next(c for c in family_cases("glmer") if c.name == "gamma_sim_log")
-    with pytest.raises(ArgumentError, match="profile intervals are not available"):
-        fitted(case).confint("profile")
+    fit = fitted(case)
+    profile = fit.confint("profile")
+    wald = fit.confint("wald")
+    assert "sigma" not in profile.index
+    estimates = fit.parameters.drop("sigma")
+    assert list(profile.index) == list(estimates.index)
+    assert np.all((profile["lower"] < estimates) & (estimates < profile["upper"]))
+    for name in fit.fixef.index:
+        ratio = (profile.loc[name, "upper"] - profile.loc[name, "lower"]) / (
+            wald.loc[name, "upper"] - wald.loc[name, "lower"]
+        )
+        assert 0.75 < ratio < 1.25

@@ -226,7 +226,7 @@ def _glmm_profiles(fit: GlmerFit) -> list[_Profile]:
             np.maximum(0.2 * se_psi, 1e-3),
         ]
     )
-    names = list(fit.parameter_names[: nvp + nfx])
+    names = [n for n in fit.parameter_names if n != "sigma"][: nvp + nfx]
     transforms: list = [None] * (nvp + nfx)
     if psi_hat.size:
         reported = {index: (name, on_log) for name, _, index, on_log in family.reported_extra()}
@@ -244,6 +244,11 @@ def _glmm_profiles(fit: GlmerFit) -> list[_Profile]:
         return deviance(full[:nvp], full[nvp : nvp + nfx], full[nvp + nfx :])
 
     curvature = _ProfileCurvature(deviance_full, full_hat, scales, lower_all, upper_all)
+    # lme4's dispersion families: the deviance's theta is relative to sigma, which is not
+    # one of its parameters (its plug-in estimate follows the mode): an sd is profiled on
+    # theta's scale and reported as varcorr reports it, times the sigma of the fit at the
+    # reported point (the other parameters re-optimized there; the path's own sd)
+    scaled_sd = family.has_dispersion and not psi_hat.size
     warm["u"] = fit._solution.mode.u
     out = []
     for w in range(full_hat.size):
@@ -286,6 +291,16 @@ def _glmm_profiles(fit: GlmerFit) -> list[_Profile]:
             state["last"] = None
             warm["u"] = fit._solution.mode.u
 
+        report = transforms[w]
+        if scaled_sd and w < nvp and lower_b[w] == 0:
+
+            def report(x: float, w=w, zeta=zeta, state=state) -> float:
+                zeta(x)  # the other parameters at x, re-optimized
+                full = full_hat.copy()
+                full[w] = x
+                full[[i for i in range(nvp + nfx) if i != w]] = state["last"][1]
+                return x * _sigma_at(problem, layout, full[:nvp], full[nvp:], warm["u"])
+
         if w < nvp:
             scale = abs(v_hat[w]) if v_hat[w] != 0 else 0.1
             step = 0.2 * scale if lower_b[w] == 0 else 0.2
@@ -302,11 +317,24 @@ def _glmm_profiles(fit: GlmerFit) -> list[_Profile]:
                 lower_all[w],
                 upper_all[w],
                 reset,
-                transforms[w],
+                report,
                 secant=True,
             )
         )
     return out
+
+
+def _sigma_at(problem, layout: _VarianceLayout, v: np.ndarray, beta, u0) -> float:
+    """lme4's ``sigma()`` (the family's Pearson estimate at the conditional modes) of the
+    model at relative sd/cor ``v`` and fixed effects ``beta``."""
+    theta = layout.theta(np.append(v, 1.0))
+    if theta is None:
+        return math.nan
+    try:
+        mode = problem.mode(theta, beta, u0)
+    except PirlsError:
+        return math.nan
+    return problem.family.fit_sigma(problem.y, mode.mu, mode.u, problem.prior_weights)
 
 
 class _ProfileCurvature:

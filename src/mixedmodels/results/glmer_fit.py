@@ -163,7 +163,6 @@ class GlmerFit(MixedFit):
         method = check_choice(method, "method", ("wald", "profile"))
         level = check_level(level)
         if method == "profile":
-            self._check_profile()
             return inference().profile_confint(self, level)
         table = self.fixef_table()
         q = stats.norm.ppf(0.5 + level / 2)
@@ -203,16 +202,7 @@ class GlmerFit(MixedFit):
         """Profile traces (lme4's ``profile``): ``parameter``, ``value``, ``zeta``, on a
         grid spanning each parameter's ``level`` interval; plottable with
         ``mixedmodels.plots.plot_profile``."""
-        self._check_profile()
         return inference().profile_traces(self, level, points)
-
-    def _check_profile(self) -> None:
-        if self.family.has_dispersion:
-            raise ArgumentError(
-                f"profile intervals are not available for the {self.family.name} family "
-                "(lme4 estimates its dispersion outside the Laplace deviance); use "
-                "confint(method='wald') or bootstrap()"
-            )
 
     @property
     def parameter_names(self) -> list[str]:
