@@ -113,3 +113,16 @@ def test_inverse_gaussian_scalar_term_profiles(gamma_fit):
     sd = float(fit.varcorr.query("grp == 'Subject'")["sdcor"].iloc[0])
     lower, upper = ci.loc["sd_(Intercept)|Subject"]
     assert math.isfinite(lower) and lower < sd < upper
+
+
+def test_profile_intervals_show_progress_per_parameter(gamma_fit, monkeypatch, capsys):
+    """Forced on (``MIXEDMODELS_PROGRESS=1``), the bar counts one step per parameter and
+    ends at the number of rows (5 here); off by default when stderr is not a terminal."""
+    _, fit = gamma_fit
+    monkeypatch.setenv("MIXEDMODELS_PROGRESS", "1")
+    table = fit.confint(method="profile")
+    err = capsys.readouterr().err
+    assert f"profile: {len(table)}/{len(table)}" in err
+    monkeypatch.setenv("MIXEDMODELS_PROGRESS", "0")
+    fit.confint(method="profile")
+    assert "profile:" not in capsys.readouterr().err

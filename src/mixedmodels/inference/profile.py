@@ -36,6 +36,7 @@ from mixedmodels.errors import ArgumentError, DataError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim import minimize_bounded
 from mixedmodels.optim.derivatives import hessian_by_pairs
+from mixedmodels.progress import ProgressBar
 from mixedmodels.results.fit import LmerFit
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.parameters import parameter_values
@@ -540,11 +541,16 @@ def profile_confint(fit, level: float = 0.95) -> pd.DataFrame:
     _check_profilable(fit)
     z = stats.norm.ppf(0.5 + level / 2)
     rows = {}
-    for prof in _profiles(fit):
-        lo = _solve_end(prof, -z)
-        prof.reset()
-        hi = _solve_end(prof, z)
-        rows[prof.name] = (prof.reported(lo), prof.reported(hi))
+    profiles = _profiles(fit)
+    # one step per parameter (its two ends): a glmmTMB fit with zero inflation takes
+    # about a minute; Ctrl-C stops it between evaluations (KeyboardInterrupt)
+    with ProgressBar(len(profiles), "profile") as bar:
+        for prof in profiles:
+            lo = _solve_end(prof, -z)
+            prof.reset()
+            hi = _solve_end(prof, z)
+            rows[prof.name] = (prof.reported(lo), prof.reported(hi))
+            bar.update()
     if any(math.isnan(a) or math.isnan(b) for a, b in rows.values()):
         warnings.warn("some profile intervals could not be found", RuntimeWarning, stacklevel=2)
     return pd.DataFrame(rows, index=["lower", "upper"]).T
@@ -561,28 +567,35 @@ def profile_traces(fit, level: float = 0.99, points: int = 12) -> pd.DataFrame:
     _check_profilable(fit)
     z = stats.norm.ppf(0.5 + level / 2)
     frames = []
-    for prof in _profiles(fit):
-        lo = _solve_end(prof, -z)
-        prof.reset()
-        hi = _solve_end(prof, z)
-        prof.reset()
-        grid_lo = np.linspace(prof.estimate, lo, points + 1)[1:]
-        values, zetas = [prof.estimate], [0.0]
-        for x in grid_lo:
-            values.append(x)
-            zetas.append(prof.zeta(x))
-        prof.reset()
-        for x in np.linspace(prof.estimate, hi, points + 1)[1:]:
-            values.append(x)
-            zetas.append(prof.zeta(x))
-        order = np.argsort(values)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "parameter": prof.name,
-                    "value": np.asarray([prof.reported(v) for v in values])[order],
-                    "zeta": np.asarray(zetas)[order],
-                }
-            )
-        )
+    profiles = _profiles(fit)
+    with ProgressBar(len(profiles), "profile") as bar:
+        for prof in profiles:
+            frames.append(_trace(prof, z, points))
+            bar.update()
     return pd.concat(frames, ignore_index=True)
+
+
+def _trace(prof: _Profile, z: float, points: int) -> pd.DataFrame:
+    """One parameter's zeta on ``points`` values either side of its estimate, out to its
+    ``zeta = +-z`` ends."""
+    lo = _solve_end(prof, -z)
+    prof.reset()
+    hi = _solve_end(prof, z)
+    prof.reset()
+    grid_lo = np.linspace(prof.estimate, lo, points + 1)[1:]
+    values, zetas = [prof.estimate], [0.0]
+    for x in grid_lo:
+        values.append(x)
+        zetas.append(prof.zeta(x))
+    prof.reset()
+    for x in np.linspace(prof.estimate, hi, points + 1)[1:]:
+        values.append(x)
+        zetas.append(prof.zeta(x))
+    order = np.argsort(values)
+    return pd.DataFrame(
+        {
+            "parameter": prof.name,
+            "value": np.asarray([prof.reported(v) for v in values])[order],
+            "zeta": np.asarray(zetas)[order],
+        }
+    )
