@@ -40,3 +40,27 @@ def test_boundary_search_holds_the_entry_and_reoptimizes_the_rest():
     assert found.x[0] == pytest.approx(1.0, abs=1e-7)
     assert found.fun == pytest.approx(1e-7, rel=1e-6)
     assert found.fun > interior.fun  # the caller keeps the interior point here
+
+
+def test_vcov_leaves_out_a_flat_family_parameter():
+    """A Hessian whose last coordinate (a family parameter) is flat (curvature 1e-12 in
+    its step's units against 2) and, through a coupling of 1e-5, makes it indefinite: the
+    covariance of the rest is ``2 H^-1`` of their block (closed form), the flat
+    parameter's row and column NaN; a flat coordinate that is not droppable (theta or
+    beta) gives the conditional fallback as before."""
+    from mixedmodels.optim.glmm import _vcov_from_hessian
+
+    hess = np.array([[2.0, 0.5, 1e-5], [0.5, 1.0, 1e-5], [1e-5, 1e-5, 1e-12]])
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.cholesky(hess)
+    fallback = np.full((3, 3), -1.0)
+    cov = _vcov_from_hessian(
+        hess, 0, fallback, droppable=np.array([False, False, True]), steps=np.ones(3)
+    )
+    np.testing.assert_allclose(cov[:2, :2], 2.0 * np.linalg.inv(hess[:2, :2]), rtol=1e-14)
+    assert np.all(np.isnan(cov[2])) and np.all(np.isnan(cov[:, 2]))
+    with pytest.warns(Warning, match="not positive definite"):
+        kept = _vcov_from_hessian(
+            hess, 0, fallback, droppable=np.array([False, False, False]), steps=np.ones(3)
+        )
+    assert np.array_equal(kept, fallback)

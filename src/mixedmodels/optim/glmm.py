@@ -1306,17 +1306,51 @@ def _hessian_vcov(
             hess = None
     if hess is None:
         hess = hessian_by_pairs(laplace, x, steps)
-    return _vcov_from_hessian(hess, k, fallback(), stacklevel=4)
+    # with ``full``, the family's own parameters (after theta and beta) may be flat
+    flat_ok = np.arange(x.size) >= k + mode.beta.size if full else None
+    return _vcov_from_hessian(hess, k, fallback(), stacklevel=4, droppable=flat_ok, steps=steps)
+
+
+#: a family parameter whose curvature (in units of its Hessian step) is below this fraction
+#: of the largest is flat: its row and column are left out of the inverse
+FLAT_CURVATURE = 1e-8
 
 
 def _vcov_from_hessian(
-    hess: np.ndarray, k: int, fallback: np.ndarray, stacklevel: int = 3
+    hess: np.ndarray,
+    k: int,
+    fallback: np.ndarray,
+    stacklevel: int = 3,
+    droppable: np.ndarray | None = None,
+    steps: np.ndarray | None = None,
 ) -> np.ndarray:
     """``2 H^-1`` without its first ``k`` rows and columns (theta's), or ``fallback`` with
-    a warning when ``H`` is not positive definite."""
+    a warning when ``H`` is not positive definite.
+
+    Where ``H`` is not positive definite and some of the ``droppable`` coordinates (the
+    family's own parameters) are flat (curvature ``H_ii h_i^2`` below
+    :data:`FLAT_CURVATURE` of the largest, ``h`` the Hessian's ``steps``: a zero-inflation
+    coefficient run off to -41 where every probability it governs has vanished), the
+    inverse is taken without them and their variances are NaN: the rest's covariance is
+    the limit of the full inverse (their couplings vanish with their curvature; glmmTMB,
+    which stops such a coefficient at -20, reports its SE as 1787 and the same SEs for
+    the rest)."""
     try:
         np.linalg.cholesky(hess)
     except np.linalg.LinAlgError:
+        if droppable is not None and steps is not None:
+            curvature = np.abs(np.diagonal(hess)) * steps**2
+            flat = droppable & (curvature <= FLAT_CURVATURE * float(curvature.max()))
+            keep = ~flat
+            if flat.any():
+                try:
+                    np.linalg.cholesky(hess[np.ix_(keep, keep)])
+                except np.linalg.LinAlgError:
+                    pass
+                else:
+                    cov = np.full(hess.shape, np.nan)
+                    cov[np.ix_(keep, keep)] = 2.0 * np.linalg.inv(hess[np.ix_(keep, keep)])
+                    return cov[k:, k:]
         warnings.warn(
             "the Hessian of the Laplace deviance is not positive definite; vcov(beta) is "
             "taken from the conditional fixed-effects system instead",
