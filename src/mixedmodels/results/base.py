@@ -173,3 +173,67 @@ class MixedFit(SmoothMethods):
     def coef(self) -> dict[str, pd.DataFrame]:
         """Per-level coefficients: fixed effects plus the level's random effects."""
         return level_coefficients(self.ranef, self._solution.beta, self._design.fixed_names)
+
+    @property
+    def dropped_fixed(self) -> list[str]:
+        """Fixed-effect columns dropped for rank deficiency."""
+        return list(self._design.dropped_fixed)
+
+    @property
+    def b(self) -> np.ndarray:
+        """Conditional modes stacked in ``Z``'s column order (lme4's ``getME(m, "b")``)."""
+        return np.concatenate([bk.ravel() for bk in self._modes])
+
+    def ranef_cov(self) -> dict[str, pd.DataFrame]:
+        """Random-effect covariance matrix of each term (lme4's ``VarCorr(m)`` matrices):
+        ``sigma^2 lambda lambda'`` (``lambda lambda'`` for GLMM families without a
+        dispersion), keyed by the group label :attr:`varcorr` uses."""
+        return {
+            label: pd.DataFrame(cov, index=cols, columns=cols)
+            for label, cols, cov in self._term_info()
+        }
+
+    # ------------------------------------------------------------------ Nakagawa's R2, ICC
+    def _term_variances(self) -> list[float]:
+        """Each term's random-effect variance averaged over the rows,
+        ``mean_i z_i' Sigma_k z_i`` (insight's ``var.random`` summands)."""
+        return [
+            float(np.mean(np.einsum("ni,ij,nj->n", t.z, cov, t.z)))
+            for t, (_, _, cov) in zip(self._design.terms, self._term_info(), strict=True)
+        ]
+
+    def variance_decomposition(self) -> dict[str, float]:
+        """Nakagawa's variances ``fixed`` (``var(X beta)``), ``random`` and ``residual``."""
+        raise NotImplementedError  # pragma: no cover - every fit class gives its own
+
+    def icc(self) -> float:
+        """Intraclass correlation (performance's adjusted ICC): ``v_r / (v_r + v_e)`` with
+        the variances of :meth:`variance_decomposition`.
+
+        For random intercepts only, ``sum tau_k^2 / (sum tau_k^2 + v_e)``; with one term
+        this is ``tau^2 / (tau^2 + v_e)``, the correlation of two observations in the
+        same cluster (on the latent scale for a GLMM).  With random slopes the
+        random-effect variance depends on the covariates; we use its average over the
+        observed rows, ``v_r = mean_i sum_k z_ik' Sigma_k z_ik`` (as performance::icc).
+        """
+        v = self.variance_decomposition()
+        return v["random"] / (v["random"] + v["residual"])
+
+    def r2_nakagawa(self) -> dict[str, float]:
+        """Nakagawa's marginal and conditional R-squared (as performance::r2_nakagawa).
+
+        ``R2_m = v_f / (v_f + v_r + v_e)``, ``R2_c = (v_f + v_r) / (v_f + v_r + v_e)``.
+        """
+        v = self.variance_decomposition()
+        total = v["fixed"] + v["random"] + v["residual"]
+        return {"marginal": v["fixed"] / total, "conditional": (v["fixed"] + v["random"]) / total}
+
+    def icc_adjusted(self) -> dict[str, float]:
+        """Adjusted ICC ``v_r / (v_r + v_e)`` and conditional ICC
+        ``v_r / (v_f + v_r + v_e)`` (as performance::icc)."""
+        v = self.variance_decomposition()
+        total = v["fixed"] + v["random"] + v["residual"]
+        return {
+            "adjusted": v["random"] / (v["random"] + v["residual"]),
+            "conditional": v["random"] / total,
+        }
