@@ -193,6 +193,19 @@ class MixedFit(SmoothMethods):
             for label, cols, cov in self._term_info()
         }
 
+    _conditional_covariances: list[np.ndarray]  # Var(b | y) per term, (levels, p, p)
+
+    def ranef_condvar(self) -> dict[str, np.ndarray]:
+        """Conditional covariances ``Var(b | y)`` of each term's random effects, an array
+        (levels, p, p) per term keyed by its group label (lme4's ``attr(ranef(m, condVar =
+        TRUE)[[g]], "postVar")`` with the levels first); the square roots of their
+        diagonals are :meth:`ranef_table`'s ``condsd``."""
+        labels = unique_group_labels([t.group_name for t in self._design.terms])
+        return {
+            label: cov.copy()
+            for label, cov in zip(labels, self._conditional_covariances, strict=True)
+        }
+
     # ------------------------------------------------------------------ Nakagawa's R2, ICC
     def _term_variances(self) -> list[float]:
         """Each term's random-effect variance averaged over the rows,

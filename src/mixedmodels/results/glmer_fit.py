@@ -418,13 +418,19 @@ class GlmerFit(MixedFit):
         return out
 
     @cached_property
-    def _conditional_sd(self) -> list[np.ndarray]:
-        """sd of ``b | y`` per term: ``diag(Lambda (L L')^-1 Lambda')`` with ``L`` the
-        Cholesky factor at the mode's GLM weights (lme4's condVar for glmer)."""
+    def _conditional_covariances(self) -> list[np.ndarray]:
+        """``Var(b | y)`` per term and level: ``Lambda (L L')^-1 Lambda'`` with ``L`` the
+        Cholesky factor at the mode's GLM weights, times ``sigma^2`` for lme4's families
+        with a dispersion (lme4's condVar for glmer, scaled as its VarCorr)."""
         mode, pr = self._solution.mode, self._problem
         weighted = LmmProblem(pr.blocks, pr.X, pr.y, mode.weights, reml=False)
-        covs = weighted.conditional_covariances(self._solution.theta, 1.0)
-        return [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs]
+        scale = self.sigma if self.family.has_dispersion else 1.0
+        return weighted.conditional_covariances(self._solution.theta, scale)
+
+    @cached_property
+    def _conditional_sd(self) -> list[np.ndarray]:
+        """sd of ``b | y`` per term (the diagonals of :attr:`_conditional_covariances`)."""
+        return [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in self._conditional_covariances]
 
     def ranef_table(self) -> pd.DataFrame:
         """lme4's ``as.data.frame(ranef(m, condVar = TRUE))``."""
