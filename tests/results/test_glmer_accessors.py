@@ -314,3 +314,75 @@ def test_dropped_fixed_names_the_aliased_column():
     assert fit.dropped_fixed == ["twice"]
     reduced = mm.glmer("cbind(incidence, size - incidence) ~ p2 + (1 | herd)", data, "binomial")
     np.testing.assert_allclose(fit.fixef.to_numpy(), reduced.fixef.to_numpy(), rtol=1e-8)
+
+
+# ------------------------------------------------------------------ objective functions
+@pytest.mark.parametrize("name", LME4_CASES)
+def test_loglik_at_moves_as_lme4s_deviance_function(name):
+    """loglik_at() is loglik; away from the fit (theta x 1.1, beta + se/10) it changes by
+    -1/2 the change of lme4's devFunOnly deviance function (1e-4 of that change, which is
+    0.2 to 3 log-likelihood units; both evaluate the Laplace approximation at the same
+    point, so only our estimates' 1e-5 error enters through the fit's value)."""
+    fit = fitted(name)
+    ref = reference(name)["deviance_function"]
+    assert fit.loglik_at() == pytest.approx(fit.loglik, rel=1e-10)
+    assert fit.loglik == pytest.approx(ref["logLik"], rel=1e-6)
+    moved = fit.loglik_at(ref["beta"], ref["theta"])
+    expected = -0.5 * (ref["at_point"] - ref["at_fit"])
+    assert moved - fit.loglik == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def test_loglik_at_checks_its_arguments():
+    fit = fitted("cbpp_binomial")
+    with pytest.raises(ArgumentError, match="beta must have 4 values, got 2"):
+        fit.loglik_at(beta=[0.0, 1.0])
+    with pytest.raises(ArgumentError, match="theta must be finite"):
+        fit.loglik_at(theta=[np.nan])
+    with pytest.raises(ArgumentError, match="lower bounds"):
+        fit.loglik_at(theta=[-0.5])
+    with pytest.raises(ArgumentError, match="vector of numbers"):
+        fit.loglik_at(beta="period")
+
+
+@pytest.mark.parametrize("name", LME4_CASES)
+def test_penalized_loss_is_lme4s_penalized_deviance(name):
+    """At the fit: sum(residuals(m, "deviance")^2) + sum(getME(m, "u")^2) (1e-4)."""
+    fit = fitted(name)
+    expected = reference(name)["penalized_deviance"]
+    assert fit.penalized_loss() == pytest.approx(expected, rel=RTOL)
+
+
+def test_penalized_loss_is_minimal_over_b_at_the_modes():
+    """The conditional modes minimise the penalized deviance at the fitted beta: moving b
+    raises it, to second order (a step t raises it by about t^2 / 2 d'Hd)."""
+    fit = fitted("sleepstudy_binary_slopes")
+    base = fit.penalized_loss()
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        step = rng.standard_normal(fit.b.size)
+        up = fit.penalized_loss(b=fit.b + 1e-3 * step) - base
+        down = fit.penalized_loss(b=fit.b - 1e-3 * step) - base
+        assert up > 0 and down > 0
+        assert up == pytest.approx(down, rel=0.05)  # no first-order term
+
+
+def test_penalized_loss_of_lmer_is_unchanged():
+    """LmerFit's penalized_loss (moved to MixedFit) is still the weighted RSS plus
+    ||u||^2 (a random-intercept closed form: ||y - X beta - Z b||^2 + ||b||^2 / theta^2)."""
+    data = mm.datasets.load("sleepstudy")
+    fit = mm.lmer("Reaction ~ Days + (1 | Subject)", data)
+    r = data.Reaction.to_numpy() - fit.X @ fit.fixef.to_numpy() - fit.Z @ fit.b
+    expected = float(r @ r) + float(fit.b @ fit.b) / fit.theta[0] ** 2
+    assert fit.penalized_loss() == pytest.approx(expected, rel=1e-9)
+
+
+def test_lmer_ranef_condvar_holds_ranef_tables_condsd():
+    """LmerFit's conditional covariances (MixedFit.ranef_condvar): their diagonals are the
+    condsd that tests/test_lme4_agreement.py compares with lme4."""
+    fit = mm.lmer("Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy"))
+    cov = fit.ranef_condvar()["Subject"]
+    assert cov.shape == (18, 2, 2)
+    np.testing.assert_allclose(cov, np.transpose(cov, (0, 2, 1)), rtol=1e-12)
+    table = fit.ranef_table()
+    sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    np.testing.assert_array_equal(table.condsd.to_numpy(), sd.T.ravel())

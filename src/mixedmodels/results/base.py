@@ -7,6 +7,8 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import scipy.sparse.linalg  # noqa: F401  (sp.linalg.lsqr)
+from scipy import sparse as sp
 
 from mixedmodels.arguments import check_bool
 from mixedmodels.design.model import ModelDesign, formula_offset
@@ -205,6 +207,41 @@ class MixedFit(SmoothMethods):
             label: cov.copy()
             for label, cov in zip(labels, self._conditional_covariances, strict=True)
         }
+
+    def _parameter_vector(self, value: object, default: np.ndarray, name: str) -> np.ndarray:
+        """``value`` as a finite float vector the length of ``default`` (``default`` when
+        None)."""
+        if value is None:
+            return default
+        try:
+            out = np.asarray(value, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            raise ArgumentError(f"{name} must be a vector of numbers, not {value!r}") from None
+        if out.size != default.size:
+            raise ArgumentError(f"{name} must have {default.size} values, got {out.size}")
+        if not np.isfinite(out).all():
+            raise ArgumentError(f"{name} must be finite, got {out.tolist()}")
+        return out
+
+    def _data_loss(self, fixed_random: np.ndarray) -> float:
+        """The data part of :meth:`penalized_loss` at ``X beta + Z b`` (without the
+        offset)."""
+        raise NotImplementedError  # pragma: no cover - every fit class gives its own
+
+    def penalized_loss(self, beta=None, b=None) -> float:
+        """The penalized objective of ``beta`` and ``b`` (the fitted values where None):
+        the data part at ``eta = X beta + Z b + offset`` plus ``||u||^2`` with ``b = Lambda
+        u``, ``u`` by least squares (``b' (Lambda Lambda')^-1 b``; for random intercepts
+        ``||b||^2 / theta^2``).  The data part is the weighted residual sum of squares for
+        an LMM (whose fitted ``beta`` and ``b`` minimise the whole at the fitted theta) and
+        the deviance ``sum_i d_i(y_i, g^-1(eta_i))`` for a GLMM (PIRLS's penalized
+        deviance, which the conditional modes minimise over ``b`` at the fitted beta and
+        theta)."""
+        beta = self._parameter_vector(beta, self._solution.beta, "beta")
+        b = self._parameter_vector(b, self.b, "b")
+        loss = self._data_loss(self._design.X @ beta + self.Z @ b)
+        u = sp.linalg.lsqr(self.Lambda, b, atol=1e-14, btol=1e-14)[0]
+        return loss + float(u @ u)
 
     # ------------------------------------------------------------------ Nakagawa's R2, ICC
     def _term_variances(self) -> list[float]:

@@ -591,21 +591,11 @@ class LmerFit(MixedFit):
         inv_w = sp.identity(self.nobs) if w is None else sp.diags_array(1.0 / w)
         return (self.sigma**2 * (inv_w + zl @ zl.T)).tocsr()
 
-    def penalized_loss(self, beta=None, b=None) -> float:
-        """The penalized-regression objective ``||y - X beta - Z b||_W^2 + sigma^2 b' G^-1 b``.
-
-        ``G = sigma^2 Lambda Lambda'`` is the covariance of ``b``, so the penalty is
-        ``b' (Lambda Lambda')^-1 b = ||u||^2`` with ``b = Lambda u`` (for random intercepts
-        ``(sigma^2 / tau^2) ||b||^2``).  The fitted ``beta`` and ``b`` minimise it at the
-        fitted variance parameters; defaults are the fitted values.
-        """
-        beta = self._solution.beta if beta is None else np.asarray(beta, dtype=float)
-        b = self.b if b is None else np.asarray(b, dtype=float)
-        r = self._design.y - self._offset - self._design.X @ beta - self.Z @ b
+    def _data_loss(self, fixed_random: np.ndarray) -> float:
+        """``||y - offset - X beta - Z b||_W^2`` (see :meth:`penalized_loss`)."""
+        r = self._design.y - self._offset - fixed_random
         w = self._design.weights
-        rss = float(r @ r) if w is None else float(r @ (w * r))
-        u = sp.linalg.lsqr(self.Lambda, b, atol=1e-14, btol=1e-14)[0]
-        return rss + float(u @ u)
+        return float(r @ r) if w is None else float(r @ (w * r))
 
     def simulate(self, nsim: int = 1, seed=None) -> np.ndarray:
         """Draw responses from the fitted model (lme4's ``simulate``), shape (n, nsim).

@@ -385,12 +385,45 @@ class GlmerFit(MixedFit):
             # follows it; we report the same number (so it is not comparable with a
             # Laplace fit's, in lme4 as here)
             return -0.5 * self._solution.objective
-        mode = self._solution.mode
+        return self._laplace_loglik(self._solution.objective, self._solution.mode)
+
+    def loglik_at(self, beta=None, theta=None) -> float:
+        """The log-likelihood :attr:`loglik` reports, at other values of ``beta`` and
+        ``theta`` (the fitted ones where None; the family's own parameters at their
+        estimates): the Laplace approximation at the conditional mode given both (the
+        quadrature approximation for ``n_agq > 1``), with the same saturated-model and
+        dispersion terms, so ``loglik_at() == loglik`` and differences are lme4's
+        deviance function's (``update(m, devFunOnly = TRUE)``) times ``-1/2``.
+
+        Raises
+        ------
+        ArgumentError
+            When ``beta`` or ``theta`` is not a finite vector of the right length, or a
+            theta element is below its lower bound (a negative sd).
+        """
+        p = self._problem
+        beta = self._parameter_vector(beta, self._solution.beta, "beta")
+        theta = self._parameter_vector(theta, self._solution.theta, "theta")
+        lower = p.theta_lower_bounds()
+        if np.any(theta < lower):
+            raise ArgumentError(
+                f"theta must be at least its lower bounds {lower.tolist()} (standard "
+                f"deviations are not negative), got {theta.tolist()}"
+            )
+        start = self._solution.mode.u
+        if self.n_agq > 1:
+            return -0.5 * p.quadrature_deviance(theta, beta, self.n_agq, start)[0]
+        mode = p.mode(theta, beta, start)
+        return self._laplace_loglik(mode.laplace, mode)
+
+    def _laplace_loglik(self, objective: float, mode) -> float:
+        """``-(objective - data term + R's aic) / 2`` at a conditional mode (see
+        :attr:`loglik`)."""
         p = self._problem
         trials = self._design.trials  # a cbind response: R weights dbinom(k, n) by w
         extra = {} if trials is None else {"trials": trials}
         aic = p.family.aic(p.y, mode.mu, p.prior_weights, mode.deviance, **extra)
-        return -0.5 * (self._solution.objective - mode.data_term + aic)
+        return -0.5 * (objective - mode.data_term + aic)
 
     @property
     def aic(self) -> float:
@@ -539,6 +572,13 @@ class GlmerFit(MixedFit):
         if kind == "working":
             return (y - mu) / p.family.link.mu_eta(self._solution.mode.eta)
         raise ArgumentError("kind must be 'deviance', 'pearson', 'response' or 'working'")
+
+    def _data_loss(self, fixed_random: np.ndarray) -> float:
+        """``sum_i d_i(y_i, g^-1(offset_i + x_i' beta + z_i' b))`` (see
+        :meth:`penalized_loss`)."""
+        p = self._problem
+        mu = p.family.link.inverse(p.offset + fixed_random)
+        return float(np.sum(p.family.unit_deviance(p.y, mu, p.prior_weights)))
 
     @property
     def scaled_residuals(self) -> np.ndarray:

@@ -93,6 +93,16 @@ richardson_fixed <- function(m) {
        conf_low = V(beta - q * se), conf_high = V(beta + q * se))
 }
 
+# lme4's Laplace deviance function at the optimum and at a point away from it (theta
+# times 1.1, beta plus a tenth of its standard errors): loglik_at's differences
+deviance_function <- function(m) {
+  dd <- update(m, devFunOnly = TRUE)
+  th <- getME(m, "theta"); beta <- fixef(m)
+  th2 <- th * 1.1; beta2 <- beta + 0.1 * sqrt(diag(as.matrix(vcov(m))))
+  list(at_fit = dd(c(th, beta)), theta = V(th2), beta = V(beta2), at_point = dd(c(th2, beta2)),
+       logLik = as.numeric(logLik(m)))
+}
+
 fit_case <- function(case) {
   d <<- load_any(case$data)  # global: insight's null_model re-evaluates the call
   if (case$engine == "glmmTMB") return(tmb_case(case, d))
@@ -142,6 +152,8 @@ fit_case <- function(case) {
     b = V(getME(m, "b")),
     postvar = postvar,
     scaled_pearson = V(residuals(m, type = "pearson", scaled = TRUE)),
+    penalized_deviance = sum(residuals(m, type = "deviance")^2) + sum(getME(m, "u")^2),
+    deviance_function = deviance_function(m),
     tidy_fixed_richardson = if (identical(case$family, "Gamma")) richardson_fixed(m) else NA
   )
 }
