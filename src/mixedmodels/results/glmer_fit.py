@@ -495,7 +495,8 @@ class GlmerFit(MixedFit):
         :mod:`mixedmodels.results.glmm_variance`; for poisson, negative binomial and beta
         it takes ``mu = exp(b_0)`` from a null model, the same random terms with an
         intercept only, fitted on first use); ``dispersion``, the observation-level
-        terms' variance; ``residual = distribution + dispersion``.
+        terms' variance; ``residual = distribution + dispersion``.  For a singular fit
+        performance returns NA with a warning; here the zero variances enter as they are.
 
         Raises
         ------
@@ -510,7 +511,7 @@ class GlmerFit(MixedFit):
         (snake_case columns): ``effect``, ``group``, ``term``, ``estimate``,
         ``std_error``, ``statistic``, ``p_value``, ``conf_low``, ``conf_high``.
 
-        The fixed effects come first (Wald ``z`` and ``Pr(>|z|)``, group None), then per
+        The fixed effects come first (Wald ``z`` and ``Pr(>|z|)``, group missing), then per
         random term its ``sd__<column>`` and ``cor__<column>.<column>`` rows (``effect``
         ``"ran_pars"``, the group as :attr:`varcorr` labels it, no standard error), then
         ``sd__Observation`` of group ``"Residual"`` (``sigma``) for families with a
