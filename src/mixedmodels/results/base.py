@@ -7,6 +7,8 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import scipy.sparse.linalg  # noqa: F401  (sp.linalg.lsqr)
+from scipy import sparse as sp
 
 from mixedmodels.arguments import check_bool
 from mixedmodels.design.model import ModelDesign, formula_offset
@@ -173,3 +175,115 @@ class MixedFit(SmoothMethods):
     def coef(self) -> dict[str, pd.DataFrame]:
         """Per-level coefficients: fixed effects plus the level's random effects."""
         return level_coefficients(self.ranef, self._solution.beta, self._design.fixed_names)
+
+    @property
+    def dropped_fixed(self) -> list[str]:
+        """Fixed-effect columns dropped for rank deficiency."""
+        return list(self._design.dropped_fixed)
+
+    @property
+    def b(self) -> np.ndarray:
+        """Conditional modes stacked in ``Z``'s column order (lme4's ``getME(m, "b")``)."""
+        return np.concatenate([bk.ravel() for bk in self._modes])
+
+    def ranef_cov(self) -> dict[str, pd.DataFrame]:
+        """Random-effect covariance matrix of each term (lme4's ``VarCorr(m)`` matrices):
+        ``sigma^2 lambda lambda'`` (``lambda lambda'`` for GLMM families without a
+        dispersion), keyed by the group label :attr:`varcorr` uses."""
+        return {
+            label: pd.DataFrame(cov, index=cols, columns=cols)
+            for label, cols, cov in self._term_info()
+        }
+
+    _conditional_covariances: list[np.ndarray]  # Var(b | y) per term, (levels, p, p)
+
+    def ranef_condvar(self) -> dict[str, np.ndarray]:
+        """Conditional covariances ``Var(b | y)`` of each term's random effects, an array
+        (levels, p, p) per term keyed by its group label (lme4's ``attr(ranef(m, condVar =
+        TRUE)[[g]], "postVar")`` with the levels first); the square roots of their
+        diagonals are :meth:`ranef_table`'s ``condsd``."""
+        labels = unique_group_labels([t.group_name for t in self._design.terms])
+        return {
+            label: cov.copy()
+            for label, cov in zip(labels, self._conditional_covariances, strict=True)
+        }
+
+    def _parameter_vector(self, value: object, default: np.ndarray, name: str) -> np.ndarray:
+        """``value`` as a finite float vector the length of ``default`` (``default`` when
+        None)."""
+        if value is None:
+            return default
+        try:
+            out = np.asarray(value, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            raise ArgumentError(f"{name} must be a vector of numbers, not {value!r}") from None
+        if out.size != default.size:
+            raise ArgumentError(f"{name} must have {default.size} values, got {out.size}")
+        if not np.isfinite(out).all():
+            raise ArgumentError(f"{name} must be finite, got {out.tolist()}")
+        return out
+
+    def _data_loss(self, fixed_random: np.ndarray) -> float:
+        """The data part of :meth:`penalized_loss` at ``X beta + Z b`` (without the
+        offset)."""
+        raise NotImplementedError  # pragma: no cover - every fit class gives its own
+
+    def penalized_loss(self, beta=None, b=None) -> float:
+        """The penalized objective of ``beta`` and ``b`` (the fitted values where None):
+        the data part at ``eta = X beta + Z b + offset`` plus ``||u||^2`` with ``b = Lambda
+        u``, ``u`` by least squares (``b' (Lambda Lambda')^-1 b``; for random intercepts
+        ``||b||^2 / theta^2``).  The data part is the weighted residual sum of squares for
+        an LMM (whose fitted ``beta`` and ``b`` minimise the whole at the fitted theta) and
+        the deviance ``sum_i d_i(y_i, g^-1(eta_i))`` for a GLMM (PIRLS's penalized
+        deviance, which the conditional modes minimise over ``b`` at the fitted beta and
+        theta)."""
+        beta = self._parameter_vector(beta, self._solution.beta, "beta")
+        b = self._parameter_vector(b, self.b, "b")
+        loss = self._data_loss(self._design.X @ beta + self.Z @ b)
+        u = sp.linalg.lsqr(self.Lambda, b, atol=1e-14, btol=1e-14)[0]
+        return loss + float(u @ u)
+
+    # ------------------------------------------------------------------ Nakagawa's R2, ICC
+    def _term_variances(self) -> list[float]:
+        """Each term's random-effect variance averaged over the rows,
+        ``mean_i z_i' Sigma_k z_i`` (insight's ``var.random`` summands)."""
+        return [
+            float(np.mean(np.einsum("ni,ij,nj->n", t.z, cov, t.z)))
+            for t, (_, _, cov) in zip(self._design.terms, self._term_info(), strict=True)
+        ]
+
+    def variance_decomposition(self) -> dict[str, float]:
+        """Nakagawa's variances ``fixed`` (``var(X beta)``), ``random`` and ``residual``."""
+        raise NotImplementedError  # pragma: no cover - every fit class gives its own
+
+    def icc(self) -> float:
+        """Intraclass correlation (performance's adjusted ICC): ``v_r / (v_r + v_e)`` with
+        the variances of :meth:`variance_decomposition`.
+
+        For random intercepts only, ``sum tau_k^2 / (sum tau_k^2 + v_e)``; with one term
+        this is ``tau^2 / (tau^2 + v_e)``, the correlation of two observations in the
+        same cluster (on the latent scale for a GLMM).  With random slopes the
+        random-effect variance depends on the covariates; we use its average over the
+        observed rows, ``v_r = mean_i sum_k z_ik' Sigma_k z_ik`` (as performance::icc).
+        """
+        v = self.variance_decomposition()
+        return v["random"] / (v["random"] + v["residual"])
+
+    def r2_nakagawa(self) -> dict[str, float]:
+        """Nakagawa's marginal and conditional R-squared (as performance::r2_nakagawa).
+
+        ``R2_m = v_f / (v_f + v_r + v_e)``, ``R2_c = (v_f + v_r) / (v_f + v_r + v_e)``.
+        """
+        v = self.variance_decomposition()
+        total = v["fixed"] + v["random"] + v["residual"]
+        return {"marginal": v["fixed"] / total, "conditional": (v["fixed"] + v["random"]) / total}
+
+    def icc_adjusted(self) -> dict[str, float]:
+        """Adjusted ICC ``v_r / (v_r + v_e)`` and conditional ICC
+        ``v_r / (v_f + v_r + v_e)`` (as performance::icc)."""
+        v = self.variance_decomposition()
+        total = v["fixed"] + v["random"] + v["residual"]
+        return {
+            "adjusted": v["random"] / (v["random"] + v["residual"]),
+            "conditional": v["random"] / total,
+        }

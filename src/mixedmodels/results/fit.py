@@ -139,11 +139,6 @@ class LmerFit(MixedFit):
         return self._solution.sigma
 
     @property
-    def dropped_fixed(self) -> list[str]:
-        """Fixed-effect columns dropped for rank deficiency."""
-        return list(self._design.dropped_fixed)
-
-    @property
     def converged(self) -> bool:
         """Whether the optimizer reported convergence."""
         return self._optimization.converged
@@ -546,58 +541,12 @@ class LmerFit(MixedFit):
         ]
         return sp.block_diag(parts).tocsc()
 
-    @property
-    def b(self) -> np.ndarray:
-        """Conditional modes stacked in ``Z``'s column order."""
-        return np.concatenate([bk.ravel() for bk in self._solution.b])
-
-    def ranef_cov(self) -> dict[str, pd.DataFrame]:
-        """Random-effect covariance matrix ``sigma^2 lambda lambda'`` of each term."""
-        return {
-            label: pd.DataFrame(cov, index=cols, columns=cols)
-            for label, cols, cov in self._term_info()
-        }
-
-    def icc(self) -> float:
-        """Intraclass correlation.
-
-        For random intercepts only, ``sum tau_k^2 / (sum tau_k^2 + sigma^2)``; with one term
-        this is ``tau^2 / (tau^2 + sigma^2)``, the correlation of two observations in the
-        same cluster.  With random slopes the random-effect variance depends on the
-        covariates; we use its average over the observed rows,
-        ``v = mean_i sum_k z_ik' Sigma_k z_ik`` (as performance::icc), giving
-        ``v / (v + sigma^2)``.
-        """
-        v = self.variance_decomposition()["random"]
-        return v / (v + self.sigma**2)
-
     def variance_decomposition(self) -> dict[str, float]:
         """Variance of the fixed part ``var(X beta)``, of the random part (mean over rows of
         ``sum_k z_k' Sigma_k z_k``) and of the residual ``sigma^2`` (Nakagawa et al.)."""
         fixed = float(np.var(self._design.X @ self._solution.beta, ddof=1))
-        random = 0.0
-        for t, (_, _, cov) in zip(self._design.terms, self._term_info(), strict=True):
-            random += float(np.mean(np.einsum("ni,ij,nj->n", t.z, cov, t.z)))
+        random = float(sum(self._term_variances()))
         return {"fixed": fixed, "random": random, "residual": self.sigma**2}
-
-    def r2_nakagawa(self) -> dict[str, float]:
-        """Nakagawa's marginal and conditional R-squared (as performance::r2_nakagawa).
-
-        ``R2_m = v_f / (v_f + v_r + v_e)``, ``R2_c = (v_f + v_r) / (v_f + v_r + v_e)``.
-        """
-        v = self.variance_decomposition()
-        total = v["fixed"] + v["random"] + v["residual"]
-        return {"marginal": v["fixed"] / total, "conditional": (v["fixed"] + v["random"]) / total}
-
-    def icc_adjusted(self) -> dict[str, float]:
-        """Adjusted ICC ``v_r / (v_r + v_e)`` and conditional ICC
-        ``v_r / (v_f + v_r + v_e)`` (as performance::icc)."""
-        v = self.variance_decomposition()
-        total = v["fixed"] + v["random"] + v["residual"]
-        return {
-            "adjusted": v["random"] / (v["random"] + v["residual"]),
-            "conditional": v["random"] / total,
-        }
 
     def tidy(self, conf_method: str = "wald", level: float = 0.95) -> pd.DataFrame:
         """All estimates in one table for a paper: effect (fixed/ran_pars), group, term,
@@ -642,21 +591,11 @@ class LmerFit(MixedFit):
         inv_w = sp.identity(self.nobs) if w is None else sp.diags_array(1.0 / w)
         return (self.sigma**2 * (inv_w + zl @ zl.T)).tocsr()
 
-    def penalized_loss(self, beta=None, b=None) -> float:
-        """The penalized-regression objective ``||y - X beta - Z b||_W^2 + sigma^2 b' G^-1 b``.
-
-        ``G = sigma^2 Lambda Lambda'`` is the covariance of ``b``, so the penalty is
-        ``b' (Lambda Lambda')^-1 b = ||u||^2`` with ``b = Lambda u`` (for random intercepts
-        ``(sigma^2 / tau^2) ||b||^2``).  The fitted ``beta`` and ``b`` minimise it at the
-        fitted variance parameters; defaults are the fitted values.
-        """
-        beta = self._solution.beta if beta is None else np.asarray(beta, dtype=float)
-        b = self.b if b is None else np.asarray(b, dtype=float)
-        r = self._design.y - self._offset - self._design.X @ beta - self.Z @ b
+    def _data_loss(self, fixed_random: np.ndarray) -> float:
+        """``||y - offset - X beta - Z b||_W^2`` (see :meth:`penalized_loss`)."""
+        r = self._design.y - self._offset - fixed_random
         w = self._design.weights
-        rss = float(r @ r) if w is None else float(r @ (w * r))
-        u = sp.linalg.lsqr(self.Lambda, b, atol=1e-14, btol=1e-14)[0]
-        return rss + float(u @ u)
+        return float(r @ r) if w is None else float(r @ (w * r))
 
     def simulate(self, nsim: int = 1, seed=None) -> np.ndarray:
         """Draw responses from the fitted model (lme4's ``simulate``), shape (n, nsim).

@@ -24,6 +24,12 @@ from mixedmodels.design.validate import new_response
 from mixedmodels.errors import ArgumentError, DataError
 from mixedmodels.optim.glmm import GlmmSolution
 from mixedmodels.results.base import MixedFit
+from mixedmodels.results.broom import broom_terms
+from mixedmodels.results.glmm_variance import (
+    distribution_variance,
+    null_intercept,
+    observation_level,
+)
 from mixedmodels.results.parameters import parameter_names, parameter_values
 from mixedmodels.results.random_effects import (
     ranef_long,
@@ -369,12 +375,45 @@ class GlmerFit(MixedFit):
             # follows it; we report the same number (so it is not comparable with a
             # Laplace fit's, in lme4 as here)
             return -0.5 * self._solution.objective
-        mode = self._solution.mode
+        return self._laplace_loglik(self._solution.objective, self._solution.mode)
+
+    def loglik_at(self, beta=None, theta=None) -> float:
+        """The log-likelihood :attr:`loglik` reports, at other values of ``beta`` and
+        ``theta`` (the fitted ones where None; the family's own parameters at their
+        estimates): the Laplace approximation at the conditional mode given both (the
+        quadrature approximation for ``n_agq > 1``), with the same saturated-model and
+        dispersion terms, so ``loglik_at() == loglik`` and differences are lme4's
+        deviance function's (``update(m, devFunOnly = TRUE)``) times ``-1/2``.
+
+        Raises
+        ------
+        ArgumentError
+            When ``beta`` or ``theta`` is not a finite vector of the right length, or a
+            theta element is below its lower bound (a negative sd).
+        """
+        p = self._problem
+        beta = self._parameter_vector(beta, self._solution.beta, "beta")
+        theta = self._parameter_vector(theta, self._solution.theta, "theta")
+        lower = p.theta_lower_bounds()
+        if np.any(theta < lower):
+            raise ArgumentError(
+                f"theta must be at least its lower bounds {lower.tolist()} (standard "
+                f"deviations are not negative), got {theta.tolist()}"
+            )
+        start = self._solution.mode.u
+        if self.n_agq > 1:
+            return -0.5 * p.quadrature_deviance(theta, beta, self.n_agq, start)[0]
+        mode = p.mode(theta, beta, start)
+        return self._laplace_loglik(mode.laplace, mode)
+
+    def _laplace_loglik(self, objective: float, mode) -> float:
+        """``-(objective - data term + R's aic) / 2`` at a conditional mode (see
+        :attr:`loglik`)."""
         p = self._problem
         trials = self._design.trials  # a cbind response: R weights dbinom(k, n) by w
         extra = {} if trials is None else {"trials": trials}
         aic = p.family.aic(p.y, mode.mu, p.prior_weights, mode.deviance, **extra)
-        return -0.5 * (self._solution.objective - mode.data_term + aic)
+        return -0.5 * (objective - mode.data_term + aic)
 
     @property
     def aic(self) -> float:
@@ -402,17 +441,99 @@ class GlmerFit(MixedFit):
         return out
 
     @cached_property
-    def _conditional_sd(self) -> list[np.ndarray]:
-        """sd of ``b | y`` per term: ``diag(Lambda (L L')^-1 Lambda')`` with ``L`` the
-        Cholesky factor at the mode's GLM weights (lme4's condVar for glmer)."""
+    def _conditional_covariances(self) -> list[np.ndarray]:
+        """``Var(b | y)`` per term and level: ``Lambda (L L')^-1 Lambda'`` with ``L`` the
+        Cholesky factor at the mode's GLM weights, times ``sigma^2`` for lme4's families
+        with a dispersion (lme4's condVar for glmer, scaled as its VarCorr)."""
         mode, pr = self._solution.mode, self._problem
         weighted = LmmProblem(pr.blocks, pr.X, pr.y, mode.weights, reml=False)
-        covs = weighted.conditional_covariances(self._solution.theta, 1.0)
-        return [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs]
+        scale = self.sigma if self.family.has_dispersion else 1.0
+        return weighted.conditional_covariances(self._solution.theta, scale)
+
+    @cached_property
+    def _conditional_sd(self) -> list[np.ndarray]:
+        """sd of ``b | y`` per term (the diagonals of :attr:`_conditional_covariances`)."""
+        return [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in self._conditional_covariances]
 
     def ranef_table(self) -> pd.DataFrame:
         """lme4's ``as.data.frame(ranef(m, condVar = TRUE))``."""
         return ranef_long(self._design.terms, self._modes, self._conditional_sd)
+
+    # ------------------------------------------------------------------ Nakagawa's R2, ICC
+    @cached_property
+    def _variance_components(self) -> dict[str, float]:
+        levels = [t.n_levels for t in self._design.terms]
+        at_rows = observation_level(levels, self.nobs)
+        parts = self._term_variances()
+        dist = distribution_variance(
+            self.family, self.sigma, lambda: math.exp(null_intercept(self._problem, self.n_agq))
+        )
+        disp = float(sum(v for v, obs in zip(parts, at_rows, strict=True) if obs))
+        return {
+            "fixed": float(np.var(self._design.X @ self._solution.beta, ddof=1)),
+            "random": float(sum(v for v, obs in zip(parts, at_rows, strict=True) if not obs)),
+            "residual": dist + disp,
+            "distribution": dist,
+            "dispersion": disp,
+        }
+
+    def variance_decomposition(self) -> dict[str, float]:
+        """Nakagawa et al.'s (2017) latent-scale variances, as performance's (insight's
+        ``get_variance``): ``fixed`` ``var(X beta)``; ``random``, each term's
+        ``mean_i z_i' Sigma z_i`` summed over the terms but observation-level ones (one
+        level per row); ``distribution``, the family's distribution-specific variance (see
+        :mod:`mixedmodels.results.glmm_variance`; for poisson, negative binomial and beta
+        it takes ``mu = exp(b_0)`` from a null model, the same random terms with an
+        intercept only, fitted on first use); ``dispersion``, the observation-level
+        terms' variance; ``residual = distribution + dispersion``.  For a singular fit
+        performance returns NA with a warning; here the zero variances enter as they are.
+
+        Raises
+        ------
+        ArgumentError
+            For a family or link without a definition (inverse Gaussian, gaussian,
+            tweedie, zero inflation; poisson identity, binomial log).
+        """
+        return dict(self._variance_components)
+
+    def tidy(self, conf_method: str = "wald", level: float = 0.95) -> pd.DataFrame:
+        """All estimates in one table, broom.mixed's ``tidy(m, conf.int = TRUE)`` layout
+        (snake_case columns): ``effect``, ``group``, ``term``, ``estimate``,
+        ``std_error``, ``statistic``, ``p_value``, ``conf_low``, ``conf_high``.
+
+        The fixed effects come first (Wald ``z`` and ``Pr(>|z|)``, group missing), then per
+        random term its ``sd__<column>`` and ``cor__<column>.<column>`` rows (``effect``
+        ``"ran_pars"``, the group as :attr:`varcorr` labels it, no standard error), then
+        ``sd__Observation`` of group ``"Residual"`` (``sigma``) for families with a
+        dispersion, then the family's own parameters (:attr:`extra_parameters`, effect
+        ``"family"``).  Intervals by ``conf_method`` ``"wald"`` (ran_pars NaN, as
+        broom.mixed's ``conf.method = "Wald"``) or ``"profile"``."""
+        ci = self.confint(conf_method, level)
+        table = self.fixef_table()
+        params = self.parameters
+        terms = broom_terms(self._term_info())
+        extra = set(self.extra_parameters.index)
+        rows = []
+        for name in table.index:
+            r = table.loc[name]
+            rows.append(("fixed", None, name, r.estimate, r.std_error, r.z_value, r.p_value, name))
+        for name, value in params.items():
+            if name in table.index:
+                continue
+            nan = (np.nan, np.nan, np.nan)
+            if name in extra:
+                rows.append(("family", None, name, value, *nan, name))
+            elif name == "sigma":
+                rows.append(("ran_pars", "Residual", "sd__Observation", value, *nan, name))
+            else:
+                term, _, group = name.rpartition("|")
+                rows.append(("ran_pars", group, terms.get(name, term), value, *nan, name))
+        columns = ["effect", "group", "term", "estimate", "std_error", "statistic", "p_value"]
+        out = pd.DataFrame([r[:-1] for r in rows], columns=columns)
+        keys = [r[-1] for r in rows]
+        out["conf_low"] = ci["lower"].reindex(keys).to_numpy()
+        out["conf_high"] = ci["upper"].reindex(keys).to_numpy()
+        return out
 
     # ------------------------------------------------------------------ fitted values
     @property
@@ -442,6 +563,23 @@ class GlmerFit(MixedFit):
         if kind == "working":
             return (y - mu) / p.family.link.mu_eta(self._solution.mode.eta)
         raise ArgumentError("kind must be 'deviance', 'pearson', 'response' or 'working'")
+
+    def _data_loss(self, fixed_random: np.ndarray) -> float:
+        """``sum_i d_i(y_i, g^-1(offset_i + x_i' beta + z_i' b))`` (see
+        :meth:`penalized_loss`)."""
+        p = self._problem
+        mu = p.family.link.inverse(p.offset + fixed_random)
+        return float(np.sum(p.family.unit_deviance(p.y, mu, p.prior_weights)))
+
+    @property
+    def scaled_residuals(self) -> np.ndarray:
+        """Pearson residuals divided by ``sigma`` for lme4's families with a dispersion
+        (Gamma, inverse Gaussian, gaussian), the Pearson residuals otherwise: lme4's
+        ``residuals(m, "pearson", scaled = TRUE)``, whose quantiles its summary prints
+        as "Scaled residuals" (glmmTMB's families' Pearson residuals already hold their
+        dispersion)."""
+        r = self.residuals("pearson")
+        return r / self.sigma if self.family.has_dispersion else r
 
     def predict(
         self,
