@@ -44,7 +44,7 @@ def glmer_summary_text(fit: GlmerFit) -> str:
     out.extend(aligned_rows(["AIC", "BIC", "logLik", "deviance", "df.resid"], txt, 8))
     out.append("")
     out.append("Scaled residuals: ")
-    out.extend(quantile_rows(fit.residuals("pearson")))
+    out.extend(quantile_rows(fit.scaled_residuals))
     out.append("")
     out.append("Random effects:")
     out.append(random_effects_table(fit, residual=fit.has_residual_variance))
