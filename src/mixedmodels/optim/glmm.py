@@ -127,6 +127,10 @@ class GlmmSolution:
     vcov_extra : ndarray or None
         ``2 H^-1`` for the family's own parameters (on their unbounded scale) where the
         family estimates them jointly with beta (glmmTMB's families); None otherwise.
+    vcov_all : ndarray or None
+        ``2 H^-1`` in ``(theta, beta, psi)`` for those families (what glmmTMB's sdreport
+        propagates into the random effects' variances); None otherwise or where theta is
+        on its boundary.
     converged : bool
     message : str
     """
@@ -141,6 +145,7 @@ class GlmmSolution:
     message: str
     problem: GlmmProblem | None = None
     vcov_extra: np.ndarray | None = None
+    vcov_all: np.ndarray | None = None
 
 
 def _safe(fun):
@@ -498,6 +503,7 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
     if newton is not None and newton.converged and n_agq == 1:
         reuse = newton.hessian
 
+    whole: list = []
     if n_extra and family.joint_vcov:
         # glmmTMB: the fixed effects' covariance from the Hessian in all parameters
         steps = scale.copy()
@@ -523,6 +529,7 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
                 else None
             ),
             hessian=reuse,
+            whole=whole,
         )
         vcov, vcov_extra = vcov_all[:p, :p], vcov_all[p:, p:]
     else:
@@ -555,6 +562,7 @@ def _fit_glmm(problem: GlmmProblem, n_agq: int, start_theta) -> GlmmSolution:
         message,
         final,
         vcov_extra,
+        whole[0] if whole else None,
     )
 
 
@@ -1268,11 +1276,13 @@ def _hessian_vcov(
     full: bool = False,
     gradient=None,
     hessian: np.ndarray | None = None,
+    whole: list | None = None,
 ) -> np.ndarray:
     """``2 H^-1`` restricted to beta (with ``full``: to beta and the family's parameters
     after it); the conditional ``(R_X'R_X)^-1`` (and NaN for the family's parameters) when
     ``theta`` is on the boundary (the Hessian is not defined there) or ``H`` is not
-    positive definite."""
+    positive definite.  ``whole`` (a list) receives ``2 H^-1`` in every parameter, theta's
+    included, where it exists."""
 
     def fallback() -> np.ndarray:
         cond = mode.unscaled_fixed_cov
@@ -1308,6 +1318,10 @@ def _hessian_vcov(
         hess = hessian_by_pairs(laplace, x, steps)
     # with ``full``, the family's own parameters (after theta and beta) may be flat
     flat_ok = np.arange(x.size) >= k + mode.beta.size if full else None
+    if whole is not None:
+        cov = covariance_from_hessian(hess, flat_ok, steps)
+        if cov is not None:
+            whole.append(cov)
     return _vcov_from_hessian(hess, k, fallback(), stacklevel=4, droppable=flat_ok, steps=steps)
 
 
@@ -1324,33 +1338,11 @@ def _vcov_from_hessian(
     droppable: np.ndarray | None = None,
     steps: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``2 H^-1`` without its first ``k`` rows and columns (theta's), or ``fallback`` with
-    a warning when ``H`` is not positive definite.
-
-    Where ``H`` is not positive definite and some of the ``droppable`` coordinates (the
-    family's own parameters) are flat (curvature ``H_ii h_i^2`` below
-    :data:`FLAT_CURVATURE` of the largest, ``h`` the Hessian's ``steps``: a zero-inflation
-    coefficient run off to -41 where every probability it governs has vanished), the
-    inverse is taken without them and their variances are NaN: the rest's covariance is
-    the limit of the full inverse (their couplings vanish with their curvature; glmmTMB,
-    which stops such a coefficient at -20, reports its SE as 1787 and the same SEs for
-    the rest)."""
-    try:
-        np.linalg.cholesky(hess)
-    except np.linalg.LinAlgError:
-        if droppable is not None and steps is not None:
-            curvature = np.abs(np.diagonal(hess)) * steps**2
-            flat = droppable & (curvature <= FLAT_CURVATURE * float(curvature.max()))
-            keep = ~flat
-            if flat.any():
-                try:
-                    np.linalg.cholesky(hess[np.ix_(keep, keep)])
-                except np.linalg.LinAlgError:
-                    pass
-                else:
-                    cov = np.full(hess.shape, np.nan)
-                    cov[np.ix_(keep, keep)] = 2.0 * np.linalg.inv(hess[np.ix_(keep, keep)])
-                    return cov[k:, k:]
+    """``2 H^-1`` without its first ``k`` rows and columns (theta's)
+    (:func:`covariance_from_hessian`), or ``fallback`` with a warning when ``H`` is not
+    positive definite."""
+    cov = covariance_from_hessian(hess, droppable, steps)
+    if cov is None:
         warnings.warn(
             "the Hessian of the Laplace deviance is not positive definite; vcov(beta) is "
             "taken from the conditional fixed-effects system instead",
@@ -1358,5 +1350,37 @@ def _vcov_from_hessian(
             stacklevel=stacklevel,
         )
         return fallback
-    cov = 2.0 * np.linalg.inv(hess)
     return cov[k:, k:]  # beta (and with ``full`` the family's own parameters after it)
+
+
+def covariance_from_hessian(
+    hess: np.ndarray, droppable: np.ndarray | None = None, steps: np.ndarray | None = None
+) -> np.ndarray | None:
+    """``2 H^-1`` (the covariance of every parameter of the Laplace deviance ``H`` is the
+    Hessian of), or None where ``H`` is not positive definite.
+
+    Where it is not and some of the ``droppable`` coordinates (the family's own
+    parameters) are flat (curvature ``H_ii h_i^2`` below :data:`FLAT_CURVATURE` of the
+    largest, ``h`` the Hessian's ``steps``: a zero-inflation coefficient run off to -41
+    where every probability it governs has vanished), the inverse is taken without them
+    and their rows and columns are NaN: the rest's covariance is the limit of the full
+    inverse (their couplings vanish with their curvature; glmmTMB, which stops such a
+    coefficient at -20, reports its SE as 1787 and the same SEs for the rest)."""
+    try:
+        np.linalg.cholesky(hess)
+    except np.linalg.LinAlgError:
+        if droppable is None or steps is None:
+            return None
+        curvature = np.abs(np.diagonal(hess)) * steps**2
+        flat = droppable & (curvature <= FLAT_CURVATURE * float(curvature.max()))
+        keep = ~flat
+        if not flat.any():
+            return None
+        try:
+            np.linalg.cholesky(hess[np.ix_(keep, keep)])
+        except np.linalg.LinAlgError:
+            return None
+        cov = np.full(hess.shape, np.nan)
+        cov[np.ix_(keep, keep)] = 2.0 * np.linalg.inv(hess[np.ix_(keep, keep)])
+        return cov
+    return 2.0 * np.linalg.inv(hess)

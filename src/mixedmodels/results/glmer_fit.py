@@ -25,6 +25,7 @@ from mixedmodels.errors import ArgumentError, DataError
 from mixedmodels.optim.glmm import GlmmSolution
 from mixedmodels.results.base import MixedFit
 from mixedmodels.results.broom import broom_terms
+from mixedmodels.results.glmm_condvar import parameter_uncertainty
 from mixedmodels.results.glmm_variance import (
     distribution_variance,
     null_intercept,
@@ -444,11 +445,24 @@ class GlmerFit(MixedFit):
     def _conditional_covariances(self) -> list[np.ndarray]:
         """``Var(b | y)`` per term and level: ``Lambda (L L')^-1 Lambda'`` with ``L`` the
         Cholesky factor at the mode's GLM weights, times ``sigma^2`` for lme4's families
-        with a dispersion (lme4's condVar for glmer, scaled as its VarCorr)."""
+        with a dispersion (lme4's condVar for glmer, scaled as its VarCorr); for glmmTMB's
+        families plus the estimates' uncertainty, as glmmTMB's ``ranef(condVar = TRUE)``
+        (:func:`~mixedmodels.results.glmm_condvar.parameter_uncertainty`)."""
         mode, pr = self._solution.mode, self._problem
         weighted = LmmProblem(pr.blocks, pr.X, pr.y, mode.weights, reml=False)
         scale = self.sigma if self.family.has_dispersion else 1.0
-        return weighted.conditional_covariances(self._solution.theta, scale)
+        conditional = weighted.conditional_covariances(self._solution.theta, scale)
+        whole = self._solution.vcov_all
+        if whole is None:  # lme4's families (and a glmmTMB fit with theta on its bound)
+            return conditional
+        # glmmTMB's families: its sdreport adds the estimates' uncertainty
+        # (mixedmodels.results.glmm_condvar)
+        added = parameter_uncertainty(
+            pr, self._solution.theta, self._solution.beta, mode.u, whole
+        )
+        if added is None:
+            return conditional
+        return [c + a for c, a in zip(conditional, added, strict=True)]
 
     @cached_property
     def _conditional_sd(self) -> list[np.ndarray]:
