@@ -444,6 +444,8 @@ class LaplaceGradient(BetaGradient):
             p = block.p
             pattern = block.codes[:, None] * (p * p) + np.arange(p * p)
             self._block = (block.codes, block.n_levels, pattern.ravel(), self.cols2.ravel())
+        # each term's last d lambda / d theta (_lambda_derivatives)
+        self._lambda_known: dict[int, tuple[bytes, np.ndarray]] = {}
         # the last family's kernel (lme4's families: the same family at every call)
         self._kernel_of: tuple[Family, object] | None = None
 
@@ -618,14 +620,28 @@ class LaplaceGradient(BetaGradient):
                 )
                 k_t = block.z.T @ parts
                 rest += block.size
-            for j in range(size):
-                h = 1e-4 * max(1.0, abs(float(th[j])))
-                e = np.zeros(size)
-                e[j] = h
-                g = (block.lambda_matrix(th + e) - block.lambda_matrix(th - e)) / (2 * h)
-                out[start + j] = float(np.sum(g * k_t))
+            out[start : start + size] = self._lambda_derivatives(i, th) @ k_t.ravel()
             start += size
             u_start += block.size
+        return out
+
+    def _lambda_derivatives(self, i: int, th: np.ndarray) -> np.ndarray:
+        """Term ``i``'s ``d lambda / d theta_j`` at its theta slice ``th``, flattened (one
+        row per ``j``): central differences at steps of ``1e-4 max(1, |theta_j|)`` (exact
+        where ``lambda`` is linear in theta).  The last slice's are kept: a Hessian's
+        gradients along beta and psi share theta."""
+        key = th.tobytes()
+        known = self._lambda_known.get(i)
+        if known is not None and known[0] == key:
+            return known[1]
+        block = self.problem.blocks[i]
+        size = th.size
+        steps = 1e-4 * np.maximum(1.0, np.abs(th))
+        moved = np.diag(steps)
+        plus = [block.lambda_matrix(th + moved[j]) for j in range(size)]
+        minus = [block.lambda_matrix(th - moved[j]) for j in range(size)]
+        out = ((np.array(plus) - np.array(minus)) / (2 * steps[:, None, None])).reshape(size, -1)
+        self._lambda_known[i] = (key, out)
         return out
 
     def kappa(self, mode: ConditionalMode, family: Family) -> float:
