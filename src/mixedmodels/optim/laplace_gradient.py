@@ -394,6 +394,103 @@ class _BlockFactor:
         return np.einsum("ia,ia->i", self.a2, v[self.codes]), np.zeros(0), v.ravel()
 
 
+class _CouplingPattern:
+    """Where the coupling block ``B`` (eliminated levels x the rest's columns) of
+    :class:`_Factor` has non-zeros, and every pair of them in one eliminated level: built
+    once per fit, so that ``B' D^-1 B`` and the entries of ``E S^-1`` and ``E S^-1 E'``
+    the gradient reads cost ``O(sum_l k_l^2)`` (``k_l`` non-zeros in level ``l``'s row of
+    ``B``; one where the eliminated term is nested in the other) instead of dense
+    products over ``q1 x q2``.
+
+    Attributes
+    ----------
+    size : int
+        The pairs ``sum_l k_l^2`` (the cost).
+    """
+
+    def __init__(self, codes: np.ndarray, q1: int, cols2: np.ndarray, q2: int) -> None:
+        keys = (codes[:, None] * q2 + cols2).ravel()
+        unique, inverse = np.unique(keys, return_inverse=True)
+        #: each row's non-zeros' positions among B's (n, r2), their levels and columns
+        self.row_pair = inverse.reshape(cols2.shape)
+        self.level, self.col = unique // q2, unique % q2
+        self.n_pairs = unique.size
+        counts = np.bincount(self.level, minlength=q1)
+        starts = np.cumsum(counts) - counts
+        # every (m, m') of non-zeros in the same level (unique is sorted by level)
+        k = counts[self.level]
+        self.left = np.repeat(np.arange(unique.size), k)
+        first = np.repeat(np.cumsum(k) - k, k)
+        self.right = starts[self.level[self.left]] + (np.arange(self.left.size) - first)
+        self.left_col, self.right_col = self.col[self.left], self.col[self.right]
+        self.left_level = self.level[self.left]
+        self.flat = self.left_col * q2 + self.right_col
+        self.size = self.left.size
+
+
+class _CoupledFactor(_Factor):
+    """:class:`_Factor` with the coupling block ``B`` kept as its non-zeros
+    (:class:`_CouplingPattern`): the same ``D``, ``S`` and solutions to rounding."""
+
+    def __init__(self, indices, pattern: _CouplingPattern, a1, a2, w, inverse=True) -> None:
+        codes, q1, cols2, q2 = indices.codes, indices.q1, indices.cols2, indices.q2
+        self.indices, self.pattern = indices, pattern
+        self.codes, self.a1, self.cols2, self.a2 = codes, a1, cols2, a2
+        self.q1, self.q2 = q1, q2
+        wa2 = a2 * w[:, None]
+        c = np.bincount(
+            indices.flat,
+            (wa2[:, indices.pair_a] * a2[:, indices.pair_b]).ravel(),
+            minlength=q2 * q2,
+        )
+        self.d = 1.0 + np.bincount(codes, w * a1**2, minlength=q1)
+        b = np.bincount(
+            pattern.row_pair.ravel(), (wa2 * a1[:, None]).ravel(), minlength=pattern.n_pairs
+        )
+        self.e_values = b / self.d[pattern.level]
+        coupling = np.bincount(
+            pattern.flat, b[pattern.left] * self.e_values[pattern.right], minlength=q2 * q2
+        )
+        schur = (c - coupling).reshape(q2, q2) + indices.eye
+        if not np.isfinite(schur).all():
+            raise ValueError("array must not contain infs or NaNs")
+        self._cholesky = sla.cho_factor(schur, lower=True, check_finite=False)
+        self.s_inv = (
+            sla.cho_solve(self._cholesky, indices.eye, check_finite=False) if inverse else None
+        )
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_Factor.row_solutions` and the leverages, with ``E S^-1`` taken at the
+        rows' own non-zeros of ``B`` and ``diag(E S^-1 E')`` over the pairs."""
+        pattern, a1, a2 = self.pattern, self.a1, self.a2
+        s_rows = self.s_inv[self.indices.rows_a, self.indices.rows_b]  # (n, r2, r2)
+        t2 = np.einsum("iab,ib->ia", s_rows, a2)
+        weighted = self.e_values[pattern.left] * self.s_inv[pattern.left_col, pattern.right_col]
+        f = np.bincount(pattern.right, weighted, minlength=pattern.n_pairs)  # E S^-1 at B's
+        quad = np.bincount(
+            pattern.left_level, weighted * self.e_values[pattern.right], minlength=self.q1
+        )
+        f_rows = f[pattern.row_pair]  # (n, r2)
+        t1 = a1 * (1.0 / self.d + quad)[self.codes] - np.einsum("ia,ia->i", f_rows, a2)
+        t2 -= a1[:, None] * f_rows
+        return t1, t2, a1 * t1 + np.einsum("ia,ia->i", a2, t2)
+
+    def solve(self, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_Factor.solve` with ``E`` by its non-zeros."""
+        pattern = self.pattern
+        r2 = np.bincount(
+            self.indices.cols2_flat, (self.a2 * c[:, None]).ravel(), minlength=self.q2
+        )
+        r1 = np.bincount(self.codes, self.a1 * c, minlength=self.q1)
+        et_r1 = np.bincount(pattern.col, self.e_values * r1[pattern.level], minlength=self.q2)
+        v2 = self._schur_solve(r2 - et_r1)
+        v1 = r1 / self.d - np.bincount(
+            pattern.level, self.e_values * v2[pattern.col], minlength=self.q1
+        )
+        rows = self.a1 * v1[self.codes] + np.einsum("ia,ia->i", self.a2, v2[self.cols2])
+        return rows, v1, v2
+
+
 #: step of the differences in the family's own parameters (relative, at least this)
 EXTRA_STEP = 1e-4
 #: relative change of the deviance along which ``kappa = dT / dD`` is differenced
@@ -444,6 +541,13 @@ class LaplaceGradient(BetaGradient):
             p = block.p
             pattern = block.codes[:, None] * (p * p) + np.arange(p * p)
             self._block = (block.codes, block.n_levels, pattern.ravel(), self.cols2.ravel())
+        # the coupling block's non-zeros where there are both an eliminated term and a
+        # rest, and their pairs are fewer than the dense block's products
+        self._coupling = None
+        if self.q1 and self.q2:
+            pattern = _CouplingPattern(self._indices.codes, self.q1, self.cols2, self.q2)
+            if pattern.size <= min(self.q1 * self.q2, MAX_COUPLING):
+                self._coupling = pattern
         # each term's last d lambda / d theta (_lambda_derivatives)
         self._lambda_known: dict[int, tuple[bytes, np.ndarray]] = {}
         # the last family's kernel (lme4's families: the same family at every call)
@@ -458,6 +562,8 @@ class LaplaceGradient(BetaGradient):
         if self._block is not None:
             codes, n_levels, pattern, columns = self._block
             return _BlockFactor(codes, n_levels, a2, w, pattern, columns, inverse)
+        if self._coupling is not None:
+            return _CoupledFactor(self._indices, self._coupling, a1, a2, w, inverse)
         return _Factor(self._indices, a1, a2, w, inverse)
 
     def _kernel(self, family: Family):
