@@ -42,6 +42,7 @@ import scipy.sparse as sp
 
 from mixedmodels.core.families import Family, LikelihoodFamily
 from mixedmodels.core.pirls import ConditionalMode, GlmmProblem
+from mixedmodels.reterms.structures import lower_triangle_indices
 
 #: relative step of the row-wise differences in eta
 ETA_STEP = 1e-4
@@ -491,6 +492,9 @@ class _CoupledFactor(_Factor):
         return rows, v1, v2
 
 
+#: how many theta slices' d lambda / d theta LaplaceGradient keeps per term
+KEPT_SLICES = 3
+
 #: step of the differences in the family's own parameters (relative, at least this)
 EXTRA_STEP = 1e-4
 #: relative change of the deviance along which ``kappa = dT / dD`` is differenced
@@ -549,7 +553,7 @@ class LaplaceGradient(BetaGradient):
             if pattern.size <= min(self.q1 * self.q2, MAX_COUPLING):
                 self._coupling = pattern
         # each term's last d lambda / d theta (_lambda_derivatives)
-        self._lambda_known: dict[int, tuple[bytes, np.ndarray]] = {}
+        self._lambda_known: dict[int, dict[bytes, np.ndarray]] = {}
         # the last family's kernel (lme4's families: the same family at every call)
         self._kernel_of: tuple[Family, object] | None = None
 
@@ -730,28 +734,32 @@ class LaplaceGradient(BetaGradient):
                 )
                 k_t = block.z.T @ parts
                 rest += block.size
-            out[start : start + size] = self._lambda_derivatives(i, th) @ k_t.ravel()
+            lower = lower_triangle_indices(block.p)
+            out[start : start + size] = self._lambda_derivatives(i, th) @ k_t[lower]
             start += size
             u_start += block.size
         return out
 
     def _lambda_derivatives(self, i: int, th: np.ndarray) -> np.ndarray:
-        """Term ``i``'s ``d lambda / d theta_j`` at its theta slice ``th``, flattened (one
-        row per ``j``): central differences at steps of ``1e-4 max(1, |theta_j|)`` (exact
-        where ``lambda`` is linear in theta).  The last slice's are kept: a Hessian's
-        gradients along beta and psi share theta."""
+        """Term ``i``'s ``d lambda / d theta_j`` at its theta slice ``th``, ``lambda``'s
+        lower triangle column by column (the structure's ``lambda_entries``; one row per
+        ``j``): central differences at steps of ``1e-4 max(1, |theta_j|)`` (exact where
+        ``lambda`` is linear in theta).  The last :data:`KEPT_SLICES` slices' are kept: a
+        Hessian's gradients along beta and psi share the centre's theta."""
         key = th.tobytes()
-        known = self._lambda_known.get(i)
-        if known is not None and known[0] == key:
-            return known[1]
-        block = self.problem.blocks[i]
-        size = th.size
+        known = self._lambda_known.setdefault(i, {})
+        out = known.get(key)
+        if out is not None:
+            return out
+        structure = self.problem.blocks[i].structure
         steps = 1e-4 * np.maximum(1.0, np.abs(th))
-        moved = np.diag(steps)
-        plus = [block.lambda_matrix(th + moved[j]) for j in range(size)]
-        minus = [block.lambda_matrix(th - moved[j]) for j in range(size)]
-        out = ((np.array(plus) - np.array(minus)) / (2 * steps[:, None, None])).reshape(size, -1)
-        self._lambda_known[i] = (key, out)
+        shift = np.diag(steps)
+        plus = np.array([structure.lambda_entries(row) for row in th + shift])
+        minus = np.array([structure.lambda_entries(row) for row in th - shift])
+        out = (plus - minus) / (2 * steps[:, None])
+        if len(known) >= KEPT_SLICES:
+            del known[next(iter(known))]
+        known[key] = out
         return out
 
     def kappa(self, mode: ConditionalMode, family: Family) -> float:
