@@ -667,8 +667,10 @@ class LaplaceGradient(BetaGradient):
                 theta, mode, (t1, t2), (w1, w2), residual, s
             )
             grad_beta = np.concatenate([grad_theta, grad_beta])
+        if not extras:
+            return grad_beta
         psi = fam.extra_values
-        if not psi.size or not extras:
+        if not psi.size:
             return grad_beta
         grad_psi = np.empty(psi.size)
         for j in range(psi.size):
@@ -766,11 +768,11 @@ class LaplaceGradient(BetaGradient):
         """``dT / dD`` at ``mode`` (1 for families without a dispersion parameter)."""
         if not family.has_dispersion:
             return 1.0
-        kernel = family.kernel(self.problem.y, self.problem.prior_weights)
+        kernel = self._kernel(family)
         eta = mode.eta
         with np.errstate(over="ignore", invalid="ignore"):
-            h, r = kernel.working(eta, kernel.inverse(eta))
-            return self._kappa(kernel, eta, h * r)
+            h, r = kernel.working(eta, mode.mu)
+            return self._kappa(kernel, eta, h * r, mode.mu, mode.deviance)
 
     @staticmethod
     def _kappa(
