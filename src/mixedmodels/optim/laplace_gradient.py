@@ -492,8 +492,8 @@ class _CoupledFactor(_Factor):
         return rows, v1, v2
 
 
-#: how many theta slices' d lambda / d theta LaplaceGradient keeps per term
-KEPT_SLICES = 3
+#: at how many thetas LaplaceGradient keeps A's values and d lambda / d theta
+KEPT_THETAS = 3
 
 #: step of the differences in the family's own parameters (relative, at least this)
 EXTRA_STEP = 1e-4
@@ -552,8 +552,9 @@ class LaplaceGradient(BetaGradient):
             pattern = _CouplingPattern(self._indices.codes, self.q1, self.cols2, self.q2)
             if pattern.size <= min(self.q1 * self.q2, MAX_COUPLING):
                 self._coupling = pattern
-        # each term's last d lambda / d theta (_lambda_derivatives)
-        self._lambda_known: dict[int, dict[bytes, np.ndarray]] = {}
+        # A's values and each term's d lambda / d theta at the last KEPT_THETAS thetas
+        # (_theta_terms): a Hessian's gradients along beta and psi share the centre's
+        self._theta_known: dict[bytes, list] = {}
         # the last family's kernel (lme4's families: the same family at every call)
         self._kernel_of: tuple[Family, object] | None = None
 
@@ -643,7 +644,8 @@ class LaplaceGradient(BetaGradient):
                 kappa = self._kappa(
                     self._kernel(fam) if kernel is None else kernel, eta, s, mu, mode.deviance
                 )
-        a1, a2 = self._values(theta)
+        known = self._theta_terms(theta)
+        a1, a2 = known[0], known[1]
         factor = self._laplace_factor(a1, a2, mode.weights)
         t1, t2, lev = factor.rows()
         c = lev * dw
@@ -661,7 +663,7 @@ class LaplaceGradient(BetaGradient):
         grad_beta = X.T @ residual
         if theta_part:
             grad_theta = self._theta_gradient(
-                theta, mode, (t1, t2), (w1, w2), residual, s
+                self._derivatives(theta, known), mode, (t1, t2), (w1, w2), residual, s
             )
             grad_beta = np.concatenate([grad_theta, grad_beta])
         if not extras:
@@ -691,7 +693,7 @@ class LaplaceGradient(BetaGradient):
             grad_psi[j] = ((tp - tm) + lev @ (wpj - wmj) + v @ (sp_ - sm)) / (2 * h)
         return np.concatenate([grad_beta, grad_psi])
 
-    def _theta_gradient(self, theta, mode, rows, solved, residual, s) -> np.ndarray:
+    def _theta_gradient(self, derivatives, mode, rows, solved, residual, s) -> np.ndarray:
         """``d L / d theta``: with ``G = d lambda_t / d theta_j`` (term ``t``'s; by central
         differences of the term's ``lambda`` at steps of 1e-4 relative, exact where it is
         linear in theta), ``b = (d A / d theta_j) u~`` and ``w = M~^-1 A' (c + 2 (1 -
@@ -707,7 +709,8 @@ class LaplaceGradient(BetaGradient):
         ``z_i' lambda_t``, so each part is ``z_i' G x_i`` for a ``p``-vector ``x_i`` (``u~``,
         ``w`` or ``M^-1 a_i`` at the row's level and columns): the derivative is ``<G,
         K_t>`` with ``K_t = sum_i z_i (r_i u~_i + s_i w_i + 2 W_i (M^-1 a_i))'`` formed once
-        per term (``r`` is ``residual``, ``c - 2 kappa s - W~ v``)."""
+        per term (``r`` is ``residual``, ``c - 2 kappa s - W~ v``; ``derivatives`` each
+        term's ``G`` as :func:`_lambda_derivatives` gives them)."""
         problem = self.problem
         t1, t2 = rows
         w1, w2 = solved
@@ -716,7 +719,6 @@ class LaplaceGradient(BetaGradient):
         start, u_start, rest = 0, 0, 0
         for i, block in enumerate(problem.blocks):
             size = block.n_theta
-            th = np.asarray(theta[start : start + size], dtype=float)
             codes = block.codes
             u_block = mode.u[u_start : u_start + block.size]
             if i == self.eliminated:
@@ -734,32 +736,36 @@ class LaplaceGradient(BetaGradient):
                 k_t = block.z.T @ parts
                 rest += block.size
             lower = lower_triangle_indices(block.p)
-            out[start : start + size] = self._lambda_derivatives(i, th) @ k_t[lower]
+            out[start : start + size] = derivatives[i] @ k_t[lower]
             start += size
             u_start += block.size
         return out
 
-    def _lambda_derivatives(self, i: int, th: np.ndarray) -> np.ndarray:
-        """Term ``i``'s ``d lambda / d theta_j`` at its theta slice ``th``, ``lambda``'s
-        lower triangle column by column (the structure's ``lambda_entries``; one row per
-        ``j``): central differences at steps of ``1e-4 max(1, |theta_j|)`` (exact where
-        ``lambda`` is linear in theta).  The last :data:`KEPT_SLICES` slices' are kept: a
-        Hessian's gradients along beta and psi share the centre's theta."""
-        key = th.tobytes()
-        known = self._lambda_known.setdefault(i, {})
-        out = known.get(key)
-        if out is not None:
-            return out
-        structure = self.problem.blocks[i].structure
-        steps = 1e-4 * np.maximum(1.0, np.abs(th))
-        shift = np.diag(steps)
-        plus = np.array([structure.lambda_entries(row) for row in th + shift])
-        minus = np.array([structure.lambda_entries(row) for row in th - shift])
-        out = (plus - minus) / (2 * steps[:, None])
-        if len(known) >= KEPT_SLICES:
-            del known[next(iter(known))]
-        known[key] = out
-        return out
+    def _theta_terms(self, theta: np.ndarray) -> list:
+        """``[a1, a2, derivatives]`` at ``theta``: ``A``'s values (:meth:`_values`) and, once
+        asked for (None until then), each term's ``d lambda / d theta``
+        (:func:`_lambda_derivatives`); kept for the last :data:`KEPT_THETAS` thetas."""
+        theta = np.asarray(theta, dtype=float)
+        key = theta.tobytes()
+        known = self._theta_known.get(key)
+        if known is None:
+            known = [*self._values(theta), None]
+            if len(self._theta_known) >= KEPT_THETAS:
+                del self._theta_known[next(iter(self._theta_known))]
+            self._theta_known[key] = known
+        return known
+
+    def _derivatives(self, theta: np.ndarray, known: list) -> list[np.ndarray]:
+        """Each term's ``d lambda / d theta`` at ``theta`` (``known`` its
+        :meth:`_theta_terms` entry, where they are kept)."""
+        if known[2] is None:
+            out, start = [], 0
+            for block in self.problem.blocks:
+                size = block.n_theta
+                out.append(_lambda_derivatives(block.structure, theta[start : start + size]))
+                start += size
+            known[2] = out
+        return known[2]
 
     def kappa(self, mode: ConditionalMode, family: Family) -> float:
         """``dT / dD`` at ``mode`` (1 for families without a dispersion parameter)."""
@@ -798,6 +804,24 @@ class LaplaceGradient(BetaGradient):
             values.append((kernel.objective_term(mu, d), d))
         (tp, dp), (tm, dm) = values
         return (tp - tm) / (dp - dm)
+
+
+def _lambda_derivatives(structure, th: np.ndarray) -> np.ndarray:
+    """A term's ``d lambda / d theta_j`` at its theta slice ``th``: ``lambda``'s lower
+    triangle column by column (the structure's ``lambda_entries``), one row per ``j``, by
+    central differences at steps of ``1e-4 max(1, |theta_j|)`` (exact where ``lambda`` is
+    linear in theta)."""
+    th = np.asarray(th, dtype=float)
+    if th.size == 1:
+        # (the same numbers as below, without the stacking)
+        h = 1e-4 * max(1.0, abs(float(th[0])))
+        plus, minus = structure.lambda_entries(th + h), structure.lambda_entries(th - h)
+        return ((np.asarray(plus) - minus) / (2 * h)).reshape(1, -1)
+    steps = 1e-4 * np.maximum(1.0, np.abs(th))
+    shift = np.diag(steps)
+    plus = np.array([structure.lambda_entries(row) for row in th + shift])
+    minus = np.array([structure.lambda_entries(row) for row in th - shift])
+    return (plus - minus) / (2 * steps[:, None])
 
 
 def _close_to(a: np.ndarray, b: np.ndarray) -> bool:
