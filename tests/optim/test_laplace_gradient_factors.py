@@ -144,8 +144,9 @@ def test_factor_rows_and_solutions_equal_the_dense_inverse(name, mixed):
 
 @pytest.mark.parametrize("name", ["grouseticks", "grouseticks_index"])
 def test_coupled_factor_equals_the_dense_coupling_block(name):
-    """The coupling block by its non-zeros against :class:`_Factor`'s dense (or sparse)
-    one, the same weights: every output within 1e-10 of the largest entry."""
+    """The coupling block by its non-zeros against :class:`_Factor`'s dense (grouseticks)
+    or sparse (grouseticks_index: q1 q2 > 20,000) one, with ``S^-1`` formed or ``S`` only
+    factored, the same weights: every output within 1e-10 of the largest entry."""
     problem, theta = _problem(name)
     gradient = LaplaceGradient(problem)
     w = _weights(problem, theta, True)
@@ -155,8 +156,12 @@ def test_coupled_factor_equals_the_dense_coupling_block(name):
     for got, want in zip(coupled.rows(), dense.rows(), strict=True):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * np.max(np.abs(want)))
     c = np.linspace(-1.0, 1.0, problem.n)
-    for got, want in zip(coupled.solve(c), dense.solve(c), strict=True):
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * np.max(np.abs(want)))
+    # the dense factor solved by its Cholesky factor too (no S^-1: the observed weights')
+    factored = _Factor(gradient._indices, a1, a2, w, inverse=False)
+    assert factored.s_inv is None
+    for solved in (dense.solve(c), factored.solve(c)):
+        for got, want in zip(coupled.solve(c), solved, strict=True):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * np.max(np.abs(want)))
 
 
 @pytest.mark.parametrize("name, value", [("sleepstudy", -50.0), ("grouseticks", -0.2)])
