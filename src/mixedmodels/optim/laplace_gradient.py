@@ -32,6 +32,11 @@ rest (``q2`` columns) is dense; ``l_i`` needs ``M^-1`` only where row ``i`` has 
 The row pattern of ``A`` is that of ``Z`` (term ``t``'s values in row ``i`` are ``z_i'
 lambda_t``), kept as index arrays, so a gradient costs ``O(n r^2 + q1 q2^2 + q2^3)``
 (``r`` non-zeros per row) in a handful of numpy calls: a fraction of a PIRLS run.
+:class:`LaplaceGradient` (every family, called ~20 times per fit) takes the cheapest
+factor of ``M`` the terms allow: diagonal for one scalar term, block diagonal (``p x p``
+per level) for one vector-valued term, and for crossed terms the coupling block by its
+non-zeros (:class:`_CouplingPattern`); a factor only solved with (the observed weights')
+is never inverted.
 """
 
 from __future__ import annotations
