@@ -428,15 +428,21 @@ class _CouplingPattern:
         self.left = np.repeat(np.arange(unique.size), k)
         first = np.repeat(np.cumsum(k) - k, k)
         self.right = starts[self.level[self.left]] + (np.arange(self.left.size) - first)
-        self.left_col, self.right_col = self.col[self.left], self.col[self.right]
+        left_col, right_col = self.col[self.left], self.col[self.right]
         self.left_level = self.level[self.left]
-        self.flat = self.left_col * q2 + self.right_col
+        self.flat = left_col * q2 + right_col
         self.size = self.left.size
+        # where S^-1's entries are read, in its lower triangle (LAPACK's potri fills it)
+        self.pair_hi = np.maximum(left_col, right_col)
+        self.pair_lo = np.minimum(left_col, right_col)
+        rows_a, rows_b = cols2[:, :, None], cols2[:, None, :]
+        self.row_hi, self.row_lo = np.maximum(rows_a, rows_b), np.minimum(rows_a, rows_b)
 
 
-class _CoupledFactor(_Factor):
-    """:class:`_Factor` with the coupling block ``B`` kept as its non-zeros
-    (:class:`_CouplingPattern`): the same ``D``, ``S`` and solutions to rounding."""
+class _CoupledFactor:
+    """:class:`_Factor`'s elimination with the coupling block ``B`` kept as its non-zeros
+    (:class:`_CouplingPattern`): the same ``D``, ``S`` and solutions to rounding, and
+    ``S^-1`` (where formed) in its lower triangle only."""
 
     def __init__(self, indices, pattern: _CouplingPattern, a1, a2, w, inverse=True) -> None:
         codes, q1, cols2, q2 = indices.codes, indices.q1, indices.cols2, indices.q2
@@ -460,18 +466,32 @@ class _CoupledFactor(_Factor):
         schur = (c - coupling).reshape(q2, q2) + indices.eye
         if not np.isfinite(schur).all():
             raise ValueError("array must not contain infs or NaNs")
-        self._cholesky = sla.cho_factor(schur, lower=True, check_finite=False)
-        self.s_inv = (
-            sla.cho_solve(self._cholesky, indices.eye, check_finite=False) if inverse else None
-        )
+        # LAPACK's Cholesky factorization and inverse from it (potri: a third of the work
+        # of solving against the identity), S^-1 in the lower triangle alone
+        lower, info = _POTRF(schur, lower=1, clean=0)
+        _check_lapack(info)
+        self._lower = lower
+        self.s_inv = None
+        if inverse:
+            self.s_inv, info = _POTRI(lower, lower=1)
+            _check_lapack(info)
+
+    def _schur_solve(self, rhs: np.ndarray) -> np.ndarray:
+        """``S^-1 rhs``: by the lower triangle of the inverse where it was formed, else by
+        the Cholesky factor."""
+        if self.s_inv is not None:
+            return sla.blas.dsymv(1.0, self.s_inv, rhs, lower=1)
+        solved, info = _POTRS(self._lower, rhs, lower=1)
+        _check_lapack(info)
+        return solved
 
     def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`_Factor.row_solutions` and the leverages, with ``E S^-1`` taken at the
         rows' own non-zeros of ``B`` and ``diag(E S^-1 E')`` over the pairs."""
         pattern, a1, a2 = self.pattern, self.a1, self.a2
-        s_rows = self.s_inv[self.indices.rows_a, self.indices.rows_b]  # (n, r2, r2)
+        s_rows = self.s_inv[pattern.row_hi, pattern.row_lo]  # (n, r2, r2)
         t2 = np.einsum("iab,ib->ia", s_rows, a2)
-        weighted = self.e_values[pattern.left] * self.s_inv[pattern.left_col, pattern.right_col]
+        weighted = self.e_values[pattern.left] * self.s_inv[pattern.pair_hi, pattern.pair_lo]
         f = np.bincount(pattern.right, weighted, minlength=pattern.n_pairs)  # E S^-1 at B's
         quad = np.bincount(
             pattern.left_level, weighted * self.e_values[pattern.right], minlength=self.q1
@@ -495,6 +515,20 @@ class _CoupledFactor(_Factor):
         )
         rows = self.a1 * v1[self.codes] + np.einsum("ia,ia->i", self.a2, v2[self.cols2])
         return rows, v1, v2
+
+
+_POTRF, _POTRI, _POTRS = sla.get_lapack_funcs(("potrf", "potri", "potrs"), (np.zeros(1),))
+
+
+def _check_lapack(info: int) -> None:
+    """Raise as scipy's ``cho_factor`` does where a LAPACK call failed: LinAlgError for a
+    matrix that is not positive definite."""
+    if info > 0:
+        raise np.linalg.LinAlgError(
+            f"{info}-th leading minor of the array is not positive definite"
+        )
+    if info < 0:
+        raise ValueError(f"LAPACK reported an illegal value in argument {-info}")
 
 
 #: at how many thetas LaplaceGradient keeps A's values and d lambda / d theta
