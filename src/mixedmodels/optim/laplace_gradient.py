@@ -532,7 +532,7 @@ def _check_lapack(info: int) -> None:
 
 
 #: at how many thetas LaplaceGradient keeps A's values and d lambda / d theta
-KEPT_THETAS = 3
+KEPT_THETAS = 8
 
 #: step of the differences in the family's own parameters (relative, at least this)
 EXTRA_STEP = 1e-4
