@@ -275,3 +275,31 @@ def test_laplace_gradient_in_theta_for_structured_terms(formula):
         numeric[i] = (4 * est[1] - est[0]) / 3
     assert np.max(np.abs(numeric)) > 1.0  # away from the optimum: a gradient to compare
     np.testing.assert_allclose(analytic[:k], numeric, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name", ["sleepstudy_gamma_log", "grouseticks_glmer_nb", "salamanders_zip"]
+)
+def test_laplace_gradient_kept_values_give_a_fresh_instances_numbers(name):
+    """What a ``LaplaceGradient`` keeps between calls (A's values and d lambda / d theta
+    per theta, the family's kernel) changes no bit: the gradients at two thetas, then at
+    the first again with another beta (its values kept), equal those of a new instance at
+    each point."""
+    from mixedmodels.optim.laplace_gradient import LaplaceGradient
+    from tests.family_cases import family_cases
+
+    (case,) = [c for c in family_cases() if c.name == name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = case.fit()
+    problem = fit.problem
+    family = problem.family
+    theta, beta = np.asarray(fit.theta, float), fit.fixef.to_numpy()
+    kept = LaplaceGradient(problem)
+    points = [(theta, beta), (theta * 1.05, beta), (theta, beta * 1.01)]
+    for th, be in points:
+        mode = problem.mode(th, be)
+        got = kept(th, mode, family, theta_part=True)
+        fresh = LaplaceGradient(problem)(th, mode, family, theta_part=True)
+        assert np.array_equal(got, fresh)
+    assert len(kept._theta_known) == 2  # the third point's theta was the first's
