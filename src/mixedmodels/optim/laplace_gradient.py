@@ -377,7 +377,10 @@ class _BlockFactor:
         blocks += np.eye(p)
         if not np.isfinite(blocks).all():
             raise ValueError("array must not contain infs or NaNs")
-        np.linalg.cholesky(blocks)  # raises LinAlgError where a block is not pos. definite
+        if not w.min(initial=0.0) >= 0.0:
+            # I + A' W A is positive definite where no weight is negative; else a block's
+            # Cholesky factorization raises LinAlgError where it is not
+            np.linalg.cholesky(blocks)
         self.blocks = blocks
         self.inv = np.linalg.inv(blocks) if inverse else None
 
