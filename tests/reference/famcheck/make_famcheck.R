@@ -101,11 +101,19 @@ y_tw <- round(ifelse(N > 0, rgamma(n, shape = pmax(N, 1) * (2 - p) / (p - 1),
 # NB2 with prior weights (integer, glmmTMB: each row's log-likelihood times w)
 bg <- rnorm(ng, 0, 0.4)
 y_nbw <- rnbinom(n, size = 2, mu = exp(1 + 0.5 * x + bg[gi]))
+# y_nb and y_zip above give singular (x|g) fits (correlation -1); kept for glmer.nb (a fit at
+# the boundary), and these two, with larger slope variances, for nbinom2 and ZIP
+b <- slopes(0.4, 0.5, 0.3)
+y_nbs <- rnbinom(n, size = 4, mu = exp(0.3 + log(expo) + 0.5 * x + b[gi, 1] + b[gi, 2] * x))
+b <- slopes(0.35, 0.5, 0.2)
+mu <- exp(0.5 + log(expo) + 0.4 * x + b[gi, 1] + b[gi, 2] * x)
+y_zips <- ifelse(runif(n) < plogis(-0.8 + 1.2 * x), 0L, rpois(n, mu))
 
 sim <- data.frame(g = g, h = h, s = s, f = f, x = x, x_na = x_na, w = w, expo = expo,
   y_gamma = y_gamma, y_gamma_w = y_gamma_w, y_ig = y_ig, y_gauss = y_gauss,
   y_gamma_nest = y_gamma_nest, y_gamma_small = y_gamma_small, y_nb = y_nb, y_nb1 = y_nb1,
-  y_beta = y_beta, y_zip = y_zip, y_zinb = y_zinb, y_tw = y_tw, y_nbw = y_nbw)
+  y_beta = y_beta, y_zip = y_zip, y_zinb = y_zinb, y_tw = y_tw, y_nbw = y_nbw,
+  y_nbs = y_nbs, y_zips = y_zips)
 write.csv(sim, file.path(own, "famcheck_sim.csv"), row.names = FALSE)
 sim <- read.csv(file.path(own, "famcheck_sim.csv"), stringsAsFactors = TRUE)
 sim_factors <- list(g = levels(sim$g), h = levels(sim$h), s = levels(sim$s), f = levels(sim$f))
@@ -131,13 +139,13 @@ cases <- list(
   list(name = "glmer_nb_slopes_offset", engine = "glmer.nb", data = "famcheck_sim",
        formula = "y_nb ~ x + offset(log(expo)) + (x|g)"),
   list(name = "nbinom2_slopes_offset", engine = "glmmTMB", data = "famcheck_sim",
-       formula = "y_nb ~ x + offset(log(expo)) + (x|g)", family = "nbinom2"),
+       formula = "y_nbs ~ x + offset(log(expo)) + (x|g)", family = "nbinom2"),
   list(name = "nbinom1_slopes_crossed_factor", engine = "glmmTMB", data = "famcheck_sim",
        formula = "y_nb1 ~ x + f + (x|g) + (1|h)", family = "nbinom1"),
   list(name = "beta_slopes", engine = "glmmTMB", data = "famcheck_sim",
        formula = "y_beta ~ x + (x|g)", family = "beta_family"),
   list(name = "zip_slopes_offset_zi_x", engine = "glmmTMB", data = "famcheck_sim",
-       formula = "y_zip ~ x + offset(log(expo)) + (x|g)", family = "poisson", zi = "~x"),
+       formula = "y_zips ~ x + offset(log(expo)) + (x|g)", family = "poisson", zi = "~x"),
   list(name = "zinb2_factor_zi_x", engine = "glmmTMB", data = "famcheck_sim",
        formula = "y_zinb ~ x + f + (1|g)", family = "nbinom2", zi = "~x"),
   list(name = "salamanders_zinb2_zi_spp_mined", engine = "glmmTMB", data = "Salamanders",
@@ -206,6 +214,9 @@ tmb_part <- function(m, nd, zi) {
     sd = V(unlist(lapply(vc, function(v) attr(v, "stddev")))),
     corr = V(unlist(lapply(vc, function(v) { r <- attr(v, "correlation"); r[lower.tri(r)] }))),
     theta = V(unlist(lapply(vc, function(v) chol_theta(unclass(v)[, , drop = FALSE])))),
+    # per term: the sds, then the correlations below the diagonal by columns (lme4's order)
+    sdcor = V(unlist(lapply(vc, function(v) {
+      r <- attr(v, "correlation"); c(attr(v, "stddev"), r[lower.tri(r)]) }))),
     sigma = sigma(m),
     logLik = as.numeric(logLik(m)), df = attr(logLik(m), "df"), AIC = AIC(m), BIC = BIC(m),
     fitted = V(fitted(m)), fitted_link = V(predict(m, type = "link")),
