@@ -24,7 +24,8 @@ Tolerances (those of the issue):
   ``vcov`` where that agrees with the Richardson Hessian to 2e-3; glmmTMB's ``vcov``;
 - the dispersion (sigma; glmer.nb's k; tweedie's power) within 1e-3 relative;
 - fitted values and ``predict(type="response")`` on six data rows, with and without the
-  random effects, within 1e-4 relative (they follow from estimates agreeing to 1e-4);
+  random effects and with the first grouping factor at a new level, within 1e-4 relative
+  (they follow from estimates agreeing to 1e-4);
 - Wald intervals (fixed effects; glmmTMB's also sigma and the zero-inflation
   coefficients) within 2e-3 of the interval's width (so the standard errors' 2e-3).
 
@@ -66,6 +67,10 @@ KNOWN: dict[tuple[str, str], str] = {
         "singular (x|g) fit: the joint Laplace stage stops ('ftol reached') at theta[2] = "
         "2.9e-4, outside _snap_to_boundary's 1e-5, where lme4 reaches 0 (logLik 5.8e-7 lower)"
     ),
+    ("glmer_nb_slopes_offset", "summary"): (
+        "Negative Binomial(2.4792) vs lme4's (2.4793): k 2.479234 vs 2.479265 (1.2e-5, within "
+        "the 1e-3 tolerance) at a rounding edge, moved by the early stop at the boundary"
+    ),
     ("salamanders_zinb2_zi_spp_mined", "standard_errors"): (
         "zi_minedno runs to -41 (a flat direction), the Hessian is not positive definite and "
         "_vcov_from_hessian falls back to the conditional (R_X'R_X)^-1: SEs 5-30% small"
@@ -77,7 +82,7 @@ KNOWN: dict[tuple[str, str], str] = {
 }
 
 REFERENCES = {p.stem: json.loads(p.read_text()) for p in sorted(FAMCHECK_DIR.glob("*.json"))}
-CHECKS = ("loglik", "estimates", "standard_errors", "dispersion", "predictions", "wald")
+CHECKS = ("loglik", "estimates", "standard_errors", "dispersion", "predictions", "wald", "summary")
 
 
 def load_data(name: str) -> pd.DataFrame:
@@ -169,6 +174,8 @@ def test_the_cases_cover_what_the_review_was_asked_to_cover():
     dropped = [r for r in refs if r["n_rows"] > best(r["name"])["nobs"]]
     assert {r["engine"] for r in dropped} == {"glmer", "glmmTMB"}
     assert 12 <= len(REFERENCES) <= 17
+    # every diagnosis names a case and a check that exist (a typo would silently not xfail)
+    assert all(case in REFERENCES and check in CHECKS for case, check in KNOWN)
 
 
 @pytest.mark.parametrize("name", cases("loglik"))
@@ -250,6 +257,14 @@ def test_fitted_values_and_predictions_match_r(name):
         r["predict_new_population"],
         rtol=1e-4,
     )
+    # the first grouping factor at an unseen level: its random effects 0, the others' kept
+    # (crossed h, nested g:s new with g); a plain string column, as a user would pass it
+    newdata[ref["new_level_variable"]] = "new_level"
+    np.testing.assert_allclose(
+        fit.predict(newdata, type="response", allow_new_levels=True),
+        r["predict_new_level"],
+        rtol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("name", cases("wald"))
@@ -276,3 +291,19 @@ def test_wald_intervals_match_r(name):
             atol=2e-3 * width,
             err_msg=our_name,
         )
+
+
+def _lines(text: str, prefix: str) -> list[str]:
+    return [line.rstrip() for line in text.splitlines() if line.startswith(prefix)]
+
+
+@pytest.mark.parametrize("name", cases("summary"))
+def test_summary_prints_family_criteria_and_dispersion_as_r(name):
+    """The summary's family line, its information criteria (AIC, BIC, logLik, deviance,
+    df.resid as R rounds them) and glmmTMB's dispersion line print as R's summary of the
+    best fit prints them."""
+    fit, ref = fit_case(name), REFERENCES[name]
+    ours, theirs = fit.summary(), ref["summary"]
+    assert _lines(ours, " Family:") == _lines(theirs, " Family:")
+    assert ours.split("df.resid")[1].split()[:5] == theirs.split("df.resid")[1].split()[:5]
+    assert _lines(ours, "Dispersion parameter") == _lines(theirs, "Dispersion parameter")

@@ -183,6 +183,15 @@ newrows <- function(d, formula, zi) {
   d[which(ok)[c(1, 2, 3, 25, 60, 150)], , drop = FALSE]
 }
 
+# the rows of newrows() with the first grouping factor at a level the fit has not seen
+# (predict's allow.new.levels: that term's random effects 0, the others' kept)
+new_level_rows <- function(nd, fm) {
+  gv <- all.vars(lme4::findbars(fm)[[1]][[3]])[1]
+  nd[[gv]] <- factor(rep("new_level", nrow(nd)))
+  attr(nd, "variable") <- gv
+  nd
+}
+
 # Standard errors from the Hessian of lme4's own Laplace deviance at its optimum by
 # numDeriv's Richardson extrapolation (as make_families_reference.R)
 richardson_se <- function(m) {
@@ -208,6 +217,8 @@ lme4_part <- function(m, nd) {
     fitted = V(fitted(m)),
     predict_new_response = V(predict(m, newdata = nd, type = "response")),
     predict_new_population = V(predict(m, newdata = nd, type = "response", re.form = NA)),
+    predict_new_level = V(predict(m, newdata = new_level_rows(nd, formula(m)), type = "response",
+                                  allow.new.levels = TRUE)),
     confint_names = I(rownames(ci)), confint_lower = V(ci[, 1]), confint_upper = V(ci[, 2]),
     lme4_converged = length(m@optinfo$conv$lme4$messages) == 0)
 }
@@ -234,6 +245,8 @@ tmb_part <- function(m, nd, zi) {
     # site: "contrasts mismatch"); null there
     predict_new_response = maybe(predict(m, newdata = nd, type = "response")),
     predict_new_population = maybe(predict(m, newdata = nd, type = "response", re.form = NA)),
+    predict_new_level = maybe(predict(m, newdata = new_level_rows(nd, formula(m)),
+                                      type = "response", allow.new.levels = TRUE)),
     confint_names = I(rownames(ci)), confint_lower = V(ci[, 1]), confint_upper = V(ci[, 2]),
     converged = m$fit$convergence == 0, pdHess = isTRUE(m$sdr$pdHess),
     optimizer_message = m$fit$message)
@@ -253,7 +266,8 @@ fit_case <- function(case) {
   nd <- newrows(d, case$formula, case$zi)
   res <- list(name = case$name, engine = case$engine, data = case$data, formula = case$formula,
               weights = case$weights, zi = case$zi,
-              n_rows = nrow(d), newdata_rows = V(as.integer(rownames(nd))))
+              n_rows = nrow(d), newdata_rows = V(as.integer(rownames(nd))),
+              new_level_variable = attr(new_level_rows(nd, fm), "variable"))
   if (case$engine == "glmer") {
     fam <- do.call(case$family, list(link = case$link))
     fit_default <- function() glmer(fm, data = d, family = fam, weights = wts)
