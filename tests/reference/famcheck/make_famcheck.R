@@ -215,6 +215,8 @@ lme4_part <- function(m, nd) {
     deviance = deviance(m), logLik = as.numeric(logLik(m)), df = attr(logLik(m), "df"),
     AIC = AIC(m), BIC = BIC(m),
     fitted = V(fitted(m)),
+    # the quantiles summary() prints as "Scaled residuals" (Pearson residuals / sigma)
+    scaled_resid_quantiles = V(quantile(residuals(m, "pearson", scaled = TRUE))),
     predict_new_response = V(predict(m, newdata = nd, type = "response")),
     predict_new_population = V(predict(m, newdata = nd, type = "response", re.form = NA)),
     predict_new_level = V(predict(m, newdata = new_level_rows(nd, formula(m)), type = "response",
