@@ -34,7 +34,9 @@ Tolerances (those of the issue):
 - Wald intervals (fixed effects; glmmTMB's also sigma and the zero-inflation
   coefficients) within 2e-3 of the interval's width (so the standard errors' 2e-3);
 - the summary's family line, information criteria and dispersion line as R prints them,
-  and (lme4) its "Scaled residuals" quantiles within 1e-3 of their range.
+  and (lme4) its "Scaled residuals" quantiles within 1e-3 of their range;
+- ``ranef``'s conditional modes within 1e-3 of the largest, their conditional sds within
+  1e-3 relative (R's ``as.data.frame(ranef(m, condVar = TRUE))``).
 
 Measured on the passing cases (2026-11-28): log-likelihood at most 6.4e-6 below R's
 (invgauss_log_slopes, 2.1e-8 relative), fixed effects 5.3e-5 of the allowance's scale,
@@ -104,6 +106,26 @@ KNOWN.update(
         if ref["engine"] == "glmer"
     }
 )
+KNOWN.update(
+    {
+        (name, "ranef_sd"): (
+            "results/glmer_fit.py _conditional_sd takes conditional_covariances(theta, 1.0); "
+            "lme4's condVar scales by sigma^2 for dispersion families: condsd off by 1/sigma"
+        )
+        for name, ref in REFERENCES.items()
+        if ref["engine"] == "glmer"
+    }
+)
+KNOWN.update(
+    {
+        (name, "ranef_sd"): (
+            "ours condition on the estimates (diag H_uu^-1, lme4's condVar, equal to "
+            "glmmTMB's spHess to 1e-6); glmmTMB's sdreport adds the parameters' uncertainty"
+        )
+        for name, ref in REFERENCES.items()
+        if ref["engine"] == "glmmTMB"
+    }
+)
 CHECKS = (
     "loglik",
     "estimates",
@@ -113,6 +135,8 @@ CHECKS = (
     "wald",
     "summary",
     "scaled_residuals",
+    "ranef_modes",
+    "ranef_sd",
 )
 
 
@@ -352,3 +376,39 @@ def test_summary_scaled_residuals_are_lme4s(name):
     printed = np.array([float(v) for v in lines[1].split()])
     theirs = np.asarray(r["scaled_resid_quantiles"])
     np.testing.assert_allclose(printed, theirs, rtol=0, atol=1e-3 * np.ptp(theirs))
+
+
+def _ranef_frames(fit, r: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Ours and R's conditional modes and sds, keyed by (grouping factor, term, level)."""
+    ours = fit.ranef_table().set_index(["grpvar", "term", "grp"]).sort_index()
+    theirs = (
+        pd.DataFrame(
+            {
+                "grpvar": r["ranef_grpvar"],
+                "term": r["ranef_term"],
+                "grp": r["ranef_grp"],
+                "condval": r["condval"],
+                "condsd": r["condsd"],
+            }
+        )
+        .set_index(["grpvar", "term", "grp"])
+        .sort_index()
+    )
+    assert list(ours.index) == list(theirs.index)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("name", cases("ranef_modes"))
+def test_conditional_modes_match_r(name):
+    """``ranef``'s conditional modes (as.data.frame(ranef(m))) within 1e-3 of the largest
+    in size (they follow from the estimates: ~1e-4 relative)."""
+    ours, theirs = _ranef_frames(fit_case(name), best(name))
+    scale = np.abs(theirs.condval).max()
+    np.testing.assert_allclose(ours.condval, theirs.condval, rtol=0, atol=1e-3 * scale)
+
+
+@pytest.mark.parametrize("name", cases("ranef_sd"))
+def test_conditional_sds_match_r(name):
+    """``ranef``'s conditional sds (condVar) within 1e-3 relative."""
+    ours, theirs = _ranef_frames(fit_case(name), best(name))
+    np.testing.assert_allclose(ours.condsd, theirs.condsd, rtol=1e-3)

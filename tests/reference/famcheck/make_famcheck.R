@@ -204,6 +204,11 @@ richardson_se <- function(m) {
   V(sqrt(diag(2 * solve(H)))[-seq_along(th)])
 }
 
+# conditional modes and their conditional sds (as.data.frame(ranef(m, condVar = TRUE)))
+ranef_part <- function(re) list(ranef_grpvar = I(as.character(re$grpvar)),
+  ranef_term = I(as.character(re$term)), ranef_grp = I(as.character(re$grp)),
+  condval = V(re$condval), condsd = V(re$condsd))
+
 lme4_part <- function(m, nd) {
   vc <- as.data.frame(VarCorr(m))
   ci <- confint(m, method = "Wald")
@@ -222,7 +227,8 @@ lme4_part <- function(m, nd) {
     predict_new_level = V(predict(m, newdata = new_level_rows(nd, formula(m)), type = "response",
                                   allow.new.levels = TRUE)),
     confint_names = I(rownames(ci)), confint_lower = V(ci[, 1]), confint_upper = V(ci[, 2]),
-    lme4_converged = length(m@optinfo$conv$lme4$messages) == 0)
+    lme4_converged = length(m@optinfo$conv$lme4$messages) == 0) |>
+    c(ranef_part(as.data.frame(ranef(m, condVar = TRUE))))
 }
 
 maybe <- function(expr) tryCatch(V(expr), error = function(e) {
@@ -257,7 +263,8 @@ tmb_part <- function(m, nd, zi) {
     res$zi_se <- V(sqrt(diag(vcov(m)$zi)))
   }
   if ("psi" %in% names(m$fit$par)) res$power <- 1 + plogis(m$fit$par[["psi"]])
-  res
+  re <- as.data.frame(ranef(m, condVar = TRUE))
+  c(res, ranef_part(re[re$component == "cond", ]))
 }
 
 fit_case <- function(case) {
