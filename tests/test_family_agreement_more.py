@@ -36,7 +36,10 @@ Tolerances (those of the issue):
 - the summary's family line, information criteria and dispersion line as R prints them,
   and (lme4) its "Scaled residuals" quantiles within 1e-3 of their range;
 - ``ranef``'s conditional modes within 1e-3 of the largest, their conditional sds within
-  1e-3 relative (R's ``as.data.frame(ranef(m, condVar = TRUE))``).
+  1e-3 relative (R's ``as.data.frame(ranef(m, condVar = TRUE))``);
+- glmmTMB's cases on the simulated data: profile intervals of the fixed effects, the
+  dispersion and the zero-inflation coefficients within 1e-3 of the width of glmmTMB's
+  ``confint(method = "uniroot")`` (reference/famcheck/profile, make_famcheck_profile.R).
 
 Measured on the passing cases (2026-11-28): log-likelihood at most 6.4e-6 below R's
 (invgauss_log_slopes, 2.1e-8 relative), fixed effects 5.3e-5 of the allowance's scale,
@@ -49,6 +52,7 @@ diagnosis (KNOWN below).
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -137,6 +141,7 @@ CHECKS = (
     "scaled_residuals",
     "ranef_modes",
     "ranef_sd",
+    "profile",
 )
 
 
@@ -412,3 +417,60 @@ def test_conditional_sds_match_r(name):
     """``ranef``'s conditional sds (condVar) within 1e-3 relative."""
     ours, theirs = _ranef_frames(fit_case(name), best(name))
     np.testing.assert_allclose(ours.condsd, theirs.condsd, rtol=1e-3)
+
+
+PROFILES = {
+    p.stem: json.loads(p.read_text()) for p in sorted((FAMCHECK_DIR / "profile").glob("*.json"))
+}
+
+
+def _internal(our_name: str) -> tuple[str, object]:
+    """glmmTMB's internal name of one of our rows and the map onto its scale."""
+    if our_name == "sigma":
+        return "d~(Intercept)", math.log
+    if our_name == "power":
+        return "Tweedie power", lambda p: math.log((p - 1) / (2 - p))  # psi, internal
+    if our_name.startswith("zi_"):
+        return "zi~" + our_name.removeprefix("zi_"), None
+    return our_name, None
+
+
+#: profiles of more than 10 s CPU (tweedie's series density at every profile point: 16 s)
+SLOW_PROFILES = {"tweedie_slopes"}
+
+
+def _profile_cases() -> list:
+    params = []
+    for param in cases("profile"):
+        name = param.values[0]
+        if name in PROFILES:
+            slow = [pytest.mark.slow] if name in SLOW_PROFILES else []
+            params.append(pytest.param(name, marks=[*param.marks, *slow], id=name))
+    return params
+
+
+@pytest.mark.parametrize("name", _profile_cases())
+def test_profile_intervals_match_glmmtmb_uniroot(name):
+    """Profile intervals of the fixed effects, the dispersion (log scale) and the
+    zero-inflation coefficients against glmmTMB's ``confint(method = "uniroot")`` (TMB's
+    root finding on the profile, reference/famcheck/profile by make_famcheck_profile.R):
+    within 1e-3 of the interval's width, as test_glmer_family_profiles.py."""
+    fit, ref = fit_case(name), PROFILES[name]
+    ours = fit.confint("profile")
+    theirs = {
+        n: (lo, hi)
+        for n, lo, hi in zip(
+            ref["uniroot_names"], ref["uniroot_lower"], ref["uniroot_upper"], strict=True
+        )
+    }
+    rows = [n for n in ours.index if not n.startswith(("sd_", "cor_"))]
+    assert sorted(_internal(n)[0] for n in rows) == sorted(theirs)
+    for our_name in rows:
+        their_name, to_internal = _internal(our_name)
+        lo, hi = ours.loc[our_name]
+        if to_internal is not None:
+            lo, hi = to_internal(lo), to_internal(hi)
+        t_lo, t_hi = theirs[their_name]
+        width = t_hi - t_lo
+        assert abs(lo - t_lo) <= 1e-3 * width, (our_name, lo, t_lo)
+        assert abs(hi - t_hi) <= 1e-3 * width, (our_name, hi, t_hi)
