@@ -29,8 +29,9 @@ Tolerances (those of the issue):
   ``vcov`` where that agrees with the Richardson Hessian to 2e-3; glmmTMB's ``vcov``;
 - the dispersion (sigma; glmer.nb's k; tweedie's power) within 1e-3 relative;
 - fitted values and ``predict(type="response")`` on six data rows, with and without the
-  random effects and with the first grouping factor at a new level, within 1e-4 relative
-  (they follow from estimates agreeing to 1e-4);
+  random effects and with the first grouping factor at a new level (zero inflation: also
+  glmmTMB's "zprob" and "conditional"), within 1e-4 relative (they follow from estimates
+  agreeing to 1e-4);
 - Wald intervals (fixed effects; glmmTMB's also sigma and the zero-inflation
   coefficients) within 2e-3 of the interval's width (so the standard errors' 2e-3);
 - the summary's family line, information criteria and dispersion line as R prints them,
@@ -318,6 +319,15 @@ def test_fitted_values_and_predictions_match_r(name):
         r["predict_new_population"],
         rtol=1e-4,
     )
+    if ref.get("zi"):
+        # glmmTMB's "zprob" (the zero-inflation probability) and "conditional" (the count
+        # model's mean, random effects included) on the same rows
+        np.testing.assert_allclose(
+            fit.predict(newdata, type="zprob"), r["predict_new_zprob"], rtol=1e-4
+        )
+        np.testing.assert_allclose(
+            fit.predict(newdata, type="conditional"), r["predict_new_conditional"], rtol=1e-4
+        )
     # the first grouping factor at an unseen level: its random effects 0, the others' kept
     # (crossed h, nested g:s new with g); a plain string column, as a user would pass it
     newdata[ref["new_level_variable"]] = "new_level"

@@ -261,6 +261,9 @@ tmb_part <- function(m, nd, zi) {
   if (!is.null(zi)) {
     res$zi_fixef <- V(fixef(m)$zi); res$zi_fixef_names <- I(names(fixef(m)$zi))
     res$zi_se <- V(sqrt(diag(vcov(m)$zi)))
+    # the zero-inflation probability and the count model's mean on the new rows
+    res$predict_new_zprob <- maybe(predict(m, newdata = nd, type = "zprob"))
+    res$predict_new_conditional <- maybe(predict(m, newdata = nd, type = "conditional"))
   }
   if ("psi" %in% names(m$fit$par)) res$power <- 1 + plogis(m$fit$par[["psi"]])
   re <- as.data.frame(ranef(m, condVar = TRUE))
