@@ -80,57 +80,13 @@ R_FAMILIES = {
 }
 
 #: (case, check) -> the diagnosis of a disagreement with R (xfail, strict)
-KNOWN: dict[tuple[str, str], str] = {
-    ("glmer_nb_slopes_offset", "estimates"): (
-        "singular (x|g) fit: the joint Laplace stage stops ('ftol reached') at theta[2] = "
-        "2.9e-4, outside _snap_to_boundary's 1e-5, where lme4 reaches 0 (logLik 5.8e-7 lower)"
-    ),
-    ("glmer_nb_slopes_offset", "summary"): (
-        "Negative Binomial(2.4792) vs lme4's (2.4793): k 2.479234 vs 2.479265 (1.2e-5, within "
-        "the 1e-3 tolerance) at a rounding edge, moved by the early stop at the boundary"
-    ),
-    ("salamanders_zinb2_zi_spp_mined", "standard_errors"): (
-        "zi_minedno runs to -41 (a flat direction), the Hessian is not positive definite and "
-        "_vcov_from_hessian falls back to the conditional (R_X'R_X)^-1: SEs 5-30% small"
-    ),
-    ("salamanders_zinb2_zi_spp_mined", "wald"): (
-        "Wald rows from the conditional fallback vcov (SEs 5-30% small) and NaN for sigma and "
-        "zi: the non-positive-definite Hessian of a flat zi direction (see standard_errors)"
-    ),
-}
+KNOWN: dict[tuple[str, str], str] = {}
+# (the review's five disagreements -- a singular glmer.nb fit stopped short of its boundary,
+# a flat zero-inflation coefficient's Hessian falling back to the conditional vcov, the
+# summary's unscaled residuals, lme4 families' condsd off by 1/sigma, and glmmTMB's
+# condsd without the estimates' uncertainty -- were fixed in src; the checks below hold)
 
 REFERENCES = {p.stem: json.loads(p.read_text()) for p in sorted(FAMCHECK_DIR.glob("*.json"))}
-# lme4's dispersion families (sigma != 1): summary's "Scaled residuals" not divided by sigma
-KNOWN.update(
-    {
-        (name, "scaled_residuals"): (
-            "results/glmer_summary.py prints quantiles of fit.residuals('pearson'); lme4's "
-            "summary divides them by sigma (residuals(m, 'pearson', scaled = TRUE)): off 1/sigma"
-        )
-        for name, ref in REFERENCES.items()
-        if ref["engine"] == "glmer"
-    }
-)
-KNOWN.update(
-    {
-        (name, "ranef_sd"): (
-            "results/glmer_fit.py _conditional_sd takes conditional_covariances(theta, 1.0); "
-            "lme4's condVar scales by sigma^2 for dispersion families: condsd off by 1/sigma"
-        )
-        for name, ref in REFERENCES.items()
-        if ref["engine"] == "glmer"
-    }
-)
-KNOWN.update(
-    {
-        (name, "ranef_sd"): (
-            "ours condition on the estimates (diag H_uu^-1, lme4's condVar, equal to "
-            "glmmTMB's spHess to 1e-6); glmmTMB's sdreport adds the parameters' uncertainty"
-        )
-        for name, ref in REFERENCES.items()
-        if ref["engine"] == "glmmTMB"
-    }
-)
 CHECKS = (
     "loglik",
     "estimates",
