@@ -285,6 +285,10 @@ class Family(ABC):
     #: from 1e-4 (inverse links) to 1e3 (identity links); binomial and poisson keep the
     #: raw coordinates their reference numbers were made with
     scaled_search: ClassVar[bool] = True
+    #: whether PIRLS solves every step on the dense system, even where the random effects'
+    #: blocks could be solved one by one (the same numbers to rounding, fewer operations):
+    #: binomial and poisson keep the dense solver's rounding their fits are pinned to
+    dense_steps: ClassVar[bool] = False
 
     def __init__(self, link: Link | None = None):
         self.link = link if link is not None else LINKS[self.links[0]]()
@@ -655,6 +659,7 @@ class Binomial(Family):
     name = "binomial"
     links = ("logit", "probit", "cloglog", "log")
     scaled_search = False
+    dense_steps = True
 
     def variance(self, mu):
         return np.maximum(mu * (1 - mu), _EPS)
@@ -739,6 +744,7 @@ class Poisson(_PoissonResponse, Family):
     name = "poisson"
     links = ("log", "identity", "sqrt")
     scaled_search = False
+    dense_steps = True
 
     def variance(self, mu):
         return np.maximum(mu, _EPS)
