@@ -626,6 +626,30 @@ def _newton_terms(
     return h, score / h, fisher
 
 
+def _gamma_log_working(
+    ratio: np.ndarray, relative: np.ndarray, weights: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Gamma family's Newton weights and working residuals on the log link from
+    ``ratio = y / mu`` and ``relative = (y - mu) / mu`` (``weights`` None for unit prior
+    weights): ``-d^2 l / d eta^2 = w y / mu`` and ``d l / d eta = w (y - mu) / mu``, so
+    ``h = w ratio`` and ``r = relative / ratio`` where ``ratio >= 1e-3`` (the observed
+    information at least 1e-3 of the expected, ``w``: :func:`_newton_working`'s rule);
+    ``h = w`` and ``r = relative`` (Fisher scoring) in the other rows."""
+    valid = ratio >= 1e-3
+    if valid.all():
+        h = ratio if weights is None else weights * ratio
+        return h, relative / ratio
+    h = np.where(valid, ratio, 1.0)
+    r = np.where(valid, relative / h, relative)
+    return (h if weights is None else weights * h), r
+
+
+def _gamma_log_fisher(mu: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The Gamma family's expected information on the log link, ``w (d mu / d eta)^2 /
+    V(mu) = w mu^2 / mu^2 = w`` (a new array)."""
+    return np.array(np.broadcast_to(weights, mu.shape), dtype=float)
+
+
 def _newton_working(
     family: Family, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -650,6 +674,42 @@ def _newton_working(
         family.variance_derivative(mu),
     )
     return h, r
+
+
+class _GammaLogKernel(_NewtonLogKernel):
+    """The Gamma family's PIRLS functions on the log link (:class:`Gamma`'s closed forms):
+    ``y / mu`` and ``(y - mu) / mu`` are computed once per linear predictor (the array
+    object; PIRLS asks for the deviance at a trial point, then for the working weights at
+    the same ``eta``) and serve the deviance, the Newton weights and residuals; the Laplace
+    weights are the prior weights.  With unit prior weights the deviance is ``-2`` times
+    the sum (the same number: a factor 2 commutes with rounding)."""
+
+    def __init__(self, family: Family, y: np.ndarray, weights: np.ndarray):
+        super().__init__(family, y, weights)
+        self._terms: tuple | None = None  # (eta, y / mu, (y - mu) / mu) of the last eta
+
+    def _ratios(self, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        last = self._terms
+        if last is not None and last[0] is eta:
+            return last[1], last[2]
+        y = self.y
+        ratio = y / mu
+        relative = (y - mu) / mu
+        self._terms = (eta, ratio, relative)
+        return ratio, relative
+
+    def deviance(self, eta, mu):
+        ratio, relative = self._ratios(eta, mu)
+        terms = np.log(ratio) - relative
+        if self.unit_weights is None:
+            return -2.0 * float(terms.sum())
+        return float(np.sum(-2 * self.weights * terms))
+
+    def working(self, eta, mu):
+        return _gamma_log_working(*self._ratios(eta, mu), self.unit_weights)
+
+    def laplace_weights(self, eta, mu):
+        return _gamma_log_fisher(mu, self.weights)
 
 
 class Binomial(Family):
@@ -797,7 +857,11 @@ class _DispersionFamily(Family):
 
 class Gamma(_DispersionFamily):
     """Positive responses with constant coefficient of variation: ``V(mu) = mu^2``, unit
-    deviance ``-2 w [log(y/mu) - (y - mu)/mu]``, shape ``1/phi``."""
+    deviance ``-2 w [log(y/mu) - (y - mu)/mu]``, shape ``1/phi``.
+
+    On the log link the Newton steps and the expected information are in closed form
+    (:func:`_gamma_log_working`): ``h = w y / mu``, ``r = ((y - mu) / mu) / (y / mu)`` and
+    ``W = w``, from the deviance's own ``y / mu`` and ``(y - mu) / mu``."""
 
     name = "gamma"
     r_name = "Gamma"
@@ -805,6 +869,22 @@ class Gamma(_DispersionFamily):
 
     def variance(self, mu):
         return mu**2
+
+    def working(self, y, eta, mu, weights):
+        if not isinstance(self.link, LogLink):
+            return super().working(y, eta, mu, weights)
+        return _gamma_log_working(y / mu, (y - mu) / mu, weights)
+
+    def laplace_weights(self, y, eta, mu, weights):
+        if not isinstance(self.link, LogLink):
+            return super().laplace_weights(y, eta, mu, weights)
+        return _gamma_log_fisher(mu, weights)
+
+    def kernel(self, y, weights):
+        """:class:`_GammaLogKernel` on the log link (else the Newton kernel)."""
+        if isinstance(self.link, LogLink):
+            return _GammaLogKernel(self, y, weights)
+        return super().kernel(y, weights)
 
     def variance_derivative(self, mu):
         return 2.0 * mu
