@@ -647,7 +647,7 @@ def _gamma_log_working(
 def _gamma_log_fisher(mu: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The Gamma family's expected information on the log link, ``w (d mu / d eta)^2 /
     V(mu) = w mu^2 / mu^2 = w`` (a new array)."""
-    return np.array(np.broadcast_to(weights, mu.shape), dtype=float)
+    return np.array(weights, dtype=float)
 
 
 def _newton_working(

@@ -445,7 +445,7 @@ class GlmmProblem:
             blocks = None if self.family.dense_steps else self._blocks
             if blocks is not None:
                 blocks.set_rows(rows)
-            if blocks is None or update_beta:
+            if blocks is None:
                 self._dense.set_rows(rows)
             return _DenseSteps(self._dense, rows, blocks)
         if self._lmm is None:
@@ -461,7 +461,7 @@ class GlmmProblem:
         if isinstance(self._dense, DenseWeightedSystem):
             text = self._dense.describe()
             if self._blocks is not None and not self.family.dense_steps:
-                text += "\n" + self._blocks.describe() + " with beta held"
+                text += "\n" + self._blocks.describe()
             return text
         if self._lmm is not None:
             return self._lmm.describe_structure()
@@ -502,7 +502,7 @@ class GlmmProblem:
             return None
         if self.blocks[rows.sparse_terms[0]].p > 2:
             return None
-        return BlockDiagonalSystem(rows)
+        return BlockDiagonalSystem(rows, self.X)
 
     def quadrature_deviance(
         self, theta: np.ndarray, beta: np.ndarray, n_agq: int, u_start=None
@@ -646,9 +646,8 @@ class _DenseSteps:
     """A scoring step by the lean dense solver (:class:`DenseWeightedSystem`), with the
     interface of :class:`_EngineSystem`; ``(R_X' R_X)^-1`` at the mode is computed only
     when asked for.  With ``blocks`` (:class:`BlockDiagonalSystem`, its rows set), the
-    steps with beta held and ``log |L|^2`` are solved block by block; the dense system's
-    rows are then set only for the steps that update beta (by the caller) and for the
-    covariance."""
+    steps and ``log |L|^2`` are solved block by block; the dense system's rows are then
+    set only for the covariance."""
 
     #: the step is solved in increment form (no ``base``)
     incremental = True
@@ -671,10 +670,16 @@ class _DenseSteps:
         with beta held, where the right-hand side is ``-gradient``, the gradient in u of
         half the penalized deviance, ``u - Lambda' Z' W r``)."""
         try:
-            if self.blocks is not None and not update_beta:
+            if self.blocks is not None:
+                score = weights * resid
                 if gradient is None:
-                    gradient = u - self.rows.transpose_times(weights * resid)
-                return u - self.blocks.solve(weights, gradient), None
+                    gradient = u - self.rows.transpose_times(score)
+                if not update_beta:
+                    return u - self.blocks.solve(weights, gradient), None
+                du, dbeta = self.blocks.solve_with_beta(
+                    weights, gradient, self.blocks.X.T @ score
+                )
+                return u + du, beta + dbeta
             du, dbeta, _ = self.system.step(weights, resid, update_beta, current=u)
         except NotPositiveDefiniteError as exc:
             raise PirlsError("the weighted system is not positive definite") from exc

@@ -487,13 +487,20 @@ class BlockDiagonalSystem:
     step, ``Lambda' Z' W r - u``, is minus the gradient PIRLS's convergence test has just
     computed, so it is passed in.
 
+    With beta updated too (lme4's ``nAGQ = 0`` stage), the blocks are eliminated first: the
+    step in beta solves the ``p_X x p_X`` Schur complement ``X' W X - B' A^-1 B`` (``B =
+    Lambda' Z' W X``, a level's ``p x p_X`` rows one bincount), and ``u``'s step follows
+    level by level (:meth:`solve_with_beta`).
+
     Parameters
     ----------
     rows : ZRows
         With one term of several levels and at most two columns, and no term of one level.
+    X : ndarray (n, p_X)
+        The fixed effects' model matrix.
     """
 
-    def __init__(self, rows: ZRows):
+    def __init__(self, rows: ZRows, X: np.ndarray):
         if len(rows.sparse_terms) != 1 or rows.q_dense:
             raise ValueError("the block-diagonal system takes one term with several levels")
         block = rows.blocks[rows.sparse_terms[0]]
@@ -505,6 +512,11 @@ class BlockDiagonalSystem:
         # a level's entries (1, 1), (2, 1), (2, 2) of its block, side by side
         self._keys = (self._codes[:, None] * 3 + np.arange(3)).ravel()
         self._products: np.ndarray | None = None  # per theta: (n,), or (n, 3) for p = 2
+        self._values: np.ndarray | None = None  # per theta: Z Lambda's rows (n, p)
+        self.X = np.asarray(X, dtype=float)
+        width = self.p * self.X.shape[1]
+        # a level's rows of B, (p, p_X) row-major, side by side
+        self._x_keys = (self._codes[:, None] * width + np.arange(width)).ravel()
 
     def describe(self) -> str:
         """A debug view: the number and size of the blocks."""
@@ -514,6 +526,7 @@ class BlockDiagonalSystem:
         """The rows of ``Z Lambda`` for the evaluation's theta (their pairwise products are
         computed here, once per evaluation)."""
         v = scaled.values
+        self._values = v
         if self.p == 1:
             self._products = v[:, 0] * v[:, 0]
         else:
@@ -558,6 +571,68 @@ class BlockDiagonalSystem:
         np.divide(a * r2 - b * r1, det, out=out[:, 1])
         return out.ravel()
 
+    def solve_with_beta(
+        self, weights: np.ndarray, grad_u: np.ndarray, rhs_beta: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The step ``(du, dbeta)`` of the system in ``u`` and beta, ``[A B; B' X'WX] [du;
+        dbeta] = [-grad_u; rhs_beta]`` (``A = I + Lambda' Z' W Z Lambda``, ``B = Lambda' Z'
+        W X``; ``grad_u = u - Lambda' Z' W r`` and ``rhs_beta = X' W r`` at the working
+        residuals ``r``): the Schur complement's Cholesky factorization for ``dbeta``, then
+        ``du = -A^-1 (grad_u + B dbeta)`` block by block.
+
+        Raises
+        ------
+        NotPositiveDefiniteError
+            When a block or the Schur complement is not positive definite.
+        """
+        X = self.X
+        n_x = X.shape[1]
+        levels, p = self.levels, self.p
+        sums = self._blocks(weights)
+        wx = X * weights[:, None]
+        cross = X.T @ wx  # X' W X
+        if p == 1:
+            pivot = sums + 1.0
+            if not pivot.min() > 0.0:
+                raise NotPositiveDefiniteError
+            b = np.bincount(
+                self._x_keys,
+                weights=(wx * self._values).ravel(),
+                minlength=levels * n_x,
+            ).reshape(levels, n_x)
+            m = b / pivot[:, None]  # A^-1 B
+            schur = cross - b.T @ m
+            rhs = rhs_beta + m.T @ grad_u
+            dbeta = _spd_solve(schur, rhs)
+            du = -(grad_u / pivot) - m @ dbeta
+            return du, dbeta
+        a = sums[:, 0] + 1.0
+        off = sums[:, 1]
+        c = sums[:, 2] + 1.0
+        det = a * c - off * off
+        if not min(a.min(), det.min()) > 0.0:
+            raise NotPositiveDefiniteError
+        v = self._values
+        rows = np.empty((X.shape[0], 2, n_x))
+        np.multiply(wx, v[:, 0:1], out=rows[:, 0])
+        np.multiply(wx, v[:, 1:2], out=rows[:, 1])
+        b = np.bincount(
+            self._x_keys, weights=rows.ravel(), minlength=levels * 2 * n_x
+        ).reshape(levels, 2, n_x)
+        b1, b2 = b[:, 0], b[:, 1]
+        a_, off_, c_, det_ = a[:, None], off[:, None], c[:, None], det[:, None]
+        m1 = (c_ * b1 - off_ * b2) / det_  # A^-1 B, level by level
+        m2 = (a_ * b2 - off_ * b1) / det_
+        g = grad_u.reshape(levels, 2)
+        g1, g2 = g[:, 0], g[:, 1]
+        schur = cross - b1.T @ m1 - b2.T @ m2
+        rhs = rhs_beta + m1.T @ g1 + m2.T @ g2
+        dbeta = _spd_solve(schur, rhs)
+        du = np.empty((levels, 2))
+        du[:, 0] = -((c * g1 - off * g2) / det) - m1 @ dbeta
+        du[:, 1] = -((a * g2 - off * g1) / det) - m2 @ dbeta
+        return du.ravel(), dbeta
+
     def log_det(self, weights: np.ndarray) -> float:
         """``log |Lambda' Z' W Z Lambda + I|``: the sum of the blocks' log determinants.
 
@@ -577,3 +652,25 @@ class BlockDiagonalSystem:
         if not det.min() > 0.0:
             raise NotPositiveDefiniteError
         return float(np.log(det).sum())
+
+
+_potrs = sla.lapack.dpotrs
+
+
+def _spd_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a^-1 b`` by LAPACK's Cholesky (``a`` symmetric, its lower triangle read).
+
+    Raises
+    ------
+    NotPositiveDefiniteError
+        When ``a`` is not positive definite.
+    """
+    if not b.size:
+        return np.zeros(0)
+    low, info = _potrf(a, lower=1, clean=0)
+    if info != 0:
+        raise NotPositiveDefiniteError
+    x, info = _potrs(low, b, lower=1)
+    if info != 0:
+        raise NotPositiveDefiniteError
+    return x
