@@ -646,8 +646,9 @@ class _DenseSteps:
     """A scoring step by the lean dense solver (:class:`DenseWeightedSystem`), with the
     interface of :class:`_EngineSystem`; ``(R_X' R_X)^-1`` at the mode is computed only
     when asked for.  With ``blocks`` (:class:`BlockDiagonalSystem`, its rows set), the
-    steps and ``log |L|^2`` are solved block by block; the dense system's rows are then
-    set only for the covariance."""
+    steps (those updating beta for one-column blocks only) and ``log |L|^2`` are solved
+    block by block; the dense system's rows are then set on its first step (and for the
+    covariance)."""
 
     #: the step is solved in increment form (no ``base``)
     incremental = True
@@ -661,6 +662,7 @@ class _DenseSteps:
         self.system = system
         self.rows = rows
         self.blocks = blocks
+        self.rows_set = blocks is None  # the dense system's rows are this evaluation's
 
     def step(
         self, weights, base, resid, update_beta: bool, u, beta, gradient=None
@@ -669,17 +671,19 @@ class _DenseSteps:
         ``resid`` as the response, ``u`` subtracted from the right-hand side; by the blocks
         with beta held, where the right-hand side is ``-gradient``, the gradient in u of
         half the penalized deviance, ``u - Lambda' Z' W r``)."""
+        blocks = self.blocks
         try:
-            if self.blocks is not None:
+            if blocks is not None and (not update_beta or blocks.p == 1):
                 score = weights * resid
                 if gradient is None:
                     gradient = u - self.rows.transpose_times(score)
                 if not update_beta:
-                    return u - self.blocks.solve(weights, gradient), None
-                du, dbeta = self.blocks.solve_with_beta(
-                    weights, gradient, self.blocks.X.T @ score
-                )
+                    return u - blocks.solve(weights, gradient), None
+                du, dbeta = blocks.solve_with_beta(weights, gradient, blocks.X.T @ score)
                 return u + du, beta + dbeta
+            if not self.rows_set:
+                self.system.set_rows(self.rows)
+                self.rows_set = True
             du, dbeta, _ = self.system.step(weights, resid, update_beta, current=u)
         except NotPositiveDefiniteError as exc:
             raise PirlsError("the weighted system is not positive definite") from exc

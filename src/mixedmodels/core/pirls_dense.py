@@ -487,10 +487,11 @@ class BlockDiagonalSystem:
     step, ``Lambda' Z' W r - u``, is minus the gradient PIRLS's convergence test has just
     computed, so it is passed in.
 
-    With beta updated too (lme4's ``nAGQ = 0`` stage), the blocks are eliminated first: the
-    step in beta solves the ``p_X x p_X`` Schur complement ``X' W X - B' A^-1 B`` (``B =
-    Lambda' Z' W X``, a level's ``p x p_X`` rows one bincount), and ``u``'s step follows
-    level by level (:meth:`solve_with_beta`).
+    With beta updated too (lme4's ``nAGQ = 0`` stage) and ``p = 1``, the diagonal is
+    eliminated first: the step in beta solves the ``p_X x p_X`` Schur complement ``X' W X -
+    B' A^-1 B`` (``B = Lambda' Z' W X``, one bincount), and ``u``'s step follows level by
+    level (:meth:`solve_with_beta`); for ``p = 2`` those steps are the dense system's (the
+    2 x 2 blocks' elimination takes more numpy calls than its factorization).
 
     Parameters
     ----------
@@ -514,9 +515,9 @@ class BlockDiagonalSystem:
         self._products: np.ndarray | None = None  # per theta: (n,), or (n, 3) for p = 2
         self._values: np.ndarray | None = None  # per theta: Z Lambda's rows (n, p)
         self.X = np.asarray(X, dtype=float)
-        width = self.p * self.X.shape[1]
-        # a level's rows of B, (p, p_X) row-major, side by side
-        self._x_keys = (self._codes[:, None] * width + np.arange(width)).ravel()
+        # a level's row of B (p = 1), side by side
+        n_x = self.X.shape[1]
+        self._x_keys = (self._codes[:, None] * n_x + np.arange(n_x)).ravel()
 
     def describe(self) -> str:
         """A debug view: the number and size of the blocks."""
@@ -585,53 +586,24 @@ class BlockDiagonalSystem:
         NotPositiveDefiniteError
             When a block or the Schur complement is not positive definite.
         """
+        if self.p != 1:
+            raise ValueError("the steps in u and beta are solved by blocks of one column")
         X = self.X
         n_x = X.shape[1]
-        levels, p = self.levels, self.p
-        sums = self._blocks(weights)
-        wx = X * weights[:, None]
-        cross = X.T @ wx  # X' W X
-        if p == 1:
-            pivot = sums + 1.0
-            if not pivot.min() > 0.0:
-                raise NotPositiveDefiniteError
-            b = np.bincount(
-                self._x_keys,
-                weights=(wx * self._values).ravel(),
-                minlength=levels * n_x,
-            ).reshape(levels, n_x)
-            m = b / pivot[:, None]  # A^-1 B
-            schur = cross - b.T @ m
-            rhs = rhs_beta + m.T @ grad_u
-            dbeta = _spd_solve(schur, rhs)
-            du = -(grad_u / pivot) - m @ dbeta
-            return du, dbeta
-        a = sums[:, 0] + 1.0
-        off = sums[:, 1]
-        c = sums[:, 2] + 1.0
-        det = a * c - off * off
-        if not min(a.min(), det.min()) > 0.0:
+        levels = self.levels
+        pivot = self._blocks(weights) + 1.0
+        if not pivot.min() > 0.0:
             raise NotPositiveDefiniteError
-        v = self._values
-        rows = np.empty((X.shape[0], 2, n_x))
-        np.multiply(wx, v[:, 0:1], out=rows[:, 0])
-        np.multiply(wx, v[:, 1:2], out=rows[:, 1])
+        wx = X * weights[:, None]
         b = np.bincount(
-            self._x_keys, weights=rows.ravel(), minlength=levels * 2 * n_x
-        ).reshape(levels, 2, n_x)
-        b1, b2 = b[:, 0], b[:, 1]
-        a_, off_, c_, det_ = a[:, None], off[:, None], c[:, None], det[:, None]
-        m1 = (c_ * b1 - off_ * b2) / det_  # A^-1 B, level by level
-        m2 = (a_ * b2 - off_ * b1) / det_
-        g = grad_u.reshape(levels, 2)
-        g1, g2 = g[:, 0], g[:, 1]
-        schur = cross - b1.T @ m1 - b2.T @ m2
-        rhs = rhs_beta + m1.T @ g1 + m2.T @ g2
+            self._x_keys, weights=(wx * self._values).ravel(), minlength=levels * n_x
+        ).reshape(levels, n_x)
+        m = b / pivot[:, None]  # A^-1 B
+        schur = X.T @ wx - b.T @ m
+        rhs = rhs_beta + m.T @ grad_u
         dbeta = _spd_solve(schur, rhs)
-        du = np.empty((levels, 2))
-        du[:, 0] = -((c * g1 - off * g2) / det) - m1 @ dbeta
-        du[:, 1] = -((a * g2 - off * g1) / det) - m2 @ dbeta
-        return du.ravel(), dbeta
+        du = -(grad_u / pivot) - m @ dbeta
+        return du, dbeta
 
     def log_det(self, weights: np.ndarray) -> float:
         """``log |Lambda' Z' W Z Lambda + I|``: the sum of the blocks' log determinants.
