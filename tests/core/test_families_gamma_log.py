@@ -66,3 +66,16 @@ def test_gamma_log_kernel_deviance_is_the_familys(weighted):
     assert kernel.deviance(other, mu_other) == float(
         np.sum(family.unit_deviance(y, mu_other, w))
     )
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gamma_log_kernel_aic_is_the_familys(weighted):
+    """R's ``aic`` from the kernel (``log y`` and ``sum w`` kept) is bitwise the family's,
+    twice in a row and at another mean."""
+    family = Gamma(LogLink())
+    y, eta, w = _data(weighted)
+    kernel = family.kernel(y, w)
+    for shift in (0.0, 0.0, 0.3):
+        mu = family.link.inverse(eta + shift)
+        deviance = float(np.sum(family.unit_deviance(y, mu, w)))
+        assert kernel.objective_term(mu, deviance) == family.objective_term(y, mu, w, deviance)

@@ -711,6 +711,22 @@ class _GammaLogKernel(_NewtonLogKernel):
     def laplace_weights(self, eta, mu):
         return _gamma_log_fisher(mu, self.weights)
 
+    def objective_term(self, mu, deviance):
+        """R's ``aic`` (:meth:`Gamma.aic`, the same expression) with ``log y`` and ``sum w``
+        computed once, and the product by unit prior weights skipped (``1 x = x``)."""
+        cached = self.__dict__.get("_aic_terms")
+        if cached is None:
+            cached = self._aic_terms = (np.log(self.y), float(np.sum(self.weights)))
+        log_y, total = cached
+        phi = deviance / total
+        shape = 1.0 / phi
+        scale = mu * phi
+        log_p = (shape - 1.0) * log_y - self.y / scale - special.gammaln(shape)
+        terms = log_p - shape * np.log(scale)
+        if self.unit_weights is not None:
+            terms = self.weights * terms
+        return -2.0 * float(np.sum(terms)) + 2.0
+
 
 class Binomial(Family):
     """Proportions ``y`` of ``w`` trials: ``V(mu) = mu (1 - mu)``, unit deviance
@@ -1751,17 +1767,19 @@ class ZeroInflated(LikelihoodFamily):
         logp += self._log_1pi  # logf is the base's new array: log(1 - pi) + log f in place
         if not zero.size:
             return logp, (base_state, None, None)
-        both = np.logaddexp(terms["log_pi_zero"], terms["log_1pi_zero"] + lf0)
+        # log((1 - pi) f(0)), kept for the derivatives' weight of the count part
+        log_count_zero = terms["log_1pi_zero"] + lf0
+        both = np.logaddexp(terms["log_pi_zero"], log_count_zero)
         logp[zero] = both
-        return logp, (base_state, lf0, both)
+        return logp, (base_state, log_count_zero, both)
 
     def derivative_terms(self, y, eta, terms, state):
-        base_state, lf0, both = state
+        base_state, log_count_zero, both = state
         d1, d2 = self.base.derivative_terms(y, eta, terms["base"], base_state)
         zero = terms["zero"]
         if zero.size:
             a1, a2 = d1[zero], d2[zero]
-            q = np.exp(terms["log_1pi_zero"] + lf0 - both)  # (1 - pi) f(0) / p(0)
+            q = np.exp(log_count_zero - both)  # (1 - pi) f(0) / p(0)
             d1[zero] = q * a1
             d2[zero] = q * (1 - q) * a1**2 + q * a2
         return d1, d2
