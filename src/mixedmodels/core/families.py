@@ -1179,13 +1179,29 @@ class LikelihoodFamily(Family):
         self, y: np.ndarray, eta: np.ndarray, weights: np.ndarray, derivatives: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """``(log p, d log p / d eta, d^2 log p / d eta^2)`` per row, times the weights
-        (without ``derivatives`` only ``log p`` is computed; the others are None)."""
+        (without ``derivatives`` only ``log p`` is computed; the others are None).  Unit
+        weights (decided once per weights array, :meth:`_unit`) are not multiplied in
+        (``1 x = x``: the same numbers)."""
         terms = self.terms_of(y)
         logp, state = self.value_terms(y, eta, terms)
+        unit = self._unit(weights)
         if not derivatives:
-            return weights * logp, None, None
+            return (logp if unit else weights * logp), None, None
         d1, d2 = self.derivative_terms(y, eta, terms, state)
+        if unit:
+            return logp, d1, d2
         return weights * logp, weights * d1, weights * d2
+
+    def _unit(self, weights: np.ndarray) -> bool:
+        """Whether every weight is 1, kept with the response's terms for the array object
+        last given (a fit's prior weights are never modified in place)."""
+        memo = self._response_memo()  # [y, response terms] (filled by terms_of)
+        if len(memo) == 4 and memo[2] is weights:
+            return memo[3]
+        unit = bool((np.asarray(weights) == 1.0).all())
+        if len(memo) >= 2:
+            memo[2:] = [weights, unit]
+        return unit
 
     def mean_from_state(self, state: tuple) -> np.ndarray | None:
         """The mean ``g^-1(eta)`` (the link's, to the bit) from :meth:`value_terms`'
