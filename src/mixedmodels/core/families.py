@@ -1293,7 +1293,7 @@ class _LikelihoodKernel(FamilyKernel):
             )
         self.terms = terms
         # 1.0 * x == x: the product is skipped
-        self.unit = bool((weights == 1.0).all()) if unit is None else unit
+        self.unit = family._unit(weights) if unit is None else unit
         # the mean from log p's intermediates: computed there at the same eta anyway
         self._state_mean = family.mean_in_state
         self._points: list[list] = []  # the last two linear predictors' entries (_at)
