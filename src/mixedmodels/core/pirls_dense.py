@@ -26,6 +26,10 @@ their pairwise products), so that a scoring step is a handful of array operation
   ``log |L_Z|^2`` is read from the leading diagonal.  ``X`` enters only when beta is
   updated with ``u`` (lme4's ``nAGQ = 0`` stage); with beta held fixed the system is
   ``[Z Lambda, z]`` alone.
+* :class:`BlockDiagonalSystem` -- where the random effects are one term of one or two
+  columns, ``Lambda' Z' W Z Lambda + I`` is block diagonal: the steps with beta held (and
+  with beta updated for one column) and ``log |L_Z|^2`` are solved level by level in closed
+  form, side by side over the levels, without the dense system.
 
 Nothing here knows a family or a formula; the results are those of the LMM engine's dense
 path on the same weights and response to rounding.
