@@ -243,3 +243,28 @@ def test_zero_inflated_poisson_kernel_mean_memo_and_lazy_probabilities(distinct)
         logp = value.log_derivatives(y, eta, np.ones(N), False)[0]
         np.testing.assert_allclose(logp, expected, rtol=1e-12)
         assert value._design.response_memo[0] is y
+
+
+def test_log_derivatives_with_unit_weights_skip_the_product_bitwise():
+    """``LikelihoodFamily.log_derivatives`` with unit prior weights (decided once per
+    weights array) returns exactly ``1 x`` of the weighted call's terms; other weights are
+    multiplied in, also after a unit call on the same response."""
+    from mixedmodels.core.families import NBinom1
+
+    rng = np.random.default_rng(31)
+    y = rng.poisson(3.0, 80).astype(float)
+    eta = rng.normal(1.0, 0.5, 80)
+    family = NBinom1(phi=0.7)
+    ones = np.ones(80)
+    unit = family.log_derivatives(y, eta, ones)
+    again = family.log_derivatives(y, eta, ones)
+    logp, state = family.value_terms(y, eta, family.terms_of(y))
+    d1, d2 = family.derivative_terms(y, eta, family.terms_of(y), state)
+    for got, second, ref in zip(unit, again, (logp, d1, d2), strict=True):
+        np.testing.assert_array_equal(got, 1.0 * ref)
+        np.testing.assert_array_equal(second, 1.0 * ref)
+    w = rng.uniform(0.5, 2.0, 80)
+    weighted = family.log_derivatives(y, eta, w)
+    for got, ref in zip(weighted, (logp, d1, d2), strict=True):
+        np.testing.assert_array_equal(got, w * ref)
+    assert family.log_derivatives(y, eta, ones, derivatives=False)[1] is None

@@ -285,6 +285,10 @@ class Family(ABC):
     #: from 1e-4 (inverse links) to 1e3 (identity links); binomial and poisson keep the
     #: raw coordinates their reference numbers were made with
     scaled_search: ClassVar[bool] = True
+    #: whether PIRLS solves every step on the dense system, even where the random effects'
+    #: blocks could be solved one by one (the same numbers to rounding, fewer operations):
+    #: binomial and poisson keep the dense solver's rounding their fits are pinned to
+    dense_steps: ClassVar[bool] = False
 
     def __init__(self, link: Link | None = None):
         self.link = link if link is not None else LINKS[self.links[0]]()
@@ -622,6 +626,30 @@ def _newton_terms(
     return h, score / h, fisher
 
 
+def _gamma_log_working(
+    ratio: np.ndarray, relative: np.ndarray, weights: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Gamma family's Newton weights and working residuals on the log link from
+    ``ratio = y / mu`` and ``relative = (y - mu) / mu`` (``weights`` None for unit prior
+    weights): ``-d^2 l / d eta^2 = w y / mu`` and ``d l / d eta = w (y - mu) / mu``, so
+    ``h = w ratio`` and ``r = relative / ratio`` where ``ratio >= 1e-3`` (the observed
+    information at least 1e-3 of the expected, ``w``: :func:`_newton_working`'s rule);
+    ``h = w`` and ``r = relative`` (Fisher scoring) in the other rows."""
+    valid = ratio >= 1e-3
+    if valid.all():
+        h = ratio if weights is None else weights * ratio
+        return h, relative / ratio
+    h = np.where(valid, ratio, 1.0)
+    r = np.where(valid, relative / h, relative)
+    return (h if weights is None else weights * h), r
+
+
+def _gamma_log_fisher(mu: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The Gamma family's expected information on the log link, ``w (d mu / d eta)^2 /
+    V(mu) = w mu^2 / mu^2 = w`` (a new array)."""
+    return np.array(weights, dtype=float)
+
+
 def _newton_working(
     family: Family, y: np.ndarray, eta: np.ndarray, mu: np.ndarray, weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -648,6 +676,58 @@ def _newton_working(
     return h, r
 
 
+class _GammaLogKernel(_NewtonLogKernel):
+    """The Gamma family's PIRLS functions on the log link (:class:`Gamma`'s closed forms):
+    ``y / mu`` and ``(y - mu) / mu`` are computed once per linear predictor (the array
+    object; PIRLS asks for the deviance at a trial point, then for the working weights at
+    the same ``eta``) and serve the deviance, the Newton weights and residuals; the Laplace
+    weights are the prior weights.  With unit prior weights the deviance is ``-2`` times
+    the sum (the same number: a factor 2 commutes with rounding)."""
+
+    def __init__(self, family: Family, y: np.ndarray, weights: np.ndarray):
+        super().__init__(family, y, weights)
+        self._terms: tuple | None = None  # (eta, y / mu, (y - mu) / mu) of the last eta
+
+    def _ratios(self, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        last = self._terms
+        if last is not None and last[0] is eta:
+            return last[1], last[2]
+        y = self.y
+        ratio = y / mu
+        relative = (y - mu) / mu
+        self._terms = (eta, ratio, relative)
+        return ratio, relative
+
+    def deviance(self, eta, mu):
+        ratio, relative = self._ratios(eta, mu)
+        terms = np.log(ratio) - relative
+        if self.unit_weights is None:
+            return -2.0 * float(terms.sum())
+        return float(np.sum(-2 * self.weights * terms))
+
+    def working(self, eta, mu):
+        return _gamma_log_working(*self._ratios(eta, mu), self.unit_weights)
+
+    def laplace_weights(self, eta, mu):
+        return _gamma_log_fisher(mu, self.weights)
+
+    def objective_term(self, mu, deviance):
+        """R's ``aic`` (:meth:`Gamma.aic`, the same expression) with ``log y`` and ``sum w``
+        computed once, and the product by unit prior weights skipped (``1 x = x``)."""
+        cached = self.__dict__.get("_aic_terms")
+        if cached is None:
+            cached = self._aic_terms = (np.log(self.y), float(np.sum(self.weights)))
+        log_y, total = cached
+        phi = deviance / total
+        shape = 1.0 / phi
+        scale = mu * phi
+        log_p = (shape - 1.0) * log_y - self.y / scale - special.gammaln(shape)
+        terms = log_p - shape * np.log(scale)
+        if self.unit_weights is not None:
+            terms = self.weights * terms
+        return -2.0 * float(np.sum(terms)) + 2.0
+
+
 class Binomial(Family):
     """Proportions ``y`` of ``w`` trials: ``V(mu) = mu (1 - mu)``, unit deviance
     ``2 w [y log(y/mu) + (1-y) log((1-y)/(1-mu))]``."""
@@ -655,6 +735,7 @@ class Binomial(Family):
     name = "binomial"
     links = ("logit", "probit", "cloglog", "log")
     scaled_search = False
+    dense_steps = True
 
     def variance(self, mu):
         return np.maximum(mu * (1 - mu), _EPS)
@@ -739,6 +820,7 @@ class Poisson(_PoissonResponse, Family):
     name = "poisson"
     links = ("log", "identity", "sqrt")
     scaled_search = False
+    dense_steps = True
 
     def variance(self, mu):
         return np.maximum(mu, _EPS)
@@ -791,7 +873,11 @@ class _DispersionFamily(Family):
 
 class Gamma(_DispersionFamily):
     """Positive responses with constant coefficient of variation: ``V(mu) = mu^2``, unit
-    deviance ``-2 w [log(y/mu) - (y - mu)/mu]``, shape ``1/phi``."""
+    deviance ``-2 w [log(y/mu) - (y - mu)/mu]``, shape ``1/phi``.
+
+    On the log link the Newton steps and the expected information are in closed form
+    (:func:`_gamma_log_working`): ``h = w y / mu``, ``r = ((y - mu) / mu) / (y / mu)`` and
+    ``W = w``, from the deviance's own ``y / mu`` and ``(y - mu) / mu``."""
 
     name = "gamma"
     r_name = "Gamma"
@@ -799,6 +885,22 @@ class Gamma(_DispersionFamily):
 
     def variance(self, mu):
         return mu**2
+
+    def working(self, y, eta, mu, weights):
+        if not isinstance(self.link, LogLink):
+            return super().working(y, eta, mu, weights)
+        return _gamma_log_working(y / mu, (y - mu) / mu, weights)
+
+    def laplace_weights(self, y, eta, mu, weights):
+        if not isinstance(self.link, LogLink):
+            return super().laplace_weights(y, eta, mu, weights)
+        return _gamma_log_fisher(mu, weights)
+
+    def kernel(self, y, weights):
+        """:class:`_GammaLogKernel` on the log link (else the Newton kernel)."""
+        if isinstance(self.link, LogLink):
+            return _GammaLogKernel(self, y, weights)
+        return super().kernel(y, weights)
 
     def variance_derivative(self, mu):
         return 2.0 * mu
@@ -1077,13 +1179,29 @@ class LikelihoodFamily(Family):
         self, y: np.ndarray, eta: np.ndarray, weights: np.ndarray, derivatives: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """``(log p, d log p / d eta, d^2 log p / d eta^2)`` per row, times the weights
-        (without ``derivatives`` only ``log p`` is computed; the others are None)."""
+        (without ``derivatives`` only ``log p`` is computed; the others are None).  Unit
+        weights (decided once per weights array, :meth:`_unit`) are not multiplied in
+        (``1 x = x``: the same numbers)."""
         terms = self.terms_of(y)
         logp, state = self.value_terms(y, eta, terms)
+        unit = self._unit(weights)
         if not derivatives:
-            return weights * logp, None, None
+            return (logp if unit else weights * logp), None, None
         d1, d2 = self.derivative_terms(y, eta, terms, state)
+        if unit:
+            return logp, d1, d2
         return weights * logp, weights * d1, weights * d2
+
+    def _unit(self, weights: np.ndarray) -> bool:
+        """Whether every weight is 1, kept with the response's terms for the array object
+        last given (a fit's prior weights are never modified in place)."""
+        memo = self._response_memo()  # [y, response terms] (filled by terms_of)
+        if len(memo) == 4 and memo[2] is weights:
+            return memo[3]
+        unit = bool((np.asarray(weights) == 1.0).all())
+        if len(memo) >= 2:
+            memo[2:] = [weights, unit]
+        return unit
 
     def mean_from_state(self, state: tuple) -> np.ndarray | None:
         """The mean ``g^-1(eta)`` (the link's, to the bit) from :meth:`value_terms`'
@@ -1175,7 +1293,7 @@ class _LikelihoodKernel(FamilyKernel):
             )
         self.terms = terms
         # 1.0 * x == x: the product is skipped
-        self.unit = bool((weights == 1.0).all()) if unit is None else unit
+        self.unit = family._unit(weights) if unit is None else unit
         # the mean from log p's intermediates: computed there at the same eta anyway
         self._state_mean = family.mean_in_state
         self._points: list[list] = []  # the last two linear predictors' entries (_at)
@@ -1665,17 +1783,19 @@ class ZeroInflated(LikelihoodFamily):
         logp += self._log_1pi  # logf is the base's new array: log(1 - pi) + log f in place
         if not zero.size:
             return logp, (base_state, None, None)
-        both = np.logaddexp(terms["log_pi_zero"], terms["log_1pi_zero"] + lf0)
+        # log((1 - pi) f(0)), kept for the derivatives' weight of the count part
+        log_count_zero = terms["log_1pi_zero"] + lf0
+        both = np.logaddexp(terms["log_pi_zero"], log_count_zero)
         logp[zero] = both
-        return logp, (base_state, lf0, both)
+        return logp, (base_state, log_count_zero, both)
 
     def derivative_terms(self, y, eta, terms, state):
-        base_state, lf0, both = state
+        base_state, log_count_zero, both = state
         d1, d2 = self.base.derivative_terms(y, eta, terms["base"], base_state)
         zero = terms["zero"]
         if zero.size:
             a1, a2 = d1[zero], d2[zero]
-            q = np.exp(terms["log_1pi_zero"] + lf0 - both)  # (1 - pi) f(0) / p(0)
+            q = np.exp(log_count_zero - both)  # (1 - pi) f(0) / p(0)
             d1[zero] = q * a1
             d2[zero] = q * (1 - q) * a1**2 + q * a2
         return d1, d2

@@ -35,6 +35,7 @@ from mixedmodels.core.families import Family, FamilyKernel
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.pirls_dense import (
     MAX_ROW_PRODUCTS,
+    BlockDiagonalSystem,
     DenseWeightedSystem,
     ScaledRows,
     ZRows,
@@ -159,6 +160,8 @@ class GlmmProblem:
         # the lean dense solver of the scoring steps (False: not decided yet; None: the
         # model is too large for it and the LMM engine solves)
         self._dense: DenseWeightedSystem | None | bool = False
+        # the block-diagonal steps of a model with one term (None: not that model)
+        self._blocks: BlockDiagonalSystem | None = None
         self._kernel: FamilyKernel | None = None  # the family's functions bound to y, w
         # the kernel of the problem this one was made from by with_family (what it computed
         # from the response alone is reused)
@@ -277,7 +280,7 @@ class GlmmProblem:
         beta = np.asarray(beta, dtype=float).copy()
         u = np.zeros(self.q) if u_start is None else np.asarray(u_start, dtype=float).copy()
         rows = self.z_rows().scaled(lambdas)
-        system = self._system(theta, lambdas, rows)
+        system = self._system(theta, lambdas, rows, update_beta)
         # with beta held, X beta (and the offset) is the same at every trial point
         fixed = None if update_beta else self.offset + self.X @ beta
         offset, X = self.offset, self.X
@@ -307,11 +310,14 @@ class GlmmProblem:
         for _ in range(MAX_ITERATIONS):
             weights, resid = _finite_working(kernel, eta, mu)
             score = weights * resid
-            if self._stationary(score, u, lambdas, update_beta, rows=rows):
+            grad_u = u - rows.transpose_times(score)
+            if self._below_tolerance(grad_u, score, update_beta):
                 break  # the confirming scoring step would not move u (a solve saved)
-            base = eta - offset if update_beta else eta - fixed
+            base = None if system.incremental else (eta - offset if update_beta else eta - fixed)
             try:
-                new_u, new_beta = system.step(weights, base, resid, update_beta, u, beta)
+                new_u, new_beta = system.step(
+                    weights, base, resid, update_beta, u, beta, gradient=grad_u
+                )
             except PirlsError:
                 if (weights > 0).all():
                     raise
@@ -319,7 +325,9 @@ class GlmmProblem:
                 # whose system is not positive definite: floor them (same gradient)
                 floor = 1e-6 * float(np.abs(weights).max()) + 1e-300
                 safe = np.maximum(weights, floor)
-                new_u, new_beta = system.step(safe, base, score / safe, update_beta, u, beta)
+                new_u, new_beta = system.step(
+                    safe, base, score / safe, update_beta, u, beta, gradient=grad_u
+                )
             if not update_beta:
                 new_beta = beta
             step = 1.0
@@ -361,11 +369,15 @@ class GlmmProblem:
         ``update_beta``) is below :data:`GRADIENT_TOLERANCE` in every element; ``score``
         holds the rows' ``-1/2 d d_i / d eta`` (a scoring step's weights times its working
         residuals).  ``rows`` are ``Z Lambda``'s (from ``lambdas`` when not given)."""
-        # a non-finite score gives a non-finite gradient (inf, or nan from inf - inf or
-        # 0 * inf), which fails the ``<`` below: no separate pass over the rows
         if rows is None:
             rows = self.z_rows().scaled(lambdas)
-        grad_u = u - rows.transpose_times(score)
+        return self._below_tolerance(u - rows.transpose_times(score), score, update_beta)
+
+    def _below_tolerance(self, grad_u: np.ndarray, score: np.ndarray, update_beta: bool) -> bool:
+        """:meth:`_stationary`'s test from the gradient in u, ``grad_u = u - Lambda' Z'
+        s``."""
+        # a non-finite score gives a non-finite gradient (inf, or nan from inf - inf or
+        # 0 * inf), which fails the ``<`` below: no separate pass over the rows
         if not float(np.abs(grad_u).max(initial=0.0)) < GRADIENT_TOLERANCE:
             return False
         if update_beta and self.X.shape[1]:
@@ -412,16 +424,30 @@ class GlmmProblem:
             start += block.size
         return out
 
-    def _system(self, theta: np.ndarray, lambdas: list[np.ndarray], rows: ScaledRows):
+    def _system(
+        self,
+        theta: np.ndarray,
+        lambdas: list[np.ndarray],
+        rows: ScaledRows,
+        update_beta: bool = True,
+    ):
         """The solver of one scoring step's penalized weighted least squares: the lean dense
         solver of :mod:`mixedmodels.core.pirls_dense` where it applies
-        (:meth:`_dense_system`), else the model's one reweightable LMM (built on first use,
-        its structure kept for the whole fit)."""
+        (:meth:`_dense_system`; with beta held, the steps and ``log |L|^2`` of a model with
+        one term by its blocks, :class:`BlockDiagonalSystem`, unless the family keeps
+        :attr:`~mixedmodels.core.families.Family.dense_steps`), else the model's one
+        reweightable LMM (built on first use, its structure kept for the whole fit)."""
         if self._dense is False:
             self._dense = self._dense_system()
+            if self._dense is not None:
+                self._blocks = self._block_system()
         if self._dense is not None:
-            self._dense.set_rows(rows)
-            return _DenseSteps(self._dense)
+            blocks = None if self.family.dense_steps else self._blocks
+            if blocks is not None:
+                blocks.set_rows(rows)
+            if blocks is None:
+                self._dense.set_rows(rows)
+            return _DenseSteps(self._dense, rows, blocks)
         if self._lmm is None:
             self._lmm = LmmProblem(
                 self.blocks, self.X, self.y, self.prior_weights, reml=False, reweightable=True
@@ -429,10 +455,14 @@ class GlmmProblem:
         return _EngineSystem(self, self._lmm, theta)
 
     def describe_solver(self) -> str:
-        """A debug view of the scoring steps' solver: the lean dense system's or the
-        reweightable LMM's structure (built on first use, so empty before a fit)."""
+        """A debug view of the scoring steps' solver: the lean dense system's (and the
+        block-diagonal steps') or the reweightable LMM's structure (built on first use, so
+        empty before a fit)."""
         if isinstance(self._dense, DenseWeightedSystem):
-            return self._dense.describe()
+            text = self._dense.describe()
+            if self._blocks is not None and not self.family.dense_steps:
+                text += "\n" + self._blocks.describe()
+            return text
         if self._lmm is not None:
             return self._lmm.describe_structure()
         return ""
@@ -463,6 +493,16 @@ class GlmmProblem:
             return None
         system = DenseWeightedSystem(rows, self.X, eliminate=eliminate)
         return system if system.n_entries <= MAX_ROW_PRODUCTS else None
+
+    def _block_system(self) -> BlockDiagonalSystem | None:
+        """The block-diagonal steps where the random effects are one term with several
+        levels and one or two columns (no other term), else None."""
+        rows = self.z_rows()
+        if len(rows.sparse_terms) != 1 or rows.q_dense:
+            return None
+        if self.blocks[rows.sparse_terms[0]].p > 2:
+            return None
+        return BlockDiagonalSystem(rows, self.X)
 
     def quadrature_deviance(
         self, theta: np.ndarray, beta: np.ndarray, n_agq: int, u_start=None
@@ -553,6 +593,9 @@ class _EngineSystem:
     the LMM objective takes: dense, one term, crossed or blocked).  With beta held fixed
     the working response excludes ``X beta`` and ``u`` is the mode at ``beta = 0``."""
 
+    #: the step takes the linear predictor ``base`` (not increments)
+    incremental = False
+
     def __init__(self, problem: GlmmProblem, lmm: LmmProblem, theta: np.ndarray):
         self.problem = problem
         self.lmm = lmm
@@ -569,7 +612,7 @@ class _EngineSystem:
             raise PirlsError("the weighted system is not positive definite") from exc
 
     def step(
-        self, weights, base, resid, update_beta: bool, u, beta
+        self, weights, base, resid, update_beta: bool, u, beta, gradient=None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The scoring step from ``(u, beta)``: the LMM on the working response ``base +
         resid`` (``base`` the current linear predictor without the offset, and without
@@ -602,17 +645,45 @@ class _EngineFixedCovariance:
 class _DenseSteps:
     """A scoring step by the lean dense solver (:class:`DenseWeightedSystem`), with the
     interface of :class:`_EngineSystem`; ``(R_X' R_X)^-1`` at the mode is computed only
-    when asked for."""
+    when asked for.  With ``blocks`` (:class:`BlockDiagonalSystem`, its rows set), the
+    steps (those updating beta for one-column blocks only) and ``log |L|^2`` are solved
+    block by block; the dense system's rows are then set on its first step (and for the
+    covariance)."""
 
-    def __init__(self, system: DenseWeightedSystem):
+    #: the step is solved in increment form (no ``base``)
+    incremental = True
+
+    def __init__(
+        self,
+        system: DenseWeightedSystem,
+        rows: ScaledRows,
+        blocks: BlockDiagonalSystem | None = None,
+    ):
         self.system = system
+        self.rows = rows
+        self.blocks = blocks
+        self.rows_set = blocks is None  # the dense system's rows are this evaluation's
 
     def step(
-        self, weights, base, resid, update_beta: bool, u, beta
+        self, weights, base, resid, update_beta: bool, u, beta, gradient=None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The scoring step from ``(u, beta)`` in increment form (the working residuals
-        ``resid`` as the response, ``u`` subtracted from the right-hand side)."""
+        ``resid`` as the response, ``u`` subtracted from the right-hand side; by the blocks
+        with beta held, where the right-hand side is ``-gradient``, the gradient in u of
+        half the penalized deviance, ``u - Lambda' Z' W r``)."""
+        blocks = self.blocks
         try:
+            if blocks is not None and (not update_beta or blocks.p == 1):
+                score = weights * resid
+                if gradient is None:
+                    gradient = u - self.rows.transpose_times(score)
+                if not update_beta:
+                    return u - blocks.solve(weights, gradient), None
+                du, dbeta = blocks.solve_with_beta(weights, gradient, blocks.X.T @ score)
+                return u + du, beta + dbeta
+            if not self.rows_set:
+                self.system.set_rows(self.rows)
+                self.rows_set = True
             du, dbeta, _ = self.system.step(weights, resid, update_beta, current=u)
         except NotPositiveDefiniteError as exc:
             raise PirlsError("the weighted system is not positive definite") from exc
@@ -621,10 +692,13 @@ class _DenseSteps:
     def at_mode(self, weights) -> tuple[float, Callable[[], np.ndarray]]:
         system = self.system
         try:
-            log_det = system.log_det(weights)
+            if self.blocks is not None:
+                log_det = self.blocks.log_det(weights)
+            else:
+                log_det = system.log_det(weights)
         except NotPositiveDefiniteError as exc:
             raise PirlsError("the weighted system is not positive definite") from exc
-        return log_det, _DenseFixedCovariance(system, system._scaled, weights)
+        return log_det, _DenseFixedCovariance(system, self.rows, weights)
 
 
 class _DenseFixedCovariance:

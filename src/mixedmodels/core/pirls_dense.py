@@ -26,6 +26,10 @@ their pairwise products), so that a scoring step is a handful of array operation
   ``log |L_Z|^2`` is read from the leading diagonal.  ``X`` enters only when beta is
   updated with ``u`` (lme4's ``nAGQ = 0`` stage); with beta held fixed the system is
   ``[Z Lambda, z]`` alone.
+* :class:`BlockDiagonalSystem` -- where the random effects are one term of one or two
+  columns, ``Lambda' Z' W Z Lambda + I`` is block diagonal: the steps with beta held (and
+  with beta updated for one column) and ``log |L_Z|^2`` are solved level by level in closed
+  form, side by side over the levels, without the dense system.
 
 Nothing here knows a family or a formula; the results are those of the LMM engine's dense
 path on the same weights and response to rounding.
@@ -470,3 +474,179 @@ class DenseWeightedSystem:
             raise NotPositiveDefiniteError
         rinv = np.tril(rinv)
         return rinv.T @ rinv
+
+
+
+class BlockDiagonalSystem:
+    """PIRLS's scoring steps with beta held fixed, and ``log |L_Z|^2``, for a model whose
+    random effects are one term with several levels and one or two columns (no other
+    term): ``Lambda' Z' W Z Lambda + I`` is then block diagonal, one ``p x p`` block per
+    level, and a step solves the blocks side by side over the levels in closed form (a
+    division for ``p = 1``; for ``p = 2`` the inverse by the determinant) in place of the
+    Cholesky factorization of the ``(q + 1) x (q + 1)`` dense system: the same solution to
+    rounding.
+
+    A level's block ``I + sum_i w_i a_i a_i'`` (``a_i`` row ``i``'s ``p`` values of ``Z
+    Lambda``) is one bincount of the rows' weighted products; the right-hand side of a
+    step, ``Lambda' Z' W r - u``, is minus the gradient PIRLS's convergence test has just
+    computed, so it is passed in.
+
+    With beta updated too (lme4's ``nAGQ = 0`` stage) and ``p = 1``, the diagonal is
+    eliminated first: the step in beta solves the ``p_X x p_X`` Schur complement ``X' W X -
+    B' A^-1 B`` (``B = Lambda' Z' W X``, one bincount), and ``u``'s step follows level by
+    level (:meth:`solve_with_beta`); for ``p = 2`` those steps are the dense system's (the
+    2 x 2 blocks' elimination takes more numpy calls than its factorization).
+
+    Parameters
+    ----------
+    rows : ZRows
+        With one term of several levels and at most two columns, and no term of one level.
+    X : ndarray (n, p_X)
+        The fixed effects' model matrix.
+    """
+
+    def __init__(self, rows: ZRows, X: np.ndarray):
+        if len(rows.sparse_terms) != 1 or rows.q_dense:
+            raise ValueError("the block-diagonal system takes one term with several levels")
+        block = rows.blocks[rows.sparse_terms[0]]
+        if block.p > 2:
+            raise ValueError("the block-diagonal system takes blocks of one or two columns")
+        self.p = block.p
+        self.levels = block.n_levels
+        self._codes = block.codes.astype(np.int64)
+        # a level's entries (1, 1), (2, 1), (2, 2) of its block, side by side
+        self._keys = (self._codes[:, None] * 3 + np.arange(3)).ravel()
+        self._products: np.ndarray | None = None  # per theta: (n,), or (n, 3) for p = 2
+        self._values: np.ndarray | None = None  # per theta: Z Lambda's rows (n, p)
+        self.X = np.asarray(X, dtype=float)
+        # a level's row of B (p = 1), side by side
+        n_x = self.X.shape[1]
+        self._x_keys = (self._codes[:, None] * n_x + np.arange(n_x)).ravel()
+
+    def describe(self) -> str:
+        """A debug view: the number and size of the blocks."""
+        return f"path: block-diagonal PIRLS steps ({self.levels} blocks of {self.p} x {self.p})"
+
+    def set_rows(self, scaled: ScaledRows) -> None:
+        """The rows of ``Z Lambda`` for the evaluation's theta (their pairwise products are
+        computed here, once per evaluation)."""
+        v = scaled.values
+        self._values = v
+        if self.p == 1:
+            self._products = v[:, 0] * v[:, 0]
+        else:
+            a, b = v[:, 0], v[:, 1]
+            self._products = np.column_stack([a * a, b * a, b * b])
+
+    def _blocks(self, weights: np.ndarray) -> np.ndarray:
+        """``sum_i w_i a_i a_i'`` per level: (levels,) for ``p = 1``, else (levels, 3) with
+        the entries (1, 1), (2, 1), (2, 2)."""
+        if self.p == 1:
+            return np.bincount(self._codes, weights=self._products * weights,
+                               minlength=self.levels)
+        weighted = self._products * weights[:, None]
+        return np.bincount(
+            self._keys, weights=weighted.ravel(), minlength=3 * self.levels
+        ).reshape(self.levels, 3)
+
+    def solve(self, weights: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        """``(I + Lambda' Z' W Z Lambda)^-1 rhs`` (``rhs`` in ``u``'s order).
+
+        Raises
+        ------
+        NotPositiveDefiniteError
+            When a block is not positive definite.
+        """
+        sums = self._blocks(weights)
+        if self.p == 1:
+            pivot = sums + 1.0
+            if not pivot.min() > 0.0:
+                raise NotPositiveDefiniteError
+            return rhs / pivot
+        a = sums[:, 0] + 1.0
+        b = sums[:, 1]
+        c = sums[:, 2] + 1.0
+        det = a * c - b * b
+        if not min(a.min(), det.min()) > 0.0:
+            raise NotPositiveDefiniteError
+        r = rhs.reshape(self.levels, 2)
+        r1, r2 = r[:, 0], r[:, 1]
+        out = np.empty((self.levels, 2))
+        np.divide(c * r1 - b * r2, det, out=out[:, 0])
+        np.divide(a * r2 - b * r1, det, out=out[:, 1])
+        return out.ravel()
+
+    def solve_with_beta(
+        self, weights: np.ndarray, grad_u: np.ndarray, rhs_beta: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The step ``(du, dbeta)`` of the system in ``u`` and beta, ``[A B; B' X'WX] [du;
+        dbeta] = [-grad_u; rhs_beta]`` (``A = I + Lambda' Z' W Z Lambda``, ``B = Lambda' Z'
+        W X``; ``grad_u = u - Lambda' Z' W r`` and ``rhs_beta = X' W r`` at the working
+        residuals ``r``): the Schur complement's Cholesky factorization for ``dbeta``, then
+        ``du = -A^-1 (grad_u + B dbeta)`` block by block.
+
+        Raises
+        ------
+        NotPositiveDefiniteError
+            When a block or the Schur complement is not positive definite.
+        """
+        if self.p != 1:
+            raise ValueError("the steps in u and beta are solved by blocks of one column")
+        X = self.X
+        n_x = X.shape[1]
+        levels = self.levels
+        pivot = self._blocks(weights) + 1.0
+        if not pivot.min() > 0.0:
+            raise NotPositiveDefiniteError
+        wx = X * weights[:, None]
+        b = np.bincount(
+            self._x_keys, weights=(wx * self._values).ravel(), minlength=levels * n_x
+        ).reshape(levels, n_x)
+        m = b / pivot[:, None]  # A^-1 B
+        schur = X.T @ wx - b.T @ m
+        rhs = rhs_beta + m.T @ grad_u
+        dbeta = _spd_solve(schur, rhs)
+        du = -(grad_u / pivot) - m @ dbeta
+        return du, dbeta
+
+    def log_det(self, weights: np.ndarray) -> float:
+        """``log |Lambda' Z' W Z Lambda + I|``: the sum of the blocks' log determinants.
+
+        Raises
+        ------
+        NotPositiveDefiniteError
+            When a block is not positive definite.
+        """
+        sums = self._blocks(weights)
+        if self.p == 1:
+            det = sums + 1.0
+        else:
+            a = sums[:, 0] + 1.0
+            det = a * (sums[:, 2] + 1.0) - sums[:, 1] * sums[:, 1]
+            if not a.min() > 0.0:
+                raise NotPositiveDefiniteError
+        if not det.min() > 0.0:
+            raise NotPositiveDefiniteError
+        return float(np.log(det).sum())
+
+
+_potrs = sla.lapack.dpotrs
+
+
+def _spd_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a^-1 b`` by LAPACK's Cholesky (``a`` symmetric, its lower triangle read).
+
+    Raises
+    ------
+    NotPositiveDefiniteError
+        When ``a`` is not positive definite.
+    """
+    if not b.size:
+        return np.zeros(0)
+    low, info = _potrf(a, lower=1, clean=0)
+    if info != 0:
+        raise NotPositiveDefiniteError
+    x, info = _potrs(low, b, lower=1)
+    if info != 0:
+        raise NotPositiveDefiniteError
+    return x
