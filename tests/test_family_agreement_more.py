@@ -311,6 +311,13 @@ def test_wald_intervals_match_r(name):
         pairs = [(n, n) for n in fit.fixef.index]
     for their_name, our_name in pairs:
         width = theirs.loc[their_name, "upper"] - theirs.loc[their_name, "lower"]
+        if width > 1e3:
+            # a flat direction (Salamanders' zi_minedno: glmmTMB stops it at -20, ours at
+            # -41, both probabilities below 1e-8): no information either way; ours is as
+            # wide or NaN, not a finite interval of ordinary width
+            lower, upper = ours.loc[our_name].to_numpy()
+            assert np.isnan(lower) or upper - lower > 1e3, our_name
+            continue
         np.testing.assert_allclose(
             ours.loc[our_name].to_numpy(),
             theirs.loc[their_name].to_numpy(),

@@ -1279,9 +1279,9 @@ def _hessian_vcov(
     whole: list | None = None,
 ) -> np.ndarray:
     """``2 H^-1`` restricted to beta (with ``full``: to beta and the family's parameters
-    after it); the conditional ``(R_X'R_X)^-1`` (and NaN for the family's parameters) when
-    ``theta`` is on the boundary (the Hessian is not defined there) or ``H`` is not
-    positive definite.  ``whole`` (a list) receives ``2 H^-1`` in every parameter, theta's
+    after it), over the parameters not on a bound of 0; the conditional ``(R_X'R_X)^-1``
+    (and NaN for the family's parameters) when every theta is on its bound or ``H`` is
+    not positive definite.  ``whole`` (a list) receives ``2 H^-1`` in every parameter, theta's
     included, where it exists."""
 
     def fallback() -> np.ndarray:
@@ -1292,8 +1292,38 @@ def _hessian_vcov(
         out[: cond.shape[0], : cond.shape[0]] = cond
         return out
 
-    if np.any(x[:k] == 0):
+    at_zero = x[:k] == 0
+    if at_zero.all() and k:
         return fallback()
+    if at_zero.any():
+        # a diagonal theta on its bound: the deviance is even in it there (Lambda Lambda'
+        # holds its square), so its cross derivatives vanish and the others' covariance
+        # is that of the Hessian over the free parameters (lme4's differences across the
+        # bound give the same); the bound's rows of ``whole`` are NaN
+        free = np.concatenate([~at_zero, np.ones(x.size - k, dtype=bool)])
+
+        def embed(z: np.ndarray) -> np.ndarray:
+            point = x.copy()
+            point[free] = z
+            return point
+
+        part: list = []
+        out = _hessian_vcov(
+            lambda z: laplace(embed(z)),
+            x[free],
+            int(np.count_nonzero(~at_zero)),
+            mode,
+            scale[free],
+            scaled,
+            full=full,
+            gradient=None if gradient is None else (lambda z: gradient(embed(z))),
+            whole=part,
+        )
+        if whole is not None and part:
+            cov = np.full((x.size, x.size), np.nan)
+            cov[np.ix_(free, free)] = part[0]
+            whole.append(cov)
+        return out
     # central differences, two evaluations per pair: with steps of 1e-3 their O(h^2) error
     # is ~1e-6 relative (Richardson-extrapolated standard errors agree to 1e-6 on the
     # catalogue); for families searched in scaled coordinates, whose coefficients range
