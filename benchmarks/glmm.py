@@ -392,6 +392,6 @@ if __name__ == "__main__":
         sys.path.insert(0, str(Path(__file__).parent))
         import glmm_families
 
-        glmm_families.main()
+        glmm_families.main(command_prefix="benchmarks/glmm.py --families")
     else:
         main()

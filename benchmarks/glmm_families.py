@@ -104,7 +104,9 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), "mixedmodels": mm.__version__, "R": r}
 
 
-def main() -> None:
+def main(command_prefix: str | None = None) -> None:
+    """The benchmark; ``command_prefix`` names the script that ran it where another one
+    (``benchmarks/glmm.py --families``) did."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
@@ -156,7 +158,9 @@ def main() -> None:
                 ]
         table.append(entry)
     meta = {
-        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "command": " ".join(
+            [Path(sys.executable).name, command_prefix or sys.argv[0], *sys.argv[1:]]
+        ),
         "rounds": args.rounds,
         "repeats": args.repeats,
         "load_before": load_before,
