@@ -200,8 +200,9 @@ class MixedFit(SmoothMethods):
     def ranef_condvar(self) -> dict[str, np.ndarray]:
         """Conditional covariances ``Var(b | y)`` of each term's random effects, an array
         (levels, p, p) per term keyed by its group label (lme4's ``attr(ranef(m, condVar =
-        TRUE)[[g]], "postVar")`` with the levels first); the square roots of their
-        diagonals are :meth:`ranef_table`'s ``condsd``."""
+        TRUE)[[g]], "postVar")`` with the levels first; for glmmTMB's families what its
+        ``ranef(condVar = TRUE)`` reports, the estimates' uncertainty included); the square
+        roots of their diagonals are :meth:`ranef_table`'s ``condsd``."""
         labels = unique_group_labels([t.group_name for t in self._design.terms])
         return {
             label: cov.copy()
