@@ -62,22 +62,11 @@ import pandas as pd
 import pytest
 
 import mixedmodels as mm
+from tests.family_cases import R_FAMILIES
 from tests.family_cases import load_data as family_data
 
 FAMCHECK_DIR = Path(__file__).parent / "reference" / "famcheck"
 DATA_DIR = FAMCHECK_DIR / "data"
-
-#: R's family names -> ours
-R_FAMILIES = {
-    "Gamma": "gamma",
-    "inverse.gaussian": "inverse_gaussian",
-    "gaussian": "gaussian",
-    "poisson": "poisson",
-    "nbinom1": "nbinom1",
-    "nbinom2": "nbinom2",
-    "beta_family": "beta",
-    "tweedie": "tweedie",
-}
 
 #: (case, check) -> the diagnosis of a disagreement with R (xfail, strict)
 KNOWN: dict[tuple[str, str], str] = {}

@@ -557,18 +557,9 @@ class BlockDiagonalSystem:
         NotPositiveDefiniteError
             When a block is not positive definite.
         """
-        sums = self._blocks(weights)
+        a, b, c, det = self._entries(weights)
         if self.p == 1:
-            pivot = sums + 1.0
-            if not pivot.min() > 0.0:
-                raise NotPositiveDefiniteError
-            return rhs / pivot
-        a = sums[:, 0] + 1.0
-        b = sums[:, 1]
-        c = sums[:, 2] + 1.0
-        det = a * c - b * b
-        if not min(a.min(), det.min()) > 0.0:
-            raise NotPositiveDefiniteError
+            return rhs / det
         r = rhs.reshape(self.levels, 2)
         r1, r2 = r[:, 0], r[:, 1]
         out = np.empty((self.levels, 2))
@@ -617,17 +608,33 @@ class BlockDiagonalSystem:
         NotPositiveDefiniteError
             When a block is not positive definite.
         """
+        return float(np.log(self._entries(weights)[3]).sum())
+
+    def _entries(
+        self, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
+        """The blocks of ``I + Lambda' Z' W Z Lambda``: for two columns their entries
+        ``a, b, c`` (``[[a, b], [b, c]]``) and determinants ``a c - b^2``; for one, the
+        1 x 1 blocks as ``a`` and as the determinant (``b``, ``c`` None).
+
+        Raises
+        ------
+        NotPositiveDefiniteError
+            When a block is not positive definite.
+        """
         sums = self._blocks(weights)
         if self.p == 1:
-            det = sums + 1.0
-        else:
-            a = sums[:, 0] + 1.0
-            det = a * (sums[:, 2] + 1.0) - sums[:, 1] * sums[:, 1]
-            if not a.min() > 0.0:
+            pivot = sums + 1.0
+            if not pivot.min() > 0.0:
                 raise NotPositiveDefiniteError
-        if not det.min() > 0.0:
+            return pivot, None, None, pivot
+        a = sums[:, 0] + 1.0
+        b = sums[:, 1]
+        c = sums[:, 2] + 1.0
+        det = a * c - b * b
+        if not min(a.min(), det.min()) > 0.0:
             raise NotPositiveDefiniteError
-        return float(np.log(det).sum())
+        return a, b, c, det
 
 
 _potrs = sla.lapack.dpotrs
