@@ -36,11 +36,13 @@ from mixedmodels.core.families import (
     Binomial,
     Family,
     Gamma,
+    LogLink,
     NBinom1,
     NBinom2,
     NegativeBinomial,
     Poisson,
     PoissonLikelihood,
+    SqrtLink,
 )
 from mixedmodels.core.pirls import GlmmProblem
 from mixedmodels.errors import ArgumentError
@@ -100,9 +102,9 @@ def _lognormal(family: Family, null_mean: NullMean) -> float:
 @distribution_variance.register(Poisson)
 @distribution_variance.register(PoissonLikelihood)
 def _poisson(family: Family, sigma: float, null_mean: NullMean) -> float:
-    if family.link.name == "sqrt":
+    if isinstance(family.link, SqrtLink):
         return 0.25
-    if family.link.name != "log":
+    if not isinstance(family.link, LogLink):
         raise _undefined(family)
     return _lognormal(family, null_mean)
 
@@ -111,7 +113,7 @@ def _poisson(family: Family, sigma: float, null_mean: NullMean) -> float:
 @distribution_variance.register(NBinom2)
 @distribution_variance.register(NBinom1)
 def _negative_binomial(family: Family, sigma: float, null_mean: NullMean) -> float:
-    if family.link.name != "log":
+    if not isinstance(family.link, LogLink):
         raise _undefined(family)
     return _lognormal(family, null_mean)
 
