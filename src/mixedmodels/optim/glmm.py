@@ -1348,11 +1348,10 @@ def _hessian_vcov(
         hess = hessian_by_pairs(laplace, x, steps)
     # with ``full``, the family's own parameters (after theta and beta) may be flat
     flat_ok = np.arange(x.size) >= k + mode.beta.size if full else None
-    if whole is not None:
-        cov = covariance_from_hessian(hess, flat_ok, steps)
-        if cov is not None:
-            whole.append(cov)
-    return _vcov_from_hessian(hess, k, fallback(), stacklevel=4, droppable=flat_ok, steps=steps)
+    cov = covariance_from_hessian(hess, flat_ok, steps)
+    if whole is not None and cov is not None:
+        whole.append(cov)
+    return _restricted(cov, k, fallback(), stacklevel=4)
 
 
 #: a family parameter whose curvature (in units of its Hessian step) is below this fraction
@@ -1371,7 +1370,16 @@ def _vcov_from_hessian(
     """``2 H^-1`` without its first ``k`` rows and columns (theta's)
     (:func:`covariance_from_hessian`), or ``fallback`` with a warning when ``H`` is not
     positive definite."""
-    cov = covariance_from_hessian(hess, droppable, steps)
+    return _restricted(
+        covariance_from_hessian(hess, droppable, steps), k, fallback, stacklevel + 1
+    )
+
+
+def _restricted(
+    cov: np.ndarray | None, k: int, fallback: np.ndarray, stacklevel: int
+) -> np.ndarray:
+    """``cov`` without its first ``k`` rows and columns, or ``fallback`` with a warning
+    where there is no covariance (``H`` not positive definite)."""
     if cov is None:
         warnings.warn(
             "the Hessian of the Laplace deviance is not positive definite; vcov(beta) is "
