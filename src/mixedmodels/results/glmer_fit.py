@@ -25,7 +25,7 @@ from mixedmodels.errors import ArgumentError, DataError
 from mixedmodels.optim.glmm import GlmmSolution
 from mixedmodels.results.base import MixedFit
 from mixedmodels.results.broom import broom_terms
-from mixedmodels.results.glmm_condvar import parameter_uncertainty
+from mixedmodels.results.glmm_condvar import modes_by_level, parameter_uncertainty
 from mixedmodels.results.glmm_variance import (
     distribution_variance,
     null_intercept,
@@ -431,15 +431,7 @@ class GlmerFit(MixedFit):
     @cached_property
     def _modes(self) -> list[np.ndarray]:
         """Conditional modes ``b = Lambda u`` per term, shape (levels, p)."""
-        u = self._solution.mode.u
-        out, start = [], 0
-        for t, lam in zip(
-            self._design.terms, self._problem.lambdas(self._solution.theta), strict=True
-        ):
-            size = t.n_levels * lam.shape[0]
-            out.append(u[start : start + size].reshape(t.n_levels, lam.shape[0]) @ lam.T)
-            start += size
-        return out
+        return modes_by_level(self._problem, self._solution.theta, self._solution.mode.u)
 
     @cached_property
     def _conditional_covariances(self) -> list[np.ndarray]:
