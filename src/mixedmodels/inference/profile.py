@@ -258,7 +258,9 @@ def _glmm_profiles(fit: GlmerFit) -> list[_Profile]:
         else:  # lme4's glmer.nb: the size held at its estimate
             others = [i for i in range(nvp + nfx) if i != w]
         path = curvature.path(w, others)
-        state: dict = {"last": None}
+        # the last point's optimum of the other parameters, and every point's (an sd's
+        # reported value at x reads it instead of optimizing again)
+        state: dict = {"last": None, "optima": {full_hat[w]: full_hat[others]}}
 
         def zeta(x: float, w=w, others=others, path=path, state=state) -> float:
             def inner(z: np.ndarray) -> float:
@@ -286,6 +288,7 @@ def _glmm_profiles(fit: GlmerFit) -> list[_Profile]:
                 xtol_abs=1e-5,
             )
             state["last"] = (x, start + spread * res.x)
+            state["optima"][x] = state["last"][1]
             return math.copysign(math.sqrt(max(res.fun - base, 0.0)), x - full_hat[w])
 
         def reset(state=state) -> None:
@@ -295,11 +298,12 @@ def _glmm_profiles(fit: GlmerFit) -> list[_Profile]:
         report = transforms[w]
         if scaled_sd and w < nvp and lower_b[w] == 0:
 
-            def report(x: float, w=w, zeta=zeta, state=state) -> float:
-                zeta(x)  # the other parameters at x, re-optimized
+            def report(x: float, w=w, others=others, zeta=zeta, state=state) -> float:
+                if x not in state["optima"]:
+                    zeta(x)  # the other parameters at x, re-optimized
                 full = full_hat.copy()
                 full[w] = x
-                full[[i for i in range(nvp + nfx) if i != w]] = state["last"][1]
+                full[others] = state["optima"][x]
                 return x * _sigma_at(problem, layout, full[:nvp], full[nvp:], warm["u"])
 
         if w < nvp:
