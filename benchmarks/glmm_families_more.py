@@ -22,38 +22,27 @@ from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
-import mixedmodels as mm  # noqa: E402
-from tests.family_cases import DATA_DIR, R_FAMILIES  # noqa: E402
+from tests.family_cases import DATA_DIR  # noqa: E402
 from tests.test_family_agreement_more import (  # noqa: E402
     DATA_DIR as FAMCHECK_DATA,
 )
-from tests.test_family_agreement_more import REFERENCES, load_data  # noqa: E402
+from tests.test_family_agreement_more import (  # noqa: E402
+    REFERENCES,
+    fit_reference,
+    load_data,
+)
 
 
 def ours(ref: dict, repeats: int) -> tuple[float, float]:
     """Median CPU per fit (the data read once before) and the logLik."""
     data = load_data(ref["data"])
-
-    def fit():
-        if ref["engine"] == "glmer":
-            return mm.glmer(
-                ref["formula"], data, R_FAMILIES[ref["family"]], link=ref["link"],
-                weights=ref.get("weights"),
-            )
-        if ref["engine"] == "glmer.nb":
-            return mm.glmer_nb(ref["formula"], data, weights=ref.get("weights"))
-        return mm.glmer(
-            ref["formula"], data, R_FAMILIES[ref["family"]], zi=ref.get("zi"),
-            weights=ref.get("weights"),
-        )
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = fit()
+        result = fit_reference(ref, data)
         cpu = []
         for _ in range(repeats):
             c0 = time.process_time()
-            result = fit()
+            result = fit_reference(ref, data)
             cpu.append(time.process_time() - c0)
     return statistics.median(cpu), result.loglik
 

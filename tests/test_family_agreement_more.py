@@ -105,32 +105,23 @@ def load_data(name: str) -> pd.DataFrame:
 _FITS: dict[str, object] = {}
 
 
+def fit_reference(ref: dict, data: pd.DataFrame):
+    """Our fit of a reference case on its data (lme4's glmer or glmer.nb, or glmmTMB)."""
+    family = R_FAMILIES.get(ref.get("family"))
+    if ref["engine"] == "glmer":
+        return mm.glmer(ref["formula"], data, family, link=ref["link"], weights=ref.get("weights"))
+    if ref["engine"] == "glmer.nb":
+        return mm.glmer_nb(ref["formula"], data, weights=ref.get("weights"))
+    return mm.glmer(ref["formula"], data, family, zi=ref.get("zi"), weights=ref.get("weights"))
+
+
 def fit_case(name: str):
     """Our fit of a case (once per module; warnings about singular fits silenced)."""
     if name not in _FITS:
         ref = REFERENCES[name]
-        data = load_data(ref["data"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if ref["engine"] == "glmer":
-                fit = mm.glmer(
-                    ref["formula"],
-                    data,
-                    R_FAMILIES[ref["family"]],
-                    link=ref["link"],
-                    weights=ref.get("weights"),
-                )
-            elif ref["engine"] == "glmer.nb":
-                fit = mm.glmer_nb(ref["formula"], data, weights=ref.get("weights"))
-            else:
-                fit = mm.glmer(
-                    ref["formula"],
-                    data,
-                    R_FAMILIES[ref["family"]],
-                    zi=ref.get("zi"),
-                    weights=ref.get("weights"),
-                )
-        _FITS[name] = fit
+            _FITS[name] = fit_reference(ref, load_data(ref["data"]))
     return _FITS[name]
 
 
