@@ -119,7 +119,7 @@ def fit_agq(problem: NonlinearProblem, start: NlmeEstimate, n_agq: int) -> NlmeE
 
 
 def _fit_agq(problem: NonlinearProblem, start: NlmeEstimate, n_agq: int) -> NlmeEstimate:
-    p, nt = problem.p, problem.n_theta
+    p = problem.p
     lam0 = problem.lambda_of(start.theta)
     u0 = start.b / lam0[0, 0] if lam0[0, 0] > 0 else np.zeros_like(start.b)
     dev = AgqDeviance(problem, n_agq, u0)
