@@ -714,6 +714,7 @@ def nlme(
     from mixedmodels.optim.nonlinear import fit_lindstrom_bates
     from mixedmodels.results.nlme_fit import NlmeFit
 
+    n_agq = _check_nlme_n_agq(n_agq, method, weights)
     if method not in ("ML", "REML", "Laplace"):
         raise ArgumentError(f"method must be 'ML', 'REML' or 'Laplace', got {method!r}")
     if weights not in (None, "varPower", "varPower()"):
@@ -725,17 +726,6 @@ def nlme(
     if not (np.isfinite(tolerance) and tolerance > 0):
         raise ArgumentError(f"tolerance must be a positive number, got {tolerance!r}")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
-    n_agq = check_int(n_agq, "n_agq", minimum=1, maximum=25)
-    if n_agq > 1 and method != "Laplace":
-        raise ArgumentError(
-            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) needs method='Laplace', "
-            f"not {method!r}"
-        )
-    if n_agq > 1 and power:
-        raise ArgumentError(
-            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) does not combine with "
-            "weights= (a variance function)"
-        )
     design = build_nlme_design(model, data, fixed, random, covariance)
     if design.n_dropped:
         warnings.warn(
@@ -787,6 +777,24 @@ def nlme(
         )
     return NlmeFit(design, problem, estimate, method, beta0, data_name=_data_name(data, data_name),
                    n_agq=n_agq)
+
+
+def _check_nlme_n_agq(n_agq: object, method: str, weights: object) -> int:
+    """``n_agq`` of :func:`nlme` as an int from 1 to 25; more than one node needs
+    ``method="Laplace"`` and no variance function (the random-effect count is checked once
+    the design is built)."""
+    n_agq = check_int(n_agq, "n_agq", minimum=1, maximum=25)
+    if n_agq > 1 and method != "Laplace":
+        raise ArgumentError(
+            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) needs method='Laplace', "
+            f"not {method!r}"
+        )
+    if n_agq > 1 and weights is not None:
+        raise ArgumentError(
+            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) does not combine with "
+            f"weights={weights!r} (a variance function)"
+        )
+    return n_agq
 
 
 def _self_start_initial(model, covariates: dict, y: np.ndarray) -> dict[str, float]:
