@@ -767,7 +767,11 @@ def nlme(
         if n_agq > 1:
             from mixedmodels.optim.nonlinear_agq import fit_agq
 
-            estimate = fit_agq(problem, estimate, n_agq)
+            def stacked(phi: np.ndarray, copies: int) -> np.ndarray:
+                tiled = {name: np.tile(v, copies) for name, v in cov.items()}
+                return function(phi, tiled, gradient=False)[0]
+
+            estimate = fit_agq(problem, estimate, n_agq, values=stacked)
     if not estimate.converged:
         warnings.warn(
             f"the Lindstrom-Bates iteration did not converge in {max_iter} iterations "

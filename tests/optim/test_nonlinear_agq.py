@@ -344,6 +344,23 @@ def test_results_of_an_agq_fit(theoph25):
     assert np.all(np.isfinite(fit.std_errors.to_numpy()))
 
 
+@pytest.mark.parametrize("k", [2, 7, 25])
+def test_nodes_in_one_stacked_model_call_equal_one_call_per_node(laplace, k):
+    """The fit's path (every node's rows stacked into one call of the model's values, the
+    covariates repeated) and one model call per node give the same deviance (1e-13)."""
+    fit = laplace["theoph_lka"]
+    design, est = fit.design, fit.estimate
+
+    def stacked(phi, copies):
+        tiled = {name: np.tile(v, copies) for name, v in design.covariates.items()}
+        return design.model(phi, tiled, gradient=False)[0]
+
+    u0 = np.zeros((fit.problem.n_groups, 1))
+    one = AgqDeviance(fit.problem, k, u0)(est.beta, est.theta, est.sigma)
+    both = AgqDeviance(fit.problem, k, u0, stacked)(est.beta, est.theta, est.sigma)
+    assert both == pytest.approx(one, rel=1e-13)
+
+
 def test_anova_refuses_fits_with_different_nodes(laplace, theoph25):
     with pytest.raises(ArgumentError, match="quadrature nodes"):
         theoph25.anova(laplace["theoph_lka"])

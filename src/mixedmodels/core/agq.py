@@ -34,11 +34,15 @@ One node (``z = 0``, ``w = 1``) leaves the Laplace approximation; a ``g_i`` quad
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
 
 from mixedmodels.core.nonlinear import NonlinearProblem
+
+#: ``values(phi, k)``: a model's values at ``k`` stacked copies of the rows.
+StackedValues = Callable[[np.ndarray, int], np.ndarray]
 
 #: Most nodes accepted (lme4's glmer caps nAGQ at 25 as well).
 MAX_NODES = 25
@@ -85,6 +89,31 @@ def penalized_rss(
     return np.where(np.isnan(g), np.inf, g)
 
 
+def node_penalized_rss(
+    problem: NonlinearProblem,
+    beta: np.ndarray,
+    lam: float,
+    points: np.ndarray,
+    values: StackedValues | None = None,
+) -> np.ndarray:
+    """:func:`penalized_rss` at several points at once: ``points`` (K, m) -> (K, m).  With
+    ``values`` (the model's values at K stacked copies of the rows, one call) instead of K
+    calls of the model and its gradient."""
+    if values is None:
+        return np.array([penalized_rss(problem, beta, lam, u) for u in points])
+    k, m = points.shape
+    n = problem.n
+    phi = np.tile(problem.phi(beta, np.zeros((m, 1))), (k, 1))
+    column = problem.random_index[0]
+    phi[:, column] += (lam * points[:, problem.groups]).reshape(-1)
+    r2 = (np.tile(problem.y, k) - values(phi, k)) ** 2
+    r2 = np.where(np.isfinite(r2), r2, np.inf).reshape(k, n)
+    sums = np.zeros((k, m))
+    for j in range(k):
+        sums[j] = group_sums(problem, r2[j])
+    return sums + points * points
+
+
 def agq_deviance(
     problem: NonlinearProblem,
     beta: np.ndarray,
@@ -94,6 +123,7 @@ def agq_deviance(
     z_at_mode: np.ndarray,
     f_at_mode: np.ndarray,
     n_nodes: int,
+    values: StackedValues | None = None,
 ) -> float:
     """``-2 log L`` by adaptive Gauss-Hermite quadrature with ``n_nodes`` nodes (formula in
     the module docstring).
@@ -113,6 +143,10 @@ def agq_deviance(
     z_at_mode, f_at_mode : ndarray (n,)
         The model's derivative in the random parameter and its values at the modes.
     n_nodes : int
+    values : callable, optional
+        ``values(phi, k)``: the model's values at ``phi`` (k n, P), k stacked copies of the
+        rows (their covariates repeated); all nodes in one call.  Without it, one call of
+        ``problem.model`` per node.
 
     Returns
     -------
@@ -129,13 +163,13 @@ def agq_deviance(
     scale = sigma / np.sqrt(curvature)
     # log sum_k w_k exp(e_k) per group, e_k = -(g(node) - g0) / (2 sigma^2) + z_k^2 / 2,
     # accumulated stably (the node at 0, when k is odd, has e = 0 exactly)
-    exponents = np.empty((nodes.size, problem.n_groups))
-    for k, node in enumerate(nodes):
-        if node == 0.0:
-            exponents[k] = 0.0
-            continue
-        g = penalized_rss(problem, beta, lam, mode + node * scale)
-        exponents[k] = -(g - g0) / (2 * s2) + 0.5 * node * node
+    exponents = np.zeros((nodes.size, problem.n_groups))
+    off = nodes != 0.0
+    if off.any():
+        g = node_penalized_rss(
+            problem, beta, lam, mode + nodes[off, None] * scale, values
+        )
+        exponents[off] = -(g - g0) / (2 * s2) + 0.5 * (nodes[off] ** 2)[:, None]
     exponents += np.log(weights)[:, None]
     top = np.max(exponents, axis=0)
     if not np.all(np.isfinite(top)):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixedmodels.core.agq import agq_deviance, group_sums
+from mixedmodels.core.agq import StackedValues, agq_deviance, group_sums
 from mixedmodels.core.nonlinear import NonlinearProblem, gram, pls
 from mixedmodels.errors import ConvergenceError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
@@ -44,11 +44,15 @@ class AgqDeviance:
         Nodes, 1 to 25.
     u : ndarray (m, 1)
         Current modes (warm start).
+    values : callable, optional
+        The model's values at stacked copies of the rows
+        (:func:`mixedmodels.core.agq.agq_deviance`): every node in one model call.
     """
 
     problem: NonlinearProblem
     n_agq: int
     u: np.ndarray
+    values: StackedValues | None = None
 
     def at(self, beta: np.ndarray, theta: np.ndarray, sigma: float):
         """The deviance, the modes ``u`` (m, 1) and the linearization at them."""
@@ -63,7 +67,7 @@ class AgqDeviance:
         self.u = u
         value = agq_deviance(
             problem, beta, float(lam[0, 0]), float(sigma), u[:, 0], lin.z[:, 0], lin.f,
-            self.n_agq,
+            self.n_agq, self.values,
         )
         return value, u, lin
 
@@ -167,7 +171,12 @@ def _split(x: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, float]:
     return x[:p], x[p:-1], float(np.exp(x[-1]))
 
 
-def fit_agq(problem: NonlinearProblem, start: NlmeEstimate, n_agq: int) -> NlmeEstimate:
+def fit_agq(
+    problem: NonlinearProblem,
+    start: NlmeEstimate,
+    n_agq: int,
+    values: StackedValues | None = None,
+) -> NlmeEstimate:
     """Maximize the AGQ likelihood with ``n_agq`` nodes over ``(beta, theta, log sigma)``
     jointly (sigma is not profiled out: the quadrature's nodes depend on it), starting from
     the Laplace fit ``start``.
@@ -188,6 +197,9 @@ def fit_agq(problem: NonlinearProblem, start: NlmeEstimate, n_agq: int) -> NlmeE
         The Laplace fit.
     n_agq : int
         Nodes, 2 to 25.
+    values : callable, optional
+        ``values(phi, k)``, the model's values at ``k`` stacked copies of the rows: all
+        nodes of an evaluation in one model call (the fit is the same without it, slower).
 
     Returns
     -------
@@ -202,18 +214,20 @@ def fit_agq(problem: NonlinearProblem, start: NlmeEstimate, n_agq: int) -> NlmeE
         is singular.
     """
     try:
-        return _fit_agq(problem, start, n_agq)
+        return _fit_agq(problem, start, n_agq, values)
     except np.linalg.LinAlgError as error:
         raise ConvergenceError(
             f"the adaptive Gauss-Hermite fit could not be completed: {error}"
         ) from error
 
 
-def _fit_agq(problem: NonlinearProblem, start: NlmeEstimate, n_agq: int) -> NlmeEstimate:
+def _fit_agq(
+    problem: NonlinearProblem, start: NlmeEstimate, n_agq: int, values: StackedValues | None
+) -> NlmeEstimate:
     p = problem.p
     lam0 = problem.lambda_of(start.theta)
     u0 = start.b / lam0[0, 0] if lam0[0, 0] > 0 else np.zeros_like(start.b)
-    dev = AgqDeviance(problem, n_agq, u0)
+    dev = AgqDeviance(problem, n_agq, u0, values)
 
     def objective(x: np.ndarray) -> float:
         beta, theta, sigma = _split(x, p)
