@@ -85,8 +85,7 @@ def penalized_rss(
     of squares at ``b = lam u`` plus ``u_i^2``; ``inf`` where the model is not finite."""
     f = problem.fitted(beta, (lam * u)[:, None])
     r2 = (problem.y - f) ** 2
-    g = group_sums(problem, np.where(np.isfinite(r2), r2, np.inf)) + u * u
-    return np.where(np.isnan(g), np.inf, g)
+    return group_sums(problem, np.where(np.isfinite(r2), r2, np.inf)) + u * u
 
 
 def node_penalized_rss(
@@ -102,15 +101,13 @@ def node_penalized_rss(
     if values is None:
         return np.array([penalized_rss(problem, beta, lam, u) for u in points])
     k, m = points.shape
-    n = problem.n
     phi = np.tile(problem.phi(beta, np.zeros((m, 1))), (k, 1))
     column = problem.random_index[0]
     phi[:, column] += (lam * points[:, problem.groups]).reshape(-1)
     r2 = (np.tile(problem.y, k) - values(phi, k)) ** 2
-    r2 = np.where(np.isfinite(r2), r2, np.inf).reshape(k, n)
-    sums = np.zeros((k, m))
-    for j in range(k):
-        sums[j] = group_sums(problem, r2[j])
+    r2 = np.where(np.isfinite(r2), r2, np.inf)
+    codes = (problem.groups[None, :] + m * np.arange(k)[:, None]).reshape(-1)
+    sums = np.bincount(codes, r2, minlength=k * m).reshape(k, m)
     return sums + points * points
 
 
@@ -151,7 +148,9 @@ def agq_deviance(
     Returns
     -------
     float
-        ``inf`` when the model is not finite at the mode (no node contributes).
+        ``inf`` when the model is not finite at the mode.  A node where it is not finite
+        contributes nothing to its group's sum (an integrand of 0 there); a group to which
+        no node contributes makes the deviance ``inf``.
     """
     nodes, weights = normal_rule(n_nodes)
     s2 = sigma * sigma
