@@ -226,7 +226,7 @@ def _fit_agq(
 ) -> NlmeEstimate:
     p = problem.p
     lam0 = problem.lambda_of(start.theta)
-    u0 = start.b / lam0[0, 0] if lam0[0, 0] > 0 else np.zeros_like(start.b)
+    u0 = start.b / lam0[0, 0] if lam0[0, 0] > 1e-12 else np.zeros_like(start.b)
     dev = AgqDeviance(problem, n_agq, u0, values)
 
     def objective(x: np.ndarray) -> float:
