@@ -144,7 +144,7 @@ def test_one_node_is_the_laplace_criterion_at_any_sigma(laplace, name):
     """With one node the quadrature is ``n log(2 pi sigma^2) + log|A| + PWRSS / sigma^2``
     (closed form, 1e-12 relative: the same sums) at any sigma; at sigma^2 = PWRSS / n that
     is the Laplace fit's profiled criterion, -2 logLik of the Laplace fit to 1e-6 relative
-    (measured: Orange 1e-15; Theoph 1.2e-7, where the Laplace fit's Gauss-Newton modes stop
+    (measured: Orange 0; Theoph 1.2e-7, where the Laplace fit's Gauss-Newton modes stop
     after 50 steps 6e-4 short of the minimum that the secant modes reach)."""
     fit = laplace[name]
     est, problem = fit.estimate, fit.problem
