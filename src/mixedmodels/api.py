@@ -660,6 +660,7 @@ def nlme(
     tolerance: float = 1e-8,
     max_iter: int = 100,
     data_name: str | None = None,
+    n_agq: int = 1,
 ):
     """Fit a nonlinear mixed-effects model as ``nlme::nlme`` does (Lindstrom-Bates).
 
@@ -696,6 +697,13 @@ def nlme(
         Relative change of the estimates at which the alternation stops; its cap.
     data_name : str, optional
         Shown on the summary's Data line.
+    n_agq : int
+        With ``method="Laplace"`` and one scalar random effect (``"Asym ~ 1 | Tree"``): the
+        number of adaptive Gauss-Hermite quadrature nodes per group, 1 to 25 (1: the
+        Laplace approximation).  More than one node estimates the fixed effects, the
+        random-effect sd and sigma jointly (sigma is not profiled out) and takes standard
+        errors from the Hessian of the quadrature deviance
+        (:func:`mixedmodels.optim.nonlinear_agq.fit_agq`).
 
     Returns
     -------
@@ -706,6 +714,7 @@ def nlme(
     from mixedmodels.optim.nonlinear import fit_lindstrom_bates
     from mixedmodels.results.nlme_fit import NlmeFit
 
+    n_agq = _check_nlme_n_agq(n_agq, method, weights)
     if method not in ("ML", "REML", "Laplace"):
         raise ArgumentError(f"method must be 'ML', 'REML' or 'Laplace', got {method!r}")
     if weights not in (None, "varPower", "varPower()"):
@@ -740,6 +749,11 @@ def nlme(
         reml=method == "REML",
         power_variance=power,
     )
+    if n_agq > 1 and problem.n_theta != 1:
+        raise ArgumentError(
+            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) needs one scalar random "
+            f"effect; {random!r} has {problem.n_theta} random-effect parameters"
+        )
     if design.y.size <= problem.p + problem.q:
         raise DataError(
             f"{design.y.size} observations are too few for {problem.p} fixed "
@@ -750,6 +764,14 @@ def nlme(
         from mixedmodels.optim.nonlinear import fit_laplace
 
         estimate = fit_laplace(problem, estimate)
+        if n_agq > 1:
+            from mixedmodels.optim.nonlinear_agq import fit_agq
+
+            def stacked(phi: np.ndarray, copies: int) -> np.ndarray:
+                tiled = {name: np.tile(v, copies) for name, v in cov.items()}
+                return function(phi, tiled, gradient=False)[0]
+
+            estimate = fit_agq(problem, estimate, n_agq, values=stacked)
     if not estimate.converged:
         warnings.warn(
             f"the Lindstrom-Bates iteration did not converge in {max_iter} iterations "
@@ -757,7 +779,26 @@ def nlme(
             ConvergenceWarning,
             stacklevel=2,
         )
-    return NlmeFit(design, problem, estimate, method, beta0, data_name=_data_name(data, data_name))
+    return NlmeFit(design, problem, estimate, method, beta0, data_name=_data_name(data, data_name),
+                   n_agq=n_agq)
+
+
+def _check_nlme_n_agq(n_agq: object, method: str, weights: object) -> int:
+    """``n_agq`` of :func:`nlme` as an int from 1 to 25; more than one node needs
+    ``method="Laplace"`` and no variance function (the random-effect count is checked once
+    the design is built)."""
+    n_agq = check_int(n_agq, "n_agq", minimum=1, maximum=25)
+    if n_agq > 1 and method != "Laplace":
+        raise ArgumentError(
+            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) needs method='Laplace', "
+            f"not {method!r}"
+        )
+    if n_agq > 1 and weights is not None:
+        raise ArgumentError(
+            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) does not combine with "
+            f"weights={weights!r} (a variance function)"
+        )
+    return n_agq
 
 
 def _self_start_initial(model, covariates: dict, y: np.ndarray) -> dict[str, float]:

@@ -75,6 +75,8 @@ class NlmeFit:
     method: str
     start: np.ndarray
     data_name: str | None = None
+    #: Adaptive Gauss-Hermite nodes per group (``method="Laplace"``; 1: Laplace).
+    n_agq: int = 1
     _cache: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ estimates
@@ -86,7 +88,8 @@ class NlmeFit:
     @property
     def vcov(self) -> pd.DataFrame:
         """Covariance of the fixed effects (nlme's ``vcov``: sigma^2 (X'V^-1X)^-1 of the
-        linearized model)."""
+        linearized model; with ``n_agq > 1`` the fixed effects' block of twice the inverse
+        Hessian of the quadrature deviance over fixed effects, theta and sigma)."""
         names = self.design.fixed_names
         return pd.DataFrame(self.estimate.vcov, index=names, columns=names)
 
@@ -317,6 +320,11 @@ def anova_nlme(*fits: NlmeFit) -> pd.DataFrame:
             raise DataError("the models were not fitted to the same data")
         if f.method != fits[0].method:
             raise ArgumentError("the models were fitted by different methods")
+        if f.n_agq != fits[0].n_agq:
+            raise ArgumentError(
+                "the models' likelihoods use different numbers of quadrature nodes (n_agq "
+                f"{fits[0].n_agq} and {f.n_agq})"
+            )
     if fits[0].method == "REML":
         base = fits[0].fixef.index
         for f in fits[1:]:
@@ -365,6 +373,8 @@ def _pvalue(p: float) -> str:
 def format_summary(fit: NlmeFit) -> str:
     method = {"ML": "maximum likelihood", "REML": "REML",
               "Laplace": "Laplace approximation (lme4's nlmer)"}[fit.method]
+    if fit.n_agq > 1:  # as glmer labels it
+        method = f"maximum likelihood (Adaptive Gauss-Hermite Quadrature, nAGQ = {fit.n_agq})"
     d = fit.design
     out = [f"Nonlinear mixed-effects model fit by {method}",
            f"  Model: {d.response} ~ {d.model.text} "]
