@@ -656,7 +656,7 @@ def nlme(
     start: dict | list | np.ndarray | None = None,
     method: str = "ML",
     covariance: str | None = None,
-    weights: str | None = None,
+    weights: str | VarianceFunction | None = None,
     tolerance: float = 1e-8,
     max_iter: int = 100,
     data_name: str | None = None,
@@ -690,8 +690,13 @@ def nlme(
         effects jointly (started from the Lindstrom-Bates fit).
     covariance : {"general", "diag"}, optional
         Overrides the structure written in ``random``.
-    weights : {"varPower"}, optional
-        ``"varPower"``: residual sd proportional to ``|fitted|^delta`` (ML only).
+    weights : VarianceFunction or "varPower", optional
+        A variance function of ``mm.var`` (nlme's ``weights =``): ``mm.var.Power()``
+        (residual sd proportional to ``|fitted|^power``; the string ``"varPower"`` is the
+        same), ``mm.var.Power("x")``, ``mm.var.Exp(...)``, ``mm.var.Ident("Type")``,
+        ``mm.var.Fixed("x")``, ``mm.var.Combined(...)``; with ``method="ML"`` or
+        ``"REML"`` (not ``"Laplace"``).  The object given is not modified (a copy is
+        bound to the data).
     tolerance, max_iter
         Relative change of the estimates at which the alternation stops; its cap.
     data_name : str, optional
@@ -701,23 +706,22 @@ def nlme(
     -------
     NlmeFit
     """
-    from mixedmodels.core.nonlinear import NonlinearProblem
+    from mixedmodels.core.nonlinear import NonlinearProblem, RowVariance
     from mixedmodels.design.nonlinear import build_nlme_design
     from mixedmodels.optim.nonlinear import fit_lindstrom_bates
     from mixedmodels.results.nlme_fit import NlmeFit
 
     if method not in ("ML", "REML", "Laplace"):
         raise ArgumentError(f"method must be 'ML', 'REML' or 'Laplace', got {method!r}")
-    if weights not in (None, "varPower", "varPower()"):
-        raise ArgumentError(f"weights must be None or 'varPower', got {weights!r}")
-    power = weights is not None
-    if power and method != "ML":
-        raise ArgumentError("varPower() is available with method='ML' only")
+    variance = _nlme_variance(weights, method)
     tolerance = float(tolerance)
     if not (np.isfinite(tolerance) and tolerance > 0):
         raise ArgumentError(f"tolerance must be a positive number, got {tolerance!r}")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
-    design = build_nlme_design(model, data, fixed, random, covariance)
+    design = build_nlme_design(
+        model, data, fixed, random, covariance,
+        extra_columns=_variance_columns(variance),
+    )
     if design.n_dropped:
         warnings.warn(
             f"{design.n_dropped} row(s) with missing values dropped",
@@ -738,7 +742,7 @@ def nlme(
         n_groups=len(design.levels),
         diagonal=design.random.diagonal,
         reml=method == "REML",
-        power_variance=power,
+        variance=None if variance is None else RowVariance(variance, design.extra, design.groups),
     )
     if design.y.size <= problem.p + problem.q:
         raise DataError(
@@ -758,6 +762,40 @@ def nlme(
             stacklevel=2,
         )
     return NlmeFit(design, problem, estimate, method, beta0, data_name=_data_name(data, data_name))
+
+
+def _nlme_variance(weights, method: str) -> VarianceFunction | None:
+    """A copy of the variance function asked for (the user's object is left unbound);
+    ``"varPower"`` is ``mm.var.Power()``."""
+    import copy
+
+    from mixedmodels.core.variance_functions import Power
+
+    if weights is None:
+        return None
+    if isinstance(weights, str) and weights in ("varPower", "varPower()"):
+        weights = Power()
+    if not isinstance(weights, VarianceFunction):
+        raise ArgumentError(
+            "weights must be a variance function (mm.var.Power(), mm.var.Exp('x'), "
+            "mm.var.Ident('g'), mm.var.Fixed('x'), mm.var.Combined(...)) or 'varPower', "
+            f"got {weights!r}"
+        )
+    if method == "Laplace":
+        raise ArgumentError(
+            "variance functions (weights=) are available with method='ML' or 'REML', not "
+            "'Laplace'"
+        )
+    return copy.deepcopy(weights)
+
+
+def _variance_columns(variance: VarianceFunction | None) -> list[str]:
+    """The data columns a variance function reads (not the fitted values)."""
+    from mixedmodels.core.variance_functions import FITTED
+
+    if variance is None:
+        return []
+    return list(dict.fromkeys(c for c in variance.columns() if c != FITTED))
 
 
 def _self_start_initial(model, covariates: dict, y: np.ndarray) -> dict[str, float]:
