@@ -52,6 +52,7 @@ from mixedmodels.core.nonlinear import (
     ml_deviance_gradient,
     ml_deviance_gradient_weighted,
     pls,
+    reml_deviance_gradient_weighted,
     theta_pairs,
 )
 from mixedmodels.errors import ConvergenceError
@@ -102,7 +103,7 @@ def _lme_step(
     at = problem.variance.at(lin.f)
     x0 = _variance_start(problem, lin, at, theta, delta, warm, reml)
     if reml:
-        x, count = _joint_reml_step(problem, lin, at, x0, warm)
+        x, count = _joint_ml_step(problem, lin, at, x0, cache, reml=True)
         delta = x[problem.n_theta:]
         g = gram(problem, lin, at.weights(delta))
         theta, n_theta = _theta_step(problem, g, x[: problem.n_theta], True, None)
@@ -214,36 +215,26 @@ def _joint_objective(problem, lin, at, x, reml) -> float:
         return np.inf
 
 
-def _joint_ml_step(problem, lin, at, x0, cache):
-    """ML over ``(theta, delta)``: Newton steps with the analytic gradient
-    (:func:`~mixedmodels.core.nonlinear.ml_deviance_gradient_weighted`), BOBYQA when they
-    do not reach an optimum."""
+def _joint_ml_step(problem, lin, at, x0, cache, reml=False):
+    """ML (or REML) over ``(theta, delta)``: Newton steps with the analytic gradient
+    (:func:`~mixedmodels.core.nonlinear.ml_deviance_gradient_weighted`,
+    :func:`~mixedmodels.core.nonlinear.reml_deviance_gradient_weighted`), BOBYQA when
+    they do not reach an optimum."""
     nt = problem.n_theta
     pairs = theta_pairs(problem.q, problem.diagonal)
     lower = _joint_lower(problem)
+    criterion = reml_deviance_gradient_weighted if reml else ml_deviance_gradient_weighted
 
     def dev_grad(x):
         delta = x[nt:]
-        return ml_deviance_gradient_weighted(
+        return criterion(
             problem, lin, problem.lambda_of(x[:nt]), at.weights(delta), at.jacobian(delta),
             pairs,
         )
 
     x, count, ok = newton_gradient(dev_grad, x0, lower, cache=cache)
     if not ok:
-        x, n_fallback = _bobyqa(_raising(problem, lin, at, False), x0, lower)
-        count += n_fallback
-    return x, count
-
-
-def _joint_reml_step(problem, lin, at, x0, warm):
-    """The restricted likelihood over ``(theta, delta)``: Newton steps with
-    central-difference derivatives, BOBYQA when they do not reach an optimum."""
-    lower = _joint_lower(problem)
-    safe = _raising(problem, lin, at, True)
-    x, count, ok = newton_polish(safe, x0, lower, iterations=8 if warm else 12)
-    if not ok:
-        x, n_fallback = _bobyqa(safe, x0, lower)
+        x, n_fallback = _bobyqa(_raising(problem, lin, at, reml), x0, lower)
         count += n_fallback
     return x, count
 
