@@ -228,6 +228,23 @@ class RowVariance:
             k: np.asarray(v, dtype=float)[order] for k, v in values.items()
             if np.asarray(v).dtype.kind in "fiu"
         }
+        self.log_linear = False
+        self.log_linear = self._check_log_linear()
+
+    def _check_log_linear(self) -> bool:
+        """Whether ``log sd`` is linear in the parameters (its derivatives the same at two
+        points, on the data's covariates and stand-in fitted values in [1, 2])."""
+        if self.n_params == 0:
+            return True
+        at = self.at(np.linspace(1.0, 2.0, self._order.size))
+        u = self.start()
+        try:
+            first = at.jacobian(u)
+            second = VarianceAt(self, at.values).jacobian(u + 0.37)
+        except np.linalg.LinAlgError:
+            return False
+        scale = max(float(np.max(np.abs(first), initial=0.0)), 1.0)
+        return bool(np.max(np.abs(first - second), initial=0.0) <= 1e-8 * scale)
 
     def at(self, fitted: np.ndarray | None) -> VarianceAt:
         """The function with its fitted-value covariate (if any) fixed at ``fitted``
@@ -263,15 +280,18 @@ class VarianceAt:
     def __init__(self, owner: RowVariance, values: dict[str, np.ndarray]):
         self.owner = owner
         self.values = values
+        self._jacobian: np.ndarray | None = None
 
     def sd(self, delta: np.ndarray | None) -> np.ndarray:
         """Standard-deviation multipliers; a :class:`numpy.linalg.LinAlgError` when one is
         not finite and positive (the optimizers treat that as outside the domain)."""
-        u = np.zeros(0) if delta is None else np.asarray(delta, dtype=float)
+        u = _EMPTY if delta is None else np.asarray(delta, dtype=float)
+        n = self.owner._order.size
         with np.errstate(all="ignore"):
             sd = np.asarray(self.owner.function.sd(u, self.values), dtype=float)
-        sd = np.broadcast_to(sd, (self.owner._order.size,))
-        if not (np.all(np.isfinite(sd)) and sd.min(initial=np.inf) > 0):
+        if sd.shape != (n,):
+            sd = np.broadcast_to(sd, (n,))
+        if not (sd.min(initial=np.inf) > 0 and sd.max(initial=0.0) < np.inf):
             raise np.linalg.LinAlgError("variance function outside its range")
         return self.owner.unsort(sd)
 
@@ -280,9 +300,12 @@ class VarianceAt:
         return 1.0 / self.sd(delta)
 
     def jacobian(self, delta: np.ndarray) -> np.ndarray:
-        """``d log sd_j / d delta_k`` (n, k) by central differences: ``log sd`` is linear in
+        """``d log sd_j / d delta_k`` (n, k) by central differences.  ``log sd`` is linear in
         the parameters for every function of the seam (``power log|v|``, ``expon v``, a log
-        sd per stratum, their sums), so the difference is exact to rounding."""
+        sd per stratum, their sums), where the difference is exact to rounding and, found
+        so when the function was bound (:attr:`RowVariance.log_linear`), computed once."""
+        if self._jacobian is not None:
+            return self._jacobian
         u = np.asarray(delta, dtype=float)
         out = np.empty((self.owner._order.size, u.size))
         for k in range(u.size):
@@ -291,7 +314,12 @@ class VarianceAt:
             up[k] += h
             down[k] -= h
             out[:, k] = np.log(self.sd(up) / self.sd(down)) / (2 * h)
+        if self.owner.log_linear:
+            self._jacobian = out
         return out
+
+
+_EMPTY = np.zeros(0)
 
 
 @dataclass
