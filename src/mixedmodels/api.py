@@ -773,6 +773,7 @@ def _nlme_variance(weights, method: str) -> VarianceFunction | None:
 
     if weights is None:
         return None
+    given = weights
     if isinstance(weights, str) and weights in ("varPower", "varPower()"):
         weights = Power()
     if not isinstance(weights, VarianceFunction):
@@ -783,8 +784,8 @@ def _nlme_variance(weights, method: str) -> VarianceFunction | None:
         )
     if method == "Laplace":
         raise ArgumentError(
-            "variance functions (weights=) are available with method='ML' or 'REML', not "
-            "'Laplace'"
+            f"weights={given!r}: variance functions are available with method='ML' or "
+            "'REML', not 'Laplace'"
         )
     return copy.deepcopy(weights)
 

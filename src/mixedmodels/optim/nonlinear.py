@@ -260,6 +260,23 @@ def _raising(problem, lin, at, reml):
     return safe
 
 
+def _power_slope(v: np.ndarray, r: np.ndarray) -> float | None:
+    """The slope of ``log|r|`` on ``log|v|``: a start for a power variance function's
+    exponent (``E log|r| = log sigma + delta log|v| + const``), within [-3, 3].  The fits
+    now start from the seam's ``Power.residual_start`` (the same slope, within [-5, 5]);
+    this one stays for callers of the module."""
+    with np.errstate(all="ignore"):
+        x, y = np.log(np.abs(v)), np.log(np.abs(r))
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return None
+    xc = x[ok] - x[ok].mean()
+    sxx = float(xc @ xc)
+    if not sxx > 0:
+        return None
+    return float(np.clip(float(xc @ y[ok]) / sxx, -3.0, 3.0))
+
+
 def moment_theta(problem: NonlinearProblem, g: Gram) -> np.ndarray | None:
     """Moment estimate of theta from the linearized model's cross products: per group the
     least-squares random effects ``b_i = (Z_i'Z_i)^-1 Z_i'(w - X beta)`` around the pooled
