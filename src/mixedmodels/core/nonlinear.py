@@ -295,6 +295,14 @@ class VarianceAt:
             raise np.linalg.LinAlgError("variance function outside its range")
         return self.owner.unsort(sd)
 
+    def n_outside(self, delta: np.ndarray | None) -> int:
+        """How many rows' multipliers are not finite and positive at ``delta``."""
+        u = _EMPTY if delta is None else np.asarray(delta, dtype=float)
+        with np.errstate(all="ignore"):
+            sd = np.asarray(self.owner.function.sd(u, self.values), dtype=float)
+        sd = np.broadcast_to(sd, (self.owner._order.size,))
+        return int(np.sum(~(np.isfinite(sd) & (sd > 0))))
+
     def weights(self, delta: np.ndarray | None) -> np.ndarray:
         """Row weights ``s_j = 1 / sd_j``."""
         return 1.0 / self.sd(delta)

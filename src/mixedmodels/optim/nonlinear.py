@@ -178,6 +178,7 @@ def _variance_start(problem, lin, at, theta, delta, warm, reml):
     x0 = np.maximum(np.append(theta, start), lower)
     if warm:
         return x0
+    _check_variance_domain(at, x0[nt:])
     deltas = [x0[nt:]]
     moment = variance.residual_start(problem.y - lin.f, lin.f)
     if moment.shape == x0[nt:].shape and np.all(np.isfinite(moment)):
@@ -196,6 +197,24 @@ def _variance_start(problem, lin, at, theta, delta, warm, reml):
             "function or covariate"
         )
     return best_x
+
+
+def _check_variance_domain(at, delta: np.ndarray) -> None:
+    """The variance function must be defined around its start: a power of fitted values
+    that are 0 (Theoph's concentrations at time 0) is 1 at power 0 and 0 or infinite at
+    any other, where the search could not move and would report power 0."""
+    for k in range(delta.size):
+        for h in (-0.01, 0.01):
+            trial = delta.copy()
+            trial[k] += h
+            bad = at.n_outside(trial)
+            if bad:
+                raise ConvergenceError(
+                    f"the variance function {at.owner.function!r} has standard deviations "
+                    f"that are not finite and positive in {bad} row(s) near its start "
+                    "(e.g. a power of fitted values or of a covariate that are 0); choose "
+                    "another variance function or covariate"
+                )
 
 
 def _joint_lower(problem: NonlinearProblem) -> np.ndarray:
