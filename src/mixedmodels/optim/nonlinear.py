@@ -103,12 +103,12 @@ def _lme_step(
     at = problem.variance.at(lin.f)
     x0, probes = _variance_start(problem, lin, at, theta, delta, warm, reml)
     if reml:
-        x, count = _joint_ml_step(problem, lin, at, x0, cache, reml=True)
+        x, count = _joint_step(problem, lin, at, x0, cache, reml=True)
         delta = x[problem.n_theta:]
         g = gram(problem, lin, at.weights(delta))
         theta, n_theta = _theta_step(problem, g, x[: problem.n_theta], True, None)
         return theta, delta, lin, probes + count + n_theta
-    x, count = _joint_ml_step(problem, lin, at, x0, cache)
+    x, count = _joint_step(problem, lin, at, x0, cache)
     return x[: problem.n_theta], x[problem.n_theta:], lin, probes + count
 
 
@@ -239,7 +239,7 @@ def _joint_objective(problem, lin, at, x, reml) -> float:
 REML_STOP = 1e-13
 
 
-def _joint_ml_step(problem, lin, at, x0, cache, reml=False):
+def _joint_step(problem, lin, at, x0, cache, reml=False):
     """ML (or REML) over ``(theta, delta)``: Newton steps with the analytic gradient
     (:func:`~mixedmodels.core.nonlinear.ml_deviance_gradient_weighted`,
     :func:`~mixedmodels.core.nonlinear.reml_deviance_gradient_weighted`), BOBYQA when
