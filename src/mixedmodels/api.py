@@ -656,7 +656,7 @@ def nlme(
     start: dict | list | np.ndarray | None = None,
     method: str = "ML",
     covariance: str | None = None,
-    weights: str | None = None,
+    weights: str | VarianceFunction | None = None,
     tolerance: float = 1e-8,
     max_iter: int = 100,
     data_name: str | None = None,
@@ -691,8 +691,13 @@ def nlme(
         effects jointly (started from the Lindstrom-Bates fit).
     covariance : {"general", "diag"}, optional
         Overrides the structure written in ``random``.
-    weights : {"varPower"}, optional
-        ``"varPower"``: residual sd proportional to ``|fitted|^delta`` (ML only).
+    weights : VarianceFunction or "varPower", optional
+        A variance function of ``mm.var`` (nlme's ``weights =``): ``mm.var.Power()``
+        (residual sd proportional to ``|fitted|^power``; the string ``"varPower"`` is the
+        same), ``mm.var.Power("x")``, ``mm.var.Exp(...)``, ``mm.var.Ident("Type")``,
+        ``mm.var.Fixed("x")``, ``mm.var.Combined(...)``; with ``method="ML"`` or
+        ``"REML"`` (not ``"Laplace"``).  The object given is not modified (a copy is
+        bound to the data).
     tolerance, max_iter
         Relative change of the estimates at which the alternation stops; its cap.
     data_name : str, optional
@@ -709,7 +714,7 @@ def nlme(
     -------
     NlmeFit
     """
-    from mixedmodels.core.nonlinear import NonlinearProblem
+    from mixedmodels.core.nonlinear import NonlinearProblem, RowVariance
     from mixedmodels.design.nonlinear import build_nlme_design
     from mixedmodels.optim.nonlinear import fit_lindstrom_bates
     from mixedmodels.results.nlme_fit import NlmeFit
@@ -717,16 +722,15 @@ def nlme(
     n_agq = _check_nlme_n_agq(n_agq, method, weights)
     if method not in ("ML", "REML", "Laplace"):
         raise ArgumentError(f"method must be 'ML', 'REML' or 'Laplace', got {method!r}")
-    if weights not in (None, "varPower", "varPower()"):
-        raise ArgumentError(f"weights must be None or 'varPower', got {weights!r}")
-    power = weights is not None
-    if power and method != "ML":
-        raise ArgumentError("varPower() is available with method='ML' only")
+    variance = _nlme_variance(weights, method)
     tolerance = float(tolerance)
     if not (np.isfinite(tolerance) and tolerance > 0):
         raise ArgumentError(f"tolerance must be a positive number, got {tolerance!r}")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
-    design = build_nlme_design(model, data, fixed, random, covariance)
+    design = build_nlme_design(
+        model, data, fixed, random, covariance,
+        extra_columns=_variance_columns(variance),
+    )
     if design.n_dropped:
         warnings.warn(
             f"{design.n_dropped} row(s) with missing values dropped",
@@ -747,7 +751,7 @@ def nlme(
         n_groups=len(design.levels),
         diagonal=design.random.diagonal,
         reml=method == "REML",
-        power_variance=power,
+        variance=None if variance is None else RowVariance(variance, design.extra, design.groups),
     )
     if n_agq > 1 and problem.n_theta != 1:
         raise ArgumentError(
@@ -799,6 +803,41 @@ def _check_nlme_n_agq(n_agq: object, method: str, weights: object) -> int:
             f"weights={weights!r} (a variance function)"
         )
     return n_agq
+
+
+def _nlme_variance(weights, method: str) -> VarianceFunction | None:
+    """A copy of the variance function asked for (the user's object is left unbound);
+    ``"varPower"`` is ``mm.var.Power()``."""
+    import copy
+
+    from mixedmodels.core.variance_functions import Power
+
+    if weights is None:
+        return None
+    given = weights
+    if isinstance(weights, str) and weights in ("varPower", "varPower()"):
+        weights = Power()
+    if not isinstance(weights, VarianceFunction):
+        raise ArgumentError(
+            "weights must be a variance function (mm.var.Power(), mm.var.Exp('x'), "
+            "mm.var.Ident('g'), mm.var.Fixed('x'), mm.var.Combined(...)) or 'varPower', "
+            f"got {weights!r}"
+        )
+    if method == "Laplace":
+        raise ArgumentError(
+            f"weights={given!r}: variance functions are available with method='ML' or "
+            "'REML', not 'Laplace'"
+        )
+    return copy.deepcopy(weights)
+
+
+def _variance_columns(variance: VarianceFunction | None) -> list[str]:
+    """The data columns a variance function reads (not the fitted values)."""
+    from mixedmodels.core.variance_functions import FITTED
+
+    if variance is None:
+        return []
+    return list(dict.fromkeys(c for c in variance.columns() if c != FITTED))
 
 
 def _self_start_initial(model, covariates: dict, y: np.ndarray) -> dict[str, float]:
