@@ -33,7 +33,7 @@ from mixedmodels.core import agq
 from mixedmodels.core.agq import MAX_NODES, agq_deviance, normal_rule
 from mixedmodels.errors import ArgumentError
 from mixedmodels.optim.nonlinear import conditional_modes
-from mixedmodels.optim.nonlinear_agq import AgqDeviance, fit_agq, scalar_modes
+from mixedmodels.optim.nonlinear_agq import AgqDeviance, fit_agq
 from tests.reference.nlme.cases import load
 
 REFERENCE = json.loads(
@@ -109,7 +109,7 @@ def quad_vec_deviance(fit, beta, theta, sigma):
     centre the integration variable (an exact change of variables)."""
     problem, design = fit.problem, fit.design
     lam = float(theta[0])
-    modes, _, _ = scalar_modes(problem, beta, lam, np.zeros(problem.n_groups))
+    modes, _, _ = _scalar_modes(problem, beta, lam, np.zeros(problem.n_groups))
     modes = modes[:, 0]
     s2 = sigma * sigma
 
@@ -130,6 +130,11 @@ def quad_vec_deviance(fit, beta, theta, sigma):
                         - 2 * np.log(sigma * value)))
 
 
+def _scalar_modes(problem, beta, lam: float, u):
+    """The conditional modes of one scalar random effect with relative factor ``lam``."""
+    return conditional_modes(problem, beta, np.array([[lam]]), np.reshape(u, (-1, 1)))
+
+
 def _agq_at(fit, beta, theta, sigma, k):
     dev = AgqDeviance(fit.problem, k, np.zeros((fit.problem.n_groups, 1)))
     value, u, _ = dev.at(beta, theta, sigma)
@@ -144,12 +149,12 @@ def test_one_node_is_the_laplace_criterion_at_any_sigma(laplace, name):
     """With one node the quadrature is ``n log(2 pi sigma^2) + log|A| + PWRSS / sigma^2``
     (closed form, 1e-12 relative: the same sums) at any sigma; at sigma^2 = PWRSS / n that
     is the Laplace fit's profiled criterion, -2 logLik of the Laplace fit to 1e-6 relative
-    (measured: Orange 0; Theoph 1.2e-7, where the Laplace fit's Gauss-Newton modes stop
-    after 50 steps 6e-4 short of the minimum that the secant modes reach)."""
+    (measured: Orange 0, Theoph 0; before the modes' quasi-Newton steps, Theoph's
+    Gauss-Newton modes stopped after 50 steps 6e-4 short of the minimum: 1.2e-7)."""
     fit = laplace[name]
     est, problem = fit.estimate, fit.problem
     lam = float(est.theta[0])
-    u, lin, pwrss = scalar_modes(problem, est.beta, lam, est.b[:, 0] / lam)
+    u, lin, pwrss = _scalar_modes(problem, est.beta, lam, est.b[:, 0] / lam)
     logdet = np.log(1 + lam**2 * np.bincount(problem.groups, lin.z[:, 0] ** 2)).sum()
     n = problem.n
     for sigma in (np.sqrt(pwrss / n), 0.5 * est.sigma, 3 * est.sigma):
@@ -301,12 +306,13 @@ def test_orange_asymptote_is_exact_for_every_n_agq(laplace):
 
 
 def test_scalar_modes_minimize_each_groups_penalized_rss(laplace):
-    """The secant iteration's modes: the derivative of g_i vanishes there (central
-    differences, relative to g_i's curvature scale) and Gauss-Newton from them stays put."""
+    """The modes (secant steps for one scalar effect): the derivative of g_i vanishes there
+    (central differences, relative to g_i's curvature scale), and the iteration restarted
+    from them stays put."""
     fit = laplace["orange_xmid"]
     problem, est = fit.problem, fit.estimate
     lam = float(est.theta[0])
-    u, _, _ = scalar_modes(problem, est.beta * 1.01, lam, np.zeros(problem.n_groups))
+    u, _, _ = _scalar_modes(problem, est.beta * 1.01, lam, np.zeros(problem.n_groups))
     u = u[:, 0]
     for i in range(problem.n_groups):
         h = 1e-5 * max(abs(u[i]), 1.0)  # truncation ~h^2 and rounding ~1e-13 / h: 1e-10
@@ -332,7 +338,7 @@ def test_results_of_an_agq_fit(theoph25):
     assert fit.aic == pytest.approx(-2 * fit.loglik + 10, rel=1e-14)
     est, problem = fit.estimate, fit.problem
     lam = float(est.theta[0])
-    u, _, _ = scalar_modes(problem, est.beta, lam, np.zeros(problem.n_groups))
+    u, _, _ = _scalar_modes(problem, est.beta, lam, np.zeros(problem.n_groups))
     np.testing.assert_allclose(fit.ranef["lKa"].to_numpy(), lam * u[:, 0], rtol=1e-7,
                                atol=1e-9)
     data = load("Theoph")

@@ -44,10 +44,8 @@ from mixedmodels.core.nonlinear import (
     Linearization,
     NonlinearProblem,
     PlsSolution,
-    backward_groups,
     cholesky_groups,
     deviance,
-    forward_groups,
     gram,
     ml_deviance_gradient,
     ml_deviance_gradient_weighted,
@@ -803,55 +801,85 @@ def _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts
 # ------------------------------------------------------------------------ Laplace
 
 
-def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 50):
+def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 100):
     """The random effects' conditional modes for fixed ``beta`` and relative factor:
-    ``min_u ||y - f(beta, Lambda u)||^2 + ||u||^2`` by Gauss-Newton with step halving
+    ``min_u g_i(u_i) = ||y_i - f_i(beta, Lambda u_i)||^2 + ||u_i||^2`` for every group ``i``
     (the groups are independent; one vectorized step serves all).
+
+    The first step is Gauss-Newton's (``H_i = I + Lambda' Z_i'Z_i Lambda``, half the
+    Gauss-Newton Hessian of ``g_i``); later ones are quasi-Newton: each group's ``H_i`` is
+    updated by BFGS from the change of its gradient ``u_i - Lambda' Z_i' r_i``, so the
+    convergence is superlinear where Gauss-Newton's is linear (large residuals: Theoph
+    with a random ``lKa`` stopped after 50 Gauss-Newton steps 6e-4 short of the minimum in
+    ``sum g_i``, and the Laplace fit 0.017 short in logLik).  Each group halves its own
+    step until ``g_i`` does not increase; a group whose step is below ``1e-10 max|u|``
+    stays where it is.
 
     Returns ``u``, the linearization there and the penalized residual sum of squares.
     """
-    lin = problem.linearize(beta, u @ lam.T)
-    obj = _lin_objective(problem, lin, u, 1.0)
+    y, groups, e = problem.y, problem.groups, problem.indicator
+    m, q = u.shape
+    eye = np.eye(q)
+
+    def evaluate(at: np.ndarray):
+        lin = problem.linearize(beta, at @ lam.T)
+        r = y - lin.f
+        rss = np.bincount(groups, r * r, minlength=m) + np.einsum("mq,mq->m", at, at)
+        rss = np.where(np.isfinite(rss), rss, np.inf)
+        zr = np.asarray(e @ (lin.z * r[:, None]))  # (m, q): Z_i' r_i
+        return lin, rss, at - zr @ lam
+
+    def gauss_newton(lin) -> np.ndarray:
+        z = lin.z
+        ztz = np.asarray(e @ (z[:, :, None] * z[:, None, :]).reshape(-1, q * q))
+        return eye + lam.T @ ztz.reshape(m, q, q) @ lam
+
+    lin, g, grad = evaluate(u)
+    if not np.all(np.isfinite(g)):
+        return u, lin, np.inf
+    hess = gauss_newton(lin)
     for _ in range(max_iter):
-        # the fixed effects enter as a known offset: only the u-block of the PLS system
-        g = gram(
-            problem,
-            Linearization(
-                lin.f,
-                lin.x[:, :0],
-                lin.z,
-                problem.y - lin.f + np.einsum("nq,nq->n", lin.z, (u @ lam.T)[problem.groups]),
-            ),
-        )
-        new_u = _modes_only(g, lam)
-        du = new_u - u
-        factor = 1.0
-        while factor > 1e-10:
-            trial_u = u + factor * du
-            trial = problem.linearize(beta, trial_u @ lam.T)
-            new = _lin_objective(problem, trial, trial_u, 1.0)
-            if new <= obj:
+        step = -np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
+        size = np.max(np.abs(step), axis=1)
+        small = size < 1e-10 * max(np.max(np.abs(u), initial=0.0), 1e-8)
+        if small.all():
+            break
+        step[small] = 0.0
+        factor = np.ones(m)
+        while True:
+            trial = u + factor[:, None] * step
+            t_lin, t_g, t_grad = evaluate(trial)
+            # near the minimum the decrease a step promises is below the rounding of g_i
+            # (1e-16 relative): there the step is taken as it is
+            promise = np.abs(np.einsum("mq,mq->m", grad, step)) * factor
+            worse = ~((t_g <= g) | (promise < 1e-11 * g))
+            if not worse.any() or factor[worse].max() < 1e-10:
                 break
-            factor /= 2
-        else:
+            factor[worse] /= 2
+        moved = ~worse
+        if worse.any():  # a group that could not decrease stays: back to the old point
+            trial = np.where(moved[:, None], trial, u)
+            t_lin, t_g, t_grad = evaluate(trial)
+        s = trial - u
+        change = t_grad - grad
+        curvature = np.einsum("mq,mq->m", s, change)
+        hs = np.einsum("mij,mj->mi", hess, s)
+        bending = np.einsum("mq,mq->m", s, hs)
+        update = moved & (curvature > 1e-12 * np.maximum(np.abs(bending), 1e-300)) & (bending > 0)
+        if update.any():
+            c = np.where(update, curvature, 1.0)[:, None, None]
+            b = np.where(update, bending, 1.0)[:, None, None]
+            delta = (
+                change[:, :, None] * change[:, None, :] / c - hs[:, :, None] * hs[:, None, :] / b
+            )
+            hess = hess + np.where(update[:, None, None], delta, 0.0)
+        gain = float(g.sum() - t_g.sum())
+        u, lin, g, grad = trial, t_lin, t_g, t_grad
+        if np.max(np.abs(s), initial=0.0) < 1e-10 * max(
+            np.max(np.abs(u), initial=0.0), 1e-8
+        ) or gain <= 1e-15 * float(g.sum()):
             break
-        gain = obj - new
-        u, lin, obj = trial_u, trial, new
-        if (
-            np.max(np.abs(factor * du), initial=0.0)
-            < 1e-10 * max(np.max(np.abs(u), initial=0.0), 1e-8)
-            or gain <= 1e-15 * obj
-        ):
-            break
-    return u, lin, obj
-
-
-def _modes_only(g, lam):
-    """``u_i = A_i^-1 Lambda' Z_i' w_i`` from a Gram without fixed-effect columns."""
-    low, _ = cholesky_groups(g, lam)
-    q = lam.shape[0]
-    lw = (lam.T @ g.ztm[:, :, 0]) if q > 1 else lam[0, 0] * g.ztm[:, :, 0]
-    return backward_groups(low, forward_groups(low, lw[:, :, None]))[:, :, 0].T
+    return u, lin, float(g.sum())
 
 
 def fit_laplace(problem: NonlinearProblem, start: NlmeEstimate) -> NlmeEstimate:

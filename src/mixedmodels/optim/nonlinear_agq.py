@@ -3,9 +3,10 @@ random effect (``mm.nlme(..., method="Laplace", n_agq=k)``).
 
 lme4's ``nlmer`` refuses ``nAGQ > 1``; this module maximizes the quadrature approximation
 of :func:`mixedmodels.core.agq.agq_deviance` instead.  Each evaluation finds the groups'
-conditional modes for the fixed effects and relative factor (:func:`scalar_modes`: the
-minimum the Laplace fit's Gauss-Newton iteration finds, by secant steps), then adds ``k - 1``
-model evaluations, one per node off the mode.
+conditional modes for the fixed effects and relative factor (the Laplace fit's
+:func:`~mixedmodels.optim.nonlinear.conditional_modes`, whose quasi-Newton steps are secant
+steps for one scalar effect), then adds ``k - 1`` model evaluations, one per node off the
+mode.
 
 Unlike the Laplace criterion, the quadrature's deviance cannot be profiled over sigma in
 closed form (sigma scales the nodes' spread), so ``(beta, theta, log sigma)`` are estimated
@@ -20,13 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixedmodels.core.agq import StackedValues, agq_deviance, group_sums
+from mixedmodels.core.agq import StackedValues, agq_deviance
 from mixedmodels.core.nonlinear import NonlinearProblem, gram, pls
 from mixedmodels.errors import ConvergenceError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim.bobyqa import minimize_bounded
 from mixedmodels.optim.derivatives import hessian_and_gradient
-from mixedmodels.optim.nonlinear import NlmeEstimate, newton_polish
+from mixedmodels.optim.nonlinear import NlmeEstimate, conditional_modes, newton_polish
 
 
 @dataclass
@@ -61,7 +62,7 @@ class AgqDeviance:
         if not (np.isfinite(sigma) and sigma > 0 and np.all(np.isfinite(beta))
                 and np.all(np.isfinite(lam))):
             return np.inf, self.u, None
-        u, lin, pwrss = scalar_modes(problem, np.asarray(beta, dtype=float), lam[0, 0], self.u)
+        u, lin, pwrss = conditional_modes(problem, np.asarray(beta, dtype=float), lam, self.u)
         if not (np.isfinite(pwrss) and np.all(np.isfinite(u))):
             return np.inf, self.u, None
         self.u = u
@@ -73,97 +74,6 @@ class AgqDeviance:
 
     def __call__(self, beta: np.ndarray, theta: np.ndarray, sigma: float) -> float:
         return self.at(beta, theta, sigma)[0]
-
-
-def scalar_modes(
-    problem: NonlinearProblem,
-    beta: np.ndarray,
-    lam: float,
-    u: np.ndarray,
-    max_iter: int = 100,
-    tolerance: float = 1e-10,
-):
-    """The conditional modes ``u~_i = argmin g_i(u)`` of one scalar random effect per group
-    (``g_i`` the group's penalized residual sum of squares, :mod:`mixedmodels.core.agq`),
-    all groups at once.
-
-    The same minimum as :func:`mixedmodels.optim.nonlinear.conditional_modes`, reached
-    faster: the first step is Gauss-Newton's, later ones use the secant curvature
-    ``(g'(u_new) - g'(u_old)) / (u_new - u_old)`` (Gauss-Newton's where that is not
-    positive), so the convergence is superlinear where Gauss-Newton's is linear (large
-    residuals: Theoph with a random ``lKa`` needed 50 Gauss-Newton steps per evaluation,
-    this about 8).  Each group halves its own step until ``g_i`` does not increase.
-
-    Parameters
-    ----------
-    problem : NonlinearProblem
-        One random parameter.
-    beta : ndarray (p,)
-    lam : float
-        Relative factor.
-    u : ndarray (m,) or (m, 1)
-        Start.
-    max_iter : int
-    tolerance : float
-        Stop when every step is below ``tolerance * max(max |u|, 1e-8)``.
-
-    Returns
-    -------
-    u : ndarray (m, 1)
-    lin : Linearization
-        At the modes.
-    pwrss : float
-        ``sum_i g_i(u~_i)``; ``inf`` when the model is not finite at the start.
-    """
-    y = problem.y
-    u = np.asarray(u, dtype=float).reshape(-1).copy()
-
-    def evaluate(at: np.ndarray):
-        lin = problem.linearize(beta, (lam * at)[:, None])
-        r = y - lin.f
-        z = lin.z[:, 0]
-        g = group_sums(problem, r * r) + at * at
-        g = np.where(np.isfinite(g), g, np.inf)
-        half_gradient = at - lam * group_sums(problem, z * r)
-        gauss_newton = 1.0 + lam * lam * group_sums(problem, z * z)
-        return lin, g, half_gradient, gauss_newton
-
-    lin, g, grad, gn = evaluate(u)
-    if not np.all(np.isfinite(g)):
-        return u[:, None], lin, np.inf
-    curvature = gn
-    for _ in range(max_iter):
-        step = -grad / curvature
-        # a group whose step is below the tolerance is at its minimum and stays (halving
-        # its step, where rounding hides any decrease, would cost 30 model calls)
-        small = np.abs(step) < tolerance * max(np.max(np.abs(u), initial=0.0), 1e-8)
-        if small.all():
-            break
-        step[small] = 0.0
-        factor = np.ones_like(u)
-        while True:
-            trial = u + factor * step
-            t_lin, t_g, t_grad, t_gn = evaluate(trial)
-            # near the minimum the decrease a step promises is below the rounding of
-            # g (1e-16 relative): there the secant step is taken as it is
-            worse = ~((t_g <= g) | (np.abs(grad * factor * step) < 1e-11 * g))
-            if not worse.any() or factor[worse].max() < 1e-10:
-                break
-            factor[worse] /= 2
-        moved = ~worse
-        du = np.where(moved, factor * step, 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            secant = (t_grad - grad) / du
-        if worse.any():  # a group that could not decrease stays: back to the old point
-            trial = np.where(moved, trial, u)
-            t_lin, t_g, t_grad, t_gn = evaluate(trial)
-        curvature = np.where(np.isfinite(secant) & (secant > 0), secant, t_gn)
-        u, lin, g, grad = trial, t_lin, t_g, t_grad
-        if np.max(np.abs(du), initial=0.0) < tolerance * max(
-            np.max(np.abs(u), initial=0.0), 1e-8
-        ):
-            break
-    return u[:, None], lin, float(g.sum())
 
 
 def _split(x: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray, float]:
