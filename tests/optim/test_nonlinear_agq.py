@@ -166,21 +166,20 @@ def test_one_node_is_the_laplace_criterion_at_any_sigma(laplace, name):
     assert profiled <= -2 * fit.loglik + 1e-9  # the exact modes' PWRSS is the smaller
 
 
-def test_one_node_fit_jointly_in_sigma_is_the_laplace_fit(laplace):
+@pytest.mark.parametrize("name", ["orange_xmid", "theoph_lka"])
+def test_one_node_fit_jointly_in_sigma_is_the_laplace_fit(laplace, name):
     """Maximizing the one-node criterion over (beta, theta, log sigma) jointly reaches the
-    Laplace fit, whose sigma is profiled: Orange's logLik to 1e-12 relative (measured
-    1e-15), estimates to 1e-6 (measured 1e-7: the optimizers' tolerances).  On Theoph it is
-    never below the Laplace fit (measured: 0.017 above it; the Laplace fit's BOBYQA stops
-    early there on a criterion whose Gauss-Newton modes are not converged)."""
-    fit = laplace["orange_xmid"]
+    Laplace fit, whose sigma is profiled: logLik to 1e-10 relative (measured: Orange 2e-14,
+    Theoph 4e-14), estimates to 1e-5 (the optimizers' tolerances; measured 6e-8 at most).
+    Theoph is the reproducer of the Laplace fit's Gauss-Newton modes stopping after 50
+    steps 6e-4 short of the minimum: its logLik was then 0.017 below this maximum."""
+    fit = laplace[name]
     joint = fit_agq(fit.problem, fit.estimate, 1)
-    assert joint.loglik == pytest.approx(fit.loglik, rel=1e-12)
-    np.testing.assert_allclose(joint.beta, fit.estimate.beta, rtol=1e-6)
+    assert joint.loglik == pytest.approx(fit.loglik, rel=1e-10)
+    np.testing.assert_allclose(joint.beta, fit.estimate.beta, rtol=1e-5)
     np.testing.assert_allclose(joint.sigma * joint.theta, fit.sigma * fit.estimate.theta,
-                               rtol=1e-6)
-    np.testing.assert_allclose(joint.sigma, fit.sigma, rtol=1e-6)
-    fit = laplace["theoph_lka"]
-    assert fit_agq(fit.problem, fit.estimate, 1).loglik >= fit.loglik - 1e-9 * abs(fit.loglik)
+                               rtol=1e-5)
+    np.testing.assert_allclose(joint.sigma, fit.sigma, rtol=1e-5)
 
 
 def test_n_agq_1_is_the_laplace_fit(laplace):
