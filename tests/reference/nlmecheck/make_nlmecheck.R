@@ -34,7 +34,7 @@ summarise <- function(fit) {
     tTable = list(value = unname(s$tTable[, 1]), se = unname(s$tTable[, 2]),
                   df = unname(s$tTable[, 3]), t = unname(s$tTable[, 4]),
                   p = unname(s$tTable[, 5])),
-    sigma = fit$sigma, re_sd = as.numeric(sqrt(diag(vc))), re_names = colnames(vc),
+    sigma = fit$sigma, re_sd = I(as.numeric(sqrt(diag(vc)))), re_names = I(colnames(vc)),
     re_cor = unname(cors[lower.tri(cors)]),
     ranef = lapply(as.list(re), as.numeric), ranef_groups = rownames(re),
     coef = lapply(as.list(cf), as.numeric), coef_groups = rownames(cf),
@@ -353,6 +353,117 @@ fit_case("shuffled", d,
          py = list(model = "size ~ SSlogis(age, Asym, xmid, scal)",
                    fixed = "Asym + xmid + scal ~ 1", random = "Asym ~ 1 | g", method = "ML"),
          newdata = data.frame(age = c(10, 600, 2000), g = c("g09", "g01", "g05")),
+         initial = st)
+
+# ------- 14. fixed formulas and random effects listed in another order than the model's
+# arguments (scal first), on the data of case 9
+d <- read.csv(file.path(here, "data", "three_general.csv"))
+st <- gi(size ~ SSlogis(age, Asym, xmid, scal), d)
+fit_case("reordered", d,
+         list(model = size ~ SSlogis(age, Asym, xmid, scal),
+              fixed = list(scal ~ 1, Asym + xmid ~ 1), random = scal + Asym ~ 1 | g,
+              start = c(st$scal, st$Asym, st$xmid)),
+         py = list(model = "size ~ SSlogis(age, Asym, xmid, scal)",
+                   fixed = c("scal ~ 1", "Asym + xmid ~ 1"), random = "scal + Asym ~ 1 | g",
+                   method = "ML", start = list(scal = st$scal, Asym = st$Asym, xmid = st$xmid)),
+         newdata = data.frame(age = c(0, 700, 3000), g = c("g01", "g15", "g30")))
+
+# ------- 15. a transformed covariate (log(x + 3)) and a factor without intercept
+d <- read.csv(file.path(here, "data", "asym_on_x.csv"))
+st <- gi(size ~ SSlogis(age, Asym, xmid, scal), d)
+fit_case("log_covariate", d,
+         list(model = size ~ SSlogis(age, Asym, xmid, scal),
+              fixed = list(Asym ~ log(x + 3), xmid + scal ~ 1), random = Asym ~ 1 | g,
+              start = c(st$Asym, 0, st$xmid, st$scal)),
+         py = list(model = "size ~ SSlogis(age, Asym, xmid, scal)",
+                   fixed = c("Asym ~ log(x + 3)", "xmid + scal ~ 1"), random = "Asym ~ 1 | g",
+                   method = "ML"),
+         newdata = data.frame(age = c(50, 800, 2000), x = c(-1.5, 0.3, 1.9),
+                              g = c("g01", "g10", "g20")))
+d <- read.csv(file.path(here, "data", "factor_two.csv"), stringsAsFactors = TRUE)
+st <- gi(size ~ SSlogis(age, Asym, xmid, scal), d)
+fit_case("factor_no_intercept", d,
+         list(model = size ~ SSlogis(age, Asym, xmid, scal),
+              fixed = list(Asym ~ trt - 1, xmid + scal ~ 1), random = Asym ~ 1 | g,
+              start = c(st$Asym, st$Asym, st$Asym, st$xmid, st$scal)),
+         py = list(model = "size ~ SSlogis(age, Asym, xmid, scal)",
+                   fixed = c("Asym ~ trt - 1", "xmid + scal ~ 1"), random = "Asym ~ 1 | g",
+                   method = "ML",
+                   start = c(st$Asym, st$Asym, st$Asym, st$xmid, st$scal)),
+         newdata = data.frame(age = c(50, 800), trt = c("lo", "lo"), g = c("g03", "g06")))
+
+# ------- 16. covariates varying within groups (each group measured under both lights and
+# at its own temperatures): nlme's denominator df put such effects at the residual stratum
+set.seed(1616)
+m <- 12
+tt <- c(1, 2, 4, 6, 8, 12)
+d <- do.call(rbind, lapply(seq_len(m), function(i) {
+  Asym <- 50 + rnorm(1, 0, 5)
+  light <- rep(c("dim", "lit"), each = length(tt))
+  temp <- round(rnorm(2 * length(tt), 20, 3), 1)
+  t2 <- rep(tt, 2)
+  A <- Asym + 8 * (light == "lit") + 0.5 * (temp - 20)
+  data.frame(g = labels(m)[i], light = light, temp = temp, t = t2,
+             y = A + (5 - A) * exp(-exp(-1.6) * t2) + rnorm(length(t2), 0, 1))
+}))
+d$light <- factor(d$light)
+st <- gi(y ~ SSasymp(t, Asym, R0, lrc), d)
+fit_case("within_covariates", d,
+         list(model = y ~ SSasymp(t, Asym, R0, lrc), fixed = list(Asym ~ light + temp, R0 + lrc ~ 1),
+              random = Asym ~ 1 | g, start = c(st$Asym, 0, 0, st$R0, st$lrc)),
+         py = list(model = "y ~ SSasymp(t, Asym, R0, lrc)",
+                   fixed = c("Asym ~ light + temp", "R0 + lrc ~ 1"), random = "Asym ~ 1 | g",
+                   method = "ML"),
+         newdata = data.frame(t = c(0.5, 5, 30), light = c("dim", "lit", "lit"),
+                              temp = c(15, 20, 25), g = c("g01", "g06", "g12")),
+         initial = st)
+
+# ------- 17. varPower() on a model that is not in the tests (SSmicmen, sd ~ fitted^0.5)
+set.seed(1717)
+m <- 12
+conc <- rep(c(0.02, 0.06, 0.11, 0.22, 0.56, 1.10), each = 2)
+d <- do.call(rbind, lapply(seq_len(m), function(i) {
+  Vm <- 200 + rnorm(1, 0, 25)
+  mu <- Vm * conc / (0.06 + conc)
+  data.frame(g = labels(m)[i], conc = conc, rate = mu + rnorm(length(conc), 0, 0.8 * sqrt(mu)))
+}))
+st <- gi(rate ~ SSmicmen(conc, Vm, K), d)
+fit_case("micmen_varpower", d,
+         list(model = rate ~ SSmicmen(conc, Vm, K), fixed = Vm + K ~ 1, random = Vm ~ 1 | g,
+              weights = varPower(), start = unlist(st)),
+         py = list(model = "rate ~ SSmicmen(conc, Vm, K)", fixed = "Vm + K ~ 1",
+                   random = "Vm ~ 1 | g", method = "ML", weights = "varPower"),
+         newdata = data.frame(conc = c(0.01, 0.3, 2.0), g = c("g01", "g05", "g12")),
+         initial = st)
+cases$micmen_varpower$converged$varPower <- as.numeric(
+  coef(fits$micmen_varpower$converged$modelStruct$varStruct, unconstrained = FALSE))
+cases$micmen_varpower$default$varPower <- as.numeric(
+  coef(fits$micmen_varpower$default$modelStruct$varStruct, unconstrained = FALSE))
+
+# ------- 18. a group with a single observation and missing values in a factor covariate
+set.seed(1818)
+sizes <- c(1, 7, 7, 2, 7, 6, 7, 7, 5, 7)
+m <- length(sizes)
+ages <- c(118, 484, 664, 1004, 1231, 1372, 1582)
+d <- do.call(rbind, lapply(seq_len(m), function(i) {
+  trt <- c("a", "b")[(i - 1) %% 2 + 1]
+  Asym <- c(a = 170, b = 210)[[trt]] + rnorm(1, 0, 20)
+  a <- sort(sample(ages, sizes[i]))
+  data.frame(g = labels(m)[i], trt = trt, age = a,
+             size = Asym / (1 + exp((720 - a) / 340)) + rnorm(length(a), 0, 6))
+}))
+d$trt[c(20, 45)] <- NA
+d$trt <- factor(d$trt)
+dd <- na.omit(d)
+st <- gi(size ~ SSlogis(age, Asym, xmid, scal), dd)
+fit_case("single_obs_group", d,
+         list(model = size ~ SSlogis(age, Asym, xmid, scal),
+              fixed = list(Asym ~ trt, xmid + scal ~ 1), random = Asym ~ 1 | g,
+              start = c(st$Asym, 0, st$xmid, st$scal), na.action = na.omit),
+         py = list(model = "size ~ SSlogis(age, Asym, xmid, scal)",
+                   fixed = c("Asym ~ trt", "xmid + scal ~ 1"), random = "Asym ~ 1 | g",
+                   method = "ML", n_dropped = sum(!complete.cases(d))),
+         newdata = data.frame(age = c(300, 900), trt = c("a", "b"), g = c("g01", "g04")),
          initial = st)
 
 # ------------------------------------------------ likelihood-ratio tests (nested pairs)
