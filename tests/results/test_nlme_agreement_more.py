@@ -42,7 +42,23 @@ from mixedmodels.core.selfstart import INITIAL
 
 HERE = Path(__file__).resolve().parents[1] / "reference" / "nlmecheck"
 REF = json.loads((HERE / "nlmecheck_reference.json").read_text())
-CASES = list(REF["cases"])
+
+#: Cases nlme fits and mm.nlme does not (yet): name -> diagnosis.
+XFAIL = {
+    "micmen_varpower_reml": "varPower() with REML: api.nlme raises ArgumentError (ML only); "
+                            "core/nonlinear.py has no REML criterion with variance weights",
+    "nested_groups": "nested grouping 'Asym ~ 1 | site/plot': design/nonlinear.py parse_random "
+                     "takes one grouping column (FormulaError); nlme fits multilevel models",
+}
+
+
+def _cases(names: list[str]) -> list:
+    mark = {n: pytest.mark.xfail(strict=True, raises=mm.errors.MixedModelsError, reason=r)
+            for n, r in XFAIL.items()}
+    return [pytest.param(n, marks=mark[n]) if n in XFAIL else n for n in names]
+
+
+CASES = _cases(list(REF["cases"]))
 
 
 def load(name: str) -> pd.DataFrame:
@@ -62,9 +78,27 @@ def fit_case(name: str) -> mm.NlmeFit:
         return mm.nlme(data=load(name), **kwargs_of(name))
 
 
+class Fits(dict):
+    """The fits by case; a case whose fit raised raises that error again when asked for."""
+
+    def __getitem__(self, name: str) -> mm.NlmeFit:
+        value = super().__getitem__(name)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+
 @pytest.fixture(scope="module")
-def fits() -> dict[str, mm.NlmeFit]:
-    return {name: fit_case(name) for name in CASES}
+def fits() -> Fits:
+    out = Fits()
+    for name in REF["cases"]:
+        try:
+            out[name] = fit_case(name)
+        except mm.errors.MixedModelsError as error:
+            if name not in XFAIL:
+                raise
+            out[name] = error
+    return out
 
 
 def _rel(a, b) -> float:
@@ -94,7 +128,12 @@ def test_converged_estimates(fits, name):
     cov = fit.random_covariance.to_numpy()
     sd = np.sqrt(np.diag(cov))
     assert list(fit.random_covariance.index) == [n.split(".")[0] for n in ref["re_names"]]
-    assert _rel(sd, ref["re_sd"]) < 1e-3
+    # a variance at its boundary (case "boundary": nlme's log-sd stops at 2e-4, ours at
+    # 4e-6) is compared on the scale of the residual sd
+    ref_sd = np.asarray(ref["re_sd"])
+    big = ref_sd > 1e-2 * ref["sigma"]
+    assert np.all(np.abs(sd - ref_sd)[big] < 1e-3 * ref_sd[big])
+    assert np.all(np.abs(sd - ref_sd)[~big] < 1e-3 * ref["sigma"])
     if ref["re_cor"] and not fit.design.random.diagonal:
         cor = (cov / np.outer(sd, sd))[np.tril_indices(len(sd), -1)]
         np.testing.assert_allclose(cor, ref["re_cor"], atol=1e-3)
@@ -133,7 +172,7 @@ def test_ranef_coef_fitted(fits, name):
     order = _group_order(fit, ref["ranef_groups"])
     ranef = fit.ranef.to_numpy()[order]
     for j, values in enumerate(ref["ranef"].values()):
-        scale = np.max(np.abs(values))
+        scale = max(np.max(np.abs(values)), ref["sigma"])  # 0 at a boundary: sigma's scale
         assert np.max(np.abs(ranef[:, j] - values)) < 1e-5 * scale
     # nlme's coef is per fixed effect (Asym.(Intercept), Asym.x, ... with the random effect
     # added to its column); ours is each group's curve parameters at its first row: the
@@ -159,7 +198,7 @@ def test_ranef_coef_fitted(fits, name):
     assert np.max(np.abs(fit.residuals(1) - ref["resid1"])) < 1e-5 * scale
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if "predict" in REF["cases"][n]])
+@pytest.mark.parametrize("name", _cases([n for n in REF["cases"] if "predict" in REF["cases"][n]]))
 def test_predict_new_rows(fits, name):
     """nlme's predict(level = 0:1) of the converged fit on new rows (extrapolating in x)."""
     fit, ref = fits[name], REF["cases"][name]["predict"]
@@ -168,7 +207,8 @@ def test_predict_new_rows(fits, name):
     np.testing.assert_allclose(fit.predict(new, level=1), ref["level1"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if "getInitial" in REF["cases"][n]])
+@pytest.mark.parametrize("name", _cases([n for n in REF["cases"]
+                                         if "getInitial" in REF["cases"][n]]))
 def test_self_start_initial(fits, name):
     """The self-start's pooled starting values against stats::getInitial on the same rows
     (R ends them with nls(), which stops within a few 1e-6: 2e-5 relative, as
@@ -301,7 +341,8 @@ def test_summary_numbers(fits, name):
     ours = summary_numbers(fits[name].summary())
     theirs = summary_numbers(REF["cases"][name]["converged"]["summary_text"])
     np.testing.assert_allclose(ours["criteria"], theirs["criteria"], rtol=5e-5)
-    np.testing.assert_allclose(ours["sd"], theirs["sd"], rtol=5e-5)
+    sigma = REF["cases"][name]["converged"]["sigma"]  # a boundary sd: sigma's scale
+    np.testing.assert_allclose(ours["sd"], theirs["sd"], rtol=5e-5, atol=1e-3 * sigma)
     assert ours["table"].shape == theirs["table"].shape
     gap = np.abs(ours["table"] - theirs["table"])
     assert np.all(gap <= 0.5 * theirs["table_step"] + 5e-5 * np.abs(theirs["table"]))

@@ -21,14 +21,20 @@ tight <- nlmeControl(tolerance = 1e-9, pnlsTol = 1e-8, msMaxIter = 500, maxIter 
 
 summarise <- function(fit) {
   s <- summary(fit)
+  # several grouping levels (case 21): the innermost level's random effects and coef
+  # (reStruct lists the levels innermost first, ranef outermost first)
+  inner <- length(fit$modelStruct$reStruct)
   vc <- as.matrix(pdMatrix(fit$modelStruct$reStruct[[1]])) * fit$sigma^2
   cors <- cov2cor(vc)
   re <- ranef(fit)
+  if (!is.data.frame(re)) re <- re[[length(re)]]
   cf <- coef(fit)
   ll <- logLik(fit)
   list(
     logLik = as.numeric(ll), AIC = AIC(fit), BIC = BIC(fit), df = attr(ll, "df"),
     nobs = as.integer(fit$dims$N), ngroups = as.integer(fit$dims$ngrps[[1]]),
+    re_sd_levels = lapply(as.list(fit$modelStruct$reStruct),
+                          function(pd) sqrt(diag(as.matrix(pdMatrix(pd)))) * fit$sigma),
     fixef = as.numeric(fixef(fit)), fixef_names = names(fixef(fit)),
     se = as.numeric(sqrt(diag(vcov(fit)))),
     tTable = list(value = unname(s$tTable[, 1]), se = unname(s$tTable[, 2]),
@@ -38,8 +44,9 @@ summarise <- function(fit) {
     re_cor = unname(cors[lower.tri(cors)]),
     ranef = lapply(as.list(re), as.numeric), ranef_groups = rownames(re),
     coef = lapply(as.list(cf), as.numeric), coef_groups = rownames(cf),
-    fitted0 = as.numeric(fitted(fit, level = 0)), fitted1 = as.numeric(fitted(fit, level = 1)),
-    resid1 = as.numeric(resid(fit, level = 1)),
+    fitted0 = as.numeric(fitted(fit, level = 0)),
+    fitted1 = as.numeric(fitted(fit, level = inner)),
+    resid1 = as.numeric(resid(fit, level = inner)),
     numIter = fit$numIter,
     summary_text = paste(capture.output(print(s)), collapse = "\n"))
 }
@@ -66,7 +73,7 @@ fit_case <- function(name, data, args, py, newdata = NULL, initial = NULL) {
               cpu_default = unname(cpu["user.self"] + cpu["sys.self"]) / 5,
               cpu_converged = unname(cpu_t["user.self"] + cpu_t["sys.self"]) / 5)
   if (!is.null(newdata)) {
-    pr <- predict(fit_t, newdata = newdata, level = 0:1)
+    pr <- predict(fit_t, newdata = newdata, level = 0:1)  # one grouping level
     out$predict <- list(newdata = newdata, level0 = as.numeric(pr[[2]]),
                         level1 = as.numeric(pr[[3]]))
   }
@@ -465,6 +472,52 @@ fit_case("single_obs_group", d,
                    method = "ML", n_dropped = sum(!complete.cases(d))),
          newdata = data.frame(age = c(300, 900), trt = c("a", "b"), g = c("g01", "g04")),
          initial = st)
+
+# ------- 19. no variation between groups: the random effect's variance at its boundary
+set.seed(1919)
+m <- 9
+ages <- c(100, 250, 400, 550, 700, 900, 1100, 1400)
+d <- do.call(rbind, lapply(seq_len(m), function(i)
+  data.frame(g = labels(m)[i], age = ages,
+             size = 150 / (1 + exp((600 - ages) / 250)) + rnorm(length(ages), 0, 4))))
+st <- gi(size ~ SSlogis(age, Asym, xmid, scal), d)
+fit_case("boundary", d,
+         list(model = size ~ SSlogis(age, Asym, xmid, scal), fixed = Asym + xmid + scal ~ 1,
+              random = Asym ~ 1 | g, start = unlist(st)),
+         py = list(model = "size ~ SSlogis(age, Asym, xmid, scal)",
+                   fixed = "Asym + xmid + scal ~ 1", random = "Asym ~ 1 | g", method = "ML"),
+         newdata = data.frame(age = c(10, 600, 2000), g = c("g09", "g01", "g05")),
+         initial = st)
+
+# ------- 20. varPower() with REML (nlme fits it; mm.nlme takes varPower with ML only)
+d <- read.csv(file.path(here, "data", "micmen_varpower.csv"))
+st <- gi(rate ~ SSmicmen(conc, Vm, K), d)
+fit_case("micmen_varpower_reml", d,
+         list(model = rate ~ SSmicmen(conc, Vm, K), fixed = Vm + K ~ 1, random = Vm ~ 1 | g,
+              weights = varPower(), start = unlist(st), method = "REML"),
+         py = list(model = "rate ~ SSmicmen(conc, Vm, K)", fixed = "Vm + K ~ 1",
+                   random = "Vm ~ 1 | g", method = "REML", weights = "varPower"))
+cases$micmen_varpower_reml$converged$varPower <- as.numeric(
+  coef(fits$micmen_varpower_reml$converged$modelStruct$varStruct, unconstrained = FALSE))
+
+# ------- 21. nested grouping (plots within sites): nlme's multilevel random effects
+set.seed(2121)
+ages <- c(100, 300, 500, 700, 900, 1200, 1500)
+d <- do.call(rbind, lapply(1:4, function(s) {
+  site_eff <- rnorm(1, 0, 15)
+  do.call(rbind, lapply(1:5, function(k) {
+    Asym <- 180 + site_eff + rnorm(1, 0, 10)
+    data.frame(site = paste0("s", s), plot = paste0("p", k), age = ages,
+               size = Asym / (1 + exp((700 - ages) / 300)) + rnorm(length(ages), 0, 4))
+  }))
+}))
+st <- gi(size ~ SSlogis(age, Asym, xmid, scal), d)
+fit_case("nested_groups", d,
+         list(model = size ~ SSlogis(age, Asym, xmid, scal), fixed = Asym + xmid + scal ~ 1,
+              random = Asym ~ 1 | site/plot, start = unlist(st)),
+         py = list(model = "size ~ SSlogis(age, Asym, xmid, scal)",
+                   fixed = "Asym + xmid + scal ~ 1", random = "Asym ~ 1 | site/plot",
+                   method = "ML"))
 
 # ------------------------------------------------ likelihood-ratio tests (nested pairs)
 lrt <- function(a, b, which) {
