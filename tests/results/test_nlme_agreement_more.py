@@ -49,6 +49,8 @@ XFAIL = {
                             "core/nonlinear.py has no REML criterion with variance weights",
     "nested_groups": "nested grouping 'Asym ~ 1 | site/plot': design/nonlinear.py parse_random "
                      "takes one grouping column (FormulaError); nlme fits multilevel models",
+    "log_response": "transformed response 'log(size) ~ log(...)': design/nonlinear.py "
+                    "_parse_model requires a column name on the left (FormulaError)",
 }
 
 
@@ -59,6 +61,17 @@ def _cases(names: list[str]) -> list:
 
 
 CASES = _cases(list(REF["cases"]))
+
+#: Cases where nlme's tight fit stops at its iteration cap (a singular covariance: each LME
+#: step ends at nlminb's evaluation limit, or a singular precision matrix) short of the fixed
+#: point mm.nlme reaches; our log-likelihood is the higher one (test_higher_than_nlme) and the
+#: values derived from the estimates are compared at the issue's 1e-3 instead of 1e-5.
+UNCONVERGED = [n for n, c in REF["cases"].items()
+               if any("reached without convergence" in w for w in c["warnings"]["converged"])]
+
+
+def _tol(name: str, tight: float) -> float:
+    return 1e-3 if name in UNCONVERGED else tight
 
 
 def load(name: str) -> pd.DataFrame:
@@ -135,7 +148,8 @@ def test_converged_estimates(fits, name):
     assert np.all(np.abs(sd - ref_sd)[big] < 1e-3 * ref_sd[big])
     assert np.all(np.abs(sd - ref_sd)[~big] < 1e-3 * ref["sigma"])
     if ref["re_cor"] and not fit.design.random.diagonal:
-        cor = (cov / np.outer(sd, sd))[np.tril_indices(len(sd), -1)]
+        # R's lower triangle, column by column
+        cor = (cov / np.outer(sd, sd)).T[np.triu_indices(len(sd), 1)]
         np.testing.assert_allclose(cor, ref["re_cor"], atol=1e-3)
     if "varPower" in ref:
         assert abs(fit.variance_power - ref["varPower"]) < 1e-4
@@ -169,11 +183,12 @@ def test_t_table(fits, name):
 @pytest.mark.parametrize("name", CASES)
 def test_ranef_coef_fitted(fits, name):
     fit, ref = fits[name], REF["cases"][name]["converged"]
+    rtol = _tol(name, 1e-5)
     order = _group_order(fit, ref["ranef_groups"])
     ranef = fit.ranef.to_numpy()[order]
     for j, values in enumerate(ref["ranef"].values()):
         scale = max(np.max(np.abs(values)), ref["sigma"])  # 0 at a boundary: sigma's scale
-        assert np.max(np.abs(ranef[:, j] - values)) < 1e-5 * scale
+        assert np.max(np.abs(ranef[:, j] - values)) < rtol * scale
     # nlme's coef is per fixed effect (Asym.(Intercept), Asym.x, ... with the random effect
     # added to its column); ours is each group's curve parameters at its first row: the
     # same numbers through the fixed-effects design row
@@ -191,11 +206,11 @@ def test_ranef_coef_fitted(fits, name):
                        for i, c in enumerate(par.columns))
             if f"{par.name}.(Intercept)" in rcoef and "(Intercept)" not in par.columns:
                 want = want + np.asarray(rcoef[f"{par.name}.(Intercept)"])
-        np.testing.assert_allclose(coef[:, j], want, rtol=1e-5, err_msg=par.name)
-    np.testing.assert_allclose(fit.fitted(0), ref["fitted0"], rtol=1e-5)
-    np.testing.assert_allclose(fit.fitted(1), ref["fitted1"], rtol=1e-5)
+        np.testing.assert_allclose(coef[:, j], want, rtol=rtol, err_msg=par.name)
+    np.testing.assert_allclose(fit.fitted(0), ref["fitted0"], rtol=rtol)
+    np.testing.assert_allclose(fit.fitted(1), ref["fitted1"], rtol=rtol)
     scale = np.max(np.abs(ref["resid1"]))
-    assert np.max(np.abs(fit.residuals(1) - ref["resid1"])) < 1e-5 * scale
+    assert np.max(np.abs(fit.residuals(1) - ref["resid1"])) < rtol * scale
 
 
 @pytest.mark.parametrize("name", _cases([n for n in REF["cases"] if "predict" in REF["cases"][n]]))
@@ -203,8 +218,9 @@ def test_predict_new_rows(fits, name):
     """nlme's predict(level = 0:1) of the converged fit on new rows (extrapolating in x)."""
     fit, ref = fits[name], REF["cases"][name]["predict"]
     new = pd.DataFrame(ref["newdata"])
-    np.testing.assert_allclose(fit.predict(new, level=0), ref["level0"], rtol=1e-5)
-    np.testing.assert_allclose(fit.predict(new, level=1), ref["level1"], rtol=1e-5)
+    rtol = _tol(name, 1e-5)
+    np.testing.assert_allclose(fit.predict(new, level=0), ref["level0"], rtol=rtol)
+    np.testing.assert_allclose(fit.predict(new, level=1), ref["level1"], rtol=rtol)
 
 
 @pytest.mark.parametrize("name", _cases([n for n in REF["cases"]
@@ -219,6 +235,17 @@ def test_self_start_initial(fits, name):
     got = INITIAL[model.self_start](roles, fit.design.y, model.on)
     assert list(model.parameters) == list(want)
     np.testing.assert_allclose(got, list(want.values()), rtol=2e-5)
+
+
+@pytest.mark.parametrize("name", UNCONVERGED)
+def test_higher_than_nlme(fits, name):
+    """Where nlme stops at its cap, ours converges and its log-likelihood is not lower than
+    nlme's (tight or default), and within the issue's 1e-6 of it."""
+    fit, case = fits[name], REF["cases"][name]
+    assert fit.converged
+    for which in ("converged", "default"):
+        assert fit.loglik >= case[which]["logLik"] - 1e-9 * abs(case[which]["logLik"])
+    assert fit.loglik - case["converged"]["logLik"] < 1e-6 * abs(case["converged"]["logLik"])
 
 
 def test_shuffled_rows_give_the_sorted_fit(fits):
@@ -340,11 +367,12 @@ def test_summary_numbers(fits, name):
     7 significant digits each): there half a unit of nlme's last digit is added."""
     ours = summary_numbers(fits[name].summary())
     theirs = summary_numbers(REF["cases"][name]["converged"]["summary_text"])
+    rtol = _tol(name, 5e-5)
     np.testing.assert_allclose(ours["criteria"], theirs["criteria"], rtol=5e-5)
     sigma = REF["cases"][name]["converged"]["sigma"]  # a boundary sd: sigma's scale
-    np.testing.assert_allclose(ours["sd"], theirs["sd"], rtol=5e-5, atol=1e-3 * sigma)
+    np.testing.assert_allclose(ours["sd"], theirs["sd"], rtol=rtol, atol=1e-3 * sigma)
     assert ours["table"].shape == theirs["table"].shape
     gap = np.abs(ours["table"] - theirs["table"])
-    assert np.all(gap <= 0.5 * theirs["table_step"] + 5e-5 * np.abs(theirs["table"]))
-    np.testing.assert_allclose(ours["quantiles"], theirs["quantiles"], rtol=5e-5, atol=1e-6)
+    assert np.all(gap <= 0.5 * theirs["table_step"] + rtol * np.abs(theirs["table"]))
+    np.testing.assert_allclose(ours["quantiles"], theirs["quantiles"], rtol=rtol, atol=1e-6)
     assert (ours["nobs"], ours["ngroups"]) == (theirs["nobs"], theirs["ngroups"])
