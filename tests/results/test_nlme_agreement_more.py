@@ -248,6 +248,48 @@ def test_higher_than_nlme(fits, name):
     assert fit.loglik - case["converged"]["logLik"] < 1e-6 * abs(case["converged"]["logLik"])
 
 
+# ------------------------------------------------------------ other starts
+
+#: The alternation's failure from starts with a too-fast decay rate (k >= 1 where k = 0.25).
+POOR_START_FAILURE = (
+    "from this start the first LME step puts the random-effect variance at 0 and the PNLS "
+    "step starts at the LME step's undamped Gauss-Newton solution (optim/nonlinear.py "
+    "_fit_lindstrom_bates: only an infinite objective falls back), which jumps to k ~ -9 "
+    "where exp(-k t) overflows: ConvergenceError, 'fixed effects' system is not positive "
+    "definite' (nlme ends at logLik 34.60 with the variance at 0, the optimum is 85.90)"
+)
+POOR = REF["poor_starts"]
+
+
+def _poor_params() -> list:
+    out = []
+    for i, entry in enumerate(POOR):
+        failing = entry["case"] == "expression_covariate" and entry["start"]["k"] >= 1
+        marks = ([pytest.mark.xfail(strict=True, raises=mm.errors.ConvergenceError,
+                                    reason=POOR_START_FAILURE)] if failing else [])
+        out.append(pytest.param(i, marks=marks, id=f"{entry['case']}-{i}"))
+    return out
+
+
+@pytest.mark.parametrize("i", _poor_params())
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
+def test_other_starts_reach_the_optimum(i):
+    """From starts away from the optimum our fit reaches the best log-likelihood nlme
+    reaches from a good start (1e-6 relative), never below nlme's from the same start
+    (nlme itself stops at logLik 34.60 from k >= 1 on the expression model, at -745 and -900
+    from two of the three logistic starts)."""
+    entry = POOR[i]
+    best = REF["cases"][entry["case"]]["converged"]["logLik"]
+    kwargs = kwargs_of(entry["case"]) | {"start": entry["start"]}
+    fit = mm.nlme(data=load(entry["case"]), **kwargs)
+    assert abs(fit.loglik - best) <= 1e-6 * abs(best)
+    # nlme's tight fits of one model from different starts end up to 1.4e-9 (relative)
+    # apart (85.9023037 from the case's start, 85.9023039 from (-2, 3, 0.1)): 1e-8
+    for which in ("default", "converged"):
+        if "logLik" in entry[which]:
+            assert fit.loglik >= entry[which]["logLik"] - 1e-8 * abs(entry[which]["logLik"])
+
+
 def test_shuffled_rows_give_the_sorted_fit(fits):
     """An identity: the shuffled data sorted back give the same start and fit."""
     data = load("shuffled")

@@ -635,7 +635,35 @@ for (pair in list(c("asym_on_x_null", "asym_on_x"), c("factor_one", "factor_two"
                                                    converged = lrt(pair[1], pair[2], "converged"))
 }
 
-out <- list(cases = cases, anova = anovas,
+# ------------------------------------------------------ starts away from the optimum
+# The same models from other starting values (nlme's defaults and tight control): where
+# nlme ends depends on the start (the random-effect variance can collapse to 0 and stay).
+poor <- list()
+poor_start <- function(case, model, fixed, random, start) {
+  d <- read.csv(file.path(here, "data", paste0(case, ".csv")))
+  one <- function(ctl) {
+    f <- tryCatch(suppressWarnings(nlme(model, data = d, fixed = fixed, random = random,
+                                        start = start, control = ctl)),
+                  error = function(e) conditionMessage(e))
+    if (is.character(f)) return(list(error = f))
+    list(logLik = as.numeric(logLik(f)), fixef = as.numeric(fixef(f)),
+         re_sd = I(as.numeric(sqrt(diag(as.matrix(pdMatrix(f$modelStruct$reStruct[[1]])))) *
+                   f$sigma)))
+  }
+  poor[[length(poor) + 1]] <<- list(case = case, start = as.list(start),
+                                    default = one(nlmeControl()), converged = one(tight))
+}
+for (st in list(c(b0 = 2, b1 = 1.5, k = 1), c(b0 = 2, b1 = 1.5, k = 1.5),
+                c(b0 = 5, b1 = 0.1, k = 1.5), c(b0 = 10, b1 = 0.1, k = 1.5),
+                c(b0 = 0.1, b1 = 5, k = 0.05), c(b0 = -2, b1 = 3, k = 0.1)))
+  poor_start("expression_covariate", y ~ (b0 + b1 * dose) * exp(-k * t), b0 + b1 + k ~ 1,
+             b0 ~ 1 | g, st)
+for (st in list(c(Asym = 100, xmid = 300, scal = 100), c(Asym = 300, xmid = 1200, scal = 600),
+                c(Asym = 190, xmid = 720, scal = 50)))
+  poor_start("three_general", size ~ SSlogis(age, Asym, xmid, scal), Asym + xmid + scal ~ 1,
+             Asym + xmid + scal ~ 1 | g, st)
+
+out <- list(cases = cases, anova = anovas, poor_starts = poor,
             versions = list(R = R.version.string, nlme = as.character(packageVersion("nlme"))))
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE, na = "null"),
            file.path(here, "nlmecheck_reference.json"))
