@@ -27,8 +27,8 @@ up to ~1e-4 from the fixed point): logLik 2e-5 relative, fixed effects and SEs 1
 6.6e-6, 1.9e-4, 4.6e-4), the tolerances of test_nlme_fit.py.  Conditional modes, per-group
 coefficients, fitted values and predictions: 1e-5 relative (measured 4.4e-7 at most).
 Where nlme's tight fit stops at its iteration cap (UNCONVERGED: singular_2x2, fpl_general4)
-our log-likelihood is the higher one (by 5.0e-5 and 1.4e-4) and those values are compared at
-the issue's 1e-3 (measured: sds 5.2e-4, fitted 1.8e-5).
+our log-likelihood is the higher one (by 5.0e-5 and 1.4e-4 absolute) and those values are
+compared at the issue's 1e-3 (measured: sds 5.2e-4, fitted 1.8e-5).
 """
 
 from __future__ import annotations
