@@ -51,8 +51,6 @@ REF = json.loads((HERE / "nlmecheck_reference.json").read_text())
 
 #: Cases nlme fits and mm.nlme does not (yet): name -> diagnosis.
 XFAIL = {
-    "micmen_varpower_reml": "varPower() with REML: api.nlme raises ArgumentError (ML only); "
-                            "core/nonlinear.py has no REML criterion with variance weights",
     "nested_groups": "nested grouping 'Asym ~ 1 | site/plot': design/nonlinear.py parse_random "
                      "takes one grouping column (FormulaError); nlme fits multilevel models",
     "log_response": "transformed response 'log(size) ~ log(...)': design/nonlinear.py "
@@ -256,34 +254,21 @@ def test_higher_than_nlme(fits, name):
 
 # ------------------------------------------------------------ other starts
 
-#: The alternation's failure from starts with a too-fast decay rate (k >= 1 where k = 0.25).
-POOR_START_FAILURE = (
-    "from this start the first LME step puts the random-effect variance at 0 and the PNLS "
-    "step starts at the LME step's undamped Gauss-Newton solution (optim/nonlinear.py "
-    "_fit_lindstrom_bates: only an infinite objective falls back), which jumps to k ~ -9 "
-    "where exp(-k t) overflows: ConvergenceError, 'fixed effects' system is not positive "
-    "definite' (nlme ends at logLik 34.60 with the variance at 0, the optimum is 85.90)"
-)
 POOR = REF["poor_starts"]
 
 
-def _poor_params() -> list:
-    out = []
-    for i, entry in enumerate(POOR):
-        failing = entry["case"] == "expression_covariate" and entry["start"]["k"] >= 1
-        marks = ([pytest.mark.xfail(strict=True, raises=mm.errors.ConvergenceError,
-                                    reason=POOR_START_FAILURE)] if failing else [])
-        out.append(pytest.param(i, marks=marks, id=f"{entry['case']}-{i}"))
-    return out
-
-
-@pytest.mark.parametrize("i", _poor_params())
+@pytest.mark.parametrize(
+    "i", range(len(POOR)), ids=[f"{e['case']}-{i}" for i, e in enumerate(POOR)]
+)
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
 def test_other_starts_reach_the_optimum(i):
     """From starts away from the optimum our fit reaches the best log-likelihood nlme
     reaches from a good start (1e-6 relative), never below nlme's from the same start
     (nlme itself stops at logLik 34.60 from k >= 1 on the expression model, at -745 and -900
-    from two of the three logistic starts)."""
+    from two of the three logistic starts).  From k >= 1 on the expression model our
+    alternation used to raise ConvergenceError: the PNLS step started at the LME step's
+    undamped solution, which jumped to k = -8.85 where exp(-k t) overflowed; it now starts
+    from the better of that solution and the current estimates."""
     entry = POOR[i]
     best = REF["cases"][entry["case"]]["converged"]["logLik"]
     kwargs = kwargs_of(entry["case"]) | {"start": entry["start"]}

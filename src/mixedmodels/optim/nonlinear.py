@@ -712,8 +712,15 @@ def _fit_lindstrom_bates(
         # start PNLS at the LME step's solution of the linearized model
         sol = pls(gram(problem, lin, s), lam)
         beta_start, u_start = sol.beta, sol.u
-        if _objective(problem, beta_start, u_start, lam, s) == np.inf:
-            beta_start, u_start = beta, _u_of(b, lam)
+        # ... unless the current estimates are the better start: the linearized model's
+        # solution can jump far (a variance near 0: the expression model of
+        # tests/reference/nlmecheck from k = 1 went to k = -8.85, where exp(-k t) ~ 1e46
+        # overflowed the cross-products); PNLS then starts where it is
+        u_here = _u_of(b, lam)
+        if not _objective(problem, beta_start, u_start, lam, s) <= _objective(
+            problem, beta, u_here, lam, s
+        ):
+            beta_start, u_start = beta, u_here
         # far from the fixed point the covariance still moves: a few Gauss-Newton steps
         # per alternation do (nlme allows 7 with a loose tolerance); near it, to the end
         cap = PNLS_EARLY if change > 1e-3 else 50
@@ -813,7 +820,7 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 1
     with a random ``lKa`` stopped after 50 Gauss-Newton steps 6e-4 short of the minimum in
     ``sum g_i``, and the Laplace fit 0.017 short in logLik).  Each group halves its own
     step until ``g_i`` does not increase; a group whose step is below ``1e-10 max|u|``
-    stays where it is.
+    stays where it is, and the iteration stops when every step is (at most ``max_iter``).
 
     Returns ``u``, the linearization there and the penalized residual sum of squares.
     """
@@ -873,11 +880,11 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 1
                 change[:, :, None] * change[:, None, :] / c - hs[:, :, None] * hs[:, None, :] / b
             )
             hess = hess + np.where(update[:, None, None], delta, 0.0)
-        gain = float(g.sum() - t_g.sum())
         u, lin, g, grad = trial, t_lin, t_g, t_grad
-        if np.max(np.abs(s), initial=0.0) < 1e-10 * max(
-            np.max(np.abs(u), initial=0.0), 1e-8
-        ) or gain <= 1e-15 * float(g.sum()):
+        # no stop on a small gain in sum g_i: that is second order in the modes' error,
+        # while the Laplace criterion's log|A| is first order in it (Theoph: modes 1.7e-8
+        # apart moved the deviance by 1e-8)
+        if np.max(np.abs(s), initial=0.0) < 1e-10 * max(np.max(np.abs(u), initial=0.0), 1e-8):
             break
     return u, lin, float(g.sum())
 
