@@ -17,10 +17,25 @@ Tolerances are the issue's: log-likelihood 1e-6 relative; fixed effects 1e-4 of 
 largest; standard errors 1e-3 relative; correlation and variance parameters 1e-3
 absolute (they are of order one); random-effect standard deviations and sigma 1e-3
 relative.  Predictions on new rows follow from beta and the modes: 1e-4 of the largest
-prediction.  nlme's ``intervals()`` come from ``fdHess``, a coarse numerical Hessian of its
-own parametrization, so the Wald ends get 5e-3 absolute (as in
-``tests/results/test_residual_fit.py``).  LRT statistics are differences of two
-log-likelihoods each within 1e-6 relative: 1e-6 times their size, and p-values follow.
+prediction.  LRT statistics are differences of two log-likelihoods each within 1e-6
+relative: 4e-6 times their size, and p-values follow (1e-3 relative).
+
+Two references are not R's printed numbers, for causes found in R:
+
+- nlme's ``intervals()`` invert ``fdHess``, a coarse Hessian: on Orthodont's
+  ``varComb(varIdent, varPower(age))`` (``log age`` spans 2.1-2.6, so ``power`` is nearly
+  collinear with ``log sigma``) its lower end for ``power`` is -1.3549 where the same
+  intervals with numDeriv's Richardson Hessian of the same function give -1.3817 (ours
+  -1.3817).  The Wald ends are checked against the Richardson ones (1e-3 absolute: the
+  estimates agree within 1e-4 and the Hessians are both numerical).
+- glmmTMB's standard errors of beta come from the observed information over beta and the
+  covariance parameters together (its ``sdreport``), which carries the covariance
+  parameters' uncertainty (tmb_cs3: 0.06284 for ``x``, lme4's ``(X'V^-1 X)^-1`` 0.06274,
+  ours 0.06274).  The script writes lme4's out densely at glmmTMB's estimates
+  (``se_lme4``); the standard errors are checked against it.  glmmTMB 1.1.5's ``predict()``
+  under REML is not ``X beta + Z b`` (it differs from ``X %*% fixef`` by up to 0.15), so
+  predictions are written out from ``fixef()`` and ``ranef()`` (checked against
+  ``predict()`` on the ML fits).
 """
 
 from __future__ import annotations
@@ -100,6 +115,8 @@ NLME: dict[str, tuple[str, Kwargs, Kwargs]] = {
 }
 GLMMTMB = ["tmb_cs3", "tmb_ar1_6", "tmb_diag_plus", "tmb_crossed_toep"]
 METHODS = ["reml", "ml"]
+#: Wald ends against nlme's intervals() with numDeriv's Richardson Hessian (see module)
+WALD_TOL = 1e-3
 
 
 def reference(case: str) -> dict:
@@ -141,7 +158,7 @@ def _check_common(fit, ref: dict) -> None:
     beta = fit.fixef.to_numpy()
     np.testing.assert_allclose(beta, ref["fixef"], atol=1e-4 * np.max(np.abs(ref["fixef"])))
     se = np.sqrt(np.diagonal(fit.vcov.to_numpy()))
-    np.testing.assert_allclose(se, ref["se"], rtol=1e-3)
+    np.testing.assert_allclose(se, ref.get("se_lme4", ref["se"]), rtol=1e-3)
     assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-3)
 
 
@@ -181,22 +198,32 @@ def test_wald_intervals_agree_with_nlme_intervals(case, method):
     fit = fitted(case, method)
     ci = fit.confint("wald")
     names = list(fit.correlation_parameters.index) + list(fit.variance_parameters.index)
-    lower = (r["cor_lower"] or []) + (r["var_lower"] or [])
-    upper = (r["cor_upper"] or []) + (r["var_upper"] or [])
+    accurate = r["richardson"]
+    lower = (accurate["cor_lower"] or []) + (accurate["var_lower"] or [])
+    upper = (accurate["cor_upper"] or []) + (accurate["var_upper"] or [])
     assert len(lower) == len(names)
-    np.testing.assert_allclose(ci.loc[names, "lower"], lower, atol=5e-3)
-    np.testing.assert_allclose(ci.loc[names, "upper"], upper, atol=5e-3)
+    np.testing.assert_allclose(ci.loc[names, "lower"], lower, atol=WALD_TOL)
+    np.testing.assert_allclose(ci.loc[names, "upper"], upper, atol=WALD_TOL)
 
 
 def _lrt(plain, fit, ref_lrt: dict, df: int) -> None:
+    # lme4's convention: Chisq = 2 max(0, logLik(larger) - logLik(smaller)); nlme's
+    # L.Ratio is 2 |difference| (ovary_ma2: MA(2) fits worse than AR(1), L.Ratio 9.68)
+    # and none between models of equal size (varPower against varExp of the fitted values)
     table = mm.anova(plain, fit)
     assert plain.loglik == pytest.approx(ref_lrt["alt_logLik"], rel=1e-6)
     chisq = float(table["Chisq"].iloc[1])
     size = max(abs(plain.loglik), abs(fit.loglik))
-    assert chisq == pytest.approx(ref_lrt["L_ratio"], abs=4e-6 * size)
-    if df > 0:
-        assert int(table["Df"].iloc[1]) == df
-        assert stats.chi2.sf(chisq, df) == pytest.approx(ref_lrt["p_value"], rel=1e-3, abs=1e-12)
+    small, large = sorted([plain, fit], key=lambda f: f.n_parameters)  # the table's order
+    difference = 2 * (large.loglik - small.loglik)
+    if ref_lrt["L_ratio"] is not None:
+        assert abs(difference) == pytest.approx(ref_lrt["L_ratio"], abs=4e-6 * size)
+    assert chisq == pytest.approx(max(difference, 0.0), abs=1e-12 * size)
+    if df != 0:
+        assert int(table["Df"].iloc[1]) == abs(df)
+        assert stats.chi2.sf(abs(difference), abs(df)) == pytest.approx(
+            ref_lrt["p_value"], rel=1e-3, abs=1e-12
+        )
 
 
 @pytest.mark.parametrize("case", sorted(NLME))

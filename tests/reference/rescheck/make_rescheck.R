@@ -5,6 +5,16 @@
 # intervals() and the LRT (anova) against a second structure, plus R's fitting time.
 # usage: Rscript make_rescheck.R OUTDIR DATADIR
 suppressMessages({library(nlme); library(glmmTMB); library(jsonlite)})
+# nlme's intervals() invert fdHess, a coarse Hessian (one quadratic fit per pair of
+# parameters, relative step eps^(1/3)); the same intervals with numDeriv's Richardson
+# Hessian of the same function are recorded beside them
+with_richardson <- function(expr) {
+  orig <- nlme::fdHess
+  assignInNamespace("fdHess", function(pars, fun, ..., .relStep = NULL, minAbsPar = 0)
+    list(Hessian = numDeriv::hessian(function(p) fun(p, ...), pars)), "nlme")
+  on.exit(assignInNamespace("fdHess", orig, "nlme"))
+  expr
+}
 args <- commandArgs(trailingOnly = TRUE)
 out <- args[1]; datadir <- args[2]
 source(file.path(dirname(sub("--file=", "", grep("--file=", commandArgs(), value = TRUE))), "..", "load_data.R"))
@@ -206,6 +216,12 @@ frame_json <- function(nd) {
   rownames(nd) <- NULL
   nd
 }
+wald_ends <- function(m) {
+  iv <- tryCatch(intervals(m, which = "var-cov"), error = function(e) NULL)
+  ends <- function(part, col) if (is.null(iv) || is.null(iv[[part]])) NULL else V(iv[[part]][, col])
+  list(cor_lower = ends("corStruct", "lower"), cor_upper = ends("corStruct", "upper"),
+       var_lower = ends("varStruct", "lower"), var_upper = ends("varStruct", "upper"))
+}
 lme_result <- function(m, method) {
   ms <- m$modelStruct
   cor_par <- if (!is.null(ms$corStruct)) coef(ms$corStruct, unconstrained = FALSE) else numeric(0)
@@ -243,6 +259,7 @@ for (case in nlme_cases) {
     times <- sapply(1:5, function(i) system.time(fit_lme(case, method, d))[["elapsed"]])
     r <- lme_result(m, method)
     r$seconds_median <- median(times)
+    r$richardson <- wald_ends(with_richardson(fit_lme(case, method, d)))
     Q <- length(m$groups)
     r$predict_fixed <- V(predict(m, nd, level = 0))
     r$predict_random <- V(predict(m, nd, level = Q))
@@ -265,15 +282,48 @@ for (case in nlme_cases) {
 # ------------------------------------------------------------------ glmmTMB cases
 tmb_cases <- list(
   list(name = "tmb_cs3", formula = y ~ cond + x + cs(0 + cond | subj), factors = c("subj", "cond"),
+       fixed = ~cond + x, re = list(subj = ~0 + cond),
        alt = y ~ cond + x + us(0 + cond | subj), shift = "x"),
   list(name = "tmb_ar1_6", formula = y ~ time + ar1(0 + tf | subj), factors = c("subj", "tf"),
+       fixed = ~time, re = list(subj = ~0 + tf),
        alt = y ~ time + (1 | subj), shift = "time"),
   list(name = "tmb_diag_plus", formula = y ~ x + diag(x | g) + (1 | h), factors = c("g", "h"),
+       fixed = ~x, re = list(g = ~x, h = ~1),
        alt = y ~ x + us(x | g) + (1 | h), shift = "x"),
   list(name = "tmb_crossed_toep", formula = y ~ tf + toep(0 + tf | subj) + (1 | item),
+       fixed = ~tf, re = list(subj = ~0 + tf, item = ~1),
        factors = c("subj", "item", "tf"), alt = y ~ tf + us(0 + tf | subj) + (1 | item),
        shift = character(0))
 )
+# glmmTMB 1.1.5's predict() under REML = TRUE is not X beta (+ Z b) (re.form = NA differs
+# from X %*% fixef by up to 0.15 on tmb_diag_plus, with or without newdata; its ML
+# predictions are): predictions are written out from fixef() and ranef() instead, and
+# checked against predict() on the ML fits
+tmb_predict <- function(case, m, nd) {
+  fixed <- drop(model.matrix(case$fixed, nd) %*% fixef(m)$cond)
+  re <- ranef(m)$cond
+  full <- fixed
+  for (g in names(case$re)) {
+    A <- model.matrix(case$re[[g]], nd)
+    b <- as.matrix(re[[g]])[as.character(nd[[g]]), colnames(A), drop = FALSE]
+    full <- full + rowSums(A * b)
+  }
+  list(fixed = fixed, full = full)
+}
+# lme4's standard errors, (X' V^-1 X)^-1 at glmmTMB's estimates with V = Z G Z' + sigma^2 I
+# written out densely; glmmTMB's own (sdreport's) also carry the covariance parameters'
+# uncertainty through the observed information's cross terms
+lme4_se <- function(case, m, d) {
+  X <- model.matrix(case$fixed, d)
+  vc <- VarCorr(m)$cond
+  Vm <- diag(sigma(m)^2, nrow(d))
+  for (g in names(case$re)) {
+    A <- model.matrix(case$re[[g]], d)
+    same <- outer(as.character(d[[g]]), as.character(d[[g]]), "==")
+    Vm <- Vm + (A %*% as.matrix(vc[[g]])[colnames(A), colnames(A)] %*% t(A)) * same
+  }
+  sqrt(diag(solve(t(X) %*% solve(Vm, X))))
+}
 tmb_result <- function(m) {
   vcs <- VarCorr(m)$cond
   list(REML = NULL, nobs = nobs(m), logLik = as.numeric(logLik(m)), df = attr(logLik(m), "df"),
@@ -295,8 +345,12 @@ for (case in tmb_cases) {
     r <- tmb_result(m)
     r$REML <- reml
     r$seconds_median <- median(times)
-    r$predict_fixed <- V(predict(m, nd, re.form = NA))
-    r$predict_random <- V(predict(m, nd))
+    p <- tmb_predict(case, m, nd)
+    if (!reml && max(abs(c(p$fixed - predict(m, nd, re.form = NA), p$full - predict(m, nd)))) > 1e-8)
+      stop("predictions written out differ from glmmTMB's predict() on ", case$name)
+    r$predict_fixed <- V(p$fixed)
+    r$predict_random <- V(p$full)
+    r$se_lme4 <- V(lme4_se(case, m, d))
     if (r$convergence != 0 || !isTRUE(r$pdHess)) stop("glmmTMB did not converge on ", case$name)
     res[[if (reml) "reml" else "ml"]] <- r
     if (!reml) {
