@@ -264,7 +264,9 @@ def test_agrees_with_glmmtmb(case, method):
     for ours, theirs in zip(covs, r["re_cov"].values(), strict=True):
         ours = ours.to_numpy()
         theirs = np.atleast_2d(np.asarray(theirs, dtype=float))
-        np.testing.assert_allclose(np.sqrt(np.diagonal(ours)), np.sqrt(np.diagonal(theirs)), rtol=1e-3)
+        np.testing.assert_allclose(
+            np.sqrt(np.diagonal(ours)), np.sqrt(np.diagonal(theirs)), rtol=1e-3
+        )
         np.testing.assert_allclose(ours, theirs, atol=2e-3 * np.max(theirs))
     _check_predictions(fit, ref, r)
 
