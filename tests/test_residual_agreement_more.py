@@ -52,7 +52,7 @@ import pytest
 from scipy import stats
 
 import mixedmodels as mm
-from mixedmodels.errors import RowsDroppedWarning
+from mixedmodels.errors import FormulaError, RowsDroppedWarning
 
 REFERENCE = Path(__file__).parent / "reference" / "rescheck"
 
@@ -277,3 +277,26 @@ def test_lrt_between_structures_agrees_with_glmmtmb_anova(case):
     fit = fitted(case, "ml")
     plain = _fit(ref["alt_formula"], case_data(case), False, {})
     _lrt(plain, fit, ref["lrt"], int(ref["lrt"]["chi_df"]))
+
+
+def test_missing_values_with_a_repeated_index():
+    # the structures' columns are matched to the design's rows by label; with a repeated
+    # index label the rows are matched by position instead: the same fit
+    data = case_data("single_missing")
+    repeated = data.set_axis(np.arange(len(data)) // 2)
+    formula, kwargs, _ = NLME["single_missing"]
+    fit = fitted("single_missing", "reml")
+    again = _fit(formula, repeated, True, kwargs())
+    assert again.nobs == fit.nobs
+    assert again.loglik == pytest.approx(fit.loglik, rel=1e-10)
+
+
+def test_ar1_over_one_numeric_column_is_refused():
+    # glmmTMB: "ar1() expects a single, factor variable as the time component"; one column
+    # has no correlation, so the term would silently be a random slope on time.  With the
+    # time as a factor the fit is glmmTMB's (ML logLik within 1e-6)
+    data = case_data("tmb_ar1_6")
+    with pytest.raises(FormulaError, match=r"ar1\(0 \+ time \| subj\) has 1 column"):
+        mm.lmer("y ~ time + ar1(0 + time | subj)", data)
+    fit = _fit("y ~ time + ar1(0 + factor(time) | subj)", data, False, {})
+    assert fit.loglik == pytest.approx(reference("tmb_ar1_6")["ml"]["logLik"], rel=1e-6)
