@@ -23,6 +23,11 @@ N <- function(x) I(as.character(x))
 ctrl <- lmeControl(maxIter = 500, msMaxIter = 500, tolerance = 1e-10, msTol = 1e-12,
                    niterEM = 100, opt = "nlminb", returnObject = FALSE)
 lab <- function(prefix, i) sprintf("%s%02d", prefix, i)
+# median over 5 fits of the elapsed and the CPU (user + system) seconds
+timed <- function(expr_fun) {
+  t <- sapply(1:5, function(i) { s <- system.time(expr_fun()); c(s[["elapsed"]], s[["user.self"]] + s[["sys.self"]]) })
+  list(elapsed = median(t[1, ]), cpu = median(t[2, ]))
+}
 ar1_noise <- function(n, phi) as.numeric(arima.sim(list(ar = phi), n = n))
 
 # ------------------------------------------------------------------ simulated data
@@ -256,9 +261,10 @@ for (case in nlme_cases) {
     rows = nrow(d), newdata = frame_json(nd))
   for (method in c("REML", "ML")) {
     m <- fit_lme(case, method, d)
-    times <- sapply(1:5, function(i) system.time(fit_lme(case, method, d))[["elapsed"]])
+    times <- timed(function() fit_lme(case, method, d))
     r <- lme_result(m, method)
-    r$seconds_median <- median(times)
+    r$seconds_median <- times$elapsed
+    r$cpu_seconds_median <- times$cpu
     r$richardson <- wald_ends(with_richardson(fit_lme(case, method, d)))
     Q <- length(m$groups)
     r$predict_fixed <- V(predict(m, nd, level = 0))
@@ -341,10 +347,11 @@ for (case in tmb_cases) {
     rows = nrow(d), newdata = frame_json(nd))
   for (reml in c(TRUE, FALSE)) {
     m <- glmmTMB(case$formula, data = d, REML = reml)
-    times <- sapply(1:5, function(i) system.time(glmmTMB(case$formula, data = d, REML = reml))[["elapsed"]])
+    times <- timed(function() glmmTMB(case$formula, data = d, REML = reml))
     r <- tmb_result(m)
     r$REML <- reml
-    r$seconds_median <- median(times)
+    r$seconds_median <- times$elapsed
+    r$cpu_seconds_median <- times$cpu
     p <- tmb_predict(case, m, nd)
     if (!reml && max(abs(c(p$fixed - predict(m, nd, re.form = NA), p$full - predict(m, nd)))) > 1e-8)
       stop("predictions written out differ from glmmTMB's predict() on ", case$name)
