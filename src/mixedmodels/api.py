@@ -37,7 +37,6 @@ from mixedmodels.errors import (
     SingularFitWarning,
 )
 from mixedmodels.large import fit_chunks
-from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim import OptimizeResult
 from mixedmodels.optim.glmm import fit_glmm
 from mixedmodels.optim.lmm import checked_start, optimize_problem, solve_at
@@ -210,7 +209,7 @@ def lmer(
     if not optimize and start is None:
         raise ArgumentError("optimize=False needs a start: the theta to evaluate at")
     # one BLAS thread for a small (dense) problem, set once for the search and the solution
-    with single_threaded_blas(problem.dense_objective is not None):
+    with problem.blas_context():
         if optimize:
             result = optimize_problem(problem, start, default_start)
         else:
