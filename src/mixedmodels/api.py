@@ -732,11 +732,7 @@ def nlme(
         extra_columns=_variance_columns(variance),
     )
     if design.n_dropped:
-        warnings.warn(
-            f"{design.n_dropped} row(s) with missing values dropped",
-            RowsDroppedWarning,
-            stacklevel=2,
-        )
+        warnings.warn(design.dropped_message(), RowsDroppedWarning, stacklevel=2)
     beta0 = _nlme_start(design, start)
     cov = design.covariates
     function = design.model

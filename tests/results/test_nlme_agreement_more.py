@@ -53,8 +53,6 @@ REF = json.loads((HERE / "nlmecheck_reference.json").read_text())
 XFAIL = {
     "nested_groups": "nested grouping 'Asym ~ 1 | site/plot': design/nonlinear.py parse_random "
                      "takes one grouping column (FormulaError); nlme fits multilevel models",
-    "log_response": "transformed response 'log(size) ~ log(...)': design/nonlinear.py "
-                    "_parse_model requires a column name on the left (FormulaError)",
 }
 
 

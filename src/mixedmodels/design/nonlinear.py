@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mixedmodels.design.grouping import group_codes, level_labels
-from mixedmodels.design.matrices import MatrixBuilder
+from mixedmodels.design.matrices import MatrixBuilder, response_vector
 from mixedmodels.design.validate import check_frame, is_numeric, missing_mask
 from mixedmodels.errors import ArgumentError, ColumnNotFoundError, DataError, FormulaError
 from mixedmodels.formula.derivative import (
@@ -31,7 +31,17 @@ from mixedmodels.formula.derivative import (
     names,
     substitute,
 )
-from mixedmodels.formula.expr import Binary, Call, Name, Node, Paren, deparse, parse_expression
+from mixedmodels.formula.expr import (
+    Binary,
+    Call,
+    Name,
+    Node,
+    Paren,
+    deparse,
+    parse_expression,
+    variables,
+)
+from mixedmodels.formula.functions import check_calls
 
 
 @dataclass(frozen=True)
@@ -199,9 +209,7 @@ def _parse_model(model: str, parameters: tuple[str, ...]) -> tuple[str, ModelFun
     tree = parse_expression(model)
     if not (isinstance(tree, Binary) and tree.op == "~"):
         raise FormulaError("the model must be 'response ~ expression'", model, 0)
-    if not isinstance(tree.left, Name):
-        raise FormulaError("the response must be a column name", model, tree.left.pos)
-    response = tree.left.id
+    response = _response_text(tree.left, model, parameters)
     rhs = tree.right
     while isinstance(rhs, Paren):
         rhs = rhs.inner
@@ -222,6 +230,27 @@ def _parse_model(model: str, parameters: tuple[str, ...]) -> tuple[str, ModelFun
     gradient = tuple(differentiate(rhs, p, model) for p in parameters)
     return response, ModelFunction(model.split("~", 1)[1].strip(), tuple(parameters),
                                    covariates, rhs, gradient)
+
+
+def _response_text(node: Node, model: str, parameters: list[str]) -> str:
+    """The response of ``response ~ expression``: a column name, or an expression of data
+    columns (``log(size)``) that :func:`mixedmodels.design.matrices.response_vector`
+    evaluates as ``mm.lmer`` does (never Python's ``eval``); checked here, where an error can
+    point into the model text."""
+    while isinstance(node, Paren):
+        node = node.inner
+    if isinstance(node, Name):
+        return node.id
+    check_calls(node, model)
+    for name in variables(node):
+        if name in parameters:
+            raise FormulaError(f"the response {deparse(node)!r} uses the parameter {name!r}; "
+                               "it must be a data column or an expression of data columns",
+                               model, node.pos)
+    if not variables(node):
+        raise FormulaError(f"the response {deparse(node)!r} reads no data column", model,
+                           node.pos)
+    return deparse(node)
 
 
 def _self_start_model(model: str, node: Call, parameters: list[str]) -> ModelFunction:
@@ -385,6 +414,18 @@ class NlmeDesign:
     fixed_names: list[str] = field(default_factory=list)
     function_index: list[int] = field(default_factory=list)
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Rows among ``n_dropped`` where a transformed response is NaN or infinite.
+    n_nonfinite: int = 0
+
+    def dropped_message(self) -> str:
+        """What was dropped, for the warning: ``"3 row(s) dropped: 2 with missing values,
+        1 where log(size) is not finite"``."""
+        missing = self.n_dropped - self.n_nonfinite
+        if not self.n_nonfinite:
+            return f"{self.n_dropped} row(s) with missing values dropped"
+        parts = ([f"{missing} with missing values"] if missing else []) + [
+            f"{self.n_nonfinite} where the response {self.response} is not finite"]
+        return f"{self.n_dropped} row(s) dropped: {', '.join(parts)}"
 
     @property
     def n_fixed(self) -> int:
@@ -422,7 +463,9 @@ def build_nlme_design(
             raise FormulaError(f"random-effects parameter {p!r} is not a model parameter "
                                f"({', '.join(param_names)})", random, 0)
     # columns used
-    used: list[str] = [response, spec.group]
+    response_columns = ([response] if response in frame.columns
+                        else variables(parse_expression(response)))
+    used: list[str] = [*response_columns, spec.group]
     for tree in function.covariates.values():
         used += [n for n in names(tree) if n != "pi" or n in frame.columns]
     builders = []
@@ -443,12 +486,31 @@ def build_nlme_design(
         missing |= missing_mask(frame[name])
     keep = ~missing
     n_dropped = int(missing.sum())
+    n_nonfinite = 0
     sub = frame.loc[keep, used] if n_dropped else frame
-    if not is_numeric(sub[response]):
-        raise DataError(f"the response {response!r} is not numeric")
-    y = sub[response].to_numpy(dtype=float)
-    if not np.all(np.isfinite(y)):
-        raise DataError(f"the response {response!r} has infinite values")
+    if response_columns == [response]:
+        if not is_numeric(sub[response]):
+            raise DataError(f"the response {response!r} is not numeric")
+        y = sub[response].to_numpy(dtype=float)
+        if not np.all(np.isfinite(y)):
+            raise DataError(f"the response {response!r} has infinite values")
+    else:
+        # a transformed response (log(size)): NaN and infinite values of the transform
+        # (log of 0 or of a negative number) drop their rows, counted with the missing ones
+        for name in response_columns:
+            if not is_numeric(sub[name]):
+                raise DataError(f"column {name!r} of the response {response!r} is not numeric")
+        with np.errstate(all="ignore"):
+            y = response_vector(sub, response)
+        bad = ~np.isfinite(y)
+        if bad.all():
+            raise DataError(f"the response {response!r} is not finite on any row")
+        if bad.any():
+            n_nonfinite = int(bad.sum())
+            keep[np.flatnonzero(keep)[bad]] = False
+            n_dropped = int((~keep).sum())
+            sub = frame.loc[keep, used]
+            y = y[~bad]
     cov = function.covariate_values(sub)
     for key, values in cov.items():
         if not np.all(np.isfinite(values)):
@@ -488,13 +550,11 @@ def build_nlme_design(
         random_index=[order[p] for p in spec.parameters],
         function_index=[order[p] for p, _, _ in builders],
         groups=codes, levels=list(level_labels(levels)), rows=np.flatnonzero(keep),
-        n_dropped=n_dropped, fixed_names=fixed_names, extra=extra,
+        n_dropped=n_dropped, fixed_names=fixed_names, extra=extra, n_nonfinite=n_nonfinite,
     )
 
 
 def _rhs_columns(builder: MatrixBuilder, frame: pd.DataFrame) -> list[str]:
-    from mixedmodels.formula.expr import variables
-
     out = []
     for node in builder.structure.variables:
         out += [v for v in variables(node) if v in frame.columns or v not in ("pi",)]

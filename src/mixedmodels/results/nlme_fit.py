@@ -17,13 +17,21 @@ from mixedmodels.errors import ArgumentError, DataError, NewLevelError
 from mixedmodels.optim.nonlinear import NlmeEstimate
 
 
-def fixed_df(x: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+def fixed_df(x: np.ndarray, groups: np.ndarray, n_groups: int,
+             finite_difference: np.ndarray | None = None) -> np.ndarray:
     """nlme's denominator degrees of freedom of each fixed effect (``getFixDF``).
 
     A column of the linearized fixed-effects design that varies within some group is
     estimated at the residual stratum (``n - m`` minus such columns, plus one when no column
     is constant); one constant within every group at the group stratum (``m`` minus such
     columns); a constant column (an intercept) gets the largest of the two.
+
+    ``finite_difference``: the model's values when nlme differentiates the model by forward
+    differences (an expression model: no ``gradient`` attribute).  nlme compares a column's
+    values within a group exactly, and the differences' rounding (about 1e-8 relative)
+    makes a column that is constant within groups in exact arithmetic (``log(Asym/...)``:
+    ``1/Asym_i``) vary wherever the model's values vary within the group: such a column is
+    at the residual stratum.
     """
     n, p = x.shape
     tol = np.sqrt(np.finfo(float).eps)
@@ -41,6 +49,12 @@ def fixed_df(x: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
         np.maximum.at(hi, groups, col)
         scale = np.maximum(np.abs(hi), np.abs(lo))
         within = np.any(hi - lo > tol * np.maximum(scale, 1e-300))
+        if not within and finite_difference is not None:
+            lo_f = np.full(n_groups, np.inf)
+            hi_f = np.full(n_groups, -np.inf)
+            np.minimum.at(lo_f, groups, finite_difference)
+            np.maximum.at(hi_f, groups, finite_difference)
+            within = bool(np.any(hi_f > lo_f))
         stratum[j] = 1 if within else 0
     not_const = ~constant
     for s in (0, 1):
@@ -307,7 +321,8 @@ class NlmeFit:
         """nlme's denominator degrees of freedom of the fixed effects."""
         if "df" not in self._cache:
             lin = self.problem.linearize(self.estimate.beta, self.estimate.b)
-            self._cache["df"] = fixed_df(lin.x, self.design.groups, self.n_groups)
+            numeric = None if self.design.model.self_start is not None else self.fitted(1)
+            self._cache["df"] = fixed_df(lin.x, self.design.groups, self.n_groups, numeric)
         return pd.Series(self._cache["df"], index=self.design.fixed_names)
 
     def coef_table(self) -> pd.DataFrame:
