@@ -386,10 +386,18 @@ def parse_random(random: str, covariance: str | None = None) -> RandomSpec:
     if not (getattr(inner, "value", None) == 1.0):
         raise FormulaError("random effects on covariates are not supported: write "
                            "'parameters ~ 1 | group'", random, inner.pos)
-    if not isinstance(rhs.right, Name):
-        raise FormulaError("the grouping factor must be a column name", random, rhs.right.pos)
+    grouping = rhs.right
+    while isinstance(grouping, Paren):
+        grouping = grouping.inner
+    if isinstance(grouping, Binary) and grouping.op == "/":
+        raise FormulaError(
+            f"nested grouping ({deparse(grouping)}) is not supported by mm.nlme yet: give "
+            "one grouping column (for plots within sites, a column that labels each "
+            "site/plot pair fits the inner level alone)", random, grouping.pos)
+    if not isinstance(grouping, Name):
+        raise FormulaError("the grouping factor must be a column name", random, grouping.pos)
     params = _sum_names(tree.left, random, "the left side of the random formula")
-    return RandomSpec(tuple(params), rhs.right.id, diagonal)
+    return RandomSpec(tuple(params), grouping.id, diagonal)
 
 
 # ---------------------------------------------------------------------------- the design
@@ -440,6 +448,19 @@ class NlmeDesign:
 
     def new_fixed_matrices(self, data: pd.DataFrame) -> list[np.ndarray]:
         return [p.builder.build(data) for p in self.parameters]
+
+    def prediction_columns(self, data: pd.DataFrame, level: int) -> list[str]:
+        """The columns of ``data`` a prediction reads: the model's covariates, the fixed
+        formulas' covariates and, at ``level=1``, the grouping column."""
+        used: list[str] = []
+        for tree in self.model.covariates.values():
+            used += [n for n in names(tree) if n != "pi" or n in data.columns]
+        for par in self.parameters:
+            if par.rhs.strip() != "1":
+                used += _rhs_columns(par.builder, data)
+        if level == 1:
+            used.append(self.random.group)
+        return list(dict.fromkeys(used))
 
 
 def build_nlme_design(

@@ -655,15 +655,19 @@ def fit_lindstrom_bates(
         When a step meets a singular system (never a raw :class:`numpy.linalg.LinAlgError`).
     """
     try:
-        return _fit_lindstrom_bates(
-            problem,
-            beta0,
-            theta0=theta0,
-            delta0=delta0,
-            b0=b0,
-            tolerance=tolerance,
-            max_iter=max_iter,
-        )
+        # numpy's overflow / invalid-value warnings of estimates far out (exp(-k t) at
+        # k = -50) are not for the user: non-finite values are caught (_check_finite) and
+        # reported as the ConvergenceError that says what to do
+        with np.errstate(all="ignore"):
+            return _fit_lindstrom_bates(
+                problem,
+                beta0,
+                theta0=theta0,
+                delta0=delta0,
+                b0=b0,
+                tolerance=tolerance,
+                max_iter=max_iter,
+            )
     except np.linalg.LinAlgError as error:
         raise _singular_step(error) from error
 
@@ -892,7 +896,8 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 1
 def fit_laplace(problem: NonlinearProblem, start: NlmeEstimate) -> NlmeEstimate:
     """:func:`_fit_laplace`, a singular system reported as a :class:`ConvergenceError`."""
     try:
-        return _fit_laplace(problem, start)
+        with np.errstate(all="ignore"):  # as fit_lindstrom_bates
+            return _fit_laplace(problem, start)
     except np.linalg.LinAlgError as error:
         raise _singular_step(error) from error
 

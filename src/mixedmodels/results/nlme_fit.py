@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import singledispatch
 
@@ -13,7 +14,14 @@ from mixedmodels.core.nonlinear import NonlinearProblem
 from mixedmodels.core.variance_functions import Combined, Ident, VarianceFunction
 from mixedmodels.design.grouping import codes_for_levels
 from mixedmodels.design.nonlinear import NlmeDesign
-from mixedmodels.errors import ArgumentError, DataError, NewLevelError
+from mixedmodels.design.validate import missing_mask
+from mixedmodels.errors import (
+    ArgumentError,
+    ColumnNotFoundError,
+    DataError,
+    MixedModelsWarning,
+    NewLevelError,
+)
 from mixedmodels.optim.nonlinear import NlmeEstimate
 
 
@@ -195,11 +203,21 @@ class NlmeFit:
         return list(self.design.random.parameters)
 
     @property
+    def random_names(self) -> list[str]:
+        """The random effects' names as nlme gives them: the parameter's name (``Asym``),
+        or ``Asym.(Intercept)`` when the parameter has covariates in the fixed formula
+        (``Asym ~ x``: the random effect is on its intercept)."""
+        columns = {par.name: par.columns for par in self.design.parameters}
+        return [p if columns[p] == ["(Intercept)"] else f"{p}.(Intercept)"
+                for p in self.random_parameters]
+
+    @property
     def random_covariance(self) -> pd.DataFrame:
-        """Covariance matrix of the random effects, ``sigma^2 Lambda Lambda'``."""
+        """Covariance matrix of the random effects, ``sigma^2 Lambda Lambda'`` (rows and
+        columns named as :attr:`random_names`)."""
         lam = self.problem.lambda_of(self.estimate.theta)
         cov = self.sigma**2 * lam @ lam.T
-        names = self.random_parameters
+        names = self.random_names
         return pd.DataFrame(cov, index=names, columns=names)
 
     @property
@@ -208,7 +226,7 @@ class NlmeFit:
         random effects in the columns named after them."""
         cov = self.random_covariance.to_numpy()
         sd = np.sqrt(np.diag(cov))
-        names = self.random_parameters
+        names = self.random_names
         with np.errstate(invalid="ignore", divide="ignore"):
             cor = cov / np.outer(sd, sd)
         table = pd.DataFrame({"StdDev": np.append(sd, self.sigma)}, index=names + ["Residual"])
@@ -221,9 +239,10 @@ class NlmeFit:
 
     @property
     def ranef(self) -> pd.DataFrame:
-        """Conditional modes of the random effects, one row per group."""
+        """Conditional modes of the random effects, one row per group (columns named as
+        :attr:`random_names`)."""
         return pd.DataFrame(self.estimate.b, index=pd.Index(self.design.levels, name=
-                            self.design.random.group), columns=self.random_parameters)
+                            self.design.random.group), columns=self.random_names)
 
     def coef(self) -> pd.DataFrame:
         """Each group's curve parameters (fixed part at the group's first row plus its
@@ -266,12 +285,47 @@ class NlmeFit:
     # ------------------------------------------------------------------- predict
     def predict(self, newdata: pd.DataFrame | None = None, level: int = 1) -> np.ndarray:
         """Predictions on new data at the population (``level=0``) or group level
-        (``level=1``; the grouping column must name fitted groups)."""
+        (``level=1``; the grouping column must name fitted groups).
+
+        Rows with a missing value in a column the prediction reads are predicted as NaN
+        (as ``mm.lmer``'s ``predict``), with a warning that counts them by column (nlme's
+        default ``na.fail`` raises instead)."""
         self._check_level(level)
         if newdata is None:
             return self.fitted(level)
         if not isinstance(newdata, pd.DataFrame):
             raise ArgumentError("newdata must be a pandas DataFrame")
+        columns = self.design.prediction_columns(newdata, level)
+        for name in columns:
+            if name not in newdata.columns:
+                raise ColumnNotFoundError(
+                    f"column {name!r} is not in newdata (the prediction at level {level} "
+                    f"reads: {', '.join(columns)})"
+                )
+        missing = np.zeros(len(newdata), dtype=bool)
+        counts = {}
+        for name in columns:
+            gone = missing_mask(newdata[name])
+            if gone.any():
+                counts[name] = int(gone.sum())
+                missing |= gone
+        if not missing.any():
+            return self._predict_complete(newdata, level)
+        rows = np.flatnonzero(missing)
+        shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
+        warnings.warn(
+            f"{rows.size} row(s) of newdata have missing values ("
+            + ", ".join(f"{name!r}: {k}" for name, k in counts.items())
+            + f"; positions {shown}): predicted as NaN",
+            MixedModelsWarning,
+            stacklevel=2,
+        )
+        out = np.full(len(newdata), np.nan)
+        if rows.size < len(newdata):
+            out[~missing] = self._predict_complete(newdata.loc[~missing], level)
+        return out
+
+    def _predict_complete(self, newdata: pd.DataFrame, level: int) -> np.ndarray:
         design = self.design
         cov = design.model.covariate_values(newdata)
         matrices = design.new_fixed_matrices(newdata)
@@ -435,7 +489,7 @@ def format_summary(fit: NlmeFit) -> str:
     spec = d.random
     formula = f"{' + '.join(spec.parameters)} ~ 1 | {spec.group}"
     out.append(f" Formula: {formula}")
-    names = list(spec.parameters)
+    names = fit.random_names
     vc = fit.varcorr
     if len(names) == 1:
         out.append(_table(["StdDev:"], names + ["Residual"],
