@@ -99,12 +99,3 @@ def test_response_not_finite_anywhere():
     with pytest.raises(DataError, match="not finite on any row"):
         build_nlme_design(f"log(size) ~ {MODEL}", data, ARGS["fixed"], ARGS["random"])
 
-
-@pytest.mark.parametrize("random", ["Asym ~ 1 | site/plot", "Asym ~ 1 | (site/plot)",
-                                    "pdDiag(Asym + xmid ~ 1) | site/plot"])
-def test_nested_grouping_says_it_is_not_supported(random):
-    from mixedmodels.design.nonlinear import parse_random
-
-    with pytest.raises(FormulaError, match=r"nested grouping \(site/plot\) is not supported "
-                       "by mm.nlme"):
-        parse_random(random)

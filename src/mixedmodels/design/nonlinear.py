@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from mixedmodels.design.grouping import group_codes, level_labels
+from mixedmodels.design.grouping import group_codes, level_labels, value_labels
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
 from mixedmodels.design.validate import check_frame, is_numeric, missing_mask
 from mixedmodels.errors import ArgumentError, ColumnNotFoundError, DataError, FormulaError
@@ -332,11 +332,28 @@ def parse_fixed(fixed: str | list[str]) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class RandomSpec:
-    """Random effects of one grouping factor: parameters, grouping column, structure."""
+    """Random effects of one grouping factor: parameters, grouping column, structure.
+
+    ``nesting``: the grouping columns of nested levels, outermost first (``site/plot``:
+    ``("site", "plot")``, each level with random effects on ``parameters``); empty for one
+    grouping factor.  ``group`` is the innermost column.
+    """
 
     parameters: tuple[str, ...]
     group: str
     diagonal: bool
+    nesting: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The grouping columns, outermost first."""
+        return self.nesting or (self.group,)
+
+    @property
+    def level_names(self) -> list[str]:
+        """The levels as nlme names them: ``site``, ``plot %in% site``."""
+        cols = self.columns
+        return [cols[0]] + [f"{cols[k]} %in% {'/'.join(cols[:k])}" for k in range(1, len(cols))]
 
 
 def parse_random(random: str, covariance: str | None = None) -> RandomSpec:
@@ -386,18 +403,27 @@ def parse_random(random: str, covariance: str | None = None) -> RandomSpec:
     if not (getattr(inner, "value", None) == 1.0):
         raise FormulaError("random effects on covariates are not supported: write "
                            "'parameters ~ 1 | group'", random, inner.pos)
-    grouping = rhs.right
-    while isinstance(grouping, Paren):
-        grouping = grouping.inner
-    if isinstance(grouping, Binary) and grouping.op == "/":
-        raise FormulaError(
-            f"nested grouping ({deparse(grouping)}) is not supported by mm.nlme yet: give "
-            "one grouping column (for plots within sites, a column that labels each "
-            "site/plot pair fits the inner level alone)", random, grouping.pos)
-    if not isinstance(grouping, Name):
-        raise FormulaError("the grouping factor must be a column name", random, grouping.pos)
+    nesting = _nesting(rhs.right, random)
     params = _sum_names(tree.left, random, "the left side of the random formula")
-    return RandomSpec(tuple(params), grouping.id, diagonal)
+    if len(nesting) > 1:
+        return RandomSpec(tuple(params), nesting[-1], diagonal, tuple(nesting))
+    return RandomSpec(tuple(params), nesting[0], diagonal)
+
+
+def _nesting(node: Node, text: str) -> list[str]:
+    """``g`` -> ["g"]; ``site/plot`` (nlme's nested levels) -> ["site", "plot"]."""
+    while isinstance(node, Paren):
+        node = node.inner
+    if isinstance(node, Binary) and node.op == "/":
+        out = _nesting(node.left, text) + _nesting(node.right, text)
+        if len(set(out)) < len(out):
+            raise FormulaError("a grouping column is named twice in the nesting", text,
+                               node.pos)
+        return out
+    if not isinstance(node, Name):
+        raise FormulaError("the grouping factor must be a column name or nested column "
+                           "names (site/plot)", text, node.pos)
+    return [node.id]
 
 
 # ---------------------------------------------------------------------------- the design
@@ -424,6 +450,10 @@ class NlmeDesign:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     #: Rows among ``n_dropped`` where a transformed response is NaN or infinite.
     n_nonfinite: int = 0
+    #: Each grouping level's codes and labels, outermost first (one level: ``groups``,
+    #: ``levels``; nested ``site/plot``: site, then ``s1/p1``-labelled plots within sites).
+    level_groups: list[np.ndarray] = field(default_factory=list)
+    level_levels: list[list[str]] = field(default_factory=list)
 
     def dropped_message(self) -> str:
         """What was dropped, for the warning: ``"3 row(s) dropped: 2 with missing values,
@@ -458,8 +488,7 @@ class NlmeDesign:
         for par in self.parameters:
             if par.rhs.strip() != "1":
                 used += _rhs_columns(par.builder, data)
-        if level == 1:
-            used.append(self.random.group)
+        used += list(self.random.columns[:level])
         return list(dict.fromkeys(used))
 
 
@@ -486,7 +515,7 @@ def build_nlme_design(
     # columns used
     response_columns = ([response] if response in frame.columns
                         else variables(parse_expression(response)))
-    used: list[str] = [*response_columns, spec.group]
+    used: list[str] = [*response_columns, *spec.columns]
     for tree in function.covariates.values():
         used += [n for n in names(tree) if n != "pi" or n in frame.columns]
     builders = []
@@ -555,7 +584,12 @@ def build_nlme_design(
             fixed_names.append(p)
         else:
             fixed_names += [f"{p}.{c}" for c in builder.column_names]
-    codes, levels = group_codes(sub, (spec.group,))
+    level_groups, level_levels = [], []
+    for k in range(len(spec.columns)):
+        level_codes, labels = nested_codes(sub, spec.columns[: k + 1])
+        level_groups.append(level_codes)
+        level_levels.append(labels)
+    codes, levels = level_groups[-1], level_levels[-1]
     extra = {}
     for name in extra_columns:
         column = sub[name]
@@ -570,9 +604,38 @@ def build_nlme_design(
         fixed_matrices=matrices, random=spec,
         random_index=[order[p] for p in spec.parameters],
         function_index=[order[p] for p, _, _ in builders],
-        groups=codes, levels=list(level_labels(levels)), rows=np.flatnonzero(keep),
+        groups=codes, levels=levels, rows=np.flatnonzero(keep),
+        level_groups=level_groups, level_levels=level_levels,
         n_dropped=n_dropped, fixed_names=fixed_names, extra=extra, n_nonfinite=n_nonfinite,
     )
+
+
+def nested_codes(data: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Codes and labels of the groups of ``columns`` (a column, or nested columns whose
+    groups are their observed combinations, labelled ``s1/p1`` as nlme labels them)."""
+    codes, levels = group_codes(data, columns)
+    if len(columns) == 1:
+        return codes, list(level_labels(levels))
+    row_labels = [value_labels(data[c]) for c in columns]
+    _, first = np.unique(codes, return_index=True)  # codes are 0..l-1, all observed
+    labels = ["/".join(str(lab[j]) for lab in row_labels) for j in first]
+    return codes, labels
+
+
+def nested_codes_for(data: pd.DataFrame, columns: tuple[str, ...],
+                     labels: list[str]) -> np.ndarray:
+    """Each row's index among the fitted groups' ``labels`` of ``columns`` (-1 for a
+    combination the fit did not see, or a missing value)."""
+    parts = [pd.Series(value_labels(data[c]), dtype=object) for c in columns]
+    text = parts[0].astype(str)
+    for part in parts[1:]:
+        text = text + "/" + part.astype(str)
+    missing = np.zeros(len(data), dtype=bool)
+    for part in parts:
+        missing |= part.isna().to_numpy()
+    codes = pd.Index(labels).get_indexer(text.to_numpy())
+    codes[missing] = -1
+    return codes
 
 
 def _rhs_columns(builder: MatrixBuilder, frame: pd.DataFrame) -> list[str]:
