@@ -649,7 +649,7 @@ def r_named_vector(names: list[str], values: np.ndarray, digits: int = 7,
 # ------------------------------------------------------------- nested grouping levels
 
 
-@dataclass
+@dataclass(repr=False)
 class NestedNlmeFit(NlmeFit):
     """A nonlinear mixed model with nested grouping levels (nlme's ``site/plot``).
 
