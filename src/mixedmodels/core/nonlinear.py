@@ -776,14 +776,51 @@ class MultilevelProblem:
     def fitted(self, beta: np.ndarray, bs: list[np.ndarray], upto: int | None = None) -> np.ndarray:
         return self.model(self.phi(beta, bs, upto))[0]
 
-    def u_matrix(self, lin: MultilevelLinearization, lams: list[np.ndarray]) -> np.ndarray:
-        """``U`` (n, all random effects): row ``j`` holds ``Z_k[j] Lambda_k`` in the columns
-        of its group at each level."""
+    def z_matrix(self, lin: MultilevelLinearization) -> np.ndarray:
+        """``Z`` (n, all random effects): row ``j`` holds ``Z_k[j]`` in the columns of its
+        group at each level."""
         out = np.zeros((self.n, self.n_random))
         rows = np.arange(self.n)[:, None]
-        for z, lam, cols in zip(lin.z, lams, self._columns, strict=True):
-            out[rows, cols] = z @ lam
+        for z, cols in zip(lin.z, self._columns, strict=True):
+            out[rows, cols] = z
         return out
+
+    def lambda_full(self, lams: list[np.ndarray]) -> np.ndarray:
+        """The relative factor of all random effects: ``Lambda_k`` repeated for each group
+        of level ``k``, block diagonal."""
+        out = np.zeros((self.n_random, self.n_random))
+        for k, (lv, lam) in enumerate(zip(self.levels, lams, strict=True)):
+            for g in range(lv.n_groups):
+                at = self.offsets[k] + g * lv.q
+                out[at:at + lv.q, at:at + lv.q] = lam
+        return out
+
+    def theta_positions(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each theta entry, the (row, column) positions it sets in
+        :meth:`lambda_full` (one per group of its level)."""
+        out = []
+        for k, lv in enumerate(self.levels):
+            start = self.offsets[k] + np.arange(lv.n_groups) * lv.q
+            pairs = ([(i, i) for i in range(lv.q)] if lv.diagonal
+                     else [(i, j) for j in range(lv.q) for i in range(j, lv.q)])
+            out += [(start + i, start + j) for i, j in pairs]
+        return out
+
+
+@dataclass
+class MultilevelGram:
+    """Cross-products of the nested linearized model at one linearization: ``G = Z'Z``,
+    ``Z'[X w]`` and ``[X w]'[X w]`` (all random effects, dense)."""
+
+    ztz: np.ndarray
+    ztm: np.ndarray
+    mtm: np.ndarray
+
+
+def multilevel_gram(problem: MultilevelProblem, lin: MultilevelLinearization) -> MultilevelGram:
+    z = problem.z_matrix(lin)
+    m = np.hstack([lin.x, lin.w[:, None]])
+    return MultilevelGram(z.T @ z, z.T @ m, m.T @ m)
 
 
 @dataclass
@@ -796,25 +833,26 @@ class MultilevelPls:
     logdet_l: float
     logdet_rx: float
     xtx_reduced: np.ndarray
+    low: np.ndarray | None = None  # Cholesky factor of Lambda' G Lambda + I
 
 
-def multilevel_pls(problem: MultilevelProblem, lin: MultilevelLinearization,
+def multilevel_pls(problem: MultilevelProblem, gram: MultilevelGram,
                    lams: list[np.ndarray]) -> MultilevelPls:
-    """``min ||w - X beta - U u||^2 + ||u||^2`` with ``U'U + I = L L'`` (dense)."""
-    u_mat = problem.u_matrix(lin, lams)
+    """``min ||w - X beta - Z Lambda u||^2 + ||u||^2`` with ``Lambda' Z'Z Lambda + I = L L'``
+    (dense, of the size of the random effects: the rows enter through the Gram only)."""
+    lam = problem.lambda_full(lams)
     p = problem.p
-    m = np.hstack([lin.x, lin.w[:, None]])
-    a = u_mat.T @ u_mat
+    a = lam.T @ gram.ztz @ lam
     a[np.diag_indices_from(a)] += 1.0
     low, info = dpotrf(a, lower=1)
     if info != 0:
         raise np.linalg.LinAlgError("not positive definite")
-    # A^-1 U'[X w] by LAPACK's potrs (scipy's solve_triangular costs ms a call here)
-    utm = u_mat.T @ m
+    # A^-1 Lambda' Z'[X w] by LAPACK's potrs (scipy's solve_triangular costs ms a call)
+    utm = lam.T @ gram.ztm
     solved, info = dpotrs(low, utm, lower=1)
     if info != 0:
         raise np.linalg.LinAlgError("not positive definite")
-    reduced = m.T @ m - utm.T @ solved
+    reduced = gram.mtm - utm.T @ solved
     reduced = (reduced + reduced.T) / 2
     xtx = reduced[:p, :p]
     rx, info = dpotrf(xtx, lower=1)
@@ -824,7 +862,30 @@ def multilevel_pls(problem: MultilevelProblem, lin: MultilevelLinearization,
     pwrss = float(reduced[p, p] - reduced[p, :p] @ beta)
     u = solved[:, p] - solved[:, :p] @ beta
     return MultilevelPls(beta, u, max(pwrss, 0.0), float(np.log(np.diagonal(low)).sum()),
-                         float(np.log(np.diagonal(rx)).sum()), xtx)
+                         float(np.log(np.diagonal(rx)).sum()), xtx, low)
+
+
+def multilevel_ml_gradient(
+    problem: MultilevelProblem, gram: MultilevelGram, lams: list[np.ndarray],
+    positions: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[float, np.ndarray]:
+    """The profiled ML deviance of the nested linearized model and its gradient in theta.
+
+    As :func:`ml_deviance_gradient` with all random effects in one dense system: ``d log|A|
+    / d Lambda_ab = 2 [A^-1 Lambda' G]_ba`` and ``d PWRSS / d Lambda_ab = -2 (Z'r)_a u_b``
+    (envelope theorem), summed over the positions each theta entry sets.
+    """
+    sol = multilevel_pls(problem, gram, lams)
+    dev = multilevel_deviance(sol, problem.n, problem.p, False)
+    lam = problem.lambda_full(lams)
+    w, info = dpotrs(sol.low, lam.T @ gram.ztz, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("not positive definite")
+    p = problem.p
+    ztr = gram.ztm[:, p] - gram.ztm[:, :p] @ sol.beta - gram.ztz @ (lam @ sol.u)
+    grad = np.array([2 * float(w[b, a].sum()) - 2 * problem.n / sol.pwrss
+                     * float(ztr[a] @ sol.u[b]) for a, b in positions])
+    return dev, grad
 
 
 def multilevel_deviance(sol: MultilevelPls, n: int, p: int, reml: bool) -> float:

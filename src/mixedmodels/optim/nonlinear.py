@@ -52,6 +52,8 @@ from mixedmodels.core.nonlinear import (
     ml_deviance_gradient,
     ml_deviance_gradient_weighted,
     multilevel_deviance,
+    multilevel_gram,
+    multilevel_ml_gradient,
     multilevel_pls,
     pls,
     reml_deviance_gradient_weighted,
@@ -1033,14 +1035,21 @@ def _multilevel_objective(problem, beta, u, lams) -> float:
     return value if np.isfinite(value) else np.inf
 
 
-def _multilevel_theta_step(problem: MultilevelProblem, lin, theta, warm):
-    """The ML relative covariance factors of the nested linearized model."""
+def _multilevel_theta_step(problem: MultilevelProblem, lin, theta, warm, cache):
+    """The ML relative covariance factors of the nested linearized model: Newton steps
+    with the analytic gradient (:func:`~mixedmodels.core.nonlinear.multilevel_ml_gradient`),
+    BOBYQA when they do not reach an optimum (as :func:`_theta_step`)."""
     lower = problem.theta_lower()
     x0 = np.maximum(np.asarray(theta, dtype=float), lower)
+    g0 = multilevel_gram(problem, lin)
+    positions = problem.theta_positions()
+
+    def dev_grad(x):
+        return multilevel_ml_gradient(problem, g0, problem.lambdas(x), positions)
 
     def safe(x):
         try:
-            sol = multilevel_pls(problem, lin, problem.lambdas(x))
+            sol = multilevel_pls(problem, g0, problem.lambdas(x))
         except np.linalg.LinAlgError:
             raise NotPositiveDefiniteError("not positive definite") from None
         value = multilevel_deviance(sol, problem.n, problem.p, False)
@@ -1060,8 +1069,12 @@ def _multilevel_theta_step(problem: MultilevelProblem, lin, theta, warm):
             if value < best_value:
                 best_value, best_x = value, scale * x0
         x0 = best_x
-    x, n_eval = _bobyqa(safe, x0, lower)
-    return x, count + n_eval
+    x, n_newton, ok = newton_gradient(dev_grad, x0, lower, cache=cache)
+    count += n_newton
+    if not ok:
+        x, n_fallback = _bobyqa(safe, x0, lower)
+        count += n_fallback
+    return x, count
 
 
 def _multilevel_pnls(problem: MultilevelProblem, beta, u, lams, max_iter):
@@ -1073,7 +1086,7 @@ def _multilevel_pnls(problem: MultilevelProblem, beta, u, lams, max_iter):
     while it < max_iter:
         it += 1
         _check_finite_levels(lin)
-        sol = multilevel_pls(problem, lin, lams)
+        sol = multilevel_pls(problem, multilevel_gram(problem, lin), lams)
         dbeta, du = sol.beta - beta, sol.u - u
         full_beta = np.max(np.abs(dbeta) / np.maximum(np.abs(beta), 1e-5), initial=0.0)
         full_u = np.max(np.abs(du), initial=0.0) / max(np.max(np.abs(u), initial=0.0), 1e-8)
@@ -1112,6 +1125,7 @@ def _fit_multilevel(problem: MultilevelProblem, beta0, tolerance, max_iter):
     it = 0
     change = np.inf
     lin = None
+    hessian_cache: dict = {}
     message = "maximum number of iterations reached"
     while it < max_iter:
         it += 1
@@ -1119,10 +1133,11 @@ def _fit_multilevel(problem: MultilevelProblem, beta0, tolerance, max_iter):
         if lin is None:
             lin = problem.linearize(beta, bs)
         _check_finite_levels(lin)
-        theta, n_eval = _multilevel_theta_step(problem, lin, theta, warm=it > 1)
+        theta, n_eval = _multilevel_theta_step(problem, lin, theta, warm=it > 1,
+                                               cache=hessian_cache)
         evaluations += n_eval
         lams = problem.lambdas(theta)
-        sol = multilevel_pls(problem, lin, lams)
+        sol = multilevel_pls(problem, multilevel_gram(problem, lin), lams)
         beta_start, u_start = sol.beta, sol.u
         u_here = problem.u_of(bs, lams)
         if not _multilevel_objective(problem, beta_start, u_start, lams) <= (
@@ -1145,7 +1160,7 @@ def _fit_multilevel(problem: MultilevelProblem, beta0, tolerance, max_iter):
         raise ConvergenceError("the nonlinear mixed model's estimates are not finite")
     lin = problem.linearize(beta, bs)
     lams = problem.lambdas(theta)
-    sol = multilevel_pls(problem, lin, lams)
+    sol = multilevel_pls(problem, multilevel_gram(problem, lin), lams)
     dev = multilevel_deviance(sol, problem.n, problem.p, problem.reml)
     dof = problem.n - problem.p if problem.reml else problem.n
     sigma2 = sol.pwrss / dof
