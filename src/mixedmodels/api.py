@@ -671,14 +671,17 @@ def nlme(
         SSlogis, SSfpl, SSasymp, SSasympOff, SSmicmen, SSgompertz, SSbiexp, SSfol) or
         ``"circumference ~ Asym/(1 + exp((xmid - age)/scal))"`` (an arithmetic expression of
         the parameters and data columns; parsed, never evaluated as Python, and
-        differentiated symbolically).
+        differentiated symbolically).  The response may be an expression of data columns
+        (``"log(size) ~ ..."``); rows where it is NaN or infinite are dropped and counted.
     data : DataFrame
     fixed : str or list of str
         Parameters and their covariates: ``"Asym + xmid + scal ~ 1"``,
         ``["Asym ~ Variety", "xmid + scal ~ 1"]``.
     random : str
         ``"Asym ~ 1 | Tree"``, ``"lKa + lCl ~ 1 | Subject"`` (general covariance) or
-        ``"pdDiag(Asym + xmid ~ 1) | Plot"`` (independent random effects).
+        ``"pdDiag(Asym + xmid ~ 1) | Plot"`` (independent random effects); nested levels
+        ``"Asym ~ 1 | site/plot"`` (random effects at each level, nlme's multilevel model:
+        ML or REML, no variance function or Laplace; returns a :class:`NestedNlmeFit`).
     start : dict or array, optional
         Starting fixed effects (a dict by parameter, a value or a list for a parameter with
         covariates, or one array in the order of the fixed effects).  Self-starting models
@@ -713,6 +716,7 @@ def nlme(
     Returns
     -------
     NlmeFit
+        (:class:`NestedNlmeFit` with nested grouping levels.)
     """
     from mixedmodels.core.nonlinear import NonlinearProblem, RowVariance
     from mixedmodels.design.nonlinear import build_nlme_design
