@@ -13,9 +13,10 @@ than the model's arguments; unbalanced groups (2 to 12 rows), a group with one r
 values in the response, a covariate, the grouping column and a factor (rows dropped and
 counted); integer group ids whose text order differs from their numeric order; shuffled rows;
 ``varPower()`` on SSmicmen; a variance at its boundary; a singular 2 x 2 covariance; three
-likelihood-ratio tests; nine other starting values.  Three cases nlme fits and mm.nlme does
-not (varPower with REML, nested ``site/plot`` grouping, a transformed response) and four
-starts from which our alternation fails are ``xfail(strict=True)`` with the diagnosis.
+likelihood-ratio tests; nine other starting values.  The review's xfails (varPower with
+REML, nested ``site/plot`` grouping, a transformed response, four starts from which the
+alternation failed) are fixed and removed; a case that fails again would be listed in
+``XFAIL`` with its diagnosis.
 
 Tolerances.  ``converged`` (nlme with tolerance = 1e-9, pnlsTol = 1e-8, msMaxIter = 500: the
 fixed point of the Lindstrom-Bates iteration, which mm.nlme computes): the issue's
