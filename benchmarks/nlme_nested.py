@@ -71,6 +71,7 @@ tight <- nlmeControl(tolerance = 1e-9, pnlsTol = 1e-8, msMaxIter = 500, maxIter 
                      pnlsMaxIter = 50, returnObject = TRUE)
 d1 <- read.csv(file.path(check, "data", "nested_groups.csv"))
 d2 <- read.csv(file.path(levels, "data", "nested_diag2.csv"))
+d3 <- read.csv(file.path(levels, "data", "nested_covariate.csv"))
 m <- size ~ SSlogis(age, Asym, xmid, scal)
 cases <- list(
   nested_groups = quote(nlme(m, data = d1, fixed = Asym + xmid + scal ~ 1,
@@ -82,9 +83,9 @@ cases <- list(
     start = getInitial(m, data = d2))),
   nested_general2 = quote(nlme(m, data = d2, fixed = Asym + xmid + scal ~ 1,
     random = Asym + xmid ~ 1 | site/plot, start = getInitial(m, data = d2))),
-  nested_covariate = quote(nlme(m, data = d2, fixed = list(Asym ~ x, xmid + scal ~ 1),
+  nested_covariate = quote(nlme(m, data = d3, fixed = list(Asym ~ x, xmid + scal ~ 1),
     random = Asym ~ 1 | site/plot,
-    start = {s <- getInitial(m, data = d2); c(s[1], 0, s[2], s[3])})))
+    start = {s <- getInitial(m, data = d3); c(s[1], 0, s[2], s[3])})))
 timed <- function(call) {
   fit <- suppressWarnings(eval(call))
   cpu <- replicate(repeats, {s <- system.time(fit <- suppressWarnings(eval(call)));
@@ -125,6 +126,8 @@ def markdown(result: dict) -> str:
         "ratio (default) | logLik mm.nlme | logLik nlme tight |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    if "error" in peer:
+        lines.insert(5, f"nlme failed: {peer['error']}  ")
     for case, r in result["cases"].items():
         p = peer.get(case)
         if p:

@@ -709,6 +709,12 @@ class MultilevelProblem:
             self.offsets[k] + lv.groups[:, None] * lv.q + np.arange(lv.q)[None, :]
             for k, lv in enumerate(self.levels)
         ]
+        # each level's diagonal blocks in lambda_full: (m_k, q_k, q_k) row and column indices
+        self._blocks = []
+        for k, lv in enumerate(self.levels):
+            at = self.offsets[k] + np.arange(lv.n_groups)[:, None, None] * lv.q
+            i = np.arange(lv.q)
+            self._blocks.append((at + i[None, :, None], at + i[None, None, :]))
         self.theta_slices = []
         start = 0
         for lv in self.levels:
@@ -789,10 +795,8 @@ class MultilevelProblem:
         """The relative factor of all random effects: ``Lambda_k`` repeated for each group
         of level ``k``, block diagonal."""
         out = np.zeros((self.n_random, self.n_random))
-        for k, (lv, lam) in enumerate(zip(self.levels, lams, strict=True)):
-            for g in range(lv.n_groups):
-                at = self.offsets[k] + g * lv.q
-                out[at:at + lv.q, at:at + lv.q] = lam
+        for (rows, cols), lv, lam in zip(self._blocks, self.levels, lams, strict=True):
+            out[rows, cols] = np.broadcast_to(lam, (lv.n_groups, lv.q, lv.q))
         return out
 
     def theta_positions(self) -> list[tuple[np.ndarray, np.ndarray]]:
