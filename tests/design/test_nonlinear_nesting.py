@@ -27,7 +27,7 @@ def test_nested_levels(text, diagonal):
 def test_three_levels_and_one():
     spec = parse_random("A ~ 1 | a/b/c")
     assert spec.columns == ("a", "b", "c")
-    assert spec.level_names == ["a", "b %in% a", "c %in% a/b"]
+    assert spec.level_names == ["a", "b %in% a", "c %in% b %in% a"]
     one = parse_random("A ~ 1 | g")
     assert one.nesting == () and one.columns == ("g",) and one.level_names == ["g"]
 

@@ -4,10 +4,10 @@ case's Python arguments made by tests/reference/nlmelevels/make_nlmelevels.R, fi
 nlme's tight control (the Lindstrom-Bates fixed point, which mm.nlme computes).  The case of
 tests/reference/nlmecheck (``nested_groups``, ML) is checked in
 test_nlme_agreement_more.py; here: REML on its data, two random effects at each level
-(pdDiag and general) and a covariate on the asymptote.
+(pdDiag and general), a covariate on the asymptote and three levels (region/site/plot).
 
 Tolerances: the issue's (logLik 1e-6 relative, fixed effects 1e-4, SEs, sds, sigma and
-correlations 1e-3); measured largest gaps over the four cases: logLik 5.3e-10, fixed effects
+correlations 1e-3); measured largest gaps over the five cases: logLik 5.3e-10, fixed effects
 1.2e-9, SEs 7.1e-7, sds 2.1e-6.  Conditional modes, fitted values and predictions at every
 level: 1e-5 relative (measured 1.1e-7).  nlme warns "step halving factor reduced below
 minimum in PNLS step" on these fits (its tight pnlsTol is below what rounding lets PNLS
@@ -81,8 +81,8 @@ def test_estimates(fits, name):
 @pytest.mark.parametrize("name", list(REF))
 def test_ranef_coef_fitted_predict(fits, name):
     """Every level's conditional modes (matched by nlme's group labels, ``s1`` and
-    ``s1/p1``), the innermost groups' coef, fitted values at levels 0 to 2 and nlme's
-    predict(level = 0:2) on new rows."""
+    ``s1/p1``), the innermost groups' coef, fitted values at every level (0 to 2, or 3)
+    and nlme's predict(level = 0:Q) on new rows."""
     fit, ref = fits[name], REF[name]
     sigma = ref["sigma"]
     for (level, ours), theirs in zip(fit.ranef_levels.items(), ref["levels"], strict=True):

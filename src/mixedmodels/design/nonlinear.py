@@ -351,9 +351,10 @@ class RandomSpec:
 
     @property
     def level_names(self) -> list[str]:
-        """The levels as nlme names them: ``site``, ``plot %in% site``."""
+        """The levels as nlme names them: ``site``, ``plot %in% site`` (``c %in% b %in% a``
+        for ``a/b/c``)."""
         cols = self.columns
-        return [cols[0]] + [f"{cols[k]} %in% {'/'.join(cols[:k])}" for k in range(1, len(cols))]
+        return [" %in% ".join(reversed(cols[: k + 1])) for k in range(len(cols))]
 
 
 def parse_random(random: str, covariance: str | None = None) -> RandomSpec:

@@ -116,6 +116,31 @@ fit_case("nested_covariate", d,
                    method = "ML"),
          newdata = new3)
 
+# ---- 4. three levels: region / site / plot
+set.seed(5151)
+ages <- c(100, 300, 500, 700, 900, 1200, 1500)
+d <- do.call(rbind, lapply(1:4, function(r) {
+  er <- rnorm(1, 0, 12)
+  do.call(rbind, lapply(1:3, function(s) {
+    es <- rnorm(1, 0, 8)
+    do.call(rbind, lapply(1:3, function(k) {
+      A <- 180 + er + es + rnorm(1, 0, 6)
+      data.frame(region = paste0("r", r), site = paste0("s", s), plot = paste0("p", k),
+                 age = ages,
+                 size = A / (1 + exp((700 - ages) / 300)) + rnorm(length(ages), 0, 3))
+    }))
+  }))
+}))
+st <- gi(size ~ SSlogis(age, Asym, xmid, scal), d)
+fit_case("nested_three", d,
+         list(model = size ~ SSlogis(age, Asym, xmid, scal), fixed = Asym + xmid + scal ~ 1,
+              random = Asym ~ 1 | region/site/plot, start = unlist(st)),
+         py = list(model = "size ~ SSlogis(age, Asym, xmid, scal)",
+                   fixed = "Asym + xmid + scal ~ 1", random = "Asym ~ 1 | region/site/plot",
+                   method = "ML"),
+         newdata = data.frame(age = c(50, 700, 2000), region = c("r1", "r2", "r4"),
+                              site = c("s1", "s3", "s2"), plot = c("p2", "p1", "p3")))
+
 writeLines(toJSON(list(nlme_version = as.character(packageVersion("nlme")),
                        R_version = R.version.string, cases = cases),
                   auto_unbox = TRUE, digits = NA, pretty = TRUE),
