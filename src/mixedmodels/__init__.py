@@ -36,7 +36,7 @@ from mixedmodels.results.fit import LmerFit
 from mixedmodels.results.glmer_fit import GlmerFit
 from mixedmodels.results.lm_fit import LmFit
 from mixedmodels.results.lmlist import lmlist
-from mixedmodels.results.nlme_fit import NlmeFit, anova_nlme
+from mixedmodels.results.nlme_fit import NestedNlmeFit, NlmeFit, anova_nlme
 from mixedmodels.results.residual_fit import ResidualLmerFit
 from mixedmodels.simulate import SimulationParts, simulate_mixed
 
@@ -79,4 +79,5 @@ __all__ = [
     "anova_nlme",
     "gamm",
     "glmer_nb",
+    "NestedNlmeFit",
 ]

@@ -670,14 +670,17 @@ def nlme(
         SSlogis, SSfpl, SSasymp, SSasympOff, SSmicmen, SSgompertz, SSbiexp, SSfol) or
         ``"circumference ~ Asym/(1 + exp((xmid - age)/scal))"`` (an arithmetic expression of
         the parameters and data columns; parsed, never evaluated as Python, and
-        differentiated symbolically).
+        differentiated symbolically).  The response may be an expression of data columns
+        (``"log(size) ~ ..."``); rows where it is NaN or infinite are dropped and counted.
     data : DataFrame
     fixed : str or list of str
         Parameters and their covariates: ``"Asym + xmid + scal ~ 1"``,
         ``["Asym ~ Variety", "xmid + scal ~ 1"]``.
     random : str
         ``"Asym ~ 1 | Tree"``, ``"lKa + lCl ~ 1 | Subject"`` (general covariance) or
-        ``"pdDiag(Asym + xmid ~ 1) | Plot"`` (independent random effects).
+        ``"pdDiag(Asym + xmid ~ 1) | Plot"`` (independent random effects); nested levels
+        ``"Asym ~ 1 | site/plot"`` (random effects at each level, nlme's multilevel model:
+        ML or REML, no variance function or Laplace; returns a :class:`NestedNlmeFit`).
     start : dict or array, optional
         Starting fixed effects (a dict by parameter, a value or a list for a parameter with
         covariates, or one array in the order of the fixed effects).  Self-starting models
@@ -712,6 +715,7 @@ def nlme(
     Returns
     -------
     NlmeFit
+        (:class:`NestedNlmeFit` with nested grouping levels.)
     """
     from mixedmodels.core.nonlinear import NonlinearProblem, RowVariance
     from mixedmodels.design.nonlinear import build_nlme_design
@@ -731,14 +735,13 @@ def nlme(
         extra_columns=_variance_columns(variance),
     )
     if design.n_dropped:
-        warnings.warn(
-            f"{design.n_dropped} row(s) with missing values dropped",
-            RowsDroppedWarning,
-            stacklevel=2,
-        )
+        warnings.warn(design.dropped_message(), RowsDroppedWarning, stacklevel=2)
     beta0 = _nlme_start(design, start)
     cov = design.covariates
     function = design.model
+    if design.random.nesting:
+        return _nlme_nested(design, beta0, method, variance, tolerance, max_iter,
+                            _data_name(data, data_name))
     problem = NonlinearProblem(
         y=design.y,
         model=lambda phi: function(phi, cov),
@@ -784,6 +787,50 @@ def nlme(
         )
     return NlmeFit(design, problem, estimate, method, beta0, data_name=_data_name(data, data_name),
                    n_agq=n_agq)
+
+
+def _nlme_nested(design, beta0, method, variance, tolerance, max_iter, data_name):
+    """:func:`nlme` with nested grouping levels (``site/plot``): nlme's Lindstrom-Bates
+    alternation over every level's covariance (ML, or nlme's REML), no variance function
+    or Laplace yet."""
+    from mixedmodels.core.nonlinear import Level, MultilevelProblem
+    from mixedmodels.optim.nonlinear import fit_multilevel
+    from mixedmodels.results.nlme_fit import NestedNlmeFit
+
+    nesting = "/".join(design.random.nesting)
+    if method == "Laplace":
+        raise ArgumentError(f"method='Laplace' is not available with nested grouping "
+                            f"({nesting}) yet: use 'ML' or 'REML'")
+    if variance is not None:
+        raise ArgumentError(f"variance functions (weights=) are not available with nested "
+                            f"grouping ({nesting}) yet")
+    cov = design.covariates
+    function = design.model
+    levels = [Level(list(design.random_index), codes, len(labels), design.random.diagonal)
+              for codes, labels in zip(design.level_groups, design.level_levels, strict=True)]
+    problem = MultilevelProblem(
+        y=design.y,
+        model=lambda phi: function(phi, cov),
+        n_model_parameters=len(function.parameters),
+        fixed_matrices=design.fixed_matrices,
+        function_index=design.function_index,
+        levels=levels,
+        reml=method == "REML",
+    )
+    if design.y.size <= problem.p + problem.n_random:
+        raise DataError(
+            f"{design.y.size} observations are too few for {problem.p} fixed "
+            "effects and the random effects"
+        )
+    estimate = fit_multilevel(problem, beta0, tolerance=tolerance, max_iter=max_iter)
+    if not estimate.converged:
+        warnings.warn(
+            f"the Lindstrom-Bates iteration did not converge in {max_iter} iterations "
+            f"(tolerance {tolerance:g})",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return NestedNlmeFit(design, problem, estimate, method, beta0, data_name=data_name)
 
 
 def _check_nlme_n_agq(n_agq: object, method: str, weights: object) -> int:

@@ -606,3 +606,296 @@ def ml_deviance_gradient_power(
         problem, lin, problem.lambda_of(x[:nt]), power_weights(v, x[nt]),
         np.log(np.abs(v))[:, None], pairs,
     )
+
+
+# ------------------------------------------------------------- nested grouping levels
+
+
+@dataclass
+class Level:
+    """The random effects of one grouping level of a nested model (``site``, then ``plot``
+    within ``site``): the model parameters they are on, each row's group code, the number
+    of groups and the covariance structure."""
+
+    random_index: list[int]
+    groups: np.ndarray
+    n_groups: int
+    diagonal: bool = False
+
+    @property
+    def q(self) -> int:
+        return len(self.random_index)
+
+    @property
+    def n_theta(self) -> int:
+        return self.q if self.diagonal else self.q * (self.q + 1) // 2
+
+    def lambda_of(self, theta: np.ndarray) -> np.ndarray:
+        q = self.q
+        if self.diagonal:
+            return np.diag(theta)
+        lam = np.zeros((q, q))
+        k = 0
+        for j in range(q):
+            for i in range(j, q):
+                lam[i, j] = theta[k]
+                k += 1
+        return lam
+
+    def theta_lower(self) -> np.ndarray:
+        q = self.q
+        if self.diagonal:
+            return np.zeros(q)
+        return np.array([0.0 if i == j else -np.inf for j in range(q) for i in range(j, q)])
+
+    def theta_of(self, lam: np.ndarray) -> np.ndarray:
+        q = self.q
+        if self.diagonal:
+            return np.diag(lam).copy()
+        return np.array([lam[i, j] for j in range(q) for i in range(j, q)])
+
+
+@dataclass
+class MultilevelLinearization:
+    """``f``, ``X = df/dbeta``, ``Z_k = df/db_k`` of each level and the working response."""
+
+    f: np.ndarray
+    x: np.ndarray
+    z: list[np.ndarray]
+    w: np.ndarray
+
+
+@dataclass
+class MultilevelProblem:
+    """A nonlinear mixed model with nested grouping levels (nlme's ``site/plot``):
+    ``phi_j = F[j] beta + sum_k b_{k, g_k(j)}`` on each level's parameters,
+    ``b_{k,i} = Lambda_k u_{k,i}``, ``u ~ N(0, sigma^2 I)``, ``e_j ~ N(0, sigma^2)``.
+
+    ``levels`` are outermost first.  The linearized model's random effects ``u`` (all
+    levels stacked, level by level, group by group) enter through ``U = [Z_k Lambda_k]``
+    scattered to their groups' columns; the penalized least squares are solved with the
+    dense Cholesky factor of ``U'U + I`` (nested models of nlme's size: tens to a few
+    hundred random effects).
+    """
+
+    y: np.ndarray
+    model: ModelCall
+    n_model_parameters: int
+    fixed_matrices: list[np.ndarray]
+    function_index: list[int]
+    levels: list[Level]
+    reml: bool = False
+
+    def __post_init__(self) -> None:
+        n = self.y.size
+        self.slices = []
+        start = 0
+        for m in self.fixed_matrices:
+            self.slices.append(slice(start, start + m.shape[1]))
+            start += m.shape[1]
+        self.fixed_columns = (
+            np.hstack(self.fixed_matrices) if self.fixed_matrices else np.zeros((n, 0))
+        )
+        self.column_parameter = np.array(
+            [self.function_index[k] for k, m in enumerate(self.fixed_matrices)
+             for _ in range(m.shape[1])],
+            dtype=np.intp,
+        )
+        self.selector = np.zeros((self.fixed_columns.shape[1], self.n_model_parameters))
+        self.selector[np.arange(self.column_parameter.size), self.column_parameter] = 1.0
+        # where each level's random effects sit among the stacked u, and their columns
+        self.offsets = np.cumsum([0] + [lv.n_groups * lv.q for lv in self.levels])
+        self._columns = [
+            self.offsets[k] + lv.groups[:, None] * lv.q + np.arange(lv.q)[None, :]
+            for k, lv in enumerate(self.levels)
+        ]
+        # each level's diagonal blocks in lambda_full: (m_k, q_k, q_k) row and column indices
+        self._blocks = []
+        for k, lv in enumerate(self.levels):
+            at = self.offsets[k] + np.arange(lv.n_groups)[:, None, None] * lv.q
+            i = np.arange(lv.q)
+            self._blocks.append((at + i[None, :, None], at + i[None, None, :]))
+        self.theta_slices = []
+        start = 0
+        for lv in self.levels:
+            self.theta_slices.append(slice(start, start + lv.n_theta))
+            start += lv.n_theta
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n(self) -> int:
+        return self.y.size
+
+    @property
+    def p(self) -> int:
+        return self.fixed_columns.shape[1]
+
+    @property
+    def n_theta(self) -> int:
+        return sum(lv.n_theta for lv in self.levels)
+
+    @property
+    def n_random(self) -> int:
+        """All random effects, stacked."""
+        return int(self.offsets[-1])
+
+    n_variance = 0
+    variance = None
+
+    def theta_lower(self) -> np.ndarray:
+        return np.concatenate([lv.theta_lower() for lv in self.levels])
+
+    def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
+        return [lv.lambda_of(theta[sl]) for lv, sl in zip(self.levels, self.theta_slices,
+                                                          strict=True)]
+
+    def split(self, u: np.ndarray) -> list[np.ndarray]:
+        """The stacked ``u`` as one ``(m_k, q_k)`` array per level."""
+        return [u[self.offsets[k]:self.offsets[k + 1]].reshape(lv.n_groups, lv.q)
+                for k, lv in enumerate(self.levels)]
+
+    def b_of(self, u: np.ndarray, lams: list[np.ndarray]) -> list[np.ndarray]:
+        return [uk @ lam.T for uk, lam in zip(self.split(u), lams, strict=True)]
+
+    def u_of(self, bs: list[np.ndarray], lams: list[np.ndarray]) -> np.ndarray:
+        parts = [np.linalg.lstsq(lam, bk.T, rcond=None)[0].T.ravel()
+                 for bk, lam in zip(bs, lams, strict=True)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    # ------------------------------------------------------------------ the model
+    def phi(self, beta: np.ndarray, bs: list[np.ndarray], upto: int | None = None) -> np.ndarray:
+        """Parameter rows at ``beta`` and the levels' random effects (the outermost
+        ``upto`` levels only, when given)."""
+        phi = self.fixed_columns @ (beta[:, None] * self.selector)
+        for lv, bk in list(zip(self.levels, bs, strict=True))[:upto]:
+            phi[:, lv.random_index] += bk[lv.groups]
+        return phi
+
+    def linearize(self, beta: np.ndarray, bs: list[np.ndarray]) -> MultilevelLinearization:
+        f, g = self.model(self.phi(beta, bs))
+        x = g[:, self.column_parameter] * self.fixed_columns
+        zs = [g[:, lv.random_index] for lv in self.levels]
+        zb = sum(((z * bk[lv.groups]).sum(axis=1)
+                  for z, bk, lv in zip(zs, bs, self.levels, strict=True)), np.zeros(self.n))
+        return MultilevelLinearization(f=f, x=x, z=zs, w=self.y - f + x @ beta + zb)
+
+    def fitted(self, beta: np.ndarray, bs: list[np.ndarray], upto: int | None = None) -> np.ndarray:
+        return self.model(self.phi(beta, bs, upto))[0]
+
+    def z_matrix(self, lin: MultilevelLinearization) -> np.ndarray:
+        """``Z`` (n, all random effects): row ``j`` holds ``Z_k[j]`` in the columns of its
+        group at each level."""
+        out = np.zeros((self.n, self.n_random))
+        rows = np.arange(self.n)[:, None]
+        for z, cols in zip(lin.z, self._columns, strict=True):
+            out[rows, cols] = z
+        return out
+
+    def lambda_full(self, lams: list[np.ndarray]) -> np.ndarray:
+        """The relative factor of all random effects: ``Lambda_k`` repeated for each group
+        of level ``k``, block diagonal."""
+        out = np.zeros((self.n_random, self.n_random))
+        for (rows, cols), lv, lam in zip(self._blocks, self.levels, lams, strict=True):
+            out[rows, cols] = np.broadcast_to(lam, (lv.n_groups, lv.q, lv.q))
+        return out
+
+    def theta_positions(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each theta entry, the (row, column) positions it sets in
+        :meth:`lambda_full` (one per group of its level)."""
+        out = []
+        for k, lv in enumerate(self.levels):
+            start = self.offsets[k] + np.arange(lv.n_groups) * lv.q
+            pairs = ([(i, i) for i in range(lv.q)] if lv.diagonal
+                     else [(i, j) for j in range(lv.q) for i in range(j, lv.q)])
+            out += [(start + i, start + j) for i, j in pairs]
+        return out
+
+
+@dataclass
+class MultilevelGram:
+    """Cross-products of the nested linearized model at one linearization: ``G = Z'Z``,
+    ``Z'[X w]`` and ``[X w]'[X w]`` (all random effects, dense)."""
+
+    ztz: np.ndarray
+    ztm: np.ndarray
+    mtm: np.ndarray
+
+
+def multilevel_gram(problem: MultilevelProblem, lin: MultilevelLinearization) -> MultilevelGram:
+    z = problem.z_matrix(lin)
+    m = np.hstack([lin.x, lin.w[:, None]])
+    return MultilevelGram(z.T @ z, z.T @ m, m.T @ m)
+
+
+@dataclass
+class MultilevelPls:
+    """The penalized least squares solution of a nested linearized model."""
+
+    beta: np.ndarray
+    u: np.ndarray
+    pwrss: float
+    logdet_l: float
+    logdet_rx: float
+    xtx_reduced: np.ndarray
+    low: np.ndarray | None = None  # Cholesky factor of Lambda' G Lambda + I
+
+
+def multilevel_pls(problem: MultilevelProblem, gram: MultilevelGram,
+                   lams: list[np.ndarray]) -> MultilevelPls:
+    """``min ||w - X beta - Z Lambda u||^2 + ||u||^2`` with ``Lambda' Z'Z Lambda + I = L L'``
+    (dense, of the size of the random effects: the rows enter through the Gram only)."""
+    lam = problem.lambda_full(lams)
+    p = problem.p
+    a = lam.T @ gram.ztz @ lam
+    a[np.diag_indices_from(a)] += 1.0
+    low, info = dpotrf(a, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("not positive definite")
+    # A^-1 Lambda' Z'[X w] by LAPACK's potrs (scipy's solve_triangular costs ms a call)
+    utm = lam.T @ gram.ztm
+    solved, info = dpotrs(low, utm, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("not positive definite")
+    reduced = gram.mtm - utm.T @ solved
+    reduced = (reduced + reduced.T) / 2
+    xtx = reduced[:p, :p]
+    rx, info = dpotrf(xtx, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("the fixed effects' system is not positive definite")
+    beta, _ = dpotrs(rx, reduced[:p, p], lower=1)
+    pwrss = float(reduced[p, p] - reduced[p, :p] @ beta)
+    u = solved[:, p] - solved[:, :p] @ beta
+    return MultilevelPls(beta, u, max(pwrss, 0.0), float(np.log(np.diagonal(low)).sum()),
+                         float(np.log(np.diagonal(rx)).sum()), xtx, low)
+
+
+def multilevel_ml_gradient(
+    problem: MultilevelProblem, gram: MultilevelGram, lams: list[np.ndarray],
+    positions: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[float, np.ndarray]:
+    """The profiled ML deviance of the nested linearized model and its gradient in theta.
+
+    As :func:`ml_deviance_gradient` with all random effects in one dense system: ``d log|A|
+    / d Lambda_ab = 2 [A^-1 Lambda' G]_ba`` and ``d PWRSS / d Lambda_ab = -2 (Z'r)_a u_b``
+    (envelope theorem), summed over the positions each theta entry sets.
+    """
+    sol = multilevel_pls(problem, gram, lams)
+    dev = multilevel_deviance(sol, problem.n, problem.p, False)
+    lam = problem.lambda_full(lams)
+    w, info = dpotrs(sol.low, lam.T @ gram.ztz, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("not positive definite")
+    p = problem.p
+    ztr = gram.ztm[:, p] - gram.ztm[:, :p] @ sol.beta - gram.ztz @ (lam @ sol.u)
+    grad = np.array([2 * float(w[b, a].sum()) - 2 * problem.n / sol.pwrss
+                     * float(ztr[a] @ sol.u[b]) for a, b in positions])
+    return dev, grad
+
+
+def multilevel_deviance(sol: MultilevelPls, n: int, p: int, reml: bool) -> float:
+    """-2 (restricted) log-likelihood of the nested linear model, sigma profiled out."""
+    if reml:
+        dof = n - p
+        return (2 * sol.logdet_l + 2 * sol.logdet_rx
+                + dof * (1 + np.log(2 * np.pi * sol.pwrss / dof)))
+    return 2 * sol.logdet_l + n * (1 + np.log(2 * np.pi * sol.pwrss / n))

@@ -19,8 +19,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from mixedmodels.design.grouping import group_codes, level_labels
-from mixedmodels.design.matrices import MatrixBuilder
+from mixedmodels.design.grouping import group_codes, level_labels, value_labels
+from mixedmodels.design.matrices import MatrixBuilder, response_vector
 from mixedmodels.design.validate import check_frame, is_numeric, missing_mask
 from mixedmodels.errors import ArgumentError, ColumnNotFoundError, DataError, FormulaError
 from mixedmodels.formula.derivative import (
@@ -31,7 +31,17 @@ from mixedmodels.formula.derivative import (
     names,
     substitute,
 )
-from mixedmodels.formula.expr import Binary, Call, Name, Node, Paren, deparse, parse_expression
+from mixedmodels.formula.expr import (
+    Binary,
+    Call,
+    Name,
+    Node,
+    Paren,
+    deparse,
+    parse_expression,
+    variables,
+)
+from mixedmodels.formula.functions import check_calls
 
 
 @dataclass(frozen=True)
@@ -199,9 +209,7 @@ def _parse_model(model: str, parameters: tuple[str, ...]) -> tuple[str, ModelFun
     tree = parse_expression(model)
     if not (isinstance(tree, Binary) and tree.op == "~"):
         raise FormulaError("the model must be 'response ~ expression'", model, 0)
-    if not isinstance(tree.left, Name):
-        raise FormulaError("the response must be a column name", model, tree.left.pos)
-    response = tree.left.id
+    response = _response_text(tree.left, model, parameters)
     rhs = tree.right
     while isinstance(rhs, Paren):
         rhs = rhs.inner
@@ -222,6 +230,27 @@ def _parse_model(model: str, parameters: tuple[str, ...]) -> tuple[str, ModelFun
     gradient = tuple(differentiate(rhs, p, model) for p in parameters)
     return response, ModelFunction(model.split("~", 1)[1].strip(), tuple(parameters),
                                    covariates, rhs, gradient)
+
+
+def _response_text(node: Node, model: str, parameters: list[str]) -> str:
+    """The response of ``response ~ expression``: a column name, or an expression of data
+    columns (``log(size)``) that :func:`mixedmodels.design.matrices.response_vector`
+    evaluates as ``mm.lmer`` does (never Python's ``eval``); checked here, where an error can
+    point into the model text."""
+    while isinstance(node, Paren):
+        node = node.inner
+    if isinstance(node, Name):
+        return node.id
+    check_calls(node, model)
+    for name in variables(node):
+        if name in parameters:
+            raise FormulaError(f"the response {deparse(node)!r} uses the parameter {name!r}; "
+                               "it must be a data column or an expression of data columns",
+                               model, node.pos)
+    if not variables(node):
+        raise FormulaError(f"the response {deparse(node)!r} reads no data column", model,
+                           node.pos)
+    return deparse(node)
 
 
 def _self_start_model(model: str, node: Call, parameters: list[str]) -> ModelFunction:
@@ -303,11 +332,29 @@ def parse_fixed(fixed: str | list[str]) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class RandomSpec:
-    """Random effects of one grouping factor: parameters, grouping column, structure."""
+    """Random effects of one grouping factor: parameters, grouping column, structure.
+
+    ``nesting``: the grouping columns of nested levels, outermost first (``site/plot``:
+    ``("site", "plot")``, each level with random effects on ``parameters``); empty for one
+    grouping factor.  ``group`` is the innermost column.
+    """
 
     parameters: tuple[str, ...]
     group: str
     diagonal: bool
+    nesting: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The grouping columns, outermost first."""
+        return self.nesting or (self.group,)
+
+    @property
+    def level_names(self) -> list[str]:
+        """The levels as nlme names them: ``site``, ``plot %in% site`` (``c %in% b %in% a``
+        for ``a/b/c``)."""
+        cols = self.columns
+        return [" %in% ".join(reversed(cols[: k + 1])) for k in range(len(cols))]
 
 
 def parse_random(random: str, covariance: str | None = None) -> RandomSpec:
@@ -357,10 +404,27 @@ def parse_random(random: str, covariance: str | None = None) -> RandomSpec:
     if not (getattr(inner, "value", None) == 1.0):
         raise FormulaError("random effects on covariates are not supported: write "
                            "'parameters ~ 1 | group'", random, inner.pos)
-    if not isinstance(rhs.right, Name):
-        raise FormulaError("the grouping factor must be a column name", random, rhs.right.pos)
+    nesting = _nesting(rhs.right, random)
     params = _sum_names(tree.left, random, "the left side of the random formula")
-    return RandomSpec(tuple(params), rhs.right.id, diagonal)
+    if len(nesting) > 1:
+        return RandomSpec(tuple(params), nesting[-1], diagonal, tuple(nesting))
+    return RandomSpec(tuple(params), nesting[0], diagonal)
+
+
+def _nesting(node: Node, text: str) -> list[str]:
+    """``g`` -> ["g"]; ``site/plot`` (nlme's nested levels) -> ["site", "plot"]."""
+    while isinstance(node, Paren):
+        node = node.inner
+    if isinstance(node, Binary) and node.op == "/":
+        out = _nesting(node.left, text) + _nesting(node.right, text)
+        if len(set(out)) < len(out):
+            raise FormulaError("a grouping column is named twice in the nesting", text,
+                               node.pos)
+        return out
+    if not isinstance(node, Name):
+        raise FormulaError("the grouping factor must be a column name or nested column "
+                           "names (site/plot)", text, node.pos)
+    return [node.id]
 
 
 # ---------------------------------------------------------------------------- the design
@@ -385,6 +449,22 @@ class NlmeDesign:
     fixed_names: list[str] = field(default_factory=list)
     function_index: list[int] = field(default_factory=list)
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Rows among ``n_dropped`` where a transformed response is NaN or infinite.
+    n_nonfinite: int = 0
+    #: Each grouping level's codes and labels, outermost first (one level: ``groups``,
+    #: ``levels``; nested ``site/plot``: site, then ``s1/p1``-labelled plots within sites).
+    level_groups: list[np.ndarray] = field(default_factory=list)
+    level_levels: list[list[str]] = field(default_factory=list)
+
+    def dropped_message(self) -> str:
+        """What was dropped, for the warning: ``"3 row(s) dropped: 2 with missing values,
+        1 where log(size) is not finite"``."""
+        missing = self.n_dropped - self.n_nonfinite
+        if not self.n_nonfinite:
+            return f"{self.n_dropped} row(s) with missing values dropped"
+        parts = ([f"{missing} with missing values"] if missing else []) + [
+            f"{self.n_nonfinite} where the response {self.response} is not finite"]
+        return f"{self.n_dropped} row(s) dropped: {', '.join(parts)}"
 
     @property
     def n_fixed(self) -> int:
@@ -399,6 +479,18 @@ class NlmeDesign:
 
     def new_fixed_matrices(self, data: pd.DataFrame) -> list[np.ndarray]:
         return [p.builder.build(data) for p in self.parameters]
+
+    def prediction_columns(self, data: pd.DataFrame, level: int) -> list[str]:
+        """The columns of ``data`` a prediction reads: the model's covariates, the fixed
+        formulas' covariates and, at ``level=1``, the grouping column."""
+        used: list[str] = []
+        for tree in self.model.covariates.values():
+            used += [n for n in names(tree) if n != "pi" or n in data.columns]
+        for par in self.parameters:
+            if par.rhs.strip() != "1":
+                used += _rhs_columns(par.builder, data)
+        used += list(self.random.columns[:level])
+        return list(dict.fromkeys(used))
 
 
 def build_nlme_design(
@@ -422,7 +514,9 @@ def build_nlme_design(
             raise FormulaError(f"random-effects parameter {p!r} is not a model parameter "
                                f"({', '.join(param_names)})", random, 0)
     # columns used
-    used: list[str] = [response, spec.group]
+    response_columns = ([response] if response in frame.columns
+                        else variables(parse_expression(response)))
+    used: list[str] = [*response_columns, *spec.columns]
     for tree in function.covariates.values():
         used += [n for n in names(tree) if n != "pi" or n in frame.columns]
     builders = []
@@ -443,12 +537,31 @@ def build_nlme_design(
         missing |= missing_mask(frame[name])
     keep = ~missing
     n_dropped = int(missing.sum())
+    n_nonfinite = 0
     sub = frame.loc[keep, used] if n_dropped else frame
-    if not is_numeric(sub[response]):
-        raise DataError(f"the response {response!r} is not numeric")
-    y = sub[response].to_numpy(dtype=float)
-    if not np.all(np.isfinite(y)):
-        raise DataError(f"the response {response!r} has infinite values")
+    if response_columns == [response]:
+        if not is_numeric(sub[response]):
+            raise DataError(f"the response {response!r} is not numeric")
+        y = sub[response].to_numpy(dtype=float)
+        if not np.all(np.isfinite(y)):
+            raise DataError(f"the response {response!r} has infinite values")
+    else:
+        # a transformed response (log(size)): NaN and infinite values of the transform
+        # (log of 0 or of a negative number) drop their rows, counted with the missing ones
+        for name in response_columns:
+            if not is_numeric(sub[name]):
+                raise DataError(f"column {name!r} of the response {response!r} is not numeric")
+        with np.errstate(all="ignore"):
+            y = response_vector(sub, response)
+        bad = ~np.isfinite(y)
+        if bad.all():
+            raise DataError(f"the response {response!r} is not finite on any row")
+        if bad.any():
+            n_nonfinite = int(bad.sum())
+            keep[np.flatnonzero(keep)[bad]] = False
+            n_dropped = int((~keep).sum())
+            sub = frame.loc[keep, used]
+            y = y[~bad]
     cov = function.covariate_values(sub)
     for key, values in cov.items():
         if not np.all(np.isfinite(values)):
@@ -472,7 +585,12 @@ def build_nlme_design(
             fixed_names.append(p)
         else:
             fixed_names += [f"{p}.{c}" for c in builder.column_names]
-    codes, levels = group_codes(sub, (spec.group,))
+    level_groups, level_levels = [], []
+    for k in range(len(spec.columns)):
+        level_codes, labels = nested_codes(sub, spec.columns[: k + 1])
+        level_groups.append(level_codes)
+        level_levels.append(labels)
+    codes, levels = level_groups[-1], level_levels[-1]
     extra = {}
     for name in extra_columns:
         column = sub[name]
@@ -487,14 +605,41 @@ def build_nlme_design(
         fixed_matrices=matrices, random=spec,
         random_index=[order[p] for p in spec.parameters],
         function_index=[order[p] for p, _, _ in builders],
-        groups=codes, levels=list(level_labels(levels)), rows=np.flatnonzero(keep),
-        n_dropped=n_dropped, fixed_names=fixed_names, extra=extra,
+        groups=codes, levels=levels, rows=np.flatnonzero(keep),
+        level_groups=level_groups, level_levels=level_levels,
+        n_dropped=n_dropped, fixed_names=fixed_names, extra=extra, n_nonfinite=n_nonfinite,
     )
 
 
-def _rhs_columns(builder: MatrixBuilder, frame: pd.DataFrame) -> list[str]:
-    from mixedmodels.formula.expr import variables
+def nested_codes(data: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Codes and labels of the groups of ``columns`` (a column, or nested columns whose
+    groups are their observed combinations, labelled ``s1/p1`` as nlme labels them)."""
+    codes, levels = group_codes(data, columns)
+    if len(columns) == 1:
+        return codes, list(level_labels(levels))
+    row_labels = [value_labels(data[c]) for c in columns]
+    _, first = np.unique(codes, return_index=True)  # codes are 0..l-1, all observed
+    labels = ["/".join(str(lab[j]) for lab in row_labels) for j in first]
+    return codes, labels
 
+
+def nested_codes_for(data: pd.DataFrame, columns: tuple[str, ...],
+                     labels: list[str]) -> np.ndarray:
+    """Each row's index among the fitted groups' ``labels`` of ``columns`` (-1 for a
+    combination the fit did not see, or a missing value)."""
+    parts = [pd.Series(value_labels(data[c]), dtype=object) for c in columns]
+    text = parts[0].astype(str)
+    for part in parts[1:]:
+        text = text + "/" + part.astype(str)
+    missing = np.zeros(len(data), dtype=bool)
+    for part in parts:
+        missing |= part.isna().to_numpy()
+    codes = pd.Index(labels).get_indexer(text.to_numpy())
+    codes[missing] = -1
+    return codes
+
+
+def _rhs_columns(builder: MatrixBuilder, frame: pd.DataFrame) -> list[str]:
     out = []
     for node in builder.structure.variables:
         out += [v for v in variables(node) if v in frame.columns or v not in ("pi",)]

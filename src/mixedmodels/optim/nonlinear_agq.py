@@ -124,7 +124,9 @@ def fit_agq(
         is singular.
     """
     try:
-        return _fit_agq(problem, start, n_agq, values)
+        # overflow far out is reported by the non-finite checks, not by numpy's warnings
+        with np.errstate(all="ignore"):
+            return _fit_agq(problem, start, n_agq, values)
     except np.linalg.LinAlgError as error:
         raise ConvergenceError(
             f"the adaptive Gauss-Hermite fit could not be completed: {error}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import singledispatch
 
@@ -12,41 +13,71 @@ from scipy import stats
 from mixedmodels.core.nonlinear import NonlinearProblem
 from mixedmodels.core.variance_functions import Combined, Ident, VarianceFunction
 from mixedmodels.design.grouping import codes_for_levels
-from mixedmodels.design.nonlinear import NlmeDesign
-from mixedmodels.errors import ArgumentError, DataError, NewLevelError
+from mixedmodels.design.nonlinear import NlmeDesign, nested_codes_for
+from mixedmodels.design.validate import missing_mask
+from mixedmodels.errors import (
+    ArgumentError,
+    ColumnNotFoundError,
+    DataError,
+    MixedModelsWarning,
+    NewLevelError,
+)
 from mixedmodels.optim.nonlinear import NlmeEstimate
 
 
-def fixed_df(x: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+def fixed_df(x: np.ndarray, groups: np.ndarray | list[np.ndarray], n_groups: int | list[int],
+             finite_difference: np.ndarray | None = None) -> np.ndarray:
     """nlme's denominator degrees of freedom of each fixed effect (``getFixDF``).
 
     A column of the linearized fixed-effects design that varies within some group is
     estimated at the residual stratum (``n - m`` minus such columns, plus one when no column
     is constant); one constant within every group at the group stratum (``m`` minus such
-    columns); a constant column (an intercept) gets the largest of the two.
+    columns); a constant column (an intercept) gets the largest of the two.  With nested
+    levels (``groups`` and ``n_groups`` lists, outermost first) the strata are each level's
+    groups less the enclosing level's (``m_1``, ``m_2 - m_1``, ..., ``n - m_Q``) and a
+    column belongs to the stratum below the innermost level within whose groups it varies.
+
+    ``finite_difference``: the model's values when nlme differentiates the model by forward
+    differences (an expression model: no ``gradient`` attribute).  nlme compares a column's
+    values within a group exactly, and the differences' rounding (about 1e-8 relative)
+    makes a column that is constant within groups in exact arithmetic (``log(Asym/...)``:
+    ``1/Asym_i``) vary wherever the model's values vary within the group: such a column is
+    at the residual stratum.
     """
+    if isinstance(n_groups, int | np.integer):
+        groups, n_groups = [np.asarray(groups)], [int(n_groups)]
     n, p = x.shape
     tol = np.sqrt(np.finfo(float).eps)
     mean_abs = np.mean(np.abs(x), axis=0)
     constant = np.sum(np.abs(x - x.mean(axis=0)), axis=0) < tol * mean_abs
-    df_strata = np.array([n_groups, n - n_groups], dtype=float)
+    counts = list(n_groups) + [n]
+    df_strata = np.array([counts[0]] + [counts[k + 1] - counts[k] for k in range(len(n_groups))],
+                         dtype=float)
+
+    def varies(col: np.ndarray, codes: np.ndarray, m: int, exact: bool) -> bool:
+        lo = np.full(m, np.inf)
+        hi = np.full(m, -np.inf)
+        np.minimum.at(lo, codes, col)
+        np.maximum.at(hi, codes, col)
+        if exact:
+            return bool(np.any(hi > lo))
+        scale = np.maximum(np.abs(hi), np.abs(lo))
+        return bool(np.any(hi - lo > tol * np.maximum(scale, 1e-300)))
+
     stratum = np.zeros(p, dtype=int)
     for j in range(p):
         if constant[j]:
             continue
-        col = x[:, j]
-        lo = np.full(n_groups, np.inf)
-        hi = np.full(n_groups, -np.inf)
-        np.minimum.at(lo, groups, col)
-        np.maximum.at(hi, groups, col)
-        scale = np.maximum(np.abs(hi), np.abs(lo))
-        within = np.any(hi - lo > tol * np.maximum(scale, 1e-300))
-        stratum[j] = 1 if within else 0
+        for k, (codes, m) in enumerate(zip(groups, n_groups, strict=True)):
+            if varies(x[:, j], codes, m, False) or (
+                finite_difference is not None and varies(finite_difference, codes, m, True)
+            ):
+                stratum[j] = k + 1
     not_const = ~constant
-    for s in (0, 1):
+    for s in range(df_strata.size):
         df_strata[s] -= np.sum(not_const & (stratum == s))
     if np.all(not_const):
-        df_strata[1] += 1
+        df_strata[1:] += 1
     else:
         df_strata[0] -= 1
     out = np.where(not_const, df_strata[stratum], np.max(df_strata))
@@ -181,11 +212,21 @@ class NlmeFit:
         return list(self.design.random.parameters)
 
     @property
+    def random_names(self) -> list[str]:
+        """The random effects' names as nlme gives them: the parameter's name (``Asym``),
+        or ``Asym.(Intercept)`` when the parameter has covariates in the fixed formula
+        (``Asym ~ x``: the random effect is on its intercept)."""
+        columns = {par.name: par.columns for par in self.design.parameters}
+        return [p if columns[p] == ["(Intercept)"] else f"{p}.(Intercept)"
+                for p in self.random_parameters]
+
+    @property
     def random_covariance(self) -> pd.DataFrame:
-        """Covariance matrix of the random effects, ``sigma^2 Lambda Lambda'``."""
+        """Covariance matrix of the random effects, ``sigma^2 Lambda Lambda'`` (rows and
+        columns named as :attr:`random_names`)."""
         lam = self.problem.lambda_of(self.estimate.theta)
         cov = self.sigma**2 * lam @ lam.T
-        names = self.random_parameters
+        names = self.random_names
         return pd.DataFrame(cov, index=names, columns=names)
 
     @property
@@ -194,7 +235,7 @@ class NlmeFit:
         random effects in the columns named after them."""
         cov = self.random_covariance.to_numpy()
         sd = np.sqrt(np.diag(cov))
-        names = self.random_parameters
+        names = self.random_names
         with np.errstate(invalid="ignore", divide="ignore"):
             cor = cov / np.outer(sd, sd)
         table = pd.DataFrame({"StdDev": np.append(sd, self.sigma)}, index=names + ["Residual"])
@@ -207,9 +248,10 @@ class NlmeFit:
 
     @property
     def ranef(self) -> pd.DataFrame:
-        """Conditional modes of the random effects, one row per group."""
+        """Conditional modes of the random effects, one row per group (columns named as
+        :attr:`random_names`)."""
         return pd.DataFrame(self.estimate.b, index=pd.Index(self.design.levels, name=
-                            self.design.random.group), columns=self.random_parameters)
+                            self.design.random.group), columns=self.random_names)
 
     def coef(self) -> pd.DataFrame:
         """Each group's curve parameters (fixed part at the group's first row plus its
@@ -244,6 +286,11 @@ class NlmeFit:
             f"kind must be 'response', 'pearson' or 'normalized', got {kind!r}"
         )
 
+    @property
+    def inner_level(self) -> int:
+        """The innermost grouping level's number (1; more with nested levels)."""
+        return 1
+
     @staticmethod
     def _check_level(level: int) -> None:
         if level not in (0, 1):
@@ -252,12 +299,47 @@ class NlmeFit:
     # ------------------------------------------------------------------- predict
     def predict(self, newdata: pd.DataFrame | None = None, level: int = 1) -> np.ndarray:
         """Predictions on new data at the population (``level=0``) or group level
-        (``level=1``; the grouping column must name fitted groups)."""
+        (``level=1``; the grouping column must name fitted groups).
+
+        Rows with a missing value in a column the prediction reads are predicted as NaN
+        (as ``mm.lmer``'s ``predict``), with a warning that counts them by column (nlme's
+        default ``na.fail`` raises instead)."""
         self._check_level(level)
         if newdata is None:
             return self.fitted(level)
         if not isinstance(newdata, pd.DataFrame):
             raise ArgumentError("newdata must be a pandas DataFrame")
+        columns = self.design.prediction_columns(newdata, level)
+        for name in columns:
+            if name not in newdata.columns:
+                raise ColumnNotFoundError(
+                    f"column {name!r} is not in newdata (the prediction at level {level} "
+                    f"reads: {', '.join(columns)})"
+                )
+        missing = np.zeros(len(newdata), dtype=bool)
+        counts = {}
+        for name in columns:
+            gone = missing_mask(newdata[name])
+            if gone.any():
+                counts[name] = int(gone.sum())
+                missing |= gone
+        if not missing.any():
+            return self._predict_complete(newdata, level)
+        rows = np.flatnonzero(missing)
+        shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
+        warnings.warn(
+            f"{rows.size} row(s) of newdata have missing values ("
+            + ", ".join(f"{name!r}: {k}" for name, k in counts.items())
+            + f"; positions {shown}): predicted as NaN",
+            MixedModelsWarning,
+            stacklevel=2,
+        )
+        out = np.full(len(newdata), np.nan)
+        if rows.size < len(newdata):
+            out[~missing] = self._predict_complete(newdata.loc[~missing], level)
+        return out
+
+    def _predict_complete(self, newdata: pd.DataFrame, level: int) -> np.ndarray:
         design = self.design
         cov = design.model.covariate_values(newdata)
         matrices = design.new_fixed_matrices(newdata)
@@ -307,7 +389,8 @@ class NlmeFit:
         """nlme's denominator degrees of freedom of the fixed effects."""
         if "df" not in self._cache:
             lin = self.problem.linearize(self.estimate.beta, self.estimate.b)
-            self._cache["df"] = fixed_df(lin.x, self.design.groups, self.n_groups)
+            numeric = None if self.design.model.self_start is not None else self.fitted(1)
+            self._cache["df"] = fixed_df(lin.x, self.design.groups, self.n_groups, numeric)
         return pd.Series(self._cache["df"], index=self.design.fixed_names)
 
     def coef_table(self) -> pd.DataFrame:
@@ -403,7 +486,38 @@ def _pvalue(p: float) -> str:
     return text if text else "0"
 
 
-def format_summary(fit: NlmeFit) -> str:
+def _random_block(fit: NlmeFit) -> list[str]:
+    """nlme's random-effects block of one grouping factor."""
+    out: list[str] = []
+    spec = fit.design.random
+    names = fit.random_names
+    out.append(f" Formula: {' + '.join(spec.parameters)} ~ 1 | {spec.group}")
+    vc = fit.varcorr
+    if len(names) == 1:
+        out.append(_table(["StdDev:"], names + ["Residual"],
+                          [_fmt(vc["StdDev"].to_numpy())]))
+        return out
+    structure = ("Diagonal" if spec.diagonal
+                 else "General positive-definite, Log-Cholesky parametrization")
+    out.append(f" Structure: {structure}")
+    cols = ["StdDev"] + ([] if spec.diagonal else ["Corr"] + names[1:-1])
+    cells = []
+    for i in range(len(names) + 1):
+        row = _fmt([vc["StdDev"].iloc[i]])
+        if not spec.diagonal:
+            cor = [vc[nm].iloc[i] if nm in vc else np.nan for nm in names[:-1]]
+            row += [("" if not np.isfinite(c) else f"{c:.3f}") for c in cor]
+        cells.append(row)
+    if not spec.diagonal:
+        cols = ["StdDev", "Corr"] + [" " * 1] * (len(names) - 2)
+    out.append(_table(names + ["Residual"], cols, cells))
+    return out
+
+
+def format_summary(fit: NlmeFit, random_block: list[str] | None = None,
+                   groups_line: list[str] | None = None) -> str:
+    """nlme's ``summary`` layout; a nested fit passes its own random-effects block and
+    group counts."""
     method = {"ML": "maximum likelihood", "REML": "REML",
               "Laplace": "Laplace approximation (lme4's nlmer)"}[fit.method]
     if fit.n_agq > 1:  # as glmer labels it
@@ -417,29 +531,7 @@ def format_summary(fit: NlmeFit) -> str:
                       [_fmt([fit.aic, fit.bic, fit.loglik])]))
     out.append("")
     out.append("Random effects:")
-    spec = d.random
-    formula = f"{' + '.join(spec.parameters)} ~ 1 | {spec.group}"
-    out.append(f" Formula: {formula}")
-    names = list(spec.parameters)
-    vc = fit.varcorr
-    if len(names) == 1:
-        out.append(_table(["StdDev:"], names + ["Residual"],
-                          [_fmt(vc["StdDev"].to_numpy())]))
-    else:
-        structure = ("Diagonal" if spec.diagonal
-                     else "General positive-definite, Log-Cholesky parametrization")
-        out.append(f" Structure: {structure}")
-        cols = ["StdDev"] + ([] if spec.diagonal else ["Corr"] + names[1:-1])
-        cells = []
-        for i in range(len(names) + 1):
-            row = _fmt([vc["StdDev"].iloc[i]])
-            if not spec.diagonal:
-                cor = [vc[nm].iloc[i] if nm in vc else np.nan for nm in names[:-1]]
-                row += [("" if not np.isfinite(c) else f"{c:.3f}") for c in cor]
-            cells.append(row)
-        if not spec.diagonal:
-            cols = ["StdDev", "Corr"] + [" " * 1] * (len(names) - 2)
-        out.append(_table(names + ["Residual"], cols, cells))
+    out += random_block if random_block is not None else _random_block(fit)
     out.append("")
     if fit.variance_function is not None:
         out += variance_block(fit.variance_function, fit.estimate.delta)
@@ -465,11 +557,14 @@ def format_summary(fit: NlmeFit) -> str:
         out.append(_table(names_f[1:], names_f[:-1], cells))
     out.append("")
     out.append("Standardized Within-Group Residuals:")
-    q = np.quantile(fit.residuals(1, "pearson"), [0, 0.25, 0.5, 0.75, 1])
+    q = np.quantile(fit.residuals(fit.inner_level, "pearson"), [0, 0.25, 0.5, 0.75, 1])
     out.append(_table([""], ["Min", "Q1", "Med", "Q3", "Max"], [_fmt(q, 8)]))
     out.append("")
     out.append(f"Number of Observations: {fit.n_obs}")
-    out.append(f"Number of Groups: {fit.n_groups} ")
+    if groups_line is not None:
+        out += groups_line
+    else:
+        out.append(f"Number of Groups: {fit.n_groups} ")
     return "\n".join(out)
 
 
@@ -549,3 +644,222 @@ def r_named_vector(names: list[str], values: np.ndarray, digits: int = 7,
         out.append("".join(n.rjust(w) + " " for n in names[i:i + per_line]))
         out.append("".join(c.rjust(w) + " " for c in cells[i:i + per_line]))
     return out
+
+
+# ------------------------------------------------------------- nested grouping levels
+
+
+@dataclass(repr=False)
+class NestedNlmeFit(NlmeFit):
+    """A nonlinear mixed model with nested grouping levels (nlme's ``site/plot``).
+
+    Levels are numbered as nlme numbers them: 0 the population, 1 the outermost
+    (``site``), up to the innermost (``plot %in% site``), which ``fitted``, ``residuals`` and
+    ``predict`` use by default.  ``ranef``, ``random_covariance`` and ``coef`` are the
+    innermost level's (as nlme's ``coef``; its ``pdMatrix`` of ``reStruct[[1]]``);
+    :attr:`ranef_levels` and :attr:`random_covariances` hold every level's, and
+    :attr:`varcorr` every level's standard deviations and correlations.
+    """
+
+    @property
+    def n_levels(self) -> int:
+        """Number of grouping levels."""
+        return len(self.problem.levels)
+
+    @property
+    def inner_level(self) -> int:
+        """The innermost level's number (nlme's: the number of levels)."""
+        return self.n_levels
+
+    @property
+    def level_names(self) -> list[str]:
+        """The levels as nlme names them (``site``, ``plot %in% site``), outermost first."""
+        return self.design.random.level_names
+
+    @property
+    def n_groups(self) -> int:
+        """Number of groups of the innermost level."""
+        return self.problem.levels[-1].n_groups
+
+    @property
+    def n_groups_levels(self) -> dict[str, int]:
+        """Number of groups of each level, outermost first."""
+        return {name: lv.n_groups for name, lv in zip(self.level_names, self.problem.levels,
+                                                      strict=True)}
+
+    @property
+    def random_covariances(self) -> dict[str, pd.DataFrame]:
+        """Each level's random-effect covariance ``sigma^2 Lambda_k Lambda_k'``."""
+        names = self.random_names
+        out = {}
+        for name, lam in zip(self.level_names, self.problem.lambdas(self.estimate.theta),
+                             strict=True):
+            out[name] = pd.DataFrame(self.sigma**2 * lam @ lam.T, index=names, columns=names)
+        return out
+
+    @property
+    def random_covariance(self) -> pd.DataFrame:
+        """The innermost level's random-effect covariance."""
+        return self.random_covariances[self.level_names[-1]]
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """Standard deviations (and correlations, in the columns named after the random
+        effects) of each level's random effects, then the residual's; the ``level``
+        column names the level."""
+        tables = []
+        names = self.random_names
+        for level, cov in self.random_covariances.items():
+            c = cov.to_numpy()
+            sd = np.sqrt(np.diag(c))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cor = c / np.outer(sd, sd)
+            table = pd.DataFrame({"level": level, "StdDev": sd}, index=names)
+            for j, name in enumerate(names[:-1]):
+                col = np.full(len(names), np.nan)
+                col[j + 1:] = cor[j + 1:, j]
+                table[name] = col
+            tables.append(table)
+        tables.append(pd.DataFrame({"level": "Residual", "StdDev": [self.sigma]},
+                                   index=["Residual"]))
+        return pd.concat(tables)
+
+    @property
+    def ranef_levels(self) -> dict[str, pd.DataFrame]:
+        """Each level's conditional modes, one row per group (``s1``; ``s1/p1``)."""
+        out = {}
+        for name, b, labels in zip(self.level_names, self.estimate.b_levels,
+                                   self.design.level_levels, strict=True):
+            out[name] = pd.DataFrame(b, index=pd.Index(labels, name=name),
+                                     columns=self.random_names)
+        return out
+
+    @property
+    def ranef(self) -> pd.DataFrame:
+        """The innermost level's conditional modes (groups labelled ``s1/p1``)."""
+        return self.ranef_levels[self.level_names[-1]]
+
+    def coef(self) -> pd.DataFrame:
+        """Each innermost group's curve parameters (fixed part at the group's first row
+        plus the random effects of every level), nlme's ``coef``."""
+        phi = self.problem.phi(self.estimate.beta, self.estimate.b_levels)
+        _, first = np.unique(self.design.groups, return_index=True)
+        return pd.DataFrame(phi[first], index=pd.Index(self.design.levels,
+                            name=self.level_names[-1]), columns=list(self.design.model.parameters))
+
+    def fitted(self, level: int | None = None) -> np.ndarray:
+        """Fitted values at ``level``: 0 the population, 1 the outermost level's groups,
+        ..., the innermost (default)."""
+        level = self._level(level)
+        return self.problem.fitted(self.estimate.beta, self.estimate.b_levels, upto=level)
+
+    def residuals(self, level: int | None = None, kind: str = "response") -> np.ndarray:
+        """Residuals at ``level`` (default the innermost; see :meth:`NlmeFit.residuals`)."""
+        return super().residuals(self._level(level), kind)
+
+    def _level(self, level: int | None) -> int:
+        if level is None:
+            return self.n_levels
+        if not isinstance(level, int | np.integer) or not 0 <= level <= self.n_levels:
+            raise ArgumentError(f"level must be 0 (population) to {self.n_levels} "
+                                f"({self.level_names[-1]}), got {level!r}")
+        return int(level)
+
+    def _check_level(self, level: int) -> None:
+        self._level(level)
+
+    def predict(self, newdata: pd.DataFrame | None = None, level: int | None = None) -> np.ndarray:
+        """Predictions at ``level`` (0 the population, up to the innermost, the default);
+        level ``k`` reads the outermost ``k`` grouping columns, whose combinations must be
+        fitted groups.  Missing values as :meth:`NlmeFit.predict`."""
+        return super().predict(newdata, self._level(level))
+
+    def _predict_complete(self, newdata: pd.DataFrame, level: int) -> np.ndarray:
+        design = self.design
+        cov = design.model.covariate_values(newdata)
+        matrices = design.new_fixed_matrices(newdata)
+        phi = np.zeros((len(newdata), len(design.model.parameters)))
+        for k, (matrix, sl) in enumerate(zip(matrices, self.problem.slices, strict=True)):
+            phi[:, design.function_index[k]] += matrix @ self.estimate.beta[sl]
+        columns = design.random.columns
+        for k in range(level):
+            codes = nested_codes_for(newdata, columns[: k + 1], design.level_levels[k])
+            if np.any(codes < 0):
+                bad = np.flatnonzero(codes < 0)
+                raise NewLevelError(
+                    f"{bad.size} row(s) of newdata have a group of level "
+                    f"{self.level_names[k]!r} the fit did not see (first: row {int(bad[0])}); "
+                    f"predict them at a level below {k + 1}"
+                )
+            lv = self.problem.levels[k]
+            phi[:, lv.random_index] += self.estimate.b_levels[k][codes]
+        f, _ = design.model(phi, cov, gradient=False)
+        return f
+
+    def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:
+        """``nsim`` new response vectors ``(n, nsim)``: new random effects at every level,
+        new errors ``N(0, sigma^2)``."""
+        if not isinstance(nsim, int | np.integer) or nsim < 1:
+            raise ArgumentError(f"nsim must be a positive integer, got {nsim!r}")
+        rng = np.random.default_rng(seed)
+        lams = self.problem.lambdas(self.estimate.theta)
+        out = np.empty((self.n_obs, nsim))
+        for k in range(nsim):
+            bs = [(rng.standard_normal((lv.n_groups, lv.q)) * self.sigma) @ lam.T
+                  for lv, lam in zip(self.problem.levels, lams, strict=True)]
+            f = self.problem.fitted(self.estimate.beta, bs)
+            out[:, k] = f + rng.standard_normal(self.n_obs) * self.sigma
+        return out
+
+    @property
+    def df(self) -> pd.Series:
+        """nlme's denominator degrees of freedom with nested strata."""
+        if "df" not in self._cache:
+            lin = self.problem.linearize(self.estimate.beta, self.estimate.b_levels)
+            numeric = None if self.design.model.self_start is not None else self.fitted()
+            self._cache["df"] = fixed_df(
+                lin.x, self.design.level_groups, [lv.n_groups for lv in self.problem.levels],
+                numeric,
+            )
+        return pd.Series(self._cache["df"], index=self.design.fixed_names)
+
+    def summary(self) -> str:
+        """The fit in nlme's ``summary`` layout (a random-effects block per level)."""
+        return format_summary(self, _nested_random_block(self), _nested_groups_line(self))
+
+
+def _nested_random_block(fit: NestedNlmeFit) -> list[str]:
+    """nlme's random-effects blocks of a nested model, outermost first, the residual sd
+    on the innermost's StdDev line."""
+    spec = fit.design.random
+    names = fit.random_names
+    out: list[str] = []
+    covs = list(fit.random_covariances.values())
+    for k, (level, cov) in enumerate(zip(fit.level_names, covs, strict=True)):
+        inner = k == len(covs) - 1
+        if k:
+            out.append("")
+        out.append(f" Formula: {' + '.join(spec.parameters)} ~ 1 | {level}")
+        sd = np.sqrt(np.diag(cov.to_numpy()))
+        if len(names) == 1:
+            values = [sd[0], fit.sigma] if inner else [sd[0]]
+            out.append(_table(["StdDev:"], names + (["Residual"] if inner else []),
+                              [_fmt(values)]))
+        else:
+            out.append(" Structure: " + ("Diagonal" if spec.diagonal else
+                                         "General positive-definite, Log-Cholesky "
+                                         "parametrization"))
+            rows = names + (["Residual"] if inner else [])
+            values = list(sd) + ([fit.sigma] if inner else [])
+            out.append(_table(rows, ["StdDev"], [_fmt([v]) for v in values]))
+    return out
+
+
+def _nested_groups_line(fit: NestedNlmeFit) -> list[str]:
+    """nlme's ``Number of Groups:`` with a count per level."""
+    counts = fit.n_groups_levels
+    widths = [max(len(name), len(str(c))) for name, c in counts.items()]
+    return ["Number of Groups: ",
+            " ".join(name.rjust(w) for name, w in zip(counts, widths, strict=True)) + " ",
+            " ".join(str(c).rjust(w) for c, w in zip(counts.values(), widths, strict=True))
+            + " "]
