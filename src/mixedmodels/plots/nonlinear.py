@@ -29,9 +29,12 @@ def _default_x(fit: NlmeFit) -> str:
 
 def plot_nlme(fit: NlmeFit, data: pd.DataFrame, x: str | None = None, *, points: int = 100,
               columns: int | None = None) -> Figure:
-    """One panel per group: its observations, its fitted curve (``predict(level=1)``,
-    solid) and the population curve (``level=0``, dashed), on a grid of ``points`` values
-    of ``x`` over the group's range; other columns are taken from the group's first row.
+    """One panel per group (the innermost level's, for nested groups): its observations,
+    its fitted curve (``predict`` at the innermost level, solid) and the population curve
+    (``level=0``, dashed), on a grid of ``points`` values of ``x`` over the group's range;
+    other columns are taken from the group's first row.  The observations are the fit's
+    own: its rows of ``data`` (those with missing values dropped) and its response, a
+    transformed one (``log(size)``) included.
 
     Parameters
     ----------
@@ -42,14 +45,18 @@ def plot_nlme(fit: NlmeFit, data: pd.DataFrame, x: str | None = None, *, points:
         Column on the horizontal axis (default: the self-starting model's input).
     """
     x = x or _default_x(fit)
-    group = fit.design.random.group
-    y = fit.design.response
-    for col in (x, group, y):
-        if col not in data.columns:
-            raise ColumnNotFoundError(f"column {col!r} is not in the data")
-    keys = list(fit.design.levels)
-    labels = data[group].map(lambda v: str(v) if not isinstance(v, float) or not
-                             v.is_integer() else str(int(v)))
+    design = fit.design
+    if x not in data.columns:
+        raise ColumnNotFoundError(f"column {x!r} is not in the data")
+    if len(data) <= int(design.rows.max(initial=-1)):
+        raise ArgumentError(
+            f"data has {len(data)} rows, fewer than the fit's; pass the data it was fitted to"
+        )
+    kept = data.iloc[design.rows]
+    observed_x = kept[x].to_numpy()
+    observed_y = np.asarray(design.y, dtype=float)
+    keys = list(design.levels)
+    group = "/".join(design.random.columns)
     n = len(keys)
     ncol = columns or min(n, math.ceil(math.sqrt(n * 1.5)))
     nrow = math.ceil(n / ncol)
@@ -57,18 +64,19 @@ def plot_nlme(fit: NlmeFit, data: pd.DataFrame, x: str | None = None, *, points:
     axes = fig.subplots(nrow, ncol, sharex=True, sharey=True, squeeze=False)
     for k, key in enumerate(keys):
         ax = axes[k // ncol][k % ncol]
-        rows = data.loc[labels == key]
-        grid = np.linspace(rows[x].min(), rows[x].max(), points)
+        mine = np.flatnonzero(design.groups == k)
+        rows = kept.iloc[mine]
+        grid = np.linspace(observed_x[mine].min(), observed_x[mine].max(), points)
         new = pd.DataFrame({c: np.repeat(rows[c].to_numpy()[:1], points) for c in data.columns})
         new[x] = grid
-        ax.plot(rows[x], rows[y], "o", color="0.3", ms=3)
-        ax.plot(grid, fit.predict(new, level=1), color="C0", lw=1.6, label=f"{group} curve")
+        ax.plot(observed_x[mine], observed_y[mine], "o", color="0.3", ms=3)
+        ax.plot(grid, fit.predict(new), color="C0", lw=1.6, label="group curve")
         ax.plot(grid, fit.predict(new, level=0), color="C3", lw=1.2, ls="--",
                 label="population curve")
         ax.set_title(f"{group} {key}", fontsize=9)
     for k in range(n, nrow * ncol):
         axes[k // ncol][k % ncol].set_visible(False)
     fig.supxlabel(x)
-    fig.supylabel(y)
+    fig.supylabel(design.response)
     axes[0][0].legend(fontsize=7, frameon=False, loc="upper left")
     return fig
