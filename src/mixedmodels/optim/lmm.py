@@ -12,6 +12,7 @@ from mixedmodels.errors import ArgumentError, ConvergenceError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim.bobyqa import OptimizeResult, minimize_bounded
+from mixedmodels.optim.polish import polish
 from mixedmodels.optim.start import DEFAULT_STEP, moment_start
 
 BOUNDARY_TOLERANCE = 1e-5  # lme4's lmerControl(boundary.tol = 1e-5)
@@ -47,7 +48,9 @@ def optimize_problem(
     from its cross products: :mod:`mixedmodels.optim.reduced_start`).
 
     As lme4's ``check.boundary``: parameters bounded at 0 that end within 1e-5 of it are set
-    to exactly 0 when that does not raise the objective.
+    to exactly 0 when that does not raise the objective.  Then Newton steps on the free
+    coordinates (:func:`mixedmodels.optim.polish.polish`) take BOBYQA's point to the
+    optimum; the result's message says what they did, its evaluations include theirs.
     """
     with single_threaded_blas(problem.dense_objective is not None):
         return _optimize(problem, start, default_start)
@@ -137,4 +140,11 @@ def _optimize(
         value = problem.objective(trial)
         if value <= best:
             theta, best = trial, value
-    return OptimizeResult(theta, best, result.n_evaluations, result.converged, result.message)
+    theta, best, polished = polish(problem, theta, best)
+    return OptimizeResult(
+        theta,
+        best,
+        result.n_evaluations + polished.evaluations,
+        result.converged,
+        f"{result.message}; {polished.note}",
+    )

@@ -1,0 +1,206 @@
+"""The profiled objective's gradient and Hessian in theta, analytic, for small models.
+
+On the dense path (:mod:`mixedmodels.core.dense`, ``q <= 240`` random effects) the whole
+bordered system is one ``(q + p) x (q + p)`` matrix.  With ``T = diag(Lambda, I_p)``,
+``G = [Z X]'W[Z X]``, ``h = [Z X]'W y`` and ``D = diag(I_q, 0)``,
+
+.. math::
+
+    M = T' G T + D, \\quad PWRSS = y'Wy - h'T M^{-1} T'h,
+
+    f_{REML} = \\log|M| + (n - p) \\log PWRSS + c, \\quad
+    f_{ML} = \\log|A| + n \\log PWRSS + c
+
+(``A = M[:q, :q]``; ``log|M| = log|L_Z|^2 + log|R_X|^2``).  ``Lambda`` is linear in the
+engine's lambda entries ``e``; with ``F_l = dT / de_l`` (one unit per level of the term),
+``s = M^{-1} T'h`` and ``v = G T s - h``:
+
+.. math::
+
+    \\partial_l \\log|S| = 2 \\operatorname{tr}(S^{-1} T'G F_l), \\quad
+    \\partial_l PWRSS = 2 (F_l s)' v,
+
+    \\partial_{lm} \\log|S| = 2 \\operatorname{tr}(S^{-1} F_l' G F_m)
+        - \\operatorname{tr}(S^{-1} \\partial_l S \\, S^{-1} \\partial_m S),
+
+    \\partial_{lm} PWRSS = 2 (F_l s)' G (F_m s) - 2 a_l' M^{-1} a_m, \\quad
+    a_l = F_l' v + T'G F_l s
+
+(``S`` is ``M`` or ``A``).  Theta maps to the entries through the terms' structures; when
+that map is linear (lme4's unstructured factors, diagonal and scaled-identity terms) the
+chain rule needs its Jacobian only, which is read from two evaluations per coordinate.
+Correlation structures map theta nonlinearly: :func:`dense_derivatives` returns None for
+them and the caller differences the objective instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+
+from mixedmodels.core.lmm import LmmProblem
+from mixedmodels.linalg.blocks import NotPositiveDefiniteError
+
+# a map theta -> entries is taken as linear (homogeneous) when e(theta) = J theta to this
+# relative precision (exact arithmetic on 0/1 Jacobians gives 1e-16)
+LINEAR_RTOL = 1e-12
+
+
+@dataclass(frozen=True)
+class ProfiledDerivatives:
+    """The profiled objective at theta, its gradient and (optionally) Hessian in theta."""
+
+    value: float
+    gradient: np.ndarray
+    hessian: np.ndarray | None
+
+
+class DenseDerivatives:
+    """Analytic derivatives of a dense-path problem's profiled objective.
+
+    Parameters
+    ----------
+    problem : LmmProblem
+        A problem whose :attr:`~mixedmodels.core.lmm.LmmProblem.dense_objective` is set.
+    """
+
+    def __init__(self, problem: LmmProblem) -> None:
+        dense = problem.dense_objective
+        if dense is None:
+            raise ValueError("analytic derivatives need the dense path (q <= 240)")
+        self.problem = problem
+        q, p = dense.q, problem.n_fixed
+        self.q, self.p = q, p
+        zax, axx = dense.zax, dense.axx
+        size = q + p
+        g = np.empty((size, size))
+        g[:q, :q] = dense.azz
+        g[:q, q:] = zax[:, :p]
+        g[q:, :q] = zax[:, :p].T
+        g[q:, q:] = axx[:p, :p]
+        self.g = g
+        self.h = np.concatenate([zax[:, p], axx[:p, p]])
+        self.yy = float(axx[p, p])
+        self.rows = np.asarray(dense.rows)
+        self.cols = np.asarray(dense.cols)
+        self.entry = np.asarray(dense.theta_index)  # each position's lambda entry
+        self.n_entries = int(problem.entry_offsets[-1])
+        # positions x entries indicator: sums over an entry's positions
+        self.indicator = np.zeros((self.rows.size, self.n_entries))
+        self.indicator[np.arange(self.rows.size), self.entry] = 1.0
+        self.dof = problem.n - p if problem.reml else problem.n
+
+    def entries_jacobian(self, theta: np.ndarray) -> np.ndarray | None:
+        """``d e / d theta`` when the map is linear and homogeneous (``e = J theta``), else
+        None.  Central differences with unit steps are exact for such a map."""
+        entries = self.problem.lambda_entries
+        k = theta.size
+        jac = np.empty((self.n_entries, k))
+        for i in range(k):
+            step = np.zeros(k)
+            step[i] = 1.0
+            jac[:, i] = (entries(theta + step) - entries(theta - step)) / 2.0
+        e = entries(theta)
+        scale = max(1.0, float(np.max(np.abs(e), initial=0.0)))
+        if np.max(np.abs(jac @ theta - e), initial=0.0) > LINEAR_RTOL * scale:
+            return None
+        return jac
+
+    def at(self, theta: np.ndarray, hessian: bool = True) -> ProfiledDerivatives | None:
+        """Value, gradient and (with ``hessian``) Hessian in theta; None when theta maps
+        to the entries nonlinearly.
+
+        Raises
+        ------
+        NotPositiveDefiniteError
+            When the bordered system cannot be factored at ``theta``.
+        """
+        theta = np.asarray(theta, dtype=float)
+        jac = self.entries_jacobian(theta)
+        if jac is None:
+            return None
+        value, grad_e, hess_e = self._entry_derivatives(
+            self.problem.lambda_entries(theta), hessian
+        )
+        grad = jac.T @ grad_e
+        hess = None if hess_e is None else jac.T @ hess_e @ jac
+        return ProfiledDerivatives(value, grad, hess)
+
+    def value(self, theta: np.ndarray) -> float:
+        """The objective at ``theta`` by this class's arithmetic (the engine's to 1e-14)."""
+        return self._entry_derivatives(
+            self.problem.lambda_entries(np.asarray(theta, dtype=float)), False, False
+        )[0]
+
+    def _entry_derivatives(
+        self, e: np.ndarray, hessian: bool, gradient: bool = True
+    ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+        q, p = self.q, self.p
+        size = q + p
+        rows, cols, ind = self.rows, self.cols, self.indicator
+        lam = np.zeros((q, q))
+        lam[rows, cols] = e[self.entry]
+        gt = self.g.copy()  # G T
+        gt[:, :q] = self.g[:, :q] @ lam
+        bt = gt.T  # T'G
+        m = np.empty((size, size))
+        m[:q, :] = lam.T @ gt[:q, :]
+        m[q:, :] = gt[q:, :]
+        m[:q, q:] = m[q:, :q].T
+        m.reshape(-1)[: q * (size + 1) : size + 1] += 1.0
+        b = np.concatenate([lam.T @ self.h[:q], self.h[q:]])
+        low, info = sla.lapack.dpotrf(m, lower=1, clean=1)
+        if info != 0:
+            raise NotPositiveDefiniteError
+        c = sla.solve_triangular(low, b, lower=True)
+        pwrss = self.yy - float(c @ c)
+        if not pwrss > 0:
+            raise NotPositiveDefiniteError
+        s = sla.solve_triangular(low, c, lower=True, trans=1)
+        log_diag = np.log(np.diagonal(low))
+        # S = M (REML) or A = M[:q, :q] (ML); A's factor is M's leading block
+        n_s = size if self.problem.reml else q
+        log_det = 2.0 * float(log_diag[:n_s].sum())
+        value = self._value(log_det, pwrss)
+        if not gradient:
+            return value, None, None
+        low_s = low[:n_s, :n_s]
+        s_inv = sla.cho_solve((low_s, True), np.eye(n_s))
+        n_mat = s_inv @ bt[:n_s, :n_s]  # S^-1 T'G
+        grad_logdet = 2.0 * (n_mat[cols, rows] @ ind)
+        v = gt @ s - self.h
+        grad_pwrss = 2.0 * ((s[cols] * v[rows]) @ ind)
+        grad = grad_logdet + self.dof * grad_pwrss / pwrss
+        if not hessian:
+            return value, grad, None
+        k = self.n_entries
+        # d^2 log|S|: 2 tr(S^-1 F_l' G F_m) - tr(S^-1 dS_l S^-1 dS_m)
+        second = s_inv[np.ix_(cols, cols)] * self.g[np.ix_(rows, rows)]
+        hess_logdet = 2.0 * (ind.T @ second.T @ ind)
+        derivs = np.empty((k, n_s, n_s))  # S^-1 dS_l = S^-1 K_l + S^-1 K_l'
+        for lv in range(k):
+            at = self.entry == lv
+            r, cc = rows[at], cols[at]
+            pl = s_inv[:, cc] @ bt[:n_s, r].T  # S^-1 K_l'
+            pl[:, cc] += n_mat[:, r]  # S^-1 K_l: K_l's columns cc are T'G's columns r
+            derivs[lv] = pl
+        hess_logdet -= np.einsum("lab,mba->lm", derivs, derivs)
+        # d^2 PWRSS = 2 U'GU - 2 a'M^-1 a, U[:, l] = F_l s, a = F'v + T'G U
+        u = np.zeros((size, k))
+        w = np.zeros((size, k))
+        np.add.at(u, (rows, self.entry), s[cols])
+        np.add.at(w, (cols, self.entry), v[rows])
+        a = w + bt @ u
+        ma = sla.cho_solve((low, True), a)
+        hess_pwrss = 2.0 * (u.T @ self.g @ u - a.T @ ma)
+        hess = (
+            hess_logdet
+            + self.dof * (hess_pwrss / pwrss - np.outer(grad_pwrss, grad_pwrss) / pwrss**2)
+        )
+        return value, grad, (hess + hess.T) / 2.0
+
+    def _value(self, log_det: float, pwrss: float) -> float:
+        """The objective from ``log|S|`` and PWRSS (the engine's formula)."""
+        return self.problem.objective_from_pieces(log_det, 0.0, pwrss)
