@@ -93,17 +93,9 @@ class _Derivatives:
             return math.inf
         return value if math.isfinite(value) else math.inf
 
-    def value(self, x: np.ndarray) -> float:
-        """The objective at ``x`` from the same arithmetic as the derivatives' values."""
-        if self.analytic is None:
-            return self.objective(x)
-        self.evaluations += 1
-        return self.analytic.value(self.expand(x))
-
     def at(self, x: np.ndarray, hessian: bool, value: float | None = None):
-        """``(value, gradient, hessian or None)`` at the free coordinates ``x``; the value
-        is the analytic one (the same function by other sums, 1e-14 relative) while the
-        derivatives are analytic, else ``value`` when given or ``problem.objective``."""
+        """``(gradient, hessian or None)`` at the free coordinates ``x``; ``value`` is
+        ``f(x)`` when known (finite differences need it)."""
         if self.analytic is not None:
             self.evaluations += 1
             found = self.analytic.at(self.expand(x), hessian)
@@ -112,13 +104,13 @@ class _Derivatives:
                 hess = found.hessian
                 if hess is not None:
                     hess = hess[np.ix_(self.free, self.free)]
-                return found.value, grad, hess
+                return grad, hess
             self.analytic = None  # theta maps to lambda nonlinearly: difference values
         self.kind = "finite-difference"
         if value is None:
             value = self.objective(x)
         grad, hess = finite_difference_derivatives(self.objective, x, value, hessian)
-        return value, grad, hess
+        return grad, hess
 
 
 def finite_difference_derivatives(
@@ -187,7 +179,8 @@ def polish(
     lower, upper = problem.theta_lower_bounds(), problem.theta_upper_bounds()
     free = ~((lower == 0) & (theta == 0))
     if not free.any() or not math.isfinite(value):
-        return theta, value, PolishOutcome(0, 0, 0.0, 0.0, "polish: no free theta")
+        why = "no free theta" if math.isfinite(value) else "the objective is not finite"
+        return theta, value, PolishOutcome(0, 0, 0.0, 0.0, f"no Newton polish: {why}")
     derivatives = _Derivatives(problem, theta, free)
     x0 = theta[free]
     lo, hi = lower[free], upper[free]
@@ -198,10 +191,8 @@ def polish(
     if outcome is None:
         note = "polish skipped: the model cannot be evaluated next to the estimate"
         return theta, value, PolishOutcome(0, derivatives.evaluations, 0.0, 0.0, note)
-    x, start, best, steps, note = outcome
-    decrease = start - best
-    if not steps:
-        best = value
+    x, best, steps, note = outcome
+    decrease = value - best
     polished = derivatives.expand(x)
     moved = float(np.max(np.abs(polished - theta), initial=0.0))
     text = (
@@ -212,10 +203,9 @@ def polish(
 
 
 def _iterate(derivatives: _Derivatives, x: np.ndarray, value: float, lo, hi):
-    """The Newton iteration: ``(x, start value, value, steps, note)``; the values compared
-    are all of one arithmetic (the analytic one, or ``problem.objective``)."""
-    value, grad, hess = derivatives.at(x, hessian=True, value=value)
-    start = value
+    """The Newton iteration: ``(x, value, steps, note)``, values by ``problem.objective``
+    (the function BOBYQA minimized)."""
+    grad, hess = derivatives.at(x, hessian=True, value=value)
     steps, note = 0, ""
     for _ in range(MAX_STEPS):
         found = _newton_direction(grad, hess)
@@ -229,16 +219,12 @@ def _iterate(derivatives: _Derivatives, x: np.ndarray, value: float, lo, hi):
         size = float(np.max(np.abs(trial - x) / np.maximum(1.0, np.abs(x)), initial=0.0))
         if size == 0.0:
             break
-        short = size <= SHORT_STEP
-        if short:  # what is left after it is below 1e-10: no further gradient
-            trial_value, trial_grad = derivatives.value(trial), None
-        else:
-            trial_value, trial_grad, _ = derivatives.at(trial, hessian=False)
+        trial_value = derivatives.objective(trial)
         if not trial_value <= value + RISE_RTOL * abs(value):
             note = (note + "; " if note else "") + "last step rejected (objective rose)"
             break
         x, value, steps = trial, trial_value, steps + 1
-        if short:
+        if size <= SHORT_STEP:  # what is left after it is below 1e-10: no further gradient
             break
-        grad = trial_grad
-    return x, start, value, steps, note
+        grad, _ = derivatives.at(x, hessian=False, value=value)
+    return x, value, steps, note

@@ -57,8 +57,18 @@ class ProfiledDerivatives:
     hessian: np.ndarray | None
 
 
+_POTRF = sla.lapack.dpotrf
+_POTRI = sla.lapack.dpotri
+_POTRS = sla.lapack.dpotrs
+_TRTRS = sla.lapack.dtrtrs
+
+
 class DenseDerivatives:
     """Analytic derivatives of a dense-path problem's profiled objective.
+
+    Everything that does not depend on theta (the bordered Gram, the positions of the
+    entries and the index arrays into it) is laid out once here; the Jacobian of a linear
+    theta-to-entries map is constant and kept after the first call.
 
     Parameters
     ----------
@@ -83,18 +93,33 @@ class DenseDerivatives:
         self.g = g
         self.h = np.concatenate([zax[:, p], axx[:p, p]])
         self.yy = float(axx[p, p])
-        self.rows = np.asarray(dense.rows)
-        self.cols = np.asarray(dense.cols)
+        rows, cols = np.asarray(dense.rows), np.asarray(dense.cols)
+        self.rows, self.cols = rows, cols
         self.entry = np.asarray(dense.theta_index)  # each position's lambda entry
         self.n_entries = int(problem.entry_offsets[-1])
+        n_pos = rows.size
         # positions x entries indicator: sums over an entry's positions
-        self.indicator = np.zeros((self.rows.size, self.n_entries))
-        self.indicator[np.arange(self.rows.size), self.entry] = 1.0
+        self.indicator = np.zeros((n_pos, self.n_entries))
+        self.indicator[np.arange(n_pos), self.entry] = 1.0
+        # bins of (row, entry) and (column, entry): F_l s and F_l' v for every l at once
+        self.row_bins = rows * self.n_entries + self.entry
+        self.col_bins = cols * self.n_entries + self.entry
+        self.size = size
+        self.g_rows = g[rows[:, None], rows[None, :]]  # G[r_j, r_i]
+        self.n_s = size if problem.reml else q  # log|M| (REML) or log|A| (ML)
+        self.cols_pairs = (cols[:, None] * self.n_s + cols[None, :]).ravel()
+        self.by_entry = [np.flatnonzero(self.entry == lv) for lv in range(self.n_entries)]
+        self.flat_lambda = rows * q + cols
+        self.leading = np.arange(q) * (size + 1)  # flat positions of M's first q diagonals
         self.dof = problem.n - p if problem.reml else problem.n
+        self._jacobian: np.ndarray | None = None
 
     def entries_jacobian(self, theta: np.ndarray) -> np.ndarray | None:
         """``d e / d theta`` when the map is linear and homogeneous (``e = J theta``), else
-        None.  Central differences with unit steps are exact for such a map."""
+        None.  Central differences with unit steps are exact for such a map; once found,
+        the (constant) Jacobian is kept."""
+        if self._jacobian is not None:
+            return self._jacobian
         entries = self.problem.lambda_entries
         k = theta.size
         jac = np.empty((self.n_entries, k))
@@ -106,6 +131,7 @@ class DenseDerivatives:
         scale = max(1.0, float(np.max(np.abs(e), initial=0.0)))
         if np.max(np.abs(jac @ theta - e), initial=0.0) > LINEAR_RTOL * scale:
             return None
+        self._jacobian = jac
         return jac
 
     def at(self, theta: np.ndarray, hessian: bool = True) -> ProfiledDerivatives | None:
@@ -137,37 +163,35 @@ class DenseDerivatives:
     def _entry_derivatives(
         self, e: np.ndarray, hessian: bool, gradient: bool = True
     ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
-        q, p = self.q, self.p
-        size = q + p
-        rows, cols, ind = self.rows, self.cols, self.indicator
-        lam = np.zeros((q, q))
-        lam[rows, cols] = e[self.entry]
-        gt = self.g.copy()  # G T
-        gt[:, :q] = self.g[:, :q] @ lam
+        q, n_s = self.q, self.n_s
+        g, rows, cols, ind = self.g, self.rows, self.cols, self.indicator
+        lam = np.zeros(q * q)
+        lam[self.flat_lambda] = e[self.entry]
+        lam = lam.reshape(q, q)
+        gt = g.copy()  # G T
+        gt[:, :q] = g[:, :q] @ lam
         bt = gt.T  # T'G
-        m = np.empty((size, size))
+        m = gt.copy()  # M = T'G T + D
         m[:q, :] = lam.T @ gt[:q, :]
-        m[q:, :] = gt[q:, :]
         m[:q, q:] = m[q:, :q].T
-        m.reshape(-1)[: q * (size + 1) : size + 1] += 1.0
-        b = np.concatenate([lam.T @ self.h[:q], self.h[q:]])
-        low, info = sla.lapack.dpotrf(m, lower=1, clean=1)
+        m.reshape(-1)[self.leading] += 1.0
+        b = self.h.copy()
+        b[:q] = lam.T @ self.h[:q]
+        low, info = _POTRF(m, lower=1, clean=1)
         if info != 0:
             raise NotPositiveDefiniteError
-        c = sla.solve_triangular(low, b, lower=True)
+        c, info = _TRTRS(low, b, lower=1)
         pwrss = self.yy - float(c @ c)
         if not pwrss > 0:
             raise NotPositiveDefiniteError
-        s = sla.solve_triangular(low, c, lower=True, trans=1)
-        log_diag = np.log(np.diagonal(low))
-        # S = M (REML) or A = M[:q, :q] (ML); A's factor is M's leading block
-        n_s = size if self.problem.reml else q
-        log_det = 2.0 * float(log_diag[:n_s].sum())
-        value = self._value(log_det, pwrss)
+        log_det = 2.0 * float(np.log(np.diagonal(low)[:n_s]).sum())
+        value = self.problem.objective_from_pieces(log_det, 0.0, pwrss)
         if not gradient:
             return value, None, None
-        low_s = low[:n_s, :n_s]
-        s_inv = sla.cho_solve((low_s, True), np.eye(n_s))
+        s, info = _TRTRS(low, c, lower=1, trans=1)
+        s_inv, info = _POTRI(low[:n_s, :n_s], lower=1)  # S^-1's lower triangle, 0 above
+        s_inv = s_inv + s_inv.T  # (C-ordered: LAPACK returns Fortran order)
+        s_inv.reshape(-1)[:: n_s + 1] /= 2.0
         n_mat = s_inv @ bt[:n_s, :n_s]  # S^-1 T'G
         grad_logdet = 2.0 * (n_mat[cols, rows] @ ind)
         v = gt @ s - self.h
@@ -177,30 +201,26 @@ class DenseDerivatives:
             return value, grad, None
         k = self.n_entries
         # d^2 log|S|: 2 tr(S^-1 F_l' G F_m) - tr(S^-1 dS_l S^-1 dS_m)
-        second = s_inv[np.ix_(cols, cols)] * self.g[np.ix_(rows, rows)]
-        hess_logdet = 2.0 * (ind.T @ second.T @ ind)
+        second = s_inv.reshape(-1)[self.cols_pairs].reshape(rows.size, rows.size)
+        second *= self.g_rows
+        hess_logdet = 2.0 * (ind.T @ second @ ind)
         derivs = np.empty((k, n_s, n_s))  # S^-1 dS_l = S^-1 K_l + S^-1 K_l'
-        for lv in range(k):
-            at = self.entry == lv
+        for lv, at in enumerate(self.by_entry):
             r, cc = rows[at], cols[at]
             pl = s_inv[:, cc] @ bt[:n_s, r].T  # S^-1 K_l'
             pl[:, cc] += n_mat[:, r]  # S^-1 K_l: K_l's columns cc are T'G's columns r
             derivs[lv] = pl
-        hess_logdet -= np.einsum("lab,mba->lm", derivs, derivs)
+        flat = derivs.reshape(k, -1)
+        hess_logdet -= flat @ derivs.transpose(0, 2, 1).reshape(k, -1).T
         # d^2 PWRSS = 2 U'GU - 2 a'M^-1 a, U[:, l] = F_l s, a = F'v + T'G U
-        u = np.zeros((size, k))
-        w = np.zeros((size, k))
-        np.add.at(u, (rows, self.entry), s[cols])
-        np.add.at(w, (cols, self.entry), v[rows])
+        shape, length = (self.size, k), self.size * k
+        u = np.bincount(self.row_bins, s[cols], length).reshape(shape)
+        w = np.bincount(self.col_bins, v[rows], length).reshape(shape)
         a = w + bt @ u
-        ma = sla.cho_solve((low, True), a)
-        hess_pwrss = 2.0 * (u.T @ self.g @ u - a.T @ ma)
+        ma, info = _POTRS(low, a, lower=1)
+        hess_pwrss = 2.0 * (u.T @ g @ u - a.T @ ma)
         hess = (
             hess_logdet
             + self.dof * (hess_pwrss / pwrss - np.outer(grad_pwrss, grad_pwrss) / pwrss**2)
         )
         return value, grad, (hess + hess.T) / 2.0
-
-    def _value(self, log_det: float, pwrss: float) -> float:
-        """The objective from ``log|S|`` and PWRSS (the engine's formula)."""
-        return self.problem.objective_from_pieces(log_det, 0.0, pwrss)
