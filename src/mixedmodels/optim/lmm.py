@@ -17,6 +17,15 @@ from mixedmodels.optim.start import DEFAULT_STEP, moment_start
 
 BOUNDARY_TOLERANCE = 1e-5  # lme4's lmerControl(boundary.tol = 1e-5)
 MAX_RELATIVE_SD = 1e8  # the largest start theta accepted
+# BOBYQA's (ftol_abs, xtol_abs).  lme4's ftol_abs = 1e-8 can stop BOBYQA on one short step
+# while a flat objective still slopes (seen: 1.4e-6 above lme4's optimum, theta 2e-4 off):
+# small models, whose evaluations cost microseconds, used 1e-10 before the Newton polish;
+# now they stop at COARSE and the polish converges from there (or BOBYQA resumes at
+# FINE_SMALL when it does not); large models keep lme4's tolerances (their polish differences
+# the objective, 4k + k(k - 1) evaluations, more than BOBYQA's last ones save)
+COARSE = (1e-6, 1e-6)
+FINE_SMALL = (1e-10, 1e-8)
+FINE_LARGE = (1e-8, 1e-8)
 
 
 def solve_at(problem: LmmProblem, theta: np.ndarray):
@@ -121,15 +130,39 @@ def _optimize(
     else:  # a previous optimum (refits, bootstrap): search near it
         x0 = checked_start(problem, start)
         initial_step = np.maximum(0.1 * np.abs(x0), 0.02)
-    # lme4's ftol_abs = 1e-8 can stop BOBYQA on one short step while a flat objective still
-    # slopes (seen: 1.4e-6 above lme4's optimum, theta 2e-4 off); small models, whose
-    # evaluations cost microseconds, use 1e-10 (sleepstudy: the same 29 evaluations)
-    ftol = 1e-10 if problem.dense_objective is not None else 1e-8
     upper = problem.theta_upper_bounds()
     x0 = np.clip(x0, lower, upper)
+    dense = problem.dense_objective is not None
+    # BOBYQA ends near the optimum, the Newton polish at it: on small models BOBYQA stops at
+    # COARSE tolerances (the polish's analytic steps are cheaper than its last evaluations)
+    tolerances = COARSE if dense else FINE_LARGE
+    result, theta, best = _search(problem, x0, lower, upper, initial_step, tolerances)
+    theta, best, polished = polish(problem, theta, best)
+    evaluations = result.n_evaluations + polished.evaluations
+    message = f"{result.message}; {polished.note}"
+    if dense and not polished.converged:
+        # no Newton convergence from the coarse point: BOBYQA on, at lme4-like tolerances
+        step = np.maximum(0.1 * np.abs(theta), 0.02)
+        result, theta, best = _search(problem, theta, lower, upper, step, FINE_SMALL)
+        theta, best, polished = polish(problem, theta, best)
+        evaluations += result.n_evaluations + polished.evaluations
+        message = f"{message}; BOBYQA resumed: {result.message}; {polished.note}"
+    return OptimizeResult(theta, best, evaluations, result.converged, message)
+
+
+def _search(
+    problem: LmmProblem,
+    x0: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    initial_step: np.ndarray | None,
+    tolerances: tuple[float, float],
+) -> tuple[OptimizeResult, np.ndarray, float]:
+    """BOBYQA at ``(ftol_abs, xtol_abs)``, then lme4's boundary check."""
+    ftol, xtol = tolerances
     result = minimize_bounded(  # the profiled objective is a function of theta alone
         problem.objective, x0, lower, upper=upper, initial_step=initial_step, ftol_abs=ftol,
-        pure=True,
+        xtol_abs=xtol, pure=True,
     )
     theta = result.x.copy()
     best = result.fun
@@ -140,11 +173,4 @@ def _optimize(
         value = problem.objective(trial)
         if value <= best:
             theta, best = trial, value
-    theta, best, polished = polish(problem, theta, best)
-    return OptimizeResult(
-        theta,
-        best,
-        result.n_evaluations + polished.evaluations,
-        result.converged,
-        f"{result.message}; {polished.note}",
-    )
+    return result, theta, best

@@ -57,6 +57,10 @@ class PolishOutcome:
         Objective at BOBYQA's point minus the objective at the polished point.
     note : str
         A sentence for the fit's optimizer message.
+    converged : bool
+        The last step was short (or none was needed): theta is the optimum.  False when
+        the Hessian was not positive definite, a long step raised the objective or the
+        steps ran out.
     """
 
     steps: int
@@ -64,6 +68,7 @@ class PolishOutcome:
     moved: float
     decrease: float
     note: str
+    converged: bool = True
 
 
 class _Derivatives:
@@ -180,7 +185,8 @@ def polish(
     free = ~((lower == 0) & (theta == 0))
     if not free.any() or not math.isfinite(value):
         why = "no free theta" if math.isfinite(value) else "the objective is not finite"
-        return theta, value, PolishOutcome(0, 0, 0.0, 0.0, f"no Newton polish: {why}")
+        outcome = PolishOutcome(0, 0, 0.0, 0.0, f"no Newton polish: {why}", math.isfinite(value))
+        return theta, value, outcome
     derivatives = _Derivatives(problem, theta, free)
     x0 = theta[free]
     lo, hi = lower[free], upper[free]
@@ -190,8 +196,8 @@ def polish(
         outcome = None
     if outcome is None:
         note = "polish skipped: the model cannot be evaluated next to the estimate"
-        return theta, value, PolishOutcome(0, derivatives.evaluations, 0.0, 0.0, note)
-    x, best, steps, note = outcome
+        return theta, value, PolishOutcome(0, derivatives.evaluations, 0.0, 0.0, note, False)
+    x, best, steps, note, converged = outcome
     decrease = value - best
     polished = derivatives.expand(x)
     moved = float(np.max(np.abs(polished - theta), initial=0.0))
@@ -199,32 +205,56 @@ def polish(
         f"{derivatives.kind} Newton polish: {steps} step(s), theta moved {moved:.1e}, "
         f"objective {-decrease:+.1e}" + (f"; {note}" if note else "")
     )
-    return polished, best, PolishOutcome(steps, derivatives.evaluations, moved, decrease, text)
+    found = PolishOutcome(steps, derivatives.evaluations, moved, decrease, text, converged)
+    return polished, best, found
 
 
 def _iterate(derivatives: _Derivatives, x: np.ndarray, value: float, lo, hi):
-    """The Newton iteration: ``(x, value, steps, note)``, values by ``problem.objective``
-    (the function BOBYQA minimized)."""
+    """The Newton iteration: ``(x, value, steps, note, converged)``, values by
+    ``problem.objective`` (the function BOBYQA minimized).
+
+    A short step whose objective change is below the objective's rounding (it may rise by
+    a few 1e-14 relative on a flat optimum) is judged by the gradient instead: accepted
+    when the Newton step from its end is shorter than the step itself.
+    """
     grad, hess = derivatives.at(x, hessian=True, value=value)
-    steps, note = 0, ""
+    steps, notes = 0, []
     for _ in range(MAX_STEPS):
         found = _newton_direction(grad, hess)
         if found is None:
-            note = "skipped: the Hessian is not positive definite"
-            break
+            notes.append("skipped: the Hessian is not positive definite")
+            return x, value, steps, "; ".join(notes), False
         direction, rank = found
-        if rank < x.size:
-            note = f"ridge: {rank} of {x.size} directions identified, moved along those"
+        if rank < x.size and not notes:
+            notes.append(f"ridge: {rank} of {x.size} directions identified, moved along those")
         trial = np.clip(x + direction, lo, hi)
-        size = float(np.max(np.abs(trial - x) / np.maximum(1.0, np.abs(x)), initial=0.0))
+        size = _size(trial - x, x)
         if size == 0.0:
-            break
+            return x, value, steps, "; ".join(notes), True
+        short = size <= SHORT_STEP
         trial_value = derivatives.objective(trial)
-        if not trial_value <= value + RISE_RTOL * abs(value):
-            note = (note + "; " if note else "") + "last step rejected (objective rose)"
-            break
-        x, value, steps = trial, trial_value, steps + 1
-        if size <= SHORT_STEP:  # what is left after it is below 1e-10: no further gradient
-            break
-        grad, _ = derivatives.at(x, hessian=False, value=value)
-    return x, value, steps, note
+        if trial_value <= value + RISE_RTOL * abs(value):
+            x, value, steps = trial, trial_value, steps + 1
+            if short:  # what is left after it is below 1e-10: no further gradient
+                return x, value, steps, "; ".join(notes), True
+            grad, _ = derivatives.at(x, hessian=False, value=value)
+            continue
+        if not short:
+            notes.append("last step rejected (objective rose)")
+            return x, value, steps, "; ".join(notes), False
+        trial_grad, _ = derivatives.at(trial, hessian=False, value=trial_value)
+        after = _newton_direction(trial_grad, hess)
+        if after is None or _size(after[0], trial) >= size:
+            notes.append("a step below the objective's rounding rejected by its gradient")
+            return x, value, steps, "; ".join(notes), True
+        x, value, grad, steps = trial, trial_value, trial_grad, steps + 1
+        accepted = "a step below the objective's rounding accepted by its gradient"
+        if accepted not in notes:
+            notes.append(accepted)
+    notes.append("steps ran out")
+    return x, value, steps, "; ".join(notes), False
+
+
+def _size(step: np.ndarray, x: np.ndarray) -> float:
+    """``max |step| / max(1, |x|)``."""
+    return float(np.max(np.abs(step) / np.maximum(1.0, np.abs(x)), initial=0.0))
