@@ -10,13 +10,17 @@ Derivatives: analytic on the dense path (:mod:`mixedmodels.optim.profiled_deriva
 ``q <= 240`` random effects and a theta linear in the relative factors' entries); else
 Richardson-extrapolated central differences of the objective for the gradient and central
 differences for the Hessian (:func:`finite_difference_derivatives`).  The Hessian is
-computed once, at BOBYQA's point, and kept for the later steps (their gradient is new).
+computed at BOBYQA's point and again after a step longer than :data:`FRESH_HESSIAN_STEP`;
+shorter steps keep it (their gradient is new).
 
-A step is accepted only when the objective does not rise (beyond 1e-14 relative, its
-rounding), is clipped to the bounds, and the iteration stops after a step shorter than
-:data:`SHORT_STEP` (what is left after it is the Hessian's relative error times that step,
-below 1e-10).  On a ridge (a Hessian of lower rank: ``(Sex | Subject)`` with Sex between
-subjects) the steps move along the identified directions only.
+A step is clipped to the bounds and accepted only when the objective does not rise (beyond
+1e-14 relative, its rounding); a step shorter than :data:`SHORT_STEP` whose change is below
+the objective's rounding is judged by its gradient instead (the Newton step from its end
+must be shorter).  The iteration stops after a short step: what is left after it is the
+Hessian's relative error times that step, below 1e-10.  On a ridge (a Hessian of lower
+rank: ``(Sex | Subject)`` with Sex between subjects) the steps move along the identified
+directions only.  The outcome says whether the iteration converged (the caller resumes
+BOBYQA when it did not: :func:`mixedmodels.optim.lmm.optimize_problem`).
 """
 
 from __future__ import annotations
