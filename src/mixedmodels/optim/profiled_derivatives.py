@@ -28,7 +28,7 @@ engine's lambda entries ``e``; with ``F_l = dT / de_l`` (one unit per level of t
 
 (``S`` is ``M`` or ``A``).  Theta maps to the entries through the terms' structures; when
 that map is linear (lme4's unstructured factors, diagonal and scaled-identity terms) the
-chain rule needs its Jacobian only, which is read from two evaluations per coordinate.
+chain rule needs its Jacobian only, which is read from one evaluation per coordinate.
 Correlation structures map theta nonlinearly: :func:`dense_derivatives` returns None for
 them and the caller differences the objective instead.
 """
@@ -116,20 +116,27 @@ class DenseDerivatives:
 
     def entries_jacobian(self, theta: np.ndarray) -> np.ndarray | None:
         """``d e / d theta`` when the map is linear and homogeneous (``e = J theta``), else
-        None.  Central differences with unit steps are exact for such a map; once found,
-        the (constant) Jacobian is kept."""
+        None.  Differences with unit steps are exact for such a map; once found, the
+        (constant) Jacobian is kept.  A map that fails or is not finite at the shifted
+        points (a correlation parameter beyond 1) is not linear."""
         if self._jacobian is not None:
             return self._jacobian
         entries = self.problem.lambda_entries
         k = theta.size
         jac = np.empty((self.n_entries, k))
-        for i in range(k):
-            step = np.zeros(k)
-            step[i] = 1.0
-            jac[:, i] = (entries(theta + step) - entries(theta - step)) / 2.0
-        e = entries(theta)
+        try:
+            with np.errstate(all="ignore"):
+                e = np.asarray(entries(theta), dtype=float)
+                for i in range(k):
+                    step = np.zeros(k)
+                    step[i] = 1.0
+                    jac[:, i] = entries(theta + step) - e
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+            return None
+        if not (np.isfinite(jac).all() and np.isfinite(e).all()):
+            return None
         scale = max(1.0, float(np.max(np.abs(e), initial=0.0)))
-        if np.max(np.abs(jac @ theta - e), initial=0.0) > LINEAR_RTOL * scale:
+        if not np.max(np.abs(jac @ theta - e), initial=0.0) <= LINEAR_RTOL * scale:
             return None
         self._jacobian = jac
         return jac
