@@ -142,7 +142,7 @@ def _optimize(
     theta, best, polished = polish(problem, theta, best)
     evaluations = result.n_evaluations + polished.evaluations
     message = f"{result.message}; {polished.note}"
-    if dense and not polished.converged:
+    if dense and not polished.converged and np.isfinite(best):
         # no Newton convergence from the coarse point: BOBYQA on, at lme4-like tolerances
         step = np.maximum(0.1 * np.abs(theta), 0.02)
         result, theta, best = _search(problem, theta, lower, upper, step, FINE_SMALL)
