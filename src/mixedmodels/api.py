@@ -37,7 +37,6 @@ from mixedmodels.errors import (
     SingularFitWarning,
 )
 from mixedmodels.large import fit_chunks
-from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim import OptimizeResult
 from mixedmodels.optim.glmm import fit_glmm
 from mixedmodels.optim.lmm import checked_start, optimize_problem, solve_at
@@ -210,7 +209,7 @@ def lmer(
     if not optimize and start is None:
         raise ArgumentError("optimize=False needs a start: the theta to evaluate at")
     # one BLAS thread for a small (dense) problem, set once for the search and the solution
-    with single_threaded_blas(problem.dense_objective is not None):
+    with problem.blas_context():
         if optimize:
             result = optimize_problem(problem, start, default_start)
         else:
@@ -656,10 +655,11 @@ def nlme(
     start: dict | list | np.ndarray | None = None,
     method: str = "ML",
     covariance: str | None = None,
-    weights: str | None = None,
+    weights: str | VarianceFunction | None = None,
     tolerance: float = 1e-8,
     max_iter: int = 100,
     data_name: str | None = None,
+    n_agq: int = 1,
 ):
     """Fit a nonlinear mixed-effects model as ``nlme::nlme`` does (Lindstrom-Bates).
 
@@ -690,34 +690,46 @@ def nlme(
         effects jointly (started from the Lindstrom-Bates fit).
     covariance : {"general", "diag"}, optional
         Overrides the structure written in ``random``.
-    weights : {"varPower"}, optional
-        ``"varPower"``: residual sd proportional to ``|fitted|^delta`` (ML only).
+    weights : VarianceFunction or "varPower", optional
+        A variance function of ``mm.var`` (nlme's ``weights =``): ``mm.var.Power()``
+        (residual sd proportional to ``|fitted|^power``; the string ``"varPower"`` is the
+        same), ``mm.var.Power("x")``, ``mm.var.Exp(...)``, ``mm.var.Ident("Type")``,
+        ``mm.var.Fixed("x")``, ``mm.var.Combined(...)``; with ``method="ML"`` or
+        ``"REML"`` (not ``"Laplace"``).  The object given is not modified (a copy is
+        bound to the data).
     tolerance, max_iter
         Relative change of the estimates at which the alternation stops; its cap.
     data_name : str, optional
         Shown on the summary's Data line.
+    n_agq : int
+        With ``method="Laplace"`` and one scalar random effect (``"Asym ~ 1 | Tree"``): the
+        number of adaptive Gauss-Hermite quadrature nodes per group, 1 to 25 (1: the
+        Laplace approximation).  More than one node estimates the fixed effects, the
+        random-effect sd and sigma jointly (sigma is not profiled out) and takes standard
+        errors from the Hessian of the quadrature deviance
+        (:func:`mixedmodels.optim.nonlinear_agq.fit_agq`).
 
     Returns
     -------
     NlmeFit
     """
-    from mixedmodels.core.nonlinear import NonlinearProblem
+    from mixedmodels.core.nonlinear import NonlinearProblem, RowVariance
     from mixedmodels.design.nonlinear import build_nlme_design
     from mixedmodels.optim.nonlinear import fit_lindstrom_bates
     from mixedmodels.results.nlme_fit import NlmeFit
 
+    n_agq = _check_nlme_n_agq(n_agq, method, weights)
     if method not in ("ML", "REML", "Laplace"):
         raise ArgumentError(f"method must be 'ML', 'REML' or 'Laplace', got {method!r}")
-    if weights not in (None, "varPower", "varPower()"):
-        raise ArgumentError(f"weights must be None or 'varPower', got {weights!r}")
-    power = weights is not None
-    if power and method != "ML":
-        raise ArgumentError("varPower() is available with method='ML' only")
+    variance = _nlme_variance(weights, method)
     tolerance = float(tolerance)
     if not (np.isfinite(tolerance) and tolerance > 0):
         raise ArgumentError(f"tolerance must be a positive number, got {tolerance!r}")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
-    design = build_nlme_design(model, data, fixed, random, covariance)
+    design = build_nlme_design(
+        model, data, fixed, random, covariance,
+        extra_columns=_variance_columns(variance),
+    )
     if design.n_dropped:
         warnings.warn(
             f"{design.n_dropped} row(s) with missing values dropped",
@@ -738,8 +750,13 @@ def nlme(
         n_groups=len(design.levels),
         diagonal=design.random.diagonal,
         reml=method == "REML",
-        power_variance=power,
+        variance=None if variance is None else RowVariance(variance, design.extra, design.groups),
     )
+    if n_agq > 1 and problem.n_theta != 1:
+        raise ArgumentError(
+            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) needs one scalar random "
+            f"effect; {random!r} has {problem.n_theta} random-effect parameters"
+        )
     if design.y.size <= problem.p + problem.q:
         raise DataError(
             f"{design.y.size} observations are too few for {problem.p} fixed "
@@ -750,6 +767,14 @@ def nlme(
         from mixedmodels.optim.nonlinear import fit_laplace
 
         estimate = fit_laplace(problem, estimate)
+        if n_agq > 1:
+            from mixedmodels.optim.nonlinear_agq import fit_agq
+
+            def stacked(phi: np.ndarray, copies: int) -> np.ndarray:
+                tiled = {name: np.tile(v, copies) for name, v in cov.items()}
+                return function(phi, tiled, gradient=False)[0]
+
+            estimate = fit_agq(problem, estimate, n_agq, values=stacked)
     if not estimate.converged:
         warnings.warn(
             f"the Lindstrom-Bates iteration did not converge in {max_iter} iterations "
@@ -757,7 +782,61 @@ def nlme(
             ConvergenceWarning,
             stacklevel=2,
         )
-    return NlmeFit(design, problem, estimate, method, beta0, data_name=_data_name(data, data_name))
+    return NlmeFit(design, problem, estimate, method, beta0, data_name=_data_name(data, data_name),
+                   n_agq=n_agq)
+
+
+def _check_nlme_n_agq(n_agq: object, method: str, weights: object) -> int:
+    """``n_agq`` of :func:`nlme` as an int from 1 to 25; more than one node needs
+    ``method="Laplace"`` and no variance function (the random-effect count is checked once
+    the design is built)."""
+    n_agq = check_int(n_agq, "n_agq", minimum=1, maximum=25)
+    if n_agq > 1 and method != "Laplace":
+        raise ArgumentError(
+            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) needs method='Laplace', "
+            f"not {method!r}"
+        )
+    if n_agq > 1 and weights is not None:
+        raise ArgumentError(
+            f"n_agq = {n_agq} (adaptive Gauss-Hermite quadrature) does not combine with "
+            f"weights={weights!r} (a variance function)"
+        )
+    return n_agq
+
+
+def _nlme_variance(weights, method: str) -> VarianceFunction | None:
+    """A copy of the variance function asked for (the user's object is left unbound);
+    ``"varPower"`` is ``mm.var.Power()``."""
+    import copy
+
+    from mixedmodels.core.variance_functions import Power
+
+    if weights is None:
+        return None
+    given = weights
+    if isinstance(weights, str) and weights in ("varPower", "varPower()"):
+        weights = Power()
+    if not isinstance(weights, VarianceFunction):
+        raise ArgumentError(
+            "weights must be a variance function (mm.var.Power(), mm.var.Exp('x'), "
+            "mm.var.Ident('g'), mm.var.Fixed('x'), mm.var.Combined(...)) or 'varPower', "
+            f"got {weights!r}"
+        )
+    if method == "Laplace":
+        raise ArgumentError(
+            f"weights={given!r}: variance functions are available with method='ML' or "
+            "'REML', not 'Laplace'"
+        )
+    return copy.deepcopy(weights)
+
+
+def _variance_columns(variance: VarianceFunction | None) -> list[str]:
+    """The data columns a variance function reads (not the fitted values)."""
+    from mixedmodels.core.variance_functions import FITTED
+
+    if variance is None:
+        return []
+    return list(dict.fromkeys(c for c in variance.columns() if c != FITTED))
 
 
 def _self_start_initial(model, covariates: dict, y: np.ndarray) -> dict[str, float]:

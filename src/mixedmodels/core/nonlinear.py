@@ -2,8 +2,9 @@
 
 Model: ``y_j = f(phi_j) + e_j``, ``phi_jk = F_k[j] beta_k + b_{g(j), k}`` for the parameters
 ``k`` with random effects, ``b_i = Lambda u_i``, ``u_i ~ N(0, sigma^2 I)``,
-``e_j ~ N(0, sigma^2 / s_j^2)`` (``s_j = |v_j|^-delta`` under a power variance function of
-the fitted values ``v``, 1 otherwise).
+``e_j ~ N(0, sigma^2 / s_j^2)`` with row weights ``s_j = 1 / sd_j(delta)`` from a variance
+function (:mod:`mixedmodels.core.variance_functions`: ``Power``, ``Exp``, ``Ident``, ``Fixed``,
+``Combined``, of a data column or of the fitted values ``v``), 1 without one.
 
 Linearized at ``(beta, b)`` (Lindstrom and Bates), with ``X = df/dbeta`` and ``Z = df/db``,
 the model is a linear mixed model for the working response ``w = y - f + X beta + Z b``;
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 from scipy.linalg.lapack import dpotrf, dpotrs
+
+from mixedmodels.core.variance_functions import FITTED, VarianceFunction
 
 #: Largest ``rows x groups`` for which the group indicator is a dense matrix.
 DENSE_INDICATOR = 1_000_000
@@ -50,8 +53,8 @@ class NonlinearProblem:
     diagonal : bool
         Independent random effects (``pdDiag``).
     reml : bool
-    power_variance : bool
-        Estimate ``delta`` of a power variance function of the fitted values.
+    variance : RowVariance or None
+        The variance function bound to the rows (see :class:`RowVariance`).
     """
 
     y: np.ndarray
@@ -64,7 +67,7 @@ class NonlinearProblem:
     n_groups: int
     diagonal: bool = False
     reml: bool = False
-    power_variance: bool = False
+    variance: RowVariance | None = None
 
     def __post_init__(self) -> None:
         n = self.y.size
@@ -96,6 +99,24 @@ class NonlinearProblem:
     @property
     def n(self) -> int:
         return self.y.size
+
+    @property
+    def n_variance(self) -> int:
+        """Number of the variance function's free parameters (0 without one)."""
+        return 0 if self.variance is None else self.variance.n_params
+
+    @property
+    def power_variance(self) -> bool:
+        """Whether the rows have a variance function (the name of the boolean this
+        replaced; kept for callers that only ask whether there is one)."""
+        return self.variance is not None
+
+    def row_weights(self, fitted: np.ndarray, delta: np.ndarray | None) -> np.ndarray | None:
+        """Row weights ``s_j`` at the fitted values and the variance parameters (None
+        without a variance function)."""
+        if self.variance is None:
+            return None
+        return self.variance.at(fitted).weights(delta)
 
     @property
     def p(self) -> int:
@@ -170,6 +191,143 @@ class Linearization:
     x: np.ndarray
     z: np.ndarray
     w: np.ndarray
+
+
+class RowVariance:
+    """Adapter from a :class:`~mixedmodels.core.variance_functions.VarianceFunction` (whose
+    rows are in nlme's order, sorted by group, and whose multipliers are standard
+    deviations) to the nonlinear problem (rows in the data's order, weights ``1 / sd``).
+
+    Binds the function once (``Ident`` records its strata, the reference level being the
+    first met in the rows sorted by group, as nlme's); :meth:`at` fixes the fitted values
+    of a fitted-value covariate.
+
+    Parameters
+    ----------
+    function : VarianceFunction
+        Not yet bound (it is bound here; pass a copy of a user's object).
+    values : dict
+        The function's data columns in the problem's row order (numeric columns as float
+        arrays, a stratum as labels).
+    groups : ndarray of int
+        The problem's group codes (nlme's row order sorts them, stably).
+    """
+
+    def __init__(self, function: VarianceFunction, values: dict[str, np.ndarray],
+                 groups: np.ndarray):
+        order = np.argsort(groups, kind="stable")
+        function.bind(values, order)
+        self.function = function
+        self.n_params = function.n_params()
+        self.uses_fitted = function.uses_fitted
+        self._order = order
+        self._inverse = np.empty_like(order)
+        self._inverse[order] = np.arange(order.size)
+        self._sorted = not np.any(np.diff(order) < 0)
+        self._values = {
+            k: np.asarray(v, dtype=float)[order] for k, v in values.items()
+            if np.asarray(v).dtype.kind in "fiu"
+        }
+        self.log_linear = False
+        self.log_linear = self._check_log_linear()
+
+    def _check_log_linear(self) -> bool:
+        """Whether ``log sd`` is linear in the parameters (its derivatives the same at two
+        points, on the data's covariates and stand-in fitted values in [1, 2])."""
+        if self.n_params == 0:
+            return True
+        at = self.at(np.linspace(1.0, 2.0, self._order.size))
+        u = self.start()
+        try:
+            first = at.jacobian(u)
+            second = VarianceAt(self, at.values).jacobian(u + 0.37)
+        except np.linalg.LinAlgError:
+            return False
+        scale = max(float(np.max(np.abs(first), initial=0.0)), 1.0)
+        return bool(np.max(np.abs(first - second), initial=0.0) <= 1e-8 * scale)
+
+    def at(self, fitted: np.ndarray | None) -> VarianceAt:
+        """The function with its fitted-value covariate (if any) fixed at ``fitted``
+        (problem order)."""
+        values = self._values
+        if self.uses_fitted:
+            if fitted is None:
+                raise ValueError("the variance function needs the fitted values")
+            v = np.asarray(fitted, dtype=float)
+            values = {**values, FITTED: v if self._sorted else v[self._order]}
+        return VarianceAt(self, values)
+
+    def start(self) -> np.ndarray:
+        return np.asarray(self.function.start(), dtype=float)
+
+    def residual_start(self, residuals: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+        """The seam's moment start from the residuals (problem order) at ``fitted``."""
+        at = self.at(fitted)
+        r = np.asarray(residuals, dtype=float)
+        return np.asarray(
+            self.function.residual_start(r if self._sorted else r[self._order], at.values),
+            dtype=float,
+        )
+
+    def unsort(self, sorted_values: np.ndarray) -> np.ndarray:
+        return sorted_values if self._sorted else sorted_values[self._inverse]
+
+
+class VarianceAt:
+    """A bound variance function at fixed covariate values: row weights and the
+    derivatives of ``log sd`` in the parameters (problem order)."""
+
+    def __init__(self, owner: RowVariance, values: dict[str, np.ndarray]):
+        self.owner = owner
+        self.values = values
+        self._jacobian: np.ndarray | None = None
+
+    def sd(self, delta: np.ndarray | None) -> np.ndarray:
+        """Standard-deviation multipliers; a :class:`numpy.linalg.LinAlgError` when one is
+        not finite and positive (the optimizers treat that as outside the domain)."""
+        u = _EMPTY if delta is None else np.asarray(delta, dtype=float)
+        n = self.owner._order.size
+        with np.errstate(all="ignore"):
+            sd = np.asarray(self.owner.function.sd(u, self.values), dtype=float)
+        if sd.shape != (n,):
+            sd = np.broadcast_to(sd, (n,))
+        if not (sd.min(initial=np.inf) > 0 and sd.max(initial=0.0) < np.inf):
+            raise np.linalg.LinAlgError("variance function outside its range")
+        return self.owner.unsort(sd)
+
+    def n_outside(self, delta: np.ndarray | None) -> int:
+        """How many rows' multipliers are not finite and positive at ``delta``."""
+        u = _EMPTY if delta is None else np.asarray(delta, dtype=float)
+        with np.errstate(all="ignore"):
+            sd = np.asarray(self.owner.function.sd(u, self.values), dtype=float)
+        sd = np.broadcast_to(sd, (self.owner._order.size,))
+        return int(np.sum(~(np.isfinite(sd) & (sd > 0))))
+
+    def weights(self, delta: np.ndarray | None) -> np.ndarray:
+        """Row weights ``s_j = 1 / sd_j``."""
+        return 1.0 / self.sd(delta)
+
+    def jacobian(self, delta: np.ndarray) -> np.ndarray:
+        """``d log sd_j / d delta_k`` (n, k) by central differences.  ``log sd`` is linear in
+        the parameters for every function of the seam (``power log|v|``, ``expon v``, a log
+        sd per stratum, their sums), where the difference is exact to rounding and, found
+        so when the function was bound (:attr:`RowVariance.log_linear`), computed once."""
+        if self._jacobian is not None:
+            return self._jacobian
+        u = np.asarray(delta, dtype=float)
+        out = np.empty((self.owner._order.size, u.size))
+        for k in range(u.size):
+            h = 1e-3 * max(1.0, abs(u[k]))
+            up, down = u.copy(), u.copy()
+            up[k] += h
+            down[k] -= h
+            out[:, k] = np.log(self.sd(up) / self.sd(down)) / (2 * h)
+        if self.owner.log_linear:
+            self._jacobian = out
+        return out
+
+
+_EMPTY = np.zeros(0)
 
 
 @dataclass
@@ -356,40 +514,95 @@ def power_weights(v: np.ndarray, delta: float) -> np.ndarray:
     return np.abs(v) ** (-delta)
 
 
-def ml_deviance_gradient_power(
-    problem: NonlinearProblem, lin: Linearization, v: np.ndarray, x: np.ndarray,
-    pairs: list[tuple[int, int]],
+def ml_deviance_gradient_weighted(
+    problem: NonlinearProblem, lin: Linearization, lam: np.ndarray, s: np.ndarray,
+    jacobian: np.ndarray, pairs: list[tuple[int, int]],
 ) -> tuple[float, np.ndarray]:
-    """The ML deviance with varPower weights ``s_j = |v_j|^-delta`` and its gradient in
-    ``(theta, delta)``.
+    """The ML deviance with row weights ``s_j = 1 / sd_j(delta)`` and its gradient in
+    ``(theta, delta)``; ``jacobian`` holds ``d log sd_j / d delta_k``.
 
-    For delta: ``d s_j^2 / d delta = -2 log|v_j| s_j^2``, so ``d log|A| / d delta =
-    -2 sum_j log|v_j| t_j`` with ``t_j = ||L_i^-1 Lambda' s_j z_j||^2`` (row ``j``'s
-    leverage in its group), ``d PWRSS / d delta = -2 sum_j log|v_j| s_j^2 r_j^2`` (envelope
-    theorem, ``r`` the linearized model's residual) and the weights' own term
-    ``-2 sum log s_j`` adds ``2 sum log|v_j|``.
+    With ``D_jk`` that derivative, ``d s_j^2 / d delta_k = -2 D_jk s_j^2``, so ``d log|A| /
+    d delta_k = -2 sum_j D_jk t_j`` with ``t_j = ||L_i^-1 Lambda' s_j z_j||^2`` (row ``j``'s
+    leverage in its group), ``d PWRSS / d delta_k = -2 sum_j D_jk s_j^2 r_j^2`` (envelope
+    theorem, ``r`` the linearized model's residual) and the weights' own term ``-2 sum log
+    s_j`` adds ``2 sum_j D_jk``.
     """
-    n = problem.n
-    nt = len(pairs)
-    lam = problem.lambda_of(x[:nt])
-    s = power_weights(v, x[nt])
+    return _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, False)
+
+
+def reml_deviance_gradient_weighted(
+    problem: NonlinearProblem, lin: Linearization, lam: np.ndarray, s: np.ndarray,
+    jacobian: np.ndarray, pairs: list[tuple[int, int]],
+) -> tuple[float, np.ndarray]:
+    """The REML criterion with row weights and its gradient in ``(theta, delta)``.
+
+    Beyond :func:`ml_deviance_gradient_weighted` (with ``n - p`` for ``n``) it has ``log|M|``,
+    ``M = X'V^-1X`` with ``V = S^-2 + Z Lambda Lambda' Z'``.  With ``R = SX - SZ Lambda
+    A^-1 Lambda' Z'S^2 X`` (so that ``V^-1 X = S R``): ``d log|M| / d delta_k = -2 sum_j
+    D_jk R_j' M^-1 R_j`` (``dV = 2 D_jk s_j^-2`` on the diagonal) and ``d log|M| / d
+    Lambda_rc = -2 (H Lambda)_rc`` with ``H = sum_i G_i M^-1 G_i'``, ``G_i = Z_i'S_i R_i``.
+    """
+    return _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, True)
+
+
+def _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, reml):
+    n, p, q = problem.n, problem.p, lam.shape[0]
     g = gram(problem, lin, s)
-    found: list = []
-    dev, grad_theta = ml_deviance_gradient(g, lam, pairs, n, found)
-    sol = found[0]
+    sol = pls(g, lam, modes=True)
+    m = g.ztz.shape[2]
     groups = problem.groups
-    lu = sol.u @ lam.T
+    # theta: log|A| and PWRSS (as ml_deviance_gradient)
+    t = (lam.T @ g.ztz.reshape(q, -1)).reshape(q, q, m)  # (Lambda' S)[a, b, i]
+    w = backward_groups(sol.low, forward_groups(sol.low, np.swapaxes(t, 1, 2)))  # (q, m, q)
+    lu = sol.u @ lam.T  # (m, q): Lambda u_i
+    slu = np.einsum("abm,mb->am", g.ztz, lu)
+    zr = g.ztm[:, :, p] - g.ztm[:, :, :p] @ sol.beta - slu  # (q, m)
+    dlogdet_theta = np.array([2 * float(w[c, :, r].sum()) for r, c in pairs])
+    dpwrss_theta = np.array([-2 * float(zr[r] @ sol.u[:, c]) for r, c in pairs])
+    # delta: leverages and weighted squared residuals
     r = lin.w - lin.x @ sol.beta - np.einsum("nq,nq->n", lin.z, lu[groups])
-    lv = np.log(np.abs(v))
-    d_pwrss = -2 * float((lv * (s * r) ** 2).sum())
+    dpwrss_delta = -2 * ((s * r) ** 2 @ jacobian)
     zs = (lin.z * s[:, None]) @ lam  # rows (Lambda' s_j z_j)'
-    q = lam.shape[0]
     y = np.empty_like(zs)
     for i in range(q):
         acc = zs[:, i]
         for k in range(i):
             acc = acc - sol.low[i][k][groups] * y[:, k]
         y[:, i] = acc / sol.low[i][i][groups]
-    d_logdet = -2 * float(lv @ (y * y).sum(axis=1))
-    grad_delta = d_logdet + n / sol.pwrss * d_pwrss + 2 * float(lv.sum())
-    return dev - 2 * g.log_weights, np.append(grad_theta, grad_delta)
+    dlogdet_delta = -2 * ((y * y).sum(axis=1) @ jacobian)
+    dof = n - p if reml else n
+    grad_theta = dlogdet_theta + dof / sol.pwrss * dpwrss_theta
+    grad_delta = dlogdet_delta + dof / sol.pwrss * dpwrss_delta + 2 * jacobian.sum(axis=0)
+    if reml:
+        # K_i = A_i^-1 Lambda' Z_i'S^2 X_i, rows of R = SX - (S Z Lambda) K
+        c = forward_groups(sol.low, (lam.T @ g.ztm.reshape(q, -1)).reshape(g.ztm.shape))
+        k_mat = backward_groups(sol.low, c[:, :, :p])  # (q, m, p)
+        big_r = lin.x * s[:, None] - np.einsum("nq,qnp->np", zs, k_mat[:, groups, :])
+        rx, info = dpotrf(sol.xtx_reduced, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("the fixed effects' system is not positive definite")
+        # M^-1 from its factor (p is a handful: LAPACK's triangular solves on the n rows
+        # cost 20 ms a call under threaded BLAS, these products microseconds)
+        m_inv, _ = dpotrs(rx, np.eye(p), lower=1)
+        leverage = ((big_r @ m_inv) * big_r).sum(axis=1)  # R_j' M^-1 R_j
+        grad_delta = grad_delta - 2 * (leverage @ jacobian)
+        zsr = (lin.z * s[:, None])[:, :, None] * big_r[:, None, :]  # (n, q, p)
+        gi = (problem.indicator @ zsr.reshape(n, q * p)).reshape(m, q, p)  # G_i = Z_i'S_i R_i
+        h = np.einsum("maj,jk,mbk->ab", gi, m_inv, gi)
+        hl = h @ lam
+        grad_theta = grad_theta - 2 * np.array([hl[r_, c_] for r_, c_ in pairs])
+    dev = deviance(sol, n, p, reml, g.log_weights)
+    return dev, np.append(grad_theta, grad_delta)
+
+
+def ml_deviance_gradient_power(
+    problem: NonlinearProblem, lin: Linearization, v: np.ndarray, x: np.ndarray,
+    pairs: list[tuple[int, int]],
+) -> tuple[float, np.ndarray]:
+    """:func:`ml_deviance_gradient_weighted` for varPower weights ``s_j = |v_j|^-delta``
+    (``x = (theta, delta)``; ``d log sd_j / d delta = log|v_j|``)."""
+    nt = len(pairs)
+    return ml_deviance_gradient_weighted(
+        problem, lin, problem.lambda_of(x[:nt]), power_weights(v, x[nt]),
+        np.log(np.abs(v))[:, None], pairs,
+    )

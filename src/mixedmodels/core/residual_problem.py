@@ -16,11 +16,16 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
+from mixedmodels.core.dense import DenseObjective
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.residual import GroupLayout, ResidualCorrelation
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.core.variance_functions import FITTED, VarianceFunction
 from mixedmodels.errors import ArgumentError
+
+#: largest ``n (q + p + 1)^2`` for the dense plan of several terms (its one-time products
+#: are formed in chunks of rows; 4e6 entries is 32 MB of cross products per plan)
+DENSE_PLAN_SIZE = 4_000_000
 
 
 class ResidualProblem:
@@ -80,6 +85,8 @@ class ResidualProblem:
         self._cache: tuple[bytes, LmmProblem, float] | None = None
         self._gram_cache: tuple[bytes, np.ndarray, float] | None = None
         self._plan_state = False  # False: not decided yet
+        self._dense_state: tuple | None | bool = False  # several terms: see _dense_plan
+        self._dense_cache: tuple[bytes, DenseObjective, float] | None = None
         self._sd_cache: tuple[bytes, np.ndarray] | None = None
         self._products: np.ndarray | None = None  # rows' cross products (variance only)
         self._rows: np.ndarray | None = None  # [z X y] of the single term
@@ -129,6 +136,8 @@ class ResidualProblem:
         self._gram_cache = None
         self._sd_cache = None
         self._plan_state = False
+        self._dense_state = False
+        self._dense_cache = None
 
     def with_response(self, y_sorted: np.ndarray, reml: bool | None = None) -> ResidualProblem:
         """The same problem with another response (sorted order) and, optionally, the
@@ -144,6 +153,8 @@ class ResidualProblem:
         new._products = None
         new._rows = None
         new._plan_state = False
+        new._dense_state = False
+        new._dense_cache = None
         new.n_evaluations = 0
         new._template = LmmProblem(new.sorted_blocks, new.X, new.y, None, new.reml)
         return new
@@ -212,6 +223,10 @@ class ResidualProblem:
         self.n_evaluations += 1
         theta, u_cor, u_var = self.split(params)
         if self._level_starts is None:
+            dense = self._dense_at(u_cor, u_var)
+            if dense is not None:
+                objective, log_det = dense
+                return self._template.objective_from_pieces(*objective.pieces(theta)) + log_det
             problem, log_det = self.problem_at(u_cor, u_var)
             return problem.objective(theta) + log_det
         grams, log_det = self.level_grams(u_cor, u_var)
@@ -255,6 +270,65 @@ class ResidualProblem:
         except np.linalg.LinAlgError:
             return np.inf
         return self.objective(params)
+
+    def _dense_plan(self):
+        """For several terms (nested, as the correlation groups require) with a small
+        dense objective: the whitened rows' whole cross-product matrix ``[Z X y]' V^-1
+        [Z X y]`` as a function of the correlation parameters, from the structure's
+        cross-product plan over the dense ``[Z X y]`` (all rows one level), beside the
+        unstructured problem's :class:`DenseObjective` whose column order ``Z`` takes.
+        None when a path condition fails (variance parameters, no plan, no dense
+        objective, or ``n (q + p + 1)^2`` above :data:`DENSE_PLAN_SIZE`).
+
+        An evaluation then costs a combination of a few ``(q + p + 1)^2`` matrices
+        instead of whitening the rows and building a new problem (nested a/b with
+        AR(1), 240 rows: 0.9 ms per evaluation, 166 evaluations, 4x nlme's time)."""
+        if self._dense_state is not False:
+            return self._dense_state
+        self._dense_state = None
+        dense = self._template.dense_objective
+        if self.correlation is None or self.n_var or dense is None:
+            return None
+        q = dense.q
+        width = q + self.n_fixed + 1
+        if self.n * width * width > DENSE_PLAN_SIZE:
+            return None
+        Zd = np.zeros((self.n, q))
+        rows = np.arange(self.n)[:, None]
+        for e, b in enumerate(self._template.engine_blocks):
+            cols = dense._starts[e] + b.codes[:, None] * b.p + np.arange(b.p)[None, :]
+            Zd[rows, cols] = b.z
+        M = np.hstack([Zd, self.X, self.y[:, None]])
+        if self.variance is not None:
+            M = M / self.residual_sd(np.zeros(0))[:, None]
+        plan = self.correlation.cross_product_plan(self.layout, M, np.zeros(1, dtype=np.intp))
+        if plan is not None:
+            self._dense_state = (dense, plan, q)
+        return self._dense_state
+
+    def _dense_at(self, u_cor: np.ndarray, u_var: np.ndarray):
+        """``(DenseObjective of the whitened rows, log|V|)`` by :meth:`_dense_plan`, or
+        None without that path."""
+        state = self._dense_plan()
+        if state is None:
+            return None
+        key = np.concatenate([u_cor, u_var]).tobytes()
+        if self._dense_cache is not None and self._dense_cache[0] == key:
+            return self._dense_cache[1], self._dense_cache[2]
+        template, plan, q = state
+        grams, log_det = plan.grams(u_cor)
+        if self.variance is not None:
+            log_det += 2.0 * float(np.log(self.residual_sd(u_var)).sum())
+        g = grams[0]
+        if not np.all(np.isfinite(g)):
+            raise np.linalg.LinAlgError("whitened rows are not finite")
+        objective = object.__new__(DenseObjective)
+        objective.__dict__.update(template.__dict__)
+        objective.azz = np.ascontiguousarray(g[:q, :q])
+        objective.zax = np.ascontiguousarray(g[:q, q:])
+        objective.axx = np.ascontiguousarray(g[q:, q:])
+        self._dense_cache = (key, objective, log_det)
+        return objective, log_det
 
     def _plan(self):
         """The correlation structure's cross-product plan, built on first use, when the

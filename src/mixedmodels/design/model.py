@@ -581,7 +581,16 @@ def build_design(
             raise FormulaError(f"random-effect term {spec} has no columns", formula)
         structure = None
         if spec.structure is not None:  # diag(x | g), cs(...), ...: the formula's structure
-            structure = STRUCTURES[spec.structure](z.shape[1])
+            kind = STRUCTURES[spec.structure]
+            if kind.min_columns is not None and z.shape[1] < kind.min_columns:
+                raise FormulaError(
+                    f"random-effect term {spec} has {z.shape[1]} column(s) "
+                    f"({', '.join(builder.column_names)}); {spec.structure}() correlates "
+                    f"{kind.needs}: write the time as a factor, e.g. "
+                    f"{spec.structure}(0 + factor(time) | g)",
+                    formula,
+                )
+            structure = kind(z.shape[1])
         too_many = len(levels) * z.shape[1] >= len(used) and z.shape[1] > 1
         # lme4's check is for unstructured terms, whose Sigma + c I absorbs the residual;
         # structures that cannot (ar1, glmmTMB's cs over 3+ columns) stay identifiable

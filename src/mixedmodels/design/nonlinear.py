@@ -384,6 +384,7 @@ class NlmeDesign:
     n_dropped: int = 0
     fixed_names: list[str] = field(default_factory=list)
     function_index: list[int] = field(default_factory=list)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_fixed(self) -> int:
@@ -402,11 +403,14 @@ class NlmeDesign:
 
 def build_nlme_design(
     model: str, data: object, fixed: str | list[str], random: str,
-    covariance: str | None = None,
+    covariance: str | None = None, extra_columns: list[str] | tuple[str, ...] = (),
 ) -> NlmeDesign:
     """Parse the three formulas and evaluate them on ``data``.
 
-    Rows with a missing value in any column used are dropped (and counted).
+    ``extra_columns`` are read too (a variance function's covariates): their values on the
+    rows kept are in :attr:`NlmeDesign.extra` (integer columns as integers, other numeric
+    columns as floats, anything else as labels).  Rows with a missing value in any column
+    used are dropped (and counted).
     """
     frame = check_frame(data)
     fixed_parts = parse_fixed(fixed)
@@ -427,7 +431,7 @@ def build_nlme_design(
         builder = shared.setdefault(rhs.strip(), MatrixBuilder(rhs))
         used += list(_rhs_columns(builder, frame))
         builders.append((p, rhs, builder))
-    used = list(dict.fromkeys(used))
+    used = list(dict.fromkeys(used + list(extra_columns)))
     for name in used:
         if name not in frame.columns:
             raise ColumnNotFoundError(f"column {name!r} is not in the data "
@@ -469,13 +473,22 @@ def build_nlme_design(
         else:
             fixed_names += [f"{p}.{c}" for c in builder.column_names]
     codes, levels = group_codes(sub, (spec.group,))
+    extra = {}
+    for name in extra_columns:
+        column = sub[name]
+        if is_numeric(column) and pd.api.types.is_integer_dtype(column.dtype):
+            extra[name] = column.to_numpy(dtype=np.int64)  # labels "1", not "1.0"
+        elif is_numeric(column):
+            extra[name] = column.to_numpy(dtype=float)
+        else:
+            extra[name] = column.astype(str).to_numpy()
     return NlmeDesign(
         response=response, y=y, model=function, covariates=cov, parameters=designs,
         fixed_matrices=matrices, random=spec,
         random_index=[order[p] for p in spec.parameters],
         function_index=[order[p] for p, _, _ in builders],
         groups=codes, levels=list(level_labels(levels)), rows=np.flatnonzero(keep),
-        n_dropped=n_dropped, fixed_names=fixed_names,
+        n_dropped=n_dropped, fixed_names=fixed_names, extra=extra,
     )
 
 

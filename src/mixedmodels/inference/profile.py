@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import singledispatch
 
@@ -34,6 +35,7 @@ from mixedmodels.core.structures import CovarianceStructure
 from mixedmodels.design.validate import degenerate_glm_response
 from mixedmodels.errors import ArgumentError, DataError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
+from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim import minimize_bounded
 from mixedmodels.optim.derivatives import hessian_by_pairs
 from mixedmodels.progress import ProgressBar
@@ -506,6 +508,22 @@ _profiles.register(GlmerFit, _glmm_profiles)
 
 
 @singledispatch
+def _blas(fit) -> AbstractContextManager:
+    """The BLAS threads for a fit's profile evaluations: its fit's own rule."""
+    return nullcontext()
+
+
+@_blas.register
+def _lmm_blas(fit: LmerFit) -> AbstractContextManager:
+    return fit.problem.blas_context()
+
+
+@_blas.register
+def _glmm_blas(fit: GlmerFit) -> AbstractContextManager:
+    return single_threaded_blas()  # as optim/glmm.py's fit
+
+
+@singledispatch
 def _check_profilable(fit) -> None:
     """A :class:`DataError` for fits without a likelihood surface to profile."""
     raise ArgumentError(f"profiles are available for lmer and glmer fits, not {type(fit).__name__}")
@@ -548,7 +566,7 @@ def profile_confint(fit, level: float = 0.95) -> pd.DataFrame:
     profiles = _profiles(fit)
     # one step per parameter (its two ends): a glmmTMB fit with zero inflation takes
     # about a minute; Ctrl-C stops it between evaluations (KeyboardInterrupt)
-    with ProgressBar(len(profiles), "profile") as bar:
+    with _blas(fit), ProgressBar(len(profiles), "profile") as bar:
         for prof in profiles:
             lo = _solve_end(prof, -z)
             prof.reset()
@@ -572,7 +590,7 @@ def profile_traces(fit, level: float = 0.99, points: int = 12) -> pd.DataFrame:
     z = stats.norm.ppf(0.5 + level / 2)
     frames = []
     profiles = _profiles(fit)
-    with ProgressBar(len(profiles), "profile") as bar:
+    with _blas(fit), ProgressBar(len(profiles), "profile") as bar:
         for prof in profiles:
             frames.append(_trace(prof, z, points))
             bar.update()

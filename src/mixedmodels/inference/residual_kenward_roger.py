@@ -28,6 +28,7 @@ from mixedmodels.core.residual_problem import ResidualProblem
 from mixedmodels.errors import ArgumentError
 from mixedmodels.inference.kenward_roger import _assemble, _entry_selectors
 from mixedmodels.optim.derivatives import jacobian, step_sizes
+from mixedmodels.optim.residual import residual_blas
 
 MAX_BLOCK = 2000  # rows of the largest independent block: r dense (n_g x n_g) matrices
 
@@ -102,6 +103,11 @@ def residual_kenward_roger_pieces(rp: ResidualProblem, x: np.ndarray, sigma: flo
         When an independent block has more than :data:`MAX_BLOCK` rows (use
         Satterthwaite's df), or a term's covariance is not linear in its parameters.
     """
+    with residual_blas(rp):
+        return _kenward_roger_pieces(rp, x, sigma)
+
+
+def _kenward_roger_pieces(rp: ResidualProblem, x: np.ndarray, sigma: float) -> dict:
     theta, u_cor, u_var = rp.split(np.asarray(x, dtype=float))
     blocks = _independent_blocks(rp)
     largest = max(b.size for b in blocks)

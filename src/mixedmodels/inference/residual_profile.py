@@ -26,6 +26,7 @@ import numpy as np
 
 from mixedmodels.inference.profile import _Profile, _profiles, _VarianceLayout
 from mixedmodels.optim import minimize_bounded
+from mixedmodels.optim.residual import residual_blas
 from mixedmodels.optim.residual_profile import explicit_deviance, with_fixed_value
 from mixedmodels.results.residual_fit import ResidualLmerFit
 
@@ -41,6 +42,11 @@ def _zeta_from(base: float, centre: float):
 
 def residual_profiles(fit: ResidualLmerFit) -> list[_Profile]:
     """One :class:`_Profile` per parameter of ``fit.parameter_names``, ML deviance."""
+    with residual_blas(fit.residual_problem):
+        return _residual_profiles(fit)
+
+
+def _residual_profiles(fit: ResidualLmerFit) -> list[_Profile]:
     ml = fit.refit_ml()
     rp = ml.residual_problem
     x_hat = ml.optimum_parameters

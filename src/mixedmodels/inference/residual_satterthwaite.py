@@ -38,6 +38,7 @@ from mixedmodels.errors import DegenerateFitWarning
 from mixedmodels.inference.satterthwaite import VarianceParameterInfo
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim.derivatives import hessian_and_gradient, jacobian, step_sizes
+from mixedmodels.optim.residual import residual_blas
 from mixedmodels.optim.residual_profile import per_level
 
 _Pieces = tuple[float, float, float, np.ndarray]
@@ -94,7 +95,8 @@ def residual_variance_parameter_info(
     """
     x = np.asarray(x, dtype=float)
     try:
-        return _info(rp, x, sigma)
+        with residual_blas(rp):
+            return _info(rp, x, sigma)
     except (NotPositiveDefiniteError, np.linalg.LinAlgError):
         warnings.warn(
             "Satterthwaite df cannot be computed: the model cannot be evaluated next to "

@@ -68,7 +68,8 @@ def variance_parameter_info(problem, theta: np.ndarray, sigma: float) -> Varianc
 
         return residual_variance_parameter_info(problem, theta, sigma)
     try:
-        return _variance_parameter_info(problem, theta, sigma)
+        with problem.blas_context():
+            return _variance_parameter_info(problem, theta, sigma)
     except NotPositiveDefiniteError:
         warnings.warn(
             "Satterthwaite df cannot be computed: the model cannot be evaluated next to "

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import singledispatch
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mixedmodels.core.nonlinear import NonlinearProblem, power_weights
+from mixedmodels.core.nonlinear import NonlinearProblem
+from mixedmodels.core.variance_functions import Combined, Ident, VarianceFunction
 from mixedmodels.design.grouping import codes_for_levels
 from mixedmodels.design.nonlinear import NlmeDesign
 from mixedmodels.errors import ArgumentError, DataError, NewLevelError
@@ -75,6 +77,8 @@ class NlmeFit:
     method: str
     start: np.ndarray
     data_name: str | None = None
+    #: Adaptive Gauss-Hermite nodes per group (``method="Laplace"``; 1: Laplace).
+    n_agq: int = 1
     _cache: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ estimates
@@ -86,7 +90,8 @@ class NlmeFit:
     @property
     def vcov(self) -> pd.DataFrame:
         """Covariance of the fixed effects (nlme's ``vcov``: sigma^2 (X'V^-1X)^-1 of the
-        linearized model)."""
+        linearized model; with ``n_agq > 1`` the fixed effects' block of twice the inverse
+        Hessian of the quadrature deviance over fixed effects, theta and sigma)."""
         names = self.design.fixed_names
         return pd.DataFrame(self.estimate.vcov, index=names, columns=names)
 
@@ -120,9 +125,8 @@ class NlmeFit:
     @property
     def n_params(self) -> int:
         """Parameters counted by logLik's df: fixed effects, covariance parameters, sigma
-        and the variance function's power."""
-        extra = 1 if self.estimate.delta is not None else 0
-        return self.problem.p + self.problem.n_theta + 1 + extra
+        and the variance function's parameters."""
+        return self.problem.p + self.problem.n_theta + 1 + self.problem.n_variance
 
     @property
     def aic(self) -> float:
@@ -142,9 +146,34 @@ class NlmeFit:
         return self.estimate.converged
 
     @property
+    def variance_function(self) -> VarianceFunction | None:
+        """The fitted variance function (bound to the data), or None."""
+        return None if self.problem.variance is None else self.problem.variance.function
+
+    @property
+    def variance_parameters(self) -> pd.Series:
+        """The variance function's parameters as nlme prints them (``power``, ``expon``,
+        the ratios of ``Ident``'s standard deviations to the reference level's), named as
+        :attr:`ResidualLmerFit.variance_parameters` names them; empty without one."""
+        v = self.variance_function
+        if v is None:
+            return pd.Series([], dtype=float, name="variance")
+        return pd.Series(v.natural(self.estimate.delta), index=v.param_names(),
+                         name="variance")
+
+    @property
     def variance_power(self) -> float | None:
-        """The power ``delta`` of ``varPower()`` (sd proportional to |fitted|^delta)."""
-        return self.estimate.delta
+        """The power of a lone ``varPower`` (sd proportional to ``|fitted|^power``); None
+        with another or no variance function (see :attr:`variance_parameters`)."""
+        params = self.variance_parameters
+        if list(params.index) != ["power"]:
+            return None
+        return float(params.iloc[0])
+
+    def residual_sd(self) -> np.ndarray:
+        """Each row's residual standard deviation ``sigma * sd_j`` (``sigma`` without a
+        variance function; nlme's ``attr(resid(fit), "std")``)."""
+        return self.sigma / self.estimate.weights
 
     @property
     def random_parameters(self) -> list[str]:
@@ -202,13 +231,18 @@ class NlmeFit:
         return self.problem.fitted(self.estimate.beta, np.zeros_like(self.estimate.b))
 
     def residuals(self, level: int = 1, kind: str = "response") -> np.ndarray:
-        """Response residuals, or ``kind="pearson"`` standardized by the residual sd."""
+        """Response residuals, or ``kind="pearson"`` standardized by each row's residual
+        sd ``sigma * sd_j`` (:meth:`residual_sd`), or ``kind="normalized"`` (nlme's: the
+        Pearson residuals whitened by the residual correlation; without a correlation
+        structure the same as ``"pearson"``)."""
         r = self.design.y - self.fitted(level)
         if kind == "response":
             return r
-        if kind == "pearson":
-            return r * self.estimate.weights / self.sigma
-        raise ArgumentError(f"kind must be 'response' or 'pearson', got {kind!r}")
+        if kind in ("pearson", "normalized"):
+            return r / self.residual_sd()
+        raise ArgumentError(
+            f"kind must be 'response', 'pearson' or 'normalized', got {kind!r}"
+        )
 
     @staticmethod
     def _check_level(level: int) -> None:
@@ -250,7 +284,9 @@ class NlmeFit:
     # ------------------------------------------------------------------ simulate
     def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:
         """``nsim`` new response vectors ``(n, nsim)`` from the fitted model: new random
-        effects ``N(0, Psi)``, new errors ``N(0, sigma^2 / s_j^2)``."""
+        effects ``N(0, Psi)``, new errors ``N(0, sigma^2 sd_j^2)`` with ``sd_j`` the variance
+        function's multipliers (of the simulated group-level fitted values for a
+        fitted-value covariate)."""
         if not isinstance(nsim, int | np.integer) or nsim < 1:
             raise ArgumentError(f"nsim must be a positive integer, got {nsim!r}")
         rng = np.random.default_rng(seed)
@@ -260,8 +296,8 @@ class NlmeFit:
             u = rng.standard_normal((self.n_groups, self.problem.q)) * self.sigma
             b = u @ lam.T
             f = self.problem.fitted(self.estimate.beta, b)
-            s = (power_weights(f, self.estimate.delta) if self.estimate.delta is not None
-                 else np.ones(self.n_obs))
+            s = self.problem.row_weights(f, self.estimate.delta)
+            s = 1.0 if s is None else s
             out[:, k] = f + rng.standard_normal(self.n_obs) * self.sigma / s
         return out
 
@@ -317,6 +353,11 @@ def anova_nlme(*fits: NlmeFit) -> pd.DataFrame:
             raise DataError("the models were not fitted to the same data")
         if f.method != fits[0].method:
             raise ArgumentError("the models were fitted by different methods")
+        if f.n_agq != fits[0].n_agq:
+            raise ArgumentError(
+                "the models' likelihoods use different numbers of quadrature nodes (n_agq "
+                f"{fits[0].n_agq} and {f.n_agq})"
+            )
     if fits[0].method == "REML":
         base = fits[0].fixef.index
         for f in fits[1:]:
@@ -365,6 +406,8 @@ def _pvalue(p: float) -> str:
 def format_summary(fit: NlmeFit) -> str:
     method = {"ML": "maximum likelihood", "REML": "REML",
               "Laplace": "Laplace approximation (lme4's nlmer)"}[fit.method]
+    if fit.n_agq > 1:  # as glmer labels it
+        method = f"maximum likelihood (Adaptive Gauss-Hermite Quadrature, nAGQ = {fit.n_agq})"
     d = fit.design
     out = [f"Nonlinear mixed-effects model fit by {method}",
            f"  Model: {d.response} ~ {d.model.text} "]
@@ -397,11 +440,9 @@ def format_summary(fit: NlmeFit) -> str:
         if not spec.diagonal:
             cols = ["StdDev", "Corr"] + [" " * 1] * (len(names) - 2)
         out.append(_table(names + ["Residual"], cols, cells))
-    if fit.variance_power is not None:
-        out += ["", "Variance function:", " Structure: Power of variance covariate",
-                " Formula: ~fitted(.) ", " Parameter estimates:",
-                f"    power \n{fit.variance_power:.7g} "]
     out.append("")
+    if fit.variance_function is not None:
+        out += variance_block(fit.variance_function, fit.estimate.delta)
     by_rhs: dict[str, list[str]] = {}
     for par in d.parameters:
         by_rhs.setdefault(par.rhs, []).append(par.name)
@@ -430,3 +471,81 @@ def format_summary(fit: NlmeFit) -> str:
     out.append(f"Number of Observations: {fit.n_obs}")
     out.append(f"Number of Groups: {fit.n_groups} ")
     return "\n".join(out)
+
+
+# ----------------------------------------------------------- the variance function block
+
+
+def variance_block(function: VarianceFunction, delta: np.ndarray) -> list[str]:
+    """nlme's ``Variance function:`` block of ``print(summary(fit))`` (``Combination of
+    variance functions:`` for a ``Combined``)."""
+    header = ("Combination of variance functions: " if isinstance(function, Combined)
+              else "Variance function:")
+    return [header] + _variance_lines(function, np.asarray(delta, dtype=float))
+
+
+@singledispatch
+def _variance_lines(function: VarianceFunction, delta: np.ndarray) -> list[str]:
+    """Structure, formula and parameter lines of one variance function, as nlme's
+    ``print.summary.varFunc`` writes them.  An adapter of this module over the seam's
+    functions (their ``describe`` is the lmer summary's layout): a new kind whose formula
+    or printed parameters differ registers its own."""
+    formula = "~fitted(.)" if function.uses_fitted else f"~{function.covariate}"
+    names = function.param_names()
+    return _structure_lines(function.label, formula, names, function.natural(delta))
+
+
+@_variance_lines.register
+def _(function: Ident, delta: np.ndarray) -> list[str]:
+    # nlme prints every stratum, the reference level's ratio 1 first
+    values = np.concatenate([[1.0], function.natural(delta)])
+    return _structure_lines(function.label, f"~1 | {function.covariate}", function.levels,
+                            values)
+
+
+@_variance_lines.register
+def _(function: Combined, delta: np.ndarray) -> list[str]:
+    out: list[str] = []
+    start = 0
+    for part in function.parts:
+        k = part.n_params()
+        out += _variance_lines(part, delta[start:start + k])
+        start += k
+    return out
+
+
+def _structure_lines(label: str, formula: str, names: list[str], values) -> list[str]:
+    lines = [f" Structure: {label}", f" Formula: {formula} "]
+    if len(names):
+        lines.append(" Parameter estimates:")
+        lines += r_named_vector(list(names), np.asarray(values, dtype=float))
+    return lines
+
+
+def _r_significant(x: float, digits: int) -> tuple[int, int]:
+    """R's formatReal for one value: (digits left of the point, digits right of it) of
+    ``x`` shown with ``digits`` significant digits, trailing zeros dropped."""
+    if x == 0 or not np.isfinite(x):
+        return 1, 0
+    text = f"{abs(x):.{digits - 1}e}"
+    mantissa, exponent = text.split("e")
+    e = int(exponent)
+    significant = len(mantissa.replace(".", "").rstrip("0")) or 1
+    return max(e + 1, 1), max(significant - 1 - e, 0)
+
+
+def r_named_vector(names: list[str], values: np.ndarray, digits: int = 7,
+                   width: int = 80) -> list[str]:
+    """A named numeric vector as R's ``print`` writes it: the values in fixed notation with
+    the decimals the most demanding one needs for ``digits`` significant digits, each
+    column as wide as its name or value, right-justified, a space after each, lines of at
+    most ``width`` characters."""
+    decimals = max((_r_significant(float(v), digits)[1] for v in values), default=0)
+    cells = [f"{v:.{decimals}f}" for v in values]
+    w = max([len(c) for c in cells] + [len(n) for n in names])
+    per_line = max(1, width // (w + 1))
+    out = []
+    for i in range(0, len(cells), per_line):
+        out.append("".join(n.rjust(w) + " " for n in names[i:i + per_line]))
+        out.append("".join(c.rjust(w) + " " for c in cells[i:i + per_line]))
+    return out

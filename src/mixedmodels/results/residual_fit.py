@@ -20,7 +20,7 @@ from mixedmodels.arguments import check_choice, check_int, check_level, random_g
 from mixedmodels.core.residual_problem import ResidualProblem
 from mixedmodels.design.validate import new_response
 from mixedmodels.errors import ArgumentError, ColumnNotFoundError
-from mixedmodels.optim.residual import ResidualOptimum
+from mixedmodels.optim.residual import ResidualOptimum, residual_blas
 from mixedmodels.results.fit import LmerFit
 from mixedmodels.results.random_effects import random_part
 
@@ -347,7 +347,8 @@ class ResidualLmerFit(LmerFit):
             return rp.objective(y)
 
         steps = 1e-3 * np.maximum(np.abs(x[free]), 0.1)
-        hess, _ = hessian_and_gradient(f, x[free], steps)
+        with residual_blas(rp):
+            hess, _ = hessian_and_gradient(f, x[free], steps)
         cov = 2.0 * np.linalg.inv(hess)
         k = rp.n_cor + rp.n_var
         return cov[-k:, -k:] if k else np.zeros((0, 0))

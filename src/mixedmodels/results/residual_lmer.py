@@ -90,16 +90,30 @@ def _numeric(data: pd.DataFrame, name: str, what: str) -> np.ndarray:
     return values
 
 
+def structure_frame(design: ModelDesign, data: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The design's rows with the columns the structures read.
+
+    When rows were dropped for missing values, ``design.data`` holds only the formula's
+    columns; the others are taken from ``data`` (whose index must be unique) by row
+    label.
+    """
+    absent = [c for c in columns if c not in design.data.columns]
+    if not absent:
+        return design.data
+    rows = data.loc[design.row_index, absent]
+    return design.data.assign(**{c: rows[c].to_numpy() for c in absent})
+
+
 def residual_layout(
-    design: ModelDesign, correlation: ResidualCorrelation | None
+    design: ModelDesign, correlation: ResidualCorrelation | None, data: pd.DataFrame
 ) -> tuple[GroupLayout, str]:
     """Correlation groups and times for the design's rows, and the group's label.
 
     Without a structure (a variance function alone) or without ``group``, the groups are
     the levels of the random-effect term with the most levels (nlme's innermost
-    grouping).  With one term, rows are ordered by its levels first.
+    grouping).  With one term, rows are ordered by its levels first.  ``data``: the
+    design's rows with the structures' columns (:func:`structure_frame`).
     """
-    data = design.data
     terms = design.terms
     if not terms:
         raise ArgumentError("correlation= and variance functions need a random-effect term")
@@ -121,12 +135,12 @@ def residual_layout(
 
 
 def variance_values(
-    design: ModelDesign, variance: VarianceFunction | None, layout: GroupLayout
+    data: pd.DataFrame, variance: VarianceFunction | None, layout: GroupLayout
 ) -> dict[str, np.ndarray]:
-    """The variance function's covariates (design row order), the function bound to them."""
+    """The variance function's covariates (design row order, ``data`` the design's rows
+    with the structures' columns), the function bound to them."""
     if variance is None:
         return {}
-    data = design.data
     values: dict[str, np.ndarray] = {}
     for name in variance.columns():
         if name == FITTED:
@@ -214,6 +228,9 @@ def lmer_residual(
     columns = extra_columns(correlation, variance)
     check_columns(data, columns)
     data = _drop_incomplete(data, columns)
+    if columns and not data.index.is_unique:
+        # the structures' columns are matched to the design's rows by label
+        data = data.reset_index(drop=True)
     design = build_design(formula, data, offset=offset, contrasts=contrasts)
     if design.n_dropped:
         warnings.warn(
@@ -221,8 +238,9 @@ def lmer_residual(
             RowsDroppedWarning,
             stacklevel=3,
         )
-    layout, label = residual_layout(design, correlation)
-    values = variance_values(design, variance, layout)
+    frame = structure_frame(design, data, columns)
+    layout, label = residual_layout(design, correlation, frame)
+    values = variance_values(frame, variance, layout)
     y = design.y if design.offset is None else design.y - design.offset
     blocks = [t.block for t in design.terms]
     rp = ResidualProblem(blocks, design.X, y, layout, correlation, variance, values, reml, label)

@@ -72,6 +72,10 @@ class CovarianceStructure(ABC):
     #: ``lambda`` is diagonal whatever theta (the engine's dense path then scales ``Z'Z``
     #: elementwise instead of multiplying by ``Lambda``)
     diagonal: bool = False
+    #: fewest coefficients per level the structure means anything with (None: any)
+    min_columns: int | None = None
+    #: what the structure correlates, for the error when a term has too few columns
+    needs: str = ""
 
     def __init__(self, p: int):
         self.p = int(p)
@@ -522,6 +526,10 @@ class AR1(_CorrelationStructure):
 
     short_name = "ar1"
     homogeneous = True
+    # one column has no correlation: ar1(0 + time | g) with a numeric time would be a
+    # random slope on time, not AR(1) (glmmTMB refuses it too)
+    min_columns = 2
+    needs = "the indicator columns of a time factor, one per time point"
 
     @property
     def n_correlation(self):
