@@ -157,7 +157,7 @@ def test_finite_difference_derivatives_of_a_polynomial():
 
 def test_evaluations_are_counted_in_the_fit():
     fit = _fit("sleepstudy_slopes_reml")
-    # BOBYQA's 20 evaluations at the coarse tolerances (29 at lme4-like ones) and the
+    # BOBYQA's 8 evaluations at the coarse tolerances (29 at lme4-like ones) and the
     # polish's: one analytic Hessian, one value
-    assert fit.n_evaluations == 22
+    assert fit.n_evaluations == 10
     assert fit.optimizer_message.startswith("xtol reached; analytic Newton polish: 1 step")

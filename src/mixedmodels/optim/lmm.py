@@ -18,12 +18,14 @@ from mixedmodels.optim.start import DEFAULT_STEP, moment_start
 BOUNDARY_TOLERANCE = 1e-5  # lme4's lmerControl(boundary.tol = 1e-5)
 MAX_RELATIVE_SD = 1e8  # the largest start theta accepted
 # BOBYQA's (ftol_abs, xtol_abs).  lme4's ftol_abs = 1e-8 can stop BOBYQA on one short step
-# while a flat objective still slopes (seen: 1.4e-6 above lme4's optimum, theta 2e-4 off):
-# small models, whose evaluations cost microseconds, used 1e-10 before the Newton polish;
-# now they stop at COARSE and the polish converges from there (or BOBYQA resumes at
-# FINE_SMALL when it does not); large models keep lme4's tolerances (their polish differences
-# the objective, 4k + k(k - 1) evaluations, more than BOBYQA's last ones save)
-COARSE = (1e-6, 1e-6)
+# while a flat objective still slopes (seen: 1.4e-6 above lme4's optimum, theta 2e-4 off).
+# BOBYQA ends near the optimum and the Newton polish at it: small models stop BOBYQA at
+# COARSE (its last evaluations cost more than the polish's analytic steps from further
+# away), large ones at COARSE_LARGE (InstEval: 19 evaluations instead of 34, 5e-5 from the
+# optimum; the polish's stencil and one fine gradient, 16 evaluations, converge from there);
+# BOBYQA resumes at FINE_SMALL / FINE_LARGE when the polish does not converge
+COARSE = (1e-3, 1e-3)
+COARSE_LARGE = (1e-4, 1e-4)
 FINE_SMALL = (1e-10, 1e-8)
 FINE_LARGE = (1e-8, 1e-8)
 
@@ -135,17 +137,16 @@ def _optimize(
     upper = problem.theta_upper_bounds()
     x0 = np.clip(x0, lower, upper)
     dense = problem.dense_objective is not None
-    # BOBYQA ends near the optimum, the Newton polish at it: on small models BOBYQA stops at
-    # COARSE tolerances (the polish's analytic steps are cheaper than its last evaluations)
-    tolerances = COARSE if dense else FINE_LARGE
+    tolerances = COARSE if dense else COARSE_LARGE
     result, theta, best = _search(problem, x0, lower, upper, initial_step, tolerances)
     theta, best, polished = polish(problem, theta, best)
     evaluations = result.n_evaluations + polished.evaluations
     message = f"{result.message}; {polished.note}"
-    if dense and not polished.converged and np.isfinite(best):
+    if not polished.converged and np.isfinite(best):
         # no Newton convergence from the coarse point: BOBYQA on, at lme4-like tolerances
         step = np.maximum(0.1 * np.abs(theta), 0.02)
-        result, theta, best = _search(problem, theta, lower, upper, step, FINE_SMALL)
+        fine = FINE_SMALL if dense else FINE_LARGE
+        result, theta, best = _search(problem, theta, lower, upper, step, fine)
         theta, best, polished = polish(problem, theta, best)
         evaluations += result.n_evaluations + polished.evaluations
         message = f"{message}; BOBYQA resumed: {result.message}; {polished.note}"

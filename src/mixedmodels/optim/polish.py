@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg as sla
 
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
@@ -40,12 +41,23 @@ SHORT_STEP = 1e-5  # max |step| / max(1, |theta|) after which no further gradien
 # (1e-6 took one more gradient on penicillin for a step of 1.7e-6; catalogue rows-reversed
 # fits agree to 4e-11 with either)
 FRESH_HESSIAN_STEP = 1e-4  # after a longer step the Hessian is computed again
+# finite differences (no analytic derivatives): the stencil's steps (relative, as
+# derivatives.step_sizes) for the Hessian and a first gradient, shorter ones for the fine
+# gradients the iteration converges on (central differences' error h^2 f_iii / 6: the
+# Newton step it leaves on InstEval is 3e-9 at 1e-4, 3e-7 at 1e-3); the stencil's Hessian
+# (relative error ~1e-3) is recomputed only after steps longer than FRESH_STENCIL_STEP,
+# and a step ends the iteration when what it leaves (that error times the step) is 1e-9
+STENCIL_STEP = 1e-3
+GRADIENT_STEP = 1e-4
+FRESH_STENCIL_STEP = 1e-2
+SHORT_STEP_DIFFERENCES = 1e-6
 RISE_RTOL = 1e-14  # a step may raise the objective by its rounding, no more
 # directions whose curvature (the Hessian scaled to unit diagonal) is below this in absolute
 # value are not identified by the data (a ridge; next to, not on, a curved ridge of optima
 # its curvature is of the order of the gradient: -2e-6 measured on (Sex | Subject) with
 # Sex between subjects, from BOBYQA's point)
 RIDGE_RTOL = 1e-4
+_SYEV = sla.lapack.dsyev  # eigenvalues ascending, vectors in columns
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,14 @@ class PolishOutcome:
 
 
 class _Derivatives:
-    """Value, gradient and Hessian over the free coordinates, analytic when possible."""
+    """Value, gradient and Hessian over the free coordinates, analytic when possible.
+
+    On the finite-difference path the Hessian (and a first gradient) come from one stencil
+    of ``2k + k(k - 1) / 2`` evaluations with steps :data:`STENCIL_STEP` (relative), and
+    every further gradient from ``2k`` central differences with the shorter steps
+    :data:`GRADIENT_STEP`: :attr:`fine` says whether the last gradient was of the latter
+    kind (the iteration converges on fine gradients only).
+    """
 
     def __init__(self, problem: LmmProblem, theta: np.ndarray, free: np.ndarray) -> None:
         self.problem = problem
@@ -90,6 +109,7 @@ class _Derivatives:
             DenseDerivatives(problem) if problem.dense_objective is not None else None
         )
         self.kind = "analytic"
+        self.fine = True
 
     def expand(self, x: np.ndarray) -> np.ndarray:
         full = self.full.copy()
@@ -105,24 +125,74 @@ class _Derivatives:
             return math.inf
         return value if math.isfinite(value) else math.inf
 
+    def analytic_at(self, x: np.ndarray, hessian: bool):
+        """``(value, gradient, hessian or None)`` by the analytic derivatives, or None when
+        there are none (then the finite-difference path is taken from here on)."""
+        if self.analytic is None:
+            return None
+        self.evaluations += 1
+        found = self.analytic.at(self.expand(x), hessian)
+        if found is None:
+            self.analytic = None  # theta maps to lambda nonlinearly: difference values
+            return None
+        grad = found.gradient[self.free]
+        hess = found.hessian
+        if hess is not None:
+            hess = hess[np.ix_(self.free, self.free)]
+        return found.value, grad, hess
+
     def at(self, x: np.ndarray, hessian: bool, value: float | None = None):
         """``(gradient, hessian or None)`` at the free coordinates ``x``; ``value`` is
         ``f(x)`` when known (finite differences need it)."""
-        if self.analytic is not None:
-            self.evaluations += 1
-            found = self.analytic.at(self.expand(x), hessian)
-            if found is not None:
-                grad = found.gradient[self.free]
-                hess = found.hessian
-                if hess is not None:
-                    hess = hess[np.ix_(self.free, self.free)]
-                return grad, hess
-            self.analytic = None  # theta maps to lambda nonlinearly: difference values
+        found = self.analytic_at(x, hessian)
+        if found is not None:
+            self.fine = True
+            return found[1], found[2]
         self.kind = "finite-difference"
         if value is None:
             value = self.objective(x)
-        grad, hess = finite_difference_derivatives(self.objective, x, value, hessian)
-        return grad, hess
+        if hessian:
+            self.fine = False
+            return stencil_derivatives(self.objective, x, value, step_sizes(x, STENCIL_STEP))
+        self.fine = True
+        return central_gradient(self.objective, x, step_sizes(x, GRADIENT_STEP)), None
+
+
+def stencil_derivatives(
+    f, x: np.ndarray, value: float, h: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and Hessian from ``f`` at ``x +- h_i e_i`` and ``x + h_i e_i + h_j e_j``
+    (``i > j``): ``2k + k (k - 1) / 2`` evaluations, the fewest that determine a quadratic.
+    ``value = f(x)``.  Central differences for the gradient and the diagonal (error
+    ``O(h^2)``), forward ones for the off-diagonal (``O(h)``)."""
+    x = np.asarray(x, dtype=float)
+    k = x.size
+    plus, minus = np.empty(k), np.empty(k)
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = h[i]
+        plus[i], minus[i] = f(x + e), f(x - e)
+    grad = (plus - minus) / (2 * h)
+    hess = np.diag((plus - 2 * value + minus) / h**2)
+    for i in range(k):
+        for j in range(i):
+            e = np.zeros(k)
+            e[i], e[j] = h[i], h[j]
+            cross = f(x + e) - plus[i] - plus[j] + value
+            hess[i, j] = hess[j, i] = cross / (h[i] * h[j])
+    return grad, hess
+
+
+def central_gradient(f, x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Central differences ``(f(x + h_i e_i) - f(x - h_i e_i)) / 2 h_i``: ``2k``
+    evaluations, error ``h_i^2 f_iii / 6``."""
+    x = np.asarray(x, dtype=float)
+    grad = np.empty(x.size)
+    for i in range(x.size):
+        e = np.zeros(x.size)
+        e[i] = h[i]
+        grad[i] = (f(x + e) - f(x - e)) / (2 * h[i])
+    return grad
 
 
 def finite_difference_derivatives(
@@ -164,16 +234,20 @@ def _newton_direction(
 ) -> tuple[np.ndarray, int] | None:
     """``-H^-1 g`` restricted to the directions the Hessian identifies, and how many there
     are; None when the Hessian is not positive (semi-)definite."""
-    diag = np.diagonal(hessian)
-    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all()) or np.any(diag <= 0):
+    diag = hessian.diagonal()
+    if not (np.isfinite(hessian).all() and np.isfinite(gradient).all() and (diag > 0).all()):
         return None
     scale = 1.0 / np.sqrt(diag)
-    values, vectors = np.linalg.eigh(hessian * np.outer(scale, scale))
+    values, vectors, info = _SYEV(hessian * scale * scale[:, None])
+    if info != 0:
+        return None
     top = float(values[-1])
     if top <= 0 or values[0] < -RIDGE_RTOL * top:
         return None
     keep = values > RIDGE_RTOL * top
     g = gradient * scale
+    if keep.all():
+        return -scale * (vectors @ ((g @ vectors) / values)), values.size
     coefficients = (vectors[:, keep].T @ g) / values[keep]
     return -scale * (vectors[:, keep] @ coefficients), int(keep.sum())
 
@@ -217,53 +291,83 @@ def polish(
 
 
 def _iterate(derivatives: _Derivatives, x: np.ndarray, value: float, lo, hi):
-    """The Newton iteration: ``(x, value, steps, note, converged)``, values by
+    """The Newton iteration: ``(x, value, steps, note, converged)``, the value by
     ``problem.objective`` (the function BOBYQA minimized).
 
+    A long analytic step is judged by the value the derivatives at its end come with (they
+    are needed there anyway; the engine's to 1e-14), a short one by ``problem.objective``.
     A short step whose objective change is below the objective's rounding (it may rise by
     a few 1e-14 relative on a flat optimum) is judged by the gradient instead: accepted
-    when the Newton step from its end is shorter than the step itself.
+    when the Newton step from its end is shorter than the step itself.  On the
+    finite-difference path the iteration ends only after a short step from a fine gradient
+    (:data:`GRADIENT_STEP`).
     """
     grad, hess = derivatives.at(x, hessian=True, value=value)
     steps, notes = 0, []
-    for _ in range(MAX_STEPS):
+    exact = True  # value is problem.objective's at x
+
+    def done(converged: bool):
+        nonlocal value
+        if not exact:
+            value = derivatives.objective(x)
+        return x, value, steps, "; ".join(notes), converged
+
+    for _ in range(MAX_STEPS + 1):  # one more for a fine gradient
         found = _newton_direction(grad, hess)
         if found is None:
             notes.append("skipped: the Hessian is not positive definite")
-            return x, value, steps, "; ".join(notes), False
+            return done(False)
         direction, rank = found
         if rank < x.size and not notes:
             notes.append(f"ridge: {rank} of {x.size} directions identified, moved along those")
         trial = np.clip(x + direction, lo, hi)
         size = _size(trial - x, x)
+        analytic = derivatives.analytic is not None
+        short = size <= (SHORT_STEP if analytic else SHORT_STEP_DIFFERENCES)
+        if not derivatives.fine and short:
+            # a coarse gradient (the stencil's) says x is close: the fine one says where
+            grad, _ = derivatives.at(x, hessian=False, value=value)
+            continue
         if size == 0.0:
-            return x, value, steps, "; ".join(notes), True
-        short = size <= SHORT_STEP
+            return done(True)
+        if analytic and not short:
+            fresh = size > FRESH_HESSIAN_STEP
+            try:
+                at_trial = derivatives.analytic_at(trial, fresh)
+            except (NotPositiveDefiniteError, np.linalg.LinAlgError):
+                at_trial = None
+            trial_value, trial_grad, trial_hess = at_trial or (math.inf, None, None)
+            if not trial_value <= value + RISE_RTOL * abs(value):
+                notes.append("last step rejected (objective rose)")
+                return done(False)
+            x, value, steps, exact = trial, trial_value, steps + 1, False
+            grad, hess = trial_grad, (trial_hess if fresh else hess)
+            continue
         trial_value = derivatives.objective(trial)
         if trial_value <= value + RISE_RTOL * abs(value):
-            x, value, steps = trial, trial_value, steps + 1
+            x, value, steps, exact = trial, trial_value, steps + 1, True
             if short:  # what is left after it is below 1e-10: no further gradient
-                return x, value, steps, "; ".join(notes), True
+                return done(True)
             # after a long step the Hessian is new too (a stale one leaves its relative
             # error times the next step: 4e-9 measured after 0.07)
-            fresh = size > FRESH_HESSIAN_STEP
+            fresh = size > (FRESH_HESSIAN_STEP if analytic else FRESH_STENCIL_STEP)
             grad, new_hess = derivatives.at(x, hessian=fresh, value=value)
             hess = new_hess if fresh else hess
             continue
         if not short:
             notes.append("last step rejected (objective rose)")
-            return x, value, steps, "; ".join(notes), False
+            return done(False)
         trial_grad, _ = derivatives.at(trial, hessian=False, value=trial_value)
         after = _newton_direction(trial_grad, hess)
         if after is None or _size(after[0], trial) >= size:
             notes.append("a step below the objective's rounding rejected by its gradient")
-            return x, value, steps, "; ".join(notes), True
-        x, value, grad, steps = trial, trial_value, trial_grad, steps + 1
+            return done(True)
+        x, value, grad, steps, exact = trial, trial_value, trial_grad, steps + 1, True
         accepted = "a step below the objective's rounding accepted by its gradient"
         if accepted not in notes:
             notes.append(accepted)
     notes.append("steps ran out")
-    return x, value, steps, "; ".join(notes), False
+    return done(False)
 
 
 def _size(step: np.ndarray, x: np.ndarray) -> float:
