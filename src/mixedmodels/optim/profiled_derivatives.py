@@ -108,7 +108,6 @@ class DenseDerivatives:
         self.g_rows = g[rows[:, None], rows[None, :]]  # G[r_j, r_i]
         self.n_s = size if problem.reml else q  # log|M| (REML) or log|A| (ML)
         self.cols_pairs = (cols[:, None] * self.n_s + cols[None, :]).ravel()
-        self.by_entry = [np.flatnonzero(self.entry == lv) for lv in range(self.n_entries)]
         self.flat_lambda = rows * q + cols
         self.leading = np.arange(q) * (size + 1)  # flat positions of M's first q diagonals
         self.dof = problem.n - p if problem.reml else problem.n
@@ -207,18 +206,18 @@ class DenseDerivatives:
         if not hessian:
             return value, grad, None
         k = self.n_entries
-        # d^2 log|S|: 2 tr(S^-1 F_l' G F_m) - tr(S^-1 dS_l S^-1 dS_m)
-        second = s_inv.reshape(-1)[self.cols_pairs].reshape(rows.size, rows.size)
-        second *= self.g_rows
-        hess_logdet = 2.0 * (ind.T @ second @ ind)
-        derivs = np.empty((k, n_s, n_s))  # S^-1 dS_l = S^-1 K_l + S^-1 K_l'
-        for lv, at in enumerate(self.by_entry):
-            r, cc = rows[at], cols[at]
-            pl = s_inv[:, cc] @ bt[:n_s, r].T  # S^-1 K_l'
-            pl[:, cc] += n_mat[:, r]  # S^-1 K_l: K_l's columns cc are T'G's columns r
-            derivs[lv] = pl
-        flat = derivs.reshape(k, -1)
-        hess_logdet -= flat @ derivs.transpose(0, 2, 1).reshape(k, -1).T
+        # d^2 log|S| = 2 tr(S^-1 F_l' G F_m) - tr(P_l P_m), P_l = S^-1 dS_l = A_l + B_l,
+        # A_l = sum_i x_i y_i' and B_l = sum_i N_(r_i) e_(c_i)' over the entry's positions i
+        # (x_i = S^-1[:, c_i], y_i = T'G[:n_s, r_i], N = S^-1 T'G): with C = Y'X,
+        # D = Y'N[:, r], E = N[c, r] and S_c = S^-1[c, c] the trace over positions (i, j) is
+        # C o C' + D o S_c + (D o S_c)' + E o E'
+        s_cols = s_inv.reshape(-1)[self.cols_pairs].reshape(rows.size, rows.size)
+        x_pos, y_pos = s_inv[:, cols], bt[:n_s, rows]
+        c_pos = y_pos.T @ x_pos
+        d_pos = (y_pos.T @ n_mat[:, rows]) * s_cols
+        e_pos = n_mat[cols][:, rows]
+        both = 2.0 * s_cols * self.g_rows - c_pos * c_pos.T - d_pos - d_pos.T - e_pos * e_pos.T
+        hess_logdet = ind.T @ both @ ind
         # d^2 PWRSS = 2 U'GU - 2 a'M^-1 a, U[:, l] = F_l s, a = F'v + T'G U
         shape, length = (self.size, k), self.size * k
         u = np.bincount(self.row_bins, s[cols], length).reshape(shape)
