@@ -51,6 +51,8 @@ STENCIL_STEP = 1e-3
 GRADIENT_STEP = 1e-4
 FRESH_STENCIL_STEP = 1e-2
 SHORT_STEP_DIFFERENCES = 1e-6
+STENCIL_RTOL = 1e-3
+DIFFERENCES_RESIDUAL = 2e-9
 RISE_RTOL = 1e-14  # a step may raise the objective by its rounding, no more
 # directions whose curvature (the Hessian scaled to unit diagonal) is below this in absolute
 # value are not identified by the data (a ridge; next to, not on, a curved ridge of optima
@@ -305,10 +307,18 @@ def _iterate(derivatives: _Derivatives, x: np.ndarray, value: float, lo, hi):
     grad, hess = derivatives.at(x, hessian=True, value=value)
     steps, notes = 0, []
     exact = True  # value is problem.objective's at x
+    pending = None  # (x, value) before the stencil's step, whose end is not evaluated yet
+    size = math.inf  # the last step's size
 
     def done(converged: bool):
-        nonlocal value
-        if not exact:
+        nonlocal x, value, steps
+        if pending is not None:
+            x_prev, value_prev = pending
+            value = derivatives.objective(x)
+            if not value <= value_prev + RISE_RTOL * abs(value_prev):
+                notes.append("the stencil's step rejected (objective rose)")
+                x, value, steps, converged = x_prev, value_prev, steps - 1, False
+        elif not exact:
             value = derivatives.objective(x)
         return x, value, steps, "; ".join(notes), converged
 
@@ -321,13 +331,46 @@ def _iterate(derivatives: _Derivatives, x: np.ndarray, value: float, lo, hi):
         if rank < x.size and not notes:
             notes.append(f"ridge: {rank} of {x.size} directions identified, moved along those")
         trial = np.clip(x + direction, lo, hi)
-        size = _size(trial - x, x)
+        size, previous = _size(trial - x, x), size
         analytic = derivatives.analytic is not None
         short = size <= (SHORT_STEP if analytic else SHORT_STEP_DIFFERENCES)
+        # differences: what a step leaves is the Hessian's relative error (at least the
+        # stencil's 1e-3, else the contraction seen from the previous step) times the step
+        converging = short and (
+            analytic
+            or max(STENCIL_RTOL, size / previous if previous else 1.0) * size
+            <= DIFFERENCES_RESIDUAL
+        )
         if not derivatives.fine and short:
             # a coarse gradient (the stencil's) says x is close: the fine one says where
             grad, _ = derivatives.at(x, hessian=False, value=value)
             continue
+        if not analytic and not derivatives.fine and size <= FRESH_STENCIL_STEP:
+            # the stencil's step is taken unevaluated: the fine gradient at its end is
+            # needed anyway, and the step from there is judged against the stencil's point
+            pending = (x, value)
+            x, value, steps, exact = trial, math.nan, steps + 1, False
+            grad, _ = derivatives.at(x, hessian=False, value=value)
+            continue
+        if pending is not None:
+            x_prev, value_prev = pending
+            if not short:
+                pending = None
+                value, exact = derivatives.objective(x), True
+                if not value <= value_prev + RISE_RTOL * abs(value_prev):
+                    notes.append("the stencil's step rejected (objective rose)")
+                    x, value, steps = x_prev, value_prev, steps - 1
+                    return done(False)
+            elif converging:  # x + step is judged against the stencil's point: done()
+                x, steps = trial, steps + 1
+                return done(True)
+            else:
+                pending = None
+                value, exact = derivatives.objective(x), True
+                if not value <= value_prev + RISE_RTOL * abs(value_prev):
+                    notes.append("the stencil's step rejected (objective rose)")
+                    x, value, steps = x_prev, value_prev, steps - 1
+                    return done(False)
         if size == 0.0:
             return done(True)
         if analytic and not short:
@@ -346,7 +389,7 @@ def _iterate(derivatives: _Derivatives, x: np.ndarray, value: float, lo, hi):
         trial_value = derivatives.objective(trial)
         if trial_value <= value + RISE_RTOL * abs(value):
             x, value, steps, exact = trial, trial_value, steps + 1, True
-            if short:  # what is left after it is below 1e-10: no further gradient
+            if converging:  # what is left after it is below 1e-9: no further gradient
                 return done(True)
             # after a long step the Hessian is new too (a stale one leaves its relative
             # error times the next step: 4e-9 measured after 0.07)
