@@ -7,17 +7,24 @@ objective over the free theta coordinates (those not held at a bound of 0) conve
 the optimum itself, so the reported estimates are a function of the data.
 
 Derivatives: analytic on the dense path (:mod:`mixedmodels.optim.profiled_derivatives`,
-``q <= 240`` random effects and a theta linear in the relative factors' entries); else
-Richardson-extrapolated central differences of the objective for the gradient and central
-differences for the Hessian (:func:`finite_difference_derivatives`).  The Hessian is
-computed at BOBYQA's point and again after a step longer than :data:`FRESH_HESSIAN_STEP`;
-shorter steps keep it (their gradient is new).
+``q <= 240`` random effects and a theta linear in the relative factors' entries), the
+Hessian computed at BOBYQA's point and again after a step longer than
+:data:`FRESH_HESSIAN_STEP` (shorter steps keep it; their gradient is new).  Elsewhere
+differences of the objective, as few as a Newton step needs (the objective costs
+milliseconds to seconds there): the Hessian and a first gradient from one stencil of
+``2k + k(k - 1)/2`` evaluations (:func:`stencil_derivatives`), whose Newton step is taken
+without evaluating its end; then central gradients (``2k``) with shorter steps, the step
+from the first of them judged against BOBYQA's point.  InstEval (``k = 3``): 9 + 6 + 1
+evaluations.  (:func:`finite_difference_derivatives`, Richardson-extrapolated, is kept
+for callers that want ``O(h^4)`` accuracy.)
 
 A step is clipped to the bounds and accepted only when the objective does not rise (beyond
 1e-14 relative, its rounding); a step shorter than :data:`SHORT_STEP` whose change is below
 the objective's rounding is judged by its gradient instead (the Newton step from its end
 must be shorter).  The iteration stops after a short step: what is left after it is the
-Hessian's relative error times that step, below 1e-10.  On a ridge (a Hessian of lower
+Hessian's relative error times that step (analytic: below 1e-10; differences: the
+stencil's error, 1e-3, or the contraction seen between the last two steps, whichever is
+larger, times the step must be below :data:`DIFFERENCES_RESIDUAL`).  On a ridge (a Hessian of lower
 rank: ``(Sex | Subject)`` with Sex between subjects) the steps move along the identified
 directions only.  The outcome says whether the iteration converged (the caller resumes
 BOBYQA when it did not: :func:`mixedmodels.optim.lmm.optimize_problem`).
@@ -106,6 +113,7 @@ class _Derivatives:
         self.problem = problem
         self.full = theta.copy()
         self.free = free
+        self.all_free = bool(free.all())
         self.evaluations = 0
         self.analytic = (
             DenseDerivatives(problem) if problem.dense_objective is not None else None
@@ -114,6 +122,8 @@ class _Derivatives:
         self.fine = True
 
     def expand(self, x: np.ndarray) -> np.ndarray:
+        if self.all_free:
+            return x
         full = self.full.copy()
         full[self.free] = x
         return full
@@ -137,10 +147,10 @@ class _Derivatives:
         if found is None:
             self.analytic = None  # theta maps to lambda nonlinearly: difference values
             return None
-        grad = found.gradient[self.free]
-        hess = found.hessian
-        if hess is not None:
-            hess = hess[np.ix_(self.free, self.free)]
+        grad, hess = found.gradient, found.hessian
+        if not self.all_free:
+            grad = grad[self.free]
+            hess = None if hess is None else hess[np.ix_(self.free, self.free)]
         return found.value, grad, hess
 
     def at(self, x: np.ndarray, hessian: bool, value: float | None = None):
