@@ -19,8 +19,9 @@ import mixedmodels as mm
 from mixedmodels.optim.derivatives import hessian_and_gradient
 from mixedmodels.optim.polish import (
     _newton_direction,
-    finite_difference_derivatives,
+    central_gradient,
     polish,
+    stencil_derivatives,
 )
 from tests.catalogue import case
 
@@ -139,20 +140,35 @@ def test_newton_direction_closed_forms():
     np.testing.assert_allclose(direction, [-1.0, -1.0], rtol=1e-12)
 
 
-def test_finite_difference_derivatives_of_a_polynomial():
-    # f = x0^4 + x0 x1 + 3 x1^2 - x1: gradient and Hessian in closed form; the gradient's
-    # Richardson differences are exact on a quartic (O(h^4) error term has f's 5th
-    # derivative), the Hessian's off-diagonal on a product; diagonal O(h^4) as well
-    def f(x):
-        return x[0] ** 4 + x[0] * x[1] + 3 * x[1] ** 2 - x[1]
+def test_stencil_and_central_differences_closed_forms():
+    # a quadratic: the stencil's gradient and Hessian are exact (rounding only: f's 1e-15
+    # over steps of 1e-3 squared leaves 1e-9 in the Hessian)
+    a = np.array([[4.0, 1.0], [1.0, 3.0]])
+    b = np.array([1.0, -2.0])
+
+    def quadratic(x):
+        return 0.5 * x @ a @ x + b @ x + 7.0
 
     x = np.array([0.7, -0.4])
-    gradient, hessian = finite_difference_derivatives(f, x, f(x))
-    np.testing.assert_allclose(gradient, [4 * 0.7**3 - 0.4, 0.7 + 6 * -0.4 - 1], rtol=1e-10)
-    np.testing.assert_allclose(hessian, [[12 * 0.7**2, 1.0], [1.0, 6.0]], rtol=1e-8)
-    alone, none = finite_difference_derivatives(f, x, f(x), hessian=False)
-    assert none is None
-    np.testing.assert_array_equal(alone, gradient)
+    gradient, hessian = stencil_derivatives(quadratic, x, quadratic(x), np.array([1e-3, 1e-3]))
+    np.testing.assert_allclose(gradient, a @ x + b, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(hessian, a, rtol=0, atol=1e-7)
+
+    # f = x0^4 + x0 x1 + 3 x1^2 - x1: central differences of x0^4 give 4 x0^3 + 4 x0 h^2,
+    # its second differences 12 x0^2 + 2 h^2; the rest is quadratic (exact); the forward
+    # cross difference sees x0 x1 only
+    def quartic(x):
+        return x[0] ** 4 + x[0] * x[1] + 3 * x[1] ** 2 - x[1]
+
+    h = np.array([1e-2, 2e-2])
+    gradient = central_gradient(quartic, x, h)
+    exact = [4 * 0.7**3 + 4 * 0.7 * h[0] ** 2 - 0.4, 0.7 + 6 * -0.4 - 1]
+    np.testing.assert_allclose(gradient, exact, rtol=1e-12)
+    again, hessian = stencil_derivatives(quartic, x, quartic(x), h)
+    np.testing.assert_allclose(again, gradient, rtol=1e-12)
+    np.testing.assert_allclose(
+        hessian, [[12 * 0.7**2 + 2 * h[0] ** 2, 1.0], [1.0, 6.0]], rtol=1e-9
+    )
 
 
 def test_evaluations_are_counted_in_the_fit():

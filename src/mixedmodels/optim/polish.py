@@ -15,8 +15,7 @@ milliseconds to seconds there): the Hessian and a first gradient from one stenci
 ``2k + k(k - 1)/2`` evaluations (:func:`stencil_derivatives`), whose Newton step is taken
 without evaluating its end; then central gradients (``2k``) with shorter steps, the step
 from the first of them judged against BOBYQA's point.  InstEval (``k = 3``): 9 + 6 + 1
-evaluations.  (:func:`finite_difference_derivatives`, Richardson-extrapolated, is kept
-for callers that want ``O(h^4)`` accuracy.)
+evaluations.
 
 A step is clipped to the bounds and accepted only when the objective does not rise (beyond
 1e-14 relative, its rounding); a step shorter than :data:`SHORT_STEP` whose change is below
@@ -205,40 +204,6 @@ def central_gradient(f, x: np.ndarray, h: np.ndarray) -> np.ndarray:
         e[i] = h[i]
         grad[i] = (f(x + e) - f(x - e)) / (2 * h[i])
     return grad
-
-
-def finite_difference_derivatives(
-    f, x: np.ndarray, value: float, hessian: bool = True
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Gradient by Richardson-extrapolated central differences (steps ``h`` and ``h/2``,
-    error ``O(h^4)``) and, with ``hessian``, the Hessian: its diagonal extrapolated from the
-    same points, each pair ``i > j`` from ``f(x + e_i + e_j)`` and ``f(x - e_i - e_j)``
-    (error ``O(h^2)``).  ``value = f(x)``; ``4k`` evaluations for the gradient,
-    ``k (k - 1)`` more for the Hessian."""
-    x = np.asarray(x, dtype=float)
-    k = x.size
-    h = step_sizes(x)
-    plus = np.empty((2, k))
-    minus = np.empty((2, k))
-    for s, scale in enumerate((1.0, 0.5)):
-        for i in range(k):
-            e = np.zeros(k)
-            e[i] = h[i] * scale
-            plus[s, i], minus[s, i] = f(x + e), f(x - e)
-    first = (plus - minus) / (2 * h * np.array([[1.0], [0.5]]))
-    grad = (4 * first[1] - first[0]) / 3
-    if not hessian:
-        return grad, None
-    second = (plus - 2 * value + minus) / (h * np.array([[1.0], [0.5]])) ** 2
-    hess = np.diag((4 * second[1] - second[0]) / 3)
-    for i in range(k):
-        for j in range(i):
-            e = np.zeros(k)
-            e[i], e[j] = h[i], h[j]
-            both = f(x + e) + f(x - e)
-            cross = both - plus[0, i] - plus[0, j] - minus[0, i] - minus[0, j] + 2 * value
-            hess[i, j] = hess[j, i] = cross / (2 * h[i] * h[j])
-    return grad, hess
 
 
 def _newton_direction(
