@@ -63,8 +63,9 @@ def optimize_problem(
     to exactly 0 when that does not raise the objective.  Then Newton steps on the free
     coordinates (:func:`mixedmodels.optim.polish.polish`) take BOBYQA's point to the
     optimum; the result's message says what they did, its evaluations include theirs.
-    Small models stop BOBYQA at coarse tolerances (:data:`COARSE`) and resume it at fine
-    ones (:data:`FINE_SMALL`) only when the Newton steps do not converge from there.
+    BOBYQA stops at coarse tolerances (:data:`COARSE`, :data:`COARSE_LARGE` without the
+    dense path) and resumes at fine ones (:data:`FINE_SMALL`, :data:`FINE_LARGE`) only
+    when the Newton steps do not converge from there.
     """
     with single_threaded_blas(problem.dense_objective is not None):
         return _optimize(problem, start, default_start)
