@@ -55,7 +55,7 @@ FRESH_HESSIAN_STEP = 1e-4  # after a longer step the Hessian is computed again
 # and a step ends the iteration when what it leaves (that error times the step) is 1e-9
 STENCIL_STEP = 1e-3
 GRADIENT_STEP = 1e-4
-FRESH_STENCIL_STEP = 1e-2
+FRESH_STENCIL_STEP = 1e-3
 SHORT_STEP_DIFFERENCES = 1e-6
 STENCIL_RTOL = 1e-3
 DIFFERENCES_RESIDUAL = 2e-9
