@@ -144,14 +144,19 @@ def _optimize(
     theta, best, polished = polish(problem, theta, best)
     evaluations = result.n_evaluations + polished.evaluations
     message = f"{result.message}; {polished.note}"
-    if not polished.converged and np.isfinite(best):
-        # no Newton convergence from the coarse point: BOBYQA on, at lme4-like tolerances
-        step = np.maximum(0.1 * np.abs(theta), 0.02)
+    if (not polished.converged or polished.ridge) and np.isfinite(best):
         fine = FINE_SMALL if dense else FINE_LARGE
-        result, theta, best = _search(problem, theta, lower, upper, step, fine)
+        if polished.ridge:
+            # the steps do not move along a ridge: where theta ends on it is the search's
+            # choice, lme4's the one its search makes from the start at fine tolerances
+            result, theta, best = _search(problem, x0, lower, upper, initial_step, fine)
+        else:  # no Newton convergence from the coarse point: BOBYQA on, finer
+            step = np.maximum(0.1 * np.abs(theta), 0.02)
+            result, theta, best = _search(problem, theta, lower, upper, step, fine)
         theta, best, polished = polish(problem, theta, best)
         evaluations += result.n_evaluations + polished.evaluations
-        message = f"{message}; BOBYQA resumed: {result.message}; {polished.note}"
+        again = "restarted (a ridge)" if "ridge:" in message else "resumed"
+        message = f"{message}; BOBYQA {again}: {result.message}; {polished.note}"
     return OptimizeResult(theta, best, evaluations, result.converged, message)
 
 

@@ -88,6 +88,9 @@ class PolishOutcome:
         The last step was short (or none was needed): theta is the optimum.  False when
         the Hessian was not positive definite, a long step raised the objective or the
         steps ran out.
+    ridge : bool
+        The Hessian has lower rank (the steps moved along the identified directions only):
+        where on the ridge theta ends is BOBYQA's choice.
     """
 
     steps: int
@@ -96,6 +99,7 @@ class PolishOutcome:
     decrease: float
     note: str
     converged: bool = True
+    ridge: bool = False
 
 
 class _Derivatives:
@@ -263,7 +267,10 @@ def polish(
         f"{derivatives.kind} Newton polish: {steps} step(s), theta moved {moved:.1e}, "
         f"objective {-decrease:+.1e}" + (f"; {note}" if note else "")
     )
-    found = PolishOutcome(steps, derivatives.evaluations, moved, decrease, text, converged)
+    ridge = "ridge:" in note
+    found = PolishOutcome(
+        steps, derivatives.evaluations, moved, decrease, text, converged, ridge
+    )
     return polished, best, found
 
 
