@@ -30,6 +30,29 @@ DENSE_INDICATOR = 1_000_000
 ModelCall = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
+def fixed_layout(
+    fixed_matrices: list[np.ndarray], function_index: list[int], n_model_parameters: int,
+    n: int,
+) -> tuple[list[slice], np.ndarray, np.ndarray, np.ndarray]:
+    """Where each model parameter's fixed effects sit: their slices of ``beta``, all fixed
+    designs side by side (phi's fixed part is then one product, ``X = df/dbeta`` one
+    elementwise product), the model parameter of each column, and the 0/1 matrix that
+    sends columns to parameters."""
+    slices = []
+    start = 0
+    for m in fixed_matrices:
+        slices.append(slice(start, start + m.shape[1]))
+        start += m.shape[1]
+    columns = np.hstack(fixed_matrices) if fixed_matrices else np.zeros((n, 0))
+    column_parameter = np.array(
+        [function_index[k] for k, m in enumerate(fixed_matrices) for _ in range(m.shape[1])],
+        dtype=np.intp,
+    )
+    selector = np.zeros((columns.shape[1], n_model_parameters))
+    selector[np.arange(column_parameter.size), column_parameter] = 1.0
+    return slices, columns, column_parameter, selector
+
+
 @dataclass
 class NonlinearProblem:
     """Numeric data of a nonlinear mixed model.
@@ -77,23 +100,10 @@ class NonlinearProblem:
         # small problems sum rows into groups faster with a dense product (no sparse set-up)
         if n * self.n_groups <= DENSE_INDICATOR:
             self.indicator = self.indicator.toarray()
-        self.slices = []
-        start = 0
-        for m in self.fixed_matrices:
-            self.slices.append(slice(start, start + m.shape[1]))
-            start += m.shape[1]
-        # all fixed designs side by side, and the model parameter of each of their columns:
-        # phi's fixed part is then one product, X = df/dbeta one elementwise product
-        self.fixed_columns = (
-            np.hstack(self.fixed_matrices) if self.fixed_matrices else np.zeros((n, 0))
+        (self.slices, self.fixed_columns, self.column_parameter,
+         self.selector) = fixed_layout(
+            self.fixed_matrices, self.function_index, self.n_model_parameters, n
         )
-        self.column_parameter = np.array(
-            [self.function_index[k] for k, m in enumerate(self.fixed_matrices)
-             for _ in range(m.shape[1])],
-            dtype=np.intp,
-        )
-        self.selector = np.zeros((self.fixed_columns.shape[1], self.n_model_parameters))
-        self.selector[np.arange(self.column_parameter.size), self.column_parameter] = 1.0
         self._random_index = np.asarray(self.random_index, dtype=np.intp)
 
     @property
@@ -688,21 +698,10 @@ class MultilevelProblem:
 
     def __post_init__(self) -> None:
         n = self.y.size
-        self.slices = []
-        start = 0
-        for m in self.fixed_matrices:
-            self.slices.append(slice(start, start + m.shape[1]))
-            start += m.shape[1]
-        self.fixed_columns = (
-            np.hstack(self.fixed_matrices) if self.fixed_matrices else np.zeros((n, 0))
+        (self.slices, self.fixed_columns, self.column_parameter,
+         self.selector) = fixed_layout(
+            self.fixed_matrices, self.function_index, self.n_model_parameters, n
         )
-        self.column_parameter = np.array(
-            [self.function_index[k] for k, m in enumerate(self.fixed_matrices)
-             for _ in range(m.shape[1])],
-            dtype=np.intp,
-        )
-        self.selector = np.zeros((self.fixed_columns.shape[1], self.n_model_parameters))
-        self.selector[np.arange(self.column_parameter.size), self.column_parameter] = 1.0
         # where each level's random effects sit among the stacked u, and their columns
         self.offsets = np.cumsum([0] + [lv.n_groups * lv.q for lv in self.levels])
         self._columns = [
