@@ -53,8 +53,48 @@ def fixed_layout(
     return slices, columns, column_parameter, selector
 
 
+class RelativeFactorLayout:
+    """theta's layout in a relative covariance factor of ``q`` random effects: the
+    diagonal (``diagonal``) or the lower triangle in lme4's column-wise order.  For a class
+    with ``q`` and ``diagonal``: the one-level problem and each level of a nested one."""
+
+    q: int
+    diagonal: bool
+
+    @property
+    def n_theta(self) -> int:
+        q = self.q
+        return q if self.diagonal else q * (q + 1) // 2
+
+    def theta_lower(self) -> np.ndarray:
+        """Lower bounds of theta: 0 on the diagonal of the relative factor."""
+        q = self.q
+        if self.diagonal:
+            return np.zeros(q)
+        return np.array([0.0 if i == j else -np.inf for j in range(q) for i in range(j, q)])
+
+    def lambda_of(self, theta: np.ndarray) -> np.ndarray:
+        """Relative covariance factor (lower triangular, lme4's column-wise theta)."""
+        q = self.q
+        if self.diagonal:
+            return np.diag(theta)
+        lam = np.zeros((q, q))
+        k = 0
+        for j in range(q):
+            for i in range(j, q):
+                lam[i, j] = theta[k]
+                k += 1
+        return lam
+
+    def theta_of(self, lam: np.ndarray) -> np.ndarray:
+        q = self.q
+        if self.diagonal:
+            return np.diag(lam).copy()
+        return np.array([lam[i, j] for j in range(q) for i in range(j, q)])
+
+
 @dataclass
-class NonlinearProblem:
+class NonlinearProblem(RelativeFactorLayout):
     """Numeric data of a nonlinear mixed model.
 
     Attributes
@@ -135,42 +175,6 @@ class NonlinearProblem:
     @property
     def q(self) -> int:
         return len(self.random_index)
-
-    # ---------------------------------------------------------------- theta layout
-    @property
-    def n_theta(self) -> int:
-        q = self.q
-        return q if self.diagonal else q * (q + 1) // 2
-
-    def theta_lower(self) -> np.ndarray:
-        """Lower bounds of theta: 0 on the diagonal of the relative factor."""
-        q = self.q
-        if self.diagonal:
-            return np.zeros(q)
-        low = []
-        for j in range(q):
-            for i in range(j, q):
-                low.append(0.0 if i == j else -np.inf)
-        return np.array(low)
-
-    def lambda_of(self, theta: np.ndarray) -> np.ndarray:
-        """Relative covariance factor (lower triangular, lme4's column-wise theta)."""
-        q = self.q
-        if self.diagonal:
-            return np.diag(theta)
-        lam = np.zeros((q, q))
-        k = 0
-        for j in range(q):
-            for i in range(j, q):
-                lam[i, j] = theta[k]
-                k += 1
-        return lam
-
-    def theta_of(self, lam: np.ndarray) -> np.ndarray:
-        q = self.q
-        if self.diagonal:
-            return np.diag(lam).copy()
-        return np.array([lam[i, j] for j in range(q) for i in range(j, q)])
 
     # --------------------------------------------------------------- the model
     def phi(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -622,7 +626,7 @@ def ml_deviance_gradient_power(
 
 
 @dataclass
-class Level:
+class Level(RelativeFactorLayout):
     """The random effects of one grouping level of a nested model (``site``, then ``plot``
     within ``site``): the model parameters they are on, each row's group code, the number
     of groups and the covariance structure."""
@@ -635,34 +639,6 @@ class Level:
     @property
     def q(self) -> int:
         return len(self.random_index)
-
-    @property
-    def n_theta(self) -> int:
-        return self.q if self.diagonal else self.q * (self.q + 1) // 2
-
-    def lambda_of(self, theta: np.ndarray) -> np.ndarray:
-        q = self.q
-        if self.diagonal:
-            return np.diag(theta)
-        lam = np.zeros((q, q))
-        k = 0
-        for j in range(q):
-            for i in range(j, q):
-                lam[i, j] = theta[k]
-                k += 1
-        return lam
-
-    def theta_lower(self) -> np.ndarray:
-        q = self.q
-        if self.diagonal:
-            return np.zeros(q)
-        return np.array([0.0 if i == j else -np.inf for j in range(q) for i in range(j, q)])
-
-    def theta_of(self, lam: np.ndarray) -> np.ndarray:
-        q = self.q
-        if self.diagonal:
-            return np.diag(lam).copy()
-        return np.array([lam[i, j] for j in range(q) for i in range(j, q)])
 
 
 @dataclass
