@@ -18,9 +18,14 @@ import pytest
 from mixedmodels.core.crossed import CrossedObjective, choose_order
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.terms import RandomBlock
+from mixedmodels.linalg.fillin import numba_available
 from tests.core.test_lmm import closed_form, dense_lambda, dense_z
 
-KERNELS = ["map", "grouped", "dense"]
+SCATTER = pytest.param(
+    "scatter", marks=pytest.mark.skipif(not numba_available(), reason="needs numba (fast extra)")
+)
+
+KERNELS = ["map", "grouped", "dense", SCATTER]
 
 
 def crossed_problem(kind: str, rng: np.random.Generator, weighted: bool = False, n: int = 300):

@@ -19,6 +19,11 @@ from mixedmodels.core.crossed import CrossedObjective, choose_order
 from mixedmodels.core.gram import GramPlan, add_grams, build_gram
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.terms import RandomBlock
+from mixedmodels.linalg.fillin import numba_available
+
+SCATTER = pytest.param(
+    "scatter", marks=pytest.mark.skipif(not numba_available(), reason="needs numba (fast extra)")
+)
 
 OBJECTIVE_RTOL = 1e-10
 SOLUTION_RTOL = 1e-8
@@ -158,7 +163,7 @@ def test_conditional_modes_at_a_given_beta(name):
     assert ours.log_det_random == pytest.approx(ref.log_det_random, rel=OBJECTIVE_RTOL)
 
 
-@pytest.mark.parametrize("kind", ["map", "dense"])
+@pytest.mark.parametrize("kind", ["map", "dense", SCATTER])
 def test_refreshed_fill_kernels_equal_fresh_ones(kind):
     """Each reweightable kernel, refreshed with new weights, equals the same kernel built
     from the rows with them."""

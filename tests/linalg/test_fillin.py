@@ -12,6 +12,11 @@ import numpy as np
 import pytest
 
 from mixedmodels.linalg import fillin
+from mixedmodels.linalg.fillin import numba_available
+
+SCATTER = pytest.param(
+    "scatter", marks=pytest.mark.skipif(not numba_available(), reason="needs numba (fast extra)")
+)
 
 
 def random_rows(rng, n_rows, n_levels, q, p, c, weighted):
@@ -79,7 +84,7 @@ def test_panels_from_the_sparse_cross_product_equal_those_from_rows(p):
         assert fillin.panels_from_sparse(a.tocsr().tocsc(), p) is None
 
 
-@pytest.mark.parametrize("kind", ["map", "grouped", "dense"])
+@pytest.mark.parametrize("kind", ["map", "grouped", "dense", SCATTER])
 @pytest.mark.parametrize("p", [1, 2, 3])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_each_kernel_equals_the_dense_product(kind, p, weighted):
@@ -292,3 +297,78 @@ def test_map_evaluation_allocates_nothing_proportional_to_the_entries():
         np.add.at(a_dense, (item, subj * p + a), z0[:, a])
     want = np.tril(a_dense @ block_diagonal(r) @ a_dense.T)
     np.testing.assert_allclose(np.tril(got), want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+@pytest.mark.parametrize("ranges", [1, 2, 5])
+@pytest.mark.parametrize("block_bytes", [8, 2**21])
+def test_scatter_in_any_rows_per_thread_and_block_equals_the_dense_schur_complement(
+    monkeypatch, p, ranges, block_bytes
+):
+    """The scatter kernel's result does not depend on how the rows of ``F`` are split
+    among threads or into cache blocks (one row per block up to all rows in one): the same
+    closed form and tolerance as the map's test above, with weights and scale."""
+    monkeypatch.setattr(fillin, "SCATTER_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(fillin, "scatter_threads", lambda products: ranges)
+    rng = np.random.default_rng(700 + 10 * p + ranges)
+    n_subjects, n_items = 19, 31
+    subj, item, z0 = crossed_cells(rng, n_subjects, n_items, p)
+    w = rng.uniform(0.5, 2.0, subj.size)
+    panels = fillin.panels_from_rows(
+        subj, n_subjects, z0, item[:, None], np.ones((subj.size, 1)), n_items, w
+    )
+    fill = fillin.ScatterFill(panels)
+    assert fill.threads == ranges and fill._edges.size == ranges + 1
+    r = random_factors(rng, p, n_subjects)
+    z_first = np.zeros((subj.size, n_subjects * p))
+    for a in range(p):
+        z_first[np.arange(subj.size), subj * p + a] = z0[:, a]
+    z_rest = np.zeros((subj.size, n_items))
+    z_rest[np.arange(subj.size), item] = 1.0
+    a_dense = z_rest.T @ (w[:, None] * z_first)
+    want = np.tril(a_dense @ block_diagonal(r) @ a_dense.T)
+    np.testing.assert_allclose(
+        np.tril(fill.lower_fill(r)), want, rtol=0, atol=1e-12 * np.abs(want).max()
+    )
+    got = fill.lower_fill(r, scale=-2.5)
+    np.testing.assert_allclose(got, -2.5 * want, rtol=0, atol=1e-11 * np.abs(want).max())
+    assert not np.any(np.triu(got, 1))  # the upper triangle is left zero
+    # new weights: refreshed panel values give the new product
+    w1 = rng.uniform(0.5, 2.0, subj.size)
+    new = fillin.panels_from_rows(
+        subj, n_subjects, z0, item[:, None], np.ones((subj.size, 1)), n_items, w1
+    )
+    fill.refresh(new.values)
+    a1 = z_rest.T @ (w1[:, None] * z_first)
+    want1 = np.tril(a1 @ block_diagonal(r) @ a1.T)
+    np.testing.assert_allclose(
+        np.tril(fill.lower_fill(r)), want1, rtol=0, atol=1e-12 * np.abs(want1).max()
+    )
+
+
+def test_balanced_edges_split_the_work_evenly():
+    work = np.array([5, 0, 0, 5, 10, 0, 0, 0, 10, 10], dtype=np.int64)
+    edges = fillin.balanced_edges(work, 4)
+    assert edges[0] == 0 and edges[-1] == work.size
+    assert np.all(np.diff(edges) >= 0)
+    sums = [work[a:b].sum() for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    assert sum(sums) == work.sum()
+    assert max(sums) <= 10  # 40 / 4, reachable here because rows split at 10s
+
+
+def test_scatter_is_chosen_when_the_map_would_exceed_the_storage_cap(monkeypatch):
+    """With numba, a problem whose map is over the cap gets the scatter kernel; without
+    it, the cheapest stored kernel (as before)."""
+    rng = np.random.default_rng(11)
+    codes = np.repeat(np.arange(300), 4)
+    index = rng.integers(0, 3000, (1200, 1))
+    z0 = np.column_stack([np.ones(1200), rng.normal(size=1200)])
+    panels = fillin.panels_from_rows(codes, 300, z0, index, np.ones((1200, 1)), 3000, None)
+    diagonal = rng.normal(size=(2, 2, 300))
+    monkeypatch.setattr(fillin, "MAX_STORED_ENTRIES", 10)
+    _, choice = fillin.make_fill(panels, diagonal)
+    assert choice.kind == "scatter" and choice.stored["scatter"] == 0
+    monkeypatch.setattr(fillin, "numba_available", lambda: False)
+    monkeypatch.setattr(fillin, "MAX_STORED_ENTRIES", 10**9)
+    _, choice = fillin.make_fill(panels, diagonal)
+    assert "scatter" not in choice.estimates and choice.kind == "map"

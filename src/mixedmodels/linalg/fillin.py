@@ -27,6 +27,11 @@ symbolic work once and each evaluation is one dense or one precomputed sparse pr
 :class:`DenseFill`
     ``F = W W'`` with ``W = A blockdiag(r_s)`` held densely: a batched ``p x p`` product and
     one BLAS ``syrk`` per chunk of levels.  Best when ``A`` has few rows and many levels.
+:class:`ScatterFill`
+    Every product ``W_si W_sj'`` added where it lands, by a compiled loop over the panels
+    (:mod:`mixedmodels.linalg.scatter_kernels`, numba): nothing stored beyond ``A``
+    itself, so it is the kernel of problems whose map would not fit in memory.  Offered
+    when numba is installed (the ``parquet``, ``dask`` and ``fast`` extras).
 
 :func:`choose_fill` picks the cheapest by an operation-count model (and a memory cap).
 """
@@ -35,6 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -58,6 +65,17 @@ BAND_PRODUCTS = 65_536  # ... and about this many products (temporaries of ~0.5 
 MAP_REFRESH_PER_ENTRY = 2.0e-9  # refilling one map entry: a gather of a panel value
 DENSE_REFRESH_PER_ENTRY = 5.0e-9  # scattering one panel value into the dense A
 EXPECTED_STEPS = 1000  # a GLMM fit's scoring steps, over which a reweightable build is spread
+# ScatterFill, measured on the project's 2-core machine (benchmarks/fill_kernels.py): one
+# product (i, j) of one level with p = 2 costs ~2.4 ns on one thread (1.2 ns with two);
+# the first build in a process loads (or, the first time ever, compiles) the kernels
+SCATTER_PER_PRODUCT = 2.4e-9
+SCATTER_LOAD = 1.5  # seconds: importing numba, loading the cached kernels (1.8 s measured)
+# rows of F per block: about this many bytes of F.  Each block visits every level (its
+# W rows formed again), so small blocks cost more than the cache misses they save:
+# 100,000 levels x 100 rows into 2,000 rows of F took 2.9 / 1.6 / 1.2 / 1.3 ns per
+# product with 0.5 / 2 / 16 / unbounded MB blocks (two threads)
+SCATTER_BLOCK_BYTES = 2**24
+SCATTER_MIN_PRODUCTS_PER_THREAD = 2_000_000  # below this, one thread (start-up costs more)
 
 
 @functools.lru_cache(maxsize=32)
@@ -538,7 +556,79 @@ class DenseFill:
         return out.T
 
 
-Fill = MapFill | GroupedFill | DenseFill
+def numba_available() -> bool:
+    """True when numba imports (the compiled :class:`ScatterFill` is then offered)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def scatter_threads(products: int) -> int:
+    """Threads for a scatter of ``products`` products: one per
+    ``SCATTER_MIN_PRODUCTS_PER_THREAD`` products, at most the cores this process may use
+    (or ``NUMBA_NUM_THREADS`` when set), at least one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    limit = int(os.environ.get("NUMBA_NUM_THREADS", cores or 1))
+    return max(1, min(limit, products // SCATTER_MIN_PRODUCTS_PER_THREAD))
+
+
+def balanced_edges(work: np.ndarray, parts: int) -> np.ndarray:
+    """``parts + 1`` row edges splitting ``work`` (per row) into contiguous ranges of about
+    equal sums."""
+    total = np.concatenate([[0], np.cumsum(work)])
+    targets = total[-1] * np.arange(1, parts) / parts
+    inner = np.searchsorted(total, targets, side="left")
+    return np.concatenate([[0], inner, [work.size]]).astype(np.int64)
+
+
+class ScatterFill:
+    """``F = sum_s W_s W_s'`` with ``W_s = A_s r_s``, each product added where it lands.
+
+    Nothing is precomputed but the work per row of ``F`` (to balance threads): an
+    evaluation forms each level's ``W_s`` rows on the fly and adds the ``k_s (k_s + 1) / 2``
+    products of the level to the rows of ``F`` they belong to.  See
+    :mod:`mixedmodels.linalg.scatter_kernels` for the loop and its cache blocking.
+    """
+
+    kind = "scatter"
+
+    def __init__(self, panels: Panels):
+        from mixedmodels.linalg import scatter_kernels  # numba: imported only here
+
+        self._kernels = scatter_kernels
+        self.n_rows = q = panels.n_rows
+        self.p = panels.p
+        self._starts = np.ascontiguousarray(panels.starts, dtype=np.int64)
+        self._rows = np.ascontiguousarray(panels.rows, dtype=np.int32 if q < 2**31 else np.int64)
+        self._values = np.ascontiguousarray(panels.values, dtype=np.float64)
+        work = scatter_kernels.products_per_row(self._starts, self._rows, q)
+        self.threads = scatter_threads(int(work.sum()))
+        self._edges = balanced_edges(work, self.threads)
+        self._block_rows = max(8, SCATTER_BLOCK_BYTES // (8 * max(q, 1)))
+
+    @property
+    def stored_entries(self) -> int:
+        return 0
+
+    def refresh(self, values: np.ndarray) -> None:
+        """New panel values (same structure)."""
+        self._values = np.ascontiguousarray(values, dtype=np.float64)
+
+    def lower_fill(self, r: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """As :meth:`MapFill.lower_fill`."""
+        out = np.zeros((self.n_rows, self.n_rows))
+        self._kernels.scatter_lower(
+            self._starts,
+            self._rows,
+            self._values,
+            np.ascontiguousarray(r, dtype=np.float64),
+            float(scale),
+            self._edges,
+            self._block_rows,
+            out,
+        )
+        return out
+
+
+Fill = MapFill | GroupedFill | DenseFill | ScatterFill
 
 
 @dataclass(frozen=True)
@@ -589,6 +679,13 @@ def estimate_fill(panels: Panels, n_groups: int, reweightable: bool = False) -> 
         / EXPECTED_EVALUATIONS,
         "dense": lower * n_levels * p * BLAS_MULTIPLY_ADD + q * n_levels * p * p * 2e-9,
     }
+    scatter = numba_available()
+    if scatter:
+        stored["scatter"] = 0
+        estimates["scatter"] = (
+            triples * max(p, 2) / 2 * SCATTER_PER_PRODUCT / scatter_threads(triples)
+            + SCATTER_LOAD / EXPECTED_EVALUATIONS
+        )
     if reweightable:
         estimates = {
             "map": triples * p * (SPARSE_ENTRY + MAP_REFRESH_PER_ENTRY)
@@ -596,6 +693,11 @@ def estimate_fill(panels: Panels, n_groups: int, reweightable: bool = False) -> 
             + triples * MAP_BUILD_PER_TRIPLE / EXPECTED_STEPS,
             "dense": estimates["dense"] + entries * p * DENSE_REFRESH_PER_ENTRY,
         }
+        if scatter:
+            estimates["scatter"] = (
+                triples * max(p, 2) / 2 * SCATTER_PER_PRODUCT / scatter_threads(triples)
+                + SCATTER_LOAD / EXPECTED_STEPS
+            )
     allowed = {k: v for k, v in estimates.items() if stored[k] <= MAX_STORED_ENTRIES}
     kind = min(allowed, key=allowed.get) if allowed else "none"
     return FillChoice(kind=kind, estimates=estimates, stored=stored)
@@ -625,4 +727,6 @@ def make_fill(
         return GroupedFill(panels, groups, n_groups), choice
     if kind == "dense":
         return DenseFill(panels), choice
+    if kind == "scatter":
+        return ScatterFill(panels), choice
     return None, choice
