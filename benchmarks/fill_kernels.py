@@ -51,7 +51,7 @@ def _cold_load() -> dict:
     code = (
         "import time; t=time.perf_counter(); import numpy as np; "
         "from benchmarks.fill_kernels import panels; from mixedmodels.linalg import fillin; "
-        "f=fillin.ScatterFill(panels(50, 5, 20, 2)); f.lower_fill(np.ones((2,2,50))); "
+        "f=fillin.ScatterFill.from_panels(panels(50, 5, 20, 2)); f.lower_fill(np.ones((2,2,50))); "
         "print(time.perf_counter()-t)"
     )
     out = {}
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
             original = fillin.scatter_threads
             fillin.scatter_threads = lambda products, t=threads: t
             try:
-                fill = fillin.ScatterFill(pan)
+                fill = fillin.ScatterFill.from_panels(pan)
             finally:
                 fillin.scatter_threads = original
             fill.lower_fill(r)

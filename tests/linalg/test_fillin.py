@@ -317,7 +317,7 @@ def test_scatter_in_any_rows_per_thread_and_block_equals_the_dense_schur_complem
     panels = fillin.panels_from_rows(
         subj, n_subjects, z0, item[:, None], np.ones((subj.size, 1)), n_items, w
     )
-    fill = fillin.ScatterFill(panels)
+    fill = fillin.ScatterFill.from_panels(panels)
     assert fill.threads == ranges and fill._edges.size == ranges + 1
     r = random_factors(rng, p, n_subjects)
     z_first = np.zeros((subj.size, n_subjects * p))

@@ -43,10 +43,12 @@ from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.linalg.fillin import (
     Fill,
     FillChoice,
+    PanelShape,
     make_fill,
     panel_values_from_rows,
     panels_from_rows,
     panels_from_sparse,
+    scatter_in_place,
 )
 from mixedmodels.linalg.threads import single_threaded_blas
 
@@ -217,6 +219,8 @@ class CrossedObjective:
         # the structure of A = Z_R' W Z_0: from the stored cross products when they hold it
         # in the panel layout, else in one pass over the rows
         panels = None
+        direct = None  # (ScatterFill reading the Gram's A in place, its FillChoice)
+        a_csc = None  # A as canonical CSC, when it came from the Gram
         self._panel_source: tuple | None = None  # how refresh gets new panel values
         if len(first) == 1:
             f = order.first[0]
@@ -237,8 +241,17 @@ class CrossedObjective:
                     self._panel_source = ("gram", [key for key, _ in keys], source)
                     panels = replace(tags, values=self._gram_panel_values(gram))
             else:
-                panels = panels_from_sparse(sp.vstack(parts).tocsc(), p)
-        if panels is None:
+                a_csc = parts[0].tocsc() if len(parts) == 1 else sp.vstack(parts).tocsc()
+                a_csc.sum_duplicates()  # canonical (in place; a no-op when it already is)
+                direct = scatter_in_place(a_csc, p, self.d0, kind)
+                if direct is None:
+                    panels = panels_from_sparse(a_csc, p)
+        if direct is not None:
+            # the Gram's A read in place: no panels, no second copy for the border
+            self.fill, choice = direct
+            self.a = self.fill.a
+            shape = PanelShape.of_csc(self.a, p)
+        if panels is None and direct is None:
             index = np.empty((codes.size, sum(b.p for b in rest)), dtype=np.int64)
             values = np.empty(index.shape)
             col = 0
@@ -255,26 +268,30 @@ class CrossedObjective:
             else:
                 panels = panels_from_rows(codes, n_levels, z0, index, values, q, weights)
             del index, values
-        if reweightable:
+        if direct is not None:
+            pass
+        elif reweightable:
             n_values = panels.values.size
             tags = replace(panels, values=1.0 + np.arange(n_values).reshape(panels.values.shape))
             self.a = tags.to_csr()
             self._a_source = self.a.data.astype(np.int64) - 1
             self.a.data[:] = panels.values.ravel()[self._a_source]
         else:
-            self.a = panels.to_csr()  # (Q, l p) for the [X y] border
-        self._a_rows: np.ndarray | None = None  # row of each of A's entries (for A' v)
-        self.fill: Fill | None
-        with single_threaded_blas(q <= SINGLE_THREAD_REST):
-            self.fill, choice = make_fill(panels, self.d0, kind, reweightable=reweightable)
+            # (Q, l p) for the [X y] border: the Gram's own when it came from there
+            self.a = a_csc if a_csc is not None else panels.to_csr()
+        if direct is None:
+            self.fill: Fill | None
+            with single_threaded_blas(q <= SINGLE_THREAD_REST):
+                self.fill, choice = make_fill(panels, self.d0, kind, reweightable=reweightable)
+            shape = panels.shape
         self.summary = CrossedSummary(
             first_public=[public[k] for k in order.first],
             rest_public=[public[k] for k in order.rest],
             n_levels=n_levels,
             p=p,
             rest_size=q,
-            panel_entries=int(panels.rows.size),
-            triples=panels.n_triples(),
+            panel_entries=shape.n_entries,
+            triples=shape.n_triples(),
             fill=choice,
             kernel=self.fill.kind if self.fill is not None else "none",
         )
@@ -563,13 +580,7 @@ class CrossedObjective:
                 ]
             )
             g = np.einsum("m,mpl->pl", w, self.xz0)  # c_s' w, (p, l)
-            if self._a_rows is None:
-                self._a_rows = np.repeat(np.arange(self.a.shape[0]), np.diff(self.a.indptr))
-            at_b = np.bincount(  # A' Lambda_R u_R without forming A'
-                self.a.indices,
-                weights=self.a.data * b_rest[self._a_rows],
-                minlength=self.a.shape[1],
-            )
+            at_b = self.a.T @ b_rest  # A' Lambda_R u_R (a transposed view: nothing formed)
             g -= at_b.reshape(self.n_levels, self.p).T
             g = np.einsum("ji,jl->il", f.lam0, g)  # lambda_0' (...)
             inv = batched.invert_lower(f.low)

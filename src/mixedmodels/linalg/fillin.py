@@ -98,6 +98,35 @@ def outer_lower(r: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class PanelShape:
+    """What the kernels' cost model needs of ``A``: its rows, columns per level and the
+    nonzero rows ``k_s`` of each level's panel."""
+
+    n_rows: int
+    p: int
+    counts: np.ndarray
+
+    @classmethod
+    def of_csc(cls, a: sp.csc_matrix, p: int) -> PanelShape:
+        """The shape of ``A`` held as CSC (``q x l p``, the rows of a level's first column
+        counted)."""
+        return cls(a.shape[0], p, np.asarray(a.indptr[1::p] - a.indptr[:-1:p], dtype=np.int64))
+
+    @property
+    def n_levels(self) -> int:
+        return int(self.counts.size)
+
+    @property
+    def n_entries(self) -> int:
+        return int(self.counts.sum())
+
+    def n_triples(self) -> int:
+        """``sum_s k_s (k_s + 1) / 2``: lower-triangle products of the fill."""
+        k = self.counts
+        return int((k * (k + 1) // 2).sum())
+
+
+@dataclass(frozen=True)
 class Panels:
     """The nonzero structure of ``A`` (``n_rows x l p``) grouped by level.
 
@@ -125,8 +154,11 @@ class Panels:
 
     def n_triples(self) -> int:
         """``sum_s k_s (k_s + 1) / 2``: lower-triangle products of the fill."""
-        k = self.counts()
-        return int((k * (k + 1) // 2).sum())
+        return self.shape.n_triples()
+
+    @property
+    def shape(self) -> PanelShape:
+        return PanelShape(self.n_rows, self.p, self.counts())
 
     def to_csr(self) -> sp.csr_matrix:
         """``A`` as a CSR matrix ``(n_rows, l p)``."""
@@ -582,43 +614,74 @@ def balanced_edges(work: np.ndarray, parts: int) -> np.ndarray:
 class ScatterFill:
     """``F = sum_s W_s W_s'`` with ``W_s = A_s r_s``, each product added where it lands.
 
-    Nothing is precomputed but the work per row of ``F`` (to balance threads): an
-    evaluation forms each level's ``W_s`` rows on the fly and adds the ``k_s (k_s + 1) / 2``
-    products of the level to the rows of ``F`` they belong to.  See
-    :mod:`mixedmodels.linalg.scatter_kernels` for the loop and its cache blocking.
+    ``A`` is kept as a CSC matrix (``q x l p``) whose ``p`` columns of a level share one
+    row pattern, read in place (the Gram's own block when it has that layout, so a problem
+    of 100M rows holds ``A`` once).  Nothing is precomputed but the work per row of ``F``
+    (to balance threads): an evaluation forms each level's ``W_s`` rows on the fly and adds
+    the ``k_s (k_s + 1) / 2`` products of the level to the rows of ``F`` they belong to.
+    See :mod:`mixedmodels.linalg.scatter_kernels` for the loop and its cache blocking.
     """
 
     kind = "scatter"
 
-    def __init__(self, panels: Panels):
+    def __init__(self, a: sp.csc_matrix, p: int):
         from mixedmodels.linalg import scatter_kernels  # numba: imported only here
 
         self._kernels = scatter_kernels
-        self.n_rows = q = panels.n_rows
-        self.p = panels.p
-        self._starts = np.ascontiguousarray(panels.starts, dtype=np.int64)
-        self._rows = np.ascontiguousarray(panels.rows, dtype=np.int32 if q < 2**31 else np.int64)
-        self._values = np.ascontiguousarray(panels.values, dtype=np.float64)
-        work = scatter_kernels.products_per_row(self._starts, self._rows, q)
+        self.n_rows = q = a.shape[0]
+        self.p = p
+        self.a = a
+        self._indptr = np.ascontiguousarray(a.indptr)
+        self._indices = np.ascontiguousarray(a.indices)
+        work = scatter_kernels.products_per_row(self._indptr, self._indices, p, q)
         self.threads = scatter_threads(int(work.sum()))
         self._edges = balanced_edges(work, self.threads)
         self._block_rows = max(8, SCATTER_BLOCK_BYTES // (8 * max(q, 1)))
+        self._positions: np.ndarray | None = None  # panel entry -> position in a.data
+
+    @classmethod
+    def from_panels(cls, panels: Panels) -> ScatterFill:
+        """The kernel of ``panels`` (their CSC form, built here)."""
+        a = panels.to_csr().tocsc()
+        a.sort_indices()
+        return cls(a, panels.p)
+
+    @staticmethod
+    def accepts(a: sp.csc_matrix, p: int) -> bool:
+        """True when ``a`` is canonical CSC with one row pattern per level (compiled check,
+        no temporaries the size of ``a``)."""
+        from mixedmodels.linalg import scatter_kernels
+
+        if not (sp.isspmatrix_csc(a) or isinstance(a, sp.csc_array)) or a.shape[1] % p:
+            return False
+        if not a.has_canonical_format:
+            return False
+        return bool(scatter_kernels.shares_row_patterns(a.indptr, a.indices, p))
 
     @property
     def stored_entries(self) -> int:
         return 0
 
     def refresh(self, values: np.ndarray) -> None:
-        """New panel values (same structure)."""
-        self._values = np.ascontiguousarray(values, dtype=np.float64)
+        """New panel values ``(entries, p)`` (same structure, level-major, rows sorted
+        within a level) written into ``A``."""
+        if self._positions is None:
+            indptr = self._indptr
+            counts = indptr[1 :: self.p] - indptr[: -1 : self.p]  # rows per level
+            level = np.repeat(np.arange(counts.size), counts)
+            start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            offset = np.arange(level.size) - start[level]
+            self._positions = indptr[:-1].reshape(-1, self.p)[level] + offset[:, None]
+        self.a.data[self._positions] = values
 
     def lower_fill(self, r: np.ndarray, scale: float = 1.0) -> np.ndarray:
         """As :meth:`MapFill.lower_fill`."""
         out = np.zeros((self.n_rows, self.n_rows))
         self._kernels.scatter_lower(
-            self._starts,
-            self._rows,
-            self._values,
+            self._indptr,
+            self._indices,
+            self.a.data,
+            self.p,
             np.ascontiguousarray(r, dtype=np.float64),
             float(scale),
             self._edges,
@@ -649,7 +712,7 @@ def level_groups(diagonal: np.ndarray) -> tuple[np.ndarray, int]:
     return ids.astype(np.int64), int(ids.max()) + 1 if ids.size else 0
 
 
-def estimate_fill(panels: Panels, n_groups: int, reweightable: bool = False) -> FillChoice:
+def estimate_fill(shape: PanelShape, n_groups: int, reweightable: bool = False) -> FillChoice:
     """Cost (seconds per evaluation, build spread over EXPECTED_EVALUATIONS) and storage
     of each kernel; kinds whose storage exceeds the cap are left out.
 
@@ -657,11 +720,11 @@ def estimate_fill(panels: Panels, n_groups: int, reweightable: bool = False) -> 
     step) the grouped kernel is left out (its groups depend on the weights), each kernel's
     per-step refresh is added and the build is spread over EXPECTED_STEPS.
     """
-    q, p, n_levels = panels.n_rows, panels.p, panels.n_levels
+    q, p, n_levels = shape.n_rows, shape.p, shape.n_levels
     n_ab = p * (p + 1) // 2
-    triples = panels.n_triples()
+    triples = shape.n_triples()
     lower = q * (q + 1) // 2
-    entries = int(panels.rows.size)
+    entries = shape.n_entries
     stored = {
         "map": triples * p,
         "grouped": n_groups * n_ab * lower,
@@ -717,7 +780,7 @@ def make_fill(
         groups, n_groups = np.zeros(panels.n_levels, dtype=np.int64), panels.n_levels
     else:
         groups, n_groups = level_groups(diagonal)
-    choice = estimate_fill(panels, n_groups, reweightable)
+    choice = estimate_fill(panels.shape, n_groups, reweightable)
     kind = kind or choice.kind
     if reweightable and kind == "grouped":
         raise ValueError("the grouped fill kernel cannot be reweighted")
@@ -728,5 +791,21 @@ def make_fill(
     if kind == "dense":
         return DenseFill(panels), choice
     if kind == "scatter":
-        return ScatterFill(panels), choice
+        return ScatterFill.from_panels(panels), choice
     return None, choice
+
+
+def scatter_in_place(
+    a: sp.csc_matrix, p: int, diagonal: np.ndarray, kind: str | None = None
+) -> tuple[ScatterFill, FillChoice] | None:
+    """The scatter kernel reading ``A`` (canonical CSC, ``q x l p``) where it is, when it
+    is the cheapest kernel (or ``kind="scatter"``) and numba is installed; None otherwise
+    (then build :class:`Panels` and call :func:`make_fill`).  For a large problem this
+    keeps ``A`` in memory once: the other kernels need its panels, a copy."""
+    if kind not in (None, "scatter") or not numba_available():
+        return None
+    _, n_groups = level_groups(diagonal)
+    choice = estimate_fill(PanelShape.of_csc(a, p), n_groups)
+    if (kind or choice.kind) != "scatter" or not ScatterFill.accepts(a, p):
+        return None
+    return ScatterFill(a, p), choice

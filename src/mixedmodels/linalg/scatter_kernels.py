@@ -10,7 +10,8 @@ The fill of the dense block is
 
     F_{ij} = \\sum_s \\sum_c W_{sic} W_{sjc}, \\qquad W_s = A_s r_s,
 
-summed over the levels ``s`` whose panel has both rows ``i`` and ``j``.  Each thread owns
+summed over the levels ``s`` whose panel has both rows ``i`` and ``j``.  ``A`` is read
+where it is, as the CSC matrix the Gram holds: nothing is copied.  Each thread owns
 a contiguous range of rows of ``F`` (balanced by the number of products) and walks it in
 blocks of rows that stay in its cache; for every block it visits each level once,
 continuing where the previous block stopped (a cursor per level), and forms that level's
@@ -37,17 +38,18 @@ def _first_at_or_after(rows, lo, hi, row):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True, boundscheck=False, nogil=True)
-def scatter_lower(starts, rows, values, r, scale, range_edges, block_rows, out):  # pragma: no cover
+def scatter_lower(indptr, indices, data, p, r, scale, range_edges, block_rows, out):
     """Add ``scale F`` to the lower triangle of ``out`` (``(q, q)``, C order).
 
     Parameters
     ----------
-    starts : int64 (l + 1,)
-        Level ``s`` holds entries ``starts[s]:starts[s + 1]``.
-    rows : int32 or int64 (entries,)
-        Row of ``A`` of each entry, strictly increasing within a level.
-    values : float64 (entries, p)
-        ``A``'s values of each entry.
+    indptr, indices, data
+        ``A`` (``q x l p``) as a canonical CSC matrix (sorted rows, no duplicates) whose
+        ``p`` columns of each level share one row pattern: level ``s``'s entry ``t`` is
+        row ``indices[indptr[s p] + t]``, with the value ``data[indptr[s p + c] + t]`` in
+        its column ``c``.
+    p : int
+        Columns per level.
     r : float64 (p, p, l)
         ``M_s = r_s r_s'``.
     range_edges : int64 (threads + 1,)
@@ -55,12 +57,11 @@ def scatter_lower(starts, rows, values, r, scale, range_edges, block_rows, out):
     block_rows : int
         Rows per cache block.
     """
-    n_levels = starts.size - 1
-    p = values.shape[1]
+    n_levels = (indptr.size - 1) // p
     n_ranges = range_edges.size - 1
     kmax = 0
     for s in range(n_levels):
-        kmax = max(kmax, starts[s + 1] - starts[s])
+        kmax = max(kmax, indptr[s * p + 1] - indptr[s * p])
     for part in prange(n_ranges):
         lo = range_edges[part]
         hi_range = range_edges[part + 1]
@@ -68,58 +69,76 @@ def scatter_lower(starts, rows, values, r, scale, range_edges, block_rows, out):
             continue
         cursor = np.empty(n_levels, dtype=np.int64)
         for s in range(n_levels):
-            cursor[s] = _first_at_or_after(rows, starts[s], starts[s + 1], lo)
+            first = indptr[s * p]
+            cursor[s] = _first_at_or_after(indices, first, indptr[s * p + 1], lo) - first
         w = np.empty((kmax, p))
         block_lo = lo
         while block_lo < hi_range:
             block_hi = min(block_lo + block_rows, hi_range)
             for s in range(n_levels):
+                first = indptr[s * p]
+                k = indptr[s * p + 1] - first
                 t0 = cursor[s]
-                end = starts[s + 1]
-                if t0 >= end or rows[t0] >= block_hi:
+                if t0 >= k or indices[first + t0] >= block_hi:
                     continue
                 t1 = t0
-                while t1 < end and rows[t1] < block_hi:
+                while t1 < k and indices[first + t1] < block_hi:
                     t1 += 1
                 cursor[s] = t1
-                first = starts[s]
                 # W's rows of this level up to the block's last entry: values times r_s
-                for u in range(first, t1):
+                for u in range(t1):
                     for c in range(p):
                         acc = 0.0
                         for a in range(p):
-                            acc += values[u, a] * r[a, c, s]
-                        w[u - first, c] = acc
+                            acc += data[indptr[s * p + a] + u] * r[a, c, s]
+                        w[u, c] = acc
                 if p == 1:
                     for t in range(t0, t1):
-                        row = out[rows[t]]
-                        wt = w[t - first, 0] * scale
-                        for u in range(first, t + 1):
-                            row[rows[u]] += wt * w[u - first, 0]
+                        row = out[indices[first + t]]
+                        wt = w[t, 0] * scale
+                        for u in range(t + 1):
+                            row[indices[first + u]] += wt * w[u, 0]
                 elif p == 2:
                     for t in range(t0, t1):
-                        row = out[rows[t]]
-                        w0 = w[t - first, 0] * scale
-                        w1 = w[t - first, 1] * scale
-                        for u in range(first, t + 1):
-                            row[rows[u]] += w0 * w[u - first, 0] + w1 * w[u - first, 1]
+                        row = out[indices[first + t]]
+                        w0 = w[t, 0] * scale
+                        w1 = w[t, 1] * scale
+                        for u in range(t + 1):
+                            row[indices[first + u]] += w0 * w[u, 0] + w1 * w[u, 1]
                 else:
                     for t in range(t0, t1):
-                        row = out[rows[t]]
-                        for u in range(first, t + 1):
+                        row = out[indices[first + t]]
+                        for u in range(t + 1):
                             acc = 0.0
                             for c in range(p):
-                                acc += w[t - first, c] * w[u - first, c]
-                            row[rows[u]] += scale * acc
+                                acc += w[t, c] * w[u, c]
+                            row[indices[first + u]] += scale * acc
             block_lo = block_hi
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
-def products_per_row(starts, rows, n_rows):  # pragma: no cover - compiled
+def shares_row_patterns(indptr, indices, p):  # pragma: no cover - compiled
+    """True when the ``p`` columns of every level have the same rows (CSC, canonical)."""
+    n_levels = (indptr.size - 1) // p
+    for s in range(n_levels):
+        first = indptr[s * p]
+        k = indptr[s * p + 1] - first
+        for c in range(1, p):
+            base = indptr[s * p + c]
+            if indptr[s * p + c + 1] - base != k:
+                return False
+            for t in range(k):
+                if indices[base + t] != indices[first + t]:
+                    return False
+    return True
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def products_per_row(indptr, indices, p, n_rows):  # pragma: no cover - compiled
     """Products ``(i, j <= i)`` of each row ``i`` of ``F`` (the work of that row)."""
     out = np.zeros(n_rows, dtype=np.int64)
-    for s in range(starts.size - 1):
-        first = starts[s]
-        for t in range(first, starts[s + 1]):
-            out[rows[t]] += t - first + 1
+    for s in range((indptr.size - 1) // p):
+        first = indptr[s * p]
+        for t in range(indptr[s * p + 1] - first):
+            out[indices[first + t]] += t + 1
     return out
