@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mixedmodels.core import crossed as crossed_module
 from mixedmodels.core.crossed import CrossedObjective, choose_order
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.core.terms import RandomBlock
@@ -253,3 +254,38 @@ def test_the_kept_last_factor_is_the_factor_of_that_theta_and_response():
     )
     assert crossed.factor(other_theta).pwrss != pytest.approx(f2.pwrss, rel=1e-6)
     np.testing.assert_array_equal(rx, crossed.factor(theta).xy_xy)
+
+
+@pytest.mark.parametrize("kernel", ["map", SCATTER])
+def test_kept_fills_give_the_dense_factorization_and_skip_rest_only_steps(monkeypatch, kernel):
+    """With fills kept (one scalar rest term), points that differ only in the rest's theta
+    reuse the fill: the pieces still equal the dense factorization's (same tolerance as
+    above), and the kernel runs once per distinct ``lambda_0``."""
+    monkeypatch.setattr(crossed_module, "FILL_CACHE_PRODUCTS", 0)
+    rng = np.random.default_rng(41)
+    problem = crossed_problem("slope_intercept", rng)
+    crossed = crossed_for(problem, kernel)
+    assert crossed._fill_cache is not None
+    calls = []
+    original = crossed.fill.lower_fill
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(crossed.fill, "lower_fill", counted)
+    base = random_theta(problem, rng)
+    firsts = [base[:3], random_theta(problem, rng)[:3]]
+    for first in firsts:
+        for rest in (0.3, 0.9, 1.7):
+            theta = np.concatenate([first, [rest]])
+            np.testing.assert_allclose(
+                crossed.pieces(theta), dense_pieces(problem, theta), rtol=1e-10
+            )
+    assert len(calls) == len(firsts)
+    # more distinct lambda_0 than the cache holds: the oldest is computed again
+    for _ in range(crossed_module.FILL_CACHE):
+        crossed.pieces(np.concatenate([random_theta(problem, rng)[:3], [0.5]]))
+    calls.clear()
+    crossed.pieces(np.concatenate([firsts[0], [0.4]]))
+    assert len(calls) == 1

@@ -30,6 +30,7 @@ proportional to the number of rows.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -59,6 +60,10 @@ MAX_NESTED_REST = 1000  # a rest term nested in the eliminated factor would stay
 # 2,000 columns) takes 0.15 s per evaluation with one thread and 0.28 s with two; idle,
 # two threads save ~15% (the fill product is single-threaded either way)
 SINGLE_THREAD_REST = 3000
+# fills of at least this many products are kept (the last FILL_CACHE of them, q x q each)
+# for steps that change only a scalar rest term's theta (see CrossedObjective._schur_rest)
+FILL_CACHE_PRODUCTS = 10_000_000
+FILL_CACHE = 4
 
 
 def same_factor(a: RandomBlock, b: RandomBlock) -> bool:
@@ -284,6 +289,15 @@ class CrossedObjective:
             with single_threaded_blas(q <= SINGLE_THREAD_REST):
                 self.fill, choice = make_fill(panels, self.d0, kind, reweightable=reweightable)
             shape = panels.shape
+        cache_fills = (
+            self.diagonal_rest
+            and not reweightable
+            and self.fill is not None
+            and shape.n_triples() >= FILL_CACHE_PRODUCTS
+        )
+        self._fill_cache: OrderedDict[bytes, np.ndarray] | None = (
+            OrderedDict() if cache_fills else None
+        )
         self.summary = CrossedSummary(
             first_public=[public[k] for k in order.first],
             rest_public=[public[k] for k in order.rest],
@@ -448,8 +462,26 @@ class CrossedObjective:
                 mat[lo:hi] = (lam.T @ mat[lo:hi].reshape(-1, pk, n)).reshape(hi - lo, n)
         return mat
 
-    def _schur_rest(self, r: np.ndarray, lams: list[np.ndarray]) -> np.ndarray:
+    def _cached_fill(self, r: np.ndarray, key: bytes) -> np.ndarray:
+        """A new array holding the fill ``A M A'`` (lower triangle) at ``r``, from the cache
+        of the last :data:`FILL_CACHE` fills when ``key`` (``lambda_0``) is in it."""
+        cache = self._fill_cache
+        if key in cache:
+            cache.move_to_end(key)
+        else:
+            cache[key] = self.fill.lower_fill(r)
+            cache[key].flags.writeable = False
+            while len(cache) > FILL_CACHE:
+                cache.popitem(last=False)
+        return cache[key].copy()
+
+    def _schur_rest(self, r: np.ndarray, lams: list[np.ndarray], key: bytes = b"") -> np.ndarray:
         """``Lambda_R' (D_R - A M A') Lambda_R + I``; only the lower triangle is valid.
+
+        With one scalar rest term the fill depends on theta only through ``lambda_0``
+        (``key``) and the rest's scale multiplies it: where the fill is expensive, the last
+        few are kept, so a step in the rest's theta alone (a quarter to a third of a finite
+        difference stencil's points) costs one dense factorization, not a fill.
 
         ``Lambda_R`` is block diagonal with ``p_k x p_k`` blocks, so the congruence maps
         each ``p_k x p_k`` sub-block on its own: only the sub-blocks on the diagonal need
@@ -457,7 +489,11 @@ class CrossedObjective:
         """
         if self.diagonal_rest:
             s2 = float(lams[0][0, 0]) ** 2
-            h = self.fill.lower_fill(r, scale=-s2)
+            if self._fill_cache is None:
+                h = self.fill.lower_fill(r, scale=-s2)
+            else:
+                h = self._cached_fill(r, key)
+                h *= -s2
             h.flat[:: self.q_rest + 1] += s2 * np.diagonal(self.d_rest) + 1.0
             return h
         h = self.fill.lower_fill(r)
@@ -520,7 +556,7 @@ class CrossedObjective:
         ld0 = 2.0 * batched.log_diagonal_sum(low)
         inv = batched.invert_lower(low)
         r = np.einsum("ik,jkl->ijl", lam0, inv)  # lambda_0 L_s^-T, M_s = r_s r_s'
-        h = self._schur_rest(r, lams)
+        h = self._schur_rest(r, lams, lam0.tobytes())
         # the transpose is Fortran-ordered: LAPACK factors it in place (upper = our lower)
         upper_rest, info = sla.lapack.dpotrf(h.T, lower=0, clean=0, overwrite_a=1)
         if info != 0:
