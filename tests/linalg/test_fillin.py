@@ -372,3 +372,24 @@ def test_scatter_is_chosen_when_the_map_would_exceed_the_storage_cap(monkeypatch
     monkeypatch.setattr(fillin, "MAX_STORED_ENTRIES", 10**9)
     _, choice = fillin.make_fill(panels, diagonal)
     assert "scatter" not in choice.estimates and choice.kind == "map"
+
+
+def test_scatter_called_from_several_threads_at_once_gives_each_its_product():
+    """Python threads calling the parallel kernel together (numba's workqueue pool would
+    abort the process) each get their own correct result."""
+    import concurrent.futures
+
+    rng = np.random.default_rng(12)
+    n_subjects, n_items, p = 40, 25, 2
+    subj, item, z0 = crossed_cells(rng, n_subjects, n_items, p)
+    panels = fillin.panels_from_rows(
+        subj, n_subjects, z0, item[:, None], np.ones((subj.size, 1)), n_items, None
+    )
+    fill = fillin.ScatterFill.from_panels(panels)
+    a_dense = panels.to_csr().toarray()
+    factors = [random_factors(rng, p, n_subjects) for _ in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(fill.lower_fill, factors))
+    for r, got in zip(factors, results, strict=True):
+        want = np.tril(a_dense @ block_diagonal(r) @ a_dense.T)
+        np.testing.assert_allclose(np.tril(got), want, rtol=0, atol=1e-12 * np.abs(want).max())

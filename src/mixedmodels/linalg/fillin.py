@@ -42,6 +42,7 @@ import contextlib
 import functools
 import importlib.util
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -588,6 +589,9 @@ class DenseFill:
         return out.T
 
 
+_SCATTER_LOCK = threading.Lock()  # see ScatterFill.lower_fill
+
+
 def numba_available() -> bool:
     """True when numba imports (the compiled :class:`ScatterFill` is then offered)."""
     return importlib.util.find_spec("numba") is not None
@@ -597,7 +601,10 @@ def scatter_threads(products: int) -> int:
     """Threads for a scatter of ``products`` products: one per
     ``SCATTER_MIN_PRODUCTS_PER_THREAD`` products, at most the cores this process may use
     (or ``NUMBA_NUM_THREADS`` when set), at least one."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
     limit = int(os.environ.get("NUMBA_NUM_THREADS", cores or 1))
     return max(1, min(limit, products // SCATTER_MIN_PRODUCTS_PER_THREAD))
 
@@ -675,19 +682,22 @@ class ScatterFill:
         self.a.data[self._positions] = values
 
     def lower_fill(self, r: np.ndarray, scale: float = 1.0) -> np.ndarray:
-        """As :meth:`MapFill.lower_fill`."""
+        """As :meth:`MapFill.lower_fill`.  Calls from several Python threads take turns:
+        numba's default thread pool (workqueue) aborts the process when two threads
+        launch parallel kernels at once."""
         out = np.zeros((self.n_rows, self.n_rows))
-        self._kernels.scatter_lower(
-            self._indptr,
-            self._indices,
-            self.a.data,
-            self.p,
-            np.ascontiguousarray(r, dtype=np.float64),
-            float(scale),
-            self._edges,
-            self._block_rows,
-            out,
-        )
+        with _SCATTER_LOCK:
+            self._kernels.scatter_lower(
+                self._indptr,
+                self._indices,
+                self.a.data,
+                self.p,
+                np.ascontiguousarray(r, dtype=np.float64),
+                float(scale),
+                self._edges,
+                self._block_rows,
+                out,
+            )
         return out
 
 
