@@ -351,7 +351,7 @@ class CrossedObjective:
         for i, k in enumerate(rest):
             for kj in rest[:i]:
                 hi, lo = max(k, kj), min(k, kj)
-                mat = gram.off_diagonal[hi, lo]
+                mat = gram.off_diagonal[hi, lo].tocsr()  # a block may be held as CSC
                 rows = np.repeat(np.arange(mat.shape[0]), np.diff(mat.indptr)) + offset[hi]
                 cols = mat.indices.astype(np.int64) + offset[lo]
                 out.append(("off", (hi, lo), (rows * q + cols, cols * q + rows)))
@@ -381,7 +381,7 @@ class CrossedObjective:
             if kind == "diagonal":
                 flat[pos] = gram.diagonal[key].ravel()
             else:
-                data = gram.off_diagonal[key].data
+                data = gram.off_diagonal[key].tocsr().data  # CSR order (no-op for CSR)
                 flat[pos[0]] = data
                 flat[pos[1]] = data
         if self._panel_source[0] == "gram":

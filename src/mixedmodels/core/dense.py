@@ -134,7 +134,7 @@ class DenseObjective:
             flat[pos] = gram.diagonal[k].ravel()
         keys = sorted(gram.off_diagonal)
         for key, pos in zip(keys, self._gram_positions[n_diag:], strict=True):
-            data = gram.off_diagonal[key].data
+            data = gram.off_diagonal[key].tocsr().data  # CSR order (a no-op for CSR)
             flat[pos[0]] = data
             flat[pos[1]] = data
         self.zax = np.ascontiguousarray(np.hstack(gram.xy_random).T)
@@ -151,7 +151,7 @@ class DenseObjective:
             base = starts[k] + lev * p
             out.append(((base + a) * q + base + c).ravel())
         for j, k in sorted(gram.off_diagonal):
-            mat = gram.off_diagonal[j, k]
+            mat = gram.off_diagonal[j, k].tocsr()  # a block may be held as CSC
             rows = np.repeat(np.arange(mat.shape[0]), np.diff(mat.indptr)) + starts[j]
             cols = mat.indices.astype(np.int64) + starts[k]
             out.append((rows * q + cols, cols * q + rows))

@@ -299,7 +299,7 @@ class LmmProblem:
         a = self.gram.off_diagonal[j, k]
         bj, bk = self.engine_blocks[j], self.engine_blocks[k]
         if bj.p == 1 and bk.p == 1:
-            return a * (lams[j][0, 0] * lams[k][0, 0])
+            return (a * (lams[j][0, 0] * lams[k][0, 0])).tocsr()  # a block may be CSC
         left = bl.block_diagonal_sparse(
             np.broadcast_to(lams[j].T[:, :, None], (bj.p, bj.p, bj.n_levels))
         )
