@@ -22,11 +22,11 @@ import pandas as pd
 import scipy.linalg as sla
 
 from mixedmodels.core.reduce import (
-    add_grams,
+    GramSum,
+    chunk_gram,
     is_nested_by,
     merge_nesting,
     nesting_partial,
-    partial_gram,
 )
 from mixedmodels.core.reduced import crossed_order, engine_order, reduced_problem, term_shapes
 from mixedmodels.design.chunked import ChunkedDesign, EncodedChunk, merge_surveys, reduced_design
@@ -112,10 +112,6 @@ def _shift(xwx: np.ndarray, xwy: np.ndarray) -> np.ndarray:
     except (sla.LinAlgError, ValueError):
         return np.zeros(xwy.size)
     return shift if np.all(np.isfinite(shift)) else np.zeros(xwy.size)
-
-
-def _add_all(a: tuple, b: tuple) -> tuple:
-    return tuple(add_grams(x, y) for x, y in zip(a, b, strict=True))
 
 
 def _checked(chunk: EncodedChunk, design: ChunkedDesign) -> EncodedChunk:
@@ -208,16 +204,27 @@ def fit_chunks(
         X = np.asfortranarray(chunk.X[:, keep])
         y_work = _response(chunk) - X @ shift if keep.size else _response(chunk)
         w = chunk.weights
-        grams = [partial_gram(blocks, X, y_work, w)]
+        grams = [chunk_gram(blocks, X, y_work, w)]
         # the start's residuals: on X, or around the mean when there is no X
         R = X if keep.size else np.ones((X.shape[0], 1))
         if not keep.size:
-            grams.append(partial_gram(blocks, R, y_work, w))
+            grams.append(chunk_gram(blocks, R, y_work, w))
         if weighted:
-            grams.append(partial_gram(blocks, R, y_work, None))
+            grams.append(chunk_gram(blocks, R, y_work, None))
         return tuple(grams)
 
-    grams = reduce(_add_all, passes(third, design.needed, "pass 3/3 (cross products)"))
+    engine_shapes = [blocks[i] for i in order]
+    sums3 = [GramSum(engine_shapes, keep.size)]
+    if not keep.size:
+        sums3.append(GramSum(engine_shapes, 1))
+    if weighted:
+        sums3.append(GramSum(engine_shapes, keep.size or 1))
+    for parts in passes(third, design.needed, "pass 3/3 (cross products)"):
+        for total, part in zip(sums3, parts, strict=True):
+            total.add(part)
+        del parts
+    grams = [total.gram() for total in sums3]
+    del sums3
     gram = grams[0]
     start_weighted = grams[0] if keep.size else grams[1]
     k = len(blocks)
