@@ -57,7 +57,7 @@ def _one(folder: str, profile: bool) -> dict:
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     if profile:
         pr.disable()
-        pstats.Stats(pr, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(pr, stream=sys.stderr).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(45)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     off = problem.gram.off_diagonal[1, 0]
     return {

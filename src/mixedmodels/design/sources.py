@@ -129,12 +129,65 @@ class ParquetSource:
         first file)."""
         _check_columns(columns, self.columns)
         start = 0
+        converter = BatchConverter()
         for batch in self.dataset.to_batches(columns=columns, batch_size=self.batch_rows):
             if batch.num_rows:
-                frame = batch.to_pandas()
+                frame = converter.to_pandas(batch)
                 frame.index = pd.RangeIndex(start, start + len(frame))
                 start += len(frame)
                 yield function(frame)
+
+
+class BatchConverter:
+    """Record batches to pandas as ``RecordBatch.to_pandas`` makes them, with the level
+    dictionaries of dictionary-encoded columns converted once per dictionary.
+
+    A Parquet file's dictionary columns come with the same (often complete) dictionary in
+    every batch; converting its strings for every batch would cost as much as the rows.
+    Here a column's categorical dtype is made once and reused while the batches'
+    dictionaries are equal (compared in Arrow), and each batch contributes only its codes,
+    so later steps see the same categories object in every chunk."""
+
+    def __init__(self):
+        self._dtypes: dict[str, tuple] = {}  # column -> (arrow dictionary, pandas dtype)
+
+    def to_pandas(self, batch) -> pd.DataFrame:
+        """``batch.to_pandas()``, dictionary columns from codes and a cached dtype."""
+        import pyarrow as pa
+
+        names = batch.schema.names
+        coded = {
+            name: batch.column(i)
+            for i, name in enumerate(names)
+            if pa.types.is_dictionary(batch.schema.field(i).type)
+            and batch.column(i).dictionary.null_count == 0
+        }
+        if not coded:
+            return batch.to_pandas()
+        plain = [name for name in names if name not in coded]
+        frame = batch.select(plain).to_pandas() if plain else None
+        columns = {}
+        for name in names:
+            if name in coded:
+                columns[name] = self._categorical(name, coded[name])
+            else:
+                columns[name] = frame[name]
+        return pd.DataFrame(columns, copy=False)
+
+    def _categorical(self, name: str, array) -> pd.Series:
+        import pyarrow.compute as pc
+
+        cached = self._dtypes.get(name)
+        if cached is None or not (
+            cached[0] is array.dictionary or cached[0].equals(array.dictionary)
+        ):
+            empty = array.slice(0, 0).to_pandas()  # the dtype to_pandas gives, no rows
+            cached = (array.dictionary, empty.dtype)
+            self._dtypes[name] = cached
+        indices = array.indices if array.null_count == 0 else pc.fill_null(array.indices, -1)
+        codes = indices.to_numpy(zero_copy_only=False)
+        values = pd.Categorical.from_codes(codes, dtype=cached[1], validate=False)
+        return pd.Series(values, name=name, copy=False)
 
 
 class DaskSource:
