@@ -2,7 +2,7 @@
 all rows at once (:func:`build_gram`): an identity, since every block is a sum over rows.
 Checked for every chunking (one row per chunk included), rows grouped by level or shuffled
 (levels and level pairs spanning chunks), weights, terms with several columns on both sides
-and a one-level term."""
+a term of one column of ones and a one-level term."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def _data(n: int, seed: int, grouped: bool):
     blocks = [
         RandomBlock(a, 40, np.column_stack([np.ones(n), x])),  # (x | a)
         RandomBlock(b, 9, np.column_stack([np.ones(n), rng.normal(size=n)])),  # (u | b)
+        RandomBlock(rng.integers(0, 5, n), 5, np.ones((n, 1))),  # (1 | c)
         RandomBlock(np.zeros(n, dtype=np.int64), 1, rng.normal(size=(n, 1))),  # one level
     ]
     X = np.column_stack([np.ones(n), x])

@@ -15,13 +15,20 @@ of the Grams of any partition of them.  Two ways to add them:
 from __future__ import annotations
 
 import contextlib
+import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from mixedmodels.core.gram import Gram, _cross_random, build_gram, grouped_cross_products
+from mixedmodels.core.gram import (
+    Gram,
+    _cross_random,
+    _unless_ones,
+    build_gram,
+    grouped_cross_products,
+)
 from mixedmodels.core.terms import RandomBlock
 
 #: Below this many levels a term's codes sort by numpy's radix sort (16-bit keys).
@@ -161,29 +168,42 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
     new[1:] |= ck[1:] != ck[:-1]
     starts = np.flatnonzero(new)
     pair_j, pair_k = rj[starts].astype(np.int64), ck[starts].astype(np.int64)
+    del rj, ck, new
     n_pairs = starts.size
     values = np.empty((n_pairs, pj, pk))
-    zj, zk = bj.z[order], bk.z[order]
-    w = None if weights is None else weights[order]
+    # columns of ones (intercepts) multiply nothing; a product of ones is a row count
+    left = [_unless_ones(bj.z[:, a]) for a in range(pj)]
+    right = [_unless_ones(bk.z[:, b]) for b in range(pk)]
+    counts = None
     for a in range(pj):
         for b in range(pk):
-            v = zj[:, a] * zk[:, b]
-            if w is not None:
-                v = v * w
-            values[:, a, b] = np.add.reduceat(v, starts)
+            factors = [f for f in (left[a], right[b], weights) if f is not None]
+            if not factors:
+                if counts is None:
+                    counts = np.diff(np.append(starts, order.size)).astype(float)
+                values[:, a, b] = counts
+                continue
+            v = factors[0] if len(factors) == 1 else np.multiply(factors[0], factors[1])
+            if len(factors) == 3:
+                v *= factors[2]
+            values[:, a, b] = np.add.reduceat(v[order], starts)
     lo = int(pair_j[0])  # pairs are sorted by the level of j
     levels = pair_j - lo
     per_level = np.bincount(levels, minlength=int(pair_j[-1]) - lo + 1)
     row_counts = np.repeat(per_level * pk, pj)  # rows (level, a), level-major
     indptr = np.zeros(row_counts.size + 1, dtype=np.int64)
     np.cumsum(row_counts, out=indptr[1:])
+    columns = (pair_k * pk)[:, None] + np.arange(pk)  # (pairs, pk)
+    dtype = _index_dtype(bk.size)
+    if pj == 1:  # a row's entries are its level's pairs in order: no scatter needed
+        return SparsePiece(lo, indptr, columns.astype(dtype).ravel(), values.reshape(-1))
     group_start = np.cumsum(per_level) - per_level
     within = np.arange(n_pairs) - group_start[levels]  # pair's place among its level's
     row_start = indptr[:-1][levels[:, None] * pj + np.arange(pj)]  # (pairs, pj)
     pos = (row_start + (within * pk)[:, None])[:, :, None] + np.arange(pk)
-    indices = np.empty(int(indptr[-1]), dtype=_index_dtype(bk.size))
+    indices = np.empty(int(indptr[-1]), dtype=dtype)
     data = np.empty(int(indptr[-1]))
-    indices[pos] = (pair_k * pk)[:, None, None] + np.arange(pk)
+    indices[pos] = columns[:, None, :]
     data[pos] = values
     return SparsePiece(lo * pj, indptr, indices, data)
 
@@ -211,6 +231,19 @@ def chunk_gram(
     xy_xy[:p, p] = xy_xy[p, :p] = X.T @ wy
     xy_xy[p, p] = y_work @ wy
     return ChunkGram(terms, off, xy_xy)
+
+
+def _off_heap(array: np.ndarray) -> np.ndarray:
+    """A copy of ``array`` in memory mapped for it alone (when larger than 1 MB), so that
+    freeing it returns the memory to the system at once.  The allocator's heap would keep
+    freed pieces of a few MB for its own reuse, and the final blocks (allocated apart)
+    could not take their place: the pieces and the blocks would be resident together."""
+    if array.nbytes < 2**20:
+        return array
+    buffer = mmap.mmap(-1, array.nbytes)
+    out = np.frombuffer(buffer, dtype=array.dtype, count=array.size)
+    out[...] = array
+    return out
 
 
 @contextlib.contextmanager
@@ -270,7 +303,14 @@ class GramSum:
             counts = piece.row_counts
             if counts.size and piece.data.size:
                 self.row_counts[key][piece.first_row : piece.first_row + counts.size] += counts
-                self.pieces[key].append(piece)
+                self.pieces[key].append(
+                    SparsePiece(
+                        piece.first_row,
+                        piece.indptr,
+                        _off_heap(piece.indices),
+                        _off_heap(piece.data),
+                    )
+                )
         self.xy_xy += part.xy_xy
         return self
 
