@@ -170,7 +170,7 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
     pair_j, pair_k = rj[starts].astype(np.int64), ck[starts].astype(np.int64)
     del rj, ck, new
     n_pairs = starts.size
-    values = np.empty((n_pairs, pj, pk))
+    values = _mapped((n_pairs, pj, pk))
     # columns of ones (intercepts) multiply nothing; a product of ones is a row count
     left = [_unless_ones(bj.z[:, a]) for a in range(pj)]
     right = [_unless_ones(bk.z[:, b]) for b in range(pk)]
@@ -196,13 +196,15 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
     columns = (pair_k * pk)[:, None] + np.arange(pk)  # (pairs, pk)
     dtype = _index_dtype(bk.size)
     if pj == 1:  # a row's entries are its level's pairs in order: no scatter needed
-        return SparsePiece(lo, indptr, columns.astype(dtype).ravel(), values.reshape(-1))
+        indices = _mapped(columns.size, dtype)
+        indices.reshape(columns.shape)[...] = columns
+        return SparsePiece(lo, indptr, indices, values.reshape(-1))
     group_start = np.cumsum(per_level) - per_level
     within = np.arange(n_pairs) - group_start[levels]  # pair's place among its level's
     row_start = indptr[:-1][levels[:, None] * pj + np.arange(pj)]  # (pairs, pj)
     pos = (row_start + (within * pk)[:, None])[:, :, None] + np.arange(pk)
-    indices = np.empty(int(indptr[-1]), dtype=dtype)
-    data = np.empty(int(indptr[-1]))
+    indices = _mapped(int(indptr[-1]), dtype)
+    data = _mapped(int(indptr[-1]))
     indices[pos] = columns[:, None, :]
     data[pos] = values
     return SparsePiece(lo * pj, indptr, indices, data)
@@ -233,15 +235,29 @@ def chunk_gram(
     return ChunkGram(terms, off, xy_xy)
 
 
+def _mapped(shape: int | tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
+    """An array in memory mapped for it alone (when larger than 1 MB), so that freeing it
+    returns the memory to the system at once.  The allocator's heap would keep freed
+    pieces of a few MB for its own reuse, and the final blocks (allocated apart) could not
+    take their place: the pieces and the blocks would be resident together."""
+    size = int(np.prod(shape))
+    nbytes = size * np.dtype(dtype).itemsize
+    if nbytes < 2**20:
+        return np.empty(shape, dtype=dtype)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+    buffer = mmap.mmap(-1, nbytes, flags=flags)
+    return np.frombuffer(buffer, dtype=dtype, count=size).reshape(shape)
+
+
 def _off_heap(array: np.ndarray) -> np.ndarray:
-    """A copy of ``array`` in memory mapped for it alone (when larger than 1 MB), so that
-    freeing it returns the memory to the system at once.  The allocator's heap would keep
-    freed pieces of a few MB for its own reuse, and the final blocks (allocated apart)
-    could not take their place: the pieces and the blocks would be resident together."""
-    if array.nbytes < 2**20:
+    """``array``, or a copy of it in its own memory map (:func:`_mapped`) when it is on
+    the heap and larger than 1 MB (a piece computed elsewhere, such as a Dask worker)."""
+    base = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, mmap.mmap) or array.nbytes < 2**20:
         return array
-    buffer = mmap.mmap(-1, array.nbytes)
-    out = np.frombuffer(buffer, dtype=array.dtype, count=array.size)
+    out = _mapped(array.shape, array.dtype)
     out[...] = array
     return out
 

@@ -91,8 +91,10 @@ class _GroupSurvey:
     def of(cls, column: pd.Series) -> _GroupSurvey:
         if isinstance(column.dtype, pd.CategoricalDtype):
             categories = column.cat.categories
-            codes = np.asarray(column.cat.codes)
-            present = np.bincount(codes[codes >= 0], minlength=len(categories)) > 0
+            codes = column.cat.codes.to_numpy()
+            if codes.size and codes.min() < 0:  # missing values (none in usable rows)
+                codes = codes[codes >= 0]
+            present = np.bincount(codes, minlength=len(categories)) > 0
             return cls(categories, present)
         return cls(None, None, [np.unique(column.to_numpy())])
 

@@ -132,13 +132,8 @@ class ParquetSource:
         _check_columns(columns, self.columns)
         start = 0
         converter = BatchConverter()
-        # read ahead one batch (decoded by Arrow's threads while this one is handled), not
-        # Arrow's default of 16 batches and 4 files (hundreds of MB held for no gain)
-        batches = self.dataset.to_batches(
-            columns=columns, batch_size=self.batch_rows, batch_readahead=1, fragment_readahead=1
-        )
         pool = pa.default_memory_pool()
-        for batch in batches:
+        for batch in self._batches(columns):
             if batch.num_rows:
                 frame = converter.to_pandas(batch)
                 frame.index = pd.RangeIndex(start, start + len(frame))
@@ -150,6 +145,31 @@ class ParquetSource:
                 # beside the model's own memory; hand them back batch by batch
                 pool.release_unused()
                 yield result
+
+    def _batches(self, columns: list[str]):
+        """The record batches of ``columns``, file by file, each read when asked for.
+
+        Arrow's dataset scanner decodes a whole file ahead of its consumer (every row group
+        of it, whatever its read-ahead settings): for one large file that is the whole
+        data in memory.  A file's own reader decodes one batch at a time; a file whose
+        columns differ in type from the dataset's schema goes through the scanner, which
+        converts them as it does for every file."""
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        target = pa.schema([self.dataset.schema.field(c) for c in columns])
+        for file in self.files:
+            reader = pq.ParquetFile(file, pre_buffer=False)
+            names = reader.schema_arrow.names
+            if all(c in names for c in columns) and pa.schema(
+                [reader.schema_arrow.field(c) for c in columns]
+            ).remove_metadata().equals(target.remove_metadata()):
+                yield from reader.iter_batches(batch_size=self.batch_rows, columns=columns)
+            else:
+                one = ds.dataset([file], schema=self.dataset.schema, format="parquet")
+                yield from one.to_batches(columns=columns, batch_size=self.batch_rows)
+            reader.close()
 
 
 class BatchConverter:
@@ -180,15 +200,16 @@ class BatchConverter:
             return batch.to_pandas()
         plain = [name for name in names if name not in coded]
         frame = batch.select(plain).to_pandas() if plain else None
+        index = frame.index if frame is not None else pd.RangeIndex(batch.num_rows)
         columns = {}
         for name in names:
             if name in coded:
-                columns[name] = self._categorical(name, coded[name])
+                columns[name] = self._categorical(name, coded[name], index)
             else:
                 columns[name] = frame[name]
-        return pd.DataFrame(columns, copy=False)
+        return pd.DataFrame(columns, index=index, copy=False)
 
-    def _categorical(self, name: str, array) -> pd.Series:
+    def _categorical(self, name: str, array, index: pd.Index) -> pd.Series:
         import pyarrow.compute as pc
 
         cached = self._dtypes.get(name)
@@ -201,7 +222,7 @@ class BatchConverter:
         indices = array.indices if array.null_count == 0 else pc.fill_null(array.indices, -1)
         codes = indices.to_numpy(zero_copy_only=False)
         values = pd.Categorical.from_codes(codes, dtype=cached[1], validate=False)
-        return pd.Series(values, name=name, copy=False)
+        return pd.Series(values, index=index, name=name, copy=False)
 
 
 class DaskSource:
