@@ -1,17 +1,19 @@
 """The Gram added up chunk by chunk (:func:`chunk_gram`, :class:`GramSum`) equals the Gram of
 all rows at once (:func:`build_gram`): an identity, since every block is a sum over rows.
 Checked for every chunking (one row per chunk included), rows grouped by level or shuffled
-(levels and level pairs spanning chunks), weights, terms with several columns on both sides
+(levels and level pairs spanning chunks), weights, terms with several columns on both sides,
 a term of one column of ones and a one-level term."""
 
 from __future__ import annotations
+
+import pickle
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from mixedmodels.core.gram import build_gram
-from mixedmodels.core.reduce import GramSum, chunk_gram
+from mixedmodels.core.reduce import GramSum, _is_mapped, chunk_gram
 from mixedmodels.core.terms import RandomBlock
 
 # Sums of a few hundred O(1) products in another order: rounding differences of ~1e-13.
@@ -98,3 +100,31 @@ def test_an_empty_chunk_adds_nothing():
     np.testing.assert_allclose(
         ours.off_diagonal[1, 0].toarray(), whole.off_diagonal[1, 0].toarray(), rtol=RTOL
     )
+
+
+def test_large_pieces_and_pieces_from_elsewhere():
+    # pieces over 1 MB are kept in their own memory maps; a piece made in another process
+    # (a Dask worker: pickled) is copied into one; the sum is the same
+    rng = np.random.default_rng(7)
+    n = 300_000
+    blocks = [
+        RandomBlock(
+            rng.integers(0, 3000, n), 3000, np.column_stack([np.ones(n), rng.normal(size=n)])
+        ),
+        RandomBlock(rng.integers(0, 500, n), 500, np.ones((n, 1))),
+    ]
+    X, y = np.ones((n, 1)), rng.normal(size=n)
+    whole = build_gram(blocks, X, y, None)
+    total = GramSum(blocks, 1)
+    for start in range(0, n, 100_000):
+        rows = slice(start, start + 100_000)
+        part = chunk_gram(_rows(blocks, rows), X[rows], y[rows], None)
+        assert _is_mapped(part.off_diagonal[1, 0].data)
+        total.add(pickle.loads(pickle.dumps(part)))
+    assert all(_is_mapped(p.data) for p in total.pieces[1, 0])
+    ours = total.gram()
+    ref = whole.off_diagonal[1, 0]
+    ref.sum_duplicates()
+    np.testing.assert_array_equal(ours.off_diagonal[1, 0].indices, ref.indices)
+    np.testing.assert_allclose(ours.off_diagonal[1, 0].data, ref.data, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(ours.xy_random[0], whole.xy_random[0], rtol=RTOL, atol=ATOL)

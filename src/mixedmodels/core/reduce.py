@@ -252,14 +252,21 @@ def _mapped(shape: int | tuple[int, ...], dtype: type = np.float64) -> np.ndarra
 def _off_heap(array: np.ndarray) -> np.ndarray:
     """``array``, or a copy of it in its own memory map (:func:`_mapped`) when it is on
     the heap and larger than 1 MB (a piece computed elsewhere, such as a Dask worker)."""
-    base = array
-    while isinstance(base, np.ndarray) and base.base is not None:
-        base = base.base
-    if isinstance(base, mmap.mmap) or array.nbytes < 2**20:
+    if _is_mapped(array) or array.nbytes < 2**20:
         return array
     out = _mapped(array.shape, array.dtype)
     out[...] = array
     return out
+
+
+def _is_mapped(array: np.ndarray) -> bool:
+    """``array`` lives in a memory map of its own (:func:`_mapped`)."""
+    base = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    return isinstance(base, mmap.mmap)
 
 
 @contextlib.contextmanager
