@@ -32,7 +32,7 @@ from mixedmodels.core.reduced import crossed_order, engine_order, reduced_proble
 from mixedmodels.design.chunked import ChunkedDesign, EncodedChunk, merge_surveys, reduced_design
 from mixedmodels.design.model import lme4_term_permutation
 from mixedmodels.design.rank import dropped_columns, independent_columns_of_gram
-from mixedmodels.design.sources import RowSource
+from mixedmodels.design.sources import ParquetSource, RowSource
 from mixedmodels.design.validate import check_finite_columns
 from mixedmodels.errors import DataError
 from mixedmodels.optim.reduced_start import StartSums
@@ -225,6 +225,8 @@ def fit_chunks(
         del parts
     grams = [total.gram() for total in sums3]
     del sums3
+    if isinstance(source, ParquetSource):
+        source.clear_cache()  # the passes are over: the codes kept between them go
     gram = grams[0]
     start_weighted = grams[0] if keep.size else grams[1]
     k = len(blocks)

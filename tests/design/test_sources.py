@@ -104,3 +104,42 @@ def test_parquet_source_reads_one_batch_at_a_time(tmp_path):
     assert sum(source.map(look, ["a", "b"])) == n
     # a batch is 1.6 MB; the whole file 16 MB
     assert max(held) < 6 * 2**20
+
+
+def _frames(source, columns):
+    return [f.copy() for f in source.map(lambda f: f, columns)]
+
+
+def test_later_passes_take_the_codes_kept_from_the_first(tmp_path):
+    _write(tmp_path / "a.parquet", _frame(1000, 1), 300)
+    _write(tmp_path / "b.parquet", _frame(500, 2), 500)
+    source = ParquetSource(tmp_path, batch_rows=250)
+    first = _frames(source, ["y", "g"])
+    assert list(source._cache.columns) == ["g"]  # kept after a complete pass
+    again = _frames(source, ["g", "y"])
+    for a, b in zip(first, again, strict=True):
+        pd.testing.assert_frame_equal(a[["g", "y"]], b)
+    assert _frames(source, ["g"])[3].equals(first[3][["g"]])  # codes alone, no Parquet read
+    source.clear_cache()
+    for a, b in zip(first, _frames(source, ["y", "g"]), strict=True):
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_an_interrupted_pass_keeps_nothing(tmp_path):
+    _write(tmp_path / "a.parquet", _frame(1000, 1), 300)
+    source = ParquetSource(tmp_path, batch_rows=250)
+    for _ in source.map(lambda f: f, ["y", "g"]):
+        break
+    assert source._cache is None
+
+
+def test_a_column_cast_to_codes_in_some_files_is_kept_alike(tmp_path):
+    # the second file has plain strings: Arrow's scanner casts them to the dataset's
+    # dictionary type, and the codes kept from it give the same frames again
+    _write(tmp_path / "a.parquet", _frame(300, 1), 300)
+    _write(tmp_path / "b.parquet", _frame(200, 3).astype({"g": str}), 200)
+    source = ParquetSource(tmp_path, batch_rows=250)
+    first = _frames(source, ["y", "g"])
+    assert [len(f) for f in first] == [250, 50, 200]
+    for a, b in zip(first, _frames(source, ["y", "g"]), strict=True):
+        pd.testing.assert_frame_equal(a, b)
