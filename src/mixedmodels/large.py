@@ -159,14 +159,14 @@ def fit_chunks(
     def survey(chunk: pd.DataFrame):
         return design.survey(chunk), chunk.iloc[:0]
 
-    surveys = []
+    total = None  # merged as they come: a survey holds a mask over every level
     for found, empty in passes(survey, design.needed, "pass 1/3 (levels)"):
-        surveys.append(found)
+        total = found if total is None else merge_surveys(total, found)
         if not prototypes:
             prototypes = {c: empty[c] for c in empty.columns}
-    if not surveys:  # a source of zero chunks: no rows at all
+    if total is None:  # a source of zero chunks: no rows at all
         raise DataError(f"data has no rows (the {type(source).__name__} yields none)")
-    design.fix(reduce(merge_surveys, surveys))
+    design.fix(total)
 
     n_levels = [len(levels) for levels in design.levels]
     permutation = lme4_term_permutation(n_levels)  # public (lme4) order of the terms
