@@ -22,17 +22,17 @@ import pandas as pd
 import scipy.linalg as sla
 
 from mixedmodels.core.reduce import (
-    add_grams,
+    GramSum,
+    chunk_gram,
     is_nested_by,
     merge_nesting,
     nesting_partial,
-    partial_gram,
 )
 from mixedmodels.core.reduced import crossed_order, engine_order, reduced_problem, term_shapes
 from mixedmodels.design.chunked import ChunkedDesign, EncodedChunk, merge_surveys, reduced_design
 from mixedmodels.design.model import lme4_term_permutation
 from mixedmodels.design.rank import dropped_columns, independent_columns_of_gram
-from mixedmodels.design.sources import RowSource
+from mixedmodels.design.sources import ParquetSource, RowSource
 from mixedmodels.design.validate import check_finite_columns
 from mixedmodels.errors import DataError
 from mixedmodels.optim.reduced_start import StartSums
@@ -114,10 +114,6 @@ def _shift(xwx: np.ndarray, xwy: np.ndarray) -> np.ndarray:
     return shift if np.all(np.isfinite(shift)) else np.zeros(xwy.size)
 
 
-def _add_all(a: tuple, b: tuple) -> tuple:
-    return tuple(add_grams(x, y) for x, y in zip(a, b, strict=True))
-
-
 def _checked(chunk: EncodedChunk, design: ChunkedDesign) -> EncodedChunk:
     check_finite_columns(chunk.y, [design.parsed.response], "the response")
     check_finite_columns(chunk.X, design.fixed_builder.column_names, "fixed-effect column")
@@ -163,14 +159,14 @@ def fit_chunks(
     def survey(chunk: pd.DataFrame):
         return design.survey(chunk), chunk.iloc[:0]
 
-    surveys = []
+    total = None  # merged as they come: a survey holds a mask over every level
     for found, empty in passes(survey, design.needed, "pass 1/3 (levels)"):
-        surveys.append(found)
+        total = found if total is None else merge_surveys(total, found)
         if not prototypes:
             prototypes = {c: empty[c] for c in empty.columns}
-    if not surveys:  # a source of zero chunks: no rows at all
+    if total is None:  # a source of zero chunks: no rows at all
         raise DataError(f"data has no rows (the {type(source).__name__} yields none)")
-    design.fix(reduce(merge_surveys, surveys))
+    design.fix(total)
 
     n_levels = [len(levels) for levels in design.levels]
     permutation = lme4_term_permutation(n_levels)  # public (lme4) order of the terms
@@ -208,16 +204,29 @@ def fit_chunks(
         X = np.asfortranarray(chunk.X[:, keep])
         y_work = _response(chunk) - X @ shift if keep.size else _response(chunk)
         w = chunk.weights
-        grams = [partial_gram(blocks, X, y_work, w)]
+        grams = [chunk_gram(blocks, X, y_work, w)]
         # the start's residuals: on X, or around the mean when there is no X
         R = X if keep.size else np.ones((X.shape[0], 1))
         if not keep.size:
-            grams.append(partial_gram(blocks, R, y_work, w))
+            grams.append(chunk_gram(blocks, R, y_work, w))
         if weighted:
-            grams.append(partial_gram(blocks, R, y_work, None))
+            grams.append(chunk_gram(blocks, R, y_work, None))
         return tuple(grams)
 
-    grams = reduce(_add_all, passes(third, design.needed, "pass 3/3 (cross products)"))
+    engine_shapes = [blocks[i] for i in order]
+    sums3 = [GramSum(engine_shapes, keep.size)]
+    if not keep.size:
+        sums3.append(GramSum(engine_shapes, 1))
+    if weighted:
+        sums3.append(GramSum(engine_shapes, keep.size or 1))
+    for parts in passes(third, design.needed, "pass 3/3 (cross products)"):
+        for total, part in zip(sums3, parts, strict=True):
+            total.add(part)
+        del parts
+    grams = [total.gram() for total in sums3]
+    del sums3
+    if isinstance(source, ParquetSource):
+        source.clear_cache()  # the passes are over: the codes kept between them go
     gram = grams[0]
     start_weighted = grams[0] if keep.size else grams[1]
     k = len(blocks)

@@ -54,13 +54,24 @@ def grouped_cross_products(
     columns = list(left.T) if isinstance(left, np.ndarray) else list(left)
     out = np.empty((len(columns), right.shape[1], n_levels))
     symmetric = left is right
+    # columns of ones (intercepts) multiply nothing (bit for bit the same sums)
+    right_columns = [_unless_ones(right[:, b]) for b in range(right.shape[1])]
     for a, column in enumerate(columns):
-        lw = column if weights is None else column * weights
+        lw = _unless_ones(column)
+        if weights is not None:
+            lw = weights if lw is None else lw * weights
         for b in range(a if symmetric else 0, right.shape[1]):
-            out[a, b] = np.bincount(codes, weights=lw * right[:, b], minlength=n_levels)
+            rb = right_columns[b]
+            v = rb if lw is None else lw if rb is None else lw * rb
+            out[a, b] = np.bincount(codes, weights=v, minlength=n_levels)
             if symmetric:
                 out[b, a] = out[a, b]
     return out
+
+
+def _unless_ones(column: np.ndarray) -> np.ndarray | None:
+    """``column``, or None when every entry is 1."""
+    return None if bool(np.all(column == 1.0)) else column
 
 
 def _cross_random(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -> sp.csr_matrix:

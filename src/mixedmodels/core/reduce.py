@@ -1,16 +1,38 @@
 """Cross products of rows that come in chunks: partial Grams, added.
 
 Every block of ``[Z X y]' W [Z X y]`` is a sum over rows, so the Gram of all rows is the sum
-of the Grams of any partition of them (:func:`add_grams`); the row-level work of a chunk is
-:func:`partial_gram`.
+of the Grams of any partition of them.  Two ways to add them:
+
+* :func:`partial_gram` and :func:`add_grams`: whole Grams of two row sets, added (small
+  problems, tests);
+* :func:`chunk_gram` and :class:`GramSum`: a chunk's sums over the levels its rows touch
+  only (:class:`ChunkGram`), added into level-indexed arrays allocated once, and the
+  off-diagonal blocks' per-chunk pieces merged once into the final sparse matrices
+  (:meth:`GramSum.gram`).  Time and memory are linear in the rows: no partial is as large
+  as the whole Gram, and no sparse matrix is copied per chunk.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import contextlib
+import mmap
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from mixedmodels.core.gram import Gram, build_gram
+import numpy as np
+import scipy.sparse as sp
+
+from mixedmodels.core.gram import (
+    Gram,
+    _cross_random,
+    _unless_ones,
+    build_gram,
+    grouped_cross_products,
+)
 from mixedmodels.core.terms import RandomBlock
+
+#: Below this many levels a term's codes sort by numpy's radix sort (16-bit keys).
+_RADIX_LEVELS = 2**16
 
 
 def partial_gram(
@@ -33,6 +55,328 @@ def add_grams(a: Gram, b: Gram) -> Gram:
     )
 
 
+# ---------------------------------------------------------------------- compact partials
+@dataclass
+class LevelSums:
+    """One term's sums over a range of its levels (those a chunk's rows touch).
+
+    Attributes
+    ----------
+    first : int
+        The first level of the range.
+    diagonal : ndarray (p, p, span)
+        ``Z_k' W Z_k`` of levels ``first .. first + span - 1``.
+    xy_random : ndarray (m, span * p)
+        ``[X y]' W Z_k`` of the same levels, level-major.
+    """
+
+    first: int
+    diagonal: np.ndarray
+    xy_random: np.ndarray
+
+
+@dataclass
+class SparsePiece:
+    """A chunk's ``Z_j' W Z_k``: the CSR rows ``first_row .. first_row + len(indptr) - 2``
+    of the whole block (canonical: sorted column indices, no duplicates).
+
+    Attributes
+    ----------
+    first_row : int
+    indptr : ndarray of int64
+    indices : ndarray of int32 (int64 when the block has 2**31 columns or more)
+    data : ndarray of float64
+    """
+
+    first_row: int
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+
+    @property
+    def row_counts(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+
+@dataclass
+class ChunkGram:
+    """The Gram of one chunk's rows, kept to the levels they touch (engine order).
+
+    Attributes
+    ----------
+    terms : list of LevelSums
+    off_diagonal : dict (j, k) -> SparsePiece, j > k
+    xy_xy : ndarray (m, m)
+    """
+
+    terms: list[LevelSums]
+    off_diagonal: dict[tuple[int, int], SparsePiece]
+    xy_xy: np.ndarray
+
+
+def _index_dtype(n: int) -> type:
+    return np.int32 if n < 2**31 else np.int64
+
+
+def _level_sums(block: RandomBlock, columns: list[np.ndarray], weights: np.ndarray | None):
+    m, p = len(columns), block.p
+    if block.codes.size == 0:
+        return LevelSums(0, np.zeros((p, p, 0)), np.zeros((m, 0)))
+    first = int(block.codes.min())
+    span = int(block.codes.max()) - first + 1
+    local = block.codes - first if first else block.codes
+    diagonal = grouped_cross_products(local, span, block.z, block.z, weights)
+    per_level = grouped_cross_products(local, span, columns, block.z, weights)  # (m, p, span)
+    xy = np.ascontiguousarray(per_level.transpose(0, 2, 1)).reshape(m, span * p)
+    return LevelSums(first, diagonal, xy)
+
+
+def _piece_of_csr(mat: sp.csr_matrix) -> SparsePiece:
+    mat = mat.tocsr()
+    mat.sum_duplicates()
+    return SparsePiece(
+        0,
+        mat.indptr.astype(np.int64),
+        mat.indices.astype(_index_dtype(mat.shape[1])),
+        np.asarray(mat.data, dtype=float),
+    )
+
+
+def _pairs(bj: RandomBlock, bk: RandomBlock) -> np.ndarray:
+    """The rows in order of (level of ``bj``, level of ``bk``), a stable order."""
+    rows, cols = bj.codes, bk.codes
+    if bj.n_levels <= _RADIX_LEVELS and bool(np.all(cols[1:] >= cols[:-1])):
+        # rows already sorted by the level of bk (e.g. a subject's rows together): a
+        # stable radix sort by bj's level leaves bk's levels sorted within each
+        return np.argsort(rows.astype(np.uint16), kind="stable")
+    key = rows.astype(np.int64) * bk.n_levels + cols
+    return np.argsort(key, kind="stable")
+
+
+def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -> SparsePiece:
+    """``Z_j' W Z_k`` of one chunk's rows as a :class:`SparsePiece`: one stored entry for
+    every (level of j, level of k) pair some row has, times ``p_j p_k`` (explicit zeros
+    kept, as :func:`~mixedmodels.core.gram.build_gram` keeps them)."""
+    if bj.n_levels == 1 or bk.n_levels == 1 or bj.codes.size == 0:
+        return _piece_of_csr(_cross_random(bj, bk, weights))
+    pj, pk = bj.p, bk.p
+    order = _pairs(bj, bk)
+    rj, ck = bj.codes[order], bk.codes[order]
+    new = np.empty(rj.size, dtype=bool)
+    new[0] = True
+    np.not_equal(rj[1:], rj[:-1], out=new[1:])
+    new[1:] |= ck[1:] != ck[:-1]
+    starts = np.flatnonzero(new)
+    pair_j, pair_k = rj[starts].astype(np.int64), ck[starts].astype(np.int64)
+    del rj, ck, new
+    n_pairs = starts.size
+    values = _mapped((n_pairs, pj, pk))
+    # columns of ones (intercepts) multiply nothing; a product of ones is a row count
+    left = [_unless_ones(bj.z[:, a]) for a in range(pj)]
+    right = [_unless_ones(bk.z[:, b]) for b in range(pk)]
+    counts = None
+    for a in range(pj):
+        for b in range(pk):
+            factors = [f for f in (left[a], right[b], weights) if f is not None]
+            if not factors:
+                if counts is None:
+                    counts = np.diff(np.append(starts, order.size)).astype(float)
+                values[:, a, b] = counts
+                continue
+            v = factors[0] if len(factors) == 1 else np.multiply(factors[0], factors[1])
+            if len(factors) == 3:
+                v *= factors[2]
+            values[:, a, b] = np.add.reduceat(v[order], starts)
+    lo = int(pair_j[0])  # pairs are sorted by the level of j
+    levels = pair_j - lo
+    per_level = np.bincount(levels, minlength=int(pair_j[-1]) - lo + 1)
+    row_counts = np.repeat(per_level * pk, pj)  # rows (level, a), level-major
+    indptr = np.zeros(row_counts.size + 1, dtype=np.int64)
+    np.cumsum(row_counts, out=indptr[1:])
+    columns = (pair_k * pk)[:, None] + np.arange(pk)  # (pairs, pk)
+    dtype = _index_dtype(bk.size)
+    if pj == 1:  # a row's entries are its level's pairs in order: no scatter needed
+        indices = _mapped(columns.size, dtype)
+        indices.reshape(columns.shape)[...] = columns
+        return SparsePiece(lo, indptr, indices, values.reshape(-1))
+    group_start = np.cumsum(per_level) - per_level
+    within = np.arange(n_pairs) - group_start[levels]  # pair's place among its level's
+    row_start = indptr[:-1][levels[:, None] * pj + np.arange(pj)]  # (pairs, pj)
+    pos = (row_start + (within * pk)[:, None])[:, :, None] + np.arange(pk)
+    indices = _mapped(int(indptr[-1]), dtype)
+    data = _mapped(int(indptr[-1]))
+    indices[pos] = columns[:, None, :]
+    data[pos] = values
+    return SparsePiece(lo * pj, indptr, indices, data)
+
+
+def chunk_gram(
+    blocks: list[RandomBlock],
+    X: np.ndarray,
+    y_work: np.ndarray,
+    weights: np.ndarray | None,
+) -> ChunkGram:
+    """The Gram of one chunk's rows over the levels they touch (``blocks`` in the engine's
+    order), to be added by :class:`GramSum`."""
+    columns = [X[:, j] for j in range(X.shape[1])] + [y_work]
+    terms = [_level_sums(b, columns, weights) for b in blocks]
+    off = {
+        (j, k): _cross_piece(blocks[j], blocks[k], weights)
+        for j in range(len(blocks))
+        for k in range(j)
+    }
+    p = X.shape[1]
+    wX = X if weights is None else X * weights[:, None]
+    wy = y_work if weights is None else y_work * weights
+    xy_xy = np.empty((p + 1, p + 1))
+    xy_xy[:p, :p] = X.T @ wX
+    xy_xy[:p, p] = xy_xy[p, :p] = X.T @ wy
+    xy_xy[p, p] = y_work @ wy
+    return ChunkGram(terms, off, xy_xy)
+
+
+def _mapped(shape: int | tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
+    """An array in memory mapped for it alone (when larger than 1 MB), so that freeing it
+    returns the memory to the system at once.  The allocator's heap would keep freed
+    pieces of a few MB for its own reuse, and the final blocks (allocated apart) could not
+    take their place: the pieces and the blocks would be resident together."""
+    size = int(np.prod(shape))
+    nbytes = size * np.dtype(dtype).itemsize
+    if nbytes < 2**20:
+        return np.empty(shape, dtype=dtype)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+    buffer = mmap.mmap(-1, nbytes, flags=flags)
+    return np.frombuffer(buffer, dtype=dtype, count=size).reshape(shape)
+
+
+def _off_heap(array: np.ndarray) -> np.ndarray:
+    """``array``, or a copy of it in its own memory map (:func:`_mapped`) when it is on
+    the heap and larger than 1 MB (a piece computed elsewhere, such as a Dask worker)."""
+    if _is_mapped(array) or array.nbytes < 2**20:
+        return array
+    out = _mapped(array.shape, array.dtype)
+    out[...] = array
+    return out
+
+
+def _is_mapped(array: np.ndarray) -> bool:
+    """``array`` lives in a memory map of its own (:func:`_mapped`)."""
+    base = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    return isinstance(base, mmap.mmap)
+
+
+@contextlib.contextmanager
+def _small_pages() -> Iterator[None]:
+    """Large arrays allocated inside are not marked for transparent huge pages: the final
+    sparse blocks are written row region by row region while the pieces are freed, and a
+    huge page would make every region's first write resident 2 MB at once."""
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    if switch is None:
+        yield
+        return
+    previous = switch(False)
+    try:
+        yield
+    finally:
+        switch(previous)
+
+
+class GramSum:
+    """The Gram of all chunks, added one :class:`ChunkGram` at a time.
+
+    The level-indexed blocks (``Z_k' W Z_k`` per level, ``[X y]' W Z_k``) are allocated once
+    at their full size and each chunk adds into the levels it touches; the off-diagonal
+    blocks' pieces are kept (they are the block's entries, once each when no level pair
+    spans chunks) and merged into one CSR matrix per block by :meth:`gram`.
+
+    Parameters
+    ----------
+    blocks : list of RandomBlock
+        The terms in the engine's order (rows not needed: :func:`~mixedmodels.core.
+        reduced.term_shapes`).
+    n_fixed : int
+        Columns of ``X`` (``m = n_fixed + 1`` with the response).
+    """
+
+    def __init__(self, blocks: list[RandomBlock], n_fixed: int):
+        m = n_fixed + 1
+        self.shapes = [(b.n_levels, b.p) for b in blocks]
+        self.diagonal = [np.zeros((b.p, b.p, b.n_levels)) for b in blocks]
+        self.xy_random = [np.zeros((m, b.size)) for b in blocks]
+        self.xy_xy = np.zeros((m, m))
+        self.sizes = [b.size for b in blocks]
+        keys = [(j, k) for j in range(len(blocks)) for k in range(j)]
+        self.pieces: dict[tuple[int, int], list[SparsePiece]] = {key: [] for key in keys}
+        self.row_counts = {key: np.zeros(blocks[key[0]].size, dtype=np.int64) for key in keys}
+
+    def add(self, part: ChunkGram) -> GramSum:
+        """Add one chunk's sums (returns self)."""
+        for (_, p), d, xy, t in zip(
+            self.shapes, self.diagonal, self.xy_random, part.terms, strict=True
+        ):
+            span = t.diagonal.shape[2]
+            d[:, :, t.first : t.first + span] += t.diagonal
+            xy[:, t.first * p : (t.first + span) * p] += t.xy_random
+        for key, piece in part.off_diagonal.items():
+            counts = piece.row_counts
+            if counts.size and piece.data.size:
+                self.row_counts[key][piece.first_row : piece.first_row + counts.size] += counts
+                self.pieces[key].append(
+                    SparsePiece(
+                        piece.first_row,
+                        piece.indptr,
+                        _off_heap(piece.indices),
+                        _off_heap(piece.data),
+                    )
+                )
+        self.xy_xy += part.xy_xy
+        return self
+
+    def gram(self) -> Gram:
+        """The Gram of every chunk added (the pieces are released as they are merged)."""
+        off = {}
+        for key in list(self.pieces):
+            shape = (self.sizes[key[0]], self.sizes[key[1]])
+            off[key] = _merge_pieces(shape, self.pieces.pop(key), self.row_counts.pop(key))
+        return Gram(self.diagonal, off, self.xy_random, self.xy_xy)
+
+
+def _merge_pieces(
+    shape: tuple[int, int], pieces: list[SparsePiece], row_counts: np.ndarray
+) -> sp.csr_matrix:
+    """One canonical CSR matrix (int32 indices and indptr when they fit) from the pieces of
+    all chunks: each piece's rows are copied into their slots in chunk order, then the
+    rows of levels that span chunks are sorted and their duplicates added in place."""
+    nnz = int(row_counts.sum())
+    dtype = _index_dtype(max(nnz, shape[1]))
+    indptr = np.zeros(shape[0] + 1, dtype=dtype)
+    np.cumsum(row_counts, out=indptr[1:])
+    with _small_pages():
+        indices = np.empty(nnz, dtype=dtype)
+        data = np.empty(nnz)
+    free = indptr[:-1].astype(np.int64)  # next free slot of every row
+    pieces.reverse()
+    while pieces:
+        piece = pieces.pop()  # chunk order; each piece is freed once copied
+        counts = piece.row_counts
+        rows = slice(piece.first_row, piece.first_row + counts.size)
+        dest = np.repeat(free[rows] - piece.indptr[:-1], counts)
+        dest += np.arange(dest.size)
+        indices[dest] = piece.indices
+        data[dest] = piece.data
+        free[rows] += counts
+        del piece, dest
+    mat = sp.csr_matrix((data, indices, indptr), shape=shape, copy=False)
+    mat.sum_duplicates()  # no-op (one check) when no level pair spans chunks
+    return mat
+
+
+# ---------------------------------------------------------------------- nesting
 def cross_products(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     """``[X y]' W [X y]`` of one chunk (the least-squares shift of the response needs only
     this)."""

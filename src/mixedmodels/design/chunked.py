@@ -79,21 +79,46 @@ class _FactorSurvey:
 
 @dataclass
 class _GroupSurvey:
-    """Values of one grouping column seen so far (raw values; a categorical's order)."""
+    """Values of one grouping column seen so far: for a categorical, its categories and
+    which of them occur (``present``); otherwise the distinct raw values, kept as pieces
+    (``values``) made unique together when they grow (:meth:`merge` stays linear)."""
 
-    categories: list | None
-    values: np.ndarray
+    categories: pd.Index | None
+    present: np.ndarray | None = None  # bool per category
+    values: list[np.ndarray] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, column: pd.Series) -> _GroupSurvey:
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            categories = column.cat.categories
+            codes = column.cat.codes.to_numpy()
+            if codes.size and codes.min() < 0:  # missing values (none in usable rows)
+                codes = codes[codes >= 0]
+            present = np.bincount(codes, minlength=len(categories)) > 0
+            return cls(categories, present)
+        return cls(None, None, [np.unique(column.to_numpy())])
+
+    def _raw(self) -> list[np.ndarray]:
+        if self.categories is None:
+            return self.values
+        return [np.asarray(self.categories)[self.present]]
 
     def merge(self, other: _GroupSurvey) -> _GroupSurvey:
-        same = self.categories is not None and self.categories == other.categories
-        values = np.unique(np.concatenate([self.values, other.values]))
-        return _GroupSurvey(self.categories if same else None, values)
+        if (
+            self.categories is not None
+            and other.categories is not None
+            and (self.categories is other.categories or self.categories.equals(other.categories))
+        ):
+            return _GroupSurvey(self.categories, self.present | other.present)
+        values = self._raw() + other._raw()
+        if len(values) > 16:  # pieces made unique together now and then
+            values = [np.unique(np.concatenate(values))]
+        return _GroupSurvey(None, None, values)
 
     def levels(self) -> pd.Index:
         if self.categories is not None:
-            present = set(self.values.tolist())
-            return pd.Index([c for c in self.categories if c in present])
-        return pd.Index(self.values)
+            return self.categories[self.present]
+        return pd.Index(np.unique(np.concatenate(self.values)))
 
 
 @dataclass
@@ -242,6 +267,8 @@ class ChunkedDesign:
         )
         self.levels: list[pd.Index] = []
         self._factor_levels: dict[str, pd.Index] = {}
+        # column -> (categories, levels, level code of each category): the last chunk's
+        self._category_codes: dict[str, tuple[pd.Index, pd.Index, np.ndarray]] = {}
         self._combination_codes: list[np.ndarray | None] = []
         self.n_rows = 0
         self.n_dropped = 0
@@ -293,15 +320,7 @@ class ChunkedDesign:
         rows = self.usable_rows(chunk)
         fixed = self._survey_variables(self.fixed_builder, rows)
         terms = [self._survey_variables(b, rows) for b in self.term_builders]
-        groups: dict[str, _GroupSurvey] = {}
-        for name in self.group_columns:
-            column = rows[name]
-            if isinstance(column.dtype, pd.CategoricalDtype):
-                categories = list(column.cat.categories)
-                values = np.asarray(column.cat.categories)[np.unique(column.cat.codes)]
-                groups[name] = _GroupSurvey(categories, np.asarray(values))
-            else:
-                groups[name] = _GroupSurvey(None, np.unique(column.to_numpy()))
+        groups = {name: _GroupSurvey.of(rows[name]) for name in self.group_columns}
         combinations = {
             spec.group_factors: rows[list(spec.group_factors)].drop_duplicates(ignore_index=True)
             for spec in self.parsed.random
@@ -357,8 +376,24 @@ class ChunkedDesign:
         combined = np.zeros(len(frame), dtype=np.int64)
         for name in factors:
             levels = self._factor_levels[name]
-            combined = combined * len(levels) + levels.get_indexer(frame[name].to_numpy())
+            combined = combined * len(levels) + self._level_codes(frame[name], levels)
         return combined
+
+    def _level_codes(self, column: pd.Series, levels: pd.Index) -> np.ndarray:
+        """The position in ``levels`` of every value of ``column`` (-1 when absent).
+
+        A categorical column is looked up through its categories: each category once (and
+        once for all chunks that share the categories object, as Parquet batches of one
+        dictionary do), then its rows by their codes."""
+        if not isinstance(column.dtype, pd.CategoricalDtype):
+            return levels.get_indexer(column.to_numpy())
+        categories = column.cat.categories
+        cached = self._category_codes.get(column.name)
+        if cached is None or cached[0] is not categories or cached[1] is not levels:
+            lookup = np.append(levels.get_indexer(categories), -1)  # code -1: missing
+            cached = (categories, levels, lookup)
+            self._category_codes[column.name] = cached
+        return cached[2][np.asarray(column.cat.codes)]
 
     def _combination_labels(self, unique: np.ndarray, factors: tuple[str, ...]) -> list[str]:
         labels = []
@@ -383,7 +418,7 @@ class ChunkedDesign:
             strict=True,
         ):
             if combos is None:
-                codes = levels.get_indexer(rows[spec.group_factors[0]].to_numpy())
+                codes = self._level_codes(rows[spec.group_factors[0]], levels)
             else:
                 codes = np.searchsorted(combos, self._combined_codes(rows, spec.group_factors))
             blocks.append(RandomBlock(codes.astype(np.int64), len(levels), builder.build(rows)))

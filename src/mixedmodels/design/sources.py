@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import glob
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
+import numpy as np
 import pandas as pd
 
 from mixedmodels.errors import ArgumentError, ColumnNotFoundError, DataError
@@ -111,6 +113,7 @@ class ParquetSource:
         except Exception as exc:  # pyarrow raises its own types for unreadable files
             raise DataError(f"cannot read Parquet data at {str(path)!r}: {exc}") from exc
         self.batch_rows = batch_rows
+        self._cache: _CodeCache | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -126,15 +129,235 @@ class ParquetSource:
     def map(self, function, columns):
         """``function(batch)`` for every record batch of ``columns``, results as they come;
         each batch indexed by its rows' positions in the data (0 for the first row of the
-        first file)."""
+        first file).
+
+        The codes of dictionary-encoded columns read in a complete pass are kept on disk
+        (:meth:`clear_cache` drops them) and later passes take them from there: Arrow
+        decodes a column chunk's whole dictionary for every batch (all subjects' names
+        in every batch for a subject column written with its full dictionary), which
+        would make a pass cost the number of batches times the number of levels."""
+        import pyarrow as pa
+
         _check_columns(columns, self.columns)
-        start = 0
-        for batch in self.dataset.to_batches(columns=columns, batch_size=self.batch_rows):
+        cache = self._cache
+        cached = [c for c in columns if cache is not None and c in cache.columns]
+        read = [c for c in columns if c not in cached]
+        recording = None if cached else _CodeCache()
+        if not cached:
+            batches = self._batches(read)
+        else:  # the other columns in batches of the kept codes' sizes
+            batches = _rechunk(self._batches(read), cache.rows) if read else iter(cache.rows)
+        start, k = 0, 0  # rows so far, non-empty batches so far
+        converter = BatchConverter()
+        pool = pa.default_memory_pool()
+        for batch in batches:
+            n = batch if isinstance(batch, int) else batch.num_rows
+            if not n:
+                continue
+            if cached:
+                frame = (
+                    pd.DataFrame(index=pd.RangeIndex(n))
+                    if isinstance(batch, int)
+                    else converter.to_pandas(batch)
+                )
+                for name in cached:
+                    frame[name] = cache.columns[name].categorical(k, n, frame.index)
+                frame = frame[columns]
+            else:
+                frame = converter.to_pandas(batch, recording.recorder(n))
+            frame.index = pd.RangeIndex(start, start + n)
+            start += n
+            k += 1
+            del batch
+            result = function(frame)
+            del frame
+            # Arrow's allocator keeps freed batches' pages for reuse: hundreds of MB
+            # beside the model's own memory; hand them back batch by batch
+            pool.release_unused()
+            yield result
+        if recording is not None and recording.columns:
+            self._cache = recording  # a complete pass: its codes serve the next ones
+
+    def clear_cache(self) -> None:
+        """Forget the dictionary columns' codes kept by :meth:`map` (their disk space is
+        freed)."""
+        self._cache = None
+
+    def _batches(self, columns: list[str]):
+        """The record batches of ``columns``, file by file, each read when asked for.
+
+        Arrow's dataset scanner decodes a whole file ahead of its consumer (every row group
+        of it, whatever its read-ahead settings): for one large file that is the whole
+        data in memory.  A file's own reader decodes one batch at a time; a file whose
+        columns differ in type from the dataset's schema goes through the scanner, which
+        converts them as it does for every file."""
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        target = pa.schema([self.dataset.schema.field(c) for c in columns])
+        for file in self.files:
+            reader = pq.ParquetFile(file, pre_buffer=False)
+            names = reader.schema_arrow.names
+            if all(c in names for c in columns) and pa.schema(
+                [reader.schema_arrow.field(c) for c in columns]
+            ).remove_metadata().equals(target.remove_metadata()):
+                yield from reader.iter_batches(batch_size=self.batch_rows, columns=columns)
+            else:
+                one = ds.dataset([file], schema=self.dataset.schema, format="parquet")
+                yield from one.to_batches(columns=columns, batch_size=self.batch_rows)
+            reader.close()
+
+
+def _changed() -> DataError:
+    return DataError("the Parquet data changed between passes over it (other numbers of rows)")
+
+
+def _rechunk(batches, sizes: list[int]):
+    """The rows of ``batches`` (record batches) again, in batches of ``sizes`` rows.
+
+    A file's reader cuts batches where a dictionary column's row group ends, so columns
+    read without those (their codes kept from an earlier pass) come in other batches."""
+    import pyarrow as pa
+
+    stream = iter(batches)
+    pending: list = []
+    have = 0
+    for n in sizes:
+        while have < n:
+            batch = next(stream, None)
+            if batch is None:
+                raise _changed()
             if batch.num_rows:
-                frame = batch.to_pandas()
-                frame.index = pd.RangeIndex(start, start + len(frame))
-                start += len(frame)
-                yield function(frame)
+                pending.append(batch)
+                have += batch.num_rows
+        taken, need = [], n
+        while need:
+            first = pending[0]
+            if first.num_rows <= need:
+                taken.append(pending.pop(0))
+                need -= first.num_rows
+            else:
+                taken.append(first.slice(0, need))
+                pending[0] = first.slice(need)
+                need = 0
+        have -= n
+        if len(taken) == 1:
+            yield taken[0]
+        else:
+            yield pa.Table.from_batches(taken).combine_chunks().to_batches()[0]
+    if have or any(batch.num_rows for batch in stream):
+        raise _changed()
+
+
+class BatchConverter:
+    """Record batches to pandas as ``RecordBatch.to_pandas`` makes them, with the level
+    dictionaries of dictionary-encoded columns converted once per dictionary.
+
+    A Parquet file's dictionary columns come with the same (often complete) dictionary in
+    every batch; converting its strings for every batch would cost as much as the rows.
+    Here a column's categorical dtype is made once and reused while the batches'
+    dictionaries are equal (compared in Arrow), and each batch contributes only its codes,
+    so later steps see the same categories object in every chunk."""
+
+    def __init__(self):
+        self._dtypes: dict[str, tuple] = {}  # column -> (arrow dictionary, pandas dtype)
+
+    def to_pandas(self, batch, record: Callable | None = None) -> pd.DataFrame:
+        """``batch.to_pandas()``, dictionary columns from codes and a cached dtype.
+
+        ``record(coded)``, when given, receives the names, codes and dtypes of the columns
+        made from codes (:class:`_CodeCache`)."""
+        import pyarrow as pa
+
+        names = batch.schema.names
+        coded = {
+            name: batch.column(i)
+            for i, name in enumerate(names)
+            if pa.types.is_dictionary(batch.schema.field(i).type)
+            and batch.column(i).dictionary.null_count == 0
+        }
+        made = {name: self.codes(name, array) for name, array in coded.items()}
+        if record is not None:
+            record(made)
+        if not coded:
+            return batch.to_pandas()
+        plain = [name for name in names if name not in coded]
+        frame = batch.select(plain).to_pandas() if plain else None
+        index = frame.index if frame is not None else pd.RangeIndex(batch.num_rows)
+        columns = {}
+        for name in names:
+            if name in made:
+                codes, dtype = made[name]
+                values = pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+                columns[name] = pd.Series(values, index=index, name=name, copy=False)
+            else:
+                columns[name] = frame[name]
+        return pd.DataFrame(columns, index=index, copy=False)
+
+    def codes(self, name: str, array) -> tuple[np.ndarray, pd.CategoricalDtype]:
+        """A dictionary column's codes (-1: missing) and its pandas dtype (made once per
+        dictionary)."""
+        import pyarrow.compute as pc
+
+        cached = self._dtypes.get(name)
+        if cached is None or not (
+            cached[0] is array.dictionary or cached[0].equals(array.dictionary)
+        ):
+            empty = array.slice(0, 0).to_pandas()  # the dtype to_pandas gives, no rows
+            cached = (array.dictionary, empty.dtype)
+            self._dtypes[name] = cached
+        indices = array.indices if array.null_count == 0 else pc.fill_null(array.indices, -1)
+        return indices.to_numpy(zero_copy_only=False), cached[1]
+
+
+class _CachedCodes:
+    """One dictionary column's codes, batch after batch, in an unnamed temporary file
+    (removed when closed or when the process ends), with each batch's pandas dtype."""
+
+    def __init__(self):
+        self.file = tempfile.TemporaryFile()
+        self.offsets = [0]
+        self.dtypes: list[pd.CategoricalDtype] = []
+        self.code_types: list[np.dtype] = []
+
+    def append(self, codes: np.ndarray, dtype: pd.CategoricalDtype) -> None:
+        codes.tofile(self.file)
+        self.offsets.append(self.offsets[-1] + codes.nbytes)
+        self.dtypes.append(dtype)
+        self.code_types.append(codes.dtype)
+
+    def categorical(self, k: int, n: int, index: pd.Index) -> pd.Series:
+        """Batch ``k`` (of ``n`` rows) as the column it was read as."""
+        self.file.seek(self.offsets[k])
+        codes = np.fromfile(self.file, dtype=self.code_types[k], count=n)
+        values = pd.Categorical.from_codes(codes, dtype=self.dtypes[k], validate=False)
+        return pd.Series(values, index=index, copy=False)
+
+
+class _CodeCache:
+    """The codes of every dictionary column of a complete pass (:meth:`ParquetSource.map`)
+    and the rows of its batches."""
+
+    def __init__(self):
+        self.rows: list[int] = []
+        self.columns: dict[str, _CachedCodes] = {}
+
+    def recorder(self, n: int) -> Callable:
+        """What :meth:`BatchConverter.to_pandas` calls for the next batch (``n`` rows)."""
+        first = not self.rows
+        self.rows.append(n)
+
+        def record(made: dict) -> None:
+            if first:
+                self.columns = {name: _CachedCodes() for name in made}
+            for name in list(self.columns):
+                if name in made:
+                    self.columns[name].append(*made[name])
+                else:  # not made from codes in this batch: not kept
+                    self.columns.pop(name).file.close()
+
+        return record
 
 
 class DaskSource:

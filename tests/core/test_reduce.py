@@ -1,0 +1,130 @@
+"""The Gram added up chunk by chunk (:func:`chunk_gram`, :class:`GramSum`) equals the Gram of
+all rows at once (:func:`build_gram`): an identity, since every block is a sum over rows.
+Checked for every chunking (one row per chunk included), rows grouped by level or shuffled
+(levels and level pairs spanning chunks), weights, terms with several columns on both sides,
+a term of one column of ones and a one-level term."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mixedmodels.core.gram import build_gram
+from mixedmodels.core.reduce import GramSum, _is_mapped, chunk_gram
+from mixedmodels.core.terms import RandomBlock
+
+# Sums of a few hundred O(1) products in another order: rounding differences of ~1e-13.
+RTOL, ATOL = 1e-12, 1e-12
+
+
+def _data(n: int, seed: int, grouped: bool):
+    rng = np.random.default_rng(seed)
+    a = np.sort(rng.integers(0, 40, n)) if grouped else rng.integers(0, 40, n)
+    b = rng.integers(0, 9, n)
+    x = rng.normal(size=n)
+    blocks = [
+        RandomBlock(a, 40, np.column_stack([np.ones(n), x])),  # (x | a)
+        RandomBlock(b, 9, np.column_stack([np.ones(n), rng.normal(size=n)])),  # (u | b)
+        RandomBlock(rng.integers(0, 5, n), 5, np.ones((n, 1))),  # (1 | c)
+        RandomBlock(np.zeros(n, dtype=np.int64), 1, rng.normal(size=(n, 1))),  # one level
+    ]
+    X = np.column_stack([np.ones(n), x])
+    y = rng.normal(size=n)
+    w = rng.uniform(0.5, 2.0, n)
+    return blocks, X, y, w
+
+
+def _rows(blocks, rows):
+    return [RandomBlock(b.codes[rows], b.n_levels, b.z[rows]) for b in blocks]
+
+
+def _summed(blocks, X, y, w, chunk_rows):
+    total = GramSum(blocks, X.shape[1])
+    for start in range(0, X.shape[0], chunk_rows):
+        rows = slice(start, start + chunk_rows)
+        part = chunk_gram(_rows(blocks, rows), X[rows], y[rows], None if w is None else w[rows])
+        total.add(part)
+    return total.gram()
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 50, 1000])
+@pytest.mark.parametrize("grouped", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gram_summed_over_chunks_is_the_gram_of_all_rows(chunk_rows, grouped, weighted):
+    blocks, X, y, w = _data(300, 3, grouped)
+    w = w if weighted else None
+    whole = build_gram(blocks, X, y, w)
+    ours = _summed(blocks, X, y, w, chunk_rows)
+    for a, b in zip(ours.diagonal, whole.diagonal, strict=True):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+    for a, b in zip(ours.xy_random, whole.xy_random, strict=True):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(ours.xy_xy, whole.xy_xy, rtol=RTOL, atol=ATOL)
+    assert ours.off_diagonal.keys() == whole.off_diagonal.keys()
+    for key, mat in ours.off_diagonal.items():
+        ref = whole.off_diagonal[key]
+        ref.sum_duplicates()
+        assert isinstance(mat, sp.csr_matrix)
+        assert mat.has_canonical_format
+        assert mat.indices.dtype == np.int32 and mat.indptr.dtype == np.int32
+        # the same stored pattern (explicit zeros included) and the same values
+        np.testing.assert_array_equal(mat.indptr, ref.indptr)
+        np.testing.assert_array_equal(mat.indices, ref.indices)
+        np.testing.assert_allclose(mat.data, ref.data, rtol=RTOL, atol=ATOL)
+
+
+def test_a_level_pair_spanning_chunks_is_added_once():
+    # level pair (0, 0) in both chunks, and level 1 of the first term only in the second
+    a = np.array([0, 0, 1, 0])
+    b = np.array([0, 1, 0, 0])
+    z = np.array([[1.0], [2.0], [3.0], [4.0]])
+    blocks = [RandomBlock(a, 2, z), RandomBlock(b, 2, np.ones((4, 1)))]
+    X, y = np.ones((4, 1)), np.arange(4.0)
+    ours = _summed(blocks, X, y, None, 2)
+    # Z_b' Z_a by hand: b=0 rows 0, 2, 3 (a = 0, 1, 0; z = 1, 3, 4); b=1 row 1 (a = 0, z = 2)
+    np.testing.assert_array_equal(ours.off_diagonal[1, 0].toarray(), [[5.0, 3.0], [2.0, 0.0]])
+    assert ours.off_diagonal[1, 0].nnz == 3
+
+
+def test_an_empty_chunk_adds_nothing():
+    blocks, X, y, w = _data(50, 5, True)
+    total = GramSum(blocks, X.shape[1])
+    empty = slice(0, 0)
+    total.add(chunk_gram(_rows(blocks, empty), X[empty], y[empty], None))
+    total.add(chunk_gram(blocks, X, y, None))
+    ours, whole = total.gram(), build_gram(blocks, X, y, None)
+    np.testing.assert_allclose(ours.diagonal[0], whole.diagonal[0], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        ours.off_diagonal[1, 0].toarray(), whole.off_diagonal[1, 0].toarray(), rtol=RTOL
+    )
+
+
+def test_large_pieces_and_pieces_from_elsewhere():
+    # pieces over 1 MB are kept in their own memory maps; a piece made in another process
+    # (a Dask worker: pickled) is copied into one; the sum is the same
+    rng = np.random.default_rng(7)
+    n = 300_000
+    blocks = [
+        RandomBlock(
+            rng.integers(0, 3000, n), 3000, np.column_stack([np.ones(n), rng.normal(size=n)])
+        ),
+        RandomBlock(rng.integers(0, 500, n), 500, np.ones((n, 1))),
+    ]
+    X, y = np.ones((n, 1)), rng.normal(size=n)
+    whole = build_gram(blocks, X, y, None)
+    total = GramSum(blocks, 1)
+    for start in range(0, n, 100_000):
+        rows = slice(start, start + 100_000)
+        part = chunk_gram(_rows(blocks, rows), X[rows], y[rows], None)
+        assert _is_mapped(part.off_diagonal[1, 0].data)
+        total.add(pickle.loads(pickle.dumps(part)))
+    assert all(_is_mapped(p.data) for p in total.pieces[1, 0])
+    ours = total.gram()
+    ref = whole.off_diagonal[1, 0]
+    ref.sum_duplicates()
+    np.testing.assert_array_equal(ours.off_diagonal[1, 0].indices, ref.indices)
+    np.testing.assert_allclose(ours.off_diagonal[1, 0].data, ref.data, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(ours.xy_random[0], whole.xy_random[0], rtol=RTOL, atol=ATOL)
