@@ -292,7 +292,10 @@ class GramSum:
     The level-indexed blocks (``Z_k' W Z_k`` per level, ``[X y]' W Z_k``) are allocated once
     at their full size and each chunk adds into the levels it touches; the off-diagonal
     blocks' pieces are kept (they are the block's entries, once each when no level pair
-    spans chunks) and merged into one CSR matrix per block by :meth:`gram`.
+    spans chunks) and merged into one CSC matrix per block by :meth:`gram`: column-major
+    over the earlier (larger) term, the layout in which the crossed path's fill kernel
+    reads ``A = Z_R' W Z_0`` where it is (:func:`~mixedmodels.linalg.fillin.
+    scatter_in_place`), so a 100M-row problem holds that block once.
 
     Parameters
     ----------
@@ -312,7 +315,7 @@ class GramSum:
         self.sizes = [b.size for b in blocks]
         keys = [(j, k) for j in range(len(blocks)) for k in range(j)]
         self.pieces: dict[tuple[int, int], list[SparsePiece]] = {key: [] for key in keys}
-        self.row_counts = {key: np.zeros(blocks[key[0]].size, dtype=np.int64) for key in keys}
+        self.column_counts = {key: np.zeros(blocks[key[1]].size, dtype=np.int64) for key in keys}
 
     def add(self, part: ChunkGram) -> GramSum:
         """Add one chunk's sums (returns self)."""
@@ -323,9 +326,9 @@ class GramSum:
             d[:, :, t.first : t.first + span] += t.diagonal
             xy[:, t.first * p : (t.first + span) * p] += t.xy_random
         for key, piece in part.off_diagonal.items():
-            counts = piece.row_counts
-            if counts.size and piece.data.size:
-                self.row_counts[key][piece.first_row : piece.first_row + counts.size] += counts
+            if piece.row_counts.size and piece.data.size:
+                columns = self.column_counts[key]
+                columns += np.bincount(piece.indices, minlength=columns.size)
                 self.pieces[key].append(
                     SparsePiece(
                         piece.first_row,
@@ -342,36 +345,45 @@ class GramSum:
         off = {}
         for key in list(self.pieces):
             shape = (self.sizes[key[0]], self.sizes[key[1]])
-            off[key] = _merge_pieces(shape, self.pieces.pop(key), self.row_counts.pop(key))
+            off[key] = _merge_pieces(shape, self.pieces.pop(key), self.column_counts.pop(key))
         return Gram(self.diagonal, off, self.xy_random, self.xy_xy)
 
 
 def _merge_pieces(
-    shape: tuple[int, int], pieces: list[SparsePiece], row_counts: np.ndarray
-) -> sp.csr_matrix:
-    """One canonical CSR matrix (int32 indices and indptr when they fit) from the pieces of
-    all chunks: each piece's rows are copied into their slots in chunk order, then the
-    rows of levels that span chunks are sorted and their duplicates added in place."""
-    nnz = int(row_counts.sum())
-    dtype = _index_dtype(max(nnz, shape[1]))
-    indptr = np.zeros(shape[0] + 1, dtype=dtype)
-    np.cumsum(row_counts, out=indptr[1:])
+    shape: tuple[int, int], pieces: list[SparsePiece], column_counts: np.ndarray
+) -> sp.csc_matrix:
+    """One canonical CSC matrix (int32 indices and indptr when they fit) from the pieces of
+    all chunks: each piece (CSR rows of the block) is transposed by scipy's linear
+    conversion and its columns copied into their slots in chunk order; the columns of
+    levels that span chunks are then sorted and their duplicates added in place.  Each
+    piece is freed once copied, so the merge holds the final block and one piece."""
+    nnz = int(column_counts.sum())
+    dtype = _index_dtype(max(nnz, shape[0]))
+    indptr = np.zeros(shape[1] + 1, dtype=dtype)
+    np.cumsum(column_counts, out=indptr[1:])
     with _small_pages():
         indices = np.empty(nnz, dtype=dtype)
         data = np.empty(nnz)
-    free = indptr[:-1].astype(np.int64)  # next free slot of every row
+    free = indptr[:-1].astype(np.int64)  # next free slot of every column
     pieces.reverse()
     while pieces:
-        piece = pieces.pop()  # chunk order; each piece is freed once copied
-        counts = piece.row_counts
-        rows = slice(piece.first_row, piece.first_row + counts.size)
-        dest = np.repeat(free[rows] - piece.indptr[:-1], counts)
+        piece = pieces.pop()  # chunk order
+        first, n_rows = piece.first_row, piece.indptr.size - 1
+        part = sp.csr_matrix(
+            (piece.data, piece.indices, piece.indptr), shape=(n_rows, shape[1]), copy=False
+        ).tocsc()
+        del piece
+        part.indices += first  # rows of the whole block (part is not used as a matrix again)
+        counts = np.diff(part.indptr)
+        columns = np.flatnonzero(counts)
+        counts = counts[columns]
+        dest = np.repeat(free[columns] - part.indptr[columns], counts)
         dest += np.arange(dest.size)
-        indices[dest] = piece.indices
-        data[dest] = piece.data
-        free[rows] += counts
-        del piece, dest
-    mat = sp.csr_matrix((data, indices, indptr), shape=shape, copy=False)
+        indices[dest] = part.indices
+        data[dest] = part.data
+        free[columns] += counts
+        del part, dest
+    mat = sp.csc_matrix((data, indices, indptr), shape=shape, copy=False)
     mat.sum_duplicates()  # no-op (one check) when no level pair spans chunks
     return mat
 
