@@ -206,15 +206,22 @@ def test_any_split_of_the_rows_gives_bitwise_the_same_fit(monkeypatch, name):
 @pytest.mark.parametrize("name", ["p1", "p3", "two_rest_terms", "rest_slope", "empty_panels"])
 def test_chunked_and_parquet_fits_equal_the_in_memory_fit(monkeypatch, tmp_path, name):
     """Out of core the Gram holds ``Z_R' W Z_0`` as CSC and the kernel reads it in place
-    (one rest term); the fits equal the in-memory fit (the issue's exactness goal)."""
+    (one rest term); chunks of a frame, one Parquet file, and a directory of three files
+    with dictionary-encoded factors read in batches of 211 rows give the in-memory fit
+    (the issue's exactness goal)."""
     pytest.importorskip("pyarrow")
     formula, arguments, make = MODELS[name]
     frame = make()
     path = tmp_path / "rows.parquet"
     frame.to_parquet(path)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    coded = frame.astype({"s": "category", "item": "category", "site": "category"})
+    for k, rows in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        coded.iloc[rows].to_parquet(folder / f"part{k}.parquet")
     built = force_kernel(monkeypatch, "scatter")
     memory = fit(formula, frame, **arguments)
-    for source in (mm.FrameSource(frame, 377), str(path)):
+    for source in (mm.FrameSource(frame, 377), str(path), mm.ParquetSource(folder, 211)):
         built.clear()
         chunked = fit(formula, source, **arguments)
         assert built == ["scatter"]
