@@ -473,6 +473,32 @@ def test_scatter_refuses_arguments_that_do_not_match_a():
     assert fillin.ScatterFill(fillin.ScatterFill(_hand_a(), 1).a, 1).p == 1  # 4 levels of 1
 
 
+@pytest.mark.skipif(not numba_available(), reason="needs numba (fast extra)")
+def test_scatter_refuses_an_a_whose_arrays_were_replaced_after_the_check():
+    """A is read in place (the Gram's own block): when its owner replaces its arrays after
+    the kernel checked them (``sum_duplicates`` assigns shorter ones), the kernel raises
+    instead of reading the old pointers into the new, shorter values."""
+    from mixedmodels.errors import ArgumentError
+
+    rng = np.random.default_rng(16)
+    r = random_factors(rng, 2, 2)
+    a = _hand_a()
+    fill = fillin.ScatterFill(a, 2)
+    a.indices, a.data = a.indices[:-2].copy(), a.data[:-2].copy()
+    with pytest.raises(ArgumentError, match="structure changed"):
+        fill.lower_fill(r)
+    b = _hand_a()
+    fill = fillin.ScatterFill(b, 2)
+    b.data = b.data.astype(np.float32)
+    with pytest.raises(ArgumentError, match="float64"):
+        fill.lower_fill(r)
+    c = _hand_a()
+    fill = fillin.ScatterFill(c, 2)
+    c.data = 2.0 * c.data  # new values of the same structure are read, as refresh does
+    want = np.tril(c.toarray() @ block_diagonal(r) @ c.toarray().T)
+    np.testing.assert_allclose(fill.lower_fill(r), want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
 def _break_numba_import(monkeypatch):
     """Make importing the compiled kernels fail as a numba that does not match numpy
     does (an ImportError at ``import numba``)."""

@@ -688,6 +688,9 @@ class ScatterFill:
         self._edges = balanced_edges(work, self.threads)
         self._block_rows = max(8, SCATTER_BLOCK_BYTES // (8 * max(q, 1)))
         self._positions: np.ndarray | None = None  # panel entry -> position in a.data
+        # the structure checked above: A is read in place (the Gram's own block), so a
+        # later change of its arrays by their owner is refused, not read out of bounds
+        self._checked = (a.indptr, a.indices, a.data.size)
 
     def _check(self, a: sp.csc_matrix, p: int) -> None:
         """Everything the compiled loops index without bounds checks (an index out of range
@@ -771,6 +774,15 @@ class ScatterFill:
                 f"r must have shape ({self.p}, {self.p}, {n_levels}) (p x p per level), "
                 f"not {np.shape(r)}"
             )
+        indptr, indices, size = self._checked
+        a = self.a
+        if a.indptr is not indptr or a.indices is not indices or a.data.size != size:
+            raise ArgumentError(
+                "A's structure changed after the scatter kernel checked it (its arrays were "
+                "replaced, e.g. by sum_duplicates): build the kernel again"
+            )
+        if a.data.dtype != np.float64:
+            raise ArgumentError(f"A's values must be float64, not {a.data.dtype}")
         out = np.zeros((self.n_rows, self.n_rows))
         with _SCATTER_LOCK:
             self._kernels.scatter_lower(
