@@ -557,3 +557,27 @@ def test_scatter_threads_ignore_a_numba_num_threads_that_is_not_a_positive_integ
     assert fillin.scatter_threads(many) == 1
     monkeypatch.setenv("NUMBA_NUM_THREADS", "7")
     assert fillin.scatter_threads(many) == 7
+
+
+def test_an_unknown_kernel_name_is_an_argument_error(monkeypatch):
+    """A misspelt kind returned no kernel (the caller then fell back silently as if every
+    kernel were over the storage cap); now an ArgumentError lists the kernels.  Asking for
+    the scatter kernel without numba gives the cheapest other one (its product equals the
+    dense one, tolerance as above)."""
+    from mixedmodels.errors import ArgumentError
+
+    rng = np.random.default_rng(17)
+    subj, item, z0 = crossed_cells(rng, 12, 9, 2)
+    panels = fillin.panels_from_rows(subj, 12, z0, item[:, None], np.ones((subj.size, 1)), 9, None)
+    diagonal = rng.normal(size=(2, 2, 12))
+    with pytest.raises(ArgumentError, match="unknown fill kernel 'scater'.*scatter"):
+        fillin.make_fill(panels, diagonal, kind="scater")
+    monkeypatch.setattr(fillin, "numba_available", lambda: False)
+    fill, choice = fillin.make_fill(panels, diagonal, kind="scatter")
+    assert fill.kind == choice.kind != "scatter"
+    r = random_factors(rng, 2, 12)
+    a = panels.to_csr().toarray()
+    want = np.tril(a @ block_diagonal(r) @ a.T)
+    np.testing.assert_allclose(
+        np.tril(fill.lower_fill(r)), want, rtol=0, atol=1e-12 * np.abs(want).max()
+    )

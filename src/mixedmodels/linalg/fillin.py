@@ -800,6 +800,7 @@ class ScatterFill:
 
 
 Fill = MapFill | GroupedFill | DenseFill | ScatterFill
+FILL_KINDS = ("map", "grouped", "dense", "scatter")
 
 
 @dataclass(frozen=True)
@@ -884,6 +885,8 @@ def make_fill(
     for new panel values (see :func:`estimate_fill`).  Returns ``(None, choice)`` when
     every kernel would exceed the storage cap.
     """
+    if kind is not None and kind not in FILL_KINDS:
+        raise ArgumentError(f"unknown fill kernel {kind!r}; one of {', '.join(FILL_KINDS)}")
     if reweightable:
         groups, n_groups = np.zeros(panels.n_levels, dtype=np.int64), panels.n_levels
     else:
@@ -893,7 +896,8 @@ def make_fill(
     if reweightable and kind == "grouped":
         raise ArgumentError("the grouped fill kernel cannot be reweighted")
     if kind == "scatter" and scatter_kernels() is None:
-        # numba failed to load just now: the cheapest of the other kernels
+        # asked for without numba, or numba failed to load just now (warned): the
+        # cheapest of the other kernels
         choice = estimate_fill(panels.shape, n_groups, reweightable)
         kind = choice.kind
     if kind == "map":
