@@ -924,6 +924,9 @@ def scatter_in_place(
         return None
     _, n_groups = level_groups(diagonal)
     choice = estimate_fill(PanelShape.of_csc(a, p), n_groups)
-    if (kind or choice.kind) != "scatter" or not ScatterFill.accepts(a, p):
+    if (kind or choice.kind) != "scatter":
         return None
-    return ScatterFill(a, p), choice
+    try:  # the kernel checks A's structure once (O(nnz), compiled)
+        return ScatterFill(a, p), choice
+    except ArgumentError:  # e.g. columns of a level with different rows: build panels
+        return None
