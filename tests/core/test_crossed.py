@@ -315,3 +315,38 @@ def test_scatter_reads_a_csc_block_of_the_gram_in_place():
         np.testing.assert_allclose(
             crossed.pieces(theta), dense_pieces(problem, theta), rtol=1e-10
         )
+
+
+@pytest.mark.parametrize("kernel", ["map", SCATTER])
+def test_kept_fills_are_capped_in_bytes(monkeypatch, kernel):
+    """Four fills of the largest dense rest (8,000 columns) were 2 GB kept on top of the
+    factorization; now only as many as fit in FILL_CACHE_BYTES are kept (none when one does
+    not fit), the oldest dropped first, and the pieces equal the dense factorization
+    (tolerance as above)."""
+    monkeypatch.setattr(crossed_module, "FILL_CACHE_PRODUCTS", 0)
+    rng = np.random.default_rng(43)
+    problem = crossed_problem("slope_intercept", rng)
+    q = 12  # the rest: 12 items
+    monkeypatch.setattr(crossed_module, "FILL_CACHE_BYTES", 8 * q * q - 1)
+    assert crossed_for(problem, kernel)._fill_cache is None
+    monkeypatch.setattr(crossed_module, "FILL_CACHE_BYTES", 2 * 8 * q * q)
+    crossed = crossed_for(problem, kernel)
+    assert crossed.q_rest == q and crossed._fills_kept == 2
+    calls = []
+    original = crossed.fill.lower_fill
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(crossed.fill, "lower_fill", counted)
+    firsts = [random_theta(problem, rng)[:3] for _ in range(3)]
+    for first in firsts:
+        theta = np.concatenate([first, [0.7]])
+        np.testing.assert_allclose(crossed.pieces(theta), dense_pieces(problem, theta), rtol=1e-10)
+    assert len(crossed._fill_cache) == 2 and len(calls) == 3
+    crossed.pieces(np.concatenate([firsts[2], [0.3]]))  # kept
+    assert len(calls) == 3
+    theta = np.concatenate([firsts[0], [0.3]])  # dropped: computed again
+    np.testing.assert_allclose(crossed.pieces(theta), dense_pieces(problem, theta), rtol=1e-10)
+    assert len(calls) == 4

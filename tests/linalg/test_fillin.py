@@ -395,3 +395,191 @@ def test_scatter_called_from_several_threads_at_once_gives_each_its_product():
     for r, got in zip(factors, results, strict=True):
         want = np.tril(a_dense @ block_diagonal(r) @ a_dense.T)
         np.testing.assert_allclose(np.tril(got), want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+# A by hand: 4 rows, 2 levels x p = 2; level 0 meets rows 0 and 2, level 1 rows 1 and 3
+HAND_INDPTR = np.array([0, 2, 4, 6, 8])
+HAND_INDICES = np.array([0, 2, 0, 2, 1, 3, 1, 3])
+
+
+def _hand_a(indices=HAND_INDICES, indptr=HAND_INDPTR, dtype=np.float64):
+    """The hand-built ``A`` with some arrays replaced (scipy's constructor checks neither
+    row ranges, sorting nor monotone pointers)."""
+    import scipy.sparse as sp
+
+    a = sp.csc_matrix((np.arange(1.0, 9.0), HAND_INDICES.copy(), HAND_INDPTR.copy()), (4, 4))
+    a.data = a.data.astype(dtype)
+    a.indices = np.array(indices, dtype=a.indices.dtype)
+    a.indptr = np.array(indptr, dtype=a.indptr.dtype)
+    return a
+
+
+@pytest.mark.skipif(not numba_available(), reason="needs numba (fast extra)")
+@pytest.mark.parametrize(
+    "indices, indptr, message",
+    [
+        ([0, 2, 0, 2, 1, 3, 1, 9], HAND_INDPTR, "outside 0 .. rows - 1"),
+        ([-1, 2, 0, 2, 1, 3, 1, 3], HAND_INDPTR, "outside 0 .. rows - 1"),
+        ([2, 0, 2, 0, 1, 3, 1, 3], HAND_INDPTR, "not strictly increasing"),
+        ([0, 0, 0, 0, 1, 3, 1, 3], HAND_INDPTR, "not strictly increasing"),
+        ([0, 2, 0, 3, 1, 3, 1, 3], HAND_INDPTR, "do not share one row pattern"),
+        (HAND_INDICES, [0, 2, 4, 6, 11], "point past"),
+        (HAND_INDICES, [0, 5, 4, 6, 8], "decrease"),
+        (HAND_INDICES, [1, 2, 4, 6, 8], "do not start at 0"),
+    ],
+)
+def test_scatter_refuses_every_structure_it_would_index_out_of_bounds(indices, indptr, message):
+    """The compiled loops do not check bounds: a row index out of range, an unsorted or
+    duplicated column, columns of one level with different rows (the kernel reads the
+    first column's count in every column), bad pointers would read or write outside the
+    arrays (before this review ``ScatterFill`` took such an ``A``).  Each is refused
+    when the kernel is built, with an ArgumentError naming the problem, and ``accepts``
+    says False."""
+    from mixedmodels.errors import ArgumentError
+
+    good = _hand_a()
+    assert fillin.ScatterFill.accepts(good, 2)
+    bad = _hand_a(indices, indptr)
+    with pytest.raises(ArgumentError, match=message):
+        fillin.ScatterFill(bad, 2)
+    assert not fillin.ScatterFill.accepts(bad, 2)
+
+
+@pytest.mark.skipif(not numba_available(), reason="needs numba (fast extra)")
+def test_scatter_refuses_arguments_that_do_not_match_a():
+    """p, the value type, the format, r's shape (the kernel reads ``r[:, :, s]`` for every
+    level) and new values' shape are checked: ArgumentError, and the kernel still gives
+    the dense product afterwards (tolerance as above)."""
+    from mixedmodels.errors import ArgumentError
+
+    a = _hand_a()
+    fill = fillin.ScatterFill(a, 2)
+    with pytest.raises(ArgumentError, match="not 3 columns per level"):
+        fillin.ScatterFill(a, 3)
+    for p in (0, -1, 1.5, True):
+        with pytest.raises(ArgumentError, match="positive integer"):
+            fillin.ScatterFill(a, p)
+    with pytest.raises(ArgumentError, match="float64"):
+        fillin.ScatterFill(_hand_a(dtype=np.float32), 2)
+    with pytest.raises(ArgumentError, match="CSC"):
+        fillin.ScatterFill(a.tocsr(), 2)
+    rng = np.random.default_rng(14)
+    for r in (random_factors(rng, 2, 1), random_factors(rng, 3, 2), np.ones((2, 2))):
+        with pytest.raises(ArgumentError, match=r"\(2, 2, 2\)"):
+            fill.lower_fill(r)
+    with pytest.raises(ArgumentError, match=r"\(4, 2\)"):
+        fill.refresh(np.ones((5, 2)))
+    r = random_factors(rng, 2, 2)
+    want = np.tril(a.toarray() @ block_diagonal(r) @ a.toarray().T)
+    np.testing.assert_allclose(fill.lower_fill(r), want, rtol=0, atol=1e-12 * np.abs(want).max())
+    assert fillin.ScatterFill(fillin.ScatterFill(_hand_a(), 1).a, 1).p == 1  # 4 levels of 1
+
+
+@pytest.mark.skipif(not numba_available(), reason="needs numba (fast extra)")
+def test_scatter_refuses_an_a_whose_arrays_were_replaced_after_the_check():
+    """A is read in place (the Gram's own block): when its owner replaces its arrays after
+    the kernel checked them (``sum_duplicates`` assigns shorter ones), the kernel raises
+    instead of reading the old pointers into the new, shorter values."""
+    from mixedmodels.errors import ArgumentError
+
+    rng = np.random.default_rng(16)
+    r = random_factors(rng, 2, 2)
+    a = _hand_a()
+    fill = fillin.ScatterFill(a, 2)
+    a.indices, a.data = a.indices[:-2].copy(), a.data[:-2].copy()
+    with pytest.raises(ArgumentError, match="structure changed"):
+        fill.lower_fill(r)
+    b = _hand_a()
+    fill = fillin.ScatterFill(b, 2)
+    b.data = b.data.astype(np.float32)
+    with pytest.raises(ArgumentError, match="float64"):
+        fill.lower_fill(r)
+    c = _hand_a()
+    fill = fillin.ScatterFill(c, 2)
+    c.data = 2.0 * c.data  # new values of the same structure are read, as refresh does
+    want = np.tril(c.toarray() @ block_diagonal(r) @ c.toarray().T)
+    np.testing.assert_allclose(fill.lower_fill(r), want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+def _break_numba_import(monkeypatch):
+    """Make importing the compiled kernels fail as a numba that does not match numpy
+    does (an ImportError at ``import numba``)."""
+    import sys
+
+    import mixedmodels.linalg as linalg_package
+
+    monkeypatch.setattr(fillin, "_scatter_failure", None)
+    monkeypatch.delattr(linalg_package, "scatter_kernels", raising=False)
+    monkeypatch.setitem(sys.modules, "mixedmodels.linalg.scatter_kernels", None)
+
+
+@pytest.mark.skipif(not numba_available(), reason="needs numba (fast extra)")
+def test_a_numba_that_fails_to_load_falls_back_to_the_other_kernels(monkeypatch):
+    """numba installed but failing at import (e.g. ``Numba needs NumPy 2.2 or less``) made
+    every fit that chose the scatter kernel die with an ImportError.  Now: one
+    MixedModelsWarning, the kernel asked for or chosen is replaced by the cheapest other
+    one (its product equals the dense one, tolerance as above), and scatter is no longer
+    offered."""
+    from mixedmodels.errors import MixedModelsError, MixedModelsWarning
+
+    _break_numba_import(monkeypatch)
+    rng = np.random.default_rng(15)
+    subj, item, z0 = crossed_cells(rng, 30, 20, 2)
+    panels = fillin.panels_from_rows(
+        subj, 30, z0, item[:, None], np.ones((subj.size, 1)), 20, None
+    )
+    diagonal = rng.normal(size=(2, 2, 30))
+    with pytest.warns(MixedModelsWarning, match="numba failed to load"):
+        fill, choice = fillin.make_fill(panels, diagonal, kind="scatter")
+    assert fill.kind != "scatter" and "scatter" not in choice.estimates
+    assert not fillin.numba_available()
+    assert fillin.scatter_in_place(panels.to_csr().tocsc(), 2, diagonal) is None
+    with pytest.raises(MixedModelsError, match="needs numba"):
+        fillin.ScatterFill.from_panels(panels)
+    r = random_factors(rng, 2, 30)
+    a = panels.to_csr().toarray()
+    want = np.tril(a @ block_diagonal(r) @ a.T)
+    np.testing.assert_allclose(
+        np.tril(fill.lower_fill(r)), want, rtol=0, atol=1e-12 * np.abs(want).max()
+    )
+
+
+def test_scatter_threads_ignore_a_numba_num_threads_that_is_not_a_positive_integer(
+    monkeypatch,
+):
+    """numba ignores an unparsable NUMBA_NUM_THREADS (with a warning); the thread count
+    took int() of it and raised ValueError.  A valid value still caps the threads."""
+    many = 50 * fillin.SCATTER_MIN_PRODUCTS_PER_THREAD
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    default = fillin.scatter_threads(many)
+    for text in ("abc", "", "0", "-2", "1.5"):
+        monkeypatch.setenv("NUMBA_NUM_THREADS", text)
+        assert fillin.scatter_threads(many) == default
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    assert fillin.scatter_threads(many) == 1
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "7")
+    assert fillin.scatter_threads(many) == 7
+
+
+def test_an_unknown_kernel_name_is_an_argument_error(monkeypatch):
+    """A misspelt kind returned no kernel (the caller then fell back silently as if every
+    kernel were over the storage cap); now an ArgumentError lists the kernels.  Asking for
+    the scatter kernel without numba gives the cheapest other one (its product equals the
+    dense one, tolerance as above)."""
+    from mixedmodels.errors import ArgumentError
+
+    rng = np.random.default_rng(17)
+    subj, item, z0 = crossed_cells(rng, 12, 9, 2)
+    panels = fillin.panels_from_rows(subj, 12, z0, item[:, None], np.ones((subj.size, 1)), 9, None)
+    diagonal = rng.normal(size=(2, 2, 12))
+    with pytest.raises(ArgumentError, match="unknown fill kernel 'scater'.*scatter"):
+        fillin.make_fill(panels, diagonal, kind="scater")
+    monkeypatch.setattr(fillin, "numba_available", lambda: False)
+    fill, choice = fillin.make_fill(panels, diagonal, kind="scatter")
+    assert fill.kind == choice.kind != "scatter"
+    r = random_factors(rng, 2, 12)
+    a = panels.to_csr().toarray()
+    want = np.tril(a @ block_diagonal(r) @ a.T)
+    np.testing.assert_allclose(
+        np.tril(fill.lower_fill(r)), want, rtol=0, atol=1e-12 * np.abs(want).max()
+    )

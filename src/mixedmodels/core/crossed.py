@@ -30,6 +30,7 @@ proportional to the number of rows.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
@@ -39,6 +40,7 @@ import scipy.sparse as sp
 
 from mixedmodels.core.gram import Gram, grouped_cross_products, is_nested
 from mixedmodels.core.terms import RandomBlock
+from mixedmodels.errors import ArgumentError
 from mixedmodels.linalg import batched
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.linalg.fillin import (
@@ -64,6 +66,9 @@ SINGLE_THREAD_REST = 3000
 # for steps that change only a scalar rest term's theta (see CrossedObjective._schur_rest)
 FILL_CACHE_PRODUCTS = 10_000_000
 FILL_CACHE = 4
+# ... and no more of them than fit in this many bytes: at the largest dense rest
+# (MAX_REST = 8,000 columns) one fill is 512 MB, four would be 2 GB
+FILL_CACHE_BYTES = 2**29
 
 
 def same_factor(a: RandomBlock, b: RandomBlock) -> bool:
@@ -289,11 +294,13 @@ class CrossedObjective:
             with single_threaded_blas(q <= SINGLE_THREAD_REST):
                 self.fill, choice = make_fill(panels, self.d0, kind, reweightable=reweightable)
             shape = panels.shape
+        self._fills_kept = min(FILL_CACHE, FILL_CACHE_BYTES // (8 * q * q))
         cache_fills = (
             self.diagonal_rest
             and not reweightable
             and self.fill is not None
             and shape.n_triples() >= FILL_CACHE_PRODUCTS
+            and self._fills_kept >= 1
         )
         self._fill_cache: OrderedDict[bytes, np.ndarray] | None = (
             OrderedDict() if cache_fills else None
@@ -370,7 +377,7 @@ class CrossedObjective:
         found at construction; the elimination order, panel structure and fill kernel's
         symbolic work are kept."""
         if not self.reweightable:
-            raise ValueError("this crossed objective was not built reweightable")
+            raise ArgumentError("this crossed objective was not built reweightable")
         if self._amalgamated is None:
             self.d0 = gram.diagonal[self.order.first[0]]
         else:
@@ -464,16 +471,23 @@ class CrossedObjective:
 
     def _cached_fill(self, r: np.ndarray, key: bytes) -> np.ndarray:
         """A new array holding the fill ``A M A'`` (lower triangle) at ``r``, from the cache
-        of the last :data:`FILL_CACHE` fills when ``key`` (``lambda_0``) is in it."""
+        of the last :data:`FILL_CACHE` fills (at most :data:`FILL_CACHE_BYTES`) when
+        ``key`` (``lambda_0``) is in it.  The fill found or made is held in a local name
+        before the cache is touched again, so objectives sharing the cache
+        (:meth:`with_response`) in several threads never look up an evicted key."""
         cache = self._fill_cache
-        if key in cache:
-            cache.move_to_end(key)
+        fill = cache.get(key)
+        if fill is None:
+            fill = self.fill.lower_fill(r)
+            fill.flags.writeable = False
+            cache[key] = fill
+            while len(cache) > self._fills_kept:
+                with contextlib.suppress(KeyError):
+                    cache.popitem(last=False)
         else:
-            cache[key] = self.fill.lower_fill(r)
-            cache[key].flags.writeable = False
-            while len(cache) > FILL_CACHE:
-                cache.popitem(last=False)
-        return cache[key].copy()
+            with contextlib.suppress(KeyError):
+                cache.move_to_end(key)
+        return fill.copy()
 
     def _schur_rest(self, r: np.ndarray, lams: list[np.ndarray], key: bytes = b"") -> np.ndarray:
         """``Lambda_R' (D_R - A M A') Lambda_R + I``; only the lower triangle is valid.

@@ -43,12 +43,15 @@ import functools
 import importlib.util
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg.blas as blas
 import scipy.sparse as sp
+
+from mixedmodels.errors import ArgumentError, MixedModelsError, MixedModelsWarning
 
 # rough costs (seconds per unit) on the project's 2-core machine, used only to rank kernels
 SPARSE_ENTRY = 1.0e-9  # one entry of a CSR matrix-vector product
@@ -595,22 +598,57 @@ class DenseFill:
 
 
 _SCATTER_LOCK = threading.Lock()  # see ScatterFill.lower_fill
+# why the compiled kernels could not be loaded (set once, by scatter_kernels)
+_scatter_failure: str | None = None
 
 
 def numba_available() -> bool:
-    """True when numba imports (the compiled :class:`ScatterFill` is then offered)."""
-    return importlib.util.find_spec("numba") is not None
+    """True when numba is installed and the compiled kernels have not failed to load
+    (the compiled :class:`ScatterFill` is then offered).  Cheap: numba itself is imported
+    only when a :class:`ScatterFill` is built (:func:`scatter_kernels`)."""
+    return _scatter_failure is None and importlib.util.find_spec("numba") is not None
+
+
+def scatter_kernels():
+    """The module of compiled kernels (:mod:`mixedmodels.linalg.scatter_kernels`), or
+    None when numba is missing or fails to load.
+
+    An installed numba can fail at import (a numpy newer than the numba release supports:
+    ``ImportError: Numba needs NumPy 2.2 or less``; no writable directory for its cache of
+    compiled kernels: a ``RuntimeError``).  The kernel is an optional accelerator, so the
+    failure is reported once as a :class:`~mixedmodels.errors.MixedModelsWarning`, the
+    scatter kernel is no longer offered and the fit continues with the other kernels.
+    """
+    global _scatter_failure
+    if not numba_available():
+        return None
+    try:
+        from mixedmodels.linalg import scatter_kernels as module
+    except Exception as exc:  # noqa: BLE001 - any failure of the optional import falls back
+        _scatter_failure = f"{type(exc).__name__}: {exc}"
+        warnings.warn(
+            "the compiled scatter fill kernel is unavailable (numba failed to load: "
+            f"{_scatter_failure}); using the other fill kernels",
+            MixedModelsWarning,
+            stacklevel=2,
+        )
+        return None
+    return module
 
 
 def scatter_threads(products: int) -> int:
     """Threads for a scatter of ``products`` products: one per
     ``SCATTER_MIN_PRODUCTS_PER_THREAD`` products, at most the cores this process may use
-    (or ``NUMBA_NUM_THREADS`` when set), at least one."""
+    (or ``NUMBA_NUM_THREADS`` when set to a positive integer; numba itself ignores other
+    values), at least one."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    limit = int(os.environ.get("NUMBA_NUM_THREADS", cores or 1))
+    limit = cores or 1
+    text = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    if text.isdigit() and int(text) > 0:
+        limit = int(text)
     return max(1, min(limit, products // SCATTER_MIN_PRODUCTS_PER_THREAD))
 
 
@@ -637,19 +675,55 @@ class ScatterFill:
     kind = "scatter"
 
     def __init__(self, a: sp.csc_matrix, p: int):
-        from mixedmodels.linalg import scatter_kernels  # numba: imported only here
-
-        self._kernels = scatter_kernels
+        kernels = scatter_kernels()  # numba: imported only here
+        if kernels is None:
+            raise MixedModelsError(
+                "the scatter fill kernel needs numba (pip install 'mixedmodels[fast]')"
+                + (f"; it failed to load: {_scatter_failure}" if _scatter_failure else "")
+            )
+        self._kernels = kernels
+        self._check(a, p)
         self.n_rows = q = a.shape[0]
         self.p = p
         self.a = a
         self._indptr = np.ascontiguousarray(a.indptr)
         self._indices = np.ascontiguousarray(a.indices)
-        work = scatter_kernels.products_per_row(self._indptr, self._indices, p, q)
+        work = kernels.products_per_row(self._indptr, self._indices, p, q)
         self.threads = scatter_threads(int(work.sum()))
         self._edges = balanced_edges(work, self.threads)
         self._block_rows = max(8, SCATTER_BLOCK_BYTES // (8 * max(q, 1)))
         self._positions: np.ndarray | None = None  # panel entry -> position in a.data
+        # the structure checked above: A is read in place (the Gram's own block), so a
+        # later change of its arrays by their owner is refused, not read out of bounds
+        self._checked = (a.indptr, a.indices, a.data.size)
+
+    def _check(self, a: sp.csc_matrix, p: int) -> None:
+        """Everything the compiled loops index without bounds checks (an index out of range
+        there would read or write outside the arrays, not raise): ``a`` is a CSC matrix of
+        float64 values, ``l p`` columns, sorted and unique rows in range, and the ``p``
+        columns of every level share one row pattern.  ``O(nnz)``, once per kernel."""
+        if isinstance(p, bool) or not isinstance(p, int | np.integer) or p < 1:
+            raise ArgumentError(f"the scatter kernel's p must be a positive integer, not {p!r}")
+        if not (sp.isspmatrix_csc(a) or isinstance(a, sp.csc_array)):
+            raise ArgumentError(
+                f"the scatter kernel reads A as a CSC matrix, not {type(a).__name__}"
+            )
+        n_rows, n_cols = a.shape
+        if n_cols % p or a.indptr.size != n_cols + 1:
+            raise ArgumentError(
+                f"A has {n_cols} columns and {a.indptr.size} column pointers: not "
+                f"{p} columns per level"
+            )
+        if a.data.dtype != np.float64 or a.data.size != a.indices.size:
+            raise ArgumentError(
+                f"A's values must be float64, one per row index (got {a.data.dtype}, "
+                f"{a.data.size} values for {a.indices.size} row indices)"
+            )
+        code = self._kernels.structure_error(a.indptr, a.indices, n_rows, p)
+        if code:
+            raise ArgumentError(
+                f"A cannot be read by the scatter kernel: {self._kernels.STRUCTURE_ERRORS[code]}"
+            )
 
     @classmethod
     def from_panels(cls, panels: Panels) -> ScatterFill:
@@ -660,15 +734,17 @@ class ScatterFill:
 
     @staticmethod
     def accepts(a: sp.csc_matrix, p: int) -> bool:
-        """True when ``a`` is canonical CSC with one row pattern per level (compiled check,
-        no temporaries the size of ``a``)."""
-        from mixedmodels.linalg import scatter_kernels
-
-        if not (sp.isspmatrix_csc(a) or isinstance(a, sp.csc_array)) or a.shape[1] % p:
+        """True when ``a`` is canonical CSC of float64 values with one row pattern per
+        level (compiled check, no temporaries the size of ``a``); False too when the
+        kernels cannot be loaded."""
+        kernels = scatter_kernels()
+        if kernels is None or not (sp.isspmatrix_csc(a) or isinstance(a, sp.csc_array)):
             return False
-        if not a.has_canonical_format:
+        if a.shape[1] % p or a.indptr.size != a.shape[1] + 1:
             return False
-        return bool(scatter_kernels.shares_row_patterns(a.indptr, a.indices, p))
+        if a.data.dtype != np.float64 or a.data.size != a.indices.size:
+            return False
+        return kernels.structure_error(a.indptr, a.indices, a.shape[0], p) == 0
 
     @property
     def stored_entries(self) -> int:
@@ -677,6 +753,12 @@ class ScatterFill:
     def refresh(self, values: np.ndarray) -> None:
         """New panel values ``(entries, p)`` (same structure, level-major, rows sorted
         within a level) written into ``A``."""
+        n_entries = self.a.indices.size // self.p
+        if np.shape(values) != (n_entries, self.p):
+            raise ArgumentError(
+                f"new panel values must have shape ({n_entries}, {self.p}), "
+                f"not {np.shape(values)}"
+            )
         if self._positions is None:
             indptr = self._indptr
             counts = indptr[1 :: self.p] - indptr[: -1 : self.p]  # rows per level
@@ -689,7 +771,23 @@ class ScatterFill:
     def lower_fill(self, r: np.ndarray, scale: float = 1.0) -> np.ndarray:
         """As :meth:`MapFill.lower_fill`.  Calls from several Python threads take turns:
         numba's default thread pool (workqueue) aborts the process when two threads
-        launch parallel kernels at once."""
+        launch parallel kernels at once.  ``r`` must be ``(p, p, l)``: the kernel reads
+        ``r[:, :, s]`` for every level without bounds checks."""
+        n_levels = (self._indptr.size - 1) // self.p
+        if np.shape(r) != (self.p, self.p, n_levels):
+            raise ArgumentError(
+                f"r must have shape ({self.p}, {self.p}, {n_levels}) (p x p per level), "
+                f"not {np.shape(r)}"
+            )
+        indptr, indices, size = self._checked
+        a = self.a
+        if a.indptr is not indptr or a.indices is not indices or a.data.size != size:
+            raise ArgumentError(
+                "A's structure changed after the scatter kernel checked it (its arrays were "
+                "replaced, e.g. by sum_duplicates): build the kernel again"
+            )
+        if a.data.dtype != np.float64:
+            raise ArgumentError(f"A's values must be float64, not {a.data.dtype}")
         out = np.zeros((self.n_rows, self.n_rows))
         with _SCATTER_LOCK:
             self._kernels.scatter_lower(
@@ -708,6 +806,7 @@ class ScatterFill:
 
 
 Fill = MapFill | GroupedFill | DenseFill | ScatterFill
+FILL_KINDS = ("map", "grouped", "dense", "scatter")
 
 
 @dataclass(frozen=True)
@@ -792,6 +891,8 @@ def make_fill(
     for new panel values (see :func:`estimate_fill`).  Returns ``(None, choice)`` when
     every kernel would exceed the storage cap.
     """
+    if kind is not None and kind not in FILL_KINDS:
+        raise ArgumentError(f"unknown fill kernel {kind!r}; one of {', '.join(FILL_KINDS)}")
     if reweightable:
         groups, n_groups = np.zeros(panels.n_levels, dtype=np.int64), panels.n_levels
     else:
@@ -799,7 +900,12 @@ def make_fill(
     choice = estimate_fill(panels.shape, n_groups, reweightable)
     kind = kind or choice.kind
     if reweightable and kind == "grouped":
-        raise ValueError("the grouped fill kernel cannot be reweighted")
+        raise ArgumentError("the grouped fill kernel cannot be reweighted")
+    if kind == "scatter" and scatter_kernels() is None:
+        # asked for without numba, or numba failed to load just now (warned): the
+        # cheapest of the other kernels
+        choice = estimate_fill(panels.shape, n_groups, reweightable)
+        kind = choice.kind
     if kind == "map":
         return MapFill(panels, keep_pairs=reweightable), choice
     if kind == "grouped":
@@ -820,8 +926,13 @@ def scatter_in_place(
     keeps ``A`` in memory once: the other kernels need its panels, a copy."""
     if kind not in (None, "scatter") or not numba_available():
         return None
+    if scatter_kernels() is None:  # numba is installed but failed to load (warned)
+        return None
     _, n_groups = level_groups(diagonal)
     choice = estimate_fill(PanelShape.of_csc(a, p), n_groups)
-    if (kind or choice.kind) != "scatter" or not ScatterFill.accepts(a, p):
+    if (kind or choice.kind) != "scatter":
         return None
-    return ScatterFill(a, p), choice
+    try:  # the kernel checks A's structure once (O(nnz), compiled)
+        return ScatterFill(a, p), choice
+    except ArgumentError:  # e.g. columns of a level with different rows: build panels
+        return None

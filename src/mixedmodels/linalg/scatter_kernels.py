@@ -144,21 +144,47 @@ def scatter_lower(  # noqa: PLR0912, PLR0915 - one compiled loop nest
                 block_lo = block_hi
 
 
+# what structure_error finds (0: none); ScatterFill's message for each code
+STRUCTURE_ERRORS = {
+    1: "its column pointers do not start at 0, decrease or point past its row indices",
+    2: "a row index is outside 0 .. rows - 1",
+    3: "the row indices of a column are not strictly increasing (unsorted or duplicated)",
+    4: "the columns of one level do not share one row pattern",
+}
+
+
 @njit(cache=True, boundscheck=False, nogil=True)
-def shares_row_patterns(indptr, indices, p):  # pragma: no cover - compiled
-    """True when the ``p`` columns of every level have the same rows (CSC, canonical)."""
-    n_levels = (indptr.size - 1) // p
-    for s in range(n_levels):
+def structure_error(indptr, indices, n_rows, p):  # pragma: no cover - compiled
+    """0 when ``indptr, indices`` (``(indptr.size - 1)`` columns, a multiple of ``p``) is
+    a canonical CSC structure of ``n_rows`` rows whose ``p`` columns of every level have
+    the same rows: everything :func:`scatter_lower` indexes without bounds checks.
+    Otherwise the code of the first violation (:data:`STRUCTURE_ERRORS`).  The pointers
+    are checked before any row index is read, so the check itself stays in bounds."""
+    n_cols = indptr.size - 1
+    if indptr[0] != 0 or indptr[n_cols] > indices.size:
+        return 1
+    for j in range(n_cols):
+        if indptr[j + 1] < indptr[j]:
+            return 1
+    for j in range(n_cols):
+        lo = indptr[j]
+        hi = indptr[j + 1]
+        for t in range(lo, hi):
+            if indices[t] < 0 or indices[t] >= n_rows:
+                return 2
+            if t > lo and indices[t] <= indices[t - 1]:
+                return 3
+    for s in range(n_cols // p):
         first = indptr[s * p]
         k = indptr[s * p + 1] - first
         for c in range(1, p):
             base = indptr[s * p + c]
             if indptr[s * p + c + 1] - base != k:
-                return False
+                return 4
             for t in range(k):
                 if indices[base + t] != indices[first + t]:
-                    return False
-    return True
+                    return 4
+    return 0
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
