@@ -22,8 +22,11 @@ class Gram:
     ----------
     diagonal : list of ndarray (p_k, p_k, l_k)
         ``Z_k' W Z_k``, block diagonal because each row belongs to one level (level-last).
-    off_diagonal : dict (j, k) -> csr_matrix, j > k
-        ``Z_j' W Z_k``.
+    off_diagonal : dict (j, k) -> csr_matrix or csc_matrix, j > k
+        ``Z_j' W Z_k``, shape ``(l_j p_j, l_k p_k)``: CSR from :func:`build_gram` and
+        :class:`GramPlan`; canonical CSC (int32 indices when they fit) from chunks added
+        by :class:`~mixedmodels.core.reduce.GramSum`, the layout the crossed fill reads in
+        place.
     xy_random : list of ndarray (m, l_k * p_k)
         ``[X y]' W Z_k`` with ``m = n_fixed + 1``.
     xy_xy : ndarray (m, m)
@@ -31,7 +34,7 @@ class Gram:
     """
 
     diagonal: list[np.ndarray]
-    off_diagonal: dict[tuple[int, int], sp.csr_matrix]
+    off_diagonal: dict[tuple[int, int], sp.csr_matrix | sp.csc_matrix]
     xy_random: list[np.ndarray]
     xy_xy: np.ndarray
 

@@ -77,24 +77,25 @@ class LevelSums:
 
 @dataclass
 class SparsePiece:
-    """A chunk's ``Z_j' W Z_k``: the CSR rows ``first_row .. first_row + len(indptr) - 2``
-    of the whole block (canonical: sorted column indices, no duplicates).
+    """A chunk's ``Z_j' W Z_k`` as CSC columns ``first .. first + len(indptr) - 2`` of the
+    whole block (canonical: sorted row indices, no duplicates).
 
     Attributes
     ----------
-    first_row : int
+    first : int
     indptr : ndarray of int64
-    indices : ndarray of int32 (int64 when the block has 2**31 columns or more)
+    indices : ndarray of int32 (int64 when the block has 2**31 rows or more)
     data : ndarray of float64
     """
 
-    first_row: int
+    first: int
     indptr: np.ndarray
     indices: np.ndarray
     data: np.ndarray
 
     @property
-    def row_counts(self) -> np.ndarray:
+    def counts(self) -> np.ndarray:
+        """Entries in each of the piece's columns."""
         return np.diff(self.indptr)
 
 
@@ -131,13 +132,13 @@ def _level_sums(block: RandomBlock, columns: list[np.ndarray], weights: np.ndarr
     return LevelSums(first, diagonal, xy)
 
 
-def _piece_of_csr(mat: sp.csr_matrix) -> SparsePiece:
-    mat = mat.tocsr()
+def _piece_of(mat: sp.spmatrix) -> SparsePiece:
+    mat = mat.tocsc()
     mat.sum_duplicates()
     return SparsePiece(
         0,
         mat.indptr.astype(np.int64),
-        mat.indices.astype(_index_dtype(mat.shape[1])),
+        mat.indices.astype(_index_dtype(mat.shape[0])),
         np.asarray(mat.data, dtype=float),
     )
 
@@ -158,7 +159,7 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
     every (level of j, level of k) pair some row has, times ``p_j p_k`` (explicit zeros
     kept, as :func:`~mixedmodels.core.gram.build_gram` keeps them)."""
     if bj.n_levels == 1 or bk.n_levels == 1 or bj.codes.size == 0:
-        return _piece_of_csr(_cross_random(bj, bk, weights))
+        return _piece_of(_cross_random(bj, bk, weights))
     pj, pk = bj.p, bk.p
     order = _pairs(bj, bk)
     rj, ck = bj.codes[order], bk.codes[order]
@@ -170,7 +171,7 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
     pair_j, pair_k = rj[starts].astype(np.int64), ck[starts].astype(np.int64)
     del rj, ck, new
     n_pairs = starts.size
-    values = _mapped((n_pairs, pj, pk))
+    values = np.empty((n_pairs, pj, pk))
     # columns of ones (intercepts) multiply nothing; a product of ones is a row count
     left = [_unless_ones(bj.z[:, a]) for a in range(pj)]
     right = [_unless_ones(bk.z[:, b]) for b in range(pk)]
@@ -187,27 +188,24 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
             if len(factors) == 3:
                 v *= factors[2]
             values[:, a, b] = np.add.reduceat(v[order], starts)
-    lo = int(pair_j[0])  # pairs are sorted by the level of j
-    levels = pair_j - lo
-    per_level = np.bincount(levels, minlength=int(pair_j[-1]) - lo + 1)
-    row_counts = np.repeat(per_level * pk, pj)  # rows (level, a), level-major
-    indptr = np.zeros(row_counts.size + 1, dtype=np.int64)
-    np.cumsum(row_counts, out=indptr[1:])
-    columns = (pair_k * pk)[:, None] + np.arange(pk)  # (pairs, pk)
-    dtype = _index_dtype(bk.size)
-    if pj == 1:  # a row's entries are its level's pairs in order: no scatter needed
-        indices = _mapped(columns.size, dtype)
-        indices.reshape(columns.shape)[...] = columns
-        return SparsePiece(lo, indptr, indices, values.reshape(-1))
-    group_start = np.cumsum(per_level) - per_level
-    within = np.arange(n_pairs) - group_start[levels]  # pair's place among its level's
-    row_start = indptr[:-1][levels[:, None] * pj + np.arange(pj)]  # (pairs, pj)
-    pos = (row_start + (within * pk)[:, None])[:, :, None] + np.arange(pk)
-    indices = _mapped(int(indptr[-1]), dtype)
+    # CSC: column (level of k, b) holds its pairs' rows (level of j, a), j ascending
+    lo = int(pair_k.min())
+    local = pair_k - lo
+    span = int(local.max()) + 1
+    by_k = np.argsort(local.astype(np.uint16) if span <= _RADIX_LEVELS else local, kind="stable")
+    pair_j, local, values = pair_j[by_k], local[by_k], values[by_k]  # (k, j) order
+    per_level = np.bincount(local, minlength=span)
+    counts = np.repeat(per_level * pj, pk)  # columns (level, b), level-major
+    indptr = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    within = np.arange(n_pairs) - (np.cumsum(per_level) - per_level)[local]
+    column_start = indptr[:-1][local[:, None] * pk + np.arange(pk)]  # (pairs, pk)
+    pos = (column_start + (within * pj)[:, None])[:, None, :] + np.arange(pj)[None, :, None]
+    indices = _mapped(int(indptr[-1]), _index_dtype(bj.size))
     data = _mapped(int(indptr[-1]))
-    indices[pos] = columns[:, None, :]
-    data[pos] = values
-    return SparsePiece(lo * pj, indptr, indices, data)
+    indices[pos] = ((pair_j * pj)[:, None] + np.arange(pj))[:, :, None]  # (pairs, pj, 1)
+    data[pos] = values  # (pairs, pj, pk)
+    return SparsePiece(lo * pk, indptr, indices, data)
 
 
 def chunk_gram(
@@ -292,7 +290,7 @@ class GramSum:
     The level-indexed blocks (``Z_k' W Z_k`` per level, ``[X y]' W Z_k``) are allocated once
     at their full size and each chunk adds into the levels it touches; the off-diagonal
     blocks' pieces are kept (they are the block's entries, once each when no level pair
-    spans chunks) and merged into one CSR matrix per block by :meth:`gram`.
+    spans chunks) and merged into one CSC matrix per block by :meth:`gram`.
 
     Parameters
     ----------
@@ -312,7 +310,7 @@ class GramSum:
         self.sizes = [b.size for b in blocks]
         keys = [(j, k) for j in range(len(blocks)) for k in range(j)]
         self.pieces: dict[tuple[int, int], list[SparsePiece]] = {key: [] for key in keys}
-        self.row_counts = {key: np.zeros(blocks[key[0]].size, dtype=np.int64) for key in keys}
+        self.counts = {key: np.zeros(blocks[key[1]].size, dtype=np.int64) for key in keys}
 
     def add(self, part: ChunkGram) -> GramSum:
         """Add one chunk's sums (returns self)."""
@@ -323,12 +321,12 @@ class GramSum:
             d[:, :, t.first : t.first + span] += t.diagonal
             xy[:, t.first * p : (t.first + span) * p] += t.xy_random
         for key, piece in part.off_diagonal.items():
-            counts = piece.row_counts
+            counts = piece.counts
             if counts.size and piece.data.size:
-                self.row_counts[key][piece.first_row : piece.first_row + counts.size] += counts
+                self.counts[key][piece.first : piece.first + counts.size] += counts
                 self.pieces[key].append(
                     SparsePiece(
-                        piece.first_row,
+                        piece.first,
                         piece.indptr,
                         _off_heap(piece.indices),
                         _off_heap(piece.data),
@@ -342,36 +340,37 @@ class GramSum:
         off = {}
         for key in list(self.pieces):
             shape = (self.sizes[key[0]], self.sizes[key[1]])
-            off[key] = _merge_pieces(shape, self.pieces.pop(key), self.row_counts.pop(key))
+            off[key] = _merge_pieces(shape, self.pieces.pop(key), self.counts.pop(key))
         return Gram(self.diagonal, off, self.xy_random, self.xy_xy)
 
 
 def _merge_pieces(
-    shape: tuple[int, int], pieces: list[SparsePiece], row_counts: np.ndarray
-) -> sp.csr_matrix:
-    """One canonical CSR matrix (int32 indices and indptr when they fit) from the pieces of
-    all chunks: each piece's rows are copied into their slots in chunk order, then the
-    rows of levels that span chunks are sorted and their duplicates added in place."""
-    nnz = int(row_counts.sum())
-    dtype = _index_dtype(max(nnz, shape[1]))
-    indptr = np.zeros(shape[0] + 1, dtype=dtype)
-    np.cumsum(row_counts, out=indptr[1:])
+    shape: tuple[int, int], pieces: list[SparsePiece], counts: np.ndarray
+) -> sp.csc_matrix:
+    """One canonical CSC matrix (int32 indices and indptr when they fit) from the pieces of
+    all chunks: each piece's columns are copied into their slots in chunk order (when no
+    level spans chunks, the pieces simply follow each other), then the columns of levels
+    that span chunks are sorted and their duplicates added in place."""
+    nnz = int(counts.sum())
+    dtype = _index_dtype(max(nnz, shape[0]))
+    indptr = np.zeros(shape[1] + 1, dtype=dtype)
+    np.cumsum(counts, out=indptr[1:])
     with _small_pages():
         indices = np.empty(nnz, dtype=dtype)
         data = np.empty(nnz)
-    free = indptr[:-1].astype(np.int64)  # next free slot of every row
+    free = indptr[:-1].astype(np.int64)  # next free slot of every column
     pieces.reverse()
     while pieces:
         piece = pieces.pop()  # chunk order; each piece is freed once copied
-        counts = piece.row_counts
-        rows = slice(piece.first_row, piece.first_row + counts.size)
-        dest = np.repeat(free[rows] - piece.indptr[:-1], counts)
+        n = piece.counts
+        columns = slice(piece.first, piece.first + n.size)
+        dest = np.repeat(free[columns] - piece.indptr[:-1], n)
         dest += np.arange(dest.size)
         indices[dest] = piece.indices
         data[dest] = piece.data
-        free[rows] += counts
+        free[columns] += n
         del piece, dest
-    mat = sp.csr_matrix((data, indices, indptr), shape=shape, copy=False)
+    mat = sp.csc_matrix((data, indices, indptr), shape=shape, copy=False)
     mat.sum_duplicates()  # no-op (one check) when no level pair spans chunks
     return mat
 
