@@ -31,9 +31,6 @@ from mixedmodels.core.gram import (
 )
 from mixedmodels.core.terms import RandomBlock
 
-#: Below this many levels a term's codes sort by numpy's radix sort (16-bit keys).
-_RADIX_LEVELS = 2**16
-
 
 def partial_gram(
     blocks: list[RandomBlock],
@@ -143,17 +140,6 @@ def _piece_of(mat: sp.spmatrix) -> SparsePiece:
     )
 
 
-def _pairs(bj: RandomBlock, bk: RandomBlock) -> np.ndarray:
-    """The rows in order of (level of ``bj``, level of ``bk``), a stable order."""
-    rows, cols = bj.codes, bk.codes
-    if bj.n_levels <= _RADIX_LEVELS and bool(np.all(cols[1:] >= cols[:-1])):
-        # rows already sorted by the level of bk (e.g. a subject's rows together): a
-        # stable radix sort by bj's level leaves bk's levels sorted within each
-        return np.argsort(rows.astype(np.uint16), kind="stable")
-    key = rows.astype(np.int64) * bk.n_levels + cols
-    return np.argsort(key, kind="stable")
-
-
 def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -> SparsePiece:
     """``Z_j' W Z_k`` of one chunk's rows as a :class:`SparsePiece`: one stored entry for
     every (level of j, level of k) pair some row has, times ``p_j p_k`` (explicit zeros
@@ -161,15 +147,18 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
     if bj.n_levels == 1 or bk.n_levels == 1 or bj.codes.size == 0:
         return _piece_of(_cross_random(bj, bk, weights))
     pj, pk = bj.p, bk.p
-    order = _pairs(bj, bk)
-    rj, ck = bj.codes[order], bk.codes[order]
+    lo = int(bk.codes.min())
+    # rows in (level of k, level of j) order, stable; fast when the rows come grouped by
+    # the level of k (a subject's rows together)
+    order = np.argsort((bk.codes - lo) * bj.n_levels + bj.codes, kind="stable")
+    ck, rj = bk.codes[order], bj.codes[order]
     new = np.empty(rj.size, dtype=bool)
     new[0] = True
-    np.not_equal(rj[1:], rj[:-1], out=new[1:])
-    new[1:] |= ck[1:] != ck[:-1]
+    np.not_equal(ck[1:], ck[:-1], out=new[1:])
+    new[1:] |= rj[1:] != rj[:-1]
     starts = np.flatnonzero(new)
-    pair_j, pair_k = rj[starts].astype(np.int64), ck[starts].astype(np.int64)
-    del rj, ck, new
+    local, pair_j = ck[starts] - lo, rj[starts].astype(np.int64)
+    del ck, rj, new
     n_pairs = starts.size
     values = np.empty((n_pairs, pj, pk))
     # columns of ones (intercepts) multiply nothing; a product of ones is a row count
@@ -189,22 +178,23 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
                 v *= factors[2]
             values[:, a, b] = np.add.reduceat(v[order], starts)
     # CSC: column (level of k, b) holds its pairs' rows (level of j, a), j ascending
-    lo = int(pair_k.min())
-    local = pair_k - lo
-    span = int(local.max()) + 1
-    by_k = np.argsort(local.astype(np.uint16) if span <= _RADIX_LEVELS else local, kind="stable")
-    pair_j, local, values = pair_j[by_k], local[by_k], values[by_k]  # (k, j) order
-    per_level = np.bincount(local, minlength=span)
+    per_level = np.bincount(local, minlength=int(local[-1]) + 1)
     counts = np.repeat(per_level * pj, pk)  # columns (level, b), level-major
     indptr = np.zeros(counts.size + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    within = np.arange(n_pairs) - (np.cumsum(per_level) - per_level)[local]
-    column_start = indptr[:-1][local[:, None] * pk + np.arange(pk)]  # (pairs, pk)
-    pos = (column_start + (within * pj)[:, None])[:, None, :] + np.arange(pj)[None, :, None]
+    # pair t of level s (the level's pairs start at pair g_s, n_s of them) sits in column
+    # (s, b) at indptr[s pk + b] + (t - g_s) pj + a = pj ((pk - 1) g_s + t + b n_s) + a
+    first_pair = np.cumsum(per_level) - per_level
+    base = (pk - 1) * first_pair[local] + np.arange(n_pairs)
+    n_s = per_level[local] if pk > 1 else None
     indices = _mapped(int(indptr[-1]), _index_dtype(bj.size))
     data = _mapped(int(indptr[-1]))
-    indices[pos] = ((pair_j * pj)[:, None] + np.arange(pj))[:, :, None]  # (pairs, pj, 1)
-    data[pos] = values  # (pairs, pj, pk)
+    for b in range(pk):
+        at = base if b == 0 else base + b * n_s
+        for a in range(pj):
+            pos = at * pj + a if pj > 1 else at
+            indices[pos] = pair_j * pj + a
+            data[pos] = values[:, a, b]
     return SparsePiece(lo * pk, indptr, indices, data)
 
 
