@@ -123,10 +123,58 @@ def _level_sums(block: RandomBlock, columns: list[np.ndarray], weights: np.ndarr
     first = int(block.codes.min())
     span = int(block.codes.max()) - first + 1
     local = block.codes - first if first else block.codes
-    diagonal = grouped_cross_products(local, span, block.z, block.z, weights)
-    per_level = grouped_cross_products(local, span, columns, block.z, weights)  # (m, p, span)
+    if span == 1:  # one level: plain cross products (BLAS)
+        diagonal = grouped_cross_products(local, 1, block.z, block.z, weights)
+        per_level = grouped_cross_products(local, 1, columns, block.z, weights)
+    else:
+        sums = _PerLevelSums(local, span, weights)
+        z = [block.z[:, c] for c in range(p)]
+        diagonal = np.empty((p, p, span))
+        for a in range(p):
+            for c in range(a, p):
+                diagonal[a, c] = diagonal[c, a] = sums(z[a], z[c])
+        per_level = np.empty((m, p, span))
+        for i, column in enumerate(columns):
+            for c in range(p):
+                per_level[i, c] = sums(column, z[c])
     xy = np.ascontiguousarray(per_level.transpose(0, 2, 1)).reshape(m, span * p)
     return LevelSums(first, diagonal, xy)
+
+
+class _PerLevelSums:
+    """Per-level sums ``sum_{r in level} w_r a_r b_r`` of column pairs, each pair summed
+    once: a model's fixed-effect columns are often the term's own (an intercept, the
+    slope's variable), so ``[X y]' W Z`` repeats products of ``Z' W Z``.  Columns of ones
+    multiply nothing and equal columns are recognised; the sums are those of
+    :func:`~mixedmodels.core.gram.grouped_cross_products` (bit for bit without weights;
+    with weights the three factors may be multiplied in another order)."""
+
+    def __init__(self, codes: np.ndarray, n_levels: int, weights: np.ndarray | None):
+        self.codes, self.n_levels, self.weights = codes, n_levels, weights
+        self.columns: list[np.ndarray] = []  # distinct columns (not ones) seen so far
+        self.done: dict[tuple[int, int], np.ndarray] = {}
+
+    def _key(self, column: np.ndarray) -> int:
+        """-1 for a column of ones, else the index of an equal column seen before."""
+        if _unless_ones(column) is None:
+            return -1
+        for i, seen in enumerate(self.columns):
+            if seen is column or (seen[0] == column[0] and np.array_equal(seen, column)):
+                return i
+        self.columns.append(column)
+        return len(self.columns) - 1
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ka, kb = sorted((self._key(a), self._key(b)))
+        if (ka, kb) not in self.done:
+            factors = [self.columns[k] for k in (ka, kb) if k >= 0]
+            if self.weights is not None:
+                factors.append(self.weights)
+            v = None
+            for f in factors:
+                v = f if v is None else v * f
+            self.done[ka, kb] = np.bincount(self.codes, weights=v, minlength=self.n_levels)
+        return self.done[ka, kb]
 
 
 def _piece_of(mat: sp.spmatrix) -> SparsePiece:
