@@ -194,7 +194,7 @@ class ParquetSource:
         data in memory.  Here each row group is read by a file reader of its own, two at a
         time in threads (Arrow decodes without the GIL, and decoding a dictionary column
         costs its whole dictionary per row group), at most :data:`READ_AHEAD` row groups
-        ahead of the consumer.  A file whose row groups are much larger than a batch is
+        ahead of the consumer.  A file whose row groups are larger than two batches is
         streamed batch by batch instead, and a file whose columns differ in type from the
         dataset's schema goes through the scanner, which converts them as it does for
         every file."""
@@ -238,8 +238,10 @@ class ParquetSource:
             if not same:
                 one = ds.dataset([file], schema=self.dataset.schema, format="parquet")
                 yield one.to_batches(columns=columns, batch_size=self.batch_rows)
-            elif max(sizes, default=0) > 4 * self.batch_rows:
-                yield reader.iter_batches(batch_size=self.batch_rows, columns=columns)
+            elif max(sizes, default=0) > 2 * self.batch_rows:  # held whole when read ahead
+                # pages read through a buffer, not each column's whole chunk at once
+                streamed = pq.ParquetFile(file, pre_buffer=False, buffer_size=2**20)
+                yield streamed.iter_batches(batch_size=self.batch_rows, columns=columns)
             else:
                 for i in range(len(sizes)):
                     yield partial(_row_group, file, meta, i, columns, self.batch_rows)
