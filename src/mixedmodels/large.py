@@ -197,11 +197,12 @@ def fit_chunks(
         )
     shift = _shift(sums.xwx[np.ix_(keep, keep)], sums.xwy[keep]) if keep.size else np.zeros(0)
     weighted = design.weights_column is not None
+    every_column = np.array_equal(keep, np.arange(sums.xx.shape[0]))  # no copy of X needed
 
     def third(frame: pd.DataFrame) -> tuple:
         chunk = design.encode(frame)
         blocks = engine_blocks(chunk)
-        X = np.asfortranarray(chunk.X[:, keep])
+        X = np.asfortranarray(chunk.X if every_column else chunk.X[:, keep])
         y_work = _response(chunk) - X @ shift if keep.size else _response(chunk)
         w = chunk.weights
         grams = [chunk_gram(blocks, X, y_work, w)]
