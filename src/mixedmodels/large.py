@@ -221,10 +221,10 @@ def fit_chunks(
     if weighted:
         sums3.append(GramSum(engine_shapes, keep.size or 1))
     for parts in passes(third, design.needed, "pass 3/3 (cross products)"):
-        for total, part in zip(sums3, parts, strict=True):
-            total.add(part)
+        for acc, part in zip(sums3, parts, strict=True):
+            acc.add(part)
         del parts
-    grams = [total.gram() for total in sums3]
+    grams = [acc.gram() for acc in sums3]
     del sums3
     if isinstance(source, ParquetSource):
         source.clear_cache()  # the passes are over: the codes kept between them go
