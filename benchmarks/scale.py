@@ -28,17 +28,21 @@ from pathlib import Path
 
 import numpy as np
 
+TRUE_FIXEF = {"(Intercept)": 2.0, "x": 0.5}
+TRUE_SD = {"subject (Intercept)": 1.0, "subject x": 0.5, "item (Intercept)": 0.7, "residual": 1.0}
+
 
 def write_dataset(folder: Path, n_rows: int, per_subject: int, n_items: int, seed: int = 1):
-    """The simulated data in Parquet files of at most 2,000,000 rows each."""
+    """The simulated data in Parquet files of at most 2,000,000 rows each (true values:
+    ``TRUE_FIXEF``, ``TRUE_SD``; the subject intercepts and slopes independent)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
     n_subjects = n_rows // per_subject
-    b0 = rng.normal(0, 1.0, n_subjects)
-    b1 = rng.normal(0, 0.5, n_subjects)
-    c0 = rng.normal(0, 0.7, n_items)
+    b0 = rng.normal(0, TRUE_SD["subject (Intercept)"], n_subjects)
+    b1 = rng.normal(0, TRUE_SD["subject x"], n_subjects)
+    c0 = rng.normal(0, TRUE_SD["item (Intercept)"], n_items)
     folder.mkdir(parents=True, exist_ok=True)
     per_file = 2_000_000 // per_subject * per_subject
     for k, start in enumerate(range(0, n_subjects * per_subject, per_file)):
@@ -46,7 +50,10 @@ def write_dataset(folder: Path, n_rows: int, per_subject: int, n_items: int, see
         subject = rows // per_subject
         item = rng.integers(0, n_items, rows.size)
         x = rng.normal(size=rows.size)
-        y = 2.0 + 0.5 * x + b0[subject] + b1[subject] * x + c0[item] + rng.normal(size=rows.size)
+        y = (
+            TRUE_FIXEF["(Intercept)"] + TRUE_FIXEF["x"] * x + b0[subject] + b1[subject] * x
+            + c0[item] + rng.normal(0, TRUE_SD["residual"], rows.size)
+        )
         table = pa.table(
             {
                 "y": y,
@@ -102,16 +109,36 @@ def _run(kind: str, folder: str, workers: int, queue) -> None:
         fit = mm.lmer(formula, frame)
     elapsed = time.perf_counter() - t0
     evaluation = []
-    for _ in range(3):
+    for k in range(3):  # points next to the optimum: the objective keeps its last factor
         c0 = time.process_time()
-        fit.problem.objective(fit.theta)
+        fit.problem.objective(np.asarray(fit.theta) * (1.0 + 1e-7 * (k + 1)))
         evaluation.append(time.process_time() - c0)
     cpu = time.process_time()
-    structure = fit.problem.describe_structure().splitlines()[1]
+    structure = "; ".join(fit.problem.describe_structure().splitlines()[1:])
     queue.put(
         (elapsed, fit.objective, list(fit.fixef), list(fit.theta), fit.nobs,
-         fit.n_evaluations, sorted(evaluation)[1], cpu, structure)
+         fit.n_evaluations, sorted(evaluation)[1], cpu, structure, recovery(fit))
     )
+
+
+def recovery(fit) -> dict:
+    """Each true value's distance from its estimate in standard errors: Wald SEs for the
+    fixed effects; for a standard deviation the large-sample SE ``sd / sqrt(2 L)`` of
+    ``L`` observed effects (``L`` levels; residuals: rows minus random and fixed effects),
+    which ignores shrinkage and the other parameters' uncertainty."""
+    out = {}
+    se = np.sqrt(np.diagonal(fit.vcov.to_numpy()))
+    for name, est, s in zip(fit.fixef.index, fit.fixef.to_numpy(), se, strict=True):
+        out[name] = (float(est), float(abs(est - TRUE_FIXEF[name]) / s))
+    vc = fit.varcorr
+    levels = {"subject": fit.ngroups["subject"], "item": fit.ngroups["item"]}
+    for _, row in vc[vc["var2"].isna()].iterrows():
+        name = "residual" if row["grp"] == "Residual" else f"{row['grp']} {row['var1']}"
+        count = fit.nobs - 2 * levels["subject"] - levels["item"] - 2 if name == "residual" \
+            else levels[row["grp"]]
+        sd = float(row["sdcor"])
+        out[name] = (sd, float(abs(sd - TRUE_SD[name]) / (sd / np.sqrt(2 * count))))
+    return out
 
 
 def measure(kind: str, folder: str, workers: int) -> dict:
@@ -129,10 +156,11 @@ def measure(kind: str, folder: str, workers: int) -> dict:
             if not proc.is_alive():
                 raise RuntimeError(f"the {kind} fit failed") from None
     proc.join()
-    elapsed, objective, fixef, theta, nobs, evaluations, per_evaluation, cpu, path = result
+    elapsed, objective, fixef, theta, nobs, evaluations, per_evaluation, cpu, path, rec = result
     return {"kind": kind, "time": elapsed, "peak_mb": peak / 2**20, "objective": objective,
             "fixef": fixef, "theta": theta, "rows": nobs, "evaluations": evaluations,
-            "cpu_per_evaluation": per_evaluation, "cpu_fit_process": cpu, "path": path}
+            "cpu_per_evaluation": per_evaluation, "cpu_fit_process": cpu, "path": path,
+            "recovery": rec}
 
 
 def _versions() -> dict:
@@ -167,6 +195,18 @@ def _markdown(runs: list[dict], command: str, versions: dict) -> str:
             f"| {r['cpu_fit_process']:.1f} | {r['objective']:.4f} "
             f"| {r['load'][0]:.1f} -> {r['load'][1]:.1f} |"
         )
+    lines += [
+        "",
+        "Estimates and the true values' distance from them in standard errors (fixed "
+        "effects: Wald; sds: the large-sample sd / sqrt(2 L) of L effects):",
+        "",
+        "| rows | source | " + " | ".join(TRUE_FIXEF) + " | " + " | ".join(TRUE_SD) + " |",
+        "|---|---|" + "---|" * (len(TRUE_FIXEF) + len(TRUE_SD)),
+    ]
+    for r in runs:
+        rec = r["recovery"]
+        cells = [f"{rec[k][0]:.4f} ({rec[k][1]:.1f})" for k in (*TRUE_FIXEF, *TRUE_SD)]
+        lines.append(f"| {r['rows']:,} | {r['kind']} | " + " | ".join(cells) + " |")
     lines += ["", "Evaluation paths:", ""]
     lines += sorted({f"- {r['kind']}: {r['path']}" for r in runs})
     return "\n".join(lines) + "\n"
@@ -181,6 +221,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", default="parquet,dask,memory")
     parser.add_argument("--memory-limit-rows", type=float, default=2e7)
     parser.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    parser.add_argument("--data", default=None,
+                        help="keep the datasets in DATA/<rows> and reuse them when present")
     args = parser.parse_args(argv)
     command = "python benchmarks/scale.py " + " ".join(sys.argv[1:] if argv is None else argv)
     versions = _versions()
@@ -191,8 +233,9 @@ def main(argv=None) -> int:
     for text in args.rows.split(","):
         n = int(float(text))
         with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / "data"
-            write_dataset(folder, n, args.rows_per_subject, args.items)
+            folder = Path(args.data) / str(n) if args.data else Path(tmp) / "data"
+            if not folder.exists():
+                write_dataset(folder, n, args.rows_per_subject, args.items)
             for kind in args.kinds.split(","):
                 if kind == "memory" and n > args.memory_limit_rows:
                     continue

@@ -289,3 +289,29 @@ def test_kept_fills_give_the_dense_factorization_and_skip_rest_only_steps(monkey
     calls.clear()
     crossed.pieces(np.concatenate([firsts[0], [0.4]]))
     assert len(calls) == 1
+
+
+@pytest.mark.skipif(not numba_available(), reason="needs numba (fast extra)")
+def test_scatter_reads_a_csc_block_of_the_gram_in_place():
+    """A Gram whose ``Z_R' W Z_0`` is held as canonical CSC (as the chunked passes build
+    it) gives the scatter kernel that very matrix: no copy of A, and the same pieces as
+    the dense factorization (tolerance as above)."""
+    from dataclasses import replace as replace_field
+
+    rng = np.random.default_rng(17)
+    problem = crossed_problem("slope_intercept", rng, weighted=True)
+    gram = problem.gram
+    block = gram.off_diagonal[1, 0].tocsc()
+    block.sort_indices()
+    held = replace_field(gram, off_diagonal={(1, 0): block})
+    order = choose_order(problem.engine_blocks)
+    crossed = CrossedObjective(
+        problem.engine_blocks, problem.order, problem.theta_offsets, held,
+        problem.weights, problem.n_fixed, order, kind="scatter",
+    )
+    assert crossed.a is block and crossed.fill.a is block
+    for _ in range(2):
+        theta = random_theta(problem, rng)
+        np.testing.assert_allclose(
+            crossed.pieces(theta), dense_pieces(problem, theta), rtol=1e-10
+        )

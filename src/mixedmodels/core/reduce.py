@@ -328,7 +328,10 @@ class GramSum:
     The level-indexed blocks (``Z_k' W Z_k`` per level, ``[X y]' W Z_k``) are allocated once
     at their full size and each chunk adds into the levels it touches; the off-diagonal
     blocks' pieces are kept (they are the block's entries, once each when no level pair
-    spans chunks) and merged into one CSC matrix per block by :meth:`gram`.
+    spans chunks) and merged into one CSC matrix per block by :meth:`gram`: column-major
+    over the earlier (larger) term, the layout in which the crossed path's fill kernel
+    reads ``A = Z_R' W Z_0`` where it is (:func:`~mixedmodels.linalg.fillin.
+    scatter_in_place`), so a 100M-row problem holds that block once.
 
     Parameters
     ----------

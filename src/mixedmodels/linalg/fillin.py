@@ -71,11 +71,16 @@ EXPECTED_STEPS = 1000  # a GLMM fit's scoring steps, over which a reweightable b
 # the first build in a process loads (or, the first time ever, compiles) the kernels
 SCATTER_PER_PRODUCT = 2.4e-9
 SCATTER_LOAD = 1.5  # seconds: importing numba, loading the cached kernels (1.8 s measured)
-# rows of F per block: about this many bytes of F.  Each block visits every level (its
-# W rows formed again), so small blocks cost more than the cache misses they save:
-# 100,000 levels x 100 rows into 2,000 rows of F took 2.9 / 1.6 / 1.2 / 1.3 ns per
-# product with 0.5 / 2 / 16 / unbounded MB blocks (two threads)
-SCATTER_BLOCK_BYTES = 2**24
+# rows of F per block: about this many bytes of F (a core's own L2 cache is 1 MB here), with
+# the levels taken SCATTER_GROUP_LEVELS at a time, their W rows formed once per group.
+# Measured on 100,000 levels x 100 rows into 2,000 rows of F, one thread beside other jobs
+# (load ~4, so L3 shared): 5.5 ns per product unblocked, 2.8-2.9 with 32-64-row blocks
+# and groups of 1,024 levels, 3.1 with groups of 512, 3.0 with 96-row blocks; the kernel
+# itself, one thread at load ~4: 9.2 ns with 1,048-row blocks and one group (the first
+# version's layout), 5.3 with 65-row blocks and groups of 1,024, 5.6 with 32 rows, 7.4
+# with 32 rows and groups of 256 (benchmarks/fill_kernels.py's data)
+SCATTER_BLOCK_BYTES = 2**20
+SCATTER_GROUP_LEVELS = 1024
 SCATTER_MIN_PRODUCTS_PER_THREAD = 2_000_000  # below this, one thread (start-up costs more)
 
 
@@ -696,6 +701,7 @@ class ScatterFill:
                 float(scale),
                 self._edges,
                 self._block_rows,
+                SCATTER_GROUP_LEVELS,
                 out,
             )
         return out

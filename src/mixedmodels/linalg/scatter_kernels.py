@@ -38,8 +38,16 @@ def _first_at_or_after(rows, lo, hi, row):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True, boundscheck=False, nogil=True)
-def scatter_lower(indptr, indices, data, p, r, scale, range_edges, block_rows, out):
+def scatter_lower(  # noqa: PLR0912, PLR0915 - one compiled loop nest
+    indptr, indices, data, p, r, scale, range_edges, block_rows, group_levels, out
+):  # pragma: no cover - compiled
     """Add ``scale F`` to the lower triangle of ``out`` (``(q, q)``, C order).
+
+    Each thread takes the levels ``group_levels`` at a time: it forms their ``W`` rows once
+    into a buffer, then walks its rows of ``F`` in blocks of ``block_rows`` (a block of
+    ``F`` that stays in the core's own cache), adding each level's products whose row
+    falls in the block.  Cache misses in ``F`` cost more than revisiting a group's levels
+    once per block.
 
     Parameters
     ----------
@@ -55,65 +63,85 @@ def scatter_lower(indptr, indices, data, p, r, scale, range_edges, block_rows, o
     range_edges : int64 (threads + 1,)
         The rows of ``F`` each thread owns.
     block_rows : int
-        Rows per cache block.
+        Rows of ``F`` per cache block.
+    group_levels : int
+        Levels whose ``W`` rows are formed together.
     """
     n_levels = (indptr.size - 1) // p
     n_ranges = range_edges.size - 1
-    kmax = 0
-    for s in range(n_levels):
-        kmax = max(kmax, indptr[s * p + 1] - indptr[s * p])
+    n_groups = (n_levels + group_levels - 1) // group_levels
+    most = 0  # entries of the largest group
+    for g in range(n_groups):
+        g0 = g * group_levels
+        g1 = min(n_levels, g0 + group_levels)
+        size = 0
+        for s in range(g0, g1):
+            size += indptr[s * p + 1] - indptr[s * p]
+        most = max(most, size)
     for part in prange(n_ranges):
         lo = range_edges[part]
-        hi_range = range_edges[part + 1]
-        if lo >= hi_range:
+        hi = range_edges[part + 1]
+        if lo >= hi:
             continue
-        cursor = np.empty(n_levels, dtype=np.int64)
-        for s in range(n_levels):
-            first = indptr[s * p]
-            cursor[s] = _first_at_or_after(indices, first, indptr[s * p + 1], lo) - first
-        w = np.empty((kmax, p))
-        block_lo = lo
-        while block_lo < hi_range:
-            block_hi = min(block_lo + block_rows, hi_range)
-            for s in range(n_levels):
+        w = np.empty((most, p))
+        start = np.empty(group_levels + 1, dtype=np.int64)  # a level's first row of w
+        cursor = np.empty(group_levels, dtype=np.int64)  # next entry of a level (local)
+        for g in range(n_groups):
+            g0 = g * group_levels
+            g1 = min(n_levels, g0 + group_levels)
+            at = 0
+            for s in range(g0, g1):
                 first = indptr[s * p]
                 k = indptr[s * p + 1] - first
-                t0 = cursor[s]
-                if t0 >= k or indices[first + t0] >= block_hi:
-                    continue
-                t1 = t0
-                while t1 < k and indices[first + t1] < block_hi:
-                    t1 += 1
-                cursor[s] = t1
-                # W's rows of this level up to the block's last entry: values times r_s
-                for u in range(t1):
+                start[s - g0] = at
+                # W's rows of this level: values times r_s
+                for u in range(k):
                     for c in range(p):
                         acc = 0.0
                         for a in range(p):
                             acc += data[indptr[s * p + a] + u] * r[a, c, s]
-                        w[u, c] = acc
-                if p == 1:
-                    for t in range(t0, t1):
-                        row = out[indices[first + t]]
-                        wt = w[t, 0] * scale
-                        for u in range(t + 1):
-                            row[indices[first + u]] += wt * w[u, 0]
-                elif p == 2:
-                    for t in range(t0, t1):
-                        row = out[indices[first + t]]
-                        w0 = w[t, 0] * scale
-                        w1 = w[t, 1] * scale
-                        for u in range(t + 1):
-                            row[indices[first + u]] += w0 * w[u, 0] + w1 * w[u, 1]
-                else:
-                    for t in range(t0, t1):
-                        row = out[indices[first + t]]
-                        for u in range(t + 1):
-                            acc = 0.0
-                            for c in range(p):
-                                acc += w[t, c] * w[u, c]
-                            row[indices[first + u]] += scale * acc
-            block_lo = block_hi
+                        w[at + u, c] = acc
+                at += k
+                cursor[s - g0] = _first_at_or_after(indices, first, first + k, lo) - first
+            start[g1 - g0] = at
+            block_lo = lo
+            while block_lo < hi:
+                block_hi = min(block_lo + block_rows, hi)
+                for s in range(g0, g1):
+                    first = indptr[s * p]
+                    k = indptr[s * p + 1] - first
+                    t0 = cursor[s - g0]
+                    if t0 >= k or indices[first + t0] >= block_hi:
+                        continue
+                    t1 = t0
+                    while t1 < k and indices[first + t1] < block_hi:
+                        t1 += 1
+                    cursor[s - g0] = t1
+                    base = start[s - g0]
+                    if p == 1:
+                        for t in range(t0, t1):
+                            row = out[indices[first + t]]
+                            wt = w[base + t, 0] * scale
+                            for u in range(t + 1):
+                                row[indices[first + u]] += wt * w[base + u, 0]
+                    elif p == 2:
+                        for t in range(t0, t1):
+                            row = out[indices[first + t]]
+                            w0 = w[base + t, 0] * scale
+                            w1 = w[base + t, 1] * scale
+                            for u in range(t + 1):
+                                row[indices[first + u]] += (
+                                    w0 * w[base + u, 0] + w1 * w[base + u, 1]
+                                )
+                    else:
+                        for t in range(t0, t1):
+                            row = out[indices[first + t]]
+                            for u in range(t + 1):
+                                acc = 0.0
+                                for c in range(p):
+                                    acc += w[base + t, c] * w[base + u, c]
+                                row[indices[first + u]] += scale * acc
+                block_lo = block_hi
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
