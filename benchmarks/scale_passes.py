@@ -41,6 +41,27 @@ def _one(folder: str, profile: bool) -> dict:
         return build(*args, **kwargs)
 
     large.reduced_problem = timed_build
+    # each pass's CPU time and the process's peak memory at its end
+    per_pass: list[dict] = []
+    passes = large._passes
+
+    def timed_passes(source, progress):
+        run = passes(source, progress)
+
+        def each(function, columns, label):
+            c = time.process_time()
+            yield from run(function, columns, label)
+            per_pass.append(
+                {
+                    "pass": label,
+                    "cpu_s": time.process_time() - c,
+                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                }
+            )
+
+        return each
+
+    large._passes = timed_passes
 
     warnings.simplefilter("ignore")
     rows = ds.dataset(folder, format="parquet").count_rows()
@@ -57,7 +78,8 @@ def _one(folder: str, profile: bool) -> dict:
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     if profile:
         pr.disable()
-        pstats.Stats(pr, stream=sys.stderr).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(45)
+        order = os.environ.get("SORT", "cumulative")  # or tottime
+        pstats.Stats(pr, stream=sys.stderr).sort_stats(order).print_stats(45)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     off = problem.gram.off_diagonal[1, 0]
     return {
@@ -70,6 +92,7 @@ def _one(folder: str, profile: bool) -> dict:
         "peak_rss_mb": peak / 1024,
         "rss_before_mb": rss0 / 1024,
         "load_1min": load,
+        "per_pass": per_pass,
         "off_diagonal": f"{type(off).__name__} {off.shape} nnz={off.nnz} "
         f"indices={off.indices.dtype} indptr={off.indptr.dtype}",
         "kernel": problem._crossed.fill.kind if problem._crossed is not None else "none",
@@ -121,7 +144,23 @@ def main() -> None:
         )
     print("\n".join(lines))
     if args.out:
-        meta = {"command": " ".join(sys.argv), "python": sys.version.split()[0]}
+        import numpy
+        import pandas
+        import pyarrow
+
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        meta = {
+            "command": " ".join(sys.argv),
+            "commit": commit,
+            "python": sys.version.split()[0],
+            "numpy": numpy.__version__,
+            "pandas": pandas.__version__,
+            "pyarrow": pyarrow.__version__,
+            "load_after": os.getloadavg(),
+            "cpus": os.cpu_count(),
+        }
         payload = {"meta": meta, "results": results}
         Path(args.out + ".json").write_text(json.dumps(payload, indent=1))
         Path(args.out + ".md").write_text("\n".join(lines) + "\n")

@@ -197,11 +197,12 @@ def fit_chunks(
         )
     shift = _shift(sums.xwx[np.ix_(keep, keep)], sums.xwy[keep]) if keep.size else np.zeros(0)
     weighted = design.weights_column is not None
+    every_column = np.array_equal(keep, np.arange(sums.xx.shape[0]))  # no copy of X needed
 
     def third(frame: pd.DataFrame) -> tuple:
         chunk = design.encode(frame)
         blocks = engine_blocks(chunk)
-        X = np.asfortranarray(chunk.X[:, keep])
+        X = np.asfortranarray(chunk.X if every_column else chunk.X[:, keep])
         y_work = _response(chunk) - X @ shift if keep.size else _response(chunk)
         w = chunk.weights
         grams = [chunk_gram(blocks, X, y_work, w)]
@@ -220,10 +221,10 @@ def fit_chunks(
     if weighted:
         sums3.append(GramSum(engine_shapes, keep.size or 1))
     for parts in passes(third, design.needed, "pass 3/3 (cross products)"):
-        for total, part in zip(sums3, parts, strict=True):
-            total.add(part)
+        for acc, part in zip(sums3, parts, strict=True):
+            acc.add(part)
         del parts
-    grams = [total.gram() for total in sums3]
+    grams = [acc.gram() for acc in sums3]
     del sums3
     if isinstance(source, ParquetSource):
         source.clear_cache()  # the passes are over: the codes kept between them go

@@ -23,9 +23,11 @@ class Gram:
     diagonal : list of ndarray (p_k, p_k, l_k)
         ``Z_k' W Z_k``, block diagonal because each row belongs to one level (level-last).
     off_diagonal : dict (j, k) -> csr_matrix or csc_matrix, j > k
-        ``Z_j' W Z_k``: CSR when built from rows in memory, CSC when summed over chunks
-        (:class:`~mixedmodels.core.reduce.GramSum`); consumers that read the stored
-        arrays convert (``.tocsr()`` is free for CSR).
+        ``Z_j' W Z_k``, shape ``(l_j p_j, l_k p_k)``: CSR when built from rows in memory
+        (:func:`build_gram`, :class:`GramPlan`), canonical CSC (int32 indices when they
+        fit) when summed over chunks (:class:`~mixedmodels.core.reduce.GramSum`), the
+        layout the crossed fill reads in place; consumers that read the stored arrays
+        convert (``.tocsr()`` is free for CSR).
     xy_random : list of ndarray (m, l_k * p_k)
         ``[X y]' W Z_k`` with ``m = n_fixed + 1``.
     xy_xy : ndarray (m, m)

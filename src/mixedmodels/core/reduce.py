@@ -31,9 +31,6 @@ from mixedmodels.core.gram import (
 )
 from mixedmodels.core.terms import RandomBlock
 
-#: Below this many levels a term's codes sort by numpy's radix sort (16-bit keys).
-_RADIX_LEVELS = 2**16
-
 
 def partial_gram(
     blocks: list[RandomBlock],
@@ -77,24 +74,25 @@ class LevelSums:
 
 @dataclass
 class SparsePiece:
-    """A chunk's ``Z_j' W Z_k``: the CSR rows ``first_row .. first_row + len(indptr) - 2``
-    of the whole block (canonical: sorted column indices, no duplicates).
+    """A chunk's ``Z_j' W Z_k`` as CSC columns ``first .. first + len(indptr) - 2`` of the
+    whole block (canonical: sorted row indices, no duplicates).
 
     Attributes
     ----------
-    first_row : int
+    first : int
     indptr : ndarray of int64
-    indices : ndarray of int32 (int64 when the block has 2**31 columns or more)
+    indices : ndarray of int32 (int64 when the block has 2**31 rows or more)
     data : ndarray of float64
     """
 
-    first_row: int
+    first: int
     indptr: np.ndarray
     indices: np.ndarray
     data: np.ndarray
 
     @property
-    def row_counts(self) -> np.ndarray:
+    def counts(self) -> np.ndarray:
+        """Entries in each of the piece's columns."""
         return np.diff(self.indptr)
 
 
@@ -125,32 +123,69 @@ def _level_sums(block: RandomBlock, columns: list[np.ndarray], weights: np.ndarr
     first = int(block.codes.min())
     span = int(block.codes.max()) - first + 1
     local = block.codes - first if first else block.codes
-    diagonal = grouped_cross_products(local, span, block.z, block.z, weights)
-    per_level = grouped_cross_products(local, span, columns, block.z, weights)  # (m, p, span)
+    if span == 1:  # one level: plain cross products (BLAS)
+        diagonal = grouped_cross_products(local, 1, block.z, block.z, weights)
+        per_level = grouped_cross_products(local, 1, columns, block.z, weights)
+    else:
+        sums = _PerLevelSums(local, span, weights)
+        z = [block.z[:, c] for c in range(p)]
+        diagonal = np.empty((p, p, span))
+        for a in range(p):
+            for c in range(a, p):
+                diagonal[a, c] = diagonal[c, a] = sums(z[a], z[c])
+        per_level = np.empty((m, p, span))
+        for i, column in enumerate(columns):
+            for c in range(p):
+                per_level[i, c] = sums(column, z[c])
     xy = np.ascontiguousarray(per_level.transpose(0, 2, 1)).reshape(m, span * p)
     return LevelSums(first, diagonal, xy)
 
 
-def _piece_of_csr(mat: sp.csr_matrix) -> SparsePiece:
-    mat = mat.tocsr()
+class _PerLevelSums:
+    """Per-level sums ``sum_{r in level} w_r a_r b_r`` of column pairs, each pair summed
+    once: a model's fixed-effect columns are often the term's own (an intercept, the
+    slope's variable), so ``[X y]' W Z`` repeats products of ``Z' W Z``.  Columns of ones
+    multiply nothing and equal columns are recognised; the sums are those of
+    :func:`~mixedmodels.core.gram.grouped_cross_products` (bit for bit without weights;
+    with weights the three factors may be multiplied in another order)."""
+
+    def __init__(self, codes: np.ndarray, n_levels: int, weights: np.ndarray | None):
+        self.codes, self.n_levels, self.weights = codes, n_levels, weights
+        self.columns: list[np.ndarray] = []  # distinct columns (not ones) seen so far
+        self.done: dict[tuple[int, int], np.ndarray] = {}
+
+    def _key(self, column: np.ndarray) -> int:
+        """-1 for a column of ones, else the index of an equal column seen before."""
+        if _unless_ones(column) is None:
+            return -1
+        for i, seen in enumerate(self.columns):
+            if seen is column or (seen[0] == column[0] and np.array_equal(seen, column)):
+                return i
+        self.columns.append(column)
+        return len(self.columns) - 1
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ka, kb = sorted((self._key(a), self._key(b)))
+        if (ka, kb) not in self.done:
+            factors = [self.columns[k] for k in (ka, kb) if k >= 0]
+            if self.weights is not None:
+                factors.append(self.weights)
+            v = None
+            for f in factors:
+                v = f if v is None else v * f
+            self.done[ka, kb] = np.bincount(self.codes, weights=v, minlength=self.n_levels)
+        return self.done[ka, kb]
+
+
+def _piece_of(mat: sp.spmatrix) -> SparsePiece:
+    mat = mat.tocsc()
     mat.sum_duplicates()
     return SparsePiece(
         0,
         mat.indptr.astype(np.int64),
-        mat.indices.astype(_index_dtype(mat.shape[1])),
+        mat.indices.astype(_index_dtype(mat.shape[0])),
         np.asarray(mat.data, dtype=float),
     )
-
-
-def _pairs(bj: RandomBlock, bk: RandomBlock) -> np.ndarray:
-    """The rows in order of (level of ``bj``, level of ``bk``), a stable order."""
-    rows, cols = bj.codes, bk.codes
-    if bj.n_levels <= _RADIX_LEVELS and bool(np.all(cols[1:] >= cols[:-1])):
-        # rows already sorted by the level of bk (e.g. a subject's rows together): a
-        # stable radix sort by bj's level leaves bk's levels sorted within each
-        return np.argsort(rows.astype(np.uint16), kind="stable")
-    key = rows.astype(np.int64) * bk.n_levels + cols
-    return np.argsort(key, kind="stable")
 
 
 def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -> SparsePiece:
@@ -158,19 +193,22 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
     every (level of j, level of k) pair some row has, times ``p_j p_k`` (explicit zeros
     kept, as :func:`~mixedmodels.core.gram.build_gram` keeps them)."""
     if bj.n_levels == 1 or bk.n_levels == 1 or bj.codes.size == 0:
-        return _piece_of_csr(_cross_random(bj, bk, weights))
+        return _piece_of(_cross_random(bj, bk, weights))
     pj, pk = bj.p, bk.p
-    order = _pairs(bj, bk)
-    rj, ck = bj.codes[order], bk.codes[order]
+    lo = int(bk.codes.min())
+    # rows in (level of k, level of j) order, stable; fast when the rows come grouped by
+    # the level of k (a subject's rows together)
+    order = np.argsort((bk.codes - lo) * bj.n_levels + bj.codes, kind="stable")
+    ck, rj = bk.codes[order], bj.codes[order]
     new = np.empty(rj.size, dtype=bool)
     new[0] = True
-    np.not_equal(rj[1:], rj[:-1], out=new[1:])
-    new[1:] |= ck[1:] != ck[:-1]
+    np.not_equal(ck[1:], ck[:-1], out=new[1:])
+    new[1:] |= rj[1:] != rj[:-1]
     starts = np.flatnonzero(new)
-    pair_j, pair_k = rj[starts].astype(np.int64), ck[starts].astype(np.int64)
-    del rj, ck, new
+    local, pair_j = ck[starts] - lo, rj[starts].astype(np.int64)
+    del ck, rj, new
     n_pairs = starts.size
-    values = _mapped((n_pairs, pj, pk))
+    values = np.empty((n_pairs, pj, pk))
     # columns of ones (intercepts) multiply nothing; a product of ones is a row count
     left = [_unless_ones(bj.z[:, a]) for a in range(pj)]
     right = [_unless_ones(bk.z[:, b]) for b in range(pk)]
@@ -187,27 +225,25 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
             if len(factors) == 3:
                 v *= factors[2]
             values[:, a, b] = np.add.reduceat(v[order], starts)
-    lo = int(pair_j[0])  # pairs are sorted by the level of j
-    levels = pair_j - lo
-    per_level = np.bincount(levels, minlength=int(pair_j[-1]) - lo + 1)
-    row_counts = np.repeat(per_level * pk, pj)  # rows (level, a), level-major
-    indptr = np.zeros(row_counts.size + 1, dtype=np.int64)
-    np.cumsum(row_counts, out=indptr[1:])
-    columns = (pair_k * pk)[:, None] + np.arange(pk)  # (pairs, pk)
-    dtype = _index_dtype(bk.size)
-    if pj == 1:  # a row's entries are its level's pairs in order: no scatter needed
-        indices = _mapped(columns.size, dtype)
-        indices.reshape(columns.shape)[...] = columns
-        return SparsePiece(lo, indptr, indices, values.reshape(-1))
-    group_start = np.cumsum(per_level) - per_level
-    within = np.arange(n_pairs) - group_start[levels]  # pair's place among its level's
-    row_start = indptr[:-1][levels[:, None] * pj + np.arange(pj)]  # (pairs, pj)
-    pos = (row_start + (within * pk)[:, None])[:, :, None] + np.arange(pk)
-    indices = _mapped(int(indptr[-1]), dtype)
+    # CSC: column (level of k, b) holds its pairs' rows (level of j, a), j ascending
+    per_level = np.bincount(local, minlength=int(local[-1]) + 1)
+    counts = np.repeat(per_level * pj, pk)  # columns (level, b), level-major
+    indptr = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    # pair t of level s (the level's pairs start at pair g_s, n_s of them) sits in column
+    # (s, b) at indptr[s pk + b] + (t - g_s) pj + a = pj ((pk - 1) g_s + t + b n_s) + a
+    first_pair = np.cumsum(per_level) - per_level
+    base = (pk - 1) * first_pair[local] + np.arange(n_pairs)
+    n_s = per_level[local] if pk > 1 else None
+    indices = _mapped(int(indptr[-1]), _index_dtype(bj.size))
     data = _mapped(int(indptr[-1]))
-    indices[pos] = columns[:, None, :]
-    data[pos] = values
-    return SparsePiece(lo * pj, indptr, indices, data)
+    for b in range(pk):
+        at = base if b == 0 else base + b * n_s
+        for a in range(pj):
+            pos = at * pj + a if pj > 1 else at
+            indices[pos] = pair_j * pj + a
+            data[pos] = values[:, a, b]
+    return SparsePiece(lo * pk, indptr, indices, data)
 
 
 def chunk_gram(
@@ -315,7 +351,7 @@ class GramSum:
         self.sizes = [b.size for b in blocks]
         keys = [(j, k) for j in range(len(blocks)) for k in range(j)]
         self.pieces: dict[tuple[int, int], list[SparsePiece]] = {key: [] for key in keys}
-        self.column_counts = {key: np.zeros(blocks[key[1]].size, dtype=np.int64) for key in keys}
+        self.counts = {key: np.zeros(blocks[key[1]].size, dtype=np.int64) for key in keys}
 
     def add(self, part: ChunkGram) -> GramSum:
         """Add one chunk's sums (returns self)."""
@@ -326,12 +362,12 @@ class GramSum:
             d[:, :, t.first : t.first + span] += t.diagonal
             xy[:, t.first * p : (t.first + span) * p] += t.xy_random
         for key, piece in part.off_diagonal.items():
-            if piece.row_counts.size and piece.data.size:
-                columns = self.column_counts[key]
-                columns += np.bincount(piece.indices, minlength=columns.size)
+            counts = piece.counts
+            if counts.size and piece.data.size:
+                self.counts[key][piece.first : piece.first + counts.size] += counts
                 self.pieces[key].append(
                     SparsePiece(
-                        piece.first_row,
+                        piece.first,
                         piece.indptr,
                         _off_heap(piece.indices),
                         _off_heap(piece.data),
@@ -345,44 +381,36 @@ class GramSum:
         off = {}
         for key in list(self.pieces):
             shape = (self.sizes[key[0]], self.sizes[key[1]])
-            off[key] = _merge_pieces(shape, self.pieces.pop(key), self.column_counts.pop(key))
+            off[key] = _merge_pieces(shape, self.pieces.pop(key), self.counts.pop(key))
         return Gram(self.diagonal, off, self.xy_random, self.xy_xy)
 
 
 def _merge_pieces(
-    shape: tuple[int, int], pieces: list[SparsePiece], column_counts: np.ndarray
+    shape: tuple[int, int], pieces: list[SparsePiece], counts: np.ndarray
 ) -> sp.csc_matrix:
     """One canonical CSC matrix (int32 indices and indptr when they fit) from the pieces of
-    all chunks: each piece (CSR rows of the block) is transposed by scipy's linear
-    conversion and its columns copied into their slots in chunk order; the columns of
-    levels that span chunks are then sorted and their duplicates added in place.  Each
-    piece is freed once copied, so the merge holds the final block and one piece."""
-    nnz = int(column_counts.sum())
+    all chunks: each piece's columns are copied into their slots in chunk order (when no
+    level spans chunks, the pieces simply follow each other), then the columns of levels
+    that span chunks are sorted and their duplicates added in place."""
+    nnz = int(counts.sum())
     dtype = _index_dtype(max(nnz, shape[0]))
     indptr = np.zeros(shape[1] + 1, dtype=dtype)
-    np.cumsum(column_counts, out=indptr[1:])
+    np.cumsum(counts, out=indptr[1:])
     with _small_pages():
         indices = np.empty(nnz, dtype=dtype)
         data = np.empty(nnz)
     free = indptr[:-1].astype(np.int64)  # next free slot of every column
     pieces.reverse()
     while pieces:
-        piece = pieces.pop()  # chunk order
-        first, n_rows = piece.first_row, piece.indptr.size - 1
-        part = sp.csr_matrix(
-            (piece.data, piece.indices, piece.indptr), shape=(n_rows, shape[1]), copy=False
-        ).tocsc()
-        del piece
-        part.indices += first  # rows of the whole block (part is not used as a matrix again)
-        counts = np.diff(part.indptr)
-        columns = np.flatnonzero(counts)
-        counts = counts[columns]
-        dest = np.repeat(free[columns] - part.indptr[columns], counts)
+        piece = pieces.pop()  # chunk order; each piece is freed once copied
+        n = piece.counts
+        columns = slice(piece.first, piece.first + n.size)
+        dest = np.repeat(free[columns] - piece.indptr[:-1], n)
         dest += np.arange(dest.size)
-        indices[dest] = part.indices
-        data[dest] = part.data
-        free[columns] += counts
-        del part, dest
+        indices[dest] = piece.indices
+        data[dest] = piece.data
+        free[columns] += n
+        del piece, dest
     mat = sp.csc_matrix((data, indices, indptr), shape=shape, copy=False)
     mat.sum_duplicates()  # no-op (one check) when no level pair spans chunks
     return mat

@@ -18,7 +18,10 @@ from __future__ import annotations
 import glob
 import sys
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -184,29 +187,80 @@ class ParquetSource:
         self._cache = None
 
     def _batches(self, columns: list[str]):
-        """The record batches of ``columns``, file by file, each read when asked for.
+        """The record batches of ``columns``, file by file, row group by row group.
 
         Arrow's dataset scanner decodes a whole file ahead of its consumer (every row group
         of it, whatever its read-ahead settings): for one large file that is the whole
-        data in memory.  A file's own reader decodes one batch at a time; a file whose
-        columns differ in type from the dataset's schema goes through the scanner, which
-        converts them as it does for every file."""
+        data in memory.  Here each row group is read by a file reader of its own, two at a
+        time in threads (Arrow decodes without the GIL, and decoding a dictionary column
+        costs its whole dictionary per row group), at most :data:`READ_AHEAD` row groups
+        ahead of the consumer.  A file whose row groups are larger than two batches is
+        streamed batch by batch instead, and a file whose columns differ in type from the
+        dataset's schema goes through the scanner, which converts them as it does for
+        every file."""
+        import pyarrow as pa
+
+        target = pa.schema([self.dataset.schema.field(c) for c in columns]).remove_metadata()
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parquet")
+        pending: deque = deque()
+        try:
+            for work in self._reads(columns, target):
+                if callable(work):  # a row group: read in a thread
+                    pending.append(pool.submit(work))
+                    while len(pending) > READ_AHEAD:
+                        yield from pending.popleft().result()
+                    continue
+                while pending:  # a streamed file: what was read before comes first
+                    yield from pending.popleft().result()
+                yield from work
+            while pending:
+                yield from pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=True)
+
+    def _reads(self, columns: list[str], target):
+        """What :meth:`_batches` reads, in order: a function reading one row group's
+        batches, or an iterator of a whole file's batches."""
         import pyarrow as pa
         import pyarrow.dataset as ds
         import pyarrow.parquet as pq
 
-        target = pa.schema([self.dataset.schema.field(c) for c in columns])
         for file in self.files:
             reader = pq.ParquetFile(file, pre_buffer=False)
-            names = reader.schema_arrow.names
-            if all(c in names for c in columns) and pa.schema(
-                [reader.schema_arrow.field(c) for c in columns]
-            ).remove_metadata().equals(target.remove_metadata()):
-                yield from reader.iter_batches(batch_size=self.batch_rows, columns=columns)
-            else:
+            arrow = reader.schema_arrow
+            same = all(c in arrow.names for c in columns) and pa.schema(
+                [arrow.field(c) for c in columns]
+            ).remove_metadata().equals(target)
+            meta = reader.metadata
+            sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+            if not same:
                 one = ds.dataset([file], schema=self.dataset.schema, format="parquet")
-                yield from one.to_batches(columns=columns, batch_size=self.batch_rows)
-            reader.close()
+                yield one.to_batches(columns=columns, batch_size=self.batch_rows)
+            elif max(sizes, default=0) > 2 * self.batch_rows:  # held whole when read ahead
+                # pages read through a buffer, not each column's whole chunk at once
+                streamed = pq.ParquetFile(file, pre_buffer=False, buffer_size=2**20)
+                yield streamed.iter_batches(batch_size=self.batch_rows, columns=columns)
+            else:
+                for i in range(len(sizes)):
+                    yield partial(_row_group, file, meta, i, columns, self.batch_rows)
+
+
+#: Row groups read ahead of the one being handled (each held decoded until its turn).
+READ_AHEAD = 2
+
+
+def _row_group(file: str, metadata, i: int, columns: list[str], batch_rows: int) -> list:
+    """Row group ``i`` of ``file`` as record batches of at most ``batch_rows`` rows."""
+    import pyarrow.parquet as pq
+
+    reader = pq.ParquetFile(file, metadata=metadata, pre_buffer=False)
+    return list(
+        reader.iter_batches(
+            batch_size=batch_rows, row_groups=[i], columns=columns, use_threads=False
+        )
+    )
 
 
 def _changed() -> DataError:
