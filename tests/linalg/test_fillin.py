@@ -583,3 +583,26 @@ def test_an_unknown_kernel_name_is_an_argument_error(monkeypatch):
     np.testing.assert_allclose(
         np.tril(fill.lower_fill(r)), want, rtol=0, atol=1e-12 * np.abs(want).max()
     )
+
+
+def test_scatter_kernels_ask_numba_for_a_fork_safe_thread_pool():
+    """Importing the kernels (when the user chose no layer) sets numba's layer to
+    "forksafe": GNU OpenMP's pool would kill a child forked after a fit."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numba; from mixedmodels.linalg import scatter_kernels; "
+        "print(numba.config.THREADING_LAYER)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    found = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "forksafe"
+    env["NUMBA_THREADING_LAYER"] = "workqueue"  # the user's choice is kept
+    found = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "workqueue"

@@ -210,6 +210,22 @@ def _refuse_aggregates(parsed: ParsedFormula) -> None:
                 )
 
 
+def _refuse_structures(parsed: ParsedFormula) -> None:
+    """A :class:`FormulaError` for a structured covariance term (``cs(x | g)``, ``ar1``,
+    ...): the reduced problem's terms are unstructured, and fitting the term as ``(x | g)``
+    would be another model.  ``us(...)`` is the unstructured default and is kept."""
+    for spec in parsed.random:
+        if spec.structure not in (None, "us"):
+            hint = f"; (... || {spec.group_name}) gives independent columns" if (
+                spec.structure == "diag"
+            ) else ""
+            raise FormulaError(
+                f"random-effect term {spec}: covariance structures are fitted in memory "
+                f"only, not from data in chunks{hint}",
+                parsed.text,
+            )
+
+
 @dataclass
 class EncodedChunk:
     """One chunk's rows as the engine takes them (complete rows only)."""
@@ -253,6 +269,7 @@ class ChunkedDesign:
         self.weights_column = weights
         self.offset_column = offset
         _refuse_aggregates(self.parsed)
+        _refuse_structures(self.parsed)
         self.needed = self._needed(columns)
         self.modelled = list(
             dict.fromkeys(
@@ -371,6 +388,12 @@ class ChunkedDesign:
             check_grouping(spec.group_name, len(levels), survey.n_complete)
             if not builder.column_names:
                 raise FormulaError(f"random-effect term {spec} has no columns", self.parsed.text)
+            n_effects = len(levels) * len(builder.column_names)
+            if len(builder.column_names) > 1 and n_effects >= survey.n_complete:
+                raise DataError(  # the in-memory design's check (lme4's), same message
+                    f"number of observations ({survey.n_complete}) <= number of random "
+                    f"effects ({n_effects}) for term {spec}; its variances are unidentifiable"
+                )
 
     def _combined_codes(self, frame: pd.DataFrame, factors: tuple[str, ...]) -> np.ndarray:
         combined = np.zeros(len(frame), dtype=np.int64)

@@ -21,8 +21,18 @@ ever stored.  Rows of different threads never meet: no atomics and no reduction.
 
 from __future__ import annotations
 
+import os
+
+import numba
 import numpy as np
 from numba import njit, prange
+
+# numba picks its thread pool at the first parallel launch: TBB, else OpenMP, else its
+# own workqueue.  GNU OpenMP kills a child forked after it ran ("fork() called from a
+# process already using GNU OpenMP"; a fit followed by multiprocessing's fork), so unless
+# the user chose a layer, ask for a fork-safe one (TBB, or workqueue on Linux)
+if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
+    numba.config.THREADING_LAYER = "forksafe"
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
