@@ -14,9 +14,7 @@ of the Grams of any partition of them.  Two ways to add them:
 
 from __future__ import annotations
 
-import contextlib
 import mmap
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +28,7 @@ from mixedmodels.core.gram import (
     grouped_cross_products,
 )
 from mixedmodels.core.terms import RandomBlock
+from mixedmodels.linalg.fillin import small_pages
 
 
 def partial_gram(
@@ -305,23 +304,6 @@ def _is_mapped(array: np.ndarray) -> bool:
     return isinstance(base, mmap.mmap)
 
 
-@contextlib.contextmanager
-def _small_pages() -> Iterator[None]:
-    """Large arrays allocated inside are not marked for transparent huge pages: the final
-    sparse blocks are written row region by row region while the pieces are freed, and a
-    huge page would make every region's first write resident 2 MB at once."""
-    core = getattr(np, "_core", None) or getattr(np, "core", None)
-    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
-    if switch is None:
-        yield
-        return
-    previous = switch(False)
-    try:
-        yield
-    finally:
-        switch(previous)
-
-
 class GramSum:
     """The Gram of all chunks, added one :class:`ChunkGram` at a time.
 
@@ -396,7 +378,10 @@ def _merge_pieces(
     dtype = _index_dtype(max(nnz, shape[0]))
     indptr = np.zeros(shape[1] + 1, dtype=dtype)
     np.cumsum(counts, out=indptr[1:])
-    with _small_pages():
+    # no transparent huge pages: the final block is written column region by region while
+    # the pieces are freed, and a huge page would make each region's first write resident
+    # 2 MB at once
+    with small_pages():
         indices = np.empty(nnz, dtype=dtype)
         data = np.empty(nnz)
     free = indptr[:-1].astype(np.int64)  # next free slot of every column
