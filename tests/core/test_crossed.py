@@ -256,6 +256,19 @@ def test_the_kept_last_factor_is_the_factor_of_that_theta_and_response():
     np.testing.assert_array_equal(rx, crossed.factor(theta).xy_xy)
 
 
+def count_fills(monkeypatch, crossed: CrossedObjective) -> list:
+    """A list that gets one entry per call of the objective's fill kernel."""
+    calls: list = []
+    original = crossed.fill.lower_fill
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(crossed.fill, "lower_fill", counted)
+    return calls
+
+
 @pytest.mark.parametrize("kernel", ["map", SCATTER])
 def test_kept_fills_give_the_dense_factorization_and_skip_rest_only_steps(monkeypatch, kernel):
     """With fills kept (one scalar rest term), points that differ only in the rest's theta
@@ -266,14 +279,7 @@ def test_kept_fills_give_the_dense_factorization_and_skip_rest_only_steps(monkey
     problem = crossed_problem("slope_intercept", rng)
     crossed = crossed_for(problem, kernel)
     assert crossed._fill_cache is not None
-    calls = []
-    original = crossed.fill.lower_fill
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(crossed.fill, "lower_fill", counted)
+    calls = count_fills(monkeypatch, crossed)
     base = random_theta(problem, rng)
     firsts = [base[:3], random_theta(problem, rng)[:3]]
     for first in firsts:
@@ -332,14 +338,7 @@ def test_kept_fills_are_capped_in_bytes(monkeypatch, kernel):
     monkeypatch.setattr(crossed_module, "FILL_CACHE_BYTES", 2 * 8 * q * q)
     crossed = crossed_for(problem, kernel)
     assert crossed.q_rest == q and crossed._fills_kept == 2
-    calls = []
-    original = crossed.fill.lower_fill
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(crossed.fill, "lower_fill", counted)
+    calls = count_fills(monkeypatch, crossed)
     firsts = [random_theta(problem, rng)[:3] for _ in range(3)]
     for first in firsts:
         theta = np.concatenate([first, [0.7]])

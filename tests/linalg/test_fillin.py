@@ -202,11 +202,7 @@ def test_map_equals_the_dense_schur_complement_of_a_crossed_design(monkeypatch, 
     )
     fill = fillin.MapFill(panels)
     r = random_factors(rng, p, n_subjects)
-    z_first = np.zeros((subj.size, n_subjects * p))
-    for a in range(p):
-        z_first[np.arange(subj.size), subj * p + a] = z0[:, a]
-    z_rest = np.zeros((subj.size, n_items))
-    z_rest[np.arange(subj.size), item] = 1.0
+    z_first, z_rest = dense_crossed_design(subj, item, z0, n_subjects, n_items)
     a_dense = z_rest.T @ (w[:, None] * z_first)
     d_rest = z_rest.T @ (w[:, None] * z_rest)
     want = np.tril(d_rest - a_dense @ block_diagonal(r) @ a_dense.T)
@@ -233,17 +229,25 @@ def test_refreshed_map_equals_the_dense_schur_complement_of_new_weights(p):
     fill = fillin.MapFill(built, keep_pairs=True)
     fill.refresh(new.values)
     r = random_factors(rng, p, n_subjects)
-    z_first = np.zeros((subj.size, n_subjects * p))
-    for a in range(p):
-        z_first[np.arange(subj.size), subj * p + a] = z0[:, a]
-    z_rest = np.zeros((subj.size, n_items))
-    z_rest[np.arange(subj.size), item] = 1.0
+    z_first, z_rest = dense_crossed_design(subj, item, z0, n_subjects, n_items)
     a_dense = z_rest.T @ (w1[:, None] * z_first)
     want = np.tril(a_dense @ block_diagonal(r) @ a_dense.T)
     got = np.tril(fill.lower_fill(r))
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
     with pytest.raises(ValueError, match="keep_pairs"):
         fillin.MapFill(built).refresh(new.values)
+
+
+def dense_crossed_design(subj, item, z0, n_subjects, n_items):
+    """Dense ``Z_0`` (subjects, ``p`` columns each) and ``Z_R`` (items) of a crossed
+    design's rows."""
+    p = z0.shape[1]
+    z_first = np.zeros((subj.size, n_subjects * p))
+    for a in range(p):
+        z_first[np.arange(subj.size), subj * p + a] = z0[:, a]
+    z_rest = np.zeros((subj.size, n_items))
+    z_rest[np.arange(subj.size), item] = 1.0
+    return z_first, z_rest
 
 
 def block_diagonal(r):
@@ -322,11 +326,7 @@ def test_scatter_in_any_rows_per_thread_and_block_equals_the_dense_schur_complem
     fill = fillin.ScatterFill.from_panels(panels)
     assert fill.threads == ranges and fill._edges.size == ranges + 1
     r = random_factors(rng, p, n_subjects)
-    z_first = np.zeros((subj.size, n_subjects * p))
-    for a in range(p):
-        z_first[np.arange(subj.size), subj * p + a] = z0[:, a]
-    z_rest = np.zeros((subj.size, n_items))
-    z_rest[np.arange(subj.size), item] = 1.0
+    z_first, z_rest = dense_crossed_design(subj, item, z0, n_subjects, n_items)
     a_dense = z_rest.T @ (w[:, None] * z_first)
     want = np.tril(a_dense @ block_diagonal(r) @ a_dense.T)
     np.testing.assert_allclose(
