@@ -336,23 +336,15 @@ def _iterate(derivatives: _Derivatives, x: np.ndarray, value: float, lo, hi):
             continue
         if pending is not None:
             x_prev, value_prev = pending
-            if not short:
-                pending = None
-                value, exact = derivatives.objective(x), True
-                if not value <= value_prev + RISE_RTOL * abs(value_prev):
-                    notes.append("the stencil's step rejected (objective rose)")
-                    x, value, steps = x_prev, value_prev, steps - 1
-                    return done(False)
-            elif converging:  # x + step is judged against the stencil's point: done()
+            if converging:  # x + step is judged against the stencil's point: done()
                 x, steps = trial, steps + 1
                 return done(True)
-            else:
-                pending = None
-                value, exact = derivatives.objective(x), True
-                if not value <= value_prev + RISE_RTOL * abs(value_prev):
-                    notes.append("the stencil's step rejected (objective rose)")
-                    x, value, steps = x_prev, value_prev, steps - 1
-                    return done(False)
+            pending = None
+            value, exact = derivatives.objective(x), True
+            if not value <= value_prev + RISE_RTOL * abs(value_prev):
+                notes.append("the stencil's step rejected (objective rose)")
+                x, value, steps = x_prev, value_prev, steps - 1
+                return done(False)
         if size == 0.0:
             return done(True)
         if analytic and not short:
