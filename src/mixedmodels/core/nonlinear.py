@@ -414,6 +414,26 @@ def cholesky_groups(g: Gram, lam: np.ndarray) -> tuple[list, float]:
     return low, logdet_l
 
 
+def fixed_effects(
+    reduced: np.ndarray, p: int
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """``beta``, the penalized RSS, ``X'X`` and its Cholesky factor from the fixed
+    effects' system left after the random effects are eliminated: ``reduced`` is the
+    ``(p + 1) x (p + 1)`` matrix ``[X w]'[X w] - C'C`` (the response last), and
+
+    .. math::
+
+        R_X R_X' = \\mathrm{reduced}_{XX}, \\quad R_X R_X' \\beta = \\mathrm{reduced}_{Xw},
+        \\quad \\mathrm{PWRSS} = \\mathrm{reduced}_{ww} - \\mathrm{reduced}_{wX} \\beta.
+    """
+    xtx = reduced[:p, :p]
+    rx, info = dpotrf(xtx, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("the fixed effects' system is not positive definite")
+    beta, _ = dpotrs(rx, reduced[:p, p], lower=1)
+    return beta, float(reduced[p, p] - reduced[p, :p] @ beta), xtx, rx
+
+
 def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
     """``min ||w - X beta - Z Lambda u||^2 + ||u||^2``.
 
@@ -435,13 +455,7 @@ def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
             acc = acc - low[i][k][:, None] * c[k]
         c[i] = acc / low[i][i][:, None]
     flat = c.reshape(-1, p + 1)
-    reduced = g.mtm - flat.T @ flat
-    xtx = reduced[:p, :p]
-    rx, info = dpotrf(xtx, lower=1)
-    if info != 0:
-        raise np.linalg.LinAlgError("the fixed effects' system is not positive definite")
-    beta, _ = dpotrs(rx, reduced[:p, p], lower=1)
-    pwrss = float(reduced[p, p] - reduced[p, :p] @ beta)
+    beta, pwrss, xtx, rx = fixed_effects(g.mtm - flat.T @ flat, p)
     u = None
     if modes:
         r = c[:, :, p] - c[:, :, :p] @ beta  # (q, m)
@@ -832,13 +846,7 @@ def multilevel_pls(problem: MultilevelProblem, gram: MultilevelGram,
     if info != 0:
         raise np.linalg.LinAlgError("not positive definite")
     reduced = gram.mtm - utm.T @ solved
-    reduced = (reduced + reduced.T) / 2
-    xtx = reduced[:p, :p]
-    rx, info = dpotrf(xtx, lower=1)
-    if info != 0:
-        raise np.linalg.LinAlgError("the fixed effects' system is not positive definite")
-    beta, _ = dpotrs(rx, reduced[:p, p], lower=1)
-    pwrss = float(reduced[p, p] - reduced[p, :p] @ beta)
+    beta, pwrss, xtx, rx = fixed_effects((reduced + reduced.T) / 2, p)
     u = solved[:, p] - solved[:, :p] @ beta
     return MultilevelPls(beta, u, max(pwrss, 0.0), float(np.log(np.diagonal(low)).sum()),
                          float(np.log(np.diagonal(rx)).sum()), xtx, low)
