@@ -26,15 +26,21 @@ from tests.reference.nlme.cases import CASES, arguments, load, reference
 REF = reference()
 
 
-@pytest.fixture(scope="module")
-def fits() -> dict[str, mm.NlmeFit]:
+def fit_cases(cases, arguments_of, ref) -> dict[str, mm.NlmeFit]:
+    """``mm.nlme`` on every reference case (``arguments_of(name, ref)`` gives its data and
+    keyword arguments), warnings silenced."""
     out = {}
-    for name in CASES:
-        data, kwargs = arguments(name, REF)
+    for name in cases:
+        data, kwargs = arguments_of(name, ref)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out[name] = mm.nlme(data=data, **kwargs)
     return out
+
+
+@pytest.fixture(scope="module")
+def fits() -> dict[str, mm.NlmeFit]:
+    return fit_cases(CASES, arguments, REF)
 
 
 def _rel(a, b):

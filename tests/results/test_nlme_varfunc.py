@@ -28,19 +28,14 @@ import pytest
 import mixedmodels as mm
 from mixedmodels.errors import ArgumentError, ColumnNotFoundError, ConvergenceError
 from tests.reference.nlme_varfunc.cases import CASES, arguments, load, reference
+from tests.results.test_nlme_fit import fit_cases
 
 REF = reference()
 
 
 @pytest.fixture(scope="module")
 def fits() -> dict[str, mm.NlmeFit]:
-    out = {}
-    for name in CASES:
-        data, kwargs = arguments(name, REF)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out[name] = mm.nlme(data=data, **kwargs)
-    return out
+    return fit_cases(CASES, arguments, REF)
 
 
 def _check_sds(fit, ref):
