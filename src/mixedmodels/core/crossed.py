@@ -46,6 +46,7 @@ from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.linalg.fillin import (
     Fill,
     FillChoice,
+    Panels,
     PanelShape,
     make_fill,
     panel_values_from_rows,
@@ -261,35 +262,20 @@ class CrossedObjective:
             self.fill, choice = direct
             self.a = self.fill.a
             shape = PanelShape.of_csc(self.a, p)
-        if panels is None and direct is None:
-            index = np.empty((codes.size, sum(b.p for b in rest)), dtype=np.int64)
-            values = np.empty(index.shape)
-            col = 0
-            for b, off in zip(rest, self.rest_offsets[:-1], strict=True):
-                for c in range(b.p):
-                    index[:, col] = off + b.codes.astype(np.int64) * b.p + c
-                    values[:, col] = b.z[:, c]
-                    col += 1
-            if reweightable:
-                panels, inverse = panels_from_rows(
-                    codes, n_levels, z0, index, values, q, weights, return_inverse=True
-                )
-                self._panel_source = ("rows", inverse, z0, values)
-            else:
-                panels = panels_from_rows(codes, n_levels, z0, index, values, q, weights)
-            del index, values
-        if direct is not None:
-            pass
-        elif reweightable:
-            n_values = panels.values.size
-            tags = replace(panels, values=1.0 + np.arange(n_values).reshape(panels.values.shape))
-            self.a = tags.to_csr()
-            self._a_source = self.a.data.astype(np.int64) - 1
-            self.a.data[:] = panels.values.ravel()[self._a_source]
         else:
-            # (Q, l p) for the [X y] border: the Gram's own when it came from there
-            self.a = a_csc if a_csc is not None else panels.to_csr()
-        if direct is None:
+            if panels is None:
+                panels = self._panels_of_rows(codes, z0, rest, weights, reweightable)
+            if reweightable:
+                n_values = panels.values.size
+                tags = replace(
+                    panels, values=1.0 + np.arange(n_values).reshape(panels.values.shape)
+                )
+                self.a = tags.to_csr()
+                self._a_source = self.a.data.astype(np.int64) - 1
+                self.a.data[:] = panels.values.ravel()[self._a_source]
+            else:
+                # (Q, l p) for the [X y] border: the Gram's own when it came from there
+                self.a = a_csc if a_csc is not None else panels.to_csr()
             self.fill: Fill | None
             with single_threaded_blas(q <= SINGLE_THREAD_REST):
                 self.fill, choice = make_fill(panels, self.d0, kind, reweightable=reweightable)
@@ -319,6 +305,35 @@ class CrossedObjective:
         self._set_response(gram)
 
     # ----------------------------------------------------------------- setup
+    def _panels_of_rows(
+        self,
+        codes: np.ndarray,
+        z0: np.ndarray,
+        rest: list[RandomBlock],
+        weights: np.ndarray | None,
+        reweightable: bool,
+    ) -> Panels:
+        """The panels of ``A = Z_R' W Z_0`` in one pass over the rows (when the Gram's
+        blocks do not hold them in the panel layout); reweightable: also where each row's
+        products go (:attr:`_panel_source`)."""
+        index = np.empty((codes.size, sum(b.p for b in rest)), dtype=np.int64)
+        values = np.empty(index.shape)
+        col = 0
+        for b, off in zip(rest, self.rest_offsets[:-1], strict=True):
+            for c in range(b.p):
+                index[:, col] = off + b.codes.astype(np.int64) * b.p + c
+                values[:, col] = b.z[:, c]
+                col += 1
+        if not reweightable:
+            return panels_from_rows(
+                codes, self.n_levels, z0, index, values, self.q_rest, weights
+            )
+        panels, inverse = panels_from_rows(
+            codes, self.n_levels, z0, index, values, self.q_rest, weights, return_inverse=True
+        )
+        self._panel_source = ("rows", inverse, z0, values)
+        return panels
+
     def _rest_gram(self, gram: Gram, rest: list[int], blocks: list[RandomBlock]) -> np.ndarray:
         """``Z_R' W Z_R`` as a dense symmetric matrix (rest order)."""
         q = self.q_rest
