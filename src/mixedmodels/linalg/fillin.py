@@ -860,10 +860,8 @@ def estimate_fill(shape: PanelShape, n_groups: int, reweightable: bool = False) 
     scatter = numba_available()
     if scatter:
         stored["scatter"] = 0
-        estimates["scatter"] = (
-            triples * max(p, 2) / 2 * SCATTER_PER_PRODUCT / scatter_threads(triples)
-            + SCATTER_LOAD / EXPECTED_EVALUATIONS
-        )
+        scatter_work = triples * max(p, 2) / 2 * SCATTER_PER_PRODUCT / scatter_threads(triples)
+        estimates["scatter"] = scatter_work + SCATTER_LOAD / EXPECTED_EVALUATIONS
     if reweightable:
         estimates = {
             "map": triples * p * (SPARSE_ENTRY + MAP_REFRESH_PER_ENTRY)
@@ -872,10 +870,7 @@ def estimate_fill(shape: PanelShape, n_groups: int, reweightable: bool = False) 
             "dense": estimates["dense"] + entries * p * DENSE_REFRESH_PER_ENTRY,
         }
         if scatter:
-            estimates["scatter"] = (
-                triples * max(p, 2) / 2 * SCATTER_PER_PRODUCT / scatter_threads(triples)
-                + SCATTER_LOAD / EXPECTED_STEPS
-            )
+            estimates["scatter"] = scatter_work + SCATTER_LOAD / EXPECTED_STEPS
     allowed = {k: v for k, v in estimates.items() if stored[k] <= MAX_STORED_ENTRIES}
     kind = min(allowed, key=allowed.get) if allowed else "none"
     return FillChoice(kind=kind, estimates=estimates, stored=stored)
