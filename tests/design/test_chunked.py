@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 import mixedmodels as mm
-from mixedmodels.core.gram import build_gram
-from mixedmodels.core.reduce import add_grams, partial_gram
+from mixedmodels.core.gram import add_grams, build_gram
 from mixedmodels.design import build_design
 from mixedmodels.design.chunked import ChunkedDesign, merge_surveys
 from mixedmodels.design.sources import FrameSource
@@ -50,7 +49,7 @@ def grams_from_chunks(design, source, order):
     total = None
     for chunk in source.map(design.encode, design.needed):
         y = chunk.y if chunk.offset is None else chunk.y - chunk.offset
-        part = partial_gram([chunk.blocks[i] for i in order], chunk.X, y, chunk.weights)
+        part = build_gram([chunk.blocks[i] for i in order], chunk.X, y, chunk.weights)
         total = part if total is None else add_grams(total, part)
     return total
 

@@ -1,15 +1,13 @@
 """Cross products of rows that come in chunks: partial Grams, added.
 
 Every block of ``[Z X y]' W [Z X y]`` is a sum over rows, so the Gram of all rows is the sum
-of the Grams of any partition of them.  Two ways to add them:
-
-* :func:`partial_gram` and :func:`add_grams`: whole Grams of two row sets, added (small
-  problems, tests);
-* :func:`chunk_gram` and :class:`GramSum`: a chunk's sums over the levels its rows touch
-  only (:class:`ChunkGram`), added into level-indexed arrays allocated once, and the
-  off-diagonal blocks' per-chunk pieces merged once into the final sparse matrices
-  (:meth:`GramSum.gram`).  Time and memory are linear in the rows: no partial is as large
-  as the whole Gram, and no sparse matrix is copied per chunk.
+of the Grams of any partition of them (whole Grams of two row sets add by
+:func:`mixedmodels.core.gram.add_grams`).  Here :func:`chunk_gram` and :class:`GramSum`: a
+chunk's sums over the levels its rows touch only (:class:`ChunkGram`), added into
+level-indexed arrays allocated once, and the off-diagonal blocks' per-chunk pieces merged
+once into the final sparse matrices (:meth:`GramSum.gram`).  Time and memory are linear in
+the rows: no partial is as large as the whole Gram, and no sparse matrix is copied per
+chunk.
 """
 
 from __future__ import annotations
@@ -24,31 +22,10 @@ from mixedmodels.core.gram import (
     Gram,
     _cross_random,
     _unless_ones,
-    build_gram,
     grouped_cross_products,
 )
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.linalg.fillin import small_pages
-
-
-def partial_gram(
-    blocks: list[RandomBlock],
-    X: np.ndarray,
-    y_work: np.ndarray,
-    weights: np.ndarray | None,
-) -> Gram:
-    """The Gram of one chunk's rows (``blocks`` in the engine's order)."""
-    return build_gram(blocks, X, y_work, weights)
-
-
-def add_grams(a: Gram, b: Gram) -> Gram:
-    """The Gram of the rows of ``a`` and ``b`` together."""
-    return Gram(
-        [x + y for x, y in zip(a.diagonal, b.diagonal, strict=True)],
-        {key: (a.off_diagonal[key] + b.off_diagonal[key]).tocsr() for key in a.off_diagonal},
-        [x + y for x, y in zip(a.xy_random, b.xy_random, strict=True)],
-        a.xy_xy + b.xy_xy,
-    )
 
 
 # ---------------------------------------------------------------------- compact partials
@@ -402,14 +379,6 @@ def _merge_pieces(
 
 
 # ---------------------------------------------------------------------- nesting
-def cross_products(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    """``[X y]' W [X y]`` of one chunk (the least-squares shift of the response needs only
-    this)."""
-    xy = np.column_stack([X, y])
-    wxy = xy if weights is None else xy * weights[:, None]
-    return xy.T @ wxy
-
-
 def nesting_partial(inner: RandomBlock, outer: RandomBlock) -> np.ndarray:
     """For each level of ``inner``: the level of ``outer`` its rows have in this chunk, -1
     when it has no rows here, -2 when they have several."""
