@@ -504,7 +504,9 @@ class CrossedObjective:
                 cache.move_to_end(key)
         return fill.copy()
 
-    def _schur_rest(self, r: np.ndarray, lams: list[np.ndarray], key: bytes = b"") -> np.ndarray:
+    def _schur_rest(
+        self, r: np.ndarray, lams: list[np.ndarray], key: bytes = b"", keep: list | None = None
+    ) -> np.ndarray:
         """``Lambda_R' (D_R - A M A') Lambda_R + I``; only the lower triangle is valid.
 
         With one scalar rest term the fill depends on theta only through ``lambda_0``
@@ -515,7 +517,19 @@ class CrossedObjective:
         ``Lambda_R`` is block diagonal with ``p_k x p_k`` blocks, so the congruence maps
         each ``p_k x p_k`` sub-block on its own: only the sub-blocks on the diagonal need
         their upper halves (copied from the lower) before it.
+
+        With ``keep`` (a list), a copy of ``D_R - A M A'`` (lower triangle valid) is
+        appended to it: the derivatives in theta need it
+        (:mod:`mixedmodels.core.crossed_gradient`).
         """
+        if self.diagonal_rest and keep is not None:
+            s2 = float(lams[0][0, 0]) ** 2
+            h = self.fill.lower_fill(r) if self._fill_cache is None else self._cached_fill(r, key)
+            np.subtract(self.d_rest, h, out=h)
+            keep.append(h.copy())
+            h *= s2
+            h.flat[:: self.q_rest + 1] += 1.0
+            return h
         if self.diagonal_rest:
             s2 = float(lams[0][0, 0]) ** 2
             if self._fill_cache is None:
@@ -527,6 +541,8 @@ class CrossedObjective:
             return h
         h = self.fill.lower_fill(r)
         np.subtract(self.d_rest, h, out=h)
+        if keep is not None:
+            keep.append(h.copy())
         if self.scalar_rest:
             s = np.repeat(np.array([lam[0, 0] for lam in lams]), self.rest_levels)
             h *= s[:, None]
@@ -553,26 +569,36 @@ class CrossedObjective:
         f = self._factor(theta)
         return f.log_det_random, f.log_det_fixed(self.n_fixed), f.pwrss
 
-    def factor(self, theta: np.ndarray) -> CrossedFactor:
+    def factor(self, theta: np.ndarray, keep_schur: bool = False) -> CrossedFactor:
         """The factor's pieces at ``theta`` (one BLAS thread for a small dense rest, as
-        :meth:`pieces`)."""
+        :meth:`pieces`); with ``keep_schur`` it holds ``D_R - A M A'`` too
+        (:attr:`CrossedFactor.rest_schur`)."""
         with single_threaded_blas(self.q_rest <= SINGLE_THREAD_REST):
-            return self._factor(np.asarray(theta, dtype=float))
+            return self._factor(np.asarray(theta, dtype=float), keep_schur)
 
-    def _factor(self, theta: np.ndarray) -> CrossedFactor:
+    def _factor(self, theta: np.ndarray, keep_schur: bool = False) -> CrossedFactor:
         """The factor at ``theta``; the last one is kept (read-only): BOBYQA's result is
         usually its last point, which the optimizer's final check and the solution then
-        ask for again (two of the slopes case's 26 factorizations)."""
+        ask for again (two of the slopes case's 26 factorizations).  Where a fill is
+        expensive (:data:`FILL_CACHE_PRODUCTS`) ``D_R - A M A'`` is always kept with it, so
+        the derivatives at a point whose value was computed need no second fill."""
         key = theta.tobytes()
-        if self._last is not None and self._last[0] == key:
+        if (
+            self._last is not None
+            and self._last[0] == key
+            and (self._last[1].rest_schur is not None or not keep_schur)
+        ):
             return self._last[1]
-        factor = self._compute_factor(theta)
+        keep = keep_schur or self.summary.triples >= FILL_CACHE_PRODUCTS
+        factor = self._compute_factor(theta, keep)
         for array in (factor.low, factor.upper_rest, factor.c_rest, factor.xy_xy):
             array.flags.writeable = False
+        if factor.rest_schur is not None:
+            factor.rest_schur.flags.writeable = False
         self._last = (key, factor)
         return factor
 
-    def _compute_factor(self, theta: np.ndarray) -> CrossedFactor:
+    def _compute_factor(self, theta: np.ndarray, keep_schur: bool = False) -> CrossedFactor:
         lam0 = self.first_lambda(theta)
         lams = self.rest_lambdas(theta)
         p = self.p
@@ -585,7 +611,8 @@ class CrossedObjective:
         ld0 = 2.0 * batched.log_diagonal_sum(low)
         inv = batched.invert_lower(low)
         r = np.einsum("ik,jkl->ijl", lam0, inv)  # lambda_0 L_s^-T, M_s = r_s r_s'
-        h = self._schur_rest(r, lams, lam0.tobytes())
+        kept: list | None = [] if keep_schur else None
+        h = self._schur_rest(r, lams, lam0.tobytes(), kept)
         # the transpose is Fortran-ordered: LAPACK factors it in place (upper = our lower)
         upper_rest, info = sla.lapack.dpotrf(h.T, lower=0, clean=0, overwrite_a=1)
         if info != 0:
@@ -615,6 +642,7 @@ class CrossedObjective:
             c_rest=c_rest,
             xy_xy=rx,
             log_det_random=ld0 + ld_rest,
+            rest_schur=kept[0] if kept else None,
         )
 
     def solve(self, theta: np.ndarray, beta: np.ndarray | None = None) -> CrossedSolution:
@@ -679,6 +707,7 @@ class CrossedFactor:
     c_rest: np.ndarray  # C_R' (Q, m)
     xy_xy: np.ndarray  # lower Cholesky factor of the [X y] Schur complement
     log_det_random: float
+    rest_schur: np.ndarray | None = None  # D_R - A M A' (lower triangle), when kept
 
     def log_det_fixed(self, n_fixed: int) -> float:
         """``log |R_X|^2``."""

@@ -30,6 +30,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from mixedmodels.core.crossed import CrossedObjective, choose_order
+from mixedmodels.core.crossed_gradient import lambda_gradient
 from mixedmodels.core.dense import (
     MAX_DENSE_RANDOM_EFFECTS,
     DenseObjective,
@@ -339,6 +340,29 @@ class LmmProblem:
                 *self.dense_objective.pieces(np.asarray(theta, dtype=float))
             )
         return self.objective_from_pieces(*self.pieces(theta))
+
+    def entry_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """The objective at ``theta`` and its gradient in the relative factors' entries
+        (laid out as :meth:`lambda_entries`), analytic on the crossed path
+        (:mod:`mixedmodels.core.crossed_gradient`: about the cost of two evaluations);
+        None on the other paths (the dense path has its own derivatives,
+        :mod:`mixedmodels.optim.profiled_derivatives`).  Counts as one evaluation."""
+        if self.dense_objective is not None or len(self.engine_blocks) < 2:
+            return None
+        crossed = self.crossed_objective()
+        if crossed is None:
+            return None
+        self.n_evaluations += 1
+        found = lambda_gradient(crossed, theta, self.reml, self.n)
+        f = found.factor
+        value = self.objective_from_pieces(
+            f.log_det_random, f.log_det_fixed(self.n_fixed), f.pwrss
+        )
+        gradient = np.zeros(int(self.entry_offsets[-1]))
+        for k, public in enumerate(self.order):
+            lo, hi = self.entry_offsets[public], self.entry_offsets[public + 1]
+            gradient[lo:hi] = found.entries(k)
+        return value, gradient
 
     def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
         """``(log |L_Z|^2, log |R_X|^2, PWRSS)`` at ``theta`` by the model's path."""

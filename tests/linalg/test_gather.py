@@ -1,0 +1,83 @@
+"""``A_s' T A_s`` per level against numpy's dense products, by both computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mixedmodels.errors import ArgumentError
+from mixedmodels.linalg import gather
+from mixedmodels.linalg.fillin import numba_available
+from mixedmodels.linalg.gather import LevelQuadraticForms
+
+
+def random_levels(rng, q: int, n_levels: int, p: int, most: int) -> sp.csc_matrix:
+    """Levels with 0 .. most rows each (one pattern for the p columns of a level)."""
+    rows, cols, values = [], [], []
+    for s in range(n_levels):
+        k = int(rng.integers(0, most + 1))
+        pattern = np.sort(rng.choice(q, k, replace=False))
+        for c in range(p):
+            rows.extend(pattern)
+            cols.extend([s * p + c] * k)
+            values.extend(rng.normal(size=k))
+    return sp.csc_matrix((values, (rows, cols)), shape=(q, n_levels * p))
+
+
+def dense_reference(a: sp.csc_matrix, t: np.ndarray, p: int) -> np.ndarray:
+    dense = a.toarray()
+    return np.stack(
+        [dense[:, s * p : (s + 1) * p].T @ t @ dense[:, s * p : (s + 1) * p]
+         for s in range(a.shape[1] // p)],
+        axis=2,
+    )
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_quadratic_forms_equal_dense_products(p, compiled, monkeypatch):
+    if compiled and not numba_available():
+        pytest.skip("needs numba")
+    if not compiled:
+        monkeypatch.setattr(gather, "_gather_kernels", lambda: None)
+        monkeypatch.setattr(gather, "FALLBACK_CHUNK_BYTES", 8 * 50 * p * 7)  # 7 levels a chunk
+    rng = np.random.default_rng(p)
+    q = 50
+    a = random_levels(rng, q, 40, p, 12)
+    t = rng.normal(size=(q, q))
+    t = t + t.T
+    forms = LevelQuadraticForms(a, p)
+    assert (forms._kernels is not None) == compiled
+    reference = dense_reference(a, t, p)
+    # sums of at most 12 x 12 products of O(1) values: rounding ~1e-14
+    np.testing.assert_allclose(forms(t), reference, rtol=0, atol=1e-12)
+    # a CSR A gives the same
+    np.testing.assert_allclose(LevelQuadraticForms(a.tocsr(), p)(t), reference, atol=1e-12)
+
+
+def test_rows_spread_over_threads_and_blocks_give_the_same_forms(monkeypatch):
+    """Blocks of 8 rows and two row ranges: the same sums as one range, to rounding."""
+    if not numba_available():
+        pytest.skip("needs numba")
+    rng = np.random.default_rng(9)
+    q, p = 300, 2
+    a = random_levels(rng, q, 200, p, 60)
+    t = rng.normal(size=(q, q))
+    t = t + t.T
+    reference = dense_reference(a, t, p)
+    monkeypatch.setattr(gather, "scatter_threads", lambda products: 2)
+    monkeypatch.setattr(gather, "GATHER_BLOCK_BYTES", 8 * q * 8)
+    monkeypatch.setattr(gather, "GATHER_GROUP_LEVELS", 16)
+    forms = LevelQuadraticForms(a, p)
+    assert forms._edges.size == 3 and forms._block_rows == 8
+    np.testing.assert_allclose(forms(t), reference, rtol=0, atol=1e-11)
+
+
+def test_bad_arguments_are_refused():
+    a = sp.csc_matrix(np.ones((3, 4)))
+    with pytest.raises(ArgumentError, match="columns per level"):
+        LevelQuadraticForms(a, 3)
+    forms = LevelQuadraticForms(a, 2)
+    with pytest.raises(ArgumentError, match="T must be 3 x 3"):
+        forms(np.eye(4))
