@@ -85,11 +85,34 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+def _count_calls(owner, name: str, tally: dict) -> None:
+    """Wrap ``owner.name`` to count its calls, their wall seconds and the first call's
+    start (the fit's set-up ends there): instrumentation of this process only."""
+    original = getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        start = time.perf_counter()
+        tally.setdefault("first", start)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            tally["calls"] = tally.get("calls", 0) + 1
+            tally["seconds"] = tally.get("seconds", 0.0) + time.perf_counter() - start
+
+    setattr(owner, name, counted)
+
+
 def _run(kind: str, folder: str, workers: int, queue) -> None:
     import mixedmodels as mm
+    from mixedmodels.linalg import fillin, gather
 
     formula = "y ~ x + (x | subject) + (1 | item)"
     warnings.simplefilter("ignore")
+    fills: dict = {}
+    gathers: dict = {}
+    for fill_class in (fillin.ScatterFill, fillin.MapFill, fillin.GroupedFill, fillin.DenseFill):
+        _count_calls(fill_class, "lower_fill", fills)
+    _count_calls(gather.LevelQuadraticForms, "__call__", gathers)
     t0 = time.perf_counter()
     if kind == "parquet":
         fit = mm.lmer(formula, folder)
@@ -108,6 +131,11 @@ def _run(kind: str, folder: str, workers: int, queue) -> None:
         t0 = time.perf_counter()  # the fit alone, data already in memory
         fit = mm.lmer(formula, frame)
     elapsed = time.perf_counter() - t0
+    work = {
+        "fills": fills.get("calls", 0), "fill_s": fills.get("seconds", 0.0),
+        "gathers": gathers.get("calls", 0), "gather_s": gathers.get("seconds", 0.0),
+        "setup_s": fills.get("first", t0 + elapsed) - t0,
+    }
     evaluation = []
     for k in range(3):  # points next to the optimum: the objective keeps its last factor
         c0 = time.process_time()
@@ -117,7 +145,7 @@ def _run(kind: str, folder: str, workers: int, queue) -> None:
     structure = "; ".join(fit.problem.describe_structure().splitlines()[1:])
     queue.put(
         (elapsed, fit.objective, list(fit.fixef), list(fit.theta), fit.nobs,
-         fit.n_evaluations, sorted(evaluation)[1], cpu, structure, recovery(fit))
+         fit.n_evaluations, sorted(evaluation)[1], cpu, structure, recovery(fit), work)
     )
 
 
@@ -156,11 +184,13 @@ def measure(kind: str, folder: str, workers: int) -> dict:
             if not proc.is_alive():
                 raise RuntimeError(f"the {kind} fit failed") from None
     proc.join()
-    elapsed, objective, fixef, theta, nobs, evaluations, per_evaluation, cpu, path, rec = result
+    elapsed, objective, fixef, theta, nobs, evaluations, per_evaluation, cpu, path, rec, work = (
+        result
+    )
     return {"kind": kind, "time": elapsed, "peak_mb": peak / 2**20, "objective": objective,
             "fixef": fixef, "theta": theta, "rows": nobs, "evaluations": evaluations,
             "cpu_per_evaluation": per_evaluation, "cpu_fit_process": cpu, "path": path,
-            "recovery": rec}
+            "recovery": rec, "work": work}
 
 
 def _versions() -> dict:
@@ -207,6 +237,22 @@ def _markdown(runs: list[dict], command: str, versions: dict) -> str:
         rec = r["recovery"]
         cells = [f"{rec[k][0]:.4f} ({rec[k][1]:.1f})" for k in (*TRUE_FIXEF, *TRUE_SD)]
         lines.append(f"| {r['rows']:,} | {r['kind']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Where the wall time went: the set-up (the passes over the data and the reduced "
+        "problem, up to the first fill), the fills of the dense block and the quadratic "
+        "forms of the analytic gradient (count and seconds, all calls of the fit):",
+        "",
+        "| rows | source | set-up (s) | fills | fill time (s) | gradient forms | form time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        w = r.get("work")
+        if w:
+            lines.append(
+                f"| {r['rows']:,} | {r['kind']} | {w['setup_s']:.1f} | {w['fills']} "
+                f"| {w['fill_s']:.1f} | {w['gathers']} | {w['gather_s']:.1f} |"
+            )
     lines += ["", "Evaluation paths:", ""]
     lines += sorted({f"- {r['kind']}: {r['path']}" for r in runs})
     return "\n".join(lines) + "\n"
@@ -245,7 +291,8 @@ def main(argv=None) -> int:
                 runs.append(r)
                 print(f"| {r['rows']:,} | {kind} | {r['time']:.1f} | {r['rows'] / r['time']:,.0f} "
                       f"| {r['peak_mb']:.0f} | {r['evaluations']} "
-                      f"| {r['cpu_per_evaluation']:.3f} | {r['objective']:.4f} |", flush=True)
+                      f"| {r['cpu_per_evaluation']:.3f} | {r['objective']:.4f} | {r['work']}",
+                      flush=True)
                 if args.out:
                     out = Path(args.out)
                     out.parent.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,8 @@ MAX_NESTED_REST = 1000  # a rest term nested in the eliminated factor would stay
 # 2,000 columns) takes 0.15 s per evaluation with one thread and 0.28 s with two; idle,
 # two threads save ~15% (the fill product is single-threaded either way)
 SINGLE_THREAD_REST = 3000
-# fills of at least this many products are kept (the last FILL_CACHE of them, q x q each)
+# fills of at least this many products are kept (the last FILL_CACHE of them, or one per
+# theta when there are more, q x q each)
 # for steps that change only a scalar rest term's theta (see CrossedObjective._schur_rest)
 FILL_CACHE_PRODUCTS = 10_000_000
 FILL_CACHE = 4
@@ -280,7 +281,11 @@ class CrossedObjective:
             with single_threaded_blas(q <= SINGLE_THREAD_REST):
                 self.fill, choice = make_fill(panels, self.d0, kind, reweightable=reweightable)
             shape = panels.shape
-        self._fills_kept = min(FILL_CACHE, FILL_CACHE_BYTES // (8 * q * q))
+        # at least one per theta: the Newton polish differences the gradient in each
+        # coordinate in turn, and the step in the rest's scale finds the fill of the base
+        # point only if the other coordinates' steps have not pushed it out
+        n_theta = sum(st.n_theta for _, st in self.first_theta + self.rest_theta)
+        self._fills_kept = min(max(FILL_CACHE, n_theta), FILL_CACHE_BYTES // (8 * q * q))
         cache_fills = (
             self.diagonal_rest
             and not reweightable

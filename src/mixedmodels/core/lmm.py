@@ -341,19 +341,25 @@ class LmmProblem:
             )
         return self.objective_from_pieces(*self.pieces(theta))
 
+    def has_entry_gradient(self) -> bool:
+        """True when :meth:`entry_gradient` is analytic for this problem (the crossed
+        path)."""
+        return (
+            self.dense_objective is None
+            and len(self.engine_blocks) > 1
+            and self.crossed_objective() is not None
+        )
+
     def entry_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray] | None:
         """The objective at ``theta`` and its gradient in the relative factors' entries
         (laid out as :meth:`lambda_entries`), analytic on the crossed path
         (:mod:`mixedmodels.core.crossed_gradient`: about the cost of two evaluations);
         None on the other paths (the dense path has its own derivatives,
         :mod:`mixedmodels.optim.profiled_derivatives`).  Counts as one evaluation."""
-        if self.dense_objective is not None or len(self.engine_blocks) < 2:
-            return None
-        crossed = self.crossed_objective()
-        if crossed is None:
+        if not self.has_entry_gradient():
             return None
         self.n_evaluations += 1
-        found = lambda_gradient(crossed, theta, self.reml, self.n)
+        found = lambda_gradient(self.crossed_objective(), theta, self.reml, self.n)
         f = found.factor
         value = self.objective_from_pieces(
             f.log_det_random, f.log_det_fixed(self.n_fixed), f.pwrss

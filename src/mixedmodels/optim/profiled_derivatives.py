@@ -63,6 +63,32 @@ _POTRS = sla.lapack.dpotrs
 _TRTRS = sla.lapack.dtrtrs
 
 
+def linear_entries_jacobian(problem: LmmProblem, theta: np.ndarray) -> np.ndarray | None:
+    """``d e / d theta`` of the problem's theta-to-entries map when it is linear and
+    homogeneous (``e = J theta``), else None.  Differences with unit steps are exact for
+    such a map.  A map that fails or is not finite at the shifted points (a correlation
+    parameter beyond 1) is not linear."""
+    entries = problem.lambda_entries
+    theta = np.asarray(theta, dtype=float)
+    k = theta.size
+    jac = np.empty((int(problem.entry_offsets[-1]), k))
+    try:
+        with np.errstate(all="ignore"):
+            e = np.asarray(entries(theta), dtype=float)
+            for i in range(k):
+                step = np.zeros(k)
+                step[i] = 1.0
+                jac[:, i] = entries(theta + step) - e
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+        return None
+    if not (np.isfinite(jac).all() and np.isfinite(e).all()):
+        return None
+    scale = max(1.0, float(np.max(np.abs(e), initial=0.0)))
+    if not np.max(np.abs(jac @ theta - e), initial=0.0) <= LINEAR_RTOL * scale:
+        return None
+    return jac
+
+
 class DenseDerivatives:
     """Analytic derivatives of a dense-path problem's profiled objective.
 
@@ -114,31 +140,10 @@ class DenseDerivatives:
         self._jacobian: np.ndarray | None = None
 
     def entries_jacobian(self, theta: np.ndarray) -> np.ndarray | None:
-        """``d e / d theta`` when the map is linear and homogeneous (``e = J theta``), else
-        None.  Differences with unit steps are exact for such a map; once found, the
-        (constant) Jacobian is kept.  A map that fails or is not finite at the shifted
-        points (a correlation parameter beyond 1) is not linear."""
-        if self._jacobian is not None:
-            return self._jacobian
-        entries = self.problem.lambda_entries
-        k = theta.size
-        jac = np.empty((self.n_entries, k))
-        try:
-            with np.errstate(all="ignore"):
-                e = np.asarray(entries(theta), dtype=float)
-                for i in range(k):
-                    step = np.zeros(k)
-                    step[i] = 1.0
-                    jac[:, i] = entries(theta + step) - e
-        except (ValueError, ArithmeticError, np.linalg.LinAlgError):
-            return None
-        if not (np.isfinite(jac).all() and np.isfinite(e).all()):
-            return None
-        scale = max(1.0, float(np.max(np.abs(e), initial=0.0)))
-        if not np.max(np.abs(jac @ theta - e), initial=0.0) <= LINEAR_RTOL * scale:
-            return None
-        self._jacobian = jac
-        return jac
+        """:func:`linear_entries_jacobian`, kept once found (it is constant)."""
+        if self._jacobian is None:
+            self._jacobian = linear_entries_jacobian(self.problem, theta)
+        return self._jacobian
 
     def at(self, theta: np.ndarray, hessian: bool = True) -> ProfiledDerivatives | None:
         """Value, gradient and (with ``hessian``) Hessian in theta; None when theta maps
