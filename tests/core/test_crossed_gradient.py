@@ -90,3 +90,17 @@ def test_dense_and_one_term_paths_have_no_crossed_gradient():
     rng = np.random.default_rng(2)
     problem = crossed_problem("scalar", rng)  # q = 42: the dense path
     assert problem.entry_gradient(random_theta(problem, rng)) is None
+
+
+def test_levels_taken_in_chunks_give_the_same_gradient(monkeypatch):
+    """LEVEL_CHUNK levels at a time (7 of 30 here, a partial last chunk): the same sums in
+    another grouping, to rounding."""
+    from mixedmodels.core import crossed_gradient
+
+    rng = np.random.default_rng(8)
+    problem = crossed_only(crossed_problem("slope_slope", rng, weighted=True), True)
+    theta = random_theta(problem, rng)
+    _, whole = problem.entry_gradient(theta)
+    monkeypatch.setattr(crossed_gradient, "LEVEL_CHUNK", 7)
+    _, chunked = crossed_only(problem, True).entry_gradient(theta)
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-12 * np.abs(whole).max())

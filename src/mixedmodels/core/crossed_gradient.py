@@ -57,6 +57,9 @@ from mixedmodels.linalg.gather import LevelQuadraticForms
 from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.reterms.structures import lower_triangle_indices
 
+# levels of the eliminated term whose per-level arrays are formed at once
+LEVEL_CHUNK = 65_536
+
 
 @dataclass(frozen=True)
 class LambdaGradient:
@@ -131,13 +134,8 @@ def _lambda_gradient(
     pwrss = f.pwrss
     if not pwrss > 0.0:
         raise NotPositiveDefiniteError
-    lam0, lams = f.lam0, f.lams
+    lams = f.lams
     n_fixed = objective.n_fixed
-    d0 = objective.d0
-    inv = batched.invert_lower(f.low)  # L_s^-1
-    r = np.einsum("ik,jkl->ijl", lam0, inv)  # lambda_0 L_s^-T
-    n_s = np.einsum("kil,kjl->ijl", inv, inv)  # V_s^-1
-    m_s = np.einsum("ikl,jkl->ijl", r, r)  # lambda_0 V_s^-1 lambda_0'
     # S^-1 and T = Lambda_R S^-1 Lambda_R'
     s_inv, info = sla.lapack.dpotri(f.upper_rest, lower=0)
     if info != 0:
@@ -145,26 +143,21 @@ def _lambda_gradient(
     s_inv = _symmetric_from_lower(s_inv.T)
     t = _rest_scale(objective, _rest_scale(objective, s_inv.copy(), lams, left=False), lams, True)
     q_s = quadratic_forms(objective)(t)
-    # X_0's determinant part: 2 sum_s N_s lambda_0' (D_s - Q_s + Q_s M_s D_s)
-    y = d0 - q_s + np.einsum("ijl,jkl,kml->iml", q_s, m_s, d0)
-    x0 = 2.0 * np.einsum("ijl,kj,kml->im", n_s, lam0, y)
+    del t
     # the rest's determinant part: 2 sum over levels of (S^-1 Lambda_R' K)_jj
-    k_full = _symmetric_from_lower(f.rest_schur)
-    lk = objective._scale_rows(k_full, lams)  # Lambda_R' K (k_full is not used again)
+    lk = objective._scale_rows(_symmetric_from_lower(f.rest_schur), lams)  # Lambda_R' K
     x_rest = []
     for i, lam in enumerate(lams):
         lo = objective.rest_offsets[i]
         pk = lam.shape[0]
-        levels = objective.rest_levels[i]
+        base = lo + np.arange(objective.rest_levels[i]) * pk
         xk = np.empty((pk, pk))
-        base = lo + np.arange(levels) * pk
         for a in range(pk):
             for b in range(pk):
                 xk[a, b] = 2.0 * float(np.sum(s_inv[base + a, :] * lk[:, base + b].T))
         x_rest.append(xk)
-    # C and E for the m columns of [X y]
-    c0, c_rest, e0, e_rest = _border_solutions(objective, f, inv)
-    m = c_rest.shape[1]
+    del s_inv, lk
+    # the border: Omega weighs the m columns of C and E
     lxx = f.xy_xy[:n_fixed, :n_fixed]
     beta = (
         sla.solve_triangular(lxx, f.xy_xy[-1, :n_fixed], lower=True, trans=1)
@@ -175,9 +168,9 @@ def _lambda_gradient(
     dof = n - n_fixed if reml else n
     omega = (dof / pwrss) * np.outer(w, w)
     if reml and n_fixed:
-        h_inv = sla.cho_solve((lxx, True), np.eye(n_fixed))
-        omega[:n_fixed, :n_fixed] += h_inv
-    x0 -= 2.0 * np.einsum("alm,mn,bln->ab", c0, omega, e0)
+        omega[:n_fixed, :n_fixed] += sla.cho_solve((lxx, True), np.eye(n_fixed))
+    x0, c_rest, e_rest = _first_term_and_border(objective, f, q_s, omega)
+    m = c_rest.shape[1]
     for i, lam in enumerate(lams):
         lo, hi = objective.rest_offsets[i], objective.rest_offsets[i + 1]
         pk = lam.shape[0]
@@ -195,15 +188,19 @@ def _lambda_gradient(
     return LambdaGradient(f, blocks)
 
 
-def _border_solutions(
-    objective: CrossedObjective, f: CrossedFactor, inv: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``C = V^-1 Lambda' Z'W[X y]`` and ``E = Z'W[X y] - Z'WZ Lambda C``, split into the
-    eliminated levels (``(p, l, m)``) and the rest (``(Q, m)``): the crossed solve's back
-    substitution with the ``m`` unit vectors for ``w``."""
+def _first_term_and_border(
+    objective: CrossedObjective, f: CrossedFactor, q_s: np.ndarray, omega: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``X_0`` (the eliminated term's matrix, all three parts) and the rest's ``C_R``,
+    ``E_R`` (``(Q, m)``).
+
+    ``C = V^-1 Lambda' Z'W[X y]`` is the crossed solve's back substitution with the ``m``
+    unit vectors for ``w``; ``E = Z'W[X y] - Z'WZ Lambda C``.  The per-level arrays are
+    formed :data:`LEVEL_CHUNK` levels at a time (a 1M-level problem would otherwise hold a
+    dozen ``(p, l, m)`` temporaries at once)."""
     lam0, lams = f.lam0, f.lams
     p, n_levels = objective.p, objective.n_levels
-    xz0 = objective.xz0  # (m, p, l)
+    xz0, d0 = objective.xz0, objective.d0  # (m, p, l), (p, p, l)
     m = xz0.shape[0]
     c_rest, info = sla.lapack.dtrtrs(f.upper_rest, f.c_rest, lower=0)
     if info != 0:
@@ -214,12 +211,30 @@ def _border_solutions(
         pk = lam.shape[0]
         block = c_rest[lo:hi].reshape(-1, pk, m)
         b_rest[lo:hi] = np.einsum("ab,lbm->lam", lam, block).reshape(hi - lo, m)
-    at_b = np.asarray(objective.a.T @ b_rest).reshape(n_levels, p, m).transpose(1, 0, 2)
-    g = xz0.transpose(1, 2, 0) - at_b  # c_s' - (A' Lambda_R C_R)_s, (p, l, m)
-    half = np.einsum("ijl,jk,klm->ilm", inv, lam0.T, g)  # L_s^-1 lambda_0' g
-    c0 = np.einsum("jil,jlm->ilm", inv, half)  # V_s^-1 lambda_0' g
-    b0 = np.einsum("ij,jlm->ilm", lam0, c0)  # lambda_0 C_s
-    e0 = g - np.einsum("ijl,jlm->ilm", objective.d0, b0)
-    level_major = np.ascontiguousarray(b0.transpose(1, 0, 2)).reshape(n_levels * p, m)
-    e_rest = objective.xz_rest.T - np.asarray(objective.a @ level_major) - objective.d_rest @ b_rest
-    return c0, c_rest, e0, e_rest
+    at_b = np.asarray(objective.a.T @ b_rest).reshape(n_levels, p, m)  # (A' Lambda_R C_R)_s
+    level_major = np.empty((n_levels, p, m))  # lambda_0 C_s, for A (lambda_0 C_0)
+    x0 = np.zeros((p, p))
+    for lo in range(0, n_levels, LEVEL_CHUNK):
+        hi = min(n_levels, lo + LEVEL_CHUNK)
+        inv = batched.invert_lower(np.ascontiguousarray(f.low[:, :, lo:hi]))  # L_s^-1
+        d = d0[:, :, lo:hi]
+        n_s = np.einsum("kil,kjl->ijl", inv, inv)  # V_s^-1
+        r = np.einsum("ik,jkl->ijl", lam0, inv)  # lambda_0 L_s^-T
+        m_s = np.einsum("ikl,jkl->ijl", r, r)  # lambda_0 V_s^-1 lambda_0'
+        q = q_s[:, :, lo:hi]
+        # log|V|: 2 sum_s N_s lambda_0' (D_s - Q_s + Q_s M_s D_s)
+        y = d - q + np.einsum("ijl,jkl,kml->iml", q, m_s, d)
+        x0 += 2.0 * np.einsum("ijl,kj,kml->im", n_s, lam0, y)
+        # C_s = V_s^-1 lambda_0' g_s and E_s = g_s - D_s lambda_0 C_s
+        g = xz0[:, :, lo:hi].transpose(1, 2, 0) - at_b[lo:hi].transpose(1, 0, 2)  # (p, l, m)
+        c0 = np.einsum("ijl,jk,klm->ilm", n_s, lam0.T, g)
+        b0 = np.einsum("ij,jlm->ilm", lam0, c0)
+        e0 = g - np.einsum("ijl,jlm->ilm", d, b0)
+        x0 -= 2.0 * np.einsum("alm,mn,bln->ab", c0, omega, e0)
+        level_major[lo:hi] = b0.transpose(1, 0, 2)
+    e_rest = (
+        objective.xz_rest.T
+        - np.asarray(objective.a @ level_major.reshape(n_levels * p, m))
+        - objective.d_rest @ b_rest
+    )
+    return x0, c_rest, e_rest
