@@ -81,3 +81,23 @@ def test_bad_arguments_are_refused():
     forms = LevelQuadraticForms(a, 2)
     with pytest.raises(ArgumentError, match="T must be 3 x 3"):
         forms(np.eye(4))
+
+
+def test_calls_from_several_threads_take_turns():
+    """Four Python threads at once (numba's workqueue pool would abort the process on
+    concurrent parallel launches): every result equals the single-thread one."""
+    if not numba_available():
+        pytest.skip("needs numba")
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(4)
+    q, p = 120, 2
+    a = random_levels(rng, q, 300, p, 40)
+    ts = [rng.normal(size=(q, q)) for _ in range(4)]
+    ts = [t + t.T for t in ts]
+    forms = LevelQuadraticForms(a, p)
+    expected = [forms(t) for t in ts]
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(forms, ts))
+    for e, f in zip(expected, found, strict=True):
+        np.testing.assert_array_equal(f, e)

@@ -147,15 +147,13 @@ def _lambda_gradient(
     # the rest's determinant part: 2 sum over levels of (S^-1 Lambda_R' K)_jj
     lk = objective._scale_rows(_symmetric_from_lower(f.rest_schur), lams)  # Lambda_R' K
     x_rest = []
+    q = objective.q_rest
     for i, lam in enumerate(lams):
-        lo = objective.rest_offsets[i]
+        lo, hi = objective.rest_offsets[i], objective.rest_offsets[i + 1]
         pk = lam.shape[0]
-        base = lo + np.arange(objective.rest_levels[i]) * pk
-        xk = np.empty((pk, pk))
-        for a in range(pk):
-            for b in range(pk):
-                xk[a, b] = 2.0 * float(np.sum(s_inv[base + a, :] * lk[:, base + b].T))
-        x_rest.append(xk)
+        rows = s_inv[lo:hi].reshape(-1, pk, q)  # (levels, a, j): views, nothing copied
+        cols = lk[:, lo:hi].reshape(q, -1, pk)  # (j, levels, b)
+        x_rest.append(2.0 * np.einsum("laj,jlb->ab", rows, cols))
     del s_inv, lk
     # the border: Omega weighs the m columns of C and E
     lxx = f.xy_xy[:n_fixed, :n_fixed]

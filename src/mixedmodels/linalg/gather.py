@@ -20,7 +20,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from mixedmodels.errors import ArgumentError
-from mixedmodels.linalg.fillin import balanced_edges, scatter_kernels, scatter_threads
+from mixedmodels.linalg.fillin import (
+    _SCATTER_LOCK,
+    balanced_edges,
+    scatter_kernels,
+    scatter_threads,
+)
 
 # the sparse fallback forms T A for this many entries of A at a time (q x entries doubles)
 FALLBACK_CHUNK_BYTES = 2**27
@@ -86,10 +91,13 @@ class LevelQuadraticForms:
         if self._kernels is not None:
             a = self.a
             parts = np.zeros((self._edges.size - 1, self.p, self.p, self.n_levels))
-            self._kernels.quadratic_forms(
-                a.indptr, a.indices, a.data, self.p, t, self._edges, self._block_rows,
-                GATHER_GROUP_LEVELS, parts,
-            )
+            # one parallel launch at a time in the process: numba's workqueue pool aborts
+            # when two threads launch at once (the fill kernel takes the same lock)
+            with _SCATTER_LOCK:
+                self._kernels.quadratic_forms(
+                    a.indptr, a.indices, a.data, self.p, t, self._edges, self._block_rows,
+                    GATHER_GROUP_LEVELS, parts,
+                )
             return parts.sum(axis=0)
         return self._sparse(t, np.zeros((self.p, self.p, self.n_levels)))
 
