@@ -138,6 +138,10 @@ def _optimize(
         initial_step = np.maximum(0.1 * np.abs(x0), 0.02)
     upper = problem.theta_upper_bounds()
     x0 = np.clip(x0, lower, upper)
+    if start is None and initial_step is not None and problem.has_entry_gradient():
+        newton = _newton_from_start(problem, x0, lower)
+        if newton is not None:
+            return newton
     dense = problem.dense_objective is not None
     tolerances = COARSE if dense else COARSE_LARGE
     result, theta, best = _search(problem, x0, lower, upper, initial_step, tolerances)
@@ -158,6 +162,36 @@ def _optimize(
         again = "restarted (a ridge)" if "ridge:" in message else "resumed"
         message = f"{message}; BOBYQA {again}: {result.message}; {polished.note}"
     return OptimizeResult(theta, best, evaluations, result.converged, message)
+
+
+def _newton_from_start(
+    problem: LmmProblem, x0: np.ndarray, lower: np.ndarray
+) -> OptimizeResult | None:
+    """Newton steps straight from the moment start, for problems with an analytic gradient
+    (the crossed path), or None when they do not end at an interior optimum.
+
+    On large data the moment estimates are close to the optimum (10M rows: within 2e-5
+    relative), where Newton steps converge at once: a Hessian (``k`` gradients) and two or
+    three steps, against BOBYQA's ``2k + 1`` evaluations to build its first model before
+    the same steps.  The result is taken only when the iteration converged, no direction
+    was left unidentified (a ridge) and no coordinate bounded at 0 ended within lme4's
+    boundary tolerance of it (Newton steps approach a boundary optimum without reaching
+    it: 3e-15 seen; lme4's boundary check is BOBYQA's path); otherwise the usual search
+    starts from ``x0``.
+    """
+    try:
+        value = problem.objective(x0)
+    except (NotPositiveDefiniteError, np.linalg.LinAlgError):
+        return None
+    if not np.isfinite(value):
+        return None
+    theta, best, outcome = polish(problem, x0, value)
+    near_bound = (lower == 0) & (theta < BOUNDARY_TOLERANCE)
+    if not (outcome.converged and not outcome.ridge and outcome.steps and not near_bound.any()):
+        return None
+    return OptimizeResult(
+        theta, best, 1 + outcome.evaluations, True, f"from the moment start: {outcome.note}"
+    )
 
 
 def _search(
