@@ -57,7 +57,7 @@ def test_quadratic_forms_equal_dense_products(p, compiled, monkeypatch):
 
 
 def test_rows_spread_over_threads_and_blocks_give_the_same_forms(monkeypatch):
-    """Blocks of 8 rows and two row ranges: the same sums as one range, to rounding."""
+    """Groups of ~20 levels and two row ranges: the same sums as one range, to rounding."""
     if not numba_available():
         pytest.skip("needs numba")
     rng = np.random.default_rng(9)
@@ -67,10 +67,9 @@ def test_rows_spread_over_threads_and_blocks_give_the_same_forms(monkeypatch):
     t = t + t.T
     reference = dense_reference(a, t, p)
     monkeypatch.setattr(gather, "scatter_threads", lambda products: 2)
-    monkeypatch.setattr(gather, "GATHER_BLOCK_BYTES", 8 * q * 8)
-    monkeypatch.setattr(gather, "GATHER_GROUP_LEVELS", 16)
+    monkeypatch.setattr(gather, "GATHER_GROUP_BYTES", 20 * 30 * 8)  # ~20 levels a group
     forms = LevelQuadraticForms(a, p)
-    assert forms._edges.size == 3 and forms._block_rows == 8
+    assert forms._edges.size == 3 and forms._groups.size > 8
     np.testing.assert_allclose(forms(t), reference, rtol=0, atol=1e-11)
 
 
@@ -101,3 +100,12 @@ def test_calls_from_several_threads_take_turns():
         found = list(pool.map(forms, ts))
     for e, f in zip(expected, found, strict=True):
         np.testing.assert_array_equal(f, e)
+
+
+def test_groups_by_bytes_cover_every_level_once():
+    indptr = np.array([0, 5, 10, 10, 10, 40, 70, 72, 74])  # p = 2: 4 levels of 5, 0, 15, 1
+    for size in (1, 60, 200, 10**6):
+        edges = gather.level_groups_by_bytes(indptr, 2, size)
+        assert edges[0] == 0 and edges[-1] == 4 and (np.diff(edges) >= 1).all()
+    assert gather.level_groups_by_bytes(indptr, 2, 10**6).tolist() == [0, 4]
+    assert gather.level_groups_by_bytes(indptr, 2, 1).tolist() == [0, 1, 2, 3, 4]

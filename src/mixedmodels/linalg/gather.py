@@ -29,11 +29,9 @@ from mixedmodels.linalg.fillin import (
 
 # the sparse fallback forms T A for this many entries of A at a time (q x entries doubles)
 FALLBACK_CHUNK_BYTES = 2**27
-# the compiled kernel's blocks of T's rows (bytes, kept in a core's 1 MB L2 cache) and levels
-# per group (measured on 100,000 levels x 100 entries into 2,000 rows, p = 2, with the
-# machine shared: 65 rows and 1,024 levels 2.2 ns per pair, 32 rows 3.1, 16 rows 3.3-4.1)
-GATHER_BLOCK_BYTES = 2**20
-GATHER_GROUP_LEVELS = 1024
+# the compiled kernel copies a group of levels' values and rows (about this many bytes)
+# before it walks its rows of T once for them
+GATHER_GROUP_BYTES = 2**21
 
 
 def _gather_kernels():
@@ -44,6 +42,21 @@ def _gather_kernels():
     from mixedmodels.linalg import gather_kernels
 
     return gather_kernels
+
+
+def level_groups_by_bytes(indptr: np.ndarray, p: int, group_bytes: int) -> np.ndarray:
+    """Edges of consecutive groups of levels whose entries (``p`` values and a row each)
+    take about ``group_bytes``; every group has at least one level."""
+    n_levels = (indptr.size - 1) // p
+    starts = np.asarray(indptr[::p], dtype=np.int64)  # p x (entries before each level)
+    step = p * max(1, group_bytes // (8 * p + 4))  # a group's entries, in indptr's units
+    edges = [0]
+    while edges[-1] < n_levels:
+        start = edges[-1]
+        target = starts[start] + step
+        stop = int(np.searchsorted(starts, target, side="right")) - 1
+        edges.append(min(n_levels, max(stop, start + 1)))
+    return np.asarray(edges, dtype=np.int64)
 
 
 class LevelQuadraticForms:
@@ -80,7 +93,7 @@ class LevelQuadraticForms:
         if self._kernels is not None:
             work = scatter_kernels().products_per_row(csc.indptr, csc.indices, self.p, self.q)
             self._edges = balanced_edges(work, scatter_threads(int(work.sum())))
-            self._block_rows = max(8, GATHER_BLOCK_BYTES // (8 * max(self.q, 1)))
+            self._groups = level_groups_by_bytes(csc.indptr, self.p, GATHER_GROUP_BYTES)
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
         """``(p, p, l)``: ``A_s' T A_s`` for the symmetric ``t`` (``q x q``, both
@@ -95,8 +108,7 @@ class LevelQuadraticForms:
             # when two threads launch at once (the fill kernel takes the same lock)
             with _SCATTER_LOCK:
                 self._kernels.quadratic_forms(
-                    a.indptr, a.indices, a.data, self.p, t, self._edges, self._block_rows,
-                    GATHER_GROUP_LEVELS, parts,
+                    a.indptr, a.indices, a.data, self.p, t, self._edges, self._groups, parts
                 )
             return parts.sum(axis=0)
         return self._sparse(t, np.zeros((self.p, self.p, self.n_levels)))

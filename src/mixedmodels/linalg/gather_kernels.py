@@ -24,95 +24,136 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(cache=True, boundscheck=False, nogil=True)
+def _first_at_or_after(rows, lo, hi, row):  # pragma: no cover - compiled
+    """First position in ``rows[lo:hi]`` (sorted) whose value is ``>= row``."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if rows[mid] < row:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 @njit(parallel=True, cache=True, boundscheck=False, nogil=True)
-def quadratic_forms(  # noqa: PLR0912 - one compiled loop nest
-    indptr, indices, data, p, t, range_edges, block_rows, group_levels, out
+def quadratic_forms(  # noqa: PLR0912, PLR0915 - one compiled loop nest
+    indptr, indices, data, p, t, range_edges, group_edges, out
 ):  # pragma: no cover
     """``out[part, :, :, s]`` summed over ``part`` is ``A_s' T A_s``.
 
-    The rows of ``T`` are split among threads: each thread owns a range of rows
-    (``range_edges``) and walks it in blocks of ``block_rows`` that stay in its cache,
-    taking the levels ``group_levels`` at a time (a cursor per level, as the fill
-    kernel); entry ``t`` of a level is handled by the thread owning row ``i_t``.
-    ``out``: ``(threads, p, p, l)`` zeros, one partial sum per thread (the caller adds
-    them, in thread order).  ``indptr``/``indices`` must be a checked structure (rows
-    below ``t.shape[0]``, one pattern per level): nothing is bounds-checked."""
-    n_levels = (indptr.size - 1) // p
+    Each thread owns the rows ``range_edges[part] .. range_edges[part + 1] - 1`` of ``T``
+    and takes the levels a group at a time (``group_edges``): it copies the group's
+    values and rows that its rows reach (a level's entries up to its last one in the
+    thread's rows) into buffers, counting-sorts the entries in its rows by row (stable:
+    levels in order within a row), then walks its rows once, reading each row of ``T``
+    for all of the group's entries there while it sits in the first-level cache.  A
+    level's entries are summed in the order of their rows, whatever the groups.
+    ``out``: ``(threads, p, p, l)`` zeros.  ``indptr``/``indices`` must be a checked
+    structure (rows below ``t.shape[0]``, one pattern per level): nothing is
+    bounds-checked.
+    """
+    n_groups = group_edges.size - 1
     n_ranges = range_edges.size - 1
-    n_groups = (n_levels + group_levels - 1) // group_levels
+    n_rows = t.shape[0]
+    most = 1
+    most_levels = 1
+    for g in range(n_groups):
+        g0 = group_edges[g]
+        g1 = group_edges[g + 1]
+        most = max(most, indptr[g1 * p] - indptr[g0 * p])
+        most_levels = max(most_levels, g1 - g0)
+    most = most // p + 1
     for part in prange(n_ranges):
         lo = range_edges[part]
         hi = range_edges[part + 1]
         if lo >= hi:
             continue
         acc = out[part]
-        g = np.empty(p)
-        cursor = np.empty(group_levels, dtype=np.int64)
-        for grp in range(n_groups):
-            g0 = grp * group_levels
-            g1 = min(n_levels, g0 + group_levels)
+        values = np.empty((p, most))
+        rows = np.empty(most, dtype=np.uint32)
+        pair_first = np.empty(most, dtype=np.int64)
+        pair_last = np.empty(most, dtype=np.int64)
+        pair_level = np.empty(most, dtype=np.int64)
+        level_lo = np.empty(most_levels, dtype=np.int64)
+        level_hi = np.empty(most_levels, dtype=np.int64)
+        level_at = np.empty(most_levels, dtype=np.int64)
+        bucket = np.empty(hi - lo + 1, dtype=np.int64)
+        g_sum = np.empty(p)
+        for g in range(n_groups):
+            g0 = group_edges[g]
+            g1 = group_edges[g + 1]
+            bucket[:] = 0
+            at = 0
             for s in range(g0, g1):
                 first = indptr[s * p]
                 k = indptr[s * p + 1] - first
-                a_lo = first
-                a_hi = first + k
-                while a_lo < a_hi:
-                    mid = (a_lo + a_hi) // 2
-                    if indices[mid] < lo:
-                        a_lo = mid + 1
-                    else:
-                        a_hi = mid
-                cursor[s - g0] = a_lo - first
-            block_lo = lo
-            while block_lo < hi:
-                block_hi = min(block_lo + block_rows, hi)
-                for s in range(g0, g1):
-                    first = indptr[s * p]
-                    k = indptr[s * p + 1] - first
-                    t0 = cursor[s - g0]
-                    if t0 >= k or indices[first + t0] >= block_hi:
-                        continue
-                    t1 = t0
-                    while t1 < k and indices[first + t1] < block_hi:
-                        t1 += 1
-                    cursor[s - g0] = t1
+                e0 = first if lo == 0 else _first_at_or_after(indices, first, first + k, lo)
+                e1 = first + k if hi == n_rows else _first_at_or_after(indices, e0, first + k, hi)
+                level_lo[s - g0] = e0 - first
+                level_hi[s - g0] = e1 - first
+                level_at[s - g0] = at
+                for u in range(e1 - first):
+                    rows[at + u] = indices[first + u]
+                for c in range(p):
+                    base = indptr[s * p + c]
+                    for u in range(e1 - first):
+                        values[c, at + u] = data[base + u]
+                for e in range(e0, e1):
+                    bucket[indices[e] - lo + 1] += 1
+                at += e1 - first
+            for i in range(hi - lo):
+                bucket[i + 1] += bucket[i]
+            for s in range(g0, g1):
+                base = level_at[s - g0]
+                for tt in range(level_lo[s - g0], level_hi[s - g0]):
+                    i = rows[base + tt] - lo
+                    position = bucket[i]
+                    bucket[i] = position + 1
+                    pair_first[position] = base
+                    pair_last[position] = base + tt
+                    pair_level[position] = s
+            begin = 0
+            for i in range(hi - lo):
+                end = bucket[i]
+                if end == begin:
+                    continue
+                row = t[lo + i]
+                for pair in range(begin, end):
+                    u0 = pair_first[pair]
+                    e = pair_last[pair]
+                    s = pair_level[pair]
+                    d = row[lo + i]
                     if p == 2:
-                        b0 = indptr[2 * s]
-                        b1 = indptr[2 * s + 1]
-                        q00 = 0.0
-                        q01 = 0.0
-                        q11 = 0.0
-                        for tt in range(t0, t1):
-                            row = t[indices[first + tt]]
-                            s0 = 0.0
-                            s1 = 0.0
-                            for u in range(tt):
-                                v = row[indices[first + u]]
-                                s0 += v * data[b0 + u]
-                                s1 += v * data[b1 + u]
-                            d = row[indices[first + tt]]
-                            a0 = data[b0 + tt]
-                            a1 = data[b1 + tt]
-                            q00 += d * a0 * a0 + 2.0 * a0 * s0
-                            q01 += d * a0 * a1 + a0 * s1 + s0 * a1
-                            q11 += d * a1 * a1 + 2.0 * a1 * s1
-                        acc[0, 0, s] += q00
-                        acc[0, 1, s] += q01
-                        acc[1, 0, s] += q01
-                        acc[1, 1, s] += q11
-                        continue
-                    for tt in range(t0, t1):
-                        row = t[indices[first + tt]]
+                        s0 = 0.0
+                        s1 = 0.0
+                        for u in range(u0, e):
+                            v = row[rows[u]]
+                            s0 += v * values[0, u]
+                            s1 += v * values[1, u]
+                        a0 = values[0, e]
+                        a1 = values[1, e]
+                        acc[0, 0, s] += d * a0 * a0 + 2.0 * a0 * s0
+                        cross = d * a0 * a1 + a0 * s1 + s0 * a1
+                        acc[0, 1, s] += cross
+                        acc[1, 0, s] += cross
+                        acc[1, 1, s] += d * a1 * a1 + 2.0 * a1 * s1
+                    elif p == 1:
+                        s0 = 0.0
+                        for u in range(u0, e):
+                            s0 += row[rows[u]] * values[0, u]
+                        a0 = values[0, e]
+                        acc[0, 0, s] += d * a0 * a0 + 2.0 * a0 * s0
+                    else:
                         for c in range(p):
-                            g[c] = 0.0
-                        for u in range(tt):
-                            v = row[indices[first + u]]
+                            g_sum[c] = 0.0
+                        for u in range(u0, e):
+                            v = row[rows[u]]
                             for c in range(p):
-                                g[c] += v * data[indptr[s * p + c] + u]
-                        d = row[indices[first + tt]]
+                                g_sum[c] += v * values[c, u]
                         for a in range(p):
-                            wa = data[indptr[s * p + a] + tt]
+                            wa = values[a, e]
                             for b in range(p):
-                                wb = data[indptr[s * p + b] + tt]
-                                acc[a, b, s] += d * wa * wb + wa * g[b] + g[a] * wb
-                block_lo = block_hi
+                                wb = values[b, e]
+                                acc[a, b, s] += d * wa * wb + wa * g_sum[b] + g_sum[a] * wb
+                begin = end
