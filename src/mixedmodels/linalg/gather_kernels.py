@@ -23,17 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-
-@njit(cache=True, boundscheck=False, nogil=True)
-def _first_at_or_after(rows, lo, hi, row):  # pragma: no cover - compiled
-    """First position in ``rows[lo:hi]`` (sorted) whose value is ``>= row``."""
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if rows[mid] < row:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+from mixedmodels.linalg.scatter_kernels import _first_at_or_after
 
 
 @njit(parallel=True, cache=True, boundscheck=False, nogil=True)
