@@ -70,20 +70,18 @@ MAP_REFRESH_PER_ENTRY = 2.0e-9  # refilling one map entry: a gather of a panel v
 DENSE_REFRESH_PER_ENTRY = 5.0e-9  # scattering one panel value into the dense A
 EXPECTED_STEPS = 1000  # a GLMM fit's scoring steps, over which a reweightable build is spread
 # ScatterFill, measured on the project's 2-core machine (benchmarks/fill_kernels.py): one
-# product (i, j) of one level with p = 2 costs ~2.4 ns on one thread (1.2 ns with two);
-# the first build in a process loads (or, the first time ever, compiles) the kernels
-SCATTER_PER_PRODUCT = 2.4e-9
+# product (i, j) of one level with p = 2 costs ~1.9 ns on one thread (the kernel before
+# the row-bucketed layout: 3.8); the first build in a process loads (or, the first time
+# ever, compiles) the kernels.  See benchmarks/results/fill_kernels_ab2.md
+SCATTER_PER_PRODUCT = 1.9e-9
 SCATTER_LOAD = 1.5  # seconds: importing numba, loading the cached kernels (1.8 s measured)
-# rows of F per block: about this many bytes of F (a core's own L2 cache is 1 MB here), with
-# the levels taken SCATTER_GROUP_LEVELS at a time, their W rows formed once per group.
-# Measured on 100,000 levels x 100 rows into 2,000 rows of F, one thread beside other jobs
-# (load ~4, so L3 shared): 5.5 ns per product unblocked, 2.8-2.9 with 32-64-row blocks
-# and groups of 1,024 levels, 3.1 with groups of 512, 3.0 with 96-row blocks; the kernel
-# itself, one thread at load ~4: 9.2 ns with 1,048-row blocks and one group (the first
-# version's layout), 5.3 with 65-row blocks and groups of 1,024, 5.6 with 32 rows, 7.4
-# with 32 rows and groups of 256 (benchmarks/fill_kernels.py's data)
-SCATTER_BLOCK_BYTES = 2**20
-SCATTER_GROUP_LEVELS = 1024
+# levels are taken in groups of about this many bytes of W rows and their rows of F
+# (8 p + 4 bytes an entry): big enough that each row of F, once in the first-level cache,
+# receives many products per cache line (a group of g entries adds ~8 g k / q^2 products
+# per line of F for levels of k entries in q rows), small enough that the group stays in
+# the shared third-level cache (32 MB here).  Measured on 100,000 levels x 100 rows into
+# 2,000 rows of F: see benchmarks/results/fill_kernels_ab2.md
+SCATTER_BLOCK_BYTES = 2**22
 SCATTER_MIN_PRODUCTS_PER_THREAD = 2_000_000  # below this, one thread (start-up costs more)
 
 
@@ -661,15 +659,30 @@ def balanced_edges(work: np.ndarray, parts: int) -> np.ndarray:
     return np.concatenate([[0], inner, [work.size]]).astype(np.int64)
 
 
+def level_blocks(counts: np.ndarray, entry_bytes: int, block_bytes: int) -> np.ndarray:
+    """Edges of groups of consecutive levels: level ``s`` joins the group
+    ``floor(e_s / m)``, ``e_s`` the entries before it and ``m = block_bytes // entry_bytes``
+    (at least 1), so a group holds about ``block_bytes`` of entries (one level more than
+    that at most) and every group has a level.  ``counts`` are the entries per level."""
+    per = max(1, int(block_bytes) // max(1, int(entry_bytes)))
+    before = np.cumsum(counts, dtype=np.int64) - counts
+    block = before // per
+    inner = np.flatnonzero(block[1:] != block[:-1]) + 1
+    return np.concatenate([[0], inner, [counts.size]]).astype(np.int64)
+
+
 class ScatterFill:
     """``F = sum_s W_s W_s'`` with ``W_s = A_s r_s``, each product added where it lands.
 
     ``A`` is kept as a CSC matrix (``q x l p``) whose ``p`` columns of a level share one
     row pattern, read in place (the Gram's own block when it has that layout, so a problem
     of 100M rows holds ``A`` once).  Nothing is precomputed but the work per row of ``F``
-    (to balance threads): an evaluation forms each level's ``W_s`` rows on the fly and adds
-    the ``k_s (k_s + 1) / 2`` products of the level to the rows of ``F`` they belong to.
-    See :mod:`mixedmodels.linalg.scatter_kernels` for the loop and its cache blocking.
+    (to balance threads) and the groups of levels (:func:`level_blocks`, about
+    ``SCATTER_BLOCK_BYTES`` of ``W`` each): an evaluation forms a group's ``W_s`` rows into
+    a buffer and adds the ``k_s (k_s + 1) / 2`` products of each level to the rows of ``F``
+    they belong to, row by row.  See :mod:`mixedmodels.linalg.scatter_kernels` for the loop,
+    its cache blocking and the order of the sums (levels in order: the result is bitwise
+    the same for any number of threads and any group size).
     """
 
     kind = "scatter"
@@ -691,7 +704,8 @@ class ScatterFill:
         work = kernels.products_per_row(self._indptr, self._indices, p, q)
         self.threads = scatter_threads(int(work.sum()))
         self._edges = balanced_edges(work, self.threads)
-        self._block_rows = max(8, SCATTER_BLOCK_BYTES // (8 * max(q, 1)))
+        counts = self._indptr[1::p] - self._indptr[:-1:p]  # entries per level
+        self._groups = level_blocks(counts, 8 * p + 4, SCATTER_BLOCK_BYTES)
         self._positions: np.ndarray | None = None  # panel entry -> position in a.data
         # the structure checked above: A is read in place (the Gram's own block), so a
         # later change of its arrays by their owner is refused, not read out of bounds
@@ -709,6 +723,8 @@ class ScatterFill:
                 f"the scatter kernel reads A as a CSC matrix, not {type(a).__name__}"
             )
         n_rows, n_cols = a.shape
+        if n_rows >= 2**32:  # the kernel holds rows of F as uint32
+            raise ArgumentError(f"the scatter kernel takes fewer than 2**32 rows, not {n_rows}")
         if n_cols % p or a.indptr.size != n_cols + 1:
             raise ArgumentError(
                 f"A has {n_cols} columns and {a.indptr.size} column pointers: not "
@@ -798,8 +814,7 @@ class ScatterFill:
                 np.ascontiguousarray(r, dtype=np.float64),
                 float(scale),
                 self._edges,
-                self._block_rows,
-                SCATTER_GROUP_LEVELS,
+                self._groups,
                 out,
             )
         return out
