@@ -122,6 +122,7 @@ def scatter_lower(  # noqa: PLR0912, PLR0913, PLR0915 - one compiled loop nest
     """
     n_groups = group_edges.size - 1
     n_ranges = range_edges.size - 1
+    n_rows = out.shape[0]
     most = 1  # entries of the largest group
     most_levels = 1  # levels of the largest group
     for g in range(n_groups):
@@ -153,19 +154,32 @@ def scatter_lower(  # noqa: PLR0912, PLR0913, PLR0915 - one compiled loop nest
             for s in range(g0, g1):
                 first = indptr[s * p]
                 k = indptr[s * p + 1] - first
-                e0 = _first_at_or_after(indices, first, first + k, lo)
-                e1 = _first_at_or_after(indices, e0, first + k, hi)
+                e0 = first if lo == 0 else _first_at_or_after(indices, first, first + k, lo)
+                e1 = first + k if hi == n_rows else _first_at_or_after(indices, e0, first + k, hi)
                 level_lo[s - g0] = e0 - first
                 level_hi[s - g0] = e1 - first
                 level_at[s - g0] = at
                 # W's rows of this level that the thread's rows reach: values times r_s
-                for u in range(e1 - first):
-                    rows[at + u] = indices[first + u]
-                    for c in range(p):
-                        acc = 0.0
-                        for a in range(p):
-                            acc += data[indptr[s * p + a] + u] * r[a, c, s]
-                        w[c * most + at + u] = acc
+                if p == 2:
+                    second = indptr[s * p + 1]
+                    r00 = r[0, 0, s]
+                    r01 = r[0, 1, s]
+                    r10 = r[1, 0, s]
+                    r11 = r[1, 1, s]
+                    for u in range(e1 - first):
+                        rows[at + u] = indices[first + u]
+                        d0 = data[first + u]
+                        d1 = data[second + u]
+                        w0[at + u] = d0 * r00 + d1 * r10
+                        w1[at + u] = d0 * r01 + d1 * r11
+                else:
+                    for u in range(e1 - first):
+                        rows[at + u] = indices[first + u]
+                        for c in range(p):
+                            acc = 0.0
+                            for a in range(p):
+                                acc += data[indptr[s * p + a] + u] * r[a, c, s]
+                            w[c * most + at + u] = acc
                 for e in range(e0, e1):
                     bucket[indices[e] - lo + 1] += 1
                 at += e1 - first
