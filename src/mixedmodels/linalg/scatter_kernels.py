@@ -45,11 +45,15 @@ if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER ==
     numba.config.THREADING_LAYER = "forksafe"
 
 
-@intrinsic
-def _prefetch(typingctx, array, index):  # pragma: no cover - compiled
-    """Ask the CPU to bring ``array[index]`` into its caches (``llvm.prefetch``: a hint,
-    never a fault, so ``index`` needs no bounds; the kernel passes valid ones anyway)."""
-    signature = types.void(array, index)
+# lines of the next row of F prefetched per pair of the current row (measured: 3 into
+# the first-level cache or 6 into the second, 1.5 ns per product against 1.8 without;
+# the whole row at once, 2.0)
+PREFETCH_LINES_PER_PAIR = 6
+
+
+def _prefetch_codegen(locality):
+    """Code of a call of ``llvm.prefetch`` (read, data cache) of ``array[index]`` kept in
+    the caches down to ``locality`` (3: all levels, 2: from the second level on)."""
 
     def codegen(context, builder, sig, args):
         array_type = sig.args[0]
@@ -65,11 +69,24 @@ def _prefetch(typingctx, array, index):  # pragma: no cover - compiled
             [byte_pointer],
             ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
         )
-        # read, keep in all cache levels, data cache
-        builder.call(function, [builder.bitcast(pointer, byte_pointer), i32(0), i32(3), i32(1)])
+        arguments = [builder.bitcast(pointer, byte_pointer), i32(0), i32(locality), i32(1)]
+        builder.call(function, arguments)
         return context.get_dummy_value()
 
-    return signature, codegen
+    return codegen
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):  # pragma: no cover - compiled
+    """Ask the CPU to bring ``array[index]`` into all its caches (``llvm.prefetch``: a
+    hint, never a fault, so ``index`` needs no bounds; the kernel passes valid ones)."""
+    return types.void(array, index), _prefetch_codegen(3)
+
+
+@intrinsic
+def _prefetch_l2(typingctx, array, index):  # pragma: no cover - compiled
+    """As :func:`_prefetch`, into the second-level cache (not the first)."""
+    return types.void(array, index), _prefetch_codegen(2)
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
@@ -102,7 +119,8 @@ def scatter_lower(  # noqa: PLR0912, PLR0913, PLR0915 - one compiled loop nest
        order within a row), each one a pair ``(level's first position, own position)``;
     3. walks its rows once; for row ``i`` and each of its pairs ``(b, e)`` adds
        ``scale sum_c w[c, e] w[c, u]`` to ``F[i, rows[u]]`` for ``u = b .. e``, the
-       row staying in the first-level cache; the next pair's ``W`` is prefetched.
+       row staying in the first-level cache; the next pair's ``W`` and, a few lines per
+       pair, the next row are prefetched.
 
     Parameters
     ----------
@@ -202,7 +220,16 @@ def scatter_lower(  # noqa: PLR0912, PLR0913, PLR0915 - one compiled loop nest
                 if end == begin:
                     continue
                 row = out[lo + i]
+                # the next row's lower triangle into the second-level cache, a few lines
+                # per pair, so it is there before this row ends (a burst would stall)
+                next_row = min(lo + i + 1, hi - 1)
+                ahead_row = out[next_row]
+                line = 0
                 for pair in range(begin, end):
+                    for _ in range(PREFETCH_LINES_PER_PAIR):
+                        if line <= next_row:
+                            _prefetch_l2(ahead_row, line)
+                            line += 8
                     ahead = min(pair + 1, n_pairs - 1)
                     _prefetch(rows, pair_first[ahead])
                     _prefetch(w0, pair_first[ahead])
