@@ -230,13 +230,19 @@ def scatter_lower(  # noqa: PLR0912, PLR0913, PLR0915 - one compiled loop nest
                         if line <= next_row:
                             _prefetch_l2(ahead_row, line)
                             line += 8
+                    # the next pair's first two lines of W and rows, and its last entry
                     ahead = min(pair + 1, n_pairs - 1)
-                    _prefetch(rows, pair_first[ahead])
-                    _prefetch(w0, pair_first[ahead])
-                    _prefetch(w0, pair_last[ahead])
+                    first_ahead = pair_first[ahead]
+                    last_ahead = pair_last[ahead]
+                    _prefetch(rows, first_ahead)
+                    _prefetch(rows, min(first_ahead + 16, last_ahead))
+                    _prefetch(w0, first_ahead)
+                    _prefetch(w0, min(first_ahead + 8, last_ahead))
+                    _prefetch(w0, last_ahead)
                     if p > 1:
-                        _prefetch(w1, pair_first[ahead])
-                        _prefetch(w1, pair_last[ahead])
+                        _prefetch(w1, first_ahead)
+                        _prefetch(w1, min(first_ahead + 8, last_ahead))
+                        _prefetch(w1, last_ahead)
                     u = np.uint64(pair_first[pair])
                     e = np.uint64(pair_last[pair])
                     if p == 1:
