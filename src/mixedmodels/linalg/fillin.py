@@ -80,8 +80,10 @@ SCATTER_LOAD = 1.5  # seconds: importing numba, loading the cached kernels (1.8 
 # receives many products per cache line (a group of g entries adds ~8 g k / q^2 products
 # per line of F for levels of k entries in q rows), small enough that the group stays in
 # the shared third-level cache (32 MB here).  Measured on 100,000 levels x 100 rows into
-# 2,000 rows of F: see benchmarks/results/fill_kernels_ab2.md
-SCATTER_BLOCK_BYTES = 2**22
+# 2,000 rows of F, in one process: 1.57 / 1.43 / 1.49 ns per product with groups of 1, 2
+# and 4 MB on one thread, 1.62 / 1.57 / 1.64 / 1.96 (CPU) with 1, 2, 4 and 8 MB on two
+# (benchmarks/results/fill_kernels_ab2.md)
+SCATTER_BLOCK_BYTES = 2**21
 SCATTER_MIN_PRODUCTS_PER_THREAD = 2_000_000  # below this, one thread (start-up costs more)
 
 
