@@ -69,11 +69,12 @@ BAND_PRODUCTS = 65_536  # ... and about this many products (temporaries of ~0.5 
 MAP_REFRESH_PER_ENTRY = 2.0e-9  # refilling one map entry: a gather of a panel value
 DENSE_REFRESH_PER_ENTRY = 5.0e-9  # scattering one panel value into the dense A
 EXPECTED_STEPS = 1000  # a GLMM fit's scoring steps, over which a reweightable build is spread
-# ScatterFill, measured on the project's 2-core machine (benchmarks/fill_kernels.py): one
-# product (i, j) of one level with p = 2 costs ~1.9 ns on one thread (the kernel before
-# the row-bucketed layout: 3.8); the first build in a process loads (or, the first time
-# ever, compiles) the kernels.  See benchmarks/results/fill_kernels_ab2.md
-SCATTER_PER_PRODUCT = 1.9e-9
+# ScatterFill, measured on the project's 2-core machine (benchmarks/fill_kernels.py --ab):
+# one product (i, j) of one level with p = 2 costs ~1.45 ns on one thread (the kernel
+# before the row-bucketed layout: 3.4-3.5), other p in ScatterFill.cost_per_product; the
+# first build in a process loads (or, the first time ever, compiles) the kernels.  See
+# benchmarks/results/fill_kernels_ab2.md
+SCATTER_PER_PRODUCT = 1.45e-9
 SCATTER_LOAD = 1.5  # seconds: importing numba, loading the cached kernels (1.8 s measured)
 # levels are taken in groups of about this many bytes of W rows and their rows of F
 # (8 p + 4 bytes an entry): big enough that each row of F, once in the first-level cache,
@@ -743,6 +744,16 @@ class ScatterFill:
                 f"A cannot be read by the scatter kernel: {self._kernels.STRUCTURE_ERRORS[code]}"
             )
 
+    @staticmethod
+    def cost_per_product(p: int) -> float:
+        """Seconds per product ``(i, j <= i)`` of one level on one thread (the cost model
+        of :func:`estimate_fill`): ``SCATTER_PER_PRODUCT`` (measured with p = 2) times
+        ``max(p, 2) / 2`` for the written-out loops of p <= 3 and ``p (p + 1) / 6`` for the
+        general loop (measured, 20k levels, one thread: 1.2, 1.45, 2.25, 4.45 and 7.1 ns
+        for p = 1 .. 5; benchmarks/results/fill_kernels_ab2.md)."""
+        factor = max(p, 2) / 2 if p <= 3 else p * (p + 1) / 6
+        return factor * SCATTER_PER_PRODUCT
+
     @classmethod
     def from_panels(cls, panels: Panels) -> ScatterFill:
         """The kernel of ``panels`` (their CSC form, built here)."""
@@ -877,7 +888,7 @@ def estimate_fill(shape: PanelShape, n_groups: int, reweightable: bool = False) 
     scatter = numba_available()
     if scatter:
         stored["scatter"] = 0
-        scatter_work = triples * max(p, 2) / 2 * SCATTER_PER_PRODUCT / scatter_threads(triples)
+        scatter_work = triples * ScatterFill.cost_per_product(p) / scatter_threads(triples)
         estimates["scatter"] = scatter_work + SCATTER_LOAD / EXPECTED_EVALUATIONS
     if reweightable:
         estimates = {

@@ -164,6 +164,7 @@ def scatter_lower(  # noqa: PLR0912, PLR0913, PLR0915 - one compiled loop nest
         bucket = np.empty(hi - lo + 1, dtype=np.int64)
         w0 = w[:most]
         w1 = w[most : 2 * most] if p > 1 else w[:most]
+        w2 = w[2 * most : 3 * most] if p > 2 else w[:most]
         for g in range(n_groups):
             g0 = group_edges[g]
             g1 = group_edges[g + 1]
@@ -255,6 +256,13 @@ def scatter_lower(  # noqa: PLR0912, PLR0913, PLR0915 - one compiled loop nest
                         a1 = w1[e] * scale
                         while u <= e:
                             row[rows[u]] += a0 * w0[u] + a1 * w1[u]
+                            u += np.uint64(1)
+                    elif p == 3:
+                        a0 = w0[e] * scale
+                        a1 = w1[e] * scale
+                        a2 = w2[e] * scale
+                        while u <= e:
+                            row[rows[u]] += a0 * w0[u] + a1 * w1[u] + a2 * w2[u]
                             u += np.uint64(1)
                     else:
                         last = pair_last[pair]
