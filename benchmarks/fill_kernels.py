@@ -196,13 +196,16 @@ def ab(levels: list[int], per_level: int, n_items: int, p: int, rounds: int) -> 
     for n_levels in levels:
         pan = panels(n_levels, per_level, n_items, p)
         products = pan.n_triples()
+        a = pan.to_csr().tocsc()  # one A for both thread counts (read in place)
+        a.sort_indices()
+        del pan
         r = np.random.default_rng(2).normal(size=(p, p, n_levels))
         runs = {}
         for threads in (1, 2):
             original = fillin.scatter_threads
             fillin.scatter_threads = lambda products, t=threads: t
             try:
-                fill = fillin.ScatterFill.from_panels(pan)
+                fill = fillin.ScatterFill(a, p)
             finally:
                 fillin.scatter_threads = original
             q = fill.n_rows
