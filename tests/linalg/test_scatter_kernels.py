@@ -124,6 +124,9 @@ def test_level_blocks_cover_the_levels_in_groups_of_about_the_bytes_asked():
 
 
 def test_refuses_more_rows_than_it_can_index():
-    a = sp.csc_matrix((2**32, 2))
-    with pytest.raises(ArgumentError, match="fewer than 2\\*\\*32 rows"):
+    """Rows of F, and positions within a group (fewer than 2**30 + rows), are held as
+    uint32 in the kernel."""
+    a = sp.csc_matrix((2**31, 2))
+    with pytest.raises(ArgumentError, match="fewer than 2\\*\\*31 rows"):
         fillin.ScatterFill(a, 2)
+    assert fillin.level_blocks(np.array([2**31, 2**31, 2**31]), 1, 2**40).tolist() == [0, 1, 2, 3]

@@ -665,9 +665,10 @@ def balanced_edges(work: np.ndarray, parts: int) -> np.ndarray:
 def level_blocks(counts: np.ndarray, entry_bytes: int, block_bytes: int) -> np.ndarray:
     """Edges of groups of consecutive levels: level ``s`` joins the group
     ``floor(e_s / m)``, ``e_s`` the entries before it and ``m = block_bytes // entry_bytes``
-    (at least 1), so a group holds about ``block_bytes`` of entries (one level more than
-    that at most) and every group has a level.  ``counts`` are the entries per level."""
-    per = max(1, int(block_bytes) // max(1, int(entry_bytes)))
+    (at least 1, at most 2**30), so a group holds about ``block_bytes`` of entries (one
+    level more than that at most: fewer than ``2**30 + max(counts)`` entries) and every
+    group has a level.  ``counts`` are the entries per level."""
+    per = min(2**30, max(1, int(block_bytes) // max(1, int(entry_bytes))))
     before = np.cumsum(counts, dtype=np.int64) - counts
     block = before // per
     inner = np.flatnonzero(block[1:] != block[:-1]) + 1
@@ -726,8 +727,8 @@ class ScatterFill:
                 f"the scatter kernel reads A as a CSC matrix, not {type(a).__name__}"
             )
         n_rows, n_cols = a.shape
-        if n_rows >= 2**32:  # the kernel holds rows of F as uint32
-            raise ArgumentError(f"the scatter kernel takes fewer than 2**32 rows, not {n_rows}")
+        if n_rows >= 2**31:  # rows of F, and positions in a group (< 2**31 + 2**30), as uint32
+            raise ArgumentError(f"the scatter kernel takes fewer than 2**31 rows, not {n_rows}")
         if n_cols % p or a.indptr.size != n_cols + 1:
             raise ArgumentError(
                 f"A has {n_cols} columns and {a.indptr.size} column pointers: not "
