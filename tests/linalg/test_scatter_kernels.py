@@ -116,11 +116,11 @@ def test_level_blocks_cover_the_levels_in_groups_of_about_the_bytes_asked():
     counts = np.array([0, 3, 5, 0, 1, 10, 2, 2, 0], dtype=np.int64)
     # entries before each level: 0 0 3 8 8 9 19 21 23.  12 bytes an entry and 48 bytes a
     # group: 4 entries, level s in group floor(before_s / 4) = 0 0 0 2 2 2 4 5 5
-    assert fillin.level_blocks(counts, 12, 48).tolist() == [0, 3, 6, 7, 9]
+    assert fillin.ScatterFill.level_blocks(counts, 12, 48).tolist() == [0, 3, 6, 7, 9]
     # one entry a group: a new group wherever an entry precedes (empty levels join)
-    assert fillin.level_blocks(counts, 12, 1).tolist() == [0, 2, 3, 5, 6, 7, 8, 9]
-    assert fillin.level_blocks(counts, 12, 2**30).tolist() == [0, 9]
-    assert fillin.level_blocks(np.zeros(0, dtype=np.int64), 12, 48).tolist() == [0, 0]
+    assert fillin.ScatterFill.level_blocks(counts, 12, 1).tolist() == [0, 2, 3, 5, 6, 7, 8, 9]
+    assert fillin.ScatterFill.level_blocks(counts, 12, 2**30).tolist() == [0, 9]
+    assert fillin.ScatterFill.level_blocks(np.zeros(0, dtype=np.int64), 12, 48).tolist() == [0, 0]
 
 
 def test_refuses_more_rows_than_it_can_index():
@@ -129,4 +129,5 @@ def test_refuses_more_rows_than_it_can_index():
     a = sp.csc_matrix((2**31, 2))
     with pytest.raises(ArgumentError, match="fewer than 2\\*\\*31 rows"):
         fillin.ScatterFill(a, 2)
-    assert fillin.level_blocks(np.array([2**31, 2**31, 2**31]), 1, 2**40).tolist() == [0, 1, 2, 3]
+    huge = np.full(3, 2**31)  # a window of at most 2**30 entries: one level per group
+    assert fillin.ScatterFill.level_blocks(huge, 1, 2**40).tolist() == [0, 1, 2, 3]

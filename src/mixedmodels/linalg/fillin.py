@@ -662,26 +662,13 @@ def balanced_edges(work: np.ndarray, parts: int) -> np.ndarray:
     return np.concatenate([[0], inner, [work.size]]).astype(np.int64)
 
 
-def level_blocks(counts: np.ndarray, entry_bytes: int, block_bytes: int) -> np.ndarray:
-    """Edges of groups of consecutive levels: level ``s`` joins the group
-    ``floor(e_s / m)``, ``e_s`` the entries before it and ``m = block_bytes // entry_bytes``
-    (at least 1, at most 2**30), so a group holds about ``block_bytes`` of entries (one
-    level more than that at most: fewer than ``2**30 + max(counts)`` entries) and every
-    group has a level.  ``counts`` are the entries per level."""
-    per = min(2**30, max(1, int(block_bytes) // max(1, int(entry_bytes))))
-    before = np.cumsum(counts, dtype=np.int64) - counts
-    block = before // per
-    inner = np.flatnonzero(block[1:] != block[:-1]) + 1
-    return np.concatenate([[0], inner, [counts.size]]).astype(np.int64)
-
-
 class ScatterFill:
     """``F = sum_s W_s W_s'`` with ``W_s = A_s r_s``, each product added where it lands.
 
     ``A`` is kept as a CSC matrix (``q x l p``) whose ``p`` columns of a level share one
     row pattern, read in place (the Gram's own block when it has that layout, so a problem
     of 100M rows holds ``A`` once).  Nothing is precomputed but the work per row of ``F``
-    (to balance threads) and the groups of levels (:func:`level_blocks`, about
+    (to balance threads) and the groups of levels (:meth:`level_blocks`, about
     ``SCATTER_BLOCK_BYTES`` of ``W`` each): an evaluation forms a group's ``W_s`` rows into
     a buffer and adds the ``k_s (k_s + 1) / 2`` products of each level to the rows of ``F``
     they belong to, row by row.  See :mod:`mixedmodels.linalg.scatter_kernels` for the loop,
@@ -709,7 +696,7 @@ class ScatterFill:
         self.threads = scatter_threads(int(work.sum()))
         self._edges = balanced_edges(work, self.threads)
         counts = self._indptr[1::p] - self._indptr[:-1:p]  # entries per level
-        self._groups = level_blocks(counts, 8 * p + 4, SCATTER_BLOCK_BYTES)
+        self._groups = self.level_blocks(counts, 8 * p + 4, SCATTER_BLOCK_BYTES)
         self._positions: np.ndarray | None = None  # panel entry -> position in a.data
         # the structure checked above: A is read in place (the Gram's own block), so a
         # later change of its arrays by their owner is refused, not read out of bounds
@@ -744,6 +731,19 @@ class ScatterFill:
             raise ArgumentError(
                 f"A cannot be read by the scatter kernel: {self._kernels.STRUCTURE_ERRORS[code]}"
             )
+
+    @staticmethod
+    def level_blocks(counts: np.ndarray, entry_bytes: int, block_bytes: int) -> np.ndarray:
+        """Edges of groups of consecutive levels: level ``s`` joins the group
+        ``floor(e_s / m)``, ``e_s`` the entries before it and ``m = block_bytes // entry_bytes``
+        (at least 1, at most 2**30), so a group holds about ``block_bytes`` of entries (one
+        level more than that at most: fewer than ``2**30 + max(counts)`` entries) and every
+        group has a level.  ``counts`` are the entries per level."""
+        per = min(2**30, max(1, int(block_bytes) // max(1, int(entry_bytes))))
+        before = np.cumsum(counts, dtype=np.int64) - counts
+        block = before // per
+        inner = np.flatnonzero(block[1:] != block[:-1]) + 1
+        return np.concatenate([[0], inner, [counts.size]]).astype(np.int64)
 
     @staticmethod
     def cost_per_product(p: int) -> float:

@@ -22,8 +22,10 @@ no reduction.
 
 Order of the sums: each entry ``F_ij`` receives at most one product per level, and the
 products are added in the order of the levels (the columns of ``A``), whatever the number
-of threads or the size of the groups; so the result is bitwise the same for every split
-(and the same as the first versions of this kernel, which walked the levels in order too).
+of threads or the size of the groups; so the result is bitwise the same for every split.
+Each product is ``(scale W_si) . W_sj`` for p <= 3 (the p terms written out) and
+``scale (W_si . W_sj)`` above, as in the kernel's earlier versions, which walked the
+levels in order too: the same F bitwise, but for p = 3 with a scale other than 1.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ def scatter_lower(  # noqa: PLR0912, PLR0913, PLR0915 - one compiled loop nest
     2. counting-sorts the entries in its rows by their row of ``F`` (stable: levels in
        order within a row), each one a pair ``(level's first position, own position)``;
     3. walks its rows once; for row ``i`` and each of its pairs ``(b, e)`` adds
-       ``scale sum_c w[c, e] w[c, u]`` to ``F[i, rows[u]]`` for ``u = b .. e``, the
+       ``sum_c scale w[c, e] w[c, u]`` to ``F[i, rows[u]]`` for ``u = b .. e``, the
        row staying in the first-level cache; the next pair's ``W`` and, a few lines per
        pair, the next row are prefetched.
 
@@ -136,7 +138,7 @@ def scatter_lower(  # noqa: PLR0912, PLR0913, PLR0915 - one compiled loop nest
     range_edges : int64 (threads + 1,)
         The rows of ``F`` each thread owns (``0 = range_edges[0] <= ... <= q``).
     group_edges : int64 (groups + 1,)
-        The levels of each group (``0 = group_edges[0] < ... < group_edges[-1] = l``).
+        The levels of each group (``0 = group_edges[0] <= ... <= group_edges[-1] = l``).
     """
     n_groups = group_edges.size - 1
     n_ranges = range_edges.size - 1
