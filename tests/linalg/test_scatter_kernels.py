@@ -131,3 +131,19 @@ def test_refuses_more_rows_than_it_can_index():
         fillin.ScatterFill(a, 2)
     huge = np.full(3, 2**31)  # a window of at most 2**30 entries: one level per group
     assert fillin.ScatterFill.level_blocks(huge, 1, 2**40).tolist() == [0, 1, 2, 3]
+
+
+def test_group_bytes_aim_at_products_per_line_of_f_within_the_bounds(monkeypatch):
+    """``g = P q^2 / (8 k)`` entries of ``8 p + 4`` bytes, ``k = sum k^2 / sum k``."""
+    monkeypatch.setattr(fillin, "SCATTER_PRODUCTS_PER_LINE", 20)
+    monkeypatch.setattr(fillin, "SCATTER_MIN_BLOCK_BYTES", 2**18)
+    monkeypatch.setattr(fillin, "SCATTER_MAX_BLOCK_BYTES", 2**23)
+    group_bytes = fillin.ScatterFill.group_bytes
+    # 2,000 rows, levels of 100 entries: 100,000 entries of 20 bytes
+    assert group_bytes(2000, np.full(50, 100), 2) == 2_000_000
+    # levels of 1 and 3 entries: k = (1 + 9) / 4 = 2.5; 20 * 300^2 / 20 = 90,000 entries
+    # of 12 bytes (p = 1)
+    assert group_bytes(300, np.array([1, 3, 0]), 1) == 1_080_000
+    assert group_bytes(500, np.full(50, 100), 2) == 2**18  # 125,000 bytes: the floor
+    assert group_bytes(10_000, np.full(50, 100), 2) == 2**23  # 50 MB: the cap
+    assert group_bytes(10, np.zeros(3, dtype=np.int64), 2) == 2**18  # no entries

@@ -76,15 +76,20 @@ EXPECTED_STEPS = 1000  # a GLMM fit's scoring steps, over which a reweightable b
 # benchmarks/results/fill_kernels_ab2.md
 SCATTER_PER_PRODUCT = 1.45e-9
 SCATTER_LOAD = 1.5  # seconds: importing numba, loading the cached kernels (1.8 s measured)
-# levels are taken in groups of about this many bytes of W rows and their rows of F
-# (8 p + 4 bytes an entry): big enough that each row of F, once in the first-level cache,
-# receives many products per cache line (a group of g entries adds ~8 g k / q^2 products
-# per line of F for levels of k entries in q rows), small enough that the group stays in
-# the shared third-level cache (32 MB here).  Measured on 100,000 levels x 100 rows into
-# 2,000 rows of F, in one process: 1.57 / 1.43 / 1.49 ns per product with groups of 1, 2
-# and 4 MB on one thread, 1.62 / 1.57 / 1.64 / 1.96 (CPU) with 1, 2, 4 and 8 MB on two
-# (benchmarks/results/fill_kernels_ab2.md)
-SCATTER_BLOCK_BYTES = 2**21
+# levels are taken in groups of consecutive levels, about g entries of W (8 p + 4 bytes
+# an entry with their rows of F).  Each row of F, once in the first-level cache, then gets
+# ~8 g k / q^2 products per cache line from the group (levels of k entries in q rows):
+# ScatterFill.group_bytes aims at SCATTER_PRODUCTS_PER_LINE, within SCATTER_MIN_BLOCK_BYTES
+# .. SCATTER_MAX_BLOCK_BYTES (a group must also stay in the shared 32 MB L3).  Measured
+# (benchmarks/results/fill_kernels_ab2.md; CPU ns per product, one thread, one process):
+# q = 2,000, k = 100: 1.57 / 1.43 / 1.49 with 1, 2 and 4 MB (two threads: 1.62 / 1.57 /
+# 1.64 / 1.96 with 1, 2, 4, 8 MB); q = 500: 1.24 / 1.30 / 1.39 / 1.45 with 0.25, 0.5, 1,
+# 2 MB; q = 10,000: 10.1 / 10.1 / 6.9 / 7.2 with 2, 4, 8, 16 MB.
+# SCATTER_BLOCK_BYTES, when set, fixes the bytes of a group instead (tests use it)
+SCATTER_PRODUCTS_PER_LINE = 20
+SCATTER_MIN_BLOCK_BYTES = 2**18
+SCATTER_MAX_BLOCK_BYTES = 2**23
+SCATTER_BLOCK_BYTES: int | None = None
 SCATTER_MIN_PRODUCTS_PER_THREAD = 2_000_000  # below this, one thread (start-up costs more)
 
 
@@ -668,8 +673,8 @@ class ScatterFill:
     ``A`` is kept as a CSC matrix (``q x l p``) whose ``p`` columns of a level share one
     row pattern, read in place (the Gram's own block when it has that layout, so a problem
     of 100M rows holds ``A`` once).  Nothing is precomputed but the work per row of ``F``
-    (to balance threads) and the groups of levels (:meth:`level_blocks`, about
-    ``SCATTER_BLOCK_BYTES`` of ``W`` each): an evaluation forms a group's ``W_s`` rows into
+    (to balance threads) and the groups of levels (:meth:`level_blocks`, :meth:`group_bytes`
+    of ``W`` each): an evaluation forms a group's ``W_s`` rows into
     a buffer and adds the ``k_s (k_s + 1) / 2`` products of each level to the rows of ``F``
     they belong to, row by row.  See :mod:`mixedmodels.linalg.scatter_kernels` for the loop,
     its cache blocking and the order of the sums (levels in order: the result is bitwise
@@ -696,7 +701,8 @@ class ScatterFill:
         self.threads = scatter_threads(int(work.sum()))
         self._edges = balanced_edges(work, self.threads)
         counts = self._indptr[1::p] - self._indptr[:-1:p]  # entries per level
-        self._groups = self.level_blocks(counts, 8 * p + 4, SCATTER_BLOCK_BYTES)
+        block_bytes = SCATTER_BLOCK_BYTES or self.group_bytes(q, counts, p)
+        self._groups = self.level_blocks(counts, 8 * p + 4, block_bytes)
         self._positions: np.ndarray | None = None  # panel entry -> position in a.data
         # the structure checked above: A is read in place (the Gram's own block), so a
         # later change of its arrays by their owner is refused, not read out of bounds
@@ -744,6 +750,20 @@ class ScatterFill:
         block = before // per
         inner = np.flatnonzero(block[1:] != block[:-1]) + 1
         return np.concatenate([[0], inner, [counts.size]]).astype(np.int64)
+
+    @staticmethod
+    def group_bytes(n_rows: int, counts: np.ndarray, p: int) -> int:
+        """Bytes of ``W`` (and rows) per group of levels: ``g = SCATTER_PRODUCTS_PER_LINE
+        q^2 / (8 k)`` entries (``k = sum k_s^2 / sum k_s``, the levels' size seen by an
+        entry), so a row of ``F`` receives about that many products per cache line from a
+        group; ``8 p + 4`` bytes an entry, clipped to ``SCATTER_MIN_BLOCK_BYTES ..
+        SCATTER_MAX_BLOCK_BYTES``."""
+        counts = np.asarray(counts, dtype=np.float64)
+        total = counts.sum()
+        k = (counts @ counts) / total if total else 1.0
+        entries = SCATTER_PRODUCTS_PER_LINE * float(n_rows) ** 2 / (8.0 * max(k, 1.0))
+        wanted = entries * (8 * p + 4)
+        return int(min(SCATTER_MAX_BLOCK_BYTES, max(SCATTER_MIN_BLOCK_BYTES, wanted)))
 
     @staticmethod
     def cost_per_product(p: int) -> float:
