@@ -65,7 +65,7 @@ def kernel(monkeypatch, a, p, threads, block_bytes):
     return fillin.ScatterFill(a, p)
 
 
-@pytest.mark.parametrize("p", [1, 2, 3])
+@pytest.mark.parametrize("p", [1, 2, 3, 4])  # 1-3 written out, 4 the general loop
 def test_equals_numpy_for_any_threads_and_groups_bitwise_alike(monkeypatch, p):
     rng = np.random.default_rng(40 + p)
     n_rows, n_levels = 37, 60
@@ -74,9 +74,10 @@ def test_equals_numpy_for_any_threads_and_groups_bitwise_alike(monkeypatch, p):
     r = random_factors(rng, p, n_levels)
     want = expected_lower(a, r)
     results = []
-    # one level per group (8 bytes), a few (300), all in one group (2**22)
+    # one level per group (8 bytes), a few (300), the default's size (None: group_bytes,
+    # here its floor, all levels), all in one group (2**22)
     for threads in (1, 2, 3):
-        for block_bytes in (8, 300, 2**22):
+        for block_bytes in (8, 300, None, 2**22):
             fill = kernel(monkeypatch, a, p, threads, block_bytes)
             assert fill.threads == threads
             if block_bytes == 8:  # one level with entries per group (empty ones join)
