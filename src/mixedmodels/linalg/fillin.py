@@ -69,21 +69,27 @@ BAND_PRODUCTS = 65_536  # ... and about this many products (temporaries of ~0.5 
 MAP_REFRESH_PER_ENTRY = 2.0e-9  # refilling one map entry: a gather of a panel value
 DENSE_REFRESH_PER_ENTRY = 5.0e-9  # scattering one panel value into the dense A
 EXPECTED_STEPS = 1000  # a GLMM fit's scoring steps, over which a reweightable build is spread
-# ScatterFill, measured on the project's 2-core machine (benchmarks/fill_kernels.py): one
-# product (i, j) of one level with p = 2 costs ~2.4 ns on one thread (1.2 ns with two);
-# the first build in a process loads (or, the first time ever, compiles) the kernels
-SCATTER_PER_PRODUCT = 2.4e-9
+# ScatterFill, measured on the project's 2-core machine (benchmarks/fill_kernels.py --ab):
+# one product (i, j) of one level with p = 2 costs ~1.45 ns on one thread (the kernel
+# before the row-bucketed layout: 3.4-3.5), other p in ScatterFill.cost_per_product; the
+# first build in a process loads (or, the first time ever, compiles) the kernels.  See
+# benchmarks/results/fill_kernels_ab2.md
+SCATTER_PER_PRODUCT = 1.45e-9
 SCATTER_LOAD = 1.5  # seconds: importing numba, loading the cached kernels (1.8 s measured)
-# rows of F per block: about this many bytes of F (a core's own L2 cache is 1 MB here), with
-# the levels taken SCATTER_GROUP_LEVELS at a time, their W rows formed once per group.
-# Measured on 100,000 levels x 100 rows into 2,000 rows of F, one thread beside other jobs
-# (load ~4, so L3 shared): 5.5 ns per product unblocked, 2.8-2.9 with 32-64-row blocks
-# and groups of 1,024 levels, 3.1 with groups of 512, 3.0 with 96-row blocks; the kernel
-# itself, one thread at load ~4: 9.2 ns with 1,048-row blocks and one group (the first
-# version's layout), 5.3 with 65-row blocks and groups of 1,024, 5.6 with 32 rows, 7.4
-# with 32 rows and groups of 256 (benchmarks/fill_kernels.py's data)
-SCATTER_BLOCK_BYTES = 2**20
-SCATTER_GROUP_LEVELS = 1024
+# levels are taken in groups of consecutive levels, about g entries of W (8 p + 4 bytes
+# an entry with their rows of F).  Each row of F, once in the first-level cache, then gets
+# ~8 g k / q^2 products per cache line from the group (levels of k entries in q rows):
+# ScatterFill.group_bytes aims at SCATTER_PRODUCTS_PER_LINE, within SCATTER_MIN_BLOCK_BYTES
+# .. SCATTER_MAX_BLOCK_BYTES (a group must also stay in the shared 32 MB L3).  Measured
+# (benchmarks/results/fill_kernels_ab2.md; CPU ns per product, one thread, one process):
+# q = 2,000, k = 100: 1.57 / 1.43 / 1.49 with 1, 2 and 4 MB (two threads: 1.62 / 1.57 /
+# 1.64 / 1.96 with 1, 2, 4, 8 MB); q = 500: 1.24 / 1.30 / 1.39 / 1.45 with 0.25, 0.5, 1,
+# 2 MB; q = 10,000: 10.1 / 10.1 / 6.9 / 7.2 with 2, 4, 8, 16 MB.
+# SCATTER_BLOCK_BYTES, when set, fixes the bytes of a group instead (tests use it)
+SCATTER_PRODUCTS_PER_LINE = 20
+SCATTER_MIN_BLOCK_BYTES = 2**18
+SCATTER_MAX_BLOCK_BYTES = 2**23
+SCATTER_BLOCK_BYTES: int | None = None
 SCATTER_MIN_PRODUCTS_PER_THREAD = 2_000_000  # below this, one thread (start-up costs more)
 
 
@@ -667,9 +673,12 @@ class ScatterFill:
     ``A`` is kept as a CSC matrix (``q x l p``) whose ``p`` columns of a level share one
     row pattern, read in place (the Gram's own block when it has that layout, so a problem
     of 100M rows holds ``A`` once).  Nothing is precomputed but the work per row of ``F``
-    (to balance threads): an evaluation forms each level's ``W_s`` rows on the fly and adds
-    the ``k_s (k_s + 1) / 2`` products of the level to the rows of ``F`` they belong to.
-    See :mod:`mixedmodels.linalg.scatter_kernels` for the loop and its cache blocking.
+    (to balance threads) and the groups of levels (:meth:`level_blocks`, :meth:`group_bytes`
+    of ``W`` each): an evaluation forms a group's ``W_s`` rows into
+    a buffer and adds the ``k_s (k_s + 1) / 2`` products of each level to the rows of ``F``
+    they belong to, row by row.  See :mod:`mixedmodels.linalg.scatter_kernels` for the loop,
+    its cache blocking and the order of the sums (levels in order: the result is bitwise
+    the same for any number of threads and any group size).
     """
 
     kind = "scatter"
@@ -691,7 +700,9 @@ class ScatterFill:
         work = kernels.products_per_row(self._indptr, self._indices, p, q)
         self.threads = scatter_threads(int(work.sum()))
         self._edges = balanced_edges(work, self.threads)
-        self._block_rows = max(8, SCATTER_BLOCK_BYTES // (8 * max(q, 1)))
+        counts = self._indptr[1::p] - self._indptr[:-1:p]  # entries per level
+        block_bytes = SCATTER_BLOCK_BYTES or self.group_bytes(q, counts, p)
+        self._groups = self.level_blocks(counts, 8 * p + 4, block_bytes)
         self._positions: np.ndarray | None = None  # panel entry -> position in a.data
         # the structure checked above: A is read in place (the Gram's own block), so a
         # later change of its arrays by their owner is refused, not read out of bounds
@@ -709,6 +720,8 @@ class ScatterFill:
                 f"the scatter kernel reads A as a CSC matrix, not {type(a).__name__}"
             )
         n_rows, n_cols = a.shape
+        if n_rows >= 2**31:  # rows of F, and positions in a group (< 2**31 + 2**30), as uint32
+            raise ArgumentError(f"the scatter kernel takes fewer than 2**31 rows, not {n_rows}")
         if n_cols % p or a.indptr.size != n_cols + 1:
             raise ArgumentError(
                 f"A has {n_cols} columns and {a.indptr.size} column pointers: not "
@@ -724,6 +737,43 @@ class ScatterFill:
             raise ArgumentError(
                 f"A cannot be read by the scatter kernel: {self._kernels.STRUCTURE_ERRORS[code]}"
             )
+
+    @staticmethod
+    def level_blocks(counts: np.ndarray, entry_bytes: int, block_bytes: int) -> np.ndarray:
+        """Edges of groups of consecutive levels: level ``s`` joins the group
+        ``floor(e_s / m)``, ``e_s`` the entries before it and ``m = block_bytes // entry_bytes``
+        (at least 1, at most 2**30), so a group holds about ``block_bytes`` of entries (one
+        level more than that at most: fewer than ``2**30 + max(counts)`` entries) and every
+        group has a level.  ``counts`` are the entries per level."""
+        per = min(2**30, max(1, int(block_bytes) // max(1, int(entry_bytes))))
+        before = np.cumsum(counts, dtype=np.int64) - counts
+        block = before // per
+        inner = np.flatnonzero(block[1:] != block[:-1]) + 1
+        return np.concatenate([[0], inner, [counts.size]]).astype(np.int64)
+
+    @staticmethod
+    def group_bytes(n_rows: int, counts: np.ndarray, p: int) -> int:
+        """Bytes of ``W`` (and rows) per group of levels: ``g = SCATTER_PRODUCTS_PER_LINE
+        q^2 / (8 k)`` entries (``k = sum k_s^2 / sum k_s``, the levels' size seen by an
+        entry), so a row of ``F`` receives about that many products per cache line from a
+        group; ``8 p + 4`` bytes an entry, clipped to ``SCATTER_MIN_BLOCK_BYTES ..
+        SCATTER_MAX_BLOCK_BYTES``."""
+        counts = np.asarray(counts, dtype=np.float64)
+        total = counts.sum()
+        k = (counts @ counts) / total if total else 1.0
+        entries = SCATTER_PRODUCTS_PER_LINE * float(n_rows) ** 2 / (8.0 * max(k, 1.0))
+        wanted = entries * (8 * p + 4)
+        return int(min(SCATTER_MAX_BLOCK_BYTES, max(SCATTER_MIN_BLOCK_BYTES, wanted)))
+
+    @staticmethod
+    def cost_per_product(p: int) -> float:
+        """Seconds per product ``(i, j <= i)`` of one level on one thread (the cost model
+        of :func:`estimate_fill`): ``SCATTER_PER_PRODUCT`` (measured with p = 2) times
+        ``max(p, 2) / 2`` for the written-out loops of p <= 3 and ``p (p + 1) / 6`` for the
+        general loop (measured, 20k levels, one thread: 1.2, 1.45, 2.25, 4.45 and 7.1 ns
+        for p = 1 .. 5; benchmarks/results/fill_kernels_ab2.md)."""
+        factor = max(p, 2) / 2 if p <= 3 else p * (p + 1) / 6
+        return factor * SCATTER_PER_PRODUCT
 
     @classmethod
     def from_panels(cls, panels: Panels) -> ScatterFill:
@@ -798,8 +848,7 @@ class ScatterFill:
                 np.ascontiguousarray(r, dtype=np.float64),
                 float(scale),
                 self._edges,
-                self._block_rows,
-                SCATTER_GROUP_LEVELS,
+                self._groups,
                 out,
             )
         return out
@@ -873,7 +922,7 @@ def estimate_fill(shape: PanelShape, n_groups: int, reweightable: bool = False) 
     scatter = numba_available()
     if scatter:
         stored["scatter"] = 0
-        scatter_work = triples * max(p, 2) / 2 * SCATTER_PER_PRODUCT / scatter_threads(triples)
+        scatter_work = triples * ScatterFill.cost_per_product(p) / scatter_threads(triples)
         estimates["scatter"] = scatter_work + SCATTER_LOAD / EXPECTED_EVALUATIONS
     if reweightable:
         estimates = {
