@@ -23,7 +23,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from mixedmodels.linalg.scatter_kernels import _first_at_or_after
+from mixedmodels.linalg.scatter_kernels import (
+    PREFETCH_LINES_PER_PAIR,
+    _first_at_or_after,
+    _prefetch,
+    _prefetch_l2,
+)
 
 
 @njit(parallel=True, cache=True, boundscheck=False, nogil=True)
@@ -103,13 +108,29 @@ def quadratic_forms(  # noqa: PLR0912, PLR0915 - one compiled loop nest
                     pair_first[position] = base
                     pair_last[position] = base + tt
                     pair_level[position] = s
+            n_pairs = bucket[hi - lo - 1]
             begin = 0
             for i in range(hi - lo):
                 end = bucket[i]
                 if end == begin:
                     continue
                 row = t[lo + i]
+                # the next row's lower triangle into the second-level cache, a few lines per
+                # pair (as the fill kernel), and the next pair's first lines of its entries
+                next_row = min(lo + i + 1, hi - 1)
+                ahead_row = t[next_row]
+                line = 0
                 for pair in range(begin, end):
+                    for _ in range(PREFETCH_LINES_PER_PAIR):
+                        if line <= next_row:
+                            _prefetch_l2(ahead_row, line)
+                            line += 8
+                    ahead = min(pair + 1, n_pairs - 1)
+                    first_ahead = pair_first[ahead]
+                    _prefetch(rows, first_ahead)
+                    _prefetch(values[0], first_ahead)
+                    if p > 1:
+                        _prefetch(values[1], first_ahead)
                     u0 = pair_first[pair]
                     e = pair_last[pair]
                     s = pair_level[pair]
