@@ -1,0 +1,279 @@
+"""An independent review of the crossed path's analytic gradient and of Newton steps from
+the moment start (issue 10), on shapes and designs the first tests do not cover.
+
+References, by section:
+
+1. The gradient in the relative factors' entries (``LmmProblem.entry_gradient``, the
+   crossed path forced with ``dense_objective = None``) against two independent references:
+
+   * the dense path's analytic derivatives of the same model
+     (:class:`mixedmodels.optim.profiled_derivatives.DenseDerivatives`: one ``(q + p)``
+     bordered matrix, other formulas, other arithmetic).  Both are exact formulas in double
+     precision; they differ by the rounding of ``O(q)``-term sums, 4e-15 of the largest
+     entry measured on well-conditioned problems, so they must agree to
+     :data:`ANALYTIC_RTOL` = 1e-11 of the largest entry;
+   * central differences of ``problem.objective`` on the crossed path, step
+     ``h = 1e-6 max(1, |theta_i|)``: truncation ``h^2 f''' / 6`` (~1e-12) plus the
+     objective's rounding over ``h`` (~1e-14 |f| / 1e-6 ~ 1e-8 |g|), so
+     :data:`FD_RTOL` = 1e-6 of the largest entry (observed at most 7e-9).
+
+   Ill-conditioned problems (theta ~ 1e3, weights spread over 1e8) state their own
+   tolerances, from the objective's own agreement between the engine's paths there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedmodels as mm
+from mixedmodels.core.lmm import LmmProblem
+from mixedmodels.optim.profiled_derivatives import DenseDerivatives
+from mixedmodels.reterms.blocks import RandomBlock
+
+ANALYTIC_RTOL = 1e-11
+FD_RTOL = 1e-6
+
+
+# --------------------------------------------------------------------- problems
+def review_blocks(shape: str, rng: np.random.Generator, n: int = 300):
+    """Random-effect terms of a crossed design: 30 subjects (the eliminated term), 12 items,
+    5 sites, and 4 groups of 3 items (nested in the items)."""
+    x = rng.normal(size=(n, 4))
+    one = np.ones((n, 1))
+    subj = rng.integers(0, 30, n)
+    item = rng.integers(0, 12, n)
+    site = rng.integers(0, 5, n)
+    group = item // 3
+
+    def z(p):
+        return np.column_stack([one, x[:, : p - 1]])
+
+    blocks = {
+        # the eliminated term with p = 1 .. 4
+        "first_p1": [RandomBlock(subj, 30, one), RandomBlock(item, 12, one)],
+        "first_p2": [RandomBlock(subj, 30, z(2)), RandomBlock(item, 12, one)],
+        "first_p3": [RandomBlock(subj, 30, z(3)), RandomBlock(item, 12, one)],
+        "first_p4": [RandomBlock(subj, 30, z(4)), RandomBlock(item, 12, one)],
+        # two rest terms; three rest terms with a slope term and a term nested in another
+        "rest_two": [RandomBlock(subj, 30, z(2)), RandomBlock(item, 12, one),
+                     RandomBlock(site, 5, one)],
+        "rest_three": [RandomBlock(subj, 30, z(2)), RandomBlock(item, 12, z(2)),
+                       RandomBlock(site, 5, one), RandomBlock(group, 4, one)],
+        # (1 | s) + (0 + x | s) amalgamated with a rest slope; (1 + x + x2 || s)
+        "amalgamated": [RandomBlock(subj, 30, one), RandomBlock(subj, 30, x[:, :1].copy()),
+                        RandomBlock(item, 12, z(2))],
+        "zerocorr": [RandomBlock(subj, 30, one), RandomBlock(subj, 30, x[:, :1].copy()),
+                     RandomBlock(subj, 30, x[:, 1:2].copy()), RandomBlock(item, 12, one)],
+    }[shape]
+    return blocks, x
+
+
+SHAPES = ["first_p1", "first_p2", "first_p3", "first_p4", "rest_two", "rest_three",
+          "amalgamated", "zerocorr"]
+
+
+def review_problems(
+    shape: str,
+    rng: np.random.Generator,
+    n_fixed: int = 2,
+    weights: np.ndarray | str | None = None,
+    reml: bool = True,
+) -> tuple[LmmProblem, LmmProblem]:
+    """The same model twice: its objective forced onto the crossed path, and on the dense
+    path (q <= 240) for the dense analytic derivatives."""
+    blocks, x = review_blocks(shape, rng)
+    n = x.shape[0]
+    X = np.column_stack([np.ones(n), x[:, :3], rng.normal(size=(n, 4))])[:, :n_fixed]
+    y = X.sum(axis=1) + rng.normal(size=30)[blocks[0].codes] + rng.normal(size=n)
+    if isinstance(weights, str):
+        weights = {
+            "uniform": rng.uniform(0.5, 2.0, n),
+            "tiny": 1e-8 * rng.uniform(0.5, 2.0, n),
+            "huge": 1e8 * rng.uniform(0.5, 2.0, n),
+            "spread": 10.0 ** rng.uniform(-4, 4, n),
+        }[weights]
+    crossed = LmmProblem(blocks, X, y, weights=weights, reml=reml)
+    crossed.dense_objective = None
+    assert crossed.has_entry_gradient()
+    dense = LmmProblem(blocks, X, y, weights=weights, reml=reml)
+    assert dense.dense_objective is not None
+    return crossed, dense
+
+
+def review_theta(problem: LmmProblem, rng: np.random.Generator, scale: float = 1.0):
+    lower = problem.theta_lower_bounds()
+    values = np.where(lower == 0, rng.uniform(0.2, 1.5, lower.size), rng.normal(0, 0.4, lower.size))
+    return scale * values
+
+
+def central_differences(problem: LmmProblem, theta: np.ndarray, rel: float = 1e-6):
+    out = np.empty(theta.size)
+    for i in range(theta.size):
+        h = rel * max(1.0, abs(theta[i]))
+        up, down = theta.copy(), theta.copy()
+        up[i] += h
+        down[i] -= h
+        out[i] = (problem.objective(up) - problem.objective(down)) / (2 * h)
+    return out
+
+
+def gradient_differences(crossed, dense, theta, fd_rel: float = 1e-6):
+    """``(value, gradient, |g - dense| / max|dense|, |g - fd| / max|dense|)`` at theta
+    (unstructured terms: the entries are theta)."""
+    assert np.array_equal(crossed.lambda_entries(theta), theta)
+    value, gradient = crossed.entry_gradient(theta)
+    assert value == crossed.objective(theta)
+    reference = DenseDerivatives(dense).at(theta, hessian=False)
+    scale = np.abs(reference.gradient).max()
+    to_dense = np.abs(gradient - reference.gradient).max() / scale
+    fd = central_differences(crossed, theta, fd_rel)
+    to_fd = np.abs(gradient - fd).max() / scale
+    return value, gradient, reference, to_dense, to_fd
+
+
+# --------------------------------------------------------------------- 1. the gradient
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("reml", [True, False])
+def test_gradient_on_more_shapes(shape, reml):
+    rng = np.random.default_rng(SHAPES.index(shape) + 17 * reml)
+    crossed, dense = review_problems(shape, rng, reml=reml)
+    theta = review_theta(crossed, rng)
+    value, _, reference, to_dense, to_fd = gradient_differences(crossed, dense, theta)
+    assert value == pytest.approx(reference.value, rel=1e-12)
+    assert to_dense <= ANALYTIC_RTOL
+    assert to_fd <= FD_RTOL
+
+
+@pytest.mark.parametrize("n_fixed", [0, 1, 5])
+@pytest.mark.parametrize("reml", [True, False])
+def test_gradient_with_no_one_or_five_fixed_effects(n_fixed, reml):
+    """No fixed effect (the border is y alone), intercept only, and p_x = 5."""
+    rng = np.random.default_rng(40 + n_fixed + 7 * reml)
+    crossed, dense = review_problems("rest_three", rng, n_fixed=n_fixed, reml=reml)
+    theta = review_theta(crossed, rng)
+    _, _, _, to_dense, to_fd = gradient_differences(crossed, dense, theta)
+    assert to_dense <= ANALYTIC_RTOL
+    assert to_fd <= FD_RTOL
+
+
+@pytest.mark.parametrize("weights", ["uniform", "spread"])
+@pytest.mark.parametrize("reml", [True, False])
+def test_gradient_with_weights(weights, reml):
+    """Prior weights, ordinary and spread over 8 orders of magnitude (1e-4 .. 1e4).
+    Spread weights: the objective agrees between the crossed and dense paths to
+    ``SPREAD_VALUE`` relative only (sums of terms 1e8 apart), so the gradient is held to
+    1e-8 of its largest entry against the dense path and the differences use ``h = 1e-4``
+    (rounding ~1e-12 |f| / 1e-4)."""
+    rng = np.random.default_rng(60 + len(weights) + reml)
+    crossed, dense = review_problems("rest_three", rng, weights=weights, reml=reml)
+    theta = review_theta(crossed, rng)
+    spread = weights == "spread"
+    value, _, reference, to_dense, to_fd = gradient_differences(
+        crossed, dense, theta, fd_rel=1e-4 if spread else 1e-6
+    )
+    assert value == pytest.approx(reference.value, rel=1e-11 if spread else 1e-12)
+    assert to_dense <= (1e-8 if spread else ANALYTIC_RTOL)
+    assert to_fd <= FD_RTOL
+
+
+@pytest.mark.parametrize("weights, c", [("tiny", 1e-8), ("huge", 1e8)])
+def test_gradient_with_tiny_and_huge_weights_by_the_scaling_identity(weights, c):
+    """Weights ``c w``: ``Lambda' Z' (cW) Z Lambda = (sqrt(c) Lambda)' Z'WZ (sqrt(c) Lambda)``
+    and PWRSS scales by ``c``, so ``f_c(theta) = f_1(sqrt(c) theta) + const`` and
+    ``g_c(theta) = sqrt(c) g_1(sqrt(c) theta)``.  Central differences of ``f_c`` are
+    useless here (``|g|`` ~ 1e-5 against the objective's rounding over h), the identity and
+    the dense path's derivatives are not."""
+    rng = np.random.default_rng(80 + len(weights))
+    crossed, dense = review_problems("rest_three", rng, weights=weights)
+    theta = review_theta(crossed, rng) / np.sqrt(c)  # sqrt(c) theta ~ 1
+    _, gradient = crossed.entry_gradient(theta)
+    unit = LmmProblem(crossed.blocks, crossed.X, crossed.y, weights=crossed.weights / c)
+    unit.dense_objective = None
+    _, unit_gradient = unit.entry_gradient(np.sqrt(c) * theta)
+    reference = np.sqrt(c) * unit_gradient
+    scale = np.abs(reference).max()
+    assert np.abs(gradient - reference).max() <= ANALYTIC_RTOL * scale
+    dense_gradient = DenseDerivatives(dense).at(theta, hessian=False).gradient
+    assert np.abs(gradient - dense_gradient).max() <= ANALYTIC_RTOL * scale
+
+
+def test_gradient_near_zero_theta():
+    """theta ~ 1e-4 (every variance nearly 0): the same references and tolerances."""
+    rng = np.random.default_rng(91)
+    crossed, dense = review_problems("rest_three", rng)
+    theta = review_theta(crossed, rng, 1e-4)
+    _, _, _, to_dense, to_fd = gradient_differences(crossed, dense, theta)
+    assert to_dense <= ANALYTIC_RTOL
+    assert to_fd <= FD_RTOL
+
+
+def test_gradient_at_large_theta():
+    """theta ~ 1e3: ``V = Lambda' D Lambda + I`` has a condition number ~1e8, and the
+    crossed and dense paths' objectives agree to 1e-12 absolute (6e-13 relative) only,
+    so central differences need ``h`` ~ 1 (1e-3 relative: rounding ~1e-12 / 1, truncation
+    ``h^2 f''' / 6`` with ``f''' ~ |g| / theta^2``, both below 1e-6 of the gradient);
+    the analytic gradients agree to 3e-10 of the largest entry: 1e-8 asked."""
+    rng = np.random.default_rng(92)
+    crossed, dense = review_problems("rest_three", rng)
+    theta = review_theta(crossed, rng, 1e3)
+    value, _, reference, to_dense, to_fd = gradient_differences(crossed, dense, theta, 1e-3)
+    assert value == pytest.approx(reference.value, rel=1e-11)
+    assert to_dense <= 1e-8
+    assert to_fd <= FD_RTOL
+
+
+@pytest.mark.parametrize("which", ["first", "rest"])
+def test_gradient_with_a_singular_lambda(which):
+    """A zero column in a relative factor (the eliminated term's or a rest slope term's):
+    nothing may invert lambda.  The coordinates at 0 that are bounded there (diagonals)
+    take one-sided differences into the admissible side (error ``h f'' / 2``: 1e-4 of the
+    largest entry); the rest central ones."""
+    rng = np.random.default_rng(93 if which == "first" else 94)
+    crossed, dense = review_problems("first_p3" if which == "first" else "rest_three", rng)
+    theta = review_theta(crossed, rng)
+    # first_p3: lambda_0's columns 1 and 2 (theta 3, 4, 5); rest_three: the item slope
+    # term's second column (theta 5)
+    zero = [3, 4, 5] if which == "first" else [5]
+    theta[zero] = 0.0
+    if which == "rest":
+        theta[4] = 0.0  # and its off-diagonal: lambda's column 0 is (a, 0), column 1 zero
+    value, gradient = crossed.entry_gradient(theta)
+    reference = DenseDerivatives(dense).at(theta, hessian=False)
+    scale = np.abs(reference.gradient).max()
+    assert np.abs(gradient - reference.gradient).max() <= ANALYTIC_RTOL * scale
+    lower = crossed.theta_lower_bounds()
+    fd = central_differences(crossed, theta)
+    bounded = (lower == 0) & (theta == 0)
+    h = 1e-6
+    for i in np.flatnonzero(bounded):
+        up = theta.copy()
+        up[i] = h
+        fd[i] = (crossed.objective(up) - value) / h
+    assert np.abs(gradient - fd)[~bounded].max() <= FD_RTOL * scale
+    assert np.abs(gradient - fd)[bounded].max() <= 1e-4 * scale
+
+
+def test_gradient_of_a_formula_built_problem():
+    """``(1 | s) + (0 + x | s) + (x || i)`` through the formula layer (amalgamated and
+    zerocorr terms built by the design code, not by hand)."""
+    rng = np.random.default_rng(95)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "s": rng.integers(0, 40, n).astype(str),
+            "i": rng.integers(0, 10, n).astype(str),
+        }
+    )
+    frame["y"] = 1 + frame.x + rng.normal(size=40)[frame.s.astype(int)] + rng.normal(size=n)
+    fit = mm.lmer("y ~ x + (1 | s) + (0 + x | s) + (x || i)", frame)
+    dense = fit.problem
+    assert dense.dense_objective is not None
+    crossed = LmmProblem(dense.blocks, dense.X, dense.y, weights=dense.weights, reml=dense.reml)
+    crossed.dense_objective = None
+    theta = review_theta(crossed, rng)
+    _, _, _, to_dense, to_fd = gradient_differences(crossed, dense, theta)
+    assert to_dense <= ANALYTIC_RTOL
+    assert to_fd <= FD_RTOL
