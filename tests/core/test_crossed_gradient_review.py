@@ -277,3 +277,101 @@ def test_gradient_of_a_formula_built_problem():
     _, _, _, to_dense, to_fd = gradient_differences(crossed, dense, theta)
     assert to_dense <= ANALYTIC_RTOL
     assert to_fd <= FD_RTOL
+
+
+# --------------------------------------------------------------------- 2. nonlinear maps
+def structured_frame(seed: int, n_subjects: int = 300, per: int = 10, rho: float = 0.0):
+    """``y ~ x + (x | s) + (1 | i)`` data, subject intercepts and slopes correlated
+    ``rho``, a two-level factor ``f`` for ``ar1(0 + f | s)``; 300 subjects x 2 + 40 items
+    is over the dense path's 240 random effects (the crossed path)."""
+    rng = np.random.default_rng(seed)
+    n = n_subjects * per
+    subj = np.repeat(np.arange(n_subjects), per)
+    item = rng.integers(0, 40, n)
+    x = rng.normal(size=n)
+    cov = [[1.0, rho * 0.8], [rho * 0.8, 0.64]]
+    b = rng.multivariate_normal([0.0, 0.0], cov, size=n_subjects)
+    y = 1 + 0.5 * x + b[subj, 0] + b[subj, 1] * x + 0.7 * rng.normal(size=40)[item]
+    f = rng.random(n) < 0.5
+    # independent subject effects per level of f (an ar1 correlation near 0)
+    u = rng.normal(size=(n_subjects, 2))[subj, f.astype(int)]
+    return pd.DataFrame(
+        {
+            "y": y + rng.normal(size=n),
+            "u": 1 + 0.5 * x + u + 0.7 * rng.normal(size=40)[item] + rng.normal(size=n),
+            "x": x,
+            "f": np.where(f, "a", "b"),
+            "s": subj.astype(str),
+            "i": item.astype(str),
+        }
+    )
+
+
+def quiet_lmer(*args, **kwargs):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mm.lmer(*args, **kwargs)
+
+
+def without_newton_from_start(monkeypatch, *args, **kwargs):
+    from mixedmodels.optim import lmm as optim_lmm
+
+    with monkeypatch.context() as patched:
+        patched.setattr(optim_lmm, "_newton_from_start", lambda *a: None)
+        return quiet_lmer(*args, **kwargs)
+
+
+NONLINEAR = [
+    ("y ~ x + cs(x | s) + (1 | i)", "finite-difference"),
+    ("y ~ x + ar1(0 + f | s) + (1 | i)", "finite-difference"),
+    ("u ~ x + ar1(0 + f | s) + (1 | i)", "finite-difference"),
+    ("y ~ x + (x | s) + cs(x | i)", "finite-difference"),
+    ("y ~ x + diag(x | s) + (1 | i)", "analytic-gradient"),  # diag(): linear
+]
+
+
+@pytest.mark.parametrize("formula, kind", NONLINEAR)
+def test_structured_terms_fit_the_same_with_and_without_newton_from_the_start(
+    monkeypatch, formula, kind
+):
+    """cs() and ar1() map theta to lambda nonlinearly: the polish differences the
+    objective (its note says so) and the fit equals the one whose Newton steps start from
+    BOBYQA's point (objective 1e-10 relative, theta 1e-6: both ends are the optimum to the
+    polish's precision); diag() is linear and takes the analytic gradient."""
+    frame = structured_frame(3, rho=0.6)
+    fit = quiet_lmer(formula, frame)
+    assert fit.problem.has_entry_gradient()
+    reference = without_newton_from_start(monkeypatch, formula, frame)
+    assert kind in fit.optimizer_message
+    assert "from the moment start" not in reference.optimizer_message
+    assert fit.objective == pytest.approx(reference.objective, rel=1e-10)
+    np.testing.assert_allclose(fit.theta, reference.theta, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("formula", [NONLINEAR[0][0], NONLINEAR[2][0], "y ~ x + cs(x | s)"])
+def test_polish_from_a_zero_correlation_differences_the_objective(formula):
+    """Bug found in review: at a correlation parameter of exactly 0 (lme4's start for
+    cs()/ar1()), unit steps make the theta -> lambda map look linear (``e = J theta``
+    holds), so the polish took analytic gradients through a wrong Jacobian (the
+    correlation's column a secant to 1; the standard deviations' columns those of
+    correlation 0) and stopped where it started, "not converged".  Now the map's
+    Jacobian must be the same at a second point: differences are taken, and the polish
+    from there reaches the fit's optimum (objective 1e-10, theta 1e-6 as above; the data
+    have optimal correlations near 0, where Newton steps from 0 converge).  The third
+    formula is on the dense path (q = 60), which had the same defect."""
+    from mixedmodels.optim.polish import polish
+
+    frame = structured_frame(4, n_subjects=300 if "(1 | i)" in formula else 30)
+    fit = quiet_lmer(formula, frame)
+    problem = fit.problem
+    assert (problem.dense_objective is None) == ("(1 | i)" in formula)
+    start = fit.theta.copy()
+    rho = 1 if "ar1" in formula else 2
+    start[rho] = 0.0
+    theta, value, outcome = polish(problem, start, problem.objective(start))
+    assert "finite-difference" in outcome.note
+    assert outcome.converged
+    assert value == pytest.approx(fit.objective, rel=1e-10)
+    np.testing.assert_allclose(theta, fit.theta, rtol=0, atol=1e-6)
