@@ -492,3 +492,137 @@ def test_newton_from_the_start_gives_the_same_summary_intervals_and_ranef(monkey
     np.testing.assert_allclose(
         table["condsd"].to_numpy(), table_ref["condsd"].to_numpy(), rtol=1e-7
     )
+
+
+# --------------------------------------------------------------------- 4. out of core
+@pytest.mark.parametrize("reml", [True, False])
+def test_a_parquet_fit_takes_the_gradient_path_and_equals_the_in_memory_fit(tmp_path, reml):
+    """Three Parquet files read 700 rows at a time (pyarrow): the problem is the in-memory
+    one up to summation order (tests/test_large.py: 1e-13), both take Newton steps from
+    the same moment start with the analytic gradient, so objective 1e-10 relative and
+    theta 1e-8 (the issue's goal)."""
+    pytest.importorskip("pyarrow")
+    frame = structured_frame(6, rho=0.4)
+    for k, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        frame.iloc[part].to_parquet(tmp_path / f"part{k}.parquet")
+    formula = "y ~ x + (x | s) + (1 | i)"
+    memory = quiet_lmer(formula, frame, reml=reml)
+    chunked = quiet_lmer(formula, mm.ParquetSource(tmp_path, batch_rows=700), reml=reml)
+    assert chunked.problem.has_entry_gradient()
+    for fit in (memory, chunked):
+        assert "from the moment start: analytic-gradient" in fit.optimizer_message
+    assert chunked.objective == pytest.approx(memory.objective, rel=1e-10)
+    np.testing.assert_allclose(chunked.theta, memory.theta, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(
+        chunked.fixef.to_numpy(), memory.fixef.to_numpy(), rtol=0, atol=1e-8
+    )
+    # the gradient of the chunked problem is the in-memory one's (the same function)
+    _, g_chunked = chunked.problem.entry_gradient(memory.theta)
+    _, g_memory = memory.problem.entry_gradient(memory.theta)
+    _, g_start = memory.problem.entry_gradient(memory.problem.theta_start())
+    assert np.abs(g_chunked - g_memory).max() <= 1e-9 * np.abs(g_start).max()
+
+
+# --------------------------------------------------------------------- 5. robustness
+def test_the_gradient_raises_where_the_factorization_fails():
+    """Collinear fixed effects (the Schur complement of X is singular), an overflowing
+    and a NaN theta: NotPositiveDefiniteError, as from the objective, nothing else."""
+    import warnings
+
+    from mixedmodels.linalg.blocks import NotPositiveDefiniteError
+
+    problem = simulated_design("unbalanced", 1)
+    collinear = LmmProblem(problem.blocks, np.column_stack([problem.X, problem.X[:, 1]]), problem.y)
+    assert collinear.has_entry_gradient()
+    theta = np.array([1.0, 0.2, 0.3, 0.5])
+    with pytest.raises(NotPositiveDefiniteError):
+        collinear.objective(theta)
+    with pytest.raises(NotPositiveDefiniteError):
+        collinear.entry_gradient(theta)
+    for bad in ([1e200, 0.0, 1.0, 1.0], [np.nan, 0.0, 1.0, 1.0]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the overflow itself
+            with pytest.raises(NotPositiveDefiniteError):
+                problem.objective(np.array(bad))
+            with pytest.raises(NotPositiveDefiniteError):
+                problem.entry_gradient(np.array(bad))
+
+
+@pytest.mark.parametrize("fail_from", [0, 2])
+def test_a_failing_gradient_is_caught_and_the_fit_returns(monkeypatch, fail_from):
+    """The gradient raising NotPositiveDefiniteError from its first (or third) call on:
+    the Newton steps are given up (the polish's note says so), BOBYQA's path runs on
+    and returns BOBYQA's optimum at its fine tolerances (FINE_LARGE: ftol 1e-8 per step,
+    which stopped 2.8e-7 = 3e-11 relative above the optimum here, theta 3e-5 away): the
+    objective within 1e-10 relative of the Newton path's, theta within 1e-3."""
+    from mixedmodels.linalg.blocks import NotPositiveDefiniteError
+    from mixedmodels.optim import lmm as optim_lmm
+
+    problem = simulated_design("three_weighted", 1)
+    reference = optim_lmm.optimize_problem(problem)
+    calls = []
+    original = LmmProblem.entry_gradient
+
+    def failing(self, theta):
+        calls.append(1)
+        if len(calls) > fail_from:
+            raise NotPositiveDefiniteError
+        return original(self, theta)
+
+    monkeypatch.setattr(LmmProblem, "entry_gradient", failing)
+    result = optim_lmm.optimize_problem(problem)
+    assert len(calls) > fail_from
+    assert "from the moment start" not in result.message
+    assert "polish skipped" in result.message
+    assert np.isfinite(result.fun)
+    assert abs(result.fun - reference.fun) <= 1e-10 * abs(reference.fun)
+    np.testing.assert_allclose(result.x, reference.x, rtol=0, atol=1e-3)
+
+
+def test_an_exact_fit_does_not_crash():
+    """y = 0: PWRSS is exactly 0 at every theta, the objective -inf; the gradient is not
+    defined there and says so (NotPositiveDefiniteError), Newton from the start is not
+    tried, and the fit returns with the constant-response warning and beta = 0."""
+    from mixedmodels.linalg.blocks import NotPositiveDefiniteError
+
+    problem = simulated_design("unbalanced", 1)
+    exact = LmmProblem(problem.blocks, problem.X, np.zeros(problem.n))
+    theta = np.array([1.0, 0.2, 0.3, 0.5])
+    assert exact.pieces(theta)[2] == 0.0 and exact.objective(theta) == -np.inf
+    with pytest.raises(NotPositiveDefiniteError):
+        exact.entry_gradient(theta)
+    frame = structured_frame(7).assign(y=0.0)
+    with pytest.warns(UserWarning, match="the response is constant"):
+        fit = mm.lmer("y ~ x + (x | s) + (1 | i)", frame)
+    assert fit.problem.has_entry_gradient()
+    assert "from the moment start" not in fit.optimizer_message
+    np.testing.assert_array_equal(fit.fixef.to_numpy(), [0.0, 0.0])
+
+
+def test_fits_in_four_threads_at_once_equal_the_serial_fits():
+    """Four crossed fits (Newton from the start, numba kernels for the fill and the
+    gradient's quadratic forms behind one lock) in four Python threads at once: no crash,
+    and each equals its serial fit to 1e-12 (the same arithmetic; BLAS's summation order
+    may differ between threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mixedmodels.optim import lmm as optim_lmm
+
+    designs = ["balanced", "near_boundary", "corr_plus", "three_weighted"]
+
+    def fit(design):
+        problem = simulated_design(design, 2)
+        result = optim_lmm.optimize_problem(problem)
+        _, gradient = problem.entry_gradient(result.x)
+        return result, gradient
+
+    serial = [fit(d) for d in designs]
+    assert sum("from the moment start" in r.message for r, _ in serial) >= 3
+    for _ in range(2):
+        with ThreadPoolExecutor(4) as pool:
+            threaded = list(pool.map(fit, designs))
+        for (a, ga), (b, gb) in zip(threaded, serial, strict=True):
+            assert a.message == b.message
+            assert a.fun == pytest.approx(b.fun, rel=1e-12)
+            np.testing.assert_allclose(a.x, b.x, rtol=0, atol=1e-9)
+            np.testing.assert_allclose(ga, gb, rtol=0, atol=1e-9 * max(1.0, np.abs(gb).max()))
