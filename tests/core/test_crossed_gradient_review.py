@@ -255,6 +255,55 @@ def test_gradient_with_a_singular_lambda(which):
     assert np.abs(gradient - fd)[bounded].max() <= 1e-4 * scale
 
 
+ORDER_CASES = ["scrambled", "amalgamated_apart", "unused_levels", "diag_first", "diag_rest"]
+
+
+@pytest.mark.parametrize("case", ORDER_CASES)
+def test_gradient_with_terms_out_of_engine_order_unused_levels_and_diagonal_terms(case):
+    """Terms listed in another order than the engine's (largest first), amalgamated terms
+    not adjacent in the formula, levels without rows (33 subjects, 30 used), and diag()
+    terms (linear: the gradient in theta is ``J' g`` with ``J`` from unit steps, exact)
+    eliminated first or in the rest.  References and tolerances as above."""
+    from mixedmodels.reterms.structures import Diagonal
+
+    rng = np.random.default_rng(5 + ORDER_CASES.index(case))
+    n = 300
+    x = rng.normal(size=(n, 3))
+    one = np.ones((n, 1))
+    subj, item, site = rng.integers(0, 30, n), rng.integers(0, 12, n), rng.integers(0, 5, n)
+
+    def z(p):
+        return np.column_stack([one, x[:, : p - 1]])
+
+    blocks = {
+        "scrambled": [RandomBlock(site, 5, one), RandomBlock(item // 3, 4, one),
+                      RandomBlock(item, 12, z(2)), RandomBlock(subj, 30, z(3))],
+        "amalgamated_apart": [RandomBlock(subj, 30, one), RandomBlock(item, 12, one),
+                              RandomBlock(subj, 30, x[:, :2].copy())],
+        "unused_levels": [RandomBlock(subj, 33, z(2)), RandomBlock(item, 14, one),
+                          RandomBlock(site, 7, one)],
+        "diag_first": [RandomBlock(subj, 30, z(3), Diagonal(3)), RandomBlock(item, 12, z(2))],
+        "diag_rest": [RandomBlock(subj, 30, z(2)), RandomBlock(item, 12, z(3), Diagonal(3))],
+    }[case]
+    X = z(2)
+    y = X.sum(axis=1) + rng.normal(size=30)[subj] + rng.normal(size=n)
+    crossed = LmmProblem(blocks, X, y)
+    crossed.dense_objective = None
+    assert crossed.has_entry_gradient()
+    dense = LmmProblem(blocks, X, y)
+    theta = review_theta(crossed, rng)
+    e = crossed.lambda_entries(theta)
+    jac = np.column_stack(
+        [crossed.lambda_entries(theta + unit) - e for unit in np.eye(theta.size)]
+    )
+    _, entries = crossed.entry_gradient(theta)
+    gradient = jac.T @ entries
+    reference = DenseDerivatives(dense).at(theta, hessian=False).gradient
+    scale = np.abs(reference).max()
+    assert np.abs(gradient - reference).max() <= ANALYTIC_RTOL * scale
+    assert np.abs(gradient - central_differences(crossed, theta)).max() <= FD_RTOL * scale
+
+
 def test_gradient_of_a_formula_built_problem():
     """``(1 | s) + (0 + x | s) + (x || i)`` through the formula layer (amalgamated and
     zerocorr terms built by the design code, not by hand)."""
@@ -268,7 +317,7 @@ def test_gradient_of_a_formula_built_problem():
         }
     )
     frame["y"] = 1 + frame.x + rng.normal(size=40)[frame.s.astype(int)] + rng.normal(size=n)
-    fit = mm.lmer("y ~ x + (1 | s) + (0 + x | s) + (x || i)", frame)
+    fit = quiet_lmer("y ~ x + (1 | s) + (0 + x | s) + (x || i)", frame)
     dense = fit.problem
     assert dense.dense_objective is not None
     crossed = LmmProblem(dense.blocks, dense.X, dense.y, weights=dense.weights, reml=dense.reml)
