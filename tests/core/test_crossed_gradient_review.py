@@ -517,6 +517,28 @@ def test_newton_from_the_start_and_bobyqa_reach_the_same_optimum(monkeypatch, de
     np.testing.assert_allclose(result.x, reference.x, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("design", ["balanced_ml", "near_boundary", "three_weighted"])
+@pytest.mark.parametrize("c", [1e-6, 1e6])
+def test_newton_from_the_start_is_invariant_to_the_response_scale(design, c):
+    """``y -> c y`` leaves the relative factors' optimum where it was and adds
+    ``nu log c^2`` to the objective (PWRSS scales by ``c^2``): an identity between two
+    fits, both by Newton from the moment start.  Theta 1e-10 and the objective 1e-13
+    relative (measured: 3e-15 and 2e-15)."""
+    from mixedmodels.optim import lmm as optim_lmm
+
+    problem = simulated_design(design, 1)
+    base = optim_lmm.optimize_problem(problem)
+    scaled = LmmProblem(
+        problem.blocks, problem.X, c * problem.y, weights=problem.weights, reml=problem.reml
+    )
+    result = optim_lmm.optimize_problem(scaled)
+    for fit in (base, result):
+        assert "from the moment start" in fit.message
+    nu = problem.n - problem.n_fixed if problem.reml else problem.n
+    np.testing.assert_allclose(result.x, base.x, rtol=0, atol=1e-10)
+    assert result.fun - 2 * nu * np.log(c) == pytest.approx(base.fun, rel=1e-13)
+
+
 @pytest.mark.parametrize("reml", [True, False])
 def test_newton_from_the_start_gives_the_same_summary_intervals_and_ranef(monkeypatch, reml):
     """What users read: the summary text, Wald intervals and the conditional modes with
