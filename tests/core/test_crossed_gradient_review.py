@@ -19,6 +19,17 @@ References, by section:
 
    Ill-conditioned problems (theta ~ 1e3, weights spread over 1e8) state their own
    tolerances, from the objective's own agreement between the engine's paths there.
+
+2. Structures mapping theta nonlinearly (cs(), ar1()): the fit equals the one whose
+   Newton steps start from BOBYQA's point; the polish differences the objective.
+3. Newton from the moment start against BOBYQA's path (``_newton_from_start``
+   monkeypatched to None) on simulated crossed designs: both end at the optimum to the
+   polish's precision, so the objective agrees to 1e-10 relative and theta to 1e-6.
+4. A Parquet fit against the in-memory fit (the issue's 1e-10 / 1e-8).
+5. Robustness: failures raise NotPositiveDefiniteError and are caught; threads.
+
+Two bugs found here have reproducers below (``..._zero_correlation_...``,
+``..._after_reweight_...``).
 """
 
 from __future__ import annotations
@@ -162,10 +173,10 @@ def test_gradient_with_no_one_or_five_fixed_effects(n_fixed, reml):
 @pytest.mark.parametrize("reml", [True, False])
 def test_gradient_with_weights(weights, reml):
     """Prior weights, ordinary and spread over 8 orders of magnitude (1e-4 .. 1e4).
-    Spread weights: the objective agrees between the crossed and dense paths to
-    ``SPREAD_VALUE`` relative only (sums of terms 1e8 apart), so the gradient is held to
-    1e-8 of its largest entry against the dense path and the differences use ``h = 1e-4``
-    (rounding ~1e-12 |f| / 1e-4)."""
+    Spread weights: the Gram's sums mix terms 1e8 apart; the crossed and dense paths'
+    objectives agree to ~1e-12 relative only and their analytic gradients to 4e-9 of the
+    largest entry (measured): 3e-8 asked; the differences use ``h = 1e-4`` (rounding
+    ~1e-12 |f| / 1e-4 ~ 1e-8 |g|; 6e-9 measured)."""
     rng = np.random.default_rng(60 + len(weights) + reml)
     crossed, dense = review_problems("rest_three", rng, weights=weights, reml=reml)
     theta = review_theta(crossed, rng)
@@ -174,7 +185,7 @@ def test_gradient_with_weights(weights, reml):
         crossed, dense, theta, fd_rel=1e-4 if spread else 1e-6
     )
     assert value == pytest.approx(reference.value, rel=1e-11 if spread else 1e-12)
-    assert to_dense <= (1e-8 if spread else ANALYTIC_RTOL)
+    assert to_dense <= (3e-8 if spread else ANALYTIC_RTOL)
     assert to_fd <= FD_RTOL
 
 
@@ -200,28 +211,31 @@ def test_gradient_with_tiny_and_huge_weights_by_the_scaling_identity(weights, c)
 
 
 def test_gradient_near_zero_theta():
-    """theta ~ 1e-4 (every variance nearly 0): the same references and tolerances."""
+    """theta ~ 1e-4 (every variance nearly 0): against the dense path as above; the
+    gradient is ~0.4 there, and central differences with ``h = 1e-6`` carry the
+    objective's rounding over h (1e-16 |f| / h ~ 1e-7: 4e-7 of the gradient measured),
+    so 1e-5 is asked of them."""
     rng = np.random.default_rng(91)
     crossed, dense = review_problems("rest_three", rng)
     theta = review_theta(crossed, rng, 1e-4)
     _, _, _, to_dense, to_fd = gradient_differences(crossed, dense, theta)
     assert to_dense <= ANALYTIC_RTOL
-    assert to_fd <= FD_RTOL
+    assert to_fd <= 1e-5
 
 
 def test_gradient_at_large_theta():
     """theta ~ 1e3: ``V = Lambda' D Lambda + I`` has a condition number ~1e8, and the
     crossed and dense paths' objectives agree to 1e-12 absolute (6e-13 relative) only,
-    so central differences need ``h`` ~ 1 (1e-3 relative: rounding ~1e-12 / 1, truncation
-    ``h^2 f''' / 6`` with ``f''' ~ |g| / theta^2``, both below 1e-6 of the gradient);
-    the analytic gradients agree to 3e-10 of the largest entry: 1e-8 asked."""
+    so central differences need ``h`` ~ 1 (1e-3 relative: rounding ~1e-12 / 1 plus the
+    truncation ``h^2 f''' / 6``; 8e-7 of the largest entry measured: 1e-5 asked); the
+    analytic gradients agree to 5e-10 of the largest entry: 1e-8 asked."""
     rng = np.random.default_rng(92)
     crossed, dense = review_problems("rest_three", rng)
     theta = review_theta(crossed, rng, 1e3)
     value, _, reference, to_dense, to_fd = gradient_differences(crossed, dense, theta, 1e-3)
     assert value == pytest.approx(reference.value, rel=1e-11)
     assert to_dense <= 1e-8
-    assert to_fd <= FD_RTOL
+    assert to_fd <= 1e-5
 
 
 @pytest.mark.parametrize("which", ["first", "rest"])
