@@ -746,3 +746,19 @@ def test_gradient_after_reweight_is_the_new_weights_gradient(monkeypatch, shape,
         fresh_value, reference = fresh.entry_gradient(theta)
         assert value == pytest.approx(fresh_value, rel=1e-12)
         assert np.abs(gradient - reference).max() <= 1e-12 * np.abs(reference).max()
+
+
+@pytest.mark.parametrize("design", ["unbalanced", "small_groups", "balanced", "three_weighted"])
+def test_the_fit_counts_the_evaluations_of_newton_steps_not_taken(design):
+    """Found in review: when the Newton steps from the moment start were not taken
+    (unbalanced, small groups: the Hessian at the start is not positive definite), their
+    value and gradients (6 evaluations here) were missing from the fit's count.
+    Reference: the problem's own counter (every objective and gradient adds one)."""
+    from mixedmodels.optim import lmm as optim_lmm
+
+    problem = simulated_design(design, 1)
+    before = problem.n_evaluations
+    result = optim_lmm.optimize_problem(problem)
+    newton = dict(DESIGNS)[design]
+    assert ("from the moment start" in result.message) == newton
+    assert result.n_evaluations == problem.n_evaluations - before
