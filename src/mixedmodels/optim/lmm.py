@@ -138,15 +138,18 @@ def _optimize(
         initial_step = np.maximum(0.1 * np.abs(x0), 0.02)
     upper = problem.theta_upper_bounds()
     x0 = np.clip(x0, lower, upper)
+    attempted = 0  # evaluations of Newton steps from the start that were not taken
     if start is None and initial_step is not None and problem.has_entry_gradient():
+        before = problem.n_evaluations
         newton = _newton_from_start(problem, x0, lower)
         if newton is not None:
             return newton
+        attempted = problem.n_evaluations - before
     dense = problem.dense_objective is not None
     tolerances = COARSE if dense else COARSE_LARGE
     result, theta, best = _search(problem, x0, lower, upper, initial_step, tolerances)
     theta, best, polished = polish(problem, theta, best)
-    evaluations = result.n_evaluations + polished.evaluations
+    evaluations = attempted + result.n_evaluations + polished.evaluations
     message = f"{result.message}; {polished.note}"
     if (not polished.converged or polished.ridge) and np.isfinite(best):
         fine = FINE_SMALL if dense else FINE_LARGE
