@@ -40,11 +40,7 @@ import scipy.linalg as sla
 from mixedmodels.core.lmm import LmmProblem
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim.derivatives import step_sizes
-from mixedmodels.optim.profiled_derivatives import (
-    LINEAR_RTOL,
-    DenseDerivatives,
-    linear_entries_jacobian,
-)
+from mixedmodels.optim.profiled_derivatives import DenseDerivatives, linear_entries_jacobian
 
 MAX_STEPS = 6
 SHORT_STEP = 1e-5  # max |step| / max(1, |theta|) after which no further gradient is taken
@@ -123,9 +119,9 @@ class _Derivatives:
         self.all_free = bool(free.all())
         self.evaluations = 0
         # analytic derivatives need theta to map to the entries linearly, checked at two
-        # points (constant_entries_jacobian); else differences of the objective
+        # points (linear_entries_jacobian); else differences of the objective
         linear = problem.dense_objective is not None or problem.has_entry_gradient()
-        jacobian = constant_entries_jacobian(problem, theta) if linear else None
+        jacobian = linear_entries_jacobian(problem, theta) if linear else None
         self.analytic = (
             DenseDerivatives(problem)
             if jacobian is not None and problem.dense_objective is not None
@@ -209,31 +205,6 @@ class _Derivatives:
             e[i] = h[i]
             hess[:, i] = (self.gradient(x + e) - grad) / h[i]
         return (hess + hess.T) / 2.0
-
-
-def constant_entries_jacobian(problem: LmmProblem, theta: np.ndarray) -> np.ndarray | None:
-    """:func:`linear_entries_jacobian` at ``theta``, taken only when it is the same at a
-    second point (every coordinate moved by 0.1 to 0.2 inside its bounds), else None.
-
-    Unit steps can look linear on one line: ``cs()`` or ``ar1()`` with the correlation at
-    exactly 0 map the standard deviations linearly there (``e = J theta`` holds) while the
-    correlation's column is a secant to 1, and the standard deviations' columns change as
-    soon as the correlation does (the polish from such a point took wrong analytic
-    gradients).  A linear map has one Jacobian everywhere."""
-    jac = linear_entries_jacobian(problem, theta)
-    if jac is None:
-        return None
-    lower, upper = problem.theta_lower_bounds(), problem.theta_upper_bounds()
-    shift = 0.1 + 0.1 * np.arange(theta.size) / max(1, theta.size)
-    other = np.where(theta + shift <= upper, theta + shift, theta - shift)
-    other = np.clip(other, lower, upper)
-    second = linear_entries_jacobian(problem, other)
-    if second is None or second.shape != jac.shape:
-        return None
-    scale = max(1.0, float(np.max(np.abs(jac), initial=0.0)))
-    if not np.max(np.abs(second - jac), initial=0.0) <= LINEAR_RTOL * scale:
-        return None
-    return jac
 
 
 def stencil_derivatives(

@@ -63,13 +63,11 @@ _POTRS = sla.lapack.dpotrs
 _TRTRS = sla.lapack.dtrtrs
 
 
-def linear_entries_jacobian(problem: LmmProblem, theta: np.ndarray) -> np.ndarray | None:
-    """``d e / d theta`` of the problem's theta-to-entries map when it is linear and
-    homogeneous (``e = J theta``), else None.  Differences with unit steps are exact for
-    such a map.  A map that fails or is not finite at the shifted points (a correlation
-    parameter beyond 1) is not linear."""
+def _jacobian_at(problem: LmmProblem, theta: np.ndarray) -> np.ndarray | None:
+    """Unit-step differences of the theta-to-entries map at ``theta`` when ``e = J theta``
+    holds there, else None (also when the map fails or is not finite at the shifted
+    points: a correlation parameter beyond 1)."""
     entries = problem.lambda_entries
-    theta = np.asarray(theta, dtype=float)
     k = theta.size
     jac = np.empty((int(problem.entry_offsets[-1]), k))
     try:
@@ -85,6 +83,33 @@ def linear_entries_jacobian(problem: LmmProblem, theta: np.ndarray) -> np.ndarra
         return None
     scale = max(1.0, float(np.max(np.abs(e), initial=0.0)))
     if not np.max(np.abs(jac @ theta - e), initial=0.0) <= LINEAR_RTOL * scale:
+        return None
+    return jac
+
+
+def linear_entries_jacobian(problem: LmmProblem, theta: np.ndarray) -> np.ndarray | None:
+    """``d e / d theta`` of the problem's theta-to-entries map when it is linear and
+    homogeneous (``e = J theta``), else None.
+
+    Unit-step differences are exact for such a map, and it has one Jacobian everywhere:
+    they are taken at ``theta`` and at a second point (every coordinate moved by 0.1 to 0.2
+    inside its bounds) and must agree.  One point is not enough: ``cs()`` or ``ar1()`` with
+    the correlation at exactly 0 map the standard deviations linearly there (``e = J
+    theta`` holds) while the correlation's column is a secant, and the standard
+    deviations' columns change as soon as the correlation does (the polish from such a
+    point took wrong analytic derivatives)."""
+    theta = np.asarray(theta, dtype=float)
+    jac = _jacobian_at(problem, theta)
+    if jac is None:
+        return None
+    lower, upper = problem.theta_lower_bounds(), problem.theta_upper_bounds()
+    shift = 0.1 + 0.1 * np.arange(theta.size) / max(1, theta.size)
+    other = np.clip(np.where(theta + shift <= upper, theta + shift, theta - shift), lower, upper)
+    second = _jacobian_at(problem, other)
+    if second is None:
+        return None
+    scale = max(1.0, float(np.max(np.abs(jac), initial=0.0)))
+    if not np.max(np.abs(second - jac), initial=0.0) <= LINEAR_RTOL * scale:
         return None
     return jac
 
