@@ -12,7 +12,9 @@ chunk.
 
 from __future__ import annotations
 
+import importlib.util
 import mmap
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +27,41 @@ from mixedmodels.core.gram import (
     grouped_cross_products,
 )
 from mixedmodels.core.terms import RandomBlock
+from mixedmodels.errors import MixedModelsWarning
 from mixedmodels.linalg.fillin import small_pages
+
+#: Use the compiled kernels (:mod:`mixedmodels.core.reduce_kernels`) when numba loads;
+#: False forces the numpy code (the tests compare both).
+USE_KERNELS = True
+_kernel_failure: str | None = None
+
+
+def reduce_kernels():
+    """The compiled kernels of the chunk sums (:mod:`mixedmodels.core.reduce_kernels`), or
+    None when they are switched off (:data:`USE_KERNELS`), numba is missing or fails to
+    load (reported once as a :class:`~mixedmodels.errors.MixedModelsWarning`; the numpy
+    code gives the same sums)."""
+    global _kernel_failure
+    if not USE_KERNELS or _kernel_failure is not None:
+        return None
+    if importlib.util.find_spec("numba") is None:
+        return None
+    try:
+        from mixedmodels.core import reduce_kernels as module
+    except Exception as exc:  # noqa: BLE001 - any failure of the optional import falls back
+        _kernel_failure = f"{type(exc).__name__}: {exc}"
+        warnings.warn(
+            "the compiled kernels of the chunk sums are unavailable (numba failed to load: "
+            f"{_kernel_failure}); using numpy",
+            MixedModelsWarning,
+            stacklevel=2,
+        )
+        return None
+    return module
+
+
+def _no_weights(weights: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    return (np.empty(0), False) if weights is None else (weights, True)
 
 
 # ---------------------------------------------------------------------- compact partials
@@ -92,12 +128,29 @@ def _index_dtype(n: int) -> type:
     return np.int32 if n < 2**31 else np.int64
 
 
-def _level_sums(block: RandomBlock, columns: list[np.ndarray], weights: np.ndarray | None):
+def _level_sums(
+    block: RandomBlock,
+    columns: list[np.ndarray],
+    weights: np.ndarray | None,
+    stacked: np.ndarray | None = None,
+):
+    """One term's :class:`LevelSums` over the levels a chunk's rows touch (``stacked``:
+    ``columns`` as one ``(m, n)`` array, for the compiled kernel)."""
     m, p = len(columns), block.p
     if block.codes.size == 0:
         return LevelSums(0, np.zeros((p, p, 0)), np.zeros((m, 0)))
     first = int(block.codes.min())
     span = int(block.codes.max()) - first + 1
+    kernels = reduce_kernels() if span > 1 and stacked is not None else None
+    if kernels is not None:
+        diagonal = np.zeros((p, p, span))
+        per_level = np.zeros((m, p, span))
+        w, weighted = _no_weights(weights)
+        kernels.level_sums(
+            block.codes, first, block.z, stacked, w, weighted, diagonal, per_level
+        )
+        xy = np.ascontiguousarray(per_level.transpose(0, 2, 1)).reshape(m, span * p)
+        return LevelSums(first, diagonal, xy)
     local = block.codes - first if first else block.codes
     if span == 1:  # one level: plain cross products (BLAS)
         diagonal = grouped_cross_products(local, 1, block.z, block.z, weights)
@@ -172,6 +225,20 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
         return _piece_of(_cross_random(bj, bk, weights))
     pj, pk = bj.p, bk.p
     lo = int(bk.codes.min())
+    kernels = reduce_kernels() if bk.codes.size < 2**31 else None  # int32 row numbers
+    if kernels is not None:
+        span = int(bk.codes.max()) - lo + 1
+        order, edges, pairs = kernels.cross_counts(bj.codes, bk.codes, lo, span, bj.n_levels)
+        counts = np.repeat(pairs * pj, pk)  # columns (level, b), level-major
+        indptr = np.zeros(counts.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        indices = _mapped(int(indptr[-1]), _index_dtype(bj.size))
+        data = _mapped(int(indptr[-1]))
+        w, weighted = _no_weights(weights)
+        kernels.cross_fill(
+            bj.codes, order, edges, bj.z, bk.z, w, weighted, indptr, indices, data
+        )
+        return SparsePiece(lo * pk, indptr, indices, data)
     # rows in (level of k, level of j) order, stable; fast when the rows come grouped by
     # the level of k (a subject's rows together)
     order = np.argsort((bk.codes - lo) * bj.n_levels + bj.codes, kind="stable")
@@ -231,7 +298,12 @@ def chunk_gram(
     """The Gram of one chunk's rows over the levels they touch (``blocks`` in the engine's
     order), to be added by :class:`GramSum`."""
     columns = [X[:, j] for j in range(X.shape[1])] + [y_work]
-    terms = [_level_sums(b, columns, weights) for b in blocks]
+    stacked = None
+    if reduce_kernels() is not None:
+        stacked = np.empty((len(columns), y_work.size))
+        for i, column in enumerate(columns):
+            stacked[i] = column
+    terms = [_level_sums(b, columns, weights, stacked) for b in blocks]
     off = {
         (j, k): _cross_piece(blocks[j], blocks[k], weights)
         for j in range(len(blocks))
