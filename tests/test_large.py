@@ -324,3 +324,40 @@ def test_row_outputs_of_chunks_in_memory_are_arrays():
     np.testing.assert_allclose(chunked.fitted, memory.fitted, rtol=ROW_RTOL)
     np.testing.assert_allclose(chunked.residuals, memory.residuals, rtol=ROW_RTOL, atol=1e-10)
     np.testing.assert_allclose(chunked.predict(), memory.fitted, rtol=ROW_RTOL)
+
+
+def test_parquet_dictionaries_read_as_plain_strings_give_the_in_memory_fit(
+    tmp_path, monkeypatch
+):
+    # every dictionary column read as plain strings and coded through dictionaries decoded
+    # once (design.sources._Dictionaries); each file's categoricals with another category
+    # order (other dictionaries), missing values in the grouping columns (rows dropped and
+    # counted); the reference is the in-memory fit of the same rows
+    from mixedmodels.design import sources
+
+    monkeypatch.setattr(sources, "PLAIN_READ_BYTES_PER_ROW", 0.0)
+    coded = []
+    original = sources._Dictionaries.coded
+
+    def counted(self, *args):
+        coded.append(args[3])
+        return original(self, *args)
+
+    monkeypatch.setattr(sources._Dictionaries, "coded", counted)
+    c = case("penicillin_crossed_reml")
+    frame, arguments = _frame_and_arguments(c)
+    frame = frame.astype({"plate": str, "sample": str})
+    frame.loc[[3, 50, 51], "plate"] = None
+    frame.loc[[7, 100], "sample"] = None
+    rng = np.random.default_rng(2)
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        piece = frame.iloc[part].copy()
+        for name in ("plate", "sample"):
+            levels = sorted(frame[name].dropna().unique())
+            piece[name] = pd.Categorical(piece[name], categories=rng.permutation(levels))
+        piece.to_parquet(tmp_path / f"part{i}.parquet", row_group_size=60)
+    memory = _quiet(mm.lmer, c.formula, frame, **arguments)
+    chunked = _quiet(mm.lmer, c.formula, str(tmp_path), **arguments)
+    _agree(chunked, memory)
+    assert chunked.n_dropped == 5
+    assert sorted(set(coded)) == ["plate", "sample"]  # read as plain strings

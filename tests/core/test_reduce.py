@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from mixedmodels.core import reduce
 from mixedmodels.core.gram import build_gram
 from mixedmodels.core.reduce import GramSum, _is_mapped, chunk_gram
 from mixedmodels.core.terms import RandomBlock
@@ -53,7 +54,13 @@ def _summed(blocks, X, y, w, chunk_rows):
 @pytest.mark.parametrize("chunk_rows", [1, 7, 50, 1000])
 @pytest.mark.parametrize("grouped", [True, False])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_gram_summed_over_chunks_is_the_gram_of_all_rows(chunk_rows, grouped, weighted):
+@pytest.mark.parametrize("compiled", [True, False])  # numba kernels; the numpy code
+def test_gram_summed_over_chunks_is_the_gram_of_all_rows(
+    chunk_rows, grouped, weighted, compiled, monkeypatch
+):
+    monkeypatch.setattr(reduce, "USE_KERNELS", compiled)
+    if compiled and reduce.reduce_kernels() is None:
+        pytest.skip("numba is not available")
     blocks, X, y, w = _data(300, 3, grouped)
     w = w if weighted else None
     whole = build_gram(blocks, X, y, w)
