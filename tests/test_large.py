@@ -30,6 +30,7 @@ import pandas as pd
 import pytest
 
 import mixedmodels as mm
+from mixedmodels import large
 from mixedmodels.errors import DataError
 from mixedmodels.large import fit_chunks
 from mixedmodels.optim.derivatives import hessian_and_gradient
@@ -361,3 +362,54 @@ def test_parquet_dictionaries_read_as_plain_strings_give_the_in_memory_fit(
     _agree(chunked, memory)
     assert chunked.n_dropped == 5
     assert sorted(set(coded)) == ["plate", "sample"]  # read as plain strings
+
+
+def _strong_covariate_frame() -> pd.DataFrame:
+    # a response far from zero, 99.9998% of its variance explained by the fixed effects:
+    # sums of squares of the unshifted response would cancel to 1e-6 of themselves
+    rng = np.random.default_rng(5)
+    n = 600
+    g = rng.integers(0, 30, n)
+    x = rng.normal(0.0, 10.0, n)
+    y = 1e4 + 50.0 * x + rng.normal(0.0, 1.0, 30)[g] + rng.normal(0.0, 1.0, n)
+    return pd.DataFrame({"y": y, "x": x, "x2": 2.0 * x, "g": g.astype(str)})
+
+
+@pytest.mark.parametrize(("chunk_rows", "first_rows"), [(1, 10_000), (7, 10_000), (600, 10_000),
+                                                     (1, 1), (60, 1)])
+def test_one_pass_for_the_cross_products_gives_the_in_memory_fit(
+    chunk_rows, first_rows, monkeypatch
+):
+    # the sources that map in order here make passes 2 and 3 one (large._reshifted): the
+    # Gram of the response shifted by the fit to the first rows (first_rows at least),
+    # moved to the final shift afterwards; x2 = 2 x is dropped (rank), REML and ML.  A
+    # first shift from one row would cancel the response's sums (1e-8 measured): pass 3
+    # runs then.  The in-memory fit is the reference
+    monkeypatch.setattr(large, "FIRST_SHIFT_ROWS", first_rows)
+    frame = _strong_covariate_frame()
+    for formula, reml in (("y ~ x + (1 | g)", True), ("y ~ x + x2 + (x | g)", False)):
+        memory = _quiet(mm.lmer, formula, frame, reml=reml)
+        source = mm.FrameSource(frame, chunk_rows)
+        labels = []
+        passes = large._passes
+
+        def recording(src, progress, labels=labels, passes=passes):
+            run = passes(src, progress)
+
+            def each(function, columns, label):
+                labels.append(label)
+                yield from run(function, columns, label)
+
+            return each
+
+        large._passes = recording
+        try:
+            chunked = _quiet(mm.lmer, formula, source, reml=reml)
+        finally:
+            large._passes = passes
+        one_pass = ["pass 1/3 (levels)", "pass 2/2 (cross products)"]
+        if chunk_rows == 1 and first_rows == 1:
+            assert labels == [*one_pass, "pass 3/3 (cross products)"]
+        elif chunk_rows >= 60:  # a first shift from 60 rows or more
+            assert labels == one_pass
+        _agree(chunked, memory)

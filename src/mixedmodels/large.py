@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
+from mixedmodels.core.gram import Gram
 from mixedmodels.core.reduce import (
     GramSum,
     chunk_gram,
@@ -32,7 +33,7 @@ from mixedmodels.core.reduced import crossed_order, engine_order, reduced_proble
 from mixedmodels.design.chunked import ChunkedDesign, EncodedChunk, merge_surveys, reduced_design
 from mixedmodels.design.model import lme4_term_permutation
 from mixedmodels.design.rank import dropped_columns, independent_columns_of_gram
-from mixedmodels.design.sources import ParquetSource, RowSource
+from mixedmodels.design.sources import FrameSource, ParquetSource, RowSource
 from mixedmodels.design.validate import check_finite_columns
 from mixedmodels.errors import DataError
 from mixedmodels.optim.reduced_start import StartSums
@@ -114,6 +115,50 @@ def _shift(xwx: np.ndarray, xwy: np.ndarray) -> np.ndarray:
     return shift if np.all(np.isfinite(shift)) else np.zeros(xwy.size)
 
 
+def _provisional_shift(xwx: np.ndarray, xwy: np.ndarray) -> np.ndarray:
+    """A least-squares shift of the response from one chunk's cross products (minimum norm
+    when they are singular; zero when not finite).  Any shift gives the same Gram after
+    :func:`_reshifted`; one near the final one keeps the response's sums of squares from
+    cancelling."""
+    shift = np.linalg.lstsq(xwx, xwy, rcond=None)[0]
+    return shift if np.all(np.isfinite(shift)) else np.zeros(xwy.size)
+
+
+#: Rows whose cross products give the first shift of the response (fewer when the data
+#: have fewer): chunks before them wait, encoded, until they have come.
+FIRST_SHIFT_ROWS = 10_000
+#: The shifted response's sum of squares may be this much smaller than the sums it is
+#: computed from (digits lost: log10 of it, 1e-12 relative at 1e4); beyond, pass 3 runs.
+RESHIFT_CANCELLATION = 1e4
+
+
+def _reshifted(gram: Gram, keep: np.ndarray, change: np.ndarray) -> Gram | None:
+    """The Gram of ``[X[:, keep], r + X change]`` from the Gram of ``[X, r]``: the rows of
+    ``[X y]`` are linear in the response column, so every block that has it is a linear
+    combination of blocks already summed (the random blocks are unchanged).  None when
+    the new response's sum of squares would cancel beyond :data:`RESHIFT_CANCELLATION`
+    (a first shift far from the final one)."""
+    p = gram.xy_xy.shape[0] - 1
+    k = keep.size
+    xy_random = []
+    for block in gram.xy_random:
+        out = np.empty((k + 1, block.shape[1]))
+        out[:k] = block[keep]
+        out[k] = block[p] + change @ block[:p]
+        xy_random.append(out)
+    A = gram.xy_xy
+    Ac = A[:p, :p] @ change
+    xy_xy = np.empty((k + 1, k + 1))
+    xy_xy[:k, :k] = A[np.ix_(keep, keep)]
+    xy_xy[:k, k] = xy_xy[k, :k] = A[keep, p] + Ac[keep]
+    cross = 2.0 * (change @ A[:p, p])
+    xy_xy[k, k] = A[p, p] + cross + change @ Ac
+    size = A[p, p] + abs(cross) + abs(change @ Ac)
+    if not xy_xy[k, k] * RESHIFT_CANCELLATION >= size:
+        return None
+    return Gram(gram.diagonal, gram.off_diagonal, xy_random, xy_xy)
+
+
 def _checked(chunk: EncodedChunk, design: ChunkedDesign) -> EncodedChunk:
     check_finite_columns(chunk.y, [design.parsed.response], "the response")
     check_finite_columns(chunk.X, design.fixed_builder.column_names, "fixed-effect column")
@@ -184,9 +229,60 @@ def fit_chunks(
         public = [chunk.blocks[i] for i in permutation]
         return _second_pass(public, chunk.X, _response(chunk), chunk.weights)
 
-    sums: _Pass2 = reduce(
-        lambda a, b: a + b, passes(second, design.needed, "pass 2/3 (cross products)")
+    engine_shapes = [blocks[i] for i in order]
+    n_columns = len(design.fixed_builder.column_names)
+    # one pass for both when the chunks come in order, here (the first chunk's shift is
+    # then every chunk's) and the model has fixed effects and no weights
+    fused = (
+        isinstance(source, FrameSource | ParquetSource)
+        and design.weights_column is None
+        and n_columns > 0
     )
+    if fused:
+        first_shift: list[np.ndarray] = []
+        waiting: list[tuple[EncodedChunk, _Pass2]] = []  # chunks before the first shift
+
+        def gram_of(chunk: EncodedChunk):
+            X = np.asfortranarray(chunk.X)
+            y_first = _response(chunk) - X @ first_shift[0]
+            return chunk_gram(engine_blocks(chunk), X, y_first, None)
+
+        def release() -> list:
+            """The waiting chunks' Grams, around a shift fitted to all of them."""
+            xwx = sum(s.xwx for _, s in waiting)
+            xwy = sum(s.xwy for _, s in waiting)
+            first_shift.append(_provisional_shift(xwx, xwy))
+            grams = [gram_of(chunk) for chunk, _ in waiting]
+            waiting.clear()
+            return grams
+
+        def second_and_third(frame: pd.DataFrame) -> tuple[_Pass2, list]:
+            chunk = _checked(design.encode(frame), design)
+            public = [chunk.blocks[i] for i in permutation]
+            sums = _second_pass(public, chunk.X, _response(chunk), None)
+            if first_shift:
+                return sums, [gram_of(chunk)]
+            waiting.append((chunk, sums))
+            if sum(c.y.size for c, _ in waiting) < FIRST_SHIFT_ROWS:
+                return sums, []
+            return sums, release()
+
+        whole = GramSum(engine_shapes, n_columns)
+        added: _Pass2 | None = None
+        for part_sums, parts in passes(
+            second_and_third, design.needed, "pass 2/2 (cross products)"
+        ):
+            added = part_sums if added is None else added + part_sums
+            for part in parts:
+                whole.add(part)
+            del parts, part_sums
+        for part in release() if waiting else []:  # fewer rows than FIRST_SHIFT_ROWS
+            whole.add(part)
+        sums: _Pass2 = added
+    else:
+        sums = reduce(
+            lambda a, b: a + b, passes(second, design.needed, "pass 2/3 (cross products)")
+        )
     n = design.n_rows - design.n_dropped
     keep = independent_columns_of_gram(sums.xx, n) if sums.xx.shape[0] else np.arange(0)
     dropped_columns(design.fixed_builder.column_names, keep)
@@ -214,18 +310,27 @@ def fit_chunks(
             grams.append(chunk_gram(blocks, R, y_work, None))
         return tuple(grams)
 
-    engine_shapes = [blocks[i] for i in order]
-    sums3 = [GramSum(engine_shapes, keep.size)]
-    if not keep.size:
-        sums3.append(GramSum(engine_shapes, 1))
-    if weighted:
-        sums3.append(GramSum(engine_shapes, keep.size or 1))
-    for parts in passes(third, design.needed, "pass 3/3 (cross products)"):
-        for acc, part in zip(sums3, parts, strict=True):
-            acc.add(part)
-        del parts
-    grams = [acc.gram() for acc in sums3]
-    del sums3
+    grams = []
+    if fused and keep.size:
+        # the Gram of [X, y - X b1] made that of [X_keep, y - X_keep shift]
+        shift_all = np.zeros(n_columns)
+        shift_all[keep] = shift
+        grams = [_reshifted(whole.gram(), keep, first_shift[0] - shift_all)]
+        del whole
+        if grams[0] is None:  # the response's sums would cancel: pass 3 after all
+            grams = []
+    if not grams:
+        sums3 = [GramSum(engine_shapes, keep.size)]
+        if not keep.size:
+            sums3.append(GramSum(engine_shapes, 1))
+        if weighted:
+            sums3.append(GramSum(engine_shapes, keep.size or 1))
+        for parts in passes(third, design.needed, "pass 3/3 (cross products)"):
+            for acc, part in zip(sums3, parts, strict=True):
+                acc.add(part)
+            del parts
+        grams = [acc.gram() for acc in sums3]
+        del sums3
     if isinstance(source, ParquetSource):
         source.clear_cache()  # the passes are over: the codes kept between them go
     gram = grams[0]

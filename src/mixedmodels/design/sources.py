@@ -463,9 +463,10 @@ class BatchConverter:
         made = {name: self.codes(name, array) for name, array in coded.items()}
         if record is not None:
             record(made)
-        if not coded:
+        numeric = _numpy_columns(batch)
+        if not coded and not numeric:
             return batch.to_pandas()
-        plain = [name for name in names if name not in coded]
+        plain = [name for name in names if name not in coded and name not in numeric]
         frame = batch.select(plain).to_pandas() if plain else None
         index = frame.index if frame is not None else pd.RangeIndex(batch.num_rows)
         columns = {}
@@ -473,6 +474,9 @@ class BatchConverter:
             if name in made:
                 codes, dtype = made[name]
                 values = pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+                columns[name] = pd.Series(values, index=index, name=name, copy=False)
+            elif name in numeric:  # a copy: writable, and Arrow's buffer can go
+                values = np.array(batch.column(name).to_numpy(zero_copy_only=True))
                 columns[name] = pd.Series(values, index=index, name=name, copy=False)
             else:
                 columns[name] = frame[name]
@@ -492,6 +496,30 @@ class BatchConverter:
             self._dtypes[name] = cached
         indices = array.indices if array.null_count == 0 else pc.fill_null(array.indices, -1)
         return indices.to_numpy(zero_copy_only=False), cached[1]
+
+
+def _numpy_columns(batch) -> set[str]:
+    """The columns of ``batch`` that ``to_pandas`` turns into plain numpy numbers (integers
+    and floats without missing values, with no other pandas dtype recorded for them), so
+    they can be taken as numpy arrays without pandas' conversion of the whole batch."""
+    import pyarrow as pa
+
+    recorded = {}
+    meta = batch.schema.pandas_metadata
+    if meta:
+        recorded = {c.get("name"): c.get("numpy_type") for c in meta.get("columns", [])}
+    out = set()
+    for i, field in enumerate(batch.schema):
+        kind = field.type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            continue
+        if pa.types.is_float16(kind) or batch.column(i).null_count:
+            continue
+        numpy_type = np.dtype(kind.to_pandas_dtype()).name
+        if recorded.get(field.name, numpy_type) != numpy_type:
+            continue
+        out.add(field.name)
+    return out
 
 
 class _CachedCodes:
