@@ -12,7 +12,9 @@ Gram, whose size is set by the numbers of random and fixed effects.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import reduce
 from typing import TypeVar
@@ -94,9 +96,10 @@ def _second_pass(public: list, X: np.ndarray, y: np.ndarray, w: np.ndarray | Non
     k = len(public)
     wX = X if w is None else X * w[:, None]
     wy = y if w is None else y * w
+    xx = X.T @ X
     return _Pass2(
-        X.T @ X,
-        X.T @ wX,
+        xx,
+        xx if w is None else X.T @ wX,
         X.T @ wy,
         {
             (i, j): nesting_partial(public[i], public[j])
@@ -135,6 +138,8 @@ def _provisional_shift(xwx: np.ndarray, xwy: np.ndarray) -> np.ndarray:
     return shift if np.all(np.isfinite(shift)) else np.zeros(xwy.size)
 
 
+#: Chunks whose Grams may be computed (in a thread) while the next chunk is encoded.
+GRAMS_AHEAD = 1
 #: Rows whose cross products give the first shift of the response (fewer when the data
 #: have fewer): chunks before them wait, encoded, until they have come.
 FIRST_SHIFT_ROWS = 10_000
@@ -258,12 +263,16 @@ def fit_chunks(
             y_first = _response(chunk) - X @ first_shift[0]
             return chunk_gram(engine_blocks(chunk), X, y_first, None)
 
+        # a chunk's Gram (compiled loops and BLAS, without the GIL) is computed in a thread
+        # of its own while the next chunk is read and encoded (pandas, with the GIL)
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gram")
+
         def release() -> list:
-            """The waiting chunks' Grams, around a shift fitted to all of them."""
+            """The waiting chunks' Grams (futures), around a shift fitted to all of them."""
             xwx = sum(s.xwx for _, s in waiting)
             xwy = sum(s.xwy for _, s in waiting)
             first_shift.append(_provisional_shift(xwx, xwy))
-            grams = [gram_of(chunk) for chunk, _ in waiting]
+            grams = [worker.submit(gram_of, chunk) for chunk, _ in waiting]
             waiting.clear()
             return grams
 
@@ -272,7 +281,7 @@ def fit_chunks(
             public = [chunk.blocks[i] for i in permutation]
             sums = _second_pass(public, chunk.X, _response(chunk), None)
             if first_shift:
-                return sums, [gram_of(chunk)]
+                return sums, [worker.submit(gram_of, chunk)]
             waiting.append((chunk, sums))
             if sum(c.y.size for c, _ in waiting) < FIRST_SHIFT_ROWS:
                 return sums, []
@@ -280,15 +289,23 @@ def fit_chunks(
 
         whole = GramSum(engine_shapes, n_columns)
         added: _Pass2 | None = None
-        for part_sums, parts in passes(
-            second_and_third, design.needed, "pass 2/2 (cross products)"
-        ):
-            added = part_sums if added is None else added + part_sums
-            for part in parts:
-                whole.add(part)
-            del parts, part_sums
-        for part in release() if waiting else []:  # fewer rows than FIRST_SHIFT_ROWS
-            whole.add(part)
+        pending: deque = deque()  # Grams being computed, in chunk order
+        try:
+            for part_sums, parts in passes(
+                second_and_third, design.needed, "pass 2/2 (cross products)"
+            ):
+                added = part_sums if added is None else added + part_sums
+                pending.extend(parts)
+                while len(pending) > GRAMS_AHEAD:
+                    whole.add(pending.popleft().result())
+                del parts, part_sums
+            pending.extend(release() if waiting else [])  # fewer rows than FIRST_SHIFT_ROWS
+            while pending:
+                whole.add(pending.popleft().result())
+        finally:
+            for future in pending:
+                future.cancel()
+            worker.shutdown(wait=True)
         sums: _Pass2 = added
     else:
         sums = reduce(

@@ -296,10 +296,13 @@ def _row_group(
 
 #: A dictionary column's row group is read as plain strings (then coded against a
 #: dictionary decoded once) when its dictionary page has more than this many bytes per
-#: row: Arrow decodes and hashes the whole dictionary for every row group (about 50 ms
-#: per MB of page), which then costs more than reading the rows' strings (about 50 ms
-#: per million rows).
-PLAIN_READ_BYTES_PER_ROW = 2.0
+#: row: Arrow decodes and hashes the whole dictionary for every row group (about 85 ms
+#: per MB of page), which then costs more than reading and coding the rows' strings
+#: (about 50 ms per million rows, 100 ms with the rest of the row group).  Measured on
+#: benchmarks/scale.py's data, row groups of 1M rows with 100k / 300k / 1M subjects in
+#: every dictionary (0.47 / 1.4 / 4.6 MB pages): 40 / 124 / 380 ms per row group read
+#: by Arrow, 117 / 107 / 157 ms read as plain strings.
+PLAIN_READ_BYTES_PER_ROW = 1.0
 
 
 def _plain_columns(metadata, i: int, columns: list[str], arrow) -> dict[str, tuple[int, int]]:
@@ -386,9 +389,7 @@ class _Dictionaries:
         found = index.get_indexer(encoded.dictionary.to_numpy(zero_copy_only=False))
         if found.size and found.min() < 0:
             return None
-        codes = found.astype(np.int32)[encoded.indices.fill_null(0).to_numpy()]
-        mask = encoded.indices.is_null().to_numpy(zero_copy_only=False)
-        indices = pa.array(codes, type=pa.int32(), mask=mask if mask.any() else None)
+        indices = pc.take(pa.array(found.astype(np.int32)), encoded.indices)  # nulls kept
         return pa.DictionaryArray.from_arrays(indices, dictionary)
 
 
