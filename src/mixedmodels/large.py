@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import reduce
 from typing import TypeVar
 
 import numpy as np
@@ -26,8 +25,10 @@ import scipy.linalg as sla
 from mixedmodels.core.gram import Gram
 from mixedmodels.core.reduce import (
     GramSum,
+    Ranged,
     chunk_gram,
     is_nested_by,
+    level_counts,
     merge_nesting,
     nesting_partial,
 )
@@ -67,28 +68,48 @@ def _passes(source: RowSource, progress: bool) -> Callable:
 
 @dataclass
 class _Pass2:
-    """Sums of pass 2 over some chunks (terms in public order)."""
+    """Sums of pass 2 (terms in public order): of one chunk (level-indexed sums over the
+    levels its rows touch, :class:`~mixedmodels.core.reduce.Ranged`) or of all chunks so
+    far (every level; :meth:`zeros`, :meth:`add`)."""
 
     xx: np.ndarray  # X'X (the rank check, unweighted as in memory)
     xwx: np.ndarray  # X'WX
     xwy: np.ndarray  # X'Wy (with X'WX: the least-squares shift of the response)
-    nesting: dict[tuple[int, int], np.ndarray]  # (inner, outer) -> nesting_partial
+    nesting: dict[tuple[int, int], Ranged | np.ndarray]  # (inner, outer) -> nesting_partial
     log_weights: float
-    counts: list[np.ndarray]  # rows per level of each term
+    counts: list[Ranged | np.ndarray]  # rows per level of each term
     intercept: list[bool]  # one column, 1 on every row
     same_codes: dict[tuple[int, int], bool]  # (i, j), i < j: identical level codes
 
-    def __add__(self, other: _Pass2) -> _Pass2:
-        return _Pass2(
-            self.xx + other.xx,
-            self.xwx + other.xwx,
-            self.xwy + other.xwy,
-            {k: merge_nesting(v, other.nesting[k]) for k, v in self.nesting.items()},
-            self.log_weights + other.log_weights,
-            [a + b for a, b in zip(self.counts, other.counts, strict=True)],
-            [a and b for a, b in zip(self.intercept, other.intercept, strict=True)],
-            {k: v and other.same_codes[k] for k, v in self.same_codes.items()},
+    @classmethod
+    def zeros(cls, n_levels: list[int], n_columns: int) -> _Pass2:
+        """Nothing summed yet: every level's entries allocated once."""
+        k = len(n_levels)
+        return cls(
+            np.zeros((n_columns, n_columns)),
+            np.zeros((n_columns, n_columns)),
+            np.zeros(n_columns),
+            {(i, j): np.full(n_levels[i], -1, dtype=np.int64)
+             for i in range(k) for j in range(k) if i != j},
+            0.0,
+            [np.zeros(n, dtype=np.int64) for n in n_levels],
+            [True] * k,
+            {(i, j): True for i in range(k) for j in range(i + 1, k)},
         )
+
+    def add(self, part: _Pass2) -> _Pass2:
+        """Add one chunk's sums in place (returns self)."""
+        self.xx += part.xx
+        self.xwx += part.xwx
+        self.xwy += part.xwy
+        for key, total in self.nesting.items():
+            merge_nesting(total, part.nesting[key])
+        self.log_weights += part.log_weights
+        for total, counts in zip(self.counts, part.counts, strict=True):
+            total[counts.first : counts.first + counts.values.size] += counts.values
+        self.intercept = [a and b for a, b in zip(self.intercept, part.intercept, strict=True)]
+        self.same_codes = {k: v and part.same_codes[k] for k, v in self.same_codes.items()}
+        return self
 
 
 def _second_pass(public: list, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> _Pass2:
@@ -108,7 +129,7 @@ def _second_pass(public: list, X: np.ndarray, y: np.ndarray, w: np.ndarray | Non
             if i != j
         },
         0.0 if w is None else float(np.log(w).sum()),
-        [np.bincount(b.codes, minlength=b.n_levels) for b in public],
+        [level_counts(b) for b in public],
         [b.p == 1 and bool(np.all(b.z[:, 0] == 1.0)) for b in public],
         {
             (i, j): public[i].n_levels == public[j].n_levels
@@ -247,6 +268,7 @@ def fit_chunks(
 
     engine_shapes = [blocks[i] for i in order]
     n_columns = len(design.fixed_builder.column_names)
+    public_levels = [n_levels[i] for i in permutation]
     # one pass for both when the chunks come in order, here (the first chunk's shift is
     # then every chunk's) and the model has fixed effects and no weights
     fused = (
@@ -288,13 +310,13 @@ def fit_chunks(
             return sums, release()
 
         whole = GramSum(engine_shapes, n_columns)
-        added: _Pass2 | None = None
+        sums = _Pass2.zeros(public_levels, n_columns)
         pending: deque = deque()  # Grams being computed, in chunk order
         try:
             for part_sums, parts in passes(
                 second_and_third, design.needed, "pass 2/2 (cross products)"
             ):
-                added = part_sums if added is None else added + part_sums
+                sums.add(part_sums)
                 pending.extend(parts)
                 while len(pending) > GRAMS_AHEAD:
                     whole.add(pending.popleft().result())
@@ -306,11 +328,10 @@ def fit_chunks(
             for future in pending:
                 future.cancel()
             worker.shutdown(wait=True)
-        sums: _Pass2 = added
     else:
-        sums = reduce(
-            lambda a, b: a + b, passes(second, design.needed, "pass 2/3 (cross products)")
-        )
+        sums = _Pass2.zeros(public_levels, n_columns)
+        for part_sums in passes(second, design.needed, "pass 2/3 (cross products)"):
+            sums.add(part_sums)
     n = design.n_rows - design.n_dropped
     keep = independent_columns_of_gram(sums.xx, n) if sums.xx.shape[0] else np.arange(0)
     dropped_columns(design.fixed_builder.column_names, keep)

@@ -185,3 +185,36 @@ def test_chunks_in_level_order_leave_the_pieces_in_place():
     np.testing.assert_array_equal(block.indptr, ref.indptr)
     np.testing.assert_array_equal(block.indices, ref.indices)
     np.testing.assert_allclose(block.data, ref.data, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_nesting_and_counts_over_chunks_are_those_of_all_rows(grouped):
+    # chunk partials over the levels their rows touch (reduce.Ranged), merged in place:
+    # inner b nested in outer a when every level of b has one level of a in all rows
+    # (the reference: the pairs of all rows at once), counts are bincounts of all rows
+    from mixedmodels.core.reduce import is_nested_by, level_counts, merge_nesting, nesting_partial
+
+    rng = np.random.default_rng(2)
+    n = 400
+    outer = rng.integers(0, 20, n)
+    for inner_codes, nested in ((outer * 3 + rng.integers(0, 3, n), True),
+                                (rng.integers(0, 60, n), False)):
+        order = np.argsort(inner_codes, kind="stable") if grouped else np.arange(n)
+        a = RandomBlock(outer[order], 20, np.ones((n, 1)))
+        b = RandomBlock(inner_codes[order], 60, np.ones((n, 1)))
+        total = np.full(60, -1, dtype=np.int64)
+        counts = np.zeros(60, dtype=np.int64)
+        for start in range(0, n, 37):
+            rows = slice(start, start + 37)
+            part_b = RandomBlock(b.codes[rows], 60, b.z[rows])
+            part_a = RandomBlock(a.codes[rows], 20, a.z[rows])
+            merge_nesting(total, nesting_partial(part_b, part_a))
+            c = level_counts(part_b)
+            counts[c.first : c.first + c.values.size] += c.values
+        pairs = np.unique(np.column_stack([b.codes, a.codes]), axis=0)
+        assert is_nested_by(total) == nested == (np.unique(pairs[:, 0]).size == len(pairs))
+        np.testing.assert_array_equal(counts, np.bincount(b.codes, minlength=60))
+        seen = np.unique(b.codes)
+        assert np.all(total[np.setdiff1d(np.arange(60), seen)] == -1)
+        if nested:
+            np.testing.assert_array_equal(total[pairs[:, 0]], pairs[:, 1])

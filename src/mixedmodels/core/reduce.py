@@ -232,9 +232,8 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
         counts = np.repeat(pairs * pj, pk)  # columns (level, b), level-major
         indptr = np.zeros(counts.size + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
-        # on the heap: the piece is copied into the sum's region and freed at once
-        indices = np.empty(int(indptr[-1]), _index_dtype(bj.size))
-        data = np.empty(int(indptr[-1]))
+        indices = _scratch(int(indptr[-1]), _index_dtype(bj.size))
+        data = _scratch(int(indptr[-1]))
         w, weighted = _no_weights(weights)
         kernels.cross_fill(
             bj.codes, order, edges, bj.z, bk.z, w, weighted, indptr, indices, data
@@ -279,8 +278,8 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
     first_pair = np.cumsum(per_level) - per_level
     base = (pk - 1) * first_pair[local] + np.arange(n_pairs)
     n_s = per_level[local] if pk > 1 else None
-    indices = np.empty(int(indptr[-1]), _index_dtype(bj.size))
-    data = np.empty(int(indptr[-1]))
+    indices = _scratch(int(indptr[-1]), _index_dtype(bj.size))
+    data = _scratch(int(indptr[-1]))
     for b in range(pk):
         at = base if b == 0 else base + b * n_s
         for a in range(pj):
@@ -318,6 +317,18 @@ def chunk_gram(
     xy_xy[:p, p] = xy_xy[p, :p] = X.T @ wy
     xy_xy[p, p] = y_work @ wy
     return ChunkGram(terms, off, xy_xy)
+
+
+def _scratch(size: int, dtype: type = np.float64) -> np.ndarray:
+    """An array for a chunk's piece: in a memory map of its own when over 1 MB, returned to
+    the system when freed (the piece is copied into the sum's region at once).  On the
+    heap, pieces of tens of MB freed among the chunks' other arrays stayed resident
+    (fragments the allocator keeps for reuse)."""
+    nbytes = size * np.dtype(dtype).itemsize
+    if nbytes < 2**20:
+        return np.empty(size, dtype=dtype)
+    buffer = mmap.mmap(-1, nbytes, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(buffer, dtype=dtype, count=size)
 
 
 class _Region:
@@ -561,23 +572,51 @@ class GramSum:
 
 
 # ---------------------------------------------------------------------- nesting
-def nesting_partial(inner: RandomBlock, outer: RandomBlock) -> np.ndarray:
-    """For each level of ``inner``: the level of ``outer`` its rows have in this chunk, -1
-    when it has no rows here, -2 when they have several."""
-    first = np.full(inner.n_levels, -1, dtype=np.int64)
-    first[inner.codes] = outer.codes
-    clash = np.zeros(inner.n_levels, dtype=bool)
-    clash[inner.codes[first[inner.codes] != outer.codes]] = True
-    first[clash] = -2
-    return first
+@dataclass
+class Ranged:
+    """Values of a range of levels, ``first .. first + len(values) - 1`` (those a chunk's
+    rows touch): a chunk's partial of a level-indexed sum."""
+
+    first: int
+    values: np.ndarray
 
 
-def merge_nesting(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Two chunks' :func:`nesting_partial` results, combined."""
-    out = np.where(a == -1, b, a)
-    out[(a >= 0) & (b >= 0) & (a != b)] = -2
-    out[(a == -2) | (b == -2)] = -2
-    return out
+def _level_range(codes: np.ndarray) -> tuple[int, int]:
+    if not codes.size:
+        return 0, 0
+    first = int(codes.min())
+    return first, int(codes.max()) - first + 1
+
+
+def level_counts(block: RandomBlock) -> Ranged:
+    """Rows per level over the levels a chunk's rows touch."""
+    first, span = _level_range(block.codes)
+    local = block.codes - first if first else block.codes
+    return Ranged(first, np.bincount(local, minlength=span))
+
+
+def nesting_partial(inner: RandomBlock, outer: RandomBlock) -> Ranged:
+    """For each level of ``inner`` a chunk's rows touch: the level of ``outer`` its rows
+    have in this chunk, -1 when it has no rows here, -2 when they have several."""
+    first, span = _level_range(inner.codes)
+    local = inner.codes - first if first else inner.codes
+    out = np.full(span, -1, dtype=np.int64)
+    out[local] = outer.codes
+    clash = np.zeros(span, dtype=bool)
+    clash[local[out[local] != outer.codes]] = True
+    out[clash] = -2
+    return Ranged(first, out)
+
+
+def merge_nesting(total: np.ndarray, part: Ranged) -> None:
+    """Add a chunk's :func:`nesting_partial` into ``total`` (all levels; -1 where no rows
+    were seen yet), in place."""
+    seen = total[part.first : part.first + part.values.size]
+    new = part.values
+    out = np.where(seen == -1, new, seen)
+    out[(seen >= 0) & (new >= 0) & (seen != new)] = -2
+    out[(seen == -2) | (new == -2)] = -2
+    seen[...] = out
 
 
 def is_nested_by(partial: np.ndarray) -> bool:
