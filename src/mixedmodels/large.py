@@ -6,6 +6,11 @@ in-memory optimizer on the reduced problem.
    nesting of the terms and ``sum log w``;
 3. the Gram of ``[Z X y - X beta0]``, one partial per chunk, added.
 
+Sources that hand out their chunks in order in this process (Parquet files, in-memory
+chunks) make passes 2 and 3 one when there are fixed effects and no weights: the Gram of
+``[Z X y - X b1]`` with ``b1`` fitted to the first rows, moved to ``beta0`` once pass 2's
+sums are complete (:func:`_reshifted`).
+
 No pass is made per objective evaluation: the objective depends on the rows only through the
 Gram, whose size is set by the numbers of random and fixed effects.
 """
@@ -369,6 +374,7 @@ def fit_chunks(
         if grams[0] is None:  # the response's sums would cancel: pass 3 after all
             grams = []
     if not grams:
+        whole = None  # a one-pass Gram, if any, is not used: its memory goes
         sums3 = [GramSum(engine_shapes, keep.size)]
         if not keep.size:
             sums3.append(GramSum(engine_shapes, 1))
