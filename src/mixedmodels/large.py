@@ -201,6 +201,19 @@ def _reshifted(gram: Gram, keep: np.ndarray, change: np.ndarray) -> Gram | None:
     return Gram(gram.diagonal, gram.off_diagonal, xy_random, xy_xy)
 
 
+def _release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing
+    elsewhere).  The chunks' arrays of a few MB live on the heap, and the allocator keeps
+    what they leave (measured: the whole 100M-row fit's peak, reached in the optimizer
+    after the passes, was 4,051 MB with it kept)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _checked(chunk: EncodedChunk, design: ChunkedDesign) -> EncodedChunk:
     check_finite_columns(chunk.y, [design.parsed.response], "the response")
     check_finite_columns(chunk.X, design.fixed_builder.column_names, "fixed-effect column")
@@ -388,6 +401,7 @@ def fit_chunks(
         del sums3
     if isinstance(source, ParquetSource):
         source.clear_cache()  # the passes are over: the codes kept between them go
+    _release_freed_memory()
     gram = grams[0]
     start_weighted = grams[0] if keep.size else grams[1]
     k = len(blocks)
