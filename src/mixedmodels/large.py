@@ -204,8 +204,9 @@ def _reshifted(gram: Gram, keep: np.ndarray, change: np.ndarray) -> Gram | None:
 def _release_freed_memory() -> None:
     """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing
     elsewhere).  The chunks' arrays of a few MB live on the heap, and the allocator keeps
-    what they leave (measured: the whole 100M-row fit's peak, reached in the optimizer
-    after the passes, was 4,051 MB with it kept)."""
+    what they leave; the whole fit's peak is reached in the optimizer, after the passes
+    (100M rows of ``benchmarks/scale.py``: 4,051 MB with the heap and the decoded
+    dictionaries kept, 3,927 MB without)."""
     try:
         import ctypes
 
