@@ -30,6 +30,7 @@ import pandas as pd
 import pytest
 
 import mixedmodels as mm
+from mixedmodels import large
 from mixedmodels.errors import DataError
 from mixedmodels.large import fit_chunks
 from mixedmodels.optim.derivatives import hessian_and_gradient
@@ -324,3 +325,91 @@ def test_row_outputs_of_chunks_in_memory_are_arrays():
     np.testing.assert_allclose(chunked.fitted, memory.fitted, rtol=ROW_RTOL)
     np.testing.assert_allclose(chunked.residuals, memory.residuals, rtol=ROW_RTOL, atol=1e-10)
     np.testing.assert_allclose(chunked.predict(), memory.fitted, rtol=ROW_RTOL)
+
+
+def test_parquet_dictionaries_read_as_plain_strings_give_the_in_memory_fit(
+    tmp_path, monkeypatch
+):
+    # every dictionary column read as plain strings and coded through dictionaries decoded
+    # once (design.sources._Dictionaries); each file's categoricals with another category
+    # order (other dictionaries), missing values in the grouping columns (rows dropped and
+    # counted); the reference is the in-memory fit of the same rows
+    from mixedmodels.design import sources
+
+    monkeypatch.setattr(sources, "PLAIN_READ_BYTES_PER_ROW", 0.0)
+    coded = []
+    original = sources._Dictionaries.coded
+
+    def counted(self, *args):
+        coded.append(args[3])
+        return original(self, *args)
+
+    monkeypatch.setattr(sources._Dictionaries, "coded", counted)
+    c = case("penicillin_crossed_reml")
+    frame, arguments = _frame_and_arguments(c)
+    frame = frame.astype({"plate": str, "sample": str})
+    frame.loc[[3, 50, 51], "plate"] = None
+    frame.loc[[7, 100], "sample"] = None
+    rng = np.random.default_rng(2)
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        piece = frame.iloc[part].copy()
+        for name in ("plate", "sample"):
+            levels = sorted(frame[name].dropna().unique())
+            piece[name] = pd.Categorical(piece[name], categories=rng.permutation(levels))
+        piece.to_parquet(tmp_path / f"part{i}.parquet", row_group_size=60)
+    memory = _quiet(mm.lmer, c.formula, frame, **arguments)
+    chunked = _quiet(mm.lmer, c.formula, str(tmp_path), **arguments)
+    _agree(chunked, memory)
+    assert chunked.n_dropped == 5
+    assert sorted(set(coded)) == ["plate", "sample"]  # read as plain strings
+
+
+def _strong_covariate_frame() -> pd.DataFrame:
+    # a response far from zero, 99.9998% of its variance explained by the fixed effects:
+    # sums of squares of the unshifted response would cancel to 1e-6 of themselves
+    rng = np.random.default_rng(5)
+    n = 600
+    g = rng.integers(0, 30, n)
+    x = rng.normal(0.0, 10.0, n)
+    y = 1e4 + 50.0 * x + rng.normal(0.0, 1.0, 30)[g] + rng.normal(0.0, 1.0, n)
+    return pd.DataFrame({"y": y, "x": x, "x2": 2.0 * x, "g": g.astype(str)})
+
+
+@pytest.mark.parametrize(("chunk_rows", "first_rows"), [(1, 10_000), (7, 10_000), (600, 10_000),
+                                                     (1, 1), (60, 1)])
+def test_one_pass_for_the_cross_products_gives_the_in_memory_fit(
+    chunk_rows, first_rows, monkeypatch
+):
+    # the sources that map in order here make passes 2 and 3 one (large._reshifted): the
+    # Gram of the response shifted by the fit to the first rows (first_rows at least),
+    # moved to the final shift afterwards; x2 = 2 x is dropped (rank), REML and ML.  A
+    # first shift from one row would cancel the response's sums (1e-8 measured): pass 3
+    # runs then.  The in-memory fit is the reference
+    monkeypatch.setattr(large, "FIRST_SHIFT_ROWS", first_rows)
+    frame = _strong_covariate_frame()
+    for formula, reml in (("y ~ x + (1 | g)", True), ("y ~ x + x2 + (x | g)", False)):
+        memory = _quiet(mm.lmer, formula, frame, reml=reml)
+        source = mm.FrameSource(frame, chunk_rows)
+        labels = []
+        passes = large._passes
+
+        def recording(src, progress, labels=labels, passes=passes):
+            run = passes(src, progress)
+
+            def each(function, columns, label):
+                labels.append(label)
+                yield from run(function, columns, label)
+
+            return each
+
+        large._passes = recording
+        try:
+            chunked = _quiet(mm.lmer, formula, source, reml=reml)
+        finally:
+            large._passes = passes
+        one_pass = ["pass 1/3 (levels)", "pass 2/2 (cross products)"]
+        if chunk_rows == 1 and first_rows == 1:
+            assert labels == [*one_pass, "pass 3/3 (cross products)"]
+        elif chunk_rows >= 60:  # a first shift from 60 rows or more
+            assert labels == one_pass
+        _agree(chunked, memory)

@@ -6,25 +6,34 @@ in-memory optimizer on the reduced problem.
    nesting of the terms and ``sum log w``;
 3. the Gram of ``[Z X y - X beta0]``, one partial per chunk, added.
 
+Sources that hand out their chunks in order in this process (Parquet files, in-memory
+chunks) make passes 2 and 3 one when there are fixed effects and no weights: the Gram of
+``[Z X y - X b1]`` with ``b1`` fitted to the first rows, moved to ``beta0`` once pass 2's
+sums are complete (:func:`_reshifted`).
+
 No pass is made per objective evaluation: the objective depends on the rows only through the
 Gram, whose size is set by the numbers of random and fixed effects.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import reduce
 from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
+from mixedmodels.core.gram import Gram
 from mixedmodels.core.reduce import (
     GramSum,
+    Ranged,
     chunk_gram,
     is_nested_by,
+    level_counts,
     merge_nesting,
     nesting_partial,
 )
@@ -32,9 +41,10 @@ from mixedmodels.core.reduced import crossed_order, engine_order, reduced_proble
 from mixedmodels.design.chunked import ChunkedDesign, EncodedChunk, merge_surveys, reduced_design
 from mixedmodels.design.model import lme4_term_permutation
 from mixedmodels.design.rank import dropped_columns, independent_columns_of_gram
-from mixedmodels.design.sources import ParquetSource, RowSource
+from mixedmodels.design.sources import FrameSource, ParquetSource, RowSource
 from mixedmodels.design.validate import check_finite_columns
 from mixedmodels.errors import DataError
+from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim.reduced_start import StartSums
 from mixedmodels.progress import ProgressBar, progress_enabled
 
@@ -42,8 +52,18 @@ T = TypeVar("T")
 
 
 def _passes(source: RowSource, progress: bool) -> Callable:
+    """A pass over the chunks: the function's results as they come, with a progress bar.
+
+    BLAS runs on one thread meanwhile: a chunk's products are of tall, thin matrices
+    (``X' X`` of a million rows and a few columns), which another BLAS thread barely
+    speeds up while it spins for work afterwards (OpenBLAS, 10M rows: 4.1 s of CPU for
+    the Gram's pass with two threads, 2.9 s with one)."""
+
     def run(function: Callable[[pd.DataFrame], T], columns: list[str], label: str) -> Iterator[T]:
-        with ProgressBar(source.n_chunks, label, enabled=progress) as bar:
+        with (
+            single_threaded_blas(),
+            ProgressBar(source.n_chunks, label, enabled=progress) as bar,
+        ):
             for result in source.map(function, columns):
                 bar.update()
                 yield result
@@ -53,28 +73,48 @@ def _passes(source: RowSource, progress: bool) -> Callable:
 
 @dataclass
 class _Pass2:
-    """Sums of pass 2 over some chunks (terms in public order)."""
+    """Sums of pass 2 (terms in public order): of one chunk (level-indexed sums over the
+    levels its rows touch, :class:`~mixedmodels.core.reduce.Ranged`) or of all chunks so
+    far (every level; :meth:`zeros`, :meth:`add`)."""
 
     xx: np.ndarray  # X'X (the rank check, unweighted as in memory)
     xwx: np.ndarray  # X'WX
     xwy: np.ndarray  # X'Wy (with X'WX: the least-squares shift of the response)
-    nesting: dict[tuple[int, int], np.ndarray]  # (inner, outer) -> nesting_partial
+    nesting: dict[tuple[int, int], Ranged | np.ndarray]  # (inner, outer) -> nesting_partial
     log_weights: float
-    counts: list[np.ndarray]  # rows per level of each term
+    counts: list[Ranged | np.ndarray]  # rows per level of each term
     intercept: list[bool]  # one column, 1 on every row
     same_codes: dict[tuple[int, int], bool]  # (i, j), i < j: identical level codes
 
-    def __add__(self, other: _Pass2) -> _Pass2:
-        return _Pass2(
-            self.xx + other.xx,
-            self.xwx + other.xwx,
-            self.xwy + other.xwy,
-            {k: merge_nesting(v, other.nesting[k]) for k, v in self.nesting.items()},
-            self.log_weights + other.log_weights,
-            [a + b for a, b in zip(self.counts, other.counts, strict=True)],
-            [a and b for a, b in zip(self.intercept, other.intercept, strict=True)],
-            {k: v and other.same_codes[k] for k, v in self.same_codes.items()},
+    @classmethod
+    def zeros(cls, n_levels: list[int], n_columns: int) -> _Pass2:
+        """Nothing summed yet: every level's entries allocated once."""
+        k = len(n_levels)
+        return cls(
+            np.zeros((n_columns, n_columns)),
+            np.zeros((n_columns, n_columns)),
+            np.zeros(n_columns),
+            {(i, j): np.full(n_levels[i], -1, dtype=np.int64)
+             for i in range(k) for j in range(k) if i != j},
+            0.0,
+            [np.zeros(n, dtype=np.int64) for n in n_levels],
+            [True] * k,
+            {(i, j): True for i in range(k) for j in range(i + 1, k)},
         )
+
+    def add(self, part: _Pass2) -> _Pass2:
+        """Add one chunk's sums in place (returns self)."""
+        self.xx += part.xx
+        self.xwx += part.xwx
+        self.xwy += part.xwy
+        for key, total in self.nesting.items():
+            merge_nesting(total, part.nesting[key])
+        self.log_weights += part.log_weights
+        for total, counts in zip(self.counts, part.counts, strict=True):
+            total[counts.first : counts.first + counts.values.size] += counts.values
+        self.intercept = [a and b for a, b in zip(self.intercept, part.intercept, strict=True)]
+        self.same_codes = {k: v and part.same_codes[k] for k, v in self.same_codes.items()}
+        return self
 
 
 def _second_pass(public: list, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> _Pass2:
@@ -82,9 +122,10 @@ def _second_pass(public: list, X: np.ndarray, y: np.ndarray, w: np.ndarray | Non
     k = len(public)
     wX = X if w is None else X * w[:, None]
     wy = y if w is None else y * w
+    xx = X.T @ X
     return _Pass2(
-        X.T @ X,
-        X.T @ wX,
+        xx,
+        xx if w is None else X.T @ wX,
         X.T @ wy,
         {
             (i, j): nesting_partial(public[i], public[j])
@@ -93,7 +134,7 @@ def _second_pass(public: list, X: np.ndarray, y: np.ndarray, w: np.ndarray | Non
             if i != j
         },
         0.0 if w is None else float(np.log(w).sum()),
-        [np.bincount(b.codes, minlength=b.n_levels) for b in public],
+        [level_counts(b) for b in public],
         [b.p == 1 and bool(np.all(b.z[:, 0] == 1.0)) for b in public],
         {
             (i, j): public[i].n_levels == public[j].n_levels
@@ -112,6 +153,66 @@ def _shift(xwx: np.ndarray, xwy: np.ndarray) -> np.ndarray:
     except (sla.LinAlgError, ValueError):
         return np.zeros(xwy.size)
     return shift if np.all(np.isfinite(shift)) else np.zeros(xwy.size)
+
+
+def _provisional_shift(xwx: np.ndarray, xwy: np.ndarray) -> np.ndarray:
+    """A least-squares shift of the response from one chunk's cross products (minimum norm
+    when they are singular; zero when not finite).  Any shift gives the same Gram after
+    :func:`_reshifted`; one near the final one keeps the response's sums of squares from
+    cancelling."""
+    shift = np.linalg.lstsq(xwx, xwy, rcond=None)[0]
+    return shift if np.all(np.isfinite(shift)) else np.zeros(xwy.size)
+
+
+#: Chunks whose Grams may be computed (in a thread) while the next chunk is encoded.
+GRAMS_AHEAD = 1
+#: Rows whose cross products give the first shift of the response (fewer when the data
+#: have fewer): chunks before them wait, encoded, until they have come.
+FIRST_SHIFT_ROWS = 10_000
+#: The shifted response's sum of squares may be this much smaller than the sums it is
+#: computed from (digits lost: log10 of it, 1e-12 relative at 1e4); beyond, pass 3 runs.
+RESHIFT_CANCELLATION = 1e4
+
+
+def _reshifted(gram: Gram, keep: np.ndarray, change: np.ndarray) -> Gram | None:
+    """The Gram of ``[X[:, keep], r + X change]`` from the Gram of ``[X, r]``: the rows of
+    ``[X y]`` are linear in the response column, so every block that has it is a linear
+    combination of blocks already summed (the random blocks are unchanged).  None when
+    the new response's sum of squares would cancel beyond :data:`RESHIFT_CANCELLATION`
+    (a first shift far from the final one)."""
+    p = gram.xy_xy.shape[0] - 1
+    k = keep.size
+    xy_random = []
+    for block in gram.xy_random:
+        out = np.empty((k + 1, block.shape[1]))
+        out[:k] = block[keep]
+        out[k] = block[p] + change @ block[:p]
+        xy_random.append(out)
+    A = gram.xy_xy
+    Ac = A[:p, :p] @ change
+    xy_xy = np.empty((k + 1, k + 1))
+    xy_xy[:k, :k] = A[np.ix_(keep, keep)]
+    xy_xy[:k, k] = xy_xy[k, :k] = A[keep, p] + Ac[keep]
+    cross = 2.0 * (change @ A[:p, p])
+    xy_xy[k, k] = A[p, p] + cross + change @ Ac
+    size = A[p, p] + abs(cross) + abs(change @ Ac)
+    if not xy_xy[k, k] * RESHIFT_CANCELLATION >= size:
+        return None
+    return Gram(gram.diagonal, gram.off_diagonal, xy_random, xy_xy)
+
+
+def _release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing
+    elsewhere).  The chunks' arrays of a few MB live on the heap, and the allocator keeps
+    what they leave; the whole fit's peak is reached in the optimizer, after the passes
+    (100M rows of ``benchmarks/scale.py``: 4,051 MB with the heap and the decoded
+    dictionaries kept, 3,927 MB without)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _checked(chunk: EncodedChunk, design: ChunkedDesign) -> EncodedChunk:
@@ -184,9 +285,72 @@ def fit_chunks(
         public = [chunk.blocks[i] for i in permutation]
         return _second_pass(public, chunk.X, _response(chunk), chunk.weights)
 
-    sums: _Pass2 = reduce(
-        lambda a, b: a + b, passes(second, design.needed, "pass 2/3 (cross products)")
+    engine_shapes = [blocks[i] for i in order]
+    n_columns = len(design.fixed_builder.column_names)
+    public_levels = [n_levels[i] for i in permutation]
+    # one pass for both when the chunks come in order, here (the first chunk's shift is
+    # then every chunk's) and the model has fixed effects and no weights
+    fused = (
+        isinstance(source, FrameSource | ParquetSource)
+        and design.weights_column is None
+        and n_columns > 0
     )
+    if fused:
+        first_shift: list[np.ndarray] = []
+        waiting: list[tuple[EncodedChunk, _Pass2]] = []  # chunks before the first shift
+
+        def gram_of(chunk: EncodedChunk):
+            X = np.asfortranarray(chunk.X)
+            y_first = _response(chunk) - X @ first_shift[0]
+            return chunk_gram(engine_blocks(chunk), X, y_first, None)
+
+        # a chunk's Gram (compiled loops and BLAS, without the GIL) is computed in a thread
+        # of its own while the next chunk is read and encoded (pandas, with the GIL)
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gram")
+
+        def release() -> list:
+            """The waiting chunks' Grams (futures), around a shift fitted to all of them."""
+            xwx = sum(s.xwx for _, s in waiting)
+            xwy = sum(s.xwy for _, s in waiting)
+            first_shift.append(_provisional_shift(xwx, xwy))
+            grams = [worker.submit(gram_of, chunk) for chunk, _ in waiting]
+            waiting.clear()
+            return grams
+
+        def second_and_third(frame: pd.DataFrame) -> tuple[_Pass2, list]:
+            chunk = _checked(design.encode(frame), design)
+            public = [chunk.blocks[i] for i in permutation]
+            sums = _second_pass(public, chunk.X, _response(chunk), None)
+            if first_shift:
+                return sums, [worker.submit(gram_of, chunk)]
+            waiting.append((chunk, sums))
+            if sum(c.y.size for c, _ in waiting) < FIRST_SHIFT_ROWS:
+                return sums, []
+            return sums, release()
+
+        whole = GramSum(engine_shapes, n_columns)
+        sums = _Pass2.zeros(public_levels, n_columns)
+        pending: deque = deque()  # Grams being computed, in chunk order
+        try:
+            for part_sums, parts in passes(
+                second_and_third, design.needed, "pass 2/2 (cross products)"
+            ):
+                sums.add(part_sums)
+                pending.extend(parts)
+                while len(pending) > GRAMS_AHEAD:
+                    whole.add(pending.popleft().result())
+                del parts, part_sums
+            pending.extend(release() if waiting else [])  # fewer rows than FIRST_SHIFT_ROWS
+            while pending:
+                whole.add(pending.popleft().result())
+        finally:
+            for future in pending:
+                future.cancel()
+            worker.shutdown(wait=True)
+    else:
+        sums = _Pass2.zeros(public_levels, n_columns)
+        for part_sums in passes(second, design.needed, "pass 2/3 (cross products)"):
+            sums.add(part_sums)
     n = design.n_rows - design.n_dropped
     keep = independent_columns_of_gram(sums.xx, n) if sums.xx.shape[0] else np.arange(0)
     dropped_columns(design.fixed_builder.column_names, keep)
@@ -214,20 +378,31 @@ def fit_chunks(
             grams.append(chunk_gram(blocks, R, y_work, None))
         return tuple(grams)
 
-    engine_shapes = [blocks[i] for i in order]
-    sums3 = [GramSum(engine_shapes, keep.size)]
-    if not keep.size:
-        sums3.append(GramSum(engine_shapes, 1))
-    if weighted:
-        sums3.append(GramSum(engine_shapes, keep.size or 1))
-    for parts in passes(third, design.needed, "pass 3/3 (cross products)"):
-        for acc, part in zip(sums3, parts, strict=True):
-            acc.add(part)
-        del parts
-    grams = [acc.gram() for acc in sums3]
-    del sums3
+    grams = []
+    if fused and keep.size:
+        # the Gram of [X, y - X b1] made that of [X_keep, y - X_keep shift]
+        shift_all = np.zeros(n_columns)
+        shift_all[keep] = shift
+        grams = [_reshifted(whole.gram(), keep, first_shift[0] - shift_all)]
+        del whole
+        if grams[0] is None:  # the response's sums would cancel: pass 3 after all
+            grams = []
+    if not grams:
+        whole = None  # a one-pass Gram, if any, is not used: its memory goes
+        sums3 = [GramSum(engine_shapes, keep.size)]
+        if not keep.size:
+            sums3.append(GramSum(engine_shapes, 1))
+        if weighted:
+            sums3.append(GramSum(engine_shapes, keep.size or 1))
+        for parts in passes(third, design.needed, "pass 3/3 (cross products)"):
+            for acc, part in zip(sums3, parts, strict=True):
+                acc.add(part)
+            del parts
+        grams = [acc.gram() for acc in sums3]
+        del sums3
     if isinstance(source, ParquetSource):
         source.clear_cache()  # the passes are over: the codes kept between them go
+    _release_freed_memory()
     gram = grams[0]
     start_weighted = grams[0] if keep.size else grams[1]
     k = len(blocks)

@@ -6,14 +6,16 @@ a term of one column of ones and a one-level term."""
 
 from __future__ import annotations
 
+import mmap
 import pickle
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from mixedmodels.core import reduce
 from mixedmodels.core.gram import build_gram
-from mixedmodels.core.reduce import GramSum, _is_mapped, chunk_gram
+from mixedmodels.core.reduce import GramSum, chunk_gram
 from mixedmodels.core.terms import RandomBlock
 
 # Sums of a few hundred O(1) products in another order: rounding differences of ~1e-13.
@@ -53,7 +55,13 @@ def _summed(blocks, X, y, w, chunk_rows):
 @pytest.mark.parametrize("chunk_rows", [1, 7, 50, 1000])
 @pytest.mark.parametrize("grouped", [True, False])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_gram_summed_over_chunks_is_the_gram_of_all_rows(chunk_rows, grouped, weighted):
+@pytest.mark.parametrize("compiled", [True, False])  # numba kernels; the numpy code
+def test_gram_summed_over_chunks_is_the_gram_of_all_rows(
+    chunk_rows, grouped, weighted, compiled, monkeypatch
+):
+    monkeypatch.setattr(reduce, "USE_KERNELS", compiled)
+    if compiled and reduce.reduce_kernels() is None:
+        pytest.skip("numba is not available")
     blocks, X, y, w = _data(300, 3, grouped)
     w = w if weighted else None
     whole = build_gram(blocks, X, y, w)
@@ -103,14 +111,30 @@ def test_an_empty_chunk_adds_nothing():
     )
 
 
-def test_large_pieces_and_pieces_from_elsewhere():
-    # pieces over 1 MB are kept in their own memory maps; a piece made in another process
-    # (a Dask worker: pickled) is copied into one; the sum is the same
+def _mapped(array: np.ndarray) -> bool:
+    """``array`` lives in an anonymous memory map (the sum's regions)."""
+    base = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    return isinstance(base, mmap.mmap)
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_large_pieces_and_pieces_from_elsewhere(grouped):
+    # pieces are copied into memory maps of their own; a piece made in another process (a
+    # Dask worker: pickled) too; chunks in the order of the column levels (grouped; a level
+    # spanning two chunks is added where the last chunk left it) leave the maps as the
+    # block's arrays, shuffled rows are merged; the sum is the same
     rng = np.random.default_rng(7)
     n = 300_000
+    codes = rng.integers(0, 3000, n)
     blocks = [
         RandomBlock(
-            rng.integers(0, 3000, n), 3000, np.column_stack([np.ones(n), rng.normal(size=n)])
+            np.sort(codes) if grouped else codes,
+            3000,
+            np.column_stack([np.ones(n), rng.normal(size=n)]),
         ),
         RandomBlock(rng.integers(0, 500, n), 500, np.ones((n, 1))),
     ]
@@ -120,13 +144,77 @@ def test_large_pieces_and_pieces_from_elsewhere():
     for start in range(0, n, 100_000):
         rows = slice(start, start + 100_000)
         part = chunk_gram(_rows(blocks, rows), X[rows], y[rows], None)
-        assert _is_mapped(part.off_diagonal[1, 0].data)
         total.add(pickle.loads(pickle.dumps(part)))
-    assert all(_is_mapped(p.data) for p in total.pieces[1, 0])
+    in_order = total.pieces[1, 0].in_order
     ours = total.gram()
+    block = ours.off_diagonal[1, 0]
+    # grouped by a sorted level: levels span the chunks' boundaries here
+    if grouped:
+        assert np.isin(blocks[0].codes[99_999], blocks[0].codes[100_000:200_000])
+    assert in_order == grouped
+    assert _mapped(block.data) == in_order and _mapped(block.indices) == in_order
     ref = whole.off_diagonal[1, 0].tocsc()  # the chunked block is CSC
     ref.sum_duplicates()
-    np.testing.assert_array_equal(ours.off_diagonal[1, 0].indptr, ref.indptr)
-    np.testing.assert_array_equal(ours.off_diagonal[1, 0].indices, ref.indices)
-    np.testing.assert_allclose(ours.off_diagonal[1, 0].data, ref.data, rtol=RTOL, atol=ATOL)
+    assert block.has_canonical_format
+    np.testing.assert_array_equal(block.indptr, ref.indptr)
+    np.testing.assert_array_equal(block.indices, ref.indices)
+    np.testing.assert_allclose(block.data, ref.data, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(ours.xy_random[0], whole.xy_random[0], rtol=RTOL, atol=ATOL)
+
+
+def test_chunks_in_level_order_leave_the_pieces_in_place():
+    # 100 rows per level of the first term, chunks of whole levels: no level spans chunks,
+    # the block is the appended pieces themselves (no merge), and equals the whole Gram
+    rng = np.random.default_rng(3)
+    n = 60_000
+    blocks = [
+        RandomBlock(np.repeat(np.arange(600), 100), 600,
+                    np.column_stack([np.ones(n), rng.normal(size=n)])),
+        RandomBlock(rng.integers(0, 200, n), 200, np.ones((n, 1))),
+    ]
+    X, y = np.ones((n, 1)), rng.normal(size=n)
+    total = GramSum(blocks, 1)
+    for start in range(0, n, 10_000):
+        rows = slice(start, start + 10_000)
+        total.add(chunk_gram(_rows(blocks, rows), X[rows], y[rows], None))
+    assert total.pieces[1, 0].in_order
+    block = total.gram().off_diagonal[1, 0]
+    assert _mapped(block.data) and _mapped(block.indices)
+    ref = build_gram(blocks, X, y, None).off_diagonal[1, 0].tocsc()
+    ref.sum_duplicates()
+    np.testing.assert_array_equal(block.indptr, ref.indptr)
+    np.testing.assert_array_equal(block.indices, ref.indices)
+    np.testing.assert_allclose(block.data, ref.data, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_nesting_and_counts_over_chunks_are_those_of_all_rows(grouped):
+    # chunk partials over the levels their rows touch (reduce.Ranged), merged in place:
+    # inner b nested in outer a when every level of b has one level of a in all rows
+    # (the reference: the pairs of all rows at once), counts are bincounts of all rows
+    from mixedmodels.core.reduce import is_nested_by, level_counts, merge_nesting, nesting_partial
+
+    rng = np.random.default_rng(2)
+    n = 400
+    outer = rng.integers(0, 20, n)
+    for inner_codes, nested in ((outer * 3 + rng.integers(0, 3, n), True),
+                                (rng.integers(0, 60, n), False)):
+        order = np.argsort(inner_codes, kind="stable") if grouped else np.arange(n)
+        a = RandomBlock(outer[order], 20, np.ones((n, 1)))
+        b = RandomBlock(inner_codes[order], 60, np.ones((n, 1)))
+        total = np.full(60, -1, dtype=np.int64)
+        counts = np.zeros(60, dtype=np.int64)
+        for start in range(0, n, 37):
+            rows = slice(start, start + 37)
+            part_b = RandomBlock(b.codes[rows], 60, b.z[rows])
+            part_a = RandomBlock(a.codes[rows], 20, a.z[rows])
+            merge_nesting(total, nesting_partial(part_b, part_a))
+            c = level_counts(part_b)
+            counts[c.first : c.first + c.values.size] += c.values
+        pairs = np.unique(np.column_stack([b.codes, a.codes]), axis=0)
+        assert is_nested_by(total) == nested == (np.unique(pairs[:, 0]).size == len(pairs))
+        np.testing.assert_array_equal(counts, np.bincount(b.codes, minlength=60))
+        seen = np.unique(b.codes)
+        assert np.all(total[np.setdiff1d(np.arange(60), seen)] == -1)
+        if nested:
+            np.testing.assert_array_equal(total[pairs[:, 0]], pairs[:, 1])

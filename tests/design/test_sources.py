@@ -144,3 +144,27 @@ def test_a_column_cast_to_codes_in_some_files_is_kept_alike(tmp_path):
     assert [len(f) for f in first] == [250, 50, 200]
     for a, b in zip(first, _frames(source, ["y", "g"]), strict=True):
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_numeric_columns_taken_as_numpy_convert_as_arrow_converts_them(tmp_path):
+    # plain integers and floats without missing values are taken as numpy arrays (no
+    # pandas conversion of the batch); pandas dtypes recorded in the file (nullable Int64
+    # and Float64 without missing values), missing values, booleans go through to_pandas
+    frame = pd.DataFrame(
+        {
+            "f": np.arange(6, dtype=float),
+            "i": np.arange(6, dtype=np.int32),
+            "n": pd.array([1, 2, 3, 4, 5, 6], dtype="Int64"),
+            "m": pd.array([1.5, 2.0, 3.0, 4.0, 5.0, 6.0], dtype="Float64"),
+            "h": [1.0, None, 3.0, 4.0, 5.0, 6.0],
+            "b": [True, False] * 3,
+            "g": pd.Categorical(["a", "b"] * 3),
+        }
+    )
+    frame.to_parquet(tmp_path / "t.parquet")
+    converter = BatchConverter()
+    for batch in pq.ParquetFile(tmp_path / "t.parquet").iter_batches(batch_size=4):
+        ours = converter.to_pandas(batch)
+        pd.testing.assert_frame_equal(ours, batch.to_pandas())
+    plain = pa.record_batch({"x": pa.array([1.0, 2.0]), "k": pa.array([3, 4], pa.int16())})
+    pd.testing.assert_frame_equal(converter.to_pandas(plain), plain.to_pandas())

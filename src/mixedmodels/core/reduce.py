@@ -12,7 +12,9 @@ chunk.
 
 from __future__ import annotations
 
+import importlib.util
 import mmap
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +27,41 @@ from mixedmodels.core.gram import (
     grouped_cross_products,
 )
 from mixedmodels.core.terms import RandomBlock
+from mixedmodels.errors import MixedModelsWarning
 from mixedmodels.linalg.fillin import small_pages
+
+#: Use the compiled kernels (:mod:`mixedmodels.core.reduce_kernels`) when numba loads;
+#: False forces the numpy code (the tests compare both).
+USE_KERNELS = True
+_kernel_failure: str | None = None
+
+
+def reduce_kernels():
+    """The compiled kernels of the chunk sums (:mod:`mixedmodels.core.reduce_kernels`), or
+    None when they are switched off (:data:`USE_KERNELS`), numba is missing or fails to
+    load (reported once as a :class:`~mixedmodels.errors.MixedModelsWarning`; the numpy
+    code gives the same sums)."""
+    global _kernel_failure
+    if not USE_KERNELS or _kernel_failure is not None:
+        return None
+    if importlib.util.find_spec("numba") is None:
+        return None
+    try:
+        from mixedmodels.core import reduce_kernels as module
+    except Exception as exc:  # noqa: BLE001 - any failure of the optional import falls back
+        _kernel_failure = f"{type(exc).__name__}: {exc}"
+        warnings.warn(
+            "the compiled kernels of the chunk sums are unavailable (numba failed to load: "
+            f"{_kernel_failure}); using numpy",
+            MixedModelsWarning,
+            stacklevel=2,
+        )
+        return None
+    return module
+
+
+def _no_weights(weights: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    return (np.empty(0), False) if weights is None else (weights, True)
 
 
 # ---------------------------------------------------------------------- compact partials
@@ -92,12 +128,29 @@ def _index_dtype(n: int) -> type:
     return np.int32 if n < 2**31 else np.int64
 
 
-def _level_sums(block: RandomBlock, columns: list[np.ndarray], weights: np.ndarray | None):
+def _level_sums(
+    block: RandomBlock,
+    columns: list[np.ndarray],
+    weights: np.ndarray | None,
+    stacked: np.ndarray | None = None,
+):
+    """One term's :class:`LevelSums` over the levels a chunk's rows touch (``stacked``:
+    ``columns`` as one ``(m, n)`` array, for the compiled kernel)."""
     m, p = len(columns), block.p
     if block.codes.size == 0:
         return LevelSums(0, np.zeros((p, p, 0)), np.zeros((m, 0)))
     first = int(block.codes.min())
     span = int(block.codes.max()) - first + 1
+    kernels = reduce_kernels() if span > 1 and stacked is not None else None
+    if kernels is not None:
+        diagonal = np.zeros((p, p, span))
+        per_level = np.zeros((m, p, span))
+        w, weighted = _no_weights(weights)
+        kernels.level_sums(
+            block.codes, first, block.z, stacked, w, weighted, diagonal, per_level
+        )
+        xy = np.ascontiguousarray(per_level.transpose(0, 2, 1)).reshape(m, span * p)
+        return LevelSums(first, diagonal, xy)
     local = block.codes - first if first else block.codes
     if span == 1:  # one level: plain cross products (BLAS)
         diagonal = grouped_cross_products(local, 1, block.z, block.z, weights)
@@ -172,6 +225,20 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
         return _piece_of(_cross_random(bj, bk, weights))
     pj, pk = bj.p, bk.p
     lo = int(bk.codes.min())
+    kernels = reduce_kernels() if bk.codes.size < 2**31 else None  # int32 row numbers
+    if kernels is not None:
+        span = int(bk.codes.max()) - lo + 1
+        order, edges, pairs = kernels.cross_counts(bj.codes, bk.codes, lo, span, bj.n_levels)
+        counts = np.repeat(pairs * pj, pk)  # columns (level, b), level-major
+        indptr = np.zeros(counts.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        indices = _scratch(int(indptr[-1]), _index_dtype(bj.size))
+        data = _scratch(int(indptr[-1]))
+        w, weighted = _no_weights(weights)
+        kernels.cross_fill(
+            bj.codes, order, edges, bj.z, bk.z, w, weighted, indptr, indices, data
+        )
+        return SparsePiece(lo * pk, indptr, indices, data)
     # rows in (level of k, level of j) order, stable; fast when the rows come grouped by
     # the level of k (a subject's rows together)
     order = np.argsort((bk.codes - lo) * bj.n_levels + bj.codes, kind="stable")
@@ -211,8 +278,8 @@ def _cross_piece(bj: RandomBlock, bk: RandomBlock, weights: np.ndarray | None) -
     first_pair = np.cumsum(per_level) - per_level
     base = (pk - 1) * first_pair[local] + np.arange(n_pairs)
     n_s = per_level[local] if pk > 1 else None
-    indices = _mapped(int(indptr[-1]), _index_dtype(bj.size))
-    data = _mapped(int(indptr[-1]))
+    indices = _scratch(int(indptr[-1]), _index_dtype(bj.size))
+    data = _scratch(int(indptr[-1]))
     for b in range(pk):
         at = base if b == 0 else base + b * n_s
         for a in range(pj):
@@ -231,7 +298,12 @@ def chunk_gram(
     """The Gram of one chunk's rows over the levels they touch (``blocks`` in the engine's
     order), to be added by :class:`GramSum`."""
     columns = [X[:, j] for j in range(X.shape[1])] + [y_work]
-    terms = [_level_sums(b, columns, weights) for b in blocks]
+    stacked = None
+    if reduce_kernels() is not None:
+        stacked = np.empty((len(columns), y_work.size))
+        for i, column in enumerate(columns):
+            stacked[i] = column
+    terms = [_level_sums(b, columns, weights, stacked) for b in blocks]
     off = {
         (j, k): _cross_piece(blocks[j], blocks[k], weights)
         for j in range(len(blocks))
@@ -247,38 +319,198 @@ def chunk_gram(
     return ChunkGram(terms, off, xy_xy)
 
 
-def _mapped(shape: int | tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
-    """An array in memory mapped for it alone (when larger than 1 MB), so that freeing it
-    returns the memory to the system at once.  The allocator's heap would keep freed
-    pieces of a few MB for its own reuse, and the final blocks (allocated apart) could not
-    take their place: the pieces and the blocks would be resident together."""
-    size = int(np.prod(shape))
+def _scratch(size: int, dtype: type = np.float64) -> np.ndarray:
+    """An array for a chunk's piece: in a memory map of its own when over 1 MB, returned to
+    the system when freed (the piece is copied into the sum's region at once).  On the
+    heap, pieces of tens of MB freed among the chunks' other arrays stayed resident
+    (fragments the allocator keeps for reuse)."""
     nbytes = size * np.dtype(dtype).itemsize
     if nbytes < 2**20:
-        return np.empty(shape, dtype=dtype)
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
-    buffer = mmap.mmap(-1, nbytes, flags=flags)
-    return np.frombuffer(buffer, dtype=dtype, count=size).reshape(shape)
+        return np.empty(size, dtype=dtype)
+    buffer = mmap.mmap(-1, nbytes, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(buffer, dtype=dtype, count=size)
 
 
-def _off_heap(array: np.ndarray) -> np.ndarray:
-    """``array``, or a copy of it in its own memory map (:func:`_mapped`) when it is on
-    the heap and larger than 1 MB (a piece computed elsewhere, such as a Dask worker)."""
-    if _is_mapped(array) or array.nbytes < 2**20:
-        return array
-    out = _mapped(array.shape, array.dtype)
-    out[...] = array
-    return out
+class _Region:
+    """A growing array in an anonymous memory map of its own: appended to, grown in place
+    (``mremap``: no copy), returned to the system when released.  The allocator's heap would
+    keep freed memory for its own reuse, and the final blocks could not take its place."""
+
+    def __init__(self, dtype: type):
+        self.dtype = np.dtype(dtype)
+        self.size = 0  # entries
+        self.map: mmap.mmap | None = None
+
+    def append(self, values: np.ndarray) -> None:
+        """Add ``values`` at the end."""
+        if not values.size:
+            return
+        item = self.dtype.itemsize
+        need = (self.size + values.size) * item
+        if self.map is None:
+            self.map = mmap.mmap(-1, max(need, 2**22), mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        elif need > len(self.map):
+            self.map.resize(max(need, len(self.map) * 3 // 2))
+        view = np.frombuffer(self.map, self.dtype, count=values.size, offset=self.size * item)
+        view[...] = values
+        del view  # no view may outlive an append: the map cannot be resized under one
+        self.size += values.size
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """A copy of entries ``start .. stop - 1``."""
+        item = self.dtype.itemsize
+        view = np.frombuffer(self.map, self.dtype, count=stop - start, offset=start * item)
+        out = view.copy()
+        del view
+        return out
+
+    def release(self, stop: int) -> None:
+        """Return the whole pages before entry ``stop`` to the system (read no more)."""
+        if self.map is None:
+            return
+        end = stop * self.dtype.itemsize // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > 0:
+            self.map.madvise(mmap.MADV_DONTNEED, 0, end)
+
+    def array(self) -> np.ndarray:
+        """The entries, in place (the map shrunk to them); nothing may be appended after."""
+        if self.map is None or not self.size:
+            return np.empty(0, self.dtype)
+        self.map.resize(self.size * self.dtype.itemsize)
+        return np.frombuffer(self.map, self.dtype, count=self.size)
+
+    def close(self) -> None:
+        """Free the map (no view of it may be alive)."""
+        if self.map is not None:
+            self.map.close()
+            self.map = None
 
 
-def _is_mapped(array: np.ndarray) -> bool:
-    """``array`` lives in a memory map of its own (:func:`_mapped`)."""
-    base = array
-    while isinstance(base, np.ndarray) and base.base is not None:
-        base = base.base
-    if isinstance(base, memoryview):
-        base = base.obj
-    return isinstance(base, mmap.mmap)
+@dataclass
+class _Placed:
+    """Where one chunk's piece sits in its block's regions."""
+
+    first: int
+    counts: np.ndarray
+    offset: int
+
+
+class _BlockPieces:
+    """The pieces of one off-diagonal block, in chunk order, appended to two regions
+    (row indices, values).  While each piece starts at or after the column where the
+    previous one ended (a subject's rows within one chunk, chunks in subject order), the
+    regions are the block's CSC arrays themselves and :meth:`csc` copies nothing."""
+
+    def __init__(self, shape: tuple[int, int], index_dtype: type, level_columns: int):
+        self.shape = shape
+        self.level_columns = level_columns  # columns of one level of the column term
+        self.indices = _Region(index_dtype)
+        self.data = _Region(np.float64)
+        self.counts = np.zeros(shape[1], dtype=np.int64)
+        self.placed: list[_Placed] = []
+        self.end = 0  # the column after the last piece's
+        self.in_order = True
+
+    def add(self, piece: SparsePiece) -> None:
+        counts = piece.counts
+        if not counts.size or not piece.data.size:
+            return
+        if (
+            self.in_order
+            and self.end - self.level_columns <= piece.first < self.end
+            and piece.first >= self.placed[-1].first
+        ):
+            piece = self._merge_tail(piece)  # the level at the boundary with the last chunk
+            counts = piece.counts
+            if not counts.size:
+                return
+        self.in_order = self.in_order and piece.first >= self.end
+        self.end = max(self.end, piece.first + counts.size)
+        self.counts[piece.first : piece.first + counts.size] += counts
+        self.placed.append(_Placed(piece.first, counts, self.data.size))
+        self.indices.append(piece.indices)
+        self.data.append(piece.data)
+
+    def _merge_tail(self, piece: SparsePiece) -> SparsePiece:
+        """Add the columns ``piece`` shares with the last piece (the last level written: the
+        level at the boundary of two chunks in level order) where they are, and return the
+        rest of ``piece``."""
+        last = self.placed[-1]
+        c0, c1 = piece.first, min(self.end, piece.first + piece.counts.size)
+        k = c1 - c0
+        old_counts = last.counts[c0 - last.first : c1 - last.first]
+        start = self.data.size - int(old_counts.sum())
+        new_counts = piece.counts[:k]
+        split = int(piece.indptr[k])
+        columns = np.concatenate(
+            [np.repeat(np.arange(k), old_counts), np.repeat(np.arange(k), new_counts)]
+        )
+        rows = np.concatenate([self.indices.read(start, self.data.size), piece.indices[:split]])
+        values = np.concatenate([self.data.read(start, self.data.size), piece.data[:split]])
+        order = np.lexsort((rows, columns))  # stable: this chunk's after the last's
+        columns, rows, values = columns[order], rows[order], values[order]
+        first = np.ones(rows.size, dtype=bool)
+        first[1:] = (columns[1:] != columns[:-1]) | (rows[1:] != rows[:-1])
+        starts = np.flatnonzero(first)
+        merged = np.bincount(columns[starts], minlength=k)
+        self.indices.size = self.data.size = start
+        self.indices.append(rows[starts])
+        self.data.append(np.add.reduceat(values, starts) if values.size else values)
+        self.counts[c0:c1] = merged
+        last.counts = last.counts.copy()
+        last.counts[c0 - last.first : c1 - last.first] = merged
+        return SparsePiece(
+            c1, piece.indptr[k:] - split, piece.indices[split:], piece.data[split:]
+        )
+
+    def csc(self) -> sp.csc_matrix:
+        """The block as one canonical CSC matrix (int32 indices and indptr when they fit);
+        the regions are freed or become its arrays."""
+        nnz = int(self.counts.sum())
+        dtype = _index_dtype(max(nnz, self.shape[0]))
+        indptr = np.zeros(self.shape[1] + 1, dtype=dtype)
+        np.cumsum(self.counts, out=indptr[1:])
+        if self.in_order:  # the pieces follow each other: the regions are the arrays
+            indices, data = self.indices.array(), self.data.array()
+            if indices.dtype != dtype:
+                indices = indices.astype(dtype)
+            mat = sp.csc_matrix((data, indices, indptr), shape=self.shape, copy=False)
+            mat.sum_duplicates()  # one O(nnz) check: canonical already
+            return mat
+        return self._merged(nnz, dtype, indptr)
+
+    def _merged(self, nnz: int, dtype: type, indptr: np.ndarray) -> sp.csc_matrix:
+        """Each piece's columns copied into their slots in chunk order, the regions'
+        pages released as they are read; then the columns of levels that span chunks
+        sorted and their duplicates added in place."""
+        # no transparent huge pages: the final block is written column region by region
+        # while the regions are released, and a huge page would make each region's
+        # first write resident 2 MB at once
+        with small_pages():
+            indices = np.empty(nnz, dtype=dtype)
+            data = np.empty(nnz)
+        free = indptr[:-1].astype(np.int64)  # next free slot of every column
+        released = 0
+        for k, place in enumerate(self.placed):
+            n = place.counts
+            stop = self.placed[k + 1].offset if k + 1 < len(self.placed) else self.data.size
+            columns = slice(place.first, place.first + n.size)
+            dest = np.repeat(free[columns] - (np.cumsum(n) - n), n)
+            dest += np.arange(dest.size)
+            indices[dest] = self.indices.read(place.offset, stop)
+            data[dest] = self.data.read(place.offset, stop)
+            free[columns] += n
+            del dest
+            if stop - released > 2**22:  # every 32 MB of values
+                self.indices.release(stop)
+                self.data.release(stop)
+                released = stop
+        self.placed = []
+        self.indices.close()
+        self.data.close()
+        mat = sp.csc_matrix((data, indices, indptr), shape=self.shape, copy=False)
+        mat.sum_duplicates()  # no-op (one check) when no level pair spans chunks
+        return mat
 
 
 class GramSum:
@@ -286,8 +518,10 @@ class GramSum:
 
     The level-indexed blocks (``Z_k' W Z_k`` per level, ``[X y]' W Z_k``) are allocated once
     at their full size and each chunk adds into the levels it touches; the off-diagonal
-    blocks' pieces are kept (they are the block's entries, once each when no level pair
-    spans chunks) and merged into one CSC matrix per block by :meth:`gram`: column-major
+    blocks' pieces are copied into memory maps of their own as they come
+    (:class:`_BlockPieces`: they are the block's entries, once each when no level pair
+    spans chunks) and become one CSC matrix per block in :meth:`gram` (without a copy
+    when the chunks come in the order of the columns' levels): column-major
     over the earlier (larger) term, the layout in which the crossed path's fill kernel
     reads ``A = Z_R' W Z_0`` where it is (:func:`~mixedmodels.linalg.fillin.
     scatter_in_place`), so a 100M-row problem holds that block once.
@@ -309,11 +543,16 @@ class GramSum:
         self.xy_xy = np.zeros((m, m))
         self.sizes = [b.size for b in blocks]
         keys = [(j, k) for j in range(len(blocks)) for k in range(j)]
-        self.pieces: dict[tuple[int, int], list[SparsePiece]] = {key: [] for key in keys}
-        self.counts = {key: np.zeros(blocks[key[1]].size, dtype=np.int64) for key in keys}
+        self.pieces: dict[tuple[int, int], _BlockPieces] = {
+            (j, k): _BlockPieces(
+                (self.sizes[j], self.sizes[k]), _index_dtype(self.sizes[j]), blocks[k].p
+            )
+            for j, k in keys
+        }
 
     def add(self, part: ChunkGram) -> GramSum:
-        """Add one chunk's sums (returns self)."""
+        """Add one chunk's sums (returns self); its pieces are copied, so ``part`` may be
+        freed at once."""
         for (_, p), d, xy, t in zip(
             self.shapes, self.diagonal, self.xy_random, part.terms, strict=True
         ):
@@ -321,81 +560,63 @@ class GramSum:
             d[:, :, t.first : t.first + span] += t.diagonal
             xy[:, t.first * p : (t.first + span) * p] += t.xy_random
         for key, piece in part.off_diagonal.items():
-            counts = piece.counts
-            if counts.size and piece.data.size:
-                self.counts[key][piece.first : piece.first + counts.size] += counts
-                self.pieces[key].append(
-                    SparsePiece(
-                        piece.first,
-                        piece.indptr,
-                        _off_heap(piece.indices),
-                        _off_heap(piece.data),
-                    )
-                )
+            self.pieces[key].add(piece)
         self.xy_xy += part.xy_xy
         return self
 
     def gram(self) -> Gram:
-        """The Gram of every chunk added (the pieces are released as they are merged)."""
-        off = {}
-        for key in list(self.pieces):
-            shape = (self.sizes[key[0]], self.sizes[key[1]])
-            off[key] = _merge_pieces(shape, self.pieces.pop(key), self.counts.pop(key))
+        """The Gram of every chunk added (the pieces' memory becomes the blocks' or is
+        released as they are merged)."""
+        off = {key: self.pieces.pop(key).csc() for key in list(self.pieces)}
         return Gram(self.diagonal, off, self.xy_random, self.xy_xy)
 
 
-def _merge_pieces(
-    shape: tuple[int, int], pieces: list[SparsePiece], counts: np.ndarray
-) -> sp.csc_matrix:
-    """One canonical CSC matrix (int32 indices and indptr when they fit) from the pieces of
-    all chunks: each piece's columns are copied into their slots in chunk order (when no
-    level spans chunks, the pieces simply follow each other), then the columns of levels
-    that span chunks are sorted and their duplicates added in place."""
-    nnz = int(counts.sum())
-    dtype = _index_dtype(max(nnz, shape[0]))
-    indptr = np.zeros(shape[1] + 1, dtype=dtype)
-    np.cumsum(counts, out=indptr[1:])
-    # no transparent huge pages: the final block is written column region by region while
-    # the pieces are freed, and a huge page would make each region's first write resident
-    # 2 MB at once
-    with small_pages():
-        indices = np.empty(nnz, dtype=dtype)
-        data = np.empty(nnz)
-    free = indptr[:-1].astype(np.int64)  # next free slot of every column
-    pieces.reverse()
-    while pieces:
-        piece = pieces.pop()  # chunk order; each piece is freed once copied
-        n = piece.counts
-        columns = slice(piece.first, piece.first + n.size)
-        dest = np.repeat(free[columns] - piece.indptr[:-1], n)
-        dest += np.arange(dest.size)
-        indices[dest] = piece.indices
-        data[dest] = piece.data
-        free[columns] += n
-        del piece, dest
-    mat = sp.csc_matrix((data, indices, indptr), shape=shape, copy=False)
-    mat.sum_duplicates()  # no-op (one check) when no level pair spans chunks
-    return mat
-
-
 # ---------------------------------------------------------------------- nesting
-def nesting_partial(inner: RandomBlock, outer: RandomBlock) -> np.ndarray:
-    """For each level of ``inner``: the level of ``outer`` its rows have in this chunk, -1
-    when it has no rows here, -2 when they have several."""
-    first = np.full(inner.n_levels, -1, dtype=np.int64)
-    first[inner.codes] = outer.codes
-    clash = np.zeros(inner.n_levels, dtype=bool)
-    clash[inner.codes[first[inner.codes] != outer.codes]] = True
-    first[clash] = -2
-    return first
+@dataclass
+class Ranged:
+    """Values of a range of levels, ``first .. first + len(values) - 1`` (those a chunk's
+    rows touch): a chunk's partial of a level-indexed sum."""
+
+    first: int
+    values: np.ndarray
 
 
-def merge_nesting(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Two chunks' :func:`nesting_partial` results, combined."""
-    out = np.where(a == -1, b, a)
-    out[(a >= 0) & (b >= 0) & (a != b)] = -2
-    out[(a == -2) | (b == -2)] = -2
-    return out
+def _level_range(codes: np.ndarray) -> tuple[int, int]:
+    if not codes.size:
+        return 0, 0
+    first = int(codes.min())
+    return first, int(codes.max()) - first + 1
+
+
+def level_counts(block: RandomBlock) -> Ranged:
+    """Rows per level over the levels a chunk's rows touch."""
+    first, span = _level_range(block.codes)
+    local = block.codes - first if first else block.codes
+    return Ranged(first, np.bincount(local, minlength=span))
+
+
+def nesting_partial(inner: RandomBlock, outer: RandomBlock) -> Ranged:
+    """For each level of ``inner`` a chunk's rows touch: the level of ``outer`` its rows
+    have in this chunk, -1 when it has no rows here, -2 when they have several."""
+    first, span = _level_range(inner.codes)
+    local = inner.codes - first if first else inner.codes
+    out = np.full(span, -1, dtype=np.int64)
+    out[local] = outer.codes
+    clash = np.zeros(span, dtype=bool)
+    clash[local[out[local] != outer.codes]] = True
+    out[clash] = -2
+    return Ranged(first, out)
+
+
+def merge_nesting(total: np.ndarray, part: Ranged) -> None:
+    """Add a chunk's :func:`nesting_partial` into ``total`` (all levels; -1 where no rows
+    were seen yet), in place."""
+    seen = total[part.first : part.first + part.values.size]
+    new = part.values
+    out = np.where(seen == -1, new, seen)
+    out[(seen >= 0) & (new >= 0) & (seen != new)] = -2
+    out[(seen == -2) | (new == -2)] = -2
+    seen[...] = out
 
 
 def is_nested_by(partial: np.ndarray) -> bool:

@@ -287,6 +287,7 @@ class ChunkedDesign:
         # column -> (categories, levels, level code of each category): the last chunk's
         self._category_codes: dict[str, tuple[pd.Index, pd.Index, np.ndarray]] = {}
         self._combination_codes: list[np.ndarray | None] = []
+        self._same_as_fixed: list[bool] = [False] * len(self.term_builders)
         self.n_rows = 0
         self.n_dropped = 0
 
@@ -316,7 +317,9 @@ class ChunkedDesign:
         complete = np.ones(len(chunk), dtype=bool)
         for name in self.needed:
             complete &= ~missing_mask(chunk[name])
-        rows = plain_columns(chunk.loc[complete, self.needed], self.needed)
+        # every row complete (the usual chunk): the columns as they are, no row copied
+        kept = chunk[self.needed] if complete.all() else chunk.loc[complete, self.needed]
+        rows = plain_columns(kept, self.needed)
         n = len(rows)
         if n == 0:
             return rows
@@ -382,6 +385,15 @@ class ChunkedDesign:
             unique = np.unique(combined)
             self._combination_codes.append(unique)
             self.levels.append(pd.Index(self._combination_labels(unique, spec.group_factors)))
+        # a term whose columns are the fixed effects' (``y ~ x + (x | g)``): the same
+        # expression, variables and coding, hence the same matrix of every chunk
+        self._same_as_fixed = [
+            not self.fixed_builder.contrasts
+            and builder.rhs == self.fixed_builder.rhs
+            and builder.column_names == self.fixed_builder.column_names
+            and terms == survey.fixed
+            for builder, terms in zip(self.term_builders, survey.term_variables, strict=True)
+        ]
         for spec, builder, levels in zip(
             self.parsed.random, self.term_builders, self.levels, strict=True
         ):
@@ -436,15 +448,16 @@ class ChunkedDesign:
         y = response_vector(rows, self.parsed.response)
         X = self.fixed_builder.build(rows)
         blocks = []
-        for spec, builder, levels, combos in zip(
+        for spec, builder, levels, combos, same in zip(
             self.parsed.random, self.term_builders, self.levels, self._combination_codes,
-            strict=True,
+            self._same_as_fixed, strict=True,
         ):
             if combos is None:
                 codes = self._level_codes(rows[spec.group_factors[0]], levels)
             else:
                 codes = np.searchsorted(combos, self._combined_codes(rows, spec.group_factors))
-            blocks.append(RandomBlock(codes.astype(np.int64), len(levels), builder.build(rows)))
+            z = X if same else builder.build(rows)
+            blocks.append(RandomBlock(codes.astype(np.int64), len(levels), z))
         weights = None
         if self.weights_column is not None:
             weights = rows[self.weights_column].to_numpy(dtype=float)

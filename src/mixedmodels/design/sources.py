@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import sys
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -117,6 +118,7 @@ class ParquetSource:
             raise DataError(f"cannot read Parquet data at {str(path)!r}: {exc}") from exc
         self.batch_rows = batch_rows
         self._cache: _CodeCache | None = None
+        self._dictionaries = _Dictionaries()
 
     @property
     def columns(self) -> list[str]:
@@ -183,8 +185,9 @@ class ParquetSource:
 
     def clear_cache(self) -> None:
         """Forget the dictionary columns' codes kept by :meth:`map` (their disk space is
-        freed)."""
+        freed) and the dictionaries decoded for plain reads (1M names: ~150 MB)."""
         self._cache = None
+        self._dictionaries = _Dictionaries()
 
     def _batches(self, columns: list[str]):
         """The record batches of ``columns``, file by file, row group by row group.
@@ -244,23 +247,151 @@ class ParquetSource:
                 yield streamed.iter_batches(batch_size=self.batch_rows, columns=columns)
             else:
                 for i in range(len(sizes)):
-                    yield partial(_row_group, file, meta, i, columns, self.batch_rows)
+                    plain = _plain_columns(meta, i, columns, arrow)
+                    yield partial(
+                        _row_group, file, meta, i, columns, self.batch_rows,
+                        plain, self._dictionaries,
+                    )
 
 
 #: Row groups read ahead of the one being handled (each held decoded until its turn).
 READ_AHEAD = 2
 
 
-def _row_group(file: str, metadata, i: int, columns: list[str], batch_rows: int) -> list:
-    """Row group ``i`` of ``file`` as record batches of at most ``batch_rows`` rows."""
+def _row_group(
+    file: str,
+    metadata,
+    i: int,
+    columns: list[str],
+    batch_rows: int,
+    plain: dict[str, tuple[int, int]] | None = None,
+    dictionaries: _Dictionaries | None = None,
+) -> list:
+    """Row group ``i`` of ``file`` as record batches of at most ``batch_rows`` rows.
+
+    The dictionary columns in ``plain`` (name -> the byte range of the row group's
+    dictionary page) are read as plain strings and coded against the dictionary of an
+    earlier row group with the same dictionary page (:class:`_Dictionaries`): Arrow
+    would decode and hash the whole dictionary again."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     reader = pq.ParquetFile(file, metadata=metadata, pre_buffer=False)
-    return list(
-        reader.iter_batches(
-            batch_size=batch_rows, row_groups=[i], columns=columns, use_threads=False
+    coded = {}
+    for name, pages in (plain or {}).items():
+        array = dictionaries.coded(file, metadata, i, name, pages)
+        if array is not None:
+            coded[name] = array
+    if not coded:
+        return list(
+            reader.iter_batches(
+                batch_size=batch_rows, row_groups=[i], columns=columns, use_threads=False
+            )
         )
-    )
+    rest = [c for c in columns if c not in coded]
+    table = reader.read_row_group(i, columns=rest, use_threads=False) if rest else None
+    arrays = [coded[c] if c in coded else table.column(c) for c in columns]
+    whole = pa.Table.from_arrays(arrays, names=columns)
+    return whole.to_batches(max_chunksize=batch_rows)
+
+
+#: A dictionary column's row group is read as plain strings (then coded against a
+#: dictionary decoded once) when its dictionary page has more than this many bytes per
+#: row: Arrow decodes and hashes the whole dictionary for every row group (about 85 ms
+#: per MB of page), which then costs more than reading and coding the rows' strings
+#: (about 50 ms per million rows, 100 ms with the rest of the row group).  Measured on
+#: benchmarks/scale.py's data, row groups of 1M rows with 100k / 300k / 1M subjects in
+#: every dictionary (0.47 / 1.4 / 4.6 MB pages): 40 / 124 / 380 ms per row group read
+#: by Arrow, 117 / 107 / 157 ms read as plain strings.
+PLAIN_READ_BYTES_PER_ROW = 1.0
+
+
+def _plain_columns(metadata, i: int, columns: list[str], arrow) -> dict[str, tuple[int, int]]:
+    """The dictionary columns of row group ``i`` worth reading as plain strings
+    (:data:`PLAIN_READ_BYTES_PER_ROW`), with their dictionary pages' byte ranges."""
+    import pyarrow as pa
+
+    group = metadata.row_group(i)
+    out = {}
+    positions = {group.column(k).path_in_schema: k for k in range(group.num_columns)}
+    for name in columns:
+        field = arrow.field(name)
+        if not (pa.types.is_dictionary(field.type) and pa.types.is_string(field.type.value_type)):
+            continue
+        if name not in positions:
+            continue
+        chunk = group.column(positions[name])
+        start, end = chunk.dictionary_page_offset, chunk.data_page_offset
+        if not chunk.has_dictionary_page or not start or end <= start:
+            continue
+        if end - start > PLAIN_READ_BYTES_PER_ROW * max(group.num_rows, 1):
+            out[name] = (start, end)
+    return out
+
+
+class _Dictionaries:
+    """The dictionaries of string dictionary columns, decoded once per distinct dictionary
+    page (compared byte for byte) and shared by the reader threads.
+
+    A Parquet writer stores a dictionary page in every row group's column chunk; pandas
+    categoricals are written with their whole category list in each, so a subject column
+    carries every subject's name in every row group.  :meth:`coded` reads a row group's
+    column as plain strings, codes its distinct values (few per row group) through the
+    dictionary of an earlier row group whose dictionary page has the same bytes, and
+    returns the array Arrow's dictionary read would give."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.known: dict[str, list[tuple[bytes, object, pd.Index]]] = {}
+
+    def _reference(self, file: str, metadata, i: int, name: str, page: bytes):
+        """The dictionary (and its lookup index) of this page: a known one, or decoded
+        from row group ``i`` (None: this row group's own read is the answer)."""
+        import pyarrow.parquet as pq
+
+        with self.lock:
+            for known, dictionary, index in self.known.get(name, []):
+                if known == page:
+                    return dictionary, index, None
+            reader = pq.ParquetFile(file, metadata=metadata, pre_buffer=False)
+            column = reader.read_row_group(i, columns=[name], use_threads=False).column(0)
+            column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+            dictionary = column.dictionary
+            index = pd.Index(dictionary.to_numpy(zero_copy_only=False), dtype=object)
+            if not index.is_unique:  # codes through the index need one entry per value
+                return None, None, column
+            entries = self.known.setdefault(name, [])
+            if len(entries) >= 4:  # dictionaries that change: keep the latest few
+                entries.pop(0)
+            entries.append((page, dictionary, index))
+            return dictionary, index, column
+
+    def coded(self, file: str, metadata, i: int, name: str, pages: tuple[int, int]):
+        """Row group ``i``'s column ``name`` as Arrow's dictionary read gives it, or None
+        (read it as usual) when a value is not in the known dictionary."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        with open(file, "rb") as handle:
+            handle.seek(pages[0])
+            page = handle.read(pages[1] - pages[0])
+        dictionary, index, own = self._reference(file, metadata, i, name, page)
+        if own is not None:
+            return own
+        reader = pq.ParquetFile(
+            file, metadata=metadata, pre_buffer=False, binary_type=pa.large_binary()
+        )
+        values = reader.read_row_group(i, columns=[name], use_threads=False).column(0)
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+        if not pa.types.is_large_string(values.type):
+            return None
+        encoded = pc.dictionary_encode(values)
+        found = index.get_indexer(encoded.dictionary.to_numpy(zero_copy_only=False))
+        if found.size and found.min() < 0:
+            return None
+        indices = pc.take(pa.array(found.astype(np.int32)), encoded.indices)  # nulls kept
+        return pa.DictionaryArray.from_arrays(indices, dictionary)
 
 
 def _changed() -> DataError:
@@ -334,9 +465,10 @@ class BatchConverter:
         made = {name: self.codes(name, array) for name, array in coded.items()}
         if record is not None:
             record(made)
-        if not coded:
+        numeric = _numpy_columns(batch)
+        if not coded and not numeric:
             return batch.to_pandas()
-        plain = [name for name in names if name not in coded]
+        plain = [name for name in names if name not in coded and name not in numeric]
         frame = batch.select(plain).to_pandas() if plain else None
         index = frame.index if frame is not None else pd.RangeIndex(batch.num_rows)
         columns = {}
@@ -344,6 +476,9 @@ class BatchConverter:
             if name in made:
                 codes, dtype = made[name]
                 values = pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+                columns[name] = pd.Series(values, index=index, name=name, copy=False)
+            elif name in numeric:  # a copy: writable, and Arrow's buffer can go
+                values = np.array(batch.column(name).to_numpy(zero_copy_only=True))
                 columns[name] = pd.Series(values, index=index, name=name, copy=False)
             else:
                 columns[name] = frame[name]
@@ -363,6 +498,30 @@ class BatchConverter:
             self._dtypes[name] = cached
         indices = array.indices if array.null_count == 0 else pc.fill_null(array.indices, -1)
         return indices.to_numpy(zero_copy_only=False), cached[1]
+
+
+def _numpy_columns(batch) -> set[str]:
+    """The columns of ``batch`` that ``to_pandas`` turns into plain numpy numbers (integers
+    and floats without missing values, with no other pandas dtype recorded for them), so
+    they can be taken as numpy arrays without pandas' conversion of the whole batch."""
+    import pyarrow as pa
+
+    recorded = {}
+    meta = batch.schema.pandas_metadata
+    if meta:
+        recorded = {c.get("name"): c.get("numpy_type") for c in meta.get("columns", [])}
+    out = set()
+    for i, field in enumerate(batch.schema):
+        kind = field.type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            continue
+        if pa.types.is_float16(kind) or batch.column(i).null_count:
+            continue
+        numpy_type = np.dtype(kind.to_pandas_dtype()).name
+        if recorded.get(field.name, numpy_type) != numpy_type:
+            continue
+        out.add(field.name)
+    return out
 
 
 class _CachedCodes:
