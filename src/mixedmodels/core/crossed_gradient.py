@@ -244,14 +244,18 @@ def _first_term_and_border(
         m_s = np.einsum("ikl,jkl->ijl", r, r)  # lambda_0 V_s^-1 lambda_0'
         q = q_s[:, :, lo:hi]
         # log|V|: 2 sum_s N_s lambda_0' (D_s - Q_s + Q_s M_s D_s)
-        y = d - q + np.einsum("ijl,jkl,kml->iml", q, m_s, d)
-        x0 += 2.0 * np.einsum("ijl,kj,kml->im", n_s, lam0, y)
+        # (three-operand einsums are contracted pairwise by hand: numpy's loop over all
+        # indices at once took 65 ms per 100k levels)
+        qm = np.einsum("ijl,jkl->ikl", q, m_s)
+        y = d - q + np.einsum("ikl,kml->iml", qm, d)
+        ly = np.einsum("kj,kml->jml", lam0, y)  # lambda_0' Y_s
+        x0 += 2.0 * np.einsum("ijl,jml->im", n_s, ly)
         # C_s = V_s^-1 lambda_0' g_s and E_s = g_s - D_s lambda_0 C_s
         g = xz0[:, :, lo:hi].transpose(1, 2, 0) - at_b[lo:hi].transpose(1, 0, 2)  # (p, l, m)
-        c0 = np.einsum("ijl,jk,klm->ilm", n_s, lam0.T, g)
+        c0 = np.einsum("ijl,jlm->ilm", n_s, np.einsum("kj,klm->jlm", lam0, g))
         b0 = np.einsum("ij,jlm->ilm", lam0, c0)
         e0 = g - np.einsum("ijl,jlm->ilm", d, b0)
-        x0 -= 2.0 * np.einsum("alm,mn,bln->ab", c0, omega, e0)
+        x0 -= 2.0 * np.tensordot(np.einsum("alm,mn->aln", c0, omega), e0, axes=([1, 2], [1, 2]))
         level_major[lo:hi] = b0.transpose(1, 0, 2)
     e_rest = (
         objective.xz_rest.T
