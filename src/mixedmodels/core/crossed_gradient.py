@@ -51,7 +51,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from mixedmodels.core.crossed import CrossedFactor, CrossedObjective
+from mixedmodels.core.crossed import SINGLE_THREAD_REST, CrossedFactor, CrossedObjective
 from mixedmodels.linalg import batched
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.linalg.gather import LevelQuadraticForms
@@ -146,7 +146,7 @@ def lambda_gradient(
         When the model cannot be factored at ``theta``, or PWRSS is 0 (an exact fit: the
         objective is not differentiable there).
     """
-    with single_threaded_blas(objective.q_rest <= 3000):
+    with single_threaded_blas(objective.q_rest <= SINGLE_THREAD_REST):
         return _lambda_gradient(objective, np.asarray(theta, dtype=float), reml, n)
 
 
