@@ -109,3 +109,42 @@ def test_groups_by_bytes_cover_every_level_once():
         assert edges[0] == 0 and edges[-1] == 4 and (np.diff(edges) >= 1).all()
     assert gather.level_groups_by_bytes(indptr, 2, 10**6).tolist() == [0, 4]
     assert gather.level_groups_by_bytes(indptr, 2, 1).tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_follow_values_reads_a_csr_sources_new_values(compiled, duplicates, monkeypatch):
+    """``follow_values``: new values written into a CSR ``A`` in place (a GLMM's reweight)
+    reach the kernel's CSC copy, through the conversion order or (duplicate entries, no
+    one-to-one order) a new conversion; without it the first values are kept."""
+    if compiled and not numba_available():
+        pytest.skip("needs numba")
+    if not compiled:
+        monkeypatch.setattr(gather, "_gather_kernels", lambda: None)
+    rng = np.random.default_rng(11)
+    q, p = 40, 2
+    a = random_levels(rng, q, 30, p, 10)
+    source = a.tocsr()
+    if duplicates:  # every stored entry split in two halves, stored twice in its row
+        counts = np.diff(source.indptr)
+        rows_of = np.repeat(np.arange(q), counts)
+        order = np.argsort(np.concatenate([rows_of, rows_of]), kind="stable")
+        source = sp.csr_matrix(
+            (np.concatenate([source.data, source.data])[order] / 2,
+             np.concatenate([source.indices, source.indices])[order],
+             np.concatenate([[0], np.cumsum(2 * counts)])),
+            shape=a.shape,
+        )
+        assert source.nnz == 2 * a.nnz
+    t = rng.normal(size=(q, q))
+    t = t + t.T
+    following = LevelQuadraticForms(source, p, follow_values=True)
+    fixed = LevelQuadraticForms(source, p)
+    assert (following._order is None) == duplicates
+    first = dense_reference(a, t, p)
+    np.testing.assert_allclose(following(t), first, rtol=0, atol=1e-12)
+    source.data *= rng.uniform(0.5, 2.0, source.nnz)  # new values, same structure
+    changed = dense_reference(source.tocsc(), t, p)
+    assert np.abs(changed - first).max() > 0.1
+    np.testing.assert_allclose(following(t), changed, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fixed(t), first, rtol=0, atol=1e-12)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import scipy.linalg as sla
@@ -54,6 +55,7 @@ from mixedmodels.linalg.fillin import (
     panels_from_sparse,
     scatter_in_place,
 )
+from mixedmodels.linalg.gather import LevelQuadraticForms
 from mixedmodels.linalg.threads import single_threaded_blas
 
 MAX_REST = 8000  # the dense rest block is Q x Q; beyond this the blocked engine is used
@@ -476,6 +478,13 @@ class CrossedObjective:
             else:
                 mat[:, lo:hi] = (mat[:, lo:hi].reshape(n, -1, pk) @ lam).reshape(n, hi - lo)
         return mat
+
+    @cached_property
+    def level_quadratic_forms(self) -> LevelQuadraticForms:
+        """The ``A_s' T A_s`` kernel of ``A`` (the gradient's), built at first use (its
+        structure check is ``O(entries)``); a reweightable objective's kernel reads ``A``'s
+        values again at every call, since :meth:`refresh` writes them in place."""
+        return LevelQuadraticForms(self.a, self.p, follow_values=self.reweightable)
 
     def _scale_rows(self, mat: np.ndarray, lams: list[np.ndarray]) -> np.ndarray:
         """``Lambda_R' @ mat`` in place (mat: (Q, c), C-contiguous)."""

@@ -49,12 +49,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
-import scipy.sparse as sp
 
 from mixedmodels.core.crossed import SINGLE_THREAD_REST, CrossedFactor, CrossedObjective
 from mixedmodels.linalg import batched
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
-from mixedmodels.linalg.gather import LevelQuadraticForms
 from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.reterms.structures import lower_triangle_indices
 
@@ -85,38 +83,6 @@ class LambdaGradient:
                 rows, cols = lower_triangle_indices(g.shape[0])
                 return g[rows, cols]
         raise KeyError(k)
-
-
-def quadratic_forms(objective: CrossedObjective) -> LevelQuadraticForms:
-    """The objective's ``A_s' T A_s`` kernel, built once (its structure check is
-    ``O(entries)``).
-
-    A reweightable objective's ``A`` is CSR and gets new values in place at every
-    :meth:`~mixedmodels.core.crossed.CrossedObjective.refresh`, while the kernel reads a
-    CSC copy: the copy's values are taken from ``A`` again at every call, through the
-    order of the conversion (found once by converting the entries' positions).  A kept
-    copy gave the gradient of the first weights after a reweight (0.5-4% off)."""
-    found = objective.__dict__.get("_quadratic_forms")
-    if found is None:
-        forms = LevelQuadraticForms(objective.a, objective.p)
-        order = None
-        if objective.reweightable and forms.a is not objective.a:
-            a = objective.a.tocsr()
-            tags = sp.csr_matrix(
-                (np.arange(a.nnz, dtype=float), a.indices, a.indptr), shape=a.shape
-            ).tocsc()
-            tags.sum_duplicates()
-            order = tags.data.astype(np.int64) if tags.nnz == a.nnz else None
-            if order is None or not np.array_equal(tags.indices, forms.a.indices):
-                order = None  # duplicate entries in A: no one-to-one order; rebuilt per call
-        found = (forms, order)
-        objective.__dict__["_quadratic_forms"] = found
-    forms, order = found
-    if objective.reweightable and forms.a is not objective.a:
-        if order is None:
-            return LevelQuadraticForms(objective.a, objective.p)
-        forms.a.data[:] = objective.a.data[order]
-    return forms
 
 
 def _symmetric_from_lower(low: np.ndarray) -> np.ndarray:
@@ -165,7 +131,7 @@ def _lambda_gradient(
         raise NotPositiveDefiniteError
     s_inv = _symmetric_from_lower(s_inv.T)
     t = _rest_scale(objective, _rest_scale(objective, s_inv.copy(), lams, left=False), lams, True)
-    q_s = quadratic_forms(objective)(t)
+    q_s = objective.level_quadratic_forms(t)
     del t
     # the rest's determinant part: 2 sum over levels of (S^-1 Lambda_R' K)_jj
     lk = objective._scale_rows(_symmetric_from_lower(f.rest_schur), lams)  # Lambda_R' K

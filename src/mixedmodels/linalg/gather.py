@@ -70,9 +70,15 @@ class LevelQuadraticForms:
         once.
     p : int
         Columns per level.
+    follow_values : bool, optional
+        ``a``'s values may change in place between calls (its structure may not): each
+        call reads them again.  When ``a`` is not canonical CSC, its values reach the
+        kernel's CSC copy through the order of the conversion, found once by converting
+        the entries' positions (``O(entries)`` per call); where duplicate entries leave no
+        one-to-one order, each call converts ``a`` again.
     """
 
-    def __init__(self, a: sp.spmatrix, p: int) -> None:
+    def __init__(self, a: sp.spmatrix, p: int, *, follow_values: bool = False) -> None:
         if isinstance(p, bool) or not isinstance(p, int | np.integer) or p < 1:
             raise ArgumentError(f"p must be a positive integer, not {p!r}")
         if a.shape[1] % p:
@@ -82,6 +88,8 @@ class LevelQuadraticForms:
             csc = a.copy()
         csc.sum_duplicates()
         self.a = csc
+        self._source = a if (follow_values and csc is not a) else None
+        self._order = self._conversion_order(a, csc) if self._source is not None else None
         self.p = int(p)
         self.q = csc.shape[0]
         self.n_levels = csc.shape[1] // p
@@ -101,6 +109,7 @@ class LevelQuadraticForms:
         if np.shape(t) != (self.q, self.q):
             raise ArgumentError(f"T must be {self.q} x {self.q}, not {np.shape(t)}")
         t = np.ascontiguousarray(t, dtype=np.float64)
+        self._read_values()
         if self._kernels is not None:
             a = self.a
             parts = np.zeros((self._edges.size - 1, self.p, self.p, self.n_levels))
@@ -112,6 +121,29 @@ class LevelQuadraticForms:
                 )
             return parts.sum(axis=0)
         return self._sparse(t, np.zeros((self.p, self.p, self.n_levels)))
+
+    @staticmethod
+    def _conversion_order(a: sp.spmatrix, csc: sp.spmatrix) -> np.ndarray | None:
+        """Positions in ``a.data`` of ``csc.data``'s values (``csc`` canonical, made from
+        ``a``), or None when duplicate entries were summed."""
+        tags = a.copy()
+        tags.data = np.arange(a.nnz, dtype=float)
+        tags = tags.tocsc()
+        tags.sum_duplicates()
+        if tags.nnz != a.nnz or not np.array_equal(tags.indices, csc.indices):
+            return None
+        return tags.data.astype(np.int64)
+
+    def _read_values(self) -> None:
+        """The source's current values into the CSC copy (``follow_values`` only)."""
+        if self._source is None:
+            return
+        if self._order is not None:
+            self.a.data[:] = self._source.data[self._order]
+            return
+        csc = self._source.tocsc()
+        csc.sum_duplicates()
+        self.a.data[:] = csc.data
 
     def _sparse(self, t: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Chunks of levels: ``(T A_c)`` densely, then the column pairs of each level."""
