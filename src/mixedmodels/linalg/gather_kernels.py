@@ -25,7 +25,8 @@ from numba import njit, prange
 
 from mixedmodels.linalg.scatter_kernels import (
     PREFETCH_LINES_PER_PAIR,
-    _first_at_or_after,
+    _level_window,
+    _pairs_by_row,
     _prefetch,
     _prefetch_l2,
 )
@@ -78,13 +79,9 @@ def quadratic_forms(  # noqa: PLR0912, PLR0915 - one compiled loop nest
         for g in range(n_groups):
             g0 = group_edges[g]
             g1 = group_edges[g + 1]
-            bucket[:] = 0
             at = 0
             for s in range(g0, g1):
-                first = indptr[s * p]
-                k = indptr[s * p + 1] - first
-                e0 = first if lo == 0 else _first_at_or_after(indices, first, first + k, lo)
-                e1 = first + k if hi == n_rows else _first_at_or_after(indices, e0, first + k, hi)
+                first, e0, e1 = _level_window(indptr, indices, s, p, lo, hi, n_rows)
                 level_lo[s - g0] = e0 - first
                 level_hi[s - g0] = e1 - first
                 level_at[s - g0] = at
@@ -94,21 +91,11 @@ def quadratic_forms(  # noqa: PLR0912, PLR0915 - one compiled loop nest
                     base = indptr[s * p + c]
                     for u in range(e1 - first):
                         values[c, at + u] = data[base + u]
-                for e in range(e0, e1):
-                    bucket[indices[e] - lo + 1] += 1
                 at += e1 - first
-            for i in range(hi - lo):
-                bucket[i + 1] += bucket[i]
-            for s in range(g0, g1):
-                base = level_at[s - g0]
-                for tt in range(level_lo[s - g0], level_hi[s - g0]):
-                    i = rows[base + tt] - lo
-                    position = bucket[i]
-                    bucket[i] = position + 1
-                    pair_first[position] = base
-                    pair_last[position] = base + tt
-                    pair_level[position] = s
-            n_pairs = bucket[hi - lo - 1]
+            n_pairs = _pairs_by_row(
+                rows, level_lo, level_hi, level_at, g0, g1 - g0, lo, hi, bucket,
+                pair_first, pair_last, pair_level,
+            )
             begin = 0
             for i in range(hi - lo):
                 end = bucket[i]

@@ -103,6 +103,53 @@ def _first_at_or_after(rows, lo, hi, row):  # pragma: no cover - compiled
     return lo
 
 
+@njit(cache=True, boundscheck=False, nogil=True)
+def _level_window(indptr, indices, s, p, lo, hi, n_rows):  # pragma: no cover - compiled
+    """``(first, e0, e1)``: level ``s``'s entries start at ``indices[first]``; those in
+    the rows ``lo .. hi - 1`` are ``e0 .. e1 - 1`` (rows are sorted within a level)."""
+    first = indptr[s * p]
+    k = indptr[s * p + 1] - first
+    e0 = first if lo == 0 else _first_at_or_after(indices, first, first + k, lo)
+    e1 = first + k if hi == n_rows else _first_at_or_after(indices, e0, first + k, hi)
+    return first, e0, e1
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def _pairs_by_row(  # noqa: PLR0913 - the buffers of a compiled loop
+    rows, level_lo, level_hi, level_at, g0, n_levels, lo, hi, bucket, pair_first, pair_last,
+    pair_level,
+):  # pragma: no cover - compiled
+    """Counting sort of a group's entries in the rows ``lo .. hi - 1`` by row (stable:
+    levels in order within a row).
+
+    Level ``g0 + j`` of the group has its rows at ``rows[level_at[j]:]`` and its entries
+    in the range at ``level_lo[j] .. level_hi[j] - 1`` of them.  Each entry ``t`` becomes
+    a pair: ``pair_first`` the level's first position, ``pair_last`` the entry's own
+    (``level_at[j] + t``), ``pair_level`` the level (not written when ``pair_level`` is
+    empty: the fill needs no level, and the store costs it ~5%).  Afterwards ``bucket[i]`` ends row
+    ``lo + i``'s pairs (and starts the next row's); returns the number of pairs.
+    """
+    keep_level = pair_level.size > 0
+    bucket[:] = 0
+    for j in range(n_levels):
+        base = level_at[j]
+        for t in range(level_lo[j], level_hi[j]):
+            bucket[rows[base + t] - lo + 1] += 1
+    for i in range(hi - lo):
+        bucket[i + 1] += bucket[i]
+    for j in range(n_levels):
+        base = level_at[j]
+        for t in range(level_lo[j], level_hi[j]):
+            i = rows[base + t] - lo
+            position = bucket[i]
+            bucket[i] = position + 1
+            pair_first[position] = base
+            pair_last[position] = base + t
+            if keep_level:
+                pair_level[position] = g0 + j
+    return bucket[hi - lo - 1]
+
+
 @njit(parallel=True, cache=True, boundscheck=False, nogil=True)
 def scatter_lower(  # noqa: PLR0912, PLR0913, PLR0915 - one compiled loop nest
     indptr, indices, data, p, r, scale, range_edges, group_edges, out
@@ -160,6 +207,7 @@ def scatter_lower(  # noqa: PLR0912, PLR0913, PLR0915 - one compiled loop nest
         rows = np.empty(most, dtype=np.uint32)
         pair_first = np.empty(most, dtype=np.uint32)
         pair_last = np.empty(most, dtype=np.uint32)
+        no_levels = np.empty(0, dtype=np.int64)  # the fill needs no level of a pair
         level_lo = np.empty(most_levels, dtype=np.int64)  # the level's entries in lo .. hi - 1
         level_hi = np.empty(most_levels, dtype=np.int64)
         level_at = np.empty(most_levels, dtype=np.int64)  # its first position in w
@@ -170,13 +218,9 @@ def scatter_lower(  # noqa: PLR0912, PLR0913, PLR0915 - one compiled loop nest
         for g in range(n_groups):
             g0 = group_edges[g]
             g1 = group_edges[g + 1]
-            bucket[:] = 0
             at = 0
             for s in range(g0, g1):
-                first = indptr[s * p]
-                k = indptr[s * p + 1] - first
-                e0 = first if lo == 0 else _first_at_or_after(indices, first, first + k, lo)
-                e1 = first + k if hi == n_rows else _first_at_or_after(indices, e0, first + k, hi)
+                first, e0, e1 = _level_window(indptr, indices, s, p, lo, hi, n_rows)
                 level_lo[s - g0] = e0 - first
                 level_hi[s - g0] = e1 - first
                 level_at[s - g0] = at
@@ -201,22 +245,13 @@ def scatter_lower(  # noqa: PLR0912, PLR0913, PLR0915 - one compiled loop nest
                             for a in range(p):
                                 acc += data[indptr[s * p + a] + u] * r[a, c, s]
                             w[c * most + at + u] = acc
-                for e in range(e0, e1):
-                    bucket[indices[e] - lo + 1] += 1
                 at += e1 - first
-            for i in range(hi - lo):
-                bucket[i + 1] += bucket[i]
             # the pairs, row by row, levels in order within a row; bucket[i] then ends
             # row i's pairs (and starts row i + 1's)
-            for s in range(g0, g1):
-                base = level_at[s - g0]
-                for t in range(level_lo[s - g0], level_hi[s - g0]):
-                    i = rows[base + t] - lo
-                    position = bucket[i]
-                    bucket[i] = position + 1
-                    pair_first[position] = base
-                    pair_last[position] = base + t
-            n_pairs = bucket[hi - lo - 1]
+            n_pairs = _pairs_by_row(
+                rows, level_lo, level_hi, level_at, g0, g1 - g0, lo, hi, bucket,
+                pair_first, pair_last, no_levels,
+            )
             begin = 0
             for i in range(hi - lo):
                 end = bucket[i]
