@@ -506,7 +506,7 @@ def _break_numba_import(monkeypatch):
 
     import mixedmodels.linalg as linalg_package
 
-    monkeypatch.setattr(fillin, "_scatter_failure", None)
+    monkeypatch.setattr(fillin.SCATTER_KERNELS, "failure", None)
     monkeypatch.delattr(linalg_package, "scatter_kernels", raising=False)
     monkeypatch.setitem(sys.modules, "mixedmodels.linalg.scatter_kernels", None)
 

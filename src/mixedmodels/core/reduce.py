@@ -12,9 +12,7 @@ chunk.
 
 from __future__ import annotations
 
-import importlib.util
 import mmap
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,13 +25,15 @@ from mixedmodels.core.gram import (
     grouped_cross_products,
 )
 from mixedmodels.core.terms import RandomBlock
-from mixedmodels.errors import MixedModelsWarning
 from mixedmodels.linalg.fillin import small_pages
+from mixedmodels.linalg.optional_kernels import OptionalKernels
 
 #: Use the compiled kernels (:mod:`mixedmodels.core.reduce_kernels`) when numba loads;
 #: False forces the numpy code (the tests compare both).
 USE_KERNELS = True
-_kernel_failure: str | None = None
+_REDUCE_KERNELS = OptionalKernels(
+    "mixedmodels.core.reduce_kernels", "the compiled kernels of the chunk sums", "using numpy"
+)
 
 
 def reduce_kernels():
@@ -41,23 +41,7 @@ def reduce_kernels():
     None when they are switched off (:data:`USE_KERNELS`), numba is missing or fails to
     load (reported once as a :class:`~mixedmodels.errors.MixedModelsWarning`; the numpy
     code gives the same sums)."""
-    global _kernel_failure
-    if not USE_KERNELS or _kernel_failure is not None:
-        return None
-    if importlib.util.find_spec("numba") is None:
-        return None
-    try:
-        from mixedmodels.core import reduce_kernels as module
-    except Exception as exc:  # noqa: BLE001 - any failure of the optional import falls back
-        _kernel_failure = f"{type(exc).__name__}: {exc}"
-        warnings.warn(
-            "the compiled kernels of the chunk sums are unavailable (numba failed to load: "
-            f"{_kernel_failure}); using numpy",
-            MixedModelsWarning,
-            stacklevel=2,
-        )
-        return None
-    return module
+    return _REDUCE_KERNELS.load() if USE_KERNELS else None
 
 
 def _no_weights(weights: np.ndarray | None) -> tuple[np.ndarray, bool]:

@@ -40,10 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
 import os
 import threading
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -51,7 +49,8 @@ import numpy as np
 import scipy.linalg.blas as blas
 import scipy.sparse as sp
 
-from mixedmodels.errors import ArgumentError, MixedModelsError, MixedModelsWarning
+from mixedmodels.errors import ArgumentError, MixedModelsError
+from mixedmodels.linalg.optional_kernels import OptionalKernels
 
 # rough costs (seconds per unit) on the project's 2-core machine, used only to rank kernels
 SPARSE_ENTRY = 1.0e-9  # one entry of a CSR matrix-vector product
@@ -604,42 +603,27 @@ class DenseFill:
 
 
 _SCATTER_LOCK = threading.Lock()  # see ScatterFill.lower_fill
-# why the compiled kernels could not be loaded (set once, by scatter_kernels)
-_scatter_failure: str | None = None
+# the compiled fill kernels (and the gather kernels, which need the same numba)
+SCATTER_KERNELS = OptionalKernels(
+    "mixedmodels.linalg.scatter_kernels",
+    "the compiled scatter fill kernel",
+    "using the other fill kernels",
+)
 
 
 def numba_available() -> bool:
     """True when numba is installed and the compiled kernels have not failed to load
     (the compiled :class:`ScatterFill` is then offered).  Cheap: numba itself is imported
     only when a :class:`ScatterFill` is built (:func:`scatter_kernels`)."""
-    return _scatter_failure is None and importlib.util.find_spec("numba") is not None
+    return SCATTER_KERNELS.available()
 
 
 def scatter_kernels():
     """The module of compiled kernels (:mod:`mixedmodels.linalg.scatter_kernels`), or
-    None when numba is missing or fails to load.
-
-    An installed numba can fail at import (a numpy newer than the numba release supports:
-    ``ImportError: Numba needs NumPy 2.2 or less``; no writable directory for its cache of
-    compiled kernels: a ``RuntimeError``).  The kernel is an optional accelerator, so the
-    failure is reported once as a :class:`~mixedmodels.errors.MixedModelsWarning`, the
-    scatter kernel is no longer offered and the fit continues with the other kernels.
-    """
-    global _scatter_failure
-    if not numba_available():
-        return None
-    try:
-        from mixedmodels.linalg import scatter_kernels as module
-    except Exception as exc:  # noqa: BLE001 - any failure of the optional import falls back
-        _scatter_failure = f"{type(exc).__name__}: {exc}"
-        warnings.warn(
-            "the compiled scatter fill kernel is unavailable (numba failed to load: "
-            f"{_scatter_failure}); using the other fill kernels",
-            MixedModelsWarning,
-            stacklevel=2,
-        )
-        return None
-    return module
+    None when numba is missing or fails to load (reported once: the kernel is an optional
+    accelerator, so the scatter kernel is no longer offered and the fit continues with the
+    other kernels; :class:`~mixedmodels.linalg.optional_kernels.OptionalKernels`)."""
+    return SCATTER_KERNELS.load() if numba_available() else None
 
 
 def scatter_threads(products: int) -> int:
@@ -688,7 +672,11 @@ class ScatterFill:
         if kernels is None:
             raise MixedModelsError(
                 "the scatter fill kernel needs numba (pip install 'mixedmodels[fast]')"
-                + (f"; it failed to load: {_scatter_failure}" if _scatter_failure else "")
+                + (
+                    f"; it failed to load: {SCATTER_KERNELS.failure}"
+                    if SCATTER_KERNELS.failure
+                    else ""
+                )
             )
         self._kernels = kernels
         self._check(a, p)
