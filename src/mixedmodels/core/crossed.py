@@ -536,20 +536,15 @@ class CrossedObjective:
         appended to it: the derivatives in theta need it
         (:mod:`mixedmodels.core.crossed_gradient`).
         """
-        if self.diagonal_rest and keep is not None:
-            s2 = float(lams[0][0, 0]) ** 2
-            h = self.fill.lower_fill(r) if self._fill_cache is None else self._cached_fill(r, key)
-            np.subtract(self.d_rest, h, out=h)
-            keep.append(h.copy())
-            h *= s2
-            h.flat[:: self.q_rest + 1] += 1.0
-            return h
         if self.diagonal_rest:
             s2 = float(lams[0][0, 0]) ** 2
-            if self._fill_cache is None:
-                h = self.fill.lower_fill(r, scale=-s2)
+            if self._fill_cache is None and keep is None:
+                h = self.fill.lower_fill(r, scale=-s2)  # the scale inside the kernel
             else:
-                h = self._cached_fill(r, key)
+                cached = self._fill_cache is not None
+                h = self._cached_fill(r, key) if cached else self.fill.lower_fill(r)
+                if keep is not None:
+                    keep.append(np.subtract(self.d_rest, h))
                 h *= -s2
             h.flat[:: self.q_rest + 1] += s2 * np.diagonal(self.d_rest) + 1.0
             return h
