@@ -604,3 +604,27 @@ def test_scatter_kernels_ask_numba_for_a_fork_safe_thread_pool():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert found.stdout.strip() == "workqueue"
+
+
+def test_kernels_over_the_storage_cap_are_named_not_estimated(monkeypatch):
+    """The grouped kernel's estimate came from a lower bound on its groups when it was over
+    the cap (count_level_groups stops counting there), so the summary printed too low a
+    cost; kinds over the cap are now named as such, the others keep their numbers."""
+    rng = np.random.default_rng(21)
+    subj, item, z0 = crossed_cells(rng, 30, 20, 2)
+    panels = fillin.panels_from_rows(
+        subj, 30, z0, item[:, None], np.ones((subj.size, 1)), 20, None
+    )
+    free = fillin.estimate_fill(panels.shape, 30)
+    assert free.over_cap == frozenset()
+    assert "grouped" in free.describe() and "over the storage cap" not in free.describe()
+    cap = free.stored["dense"]  # grouped (30 groups x 3 x 210) and map are larger
+    assert free.stored["grouped"] > cap and free.stored["map"] > cap
+    monkeypatch.setattr(fillin, "MAX_STORED_ENTRIES", cap)
+    capped = fillin.estimate_fill(panels.shape, 30)
+    assert {"grouped", "map"} <= capped.over_cap and capped.kind not in capped.over_cap
+    text = capped.describe()
+    assert text.endswith("over the storage cap: " + ", ".join(sorted(capped.over_cap)))
+    assert "grouped " not in text.split("; over")[0]
+    dense_ms = f"dense {free.estimates['dense'] * 1e3:.1f} ms"
+    assert dense_ms in text

@@ -140,15 +140,12 @@ class CrossedSummary:
     kernel: str
 
     def __str__(self) -> str:
-        est = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in self.fill.estimates.items())
-        stored = ", ".join(f"{k} {v:,}" for k, v in self.fill.stored.items())
         return (
             f"eliminated first: term(s) {self.first_public} ({self.n_levels} levels x "
             f"{self.p})\n"
             f"dense rest: term(s) {self.rest_public} ({self.rest_size} columns)\n"
             f"fill structure: {self.panel_entries:,} panel rows, {self.triples:,} products\n"
-            f"fill kernel: {self.kernel} (estimates per evaluation: {est}; stored entries: "
-            f"{stored})"
+            f"fill kernel: {self.kernel} ({self.fill.describe()})"
         )
 
 

@@ -848,11 +848,27 @@ FILL_KINDS = ("map", "grouped", "dense", "scatter")
 
 @dataclass(frozen=True)
 class FillChoice:
-    """The kernel chosen and the cost estimates (seconds per evaluation) of each."""
+    """The kernel chosen, the cost estimates (seconds per evaluation) and the storage of
+    each, and the kinds left out for storage over the cap (``over_cap``: their estimates
+    and storage may come from a lower bound on the grouped kernel's groups, see
+    :func:`count_level_groups`, so they are not shown as numbers)."""
 
     kind: str
     estimates: dict[str, float]
     stored: dict[str, int]
+    over_cap: frozenset[str] = frozenset()
+
+    def describe(self) -> str:
+        """``"estimates per evaluation: ...; stored entries: ..."``, kinds over the cap
+        named as such."""
+        shown = [k for k in self.estimates if k not in self.over_cap]
+        text = "estimates per evaluation: " + ", ".join(
+            f"{k} {self.estimates[k] * 1e3:.1f} ms" for k in shown
+        )
+        text += "; stored entries: " + ", ".join(f"{k} {self.stored[k]:,}" for k in shown)
+        if self.over_cap:
+            text += f"; over the storage cap: {', '.join(sorted(self.over_cap))}"
+        return text
 
 
 def level_groups(diagonal: np.ndarray) -> tuple[np.ndarray, int]:
@@ -923,7 +939,8 @@ def estimate_fill(shape: PanelShape, n_groups: int, reweightable: bool = False) 
             estimates["scatter"] = scatter_work + SCATTER_LOAD / EXPECTED_STEPS
     allowed = {k: v for k, v in estimates.items() if stored[k] <= MAX_STORED_ENTRIES}
     kind = min(allowed, key=allowed.get) if allowed else "none"
-    return FillChoice(kind=kind, estimates=estimates, stored=stored)
+    over_cap = frozenset(k for k in estimates if k not in allowed)
+    return FillChoice(kind=kind, estimates=estimates, stored=stored, over_cap=over_cap)
 
 
 def make_fill(
