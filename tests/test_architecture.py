@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     {"results"},
     {"inference"},
     {"plots"},
-    {"api", "cli", "__main__", "large", "priors", "simulate", "__init__"},
+    {"api", "cli", "__main__", "large", "priors", "simulate", "cor", "var", "__init__"},
 ]
 NUMERIC = {"linalg", "reterms", "core", "optim"}
 

@@ -5,7 +5,12 @@
 >>> fit = mm.lmer("Reaction ~ Days + (Days | Subject)", df)
 """
 
-from mixedmodels import datasets, errors
+from mixedmodels import (
+    cor,  # mm.cor.AR1(), ...: nlme's corStruct classes
+    datasets,
+    errors,
+    var,  # mm.var.Ident(), ...: nlme's varFunc classes
+)
 from mixedmodels import priors as priors
 from mixedmodels.api import (
     anova,
@@ -19,8 +24,6 @@ from mixedmodels.api import (
     refit,
     refit_ml,
 )
-from mixedmodels.core import residual as cor  # mm.cor.AR1(), ...: nlme's corStruct classes
-from mixedmodels.core import variance_functions as var  # mm.var.Ident(), ...: nlme's varFunc
 from mixedmodels.design.sources import DaskSource, FrameSource, ParquetSource, RowSource
 from mixedmodels.errors import (
     ArgumentError,
