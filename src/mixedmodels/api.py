@@ -261,7 +261,7 @@ def _warn_if_residual_vanishes(fit: LmerFit, design) -> None:
             DegenerateFitWarning,
             stacklevel=3,
         )
-    elif fit.sigma < 1e-6 * spread:
+    elif fit.residual_vanishes():
         warnings.warn(
             f"residual standard deviation {fit.sigma:.3g} is negligible next to the "
             f"response's ({spread:.3g}): the random effects reproduce the response (is it "

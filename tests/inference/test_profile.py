@@ -107,6 +107,20 @@ def test_profile_of_a_constant_response_is_an_error_not_a_crash():
         fit.profile()
 
 
+def test_profile_of_a_response_reproduced_by_the_random_effects_is_an_error():
+    """A response constant within subjects: the random effects reproduce it and sigma is
+    rounding (0 with one LAPACK build, 6e-17 with another, which passed the old check
+    ``sigma > 0`` and profiled a likelihood without a maximum).  The fit warns and the
+    profile refuses, whatever the rounding: sigma is compared with the response's spread."""
+    df = mm.datasets.load("sleepstudy")
+    df = df.assign(Reaction=df.Subject.astype("category").cat.codes.astype(float))
+    with pytest.warns(mm.errors.DegenerateFitWarning, match="negligible"):
+        fit = mm.lmer("Reaction ~ Days + (1 | Subject)", df)
+    assert fit.residual_vanishes() and fit.sigma < 1e-6 * df.Reaction.std()
+    with pytest.raises(DataError, match="cannot profile this fit"):
+        fit.confint("profile")
+
+
 def test_profile_arguments_are_checked():
     fit = mm.lmer("Reaction ~ Days + (1 | Subject)", mm.datasets.load("sleepstudy"))
     with pytest.raises(mm.ArgumentError, match="level must lie strictly between 0 and 1"):

@@ -543,7 +543,8 @@ def _check_glmm_profilable(fit: GlmerFit) -> None:
 @_check_profilable.register
 def _check_lmm_profilable(fit: LmerFit) -> None:
     sigma = fit.sigma
-    if not (math.isfinite(fit.objective) and math.isfinite(sigma) and sigma > 0):
+    finite = math.isfinite(fit.objective) and math.isfinite(sigma) and sigma > 0
+    if not finite or (fit.rows_available and fit.residual_vanishes()):
         raise DataError(
             f"cannot profile this fit: its objective is {fit.objective:g} and its residual "
             f"standard deviation {sigma:g}; the response is fitted exactly (is it "

@@ -31,6 +31,10 @@ from mixedmodels.results.random_effects import (
 )
 from mixedmodels.results.services import inference
 
+#: sigma below this fraction of the response's standard deviation: the response is fitted
+#: exactly (rounding leaves ~1e-16 of it; LAPACK builds differ in whether it is 0)
+NEGLIGIBLE_SIGMA = 1e-6
+
 
 class LmerFit(MixedFit):
     """A fitted linear mixed model (what ``mm.lmer`` returns).
@@ -137,6 +141,15 @@ class LmerFit(MixedFit):
     def sigma(self) -> float:
         """Residual standard deviation (lme4's ``sigma(m)``)."""
         return self._solution.sigma
+
+    def residual_vanishes(self) -> bool:
+        """True when the response is fitted exactly: it is constant, or ``sigma`` is below
+        :data:`NEGLIGIBLE_SIGMA` times its standard deviation.  The criterion then has no
+        minimum (the random effects reproduce the response), so the estimates are
+        arbitrary and there is no likelihood to profile.  Needs the rows
+        (``rows_available``)."""
+        spread = float(np.std(self._design.y))
+        return spread == 0 or not self.sigma >= NEGLIGIBLE_SIGMA * spread
 
     @property
     def converged(self) -> bool:
