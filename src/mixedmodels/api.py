@@ -744,7 +744,7 @@ def nlme(
                             _data_name(data, data_name))
     problem = NonlinearProblem(
         y=design.y,
-        model=lambda phi: function(phi, cov),
+        model=function.rows(cov),
         n_model_parameters=len(function.parameters),
         fixed_matrices=design.fixed_matrices,
         function_index=design.function_index,
@@ -810,7 +810,7 @@ def _nlme_nested(design, beta0, method, variance, tolerance, max_iter, data_name
               for codes, labels in zip(design.level_groups, design.level_levels, strict=True)]
     problem = MultilevelProblem(
         y=design.y,
-        model=lambda phi: function(phi, cov),
+        model=function.rows(cov),
         n_model_parameters=len(function.parameters),
         fixed_matrices=design.fixed_matrices,
         function_index=design.function_index,
