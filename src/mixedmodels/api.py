@@ -754,6 +754,7 @@ def nlme(
         diagonal=design.random.diagonal,
         reml=method == "REML",
         variance=None if variance is None else RowVariance(variance, design.extra, design.groups),
+        values=function.values(cov),
     )
     if n_agq > 1 and problem.n_theta != 1:
         raise ArgumentError(

@@ -118,6 +118,9 @@ class NonlinearProblem(RelativeFactorLayout):
     reml : bool
     variance : RowVariance or None
         The variance function bound to the rows (see :class:`RowVariance`).
+    values : callable, optional
+        ``phi -> f``: the model's values alone (the same values as ``model``'s, without
+        the gradient), for the objective's evaluations.
     """
 
     y: np.ndarray
@@ -131,6 +134,7 @@ class NonlinearProblem(RelativeFactorLayout):
     diagonal: bool = False
     reml: bool = False
     variance: RowVariance | None = None
+    values: Callable[[np.ndarray], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         n = self.y.size
@@ -194,7 +198,11 @@ class NonlinearProblem(RelativeFactorLayout):
         return Linearization(f=f, x=x, z=z, w=self.y - f + x @ beta + zb)
 
     def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self.model(self.phi(beta, b))[0]
+        """The model's values at ``(beta, b)`` (by ``values`` when given: no gradient)."""
+        phi = self.phi(beta, b)
+        if self.values is not None:
+            return self.values(phi)
+        return self.model(phi)[0]
 
 
 @dataclass
@@ -378,9 +386,14 @@ class PlsSolution:
     u: np.ndarray | None  # (m, q)
     pwrss: float
     logdet_l: float  # log det(L) = sum log diag over all groups
-    logdet_rx: float
+    rx: np.ndarray  # Cholesky factor of the fixed effects' reduced system
     xtx_reduced: np.ndarray
     low: list | None = None  # per-group Cholesky factor, entry by entry
+
+    @property
+    def logdet_rx(self) -> float:
+        """``log det R_X`` (the REML criterion's; computed when asked)."""
+        return float(np.log(np.diagonal(self.rx)).sum())
 
 
 def cholesky_groups(g: Gram, lam: np.ndarray) -> tuple[list, float]:
@@ -402,16 +415,24 @@ def cholesky_groups(g: Gram, lam: np.ndarray) -> tuple[list, float]:
         d = a[j][j]
         for k in range(j):
             d = d - low[j][k] ** 2
-        if d.min() <= 0:
+        # a pivot <= 0 makes its log -inf or NaN: the sum says so without a pass of its
+        # own over the groups (the minimum is taken only then, to tell NaN input apart)
+        with np.errstate(all="ignore"):
+            log_sum = float(_sum(np.log(d)))
+        if not log_sum > -np.inf and _min(d) <= 0:
             raise np.linalg.LinAlgError("not positive definite")
         low[j][j] = np.sqrt(d)
-        logdet_l += 0.5 * float(np.log(d).sum())
+        logdet_l += 0.5 * log_sum
         for i in range(j + 1, q):
             v = a[i][j]
             for k in range(j):
                 v = v - low[i][k] * low[j][k]
             low[i][j] = v / low[j][j]
     return low, logdet_l
+
+
+_sum = np.add.reduce
+_min = np.minimum.reduce
 
 
 def fixed_effects(
@@ -444,29 +465,35 @@ def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
     over all groups), and ``u_i = L_i'^-1 (C_i,w - C_i,X beta)``.
     """
     q = lam.shape[0]
-    p = g.mtm.shape[0] - 1
+    shape = g.ztm.shape
+    p = shape[2] - 1
     low, logdet_l = cholesky_groups(g, lam)
-    lm = lam.T @ g.ztm.reshape(q, -1) if q > 1 else lam[0, 0] * g.ztm.reshape(1, -1)
-    lm = lm.reshape(g.ztm.shape)
-    c = np.empty_like(lm)
-    for i in range(q):
-        acc = lm[i]
-        for k in range(i):
-            acc = acc - low[i][k][:, None] * c[k]
-        c[i] = acc / low[i][i][:, None]
+    if q == 1:
+        c = (lam[0, 0] * g.ztm.reshape(1, -1)).reshape(shape)
+        c[0] /= low[0][0][:, None]
+    else:
+        lm = (lam.T @ g.ztm.reshape(q, -1)).reshape(shape)
+        c = np.empty_like(lm)
+        for i in range(q):
+            acc = lm[i]
+            for k in range(i):
+                acc = acc - low[i][k][:, None] * c[k]
+            c[i] = acc / low[i][i][:, None]
     flat = c.reshape(-1, p + 1)
     beta, pwrss, xtx, rx = fixed_effects(g.mtm - flat.T @ flat, p)
     u = None
     if modes:
         r = c[:, :, p] - c[:, :, :p] @ beta  # (q, m)
-        u = np.empty((r.shape[1], q))
-        for i in range(q - 1, -1, -1):
-            acc = r[i]
-            for k in range(i + 1, q):
-                acc = acc - low[k][i] * u[:, k]
-            u[:, i] = acc / low[i][i]
-    logdet_rx = float(np.log(np.diagonal(rx)).sum())
-    return PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, logdet_rx, xtx, low)
+        if q == 1:
+            u = (r[0] / low[0][0])[:, None]
+        else:
+            u = np.empty((shape[1], q))
+            for i in range(q - 1, -1, -1):
+                acc = r[i]
+                for k in range(i + 1, q):
+                    acc = acc - low[k][i] * u[:, k]
+                u[:, i] = acc / low[i][i]
+    return PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, rx, xtx, low)
 
 
 def forward_groups(low: list, rhs: np.ndarray) -> np.ndarray:
@@ -512,18 +539,29 @@ def ml_deviance_gradient(
     sol = pls(g, lam, modes=True)
     if solution is not None:
         solution.append(sol)
-    dev = deviance(sol, n, g.mtm.shape[0] - 1, False)
-    q = lam.shape[0]
     p = g.mtm.shape[0] - 1
+    dev = deviance(sol, n, p, False)
+    q = lam.shape[0]
+    ztm = g.ztm
+    if q == 1:  # the same operations on the one entry, without the loops' temporaries
+        lam00 = lam[0, 0]
+        s00 = g.ztz[0, 0]
+        low = sol.low[0][0]
+        u = sol.u[:, 0]
+        w = lam00 * s00 / low / low
+        zr = ztm[0, :, p] - ztm[0, :, :p] @ sol.beta - s00 * (u * lam00)
+        grad = np.array([2 * float(_sum(w)) - 2 * n / sol.pwrss * float(zr @ u)])
+        return dev, grad
     m = g.ztz.shape[2]
     t = (lam.T @ g.ztz.reshape(q, -1)).reshape(q, q, m)  # (Lambda' S)[a, b, i]
     w = backward_groups(sol.low, forward_groups(sol.low, np.swapaxes(t, 1, 2)))  # (q, m, q)
     lu = sol.u @ lam.T  # (m, q): Lambda u_i
     slu = np.einsum("abm,mb->am", g.ztz, lu)
-    zr = g.ztm[:, :, p] - g.ztm[:, :, :p] @ sol.beta - slu  # (q, m)
+    zr = ztm[:, :, p] - ztm[:, :, :p] @ sol.beta - slu  # (q, m)
     grad = np.empty(len(pairs))
+    scale = 2 * n / sol.pwrss
     for k, (r, c) in enumerate(pairs):
-        grad[k] = 2 * float(w[c, :, r].sum()) - 2 * n / sol.pwrss * float(zr[r] @ sol.u[:, c])
+        grad[k] = 2 * float(_sum(w[c, :, r])) - scale * float(zr[r] @ sol.u[:, c])
     return dev, grad
 
 

@@ -581,7 +581,8 @@ def _step_size(dbeta: np.ndarray, du: np.ndarray, beta: np.ndarray, u: np.ndarra
     return float(max(step_beta, step_u))
 
 
-def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, reweight=None):
+def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, reweight=None,
+          lin=None):
     """Penalized nonlinear least squares for a fixed relative factor; Gauss-Newton with
     step halving from ``(beta, u)``.  Each trial point is linearized at once (values and
     gradient in one pass), so an accepted step's linearization serves the next step and,
@@ -590,8 +591,10 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
     ``reweight`` (fitted values -> row weights), when given, renews the weights of a
     fitted-value variance covariate after each accepted step: the alternation's fixed
     point (PNLS optimal at the weights of its own fitted values) is then approached
-    inside one PNLS step instead of one alternation per reweighting."""
-    lin = problem.linearize(beta, u @ lam.T)
+    inside one PNLS step instead of one alternation per reweighting.  ``lin``: the
+    linearization at the start, when the caller has it."""
+    if lin is None:
+        lin = problem.linearize(beta, u @ lam.T)
     obj = _lin_objective(problem, lin, u, s)
     it = 0
     done = False
@@ -732,11 +735,13 @@ def _fit_lindstrom_bates(
         # solution can jump far (a variance near 0: the expression model of
         # tests/reference/nlmecheck from k = 1 went to k = -8.85, where exp(-k t) ~ 1e46
         # overflowed the cross-products); PNLS then starts where it is
+        # (the start's linearization serves PNLS's first step)
         u_here = _u_of(b, lam)
-        if not _objective(problem, beta_start, u_start, lam, s) <= _objective(
+        start_lin = problem.linearize(beta_start, u_start @ lam.T)
+        if not _lin_objective(problem, start_lin, u_start, s) <= _objective(
             problem, beta, u_here, lam, s
         ):
-            beta_start, u_start = beta, u_here
+            beta_start, u_start, start_lin = beta, u_here, None
         # far from the fixed point the covariance still moves: a few Gauss-Newton steps
         # per alternation do (nlme allows 7 with a loose tolerance); near it, to the end
         cap = PNLS_EARLY if change > 1e-3 else 50
@@ -748,7 +753,8 @@ def _fit_lindstrom_bates(
             def reweight(f, delta=delta):
                 return problem.row_weights(f, delta)
         beta, u, n_pnls, pnls_done, last_lin = _pnls(
-            problem, beta_start, u_start, lam, s, max_iter=cap, reweight=reweight
+            problem, beta_start, u_start, lam, s, max_iter=cap, reweight=reweight,
+            lin=start_lin,
         )
         pnls_counts.append(n_pnls)
         b = u @ lam.T
