@@ -582,7 +582,7 @@ def power_weights(v: np.ndarray, delta: float) -> np.ndarray:
 
 def ml_deviance_gradient_weighted(
     problem: NonlinearProblem, lin: Linearization, lam: np.ndarray, s: np.ndarray,
-    jacobian: np.ndarray, pairs: list[tuple[int, int]],
+    jacobian: np.ndarray, pairs: list[tuple[int, int]], g: Gram | None = None,
 ) -> tuple[float, np.ndarray]:
     """The ML deviance with row weights ``s_j = 1 / sd_j(delta)`` and its gradient in
     ``(theta, delta)``; ``jacobian`` holds ``d log sd_j / d delta_k``.
@@ -591,14 +591,15 @@ def ml_deviance_gradient_weighted(
     d delta_k = -2 sum_j D_jk t_j`` with ``t_j = ||L_i^-1 Lambda' s_j z_j||^2`` (row ``j``'s
     leverage in its group), ``d PWRSS / d delta_k = -2 sum_j D_jk s_j^2 r_j^2`` (envelope
     theorem, ``r`` the linearized model's residual) and the weights' own term ``-2 sum log
-    s_j`` adds ``2 sum_j D_jk``.
+    s_j`` adds ``2 sum_j D_jk``.  ``g``: the cross-products ``gram(problem, lin, s)`` when
+    the caller has them (a forward difference in theta keeps the weights).
     """
-    return _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, False)
+    return _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, False, g)
 
 
 def reml_deviance_gradient_weighted(
     problem: NonlinearProblem, lin: Linearization, lam: np.ndarray, s: np.ndarray,
-    jacobian: np.ndarray, pairs: list[tuple[int, int]],
+    jacobian: np.ndarray, pairs: list[tuple[int, int]], g: Gram | None = None,
 ) -> tuple[float, np.ndarray]:
     """The REML criterion with row weights and its gradient in ``(theta, delta)``.
 
@@ -608,12 +609,13 @@ def reml_deviance_gradient_weighted(
     D_jk R_j' M^-1 R_j`` (``dV = 2 D_jk s_j^-2`` on the diagonal) and ``d log|M| / d
     Lambda_rc = -2 (H Lambda)_rc`` with ``H = sum_i G_i M^-1 G_i'``, ``G_i = Z_i'S_i R_i``.
     """
-    return _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, True)
+    return _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, True, g)
 
 
-def _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, reml):
+def _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, reml, g=None):
     n, p, q = problem.n, problem.p, lam.shape[0]
-    g = gram(problem, lin, s)
+    if g is None:
+        g = gram(problem, lin, s)
     sol = pls(g, lam, modes=True)
     m = g.ztz.shape[2]
     groups = problem.groups

@@ -254,11 +254,19 @@ def _joint_step(problem, lin, at, x0, cache, reml=False):
     lower = _joint_lower(problem)
     criterion = reml_deviance_gradient_weighted if reml else ml_deviance_gradient_weighted
 
+    # the weights and cross-products of the last delta: the forward differences of the
+    # Hessian in theta's coordinates keep delta (Soybean varPower: 3 of each 4)
+    last: dict = {}
+
     def dev_grad(x):
         delta = x[nt:]
+        key = delta.tobytes()
+        if last.get("key") != key:
+            s = at.weights(delta)
+            last.update(key=key, s=s, g=gram(problem, lin, s))
         return criterion(
-            problem, lin, problem.lambda_of(x[:nt]), at.weights(delta), at.jacobian(delta),
-            pairs,
+            problem, lin, problem.lambda_of(x[:nt]), last["s"], at.jacobian(delta), pairs,
+            last["g"],
         )
 
     # REML: the variance parameters' curvature can be large (varExp of ages up to 25: 1e4),
@@ -389,7 +397,8 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
             value, grad = fun_grad(z)
         except (NotPositiveDefiniteError, np.linalg.LinAlgError):
             return np.inf, None
-        return (value, grad) if np.isfinite(value) and np.all(np.isfinite(grad)) else (np.inf, None)
+        finite = np.isfinite(value) and np.isfinite(grad).all()
+        return (value, grad) if finite else (np.inf, None)
 
     value, grad = call(x)
     count += 1
@@ -576,9 +585,14 @@ def _lin_objective(problem, lin, u, s) -> float:
 def _step_size(dbeta: np.ndarray, du: np.ndarray, beta: np.ndarray, u: np.ndarray) -> float:
     """A PNLS step's size: the largest change of a fixed effect relative to it (floored at
     1e-5) and of the random effects relative to their largest (floored at 1e-8)."""
-    step_beta = np.max(np.abs(dbeta) / np.maximum(np.abs(beta), 1e-5), initial=0.0)
-    step_u = np.max(np.abs(du), initial=0.0) / max(np.max(np.abs(u), initial=0.0), 1e-8)
+    # (the maxima by the ufunc's reduce itself: np.max's wrapper cost more than the work)
+    step_beta = _max(np.abs(dbeta) / np.maximum(np.abs(beta), 1e-5), axis=None, initial=0.0)
+    step_u = _max(np.abs(du), axis=None, initial=0.0) / max(
+        _max(np.abs(u), axis=None, initial=0.0), 1e-8)
     return float(max(step_beta, step_u))
+
+
+_max = np.maximum.reduce
 
 
 def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, reweight=None,
