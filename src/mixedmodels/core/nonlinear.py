@@ -15,6 +15,8 @@ everything here works on that model's per-group cross-products (a group's ``Z'Z`
 
 from __future__ import annotations
 
+import importlib.util
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ from scipy import sparse
 from scipy.linalg.lapack import dpotrf, dpotrs
 
 from mixedmodels.core.variance_functions import FITTED, VarianceFunction
+from mixedmodels.errors import MixedModelsWarning
 
 #: Largest ``rows x groups`` for which the group indicator is a dense matrix.
 DENSE_INDICATOR = 1_000_000
@@ -361,6 +364,17 @@ class Gram:
     ztm: np.ndarray  # (q, m, p + 1): Z'[X w] per group
     mtm: np.ndarray  # (p + 1, p + 1): [X w]'[X w]
     log_weights: float  # sum log s_j
+    #: The same cross-products group index first ((m, q, q) and (m, q, p + 1)), as the
+    #: compiled kernel takes them (formed from the others when not given).
+    ztz_groups: np.ndarray | None = None
+    ztm_groups: np.ndarray | None = None
+
+    def by_group(self) -> tuple[np.ndarray, np.ndarray]:
+        """``Z_i'Z_i`` (m, q, q) and ``Z_i'[X w]`` (m, q, p + 1), C-contiguous."""
+        if self.ztz_groups is None or self.ztm_groups is None:
+            self.ztz_groups = np.ascontiguousarray(np.moveaxis(self.ztz, 2, 0))
+            self.ztm_groups = np.ascontiguousarray(np.moveaxis(self.ztm, 1, 0))
+        return self.ztz_groups, self.ztm_groups
 
 
 def gram(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None = None) -> Gram:
@@ -372,10 +386,12 @@ def gram(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None = N
     n, q = z.shape
     k = m.shape[1]
     e = problem.indicator
-    ztz = np.ascontiguousarray((e @ (z[:, :, None] * z[:, None, :]).reshape(n, q * q)).T)
+    by_group = e @ (z[:, :, None] * z[:, None, :]).reshape(n, q * q)  # (m, q q)
+    ztz = np.ascontiguousarray(by_group.T)
     ztm = (e @ (z[:, :, None] * m[:, None, :]).reshape(n, q * k)).reshape(-1, q, k)
     return Gram(ztz.reshape(q, q, -1), np.ascontiguousarray(ztm.transpose(1, 0, 2)), m.T @ m,
-                0.0 if s is None else float(np.log(s).sum()))
+                0.0 if s is None else float(np.log(s).sum()),
+                np.ascontiguousarray(by_group).reshape(-1, q, q), np.ascontiguousarray(ztm))
 
 
 @dataclass
@@ -455,7 +471,86 @@ def fixed_effects(
     return beta, float(reduced[p, p] - reduced[p, :p] @ beta), xtx, rx
 
 
+#: Use the compiled kernel (:mod:`mixedmodels.core.nonlinear_kernels`) when numba loads;
+#: False forces the numpy code (the tests compare both).
+USE_KERNELS = True
+_kernel_failure: str | None = None
+
+
+def pls_kernels():
+    """The compiled kernel module (:mod:`mixedmodels.core.nonlinear_kernels`), or None when
+    it is switched off (:data:`USE_KERNELS`), numba is missing or fails to load (reported
+    once as a :class:`~mixedmodels.errors.MixedModelsWarning`; the numpy code computes the
+    same quantities)."""
+    global _kernel_failure
+    if not USE_KERNELS or _kernel_failure is not None:
+        return None
+    if importlib.util.find_spec("numba") is None:
+        return None
+    try:
+        from mixedmodels.core import nonlinear_kernels as module
+    except Exception as exc:  # noqa: BLE001 - any failure of the optional import falls back
+        _kernel_failure = f"{type(exc).__name__}: {exc}"
+        warnings.warn(
+            "the compiled kernel of the nonlinear models' least squares is unavailable "
+            f"(numba failed to load: {_kernel_failure}); using numpy",
+            MixedModelsWarning,
+            stacklevel=2,
+        )
+        return None
+    return module
+
+
+_NO_PAIRS = np.zeros(0, dtype=np.int64)
+
+
+def _kernel_pls(module, g: Gram, lam: np.ndarray, modes: bool, pairs=None, n: int = 0):
+    """:func:`pls` (and with ``pairs`` the ML gradient) by the compiled kernel."""
+    ztz, ztm = g.by_group()
+    m, q, k = ztm.shape
+    p = k - 1
+    beta = np.empty(p)
+    u = np.empty((m, q)) if (modes or pairs is not None) else None
+    reduced = np.empty((k, k))
+    rx = np.empty((p, p))
+    if pairs is None:
+        rows = cols = _NO_PAIRS
+    else:
+        rows, cols = _pair_index(pairs)
+    grad = np.empty(rows.size)
+    status, logdet_l, pwrss = module.pls_groups(
+        ztz, ztm, g.mtm, np.ascontiguousarray(lam, dtype=float), modes, pairs is not None,
+        rows, cols, n, beta, np.empty((0, q)) if u is None else u, reduced, rx, grad,
+    )
+    if status:
+        raise np.linalg.LinAlgError("not positive definite")
+    sol = PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, rx, reduced[:p, :p].copy(), None)
+    return sol, grad
+
+
+def _pair_index(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    key = tuple(pairs)
+    found = _PAIRS.get(key)
+    if found is None:
+        found = _PAIRS[key] = (np.array([r for r, _ in pairs], dtype=np.int64),
+                               np.array([c for _, c in pairs], dtype=np.int64))
+    return found
+
+
+_PAIRS: dict = {}
+
+
 def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
+    """``min ||w - X beta - Z Lambda u||^2 + ||u||^2`` (:func:`pls_numpy`, or the compiled
+    kernel of :mod:`mixedmodels.core.nonlinear_kernels` when numba loads: the same
+    quantities to rounding, without the per-group factor ``low``)."""
+    module = pls_kernels()
+    if module is not None:
+        return _kernel_pls(module, g, lam, modes)[0]
+    return pls_numpy(g, lam, modes)
+
+
+def pls_numpy(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
     """``min ||w - X beta - Z Lambda u||^2 + ||u||^2``.
 
     Per group ``A_i = Lambda' Z_i'Z_i Lambda + I = L_i L_i'``, factored entry by entry
@@ -535,8 +630,16 @@ def ml_deviance_gradient(
     the envelope theorem ``d PWRSS / d Lambda_rc = -2 sum_i (Z_i' r_i)_r u_ic`` with
     ``r = w - X beta - Z Lambda u`` at the penalized least-squares solution; the deviance
     ``log|A| + n log PWRSS + const`` adds ``n / PWRSS`` times the latter.
+
+    By the compiled kernel when numba loads (:func:`pls`), numpy otherwise.
     """
-    sol = pls(g, lam, modes=True)
+    module = pls_kernels()
+    if module is not None:
+        sol, grad = _kernel_pls(module, g, lam, True, pairs, n)
+        if solution is not None:
+            solution.append(sol)
+        return deviance(sol, n, g.mtm.shape[0] - 1, False), grad
+    sol = pls_numpy(g, lam, modes=True)
     if solution is not None:
         solution.append(sol)
     p = g.mtm.shape[0] - 1
@@ -616,7 +719,7 @@ def _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, reml, g=N
     n, p, q = problem.n, problem.p, lam.shape[0]
     if g is None:
         g = gram(problem, lin, s)
-    sol = pls(g, lam, modes=True)
+    sol = pls_numpy(g, lam, modes=True)  # (its per-group factor serves below)
     m = g.ztz.shape[2]
     groups = problem.groups
     # theta: log|A| and PWRSS (as ml_deviance_gradient)
