@@ -20,7 +20,18 @@ import pytest
 
 import mixedmodels as mm
 from mixedmodels.core import nonlinear as cn
-from mixedmodels.core.nonlinear import Gram, ml_deviance_gradient, pls, pls_numpy, theta_pairs
+from mixedmodels.core.nonlinear import (
+    Gram,
+    NonlinearProblem,
+    RowVariance,
+    gram,
+    ml_deviance_gradient,
+    ml_deviance_gradient_weighted,
+    pls,
+    pls_numpy,
+    theta_pairs,
+)
+from mixedmodels.design.nonlinear import build_nlme_design
 from tests.reference.nlme.cases import arguments, reference
 
 needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
@@ -109,3 +120,38 @@ def test_fits_by_either_path_agree_with_nlme(monkeypatch, compiled, name):
     monkeypatch.setattr(cn, "USE_KERNELS", not compiled)
     other = mm.nlme(data=data, **kwargs)
     assert abs(fit.loglik - other.loglik) <= 1e-9 * abs(fit.loglik)
+
+
+@needs_numba
+@pytest.mark.parametrize("name", ["soybean_variety_varpower", "orange_two_diag", "co2"])
+def test_weighted_gradient_by_kernel_equals_numpy(monkeypatch, name):
+    """The ML deviance with row weights (a power of the fitted values) and its gradient in
+    ``(theta, delta)`` by the kernels (least squares, theta part, rows' leverages) and by
+    numpy, on the linearized model at nlme's start."""
+    ref = reference()
+    data, kwargs = arguments(name, ref)
+    design = build_nlme_design(kwargs["model"], data, kwargs["fixed"], kwargs["random"])
+    function = design.model
+    problem = NonlinearProblem(
+        y=design.y, model=function.rows(design.covariates),
+        n_model_parameters=len(function.parameters), fixed_matrices=design.fixed_matrices,
+        function_index=design.function_index, random_index=design.random_index,
+        groups=design.groups, n_groups=len(design.levels), diagonal=design.random.diagonal,
+        variance=RowVariance(mm.var.Power(), {}, design.groups))
+    beta = mm.nlme(data=data, **kwargs).estimate.beta
+    b = np.full((problem.n_groups, problem.q), 0.1)
+    lin = problem.linearize(beta, b)
+    at = problem.variance.at(lin.f)
+    pairs = theta_pairs(problem.q, problem.diagonal)
+    theta = np.linspace(0.3, 1.2, problem.n_theta)
+    lam = problem.lambda_of(theta)
+    delta = np.array([0.4])
+    s = at.weights(delta)
+    jac = at.jacobian(delta)
+    monkeypatch.setattr(cn, "USE_KERNELS", False)
+    dev0, grad0 = ml_deviance_gradient_weighted(problem, lin, lam, s, jac, pairs)
+    monkeypatch.setattr(cn, "USE_KERNELS", True)
+    dev1, grad1 = ml_deviance_gradient_weighted(problem, lin, lam, s, jac, pairs,
+                                                gram(problem, lin, s))
+    np.testing.assert_allclose(dev1, dev0, rtol=1e-11)
+    np.testing.assert_allclose(grad1, grad0, rtol=0, atol=1e-9 * np.abs(grad0).max())

@@ -504,8 +504,10 @@ def pls_kernels():
 _NO_PAIRS = np.zeros(0, dtype=np.int64)
 
 
-def _kernel_pls(module, g: Gram, lam: np.ndarray, modes: bool, pairs=None, n: int = 0):
-    """:func:`pls` (and with ``pairs`` the ML gradient) by the compiled kernel."""
+def _kernel_pls(module, g: Gram, lam: np.ndarray, modes: bool, pairs=None, n: int = 0,
+                low: np.ndarray | None = None):
+    """:func:`pls` (and with ``pairs`` the ML gradient, ``n`` in its ``n / PWRSS``) by the
+    compiled kernel; ``low`` (m, q, q), when given, receives the groups' factors."""
     ztz, ztm = g.by_group()
     m, q, k = ztm.shape
     p = k - 1
@@ -521,6 +523,7 @@ def _kernel_pls(module, g: Gram, lam: np.ndarray, modes: bool, pairs=None, n: in
     status, logdet_l, pwrss = module.pls_groups(
         ztz, ztm, g.mtm, np.ascontiguousarray(lam, dtype=float), modes, pairs is not None,
         rows, cols, n, beta, np.empty((0, q)) if u is None else u, reduced, rx, grad,
+        np.empty((m, q, q)) if low is None else low,
     )
     if status:
         raise np.linalg.LinAlgError("not positive definite")
@@ -719,6 +722,9 @@ def _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, reml, g=N
     n, p, q = problem.n, problem.p, lam.shape[0]
     if g is None:
         g = gram(problem, lin, s)
+    module = None if reml else pls_kernels()
+    if module is not None:
+        return _weighted_ml_kernel(module, problem, lin, lam, s, jacobian, pairs, g)
     sol = pls_numpy(g, lam, modes=True)  # (its per-group factor serves below)
     m = g.ztz.shape[2]
     groups = problem.groups
@@ -763,6 +769,27 @@ def _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, reml, g=N
         hl = h @ lam
         grad_theta = grad_theta - 2 * np.array([hl[r_, c_] for r_, c_ in pairs])
     dev = deviance(sol, n, p, reml, g.log_weights)
+    return dev, np.append(grad_theta, grad_delta)
+
+
+def _weighted_ml_kernel(module, problem, lin, lam, s, jacobian, pairs, g):
+    """The ML branch of :func:`_weighted_deviance_gradient` with the least squares, the
+    theta part and the rows' leverages by the compiled kernels (the same formulas; agrees
+    to rounding)."""
+    n, p = problem.n, problem.p
+    m, q = problem.n_groups, lam.shape[0]
+    low = np.empty((m, q, q))
+    sol, grad_theta = _kernel_pls(module, g, lam, True, pairs, n, low)
+    lu = sol.u @ lam.T
+    groups = problem.groups
+    r = lin.w - lin.x @ sol.beta - np.einsum("nq,nq->n", lin.z, lu[groups])
+    dpwrss_delta = -2 * ((s * r) ** 2 @ jacobian)
+    zs = (lin.z * s[:, None]) @ lam  # rows (Lambda' s_j z_j)'
+    leverage = np.empty(n)
+    module.row_leverages(np.ascontiguousarray(zs), groups, low, leverage)
+    dlogdet_delta = -2 * (leverage @ jacobian)
+    grad_delta = dlogdet_delta + n / sol.pwrss * dpwrss_delta + 2 * jacobian.sum(axis=0)
+    dev = deviance(sol, n, p, False, g.log_weights)
     return dev, np.append(grad_theta, grad_delta)
 
 

@@ -23,7 +23,8 @@ from numba import njit
 
 @njit(cache=True, boundscheck=False, nogil=True)
 def pls_groups(
-    ztz, ztm, mtm, lam, modes, gradient, pair_rows, pair_cols, n, beta, u, reduced, rx, grad
+    ztz, ztm, mtm, lam, modes, gradient, pair_rows, pair_cols, n, beta, u, reduced, rx, grad,
+    low,
 ):  # pragma: no cover - compiled
     """Penalized least squares ``min ||w - X beta - Z Lambda u||^2 + ||u||^2`` from the
     per-group cross-products, and optionally the profiled ML deviance's gradient in theta.
@@ -46,8 +47,8 @@ def pls_groups(
     pair_rows, pair_cols : int64 (t,)
     n : int
     beta : float64 (p,), u : float64 (m, q), reduced : float64 (k, k), rx : float64 (p, p),
-    grad : float64 (t,)
-        Outputs (``rx`` lower triangular, its upper part zero).
+    grad : float64 (t,), low : float64 (m, q, q)
+        Outputs (``rx`` and each ``L_i`` lower triangular, their upper parts zero).
 
     Returns
     -------
@@ -61,7 +62,7 @@ def pls_groups(
     """
     m, q, k = ztm.shape
     p = k - 1
-    low = np.zeros((m, q, q))
+    low[:] = 0.0
     c = np.empty((m, q, k))
     ls = np.empty((m, q, q))
     logdet_l = 0.0
@@ -199,3 +200,22 @@ def pls_groups(
         rr, cc = pair_rows[j], pair_cols[j]
         grad[j] = 2.0 * trace[cc, rr] - scale * zu[rr, cc]
     return 0, logdet_l, pwrss
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def row_leverages(zs, groups, low, out):  # pragma: no cover - compiled
+    """``out_j = ||L_g(j)^-1 zs_j||^2`` for each row (``zs`` (n, q): rows ``Lambda' s_j
+    z_j``; ``low`` (m, q, q) the groups' Cholesky factors): row ``j``'s leverage in its
+    group, the weighted gradient's ``d log|A| / d delta`` part."""
+    n, q = zs.shape
+    y = np.empty(q)
+    for j in range(n):
+        i = groups[j]
+        total = 0.0
+        for a in range(q):
+            acc = zs[j, a]
+            for e in range(a):
+                acc -= low[i, a, e] * y[e]
+            y[a] = acc / low[i, a, a]
+            total += y[a] * y[a]
+        out[j] = total
