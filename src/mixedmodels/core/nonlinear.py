@@ -152,6 +152,13 @@ class NonlinearProblem(RelativeFactorLayout):
             self.fixed_matrices, self.function_index, self.n_model_parameters, n
         )
         self._random_index = np.asarray(self.random_index, dtype=np.intp)
+        # every parameter an intercept (Orange, Theoph, ...): phi's fixed part is beta on
+        # every row and X = df/dbeta is the model's gradient itself
+        self._intercepts = bool(
+            self.column_parameter.size == self.n_model_parameters
+            and np.array_equal(self.column_parameter, np.arange(self.n_model_parameters))
+            and np.all(self.fixed_columns == 1.0)
+        )
 
     @property
     def n(self) -> int:
@@ -184,20 +191,26 @@ class NonlinearProblem(RelativeFactorLayout):
         return len(self.random_index)
 
     # --------------------------------------------------------------- the model
-    def phi(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def phi(self, beta: np.ndarray, b: np.ndarray, _bg: np.ndarray | None = None
+            ) -> np.ndarray:
         """Parameter rows ``(n, P)`` at fixed effects ``beta`` and random effects ``b``
         ``(m, q)``."""
-        phi = self.fixed_columns @ (beta[:, None] * self.selector)
+        if self._intercepts:
+            phi = np.empty((self.y.size, beta.size))
+            phi[:] = beta
+        else:
+            phi = self.fixed_columns @ (beta[:, None] * self.selector)
         if self._random_index.size:
-            phi[:, self._random_index] += b[self.groups]
+            phi[:, self._random_index] += b[self.groups] if _bg is None else _bg
         return phi
 
     def linearize(self, beta: np.ndarray, b: np.ndarray) -> Linearization:
         """The model's values and derivatives at ``(beta, b)``."""
-        f, g = self.model(self.phi(beta, b))
-        x = g[:, self.column_parameter] * self.fixed_columns
+        bg = b[self.groups]
+        f, g = self.model(self.phi(beta, b, bg))
+        x = g if self._intercepts else g[:, self.column_parameter] * self.fixed_columns
         z = g[:, self._random_index]
-        zb = (z * b[self.groups]).sum(axis=1)
+        zb = (z * bg).sum(axis=1)
         return Linearization(f=f, x=x, z=z, w=self.y - f + x @ beta + zb)
 
     def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -405,9 +405,15 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
     if grad is None:
         return x, count, False
     finite = np.isfinite(lower)
+    edge = np.where(finite, lower, 0.0) + 1e-10
+    everything = np.arange(x.size)
     for _ in range(iterations):
-        at_bound = finite & (x <= np.where(finite, lower, 0.0) + 1e-10)
+        at_bound = finite & (x <= edge)
         free = np.flatnonzero(~at_bound | (grad < 0))
+        # (every coordinate free, the usual case: plain arrays instead of fancy indices)
+        all_free = free.size == x.size
+        if all_free:
+            free = everything
         if free.size == 0:  # all on their bounds: optimal unless the probe moves one
             x, value, grad, probes = _probe_bounds(call, x, value, grad, lower, at_bound)
             count += probes.evaluations
@@ -416,9 +422,10 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
             return x, count, True
         k = free.size
         fresh = stale is None
+        grad_free = grad if all_free else grad[free]
         if fresh:
             hess = np.empty((k, k))
-            for a, i in enumerate(free):
+            for a, i in enumerate(free.tolist()):
                 h = 1e-6 * max(abs(x[i]), 0.1)
                 z = x.copy()
                 z[i] += h
@@ -426,14 +433,17 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
                 count += 1
                 if gz is None:
                     return x, count, False
-                hess[:, a] = (gz[free] - grad[free]) / h
+                hess[:, a] = ((gz if all_free else gz[free]) - grad_free) / h
             hess = (hess + hess.T) / 2
             if cache is not None:
-                full = np.eye(x.size)
-                full[np.ix_(free, free)] = hess
+                if all_free:
+                    full = hess
+                else:
+                    full = np.eye(x.size)
+                    full[np.ix_(free, free)] = hess
                 cache["hessian"] = full
         else:
-            hess = stale[np.ix_(free, free)]
+            hess = stale if all_free else stale[np.ix_(free, free)]
         stale = None
         try:
             # away from the optimum the deviance need not be convex: flip and floor the
@@ -441,13 +451,14 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
             values, vectors = np.linalg.eigh(hess)
         except np.linalg.LinAlgError:
             return x, count, False
-        if not np.all(np.isfinite(values)):
+        if not np.isfinite(values).all():
             return x, count, False
-        convex = bool(np.all(values > 0))
-        floor = 1e-8 * max(np.max(np.abs(values)), 1e-12)
-        values = np.maximum(np.abs(values), floor)
-        step = -vectors @ ((vectors.T @ grad[free]) / values)
-        predicted = 0.5 * abs(float(grad[free] @ step))
+        convex = bool((values > 0).all())
+        magnitude = np.abs(values)
+        floor = 1e-8 * max(_max(magnitude), 1e-12)
+        values = np.maximum(magnitude, floor)
+        step = -vectors @ ((vectors.T @ grad_free) / values)
+        predicted = 0.5 * abs(float(grad_free @ step))
         if predicted < stop and not fresh and not convex:
             # decide with a fresh Hessian; a convex stale one (the previous LME step's, of
             # a nearby problem) that predicts no gain already says optimum: the fresh one
@@ -464,8 +475,11 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
             return x, count, convex
         factor = 1.0
         while factor > 1e-4:
-            trial = x.copy()
-            trial[free] = np.maximum(x[free] + factor * step, lower[free])
+            if all_free:
+                trial = np.maximum(x + factor * step, lower)
+            else:
+                trial = x.copy()
+                trial[free] = np.maximum(x[free] + factor * step, lower[free])
             new_value, new_grad = call(trial)
             count += 1
             if new_grad is not None and new_value <= value:
