@@ -664,7 +664,7 @@ def _rel_change(old: np.ndarray, new: np.ndarray, floor: float) -> float:
     if old.size == 0:
         return 0.0
     scale = np.maximum(np.abs(new), floor)
-    return float(np.max(np.abs(old - new) / scale))
+    return float(_max(np.abs(old - new) / scale))
 
 
 def _singular_step(error: np.linalg.LinAlgError) -> ConvergenceError:
