@@ -588,6 +588,9 @@ def _objective(problem, beta, u, lam, s):
 
 
 PNLS_EARLY = 3
+#: A Gauss-Newton step whose predicted decrease of the penalized objective is below this
+#: (relative) is not taken: the objective's rounding (1e-16 relative per term) hides it.
+PNLS_FLAT = 1e-14
 
 
 def _lin_objective(problem, lin, u, s) -> float:
@@ -634,6 +637,12 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
             # the Gauss-Newton step itself is below the stopping size: at the minimum
             # (halving it down to 1e-10, where rounding hides any decrease, cost 30 model
             # calls: CO2 with Type * Treatment 13 -> 29 linearizations)
+            done = True
+            break
+        if obj - (sol.pwrss + 0.0) < PNLS_FLAT * obj:
+            # the linearized model promises a decrease below the objective's rounding: at
+            # the minimum (each halving of a step that cannot show a decrease cost a model
+            # call: Loblolly's last two PNLS steps 12 linearizations each)
             done = True
             break
         factor = 1.0
