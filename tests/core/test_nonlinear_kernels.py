@@ -155,3 +155,33 @@ def test_weighted_gradient_by_kernel_equals_numpy(monkeypatch, name):
                                                 gram(problem, lin, s))
     np.testing.assert_allclose(dev1, dev0, rtol=1e-11)
     np.testing.assert_allclose(grad1, grad0, rtol=0, atol=1e-9 * np.abs(grad0).max())
+
+
+@needs_numba
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gram_by_kernel_equals_numpy(monkeypatch, weighted):
+    """The per-group cross-products by the kernel (one pass over the rows) and by numpy's
+    products with the group indicator: the same sums to rounding (1e-13 relative of the
+    largest), in both layouts."""
+    from mixedmodels.core.nonlinear import Linearization
+
+    rng = np.random.default_rng(5)
+    n, m, q, p = 60, 7, 2, 3
+    groups = rng.integers(0, m, size=n)
+    groups[:m] = np.arange(m)
+    problem = NonlinearProblem(
+        y=rng.normal(size=n), model=lambda phi: (phi[:, 0], np.ones_like(phi)),
+        n_model_parameters=3, fixed_matrices=[np.ones((n, 1))] * 3, function_index=[0, 1, 2],
+        random_index=[0, 1], groups=groups, n_groups=m)
+    lin = Linearization(f=rng.normal(size=n), x=rng.normal(size=(n, p)) * 10,
+                        z=rng.normal(size=(n, q)), w=rng.normal(size=n) * 100)
+    s = rng.uniform(0.5, 2.0, size=n) if weighted else None
+    monkeypatch.setattr(cn, "USE_KERNELS", False)
+    want = gram(problem, lin, s)
+    monkeypatch.setattr(cn, "USE_KERNELS", True)
+    got = gram(problem, lin, s)
+    for a, b in [(got.ztz, want.ztz), (got.ztm, want.ztm), (got.mtm, want.mtm),
+                 (got.ztz_groups, want.ztz_groups), (got.ztm_groups, want.ztm_groups)]:
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * np.abs(b).max())
+    assert got.log_weights == want.log_weights

@@ -394,7 +394,11 @@ class Gram:
 
 
 def gram(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None = None) -> Gram:
-    """Cross-products of the linearized model (rows scaled by ``s``)."""
+    """Cross-products of the linearized model (rows scaled by ``s``); by the compiled
+    kernel (:func:`mixedmodels.core.nonlinear_kernels.gram_groups`) when numba loads."""
+    module = pls_kernels()
+    if module is not None:
+        return _kernel_gram(module, problem, lin, s)
     z = lin.z
     m = np.hstack([lin.x, lin.w[:, None]])
     if s is not None:
@@ -408,6 +412,21 @@ def gram(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None = N
     return Gram(ztz.reshape(q, q, -1), np.ascontiguousarray(ztm.transpose(1, 0, 2)), m.T @ m,
                 0.0 if s is None else float(np.log(s).sum()),
                 np.ascontiguousarray(by_group).reshape(-1, q, q), np.ascontiguousarray(ztm))
+
+
+def _kernel_gram(module, problem: NonlinearProblem, lin: Linearization,
+                 s: np.ndarray | None) -> Gram:
+    z, x = lin.z, lin.x
+    n, q = z.shape
+    k = x.shape[1] + 1
+    m = problem.n_groups
+    ztz, ztm = np.empty((m, q, q)), np.empty((m, q, k))
+    ztz_last, ztm_last = np.empty((q, q, m)), np.empty((q, m, k))
+    mtm = np.empty((k, k))
+    module.gram_groups(z, x, lin.w, _EMPTY if s is None else s, s is not None,
+                       problem.groups, ztz, ztm, ztz_last, ztm_last, mtm)
+    return Gram(ztz_last, ztm_last, mtm, 0.0 if s is None else float(np.log(s).sum()), ztz,
+                ztm)
 
 
 @dataclass

@@ -219,3 +219,51 @@ def row_leverages(zs, groups, low, out):  # pragma: no cover - compiled
             y[a] = acc / low[i, a, a]
             total += y[a] * y[a]
         out[j] = total
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def gram_groups(z, x, w, s, weighted, groups, ztz, ztm, ztz_last, ztm_last, mtm
+                ):  # pragma: no cover - compiled
+    """The per-group cross-products of ``[Z | X w]`` with row weights ``s`` (when
+    ``weighted``), one pass over the rows (the rows' products added in the rows' order).
+
+    Outputs (zeroed here): ``ztz`` (m, q, q) and ``ztz_last`` (q, q, m): ``sum s_j^2 z_j
+    z_j'`` per group; ``ztm`` (m, q, k) and ``ztm_last`` (q, m, k): ``sum s_j^2 z_j [x_j
+    w_j]'``; ``mtm`` (k, k): ``sum s_j^2 [x_j w_j][x_j w_j]'``.
+    """
+    n, q = z.shape
+    p = x.shape[1]
+    k = p + 1
+    ztz[:] = 0.0
+    ztm[:] = 0.0
+    mtm[:] = 0.0
+    zr = np.empty(q)
+    mr = np.empty(k)
+    for j in range(n):
+        i = groups[j]
+        sj = s[j] if weighted else 1.0
+        for a in range(q):
+            zr[a] = z[j, a] * sj
+        for a in range(p):
+            mr[a] = x[j, a] * sj
+        mr[p] = w[j] * sj
+        for a in range(q):
+            za = zr[a]
+            for b in range(q):
+                ztz[i, a, b] += za * zr[b]
+            for b in range(k):
+                ztm[i, a, b] += za * mr[b]
+        for a in range(k):
+            ma = mr[a]
+            for b in range(a + 1):
+                mtm[a, b] += ma * mr[b]
+    for a in range(k):
+        for b in range(a):
+            mtm[b, a] = mtm[a, b]
+    m = ztz.shape[0]
+    for i in range(m):
+        for a in range(q):
+            for b in range(q):
+                ztz_last[a, b, i] = ztz[i, a, b]
+            for b in range(k):
+                ztm_last[a, i, b] = ztm[i, a, b]
