@@ -11,6 +11,12 @@ the model is a linear mixed model for the working response ``w = y - f + X beta 
 everything here works on that model's per-group cross-products (a group's ``Z'Z`` is
 ``q x q`` with ``q`` the number of random parameters), so one evaluation costs
 ``O(m q^3 + p^3)`` once the cross-products are formed.
+
+At nlme's sizes (tens of groups, a few hundred rows) numpy's per-call cost, not the
+arithmetic, bounds these evaluations; when numba loads, the cross-products
+(:func:`gram`), the penalized least squares (:func:`pls`) and the ML gradients run as
+compiled loops over the groups (:mod:`mixedmodels.core.nonlinear_kernels`: the same
+formulas, equal to rounding; :data:`USE_KERNELS` switches them off).
 """
 
 from __future__ import annotations
