@@ -439,6 +439,22 @@ class Program:
         known = [False] * len(self.code)
         inputs: list[tuple[int, int]] = []
         ops: list[tuple] = []
+        with np.errstate(all="ignore"):
+            self._fold(env, slots, init, known, inputs, ops)
+        outputs = self.outputs
+
+        def run(values: Sequence) -> list:
+            regs = init.copy()
+            for i, k in inputs:
+                regs[i] = values[k]
+            for i, fn, a, b in ops:
+                regs[i] = fn(regs[a]) if b < 0 else fn(regs[a], regs[b])
+            return [regs[o] for o in outputs]
+
+        return run
+
+    def _fold(self, env, slots, init, known, inputs, ops) -> None:
+        """:meth:`bind`'s pass over the code: inputs, folded values, remaining ops."""
         for i, ins in enumerate(self.code):
             op = ins[0]
             if op == "num":
@@ -461,24 +477,12 @@ class Program:
             else:
                 fn, args = _BINARY[op], (ins[1], ins[2])
             if all(known[a] for a in args):
-                with np.errstate(all="ignore"):
-                    init[i] = fn(*(init[a] for a in args))
+                init[i] = fn(*(init[a] for a in args))
                 known[i] = True
             elif len(args) == 1:
                 ops.append((i, fn, args[0], -1))
             else:
                 ops.append((i, fn, args[0], args[1]))
-        outputs = self.outputs
-
-        def run(values: Sequence) -> list:
-            regs = init.copy()
-            for i, k in inputs:
-                regs[i] = values[k]
-            for i, fn, a, b in ops:
-                regs[i] = fn(regs[a]) if b < 0 else fn(regs[a], regs[b])
-            return [regs[o] for o in outputs]
-
-        return run
 
     def run(self, env: Mapping[str, np.ndarray | float]) -> list:
         """The trees' values with names looked up in ``env`` (``pi`` when not there)."""
