@@ -25,6 +25,7 @@ import importlib.util
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 from scipy import sparse
@@ -420,7 +421,7 @@ def gram(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None = N
                 np.ascontiguousarray(by_group).reshape(-1, q, q), np.ascontiguousarray(ztm))
 
 
-def _kernel_gram(module, problem: NonlinearProblem, lin: Linearization,
+def _kernel_gram(module: ModuleType, problem: NonlinearProblem, lin: Linearization,
                  s: np.ndarray | None) -> Gram:
     z, x = lin.z, lin.x
     n, q = z.shape
@@ -518,7 +519,7 @@ USE_KERNELS = True
 _kernel_failure: str | None = None
 
 
-def pls_kernels():
+def pls_kernels() -> ModuleType | None:
     """The compiled kernel module (:mod:`mixedmodels.core.nonlinear_kernels`), or None when
     it is switched off (:data:`USE_KERNELS`), numba is missing or fails to load (reported
     once as a :class:`~mixedmodels.errors.MixedModelsWarning`; the numpy code computes the
@@ -545,12 +546,13 @@ def pls_kernels():
     return module
 
 
-_kernel_module = None
+_kernel_module: ModuleType | None = None
 _NO_PAIRS = np.zeros(0, dtype=np.int64)
 
 
-def _kernel_pls(module, g: Gram, lam: np.ndarray, modes: bool, pairs=None, n: int = 0,
-                low: np.ndarray | None = None):
+def _kernel_pls(module: ModuleType, g: Gram, lam: np.ndarray, modes: bool,
+                pairs: list[tuple[int, int]] | None = None, n: int = 0,
+                low: np.ndarray | None = None) -> tuple[PlsSolution, np.ndarray]:
     """:func:`pls` (and with ``pairs`` the ML gradient, ``n`` in its ``n / PWRSS``) by the
     compiled kernel; ``low`` (m, q, q), when given, receives the groups' factors."""
     ztz, ztm = g.by_group()
