@@ -11,12 +11,14 @@ the machine is shared, and CPU time is the steadier measure under load (R's
 ``system.time`` user + system on its side).
 
 usage: python benchmarks/nlme.py [--rounds 3] [--repeats 5] [--out benchmarks/results/nlme]
+[--numpy]
 Writes <out>.json and <out>.md (default benchmarks/results/nlme.json and nlme.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import mixedmodels as mm
+from mixedmodels.core import nonlinear
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,6 +58,24 @@ def ours(name: str, repeats: int, ref: dict) -> tuple[float, float, float]:
     return statistics.median(times), statistics.median(cpu), fit.loglik
 
 
+def first_fit() -> float:
+    """CPU seconds of the first fit (orange_ml) in a fresh process: the compiled kernels'
+    import (numba's, from its cache) and the program binding included, which the warm
+    repeats do not see."""
+    code = (
+        "import sys, time, warnings; sys.path.insert(0, sys.argv[1]); "
+        "import mixedmodels as mm; from mixedmodels.core import nonlinear; "
+        "from tests.reference.nlme.cases import arguments; "
+        "nonlinear.USE_KERNELS = sys.argv[2] == '1'; "
+        "data, kw = arguments('orange_ml'); warnings.simplefilter('ignore'); "
+        "t = time.process_time(); mm.nlme(data=data, **kw); print(time.process_time() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT),
+                          "1" if nonlinear.USE_KERNELS else "0"],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def theirs(repeats: int) -> dict | None:
     if shutil.which("Rscript") is None:
         return None
@@ -77,7 +98,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(RESULTS / "nlme"))
+    parser.add_argument("--numpy", action="store_true",
+                        help="without the compiled kernels (core/nonlinear_kernels.py)")
     args = parser.parse_args()
+    if args.numpy:
+        nonlinear.USE_KERNELS = False
+    kernels = ("numba " + importlib.metadata.version("numba")
+               if nonlinear.pls_kernels() is not None else "numpy only")
+    first = first_fit()
     out = Path(args.out)
     ref = reference()
     load_before = os.getloadavg()
@@ -114,7 +142,7 @@ def main() -> None:
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "python": platform.python_version(), "numpy": np.__version__,
         "mixedmodels": mm.__version__, "R": r_version() if shutil.which("Rscript") else None,
-        "cpu_count": os.cpu_count(),
+        "cpu_count": os.cpu_count(), "kernels": kernels, "first_fit_cpu_s": first,
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +155,11 @@ def main() -> None:
         f"({meta['cpu_count']} cores, shared); Python {meta['python']}, numpy "
         f"{meta['numpy']}; {meta['R']}.  Medians of {args.repeats} repeats x "
         f"{args.rounds} rounds, starting values included on both sides.",
+        "",
+        f"Least squares and cross-products: {kernels} (core/nonlinear_kernels.py; "
+        "`--numpy` times the numpy code).  The first fit in a fresh process (orange_ml, "
+        f"the kernels' import included): {1e3 * first:.0f} ms CPU; the table's times are "
+        "warm fits.",
         "",
         "nlme converged: the same fit with tolerance = 1e-9, pnlsTol = 1e-8 (the fixed point"
         " that mm.nlme reaches, and the reference of the agreement tests).",

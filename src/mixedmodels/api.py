@@ -744,7 +744,7 @@ def nlme(
                             _data_name(data, data_name))
     problem = NonlinearProblem(
         y=design.y,
-        model=lambda phi: function(phi, cov),
+        model=function.rows(cov),
         n_model_parameters=len(function.parameters),
         fixed_matrices=design.fixed_matrices,
         function_index=design.function_index,
@@ -754,6 +754,7 @@ def nlme(
         diagonal=design.random.diagonal,
         reml=method == "REML",
         variance=None if variance is None else RowVariance(variance, design.extra, design.groups),
+        values=function.values(cov),
     )
     if n_agq > 1 and problem.n_theta != 1:
         raise ArgumentError(
@@ -810,7 +811,7 @@ def _nlme_nested(design, beta0, method, variance, tolerance, max_iter, data_name
               for codes, labels in zip(design.level_groups, design.level_levels, strict=True)]
     problem = MultilevelProblem(
         y=design.y,
-        model=lambda phi: function(phi, cov),
+        model=function.rows(cov),
         n_model_parameters=len(function.parameters),
         fixed_matrices=design.fixed_matrices,
         function_index=design.function_index,

@@ -11,18 +11,28 @@ the model is a linear mixed model for the working response ``w = y - f + X beta 
 everything here works on that model's per-group cross-products (a group's ``Z'Z`` is
 ``q x q`` with ``q`` the number of random parameters), so one evaluation costs
 ``O(m q^3 + p^3)`` once the cross-products are formed.
+
+At nlme's sizes (tens of groups, a few hundred rows) numpy's per-call cost, not the
+arithmetic, bounds these evaluations; when numba loads, the cross-products
+(:func:`gram`), the penalized least squares (:func:`pls`) and the ML gradients run as
+compiled loops over the groups (:mod:`mixedmodels.core.nonlinear_kernels`: the same
+formulas, equal to rounding; :data:`USE_KERNELS` switches them off).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 from scipy import sparse
 from scipy.linalg.lapack import dpotrf, dpotrs
 
 from mixedmodels.core.variance_functions import FITTED, VarianceFunction
+from mixedmodels.errors import MixedModelsWarning
 
 #: Largest ``rows x groups`` for which the group indicator is a dense matrix.
 DENSE_INDICATOR = 1_000_000
@@ -118,6 +128,9 @@ class NonlinearProblem(RelativeFactorLayout):
     reml : bool
     variance : RowVariance or None
         The variance function bound to the rows (see :class:`RowVariance`).
+    values : callable, optional
+        ``phi -> f``: the model's values alone (the same values as ``model``'s, without
+        the gradient), for the objective's evaluations.
     """
 
     y: np.ndarray
@@ -131,20 +144,31 @@ class NonlinearProblem(RelativeFactorLayout):
     diagonal: bool = False
     reml: bool = False
     variance: RowVariance | None = None
+    values: Callable[[np.ndarray], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         n = self.y.size
-        self.indicator = sparse.csr_matrix(
-            (np.ones(n), (self.groups, np.arange(n))), shape=(self.n_groups, n)
-        )
-        # small problems sum rows into groups faster with a dense product (no sparse set-up)
+        # small problems sum rows into groups faster with a dense product (and build it
+        # without the sparse set-up, 0.5 ms of a 4 ms fit)
         if n * self.n_groups <= DENSE_INDICATOR:
-            self.indicator = self.indicator.toarray()
+            self.indicator = np.zeros((self.n_groups, n))
+            self.indicator[self.groups, np.arange(n)] = 1.0
+        else:
+            self.indicator = sparse.csr_matrix(
+                (np.ones(n), (self.groups, np.arange(n))), shape=(self.n_groups, n)
+            )
         (self.slices, self.fixed_columns, self.column_parameter,
          self.selector) = fixed_layout(
             self.fixed_matrices, self.function_index, self.n_model_parameters, n
         )
         self._random_index = np.asarray(self.random_index, dtype=np.intp)
+        # every parameter an intercept (Orange, Theoph, ...): phi's fixed part is beta on
+        # every row and X = df/dbeta is the model's gradient itself
+        self._intercepts = bool(
+            self.column_parameter.size == self.n_model_parameters
+            and np.array_equal(self.column_parameter, np.arange(self.n_model_parameters))
+            and np.all(self.fixed_columns == 1.0)
+        )
 
     @property
     def n(self) -> int:
@@ -177,24 +201,34 @@ class NonlinearProblem(RelativeFactorLayout):
         return len(self.random_index)
 
     # --------------------------------------------------------------- the model
-    def phi(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def phi(self, beta: np.ndarray, b: np.ndarray, _bg: np.ndarray | None = None
+            ) -> np.ndarray:
         """Parameter rows ``(n, P)`` at fixed effects ``beta`` and random effects ``b``
         ``(m, q)``."""
-        phi = self.fixed_columns @ (beta[:, None] * self.selector)
+        if self._intercepts:
+            phi = np.empty((self.y.size, beta.size))
+            phi[:] = beta
+        else:
+            phi = self.fixed_columns @ (beta[:, None] * self.selector)
         if self._random_index.size:
-            phi[:, self._random_index] += b[self.groups]
+            phi[:, self._random_index] += b[self.groups] if _bg is None else _bg
         return phi
 
     def linearize(self, beta: np.ndarray, b: np.ndarray) -> Linearization:
         """The model's values and derivatives at ``(beta, b)``."""
-        f, g = self.model(self.phi(beta, b))
-        x = g[:, self.column_parameter] * self.fixed_columns
+        bg = b[self.groups]
+        f, g = self.model(self.phi(beta, b, bg))
+        x = g if self._intercepts else g[:, self.column_parameter] * self.fixed_columns
         z = g[:, self._random_index]
-        zb = (z * b[self.groups]).sum(axis=1)
+        zb = (z * bg).sum(axis=1)
         return Linearization(f=f, x=x, z=z, w=self.y - f + x @ beta + zb)
 
     def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self.model(self.phi(beta, b))[0]
+        """The model's values at ``(beta, b)`` (by ``values`` when given: no gradient)."""
+        phi = self.phi(beta, b)
+        if self.values is not None:
+            return self.values(phi)
+        return self.model(phi)[0]
 
 
 @dataclass
@@ -353,10 +387,25 @@ class Gram:
     ztm: np.ndarray  # (q, m, p + 1): Z'[X w] per group
     mtm: np.ndarray  # (p + 1, p + 1): [X w]'[X w]
     log_weights: float  # sum log s_j
+    #: The same cross-products group index first ((m, q, q) and (m, q, p + 1)), as the
+    #: compiled kernel takes them (formed from the others when not given).
+    ztz_groups: np.ndarray | None = None
+    ztm_groups: np.ndarray | None = None
+
+    def by_group(self) -> tuple[np.ndarray, np.ndarray]:
+        """``Z_i'Z_i`` (m, q, q) and ``Z_i'[X w]`` (m, q, p + 1), C-contiguous."""
+        if self.ztz_groups is None or self.ztm_groups is None:
+            self.ztz_groups = np.ascontiguousarray(np.moveaxis(self.ztz, 2, 0))
+            self.ztm_groups = np.ascontiguousarray(np.moveaxis(self.ztm, 1, 0))
+        return self.ztz_groups, self.ztm_groups
 
 
 def gram(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None = None) -> Gram:
-    """Cross-products of the linearized model (rows scaled by ``s``)."""
+    """Cross-products of the linearized model (rows scaled by ``s``); by the compiled
+    kernel (:func:`mixedmodels.core.nonlinear_kernels.gram_groups`) when numba loads."""
+    module = pls_kernels()
+    if module is not None:
+        return _kernel_gram(module, problem, lin, s)
     z = lin.z
     m = np.hstack([lin.x, lin.w[:, None]])
     if s is not None:
@@ -364,10 +413,27 @@ def gram(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None = N
     n, q = z.shape
     k = m.shape[1]
     e = problem.indicator
-    ztz = np.ascontiguousarray((e @ (z[:, :, None] * z[:, None, :]).reshape(n, q * q)).T)
+    by_group = e @ (z[:, :, None] * z[:, None, :]).reshape(n, q * q)  # (m, q q)
+    ztz = np.ascontiguousarray(by_group.T)
     ztm = (e @ (z[:, :, None] * m[:, None, :]).reshape(n, q * k)).reshape(-1, q, k)
     return Gram(ztz.reshape(q, q, -1), np.ascontiguousarray(ztm.transpose(1, 0, 2)), m.T @ m,
-                0.0 if s is None else float(np.log(s).sum()))
+                0.0 if s is None else float(np.log(s).sum()),
+                np.ascontiguousarray(by_group).reshape(-1, q, q), np.ascontiguousarray(ztm))
+
+
+def _kernel_gram(module: ModuleType, problem: NonlinearProblem, lin: Linearization,
+                 s: np.ndarray | None) -> Gram:
+    z, x = lin.z, lin.x
+    n, q = z.shape
+    k = x.shape[1] + 1
+    m = problem.n_groups
+    ztz, ztm = np.empty((m, q, q)), np.empty((m, q, k))
+    ztz_last, ztm_last = np.empty((q, q, m)), np.empty((q, m, k))
+    mtm = np.empty((k, k))
+    module.gram_groups(z, x, lin.w, _EMPTY if s is None else s, s is not None,
+                       problem.groups, ztz, ztm, ztz_last, ztm_last, mtm)
+    return Gram(ztz_last, ztm_last, mtm, 0.0 if s is None else float(np.log(s).sum()), ztz,
+                ztm)
 
 
 @dataclass
@@ -378,9 +444,14 @@ class PlsSolution:
     u: np.ndarray | None  # (m, q)
     pwrss: float
     logdet_l: float  # log det(L) = sum log diag over all groups
-    logdet_rx: float
+    rx: np.ndarray  # Cholesky factor of the fixed effects' reduced system
     xtx_reduced: np.ndarray
     low: list | None = None  # per-group Cholesky factor, entry by entry
+
+    @property
+    def logdet_rx(self) -> float:
+        """``log det R_X`` (the REML criterion's; computed when asked)."""
+        return float(np.log(np.diagonal(self.rx)).sum())
 
 
 def cholesky_groups(g: Gram, lam: np.ndarray) -> tuple[list, float]:
@@ -402,16 +473,24 @@ def cholesky_groups(g: Gram, lam: np.ndarray) -> tuple[list, float]:
         d = a[j][j]
         for k in range(j):
             d = d - low[j][k] ** 2
-        if d.min() <= 0:
+        # a pivot <= 0 makes its log -inf or NaN: the sum says so without a pass of its
+        # own over the groups (the minimum is taken only then, to tell NaN input apart)
+        with np.errstate(all="ignore"):
+            log_sum = float(_sum(np.log(d)))
+        if not log_sum > -np.inf and _min(d) <= 0:
             raise np.linalg.LinAlgError("not positive definite")
         low[j][j] = np.sqrt(d)
-        logdet_l += 0.5 * float(np.log(d).sum())
+        logdet_l += 0.5 * log_sum
         for i in range(j + 1, q):
             v = a[i][j]
             for k in range(j):
                 v = v - low[i][k] * low[j][k]
             low[i][j] = v / low[j][j]
     return low, logdet_l
+
+
+_sum = np.add.reduce
+_min = np.minimum.reduce
 
 
 def fixed_effects(
@@ -434,7 +513,94 @@ def fixed_effects(
     return beta, float(reduced[p, p] - reduced[p, :p] @ beta), xtx, rx
 
 
+#: Use the compiled kernel (:mod:`mixedmodels.core.nonlinear_kernels`) when numba loads;
+#: False forces the numpy code (the tests compare both).
+USE_KERNELS = True
+_kernel_failure: str | None = None
+
+
+def pls_kernels() -> ModuleType | None:
+    """The compiled kernel module (:mod:`mixedmodels.core.nonlinear_kernels`), or None when
+    it is switched off (:data:`USE_KERNELS`), numba is missing or fails to load (reported
+    once as a :class:`~mixedmodels.errors.MixedModelsWarning`; the numpy code computes the
+    same quantities)."""
+    global _kernel_failure, _kernel_module
+    if not USE_KERNELS or _kernel_failure is not None:
+        return None
+    if _kernel_module is not None:  # (find_spec costs more than a kernel call)
+        return _kernel_module
+    if importlib.util.find_spec("numba") is None:
+        return None
+    try:
+        from mixedmodels.core import nonlinear_kernels as module
+    except Exception as exc:  # noqa: BLE001 - any failure of the optional import falls back
+        _kernel_failure = f"{type(exc).__name__}: {exc}"
+        warnings.warn(
+            "the compiled kernel of the nonlinear models' least squares is unavailable "
+            f"(numba failed to load: {_kernel_failure}); using numpy",
+            MixedModelsWarning,
+            stacklevel=2,
+        )
+        return None
+    _kernel_module = module
+    return module
+
+
+_kernel_module: ModuleType | None = None
+_NO_PAIRS = np.zeros(0, dtype=np.int64)
+
+
+def _kernel_pls(module: ModuleType, g: Gram, lam: np.ndarray, modes: bool,
+                pairs: list[tuple[int, int]] | None = None, n: int = 0,
+                low: np.ndarray | None = None) -> tuple[PlsSolution, np.ndarray]:
+    """:func:`pls` (and with ``pairs`` the ML gradient, ``n`` in its ``n / PWRSS``) by the
+    compiled kernel; ``low`` (m, q, q), when given, receives the groups' factors."""
+    ztz, ztm = g.by_group()
+    m, q, k = ztm.shape
+    p = k - 1
+    beta = np.empty(p)
+    u = np.empty((m, q)) if (modes or pairs is not None) else None
+    reduced = np.empty((k, k))
+    rx = np.empty((p, p))
+    if pairs is None:
+        rows = cols = _NO_PAIRS
+    else:
+        rows, cols = _pair_index(pairs)
+    grad = np.empty(rows.size)
+    status, logdet_l, pwrss = module.pls_groups(
+        ztz, ztm, g.mtm, np.ascontiguousarray(lam, dtype=float), modes, pairs is not None,
+        rows, cols, n, beta, np.empty((0, q)) if u is None else u, reduced, rx, grad,
+        np.empty((m, q, q)) if low is None else low,
+    )
+    if status:
+        raise np.linalg.LinAlgError("not positive definite")
+    sol = PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, rx, reduced[:p, :p].copy(), None)
+    return sol, grad
+
+
+def _pair_index(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    key = tuple(pairs)
+    found = _PAIRS.get(key)
+    if found is None:
+        found = _PAIRS[key] = (np.array([r for r, _ in pairs], dtype=np.int64),
+                               np.array([c for _, c in pairs], dtype=np.int64))
+    return found
+
+
+_PAIRS: dict = {}
+
+
 def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
+    """``min ||w - X beta - Z Lambda u||^2 + ||u||^2`` (:func:`pls_numpy`, or the compiled
+    kernel of :mod:`mixedmodels.core.nonlinear_kernels` when numba loads: the same
+    quantities to rounding, without the per-group factor ``low``)."""
+    module = pls_kernels()
+    if module is not None:
+        return _kernel_pls(module, g, lam, modes)[0]
+    return pls_numpy(g, lam, modes)
+
+
+def pls_numpy(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
     """``min ||w - X beta - Z Lambda u||^2 + ||u||^2``.
 
     Per group ``A_i = Lambda' Z_i'Z_i Lambda + I = L_i L_i'``, factored entry by entry
@@ -444,29 +610,35 @@ def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
     over all groups), and ``u_i = L_i'^-1 (C_i,w - C_i,X beta)``.
     """
     q = lam.shape[0]
-    p = g.mtm.shape[0] - 1
+    shape = g.ztm.shape
+    p = shape[2] - 1
     low, logdet_l = cholesky_groups(g, lam)
-    lm = lam.T @ g.ztm.reshape(q, -1) if q > 1 else lam[0, 0] * g.ztm.reshape(1, -1)
-    lm = lm.reshape(g.ztm.shape)
-    c = np.empty_like(lm)
-    for i in range(q):
-        acc = lm[i]
-        for k in range(i):
-            acc = acc - low[i][k][:, None] * c[k]
-        c[i] = acc / low[i][i][:, None]
+    if q == 1:
+        c = (lam[0, 0] * g.ztm.reshape(1, -1)).reshape(shape)
+        c[0] /= low[0][0][:, None]
+    else:
+        lm = (lam.T @ g.ztm.reshape(q, -1)).reshape(shape)
+        c = np.empty_like(lm)
+        for i in range(q):
+            acc = lm[i]
+            for k in range(i):
+                acc = acc - low[i][k][:, None] * c[k]
+            c[i] = acc / low[i][i][:, None]
     flat = c.reshape(-1, p + 1)
     beta, pwrss, xtx, rx = fixed_effects(g.mtm - flat.T @ flat, p)
     u = None
     if modes:
         r = c[:, :, p] - c[:, :, :p] @ beta  # (q, m)
-        u = np.empty((r.shape[1], q))
-        for i in range(q - 1, -1, -1):
-            acc = r[i]
-            for k in range(i + 1, q):
-                acc = acc - low[k][i] * u[:, k]
-            u[:, i] = acc / low[i][i]
-    logdet_rx = float(np.log(np.diagonal(rx)).sum())
-    return PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, logdet_rx, xtx, low)
+        if q == 1:
+            u = (r[0] / low[0][0])[:, None]
+        else:
+            u = np.empty((shape[1], q))
+            for i in range(q - 1, -1, -1):
+                acc = r[i]
+                for k in range(i + 1, q):
+                    acc = acc - low[k][i] * u[:, k]
+                u[:, i] = acc / low[i][i]
+    return PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, rx, xtx, low)
 
 
 def forward_groups(low: list, rhs: np.ndarray) -> np.ndarray:
@@ -508,22 +680,41 @@ def ml_deviance_gradient(
     the envelope theorem ``d PWRSS / d Lambda_rc = -2 sum_i (Z_i' r_i)_r u_ic`` with
     ``r = w - X beta - Z Lambda u`` at the penalized least-squares solution; the deviance
     ``log|A| + n log PWRSS + const`` adds ``n / PWRSS`` times the latter.
+
+    By the compiled kernel when numba loads (:func:`pls`), numpy otherwise.
     """
-    sol = pls(g, lam, modes=True)
+    module = pls_kernels()
+    if module is not None:
+        sol, grad = _kernel_pls(module, g, lam, True, pairs, n)
+        if solution is not None:
+            solution.append(sol)
+        return deviance(sol, n, g.mtm.shape[0] - 1, False), grad
+    sol = pls_numpy(g, lam, modes=True)
     if solution is not None:
         solution.append(sol)
-    dev = deviance(sol, n, g.mtm.shape[0] - 1, False)
-    q = lam.shape[0]
     p = g.mtm.shape[0] - 1
+    dev = deviance(sol, n, p, False)
+    q = lam.shape[0]
+    ztm = g.ztm
+    if q == 1:  # the same operations on the one entry, without the loops' temporaries
+        lam00 = lam[0, 0]
+        s00 = g.ztz[0, 0]
+        low = sol.low[0][0]
+        u = sol.u[:, 0]
+        w = lam00 * s00 / low / low
+        zr = ztm[0, :, p] - ztm[0, :, :p] @ sol.beta - s00 * (u * lam00)
+        grad = np.array([2 * float(_sum(w)) - 2 * n / sol.pwrss * float(zr @ u)])
+        return dev, grad
     m = g.ztz.shape[2]
     t = (lam.T @ g.ztz.reshape(q, -1)).reshape(q, q, m)  # (Lambda' S)[a, b, i]
     w = backward_groups(sol.low, forward_groups(sol.low, np.swapaxes(t, 1, 2)))  # (q, m, q)
     lu = sol.u @ lam.T  # (m, q): Lambda u_i
     slu = np.einsum("abm,mb->am", g.ztz, lu)
-    zr = g.ztm[:, :, p] - g.ztm[:, :, :p] @ sol.beta - slu  # (q, m)
+    zr = ztm[:, :, p] - ztm[:, :, :p] @ sol.beta - slu  # (q, m)
     grad = np.empty(len(pairs))
+    scale = 2 * n / sol.pwrss
     for k, (r, c) in enumerate(pairs):
-        grad[k] = 2 * float(w[c, :, r].sum()) - 2 * n / sol.pwrss * float(zr[r] @ sol.u[:, c])
+        grad[k] = 2 * float(_sum(w[c, :, r])) - scale * float(zr[r] @ sol.u[:, c])
     return dev, grad
 
 
@@ -544,7 +735,7 @@ def power_weights(v: np.ndarray, delta: float) -> np.ndarray:
 
 def ml_deviance_gradient_weighted(
     problem: NonlinearProblem, lin: Linearization, lam: np.ndarray, s: np.ndarray,
-    jacobian: np.ndarray, pairs: list[tuple[int, int]],
+    jacobian: np.ndarray, pairs: list[tuple[int, int]], g: Gram | None = None,
 ) -> tuple[float, np.ndarray]:
     """The ML deviance with row weights ``s_j = 1 / sd_j(delta)`` and its gradient in
     ``(theta, delta)``; ``jacobian`` holds ``d log sd_j / d delta_k``.
@@ -553,14 +744,15 @@ def ml_deviance_gradient_weighted(
     d delta_k = -2 sum_j D_jk t_j`` with ``t_j = ||L_i^-1 Lambda' s_j z_j||^2`` (row ``j``'s
     leverage in its group), ``d PWRSS / d delta_k = -2 sum_j D_jk s_j^2 r_j^2`` (envelope
     theorem, ``r`` the linearized model's residual) and the weights' own term ``-2 sum log
-    s_j`` adds ``2 sum_j D_jk``.
+    s_j`` adds ``2 sum_j D_jk``.  ``g``: the cross-products ``gram(problem, lin, s)`` when
+    the caller has them (a forward difference in theta keeps the weights).
     """
-    return _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, False)
+    return _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, False, g)
 
 
 def reml_deviance_gradient_weighted(
     problem: NonlinearProblem, lin: Linearization, lam: np.ndarray, s: np.ndarray,
-    jacobian: np.ndarray, pairs: list[tuple[int, int]],
+    jacobian: np.ndarray, pairs: list[tuple[int, int]], g: Gram | None = None,
 ) -> tuple[float, np.ndarray]:
     """The REML criterion with row weights and its gradient in ``(theta, delta)``.
 
@@ -570,13 +762,17 @@ def reml_deviance_gradient_weighted(
     D_jk R_j' M^-1 R_j`` (``dV = 2 D_jk s_j^-2`` on the diagonal) and ``d log|M| / d
     Lambda_rc = -2 (H Lambda)_rc`` with ``H = sum_i G_i M^-1 G_i'``, ``G_i = Z_i'S_i R_i``.
     """
-    return _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, True)
+    return _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, True, g)
 
 
-def _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, reml):
+def _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, reml, g=None):
     n, p, q = problem.n, problem.p, lam.shape[0]
-    g = gram(problem, lin, s)
-    sol = pls(g, lam, modes=True)
+    if g is None:
+        g = gram(problem, lin, s)
+    module = None if reml else pls_kernels()
+    if module is not None:
+        return _weighted_ml_kernel(module, problem, lin, lam, s, jacobian, pairs, g)
+    sol = pls_numpy(g, lam, modes=True)  # (its per-group factor serves below)
     m = g.ztz.shape[2]
     groups = problem.groups
     # theta: log|A| and PWRSS (as ml_deviance_gradient)
@@ -620,6 +816,27 @@ def _weighted_deviance_gradient(problem, lin, lam, s, jacobian, pairs, reml):
         hl = h @ lam
         grad_theta = grad_theta - 2 * np.array([hl[r_, c_] for r_, c_ in pairs])
     dev = deviance(sol, n, p, reml, g.log_weights)
+    return dev, np.append(grad_theta, grad_delta)
+
+
+def _weighted_ml_kernel(module, problem, lin, lam, s, jacobian, pairs, g):
+    """The ML branch of :func:`_weighted_deviance_gradient` with the least squares, the
+    theta part and the rows' leverages by the compiled kernels (the same formulas; agrees
+    to rounding)."""
+    n, p = problem.n, problem.p
+    m, q = problem.n_groups, lam.shape[0]
+    low = np.empty((m, q, q))
+    sol, grad_theta = _kernel_pls(module, g, lam, True, pairs, n, low)
+    lu = sol.u @ lam.T
+    groups = problem.groups
+    r = lin.w - lin.x @ sol.beta - np.einsum("nq,nq->n", lin.z, lu[groups])
+    dpwrss_delta = -2 * ((s * r) ** 2 @ jacobian)
+    zs = (lin.z * s[:, None]) @ lam  # rows (Lambda' s_j z_j)'
+    leverage = np.empty(n)
+    module.row_leverages(np.ascontiguousarray(zs), groups, low, leverage)
+    dlogdet_delta = -2 * (leverage @ jacobian)
+    grad_delta = dlogdet_delta + n / sol.pwrss * dpwrss_delta + 2 * jacobian.sum(axis=0)
+    dev = deviance(sol, n, p, False, g.log_weights)
     return dev, np.append(grad_theta, grad_delta)
 
 

@@ -136,30 +136,61 @@ class ModelFunction:
         self, phi: np.ndarray, cov: dict[str, np.ndarray], gradient: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Values (n,) and gradient (n, P) at parameter rows ``phi`` (n, P)."""
-        env: dict[str, np.ndarray | float] = dict(cov)
-        for j, name in enumerate(self.parameters):
-            env[name] = phi[:, j]
-        n = phi.shape[0]
-        with np.errstate(all="ignore"):
-            if not gradient:
-                (f,) = self._value_program.run(env)
-                return np.broadcast_to(np.asarray(f, dtype=float), (n,)).copy(), None
-            out = self._program.run(env)
-            g = np.empty((n, len(self.parameters)))
-            for j, value in enumerate(out[1:]):
-                g[:, j] = value
-        return np.broadcast_to(np.asarray(out[0], dtype=float), (n,)).copy(), g
+        if gradient:
+            return self.rows(cov)(phi)
+        return self.values(cov)(phi), None
+
+    def rows(self, cov: dict[str, np.ndarray]) -> Callable[[np.ndarray], tuple[np.ndarray,
+                                                                              np.ndarray]]:
+        """The model on fixed covariates ``cov`` (n rows) as a function of the parameter
+        rows ``phi`` (n, P): values (n,) and gradient (n, P).  The program is bound to the
+        covariates once (:meth:`~mixedmodels.formula.derivative.Program.bind`); a fit calls
+        the function returned here at every linearization."""
+        run = self._program.bind(cov, self.parameters)
+        n_par = len(self.parameters)
+
+        def fun(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            n = phi.shape[0]
+            with np.errstate(all="ignore"):
+                out = run(phi.T)
+            g = np.empty((n, n_par))
+            for j in range(n_par):
+                g[:, j] = out[j + 1]
+            f = out[0]
+            if not (isinstance(f, np.ndarray) and f.shape == (n,)):
+                f = np.broadcast_to(np.asarray(f, dtype=float), (n,)).copy()
+            return f, g
+
+        return fun
+
+    def values(self, cov: dict[str, np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+        """As :meth:`rows`, the values only."""
+        run = self._value_program.bind(cov, self.parameters)
+
+        def fun(phi: np.ndarray) -> np.ndarray:
+            with np.errstate(all="ignore"):
+                (f,) = run(phi.T)
+            return np.broadcast_to(np.asarray(f, dtype=float), (phi.shape[0],)).copy()
+
+        return fun
 
     def on(
         self, cov: dict[str, np.ndarray]
     ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-        """The model on fixed covariates as a function of one parameter vector."""
+        """The model on fixed covariates as a function of one parameter vector (the
+        parameters enter as scalars: what depends on them alone is computed once per
+        call, not once per row)."""
         n = next(iter(cov.values())).size if cov else 1
+        run = self._program.bind(cov, self.parameters)
+        n_par = len(self.parameters)
 
         def fun(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            phi = np.broadcast_to(np.asarray(p, dtype=float), (n, len(self.parameters)))
-            f, g = self(np.array(phi), cov)
-            return f, g
+            with np.errstate(all="ignore"):
+                out = run([float(v) for v in np.asarray(p, dtype=float)])
+            g = np.empty((n, n_par))
+            for j in range(n_par):
+                g[:, j] = out[j + 1]
+            return np.broadcast_to(np.asarray(out[0], dtype=float), (n,)).copy(), g
 
         return fun
 

@@ -17,7 +17,7 @@ Nothing here is handed to Python's ``eval``: a name is looked up in the mapping 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -45,6 +45,7 @@ UNARY_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 _OPERATORS = {"+", "-", "*", "/", "^"}
+_BINARY = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "^": np.power}
 _CONSTANTS = {"pi": math.pi}
 
 
@@ -421,6 +422,67 @@ class Program:
         if isinstance(node, Call) and node.func in UNARY_FUNCTIONS and len(node.args) == 1:
             return self._add(("call", node.func, self._emit(node.args[0])))
         raise FormulaError("not an arithmetic expression")
+
+    def bind(
+        self, env: Mapping[str, np.ndarray | float], variables: Sequence[str]
+    ) -> Callable[[Sequence], list]:
+        """The trees as a function of ``variables`` (values given by position) with every
+        other name fixed from ``env`` (``pi`` when not there).
+
+        What does not depend on ``variables`` is computed here, once; each call then runs
+        the remaining operations as a flat list of numpy calls (no dispatch on the
+        operation's kind, no name look-ups), the same operations in the same order as
+        :meth:`run`, so the values are identical.
+        """
+        slots = {name: k for k, name in enumerate(variables)}
+        init: list = [None] * len(self.code)
+        known = [False] * len(self.code)
+        inputs: list[tuple[int, int]] = []
+        ops: list[tuple] = []
+        with np.errstate(all="ignore"):
+            self._fold(env, slots, init, known, inputs, ops)
+        outputs = self.outputs
+
+        def run(values: Sequence) -> list:
+            regs = init.copy()
+            for i, k in inputs:
+                regs[i] = values[k]
+            for i, fn, a, b in ops:
+                regs[i] = fn(regs[a]) if b < 0 else fn(regs[a], regs[b])
+            return [regs[o] for o in outputs]
+
+        return run
+
+    def _fold(self, env, slots, init, known, inputs, ops) -> None:
+        """:meth:`bind`'s pass over the code: inputs, folded values, remaining ops."""
+        for i, ins in enumerate(self.code):
+            op = ins[0]
+            if op == "num":
+                init[i], known[i] = ins[1], True
+                continue
+            if op == "name":
+                if ins[1] in slots:
+                    inputs.append((i, slots[ins[1]]))
+                elif ins[1] in env:
+                    init[i], known[i] = env[ins[1]], True
+                elif not ins[2] and ins[1] in _CONSTANTS:
+                    init[i], known[i] = _CONSTANTS[ins[1]], True
+                else:
+                    raise FormulaError(f"unknown name {ins[1]!r} in the model expression")
+                continue
+            if op == "neg":
+                fn, args = np.negative, (ins[1],)
+            elif op == "call":
+                fn, args = UNARY_FUNCTIONS[ins[1]], (ins[2],)
+            else:
+                fn, args = _BINARY[op], (ins[1], ins[2])
+            if all(known[a] for a in args):
+                init[i] = fn(*(init[a] for a in args))
+                known[i] = True
+            elif len(args) == 1:
+                ops.append((i, fn, args[0], -1))
+            else:
+                ops.append((i, fn, args[0], args[1]))
 
     def run(self, env: Mapping[str, np.ndarray | float]) -> list:
         """The trees' values with names looked up in ``env`` (``pi`` when not there)."""

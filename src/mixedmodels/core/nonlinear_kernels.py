@@ -1,0 +1,269 @@
+"""Compiled kernel of :mod:`mixedmodels.core.nonlinear` (numba): the penalized least squares
+of a linearized nonlinear mixed model and the gradient of its profiled ML deviance, one
+pass over the groups.
+
+Imported only through :func:`mixedmodels.core.nonlinear.pls_kernel` (numba is optional and
+its import costs ~0.3 s).  The numpy code of :mod:`mixedmodels.core.nonlinear`
+(:func:`~mixedmodels.core.nonlinear.pls`, :func:`~mixedmodels.core.nonlinear.ml_deviance_gradient`)
+stays as the fallback and computes the same quantities by the same formulas; the kernel adds
+the groups' terms one group after the other where numpy's products sum them in BLAS's
+order, so the two agree to rounding (1e-14 relative), not to the last bit.  At nlme's sizes
+(tens of groups, q <= 4 random effects) the numpy code is bound by the cost of its calls,
+not by arithmetic: one evaluation here costs microseconds where numpy's ~40 calls cost
+30-100.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def pls_groups(
+    ztz, ztm, mtm, lam, modes, gradient, pair_rows, pair_cols, n, beta, u, reduced, rx, grad,
+    low,
+):  # pragma: no cover - compiled
+    """Penalized least squares ``min ||w - X beta - Z Lambda u||^2 + ||u||^2`` from the
+    per-group cross-products, and optionally the profiled ML deviance's gradient in theta.
+
+    Per group ``A_i = Lambda' S_i Lambda + I = L_i L_i'`` (``S_i = Z_i'Z_i``), ``C_i = L_i^-1
+    Lambda' Z_i'[X w]``; ``reduced = [X w]'[X w] - sum_i C_i'C_i``, ``R_X R_X' =
+    reduced_XX``, ``beta`` from it, ``PWRSS = reduced_ww - reduced_wX beta``, ``u_i = L_i'^-1
+    (C_i,w - C_i,X beta)``.  Gradient (as ``ml_deviance_gradient``): ``2 sum_i [A_i^-1
+    Lambda' S_i]_cr - 2 n / PWRSS sum_i (Z_i' r_i)_r u_ic`` for each theta entry ``(r, c)``.
+
+    Parameters
+    ----------
+    ztz : float64 (m, q, q)
+    ztm : float64 (m, q, k)
+        ``Z_i'[X w]``, ``k = p + 1``.
+    mtm : float64 (k, k)
+    lam : float64 (q, q)
+    modes, gradient : bool
+        Compute ``u`` (the gradient needs it too).
+    pair_rows, pair_cols : int64 (t,)
+    n : int
+    beta : float64 (p,), u : float64 (m, q), reduced : float64 (k, k), rx : float64 (p, p),
+    grad : float64 (t,), low : float64 (m, q, q)
+        Outputs (``rx`` and each ``L_i`` lower triangular, their upper parts zero).
+
+    Returns
+    -------
+    status : int
+        0, or 1 when a pivot of an ``A_i`` or of ``reduced_XX`` is <= 0 (not positive
+        definite; a NaN pivot is passed on, as the numpy code passes it).
+    logdet_l : float
+        ``sum_i log det L_i``.
+    pwrss : float
+        (Not floored at 0.)
+    """
+    m, q, k = ztm.shape
+    p = k - 1
+    low[:] = 0.0
+    c = np.empty((m, q, k))
+    ls = np.empty((m, q, q))
+    logdet_l = 0.0
+    for a in range(k):
+        for b in range(k):
+            reduced[a, b] = mtm[a, b]
+    for i in range(m):
+        # Lambda' S_i, A_i = (Lambda' S_i) Lambda + I
+        for a in range(q):
+            for b in range(q):
+                acc = 0.0
+                for e in range(q):
+                    acc += lam[e, a] * ztz[i, e, b]
+                ls[i, a, b] = acc
+        for a in range(q):
+            for b in range(a + 1):
+                acc = 0.0
+                for e in range(q):
+                    acc += ls[i, a, e] * lam[e, b]
+                if a == b:
+                    acc += 1.0
+                # Cholesky, column by column (row a, column b <= a)
+                for e in range(b):
+                    acc -= low[i, a, e] * low[i, b, e]
+                if a == b:
+                    if acc <= 0.0:  # (NaN passes, as in the numpy code and LAPACK's dpotrf)
+                        return 1, 0.0, 0.0
+                    low[i, a, a] = math.sqrt(acc)
+                    logdet_l += 0.5 * math.log(acc)
+                else:
+                    low[i, a, b] = acc / low[i, b, b]
+        # C_i = L_i^-1 Lambda' Z_i'[X w]
+        for col in range(k):
+            for a in range(q):
+                acc = 0.0
+                for e in range(q):
+                    acc += lam[e, a] * ztm[i, e, col]
+                for e in range(a):
+                    acc -= low[i, a, e] * c[i, e, col]
+                c[i, a, col] = acc / low[i, a, a]
+        for a in range(k):
+            for b in range(a + 1):
+                acc = 0.0
+                for e in range(q):
+                    acc += c[i, e, a] * c[i, e, b]
+                reduced[a, b] -= acc
+    for a in range(k):
+        for b in range(a):
+            reduced[b, a] = reduced[a, b]
+    # R_X R_X' = reduced_XX, beta
+    for a in range(p):
+        for b in range(p):
+            rx[a, b] = 0.0
+    for a in range(p):
+        for b in range(a + 1):
+            acc = reduced[a, b]
+            for e in range(b):
+                acc -= rx[a, e] * rx[b, e]
+            if a == b:
+                if acc <= 0.0:  # (NaN passes, as in the numpy code and LAPACK's dpotrf)
+                    return 1, logdet_l, 0.0
+                rx[a, a] = math.sqrt(acc)
+            else:
+                rx[a, b] = acc / rx[b, b]
+    y = np.empty(p)
+    for a in range(p):
+        acc = reduced[a, p]
+        for e in range(a):
+            acc -= rx[a, e] * y[e]
+        y[a] = acc / rx[a, a]
+    for a in range(p - 1, -1, -1):
+        acc = y[a]
+        for e in range(a + 1, p):
+            acc -= rx[e, a] * beta[e]
+        beta[a] = acc / rx[a, a]
+    pwrss = reduced[p, p]
+    for a in range(p):
+        pwrss -= reduced[p, a] * beta[a]
+    if not (modes or gradient):
+        return 0, logdet_l, pwrss
+    r = np.empty(q)
+    for i in range(m):
+        for a in range(q):
+            acc = c[i, a, p]
+            for e in range(p):
+                acc -= c[i, a, e] * beta[e]
+            r[a] = acc
+        for a in range(q - 1, -1, -1):
+            acc = r[a]
+            for e in range(a + 1, q):
+                acc -= low[i, e, a] * u[i, e]
+            u[i, a] = acc / low[i, a, a]
+    if not gradient:
+        return 0, logdet_l, pwrss
+    t = pair_rows.size
+    trace = np.zeros((q, q))  # sum_i A_i^-1 Lambda' S_i
+    zu = np.zeros((q, q))  # sum_i (Z_i' r_i) u_i'
+    v = np.empty((q, q))
+    lu = np.empty(q)
+    zr = np.empty(q)
+    for i in range(m):
+        # A_i^-1 (Lambda' S_i): forward then backward solves, column by column
+        for col in range(q):
+            for a in range(q):
+                acc = ls[i, a, col]
+                for e in range(a):
+                    acc -= low[i, a, e] * v[e, col]
+                v[a, col] = acc / low[i, a, a]
+            for a in range(q - 1, -1, -1):
+                acc = v[a, col]
+                for e in range(a + 1, q):
+                    acc -= low[i, e, a] * v[e, col]
+                v[a, col] = acc / low[i, a, a]
+        for a in range(q):
+            for b in range(q):
+                trace[a, b] += v[a, b]
+        # Z_i' r_i = Z_i'w - Z_i'X beta - S_i Lambda u_i
+        for a in range(q):
+            acc = 0.0
+            for e in range(q):
+                acc += lam[a, e] * u[i, e]
+            lu[a] = acc
+        for a in range(q):
+            acc = ztm[i, a, p]
+            for e in range(p):
+                acc -= ztm[i, a, e] * beta[e]
+            for e in range(q):
+                acc -= ztz[i, a, e] * lu[e]
+            zr[a] = acc
+        for a in range(q):
+            for b in range(q):
+                zu[a, b] += zr[a] * u[i, b]
+    scale = 2.0 * n / pwrss
+    for j in range(t):
+        rr, cc = pair_rows[j], pair_cols[j]
+        grad[j] = 2.0 * trace[cc, rr] - scale * zu[rr, cc]
+    return 0, logdet_l, pwrss
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def row_leverages(zs, groups, low, out):  # pragma: no cover - compiled
+    """``out_j = ||L_g(j)^-1 zs_j||^2`` for each row (``zs`` (n, q): rows ``Lambda' s_j
+    z_j``; ``low`` (m, q, q) the groups' Cholesky factors): row ``j``'s leverage in its
+    group, the weighted gradient's ``d log|A| / d delta`` part."""
+    n, q = zs.shape
+    y = np.empty(q)
+    for j in range(n):
+        i = groups[j]
+        total = 0.0
+        for a in range(q):
+            acc = zs[j, a]
+            for e in range(a):
+                acc -= low[i, a, e] * y[e]
+            y[a] = acc / low[i, a, a]
+            total += y[a] * y[a]
+        out[j] = total
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def gram_groups(z, x, w, s, weighted, groups, ztz, ztm, ztz_last, ztm_last, mtm
+                ):  # pragma: no cover - compiled
+    """The per-group cross-products of ``[Z | X w]`` with row weights ``s`` (when
+    ``weighted``), one pass over the rows (the rows' products added in the rows' order).
+
+    Outputs (zeroed here): ``ztz`` (m, q, q) and ``ztz_last`` (q, q, m): ``sum s_j^2 z_j
+    z_j'`` per group; ``ztm`` (m, q, k) and ``ztm_last`` (q, m, k): ``sum s_j^2 z_j [x_j
+    w_j]'``; ``mtm`` (k, k): ``sum s_j^2 [x_j w_j][x_j w_j]'``.
+    """
+    n, q = z.shape
+    p = x.shape[1]
+    k = p + 1
+    ztz[:] = 0.0
+    ztm[:] = 0.0
+    mtm[:] = 0.0
+    zr = np.empty(q)
+    mr = np.empty(k)
+    for j in range(n):
+        i = groups[j]
+        sj = s[j] if weighted else 1.0
+        for a in range(q):
+            zr[a] = z[j, a] * sj
+        for a in range(p):
+            mr[a] = x[j, a] * sj
+        mr[p] = w[j] * sj
+        for a in range(q):
+            za = zr[a]
+            for b in range(q):
+                ztz[i, a, b] += za * zr[b]
+            for b in range(k):
+                ztm[i, a, b] += za * mr[b]
+        for a in range(k):
+            ma = mr[a]
+            for b in range(a + 1):
+                mtm[a, b] += ma * mr[b]
+    for a in range(k):
+        for b in range(a):
+            mtm[b, a] = mtm[a, b]
+    m = ztz.shape[0]
+    for i in range(m):
+        for a in range(q):
+            for b in range(q):
+                ztz_last[a, b, i] = ztz[i, a, b]
+            for b in range(k):
+                ztm_last[a, i, b] = ztm[i, a, b]

@@ -1,0 +1,187 @@
+"""The compiled kernel of the nonlinear models' penalized least squares
+(core/nonlinear_kernels.py) against the numpy code it replaces when numba loads
+(core/nonlinear.py ``pls_numpy`` and ``ml_deviance_gradient``'s numpy branch), and the
+fits by each path against nlme's converged values.
+
+The two paths compute the same formulas; the kernel sums the groups' terms one group after
+the other where numpy's products sum them in BLAS's order, so they agree to rounding: the
+deviance, PWRSS, fixed effects, modes and log-determinants within 1e-11 relative (the
+cross-products here span 8 orders of magnitude, and a difference of rounding in the
+reduced system's 1e-16 relative is magnified by its condition number, up to ~1e4), the
+gradient within 1e-9 of its largest entry (a difference of two sums of ~1e3 each).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import mixedmodels as mm
+from mixedmodels.core import nonlinear as cn
+from mixedmodels.core.nonlinear import (
+    Gram,
+    NonlinearProblem,
+    RowVariance,
+    gram,
+    ml_deviance_gradient,
+    ml_deviance_gradient_weighted,
+    pls,
+    pls_numpy,
+    theta_pairs,
+)
+from mixedmodels.design.nonlinear import build_nlme_design
+from tests.reference.nlme.cases import arguments, reference
+
+needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
+                                 reason="numba is not installed")
+
+
+def _gram(rng, m, q, p, n) -> Gram:
+    """Cross-products of a random linearized model: ``m`` groups of 6 rows."""
+    z = rng.normal(size=(n, q)) * np.geomspace(1.0, 30.0, q)
+    x = rng.normal(size=(n, p)) * np.geomspace(1.0, 100.0, p)
+    w = x @ rng.normal(size=p) + rng.normal(size=n)
+    groups = np.repeat(np.arange(m), n // m)
+    e = (groups[None, :] == np.arange(m)[:, None]).astype(float)
+    mm_ = np.column_stack([x, w])
+    ztz = np.einsum("in,na,nb->abi", e, z, z)
+    ztm = np.einsum("in,na,nk->aik", e, z, mm_)
+    return Gram(np.ascontiguousarray(ztz), np.ascontiguousarray(ztm), mm_.T @ mm_, 0.0)
+
+
+def _lambda(rng, q, diagonal):
+    lam = np.diag(rng.uniform(0.2, 3.0, size=q))
+    if not diagonal:
+        lam[np.tril_indices(q, -1)] = rng.normal(size=q * (q - 1) // 2)
+    return lam
+
+
+@needs_numba
+@pytest.mark.parametrize(("q", "diagonal"), [(1, True), (2, False), (2, True), (3, False),
+                                             (3, True), (4, False)])
+def test_kernel_equals_numpy_to_rounding(monkeypatch, q, diagonal):
+    rng = np.random.default_rng(10 + q)
+    m, p = 9, 4
+    g = _gram(rng, m, q, p, 6 * m)
+    lam = _lambda(rng, q, diagonal)
+    pairs = theta_pairs(q, diagonal)
+    want = pls_numpy(g, lam)
+    monkeypatch.setattr(cn, "USE_KERNELS", False)
+    dev0, grad0 = ml_deviance_gradient(g, lam, pairs, 6 * m)
+    monkeypatch.setattr(cn, "USE_KERNELS", True)
+    assert cn.pls_kernels() is not None
+    got = pls(g, lam)
+    dev1, grad1 = ml_deviance_gradient(g, lam, pairs, 6 * m)
+    assert got.low is None  # the kernel's solution (numpy's has the factor)
+    np.testing.assert_allclose(got.beta, want.beta, rtol=1e-11)
+    np.testing.assert_allclose(got.u, want.u, rtol=1e-11, atol=1e-11 * np.abs(want.u).max())
+    np.testing.assert_allclose(got.pwrss, want.pwrss, rtol=1e-11)
+    np.testing.assert_allclose(got.logdet_l, want.logdet_l, rtol=1e-11)
+    np.testing.assert_allclose(got.logdet_rx, want.logdet_rx, rtol=1e-11)
+    np.testing.assert_allclose(got.xtx_reduced, want.xtx_reduced, rtol=1e-11,
+                               atol=1e-11 * np.abs(want.xtx_reduced).max())
+    np.testing.assert_allclose(dev1, dev0, rtol=1e-11)
+    np.testing.assert_allclose(grad1, grad0, rtol=0, atol=1e-9 * np.abs(grad0).max())
+    # without the modes: the same fixed effects and criterion
+    bare = pls(g, lam, modes=False)
+    assert bare.u is None
+    np.testing.assert_allclose(bare.beta, got.beta, rtol=0, atol=0)
+
+
+@needs_numba
+def test_kernel_reports_a_matrix_that_is_not_positive_definite():
+    rng = np.random.default_rng(3)
+    g = _gram(rng, 5, 2, 2, 30)
+    g.ztz[0, 0, 1] = -1e6  # a group's Z'Z with a negative diagonal entry
+    g.ztz_groups = None
+    with pytest.raises(np.linalg.LinAlgError):
+        pls(g, np.eye(2))
+    with pytest.raises(np.linalg.LinAlgError):
+        pls_numpy(g, np.eye(2))
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("name", ["orange_ml", "theoph", "soybean_diag", "co2"])
+def test_fits_by_either_path_agree_with_nlme(monkeypatch, compiled, name):
+    """Both paths reach nlme's converged fit (the issue's tolerances: log-likelihood 1e-6
+    relative, fixed effects 1e-4) and each other's to 1e-9 relative in the log-likelihood."""
+    if compiled and importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed")
+    ref = reference()
+    data, kwargs = arguments(name, ref)
+    monkeypatch.setattr(cn, "USE_KERNELS", compiled)
+    fit = mm.nlme(data=data, **kwargs)
+    want = ref["cases"][name]["converged"]
+    assert abs(fit.loglik - want["logLik"]) <= 1e-6 * abs(want["logLik"])
+    np.testing.assert_allclose(fit.fixef.to_numpy(), np.array(list(want["fixef"].values())),
+                               rtol=1e-4, atol=1e-6)
+    monkeypatch.setattr(cn, "USE_KERNELS", not compiled)
+    other = mm.nlme(data=data, **kwargs)
+    assert abs(fit.loglik - other.loglik) <= 1e-9 * abs(fit.loglik)
+
+
+@needs_numba
+@pytest.mark.parametrize("name", ["soybean_variety_varpower", "orange_two_diag", "co2"])
+def test_weighted_gradient_by_kernel_equals_numpy(monkeypatch, name):
+    """The ML deviance with row weights (a power of the fitted values) and its gradient in
+    ``(theta, delta)`` by the kernels (least squares, theta part, rows' leverages) and by
+    numpy, on the linearized model at nlme's start."""
+    ref = reference()
+    data, kwargs = arguments(name, ref)
+    design = build_nlme_design(kwargs["model"], data, kwargs["fixed"], kwargs["random"])
+    function = design.model
+    problem = NonlinearProblem(
+        y=design.y, model=function.rows(design.covariates),
+        n_model_parameters=len(function.parameters), fixed_matrices=design.fixed_matrices,
+        function_index=design.function_index, random_index=design.random_index,
+        groups=design.groups, n_groups=len(design.levels), diagonal=design.random.diagonal,
+        variance=RowVariance(mm.var.Power(), {}, design.groups))
+    beta = mm.nlme(data=data, **kwargs).estimate.beta
+    b = np.full((problem.n_groups, problem.q), 0.1)
+    lin = problem.linearize(beta, b)
+    at = problem.variance.at(lin.f)
+    pairs = theta_pairs(problem.q, problem.diagonal)
+    theta = np.linspace(0.3, 1.2, problem.n_theta)
+    lam = problem.lambda_of(theta)
+    delta = np.array([0.4])
+    s = at.weights(delta)
+    jac = at.jacobian(delta)
+    monkeypatch.setattr(cn, "USE_KERNELS", False)
+    dev0, grad0 = ml_deviance_gradient_weighted(problem, lin, lam, s, jac, pairs)
+    monkeypatch.setattr(cn, "USE_KERNELS", True)
+    dev1, grad1 = ml_deviance_gradient_weighted(problem, lin, lam, s, jac, pairs,
+                                                gram(problem, lin, s))
+    np.testing.assert_allclose(dev1, dev0, rtol=1e-11)
+    np.testing.assert_allclose(grad1, grad0, rtol=0, atol=1e-9 * np.abs(grad0).max())
+
+
+@needs_numba
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gram_by_kernel_equals_numpy(monkeypatch, weighted):
+    """The per-group cross-products by the kernel (one pass over the rows) and by numpy's
+    products with the group indicator: the same sums to rounding (1e-13 relative of the
+    largest), in both layouts."""
+    from mixedmodels.core.nonlinear import Linearization
+
+    rng = np.random.default_rng(5)
+    n, m, q, p = 60, 7, 2, 3
+    groups = rng.integers(0, m, size=n)
+    groups[:m] = np.arange(m)
+    problem = NonlinearProblem(
+        y=rng.normal(size=n), model=lambda phi: (phi[:, 0], np.ones_like(phi)),
+        n_model_parameters=3, fixed_matrices=[np.ones((n, 1))] * 3, function_index=[0, 1, 2],
+        random_index=[0, 1], groups=groups, n_groups=m)
+    lin = Linearization(f=rng.normal(size=n), x=rng.normal(size=(n, p)) * 10,
+                        z=rng.normal(size=(n, q)), w=rng.normal(size=n) * 100)
+    s = rng.uniform(0.5, 2.0, size=n) if weighted else None
+    monkeypatch.setattr(cn, "USE_KERNELS", False)
+    want = gram(problem, lin, s)
+    monkeypatch.setattr(cn, "USE_KERNELS", True)
+    got = gram(problem, lin, s)
+    for a, b in [(got.ztz, want.ztz), (got.ztm, want.ztm), (got.mtm, want.mtm),
+                 (got.ztz_groups, want.ztz_groups), (got.ztm_groups, want.ztm_groups)]:
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * np.abs(b).max())
+    assert got.log_weights == want.log_weights
