@@ -93,3 +93,24 @@ def test_crossed_step_is_the_relative_standard_error_of_a_standard_deviation(n_s
         np.testing.assert_allclose(step[sl], max(relative * size, 0.5 * relative), rtol=1e-12)
     if n_subjects > 50:
         assert step[0] < 0.1 * np.abs(theta[[0, 2]]).max()  # smaller than the old fixed 0.1
+
+
+@pytest.mark.parametrize("formula", ["(Days | Subject)", "(1 | Subject)"])
+@pytest.mark.parametrize("noise", [0.0, 1e-13])
+def test_a_response_the_fixed_effects_reproduce_informs_no_start(formula, noise):
+    """A response that X reproduces up to rounding (a constant one; a GLMM's working
+    response where every mean overflowed): its residuals' per-level moments are rounding
+    noise, which one BLAS build made exactly 0 (lme4's start) and another 1e-13 (a start of
+    [1e-3, 2e-20, 1e-3] with a tiny step).  Now lme4's start and step on both."""
+    import mixedmodels as mm
+    from mixedmodels.design.model import build_design
+    from mixedmodels.optim.start import DEFAULT_STEP
+
+    data = mm.datasets.load("sleepstudy")
+    rng = np.random.default_rng(3)
+    data = data.assign(Reaction=250.0 + 10.0 * data.Days + noise * rng.normal(size=len(data)))
+    design = build_design(f"Reaction ~ Days + {formula}", data)
+    problem = LmmProblem([t.block for t in design.terms], design.X, design.y, reml=False)
+    theta, step = moment_start(problem)
+    np.testing.assert_array_equal(theta, problem.theta_start())
+    np.testing.assert_array_equal(step, np.full(theta.size, DEFAULT_STEP))

@@ -31,6 +31,8 @@ from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 MIN_START = 0.05
 MAX_START = 10.0
 DEFAULT_STEP = 0.25
+# residuals whose range is below this fraction of the response's largest value are rounding
+RESIDUAL_ROUNDING = 1e-10
 INFORMED_STEP = 0.1
 VECTOR_STEP = 0.01  # per-level regressions land close to the optimum: search a small region
 CROSSED_VECTOR_STEP = 0.1  # backfitted regressions of crossed terms: less close
@@ -248,6 +250,12 @@ def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
     else:
         beta = np.zeros(0)
         r = y - y.mean()
+    scale = float(np.max(np.abs(problem.y), initial=0.0))  # y_work is a residual already
+    if not np.ptp(r) > RESIDUAL_ROUNDING * max(scale, 1e-300):
+        # the fixed effects reproduce the response (a constant one, or a GLMM's working
+        # response where every mean overflowed): the residuals are rounding, whose
+        # per-level moments depend on the BLAS build; nothing informs a start
+        return theta, step
     if len(problem.blocks) == 1 and problem.blocks[0].p > 1:
         return single_vector_start(problem, _per_level_regression_start(problem, beta, r))
     if _crossed_with_slopes(problem.blocks):
