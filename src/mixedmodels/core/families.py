@@ -388,6 +388,18 @@ class Family(ABC):
         optimizer then holds them); None otherwise, and for families without such a part."""
         return None
 
+    def saturated_extra(
+        self, values: np.ndarray, below: float = 1e-5, to: float = 1e-2
+    ) -> list[np.ndarray]:
+        """Other values of the family's own parameters to try from, where one coefficient
+        has driven its part of the model to (nearly) nothing on every row it acts on
+        (every zero-inflation probability of a factor level below ``below``): there the
+        deviance is flat in that coefficient, so an optimizer that arrives there stops,
+        possibly short of a minimum in the coefficient's informative range.  Each
+        alternative moves one such coefficient so the largest probability of its rows is
+        ``to``.  None for families without such a part."""
+        return []
+
     def check_link_response(self, y: np.ndarray) -> str | None:
         """What is wrong with ``y`` for this family's link (R's "cannot find valid starting
         values"), or None."""
@@ -1835,6 +1847,33 @@ class ZeroInflated(LikelihoodFamily):
     @property
     def extra_values(self):
         return np.concatenate([self.base.extra_values, self.gamma])
+
+    def saturated_extra(self, values, below=1e-5, to=1e-2):
+        """Alternatives where a zero-inflation coefficient of an indicator column (a
+        factor level; not the intercept) leaves every probability of its rows below
+        ``below``: that coefficient moved so the largest is ``to`` (see
+        :meth:`Family.saturated_extra`)."""
+        values = np.asarray(values, dtype=float)
+        nb = len(self.base.extra_names)
+        gamma = values[nb:]
+        x_zi = self.X_zi
+        eta = x_zi @ gamma
+        if eta.size == 0 or not np.all(np.isfinite(eta)):
+            return []
+        target = float(special.logit(to))
+        out = []
+        for j in range(gamma.size):
+            column = x_zi[:, j]
+            rows = column != 0
+            if j == self._design.intercept or not rows.any() or np.any(column[rows] != 1.0):
+                continue
+            top = float(eta[rows].max())
+            if special.expit(top) >= below:
+                continue
+            moved = values.copy()
+            moved[nb + j] += target - top
+            out.append(moved)
+        return out
 
     def vanished_extra(self, values, below=1e-4, to=1e-8):
         """When every zero-inflation probability at ``values`` is below ``below``: the
