@@ -265,6 +265,7 @@ def test_a_numba_that_fails_to_load_leaves_the_fit_to_the_other_kernels(monkeypa
     monkeypatch.setattr(fillin, "SCATTER_PER_PRODUCT", 0.0)  # scatter stays the cheapest
     monkeypatch.setattr(fillin, "SCATTER_LOAD", 0.0)
     monkeypatch.setattr(fillin.SCATTER_KERNELS, "failure", None)
+    monkeypatch.setattr(fillin.SCATTER_KERNELS, "_module", None)
     monkeypatch.delattr(linalg_package, "scatter_kernels", raising=False)
     monkeypatch.setitem(sys.modules, "mixedmodels.linalg.scatter_kernels", None)
     built.clear()

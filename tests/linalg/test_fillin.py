@@ -507,6 +507,7 @@ def _break_numba_import(monkeypatch):
     import mixedmodels.linalg as linalg_package
 
     monkeypatch.setattr(fillin.SCATTER_KERNELS, "failure", None)
+    monkeypatch.setattr(fillin.SCATTER_KERNELS, "_module", None)
     monkeypatch.delattr(linalg_package, "scatter_kernels", raising=False)
     monkeypatch.setitem(sys.modules, "mixedmodels.linalg.scatter_kernels", None)
 

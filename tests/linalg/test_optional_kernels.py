@@ -46,3 +46,14 @@ def test_the_chunk_sums_fall_back_when_their_kernels_fail(monkeypatch):
         assert reduce.reduce_kernels() is None
     monkeypatch.setattr(reduce, "USE_KERNELS", False)
     assert reduce.reduce_kernels() is None
+
+
+@needs_numba
+def test_a_loaded_module_is_kept(monkeypatch):
+    """A small fit asks for its kernels at every step: once loaded the module is returned
+    without looking for numba or importing again."""
+    kernels = OptionalKernels("json", "the test's kernels", "using numpy")
+    first = kernels.load()
+    monkeypatch.setitem(sys.modules, "json", None)  # an import now would fail
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # and numba "missing"
+    assert kernels.load() is first and kernels.available()

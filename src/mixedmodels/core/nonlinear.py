@@ -21,8 +21,6 @@ formulas, equal to rounding; :data:`USE_KERNELS` switches them off).
 
 from __future__ import annotations
 
-import importlib.util
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -32,7 +30,7 @@ from scipy import sparse
 from scipy.linalg.lapack import dpotrf, dpotrs
 
 from mixedmodels.core.variance_functions import FITTED, VarianceFunction
-from mixedmodels.errors import MixedModelsWarning
+from mixedmodels.linalg.optional_kernels import OptionalKernels
 
 #: Largest ``rows x groups`` for which the group indicator is a dense matrix.
 DENSE_INDICATOR = 1_000_000
@@ -516,7 +514,11 @@ def fixed_effects(
 #: Use the compiled kernel (:mod:`mixedmodels.core.nonlinear_kernels`) when numba loads;
 #: False forces the numpy code (the tests compare both).
 USE_KERNELS = True
-_kernel_failure: str | None = None
+_NONLINEAR_KERNELS = OptionalKernels(
+    "mixedmodels.core.nonlinear_kernels",
+    "the compiled kernel of the nonlinear models' least squares",
+    "using numpy",
+)
 
 
 def pls_kernels() -> ModuleType | None:
@@ -524,29 +526,9 @@ def pls_kernels() -> ModuleType | None:
     it is switched off (:data:`USE_KERNELS`), numba is missing or fails to load (reported
     once as a :class:`~mixedmodels.errors.MixedModelsWarning`; the numpy code computes the
     same quantities)."""
-    global _kernel_failure, _kernel_module
-    if not USE_KERNELS or _kernel_failure is not None:
-        return None
-    if _kernel_module is not None:  # (find_spec costs more than a kernel call)
-        return _kernel_module
-    if importlib.util.find_spec("numba") is None:
-        return None
-    try:
-        from mixedmodels.core import nonlinear_kernels as module
-    except Exception as exc:  # noqa: BLE001 - any failure of the optional import falls back
-        _kernel_failure = f"{type(exc).__name__}: {exc}"
-        warnings.warn(
-            "the compiled kernel of the nonlinear models' least squares is unavailable "
-            f"(numba failed to load: {_kernel_failure}); using numpy",
-            MixedModelsWarning,
-            stacklevel=2,
-        )
-        return None
-    _kernel_module = module
-    return module
+    return _NONLINEAR_KERNELS.load() if USE_KERNELS else None
 
 
-_kernel_module: ModuleType | None = None
 _NO_PAIRS = np.zeros(0, dtype=np.int64)
 
 

@@ -36,18 +36,25 @@ class OptionalKernels:
         self.what = what
         self.fallback = fallback
         self.failure: str | None = None  # why the import failed (set once)
+        self._module: ModuleType | None = None  # kept once loaded
 
     def available(self) -> bool:
         """True when numba is installed and the module has not failed to load (cheap:
         nothing is imported)."""
+        if self._module is not None:
+            return True
         return self.failure is None and importlib.util.find_spec("numba") is not None
 
     def load(self) -> ModuleType | None:
-        """The module, or None when numba is missing or the import fails (warned once)."""
+        """The module, or None when numba is missing or the import fails (warned once).
+        Once loaded it is kept: a small fit asks for it at every step, and looking for
+        numba costs more than a kernel call there."""
+        if self._module is not None:
+            return self._module
         if not self.available():
             return None
         try:
-            return importlib.import_module(self.module)
+            self._module = importlib.import_module(self.module)
         except Exception as exc:  # noqa: BLE001 - any failure of the optional import falls back
             self.failure = f"{type(exc).__name__}: {exc}"
             warnings.warn(
@@ -57,3 +64,4 @@ class OptionalKernels:
                 stacklevel=3,
             )
             return None
+        return self._module
