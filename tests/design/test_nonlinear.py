@@ -68,3 +68,17 @@ def test_covariate_design_names_and_values():
     np.testing.assert_array_equal(design.fixed_matrices[0][:, 1],
                                   (soy.Variety == "P").to_numpy(float))
     assert len(design.levels) == 48
+
+
+def test_a_non_finite_covariate_is_named_by_its_column():
+    """An infinite ``age`` in Orange: the error named SSlogis's argument ('input'), not the
+    column; now the column, the count and the first row."""
+    import mixedmodels as mm
+    from mixedmodels.errors import DataError
+
+    data = load("Orange").astype({"age": float})
+    data.loc[[3, 7], "age"] = np.inf
+    with pytest.raises(DataError, match=r"input \(from column 'age'\) is not finite in 2 "
+                       r"row\(s\) \(first: row 3"):
+        mm.nlme(data=data, model="circumference ~ SSlogis(age, Asym, xmid, scal)",
+                fixed="Asym + xmid + scal ~ 1", random="Asym ~ 1 | Tree")

@@ -595,8 +595,13 @@ def build_nlme_design(
             y = y[~bad]
     cov = function.covariate_values(sub)
     for key, values in cov.items():
-        if not np.all(np.isfinite(values)):
-            raise DataError(f"the model covariate {key!r} has non-finite values")
+        bad = ~np.isfinite(values)
+        if bad.any():
+            columns = ", ".join(repr(c) for c in names(function.covariates[key]) if c != "pi")
+            raise DataError(
+                f"the model's {key} (from column {columns}) is not finite in {int(bad.sum())} "
+                f"row(s) (first: row {int(np.flatnonzero(bad)[0])} of the rows used)"
+            )
     order = {p: i for i, p in enumerate(function.parameters)}
     designs, matrices, fixed_names = [], [], []
     built: dict[int, np.ndarray] = {}  # Soybean's Asym + xmid + scal ~ Variety: built once
