@@ -565,6 +565,15 @@ def _objective(problem, beta, u, lam, s):
 
 
 PNLS_EARLY = 3
+# an early PNLS step goes on past PNLS_EARLY Gauss-Newton steps, up to nlme's pnlsMaxIter
+# (7), while its last step still lowered the objective by more than PNLS_EXTEND (relative):
+# far from the fixed point three steps can leave PNLS far from its minimum, and the next LME
+# step, linearized there, then shrinks a random effect's variance to 0 from which the
+# alternation does not return (ChickWeight's logistic from nlme's start Asym = 937: after
+# three steps the objective was still falling by half per step; the next LME step set
+# sd(Asym) = 0 and Asym ran off to 6e5, "converged")
+PNLS_MAX = 7
+PNLS_EXTEND = 1e-2
 
 
 def _lin_objective(problem, lin, u, s) -> float:
@@ -595,7 +604,8 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
     obj = _lin_objective(problem, lin, u, s)
     it = 0
     done = False
-    while it < max_iter:
+    relative = np.inf  # the last accepted step's decrease of the objective, relative to it
+    while it < max_iter or (it < PNLS_MAX and relative > PNLS_EXTEND):
         it += 1
         sol = pls(gram(problem, lin, s), lam)
         dbeta, du = sol.beta - beta, sol.u - u
@@ -617,6 +627,7 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
             done = True  # no decrease along the Gauss-Newton direction: at the minimum
             break
         change = obj - new
+        relative = change / max(new, 1e-300)
         beta, u, obj, lin = nb, nu, new, trial
         if reweight is not None:
             s = reweight(lin.f)
