@@ -857,6 +857,31 @@ def _u_of(b: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(lam, b.T, rcond=None)[0].T
 
 
+COLLINEAR = 1e12
+
+
+def _collinear_fixed_effects(vcov: np.ndarray) -> str | None:
+    """Why a fixed point is no estimate, or None: the fixed effects' correlation matrix has
+    a condition number above ``COLLINEAR`` (the model's derivatives in the fixed effects
+    are collinear to within rounding there, so the relative changes that stop the
+    alternation say nothing).  A logistic whose midpoint ran far past the data is an
+    exponential ``Asym exp((t - xmid) / scal)`` that only fixes ``Asym exp(-xmid / scal)``:
+    ChickWeight from Asym = 937 stopped at Asym = 6e5, xmid = 408 with SEs of 1e17 and a
+    condition number of 5e15 (the reference cases: 3.5 to 48)."""
+    sd = np.sqrt(np.diag(vcov))
+    if vcov.shape[0] < 2 or not np.all(np.isfinite(vcov)) or not np.all(sd > 0):
+        return None if np.all(np.isfinite(vcov)) else "the fixed effects' covariance is not finite"
+    condition = float(np.linalg.cond(vcov / np.outer(sd, sd)))
+    if condition <= COLLINEAR:
+        return None
+    return (
+        f"the fixed effects are not determined at the estimates reached (the condition number "
+        f"of their correlation matrix is {condition:.1e}: the model's derivatives in them are "
+        "collinear there, e.g. a curve's midpoint far outside the data); try other starting "
+        "values"
+    )
+
+
 def _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts, evaluations):
     """nlme's final step: the linear mixed model at the last linearization."""
     lin = problem.linearize(beta, b)
@@ -869,6 +894,9 @@ def _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts
     dof = problem.n - problem.p if problem.reml else problem.n
     sigma2 = sol.pwrss / dof
     vcov = sigma2 * np.linalg.inv(sol.xtx_reduced)
+    collinear = _collinear_fixed_effects(vcov)
+    if converged and collinear is not None:
+        converged, message = False, collinear
     return NlmeEstimate(
         beta=beta,
         b=b,
