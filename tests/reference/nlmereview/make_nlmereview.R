@@ -55,7 +55,8 @@ controls <- list(
   # ChickWeight: with pnlsMaxIter = 50 nlme stops on a failed step halving; with its
   # default 7 it converges
   tight7 = nlmeControl(tolerance = 1e-9, pnlsTol = 1e-8, maxIter = 500, msMaxIter = 500),
-  pnls = nlmeControl(tolerance = 1e-7, pnlsTol = 1e-7, pnlsMaxIter = 50, minScale = 1e-12),
+  pnls = nlmeControl(tolerance = 1e-7, pnlsTol = 1e-7, pnlsMaxIter = 50, minScale = 1e-12,
+                     maxIter = 200, msMaxIter = 500),
   default = nlmeControl()
 )
 
@@ -152,7 +153,69 @@ cases <- list(
     group = "Tree",
     r = list(model = circumference ~ SSlogis(age, Asym, xmid, scal), fixed = Asym + xmid + scal ~ 1,
              random = Asym ~ 1 | Tree, start = c(Asym = 600, xmid = 2000, scal = 1000)),
-    control = "tight", compare = "agree")
+    control = "tight", compare = "agree"),
+  # more structures on the same data, all at the "pnls" control (tight stops on a failed
+  # step halving in each); nlme's default fits stop 2e-6 to 9e-3 from these logLiks
+  chick_diet = list(
+    py = list(data = "ChickWeight", model = "weight ~ SSlogis(Time, Asym, xmid, scal)",
+              fixed = list("Asym ~ factor(Diet)", "xmid + scal ~ 1"),
+              random = "Asym + xmid ~ 1 | Chick", start = c(285, 0, 0, 0, 11.5, 6.7)),
+    group = "Chick",
+    r = list(model = weight ~ SSlogis(Time, Asym, xmid, scal),
+             fixed = list(Asym ~ factor(Diet), xmid + scal ~ 1),
+             random = Asym + xmid ~ 1 | Chick, start = c(285, 0, 0, 0, 11.5, 6.7)),
+    control = "pnls", compare = "agree"),
+  chick_gompertz = list(
+    py = list(data = "ChickWeight", model = "weight ~ SSgompertz(Time, Asym, b2, b3)",
+              fixed = "Asym + b2 + b3 ~ 1", random = "Asym + b2 ~ 1 | Chick",
+              start = list(Asym = 500, b2 = 4, b3 = 0.95)),
+    group = "Chick",
+    r = list(model = weight ~ SSgompertz(Time, Asym, b2, b3), fixed = Asym + b2 + b3 ~ 1,
+             random = Asym + b2 ~ 1 | Chick, start = c(Asym = 500, b2 = 4, b3 = 0.95)),
+    control = "pnls", compare = "agree"),
+  indometh_general2 = list(
+    py = list(data = "Indometh", model = "conc ~ SSbiexp(time, A1, lrc1, A2, lrc2)",
+              fixed = "A1 + lrc1 + A2 + lrc2 ~ 1", random = "A1 + A2 ~ 1 | Subject",
+              start = list(A1 = 2.8, lrc1 = 0.8, A2 = 0.55, lrc2 = -1.35)),
+    group = "Subject",
+    r = list(model = conc ~ SSbiexp(time, A1, lrc1, A2, lrc2), fixed = A1 + lrc1 + A2 + lrc2 ~ 1,
+             random = A1 + A2 ~ 1 | Subject, start = c(A1 = 2.8, lrc1 = 0.8, A2 = 0.55, lrc2 = -1.35)),
+    control = "pnls", compare = "agree"),
+  dnase_general2 = list(
+    py = list(data = "DNase", model = "density ~ SSfpl(lconc, A, B, xmid, scal)",
+              fixed = "A + B + xmid + scal ~ 1", random = "A + B ~ 1 | Run",
+              start = list(A = -0.0079, B = 2.377, xmid = 1.5, scal = 1.04)),
+    group = "Run",
+    r = list(model = density ~ SSfpl(lconc, A, B, xmid, scal), fixed = A + B + xmid + scal ~ 1,
+             random = A + B ~ 1 | Run, start = c(A = -0.0079, B = 2.377, xmid = 1.5, scal = 1.04)),
+    control = "pnls", compare = "agree"),
+  dnase_diag4 = list(
+    py = list(data = "DNase", model = "density ~ SSfpl(lconc, A, B, xmid, scal)",
+              fixed = "A + B + xmid + scal ~ 1", random = "pdDiag(A + B + xmid + scal ~ 1) | Run",
+              start = list(A = -0.0079, B = 2.377, xmid = 1.5, scal = 1.04)),
+    group = "Run",
+    r = list(model = density ~ SSfpl(lconc, A, B, xmid, scal), fixed = A + B + xmid + scal ~ 1,
+             random = pdDiag(A + B + xmid + scal ~ 1), groups = ~Run,
+             start = c(A = -0.0079, B = 2.377, xmid = 1.5, scal = 1.04)),
+    control = "pnls", compare = "agree"),
+  loblolly_diag3 = list(
+    py = list(data = "Loblolly", model = "height ~ SSasymp(age, Asym, R0, lrc)",
+              fixed = "Asym + R0 + lrc ~ 1", random = "pdDiag(Asym + R0 + lrc ~ 1) | Seed",
+              start = list(Asym = 103, R0 = -8.5, lrc = -3.3)),
+    group = "Seed",
+    r = list(model = height ~ SSasymp(age, Asym, R0, lrc), fixed = Asym + R0 + lrc ~ 1,
+             random = pdDiag(Asym + R0 + lrc ~ 1), groups = ~Seed,
+             start = c(Asym = 103, R0 = -8.5, lrc = -3.3)),
+    control = "pnls", compare = "agree"),
+  orange_diag3 = list(
+    py = list(data = "Orange", model = "circumference ~ SSlogis(age, Asym, xmid, scal)",
+              fixed = "Asym + xmid + scal ~ 1", random = "pdDiag(Asym + xmid + scal ~ 1) | Tree",
+              start = list(Asym = 192, xmid = 728, scal = 353)),
+    group = "Tree",
+    r = list(model = circumference ~ SSlogis(age, Asym, xmid, scal), fixed = Asym + xmid + scal ~ 1,
+             random = pdDiag(Asym + xmid + scal ~ 1), groups = ~Tree,
+             start = c(Asym = 192, xmid = 728, scal = 353)),
+    control = "pnls", compare = "agree")
 )
 
 out <- list()
