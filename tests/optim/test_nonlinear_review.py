@@ -25,6 +25,7 @@ effects 2.2e-9 (nlme's ChickWeight), 5.9e-11 and 9.7e-11 (our two ChickWeight fi
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -178,3 +179,22 @@ def test_weighted_conditional_modes_are_stationary(chick):
         grad[:, k] = (objective(u_w + e) - objective(u_w - e)) / (2 * h)
     assert np.max(np.abs(grad)) < 1e-4 * np.max(objective(u_w))
     assert np.max(np.abs(u_w - u_1)) > 1e-2
+
+
+@pytest.mark.parametrize(("r", "collinear"), [(0.99, False), (1 - 1e-9, False),
+                                              (1 - 1e-14, True), (-(1 - 1e-14), True)])
+def test_collinear_fixed_effects_closed_form(r, collinear):
+    """The condition number of a 2 x 2 correlation matrix is (1 + |r|) / (1 - |r|): above
+    1e12 (|r| > 1 - 2e-12) the fixed point is not an estimate; the sds do not matter."""
+    sd = np.array([3e5, 2e-3])
+    vcov = np.outer(sd, sd) * np.array([[1.0, r], [r, 1.0]])
+    message = onl._collinear_fixed_effects(vcov)
+    assert (message is not None) == collinear
+    if collinear:  # the condition number it reports (1 - |r| = 1e-14 holds ~1% rounding)
+        reported = float(re.search(r"is ([0-9.e+]+):", message).group(1))
+        assert reported == pytest.approx((1 + abs(r)) / (1 - abs(r)), rel=0.05)
+
+
+def test_collinear_fixed_effects_not_finite():
+    assert "not finite" in onl._collinear_fixed_effects(np.array([[1.0, np.inf], [np.inf, 1.0]]))
+    assert onl._collinear_fixed_effects(np.array([[4.0]])) is None
