@@ -703,6 +703,7 @@ def fit_lindstrom_bates(
 
 MODE_RESTARTS = 2
 MODE_APART = 1e-3
+MODE_PROBE = 6
 
 
 def _other_basin(problem: NonlinearProblem, estimate: NlmeEstimate, tolerance, max_iter):
@@ -727,13 +728,18 @@ def _other_basin(problem: NonlinearProblem, estimate: NlmeEstimate, tolerance, m
     lam = problem.lambda_of(estimate.theta)
     u_fit = _u_of(estimate.b, lam)
     s = None if problem.variance is None else estimate.weights
-    u_zero, _, pwrss = conditional_modes(problem, estimate.beta, lam, np.zeros_like(u_fit),
-                                         weights=s)
-    if not np.isfinite(pwrss):
-        return None
-    apart = np.max(np.abs(u_zero - u_fit), axis=1) > MODE_APART
-    if not apart.any():
-        return None
+    # a few quasi-Newton steps first: where every group is then within MODE_APART of its
+    # fitted mode it is in that mode's basin (the 11 reference cases: after 6 steps, where
+    # the search to its end took 8-12 model evaluations); otherwise the search goes on
+    u_zero = np.zeros_like(u_fit)
+    for steps in (MODE_PROBE, 100):
+        u_zero, _, pwrss = conditional_modes(problem, estimate.beta, lam, u_zero,
+                                             max_iter=steps, weights=s)
+        if not np.isfinite(pwrss):
+            return None
+        apart = np.max(np.abs(u_zero - u_fit), axis=1) > MODE_APART
+        if not apart.any():
+            return None
     u_alt = np.where(apart[:, None], u_zero, u_fit)
     try:
         other = _fit_lindstrom_bates(
