@@ -721,7 +721,7 @@ def _other_basin(problem: NonlinearProblem, estimate: NlmeEstimate, tolerance, m
     ``MODE_APART`` apart in units of their sd) are moved there, the alternation runs again
     from that state, and its fixed point is kept when it converges with a higher
     log-likelihood (the criterion the fit reports).  With one mode per group (all the
-    reference cases) this costs one conditional-mode search.
+    reference cases) this costs ``MODE_PROBE`` steps of the conditional-mode search.
     """
     if not estimate.converged or problem.q == 0:
         return None
