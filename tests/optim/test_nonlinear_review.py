@@ -198,3 +198,28 @@ def test_collinear_fixed_effects_closed_form(r, collinear):
 def test_collinear_fixed_effects_not_finite():
     assert "not finite" in onl._collinear_fixed_effects(np.array([[1.0, np.inf], [np.inf, 1.0]]))
     assert onl._collinear_fixed_effects(np.array([[4.0]])) is None
+
+
+def test_dnase_far_start_left_a_variance_at_0_that_is_no_lme_optimum(monkeypatch):
+    """The reproducer of the boundary check: without it, DNase's SSfpl with random A + B
+    from A = 0.5, B = 1, xmid = 0, scal = 0.5 converges with Lambda_11 = 0 and logLik
+    354.13, where the cold LME step at the same linearization lowers the deviance by 56;
+    with it the fit is dnase_general2's fixed point (382.214, as nlme)."""
+    monkeypatch.setattr(onl, "BOUNDARY", -1.0)  # never at the bound: no check
+    stuck = _fit("dnase_general2_far_start")
+    ref = REF["cases"]["dnase_general2_far_start"]["reference"]
+    assert stuck.converged
+    assert stuck.loglik < ref["logLik"] - 20
+    problem, est = stuck.problem, stuck.estimate
+    assert est.theta[0] == 0.0
+    g = gram(problem, problem.linearize(est.beta, est.b))
+
+    def ml_deviance(theta):
+        return deviance(pls(g, problem.lambda_of(theta), False), problem.n, problem.p, False)
+
+    cold, _ = onl._theta_step(problem, g, est.theta, False, None)
+    assert ml_deviance(cold) < ml_deviance(est.theta) - 50
+    monkeypatch.setattr(onl, "BOUNDARY", 1e-4)
+    fit = _fit("dnase_general2_far_start")
+    assert fit.converged
+    assert fit.loglik == pytest.approx(ref["logLik"], rel=1e-9)

@@ -3,12 +3,12 @@
 Reference values, data and each case's Python arguments are made by
 tests/reference/nlmereview/make_nlmereview.R (nlme 3.1, R 4.2).
 
-The cases (17): ChickWeight's logistic with a general 2 x 2 covariance of random Asym and
+The cases (18): ChickWeight's logistic with a general 2 x 2 covariance of random Asym and
 xmid, from nlme's start (Asym = 937, xmid = 35, scal = 11), from the self-start and from two
 far starts, and with Asym ~ factor(Diet); ChickWeight's Gompertz curve; Indometh's
 biexponential with three diagonal and two general random effects; DNase's four-parameter
-logistic on log(conc) with two diagonal, two general and four diagonal random effects (one
-variance at 0); Loblolly's asymptotic growth with a general 3 x 3, a diagonal 3 x 3 (one
+logistic on log(conc) with two diagonal, two general (also from a far start) and four
+diagonal random effects (one variance at 0); Loblolly's asymptotic growth with a general 3 x 3, a diagonal 3 x 3 (one
 variance at 0) and a 2 x 2 covariance; Orange's logistic with a general and a diagonal
 3 x 3 covariance and from a far start.
 
@@ -26,6 +26,12 @@ What went wrong before (and the fixes in optim/nonlinear.py):
   mode is also searched from 0 at the fixed point, and a second alternation from there is
   kept when its logLik is higher.  From every start here the fit reaches -2216.986; nlme
   (default control) reaches -2217.51 from two of them (test_at_least_nlme_default).
+* DNase with general random A + B from A = 0.5, B = 1, xmid = 0, scal = 0.5: the LME steps,
+  warm-started, kept Lambda_11 = 0 where the model linearized there has a far better
+  covariance (logLik 354.13 "converged").  Now a fixed point with a relative sd on its
+  bound takes a cold LME step there and runs again when that lowers the deviance; the fit
+  reaches 382.214 (nlme's default fit from this start: the same curve with A and B
+  swapped, so the case is compared with dnase_general2's reference).
 
 Tolerances.  "agree" cases against nlme's converged fit (``control`` in the JSON): the
 issue's logLik 1e-6 relative, fixed effects 1e-4, SEs, random-effect sds and sigma 1e-3

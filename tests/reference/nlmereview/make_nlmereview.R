@@ -215,7 +215,19 @@ cases <- list(
     r = list(model = circumference ~ SSlogis(age, Asym, xmid, scal), fixed = Asym + xmid + scal ~ 1,
              random = pdDiag(Asym + xmid + scal ~ 1), groups = ~Tree,
              start = c(Asym = 192, xmid = 728, scal = 353)),
-    control = "pnls", compare = "agree")
+    control = "pnls", compare = "agree"),
+  # a far start of dnase_general2: the alternation's warm LME steps stopped at sd(A) = 0
+  # (logLik 354.13) before the boundary check; nlme's default fit from here ends at the
+  # same curve with A and B swapped (scal < 0; SSfpl is symmetric), so the reference is
+  # dnase_general2's
+  dnase_general2_far_start = list(
+    py = list(data = "DNase", model = "density ~ SSfpl(lconc, A, B, xmid, scal)",
+              fixed = "A + B + xmid + scal ~ 1", random = "A + B ~ 1 | Run",
+              start = list(A = 0.5, B = 1, xmid = 0, scal = 0.5)),
+    group = "Run",
+    r = list(model = density ~ SSfpl(lconc, A, B, xmid, scal), fixed = A + B + xmid + scal ~ 1,
+             random = A + B ~ 1 | Run, start = c(A = 0.5, B = 1, xmid = 0, scal = 0.5)),
+    control = "pnls", reference_case = "dnase_general2", compare = "agree")
 )
 
 out <- list()
