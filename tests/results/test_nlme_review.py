@@ -8,9 +8,9 @@ xmid, from nlme's start (Asym = 937, xmid = 35, scal = 11), from the self-start 
 far starts, and with Asym ~ factor(Diet); ChickWeight's Gompertz curve; Indometh's
 biexponential with three diagonal and two general random effects; DNase's four-parameter
 logistic on log(conc) with two diagonal, two general (also from a far start) and four
-diagonal random effects (one variance at 0); Loblolly's asymptotic growth with a general 3 x 3, a diagonal 3 x 3 (one
-variance at 0) and a 2 x 2 covariance; Orange's logistic with a general and a diagonal
-3 x 3 covariance and from a far start.
+diagonal random effects (one variance at 0); Loblolly's asymptotic growth with a general
+3 x 3, a diagonal 3 x 3 (one variance at 0) and a 2 x 2 covariance; Orange's logistic with a
+general and a diagonal 3 x 3 covariance and from a far start.
 
 What went wrong before (and the fixes in optim/nonlinear.py):
 
