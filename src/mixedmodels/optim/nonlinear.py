@@ -718,44 +718,59 @@ def _other_basin(problem: NonlinearProblem, estimate: NlmeEstimate, tolerance, m
     per minimum; which one it reaches depends on its path.  nlme starts every group's
     effects at 0 and follows them; this fit reached the other one from the self-start
     (logLik -2217.524 against nlme's -2216.986, Asym 280.65 against 285.06).  At a
-    converged fixed point each group's conditional mode is searched from ``u_i = 0``
-    (fixed effects and covariance held); groups that reach a different mode (more than
-    ``MODE_APART`` apart in units of their sd) are moved there, the alternation runs again
-    from that state, and its fixed point is kept when it converges with a higher
-    log-likelihood (the criterion the fit reports).  With one mode per group (all the
-    reference cases) this costs ``MODE_PROBE`` steps of the conditional-mode search.
+    converged fixed point each group's conditional mode is searched from ``u_i = 0`` (and
+    from ``-u_i`` in groups of at most ``q`` rows; fixed effects and covariance held);
+    groups that reach a different mode (more than ``MODE_APART`` apart in units of their
+    sd) are moved there, the alternation runs again from that state, and its fixed point
+    is kept when it converges with a higher log-likelihood (the criterion the fit
+    reports).  With one mode per group (all the reference cases) this costs a short
+    conditional-mode search (two with groups of at most ``q`` rows).
     """
     if not estimate.converged or problem.q == 0:
         return None
     lam = problem.lambda_of(estimate.theta)
     u_fit = _u_of(estimate.b, lam)
     s = None if problem.variance is None else estimate.weights
-    # a few quasi-Newton steps first: where every group is then within MODE_APART of its
-    # fitted mode it is in that mode's basin (the 11 reference cases: after 6 steps, where
-    # the search to its end took 8-12 model evaluations); otherwise the search goes on
-    u_zero = np.zeros_like(u_fit)
-    for steps in (MODE_PROBE, 100):
-        u_zero, _, pwrss = conditional_modes(problem, estimate.beta, lam, u_zero,
-                                             max_iter=steps, weights=s)
-        if not np.isfinite(pwrss):
-            return None
-        apart = np.max(np.abs(u_zero - u_fit), axis=1) > MODE_APART
-        if not apart.any():
-            return None
-    u_alt = np.where(apart[:, None], u_zero, u_fit)
-    try:
-        other = _fit_lindstrom_bates(
-            problem, estimate.beta, theta0=estimate.theta, delta0=estimate.delta,
-            b0=u_alt @ lam.T, tolerance=tolerance, max_iter=max_iter,
-        )
-    except (ConvergenceError, np.linalg.LinAlgError):
+    # the search starts from 0 and, for the groups with no more rows than random effects
+    # (whose own rows can be fitted exactly along a whole curve of effects, where the
+    # penalty leaves several minima), from the fitted modes' mirror image -u (ChickWeight
+    # with varPower: from 0 chick 18, two rows, returns to (-175, -6) under the weights of
+    # that fit, from -u it reaches (83, 4.7), and the fixed point there is 0.14 higher in
+    # logLik).  A few quasi-Newton steps first: where every group is then within
+    # MODE_APART of its fitted mode it is in that mode's basin (the 11 reference cases from
+    # 0: after 6 steps, where the search to its end took 8-12 model evaluations); otherwise
+    # the search goes on
+    few = np.bincount(problem.groups, minlength=problem.n_groups) <= problem.q
+    starts = [np.zeros_like(u_fit)]
+    if few.any():
+        starts.append(np.where(few[:, None], -u_fit, u_fit))
+    best = None
+    for start in starts:
+        u_start = start
+        for steps in (MODE_PROBE, 100):
+            u_start, _, pwrss = conditional_modes(problem, estimate.beta, lam, u_start,
+                                                  max_iter=steps, weights=s)
+            apart = np.max(np.abs(u_start - u_fit), axis=1) > MODE_APART
+            if not (np.isfinite(pwrss) and apart.any()):
+                break
+        if not (np.isfinite(pwrss) and apart.any()):
+            continue
+        u_alt = np.where(apart[:, None], u_start, u_fit)
+        try:
+            other = _fit_lindstrom_bates(
+                problem, estimate.beta, theta0=estimate.theta, delta0=estimate.delta,
+                b0=u_alt @ lam.T, tolerance=tolerance, max_iter=max_iter,
+            )
+        except (ConvergenceError, np.linalg.LinAlgError):
+            continue
+        if other.converged and other.loglik > (estimate if best is None else best).loglik:
+            best = other
+    if best is None:
         return None
-    if not (other.converged and other.loglik > estimate.loglik):
-        return None
-    other.iterations += estimate.iterations
-    other.evaluations += estimate.evaluations
-    other.pnls_iterations = estimate.pnls_iterations + other.pnls_iterations
-    return other
+    best.iterations += estimate.iterations
+    best.evaluations += estimate.evaluations
+    best.pnls_iterations = estimate.pnls_iterations + best.pnls_iterations
+    return best
 
 
 BOUNDARY = 1e-4
