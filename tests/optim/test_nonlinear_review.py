@@ -223,3 +223,29 @@ def test_dnase_far_start_left_a_variance_at_0_that_is_no_lme_optimum(monkeypatch
     fit = _fit("dnase_general2_far_start")
     assert fit.converged
     assert fit.loglik == pytest.approx(ref["logLik"], rel=1e-9)
+
+
+def test_varpower_chick_18_is_found_from_its_mirror_image_not_from_0(monkeypatch):
+    """With varPower, the fit without the basin check has chick 18 at (-175, -6); under
+    that fit's weights its mode searched from 0 is the same one, from -u_18 it is another
+    (83, 4.7), and with the check the fit is nlme's (pnlsTol = 1e-6), 0.14 higher."""
+    monkeypatch.setattr(onl, "MODE_RESTARTS", 0)
+    first = _fit("chick_varpower_ml")
+    problem, est = first.problem, first.estimate
+    lam = problem.lambda_of(est.theta)
+    u_fit = onl._u_of(est.b, lam)
+    i = [str(g) for g in first.ranef.index].index("18")
+    assert est.b[i, 0] < -100
+    from_zero, _, _ = onl.conditional_modes(problem, est.beta, lam, np.zeros_like(u_fit),
+                                            weights=est.weights)
+    assert np.max(np.abs(from_zero - u_fit)) < onl.MODE_APART
+    mirror = np.where(np.arange(len(u_fit))[:, None] == i, -u_fit, u_fit)
+    from_mirror, _, _ = onl.conditional_modes(problem, est.beta, lam, mirror, weights=est.weights)
+    apart = np.max(np.abs(from_mirror - u_fit), axis=1) > onl.MODE_APART
+    assert np.flatnonzero(apart).tolist() == [i]
+    assert (from_mirror[i] @ lam.T)[0] > 50
+    monkeypatch.setattr(onl, "MODE_RESTARTS", 2)
+    fit = _fit("chick_varpower_ml")
+    ref = REF["cases"]["chick_varpower_ml"]["reference"]
+    assert fit.loglik == pytest.approx(ref["logLik"], rel=1e-9)
+    assert fit.loglik > first.loglik + 0.1

@@ -3,14 +3,14 @@
 Reference values, data and each case's Python arguments are made by
 tests/reference/nlmereview/make_nlmereview.R (nlme 3.1, R 4.2).
 
-The cases (18): ChickWeight's logistic with a general 2 x 2 covariance of random Asym and
+The cases (20): ChickWeight's logistic with a general 2 x 2 covariance of random Asym and
 xmid, from nlme's start (Asym = 937, xmid = 35, scal = 11), from the self-start and from two
-far starts, and with Asym ~ factor(Diet); ChickWeight's Gompertz curve; Indometh's
-biexponential with three diagonal and two general random effects; DNase's four-parameter
-logistic on log(conc) with two diagonal, two general (also from a far start) and four
-diagonal random effects (one variance at 0); Loblolly's asymptotic growth with a general
-3 x 3, a diagonal 3 x 3 (one variance at 0) and a 2 x 2 covariance; Orange's logistic with a
-general and a diagonal 3 x 3 covariance and from a far start.
+far starts, with Asym ~ factor(Diet) and with varPower (ML, REML); ChickWeight's Gompertz
+curve; Indometh's biexponential with three diagonal and two general random effects; DNase's
+four-parameter logistic on log(conc) with two diagonal, two general (also from a far start)
+and four diagonal random effects (one variance at 0); Loblolly's asymptotic growth with a
+general 3 x 3, a diagonal 3 x 3 (one variance at 0) and a 2 x 2 covariance; Orange's
+logistic with a general and a diagonal 3 x 3 covariance and from a far start.
 
 What went wrong before (and the fixes in optim/nonlinear.py):
 
@@ -26,6 +26,10 @@ What went wrong before (and the fixes in optim/nonlinear.py):
   mode is also searched from 0 at the fixed point, and a second alternation from there is
   kept when its logLik is higher.  From every start here the fit reaches -2216.986; nlme
   (default control) reaches -2217.51 from two of them (test_at_least_nlme_default).
+* ChickWeight with varPower: chick 18 again, but under the weights of the worse fit its
+  mode searched from 0 is the worse one; groups with no more rows than random effects
+  are now also searched from the mirror image of their mode (ML -2192.5437 -> -2192.4033,
+  REML -2190.2688 -> -2190.1314, nlme's at tolerance 1e-7, pnlsTol 1e-6: "pnls6").
 * DNase with general random A + B from A = 0.5, B = 1, xmid = 0, scal = 0.5: the LME steps,
   warm-started, kept Lambda_11 = 0 where the model linearized there has a far better
   covariance (logLik 354.13 "converged").  Now a fixed point with a relative sd on its
@@ -115,6 +119,8 @@ def test_agrees_with_converged_nlme(fits, name):
     big = ref_sd > 1e-2 * ref["sigma"]
     assert np.all(np.abs(sd - ref_sd)[big] < 1e-3 * ref_sd[big])
     assert np.all(np.abs(sd - ref_sd)[~big] < 1e-3 * ref["sigma"])
+    if ref.get("power") is not None:  # varPower's exponent
+        assert abs(fit.variance_power - ref["power"]) < 1e-4
     ref_cor = np.atleast_1d(np.asarray(ref["re_cor"], dtype=float))  # one: a scalar
     if fit.design.random.diagonal:
         np.testing.assert_array_equal(ref_cor, 0.0)  # nlme's pdDiag

@@ -10,6 +10,7 @@
 #   tight: nlmeControl(tolerance = 1e-9, pnlsTol = 1e-8, maxIter = 500, msMaxIter = 500,
 #          pnlsMaxIter = 50): the Lindstrom-Bates fixed point, which mm.nlme computes;
 #   tight7: tight with nlme's default pnlsMaxIter = 7 (ChickWeight);
+#   pnls6: tolerance = 1e-7, pnlsTol = 1e-6 (ChickWeight with varPower);
 #   pnls:  tolerance = 1e-7, pnlsTol = 1e-7, pnlsMaxIter = 50, minScale = 1e-12 (Indometh,
 #          DNase: with tight nlme stops on "step halving factor reduced below minimum in PNLS
 #          step"; with its default pnlsTol = 1e-3 it stops where a PNLS step still moves
@@ -55,6 +56,9 @@ controls <- list(
   # ChickWeight: with pnlsMaxIter = 50 nlme stops on a failed step halving; with its
   # default 7 it converges
   tight7 = nlmeControl(tolerance = 1e-9, pnlsTol = 1e-8, maxIter = 500, msMaxIter = 500),
+  # ChickWeight with varPower: tight and pnls stop on a failed step halving (REML pnls at
+  # the worse fixed point); at pnlsTol = 1e-6 nlme converges
+  pnls6 = nlmeControl(tolerance = 1e-7, pnlsTol = 1e-6),
   pnls = nlmeControl(tolerance = 1e-7, pnlsTol = 1e-7, pnlsMaxIter = 50, minScale = 1e-12,
                      maxIter = 200, msMaxIter = 500),
   default = nlmeControl()
@@ -69,6 +73,8 @@ summarise <- function(fit) {
        se = unname(sqrt(diag(vcov(fit)))), sigma = fit$sigma, re_sd = unname(sd),
        re_cor = if (ncol(vc) > 1) cors[lower.tri(cors)] else numeric(0),
        ranef_groups = rownames(re), ranef = unname(as.matrix(re)),
+       power = if (is.null(fit$modelStruct$varStruct)) NULL
+               else unname(coef(fit$modelStruct$varStruct)),
        numIter = fit$numIter)
 }
 
@@ -227,7 +233,19 @@ cases <- list(
     group = "Run",
     r = list(model = density ~ SSfpl(lconc, A, B, xmid, scal), fixed = A + B + xmid + scal ~ 1,
              random = A + B ~ 1 | Run, start = c(A = 0.5, B = 1, xmid = 0, scal = 0.5)),
-    control = "pnls", reference_case = "dnase_general2", compare = "agree")
+    control = "pnls", reference_case = "dnase_general2", compare = "agree"),
+  # with varPower: chick 18's two modes again, and the search of its mode from 0 returns
+  # to the worse one under the weights of that fit (hence the mirror start, -u)
+  chick_varpower_ml = list(py = c(with_start(chick_py, chick_start), list(weights = "varPower")),
+                           group = "Chick",
+                           r = c(chick, list(start = chick_start, weights = varPower())),
+                           control = "pnls6", compare = "agree"),
+  chick_varpower_reml = list(py = c(with_start(chick_py, chick_start),
+                                    list(weights = "varPower", method = "REML")),
+                             group = "Chick",
+                             r = c(chick, list(start = chick_start, weights = varPower(),
+                                               method = "REML")),
+                             control = "pnls6", compare = "agree")
 )
 
 out <- list()
