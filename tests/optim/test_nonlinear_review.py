@@ -249,3 +249,29 @@ def test_varpower_chick_18_is_found_from_its_mirror_image_not_from_0(monkeypatch
     ref = REF["cases"]["chick_varpower_ml"]["reference"]
     assert fit.loglik == pytest.approx(ref["logLik"], rel=1e-9)
     assert fit.loglik > first.loglik + 0.1
+
+
+def test_nlme_indometh_from_a_far_start_is_not_a_fixed_point():
+    """nlme from A1 = 5, lrc1 = 1.5, A2 = 1, lrc2 = -0.5 reports logLik 55.748 (with
+    sd(lrc1) = 3e-6), above the fixed point's 54.588 that we reach from there.  It is no
+    fixed point: the LME step at its own linearization raises the linearized model's
+    logLik by moving sd(lrc1) off 0 (nlme's pdDiag is parametrized by log sds, which
+    stall near 0), and the alternation from nlme's estimates returns to 54.588."""
+    case = REF["cases"]["indometh_start_5"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mm.errors.MixedModelsWarning)
+        fit = _fit("indometh_start_5")
+    problem = fit.problem
+    beta, b, theta = _state(fit, case["reference"])
+    assert theta[1] < 1e-3
+    assert _loglik(problem, beta, b, theta) == pytest.approx(case["reference"]["logLik"],
+                                                             rel=1e-9)
+    g = gram(problem, problem.linearize(beta, b))
+    better, _ = onl._theta_step(problem, g, theta, False, None)
+    assert better[1] > 0.1
+    assert _loglik(problem, beta, b, better) > case["reference"]["logLik"] + 1e-4
+    again = onl.fit_lindstrom_bates(problem, beta, theta0=theta, b0=b)
+    indometh = REF["cases"]["indometh"]["reference"]["logLik"]
+    assert again.converged
+    assert again.loglik == pytest.approx(indometh, rel=1e-6)
+    assert fit.loglik == pytest.approx(indometh, rel=1e-6)

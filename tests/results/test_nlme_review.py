@@ -50,7 +50,9 @@ fixed effects 1.6e-3 off; test_nonlinear_review.py shows the step), and with pnl
 it stops on a failed step halving.  "at_least" (Orange with three general random effects,
 where nlme's tight fit ends at maxIter): our logLik is at least nlme's default one (it is
 3.1e-4 higher) and the estimates within 1e-3 (measured: fixed effects 2.0e-5, SEs 1.5e-4,
-sds 4.0e-4).
+sds 4.0e-4).  "not_a_fixed_point" (Indometh from A1 = 5, lrc1 = 1.5, A2 = 1, lrc2 = -0.5:
+nlme reports 55.748, above the fixed point's 54.588 that we reach, at a point that is no
+fixed point of the alternation) is tested in tests/optim/test_nonlinear_review.py.
 """
 
 from __future__ import annotations
