@@ -780,12 +780,11 @@ def nlme(
 
             estimate = fit_agq(problem, estimate, n_agq, values=stacked)
     if not estimate.converged:
-        warnings.warn(
-            f"the Lindstrom-Bates iteration did not converge in {max_iter} iterations "
-            f"(tolerance {tolerance:g})",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+        text = (f"the Lindstrom-Bates iteration did not converge in {max_iter} iterations "
+                f"(tolerance {tolerance:g})")
+        if estimate.message != "maximum number of iterations reached":
+            text = f"the fit did not converge: {estimate.message}"  # what failed
+        warnings.warn(text, ConvergenceWarning, stacklevel=2)
     return NlmeFit(design, problem, estimate, method, beta0, data_name=_data_name(data, data_name),
                    n_agq=n_agq)
 
