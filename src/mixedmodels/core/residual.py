@@ -346,9 +346,10 @@ class AR1(ResidualCorrelation):
         return BidiagonalPlan(layout, M, level_starts, self)
 
     def coefficient(self, u: np.ndarray, gaps: np.ndarray) -> np.ndarray:
-        """``a = Phi^gap``: the weight of the previous row in the whitening."""
-        phi = float(self.natural(u)[0])
-        return np.sign(phi) ** gaps * np.abs(phi) ** gaps
+        """``a = Phi^gap``: the weight of the previous row in the whitening (the gaps are
+        whole numbers, or ``Phi > 0`` for CAR(1), so the power of a negative ``Phi`` is
+        real)."""
+        return np.power(self.natural(u)[0], gaps)
 
     def color(self, u, layout, E):
         phi = float(self.natural(u)[0])
@@ -705,13 +706,39 @@ class CrossProductPlan(ABC):
         """``(sum over each level of (L^-1 M)_i (L^-1 M)_i', log|R|)``, shapes (l, k, k)."""
 
 
-class BidiagonalPlan(CrossProductPlan):
+class LinearPlan(CrossProductPlan):
+    """Cross products that are a fixed combination of precomputed per-level matrices,
+    ``grams(u) = sum_j w_j(u) G_j`` (``G``: :attr:`basis`, (terms, l, k, k)), with weights
+    and ``log|R|`` from :meth:`weights`: an evaluation touches no row, and a caller that
+    needs only part of the cross products (the single-term objective: the first ``p``
+    rows of each level and the sum over levels of the rest) combines only those parts.
+    """
+
+    basis: np.ndarray
+
+    @abstractmethod
+    def weights(self, u: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(w, log|R|)``: the weight of each basis matrix at ``u`` (terms,).
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            Outside the structure's range."""
+
+    def grams(self, u):
+        w, log_det = self.weights(u)
+        t = self.basis.shape[0]
+        out = (w @ self.basis.reshape(t, -1)).reshape(self.basis.shape[1:])
+        return out, log_det
+
+
+class BidiagonalPlan(LinearPlan):
     """AR(1)-type whitening ``e_i = (m_i - a m_{i-1}) / sqrt(1 - a^2)`` with ``a`` a
     function of the gap to the previous row: per level and per distinct gap ``d``, the
     sums ``A_d = sum m_i m_i'``, ``B_d = sum m_{i-1} m_{i-1}'``, ``C_d = sum m_i m_{i-1}'``
     (and ``F``, the first rows) give ``sum e e' = F + sum_d (A_d + a_d^2 B_d - a_d (C_d +
     C_d')) / (1 - a_d^2)``: after one pass over the rows an evaluation costs
-    ``O(levels k^2)`` per distinct gap.
+    ``O(levels k^2)`` per distinct gap.  The basis is ``F, A_1, B_1, C_1 + C_1', A_2, ...``.
     """
 
     def __init__(self, layout: GroupLayout, M: np.ndarray, level_starts: np.ndarray, structure):
@@ -721,38 +748,43 @@ class BidiagonalPlan(CrossProductPlan):
         gaps = layout.gaps()
         first = layout.first
         self.structure = structure
-        m_first = M[first]
-        self.first = _per_level_products(level[first], n_levels, m_first, m_first)
         later = np.flatnonzero(~first)
         self.gaps = np.unique(gaps[later])
-        self.counts = []
-        self.sums = []
-        for d in self.gaps:
+        k = M.shape[1]
+        basis = np.empty((1 + 3 * self.gaps.size, n_levels, k, k))
+        m_first = M[first]
+        basis[0] = _per_level_products(level[first], n_levels, m_first, m_first)
+        counts = []
+        for j, d in enumerate(self.gaps):
             rows = later[gaps[later] == d]
             cur, prev, lev = M[rows], M[rows - 1], level[rows]
-            a = _per_level_products(lev, n_levels, cur, cur)
-            b = _per_level_products(lev, n_levels, prev, prev)
+            basis[1 + 3 * j] = _per_level_products(lev, n_levels, cur, cur)
+            basis[2 + 3 * j] = _per_level_products(lev, n_levels, prev, prev)
             c = _per_level_products(lev, n_levels, cur, prev)
-            self.sums.append((a, b, c + c.transpose(0, 2, 1)))
-            self.counts.append(rows.size)
+            basis[3 + 3 * j] = c + c.transpose(0, 2, 1)
+            counts.append(rows.size)
+        self.basis = basis
+        self.counts = [float(c) for c in counts]
 
-    def grams(self, u):
-        coef = self.structure.coefficient(u, self.gaps)
-        out = self.first.copy()
+    def weights(self, u):
+        # Python floats: a handful of gaps, where numpy's per-call cost was most of it
+        w = [1.0]
         log_det = 0.0
-        for a_d, count, (a, b, c) in zip(coef, self.counts, self.sums, strict=True):
-            scale = 1.0 - a_d * a_d
+        for a, count in zip(self.structure.coefficient(u, self.gaps).tolist(), self.counts):
+            scale = 1.0 - a * a
             if not scale > 0.0:
                 raise np.linalg.LinAlgError("AR(1) coefficient outside (-1, 1)")
-            out += (a + (a_d * a_d) * b - a_d * c) / scale
+            w += (1.0 / scale, a * a / scale, -a / scale)
             log_det += count * math.log(scale)
-        return out, log_det
+        return np.array(w), log_det
 
 
-class CompoundSymmetryPlan(CrossProductPlan):
+class CompoundSymmetryPlan(LinearPlan):
     """Compound symmetry from per-group sums: with ``S_g = sum m m'``, ``s_g = sum m`` and
     ``lambda_g = 1 + (n_g - 1) Rho``, a group contributes ``(S_g - s_g s_g' / n_g) / (1 -
-    Rho) + s_g s_g' / (n_g lambda_g)``."""
+    Rho) + s_g s_g' / (n_g lambda_g)``.  ``lambda_g`` depends on the group only through its
+    size: the basis is the within-group part and, per distinct group size, the levels'
+    sums of ``s_g s_g' / n_g``."""
 
     def __init__(self, layout: GroupLayout, M: np.ndarray, level_starts: np.ndarray, structure):
         n = layout.n
@@ -766,34 +798,39 @@ class CompoundSymmetryPlan(CrossProductPlan):
             ],
             axis=1,
         )
+        k = M.shape[1]
         outer = sums[:, :, None] * sums[:, None, :] / layout.sizes[:, None, None]
         self.structure = structure
-        self.sizes = layout.sizes
-        self.group_level = level[layout.starts]
-        self.n_levels = n_levels
-        self.within = _per_level_products(level, n_levels, M, M) - self._to_levels(outer)
-        self.outer = outer
-
-    def _to_levels(self, per_group: np.ndarray) -> np.ndarray:
-        k = per_group.shape[1]
-        flat = per_group.reshape(per_group.shape[0], -1)
-        out = np.stack(
+        group_level = level[layout.starts]
+        self.sizes, size_index, self.counts = np.unique(
+            layout.sizes, return_inverse=True, return_counts=True
+        )
+        basis = np.empty((1 + self.sizes.size, n_levels, k, k))
+        flat = outer.reshape(layout.n_groups, k * k)
+        # one (level, size) cell per group: the levels' sums per size by one bincount per
+        # entry over the cells
+        cell = size_index * n_levels + group_level
+        per_cell = np.stack(
             [
-                np.bincount(self.group_level, weights=flat[:, j], minlength=self.n_levels)
+                np.bincount(cell, weights=flat[:, j], minlength=self.sizes.size * n_levels)
                 for j in range(k * k)
             ],
             axis=1,
-        )
-        return out.reshape(self.n_levels, k, k)
+        ).reshape(self.sizes.size, n_levels, k, k)
+        basis[0] = _per_level_products(level, n_levels, M, M) - per_cell.sum(axis=0)
+        basis[1:] = per_cell
+        self.basis = basis
 
-    def grams(self, u):
+    def weights(self, u):
         rho = float(self.structure.natural(u)[0])
         lam = 1.0 + (self.sizes - 1) * rho
         if rho >= 1.0 or np.any(lam <= 0.0):
             raise np.linalg.LinAlgError("compound symmetry outside its range")
-        out = self.within / (1.0 - rho) + self._to_levels(self.outer / lam[:, None, None])
-        log_det = float(((self.sizes - 1) * math.log(1.0 - rho) + np.log(lam)).sum())
-        return out, log_det
+        w = np.empty(1 + lam.size)
+        w[0] = 1.0 / (1.0 - rho)
+        w[1:] = 1.0 / lam
+        log_det = float(self.counts @ ((self.sizes - 1) * math.log(1.0 - rho) + np.log(lam)))
+        return w, log_det
 
 
 class LeadingBlockPlan(CrossProductPlan):

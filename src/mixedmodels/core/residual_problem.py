@@ -13,12 +13,14 @@ group lies within one level of its grouping factor, which is checked.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.linalg as sla
 
 from mixedmodels.core.dense import DenseObjective
 from mixedmodels.core.lmm import LmmProblem
-from mixedmodels.core.residual import GroupLayout, ResidualCorrelation
+from mixedmodels.core.residual import GroupLayout, LinearPlan, ResidualCorrelation
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.core.variance_functions import FITTED, VarianceFunction
 from mixedmodels.errors import ArgumentError
@@ -84,10 +86,13 @@ class ResidualProblem:
         self._columns = [b.p for b in blocks]
         self._cache: tuple[bytes, LmmProblem, float] | None = None
         self._gram_cache: tuple[bytes, np.ndarray, float] | None = None
+        self._head_cache: tuple[bytes, np.ndarray, np.ndarray, float] | None = None
+        self._heads: LinearHeads | None = None
+        self._row_products: tuple[np.ndarray, np.ndarray] | None = None
         self._plan_state = False  # False: not decided yet
         self._dense_state: tuple | None | bool = False  # several terms: see _dense_plan
         self._dense_cache: tuple[bytes, DenseObjective, float] | None = None
-        self._sd_cache: tuple[bytes, np.ndarray] | None = None
+        self._sd_cache: tuple[bytes, np.ndarray, float] | None = None
         self._products: np.ndarray | None = None  # rows' cross products (variance only)
         self._rows: np.ndarray | None = None  # [z X y] of the single term
         self.n_evaluations = 0
@@ -134,6 +139,7 @@ class ResidualProblem:
         self.values[FITTED] = np.asarray(fitted_sorted, dtype=float)
         self._cache = None
         self._gram_cache = None
+        self._head_cache = None
         self._sd_cache = None
         self._plan_state = False
         self._dense_state = False
@@ -149,8 +155,11 @@ class ResidualProblem:
         new.reml = self.reml if reml is None else bool(reml)
         new._cache = None
         new._gram_cache = None
+        new._head_cache = None
+        new._heads = None
         new._sd_cache = None
         new._products = None
+        new._row_products = None
         new._rows = None
         new._plan_state = False
         new._dense_state = False
@@ -167,17 +176,27 @@ class ResidualProblem:
         of theta and the whitening)."""
         if self.variance is None:
             return np.ones(self.n)
+        return self._sd_entry(u_var)[1]
+
+    def _sd_entry(self, u_var: np.ndarray) -> tuple[bytes, np.ndarray, float]:
+        """``(key, s, sum log s)`` at ``u_var``, the last kept (a variance function only)."""
         key = np.asarray(u_var, dtype=float).tobytes()
         kept = self._sd_cache
         if kept is not None and kept[0] == key:
-            return kept[1]
+            return kept
         s = self.variance.sd(u_var, self.values)
         if not (np.isfinite(s).all() and s.min(initial=np.inf) > 0):
             raise np.linalg.LinAlgError("variance function outside its range")
         s = np.array(s, dtype=float)
         s.flags.writeable = False  # kept: nobody may change it in place
-        self._sd_cache = (key, s)
-        return s
+        self._sd_cache = (key, s, float(np.log(s).sum()))
+        return self._sd_cache
+
+    def _sd_log_sum(self, u_var: np.ndarray) -> float:
+        """``log|S|^2 = 2 sum log s`` (0 without a variance function)."""
+        if self.variance is None:
+            return 0.0
+        return 2.0 * self._sd_entry(u_var)[2]
 
     def whiten(
         self, u_cor: np.ndarray, u_var: np.ndarray, M: np.ndarray
@@ -229,10 +248,13 @@ class ResidualProblem:
                 return self._template.objective_from_pieces(*objective.pieces(theta)) + log_det
             problem, log_det = self.problem_at(u_cor, u_var)
             return problem.objective(theta) + log_det
-        grams, log_det = self.level_grams(u_cor, u_var)
+        head, xyxy, log_det = self.level_heads(u_cor, u_var)
         block = self.sorted_blocks[0]
-        lam = block.lambda_matrix(theta)
-        pieces = single_term_pieces(lam, grams, self.n_fixed)
+        if block.p == 1:  # lambda's one entry (lambda_matrix costs more than the rest)
+            lam = block.structure.lambda_entries(theta).reshape(1, 1)
+        else:
+            lam = block.lambda_matrix(theta)
+        pieces = head_pieces(lam, head, xyxy, self.n_fixed)
         return self._template.objective_from_pieces(*pieces) + log_det
 
     # ----------------------------------------------------------------- scaled theta
@@ -240,7 +262,7 @@ class ResidualProblem:
         """Geometric mean of the variance function's multipliers (1 without one)."""
         if self.variance is None:
             return 1.0
-        return float(np.exp(np.log(self.residual_sd(u_var)).mean()))
+        return float(np.exp(self._sd_entry(u_var)[2] / self.n))
 
     def to_internal(self, params: np.ndarray) -> np.ndarray:
         """The optimizer's coordinates: theta divided by :meth:`sd_scale`.
@@ -318,7 +340,7 @@ class ResidualProblem:
         template, plan, q = state
         grams, log_det = plan.grams(u_cor)
         if self.variance is not None:
-            log_det += 2.0 * float(np.log(self.residual_sd(u_var)).sum())
+            log_det += self._sd_log_sum(u_var)
         g = grams[0]
         if not np.all(np.isfinite(g)):
             raise np.linalg.LinAlgError("whitened rows are not finite")
@@ -346,6 +368,71 @@ class ResidualProblem:
                 )
         return self._plan_state
 
+    def level_heads(
+        self, u_cor: np.ndarray, u_var: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """What the single-term objective needs of the per-level cross products ``G_l`` of
+        the whitened rows ``[z X y]`` (:meth:`level_grams`): their first ``p`` rows (l, p,
+        k), the sum over levels of the rest (``[X y]'[X y]``, (k - p, k - p)) and
+        ``log|V|``.
+
+        A :class:`~mixedmodels.core.residual.LinearPlan` (AR(1) with few distinct gaps,
+        compound symmetry) gives both as two products of its weights with its basis,
+        reduced once to those parts (:class:`LinearHeads`); a variance function alone as
+        one weighted sum per level of the rows' products and one product with the rows'
+        products of ``[X y]``; anything else through :meth:`level_grams`."""
+        key = np.concatenate([u_cor, u_var]).tobytes()
+        cached = self._head_cache
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2], cached[3]
+        p = self.sorted_blocks[0].p
+        plan = self._plan()
+        heads = self._linear_heads(plan)
+        if heads is not None:
+            head, xyxy, log_det = heads.at(u_cor)
+            if self.variance is not None:
+                log_det += self._sd_log_sum(u_var)
+        elif plan is None and self.correlation is None:
+            head, xyxy, log_det = self._weighted_heads(u_var)
+        else:
+            grams, log_det = self.level_grams(u_cor, u_var)
+            head, xyxy = grams[:, :p, :], grams[:, p:, p:].sum(axis=0)
+        self._head_cache = (key, head, xyxy, log_det)
+        return head, xyxy, log_det
+
+    def _linear_heads(self, plan) -> LinearHeads | None:
+        """The plan's basis reduced to what :meth:`level_heads` needs (once per plan)."""
+        if not isinstance(plan, LinearPlan):
+            return None
+        if self._heads is None or self._heads.plan is not plan:
+            self._heads = LinearHeads(plan, self.sorted_blocks[0].p)
+        return self._heads
+
+    def _weighted_heads(self, u_var: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """:meth:`level_heads` for a variance function alone: row ``i``'s cross products
+        ``m_i m_i'`` weighted by ``1 / s_i^2``.  The products of the first ``p`` columns
+        with all (n, p k) and of ``[X y]`` (n, (k - p)^2) are formed once."""
+        s = self.residual_sd(u_var)
+        log_det = self._sd_log_sum(u_var)
+        w = 1.0 / (s * s)
+        if not np.isfinite(w).all():
+            raise np.linalg.LinAlgError("whitened rows are not finite")
+        if self._row_products is None:
+            M = self._term_rows()
+            p = self.sorted_blocks[0].p
+            n, k = M.shape
+            head = (M[:, :p, None] * M[:, None, :]).reshape(n, p * k)
+            tail = (M[:, p:, None] * M[:, None, p:]).reshape(n, (k - p) * (k - p))
+            self._row_products = (head, tail)
+        head, tail = self._row_products
+        n, k = self._term_rows().shape
+        p = head.shape[1] // k
+        sums = np.add.reduceat(w[:, None] * head, self._level_starts, axis=0)
+        xyxy = (w @ tail).reshape(k - p, k - p)
+        if not (np.isfinite(sums).all() and np.isfinite(xyxy).all()):
+            raise np.linalg.LinAlgError("whitened rows are not finite")
+        return sums.reshape(-1, p, k), xyxy, log_det
+
     def level_grams(self, u_cor: np.ndarray, u_var: np.ndarray) -> tuple[np.ndarray, float]:
         """Per level of the single random-effect term, the cross products of the whitened
         rows ``[z X y]`` (l, k, k), and ``log|V|``."""
@@ -357,8 +444,7 @@ class ResidualProblem:
         plan = self._plan()
         if plan is not None:
             grams, log_det = plan.grams(u_cor)
-            if self.variance is not None:
-                log_det += 2.0 * float(np.log(self.residual_sd(u_var)).sum())
+            log_det += self._sd_log_sum(u_var)
             self._gram_cache = (key, grams, log_det)
             return grams, log_det
         k = block.p + self.n_fixed + 1
@@ -454,18 +540,27 @@ def single_term_pieces(
     ``L_l L_l' = lam' Z_l'Z_l lam + I`` and ``C_l = L_l^-1 lam' Z_l'[X y]``, then
     ``R R' = [X y]'[X y] - sum_l C_l'C_l`` (the engine's blocked factor, batched)."""
     p = lam.shape[0]
-    xyxy = grams[:, p:, p:].sum(axis=0)
+    return head_pieces(lam, grams[:, :p, :], grams[:, p:, p:].sum(axis=0), n_fixed)
+
+
+def head_pieces(
+    lam: np.ndarray, head: np.ndarray, xyxy: np.ndarray, n_fixed: int
+) -> tuple[float, float, float]:
+    """:func:`single_term_pieces` from the parts of the per-level cross products it reads:
+    ``head`` the first ``p`` rows of each level's (l, p, k), ``xyxy`` the sum over levels
+    of the rest, ``[X y]'[X y]`` (k - p, k - p)."""
+    p = lam.shape[0]
     if p == 1:  # scalar term: everything is elementwise over levels
-        lam0 = float(lam[0, 0])
-        d = 1.0 + lam0 * lam0 * grams[:, 0, 0]
-        c = (lam0 / np.sqrt(d))[:, None] * grams[:, 0, 1:]
+        lam2 = float(lam[0, 0]) ** 2
+        d = 1.0 + lam2 * head[:, 0, 0]
+        zxy = head[:, 0, 1:]
         ld_z = float(np.log(d).sum())
-        s = xyxy - c.T @ c
+        s = xyxy - (zxy.T * (lam2 / d)) @ zxy  # C'C with C_l = lam z'[X y] / sqrt(d_l)
     elif p <= SMALL_TERM:
-        ld_z, s = _small_term_reduction(lam, grams, xyxy)
+        ld_z, s = _small_term_reduction(lam, head, xyxy)
     else:
-        zz = grams[:, :p, :p]
-        zxy = grams[:, :p, p:]
+        zz = head[:, :, :p]
+        zxy = head[:, :, p:]
         lam_t = lam.T
         d = lam_t @ zz @ lam
         d[:, np.arange(p), np.arange(p)] += 1.0
@@ -473,14 +568,42 @@ def single_term_pieces(
         c = np.linalg.solve(low, lam_t @ zxy)
         ld_z = 2.0 * float(np.log(np.diagonal(low, axis1=1, axis2=2)).sum())
         s = xyxy - np.einsum("lpa,lpb->ab", c, c)
+    if not math.isfinite(s.sum()):  # (a sum: one call; overflow also refuses)
+        raise np.linalg.LinAlgError("cross products are not finite")
     r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
     m = s.shape[0]
     if info != 0 and info != m:
         raise np.linalg.LinAlgError("not positive definite")
-    diag = np.diagonal(r)
+    diag = r.diagonal()
     pwrss = float(diag[-1] ** 2) if info == 0 else 0.0
     ld_x = 2.0 * float(np.log(diag[:n_fixed]).sum())
     return ld_z, ld_x, pwrss
+
+
+class LinearHeads:
+    """A :class:`~mixedmodels.core.residual.LinearPlan`'s basis reduced to what the
+    single-term objective reads (:meth:`ResidualProblem.level_heads`): the first ``p``
+    rows of each level's basis matrices, (terms, l p k), and the basis summed over levels
+    in the rest, (terms, (k - p)^2).  An evaluation is then the plan's weights and two
+    matrix-vector products, whatever the number of rows."""
+
+    def __init__(self, plan: LinearPlan, p: int):
+        self.plan = plan
+        basis = plan.basis
+        t, n_levels, k, _ = basis.shape
+        self.shape = (n_levels, p, k)
+        self.tail_shape = (k - p, k - p)
+        self.head = np.ascontiguousarray(basis[:, :, :p, :]).reshape(t, -1)
+        self.tail = basis[:, :, p:, p:].sum(axis=1).reshape(t, -1)
+
+    def at(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(head (l, p, k), [X y]'[X y] (k - p, k - p), log|R|)`` at ``u``."""
+        w, log_det = self.plan.weights(u)
+        return (
+            (w @ self.head).reshape(self.shape),
+            (w @ self.tail).reshape(self.tail_shape),
+            log_det,
+        )
 
 
 def single_term_coefficients(
@@ -512,19 +635,19 @@ SMALL_TERM = 4
 
 
 def _small_term_reduction(
-    lam: np.ndarray, grams: np.ndarray, xyxy: np.ndarray
+    lam: np.ndarray, head: np.ndarray, xyxy: np.ndarray
 ) -> tuple[float, np.ndarray]:
     """``(log|L_Z|^2, [X y]'[X y] - sum_l C_l'C_l)`` for a term of ``p <= SMALL_TERM``
     coefficients: per level the Cholesky factor of ``lam' Z_l'Z_l lam + I`` and the forward
     substitution for ``C_l``, entry by entry over all levels at once (the same arithmetic
     as LAPACK's unblocked factorization)."""
     p = lam.shape[0]
-    n_levels, k = grams.shape[0], grams.shape[1]
+    n_levels, k = head.shape[0], head.shape[2]
     # lam' Z_l'Z_l lam for all levels as one 2-D product: entry (i, j) is
     # sum_ab (Z'Z)_ab lam_ai lam_bj, the Kronecker product's column (i, j)
     kron = (lam[:, None, :, None] * lam[None, :, None, :]).reshape(p * p, p * p)
-    d = (grams[:, :p, :p].reshape(n_levels, p * p) @ kron).T  # (p * p, l)
-    r = lam.T @ grams[:, :p, p:].transpose(1, 0, 2).reshape(p, -1)  # (p, l * (k - p))
+    d = (head[:, :, :p].reshape(n_levels, p * p) @ kron).T  # (p * p, l)
+    r = lam.T @ head[:, :, p:].transpose(1, 0, 2).reshape(p, -1)  # (p, l * (k - p))
     r = r.reshape(p, n_levels, k - p)
     low: list[list] = [[None] * p for _ in range(p)]
     c: list = [None] * p
