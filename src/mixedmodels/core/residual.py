@@ -770,7 +770,8 @@ class BidiagonalPlan(LinearPlan):
         # Python floats: a handful of gaps, where numpy's per-call cost was most of it
         w = [1.0]
         log_det = 0.0
-        for a, count in zip(self.structure.coefficient(u, self.gaps).tolist(), self.counts):
+        coef = self.structure.coefficient(u, self.gaps).tolist()
+        for a, count in zip(coef, self.counts, strict=True):
             scale = 1.0 - a * a
             if not scale > 0.0:
                 raise np.linalg.LinAlgError("AR(1) coefficient outside (-1, 1)")

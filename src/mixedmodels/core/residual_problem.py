@@ -19,7 +19,8 @@ import numpy as np
 import scipy.linalg as sla
 
 from mixedmodels.core.dense import DenseObjective
-from mixedmodels.core.lmm import LmmProblem
+from mixedmodels.core.lmm import LmmProblem, Solution
+from mixedmodels.core.lmm import _unscaled_vcov as unscaled_vcov  # (R_X'R_X)^-1, as the engine
 from mixedmodels.core.residual import GroupLayout, LinearPlan, ResidualCorrelation
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.core.variance_functions import FITTED, VarianceFunction
@@ -504,6 +505,45 @@ class ResidualProblem:
         beta, b = single_term_coefficients(lam, grams, self.n_fixed)
         return self.X @ beta + self.random_contribution([b])
 
+    def whitening_log_det(self, u_cor: np.ndarray, u_var: np.ndarray) -> float:
+        """``log|V|`` at the residual parameters (as the objective adds it)."""
+        if self._level_starts is None:
+            dense = self._dense_at(u_cor, u_var)
+            return dense[1] if dense is not None else self.problem_at(u_cor, u_var)[1]
+        return self.level_heads(u_cor, u_var)[2]
+
+    def solution_at(self, params: np.ndarray) -> Solution:
+        """The whitened problem's :class:`~mixedmodels.core.lmm.Solution` at ``(theta,
+        u_cor, u_var)`` (its objective without ``log|V|``).
+
+        With one random-effect term, from the cross products an evaluation forms
+        (:meth:`level_heads`, :func:`head_solution`), with the objective's own arithmetic:
+        the solution's objective is the optimizer's value at ``params`` bit for bit, and
+        beta, the modes and ``(R_X'R_X)^-1`` those of the whitened
+        :class:`LmmProblem` to rounding (tested); no whitened problem is built.  Otherwise
+        through :meth:`problem_at`."""
+        theta, u_cor, u_var = self.split(params)
+        if self._level_starts is None:
+            problem, _ = self.problem_at(u_cor, u_var)
+            return problem.solve(theta)
+        head, xyxy, _ = self.level_heads(u_cor, u_var)
+        lam = self.sorted_blocks[0].lambda_matrix(theta)
+        ld_z, r, beta, u = head_solution(lam, head, xyxy, self.n_fixed)
+        nf = self.n_fixed
+        pwrss = float(r[-1, -1] ** 2)
+        ld_x = 2.0 * float(np.log(r.diagonal()[:nf]).sum())
+        return Solution(
+            theta=np.asarray(theta, dtype=float),
+            objective=self._template.objective_from_pieces(ld_z, ld_x, pwrss),
+            beta=beta,
+            sigma=math.sqrt(pwrss / (self.n - nf if self.reml else self.n)),
+            vcov_unscaled=unscaled_vcov(r[:nf, :nf]),
+            u=[u],
+            b=[u @ lam.T],
+            pwrss=pwrss,
+            log_det_random=ld_z,
+        )
+
     # ----------------------------------------------------------------- back to rows
     def random_contribution(self, b: list[np.ndarray]) -> np.ndarray:
         """``Z b`` in sorted order from per-level effects (unwhitened ``Z``)."""
@@ -578,6 +618,54 @@ def head_pieces(
     pwrss = float(diag[-1] ** 2) if info == 0 else 0.0
     ld_x = 2.0 * float(np.log(diag[:n_fixed]).sum())
     return ld_z, ld_x, pwrss
+
+
+def head_solution(
+    lam: np.ndarray, head: np.ndarray, xyxy: np.ndarray, n_fixed: int
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """``(log|L_Z|^2, R, beta, u)`` of a model with one random-effect term from the parts
+    of its per-level cross products that :func:`head_pieces` reads: ``R`` the lower
+    Cholesky factor of the ``[X y]`` Schur complement (formed as :func:`head_pieces` forms
+    it), ``beta`` from ``R_X' beta = R_y``, and per level (l, p) the modes ``u_l = L_l'^-1
+    (C_l,y - C_l,X beta)`` with ``L_l L_l' = lam' Z_l'Z_l lam + I`` and ``C_l = L_l^-1
+    lam' Z_l'[X y]``.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        When the Schur complement is not positive definite or not finite.
+    """
+    p = lam.shape[0]
+    zz, zxy = head[:, :, :p], head[:, :, p:]
+    if p == 1:
+        lam0 = float(lam[0, 0])
+        lam2 = lam0 * lam0
+        d = 1.0 + lam2 * zz[:, 0, 0]
+        ld_z = float(np.log(d).sum())
+        s = xyxy - (zxy[:, 0, :].T * (lam2 / d)) @ zxy[:, 0, :]
+    elif p <= SMALL_TERM:
+        ld_z, s = _small_term_reduction(lam, head, xyxy)
+    if p > 1:
+        a = lam.T @ zz @ lam
+        a[:, np.arange(p), np.arange(p)] += 1.0
+        low = np.linalg.cholesky(a)
+        c = np.linalg.solve(low, lam.T @ zxy)  # (l, p, k - p)
+        if p > SMALL_TERM:
+            ld_z = 2.0 * float(np.log(np.diagonal(low, axis1=1, axis2=2)).sum())
+            s = xyxy - np.einsum("lpa,lpb->ab", c, c)
+    if not np.isfinite(s).all():
+        raise np.linalg.LinAlgError("cross products are not finite")
+    r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("not positive definite")
+    lxx, ly = r[:n_fixed, :n_fixed], r[-1, :n_fixed]
+    beta = sla.solve_triangular(lxx, ly, lower=True, trans=1) if n_fixed else np.zeros(0)
+    if p == 1:
+        u = (lam0 * (zxy[:, 0, -1] - zxy[:, 0, :n_fixed] @ beta) / d)[:, None]
+    else:
+        rhs = c[:, :, n_fixed] - c[:, :, :n_fixed] @ beta  # (l, p)
+        u = np.linalg.solve(np.swapaxes(low, 1, 2), rhs[:, :, None])[:, :, 0]
+    return ld_z, r, beta, u
 
 
 class LinearHeads:

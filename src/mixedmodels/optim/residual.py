@@ -15,7 +15,7 @@ parameters re-estimated, and this repeated until they stop changing.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -49,13 +49,25 @@ FINAL_FTOL = 1e-10
 
 @dataclass(frozen=True)
 class ResidualOptimum:
-    """The optimum: parameters, whitened problem and its solution there."""
+    """The optimum: parameters, the whitened problem's solution there and ``log|V|``; the
+    whitened :class:`LmmProblem` itself is built on first use (:attr:`problem`: the fit
+    needs only the solution, which :meth:`ResidualProblem.solution_at` forms without it
+    for one random-effect term)."""
 
     result: OptimizeResult
-    problem: LmmProblem
     solution: Solution
     log_det: float
     outer_iterations: int
+    rp: ResidualProblem = field(repr=False)
+    _built: list = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def problem(self) -> LmmProblem:
+        """The whitened problem at the optimum's residual parameters."""
+        if not self._built:
+            _, u_cor, u_var = self.rp.split(self.result.x)
+            self._built.append(self.rp.problem_at(u_cor, u_var)[0])
+        return self._built[0]
 
     @property
     def objective(self) -> float:
@@ -81,6 +93,17 @@ def solve_residual(rp: ResidualProblem, params: np.ndarray) -> tuple[LmmProblem,
     theta, u_cor, u_var = rp.split(params)
     problem, log_det = rp.problem_at(u_cor, u_var)
     return problem, problem.solve(theta), log_det
+
+
+def optimum_at(
+    rp: ResidualProblem, result: OptimizeResult, outer_iterations: int
+) -> ResidualOptimum:
+    """The :class:`ResidualOptimum` at ``result.x`` (its solution by
+    :meth:`ResidualProblem.solution_at`)."""
+    _, u_cor, u_var = rp.split(result.x)
+    solution = rp.solution_at(result.x)
+    log_det = rp.whitening_log_det(u_cor, u_var)
+    return ResidualOptimum(result, solution, log_det, outer_iterations, rp)
 
 
 def fitted_sorted(rp: ResidualProblem, solution: Solution) -> np.ndarray:
@@ -117,10 +140,9 @@ def optimize_residual(
             x = variance_start(rp, x)
         if not uses_fitted:
             result = _minimize(rp, x, lower, initial_steps(rp, theta_step))
-            problem, solution, log_det = solve_residual(rp, result.x)
-            return ResidualOptimum(result, problem, solution, log_det, 1)
+            return optimum_at(rp, result, 1)
         rp.with_fitted(np.ones(rp.n))  # any covariate: at u_var = 0 the model is homoscedastic
-        _, solution, _ = solve_residual(rp, x)
+        solution = rp.solution_at(x)
         f = fitted_sorted(rp, solution)
         rp.with_fitted(f)
         x = variance_start(rp, x, solution)
@@ -170,8 +192,7 @@ def optimize_residual(
             f = _anderson(history_f[-4:], history_g[-4:])
             steps = np.maximum(0.005 * np.abs(rp.to_internal(x)), 1e-4)
         result = OptimizeResult(x, rp.objective(x), total, converged, message)
-        problem, solution, log_det = solve_residual(rp, x)
-    return ResidualOptimum(result, problem, solution, log_det, outer)
+        return optimum_at(rp, result, outer)
 
 
 def variance_start(
@@ -186,7 +207,7 @@ def variance_start(
         return x
     try:
         if solution is None:
-            _, solution, _ = solve_residual(rp, x)
+            solution = rp.solution_at(x)
         residuals = rp.y - fitted_sorted(rp, solution)
     except (np.linalg.LinAlgError, FloatingPointError):
         return x
