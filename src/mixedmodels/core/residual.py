@@ -224,6 +224,12 @@ class ResidualCorrelation(ABC):
         """Unconstrained start (natural parameters 0, nlme's default)."""
         return np.zeros(self.n_params)
 
+    def residual_start(self, residuals: np.ndarray, layout: GroupLayout) -> np.ndarray:
+        """A start from the residuals (sorted as the layout) of the fit without the
+        structure: a moment estimate where one is cheap, :meth:`start` otherwise.  Only
+        where the search begins, never the estimate."""
+        return self.start(layout)
+
     def initial_step(self) -> np.ndarray:
         """The optimizer's first step on the unconstrained scale."""
         return np.full(self.n_params, 0.5)
@@ -345,6 +351,16 @@ class AR1(ResidualCorrelation):
             return None
         return BidiagonalPlan(layout, M, level_starts, self)
 
+    def residual_start(self, residuals, layout):
+        """``Phi`` from the lag-1 correlation of the conditional residuals (the rows one
+        time unit after the previous row of their group), clipped to ``[-0.9, 0.9]``:
+        nearer the estimate than 0 (Ovary: 0.48 for 0.61; sleepstudy 0.34 for 0.65), 10 to
+        15 fewer evaluations on the AR(1) reference cases.  Continuous times keep
+        :meth:`start` (the gaps differ; measured: more evaluations on BodyWeight)."""
+        if not self.integer_time:
+            return self.start(layout)
+        return _lag_one_start(self, residuals, layout)
+
     def coefficient(self, u: np.ndarray, gaps: np.ndarray) -> np.ndarray:
         """``a = Phi^gap``: the weight of the previous row in the whitening (the gaps are
         whole numbers, or ``Phi > 0`` for CAR(1), so the power of a negative ``Phi`` is
@@ -356,6 +372,21 @@ class AR1(ResidualCorrelation):
         gaps = layout.gaps()
         a = np.where(layout.first, 0.0, np.sign(phi) ** gaps * np.abs(phi) ** gaps)
         return _bidiagonal_color(a, layout, E)
+
+
+def _lag_one_start(structure, residuals: np.ndarray, layout: GroupLayout) -> np.ndarray:
+    """Unconstrained parameters of ``structure`` (one) at the lag-1 correlation of
+    ``residuals`` within groups (rows a gap of 1 after the previous), clipped to ``[-0.9,
+    0.9]``; :meth:`~ResidualCorrelation.start` without such rows or with a degenerate sum."""
+    r = np.asarray(residuals, dtype=float)
+    pairs = np.flatnonzero((layout.gaps() == 1.0) & ~layout.first)
+    denominator = float(r @ r)
+    if pairs.size == 0 or not (math.isfinite(denominator) and denominator > 0.0):
+        return structure.start(layout)
+    rho = float(r[pairs] @ r[pairs - 1]) / pairs.size / (denominator / r.size)
+    if not math.isfinite(rho):
+        return structure.start(layout)
+    return structure.unconstrained(np.array([min(max(rho, -0.9), 0.9)]))
 
 
 def _bidiagonal_color(a: np.ndarray, layout: GroupLayout, E: np.ndarray) -> np.ndarray:
@@ -432,6 +463,24 @@ class CompoundSymmetry(ResidualCorrelation):
     def start(self, layout):
         self.bind_size(layout.max_size)
         return self.unconstrained(np.array([0.0]))
+
+    def residual_start(self, residuals, layout):
+        """``Rho`` from the within-group correlation of the conditional residuals, ``sum_g
+        (s_g^2 - q_g) / sum_g (m_g - 1) q_g`` (``s_g``, ``q_g``: the sum and the sum of
+        squares of group ``g``'s ``m_g`` residuals), clipped to the middle of its range."""
+        self.bind_size(layout.max_size)
+        r = np.asarray(residuals, dtype=float)
+        group = np.repeat(np.arange(layout.n_groups), layout.sizes)
+        sums = np.bincount(group, weights=r, minlength=layout.n_groups)
+        squares = np.bincount(group, weights=r * r, minlength=layout.n_groups)
+        denominator = float(((layout.sizes - 1) * squares).sum())
+        if not (math.isfinite(denominator) and denominator > 0.0):
+            return self.start(layout)
+        rho = float((sums * sums - squares).sum()) / denominator
+        if not math.isfinite(rho):
+            return self.start(layout)
+        lo = self._lower
+        return self.unconstrained(np.array([min(max(rho, lo + 0.1 * (1 - lo)), 0.9)]))
 
     def whiten(self, u, layout, M):
         rho = float(self.natural(u)[0])
@@ -598,6 +647,15 @@ class ARMA(ResidualCorrelation):
                 f"{self.label} has {self.p + self.q} parameters, but the longest group spans "
                 f"{longest} lag(s): the data cannot determine them (use p + q <= {longest})"
             )
+
+    def residual_start(self, residuals, layout):
+        """The first autoregressive coefficient at the lag-1 correlation of the
+        conditional residuals (as :meth:`AR1.residual_start`), the others 0; :meth:`start`
+        without an autoregressive part."""
+        if self.p == 0:
+            return self.start(layout)
+        first = _lag_one_start(AR1(), residuals, layout)
+        return np.concatenate([first, np.zeros(self.n_params - 1)])
 
     def lag_correlation(self, u, lags):
         coef = self.natural(u)

@@ -109,6 +109,12 @@ class ResidualProblem:
 
     # ----------------------------------------------------------------- parameters
     @property
+    def single_term(self) -> bool:
+        """One random-effect term with all its levels present: the objective and the
+        solution come from per-level cross products (:meth:`level_heads`)."""
+        return self._level_starts is not None
+
+    @property
     def n_params(self) -> int:
         return self.n_theta + self.n_cor + self.n_var
 

@@ -195,6 +195,30 @@ def optimize_residual(
         return optimum_at(rp, result, outer)
 
 
+def correlation_start(rp: ResidualProblem, x: np.ndarray) -> np.ndarray:
+    """``x`` with the correlation parameters started from the conditional residuals of
+    the fit at ``x`` (the structures' default starts: independent rows for AR(1),
+    ARMA and compound symmetry) by :meth:`ResidualCorrelation.residual_start`, for one
+    random-effect term; ``x`` with several, without a correlation structure or when the
+    residuals cannot be formed.  (A search from there that ends singular is repeated
+    from ``x`` by :func:`mixedmodels.results.residual_lmer.lmer_residual`.)"""
+    if rp.correlation is None or rp.n_cor == 0 or not rp.single_term:
+        # (several terms: nested a/b with AR(1) errors, the b term's theta went to its
+        # bound from there and stayed, a log-likelihood 9.8 below nlme's)
+        return x
+    theta, u_cor, u_var = rp.split(x)
+    try:
+        with residual_blas(rp):
+            solution = rp.solution_at(x)
+        residuals = rp.y - fitted_sorted(rp, solution)
+        start = rp.correlation.residual_start(residuals, rp.layout)
+    except (np.linalg.LinAlgError, FloatingPointError):
+        return x
+    if not (start.shape == u_cor.shape and np.all(np.isfinite(start))):
+        return x
+    return np.concatenate([theta, start, u_var])
+
+
 def variance_start(
     rp: ResidualProblem, x: np.ndarray, solution: Solution | None = None
 ) -> np.ndarray:
