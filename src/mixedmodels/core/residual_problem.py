@@ -595,25 +595,7 @@ def head_pieces(
     """:func:`single_term_pieces` from the parts of the per-level cross products it reads:
     ``head`` the first ``p`` rows of each level's (l, p, k), ``xyxy`` the sum over levels
     of the rest, ``[X y]'[X y]`` (k - p, k - p)."""
-    p = lam.shape[0]
-    if p == 1:  # scalar term: everything is elementwise over levels
-        lam2 = float(lam[0, 0]) ** 2
-        d = 1.0 + lam2 * head[:, 0, 0]
-        zxy = head[:, 0, 1:]
-        ld_z = float(np.log(d).sum())
-        s = xyxy - (zxy.T * (lam2 / d)) @ zxy  # C'C with C_l = lam z'[X y] / sqrt(d_l)
-    elif p <= SMALL_TERM:
-        ld_z, s = _small_term_reduction(lam, head, xyxy)
-    else:
-        zz = head[:, :, :p]
-        zxy = head[:, :, p:]
-        lam_t = lam.T
-        d = lam_t @ zz @ lam
-        d[:, np.arange(p), np.arange(p)] += 1.0
-        low = np.linalg.cholesky(d)
-        c = np.linalg.solve(low, lam_t @ zxy)
-        ld_z = 2.0 * float(np.log(np.diagonal(low, axis1=1, axis2=2)).sum())
-        s = xyxy - np.einsum("lpa,lpb->ab", c, c)
+    ld_z, s = _schur(lam, head, xyxy)
     if not math.isfinite(s.sum()):  # (a sum: one call; overflow also refuses)
         raise np.linalg.LinAlgError("cross products are not finite")
     r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
@@ -643,22 +625,12 @@ def head_solution(
     """
     p = lam.shape[0]
     zz, zxy = head[:, :, :p], head[:, :, p:]
-    if p == 1:
-        lam0 = float(lam[0, 0])
-        lam2 = lam0 * lam0
-        d = 1.0 + lam2 * zz[:, 0, 0]
-        ld_z = float(np.log(d).sum())
-        s = xyxy - (zxy[:, 0, :].T * (lam2 / d)) @ zxy[:, 0, :]
-    elif p <= SMALL_TERM:
-        ld_z, s = _small_term_reduction(lam, head, xyxy)
+    ld_z, s = _schur(lam, head, xyxy)
     if p > 1:
         a = lam.T @ zz @ lam
         a[:, np.arange(p), np.arange(p)] += 1.0
         low = np.linalg.cholesky(a)
         c = np.linalg.solve(low, lam.T @ zxy)  # (l, p, k - p)
-        if p > SMALL_TERM:
-            ld_z = 2.0 * float(np.log(np.diagonal(low, axis1=1, axis2=2)).sum())
-            s = xyxy - np.einsum("lpa,lpb->ab", c, c)
     if not np.isfinite(s).all():
         raise np.linalg.LinAlgError("cross products are not finite")
     r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
@@ -667,11 +639,55 @@ def head_solution(
     lxx, ly = r[:n_fixed, :n_fixed], r[-1, :n_fixed]
     beta = sla.solve_triangular(lxx, ly, lower=True, trans=1) if n_fixed else np.zeros(0)
     if p == 1:
+        lam0 = float(lam[0, 0])
+        d = 1.0 + lam0 * lam0 * zz[:, 0, 0]
         u = (lam0 * (zxy[:, 0, -1] - zxy[:, 0, :n_fixed] @ beta) / d)[:, None]
     else:
         rhs = c[:, :, n_fixed] - c[:, :, :n_fixed] @ beta  # (l, p)
         u = np.linalg.solve(np.swapaxes(low, 1, 2), rhs[:, :, None])[:, :, 0]
     return ld_z, r, beta, u
+
+
+def _schur(lam: np.ndarray, head: np.ndarray, xyxy: np.ndarray) -> tuple[float, np.ndarray]:
+    """``(log|L_Z|^2, [X y]'[X y] - sum_l C_l'C_l)`` from the first ``p`` rows of each
+    level's cross products ``head`` (l, p, k) and ``xyxy`` (:func:`head_pieces`).
+
+    ``sum_l C_l'C_l = sum_l r_l' A_l^-1 r_l`` with ``A_l = lam' Z_l'Z_l lam + I`` and
+    ``r_l = lam' Z_l'[X y]``: for ``p = 1`` elementwise over levels, for ``p = 2`` through
+    the closed-form inverse of each ``2 x 2`` ``A_l`` (``|A_l| >= 1``), up to
+    :data:`SMALL_TERM` entry by entry (:func:`_small_term_reduction`), beyond with batched
+    LAPACK calls."""
+    p = lam.shape[0]
+    if p == 1:  # scalar term: everything is elementwise over levels
+        lam2 = float(lam[0, 0]) ** 2
+        d = 1.0 + lam2 * head[:, 0, 0]
+        zxy = head[:, 0, 1:]
+        return float(np.log(d).sum()), xyxy - (zxy.T * (lam2 / d)) @ zxy
+    if p == 2 and SMALL_TERM >= 2:
+        (a, _), (b, c) = lam.tolist()  # lower triangular
+        g11, g21, g22 = head[:, 0, 0], head[:, 1, 0], head[:, 1, 1]
+        h1, h2 = head[:, 0, 2:], head[:, 1, 2:]
+        bg = a * g21 + b * g22
+        a11 = a * (a * g11 + b * g21) + b * bg + 1.0
+        a21 = c * bg
+        a22 = (c * c) * g22 + 1.0
+        det = a11 * a22 - a21 * a21
+        r1 = a * h1 + b * h2
+        r2 = c * h2
+        q1 = (a22 / det)[:, None] * r1 - (a21 / det)[:, None] * r2
+        q2 = (a11 / det)[:, None] * r2 - (a21 / det)[:, None] * r1
+        return float(np.log(det).sum()), xyxy - r1.T @ q1 - r2.T @ q2
+    if p <= SMALL_TERM:
+        return _small_term_reduction(lam, head, xyxy)
+    zz = head[:, :, :p]
+    zxy = head[:, :, p:]
+    lam_t = lam.T
+    d = lam_t @ zz @ lam
+    d[:, np.arange(p), np.arange(p)] += 1.0
+    low = np.linalg.cholesky(d)
+    c = np.linalg.solve(low, lam_t @ zxy)
+    ld_z = 2.0 * float(np.log(np.diagonal(low, axis1=1, axis2=2)).sum())
+    return ld_z, xyxy - np.einsum("lpa,lpb->ab", c, c)
 
 
 class LinearHeads:
