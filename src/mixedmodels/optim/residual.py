@@ -269,6 +269,7 @@ def _minimize(
             ftol_abs=ftol_abs,
             xtol_abs=1e-10,
             initial_step=steps,
+            pure=True,  # a function of the point alone (its caches are keyed by it)
         )
         total += result.n_evaluations
         gain = (rp.internal_objective(z) - result.fun) if attempt else np.inf
