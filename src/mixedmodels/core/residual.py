@@ -823,13 +823,15 @@ class BidiagonalPlan(LinearPlan):
             counts.append(rows.size)
         self.basis = basis
         self.counts = [float(c) for c in counts]
+        self.gap_list = self.gaps.tolist()
 
     def weights(self, u):
         # Python floats: a handful of gaps, where numpy's per-call cost was most of it
         w = [1.0]
         log_det = 0.0
-        coef = self.structure.coefficient(u, self.gaps).tolist()
-        for a, count in zip(coef, self.counts, strict=True):
+        phi = float(self.structure.natural(u)[0])
+        for gap, count in zip(self.gap_list, self.counts, strict=True):
+            a = phi**gap  # AR1.coefficient, on floats
             scale = 1.0 - a * a
             if not scale > 0.0:
                 raise np.linalg.LinAlgError("AR(1) coefficient outside (-1, 1)")

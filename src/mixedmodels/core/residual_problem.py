@@ -664,19 +664,20 @@ def _schur(lam: np.ndarray, head: np.ndarray, xyxy: np.ndarray) -> tuple[float, 
         zxy = head[:, 0, 1:]
         return float(np.log(d).sum()), xyxy - (zxy.T * (lam2 / d)) @ zxy
     if p == 2 and SMALL_TERM >= 2:
-        (a, _), (b, c) = lam.tolist()  # lower triangular
-        g11, g21, g22 = head[:, 0, 0], head[:, 1, 0], head[:, 1, 1]
-        h1, h2 = head[:, 0, 2:], head[:, 1, 2:]
-        bg = a * g21 + b * g22
-        a11 = a * (a * g11 + b * g21) + b * bg + 1.0
-        a21 = c * bg
-        a22 = (c * c) * g22 + 1.0
+        m = head.shape[2] - 2
+        left = lam.T @ head  # (l, 2, k): lam' Z_l'[Z X y]
+        r = left[:, :, 2:]
+        a = left[:, :, :2] @ lam
+        a11, a21, a22 = a[:, 0, 0] + 1.0, a[:, 1, 0], a[:, 1, 1] + 1.0
         det = a11 * a22 - a21 * a21
-        r1 = a * h1 + b * h2
-        r2 = c * h2
-        q1 = (a22 / det)[:, None] * r1 - (a21 / det)[:, None] * r2
-        q2 = (a11 / det)[:, None] * r2 - (a21 / det)[:, None] * r1
-        return float(np.log(det).sum()), xyxy - r1.T @ q1 - r2.T @ q2
+        inverse = np.empty_like(a)
+        inverse[:, 0, 0] = a22
+        inverse[:, 0, 1] = -a21
+        inverse[:, 1, 0] = -a21
+        inverse[:, 1, 1] = a11
+        inverse /= det[:, None, None]
+        q = inverse @ r
+        return float(np.log(det).sum()), xyxy - r.reshape(-1, m).T @ q.reshape(-1, m)
     if p <= SMALL_TERM:
         return _small_term_reduction(lam, head, xyxy)
     zz = head[:, :, :p]
