@@ -326,6 +326,10 @@ class AR1(ResidualCorrelation):
     def natural(self, u):
         return _tanh_half(u)
 
+    def phi(self, u: np.ndarray) -> float:
+        """``Phi`` as a float (:meth:`natural` without arrays: the plans' weights)."""
+        return math.tanh(float(u[0]) / 2.0)
+
     def unconstrained(self, natural):
         return _log_ratio(natural)
 
@@ -422,6 +426,9 @@ class CAR1(AR1):
 
     def natural(self, u):
         return _logistic(np.asarray(u, dtype=float))
+
+    def phi(self, u):
+        return 1.0 / (1.0 + math.exp(-float(u[0])))
 
     def unconstrained(self, natural):
         x = np.asarray(natural, dtype=float)
@@ -829,7 +836,7 @@ class BidiagonalPlan(LinearPlan):
         # Python floats: a handful of gaps, where numpy's per-call cost was most of it
         w = [1.0]
         log_det = 0.0
-        phi = float(self.structure.natural(u)[0])
+        phi = self.structure.phi(u)
         for gap, count in zip(self.gap_list, self.counts, strict=True):
             a = phi**gap  # AR1.coefficient, on floats
             scale = 1.0 - a * a

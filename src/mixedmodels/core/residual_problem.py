@@ -219,7 +219,7 @@ class ResidualProblem:
 
     def problem_at(self, u_cor: np.ndarray, u_var: np.ndarray) -> tuple[LmmProblem, float]:
         """The whitened :class:`LmmProblem` and ``log|V|`` at the residual parameters."""
-        key = np.concatenate([u_cor, u_var]).tobytes()
+        key = np.asarray(u_cor, dtype=float).tobytes() + np.asarray(u_var, dtype=float).tobytes()
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1], self._cache[2]
         parts = [b.z for b in self.sorted_blocks] + [self.X, self.y[:, None]]
@@ -341,7 +341,7 @@ class ResidualProblem:
         state = self._dense_plan()
         if state is None:
             return None
-        key = np.concatenate([u_cor, u_var]).tobytes()
+        key = np.asarray(u_cor, dtype=float).tobytes() + np.asarray(u_var, dtype=float).tobytes()
         if self._dense_cache is not None and self._dense_cache[0] == key:
             return self._dense_cache[1], self._dense_cache[2]
         template, plan, q = state
@@ -388,7 +388,7 @@ class ResidualProblem:
         reduced once to those parts (:class:`LinearHeads`); a variance function alone as
         one weighted sum per level of the rows' products and one product with the rows'
         products of ``[X y]``; anything else through :meth:`level_grams`."""
-        key = np.concatenate([u_cor, u_var]).tobytes()
+        key = np.asarray(u_cor, dtype=float).tobytes() + np.asarray(u_var, dtype=float).tobytes()
         cached = self._head_cache
         if cached is not None and cached[0] == key:
             return cached[1], cached[2], cached[3]
@@ -443,7 +443,7 @@ class ResidualProblem:
     def level_grams(self, u_cor: np.ndarray, u_var: np.ndarray) -> tuple[np.ndarray, float]:
         """Per level of the single random-effect term, the cross products of the whitened
         rows ``[z X y]`` (l, k, k), and ``log|V|``."""
-        key = np.concatenate([u_cor, u_var]).tobytes()
+        key = np.asarray(u_cor, dtype=float).tobytes() + np.asarray(u_var, dtype=float).tobytes()
         cached = self._gram_cache
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
