@@ -25,7 +25,7 @@ from mixedmodels.core.residual import (
 from mixedmodels.core.residual_problem import ResidualProblem
 from mixedmodels.core.variance_functions import FITTED, VarianceFunction
 from mixedmodels.design import build_design
-from mixedmodels.design.grouping import group_codes
+from mixedmodels.design.grouping import group_codes_only
 from mixedmodels.design.model import ModelDesign
 from mixedmodels.design.validate import as_pandas, missing_mask
 from mixedmodels.errors import (
@@ -125,7 +125,7 @@ def residual_layout(
         inner = max(terms, key=lambda t: t.n_levels)
         codes, label = inner.codes, inner.group_name
     else:
-        codes, _ = group_codes(data, factors)
+        codes = group_codes_only(data, factors)
         label = ":".join(factors)
     time = None
     if correlation is not None and correlation.time is not None:
