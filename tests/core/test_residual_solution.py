@@ -7,7 +7,7 @@
   well-conditioned simulated data.  Terms of 1, 2 (entry-by-entry path) and 5 (batched
   LAPACK path) coefficients; AR(1) with gaps (a linear plan), compound symmetry with
   unequal group sizes (a linear plan), ARMA(1,1) (whitened rows), a variance function
-  alone and both together.
+  alone (``Power``: rows weighted; ``Ident``: strata weighted) and with AR(1).
 * The solution's objective is the optimizer's objective at the same point bit for bit
   (the same arithmetic), and :meth:`ResidualProblem.level_heads` equals the slices of
   :meth:`ResidualProblem.level_grams` (1e-12 relative: the plans' basis summed over
@@ -23,7 +23,7 @@ import pytest
 from mixedmodels.core.residual import AR1, ARMA, CAR1, CompoundSymmetry, LinearPlan, make_layout
 from mixedmodels.core.residual_problem import ResidualProblem
 from mixedmodels.core.terms import RandomBlock
-from mixedmodels.core.variance_functions import Power
+from mixedmodels.core.variance_functions import Ident, Power
 
 SEED = 20
 
@@ -44,6 +44,8 @@ def _problem(p, correlation, variance, unequal=False, reml=True):
     layout = make_layout(codes, t if isinstance(correlation, AR1) else None, codes)
     if isinstance(correlation, CompoundSymmetry):
         correlation.bind_size(layout.max_size)
+    if isinstance(variance, Ident):
+        variance.bind({"s": np.where(rng.random(n) < 0.4, "a", "b")}, layout.order)
     blocks = [RandomBlock(codes, 9, z)]
     return ResidualProblem(
         blocks, X, y, layout, correlation, variance, {"t": t + 1.0}, reml
@@ -64,6 +66,8 @@ CASES = [
     ("arma11", lambda: ARMA(1, 1), lambda: None, False),
     ("power", lambda: None, lambda: Power("t"), False),
     ("ar1_power", lambda: AR1("t"), lambda: Power("t"), False),
+    ("ident", lambda: None, lambda: Ident("s"), True),
+    ("ar1_ident", lambda: AR1("t"), lambda: Ident("s"), False),
 ]
 
 
@@ -124,3 +128,17 @@ def test_ar1_plan_refuses_a_coefficient_outside_the_unit_interval():
     rp = _problem(1, AR1("t"), None)
     with pytest.raises(np.linalg.LinAlgError):
         rp._plan().weights(np.array([np.inf]))
+
+
+def test_ident_uses_its_strata_and_the_rows_multipliers_stay_per_row():
+    """varIdent's evaluations weight its strata (nothing per row); the rows' multipliers
+    asked for afterwards are still one per row, the strata's at the rows' levels."""
+    rp = _problem(1, None, Ident("s"), True)
+    params = _params(rp)
+    rp.objective(params)
+    assert rp._strata() is not None and rp._strata_basis is not None
+    _, _, u_var = rp.split(params)
+    s = rp.residual_sd(u_var)
+    assert s.shape == (rp.n,)
+    np.testing.assert_array_equal(s, rp.variance.stratum_sd(u_var)[rp.variance.strata()])
+    assert rp.sd_scale(u_var) == pytest.approx(np.exp(np.log(s).mean()), rel=1e-14)

@@ -90,6 +90,9 @@ class ResidualProblem:
         self._head_cache: tuple[bytes, np.ndarray, np.ndarray, float] | None = None
         self._heads: LinearHeads | None = None
         self._row_products: tuple[np.ndarray, np.ndarray] | None = None
+        self._strata_state: tuple | None | bool = False  # see _strata
+        self._strata_basis: tuple[np.ndarray, np.ndarray] | None = None
+        self._stratum_cache: tuple[bytes, np.ndarray, float] | None = None
         self._plan_state = False  # False: not decided yet
         self._dense_state: tuple | None | bool = False  # several terms: see _dense_plan
         self._dense_cache: tuple[bytes, DenseObjective, float] | None = None
@@ -167,6 +170,9 @@ class ResidualProblem:
         new._sd_cache = None
         new._products = None
         new._row_products = None
+        new._strata_state = False
+        new._strata_basis = None
+        new._stratum_cache = None
         new._rows = None
         new._plan_state = False
         new._dense_state = False
@@ -203,7 +209,39 @@ class ResidualProblem:
         """``log|S|^2 = 2 sum log s`` (0 without a variance function)."""
         if self.variance is None:
             return 0.0
-        return 2.0 * self._sd_entry(u_var)[2]
+        return 2.0 * self._log_sd_sum(u_var)
+
+    def _log_sd_sum(self, u_var: np.ndarray) -> float:
+        """``sum log s`` over the rows: from the strata's multipliers and sizes when the
+        variance function has strata (no row touched), else from the rows'."""
+        if self._strata() is None:
+            return self._sd_entry(u_var)[2]
+        return self._stratum_entry(u_var)[2]
+
+    def _stratum_entry(self, u_var: np.ndarray) -> tuple[bytes, np.ndarray, float]:
+        """``(key, s, sum log s)`` with the variance function's multiplier per stratum,
+        checked; the last kept (an evaluation asks twice: the optimizer's scaling of theta
+        and the cross products)."""
+        key = np.asarray(u_var, dtype=float).tobytes()
+        kept = self._stratum_cache
+        if kept is not None and kept[0] == key:
+            return kept
+        s = self.variance.stratum_sd(u_var)
+        if not (np.isfinite(s).all() and s.min(initial=np.inf) > 0):
+            raise np.linalg.LinAlgError("variance function outside its range")
+        self._stratum_cache = (key, s, float(self._strata()[1] @ np.log(s)))
+        return self._stratum_cache
+
+    def _strata(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(codes, sizes)`` of the variance function's strata (rows whose multiplier is
+        the same whatever the parameters, :meth:`VarianceFunction.strata`), or None."""
+        if self._strata_state is False:
+            self._strata_state = None
+            codes = self.variance.strata() if self.variance is not None else None
+            if codes is not None:
+                codes = np.asarray(codes, dtype=np.intp)
+                self._strata_state = (codes, np.bincount(codes).astype(float))
+        return self._strata_state
 
     def whiten(
         self, u_cor: np.ndarray, u_var: np.ndarray, M: np.ndarray
@@ -269,7 +307,7 @@ class ResidualProblem:
         """Geometric mean of the variance function's multipliers (1 without one)."""
         if self.variance is None:
             return 1.0
-        return float(np.exp(self._sd_entry(u_var)[2] / self.n))
+        return float(np.exp(self._log_sd_sum(u_var) / self.n))
 
     def to_internal(self, params: np.ndarray) -> np.ndarray:
         """The optimizer's coordinates: theta divided by :meth:`sd_scale`.
@@ -399,6 +437,8 @@ class ResidualProblem:
             head, xyxy, log_det = heads.at(u_cor)
             if self.variance is not None:
                 log_det += self._sd_log_sum(u_var)
+        elif plan is None and self.correlation is None and self._strata() is not None:
+            head, xyxy, log_det = self._strata_heads(u_var)
         elif plan is None and self.correlation is None:
             head, xyxy, log_det = self._weighted_heads(u_var)
         else:
@@ -415,6 +455,40 @@ class ResidualProblem:
             self._heads = LinearHeads(plan, self.sorted_blocks[0].p)
         return self._heads
 
+    def _strata_heads(self, u_var: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """:meth:`level_heads` for a variance function alone whose multipliers are constant
+        within strata (``varIdent``): the rows' products summed once per (stratum, level)
+        and per stratum, an evaluation weights the strata by ``1 / s^2`` (two
+        matrix-vector products, nothing per row)."""
+        codes, sizes = self._strata()
+        _, s, log_sum = self._stratum_entry(u_var)
+        if self._strata_basis is None:
+            head, tail = self._term_products()
+            n_levels = self.sorted_blocks[0].n_levels
+            level = np.repeat(np.arange(n_levels), np.diff(np.append(self._level_starts, self.n)))
+            k = sizes.size
+            per_cell = _cell_sums(codes * n_levels + level, k * n_levels, head)
+            self._strata_basis = (per_cell.reshape(k, -1), _cell_sums(codes, k, tail))
+        head_basis, tail_basis = self._strata_basis
+        w = 1.0 / (s * s)
+        n, width = self._term_rows().shape
+        p = self.sorted_blocks[0].p
+        head = (w @ head_basis).reshape(-1, p, width)
+        xyxy = (w @ tail_basis).reshape(width - p, width - p)
+        return head, xyxy, 2.0 * log_sum
+
+    def _term_products(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's products of its first ``p`` columns with all (n, p k) and of its
+        ``[X y]`` (n, (k - p)^2), formed once."""
+        if self._row_products is None:
+            M = self._term_rows()
+            p = self.sorted_blocks[0].p
+            n, k = M.shape
+            head = (M[:, :p, None] * M[:, None, :]).reshape(n, p * k)
+            tail = (M[:, p:, None] * M[:, None, p:]).reshape(n, (k - p) * (k - p))
+            self._row_products = (head, tail)
+        return self._row_products
+
     def _weighted_heads(self, u_var: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """:meth:`level_heads` for a variance function alone: row ``i``'s cross products
         ``m_i m_i'`` weighted by ``1 / s_i^2``.  The products of the first ``p`` columns
@@ -424,14 +498,7 @@ class ResidualProblem:
         w = 1.0 / (s * s)
         if not np.isfinite(w).all():
             raise np.linalg.LinAlgError("whitened rows are not finite")
-        if self._row_products is None:
-            M = self._term_rows()
-            p = self.sorted_blocks[0].p
-            n, k = M.shape
-            head = (M[:, :p, None] * M[:, None, :]).reshape(n, p * k)
-            tail = (M[:, p:, None] * M[:, None, p:]).reshape(n, (k - p) * (k - p))
-            self._row_products = (head, tail)
-        head, tail = self._row_products
+        head, tail = self._term_products()
         n, k = self._term_rows().shape
         p = head.shape[1] // k
         sums = np.add.reduceat(w[:, None] * head, self._level_starts, axis=0)
@@ -563,6 +630,18 @@ class ResidualProblem:
         out = np.empty_like(values_sorted)
         out[self.layout.order] = values_sorted
         return out
+
+
+def _cell_sums(cell: np.ndarray, n_cells: int, values: np.ndarray) -> np.ndarray:
+    """``values`` (n, m) summed over the rows of each cell (n_cells, m): the rows sorted
+    by cell once (stable), one ``reduceat``."""
+    order = np.argsort(cell, kind="stable")
+    sorted_cells = cell[order]
+    out = np.zeros((n_cells, values.shape[1]))
+    if sorted_cells.size:
+        starts = np.flatnonzero(np.r_[True, sorted_cells[1:] != sorted_cells[:-1]])
+        out[sorted_cells[starts]] = np.add.reduceat(values[order], starts, axis=0)
+    return out
 
 
 def _contiguous_starts(blocks: list[RandomBlock]) -> np.ndarray | None:
