@@ -109,6 +109,7 @@ class ResidualProblem:
         # theta entries that scale lambda (unbounded above): standard deviations and
         # unstructured factor entries, not the correlations of a structured term
         self._scaled_theta = ~np.isfinite(self._template.theta_upper_bounds())
+        self._scaled_index = np.flatnonzero(self._scaled_theta)
 
     # ----------------------------------------------------------------- parameters
     @property
@@ -319,16 +320,16 @@ class ResidualProblem:
         """
         if self.variance is None:  # no multipliers: the coordinates are the parameters
             return np.array(params, dtype=float)
-        theta, u_cor, u_var = self.split(params)
-        scale = np.where(self._scaled_theta, self.sd_scale(u_var), 1.0)
-        return np.concatenate([theta / scale, u_cor, u_var])
+        out = np.array(params, dtype=float)
+        out[self._scaled_index] /= self.sd_scale(out[self.n_theta + self.n_cor :])
+        return out
 
     def from_internal(self, x: np.ndarray) -> np.ndarray:
         if self.variance is None:
             return np.array(x, dtype=float)
-        theta, u_cor, u_var = self.split(x)
-        scale = np.where(self._scaled_theta, self.sd_scale(u_var), 1.0)
-        return np.concatenate([theta * scale, u_cor, u_var])
+        out = np.array(x, dtype=float)
+        out[self._scaled_index] *= self.sd_scale(out[self.n_theta + self.n_cor :])
+        return out
 
     def internal_objective(self, x: np.ndarray) -> float:
         """:meth:`objective` in the optimizer's coordinates (:meth:`to_internal`)."""
