@@ -619,6 +619,7 @@ class ARMA(ResidualCorrelation):
             raise ArgumentError("ARMA needs p > 0 or q > 0")
         super().__init__(time, group)
         self.p, self.q = p, q
+        self._lags: tuple[bytes, np.ndarray] | None = None  # see leading_factor
         self.label = f"ARMA({p},{q})"
         self.param_names = tuple(f"Phi{i + 1}" for i in range(p)) + tuple(
             f"Theta{i + 1}" for i in range(q)
@@ -675,8 +676,16 @@ class ARMA(ResidualCorrelation):
         ``longest``) and its inverse: every leading pattern's factor is a leading block."""
         coef = self.natural(u)
         acf = arma_autocorrelation(coef[: self.p], coef[self.p :], int(longest[-1]))
-        li = longest.astype(np.intp)
-        full = np.linalg.cholesky(acf[np.abs(li[:, None] - li[None, :])])
+        key = longest.tobytes()
+        if self._lags is None or self._lags[0] != key:  # the lags of the pattern, kept
+            li = longest.astype(np.intp)
+            self._lags = (key, np.abs(li[:, None] - li[None, :]))
+        matrix = acf[self._lags[1]]
+        if not np.isfinite(matrix).all():
+            raise np.linalg.LinAlgError("ARMA autocorrelations are not finite")
+        full, info = sla.lapack.dpotrf(matrix, lower=1, clean=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("ARMA correlation is not positive definite")
         inverse, info = sla.lapack.dtrtri(full, lower=1)
         if info != 0:
             raise np.linalg.LinAlgError("ARMA correlation factor is singular")
