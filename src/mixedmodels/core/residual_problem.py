@@ -14,6 +14,7 @@ group lies within one level of its grouping factor, which is checked.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import scipy.linalg as sla
@@ -102,10 +103,6 @@ class ResidualProblem:
         self.n_evaluations = 0
         self._template = LmmProblem(self.sorted_blocks, self.X, self.y, None, reml)
         self._level_starts = _contiguous_starts(self.sorted_blocks)
-        # the upper triangle of the single term's [z X y] cross products (numpy's
-        # triu_indices costs more than a small evaluation)
-        width = self.sorted_blocks[0].p + self.n_fixed + 1 if self.sorted_blocks else 0
-        self._upper = np.triu_indices(width)
         # theta entries that scale lambda (unbounded above): standard deviations and
         # unstructured factor entries, not the correlations of a structured term
         self._scaled_theta = ~np.isfinite(self._template.theta_upper_bounds())
@@ -523,7 +520,7 @@ class ResidualProblem:
             self._gram_cache = (key, grams, log_det)
             return grams, log_det
         k = block.p + self.n_fixed + 1
-        iu, ju = self._upper
+        iu, ju = _upper_indices(k)
         if self.correlation is None:
             # a variance function alone scales each row's cross products by 1 / s^2: the
             # products are formed once, an evaluation weights and sums them
@@ -631,6 +628,16 @@ class ResidualProblem:
         out = np.empty_like(values_sorted)
         out[self.layout.order] = values_sorted
         return out
+
+
+@lru_cache(maxsize=64)
+def _upper_indices(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The upper triangle's indices of a ``width x width`` matrix, computed once per width
+    (numpy's ``triu_indices`` costs more than a small evaluation)."""
+    iu, ju = np.triu_indices(width)
+    iu.flags.writeable = False
+    ju.flags.writeable = False
+    return iu, ju
 
 
 def _cell_sums(cell: np.ndarray, n_cells: int, values: np.ndarray) -> np.ndarray:
