@@ -721,7 +721,10 @@ def head_solution(
     if not np.isfinite(s).all():
         raise np.linalg.LinAlgError("cross products are not finite")
     r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
-    if info != 0:
+    m = s.shape[0]
+    if info == m:  # an exact fit: only the response's pivot failed (PWRSS 0, as pieces)
+        r[-1, -1] = 0.0
+    elif info != 0:
         raise np.linalg.LinAlgError("not positive definite")
     lxx, ly = r[:n_fixed, :n_fixed], r[-1, :n_fixed]
     beta = sla.solve_triangular(lxx, ly, lower=True, trans=1) if n_fixed else np.zeros(0)
