@@ -142,3 +142,23 @@ def test_ident_uses_its_strata_and_the_rows_multipliers_stay_per_row():
     assert s.shape == (rp.n,)
     np.testing.assert_array_equal(s, rp.variance.stratum_sd(u_var)[rp.variance.strata()])
     assert rp.sd_scale(u_var) == pytest.approx(np.exp(np.log(s).mean()), rel=1e-14)
+
+
+def test_an_exact_fit_has_zero_pwrss_in_both_the_objective_and_the_solution():
+    """``[X y]'[X y]`` with ``y = X``: the Schur complement's last pivot is exactly 0
+    (LAPACK's info = m); the objective's pieces and the solution both take PWRSS = 0 and
+    beta = 1 (closed form), not an error."""
+    from mixedmodels.core.residual_problem import head_pieces, head_solution
+
+    head = np.zeros((3, 1, 3))
+    head[:, 0, 0] = 2.0  # z'z per level; z'X = z'y = 0
+    xyxy = np.array([[4.0, 4.0], [4.0, 4.0]])
+    lam = np.array([[0.5]])
+    ld_z, ld_x, pwrss = head_pieces(lam, head, xyxy, 1)
+    assert pwrss == 0.0
+    assert ld_z == pytest.approx(3 * np.log(1.5), rel=1e-15)
+    assert ld_x == pytest.approx(np.log(4.0), rel=1e-15)
+    _, r, beta, u = head_solution(lam, head, xyxy, 1)
+    assert r[-1, -1] == 0.0
+    np.testing.assert_allclose(beta, [1.0], rtol=1e-15)
+    np.testing.assert_array_equal(u, np.zeros((3, 1)))
