@@ -754,13 +754,16 @@ def _per_level_products(
     plan, k = 11, 1,200 calls); otherwise entry by entry with ``bincount``."""
     k = left.shape[1]
     n = level.size
-    if k >= BATCHED_PRODUCTS and n and np.all(level[1:] >= level[:-1]):
+    if k >= BATCHED_PRODUCTS and n and not (level[1:] < level[:-1]).any():
         out = np.zeros((n_levels, k * k))
         for lo in range(0, n, PRODUCT_CHUNK):
             hi = min(lo + PRODUCT_CHUNK, n)
             lev = level[lo:hi]
             prod = (left[lo:hi, :, None] * right[lo:hi, None, :]).reshape(hi - lo, k * k)
-            starts = np.concatenate([[0], np.flatnonzero(lev[1:] != lev[:-1]) + 1])
+            change = np.flatnonzero(lev[1:] != lev[:-1])
+            starts = np.empty(change.size + 1, dtype=np.intp)
+            starts[0] = 0
+            starts[1:] = change + 1
             out[lev[starts]] += np.add.reduceat(prod, starts, axis=0)
         return out.reshape(n_levels, k, k)
     out = np.empty((n_levels, k, k))
