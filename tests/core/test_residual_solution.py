@@ -162,3 +162,15 @@ def test_an_exact_fit_has_zero_pwrss_in_both_the_objective_and_the_solution():
     assert r[-1, -1] == 0.0
     np.testing.assert_allclose(beta, [1.0], rtol=1e-15)
     np.testing.assert_array_equal(u, np.zeros((3, 1)))
+
+
+def test_car1_plan_weights_at_extreme_parameters():
+    """Far out on CAR(1)'s unconstrained scale: Phi -> 0 gives independent rows (weights
+    of the first rows' and the current rows' sums 1, the others 0; no overflow), Phi -> 1
+    is refused as outside the range."""
+    rp = _problem(1, CAR1("t"), None)
+    w, log_det = rp._plan().weights(np.array([-800.0]))
+    np.testing.assert_array_equal(w, [1.0] + [1.0, 0.0, -0.0] * (w.size // 3))
+    assert log_det == 0.0
+    with pytest.raises(np.linalg.LinAlgError):
+        rp._plan().weights(np.array([800.0]))

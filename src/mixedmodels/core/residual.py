@@ -428,7 +428,7 @@ class CAR1(AR1):
         return _logistic(np.asarray(u, dtype=float))
 
     def phi(self, u):
-        return 1.0 / (1.0 + math.exp(-float(u[0])))
+        return 0.5 * (1.0 + math.tanh(0.5 * float(u[0])))  # the logistic, never overflowing
 
     def unconstrained(self, natural):
         x = np.asarray(natural, dtype=float)
