@@ -10,6 +10,7 @@ import pytest
 from mixedmodels.design.grouping import (
     codes_for_levels,
     group_codes,
+    group_codes_only,
     label_table,
     level_labels,
     value_labels,
@@ -58,3 +59,17 @@ def test_label_table_maps_labels_to_the_values_seen():
     table = label_table(pd.Series(pd.Categorical(["b", "a", None], categories=["c", "a", "b"])))
     assert table == {"a": "a", "b": "b"}  # the unused category c is not a level
     assert label_table(pd.Series([2.0, 1.0, 2.0])) == {"2": 2.0, "1": 1.0}
+
+
+@pytest.mark.parametrize("factors", [("a",), ("a", "b"), ("b", "a", "c")])
+def test_codes_without_labels_are_group_codes(factors):
+    rng = np.random.default_rng(4)
+    data = pd.DataFrame(
+        {
+            "a": rng.integers(0, 4, 50),
+            "b": pd.Categorical(rng.choice(["x", "y", "z"], 50), categories=["z", "y", "x", "w"]),
+            "c": rng.choice([0.5, 1.5], 50),
+        }
+    )
+    codes, _ = group_codes(data, factors)
+    assert np.array_equal(group_codes_only(data, factors), codes)

@@ -13,12 +13,16 @@ group lies within one level of its grouping factor, which is checked.
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
 import numpy as np
 import scipy.linalg as sla
 
 from mixedmodels.core.dense import DenseObjective
-from mixedmodels.core.lmm import LmmProblem
-from mixedmodels.core.residual import GroupLayout, ResidualCorrelation
+from mixedmodels.core.lmm import LmmProblem, Solution
+from mixedmodels.core.lmm import _unscaled_vcov as unscaled_vcov  # (R_X'R_X)^-1, as the engine
+from mixedmodels.core.residual import GroupLayout, LinearPlan, ResidualCorrelation
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.core.variance_functions import FITTED, VarianceFunction
 from mixedmodels.errors import ArgumentError
@@ -84,24 +88,33 @@ class ResidualProblem:
         self._columns = [b.p for b in blocks]
         self._cache: tuple[bytes, LmmProblem, float] | None = None
         self._gram_cache: tuple[bytes, np.ndarray, float] | None = None
+        self._head_cache: tuple[bytes, np.ndarray, np.ndarray, float] | None = None
+        self._heads: LinearHeads | None = None
+        self._row_products: tuple[np.ndarray, np.ndarray] | None = None
+        self._strata_state: tuple | None | bool = False  # see _strata
+        self._strata_basis: tuple[np.ndarray, np.ndarray] | None = None
+        self._stratum_cache: tuple[bytes, np.ndarray, float] | None = None
         self._plan_state = False  # False: not decided yet
         self._dense_state: tuple | None | bool = False  # several terms: see _dense_plan
         self._dense_cache: tuple[bytes, DenseObjective, float] | None = None
-        self._sd_cache: tuple[bytes, np.ndarray] | None = None
+        self._sd_cache: tuple[bytes, np.ndarray, float] | None = None
         self._products: np.ndarray | None = None  # rows' cross products (variance only)
         self._rows: np.ndarray | None = None  # [z X y] of the single term
         self.n_evaluations = 0
         self._template = LmmProblem(self.sorted_blocks, self.X, self.y, None, reml)
         self._level_starts = _contiguous_starts(self.sorted_blocks)
-        # the upper triangle of the single term's [z X y] cross products (numpy's
-        # triu_indices costs more than a small evaluation)
-        width = self.sorted_blocks[0].p + self.n_fixed + 1 if self.sorted_blocks else 0
-        self._upper = np.triu_indices(width)
         # theta entries that scale lambda (unbounded above): standard deviations and
         # unstructured factor entries, not the correlations of a structured term
         self._scaled_theta = ~np.isfinite(self._template.theta_upper_bounds())
+        self._scaled_index = np.flatnonzero(self._scaled_theta)
 
     # ----------------------------------------------------------------- parameters
+    @property
+    def single_term(self) -> bool:
+        """One random-effect term with all its levels present: the objective and the
+        solution come from per-level cross products (:meth:`level_heads`)."""
+        return self._level_starts is not None
+
     @property
     def n_params(self) -> int:
         return self.n_theta + self.n_cor + self.n_var
@@ -134,6 +147,7 @@ class ResidualProblem:
         self.values[FITTED] = np.asarray(fitted_sorted, dtype=float)
         self._cache = None
         self._gram_cache = None
+        self._head_cache = None
         self._sd_cache = None
         self._plan_state = False
         self._dense_state = False
@@ -149,8 +163,14 @@ class ResidualProblem:
         new.reml = self.reml if reml is None else bool(reml)
         new._cache = None
         new._gram_cache = None
+        new._head_cache = None
+        new._heads = None
         new._sd_cache = None
         new._products = None
+        new._row_products = None
+        new._strata_state = False
+        new._strata_basis = None
+        new._stratum_cache = None
         new._rows = None
         new._plan_state = False
         new._dense_state = False
@@ -167,17 +187,59 @@ class ResidualProblem:
         of theta and the whitening)."""
         if self.variance is None:
             return np.ones(self.n)
+        return self._sd_entry(u_var)[1]
+
+    def _sd_entry(self, u_var: np.ndarray) -> tuple[bytes, np.ndarray, float]:
+        """``(key, s, sum log s)`` at ``u_var``, the last kept (a variance function only)."""
         key = np.asarray(u_var, dtype=float).tobytes()
         kept = self._sd_cache
         if kept is not None and kept[0] == key:
-            return kept[1]
+            return kept
         s = self.variance.sd(u_var, self.values)
         if not (np.isfinite(s).all() and s.min(initial=np.inf) > 0):
             raise np.linalg.LinAlgError("variance function outside its range")
         s = np.array(s, dtype=float)
         s.flags.writeable = False  # kept: nobody may change it in place
-        self._sd_cache = (key, s)
-        return s
+        self._sd_cache = (key, s, float(np.log(s).sum()))
+        return self._sd_cache
+
+    def _sd_log_sum(self, u_var: np.ndarray) -> float:
+        """``log|S|^2 = 2 sum log s`` (0 without a variance function)."""
+        if self.variance is None:
+            return 0.0
+        return 2.0 * self._log_sd_sum(u_var)
+
+    def _log_sd_sum(self, u_var: np.ndarray) -> float:
+        """``sum log s`` over the rows: from the strata's multipliers and sizes when the
+        variance function has strata (no row touched), else from the rows'."""
+        if self._strata() is None:
+            return self._sd_entry(u_var)[2]
+        return self._stratum_entry(u_var)[2]
+
+    def _stratum_entry(self, u_var: np.ndarray) -> tuple[bytes, np.ndarray, float]:
+        """``(key, s, sum log s)`` with the variance function's multiplier per stratum,
+        checked; the last kept (an evaluation asks twice: the optimizer's scaling of theta
+        and the cross products)."""
+        key = np.asarray(u_var, dtype=float).tobytes()
+        kept = self._stratum_cache
+        if kept is not None and kept[0] == key:
+            return kept
+        s = self.variance.stratum_sd(u_var)
+        if not (np.isfinite(s).all() and s.min(initial=np.inf) > 0):
+            raise np.linalg.LinAlgError("variance function outside its range")
+        self._stratum_cache = (key, s, float(self._strata()[1] @ np.log(s)))
+        return self._stratum_cache
+
+    def _strata(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(codes, sizes)`` of the variance function's strata (rows whose multiplier is
+        the same whatever the parameters, :meth:`VarianceFunction.strata`), or None."""
+        if self._strata_state is False:
+            self._strata_state = None
+            codes = self.variance.strata() if self.variance is not None else None
+            if codes is not None:
+                codes = np.asarray(codes, dtype=np.intp)
+                self._strata_state = (codes, np.bincount(codes).astype(float))
+        return self._strata_state
 
     def whiten(
         self, u_cor: np.ndarray, u_var: np.ndarray, M: np.ndarray
@@ -193,7 +255,7 @@ class ResidualProblem:
 
     def problem_at(self, u_cor: np.ndarray, u_var: np.ndarray) -> tuple[LmmProblem, float]:
         """The whitened :class:`LmmProblem` and ``log|V|`` at the residual parameters."""
-        key = np.concatenate([u_cor, u_var]).tobytes()
+        key = np.asarray(u_cor, dtype=float).tobytes() + np.asarray(u_var, dtype=float).tobytes()
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1], self._cache[2]
         parts = [b.z for b in self.sorted_blocks] + [self.X, self.y[:, None]]
@@ -229,10 +291,13 @@ class ResidualProblem:
                 return self._template.objective_from_pieces(*objective.pieces(theta)) + log_det
             problem, log_det = self.problem_at(u_cor, u_var)
             return problem.objective(theta) + log_det
-        grams, log_det = self.level_grams(u_cor, u_var)
+        head, xyxy, log_det = self.level_heads(u_cor, u_var)
         block = self.sorted_blocks[0]
-        lam = block.lambda_matrix(theta)
-        pieces = single_term_pieces(lam, grams, self.n_fixed)
+        if block.p == 1:  # lambda's one entry (lambda_matrix costs more than the rest)
+            lam = block.structure.lambda_entries(theta).reshape(1, 1)
+        else:
+            lam = block.lambda_matrix(theta)
+        pieces = head_pieces(lam, head, xyxy, self.n_fixed)
         return self._template.objective_from_pieces(*pieces) + log_det
 
     # ----------------------------------------------------------------- scaled theta
@@ -240,7 +305,7 @@ class ResidualProblem:
         """Geometric mean of the variance function's multipliers (1 without one)."""
         if self.variance is None:
             return 1.0
-        return float(np.exp(np.log(self.residual_sd(u_var)).mean()))
+        return float(np.exp(self._log_sd_sum(u_var) / self.n))
 
     def to_internal(self, params: np.ndarray) -> np.ndarray:
         """The optimizer's coordinates: theta divided by :meth:`sd_scale`.
@@ -252,16 +317,16 @@ class ResidualProblem:
         """
         if self.variance is None:  # no multipliers: the coordinates are the parameters
             return np.array(params, dtype=float)
-        theta, u_cor, u_var = self.split(params)
-        scale = np.where(self._scaled_theta, self.sd_scale(u_var), 1.0)
-        return np.concatenate([theta / scale, u_cor, u_var])
+        out = np.array(params, dtype=float)
+        out[self._scaled_index] /= self.sd_scale(out[self.n_theta + self.n_cor :])
+        return out
 
     def from_internal(self, x: np.ndarray) -> np.ndarray:
         if self.variance is None:
             return np.array(x, dtype=float)
-        theta, u_cor, u_var = self.split(x)
-        scale = np.where(self._scaled_theta, self.sd_scale(u_var), 1.0)
-        return np.concatenate([theta * scale, u_cor, u_var])
+        out = np.array(x, dtype=float)
+        out[self._scaled_index] *= self.sd_scale(out[self.n_theta + self.n_cor :])
+        return out
 
     def internal_objective(self, x: np.ndarray) -> float:
         """:meth:`objective` in the optimizer's coordinates (:meth:`to_internal`)."""
@@ -312,13 +377,13 @@ class ResidualProblem:
         state = self._dense_plan()
         if state is None:
             return None
-        key = np.concatenate([u_cor, u_var]).tobytes()
+        key = np.asarray(u_cor, dtype=float).tobytes() + np.asarray(u_var, dtype=float).tobytes()
         if self._dense_cache is not None and self._dense_cache[0] == key:
             return self._dense_cache[1], self._dense_cache[2]
         template, plan, q = state
         grams, log_det = plan.grams(u_cor)
         if self.variance is not None:
-            log_det += 2.0 * float(np.log(self.residual_sd(u_var)).sum())
+            log_det += self._sd_log_sum(u_var)
         g = grams[0]
         if not np.all(np.isfinite(g)):
             raise np.linalg.LinAlgError("whitened rows are not finite")
@@ -346,10 +411,104 @@ class ResidualProblem:
                 )
         return self._plan_state
 
+    def level_heads(
+        self, u_cor: np.ndarray, u_var: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """What the single-term objective needs of the per-level cross products ``G_l`` of
+        the whitened rows ``[z X y]`` (:meth:`level_grams`): their first ``p`` rows (l, p,
+        k), the sum over levels of the rest (``[X y]'[X y]``, (k - p, k - p)) and
+        ``log|V|``.
+
+        A :class:`~mixedmodels.core.residual.LinearPlan` (AR(1) with few distinct gaps,
+        compound symmetry) gives both as two products of its weights with its basis,
+        reduced once to those parts (:class:`LinearHeads`); a variance function alone as
+        one weighted sum per level of the rows' products and one product with the rows'
+        products of ``[X y]``; anything else through :meth:`level_grams`."""
+        key = np.asarray(u_cor, dtype=float).tobytes() + np.asarray(u_var, dtype=float).tobytes()
+        cached = self._head_cache
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2], cached[3]
+        p = self.sorted_blocks[0].p
+        plan = self._plan()
+        heads = self._linear_heads(plan)
+        if heads is not None:
+            head, xyxy, log_det = heads.at(u_cor)
+            if self.variance is not None:
+                log_det += self._sd_log_sum(u_var)
+        elif plan is None and self.correlation is None and self._strata() is not None:
+            head, xyxy, log_det = self._strata_heads(u_var)
+        elif plan is None and self.correlation is None:
+            head, xyxy, log_det = self._weighted_heads(u_var)
+        else:
+            grams, log_det = self.level_grams(u_cor, u_var)
+            head, xyxy = grams[:, :p, :], grams[:, p:, p:].sum(axis=0)
+        self._head_cache = (key, head, xyxy, log_det)
+        return head, xyxy, log_det
+
+    def _linear_heads(self, plan) -> LinearHeads | None:
+        """The plan's basis reduced to what :meth:`level_heads` needs (once per plan)."""
+        if not isinstance(plan, LinearPlan):
+            return None
+        if self._heads is None or self._heads.plan is not plan:
+            self._heads = LinearHeads(plan, self.sorted_blocks[0].p)
+        return self._heads
+
+    def _strata_heads(self, u_var: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """:meth:`level_heads` for a variance function alone whose multipliers are constant
+        within strata (``varIdent``): the rows' products summed once per (stratum, level)
+        and per stratum, an evaluation weights the strata by ``1 / s^2`` (two
+        matrix-vector products, nothing per row)."""
+        codes, sizes = self._strata()
+        _, s, log_sum = self._stratum_entry(u_var)
+        if self._strata_basis is None:
+            head, tail = self._term_products()
+            n_levels = self.sorted_blocks[0].n_levels
+            level = np.repeat(np.arange(n_levels), np.diff(np.append(self._level_starts, self.n)))
+            k = sizes.size
+            per_cell = _cell_sums(codes * n_levels + level, k * n_levels, head)
+            self._strata_basis = (per_cell.reshape(k, -1), _cell_sums(codes, k, tail))
+        head_basis, tail_basis = self._strata_basis
+        w = 1.0 / (s * s)
+        n, width = self._term_rows().shape
+        p = self.sorted_blocks[0].p
+        head = (w @ head_basis).reshape(-1, p, width)
+        xyxy = (w @ tail_basis).reshape(width - p, width - p)
+        return head, xyxy, 2.0 * log_sum
+
+    def _term_products(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's products of its first ``p`` columns with all (n, p k) and of its
+        ``[X y]`` (n, (k - p)^2), formed once."""
+        if self._row_products is None:
+            M = self._term_rows()
+            p = self.sorted_blocks[0].p
+            n, k = M.shape
+            head = (M[:, :p, None] * M[:, None, :]).reshape(n, p * k)
+            tail = (M[:, p:, None] * M[:, None, p:]).reshape(n, (k - p) * (k - p))
+            self._row_products = (head, tail)
+        return self._row_products
+
+    def _weighted_heads(self, u_var: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """:meth:`level_heads` for a variance function alone: row ``i``'s cross products
+        ``m_i m_i'`` weighted by ``1 / s_i^2``.  The products of the first ``p`` columns
+        with all (n, p k) and of ``[X y]`` (n, (k - p)^2) are formed once."""
+        s = self.residual_sd(u_var)
+        log_det = self._sd_log_sum(u_var)
+        w = 1.0 / (s * s)
+        if not np.isfinite(w).all():
+            raise np.linalg.LinAlgError("whitened rows are not finite")
+        head, tail = self._term_products()
+        n, k = self._term_rows().shape
+        p = head.shape[1] // k
+        sums = np.add.reduceat(w[:, None] * head, self._level_starts, axis=0)
+        xyxy = (w @ tail).reshape(k - p, k - p)
+        if not (np.isfinite(sums).all() and np.isfinite(xyxy).all()):
+            raise np.linalg.LinAlgError("whitened rows are not finite")
+        return sums.reshape(-1, p, k), xyxy, log_det
+
     def level_grams(self, u_cor: np.ndarray, u_var: np.ndarray) -> tuple[np.ndarray, float]:
         """Per level of the single random-effect term, the cross products of the whitened
         rows ``[z X y]`` (l, k, k), and ``log|V|``."""
-        key = np.concatenate([u_cor, u_var]).tobytes()
+        key = np.asarray(u_cor, dtype=float).tobytes() + np.asarray(u_var, dtype=float).tobytes()
         cached = self._gram_cache
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
@@ -357,12 +516,11 @@ class ResidualProblem:
         plan = self._plan()
         if plan is not None:
             grams, log_det = plan.grams(u_cor)
-            if self.variance is not None:
-                log_det += 2.0 * float(np.log(self.residual_sd(u_var)).sum())
+            log_det += self._sd_log_sum(u_var)
             self._gram_cache = (key, grams, log_det)
             return grams, log_det
         k = block.p + self.n_fixed + 1
-        iu, ju = self._upper
+        iu, ju = _upper_indices(k)
         if self.correlation is None:
             # a variance function alone scales each row's cross products by 1 / s^2: the
             # products are formed once, an evaluation weights and sums them
@@ -418,6 +576,45 @@ class ResidualProblem:
         beta, b = single_term_coefficients(lam, grams, self.n_fixed)
         return self.X @ beta + self.random_contribution([b])
 
+    def whitening_log_det(self, u_cor: np.ndarray, u_var: np.ndarray) -> float:
+        """``log|V|`` at the residual parameters (as the objective adds it)."""
+        if self._level_starts is None:
+            dense = self._dense_at(u_cor, u_var)
+            return dense[1] if dense is not None else self.problem_at(u_cor, u_var)[1]
+        return self.level_heads(u_cor, u_var)[2]
+
+    def solution_at(self, params: np.ndarray) -> Solution:
+        """The whitened problem's :class:`~mixedmodels.core.lmm.Solution` at ``(theta,
+        u_cor, u_var)`` (its objective without ``log|V|``).
+
+        With one random-effect term, from the cross products an evaluation forms
+        (:meth:`level_heads`, :func:`head_solution`), with the objective's own arithmetic:
+        the solution's objective is the optimizer's value at ``params`` bit for bit, and
+        beta, the modes and ``(R_X'R_X)^-1`` those of the whitened
+        :class:`LmmProblem` to rounding (tested); no whitened problem is built.  Otherwise
+        through :meth:`problem_at`."""
+        theta, u_cor, u_var = self.split(params)
+        if self._level_starts is None:
+            problem, _ = self.problem_at(u_cor, u_var)
+            return problem.solve(theta)
+        head, xyxy, _ = self.level_heads(u_cor, u_var)
+        lam = self.sorted_blocks[0].lambda_matrix(theta)
+        ld_z, r, beta, u = head_solution(lam, head, xyxy, self.n_fixed)
+        nf = self.n_fixed
+        pwrss = float(r[-1, -1] ** 2)
+        ld_x = 2.0 * float(np.log(r.diagonal()[:nf]).sum())
+        return Solution(
+            theta=np.asarray(theta, dtype=float),
+            objective=self._template.objective_from_pieces(ld_z, ld_x, pwrss),
+            beta=beta,
+            sigma=math.sqrt(pwrss / (self.n - nf if self.reml else self.n)),
+            vcov_unscaled=unscaled_vcov(r[:nf, :nf]),
+            u=[u],
+            b=[u @ lam.T],
+            pwrss=pwrss,
+            log_det_random=ld_z,
+        )
+
     # ----------------------------------------------------------------- back to rows
     def random_contribution(self, b: list[np.ndarray]) -> np.ndarray:
         """``Z b`` in sorted order from per-level effects (unwhitened ``Z``)."""
@@ -431,6 +628,28 @@ class ResidualProblem:
         out = np.empty_like(values_sorted)
         out[self.layout.order] = values_sorted
         return out
+
+
+@lru_cache(maxsize=64)
+def _upper_indices(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The upper triangle's indices of a ``width x width`` matrix, computed once per width
+    (numpy's ``triu_indices`` costs more than a small evaluation)."""
+    iu, ju = np.triu_indices(width)
+    iu.flags.writeable = False
+    ju.flags.writeable = False
+    return iu, ju
+
+
+def _cell_sums(cell: np.ndarray, n_cells: int, values: np.ndarray) -> np.ndarray:
+    """``values`` (n, m) summed over the rows of each cell (n_cells, m): the rows sorted
+    by cell once (stable), one ``reduceat``."""
+    order = np.argsort(cell, kind="stable")
+    sorted_cells = cell[order]
+    out = np.zeros((n_cells, values.shape[1]))
+    if sorted_cells.size:
+        starts = np.flatnonzero(np.r_[True, sorted_cells[1:] != sorted_cells[:-1]])
+        out[sorted_cells[starts]] = np.add.reduceat(values[order], starts, axis=0)
+    return out
 
 
 def _contiguous_starts(blocks: list[RandomBlock]) -> np.ndarray | None:
@@ -454,33 +673,138 @@ def single_term_pieces(
     ``L_l L_l' = lam' Z_l'Z_l lam + I`` and ``C_l = L_l^-1 lam' Z_l'[X y]``, then
     ``R R' = [X y]'[X y] - sum_l C_l'C_l`` (the engine's blocked factor, batched)."""
     p = lam.shape[0]
-    xyxy = grams[:, p:, p:].sum(axis=0)
-    if p == 1:  # scalar term: everything is elementwise over levels
-        lam0 = float(lam[0, 0])
-        d = 1.0 + lam0 * lam0 * grams[:, 0, 0]
-        c = (lam0 / np.sqrt(d))[:, None] * grams[:, 0, 1:]
-        ld_z = float(np.log(d).sum())
-        s = xyxy - c.T @ c
-    elif p <= SMALL_TERM:
-        ld_z, s = _small_term_reduction(lam, grams, xyxy)
-    else:
-        zz = grams[:, :p, :p]
-        zxy = grams[:, :p, p:]
-        lam_t = lam.T
-        d = lam_t @ zz @ lam
-        d[:, np.arange(p), np.arange(p)] += 1.0
-        low = np.linalg.cholesky(d)
-        c = np.linalg.solve(low, lam_t @ zxy)
-        ld_z = 2.0 * float(np.log(np.diagonal(low, axis1=1, axis2=2)).sum())
-        s = xyxy - np.einsum("lpa,lpb->ab", c, c)
+    return head_pieces(lam, grams[:, :p, :], grams[:, p:, p:].sum(axis=0), n_fixed)
+
+
+def head_pieces(
+    lam: np.ndarray, head: np.ndarray, xyxy: np.ndarray, n_fixed: int
+) -> tuple[float, float, float]:
+    """:func:`single_term_pieces` from the parts of the per-level cross products it reads:
+    ``head`` the first ``p`` rows of each level's (l, p, k), ``xyxy`` the sum over levels
+    of the rest, ``[X y]'[X y]`` (k - p, k - p)."""
+    ld_z, s = _schur(lam, head, xyxy)
+    if not math.isfinite(s.sum()):  # (a sum: one call; overflow also refuses)
+        raise np.linalg.LinAlgError("cross products are not finite")
     r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
     m = s.shape[0]
     if info != 0 and info != m:
         raise np.linalg.LinAlgError("not positive definite")
-    diag = np.diagonal(r)
+    diag = r.diagonal()
     pwrss = float(diag[-1] ** 2) if info == 0 else 0.0
     ld_x = 2.0 * float(np.log(diag[:n_fixed]).sum())
     return ld_z, ld_x, pwrss
+
+
+def head_solution(
+    lam: np.ndarray, head: np.ndarray, xyxy: np.ndarray, n_fixed: int
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """``(log|L_Z|^2, R, beta, u)`` of a model with one random-effect term from the parts
+    of its per-level cross products that :func:`head_pieces` reads: ``R`` the lower
+    Cholesky factor of the ``[X y]`` Schur complement (formed as :func:`head_pieces` forms
+    it), ``beta`` from ``R_X' beta = R_y``, and per level (l, p) the modes ``u_l = L_l'^-1
+    (C_l,y - C_l,X beta)`` with ``L_l L_l' = lam' Z_l'Z_l lam + I`` and ``C_l = L_l^-1
+    lam' Z_l'[X y]``.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        When the Schur complement is not positive definite or not finite.
+    """
+    p = lam.shape[0]
+    zz, zxy = head[:, :, :p], head[:, :, p:]
+    ld_z, s = _schur(lam, head, xyxy)
+    if p > 1:
+        a = lam.T @ zz @ lam
+        a[:, np.arange(p), np.arange(p)] += 1.0
+        low = np.linalg.cholesky(a)
+        c = np.linalg.solve(low, lam.T @ zxy)  # (l, p, k - p)
+    if not np.isfinite(s).all():
+        raise np.linalg.LinAlgError("cross products are not finite")
+    r, info = sla.lapack.dpotrf(s, lower=1, clean=1)
+    m = s.shape[0]
+    if info == m:  # an exact fit: only the response's pivot failed (PWRSS 0, as pieces)
+        r[-1, -1] = 0.0
+    elif info != 0:
+        raise np.linalg.LinAlgError("not positive definite")
+    lxx, ly = r[:n_fixed, :n_fixed], r[-1, :n_fixed]
+    beta = sla.solve_triangular(lxx, ly, lower=True, trans=1) if n_fixed else np.zeros(0)
+    if p == 1:
+        lam0 = float(lam[0, 0])
+        d = 1.0 + lam0 * lam0 * zz[:, 0, 0]
+        u = (lam0 * (zxy[:, 0, -1] - zxy[:, 0, :n_fixed] @ beta) / d)[:, None]
+    else:
+        rhs = c[:, :, n_fixed] - c[:, :, :n_fixed] @ beta  # (l, p)
+        u = np.linalg.solve(np.swapaxes(low, 1, 2), rhs[:, :, None])[:, :, 0]
+    return ld_z, r, beta, u
+
+
+def _schur(lam: np.ndarray, head: np.ndarray, xyxy: np.ndarray) -> tuple[float, np.ndarray]:
+    """``(log|L_Z|^2, [X y]'[X y] - sum_l C_l'C_l)`` from the first ``p`` rows of each
+    level's cross products ``head`` (l, p, k) and ``xyxy`` (:func:`head_pieces`).
+
+    ``sum_l C_l'C_l = sum_l r_l' A_l^-1 r_l`` with ``A_l = lam' Z_l'Z_l lam + I`` and
+    ``r_l = lam' Z_l'[X y]``: for ``p = 1`` elementwise over levels, for ``p = 2`` through
+    the closed-form inverse of each ``2 x 2`` ``A_l`` (``|A_l| >= 1``), up to
+    :data:`SMALL_TERM` entry by entry (:func:`_small_term_reduction`), beyond with batched
+    LAPACK calls."""
+    p = lam.shape[0]
+    if p == 1:  # scalar term: everything is elementwise over levels
+        lam2 = float(lam[0, 0]) ** 2
+        d = 1.0 + lam2 * head[:, 0, 0]
+        zxy = head[:, 0, 1:]
+        return float(np.log(d).sum()), xyxy - (zxy.T * (lam2 / d)) @ zxy
+    if p == 2 and SMALL_TERM >= 2:
+        m = head.shape[2] - 2
+        left = lam.T @ head  # (l, 2, k): lam' Z_l'[Z X y]
+        r = left[:, :, 2:]
+        a = left[:, :, :2] @ lam
+        a11, a21, a22 = a[:, 0, 0] + 1.0, a[:, 1, 0], a[:, 1, 1] + 1.0
+        det = a11 * a22 - a21 * a21
+        inverse = np.empty_like(a)
+        inverse[:, 0, 0] = a22
+        inverse[:, 0, 1] = -a21
+        inverse[:, 1, 0] = -a21
+        inverse[:, 1, 1] = a11
+        inverse /= det[:, None, None]
+        q = inverse @ r
+        return float(np.log(det).sum()), xyxy - r.reshape(-1, m).T @ q.reshape(-1, m)
+    if p <= SMALL_TERM:
+        return _small_term_reduction(lam, head, xyxy)
+    zz = head[:, :, :p]
+    zxy = head[:, :, p:]
+    lam_t = lam.T
+    d = lam_t @ zz @ lam
+    d[:, np.arange(p), np.arange(p)] += 1.0
+    low = np.linalg.cholesky(d)
+    c = np.linalg.solve(low, lam_t @ zxy)
+    ld_z = 2.0 * float(np.log(np.diagonal(low, axis1=1, axis2=2)).sum())
+    return ld_z, xyxy - np.einsum("lpa,lpb->ab", c, c)
+
+
+class LinearHeads:
+    """A :class:`~mixedmodels.core.residual.LinearPlan`'s basis reduced to what the
+    single-term objective reads (:meth:`ResidualProblem.level_heads`): the first ``p``
+    rows of each level's basis matrices, (terms, l p k), and the basis summed over levels
+    in the rest, (terms, (k - p)^2).  An evaluation is then the plan's weights and two
+    matrix-vector products, whatever the number of rows."""
+
+    def __init__(self, plan: LinearPlan, p: int):
+        self.plan = plan
+        basis = plan.basis
+        t, n_levels, k, _ = basis.shape
+        self.shape = (n_levels, p, k)
+        self.tail_shape = (k - p, k - p)
+        self.head = np.ascontiguousarray(basis[:, :, :p, :]).reshape(t, -1)
+        self.tail = basis[:, :, p:, p:].sum(axis=1).reshape(t, -1)
+
+    def at(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(head (l, p, k), [X y]'[X y] (k - p, k - p), log|R|)`` at ``u``."""
+        w, log_det = self.plan.weights(u)
+        return (
+            (w @ self.head).reshape(self.shape),
+            (w @ self.tail).reshape(self.tail_shape),
+            log_det,
+        )
 
 
 def single_term_coefficients(
@@ -512,19 +836,19 @@ SMALL_TERM = 4
 
 
 def _small_term_reduction(
-    lam: np.ndarray, grams: np.ndarray, xyxy: np.ndarray
+    lam: np.ndarray, head: np.ndarray, xyxy: np.ndarray
 ) -> tuple[float, np.ndarray]:
     """``(log|L_Z|^2, [X y]'[X y] - sum_l C_l'C_l)`` for a term of ``p <= SMALL_TERM``
     coefficients: per level the Cholesky factor of ``lam' Z_l'Z_l lam + I`` and the forward
     substitution for ``C_l``, entry by entry over all levels at once (the same arithmetic
     as LAPACK's unblocked factorization)."""
     p = lam.shape[0]
-    n_levels, k = grams.shape[0], grams.shape[1]
+    n_levels, k = head.shape[0], head.shape[2]
     # lam' Z_l'Z_l lam for all levels as one 2-D product: entry (i, j) is
     # sum_ab (Z'Z)_ab lam_ai lam_bj, the Kronecker product's column (i, j)
     kron = (lam[:, None, :, None] * lam[None, :, None, :]).reshape(p * p, p * p)
-    d = (grams[:, :p, :p].reshape(n_levels, p * p) @ kron).T  # (p * p, l)
-    r = lam.T @ grams[:, :p, p:].transpose(1, 0, 2).reshape(p, -1)  # (p, l * (k - p))
+    d = (head[:, :, :p].reshape(n_levels, p * p) @ kron).T  # (p * p, l)
+    r = lam.T @ head[:, :, p:].transpose(1, 0, 2).reshape(p, -1)  # (p, l * (k - p))
     r = r.reshape(p, n_levels, k - p)
     low: list[list] = [[None] * p for _ in range(p)]
     c: list = [None] * p

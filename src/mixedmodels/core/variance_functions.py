@@ -69,6 +69,16 @@ class VarianceFunction(ABC):
         """Multipliers for new rows (their covariates in ``values``)."""
         return self.sd(u, values)
 
+    def strata(self) -> np.ndarray | None:
+        """Codes ``0..k-1`` of the bound rows (the problem's sorted order) within which
+        the multiplier is the same whatever the parameters, for :meth:`stratum_sd`; None
+        (the default) when it may differ from row to row."""
+        return None
+
+    def stratum_sd(self, u: np.ndarray) -> np.ndarray:
+        """The multiplier of each stratum of :meth:`strata` at ``u`` (k,)."""
+        raise NotImplementedError(f"{type(self).__name__} has no strata")
+
     def natural(self, u: np.ndarray) -> np.ndarray:
         """The parameters as nlme prints them."""
         return np.asarray(u, dtype=float)
@@ -172,8 +182,14 @@ class Ident(VarianceFunction):
     def sd(self, u, values):
         """Multipliers of the bound rows in the problem's sorted order (``values`` holds no
         stratum: the codes were fixed by :meth:`bind`)."""
-        delta = np.concatenate([[1.0], np.exp(np.asarray(u, dtype=float))])
-        return delta[self._codes]
+        return self.stratum_sd(u)[self._codes]
+
+    def strata(self):
+        """The levels' codes of the bound rows: one multiplier per level."""
+        return self._codes
+
+    def stratum_sd(self, u):
+        return np.concatenate([[1.0], np.exp(np.asarray(u, dtype=float))])
 
     def residual_start(self, residuals, values):
         """log of each stratum's residual sd relative to the reference stratum's."""

@@ -44,10 +44,7 @@ def group_codes(
     parts = [_factor_codes(data[f]) for f in factors]
     if len(parts) == 1:
         return parts[0]
-    combined = np.zeros(len(data), dtype=np.int64)
-    for codes, labels in parts:
-        combined = combined * len(labels) + codes
-    uniq, codes = np.unique(combined, return_inverse=True)
+    uniq, codes = _combined(parts, len(data))
     labels = []
     texts = [level_labels(levels_i) for _, levels_i in parts]
     for value in uniq:
@@ -57,6 +54,23 @@ def group_codes(
             value //= len(labels_i)
         labels.append(":".join(reversed(pieces)))
     return codes.astype(np.int64), pd.Index(labels)
+
+
+def _combined(parts: list[tuple[np.ndarray, pd.Index]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The observed combinations of several factors' codes (sorted) and each row's."""
+    combined = np.zeros(n, dtype=np.int64)
+    for codes, labels in parts:
+        combined = combined * len(labels) + codes
+    return np.unique(combined, return_inverse=True)
+
+
+def group_codes_only(data: pd.DataFrame | ColumnTable, factors: tuple[str, ...]) -> np.ndarray:
+    """The codes of :func:`group_codes` without its level labels (which an interaction
+    builds one by one: Pastes' ``batch:cask``, 0.3 ms of a 3 ms fit)."""
+    parts = [_factor_codes(data[f]) for f in factors]
+    if len(parts) == 1:
+        return parts[0][0]
+    return _combined(parts, len(data))[1].astype(np.int64)
 
 
 def codes_for_levels(data: pd.DataFrame, factors: tuple[str, ...], levels: list[str]) -> np.ndarray:

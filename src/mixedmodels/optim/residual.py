@@ -15,7 +15,7 @@ parameters re-estimated, and this repeated until they stop changing.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -49,13 +49,25 @@ FINAL_FTOL = 1e-10
 
 @dataclass(frozen=True)
 class ResidualOptimum:
-    """The optimum: parameters, whitened problem and its solution there."""
+    """The optimum: parameters, the whitened problem's solution there and ``log|V|``; the
+    whitened :class:`LmmProblem` itself is built on first use (:attr:`problem`: the fit
+    needs only the solution, which :meth:`ResidualProblem.solution_at` forms without it
+    for one random-effect term)."""
 
     result: OptimizeResult
-    problem: LmmProblem
     solution: Solution
     log_det: float
     outer_iterations: int
+    rp: ResidualProblem = field(repr=False)
+    _built: list = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def problem(self) -> LmmProblem:
+        """The whitened problem at the optimum's residual parameters."""
+        if not self._built:
+            _, u_cor, u_var = self.rp.split(self.result.x)
+            self._built.append(self.rp.problem_at(u_cor, u_var)[0])
+        return self._built[0]
 
     @property
     def objective(self) -> float:
@@ -81,6 +93,17 @@ def solve_residual(rp: ResidualProblem, params: np.ndarray) -> tuple[LmmProblem,
     theta, u_cor, u_var = rp.split(params)
     problem, log_det = rp.problem_at(u_cor, u_var)
     return problem, problem.solve(theta), log_det
+
+
+def optimum_at(
+    rp: ResidualProblem, result: OptimizeResult, outer_iterations: int
+) -> ResidualOptimum:
+    """The :class:`ResidualOptimum` at ``result.x`` (its solution by
+    :meth:`ResidualProblem.solution_at`)."""
+    _, u_cor, u_var = rp.split(result.x)
+    solution = rp.solution_at(result.x)
+    log_det = rp.whitening_log_det(u_cor, u_var)
+    return ResidualOptimum(result, solution, log_det, outer_iterations, rp)
 
 
 def fitted_sorted(rp: ResidualProblem, solution: Solution) -> np.ndarray:
@@ -117,10 +140,9 @@ def optimize_residual(
             x = variance_start(rp, x)
         if not uses_fitted:
             result = _minimize(rp, x, lower, initial_steps(rp, theta_step))
-            problem, solution, log_det = solve_residual(rp, result.x)
-            return ResidualOptimum(result, problem, solution, log_det, 1)
+            return optimum_at(rp, result, 1)
         rp.with_fitted(np.ones(rp.n))  # any covariate: at u_var = 0 the model is homoscedastic
-        _, solution, _ = solve_residual(rp, x)
+        solution = rp.solution_at(x)
         f = fitted_sorted(rp, solution)
         rp.with_fitted(f)
         x = variance_start(rp, x, solution)
@@ -170,8 +192,31 @@ def optimize_residual(
             f = _anderson(history_f[-4:], history_g[-4:])
             steps = np.maximum(0.005 * np.abs(rp.to_internal(x)), 1e-4)
         result = OptimizeResult(x, rp.objective(x), total, converged, message)
-        problem, solution, log_det = solve_residual(rp, x)
-    return ResidualOptimum(result, problem, solution, log_det, outer)
+        return optimum_at(rp, result, outer)
+
+
+def correlation_start(rp: ResidualProblem, x: np.ndarray) -> np.ndarray:
+    """``x`` with the correlation parameters started from the conditional residuals of
+    the fit at ``x`` (the structures' default starts: independent rows for AR(1),
+    ARMA and compound symmetry) by :meth:`ResidualCorrelation.residual_start`, for one
+    random-effect term; ``x`` with several, without a correlation structure or when the
+    residuals cannot be formed.  (A search from there that ends singular is repeated
+    from ``x`` by :func:`mixedmodels.results.residual_lmer.lmer_residual`.)"""
+    if rp.correlation is None or rp.n_cor == 0 or not rp.single_term:
+        # (several terms: nested a/b with AR(1) errors, the b term's theta went to its
+        # bound from there and stayed, a log-likelihood 9.8 below nlme's)
+        return x
+    theta, u_cor, u_var = rp.split(x)
+    try:
+        with residual_blas(rp):
+            solution = rp.solution_at(x)
+        residuals = rp.y - fitted_sorted(rp, solution)
+        start = rp.correlation.residual_start(residuals, rp.layout)
+    except (np.linalg.LinAlgError, FloatingPointError):
+        return x
+    if not (start.shape == u_cor.shape and np.all(np.isfinite(start))):
+        return x
+    return np.concatenate([theta, start, u_var])
 
 
 def variance_start(
@@ -186,7 +231,7 @@ def variance_start(
         return x
     try:
         if solution is None:
-            _, solution, _ = solve_residual(rp, x)
+            solution = rp.solution_at(x)
         residuals = rp.y - fitted_sorted(rp, solution)
     except (np.linalg.LinAlgError, FloatingPointError):
         return x
@@ -224,6 +269,7 @@ def _minimize(
             ftol_abs=ftol_abs,
             xtol_abs=1e-10,
             initial_step=steps,
+            pure=True,  # a function of the point alone (its caches are keyed by it)
         )
         total += result.n_evaluations
         gain = (rp.internal_objective(z) - result.fun) if attempt else np.inf

@@ -22,7 +22,7 @@ from mixedmodels.design.validate import new_response
 from mixedmodels.errors import ArgumentError, ColumnNotFoundError
 from mixedmodels.optim.residual import ResidualOptimum, residual_blas
 from mixedmodels.results.fit import LmerFit
-from mixedmodels.results.random_effects import random_part
+from mixedmodels.results.random_effects import is_singular, random_part
 
 
 class ResidualLmerFit(LmerFit):
@@ -45,10 +45,28 @@ class ResidualLmerFit(LmerFit):
     """
 
     def __init__(self, design, rp: ResidualProblem, optimum: ResidualOptimum, data_name=None):
-        super().__init__(design, optimum.problem, optimum.solution, optimum.result, data_name)
-        self._rp = rp
         self._optimum = optimum
+        super().__init__(design, None, optimum.solution, optimum.result, data_name)
+        self._rp = rp
         _, self._u_cor, self._u_var = rp.split(optimum.result.x)
+
+    @property
+    def _problem(self):
+        """The whitened :class:`~mixedmodels.core.lmm.LmmProblem` at the optimum, built on
+        first use (:attr:`ResidualOptimum.problem`): a fit that is only read for its
+        estimates never builds it."""
+        return self._optimum.problem
+
+    @_problem.setter
+    def _problem(self, value) -> None:
+        if value is not None:  # (the base class stores the problem it is given)
+            raise AttributeError("the whitened problem follows from the optimum")
+
+    @property
+    def is_singular(self) -> bool:
+        """True when a theta element bounded below by 0 is below 1e-4 (lme4's rule); the
+        bounds are the residual problem's (the whitened problem's, without building it)."""
+        return is_singular(self._solution.theta, self._rp.theta_lower_bounds())
 
     # ------------------------------------------------------------------ structure
     @property

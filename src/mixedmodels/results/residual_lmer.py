@@ -9,6 +9,7 @@ aligned with the design's rows: the correlation groups and times (a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 
 import numpy as np
@@ -24,7 +25,7 @@ from mixedmodels.core.residual import (
 from mixedmodels.core.residual_problem import ResidualProblem
 from mixedmodels.core.variance_functions import FITTED, VarianceFunction
 from mixedmodels.design import build_design
-from mixedmodels.design.grouping import group_codes
+from mixedmodels.design.grouping import group_codes_only
 from mixedmodels.design.model import ModelDesign
 from mixedmodels.design.validate import as_pandas, missing_mask
 from mixedmodels.errors import (
@@ -36,8 +37,9 @@ from mixedmodels.errors import (
     SingularFitWarning,
 )
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
-from mixedmodels.optim.residual import optimize_residual
+from mixedmodels.optim.residual import ResidualOptimum, correlation_start, optimize_residual
 from mixedmodels.optim.start import moment_start
+from mixedmodels.results.random_effects import is_singular
 from mixedmodels.results.residual_fit import ResidualLmerFit
 
 
@@ -123,7 +125,7 @@ def residual_layout(
         inner = max(terms, key=lambda t: t.n_levels)
         codes, label = inner.codes, inner.group_name
     else:
-        codes, _ = group_codes(data, factors)
+        codes = group_codes_only(data, factors)
         label = ":".join(factors)
     time = None
     if correlation is not None and correlation.time is not None:
@@ -200,6 +202,13 @@ def _theta_start(rp: ResidualProblem) -> tuple[np.ndarray, np.ndarray | None]:
     return x0, 0.2 * np.maximum(np.abs(x0), 0.1)
 
 
+def _better(first: ResidualOptimum, second: ResidualOptimum) -> ResidualOptimum:
+    """The optimum with the lower objective, counting both searches' evaluations."""
+    best = second if second.objective < first.objective else first
+    total = first.result.n_evaluations + second.result.n_evaluations
+    return dataclasses.replace(best, result=dataclasses.replace(best.result, n_evaluations=total))
+
+
 def lmer_residual(
     formula: str,
     data: pd.DataFrame,
@@ -249,7 +258,19 @@ def lmer_residual(
     u0 = [correlation.start(layout)] if correlation is not None else []
     u0 += [variance.start()] if variance is not None else []
     theta0, theta_step = _theta_start(rp)
-    optimum = optimize_residual(rp, np.concatenate([theta0, *u0]), theta_step=theta_step)
+    x_default = np.concatenate([theta0, *u0])
+    x0 = correlation_start(rp, x_default)
+    optimum = optimize_residual(rp, x0, theta_step=theta_step)
+    if not np.array_equal(x0, x_default) and is_singular(
+        optimum.solution.theta, rp.theta_lower_bounds()
+    ):
+        # a singular end from the residuals' start is checked against the search from
+        # the structure's own start (theta = 0 is a stationary point of the profiled
+        # objective: a search that reaches it can stay), in a problem of its own (a
+        # fitted-value covariate is the search's)
+        again = optimize_residual(rp.with_response(rp.y), x_default, theta_step=theta_step)
+        optimum = _better(optimum, again)
+        rp = optimum.rp
     fit = ResidualLmerFit(design, rp, optimum, data_name)
     if not optimum.result.converged:
         warnings.warn(f"optimizer: {optimum.result.message}", ConvergenceWarning, stacklevel=3)

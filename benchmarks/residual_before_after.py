@@ -1,0 +1,88 @@
+"""Before/after CPU time of the residual-structure fits of residual_structures.py: two
+source trees timed in alternating processes on the same machine in the same run.
+
+usage: python benchmarks/residual_before_after.py BEFORE_SRC AFTER_SRC [--rounds 3]
+                                                  [--fits 30] [case ...]
+
+For each case (default: all of residual_structures.py's nlme cases) and criterion, each
+round runs one process with ``PYTHONPATH=BEFORE_SRC`` and then one with AFTER_SRC; a
+process times ``--fits`` complete ``mm.lmer`` calls after a warm-up call (median
+``time.process_time``, ``OMP_NUM_THREADS=1``).  Printed: the median over rounds of each
+side's medians, the evaluations and the logLik of each side's last fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+CHILD = """
+import json, statistics, sys, time, warnings
+sys.path.insert(0, {here!r})
+import mixedmodels as mm
+from residual_structures import cases
+warnings.simplefilter("ignore")
+data, formula, kwargs = cases(mm)[{case!r}]
+frame = mm.datasets.load(data)
+fit = mm.lmer(formula, frame, reml={reml}, **kwargs())
+times = []
+for _ in range({fits}):
+    t = time.process_time()
+    fit = mm.lmer(formula, frame, reml={reml}, **kwargs())
+    times.append(time.process_time() - t)
+print(json.dumps({{"ms": 1000 * statistics.median(times), "evaluations": fit.n_evaluations,
+                  "logLik": fit.loglik}}))
+"""
+
+
+def run(src: str, case: str, reml: bool, fits: int) -> dict:
+    env = dict(os.environ, PYTHONPATH=src, OMP_NUM_THREADS="1")
+    code = CHILD.format(here=str(HERE), case=case, reml=reml, fits=fits)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("before")
+    parser.add_argument("after")
+    parser.add_argument("cases", nargs="*")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fits", type=int, default=30)
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    from residual_structures import cases
+
+    import mixedmodels as mm
+
+    names = args.cases or list(cases(mm))
+    print("| case | before CPU ms | after CPU ms | speed-up | evaluations | logLik change |")
+    print("|---|---|---|---|---|---|")
+    for case in names:
+        for reml in (True, False):
+            sides: dict[str, list[dict]] = {"before": [], "after": []}
+            for _ in range(args.rounds):
+                for side in ("before", "after"):
+                    sides[side].append(run(getattr(args, side), case, reml, args.fits))
+            b = statistics.median(r["ms"] for r in sides["before"])
+            a = statistics.median(r["ms"] for r in sides["after"])
+            lb, la = sides["before"][-1], sides["after"][-1]
+            print(
+                f"| {case}_{'reml' if reml else 'ml'} | {b:.2f} | {a:.2f} | {b / a:.2f}x | "
+                f"{lb['evaluations']} -> {la['evaluations']} | "
+                f"{la['logLik'] - lb['logLik']:+.1e} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
