@@ -13,33 +13,23 @@ median over ``--rounds`` rounds, with the load average.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.earlier_module import earlier_module
 from benchmarks.fill_kernels import panels
 from mixedmodels.linalg import fillin
 from mixedmodels.linalg.gather import LevelQuadraticForms
 
 
 def _earlier_kernel(rev: str):
-    source = subprocess.run(
-        ["git", "show", f"{rev}:src/mixedmodels/linalg/gather_kernels.py"],
-        capture_output=True, text=True, check=True,
-    ).stdout.replace("cache=True", "cache=False")
-    folder = Path(tempfile.mkdtemp())
-    path = folder / "earlier_gather_kernels.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("earlier_gather_kernels", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return earlier_module(
+        rev, "src/mixedmodels/linalg/gather_kernels.py", "earlier_gather_kernels"
+    )
 
 
 def main(argv=None) -> int:

@@ -14,16 +14,14 @@ whether the two F are bitwise equal.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.earlier_module import earlier_module
 from benchmarks.fill_kernels import panels
 from mixedmodels.linalg import fillin
 from mixedmodels.linalg import scatter_kernels as current
@@ -31,16 +29,9 @@ from mixedmodels.linalg.gather import GATHER_GROUP_BYTES, level_groups_by_bytes
 
 
 def _earlier_kernels(rev: str):
-    source = subprocess.run(
-        ["git", "show", f"{rev}:src/mixedmodels/linalg/scatter_kernels.py"],
-        capture_output=True, text=True, check=True,
-    ).stdout.replace("cache=True", "cache=False")
-    path = Path(tempfile.mkdtemp()) / "earlier_scatter_kernels.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("earlier_scatter_kernels", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return earlier_module(
+        rev, "src/mixedmodels/linalg/scatter_kernels.py", "earlier_scatter_kernels"
+    )
 
 
 def main(argv=None) -> int:
