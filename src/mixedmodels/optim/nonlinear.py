@@ -767,9 +767,12 @@ def _other_basin(problem: NonlinearProblem, estimate: NlmeEstimate, tolerance, m
     sd) are moved there, the alternation runs again from that state, and its fixed point
     is kept when it converges with a higher log-likelihood (the criterion the fit
     reports).  With one mode per group (all the reference cases) this costs a short
-    conditional-mode search (two with groups of at most ``q`` rows).
+    conditional-mode search (two with groups of at most ``q`` rows); none where the model
+    is affine in the parameters with random effects (``problem.random_affine``: each
+    group's objective is then a strictly convex quadratic with one minimum; Orange's,
+    Loblolly's and CO2's random ``Asym``: 0.3 ms of a 3.5 ms fit).
     """
-    if not estimate.converged or problem.q == 0:
+    if not estimate.converged or problem.q == 0 or problem.random_affine:
         return None
     lam = problem.lambda_of(estimate.theta)
     u_fit = _u_of(estimate.b, lam)
