@@ -47,3 +47,22 @@ def test_affine_random_parameters_skip_the_check_with_the_same_estimates(name, m
 @pytest.mark.parametrize("name", ["orange_two_diag", "co2", "theoph"])
 def test_random_effects_entering_nonlinearly_are_checked(name):
     assert not _fit(name).problem.random_affine
+
+
+@pytest.mark.parametrize("name", ["orange_two_diag", "co2", "soybean_diag"])
+def test_mode_search_stops_once_every_group_is_near_its_fitted_mode(name):
+    # the search with near= is the plain search cut at the first step after which every
+    # group is within MODE_APART of its fitted mode (bitwise: the same steps), which on
+    # these cases comes before MODE_PROBE steps
+    fit = _fit(name)
+    est, problem = fit.estimate, fit.problem
+    lam = problem.lambda_of(est.theta)
+    u_fit = onl._u_of(est.b, lam)
+    zero = np.zeros_like(u_fit)
+    plain = [onl.conditional_modes(problem, est.beta, lam, zero, max_iter=k)[0]
+             for k in range(1, onl.MODE_PROBE + 1)]
+    first = next(k for k, u in enumerate(plain) if np.max(np.abs(u - u_fit)) <= onl.MODE_APART)
+    assert first + 1 < onl.MODE_PROBE
+    u, _, _ = onl.conditional_modes(problem, est.beta, lam, zero, max_iter=onl.MODE_PROBE,
+                                    near=u_fit, within=onl.MODE_APART)
+    np.testing.assert_array_equal(u, plain[first])
