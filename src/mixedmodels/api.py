@@ -755,6 +755,7 @@ def nlme(
         reml=method == "REML",
         variance=None if variance is None else RowVariance(variance, design.extra, design.groups),
         values=function.values(cov),
+        random_affine=function.affine_in(design.random.parameters),
     )
     if n_agq > 1 and problem.n_theta != 1:
         raise ArgumentError(

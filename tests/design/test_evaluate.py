@@ -97,6 +97,18 @@ def test_missing_text_and_categories_have_code_minus_one(column):
     np.testing.assert_array_equal(f.codes, [1, -1, 0])
 
 
+@pytest.mark.parametrize("dtype", ["string", object])
+def test_text_codes_are_positions_among_the_sorted_labels(dtype):
+    # each row's code is its label's position among the sorted distinct labels: numpy's
+    # np.unique inverse is the reference (the lookup is a dict, not pd.Index.get_indexer)
+    text = ["z", "10", "9", "b", "9", "z", "A", "b"]
+    f = column_value(pd.Series(text, dtype=dtype), "c")
+    levels, inverse = np.unique(np.array(text), return_inverse=True)
+    assert f.levels == list(levels)
+    np.testing.assert_array_equal(f.codes, inverse)
+    assert f.codes.dtype == np.int64
+
+
 def test_booleans_in_object_columns_are_logicals():
     v = column_value(pd.Series([True, False, None], dtype=object), "c")
     assert isinstance(v, Logical)

@@ -82,3 +82,29 @@ def test_a_non_finite_covariate_is_named_by_its_column():
                        r"row\(s\) \(first: row 3"):
         mm.nlme(data=data, model="circumference ~ SSlogis(age, Asym, xmid, scal)",
                 fixed="Asym + xmid + scal ~ 1", random="Asym ~ 1 | Tree")
+
+
+@pytest.mark.parametrize("model, parameters, random, affine", [
+    ("y ~ SSlogis(age, Asym, xmid, scal)", "Asym + xmid + scal", ("Asym",), True),
+    ("y ~ SSlogis(age, Asym, xmid, scal)", "Asym + xmid + scal", ("Asym", "xmid"), False),
+    ("y ~ SSasympOff(age, Asym, lrc, c0)", "Asym + lrc + c0", ("Asym",), True),
+    ("y ~ a * age + b * exp(-age) + c", "a + b + c", ("a", "b", "c"), True),
+    ("y ~ a * b * age + c", "a + b + c", ("a",), True),
+    ("y ~ a * b * age + c", "a + b + c", ("a", "b"), False),  # bilinear: not jointly
+    ("y ~ a^2 * age + c", "a + c", ("a",), False),
+    ("y ~ abs(a) * age + c", "a + c", ("a",), False),
+])
+def test_affine_in_the_random_parameters(model, parameters, random, affine):
+    # affine exactly when the second derivatives in the random parameters vanish: checked
+    # numerically too (the model's values along a line through random parameters are
+    # linear: f(x + 2h) - 2 f(x + h) + f(x) = 0)
+    _, function = parse_model(model, parameters.split(" + "))
+    assert function.affine_in(random) is affine
+    age = np.linspace(0.5, 4.0, 7)
+    x = np.full(len(function.parameters), -0.75)  # the line crosses 0 (abs's kink)
+    h = np.zeros_like(x)
+    h[[function.parameters.index(p) for p in random]] = 1.0
+    values = [function.on({"input": age, "age": age})(x + k * h)[0] for k in range(3)]
+    second = values[2] - 2 * values[1] + values[0]
+    # rounding of values of order 10: 1e-12 absolute when affine
+    assert bool(np.max(np.abs(second)) < 1e-12) is affine

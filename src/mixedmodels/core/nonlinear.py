@@ -129,6 +129,10 @@ class NonlinearProblem(RelativeFactorLayout):
     values : callable, optional
         ``phi -> f``: the model's values alone (the same values as ``model``'s, without
         the gradient), for the objective's evaluations.
+    random_affine : bool
+        The model is affine in the parameters with random effects (``SSlogis`` with a
+        random ``Asym``): then each group's ``||s_i (y_i - f_i)||^2 + ||u_i||^2`` is a
+        strictly convex quadratic in ``u_i`` with one minimum (False: not known).
     """
 
     y: np.ndarray
@@ -143,6 +147,7 @@ class NonlinearProblem(RelativeFactorLayout):
     reml: bool = False
     variance: RowVariance | None = None
     values: Callable[[np.ndarray], np.ndarray] | None = None
+    random_affine: bool = False
 
     def __post_init__(self) -> None:
         n = self.y.size

@@ -164,7 +164,10 @@ def column_value(column: pd.Series, name: str) -> Value:
             return Numeric(column.to_numpy(dtype=float, na_value=np.nan))
         labels = [level_label(v) for v in uniques]
         levels = sorted(set(labels))
-        position = pd.Index(levels).get_indexer(labels)
+        # a dict, not pd.Index(levels).get_indexer: on pandas' string dtype the Index and
+        # its hash engine cost ~130 us for CO2's two levels (the whole column's factorize: 30)
+        where = {label: i for i, label in enumerate(levels)}
+        position = np.array([where[label] for label in labels], dtype=np.int64)
         return Factor(np.where(codes >= 0, position[np.maximum(codes, 0)], -1), levels)
     raise DataError(f"column {name!r} has dtype {dtype}, which a formula cannot use")
 

@@ -107,6 +107,17 @@ class ModelFunction:
         object.__setattr__(self, "_program", Program([self.value, *self.gradient]))
         object.__setattr__(self, "_value_program", Program([self.value]))
 
+    def affine_in(self, parameters: tuple[str, ...] | list[str]) -> bool:
+        """Whether the model is affine in ``parameters`` jointly: no derivative in one of
+        them names any of them (``SSlogis`` in ``Asym``: ``d/dAsym = 1/(1 + exp((xmid -
+        input)/scal))``; not in ``xmid``).  A sufficient condition read from the symbolic
+        gradient (a derivative that only simplifies to a constant counts as not affine)."""
+        wanted = set(parameters)
+        return all(
+            not wanted.intersection(names(self.gradient[self.parameters.index(p)]))
+            for p in wanted
+        )
+
     def covariate_values(self, data: pd.DataFrame) -> dict[str, np.ndarray]:
         """The covariates' values on ``data`` (float arrays)."""
         columns = {}

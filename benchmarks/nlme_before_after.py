@@ -1,0 +1,90 @@
+"""Before/after CPU time of mm.nlme on the reference cases of tests/reference/nlme/cases.py:
+two source trees timed in alternating processes on the same machine in the same run.
+
+usage: python benchmarks/nlme_before_after.py BEFORE_SRC AFTER_SRC [--rounds 3]
+                                               [--fits 30] [case ...]
+
+Each round runs one process with ``PYTHONPATH=BEFORE_SRC`` and then one with AFTER_SRC
+(alternating, so both see the same load); a process times ``--fits`` complete ``mm.nlme``
+calls after a warm-up call (median ``time.process_time``, ``OMP_NUM_THREADS=1``).
+Printed: the median over rounds of each side's medians, the alternations and the logLik
+change of each side's last fit, and whether the estimates (fixed effects, theta, random
+effects) are bitwise identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = """
+import hashlib, json, statistics, sys, time, warnings
+import numpy as np
+sys.path.insert(1, {root!r})
+import mixedmodels as mm
+from tests.reference.nlme.cases import arguments, reference
+warnings.simplefilter("ignore")
+data, kw = arguments({case!r}, reference())
+fit = mm.nlme(data=data, **kw)
+times = []
+for _ in range({fits}):
+    t = time.process_time()
+    fit = mm.nlme(data=data, **kw)
+    times.append(time.process_time() - t)
+e = fit.estimate
+digest = hashlib.md5(np.concatenate([e.beta, e.theta, e.b.ravel()]).tobytes()).hexdigest()
+print(json.dumps({{"ms": 1000 * statistics.median(times), "iterations": e.iterations,
+                  "logLik": float(fit.loglik), "digest": digest}}))
+"""
+
+
+def run(src: str, case: str, fits: int) -> dict:
+    env = dict(os.environ, PYTHONPATH=src, OMP_NUM_THREADS="1")
+    code = CHILD.format(root=str(ROOT), case=case, fits=fits)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("before")
+    parser.add_argument("after")
+    parser.add_argument("cases", nargs="*")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fits", type=int, default=30)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from tests.reference.nlme.cases import CASES
+
+    names = args.cases or list(CASES)
+    print("| case | before CPU ms | after CPU ms | speed-up | alternations | logLik change "
+          "| estimates |")
+    print("|---|---|---|---|---|---|---|")
+    for case in names:
+        sides: dict[str, list[dict]] = {"before": [], "after": []}
+        for _ in range(args.rounds):
+            for side in ("before", "after"):
+                sides[side].append(run(getattr(args, side), case, args.fits))
+        b = statistics.median(r["ms"] for r in sides["before"])
+        a = statistics.median(r["ms"] for r in sides["after"])
+        lb, la = sides["before"][-1], sides["after"][-1]
+        same = "bitwise" if lb["digest"] == la["digest"] else "differ"
+        print(
+            f"| {case} | {b:.2f} | {a:.2f} | {b / a:.2f}x | "
+            f"{lb['iterations']} -> {la['iterations']} | "
+            f"{la['logLik'] - lb['logLik']:+.1e} | {same} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
