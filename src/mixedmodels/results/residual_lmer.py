@@ -37,7 +37,12 @@ from mixedmodels.errors import (
     SingularFitWarning,
 )
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
-from mixedmodels.optim.residual import ResidualOptimum, correlation_start, optimize_residual
+from mixedmodels.optim.residual import (
+    ResidualOptimum,
+    correlation_start,
+    optimize_residual,
+    residual_blas,
+)
 from mixedmodels.optim.start import moment_start
 from mixedmodels.results.random_effects import is_singular
 from mixedmodels.results.residual_fit import ResidualLmerFit
@@ -189,7 +194,7 @@ def _drop_incomplete(data: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def _theta_start(rp: ResidualProblem) -> tuple[np.ndarray, np.ndarray | None]:
     """Moment estimates of theta ignoring the structure (lme4's start if unusable)."""
-    template = rp.unstructured_problem
+    template = rp.moment_problem  # (one scalar term: without building the LmmProblem)
     try:
         x0, step = moment_start(template)
     except (np.linalg.LinAlgError, NotPositiveDefiniteError, FloatingPointError):
@@ -255,22 +260,25 @@ def lmer_residual(
     rp = ResidualProblem(blocks, design.X, y, layout, correlation, variance, values, reml, label)
     if isinstance(correlation, CompoundSymmetry):
         correlation.bind_size(layout.max_size)
-    u0 = [correlation.start(layout)] if correlation is not None else []
-    u0 += [variance.start()] if variance is not None else []
-    theta0, theta_step = _theta_start(rp)
-    x_default = np.concatenate([theta0, *u0])
-    x0 = correlation_start(rp, x_default)
-    optimum = optimize_residual(rp, x0, theta_step=theta_step)
-    if not np.array_equal(x0, x_default) and is_singular(
-        optimum.solution.theta, rp.theta_lower_bounds()
-    ):
-        # a singular end from the residuals' start is checked against the search from
-        # the structure's own start (theta = 0 is a stationary point of the profiled
-        # objective: a search that reaches it can stay), in a problem of its own (a
-        # fitted-value covariate is the search's)
-        again = optimize_residual(rp.with_response(rp.y), x_default, theta_step=theta_step)
-        optimum = _better(optimum, again)
-        rp = optimum.rp
+    # one BLAS-thread context for the whole search (threadpoolctl's set-and-restore costs
+    # ~0.2 ms; the start's and the search's own contexts nest in it for free)
+    with residual_blas(rp):
+        u0 = [correlation.start(layout)] if correlation is not None else []
+        u0 += [variance.start()] if variance is not None else []
+        theta0, theta_step = _theta_start(rp)
+        x_default = np.concatenate([theta0, *u0])
+        x0 = correlation_start(rp, x_default)
+        optimum = optimize_residual(rp, x0, theta_step=theta_step)
+        if not np.array_equal(x0, x_default) and is_singular(
+            optimum.solution.theta, rp.theta_lower_bounds()
+        ):
+            # a singular end from the residuals' start is checked against the search from
+            # the structure's own start (theta = 0 is a stationary point of the profiled
+            # objective: a search that reaches it can stay), in a problem of its own (a
+            # fitted-value covariate is the search's)
+            again = optimize_residual(rp.with_response(rp.y), x_default, theta_step=theta_step)
+            optimum = _better(optimum, again)
+            rp = optimum.rp
     fit = ResidualLmerFit(design, rp, optimum, data_name)
     if not optimum.result.converged:
         warnings.warn(f"optimizer: {optimum.result.message}", ConvergenceWarning, stacklevel=3)
