@@ -154,9 +154,23 @@ def variance_values(
             continue
         column = data[name]
         numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-        values[name] = _numeric(data, name, variance.label) if numeric else column.to_numpy()
+        if numeric:
+            values[name] = _numeric(data, name, variance.label)
+        else:
+            values[name] = _labels(column)
     variance.bind(values, layout.order)
     return {k: v for k, v in values.items() if np.issubdtype(np.asarray(v).dtype, np.number)}
+
+
+def _labels(column: pd.Series) -> np.ndarray:
+    """A column's values as an array; a categorical one (no missing value) as its
+    categories indexed by its codes, the array ``Categorical.to_numpy`` forms, without
+    materialising (pyarrow-backed) labels row by row (0.2 ms of Orthodont's fit)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        if codes.size and codes.min() >= 0:
+            return np.asarray(column.cat.categories)[codes]
+    return column.to_numpy()
 
 
 def check_structures(correlation: object, variance: object) -> None:
