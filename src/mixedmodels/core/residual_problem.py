@@ -20,7 +20,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from mixedmodels.core.dense import DenseObjective
-from mixedmodels.core.lmm import LmmProblem, Solution
+from mixedmodels.core.lmm import LOG_2PI, LmmProblem, Solution
 from mixedmodels.core.lmm import _unscaled_vcov as unscaled_vcov  # (R_X'R_X)^-1, as the engine
 from mixedmodels.core.residual import GroupLayout, LinearPlan, ResidualCorrelation
 from mixedmodels.core.terms import RandomBlock
@@ -101,11 +101,13 @@ class ResidualProblem:
         self._products: np.ndarray | None = None  # rows' cross products (variance only)
         self._rows: np.ndarray | None = None  # [z X y] of the single term
         self.n_evaluations = 0
-        self._template = LmmProblem(self.sorted_blocks, self.X, self.y, None, reml)
+        self._template_problem: LmmProblem | None = None  # built when first needed
         self._level_starts = _contiguous_starts(self.sorted_blocks)
         # theta entries that scale lambda (unbounded above): standard deviations and
         # unstructured factor entries, not the correlations of a structured term
-        self._scaled_theta = ~np.isfinite(self._template.theta_upper_bounds())
+        self._theta_lower = np.concatenate([b.theta_lower_bounds() for b in self.sorted_blocks])
+        self._theta_upper = np.concatenate([b.theta_upper_bounds() for b in self.sorted_blocks])
+        self._scaled_theta = ~np.isfinite(self._theta_upper)
         self._scaled_index = np.flatnonzero(self._scaled_theta)
 
     # ----------------------------------------------------------------- parameters
@@ -125,22 +127,52 @@ class ResidualProblem:
         return params[:a], params[a:b], params[b:]
 
     def lower_bounds(self) -> np.ndarray:
-        return np.concatenate(
-            [self._template.theta_lower_bounds(), np.full(self.n_cor + self.n_var, -np.inf)]
-        )
+        return np.concatenate([self._theta_lower, np.full(self.n_cor + self.n_var, -np.inf)])
 
     def upper_bounds(self) -> np.ndarray:
-        return np.concatenate(
-            [self._template.theta_upper_bounds(), np.full(self.n_cor + self.n_var, np.inf)]
-        )
+        return np.concatenate([self._theta_upper, np.full(self.n_cor + self.n_var, np.inf)])
 
     def theta_lower_bounds(self) -> np.ndarray:
-        return self._template.theta_lower_bounds()
+        return self._theta_lower.copy()
+
+    @property
+    def _template(self) -> LmmProblem:
+        """The model without the residual structure (rows sorted), built on first use:
+        one term's objective and solution do not need it (~0.3 ms of a small fit's set-up)."""
+        if self._template_problem is None:
+            self._template_problem = LmmProblem(self.sorted_blocks, self.X, self.y, None, self.reml)
+        return self._template_problem
 
     @property
     def unstructured_problem(self) -> LmmProblem:
         """The model without the residual structure (rows sorted), e.g. for starts."""
         return self._template
+
+    @property
+    def moment_problem(self) -> LmmProblem | MomentInputs:
+        """What :func:`mixedmodels.optim.start.moment_start` reads of the model without
+        the residual structure: for one random-intercept-like term (``p = 1``) the
+        :class:`MomentInputs` computed with :class:`LmmProblem`'s own arithmetic (the same
+        start bit for bit, tested), without building the problem; otherwise
+        :attr:`unstructured_problem`."""
+        if len(self.sorted_blocks) == 1 and self.sorted_blocks[0].p == 1:
+            return MomentInputs(self.sorted_blocks, self.X, self.y)
+        return self._template
+
+    def _objective_from_pieces(self, log_det_random: float, log_det_fixed: float, pwrss: float):
+        """REML criterion or deviance of the unweighted whitened problem from ``log|L_Z|^2``,
+        ``log|R_X|^2`` and PWRSS: :meth:`LmmProblem.objective_from_pieces`' arithmetic with
+        no prior weights."""
+        if pwrss <= 0.0:
+            return -np.inf
+        if self.reml:
+            dof = self.n - self.n_fixed
+            return (
+                log_det_random
+                + log_det_fixed
+                + dof * (1.0 + LOG_2PI + math.log(pwrss / dof))
+            )
+        return log_det_random + self.n * (1.0 + LOG_2PI + math.log(pwrss / self.n))
 
     def with_fitted(self, fitted_sorted: np.ndarray) -> None:
         """Set the fitted values (sorted order) used as a variance covariate."""
@@ -176,7 +208,7 @@ class ResidualProblem:
         new._dense_state = False
         new._dense_cache = None
         new.n_evaluations = 0
-        new._template = LmmProblem(new.sorted_blocks, new.X, new.y, None, new.reml)
+        new._template_problem = None
         return new
 
     # ----------------------------------------------------------------- whitening
@@ -288,7 +320,7 @@ class ResidualProblem:
             dense = self._dense_at(u_cor, u_var)
             if dense is not None:
                 objective, log_det = dense
-                return self._template.objective_from_pieces(*objective.pieces(theta)) + log_det
+                return self._objective_from_pieces(*objective.pieces(theta)) + log_det
             problem, log_det = self.problem_at(u_cor, u_var)
             return problem.objective(theta) + log_det
         head, xyxy, log_det = self.level_heads(u_cor, u_var)
@@ -298,7 +330,7 @@ class ResidualProblem:
         else:
             lam = block.lambda_matrix(theta)
         pieces = head_pieces(lam, head, xyxy, self.n_fixed)
-        return self._template.objective_from_pieces(*pieces) + log_det
+        return self._objective_from_pieces(*pieces) + log_det
 
     # ----------------------------------------------------------------- scaled theta
     def sd_scale(self, u_var: np.ndarray) -> float:
@@ -605,7 +637,7 @@ class ResidualProblem:
         ld_x = 2.0 * float(np.log(r.diagonal()[:nf]).sum())
         return Solution(
             theta=np.asarray(theta, dtype=float),
-            objective=self._template.objective_from_pieces(ld_z, ld_x, pwrss),
+            objective=self._objective_from_pieces(ld_z, ld_x, pwrss),
             beta=beta,
             sigma=math.sqrt(pwrss / (self.n - nf if self.reml else self.n)),
             vcov_unscaled=unscaled_vcov(r[:nf, :nf]),
@@ -887,3 +919,58 @@ def _check_within(layout: GroupLayout, codes: np.ndarray, k: int) -> None:
             f"term {k + 1}: a group of the correlation structure spans several of its levels "
             "(give the correlation structure group= the innermost grouping factor)"
         )
+
+
+class FixedGram:
+    """``[X y]'[X y]`` alone (:attr:`xy_xy`, ``(p + 1, p + 1)``), as in a :class:`Gram`."""
+
+    __slots__ = ("xy_xy",)
+
+    def __init__(self, xy_xy: np.ndarray):
+        self.xy_xy = xy_xy
+
+
+class MomentInputs:
+    """What :func:`mixedmodels.optim.start.moment_start` reads of an unweighted
+    :class:`LmmProblem` with one term of one column, computed with the problem's own
+    arithmetic (its ``build_gram`` and ``_shift_response``): ``X``, ``y``, the shifted
+    response ``y_work = y - X beta0`` with ``beta0 = (X'X)^-1 X'y``, ``[X y_work]'[X
+    y_work]`` and the terms' theta layout.  The random-effect cross products (a vector
+    term's start) are not formed: :attr:`ResidualProblem.moment_problem` gives the
+    problem itself for those.
+    """
+
+    weights = None
+
+    def __init__(self, blocks: list[RandomBlock], X: np.ndarray, y: np.ndarray):
+        self.blocks = list(blocks)
+        self.X = np.asarray(X, dtype=float)
+        self.y = np.ascontiguousarray(y, dtype=float)
+        sizes = np.array([b.n_theta for b in self.blocks], dtype=int)
+        self.theta_offsets = np.concatenate([[0], np.cumsum(sizes)])
+        X, y = self.X, self.y
+        p = X.shape[1]
+        xy_xy = np.empty((p + 1, p + 1))
+        xy_xy[:p, :p] = X.T @ X
+        xy_xy[:p, p] = xy_xy[p, :p] = X.T @ y
+        xy_xy[p, p] = y @ y
+        shift = np.zeros(p)
+        if p:
+            try:
+                shift = sla.solve(xy_xy[:p, :p], X.T @ y, assume_a="pos", check_finite=False)
+            except (sla.LinAlgError, ValueError):
+                shift = np.zeros(p)
+            if not np.all(np.isfinite(shift)):
+                shift = np.zeros(p)
+        self.y_work = y - X @ shift if p else y
+        cross = np.append(X.T @ self.y_work, self.y_work @ self.y_work)
+        xy_xy[-1, :] = cross
+        xy_xy[:, -1] = cross
+        self.gram = FixedGram(xy_xy)
+
+    @property
+    def n_theta(self) -> int:
+        return int(self.theta_offsets[-1])
+
+    def theta_start(self) -> np.ndarray:
+        return np.concatenate([b.theta_start() for b in self.blocks])
