@@ -15,9 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixedmodels.core import residual_problem as rpm
+from mixedmodels.core import residual_heads as rpm
 from mixedmodels.core.residual import make_layout
-from mixedmodels.core.residual_problem import ResidualProblem, single_term_pieces
+from mixedmodels.core.residual_heads import single_term_pieces
+from mixedmodels.core.residual_problem import ResidualProblem
 from mixedmodels.core.terms import RandomBlock
 from mixedmodels.core.variance_functions import FITTED, Exp, Fixed, Ident, Power
 

@@ -148,7 +148,7 @@ def test_an_exact_fit_has_zero_pwrss_in_both_the_objective_and_the_solution():
     """``[X y]'[X y]`` with ``y = X``: the Schur complement's last pivot is exactly 0
     (LAPACK's info = m); the objective's pieces and the solution both take PWRSS = 0 and
     beta = 1 (closed form), not an error."""
-    from mixedmodels.core.residual_problem import head_pieces, head_solution
+    from mixedmodels.core.residual_heads import head_pieces, head_solution
 
     head = np.zeros((3, 1, 3))
     head[:, 0, 0] = 2.0  # z'z per level; z'X = z'y = 0

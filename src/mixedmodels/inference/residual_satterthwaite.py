@@ -47,7 +47,7 @@ _Pieces = tuple[float, float, float, np.ndarray]
 def _single_term_factor(lam: np.ndarray, grams: np.ndarray) -> tuple[float, np.ndarray]:
     """``log|L_Z|^2`` and the lower Cholesky factor of the ``[X y]`` Schur complement of
     one random-effect term from per-level cross products of the whitened ``[z X y]``
-    (the algebra of :func:`~mixedmodels.core.residual_problem.single_term_pieces`, which
+    (the algebra of :func:`~mixedmodels.core.residual_heads.single_term_pieces`, which
     returns only the factor's diagonal summaries)."""
     q = lam.shape[0]
     zz, zxy = grams[:, :q, :q], grams[:, :q, q:]

@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-from mixedmodels.core.residual_problem import ResidualProblem, single_term_pieces
+from mixedmodels.core.residual_heads import single_term_pieces
+from mixedmodels.core.residual_problem import ResidualProblem
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim.bobyqa import minimize_bounded
 
