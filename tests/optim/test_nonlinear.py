@@ -7,7 +7,7 @@ import numpy as np
 
 import mixedmodels as mm
 from mixedmodels.core.nonlinear import gram, pls
-from mixedmodels.optim.nonlinear import newton_gradient
+from mixedmodels.optim.bounded_newton import newton_gradient
 from tests.reference.nlme.cases import arguments
 
 

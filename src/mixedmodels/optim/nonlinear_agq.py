@@ -26,8 +26,9 @@ from mixedmodels.core.nonlinear import NonlinearProblem, gram, pls
 from mixedmodels.errors import ConvergenceError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim.bobyqa import minimize_bounded
+from mixedmodels.optim.bounded_newton import newton_polish
 from mixedmodels.optim.derivatives import hessian_and_gradient
-from mixedmodels.optim.nonlinear import NlmeEstimate, conditional_modes, newton_polish
+from mixedmodels.optim.nonlinear import NlmeEstimate, conditional_modes
 
 
 @dataclass
