@@ -795,7 +795,7 @@ def _nlme_nested(design, beta0, method, variance, tolerance, max_iter, data_name
     alternation over every level's covariance (ML, or nlme's REML), no variance function
     or Laplace yet."""
     from mixedmodels.core.nonlinear import Level, MultilevelProblem
-    from mixedmodels.optim.nonlinear import fit_multilevel
+    from mixedmodels.optim.nonlinear_multilevel import fit_multilevel
     from mixedmodels.results.nlme_fit import NestedNlmeFit
 
     nesting = "/".join(design.random.nesting)

@@ -42,8 +42,6 @@ import numpy as np
 from mixedmodels.core.nonlinear import (
     Gram,
     Linearization,
-    MultilevelLinearization,
-    MultilevelProblem,
     NonlinearProblem,
     PlsSolution,
     cholesky_groups,
@@ -51,17 +49,12 @@ from mixedmodels.core.nonlinear import (
     gram,
     ml_deviance_gradient,
     ml_deviance_gradient_weighted,
-    multilevel_deviance,
-    multilevel_gram,
-    multilevel_ml_gradient,
-    multilevel_pls,
     pls,
     reml_deviance_gradient_weighted,
     theta_pairs,
 )
 from mixedmodels.errors import ConvergenceError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
-from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim.bobyqa import minimize_bounded
 from mixedmodels.optim.bounded_newton import newton_gradient, newton_polish
 
@@ -159,12 +152,16 @@ def _theta_step(problem: NonlinearProblem, g0: Gram, theta, warm, cache):
     x, n_newton, ok = newton_gradient(dev_grad, x0, lower, cache=cache)
     count += n_newton
     if not ok:
-        x, n_fallback = _bobyqa(safe, x0, lower)
+        x, n_fallback = bobyqa_fallback(safe, x0, lower)
         count += n_fallback
     return x[:nt], count
 
 
-def _bobyqa(safe, x0, lower):
+def bobyqa_fallback(safe, x0, lower):
+    """BOBYQA from ``x0`` (steps of a fifth of each coordinate, at least 0.05) to tight
+    tolerances, then :func:`~mixedmodels.optim.bounded_newton.newton_polish`: the covariance
+    step where Newton's method with the analytic gradient did not converge.  Returns the
+    point and the evaluations used."""
     step = np.maximum(0.2 * np.abs(x0), 0.05)
     res = minimize_bounded(safe, x0, lower, ftol_abs=1e-12, xtol_abs=1e-10, initial_step=step)
     x, n_polish, _ = newton_polish(safe, res.x, lower)
@@ -277,7 +274,7 @@ def _joint_step(problem, lin, at, x0, cache, reml=False):
     x, count, ok = newton_gradient(dev_grad, x0, lower, cache=cache,
                                    stop=REML_STOP if reml else 1e-10)
     if not ok:
-        x, n_fallback = _bobyqa(_raising(problem, lin, at, reml), x0, lower)
+        x, n_fallback = bobyqa_fallback(_raising(problem, lin, at, reml), x0, lower)
         count += n_fallback
     return x, count
 
@@ -385,7 +382,9 @@ def _lin_objective(problem, lin, u, s) -> float:
     return value if np.isfinite(value) else np.inf
 
 
-def _step_size(dbeta: np.ndarray, du: np.ndarray, beta: np.ndarray, u: np.ndarray) -> float:
+def pnls_step_size(
+    dbeta: np.ndarray, du: np.ndarray, beta: np.ndarray, u: np.ndarray
+) -> float:
     """A PNLS step's size: the largest change of a fixed effect relative to it (floored at
     1e-5) and of the random effects relative to their largest (floored at 1e-8)."""
     # (the maxima by the ufunc's reduce itself: np.max's wrapper cost more than the work)
@@ -420,7 +419,7 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
         it += 1
         sol = pls(gram(problem, lin, s), lam)
         dbeta, du = sol.beta - beta, sol.u - u
-        if _step_size(dbeta, du, beta, u) < 1e-10:
+        if pnls_step_size(dbeta, du, beta, u) < 1e-10:
             # the Gauss-Newton step itself is below the stopping size: at the minimum
             # (halving it down to 1e-10, where rounding hides any decrease, cost 30 model
             # calls: CO2 with Type * Treatment 13 -> 29 linearizations)
@@ -450,7 +449,7 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
         if reweight is not None:
             s = reweight(lin.f)
             obj = _lin_objective(problem, lin, u, s)
-        if _step_size(factor * dbeta, factor * du, beta, u) < 1e-10 or change <= tol * (
+        if pnls_step_size(factor * dbeta, factor * du, beta, u) < 1e-10 or change <= tol * (
             obj + 1e-300
         ):
             done = True
@@ -458,14 +457,16 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
     return beta, u, it, done, lin
 
 
-def _rel_change(old: np.ndarray, new: np.ndarray, floor: float) -> float:
+def relative_change(old: np.ndarray, new: np.ndarray, floor: float) -> float:
+    """``max |old - new| / max(|new|, floor)``: the alternation's convergence measure (0
+    for empty vectors)."""
     if old.size == 0:
         return 0.0
     scale = np.maximum(np.abs(new), floor)
     return float(_max(np.abs(old - new) / scale))
 
 
-def _singular_step(error: np.linalg.LinAlgError) -> ConvergenceError:
+def singular_step_error(error: np.linalg.LinAlgError) -> ConvergenceError:
     """The package's error for a linear-algebra failure inside an alternation (a model
     whose derivatives in the fixed effects are degenerate at the estimates reached, e.g.
     a logistic curve fitted to a falling response)."""
@@ -518,7 +519,7 @@ def fit_lindstrom_bates(
                 estimate = other
             return estimate
     except np.linalg.LinAlgError as error:
-        raise _singular_step(error) from error
+        raise singular_step_error(error) from error
 
 
 MODE_RESTARTS = 2
@@ -719,7 +720,9 @@ def _fit_lindstrom_bates(
         # relative changes; covariance parameters (relative sds in units of sigma) near 0
         # are measured against 0.01, fixed effects near 0 against 1e-5 (as nlme)
         p = beta.size
-        change = max(_rel_change(old[:p], new[:p], 1e-5), _rel_change(old[p:], new[p:], 1e-2))
+        change = max(
+            relative_change(old[:p], new[:p], 1e-5), relative_change(old[p:], new[p:], 1e-2)
+        )
         if change <= tolerance and pnls_done:
             converged = True
             message = "converged"
@@ -911,7 +914,7 @@ def fit_laplace(problem: NonlinearProblem, start: NlmeEstimate) -> NlmeEstimate:
         with np.errstate(all="ignore"):  # as fit_lindstrom_bates
             return _fit_laplace(problem, start)
     except np.linalg.LinAlgError as error:
-        raise _singular_step(error) from error
+        raise singular_step_error(error) from error
 
 
 def _fit_laplace(problem: NonlinearProblem, start: NlmeEstimate) -> NlmeEstimate:
@@ -976,199 +979,4 @@ def _fit_laplace(problem: NonlinearProblem, start: NlmeEstimate) -> NlmeEstimate
         message=res.message,
         pnls_iterations=start.pnls_iterations,
         evaluations=start.evaluations + res.n_evaluations,
-    )
-
-
-# ------------------------------------------------------------- nested grouping levels
-
-
-@dataclass
-class MultilevelEstimate(NlmeEstimate):
-    """The alternation's result for nested levels: ``b`` is the innermost level's random
-    effects, ``b_levels`` every level's (outermost first)."""
-
-    b_levels: list = field(default_factory=list)
-
-
-def fit_multilevel(
-    problem: MultilevelProblem,
-    beta0: np.ndarray,
-    *,
-    tolerance: float = 1e-8,
-    max_iter: int = 100,
-) -> MultilevelEstimate:
-    """nlme's Lindstrom-Bates alternation with nested grouping levels (``site/plot``): the
-    LME step maximizes the likelihood of the linearized model over every level's relative
-    covariance factor (BOBYQA and Newton polish on the profiled deviance), the PNLS step
-    minimizes ``||y - f(beta, b)||^2 + ||u||^2`` over ``beta`` and all levels' ``u`` by
-    Gauss-Newton with step halving; stops as :func:`fit_lindstrom_bates`.  REML as there:
-    the alternation on ML, the restricted criterion at the fixed point.
-
-    Raises
-    ------
-    ConvergenceError
-        A singular system, or a model that is not finite at the estimates reached.
-    """
-    # the dense systems are small (tens of random effects): one BLAS thread (two cost
-    # 4 ms per PLS solve of 192 rows and 60 random effects, one 0.1 ms)
-    small = problem.n_random <= 2000
-    try:
-        with np.errstate(all="ignore"), single_threaded_blas(small):
-            return _fit_multilevel(problem, np.asarray(beta0, dtype=float), tolerance,
-                                   max_iter)
-    except np.linalg.LinAlgError as error:
-        raise _singular_step(error) from error
-
-
-def _check_finite_levels(lin: MultilevelLinearization) -> None:
-    for what, values in (("values", lin.f), ("gradient", lin.x),
-                         *(("gradient", z) for z in lin.z)):
-        bad = ~np.isfinite(values)
-        if bad.any():
-            rows = np.flatnonzero(bad.reshape(len(lin.f), -1).any(axis=1))
-            raise ConvergenceError(
-                f"the model's {what} are not finite at the current estimates in "
-                f"{rows.size} row(s) (first: row {int(rows[0])}); check the starting values "
-                "and the model's domain (log of negatives, division by zero)"
-            )
-
-
-def _multilevel_objective(problem, beta, u, lams) -> float:
-    f = problem.fitted(beta, problem.b_of(u, lams))
-    r = problem.y - f
-    value = float(r @ r + u @ u)
-    return value if np.isfinite(value) else np.inf
-
-
-def _multilevel_theta_step(problem: MultilevelProblem, lin, theta, warm, cache):
-    """The ML relative covariance factors of the nested linearized model: Newton steps
-    with the analytic gradient (:func:`~mixedmodels.core.nonlinear.multilevel_ml_gradient`),
-    BOBYQA when they do not reach an optimum (as :func:`_theta_step`)."""
-    lower = problem.theta_lower()
-    x0 = np.maximum(np.asarray(theta, dtype=float), lower)
-    g0 = multilevel_gram(problem, lin)
-    positions = problem.theta_positions()
-
-    def dev_grad(x):
-        return multilevel_ml_gradient(problem, g0, problem.lambdas(x), positions)
-
-    def safe(x):
-        try:
-            sol = multilevel_pls(problem, g0, problem.lambdas(x))
-        except np.linalg.LinAlgError:
-            raise NotPositiveDefiniteError("not positive definite") from None
-        value = multilevel_deviance(sol, problem.n, problem.p, False)
-        if not np.isfinite(value):
-            raise NotPositiveDefiniteError("not finite")
-        return value
-
-    count = 0
-    if not warm:
-        best_value, best_x = np.inf, x0
-        for scale in (0.25, 1.0, 4.0, 16.0):
-            try:
-                value = safe(scale * x0)
-            except NotPositiveDefiniteError:
-                continue
-            count += 1
-            if value < best_value:
-                best_value, best_x = value, scale * x0
-        x0 = best_x
-    x, n_newton, ok = newton_gradient(dev_grad, x0, lower, cache=cache)
-    count += n_newton
-    if not ok:
-        x, n_fallback = _bobyqa(safe, x0, lower)
-        count += n_fallback
-    return x, count
-
-
-def _multilevel_pnls(problem: MultilevelProblem, beta, u, lams, max_iter):
-    """Gauss-Newton with step halving on ``||y - f||^2 + ||u||^2`` (as :func:`_pnls`)."""
-    lin = problem.linearize(beta, problem.b_of(u, lams))
-    obj = _multilevel_objective(problem, beta, u, lams)
-    it = 0
-    done = False
-    while it < max_iter:
-        it += 1
-        _check_finite_levels(lin)
-        sol = multilevel_pls(problem, multilevel_gram(problem, lin), lams)
-        dbeta, du = sol.beta - beta, sol.u - u
-        if _step_size(dbeta, du, beta, u) < 1e-10:
-            done = True
-            break
-        factor = 1.0
-        while True:
-            nb, nu = beta + factor * dbeta, u + factor * du
-            new = _multilevel_objective(problem, nb, nu, lams)
-            if new <= obj or factor < 1e-10:
-                break
-            factor /= 2
-        if factor < 1e-10:
-            done = True
-            break
-        change = obj - new
-        beta, u, obj = nb, nu, new
-        lin = problem.linearize(beta, problem.b_of(u, lams))
-        if _step_size(factor * dbeta, factor * du, beta, u) < 1e-10 or change <= 1e-15 * (
-            obj + 1e-300
-        ):
-            done = True
-            break
-    return beta, u, it, done, lin
-
-
-def _fit_multilevel(problem: MultilevelProblem, beta0, tolerance, max_iter):
-    beta = beta0.copy()
-    bs = [np.zeros((lv.n_groups, lv.q)) for lv in problem.levels]
-    theta = np.concatenate([lv.theta_of(np.eye(lv.q)) for lv in problem.levels])
-    converged = False
-    pnls_counts = []
-    evaluations = 0
-    it = 0
-    change = np.inf
-    lin = None
-    hessian_cache: dict = {}
-    message = "maximum number of iterations reached"
-    while it < max_iter:
-        it += 1
-        old = np.concatenate([beta, theta])
-        if lin is None:
-            lin = problem.linearize(beta, bs)
-        _check_finite_levels(lin)
-        theta, n_eval = _multilevel_theta_step(problem, lin, theta, warm=it > 1,
-                                               cache=hessian_cache)
-        evaluations += n_eval
-        lams = problem.lambdas(theta)
-        sol = multilevel_pls(problem, multilevel_gram(problem, lin), lams)
-        beta_start, u_start = sol.beta, sol.u
-        u_here = problem.u_of(bs, lams)
-        if not _multilevel_objective(problem, beta_start, u_start, lams) <= (
-            _multilevel_objective(problem, beta, u_here, lams)
-        ):
-            beta_start, u_start = beta, u_here
-        cap = PNLS_EARLY if change > 1e-3 else 50
-        beta, u, n_pnls, pnls_done, lin = _multilevel_pnls(problem, beta_start, u_start, lams,
-                                                           cap)
-        pnls_counts.append(n_pnls)
-        bs = problem.b_of(u, lams)
-        new = np.concatenate([beta, theta])
-        p = beta.size
-        change = max(_rel_change(old[:p], new[:p], 1e-5), _rel_change(old[p:], new[p:], 1e-2))
-        if change <= tolerance and pnls_done:
-            converged = True
-            message = "converged"
-            break
-    if not np.all(np.isfinite(beta)):
-        raise ConvergenceError("the nonlinear mixed model's estimates are not finite")
-    lin = problem.linearize(beta, bs)
-    lams = problem.lambdas(theta)
-    sol = multilevel_pls(problem, multilevel_gram(problem, lin), lams)
-    dev = multilevel_deviance(sol, problem.n, problem.p, problem.reml)
-    dof = problem.n - problem.p if problem.reml else problem.n
-    sigma2 = sol.pwrss / dof
-    return MultilevelEstimate(
-        beta=beta, b=bs[-1], theta=theta, delta=None, sigma=float(np.sqrt(sigma2)),
-        vcov=sigma2 * np.linalg.inv(sol.xtx_reduced), loglik=-dev / 2, fitted=lin.f,
-        weights=np.ones(problem.n), iterations=it, converged=converged, message=message,
-        pnls_iterations=pnls_counts, evaluations=evaluations, b_levels=bs,
     )
