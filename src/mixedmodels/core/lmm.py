@@ -509,7 +509,7 @@ class LmmProblem:
             u[k] = bl.solve_lower_transposed(factor.diagonal[k], rhs[:, None])[:, 0]
         pwrss = factor.pwrss()
         sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
-        vcov_unscaled = _unscaled_vcov(lxx) if covariance else _not_computed(p)
+        vcov_unscaled = unscaled_vcov(lxx) if covariance else _not_computed(p)
         u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         for e, pub in enumerate(self.order):
@@ -539,7 +539,7 @@ class LmmProblem:
         ld_z, r, pwrss, beta_rel, u = self.dense_objective.solve(theta, beta_rel)
         p = self.n_fixed
         sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
-        vcov_unscaled = _unscaled_vcov(r[:p, :p]) if covariance else _not_computed(p)
+        vcov_unscaled = unscaled_vcov(r[:p, :p]) if covariance else _not_computed(p)
         n_blocks = len(self.engine_blocks)
         u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
@@ -577,7 +577,7 @@ class LmmProblem:
         p = self.n_fixed
         pwrss = f.pwrss
         sigma = math.sqrt(pwrss / (self.n - p if self.reml else self.n))
-        vcov_unscaled = _unscaled_vcov(f.xy_xy[:p, :p]) if covariance else _not_computed(p)
+        vcov_unscaled = unscaled_vcov(f.xy_xy[:p, :p]) if covariance else _not_computed(p)
         n_blocks = len(self.engine_blocks)
         u_public: list[np.ndarray] = [np.empty(0)] * n_blocks
         b_public: list[np.ndarray] = [np.empty(0)] * n_blocks
@@ -797,7 +797,7 @@ def _not_computed(p: int) -> np.ndarray:
     return np.full((p, p), np.nan)
 
 
-def _unscaled_vcov(lxx: np.ndarray) -> np.ndarray:
+def unscaled_vcov(lxx: np.ndarray) -> np.ndarray:
     """``(R_X' R_X)^-1`` from the lower triangle ``R_X`` (p x p), with one BLAS thread (a
     small triangular inverse handed to a second thread took milliseconds on the shared
     machine)."""

@@ -20,8 +20,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from mixedmodels.core.dense import DenseObjective
-from mixedmodels.core.lmm import LOG_2PI, LmmProblem, Solution
-from mixedmodels.core.lmm import _unscaled_vcov as unscaled_vcov  # (R_X'R_X)^-1, as the engine
+from mixedmodels.core.lmm import LOG_2PI, LmmProblem, Solution, unscaled_vcov
 from mixedmodels.core.residual import GroupLayout, LinearPlan, ResidualCorrelation
 from mixedmodels.core.residual_heads import (
     LinearHeads,
