@@ -199,12 +199,17 @@ def correlation_start(rp: ResidualProblem, x: np.ndarray) -> np.ndarray:
     """``x`` with the correlation parameters started from the conditional residuals of
     the fit at ``x`` (the structures' default starts: independent rows for AR(1),
     ARMA and compound symmetry) by :meth:`ResidualCorrelation.residual_start`, for one
-    random-effect term; ``x`` with several, without a correlation structure or when the
-    residuals cannot be formed.  (A search from there that ends singular is repeated
-    from ``x`` by :func:`mixedmodels.results.residual_lmer.lmer_residual`.)"""
+    random-effect term; ``x`` with several, without a correlation structure, with a
+    variance function of the fitted values or when the residuals cannot be formed.  (A
+    search from there that ends singular is repeated from ``x`` by
+    :func:`mixedmodels.results.residual_lmer.lmer_residual`.)"""
     if rp.correlation is None or rp.n_cor == 0 or not rp.single_term:
         # (several terms: nested a/b with AR(1) errors, the b term's theta went to its
         # bound from there and stayed, a log-likelihood 9.8 below nlme's)
+        return x
+    if rp.variance is not None and rp.variance.uses_fitted:
+        # the multipliers read the fitted values, which the search's fixed point sets
+        # (before it they do not exist: Ovary's ARMA(0,1) with varPower() raised KeyError)
         return x
     theta, u_cor, u_var = rp.split(x)
     try:
