@@ -21,6 +21,7 @@ import numpy as np
 
 from mixedmodels.core.lmm import LmmProblem, Solution
 from mixedmodels.core.residual_problem import ResidualProblem
+from mixedmodels.errors import ConvergenceError
 from mixedmodels.linalg.threads import single_threaded_blas
 from mixedmodels.optim.bobyqa import OptimizeResult, minimize_bounded
 
@@ -167,6 +168,8 @@ def optimize_residual(
             result = _minimize(rp, x, lower, steps, restarts=0, ftol_abs=ftol)
             total += result.n_evaluations
             outer += 1
+            if not np.isfinite(result.fun):
+                raise _diverged(outer)
             change = np.abs(result.x - x) / np.maximum(np.abs(result.x), 1e-3)
             x = result.x
             g = rp.fitted_at(x)
@@ -191,8 +194,21 @@ def optimize_residual(
             history_g.append(g)
             f = _anderson(history_f[-4:], history_g[-4:])
             steps = np.maximum(0.005 * np.abs(rp.to_internal(x)), 1e-4)
-        result = OptimizeResult(x, rp.objective(x), total, converged, message)
+        result = OptimizeResult(x, result.fun, total, converged, message)
         return optimum_at(rp, result, outer)
+
+
+def _diverged(outer: int) -> ConvergenceError:
+    """The error of a fitted-value fixed point whose search found no point where the
+    model can be factored (its iterates ran off: a structure that the random effects
+    already describe, such as compound symmetry within a random intercept's groups)."""
+    return ConvergenceError(
+        f"the search for the variance function's fitted-value fixed point diverged (refit "
+        f"{outer} found no parameters where the model's covariance is positive definite); "
+        "is the correlation structure identifiable beside the random effects (compound "
+        "symmetry within the groups of a random intercept is not)?  A variance covariate "
+        "other than the fitted values may be"
+    )
 
 
 def correlation_start(rp: ResidualProblem, x: np.ndarray) -> np.ndarray:
