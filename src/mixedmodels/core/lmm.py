@@ -693,14 +693,7 @@ class LmmProblem:
         shift = np.zeros(p)
         if p:
             wy = y if w is None else y * w
-            try:
-                shift = sla.solve(
-                    self.gram.xy_xy[:p, :p], self.X.T @ wy, assume_a="pos", check_finite=False
-                )  # non-finite input: LinAlgError or a non-finite shift, both handled below
-            except (sla.LinAlgError, ValueError):
-                shift = np.zeros(p)
-            if not np.all(np.isfinite(shift)):
-                shift = np.zeros(p)
+            shift = response_shift(self.gram.xy_xy[:p, :p], self.X.T @ wy)
         self.y = y
         self.y_work = y - self.X @ shift if p else y
         self.beta_shift = shift
@@ -795,6 +788,17 @@ def _log_weights(weights: np.ndarray | None) -> float:
 def _not_computed(p: int) -> np.ndarray:
     """A NaN ``(p, p)`` in place of a covariance that was not asked for."""
     return np.full((p, p), np.nan)
+
+
+def response_shift(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:
+    """The least-squares coefficients ``(X'WX)^-1 X'Wy`` by which the response is shifted
+    (:meth:`LmmProblem._shift_response`), or zeros where they cannot be had (a singular or
+    non-finite ``X'WX``, a non-finite solution): the shift only conditions the sums."""
+    try:
+        shift = sla.solve(xtx, xty, assume_a="pos", check_finite=False)
+    except (sla.LinAlgError, ValueError):  # non-finite input: either, or a non-finite shift
+        return np.zeros(xty.shape[0])
+    return shift if np.all(np.isfinite(shift)) else np.zeros(xty.shape[0])
 
 
 def unscaled_vcov(lxx: np.ndarray) -> np.ndarray:

@@ -17,10 +17,15 @@ import math
 from functools import lru_cache
 
 import numpy as np
-import scipy.linalg as sla
 
 from mixedmodels.core.dense import DenseObjective
-from mixedmodels.core.lmm import LOG_2PI, LmmProblem, Solution, unscaled_vcov
+from mixedmodels.core.lmm import (
+    LOG_2PI,
+    LmmProblem,
+    Solution,
+    response_shift,
+    unscaled_vcov,
+)
 from mixedmodels.core.residual import GroupLayout, LinearPlan, ResidualCorrelation
 from mixedmodels.core.residual_heads import (
     LinearHeads,
@@ -747,14 +752,7 @@ class MomentInputs:
         xy_xy[:p, :p] = X.T @ X
         xy_xy[:p, p] = xy_xy[p, :p] = X.T @ y
         xy_xy[p, p] = y @ y
-        shift = np.zeros(p)
-        if p:
-            try:
-                shift = sla.solve(xy_xy[:p, :p], X.T @ y, assume_a="pos", check_finite=False)
-            except (sla.LinAlgError, ValueError):
-                shift = np.zeros(p)
-            if not np.all(np.isfinite(shift)):
-                shift = np.zeros(p)
+        shift = response_shift(xy_xy[:p, :p], xy_xy[:p, p]) if p else np.zeros(0)
         self.y_work = y - X @ shift if p else y
         cross = np.append(X.T @ self.y_work, self.y_work @ self.y_work)
         xy_xy[-1, :] = cross
