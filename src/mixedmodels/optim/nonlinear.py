@@ -466,6 +466,16 @@ def relative_change(old: np.ndarray, new: np.ndarray, floor: float) -> float:
     return float(_max(np.abs(old - new) / scale))
 
 
+def alternation_change(old: np.ndarray, new: np.ndarray, p: int) -> float:
+    """An alternation's change of its parameters ``(beta, theta, ...)``: the larger
+    :func:`relative_change` of the ``p`` fixed effects (near 0 measured against 1e-5) and
+    of the rest (relative sds in units of sigma and variance parameters, near 0 against
+    0.01), as nlme's convergence test."""
+    return max(
+        relative_change(old[:p], new[:p], 1e-5), relative_change(old[p:], new[p:], 1e-2)
+    )
+
+
 def singular_step_error(error: np.linalg.LinAlgError) -> ConvergenceError:
     """The package's error for a linear-algebra failure inside an alternation (a model
     whose derivatives in the fixed effects are degenerate at the estimates reached, e.g.
@@ -717,12 +727,7 @@ def _fit_lindstrom_bates(
         pnls_counts.append(n_pnls)
         b = u @ lam.T
         new = _parameters(beta, theta, delta)
-        # relative changes; covariance parameters (relative sds in units of sigma) near 0
-        # are measured against 0.01, fixed effects near 0 against 1e-5 (as nlme)
-        p = beta.size
-        change = max(
-            relative_change(old[:p], new[:p], 1e-5), relative_change(old[p:], new[p:], 1e-2)
-        )
+        change = alternation_change(old, new, beta.size)
         if change <= tolerance and pnls_done:
             converged = True
             message = "converged"

@@ -25,9 +25,9 @@ from mixedmodels.optim.bounded_newton import newton_gradient
 from mixedmodels.optim.nonlinear import (
     PNLS_EARLY,
     NlmeEstimate,
+    alternation_change,
     bobyqa_fallback,
     pnls_step_size,
-    relative_change,
     singular_step_error,
 )
 
@@ -202,10 +202,7 @@ def _fit_multilevel(problem: MultilevelProblem, beta0, tolerance, max_iter):
         pnls_counts.append(n_pnls)
         bs = problem.b_of(u, lams)
         new = np.concatenate([beta, theta])
-        p = beta.size
-        change = max(
-            relative_change(old[:p], new[:p], 1e-5), relative_change(old[p:], new[p:], 1e-2)
-        )
+        change = alternation_change(old, new, beta.size)
         if change <= tolerance and pnls_done:
             converged = True
             message = "converged"
