@@ -15,12 +15,11 @@ effects) are bitwise identical.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.alternating import alternate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,15 +44,6 @@ print(json.dumps({{"ms": 1000 * statistics.median(times), "iterations": e.iterat
 """
 
 
-def run(src: str, case: str, fits: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=src, OMP_NUM_THREADS="1")
-    code = CHILD.format(root=str(ROOT), case=case, fits=fits)
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("before")
@@ -61,7 +51,7 @@ def main() -> None:
     parser.add_argument("cases", nargs="*")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fits", type=int, default=30)
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # cases may follow the options, as the usage says
     sys.path.insert(0, str(ROOT))
     from tests.reference.nlme.cases import CASES
 
@@ -70,13 +60,8 @@ def main() -> None:
           "| estimates |")
     print("|---|---|---|---|---|---|---|")
     for case in names:
-        sides: dict[str, list[dict]] = {"before": [], "after": []}
-        for _ in range(args.rounds):
-            for side in ("before", "after"):
-                sides[side].append(run(getattr(args, side), case, args.fits))
-        b = statistics.median(r["ms"] for r in sides["before"])
-        a = statistics.median(r["ms"] for r in sides["after"])
-        lb, la = sides["before"][-1], sides["after"][-1]
+        code = CHILD.format(root=str(ROOT), case=case, fits=args.fits)
+        b, a, lb, la = alternate(args.before, args.after, code, args.rounds)
         same = "bitwise" if lb["digest"] == la["digest"] else "differ"
         print(
             f"| {case} | {b:.2f} | {a:.2f} | {b / a:.2f}x | "

@@ -14,12 +14,11 @@ side's medians, the evaluations and the logLik of each side's last fit.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.alternating import alternate  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -42,15 +41,6 @@ print(json.dumps({{"ms": 1000 * statistics.median(times), "evaluations": fit.n_e
 """
 
 
-def run(src: str, case: str, reml: bool, fits: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=src, OMP_NUM_THREADS="1")
-    code = CHILD.format(here=str(HERE), case=case, reml=reml, fits=fits)
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("before")
@@ -58,7 +48,7 @@ def main() -> None:
     parser.add_argument("cases", nargs="*")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fits", type=int, default=30)
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # cases may follow the options, as the usage says
     sys.path.insert(0, str(HERE))
     from residual_structures import cases
 
@@ -69,13 +59,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for case in names:
         for reml in (True, False):
-            sides: dict[str, list[dict]] = {"before": [], "after": []}
-            for _ in range(args.rounds):
-                for side in ("before", "after"):
-                    sides[side].append(run(getattr(args, side), case, reml, args.fits))
-            b = statistics.median(r["ms"] for r in sides["before"])
-            a = statistics.median(r["ms"] for r in sides["after"])
-            lb, la = sides["before"][-1], sides["after"][-1]
+            code = CHILD.format(here=str(HERE), case=case, reml=reml, fits=args.fits)
+            b, a, lb, la = alternate(args.before, args.after, code, args.rounds)
             print(
                 f"| {case}_{'reml' if reml else 'ml'} | {b:.2f} | {a:.2f} | {b / a:.2f}x | "
                 f"{lb['evaluations']} -> {la['evaluations']} | "
