@@ -253,6 +253,8 @@ def _warn_if_residual_vanishes(fit: LmerFit, design) -> None:
     """Warn when sigma is negligible next to the response's spread: the random effects
     then reproduce the response (typically a response constant within a grouping factor),
     the criterion has no minimum and the estimates are arbitrary."""
+    if not fit.residual_vanishes():  # every fit: the response's sd computed there only
+        return
     spread = float(np.std(design.y))
     if spread == 0:
         warnings.warn(
@@ -261,7 +263,7 @@ def _warn_if_residual_vanishes(fit: LmerFit, design) -> None:
             DegenerateFitWarning,
             stacklevel=3,
         )
-    elif fit.residual_vanishes():
+    else:
         warnings.warn(
             f"residual standard deviation {fit.sigma:.3g} is negligible next to the "
             f"response's ({spread:.3g}): the random effects reproduce the response (is it "
