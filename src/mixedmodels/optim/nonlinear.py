@@ -472,9 +472,10 @@ def alternation_change(old: np.ndarray, new: np.ndarray, p: int) -> float:
     :func:`relative_change` of the ``p`` fixed effects (near 0 measured against 1e-5) and
     of the rest (relative sds in units of sigma and variance parameters, near 0 against
     0.01), as nlme's convergence test."""
-    return max(
-        relative_change(old[:p], new[:p], 1e-5), relative_change(old[p:], new[p:], 1e-2)
-    )
+    # (one pass over both parts: the same quotients and maximum, a third of the time)
+    floor = np.full(new.size, 1e-2)
+    floor[:p] = 1e-5
+    return float(_max(np.abs(old - new) / np.maximum(np.abs(new), floor), initial=0.0))
 
 
 def singular_step_error(error: np.linalg.LinAlgError) -> ConvergenceError:
@@ -785,9 +786,10 @@ def _fit_lindstrom_bates(
         # (the start's linearization serves PNLS's first step)
         u_here = _u_of(b, lam)
         start_lin = problem.linearize(beta_start, u_start @ lam.T)
-        if not _lin_objective(problem, start_lin, u_start, s) <= _objective(
-            problem, beta, u_here, lam, s
-        ):
+        # (the model's values at the current estimates are the last PNLS step's)
+        here = (_objective(problem, beta, u_here, lam, s) if last_lin is None
+                else _lin_objective(problem, last_lin, u_here, s))
+        if not _lin_objective(problem, start_lin, u_start, s) <= here:
             beta_start, u_start, start_lin = beta, u_here, None
         # far from the fixed point the covariance still moves: a few Gauss-Newton steps
         # per alternation do (nlme allows 7 with a loose tolerance); near it, to the end
@@ -814,7 +816,8 @@ def _fit_lindstrom_bates(
     if not np.all(np.isfinite(beta)):
         raise ConvergenceError("the nonlinear mixed model's estimates are not finite")
     return _wrap_up(
-        problem, beta, b, theta, delta, it, converged, message, pnls_counts, evaluations
+        problem, beta, b, theta, delta, it, converged, message, pnls_counts, evaluations,
+        lin=last_lin,
     )
 
 
@@ -869,9 +872,12 @@ def _collinear_fixed_effects(vcov: np.ndarray) -> str | None:
     )
 
 
-def _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts, evaluations):
-    """nlme's final step: the linear mixed model at the last linearization."""
-    lin = problem.linearize(beta, b)
+def _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts, evaluations,
+             lin=None):
+    """nlme's final step: the linear mixed model at the last linearization (``lin``, the
+    last PNLS step's at ``(beta, b)``, when the caller has it)."""
+    if lin is None:
+        lin = problem.linearize(beta, b)
     s = problem.row_weights(lin.f, delta)
     g = gram(problem, lin, s)
     s = np.ones(problem.n) if s is None else s
