@@ -25,6 +25,7 @@ from mixedmodels.optim.bounded_newton import newton_gradient
 from mixedmodels.optim.nonlinear import (
     PNLS_EARLY,
     NlmeEstimate,
+    SecantAcceleration,
     alternation_change,
     bobyqa_fallback,
     pnls_step_size,
@@ -86,6 +87,12 @@ def _check_finite_levels(lin: MultilevelLinearization) -> None:
 def _multilevel_objective(problem, beta, u, lams) -> float:
     f = problem.fitted(beta, problem.b_of(u, lams))
     r = problem.y - f
+    value = float(r @ r + u @ u)
+    return value if np.isfinite(value) else np.inf
+
+
+def _lin_objective(problem, lin, u) -> float:
+    r = problem.y - lin.f
     value = float(r @ r + u @ u)
     return value if np.isfinite(value) else np.inf
 
@@ -178,6 +185,8 @@ def _fit_multilevel(problem: MultilevelProblem, beta0, tolerance, max_iter):
     change = np.inf
     lin = None
     hessian_cache: dict = {}
+    accelerate = SecantAcceleration(problem.theta_lower())
+    pnls_done = False
     message = "maximum number of iterations reached"
     while it < max_iter:
         it += 1
@@ -185,15 +194,22 @@ def _fit_multilevel(problem: MultilevelProblem, beta0, tolerance, max_iter):
         if lin is None:
             lin = problem.linearize(beta, bs)
         _check_finite_levels(lin)
-        theta, n_eval = _multilevel_theta_step(problem, lin, theta, warm=it > 1,
-                                               cache=hessian_cache)
+        reached, n_eval = _multilevel_theta_step(problem, lin, theta, warm=it > 1,
+                                                 cache=hessian_cache)
         evaluations += n_eval
+        if pnls_done and np.array_equal(reached, theta):
+            # at the fixed point, as in fit_lindstrom_bates
+            converged = True
+            message = "converged"
+            break
+        theta = reached if it == 1 else accelerate.next(theta, reached)
         lams = problem.lambdas(theta)
         sol = multilevel_pls(problem, multilevel_gram(problem, lin), lams)
         beta_start, u_start = sol.beta, sol.u
         u_here = problem.u_of(bs, lams)
+        # (the model's values at (beta, bs) are lin's)
         if not _multilevel_objective(problem, beta_start, u_start, lams) <= (
-            _multilevel_objective(problem, beta, u_here, lams)
+            _lin_objective(problem, lin, u_here)
         ):
             beta_start, u_start = beta, u_here
         cap = PNLS_EARLY if change > 1e-3 else 50
@@ -203,13 +219,13 @@ def _fit_multilevel(problem: MultilevelProblem, beta0, tolerance, max_iter):
         bs = problem.b_of(u, lams)
         new = np.concatenate([beta, theta])
         change = alternation_change(old, new, beta.size)
-        if change <= tolerance and pnls_done:
+        if change <= tolerance and pnls_done and not accelerate.extrapolated:
             converged = True
             message = "converged"
             break
     if not np.all(np.isfinite(beta)):
         raise ConvergenceError("the nonlinear mixed model's estimates are not finite")
-    lin = problem.linearize(beta, bs)
+    # (the last PNLS step's linearization is at (beta, bs))
     lams = problem.lambdas(theta)
     sol = multilevel_pls(problem, multilevel_gram(problem, lin), lams)
     dev = multilevel_deviance(sol, problem.n, problem.p, problem.reml)
