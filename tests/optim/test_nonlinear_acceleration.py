@@ -132,3 +132,23 @@ def test_fits_reach_the_tight_fixed_point(tight, case, alternations):
     np.testing.assert_allclose(np.sqrt(np.diag(e.vcov)), np.sqrt(np.diag(t.vcov)), rtol=1e-5)
     assert fit.loglik == pytest.approx(ref.loglik, rel=1e-8)
     assert e.iterations == alternations
+
+
+def test_settled_cold_step_at_a_boundary_estimate():
+    """The boundary check's cold LME step at a converged estimate with an sd at 0
+    (Soybean, three diagonal effects, sd(scal) = 0): with ``settled`` it returns the
+    estimate's theta when no other start is better, as the full cold step (Newton from
+    there) does, bitwise, in fewer evaluations."""
+    from mixedmodels.core.nonlinear import gram
+
+    data, kw = arguments("soybean_diag", reference())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mm.nlme(data=data, **kw)
+    problem, e = fit.problem, fit.estimate
+    assert e.theta[2] == 0.0
+    g = gram(problem, problem.linearize(e.beta, e.b))
+    full, n_full = onl._theta_step(problem, g, e.theta, False, None)
+    quick, n_quick = onl._theta_step(problem, g, e.theta, False, None, settled=True)
+    assert np.array_equal(full, e.theta) and np.array_equal(quick, e.theta)
+    assert n_quick < n_full

@@ -66,3 +66,55 @@ def test_power_slope():
     assert _power_slope(v, r) == pytest.approx(0.9, abs=0.05)
     assert _power_slope(np.full(10, 2.0), r[:10]) is None  # no spread
     assert _power_slope(v[:5], np.exp(100 * np.log(v[:5]))) == 3.0  # clipped
+
+
+def _intercept_problem(diagonal: bool, m: int = 300):
+    """``f = a + c t`` with a random ``a`` only (sd 2, sigma 0.5: relative sd 4)."""
+    per = 10
+    groups = np.repeat(np.arange(m), per)
+    t = np.tile(np.linspace(0, 3, per), m)
+    y = 10 + 2.0 * RNG.standard_normal(m)[groups] + t + 0.5 * RNG.standard_normal(t.size)
+
+    def model(phi):
+        return phi[:, 0] + phi[:, 1] * t, np.column_stack([np.ones_like(t), t])
+
+    return NonlinearProblem(
+        y=y, model=model, n_model_parameters=2,
+        fixed_matrices=[np.ones((t.size, 1)), np.ones((t.size, 1))], function_index=[0, 1],
+        random_index=[0], groups=groups, n_groups=m, diagonal=diagonal,
+    )
+
+
+def _moment_by_lapack(problem, g):
+    """The moment estimate of one random effect through the stacked 1 x 1 LAPACK calls
+    (eigenvalues, solve, inverse, eigh, Cholesky) of the general path."""
+    m, p = problem.n_groups, g.mtm.shape[0] - 1
+    beta = np.linalg.solve(g.mtm[:p, :p], g.mtm[:p, p])
+    rss = float(g.mtm[p, p] - g.mtm[p, :p] @ beta)
+    zz = np.moveaxis(g.ztz, 2, 0)
+    zr = g.ztm[:, :, p] - g.ztm[:, :, :p] @ beta
+    assert np.min(np.linalg.eigvalsh(zz)[:, 0]) > 0
+    b = np.linalg.solve(zz, zr.T[:, :, None])[:, :, 0]
+    sigma2 = (rss - float((zr.T * b).sum())) / (problem.n - p - m)
+    centred = b - b.mean(axis=0)
+    d = (centred.T @ centred / (m - 1) - sigma2 * np.linalg.inv(zz).mean(axis=0)) / sigma2
+    if problem.diagonal:
+        return np.sqrt(np.maximum(np.diag(d), 1e-4 * max(float(np.max(np.diag(d))), 1e-8)))
+    values, vectors = np.linalg.eigh((d + d.T) / 2)
+    d = (vectors * np.maximum(values, 1e-4 * max(float(values.max()), 1e-8))) @ vectors.T
+    return problem.theta_of(np.linalg.cholesky(d))
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_moment_theta_of_one_random_effect(diagonal):
+    """One random effect (divisions for the 1 x 1 systems): within 15% of the true
+    relative sd (300 groups), and bitwise the stacked LAPACK calls' value, at the truth
+    and at a start far from it."""
+    problem = _intercept_problem(diagonal)
+    for beta in (np.array([10.0, 1.0]), np.array([3.0, -2.0])):
+        lin = problem.linearize(beta, np.zeros((problem.n_groups, 1)))
+        g = gram(problem, lin)
+        theta = moment_theta(problem, g)
+        assert np.array_equal(theta, _moment_by_lapack(problem, g))
+    lin = problem.linearize(np.array([10.0, 1.0]), np.zeros((problem.n_groups, 1)))
+    assert moment_theta(problem, gram(problem, lin))[0] == pytest.approx(4.0, rel=0.15)

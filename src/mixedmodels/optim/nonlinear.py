@@ -111,11 +111,15 @@ def _lme_step(
     return x[: problem.n_theta], x[problem.n_theta:], lin, probes + count
 
 
-def _theta_step(problem: NonlinearProblem, g0: Gram, theta, warm, cache):
+def _theta_step(problem: NonlinearProblem, g0: Gram, theta, warm, cache, settled=False):
     """The ML relative covariance factor of the linearized model with fixed row weights
     (in ``g0``): Newton steps with the analytic gradient, from the last estimate or, on a
     cold start, from the best of a few scalings and the moment estimate; BOBYQA when they
-    do not reach an optimum."""
+    do not reach an optimum.
+
+    ``settled``: ``theta`` is already where Newton's method (with its probes of the
+    bounds) stopped on this linearized model; a cold start then returns it unchanged when
+    no other start is better (Newton from it would only reach it again)."""
     nt = problem.n_theta
     lower = problem.theta_lower()
     x0 = np.maximum(np.asarray(theta, dtype=float), lower)
@@ -139,15 +143,17 @@ def _theta_step(problem: NonlinearProblem, g0: Gram, theta, warm, cache):
         moment = moment_theta(problem, g0)
         if moment is not None:
             candidates.append(np.maximum(moment, lower))
-        best_value, best_x = np.inf, x0
-        for candidate in candidates:
+        best_value, best_x, best_k = np.inf, x0, -1
+        for k, candidate in enumerate(candidates):
             try:
                 value = safe(candidate)
             except NotPositiveDefiniteError:
                 continue
             count += 1
             if value < best_value:
-                best_value, best_x = value, candidate
+                best_value, best_x, best_k = value, candidate, k
+        if settled and best_k == 1:  # (candidates[1] is theta itself)
+            return x0[:nt], count
         x0 = best_x
     x, n_newton, ok = newton_gradient(dev_grad, x0, lower, cache=cache)
     count += n_newton
@@ -324,6 +330,8 @@ def moment_theta(problem: NonlinearProblem, g: Gram) -> np.ndarray | None:
     dof = problem.n - p - m * q  # the residuals within groups, after each group's fit
     if dof < 1:
         return None
+    if q == 1:
+        return _moment_theta_scalar(g, m, p, dof)
     try:
         beta = np.linalg.solve(g.mtm[:p, :p], g.mtm[:p, p])
         rss = float(g.mtm[p, p] - g.mtm[p, :p] @ beta)
@@ -350,6 +358,31 @@ def moment_theta(problem: NonlinearProblem, g: Gram) -> np.ndarray | None:
     floor = 1e-4 * max(float(values.max()), 1e-8)
     d = (vectors * np.maximum(values, floor)) @ vectors.T
     return problem.theta_of(np.linalg.cholesky(d))
+
+
+def _moment_theta_scalar(g: Gram, m: int, p: int, dof: int) -> np.ndarray | None:
+    """:func:`moment_theta` for one random effect: its 1 x 1 systems by divisions
+    (LAPACK's eigenvalue, solution, inverse and Cholesky factor of a 1 x 1 matrix are its
+    entry, a quotient, a reciprocal and a square root) and the same reductions over the
+    groups, so the same bits in a third of the time (87 -> 30 us on Orange)."""
+    try:
+        beta = np.linalg.solve(g.mtm[:p, :p], g.mtm[:p, p])
+    except np.linalg.LinAlgError:
+        return None
+    rss = float(g.mtm[p, p] - g.mtm[p, :p] @ beta)
+    zz = g.ztz[0, 0]  # (m,)
+    if np.min(zz) <= 1e-10 * max(float(np.abs(zz).max()), 1e-300):
+        return None
+    zr = g.ztm[0, :, p] - g.ztm[:, :, :p] @ beta  # (1, m)
+    b = zr.T / zz[:, None]  # (m, 1)
+    sigma2 = (rss - float((zr.T * b).sum())) / dof
+    sampling = sigma2 * (1.0 / zz[:, None, None]).mean(axis=0)
+    centred = b - b.mean(axis=0)
+    d = centred.T @ centred / (m - 1) - sampling
+    if not (sigma2 > 0 and np.all(np.isfinite(d))):
+        return None
+    d = float(d[0, 0]) / sigma2
+    return np.array([np.sqrt(max(d, 1e-4 * max(d, 1e-8)))])
 
 
 def _objective(problem, beta, u, lam, s):
@@ -640,8 +673,14 @@ def _off_boundary(problem: NonlinearProblem, estimate: NlmeEstimate, tolerance, 
         return deviance(pls(g, problem.lambda_of(theta), False), problem.n, problem.p, False)
 
     try:
-        cold, _ = _theta_step(problem, g, estimate.theta, False, None)
-        if not ml_deviance(cold) < ml_deviance(estimate.theta) - 1e-6:
+        # (the estimate is where the last LME step's Newton steps stopped, at this
+        # linearization or, when the alternation stopped on its change, at one within the
+        # tolerance of it: only a better start can lead elsewhere; Soybean with three
+        # diagonal effects, sd(scal) = 0: 9 evaluations fewer)
+        cold, _ = _theta_step(problem, g, estimate.theta, False, None, settled=True)
+        if np.array_equal(cold, estimate.theta) or not (
+            ml_deviance(cold) < ml_deviance(estimate.theta) - 1e-6
+        ):
             return None
         other = _fit_lindstrom_bates(
             problem, estimate.beta, theta0=cold, delta0=None, b0=estimate.b,
