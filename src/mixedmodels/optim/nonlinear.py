@@ -736,10 +736,12 @@ class SecantAcceleration:
         """The point for the next PNLS step after the LME step gave ``g = G(x)``."""
         last, self.last = self.last, (x, g)
         self.extrapolated = False
+        if last is None:
+            return g
         scale = 1.0 / np.maximum(np.abs(g), 1e-2)
         f = (g - x) * scale
         size = float(_max(np.abs(f), initial=0.0))
-        if last is None or not self.ACCELERATE_ABOVE <= size <= self.ACCELERATE_BELOW:
+        if not self.ACCELERATE_ABOVE <= size <= self.ACCELERATE_BELOW:
             return g
         points = np.array([last[0], last[1], x, g])
         pinned = np.all(points == self.lower, axis=0)
