@@ -26,7 +26,10 @@ through them the fixed effects, differ from the ML fit's; the LME step here does
 (:func:`_lme_step`).
 
 The alternation stops when the relative changes of the fixed effects and of the covariance
-parameters between iterations fall below ``tolerance``.  nlme uses the same two steps;
+parameters between iterations fall below ``tolerance``, or when an LME step stays where it
+started after a PNLS step that reached its minimum (the fixed point itself).  Where its last
+two changes shrink along one direction it extrapolates the covariance parameters
+(:class:`SecantAcceleration`).  nlme uses the same two steps;
 it stops at ``tolerance = 1e-5`` with at most 7 Gauss-Newton iterations per PNLS step
 (``pnlsTol = 0.001``), so its estimates sit within about that tolerance of the fixed
 point that this loop reaches more tightly.  The log-likelihood reported is the linear
