@@ -73,3 +73,16 @@ def test_codes_without_labels_are_group_codes(factors):
     )
     codes, _ = group_codes(data, factors)
     assert np.array_equal(group_codes_only(data, factors), codes)
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8", "Int64"])
+def test_integer_group_codes_are_pandas_sorted_factorization(dtype):
+    # integer columns take numpy's unique (a fast path): codes and levels (values and
+    # dtype) must be pandas' sorted factorization, the path every other column takes
+    values = np.random.default_rng(3).integers(0, 40, 500)
+    frame = pd.DataFrame({"g": pd.array(values, dtype=dtype)})
+    codes, levels = group_codes(frame, ("g",))
+    expected_codes, uniques = pd.factorize(frame["g"], sort=True)
+    np.testing.assert_array_equal(codes, expected_codes)
+    assert codes.dtype == np.int64
+    assert levels.equals(pd.Index(uniques)) and levels.dtype == pd.Index(uniques).dtype

@@ -25,6 +25,13 @@ def _factor_codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
             codes = remap[codes]
             categories = categories[used]
         return codes, categories
+    values = column.to_numpy() if isinstance(column.dtype, np.dtype) else None
+    if values is not None and values.dtype.kind in "iu":
+        # integer codes (no missing value possible): numpy's sorted unique values are
+        # pandas' sorted factorization, at a quarter of its cost on small data (16 vs 67
+        # us for Orange's Tree, a tenth of a nonlinear fit's set-up)
+        uniques, codes = np.unique(values, return_inverse=True)
+        return codes.astype(np.int64).reshape(-1), pd.Index(uniques)
     codes, uniques = pd.factorize(column, sort=True)
     return codes.astype(np.int64), pd.Index(uniques)
 
