@@ -238,7 +238,7 @@ class MatrixBuilder:
         if coding.kind == "numeric":
             if isinstance(value, Factor | Matrix):
                 raise DataError(f"variable {key!r} was numeric in the fit but is not now")
-            return np.broadcast_to(value.values, (n,)).astype(float)[:, None], [key]
+            return np.broadcast_to(value.values, (n,)).astype(float, copy=False)[:, None], [key]
         if coding.kind == "matrix":
             if not isinstance(value, Matrix) or value.values.shape[1] != len(coding.suffixes):
                 raise DataError(f"variable {key!r} does not have the columns it had in the fit")
@@ -334,7 +334,6 @@ class MatrixBuilder:
         names: list[str] = []
         terms: dict[str, list[int]] = {}
         if structure.intercept:
-            blocks.append(np.ones((n, 1)))
             names.append("(Intercept)")
             terms["(Intercept)"] = [0]
         for term, codes in zip(structure.terms, self._term_codes, strict=True):
@@ -353,8 +352,16 @@ class MatrixBuilder:
             blocks.append(columns)
             names.extend(labels)
             terms[structure.label(term)] = list(range(start, len(names)))
-        matrix = np.hstack(blocks) if blocks else np.empty((n, 0))
-        return np.asfortranarray(matrix, dtype=float), names, terms
+        # written column by column into the Fortran-ordered result (no stacked copy)
+        matrix = np.empty((n, len(names)), order="F")
+        start = 0
+        if structure.intercept:
+            matrix[:, 0] = 1.0
+            start = 1
+        for block in blocks:
+            matrix[:, start : start + block.shape[1]] = block
+            start += block.shape[1]
+        return matrix, names, terms
 
 
 def response_vector(
