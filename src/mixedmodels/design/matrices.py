@@ -87,6 +87,12 @@ def _empty_like(value: Value) -> Value:
     return Numeric(np.zeros(0))
 
 
+def _rows(values: np.ndarray, n: int) -> np.ndarray:
+    """``values`` with one entry per row: itself when it has them (``np.broadcast_to``
+    costs ~4 us even then), else broadcast (a constant such as ``I(2)``)."""
+    return values if values.shape == (n,) else np.broadcast_to(values, (n,))
+
+
 def dense_matrix_budget() -> float:
     """Bytes a dense model matrix may take: half of the machine's physical memory
     (``os.sysconf``; 8 GiB where the system does not say)."""
@@ -238,7 +244,7 @@ class MatrixBuilder:
         if coding.kind == "numeric":
             if isinstance(value, Factor | Matrix):
                 raise DataError(f"variable {key!r} was numeric in the fit but is not now")
-            return np.broadcast_to(value.values, (n,)).astype(float, copy=False)[:, None], [key]
+            return _rows(value.values, n).astype(float, copy=False)[:, None], [key]
         if coding.kind == "matrix":
             if not isinstance(value, Matrix) or value.values.shape[1] != len(coding.suffixes):
                 raise DataError(f"variable {key!r} does not have the columns it had in the fit")
@@ -266,7 +272,7 @@ class MatrixBuilder:
         coding = self._codings[index]
         key = self.structure.keys[index]
         codes, levels = _as_factor_labels(value)
-        codes = np.broadcast_to(codes, (n,))
+        codes = _rows(codes, n)
         if levels == coding.levels:
             return codes
         mapping = pd.Index(coding.levels).get_indexer(levels)
@@ -380,7 +386,7 @@ def response_vector(
             )
         kind = "a factor" if isinstance(value, Factor) else "several columns"
         raise DataError(f"{what} {name!r} must be one numeric column, but it is {kind}")
-    return np.broadcast_to(np.asarray(value.values, dtype=float), (len(data),)).copy()
+    return _rows(np.asarray(value.values, dtype=float), len(data)).copy()
 
 
 __all__ = ["MatrixBuilder", "Numeric", "response_vector"]
