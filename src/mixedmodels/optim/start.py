@@ -92,24 +92,40 @@ def level_regression_lambda(
     diag = np.stack([low[j, j] for j in range(p)])
     scale = np.stack([np.sqrt(gram[j, j]) for j in range(p)])
     ok = np.all(np.isfinite(diag) & (diag > 1e-8 * np.maximum(scale, 1e-300)), axis=0)
-    if ok.sum() < max(2 * p, 3):
+    n_ok = int(ok.sum())
+    if n_ok < max(2 * p, 3):
         return None
-    low, zr = low[:, :, ok], zr[:, ok]
+    # (copies even when every level is usable: their layout sets einsum's order of sums)
+    low, zr, counts = low[:, :, ok], zr[:, ok], counts[ok]
     half = batched.solve_right_lower_transposed(zr.T[None], low)[0]  # L^-1 Z'r, (l, p)
     inv = batched.invert_lower(low)  # L^-1
     coef = np.einsum("jil,lj->li", inv, half)  # (Z'Z)^-1 Z'r = L^-T L^-1 Z'r
-    counts = counts[ok]
     ss_within = rr - float(np.sum(half * half))
-    dof = int(counts.sum()) - p * int(ok.sum())
+    dof = int(counts.sum()) - p * n_ok
     if dof <= 0 or ss_within <= 0:
         return None
     sigma2 = ss_within / dof
-    zz_inv = np.einsum("kil,kjl->ij", inv, inv) / ok.sum()  # mean of (Z_i'Z_i)^-1
-    cov = np.cov(coef.T) - sigma2 * zz_inv
+    zz_inv = np.einsum("kil,kjl->ij", inv, inv) / n_ok  # mean of (Z_i'Z_i)^-1
+    cov = row_covariance(coef.T) - sigma2 * zz_inv
     w, v = np.linalg.eigh(cov)
     w = np.maximum(w, 1e-3 * max(float(w.max()), sigma2 * 1e-3))
     lam = np.linalg.cholesky((v * w) @ v.T / sigma2)
     return lam, sigma2
+
+
+def row_covariance(m: np.ndarray) -> np.ndarray:
+    """``np.cov(m)`` of a ``(p, l)`` array with ``p >= 2`` rows and ``l >= 2`` columns (the
+    covariance of the rows, divisor ``l - 1``), by numpy's own steps (a contiguous copy,
+    its row means, the centred product by ``np.dot``, the divisor's reciprocal), so the
+    same bits, without its argument handling (a third of a small start's time).
+
+    .. math:: C = \frac{1}{l - 1} (M - \bar m 1') (M - \bar m 1')'
+    """
+    x = np.array(m, ndmin=2, dtype=np.result_type(m, np.float64))
+    x -= x.mean(axis=1)[:, None]
+    c = np.dot(x, x.T.conj())
+    c *= np.true_divide(1, x.shape[1] - 1)
+    return c
 
 
 def full_rank_level_inverses(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
