@@ -19,6 +19,8 @@ with ``sigma^2`` estimated by the smallest within-group mean square over the fac
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mixedmodels.core.crossed import factor_groups
@@ -223,6 +225,11 @@ def vector_terms_start(problem: LmmProblem, found) -> tuple[np.ndarray, np.ndarr
     return theta, step
 
 
+def _is_intercept(block) -> bool:
+    """A random intercept: one column of ones."""
+    return block.p == 1 and bool((block.z[:, 0] == 1.0).all())
+
+
 def _crossed_with_slopes(blocks) -> bool:
     """True for terms on two or more grouping factors, none nested in another, with at
     least one term other than a random intercept.
@@ -232,7 +239,7 @@ def _crossed_with_slopes(blocks) -> bool:
     ``(SES|School) + (1|School:Sex)`` then starts near a worse local optimum), so nested
     designs keep the ANOVA / identity start.
     """
-    if all(b.p == 1 and np.all(b.z[:, 0] == 1.0) for b in blocks):
+    if all(_is_intercept(b) for b in blocks):
         return False
     factors = factor_groups(blocks)
     if len(factors) < 2:
@@ -274,11 +281,12 @@ def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
         return theta, step
     if len(problem.blocks) == 1 and problem.blocks[0].p > 1:
         return single_vector_start(problem, _per_level_regression_start(problem, beta, r))
-    if _crossed_with_slopes(problem.blocks):
+    scalar = [i for i, b in enumerate(problem.blocks) if _is_intercept(b)]
+    # (every term an intercept: not crossed with slopes, _crossed_with_slopes' first test)
+    if len(scalar) < len(problem.blocks) and _crossed_with_slopes(problem.blocks):
         found = _crossed_vector_start(problem, r)
         if found is not None:
             return found
-    scalar = [i for i, b in enumerate(problem.blocks) if b.p == 1 and np.all(b.z[:, 0] == 1.0)]
     if not scalar:
         return theta, step
     blocks = [problem.blocks[i] for i in scalar]
@@ -317,7 +325,8 @@ def scalar_terms_start(
         return theta, step
     for i, eff, n_i in zip(scalar, effects, counts, strict=True):
         tau2 = float(np.var(eff)) - sigma2 * float(np.mean(1.0 / np.maximum(n_i, 1)))
-        value = float(np.clip(np.sqrt(max(tau2, 0.0) / sigma2), MIN_START, MAX_START))
+        # np.clip's value on a float, without its dispatch (NaN stays NaN)
+        value = min(max(math.sqrt(max(tau2, 0.0) / sigma2), MIN_START), MAX_START)
         pos = problem.theta_offsets[i]
         theta[pos] = value
         step[pos] = max(INFORMED_STEP * value, MIN_START)
