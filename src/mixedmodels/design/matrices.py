@@ -295,7 +295,7 @@ class MatrixBuilder:
         naming the widest term."""
         structure = self.structure
         total = int(structure.intercept)
-        widest, widest_count = "", 0
+        widest_term, widest_count = None, 0
         for term, codes in zip(structure.terms, self._term_codes, strict=True):
             count = 1
             for v, code in zip(term, codes, strict=True):
@@ -308,8 +308,9 @@ class MatrixBuilder:
                     count *= len(coding.levels) - (code != "indicator")
             total += count
             if count > widest_count:
-                widest, widest_count = structure.label(term), count
+                widest_term, widest_count = term, count
         if max_columns is not None and total > max_columns:
+            widest = structure.label(widest_term) if widest_term is not None else ""
             raise DataError(
                 f"more fixed-effect columns than observations: the fixed part has {total} "
                 f"column(s) for {n} observation(s) (term {widest!r}: {widest_count}); a mixed "
@@ -317,6 +318,7 @@ class MatrixBuilder:
             )
         size = 8.0 * n * total
         if size > dense_matrix_budget():
+            widest = structure.label(widest_term) if widest_term is not None else ""
             raise DataError(
                 f"the fixed-effect matrix would take {size / 2**30:.3g} GiB ({n} rows x "
                 f"{total} columns; term {widest!r}: {widest_count} columns), more than half "
