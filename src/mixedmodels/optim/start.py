@@ -252,6 +252,12 @@ def _crossed_with_slopes(blocks) -> bool:
     return True
 
 
+def _lme4_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
+    """lme4's start (identity lambda) and the default step."""
+    theta = problem.theta_start()
+    return theta, np.full(theta.size, DEFAULT_STEP)
+
+
 def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
     """Start and initial step: moment estimates for scalar intercept terms, per-level
     regressions for a single vector term, backfitted per-level regressions for every
@@ -262,8 +268,6 @@ def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
     theta0, step : ndarray
         ``step`` is small (relative) where theta0 is informed and lme4-like elsewhere.
     """
-    theta = problem.theta_start()
-    step = np.full(theta.size, DEFAULT_STEP)
     X, y = problem.X, problem.y_work  # the response the stored cross products describe
     if X.shape[1]:
         # normal equations from the stored cross products (no pass over the rows)
@@ -278,7 +282,7 @@ def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
         # the fixed effects reproduce the response (a constant one, or a GLMM's working
         # response where every mean overflowed): the residuals are rounding, whose
         # per-level moments depend on the BLAS build; nothing informs a start
-        return theta, step
+        return _lme4_start(problem)
     if len(problem.blocks) == 1 and problem.blocks[0].p > 1:
         return single_vector_start(problem, _per_level_regression_start(problem, beta, r))
     scalar = [i for i, b in enumerate(problem.blocks) if _is_intercept(b)]
@@ -288,7 +292,7 @@ def moment_start(problem: LmmProblem) -> tuple[np.ndarray, np.ndarray]:
         if found is not None:
             return found
     if not scalar:
-        return theta, step
+        return _lme4_start(problem)
     blocks = [problem.blocks[i] for i in scalar]
     effects, sigma2 = _backfit_effects(blocks, r)
     counts = [np.bincount(b.codes, minlength=b.n_levels) for b in blocks]

@@ -215,7 +215,7 @@ def _theta_start(rp: ResidualProblem) -> tuple[np.ndarray, np.ndarray | None]:
         x0, step = moment_start(template)
     except (np.linalg.LinAlgError, NotPositiveDefiniteError, FloatingPointError):
         return template.theta_start(), None
-    if not (np.all(np.isfinite(x0)) and np.all(np.isfinite(step)) and np.all(step > 0)):
+    if not (np.isfinite(x0).all() and np.isfinite(step).all() and (step > 0).all()):
         return template.theta_start(), None
     # the structure moves theta away from the moment estimates: steps of a fifth of each
     # (BodyWeight with CAR(1): 120 evaluations, against 256 with the moment start's own
