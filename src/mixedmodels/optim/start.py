@@ -91,9 +91,9 @@ def level_regression_lambda(
     zxy = problem.gram.xy_random[0]  # [X y]'Z, (m, l * p)
     zr = (zxy[-1] - beta @ zxy[:-1]).reshape(n_levels, p).T  # Z_i'(y - X beta), (p, l)
     low = batched.cholesky(gram)
-    diag = np.stack([low[j, j] for j in range(p)])
-    scale = np.stack([np.sqrt(gram[j, j]) for j in range(p)])
-    ok = np.all(np.isfinite(diag) & (diag > 1e-8 * np.maximum(scale, 1e-300)), axis=0)
+    j = np.arange(p)
+    diag, scale = low[j, j], np.sqrt(gram[j, j])  # (p, l): each level's diagonals
+    ok = (np.isfinite(diag) & (diag > 1e-8 * np.maximum(scale, 1e-300))).all(axis=0)
     n_ok = int(ok.sum())
     if n_ok < max(2 * p, 3):
         return None
