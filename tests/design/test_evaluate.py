@@ -63,6 +63,38 @@ def test_factor_arithmetic_is_a_data_error(frame):
         value("f + 1", frame)
 
 
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("f + 1", "'+' in 'f + 1' needs numbers, but it got a factor"),
+        ("sin(2 * f)", "'*' in '2 * f' needs numbers"),
+        ("sqrt(f)", "sqrt() in 'sqrt(f)' needs numbers"),
+        ("-f", "'-' in '-f' needs numbers"),
+        ("poly(x, degree = 1.5)", "poly() in 'poly(x, degree = 1.5)': 'degree' must be"),
+        ("scale(x - x)", "scale() in 'scale(x - x)': the variable is constant"),
+        ("log(x, base = f)", "argument 'base' of log() needs numbers"),
+    ],
+)
+def test_errors_name_the_expression_as_r_deparses_it(frame, text, words):
+    """The subject of an error (worded only when one is raised) is the expression as R
+    deparses it."""
+    with pytest.raises(DataError) as info:
+        value(text, frame)
+    assert words in str(info.value)
+
+
+def test_a_call_of_the_wrong_shape_is_refused_every_time(frame):
+    """call_problem is cached per shape of call: the error comes again, located."""
+    from mixedmodels.errors import FormulaError
+    from mixedmodels.formula.expr import Call
+
+    for _ in range(2):
+        with pytest.raises(FormulaError, match=r"takes at most 2 argument\(s\), got 3"):
+            Interpreter(frame, {}, "log(x, 2, 3)").evaluate(
+                Call("log", tuple(parse_expression(t) for t in ("x", "2", "3")), (), 0)
+            )
+
+
 def test_unknown_column_names_it_with_its_position(frame):
     with pytest.raises(ColumnNotFoundError) as info:
         value("log(x) + nosuch", frame)

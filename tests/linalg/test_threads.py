@@ -43,3 +43,40 @@ def test_exception_inside_restores():
     assert _blas_threads() == before
     with single_threaded_blas():  # the depth count came back to 0: a new entry limits again
         assert all(n == 1 for n in _blas_threads())
+
+
+def test_already_single_threaded_sets_and_restores_nothing(monkeypatch):
+    """With every BLAS library on one thread (a caller's limit, OMP_NUM_THREADS=1) the
+    context neither sets nor restores: threadpoolctl's limiter is never built, and the
+    caller's limit stays as the caller left it."""
+    from threadpoolctl import threadpool_limits
+
+    from mixedmodels.linalg import threads
+
+    with single_threaded_blas():
+        pass
+    before = _blas_threads()
+    with threadpool_limits(limits=1, user_api="blas"):
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("threadpoolctl's limit was called")
+
+        monkeypatch.setattr(threads._controller, "limit", refuse)
+        with single_threaded_blas():
+            assert all(n == 1 for n in _blas_threads())
+        assert all(n == 1 for n in _blas_threads())
+        monkeypatch.undo()
+    assert _blas_threads() == before
+
+
+def test_two_threads_limited_inside_and_restored():
+    """From two BLAS threads (where the machine allows them) to one inside, and back."""
+    from threadpoolctl import threadpool_limits
+
+    with single_threaded_blas():
+        pass
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        with single_threaded_blas():
+            assert all(n == 1 for n in _blas_threads())
+        assert _blas_threads() == before

@@ -90,19 +90,29 @@ class ColumnTable:
         Not copied and never modified.
     """
 
-    __slots__ = ("frame", "_series", "_values")
+    __slots__ = ("frame", "_series", "_values", "_rows")
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame
         self._series: dict[object, pd.Series] = {}
         self._values: dict[object, Value] = {}
+        self._rows: int | None = None
 
     def __len__(self) -> int:
-        return len(self.frame)
+        """The frame's rows (counted once: pandas' ``len`` costs ~1 us, asked a dozen
+        times a build)."""
+        if self._rows is None:
+            self._rows = len(self.frame)
+        return self._rows
 
     @property
     def columns(self) -> pd.Index:
         return self.frame.columns
+
+    def __contains__(self, name: object) -> bool:
+        """Whether the frame has a column ``name`` (those read already without asking
+        pandas)."""
+        return name in self._series or name in self.frame.columns
 
     @property
     def index(self) -> pd.Index:
@@ -172,7 +182,27 @@ def column_value(column: pd.Series, name: str) -> Value:
     raise DataError(f"column {name!r} has dtype {dtype}, which a formula cannot use")
 
 
-def as_float(value: Value, what: str) -> np.ndarray:
+class Described:
+    """The text of an error's subject (``"sin() in 'sin(2 * pi * Time)'"``), formed only
+    when an error is worded: deparsing every node of every evaluation cost a fifth of
+    evaluating ``sin(2*pi*Time)`` (Ovary's fixed part).  Formats as the text."""
+
+    __slots__ = ("_make", "_text")
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make = make
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = self._make()
+        return self._text
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def as_float(value: Value, what: str | Described) -> np.ndarray:
     """Numbers of a numeric or logical value; a clear error for factors and matrices."""
     if isinstance(value, Numeric | Logical):
         return value.values
@@ -181,7 +211,7 @@ def as_float(value: Value, what: str) -> np.ndarray:
     raise DataError(f"{what} needs one numeric column, but it got {value.values.shape[1]}")
 
 
-def _scalar(value: Value, what: str) -> float:
+def _scalar(value: Value, what: str | Described) -> float:
     numbers = as_float(value, what)
     if numbers.ndim != 0 and numbers.size != 1:
         raise DataError(f"{what} must be a single number")
@@ -309,7 +339,7 @@ class Interpreter:
         return self._call(node)
 
     def _name(self, node: Name) -> Value:
-        if node.id in self.table.columns:
+        if node.id in self.table:
             return self.table.value(node.id)
         if not node.quoted and node.id in CONSTANTS:
             value = CONSTANTS[node.id]
@@ -323,7 +353,7 @@ class Interpreter:
 
     def _unary(self, node: Unary) -> Value:
         operand = self._evaluate(node.operand)
-        what = f"'{node.op}' in {deparse(node)!r}"
+        what = Described(lambda: f"'{node.op}' in {deparse(node)!r}")
         if node.op == "!":
             x = as_float(operand, what)
             return Logical(_with_missing(x == 0, x))
@@ -341,7 +371,7 @@ class Interpreter:
             )
         left = self._evaluate(node.left)
         right = self._evaluate(node.right)
-        what = f"'{node.op}' in {deparse(node)!r}"
+        what = Described(lambda: f"'{node.op}' in {deparse(node)!r}")
         if node.op in _COMPARISON and (isinstance(left, Factor) or isinstance(right, Factor)):
             return self._factor_comparison(node, left, right)
         x, y = as_float(left, what), as_float(right, what)
@@ -378,7 +408,7 @@ class Interpreter:
         check_call(call, self.text)
         name = call.func
         x_node = bind_arguments(call).get(SIGNATURES[name].params[0])
-        what = f"{name}() in {deparse(call)!r}"
+        what = Described(lambda: f"{name}() in {deparse(call)!r}")
         if name in _ELEMENTWISE:
             x = as_float(self._evaluate(x_node), what)
             return Numeric(_ELEMENTWISE[name](x).astype(float))
@@ -396,26 +426,26 @@ class Interpreter:
             return default
         return _scalar(self._evaluate(node), f"argument {name!r} of {call.func}()")
 
-    def _log(self, call: Call, x_node: Node, what: str) -> Value:
+    def _log(self, call: Call, x_node: Node, what: Described) -> Value:
         x = as_float(self._evaluate(x_node), what)
         base = self._keyword_number(call, "base", np.e)
         out = np.log(x)
         return Numeric(out if base == np.e else out / np.log(base))
 
-    def _round(self, call: Call, x_node: Node, what: str) -> Value:
+    def _round(self, call: Call, x_node: Node, what: Described) -> Value:
         x = as_float(self._evaluate(x_node), what)
         digits = int(self._keyword_number(call, "digits", 0))
         return Numeric(np.round(x, digits))
 
-    def _pminmax(self, call: Call, x_node: Node, what: str) -> Value:
+    def _pminmax(self, call: Call, x_node: Node, what: Described) -> Value:
         x = as_float(self._evaluate(x_node), what)
         y = as_float(self._evaluate(self._argument(call, "y")), what)
         return Numeric((np.minimum if call.func == "pmin" else np.maximum)(x, y))
 
-    def _identity(self, call: Call, x_node: Node, what: str) -> Value:
+    def _identity(self, call: Call, x_node: Node, what: Described) -> Value:
         return self._evaluate(x_node)
 
-    def _factor(self, call: Call, x_node: Node, what: str) -> Value:
+    def _factor(self, call: Call, x_node: Node, what: Described) -> Value:
         value = self._evaluate(x_node)
         ordered = call.func == "ordered"
         if isinstance(value, Factor):
@@ -438,7 +468,7 @@ class Interpreter:
             labels = [level_label(float(u)) for u in unique]
         return Factor(codes, labels, ordered, from_numbers=not isinstance(value, Logical))
 
-    def _as_numeric(self, call: Call, x_node: Node, what: str) -> Value:
+    def _as_numeric(self, call: Call, x_node: Node, what: Described) -> Value:
         value = self._evaluate(x_node)
         if isinstance(value, Factor):
             return Numeric(np.where(value.codes >= 0, value.codes + 1.0, np.nan))
@@ -449,7 +479,7 @@ class Interpreter:
             return Logical(_with_missing(x != 0, x))
         return Numeric(np.asarray(x, dtype=float))
 
-    def _poly(self, call: Call, x_node: Node, what: str) -> Value:
+    def _poly(self, call: Call, x_node: Node, what: Described) -> Value:
         x = as_float(self._evaluate(x_node), what)
         degree = self._keyword_number(call, "degree", 1.0)
         raw_node = self._argument(call, "raw")
@@ -478,7 +508,7 @@ class Interpreter:
         alpha, norm2 = self.state[key]  # type: ignore[misc]
         return Matrix(polynomials_from(x, alpha, norm2), suffixes)
 
-    def _scale(self, call: Call, x_node: Node, what: str) -> Value:
+    def _scale(self, call: Call, x_node: Node, what: Described) -> Value:
         """R's ``scale(x, center, scale)`` (``center()``: the centring alone), with the
         centre and scale learned from the fitted data."""
         x = np.broadcast_to(as_float(self._evaluate(x_node), what), (len(self.table),))
@@ -501,7 +531,7 @@ class Interpreter:
             return float(np.mean(x)) if _scalar(value, name) else 0.0
         return _scalar(value, f"argument {name!r} of {call.func}()")
 
-    def _scale_argument(self, call: Call, shifted: np.ndarray, what: str) -> float:
+    def _scale_argument(self, call: Call, shifted: np.ndarray, what: Described) -> float:
         node = self._argument(call, "scale")
         value = self._evaluate(node) if node is not None else Logical(np.asarray(1.0))
         if isinstance(value, Logical):
@@ -513,7 +543,7 @@ class Interpreter:
             return float(root_mean_square)
         return _scalar(value, f"argument 'scale' of {call.func}()")
 
-    def _contrast(self, call: Call, x_node: Node, what: str) -> Value:
+    def _contrast(self, call: Call, x_node: Node, what: Described) -> Value:
         value = self._evaluate(x_node)
         if not isinstance(value, Factor):
             value = self._factor(Call("factor", (x_node,), (), call.pos), x_node, what)
@@ -534,7 +564,7 @@ class Interpreter:
         return Factor(value.codes, value.levels, value.ordered, kind)
 
 
-_SPECIAL: dict[str, Callable[[Interpreter, Call, Node, str], Value]] = {
+_SPECIAL: dict[str, Callable[[Interpreter, Call, Node, Described], Value]] = {
     "log": Interpreter._log,
     "round": Interpreter._round,
     "pmin": Interpreter._pminmax,

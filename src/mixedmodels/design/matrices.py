@@ -87,6 +87,12 @@ def _empty_like(value: Value) -> Value:
     return Numeric(np.zeros(0))
 
 
+def _rows(values: np.ndarray, n: int) -> np.ndarray:
+    """``values`` with one entry per row: itself when it has them (``np.broadcast_to``
+    costs ~4 us even then), else broadcast (a constant such as ``I(2)``)."""
+    return values if values.shape == (n,) else np.broadcast_to(values, (n,))
+
+
 def dense_matrix_budget() -> float:
     """Bytes a dense model matrix may take: half of the machine's physical memory
     (``os.sysconf``; 8 GiB where the system does not say)."""
@@ -238,7 +244,7 @@ class MatrixBuilder:
         if coding.kind == "numeric":
             if isinstance(value, Factor | Matrix):
                 raise DataError(f"variable {key!r} was numeric in the fit but is not now")
-            return np.broadcast_to(value.values, (n,)).astype(float)[:, None], [key]
+            return _rows(value.values, n).astype(float, copy=False)[:, None], [key]
         if coding.kind == "matrix":
             if not isinstance(value, Matrix) or value.values.shape[1] != len(coding.suffixes):
                 raise DataError(f"variable {key!r} does not have the columns it had in the fit")
@@ -266,7 +272,7 @@ class MatrixBuilder:
         coding = self._codings[index]
         key = self.structure.keys[index]
         codes, levels = _as_factor_labels(value)
-        codes = np.broadcast_to(codes, (n,))
+        codes = _rows(codes, n)
         if levels == coding.levels:
             return codes
         mapping = pd.Index(coding.levels).get_indexer(levels)
@@ -289,7 +295,7 @@ class MatrixBuilder:
         naming the widest term."""
         structure = self.structure
         total = int(structure.intercept)
-        widest, widest_count = "", 0
+        widest_term, widest_count = None, 0
         for term, codes in zip(structure.terms, self._term_codes, strict=True):
             count = 1
             for v, code in zip(term, codes, strict=True):
@@ -302,8 +308,9 @@ class MatrixBuilder:
                     count *= len(coding.levels) - (code != "indicator")
             total += count
             if count > widest_count:
-                widest, widest_count = structure.label(term), count
+                widest_term, widest_count = term, count
         if max_columns is not None and total > max_columns:
+            widest = structure.label(widest_term) if widest_term is not None else ""
             raise DataError(
                 f"more fixed-effect columns than observations: the fixed part has {total} "
                 f"column(s) for {n} observation(s) (term {widest!r}: {widest_count}); a mixed "
@@ -311,6 +318,7 @@ class MatrixBuilder:
             )
         size = 8.0 * n * total
         if size > dense_matrix_budget():
+            widest = structure.label(widest_term) if widest_term is not None else ""
             raise DataError(
                 f"the fixed-effect matrix would take {size / 2**30:.3g} GiB ({n} rows x "
                 f"{total} columns; term {widest!r}: {widest_count} columns), more than half "
@@ -334,7 +342,6 @@ class MatrixBuilder:
         names: list[str] = []
         terms: dict[str, list[int]] = {}
         if structure.intercept:
-            blocks.append(np.ones((n, 1)))
             names.append("(Intercept)")
             terms["(Intercept)"] = [0]
         for term, codes in zip(structure.terms, self._term_codes, strict=True):
@@ -353,8 +360,16 @@ class MatrixBuilder:
             blocks.append(columns)
             names.extend(labels)
             terms[structure.label(term)] = list(range(start, len(names)))
-        matrix = np.hstack(blocks) if blocks else np.empty((n, 0))
-        return np.asfortranarray(matrix, dtype=float), names, terms
+        # written column by column into the Fortran-ordered result (no stacked copy)
+        matrix = np.empty((n, len(names)), order="F")
+        start = 0
+        if structure.intercept:
+            matrix[:, 0] = 1.0
+            start = 1
+        for block in blocks:
+            matrix[:, start : start + block.shape[1]] = block
+            start += block.shape[1]
+        return matrix, names, terms
 
 
 def response_vector(
@@ -373,7 +388,7 @@ def response_vector(
             )
         kind = "a factor" if isinstance(value, Factor) else "several columns"
         raise DataError(f"{what} {name!r} must be one numeric column, but it is {kind}")
-    return np.broadcast_to(np.asarray(value.values, dtype=float), (len(data),)).copy()
+    return _rows(np.asarray(value.values, dtype=float), len(data)).copy()
 
 
 __all__ = ["MatrixBuilder", "Numeric", "response_vector"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import ClassVar
 
 import numpy as np
@@ -144,6 +144,8 @@ class SmoothLayout:
 
 
 def _smooth_random_terms(functions: list[SmoothFunction]) -> list[RandomTerm]:
+    if not functions:  # (no import statement to run: a few microseconds of every fit)
+        return []
     from mixedmodels.reterms.structures import ScaledIdentity
 
     terms: list[RandomTerm] = []
@@ -276,7 +278,7 @@ def lme4_term_order(terms: list[RandomTerm]) -> list[RandomTerm]:
     return [terms[i] for i in lme4_term_permutation([t.n_levels for t in terms])]
 
 
-def _check_columns(needed: list[str], data: pd.DataFrame, formula: str) -> None:
+def _check_columns(needed: Sequence[str], data: pd.DataFrame, formula: str) -> None:
     for name in needed:
         if name not in data.columns:
             pos = formula.find(name)
@@ -433,6 +435,18 @@ def model_variables(
     return names
 
 
+@lru_cache(maxsize=256)
+def _formula_columns(parsed: ParsedFormula) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The columns a formula reads (:func:`required_variables`) and, once each, those
+    entering the response or a model matrix: they depend on the (immutable) parsed
+    formula alone, so each formula's are found once (tuples: nothing can change them)."""
+    needed = required_variables(parsed)
+    modelled = variables_of(parsed.response) + model_variables(
+        parsed, include_random=True, grouping=False
+    )
+    return tuple(needed), tuple(dict.fromkeys(modelled))
+
+
 def build_design(
     formula: str,
     data: pd.DataFrame,
@@ -476,14 +490,11 @@ def build_design(
             "formula has no random-effect term such as (1 | g); use mm.lm for a linear model",
             formula,
         )
-    needed = required_variables(parsed)
+    needed, modelled = _formula_columns(parsed)
     _check_columns(needed, data, formula)
-    modelled = variables_of(parsed.response) + model_variables(
-        parsed, include_random=True, grouping=False
-    )
     if table is None or table.frame is not data:
         table = ColumnTable(data)  # each used column read from pandas once
-    for name in dict.fromkeys(modelled):
+    for name in modelled:
         check_model_column(table[name], name)
     for name in needed:
         check_hashable_cells(table[name], name)
@@ -530,7 +541,8 @@ def build_design(
         if as_given and complete.all():
             used, used_table = data, table
         else:
-            used = plain_columns(data if complete.all() else data.loc[complete, needed], needed)
+            rows = data if complete.all() else data.loc[complete, list(needed)]
+            used = plain_columns(rows, needed)
             used_table = ColumnTable(used)
         built = _build_pieces(
             parsed,

@@ -10,6 +10,13 @@ import scipy.linalg as sla
 from mixedmodels.errors import RankDeficiencyWarning
 
 _TRTRS = sla.lapack.dtrtrs
+_POTRF = sla.lapack.dpotrf
+
+#: the scan's Schur complements are its Cholesky factor's squared pivots: when every
+#: squared pivot of the whole scaled Gram matrix exceeds this (1e6 times the scan's
+#: threshold ``tol^2`` at the default tol, far beyond the rounding, ~p eps, of either
+#: factorization), the scan would keep every column, and is skipped
+CLEAR_PIVOT = 1e-8
 
 
 def independent_columns(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
@@ -33,6 +40,8 @@ def independent_columns_of_gram(cross: np.ndarray, n: int, tol: float = 1e-7) ->
     p = cross.shape[0]
     if p == 0:
         return np.arange(0)
+    if _all_clearly_independent(cross, n, tol):
+        return np.arange(p)
     norms = np.sqrt(np.maximum(np.diagonal(cross), 0.0))
     scale = np.where(norms > 0, norms, 1.0)
     gram = cross / np.outer(scale, scale)
@@ -52,6 +61,20 @@ def independent_columns_of_gram(cross: np.ndarray, n: int, tol: float = 1e-7) ->
             low[k, k] = np.sqrt(schur)
             kept.append(j)
     return np.array(kept, dtype=int)
+
+
+def _all_clearly_independent(cross: np.ndarray, n: int, tol: float) -> bool:
+    """Whether the scan of :func:`independent_columns_of_gram` would keep every column,
+    known without it: no more columns than rows, and the Cholesky factor of the
+    unit-diagonal ``X'X`` exists with every squared pivot (the scan's Schur complements)
+    above ``max(CLEAR_PIVOT, 1e6 tol^2)`` (one LAPACK call instead of a triangular solve
+    per column; NaN or infinite entries fail the tests and go to the scan)."""
+    diagonal = cross.diagonal()
+    if cross.shape[0] > n or not diagonal.min() > 0:
+        return False
+    norms = np.sqrt(diagonal)
+    low, info = _POTRF(cross / norms / norms[:, None], lower=1, clean=0)
+    return info == 0 and bool(low.diagonal().min() ** 2 > max(CLEAR_PIVOT, 1e6 * tol**2))
 
 
 def dropped_columns(names: list[str], keep: np.ndarray) -> list[str]:

@@ -8,6 +8,7 @@ checks that the two lists agree).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mixedmodels.errors import FormulaError
 from mixedmodels.formula.expr import Call, Node, calls
@@ -64,39 +65,34 @@ SMOOTHS = frozenset({"s", "t2"})
 def check_call(call: Call, formula: str | None = None) -> None:
     """A located :class:`FormulaError` unless ``call`` names a known function with
     arguments it takes."""
-    signature = SIGNATURES.get(call.func)
+    problem = call_problem(call.func, len(call.args), tuple(k for k, _ in call.keywords))
+    if problem is not None:
+        raise FormulaError(problem, formula, call.pos if formula is not None else None)
+
+
+@lru_cache(maxsize=1024)
+def call_problem(func: str, given: int, names: tuple[str, ...]) -> str | None:
+    """What is wrong with a call of ``func`` with ``given`` positional arguments and the
+    keyword arguments ``names`` (None: nothing).  It depends on these alone, so it is
+    found once per shape of call (the interpreter checks each call it evaluates)."""
+    signature = SIGNATURES.get(func)
     if signature is None:
-        raise FormulaError(
-            f"unknown function {call.func}() (formulas may call: "
-            f"{', '.join(sorted(SIGNATURES))})",
-            formula,
-            call.pos if formula is not None else None,
-        )
-    given = len(call.args)
-    names = [k for k, _ in call.keywords]
-    where = call.pos if formula is not None else None
+        return f"unknown function {func}() (formulas may call: {', '.join(sorted(SIGNATURES))})"
     if given > len(signature.params):
-        raise FormulaError(
-            f"{call.func}() takes at most {len(signature.params)} argument(s), got {given}",
-            formula,
-            where,
-        )
+        return f"{func}() takes at most {len(signature.params)} argument(s), got {given}"
     for name in names:
         if name not in signature.params:
-            raise FormulaError(
-                f"{call.func}() has no argument {name!r} "
-                f"(its arguments: {', '.join(signature.params)})",
-                formula,
-                where,
+            return (
+                f"{func}() has no argument {name!r} "
+                f"(its arguments: {', '.join(signature.params)})"
             )
         if signature.params.index(name) < given:
-            raise FormulaError(f"{call.func}() got argument {name!r} twice", formula, where)
+            return f"{func}() got argument {name!r} twice"
     filled = set(signature.params[:given]) | set(names)
     missing = [p for p in signature.params[: signature.required] if p not in filled]
     if missing:
-        raise FormulaError(
-            f"{call.func}() needs argument {missing[0]!r}", formula, where
-        )
+        return f"{func}() needs argument {missing[0]!r}"
+    return None
 
 
 def check_calls(node: Node, formula: str | None = None, *, placed_ok: frozenset = frozenset()):

@@ -90,7 +90,8 @@ def check_columns(data: pd.DataFrame, names: list[str]) -> None:
 
 def _numeric(data: pd.DataFrame | ColumnTable, name: str, what: str) -> np.ndarray:
     column = data[name]
-    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+    dtype = column.dtype
+    if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
         raise DataError(f"{what}: column {name!r} must be numeric, not {column.dtype}")
     values = column.to_numpy(dtype=float)
     if not np.all(np.isfinite(values)):
@@ -153,12 +154,12 @@ def variance_values(
     for name in variance.columns():
         if name == FITTED:
             continue
-        column = data[name]
-        numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+        dtype = data[name].dtype
+        numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
         if numeric:
             values[name] = _numeric(data, name, variance.label)
         else:
-            values[name] = _labels(column)
+            values[name] = _labels(data[name])
     variance.bind(values, layout.order)
     return {k: v for k, v in values.items() if np.issubdtype(np.asarray(v).dtype, np.number)}
 
@@ -168,9 +169,10 @@ def _labels(column: pd.Series) -> np.ndarray:
     categories indexed by its codes, the array ``Categorical.to_numpy`` forms, without
     materialising (pyarrow-backed) labels row by row (0.2 ms of Orthodont's fit)."""
     if isinstance(column.dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy()
+        factor = column.array  # the Categorical itself: no accessor, no Series of codes
+        codes = factor.codes
         if codes.size and codes.min() >= 0:
-            return np.asarray(column.cat.categories)[codes]
+            return np.asarray(factor.categories)[codes]
     return column.to_numpy()
 
 
@@ -215,7 +217,7 @@ def _theta_start(rp: ResidualProblem) -> tuple[np.ndarray, np.ndarray | None]:
         x0, step = moment_start(template)
     except (np.linalg.LinAlgError, NotPositiveDefiniteError, FloatingPointError):
         return template.theta_start(), None
-    if not (np.all(np.isfinite(x0)) and np.all(np.isfinite(step)) and np.all(step > 0)):
+    if not (np.isfinite(x0).all() and np.isfinite(step).all() and (step > 0).all()):
         return template.theta_start(), None
     # the structure moves theta away from the moment estimates: steps of a fifth of each
     # (BodyWeight with CAR(1): 120 evaluations, against 256 with the moment start's own
