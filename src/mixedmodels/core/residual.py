@@ -671,16 +671,25 @@ class ARMA(ResidualCorrelation):
         acf = arma_autocorrelation(coef[: self.p], coef[self.p :], int(np.max(lags, initial=0)))
         return acf[lags.astype(np.intp)]
 
-    def leading_factor(self, u: np.ndarray, longest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Cholesky factor of the correlation of the longest pattern's rows (times
-        ``longest``) and its inverse: every leading pattern's factor is a leading block."""
+    def leading_correlation(
+        self, u: np.ndarray, longest: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(acf, lags)``: the autocorrelations at lags ``0 .. longest[-1]`` and the lag
+        between each two rows of the longest pattern (times ``longest``, integers), whose
+        correlation matrix is ``acf[lags]``."""
         coef = self.natural(u)
         acf = arma_autocorrelation(coef[: self.p], coef[self.p :], int(longest[-1]))
         key = longest.tobytes()
         if self._lags is None or self._lags[0] != key:  # the lags of the pattern, kept
             li = longest.astype(np.intp)
             self._lags = (key, np.abs(li[:, None] - li[None, :]))
-        matrix = acf[self._lags[1]]
+        return acf, self._lags[1]
+
+    def leading_factor(self, u: np.ndarray, longest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cholesky factor of the correlation of the longest pattern's rows (times
+        ``longest``) and its inverse: every leading pattern's factor is a leading block."""
+        acf, lags = self.leading_correlation(u, longest)
+        matrix = acf[lags]
         if not np.isfinite(matrix).all():
             raise np.linalg.LinAlgError("ARMA autocorrelations are not finite")
         full, info = sla.lapack.dpotrf(matrix, lower=1, clean=1)
@@ -943,6 +952,9 @@ class LeadingBlockPlan(CrossProductPlan):
         self.counts = self.counts.cumsum()[::-1].astype(float)
         level = _level_of_rows(level_starts, layout.n)[layout.starts]
         n_levels = level_starts.size
+        self.sizes = np.ascontiguousarray(layout.sizes, dtype=np.intp)
+        self.group_level = np.ascontiguousarray(level, dtype=np.intp)
+        self.n_levels = int(n_levels)
         # groups -> levels: the identity when each level is one group (the usual case)
         if n_levels == layout.n_groups and np.array_equal(level, np.arange(n_levels)):
             self.to_levels = None

@@ -26,11 +26,18 @@ from mixedmodels.core.lmm import (
     response_shift,
     unscaled_vcov,
 )
-from mixedmodels.core.residual import GroupLayout, LinearPlan, ResidualCorrelation
+from mixedmodels.core.residual import (
+    GroupLayout,
+    LeadingBlockPlan,
+    LinearPlan,
+    ResidualCorrelation,
+)
 from mixedmodels.core.residual_heads import (
+    KERNEL_FAILURES,
     LinearHeads,
     head_pieces,
     head_solution,
+    residual_kernels,
     single_term_coefficients,
 )
 from mixedmodels.core.terms import RandomBlock
@@ -105,6 +112,7 @@ class ResidualProblem:
         self._strata_basis: tuple[np.ndarray, np.ndarray] | None = None
         self._stratum_cache: tuple[bytes, np.ndarray, float] | None = None
         self._plan_state = False  # False: not decided yet
+        self._compiled_state = False  # see _compiled (False: not decided yet)
         self._dense_state: tuple | None | bool = False  # several terms: see _dense_plan
         self._dense_cache: tuple[bytes, DenseObjective, float] | None = None
         self._sd_cache: tuple[bytes, np.ndarray, float] | None = None
@@ -192,6 +200,7 @@ class ResidualProblem:
         self._head_cache = None
         self._sd_cache = None
         self._plan_state = False
+        self._compiled_state = False
         self._dense_state = False
         self._dense_cache = None
 
@@ -215,6 +224,7 @@ class ResidualProblem:
         new._stratum_cache = None
         new._rows = None
         new._plan_state = False
+        new._compiled_state = False
         new._dense_state = False
         new._dense_cache = None
         new.n_evaluations = 0
@@ -333,14 +343,107 @@ class ResidualProblem:
                 return self._objective_from_pieces(*objective.pieces(theta)) + log_det
             problem, log_det = self.problem_at(u_cor, u_var)
             return problem.objective(theta) + log_det
-        head, xyxy, log_det = self.level_heads(u_cor, u_var)
         block = self.sorted_blocks[0]
         if block.p == 1:  # lambda's one entry (lambda_matrix costs more than the rest)
             lam = block.structure.lambda_entries(theta).reshape(1, 1)
         else:
             lam = block.lambda_matrix(theta)
+        compiled = self._compiled()
+        if compiled is not None:
+            status, ld_z, ld_x, pwrss, log_det = compiled(lam, u_cor, u_var)
+            if status:
+                raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
+            return self._objective_from_pieces(ld_z, ld_x, pwrss) + log_det
+        head, xyxy, log_det = self.level_heads(u_cor, u_var)
         pieces = head_pieces(lam, head, xyxy, self.n_fixed)
         return self._objective_from_pieces(*pieces) + log_det
+
+    def _compiled(self):
+        """The one-term objective's pieces in one compiled call
+        (:mod:`mixedmodels.core.residual_kernels`): a function of ``(lam, u_cor, u_var)``
+        giving ``(status, log|L_Z|^2, log|R_X|^2, PWRSS, log|V|)``, decided once per
+        problem (and covariate); None without numba, with several terms, or on a path
+        without a kernel (rows whitened at each evaluation: a correlation structure beside
+        a variance function with parameters, CAR(1) with many distinct gaps), where
+        :meth:`level_heads` and :func:`head_pieces` compute the same numbers in numpy."""
+        if self._compiled_state is not False:
+            return self._compiled_state
+        self._compiled_state = None
+        module = residual_kernels()
+        if module is None or self._level_starts is None:
+            return None
+        plan = self._plan()
+        heads = self._linear_heads(plan)
+        n_fixed = self.n_fixed
+        if heads is not None:
+            self._compiled_state = self._compiled_linear(module, heads)
+        elif isinstance(plan, LeadingBlockPlan):
+            self._compiled_state = self._compiled_leading(module, plan)
+        elif plan is None and self.correlation is None and self._strata() is not None:
+            head_basis, tail_basis = self._strata_sums()
+            kernel = module.linear_pieces
+            n_levels = self.sorted_blocks[0].n_levels
+
+            def strata(lam, u_cor, u_var):
+                _, s, log_sum = self._stratum_entry(u_var)
+                w = 1.0 / (s * s)
+                out = kernel(lam, w, head_basis, tail_basis, n_levels, n_fixed)
+                return out + (2.0 * log_sum,)
+
+            self._compiled_state = strata
+        elif plan is None and self.correlation is None:
+            head_rows, tail_rows = self._term_products()
+            kernel = module.weighted_pieces
+            starts = np.ascontiguousarray(self._level_starts, dtype=np.intp)
+
+            def weighted(lam, u_cor, u_var):
+                _, s, log_sum = self._sd_entry(u_var)
+                w = 1.0 / (s * s)
+                return kernel(lam, w, head_rows, tail_rows, starts, n_fixed) + (2.0 * log_sum,)
+
+            self._compiled_state = weighted
+        return self._compiled_state
+
+    def _compiled_linear(self, module, heads: LinearHeads):
+        """:meth:`_compiled` for a :class:`~mixedmodels.core.residual.LinearPlan`."""
+        weights = heads.plan.weights
+        head_basis, tail_basis = heads.head, heads.tail
+        n_levels, n_fixed = heads.shape[0], self.n_fixed
+        kernel = module.linear_pieces
+        variance = self.variance is not None
+
+        def linear(lam, u_cor, u_var):
+            w, log_det = weights(u_cor)
+            if variance:
+                log_det += self._sd_log_sum(u_var)
+            return kernel(lam, w, head_basis, tail_basis, n_levels, n_fixed) + (log_det,)
+
+        return linear
+
+    def _compiled_leading(self, module, plan: LeadingBlockPlan):
+        """:meth:`_compiled` for a :class:`~mixedmodels.core.residual.LeadingBlockPlan`
+        (ARMA): the rows whitened inside the kernel by forward substitution."""
+        structure = plan.structure
+        _, lags = structure.leading_correlation(np.zeros(structure.n_params), plan.longest)
+        lags = np.ascontiguousarray(lags, dtype=np.intp)
+        max_lag = int(plan.longest[-1])
+        n_ar = int(structure.p)
+        padded = np.ascontiguousarray(plan.padded)
+        sizes, group_level, n_levels = plan.sizes, plan.group_level, plan.n_levels
+        n_fixed = self.n_fixed
+        kernel = module.arma_pieces
+        variance = self.variance is not None
+
+        def leading(lam, u_cor, u_var):
+            status, ld_z, ld_x, pwrss, log_det = kernel(
+                lam, np.asarray(u_cor, dtype=float), n_ar, max_lag, lags, padded, sizes,
+                group_level, n_levels, n_fixed,
+            )
+            if variance:
+                log_det += self._sd_log_sum(u_var)
+            return status, ld_z, ld_x, pwrss, log_det
+
+        return leading
 
     # ----------------------------------------------------------------- scaled theta
     def sd_scale(self, u_var: np.ndarray) -> float:
@@ -500,22 +603,27 @@ class ResidualProblem:
         within strata (``varIdent``): the rows' products summed once per (stratum, level)
         and per stratum, an evaluation weights the strata by ``1 / s^2`` (two
         matrix-vector products, nothing per row)."""
-        codes, sizes = self._strata()
         _, s, log_sum = self._stratum_entry(u_var)
-        if self._strata_basis is None:
-            head, tail = self._term_products()
-            n_levels = self.sorted_blocks[0].n_levels
-            level = np.repeat(np.arange(n_levels), np.diff(np.append(self._level_starts, self.n)))
-            k = sizes.size
-            per_cell = _cell_sums(codes * n_levels + level, k * n_levels, head)
-            self._strata_basis = (per_cell.reshape(k, -1), _cell_sums(codes, k, tail))
-        head_basis, tail_basis = self._strata_basis
+        head_basis, tail_basis = self._strata_sums()
         w = 1.0 / (s * s)
         n, width = self._term_rows().shape
         p = self.sorted_blocks[0].p
         head = (w @ head_basis).reshape(-1, p, width)
         xyxy = (w @ tail_basis).reshape(width - p, width - p)
         return head, xyxy, 2.0 * log_sum
+
+    def _strata_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows' products (:meth:`_term_products`) summed per (stratum, level), (k, l p
+        k), and per stratum, (k, (k - p)^2): formed once."""
+        if self._strata_basis is None:
+            codes, sizes = self._strata()
+            head, tail = self._term_products()
+            n_levels = self.sorted_blocks[0].n_levels
+            level = np.repeat(np.arange(n_levels), np.diff(np.append(self._level_starts, self.n)))
+            k = sizes.size
+            per_cell = _cell_sums(codes * n_levels + level, k * n_levels, head)
+            self._strata_basis = (per_cell.reshape(k, -1), _cell_sums(codes, k, tail))
+        return self._strata_basis
 
     def _term_products(self) -> tuple[np.ndarray, np.ndarray]:
         """Each row's products of its first ``p`` columns with all (n, p k) and of its
@@ -623,6 +731,15 @@ class ResidualProblem:
         if self._level_starts is None:
             dense = self._dense_at(u_cor, u_var)
             return dense[1] if dense is not None else self.problem_at(u_cor, u_var)[1]
+        compiled = self._compiled()
+        if compiled is not None:
+            # as the objective adds it (the kernel's sum, bit for bit): log|V| does not
+            # depend on lambda, any will do
+            p = self.sorted_blocks[0].p
+            status, *_, log_det = compiled(np.zeros((p, p)), u_cor, u_var)
+            if status == 4:
+                raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
+            return log_det
         return self.level_heads(u_cor, u_var)[2]
 
     def solution_at(self, params: np.ndarray) -> Solution:
@@ -645,6 +762,13 @@ class ResidualProblem:
         nf = self.n_fixed
         pwrss = float(r[-1, -1] ** 2)
         ld_x = 2.0 * float(np.log(r.diagonal()[:nf]).sum())
+        compiled = self._compiled()
+        if compiled is not None:
+            # the objective's pieces as the optimizer had them (the kernel's sums, equal
+            # to the ones above to rounding): the solution's objective is its value
+            status, ld_z, ld_x, pwrss, _ = compiled(lam, u_cor, u_var)
+            if status:
+                raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
         return Solution(
             theta=np.asarray(theta, dtype=float),
             objective=self._objective_from_pieces(ld_z, ld_x, pwrss),
