@@ -247,12 +247,16 @@ class ResidualProblem:
         kept = self._sd_cache
         if kept is not None and kept[0] == key:
             return kept
-        s = self.variance.sd(u_var, self.values)
-        if not (np.isfinite(s).all() and s.min(initial=np.inf) > 0):
+        s = np.array(self.variance.sd(u_var, self.values), dtype=float)
+        # every s finite and > 0: the smallest > 0 (NaN fails) and the sum of the logs
+        # finite (an infinite s makes it infinite), two reductions instead of four
+        if not s.min(initial=np.inf) > 0:
             raise np.linalg.LinAlgError("variance function outside its range")
-        s = np.array(s, dtype=float)
+        log_sum = float(np.log(s).sum())
+        if not math.isfinite(log_sum):
+            raise np.linalg.LinAlgError("variance function outside its range")
         s.flags.writeable = False  # kept: nobody may change it in place
-        self._sd_cache = (key, s, float(np.log(s).sum()))
+        self._sd_cache = (key, s, log_sum)
         return self._sd_cache
 
     def _sd_log_sum(self, u_var: np.ndarray) -> float:
@@ -277,9 +281,12 @@ class ResidualProblem:
         if kept is not None and kept[0] == key:
             return kept
         s = self.variance.stratum_sd(u_var)
-        if not (np.isfinite(s).all() and s.min(initial=np.inf) > 0):
+        if not s.min(initial=np.inf) > 0:
             raise np.linalg.LinAlgError("variance function outside its range")
-        self._stratum_cache = (key, s, float(self._strata()[1] @ np.log(s)))
+        log_sum = float(self._strata()[1] @ np.log(s))
+        if not math.isfinite(log_sum):
+            raise np.linalg.LinAlgError("variance function outside its range")
+        self._stratum_cache = (key, s, log_sum)
         return self._stratum_cache
 
     def _strata(self) -> tuple[np.ndarray, np.ndarray] | None:
