@@ -1,14 +1,18 @@
 """The compiled kernels of the one-term structured-residual objective
 (core/residual_kernels.py) against the numpy code they replace when numba loads
-(:meth:`ResidualProblem.level_heads` and :func:`head_pieces`).
+(:meth:`ResidualProblem.level_heads` and :func:`head_pieces` for the objective,
+:func:`head_solution` and :func:`single_term_coefficients` for the solution and the fitted
+values).
 
 Both compute the same formulas; the kernels sum per row, per level and per basis term in
 loops where numpy sums in BLAS's order, so they agree to rounding: the objective within
 1e-11 relative (a sum of terms of ~1e2 whose Schur complement, on these well-conditioned
 simulated data, magnifies a rounding difference of 1e-16 by less than 1e3), ``log|V|``
-within 1e-12.  The cases are :mod:`tests.core.test_residual_solution`'s (every path that
-has a kernel, and the paths without one, where the kernel is not used), at three points,
-terms of 1, 2 and 5 coefficients, REML and ML.  Points outside a structure's range raise
+within 1e-12, the solution's estimates within 1e-9 (as ``test_residual_solution`` holds
+the numpy path against the engine), the fitted values within 1e-10.  The cases are
+:mod:`tests.core.test_residual_solution`'s (every path that has a kernel, and the paths
+without one, where the kernel is not used), at three points, terms of 1, 2 and 5
+coefficients, REML and ML.  Points outside a structure's range raise
 :class:`numpy.linalg.LinAlgError` on both paths.
 """
 
@@ -70,6 +74,18 @@ def test_kernel_objective_equals_numpy(p, name, correlation, variance, unequal, 
             np.testing.assert_allclose(
                 getattr(solution, field), getattr(reference, field), rtol=1e-11, err_msg=field
             )
+        # the estimates through the kernels' factorization (1e-9 relative, as
+        # test_residual_solution holds the numpy path to the engine's)
+        for field in ("beta", "vcov_unscaled"):
+            np.testing.assert_allclose(
+                getattr(solution, field), getattr(reference, field), rtol=1e-9, atol=1e-12,
+                err_msg=field,
+            )
+        np.testing.assert_allclose(solution.u[0], reference.u[0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(solution.b[0], reference.b[0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            compiled.fitted_at(params), plain.fitted_at(params), rtol=1e-10
+        )
 
 
 @needs_numba

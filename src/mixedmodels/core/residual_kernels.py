@@ -27,16 +27,15 @@ from numba import njit
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
-def _level_schur(lam, head, s):  # pragma: no cover - compiled
-    """Subtract ``sum_l C_l' C_l`` from ``s`` (m, m) in place, from ``head`` (l, p, k)
-    (``k = p + m``); returns ``(status, log|L_Z|^2)``."""
+def _level_schur(lam, head, s, low, c):  # pragma: no cover - compiled
+    """Subtract ``sum_l C_l' C_l`` from the lower triangle of ``s`` (m, m) in place, from
+    ``head`` (l, p, k) (``k = p + m``), keeping each level's factor ``L_l`` in ``low`` (l,
+    p, p) and ``C_l`` in ``c`` (l, p, m); returns ``(status, log|L_Z|^2)``."""
     n_levels, p, k = head.shape
     m = k - p
     ld_z = 0.0
     a = np.empty((p, p))
-    low = np.empty((p, p))
     left = np.empty((p, k))
-    c = np.empty((p, m))
     for lev in range(n_levels):
         # lam' [Z'Z Z'[X y]] for the level: (p, k)
         for i in range(p):
@@ -57,27 +56,27 @@ def _level_schur(lam, head, s):  # pragma: no cover - compiled
         for j in range(p):
             d = a[j, j]
             for e in range(j):
-                d -= low[j, e] * low[j, e]
+                d -= low[lev, j, e] * low[lev, j, e]
             if not d > 0.0:
                 return 1, ld_z
             ljj = math.sqrt(d)
-            low[j, j] = ljj
+            low[lev, j, j] = ljj
             ld_z += math.log(d)
             for i in range(j + 1, p):
                 v = a[i, j]
                 for e in range(j):
-                    v -= low[i, e] * low[j, e]
-                low[i, j] = v / ljj
+                    v -= low[lev, i, e] * low[lev, j, e]
+                low[lev, i, j] = v / ljj
             for b in range(m):
                 v = left[j, p + b]
                 for e in range(j):
-                    v -= low[j, e] * c[e, b]
-                c[j, b] = v / ljj
+                    v -= low[lev, j, e] * c[lev, e, b]
+                c[lev, j, b] = v / ljj
         for i in range(m):
             for j in range(i + 1):
                 acc = 0.0
                 for e in range(p):
-                    acc += c[e, i] * c[e, j]
+                    acc += c[lev, e, i] * c[lev, e, j]
                 s[i, j] -= acc
     return 0, ld_z
 
@@ -85,7 +84,8 @@ def _level_schur(lam, head, s):  # pragma: no cover - compiled
 @njit(cache=True, boundscheck=False, nogil=True)
 def _fixed_pieces(s, n_fixed):  # pragma: no cover - compiled
     """``(status, log|R_X|^2, PWRSS)`` from the lower triangle of the Schur complement
-    ``s`` (m, m), factored in place (LAPACK's unblocked ``dpotrf``, column by column)."""
+    ``s`` (m, m), factored in place (LAPACK's unblocked ``dpotrf``, column by column); an
+    exact fit (the response's pivot <= 0) leaves PWRSS 0 and the last pivot 0."""
     m = s.shape[0]
     for i in range(m):
         for j in range(i + 1):
@@ -99,6 +99,7 @@ def _fixed_pieces(s, n_fixed):  # pragma: no cover - compiled
             d -= s[j, e] * s[j, e]
         if not d > 0.0:
             if j == m - 1:
+                s[j, j] = 0.0
                 return 0, ld_x, 0.0
             return 3, ld_x, 0.0
         ljj = math.sqrt(d)
@@ -116,15 +117,14 @@ def _fixed_pieces(s, n_fixed):  # pragma: no cover - compiled
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
-def heads_pieces(lam, head, xyxy, n_fixed):  # pragma: no cover - compiled
-    """:func:`~mixedmodels.core.residual_heads.head_pieces` from ``head`` (l, p, k) and
-    ``xyxy`` (m, m): ``(status, log|L_Z|^2, log|R_X|^2, PWRSS)``."""
-    m = xyxy.shape[0]
-    s = np.empty((m, m))
-    for i in range(m):
-        for j in range(m):
-            s[i, j] = xyxy[i, j]
-    status, ld_z = _level_schur(lam, head, s)
+def pieces(lam, head, s, n_fixed):  # pragma: no cover - compiled
+    """``(status, log|L_Z|^2, log|R_X|^2, PWRSS)`` from the heads ``head`` (l, p, k) and
+    the lower triangle of ``s = [X y]' V^-1 [X y]`` (m, m), which is overwritten
+    (:func:`~mixedmodels.core.residual_heads.head_pieces`)."""
+    n_levels, p, k = head.shape
+    low = np.zeros((n_levels, p, p))
+    c = np.empty((n_levels, p, k - p))
+    status, ld_z = _level_schur(lam, head, s, low, c)
     if status:
         return status, ld_z, 0.0, 0.0
     status, ld_x, pwrss = _fixed_pieces(s, n_fixed)
@@ -132,12 +132,58 @@ def heads_pieces(lam, head, xyxy, n_fixed):  # pragma: no cover - compiled
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
-def linear_pieces(lam, w, head_basis, tail_basis, n_levels, n_fixed):  # pragma: no cover
-    """The pieces at the heads ``(w @ head_basis).reshape(l, p, k)`` and ``xyxy = (w @
-    tail_basis).reshape(m, m)`` (a :class:`~mixedmodels.core.residual_heads.LinearHeads`
-    evaluation, or a variance function's strata weighting its per-stratum sums)."""
+def solution(lam, head, s, n_fixed, beta, u):  # pragma: no cover - compiled
+    """:func:`pieces` and the solution there
+    (:func:`~mixedmodels.core.residual_heads.head_solution`): ``s`` becomes the lower
+    Cholesky factor ``R`` of the Schur complement, ``beta`` (n_fixed,) solves ``R_X' beta =
+    R_y`` and the modes ``u`` (l, p) ``L_l' u_l = C_l,y - C_l,X beta``.  The pieces are
+    :func:`pieces`' bit for bit (the same operations in the same order)."""
+    n_levels, p, k = head.shape
+    m = k - p
+    low = np.zeros((n_levels, p, p))
+    c = np.empty((n_levels, p, m))
+    status, ld_z = _level_schur(lam, head, s, low, c)
+    if status:
+        return status, ld_z, 0.0, 0.0
+    status, ld_x, pwrss = _fixed_pieces(s, n_fixed)
+    if status:
+        return status, ld_z, ld_x, pwrss
+    for i in range(m):
+        for j in range(i + 1, m):
+            s[i, j] = 0.0
+    for i in range(n_fixed - 1, -1, -1):
+        v = s[m - 1, i]
+        for j in range(i + 1, n_fixed):
+            v -= s[j, i] * beta[j]
+        beta[i] = v / s[i, i]
+    rhs = np.empty(p)
+    for lev in range(n_levels):
+        for a in range(p):
+            v = c[lev, a, n_fixed]
+            for j in range(n_fixed):
+                v -= c[lev, a, j] * beta[j]
+            rhs[a] = v
+        for a in range(p - 1, -1, -1):
+            v = rhs[a]
+            for e in range(a + 1, p):
+                v -= low[lev, e, a] * u[lev, e]
+            u[lev, a] = v / low[lev, a, a]
+    return status, ld_z, ld_x, pwrss
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def heads_pieces(lam, head, xyxy, n_fixed):  # pragma: no cover - compiled
+    """:func:`pieces` of ``head`` and a copy of ``xyxy`` (m, m)."""
+    return pieces(lam, head, xyxy.copy(), n_fixed)
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def linear_heads(w, head_basis, tail_basis, n_levels, p):  # pragma: no cover - compiled
+    """``(status, head, s)``: the heads ``(w @ head_basis).reshape(l, p, k)`` and the lower
+    triangle of ``s = (w @ tail_basis).reshape(m, m)`` (a
+    :class:`~mixedmodels.core.residual_heads.LinearHeads` evaluation, or a variance
+    function's strata weighting its per-stratum sums)."""
     t, width = head_basis.shape
-    p = lam.shape[0]
     k = width // (n_levels * p)
     m = k - p
     head = np.zeros(width)
@@ -151,21 +197,23 @@ def linear_pieces(lam, w, head_basis, tail_basis, n_levels, n_fixed):  # pragma:
         for a in range(m):
             for b in range(a + 1):
                 s[a, b] += wj * tail_basis[j, a * m + b]
-    status, ld_z = _level_schur(lam, head.reshape((n_levels, p, k)), s)
-    if status:
-        return status, ld_z, 0.0, 0.0
-    status, ld_x, pwrss = _fixed_pieces(s, n_fixed)
-    return status, ld_z, ld_x, pwrss
+    return 0, head.reshape((n_levels, p, k)), s
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
-def weighted_pieces(lam, w, head_rows, tail_rows, level_starts, n_fixed):  # pragma: no cover
-    """The pieces at the heads of rows weighted by ``w`` (n,): per level ``sum_i w_i
+def linear_pieces(lam, w, head_basis, tail_basis, n_levels, n_fixed):  # pragma: no cover
+    """:func:`pieces` at :func:`linear_heads`."""
+    _, head, s = linear_heads(w, head_basis, tail_basis, n_levels, lam.shape[0])
+    return pieces(lam, head, s, n_fixed)
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def weighted_heads(w, head_rows, tail_rows, level_starts, p):  # pragma: no cover - compiled
+    """``(status, head, s)`` of rows weighted by ``w`` (n,): per level ``sum_i w_i
     head_rows[i]`` (``head_rows`` (n, p k): each row's products of its first ``p`` columns
-    with all) and ``xyxy = sum_i w_i tail_rows[i]`` (``tail_rows`` (n, m m)); status 2
-    when a weighted sum is not finite (a variance function alone)."""
+    with all) and ``s = sum_i w_i tail_rows[i]`` (``tail_rows`` (n, m m), lower triangle);
+    status 2 when a weighted sum is not finite (a variance function alone)."""
     n, width = head_rows.shape
-    p = lam.shape[0]
     k = width // p
     m = k - p
     n_levels = level_starts.size
@@ -181,32 +229,36 @@ def weighted_pieces(lam, w, head_rows, tail_rows, level_starts, n_fixed):  # pra
             for a in range(m):
                 for b in range(a + 1):
                     s[a, b] += wi * tail_rows[i, a * m + b]
+    status = 0
     for lev in range(n_levels):
         for c in range(width):
             if not math.isfinite(head[lev, c]):
-                return 2, 0.0, 0.0, 0.0
-    status, ld_z = _level_schur(lam, head.reshape((n_levels, p, k)), s)
-    if status:
-        return status, ld_z, 0.0, 0.0
-    status, ld_x, pwrss = _fixed_pieces(s, n_fixed)
-    return status, ld_z, ld_x, pwrss
+                status = 2
+    return status, head.reshape((n_levels, p, k)), s
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
-def leading_pieces(
-    lam, acf, lags, padded, sizes, group_level, n_levels, n_fixed
-):  # pragma: no cover - compiled
-    """The pieces of a structure whose groups' correlation factors are leading blocks of
-    the longest group's (:class:`~mixedmodels.core.residual.LeadingBlockPlan`): the
-    correlation ``acf[lags]`` of the longest pattern's rows factored once, each
-    group's rows ``padded`` (g, longest, k) whitened by forward substitution with the
-    factor's leading block of its size, and their products summed per level.
+def weighted_pieces(lam, w, head_rows, tail_rows, level_starts, n_fixed):  # pragma: no cover
+    """:func:`pieces` at :func:`weighted_heads`."""
+    status, head, s = weighted_heads(w, head_rows, tail_rows, level_starts, lam.shape[0])
+    if status:
+        return status, 0.0, 0.0, 0.0
+    return pieces(lam, head, s, n_fixed)
 
-    Returns ``(status, log|L_Z|^2, log|R_X|^2, PWRSS, log|R|)``; status 4 when the
-    correlation matrix is not positive definite or not finite."""
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def leading_heads(acf, lags, padded, sizes, group_level, n_levels, p):  # pragma: no cover
+    """``(status, head, s, log|R|)`` of a structure whose groups' correlation factors are
+    leading blocks of the longest group's
+    (:class:`~mixedmodels.core.residual.LeadingBlockPlan`): the correlation ``acf[lags]``
+    of the longest pattern's rows factored once, each group's rows ``padded`` (g, longest,
+    k) whitened by forward substitution with the factor's leading block of its size, and
+    their products summed per level; status 4 when the correlation matrix is not positive
+    definite or not finite."""
     n_groups, longest, k = padded.shape
-    p = lam.shape[0]
     m = k - p
+    head = np.zeros((n_levels, p, k))
+    s = np.zeros((m, m))
     low = np.zeros((longest, longest))
     log_diag = np.empty(longest)
     for j in range(longest):
@@ -214,7 +266,7 @@ def leading_pieces(
         for e in range(j):
             d -= low[j, e] * low[j, e]
         if not (d > 0.0 and math.isfinite(d)):
-            return 4, 0.0, 0.0, 0.0, 0.0
+            return 4, head, s, 0.0
         ljj = math.sqrt(d)
         low[j, j] = ljj
         log_diag[j] = math.log(ljj)
@@ -223,8 +275,6 @@ def leading_pieces(
             for e in range(j):
                 v -= low[i, e] * low[j, e]
             low[i, j] = v / ljj
-    head = np.zeros((n_levels, p, k))
-    s = np.zeros((m, m))
     white = np.empty((longest, k))
     log_det = 0.0
     for g in range(n_groups):
@@ -245,11 +295,7 @@ def leading_pieces(
                 wa = white[r, p + a]
                 for b in range(a + 1):
                     s[a, b] += wa * white[r, p + b]
-    status, ld_z = _level_schur(lam, head, s)
-    if status:
-        return status, ld_z, 0.0, 0.0, 2.0 * log_det
-    status, ld_x, pwrss = _fixed_pieces(s, n_fixed)
-    return status, ld_z, ld_x, pwrss, 2.0 * log_det
+    return 0, head, s, 2.0 * log_det
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
@@ -348,12 +394,28 @@ def arma_acf(u, n_ar, max_lag):  # pragma: no cover - compiled
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
-def arma_pieces(
-    lam, u, n_ar, max_lag, lags, padded, sizes, group_level, n_levels, n_fixed
+def arma_heads(
+    u, n_ar, max_lag, lags, padded, sizes, group_level, n_levels, p
 ):  # pragma: no cover - compiled
-    """:func:`leading_pieces` with the autocorrelations of an ARMA structure at its
+    """:func:`leading_heads` with the autocorrelations of an ARMA structure at its
     unconstrained parameters ``u`` (:func:`arma_acf`)."""
     status, acf = arma_acf(u, n_ar, max_lag)
     if status:
-        return status, 0.0, 0.0, 0.0, 0.0
-    return leading_pieces(lam, acf, lags, padded, sizes, group_level, n_levels, n_fixed)
+        m = padded.shape[2] - p
+        return status, np.zeros((n_levels, p, padded.shape[2])), np.zeros((m, m)), 0.0
+    return leading_heads(acf, lags, padded, sizes, group_level, n_levels, p)
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def arma_pieces(
+    lam, u, n_ar, max_lag, lags, padded, sizes, group_level, n_levels, n_fixed
+):  # pragma: no cover - compiled
+    """``(status, log|L_Z|^2, log|R_X|^2, PWRSS, log|R|)``: :func:`pieces` at
+    :func:`arma_heads`."""
+    status, head, s, log_det = arma_heads(
+        u, n_ar, max_lag, lags, padded, sizes, group_level, n_levels, lam.shape[0]
+    )
+    if status:
+        return status, 0.0, 0.0, 0.0, log_det
+    status, ld_z, ld_x, pwrss = pieces(lam, head, s, n_fixed)
+    return status, ld_z, ld_x, pwrss, log_det

@@ -357,7 +357,7 @@ class ResidualProblem:
             lam = block.lambda_matrix(theta)
         compiled = self._compiled()
         if compiled is not None:
-            status, ld_z, ld_x, pwrss, log_det = compiled(lam, u_cor, u_var)
+            status, ld_z, ld_x, pwrss, log_det = compiled.pieces(lam, u_cor, u_var)
             if status:
                 raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
             return self._objective_from_pieces(ld_z, ld_x, pwrss) + log_det
@@ -365,13 +365,12 @@ class ResidualProblem:
         pieces = head_pieces(lam, head, xyxy, self.n_fixed)
         return self._objective_from_pieces(*pieces) + log_det
 
-    def _compiled(self):
-        """The one-term objective's pieces in one compiled call
-        (:mod:`mixedmodels.core.residual_kernels`): a function of ``(lam, u_cor, u_var)``
-        giving ``(status, log|L_Z|^2, log|R_X|^2, PWRSS, log|V|)``, decided once per
-        problem (and covariate); None without numba, with several terms, or on a path
-        without a kernel (rows whitened at each evaluation: a correlation structure beside
-        a variance function with parameters, CAR(1) with many distinct gaps), where
+    def _compiled(self) -> CompiledPath | None:
+        """The one-term objective by the compiled kernels
+        (:mod:`mixedmodels.core.residual_kernels`), decided once per problem (and
+        covariate); None without numba, with several terms, or on a path without a kernel
+        (rows whitened at each evaluation: a correlation structure beside a variance
+        function with parameters, CAR(1) with many distinct gaps), where
         :meth:`level_heads` and :func:`head_pieces` compute the same numbers in numpy."""
         if self._compiled_state is not False:
             return self._compiled_state
@@ -381,55 +380,74 @@ class ResidualProblem:
             return None
         plan = self._plan()
         heads = self._linear_heads(plan)
+        p = self.sorted_blocks[0].p
         n_fixed = self.n_fixed
         if heads is not None:
-            self._compiled_state = self._compiled_linear(module, heads)
+            weights = heads.plan.weights
+            head_basis, tail_basis = heads.head, heads.tail
+            n_levels = heads.shape[0]
+            variance = self.variance is not None
+
+            def linear(u_cor, u_var):
+                w, log_det = weights(u_cor)
+                if variance:
+                    log_det += self._sd_log_sum(u_var)
+                return w, log_det
+
+            def linear_pieces(lam, u_cor, u_var):
+                w, log_det = linear(u_cor, u_var)
+                kernel = module.linear_pieces
+                return kernel(lam, w, head_basis, tail_basis, n_levels, n_fixed) + (log_det,)
+
+            def linear_heads(u_cor, u_var):
+                w, log_det = linear(u_cor, u_var)
+                return module.linear_heads(w, head_basis, tail_basis, n_levels, p) + (log_det,)
+
+            self._compiled_state = CompiledPath(module, linear_pieces, linear_heads)
         elif isinstance(plan, LeadingBlockPlan):
             self._compiled_state = self._compiled_leading(module, plan)
         elif plan is None and self.correlation is None and self._strata() is not None:
             head_basis, tail_basis = self._strata_sums()
-            kernel = module.linear_pieces
             n_levels = self.sorted_blocks[0].n_levels
 
-            def strata(lam, u_cor, u_var):
+            def strata(u_var):
                 _, s, log_sum = self._stratum_entry(u_var)
-                w = 1.0 / (s * s)
-                out = kernel(lam, w, head_basis, tail_basis, n_levels, n_fixed)
-                return out + (2.0 * log_sum,)
+                return 1.0 / (s * s), 2.0 * log_sum
 
-            self._compiled_state = strata
+            def strata_pieces(lam, u_cor, u_var):
+                w, log_det = strata(u_var)
+                kernel = module.linear_pieces
+                return kernel(lam, w, head_basis, tail_basis, n_levels, n_fixed) + (log_det,)
+
+            def strata_heads(u_cor, u_var):
+                w, log_det = strata(u_var)
+                return module.linear_heads(w, head_basis, tail_basis, n_levels, p) + (log_det,)
+
+            self._compiled_state = CompiledPath(module, strata_pieces, strata_heads)
         elif plan is None and self.correlation is None:
             head_rows, tail_rows = self._term_products()
-            kernel = module.weighted_pieces
             starts = np.ascontiguousarray(self._level_starts, dtype=np.intp)
 
-            def weighted(lam, u_cor, u_var):
+            def weighted(u_var):
                 _, s, log_sum = self._sd_entry(u_var)
-                w = 1.0 / (s * s)
-                return kernel(lam, w, head_rows, tail_rows, starts, n_fixed) + (2.0 * log_sum,)
+                return 1.0 / (s * s), 2.0 * log_sum
 
-            self._compiled_state = weighted
+            def weighted_pieces(lam, u_cor, u_var):
+                w, log_det = weighted(u_var)
+                kernel = module.weighted_pieces
+                return kernel(lam, w, head_rows, tail_rows, starts, n_fixed) + (log_det,)
+
+            def weighted_heads(u_cor, u_var):
+                w, log_det = weighted(u_var)
+                return module.weighted_heads(w, head_rows, tail_rows, starts, p) + (log_det,)
+
+            self._compiled_state = CompiledPath(module, weighted_pieces, weighted_heads)
         return self._compiled_state
 
-    def _compiled_linear(self, module, heads: LinearHeads):
-        """:meth:`_compiled` for a :class:`~mixedmodels.core.residual.LinearPlan`."""
-        weights = heads.plan.weights
-        head_basis, tail_basis = heads.head, heads.tail
-        n_levels, n_fixed = heads.shape[0], self.n_fixed
-        kernel = module.linear_pieces
-        variance = self.variance is not None
-
-        def linear(lam, u_cor, u_var):
-            w, log_det = weights(u_cor)
-            if variance:
-                log_det += self._sd_log_sum(u_var)
-            return kernel(lam, w, head_basis, tail_basis, n_levels, n_fixed) + (log_det,)
-
-        return linear
-
-    def _compiled_leading(self, module, plan: LeadingBlockPlan):
+    def _compiled_leading(self, module, plan: LeadingBlockPlan) -> CompiledPath:
         """:meth:`_compiled` for a :class:`~mixedmodels.core.residual.LeadingBlockPlan`
-        (ARMA): the rows whitened inside the kernel by forward substitution."""
+        (ARMA, its only user): the autocorrelations and the rows' whitening by forward
+        substitution inside the kernel."""
         structure = plan.structure
         _, lags = structure.leading_correlation(np.zeros(structure.n_params), plan.longest)
         lags = np.ascontiguousarray(lags, dtype=np.intp)
@@ -437,12 +455,11 @@ class ResidualProblem:
         n_ar = int(structure.p)
         padded = np.ascontiguousarray(plan.padded)
         sizes, group_level, n_levels = plan.sizes, plan.group_level, plan.n_levels
-        n_fixed = self.n_fixed
-        kernel = module.arma_pieces
+        p, n_fixed = self.sorted_blocks[0].p, self.n_fixed
         variance = self.variance is not None
 
-        def leading(lam, u_cor, u_var):
-            status, ld_z, ld_x, pwrss, log_det = kernel(
+        def leading_pieces(lam, u_cor, u_var):
+            status, ld_z, ld_x, pwrss, log_det = module.arma_pieces(
                 lam, np.asarray(u_cor, dtype=float), n_ar, max_lag, lags, padded, sizes,
                 group_level, n_levels, n_fixed,
             )
@@ -450,7 +467,16 @@ class ResidualProblem:
                 log_det += self._sd_log_sum(u_var)
             return status, ld_z, ld_x, pwrss, log_det
 
-        return leading
+        def leading_heads(u_cor, u_var):
+            status, head, s, log_det = module.arma_heads(
+                np.asarray(u_cor, dtype=float), n_ar, max_lag, lags, padded, sizes,
+                group_level, n_levels, p,
+            )
+            if variance:
+                log_det += self._sd_log_sum(u_var)
+            return status, head, s, log_det
+
+        return CompiledPath(module, leading_pieces, leading_heads)
 
     # ----------------------------------------------------------------- scaled theta
     def sd_scale(self, u_var: np.ndarray) -> float:
@@ -727,9 +753,13 @@ class ResidualProblem:
             problem, _ = self.problem_at(u_cor, u_var)
             solution = problem.solve(theta)
             return self.X @ solution.beta + self.random_contribution(solution.b)
-        grams, _ = self.level_grams(u_cor, u_var)
         block = self.sorted_blocks[0]
         lam = block.lambda_matrix(theta)
+        compiled = self._compiled()
+        if compiled is not None:
+            *_, beta, u, _ = compiled.solve(lam, u_cor, u_var, self.n_fixed)
+            return self.X @ beta + self.random_contribution([u @ lam.T])
+        grams, _ = self.level_grams(u_cor, u_var)
         beta, b = single_term_coefficients(lam, grams, self.n_fixed)
         return self.X @ beta + self.random_contribution([b])
 
@@ -742,8 +772,7 @@ class ResidualProblem:
         if compiled is not None:
             # as the objective adds it (the kernel's sum, bit for bit): log|V| does not
             # depend on lambda, any will do
-            p = self.sorted_blocks[0].p
-            status, *_, log_det = compiled(np.zeros((p, p)), u_cor, u_var)
+            status, *_, log_det = compiled.heads(u_cor, u_var)
             if status == 4:
                 raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
             return log_det
@@ -763,19 +792,17 @@ class ResidualProblem:
         if self._level_starts is None:
             problem, _ = self.problem_at(u_cor, u_var)
             return problem.solve(theta)
-        head, xyxy, _ = self.level_heads(u_cor, u_var)
         lam = self.sorted_blocks[0].lambda_matrix(theta)
-        ld_z, r, beta, u = head_solution(lam, head, xyxy, self.n_fixed)
         nf = self.n_fixed
-        pwrss = float(r[-1, -1] ** 2)
-        ld_x = 2.0 * float(np.log(r.diagonal()[:nf]).sum())
         compiled = self._compiled()
         if compiled is not None:
-            # the objective's pieces as the optimizer had them (the kernel's sums, equal
-            # to the ones above to rounding): the solution's objective is its value
-            status, ld_z, ld_x, pwrss, _ = compiled(lam, u_cor, u_var)
-            if status:
-                raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
+            # the kernels' solution: its pieces are the objective's bit for bit
+            ld_z, ld_x, pwrss, r, beta, u, _ = compiled.solve(lam, u_cor, u_var, nf)
+        else:
+            head, xyxy, _ = self.level_heads(u_cor, u_var)
+            ld_z, r, beta, u = head_solution(lam, head, xyxy, nf)
+            pwrss = float(r[-1, -1] ** 2)
+            ld_x = 2.0 * float(np.log(r.diagonal()[:nf]).sum())
         return Solution(
             theta=np.asarray(theta, dtype=float),
             objective=self._objective_from_pieces(ld_z, ld_x, pwrss),
@@ -801,6 +828,50 @@ class ResidualProblem:
         out = np.empty_like(values_sorted)
         out[self.layout.order] = values_sorted
         return out
+
+
+class CompiledPath:
+    """The one-term objective and solution by the compiled kernels
+    (:mod:`mixedmodels.core.residual_kernels`) on one of
+    :meth:`ResidualProblem._compiled`'s paths.
+
+    Parameters
+    ----------
+    module : module
+        The kernels.
+    pieces : callable
+        ``(lam, u_cor, u_var) -> (status, log|L_Z|^2, log|R_X|^2, PWRSS, log|V|)`` in one
+        kernel call (an evaluation).
+    heads : callable
+        ``(u_cor, u_var) -> (status, head (l, p, k), s (m, m), log|V|)``: the heads and the
+        lower triangle of ``[X y]' V^-1 [X y]`` by the same kernel code as ``pieces``.
+    """
+
+    __slots__ = ("module", "pieces", "heads")
+
+    def __init__(self, module, pieces, heads):
+        self.module = module
+        self.pieces = pieces
+        self.heads = heads
+
+    def solve(self, lam: np.ndarray, u_cor: np.ndarray, u_var: np.ndarray, n_fixed: int):
+        """``(log|L_Z|^2, log|R_X|^2, PWRSS, R, beta, u, log|V|)``: the pieces (those of
+        :attr:`pieces` bit for bit), ``R`` the lower Cholesky factor of the ``[X y]`` Schur
+        complement, the fixed effects and the modes (l, p) (:func:`head_solution`'s).
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            Where :attr:`pieces` has a failing status."""
+        status, head, s, log_det = self.heads(u_cor, u_var)
+        if status:
+            raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
+        beta = np.empty(n_fixed)
+        u = np.empty(head.shape[:2])
+        status, ld_z, ld_x, pwrss = self.module.solution(lam, head, s, n_fixed, beta, u)
+        if status:
+            raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
+        return ld_z, ld_x, pwrss, s, beta, u, log_det
 
 
 @lru_cache(maxsize=64)
