@@ -508,11 +508,41 @@ class ResidualProblem:
 
     def internal_objective(self, x: np.ndarray) -> float:
         """:meth:`objective` in the optimizer's coordinates (:meth:`to_internal`)."""
+        compiled = self._compiled()
+        if compiled is not None:
+            return self._compiled_internal(compiled, x)
         try:
             params = self.from_internal(x)
         except np.linalg.LinAlgError:
             return np.inf
         return self.objective(params)
+
+    def _compiled_internal(self, compiled: CompiledPath, x: np.ndarray) -> float:
+        """:meth:`internal_objective` on a compiled path, written out: the same numbers
+        as :meth:`from_internal` then :meth:`objective` (bit for bit: the same operations),
+        without their copies, splits and checks (a third of an evaluation's time where
+        the kernel takes microseconds)."""
+        nt, nc = self.n_theta, self.n_cor
+        u_cor, u_var = x[nt : nt + nc], x[nt + nc :]
+        if self.variance is None:
+            theta = x[:nt]
+        else:
+            try:
+                scale = float(np.exp(self._log_sd_sum(u_var) / self.n))
+            except np.linalg.LinAlgError:
+                return np.inf
+            theta = x[:nt].copy()
+            theta[self._scaled_index] *= scale
+        self.n_evaluations += 1
+        block = self.sorted_blocks[0]
+        if block.p == 1:
+            lam = block.structure.lambda_entries(theta).reshape(1, 1)
+        else:
+            lam = block.lambda_matrix(theta)
+        status, ld_z, ld_x, pwrss, log_det = compiled.pieces(lam, u_cor, u_var)
+        if status:
+            raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
+        return self._objective_from_pieces(ld_z, ld_x, pwrss) + log_det
 
     def _dense_plan(self):
         """For several terms (nested, as the correlation groups require) with a small
