@@ -105,3 +105,19 @@ def test_kernel_refuses_where_numpy_refuses(name, correlation, variance, unequal
         with pytest.raises(np.linalg.LinAlgError):
             rp.objective(params)
 
+
+
+@needs_numba
+@pytest.mark.parametrize("name, correlation, variance, unequal", CASES)
+def test_internal_objective_written_out_is_the_same(name, correlation, variance, unequal):
+    """On a compiled path :meth:`ResidualProblem.internal_objective` is written out
+    (``_compiled_internal``); its value is :meth:`from_internal` then :meth:`objective`'s
+    bit for bit, and it counts the evaluation once."""
+    rp = _problem(2, correlation(), variance(), unequal, True)
+    base = rp.to_internal(_params(rp))
+    for shift in (0.0, -0.2, 0.3):
+        z = base + shift * np.linspace(0.5, 1.0, base.size)
+        before = rp.n_evaluations
+        value = rp.internal_objective(z)
+        assert rp.n_evaluations == before + 1
+        assert value == rp.objective(rp.from_internal(z))
