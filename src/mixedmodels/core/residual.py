@@ -23,11 +23,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 import scipy.linalg as sla
 
 from mixedmodels.errors import ArgumentError, DataError
+from mixedmodels.linalg.optional_kernels import OptionalKernels
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,23 @@ def _check_runs(g_sorted: np.ndarray, starts: np.ndarray) -> None:
             "effects: a group of the correlation structure spans several of its levels "
             "(give the correlation structure group= the innermost grouping factor)"
         )
+
+
+#: False forces the numpy code (the tests compare both paths).
+USE_KERNELS = True
+_RESIDUAL_KERNELS = OptionalKernels(
+    "mixedmodels.core.residual_kernels",
+    "the compiled kernels of the structured-residual objective",
+    "using numpy",
+)
+
+
+def residual_kernels() -> ModuleType | None:
+    """The compiled kernel module (:mod:`mixedmodels.core.residual_kernels`), or None when
+    it is switched off (:data:`USE_KERNELS`), numba is missing or fails to load (reported
+    once as a :class:`~mixedmodels.errors.MixedModelsWarning`; the numpy code computes the
+    same numbers to rounding)."""
+    return _RESIDUAL_KERNELS.load() if USE_KERNELS else None
 
 
 def _logistic(u: np.ndarray) -> np.ndarray:
@@ -841,7 +860,20 @@ class BidiagonalPlan(LinearPlan):
         first = layout.first
         self.structure = structure
         later = np.flatnonzero(~first)
-        self.gaps = np.unique(gaps[later])
+        self.gaps, gap_of_later = np.unique(gaps[later], return_inverse=True)
+        self.gap_list = self.gaps.tolist()
+        module = residual_kernels()
+        if module is not None:
+            # one pass over the rows (the same sums, added row after row)
+            gap_index = np.full(n, -1, dtype=np.intp)
+            gap_index[later] = gap_of_later.reshape(-1)
+            self.basis = module.bidiagonal_basis(
+                np.ascontiguousarray(M, dtype=float), level, gap_index, n_levels,
+                self.gaps.size,
+            )
+            counts = np.bincount(gap_index[later], minlength=self.gaps.size)
+            self.counts = [float(c) for c in counts]
+            return
         k = M.shape[1]
         basis = np.empty((1 + 3 * self.gaps.size, n_levels, k, k))
         m_first = M[first]
@@ -866,7 +898,6 @@ class BidiagonalPlan(LinearPlan):
             counts.append(rows.size)
         self.basis = basis
         self.counts = [float(c) for c in counts]
-        self.gap_list = self.gaps.tolist()
 
     def weights(self, u):
         # Python floats: a handful of gaps, where numpy's per-call cost was most of it

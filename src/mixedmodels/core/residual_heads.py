@@ -21,30 +21,11 @@ its solution.
 from __future__ import annotations
 
 import math
-from types import ModuleType
 
 import numpy as np
 import scipy.linalg as sla
 
 from mixedmodels.core.residual import LinearPlan
-from mixedmodels.linalg.optional_kernels import OptionalKernels
-
-#: False forces the numpy code (the tests compare both paths).
-USE_KERNELS = True
-_RESIDUAL_KERNELS = OptionalKernels(
-    "mixedmodels.core.residual_kernels",
-    "the compiled kernels of the structured-residual objective",
-    "using numpy",
-)
-
-
-def residual_kernels() -> ModuleType | None:
-    """The compiled kernel module (:mod:`mixedmodels.core.residual_kernels`), or None when
-    it is switched off (:data:`USE_KERNELS`), numba is missing or fails to load (reported
-    once as a :class:`~mixedmodels.errors.MixedModelsWarning`; the numpy code computes the
-    same objective)."""
-    return _RESIDUAL_KERNELS.load() if USE_KERNELS else None
-
 
 #: what a kernel's status means (:mod:`mixedmodels.core.residual_kernels`): the numpy
 #: code's LinAlgError messages

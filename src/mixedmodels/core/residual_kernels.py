@@ -419,3 +419,33 @@ def arma_pieces(
         return status, 0.0, 0.0, 0.0, log_det
     status, ld_z, ld_x, pwrss = pieces(lam, head, s, n_fixed)
     return status, ld_z, ld_x, pwrss, log_det
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def bidiagonal_basis(M, level, gap_index, n_levels, n_gaps):  # pragma: no cover - compiled
+    """The basis of :class:`~mixedmodels.core.residual.BidiagonalPlan` in one pass over the
+    rows ``M`` (n, k): per level, ``F = sum m_i m_i'`` over the groups' first rows
+    (``gap_index`` -1) and, for the rows whose gap to the previous row is gap ``d``
+    (``gap_index`` d), ``A_d = sum m_i m_i'``, ``B_d = sum m_{i-1} m_{i-1}'`` and ``C_d +
+    C_d' = sum m_i m_{i-1}' + m_{i-1} m_i'``, as (1 + 3 gaps, l, k, k)."""
+    n, k = M.shape
+    basis = np.zeros((1 + 3 * n_gaps, n_levels, k, k))
+    for i in range(n):
+        lev = level[i]
+        g = gap_index[i]
+        if g < 0:
+            for a in range(k):
+                ma = M[i, a]
+                for b in range(k):
+                    basis[0, lev, a, b] += ma * M[i, b]
+            continue
+        for a in range(k):
+            ma = M[i, a]
+            pa = M[i - 1, a]
+            for b in range(k):
+                mb = M[i, b]
+                pb = M[i - 1, b]
+                basis[1 + 3 * g, lev, a, b] += ma * mb
+                basis[2 + 3 * g, lev, a, b] += pa * pb
+                basis[3 + 3 * g, lev, a, b] += ma * pb + pa * mb
+    return basis

@@ -31,13 +31,13 @@ from mixedmodels.core.residual import (
     LeadingBlockPlan,
     LinearPlan,
     ResidualCorrelation,
+    residual_kernels,
 )
 from mixedmodels.core.residual_heads import (
     KERNEL_FAILURES,
     LinearHeads,
     head_pieces,
     head_solution,
-    residual_kernels,
     single_term_coefficients,
 )
 from mixedmodels.core.terms import RandomBlock
