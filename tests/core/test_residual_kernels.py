@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from mixedmodels.core import residual as residual_module
+from mixedmodels.core.variance_functions import Exp, Power
 from tests.core.test_residual_solution import CASES, _params, _problem
 
 needs_numba = pytest.mark.skipif(
@@ -145,3 +146,43 @@ def test_bidiagonal_basis_kernel_equals_numpy(k, monkeypatch):
     assert compiled.gap_list == plain.gap_list and compiled.counts == plain.counts
     scale = np.abs(M).T @ np.abs(M)  # every entry's products are at most this in size
     assert np.all(np.abs(compiled.basis - plain.basis) <= 1e-13 * 2.0 * scale)
+
+
+@pytest.mark.parametrize("variance", [lambda: Power("t"), lambda: Exp("t")])
+def test_log_sd_basis_is_the_log_of_the_multipliers(variance):
+    """``log s = C u`` (:meth:`VarianceFunction.log_sd_basis`) against ``log`` of
+    :meth:`sd` at several parameters: 1e-13 relative (an identity of two formulas)."""
+    rng = np.random.default_rng(3)
+    values = {"t": rng.uniform(0.5, 20.0, 50)}
+    function = variance()
+    basis = function.log_sd_basis(values)
+    for u in (np.array([0.0]), np.array([0.37]), np.array([-1.2])):
+        np.testing.assert_allclose(
+            basis @ u, np.log(function.sd(u, values)), rtol=1e-13, atol=1e-13
+        )
+    values["t"][4] = 0.0  # log|0|: Power has no basis there (the multipliers' path)
+    assert (Power("t").log_sd_basis(values) is None) and Exp("t").log_sd_basis(values) is not None
+
+
+@needs_numba
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("reml", [True, False])
+def test_log_linear_exp_kernel_equals_numpy(p, reml, monkeypatch):
+    """``Exp`` of a covariate (the log-linear kernel path, as ``Power`` in the cases above)
+    against the numpy path: objective 1e-11, and far outside the range (``|log s| > 300``,
+    where the numpy multipliers overflow) the optimizer is told infinity on both."""
+    compiled = _problem(p, None, Exp("t"), False, reml)
+    plain = _numpy_problem(p, lambda: None, lambda: Exp("t"), False, reml, monkeypatch)
+    base = _params(compiled)
+    for shift in (0.0, -0.3, 0.5):
+        params = base + shift * np.linspace(0.5, 1.0, base.size)
+        np.testing.assert_allclose(
+            compiled.objective(params), plain.objective(params), rtol=1e-11
+        )
+        z = compiled.to_internal(params)
+        np.testing.assert_allclose(
+            compiled.internal_objective(z), plain.internal_objective(z), rtol=1e-11
+        )
+    far = compiled.to_internal(base)
+    far[-1] = 1000.0  # exp(1000 t): s overflows
+    assert compiled.internal_objective(far) == plain.internal_objective(far) == np.inf

@@ -34,7 +34,11 @@ KERNEL_FAILURES = {
     2: "cross products are not finite",
     3: "not positive definite",
     4: "ARMA correlation is not positive definite",
+    5: "variance function outside its range",
 }
+#: the kernels' status of a variance function outside its range (the optimizer is told
+#: infinity there, as when the multipliers themselves are out of range)
+OUT_OF_RANGE = 5
 
 
 def single_term_pieces(

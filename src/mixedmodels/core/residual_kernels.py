@@ -25,6 +25,8 @@ import math
 import numpy as np
 from numba import njit
 
+from mixedmodels.core.variance_functions import LOG_SD_LIMIT
+
 
 @njit(cache=True, boundscheck=False, nogil=True)
 def _level_schur(lam, head, s, low, c):  # pragma: no cover - compiled
@@ -244,6 +246,53 @@ def weighted_pieces(lam, w, head_rows, tail_rows, level_starts, n_fixed):  # pra
     if status:
         return status, 0.0, 0.0, 0.0
     return pieces(lam, head, s, n_fixed)
+
+
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def log_linear_weights(basis, u, w):  # pragma: no cover - compiled
+    """``(status, sum log s)`` and the weights ``w_i = exp(-2 log s_i)`` (written to ``w``)
+    of a log-linear variance function, ``log s = basis u`` (n, n_params); status 5 when a
+    row's ``|log s|`` exceeds :data:`LOG_SD_LIMIT` or is not finite."""
+    n, t = basis.shape
+    total = 0.0
+    for i in range(n):
+        v = 0.0
+        for j in range(t):
+            v += basis[i, j] * u[j]
+        if not abs(v) <= LOG_SD_LIMIT:
+            return 5, 0.0
+        total += v
+        w[i] = math.exp(-2.0 * v)
+    return 0, total
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def log_linear_pieces(
+    lam, basis, u, head_rows, tail_rows, level_starts, n_fixed
+):  # pragma: no cover - compiled
+    """``(status, log|L_Z|^2, log|R_X|^2, PWRSS, log|V|)`` of a log-linear variance
+    function alone (:func:`log_linear_weights`, then :func:`weighted_pieces`)."""
+    w = np.empty(basis.shape[0])
+    status, total = log_linear_weights(basis, u, w)
+    if status:
+        return status, 0.0, 0.0, 0.0, 0.0
+    status, ld_z, ld_x, pwrss = weighted_pieces(lam, w, head_rows, tail_rows, level_starts,
+                                                n_fixed)
+    return status, ld_z, ld_x, pwrss, 2.0 * total
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def log_linear_heads(basis, u, head_rows, tail_rows, level_starts, p):  # pragma: no cover
+    """``(status, head, s, log|V|)``: :func:`weighted_heads` at
+    :func:`log_linear_weights`."""
+    w = np.empty(basis.shape[0])
+    status, total = log_linear_weights(basis, u, w)
+    if status:
+        w[:] = 1.0
+    status2, head, s = weighted_heads(w, head_rows, tail_rows, level_starts, p)
+    return max(status, status2), head, s, 2.0 * total
 
 
 @njit(cache=True, boundscheck=False, nogil=True)

@@ -35,13 +35,14 @@ from mixedmodels.core.residual import (
 )
 from mixedmodels.core.residual_heads import (
     KERNEL_FAILURES,
+    OUT_OF_RANGE,
     LinearHeads,
     head_pieces,
     head_solution,
     single_term_coefficients,
 )
 from mixedmodels.core.terms import RandomBlock
-from mixedmodels.core.variance_functions import FITTED, VarianceFunction
+from mixedmodels.core.variance_functions import FITTED, LOG_SD_LIMIT, VarianceFunction
 from mixedmodels.errors import ArgumentError
 
 #: largest ``n (q + p + 1)^2`` for the dense plan of several terms (its one-time products
@@ -424,6 +425,8 @@ class ResidualProblem:
                 return module.linear_heads(w, head_basis, tail_basis, n_levels, p) + (log_det,)
 
             self._compiled_state = CompiledPath(module, strata_pieces, strata_heads)
+        elif plan is None and self.correlation is None and self._log_linear() is not None:
+            self._compiled_state = self._compiled_log_linear(module)
         elif plan is None and self.correlation is None:
             head_rows, tail_rows = self._term_products()
             starts = np.ascontiguousarray(self._level_starts, dtype=np.intp)
@@ -443,6 +446,40 @@ class ResidualProblem:
 
             self._compiled_state = CompiledPath(module, weighted_pieces, weighted_heads)
         return self._compiled_state
+
+    def _log_linear(self) -> np.ndarray | None:
+        """The variance function's ``C`` with ``log s = C u`` (sorted rows, contiguous;
+        :meth:`VarianceFunction.log_sd_basis`), or None."""
+        if self.variance is None or self.n_var == 0:
+            return None
+        basis = self.variance.log_sd_basis(self.values)
+        return None if basis is None else np.ascontiguousarray(basis, dtype=float)
+
+    def _compiled_log_linear(self, module) -> CompiledPath:
+        """:meth:`_compiled` for a log-linear variance function alone (``Power``, ``Exp``):
+        the weights ``exp(-2 C u)``, the rows' weighted products and the objective in one
+        kernel call, ``sum log s = (sum_i C_i) u`` (no multipliers formed)."""
+        basis = self._log_linear()
+        column_sums = basis.sum(axis=0)
+        head_rows, tail_rows = self._term_products()
+        starts = np.ascontiguousarray(self._level_starts, dtype=np.intp)
+        p, n_fixed = self.sorted_blocks[0].p, self.n_fixed
+
+        def log_linear_pieces(lam, u_cor, u_var):
+            return module.log_linear_pieces(
+                lam, basis, np.asarray(u_var, dtype=float), head_rows, tail_rows, starts,
+                n_fixed,
+            )
+
+        def log_linear_heads(u_cor, u_var):
+            return module.log_linear_heads(
+                basis, np.asarray(u_var, dtype=float), head_rows, tail_rows, starts, p
+            )
+
+        def log_sd_sum(u_var):
+            return float(column_sums @ u_var)
+
+        return CompiledPath(module, log_linear_pieces, log_linear_heads, log_sd_sum)
 
     def _compiled_leading(self, module, plan: LeadingBlockPlan) -> CompiledPath:
         """:meth:`_compiled` for a :class:`~mixedmodels.core.residual.LeadingBlockPlan`
@@ -483,7 +520,16 @@ class ResidualProblem:
         """Geometric mean of the variance function's multipliers (1 without one)."""
         if self.variance is None:
             return 1.0
-        return float(np.exp(self._log_sd_sum(u_var) / self.n))
+        return float(np.exp(self._scale_log_sum(u_var) / self.n))
+
+    def _scale_log_sum(self, u_var: np.ndarray) -> float:
+        """``sum log s`` for :meth:`sd_scale`: the compiled path's own (a log-linear
+        variance function's ``(sum_i C_i) u``, whose range the objective checks) when it
+        has one, else :meth:`_log_sd_sum`."""
+        compiled = self._compiled()
+        if compiled is not None and compiled.log_sd_sum is not None:
+            return compiled.log_sd_sum(u_var)
+        return self._log_sd_sum(u_var)
 
     def to_internal(self, params: np.ndarray) -> np.ndarray:
         """The optimizer's coordinates: theta divided by :meth:`sd_scale`.
@@ -528,7 +574,13 @@ class ResidualProblem:
             theta = x[:nt]
         else:
             try:
-                scale = float(np.exp(self._log_sd_sum(u_var) / self.n))
+                if compiled.log_sd_sum is not None:
+                    mean_log = compiled.log_sd_sum(u_var) / self.n
+                    if not abs(mean_log) <= LOG_SD_LIMIT:  # the kernel refuses these too
+                        return np.inf
+                    scale = float(np.exp(mean_log))
+                else:
+                    scale = float(np.exp(self._log_sd_sum(u_var) / self.n))
             except np.linalg.LinAlgError:
                 return np.inf
             theta = x[:nt].copy()
@@ -541,6 +593,8 @@ class ResidualProblem:
             lam = block.lambda_matrix(theta)
         status, ld_z, ld_x, pwrss, log_det = compiled.pieces(lam, u_cor, u_var)
         if status:
+            if status == OUT_OF_RANGE:  # as from_internal's multipliers out of range
+                return np.inf
             raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
         return self._objective_from_pieces(ld_z, ld_x, pwrss) + log_det
 
@@ -803,7 +857,7 @@ class ResidualProblem:
             # as the objective adds it (the kernel's sum, bit for bit): log|V| does not
             # depend on lambda, any will do
             status, *_, log_det = compiled.heads(u_cor, u_var)
-            if status == 4:
+            if status in (4, OUT_OF_RANGE):  # log|V| itself not formed
                 raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
             return log_det
         return self.level_heads(u_cor, u_var)[2]
@@ -875,14 +929,18 @@ class CompiledPath:
     heads : callable
         ``(u_cor, u_var) -> (status, head (l, p, k), s (m, m), log|V|)``: the heads and the
         lower triangle of ``[X y]' V^-1 [X y]`` by the same kernel code as ``pieces``.
+    log_sd_sum : callable, optional
+        ``u_var -> sum log s`` where the path forms it without the multipliers (a
+        log-linear variance function); the optimizer's scaling of theta then uses it.
     """
 
-    __slots__ = ("module", "pieces", "heads")
+    __slots__ = ("module", "pieces", "heads", "log_sd_sum")
 
-    def __init__(self, module, pieces, heads):
+    def __init__(self, module, pieces, heads, log_sd_sum=None):
         self.module = module
         self.pieces = pieces
         self.heads = heads
+        self.log_sd_sum = log_sd_sum
 
     def solve(self, lam: np.ndarray, u_cor: np.ndarray, u_var: np.ndarray, n_fixed: int):
         """``(log|L_Z|^2, log|R_X|^2, PWRSS, R, beta, u, log|V|)``: the pieces (those of

@@ -19,6 +19,10 @@ import numpy as np
 from mixedmodels.errors import ArgumentError, DataError
 
 FITTED = "fitted"  # the covariate name that means the fitted values
+#: the largest ``|log s|`` of a row on the compiled log-linear path (``s`` and ``1 / s^2``
+#: finite and nonzero with room for the rows' products); beyond, the variance function
+#: is outside its range (:meth:`VarianceFunction.log_sd_basis`)
+LOG_SD_LIMIT = 300.0
 
 
 class VarianceFunction(ABC):
@@ -68,6 +72,14 @@ class VarianceFunction(ABC):
     def sd_of(self, u: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
         """Multipliers for new rows (their covariates in ``values``)."""
         return self.sd(u, values)
+
+    def log_sd_basis(self, values: dict[str, np.ndarray]) -> np.ndarray | None:
+        """``C`` (n, n_params) with ``log s = C u`` for every ``u`` when the function is
+        log-linear in its parameters (``Power``: ``log|v|``; ``Exp``: ``v``), for
+        covariates ``values``; None (the default) otherwise or where ``C`` is not finite
+        (a zero covariate of ``Power``).  The compiled objective then forms the weights
+        ``exp(-2 C u)`` and ``sum log s = (sum_i C_i) u`` without the multipliers."""
+        return None
 
     def strata(self) -> np.ndarray | None:
         """Codes ``0..k-1`` of the bound rows (the problem's sorted order) within which
@@ -259,6 +271,14 @@ class Power(VarianceFunction):
     def sd(self, u, values):
         return np.abs(values[self.covariate]) ** float(u[0])
 
+    def log_sd_basis(self, values):
+        v = values.get(self.covariate)
+        if v is None:
+            return None
+        with np.errstate(divide="ignore"):
+            c = np.log(np.abs(np.asarray(v, dtype=float)))
+        return c[:, None] if np.isfinite(c).all() else None
+
     def residual_start(self, residuals, values):
         """The slope of ``log|r|`` on ``log|v|`` (``E log|r| = log sigma + power log|v| +
         const``)."""
@@ -293,6 +313,13 @@ class Exp(VarianceFunction):
 
     def sd(self, u, values):
         return np.exp(float(u[0]) * values[self.covariate])
+
+    def log_sd_basis(self, values):
+        v = values.get(self.covariate)
+        if v is None:
+            return None
+        c = np.asarray(v, dtype=float)
+        return c[:, None] if np.isfinite(c).all() else None
 
     def residual_start(self, residuals, values):
         """The slope of ``log|r|`` on ``v``."""
