@@ -134,12 +134,14 @@ def pieces(lam, head, s, n_fixed):  # pragma: no cover - compiled
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
-def solution(lam, head, s, n_fixed, beta, u):  # pragma: no cover - compiled
+def solution(lam, head, s, n_fixed, beta, u, vcov):  # pragma: no cover - compiled
     """:func:`pieces` and the solution there
     (:func:`~mixedmodels.core.residual_heads.head_solution`): ``s`` becomes the lower
     Cholesky factor ``R`` of the Schur complement, ``beta`` (n_fixed,) solves ``R_X' beta =
-    R_y`` and the modes ``u`` (l, p) ``L_l' u_l = C_l,y - C_l,X beta``.  The pieces are
-    :func:`pieces`' bit for bit (the same operations in the same order)."""
+    R_y``, the modes ``u`` (l, p) ``L_l' u_l = C_l,y - C_l,X beta`` and ``vcov`` (n_fixed,
+    n_fixed) is ``(R_X R_X')^-1`` (:func:`~mixedmodels.core.lmm.unscaled_vcov`: the
+    triangular inverse, then its cross product).  The pieces are :func:`pieces`' bit for
+    bit (the same operations in the same order)."""
     n_levels, p, k = head.shape
     m = k - p
     low = np.zeros((n_levels, p, p))
@@ -170,6 +172,21 @@ def solution(lam, head, s, n_fixed, beta, u):  # pragma: no cover - compiled
             for e in range(a + 1, p):
                 v -= low[lev, e, a] * u[lev, e]
             u[lev, a] = v / low[lev, a, a]
+    rinv = np.zeros((n_fixed, n_fixed))
+    for j in range(n_fixed):
+        rinv[j, j] = 1.0 / s[j, j]
+        for i in range(j + 1, n_fixed):
+            v = 0.0
+            for e in range(j, i):
+                v -= s[i, e] * rinv[e, j]
+            rinv[i, j] = v / s[i, i]
+    for a in range(n_fixed):
+        for b in range(a + 1):
+            v = 0.0
+            for i in range(a, n_fixed):
+                v += rinv[i, a] * rinv[i, b]
+            vcov[a, b] = v
+            vcov[b, a] = v
     return status, ld_z, ld_x, pwrss
 
 

@@ -881,18 +881,19 @@ class ResidualProblem:
         compiled = self._compiled()
         if compiled is not None:
             # the kernels' solution: its pieces are the objective's bit for bit
-            ld_z, ld_x, pwrss, r, beta, u, _ = compiled.solve(lam, u_cor, u_var, nf)
+            ld_z, ld_x, pwrss, vcov, beta, u, _ = compiled.solve(lam, u_cor, u_var, nf)
         else:
             head, xyxy, _ = self.level_heads(u_cor, u_var)
             ld_z, r, beta, u = head_solution(lam, head, xyxy, nf)
             pwrss = float(r[-1, -1] ** 2)
             ld_x = 2.0 * float(np.log(r.diagonal()[:nf]).sum())
+            vcov = unscaled_vcov(r[:nf, :nf])
         return Solution(
             theta=np.asarray(theta, dtype=float),
             objective=self._objective_from_pieces(ld_z, ld_x, pwrss),
             beta=beta,
             sigma=math.sqrt(pwrss / (self.n - nf if self.reml else self.n)),
-            vcov_unscaled=unscaled_vcov(r[:nf, :nf]),
+            vcov_unscaled=vcov,
             u=[u],
             b=[u @ lam.T],
             pwrss=pwrss,
@@ -943,9 +944,10 @@ class CompiledPath:
         self.log_sd_sum = log_sd_sum
 
     def solve(self, lam: np.ndarray, u_cor: np.ndarray, u_var: np.ndarray, n_fixed: int):
-        """``(log|L_Z|^2, log|R_X|^2, PWRSS, R, beta, u, log|V|)``: the pieces (those of
-        :attr:`pieces` bit for bit), ``R`` the lower Cholesky factor of the ``[X y]`` Schur
-        complement, the fixed effects and the modes (l, p) (:func:`head_solution`'s).
+        """``(log|L_Z|^2, log|R_X|^2, PWRSS, (R_X'R_X)^-1, beta, u, log|V|)``: the pieces
+        (those of :attr:`pieces` bit for bit), the unscaled covariance of the fixed effects
+        (``R`` the lower Cholesky factor of the ``[X y]`` Schur complement), the fixed
+        effects and the modes (l, p) (:func:`head_solution`'s).
 
         Raises
         ------
@@ -956,10 +958,11 @@ class CompiledPath:
             raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
         beta = np.empty(n_fixed)
         u = np.empty(head.shape[:2])
-        status, ld_z, ld_x, pwrss = self.module.solution(lam, head, s, n_fixed, beta, u)
+        vcov = np.empty((n_fixed, n_fixed))
+        status, ld_z, ld_x, pwrss = self.module.solution(lam, head, s, n_fixed, beta, u, vcov)
         if status:
             raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
-        return ld_z, ld_x, pwrss, s, beta, u, log_det
+        return ld_z, ld_x, pwrss, vcov, beta, u, log_det
 
 
 @lru_cache(maxsize=64)
