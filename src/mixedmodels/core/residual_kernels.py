@@ -210,13 +210,13 @@ def linear_heads(w, head_basis, tail_basis, n_levels, p):  # pragma: no cover - 
         wj = w[j]
         for c in range(width):
             head[c] += wj * head_basis[j, c]
-    s = np.zeros((m, m))
+    square = m * m
+    flat = np.zeros(square)
     for j in range(t):
         wj = w[j]
-        for a in range(m):
-            for b in range(a + 1):
-                s[a, b] += wj * tail_basis[j, a * m + b]
-    return 0, head.reshape((n_levels, p, k)), s
+        for c in range(square):
+            flat[c] += wj * tail_basis[j, c]
+    return 0, head.reshape((n_levels, p, k)), flat.reshape((m, m))
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
@@ -237,7 +237,8 @@ def weighted_heads(w, head_rows, tail_rows, level_starts, p):  # pragma: no cove
     m = k - p
     n_levels = level_starts.size
     head = np.zeros((n_levels, width))
-    s = np.zeros((m, m))
+    square = m * m
+    flat = np.zeros(square)  # the whole square, contiguous (it vectorizes; lower used)
     for lev in range(n_levels):
         lo = level_starts[lev]
         hi = level_starts[lev + 1] if lev + 1 < n_levels else n
@@ -245,9 +246,9 @@ def weighted_heads(w, head_rows, tail_rows, level_starts, p):  # pragma: no cove
             wi = w[i]
             for c in range(width):
                 head[lev, c] += wi * head_rows[i, c]
-            for a in range(m):
-                for b in range(a + 1):
-                    s[a, b] += wi * tail_rows[i, a * m + b]
+            for c in range(square):
+                flat[c] += wi * tail_rows[i, c]
+    s = flat.reshape((m, m))
     status = 0
     for lev in range(n_levels):
         for c in range(width):
