@@ -314,54 +314,65 @@ def log_linear_heads(basis, u, head_rows, tail_rows, level_starts, p):  # pragma
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
-def leading_heads(acf, lags, padded, sizes, group_level, n_levels, p):  # pragma: no cover
+def leading_heads(acf, lags, rows, sizes, group_level, n_levels, p):  # pragma: no cover
     """``(status, head, s, log|R|)`` of a structure whose groups' correlation factors are
     leading blocks of the longest group's
     (:class:`~mixedmodels.core.residual.LeadingBlockPlan`): the correlation ``acf[lags]``
-    of the longest pattern's rows factored once, each group's rows ``padded`` (g, longest,
-    k) whitened by forward substitution with the factor's leading block of its size, and
-    their products summed per level; status 4 when the correlation matrix is not positive
+    of the longest pattern's rows factored once (``U'U``, row by row), all groups' rows
+    whitened together by forward substitution with it (``rows`` (longest, g k): group
+    ``g``'s rows in columns ``g k .. g k + k - 1``, zeros beyond its end, whose whitened
+    values are not used: each group's factor is the leading block of its size), and their
+    products summed per level; status 4 when the correlation matrix is not positive
     definite or not finite."""
-    n_groups, longest, k = padded.shape
+    longest, width = rows.shape
+    k = width // sizes.size
     m = k - p
     head = np.zeros((n_levels, p, k))
     s = np.zeros((m, m))
-    low = np.zeros((longest, longest))
+    a = np.empty((longest, longest))
+    for i in range(longest):
+        for j in range(i, longest):
+            a[i, j] = acf[lags[i, j]]
+    upper = np.zeros((longest, longest))
     log_diag = np.empty(longest)
     for j in range(longest):
-        d = acf[lags[j, j]]
-        for e in range(j):
-            d -= low[j, e] * low[j, e]
+        d = a[j, j]
         if not (d > 0.0 and math.isfinite(d)):
             return 4, head, s, 0.0
-        ljj = math.sqrt(d)
-        low[j, j] = ljj
-        log_diag[j] = math.log(ljj)
+        ujj = math.sqrt(d)
+        upper[j, j] = ujj
+        log_diag[j] = math.log(ujj)
         for i in range(j + 1, longest):
-            v = acf[lags[i, j]]
-            for e in range(j):
-                v -= low[i, e] * low[j, e]
-            low[i, j] = v / ljj
-    white = np.empty((longest, k))
+            upper[j, i] = a[j, i] / ujj
+        for i in range(j + 1, longest):
+            f = upper[j, i]
+            for c in range(i, longest):
+                a[i, c] -= f * upper[j, c]
+    white = rows.copy()
+    for r in range(longest):
+        target = white[r]
+        for e in range(r):
+            coef = upper[e, r]
+            source = white[e]
+            for c in range(width):
+                target[c] -= coef * source[c]
+        diag = upper[r, r]
+        for c in range(width):
+            target[c] /= diag
     log_det = 0.0
-    for g in range(n_groups):
-        size = sizes[g]
+    for g in range(sizes.size):
         lev = group_level[g]
-        for r in range(size):
+        base = g * k
+        for r in range(sizes[g]):
             log_det += log_diag[r]
-            for c in range(k):
-                v = padded[g, r, c]
-                for e in range(r):
-                    v -= low[r, e] * white[e, c]
-                white[r, c] = v / low[r, r]
-            for a in range(p):
-                wa = white[r, a]
+            for i in range(p):
+                wi = white[r, base + i]
                 for c in range(k):
-                    head[lev, a, c] += wa * white[r, c]
-            for a in range(m):
-                wa = white[r, p + a]
-                for b in range(a + 1):
-                    s[a, b] += wa * white[r, p + b]
+                    head[lev, i, c] += wi * white[r, base + c]
+            for i in range(m):
+                wi = white[r, base + p + i]
+                for c in range(i + 1):
+                    s[i, c] += wi * white[r, base + p + c]
     return 0, head, s, 2.0 * log_det
 
 
@@ -462,25 +473,25 @@ def arma_acf(u, n_ar, max_lag):  # pragma: no cover - compiled
 
 @njit(cache=True, boundscheck=False, nogil=True)
 def arma_heads(
-    u, n_ar, max_lag, lags, padded, sizes, group_level, n_levels, p
+    u, n_ar, max_lag, lags, rows, sizes, group_level, n_levels, p
 ):  # pragma: no cover - compiled
     """:func:`leading_heads` with the autocorrelations of an ARMA structure at its
     unconstrained parameters ``u`` (:func:`arma_acf`)."""
     status, acf = arma_acf(u, n_ar, max_lag)
     if status:
-        m = padded.shape[2] - p
-        return status, np.zeros((n_levels, p, padded.shape[2])), np.zeros((m, m)), 0.0
-    return leading_heads(acf, lags, padded, sizes, group_level, n_levels, p)
+        k = rows.shape[1] // sizes.size
+        return status, np.zeros((n_levels, p, k)), np.zeros((k - p, k - p)), 0.0
+    return leading_heads(acf, lags, rows, sizes, group_level, n_levels, p)
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
 def arma_pieces(
-    lam, u, n_ar, max_lag, lags, padded, sizes, group_level, n_levels, n_fixed
+    lam, u, n_ar, max_lag, lags, rows, sizes, group_level, n_levels, n_fixed
 ):  # pragma: no cover - compiled
     """``(status, log|L_Z|^2, log|R_X|^2, PWRSS, log|R|)``: :func:`pieces` at
     :func:`arma_heads`."""
     status, head, s, log_det = arma_heads(
-        u, n_ar, max_lag, lags, padded, sizes, group_level, n_levels, lam.shape[0]
+        u, n_ar, max_lag, lags, rows, sizes, group_level, n_levels, lam.shape[0]
     )
     if status:
         return status, 0.0, 0.0, 0.0, log_det

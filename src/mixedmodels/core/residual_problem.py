@@ -490,14 +490,17 @@ class ResidualProblem:
         lags = np.ascontiguousarray(lags, dtype=np.intp)
         max_lag = int(plan.longest[-1])
         n_ar = int(structure.p)
-        padded = np.ascontiguousarray(plan.padded)
+        # the groups' rows side by side, (longest, groups k): one forward substitution
+        # over all of them (columns contiguous)
+        g, longest, k = plan.padded.shape
+        rows = np.ascontiguousarray(plan.padded.transpose(1, 0, 2).reshape(longest, g * k))
         sizes, group_level, n_levels = plan.sizes, plan.group_level, plan.n_levels
         p, n_fixed = self.sorted_blocks[0].p, self.n_fixed
         variance = self.variance is not None
 
         def leading_pieces(lam, u_cor, u_var):
             status, ld_z, ld_x, pwrss, log_det = module.arma_pieces(
-                lam, np.asarray(u_cor, dtype=float), n_ar, max_lag, lags, padded, sizes,
+                lam, np.asarray(u_cor, dtype=float), n_ar, max_lag, lags, rows, sizes,
                 group_level, n_levels, n_fixed,
             )
             if variance:
@@ -506,7 +509,7 @@ class ResidualProblem:
 
         def leading_heads(u_cor, u_var):
             status, head, s, log_det = module.arma_heads(
-                np.asarray(u_cor, dtype=float), n_ar, max_lag, lags, padded, sizes,
+                np.asarray(u_cor, dtype=float), n_ar, max_lag, lags, rows, sizes,
                 group_level, n_levels, p,
             )
             if variance:
