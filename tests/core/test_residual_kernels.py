@@ -186,3 +186,70 @@ def test_log_linear_exp_kernel_equals_numpy(p, reml, monkeypatch):
     far = compiled.to_internal(base)
     far[-1] = 1000.0  # exp(1000 t): s overflows
     assert compiled.internal_objective(far) == plain.internal_objective(far) == np.inf
+
+
+@needs_numba
+@pytest.mark.parametrize("p_ar, q_ma", [(1, 1), (2, 1), (0, 2), (2, 0), (1, 3)])
+def test_arma_innovations_equal_the_factor(p_ar, q_ma):
+    """ARMA rows at consecutive times are whitened by the innovations algorithm
+    (``arma_innovations_heads``); the same heads, Schur sums and ``log|R|`` as the
+    whitening by the correlation matrix's Cholesky factor (``arma_heads``), to 1e-10 of
+    their scale, on groups of unequal sizes (leading blocks), at several parameters."""
+    from mixedmodels.core.residual import ARMA, residual_kernels
+
+    module = residual_kernels()
+    rp = _problem(2, ARMA(p_ar, q_ma), None, True, True)
+    plan = rp._plan()
+    longest = plan.longest
+    assert np.array_equal(longest, np.arange(longest.size))
+    _, lags = plan.structure.leading_correlation(np.zeros(p_ar + q_ma), longest)
+    g, size, k = plan.padded.shape
+    rows = np.ascontiguousarray(plan.padded.transpose(1, 0, 2).reshape(size, g * k))
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        u = rng.uniform(-1.5, 1.5, p_ar + q_ma)
+        by_factor = module.arma_heads(
+            u, p_ar, int(longest[-1]), np.ascontiguousarray(lags), rows, plan.sizes,
+            plan.group_level, plan.n_levels, 2,
+        )
+        by_innovations = module.arma_innovations_heads(
+            u, p_ar, plan.padded, plan.sizes, plan.group_level, plan.n_levels, 2
+        )
+        assert by_factor[0] == by_innovations[0] == 0
+        for a, b in zip(by_factor[1:3], by_innovations[1:3], strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10 * np.abs(a).max())
+        np.testing.assert_allclose(by_innovations[3], by_factor[3], rtol=1e-10, atol=1e-12)
+
+
+@needs_numba
+def test_arma_at_spaced_times_uses_the_factor(monkeypatch):
+    """ARMA at integer times two apart (every group the same pattern, not consecutive):
+    the kernel whitens by the Cholesky factor of ``acf[lags]``; the objective equals the
+    numpy path's (1e-11)."""
+    from mixedmodels.core.residual import ARMA, make_layout
+    from mixedmodels.core.residual_problem import ResidualProblem
+    from mixedmodels.core.terms import RandomBlock
+
+    def build():
+        rng = np.random.default_rng(8)
+        sizes = rng.integers(3, 9, 9)
+        codes = np.repeat(np.arange(9), sizes)
+        n = codes.size
+        t = np.concatenate([2.0 * np.arange(m) for m in sizes])
+        X = np.column_stack([np.ones(n), t])
+        y = 3 + 0.2 * t + rng.standard_normal(9)[codes] + rng.standard_normal(n)
+        layout = make_layout(codes, t, codes)
+        return ResidualProblem(
+            [RandomBlock(codes, 9, np.ones((n, 1)))], X, y, layout, ARMA(1, 1, time="t"),
+            None, {}, True,
+        )
+
+    compiled = build()
+    assert compiled._compiled().pieces.__name__ == "leading_pieces"
+    monkeypatch.setattr(residual_module, "USE_KERNELS", False)
+    plain = build()
+    assert plain._compiled() is None
+    for params in ([0.8, 0.3, -0.2], [1.2, -0.5, 0.6]):
+        params = np.array(params)
+        np.testing.assert_allclose(compiled.objective(params), plain.objective(params),
+                                   rtol=1e-11)

@@ -394,13 +394,14 @@ def _durbin_levinson(partial, sign):  # pragma: no cover - compiled
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
-def arma_acf(u, n_ar, max_lag):  # pragma: no cover - compiled
-    """``(status, acf)``: the autocorrelations at lags ``0 .. max_lag`` of the ARMA process
-    with unconstrained parameters ``u`` (``n_ar`` autoregressive first), as
+def arma_parts(u, n_ar, max_lag):  # pragma: no cover - compiled
+    """``(status, acf, phi, ma, gamma_0)``: the autocorrelations at lags ``0 .. max_lag``
+    of the ARMA process with unconstrained parameters ``u`` (``n_ar`` autoregressive first), as
     :meth:`mixedmodels.core.residual.ARMA.natural` and
     :func:`mixedmodels.core.residual.arma_autocorrelation` compute them (the same
-    recursions and the same partially pivoted elimination); status 4 when the
-    autocovariance equations are singular."""
+    recursions and the same partially pivoted elimination), the coefficients and the
+    process's variance for a unit innovation variance; status 4 when the autocovariance
+    equations are singular."""
     r = np.tanh(u / 2.0)
     phi = _durbin_levinson(r[:n_ar], -1.0)
     ma = _durbin_levinson(r[n_ar:], 1.0)
@@ -441,7 +442,7 @@ def arma_acf(u, n_ar, max_lag):  # pragma: no cover - compiled
                 if abs(a[row, col]) > abs(a[pivot, col]):
                     pivot = row
             if not abs(a[pivot, col]) > 0.0:
-                return 4, gamma[: max_lag + 1]
+                return 4, gamma[: max_lag + 1], phi, ma, 1.0
             if pivot != col:
                 for j in range(n + 1):
                     tmp = a[col, j]
@@ -468,7 +469,127 @@ def arma_acf(u, n_ar, max_lag):  # pragma: no cover - compiled
     g0 = gamma[0]
     for k in range(max_lag + 1):
         out[k] = gamma[k] / g0
-    return 0, out
+    return 0, out, phi, ma, g0
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def arma_acf(u, n_ar, max_lag):  # pragma: no cover - compiled
+    """``(status, acf)`` of :func:`arma_parts`."""
+    status, acf, _, _, _ = arma_parts(u, n_ar, max_lag)
+    return status, acf
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def arma_innovations_heads(
+    u, n_ar, padded, sizes, group_level, n_levels, p
+):  # pragma: no cover - compiled
+    """:func:`arma_heads` for groups at consecutive times (rows ``padded`` (g, longest, k),
+    each group's first ``sizes[g]``), whitened by the innovations algorithm (Brockwell and
+    Davis, section 5.3): with ``h = max(p, q)``, ``W_t = X_t`` for ``t <= h`` and ``W_t =
+    X_t - sum_r phi_r X_{t-r}`` beyond, whose covariance ``kappa`` is banded; the one-step
+    predictors ``W_t = sum_j theta_{t-1,j} U_{t-j}`` (``j <= q`` from ``t > h`` on) and the
+    innovations' variances ``v_{t-1}`` give the whitened rows ``U_t / sqrt(v_{t-1})`` and
+    ``log|R| = sum log v``: the Cholesky factor of the correlation, ``A^-1 Theta
+    D^(1/2)``, applied in ``O(p + q)`` per row instead of ``O(longest)``."""
+    n_groups, longest, k = padded.shape
+    m = k - p
+    head = np.zeros((n_levels, p, k))
+    s = np.zeros((m, m))
+    status, acf, phi, ma, g0 = arma_parts(u, n_ar, longest)
+    if status:
+        return status, head, s, 0.0
+    q = ma.size
+    h = max(n_ar, q)
+    sigma2 = 1.0 / g0  # the innovations' variance on the correlations' scale
+    theta = np.zeros(q + 1)
+    theta[0] = 1.0
+    for r in range(q):
+        theta[r + 1] = ma[r]
+    width = max(h, 1)
+    th = np.zeros((longest, width + 1))  # th[n, j] = theta_{n, j}
+    v = np.empty(longest)
+    for n in range(longest):
+        # kappa(n + 1, k + 1) for the k that matter (1-based times n + 1 and k + 1)
+        lo = 0 if n < h else n - q
+        for kk in range(lo, n + 1):
+            i1, j1 = n + 1, kk + 1  # i1 >= j1
+            lag = i1 - j1
+            if i1 <= h:
+                kap = acf[lag]
+            elif j1 <= h:
+                if i1 > 2 * h:
+                    kap = 0.0
+                else:
+                    kap = acf[lag]
+                    for r in range(1, n_ar + 1):
+                        kap -= phi[r - 1] * acf[abs(r - lag)]
+            elif lag <= q:
+                kap = 0.0
+                for r in range(q - lag + 1):
+                    kap += theta[r] * theta[r + lag]
+                kap *= sigma2
+            else:
+                kap = 0.0
+            if kk < n:
+                # theta_{n,n-kk} = (kappa - sum_j theta_{kk,kk-j} theta_{n,n-j} v_j) / v_kk
+                acc = kap
+                for j in range(max(lo, 0), kk):
+                    if kk - j <= width:
+                        acc -= th[kk, kk - j] * th[n, n - j] * v[j]
+                th[n, n - kk] = acc / v[kk]
+            else:
+                acc = kap
+                for j in range(lo, n):
+                    acc -= th[n, n - j] * th[n, n - j] * v[j]
+                if not (acc > 0.0 and math.isfinite(acc)):
+                    return 4, head, s, 0.0
+                v[n] = acc
+    scale = np.empty(longest)
+    log_v = np.empty(longest)
+    for n in range(longest):
+        scale[n] = 1.0 / math.sqrt(v[n])
+        log_v[n] = math.log(v[n])
+    innov = np.empty((longest, k))
+    white = np.empty(k)
+    log_det = 0.0
+    for g in range(n_groups):
+        lev = group_level[g]
+        for t in range(sizes[g]):
+            log_det += log_v[t]
+            for c in range(k):
+                w = padded[g, t, c]
+                if t >= h:
+                    for r in range(1, n_ar + 1):
+                        w -= phi[r - 1] * padded[g, t - r, c]
+                lo = 0 if t < h else t - q
+                for j in range(lo, t):
+                    w -= th[t, t - j] * innov[j, c]
+                innov[t, c] = w
+                white[c] = w * scale[t]
+            for a in range(p):
+                wa = white[a]
+                for c in range(k):
+                    head[lev, a, c] += wa * white[c]
+            for a in range(m):
+                wa = white[p + a]
+                for b in range(a + 1):
+                    s[a, b] += wa * white[p + b]
+    return 0, head, s, log_det
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def arma_innovations_pieces(
+    lam, u, n_ar, padded, sizes, group_level, n_levels, n_fixed
+):  # pragma: no cover - compiled
+    """``(status, log|L_Z|^2, log|R_X|^2, PWRSS, log|R|)``: :func:`pieces` at
+    :func:`arma_innovations_heads`."""
+    status, head, s, log_det = arma_innovations_heads(
+        u, n_ar, padded, sizes, group_level, n_levels, lam.shape[0]
+    )
+    if status:
+        return status, 0.0, 0.0, 0.0, log_det
+    status, ld_z, ld_x, pwrss = pieces(lam, head, s, n_fixed)
+    return status, ld_z, ld_x, pwrss, log_det
 
 
 @njit(cache=True, boundscheck=False, nogil=True)

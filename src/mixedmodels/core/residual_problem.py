@@ -498,6 +498,30 @@ class ResidualProblem:
         p, n_fixed = self.sorted_blocks[0].p, self.n_fixed
         variance = self.variance is not None
 
+        if np.array_equal(plan.longest, np.arange(plan.longest.size)):
+            # consecutive times: the innovations algorithm, O(p + q) per row
+            padded = np.ascontiguousarray(plan.padded)
+
+            def innovations_pieces(lam, u_cor, u_var):
+                status, ld_z, ld_x, pwrss, log_det = module.arma_innovations_pieces(
+                    lam, np.asarray(u_cor, dtype=float), n_ar, padded, sizes, group_level,
+                    n_levels, n_fixed,
+                )
+                if variance:
+                    log_det += self._sd_log_sum(u_var)
+                return status, ld_z, ld_x, pwrss, log_det
+
+            def innovations_heads(u_cor, u_var):
+                status, head, s, log_det = module.arma_innovations_heads(
+                    np.asarray(u_cor, dtype=float), n_ar, padded, sizes, group_level,
+                    n_levels, p,
+                )
+                if variance:
+                    log_det += self._sd_log_sum(u_var)
+                return status, head, s, log_det
+
+            return CompiledPath(module, innovations_pieces, innovations_heads)
+
         def leading_pieces(lam, u_cor, u_var):
             status, ld_z, ld_x, pwrss, log_det = module.arma_pieces(
                 lam, np.asarray(u_cor, dtype=float), n_ar, max_lag, lags, rows, sizes,
