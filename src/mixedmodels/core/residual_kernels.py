@@ -648,3 +648,79 @@ def bidiagonal_basis(M, level, gap_index, n_levels, n_gaps):  # pragma: no cover
                 basis[2 + 3 * g, lev, a, b] += pa * pb
                 basis[3 + 3 * g, lev, a, b] += ma * pb + pa * mb
     return basis
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def bidiagonal_heads(M, s, phi, gaps, first, level_starts, p):  # pragma: no cover
+    """``(status, head, s, log|R|)`` of rows ``M`` (n, k) divided by the multipliers ``s``
+    (n,) and whitened by an AR(1)-type bidiagonal transform, ``e_i = (m_i / s_i - a_i
+    m_{i-1} / s_{i-1}) / sqrt(1 - a_i^2)`` with ``a_i = Phi^gap_i`` (0 on a group's
+    first row), summed per level as :func:`weighted_heads` does: one pass over the rows
+    (a correlation beside a variance function with parameters, or gaps too many for a
+    plan).  ``log|R| = sum log(1 - a_i^2)`` (the multipliers' ``log|S|^2`` is the
+    caller's); status 1 when ``|a_i| >= 1``, 2 when a sum is not finite."""
+    n, k = M.shape
+    m = k - p
+    n_levels = level_starts.size
+    head = np.zeros((n_levels, p, k))
+    square = m * m
+    flat = np.zeros(square)
+    prev = np.zeros(k)
+    cur = np.empty(k)
+    e = np.empty(k)
+    sign = 1.0 if phi >= 0.0 else -1.0
+    size = abs(phi)
+    log_det = 0.0
+    lev = -1
+    next_start = 0
+    for i in range(n):
+        while i >= next_start:
+            lev += 1
+            next_start = level_starts[lev + 1] if lev + 1 < n_levels else n
+        si = s[i]
+        for c in range(k):
+            cur[c] = M[i, c] / si
+        if first[i]:
+            for c in range(k):
+                e[c] = cur[c]
+        else:
+            g = gaps[i]
+            a = sign**g * size**g
+            scale = 1.0 - a * a
+            if not scale > 0.0:
+                return 1, head, flat.reshape((m, m)), 0.0
+            root = math.sqrt(scale)
+            log_det += math.log(root)
+            for c in range(k):
+                e[c] = (cur[c] - a * prev[c]) / root
+        for c in range(k):
+            prev[c] = cur[c]
+        for a_ in range(p):
+            wa = e[a_]
+            for c in range(k):
+                head[lev, a_, c] += wa * e[c]
+        for a_ in range(m):
+            wa = e[p + a_]
+            for c in range(m):
+                flat[a_ * m + c] += wa * e[p + c]
+    for c in range(square):
+        if not math.isfinite(flat[c]):
+            return 2, head, flat.reshape((m, m)), 0.0
+    for lev in range(n_levels):
+        for a_ in range(p):
+            for c in range(k):
+                if not math.isfinite(head[lev, a_, c]):
+                    return 2, head, flat.reshape((m, m)), 0.0
+    return 0, head, flat.reshape((m, m)), 2.0 * log_det
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def bidiagonal_pieces(lam, M, s, phi, gaps, first, level_starts, n_fixed):  # pragma: no cover
+    """``(status, log|L_Z|^2, log|R_X|^2, PWRSS, log|R|)``: :func:`pieces` at
+    :func:`bidiagonal_heads`."""
+    status, head, sq, log_det = bidiagonal_heads(M, s, phi, gaps, first, level_starts,
+                                                 lam.shape[0])
+    if status:
+        return status, 0.0, 0.0, 0.0, log_det
+    status, ld_z, ld_x, pwrss = pieces(lam, head, sq, n_fixed)
+    return status, ld_z, ld_x, pwrss, log_det

@@ -27,6 +27,7 @@ from mixedmodels.core.lmm import (
     unscaled_vcov,
 )
 from mixedmodels.core.residual import (
+    AR1,
     GroupLayout,
     LeadingBlockPlan,
     LinearPlan,
@@ -370,8 +371,8 @@ class ResidualProblem:
         """The one-term objective by the compiled kernels
         (:mod:`mixedmodels.core.residual_kernels`), decided once per problem (and
         covariate); None without numba, with several terms, or on a path without a kernel
-        (rows whitened at each evaluation: a correlation structure beside a variance
-        function with parameters, CAR(1) with many distinct gaps), where
+        (rows whitened at each evaluation by compound symmetry or ARMA beside a variance
+        function with parameters, ARMA at times whose patterns are not leading), where
         :meth:`level_heads` and :func:`head_pieces` compute the same numbers in numpy."""
         if self._compiled_state is not False:
             return self._compiled_state
@@ -407,6 +408,8 @@ class ResidualProblem:
             self._compiled_state = CompiledPath(module, linear_pieces, linear_heads)
         elif isinstance(plan, LeadingBlockPlan):
             self._compiled_state = self._compiled_leading(module, plan)
+        elif plan is None and isinstance(self.correlation, AR1):
+            self._compiled_state = self._compiled_bidiagonal(module)
         elif plan is None and self.correlation is None and self._strata() is not None:
             head_basis, tail_basis = self._strata_sums()
             n_levels = self.sorted_blocks[0].n_levels
@@ -480,6 +483,40 @@ class ResidualProblem:
             return float(column_sums @ u_var)
 
         return CompiledPath(module, log_linear_pieces, log_linear_heads, log_sd_sum)
+
+    def _compiled_bidiagonal(self, module) -> CompiledPath:
+        """:meth:`_compiled` for AR(1) or CAR(1) without a plan (beside a variance function
+        with parameters, or with more distinct gaps than a plan pays for): the rows
+        divided by the multipliers and whitened in one kernel pass per evaluation."""
+        rows = np.ascontiguousarray(self._term_rows())
+        gaps = np.ascontiguousarray(self.layout.gaps())
+        first = np.ascontiguousarray(self.layout.first)
+        starts = np.ascontiguousarray(self._level_starts, dtype=np.intp)
+        ones = np.ones(self.n)
+        p, n_fixed = self.sorted_blocks[0].p, self.n_fixed
+        structure = self.correlation
+
+        def multipliers(u_var):
+            if self.variance is None:
+                return ones, 0.0
+            _, s, log_sum = self._sd_entry(u_var)
+            return s, 2.0 * log_sum
+
+        def bidiagonal_pieces(lam, u_cor, u_var):
+            s, log_s = multipliers(u_var)
+            out = module.bidiagonal_pieces(
+                lam, rows, s, structure.phi(u_cor), gaps, first, starts, n_fixed
+            )
+            return out[:4] + (out[4] + log_s,)
+
+        def bidiagonal_heads(u_cor, u_var):
+            s, log_s = multipliers(u_var)
+            status, head, sq, log_det = module.bidiagonal_heads(
+                rows, s, structure.phi(u_cor), gaps, first, starts, p
+            )
+            return status, head, sq, log_det + log_s
+
+        return CompiledPath(module, bidiagonal_pieces, bidiagonal_heads)
 
     def _compiled_leading(self, module, plan: LeadingBlockPlan) -> CompiledPath:
         """:meth:`_compiled` for a :class:`~mixedmodels.core.residual.LeadingBlockPlan`
