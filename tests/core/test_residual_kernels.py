@@ -295,3 +295,17 @@ def test_car1_continuous_times_kernel_equals_numpy(reml, monkeypatch):
         for field in ("beta", "vcov_unscaled", "sigma"):
             np.testing.assert_allclose(getattr(ours, field), getattr(theirs, field),
                                        rtol=1e-9, err_msg=field)
+
+
+def test_stratum_log_basis_is_the_log_of_the_strata_multipliers():
+    """``Ident``'s ``log stratum_sd(u) = D u`` (:meth:`stratum_log_basis`): 1e-14, an
+    identity of two formulas; the reference stratum's row is zero."""
+    from mixedmodels.core.variance_functions import Ident
+
+    function = Ident("s")
+    labels = np.array(["a", "b", "c", "b", "a", "d"])
+    function.bind({"s": labels}, np.arange(labels.size))
+    basis = function.stratum_log_basis()
+    assert basis.shape == (4, 3) and not basis[0].any()
+    for u in (np.zeros(3), np.array([0.3, -1.1, 2.0])):
+        np.testing.assert_allclose(basis @ u, np.log(function.stratum_sd(u)), atol=1e-14)

@@ -724,3 +724,32 @@ def bidiagonal_pieces(lam, M, s, phi, gaps, first, level_starts, n_fixed):  # pr
         return status, 0.0, 0.0, 0.0, log_det
     status, ld_z, ld_x, pwrss = pieces(lam, head, sq, n_fixed)
     return status, ld_z, ld_x, pwrss, log_det
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def strata_log_linear_pieces(
+    lam, basis, u, head_basis, tail_basis, n_levels, n_fixed
+):  # pragma: no cover - compiled
+    """``(status, log|L_Z|^2, log|R_X|^2, PWRSS)`` of a variance function alone whose
+    strata's multipliers are log-linear, ``log s = basis u`` (k, n_params): the strata
+    weighted by ``exp(-2 log s)`` (:func:`linear_pieces` over the per-stratum sums); status
+    5 when a stratum's ``|log s|`` exceeds :data:`LOG_SD_LIMIT` or is not finite."""
+    w = np.empty(basis.shape[0])
+    status, _ = log_linear_weights(basis, u, w)
+    if status:
+        return status, 0.0, 0.0, 0.0
+    return linear_pieces(lam, w, head_basis, tail_basis, n_levels, n_fixed)
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def strata_log_linear_heads(
+    basis, u, head_basis, tail_basis, n_levels, p
+):  # pragma: no cover - compiled
+    """``(status, head, s)``: :func:`linear_heads` at the strata's weights ``exp(-2 basis
+    u)``."""
+    w = np.empty(basis.shape[0])
+    status, _ = log_linear_weights(basis, u, w)
+    if status:
+        w[:] = 1.0
+    _, head, sq = linear_heads(w, head_basis, tail_basis, n_levels, p)
+    return status, head, sq

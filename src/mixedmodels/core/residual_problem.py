@@ -410,6 +410,13 @@ class ResidualProblem:
             self._compiled_state = self._compiled_leading(module, plan)
         elif plan is None and isinstance(self.correlation, AR1):
             self._compiled_state = self._compiled_bidiagonal(module)
+        elif (
+            plan is None
+            and self.correlation is None
+            and self._strata() is not None
+            and self.variance.stratum_log_basis() is not None
+        ):
+            self._compiled_state = self._compiled_strata_log_linear(module)
         elif plan is None and self.correlation is None and self._strata() is not None:
             head_basis, tail_basis = self._strata_sums()
             n_levels = self.sorted_blocks[0].n_levels
@@ -483,6 +490,34 @@ class ResidualProblem:
             return float(column_sums @ u_var)
 
         return CompiledPath(module, log_linear_pieces, log_linear_heads, log_sd_sum)
+
+    def _compiled_strata_log_linear(self, module) -> CompiledPath:
+        """:meth:`_compiled` for a variance function alone whose strata's multipliers are
+        log-linear (``Ident``: :meth:`VarianceFunction.stratum_log_basis`): the strata's
+        weights ``exp(-2 D u)`` inside the kernel, ``sum log s = (sizes' D) u``."""
+        basis = np.ascontiguousarray(self.variance.stratum_log_basis(), dtype=float)
+        _, sizes = self._strata()
+        weighted_sums = sizes @ basis
+        head_basis, tail_basis = self._strata_sums()
+        n_levels = self.sorted_blocks[0].n_levels
+        p, n_fixed = self.sorted_blocks[0].p, self.n_fixed
+
+        def log_sd_sum(u_var):
+            return float(weighted_sums @ u_var)
+
+        def strata_pieces(lam, u_cor, u_var):
+            u = np.asarray(u_var, dtype=float)
+            out = module.strata_log_linear_pieces(
+                lam, basis, u, head_basis, tail_basis, n_levels, n_fixed
+            )
+            return out + (2.0 * float(weighted_sums @ u),)
+
+        def strata_heads(u_cor, u_var):
+            u = np.asarray(u_var, dtype=float)
+            out = module.strata_log_linear_heads(basis, u, head_basis, tail_basis, n_levels, p)
+            return out + (2.0 * float(weighted_sums @ u),)
+
+        return CompiledPath(module, strata_pieces, strata_heads, log_sd_sum)
 
     def _compiled_bidiagonal(self, module) -> CompiledPath:
         """:meth:`_compiled` for AR(1) or CAR(1) without a plan (beside a variance function

@@ -91,6 +91,13 @@ class VarianceFunction(ABC):
         """The multiplier of each stratum of :meth:`strata` at ``u`` (k,)."""
         raise NotImplementedError(f"{type(self).__name__} has no strata")
 
+    def stratum_log_basis(self) -> np.ndarray | None:
+        """``D`` (k, n_params) with ``log stratum_sd(u) = D u`` for every ``u`` when the
+        strata's multipliers are log-linear in the parameters (``Ident``); None (the
+        default) otherwise.  The compiled objective then weights the strata by ``exp(-2 D
+        u)`` without forming the multipliers."""
+        return None
+
     def natural(self, u: np.ndarray) -> np.ndarray:
         """The parameters as nlme prints them."""
         return np.asarray(u, dtype=float)
@@ -205,6 +212,11 @@ class Ident(VarianceFunction):
 
     def stratum_sd(self, u):
         return np.concatenate([[1.0], np.exp(np.asarray(u, dtype=float))])
+
+    def stratum_log_basis(self):
+        """The reference stratum's log multiplier 0, the others' their parameter."""
+        k = len(self.levels)
+        return np.vstack([np.zeros((1, max(k - 1, 0))), np.eye(max(k - 1, 0))])
 
     def residual_start(self, residuals, values):
         """log of each stratum's residual sd relative to the reference stratum's."""
