@@ -198,9 +198,9 @@ def test_arma_innovations_equal_the_factor(p_ar, q_ma):
     (``arma_innovations_heads``); the same heads, Schur sums and ``log|R|`` as the
     whitening by the correlation matrix's Cholesky factor (``arma_heads``), to 1e-10 of
     their scale, on groups of unequal sizes (leading blocks), at several parameters."""
-    from mixedmodels.core.residual import ARMA, residual_kernels
+    from mixedmodels.core import residual_kernels as module
+    from mixedmodels.core.residual import ARMA
 
-    module = residual_kernels()
     rp = _problem(2, ARMA(p_ar, q_ma), None, True, True)
     plan = rp._plan()
     longest = plan.longest
@@ -247,6 +247,7 @@ def test_arma_at_spaced_times_uses_the_factor(monkeypatch):
             None, {}, True,
         )
 
+    monkeypatch.setattr(residual_module, "USE_KERNELS", True)
     compiled = build()
     assert compiled._compiled().pieces.__name__ == "leading_pieces"
     monkeypatch.setattr(residual_module, "USE_KERNELS", False)
@@ -282,6 +283,7 @@ def test_car1_continuous_times_kernel_equals_numpy(reml, monkeypatch):
             [RandomBlock(codes, 40, z)], X, y, layout, CAR1("t"), None, {}, reml
         )
 
+    monkeypatch.setattr(residual_module, "USE_KERNELS", True)
     compiled = build()
     assert compiled._plan() is None
     assert compiled._compiled().pieces.__name__ == "bidiagonal_pieces"
