@@ -6,7 +6,8 @@
   the rows): 1e-9 relative, the same estimates through two factorizations of
   well-conditioned simulated data.  Terms of 1, 2 (entry-by-entry path) and 5 (batched
   LAPACK path) coefficients; AR(1) with gaps (a linear plan), compound symmetry with
-  unequal group sizes (a linear plan), ARMA(1,1) (whitened rows), a variance function
+  unequal group sizes (a linear plan), ARMA(1,1) and ARMA(2,1) with unequal group sizes
+  (whitened rows: the leading blocks of the longest group's factor), a variance function
   alone (``Power``: rows weighted; ``Ident``: strata weighted) and with AR(1).
 * The solution's objective is the optimizer's objective at the same point bit for bit
   (the same arithmetic), and :meth:`ResidualProblem.level_heads` equals the slices of
@@ -64,6 +65,7 @@ CASES = [
     ("car1", lambda: CAR1("t"), lambda: None, False),
     ("cs", lambda: CompoundSymmetry(), lambda: None, True),
     ("arma11", lambda: ARMA(1, 1), lambda: None, False),
+    ("arma21_unequal", lambda: ARMA(2, 1), lambda: None, True),
     ("power", lambda: None, lambda: Power("t"), False),
     ("ar1_power", lambda: AR1("t"), lambda: Power("t"), False),
     ("ident", lambda: None, lambda: Ident("s"), True),

@@ -23,11 +23,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 import scipy.linalg as sla
 
 from mixedmodels.errors import ArgumentError, DataError
+from mixedmodels.linalg.optional_kernels import OptionalKernels
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,23 @@ def _check_runs(g_sorted: np.ndarray, starts: np.ndarray) -> None:
             "effects: a group of the correlation structure spans several of its levels "
             "(give the correlation structure group= the innermost grouping factor)"
         )
+
+
+#: False forces the numpy code (the tests compare both paths).
+USE_KERNELS = True
+_RESIDUAL_KERNELS = OptionalKernels(
+    "mixedmodels.core.residual_kernels",
+    "the compiled kernels of the structured-residual objective",
+    "using numpy",
+)
+
+
+def residual_kernels() -> ModuleType | None:
+    """The compiled kernel module (:mod:`mixedmodels.core.residual_kernels`), or None when
+    it is switched off (:data:`USE_KERNELS`), numba is missing or fails to load (reported
+    once as a :class:`~mixedmodels.errors.MixedModelsWarning`; the numpy code computes the
+    same numbers to rounding)."""
+    return _RESIDUAL_KERNELS.load() if USE_KERNELS else None
 
 
 def _logistic(u: np.ndarray) -> np.ndarray:
@@ -462,6 +481,11 @@ class CompoundSymmetry(ResidualCorrelation):
         lo = self._lower
         return lo + (1.0 - lo) * _logistic(np.asarray(u, dtype=float))
 
+    def rho(self, u: np.ndarray) -> float:
+        """``Rho`` as a float (:meth:`natural` without arrays: the plan's weights)."""
+        lo = self._lower
+        return lo + (1.0 - lo) * (0.5 * (1.0 + math.tanh(0.5 * float(u[0]))))
+
     def unconstrained(self, natural):
         lo = self._lower
         x = (np.asarray(natural, dtype=float) - lo) / (1.0 - lo)
@@ -671,16 +695,25 @@ class ARMA(ResidualCorrelation):
         acf = arma_autocorrelation(coef[: self.p], coef[self.p :], int(np.max(lags, initial=0)))
         return acf[lags.astype(np.intp)]
 
-    def leading_factor(self, u: np.ndarray, longest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Cholesky factor of the correlation of the longest pattern's rows (times
-        ``longest``) and its inverse: every leading pattern's factor is a leading block."""
+    def leading_correlation(
+        self, u: np.ndarray, longest: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(acf, lags)``: the autocorrelations at lags ``0 .. longest[-1]`` and the lag
+        between each two rows of the longest pattern (times ``longest``, integers), whose
+        correlation matrix is ``acf[lags]``."""
         coef = self.natural(u)
         acf = arma_autocorrelation(coef[: self.p], coef[self.p :], int(longest[-1]))
         key = longest.tobytes()
         if self._lags is None or self._lags[0] != key:  # the lags of the pattern, kept
             li = longest.astype(np.intp)
             self._lags = (key, np.abs(li[:, None] - li[None, :]))
-        matrix = acf[self._lags[1]]
+        return acf, self._lags[1]
+
+    def leading_factor(self, u: np.ndarray, longest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cholesky factor of the correlation of the longest pattern's rows (times
+        ``longest``) and its inverse: every leading pattern's factor is a leading block."""
+        acf, lags = self.leading_correlation(u, longest)
+        matrix = acf[lags]
         if not np.isfinite(matrix).all():
             raise np.linalg.LinAlgError("ARMA autocorrelations are not finite")
         full, info = sla.lapack.dpotrf(matrix, lower=1, clean=1)
@@ -827,7 +860,20 @@ class BidiagonalPlan(LinearPlan):
         first = layout.first
         self.structure = structure
         later = np.flatnonzero(~first)
-        self.gaps = np.unique(gaps[later])
+        self.gaps, gap_of_later = np.unique(gaps[later], return_inverse=True)
+        self.gap_list = self.gaps.tolist()
+        module = residual_kernels()
+        if module is not None:
+            # one pass over the rows (the same sums, added row after row)
+            gap_index = np.full(n, -1, dtype=np.intp)
+            gap_index[later] = gap_of_later.reshape(-1)
+            self.basis = module.bidiagonal_basis(
+                np.ascontiguousarray(M, dtype=float), level, gap_index, n_levels,
+                self.gaps.size,
+            )
+            counts = np.bincount(gap_index[later], minlength=self.gaps.size)
+            self.counts = [float(c) for c in counts]
+            return
         k = M.shape[1]
         basis = np.empty((1 + 3 * self.gaps.size, n_levels, k, k))
         m_first = M[first]
@@ -852,7 +898,6 @@ class BidiagonalPlan(LinearPlan):
             counts.append(rows.size)
         self.basis = basis
         self.counts = [float(c) for c in counts]
-        self.gap_list = self.gaps.tolist()
 
     def weights(self, u):
         # Python floats: a handful of gaps, where numpy's per-call cost was most of it
@@ -910,17 +955,25 @@ class CompoundSymmetryPlan(LinearPlan):
         basis[0] = _per_level_products(level, n_levels, M, M) - per_cell.sum(axis=0)
         basis[1:] = per_cell
         self.basis = basis
+        self.size_list = [float(m) for m in self.sizes]
+        self.count_list = [float(c) for c in self.counts]
 
     def weights(self, u):
-        rho = float(self.structure.natural(u)[0])
-        lam = 1.0 + (self.sizes - 1) * rho
-        if rho >= 1.0 or np.any(lam <= 0.0):
+        # Python floats: a handful of group sizes, where numpy's per-call cost was most
+        # of an evaluation (Pastes: 17 us of which the kernel 1)
+        rho = self.structure.rho(u)
+        if not rho < 1.0:
             raise np.linalg.LinAlgError("compound symmetry outside its range")
-        w = np.empty(1 + lam.size)
-        w[0] = 1.0 / (1.0 - rho)
-        w[1:] = 1.0 / lam
-        log_det = float(self.counts @ ((self.sizes - 1) * math.log(1.0 - rho) + np.log(lam)))
-        return w, log_det
+        log_within = math.log(1.0 - rho)
+        w = [1.0 / (1.0 - rho)]
+        log_det = 0.0
+        for m, count in zip(self.size_list, self.count_list, strict=True):
+            lam = 1.0 + (m - 1.0) * rho
+            if not lam > 0.0:
+                raise np.linalg.LinAlgError("compound symmetry outside its range")
+            w.append(1.0 / lam)
+            log_det += count * ((m - 1.0) * log_within + math.log(lam))
+        return np.array(w), log_det
 
 
 class LeadingBlockPlan(CrossProductPlan):
@@ -943,6 +996,9 @@ class LeadingBlockPlan(CrossProductPlan):
         self.counts = self.counts.cumsum()[::-1].astype(float)
         level = _level_of_rows(level_starts, layout.n)[layout.starts]
         n_levels = level_starts.size
+        self.sizes = np.ascontiguousarray(layout.sizes, dtype=np.intp)
+        self.group_level = np.ascontiguousarray(level, dtype=np.intp)
+        self.n_levels = int(n_levels)
         # groups -> levels: the identity when each level is one group (the usual case)
         if n_levels == layout.n_groups and np.array_equal(level, np.arange(n_levels)):
             self.to_levels = None

@@ -27,6 +27,19 @@ import scipy.linalg as sla
 
 from mixedmodels.core.residual import LinearPlan
 
+#: what a kernel's status means (:mod:`mixedmodels.core.residual_kernels`): the numpy
+#: code's LinAlgError messages
+KERNEL_FAILURES = {
+    1: "not positive definite",
+    2: "cross products are not finite",
+    3: "not positive definite",
+    4: "ARMA correlation is not positive definite",
+    5: "variance function outside its range",
+}
+#: the kernels' status of a variance function outside its range (the optimizer is told
+#: infinity there, as when the multipliers themselves are out of range)
+OUT_OF_RANGE = 5
+
 
 def single_term_pieces(
     lam: np.ndarray, grams: np.ndarray, n_fixed: int

@@ -26,15 +26,24 @@ from mixedmodels.core.lmm import (
     response_shift,
     unscaled_vcov,
 )
-from mixedmodels.core.residual import GroupLayout, LinearPlan, ResidualCorrelation
+from mixedmodels.core.residual import (
+    AR1,
+    GroupLayout,
+    LeadingBlockPlan,
+    LinearPlan,
+    ResidualCorrelation,
+    residual_kernels,
+)
 from mixedmodels.core.residual_heads import (
+    KERNEL_FAILURES,
+    OUT_OF_RANGE,
     LinearHeads,
     head_pieces,
     head_solution,
     single_term_coefficients,
 )
 from mixedmodels.core.terms import RandomBlock
-from mixedmodels.core.variance_functions import FITTED, VarianceFunction
+from mixedmodels.core.variance_functions import FITTED, LOG_SD_LIMIT, VarianceFunction
 from mixedmodels.errors import ArgumentError
 
 #: largest ``n (q + p + 1)^2`` for the dense plan of several terms (its one-time products
@@ -105,6 +114,7 @@ class ResidualProblem:
         self._strata_basis: tuple[np.ndarray, np.ndarray] | None = None
         self._stratum_cache: tuple[bytes, np.ndarray, float] | None = None
         self._plan_state = False  # False: not decided yet
+        self._compiled_state = False  # see _compiled (False: not decided yet)
         self._dense_state: tuple | None | bool = False  # several terms: see _dense_plan
         self._dense_cache: tuple[bytes, DenseObjective, float] | None = None
         self._sd_cache: tuple[bytes, np.ndarray, float] | None = None
@@ -192,6 +202,7 @@ class ResidualProblem:
         self._head_cache = None
         self._sd_cache = None
         self._plan_state = False
+        self._compiled_state = False
         self._dense_state = False
         self._dense_cache = None
 
@@ -215,6 +226,7 @@ class ResidualProblem:
         new._stratum_cache = None
         new._rows = None
         new._plan_state = False
+        new._compiled_state = False
         new._dense_state = False
         new._dense_cache = None
         new.n_evaluations = 0
@@ -237,12 +249,16 @@ class ResidualProblem:
         kept = self._sd_cache
         if kept is not None and kept[0] == key:
             return kept
-        s = self.variance.sd(u_var, self.values)
-        if not (np.isfinite(s).all() and s.min(initial=np.inf) > 0):
+        s = np.array(self.variance.sd(u_var, self.values), dtype=float)
+        # every s finite and > 0: the smallest > 0 (NaN fails) and the sum of the logs
+        # finite (an infinite s makes it infinite), two reductions instead of four
+        if not s.min(initial=np.inf) > 0:
             raise np.linalg.LinAlgError("variance function outside its range")
-        s = np.array(s, dtype=float)
+        log_sum = float(np.log(s).sum())
+        if not math.isfinite(log_sum):
+            raise np.linalg.LinAlgError("variance function outside its range")
         s.flags.writeable = False  # kept: nobody may change it in place
-        self._sd_cache = (key, s, float(np.log(s).sum()))
+        self._sd_cache = (key, s, log_sum)
         return self._sd_cache
 
     def _sd_log_sum(self, u_var: np.ndarray) -> float:
@@ -267,9 +283,12 @@ class ResidualProblem:
         if kept is not None and kept[0] == key:
             return kept
         s = self.variance.stratum_sd(u_var)
-        if not (np.isfinite(s).all() and s.min(initial=np.inf) > 0):
+        if not s.min(initial=np.inf) > 0:
             raise np.linalg.LinAlgError("variance function outside its range")
-        self._stratum_cache = (key, s, float(self._strata()[1] @ np.log(s)))
+        log_sum = float(self._strata()[1] @ np.log(s))
+        if not math.isfinite(log_sum):
+            raise np.linalg.LinAlgError("variance function outside its range")
+        self._stratum_cache = (key, s, log_sum)
         return self._stratum_cache
 
     def _strata(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -333,21 +352,283 @@ class ResidualProblem:
                 return self._objective_from_pieces(*objective.pieces(theta)) + log_det
             problem, log_det = self.problem_at(u_cor, u_var)
             return problem.objective(theta) + log_det
-        head, xyxy, log_det = self.level_heads(u_cor, u_var)
         block = self.sorted_blocks[0]
         if block.p == 1:  # lambda's one entry (lambda_matrix costs more than the rest)
             lam = block.structure.lambda_entries(theta).reshape(1, 1)
         else:
             lam = block.lambda_matrix(theta)
+        compiled = self._compiled()
+        if compiled is not None:
+            status, ld_z, ld_x, pwrss, log_det = compiled.pieces(lam, u_cor, u_var)
+            if status:
+                raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
+            return self._objective_from_pieces(ld_z, ld_x, pwrss) + log_det
+        head, xyxy, log_det = self.level_heads(u_cor, u_var)
         pieces = head_pieces(lam, head, xyxy, self.n_fixed)
         return self._objective_from_pieces(*pieces) + log_det
+
+    def _compiled(self) -> CompiledPath | None:
+        """The one-term objective by the compiled kernels
+        (:mod:`mixedmodels.core.residual_kernels`), decided once per problem (and
+        covariate); None without numba, with several terms, or on a path without a kernel
+        (rows whitened at each evaluation by compound symmetry or ARMA beside a variance
+        function with parameters, ARMA at times whose patterns are not leading), where
+        :meth:`level_heads` and :func:`head_pieces` compute the same numbers in numpy."""
+        if self._compiled_state is not False:
+            return self._compiled_state
+        self._compiled_state = None
+        module = residual_kernels()
+        if module is None or self._level_starts is None:
+            return None
+        plan = self._plan()
+        heads = self._linear_heads(plan)
+        p = self.sorted_blocks[0].p
+        n_fixed = self.n_fixed
+        if heads is not None:
+            weights = heads.plan.weights
+            head_basis, tail_basis = heads.head, heads.tail
+            n_levels = heads.shape[0]
+            variance = self.variance is not None
+
+            def linear(u_cor, u_var):
+                w, log_det = weights(u_cor)
+                if variance:
+                    log_det += self._sd_log_sum(u_var)
+                return w, log_det
+
+            def linear_pieces(lam, u_cor, u_var):
+                w, log_det = linear(u_cor, u_var)
+                kernel = module.linear_pieces
+                return kernel(lam, w, head_basis, tail_basis, n_levels, n_fixed) + (log_det,)
+
+            def linear_heads(u_cor, u_var):
+                w, log_det = linear(u_cor, u_var)
+                return module.linear_heads(w, head_basis, tail_basis, n_levels, p) + (log_det,)
+
+            self._compiled_state = CompiledPath(module, linear_pieces, linear_heads)
+        elif isinstance(plan, LeadingBlockPlan):
+            self._compiled_state = self._compiled_leading(module, plan)
+        elif plan is None and isinstance(self.correlation, AR1):
+            self._compiled_state = self._compiled_bidiagonal(module)
+        elif (
+            plan is None
+            and self.correlation is None
+            and self._strata() is not None
+            and self.variance.stratum_log_basis() is not None
+        ):
+            self._compiled_state = self._compiled_strata_log_linear(module)
+        elif plan is None and self.correlation is None and self._strata() is not None:
+            head_basis, tail_basis = self._strata_sums()
+            n_levels = self.sorted_blocks[0].n_levels
+
+            def strata(u_var):
+                _, s, log_sum = self._stratum_entry(u_var)
+                return 1.0 / (s * s), 2.0 * log_sum
+
+            def strata_pieces(lam, u_cor, u_var):
+                w, log_det = strata(u_var)
+                kernel = module.linear_pieces
+                return kernel(lam, w, head_basis, tail_basis, n_levels, n_fixed) + (log_det,)
+
+            def strata_heads(u_cor, u_var):
+                w, log_det = strata(u_var)
+                return module.linear_heads(w, head_basis, tail_basis, n_levels, p) + (log_det,)
+
+            self._compiled_state = CompiledPath(module, strata_pieces, strata_heads)
+        elif plan is None and self.correlation is None and self._log_linear() is not None:
+            self._compiled_state = self._compiled_log_linear(module)
+        elif plan is None and self.correlation is None:
+            head_rows, tail_rows = self._term_products()
+            starts = np.ascontiguousarray(self._level_starts, dtype=np.intp)
+
+            def weighted(u_var):
+                _, s, log_sum = self._sd_entry(u_var)
+                return 1.0 / (s * s), 2.0 * log_sum
+
+            def weighted_pieces(lam, u_cor, u_var):
+                w, log_det = weighted(u_var)
+                kernel = module.weighted_pieces
+                return kernel(lam, w, head_rows, tail_rows, starts, n_fixed) + (log_det,)
+
+            def weighted_heads(u_cor, u_var):
+                w, log_det = weighted(u_var)
+                return module.weighted_heads(w, head_rows, tail_rows, starts, p) + (log_det,)
+
+            self._compiled_state = CompiledPath(module, weighted_pieces, weighted_heads)
+        return self._compiled_state
+
+    def _log_linear(self) -> np.ndarray | None:
+        """The variance function's ``C`` with ``log s = C u`` (sorted rows, contiguous;
+        :meth:`VarianceFunction.log_sd_basis`), or None."""
+        if self.variance is None or self.n_var == 0:
+            return None
+        basis = self.variance.log_sd_basis(self.values)
+        return None if basis is None else np.ascontiguousarray(basis, dtype=float)
+
+    def _compiled_log_linear(self, module) -> CompiledPath:
+        """:meth:`_compiled` for a log-linear variance function alone (``Power``, ``Exp``):
+        the weights ``exp(-2 C u)``, the rows' weighted products and the objective in one
+        kernel call, ``sum log s = (sum_i C_i) u`` (no multipliers formed)."""
+        basis = self._log_linear()
+        column_sums = basis.sum(axis=0)
+        head_rows, tail_rows = self._term_products()
+        starts = np.ascontiguousarray(self._level_starts, dtype=np.intp)
+        p, n_fixed = self.sorted_blocks[0].p, self.n_fixed
+
+        def log_linear_pieces(lam, u_cor, u_var):
+            return module.log_linear_pieces(
+                lam, basis, np.asarray(u_var, dtype=float), head_rows, tail_rows, starts,
+                n_fixed,
+            )
+
+        def log_linear_heads(u_cor, u_var):
+            return module.log_linear_heads(
+                basis, np.asarray(u_var, dtype=float), head_rows, tail_rows, starts, p
+            )
+
+        def log_sd_sum(u_var):
+            return float(column_sums @ u_var)
+
+        return CompiledPath(module, log_linear_pieces, log_linear_heads, log_sd_sum)
+
+    def _compiled_strata_log_linear(self, module) -> CompiledPath:
+        """:meth:`_compiled` for a variance function alone whose strata's multipliers are
+        log-linear (``Ident``: :meth:`VarianceFunction.stratum_log_basis`): the strata's
+        weights ``exp(-2 D u)`` inside the kernel, ``sum log s = (sizes' D) u``."""
+        basis = np.ascontiguousarray(self.variance.stratum_log_basis(), dtype=float)
+        _, sizes = self._strata()
+        weighted_sums = sizes @ basis
+        head_basis, tail_basis = self._strata_sums()
+        n_levels = self.sorted_blocks[0].n_levels
+        p, n_fixed = self.sorted_blocks[0].p, self.n_fixed
+
+        def log_sd_sum(u_var):
+            return float(weighted_sums @ u_var)
+
+        def strata_pieces(lam, u_cor, u_var):
+            u = np.asarray(u_var, dtype=float)
+            out = module.strata_log_linear_pieces(
+                lam, basis, u, head_basis, tail_basis, n_levels, n_fixed
+            )
+            return out + (2.0 * float(weighted_sums @ u),)
+
+        def strata_heads(u_cor, u_var):
+            u = np.asarray(u_var, dtype=float)
+            out = module.strata_log_linear_heads(basis, u, head_basis, tail_basis, n_levels, p)
+            return out + (2.0 * float(weighted_sums @ u),)
+
+        return CompiledPath(module, strata_pieces, strata_heads, log_sd_sum)
+
+    def _compiled_bidiagonal(self, module) -> CompiledPath:
+        """:meth:`_compiled` for AR(1) or CAR(1) without a plan (beside a variance function
+        with parameters, or with more distinct gaps than a plan pays for): the rows
+        divided by the multipliers and whitened in one kernel pass per evaluation."""
+        rows = np.ascontiguousarray(self._term_rows())
+        gaps = np.ascontiguousarray(self.layout.gaps())
+        first = np.ascontiguousarray(self.layout.first)
+        starts = np.ascontiguousarray(self._level_starts, dtype=np.intp)
+        ones = np.ones(self.n)
+        p, n_fixed = self.sorted_blocks[0].p, self.n_fixed
+        structure = self.correlation
+
+        def multipliers(u_var):
+            if self.variance is None:
+                return ones, 0.0
+            _, s, log_sum = self._sd_entry(u_var)
+            return s, 2.0 * log_sum
+
+        def bidiagonal_pieces(lam, u_cor, u_var):
+            s, log_s = multipliers(u_var)
+            out = module.bidiagonal_pieces(
+                lam, rows, s, structure.phi(u_cor), gaps, first, starts, n_fixed
+            )
+            return out[:4] + (out[4] + log_s,)
+
+        def bidiagonal_heads(u_cor, u_var):
+            s, log_s = multipliers(u_var)
+            status, head, sq, log_det = module.bidiagonal_heads(
+                rows, s, structure.phi(u_cor), gaps, first, starts, p
+            )
+            return status, head, sq, log_det + log_s
+
+        return CompiledPath(module, bidiagonal_pieces, bidiagonal_heads)
+
+    def _compiled_leading(self, module, plan: LeadingBlockPlan) -> CompiledPath:
+        """:meth:`_compiled` for a :class:`~mixedmodels.core.residual.LeadingBlockPlan`
+        (ARMA, its only user): the autocorrelations and the rows' whitening by forward
+        substitution inside the kernel."""
+        structure = plan.structure
+        _, lags = structure.leading_correlation(np.zeros(structure.n_params), plan.longest)
+        lags = np.ascontiguousarray(lags, dtype=np.intp)
+        max_lag = int(plan.longest[-1])
+        n_ar = int(structure.p)
+        # the groups' rows side by side, (longest, groups k): one forward substitution
+        # over all of them (columns contiguous)
+        g, longest, k = plan.padded.shape
+        rows = np.ascontiguousarray(plan.padded.transpose(1, 0, 2).reshape(longest, g * k))
+        sizes, group_level, n_levels = plan.sizes, plan.group_level, plan.n_levels
+        p, n_fixed = self.sorted_blocks[0].p, self.n_fixed
+        variance = self.variance is not None
+
+        if np.array_equal(plan.longest, np.arange(plan.longest.size)):
+            # consecutive times: the innovations algorithm, O(p + q) per row
+            padded = np.ascontiguousarray(plan.padded)
+
+            def innovations_pieces(lam, u_cor, u_var):
+                status, ld_z, ld_x, pwrss, log_det = module.arma_innovations_pieces(
+                    lam, np.asarray(u_cor, dtype=float), n_ar, padded, sizes, group_level,
+                    n_levels, n_fixed,
+                )
+                if variance:
+                    log_det += self._sd_log_sum(u_var)
+                return status, ld_z, ld_x, pwrss, log_det
+
+            def innovations_heads(u_cor, u_var):
+                status, head, s, log_det = module.arma_innovations_heads(
+                    np.asarray(u_cor, dtype=float), n_ar, padded, sizes, group_level,
+                    n_levels, p,
+                )
+                if variance:
+                    log_det += self._sd_log_sum(u_var)
+                return status, head, s, log_det
+
+            return CompiledPath(module, innovations_pieces, innovations_heads)
+
+        def leading_pieces(lam, u_cor, u_var):
+            status, ld_z, ld_x, pwrss, log_det = module.arma_pieces(
+                lam, np.asarray(u_cor, dtype=float), n_ar, max_lag, lags, rows, sizes,
+                group_level, n_levels, n_fixed,
+            )
+            if variance:
+                log_det += self._sd_log_sum(u_var)
+            return status, ld_z, ld_x, pwrss, log_det
+
+        def leading_heads(u_cor, u_var):
+            status, head, s, log_det = module.arma_heads(
+                np.asarray(u_cor, dtype=float), n_ar, max_lag, lags, rows, sizes,
+                group_level, n_levels, p,
+            )
+            if variance:
+                log_det += self._sd_log_sum(u_var)
+            return status, head, s, log_det
+
+        return CompiledPath(module, leading_pieces, leading_heads)
 
     # ----------------------------------------------------------------- scaled theta
     def sd_scale(self, u_var: np.ndarray) -> float:
         """Geometric mean of the variance function's multipliers (1 without one)."""
         if self.variance is None:
             return 1.0
-        return float(np.exp(self._log_sd_sum(u_var) / self.n))
+        return float(np.exp(self._scale_log_sum(u_var) / self.n))
+
+    def _scale_log_sum(self, u_var: np.ndarray) -> float:
+        """``sum log s`` for :meth:`sd_scale`: the compiled path's own (a log-linear
+        variance function's ``(sum_i C_i) u``, whose range the objective checks) when it
+        has one, else :meth:`_log_sd_sum`."""
+        compiled = self._compiled()
+        if compiled is not None and compiled.log_sd_sum is not None:
+            return compiled.log_sd_sum(u_var)
+        return self._log_sd_sum(u_var)
 
     def to_internal(self, params: np.ndarray) -> np.ndarray:
         """The optimizer's coordinates: theta divided by :meth:`sd_scale`.
@@ -372,11 +653,49 @@ class ResidualProblem:
 
     def internal_objective(self, x: np.ndarray) -> float:
         """:meth:`objective` in the optimizer's coordinates (:meth:`to_internal`)."""
+        compiled = self._compiled()
+        if compiled is not None:
+            return self._compiled_internal(compiled, x)
         try:
             params = self.from_internal(x)
         except np.linalg.LinAlgError:
             return np.inf
         return self.objective(params)
+
+    def _compiled_internal(self, compiled: CompiledPath, x: np.ndarray) -> float:
+        """:meth:`internal_objective` on a compiled path, written out: the same numbers
+        as :meth:`from_internal` then :meth:`objective` (bit for bit: the same operations),
+        without their copies, splits and checks (a third of an evaluation's time where
+        the kernel takes microseconds)."""
+        nt, nc = self.n_theta, self.n_cor
+        u_cor, u_var = x[nt : nt + nc], x[nt + nc :]
+        if self.variance is None:
+            theta = x[:nt]
+        else:
+            try:
+                if compiled.log_sd_sum is not None:
+                    mean_log = compiled.log_sd_sum(u_var) / self.n
+                    if not abs(mean_log) <= LOG_SD_LIMIT:  # the kernel refuses these too
+                        return np.inf
+                    scale = float(np.exp(mean_log))
+                else:
+                    scale = float(np.exp(self._log_sd_sum(u_var) / self.n))
+            except np.linalg.LinAlgError:
+                return np.inf
+            theta = x[:nt].copy()
+            theta[self._scaled_index] *= scale
+        self.n_evaluations += 1
+        block = self.sorted_blocks[0]
+        if block.p == 1:
+            lam = block.structure.lambda_entries(theta).reshape(1, 1)
+        else:
+            lam = block.lambda_matrix(theta)
+        status, ld_z, ld_x, pwrss, log_det = compiled.pieces(lam, u_cor, u_var)
+        if status:
+            if status == OUT_OF_RANGE:  # as from_internal's multipliers out of range
+                return np.inf
+            raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
+        return self._objective_from_pieces(ld_z, ld_x, pwrss) + log_det
 
     def _dense_plan(self):
         """For several terms (nested, as the correlation groups require) with a small
@@ -500,22 +819,27 @@ class ResidualProblem:
         within strata (``varIdent``): the rows' products summed once per (stratum, level)
         and per stratum, an evaluation weights the strata by ``1 / s^2`` (two
         matrix-vector products, nothing per row)."""
-        codes, sizes = self._strata()
         _, s, log_sum = self._stratum_entry(u_var)
-        if self._strata_basis is None:
-            head, tail = self._term_products()
-            n_levels = self.sorted_blocks[0].n_levels
-            level = np.repeat(np.arange(n_levels), np.diff(np.append(self._level_starts, self.n)))
-            k = sizes.size
-            per_cell = _cell_sums(codes * n_levels + level, k * n_levels, head)
-            self._strata_basis = (per_cell.reshape(k, -1), _cell_sums(codes, k, tail))
-        head_basis, tail_basis = self._strata_basis
+        head_basis, tail_basis = self._strata_sums()
         w = 1.0 / (s * s)
         n, width = self._term_rows().shape
         p = self.sorted_blocks[0].p
         head = (w @ head_basis).reshape(-1, p, width)
         xyxy = (w @ tail_basis).reshape(width - p, width - p)
         return head, xyxy, 2.0 * log_sum
+
+    def _strata_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows' products (:meth:`_term_products`) summed per (stratum, level), (k, l p
+        k), and per stratum, (k, (k - p)^2): formed once."""
+        if self._strata_basis is None:
+            codes, sizes = self._strata()
+            head, tail = self._term_products()
+            n_levels = self.sorted_blocks[0].n_levels
+            level = np.repeat(np.arange(n_levels), np.diff(np.append(self._level_starts, self.n)))
+            k = sizes.size
+            per_cell = _cell_sums(codes * n_levels + level, k * n_levels, head)
+            self._strata_basis = (per_cell.reshape(k, -1), _cell_sums(codes, k, tail))
+        return self._strata_basis
 
     def _term_products(self) -> tuple[np.ndarray, np.ndarray]:
         """Each row's products of its first ``p`` columns with all (n, p k) and of its
@@ -612,9 +936,13 @@ class ResidualProblem:
             problem, _ = self.problem_at(u_cor, u_var)
             solution = problem.solve(theta)
             return self.X @ solution.beta + self.random_contribution(solution.b)
-        grams, _ = self.level_grams(u_cor, u_var)
         block = self.sorted_blocks[0]
         lam = block.lambda_matrix(theta)
+        compiled = self._compiled()
+        if compiled is not None:
+            *_, beta, u, _ = compiled.solve(lam, u_cor, u_var, self.n_fixed)
+            return self.X @ beta + self.random_contribution([u @ lam.T])
+        grams, _ = self.level_grams(u_cor, u_var)
         beta, b = single_term_coefficients(lam, grams, self.n_fixed)
         return self.X @ beta + self.random_contribution([b])
 
@@ -623,6 +951,14 @@ class ResidualProblem:
         if self._level_starts is None:
             dense = self._dense_at(u_cor, u_var)
             return dense[1] if dense is not None else self.problem_at(u_cor, u_var)[1]
+        compiled = self._compiled()
+        if compiled is not None:
+            # as the objective adds it (the kernel's sum, bit for bit): log|V| does not
+            # depend on lambda, any will do
+            status, *_, log_det = compiled.heads(u_cor, u_var)
+            if status in (4, OUT_OF_RANGE):  # log|V| itself not formed
+                raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
+            return log_det
         return self.level_heads(u_cor, u_var)[2]
 
     def solution_at(self, params: np.ndarray) -> Solution:
@@ -639,18 +975,24 @@ class ResidualProblem:
         if self._level_starts is None:
             problem, _ = self.problem_at(u_cor, u_var)
             return problem.solve(theta)
-        head, xyxy, _ = self.level_heads(u_cor, u_var)
         lam = self.sorted_blocks[0].lambda_matrix(theta)
-        ld_z, r, beta, u = head_solution(lam, head, xyxy, self.n_fixed)
         nf = self.n_fixed
-        pwrss = float(r[-1, -1] ** 2)
-        ld_x = 2.0 * float(np.log(r.diagonal()[:nf]).sum())
+        compiled = self._compiled()
+        if compiled is not None:
+            # the kernels' solution: its pieces are the objective's bit for bit
+            ld_z, ld_x, pwrss, vcov, beta, u, _ = compiled.solve(lam, u_cor, u_var, nf)
+        else:
+            head, xyxy, _ = self.level_heads(u_cor, u_var)
+            ld_z, r, beta, u = head_solution(lam, head, xyxy, nf)
+            pwrss = float(r[-1, -1] ** 2)
+            ld_x = 2.0 * float(np.log(r.diagonal()[:nf]).sum())
+            vcov = unscaled_vcov(r[:nf, :nf])
         return Solution(
             theta=np.asarray(theta, dtype=float),
             objective=self._objective_from_pieces(ld_z, ld_x, pwrss),
             beta=beta,
             sigma=math.sqrt(pwrss / (self.n - nf if self.reml else self.n)),
-            vcov_unscaled=unscaled_vcov(r[:nf, :nf]),
+            vcov_unscaled=vcov,
             u=[u],
             b=[u @ lam.T],
             pwrss=pwrss,
@@ -670,6 +1012,56 @@ class ResidualProblem:
         out = np.empty_like(values_sorted)
         out[self.layout.order] = values_sorted
         return out
+
+
+class CompiledPath:
+    """The one-term objective and solution by the compiled kernels
+    (:mod:`mixedmodels.core.residual_kernels`) on one of
+    :meth:`ResidualProblem._compiled`'s paths.
+
+    Parameters
+    ----------
+    module : module
+        The kernels.
+    pieces : callable
+        ``(lam, u_cor, u_var) -> (status, log|L_Z|^2, log|R_X|^2, PWRSS, log|V|)`` in one
+        kernel call (an evaluation).
+    heads : callable
+        ``(u_cor, u_var) -> (status, head (l, p, k), s (m, m), log|V|)``: the heads and the
+        lower triangle of ``[X y]' V^-1 [X y]`` by the same kernel code as ``pieces``.
+    log_sd_sum : callable, optional
+        ``u_var -> sum log s`` where the path forms it without the multipliers (a
+        log-linear variance function); the optimizer's scaling of theta then uses it.
+    """
+
+    __slots__ = ("module", "pieces", "heads", "log_sd_sum")
+
+    def __init__(self, module, pieces, heads, log_sd_sum=None):
+        self.module = module
+        self.pieces = pieces
+        self.heads = heads
+        self.log_sd_sum = log_sd_sum
+
+    def solve(self, lam: np.ndarray, u_cor: np.ndarray, u_var: np.ndarray, n_fixed: int):
+        """``(log|L_Z|^2, log|R_X|^2, PWRSS, (R_X'R_X)^-1, beta, u, log|V|)``: the pieces
+        (those of :attr:`pieces` bit for bit), the unscaled covariance of the fixed effects
+        (``R`` the lower Cholesky factor of the ``[X y]`` Schur complement), the fixed
+        effects and the modes (l, p) (:func:`head_solution`'s).
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            Where :attr:`pieces` has a failing status."""
+        status, head, s, log_det = self.heads(u_cor, u_var)
+        if status:
+            raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
+        beta = np.empty(n_fixed)
+        u = np.empty(head.shape[:2])
+        vcov = np.empty((n_fixed, n_fixed))
+        status, ld_z, ld_x, pwrss = self.module.solution(lam, head, s, n_fixed, beta, u, vcov)
+        if status:
+            raise np.linalg.LinAlgError(KERNEL_FAILURES[status])
+        return ld_z, ld_x, pwrss, vcov, beta, u, log_det
 
 
 @lru_cache(maxsize=64)

@@ -19,6 +19,10 @@ import numpy as np
 from mixedmodels.errors import ArgumentError, DataError
 
 FITTED = "fitted"  # the covariate name that means the fitted values
+#: the largest ``|log s|`` of a row on the compiled log-linear path (``s`` and ``1 / s^2``
+#: finite and nonzero with room for the rows' products); beyond, the variance function
+#: is outside its range (:meth:`VarianceFunction.log_sd_basis`)
+LOG_SD_LIMIT = 300.0
 
 
 class VarianceFunction(ABC):
@@ -69,6 +73,14 @@ class VarianceFunction(ABC):
         """Multipliers for new rows (their covariates in ``values``)."""
         return self.sd(u, values)
 
+    def log_sd_basis(self, values: dict[str, np.ndarray]) -> np.ndarray | None:
+        """``C`` (n, n_params) with ``log s = C u`` for every ``u`` when the function is
+        log-linear in its parameters (``Power``: ``log|v|``; ``Exp``: ``v``), for
+        covariates ``values``; None (the default) otherwise or where ``C`` is not finite
+        (a zero covariate of ``Power``).  The compiled objective then forms the weights
+        ``exp(-2 C u)`` and ``sum log s = (sum_i C_i) u`` without the multipliers."""
+        return None
+
     def strata(self) -> np.ndarray | None:
         """Codes ``0..k-1`` of the bound rows (the problem's sorted order) within which
         the multiplier is the same whatever the parameters, for :meth:`stratum_sd`; None
@@ -78,6 +90,13 @@ class VarianceFunction(ABC):
     def stratum_sd(self, u: np.ndarray) -> np.ndarray:
         """The multiplier of each stratum of :meth:`strata` at ``u`` (k,)."""
         raise NotImplementedError(f"{type(self).__name__} has no strata")
+
+    def stratum_log_basis(self) -> np.ndarray | None:
+        """``D`` (k, n_params) with ``log stratum_sd(u) = D u`` for every ``u`` when the
+        strata's multipliers are log-linear in the parameters (``Ident``); None (the
+        default) otherwise.  The compiled objective then weights the strata by ``exp(-2 D
+        u)`` without forming the multipliers."""
+        return None
 
     def natural(self, u: np.ndarray) -> np.ndarray:
         """The parameters as nlme prints them."""
@@ -194,6 +213,11 @@ class Ident(VarianceFunction):
     def stratum_sd(self, u):
         return np.concatenate([[1.0], np.exp(np.asarray(u, dtype=float))])
 
+    def stratum_log_basis(self):
+        """The reference stratum's log multiplier 0, the others' their parameter."""
+        k = len(self.levels)
+        return np.vstack([np.zeros((1, max(k - 1, 0))), np.eye(max(k - 1, 0))])
+
     def residual_start(self, residuals, values):
         """log of each stratum's residual sd relative to the reference stratum's."""
         if self._codes is None or residuals.size != self._codes.size:
@@ -259,6 +283,14 @@ class Power(VarianceFunction):
     def sd(self, u, values):
         return np.abs(values[self.covariate]) ** float(u[0])
 
+    def log_sd_basis(self, values):
+        v = values.get(self.covariate)
+        if v is None:
+            return None
+        with np.errstate(divide="ignore"):
+            c = np.log(np.abs(np.asarray(v, dtype=float)))
+        return c[:, None] if np.isfinite(c).all() else None
+
     def residual_start(self, residuals, values):
         """The slope of ``log|r|`` on ``log|v|`` (``E log|r| = log sigma + power log|v| +
         const``)."""
@@ -293,6 +325,13 @@ class Exp(VarianceFunction):
 
     def sd(self, u, values):
         return np.exp(float(u[0]) * values[self.covariate])
+
+    def log_sd_basis(self, values):
+        v = values.get(self.covariate)
+        if v is None:
+            return None
+        c = np.asarray(v, dtype=float)
+        return c[:, None] if np.isfinite(c).all() else None
 
     def residual_start(self, residuals, values):
         """The slope of ``log|r|`` on ``v``."""

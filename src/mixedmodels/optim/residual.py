@@ -143,10 +143,9 @@ def optimize_residual(
             result = _minimize(rp, x, lower, initial_steps(rp, theta_step))
             return optimum_at(rp, result, 1)
         rp.with_fitted(np.ones(rp.n))  # any covariate: at u_var = 0 the model is homoscedastic
-        solution = rp.solution_at(x)
-        f = fitted_sorted(rp, solution)
+        f = rp.fitted_at(x)
         rp.with_fitted(f)
-        x = variance_start(rp, x, solution)
+        x = variance_start(rp, x, f)
         steps = None
         total, outer = 0, 0
         history_f: list[np.ndarray] = []
@@ -230,8 +229,7 @@ def correlation_start(rp: ResidualProblem, x: np.ndarray) -> np.ndarray:
     theta, u_cor, u_var = rp.split(x)
     try:
         with residual_blas(rp):
-            solution = rp.solution_at(x)
-        residuals = rp.y - fitted_sorted(rp, solution)
+            residuals = rp.y - rp.fitted_at(x)
         start = rp.correlation.residual_start(residuals, rp.layout)
     except (np.linalg.LinAlgError, FloatingPointError):
         return x
@@ -241,19 +239,20 @@ def correlation_start(rp: ResidualProblem, x: np.ndarray) -> np.ndarray:
 
 
 def variance_start(
-    rp: ResidualProblem, x: np.ndarray, solution: Solution | None = None
+    rp: ResidualProblem, x: np.ndarray, fitted: np.ndarray | None = None
 ) -> np.ndarray:
     """``x`` with the variance function's parameters started from the residuals of the
     fit without it (:meth:`VarianceFunction.residual_start`), when they start at 0 (the
-    homoscedastic model).  BodyWeight's ``varPower()``: the power starts near 0.5, where
-    from 0 the first search spends about 160 evaluations getting there."""
+    homoscedastic model); ``fitted``: that fit's conditional fitted values (sorted), when
+    known.  BodyWeight's ``varPower()``: the power starts near 0.5, where from 0 the first
+    search spends about 160 evaluations getting there."""
     theta, u_cor, u_var = rp.split(x)
     if u_var.size == 0 or np.any(u_var != 0.0):
         return x
     try:
-        if solution is None:
-            solution = rp.solution_at(x)
-        residuals = rp.y - fitted_sorted(rp, solution)
+        if fitted is None:
+            fitted = rp.fitted_at(x)
+        residuals = rp.y - fitted
     except (np.linalg.LinAlgError, FloatingPointError):
         return x
     start = rp.variance.residual_start(residuals, rp.values)
