@@ -31,6 +31,7 @@ from scipy.linalg.lapack import dpotrf, dpotrs
 
 from mixedmodels.core.variance_functions import FITTED, VarianceFunction
 from mixedmodels.linalg.optional_kernels import OptionalKernels
+from mixedmodels.linalg.row_program import RowModel
 
 #: Largest ``rows x groups`` for which the group indicator is a dense matrix.
 DENSE_INDICATOR = 1_000_000
@@ -172,6 +173,17 @@ class NonlinearProblem(RelativeFactorLayout):
             and np.array_equal(self.column_parameter, np.arange(self.n_model_parameters))
             and np.all(self.fixed_columns == 1.0)
         )
+        # a register program (the design's model): the whole linearization in one kernel
+        # call when numba loads (:func:`mixedmodels.core.nonlinear_kernels.linearize_rows`)
+        program = self.model.program if isinstance(self.model, RowModel) else None
+        if not (program is not None and self.model.gradient and program.n == n
+                and program.outputs.size == self.n_model_parameters + 1):
+            program = None
+        self._program = program
+        self._groups64 = np.ascontiguousarray(self.groups, dtype=np.int64)
+        self._column_parameter64 = self.column_parameter.astype(np.int64)
+        self._random_index64 = self._random_index.astype(np.int64)
+        self._fixed_c = np.ascontiguousarray(self.fixed_columns, dtype=float)
 
     @property
     def n(self) -> int:
@@ -219,12 +231,31 @@ class NonlinearProblem(RelativeFactorLayout):
 
     def linearize(self, beta: np.ndarray, b: np.ndarray) -> Linearization:
         """The model's values and derivatives at ``(beta, b)``."""
+        if self._program is not None:
+            module = pls_kernels()
+            if module is not None:
+                return self._kernel_linearize(module, beta, b)
         bg = b[self.groups]
         f, g = self.model(self.phi(beta, b, bg))
         x = g if self._intercepts else g[:, self.column_parameter] * self.fixed_columns
         z = g[:, self._random_index]
         zb = (z * bg).sum(axis=1)
         return Linearization(f=f, x=x, z=z, w=self.y - f + x @ beta + zb)
+
+    def _kernel_linearize(self, module: ModuleType, beta: np.ndarray, b: np.ndarray
+                          ) -> Linearization:
+        prog = self._program
+        n, p, q = self.y.size, self.column_parameter.size, self._random_index.size
+        f, w = np.empty(n), np.empty(n)
+        x, z = np.empty((n, p)), np.empty((n, q))
+        module.linearize_rows(
+            prog.ops, prog.init, prog.input_registers, prog.input_columns, prog.outputs,
+            np.ascontiguousarray(beta, dtype=float),
+            np.ascontiguousarray(b, dtype=float), self._groups64,
+            self._fixed_c, self._column_parameter64, self._random_index64, self.y, f, x, z,
+            w,
+        )
+        return Linearization(f=f, x=x, z=z, w=w)
 
     def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The model's values at ``(beta, b)`` (by ``values`` when given: no gradient)."""

@@ -20,6 +20,8 @@ import math
 import numpy as np
 from numba import njit
 
+from mixedmodels.linalg.row_program_kernels import execute
+
 
 @njit(cache=True, boundscheck=False, nogil=True)
 def pls_groups(
@@ -267,3 +269,49 @@ def gram_groups(z, x, w, s, weighted, groups, ztz, ztm, ztz_last, ztm_last, mtm
                 ztz_last[a, b, i] = ztz[i, a, b]
             for b in range(k):
                 ztm_last[a, i, b] = ztm[i, a, b]
+
+
+@njit(cache=True, boundscheck=False, nogil=True, error_model="numpy")
+def linearize_rows(ops, init, input_registers, input_columns, outputs, beta, b, groups,
+                   fixed_columns, column_parameter, random_index, y, f, x, z, w
+                   ):  # pragma: no cover - compiled
+    """The linearization of :meth:`mixedmodels.core.nonlinear.NonlinearProblem.linearize`
+    in one pass: the parameter rows ``phi_jk = sum_{c: k(c) = k} F_jc beta_c + b_{g(j),k}``
+    straight into the program's input registers, the model and its gradient by the register
+    program (:func:`mixedmodels.linalg.row_program_kernels.execute`), then ``X_jc = g_j,k(c)
+    F_jc``, ``Z_jr = g_j,k(r)`` and ``w = y - f + X beta + Z b`` (outputs ``f``, ``x``,
+    ``z``, ``w``)."""
+    regs = init.copy()
+    n = y.size
+    q = random_index.size
+    p = beta.size
+    n_par = outputs.size - 1
+    for i in range(input_registers.size):
+        r, k = input_registers[i], input_columns[i]
+        for j in range(n):
+            acc = 0.0
+            for c in range(p):
+                if column_parameter[c] == k:
+                    acc += fixed_columns[j, c] * beta[c]
+            regs[r, j] = acc
+        for e in range(q):
+            if random_index[e] == k:
+                for j in range(n):
+                    regs[r, j] += b[groups[j], e]
+    execute(ops, regs)
+    o = outputs[0]
+    for j in range(n):
+        f[j] = regs[o, j]
+    for j in range(n):
+        acc = 0.0
+        for c in range(p):
+            xc = regs[outputs[1 + column_parameter[c]], j] * fixed_columns[j, c]
+            x[j, c] = xc
+            acc += xc * beta[c]
+        zb = 0.0
+        for e in range(q):
+            ze = regs[outputs[1 + random_index[e]], j]
+            z[j, e] = ze
+            zb += ze * b[groups[j], e]
+        w[j] = y[j] - f[j] + acc + zb
+    return n_par

@@ -157,6 +157,10 @@ class ModelFunction:
         rows ``phi`` (n, P): values (n,) and gradient (n, P).  The program is bound to the
         covariates once (:meth:`~mixedmodels.formula.derivative.Program.bind`); a fit calls
         the function returned here at every linearization."""
+        n = _n_rows(cov)
+        if n is not None:
+            # (a register program: one compiled call when numba loads)
+            return self._program.rows(cov, self.parameters, n)
         run = self._program.bind(cov, self.parameters)
         n_par = len(self.parameters)
 
@@ -176,6 +180,14 @@ class ModelFunction:
 
     def values(self, cov: dict[str, np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
         """As :meth:`rows`, the values only."""
+        n = _n_rows(cov)
+        if n is not None:
+            model = self._value_program.rows(cov, self.parameters, n, gradient=False)
+
+            def compiled(phi: np.ndarray) -> np.ndarray:
+                return model(phi)[0]
+
+            return compiled
         run = self._value_program.bind(cov, self.parameters)
 
         def fun(phi: np.ndarray) -> np.ndarray:
@@ -211,6 +223,16 @@ class ModelFunction:
         if self.self_start is None:
             raise ArgumentError("starting values are needed: the model is not self-starting")
         return {role: data_cov[role] for role in SELF_START[self.self_start].covariates}
+
+
+def _n_rows(cov: dict[str, np.ndarray]) -> int | None:
+    """The rows of the covariates (None without covariates or when they are not all
+    columns of one length)."""
+    sizes = {np.shape(v) for v in cov.values()}
+    if len(sizes) != 1:
+        return None
+    (shape,) = sizes
+    return shape[0] if len(shape) == 1 else None
 
 
 def _sum_names(node: Node, text: str, what: str) -> list[str]:
