@@ -244,17 +244,26 @@ class NonlinearProblem(RelativeFactorLayout):
 
     def _kernel_linearize(self, module: ModuleType, beta: np.ndarray, b: np.ndarray
                           ) -> Linearization:
+        """:meth:`linearize` by the kernels around the program's ufunc stages (the same
+        operations as the numpy code, in the same order: the same bits)."""
         prog = self._program
         n, p, q = self.y.size, self.column_parameter.size, self._random_index.size
-        f, w = np.empty(n), np.empty(n)
-        x, z = np.empty((n, p)), np.empty((n, q))
-        module.linearize_rows(
-            prog.ops, prog.init, prog.input_registers, prog.input_columns, prog.outputs,
-            np.ascontiguousarray(beta, dtype=float),
-            np.ascontiguousarray(b, dtype=float), self._groups64,
-            self._fixed_c, self._column_parameter64, self._random_index64, self.y, f, x, z,
-            w,
+        beta = np.ascontiguousarray(beta, dtype=float)
+        b = np.ascontiguousarray(b, dtype=float)
+        regs = prog.init.copy()
+        module.linearize_start(
+            regs, prog.input_registers, prog.input_columns, prog.first_ops, beta, b,
+            self._groups64, self._fixed_c, self._column_parameter64, self._random_index64,
         )
+        with np.errstate(all="ignore"):  # (as the numpy model's call)
+            prog.middle(module.row_program_kernels, regs)
+        f, w, zb = np.empty(n), np.empty(n), np.empty(n)
+        x, z = np.empty((n, p)), np.empty((n, q))
+        module.linearize_finish(
+            regs, prog.last_ops, prog.outputs, b, self._groups64, self._fixed_c,
+            self._column_parameter64, self._random_index64, f, x, z, zb,
+        )
+        module.working_response(self.y, f, x @ beta, zb, w)
         return Linearization(f=f, x=x, z=z, w=w)
 
     def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ import math
 import numpy as np
 from numba import njit
 
+from mixedmodels.linalg import row_program_kernels  # noqa: F401 - (the module, for middle)
 from mixedmodels.linalg.row_program_kernels import execute
 
 
@@ -272,20 +273,14 @@ def gram_groups(z, x, w, s, weighted, groups, ztz, ztm, ztz_last, ztm_last, mtm
 
 
 @njit(cache=True, boundscheck=False, nogil=True, error_model="numpy")
-def linearize_rows(ops, init, input_registers, input_columns, outputs, beta, b, groups,
-                   fixed_columns, column_parameter, random_index, y, f, x, z, w
-                   ):  # pragma: no cover - compiled
-    """The linearization of :meth:`mixedmodels.core.nonlinear.NonlinearProblem.linearize`
-    in one pass: the parameter rows ``phi_jk = sum_{c: k(c) = k} F_jc beta_c + b_{g(j),k}``
-    straight into the program's input registers, the model and its gradient by the register
-    program (:func:`mixedmodels.linalg.row_program_kernels.execute`), then ``X_jc = g_j,k(c)
-    F_jc``, ``Z_jr = g_j,k(r)`` and ``w = y - f + X beta + Z b`` (outputs ``f``, ``x``,
-    ``z``, ``w``)."""
-    regs = init.copy()
-    n = y.size
+def linearize_start(regs, input_registers, input_columns, ops, beta, b, groups,
+                    fixed_columns, column_parameter, random_index):  # pragma: no cover
+    """The first part of :meth:`mixedmodels.core.nonlinear.NonlinearProblem.linearize`:
+    the parameter rows ``phi_jk = sum_{c: k(c) = k} F_jc beta_c + b_{g(j),k}`` straight
+    into the register program's input registers, then its first compiled run ``ops``."""
+    n = regs.shape[1]
     q = random_index.size
     p = beta.size
-    n_par = outputs.size - 1
     for i in range(input_registers.size):
         r, k = input_registers[i], input_columns[i]
         for j in range(n):
@@ -299,19 +294,36 @@ def linearize_rows(ops, init, input_registers, input_columns, outputs, beta, b, 
                 for j in range(n):
                     regs[r, j] += b[groups[j], e]
     execute(ops, regs)
+
+
+@njit(cache=True, boundscheck=False, nogil=True, error_model="numpy")
+def linearize_finish(regs, ops, outputs, b, groups, fixed_columns, column_parameter,
+                     random_index, f, x, z, zb):  # pragma: no cover - compiled
+    """The program's last compiled run ``ops``, then ``f``, ``X_jc = g_j,k(c) F_jc``,
+    ``Z_je = g_j,k(e)`` and ``zb_j = sum_e Z_je b_g(j),e`` (summed in numpy's order)."""
+    execute(ops, regs)
+    n = f.size
+    q = random_index.size
+    p = column_parameter.size
     o = outputs[0]
     for j in range(n):
         f[j] = regs[o, j]
     for j in range(n):
-        acc = 0.0
         for c in range(p):
-            xc = regs[outputs[1 + column_parameter[c]], j] * fixed_columns[j, c]
-            x[j, c] = xc
-            acc += xc * beta[c]
-        zb = 0.0
+            x[j, c] = regs[outputs[1 + column_parameter[c]], j] * fixed_columns[j, c]
+        acc = 0.0
         for e in range(q):
             ze = regs[outputs[1 + random_index[e]], j]
             z[j, e] = ze
-            zb += ze * b[groups[j], e]
-        w[j] = y[j] - f[j] + acc + zb
-    return n_par
+            if e == 0:
+                acc = ze * b[groups[j], e]
+            else:
+                acc += ze * b[groups[j], e]
+        zb[j] = acc
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def working_response(y, f, xb, zb, w):  # pragma: no cover - compiled
+    """``w = y - f + X beta + Z b`` (in that order, as numpy's expression)."""
+    for j in range(y.size):
+        w[j] = y[j] - f[j] + xb[j] + zb[j]

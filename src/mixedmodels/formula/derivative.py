@@ -23,7 +23,7 @@ import numpy as np
 
 from mixedmodels.errors import FormulaError
 from mixedmodels.formula.expr import Binary, Call, Name, Node, Number, Paren, String, Unary, deparse
-from mixedmodels.linalg.row_program import OPCODE, RowModel, RowProgram
+from mixedmodels.linalg.row_program import RowModel, RowProgram, schedule
 
 #: One-argument functions the interpreter evaluates (and can differentiate).
 UNARY_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -455,8 +455,9 @@ class Program:
 
         The operations that remain after :meth:`bind`'s folding become a register program
         (:class:`~mixedmodels.linalg.row_program.RowProgram`: opcodes and register indices,
-        data only) that the compiled interpreter runs in one call when numba loads; the
-        numpy code of :meth:`bind` otherwise (the same operations in the same order)."""
+        data only) whose IEEE operations run compiled when numba loads, between numpy's
+        calls of the elementary functions; the numpy code of :meth:`bind` otherwise (the
+        same operations in the same order: the same values to the bit)."""
         slots = {name: k for k, name in enumerate(variables)}
         init: list = [None] * len(self.code)
         known = [False] * len(self.code)
@@ -469,10 +470,10 @@ class Program:
         for i, value in enumerate(init):
             if known[i]:
                 registers[i] = np.broadcast_to(np.asarray(value, dtype=float), (n,))
+        kernel_ops, ufunc_ops = schedule(len(self.code), ops, codes, init, known)
         program = RowProgram(
-            ops=np.array([(i, OPCODE[c], a, b) for (i, _, a, b), c in zip(ops, codes,
-                                                                           strict=True)],
-                         dtype=np.int64).reshape(-1, 4),
+            kernel_ops=kernel_ops,
+            ufunc_ops=ufunc_ops,
             init=registers,
             input_registers=np.array([i for i, _ in inputs], dtype=np.int64),
             input_columns=np.array([k for _, k in inputs], dtype=np.int64),
