@@ -42,6 +42,7 @@ from mixedmodels.formula.expr import (
     variables,
 )
 from mixedmodels.formula.functions import check_calls
+from mixedmodels.linalg.row_program import row_program_kernels
 
 
 @dataclass(frozen=True)
@@ -204,8 +205,19 @@ class ModelFunction:
         parameters enter as scalars: what depends on them alone is computed once per
         call, not once per row)."""
         n = next(iter(cov.values())).size if cov else 1
-        run = self._program.bind(cov, self.parameters)
         n_par = len(self.parameters)
+        if row_program_kernels() is not None and _n_rows(cov) == n:
+            # the parameters on every row through the compiled register program (the same
+            # operations on the same values as with scalars: the same bits)
+            model = self._program.rows(cov, self.parameters, n)
+
+            def compiled(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                phi = np.empty((n, n_par))
+                phi[:] = np.asarray(p, dtype=float)
+                return model(phi)
+
+            return compiled
+        run = self._program.bind(cov, self.parameters)
 
         def fun(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             with np.errstate(all="ignore"):
