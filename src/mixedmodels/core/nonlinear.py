@@ -184,6 +184,7 @@ class NonlinearProblem(RelativeFactorLayout):
         self._column_parameter64 = self.column_parameter.astype(np.int64)
         self._random_index64 = self._random_index.astype(np.int64)
         self._fixed_c = np.ascontiguousarray(self.fixed_columns, dtype=float)
+        self._scratch: tuple | None = None  # work arrays of gauss_newton_solution
 
     @property
     def n(self) -> int:
@@ -603,6 +604,42 @@ def _kernel_pls(module: ModuleType, g: Gram, lam: np.ndarray, modes: bool,
         raise np.linalg.LinAlgError("not positive definite")
     sol = PlsSolution(beta, u, max(pwrss, 0.0), logdet_l, rx, reduced[:p, :p].copy(), None)
     return sol, grad
+
+
+def gauss_newton_solution(problem: NonlinearProblem, lin: Linearization,
+                          s: np.ndarray | None, lam: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, float]:
+    """``beta``, ``u`` and the PWRSS of the penalized least squares of the model
+    linearized in ``lin`` with row weights ``s``: ``pls(gram(problem, lin, s), lam)`` (a
+    Gauss-Newton step of PNLS), by the two compiled kernels in one call when numba loads
+    (the same bits)."""
+    module = pls_kernels()
+    if module is None:
+        sol = pls(gram(problem, lin, s), lam)
+        return sol.beta, sol.u, sol.pwrss
+    z, x = lin.z, lin.x
+    n, q = z.shape
+    k = x.shape[1] + 1
+    p = k - 1
+    m = problem.n_groups
+    scratch = problem._scratch
+    if scratch is None or scratch[0].shape != (m, q, q) or scratch[1].shape != (m, q, k):
+        scratch = problem._scratch = (
+            np.empty((m, q, q)), np.empty((m, q, k)), np.empty((q, q, m)),
+            np.empty((q, m, k)), np.empty((k, k)), np.empty((k, k)), np.empty((p, p)),
+            np.empty((m, q, q)),
+        )
+    ztz, ztm, ztz_last, ztm_last, mtm, reduced, rx, low = scratch
+    beta = np.empty(p)
+    u = np.empty((m, q))
+    status, _, pwrss = module.gram_pls(
+        z, x, lin.w, _EMPTY if s is None else s, s is not None, problem.groups,
+        np.ascontiguousarray(lam, dtype=float), ztz, ztm, ztz_last, ztm_last, mtm, beta, u,
+        reduced, rx, low,
+    )
+    if status:
+        raise np.linalg.LinAlgError("not positive definite")
+    return beta, u, max(pwrss, 0.0)
 
 
 def _pair_index(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:

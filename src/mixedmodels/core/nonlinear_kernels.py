@@ -327,3 +327,46 @@ def working_response(y, f, xb, zb, w):  # pragma: no cover - compiled
     """``w = y - f + X beta + Z b`` (in that order, as numpy's expression)."""
     for j in range(y.size):
         w[j] = y[j] - f[j] + xb[j] + zb[j]
+
+
+_NO_INDEX = np.zeros(0, dtype=np.int64)
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def gram_pls(z, x, w, s, weighted, groups, lam, ztz, ztm, ztz_last, ztm_last, mtm, beta, u,
+             reduced, rx, low):  # pragma: no cover - compiled
+    """:func:`gram_groups` then :func:`pls_groups` with the modes (a Gauss-Newton step of
+    PNLS: the same two kernels in one call).  Returns ``pls_groups``'s ``(status, logdet_l,
+    pwrss)``."""
+    gram_groups(z, x, w, s, weighted, groups, ztz, ztm, ztz_last, ztm_last, mtm)
+    return pls_groups(ztz, ztm, mtm, lam, True, False, _NO_INDEX, _NO_INDEX, 0, beta, u,
+                      reduced, rx, np.empty(0), low)
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def step_size(dbeta, du, beta, u):  # pragma: no cover - compiled
+    """``optim.nonlinear.pnls_step_size``: ``max(max_k |dbeta_k| / max(|beta_k|, 1e-5),
+    max |du| / max(max |u|, 1e-8))`` with numpy's NaN propagation in the maxima and
+    Python's ``max`` in the last two (the same bits: only divisions and comparisons)."""
+    step_beta = 0.0
+    for k in range(dbeta.size):
+        v = abs(dbeta[k]) / max_nan(abs(beta[k]), 1e-5)
+        step_beta = max_nan(step_beta, v)
+    top_du = 0.0
+    top_u = 0.0
+    for i in range(du.shape[0]):
+        for e in range(du.shape[1]):
+            top_du = max_nan(top_du, abs(du[i, e]))
+            top_u = max_nan(top_u, abs(u[i, e]))
+    # Python's max(a, b): a unless b > a
+    scale = 1e-8 if 1e-8 > top_u else top_u
+    step_u = top_du / scale
+    return step_u if step_u > step_beta else step_beta
+
+
+@njit(cache=True, inline="always")
+def max_nan(a, b):  # pragma: no cover - compiled
+    """numpy's maximum: NaN when either is NaN."""
+    if a != a or b != b:
+        return math.nan
+    return a if a >= b else b

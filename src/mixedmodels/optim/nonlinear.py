@@ -46,10 +46,12 @@ from mixedmodels.core.nonlinear import (
     PlsSolution,
     cholesky_groups,
     deviance,
+    gauss_newton_solution,
     gram,
     ml_deviance_gradient,
     ml_deviance_gradient_weighted,
     pls,
+    pls_kernels,
     reml_deviance_gradient_weighted,
     theta_pairs,
 )
@@ -387,6 +389,9 @@ def pnls_step_size(
 ) -> float:
     """A PNLS step's size: the largest change of a fixed effect relative to it (floored at
     1e-5) and of the random effects relative to their largest (floored at 1e-8)."""
+    module = pls_kernels()
+    if module is not None:  # (the same divisions and maxima compiled: the same bits)
+        return module.step_size(dbeta, du, beta, u)
     # (the maxima by the ufunc's reduce itself: np.max's wrapper cost more than the work)
     step_beta = _max(np.abs(dbeta) / np.maximum(np.abs(beta), 1e-5), axis=None, initial=0.0)
     step_u = _max(np.abs(du), axis=None, initial=0.0) / max(
@@ -417,8 +422,8 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
     relative = np.inf  # the last accepted step's decrease of the objective, relative to it
     while it < max_iter or (it < PNLS_MAX and relative > PNLS_EXTEND):
         it += 1
-        sol = pls(gram(problem, lin, s), lam)
-        dbeta, du = sol.beta - beta, sol.u - u
+        sol_beta, sol_u, sol_pwrss = gauss_newton_solution(problem, lin, s, lam)
+        dbeta, du = sol_beta - beta, sol_u - u
         if pnls_step_size(dbeta, du, beta, u) < 1e-10:
             # the Gauss-Newton step itself is below the stopping size: at the minimum
             # (halving it down to 1e-10, where rounding hides any decrease, cost 30 model
@@ -429,7 +434,7 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
         # objective as it is to its rounding is taken (halving it cannot show a decrease:
         # each halving cost a model call, Loblolly's last two PNLS steps 12 linearizations
         # each), and PNLS stops there (the change is not positive)
-        flat = obj - sol.pwrss < PNLS_PROMISE * obj
+        flat = obj - sol_pwrss < PNLS_PROMISE * obj
         factor = 1.0
         while True:
             nb, nu = beta + factor * dbeta, u + factor * du
