@@ -85,21 +85,32 @@ class RelativeFactorLayout:
     def lambda_of(self, theta: np.ndarray) -> np.ndarray:
         """Relative covariance factor (lower triangular, lme4's column-wise theta)."""
         q = self.q
-        if self.diagonal:
-            return np.diag(theta)
-        lam = np.zeros((q, q))
-        k = 0
-        for j in range(q):
-            for i in range(j, q):
-                lam[i, j] = theta[k]
-                k += 1
-        return lam
+        lam = np.zeros(q * q)
+        # (theta into its flat positions: a fifth of np.diag's cost, called at every
+        # evaluation of the covariance step)
+        lam[_theta_positions(q, self.diagonal)] = theta
+        return lam.reshape(q, q)
 
     def theta_of(self, lam: np.ndarray) -> np.ndarray:
         q = self.q
         if self.diagonal:
             return np.diag(lam).copy()
         return np.array([lam[i, j] for j in range(q) for i in range(j, q)])
+
+
+_POSITIONS: dict[tuple[int, bool], np.ndarray] = {}
+
+
+def _theta_positions(q: int, diagonal: bool) -> np.ndarray:
+    """The flat positions in a ``q x q`` relative factor of theta's entries (the diagonal,
+    or the lower triangle column by column)."""
+    found = _POSITIONS.get((q, diagonal))
+    if found is None:
+        pairs = ([(i, i) for i in range(q)] if diagonal
+                 else [(i, j) for j in range(q) for i in range(j, q)])
+        found = _POSITIONS[(q, diagonal)] = np.array([i * q + j for i, j in pairs],
+                                                     dtype=np.intp)
+    return found
 
 
 @dataclass
@@ -249,15 +260,18 @@ class NonlinearProblem(RelativeFactorLayout):
         operations as the numpy code, in the same order: the same bits)."""
         prog = self._program
         n, p, q = self.y.size, self.column_parameter.size, self._random_index.size
-        beta = np.ascontiguousarray(beta, dtype=float)
-        b = np.ascontiguousarray(b, dtype=float)
+        if not (beta.dtype == np.float64 and beta.flags.c_contiguous):
+            beta = np.ascontiguousarray(beta, dtype=float)
+        if not (b.dtype == np.float64 and b.flags.c_contiguous):
+            b = np.ascontiguousarray(b, dtype=float)
         regs = prog.init.copy()
         module.linearize_start(
             regs, prog.input_registers, prog.input_columns, prog.first_ops, beta, b,
             self._groups64, self._fixed_c, self._column_parameter64, self._random_index64,
         )
-        with np.errstate(all="ignore"):  # (as the numpy model's call)
-            prog.middle(module.row_program_kernels, regs)
+        if prog.ufunc_ops:
+            with np.errstate(all="ignore"):  # (as the numpy model's call)
+                prog.middle(module.row_program_kernels, regs)
         f, w, zb = np.empty(n), np.empty(n), np.empty(n)
         x, z = np.empty((n, p)), np.empty((n, q))
         module.linearize_finish(
@@ -435,6 +449,8 @@ class Gram:
     #: compiled kernel takes them (formed from the others when not given).
     ztz_groups: np.ndarray | None = None
     ztm_groups: np.ndarray | None = None
+    #: Work arrays of the compiled deviance and gradient (:func:`_kernel_ml`).
+    work: tuple | None = None
 
     def by_group(self) -> tuple[np.ndarray, np.ndarray]:
         """``Z_i'Z_i`` (m, q, q) and ``Z_i'[X w]`` (m, q, p + 1), C-contiguous."""
@@ -642,6 +658,30 @@ def gauss_newton_solution(problem: NonlinearProblem, lin: Linearization,
     return beta, u, max(pwrss, 0.0)
 
 
+def _kernel_ml(module: ModuleType, g: Gram, lam: np.ndarray, pairs: list[tuple[int, int]],
+               n: int) -> tuple[float, np.ndarray]:
+    """:func:`ml_deviance_gradient` by the kernel without a solution object: the work
+    arrays are kept on the Gram (the covariance step evaluates it many times), the
+    deviance is :func:`deviance`'s expression (the same bits)."""
+    ztz, ztm = g.by_group()
+    m, q, k = ztm.shape
+    work = g.work
+    if work is None:
+        work = g.work = (np.empty(k - 1), np.empty((m, q)), np.empty((k, k)),
+                         np.empty((k - 1, k - 1)), np.empty((m, q, q)))
+    beta, u, reduced, rx, low = work
+    rows, cols = _pair_index(pairs)
+    grad = np.empty(rows.size)
+    status, logdet_l, pwrss = module.pls_groups(
+        ztz, ztm, g.mtm, lam if lam.flags.c_contiguous else np.ascontiguousarray(lam),
+        True, True, rows, cols, n, beta, u, reduced, rx, grad, low,
+    )
+    if status:
+        raise np.linalg.LinAlgError("not positive definite")
+    pwrss = max(pwrss, 0.0)
+    return 2 * logdet_l + n * (1 + np.log(2 * np.pi * pwrss / n)) - 2 * 0.0, grad
+
+
 def _pair_index(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     key = tuple(pairs)
     found = _PAIRS.get(key)
@@ -748,10 +788,11 @@ def ml_deviance_gradient(
     By the compiled kernel when numba loads (:func:`pls`), numpy otherwise.
     """
     module = pls_kernels()
+    if module is not None and solution is None:
+        return _kernel_ml(module, g, lam, pairs, n)
     if module is not None:
         sol, grad = _kernel_pls(module, g, lam, True, pairs, n)
-        if solution is not None:
-            solution.append(sol)
+        solution.append(sol)
         return deviance(sol, n, g.mtm.shape[0] - 1, False), grad
     sol = pls_numpy(g, lam, modes=True)
     if solution is not None:

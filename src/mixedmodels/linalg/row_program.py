@@ -53,6 +53,11 @@ class UfuncOp:
     fn: Callable
     operands: tuple
 
+    @property
+    def unary_register(self) -> bool:
+        """One operand, a register (``exp(x)``: the usual case)."""
+        return len(self.operands) == 1 and isinstance(self.operands[0], int)
+
 
 @dataclass(frozen=True)
 class RowProgram:
@@ -101,8 +106,12 @@ class RowProgram:
         stages = self.ufunc_ops
         for s, stage in enumerate(stages):
             for op in stage:
-                op.fn(*(regs[a] if isinstance(a, int) else a for a in op.operands),
-                      out=regs[op.out])
+                operands = op.operands
+                if op.unary_register:
+                    op.fn(regs[operands[0]], out=regs[op.out])
+                else:
+                    op.fn(*(regs[a] if isinstance(a, int) else a for a in operands),
+                          out=regs[op.out])
             if s + 1 < len(stages):
                 module.execute(self.kernel_ops[s + 1], regs)
 
