@@ -23,7 +23,7 @@ import numpy as np
 
 from mixedmodels.errors import FormulaError
 from mixedmodels.formula.expr import Binary, Call, Name, Node, Number, Paren, String, Unary, deparse
-from mixedmodels.linalg.row_program import RowModel, RowProgram, schedule
+from mixedmodels.linalg.row_program import RowModel, RowProgram, bind_stages, schedule
 
 #: One-argument functions the interpreter evaluates (and can differentiate).
 UNARY_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -397,6 +397,7 @@ class Program:
         self._index: dict[tuple, int] = {}
         self.outputs = [self._emit(t) for t in trees]
         del self._index
+        self._plans: dict = {}  # rows()'s schedules
 
     def _add(self, key: tuple) -> int:
         found = self._index.get(key)
@@ -466,11 +467,24 @@ class Program:
         codes: list[str] = []
         with np.errstate(all="ignore"):
             self._fold(env, slots, init, known, inputs, ops, codes)
+        # the schedule depends on the names' kinds only (and on scalar constants' values:
+        # numpy's fast powers), so a fit's second and later programs reuse it
+        key = (tuple(variables), tuple(sorted(
+            (k, float(v) if np.ndim(v) == 0 else np.ndim(v)) for k, v in env.items())))
+        plan = self._plans.get(key)
+        if plan is None:
+            kernel_ops, stages = schedule(len(self.code), ops, codes, init, known)
+            # the constants the compiled runs read (a ufunc stage takes its constants as
+            # they are), filled by broadcasting assignment
+            read = {int(r) for run in kernel_ops for r in run[:, 2:].ravel() if r >= 0}
+            read.update(self.outputs)
+            plan = self._plans[key] = (kernel_ops, stages, sorted(read))
+        kernel_ops, stages, read = plan
+        ufunc_ops = bind_stages(stages, init, known)
         registers = np.zeros((len(self.code), n))
-        for i, value in enumerate(init):
+        for i in read:
             if known[i]:
-                registers[i] = np.broadcast_to(np.asarray(value, dtype=float), (n,))
-        kernel_ops, ufunc_ops = schedule(len(self.code), ops, codes, init, known)
+                registers[i] = init[i]
         program = RowProgram(
             kernel_ops=kernel_ops,
             ufunc_ops=ufunc_ops,

@@ -116,6 +116,16 @@ class RowProgram:
                 module.execute(self.kernel_ops[s + 1], regs)
 
 
+def bind_stages(stages: tuple, init: Sequence, known: Sequence[bool]) -> tuple:
+    """:func:`schedule`'s ufunc stages (``(out, fn, operand registers)``) as
+    :class:`UfuncOp` with the folded constants among their operands."""
+    return tuple(
+        tuple(UfuncOp(out, fn, tuple(init[r] if known[r] else r for r in regs))
+              for out, fn, regs in stage)
+        for stage in stages
+    )
+
+
 def schedule(
     n_registers: int, ops: Sequence[tuple], names: Sequence[str], init: Sequence,
     known: Sequence[bool],
@@ -123,7 +133,10 @@ def schedule(
     """Stages of ``ops`` (``(out, fn, a, b)`` in a valid order, ``b`` -1 for a unary op;
     ``names`` their operators or functions; ``init``/``known`` the folded constants): each
     IEEE operation joins the first compiled run after its operands are ready, each other
-    one the first ufunc stage after them.  Returns ``(kernel_ops, ufunc_ops)``."""
+    one the first ufunc stage after them.  Returns ``(kernel_ops, stages)``, the stages'
+    operations as ``(out, fn, operand registers)`` (:func:`bind_stages`).  Depends on the
+    constants only through which registers are known and the values of scalar exponents
+    (numpy's fast powers)."""
     # position of each register's value: -1 ready from the start, 2s the compiled run s,
     # 2s + 1 the ufunc stage s
     ready = [-1] * n_registers
@@ -152,8 +165,7 @@ def schedule(
                 stages.append([])
             while len(runs) <= position // 2 + 1:
                 runs.append([])
-            stages[position // 2].append(UfuncOp(
-                out, fn, tuple(init[r] if known[r] else r for r in operands)))
+            stages[position // 2].append((out, fn, operands))
         ready[out] = position
     kernel_ops = tuple(np.array(r, dtype=np.int64).reshape(-1, 4) for r in runs)
     return kernel_ops, tuple(tuple(s) for s in stages)
