@@ -32,8 +32,7 @@ def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.linalg.eigh(a)
     if not all(map(math.isfinite, a.ravel().tolist())):
         raise np.linalg.LinAlgError("the Hessian is not finite")
-    with np.errstate(invalid="ignore"):
-        values, vectors = _umath_linalg.eigh_lo(a, signature="d->dd")
+    values, vectors = _umath_linalg.eigh_lo(a, signature="d->dd")
     if not all(map(math.isfinite, values.tolist())):
         raise np.linalg.LinAlgError("Eigenvalues did not converge")
     return values, vectors

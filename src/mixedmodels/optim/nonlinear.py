@@ -35,6 +35,7 @@ mixed model's at the fixed point, as nlme reports it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -357,8 +358,9 @@ def _objective(problem, beta, u, lam, s):
     b = u @ lam.T
     f = problem.fitted(beta, b)
     r = s * (problem.y - f)
-    value = float(r @ r + (u * u).sum())
-    return value if np.isfinite(value) else np.inf
+    # (the same sums as float(r @ r + (u * u).sum()), without the wrappers)
+    value = float(r @ r) + float(_sum(u * u, axis=None))
+    return value if math.isfinite(value) else np.inf
 
 
 PNLS_EARLY = 3
@@ -380,8 +382,8 @@ PNLS_EXTEND = 1e-2
 
 def _lin_objective(problem, lin, u, s) -> float:
     r = s * (problem.y - lin.f)
-    value = float(r @ r + (u * u).sum())
-    return value if np.isfinite(value) else np.inf
+    value = float(r @ r) + float(_sum(u * u, axis=None))
+    return value if math.isfinite(value) else np.inf
 
 
 def pnls_step_size(
@@ -400,6 +402,7 @@ def pnls_step_size(
 
 
 _max = np.maximum.reduce
+_sum = np.add.reduce
 
 
 def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, reweight=None,
@@ -874,8 +877,8 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 1
     hess = gauss_newton(lin)
     for _ in range(max_iter):
         step = -np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
-        size = np.max(np.abs(step), axis=1)
-        small = size < 1e-10 * max(np.max(np.abs(u), initial=0.0), 1e-8)
+        size = _max(np.abs(step), axis=1)
+        small = size < 1e-10 * max(_max(np.abs(u), axis=None, initial=0.0), 1e-8)
         if small.all():
             break
         step[small] = 0.0
@@ -911,9 +914,10 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 1
         # no stop on a small gain in sum g_i: that is second order in the modes' error,
         # while the Laplace criterion's log|A| is first order in it (Theoph: modes 1.7e-8
         # apart moved the deviance by 1e-8)
-        if np.max(np.abs(s), initial=0.0) < 1e-10 * max(np.max(np.abs(u), initial=0.0), 1e-8):
+        if _max(np.abs(s), axis=None, initial=0.0) < 1e-10 * max(
+                _max(np.abs(u), axis=None, initial=0.0), 1e-8):
             break
-        if near is not None and np.max(np.abs(u - near), initial=0.0) <= within:
+        if near is not None and _max(np.abs(u - near), axis=None, initial=0.0) <= within:
             break
     return u, lin, float(g.sum())
 
