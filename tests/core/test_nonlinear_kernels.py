@@ -214,3 +214,28 @@ def test_linearization_by_kernel_equals_numpy(monkeypatch, name):
     for a, w in [(got.f, want.f), (got.x, want.x), (got.z, want.z), (got.w, want.w)]:
         assert a.shape == w.shape
         assert a.tobytes() == w.tobytes()
+
+
+@needs_numba
+@pytest.mark.parametrize("name", ["orange_two_diag", "theoph", "soybean_variety_varpower",
+                                  "co2_type_treatment"])
+def test_fits_with_register_programs_equal_numpy_models_to_the_bit(monkeypatch, name):
+    """The compiled register programs (the model, its gradient and the self-start's model
+    of the parameter vector) and the one-call linearization change no bit of a fit: the
+    same fit with the models evaluated by numpy's calls (``Program.bind``) and the numpy
+    linearization has the same fixed effects, theta, random effects and logLik."""
+    from mixedmodels.linalg import row_program
+
+    ref = reference()
+    data, kwargs = arguments(name, ref)
+    fit = mm.nlme(data=data, **kwargs)
+    assert fit.problem._program is not None
+    monkeypatch.setattr(row_program, "USE_KERNELS", False)
+    monkeypatch.setattr(cn, "RowModel", type("NotARowModel", (), {}))
+    plain = mm.nlme(data=data, **kwargs)
+    assert plain.problem._program is None
+    for a, b in [(fit.estimate.beta, plain.estimate.beta),
+                 (fit.estimate.theta, plain.estimate.theta),
+                 (fit.estimate.b, plain.estimate.b)]:
+        assert a.tobytes() == b.tobytes()
+    assert fit.loglik == plain.loglik

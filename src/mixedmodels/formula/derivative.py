@@ -497,14 +497,17 @@ class Program:
         n_out = len(self.outputs)
 
         def numpy_call(phi: np.ndarray):
+            # (as the design's functions before the register programs: the values alone
+            # always a copy, with the gradient a copy when not already an (n,) array)
+            rows = phi.shape[0]
             with np.errstate(all="ignore"):
                 out = run(phi.T)
             f = out[0]
-            if not (isinstance(f, np.ndarray) and f.shape == (n,)):
-                f = np.broadcast_to(np.asarray(f, dtype=float), (n,)).copy()
             if not gradient:
-                return f, None
-            g = np.empty((n, n_out - 1))
+                return np.broadcast_to(np.asarray(f, dtype=float), (rows,)).copy(), None
+            if not (isinstance(f, np.ndarray) and f.shape == (rows,)):
+                f = np.broadcast_to(np.asarray(f, dtype=float), (rows,)).copy()
+            g = np.empty((rows, n_out - 1))
             for j in range(n_out - 1):
                 g[:, j] = out[j + 1]
             return f, g
