@@ -32,7 +32,7 @@ from mixedmodels.core.nonlinear import (
     theta_pairs,
 )
 from mixedmodels.design.nonlinear import build_nlme_design
-from tests.reference.nlme.cases import arguments, reference
+from tests.reference.nlme.cases import arguments, load, reference
 
 needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
                                  reason="numba is not installed")
@@ -239,3 +239,34 @@ def test_fits_with_register_programs_equal_numpy_models_to_the_bit(monkeypatch, 
                  (fit.estimate.b, plain.estimate.b)]:
         assert a.tobytes() == b.tobytes()
     assert fit.loglik == plain.loglik
+
+
+@needs_numba
+def test_linearization_with_a_continuous_fixed_covariate_equals_numpy(monkeypatch):
+    """A fixed-effects formula with a continuous covariate (``Asym ~ w``): phi's fixed part
+    is numpy's product in both paths, so the compiled linearization keeps every bit."""
+    from mixedmodels.linalg import row_program
+
+    data = load("Orange")
+    data = data.assign(w=np.sin(np.arange(len(data))) * 3.7 + 0.1)
+    design = build_nlme_design("circumference ~ SSlogis(age, Asym, xmid, scal)", data,
+                               ["Asym ~ w", "xmid + scal ~ 1"], "Asym + xmid ~ 1 | Tree")
+    function = design.model
+    problem = NonlinearProblem(
+        y=design.y, model=function.rows(design.covariates),
+        n_model_parameters=len(function.parameters), fixed_matrices=design.fixed_matrices,
+        function_index=design.function_index, random_index=design.random_index,
+        groups=design.groups, n_groups=len(design.levels))
+    assert problem._program is not None and not problem._intercepts
+    rng = np.random.default_rng(4)
+    beta = np.array([190.3, 1.37, 720.1, 345.9])
+    b = rng.normal(scale=[20.0, 30.0], size=(problem.n_groups, 2))
+    monkeypatch.setattr(cn, "USE_KERNELS", False)
+    monkeypatch.setattr(row_program, "USE_KERNELS", False)
+    want = problem.linearize(beta, b)
+    monkeypatch.setattr(cn, "USE_KERNELS", True)
+    monkeypatch.setattr(row_program, "USE_KERNELS", True)
+    got = problem.linearize(beta, b)
+    for a, w in [(got.f, want.f), (got.x, want.x), (got.z, want.z), (got.w, want.w)]:
+        assert a.shape == w.shape
+        assert a.tobytes() == w.tobytes()

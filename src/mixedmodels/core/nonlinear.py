@@ -265,9 +265,12 @@ class NonlinearProblem(RelativeFactorLayout):
         if not (b.dtype == np.float64 and b.flags.c_contiguous):
             b = np.ascontiguousarray(b, dtype=float)
         regs = prog.init.copy()
+        # phi's fixed part: beta itself, or numpy's product as in phi() (the same bits)
+        fixed_part = _NO_ROWS if self._intercepts else (
+            self.fixed_columns @ (beta[:, None] * self.selector))
         module.linearize_start(
-            regs, prog.input_registers, prog.input_columns, prog.first_ops, beta, b,
-            self._groups64, self._fixed_c, self._column_parameter64, self._random_index64,
+            regs, prog.input_registers, prog.input_columns, prog.first_ops, beta,
+            fixed_part, b, self._groups64, self._random_index64,
         )
         if prog.ufunc_ops:
             with np.errstate(all="ignore"):  # (as the numpy model's call)
@@ -434,6 +437,7 @@ class VarianceAt:
 
 
 _EMPTY = np.zeros(0)
+_NO_ROWS = np.zeros((0, 0))
 
 
 @dataclass

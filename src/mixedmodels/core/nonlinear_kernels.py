@@ -273,22 +273,24 @@ def gram_groups(z, x, w, s, weighted, groups, ztz, ztm, ztz_last, ztm_last, mtm
 
 
 @njit(cache=True, boundscheck=False, nogil=True, error_model="numpy")
-def linearize_start(regs, input_registers, input_columns, ops, beta, b, groups,
-                    fixed_columns, column_parameter, random_index):  # pragma: no cover
+def linearize_start(regs, input_registers, input_columns, ops, beta, fixed_part, b, groups,
+                    random_index):  # pragma: no cover - compiled
     """The first part of :meth:`mixedmodels.core.nonlinear.NonlinearProblem.linearize`:
-    the parameter rows ``phi_jk = sum_{c: k(c) = k} F_jc beta_c + b_{g(j),k}`` straight
-    into the register program's input registers, then its first compiled run ``ops``."""
+    the parameter rows ``phi_jk = beta_k + b_{g(j),k}`` (every parameter an intercept:
+    ``fixed_part`` empty) or ``fixed_part_jk + b_{g(j),k}`` (``fixed_part = F (beta *
+    selector)``, numpy's product) straight into the register program's input registers,
+    then its first compiled run ``ops``."""
     n = regs.shape[1]
     q = random_index.size
-    p = beta.size
+    intercepts = fixed_part.shape[0] == 0
     for i in range(input_registers.size):
         r, k = input_registers[i], input_columns[i]
-        for j in range(n):
-            acc = 0.0
-            for c in range(p):
-                if column_parameter[c] == k:
-                    acc += fixed_columns[j, c] * beta[c]
-            regs[r, j] = acc
+        if intercepts:
+            for j in range(n):
+                regs[r, j] = beta[k]
+        else:
+            for j in range(n):
+                regs[r, j] = fixed_part[j, k]
         for e in range(q):
             if random_index[e] == k:
                 for j in range(n):
