@@ -440,7 +440,10 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
         flat = obj - sol_pwrss < PNLS_PROMISE * obj
         factor = 1.0
         while True:
-            nb, nu = beta + factor * dbeta, u + factor * du
+            if factor == 1.0:  # (1.0 * x is x: the same bits, two calls fewer)
+                nb, nu = beta + dbeta, u + du
+            else:
+                nb, nu = beta + factor * dbeta, u + factor * du
             trial = problem.linearize(nb, nu @ lam.T)
             new = _lin_objective(problem, trial, nu, s)
             if new <= obj or factor < 1e-10 or (
@@ -457,7 +460,8 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
         if reweight is not None:
             s = reweight(lin.f)
             obj = _lin_objective(problem, lin, u, s)
-        if pnls_step_size(factor * dbeta, factor * du, beta, u) < 1e-10 or change <= tol * (
+        taken = (dbeta, du) if factor == 1.0 else (factor * dbeta, factor * du)
+        if pnls_step_size(*taken, beta, u) < 1e-10 or change <= tol * (
             obj + 1e-300
         ):
             done = True
