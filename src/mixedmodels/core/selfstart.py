@@ -89,10 +89,7 @@ def least_squares_fit(
             # jtj + mu diag(scale): the diagonal's sums, the rest as it is (adding 0)
             damped = jtj.copy()
             damped[diagonal] += mu * scale
-            try:
-                step = np.linalg.solve(damped, jtr)
-            except np.linalg.LinAlgError:
-                step = np.full_like(p, np.nan)
+            step = _solve(damped, jtr)
             trial = p + step
             at_trial = (evaluate(trial) if all(map(math.isfinite, trial.tolist()))
                         else None)
@@ -112,6 +109,25 @@ def least_squares_fit(
         if small or gain <= 1e-15 * rss:
             break
     return p
+
+
+try:  # numpy's LAPACK gufunc behind np.linalg.solve (its checks cost 3 of 5 us)
+    from numpy.linalg import _umath_linalg
+except ImportError:  # pragma: no cover - a numpy without it
+    _umath_linalg = None
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.linalg.solve(a, b)`` (the same LAPACK call, the same values), NaN where numpy
+    raises for a singular matrix (the step is then no step)."""
+    if _umath_linalg is None:
+        try:
+            return np.linalg.solve(a, b)
+        except np.linalg.LinAlgError:
+            return np.full_like(b, np.nan)
+    with np.errstate(all="ignore"):
+        out = _umath_linalg.solve1(a, b, signature="dd->d")
+    return out if all(map(math.isfinite, out.tolist())) else np.full_like(b, np.nan)
 
 
 def _tiny(step: np.ndarray, p: np.ndarray, mu: float) -> bool:

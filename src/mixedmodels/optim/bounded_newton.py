@@ -169,8 +169,8 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
             return x, count, convex
         factor = 1.0
         while factor > 1e-4:
-            if all_free:
-                trial = np.maximum(x + factor * step, lower)
+            if all_free:  # (factor 1: x + step, the same bits as x + 1.0 * step)
+                trial = np.maximum(x + step if factor == 1.0 else x + factor * step, lower)
             else:
                 trial = x.copy()
                 trial[free] = np.maximum(x[free] + factor * step, lower[free])
