@@ -270,3 +270,34 @@ def test_linearization_with_a_continuous_fixed_covariate_equals_numpy(monkeypatc
     for a, w in [(got.f, want.f), (got.x, want.x), (got.z, want.z), (got.w, want.w)]:
         assert a.shape == w.shape
         assert a.tobytes() == w.tobytes()
+
+
+@needs_numba
+@pytest.mark.parametrize("name", ["orange_two_diag", "theoph", "soybean_variety_varpower"])
+def test_basin_probe_modes_by_kernels_equal_numpy(monkeypatch, name):
+    """The conditional modes of the second-basin check (``conditional_modes`` with
+    ``near``: the groups' objectives, quasi-Newton steps, halving and BFGS updates by the
+    ``mode_*`` kernels) against numpy's code, from 0 to the modes (``within = 0``: no early
+    stop) at the fit's estimates, with the fit's row weights where it has them: the modes
+    within 1e-9 of their largest and the penalized residual sum of squares within 1e-12
+    relative (the same steps; sums in another order)."""
+    from mixedmodels.optim.nonlinear import conditional_modes
+
+    ref = reference()
+    data, kwargs = arguments(name, ref)
+    fit = mm.nlme(data=data, **kwargs)
+    problem, e = fit.problem, fit.estimate
+    lam = problem.lambda_of(e.theta)
+    weights = None if problem.variance is None else e.weights
+    u_fit = np.linalg.lstsq(lam, e.b.T, rcond=None)[0].T
+    start = np.zeros_like(u_fit)
+    monkeypatch.setattr(cn, "USE_KERNELS", False)
+    u0, _, pwrss0 = conditional_modes(problem, e.beta, lam, start, weights=weights,
+                                      near=u_fit, within=0.0)
+    monkeypatch.setattr(cn, "USE_KERNELS", True)
+    u1, _, pwrss1 = conditional_modes(problem, e.beta, lam, start, weights=weights,
+                                      near=u_fit, within=0.0)
+    np.testing.assert_allclose(u1, u0, rtol=0, atol=1e-9 * np.abs(u0).max())
+    np.testing.assert_allclose(pwrss1, pwrss0, rtol=1e-12)
+    # and both at the fit's own modes (the reference cases have one basin)
+    np.testing.assert_allclose(u1, u_fit, rtol=0, atol=1e-6 * np.abs(u_fit).max())

@@ -393,7 +393,7 @@ def pnls_step_size(
     1e-5) and of the random effects relative to their largest (floored at 1e-8)."""
     module = pls_kernels()
     if module is not None:  # (the same divisions and maxima compiled: the same bits)
-        return module.step_size(dbeta, du, beta, u)
+        return module.step_size(dbeta, du.reshape(-1), beta, u.reshape(-1))
     # (the maxima by the ufunc's reduce itself: np.max's wrapper cost more than the work)
     step_beta = _max(np.abs(dbeta) / np.maximum(np.abs(beta), 1e-5), axis=None, initial=0.0)
     step_u = _max(np.abs(du), axis=None, initial=0.0) / max(
@@ -856,7 +856,16 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 1
     question answered: 2-3 of its 6 steps fewer on CO2, Soybean, Orange with two effects).
 
     Returns ``u``, the linearization there and the penalized residual sum of squares.
+
+    With ``near`` (the second-basin check: the search only has to tell basins apart) the
+    groups' algebra runs in compiled kernels when numba loads
+    (:func:`_compiled_modes`: the same steps, equal to rounding); otherwise numpy's.
     """
+    if near is not None:
+        module = pls_kernels()
+        if module is not None:
+            return _compiled_modes(module, problem, beta, lam, u, max_iter, weights, near,
+                                   within)
     y, groups, e = problem.y, problem.groups, problem.indicator
     m, q = u.shape
     eye = np.eye(q)
@@ -924,6 +933,70 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 1
         if near is not None and _max(np.abs(u - near), axis=None, initial=0.0) <= within:
             break
     return u, lin, float(g.sum())
+
+
+_NO_BLOCKS = np.zeros((0, 0, 0))
+
+
+def _compiled_modes(module, problem: NonlinearProblem, beta, lam, u, max_iter, weights, near,
+                    within):
+    """:func:`conditional_modes` with each group's objective, gradient, quasi-Newton step,
+    step halving and BFGS update by the kernels of
+    :mod:`mixedmodels.core.nonlinear_kernels` (``mode_*``: the same formulas one group
+    after the other, so the same steps to rounding); the model by the problem's
+    linearization."""
+    y, groups = problem.y, problem._groups64
+    m, q = u.shape
+    lam = np.ascontiguousarray(lam, dtype=float)
+    s = _EMPTY if weights is None else np.ascontiguousarray(weights, dtype=float)
+    weighted = weights is not None
+
+    def evaluate(at: np.ndarray, ztz: np.ndarray = _NO_BLOCKS):
+        lin = problem.linearize(beta, at @ lam.T)
+        g, grad = np.empty(m), np.empty((m, q))
+        module.mode_terms(y, lin.f, np.ascontiguousarray(lin.z), s, weighted, groups, at,
+                          lam, g, grad, ztz)
+        return lin, g, grad
+
+    u = np.ascontiguousarray(u, dtype=float)
+    ztz = np.empty((m, q, q))
+    lin, g, grad = evaluate(u, ztz)
+    if not all(map(math.isfinite, g.tolist())):
+        return u, lin, np.inf
+    hess = np.empty((m, q, q))
+    module.mode_hessian(ztz, lam, hess)
+    step = np.empty((m, q))
+    worse = np.zeros(m, dtype=np.bool_)
+    for _ in range(max_iter):
+        status = module.mode_step(hess, grad, u, step)
+        if status < 0:
+            raise np.linalg.LinAlgError("Singular matrix")
+        if status:
+            break
+        factor = np.ones(m)
+        while True:
+            trial = u + factor[:, None] * step
+            t_lin, t_g, t_grad = evaluate(trial)
+            if module.mode_worse(grad, step, factor, g, t_g, worse):
+                break
+        if worse.any():  # a group that could not decrease stays: back to the old point
+            moved = ~worse
+            trial = np.where(moved[:, None], trial, u)
+            t_lin, t_g, t_grad = evaluate(trial)
+        else:
+            moved = np.ones(m, dtype=np.bool_)
+        taken = trial - u
+        module.mode_bfgs(hess, taken, t_grad - grad, moved)
+        u, lin, g, grad = trial, t_lin, t_g, t_grad
+        if _max(np.abs(taken), axis=None, initial=0.0) < 1e-10 * max(
+                _max(np.abs(u), axis=None, initial=0.0), 1e-8):
+            break
+        if _max(np.abs(u - near), axis=None, initial=0.0) <= within:
+            break
+    return u, lin, float(g.sum())
+
+
+_EMPTY = np.zeros(0)
 
 
 def fit_laplace(problem: NonlinearProblem, start: NlmeEstimate) -> NlmeEstimate:
