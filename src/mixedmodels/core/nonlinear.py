@@ -16,7 +16,11 @@ At nlme's sizes (tens of groups, a few hundred rows) numpy's per-call cost, not 
 arithmetic, bounds these evaluations; when numba loads, the cross-products
 (:func:`gram`), the penalized least squares (:func:`pls`) and the ML gradients run as
 compiled loops over the groups (:mod:`mixedmodels.core.nonlinear_kernels`: the same
-formulas, equal to rounding; :data:`USE_KERNELS` switches them off).
+formulas, equal to rounding; :data:`USE_KERNELS` switches them off).  A model given as a
+register program (:class:`~mixedmodels.linalg.row_program.RowModel`, the design's models)
+is linearized by kernels around numpy's elementary functions (:meth:`NonlinearProblem.
+linearize`: the same operations as the numpy code, so the same bits), and a Gauss-Newton
+step's cross-products and least squares are one call (:func:`gauss_newton_solution`).
 """
 
 from __future__ import annotations

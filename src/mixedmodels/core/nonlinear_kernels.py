@@ -11,6 +11,12 @@ order, so the two agree to rounding (1e-14 relative), not to the last bit.  At n
 (tens of groups, q <= 4 random effects) the numpy code is bound by the cost of its calls,
 not by arithmetic: one evaluation here costs microseconds where numpy's ~40 calls cost
 30-100.
+
+Also here: the linearization around a register program's numpy stages
+(:func:`linearize_start`, :func:`linearize_finish`, :func:`working_response`: the numpy
+code's operations in its order, the same bits), a Gauss-Newton step of PNLS in one call
+(:func:`gram_pls`), PNLS's step size (:func:`step_size`), and the groups' algebra of the
+conditional modes' quasi-Newton search of the second-basin check (``mode_*``).
 """
 
 from __future__ import annotations
