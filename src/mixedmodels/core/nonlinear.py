@@ -195,11 +195,14 @@ class NonlinearProblem(RelativeFactorLayout):
                 and program.outputs.size == self.n_model_parameters + 1):
             program = None
         self._program = program
-        self._groups64 = np.ascontiguousarray(self.groups, dtype=np.int64)
+        self._groups64 = np.array(self.groups, dtype=np.int64)  # (writable: one signature)
         self._column_parameter64 = self.column_parameter.astype(np.int64)
         self._random_index64 = self._random_index.astype(np.int64)
         self._fixed_c = np.ascontiguousarray(self.fixed_columns, dtype=float)
         self._scratch: tuple | None = None  # work arrays of gauss_newton_solution
+        # the response as the kernels take it (writable: a read-only array, as pandas
+        # can give, would have them compiled a second time)
+        self._y_kernel = np.array(self.y, dtype=float)
 
     @property
     def n(self) -> int:
@@ -285,7 +288,7 @@ class NonlinearProblem(RelativeFactorLayout):
             regs, prog.last_ops, prog.outputs, b, self._groups64, self._fixed_c,
             self._column_parameter64, self._random_index64, f, x, z, zb,
         )
-        module.working_response(self.y, f, x @ beta, zb, w)
+        module.working_response(self._y_kernel, f, x @ beta, zb, w)
         return Linearization(f=f, x=x, z=z, w=w)
 
     def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -499,7 +502,7 @@ def _kernel_gram(module: ModuleType, problem: NonlinearProblem, lin: Linearizati
     ztz_last, ztm_last = np.empty((q, q, m)), np.empty((q, m, k))
     mtm = np.empty((k, k))
     module.gram_groups(z, x, lin.w, _EMPTY if s is None else s, s is not None,
-                       problem.groups, ztz, ztm, ztz_last, ztm_last, mtm)
+                       problem._groups64, ztz, ztm, ztz_last, ztm_last, mtm)
     return Gram(ztz_last, ztm_last, mtm, 0.0 if s is None else float(np.log(s).sum()), ztz,
                 ztm)
 
@@ -657,9 +660,9 @@ def gauss_newton_solution(problem: NonlinearProblem, lin: Linearization,
     beta = np.empty(p)
     u = np.empty((m, q))
     status, _, pwrss = module.gram_pls(
-        z, x, lin.w, _EMPTY if s is None else s, s is not None, problem.groups,
-        np.ascontiguousarray(lam, dtype=float), ztz, ztm, ztz_last, ztm_last, mtm, beta, u,
-        reduced, rx, low,
+        z, x, lin.w, _EMPTY if s is None else s, s is not None, problem._groups64,
+        np.ascontiguousarray(lam, dtype=float), ztz, ztm, ztz_last, ztm_last, mtm, True,
+        False, _NO_PAIRS, _NO_PAIRS, 0, beta, u, reduced, rx, _EMPTY, low,
     )
     if status:
         raise np.linalg.LinAlgError("not positive definite")

@@ -337,18 +337,16 @@ def working_response(y, f, xb, zb, w):  # pragma: no cover - compiled
         w[j] = y[j] - f[j] + xb[j] + zb[j]
 
 
-_NO_INDEX = np.zeros(0, dtype=np.int64)
-
-
 @njit(cache=True, boundscheck=False, nogil=True)
-def gram_pls(z, x, w, s, weighted, groups, lam, ztz, ztm, ztz_last, ztm_last, mtm, beta, u,
-             reduced, rx, low):  # pragma: no cover - compiled
-    """:func:`gram_groups` then :func:`pls_groups` with the modes (a Gauss-Newton step of
-    PNLS: the same two kernels in one call).  Returns ``pls_groups``'s ``(status, logdet_l,
-    pwrss)``."""
+def gram_pls(z, x, w, s, weighted, groups, lam, ztz, ztm, ztz_last, ztm_last, mtm, modes,
+             gradient, pair_rows, pair_cols, n, beta, u, reduced, rx, grad, low
+             ):  # pragma: no cover - compiled
+    """:func:`gram_groups` then :func:`pls_groups` (a Gauss-Newton step of PNLS: the same
+    two kernels in one call; ``pls_groups``'s arguments passed on, so that it is compiled
+    for one signature only).  Returns ``pls_groups``'s ``(status, logdet_l, pwrss)``."""
     gram_groups(z, x, w, s, weighted, groups, ztz, ztm, ztz_last, ztm_last, mtm)
-    return pls_groups(ztz, ztm, mtm, lam, True, False, _NO_INDEX, _NO_INDEX, 0, beta, u,
-                      reduced, rx, np.empty(0), low)
+    return pls_groups(ztz, ztm, mtm, lam, modes, gradient, pair_rows, pair_cols, n, beta, u,
+                      reduced, rx, grad, low)
 
 
 @njit(cache=True, boundscheck=False, nogil=True)

@@ -945,7 +945,7 @@ def _compiled_modes(module, problem: NonlinearProblem, beta, lam, u, max_iter, w
     :mod:`mixedmodels.core.nonlinear_kernels` (``mode_*``: the same formulas one group
     after the other, so the same steps to rounding); the model by the problem's
     linearization."""
-    y, groups = problem.y, problem._groups64
+    y, groups = problem._y_kernel, problem._groups64
     m, q = u.shape
     lam = np.ascontiguousarray(lam, dtype=float)
     s = _EMPTY if weights is None else np.ascontiguousarray(weights, dtype=float)
