@@ -281,7 +281,7 @@ def test_basin_probe_modes_by_kernels_equal_numpy(monkeypatch, name):
     stop) at the fit's estimates, with the fit's row weights where it has them: the modes
     within 1e-9 of their largest and the penalized residual sum of squares within 1e-12
     relative (the same steps; sums in another order)."""
-    from mixedmodels.optim.nonlinear import conditional_modes
+    from mixedmodels.optim.nonlinear import _compiled_modes, conditional_modes
 
     ref = reference()
     data, kwargs = arguments(name, ref)
@@ -295,9 +295,15 @@ def test_basin_probe_modes_by_kernels_equal_numpy(monkeypatch, name):
     u0, _, pwrss0 = conditional_modes(problem, e.beta, lam, start, weights=weights,
                                       near=u_fit, within=0.0)
     monkeypatch.setattr(cn, "USE_KERNELS", True)
-    u1, _, pwrss1 = conditional_modes(problem, e.beta, lam, start, weights=weights,
-                                      near=u_fit, within=0.0)
+    # (the kernels' search itself: conditional_modes keeps its answer only when every
+    # group ends within `within` of `near`, numpy's otherwise)
+    u1, _, pwrss1 = _compiled_modes(cn.pls_kernels(), problem, e.beta, lam, start, 100,
+                                    weights, u_fit, 0.0)
     np.testing.assert_allclose(u1, u0, rtol=0, atol=1e-9 * np.abs(u0).max())
     np.testing.assert_allclose(pwrss1, pwrss0, rtol=1e-12)
     # and both at the fit's own modes (the reference cases have one basin)
     np.testing.assert_allclose(u1, u_fit, rtol=0, atol=1e-6 * np.abs(u_fit).max())
+    # the check's call: the kernels' answer where every group is near the fitted modes
+    u2, _, _ = conditional_modes(problem, e.beta, lam, start, max_iter=6, weights=weights,
+                                 near=u_fit, within=1e-3)
+    assert np.max(np.abs(u2 - u_fit)) <= 1e-3
