@@ -32,7 +32,7 @@ from mixedmodels.core.nonlinear import (
     theta_pairs,
 )
 from mixedmodels.design.nonlinear import build_nlme_design
-from tests.reference.nlme.cases import arguments, reference
+from tests.reference.nlme.cases import arguments, load, reference
 
 needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
                                  reason="numba is not installed")
@@ -185,3 +185,125 @@ def test_gram_by_kernel_equals_numpy(monkeypatch, weighted):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * np.abs(b).max())
     assert got.log_weights == want.log_weights
+
+
+@needs_numba
+@pytest.mark.parametrize("name", ["soybean_variety_varpower", "theoph", "co2_type_treatment"])
+def test_linearization_by_kernel_equals_numpy(monkeypatch, name):
+    """The compiled linearization (parameter rows, the model's register program, X, Z and
+    the working response: ``nonlinear_kernels.linearize_start``/``linearize_finish``)
+    against the numpy code at the fit's estimates with random effects off 0: the same
+    operations in the same order (numpy's elementary functions and ``X beta`` in both),
+    so the same bits."""
+    from mixedmodels.linalg import row_program
+
+    ref = reference()
+    data, kwargs = arguments(name, ref)
+    fit = mm.nlme(data=data, **kwargs)
+    problem = fit.problem
+    assert problem._program is not None
+    rng = np.random.default_rng(2)
+    b = fit.estimate.b + rng.normal(scale=0.1, size=fit.estimate.b.shape)
+    beta = fit.estimate.beta
+    monkeypatch.setattr(cn, "USE_KERNELS", False)
+    monkeypatch.setattr(row_program, "USE_KERNELS", False)
+    want = problem.linearize(beta, b)
+    monkeypatch.setattr(cn, "USE_KERNELS", True)
+    monkeypatch.setattr(row_program, "USE_KERNELS", True)
+    got = problem.linearize(beta, b)
+    for a, w in [(got.f, want.f), (got.x, want.x), (got.z, want.z), (got.w, want.w)]:
+        assert a.shape == w.shape
+        assert a.tobytes() == w.tobytes()
+
+
+@needs_numba
+@pytest.mark.parametrize("name", ["orange_two_diag", "theoph", "soybean_variety_varpower",
+                                  "co2_type_treatment"])
+def test_fits_with_register_programs_equal_numpy_models_to_the_bit(monkeypatch, name):
+    """The compiled register programs (the model, its gradient and the self-start's model
+    of the parameter vector) and the one-call linearization change no bit of a fit: the
+    same fit with the models evaluated by numpy's calls (``Program.bind``) and the numpy
+    linearization has the same fixed effects, theta, random effects and logLik."""
+    from mixedmodels.linalg import row_program
+
+    ref = reference()
+    data, kwargs = arguments(name, ref)
+    fit = mm.nlme(data=data, **kwargs)
+    assert fit.problem._program is not None
+    monkeypatch.setattr(row_program, "USE_KERNELS", False)
+    monkeypatch.setattr(cn, "RowModel", type("NotARowModel", (), {}))
+    plain = mm.nlme(data=data, **kwargs)
+    assert plain.problem._program is None
+    for a, b in [(fit.estimate.beta, plain.estimate.beta),
+                 (fit.estimate.theta, plain.estimate.theta),
+                 (fit.estimate.b, plain.estimate.b)]:
+        assert a.tobytes() == b.tobytes()
+    assert fit.loglik == plain.loglik
+
+
+@needs_numba
+def test_linearization_with_a_continuous_fixed_covariate_equals_numpy(monkeypatch):
+    """A fixed-effects formula with a continuous covariate (``Asym ~ w``): phi's fixed part
+    is numpy's product in both paths, so the compiled linearization keeps every bit."""
+    from mixedmodels.linalg import row_program
+
+    data = load("Orange")
+    data = data.assign(w=np.sin(np.arange(len(data))) * 3.7 + 0.1)
+    design = build_nlme_design("circumference ~ SSlogis(age, Asym, xmid, scal)", data,
+                               ["Asym ~ w", "xmid + scal ~ 1"], "Asym + xmid ~ 1 | Tree")
+    function = design.model
+    problem = NonlinearProblem(
+        y=design.y, model=function.rows(design.covariates),
+        n_model_parameters=len(function.parameters), fixed_matrices=design.fixed_matrices,
+        function_index=design.function_index, random_index=design.random_index,
+        groups=design.groups, n_groups=len(design.levels))
+    assert problem._program is not None and not problem._intercepts
+    rng = np.random.default_rng(4)
+    beta = np.array([190.3, 1.37, 720.1, 345.9])
+    b = rng.normal(scale=[20.0, 30.0], size=(problem.n_groups, 2))
+    monkeypatch.setattr(cn, "USE_KERNELS", False)
+    monkeypatch.setattr(row_program, "USE_KERNELS", False)
+    want = problem.linearize(beta, b)
+    monkeypatch.setattr(cn, "USE_KERNELS", True)
+    monkeypatch.setattr(row_program, "USE_KERNELS", True)
+    got = problem.linearize(beta, b)
+    for a, w in [(got.f, want.f), (got.x, want.x), (got.z, want.z), (got.w, want.w)]:
+        assert a.shape == w.shape
+        assert a.tobytes() == w.tobytes()
+
+
+@needs_numba
+@pytest.mark.parametrize("name", ["orange_two_diag", "theoph", "soybean_variety_varpower"])
+def test_basin_probe_modes_by_kernels_equal_numpy(monkeypatch, name):
+    """The conditional modes of the second-basin check (``conditional_modes`` with
+    ``near``: the groups' objectives, quasi-Newton steps, halving and BFGS updates by the
+    ``mode_*`` kernels) against numpy's code, from 0 to the modes (``within = 0``: no early
+    stop) at the fit's estimates, with the fit's row weights where it has them: the modes
+    within 1e-9 of their largest and the penalized residual sum of squares within 1e-12
+    relative (the same steps; sums in another order)."""
+    from mixedmodels.optim.nonlinear import _compiled_modes, conditional_modes
+
+    ref = reference()
+    data, kwargs = arguments(name, ref)
+    fit = mm.nlme(data=data, **kwargs)
+    problem, e = fit.problem, fit.estimate
+    lam = problem.lambda_of(e.theta)
+    weights = None if problem.variance is None else e.weights
+    u_fit = np.linalg.lstsq(lam, e.b.T, rcond=None)[0].T
+    start = np.zeros_like(u_fit)
+    monkeypatch.setattr(cn, "USE_KERNELS", False)
+    u0, _, pwrss0 = conditional_modes(problem, e.beta, lam, start, weights=weights,
+                                      near=u_fit, within=0.0)
+    monkeypatch.setattr(cn, "USE_KERNELS", True)
+    # (the kernels' search itself: conditional_modes keeps its answer only when every
+    # group ends within `within` of `near`, numpy's otherwise)
+    u1, _, pwrss1 = _compiled_modes(cn.pls_kernels(), problem, e.beta, lam, start, 100,
+                                    weights, u_fit, 0.0)
+    np.testing.assert_allclose(u1, u0, rtol=0, atol=1e-9 * np.abs(u0).max())
+    np.testing.assert_allclose(pwrss1, pwrss0, rtol=1e-12)
+    # and both at the fit's own modes (the reference cases have one basin)
+    np.testing.assert_allclose(u1, u_fit, rtol=0, atol=1e-6 * np.abs(u_fit).max())
+    # the check's call: the kernels' answer where every group is near the fitted modes
+    u2, _, _ = conditional_modes(problem, e.beta, lam, start, max_iter=6, weights=weights,
+                                 near=u_fit, within=1e-3)
+    assert np.max(np.abs(u2 - u_fit)) <= 1e-3

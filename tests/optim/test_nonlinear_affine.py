@@ -65,4 +65,6 @@ def test_mode_search_stops_once_every_group_is_near_its_fitted_mode(name):
     assert first + 1 < onl.MODE_PROBE
     u, _, _ = onl.conditional_modes(problem, est.beta, lam, zero, max_iter=onl.MODE_PROBE,
                                     near=u_fit, within=onl.MODE_APART)
-    np.testing.assert_array_equal(u, plain[first])
+    # (with numba the search with near= runs the groups' algebra in compiled kernels: the
+    # same steps to rounding, 1e-12 of the largest mode; numpy's code: the same bits)
+    np.testing.assert_allclose(u, plain[first], rtol=0, atol=1e-12 * np.abs(plain[first]).max())

@@ -16,7 +16,11 @@ At nlme's sizes (tens of groups, a few hundred rows) numpy's per-call cost, not 
 arithmetic, bounds these evaluations; when numba loads, the cross-products
 (:func:`gram`), the penalized least squares (:func:`pls`) and the ML gradients run as
 compiled loops over the groups (:mod:`mixedmodels.core.nonlinear_kernels`: the same
-formulas, equal to rounding; :data:`USE_KERNELS` switches them off).
+formulas, equal to rounding; :data:`USE_KERNELS` switches them off).  A model given as a
+register program (:class:`~mixedmodels.linalg.row_program.RowModel`, the design's models)
+is linearized by kernels around numpy's elementary functions (:meth:`NonlinearProblem.
+linearize`: the same operations as the numpy code, so the same bits), and a Gauss-Newton
+step's cross-products and least squares are one call (:func:`gauss_newton_solution`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from scipy.linalg.lapack import dpotrf, dpotrs
 
 from mixedmodels.core.variance_functions import FITTED, VarianceFunction
 from mixedmodels.linalg.optional_kernels import OptionalKernels
+from mixedmodels.linalg.row_program import RowModel
 
 #: Largest ``rows x groups`` for which the group indicator is a dense matrix.
 DENSE_INDICATOR = 1_000_000
@@ -84,21 +89,32 @@ class RelativeFactorLayout:
     def lambda_of(self, theta: np.ndarray) -> np.ndarray:
         """Relative covariance factor (lower triangular, lme4's column-wise theta)."""
         q = self.q
-        if self.diagonal:
-            return np.diag(theta)
-        lam = np.zeros((q, q))
-        k = 0
-        for j in range(q):
-            for i in range(j, q):
-                lam[i, j] = theta[k]
-                k += 1
-        return lam
+        lam = np.zeros(q * q)
+        # (theta into its flat positions: a fifth of np.diag's cost, called at every
+        # evaluation of the covariance step)
+        lam[_theta_positions(q, self.diagonal)] = theta
+        return lam.reshape(q, q)
 
     def theta_of(self, lam: np.ndarray) -> np.ndarray:
         q = self.q
         if self.diagonal:
             return np.diag(lam).copy()
         return np.array([lam[i, j] for j in range(q) for i in range(j, q)])
+
+
+_POSITIONS: dict[tuple[int, bool], np.ndarray] = {}
+
+
+def _theta_positions(q: int, diagonal: bool) -> np.ndarray:
+    """The flat positions in a ``q x q`` relative factor of theta's entries (the diagonal,
+    or the lower triangle column by column)."""
+    found = _POSITIONS.get((q, diagonal))
+    if found is None:
+        pairs = ([(i, i) for i in range(q)] if diagonal
+                 else [(i, j) for j in range(q) for i in range(j, q)])
+        found = _POSITIONS[(q, diagonal)] = np.array([i * q + j for i, j in pairs],
+                                                     dtype=np.intp)
+    return found
 
 
 @dataclass
@@ -172,6 +188,21 @@ class NonlinearProblem(RelativeFactorLayout):
             and np.array_equal(self.column_parameter, np.arange(self.n_model_parameters))
             and np.all(self.fixed_columns == 1.0)
         )
+        # a register program (the design's model): the whole linearization in one kernel
+        # call when numba loads (:func:`mixedmodels.core.nonlinear_kernels.linearize_rows`)
+        program = self.model.program if isinstance(self.model, RowModel) else None
+        if not (program is not None and self.model.gradient and program.n == n
+                and program.outputs.size == self.n_model_parameters + 1):
+            program = None
+        self._program = program
+        self._groups64 = np.array(self.groups, dtype=np.int64)  # (writable: one signature)
+        self._column_parameter64 = self.column_parameter.astype(np.int64)
+        self._random_index64 = self._random_index.astype(np.int64)
+        self._fixed_c = np.ascontiguousarray(self.fixed_columns, dtype=float)
+        self._scratch: tuple | None = None  # work arrays of gauss_newton_solution
+        # the response as the kernels take it (writable: a read-only array, as pandas
+        # can give, would have them compiled a second time)
+        self._y_kernel = np.array(self.y, dtype=float)
 
     @property
     def n(self) -> int:
@@ -219,12 +250,46 @@ class NonlinearProblem(RelativeFactorLayout):
 
     def linearize(self, beta: np.ndarray, b: np.ndarray) -> Linearization:
         """The model's values and derivatives at ``(beta, b)``."""
+        if self._program is not None:
+            module = pls_kernels()
+            if module is not None:
+                return self._kernel_linearize(module, beta, b)
         bg = b[self.groups]
         f, g = self.model(self.phi(beta, b, bg))
         x = g if self._intercepts else g[:, self.column_parameter] * self.fixed_columns
         z = g[:, self._random_index]
         zb = (z * bg).sum(axis=1)
         return Linearization(f=f, x=x, z=z, w=self.y - f + x @ beta + zb)
+
+    def _kernel_linearize(self, module: ModuleType, beta: np.ndarray, b: np.ndarray
+                          ) -> Linearization:
+        """:meth:`linearize` by the kernels around the program's ufunc stages (the same
+        operations as the numpy code, in the same order: the same bits)."""
+        prog = self._program
+        n, p, q = self.y.size, self.column_parameter.size, self._random_index.size
+        if not (beta.dtype == np.float64 and beta.flags.c_contiguous):
+            beta = np.ascontiguousarray(beta, dtype=float)
+        if not (b.dtype == np.float64 and b.flags.c_contiguous):
+            b = np.ascontiguousarray(b, dtype=float)
+        regs = prog.init.copy()
+        # phi's fixed part: beta itself, or numpy's product as in phi() (the same bits)
+        fixed_part = _NO_ROWS if self._intercepts else (
+            self.fixed_columns @ (beta[:, None] * self.selector))
+        module.linearize_start(
+            regs, prog.input_registers, prog.input_columns, prog.first_ops, beta,
+            fixed_part, b, self._groups64, self._random_index64,
+        )
+        if prog.ufunc_ops:
+            with np.errstate(all="ignore"):  # (as the numpy model's call)
+                prog.middle(module.row_program_kernels, regs)
+        f, w, zb = np.empty(n), np.empty(n), np.empty(n)
+        x, z = np.empty((n, p)), np.empty((n, q))
+        module.linearize_finish(
+            regs, prog.last_ops, prog.outputs, b, self._groups64, self._fixed_c,
+            self._column_parameter64, self._random_index64, f, x, z, zb,
+        )
+        module.working_response(self._y_kernel, f, x @ beta, zb, w)
+        return Linearization(f=f, x=x, z=z, w=w)
 
     def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The model's values at ``(beta, b)`` (by ``values`` when given: no gradient)."""
@@ -379,6 +444,7 @@ class VarianceAt:
 
 
 _EMPTY = np.zeros(0)
+_NO_ROWS = np.zeros((0, 0))
 
 
 @dataclass
@@ -394,6 +460,8 @@ class Gram:
     #: compiled kernel takes them (formed from the others when not given).
     ztz_groups: np.ndarray | None = None
     ztm_groups: np.ndarray | None = None
+    #: Work arrays of the compiled deviance and gradient (:func:`_kernel_ml`).
+    work: tuple | None = None
 
     def by_group(self) -> tuple[np.ndarray, np.ndarray]:
         """``Z_i'Z_i`` (m, q, q) and ``Z_i'[X w]`` (m, q, p + 1), C-contiguous."""
@@ -434,7 +502,7 @@ def _kernel_gram(module: ModuleType, problem: NonlinearProblem, lin: Linearizati
     ztz_last, ztm_last = np.empty((q, q, m)), np.empty((q, m, k))
     mtm = np.empty((k, k))
     module.gram_groups(z, x, lin.w, _EMPTY if s is None else s, s is not None,
-                       problem.groups, ztz, ztm, ztz_last, ztm_last, mtm)
+                       problem._groups64, ztz, ztm, ztz_last, ztm_last, mtm)
     return Gram(ztz_last, ztm_last, mtm, 0.0 if s is None else float(np.log(s).sum()), ztz,
                 ztm)
 
@@ -565,6 +633,66 @@ def _kernel_pls(module: ModuleType, g: Gram, lam: np.ndarray, modes: bool,
     return sol, grad
 
 
+def gauss_newton_solution(problem: NonlinearProblem, lin: Linearization,
+                          s: np.ndarray | None, lam: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, float]:
+    """``beta``, ``u`` and the PWRSS of the penalized least squares of the model
+    linearized in ``lin`` with row weights ``s``: ``pls(gram(problem, lin, s), lam)`` (a
+    Gauss-Newton step of PNLS), by the two compiled kernels in one call when numba loads
+    (the same bits)."""
+    module = pls_kernels()
+    if module is None:
+        sol = pls(gram(problem, lin, s), lam)
+        return sol.beta, sol.u, sol.pwrss
+    z, x = lin.z, lin.x
+    n, q = z.shape
+    k = x.shape[1] + 1
+    p = k - 1
+    m = problem.n_groups
+    scratch = problem._scratch
+    if scratch is None or scratch[0].shape != (m, q, q) or scratch[1].shape != (m, q, k):
+        scratch = problem._scratch = (
+            np.empty((m, q, q)), np.empty((m, q, k)), np.empty((q, q, m)),
+            np.empty((q, m, k)), np.empty((k, k)), np.empty((k, k)), np.empty((p, p)),
+            np.empty((m, q, q)),
+        )
+    ztz, ztm, ztz_last, ztm_last, mtm, reduced, rx, low = scratch
+    beta = np.empty(p)
+    u = np.empty((m, q))
+    status, _, pwrss = module.gram_pls(
+        z, x, lin.w, _EMPTY if s is None else s, s is not None, problem._groups64,
+        np.ascontiguousarray(lam, dtype=float), ztz, ztm, ztz_last, ztm_last, mtm, True,
+        False, _NO_PAIRS, _NO_PAIRS, 0, beta, u, reduced, rx, _EMPTY, low,
+    )
+    if status:
+        raise np.linalg.LinAlgError("not positive definite")
+    return beta, u, max(pwrss, 0.0)
+
+
+def _kernel_ml(module: ModuleType, g: Gram, lam: np.ndarray, pairs: list[tuple[int, int]],
+               n: int) -> tuple[float, np.ndarray]:
+    """:func:`ml_deviance_gradient` by the kernel without a solution object: the work
+    arrays are kept on the Gram (the covariance step evaluates it many times), the
+    deviance is :func:`deviance`'s expression (the same bits)."""
+    ztz, ztm = g.by_group()
+    m, q, k = ztm.shape
+    work = g.work
+    if work is None:
+        work = g.work = (np.empty(k - 1), np.empty((m, q)), np.empty((k, k)),
+                         np.empty((k - 1, k - 1)), np.empty((m, q, q)))
+    beta, u, reduced, rx, low = work
+    rows, cols = _pair_index(pairs)
+    grad = np.empty(rows.size)
+    status, logdet_l, pwrss = module.pls_groups(
+        ztz, ztm, g.mtm, lam if lam.flags.c_contiguous else np.ascontiguousarray(lam),
+        True, True, rows, cols, n, beta, u, reduced, rx, grad, low,
+    )
+    if status:
+        raise np.linalg.LinAlgError("not positive definite")
+    pwrss = max(pwrss, 0.0)
+    return 2 * logdet_l + n * (1 + np.log(2 * np.pi * pwrss / n)) - 2 * 0.0, grad
+
+
 def _pair_index(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     key = tuple(pairs)
     found = _PAIRS.get(key)
@@ -671,10 +799,11 @@ def ml_deviance_gradient(
     By the compiled kernel when numba loads (:func:`pls`), numpy otherwise.
     """
     module = pls_kernels()
+    if module is not None and solution is None:
+        return _kernel_ml(module, g, lam, pairs, n)
     if module is not None:
         sol, grad = _kernel_pls(module, g, lam, True, pairs, n)
-        if solution is not None:
-            solution.append(sol)
+        solution.append(sol)
         return deviance(sol, n, g.mtm.shape[0] - 1, False), grad
     sol = pls_numpy(g, lam, modes=True)
     if solution is not None:

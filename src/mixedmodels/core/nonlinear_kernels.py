@@ -11,6 +11,12 @@ order, so the two agree to rounding (1e-14 relative), not to the last bit.  At n
 (tens of groups, q <= 4 random effects) the numpy code is bound by the cost of its calls,
 not by arithmetic: one evaluation here costs microseconds where numpy's ~40 calls cost
 30-100.
+
+Also here: the linearization around a register program's numpy stages
+(:func:`linearize_start`, :func:`linearize_finish`, :func:`working_response`: the numpy
+code's operations in its order, the same bits), a Gauss-Newton step of PNLS in one call
+(:func:`gram_pls`), PNLS's step size (:func:`step_size`), and the groups' algebra of the
+conditional modes' quasi-Newton search of the second-basin check (``mode_*``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ import math
 
 import numpy as np
 from numba import njit
+
+from mixedmodels.linalg import row_program_kernels  # noqa: F401 - (the module, for middle)
+from mixedmodels.linalg.row_program_kernels import execute
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
@@ -267,3 +276,272 @@ def gram_groups(z, x, w, s, weighted, groups, ztz, ztm, ztz_last, ztm_last, mtm
                 ztz_last[a, b, i] = ztz[i, a, b]
             for b in range(k):
                 ztm_last[a, i, b] = ztm[i, a, b]
+
+
+@njit(cache=True, boundscheck=False, nogil=True, error_model="numpy")
+def linearize_start(regs, input_registers, input_columns, ops, beta, fixed_part, b, groups,
+                    random_index):  # pragma: no cover - compiled
+    """The first part of :meth:`mixedmodels.core.nonlinear.NonlinearProblem.linearize`:
+    the parameter rows ``phi_jk = beta_k + b_{g(j),k}`` (every parameter an intercept:
+    ``fixed_part`` empty) or ``fixed_part_jk + b_{g(j),k}`` (``fixed_part = F (beta *
+    selector)``, numpy's product) straight into the register program's input registers,
+    then its first compiled run ``ops``."""
+    n = regs.shape[1]
+    q = random_index.size
+    intercepts = fixed_part.shape[0] == 0
+    for i in range(input_registers.size):
+        r, k = input_registers[i], input_columns[i]
+        if intercepts:
+            for j in range(n):
+                regs[r, j] = beta[k]
+        else:
+            for j in range(n):
+                regs[r, j] = fixed_part[j, k]
+        for e in range(q):
+            if random_index[e] == k:
+                for j in range(n):
+                    regs[r, j] += b[groups[j], e]
+    execute(ops, regs)
+
+
+@njit(cache=True, boundscheck=False, nogil=True, error_model="numpy")
+def linearize_finish(regs, ops, outputs, b, groups, fixed_columns, column_parameter,
+                     random_index, f, x, z, zb):  # pragma: no cover - compiled
+    """The program's last compiled run ``ops``, then ``f``, ``X_jc = g_j,k(c) F_jc``,
+    ``Z_je = g_j,k(e)`` and ``zb_j = sum_e Z_je b_g(j),e`` (summed in numpy's order)."""
+    execute(ops, regs)
+    n = f.size
+    q = random_index.size
+    p = column_parameter.size
+    o = outputs[0]
+    for j in range(n):
+        f[j] = regs[o, j]
+    for j in range(n):
+        for c in range(p):
+            x[j, c] = regs[outputs[1 + column_parameter[c]], j] * fixed_columns[j, c]
+        acc = 0.0
+        for e in range(q):
+            ze = regs[outputs[1 + random_index[e]], j]
+            z[j, e] = ze
+            if e == 0:
+                acc = ze * b[groups[j], e]
+            else:
+                acc += ze * b[groups[j], e]
+        zb[j] = acc
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def working_response(y, f, xb, zb, w):  # pragma: no cover - compiled
+    """``w = y - f + X beta + Z b`` (in that order, as numpy's expression)."""
+    for j in range(y.size):
+        w[j] = y[j] - f[j] + xb[j] + zb[j]
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def gram_pls(z, x, w, s, weighted, groups, lam, ztz, ztm, ztz_last, ztm_last, mtm, modes,
+             gradient, pair_rows, pair_cols, n, beta, u, reduced, rx, grad, low
+             ):  # pragma: no cover - compiled
+    """:func:`gram_groups` then :func:`pls_groups` (a Gauss-Newton step of PNLS: the same
+    two kernels in one call; ``pls_groups``'s arguments passed on, so that it is compiled
+    for one signature only).  Returns ``pls_groups``'s ``(status, logdet_l, pwrss)``."""
+    gram_groups(z, x, w, s, weighted, groups, ztz, ztm, ztz_last, ztm_last, mtm)
+    return pls_groups(ztz, ztm, mtm, lam, modes, gradient, pair_rows, pair_cols, n, beta, u,
+                      reduced, rx, grad, low)
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def step_size(dbeta, du, beta, u):  # pragma: no cover - compiled
+    """``optim.nonlinear.pnls_step_size`` (``du``, ``u`` flattened): ``max(max_k
+    |dbeta_k| / max(|beta_k|, 1e-5), max |du| / max(max |u|, 1e-8))`` with numpy's NaN
+    propagation in the maxima and Python's ``max`` in the last two (the same bits: only
+    divisions and comparisons)."""
+    step_beta = 0.0
+    for k in range(dbeta.size):
+        v = abs(dbeta[k]) / max_nan(abs(beta[k]), 1e-5)
+        step_beta = max_nan(step_beta, v)
+    top_du = 0.0
+    top_u = 0.0
+    for i in range(du.size):
+        top_du = max_nan(top_du, abs(du[i]))
+    for i in range(u.size):
+        top_u = max_nan(top_u, abs(u[i]))
+    # Python's max(a, b): a unless b > a
+    scale = 1e-8 if 1e-8 > top_u else top_u
+    step_u = top_du / scale
+    return step_u if step_u > step_beta else step_beta
+
+
+@njit(cache=True, inline="always")
+def max_nan(a, b):  # pragma: no cover - compiled
+    """numpy's maximum: NaN when either is NaN."""
+    if a != a or b != b:
+        return math.nan
+    return a if a >= b else b
+
+
+# ------------------------------------------------------------------ conditional modes
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def mode_terms(y, f, z, s, weighted, groups, at, lam, g, grad, ztz
+               ):  # pragma: no cover - compiled
+    """Each group's penalized objective and its gradient at the random effects ``at`` (m,
+    q) from the rows' values ``f`` and derivatives ``z``: ``g_i = sum_j (s_j (y_j -
+    f_j))^2 + ||at_i||^2`` (inf when not finite), ``grad_i = at_i - Lambda' Z_i'S^2 r_i``;
+    with ``ztz`` (m, q, q) not empty also ``Z_i'S^2 Z_i`` (the Gauss-Newton Hessian's)."""
+    n, q = z.shape
+    m = at.shape[0]
+    with_ztz = ztz.shape[0] > 0
+    zr = np.zeros((m, q))
+    for i in range(m):
+        acc = 0.0
+        for a in range(q):
+            acc += at[i, a] * at[i, a]
+        g[i] = acc
+    if with_ztz:
+        ztz[:] = 0.0
+    for j in range(n):
+        i = groups[j]
+        sj = s[j] if weighted else 1.0
+        r = sj * (y[j] - f[j])
+        g[i] += r * r
+        for a in range(q):
+            za = sj * z[j, a]
+            zr[i, a] += za * r
+            if with_ztz:
+                for b in range(q):
+                    ztz[i, a, b] += za * sj * z[j, b]
+    for i in range(m):
+        if not math.isfinite(g[i]):
+            g[i] = math.inf
+        for c in range(q):
+            acc = 0.0
+            for a in range(q):
+                acc += zr[i, a] * lam[a, c]
+            grad[i, c] = at[i, c] - acc
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def mode_hessian(ztz, lam, hess):  # pragma: no cover - compiled
+    """``H_i = I + Lambda' Z_i'S^2 Z_i Lambda`` (the Gauss-Newton start of each group's
+    quasi-Newton Hessian)."""
+    m, q, _ = ztz.shape
+    t = np.empty((q, q))
+    for i in range(m):
+        for a in range(q):
+            for b in range(q):
+                acc = 0.0
+                for e in range(q):
+                    acc += ztz[i, a, e] * lam[e, b]
+                t[a, b] = acc
+        for a in range(q):
+            for b in range(q):
+                acc = 1.0 if a == b else 0.0
+                for e in range(q):
+                    acc += lam[e, a] * t[e, b]
+                hess[i, a, b] = acc
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def mode_step(hess, grad, u, step):  # pragma: no cover - compiled
+    """Each group's quasi-Newton step ``-H_i^-1 grad_i`` (Gaussian elimination with partial
+    pivoting), 0 where it is below ``1e-10 max(max |u|, 1e-8)``.  Returns 1 when every
+    step is (at the modes), -1 when a system is singular, else 0."""
+    m, q = u.shape
+    top = 0.0
+    for i in range(m):
+        for a in range(q):
+            top = max(top, abs(u[i, a]))
+    floor = 1e-10 * max(top, 1e-8)
+    a_ = np.empty((q, q))
+    b_ = np.empty(q)
+    every = True
+    for i in range(m):
+        for r in range(q):
+            b_[r] = -grad[i, r]
+            for c in range(q):
+                a_[r, c] = hess[i, r, c]
+        for c in range(q):
+            piv = c
+            for r in range(c + 1, q):
+                if abs(a_[r, c]) > abs(a_[piv, c]):
+                    piv = r
+            if a_[piv, c] == 0.0 or not math.isfinite(a_[piv, c]):
+                return -1
+            if piv != c:
+                for e in range(q):
+                    a_[c, e], a_[piv, e] = a_[piv, e], a_[c, e]
+                b_[c], b_[piv] = b_[piv], b_[c]
+            for r in range(c + 1, q):
+                factor = a_[r, c] / a_[c, c]
+                for e in range(c, q):
+                    a_[r, e] -= factor * a_[c, e]
+                b_[r] -= factor * b_[c]
+        size = 0.0
+        for r in range(q - 1, -1, -1):
+            acc = b_[r]
+            for e in range(r + 1, q):
+                acc -= a_[r, e] * step[i, e]
+            step[i, r] = acc / a_[r, r]
+            size = max(size, abs(step[i, r]))
+        if size < floor:
+            for r in range(q):
+                step[i, r] = 0.0
+        else:
+            every = False
+    return 1 if every else 0
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def mode_worse(grad, step, factor, g, t_g, worse):  # pragma: no cover - compiled
+    """The groups whose trial raised their objective beyond the decrease the step promises
+    to within rounding (``worse``); halves their factor unless none is worse or the worse
+    ones' factors are all below 1e-10.  Returns 1 when the halving is done (no group
+    worse, or stuck), else 0."""
+    m, q = step.shape
+    any_worse = False
+    largest = 0.0
+    for i in range(m):
+        promise = 0.0
+        for a in range(q):
+            promise += grad[i, a] * step[i, a]
+        promise = abs(promise) * factor[i]
+        bad = not (t_g[i] <= g[i] or promise < 1e-11 * g[i])
+        worse[i] = bad
+        if bad:
+            any_worse = True
+            largest = max(largest, factor[i])
+    if not any_worse or largest < 1e-10:
+        return 1
+    for i in range(m):
+        if worse[i]:
+            factor[i] /= 2.0
+    return 0
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def mode_bfgs(hess, s, change, moved):  # pragma: no cover - compiled
+    """BFGS update of each moved group's Hessian from its step ``s_i`` and gradient change
+    ``y_i``: ``H + y y' / (s'y) - (H s)(H s)' / (s'H s)`` where ``s'y > 1e-12 |s'H s|`` and
+    ``s'H s > 0``."""
+    m, q = s.shape
+    hs = np.empty(q)
+    for i in range(m):
+        if not moved[i]:
+            continue
+        curvature = 0.0
+        for a in range(q):
+            curvature += s[i, a] * change[i, a]
+        bending = 0.0
+        for a in range(q):
+            acc = 0.0
+            for b in range(q):
+                acc += hess[i, a, b] * s[i, b]
+            hs[a] = acc
+            bending += s[i, a] * acc
+        if not (curvature > 1e-12 * max(abs(bending), 1e-300) and bending > 0):
+            continue
+        for a in range(q):
+            for b in range(q):
+                hess[i, a, b] += (change[i, a] * change[i, b] / curvature
+                                  - hs[a] * hs[b] / bending)

@@ -15,6 +15,7 @@ model's values and Jacobian on those covariates.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -73,23 +74,25 @@ def least_squares_fit(
         f, jac = fun(q)
         r = y - f
         value = float(r @ r)
-        return f, jac, r, (value if np.isfinite(value) else np.inf)
+        return f, jac, r, (value if math.isfinite(value) else np.inf)
 
     f, jac, r, rss = evaluate(p)
     if not np.isfinite(rss):
         raise DataError("the self-starting model is not finite at its starting values")
     mu = 1e-3
+    diagonal = np.diag_indices(p.size)
     for _ in range(max_iter):
         jtj = jac.T @ jac
         jtr = jac.T @ r
-        scale = np.maximum(np.diag(jtj), 1e-300)
+        scale = np.maximum(jtj.diagonal(), 1e-300)
         while True:
-            try:
-                step = np.linalg.solve(jtj + mu * np.diag(scale), jtr)
-            except np.linalg.LinAlgError:
-                step = np.full_like(p, np.nan)
+            # jtj + mu diag(scale): the diagonal's sums, the rest as it is (adding 0)
+            damped = jtj.copy()
+            damped[diagonal] += mu * scale
+            step = _solve(damped, jtr)
             trial = p + step
-            at_trial = evaluate(trial) if np.all(np.isfinite(trial)) else None
+            at_trial = (evaluate(trial) if all(map(math.isfinite, trial.tolist()))
+                        else None)
             new = np.inf if at_trial is None else at_trial[3]
             if new <= rss:
                 break
@@ -98,7 +101,7 @@ def least_squares_fit(
             mu *= 10
             if mu > 1e12:
                 return p
-        small = _tiny(step, p, mu) or np.max(np.abs(step) / np.maximum(np.abs(p), 1e-8)) < 1e-12
+        small = _tiny(step, p, mu) or _relative_step(step, p) < 1e-12
         gain = rss - new
         p, rss = trial, new
         f, jac, r, _ = at_trial
@@ -108,12 +111,37 @@ def least_squares_fit(
     return p
 
 
+try:  # numpy's LAPACK gufunc behind np.linalg.solve (its checks cost 3 of 5 us)
+    from numpy.linalg import _umath_linalg
+except ImportError:  # pragma: no cover - a numpy without it
+    _umath_linalg = None
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.linalg.solve(a, b)`` (the same LAPACK call, the same values), NaN where numpy
+    raises for a singular matrix (the step is then no step)."""
+    if _umath_linalg is None:
+        try:
+            return np.linalg.solve(a, b)
+        except np.linalg.LinAlgError:
+            return np.full_like(b, np.nan)
+    with np.errstate(all="ignore"):
+        out = _umath_linalg.solve1(a, b, signature="dd->d")
+    return out if all(map(math.isfinite, out.tolist())) else np.full_like(b, np.nan)
+
+
 def _tiny(step: np.ndarray, p: np.ndarray, mu: float) -> bool:
     """A nearly Gauss-Newton step (damping at most 1e-6) below 1e-8 relative: the
     iteration converges linearly with a small ratio there, so what is left is below 1e-9
     relative, where the residual sum of squares only rounds (Orange's SSlogis spent 18 of
     its 26 evaluations wandering in the last digits after such a step)."""
-    return mu <= 1e-6 and bool(np.max(np.abs(step) / np.maximum(np.abs(p), 1e-8)) < 1e-8)
+    return mu <= 1e-6 and bool(_relative_step(step, p) < 1e-8)
+
+
+def _relative_step(step: np.ndarray, p: np.ndarray) -> float:
+    """``max |step| / max(|p|, 1e-8)`` (the ufunc's reduce: np.max's wrapper cost more
+    than the work)."""
+    return float(np.maximum.reduce(np.abs(step) / np.maximum(np.abs(p), 1e-8)))
 
 
 def projected_fit(

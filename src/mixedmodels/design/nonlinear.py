@@ -42,6 +42,7 @@ from mixedmodels.formula.expr import (
     variables,
 )
 from mixedmodels.formula.functions import check_calls
+from mixedmodels.linalg.row_program import row_program_kernels
 
 
 @dataclass(frozen=True)
@@ -118,13 +119,16 @@ class ModelFunction:
             for p in wanted
         )
 
-    def covariate_values(self, data: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The covariates' values on ``data`` (float arrays)."""
+    def covariate_values(self, data: pd.DataFrame,
+                         read: dict[str, pd.Series] | None = None) -> dict[str, np.ndarray]:
+        """The covariates' values on ``data`` (float arrays); ``read``: columns of ``data``
+        already read (a frame's column look-up costs ~10 us)."""
         columns = {}
+        read = {} if read is None else read
         for tree in self.covariates.values():
             for name in names(tree):
                 if name in data.columns and name not in columns:
-                    column = data[name]
+                    column = read[name] if name in read else data[name]
                     if not is_numeric(column):
                         raise DataError(
                             f"column {name!r} used in the model {self.text!r} is not numeric"
@@ -157,6 +161,10 @@ class ModelFunction:
         rows ``phi`` (n, P): values (n,) and gradient (n, P).  The program is bound to the
         covariates once (:meth:`~mixedmodels.formula.derivative.Program.bind`); a fit calls
         the function returned here at every linearization."""
+        n = _n_rows(cov)
+        if n is not None:
+            # (a register program: one compiled call when numba loads)
+            return self._program.rows(cov, self.parameters, n)
         run = self._program.bind(cov, self.parameters)
         n_par = len(self.parameters)
 
@@ -176,6 +184,14 @@ class ModelFunction:
 
     def values(self, cov: dict[str, np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
         """As :meth:`rows`, the values only."""
+        n = _n_rows(cov)
+        if n is not None:
+            model = self._value_program.rows(cov, self.parameters, n, gradient=False)
+
+            def compiled(phi: np.ndarray) -> np.ndarray:
+                return model(phi)[0]
+
+            return compiled
         run = self._value_program.bind(cov, self.parameters)
 
         def fun(phi: np.ndarray) -> np.ndarray:
@@ -192,8 +208,19 @@ class ModelFunction:
         parameters enter as scalars: what depends on them alone is computed once per
         call, not once per row)."""
         n = next(iter(cov.values())).size if cov else 1
-        run = self._program.bind(cov, self.parameters)
         n_par = len(self.parameters)
+        if row_program_kernels() is not None and _n_rows(cov) == n:
+            # the parameters on every row through the compiled register program (the same
+            # operations on the same values as with scalars: the same bits)
+            model = self._program.rows(cov, self.parameters, n)
+
+            def compiled(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                phi = np.empty((n, n_par))
+                phi[:] = np.asarray(p, dtype=float)
+                return model(phi)
+
+            return compiled
+        run = self._program.bind(cov, self.parameters)
 
         def fun(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             with np.errstate(all="ignore"):
@@ -211,6 +238,16 @@ class ModelFunction:
         if self.self_start is None:
             raise ArgumentError("starting values are needed: the model is not self-starting")
         return {role: data_cov[role] for role in SELF_START[self.self_start].covariates}
+
+
+def _n_rows(cov: dict[str, np.ndarray]) -> int | None:
+    """The rows of the covariates (None without covariates or when they are not all
+    columns of one length)."""
+    sizes = {np.shape(v) for v in cov.values()}
+    if len(sizes) != 1:
+        return None
+    (shape,) = sizes
+    return shape[0] if len(shape) == 1 else None
 
 
 def _sum_names(node: Node, text: str, what: str) -> list[str]:
@@ -575,16 +612,19 @@ def build_nlme_design(
     # missing values column by column; the frame itself is read when nothing is dropped
     # (a sub-frame and its isna() cost more than the rest of the design on these data)
     missing = np.zeros(len(frame), dtype=bool)
+    read: dict[str, pd.Series] = {}  # the columns read, reused while nothing is dropped
     for name in used:
-        missing |= missing_mask(frame[name])
+        read[name] = frame[name]
+        missing |= missing_mask(read[name])
     keep = ~missing
     n_dropped = int(missing.sum())
     n_nonfinite = 0
     sub = frame.loc[keep, used] if n_dropped else frame
     if response_columns == [response]:
-        if not is_numeric(sub[response]):
+        column = read[response] if sub is frame else sub[response]
+        if not is_numeric(column):
             raise DataError(f"the response {response!r} is not numeric")
-        y = sub[response].to_numpy(dtype=float)
+        y = column.to_numpy(dtype=float)
         if not np.all(np.isfinite(y)):
             raise DataError(f"the response {response!r} has infinite values")
     else:
@@ -604,7 +644,7 @@ def build_nlme_design(
             n_dropped = int((~keep).sum())
             sub = frame.loc[keep, used]
             y = y[~bad]
-    cov = function.covariate_values(sub)
+    cov = function.covariate_values(sub, read if sub is frame else None)
     for key, values in cov.items():
         bad = ~np.isfinite(values)
         if bad.any():
@@ -640,7 +680,7 @@ def build_nlme_design(
     codes, levels = level_groups[-1], level_levels[-1]
     extra = {}
     for name in extra_columns:
-        column = sub[name]
+        column = read[name] if sub is frame else sub[name]
         if is_numeric(column) and pd.api.types.is_integer_dtype(column.dtype):
             extra[name] = column.to_numpy(dtype=np.int64)  # labels "1", not "1.0"
         elif is_numeric(column):

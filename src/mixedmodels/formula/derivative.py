@@ -23,6 +23,7 @@ import numpy as np
 
 from mixedmodels.errors import FormulaError
 from mixedmodels.formula.expr import Binary, Call, Name, Node, Number, Paren, String, Unary, deparse
+from mixedmodels.linalg.row_program import RowModel, RowProgram, bind_stages, schedule
 
 #: One-argument functions the interpreter evaluates (and can differentiate).
 UNARY_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -396,6 +397,7 @@ class Program:
         self._index: dict[tuple, int] = {}
         self.outputs = [self._emit(t) for t in trees]
         del self._index
+        self._plans: dict = {}  # rows()'s schedules
 
     def _add(self, key: tuple) -> int:
         found = self._index.get(key)
@@ -441,6 +443,78 @@ class Program:
         ops: list[tuple] = []
         with np.errstate(all="ignore"):
             self._fold(env, slots, init, known, inputs, ops)
+        return self._runner(init, inputs, ops)
+
+    def rows(
+        self, env: Mapping[str, np.ndarray | float], variables: Sequence[str], n: int,
+        gradient: bool = True,
+    ) -> RowModel:
+        """The trees as a function of parameter rows ``phi`` (n, len(variables)): the first
+        tree's values (n,) and, with ``gradient``, the others' as the columns of an
+        ``(n, k)`` array (``(f, None)`` without).  Every other name is fixed from ``env``
+        (data columns of ``n`` rows, or scalars).
+
+        The operations that remain after :meth:`bind`'s folding become a register program
+        (:class:`~mixedmodels.linalg.row_program.RowProgram`: opcodes and register indices,
+        data only) whose IEEE operations run compiled when numba loads, between numpy's
+        calls of the elementary functions; the numpy code of :meth:`bind` otherwise (the
+        same operations in the same order: the same values to the bit)."""
+        slots = {name: k for k, name in enumerate(variables)}
+        init: list = [None] * len(self.code)
+        known = [False] * len(self.code)
+        inputs: list[tuple[int, int]] = []
+        ops: list[tuple] = []
+        codes: list[str] = []
+        with np.errstate(all="ignore"):
+            self._fold(env, slots, init, known, inputs, ops, codes)
+        # the schedule depends on the names' kinds only (and on scalar constants' values:
+        # numpy's fast powers), so a fit's second and later programs reuse it
+        key = (tuple(variables), tuple(sorted(
+            (k, float(v) if np.ndim(v) == 0 else np.ndim(v)) for k, v in env.items())))
+        plan = self._plans.get(key)
+        if plan is None:
+            kernel_ops, stages = schedule(len(self.code), ops, codes, init, known)
+            # the constants the compiled runs read (a ufunc stage takes its constants as
+            # they are), filled by broadcasting assignment
+            read = {int(r) for run in kernel_ops for r in run[:, 2:].ravel() if r >= 0}
+            read.update(self.outputs)
+            plan = self._plans[key] = (kernel_ops, stages, sorted(read))
+        kernel_ops, stages, read = plan
+        ufunc_ops = bind_stages(stages, init, known)
+        registers = np.zeros((len(self.code), n))
+        for i in read:
+            if known[i]:
+                registers[i] = init[i]
+        program = RowProgram(
+            kernel_ops=kernel_ops,
+            ufunc_ops=ufunc_ops,
+            init=registers,
+            input_registers=np.array([i for i, _ in inputs], dtype=np.int64),
+            input_columns=np.array([k for _, k in inputs], dtype=np.int64),
+            outputs=np.array(self.outputs, dtype=np.int64),
+        )
+        run = self._runner(init, inputs, ops)
+        n_out = len(self.outputs)
+
+        def numpy_call(phi: np.ndarray):
+            # (as the design's functions before the register programs: the values alone
+            # always a copy, with the gradient a copy when not already an (n,) array)
+            rows = phi.shape[0]
+            with np.errstate(all="ignore"):
+                out = run(phi.T)
+            f = out[0]
+            if not gradient:
+                return np.broadcast_to(np.asarray(f, dtype=float), (rows,)).copy(), None
+            if not (isinstance(f, np.ndarray) and f.shape == (rows,)):
+                f = np.broadcast_to(np.asarray(f, dtype=float), (rows,)).copy()
+            g = np.empty((rows, n_out - 1))
+            for j in range(n_out - 1):
+                g[:, j] = out[j + 1]
+            return f, g
+
+        return RowModel(program, numpy_call, gradient)
+
+    def _runner(self, init, inputs, ops) -> Callable[[Sequence], list]:
         outputs = self.outputs
 
         def run(values: Sequence) -> list:
@@ -453,8 +527,9 @@ class Program:
 
         return run
 
-    def _fold(self, env, slots, init, known, inputs, ops) -> None:
-        """:meth:`bind`'s pass over the code: inputs, folded values, remaining ops."""
+    def _fold(self, env, slots, init, known, inputs, ops, codes=None) -> None:
+        """:meth:`bind`'s pass over the code: inputs, folded values, remaining ops (and
+        their names, into ``codes`` when given)."""
         for i, ins in enumerate(self.code):
             op = ins[0]
             if op == "num":
@@ -471,18 +546,21 @@ class Program:
                     raise FormulaError(f"unknown name {ins[1]!r} in the model expression")
                 continue
             if op == "neg":
-                fn, args = np.negative, (ins[1],)
+                fn, args, name = np.negative, (ins[1],), "neg"
             elif op == "call":
-                fn, args = UNARY_FUNCTIONS[ins[1]], (ins[2],)
+                fn, args, name = UNARY_FUNCTIONS[ins[1]], (ins[2],), ins[1]
             else:
-                fn, args = _BINARY[op], (ins[1], ins[2])
+                fn, args, name = _BINARY[op], (ins[1], ins[2]), op
             if all(known[a] for a in args):
                 init[i] = fn(*(init[a] for a in args))
                 known[i] = True
-            elif len(args) == 1:
+                continue
+            if len(args) == 1:
                 ops.append((i, fn, args[0], -1))
             else:
                 ops.append((i, fn, args[0], args[1]))
+            if codes is not None:
+                codes.append(name)
 
     def run(self, env: Mapping[str, np.ndarray | float]) -> list:
         """The trees' values with names looked up in ``env`` (``pi`` when not there)."""

@@ -38,6 +38,7 @@ mixed model's at the fixed point, as nlme reports it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,10 +50,12 @@ from mixedmodels.core.nonlinear import (
     PlsSolution,
     cholesky_groups,
     deviance,
+    gauss_newton_solution,
     gram,
     ml_deviance_gradient,
     ml_deviance_gradient_weighted,
     pls,
+    pls_kernels,
     reml_deviance_gradient_weighted,
     theta_pairs,
 )
@@ -392,8 +395,9 @@ def _objective(problem, beta, u, lam, s):
     b = u @ lam.T
     f = problem.fitted(beta, b)
     r = s * (problem.y - f)
-    value = float(r @ r + (u * u).sum())
-    return value if np.isfinite(value) else np.inf
+    # (the same sums as float(r @ r + (u * u).sum()), without the wrappers)
+    value = float(r @ r) + float(_sum(u * u, axis=None))
+    return value if math.isfinite(value) else np.inf
 
 
 PNLS_EARLY = 3
@@ -415,8 +419,8 @@ PNLS_EXTEND = 1e-2
 
 def _lin_objective(problem, lin, u, s) -> float:
     r = s * (problem.y - lin.f)
-    value = float(r @ r + (u * u).sum())
-    return value if np.isfinite(value) else np.inf
+    value = float(r @ r) + float(_sum(u * u, axis=None))
+    return value if math.isfinite(value) else np.inf
 
 
 def pnls_step_size(
@@ -424,6 +428,9 @@ def pnls_step_size(
 ) -> float:
     """A PNLS step's size: the largest change of a fixed effect relative to it (floored at
     1e-5) and of the random effects relative to their largest (floored at 1e-8)."""
+    module = pls_kernels()
+    if module is not None:  # (the same divisions and maxima compiled: the same bits)
+        return module.step_size(dbeta, du.reshape(-1), beta, u.reshape(-1))
     # (the maxima by the ufunc's reduce itself: np.max's wrapper cost more than the work)
     step_beta = _max(np.abs(dbeta) / np.maximum(np.abs(beta), 1e-5), axis=None, initial=0.0)
     step_u = _max(np.abs(du), axis=None, initial=0.0) / max(
@@ -432,6 +439,7 @@ def pnls_step_size(
 
 
 _max = np.maximum.reduce
+_sum = np.add.reduce
 
 
 def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, reweight=None,
@@ -454,8 +462,8 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
     relative = np.inf  # the last accepted step's decrease of the objective, relative to it
     while it < max_iter or (it < PNLS_MAX and relative > PNLS_EXTEND):
         it += 1
-        sol = pls(gram(problem, lin, s), lam)
-        dbeta, du = sol.beta - beta, sol.u - u
+        sol_beta, sol_u, sol_pwrss = gauss_newton_solution(problem, lin, s, lam)
+        dbeta, du = sol_beta - beta, sol_u - u
         if pnls_step_size(dbeta, du, beta, u) < 1e-10:
             # the Gauss-Newton step itself is below the stopping size: at the minimum
             # (halving it down to 1e-10, where rounding hides any decrease, cost 30 model
@@ -466,10 +474,13 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
         # objective as it is to its rounding is taken (halving it cannot show a decrease:
         # each halving cost a model call, Loblolly's last two PNLS steps 12 linearizations
         # each), and PNLS stops there (the change is not positive)
-        flat = obj - sol.pwrss < PNLS_PROMISE * obj
+        flat = obj - sol_pwrss < PNLS_PROMISE * obj
         factor = 1.0
         while True:
-            nb, nu = beta + factor * dbeta, u + factor * du
+            if factor == 1.0:  # (1.0 * x is x: the same bits, two calls fewer)
+                nb, nu = beta + dbeta, u + du
+            else:
+                nb, nu = beta + factor * dbeta, u + factor * du
             trial = problem.linearize(nb, nu @ lam.T)
             new = _lin_objective(problem, trial, nu, s)
             if new <= obj or factor < 1e-10 or (
@@ -486,7 +497,8 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
         if reweight is not None:
             s = reweight(lin.f)
             obj = _lin_objective(problem, lin, u, s)
-        if pnls_step_size(factor * dbeta, factor * du, beta, u) < 1e-10 or change <= tol * (
+        taken = (dbeta, du) if factor == 1.0 else (factor * dbeta, factor * du)
+        if pnls_step_size(*taken, beta, u) < 1e-10 or change <= tol * (
             obj + 1e-300
         ):
             done = True
@@ -976,7 +988,23 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 1
     question answered: 2-3 of its 6 steps fewer on CO2, Soybean, Orange with two effects).
 
     Returns ``u``, the linearization there and the penalized residual sum of squares.
+
+    With ``near`` (the second-basin check: the search only has to tell basins apart) the
+    groups' algebra runs in compiled kernels when numba loads (:func:`_compiled_modes`:
+    the same steps, equal to rounding) and its answer is kept when every group ends within
+    ``within`` of ``near`` (or nothing is finite): the check then stops there.  When a
+    group ends elsewhere, numpy's search from the same start gives the modes (they start
+    another alternation, which must not depend on rounding: ChickWeight with varPower's
+    second basin moved 4e-9 in logLik from the compiled modes).
     """
+    if near is not None:
+        module = pls_kernels()
+        if module is not None:
+            found = _compiled_modes(module, problem, beta, lam, u, max_iter, weights, near,
+                                    within)
+            if not (math.isfinite(found[2]) and _max(
+                    np.abs(found[0] - near), axis=None, initial=0.0) > within):
+                return found
     y, groups, e = problem.y, problem.groups, problem.indicator
     m, q = u.shape
     eye = np.eye(q)
@@ -1001,8 +1029,8 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 1
     hess = gauss_newton(lin)
     for _ in range(max_iter):
         step = -np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
-        size = np.max(np.abs(step), axis=1)
-        small = size < 1e-10 * max(np.max(np.abs(u), initial=0.0), 1e-8)
+        size = _max(np.abs(step), axis=1)
+        small = size < 1e-10 * max(_max(np.abs(u), axis=None, initial=0.0), 1e-8)
         if small.all():
             break
         step[small] = 0.0
@@ -1038,11 +1066,76 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 1
         # no stop on a small gain in sum g_i: that is second order in the modes' error,
         # while the Laplace criterion's log|A| is first order in it (Theoph: modes 1.7e-8
         # apart moved the deviance by 1e-8)
-        if np.max(np.abs(s), initial=0.0) < 1e-10 * max(np.max(np.abs(u), initial=0.0), 1e-8):
+        if _max(np.abs(s), axis=None, initial=0.0) < 1e-10 * max(
+                _max(np.abs(u), axis=None, initial=0.0), 1e-8):
             break
-        if near is not None and np.max(np.abs(u - near), initial=0.0) <= within:
+        if near is not None and _max(np.abs(u - near), axis=None, initial=0.0) <= within:
             break
     return u, lin, float(g.sum())
+
+
+_NO_BLOCKS = np.zeros((0, 0, 0))
+
+
+def _compiled_modes(module, problem: NonlinearProblem, beta, lam, u, max_iter, weights, near,
+                    within):
+    """:func:`conditional_modes` with each group's objective, gradient, quasi-Newton step,
+    step halving and BFGS update by the kernels of
+    :mod:`mixedmodels.core.nonlinear_kernels` (``mode_*``: the same formulas one group
+    after the other, so the same steps to rounding); the model by the problem's
+    linearization."""
+    y, groups = problem._y_kernel, problem._groups64
+    m, q = u.shape
+    lam = np.ascontiguousarray(lam, dtype=float)
+    s = _EMPTY if weights is None else np.ascontiguousarray(weights, dtype=float)
+    weighted = weights is not None
+
+    def evaluate(at: np.ndarray, ztz: np.ndarray = _NO_BLOCKS):
+        lin = problem.linearize(beta, at @ lam.T)
+        g, grad = np.empty(m), np.empty((m, q))
+        module.mode_terms(y, lin.f, np.ascontiguousarray(lin.z), s, weighted, groups, at,
+                          lam, g, grad, ztz)
+        return lin, g, grad
+
+    u = np.ascontiguousarray(u, dtype=float)
+    ztz = np.empty((m, q, q))
+    lin, g, grad = evaluate(u, ztz)
+    if not all(map(math.isfinite, g.tolist())):
+        return u, lin, np.inf
+    hess = np.empty((m, q, q))
+    module.mode_hessian(ztz, lam, hess)
+    step = np.empty((m, q))
+    worse = np.zeros(m, dtype=np.bool_)
+    for _ in range(max_iter):
+        status = module.mode_step(hess, grad, u, step)
+        if status < 0:
+            raise np.linalg.LinAlgError("Singular matrix")
+        if status:
+            break
+        factor = np.ones(m)
+        while True:
+            trial = u + factor[:, None] * step
+            t_lin, t_g, t_grad = evaluate(trial)
+            if module.mode_worse(grad, step, factor, g, t_g, worse):
+                break
+        if worse.any():  # a group that could not decrease stays: back to the old point
+            moved = ~worse
+            trial = np.where(moved[:, None], trial, u)
+            t_lin, t_g, t_grad = evaluate(trial)
+        else:
+            moved = np.ones(m, dtype=np.bool_)
+        taken = trial - u
+        module.mode_bfgs(hess, taken, t_grad - grad, moved)
+        u, lin, g, grad = trial, t_lin, t_g, t_grad
+        if _max(np.abs(taken), axis=None, initial=0.0) < 1e-10 * max(
+                _max(np.abs(u), axis=None, initial=0.0), 1e-8):
+            break
+        if _max(np.abs(u - near), axis=None, initial=0.0) <= within:
+            break
+    return u, lin, float(g.sum())
+
+
+_EMPTY = np.zeros(0)
 
 
 def fit_laplace(problem: NonlinearProblem, start: NlmeEstimate) -> NlmeEstimate:
