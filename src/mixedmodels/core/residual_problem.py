@@ -425,16 +425,10 @@ class ResidualProblem:
                 _, s, log_sum = self._stratum_entry(u_var)
                 return 1.0 / (s * s), 2.0 * log_sum
 
-            def strata_pieces(lam, u_cor, u_var):
-                w, log_det = strata(u_var)
-                kernel = module.linear_pieces
-                return kernel(lam, w, head_basis, tail_basis, n_levels, n_fixed) + (log_det,)
-
-            def strata_heads(u_cor, u_var):
-                w, log_det = strata(u_var)
-                return module.linear_heads(w, head_basis, tail_basis, n_levels, p) + (log_det,)
-
-            self._compiled_state = CompiledPath(module, strata_pieces, strata_heads)
+            self._compiled_state = _weighted_path(
+                module, strata, module.linear_pieces, module.linear_heads,
+                (head_basis, tail_basis, n_levels), n_fixed, p,
+            )
         elif plan is None and self.correlation is None and self._log_linear() is not None:
             self._compiled_state = self._compiled_log_linear(module)
         elif plan is None and self.correlation is None:
@@ -445,16 +439,10 @@ class ResidualProblem:
                 _, s, log_sum = self._sd_entry(u_var)
                 return 1.0 / (s * s), 2.0 * log_sum
 
-            def weighted_pieces(lam, u_cor, u_var):
-                w, log_det = weighted(u_var)
-                kernel = module.weighted_pieces
-                return kernel(lam, w, head_rows, tail_rows, starts, n_fixed) + (log_det,)
-
-            def weighted_heads(u_cor, u_var):
-                w, log_det = weighted(u_var)
-                return module.weighted_heads(w, head_rows, tail_rows, starts, p) + (log_det,)
-
-            self._compiled_state = CompiledPath(module, weighted_pieces, weighted_heads)
+            self._compiled_state = _weighted_path(
+                module, weighted, module.weighted_pieces, module.weighted_heads,
+                (head_rows, tail_rows, starts), n_fixed, p,
+            )
         return self._compiled_state
 
     def _log_linear(self) -> np.ndarray | None:
@@ -1072,6 +1060,24 @@ def _upper_indices(width: int) -> tuple[np.ndarray, np.ndarray]:
     iu.flags.writeable = False
     ju.flags.writeable = False
     return iu, ju
+
+
+def _weighted_path(module, weights, pieces_kernel, heads_kernel, data: tuple, n_fixed: int,
+                   p: int) -> CompiledPath:
+    """A :class:`CompiledPath` whose rows carry weights ``w`` (``weights(u_var) -> (w,
+    log|V|)``): the kernels take ``(lam, w, *data, n_fixed)`` and ``(w, *data, p)`` (per
+    stratum and level sums, or per row products with the levels' starts)."""
+    a, b, c = data
+
+    def pieces(lam, u_cor, u_var):
+        w, log_det = weights(u_var)
+        return pieces_kernel(lam, w, a, b, c, n_fixed) + (log_det,)
+
+    def heads(u_cor, u_var):
+        w, log_det = weights(u_var)
+        return heads_kernel(w, a, b, c, p) + (log_det,)
+
+    return CompiledPath(module, pieces, heads)
 
 
 def _cell_sums(cell: np.ndarray, n_cells: int, values: np.ndarray) -> np.ndarray:
