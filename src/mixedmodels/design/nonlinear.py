@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from mixedmodels.design.grouping import group_codes, level_labels, value_labels
+from mixedmodels.design.grouping import factor_labels, group_codes, value_labels
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
 from mixedmodels.design.validate import check_frame, is_numeric, missing_mask
 from mixedmodels.errors import ArgumentError, ColumnNotFoundError, DataError, FormulaError
@@ -617,7 +617,7 @@ def build_nlme_design(
         read[name] = frame[name]
         missing |= missing_mask(read[name])
     keep = ~missing
-    n_dropped = int(missing.sum())
+    n_dropped = int(np.count_nonzero(missing))
     n_nonfinite = 0
     sub = frame.loc[keep, used] if n_dropped else frame
     if response_columns == [response]:
@@ -625,7 +625,7 @@ def build_nlme_design(
         if not is_numeric(column):
             raise DataError(f"the response {response!r} is not numeric")
         y = column.to_numpy(dtype=float)
-        if not np.all(np.isfinite(y)):
+        if not np.isfinite(y).all():
             raise DataError(f"the response {response!r} has infinite values")
     else:
         # a transformed response (log(size)): NaN and infinite values of the transform
@@ -674,7 +674,8 @@ def build_nlme_design(
             fixed_names += [f"{p}.{c}" for c in builder.column_names]
     level_groups, level_levels = [], []
     for k in range(len(spec.columns)):
-        level_codes, labels = nested_codes(sub, spec.columns[: k + 1])
+        level_codes, labels = nested_codes(sub, spec.columns[: k + 1],
+                                           read if sub is frame else None)
         level_groups.append(level_codes)
         level_levels.append(labels)
     codes, levels = level_groups[-1], level_levels[-1]
@@ -698,12 +699,15 @@ def build_nlme_design(
     )
 
 
-def nested_codes(data: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+def nested_codes(data: pd.DataFrame, columns: tuple[str, ...],
+                 read: dict[str, pd.Series] | None = None) -> tuple[np.ndarray, list[str]]:
     """Codes and labels of the groups of ``columns`` (a column, or nested columns whose
-    groups are their observed combinations, labelled ``s1/p1`` as nlme labels them)."""
-    codes, levels = group_codes(data, columns)
+    groups are their observed combinations, labelled ``s1/p1`` as nlme labels them);
+    ``read``: columns of ``data`` already read."""
     if len(columns) == 1:
-        return codes, list(level_labels(levels))
+        (name,) = columns
+        return factor_labels(read[name] if read and name in read else data[name])
+    codes, _ = group_codes(data, columns)
     row_labels = [value_labels(data[c]) for c in columns]
     _, first = np.unique(codes, return_index=True)  # codes are 0..l-1, all observed
     labels = ["/".join(str(lab[j]) for lab in row_labels) for j in first]

@@ -138,6 +138,8 @@ def needs_plain(dtype: object) -> bool:
 
 def is_numeric(column: pd.Series) -> bool:
     """Real numbers (numpy or nullable), not logicals, complex numbers or factors."""
+    if isinstance(column.dtype, np.dtype):  # (pandas' dtype tests cost 15 us)
+        return column.dtype.kind in "iuf"
     return (
         pd.api.types.is_numeric_dtype(column.dtype)
         and not pd.api.types.is_bool_dtype(column.dtype)
