@@ -65,8 +65,18 @@ def least_squares_fit(
     relative (1e-8 when the damping is at most 1e-6: :func:`_tiny`) or the residual sum
     of squares by less than 1e-15 relative."""
     p = np.asarray(start, dtype=float).copy()
-    if not np.all(np.isfinite(p)):
+    if not all(map(math.isfinite, p.tolist())):
         raise DataError("the self-starting model found no finite starting values for these data")
+    with np.errstate(all="ignore"):  # once for every solve (a singular one gives NaN)
+        return _levenberg_marquardt(fun, y, p, max_iter)
+
+
+def _levenberg_marquardt(
+    fun: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], y: np.ndarray, p: np.ndarray,
+    max_iter: int,
+) -> np.ndarray:
+    """:func:`least_squares_fit`'s iteration from finite ``p`` (under ``np.errstate(all=
+    "ignore")``: :func:`_solve` relies on it)."""
 
     def evaluate(q):
         """Values, Jacobian and residual sum of squares at ``q`` (one model call: an
@@ -80,7 +90,7 @@ def least_squares_fit(
     if not np.isfinite(rss):
         raise DataError("the self-starting model is not finite at its starting values")
     mu = 1e-3
-    diagonal = np.diag_indices(p.size)
+    every = p.size + 1  # the diagonal of a flattened p x p matrix
     for _ in range(max_iter):
         jtj = jac.T @ jac
         jtr = jac.T @ r
@@ -88,7 +98,7 @@ def least_squares_fit(
         while True:
             # jtj + mu diag(scale): the diagonal's sums, the rest as it is (adding 0)
             damped = jtj.copy()
-            damped[diagonal] += mu * scale
+            damped.reshape(-1)[::every] += mu * scale  # (a view of the copy)
             step = _solve(damped, jtr)
             trial = p + step
             at_trial = (evaluate(trial) if all(map(math.isfinite, trial.tolist()))
@@ -101,7 +111,8 @@ def least_squares_fit(
             mu *= 10
             if mu > 1e12:
                 return p
-        small = _tiny(step, p, mu) or _relative_step(step, p) < 1e-12
+        relative = _relative_step(step, p)
+        small = (mu <= 1e-6 and relative < 1e-8) or relative < 1e-12  # _tiny, or smaller
         gain = rss - new
         p, rss = trial, new
         f, jac, r, _ = at_trial
@@ -119,14 +130,14 @@ except ImportError:  # pragma: no cover - a numpy without it
 
 def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``np.linalg.solve(a, b)`` (the same LAPACK call, the same values), NaN where numpy
-    raises for a singular matrix (the step is then no step)."""
+    raises for a singular matrix (the step is then no step).  Called under
+    ``np.errstate(all="ignore")`` (:func:`least_squares_fit`)."""
     if _umath_linalg is None:
         try:
             return np.linalg.solve(a, b)
         except np.linalg.LinAlgError:
             return np.full_like(b, np.nan)
-    with np.errstate(all="ignore"):
-        out = _umath_linalg.solve1(a, b, signature="dd->d")
+    out = _umath_linalg.solve1(a, b, signature="dd->d")
     return out if all(map(math.isfinite, out.tolist())) else np.full_like(b, np.nan)
 
 
@@ -139,9 +150,10 @@ def _tiny(step: np.ndarray, p: np.ndarray, mu: float) -> bool:
 
 
 def _relative_step(step: np.ndarray, p: np.ndarray) -> float:
-    """``max |step| / max(|p|, 1e-8)`` (the ufunc's reduce: np.max's wrapper cost more
-    than the work)."""
-    return float(np.maximum.reduce(np.abs(step) / np.maximum(np.abs(p), 1e-8)))
+    """``max |step| / max(|p|, 1e-8)`` (on Python floats: the same IEEE operations, and
+    NaN for the all-NaN step of a singular system, as numpy's maximum gives)."""
+    ratios = [abs(s) / max(abs(q), 1e-8) for s, q in zip(step.tolist(), p.tolist(), strict=True)]
+    return math.nan if any(map(math.isnan, ratios)) else max(ratios)
 
 
 def projected_fit(
