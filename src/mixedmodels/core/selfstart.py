@@ -22,14 +22,32 @@ import numpy as np
 
 from mixedmodels.errors import DataError
 
+try:  # numpy's LAPACK gufuncs behind np.linalg.solve and lstsq (their checks cost 3 of 5 us)
+    from numpy.linalg import _umath_linalg
+except ImportError:  # pragma: no cover - a numpy without it
+    _umath_linalg = None
+
+#: numpy's ``finfo(float).eps``: lstsq's default ``rcond`` is it times ``max(m, k)``.
+_EPS = float(np.finfo(float).eps)
+
 ModelOn = Callable[[dict[str, np.ndarray]], Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]
 
 
 def sorted_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """R's ``sortedXyData``: distinct ``x`` in increasing order, ``y`` averaged at each."""
     ok = np.isfinite(x) & np.isfinite(y)
-    ux, inverse = np.unique(x[ok], return_inverse=True)
-    sums = np.bincount(inverse, weights=y[ok], minlength=ux.size)
+    if not ok.all():
+        x, y = x[ok], y[ok]
+    # np.unique(x, return_inverse=True) by one sort (its wrapper cost more than the work)
+    order = x.argsort()
+    ordered = x[order]
+    first = np.empty(ordered.size, dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    ux = ordered[first]
+    inverse = np.empty(ordered.size, dtype=np.intp)
+    inverse[order] = np.cumsum(first) - 1
+    sums = np.bincount(inverse, weights=y, minlength=ux.size)
     counts = np.bincount(inverse, minlength=ux.size)
     return ux, sums / counts
 
@@ -37,7 +55,7 @@ def sorted_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def rt_asymptote(x: np.ndarray, y: np.ndarray) -> float:
     """R's ``NLSstRtAsymptote``: the response range's end nearer the last response, moved
     outwards by an eighth of the range."""
-    lo, hi = float(np.min(y)), float(np.max(y))
+    lo, hi = float(y.min()), float(y.max())
     last = y[-1]
     if abs(hi - last) < abs(lo - last):
         return hi + (hi - lo) / 8
@@ -46,13 +64,29 @@ def rt_asymptote(x: np.ndarray, y: np.ndarray) -> float:
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Intercept and slope of the least-squares line ``y ~ x``."""
-    design = np.column_stack([np.ones_like(x), x])
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    design = np.empty((x.size, 2))
+    design[:, 0] = 1.0
+    design[:, 1] = x
+    coef = _lstsq(design, y)
     return float(coef[0]), float(coef[1])
 
 
 def _linear(columns: list[np.ndarray], y: np.ndarray) -> np.ndarray:
-    coef, *_ = np.linalg.lstsq(np.column_stack(columns), y, rcond=None)
+    return _lstsq(np.column_stack(columns), y)
+
+
+def _lstsq(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``np.linalg.lstsq(a, y, rcond=None)[0]`` for float ``a`` (m, k) and ``y`` (m,): the
+    same LAPACK call (numpy's gufunc, its default ``rcond``) without the wrapper's checks
+    (10 of its 12 us); numpy's own call where the result is not finite (its error then)."""
+    if _umath_linalg is not None and a.dtype == np.float64 and y.dtype == np.float64:
+        m, k = a.shape
+        with np.errstate(all="ignore"):
+            coef = _umath_linalg.lstsq(a, y[:, None], _EPS * max(m, k),
+                                       signature="ddd->ddid")[0][:, 0]
+        if all(map(math.isfinite, coef.tolist())):
+            return coef.copy()
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
     return coef
 
 
@@ -122,10 +156,6 @@ def _levenberg_marquardt(
     return p
 
 
-try:  # numpy's LAPACK gufunc behind np.linalg.solve (its checks cost 3 of 5 us)
-    from numpy.linalg import _umath_linalg
-except ImportError:  # pragma: no cover - a numpy without it
-    _umath_linalg = None
 
 
 def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -170,7 +200,7 @@ def projected_fit(
         if a.shape[1] == 1:  # one linear coefficient: its normal equation
             c = a[:, 0]
             return c * (float(c @ y) / float(c @ c))
-        coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+        coef = _lstsq(a, y)
         return a @ coef
 
     def values_and_jacobian(p):
@@ -195,7 +225,7 @@ def _need(n: int, at_least: int, name: str) -> None:
 
 
 def _logistic_guess(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    lo, hi = float(np.min(y)), float(np.max(y))
+    lo, hi = float(y.min()), float(y.max())
     dz = hi - lo
     if dz <= 0:
         raise DataError("the response is constant: no logistic curve to start from")
