@@ -546,19 +546,16 @@ class Program:
                     raise FormulaError(f"unknown name {ins[1]!r} in the model expression")
                 continue
             if op == "neg":
-                fn, args, name = np.negative, (ins[1],), "neg"
+                fn, a, b, name = np.negative, ins[1], -1, "neg"
             elif op == "call":
-                fn, args, name = UNARY_FUNCTIONS[ins[1]], (ins[2],), ins[1]
+                fn, a, b, name = UNARY_FUNCTIONS[ins[1]], ins[2], -1, ins[1]
             else:
-                fn, args, name = _BINARY[op], (ins[1], ins[2]), op
-            if all(known[a] for a in args):
-                init[i] = fn(*(init[a] for a in args))
+                fn, a, b, name = _BINARY[op], ins[1], ins[2], op
+            if known[a] and (b < 0 or known[b]):  # (no generator: a fold runs per fit)
+                init[i] = fn(init[a]) if b < 0 else fn(init[a], init[b])
                 known[i] = True
                 continue
-            if len(args) == 1:
-                ops.append((i, fn, args[0], -1))
-            else:
-                ops.append((i, fn, args[0], args[1]))
+            ops.append((i, fn, a, b))
             if codes is not None:
                 codes.append(name)
 
