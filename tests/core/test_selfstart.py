@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mixedmodels.core import selfstart
 from mixedmodels.core.selfstart import INITIAL, least_squares_fit, sorted_xy
 from mixedmodels.design.nonlinear import SELF_START, parse_model
 from mixedmodels.errors import DataError
@@ -72,3 +73,44 @@ def test_too_few_points():
     with pytest.raises(DataError, match="at least 4 distinct"):
         roles = function.self_start_roles({"input": np.array([1.0, 2, 3])})
         INITIAL["SSlogis"](roles, np.array([1.0, 2, 3]), function.on)
+
+
+def test_sorted_xy_is_unique_and_means():
+    """sorted_xy (one sort) is numpy's unique values and the bincount means of y by them,
+    to the bit, non-finite pairs left out."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 9, 60).astype(float)
+    y = rng.normal(size=60)
+    x[4], y[7] = np.nan, np.inf
+    ok = np.isfinite(x) & np.isfinite(y)
+    ux, inverse = np.unique(x[ok], return_inverse=True)
+    means = np.bincount(inverse, weights=y[ok]) / np.bincount(inverse)
+    got_x, got_y = sorted_xy(x, y)
+    assert got_x.tobytes() == ux.tobytes()
+    assert got_y.tobytes() == means.tobytes()
+
+
+@pytest.mark.parametrize("shape", [(7, 1), (7, 2), (30, 4), (3, 3)])
+def test_lstsq_is_numpy_lstsq(shape):
+    """_lstsq (numpy's gufunc called directly) gives np.linalg.lstsq's coefficients to the
+    bit, and numpy's error where numpy raises (non-finite data)."""
+    rng = np.random.default_rng(shape[0] * 10 + shape[1])
+    a = rng.normal(size=shape)
+    y = rng.normal(size=shape[0])
+    expected = np.linalg.lstsq(a, y, rcond=None)[0]
+    assert selfstart._lstsq(a, y).tobytes() == expected.tobytes()
+    a[0, 0] = np.nan
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.lstsq(a, y, rcond=None)
+    with pytest.raises(np.linalg.LinAlgError):
+        selfstart._lstsq(a, y)
+
+
+def test_relative_step_is_numpy_formula():
+    """_relative_step on Python floats is max |step| / max(|p|, 1e-8) as numpy computes it
+    (NaN for a singular system's all-NaN step)."""
+    step = np.array([1e-3, -2.5e-9, 4.0])
+    p = np.array([3.0, 0.0, -7e2])
+    expected = float(np.maximum.reduce(np.abs(step) / np.maximum(np.abs(p), 1e-8)))
+    assert selfstart._relative_step(step, p) == expected
+    assert np.isnan(selfstart._relative_step(np.full(3, np.nan), p))

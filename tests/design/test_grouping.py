@@ -9,6 +9,7 @@ import pytest
 
 from mixedmodels.design.grouping import (
     codes_for_levels,
+    factor_labels,
     group_codes,
     group_codes_only,
     label_table,
@@ -86,3 +87,27 @@ def test_integer_group_codes_are_pandas_sorted_factorization(dtype):
     np.testing.assert_array_equal(codes, expected_codes)
     assert codes.dtype == np.int64
     assert levels.equals(pd.Index(uniques)) and levels.dtype == pd.Index(uniques).dtype
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pd.Series([3, 1, 2, 1, 3, 10]),
+        pd.Series(np.array([7, 2, 7, 0], dtype=np.uint8)),
+        pd.Series(["b", "a", "é", "Z", "ä", "a"]),
+        pd.Series(["b", "a", "é", "Z", "a"], dtype="string[python]"),
+        pd.Series(["b", "a", "é", "Z", "a"], dtype="string[pyarrow]"),
+        pd.Series(["x", None, "y", "x"], dtype="string[pyarrow]"),
+        pd.Series([1.5, 0.5, 1.5]),
+        pd.Series(pd.Categorical(["q", "p", "q"], categories=["q", "p", "r"])),
+        pd.Series([True, False, True]),
+    ],
+)
+def test_factor_labels_is_group_codes_and_level_labels(column):
+    """factor_labels (one sort of the values for integer and text columns) is
+    group_codes' codes and level_labels' labels, for every kind of column."""
+    codes, labels = factor_labels(column)
+    expected_codes, levels = group_codes(pd.DataFrame({"g": column}), ("g",))
+    assert codes.dtype == expected_codes.dtype
+    np.testing.assert_array_equal(codes, expected_codes)
+    assert labels == level_labels(levels)

@@ -107,6 +107,11 @@ class ModelFunction:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_program", Program([self.value, *self.gradient]))
         object.__setattr__(self, "_value_program", Program([self.value]))
+        # the names each derivative reads (affine_in, once per fit)
+        object.__setattr__(self, "_gradient_names",
+                           {p: frozenset(names(g)) for p, g in zip(self.parameters,
+                                                                   self.gradient,
+                                                                   strict=True)})
 
     def affine_in(self, parameters: tuple[str, ...] | list[str]) -> bool:
         """Whether the model is affine in ``parameters`` jointly: no derivative in one of
@@ -114,10 +119,7 @@ class ModelFunction:
         input)/scal))``; not in ``xmid``).  A sufficient condition read from the symbolic
         gradient (a derivative that only simplifies to a constant counts as not affine)."""
         wanted = set(parameters)
-        return all(
-            not wanted.intersection(names(self.gradient[self.parameters.index(p)]))
-            for p in wanted
-        )
+        return all(wanted.isdisjoint(self._gradient_names[p]) for p in wanted)
 
     def covariate_values(self, data: pd.DataFrame,
                          read: dict[str, pd.Series] | None = None) -> dict[str, np.ndarray]:
@@ -141,6 +143,9 @@ class ModelFunction:
                     raise ColumnNotFoundError(
                         f"column {name!r} of the model {self.text!r} is not in the data"
                     )
+            if isinstance(tree, Name) and tree.id in columns:  # a column as it is: a copy
+                out[key] = np.array(columns[tree.id], dtype=float)
+                continue
             with np.errstate(all="ignore"):
                 out[key] = np.broadcast_to(
                     np.asarray(evaluate(tree, columns, self.text), dtype=float), (len(data),)
@@ -601,8 +606,10 @@ def build_nlme_design(
     builders = []
     shared: dict[str, MatrixBuilder] = {}  # one builder per distinct right-hand side
     for p, rhs in fixed_parts:
-        builder = shared.setdefault(rhs.strip(), MatrixBuilder(rhs))
-        used += list(_rhs_columns(builder, frame))
+        builder = shared.get(rhs.strip())
+        if builder is None:  # (setdefault would build one per parameter)
+            builder = shared[rhs.strip()] = MatrixBuilder(rhs)
+            used += list(_rhs_columns(builder, frame))
         builders.append((p, rhs, builder))
     used = list(dict.fromkeys(used + list(extra_columns)))
     for name in used:
