@@ -360,3 +360,29 @@ def test_dates_are_fine_as_a_grouping_factor(sleep):
 def test_complex_weights_are_refused(sleep):
     with pytest.raises(DataError, match="weights must be numeric, but it is complex"):
         mm.lmer(FORMULA, sleep, weights=np.ones(len(sleep)) + 0j)
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pd.Series(["a", None, np.nan, "b"], dtype=object),
+        pd.Series(["a", None, "b"], dtype="string[python]"),
+        pd.Series(["a", None, "b"], dtype="string[pyarrow]"),
+        pd.Series([1, None, 3], dtype="Int64"),
+        pd.Series([1.5, None, np.nan], dtype="Float64"),
+        pd.Series([True, None, False], dtype="boolean"),
+        pd.Series(pd.to_datetime(["2020-01-01", None, "2020-01-03"])),
+        pd.Series(pd.to_timedelta(["1D", None, "2D"])),
+        pd.Series(pd.period_range("2020-01", periods=3, freq="M")).where(lambda s: s.index != 1),
+        pd.Series(pd.arrays.SparseArray([0.0, np.nan, 1.0])),
+        pd.Series([1.0, np.nan, 2.0]),
+        pd.Series([1, 2, 3]),
+    ],
+)
+def test_missing_mask_is_isna(column):
+    """missing_mask (the column's array's isna, no Series built) marks what pandas' isna
+    marks (and NaN besides NA in a nullable float)."""
+    expected = np.array(column.isna(), dtype=bool)
+    if str(column.dtype) == "Float64":
+        expected |= np.isnan(column.to_numpy(dtype=float, na_value=np.nan))
+    np.testing.assert_array_equal(missing_mask(column), expected)

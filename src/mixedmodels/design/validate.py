@@ -86,7 +86,7 @@ def missing_mask(column: pd.Series) -> np.ndarray:
             return np.zeros(len(column), dtype=bool)
         if dtype.kind == "f":
             return np.isnan(column.to_numpy())
-    mask = np.array(column.isna(), dtype=bool)
+    mask = np.array(column.array.isna(), dtype=bool)  # (Series.isna's 20 us: a Series)
     if is_numeric(column):  # a nullable float may hold NaN besides NA
         mask |= np.isnan(numeric_values(column))
     return mask
