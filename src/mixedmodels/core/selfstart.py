@@ -72,7 +72,11 @@ def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def _linear(columns: list[np.ndarray], y: np.ndarray) -> np.ndarray:
-    return _lstsq(np.column_stack(columns), y)
+    """Least-squares coefficients of ``y`` on ``columns`` (np.column_stack's matrix)."""
+    a = np.empty((y.size, len(columns)))
+    for j, column in enumerate(columns):
+        a[:, j] = column
+    return _lstsq(a, y)
 
 
 def _lstsq(a: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -343,9 +347,10 @@ def init_ssfol(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> 
     else:
         lke = float(np.log((np.log(y[imax]) - np.log(y[-1])) / (t[-1] - t[imax])))
     # R: nls(resp ~ (exp(-t Ke) - exp(-t Ka)) * Dose, start lKa = lKe + 1, "plinear")
+    slow = np.exp(-t * np.exp(lke))  # (the same in every call: computed once)
     lka = projected_fit(
-        lambda p: np.column_stack([(np.exp(-t * np.exp(lke)) - np.exp(-t * np.exp(p[0])))
-                                   * dose]), y, np.array([lke + 1.0]))[0]
+        lambda p: ((slow - np.exp(-t * np.exp(p[0]))) * dose)[:, None], y,
+        np.array([lke + 1.0]))[0]
     # R then refits (lKa, lKe) with nls(resp ~ Dose (exp(-t Ke) - exp(-t Ka)) / (Ka - Ke),
     # algorithm = "plinear"); in R 4.2 that fit stops at its start (its convergence
     # criterion is met there), so R's values are lKe from the peak, lKa from the first fit
