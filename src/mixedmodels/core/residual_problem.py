@@ -995,7 +995,10 @@ class ResidualProblem:
         """``Z b`` in sorted order from per-level effects (unwhitened ``Z``)."""
         out = np.zeros(self.n)
         for blk, bk in zip(self.sorted_blocks, b, strict=True):
-            out += np.einsum("np,np->n", blk.z, bk[blk.codes])
+            if blk.p == 1:  # one product a row: einsum's value, without its set-up
+                out += blk.z[:, 0] * bk[blk.codes, 0]
+            else:
+                out += np.einsum("np,np->n", blk.z, bk[blk.codes])
         return out
 
     def unsort(self, values_sorted: np.ndarray) -> np.ndarray:
