@@ -127,3 +127,15 @@ def test_row_covariance_is_numpys_cov_bit_for_bit(shape):
     m = rng.normal(size=shape) * 10.0 ** rng.uniform(-3, 3, size=(shape[0], 1)) + 5.0
     for view in (m, np.asfortranarray(m), np.ascontiguousarray(m.T).T):
         assert row_covariance(view).tobytes() == np.cov(view).tobytes()
+
+
+def test_mean_and_variance_are_numpys_bit_for_bit():
+    """scalar_terms_start's _mean and _variance: np.mean and np.var's numbers exactly
+    (the start, and so the fit's path, depends on the last bit)."""
+    from mixedmodels.optim.start import _mean, _variance
+
+    rng = np.random.default_rng(12)
+    for n in [*range(1, 200), 1000, 4099]:
+        x = rng.standard_normal(n) * 10.0 ** rng.uniform(-5, 5) + rng.uniform(-1e3, 1e3)
+        assert _variance(x) == float(np.var(x))
+        assert _mean(x) == float(np.mean(x))

@@ -132,6 +132,8 @@ def make_layout(
     """
     group = np.asarray(group, dtype=np.intp)
     n = group.size
+    if outer is not None and (outer is group or np.array_equal(outer, group)):
+        outer = None  # the groups themselves (one term, no group=): the same order
     keys = (group,) if outer is None else (group, np.asarray(outer))
     if time is None:
         order = np.lexsort((np.arange(n),) + keys)
@@ -140,7 +142,8 @@ def make_layout(
         first[1:] = g_sorted[1:] != g_sorted[:-1]
         starts = np.flatnonzero(first)
         sizes = np.diff(np.append(starts, n))
-        _check_runs(g_sorted, starts)
+        if outer is not None:  # sorted by group alone, each group is one run
+            _check_runs(g_sorted, starts)
         position = np.arange(n) - np.repeat(starts, sizes)
         return GroupLayout(order, g_sorted, position.astype(float), first, starts, sizes)
     time = np.asarray(time, dtype=float)
@@ -151,7 +154,8 @@ def make_layout(
     first[1:] = g_sorted[1:] != g_sorted[:-1]
     starts = np.flatnonzero(first)
     sizes = np.diff(np.append(starts, n))
-    _check_runs(g_sorted, starts)
+    if outer is not None:  # sorted by group first, each group is one run
+        _check_runs(g_sorted, starts)
     same = ~first[1:] & (t_sorted[1:] == t_sorted[:-1])
     if same.any():
         i = int(np.flatnonzero(same)[0]) + 1

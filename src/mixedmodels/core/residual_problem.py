@@ -414,9 +414,9 @@ class ResidualProblem:
             plan is None
             and self.correlation is None
             and self._strata() is not None
-            and self.variance.stratum_log_basis() is not None
+            and (basis := self.variance.stratum_log_basis()) is not None
         ):
-            self._compiled_state = self._compiled_strata_log_linear(module)
+            self._compiled_state = self._compiled_strata_log_linear(module, basis)
         elif plan is None and self.correlation is None and self._strata() is not None:
             head_basis, tail_basis = self._strata_sums()
             n_levels = self.sorted_blocks[0].n_levels
@@ -479,11 +479,12 @@ class ResidualProblem:
 
         return CompiledPath(module, log_linear_pieces, log_linear_heads, log_sd_sum)
 
-    def _compiled_strata_log_linear(self, module) -> CompiledPath:
+    def _compiled_strata_log_linear(self, module, basis: np.ndarray) -> CompiledPath:
         """:meth:`_compiled` for a variance function alone whose strata's multipliers are
-        log-linear (``Ident``: :meth:`VarianceFunction.stratum_log_basis`): the strata's
-        weights ``exp(-2 D u)`` inside the kernel, ``sum log s = (sizes' D) u``."""
-        basis = np.ascontiguousarray(self.variance.stratum_log_basis(), dtype=float)
+        log-linear (``Ident``: ``basis`` ``D``, :meth:`VarianceFunction.stratum_log_basis`,
+        formed once): the strata's weights ``exp(-2 D u)`` inside the kernel, ``sum log s =
+        (sizes' D) u``."""
+        basis = np.ascontiguousarray(basis, dtype=float)
         _, sizes = self._strata()
         weighted_sums = sizes @ basis
         head_basis, tail_basis = self._strata_sums()
@@ -823,7 +824,9 @@ class ResidualProblem:
             codes, sizes = self._strata()
             head, tail = self._term_products()
             n_levels = self.sorted_blocks[0].n_levels
-            level = np.repeat(np.arange(n_levels), np.diff(np.append(self._level_starts, self.n)))
+            # the rows' levels: the term's codes, runs 0, 1, ... in sorted order wherever
+            # there are level starts (:func:`_contiguous_starts`)
+            level = self.sorted_blocks[0].codes
             k = sizes.size
             per_cell = _cell_sums(codes * n_levels + level, k * n_levels, head)
             self._strata_basis = (per_cell.reshape(k, -1), _cell_sums(codes, k, tail))
@@ -992,7 +995,10 @@ class ResidualProblem:
         """``Z b`` in sorted order from per-level effects (unwhitened ``Z``)."""
         out = np.zeros(self.n)
         for blk, bk in zip(self.sorted_blocks, b, strict=True):
-            out += np.einsum("np,np->n", blk.z, bk[blk.codes])
+            if blk.p == 1:  # one product a row: einsum's value, without its set-up
+                out += blk.z[:, 0] * bk[blk.codes, 0]
+            else:
+                out += np.einsum("np,np->n", blk.z, bk[blk.codes])
         return out
 
     def unsort(self, values_sorted: np.ndarray) -> np.ndarray:
@@ -1087,7 +1093,10 @@ def _cell_sums(cell: np.ndarray, n_cells: int, values: np.ndarray) -> np.ndarray
     sorted_cells = cell[order]
     out = np.zeros((n_cells, values.shape[1]))
     if sorted_cells.size:
-        starts = np.flatnonzero(np.r_[True, sorted_cells[1:] != sorted_cells[:-1]])
+        new = np.empty(sorted_cells.size, dtype=bool)  # a cell's first row (no np.r_)
+        new[0] = True
+        np.not_equal(sorted_cells[1:], sorted_cells[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
         out[sorted_cells[starts]] = np.add.reduceat(values[order], starts, axis=0)
     return out
 

@@ -181,10 +181,10 @@ class Ident(VarianceFunction):
         return max(len(self.levels) - 1, 0)
 
     def bind(self, values, order):
-        labels = np.asarray(values[self.covariate]).astype(str)[order]
-        # levels in order of first appearance, codes by one np.unique (no per-row lookup)
-        distinct, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-        seen: list[str] = distinct[np.argsort(first)].tolist()
+        labels = np.asarray(values[self.covariate]).astype(str)[order].tolist()
+        # levels in order of first appearance (a dict keeps its keys' first insertion; no
+        # sort of the labels)
+        seen: list[str] = list(dict.fromkeys(labels))
         if self.reference is not None:
             if self.reference not in seen:
                 raise DataError(
@@ -198,8 +198,7 @@ class Ident(VarianceFunction):
         # the codes in ``order``, the problem's sorted rows (its ``values`` and residuals
         # are sorted; codes in the data's order mismatched the rows of any data not
         # already sorted by group, a shuffled sleepstudy's logLik 8.5 below nlme's)
-        rank = np.array([lookup[v] for v in distinct.tolist()], dtype=np.intp)
-        self._codes = rank[inverse.reshape(-1)]
+        self._codes = np.array([lookup[v] for v in labels], dtype=np.intp)
 
     def sd(self, u, values):
         """Multipliers of the bound rows in the problem's sorted order (``values`` holds no

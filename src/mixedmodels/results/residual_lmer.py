@@ -155,7 +155,12 @@ def variance_values(
         if name == FITTED:
             continue
         dtype = data[name].dtype
-        numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+        if isinstance(dtype, pd.CategoricalDtype):  # a factor (no pandas dtype probes)
+            numeric = False
+        else:
+            numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(
+                dtype
+            )
         if numeric:
             values[name] = _numeric(data, name, variance.label)
         else:
