@@ -86,7 +86,8 @@ class NlmeEstimate:
 
 
 def _lme_step(
-    problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False, lin=None, cache=None
+    problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False, lin=None, cache=None,
+    keep: dict | None = None,
 ):
     """Optimize the covariance (and the variance function's parameters) of the model
     linearized at ``(beta, b)`` (``lin``, when the caller has it).
@@ -96,14 +97,19 @@ def _lme_step(
     ``reml`` and a variance function, the variance parameters are nlme's: those of the
     joint maximum of the restricted likelihood; the relative covariance factor is then the
     maximum-likelihood one given them (nlme's PNLS step re-estimates it by ML and keeps
-    it).  Returns ``(theta, delta, lin, evaluations)``.
+    it).  Returns ``(theta, delta, lin, evaluations)``; without a variance function
+    ``keep["gram"]`` (when ``keep`` is given) receives the cross-products of ``lin``
+    (unweighted: the same values as with weights 1).
     """
     if lin is None:
         lin = problem.linearize(beta, b)
     _check_finite(lin)
     if problem.n_variance == 0:
         s = problem.row_weights(lin.f, None)
-        theta, count = _theta_step(problem, gram(problem, lin, s), theta, warm, cache)
+        g = gram(problem, lin, s)
+        if keep is not None and s is None:
+            keep["gram"] = g
+        theta, count = _theta_step(problem, g, theta, warm, cache)
         return theta, None, lin, count
     at = problem.variance.at(lin.f)
     x0, probes = _variance_start(problem, lin, at, theta, delta, warm, reml)
@@ -833,6 +839,7 @@ def _fit_lindstrom_bates(
     pnls_done = False
     last_lin = None
     hessian_cache: dict = {}
+    kept: dict = {}
     accelerate = SecantAcceleration(_joint_lower(problem))
     message = "maximum number of iterations reached"
     while it < max_iter:
@@ -840,7 +847,7 @@ def _fit_lindstrom_bates(
         old = _parameters(beta, theta, delta)
         theta, delta_new, lin, n_eval = _lme_step(
             problem, beta, b, theta, delta, problem.reml, warm=it > 1, lin=last_lin,
-            cache=hessian_cache,
+            cache=hessian_cache, keep=kept,
         )
         evaluations += n_eval
         if delta_new is not None:
@@ -861,9 +868,12 @@ def _fit_lindstrom_bates(
         lam = problem.lambda_of(theta)
         # the weights stay those of the LME step's fitted values through the PNLS step
         s = problem.row_weights(lin.f, delta)
+        # (without a variance function the LME step's cross-products of ``lin`` are those
+        # with weights 1, to the bit: the kernel's and numpy's products by 1.0 are exact)
+        g = kept.pop("gram", None) if s is None else None
         s = np.ones(problem.n) if s is None else s
         # start PNLS at the LME step's solution of the linearized model
-        sol = pls(gram(problem, lin, s), lam)
+        sol = pls(gram(problem, lin, s) if g is None else g, lam)
         beta_start, u_start = sol.beta, sol.u
         # ... unless the current estimates are the better start: the linearized model's
         # solution can jump far (a variance near 0: the expression model of
@@ -918,6 +928,10 @@ def _parameters(beta, theta, delta) -> np.ndarray:
 def _check_finite(lin) -> None:
     """Nothing non-finite reaches the optimizer: a model or gradient that is not finite at
     the current estimates is an error naming how many rows."""
+    # (a finite sum: every entry finite; only then is each array searched for the rows)
+    if math.isfinite(float(_sum(lin.f, axis=None)) + float(_sum(lin.x, axis=None))
+                     + float(_sum(lin.z, axis=None))):
+        return
     for what, values in (("values", lin.f), ("gradient", lin.x), ("gradient", lin.z)):
         bad = ~np.isfinite(values)
         if bad.any():
