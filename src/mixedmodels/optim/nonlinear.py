@@ -794,19 +794,20 @@ class SecantAcceleration:
         size = float(_max(np.abs(f), initial=0.0))
         if not self.ACCELERATE_ABOVE <= size <= self.ACCELERATE_BELOW:
             return g
+        # (the arrays' own all/any methods: the same tests without np.all's wrapper)
         points = np.array([last[0], last[1], x, g])
-        pinned = np.all(points == self.lower, axis=0)
-        if np.any((points < self.lower + BOUNDARY).any(axis=0) & ~pinned):
+        pinned = (points == self.lower).all(axis=0)
+        if ((points < self.lower + BOUNDARY).any(axis=0) & ~pinned).any():
             return g  # a parameter at (or about to leave, or reach) its bound
         d_f = f - (last[1] - last[0]) * scale
         dd, fd = float(d_f @ d_f), float(f @ d_f)
-        if not (dd > 0 and abs(fd) > self.ALIGNED * np.sqrt(dd * float(f @ f))):
+        if not (dd > 0 and abs(fd) > self.ALIGNED * math.sqrt(dd * float(f @ f))):
             return g
         gamma = fd / dd
         if not -0.5 < gamma / (gamma - 1.0) < 0.5:  # (gamma = 1 only where d_f = f_k-1 = 0)
             return g
         trial = g - gamma * (g - last[1])
-        if not (np.all(np.isfinite(trial)) and np.all(trial >= self.lower)):
+        if not (np.isfinite(trial).all() and (trial >= self.lower).all()):
             return g
         self.extrapolated = True
         return trial
