@@ -693,6 +693,47 @@ def _kernel_ml(module: ModuleType, g: Gram, lam: np.ndarray, pairs: list[tuple[i
     return 2 * logdet_l + n * (1 + np.log(2 * np.pi * pwrss / n)) - 2 * 0.0, grad
 
 
+def ml_deviance_gradient_function(
+    g: Gram, layout: RelativeFactorLayout, n: int
+) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """``theta -> ml_deviance_gradient(g, layout.lambda_of(theta), pairs, n)`` for one
+    Gram (the covariance step's Newton iterations evaluate it ten times and more): with
+    the kernel, the pair index, the work arrays and the relative factor's buffer are set
+    up once and each call is the kernel's (the same call on the same values as
+    :func:`_kernel_ml`: the same bits)."""
+    pairs = theta_pairs(layout.q, layout.diagonal)
+    module = pls_kernels()
+    if module is None:
+        return lambda theta: ml_deviance_gradient(g, layout.lambda_of(theta), pairs, n)
+    ztz, ztm = g.by_group()
+    m, q, k = ztm.shape
+    mtm = g.mtm
+    work = g.work
+    if work is None:
+        work = g.work = (np.empty(k - 1), np.empty((m, q)), np.empty((k, k)),
+                         np.empty((k - 1, k - 1)), np.empty((m, q, q)))
+    beta, u, reduced, rx, low = work
+    rows, cols = _pair_index(pairs)
+    size = rows.size
+    positions = _theta_positions(q, layout.diagonal)
+    flat = np.zeros(q * q)
+    lam = flat.reshape(q, q)  # (a view: theta is written into ``flat``)
+    kernel = module.pls_groups
+    log, two_pi = np.log, 2 * np.pi
+
+    def dev_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        flat[positions] = theta
+        grad = np.empty(size)
+        status, logdet_l, pwrss = kernel(ztz, ztm, mtm, lam, True, True, rows, cols, n,
+                                         beta, u, reduced, rx, grad, low)
+        if status:
+            raise np.linalg.LinAlgError("not positive definite")
+        pwrss = max(pwrss, 0.0)
+        return 2 * logdet_l + n * (1 + log(two_pi * pwrss / n)) - 2 * 0.0, grad
+
+    return dev_grad
+
+
 def _pair_index(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     key = tuple(pairs)
     found = _PAIRS.get(key)

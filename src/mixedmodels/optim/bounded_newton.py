@@ -93,26 +93,29 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
     count += 1
     if grad is None:
         return x, count, False
-    finite = np.isfinite(lower)
-    edge_list = (np.where(finite, lower, 0.0) + 1e-10).tolist()
-    finite_list = finite.tolist()
-    everything = np.arange(x.size)
+    size = x.size
+    # (the bounds in Python floats: ``where(isfinite(lower), lower, 0) + 1e-10``, the same
+    # sums; no array of indices or of flags unless a coordinate is held or probed)
+    lower_list = np.asarray(lower, dtype=float).tolist()
+    finite_list = [isfinite(v) for v in lower_list]
+    edge_list = [(v if f else 0.0) + 1e-10 for v, f in zip(lower_list, finite_list,
+                                                             strict=True)]
     for _ in range(iterations):
         at_list = [f and xi <= e for f, xi, e in zip(finite_list, x.tolist(), edge_list,
                                                       strict=True)]
         free_list = [i for i, (b, g) in enumerate(zip(at_list, grad.tolist(), strict=True))
                      if not b or g < 0]
         # (every coordinate free, the usual case: plain arrays instead of fancy indices)
-        all_free = len(free_list) == x.size
-        free = everything if all_free else np.array(free_list, dtype=np.intp)
-        at_bound = np.array(at_list, dtype=bool)
-        if free.size == 0:  # all on their bounds: optimal unless the probe moves one
-            x, value, grad, probes = _probe_bounds(call, x, value, grad, lower, at_bound)
+        k = len(free_list)
+        all_free = k == size
+        if k == 0:  # all on their bounds: optimal unless the probe moves one
+            x, value, grad, probes = _probe_bounds(call, x, value, grad, lower,
+                                                   np.array(at_list, dtype=bool))
             count += probes.evaluations
             if probes.moved:
                 continue
             return x, count, True
-        k = free.size
+        free = None if all_free else np.array(free_list, dtype=np.intp)
         fresh = stale is None
         grad_free = grad if all_free else grad[free]
         if fresh:
@@ -121,7 +124,7 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
             for a, i in enumerate(free_list):
                 h = 1e-6 * max(abs(xs[i]), 0.1)
                 z = x.copy()
-                z[i] += h
+                z[i] = xs[i] + h  # (the same sum as z[i] += h)
                 _, gz = call(z)
                 count += 1
                 if gz is None:
@@ -132,7 +135,7 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
                 if all_free:
                     full = hess
                 else:
-                    full = np.eye(x.size)
+                    full = np.eye(size)
                     full[np.ix_(free, free)] = hess
                 cache["hessian"] = full
         else:
@@ -147,10 +150,11 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
         eigen = values.tolist()
         if not all(map(isfinite, eigen)):
             return x, count, False
-        convex = all(v > 0 for v in eigen)
-        magnitude = [abs(v) for v in eigen]
-        floor = 1e-8 * max(max(magnitude), 1e-12)
-        values = np.array([v if v >= floor else floor for v in magnitude])
+        convex = min(eigen) > 0
+        magnitude = np.abs(values)
+        floor = 1e-8 * max(max(map(abs, eigen)), 1e-12)
+        # (``v if v >= floor else floor`` for finite v: the ufunc's maximum, the same values)
+        values = np.maximum(magnitude, floor)
         step = -vectors @ ((vectors.T @ grad_free) / values)
         predicted = 0.5 * abs(float(grad_free @ step))
         if predicted < stop and not fresh and not convex:
@@ -162,7 +166,8 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
             # a flat point that is not a minimum is no answer; nor is one where a
             # coordinate on its bound would rather leave it (at a diagonal entry of 0 the
             # deviance is even in that entry, so its gradient vanishes there)
-            x, value, grad, probes = _probe_bounds(call, x, value, grad, lower, at_bound)
+            x, value, grad, probes = _probe_bounds(call, x, value, grad, lower,
+                                                   np.array(at_list, dtype=bool))
             count += probes.evaluations
             if probes.moved:
                 continue

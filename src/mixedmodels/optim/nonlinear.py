@@ -52,7 +52,7 @@ from mixedmodels.core.nonlinear import (
     deviance,
     gauss_newton_solution,
     gram,
-    ml_deviance_gradient,
+    ml_deviance_gradient_function,
     ml_deviance_gradient_weighted,
     pls,
     pls_kernels,
@@ -86,7 +86,8 @@ class NlmeEstimate:
 
 
 def _lme_step(
-    problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False, lin=None, cache=None
+    problem: NonlinearProblem, beta, b, theta, delta, reml, warm=False, lin=None, cache=None,
+    keep: dict | None = None,
 ):
     """Optimize the covariance (and the variance function's parameters) of the model
     linearized at ``(beta, b)`` (``lin``, when the caller has it).
@@ -96,14 +97,19 @@ def _lme_step(
     ``reml`` and a variance function, the variance parameters are nlme's: those of the
     joint maximum of the restricted likelihood; the relative covariance factor is then the
     maximum-likelihood one given them (nlme's PNLS step re-estimates it by ML and keeps
-    it).  Returns ``(theta, delta, lin, evaluations)``.
+    it).  Returns ``(theta, delta, lin, evaluations)``; without a variance function
+    ``keep["gram"]`` (when ``keep`` is given) receives the cross-products of ``lin``
+    (unweighted: the same values as with weights 1).
     """
     if lin is None:
         lin = problem.linearize(beta, b)
     _check_finite(lin)
     if problem.n_variance == 0:
         s = problem.row_weights(lin.f, None)
-        theta, count = _theta_step(problem, gram(problem, lin, s), theta, warm, cache)
+        g = gram(problem, lin, s)
+        if keep is not None and s is None:
+            keep["gram"] = g
+        theta, count = _theta_step(problem, g, theta, warm, cache)
         return theta, None, lin, count
     at = problem.variance.at(lin.f)
     x0, probes = _variance_start(problem, lin, at, theta, delta, warm, reml)
@@ -129,10 +135,7 @@ def _theta_step(problem: NonlinearProblem, g0: Gram, theta, warm, cache, settled
     nt = problem.n_theta
     lower = problem.theta_lower()
     x0 = np.maximum(np.asarray(theta, dtype=float), lower)
-    pairs = theta_pairs(problem.q, problem.diagonal)
-
-    def dev_grad(x):
-        return ml_deviance_gradient(g0, problem.lambda_of(x), pairs, problem.n)
+    dev_grad = ml_deviance_gradient_function(g0, problem, problem.n)
 
     def safe(x):
         try:
@@ -322,6 +325,36 @@ def _power_slope(v: np.ndarray, r: np.ndarray) -> float | None:
     return float(np.clip(float(xc @ y[ok]) / sxx, -3.0, 3.0))
 
 
+try:  # numpy's LAPACK gufuncs behind np.linalg
+    from numpy.linalg import _umath_linalg
+except ImportError:  # pragma: no cover - a numpy without it
+    _umath_linalg = None
+if _umath_linalg is not None:
+    _solve1, _solve = _umath_linalg.solve1, _umath_linalg.solve
+    _inv, _eigvalsh = _umath_linalg.inv, _umath_linalg.eigvalsh_lo
+    _svd_values = _umath_linalg.svd  # (np.linalg.svd without the vectors)
+else:  # pragma: no cover
+    _solve1 = _solve = _inv = _eigvalsh = _svd_values = None
+
+
+_SIGNATURES = {1: "d->d", 2: "dd->d"}
+
+
+def _lapack(gufunc, fallback, *args):
+    """``fallback(*args)`` (np.linalg's ``solve``, ``inv`` or ``eigvalsh``) by the LAPACK
+    gufunc it calls on float64 arguments (``gufunc``: the same call, the same values,
+    without the wrapper's checks and casts, ~6 us a call): the gufunc's answer where it is
+    finite, else the wrapper's own (which raises :class:`numpy.linalg.LinAlgError` where
+    LAPACK failed, or gives the same non-finite values).  A failure signals numpy's
+    ``invalid``: the caller's ``np.errstate`` says whether that warns (the fits ignore
+    it)."""
+    if gufunc is not None and all(a.dtype == np.float64 for a in args):
+        out = gufunc(*args, signature=_SIGNATURES[len(args)])
+        if all(map(math.isfinite, out.ravel().tolist())):
+            return out
+    return fallback(*args)
+
+
 def moment_theta(problem: NonlinearProblem, g: Gram) -> np.ndarray | None:
     """Moment estimate of theta from the linearized model's cross products: per group the
     least-squares random effects ``b_i = (Z_i'Z_i)^-1 Z_i'(w - X beta)`` around the pooled
@@ -339,17 +372,20 @@ def moment_theta(problem: NonlinearProblem, g: Gram) -> np.ndarray | None:
     if q == 1:
         return _moment_theta_scalar(g, m, p, dof)
     try:
-        beta = np.linalg.solve(g.mtm[:p, :p], g.mtm[:p, p])
+        # (numpy's LAPACK gufuncs behind np.linalg's solve, eigvalsh and inv: the same
+        # calls, the same values, without the wrappers' checks: 130 -> 75 us on Orange)
+        beta = _lapack(_solve1, np.linalg.solve, g.mtm[:p, :p], g.mtm[:p, p])
         rss = float(g.mtm[p, p] - g.mtm[p, :p] @ beta)
-        zz = np.moveaxis(g.ztz, 2, 0)  # (m, q, q)
+        zz = g.by_group()[0]  # (m, q, q)
         zr = g.ztm[:, :, p] - g.ztm[:, :, :p] @ beta  # (q, m)
-        if np.min(np.linalg.eigvalsh(zz)[:, 0]) <= 1e-10 * max(float(np.abs(zz).max()), 1e-300):
+        if np.min(_lapack(_eigvalsh, np.linalg.eigvalsh, zz)[:, 0]) <= 1e-10 * max(
+                float(np.abs(zz).max()), 1e-300):
             return None
-        b = np.linalg.solve(zz, zr.T[:, :, None])[:, :, 0]  # (m, q)
+        b = _lapack(_solve, np.linalg.solve, zz, zr.T[:, :, None])[:, :, 0]  # (m, q)
         # sigma^2 from what the groups' own fits leave (the pooled residuals hold the
         # random effects too)
         sigma2 = (rss - float((zr.T * b).sum())) / dof
-        sampling = sigma2 * np.linalg.inv(zz).mean(axis=0)
+        sampling = sigma2 * _lapack(_inv, np.linalg.inv, zz).mean(axis=0)
     except np.linalg.LinAlgError:
         return None
     centred = b - b.mean(axis=0)
@@ -758,19 +794,20 @@ class SecantAcceleration:
         size = float(_max(np.abs(f), initial=0.0))
         if not self.ACCELERATE_ABOVE <= size <= self.ACCELERATE_BELOW:
             return g
+        # (the arrays' own all/any methods: the same tests without np.all's wrapper)
         points = np.array([last[0], last[1], x, g])
-        pinned = np.all(points == self.lower, axis=0)
-        if np.any((points < self.lower + BOUNDARY).any(axis=0) & ~pinned):
+        pinned = (points == self.lower).all(axis=0)
+        if ((points < self.lower + BOUNDARY).any(axis=0) & ~pinned).any():
             return g  # a parameter at (or about to leave, or reach) its bound
         d_f = f - (last[1] - last[0]) * scale
         dd, fd = float(d_f @ d_f), float(f @ d_f)
-        if not (dd > 0 and abs(fd) > self.ALIGNED * np.sqrt(dd * float(f @ f))):
+        if not (dd > 0 and abs(fd) > self.ALIGNED * math.sqrt(dd * float(f @ f))):
             return g
         gamma = fd / dd
         if not -0.5 < gamma / (gamma - 1.0) < 0.5:  # (gamma = 1 only where d_f = f_k-1 = 0)
             return g
         trial = g - gamma * (g - last[1])
-        if not (np.all(np.isfinite(trial)) and np.all(trial >= self.lower)):
+        if not (np.isfinite(trial).all() and (trial >= self.lower).all()):
             return g
         self.extrapolated = True
         return trial
@@ -803,6 +840,7 @@ def _fit_lindstrom_bates(
     pnls_done = False
     last_lin = None
     hessian_cache: dict = {}
+    kept: dict = {}
     accelerate = SecantAcceleration(_joint_lower(problem))
     message = "maximum number of iterations reached"
     while it < max_iter:
@@ -810,7 +848,7 @@ def _fit_lindstrom_bates(
         old = _parameters(beta, theta, delta)
         theta, delta_new, lin, n_eval = _lme_step(
             problem, beta, b, theta, delta, problem.reml, warm=it > 1, lin=last_lin,
-            cache=hessian_cache,
+            cache=hessian_cache, keep=kept,
         )
         evaluations += n_eval
         if delta_new is not None:
@@ -831,9 +869,12 @@ def _fit_lindstrom_bates(
         lam = problem.lambda_of(theta)
         # the weights stay those of the LME step's fitted values through the PNLS step
         s = problem.row_weights(lin.f, delta)
+        # (without a variance function the LME step's cross-products of ``lin`` are those
+        # with weights 1, to the bit: the kernel's and numpy's products by 1.0 are exact)
+        g = kept.pop("gram", None) if s is None else None
         s = np.ones(problem.n) if s is None else s
         # start PNLS at the LME step's solution of the linearized model
-        sol = pls(gram(problem, lin, s), lam)
+        sol = pls(gram(problem, lin, s) if g is None else g, lam)
         beta_start, u_start = sol.beta, sol.u
         # ... unless the current estimates are the better start: the linearized model's
         # solution can jump far (a variance near 0: the expression model of
@@ -888,6 +929,10 @@ def _parameters(beta, theta, delta) -> np.ndarray:
 def _check_finite(lin) -> None:
     """Nothing non-finite reaches the optimizer: a model or gradient that is not finite at
     the current estimates is an error naming how many rows."""
+    # (a finite sum: every entry finite; only then is each array searched for the rows)
+    if math.isfinite(float(_sum(lin.f, axis=None)) + float(_sum(lin.x, axis=None))
+                     + float(_sum(lin.z, axis=None))):
+        return
     for what, values in (("values", lin.f), ("gradient", lin.x), ("gradient", lin.z)):
         bad = ~np.isfinite(values)
         if bad.any():
@@ -900,7 +945,22 @@ def _check_finite(lin) -> None:
 
 
 def _u_of(b: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """``u`` with ``b = u Lambda'``: ``np.linalg.lstsq(lam, b.T, rcond=None)[0].T`` (the
+    minimum-norm solution where ``Lambda`` is singular).  By numpy's LAPACK gufunc behind
+    ``lstsq`` with lstsq's own ``rcond`` where the arguments are float64 and not empty
+    (the same call, the same bits, without the wrapper's checks and casts: 12 -> 5 us);
+    numpy's ``lstsq`` itself otherwise and where the gufunc's answer is not finite (so a
+    LAPACK failure raises there, as before)."""
+    q = lam.shape[0]
+    if (_umath_linalg is not None and q and b.shape[0] and lam.ndim == 2
+            and lam.shape[1] == q and lam.dtype == np.float64 and b.dtype == np.float64):
+        x = _umath_linalg.lstsq(lam, b.T, _LSTSQ_RCOND * q, signature="ddd->ddid")[0]
+        if all(map(math.isfinite, x.ravel().tolist())):
+            return x.T
     return np.linalg.lstsq(lam, b.T, rcond=None)[0].T
+
+
+_LSTSQ_RCOND = float(np.finfo(float).eps)  # (lstsq's default: eps max(M, N), M = N = q)
 
 
 COLLINEAR = 1e12
@@ -917,7 +977,14 @@ def _collinear_fixed_effects(vcov: np.ndarray) -> str | None:
     sd = np.sqrt(np.diag(vcov))
     if vcov.shape[0] < 2 or not np.all(np.isfinite(vcov)) or not np.all(sd > 0):
         return None if np.all(np.isfinite(vcov)) else "the fixed effects' covariance is not finite"
-    condition = float(np.linalg.cond(vcov / np.outer(sd, sd)))
+    corr = vcov / np.outer(sd, sd)
+    # (np.linalg.cond's ``s[0] / s[-1]`` of the singular values by its LAPACK gufunc, the
+    # same values; np.linalg.cond itself where they are not finite and positive)
+    values = None if _svd_values is None else _svd_values(corr, signature="d->d").tolist()
+    if values and all(map(math.isfinite, values)) and values[-1] > 0:
+        condition = values[0] / values[-1]
+    else:
+        condition = float(np.linalg.cond(corr))
     if condition <= COLLINEAR:
         return None
     return (
@@ -942,7 +1009,7 @@ def _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts
     dev = deviance(sol, problem.n, problem.p, problem.reml, g.log_weights)
     dof = problem.n - problem.p if problem.reml else problem.n
     sigma2 = sol.pwrss / dof
-    vcov = sigma2 * np.linalg.inv(sol.xtx_reduced)
+    vcov = sigma2 * _lapack(_inv, np.linalg.inv, sol.xtx_reduced)
     collinear = _collinear_fixed_effects(vcov)
     if converged and collinear is not None:
         converged, message = False, collinear

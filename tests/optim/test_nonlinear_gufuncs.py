@@ -1,0 +1,74 @@
+"""The alternation's shortcuts past numpy's linear-algebra wrappers against the wrappers.
+
+``_u_of``, ``_lapack`` and ``ml_deviance_gradient_function`` call the same LAPACK gufuncs
+or compiled kernels as ``np.linalg.lstsq``/``solve``/``inv``/``eigvalsh`` and
+``ml_deviance_gradient`` (without their checks and set-up), so their answers must be
+identical to the bit (``array_equal``, no tolerance); where LAPACK fails they must raise
+the wrappers' :class:`numpy.linalg.LinAlgError`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixedmodels.core.nonlinear import (
+    NonlinearProblem,
+    gram,
+    ml_deviance_gradient,
+    ml_deviance_gradient_function,
+    theta_pairs,
+)
+from mixedmodels.optim.nonlinear import _inv, _lapack, _solve, _solve1, _u_of
+
+RNG = np.random.default_rng(31)
+
+
+@pytest.mark.parametrize("lam", [
+    np.array([[1.3, 0.0], [0.4, 0.7]]),
+    np.diag([0.0, 0.7]),  # singular: lstsq's minimum-norm solution
+    np.array([[2.5]]),
+])
+def test_u_of_is_lstsq(lam):
+    b = RNG.standard_normal((9, lam.shape[0]))
+    expected = np.linalg.lstsq(lam, b.T, rcond=None)[0].T
+    assert np.array_equal(_u_of(b, lam), expected)
+
+
+def test_lapack_is_the_wrapper_and_raises_as_it():
+    a = RNG.standard_normal((5, 3, 3))
+    a = a @ np.swapaxes(a, 1, 2) + np.eye(3)
+    rhs = RNG.standard_normal((5, 3, 1))
+    assert np.array_equal(_lapack(_solve, np.linalg.solve, a, rhs), np.linalg.solve(a, rhs))
+    assert np.array_equal(_lapack(_solve1, np.linalg.solve, a[0], rhs[0, :, 0]),
+                          np.linalg.solve(a[0], rhs[0, :, 0]))
+    assert np.array_equal(_lapack(_inv, np.linalg.inv, a), np.linalg.inv(a))
+    with np.errstate(all="ignore"), pytest.raises(np.linalg.LinAlgError):
+        _lapack(_inv, np.linalg.inv, np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_deviance_gradient_function_is_ml_deviance_gradient(diagonal):
+    m, per = 12, 6
+    groups = np.repeat(np.arange(m), per)
+    t = np.tile(np.linspace(0, 3, per), m)
+    y = 5 + RNG.standard_normal(m)[groups] + (1 + 0.3 * RNG.standard_normal(m)[groups]) * t
+    y = y + 0.4 * RNG.standard_normal(t.size)
+
+    def model(phi):
+        return phi[:, 0] + phi[:, 1] * t, np.column_stack([np.ones_like(t), t])
+
+    problem = NonlinearProblem(
+        y=y, model=model, n_model_parameters=2,
+        fixed_matrices=[np.ones((t.size, 1)), np.ones((t.size, 1))], function_index=[0, 1],
+        random_index=[0, 1], groups=groups, n_groups=m, diagonal=diagonal,
+    )
+    g = gram(problem, problem.linearize(np.array([5.0, 1.0]), np.zeros((m, 2))))
+    dev_grad = ml_deviance_gradient_function(g, problem, problem.n)
+    pairs = theta_pairs(problem.q, diagonal)
+    for theta in (np.full(problem.n_theta, 0.8), np.linspace(0.2, 1.5, problem.n_theta)):
+        value, grad = dev_grad(theta)
+        expected_value, expected_grad = ml_deviance_gradient(
+            g, problem.lambda_of(theta), pairs, problem.n)
+        assert value == expected_value
+        assert np.array_equal(grad, expected_grad)
