@@ -933,10 +933,18 @@ def _check_finite(lin) -> None:
     if math.isfinite(float(_sum(lin.f, axis=None)) + float(_sum(lin.x, axis=None))
                      + float(_sum(lin.z, axis=None))):
         return
-    for what, values in (("values", lin.f), ("gradient", lin.x), ("gradient", lin.z)):
+    raise_non_finite_rows((("values", lin.f), ("gradient", lin.x), ("gradient", lin.z)),
+                          len(lin.f))
+
+
+def raise_non_finite_rows(arrays, n: int) -> None:
+    """Raise :class:`ConvergenceError` naming the first of ``(what, array)`` (each with
+    ``n`` rows) that has a non-finite entry, how many rows and the first row; nothing
+    when all are finite.  The one check of the one-level and the nested alternation."""
+    for what, values in arrays:
         bad = ~np.isfinite(values)
         if bad.any():
-            rows = np.flatnonzero(bad.reshape(len(lin.f), -1).any(axis=1))
+            rows = np.flatnonzero(bad.reshape(n, -1).any(axis=1))
             raise ConvergenceError(
                 f"the model's {what} are not finite at the current estimates in "
                 f"{rows.size} row(s) (first: row {int(rows[0])}); check the starting values "

@@ -29,6 +29,7 @@ from mixedmodels.optim.nonlinear import (
     alternation_change,
     bobyqa_fallback,
     pnls_step_size,
+    raise_non_finite_rows,
     singular_step_error,
 )
 
@@ -72,16 +73,8 @@ def fit_multilevel(
 
 
 def _check_finite_levels(lin: MultilevelLinearization) -> None:
-    for what, values in (("values", lin.f), ("gradient", lin.x),
-                         *(("gradient", z) for z in lin.z)):
-        bad = ~np.isfinite(values)
-        if bad.any():
-            rows = np.flatnonzero(bad.reshape(len(lin.f), -1).any(axis=1))
-            raise ConvergenceError(
-                f"the model's {what} are not finite at the current estimates in "
-                f"{rows.size} row(s) (first: row {int(rows[0])}); check the starting values "
-                "and the model's domain (log of negatives, division by zero)"
-            )
+    raise_non_finite_rows((("values", lin.f), ("gradient", lin.x),
+                           *(("gradient", z) for z in lin.z)), len(lin.f))
 
 
 def _multilevel_objective(problem, beta, u, lams) -> float:
