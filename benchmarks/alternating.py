@@ -8,6 +8,7 @@ least ``ms``, its median CPU time per fit.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -35,3 +36,15 @@ def alternate(before: str, after: str, code: str, rounds: int) -> tuple[float, f
     b = statistics.median(r["ms"] for r in sides["before"])
     a = statistics.median(r["ms"] for r in sides["after"])
     return b, a, sides["before"][-1], sides["after"][-1]
+
+
+def before_after_arguments() -> argparse.Namespace:
+    """The command line both before/after scripts take: ``BEFORE_SRC AFTER_SRC [case ...]
+    [--rounds 3] [--fits 30]`` (the cases may follow the options)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("before")
+    parser.add_argument("after")
+    parser.add_argument("cases", nargs="*")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fits", type=int, default=30)
+    return parser.parse_intermixed_args()

@@ -14,12 +14,11 @@ effects) are bitwise identical.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.alternating import alternate  # noqa: E402
+from benchmarks.alternating import alternate, before_after_arguments  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,13 +44,7 @@ print(json.dumps({{"ms": 1000 * statistics.median(times), "iterations": e.iterat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("before")
-    parser.add_argument("after")
-    parser.add_argument("cases", nargs="*")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--fits", type=int, default=30)
-    args = parser.parse_intermixed_args()  # cases may follow the options, as the usage says
+    args = before_after_arguments()
     sys.path.insert(0, str(ROOT))
     from tests.reference.nlme.cases import CASES
 

@@ -13,12 +13,11 @@ side's medians, the evaluations and the logLik of each side's last fit.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.alternating import alternate  # noqa: E402
+from benchmarks.alternating import alternate, before_after_arguments  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -42,13 +41,7 @@ print(json.dumps({{"ms": 1000 * statistics.median(times), "evaluations": fit.n_e
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("before")
-    parser.add_argument("after")
-    parser.add_argument("cases", nargs="*")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--fits", type=int, default=30)
-    args = parser.parse_intermixed_args()  # cases may follow the options, as the usage says
+    args = before_after_arguments()
     sys.path.insert(0, str(HERE))
     from residual_structures import cases
 
