@@ -707,7 +707,7 @@ class KernelDevianceGradient:
     """
 
     __slots__ = ("beta", "cols", "kernel", "lam", "low", "mtm", "n", "positions",
-                 "reduced", "rows", "rx", "u", "ztm", "ztz", "_flat")
+                 "reduced", "rows", "rx", "u", "ztm", "ztz", "_flat", "_module")
 
     def __init__(self, module: ModuleType, g: Gram, layout: RelativeFactorLayout, n: int
                  ) -> None:
@@ -726,6 +726,21 @@ class KernelDevianceGradient:
         self.lam = self._flat.reshape(q, q)  # (a view: theta is written into ``_flat``)
         self.kernel = module.pls_groups
         self.n = n
+        self._module = module
+
+    def deviances(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The deviance at each row of ``points`` (c, n_theta) and whether it is defined
+        (False where a factor is not positive definite: :func:`pls` raises there), by
+        one call of :func:`mixedmodels.core.nonlinear_kernels.ml_deviances` (the
+        values of ``deviance(pls(g, lambda_of(theta), False), n, p, False)``; the log
+        is the C library's, numpy's may differ in the last bit)."""
+        count = points.shape[0]
+        values, defined = np.empty(count), np.empty(count, dtype=np.bool_)
+        self._module.ml_deviances(self.ztz, self.ztm, self.mtm, self.lam, self.positions,
+                                  np.ascontiguousarray(points, dtype=float), self.n,
+                                  self.beta, self.u, self.reduced, self.rx, self.low,
+                                  values, defined)
+        return values, defined
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         self._flat[self.positions] = theta

@@ -545,3 +545,28 @@ def mode_bfgs(hess, s, change, moved):  # pragma: no cover - compiled
             for b in range(q):
                 hess[i, a, b] += (change[i, a] * change[i, b] / curvature
                                   - hs[a] * hs[b] / bending)
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def ml_deviances(ztz, ztm, mtm, lam, positions, points, n, beta, u, reduced, rx, low, values,
+                 defined):  # pragma: no cover - compiled
+    """The profiled ML deviance ``2 log|L| + n (1 + log(2 pi PWRSS / n))`` (PWRSS floored
+    at 0, :func:`~mixedmodels.core.nonlinear.deviance`'s expression) at each row of
+    ``points`` (theta, written at its flat ``positions`` of ``lam``), by
+    :func:`pls_groups` without the modes: ``values[c]``, and ``defined[c]`` False where a
+    factor is not positive definite (the value is then meaningless)."""
+    q = lam.shape[0]
+    no_pairs = np.zeros(0, dtype=np.int64)
+    no_grad = np.empty(0)
+    for c in range(points.shape[0]):
+        for j in range(positions.size):
+            lam[positions[j] // q, positions[j] % q] = points[c, j]
+        status, logdet_l, pwrss = pls_groups(ztz, ztm, mtm, lam, False, False, no_pairs,
+                                             no_pairs, n, beta, u, reduced, rx, no_grad, low)
+        defined[c] = status == 0
+        if status != 0:
+            values[c] = np.inf
+            continue
+        if 0.0 > pwrss:  # (Python's max(pwrss, 0.0): NaN stays)
+            pwrss = 0.0
+        values[c] = 2 * logdet_l + n * (1 + np.log(2 * np.pi * pwrss / n)) - 2 * 0.0

@@ -45,6 +45,7 @@ import numpy as np
 
 from mixedmodels.core.nonlinear import (
     Gram,
+    KernelDevianceGradient,
     Linearization,
     NonlinearProblem,
     PlsSolution,
@@ -153,14 +154,25 @@ def _theta_step(problem: NonlinearProblem, g0: Gram, theta, warm, cache, settled
         if moment is not None:
             candidates.append(np.maximum(moment, lower))
         best_value, best_x, best_k = np.inf, x0, -1
-        for k, candidate in enumerate(candidates):
-            try:
-                value = safe(candidate)
-            except NotPositiveDefiniteError:
-                continue
-            count += 1
-            if value < best_value:
-                best_value, best_x, best_k = value, candidate, k
+        if isinstance(dev_grad, KernelDevianceGradient):
+            # (the candidates' deviances in one compiled call: the same values but for
+            # the log's last bit, compared only with each other)
+            values, defined = dev_grad.deviances(np.array(candidates))
+            for k, (value, ok) in enumerate(zip(values.tolist(), defined.tolist(),
+                                                strict=True)):
+                if ok:
+                    count += 1
+                    if value < best_value:
+                        best_value, best_x, best_k = value, candidates[k], k
+        else:
+            for k, candidate in enumerate(candidates):
+                try:
+                    value = safe(candidate)
+                except NotPositiveDefiniteError:
+                    continue
+                count += 1
+                if value < best_value:
+                    best_value, best_x, best_k = value, candidate, k
         if settled and best_k == 1:  # (candidates[1] is theta itself)
             return x0[:nt], count
         x0 = best_x
