@@ -693,6 +693,9 @@ def _kernel_ml(module: ModuleType, g: Gram, lam: np.ndarray, pairs: list[tuple[i
     return 2 * logdet_l + n * (1 + np.log(2 * np.pi * pwrss / n)) - 2 * 0.0, grad
 
 
+_LAYOUT_INDEX: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
 class KernelDevianceGradient:
     """``theta -> (ML deviance, gradient)`` of one Gram by the compiled kernel
     (:func:`mixedmodels.core.nonlinear_kernels.pls_groups`): the pair index, the work
@@ -711,7 +714,6 @@ class KernelDevianceGradient:
 
     def __init__(self, module: ModuleType, g: Gram, layout: RelativeFactorLayout, n: int
                  ) -> None:
-        pairs = theta_pairs(layout.q, layout.diagonal)
         self.ztz, self.ztm = g.by_group()
         m, q, k = self.ztm.shape
         self.mtm = g.mtm
@@ -720,8 +722,12 @@ class KernelDevianceGradient:
             work = g.work = (np.empty(k - 1), np.empty((m, q)), np.empty((k, k)),
                              np.empty((k - 1, k - 1)), np.empty((m, q, q)))
         self.beta, self.u, self.reduced, self.rx, self.low = work
-        self.rows, self.cols = _pair_index(pairs)
-        self.positions = _theta_positions(q, layout.diagonal)
+        key = (q, layout.diagonal)
+        index = _LAYOUT_INDEX.get(key)
+        if index is None:
+            index = _LAYOUT_INDEX[key] = (*_pair_index(theta_pairs(*key)),
+                                          _theta_positions(*key))
+        self.rows, self.cols, self.positions = index
         self._flat = np.zeros(q * q)
         self.lam = self._flat.reshape(q, q)  # (a view: theta is written into ``_flat``)
         self.kernel = module.pls_groups

@@ -83,9 +83,9 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
     last step fell below ``stop`` (an optimum).
     """
     if isinstance(fun_grad, KernelDevianceGradient):
-        module = _compiled_newton(fun_grad, x, cache)
-        if module is not None:
-            return _newton_kernel(module, fun_grad, x, lower, iterations, cache, stop)
+        found = _newton_kernel(fun_grad, x, lower, iterations, cache, stop)
+        if found is not None:
+            return found
     x = np.asarray(x, dtype=float).copy()
     count = 0
     stale = cache.get("hessian") if cache is not None else None
@@ -248,26 +248,22 @@ def _same_steps(module) -> bool:
     return True
 
 
-def _compiled_newton(fun_grad: KernelDevianceGradient, x, cache):
-    """The kernel module when the compiled loop runs on this problem, else None."""
-    if not USE_KERNELS or len(x) > 3 or not compiled_newton_matches():
-        return None
-    stale = cache.get("hessian") if cache is not None else None
-    if stale is not None and stale.shape != (len(x), len(x)):
-        return None
-    return _NEWTON_KERNELS.load()
-
-
-def _newton_kernel(module, f: KernelDevianceGradient, x, lower, iterations, cache, stop):
-    """:func:`newton_gradient` by :func:`mixedmodels.optim.newton_kernels.newton_ml`."""
+def _newton_kernel(f: KernelDevianceGradient, x, lower, iterations, cache, stop):
+    """:func:`newton_gradient` by :func:`mixedmodels.optim.newton_kernels.newton_ml`, or
+    None where the compiled loop does not run (switched off, more than three coordinates,
+    a carried Hessian of another size, numpy's products rounded otherwise)."""
     x = np.array(x, dtype=float)
     size = x.size
     stale = cache.get("hessian") if cache is not None else None
+    if (not USE_KERNELS or size > 3 or (stale is not None and stale.shape != (size, size))
+            or not (_MATCHES[0] if _MATCHES else compiled_newton_matches())):
+        return None
     store = np.empty((size, size))
-    count, ok, stored = module.newton_ml(
+    count, ok, stored = _NEWTON_KERNELS.load().newton_ml(
         f.ztz, f.ztm, f.mtm, f.lam, f.positions, f.rows, f.cols, f.n, x,
-        np.asarray(lower, dtype=float), iterations, stop, _NO_HESSIAN if stale is None
-        else stale, stale is not None, store, f.beta, f.u, f.reduced, f.rx, f.low)
+        np.asarray(lower, dtype=float), iterations, stop,
+        _NO_HESSIAN if stale is None else stale, stale is not None, store, f.beta, f.u,
+        f.reduced, f.rx, f.low)
     if stored and cache is not None:
         cache["hessian"] = store
     return x, count, ok
