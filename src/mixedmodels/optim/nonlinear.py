@@ -391,20 +391,20 @@ def moment_theta(problem: NonlinearProblem, g: Gram) -> np.ndarray | None:
         rss = float(g.mtm[p, p] - g.mtm[p, :p] @ beta)
         zz = g.by_group()[0]  # (m, q, q)
         zr = g.ztm[:, :, p] - g.ztm[:, :, :p] @ beta  # (q, m)
-        if np.min(_lapack(_eigvalsh, np.linalg.eigvalsh, zz)[:, 0]) <= 1e-10 * max(
-                float(np.abs(zz).max()), 1e-300):
+        if float(_min(_lapack(_eigvalsh, np.linalg.eigvalsh, zz)[:, 0])) <= 1e-10 * max(
+                float(_max(np.abs(zz), axis=None)), 1e-300):
             return None
         b = _lapack(_solve, np.linalg.solve, zz, zr.T[:, :, None])[:, :, 0]  # (m, q)
         # sigma^2 from what the groups' own fits leave (the pooled residuals hold the
         # random effects too)
-        sigma2 = (rss - float((zr.T * b).sum())) / dof
+        sigma2 = (rss - float(_sum(zr.T * b, axis=None))) / dof
         # (np.mean's sum and division by the count without its wrapper: the same bits)
         sampling = sigma2 * (_sum(_lapack(_inv, np.linalg.inv, zz), axis=0) / m)
     except np.linalg.LinAlgError:
         return None
     centred = b - _sum(b, axis=0) / m
     d = centred.T @ centred / (m - 1) - sampling
-    if not (sigma2 > 0 and np.all(np.isfinite(d))):
+    if not (sigma2 > 0 and all(map(math.isfinite, d.ravel().tolist()))):
         return None
     d = d / sigma2
     if problem.diagonal:
