@@ -147,17 +147,26 @@ def _random_gram(rng, q: int, m: int, per: int, sd: float, p: int = 2) -> tuple[
 
 
 @pytest.mark.parametrize("q, diagonal", [(1, False), (2, True), (2, False)])
-def test_random_problems_compiled_equal_python(q, diagonal):
+def test_random_problems_compiled_equal_python(q, diagonal, monkeypatch):
     """Random problems of 1 to 3 coordinates, with random effects of sd 0 (the optimum on
     the bound: coordinates held and probed), small and large; starts at the bounds, away
     from them and negative off-diagonal entries; with and without a carried Hessian
     (positive definite or not)."""
     _require_match()
     rng = np.random.default_rng(7 + 3 * q + diagonal)
+    probes = []  # the Python loop's probes of the bounds (the compiled loop has its own)
+    original_probe = bounded_newton._probe_bounds
+
+    def probe(call, x, value, grad, lower, at_bound):
+        found = original_probe(call, x, value, grad, lower, at_bound)
+        probes.append(found[3].moved)
+        return found
+
+    monkeypatch.setattr(bounded_newton, "_probe_bounds", probe)
     layout = _Layout(q, diagonal)
     size = layout.n_theta
     lower = layout.theta_lower()
-    held = probed = carried = 0
+    held = carried = 0
     for trial in range(40):
         g, n = _random_gram(rng, q, m=int(rng.integers(4, 15)), per=int(rng.integers(3, 9)),
                             sd=[0.0, 0.3, 3.0][trial % 3])
@@ -177,13 +186,11 @@ def test_random_problems_compiled_equal_python(q, diagonal):
             a = rng.standard_normal((size, size))
             cache["hessian"] = (a + a.T) / 2  # indefinite, as often
             carried += 1
-        x, _, ok = _both(f, x0, lower, cache)
-        # counts of the Python loop's probe and hold paths (the same loop on both sides)
-        on_bound = np.isfinite(lower) & (x <= lower + 1e-10)
-        held += bool(on_bound.any())
-        probed += bool(on_bound.any() and ok)
+        x, _, _ = _both(f, x0, lower, cache)
+        held += bool((np.isfinite(lower) & (x <= lower + 1e-10)).any())  # ends on a bound
         _both(f, x0, lower, None, stop=1e-18, iterations=60)
-    assert held >= 5 and probed >= 5 and carried >= 10
+    assert held >= 5 and carried >= 10
+    assert len(probes) >= 10 and any(probes)  # probes run, and some move off the bound
 
 
 def test_compiled_loop_failure_is_pythons():
