@@ -1,7 +1,7 @@
 """The compiled Newton loop of the covariance step against the Python loop.
 
 :func:`mixedmodels.optim.bounded_newton.newton_gradient` runs as one compiled call
-(:func:`mixedmodels.optim.newton_kernels.newton_ml`) on a
+(:func:`mixedmodels.core.nonlinear_kernels.newton_ml`) on a
 :class:`~mixedmodels.core.nonlinear.KernelDevianceGradient`; the Python loop on the same
 function (wrapped, so that it is not recognised) is the reference.  Both evaluate the same
 compiled deviance and gradient and take the same steps, so the point reached, the count of
@@ -211,7 +211,7 @@ def test_flip_floor_is_numpys_step():
     of the kernel against numpy's (``_eigh`` and the matrix products) on random symmetric
     matrices of 1 to 3 rows, definite or not, far from the check's own matrices."""
     _require_match()
-    module = bounded_newton._NEWTON_KERNELS.load()
+    module = pls_kernels()
     rng = np.random.default_rng(11)
     for trial in range(3000):
         k = 1 + trial % 3

@@ -709,8 +709,8 @@ class KernelDevianceGradient:
     call on them).
     """
 
-    __slots__ = ("beta", "cols", "kernel", "lam", "low", "mtm", "n", "positions",
-                 "reduced", "rows", "rx", "u", "ztm", "ztz", "_flat", "_module")
+    __slots__ = ("beta", "cols", "kernel", "lam", "low", "module", "mtm", "n",
+                 "positions", "reduced", "rows", "rx", "u", "ztm", "ztz", "_flat")
 
     def __init__(self, module: ModuleType, g: Gram, layout: RelativeFactorLayout, n: int
                  ) -> None:
@@ -732,7 +732,7 @@ class KernelDevianceGradient:
         self.lam = self._flat.reshape(q, q)  # (a view: theta is written into ``_flat``)
         self.kernel = module.pls_groups
         self.n = n
-        self._module = module
+        self.module = module  # (:mod:`mixedmodels.core.nonlinear_kernels`)
 
     def deviances(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The deviance at each row of ``points`` (c, n_theta) and whether it is defined
@@ -742,7 +742,7 @@ class KernelDevianceGradient:
         is the C library's, numpy's may differ in the last bit)."""
         count = points.shape[0]
         values, defined = np.empty(count), np.empty(count, dtype=np.bool_)
-        self._module.ml_deviances(self.ztz, self.ztm, self.mtm, self.lam, self.positions,
+        self.module.ml_deviances(self.ztz, self.ztm, self.mtm, self.lam, self.positions,
                                   np.ascontiguousarray(points, dtype=float), self.n,
                                   self.beta, self.u, self.reduced, self.rx, self.low,
                                   values, defined)

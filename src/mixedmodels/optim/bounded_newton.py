@@ -10,7 +10,7 @@ and handles lower bounds by holding coordinates there and probing each one 1e-3 
 On the profiled ML deviance of a nonlinear model's linearized covariance step (a
 :class:`~mixedmodels.core.nonlinear.KernelDevianceGradient`, at most three coordinates)
 :func:`newton_gradient` runs as one compiled call
-(:func:`mixedmodels.optim.newton_kernels.newton_ml`: the same operations on the same
+(:func:`mixedmodels.core.nonlinear_kernels.newton_ml`: the same operations on the same
 values, the same point and count) where numba loads and :func:`compiled_newton_matches`;
 the Python loop here is the general path and the numpy one.
 """
@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixedmodels.core.nonlinear import KernelDevianceGradient
+from mixedmodels.core.nonlinear import KernelDevianceGradient, pls_kernels
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
-from mixedmodels.linalg.optional_kernels import OptionalKernels
 
 _max = np.maximum.reduce  # (the ufunc's reduce: np.max's wrapper cost more than the work)
 
@@ -208,25 +207,22 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
 #: Run :func:`newton_gradient` on a :class:`~mixedmodels.core.nonlinear.KernelDevianceGradient`
 #: by the compiled loop where it can; False forces the Python loop (the tests compare both).
 USE_KERNELS = True
-_NEWTON_KERNELS = OptionalKernels(
-    "mixedmodels.optim.newton_kernels",
-    "the compiled Newton loop of the nonlinear models' covariance step",
-    "using the Python loop",
-)
 _MATCHES: list[bool] = []  # (the answer of compiled_newton_matches, once asked)
 
 
 def compiled_newton_matches() -> bool:
     """Whether the compiled loop's eigen-decomposition, step and predicted gain
-    (:func:`mixedmodels.optim.newton_kernels.flip_floor`) are numpy's to the last bit on
+    (:func:`mixedmodels.core.nonlinear_kernels.flip_floor`) are numpy's to the last bit on
     fixed symmetric matrices of one to three rows, some indefinite, and their gradients:
     the kernel writes the step's products as the fused multiply-adds of numpy's OpenBLAS
     on x86-64; another BLAS (or LAPACK) may round them otherwise, and then the Python loop
     runs (the compiled one would reach the optimum by a path apart in the last bits)."""
     if not _MATCHES:
-        module = _NEWTON_KERNELS.load()
+        module = pls_kernels()
+        if module is None:  # (switched off or no numba: not remembered)
+            return False
         try:
-            same = module is not None and _same_steps(module)
+            same = _same_steps(module)
         except Exception:  # noqa: BLE001 - a kernel that fails to compile: the Python loop
             same = False
         _MATCHES.append(same)
@@ -253,7 +249,7 @@ def _same_steps(module) -> bool:
 
 
 def _newton_kernel(f: KernelDevianceGradient, x, lower, iterations, cache, stop):
-    """:func:`newton_gradient` by :func:`mixedmodels.optim.newton_kernels.newton_ml`, or
+    """:func:`newton_gradient` by :func:`mixedmodels.core.nonlinear_kernels.newton_ml`, or
     None where the compiled loop does not run (switched off, more than three coordinates,
     a carried Hessian of another size, numpy's products rounded otherwise)."""
     x = np.array(x, dtype=float)
@@ -263,7 +259,7 @@ def _newton_kernel(f: KernelDevianceGradient, x, lower, iterations, cache, stop)
             or not (_MATCHES[0] if _MATCHES else compiled_newton_matches())):
         return None
     store = np.empty((size, size))
-    count, ok, stored = _NEWTON_KERNELS.load().newton_ml(
+    count, ok, stored = f.module.newton_ml(
         f.ztz, f.ztm, f.mtm, f.lam, f.positions, f.rows, f.cols, f.n, x,
         np.asarray(lower, dtype=float), iterations, stop,
         _NO_HESSIAN if stale is None else np.ascontiguousarray(stale, dtype=float),
