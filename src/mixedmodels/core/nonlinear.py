@@ -693,45 +693,86 @@ def _kernel_ml(module: ModuleType, g: Gram, lam: np.ndarray, pairs: list[tuple[i
     return 2 * logdet_l + n * (1 + np.log(2 * np.pi * pwrss / n)) - 2 * 0.0, grad
 
 
+_LAYOUT_INDEX: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+class KernelDevianceGradient:
+    """``theta -> (ML deviance, gradient)`` of one Gram by the compiled kernel
+    (:func:`mixedmodels.core.nonlinear_kernels.pls_groups`): the pair index, the work
+    arrays and the relative factor's buffer set up once, each call the kernel's (the same
+    call on the same values as :func:`_kernel_ml`: the same bits).
+
+    Its arrays (``ztz``, ``ztm``, ``mtm``: the Gram's per-group cross-products; ``lam``,
+    ``positions``, ``rows``, ``cols``, ``n`` and the work arrays) are what a compiled
+    optimizer of the covariance step passes to the same kernel
+    (:func:`mixedmodels.optim.bounded_newton.newton_gradient` runs its whole loop in one
+    call on them).
+    """
+
+    __slots__ = ("beta", "cols", "kernel", "lam", "low", "module", "mtm", "n",
+                 "positions", "reduced", "rows", "rx", "u", "ztm", "ztz", "_flat")
+
+    def __init__(self, module: ModuleType, g: Gram, layout: RelativeFactorLayout, n: int
+                 ) -> None:
+        self.ztz, self.ztm = g.by_group()
+        m, q, k = self.ztm.shape
+        self.mtm = g.mtm
+        work = g.work
+        if work is None:
+            work = g.work = (np.empty(k - 1), np.empty((m, q)), np.empty((k, k)),
+                             np.empty((k - 1, k - 1)), np.empty((m, q, q)))
+        self.beta, self.u, self.reduced, self.rx, self.low = work
+        key = (q, layout.diagonal)
+        index = _LAYOUT_INDEX.get(key)
+        if index is None:
+            index = _LAYOUT_INDEX[key] = (*_pair_index(theta_pairs(*key)),
+                                          _theta_positions(*key))
+        self.rows, self.cols, self.positions = index
+        self._flat = np.zeros(q * q)
+        self.lam = self._flat.reshape(q, q)  # (a view: theta is written into ``_flat``)
+        self.kernel = module.pls_groups
+        self.n = n
+        self.module = module  # (:mod:`mixedmodels.core.nonlinear_kernels`)
+
+    def deviances(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The deviance at each row of ``points`` (c, n_theta) and whether it is defined
+        (False where a factor is not positive definite: :func:`pls` raises there), by
+        one call of :func:`mixedmodels.core.nonlinear_kernels.ml_deviances` (the
+        values of ``deviance(pls(g, lambda_of(theta), False), n, p, False)``; the log
+        is the C library's, numpy's may differ in the last bit)."""
+        count = points.shape[0]
+        values, defined = np.empty(count), np.empty(count, dtype=np.bool_)
+        self.module.ml_deviances(self.ztz, self.ztm, self.mtm, self.lam, self.positions,
+                                  np.ascontiguousarray(points, dtype=float), self.n,
+                                  self.beta, self.u, self.reduced, self.rx, self.low,
+                                  values, defined)
+        return values, defined
+
+    def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        self._flat[self.positions] = theta
+        grad = np.empty(self.rows.size)
+        n = self.n
+        status, logdet_l, pwrss = self.kernel(
+            self.ztz, self.ztm, self.mtm, self.lam, True, True, self.rows, self.cols, n,
+            self.beta, self.u, self.reduced, self.rx, grad, self.low)
+        if status:
+            raise np.linalg.LinAlgError("not positive definite")
+        pwrss = max(pwrss, 0.0)
+        return 2 * logdet_l + n * (1 + np.log(2 * np.pi * pwrss / n)) - 2 * 0.0, grad
+
+
 def ml_deviance_gradient_function(
     g: Gram, layout: RelativeFactorLayout, n: int
 ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
     """``theta -> ml_deviance_gradient(g, layout.lambda_of(theta), pairs, n)`` for one
     Gram (the covariance step's Newton iterations evaluate it ten times and more): with
-    the kernel, the pair index, the work arrays and the relative factor's buffer are set
-    up once and each call is the kernel's (the same call on the same values as
-    :func:`_kernel_ml`: the same bits)."""
-    pairs = theta_pairs(layout.q, layout.diagonal)
+    the kernel a :class:`KernelDevianceGradient` (its arrays set up once), else the numpy
+    code."""
     module = pls_kernels()
     if module is None:
+        pairs = theta_pairs(layout.q, layout.diagonal)
         return lambda theta: ml_deviance_gradient(g, layout.lambda_of(theta), pairs, n)
-    ztz, ztm = g.by_group()
-    m, q, k = ztm.shape
-    mtm = g.mtm
-    work = g.work
-    if work is None:
-        work = g.work = (np.empty(k - 1), np.empty((m, q)), np.empty((k, k)),
-                         np.empty((k - 1, k - 1)), np.empty((m, q, q)))
-    beta, u, reduced, rx, low = work
-    rows, cols = _pair_index(pairs)
-    size = rows.size
-    positions = _theta_positions(q, layout.diagonal)
-    flat = np.zeros(q * q)
-    lam = flat.reshape(q, q)  # (a view: theta is written into ``flat``)
-    kernel = module.pls_groups
-    log, two_pi = np.log, 2 * np.pi
-
-    def dev_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        flat[positions] = theta
-        grad = np.empty(size)
-        status, logdet_l, pwrss = kernel(ztz, ztm, mtm, lam, True, True, rows, cols, n,
-                                         beta, u, reduced, rx, grad, low)
-        if status:
-            raise np.linalg.LinAlgError("not positive definite")
-        pwrss = max(pwrss, 0.0)
-        return 2 * logdet_l + n * (1 + log(two_pi * pwrss / n)) - 2 * 0.0, grad
-
-    return dev_grad
+    return KernelDevianceGradient(module, g, layout, n)
 
 
 def _pair_index(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,13 @@ polish of their Laplace fits.
 the gradient (``k + 1`` gradient calls a step), halving a step until the objective falls,
 and handles lower bounds by holding coordinates there and probing each one 1e-3 inside
 (:func:`_probe_bounds`); :func:`newton_polish` does the same from function values alone.
+
+On the profiled ML deviance of a nonlinear model's linearized covariance step (a
+:class:`~mixedmodels.core.nonlinear.KernelDevianceGradient`, at most three coordinates)
+:func:`newton_gradient` runs as one compiled call
+(:func:`mixedmodels.core.nonlinear_kernels.newton_ml`: the same operations on the same
+values, the same point and count) where numba loads and :func:`compiled_newton_matches`;
+the Python loop here is the general path and the numpy one.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mixedmodels.core.nonlinear import KernelDevianceGradient, pls_kernels
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 
 _max = np.maximum.reduce  # (the ufunc's reduce: np.max's wrapper cost more than the work)
@@ -73,6 +81,10 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
     Returns the point, the number of evaluations and whether the predicted decrease of the
     last step fell below ``stop`` (an optimum).
     """
+    if isinstance(fun_grad, KernelDevianceGradient):
+        found = _newton_kernel(fun_grad, x, lower, iterations, cache, stop)
+        if found is not None:
+            return found
     x = np.asarray(x, dtype=float).copy()
     count = 0
     stale = cache.get("hessian") if cache is not None else None
@@ -190,6 +202,75 @@ def newton_gradient(fun_grad, x, lower, iterations: int = 30, cache: dict | None
             return x, count, convex and predicted < 1e-10
         x, value, grad = trial, new_value, new_grad
     return x, count, False
+
+
+#: Run :func:`newton_gradient` on a :class:`~mixedmodels.core.nonlinear.KernelDevianceGradient`
+#: by the compiled loop where it can; False forces the Python loop (the tests compare both).
+USE_KERNELS = True
+_MATCHES: list[bool] = []  # (the answer of compiled_newton_matches, once asked)
+
+
+def compiled_newton_matches() -> bool:
+    """Whether the compiled loop's eigen-decomposition, step and predicted gain
+    (:func:`mixedmodels.core.nonlinear_kernels.flip_floor`) are numpy's to the last bit on
+    fixed symmetric matrices of one to three rows, some indefinite, and their gradients:
+    the kernel writes the step's products as the fused multiply-adds of numpy's OpenBLAS
+    on x86-64; another BLAS (or LAPACK) may round them otherwise, and then the Python loop
+    runs (the compiled one would reach the optimum by a path apart in the last bits)."""
+    if not _MATCHES:
+        module = pls_kernels()
+        if module is None:  # (switched off or no numba: not remembered)
+            return False
+        try:
+            same = _same_steps(module)
+        except Exception:  # noqa: BLE001 - a kernel that fails to compile: the Python loop
+            same = False
+        _MATCHES.append(same)
+    return _MATCHES[0]
+
+
+def _same_steps(module) -> bool:
+    rng = np.random.default_rng(20261128)
+    for k in (1, 2, 3) * 8:
+        a = rng.standard_normal((k, k)) * 10.0 ** rng.uniform(-3, 3, (k, k))
+        hess = (a + a.T) / 2
+        g = rng.standard_normal(k) * 10.0 ** rng.uniform(-4, 4)
+        values, vectors = _eigh(hess)
+        convex = values.min() > 0
+        floor = 1e-8 * max(max(map(abs, values.tolist())), 1e-12)
+        step = -vectors @ ((vectors.T @ g) / np.maximum(np.abs(values), floor))
+        predicted = 0.5 * abs(float(g @ step))
+        out = np.empty(k)
+        status, k_convex, k_predicted = module.flip_floor(hess.copy(), out, g)
+        if status or k_convex != convex or k_predicted != predicted or not np.array_equal(
+                out, step):
+            return False
+    return True
+
+
+def _newton_kernel(f: KernelDevianceGradient, x, lower, iterations, cache, stop):
+    """:func:`newton_gradient` by :func:`mixedmodels.core.nonlinear_kernels.newton_ml`, or
+    None where the compiled loop does not run (switched off, more than three coordinates,
+    a carried Hessian of another size, numpy's products rounded otherwise)."""
+    x = np.array(x, dtype=float)
+    size = x.size
+    stale = cache.get("hessian") if cache is not None else None
+    if (not USE_KERNELS or size > 3 or (stale is not None and stale.shape != (size, size))
+            or not (_MATCHES[0] if _MATCHES else compiled_newton_matches())):
+        return None
+    store = np.empty((size, size))
+    count, ok, stored = f.module.newton_ml(
+        f.ztz, f.ztm, f.mtm, f.lam, f.positions, f.rows, f.cols, f.n, x,
+        np.asarray(lower, dtype=float), iterations, stop,
+        _NO_HESSIAN if stale is None else np.ascontiguousarray(stale, dtype=float),
+        stale is not None, store, f.beta, f.u,
+        f.reduced, f.rx, f.low)
+    if stored and cache is not None:
+        cache["hessian"] = store
+    return x, count, ok
+
+
+_NO_HESSIAN = np.zeros((0, 0))
 
 
 def newton_polish(fun, x, lower, iterations: int = 4):

@@ -45,6 +45,7 @@ import numpy as np
 
 from mixedmodels.core.nonlinear import (
     Gram,
+    KernelDevianceGradient,
     Linearization,
     NonlinearProblem,
     PlsSolution,
@@ -62,7 +63,7 @@ from mixedmodels.core.nonlinear import (
 from mixedmodels.errors import ConvergenceError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim.bobyqa import minimize_bounded
-from mixedmodels.optim.bounded_newton import newton_gradient, newton_polish
+from mixedmodels.optim.bounded_newton import _eigh, newton_gradient, newton_polish
 
 
 @dataclass
@@ -153,14 +154,25 @@ def _theta_step(problem: NonlinearProblem, g0: Gram, theta, warm, cache, settled
         if moment is not None:
             candidates.append(np.maximum(moment, lower))
         best_value, best_x, best_k = np.inf, x0, -1
-        for k, candidate in enumerate(candidates):
-            try:
-                value = safe(candidate)
-            except NotPositiveDefiniteError:
-                continue
-            count += 1
-            if value < best_value:
-                best_value, best_x, best_k = value, candidate, k
+        if isinstance(dev_grad, KernelDevianceGradient):
+            # (the candidates' deviances in one compiled call: the same values but for
+            # the log's last bit, compared only with each other)
+            values, defined = dev_grad.deviances(np.array(candidates))
+            for k, (value, ok) in enumerate(zip(values.tolist(), defined.tolist(),
+                                                strict=True)):
+                if ok:
+                    count += 1
+                    if value < best_value:
+                        best_value, best_x, best_k = value, candidates[k], k
+        else:
+            for k, candidate in enumerate(candidates):
+                try:
+                    value = safe(candidate)
+                except NotPositiveDefiniteError:
+                    continue
+                count += 1
+                if value < best_value:
+                    best_value, best_x, best_k = value, candidate, k
         if settled and best_k == 1:  # (candidates[1] is theta itself)
             return x0[:nt], count
         x0 = best_x
@@ -332,9 +344,10 @@ except ImportError:  # pragma: no cover - a numpy without it
 if _umath_linalg is not None:
     _solve1, _solve = _umath_linalg.solve1, _umath_linalg.solve
     _inv, _eigvalsh = _umath_linalg.inv, _umath_linalg.eigvalsh_lo
+    _cholesky = _umath_linalg.cholesky_lo
     _svd_values = _umath_linalg.svd  # (np.linalg.svd without the vectors)
 else:  # pragma: no cover
-    _solve1 = _solve = _inv = _eigvalsh = _svd_values = None
+    _solve1 = _solve = _inv = _eigvalsh = _cholesky = _svd_values = None
 
 
 _SIGNATURES = {1: "d->d", 2: "dd->d"}
@@ -378,28 +391,29 @@ def moment_theta(problem: NonlinearProblem, g: Gram) -> np.ndarray | None:
         rss = float(g.mtm[p, p] - g.mtm[p, :p] @ beta)
         zz = g.by_group()[0]  # (m, q, q)
         zr = g.ztm[:, :, p] - g.ztm[:, :, :p] @ beta  # (q, m)
-        if np.min(_lapack(_eigvalsh, np.linalg.eigvalsh, zz)[:, 0]) <= 1e-10 * max(
-                float(np.abs(zz).max()), 1e-300):
+        if float(_min(_lapack(_eigvalsh, np.linalg.eigvalsh, zz)[:, 0])) <= 1e-10 * max(
+                float(_max(np.abs(zz), axis=None)), 1e-300):
             return None
         b = _lapack(_solve, np.linalg.solve, zz, zr.T[:, :, None])[:, :, 0]  # (m, q)
         # sigma^2 from what the groups' own fits leave (the pooled residuals hold the
         # random effects too)
-        sigma2 = (rss - float((zr.T * b).sum())) / dof
-        sampling = sigma2 * _lapack(_inv, np.linalg.inv, zz).mean(axis=0)
+        sigma2 = (rss - float(_sum(zr.T * b, axis=None))) / dof
+        # (np.mean's sum and division by the count without its wrapper: the same bits)
+        sampling = sigma2 * (_sum(_lapack(_inv, np.linalg.inv, zz), axis=0) / m)
     except np.linalg.LinAlgError:
         return None
-    centred = b - b.mean(axis=0)
+    centred = b - _sum(b, axis=0) / m
     d = centred.T @ centred / (m - 1) - sampling
-    if not (sigma2 > 0 and np.all(np.isfinite(d))):
+    if not (sigma2 > 0 and all(map(math.isfinite, d.ravel().tolist()))):
         return None
     d = d / sigma2
     if problem.diagonal:
         floor = 1e-4 * max(float(np.max(np.diag(d))), 1e-8)
         return np.sqrt(np.maximum(np.diag(d), floor))
-    values, vectors = np.linalg.eigh((d + d.T) / 2)
+    values, vectors = _eigh((d + d.T) / 2)
     floor = 1e-4 * max(float(values.max()), 1e-8)
     d = (vectors * np.maximum(values, floor)) @ vectors.T
-    return problem.theta_of(np.linalg.cholesky(d))
+    return problem.theta_of(_lapack(_cholesky, np.linalg.cholesky, d))
 
 
 def _moment_theta_scalar(g: Gram, m: int, p: int, dof: int) -> np.ndarray | None:
@@ -408,23 +422,24 @@ def _moment_theta_scalar(g: Gram, m: int, p: int, dof: int) -> np.ndarray | None
     entry, a quotient, a reciprocal and a square root) and the same reductions over the
     groups, so the same bits in a third of the time (87 -> 30 us on Orange)."""
     try:
-        beta = np.linalg.solve(g.mtm[:p, :p], g.mtm[:p, p])
+        beta = _lapack(_solve1, np.linalg.solve, g.mtm[:p, :p], g.mtm[:p, p])
     except np.linalg.LinAlgError:
         return None
     rss = float(g.mtm[p, p] - g.mtm[p, :p] @ beta)
     zz = g.ztz[0, 0]  # (m,)
-    if np.min(zz) <= 1e-10 * max(float(np.abs(zz).max()), 1e-300):
+    # (the ufuncs' reductions for np.min, max, sum, mean and isfinite's: the same sums)
+    if float(_min(zz)) <= 1e-10 * max(float(_max(np.abs(zz))), 1e-300):
         return None
     zr = g.ztm[0, :, p] - g.ztm[:, :, :p] @ beta  # (1, m)
     b = zr.T / zz[:, None]  # (m, 1)
-    sigma2 = (rss - float((zr.T * b).sum())) / dof
-    sampling = sigma2 * (1.0 / zz[:, None, None]).mean(axis=0)
-    centred = b - b.mean(axis=0)
-    d = centred.T @ centred / (m - 1) - sampling
-    if not (sigma2 > 0 and np.all(np.isfinite(d))):
+    sigma2 = (rss - float(_sum(zr.T * b, axis=None))) / dof
+    sampling = sigma2 * (_sum(1.0 / zz[:, None, None], axis=0) / m)
+    centred = b - _sum(b, axis=0) / m
+    d = float((centred.T @ centred / (m - 1) - sampling)[0, 0])
+    if not (sigma2 > 0 and math.isfinite(d)):
         return None
-    d = float(d[0, 0]) / sigma2
-    return np.array([np.sqrt(max(d, 1e-4 * max(d, 1e-8)))])
+    d = d / sigma2
+    return np.array([math.sqrt(max(d, 1e-4 * max(d, 1e-8)))])
 
 
 def _objective(problem, beta, u, lam, s):
@@ -476,6 +491,7 @@ def pnls_step_size(
 
 _max = np.maximum.reduce
 _sum = np.add.reduce
+_min = np.minimum.reduce
 
 
 def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, reweight=None,
