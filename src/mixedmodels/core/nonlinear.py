@@ -248,12 +248,21 @@ class NonlinearProblem(RelativeFactorLayout):
             phi[:, self._random_index] += b[self.groups] if _bg is None else _bg
         return phi
 
-    def linearize(self, beta: np.ndarray, b: np.ndarray) -> Linearization:
-        """The model's values and derivatives at ``(beta, b)``."""
+    #: The compiled linearization's work (:meth:`_linearize_work`: the registers and the
+    #: ufunc stages bound to them), set at its first call.
+    _work = None
+    #: :func:`gauss_newton_step`'s work arrays, set at its first call.
+    _step_work = None
+
+    def linearize(self, beta: np.ndarray, b: np.ndarray, quiet: bool = False
+                  ) -> Linearization:
+        """The model's values and derivatives at ``(beta, b)``.  ``quiet``: the caller
+        already ignores numpy's floating-point errors (``np.errstate(all="ignore")``, as
+        the fits do), so the model's elementary functions need not set that again."""
         if self._program is not None:
             module = pls_kernels()
             if module is not None:
-                return self._kernel_linearize(module, beta, b)
+                return self._kernel_linearize(module, beta, b, quiet)
         bg = b[self.groups]
         f, g = self.model(self.phi(beta, b, bg))
         x = g if self._intercepts else g[:, self.column_parameter] * self.fixed_columns
@@ -261,33 +270,49 @@ class NonlinearProblem(RelativeFactorLayout):
         zb = (z * bg).sum(axis=1)
         return Linearization(f=f, x=x, z=z, w=self.y - f + x @ beta + zb)
 
-    def _kernel_linearize(self, module: ModuleType, beta: np.ndarray, b: np.ndarray
-                          ) -> Linearization:
+    def _linearize_work(self, module: ModuleType) -> tuple:
+        """The registers of the compiled linearization, kept for the problem's life (the
+        program writes every register it reads before reading it, except the constants,
+        which it never writes: each register is one node of the expression), the ufunc
+        stages bound to them and the rest of :meth:`_kernel_linearize`'s fixed
+        arguments."""
+        work = self._work
+        if work is None:
+            prog = self._program
+            regs = prog.init.copy()
+            work = self._work = (
+                regs, prog.bind(regs), module.row_program_kernels.execute, prog.kernel_ops,
+                prog.input_registers, prog.input_columns, prog.first_ops, prog.last_ops,
+                prog.outputs,
+            )
+        return work
+
+    def _kernel_linearize(self, module: ModuleType, beta: np.ndarray, b: np.ndarray,
+                          quiet: bool = False) -> Linearization:
         """:meth:`linearize` by the kernels around the program's ufunc stages (the same
         operations as the numpy code, in the same order: the same bits)."""
-        prog = self._program
+        regs, stages, execute, kernel_ops, inputs, columns, first, last, outputs = (
+            self._linearize_work(module))
         n, p, q = self.y.size, self.column_parameter.size, self._random_index.size
         if not (beta.dtype == np.float64 and beta.flags.c_contiguous):
             beta = np.ascontiguousarray(beta, dtype=float)
         if not (b.dtype == np.float64 and b.flags.c_contiguous):
             b = np.ascontiguousarray(b, dtype=float)
-        regs = prog.init.copy()
         # phi's fixed part: beta itself, or numpy's product as in phi() (the same bits)
         fixed_part = _NO_ROWS if self._intercepts else (
             self.fixed_columns @ (beta[:, None] * self.selector))
-        module.linearize_start(
-            regs, prog.input_registers, prog.input_columns, prog.first_ops, beta,
-            fixed_part, b, self._groups64, self._random_index64,
-        )
-        if prog.ufunc_ops:
-            with np.errstate(all="ignore"):  # (as the numpy model's call)
-                prog.middle(module.row_program_kernels, regs)
+        module.linearize_start(regs, inputs, columns, first, beta, fixed_part, b,
+                               self._groups64, self._random_index64)
+        if stages:
+            if quiet:
+                _run_stages(stages, execute, kernel_ops, regs)
+            else:
+                with np.errstate(all="ignore"):  # (as the numpy model's call)
+                    _run_stages(stages, execute, kernel_ops, regs)
         f, w, zb = np.empty(n), np.empty(n), np.empty(n)
         x, z = np.empty((n, p)), np.empty((n, q))
-        module.linearize_finish(
-            regs, prog.last_ops, prog.outputs, b, self._groups64, self._fixed_c,
-            self._column_parameter64, self._random_index64, f, x, z, zb,
-        )
+        module.linearize_finish(regs, last, outputs, b, self._groups64, self._fixed_c,
+                                self._column_parameter64, self._random_index64, f, x, z, zb)
         module.working_response(self._y_kernel, f, x @ beta, zb, w)
         return Linearization(f=f, x=x, z=z, w=w)
 
@@ -297,6 +322,19 @@ class NonlinearProblem(RelativeFactorLayout):
         if self.values is not None:
             return self.values(phi)
         return self.model(phi)[0]
+
+
+def _run_stages(stages: tuple, execute: Callable, kernel_ops: tuple, regs: np.ndarray
+                ) -> None:
+    """:meth:`~mixedmodels.linalg.row_program.RowProgram.middle` with the stages bound to
+    ``regs`` (:meth:`~mixedmodels.linalg.row_program.RowProgram.bind`): the same calls on
+    the same registers."""
+    last = len(stages) - 1
+    for s, stage in enumerate(stages):
+        for fn, operands, out in stage:
+            fn(*operands, out=out)
+        if s < last:
+            execute(kernel_ops[s + 1], regs)
 
 
 @dataclass
@@ -651,11 +689,7 @@ def gauss_newton_solution(problem: NonlinearProblem, lin: Linearization,
     m = problem.n_groups
     scratch = problem._scratch
     if scratch is None or scratch[0].shape != (m, q, q) or scratch[1].shape != (m, q, k):
-        scratch = problem._scratch = (
-            np.empty((m, q, q)), np.empty((m, q, k)), np.empty((q, q, m)),
-            np.empty((q, m, k)), np.empty((k, k)), np.empty((k, k)), np.empty((p, p)),
-            np.empty((m, q, q)),
-        )
+        scratch = problem._scratch = _gauss_newton_scratch(m, q, k)
     ztz, ztm, ztz_last, ztm_last, mtm, reduced, rx, low = scratch
     beta = np.empty(p)
     u = np.empty((m, q))
@@ -667,6 +701,80 @@ def gauss_newton_solution(problem: NonlinearProblem, lin: Linearization,
     if status:
         raise np.linalg.LinAlgError("not positive definite")
     return beta, u, max(pwrss, 0.0)
+
+
+def gauss_newton_step(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None,
+                      lam: np.ndarray, beta: np.ndarray, u: np.ndarray) -> tuple:
+    """A Gauss-Newton step of PNLS from ``(beta, u)`` (``u`` (m, q)) on the model
+    linearized in ``lin`` with row weights ``s``: the solution's PWRSS
+    (:func:`gauss_newton_solution`'s), the step ``dbeta = sol_beta - beta``, ``du = sol_u -
+    u``, the full step's point ``(beta + dbeta, u + du)`` (new arrays), and the step's
+    :func:`step_size` from ``(beta, u)`` and from that point.  One kernel call when numba
+    loads (:func:`mixedmodels.core.nonlinear_kernels.gauss_newton_step`: the same
+    operations, the same bits); ``dbeta`` and ``du`` are then work arrays that the next
+    step overwrites.
+
+    Returns ``(pwrss, dbeta, du, nb, nu, size, size_next)``.
+    """
+    module = pls_kernels()
+    if module is None:
+        sol_beta, sol_u, pwrss = gauss_newton_solution(problem, lin, s, lam)
+        dbeta, du = sol_beta - beta, sol_u - u
+        nb, nu = beta + dbeta, u + du
+        return (pwrss, dbeta, du, nb, nu, step_size(dbeta, du, beta, u),
+                step_size(dbeta, du, nb, nu))
+    z, x = lin.z, lin.x
+    n, q = z.shape
+    k = x.shape[1] + 1
+    p = k - 1
+    m = problem.n_groups
+    scratch = problem._scratch
+    if scratch is None or scratch[0].shape != (m, q, q) or scratch[1].shape != (m, q, k):
+        scratch = problem._scratch = _gauss_newton_scratch(m, q, k)
+    ztz, ztm, ztz_last, ztm_last, mtm, reduced, rx, low = scratch
+    work = problem._step_work
+    if work is None or work[1].shape != (m, q) or work[0].shape != (p,):
+        work = problem._step_work = (np.empty(p), np.empty((m, q)), np.empty(p),
+                                     np.empty((m, q)), np.empty(2))
+    sol_beta, sol_u, dbeta, du, sizes = work
+    if not (beta.dtype == np.float64 and beta.flags.c_contiguous):
+        beta = np.ascontiguousarray(beta, dtype=float)
+    if not (u.dtype == np.float64 and u.flags.c_contiguous):
+        u = np.ascontiguousarray(u, dtype=float)
+    nb, nu = np.empty(p), np.empty((m, q))
+    status, _, pwrss = module.gauss_newton_step(
+        z, x, lin.w, _EMPTY if s is None else s, s is not None, problem._groups64,
+        lam if lam.flags.c_contiguous else np.ascontiguousarray(lam, dtype=float), ztz, ztm,
+        ztz_last, ztm_last, mtm, _NO_PAIRS, _NO_PAIRS, reduced, rx, _EMPTY, low, sol_beta,
+        sol_u, beta, u, dbeta, du, nb, nu, sizes,
+    )
+    if status:
+        raise np.linalg.LinAlgError("not positive definite")
+    return max(pwrss, 0.0), dbeta, du, nb, nu, float(sizes[0]), float(sizes[1])
+
+
+def _gauss_newton_scratch(m: int, q: int, k: int) -> tuple:
+    """Work arrays of :func:`gauss_newton_solution` and :func:`gauss_newton_step`."""
+    p = k - 1
+    return (np.empty((m, q, q)), np.empty((m, q, k)), np.empty((q, q, m)), np.empty((q, m, k)),
+            np.empty((k, k)), np.empty((k, k)), np.empty((p, p)), np.empty((m, q, q)))
+
+
+def step_size(dbeta: np.ndarray, du: np.ndarray, beta: np.ndarray, u: np.ndarray) -> float:
+    """A PNLS step's size: the largest change of a fixed effect relative to it (floored at
+    1e-5) and of the random effects relative to their largest (floored at 1e-8),
+    ``max(max_k |dbeta_k| / max(|beta_k|, 1e-5), max |du| / max(max |u|, 1e-8))``."""
+    module = pls_kernels()
+    if module is not None:  # (the same divisions and maxima compiled: the same bits)
+        return module.step_size(dbeta, du.reshape(-1), beta, u.reshape(-1))
+    # (the maxima by the ufunc's reduce itself: np.max's wrapper cost more than the work)
+    step_beta = _max(np.abs(dbeta) / np.maximum(np.abs(beta), 1e-5), axis=None, initial=0.0)
+    step_u = _max(np.abs(du), axis=None, initial=0.0) / max(
+        _max(np.abs(u), axis=None, initial=0.0), 1e-8)
+    return float(max(step_beta, step_u))
+
+
+_max = np.maximum.reduce
 
 
 def _kernel_ml(module: ModuleType, g: Gram, lam: np.ndarray, pairs: list[tuple[int, int]],

@@ -115,6 +115,16 @@ class RowProgram:
             if s + 1 < len(stages):
                 module.execute(self.kernel_ops[s + 1], regs)
 
+    def bind(self, regs: np.ndarray) -> tuple:
+        """The ufunc stages bound to the registers ``regs`` (kept across calls): per stage
+        the calls ``(fn, operands, out)`` with each register operand and the output as its
+        row of ``regs`` (``fn(*operands, out=out)`` is then :meth:`middle`'s call)."""
+        return tuple(
+            tuple((op.fn, tuple(regs[a] if isinstance(a, int) else a for a in op.operands),
+                   regs[op.out]) for op in stage)
+            for stage in self.ufunc_ops
+        )
+
 
 def bind_stages(stages: tuple, init: Sequence, known: Sequence[bool]) -> tuple:
     """:func:`schedule`'s ufunc stages (``(out, fn, operand registers)``) as

@@ -50,13 +50,14 @@ from mixedmodels.core.nonlinear import (
     PlsSolution,
     cholesky_groups,
     deviance,
-    gauss_newton_solution,
+    gauss_newton_step,
     gram,
     ml_deviance_gradient_function,
     ml_deviance_gradient_weighted,
     pls,
     pls_kernels,
     reml_deviance_gradient_weighted,
+    step_size,
     theta_pairs,
 )
 from mixedmodels.errors import ConvergenceError
@@ -454,7 +455,9 @@ PNLS_EXTEND = 1e-2
 
 
 def _lin_objective(problem, lin, u, s) -> float:
-    r = s * (problem.y - lin.f)
+    """The penalized objective ``||s (y - f)||^2 + ||u||^2`` at the linearization ``lin``
+    (``s`` None: weights 1; ``s * r`` is then ``r``, to the bit)."""
+    r = problem.y - lin.f if s is None else s * (problem.y - lin.f)
     value = float(r @ r) + float(_sum(u * u, axis=None))
     return value if math.isfinite(value) else np.inf
 
@@ -463,15 +466,9 @@ def pnls_step_size(
     dbeta: np.ndarray, du: np.ndarray, beta: np.ndarray, u: np.ndarray
 ) -> float:
     """A PNLS step's size: the largest change of a fixed effect relative to it (floored at
-    1e-5) and of the random effects relative to their largest (floored at 1e-8)."""
-    module = pls_kernels()
-    if module is not None:  # (the same divisions and maxima compiled: the same bits)
-        return module.step_size(dbeta, du.reshape(-1), beta, u.reshape(-1))
-    # (the maxima by the ufunc's reduce itself: np.max's wrapper cost more than the work)
-    step_beta = _max(np.abs(dbeta) / np.maximum(np.abs(beta), 1e-5), axis=None, initial=0.0)
-    step_u = _max(np.abs(du), axis=None, initial=0.0) / max(
-        _max(np.abs(u), axis=None, initial=0.0), 1e-8)
-    return float(max(step_beta, step_u))
+    1e-5) and of the random effects relative to their largest (floored at 1e-8)
+    (:func:`~mixedmodels.core.nonlinear.step_size`)."""
+    return step_size(dbeta, du, beta, u)
 
 
 _max = np.maximum.reduce
@@ -479,7 +476,7 @@ _sum = np.add.reduce
 
 
 def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, reweight=None,
-          lin=None):
+          lin=None, obj=None, quiet=False):
     """Penalized nonlinear least squares for a fixed relative factor; Gauss-Newton with
     step halving from ``(beta, u)``.  Each trial point is linearized at once (values and
     gradient in one pass), so an accepted step's linearization serves the next step and,
@@ -489,18 +486,23 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
     fitted-value variance covariate after each accepted step: the alternation's fixed
     point (PNLS optimal at the weights of its own fitted values) is then approached
     inside one PNLS step instead of one alternation per reweighting.  ``lin``: the
-    linearization at the start, when the caller has it."""
+    linearization at the start, when the caller has it, and ``obj`` the objective there
+    (:func:`_lin_objective`).  ``quiet``: the caller ignores numpy's floating-point
+    errors (:meth:`~mixedmodels.core.nonlinear.NonlinearProblem.linearize`)."""
     if lin is None:
-        lin = problem.linearize(beta, u @ lam.T)
-    obj = _lin_objective(problem, lin, u, s)
+        lin = problem.linearize(beta, u @ lam.T, quiet)
+    if obj is None:
+        obj = _lin_objective(problem, lin, u, s)
     it = 0
     done = False
     relative = np.inf  # the last accepted step's decrease of the objective, relative to it
     while it < max_iter or (it < PNLS_MAX and relative > PNLS_EXTEND):
         it += 1
-        sol_beta, sol_u, sol_pwrss = gauss_newton_solution(problem, lin, s, lam)
-        dbeta, du = sol_beta - beta, sol_u - u
-        if pnls_step_size(dbeta, du, beta, u) < 1e-10:
+        # the Gauss-Newton solution, the step to it, the full step's point and the step's
+        # sizes from here and from there, in one call
+        sol_pwrss, dbeta, du, nb, nu, size, size_next = gauss_newton_step(
+            problem, lin, s, lam, beta, u)
+        if size < 1e-10:
             # the Gauss-Newton step itself is below the stopping size: at the minimum
             # (halving it down to 1e-10, where rounding hides any decrease, cost 30 model
             # calls: CO2 with Type * Treatment 13 -> 29 linearizations)
@@ -513,11 +515,9 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
         flat = obj - sol_pwrss < PNLS_PROMISE * obj
         factor = 1.0
         while True:
-            if factor == 1.0:  # (1.0 * x is x: the same bits, two calls fewer)
-                nb, nu = beta + dbeta, u + du
-            else:
+            if factor != 1.0:  # (the full step's point came with the step)
                 nb, nu = beta + factor * dbeta, u + factor * du
-            trial = problem.linearize(nb, nu @ lam.T)
+            trial = problem.linearize(nb, nu @ lam.T, quiet)
             new = _lin_objective(problem, trial, nu, s)
             if new <= obj or factor < 1e-10 or (
                 flat and factor == 1.0 and new - obj <= PNLS_FLAT * obj
@@ -533,10 +533,9 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
         if reweight is not None:
             s = reweight(lin.f)
             obj = _lin_objective(problem, lin, u, s)
-        taken = (dbeta, du) if factor == 1.0 else (factor * dbeta, factor * du)
-        if pnls_step_size(*taken, beta, u) < 1e-10 or change <= tol * (
-            obj + 1e-300
-        ):
+        if factor != 1.0:  # (the full step's size from its point came with the step)
+            size_next = pnls_step_size(factor * dbeta, factor * du, beta, u)
+        if size_next < 1e-10 or change <= tol * (obj + 1e-300):
             done = True
             break
     return beta, u, it, done, lin
@@ -868,11 +867,11 @@ def _fit_lindstrom_bates(
                 delta = x[problem.n_theta:]
         lam = problem.lambda_of(theta)
         # the weights stay those of the LME step's fitted values through the PNLS step
+        # (None without a variance function: weights 1, whose products are exact)
         s = problem.row_weights(lin.f, delta)
         # (without a variance function the LME step's cross-products of ``lin`` are those
-        # with weights 1, to the bit: the kernel's and numpy's products by 1.0 are exact)
+        # with weights 1)
         g = kept.pop("gram", None) if s is None else None
-        s = np.ones(problem.n) if s is None else s
         # start PNLS at the LME step's solution of the linearized model
         sol = pls(gram(problem, lin, s) if g is None else g, lam)
         beta_start, u_start = sol.beta, sol.u
@@ -880,14 +879,15 @@ def _fit_lindstrom_bates(
         # solution can jump far (a variance near 0: the expression model of
         # tests/reference/nlmecheck from k = 1 went to k = -8.85, where exp(-k t) ~ 1e46
         # overflowed the cross-products); PNLS then starts where it is
-        # (the start's linearization serves PNLS's first step)
+        # (the start's linearization and objective serve PNLS's first step)
         u_here = _u_of(b, lam)
-        start_lin = problem.linearize(beta_start, u_start @ lam.T)
-        # (the model's values at the current estimates are the last PNLS step's)
-        here = (_objective(problem, beta, u_here, lam, s) if last_lin is None
-                else _lin_objective(problem, last_lin, u_here, s))
-        if not _lin_objective(problem, start_lin, u_start, s) <= here:
-            beta_start, u_start, start_lin = beta, u_here, None
+        start_lin = problem.linearize(beta_start, u_start @ lam.T, True)
+        start_obj = _lin_objective(problem, start_lin, u_start, s)
+        # (the model's values at the current estimates are the last PNLS step's, or in
+        # the first alternation the LME step's linearization's)
+        here = _lin_objective(problem, lin if last_lin is None else last_lin, u_here, s)
+        if not start_obj <= here:
+            beta_start, u_start, start_lin, start_obj = beta, u_here, None, None
         # far from the fixed point the covariance still moves: a few Gauss-Newton steps
         # per alternation do (nlme allows 7 with a loose tolerance); near it, to the end
         cap = PNLS_EARLY if change > 1e-3 else 50
@@ -900,7 +900,7 @@ def _fit_lindstrom_bates(
                 return problem.row_weights(f, delta)
         beta, u, n_pnls, pnls_done, last_lin = _pnls(
             problem, beta_start, u_start, lam, s, max_iter=cap, reweight=reweight,
-            lin=start_lin,
+            lin=start_lin, obj=start_obj, quiet=True,
         )
         pnls_counts.append(n_pnls)
         b = u @ lam.T
