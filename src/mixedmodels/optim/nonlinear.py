@@ -555,10 +555,19 @@ def alternation_change(old: np.ndarray, new: np.ndarray, p: int) -> float:
     :func:`relative_change` of the ``p`` fixed effects (near 0 measured against 1e-5) and
     of the rest (relative sds in units of sigma and variance parameters, near 0 against
     0.01), as nlme's convergence test."""
-    # (one pass over both parts: the same quotients and maximum, a third of the time)
-    floor = np.full(new.size, 1e-2)
-    floor[:p] = 1e-5
-    return float(_max(np.abs(old - new) / np.maximum(np.abs(new), floor), initial=0.0))
+    # (a handful of entries: Python's floats, the same IEEE differences, quotients and
+    # maxima as numpy's and a quarter of the time; NaN wherever numpy's maxima would pass
+    # it on: an entry NaN, or inf - inf, inf / inf)
+    largest = 0.0
+    for k, (a, b) in enumerate(zip(old.tolist(), new.tolist(), strict=True)):
+        floor = 1e-5 if k < p else 1e-2
+        scale = abs(b)
+        value = abs(a - b) / (scale if scale >= floor else floor)
+        if value != value:
+            return math.nan
+        if value > largest:
+            largest = value
+    return largest
 
 
 def singular_step_error(error: np.linalg.LinAlgError) -> ConvergenceError:
@@ -788,16 +797,17 @@ class SecantAcceleration:
         self.extrapolated = False
         if last is None:
             return g
+        if not self.ACCELERATE_ABOVE <= _residual_size(x, g) <= self.ACCELERATE_BELOW:
+            return g
+        # (a handful of entries: Python's comparisons of the same floats)
+        columns = zip(last[0].tolist(), last[1].tolist(), x.tolist(), g.tolist(),
+                      self.lower.tolist(), strict=True)
+        for *points, lower in columns:
+            near = lower + BOUNDARY
+            if any(v < near for v in points) and not all(v == lower for v in points):
+                return g  # a parameter at (or about to leave, or reach) its bound
         scale = 1.0 / np.maximum(np.abs(g), 1e-2)
         f = (g - x) * scale
-        size = float(_max(np.abs(f), initial=0.0))
-        if not self.ACCELERATE_ABOVE <= size <= self.ACCELERATE_BELOW:
-            return g
-        # (the arrays' own all/any methods: the same tests without np.all's wrapper)
-        points = np.array([last[0], last[1], x, g])
-        pinned = (points == self.lower).all(axis=0)
-        if ((points < self.lower + BOUNDARY).any(axis=0) & ~pinned).any():
-            return g  # a parameter at (or about to leave, or reach) its bound
         d_f = f - (last[1] - last[0]) * scale
         dd, fd = float(d_f @ d_f), float(f @ d_f)
         if not (dd > 0 and abs(fd) > self.ALIGNED * math.sqrt(dd * float(f @ f))):
@@ -810,6 +820,21 @@ class SecantAcceleration:
             return g
         self.extrapolated = True
         return trial
+
+
+def _residual_size(x: np.ndarray, g: np.ndarray) -> float:
+    """``max |g - x| / max(|g|, 0.01)`` (:class:`SecantAcceleration`'s residual size) by
+    Python's floats (a handful of entries: the same IEEE operations as numpy's); NaN
+    where an entry is not finite (numpy's gives NaN or inf there: outside any range)."""
+    size = 0.0
+    for a, b in zip(x.tolist(), g.tolist(), strict=True):
+        if not (math.isfinite(a) and math.isfinite(b)):
+            return math.nan
+        scale = abs(b)
+        value = abs((b - a) * (1.0 / (scale if scale >= 1e-2 else 1e-2)))
+        if value > size:
+            size = value
+    return size
 
 
 def _fit_lindstrom_bates(
@@ -842,9 +867,10 @@ def _fit_lindstrom_bates(
     kept: dict = {}
     accelerate = SecantAcceleration(_joint_lower(problem))
     message = "maximum number of iterations reached"
+    new = _parameters(beta, theta, delta)
     while it < max_iter:
         it += 1
-        old = _parameters(beta, theta, delta)
+        old = new  # (the parameters at the end of the last alternation, or the start)
         theta, delta_new, lin, n_eval = _lme_step(
             problem, beta, b, theta, delta, problem.reml, warm=it > 1, lin=last_lin,
             cache=hessian_cache, keep=kept,
@@ -853,7 +879,8 @@ def _fit_lindstrom_bates(
         if delta_new is not None:
             delta = delta_new
         reached = _parameters(_EMPTY, theta, delta)
-        if pnls_done and np.array_equal(old[beta.size:], reached):
+        # (np.array_equal of a handful of floats by Python's ==: the same comparisons)
+        if pnls_done and old[beta.size:].tolist() == reached.tolist():
             # the LME step stays where it started and the last PNLS step reached its
             # minimum: the alternation is at its fixed point (another PNLS step from there
             # would only continue the last one's Gauss-Newton tail, by 1e-10-1e-8)
