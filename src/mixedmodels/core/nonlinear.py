@@ -723,27 +723,27 @@ def gauss_newton_step(problem: NonlinearProblem, lin: Linearization, s: np.ndarr
         nb, nu = beta + dbeta, u + du
         return (pwrss, dbeta, du, nb, nu, step_size(dbeta, du, beta, u),
                 step_size(dbeta, du, nb, nu))
-    z, x = lin.z, lin.x
-    n, q = z.shape
-    k = x.shape[1] + 1
-    p = k - 1
-    m = problem.n_groups
-    scratch = problem._scratch
-    if scratch is None or scratch[0].shape != (m, q, q) or scratch[1].shape != (m, q, k):
-        scratch = problem._scratch = _gauss_newton_scratch(m, q, k)
-    ztz, ztm, ztz_last, ztm_last, mtm, reduced, rx, low = scratch
     work = problem._step_work
-    if work is None or work[1].shape != (m, q) or work[0].shape != (p,):
-        work = problem._step_work = (np.empty(p), np.empty((m, q)), np.empty(p),
-                                     np.empty((m, q)), np.empty(2))
-    sol_beta, sol_u, dbeta, du, sizes = work
+    if work is None:  # (the sizes are the problem's: set up once)
+        m, q, k = problem.n_groups, problem.q, problem.p + 1
+        scratch = problem._scratch
+        if scratch is None or scratch[0].shape != (m, q, q) or scratch[1].shape != (m, q, k):
+            scratch = problem._scratch = _gauss_newton_scratch(m, q, k)
+        ztz, ztm, ztz_last, ztm_last, mtm, reduced, rx, low = scratch
+        work = problem._step_work = (
+            module.gauss_newton_step, problem._groups64, ztz, ztm, ztz_last, ztm_last, mtm,
+            reduced, rx, low, np.empty(k - 1), np.empty((m, q)), np.empty(k - 1),
+            np.empty((m, q)), np.empty(2), (k - 1,), (m, q),
+        )
+    (kernel, groups, ztz, ztm, ztz_last, ztm_last, mtm, reduced, rx, low, sol_beta, sol_u,
+     dbeta, du, sizes, shape_beta, shape_u) = work
     if not (beta.dtype == np.float64 and beta.flags.c_contiguous):
         beta = np.ascontiguousarray(beta, dtype=float)
     if not (u.dtype == np.float64 and u.flags.c_contiguous):
         u = np.ascontiguousarray(u, dtype=float)
-    nb, nu = np.empty(p), np.empty((m, q))
-    status, _, pwrss = module.gauss_newton_step(
-        z, x, lin.w, _EMPTY if s is None else s, s is not None, problem._groups64,
+    nb, nu = np.empty(shape_beta), np.empty(shape_u)
+    status, _, pwrss = kernel(
+        lin.z, lin.x, lin.w, _EMPTY if s is None else s, s is not None, groups,
         lam if lam.flags.c_contiguous else np.ascontiguousarray(lam, dtype=float), ztz, ztm,
         ztz_last, ztm_last, mtm, _NO_PAIRS, _NO_PAIRS, reduced, rx, _EMPTY, low, sol_beta,
         sol_u, beta, u, dbeta, du, nb, nu, sizes,

@@ -950,7 +950,8 @@ _EMPTY = np.empty(0)
 
 def _parameters(beta, theta, delta) -> np.ndarray:
     """The alternation's parameters whose changes decide convergence."""
-    return np.concatenate([beta, theta, [] if delta is None else delta])
+    # (a tuple of arrays: without the conversion of an empty list)
+    return np.concatenate((beta, theta) if delta is None else (beta, theta, delta))
 
 
 def _check_finite(lin) -> None:
