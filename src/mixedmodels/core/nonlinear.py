@@ -35,7 +35,7 @@ from scipy.linalg.lapack import dpotrf, dpotrs
 
 from mixedmodels.core.variance_functions import FITTED, VarianceFunction
 from mixedmodels.linalg.optional_kernels import OptionalKernels
-from mixedmodels.linalg.row_program import RowModel
+from mixedmodels.linalg.row_program import RowModel, run_stages
 
 #: Largest ``rows x groups`` for which the group indicator is a dense matrix.
 DENSE_INDICATOR = 1_000_000
@@ -81,10 +81,13 @@ class RelativeFactorLayout:
 
     def theta_lower(self) -> np.ndarray:
         """Lower bounds of theta: 0 on the diagonal of the relative factor."""
-        q = self.q
-        if self.diagonal:
-            return np.zeros(q)
-        return np.array([0.0 if i == j else -np.inf for j in range(q) for i in range(j, q)])
+        key = (self.q, self.diagonal)
+        found = _LOWER.get(key)
+        if found is None:
+            q = self.q
+            found = _LOWER[key] = (np.zeros(q) if self.diagonal else np.array(
+                [0.0 if i == j else -np.inf for j in range(q) for i in range(j, q)]))
+        return found.copy()  # (the callers' own array)
 
     def lambda_of(self, theta: np.ndarray) -> np.ndarray:
         """Relative covariance factor (lower triangular, lme4's column-wise theta)."""
@@ -103,6 +106,7 @@ class RelativeFactorLayout:
 
 
 _POSITIONS: dict[tuple[int, bool], np.ndarray] = {}
+_LOWER: dict[tuple[int, bool], np.ndarray] = {}
 
 
 def _theta_positions(q: int, diagonal: bool) -> np.ndarray:
@@ -305,10 +309,10 @@ class NonlinearProblem(RelativeFactorLayout):
                                self._groups64, self._random_index64)
         if stages:
             if quiet:
-                _run_stages(stages, execute, kernel_ops, regs)
+                run_stages(stages, execute, kernel_ops, regs)
             else:
                 with np.errstate(all="ignore"):  # (as the numpy model's call)
-                    _run_stages(stages, execute, kernel_ops, regs)
+                    run_stages(stages, execute, kernel_ops, regs)
         f, w, zb = np.empty(n), np.empty(n), np.empty(n)
         x, z = np.empty((n, p)), np.empty((n, q))
         module.linearize_finish(regs, last, outputs, b, self._groups64, self._fixed_c,
@@ -322,19 +326,6 @@ class NonlinearProblem(RelativeFactorLayout):
         if self.values is not None:
             return self.values(phi)
         return self.model(phi)[0]
-
-
-def _run_stages(stages: tuple, execute: Callable, kernel_ops: tuple, regs: np.ndarray
-                ) -> None:
-    """:meth:`~mixedmodels.linalg.row_program.RowProgram.middle` with the stages bound to
-    ``regs`` (:meth:`~mixedmodels.linalg.row_program.RowProgram.bind`): the same calls on
-    the same registers."""
-    last = len(stages) - 1
-    for s, stage in enumerate(stages):
-        for fn, operands, out in stage:
-            fn(*operands, out=out)
-        if s < last:
-            execute(kernel_ops[s + 1], regs)
 
 
 @dataclass

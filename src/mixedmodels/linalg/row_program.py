@@ -126,6 +126,17 @@ class RowProgram:
         )
 
 
+def run_stages(stages: tuple, execute: Callable, kernel_ops: tuple, regs: np.ndarray) -> None:
+    """:meth:`RowProgram.middle` with the stages bound to ``regs``
+    (:meth:`RowProgram.bind`): the same calls on the same registers."""
+    last = len(stages) - 1
+    for s, stage in enumerate(stages):
+        for fn, operands, out in stage:
+            fn(*operands, out=out)
+        if s < last:
+            execute(kernel_ops[s + 1], regs)
+
+
 def bind_stages(stages: tuple, init: Sequence, known: Sequence[bool]) -> tuple:
     """:func:`schedule`'s ufunc stages (``(out, fn, operand registers)``) as
     :class:`UfuncOp` with the folded constants among their operands."""
@@ -215,6 +226,10 @@ class RowModel:
         self.program = program
         self.gradient = gradient
         self._numpy_call = numpy_call
+        # the registers, kept across calls (the program writes every register it reads
+        # before reading it, except the constants, which it never writes), and the ufunc
+        # stages bound to them: set at the first compiled call
+        self._work: tuple | None = None
 
     def __call__(self, phi: np.ndarray):
         module = row_program_kernels()
@@ -222,11 +237,16 @@ class RowModel:
             return self._numpy_call(phi)
         prog = self.program
         n = phi.shape[0]
-        regs = prog.init.copy()
+        work = self._work
+        if work is None:
+            regs = prog.init.copy()
+            work = self._work = (regs, prog.bind(regs))
+        regs, stages = work
         module.start_rows(regs, prog.input_registers, prog.input_columns,
                           np.ascontiguousarray(phi, dtype=float), prog.first_ops)
-        with np.errstate(all="ignore"):
-            prog.middle(module, regs)
+        if stages:
+            with np.errstate(all="ignore"):
+                run_stages(stages, module.execute, prog.kernel_ops, regs)
         f = np.empty(n)
         g = np.empty((n, prog.outputs.size - 1))
         module.finish_rows(regs, prog.last_ops, prog.outputs, f, g)
