@@ -454,12 +454,47 @@ PNLS_MAX = 7
 PNLS_EXTEND = 1e-2
 
 
-def _lin_objective(problem, lin, u, s) -> float:
+def _lin_objective(problem, lin, u, s, rss: float | None = None) -> float:
     """The penalized objective ``||s (y - f)||^2 + ||u||^2`` at the linearization ``lin``
-    (``s`` None: weights 1; ``s * r`` is then ``r``, to the bit)."""
-    r = problem.y - lin.f if s is None else s * (problem.y - lin.f)
-    value = float(r @ r) + float(_sum(u * u, axis=None))
+    (``s`` None: weights 1; ``s * r`` is then ``r``, to the bit); ``rss``: its first term
+    (:func:`_weighted_rss`), when the caller has it."""
+    if rss is None:
+        rss = _weighted_rss(problem, lin, s)
+    value = rss + float(_sum(u * u, axis=None))
     return value if math.isfinite(value) else np.inf
+
+
+def _weighted_rss(problem, lin, s) -> float:
+    """``||s (y - f)||^2`` at the linearization ``lin`` (``s`` None: weights 1)."""
+    r = problem.y - lin.f if s is None else s * (problem.y - lin.f)
+    return float(r @ r)
+
+
+#: The relative margin by which :func:`_start_is_better` asks the start to beat the
+#: current estimates (the rounding it must cover is ~1e-14).
+START_MARGIN = 1e-10
+
+
+def _start_is_better(problem, start_obj: float, rss: float, b: np.ndarray, lam: np.ndarray
+                     ) -> bool:
+    """Whether ``start_obj <= _lin_objective(..., _u_of(b, lam), ..., rss)`` holds for sure,
+    without LAPACK's least squares: with a diagonal relative factor ``_u_of`` is ``b /
+    diag(Lambda)`` to a few units in the last place (dgelsd on a diagonal matrix: scalings
+    and reciprocals), so ``||u||^2`` by ``b * (1 / d)`` is within 1e-13 (relative) of its
+    value, and a start below the objective with ``||u||^2`` lowered by
+    :data:`START_MARGIN` is below the objective itself (the rounding of ``rss + x`` is
+    monotone in ``x``).  False (undecided: the caller computes the objective) otherwise,
+    and where a diagonal entry is outside ``[1e-8 max, 1e150]`` (lstsq's rank cut, 1e-15
+    relative, and its scalings)."""
+    if not (problem.diagonal and lam.shape[0] > 1 and math.isfinite(start_obj)):
+        return False
+    d = lam.diagonal()
+    low, high = float(_min(d)), float(_max(d))
+    if not (low > 1e-8 * high and 1e-150 < low and high < 1e150):
+        return False
+    u = b * (1.0 / d)
+    uu = float(_sum(u * u, axis=None))
+    return math.isfinite(uu) and start_obj <= rss + uu * (1.0 - START_MARGIN)
 
 
 def pnls_step_size(
@@ -472,6 +507,7 @@ def pnls_step_size(
 
 
 _max = np.maximum.reduce
+_min = np.minimum.reduce
 _sum = np.add.reduce
 
 
@@ -907,14 +943,15 @@ def _fit_lindstrom_bates(
         # tests/reference/nlmecheck from k = 1 went to k = -8.85, where exp(-k t) ~ 1e46
         # overflowed the cross-products); PNLS then starts where it is
         # (the start's linearization and objective serve PNLS's first step)
-        u_here = _u_of(b, lam)
         start_lin = problem.linearize(beta_start, u_start @ lam.T, True)
         start_obj = _lin_objective(problem, start_lin, u_start, s)
         # (the model's values at the current estimates are the last PNLS step's, or in
         # the first alternation the LME step's linearization's)
-        here = _lin_objective(problem, lin if last_lin is None else last_lin, u_here, s)
-        if not start_obj <= here:
-            beta_start, u_start, start_lin, start_obj = beta, u_here, None, None
+        rss = _weighted_rss(problem, lin if last_lin is None else last_lin, s)
+        if not _start_is_better(problem, start_obj, rss, b, lam):
+            u_here = _u_of(b, lam)
+            if not start_obj <= _lin_objective(problem, None, u_here, s, rss):
+                beta_start, u_start, start_lin, start_obj = beta, u_here, None, None
         # far from the fixed point the covariance still moves: a few Gauss-Newton steps
         # per alternation do (nlme allows 7 with a loose tolerance); near it, to the end
         cap = PNLS_EARLY if change > 1e-3 else 50
