@@ -285,7 +285,7 @@ class NonlinearProblem(RelativeFactorLayout):
             prog = self._program
             regs = prog.init.copy()
             work = self._work = (
-                regs, prog.bind(regs), module.row_program_kernels.execute, prog.kernel_ops,
+                regs, prog.bind(regs, module.row_program_kernels.execute),
                 prog.input_registers, prog.input_columns, prog.first_ops, prog.last_ops,
                 prog.outputs,
             )
@@ -295,8 +295,7 @@ class NonlinearProblem(RelativeFactorLayout):
                           quiet: bool = False) -> Linearization:
         """:meth:`linearize` by the kernels around the program's ufunc stages (the same
         operations as the numpy code, in the same order: the same bits)."""
-        regs, stages, execute, kernel_ops, inputs, columns, first, last, outputs = (
-            self._linearize_work(module))
+        regs, calls, inputs, columns, first, last, outputs = self._linearize_work(module)
         n, p, q = self.y.size, self.column_parameter.size, self._random_index.size
         if not (beta.dtype == np.float64 and beta.flags.c_contiguous):
             beta = np.ascontiguousarray(beta, dtype=float)
@@ -307,12 +306,12 @@ class NonlinearProblem(RelativeFactorLayout):
             self.fixed_columns @ (beta[:, None] * self.selector))
         module.linearize_start(regs, inputs, columns, first, beta, fixed_part, b,
                                self._groups64, self._random_index64)
-        if stages:
+        if calls:
             if quiet:
-                run_stages(stages, execute, kernel_ops, regs)
+                run_stages(calls)
             else:
                 with np.errstate(all="ignore"):  # (as the numpy model's call)
-                    run_stages(stages, execute, kernel_ops, regs)
+                    run_stages(calls)
         f, w, zb = np.empty(n), np.empty(n), np.empty(n)
         x, z = np.empty((n, p)), np.empty((n, q))
         module.linearize_finish(regs, last, outputs, b, self._groups64, self._fixed_c,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import ModuleType
 
 import numpy as np
@@ -115,26 +116,28 @@ class RowProgram:
             if s + 1 < len(stages):
                 module.execute(self.kernel_ops[s + 1], regs)
 
-    def bind(self, regs: np.ndarray) -> tuple:
-        """The ufunc stages bound to the registers ``regs`` (kept across calls): per stage
-        the calls ``(fn, operands, out)`` with each register operand and the output as its
-        row of ``regs`` (``fn(*operands, out=out)`` is then :meth:`middle`'s call)."""
-        return tuple(
-            tuple((op.fn, tuple(regs[a] if isinstance(a, int) else a for a in op.operands),
-                   regs[op.out]) for op in stage)
-            for stage in self.ufunc_ops
-        )
+    def bind(self, regs: np.ndarray, execute: Callable) -> tuple:
+        """:meth:`middle` bound to the registers ``regs`` (kept across calls): its calls in
+        order, each without arguments (``functools.partial``): a ufunc with its register
+        operands and output as rows of ``regs`` (``fn(*operands, out=out)``, the same call
+        as :meth:`middle`'s), then the compiled run ``execute(ops, regs)`` between two
+        stages (``execute``: the kernels' :func:`execute`)."""
+        calls: list = []
+        stages = self.ufunc_ops
+        for s, stage in enumerate(stages):
+            for op in stage:
+                operands = tuple(regs[a] if isinstance(a, int) else a for a in op.operands)
+                calls.append(partial(op.fn, *operands, out=regs[op.out]))
+            if s + 1 < len(stages):
+                calls.append(partial(execute, self.kernel_ops[s + 1], regs))
+        return tuple(calls)
 
 
-def run_stages(stages: tuple, execute: Callable, kernel_ops: tuple, regs: np.ndarray) -> None:
-    """:meth:`RowProgram.middle` with the stages bound to ``regs``
-    (:meth:`RowProgram.bind`): the same calls on the same registers."""
-    last = len(stages) - 1
-    for s, stage in enumerate(stages):
-        for fn, operands, out in stage:
-            fn(*operands, out=out)
-        if s < last:
-            execute(kernel_ops[s + 1], regs)
+def run_stages(calls: tuple) -> None:
+    """:meth:`RowProgram.middle` by its bound calls (:meth:`RowProgram.bind`): the same
+    calls on the same registers."""
+    for call in calls:
+        call()
 
 
 def bind_stages(stages: tuple, init: Sequence, known: Sequence[bool]) -> tuple:
@@ -240,13 +243,13 @@ class RowModel:
         work = self._work
         if work is None:
             regs = prog.init.copy()
-            work = self._work = (regs, prog.bind(regs))
-        regs, stages = work
+            work = self._work = (regs, prog.bind(regs, module.execute))
+        regs, calls = work
         module.start_rows(regs, prog.input_registers, prog.input_columns,
                           np.ascontiguousarray(phi, dtype=float), prog.first_ops)
-        if stages:
+        if calls:
             with np.errstate(all="ignore"):
-                run_stages(stages, module.execute, prog.kernel_ops, regs)
+                run_stages(calls)
         f = np.empty(n)
         g = np.empty((n, prog.outputs.size - 1))
         module.finish_rows(regs, prog.last_ops, prog.outputs, f, g)
