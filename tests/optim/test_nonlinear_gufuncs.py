@@ -98,8 +98,9 @@ def test_start_is_better_only_where_lstsq_agrees():
     """The PNLS start test without lstsq (``_start_is_better``): with a diagonal factor
     ``||u||^2`` by ``b * (1 / d)`` is within 1e-13 (relative) of ``_u_of``'s (lstsq's), so
     a start below the objective by more than the margin is below the objective with
-    lstsq's ``u`` (True), and one at or above it is left to the exact test (False); a
-    factor with a 0 or a tiny entry, or not diagonal, is always left to it."""
+    lstsq's ``u`` (True), and one at or above it is left to the exact test (False); an
+    entry 0 is lstsq's rank cut (``u`` 0 there); a factor with a tiny positive entry, or
+    not diagonal, is always left to the exact test."""
     from types import SimpleNamespace
 
     from mixedmodels.optim.nonlinear import START_MARGIN, _start_is_better, _sum
@@ -108,19 +109,25 @@ def test_start_is_better_only_where_lstsq_agrees():
     diagonal = SimpleNamespace(diagonal=True)
     for _ in range(2000):
         q = int(rng.integers(2, 5))
-        d = rng.uniform(0.01, 30.0, size=q) * 10.0 ** rng.integers(-3, 4, size=q)
+        d = rng.uniform(0.01, 30.0, size=q) * 10.0 ** rng.integers(-9, 4, size=q)
+        if rng.random() < 0.2:
+            d[int(rng.integers(0, q - 1))] = 0.0
         b = rng.standard_normal((int(rng.integers(1, 60)), q)) * 10.0 ** rng.integers(-4, 5)
         lam = np.diag(d)
         u = _u_of(b, lam)
         uu = float(_sum(u * u, axis=None))
-        approx = b * (1.0 / d)
-        assert abs(float(_sum(approx * approx, axis=None)) - uu) <= 1e-13 * uu
+        with np.errstate(divide="ignore"):
+            approx = np.where(d == 0, 0.0, b * (1.0 / d))
+        clear = all(v == 0 or v > 1e-14 * d.max() for v in d)  # (of lstsq's rank cut)
+        if clear:
+            assert abs(float(_sum(approx * approx, axis=None)) - uu) <= 1e-13 * uu
         rss = float(rng.uniform(0.0, 10.0) * uu * 10.0 ** rng.integers(-3, 4))
         here = rss + uu
         sure = _start_is_better(diagonal, here - 2 * START_MARGIN * uu, rss, b, lam)
-        assert sure == (d.min() > 1e-8 * d.max())  # (else lstsq may cut the rank)
+        assert sure == clear
         assert not _start_is_better(diagonal, here, rss, b, lam)
         assert not _start_is_better(SimpleNamespace(diagonal=False), 0.0, rss, b, lam)
     b = rng.standard_normal((5, 2))
-    for lam in (np.diag([0.0, 1.0]), np.diag([1e-9, 1.0]), np.diag([1.0, np.inf])):
+    for lam in (np.diag([0.0, 0.0]), np.diag([1e-15, 1.0]), np.diag([1.0, np.inf]),
+                np.diag([1e-160, 1e-155])):
         assert not _start_is_better(diagonal, -1.0, 1.0, b, lam)

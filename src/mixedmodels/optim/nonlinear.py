@@ -483,16 +483,21 @@ def _start_is_better(problem, start_obj: float, rss: float, b: np.ndarray, lam: 
     and reciprocals), so ``||u||^2`` by ``b * (1 / d)`` is within 1e-13 (relative) of its
     value, and a start below the objective with ``||u||^2`` lowered by
     :data:`START_MARGIN` is below the objective itself (the rounding of ``rss + x`` is
-    monotone in ``x``).  False (undecided: the caller computes the objective) otherwise,
-    and where a diagonal entry is outside ``[1e-8 max, 1e150]`` (lstsq's rank cut, 1e-15
-    relative, and its scalings)."""
+    monotone in ``x``).  A diagonal entry 0 (a relative sd on its bound) is lstsq's rank
+    cut: its ``u`` is 0.  False (undecided: the caller computes the objective) otherwise,
+    and where a diagonal entry is positive but within 1e-14 of the largest (near lstsq's
+    rank cut, ``q`` eps relative) or below 1e-150, or the largest is not below 1e150
+    (LAPACK's scalings)."""
     if not (problem.diagonal and lam.shape[0] > 1 and math.isfinite(start_obj)):
         return False
-    d = lam.diagonal()
-    low, high = float(_min(d)), float(_max(d))
-    if not (low > 1e-8 * high and 1e-150 < low and high < 1e150):
+    d = lam.diagonal().tolist()
+    high = max(d)
+    if not 0.0 < high < 1e150:
         return False
-    u = b * (1.0 / d)
+    floor = max(1e-14 * high, 1e-150)
+    if not all(v == 0.0 or v > floor for v in d):
+        return False
+    u = b * np.array([0.0 if v == 0.0 else 1.0 / v for v in d])
     uu = float(_sum(u * u, axis=None))
     return math.isfinite(uu) and start_obj <= rss + uu * (1.0 - START_MARGIN)
 
@@ -507,7 +512,6 @@ def pnls_step_size(
 
 
 _max = np.maximum.reduce
-_min = np.minimum.reduce
 _sum = np.add.reduce
 
 
