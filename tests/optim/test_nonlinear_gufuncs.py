@@ -99,8 +99,8 @@ def test_start_is_better_only_where_lstsq_agrees():
     ``||u||^2`` by ``b * (1 / d)`` is within 1e-13 (relative) of ``_u_of``'s (lstsq's), so
     a start below the objective by more than the margin is below the objective with
     lstsq's ``u`` (True), and one at or above it is left to the exact test (False); an
-    entry 0 is lstsq's rank cut (``u`` 0 there); a factor with a tiny positive entry, or
-    not diagonal, is always left to the exact test."""
+    entry 0 is lstsq's rank cut (``u`` 0 there); a factor with a tiny positive entry is
+    always left to the exact test."""
     from types import SimpleNamespace
 
     from mixedmodels.optim.nonlinear import START_MARGIN, _start_is_better, _sum
@@ -126,8 +126,43 @@ def test_start_is_better_only_where_lstsq_agrees():
         sure = _start_is_better(diagonal, here - 2 * START_MARGIN * uu, rss, b, lam)
         assert sure == clear
         assert not _start_is_better(diagonal, here, rss, b, lam)
-        assert not _start_is_better(SimpleNamespace(diagonal=False), 0.0, rss, b, lam)
+        if q > 2:  # (a general factor of more than two effects: left to the exact test)
+            assert not _start_is_better(SimpleNamespace(diagonal=False), 0.0, rss, b, lam)
     b = rng.standard_normal((5, 2))
     for lam in (np.diag([0.0, 0.0]), np.diag([1e-15, 1.0]), np.diag([1.0, np.inf]),
                 np.diag([1e-160, 1e-155])):
         assert not _start_is_better(diagonal, -1.0, 1.0, b, lam)
+
+
+def test_start_is_better_with_a_general_factor_only_where_lstsq_agrees():
+    """``_start_is_better`` with a general 2 x 2 factor (forward substitution, margin
+    ``1e-10 + 1e3 cond eps``) on factors with condition numbers up to 1e7: a start below
+    lstsq's objective by 2 margins is decided (True), one at it is not; within 1e8 of
+    singular, a 0 on the diagonal, or 3 x 3: left to the exact test."""
+    from types import SimpleNamespace
+
+    from mixedmodels.optim.nonlinear import START_MARGIN, _start_is_better, _sum
+
+    rng = np.random.default_rng(13)
+    general = SimpleNamespace(diagonal=False)
+    decided = 0
+    for _ in range(2000):
+        a, d = rng.uniform(0.01, 30.0, size=2) * 10.0 ** rng.integers(-3, 4, size=2)
+        c = float(rng.normal() * 10.0 ** rng.integers(-3, 4))
+        lam = np.array([[a, 0.0], [c, d]])
+        cond = float(np.linalg.cond(lam))
+        b = rng.standard_normal((int(rng.integers(1, 60)), 2)) * 10.0 ** rng.integers(-4, 5)
+        u = _u_of(b, lam)
+        uu = float(_sum(u * u, axis=None))
+        rss = float(rng.uniform(0.0, 10.0) * uu)
+        here = rss + uu
+        margin = START_MARGIN + 1e3 * cond * np.finfo(float).eps
+        sure = _start_is_better(general, here - 2.01 * margin * uu, rss, b, lam)
+        assert sure == (cond < 0.99e8) or cond > 0.9e8
+        decided += sure
+        assert not _start_is_better(general, here, rss, b, lam)
+    assert decided > 1000
+    b = rng.standard_normal((5, 2))
+    for lam in (np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[1.0, 0.0], [1e5, 1e-5]])):
+        assert not _start_is_better(general, -1.0, 1.0, b, lam)
+    assert not _start_is_better(general, -1.0, 1.0, rng.standard_normal((5, 3)), np.eye(3))

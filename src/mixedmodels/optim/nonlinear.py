@@ -488,8 +488,10 @@ def _start_is_better(problem, start_obj: float, rss: float, b: np.ndarray, lam: 
     and where a diagonal entry is positive but within 1e-14 of the largest (near lstsq's
     rank cut, ``q`` eps relative) or below 1e-150, or the largest is not below 1e150
     (LAPACK's scalings)."""
-    if not (problem.diagonal and lam.shape[0] > 1 and math.isfinite(start_obj)):
+    if not (lam.shape[0] > 1 and math.isfinite(start_obj)):
         return False
+    if not problem.diagonal:
+        return _start_is_better_general(start_obj, rss, b, lam)
     d = lam.diagonal().tolist()
     high = max(d)
     if not 0.0 < high < 1e150:
@@ -875,6 +877,36 @@ def _residual_size(x: np.ndarray, g: np.ndarray) -> float:
         if value > size:
             size = value
     return size
+
+
+def _start_is_better_general(start_obj: float, rss: float, b: np.ndarray, lam: np.ndarray
+                             ) -> bool:
+    """:func:`_start_is_better` with a general 2 x 2 factor ``[[a, 0], [c, d]]``
+    (``a, d > 0``): ``u`` by forward substitution, whose error, like lstsq's, is within
+    a few ``cond(Lambda) eps`` of ``u`` (relative, group by group), so ``||u||^2`` is
+    within ``1e3 cond eps`` of lstsq's (``cond`` in closed form: ``sigma_max^2 =
+    (s + sqrt(s^2 - 4 a^2 d^2)) / 2``, ``s = a^2 + c^2 + d^2``, ``sigma_max sigma_min =
+    a d``); undecided (False) for a larger ``q``, an entry on its bound, or ``cond``
+    above 1e8."""
+    if lam.shape != (2, 2):
+        return False
+    (a, _), (c, d) = lam.tolist()
+    if not (0.0 < a < 1e150 and 0.0 < d < 1e150 and abs(c) < 1e150):
+        return False
+    s = a * a + c * c + d * d
+    det = a * d
+    top = (s + math.sqrt(max(s * s - 4.0 * det * det, 0.0))) / 2.0
+    cond = top / det
+    if not cond < 1e8:
+        return False
+    u0 = b[:, 0] / a
+    u1 = (b[:, 1] - c * u0) / d
+    uu = float(u0 @ u0) + float(u1 @ u1)
+    margin = START_MARGIN + 1e3 * cond * _EPS
+    return math.isfinite(uu) and start_obj <= rss + uu * (1.0 - margin)
+
+
+_EPS = float(np.finfo(float).eps)
 
 
 def _fit_lindstrom_bates(
