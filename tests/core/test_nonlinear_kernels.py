@@ -211,7 +211,9 @@ def test_linearization_by_kernel_equals_numpy(monkeypatch, name):
     monkeypatch.setattr(cn, "USE_KERNELS", True)
     monkeypatch.setattr(row_program, "USE_KERNELS", True)
     got = problem.linearize(beta, b)
-    for a, w in [(got.f, want.f), (got.x, want.x), (got.z, want.z), (got.w, want.w)]:
+    assert got.r is not None and want.r is not None
+    for a, w in [(got.f, want.f), (got.x, want.x), (got.z, want.z), (got.w, want.w),
+                 (got.r, want.r), (got.r, problem.y - want.f)]:
         assert a.shape == w.shape
         assert a.tobytes() == w.tobytes()
 

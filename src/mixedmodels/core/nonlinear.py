@@ -272,7 +272,8 @@ class NonlinearProblem(RelativeFactorLayout):
         x = g if self._intercepts else g[:, self.column_parameter] * self.fixed_columns
         z = g[:, self._random_index]
         zb = (z * bg).sum(axis=1)
-        return Linearization(f=f, x=x, z=z, w=self.y - f + x @ beta + zb)
+        r = self.y - f
+        return Linearization(f=f, x=x, z=z, w=r + x @ beta + zb, r=r)
 
     def _linearize_work(self, module: ModuleType) -> tuple:
         """The registers of the compiled linearization, kept for the problem's life (the
@@ -312,12 +313,12 @@ class NonlinearProblem(RelativeFactorLayout):
             else:
                 with np.errstate(all="ignore"):  # (as the numpy model's call)
                     run_stages(calls)
-        f, w, zb = np.empty(n), np.empty(n), np.empty(n)
+        f, w, zb, r = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
         x, z = np.empty((n, p)), np.empty((n, q))
         module.linearize_finish(regs, last, outputs, b, self._groups64, self._fixed_c,
                                 self._column_parameter64, self._random_index64, f, x, z, zb)
-        module.working_response(self._y_kernel, f, x @ beta, zb, w)
-        return Linearization(f=f, x=x, z=z, w=w)
+        module.working_response(self._y_kernel, f, x @ beta, zb, w, r)
+        return Linearization(f=f, x=x, z=z, w=w, r=r)
 
     def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The model's values at ``(beta, b)`` (by ``values`` when given: no gradient)."""
@@ -329,12 +330,15 @@ class NonlinearProblem(RelativeFactorLayout):
 
 @dataclass
 class Linearization:
-    """``f``, ``X = df/dbeta``, ``Z = df/db`` and the working response at a point."""
+    """``f``, ``X = df/dbeta``, ``Z = df/db`` and the working response at a point; ``r``
+    the residual ``y - f`` where the linearization computed it (the working response's
+    first term: the same values)."""
 
     f: np.ndarray
     x: np.ndarray
     z: np.ndarray
     w: np.ndarray
+    r: np.ndarray | None = None
 
 
 class RowVariance:

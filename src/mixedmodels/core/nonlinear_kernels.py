@@ -331,10 +331,13 @@ def linearize_finish(regs, ops, outputs, b, groups, fixed_columns, column_parame
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
-def working_response(y, f, xb, zb, w):  # pragma: no cover - compiled
-    """``w = y - f + X beta + Z b`` (in that order, as numpy's expression)."""
+def working_response(y, f, xb, zb, w, r):  # pragma: no cover - compiled
+    """``w = y - f + X beta + Z b`` (in that order, as numpy's expression) and the residual
+    ``r = y - f`` (its first term)."""
     for j in range(y.size):
-        w[j] = y[j] - f[j] + xb[j] + zb[j]
+        rj = y[j] - f[j]
+        r[j] = rj
+        w[j] = rj + xb[j] + zb[j]
 
 
 @njit(cache=True, boundscheck=False, nogil=True)

@@ -465,8 +465,11 @@ def _lin_objective(problem, lin, u, s, rss: float | None = None) -> float:
 
 
 def _weighted_rss(problem, lin, s) -> float:
-    """``||s (y - f)||^2`` at the linearization ``lin`` (``s`` None: weights 1)."""
-    r = problem.y - lin.f if s is None else s * (problem.y - lin.f)
+    """``||s (y - f)||^2`` at the linearization ``lin`` (``s`` None: weights 1; ``y - f``
+    the linearization's own where it has it)."""
+    r = problem.y - lin.f if lin.r is None else lin.r
+    if s is not None:
+        r = s * r
     return float(r @ r)
 
 
