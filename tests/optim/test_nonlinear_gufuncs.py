@@ -166,3 +166,27 @@ def test_start_is_better_with_a_general_factor_only_where_lstsq_agrees():
     for lam in (np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[1.0, 0.0], [1e5, 1e-5]])):
         assert not _start_is_better(general, -1.0, 1.0, b, lam)
     assert not _start_is_better(general, -1.0, 1.0, rng.standard_normal((5, 3)), np.eye(3))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_check_finite_names_the_rows_by_either_path(monkeypatch, compiled):
+    """``_check_finite`` (one compiled pass, or numpy's sums) passes finite values (also
+    where their sum overflows) and raises the package's error naming the array, the
+    number of rows and the first row for a NaN or inf in the values or either gradient."""
+    from mixedmodels.core import nonlinear as cn
+    from mixedmodels.errors import ConvergenceError
+    from mixedmodels.optim.nonlinear import _check_finite
+
+    monkeypatch.setattr(cn, "USE_KERNELS", compiled)
+    rng = np.random.default_rng(14)
+    f, x, z = rng.normal(size=9), rng.normal(size=(9, 3)), rng.normal(size=(9, 2))
+    _check_finite(cn.Linearization(f, x, z, f))
+    huge = np.full(9, 1e308)
+    with np.errstate(all="ignore"):  # (as the fits call it: numpy's sum overflows)
+        _check_finite(cn.Linearization(huge, x, z, f))
+    for what, field, row, bad in (("values", 0, 4, np.nan), ("gradient", 1, 2, np.inf),
+                                  ("gradient", 2, 7, -np.inf)):
+        arrays = [f.copy(), x.copy(), z.copy()]
+        arrays[field][row] = bad
+        with pytest.raises(ConvergenceError, match=f"{what} are not finite .* 1 row.*row {row}"):
+            _check_finite(cn.Linearization(*arrays, f))

@@ -407,6 +407,16 @@ def gauss_newton_step(z, x, w, s, weighted, groups, lam, ztz, ztm, ztz_last, ztm
     return status, logdet_l, pwrss
 
 
+@njit(cache=True, boundscheck=False, nogil=True)
+def all_finite(f, x, z):  # pragma: no cover - compiled
+    """Whether every entry of the three (flat) arrays is finite."""
+    for a in (f, x, z):
+        for j in range(a.size):
+            if not math.isfinite(a[j]):
+                return False
+    return True
+
+
 @njit(cache=True, inline="always")
 def max_nan(a, b):  # pragma: no cover - compiled
     """numpy's maximum: NaN when either is NaN."""

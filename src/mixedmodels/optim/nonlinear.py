@@ -1033,9 +1033,13 @@ def _parameters(beta, theta, delta) -> np.ndarray:
 def _check_finite(lin) -> None:
     """Nothing non-finite reaches the optimizer: a model or gradient that is not finite at
     the current estimates is an error naming how many rows."""
+    module = pls_kernels()
+    if module is not None:  # (one compiled pass: 2.9 -> 1 us)
+        if module.all_finite(lin.f.reshape(-1), lin.x.reshape(-1), lin.z.reshape(-1)):
+            return
     # (a finite sum: every entry finite; only then is each array searched for the rows)
-    if math.isfinite(float(_sum(lin.f, axis=None)) + float(_sum(lin.x, axis=None))
-                     + float(_sum(lin.z, axis=None))):
+    elif math.isfinite(float(_sum(lin.f, axis=None)) + float(_sum(lin.x, axis=None))
+                       + float(_sum(lin.z, axis=None))):
         return
     raise_non_finite_rows((("values", lin.f), ("gradient", lin.x), ("gradient", lin.z)),
                           len(lin.f))
