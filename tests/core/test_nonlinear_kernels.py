@@ -366,3 +366,20 @@ def test_step_size_by_kernel_equals_numpy(monkeypatch):
     monkeypatch.setattr(cn, "USE_KERNELS", False)
     want = [cn.step_size(*c) for c in cases]
     assert np.array(got).tobytes() == np.array(want).tobytes()
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize(("q", "diagonal"), [(1, True), (2, False), (3, True)])
+def test_pls_point_is_pls(monkeypatch, compiled, q, diagonal):
+    """``pls_point`` (the PNLS start: ``beta`` and ``u`` alone) is ``pls``'s ``beta`` and
+    ``u`` to the bit by either path (the same kernel call, or ``pls_numpy`` itself)."""
+    if compiled and importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(cn, "USE_KERNELS", compiled)
+    rng = np.random.default_rng(21)
+    g = _gram(rng, 7, q, 3, 42)
+    lam = _lambda(rng, q, diagonal)
+    beta, u = cn.pls_point(g, lam)
+    sol = pls(g, lam)
+    assert beta.tobytes() == sol.beta.tobytes()
+    assert u.tobytes() == sol.u.tobytes()

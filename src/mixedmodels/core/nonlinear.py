@@ -858,6 +858,27 @@ def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
     return pls_numpy(g, lam, modes)
 
 
+def pls_point(g: Gram, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pls`'s ``beta`` and ``u`` alone (the alternation's PNLS start): the same
+    kernel call without the solution object, its copy of the reduced system and the
+    gradient's arrays (the same values)."""
+    module = pls_kernels()
+    if module is None:
+        sol = pls_numpy(g, lam)
+        return sol.beta, sol.u
+    ztz, ztm = g.by_group()
+    m, q, k = ztm.shape
+    beta, u = np.empty(k - 1), np.empty((m, q))
+    status, _, _ = module.pls_groups(
+        ztz, ztm, g.mtm, lam if lam.flags.c_contiguous else np.ascontiguousarray(lam),
+        True, False, _NO_PAIRS, _NO_PAIRS, 0, beta, u, np.empty((k, k)),
+        np.empty((k - 1, k - 1)), _EMPTY, np.empty((m, q, q)),
+    )
+    if status:
+        raise np.linalg.LinAlgError("not positive definite")
+    return beta, u
+
+
 def pls_numpy(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
     """``min ||w - X beta - Z Lambda u||^2 + ||u||^2``.
 

@@ -56,6 +56,7 @@ from mixedmodels.core.nonlinear import (
     ml_deviance_gradient_weighted,
     pls,
     pls_kernels,
+    pls_point,
     reml_deviance_gradient_weighted,
     step_size,
     theta_pairs,
@@ -975,8 +976,7 @@ def _fit_lindstrom_bates(
         # with weights 1)
         g = kept.pop("gram", None) if s is None else None
         # start PNLS at the LME step's solution of the linearized model
-        sol = pls(gram(problem, lin, s) if g is None else g, lam)
-        beta_start, u_start = sol.beta, sol.u
+        beta_start, u_start = pls_point(gram(problem, lin, s) if g is None else g, lam)
         # ... unless the current estimates are the better start: the linearized model's
         # solution can jump far (a variance near 0: the expression model of
         # tests/reference/nlmecheck from k = 1 went to k = -8.85, where exp(-k t) ~ 1e46
