@@ -279,16 +279,20 @@ class NonlinearProblem(RelativeFactorLayout):
         """The registers of the compiled linearization, kept for the problem's life (the
         program writes every register it reads before reading it, except the constants,
         which it never writes: each register is one node of the expression), the ufunc
-        stages bound to them and the rest of :meth:`_kernel_linearize`'s fixed
-        arguments."""
+        stages bound to them, the kernels, the rest of :meth:`_kernel_linearize`'s fixed
+        arguments and its work array ``Z b`` (read in the call that writes it)."""
         work = self._work
         if work is None:
             prog = self._program
             regs = prog.init.copy()
+            n = self.y.size
             work = self._work = (
                 regs, prog.bind(regs, module.row_program_kernels.execute),
                 prog.input_registers, prog.input_columns, prog.first_ops, prog.last_ops,
-                prog.outputs,
+                prog.outputs, module.linearize_start, module.linearize_finish,
+                module.working_response, self._groups64, self._random_index64,
+                self._fixed_c, self._column_parameter64, self._y_kernel, n,
+                (n, self.column_parameter.size), (n, self._random_index.size), np.empty(n),
             )
         return work
 
@@ -296,8 +300,9 @@ class NonlinearProblem(RelativeFactorLayout):
                           quiet: bool = False) -> Linearization:
         """:meth:`linearize` by the kernels around the program's ufunc stages (the same
         operations as the numpy code, in the same order: the same bits)."""
-        regs, calls, inputs, columns, first, last, outputs = self._linearize_work(module)
-        n, p, q = self.y.size, self.column_parameter.size, self._random_index.size
+        (regs, calls, inputs, columns, first, last, outputs, start, finish, respond, groups,
+         random_index, fixed_c, column_parameter, y, n, shape_x, shape_z, zb) = (
+            self._work or self._linearize_work(module))
         if not (beta.dtype == np.float64 and beta.flags.c_contiguous):
             beta = np.ascontiguousarray(beta, dtype=float)
         if not (b.dtype == np.float64 and b.flags.c_contiguous):
@@ -305,19 +310,18 @@ class NonlinearProblem(RelativeFactorLayout):
         # phi's fixed part: beta itself, or numpy's product as in phi() (the same bits)
         fixed_part = _NO_ROWS if self._intercepts else (
             self.fixed_columns @ (beta[:, None] * self.selector))
-        module.linearize_start(regs, inputs, columns, first, beta, fixed_part, b,
-                               self._groups64, self._random_index64)
+        start(regs, inputs, columns, first, beta, fixed_part, b, groups, random_index)
         if calls:
             if quiet:
                 run_stages(calls)
             else:
                 with np.errstate(all="ignore"):  # (as the numpy model's call)
                     run_stages(calls)
-        f, w, zb, r = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-        x, z = np.empty((n, p)), np.empty((n, q))
-        module.linearize_finish(regs, last, outputs, b, self._groups64, self._fixed_c,
-                                self._column_parameter64, self._random_index64, f, x, z, zb)
-        module.working_response(self._y_kernel, f, x @ beta, zb, w, r)
+        f, w, r = np.empty(n), np.empty(n), np.empty(n)
+        x, z = np.empty(shape_x), np.empty(shape_z)
+        finish(regs, last, outputs, b, groups, fixed_c, column_parameter, random_index, f, x,
+               z, zb)
+        respond(y, f, x @ beta, zb, w, r)
         return Linearization(f=f, x=x, z=z, w=w, r=r)
 
     def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -429,15 +429,6 @@ def _moment_theta_scalar(g: Gram, m: int, p: int, dof: int) -> np.ndarray | None
     return np.array([np.sqrt(max(d, 1e-4 * max(d, 1e-8)))])
 
 
-def _objective(problem, beta, u, lam, s):
-    b = u @ lam.T
-    f = problem.fitted(beta, b)
-    r = s * (problem.y - f)
-    # (the same sums as float(r @ r + (u * u).sum()), without the wrappers)
-    value = float(r @ r) + float(_sum(u * u, axis=None))
-    return value if math.isfinite(value) else np.inf
-
-
 PNLS_EARLY = 3
 #: A full Gauss-Newton step whose predicted decrease of the penalized objective is below
 #: ``PNLS_PROMISE`` (relative) and which raises the objective by at most ``PNLS_FLAT``
