@@ -211,7 +211,9 @@ def test_linearization_by_kernel_equals_numpy(monkeypatch, name):
     monkeypatch.setattr(cn, "USE_KERNELS", True)
     monkeypatch.setattr(row_program, "USE_KERNELS", True)
     got = problem.linearize(beta, b)
-    for a, w in [(got.f, want.f), (got.x, want.x), (got.z, want.z), (got.w, want.w)]:
+    assert got.r is not None and want.r is not None
+    for a, w in [(got.f, want.f), (got.x, want.x), (got.z, want.z), (got.w, want.w),
+                 (got.r, want.r), (got.r, problem.y - want.f)]:
         assert a.shape == w.shape
         assert a.tobytes() == w.tobytes()
 
@@ -307,3 +309,77 @@ def test_basin_probe_modes_by_kernels_equal_numpy(monkeypatch, name):
     u2, _, _ = conditional_modes(problem, e.beta, lam, start, max_iter=6, weights=weights,
                                  near=u_fit, within=1e-3)
     assert np.max(np.abs(u2 - u_fit)) <= 1e-3
+
+
+@needs_numba
+@pytest.mark.parametrize("name", ["theoph", "co2_type_treatment", "soybean_variety_varpower"])
+def test_gauss_newton_step_in_one_call_equals_its_pieces(monkeypatch, name):
+    """``gauss_newton_step`` (one kernel call: the Gram, the penalized least squares, the
+    step, the full step's point and the step's sizes from both ends) against its pieces
+    called one by one (``gauss_newton_solution``, numpy's differences and sums, the
+    compiled ``step_size``): the same operations, so the same bits, at a point off the
+    fit's estimates (weights 1, and the variance function's weights); with the kernels
+    off, numpy's pieces agree to rounding (the Gram's sums in BLAS's order: 1e-9
+    relative on these cross-products, whose condition number reaches 1e5)."""
+    ref = reference()
+    data, kwargs = arguments(name, ref)
+    fit = mm.nlme(data=data, **kwargs)
+    problem, est = fit.problem, fit.estimate
+    rng = np.random.default_rng(5)
+    lam = problem.lambda_of(est.theta)
+    u = np.ascontiguousarray(np.linalg.lstsq(lam, est.b.T, rcond=None)[0].T)
+    u = u + rng.normal(scale=0.05, size=u.shape)
+    beta = est.beta * (1 + 1e-3 * rng.normal(size=est.beta.size))
+    lin = problem.linearize(beta, u @ lam.T)
+    for s in (None, est.weights):
+        sol_beta, sol_u, pwrss = cn.gauss_newton_solution(problem, lin, s, lam)
+        dbeta, du = sol_beta - beta, sol_u - u
+        nb, nu = beta + dbeta, u + du
+        want = (pwrss, dbeta, du, nb, nu, cn.step_size(dbeta, du, beta, u),
+                cn.step_size(dbeta, du, nb, nu))
+        got = cn.gauss_newton_step(problem, lin, s, lam, beta, u)
+        assert got[1].shape == dbeta.shape and got[2].shape == du.shape
+        for a, w in zip(got, want, strict=True):
+            assert np.asarray(a).tobytes() == np.asarray(w).tobytes()
+        assert want[5] > 1e-6  # (a step that moves)
+        monkeypatch.setattr(cn, "USE_KERNELS", False)
+        plain = cn.gauss_newton_step(problem, lin, s, lam, beta, u)
+        monkeypatch.setattr(cn, "USE_KERNELS", True)
+        for a, w in zip(plain, got, strict=True):
+            np.testing.assert_allclose(a, w, rtol=1e-9, atol=1e-12)
+
+
+@needs_numba
+def test_step_size_by_kernel_equals_numpy(monkeypatch):
+    """PNLS's step size compiled and by numpy: only divisions, absolute values and
+    maxima, so the same bits (NaN passed on by both)."""
+    rng = np.random.default_rng(6)
+    cases = []
+    for _ in range(50):
+        cases.append((rng.normal(size=3) * 10.0 ** rng.integers(-8, 3),
+                      rng.normal(size=(5, 2)) * 10.0 ** rng.integers(-9, 2),
+                      rng.normal(size=3) * 10.0 ** rng.integers(-7, 3),
+                      rng.normal(size=(5, 2)) * 10.0 ** rng.integers(-9, 2)))
+    cases.append((np.array([np.nan, 1.0]), np.zeros((2, 1)), np.ones(2), np.ones((2, 1))))
+    cases.append((np.ones(2), np.zeros((0, 1)), np.zeros(2), np.zeros((0, 1))))
+    got = [cn.step_size(*c) for c in cases]
+    monkeypatch.setattr(cn, "USE_KERNELS", False)
+    want = [cn.step_size(*c) for c in cases]
+    assert np.array(got).tobytes() == np.array(want).tobytes()
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize(("q", "diagonal"), [(1, True), (2, False), (3, True)])
+def test_pls_point_is_pls(monkeypatch, compiled, q, diagonal):
+    """``pls_point`` (the PNLS start: ``beta`` and ``u`` alone) is ``pls``'s ``beta`` and
+    ``u`` to the bit by either path (the same kernel call, or ``pls_numpy`` itself)."""
+    if compiled and importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(cn, "USE_KERNELS", compiled)
+    rng = np.random.default_rng(21)
+    g = _gram(rng, 7, q, 3, 42)
+    lam = _lambda(rng, q, diagonal)
+    beta, u = cn.pls_point(g, lam)
+    sol = pls(g, lam)
+    assert beta.tobytes() == sol.beta.tobytes()
+    assert u.tobytes() == sol.u.tobytes()

@@ -152,3 +152,43 @@ def test_settled_cold_step_at_a_boundary_estimate():
     quick, n_quick = onl._theta_step(problem, g, e.theta, False, None, settled=True)
     assert np.array_equal(full, e.theta) and np.array_equal(quick, e.theta)
     assert n_quick < n_full
+
+
+def _numpy_residual_size(x, g):
+    """The residual size as numpy computed it before (the reference of the floats')."""
+    with np.errstate(all="ignore"):
+        scale = 1.0 / np.maximum(np.abs(g), 1e-2)
+        return float(np.maximum.reduce(np.abs((g - x) * scale), initial=0.0))
+
+
+def _numpy_change(old, new, p):
+    floor = np.full(new.size, 1e-2)
+    floor[:p] = 1e-5
+    with np.errstate(all="ignore"):
+        return float(np.maximum.reduce(np.abs(old - new) / np.maximum(np.abs(new), floor),
+                                       initial=0.0))
+
+
+def test_sizes_by_python_floats_equal_numpy_to_the_bit():
+    """The alternation's change and the extrapolation's residual size by Python's floats
+    against numpy's expressions on random vectors across scales and around the floors:
+    the same IEEE operations, so the same bits; where an entry is not finite both give a
+    value outside every range the alternation tests (NaN, or inf for numpy's residual
+    size)."""
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        k = int(rng.integers(1, 8))
+        new = rng.normal(size=k) * 10.0 ** rng.integers(-7, 3, size=k)
+        new[rng.random(k) < 0.2] = 0.0
+        old = new * (1 + rng.normal(size=k) * 10.0 ** rng.integers(-12, 0, size=k))
+        p = int(rng.integers(0, k + 1))
+        assert onl.alternation_change(old, new, p) == _numpy_change(old, new, p)
+        assert onl._residual_size(old, new) == _numpy_residual_size(old, new)
+    for bad in (np.nan, np.inf, -np.inf):
+        old, new = np.array([1.0, 2.0]), np.array([1.0, bad])
+        for a, b in ((old, new), (new, old), (new, new)):
+            want, got = _numpy_change(a, b, 1), onl.alternation_change(a, b, 1)
+            assert got == want or (np.isnan(got) and np.isnan(want))
+            size = onl._residual_size(a, b)
+            assert np.isnan(size)
+            assert not 0 <= _numpy_residual_size(a, b) <= 1  # (NaN or inf)

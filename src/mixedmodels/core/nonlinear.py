@@ -35,7 +35,7 @@ from scipy.linalg.lapack import dpotrf, dpotrs
 
 from mixedmodels.core.variance_functions import FITTED, VarianceFunction
 from mixedmodels.linalg.optional_kernels import OptionalKernels
-from mixedmodels.linalg.row_program import RowModel
+from mixedmodels.linalg.row_program import RowModel, run_stages
 
 #: Largest ``rows x groups`` for which the group indicator is a dense matrix.
 DENSE_INDICATOR = 1_000_000
@@ -81,10 +81,13 @@ class RelativeFactorLayout:
 
     def theta_lower(self) -> np.ndarray:
         """Lower bounds of theta: 0 on the diagonal of the relative factor."""
-        q = self.q
-        if self.diagonal:
-            return np.zeros(q)
-        return np.array([0.0 if i == j else -np.inf for j in range(q) for i in range(j, q)])
+        key = (self.q, self.diagonal)
+        found = _LOWER.get(key)
+        if found is None:
+            q = self.q
+            found = _LOWER[key] = (np.zeros(q) if self.diagonal else np.array(
+                [0.0 if i == j else -np.inf for j in range(q) for i in range(j, q)]))
+        return found.copy()  # (the callers' own array)
 
     def lambda_of(self, theta: np.ndarray) -> np.ndarray:
         """Relative covariance factor (lower triangular, lme4's column-wise theta)."""
@@ -103,6 +106,7 @@ class RelativeFactorLayout:
 
 
 _POSITIONS: dict[tuple[int, bool], np.ndarray] = {}
+_LOWER: dict[tuple[int, bool], np.ndarray] = {}
 
 
 def _theta_positions(q: int, diagonal: bool) -> np.ndarray:
@@ -248,48 +252,77 @@ class NonlinearProblem(RelativeFactorLayout):
             phi[:, self._random_index] += b[self.groups] if _bg is None else _bg
         return phi
 
-    def linearize(self, beta: np.ndarray, b: np.ndarray) -> Linearization:
-        """The model's values and derivatives at ``(beta, b)``."""
+    #: The compiled linearization's work (:meth:`_linearize_work`: the registers and the
+    #: ufunc stages bound to them), set at its first call.
+    _work = None
+    #: :func:`gauss_newton_step`'s work arrays, set at its first call.
+    _step_work = None
+
+    def linearize(self, beta: np.ndarray, b: np.ndarray, quiet: bool = False
+                  ) -> Linearization:
+        """The model's values and derivatives at ``(beta, b)``.  ``quiet``: the caller
+        already ignores numpy's floating-point errors (``np.errstate(all="ignore")``, as
+        the fits do), so the model's elementary functions need not set that again."""
         if self._program is not None:
             module = pls_kernels()
             if module is not None:
-                return self._kernel_linearize(module, beta, b)
+                return self._kernel_linearize(module, beta, b, quiet)
         bg = b[self.groups]
         f, g = self.model(self.phi(beta, b, bg))
         x = g if self._intercepts else g[:, self.column_parameter] * self.fixed_columns
         z = g[:, self._random_index]
         zb = (z * bg).sum(axis=1)
-        return Linearization(f=f, x=x, z=z, w=self.y - f + x @ beta + zb)
+        r = self.y - f
+        return Linearization(f=f, x=x, z=z, w=r + x @ beta + zb, r=r)
 
-    def _kernel_linearize(self, module: ModuleType, beta: np.ndarray, b: np.ndarray
-                          ) -> Linearization:
+    def _linearize_work(self, module: ModuleType) -> tuple:
+        """The registers of the compiled linearization, kept for the problem's life (the
+        program writes every register it reads before reading it, except the constants,
+        which it never writes: each register is one node of the expression), the ufunc
+        stages bound to them, the kernels, the rest of :meth:`_kernel_linearize`'s fixed
+        arguments and its work array ``Z b`` (read in the call that writes it)."""
+        work = self._work
+        if work is None:
+            prog = self._program
+            regs = prog.init.copy()
+            n = self.y.size
+            work = self._work = (
+                regs, prog.bind(regs, module.row_program_kernels.execute),
+                prog.input_registers, prog.input_columns, prog.first_ops, prog.last_ops,
+                prog.outputs, module.linearize_start, module.linearize_finish,
+                module.working_response, self._groups64, self._random_index64,
+                self._fixed_c, self._column_parameter64, self._y_kernel, n,
+                (n, self.column_parameter.size), (n, self._random_index.size), np.empty(n),
+            )
+        return work
+
+    def _kernel_linearize(self, module: ModuleType, beta: np.ndarray, b: np.ndarray,
+                          quiet: bool = False) -> Linearization:
         """:meth:`linearize` by the kernels around the program's ufunc stages (the same
         operations as the numpy code, in the same order: the same bits)."""
-        prog = self._program
-        n, p, q = self.y.size, self.column_parameter.size, self._random_index.size
+        (regs, calls, inputs, columns, first, last, outputs, start, finish, respond, groups,
+         random_index, fixed_c, column_parameter, y, n, shape_x, shape_z, zb) = (
+            self._work or self._linearize_work(module))
         if not (beta.dtype == np.float64 and beta.flags.c_contiguous):
             beta = np.ascontiguousarray(beta, dtype=float)
         if not (b.dtype == np.float64 and b.flags.c_contiguous):
             b = np.ascontiguousarray(b, dtype=float)
-        regs = prog.init.copy()
         # phi's fixed part: beta itself, or numpy's product as in phi() (the same bits)
         fixed_part = _NO_ROWS if self._intercepts else (
             self.fixed_columns @ (beta[:, None] * self.selector))
-        module.linearize_start(
-            regs, prog.input_registers, prog.input_columns, prog.first_ops, beta,
-            fixed_part, b, self._groups64, self._random_index64,
-        )
-        if prog.ufunc_ops:
-            with np.errstate(all="ignore"):  # (as the numpy model's call)
-                prog.middle(module.row_program_kernels, regs)
-        f, w, zb = np.empty(n), np.empty(n), np.empty(n)
-        x, z = np.empty((n, p)), np.empty((n, q))
-        module.linearize_finish(
-            regs, prog.last_ops, prog.outputs, b, self._groups64, self._fixed_c,
-            self._column_parameter64, self._random_index64, f, x, z, zb,
-        )
-        module.working_response(self._y_kernel, f, x @ beta, zb, w)
-        return Linearization(f=f, x=x, z=z, w=w)
+        start(regs, inputs, columns, first, beta, fixed_part, b, groups, random_index)
+        if calls:
+            if quiet:
+                run_stages(calls)
+            else:
+                with np.errstate(all="ignore"):  # (as the numpy model's call)
+                    run_stages(calls)
+        f, w, r = np.empty(n), np.empty(n), np.empty(n)
+        x, z = np.empty(shape_x), np.empty(shape_z)
+        finish(regs, last, outputs, b, groups, fixed_c, column_parameter, random_index, f, x,
+               z, zb)
+        respond(y, f, x @ beta, zb, w, r)
+        return Linearization(f=f, x=x, z=z, w=w, r=r)
 
     def fitted(self, beta: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The model's values at ``(beta, b)`` (by ``values`` when given: no gradient)."""
@@ -301,12 +334,15 @@ class NonlinearProblem(RelativeFactorLayout):
 
 @dataclass
 class Linearization:
-    """``f``, ``X = df/dbeta``, ``Z = df/db`` and the working response at a point."""
+    """``f``, ``X = df/dbeta``, ``Z = df/db`` and the working response at a point; ``r``
+    the residual ``y - f`` where the linearization computed it (the working response's
+    first term: the same values)."""
 
     f: np.ndarray
     x: np.ndarray
     z: np.ndarray
     w: np.ndarray
+    r: np.ndarray | None = None
 
 
 class RowVariance:
@@ -651,11 +687,7 @@ def gauss_newton_solution(problem: NonlinearProblem, lin: Linearization,
     m = problem.n_groups
     scratch = problem._scratch
     if scratch is None or scratch[0].shape != (m, q, q) or scratch[1].shape != (m, q, k):
-        scratch = problem._scratch = (
-            np.empty((m, q, q)), np.empty((m, q, k)), np.empty((q, q, m)),
-            np.empty((q, m, k)), np.empty((k, k)), np.empty((k, k)), np.empty((p, p)),
-            np.empty((m, q, q)),
-        )
+        scratch = problem._scratch = _gauss_newton_scratch(m, q, k)
     ztz, ztm, ztz_last, ztm_last, mtm, reduced, rx, low = scratch
     beta = np.empty(p)
     u = np.empty((m, q))
@@ -667,6 +699,80 @@ def gauss_newton_solution(problem: NonlinearProblem, lin: Linearization,
     if status:
         raise np.linalg.LinAlgError("not positive definite")
     return beta, u, max(pwrss, 0.0)
+
+
+def gauss_newton_step(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None,
+                      lam: np.ndarray, beta: np.ndarray, u: np.ndarray) -> tuple:
+    """A Gauss-Newton step of PNLS from ``(beta, u)`` (``u`` (m, q)) on the model
+    linearized in ``lin`` with row weights ``s``: the solution's PWRSS
+    (:func:`gauss_newton_solution`'s), the step ``dbeta = sol_beta - beta``, ``du = sol_u -
+    u``, the full step's point ``(beta + dbeta, u + du)`` (new arrays), and the step's
+    :func:`step_size` from ``(beta, u)`` and from that point.  One kernel call when numba
+    loads (:func:`mixedmodels.core.nonlinear_kernels.gauss_newton_step`: the same
+    operations, the same bits); ``dbeta`` and ``du`` are then work arrays that the next
+    step overwrites.
+
+    Returns ``(pwrss, dbeta, du, nb, nu, size, size_next)``.
+    """
+    module = pls_kernels()
+    if module is None:
+        sol_beta, sol_u, pwrss = gauss_newton_solution(problem, lin, s, lam)
+        dbeta, du = sol_beta - beta, sol_u - u
+        nb, nu = beta + dbeta, u + du
+        return (pwrss, dbeta, du, nb, nu, step_size(dbeta, du, beta, u),
+                step_size(dbeta, du, nb, nu))
+    work = problem._step_work
+    if work is None:  # (the sizes are the problem's: set up once)
+        m, q, k = problem.n_groups, problem.q, problem.p + 1
+        scratch = problem._scratch
+        if scratch is None or scratch[0].shape != (m, q, q) or scratch[1].shape != (m, q, k):
+            scratch = problem._scratch = _gauss_newton_scratch(m, q, k)
+        ztz, ztm, ztz_last, ztm_last, mtm, reduced, rx, low = scratch
+        work = problem._step_work = (
+            module.gauss_newton_step, problem._groups64, ztz, ztm, ztz_last, ztm_last, mtm,
+            reduced, rx, low, np.empty(k - 1), np.empty((m, q)), np.empty(k - 1),
+            np.empty((m, q)), np.empty(2), (k - 1,), (m, q),
+        )
+    (kernel, groups, ztz, ztm, ztz_last, ztm_last, mtm, reduced, rx, low, sol_beta, sol_u,
+     dbeta, du, sizes, shape_beta, shape_u) = work
+    if not (beta.dtype == np.float64 and beta.flags.c_contiguous):
+        beta = np.ascontiguousarray(beta, dtype=float)
+    if not (u.dtype == np.float64 and u.flags.c_contiguous):
+        u = np.ascontiguousarray(u, dtype=float)
+    nb, nu = np.empty(shape_beta), np.empty(shape_u)
+    status, _, pwrss = kernel(
+        lin.z, lin.x, lin.w, _EMPTY if s is None else s, s is not None, groups,
+        lam if lam.flags.c_contiguous else np.ascontiguousarray(lam, dtype=float), ztz, ztm,
+        ztz_last, ztm_last, mtm, _NO_PAIRS, _NO_PAIRS, reduced, rx, _EMPTY, low, sol_beta,
+        sol_u, beta, u, dbeta, du, nb, nu, sizes,
+    )
+    if status:
+        raise np.linalg.LinAlgError("not positive definite")
+    return max(pwrss, 0.0), dbeta, du, nb, nu, float(sizes[0]), float(sizes[1])
+
+
+def _gauss_newton_scratch(m: int, q: int, k: int) -> tuple:
+    """Work arrays of :func:`gauss_newton_solution` and :func:`gauss_newton_step`."""
+    p = k - 1
+    return (np.empty((m, q, q)), np.empty((m, q, k)), np.empty((q, q, m)), np.empty((q, m, k)),
+            np.empty((k, k)), np.empty((k, k)), np.empty((p, p)), np.empty((m, q, q)))
+
+
+def step_size(dbeta: np.ndarray, du: np.ndarray, beta: np.ndarray, u: np.ndarray) -> float:
+    """A PNLS step's size: the largest change of a fixed effect relative to it (floored at
+    1e-5) and of the random effects relative to their largest (floored at 1e-8),
+    ``max(max_k |dbeta_k| / max(|beta_k|, 1e-5), max |du| / max(max |u|, 1e-8))``."""
+    module = pls_kernels()
+    if module is not None:  # (the same divisions and maxima compiled: the same bits)
+        return module.step_size(dbeta, du.reshape(-1), beta, u.reshape(-1))
+    # (the maxima by the ufunc's reduce itself: np.max's wrapper cost more than the work)
+    step_beta = _max(np.abs(dbeta) / np.maximum(np.abs(beta), 1e-5), axis=None, initial=0.0)
+    step_u = _max(np.abs(du), axis=None, initial=0.0) / max(
+        _max(np.abs(u), axis=None, initial=0.0), 1e-8)
+    return float(max(step_beta, step_u))
+
+
+_max = np.maximum.reduce
 
 
 def _kernel_ml(module: ModuleType, g: Gram, lam: np.ndarray, pairs: list[tuple[int, int]],
@@ -795,6 +901,27 @@ def pls(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:
     if module is not None:
         return _kernel_pls(module, g, lam, modes)[0]
     return pls_numpy(g, lam, modes)
+
+
+def pls_point(g: Gram, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pls`'s ``beta`` and ``u`` alone (the alternation's PNLS start): the same
+    kernel call without the solution object, its copy of the reduced system and the
+    gradient's arrays (the same values)."""
+    module = pls_kernels()
+    if module is None:
+        sol = pls_numpy(g, lam)
+        return sol.beta, sol.u
+    ztz, ztm = g.by_group()
+    m, q, k = ztm.shape
+    beta, u = np.empty(k - 1), np.empty((m, q))
+    status, _, _ = module.pls_groups(
+        ztz, ztm, g.mtm, lam if lam.flags.c_contiguous else np.ascontiguousarray(lam),
+        True, False, _NO_PAIRS, _NO_PAIRS, 0, beta, u, np.empty((k, k)),
+        np.empty((k - 1, k - 1)), _EMPTY, np.empty((m, q, q)),
+    )
+    if status:
+        raise np.linalg.LinAlgError("not positive definite")
+    return beta, u
 
 
 def pls_numpy(g: Gram, lam: np.ndarray, modes: bool = True) -> PlsSolution:

@@ -336,10 +336,13 @@ def linearize_finish(regs, ops, outputs, b, groups, fixed_columns, column_parame
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
-def working_response(y, f, xb, zb, w):  # pragma: no cover - compiled
-    """``w = y - f + X beta + Z b`` (in that order, as numpy's expression)."""
+def working_response(y, f, xb, zb, w, r):  # pragma: no cover - compiled
+    """``w = y - f + X beta + Z b`` (in that order, as numpy's expression) and the residual
+    ``r = y - f`` (its first term)."""
     for j in range(y.size):
-        w[j] = y[j] - f[j] + xb[j] + zb[j]
+        rj = y[j] - f[j]
+        r[j] = rj
+        w[j] = rj + xb[j] + zb[j]
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
@@ -374,6 +377,49 @@ def step_size(dbeta, du, beta, u):  # pragma: no cover - compiled
     scale = 1e-8 if 1e-8 > top_u else top_u
     step_u = top_du / scale
     return step_u if step_u > step_beta else step_beta
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def gauss_newton_step(z, x, w, s, weighted, groups, lam, ztz, ztm, ztz_last, ztm_last, mtm,
+                      pair_rows, pair_cols, reduced, rx, grad, low, sol_beta, sol_u, beta, u,
+                      dbeta, du, nb, nu, sizes):  # pragma: no cover - compiled
+    """A Gauss-Newton step of PNLS from ``(beta, u)`` in one call: :func:`gram_pls`'s
+    solution ``(sol_beta, sol_u)`` of the model linearized in ``(z, x, w)``, the step
+    ``dbeta = sol_beta - beta``, ``du = sol_u - u``, the full step's point ``nb = beta +
+    dbeta``, ``nu = u + du`` (numpy's expressions: the same bits), and in ``sizes`` the
+    step's :func:`step_size` from ``(beta, u)`` and from ``(nb, nu)`` (the stopping test
+    after the full step is taken).  ``pair_rows``/``pair_cols``/``grad`` are empty
+    (``gram_pls``'s arguments passed on: one signature).  Returns ``gram_pls``'s
+    ``(status, logdet_l, pwrss)``; the rest is written only where ``status`` is 0."""
+    status, logdet_l, pwrss = gram_pls(
+        z, x, w, s, weighted, groups, lam, ztz, ztm, ztz_last, ztm_last, mtm, True, False,
+        pair_rows, pair_cols, 0, sol_beta, sol_u, reduced, rx, grad, low)
+    if status:
+        return status, logdet_l, pwrss
+    for k in range(beta.size):
+        d = sol_beta[k] - beta[k]
+        dbeta[k] = d
+        nb[k] = beta[k] + d
+    m, q = u.shape
+    for i in range(m):
+        for a in range(q):
+            d = sol_u[i, a] - u[i, a]
+            du[i, a] = d
+            nu[i, a] = u[i, a] + d
+    flat_du, flat_u, flat_nu = du.reshape(du.size), u.reshape(u.size), nu.reshape(nu.size)
+    sizes[0] = step_size(dbeta, flat_du, beta, flat_u)
+    sizes[1] = step_size(dbeta, flat_du, nb, flat_nu)
+    return status, logdet_l, pwrss
+
+
+@njit(cache=True, boundscheck=False, nogil=True)
+def all_finite(f, x, z):  # pragma: no cover - compiled
+    """Whether every entry of the three (flat) arrays is finite."""
+    for a in (f, x, z):
+        for j in range(a.size):
+            if not math.isfinite(a[j]):
+                return False
+    return True
 
 
 @njit(cache=True, inline="always")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import ModuleType
 
 import numpy as np
@@ -115,6 +116,29 @@ class RowProgram:
             if s + 1 < len(stages):
                 module.execute(self.kernel_ops[s + 1], regs)
 
+    def bind(self, regs: np.ndarray, execute: Callable) -> tuple:
+        """:meth:`middle` bound to the registers ``regs`` (kept across calls): its calls in
+        order, each without arguments (``functools.partial``): a ufunc with its register
+        operands and output as rows of ``regs`` (``fn(*operands, out=out)``, the same call
+        as :meth:`middle`'s), then the compiled run ``execute(ops, regs)`` between two
+        stages (``execute``: the kernels' :func:`execute`)."""
+        calls: list = []
+        stages = self.ufunc_ops
+        for s, stage in enumerate(stages):
+            for op in stage:
+                operands = tuple(regs[a] if isinstance(a, int) else a for a in op.operands)
+                calls.append(partial(op.fn, *operands, out=regs[op.out]))
+            if s + 1 < len(stages):
+                calls.append(partial(execute, self.kernel_ops[s + 1], regs))
+        return tuple(calls)
+
+
+def run_stages(calls: tuple) -> None:
+    """:meth:`RowProgram.middle` by its bound calls (:meth:`RowProgram.bind`): the same
+    calls on the same registers."""
+    for call in calls:
+        call()
+
 
 def bind_stages(stages: tuple, init: Sequence, known: Sequence[bool]) -> tuple:
     """:func:`schedule`'s ufunc stages (``(out, fn, operand registers)``) as
@@ -205,6 +229,10 @@ class RowModel:
         self.program = program
         self.gradient = gradient
         self._numpy_call = numpy_call
+        # the registers, kept across calls (the program writes every register it reads
+        # before reading it, except the constants, which it never writes), and the ufunc
+        # stages bound to them: set at the first compiled call
+        self._work: tuple | None = None
 
     def __call__(self, phi: np.ndarray):
         module = row_program_kernels()
@@ -212,11 +240,16 @@ class RowModel:
             return self._numpy_call(phi)
         prog = self.program
         n = phi.shape[0]
-        regs = prog.init.copy()
+        work = self._work
+        if work is None:
+            regs = prog.init.copy()
+            work = self._work = (regs, prog.bind(regs, module.execute))
+        regs, calls = work
         module.start_rows(regs, prog.input_registers, prog.input_columns,
                           np.ascontiguousarray(phi, dtype=float), prog.first_ops)
-        with np.errstate(all="ignore"):
-            prog.middle(module, regs)
+        if calls:
+            with np.errstate(all="ignore"):
+                run_stages(calls)
         f = np.empty(n)
         g = np.empty((n, prog.outputs.size - 1))
         module.finish_rows(regs, prog.last_ops, prog.outputs, f, g)

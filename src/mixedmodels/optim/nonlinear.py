@@ -51,13 +51,15 @@ from mixedmodels.core.nonlinear import (
     PlsSolution,
     cholesky_groups,
     deviance,
-    gauss_newton_solution,
+    gauss_newton_step,
     gram,
     ml_deviance_gradient_function,
     ml_deviance_gradient_weighted,
     pls,
     pls_kernels,
+    pls_point,
     reml_deviance_gradient_weighted,
+    step_size,
     theta_pairs,
 )
 from mixedmodels.errors import ConvergenceError
@@ -442,15 +444,6 @@ def _moment_theta_scalar(g: Gram, m: int, p: int, dof: int) -> np.ndarray | None
     return np.array([math.sqrt(max(d, 1e-4 * max(d, 1e-8)))])
 
 
-def _objective(problem, beta, u, lam, s):
-    b = u @ lam.T
-    f = problem.fitted(beta, b)
-    r = s * (problem.y - f)
-    # (the same sums as float(r @ r + (u * u).sum()), without the wrappers)
-    value = float(r @ r) + float(_sum(u * u, axis=None))
-    return value if math.isfinite(value) else np.inf
-
-
 PNLS_EARLY = 3
 #: A full Gauss-Newton step whose predicted decrease of the penalized objective is below
 #: ``PNLS_PROMISE`` (relative) and which raises the objective by at most ``PNLS_FLAT``
@@ -468,25 +461,66 @@ PNLS_MAX = 7
 PNLS_EXTEND = 1e-2
 
 
-def _lin_objective(problem, lin, u, s) -> float:
-    r = s * (problem.y - lin.f)
-    value = float(r @ r) + float(_sum(u * u, axis=None))
+def _lin_objective(problem, lin, u, s, rss: float | None = None) -> float:
+    """The penalized objective ``||s (y - f)||^2 + ||u||^2`` at the linearization ``lin``
+    (``s`` None: weights 1; ``s * r`` is then ``r``, to the bit); ``rss``: its first term
+    (:func:`_weighted_rss`), when the caller has it."""
+    if rss is None:
+        rss = _weighted_rss(problem, lin, s)
+    value = rss + float(_sum(u * u, axis=None))
     return value if math.isfinite(value) else np.inf
+
+
+def _weighted_rss(problem, lin, s) -> float:
+    """``||s (y - f)||^2`` at the linearization ``lin`` (``s`` None: weights 1; ``y - f``
+    the linearization's own where it has it)."""
+    r = problem.y - lin.f if lin.r is None else lin.r
+    if s is not None:
+        r = s * r
+    return float(r @ r)
+
+
+#: The relative margin by which :func:`_start_is_better` asks the start to beat the
+#: current estimates (the rounding it must cover is ~1e-14).
+START_MARGIN = 1e-10
+
+
+def _start_is_better(problem, start_obj: float, rss: float, b: np.ndarray, lam: np.ndarray
+                     ) -> bool:
+    """Whether ``start_obj <= _lin_objective(..., _u_of(b, lam), ..., rss)`` holds for sure,
+    without LAPACK's least squares: with a diagonal relative factor ``_u_of`` is ``b /
+    diag(Lambda)`` to a few units in the last place (dgelsd on a diagonal matrix: scalings
+    and reciprocals), so ``||u||^2`` by ``b * (1 / d)`` is within 1e-13 (relative) of its
+    value, and a start below the objective with ``||u||^2`` lowered by
+    :data:`START_MARGIN` is below the objective itself (the rounding of ``rss + x`` is
+    monotone in ``x``).  A diagonal entry 0 (a relative sd on its bound) is lstsq's rank
+    cut: its ``u`` is 0.  False (undecided: the caller computes the objective) otherwise,
+    and where a diagonal entry is positive but within 1e-14 of the largest (near lstsq's
+    rank cut, ``q`` eps relative) or below 1e-150, or the largest is not below 1e150
+    (LAPACK's scalings)."""
+    if not (lam.shape[0] > 1 and math.isfinite(start_obj)):
+        return False
+    if not problem.diagonal:
+        return _start_is_better_general(start_obj, rss, b, lam)
+    d = lam.diagonal().tolist()
+    high = max(d)
+    if not 0.0 < high < 1e150:
+        return False
+    floor = max(1e-14 * high, 1e-150)
+    if not all(v == 0.0 or v > floor for v in d):
+        return False
+    u = b * np.array([0.0 if v == 0.0 else 1.0 / v for v in d])
+    uu = float(_sum(u * u, axis=None))
+    return math.isfinite(uu) and start_obj <= rss + uu * (1.0 - START_MARGIN)
 
 
 def pnls_step_size(
     dbeta: np.ndarray, du: np.ndarray, beta: np.ndarray, u: np.ndarray
 ) -> float:
     """A PNLS step's size: the largest change of a fixed effect relative to it (floored at
-    1e-5) and of the random effects relative to their largest (floored at 1e-8)."""
-    module = pls_kernels()
-    if module is not None:  # (the same divisions and maxima compiled: the same bits)
-        return module.step_size(dbeta, du.reshape(-1), beta, u.reshape(-1))
-    # (the maxima by the ufunc's reduce itself: np.max's wrapper cost more than the work)
-    step_beta = _max(np.abs(dbeta) / np.maximum(np.abs(beta), 1e-5), axis=None, initial=0.0)
-    step_u = _max(np.abs(du), axis=None, initial=0.0) / max(
-        _max(np.abs(u), axis=None, initial=0.0), 1e-8)
-    return float(max(step_beta, step_u))
+    1e-5) and of the random effects relative to their largest (floored at 1e-8)
+    (:func:`~mixedmodels.core.nonlinear.step_size`)."""
+    return step_size(dbeta, du, beta, u)
 
 
 _max = np.maximum.reduce
@@ -495,7 +529,7 @@ _min = np.minimum.reduce
 
 
 def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, reweight=None,
-          lin=None):
+          lin=None, obj=None, quiet=False):
     """Penalized nonlinear least squares for a fixed relative factor; Gauss-Newton with
     step halving from ``(beta, u)``.  Each trial point is linearized at once (values and
     gradient in one pass), so an accepted step's linearization serves the next step and,
@@ -505,18 +539,23 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
     fitted-value variance covariate after each accepted step: the alternation's fixed
     point (PNLS optimal at the weights of its own fitted values) is then approached
     inside one PNLS step instead of one alternation per reweighting.  ``lin``: the
-    linearization at the start, when the caller has it."""
+    linearization at the start, when the caller has it, and ``obj`` the objective there
+    (:func:`_lin_objective`).  ``quiet``: the caller ignores numpy's floating-point
+    errors (:meth:`~mixedmodels.core.nonlinear.NonlinearProblem.linearize`)."""
     if lin is None:
-        lin = problem.linearize(beta, u @ lam.T)
-    obj = _lin_objective(problem, lin, u, s)
+        lin = problem.linearize(beta, u @ lam.T, quiet)
+    if obj is None:
+        obj = _lin_objective(problem, lin, u, s)
     it = 0
     done = False
     relative = np.inf  # the last accepted step's decrease of the objective, relative to it
     while it < max_iter or (it < PNLS_MAX and relative > PNLS_EXTEND):
         it += 1
-        sol_beta, sol_u, sol_pwrss = gauss_newton_solution(problem, lin, s, lam)
-        dbeta, du = sol_beta - beta, sol_u - u
-        if pnls_step_size(dbeta, du, beta, u) < 1e-10:
+        # the Gauss-Newton solution, the step to it, the full step's point and the step's
+        # sizes from here and from there, in one call
+        sol_pwrss, dbeta, du, nb, nu, size, size_next = gauss_newton_step(
+            problem, lin, s, lam, beta, u)
+        if size < 1e-10:
             # the Gauss-Newton step itself is below the stopping size: at the minimum
             # (halving it down to 1e-10, where rounding hides any decrease, cost 30 model
             # calls: CO2 with Type * Treatment 13 -> 29 linearizations)
@@ -529,11 +568,9 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
         flat = obj - sol_pwrss < PNLS_PROMISE * obj
         factor = 1.0
         while True:
-            if factor == 1.0:  # (1.0 * x is x: the same bits, two calls fewer)
-                nb, nu = beta + dbeta, u + du
-            else:
+            if factor != 1.0:  # (the full step's point came with the step)
                 nb, nu = beta + factor * dbeta, u + factor * du
-            trial = problem.linearize(nb, nu @ lam.T)
+            trial = problem.linearize(nb, nu @ lam.T, quiet)
             new = _lin_objective(problem, trial, nu, s)
             if new <= obj or factor < 1e-10 or (
                 flat and factor == 1.0 and new - obj <= PNLS_FLAT * obj
@@ -549,10 +586,9 @@ def _pnls(problem: NonlinearProblem, beta, u, lam, s, max_iter=7, tol=1e-15, rew
         if reweight is not None:
             s = reweight(lin.f)
             obj = _lin_objective(problem, lin, u, s)
-        taken = (dbeta, du) if factor == 1.0 else (factor * dbeta, factor * du)
-        if pnls_step_size(*taken, beta, u) < 1e-10 or change <= tol * (
-            obj + 1e-300
-        ):
+        if factor != 1.0:  # (the full step's size from its point came with the step)
+            size_next = pnls_step_size(factor * dbeta, factor * du, beta, u)
+        if size_next < 1e-10 or change <= tol * (obj + 1e-300):
             done = True
             break
     return beta, u, it, done, lin
@@ -572,10 +608,19 @@ def alternation_change(old: np.ndarray, new: np.ndarray, p: int) -> float:
     :func:`relative_change` of the ``p`` fixed effects (near 0 measured against 1e-5) and
     of the rest (relative sds in units of sigma and variance parameters, near 0 against
     0.01), as nlme's convergence test."""
-    # (one pass over both parts: the same quotients and maximum, a third of the time)
-    floor = np.full(new.size, 1e-2)
-    floor[:p] = 1e-5
-    return float(_max(np.abs(old - new) / np.maximum(np.abs(new), floor), initial=0.0))
+    # (a handful of entries: Python's floats, the same IEEE differences, quotients and
+    # maxima as numpy's and a quarter of the time; NaN wherever numpy's maxima would pass
+    # it on: an entry NaN, or inf - inf, inf / inf)
+    largest = 0.0
+    for k, (a, b) in enumerate(zip(old.tolist(), new.tolist(), strict=True)):
+        floor = 1e-5 if k < p else 1e-2
+        scale = abs(b)
+        value = abs(a - b) / (scale if scale >= floor else floor)
+        if value != value:
+            return math.nan
+        if value > largest:
+            largest = value
+    return largest
 
 
 def singular_step_error(error: np.linalg.LinAlgError) -> ConvergenceError:
@@ -805,16 +850,17 @@ class SecantAcceleration:
         self.extrapolated = False
         if last is None:
             return g
+        if not self.ACCELERATE_ABOVE <= _residual_size(x, g) <= self.ACCELERATE_BELOW:
+            return g
+        # (a handful of entries: Python's comparisons of the same floats)
+        columns = zip(last[0].tolist(), last[1].tolist(), x.tolist(), g.tolist(),
+                      self.lower.tolist(), strict=True)
+        for *points, lower in columns:
+            near = lower + BOUNDARY
+            if any(v < near for v in points) and not all(v == lower for v in points):
+                return g  # a parameter at (or about to leave, or reach) its bound
         scale = 1.0 / np.maximum(np.abs(g), 1e-2)
         f = (g - x) * scale
-        size = float(_max(np.abs(f), initial=0.0))
-        if not self.ACCELERATE_ABOVE <= size <= self.ACCELERATE_BELOW:
-            return g
-        # (the arrays' own all/any methods: the same tests without np.all's wrapper)
-        points = np.array([last[0], last[1], x, g])
-        pinned = (points == self.lower).all(axis=0)
-        if ((points < self.lower + BOUNDARY).any(axis=0) & ~pinned).any():
-            return g  # a parameter at (or about to leave, or reach) its bound
         d_f = f - (last[1] - last[0]) * scale
         dd, fd = float(d_f @ d_f), float(f @ d_f)
         if not (dd > 0 and abs(fd) > self.ALIGNED * math.sqrt(dd * float(f @ f))):
@@ -827,6 +873,51 @@ class SecantAcceleration:
             return g
         self.extrapolated = True
         return trial
+
+
+def _residual_size(x: np.ndarray, g: np.ndarray) -> float:
+    """``max |g - x| / max(|g|, 0.01)`` (:class:`SecantAcceleration`'s residual size) by
+    Python's floats (a handful of entries: the same IEEE operations as numpy's); NaN
+    where an entry is not finite (numpy's gives NaN or inf there: outside any range)."""
+    size = 0.0
+    for a, b in zip(x.tolist(), g.tolist(), strict=True):
+        if not (math.isfinite(a) and math.isfinite(b)):
+            return math.nan
+        scale = abs(b)
+        value = abs((b - a) * (1.0 / (scale if scale >= 1e-2 else 1e-2)))
+        if value > size:
+            size = value
+    return size
+
+
+def _start_is_better_general(start_obj: float, rss: float, b: np.ndarray, lam: np.ndarray
+                             ) -> bool:
+    """:func:`_start_is_better` with a general 2 x 2 factor ``[[a, 0], [c, d]]``
+    (``a, d > 0``): ``u`` by forward substitution, whose error, like lstsq's, is within
+    a few ``cond(Lambda) eps`` of ``u`` (relative, group by group), so ``||u||^2`` is
+    within ``1e3 cond eps`` of lstsq's (``cond`` in closed form: ``sigma_max^2 =
+    (s + sqrt(s^2 - 4 a^2 d^2)) / 2``, ``s = a^2 + c^2 + d^2``, ``sigma_max sigma_min =
+    a d``); undecided (False) for a larger ``q``, an entry on its bound, or ``cond``
+    above 1e8."""
+    if lam.shape != (2, 2):
+        return False
+    (a, _), (c, d) = lam.tolist()
+    if not (0.0 < a < 1e150 and 0.0 < d < 1e150 and abs(c) < 1e150):
+        return False
+    s = a * a + c * c + d * d
+    det = a * d
+    top = (s + math.sqrt(max(s * s - 4.0 * det * det, 0.0))) / 2.0
+    cond = top / det
+    if not cond < 1e8:
+        return False
+    u0 = b[:, 0] / a
+    u1 = (b[:, 1] - c * u0) / d
+    uu = float(u0 @ u0) + float(u1 @ u1)
+    margin = START_MARGIN + 1e3 * cond * _EPS
+    return math.isfinite(uu) and start_obj <= rss + uu * (1.0 - margin)
+
+
+_EPS = float(np.finfo(float).eps)
 
 
 def _fit_lindstrom_bates(
@@ -859,9 +950,10 @@ def _fit_lindstrom_bates(
     kept: dict = {}
     accelerate = SecantAcceleration(_joint_lower(problem))
     message = "maximum number of iterations reached"
+    new = _parameters(beta, theta, delta)
     while it < max_iter:
         it += 1
-        old = _parameters(beta, theta, delta)
+        old = new  # (the parameters at the end of the last alternation, or the start)
         theta, delta_new, lin, n_eval = _lme_step(
             problem, beta, b, theta, delta, problem.reml, warm=it > 1, lin=last_lin,
             cache=hessian_cache, keep=kept,
@@ -870,7 +962,8 @@ def _fit_lindstrom_bates(
         if delta_new is not None:
             delta = delta_new
         reached = _parameters(_EMPTY, theta, delta)
-        if pnls_done and np.array_equal(old[beta.size:], reached):
+        # (np.array_equal of a handful of floats by Python's ==: the same comparisons)
+        if pnls_done and old[beta.size:].tolist() == reached.tolist():
             # the LME step stays where it started and the last PNLS step reached its
             # minimum: the alternation is at its fixed point (another PNLS step from there
             # would only continue the last one's Gauss-Newton tail, by 1e-10-1e-8)
@@ -884,26 +977,27 @@ def _fit_lindstrom_bates(
                 delta = x[problem.n_theta:]
         lam = problem.lambda_of(theta)
         # the weights stay those of the LME step's fitted values through the PNLS step
+        # (None without a variance function: weights 1, whose products are exact)
         s = problem.row_weights(lin.f, delta)
         # (without a variance function the LME step's cross-products of ``lin`` are those
-        # with weights 1, to the bit: the kernel's and numpy's products by 1.0 are exact)
+        # with weights 1)
         g = kept.pop("gram", None) if s is None else None
-        s = np.ones(problem.n) if s is None else s
         # start PNLS at the LME step's solution of the linearized model
-        sol = pls(gram(problem, lin, s) if g is None else g, lam)
-        beta_start, u_start = sol.beta, sol.u
+        beta_start, u_start = pls_point(gram(problem, lin, s) if g is None else g, lam)
         # ... unless the current estimates are the better start: the linearized model's
         # solution can jump far (a variance near 0: the expression model of
         # tests/reference/nlmecheck from k = 1 went to k = -8.85, where exp(-k t) ~ 1e46
         # overflowed the cross-products); PNLS then starts where it is
-        # (the start's linearization serves PNLS's first step)
-        u_here = _u_of(b, lam)
-        start_lin = problem.linearize(beta_start, u_start @ lam.T)
-        # (the model's values at the current estimates are the last PNLS step's)
-        here = (_objective(problem, beta, u_here, lam, s) if last_lin is None
-                else _lin_objective(problem, last_lin, u_here, s))
-        if not _lin_objective(problem, start_lin, u_start, s) <= here:
-            beta_start, u_start, start_lin = beta, u_here, None
+        # (the start's linearization and objective serve PNLS's first step)
+        start_lin = problem.linearize(beta_start, u_start @ lam.T, True)
+        start_obj = _lin_objective(problem, start_lin, u_start, s)
+        # (the model's values at the current estimates are the last PNLS step's, or in
+        # the first alternation the LME step's linearization's)
+        rss = _weighted_rss(problem, lin if last_lin is None else last_lin, s)
+        if not _start_is_better(problem, start_obj, rss, b, lam):
+            u_here = _u_of(b, lam)
+            if not start_obj <= _lin_objective(problem, None, u_here, s, rss):
+                beta_start, u_start, start_lin, start_obj = beta, u_here, None, None
         # far from the fixed point the covariance still moves: a few Gauss-Newton steps
         # per alternation do (nlme allows 7 with a loose tolerance); near it, to the end
         cap = PNLS_EARLY if change > 1e-3 else 50
@@ -916,7 +1010,7 @@ def _fit_lindstrom_bates(
                 return problem.row_weights(f, delta)
         beta, u, n_pnls, pnls_done, last_lin = _pnls(
             problem, beta_start, u_start, lam, s, max_iter=cap, reweight=reweight,
-            lin=start_lin,
+            lin=start_lin, obj=start_obj, quiet=True,
         )
         pnls_counts.append(n_pnls)
         b = u @ lam.T
@@ -939,15 +1033,20 @@ _EMPTY = np.empty(0)
 
 def _parameters(beta, theta, delta) -> np.ndarray:
     """The alternation's parameters whose changes decide convergence."""
-    return np.concatenate([beta, theta, [] if delta is None else delta])
+    # (a tuple of arrays: without the conversion of an empty list)
+    return np.concatenate((beta, theta) if delta is None else (beta, theta, delta))
 
 
 def _check_finite(lin) -> None:
     """Nothing non-finite reaches the optimizer: a model or gradient that is not finite at
     the current estimates is an error naming how many rows."""
+    module = pls_kernels()
+    if module is not None:  # (one compiled pass: 2.9 -> 1 us)
+        if module.all_finite(lin.f.reshape(-1), lin.x.reshape(-1), lin.z.reshape(-1)):
+            return
     # (a finite sum: every entry finite; only then is each array searched for the rows)
-    if math.isfinite(float(_sum(lin.f, axis=None)) + float(_sum(lin.x, axis=None))
-                     + float(_sum(lin.z, axis=None))):
+    elif math.isfinite(float(_sum(lin.f, axis=None)) + float(_sum(lin.x, axis=None))
+                       + float(_sum(lin.z, axis=None))):
         return
     raise_non_finite_rows((("values", lin.f), ("gradient", lin.x), ("gradient", lin.z)),
                           len(lin.f))
@@ -976,6 +1075,15 @@ def _u_of(b: np.ndarray, lam: np.ndarray) -> np.ndarray:
     numpy's ``lstsq`` itself otherwise and where the gufunc's answer is not finite (so a
     LAPACK failure raises there, as before)."""
     q = lam.shape[0]
+    if q == 1 and lam.shape == (1, 1) and lam.dtype == np.float64 and b.dtype == np.float64:
+        # one random effect: LAPACK's dgelsd solves the 1 x 1 system as ``b * (1 / d)``
+        # (its QR and bidiagonal reflectors of one entry are identities and dlalsd scales
+        # the right-hand side by dlascl's ``1 / d``) where ``d`` and ``b`` need none of its
+        # scalings: the same bits without the call (10 -> 2.5 us)
+        d = float(lam[0, 0])
+        top = float(_max(np.abs(b), axis=None, initial=0.0))
+        if _SAFE < abs(d) < 1 / _SAFE and (top == 0.0 or _SAFE < top < 1 / _SAFE):
+            return b * (1.0 / d)
     if (_umath_linalg is not None and q and b.shape[0] and lam.ndim == 2
             and lam.shape[1] == q and lam.dtype == np.float64 and b.dtype == np.float64):
         x = _umath_linalg.lstsq(lam, b.T, _LSTSQ_RCOND * q, signature="ddd->ddid")[0]
@@ -985,6 +1093,7 @@ def _u_of(b: np.ndarray, lam: np.ndarray) -> np.ndarray:
 
 
 _LSTSQ_RCOND = float(np.finfo(float).eps)  # (lstsq's default: eps max(M, N), M = N = q)
+_SAFE = 1e-280  # (well inside LAPACK's unscaled range, [1e-292, 1e292])
 
 
 COLLINEAR = 1e12
