@@ -1048,6 +1048,36 @@ def _collinear_fixed_effects(vcov: np.ndarray, precision: np.ndarray | None = No
     )
 
 
+_NO_INDEX = np.zeros(0, dtype=np.int64)
+
+
+def _final_solution(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None,
+                    lam: np.ndarray) -> PlsSolution:
+    """``pls(gram(problem, lin, s), lam, modes=False)``: the linear mixed model's solution
+    at the last linearization without the modes (the wrap-up needs its PWRSS, log
+    determinants and reduced system).  When numba loads, the two kernels in one call
+    (``gram_pls``: ``gram_groups`` then ``pls_groups``, the kernels :func:`gram` and
+    :func:`pls` call, with the same arguments: the same bits; 12 -> 5 us)."""
+    module = pls_kernels()
+    if module is None:
+        return pls(gram(problem, lin, s), lam, False)
+    z, x = lin.z, lin.x
+    q = z.shape[1]
+    k = x.shape[1] + 1
+    p = k - 1
+    m = problem.n_groups
+    beta, reduced, rx = np.empty(p), np.empty((k, k)), np.empty((p, p))
+    status, logdet_l, pwrss = module.gram_pls(
+        z, x, lin.w, _EMPTY if s is None else s, s is not None, problem._groups64,
+        np.ascontiguousarray(lam, dtype=float), np.empty((m, q, q)), np.empty((m, q, k)),
+        np.empty((q, q, m)), np.empty((q, m, k)), np.empty((k, k)), False, False, _NO_INDEX,
+        _NO_INDEX, 0, beta, np.empty((0, q)), reduced, rx, _EMPTY, np.empty((m, q, q)),
+    )
+    if status:
+        raise np.linalg.LinAlgError("not positive definite")
+    return PlsSolution(beta, None, max(pwrss, 0.0), logdet_l, rx, reduced[:p, :p].copy())
+
+
 def _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts, evaluations,
              lin=None):
     """nlme's final step: the linear mixed model at the last linearization (``lin``, the
@@ -1055,12 +1085,12 @@ def _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts
     if lin is None:
         lin = problem.linearize(beta, b)
     s = problem.row_weights(lin.f, delta)
-    g = gram(problem, lin, s)
+    sol = _final_solution(problem, lin, s, problem.lambda_of(theta))
     n = problem.y.size
+    log_weights = 0.0 if s is None else float(np.log(s).sum())  # (as gram's)
     s = np.ones(n) if s is None else s
-    sol: PlsSolution = pls(g, problem.lambda_of(theta))
     p = problem.column_parameter.size  # (problem.p: the fixed designs' columns)
-    dev = deviance(sol, n, p, problem.reml, g.log_weights)
+    dev = deviance(sol, n, p, problem.reml, log_weights)
     sigma2 = sol.pwrss / (n - p if problem.reml else n)
     vcov = sigma2 * _lapack(_inv, np.linalg.inv, sol.xtx_reduced)
     collinear = _collinear_fixed_effects(vcov, sol.xtx_reduced, sigma2)
