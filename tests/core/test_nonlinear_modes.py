@@ -113,7 +113,8 @@ def test_compiled_search_equals_numpy_search(monkeypatch, name):
     start = np.zeros_like(u_fit)
     found = nmodes.search_modes(problem, e.beta, lam, start, 100, weights, u_fit, 0.0)
     assert found is not None
-    u1, pwrss1 = found
+    u1, pwrss1, distance1 = found
+    assert distance1 == np.max(np.abs(u1 - u_fit))
     assert np.array_equal(start, np.zeros_like(u_fit))  # (the start is not written)
     monkeypatch.setattr(cn, "USE_KERNELS", False)
     assert nmodes.search_modes(problem, e.beta, lam, start, 100, weights, u_fit, 0.0) is None
@@ -124,10 +125,10 @@ def test_compiled_search_equals_numpy_search(monkeypatch, name):
     np.testing.assert_allclose(u1, u_fit, rtol=0, atol=1e-6 * np.abs(u_fit).max())
     monkeypatch.setattr(cn, "USE_KERNELS", True)
     # the check's call: every group within MODE_APART of its fitted mode after <= 6 steps
-    u2, pwrss2 = onl._probe_modes(problem, e.beta, lam, start, onl.MODE_PROBE, weights,
-                                  u_fit, onl.MODE_APART)
+    u2, pwrss2, distance2 = onl._probe_modes(problem, e.beta, lam, start, onl.MODE_PROBE,
+                                             weights, u_fit, onl.MODE_APART)
     assert np.isfinite(pwrss2)
-    assert np.max(np.abs(u2 - u_fit)) <= onl.MODE_APART
+    assert distance2 == np.max(np.abs(u2 - u_fit)) <= onl.MODE_APART
     assert mm.nlme(data=data, **kwargs).loglik == fit.loglik
 
 
@@ -148,7 +149,9 @@ def test_unknown_function_leaves_the_check_to_numpys_search(monkeypatch):
     start = np.zeros_like(u_fit)
     monkeypatch.setattr(nmodes, "flat_program", lambda program: None)
     assert nmodes.search_modes(problem, e.beta, lam, start, 6, None, u_fit, 1e-3) is None
-    u1, pwrss1 = onl._probe_modes(problem, e.beta, lam, start, 6, None, u_fit, 1e-3)
+    u1, pwrss1, distance1 = onl._probe_modes(problem, e.beta, lam, start, 6, None, u_fit,
+                                             1e-3)
     u0, _, pwrss0 = onl.conditional_modes(problem, e.beta, lam, start, max_iter=6,
                                           near=u_fit, within=1e-3)
     assert u1.tobytes() == u0.tobytes() and pwrss1 == pwrss0
+    assert distance1 == np.max(np.abs(u0 - u_fit))

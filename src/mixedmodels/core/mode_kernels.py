@@ -143,8 +143,9 @@ def mode_search(ops, regs, input_registers, input_columns, outputs, beta, fixed_
     group, the stops on a small step and on every group within ``within`` of ``near``)
     from ``u`` (m, q), which receives the modes.  A group whose halving fails keeps its
     point and its terms (the same bits as evaluating them again: each group's terms depend
-    on its own row of ``u`` only).  Returns ``(status, pwrss)``: 0 done, 1 not finite at
-    the start (``pwrss`` inf), -1 a singular quasi-Newton system."""
+    on its own row of ``u`` only).  Returns ``(status, pwrss, apart)``: 0 done, 1 not finite at
+    the start (``pwrss`` inf), -1 a singular quasi-Newton system; and ``max |u - near|``
+    at the end (NaN where anything is)."""
     m, q = u.shape
     n = y.size
     b = np.empty((m, q))
@@ -160,7 +161,7 @@ def mode_search(ops, regs, input_registers, input_columns, outputs, beta, fixed_
               input_columns, outputs, y, s, weighted, b, f, z, g, grad, ztz)
     for i in range(m):
         if not math.isfinite(g[i]):
-            return 1, math.inf
+            return 1, math.inf, math.nan
     hess = np.empty((m, q, q))
     mode_hessian(ztz, lam, hess)
     step = np.empty((m, q))
@@ -173,7 +174,7 @@ def mode_search(ops, regs, input_registers, input_columns, outputs, beta, fixed_
     for _ in range(max_iter):
         status = mode_step(hess, grad, u, step)
         if status < 0:
-            return -1, math.nan
+            return -1, math.nan, math.nan
         if status:
             break
         factor[:] = 1.0
@@ -215,6 +216,9 @@ def mode_search(ops, regs, input_registers, input_columns, outputs, beta, fixed_
         if apart <= within:
             break
     pwrss = 0.0
+    apart = 0.0
     for i in range(m):
         pwrss += g[i]
-    return 0, pwrss
+        for a in range(q):
+            apart = max_nan(apart, abs(u[i, a] - near[i, a]))
+    return 0, pwrss, apart

@@ -56,41 +56,46 @@ def flat_program(program: RowProgram) -> tuple[np.ndarray, np.ndarray] | None:
     ufunc stages' constants appended as registers of their own (broadcast to the rows);
     None for a function outside :data:`FUNCTION_CODES` and ``power`` or a constant that
     does not broadcast to the rows."""
-    n = program.n
     stages = program.ufunc_ops
     runs = program.kernel_ops
-    base = program.init.shape[0]
+    regs = program.init
+    base, n = regs.shape
     extra: list[np.ndarray] = []
-    pieces: list[np.ndarray] = []
-
-    def register(operand) -> int | None:
-        if isinstance(operand, int):  # (as RowProgram.middle: an int is a register)
-            return operand
-        try:
-            values = np.broadcast_to(np.asarray(operand, dtype=float), (n,))
-        except (ValueError, TypeError):
-            return None
-        extra.append(values)
-        return base + len(extra) - 1
-
-    for s, stage in enumerate(stages):
-        pieces.append(runs[s])
-        rows = []
+    rows: list[tuple] = []
+    ends = []
+    for stage in stages:
         for op in stage:
-            operands = [register(a) for a in op.operands]
-            if any(r is None for r in operands):
-                return None
+            code = FUNCTION_CODES.get(op.fn)
+            if code is not None and op.unary_register:  # (the usual case: exp(x))
+                rows.append((op.out, code, op.operands[0], -1))
+                continue
+            operands = []
+            for a in op.operands:
+                if not isinstance(a, int):  # (as RowProgram.middle: an int is a register)
+                    try:
+                        extra.append(np.broadcast_to(np.asarray(a, dtype=float), (n,)))
+                    except (ValueError, TypeError):
+                        return None
+                    a = base + len(extra) - 1
+                operands.append(a)
             if op.fn is np.power and len(operands) == 2:
                 rows.append((op.out, POWER_CODE, operands[0], operands[1]))
-            elif len(operands) == 1 and op.fn in FUNCTION_CODES:
-                rows.append((op.out, FUNCTION_CODES[op.fn], operands[0], -1))
+            elif code is not None and len(operands) == 1:
+                rows.append((op.out, code, operands[0], -1))
             else:
                 return None
-        pieces.append(np.array(rows, dtype=np.int64).reshape(-1, 4))
-    pieces.append(runs[-1])
-    ops = np.ascontiguousarray(np.concatenate(pieces), dtype=np.int64)
-    regs = np.vstack([program.init, *extra]) if extra else program.init.copy()
-    return ops, regs
+        ends.append(len(rows))
+    if stages:
+        table = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        pieces = []
+        start = 0
+        for s, end in enumerate(ends):
+            pieces += [runs[s], table[start:end]]
+            start = end
+        ops = np.concatenate([*pieces, runs[-1]])
+    else:
+        ops = runs[-1]
+    return ops, (np.vstack([regs, *extra]) if extra else regs.copy())
 
 
 _NO_ROWS = np.zeros((0, 0))
@@ -99,10 +104,11 @@ _EMPTY = np.zeros(0)
 
 def search_modes(problem: NonlinearProblem, beta: np.ndarray, lam: np.ndarray, u: np.ndarray,
                  max_iter: int, weights: np.ndarray | None, near: np.ndarray, within: float
-                 ) -> tuple[np.ndarray, float] | None:
+                 ) -> tuple[np.ndarray, float, float] | None:
     """``conditional_modes(problem, beta, lam, u, max_iter, weights, near, within)``'s
     modes and penalized residual sum of squares (inf where the objective is not finite at
-    ``u``) by one compiled call: equal to rounding (see the module's note).  None where
+    ``u``) by one compiled call, equal to rounding (see the module's note), and the modes'
+    largest distance from ``near`` (``max |modes - near|``, NaN where one is NaN).  None where
     the call is not available (no numba, no register program, a function it does not take)
     or a quasi-Newton system is singular (the caller's search then decides)."""
     program = problem._program
@@ -117,7 +123,7 @@ def search_modes(problem: NonlinearProblem, beta: np.ndarray, lam: np.ndarray, u
     fixed_part = _NO_ROWS if problem._intercepts else np.ascontiguousarray(
         problem.fixed_columns @ (beta[:, None] * problem.selector))
     modes = np.array(u, dtype=float)  # (a copy: the kernel writes the modes into it)
-    status, pwrss = module.mode_search(
+    status, pwrss, apart = module.mode_search(
         ops, regs, program.input_registers, program.input_columns, program.outputs, beta,
         fixed_part, problem._groups64, problem._random_index64, problem._y_kernel,
         _EMPTY if weights is None else np.ascontiguousarray(weights, dtype=float),
@@ -126,4 +132,4 @@ def search_modes(problem: NonlinearProblem, beta: np.ndarray, lam: np.ndarray, u
     )
     if status < 0:
         return None
-    return modes, float(pwrss)
+    return modes, float(pwrss), float(apart)

@@ -667,13 +667,16 @@ def _other_basin(problem: NonlinearProblem, estimate: NlmeEstimate, tolerance, m
     for start in starts:
         u_start = start
         for steps in (MODE_PROBE, 100):
-            u_start, pwrss = _probe_modes(problem, estimate.beta, lam, u_start, steps, s,
-                                          u_fit, MODE_APART)
-            apart = np.max(np.abs(u_start - u_fit), axis=1) > MODE_APART
-            if not (np.isfinite(pwrss) and apart.any()):
+            # (with a finite PWRSS the modes are finite: some group is more than
+            # MODE_APART from its fitted mode exactly where the largest distance is)
+            u_start, pwrss, distance = _probe_modes(problem, estimate.beta, lam, u_start,
+                                                    steps, s, u_fit, MODE_APART)
+            elsewhere = math.isfinite(pwrss) and distance > MODE_APART
+            if not elsewhere:
                 break
-        if not (np.isfinite(pwrss) and apart.any()):
+        if not elsewhere:
             continue
+        apart = np.max(np.abs(u_start - u_fit), axis=1) > MODE_APART
         u_alt = np.where(apart[:, None], u_start, u_fit)
         try:
             other = _fit_lindstrom_bates(
@@ -693,9 +696,10 @@ def _other_basin(problem: NonlinearProblem, estimate: NlmeEstimate, tolerance, m
 
 
 def _probe_modes(problem: NonlinearProblem, beta, lam, u, max_iter, weights, near, within
-                 ) -> tuple[np.ndarray, float]:
+                 ) -> tuple[np.ndarray, float, float]:
     """The second-basin check's search: ``conditional_modes(problem, beta, lam, u,
-    max_iter, weights, near, within)``'s modes and penalized residual sum of squares.
+    max_iter, weights, near, within)``'s modes and penalized residual sum of squares, and
+    the modes' largest distance from ``near`` (``max |modes - near|``).
 
     First by one compiled call, the model included
     (:func:`mixedmodels.core.nonlinear_modes.search_modes`: numba's ``exp``, so equal to
@@ -705,12 +709,11 @@ def _probe_modes(problem: NonlinearProblem, beta, lam, u, max_iter, weights, nea
     depend on numba's rounding; or no compiled call) :func:`conditional_modes` searches,
     as it did alone (theoph_diag's check 265 -> 40 us)."""
     found = search_modes(problem, beta, lam, u, max_iter, weights, near, within)
-    if found is not None and not (math.isfinite(found[1]) and _max(
-            np.abs(found[0] - near), axis=None, initial=0.0) > within):
+    if found is not None and not (math.isfinite(found[1]) and found[2] > within):
         return found
     modes, _, pwrss = conditional_modes(problem, beta, lam, u, max_iter=max_iter,
                                         weights=weights, near=near, within=within)
-    return modes, pwrss
+    return modes, pwrss, float(_max(np.abs(modes - near), axis=None, initial=0.0))
 
 
 BOUNDARY = 1e-4
