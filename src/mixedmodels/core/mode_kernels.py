@@ -37,8 +37,6 @@ N_EXACT = 10
 EXP, LOG, SIN, COS, TAN, ATAN, SINH, COSH, TANH, LOG10, LOG2, LOG1P, EXPM1, POWER = range(
     N_EXACT, N_EXACT + 14)
 
-_NO_OPS = np.zeros((0, 4), dtype=np.int64)
-
 
 @njit(cache=True, boundscheck=False, nogil=True, error_model="numpy")
 def run_program(ops, regs):  # pragma: no cover - compiled
@@ -120,7 +118,7 @@ def _evaluate(at, lam, beta, fixed_part, groups, random_index, ops, regs, input_
             for c in range(q):
                 acc += at[i, c] * lam[e, c]
             b[i, e] = acc
-    linearize_start(regs, input_registers, input_columns, _NO_OPS, beta, fixed_part, b,
+    linearize_start(regs, input_registers, input_columns, ops[:0], beta, fixed_part, b,
                     groups, random_index)
     run_program(ops, regs)
     n = f.size

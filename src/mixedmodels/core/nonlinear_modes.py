@@ -122,7 +122,9 @@ def search_modes(problem: NonlinearProblem, beta: np.ndarray, lam: np.ndarray, u
     beta = np.ascontiguousarray(beta, dtype=float)
     fixed_part = _NO_ROWS if problem._intercepts else np.ascontiguousarray(
         problem.fixed_columns @ (beta[:, None] * problem.selector))
-    modes = np.array(u, dtype=float)  # (a copy: the kernel writes the modes into it)
+    # (a C-ordered copy: the kernel writes the modes into it, and one layout is one
+    # compilation; the fitted modes come transposed, F-ordered)
+    modes = np.array(u, dtype=float, order="C")
     status, pwrss, apart = module.mode_search(
         ops, regs, program.input_registers, program.input_columns, program.outputs, beta,
         fixed_part, problem._groups64, problem._random_index64, problem._y_kernel,
