@@ -1148,7 +1148,9 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 1
     ``within`` of ``near`` (or nothing is finite): the check then stops there.  When a
     group ends elsewhere, numpy's search from the same start gives the modes (they start
     another alternation, which must not depend on rounding: ChickWeight with varPower's
-    second basin moved 4e-9 in logLik from the compiled modes).
+    second basin moved 4e-9 in logLik from the compiled modes).  The check itself first
+    asks :func:`_probe_modes` (the whole search in one compiled call) and calls this only
+    where that finds a group elsewhere or is not available.
     """
     if near is not None:
         module = pls_kernels()
