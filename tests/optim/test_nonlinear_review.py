@@ -197,6 +197,34 @@ def test_collinear_fixed_effects_closed_form(r, collinear):
         assert reported == pytest.approx((1 + abs(r)) / (1 - abs(r)), rel=0.05)
 
 
+@pytest.mark.parametrize("p", [2, 3, 5])
+def test_collinear_bound_gives_the_condition_numbers_answer(p):
+    """With the inverse of the covariance (``precision / scale``, as the wrap-up passes
+    ``X'V^-1X`` and sigma^2) the bound ``p sum_k V_kk (V^-1)_kk`` is at least the
+    correlation matrix's condition number (numpy's ``np.linalg.cond``, the closed form of
+    the 2 x 2 case's (1 + |r|) / (1 - |r|) checked above), and the answer is the exact
+    one's: None for well-conditioned matrices, the same message for collinear ones."""
+    rng = np.random.default_rng(p)
+    for near in [1e-1, 1e-4, 1e-7, 1e-10, 1e-13, 1e-15]:
+        a = rng.normal(size=(p, p))
+        a[:, -1] = a[:, 0] + near * rng.normal(size=p)  # columns nearly collinear
+        scales = 10.0 ** rng.uniform(-3, 3, p)  # (units: the bound does not depend on them)
+        a = a @ a.T * np.outer(scales, scales)
+        sigma2 = 0.37
+        try:
+            vcov = sigma2 * np.linalg.inv(a)
+        except np.linalg.LinAlgError:  # (exactly singular: no covariance to judge)
+            continue
+        if np.all(np.isfinite(vcov)) and np.all(np.diag(vcov) > 0):
+            sd = np.sqrt(np.diag(vcov))
+            exact = np.linalg.cond(vcov / np.outer(sd, sd))
+            bound = p * np.sum(np.diag(vcov) * np.diag(a)) / sigma2
+            assert bound >= exact * (1 - 1e-6) or exact > 1e10
+        with np.errstate(invalid="ignore"):  # (a rounded inverse's negative variances)
+            assert onl._collinear_fixed_effects(vcov, a, sigma2) == (
+                onl._collinear_fixed_effects(vcov))
+
+
 def test_collinear_fixed_effects_not_finite():
     assert "not finite" in onl._collinear_fixed_effects(np.array([[1.0, np.inf], [np.inf, 1.0]]))
     assert onl._collinear_fixed_effects(np.array([[4.0]])) is None

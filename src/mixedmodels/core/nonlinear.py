@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from types import ModuleType
 
 import numpy as np
@@ -41,6 +42,8 @@ from mixedmodels.linalg.row_program import RowModel, run_stages
 DENSE_INDICATOR = 1_000_000
 
 ModelCall = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+_all_true = np.logical_and.reduce
 
 
 def fixed_layout(
@@ -171,26 +174,21 @@ class NonlinearProblem(RelativeFactorLayout):
 
     def __post_init__(self) -> None:
         n = self.y.size
-        # small problems sum rows into groups faster with a dense product (and build it
-        # without the sparse set-up, 0.5 ms of a 4 ms fit)
-        if n * self.n_groups <= DENSE_INDICATOR:
-            self.indicator = np.zeros((self.n_groups, n))
-            self.indicator[self.groups, np.arange(n)] = 1.0
-        else:
-            self.indicator = sparse.csr_matrix(
-                (np.ones(n), (self.groups, np.arange(n))), shape=(self.n_groups, n)
-            )
+        # (the group indicator, :attr:`indicator`, is built at its first use: only numpy's
+        # paths ask for it)
         (self.slices, self.fixed_columns, self.column_parameter,
          self.selector) = fixed_layout(
             self.fixed_matrices, self.function_index, self.n_model_parameters, n
         )
         self._random_index = np.asarray(self.random_index, dtype=np.intp)
         # every parameter an intercept (Orange, Theoph, ...): phi's fixed part is beta on
-        # every row and X = df/dbeta is the model's gradient itself
+        # every row and X = df/dbeta is the model's gradient itself (the columns as a list
+        # and one reduction: 2 us where np.array_equal and np.all took 6)
+        n_parameters = self.n_model_parameters
         self._intercepts = bool(
-            self.column_parameter.size == self.n_model_parameters
-            and np.array_equal(self.column_parameter, np.arange(self.n_model_parameters))
-            and np.all(self.fixed_columns == 1.0)
+            self.column_parameter.size == n_parameters
+            and self.column_parameter.tolist() == list(range(n_parameters))
+            and _all_true(self.fixed_columns == 1.0, axis=None)
         )
         # a register program (the design's model): the whole linearization in one kernel
         # call when numba loads (:func:`mixedmodels.core.nonlinear_kernels.linearize_rows`)
@@ -207,6 +205,22 @@ class NonlinearProblem(RelativeFactorLayout):
         # the response as the kernels take it (writable: a read-only array, as pandas
         # can give, would have them compiled a second time)
         self._y_kernel = np.array(self.y, dtype=float)
+
+    @cached_property
+    def indicator(self) -> np.ndarray | sparse.csr_matrix:
+        """The groups' indicator ``E`` (m, n), ``E_ij = 1`` where row ``j`` is in group
+        ``i`` (sums rows into groups: ``E @ v``): dense for small problems (faster, and
+        built without the sparse set-up, 0.5 ms of a 4 ms fit), sparse above
+        :data:`DENSE_INDICATOR` entries.  Built at the first use and kept (the compiled
+        kernels do not use it: 3-5 us of a fit's set-up saved)."""
+        n = self.y.size
+        if n * self.n_groups <= DENSE_INDICATOR:
+            indicator = np.zeros((self.n_groups, n))
+            indicator[self.groups, np.arange(n)] = 1.0
+            return indicator
+        return sparse.csr_matrix(
+            (np.ones(n), (self.groups, np.arange(n))), shape=(self.n_groups, n)
+        )
 
     @property
     def n(self) -> int:

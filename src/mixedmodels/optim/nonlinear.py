@@ -62,6 +62,7 @@ from mixedmodels.core.nonlinear import (
     step_size,
     theta_pairs,
 )
+from mixedmodels.core.nonlinear_modes import search_modes
 from mixedmodels.errors import ConvergenceError
 from mixedmodels.linalg.blocks import NotPositiveDefiniteError
 from mixedmodels.optim.bobyqa import minimize_bounded
@@ -727,14 +728,16 @@ def _other_basin(problem: NonlinearProblem, estimate: NlmeEstimate, tolerance, m
     for start in starts:
         u_start = start
         for steps in (MODE_PROBE, 100):
-            u_start, _, pwrss = conditional_modes(problem, estimate.beta, lam, u_start,
-                                                  max_iter=steps, weights=s, near=u_fit,
-                                                  within=MODE_APART)
-            apart = np.max(np.abs(u_start - u_fit), axis=1) > MODE_APART
-            if not (np.isfinite(pwrss) and apart.any()):
+            # (with a finite PWRSS the modes are finite: some group is more than
+            # MODE_APART from its fitted mode exactly where the largest distance is)
+            u_start, pwrss, distance = _probe_modes(problem, estimate.beta, lam, u_start,
+                                                    steps, s, u_fit, MODE_APART)
+            elsewhere = math.isfinite(pwrss) and distance > MODE_APART
+            if not elsewhere:
                 break
-        if not (np.isfinite(pwrss) and apart.any()):
+        if not elsewhere:
             continue
+        apart = np.max(np.abs(u_start - u_fit), axis=1) > MODE_APART
         u_alt = np.where(apart[:, None], u_start, u_fit)
         try:
             other = _fit_lindstrom_bates(
@@ -751,6 +754,27 @@ def _other_basin(problem: NonlinearProblem, estimate: NlmeEstimate, tolerance, m
     best.evaluations += estimate.evaluations
     best.pnls_iterations = estimate.pnls_iterations + best.pnls_iterations
     return best
+
+
+def _probe_modes(problem: NonlinearProblem, beta, lam, u, max_iter, weights, near, within
+                 ) -> tuple[np.ndarray, float, float]:
+    """The second-basin check's search: ``conditional_modes(problem, beta, lam, u,
+    max_iter, weights, near, within)``'s modes and penalized residual sum of squares, and
+    the modes' largest distance from ``near`` (``max |modes - near|``).
+
+    First by one compiled call, the model included
+    (:func:`mixedmodels.core.nonlinear_modes.search_modes`: numba's ``exp``, so equal to
+    rounding), whose answer is kept where every group ends within ``within`` of ``near``
+    or nothing is finite: the check then stops, and the modes themselves are not used.
+    Otherwise (a group elsewhere: its modes start another alternation, which must not
+    depend on numba's rounding; or no compiled call) :func:`conditional_modes` searches,
+    as it did alone (theoph_diag's check 265 -> 40 us)."""
+    found = search_modes(problem, beta, lam, u, max_iter, weights, near, within)
+    if found is not None and not (math.isfinite(found[1]) and found[2] > within):
+        return found
+    modes, _, pwrss = conditional_modes(problem, beta, lam, u, max_iter=max_iter,
+                                        weights=weights, near=near, within=within)
+    return modes, pwrss, float(_max(np.abs(modes - near), axis=None, initial=0.0))
 
 
 BOUNDARY = 1e-4
@@ -776,8 +800,10 @@ def _off_boundary(problem: NonlinearProblem, estimate: NlmeEstimate, tolerance, 
     """
     if not estimate.converged or problem.variance is not None:
         return None
-    lower = problem.theta_lower()
-    if not np.any(np.isfinite(lower) & (estimate.theta <= lower + BOUNDARY)):
+    # (as Python floats: the same IEEE comparisons as numpy's, 2 us where numpy's
+    # elementwise calls took 10)
+    if not any(math.isfinite(low) and t <= low + BOUNDARY for t, low in zip(
+            estimate.theta.tolist(), problem.theta_lower().tolist(), strict=True)):
         return None
     g = gram(problem, problem.linearize(estimate.beta, estimate.b))
 
@@ -1097,16 +1123,38 @@ _SAFE = 1e-280  # (well inside LAPACK's unscaled range, [1e-292, 1e292])
 
 
 COLLINEAR = 1e12
+#: Where the bound on the condition number decides alone (:func:`_collinear_fixed_effects`).
+COLLINEAR_BOUND = 1e-4 * COLLINEAR
 
 
-def _collinear_fixed_effects(vcov: np.ndarray) -> str | None:
+def _collinear_fixed_effects(vcov: np.ndarray, precision: np.ndarray | None = None,
+                             scale: float = 1.0) -> str | None:
     """Why a fixed point is no estimate, or None: the fixed effects' correlation matrix has
     a condition number above ``COLLINEAR`` (the model's derivatives in the fixed effects
     are collinear to within rounding there, so the relative changes that stop the
     alternation say nothing).  A logistic whose midpoint ran far past the data is an
     exponential ``Asym exp((t - xmid) / scal)`` that only fixes ``Asym exp(-xmid / scal)``:
     ChickWeight from Asym = 937 stopped at Asym = 6e5, xmid = 408 with SEs of 1e17 and a
-    condition number of 5e15 (the reference cases: 3.5 to 48)."""
+    condition number of 5e15 (the reference cases: 3.5 to 48).
+
+    With ``precision / scale``, ``vcov``'s inverse (to rounding: ``vcov`` is ``scale
+    inv(precision)``), a bound decides first without the singular values: the correlation
+    matrix ``C`` (unit diagonal, ``p x p``) has ``lambda_max <= trace C = p`` and
+    ``lambda_min >= 1 / trace C^-1``, and ``C^-1 = D V^-1 D`` (``D`` the standard
+    errors), so ``cond C <= p sum_k V_kk (V^-1)_kk``.  Where that bound is at most
+    ``COLLINEAR_BOUND`` (1e-4 of ``COLLINEAR``: room for the rounding of ``inv``, whose
+    relative error is of the order of the scaled condition number times 1e-16) the answer
+    is None, the exact condition number's answer; otherwise that number decides and is
+    reported (3 us where the singular values cost 13 us a fit).
+    """
+    if precision is not None and vcov.shape[0] >= 2:
+        # (diagonals as Python floats: a finite, positive sum and bound decide)
+        v = vcov.diagonal().tolist()
+        a = precision.diagonal().tolist()
+        if all(map(math.isfinite, vcov.ravel().tolist())) and min(v) > 0 and scale > 0:
+            bound = len(v) * math.fsum(x * y for x, y in zip(v, a, strict=True)) / scale
+            if 0 < bound <= COLLINEAR_BOUND:
+                return None
     sd = np.sqrt(np.diag(vcov))
     if vcov.shape[0] < 2 or not np.all(np.isfinite(vcov)) or not np.all(sd > 0):
         return None if np.all(np.isfinite(vcov)) else "the fixed effects' covariance is not finite"
@@ -1128,6 +1176,36 @@ def _collinear_fixed_effects(vcov: np.ndarray) -> str | None:
     )
 
 
+_NO_INDEX = np.zeros(0, dtype=np.int64)
+
+
+def _final_solution(problem: NonlinearProblem, lin: Linearization, s: np.ndarray | None,
+                    lam: np.ndarray) -> PlsSolution:
+    """``pls(gram(problem, lin, s), lam, modes=False)``: the linear mixed model's solution
+    at the last linearization without the modes (the wrap-up needs its PWRSS, log
+    determinants and reduced system).  When numba loads, the two kernels in one call
+    (``gram_pls``: ``gram_groups`` then ``pls_groups``, the kernels :func:`gram` and
+    :func:`pls` call, with the same arguments: the same bits; 12 -> 5 us)."""
+    module = pls_kernels()
+    if module is None:
+        return pls(gram(problem, lin, s), lam, False)
+    z, x = lin.z, lin.x
+    q = z.shape[1]
+    k = x.shape[1] + 1
+    p = k - 1
+    m = problem.n_groups
+    beta, reduced, rx = np.empty(p), np.empty((k, k)), np.empty((p, p))
+    status, logdet_l, pwrss = module.gram_pls(
+        z, x, lin.w, _EMPTY if s is None else s, s is not None, problem._groups64,
+        np.ascontiguousarray(lam, dtype=float), np.empty((m, q, q)), np.empty((m, q, k)),
+        np.empty((q, q, m)), np.empty((q, m, k)), np.empty((k, k)), False, False, _NO_INDEX,
+        _NO_INDEX, 0, beta, np.empty((0, q)), reduced, rx, _EMPTY, np.empty((m, q, q)),
+    )
+    if status:
+        raise np.linalg.LinAlgError("not positive definite")
+    return PlsSolution(beta, None, max(pwrss, 0.0), logdet_l, rx, reduced[:p, :p].copy())
+
+
 def _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts, evaluations,
              lin=None):
     """nlme's final step: the linear mixed model at the last linearization (``lin``, the
@@ -1135,15 +1213,15 @@ def _wrap_up(problem, beta, b, theta, delta, it, converged, message, pnls_counts
     if lin is None:
         lin = problem.linearize(beta, b)
     s = problem.row_weights(lin.f, delta)
-    g = gram(problem, lin, s)
-    s = np.ones(problem.n) if s is None else s
-    lam = problem.lambda_of(theta)
-    sol: PlsSolution = pls(g, lam)
-    dev = deviance(sol, problem.n, problem.p, problem.reml, g.log_weights)
-    dof = problem.n - problem.p if problem.reml else problem.n
-    sigma2 = sol.pwrss / dof
+    sol = _final_solution(problem, lin, s, problem.lambda_of(theta))
+    n = problem.y.size
+    log_weights = 0.0 if s is None else float(np.log(s).sum())  # (as gram's)
+    s = np.ones(n) if s is None else s
+    p = problem.column_parameter.size  # (problem.p: the fixed designs' columns)
+    dev = deviance(sol, n, p, problem.reml, log_weights)
+    sigma2 = sol.pwrss / (n - p if problem.reml else n)
     vcov = sigma2 * _lapack(_inv, np.linalg.inv, sol.xtx_reduced)
-    collinear = _collinear_fixed_effects(vcov)
+    collinear = _collinear_fixed_effects(vcov, sol.xtx_reduced, sigma2)
     if converged and collinear is not None:
         converged, message = False, collinear
     return NlmeEstimate(
@@ -1195,7 +1273,9 @@ def conditional_modes(problem: NonlinearProblem, beta, lam, u, max_iter: int = 1
     ``within`` of ``near`` (or nothing is finite): the check then stops there.  When a
     group ends elsewhere, numpy's search from the same start gives the modes (they start
     another alternation, which must not depend on rounding: ChickWeight with varPower's
-    second basin moved 4e-9 in logLik from the compiled modes).
+    second basin moved 4e-9 in logLik from the compiled modes).  The check itself first
+    asks :func:`_probe_modes` (the whole search in one compiled call) and calls this only
+    where that finds a group elsewhere or is not available.
     """
     if near is not None:
         module = pls_kernels()
