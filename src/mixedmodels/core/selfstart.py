@@ -114,21 +114,16 @@ def _levenberg_marquardt(
     max_iter: int,
 ) -> np.ndarray:
     """:func:`least_squares_fit`'s iteration from finite ``p`` (under ``np.errstate(all=
-    "ignore")``: :func:`_solve` relies on it)."""
-
-    def evaluate(q):
-        """Values, Jacobian and residual sum of squares at ``q`` (one model call: an
-        accepted trial's Jacobian serves the next step)."""
-        f, jac = fun(q)
-        r = y - f
-        value = float(r @ r)
-        return f, jac, r, (value if math.isfinite(value) else np.inf)
-
-    f, jac, r, rss = evaluate(p)
+    "ignore")``: :func:`_solve` and the model rely on it); one model call per trial (an
+    accepted trial's Jacobian serves the next step)."""
+    f, jac = fun(p)
+    r = y - f
+    rss = float(r @ r)
     if not math.isfinite(rss):
         raise DataError("the self-starting model is not finite at its starting values")
+    isfinite = math.isfinite
     mu = 1e-3
-    k = p.size
+    index = range(p.size)
     for _ in range(max_iter):
         jtj = jac.T @ jac
         jtr = jac.T @ r
@@ -139,13 +134,17 @@ def _levenberg_marquardt(
         while True:
             # jtj + mu diag(scale): the diagonal's sums, the rest as it is (adding 0)
             damped = jtj.copy()
-            for i in range(k):
+            for i in index:
                 damped[i, i] = diagonal[i] + mu * scale[i]
             step = _solve(damped, jtr)
             trial = p + step
-            at_trial = (evaluate(trial) if all(map(math.isfinite, trial.tolist()))
-                        else None)
-            new = np.inf if at_trial is None else at_trial[3]
+            new = math.inf  # (a non-finite trial or residual sum of squares: no decrease)
+            if all(map(isfinite, trial.tolist())):
+                f_trial, jac_trial = fun(trial)
+                r_trial = y - f_trial
+                value = float(r_trial @ r_trial)
+                if isfinite(value):
+                    new = value
             if new <= rss:
                 break
             if _tiny(step, p, mu):  # a rounding-level step that does not decrease: optimal
@@ -157,13 +156,11 @@ def _levenberg_marquardt(
         small = (mu <= 1e-6 and relative < 1e-8) or relative < 1e-12  # _tiny, or smaller
         gain = rss - new
         p, rss = trial, new
-        f, jac, r, _ = at_trial
+        jac, r = jac_trial, r_trial
         mu = max(mu / 10, 1e-12)
         if small or gain <= 1e-15 * rss:
             break
     return p
-
-
 
 
 def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -211,18 +211,31 @@ class ModelFunction:
     ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """The model on fixed covariates as a function of one parameter vector (the
         parameters enter as scalars: what depends on them alone is computed once per
-        call, not once per row)."""
+        call, not once per row).
+
+        Compiled (numba loads), the function is the register program run directly on
+        every row (:class:`~mixedmodels.linalg.row_program.RowProgram`: the same
+        operations on the same values as with scalars, the same bits); it leaves numpy's
+        error state to its caller (the self-start's fit holds ``np.errstate(all=
+        "ignore")``; an overflowing ``exp`` otherwise warns as numpy does)."""
         n = next(iter(cov.values())).size if cov else 1
         n_par = len(self.parameters)
-        if row_program_kernels() is not None and _n_rows(cov) == n:
-            # the parameters on every row through the compiled register program (the same
-            # operations on the same values as with scalars: the same bits)
-            model = self._program.rows(cov, self.parameters, n)
+        module = row_program_kernels()
+        if module is not None and _n_rows(cov) == n:
+            program = self._program.rows(cov, self.parameters, n).program
+            phi = np.empty((n, n_par))  # (read into the registers at each call: reusable)
 
             def compiled(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                phi = np.empty((n, n_par))
-                phi[:] = np.asarray(p, dtype=float)
-                return model(phi)
+                # RowModel's call without its checks: phi is ours, C-ordered floats
+                phi[:] = p
+                regs = program.init.copy()
+                module.start_rows(regs, program.input_registers, program.input_columns, phi,
+                                  program.first_ops)
+                program.middle(module, regs)
+                f = np.empty(n)
+                g = np.empty((n, n_par))
+                module.finish_rows(regs, program.last_ops, program.outputs, f, g)
+                return f, g
 
             return compiled
         run = self._program.bind(cov, self.parameters)
