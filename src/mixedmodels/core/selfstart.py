@@ -198,11 +198,14 @@ def projected_fit(
     the linear coefficients of ``columns(p)`` solved exactly at each ``p`` (variable
     projection), from ``start``: :func:`least_squares_fit` of the projected fitted values
     with a central-difference Jacobian (their derivative in ``p``; scipy's
-    ``least_squares`` set-up cost more than the whole fit on Theoph)."""
+    ``least_squares`` set-up cost more than the whole fit on Theoph).  ``columns`` returns
+    an ``(n, m)`` array, or one column as an ``(n,)`` array."""
 
     def projected(p):
         a = columns(p)
-        if a.shape[1] == 1:  # one linear coefficient: its normal equation
+        if a.ndim == 1:  # one linear coefficient: its normal equation
+            return a * (float(a @ y) / float(a @ a))
+        if a.shape[1] == 1:
             c = a[:, 0]
             return c * (float(c @ y) / float(c @ c))
         coef = _lstsq(a, y)
@@ -211,6 +214,10 @@ def projected_fit(
     def values_and_jacobian(p):
         f = projected(p)
         jac = np.empty((f.size, p.size))
+        if p.size == 1:  # p +- h as p +- (h) (numpy's same additions, fewer calls)
+            h = 1e-6 * max(abs(float(p[0])), 1.0)
+            jac[:, 0] = (projected(p + h) - projected(p - h)) / (2 * h)
+            return f, jac
         for j in range(p.size):
             h = 1e-6 * max(abs(float(p[j])), 1.0)
             e = np.zeros_like(p)
@@ -349,8 +356,9 @@ def init_ssfol(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> 
         lke = float(np.log((np.log(y[imax]) - np.log(y[-1])) / (t[-1] - t[imax])))
     # R: nls(resp ~ (exp(-t Ke) - exp(-t Ka)) * Dose, start lKa = lKe + 1, "plinear")
     slow = np.exp(-t * np.exp(lke))  # (the same in every call: computed once)
+    minus_t = -t  # (-t * x is (-t) * x: negated once)
     lka = projected_fit(
-        lambda p: ((slow - np.exp(-t * np.exp(p[0]))) * dose)[:, None], y,
+        lambda p: (slow - np.exp(minus_t * np.exp(p[0]))) * dose, y,
         np.array([lke + 1.0]))[0]
     # R then refits (lKa, lKe) with nls(resp ~ Dose (exp(-t Ke) - exp(-t Ka)) / (Ka - Ke),
     # algorithm = "plinear"); in R 4.2 that fit stops at its start (its convergence
