@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from mixedmodels.design.evaluate import ColumnTable
 from mixedmodels.design.grouping import factor_labels, group_codes, value_labels
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
 from mixedmodels.design.validate import check_frame, is_numeric, missing_mask
@@ -691,7 +692,8 @@ def build_nlme_design(
                                       f"(columns: {', '.join(map(str, columns[:12]))})")
     # missing values column by column; the frame itself is read when nothing is dropped
     # (a sub-frame and its isna() cost more than the rest of the design on these data)
-    read: dict[str, pd.Series] = {name: frame[name] for name in used}  # each column once
+    # each column once (check_frame refused duplicated names: each is one Series)
+    read: dict[str, pd.Series] = {name: frame[name] for name in used}
     missing = None
     for column in read.values():
         mask = missing_mask(column)
@@ -749,7 +751,7 @@ def build_nlme_design(
             builder.column_names = ["(Intercept)"]
         else:
             if key not in built:
-                built[key] = builder.build(sub)
+                built[key] = builder.build(ColumnTable(sub, read) if sub is frame else sub)
             matrix = built[key].copy()
         designs.append(ParameterDesign(p, rhs, builder, list(builder.column_names)))
         matrices.append(matrix)
