@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mixedmodels.design import grouping
 from mixedmodels.design.grouping import (
     codes_for_levels,
     factor_labels,
@@ -112,34 +111,3 @@ def test_factor_labels_is_group_codes_and_level_labels(column):
     assert codes.dtype == expected_codes.dtype
     np.testing.assert_array_equal(codes, expected_codes)
     assert labels == level_labels(levels)
-
-
-@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8,
-                                   np.uint32, np.uint64])
-@pytest.mark.parametrize("n", [1, 2, 35, 300])
-@pytest.mark.parametrize("span", [0, 3, 60, 10**6])
-def test_integer_codes_by_a_table_are_one_sort_of_the_values(dtype, n, span):
-    """Integers in a small range are coded by a table over the range (_dense_codes), in a
-    wide one by a sort: both are _sorted_codes' codes (int64) and distinct values."""
-    info = np.iinfo(dtype)
-    rng = np.random.default_rng(n + span)
-    values = rng.integers(max(-span, int(info.min)), min(span, int(info.max)), n,
-                          endpoint=True).astype(dtype)
-    codes, uniques = grouping._dense_codes(values)
-    expected_codes, expected = grouping._sorted_codes(values)
-    assert codes.dtype == np.int64
-    np.testing.assert_array_equal(codes, expected_codes)
-    assert uniques == expected.tolist()
-
-
-@pytest.mark.parametrize("values", [
-    np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max, 0]),
-    np.array([np.iinfo(np.int64).max, np.iinfo(np.int64).max - 1]),
-    np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).min + 1]),
-    np.array([np.iinfo(np.uint64).max, np.iinfo(np.uint64).max - 1], dtype=np.uint64),
-])
-def test_integer_codes_at_the_ends_of_the_range(values):
-    codes, uniques = grouping._dense_codes(values)
-    expected_codes, expected = grouping._sorted_codes(values)
-    np.testing.assert_array_equal(codes, expected_codes)
-    assert uniques == expected.tolist()

@@ -49,24 +49,6 @@ def _sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, ordered[first]
 
 
-def _dense_codes(values: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    """:func:`_sorted_codes` of integers (the distinct values as Python ints) by a table
-    over their range when it is at most four times their number (group ids, Orange's
-    Tree: no sort), else by :func:`_sorted_codes`."""
-    lo, hi = int(values.min()), int(values.max())
-    if hi - lo > 4 * values.size:
-        codes, uniques = _sorted_codes(values)
-        return codes, uniques.tolist()
-    # (no overflow: the range is small; narrow types widened first, uint64 kept)
-    offsets = (values - values.dtype.type(lo) if values.dtype.itemsize == 8
-               else values.astype(np.int64) - lo)
-    present = np.zeros(hi - lo + 1, dtype=bool)
-    present[offsets] = True
-    position = np.cumsum(present) - 1  # each value's index among the distinct ones
-    return (position[offsets].astype(np.int64, copy=False),
-            [lo + k for k in np.flatnonzero(present).tolist()])
-
-
 def factor_labels(column: pd.Series) -> tuple[np.ndarray, list[str]]:
     """The codes of :func:`group_codes` for one column and the :func:`level_labels` of its
     levels.  Integer and text columns by one sort of their
@@ -74,9 +56,8 @@ def factor_labels(column: pd.Series) -> tuple[np.ndarray, list[str]]:
     ``Plant``); other columns through :func:`group_codes`."""
     dtype = column.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "iu":
-        values = column.to_numpy()
-        codes, uniques = _dense_codes(values) if values.size else _sorted_codes(values)
-        return codes, [str(v) for v in uniques]  # as _unique_labels: str(int)
+        codes, uniques = _sorted_codes(column.to_numpy())
+        return codes, [str(v) for v in uniques.tolist()]  # as _unique_labels: str(int)
     if isinstance(dtype, pd.StringDtype):
         values = column.tolist()
         if set(map(type, values)) == {str}:  # (no missing value)
