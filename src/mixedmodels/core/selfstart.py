@@ -228,6 +228,31 @@ def projected_fit(
     return least_squares_fit(values_and_jacobian, y, np.asarray(start, dtype=float))
 
 
+def absorption_fit(t: np.ndarray, dose: np.ndarray, y: np.ndarray, lke: float,
+                   start: float) -> float:
+    """SSfol's absorption rate ``lKa``: :func:`projected_fit` of the column ``(exp(-t
+    exp(lKe)) - exp(-t exp(lKa))) Dose`` in ``lKa`` from ``start``, to the bit, with the
+    column at ``lKa`` and at ``lKa +- h`` (the central difference) made by one call of
+    each numpy function on a (3, n) array instead of three (the same operations on the
+    same values: products commuted, which IEEE leaves exact; numpy's exp on each
+    element as on a scalar), then projected row by row as :func:`projected_fit` does."""
+    slow = np.exp(-t * np.exp(lke))  # (the same in every call: computed once)
+    minus_t = -t  # (-t * x is (-t) * x: negated once)
+
+    def values_and_jacobian(p):
+        lka = p[0]
+        h = 1e-6 * max(abs(float(lka)), 1.0)
+        rates = np.exp(np.array([lka, lka + h, lka - h]))
+        columns = slow - np.exp(rates[:, None] * minus_t)
+        columns *= dose
+        projected = [c * (float(c @ y) / float(c @ c)) for c in columns]
+        jac = np.empty((y.size, 1))
+        jac[:, 0] = (projected[1] - projected[2]) / (2 * h)
+        return projected[0], jac
+
+    return float(least_squares_fit(values_and_jacobian, y, np.array([start]))[0])
+
+
 def _need(n: int, at_least: int, name: str) -> None:
     if n < at_least:
         raise DataError(
@@ -355,11 +380,7 @@ def init_ssfol(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> 
     else:
         lke = float(np.log((np.log(y[imax]) - np.log(y[-1])) / (t[-1] - t[imax])))
     # R: nls(resp ~ (exp(-t Ke) - exp(-t Ka)) * Dose, start lKa = lKe + 1, "plinear")
-    slow = np.exp(-t * np.exp(lke))  # (the same in every call: computed once)
-    minus_t = -t  # (-t * x is (-t) * x: negated once)
-    lka = projected_fit(
-        lambda p: (slow - np.exp(minus_t * np.exp(p[0]))) * dose, y,
-        np.array([lke + 1.0]))[0]
+    lka = absorption_fit(t, dose, y, lke, lke + 1.0)
     # R then refits (lKa, lKe) with nls(resp ~ Dose (exp(-t Ke) - exp(-t Ka)) / (Ka - Ke),
     # algorithm = "plinear"); in R 4.2 that fit stops at its start (its convergence
     # criterion is met there), so R's values are lKe from the peak, lKa from the first fit
