@@ -382,6 +382,12 @@ def text_of(node: Node) -> str:
 # --------------------------------------------------------------------------- compiled
 
 
+def _kind(value: np.ndarray | float) -> float | int:
+    """A name's kind for :meth:`Program._plan`: a scalar's value, else its dimensions."""
+    ndim = value.ndim if isinstance(value, np.ndarray) else np.ndim(value)
+    return float(value) if ndim == 0 else ndim
+
+
 @dataclass(eq=False)
 class _Plan:
     """:meth:`Program._plan`: a program's pass over its code for one kind of names.
@@ -486,9 +492,14 @@ class Program:
             # they are), filled by broadcasting assignment
             read = {int(r) for run in kernel_ops for r in run[:, 2:].ravel() if r >= 0}
             read.update(self.outputs)
-            plan.schedule = (kernel_ops, stages, sorted(r for r in read if known[r]))
-        kernel_ops, stages, read = plan.schedule
-        ufunc_ops = bind_stages(stages, init, known)
+            # the ufunc stages as they are when none reads a constant (SSlogis' exp): the
+            # same for every program of this kind
+            fixed = not any(known[r] for stage in stages for _, _, regs in stage for r in regs)
+            plan.schedule = (kernel_ops, stages, sorted(r for r in read if known[r]),
+                             bind_stages(stages, init, known) if fixed else None)
+        kernel_ops, stages, read, ufunc_ops = plan.schedule
+        if ufunc_ops is None:
+            ufunc_ops = bind_stages(stages, init, known)
         registers = np.zeros((len(self.code), n))
         for i in read:
             registers[i] = init[i]
@@ -539,7 +550,7 @@ class Program:
         scalar values too: numpy's fast powers), made once per kind and kept."""
         # (the names' kinds only: a scalar's value, an array's number of dimensions)
         key = (tuple(variables), tuple(sorted(
-            (k, float(v) if np.ndim(v) == 0 else np.ndim(v)) for k, v in env.items())))
+            (k, _kind(v)) for k, v in env.items())))
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._make_plan(env, variables)
