@@ -198,14 +198,11 @@ def projected_fit(
     the linear coefficients of ``columns(p)`` solved exactly at each ``p`` (variable
     projection), from ``start``: :func:`least_squares_fit` of the projected fitted values
     with a central-difference Jacobian (their derivative in ``p``; scipy's
-    ``least_squares`` set-up cost more than the whole fit on Theoph).  ``columns`` returns
-    an ``(n, m)`` array, or one column as an ``(n,)`` array."""
+    ``least_squares`` set-up cost more than the whole fit on Theoph)."""
 
     def projected(p):
         a = columns(p)
-        if a.ndim == 1:  # one linear coefficient: its normal equation
-            return a * (float(a @ y) / float(a @ a))
-        if a.shape[1] == 1:
+        if a.shape[1] == 1:  # one linear coefficient: its normal equation
             c = a[:, 0]
             return c * (float(c @ y) / float(c @ c))
         coef = _lstsq(a, y)
@@ -214,10 +211,6 @@ def projected_fit(
     def values_and_jacobian(p):
         f = projected(p)
         jac = np.empty((f.size, p.size))
-        if p.size == 1:  # p +- h as p +- (h) (numpy's same additions, fewer calls)
-            h = 1e-6 * max(abs(float(p[0])), 1.0)
-            jac[:, 0] = (projected(p + h) - projected(p - h)) / (2 * h)
-            return f, jac
         for j in range(p.size):
             h = 1e-6 * max(abs(float(p[j])), 1.0)
             e = np.zeros_like(p)
