@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 
 from mixedmodels.errors import DataError
+from mixedmodels.linalg.optional_kernels import OptionalKernels
 
 try:  # numpy's LAPACK gufuncs behind np.linalg.solve and lstsq (their checks cost 3 of 5 us)
     from numpy.linalg import _umath_linalg
@@ -122,24 +124,18 @@ def _levenberg_marquardt(
     if not math.isfinite(rss):
         raise DataError("the self-starting model is not finite at its starting values")
     isfinite = math.isfinite
+    kernels = selfstart_kernels()
+    damped, trial_step = ((kernels.damped, kernels.trial_step) if kernels is not None
+                          else (_damped, _trial_step))
     mu = 1e-3
-    index = range(p.size)
     for _ in range(max_iter):
         jtj = jac.T @ jac
         jtr = jac.T @ r
-        # the diagonal and its scale max(d, 1e-300) as Python floats (the same IEEE
-        # operations as numpy's on k values, NaN kept, at a fraction of the calls' cost)
-        diagonal = jtj.diagonal().tolist()
-        scale = [max(d, 1e-300) for d in diagonal]
         while True:
-            # jtj + mu diag(scale): the diagonal's sums, the rest as it is (adding 0)
-            damped = jtj.copy()
-            for i in index:
-                damped[i, i] = diagonal[i] + mu * scale[i]
-            step = _solve(damped, jtr)
-            trial = p + step
+            step = _solve(damped(jtj, mu), jtr)
+            trial, finite, relative = trial_step(p, step)
             new = math.inf  # (a non-finite trial or residual sum of squares: no decrease)
-            if all(map(isfinite, trial.tolist())):
+            if finite:
                 f_trial, jac_trial = fun(trial)
                 r_trial = y - f_trial
                 value = float(r_trial @ r_trial)
@@ -147,12 +143,11 @@ def _levenberg_marquardt(
                     new = value
             if new <= rss:
                 break
-            if _tiny(step, p, mu):  # a rounding-level step that does not decrease: optimal
-                return p
+            if mu <= 1e-6 and relative < 1e-8:  # _tiny: a rounding-level step that does
+                return p                          # not decrease: optimal
             mu *= 10
             if mu > 1e12:
                 return p
-        relative = _relative_step(step, p)
         small = (mu <= 1e-6 and relative < 1e-8) or relative < 1e-12  # _tiny, or smaller
         gain = rss - new
         p, rss = trial, new
@@ -161,6 +156,40 @@ def _levenberg_marquardt(
         if small or gain <= 1e-15 * rss:
             break
     return p
+
+
+def _damped(jtj: np.ndarray, mu: float) -> np.ndarray:
+    """``jtj + mu diag(max(diag(jtj), 1e-300))`` (the Marquardt damping): a copy with the
+    diagonal's sums on Python floats (the same IEEE operations as numpy's on k values, NaN
+    kept), the rest as it is (adding 0 would turn -0 into 0).  Compiled:
+    :func:`mixedmodels.core.selfstart_kernels.damped`."""
+    out = jtj.copy()
+    for i, d in enumerate(jtj.diagonal().tolist()):
+        out[i, i] = d + mu * max(d, 1e-300)
+    return out
+
+
+def _trial_step(p: np.ndarray, step: np.ndarray) -> tuple[np.ndarray, bool, float]:
+    """``p + step``, whether it is all finite, and :func:`_relative_step`.  Compiled:
+    :func:`mixedmodels.core.selfstart_kernels.trial_step`."""
+    trial = p + step
+    return trial, all(map(math.isfinite, trial.tolist())), _relative_step(step, p)
+
+
+#: Use the compiled steps when numba loads; False forces the Python code (the tests
+#: compare both).
+USE_KERNELS = True
+_KERNELS = OptionalKernels(
+    "mixedmodels.core.selfstart_kernels",
+    "the compiled steps of the self-starting models' fit",
+    "using Python",
+)
+
+
+def selfstart_kernels() -> ModuleType | None:
+    """The compiled steps' module, or None (switched off by :data:`USE_KERNELS`, numba
+    missing or failing to load)."""
+    return _KERNELS.load() if USE_KERNELS else None
 
 
 def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
