@@ -9,6 +9,8 @@ is reproduced as such.
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -114,3 +116,71 @@ def test_relative_step_is_numpy_formula():
     expected = float(np.maximum.reduce(np.abs(step) / np.maximum(np.abs(p), 1e-8)))
     assert selfstart._relative_step(step, p) == expected
     assert np.isnan(selfstart._relative_step(np.full(3, np.nan), p))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_absorption_fit_is_the_projected_fit_to_the_bit(seed):
+    """SSfol's absorption-rate fit (three columns per numpy call) equals the generic
+    projected_fit of the same column, to the bit, on Theoph and on noisy copies."""
+    data = load("Theoph")
+    t, dose = data["Time"].to_numpy(float), data["Dose"].to_numpy(float)
+    y = data["conc"].to_numpy(float)
+    if seed:
+        y = y * np.exp(np.random.default_rng(seed).normal(0, 0.1 * seed, y.size))
+    imax = int(np.argmax(y))
+    lke = float(np.log((np.log(y[imax]) - np.log(y[-1])) / (t[-1] - t[imax])))
+    slow = np.exp(-t * np.exp(lke))
+    generic = selfstart.projected_fit(
+        lambda p: ((slow - np.exp(-t * np.exp(p[0]))) * dose)[:, None], y,
+        np.array([lke + 1.0]))[0]
+    assert selfstart.absorption_fit(t, dose, y, lke, lke + 1.0) == float(generic)
+
+
+needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
+                                 reason="numba is not installed")
+
+
+@needs_numba
+def test_compiled_steps_equal_the_python_steps():
+    """The compiled damping and trial step (selfstart_kernels) give the Python helpers'
+    values to the bit: diagonals negative, zero, tiny, NaN; steps NaN, infinite, on
+    parameters near zero."""
+    kernels = selfstart.selfstart_kernels()
+    assert kernels is not None
+    rng = np.random.default_rng(7)
+    specials = [0.0, -0.0, 1e-310, -3.0, np.nan, np.inf, 1e-300, 5e-9]
+    for _ in range(300):
+        k = int(rng.integers(1, 6))
+        jtj = rng.normal(size=(k, k)) * 10.0 ** rng.integers(-5, 6)
+        jtj[np.diag_indices(k)] = rng.choice(specials + list(rng.normal(size=4)), k)
+        mu = float(10.0 ** rng.integers(-12, 13))
+        assert kernels.damped(jtj, mu).tobytes() == selfstart._damped(jtj, mu).tobytes()
+        p = rng.choice([0.0, 1e-9, -2e-8, 3.5, -700.0, 1e5], k) + rng.normal(size=k) * (
+            rng.random() < 0.5)
+        step = rng.normal(size=k) * 10.0 ** rng.integers(-14, 3)
+        if rng.random() < 0.2:
+            step[int(rng.integers(k))] = rng.choice([np.nan, np.inf, -np.inf])
+        got, want = kernels.trial_step(p, step), selfstart._trial_step(p, step)
+        assert got[0].tobytes() == want[0].tobytes()
+        assert got[1] == want[1]
+        assert (np.isnan(got[2]) and np.isnan(want[2])) or got[2] == want[2]
+
+
+@needs_numba
+@pytest.mark.parametrize("name", list(CASES))
+def test_starts_with_and_without_the_compiled_steps_are_equal(name, monkeypatch):
+    """Every self-start's values with the compiled steps equal the Python code's, to the
+    bit (the reference data of test_initial_matches_getinitial, then the data scaled)."""
+    data_name, model = CASES[name]
+    data = load(data_name)
+    if name == "SSbiexp":
+        data = data[(data.Subject == 1) & (data.Time > 0)]
+    params = list(REF[name])
+    response, function = parse_model(model, params)
+    roles = function.self_start_roles(function.covariate_values(data))
+    for scale in (1.0, 1.7):
+        y = data[response].to_numpy(float) * scale
+        monkeypatch.setattr(selfstart, "USE_KERNELS", False)
+        want = INITIAL[name](roles, y, function.on)
+        monkeypatch.setattr(selfstart, "USE_KERNELS", True)
+        assert INITIAL[name](roles, y, function.on).tobytes() == want.tobytes()

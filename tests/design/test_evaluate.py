@@ -235,3 +235,21 @@ def test_scalars_broadcast_to_every_row():
     assert isinstance(value("2 * pi", data), Numeric)
     X = MatrixBuilder("I(x - mean(x)) + I(1 + 0 * x)").build(data)
     np.testing.assert_allclose(X[:, 1], [-1.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("dtype", ["string[pyarrow]", "string[python]", "str"])
+@pytest.mark.parametrize("text", [
+    ["b", "a", "é", "Z", "ä", "a", "10", "9"],
+    ["x", None, "y", "x"],
+    ["only"],
+])
+def test_text_columns_factor_as_pandas_factorize_does(dtype, text):
+    """A string-dtype column without missing values is factored by a dict of its sorted
+    labels; the reference is the object column's path (pandas' factorize, then the
+    labels' positions): the same codes (int64) and levels, missing values included."""
+    got = column_value(pd.Series(text, dtype=dtype), "c")
+    want = column_value(pd.Series(text, dtype=object), "c")
+    assert isinstance(got, Factor)
+    assert got.levels == want.levels
+    assert got.codes.dtype == np.int64
+    np.testing.assert_array_equal(got.codes, want.codes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mixedmodels.design import nonlinear
 from mixedmodels.design.nonlinear import (
     build_nlme_design,
     parse_fixed,
@@ -108,3 +109,54 @@ def test_affine_in_the_random_parameters(model, parameters, random, affine):
     second = values[2] - 2 * values[1] + values[0]
     # rounding of values of order 10: 1e-12 absolute when affine
     assert bool(np.max(np.abs(second)) < 1e-12) is affine
+
+
+def _design_arrays(design) -> list:
+    return [design.y, *design.covariates.values(), *design.fixed_matrices, design.groups,
+            design.rows]
+
+
+def test_parsed_formulas_are_kept_but_the_data_are_read_anew():
+    """The formulas are parsed once per text; each call reads the data again: a copy of
+    CO2 with changed values and dtypes (uptake scaled, conc as float, Plant and Type as
+    pyarrow strings with other labels) gives the design a cold cache gives, and that
+    design's values are the changed data's (y, the covariate, the Type column)."""
+    co2 = load("CO2")
+    args = ("uptake ~ SSasympOff(conc, Asym, lrc, c0)", )
+    fixed = ["Asym ~ Type", "lrc + c0 ~ 1"]
+    first = build_nlme_design(args[0], co2, fixed, "Asym ~ 1 | Plant")
+    changed = co2.copy()
+    changed["uptake"] = co2["uptake"] * 2.0
+    changed["conc"] = co2["conc"].astype(float) + 0.5
+    changed["Type"] = co2["Type"].map({"Quebec": "Q", "Mississippi": "M"}).astype(
+        "string[pyarrow]")
+    changed["Plant"] = ("p" + co2["Plant"].astype(str)).astype("string[pyarrow]")
+    warm = build_nlme_design(args[0], changed, fixed, "Asym ~ 1 | Plant")
+    nonlinear._cached_formulas.cache_clear()
+    nonlinear._parse_model.cache_clear()
+    cold = build_nlme_design(args[0], changed, fixed, "Asym ~ 1 | Plant")
+    for a, b in zip(_design_arrays(warm), _design_arrays(cold), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert warm.fixed_names == cold.fixed_names == ["Asym.(Intercept)", "Asym.TypeQ", "lrc",
+                                                    "c0"]
+    assert warm.levels == cold.levels
+    np.testing.assert_array_equal(warm.y, 2.0 * first.y)
+    np.testing.assert_array_equal(warm.covariates["input"], first.covariates["input"] + 0.5)
+    np.testing.assert_array_equal(warm.fixed_matrices[0][:, 1],
+                                  (co2["Type"] == "Quebec").to_numpy(float))
+    np.testing.assert_array_equal(warm.groups, first.groups)  # the same grouping, relabelled
+    assert warm.levels == ["p" + level for level in first.levels]
+    assert changed["uptake"].tolist() == (co2["uptake"] * 2.0).tolist()  # (not modified)
+    assert str(changed["conc"].dtype) == "float64"
+
+
+def test_formula_errors_are_raised_at_every_call():
+    orange = load("Orange")
+    for _ in range(2):
+        with pytest.raises(FormulaError, match="not a model parameter"):
+            build_nlme_design("circumference ~ SSlogis(age, Asym, xmid, scal)", orange,
+                              "Asym + xmid + scal ~ 1", "R0 ~ 1 | Tree")
+        with pytest.raises(FormulaError, match="must be a string"):
+            build_nlme_design("circumference ~ SSlogis(age, Asym, xmid, scal)", orange,
+                              ["Asym + xmid + scal ~ 1", 3], "Asym ~ 1 | Tree")

@@ -170,3 +170,31 @@ def test_the_program_is_data(monkeypatch):
         f1, g1 = model(phi)
         _same(f1, f)
         _same(g1, g)
+
+
+def test_a_kept_plan_serves_other_data_of_the_same_kind():
+    """A program's pass over its code is kept per kind of names (_plan): used again on
+    other data (other values, other rows) it gives what a new program gives, to the bit,
+    with rows() and bind() (and bind() what the interpreter Program.run gives); a scalar
+    where an array was is another kind."""
+    text = "a * exp(-(x - m)^2 / s) + log(x + 2) * b"
+    tree = parse_expression(text)
+    check_arithmetic(tree)
+    trees = [tree, *(derivative.differentiate(tree, p) for p in ("a", "m", "s", "b"))]
+    kept = Program(trees)
+    rng = np.random.default_rng(3)
+    for n, x in [(5, rng.uniform(0, 3, 5)), (9, rng.uniform(-1, 4, 9)), (9, 1.5)]:
+        env = {"x": x}
+        phi = rng.normal(1.0, 0.3, (n, 4))
+        fresh = Program(trees)
+        for a, b in zip(kept.rows(env, ["a", "m", "s", "b"], n)(phi),
+                        fresh.rows(env, ["a", "m", "s", "b"], n)(phi), strict=True):
+            assert a.tobytes() == b.tobytes()
+        values = list(phi[0])
+        interpreted = kept.run({**env, **dict(zip(["a", "m", "s", "b"], values, strict=True))})
+        for a, b, c in zip(kept.bind(env, ["a", "m", "s", "b"])(values),
+                           fresh.bind(env, ["a", "m", "s", "b"])(values), interpreted,
+                           strict=True):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+            assert np.asarray(a).tobytes() == np.asarray(c).tobytes()  # the interpreter
+    assert len(kept._plans) == 2  # (x an array, x a scalar)

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 
 from mixedmodels.errors import DataError
+from mixedmodels.linalg.optional_kernels import OptionalKernels
 
 try:  # numpy's LAPACK gufuncs behind np.linalg.solve and lstsq (their checks cost 3 of 5 us)
     from numpy.linalg import _umath_linalg
@@ -114,56 +116,80 @@ def _levenberg_marquardt(
     max_iter: int,
 ) -> np.ndarray:
     """:func:`least_squares_fit`'s iteration from finite ``p`` (under ``np.errstate(all=
-    "ignore")``: :func:`_solve` relies on it)."""
-
-    def evaluate(q):
-        """Values, Jacobian and residual sum of squares at ``q`` (one model call: an
-        accepted trial's Jacobian serves the next step)."""
-        f, jac = fun(q)
-        r = y - f
-        value = float(r @ r)
-        return f, jac, r, (value if math.isfinite(value) else np.inf)
-
-    f, jac, r, rss = evaluate(p)
+    "ignore")``: :func:`_solve` and the model rely on it); one model call per trial (an
+    accepted trial's Jacobian serves the next step)."""
+    f, jac = fun(p)
+    r = y - f
+    rss = float(r @ r)
     if not math.isfinite(rss):
         raise DataError("the self-starting model is not finite at its starting values")
+    isfinite = math.isfinite
+    kernels = selfstart_kernels()
+    damped, trial_step = ((kernels.damped, kernels.trial_step) if kernels is not None
+                          else (_damped, _trial_step))
     mu = 1e-3
-    k = p.size
     for _ in range(max_iter):
         jtj = jac.T @ jac
         jtr = jac.T @ r
-        # the diagonal and its scale max(d, 1e-300) as Python floats (the same IEEE
-        # operations as numpy's on k values, NaN kept, at a fraction of the calls' cost)
-        diagonal = jtj.diagonal().tolist()
-        scale = [max(d, 1e-300) for d in diagonal]
         while True:
-            # jtj + mu diag(scale): the diagonal's sums, the rest as it is (adding 0)
-            damped = jtj.copy()
-            for i in range(k):
-                damped[i, i] = diagonal[i] + mu * scale[i]
-            step = _solve(damped, jtr)
-            trial = p + step
-            at_trial = (evaluate(trial) if all(map(math.isfinite, trial.tolist()))
-                        else None)
-            new = np.inf if at_trial is None else at_trial[3]
+            step = _solve(damped(jtj, mu), jtr)
+            trial, finite, relative = trial_step(p, step)
+            new = math.inf  # (a non-finite trial or residual sum of squares: no decrease)
+            if finite:
+                f_trial, jac_trial = fun(trial)
+                r_trial = y - f_trial
+                value = float(r_trial @ r_trial)
+                if isfinite(value):
+                    new = value
             if new <= rss:
                 break
-            if _tiny(step, p, mu):  # a rounding-level step that does not decrease: optimal
-                return p
+            if mu <= 1e-6 and relative < 1e-8:  # _tiny: a rounding-level step that does
+                return p                          # not decrease: optimal
             mu *= 10
             if mu > 1e12:
                 return p
-        relative = _relative_step(step, p)
         small = (mu <= 1e-6 and relative < 1e-8) or relative < 1e-12  # _tiny, or smaller
         gain = rss - new
         p, rss = trial, new
-        f, jac, r, _ = at_trial
+        jac, r = jac_trial, r_trial
         mu = max(mu / 10, 1e-12)
         if small or gain <= 1e-15 * rss:
             break
     return p
 
 
+def _damped(jtj: np.ndarray, mu: float) -> np.ndarray:
+    """``jtj + mu diag(max(diag(jtj), 1e-300))`` (the Marquardt damping): a copy with the
+    diagonal's sums on Python floats (the same IEEE operations as numpy's on k values, NaN
+    kept), the rest as it is (adding 0 would turn -0 into 0).  Compiled:
+    :func:`mixedmodels.core.selfstart_kernels.damped`."""
+    out = jtj.copy()
+    for i, d in enumerate(jtj.diagonal().tolist()):
+        out[i, i] = d + mu * max(d, 1e-300)
+    return out
+
+
+def _trial_step(p: np.ndarray, step: np.ndarray) -> tuple[np.ndarray, bool, float]:
+    """``p + step``, whether it is all finite, and :func:`_relative_step`.  Compiled:
+    :func:`mixedmodels.core.selfstart_kernels.trial_step`."""
+    trial = p + step
+    return trial, all(map(math.isfinite, trial.tolist())), _relative_step(step, p)
+
+
+#: Use the compiled steps when numba loads; False forces the Python code (the tests
+#: compare both).
+USE_KERNELS = True
+_KERNELS = OptionalKernels(
+    "mixedmodels.core.selfstart_kernels",
+    "the compiled steps of the self-starting models' fit",
+    "using Python",
+)
+
+
+def selfstart_kernels() -> ModuleType | None:
+    """The compiled steps' module, or None (switched off by :data:`USE_KERNELS`, numba
+    missing or failing to load)."""
+    return _KERNELS.load() if USE_KERNELS else None
 
 
 def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -222,6 +248,31 @@ def projected_fit(
         return f, jac
 
     return least_squares_fit(values_and_jacobian, y, np.asarray(start, dtype=float))
+
+
+def absorption_fit(t: np.ndarray, dose: np.ndarray, y: np.ndarray, lke: float,
+                   start: float) -> float:
+    """SSfol's absorption rate ``lKa``: :func:`projected_fit` of the column ``(exp(-t
+    exp(lKe)) - exp(-t exp(lKa))) Dose`` in ``lKa`` from ``start``, to the bit, with the
+    column at ``lKa`` and at ``lKa +- h`` (the central difference) made by one call of
+    each numpy function on a (3, n) array instead of three (the same operations on the
+    same values: products commuted, which IEEE leaves exact; numpy's exp on each
+    element as on a scalar), then projected row by row as :func:`projected_fit` does."""
+    slow = np.exp(-t * np.exp(lke))  # (the same in every call: computed once)
+    minus_t = -t  # (-t * x is (-t) * x: negated once)
+
+    def values_and_jacobian(p):
+        lka = p[0]
+        h = 1e-6 * max(abs(float(lka)), 1.0)
+        rates = np.exp(np.array([lka, lka + h, lka - h]))
+        columns = slow - np.exp(rates[:, None] * minus_t)
+        columns *= dose
+        projected = [c * (float(c @ y) / float(c @ c)) for c in columns]
+        jac = np.empty((y.size, 1))
+        jac[:, 0] = (projected[1] - projected[2]) / (2 * h)
+        return projected[0], jac
+
+    return float(least_squares_fit(values_and_jacobian, y, np.array([start]))[0])
 
 
 def _need(n: int, at_least: int, name: str) -> None:
@@ -351,10 +402,7 @@ def init_ssfol(cov: dict[str, np.ndarray], y: np.ndarray, model_on: ModelOn) -> 
     else:
         lke = float(np.log((np.log(y[imax]) - np.log(y[-1])) / (t[-1] - t[imax])))
     # R: nls(resp ~ (exp(-t Ke) - exp(-t Ka)) * Dose, start lKa = lKe + 1, "plinear")
-    slow = np.exp(-t * np.exp(lke))  # (the same in every call: computed once)
-    lka = projected_fit(
-        lambda p: ((slow - np.exp(-t * np.exp(p[0]))) * dose)[:, None], y,
-        np.array([lke + 1.0]))[0]
+    lka = absorption_fit(t, dose, y, lke, lke + 1.0)
     # R then refits (lKa, lKe) with nls(resp ~ Dose (exp(-t Ke) - exp(-t Ka)) / (Ka - Ke),
     # algorithm = "plinear"); in R 4.2 that fit stops at its start (its convergence
     # criterion is met there), so R's values are lKe from the peak, lKa from the first fit

@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from mixedmodels.design.evaluate import ColumnTable
 from mixedmodels.design.grouping import factor_labels, group_codes, value_labels
 from mixedmodels.design.matrices import MatrixBuilder, response_vector
 from mixedmodels.design.validate import check_frame, is_numeric, missing_mask
@@ -211,18 +212,31 @@ class ModelFunction:
     ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """The model on fixed covariates as a function of one parameter vector (the
         parameters enter as scalars: what depends on them alone is computed once per
-        call, not once per row)."""
+        call, not once per row).
+
+        Compiled (numba loads), the function is the register program run directly on
+        every row (:class:`~mixedmodels.linalg.row_program.RowProgram`: the same
+        operations on the same values as with scalars, the same bits); it leaves numpy's
+        error state to its caller (the self-start's fit holds ``np.errstate(all=
+        "ignore")``; an overflowing ``exp`` otherwise warns as numpy does)."""
         n = next(iter(cov.values())).size if cov else 1
         n_par = len(self.parameters)
-        if row_program_kernels() is not None and _n_rows(cov) == n:
-            # the parameters on every row through the compiled register program (the same
-            # operations on the same values as with scalars: the same bits)
-            model = self._program.rows(cov, self.parameters, n)
+        module = row_program_kernels()
+        if module is not None and _n_rows(cov) == n:
+            program = self._program.rows(cov, self.parameters, n).program
+            phi = np.empty((n, n_par))  # (read into the registers at each call: reusable)
 
             def compiled(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                phi = np.empty((n, n_par))
-                phi[:] = np.asarray(p, dtype=float)
-                return model(phi)
+                # RowModel's call without its checks: phi is ours, C-ordered floats
+                phi[:] = p
+                regs = program.init.copy()
+                module.start_rows(regs, program.input_registers, program.input_columns, phi,
+                                  program.first_ops)
+                program.middle(module, regs)
+                f = np.empty(n)
+                g = np.empty((n, n_par))
+                module.finish_rows(regs, program.last_ops, program.outputs, f, g)
+                return f, g
 
             return compiled
         run = self._program.bind(cov, self.parameters)
@@ -577,6 +591,75 @@ class NlmeDesign:
         return list(dict.fromkeys(used))
 
 
+@dataclass(frozen=True)
+class _Formulas:
+    """nlme's three formulas parsed and checked against each other (no data): what
+    :func:`build_nlme_design` reads from the text, kept per text (:func:`_formulas`).
+
+    ``response_names``: the columns of a response expression (``log(size)``: ``size``),
+    used when no column is named as the whole response; ``model_names`` the names the
+    model's covariates read; ``rhs_names`` each distinct fixed right-hand side's names
+    (``"1"``: none), in the order of first use; ``pi`` among them is a column only when
+    the data have one."""
+
+    fixed_parts: tuple[tuple[str, str], ...]
+    response: str
+    function: ModelFunction
+    spec: RandomSpec
+    response_names: tuple[str, ...]
+    model_names: tuple[str, ...]
+    rhs_names: dict[str, tuple[str, ...]]
+    random_index: tuple[int, ...]
+    function_index: tuple[int, ...]
+
+
+def _formulas(model: str, fixed: str | list[str], random: str,
+              covariance: str | None) -> _Formulas:
+    """:class:`_Formulas` of the texts (kept by text; errors raised anew every time)."""
+    key = fixed if isinstance(fixed, str) else (
+        tuple(fixed) if isinstance(fixed, list | tuple) and all(isinstance(f, str)
+                                                                 for f in fixed) else None)
+    if (key is None or not isinstance(model, str) or not isinstance(random, str)
+            or not (covariance is None or isinstance(covariance, str))):
+        return _parse_formulas(model, fixed, random, covariance)  # its errors
+    return _cached_formulas(model, key, random, covariance)
+
+
+@lru_cache(maxsize=128)
+def _cached_formulas(model: str, fixed: str | tuple[str, ...], random: str,
+                     covariance: str | None) -> _Formulas:
+    return _parse_formulas(model, fixed if isinstance(fixed, str) else list(fixed), random,
+                           covariance)
+
+
+def _parse_formulas(model, fixed, random, covariance) -> _Formulas:
+    fixed_parts = parse_fixed(fixed)
+    param_names = [p for p, _ in fixed_parts]
+    response, function = parse_model(model, param_names)
+    spec = parse_random(random, covariance)
+    for p in spec.parameters:
+        if p not in param_names:
+            raise FormulaError(f"random-effects parameter {p!r} is not a model parameter "
+                               f"({', '.join(param_names)})", random, 0)
+    model_names: list[str] = []
+    for tree in function.covariates.values():
+        model_names += names(tree)
+    rhs_names: dict[str, tuple[str, ...]] = {}
+    for _, rhs in fixed_parts:
+        key = rhs.strip()
+        if key not in rhs_names:
+            rhs_names[key] = tuple(v for node in MatrixBuilder(rhs).structure.variables
+                                   for v in variables(node))
+    order = {p: i for i, p in enumerate(function.parameters)}
+    return _Formulas(
+        fixed_parts=tuple(fixed_parts), response=response, function=function, spec=spec,
+        response_names=tuple(variables(parse_expression(response))),
+        model_names=tuple(model_names), rhs_names=rhs_names,
+        random_index=tuple(order[p] for p in spec.parameters),
+        function_index=tuple(order[p] for p, _ in fixed_parts),
+    )
+
+
 def build_nlme_design(
     model: str, data: object, fixed: str | list[str], random: str,
     covariance: str | None = None, extra_columns: list[str] | tuple[str, ...] = (),
@@ -587,44 +670,36 @@ def build_nlme_design(
     rows kept are in :attr:`NlmeDesign.extra` (integer columns as integers, other numeric
     columns as floats, anything else as labels).  Rows with a missing value in any column
     used are dropped (and counted).
+
+    The formulas are parsed once per text (:func:`_formulas`); the data are read anew at
+    every call, each column used once.
     """
     frame = check_frame(data)
-    fixed_parts = parse_fixed(fixed)
-    param_names = [p for p, _ in fixed_parts]
-    response, function = parse_model(model, param_names)
-    spec = parse_random(random, covariance)
-    for p in spec.parameters:
-        if p not in param_names:
-            raise FormulaError(f"random-effects parameter {p!r} is not a model parameter "
-                               f"({', '.join(param_names)})", random, 0)
-    # columns used
-    response_columns = ([response] if response in frame.columns
-                        else variables(parse_expression(response)))
+    parsed = _formulas(model, fixed, random, covariance)
+    response, function, spec = parsed.response, parsed.function, parsed.spec
+    columns = frame.columns
+    # columns used ("pi" is the constant unless the data have such a column)
+    response_columns = [response] if response in columns else list(parsed.response_names)
     used: list[str] = [*response_columns, *spec.columns]
-    for tree in function.covariates.values():
-        used += [n for n in names(tree) if n != "pi" or n in frame.columns]
-    builders = []
-    shared: dict[str, MatrixBuilder] = {}  # one builder per distinct right-hand side
-    for p, rhs in fixed_parts:
-        builder = shared.get(rhs.strip())
-        if builder is None:  # (setdefault would build one per parameter)
-            builder = shared[rhs.strip()] = MatrixBuilder(rhs)
-            used += list(_rhs_columns(builder, frame))
-        builders.append((p, rhs, builder))
+    pi_column = "pi" in columns
+    used += [n for n in parsed.model_names if n != "pi" or pi_column]
+    for names_ in parsed.rhs_names.values():
+        used += [v for v in names_ if v != "pi" or pi_column]
     used = list(dict.fromkeys(used + list(extra_columns)))
     for name in used:
-        if name not in frame.columns:
+        if name not in columns:
             raise ColumnNotFoundError(f"column {name!r} is not in the data "
-                                      f"(columns: {', '.join(map(str, frame.columns[:12]))})")
+                                      f"(columns: {', '.join(map(str, columns[:12]))})")
     # missing values column by column; the frame itself is read when nothing is dropped
     # (a sub-frame and its isna() cost more than the rest of the design on these data)
-    missing = np.zeros(len(frame), dtype=bool)
-    read: dict[str, pd.Series] = {}  # the columns read, reused while nothing is dropped
-    for name in used:
-        read[name] = frame[name]
-        missing |= missing_mask(read[name])
-    keep = ~missing
+    # each column once (check_frame refused duplicated names: each is one Series)
+    read: dict[str, pd.Series] = {name: frame[name] for name in used}
+    missing = None
+    for column in read.values():
+        mask = missing_mask(column)
+        missing = mask if missing is None else missing | mask
     n_dropped = int(np.count_nonzero(missing))
+    keep = ~missing
     n_nonfinite = 0
     sub = frame.loc[keep, used] if n_dropped else frame
     if response_columns == [response]:
@@ -653,26 +728,31 @@ def build_nlme_design(
             y = y[~bad]
     cov = function.covariate_values(sub, read if sub is frame else None)
     for key, values in cov.items():
-        bad = ~np.isfinite(values)
-        if bad.any():
-            columns = ", ".join(repr(c) for c in names(function.covariates[key]) if c != "pi")
+        if not np.isfinite(values).all():
+            bad = ~np.isfinite(values)
+            columns_ = ", ".join(repr(c) for c in names(function.covariates[key]) if c != "pi")
             raise DataError(
-                f"the model's {key} (from column {columns}) is not finite in {int(bad.sum())} "
-                f"row(s) (first: row {int(np.flatnonzero(bad)[0])} of the rows used)"
+                f"the model's {key} (from column {columns_}) is not finite in "
+                f"{int(bad.sum())} row(s) (first: row {int(np.flatnonzero(bad)[0])} of the "
+                "rows used)"
             )
-    order = {p: i for i, p in enumerate(function.parameters)}
+    n = len(sub)
     designs, matrices, fixed_names = [], [], []
-    built: dict[int, np.ndarray] = {}  # Soybean's Asym + xmid + scal ~ Variety: built once
-    for p, rhs, builder in builders:
+    builders: dict[str, MatrixBuilder] = {}  # one builder per distinct right-hand side
+    built: dict[str, np.ndarray] = {}  # Soybean's Asym + xmid + scal ~ Variety: built once
+    for p, rhs in parsed.fixed_parts:
+        key = rhs.strip()
+        builder = builders.get(key)
+        if builder is None:  # (setdefault would build one per parameter)
+            builder = builders[key] = MatrixBuilder(rhs)
         # an intercept-only parameter needs no model matrix machinery
-        if rhs.strip() == "1":
-            matrix = np.ones((len(sub), 1))
-        else:
-            if id(builder) not in built:
-                built[id(builder)] = builder.build(sub)
-            matrix = built[id(builder)].copy()
-        if rhs.strip() == "1":
+        if key == "1":
+            matrix = np.ones((n, 1))
             builder.column_names = ["(Intercept)"]
+        else:
+            if key not in built:
+                built[key] = builder.build(ColumnTable(sub, read) if sub is frame else sub)
+            matrix = built[key].copy()
         designs.append(ParameterDesign(p, rhs, builder, list(builder.column_names)))
         matrices.append(matrix)
         if builder.column_names == ["(Intercept)"]:
@@ -698,8 +778,8 @@ def build_nlme_design(
     return NlmeDesign(
         response=response, y=y, model=function, covariates=cov, parameters=designs,
         fixed_matrices=matrices, random=spec,
-        random_index=[order[p] for p in spec.parameters],
-        function_index=[order[p] for p, _, _ in builders],
+        random_index=list(parsed.random_index),
+        function_index=list(parsed.function_index),
         groups=codes, levels=levels, rows=np.flatnonzero(keep),
         level_groups=level_groups, level_levels=level_levels,
         n_dropped=n_dropped, fixed_names=fixed_names, extra=extra, n_nonfinite=n_nonfinite,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -381,6 +382,35 @@ def text_of(node: Node) -> str:
 # --------------------------------------------------------------------------- compiled
 
 
+def _kind(value: np.ndarray | float) -> float | int:
+    """A name's kind for :meth:`Program._plan`: a scalar's value, else its dimensions."""
+    ndim = value.ndim if isinstance(value, np.ndarray) else np.ndim(value)
+    return float(value) if ndim == 0 else ndim
+
+
+@dataclass(eq=False)
+class _Plan:
+    """:meth:`Program._plan`: a program's pass over its code for one kind of names.
+
+    ``template`` holds the numbers and constants, ``loads`` the registers ``env`` fills
+    (``(register, name)``), ``folds`` the operations on those alone (``(out, fn, a, b)``, b
+    -1 for a unary one), ``inputs`` the registers of the parameters (``(register,
+    position)``), ``ops``/``codes`` the operations that remain and their names;
+    ``schedule``: :meth:`Program.rows`'s stages, made on first use."""
+
+    template: list
+    known: list
+    loads: list
+    folds: list
+    inputs: list
+    ops: list
+    codes: list
+    input_registers: np.ndarray
+    input_columns: np.ndarray
+    outputs: np.ndarray
+    schedule: tuple | None = None
+
+
 class Program:
     """Several arithmetic trees compiled into one list of operations, equal subtrees
     computed once (a model and its gradient share most of their work: the logistic's
@@ -397,7 +427,7 @@ class Program:
         self._index: dict[tuple, int] = {}
         self.outputs = [self._emit(t) for t in trees]
         del self._index
-        self._plans: dict = {}  # rows()'s schedules
+        self._plans: dict = {}  # _plan()'s passes over the code, by kind of names
 
     def _add(self, key: tuple) -> int:
         found = self._index.get(key)
@@ -436,14 +466,8 @@ class Program:
         operation's kind, no name look-ups), the same operations in the same order as
         :meth:`run`, so the values are identical.
         """
-        slots = {name: k for k, name in enumerate(variables)}
-        init: list = [None] * len(self.code)
-        known = [False] * len(self.code)
-        inputs: list[tuple[int, int]] = []
-        ops: list[tuple] = []
-        with np.errstate(all="ignore"):
-            self._fold(env, slots, init, known, inputs, ops)
-        return self._runner(init, inputs, ops)
+        plan = self._plan(env, variables)
+        return self._runner(self._folded(plan, env), plan.inputs, plan.ops)
 
     def rows(
         self, env: Mapping[str, np.ndarray | float], variables: Sequence[str], n: int,
@@ -459,39 +483,33 @@ class Program:
         data only) whose IEEE operations run compiled when numba loads, between numpy's
         calls of the elementary functions; the numpy code of :meth:`bind` otherwise (the
         same operations in the same order: the same values to the bit)."""
-        slots = {name: k for k, name in enumerate(variables)}
-        init: list = [None] * len(self.code)
-        known = [False] * len(self.code)
-        inputs: list[tuple[int, int]] = []
-        ops: list[tuple] = []
-        codes: list[str] = []
-        with np.errstate(all="ignore"):
-            self._fold(env, slots, init, known, inputs, ops, codes)
-        # the schedule depends on the names' kinds only (and on scalar constants' values:
-        # numpy's fast powers), so a fit's second and later programs reuse it
-        key = (tuple(variables), tuple(sorted(
-            (k, float(v) if np.ndim(v) == 0 else np.ndim(v)) for k, v in env.items())))
-        plan = self._plans.get(key)
-        if plan is None:
-            kernel_ops, stages = schedule(len(self.code), ops, codes, init, known)
+        plan = self._plan(env, variables)
+        init = self._folded(plan, env)
+        known, inputs, ops = plan.known, plan.inputs, plan.ops
+        if plan.schedule is None:
+            kernel_ops, stages = schedule(len(self.code), ops, plan.codes, init, known)
             # the constants the compiled runs read (a ufunc stage takes its constants as
             # they are), filled by broadcasting assignment
             read = {int(r) for run in kernel_ops for r in run[:, 2:].ravel() if r >= 0}
             read.update(self.outputs)
-            plan = self._plans[key] = (kernel_ops, stages, sorted(read))
-        kernel_ops, stages, read = plan
-        ufunc_ops = bind_stages(stages, init, known)
+            # the ufunc stages as they are when none reads a constant (SSlogis' exp): the
+            # same for every program of this kind
+            fixed = not any(known[r] for stage in stages for _, _, regs in stage for r in regs)
+            plan.schedule = (kernel_ops, stages, sorted(r for r in read if known[r]),
+                             bind_stages(stages, init, known) if fixed else None)
+        kernel_ops, stages, read, ufunc_ops = plan.schedule
+        if ufunc_ops is None:
+            ufunc_ops = bind_stages(stages, init, known)
         registers = np.zeros((len(self.code), n))
         for i in read:
-            if known[i]:
-                registers[i] = init[i]
+            registers[i] = init[i]
         program = RowProgram(
             kernel_ops=kernel_ops,
             ufunc_ops=ufunc_ops,
             init=registers,
-            input_registers=np.array([i for i, _ in inputs], dtype=np.int64),
-            input_columns=np.array([k for _, k in inputs], dtype=np.int64),
-            outputs=np.array(self.outputs, dtype=np.int64),
+            input_registers=plan.input_registers,
+            input_columns=plan.input_columns,
+            outputs=plan.outputs,
         )
         run = self._runner(init, inputs, ops)
         n_out = len(self.outputs)
@@ -527,21 +545,41 @@ class Program:
 
         return run
 
-    def _fold(self, env, slots, init, known, inputs, ops, codes=None) -> None:
-        """:meth:`bind`'s pass over the code: inputs, folded values, remaining ops (and
-        their names, into ``codes`` when given)."""
+    def _plan(self, env: Mapping[str, np.ndarray | float], variables: Sequence[str]) -> _Plan:
+        """The pass over the code for ``variables`` and the kinds of ``env``'s names (their
+        scalar values too: numpy's fast powers), made once per kind and kept."""
+        # (the names' kinds only: a scalar's value, an array's number of dimensions)
+        key = (tuple(variables), tuple(sorted(
+            (k, _kind(v)) for k, v in env.items())))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._make_plan(env, variables)
+        return plan
+
+    def _make_plan(self, env, variables) -> _Plan:
+        """:meth:`_plan`'s pass: which registers the parameters fill, which ``env`` fills,
+        which are folded from those before any call (in the code's order), which remain."""
+        slots = {name: k for k, name in enumerate(variables)}
+        template: list = [None] * len(self.code)
+        known = [False] * len(self.code)
+        loads: list[tuple[int, str]] = []
+        folds: list[tuple] = []
+        inputs: list[tuple[int, int]] = []
+        ops: list[tuple] = []
+        codes: list[str] = []
         for i, ins in enumerate(self.code):
             op = ins[0]
             if op == "num":
-                init[i], known[i] = ins[1], True
+                template[i], known[i] = ins[1], True
                 continue
             if op == "name":
                 if ins[1] in slots:
                     inputs.append((i, slots[ins[1]]))
                 elif ins[1] in env:
-                    init[i], known[i] = env[ins[1]], True
+                    loads.append((i, ins[1]))
+                    known[i] = True
                 elif not ins[2] and ins[1] in _CONSTANTS:
-                    init[i], known[i] = _CONSTANTS[ins[1]], True
+                    template[i], known[i] = _CONSTANTS[ins[1]], True
                 else:
                     raise FormulaError(f"unknown name {ins[1]!r} in the model expression")
                 continue
@@ -551,13 +589,29 @@ class Program:
                 fn, a, b, name = UNARY_FUNCTIONS[ins[1]], ins[2], -1, ins[1]
             else:
                 fn, a, b, name = _BINARY[op], ins[1], ins[2], op
-            if known[a] and (b < 0 or known[b]):  # (no generator: a fold runs per fit)
-                init[i] = fn(init[a]) if b < 0 else fn(init[a], init[b])
+            if known[a] and (b < 0 or known[b]):
+                folds.append((i, fn, a, b))
                 known[i] = True
                 continue
             ops.append((i, fn, a, b))
-            if codes is not None:
-                codes.append(name)
+            codes.append(name)
+        return _Plan(template, known, loads, folds, inputs, ops, codes,
+                     input_registers=np.array([i for i, _ in inputs], dtype=np.int64),
+                     input_columns=np.array([k for _, k in inputs], dtype=np.int64),
+                     outputs=np.array(self.outputs, dtype=np.int64))
+
+    @staticmethod
+    def _folded(plan: _Plan, env: Mapping[str, np.ndarray | float]) -> list:
+        """The registers' values before any call: numbers, ``env``'s values and what is
+        computed from them alone (the plan's folds, in the code's order)."""
+        init = plan.template.copy()
+        for i, name in plan.loads:
+            init[i] = env[name]
+        if plan.folds:
+            with np.errstate(all="ignore"):
+                for i, fn, a, b in plan.folds:
+                    init[i] = fn(init[a]) if b < 0 else fn(init[a], init[b])
+        return init
 
     def run(self, env: Mapping[str, np.ndarray | float]) -> list:
         """The trees' values with names looked up in ``env`` (``pi`` when not there)."""
