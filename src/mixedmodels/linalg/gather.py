@@ -26,6 +26,7 @@ from mixedmodels.linalg.fillin import (
     scatter_kernels,
     scatter_threads,
 )
+from mixedmodels.linalg.optional_kernels import clear_stale_cache
 
 # the sparse fallback forms T A for this many entries of A at a time (q x entries doubles)
 FALLBACK_CHUNK_BYTES = 2**27
@@ -39,6 +40,8 @@ def _gather_kernels():
     loader reports such a failure once; the same numba is behind both)."""
     if scatter_kernels() is None:
         return None
+    # (its kernels call scatter_kernels': numba's cache of them does not see an edit there)
+    clear_stale_cache("mixedmodels.linalg.gather_kernels")
     from mixedmodels.linalg import gather_kernels
 
     return gather_kernels
