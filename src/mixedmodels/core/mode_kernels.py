@@ -46,19 +46,7 @@ def run_program(ops, regs):  # pragma: no cover - compiled
     n = regs.shape[1]
     for k in range(ops.shape[0]):
         out, code, a, b = ops[k, 0], ops[k, 1], ops[k, 2], ops[k, 3]
-        if code == 0:
-            for j in range(n):
-                regs[out, j] = regs[a, j] + regs[b, j]
-        elif code == 1:
-            for j in range(n):
-                regs[out, j] = regs[a, j] - regs[b, j]
-        elif code == 2:
-            for j in range(n):
-                regs[out, j] = regs[a, j] * regs[b, j]
-        elif code == 3:
-            for j in range(n):
-                regs[out, j] = regs[a, j] / regs[b, j]
-        elif code < N_EXACT:  # (the others of execute's, as it computes them)
+        if code < N_EXACT:  # (execute's operations, as it computes them)
             execute(ops[k:k + 1], regs)
         elif code == EXP:
             for j in range(n):
