@@ -33,6 +33,7 @@ from numba.extending import intrinsic
 
 from mixedmodels.linalg import row_program_kernels  # noqa: F401 - (the module, for middle)
 from mixedmodels.linalg.row_program_kernels import execute
+from mixedmodels.linalg.triangular_kernels import group_modes
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
@@ -157,18 +158,7 @@ def pls_groups(
         pwrss -= reduced[p, a] * beta[a]
     if not (modes or gradient):
         return 0, logdet_l, pwrss
-    r = np.empty(q)
-    for i in range(m):
-        for a in range(q):
-            acc = c[i, a, p]
-            for e in range(p):
-                acc -= c[i, a, e] * beta[e]
-            r[a] = acc
-        for a in range(q - 1, -1, -1):
-            acc = r[a]
-            for e in range(a + 1, q):
-                acc -= low[i, e, a] * u[i, e]
-            u[i, a] = acc / low[i, a, a]
+    group_modes(c, beta, low, u)
     if not gradient:
         return 0, logdet_l, pwrss
     t = pair_rows.size

@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from mixedmodels.core.variance_functions import LOG_SD_LIMIT
+from mixedmodels.linalg.triangular_kernels import group_modes
 
 
 @njit(cache=True, boundscheck=False, nogil=True)
@@ -160,18 +161,7 @@ def solution(lam, head, s, n_fixed, beta, u, vcov):  # pragma: no cover - compil
         for j in range(i + 1, n_fixed):
             v -= s[j, i] * beta[j]
         beta[i] = v / s[i, i]
-    rhs = np.empty(p)
-    for lev in range(n_levels):
-        for a in range(p):
-            v = c[lev, a, n_fixed]
-            for j in range(n_fixed):
-                v -= c[lev, a, j] * beta[j]
-            rhs[a] = v
-        for a in range(p - 1, -1, -1):
-            v = rhs[a]
-            for e in range(a + 1, p):
-                v -= low[lev, e, a] * u[lev, e]
-            u[lev, a] = v / low[lev, a, a]
+    group_modes(c, beta, low, u)
     rinv = np.zeros((n_fixed, n_fixed))
     for j in range(n_fixed):
         rinv[j, j] = 1.0 / s[j, j]
